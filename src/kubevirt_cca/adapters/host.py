@@ -1,0 +1,117 @@
+"""Host probes: the facts behind a node's "why not". Each one reports; none raises.
+
+Every path is read below ``root`` so tests (and the labeller, with the host's ``/`` mounted
+read-only somewhere) can point the probes at another tree.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+from kubevirt_cca.constants import KVM_RMI_PARAMETERS, RMI_ABI_LOG_MARKER
+from kubevirt_cca.core.capabilities import HostEvidence
+
+# Where the kernel's own log can be read, in order: the live ring buffer, then saved copies.
+KERNEL_LOG_PATHS = ("dev/kmsg", "var/log/dmesg", "var/log/kern.log")
+ARCH_PATH = "proc/sys/kernel/arch"
+_KMSG_RECORD_LIMIT = 100_000
+
+
+def probe_host(root: Path | str = "/") -> HostEvidence:
+    """Run every probe under ``root``."""
+    base = Path(root)
+    notes: list[str] = []
+    abi_line, log_read = probe_rmi_abi_line(base, notes)
+    return HostEvidence(
+        arch=probe_arch(base),
+        kvm_device=probe_kvm_device(base),
+        rmi_parameters=probe_rmi_parameters(base, notes),
+        rmi_abi_line=abi_line,
+        kernel_log_read=log_read,
+        notes=tuple(notes),
+    )
+
+
+def probe_arch(root: Path) -> str:
+    """The machine architecture: the tree's ``/proc/sys/kernel/arch``, else this kernel's."""
+    try:
+        text = (root / ARCH_PATH).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    return text or os.uname().machine
+
+
+def probe_kvm_device(root: Path) -> bool:
+    """Whether ``/dev/kvm`` exists (a character device on a real host; any file in a fake tree)."""
+    path = root / "dev/kvm"
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISREG(mode)
+
+
+def probe_rmi_parameters(root: Path, notes: list[str]) -> dict[str, str | None]:
+    """The KVM module's RMI/RME capability parameters, by file name; ``None`` when absent."""
+    found: dict[str, str | None] = {}
+    for relative in KVM_RMI_PARAMETERS:
+        name = relative.rsplit("/", 1)[-1]
+        try:
+            found[name] = (root / relative).read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            found[name] = None
+        except (OSError, UnicodeDecodeError) as exc:
+            found[name] = None
+            notes.append(f"could not read /{relative}: {exc}")
+    return found
+
+
+def probe_rmi_abi_line(root: Path, notes: list[str]) -> tuple[str | None, bool]:
+    """The kernel log line with ``RMI ABI version``, and whether any kernel log was readable."""
+    for relative in KERNEL_LOG_PATHS:
+        path = root / relative
+        try:
+            lines = _read_kernel_log(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            notes.append(f"could not read /{relative}: {exc.strerror or exc}")
+            continue
+        for line in lines:
+            if RMI_ABI_LOG_MARKER in line:
+                return line.strip(), True
+        return None, True
+    return None, False
+
+
+def _read_kernel_log(path: Path) -> list[str]:
+    if path.name == "kmsg" and path.is_char_device():
+        return _read_kmsg(path)
+    return path.read_text(encoding="utf-8", errors="replace").splitlines()
+
+
+def _read_kmsg(path: Path) -> list[str]:
+    """Read the records in ``/dev/kmsg`` now, without waiting for new ones."""
+    lines: list[str] = []
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        for _ in range(_KMSG_RECORD_LIMIT):
+            try:
+                record = os.read(fd, 8192)
+            except OSError as exc:
+                if exc.errno == errno.EAGAIN:
+                    break
+                if exc.errno == errno.EPIPE:  # overwritten record; the next read goes on
+                    continue
+                raise
+            if not record:
+                break
+            # A record is "prefix;message\n" with continuation lines after it.
+            text = record.decode("utf-8", errors="replace")
+            lines.append(text.split(";", 1)[-1])
+    finally:
+        os.close(fd)
+    return lines

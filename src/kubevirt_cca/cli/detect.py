@@ -1,0 +1,91 @@
+"""``kubevirt-cca detect``: can this host run Realms, and if not, why not."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from datetime import UTC, datetime
+
+from kubevirt_cca.adapters.files import read_text
+from kubevirt_cca.adapters.host import probe_host
+from kubevirt_cca.adapters.virsh import run_domcapabilities
+from kubevirt_cca.cli.common import HelpFormatter
+from kubevirt_cca.constants import DEFAULT_DOMCAPS_COMMAND
+from kubevirt_cca.core.capabilities import (
+    DetectionReport,
+    DomainCapabilities,
+    build_report,
+    parse_domcapabilities,
+)
+from kubevirt_cca.errors import CapabilitiesError, ManifestError
+
+DESCRIPTION = f"""\
+Check whether this host can run Arm CCA Realms. libvirt decides: the host is capable when
+'{" ".join(DEFAULT_DOMCAPS_COMMAND)}' reports <cca supported='yes'>. Host probes (architecture,
+/dev/kvm, the KVM RMI capability parameter, the kernel's 'RMI ABI version' line) explain a "no".
+
+Exit status: 0 capable, 1 not capable, 2 usage error.
+
+example:
+  kubevirt-cca detect
+  kubevirt-cca detect --domcaps domcaps.xml --root /host --output json
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "detect", help="check whether this host can run Realms",
+        description=DESCRIPTION, formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--domcaps", metavar="FILE",
+                        help="read libvirt domain capabilities XML from FILE instead of virsh")
+    parser.add_argument("--domcaps-command", metavar="CMD",
+                        default=shlex.join(DEFAULT_DOMCAPS_COMMAND),
+                        help="command that prints domain capabilities (default: %(default)s)")
+    parser.add_argument("--root", metavar="DIR", default="/",
+                        help="read host files (/dev, /sys, /proc, /var/log) below DIR")
+    parser.add_argument("--output", choices=("text", "json"), default="text")
+    parser.set_defaults(handler=run)
+
+
+def detect(*, domcaps_file: str | None, domcaps_command: str, root: str) -> DetectionReport:
+    """Read libvirt's answer (file or command) and probe the host; never raises for a "no"."""
+    domcaps: DomainCapabilities | None = None
+    error: str | None = None
+    try:
+        if domcaps_file is not None:
+            xml = read_text(domcaps_file)
+        else:
+            xml = run_domcapabilities(shlex.split(domcaps_command))
+        domcaps = parse_domcapabilities(xml)
+    except (CapabilitiesError, ManifestError) as exc:
+        error = str(exc)
+    return build_report(domcaps=domcaps, domcaps_error=error, host=probe_host(root),
+                        checked_at=datetime.now(UTC).replace(microsecond=0))
+
+
+def run(args: argparse.Namespace) -> int:
+    report = detect(domcaps_file=args.domcaps, domcaps_command=args.domcaps_command,
+                    root=args.root)
+    if args.output == "json":
+        json.dump(report.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_text(report))
+    return 0 if report.capable else 1
+
+
+def format_text(report: DetectionReport) -> str:
+    lines = [f"CCA capable: {'yes' if report.capable else 'no'}"]
+    if report.capable:
+        algorithms = ", ".join(report.measurement_algorithms) or "none listed (platform default)"
+        lines.append(f"measurement algorithms: {algorithms}")
+    else:
+        lines.append("why not:")
+        lines.extend(f"  - {reason}" for reason in report.reasons)
+    lines.append("evidence:")
+    for source, values in report.evidence.items():
+        lines.append(f"  {source}: {json.dumps(values, sort_keys=True)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,398 @@
+"""The Realm rewrite: libvirt domain XML in, the same domain made into an Arm CCA Realm out.
+
+Every rule below has its reason in ``docs/rewrite.md``. In short, a Realm needs:
+
+* launch security per dialect (``vep``, ``openeuler``, ``qemu-commandline``);
+* firmware loaded as ROM from the CCA firmware, no NVRAM (direct kernel boot without a loader
+  keeps having no loader);
+* no option ROM on any NIC (``<rom enabled='no'/>``);
+* ``iommu='on'`` on every virtio device, since a Realm guest refuses virtio devices without
+  VIRTIO_F_ACCESS_PLATFORM;
+* no memory balloon (its guest driver can never offer that feature): ``<memballoon model='none'/>``;
+* GICv3 and the ``host-passthrough`` CPU.
+
+The rewrite is idempotent and leaves every other element and attribute as it was. It refuses a
+document that is not a libvirt domain, a domain that is not aarch64, and a domain that already
+carries launch security of another kind. Values go into the tree through lxml, never by string
+formatting of XML.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Iterator
+
+from lxml import etree
+
+from kubevirt_cca.constants import QEMU_NAMESPACE
+from kubevirt_cca.core.request import CCARequest
+from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.errors import DomainError
+
+_QEMU = "{%s}" % QEMU_NAMESPACE  # noqa: UP031 - Clark notation for lxml
+RME_OBJECT_ID = "rme0"
+_RME_OBJECT_PREFIX = "rme-guest,"
+_CGS_VALUE = f"confidential-guest-support={RME_OBJECT_ID}"
+_BASE64 = re.compile(r"\A[A-Za-z0-9+/]+={0,2}\Z")
+
+# A parser that reads no DTD, resolves no entity and fetches nothing: the domain comes from
+# virt-launcher, but the rewrite is also fed files by people, so it treats its input as hostile.
+_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+    remove_blank_text=False,
+)
+
+
+def rewrite_domain(domain_xml: str | bytes, request: CCARequest, settings: Settings) -> str:
+    """Return ``domain_xml`` made into a Realm for ``request`` under ``settings``."""
+    root = parse_domain(domain_xml)
+    make_realm(root, request, settings)
+    return etree.tostring(root, encoding="unicode")
+
+
+def parse_domain(domain_xml: str | bytes) -> etree._Element:
+    """Parse a libvirt domain document, refusing anything else with a clear message."""
+    data = domain_xml.encode("utf-8") if isinstance(domain_xml, str) else domain_xml
+    try:
+        root = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise DomainError(f"domain XML is not well-formed: {exc}") from exc
+    if root.tag != "domain":
+        raise DomainError(
+            f"not a libvirt domain: the root element is <{_local(root.tag)}>, expected <domain>"
+        )
+    return root
+
+
+def make_realm(root: etree._Element, request: CCARequest, settings: Settings) -> None:
+    """Rewrite a parsed domain in place (see the module docstring for the rules)."""
+    _check_architecture(root)
+    _check_launch_security(root)
+    _set_firmware(root, settings.firmware)
+    _disable_nic_roms(root)
+    if settings.virtio_iommu:
+        _set_virtio_iommu(root)
+    _remove_balloon(root)
+    _set_gic_v3(root)
+    _set_host_passthrough(root)
+    _remove_cca_launch_security(root)
+    _remove_rme_arguments(root)
+    _WRITERS[settings.dialect](root, request)
+
+
+# --- refusals ----------------------------------------------------------------------------------
+
+
+def domain_architecture(root: etree._Element) -> str | None:
+    """The ``arch`` of ``<os><type>``, or ``None`` when the domain does not say."""
+    os_type = root.find("os/type")
+    return None if os_type is None else os_type.get("arch")
+
+
+def _check_architecture(root: etree._Element) -> None:
+    arch = domain_architecture(root)
+    if arch != "aarch64":
+        found = "declares no architecture" if arch is None else f"is for {arch}"
+        raise DomainError(
+            f"the domain {found} (<os><type arch=...>); a CCA Realm needs an aarch64 domain"
+        )
+
+
+def _check_launch_security(root: etree._Element) -> None:
+    for element in root.findall("launchSecurity"):
+        kind = element.get("type")
+        if kind != "cca":
+            raise DomainError(
+                f"the domain already has <launchSecurity type='{kind}'>; "
+                "a CCA Realm cannot combine it with another kind of launch security"
+            )
+
+
+# --- firmware ----------------------------------------------------------------------------------
+
+
+def _set_firmware(root: etree._Element, firmware: str) -> None:
+    os_element = root.find("os")
+    if os_element is None:
+        os_element = _append(root, "os")
+    loader = os_element.find("loader")
+    if loader is None and os_element.find("kernel") is not None:
+        return  # direct kernel boot: no firmware to replace
+    if loader is None:
+        loader = _append(os_element, "loader")
+        _place_after(os_element, loader, "type")
+    loader.set("readonly", "yes")
+    loader.set("type", "rom")
+    loader.text = firmware
+    for nvram in os_element.findall("nvram"):
+        _remove(nvram)
+    # Firmware auto-selection would pick a descriptor's (non-CCA) firmware over the ROM above.
+    _drop_attribute(os_element, "firmware")
+    for selection in os_element.findall("firmware"):
+        _remove(selection)
+
+
+# --- devices -----------------------------------------------------------------------------------
+
+
+def _disable_nic_roms(root: etree._Element) -> None:
+    for interface in root.iterfind("devices/interface"):
+        rom = interface.find("rom")
+        if rom is None:
+            rom = _append(interface, "rom")
+        # libvirt refuses ROM tuning (bar, file) on a disabled ROM.
+        for tuning in ("bar", "file"):
+            _drop_attribute(rom, tuning)
+        rom.set("enabled", "no")
+
+
+def _is_virtio_model(value: str | None) -> bool:
+    return value is not None and value.startswith("virtio")
+
+
+def _virtio_devices(devices: etree._Element) -> Iterator[etree._Element]:
+    """Every device element that is a virtio device and takes a ``<driver>`` with ``iommu``."""
+    for device in devices:
+        tag = device.tag
+        if tag == "disk":
+            target = device.find("target")
+            if target is not None and target.get("bus") == "virtio":
+                yield device
+        elif tag == "controller":
+            if device.get("type") == "virtio-serial" or (
+                device.get("type") == "scsi" and _is_virtio_model(device.get("model"))
+            ):
+                yield device
+        elif tag == "interface":
+            model = device.find("model")
+            if model is not None and _is_virtio_model(model.get("type")):
+                yield device
+        elif tag in ("rng", "vsock"):
+            if _is_virtio_model(device.get("model")):
+                yield device
+        elif tag == "input":
+            if device.get("bus") == "virtio":
+                yield device
+        elif tag == "video":
+            model = device.find("model")
+            if model is not None and model.get("type") == "virtio":
+                yield device
+        elif tag == "filesystem":
+            yield device  # filesystems reach the guest through virtio (9p or virtiofs)
+
+
+def _set_virtio_iommu(root: etree._Element) -> None:
+    devices = root.find("devices")
+    if devices is None:
+        return
+    for device in _virtio_devices(devices):
+        driver = device.find("driver")
+        if driver is None:
+            driver = _append(device, "driver")
+        driver.set("iommu", "on")
+
+
+def _remove_balloon(root: etree._Element) -> None:
+    devices = root.find("devices")
+    if devices is None:
+        devices = _append(root, "devices")
+    balloons = devices.findall("memballoon")
+    if not balloons:
+        # libvirt adds a virtio balloon to a QEMU domain that names none.
+        _append(devices, "memballoon").set("model", "none")
+        return
+    for balloon in balloons:
+        if balloon.get("model") == "none" and len(balloon) == 0 and len(balloon.attrib) == 1:
+            continue
+        balloon.attrib.clear()
+        balloon.set("model", "none")
+        for child in list(balloon):
+            balloon.remove(child)
+        balloon.text = None
+
+
+# --- features and CPU --------------------------------------------------------------------------
+
+
+def _set_gic_v3(root: etree._Element) -> None:
+    features = root.find("features")
+    if features is None:
+        features = _append(root, "features")
+    gic = features.find("gic")
+    if gic is None:
+        gic = _append(features, "gic")
+    gic.set("version", "3")
+
+
+def _set_host_passthrough(root: etree._Element) -> None:
+    cpu = root.find("cpu")
+    if cpu is None:
+        cpu = _append(root, "cpu")
+    cpu.set("mode", "host-passthrough")
+    # A model, vendor or match belongs to custom CPUs only; topology, features, NUMA stay.
+    _drop_attribute(cpu, "match")
+    for child_tag in ("model", "vendor"):
+        for child in cpu.findall(child_tag):
+            _remove(child)
+
+
+# --- launch security per dialect ---------------------------------------------------------------
+
+
+def _remove_cca_launch_security(root: etree._Element) -> None:
+    for element in root.findall("launchSecurity"):
+        if element.get("type") == "cca":
+            _remove(element)
+
+
+def _qemu_commandlines(root: etree._Element) -> list[etree._Element]:
+    return root.findall(f"{_QEMU}commandline")
+
+
+def _remove_rme_arguments(root: etree._Element) -> None:
+    """Remove ``-object rme-guest,...`` and ``-machine confidential-guest-support=rme0`` pairs."""
+    for block in _qemu_commandlines(root):
+        args = block.findall(f"{_QEMU}arg")
+        doomed: list[etree._Element] = []
+        for flag, value in itertools.pairwise(args):
+            text = value.get("value", "")
+            if (flag.get("value") == "-object" and text.startswith(_RME_OBJECT_PREFIX)) or (
+                flag.get("value") == "-machine" and text == _CGS_VALUE
+            ):
+                doomed.extend((flag, value))
+        for arg in doomed:
+            _remove(arg)
+        if len(block) == 0:
+            _remove(block)
+
+
+def _write_vep(root: etree._Element, request: CCARequest) -> None:
+    element = _append(root, "launchSecurity")
+    element.set("type", "cca")
+    if request.measurement_log is not None:
+        element.set("measurement-log", "yes" if request.measurement_log else "no")
+    if request.measurement_algo is not None:
+        _append(element, "measurement-algo").text = request.measurement_algo
+    if request.personalization_value is not None:
+        _append(element, "personalization-value").text = request.personalization_value
+
+
+def _write_openeuler(root: etree._Element, request: CCARequest) -> None:
+    element = _append(root, "launchSecurity")
+    element.set("type", "cca")
+    if request.measurement_algo is not None:
+        _append(element, "measurement-algo").text = request.measurement_algo
+    if request.personalization_value is not None:
+        _append(element, "personalization-value").text = request.personalization_value
+    if request.measurement_log is not None:
+        _append(element, "measurement-log").set(
+            "state", "on" if request.measurement_log else "off"
+        )
+
+
+def rme_guest_properties(request: CCARequest) -> list[tuple[str, str]]:
+    """The QEMU ``rme-guest`` object's properties for ``request``, in a fixed order."""
+    properties = [("id", RME_OBJECT_ID)]
+    if request.measurement_algo is not None:
+        properties.append(("measurement-algorithm", request.measurement_algo))
+    if request.personalization_value is not None:
+        # The parser only lets canonical base64 through; re-check before it reaches a command
+        # line, where a comma would start a new property.
+        if not _BASE64.match(request.personalization_value):
+            raise DomainError("personalization value is not canonical base64")
+        properties.append(("personalization-value", request.personalization_value))
+    if request.measurement_log:
+        properties.append(("measurement-log", "on"))
+    return properties
+
+
+def _write_qemu_commandline(root: etree._Element, request: CCARequest) -> None:
+    blocks = _qemu_commandlines(root)
+    if blocks:
+        block = blocks[0]
+    else:
+        block = _append(root, f"{_QEMU}commandline", nsmap={"qemu": QEMU_NAMESPACE})
+    rme_object = _RME_OBJECT_PREFIX + ",".join(
+        f"{key}={value}" for key, value in rme_guest_properties(request)
+    )
+    for value in ("-object", rme_object, "-machine", _CGS_VALUE):
+        _append(block, f"{_QEMU}arg").set("value", value)
+
+
+_WRITERS: dict[Dialect, Callable[[etree._Element, CCARequest], None]] = {
+    Dialect.VEP: _write_vep,
+    Dialect.OPENEULER: _write_openeuler,
+    Dialect.QEMU_COMMANDLINE: _write_qemu_commandline,
+}
+
+
+# --- tree helpers ------------------------------------------------------------------------------
+
+
+def _local(tag: object) -> str:
+    text = str(tag)
+    return text.rsplit("}", 1)[-1]
+
+
+def _remove(element: etree._Element) -> None:
+    """Remove an element and the whitespace that indented it, keeping its parent's layout."""
+    parent = element.getparent()
+    if parent is None:
+        return
+    previous = element.getprevious()
+    if element.tail is not None and element.tail.strip() == "":
+        if previous is not None:
+            previous.tail = element.tail
+        else:
+            parent.text = element.tail
+    parent.remove(element)
+
+
+def _drop_attribute(element: etree._Element, name: str) -> None:
+    if name in element.attrib:
+        del element.attrib[name]
+
+
+def _append(parent: etree._Element, tag: str,
+            nsmap: dict[str, str] | None = None) -> etree._Element:
+    """Append a child, indented like its siblings when the document is indented."""
+    element = etree.SubElement(parent, tag, nsmap=nsmap) if nsmap else etree.SubElement(
+        parent, tag
+    )
+    previous = element.getprevious()
+    if previous is not None:
+        before = previous.getprevious()
+        sibling_indent = before.tail if before is not None else parent.text
+        if _is_indent(sibling_indent):
+            element.tail = previous.tail
+            previous.tail = sibling_indent
+    else:
+        own_indent = _indent_of(parent)
+        if own_indent is not None:
+            parent.text = own_indent + "  "
+            element.tail = own_indent
+    return element
+
+
+def _is_indent(text: str | None) -> bool:
+    return text is not None and "\n" in text and text.strip() == ""
+
+
+def _indent_of(element: etree._Element) -> str | None:
+    """The whitespace (newline + spaces) that precedes ``element``, when there is such."""
+    previous = element.getprevious()
+    parent = element.getparent()
+    if previous is not None:
+        text = previous.tail
+    elif parent is not None:
+        text = parent.text
+    else:
+        return None
+    return text if _is_indent(text) else None
+
+
+def _place_after(parent: etree._Element, element: etree._Element, tag: str) -> None:
+    anchor = parent.find(tag)
+    if anchor is not None:
+        anchor.addnext(element)

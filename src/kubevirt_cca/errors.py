@@ -1,0 +1,55 @@
+"""The exceptions kubevirt-cca raises. All derive from one root::
+
+    CCAError                     anything kubevirt-cca refuses or cannot do
+    ├── RequestError             the CCA request on a VMI / template is invalid (carries violations)
+    ├── SettingsError            a dialect, firmware path or policy setting is invalid
+    ├── DomainError              a domain XML cannot be made into a Realm
+    ├── CapabilitiesError        libvirt domain capabilities cannot be read
+    └── ManifestError            a manifest file cannot be read as one Kubernetes object
+
+Adapters translate library exceptions (lxml, grpc, Kubernetes clients) into these with
+``raise ... from``; the commands turn them into one readable line and an exit code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One problem with an object, at a field path written the way KubeVirt writes them."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class CCAError(Exception):
+    """The root of every error kubevirt-cca raises on purpose."""
+
+
+class RequestError(CCAError):
+    """The CCA request is invalid; ``violations`` lists every problem found, not just the first."""
+
+    def __init__(self, violations: tuple[Violation, ...] | list[Violation]) -> None:
+        self.violations = tuple(violations)
+        super().__init__("; ".join(str(v) for v in self.violations))
+
+
+class SettingsError(CCAError):
+    """A kubevirt-cca setting (dialect, firmware path, virtio IOMMU policy) is invalid."""
+
+
+class DomainError(CCAError):
+    """The domain XML cannot be made into a Realm (not a domain, not aarch64, ...)."""
+
+
+class CapabilitiesError(CCAError):
+    """libvirt's domain capabilities could not be obtained or parsed."""
+
+
+class ManifestError(CCAError):
+    """A manifest file is not one readable Kubernetes object."""
