@@ -56,3 +56,8 @@ KVM_RMI_PARAMETERS: Final = (
     "sys/module/kvm/parameters/kvm_cap_arm_rme",
 )
 RMI_ABI_LOG_MARKER: Final = "RMI ABI version"
+
+# --- The hook sidecar image and entry ----------------------------------------------------------
+# Admins set the real image in kubevirt-cca-config (hookImage) or with `manifests --image`.
+DEFAULT_HOOK_IMAGE: Final = "kubevirt-cca:0.1.0"
+HOOK_COMMAND: Final = "hook"  # the subcommand the sidecar entry's args start with
