@@ -5,7 +5,8 @@
     ├── SettingsError            a dialect, firmware path or policy setting is invalid
     ├── DomainError              a domain XML cannot be made into a Realm
     ├── CapabilitiesError        libvirt domain capabilities cannot be read
-    └── ManifestError            a manifest file cannot be read as one Kubernetes object
+    ├── ManifestError            a manifest file cannot be read as one Kubernetes object
+    └── KubernetesAPIError       the Kubernetes API server refused a request or could not be reached
 
 Adapters translate library exceptions (lxml, grpc, Kubernetes clients) into these with
 ``raise ... from``; the commands turn them into one readable line and an exit code.
@@ -53,3 +54,11 @@ class CapabilitiesError(CCAError):
 
 class ManifestError(CCAError):
     """A manifest file is not one readable Kubernetes object."""
+
+
+class KubernetesAPIError(CCAError):
+    """A Kubernetes API request failed. ``status`` is the HTTP status, ``None`` when unreachable."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
