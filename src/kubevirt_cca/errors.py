@@ -6,7 +6,9 @@
     ├── DomainError              a domain XML cannot be made into a Realm
     ├── CapabilitiesError        libvirt domain capabilities cannot be read
     ├── ManifestError            a manifest file cannot be read as one Kubernetes object
-    └── KubernetesAPIError       the Kubernetes API server refused a request or could not be reached
+    ├── KubernetesAPIError       the Kubernetes API server refused a request or could not be reached
+    ├── AttestationError         an attestation token, trust anchor or nonce cannot be used
+    └── CollectionError          configfs-tsm cannot produce an attestation token here
 
 Adapters translate library exceptions (lxml, grpc, Kubernetes clients) into these with
 ``raise ... from``; the commands turn them into one readable line and an exit code.
@@ -62,3 +64,11 @@ class KubernetesAPIError(CCAError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         self.status = status
         super().__init__(message)
+
+
+class AttestationError(CCAError):
+    """A token, trust anchor, nonce or expected value is unusable (not a failed check)."""
+
+
+class CollectionError(CCAError):
+    """configfs-tsm cannot produce an attestation token (not mounted, not a Realm, refused)."""
