@@ -6,20 +6,14 @@ import argparse
 import json
 import shlex
 import sys
-from datetime import UTC, datetime
 
-from kubevirt_cca.adapters.files import read_text
-from kubevirt_cca.adapters.host import probe_host
-from kubevirt_cca.adapters.virsh import run_domcapabilities
+# ``detect`` lives with the other host I/O (the labeller uses it too); re-exported here.
+from kubevirt_cca.adapters.detection import detect
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.constants import DEFAULT_DOMCAPS_COMMAND
-from kubevirt_cca.core.capabilities import (
-    DetectionReport,
-    DomainCapabilities,
-    build_report,
-    parse_domcapabilities,
-)
-from kubevirt_cca.errors import CapabilitiesError, ManifestError
+from kubevirt_cca.core.capabilities import DetectionReport
+
+__all__ = ["detect", "format_text", "register", "run"]
 
 DESCRIPTION = f"""\
 Check whether this host can run Arm CCA Realms. libvirt decides: the host is capable when
@@ -48,22 +42,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="read host files (/dev, /sys, /proc, /var/log) below DIR")
     parser.add_argument("--output", choices=("text", "json"), default="text")
     parser.set_defaults(handler=run)
-
-
-def detect(*, domcaps_file: str | None, domcaps_command: str, root: str) -> DetectionReport:
-    """Read libvirt's answer (file or command) and probe the host; never raises for a "no"."""
-    domcaps: DomainCapabilities | None = None
-    error: str | None = None
-    try:
-        if domcaps_file is not None:
-            xml = read_text(domcaps_file)
-        else:
-            xml = run_domcapabilities(shlex.split(domcaps_command))
-        domcaps = parse_domcapabilities(xml)
-    except (CapabilitiesError, ManifestError) as exc:
-        error = str(exc)
-    return build_report(domcaps=domcaps, domcaps_error=error, host=probe_host(root),
-                        checked_at=datetime.now(UTC).replace(microsecond=0))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,42 @@
+"""Detect this host's Realm capability: libvirt's domain capabilities plus the host probes.
+
+Shared by ``kubevirt-cca detect`` (a person's shell) and ``kubevirt-cca labeller`` (a DaemonSet
+pod), so both reach the same verdict from the same sources.
+"""
+
+from __future__ import annotations
+
+import shlex
+from datetime import UTC, datetime
+
+from kubevirt_cca.adapters.files import read_text
+from kubevirt_cca.adapters.host import probe_host
+from kubevirt_cca.adapters.virsh import run_domcapabilities
+from kubevirt_cca.core.capabilities import (
+    DetectionReport,
+    DomainCapabilities,
+    build_report,
+    parse_domcapabilities,
+)
+from kubevirt_cca.errors import CapabilitiesError, ManifestError
+
+
+def detect(*, domcaps_file: str | None, domcaps_command: str, root: str) -> DetectionReport:
+    """Read libvirt's answer (file or command) and probe the host; never raises for a "no".
+
+    ``domcaps_file`` wins over ``domcaps_command`` (a shell-quoted command line, split with
+    :func:`shlex.split`, never run through a shell). When neither yields domain capabilities the
+    report says why in its reasons.
+    """
+    domcaps: DomainCapabilities | None = None
+    error: str | None = None
+    try:
+        if domcaps_file is not None:
+            xml = read_text(domcaps_file)
+        else:
+            xml = run_domcapabilities(shlex.split(domcaps_command))
+        domcaps = parse_domcapabilities(xml)
+    except (CapabilitiesError, ManifestError) as exc:
+        error = str(exc)
+    return build_report(domcaps=domcaps, domcaps_error=error, host=probe_host(root),
+                        checked_at=datetime.now(UTC).replace(microsecond=0))
