@@ -8,7 +8,8 @@
     ├── ManifestError            a manifest file cannot be read as one Kubernetes object
     ├── KubernetesAPIError       the Kubernetes API server refused a request or could not be reached
     ├── AttestationError         an attestation token, trust anchor or nonce cannot be used
-    └── CollectionError          configfs-tsm cannot produce an attestation token here
+    ├── CollectionError          configfs-tsm cannot produce an attestation token here
+    └── HookError                the hook sidecar refuses to define a VMI's domain
 
 Adapters translate library exceptions (lxml, grpc, Kubernetes clients) into these with
 ``raise ... from``; the commands turn them into one readable line and an exit code.
@@ -72,3 +73,15 @@ class AttestationError(CCAError):
 
 class CollectionError(CCAError):
     """configfs-tsm cannot produce an attestation token (not mounted, not a Realm, refused)."""
+
+
+class HookError(CCAError):
+    """The hook sidecar refuses to define a domain; virt-launcher shows the message in events.
+
+    ``vmi`` names the VMI (``namespace/name``); ``__cause__`` is the :class:`RequestError` or
+    :class:`DomainError` behind the refusal, when there is one.
+    """
+
+    def __init__(self, message: str, *, vmi: str) -> None:
+        self.vmi = vmi
+        super().__init__(message)
