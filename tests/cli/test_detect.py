@@ -1,0 +1,100 @@
+"""``kubevirt-cca detect``: text and JSON report, exit 0 capable / 1 not."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.cli.run import kubevirt_cca
+from tests.conftest import shared_path
+
+
+def domcaps(name: str) -> str:
+    return str(shared_path("fixtures", "kubevirt", "domcapabilities", name))
+
+
+def fake_host(tmp_path: Path, *, cca: bool) -> Path:
+    (tmp_path / "proc/sys/kernel").mkdir(parents=True)
+    (tmp_path / "proc/sys/kernel/arch").write_text("aarch64\n")
+    if cca:
+        (tmp_path / "dev").mkdir()
+        (tmp_path / "dev/kvm").write_text("")
+        (tmp_path / "sys/module/kvm/parameters").mkdir(parents=True)
+        (tmp_path / "sys/module/kvm/parameters/kvm_cap_arm_rmi").write_text("1\n")
+    return tmp_path
+
+
+def test_capable_json(tmp_path: Path) -> None:
+    done = kubevirt_cca("detect", "--domcaps", domcaps("aarch64-cca.xml"),
+                        "--root", str(fake_host(tmp_path, cca=True)), "--output", "json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert set(report) == {"capable", "measurementAlgorithms", "reasons", "evidence", "checkedAt"}
+    assert report["capable"] is True
+    assert report["measurementAlgorithms"] == ["sha256", "sha512"]
+    assert report["reasons"] == []
+    assert report["evidence"]["host"]["architecture"] == "aarch64"
+    assert report["evidence"]["host"]["devKvm"] is True
+    assert report["checkedAt"].endswith("Z")
+
+
+def test_not_capable_text(tmp_path: Path) -> None:
+    done = kubevirt_cca("detect", "--domcaps", domcaps("aarch64-no-cca.xml"),
+                        "--root", str(fake_host(tmp_path, cca=False)))
+    assert done.returncode == 1
+    assert done.stdout.startswith("CCA capable: no\nwhy not:\n")
+    assert "this libvirt build does not know Arm CCA" in done.stdout
+    assert "no /dev/kvm" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "name", ["aarch64-cca-no-algo-enum.xml", "aarch64-cca-empty-algo-enum.xml"]
+)
+def test_capable_without_algorithms(tmp_path: Path, name: str) -> None:
+    done = kubevirt_cca("detect", "--domcaps", domcaps(name), "--root", str(tmp_path))
+    assert done.returncode == 0
+    assert "measurement algorithms: none listed" in done.stdout
+
+
+def test_failing_command_is_a_reason_not_a_crash(tmp_path: Path) -> None:
+    script = tmp_path / "fake-virsh"
+    script.write_text("#!/bin/sh\necho 'error: failed to connect to the hypervisor' >&2\nexit 1\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    done = kubevirt_cca("detect", "--domcaps-command", str(script), "--root", str(tmp_path),
+                        "--output", "json")
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    assert report["capable"] is False
+    assert any("failed to connect to the hypervisor" in r for r in report["reasons"])
+
+
+def test_command_output_is_parsed(tmp_path: Path) -> None:
+    script = tmp_path / "fake-virsh"
+    script.write_text(f"#!/bin/sh\ncat {domcaps('aarch64-cca.xml')}\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    done = kubevirt_cca("detect", "--domcaps-command", str(script), "--root", str(tmp_path))
+    assert done.returncode == 0, done.stdout
+
+
+def test_missing_virsh(tmp_path: Path) -> None:
+    done = kubevirt_cca("detect", "--domcaps-command", "no-such-virsh domcapabilities",
+                        "--root", str(tmp_path))
+    assert done.returncode == 1
+    assert "no-such-virsh is not installed" in done.stdout
+
+
+def test_bad_domcaps_file(tmp_path: Path) -> None:
+    path = tmp_path / "caps.xml"
+    path.write_text("<capabilities/>")
+    done = kubevirt_cca("detect", "--domcaps", str(path), "--root", str(tmp_path))
+    assert done.returncode == 1
+    assert "expected <domainCapabilities>" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_help() -> None:
+    done = kubevirt_cca("detect", "--help")
+    assert done.returncode == 0 and "example:" in done.stdout

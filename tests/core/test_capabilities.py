@@ -1,0 +1,154 @@
+"""Capability detection from libvirt's domain capabilities, the report, and the node labels."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from kubevirt_cca.constants import NODE_ALGO_LABEL_PREFIX, NODE_CCA_LABEL
+from kubevirt_cca.core.capabilities import (
+    DomainCapabilities,
+    HostEvidence,
+    build_report,
+    is_owned_label,
+    node_labels,
+    parse_domcapabilities,
+)
+from kubevirt_cca.errors import CapabilitiesError
+from tests.conftest import shared_files, shared_path
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+DOMCAPS = shared_files("fixtures", "kubevirt", "domcapabilities", pattern="*.xml")
+
+# What each shared fixture must yield: (cca_supported, algorithms).
+EXPECTED = {
+    "aarch64-cca.xml": (True, ("sha256", "sha512")),
+    "aarch64-cca-no-algo-enum.xml": (True, ()),
+    "aarch64-cca-empty-algo-enum.xml": (True, ()),
+    "aarch64-no-cca.xml": (None, ()),
+    "x86_64-sev.xml": (None, ()),
+    "x86_64-sevsnp.xml": (None, ()),
+    "x86_64-tdx.xml": (None, ()),
+    "x86_64-nothing_usable.xml": (None, ()),
+    "x86_64-plain.xml": (None, ()),
+    "s390x-pv.xml": (None, ()),
+}
+
+
+def fixture(name: str) -> str:
+    return shared_path("fixtures", "kubevirt", "domcapabilities", name).read_text()
+
+
+@pytest.mark.parametrize("path", DOMCAPS, ids=lambda p: p.name)
+def test_every_shared_domcapabilities(path: Path) -> None:
+    caps = parse_domcapabilities(path.read_text())
+    assert (caps.cca_supported, caps.measurement_algorithms) == EXPECTED[path.name]
+
+
+def test_every_shared_fixture_is_expected() -> None:
+    if not DOMCAPS:
+        pytest.skip("../shared is absent")
+    assert {p.name for p in DOMCAPS} == set(EXPECTED)
+
+
+def test_capable_report_and_labels() -> None:
+    report = build_report(domcaps=parse_domcapabilities(fixture("aarch64-cca.xml")),
+                          domcaps_error=None, host=HostEvidence(arch="aarch64"), checked_at=NOW)
+    assert report.capable
+    assert report.reasons == ()
+    assert node_labels(report) == {
+        NODE_CCA_LABEL: "true",
+        f"{NODE_ALGO_LABEL_PREFIX}sha256": "true",
+        f"{NODE_ALGO_LABEL_PREFIX}sha512": "true",
+    }
+    doc = report.to_json()
+    assert doc["capable"] is True
+    assert doc["measurementAlgorithms"] == ["sha256", "sha512"]
+    assert doc["checkedAt"] == "2026-11-27T12:00:00Z"
+    assert doc["evidence"]["libvirt"]["ccaSupported"] == "yes"
+
+
+@pytest.mark.parametrize(
+    "name", ["aarch64-cca-no-algo-enum.xml", "aarch64-cca-empty-algo-enum.xml"]
+)
+def test_capable_without_algorithms_gets_only_the_main_label(name: str) -> None:
+    report = build_report(domcaps=parse_domcapabilities(fixture(name)), domcaps_error=None,
+                          host=HostEvidence(), checked_at=NOW)
+    assert report.capable
+    assert node_labels(report) == {NODE_CCA_LABEL: "true"}
+
+
+def test_no_cca_element_is_explained() -> None:
+    report = build_report(domcaps=parse_domcapabilities(fixture("aarch64-no-cca.xml")),
+                          domcaps_error=None, host=HostEvidence(arch="aarch64"), checked_at=NOW)
+    assert not report.capable
+    assert node_labels(report) == {}
+    assert any("does not know Arm CCA" in r for r in report.reasons)
+
+
+def test_supported_no_is_explained() -> None:
+    xml = "<domainCapabilities><features><cca supported='no'/></features></domainCapabilities>"
+    report = build_report(domcaps=parse_domcapabilities(xml), domcaps_error=None,
+                          host=HostEvidence(), checked_at=NOW)
+    assert not report.capable
+    assert "libvirt reports cca supported='no'" in report.reasons
+
+
+def test_algorithms_are_ignored_when_not_supported() -> None:
+    xml = ("<domainCapabilities><features><cca supported='no'><enum name='measurement-algo'>"
+           "<value>sha256</value></enum></cca></features></domainCapabilities>")
+    assert parse_domcapabilities(xml).measurement_algorithms == ()
+
+
+@pytest.mark.parametrize("name", ["x86_64-sev.xml", "s390x-pv.xml", "x86_64-tdx.xml"])
+def test_other_architectures_are_never_capable(name: str) -> None:
+    caps = parse_domcapabilities(fixture(name))
+    report = build_report(domcaps=caps, domcaps_error=None, host=HostEvidence(arch=caps.arch),
+                          checked_at=NOW)
+    assert not report.capable
+    assert any("needs an aarch64 host" in r for r in report.reasons)
+
+
+def test_host_evidence_explains_a_no() -> None:
+    host = HostEvidence(arch="aarch64", kvm_device=False,
+                        rmi_parameters={"kvm_cap_arm_rmi": None, "kvm_cap_arm_rme": "0"},
+                        rmi_abi_line=None, kernel_log_read=True)
+    report = build_report(domcaps=None, domcaps_error="virsh is not installed", host=host,
+                          checked_at=NOW)
+    assert not report.capable
+    text = " | ".join(report.reasons)
+    assert "could not be read (virsh is not installed)" in text
+    assert "no /dev/kvm" in text
+    assert "KVM exposes no RMI capability" in text
+    assert "'RMI ABI version'" in text
+    assert report.to_json()["evidence"]["host"]["devKvm"] is False
+
+
+def test_host_evidence_never_overrides_libvirt() -> None:
+    """libvirt decides: a "yes" stays a "yes" whatever the probes saw."""
+    host = HostEvidence(arch="aarch64", kvm_device=False)
+    caps = DomainCapabilities(arch="aarch64", cca_supported=True, measurement_algorithms=())
+    assert build_report(domcaps=caps, domcaps_error=None, host=host, checked_at=NOW).capable
+
+
+def test_unsafe_algorithm_names_get_no_label() -> None:
+    caps = DomainCapabilities(arch="aarch64", cca_supported=True,
+                              measurement_algorithms=("sha384", "bad/name", "x" * 80))
+    report = build_report(domcaps=caps, domcaps_error=None, host=HostEvidence(), checked_at=NOW)
+    assert node_labels(report) == {NODE_CCA_LABEL: "true",
+                                   f"{NODE_ALGO_LABEL_PREFIX}sha384": "true"}
+
+
+@pytest.mark.parametrize("xml", ["", "<domain/>", "<domainCapabilities>", "plain text"])
+def test_bad_domcapabilities_are_errors(xml: str) -> None:
+    with pytest.raises(CapabilitiesError):
+        parse_domcapabilities(xml)
+
+
+def test_owned_labels() -> None:
+    assert is_owned_label(NODE_CCA_LABEL)
+    assert is_owned_label(f"{NODE_ALGO_LABEL_PREFIX}sha512")
+    assert not is_owned_label("kubevirt.io/schedulable")
+    assert not is_owned_label("cca.kubevirt.io/enabled")
