@@ -1,0 +1,129 @@
+"""One AdmissionReview request in, one response out, for each of the webhook's endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from kubevirt_cca.core.admission.gates import ClusterView
+from kubevirt_cca.core.admission.mutate import plan_vmi
+from kubevirt_cca.core.admission.reviews import (
+    AdmissionRequest,
+    AdmissionResponse,
+    allow,
+    deny,
+    object_of,
+    old_object_of,
+)
+from kubevirt_cca.core.admission.validate import (
+    MIGRATION_REFUSAL,
+    TEMPLATE_KINDS,
+    VMI_KIND,
+    VMILookup,
+    validate_migration,
+    validate_template,
+    validate_vmi,
+)
+from kubevirt_cca.errors import Violation
+
+MIGRATION_KIND = "VirtualMachineInstanceMigration"
+
+
+class Endpoint(StrEnum):
+    """The webhook's HTTPS paths (without the leading slash)."""
+
+    MUTATE_VMI = "mutate-vmi"
+    VALIDATE_VMI = "validate-vmi"
+    VALIDATE_TEMPLATES = "validate-templates"
+    VALIDATE_MIGRATION = "validate-migration"
+
+
+ENDPOINT_KINDS: dict[Endpoint, tuple[str, ...]] = {
+    Endpoint.MUTATE_VMI: (VMI_KIND,),
+    Endpoint.VALIDATE_VMI: (VMI_KIND,),
+    Endpoint.VALIDATE_TEMPLATES: TEMPLATE_KINDS,
+    Endpoint.VALIDATE_MIGRATION: (MIGRATION_KIND,),
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The response and what the log line and metrics say about it."""
+
+    response: AdmissionResponse
+    kind: str
+    operation: str
+    namespace: str
+    name: str
+    causes: tuple[Violation, ...] = ()
+    patched: int = 0
+
+    @property
+    def verdict(self) -> str:
+        return "allowed" if self.response["allowed"] else "denied"
+
+
+def migration_target(request: AdmissionRequest) -> tuple[str, str] | None:
+    """(namespace, VMI name) a migration CREATE needs looked up, else ``None``."""
+    if request["kind"]["kind"] != MIGRATION_KIND or request["operation"] != "CREATE":
+        return None
+    spec = object_of(request).get("spec")
+    name = spec.get("vmiName") if isinstance(spec, Mapping) else None
+    namespace = request.get("namespace") or _meta(object_of(request), "namespace")
+    if not isinstance(name, str) or not name or not namespace:
+        return None
+    return namespace, name
+
+
+def admit(endpoint: Endpoint, request: AdmissionRequest, cluster: ClusterView,
+          *, lookup: VMILookup | None = None) -> Verdict:
+    """Decide one request. Operations other than CREATE and UPDATE are allowed untouched."""
+    uid, kind, operation = request["uid"], request["kind"]["kind"], request["operation"]
+    obj = object_of(request)
+    namespace = request.get("namespace") or _meta(obj, "namespace")
+    name = request.get("name") or _meta(obj, "name") or _meta(obj, "generateName")
+
+    def verdict(response: AdmissionResponse, causes: tuple[Violation, ...] = (),
+                patched: int = 0) -> Verdict:
+        return Verdict(response, kind, operation, namespace, name, causes, patched)
+
+    if kind not in ENDPOINT_KINDS[endpoint]:
+        expected = ", ".join(ENDPOINT_KINDS[endpoint])
+        cause = Violation("kind", f"/{endpoint.value} admits {expected}; got {kind!r}. "
+                          "The webhook configuration sends the wrong resources here")
+        return verdict(deny(uid, [cause], code=400), (cause,))
+    if operation not in ("CREATE", "UPDATE"):
+        return verdict(allow(uid))
+    old = old_object_of(request)
+    causes: list[Violation]
+    if endpoint is Endpoint.MUTATE_VMI:
+        if operation != "CREATE":
+            return verdict(allow(uid))
+        plan = plan_vmi(obj, cluster)
+        if plan.violations:
+            return verdict(deny(uid, plan.violations), plan.violations)
+        return verdict(allow(uid, patch=plan.patch), patched=len(plan.patch))
+    if endpoint is Endpoint.VALIDATE_VMI:
+        causes = validate_vmi(obj, operation="CREATE" if operation == "CREATE" else "UPDATE",
+                              cluster=cluster, old=old)
+    elif endpoint is Endpoint.VALIDATE_TEMPLATES:
+        causes = validate_template(obj, operation="CREATE" if operation == "CREATE"
+                                   else "UPDATE", cluster=cluster, old=old)
+    else:
+        if operation != "CREATE":
+            return verdict(allow(uid))
+        lookup = lookup or VMILookup()
+        causes = validate_migration(obj, lookup.vmi, lookup_problem=lookup.problem)
+        if causes and causes[0].message == MIGRATION_REFUSAL:
+            return verdict(deny(uid, causes, message=MIGRATION_REFUSAL), tuple(causes))
+    if causes:
+        return verdict(deny(uid, causes), tuple(causes))
+    return verdict(allow(uid))
+
+
+def _meta(obj: Mapping[str, Any], key: str) -> str:
+    metadata = obj.get("metadata")
+    value = metadata.get(key) if isinstance(metadata, Mapping) else None
+    return value if isinstance(value, str) else ""

@@ -1,0 +1,29 @@
+"""RFC 6902 JSON patch operations, built against the object the API server sent.
+
+Each ``add`` targets a member whose parent exists in that object, or one created by an earlier
+operation of the same patch, so the patch applies cleanly in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal, TypedDict
+
+
+class PatchOperation(TypedDict):
+    op: Literal["add", "replace"]
+    path: str
+    value: Any
+
+
+def pointer(parts: Sequence[str]) -> str:
+    """An RFC 6901 JSON pointer (``~`` and ``/`` escaped)."""
+    return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def add(parts: Sequence[str], value: Any) -> PatchOperation:
+    return {"op": "add", "path": pointer(parts), "value": value}
+
+
+def replace(parts: Sequence[str], value: Any) -> PatchOperation:
+    return {"op": "replace", "path": pointer(parts), "value": value}

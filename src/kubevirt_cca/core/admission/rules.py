@@ -1,0 +1,163 @@
+"""The checks every CCA template gets, whether a VMI being created or a VM's template.
+
+Each function returns violations (never raises) so admission can report all of them at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from kubevirt_cca.constants import (
+    CCA_FEATURE_GATE,
+    CONFIG_MAP_NAME,
+    ENABLED_LABEL,
+    HOOK_SIDECARS_ANNOTATION,
+    NODE_ALGO_LABEL_PREFIX,
+    NODE_CCA_LABEL,
+    RESOLVED_ANNOTATION,
+    SIDECAR_FEATURE_GATE,
+)
+from kubevirt_cca.core.admission.gates import ClusterView
+from kubevirt_cca.core.admission.sidecar import (
+    hook_entry,
+    looks_like_ours,
+    parse_resolved,
+    parse_sidecars,
+    resolved_record,
+)
+from kubevirt_cca.core.request import CCARequest, Template
+from kubevirt_cca.errors import Violation
+
+ARCHITECTURE = "arm64"
+EVICTION_NONE = "None"
+MIGRATING_EVICTIONS = ("LiveMigrate", "LiveMigrateIfPossible")
+
+
+def label_field(template: Template) -> str:
+    return template.path("metadata", f"labels[{ENABLED_LABEL}]")
+
+
+def cluster_violations(template: Template, cluster: ClusterView) -> list[Violation]:
+    """Refusals that come from the cluster, not the object: gates, unreadable state, config."""
+    field = label_field(template)
+    if cluster.gates is None:
+        problem = cluster.gates_problem or "the KubeVirt CR could not be read"
+        return [Violation(field, (
+            f"kubevirt-cca cannot tell whether the {CCA_FEATURE_GATE} and "
+            f"{SIDECAR_FEATURE_GATE} feature gates are on ({problem}); CCA VMIs are refused "
+            "until it can (fail closed). Try again shortly; if it persists, ask the cluster "
+            "admin to check the kubevirt-cca webhook's access to the KubeVirt CR"))]
+    violations: list[Violation] = []
+    if not cluster.gates.is_enabled(CCA_FEATURE_GATE):
+        violations.append(Violation(
+            field, f"{CCA_FEATURE_GATE} feature gate is not enabled in kubevirt-config"))
+    if not cluster.gates.is_enabled(SIDECAR_FEATURE_GATE):
+        violations.append(Violation(field, (
+            f"{SIDECAR_FEATURE_GATE} feature gate is not enabled in kubevirt-config; "
+            "kubevirt-cca sets up the Realm from a hook sidecar, which KubeVirt runs only "
+            "with that gate on")))
+    if cluster.config_problem is not None:
+        violations.append(Violation(field, (
+            f"the ConfigMap {CONFIG_MAP_NAME} is invalid ({cluster.config_problem}); CCA VMIs "
+            "are refused until the cluster admin fixes it")))
+    return violations
+
+
+def spec_conflicts(template: Template, request: CCARequest) -> list[Violation]:
+    """Explicit settings a Realm cannot have. Unset ones are fine (mutation fills them in)."""
+    spec = template.spec
+    violations: list[Violation] = []
+    arch = spec.get("architecture")
+    if arch is not None and arch != ARCHITECTURE:
+        violations.append(Violation(template.path("spec", "architecture"), (
+            f"a CCA Realm runs only on {ARCHITECTURE}, got {_shown(arch)}; set "
+            f"architecture to {ARCHITECTURE} or leave it unset")))
+    eviction = spec.get("evictionStrategy")
+    if eviction is not None and (not isinstance(eviction, str) or eviction in MIGRATING_EVICTIONS):
+        violations.append(Violation(template.path("spec", "evictionStrategy"), (
+            f"a CCA Realm cannot be live-migrated, so eviction strategy {_shown(eviction)} "
+            "would hang node drains; use None or External, or leave it unset")))
+    violations.extend(_balloon_conflicts(template))
+    violations.extend(_node_selector_conflicts(template, request))
+    return violations
+
+
+def sidecar_conflicts(template: Template, request: CCARequest,
+                      cluster: ClusterView) -> tuple[list[Any], list[Violation]]:
+    """The user's sidecar entries, and problems with the annotation or with an entry of ours."""
+    annotations = template.metadata.get("annotations")
+    annotations = annotations if isinstance(annotations, Mapping) else {}
+    parsed = parse_sidecars(annotations, template.prefix)
+    violations = list(parsed.violations)
+    expected = hook_entry(cluster.settings, cluster.hook_image)
+    ours = [entry for entry in parsed.entries if looks_like_ours(entry)]
+    if ours and ours != [expected]:
+        violations.append(Violation(sidecars_field(template), (
+            "holds a kubevirt-cca hook entry (args starting with \"hook\") that differs from "
+            f"the one this cluster's configuration gives ({_compact(expected)}); remove it, "
+            "kubevirt-cca adds its own")))
+    resolved_raw = annotations.get(RESOLVED_ANNOTATION)
+    if resolved_raw is not None and parse_resolved(resolved_raw) != resolved_record(
+            request, cluster.settings):
+        violations.append(Violation(
+            template.path("metadata", f"annotations[{RESOLVED_ANNOTATION}]"),
+            "is written by kubevirt-cca at admission and does not match what it decides here; "
+            "remove it"))
+    return list(parsed.entries), violations
+
+
+def sidecars_field(template: Template) -> str:
+    return template.path("metadata", f"annotations[{HOOK_SIDECARS_ANNOTATION}]")
+
+
+def _balloon_conflicts(template: Template) -> list[Violation]:
+    domain = template.spec.get("domain")
+    if domain is None:
+        return []
+    if not isinstance(domain, Mapping):
+        return [Violation(template.path("spec", "domain"), "expected an object")]
+    devices = domain.get("devices")
+    if devices is None:
+        return []
+    if not isinstance(devices, Mapping):
+        return [Violation(template.path("spec", "domain", "devices"), "expected an object")]
+    balloon = devices.get("autoattachMemBalloon")
+    if balloon is None or balloon is False:
+        return []
+    return [Violation(template.path("spec", "domain", "devices", "autoattachMemBalloon"), (
+        "a CCA Realm cannot use a memory balloon (the guest's balloon driver refuses the "
+        "bounce-buffer feature every Realm device needs); set it to false or leave it unset"))]
+
+
+def _node_selector_conflicts(template: Template, request: CCARequest) -> list[Violation]:
+    selector = template.spec.get("nodeSelector")
+    if selector is None:
+        return []
+    if not isinstance(selector, Mapping):
+        return [Violation(template.path("spec", "nodeSelector"),
+                          "expected a map of node label keys to values")]
+    violations: list[Violation] = []
+    for key in required_node_labels(request):
+        if key in selector and selector[key] != "true":
+            violations.append(Violation(template.path("spec", f"nodeSelector[{key}]"), (
+                f"must be \"true\" for a CCA Realm (only nodes labelled {key}=true can run "
+                f"it), got {_shown(selector[key])}; remove it, kubevirt-cca sets it")))
+    return violations
+
+
+def required_node_labels(request: CCARequest) -> tuple[str, ...]:
+    """The node labels a Realm with this request must be scheduled on."""
+    if request.measurement_algo is None:
+        return (NODE_CCA_LABEL,)
+    return (NODE_CCA_LABEL, f"{NODE_ALGO_LABEL_PREFIX}{request.measurement_algo}")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else _compact(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
