@@ -1,0 +1,165 @@
+"""Collect a Realm's attestation token through configfs-tsm, inside the guest.
+
+The kernel's TSM report interface (Documentation/ABI/testing/configfs-tsm): make a directory
+under ``/sys/kernel/config/tsm/report/``, check ``provider``, write the nonce to ``inblob``,
+read the token from ``outblob``, remove the directory. In an Arm CCA Realm the provider is
+``arm_cca_guest`` and the token is the RMM's CCA token, its realm challenge the nonce
+zero-padded to 64 bytes.
+
+Every path is read below ``root`` so tests can run against a fake tree.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import secrets
+import time
+from pathlib import Path
+
+from kubevirt_cca.core.attestation.verify import NONCE_MAX_BYTES, NONCE_MIN_BYTES
+from kubevirt_cca.errors import AttestationError, CollectionError
+
+log = logging.getLogger(__name__)
+
+CONFIGFS_PATH = "sys/kernel/config"
+TSM_REPORT_PATH = "sys/kernel/config/tsm/report"
+REALM_GUEST_PATH = "sys/firmware/cca/realm_guest"
+CCA_PROVIDER = "arm_cca_guest"
+MAX_OUTBLOB_BYTES = 64 * 1024
+# configfs creates a report's attribute files with the directory; wait briefly for them in case
+# the tree populates them a moment later, then give up with a clear message.
+POPULATE_TIMEOUT_S = 2.0
+_POLL_S = 0.005
+
+
+def collect_token(nonce: bytes, *, root: Path | str = "/") -> bytes:
+    """The Realm's attestation token for ``nonce`` (32-64 bytes), as the RMM returned it.
+
+    Raises :class:`AttestationError` for an unusable nonce and :class:`CollectionError` when
+    this guest cannot produce a token (configfs not mounted, not a Realm, the RMM refused).
+    """
+    if not NONCE_MIN_BYTES <= len(nonce) <= NONCE_MAX_BYTES:
+        raise AttestationError(
+            f"the nonce is {len(nonce)} bytes; configfs-tsm takes {NONCE_MIN_BYTES} to "
+            f"{NONCE_MAX_BYTES} bytes (for example: head -c 64 /dev/urandom > nonce.bin)"
+        )
+    base = Path(root)
+    realm_guest = _read_realm_guest(base)
+    if realm_guest == "0":
+        raise CollectionError(
+            f"this guest is not an Arm CCA Realm: /{REALM_GUEST_PATH} is 0; start the VM with "
+            "the label cca.kubevirt.io/enabled: \"true\" on a CCA-capable node"
+        )
+    reports = base / TSM_REPORT_PATH
+    if not reports.is_dir():
+        raise CollectionError(_no_reports_message(base, realm_guest))
+    report = reports / f"kubevirt-cca-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        report.mkdir()
+    except OSError as exc:
+        raise CollectionError(
+            f"cannot create the report directory {_shown(base, report)}: "
+            f"{exc.strerror or exc} (run as root)"
+        ) from exc
+    log.info("configfs-tsm report directory created path=%s", report)
+    try:
+        return _run_report(base, report, nonce, realm_guest)
+    finally:
+        _remove(report)
+
+
+def _run_report(base: Path, report: Path, nonce: bytes, realm_guest: str | None) -> bytes:
+    provider_file = report / "provider"
+    deadline = time.monotonic() + POPULATE_TIMEOUT_S
+    while not provider_file.exists():
+        if time.monotonic() > deadline:
+            raise CollectionError(
+                f"{_shown(base, report)} has no provider file: "
+                f"/{TSM_REPORT_PATH} is not a configfs-tsm report directory"
+            )
+        time.sleep(_POLL_S)
+    provider = _read(base, provider_file).decode("ascii", "replace").strip()
+    if provider != CCA_PROVIDER:
+        hint = "" if realm_guest == "1" else " (it may be an Intel TDX or AMD SEV-SNP guest)"
+        raise CollectionError(
+            f"the TSM provider is {provider!r}, not {CCA_PROVIDER}: this guest is not an Arm "
+            f"CCA Realm{hint}"
+        )
+    try:
+        with (report / "inblob").open("wb") as inblob:
+            inblob.write(nonce)
+    except OSError as exc:
+        raise CollectionError(
+            f"writing the nonce to {_shown(base, report / 'inblob')} failed: "
+            f"{exc.strerror or exc}"
+        ) from exc
+    token = _read(base, report / "outblob")
+    if not token:
+        raise CollectionError("the RMM returned an empty attestation token")
+    log.info("attestation token collected provider=%s bytes=%d", provider, len(token))
+    return token
+
+
+def _read(base: Path, path: Path) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_OUTBLOB_BYTES + 1)
+    except OSError as exc:
+        raise CollectionError(
+            f"reading {_shown(base, path)} failed: {exc.strerror or exc}"
+            + ("; the RMM refused the attestation request" if exc.errno == errno.EIO else "")
+        ) from exc
+    if len(data) > MAX_OUTBLOB_BYTES:
+        raise CollectionError(f"{_shown(base, path)} is larger than {MAX_OUTBLOB_BYTES} bytes")
+    return data
+
+
+def _read_realm_guest(base: Path) -> str | None:
+    try:
+        return (base / REALM_GUEST_PATH).read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None  # kernels before the realm_guest ABI: the TSM provider decides
+    except (OSError, UnicodeDecodeError) as exc:
+        log.warning("cannot read /%s: %s", REALM_GUEST_PATH, exc)
+        return None
+
+
+def _no_reports_message(base: Path, realm_guest: str | None) -> str:
+    configfs = base / CONFIGFS_PATH
+    mounted = configfs.is_dir() and any(configfs.iterdir())
+    if not mounted:
+        return (
+            f"configfs is not mounted at /{CONFIGFS_PATH}; mount it with "
+            f"'mount -t configfs configfs /{CONFIGFS_PATH}' and retry"
+        )
+    if realm_guest is None:
+        return (
+            f"/{TSM_REPORT_PATH} does not exist and /{REALM_GUEST_PATH} is absent: this guest "
+            "is not an Arm CCA Realm, or its kernel lacks Realm guest support (Linux 6.13 or "
+            "later with CONFIG_ARM_CCA_GUEST and CONFIG_TSM_REPORTS)"
+        )
+    return (
+        f"/{TSM_REPORT_PATH} does not exist: the kernel has no TSM report support "
+        "(CONFIG_TSM_REPORTS) or the arm-cca-guest driver is not loaded (modprobe arm-cca-guest)"
+    )
+
+
+def _remove(report: Path) -> None:
+    try:
+        report.rmdir()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        log.warning("could not remove the report directory %s: %s", report, exc.strerror or exc)
+        return
+    log.info("configfs-tsm report directory removed path=%s", report)
+
+
+def _shown(base: Path, path: Path) -> str:
+    """A path as the guest sees it (without the test root)."""
+    try:
+        return "/" + str(path.relative_to(base))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,335 @@
+"""``kubevirt-cca attest collect | verify | show``: a Realm's attestation token, checked."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from kubevirt_cca.adapters.configfs import collect_token
+from kubevirt_cca.adapters.files import load_manifest
+from kubevirt_cca.cli.common import HelpFormatter
+from kubevirt_cca.constants import ENABLED_LABEL, PERSONALIZATION_VALUE_BYTES
+from kubevirt_cca.core.attestation.keys import TrustAnchor, load_trust_anchors
+from kubevirt_cca.core.attestation.report import token_json, verdict_json
+from kubevirt_cca.core.attestation.token import MAX_TOKEN_BYTES, CCAToken, parse_token
+from kubevirt_cca.core.attestation.verify import (
+    Expectations,
+    Verdict,
+    challenge_for_nonce,
+    verify_token,
+)
+from kubevirt_cca.core.request import parse_request
+from kubevirt_cca.errors import (
+    AttestationError,
+    CollectionError,
+    ManifestError,
+    RequestError,
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_UNUSABLE = 2
+MAX_INPUT_BYTES = 1024 * 1024
+
+DESCRIPTION = """\
+Attestation for VM owners: get a Realm's Arm CCA attestation token inside the guest, then check
+it outside against the VM's own declared parameters and the platform vendor's public key.
+
+  collect  (inside the Realm) ask the RMM for a token bound to your nonce, via configfs-tsm
+  verify   check the signatures, the binding, the nonce, the personalization value, the RIM
+  show     print the claims of a token
+
+See docs/attestation.md for the whole flow and what each check proves.
+
+example:
+  head -c 64 /dev/urandom > nonce.bin
+  kubevirt-cca attest collect --nonce-file nonce.bin --out token.cbor          # in the guest
+  kubevirt-cca attest verify token.cbor --nonce-file nonce.bin --vmi my-vm.yaml \\
+      --trust-anchor vendor-cpak.pem
+"""
+
+COLLECT_DESCRIPTION = """\
+Inside an Arm CCA Realm guest (Linux 6.13 or later, configfs-tsm), ask the RMM for an
+attestation token whose realm challenge is the nonce (32 to 64 bytes, zero-padded to 64).
+Needs root (it writes under /sys/kernel/config/tsm/report).
+
+Exit status: 0 token written, 1 this guest cannot produce a token, 2 unusable input.
+
+example:
+  head -c 64 /dev/urandom > nonce.bin
+  kubevirt-cca attest collect --nonce-file nonce.bin --out token.cbor
+"""
+
+VERIFY_DESCRIPTION = f"""\
+Check an Arm CCA attestation token: the platform signature under one of the trust anchors
+(the platform vendor's CPAK public key, PEM or JWK), the realm signature, the binding of the
+realm key to the platform token, the realm challenge against the nonce, the personalization
+value against the VM manifest (--vmi, read the way admission reads it: label {ENABLED_LABEL}
+and its launch-security annotation) or --expected-rpv, the RIM against --expected-rim, and the
+platform lifecycle. A token made with a published sample key is reported as a test token.
+
+Exit status: 0 every required check passed, 1 verification failed, 2 unusable input.
+--output json is a stable interface (schemaVersion 1, see docs/attestation.md).
+
+example:
+  kubevirt-cca attest verify token.cbor --nonce-file nonce.bin --vmi my-vm.yaml \\
+      --trust-anchor vendor-cpak.pem --expected-rim 3113...0d49
+  kubevirt-cca attest verify token.cbor --nonce-file nonce.bin \\
+      --expected-rpv "$(base64 -w0 rpv.bin)" --trust-anchor cpak.json --output json
+"""
+
+SHOW_DESCRIPTION = """\
+Print the claims of an Arm CCA attestation token (tag 399 or tag 907 collection, or a platform
+token alone). Nothing is verified: use 'attest verify' to decide whether to believe them.
+
+Exit status: 0 printed, 2 the file is not a readable token.
+
+example:
+  kubevirt-cca attest show token.cbor
+  kubevirt-cca attest show token.cbor --output json
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "attest", help="collect and verify a Realm's attestation token",
+        description=DESCRIPTION, formatter_class=HelpFormatter,
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    collect = actions.add_parser("collect", help="get a token inside the Realm (configfs-tsm)",
+                                 description=COLLECT_DESCRIPTION, formatter_class=HelpFormatter)
+    collect.add_argument("--nonce-file", metavar="FILE", required=True,
+                         help="the nonce: 32 to 64 raw bytes")
+    collect.add_argument("--out", metavar="FILE", required=True,
+                         help="where to write the token (- for standard output)")
+    collect.add_argument("--root", metavar="DIR", default="/",
+                         help="read /sys below DIR (default: /)")
+    collect.set_defaults(handler=run_collect)
+
+    verify = actions.add_parser("verify", help="check a token against the VM and vendor key",
+                                description=VERIFY_DESCRIPTION, formatter_class=HelpFormatter)
+    verify.add_argument("token", metavar="TOKEN", help="the token file (CBOR)")
+    verify.add_argument("--nonce-file", metavar="FILE", required=True,
+                        help="the nonce the token was collected with")
+    expected = verify.add_mutually_exclusive_group(required=True)
+    expected.add_argument("--vmi", metavar="FILE",
+                          help="the VM / VMI manifest whose personalizationValue to expect")
+    expected.add_argument("--expected-rpv", metavar="B64",
+                          help="the expected personalization value, standard base64 of 64 bytes")
+    verify.add_argument("--trust-anchor", metavar="FILE", action="append", required=True,
+                        help="platform vendor's public key (PEM or JWK); may be repeated")
+    verify.add_argument("--expected-rim", metavar="HEX",
+                        help="the expected Realm Initial Measurement, hex")
+    verify.add_argument("--allow-test-keys", action="store_true",
+                        help="do not fail a token made with a published sample key (for "
+                             "emulators; it is still reported as a test token)")
+    verify.add_argument("--output", choices=("text", "json"), default="text")
+    verify.set_defaults(handler=run_verify)
+
+    show = actions.add_parser("show", help="print a token's claims",
+                              description=SHOW_DESCRIPTION, formatter_class=HelpFormatter)
+    show.add_argument("token", metavar="TOKEN", help="the token file (CBOR)")
+    show.add_argument("--output", choices=("text", "json"), default="text")
+    show.set_defaults(handler=run_show)
+
+
+# --- handlers ----------------------------------------------------------------------------------
+
+
+def run_collect(args: argparse.Namespace) -> int:
+    try:
+        nonce = _read_bytes(args.nonce_file, "nonce file")
+        token = collect_token(nonce, root=args.root)
+    except AttestationError as exc:
+        return _error(exc)
+    except CollectionError as exc:
+        _print_error(str(exc))
+        return EXIT_FAILED
+    try:
+        if args.out == "-":
+            sys.stdout.buffer.write(token)
+            sys.stdout.flush()
+        else:
+            Path(args.out).write_bytes(token)
+    except OSError as exc:
+        return _error(AttestationError(f"cannot write {args.out}: {exc.strerror or exc}"))
+    if args.out != "-":
+        print(f"wrote {len(token)} bytes to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    try:
+        token = _load_token(args.token)
+        nonce = _read_bytes(args.nonce_file, "nonce file")
+        challenge_for_nonce(nonce)  # a bad nonce is unusable input, not a failed check
+        anchors: list[TrustAnchor] = []
+        for path in args.trust_anchor:
+            anchors.extend(load_trust_anchors(_read_bytes(path, "trust anchor"), label=path))
+        rpv, source = _expected_rpv(args)
+        rim = _expected_rim(args.expected_rim)
+        expected = Expectations(nonce=nonce, personalization_value=rpv,
+                                personalization_source=source, initial_measurement=rim,
+                                allow_test_keys=args.allow_test_keys)
+        verdict = verify_token(token, anchors=anchors, expected=expected)
+    except RequestError as exc:
+        for violation in exc.violations:
+            _print_error(f"{args.vmi}: {violation}")
+        return EXIT_UNUSABLE
+    except (AttestationError, ManifestError) as exc:
+        return _error(exc)
+    if args.output == "json":
+        _print_json(verdict_json(verdict, token))
+    else:
+        sys.stdout.write(format_verdict(verdict))
+    return EXIT_OK if verdict.passed else EXIT_FAILED
+
+
+def run_show(args: argparse.Namespace) -> int:
+    try:
+        token = _load_token(args.token)
+    except AttestationError as exc:
+        return _error(exc)
+    if args.output == "json":
+        _print_json(token_json(token))
+    else:
+        sys.stdout.write(format_token(token_json(token)))
+    return EXIT_OK
+
+
+# --- inputs --------------------------------------------------------------------------------------
+
+
+def _read_bytes(path: str, what: str, limit: int = MAX_INPUT_BYTES) -> bytes:
+    try:
+        with Path(path).open("rb") as handle:
+            data = handle.read(limit + 1)
+    except FileNotFoundError as exc:
+        raise AttestationError(f"{what} {path}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise AttestationError(f"{what} {path}: is a directory, expected a file") from exc
+    except OSError as exc:
+        raise AttestationError(f"{what} {path}: {exc.strerror or exc}") from exc
+    if len(data) > limit:
+        raise AttestationError(f"{what} {path}: larger than {limit} bytes")
+    return data
+
+
+def _load_token(path: str) -> CCAToken:
+    data = _read_bytes(path, "token", MAX_TOKEN_BYTES)
+    try:
+        return parse_token(data)
+    except AttestationError as exc:
+        raise AttestationError(f"{path}: {exc}") from exc
+
+
+def _expected_rpv(args: argparse.Namespace) -> tuple[bytes, str]:
+    if args.vmi is not None:
+        manifest = load_manifest(args.vmi)
+        request = parse_request(manifest)
+        if request is None:
+            raise AttestationError(
+                f"{args.vmi} does not ask for a Realm (no label {ENABLED_LABEL}: \"true\"); "
+                "give the manifest the VM was created from"
+            )
+        declared = request.personalization_bytes
+        if declared is None:
+            # No personalizationValue: the Realm is created with an all-zero value.
+            return (bytes(PERSONALIZATION_VALUE_BYTES),
+                    f"the VM manifest {args.vmi} (no personalizationValue: all zeros)")
+        return declared, f"the VM manifest {args.vmi}"
+    text = args.expected_rpv.strip()
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise AttestationError(
+            f"--expected-rpv is not valid standard base64; expected base64 of exactly "
+            f"{PERSONALIZATION_VALUE_BYTES} bytes"
+        ) from exc
+    if len(raw) != PERSONALIZATION_VALUE_BYTES:
+        raise AttestationError(
+            f"--expected-rpv decodes to {len(raw)} bytes; expected exactly "
+            f"{PERSONALIZATION_VALUE_BYTES}"
+        )
+    return raw, "--expected-rpv"
+
+
+def _expected_rim(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    cleaned = text.strip().lower().removeprefix("0x")
+    try:
+        raw = bytes.fromhex(cleaned)
+    except ValueError as exc:
+        raise AttestationError("--expected-rim is not hexadecimal") from exc
+    if len(raw) not in (32, 48, 64):
+        raise AttestationError(
+            f"--expected-rim is {len(raw)} bytes; a RIM is 32 (sha-256), 48 or 64 (sha-512)"
+        )
+    return raw
+
+
+# --- output --------------------------------------------------------------------------------------
+
+_MARKS = {"passed": "ok  ", "failed": "FAIL", "not-checked": "--  "}
+
+
+def format_verdict(verdict: Verdict) -> str:
+    lines = [f"attestation: {'PASSED' if verdict.passed else 'FAILED'}"]
+    if verdict.test_token:
+        lines.append("warning: this is a TEST TOKEN made with a published sample key; "
+                     "it proves nothing about hardware")
+    for check in verdict.checks:
+        optional = "" if check.required else " (not required)"
+        lines.append(f"  [{_MARKS[check.status]}] {check.name}{optional}: {check.detail}")
+    return "\n".join(lines) + "\n"
+
+
+def format_token(data: dict[str, Any]) -> str:
+    lines = [f"form: {data['form']}", "platform token:"]
+    lines.extend(_format_section(data["platform"]))
+    if data["realm"] is None:
+        lines.append("realm token: none (a platform token alone)")
+    else:
+        lines.append("realm token:")
+        lines.extend(_format_section(data["realm"]))
+    return "\n".join(lines) + "\n"
+
+
+def _format_section(section: dict[str, Any]) -> list[str]:
+    lines = []
+    for key, value in section.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            lines.append(f"  {key}:")
+            for item in value:
+                shown = ", ".join(f"{k}={v}" for k, v in item.items() if v is not None)
+                lines.append(f"    - {shown}")
+        elif isinstance(value, list):
+            lines.append(f"  {key}:")
+            lines.extend(f"    - {item}" for item in value)
+        elif isinstance(value, dict):
+            if value:
+                lines.append(f"  {key}: {json.dumps(value, sort_keys=True)}")
+        else:
+            lines.append(f"  {key}: {'-' if value is None else value}")
+    return lines
+
+
+def _print_json(value: dict[str, Any]) -> None:
+    json.dump(value, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _print_error(message: str) -> None:
+    print(f"kubevirt-cca attest: error: {message}", file=sys.stderr)
+
+
+def _error(exc: Exception) -> int:
+    _print_error(str(exc))
+    return EXIT_UNUSABLE

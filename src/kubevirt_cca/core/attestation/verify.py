@@ -1,0 +1,316 @@
+"""Verify an Arm CCA attestation token against what the VM owner expects.
+
+Each check is a value (:class:`Check`): passed, failed or not checked, with a sentence saying
+why. The verdict passes only when every required check passed. The checks, in order:
+
+- ``platform-signature``: the platform token verifies (ES256/ES384/ES512, from its protected
+  header) under one of the given trust anchors (the platform vendor's CPAK).
+- ``realm-signature``: the realm token verifies (ES384) under the key in its claim 44237.
+- ``realm-platform-binding``: the platform challenge is the hash (claim 44240's algorithm) of
+  the exact bytes of claim 44237, so this realm key was vouched for by this platform.
+- ``realm-challenge``: the realm challenge is the owner's fresh nonce, zero-padded to 64 bytes.
+- ``personalization-value``: the Realm Personalization Value is the one the VM declared.
+- ``initial-measurement``: the RIM equals the expected one (not checked when none is given).
+- ``platform-lifecycle``: the platform is in the "secured" lifecycle state.
+- ``production-keys``: neither key is a published sample key (a test token proves nothing
+  about hardware).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from kubevirt_cca.core.attestation import claims as c
+from kubevirt_cca.core.attestation.keys import (
+    SAMPLE_REALM_KEYS,
+    RealmKey,
+    TrustAnchor,
+    curve_name,
+    decode_realm_public_key,
+    sample_key_name,
+)
+from kubevirt_cca.core.attestation.token import CCAToken, RealmClaims, Sign1
+from kubevirt_cca.errors import AttestationError
+
+log = logging.getLogger(__name__)
+
+CheckStatus = Literal["passed", "failed", "not-checked"]
+NONCE_MIN_BYTES = 32
+NONCE_MAX_BYTES = c.REALM_CHALLENGE_BYTES
+CHECK_NAMES = (
+    "platform-signature",
+    "realm-signature",
+    "realm-platform-binding",
+    "realm-challenge",
+    "personalization-value",
+    "initial-measurement",
+    "platform-lifecycle",
+    "production-keys",
+)
+_HASHES: dict[str, hashes.HashAlgorithm] = {
+    "sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512(),
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: CheckStatus
+    detail: str
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Expectations:
+    """What the owner expects the token to say."""
+
+    nonce: bytes
+    personalization_value: bytes
+    personalization_source: str  # for messages: "the VM manifest vm.yaml", "--expected-rpv"
+    initial_measurement: bytes | None = None
+    allow_test_keys: bool = False
+
+
+@dataclass(frozen=True)
+class Verdict:
+    checks: tuple[Check, ...]
+    test_token: bool  # signed with, or carrying, a published sample key
+
+    @property
+    def passed(self) -> bool:
+        return all(check.status == "passed" for check in self.checks if check.required)
+
+    def check(self, name: str) -> Check:
+        for check in self.checks:
+            if check.name == name:
+                return check
+        raise KeyError(name)
+
+
+def challenge_for_nonce(nonce: bytes) -> bytes:
+    """The realm challenge a nonce yields: the nonce zero-padded to 64 bytes."""
+    if not NONCE_MIN_BYTES <= len(nonce) <= NONCE_MAX_BYTES:
+        raise AttestationError(
+            f"the nonce is {len(nonce)} bytes; it must be {NONCE_MIN_BYTES} to "
+            f"{NONCE_MAX_BYTES} bytes (for example: head -c 64 /dev/urandom > nonce.bin)"
+        )
+    return nonce + bytes(c.REALM_CHALLENGE_BYTES - len(nonce))
+
+
+def verify_token(token: CCAToken, *, anchors: Sequence[TrustAnchor],
+                 expected: Expectations) -> Verdict:
+    """Run every check; never raises for a token that merely fails them."""
+    if not anchors:
+        raise AttestationError("no trust anchor given; give the platform vendor's CPAK")
+    challenge = challenge_for_nonce(expected.nonce)
+    platform_check, anchor = _platform_signature(token.platform, anchors)
+    realm = token.realm_claims
+    realm_key: RealmKey | None = None
+    key_error: str | None = None
+    if realm is not None:
+        try:
+            realm_key = decode_realm_public_key(realm.public_key)
+        except AttestationError as exc:
+            key_error = str(exc)
+    checks = [
+        platform_check,
+        _realm_signature(token.realm, realm_key, key_error),
+        _binding(token, realm),
+        _challenge(realm, challenge),
+        _personalization(realm, expected),
+        _initial_measurement(realm, expected.initial_measurement),
+        _lifecycle(token.platform_claims.lifecycle),
+    ]
+    production, test_token = _production_keys(anchor, realm_key, expected.allow_test_keys)
+    checks.append(production)
+    verdict = Verdict(checks=tuple(checks), test_token=test_token)
+    log.info("attestation verdict=%s failed=%s test_token=%s",
+             "passed" if verdict.passed else "failed",
+             ",".join(ch.name for ch in checks if ch.status == "failed") or "-", test_token)
+    return verdict
+
+
+def verify_signature(sign1: Sign1, key: ec.EllipticCurvePublicKey) -> str | None:
+    """``None`` when ``sign1`` verifies under ``key``, else why not."""
+    alg = sign1.algorithm
+    if alg is None:
+        return "its protected header names no algorithm (alg, label 1)"
+    if alg not in c.COSE_ALGORITHMS:
+        return f"its algorithm {alg} is not ES256, ES384 or ES512"
+    name = c.COSE_ALGORITHMS[alg]
+    curve = c.COSE_ALGORITHM_CURVES[alg]
+    if curve_name(key) != curve:
+        return f"{name} needs a {curve} key, this one is {curve_name(key)}"
+    size = c.CURVE_COORDINATE_BYTES[curve]
+    if len(sign1.signature) != 2 * size:
+        return f"an {name} signature is {2 * size} bytes, this one is {len(sign1.signature)}"
+    r = int.from_bytes(sign1.signature[:size], "big")
+    s = int.from_bytes(sign1.signature[size:], "big")
+    try:
+        key.verify(encode_dss_signature(r, s), sign1.to_be_signed(),
+                   ec.ECDSA(_HASHES[c.COSE_ALGORITHM_HASHES[alg]]))
+    except InvalidSignature:
+        return f"the {name} signature does not match"
+    return None
+
+
+# --- the checks ----------------------------------------------------------------------------------
+
+
+def _platform_signature(platform: Sign1,
+                        anchors: Sequence[TrustAnchor]) -> tuple[Check, TrustAnchor | None]:
+    reasons = []
+    for anchor in anchors:
+        reason = verify_signature(platform, anchor.key)
+        if reason is None:
+            alg = c.COSE_ALGORITHMS[platform.algorithm] if platform.algorithm else "?"
+            return Check("platform-signature", "passed",
+                         f"{alg} signature verified with trust anchor {anchor.label} "
+                         f"({anchor.curve})"), anchor
+        reasons.append(f"{anchor.label}: {reason}")
+    return Check("platform-signature", "failed",
+                 "the platform token does not verify under any trust anchor given ("
+                 + "; ".join(reasons) + "); it was not signed by that platform key, "
+                 "or it was altered"), None
+
+
+def _realm_signature(realm: Sign1 | None, key: RealmKey | None, key_error: str | None) -> Check:
+    name = "realm-signature"
+    if realm is None:
+        return Check(name, "failed", _NO_REALM)
+    if key is None:
+        return Check(name, "failed", f"cannot check: {key_error}")
+    if realm.algorithm != c.REALM_SIGNING_ALGORITHM:
+        return Check(name, "failed",
+                     f"the realm token's algorithm is {realm.algorithm!r}; the RMM signs realm "
+                     f"tokens with ES384 ({c.REALM_SIGNING_ALGORITHM})")
+    reason = verify_signature(realm, key.key)
+    if reason is not None:
+        return Check(name, "failed",
+                     f"the realm token does not verify under its own key (claim "
+                     f"{c.REALM_PUBLIC_KEY}): {reason}; it was altered")
+    return Check(name, "passed",
+                 f"ES384 signature verified with the realm key in claim {c.REALM_PUBLIC_KEY} "
+                 f"({'raw P-384 point' if key.encoding == 'raw' else 'COSE_Key'})")
+
+
+def _binding(token: CCAToken, realm: RealmClaims | None) -> Check:
+    name = "realm-platform-binding"
+    if realm is None:
+        return Check(name, "failed", _NO_REALM)
+    algorithm = c.HASH_ALGORITHMS.get(realm.public_key_hash_algo)
+    if algorithm is None:
+        return Check(name, "failed",
+                     f"the realm key hash algorithm (claim {c.REALM_PUBLIC_KEY_HASH_ALGO}) is "
+                     f"{realm.public_key_hash_algo!r}; expected one of "
+                     f"{', '.join(c.HASH_ALGORITHMS)}")
+    digest = hashlib.new(algorithm, realm.public_key).digest()
+    platform_challenge = token.platform_claims.challenge
+    if not hmac.compare_digest(digest, platform_challenge):
+        return Check(name, "failed",
+                     f"the platform challenge {_short(platform_challenge)} is not the "
+                     f"{realm.public_key_hash_algo} of the realm key claim ({_short(digest)}): "
+                     "this platform token does not vouch for this realm token")
+    return Check(name, "passed",
+                 f"the platform challenge is the {realm.public_key_hash_algo} of the realm key "
+                 "claim: the platform vouches for this realm's attestation key")
+
+
+def _challenge(realm: RealmClaims | None, challenge: bytes) -> Check:
+    name = "realm-challenge"
+    if realm is None:
+        return Check(name, "failed", _NO_REALM)
+    if not hmac.compare_digest(realm.challenge, challenge):
+        return Check(name, "failed",
+                     f"the realm challenge {_short(realm.challenge)} is not the nonce given "
+                     f"({_short(challenge)}, zero-padded to 64 bytes): the token was made for "
+                     "another request, or replayed")
+    return Check(name, "passed", "the realm challenge is the nonce given: the token is fresh")
+
+
+def _personalization(realm: RealmClaims | None, expected: Expectations) -> Check:
+    name = "personalization-value"
+    if realm is None:
+        return Check(name, "failed", _NO_REALM)
+    got = realm.personalization_value
+    if not hmac.compare_digest(got, expected.personalization_value):
+        return Check(name, "failed",
+                     f"the token's personalization value {_b64(got)} is not the one "
+                     f"{expected.personalization_source} declares "
+                     f"({_b64(expected.personalization_value)})")
+    return Check(name, "passed",
+                 f"the personalization value is the one {expected.personalization_source} "
+                 "declares")
+
+
+def _initial_measurement(realm: RealmClaims | None, expected: bytes | None) -> Check:
+    name = "initial-measurement"
+    if realm is None:
+        return Check(name, "failed", _NO_REALM, required=expected is not None)
+    rim = realm.initial_measurement
+    if expected is None:
+        return Check(name, "not-checked",
+                     f"no expected RIM given; the token's RIM is {rim.hex()} "
+                     f"({realm.hash_algo}). Compare it with one from a trusted first launch "
+                     "or a reference-value tool", required=False)
+    if not hmac.compare_digest(rim, expected):
+        return Check(name, "failed",
+                     f"the token's RIM {rim.hex()} is not the expected {expected.hex()}: "
+                     "the Realm was started with other firmware, kernel or initial state")
+    return Check(name, "passed", f"the RIM is the expected {rim.hex()} ({realm.hash_algo})")
+
+
+def _lifecycle(value: int) -> Check:
+    state = c.lifecycle_state(value)
+    if state == c.LIFECYCLE_SECURED:
+        return Check("platform-lifecycle", "passed",
+                     f"the platform lifecycle is {value:#06x} (secured)")
+    return Check("platform-lifecycle", "failed",
+                 f"the platform lifecycle is {value:#06x} ({state}); only a secured platform "
+                 "(0x3000-0x30ff) keeps its attestation key out of reach")
+
+
+def _production_keys(anchor: TrustAnchor | None, realm_key: RealmKey | None,
+                     allow: bool) -> tuple[Check, bool]:
+    name = "production-keys"
+    required = not allow
+    problems = []
+    if anchor is not None and anchor.sample is not None:
+        problems.append(f"the platform token verifies only under {anchor.sample}")
+    realm_sample = sample_key_name(realm_key.key, SAMPLE_REALM_KEYS) if realm_key else None
+    if realm_sample is not None:
+        problems.append(f"the realm token carries {realm_sample}")
+    if problems:
+        return Check(name, "failed",
+                     "this is a test token: " + " and ".join(problems)
+                     + "; anyone can sign with a published key, so it proves nothing about "
+                     "hardware", required=required), True
+    if anchor is None:
+        return Check(name, "not-checked",
+                     "the platform signature did not verify, so the platform key is unknown",
+                     required=required), False
+    return Check(name, "passed", "no published sample key is involved",
+                 required=required), False
+
+
+_NO_REALM = "the token holds no realm token (it is a platform token alone)"
+
+
+def _short(value: bytes) -> str:
+    text = value.hex()
+    return text if len(text) <= 24 else f"{text[:16]}...{text[-8:]}"
+
+
+def _b64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
