@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
+from lightkube.config.models import Cluster, User
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 
 FIELD_MANAGER = "kubevirt-cca"
@@ -31,7 +32,9 @@ def kube_config(*, server: str | None = None, kubeconfig: str | None = None) -> 
     ``~/.kube/config``.
     """
     if server is not None:
-        return KubeConfig.from_server(server)
+        # An explicit (anonymous) user: lightkube's from_server() leaves it out, and its HTTP
+        # adapter then refuses to build a client ("Missing user").
+        return KubeConfig.from_one(cluster=Cluster(server=server), user=User())
     if kubeconfig is not None:
         return KubeConfig.from_file(kubeconfig)
     return KubeConfig.from_env()
