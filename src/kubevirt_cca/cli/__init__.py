@@ -19,6 +19,12 @@ from kubevirt_cca.errors import CCAError, RequestError
 COMMANDS = (
     "render",
     "detect",
+    "labeller",
+    "webhook",
+    "validate",
+    "convert",
+    "hook",
+    "attest",
 )
 
 EXIT_OK = 0

@@ -1,0 +1,352 @@
+"""The node labeller's Kubernetes side: read the Node, send the planned JSON patch, repeat.
+
+One :class:`NodeLabeller` per process, for the Node it runs on. Each reconcile runs the
+detection (in a worker thread: it may run ``virsh``), reads the Node, asks
+:func:`kubevirt_cca.core.labelling.plan_node` for the patch and sends it only when it is not
+empty. A patch the API server refuses because its ``test`` guard failed (422) or because of a
+conflict (409) is retried with a fresh read; any other API failure ends the reconcile with
+:class:`~kubevirt_cca.errors.KubernetesAPIError`, and :meth:`NodeLabeller.run` then waits with
+exponential backoff and jitter, leaving the Node's labels as they were. A stop request (SIGTERM)
+is honoured between requests: no new write starts after it, and a write already sent is awaited,
+so the Node always carries either the old or the new set of keys, never half of one.
+
+:class:`HealthServer` serves ``/healthz``, ``/readyz`` (ready after the first reconcile) and
+``/metrics`` over plain HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import TypeVar
+
+import httpx2
+from aiohttp import web
+from lightkube import ApiError, AsyncClient
+from lightkube.models.core_v1 import EventSource, ObjectReference
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Event, Node
+from lightkube.types import PatchType
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+
+from kubevirt_cca.constants import MEASUREMENT_ALGORITHMS
+from kubevirt_cca.core.capabilities import DetectionReport
+from kubevirt_cca.core.labelling import CapabilityEvent, NodeMetadata, NodePlan, plan_node
+from kubevirt_cca.errors import CCAError, KubernetesAPIError
+
+LOG = logging.getLogger(__name__)
+
+COMPONENT = "kubevirt-cca-labeller"
+# Events about a cluster-scoped Node go to the "default" namespace, as the kubelet's do.
+EVENT_NAMESPACE = "default"
+CONFLICT_STATUSES = frozenset({409, 422})
+
+T = TypeVar("T")
+Detector = Callable[[], DetectionReport]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How often the labeller looks, and how it backs off. Seconds throughout."""
+
+    interval: float = 300.0
+    jitter: float = 0.1  # each wait is interval * (1 +- jitter), uniformly
+    backoff_initial: float = 1.0
+    backoff_max: float | None = None  # None: the interval (an outage never speeds us up)
+    conflict_attempts: int = 5  # reads + patches per reconcile before giving up on conflicts
+
+    def next_interval(self, rng: random.Random) -> float:
+        return self.interval * rng.uniform(1.0 - self.jitter, 1.0 + self.jitter)
+
+    def backoff(self, failures: int, rng: random.Random) -> float:
+        """The wait after ``failures`` consecutive failures: doubling, capped, half of it random."""
+        cap = self.backoff_max if self.backoff_max is not None else self.interval
+        ceiling = min(cap, self.backoff_initial * 2.0 ** min(failures - 1, 62))
+        return rng.uniform(ceiling / 2.0, ceiling)
+
+
+class ReconcileResult(Enum):
+    UNCHANGED = "unchanged"
+    PATCHED = "patched"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"  # a stop request came before anything was written
+
+
+class LabellerMetrics:
+    """The labeller's Prometheus metrics, in their own registry (one per labeller)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.capable = Gauge(
+            "kubevirt_cca_labeller_cca_capable",
+            "1 when the last detection found this node able to run Arm CCA Realms, else 0",
+            registry=self.registry,
+        )
+        self.algorithm = Gauge(
+            "kubevirt_cca_labeller_measurement_algorithm",
+            "1 for each Realm measurement algorithm the last detection found",
+            ["algorithm"], registry=self.registry,
+        )
+        self.reconciles = Counter(
+            "kubevirt_cca_labeller_reconciles",
+            "Reconciles by result (unchanged, patched, skipped, interrupted, failed)",
+            ["result"], registry=self.registry,
+        )
+        self.errors = Counter(
+            "kubevirt_cca_labeller_errors",
+            "Errors by kind: api (a reconcile failed), conflict (a patch was retried), "
+            "event (an Event could not be recorded)",
+            ["kind"], registry=self.registry,
+        )
+        self.api_requests = Counter(
+            "kubevirt_cca_labeller_api_requests",
+            "Requests sent to the Kubernetes API server, by verb, resource and outcome",
+            ["verb", "resource", "outcome"], registry=self.registry,
+        )
+        self.last_success = Gauge(
+            "kubevirt_cca_labeller_last_success_timestamp_seconds",
+            "When the last reconcile finished without error (Unix time)",
+            registry=self.registry,
+        )
+
+    def record_report(self, report: DetectionReport) -> None:
+        self.capable.set(1 if report.capable else 0)
+        for algorithm in {*MEASUREMENT_ALGORITHMS, *report.measurement_algorithms}:
+            self.algorithm.labels(algorithm).set(
+                1 if algorithm in report.measurement_algorithms else 0
+            )
+
+
+class NodeLabeller:
+    """Keeps one Node's CCA labels and detection annotation in line with the host."""
+
+    def __init__(self, *, client: AsyncClient, node_name: str, detector: Detector,
+                 metrics: LabellerMetrics | None = None, timing: Timing | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.client = client
+        self.node_name = node_name
+        self.detector = detector
+        self.metrics = metrics if metrics is not None else LabellerMetrics()
+        self.timing = timing if timing is not None else Timing()
+        self._rng = rng if rng is not None else random.Random()  # noqa: S311 (jitter only)
+        self._stop = asyncio.Event()
+        self.ready = False
+        self.last_report: DetectionReport | None = None
+        self._skipping: bool | None = None
+
+    def request_stop(self) -> None:
+        """Stop after the request in flight (if any); safe to call from a signal handler."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def run(self) -> None:
+        """Reconcile every interval (with jitter) until stopped; back off while the API fails."""
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                await self.reconcile()
+            except KubernetesAPIError as exc:
+                failures += 1
+                delay = self.timing.backoff(failures, self._rng)
+                LOG.warning("node %s: reconcile failed (%s); labels left as they are, "
+                            "next attempt in %.1f s (failure %d in a row)",
+                            self.node_name, exc, delay, failures)
+            else:
+                failures = 0
+                delay = self.timing.next_interval(self._rng)
+            await self._sleep(delay)
+        LOG.info("node %s: labeller stopped", self.node_name)
+
+    async def reconcile(self) -> ReconcileResult:
+        """One pass: detect, read, patch when needed. Raises :class:`KubernetesAPIError`."""
+        try:
+            result = await self._reconcile()
+        except KubernetesAPIError:
+            self.metrics.reconciles.labels("failed").inc()
+            self.metrics.errors.labels("api").inc()
+            raise
+        self.metrics.reconciles.labels(result.value).inc()
+        if result is not ReconcileResult.INTERRUPTED:
+            self.metrics.last_success.set(time.time())
+            self.ready = True
+        return result
+
+    async def _reconcile(self) -> ReconcileResult:
+        report = await asyncio.to_thread(self.detector)
+        self.last_report = report
+        self.metrics.record_report(report)
+        for attempt in range(1, self.timing.conflict_attempts + 1):
+            if self._stop.is_set():
+                return ReconcileResult.INTERRUPTED
+            node = await self._read_node()
+            plan = plan_node(node, report)
+            if plan.skipped:
+                self._log_skip(True)
+                return ReconcileResult.SKIPPED
+            self._log_skip(False)
+            if not plan.changed:
+                LOG.debug("node %s: labels and detection annotation up to date", node.name)
+                return ReconcileResult.UNCHANGED
+            if self._stop.is_set():
+                return ReconcileResult.INTERRUPTED
+            try:
+                await self._patch_node(plan)
+            except KubernetesAPIError as exc:
+                if exc.status not in CONFLICT_STATUSES:
+                    raise
+                self.metrics.errors.labels("conflict").inc()
+                LOG.info("node %s: patch conflicted (%s), re-reading (attempt %d of %d)",
+                         node.name, exc, attempt, self.timing.conflict_attempts)
+                continue
+            LOG.info("node %s: capable=%s labels %s; detection annotation %s",
+                     node.name, report.capable, plan.label_changes.describe(),
+                     "updated" if plan.annotation_changed else "unchanged")
+            if plan.event is not None:
+                await self._record_event(node, plan.event)
+            return ReconcileResult.PATCHED
+        raise KubernetesAPIError(
+            f"node {self.node_name}: the patch conflicted {self.timing.conflict_attempts} times "
+            "in a row (someone else keeps changing the node's labels or annotations)",
+            status=409,
+        )
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+
+    def _log_skip(self, skipping: bool) -> None:
+        if skipping != self._skipping:
+            if skipping:
+                LOG.info("node %s: annotated node-labeller.kubevirt.io/skip-node; "
+                         "leaving its labels and annotations alone", self.node_name)
+            elif self._skipping is not None:
+                LOG.info("node %s: skip-node annotation gone; labelling again", self.node_name)
+        self._skipping = skipping
+
+    async def _read_node(self) -> NodeMetadata:
+        node = await self._call("get", "nodes", self.client.get(Node, self.node_name))
+        metadata = node.metadata or ObjectMeta()
+        return NodeMetadata(
+            name=metadata.name or self.node_name,
+            labels=dict(metadata.labels) if metadata.labels is not None else None,
+            annotations=dict(metadata.annotations) if metadata.annotations is not None else None,
+            resource_version=metadata.resourceVersion,
+            uid=metadata.uid,
+        )
+
+    async def _patch_node(self, plan: NodePlan) -> None:
+        operations = [dict(op) for op in plan.patch]
+        await self._call("patch", "nodes", self.client.patch(
+            Node, self.node_name, operations, patch_type=PatchType.JSON))
+
+    async def _record_event(self, node: NodeMetadata, event: CapabilityEvent) -> None:
+        """Create a core/v1 Event on the Node; a failure is logged and counted, not raised."""
+        now = datetime.now(UTC)
+        body = Event(
+            metadata=ObjectMeta(name=f"{node.name}.{time.time_ns():x}",
+                                namespace=EVENT_NAMESPACE),
+            involvedObject=ObjectReference(apiVersion="v1", kind="Node", name=node.name,
+                                           uid=node.uid),
+            reason=event.reason, message=event.message, type=event.type.value,
+            source=EventSource(component=COMPONENT, host=node.name),
+            firstTimestamp=now, lastTimestamp=now, count=1,
+            reportingComponent=COMPONENT, reportingInstance=node.name,
+        )
+        try:
+            await self._call("create", "events", self.client.create(body))
+        except KubernetesAPIError as exc:
+            self.metrics.errors.labels("event").inc()
+            LOG.warning("node %s: could not record Event %s: %s", node.name, event.reason, exc)
+        else:
+            LOG.info("node %s: Event %s: %s", node.name, event.reason, event.message)
+
+    async def _call(self, verb: str, resource: str, request: Awaitable[T]) -> T:
+        """Await one API request, count it, and translate the client's exceptions."""
+        counter = self.metrics.api_requests
+        try:
+            result = await request
+        except ApiError as exc:
+            code = exc.status.code or (exc.response.status_code if exc.response else 0)
+            counter.labels(verb, resource, str(code)).inc()
+            raise KubernetesAPIError(
+                f"{verb} {resource}: {code} {exc.status.reason or ''}: "
+                f"{exc.status.message or 'no message'}".replace(" :", ":"),
+                status=code,
+            ) from exc
+        except httpx2.HTTPStatusError as exc:
+            code = exc.response.status_code
+            counter.labels(verb, resource, str(code)).inc()
+            raise KubernetesAPIError(f"{verb} {resource}: HTTP {code}", status=code) from exc
+        except httpx2.HTTPError as exc:
+            counter.labels(verb, resource, "unreachable").inc()
+            raise KubernetesAPIError(
+                f"{verb} {resource}: the API server could not be reached "
+                f"({type(exc).__name__}: {exc or 'no detail'})"
+            ) from exc
+        except ValueError as exc:  # the response was not the object the client expected
+            counter.labels(verb, resource, "malformed").inc()
+            raise KubernetesAPIError(f"{verb} {resource}: unreadable response: {exc}") from exc
+        counter.labels(verb, resource, "ok").inc()
+        return result
+
+
+class HealthServer:
+    """``/healthz`` (alive), ``/readyz`` (first reconcile done) and ``/metrics``, plain HTTP."""
+
+    def __init__(self, labeller: NodeLabeller, *, host: str, port: int) -> None:
+        self.labeller = labeller
+        self.host = host
+        self.port = port
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+
+    async def start(self) -> int:
+        """Start listening; returns the port (useful when asked for port 0)."""
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host or None, self.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise CCAError(
+                f"health endpoint: cannot listen on {self.host or '*'}:{self.port}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+        addresses = self._runner.addresses
+        if addresses:
+            self.port = int(addresses[0][1])
+        return self.port
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        if self.labeller.ready:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready: the first reconcile has not finished\n")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.labeller.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

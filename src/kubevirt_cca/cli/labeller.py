@@ -1,0 +1,157 @@
+"""``kubevirt-cca labeller``: keep this node's CCA labels and detection annotation current."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import logging
+import os
+import shlex
+import signal
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from kubevirt_cca.cli.common import HelpFormatter
+from kubevirt_cca.constants import (
+    DEFAULT_DOMCAPS_COMMAND,
+    KUBEVIRT_SKIP_NODE_ANNOTATION,
+    NODE_CCA_LABEL,
+    NODE_DETECTION_ANNOTATION,
+)
+from kubevirt_cca.core.capabilities import DetectionReport
+
+if TYPE_CHECKING:
+    from kubevirt_cca.adapters.labeller import NodeLabeller
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL = 300.0
+DEFAULT_HEALTH_PORT = 8081
+NODE_NAME_ENV = "NODE_NAME"
+EXIT_USAGE = 2
+
+DESCRIPTION = f"""\
+Run on each arm64 node (a DaemonSet pod) and keep the node's labels in line with what the host
+can do: '{NODE_CCA_LABEL}=true' and one 'cca.kubevirt.io/measurement-algo-<name>=true' per
+algorithm where libvirt reports <cca supported='yes'>, none of them elsewhere, and the
+detection report (why or why not) in the annotation '{NODE_DETECTION_ANNOTATION}'.
+
+Only these keys are ever written or removed, only when they differ, and not at all on a node
+annotated '{KUBEVIRT_SKIP_NODE_ANNOTATION}'. The node is re-checked every --interval seconds
+(with 10 % jitter); while the API server fails the labeller backs off exponentially and leaves
+the labels as they are. SIGTERM stops it between requests.
+
+Serves /healthz, /readyz (ready after the first reconcile) and /metrics on --health-port.
+
+example:
+  kubevirt-cca labeller --node-name "$NODE_NAME" --root /host
+  kubevirt-cca labeller --node-name arm-1 --domcaps-file /var/run/cca/domcaps.xml --once
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "labeller", help="label this node with its Realm capability (DaemonSet)",
+        description=DESCRIPTION, formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--node-name", metavar="NAME", default=os.environ.get(NODE_NAME_ENV),
+                        help=f"this node's name (default: ${NODE_NAME_ENV}, e.g. from the "
+                             "downward API)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--domcaps-file", metavar="FILE",
+                        help="read libvirt domain capabilities XML from FILE (written by another "
+                             "container) instead of running a command")
+    source.add_argument("--domcaps-command", metavar="CMD",
+                        default=shlex.join(DEFAULT_DOMCAPS_COMMAND),
+                        help="command that prints domain capabilities (default: %(default)s)")
+    parser.add_argument("--root", metavar="DIR", default="/",
+                        help="the host's / (mounted read-only); host probes read below DIR")
+    parser.add_argument("--interval", metavar="SECONDS", type=_positive_seconds,
+                        default=DEFAULT_INTERVAL,
+                        help="seconds between checks, jittered by 10 %% (default: %(default)g)")
+    parser.add_argument("--once", action="store_true",
+                        help="reconcile once and exit (no health endpoint): exit status 0 when "
+                             "the node is up to date, 1 when the API server failed")
+    parser.add_argument("--health-port", metavar="[ADDRESS:]PORT", type=_listen_address,
+                        default=("", DEFAULT_HEALTH_PORT),
+                        help="where /healthz, /readyz and /metrics listen (default: all "
+                             f"addresses, port {DEFAULT_HEALTH_PORT}; port 0 picks a free one)")
+    parser.add_argument("--server", metavar="URL",
+                        help="the API server's URL (default: the pod's service account, else "
+                             "$KUBECONFIG)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.node_name:
+        print(f"kubevirt-cca labeller: error: --node-name is required (or set ${NODE_NAME_ENV}, "
+              "e.g. from the downward API: fieldRef spec.nodeName)", file=sys.stderr)
+        return EXIT_USAGE
+    # Imported here so the other commands do not load the Kubernetes client and HTTP server.
+    from kubevirt_cca.adapters.detection import detect
+
+    detector = functools.partial(detect, domcaps_file=args.domcaps_file,
+                                 domcaps_command=args.domcaps_command, root=args.root)
+    return asyncio.run(_main(args, detector))
+
+
+async def _main(args: argparse.Namespace, detector: Callable[[], DetectionReport]) -> int:
+    from kubevirt_cca.adapters.kube import async_client
+    from kubevirt_cca.adapters.labeller import HealthServer, NodeLabeller, Timing
+
+    client = async_client(server=args.server)
+    labeller = NodeLabeller(client=client, node_name=args.node_name, detector=detector,
+                            timing=Timing(interval=args.interval))
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _stop, labeller, signum)
+    try:
+        if args.once:
+            result = await labeller.reconcile()
+            LOG.info("node %s: reconcile %s", args.node_name, result.value)
+            return 0
+        host, port = args.health_port
+        health = HealthServer(labeller, host=host, port=port)
+        bound = await health.start()
+        LOG.info("health endpoint listening on http://%s:%d (/healthz, /readyz, /metrics)",
+                 host or "0.0.0.0", bound)  # noqa: S104 (what "all addresses" means)
+        try:
+            await labeller.run()
+        finally:
+            await health.stop()
+        return 0
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        await client.close()
+
+
+def _stop(labeller: NodeLabeller, signum: int) -> None:
+    LOG.info("received %s; stopping after the request in flight", signal.Signals(signum).name)
+    labeller.request_stop()
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    host, _, port_text = text.rpartition(":")
+    host = host.strip("[]")  # [::1]:8081
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected PORT or ADDRESS:PORT (e.g. 8081 or 127.0.0.1:8081), got {text!r}"
+        ) from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be between 0 and 65535, got {port}")
+    return host, port

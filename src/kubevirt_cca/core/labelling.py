@@ -1,0 +1,261 @@
+"""What the node labeller writes on its Node, and the JSON patch that gets it there.
+
+Pure: a detection report and the Node's current metadata in, a :class:`NodePlan` out. The
+adapter (``adapters/labeller.py``) reads the Node, asks :func:`plan_node` what to do, and sends
+the patch as is.
+
+The rules (DESIGN.md, "Node labels"):
+
+- The labeller owns the labels :func:`~kubevirt_cca.core.capabilities.is_owned_label` accepts
+  and the one annotation ``cca.kubevirt.io/detection``. Its patch never names another key.
+- An owned label that the report no longer calls for is removed.
+- A Node annotated ``node-labeller.kubevirt.io/skip-node`` (any value, as KubeVirt's own
+  labeller reads it) is left alone entirely: nothing is added, changed or removed.
+- Nothing changed, nothing written: the plan's patch is empty. The report's ``checkedAt`` is
+  not a change: the annotation is rewritten only when the rest of the report differs, so its
+  ``checkedAt`` says when the node's verdict or evidence last changed.
+- Every patch is guarded: before touching a map it ``test``\\ s the whole map as it was read
+  (KubeVirt's node labeller does the same), so a concurrent change to that map makes the API
+  server refuse the patch (HTTP 422) and the adapter re-reads and retries. A map that does not
+  exist yet cannot be tested (RFC 6902 has no "absent" test); creating it is guarded by a
+  ``test`` of ``metadata.resourceVersion`` instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Literal, TypedDict
+
+from kubevirt_cca.constants import (
+    KUBEVIRT_SKIP_NODE_ANNOTATION,
+    NODE_ALGO_LABEL_PREFIX,
+    NODE_CCA_LABEL,
+    NODE_DETECTION_ANNOTATION,
+)
+from kubevirt_cca.core.capabilities import DetectionReport, is_owned_label, node_labels
+
+# Kubernetes keeps an Event message short; longer ones are cut here with an ellipsis.
+EVENT_MESSAGE_LIMIT = 1024
+_CHECKED_AT = "checkedAt"
+
+
+class PatchOperation(TypedDict, total=False):
+    """One RFC 6902 operation (only the kinds the labeller sends)."""
+
+    op: Literal["test", "add", "replace", "remove"]
+    path: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class NodeMetadata:
+    """The parts of a Node the labeller reads. A map that is absent on the Node is ``None``."""
+
+    name: str
+    labels: Mapping[str, str] | None
+    annotations: Mapping[str, str] | None
+    resource_version: str | None = None
+    uid: str | None = None
+
+    @classmethod
+    def from_object(cls, node: Mapping[str, Any]) -> NodeMetadata:
+        """Read a Node object as the API server returns it (a JSON dict)."""
+        metadata = node.get("metadata") or {}
+        labels = metadata.get("labels")
+        annotations = metadata.get("annotations")
+        return cls(
+            name=str(metadata.get("name", "")),
+            labels=dict(labels) if labels is not None else None,
+            annotations=dict(annotations) if annotations is not None else None,
+            resource_version=metadata.get("resourceVersion"),
+            uid=metadata.get("uid"),
+        )
+
+
+@dataclass(frozen=True)
+class Capability:
+    """What the owned labels say a node can do: Realms at all, and with which algorithms."""
+
+    capable: bool
+    measurement_algorithms: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_labels(cls, labels: Mapping[str, str] | None) -> Capability:
+        labels = labels or {}
+        algorithms = frozenset(
+            key[len(NODE_ALGO_LABEL_PREFIX):] for key, value in labels.items()
+            if key.startswith(NODE_ALGO_LABEL_PREFIX) and value == "true"
+        )
+        return cls(labels.get(NODE_CCA_LABEL) == "true", algorithms)
+
+
+class EventType(Enum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+@dataclass(frozen=True)
+class CapabilityEvent:
+    """A Kubernetes Event to record on the Node after a capability change has been written."""
+
+    type: EventType
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class KeyChanges:
+    """Owned keys a plan adds, changes (key -> new value) and removes in one metadata map."""
+
+    added: Mapping[str, str] = field(default_factory=dict)
+    changed: Mapping[str, str] = field(default_factory=dict)
+    removed: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+    def describe(self) -> str:
+        """One short line for a log record: ``+a=true ~b=true -c``."""
+        parts = [f"+{k}={v}" for k, v in sorted(self.added.items())]
+        parts += [f"~{k}={v}" for k, v in sorted(self.changed.items())]
+        parts += [f"-{k}" for k in self.removed]
+        return " ".join(parts) or "none"
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """What to do with one Node: the patch (empty: nothing to write) and why."""
+
+    node: str
+    skipped: bool
+    patch: tuple[PatchOperation, ...]
+    label_changes: KeyChanges
+    annotation_changed: bool
+    event: CapabilityEvent | None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.patch)
+
+
+def detection_annotation(report: DetectionReport) -> str:
+    """The annotation value: the report's JSON, compact (DESIGN.md's detection report shape)."""
+    return json.dumps(report.to_json(), separators=(",", ":"), ensure_ascii=False)
+
+
+def same_report(annotation: str | None, report: DetectionReport) -> bool:
+    """Whether ``annotation`` already records ``report``, ignoring ``checkedAt``.
+
+    An unreadable annotation (not JSON, not an object) never matches, so it gets rewritten.
+    """
+    if annotation is None:
+        return False
+    try:
+        recorded = json.loads(annotation)
+    except ValueError:
+        return False
+    if not isinstance(recorded, dict):
+        return False
+    recorded.pop(_CHECKED_AT, None)
+    wanted: dict[str, Any] = json.loads(detection_annotation(report))
+    wanted.pop(_CHECKED_AT, None)
+    return bool(recorded == wanted)
+
+
+def plan_node(node: NodeMetadata, report: DetectionReport) -> NodePlan:
+    """Decide the patch that makes ``node`` say what ``report`` says, touching owned keys only."""
+    annotations = node.annotations or {}
+    if KUBEVIRT_SKIP_NODE_ANNOTATION in annotations:
+        return NodePlan(node.name, True, (), KeyChanges(), False, None)
+
+    desired = node_labels(report)
+    changes = _label_changes(node.labels or {}, desired)
+    annotation_changed = not same_report(annotations.get(NODE_DETECTION_ANNOTATION), report)
+
+    operations: list[PatchOperation] = []
+    guard_version = False
+    if changes:
+        ops, creates = _map_operations("labels", node.labels, changes)
+        operations += ops
+        guard_version |= creates
+    if annotation_changed:
+        value = detection_annotation(report)
+        update = (
+            KeyChanges(changed={NODE_DETECTION_ANNOTATION: value})
+            if NODE_DETECTION_ANNOTATION in annotations
+            else KeyChanges(added={NODE_DETECTION_ANNOTATION: value})
+        )
+        ops, creates = _map_operations("annotations", node.annotations, update)
+        operations += ops
+        guard_version |= creates
+    if guard_version and node.resource_version is not None:
+        operations.insert(0, {"op": "test", "path": "/metadata/resourceVersion",
+                              "value": node.resource_version})
+
+    event = _capability_event(Capability.from_labels(node.labels), report) if changes else None
+    return NodePlan(node.name, False, tuple(operations), changes, annotation_changed, event)
+
+
+def escape_pointer(key: str) -> str:
+    """A map key as one JSON pointer segment (RFC 6901: ``~`` -> ``~0``, ``/`` -> ``~1``)."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def _label_changes(current: Mapping[str, str], desired: Mapping[str, str]) -> KeyChanges:
+    added = {k: v for k, v in desired.items() if k not in current}
+    changed = {k: v for k, v in desired.items() if k in current and current[k] != v}
+    removed = tuple(sorted(k for k in current if is_owned_label(k) and k not in desired))
+    return KeyChanges(added, changed, removed)
+
+
+def _map_operations(map_name: str, current: Mapping[str, str] | None,
+                    changes: KeyChanges) -> tuple[list[PatchOperation], bool]:
+    """Operations for one metadata map; the flag says the map is created (needs the rv guard)."""
+    base = f"/metadata/{map_name}"
+    if current is None:
+        # Nothing to remove or change in a map that does not exist; create it with our keys.
+        if not changes.added:
+            return [], False
+        return [{"op": "add", "path": base, "value": dict(changes.added)}], True
+    operations: list[PatchOperation] = [{"op": "test", "path": base, "value": dict(current)}]
+    operations += [{"op": "remove", "path": f"{base}/{escape_pointer(k)}"}
+                   for k in changes.removed]
+    operations += [{"op": "replace", "path": f"{base}/{escape_pointer(k)}", "value": v}
+                   for k, v in changes.changed.items()]
+    operations += [{"op": "add", "path": f"{base}/{escape_pointer(k)}", "value": v}
+                   for k, v in changes.added.items()]
+    return operations, False
+
+
+def _capability_event(before: Capability, report: DetectionReport) -> CapabilityEvent | None:
+    after = Capability.from_labels(node_labels(report))
+    if after == before:
+        return None
+    if after.capable and not before.capable:
+        event = CapabilityEvent(
+            EventType.NORMAL, "CCACapable",
+            "node can run Arm CCA Realms; measurement algorithms: "
+            f"{_algorithms(after)}",
+        )
+    elif before.capable and not after.capable:
+        why = "; ".join(report.reasons) or "libvirt no longer reports cca supported='yes'"
+        event = CapabilityEvent(
+            EventType.WARNING, "CCANotCapable",
+            f"node can no longer run Arm CCA Realms: {why}",
+        )
+    else:
+        event = CapabilityEvent(
+            EventType.NORMAL, "CCAAlgorithmsChanged",
+            f"measurement algorithms changed from {_algorithms(before)} to {_algorithms(after)}",
+        )
+    if len(event.message) > EVENT_MESSAGE_LIMIT:
+        event = CapabilityEvent(event.type, event.reason,
+                                event.message[:EVENT_MESSAGE_LIMIT - 1] + "…")
+    return event
+
+
+def _algorithms(capability: Capability) -> str:
+    return ", ".join(sorted(capability.measurement_algorithms)) or "none listed"
