@@ -1,0 +1,115 @@
+"""Which KubeVirt extension point carries the Realm set-up: hook sidecars or Plugins (VEP 190).
+
+Admins choose with ``integrationMode`` in kubevirt-cca-config:
+
+* ``sidecar`` — the legacy hook sidecar, attached through ``hooks.kubevirt.io/hookSidecars``;
+  needs KubeVirt's ``Sidecar`` gate.
+* ``plugin`` — a KubeVirt Plugin whose domain hook is our sidecar container, injected into the
+  virt-launcher pod; needs KubeVirt's ``Plugins`` gate and the ``qemu-commandline`` dialect (on
+  this path KubeVirt rebuilds the domain through a library that knows no CCA launchSecurity).
+* ``auto`` (default) — ``plugin`` when the KubeVirt CR enables ``Plugins``, else ``sidecar``.
+
+The *mixed state* — Plugins gate on, any Plugin object present, legacy sidecar mode — breaks
+Realms: KubeVirt regenerates every domain through the Plugins path and drops (or refuses) what
+the legacy hook wrote. :func:`decide_mode` reports it as a problem, so admission refuses new CCA
+VMIs with a message that says what to change instead of letting them fail at start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from enum import StrEnum
+
+from kubevirt_cca.constants import PLUGINS_FEATURE_GATE, SIDECAR_FEATURE_GATE
+from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.errors import SettingsError
+
+INTEGRATION_MODE_KEY = "integrationMode"
+
+
+class IntegrationMode(StrEnum):
+    """The configured mode (``auto`` resolves to one of the other two)."""
+
+    SIDECAR = "sidecar"
+    PLUGIN = "plugin"
+    AUTO = "auto"
+
+
+def parse_mode(value: object) -> IntegrationMode:
+    """The mode from ConfigMap text; :class:`SettingsError` naming the choices otherwise."""
+    try:
+        return IntegrationMode(str(value)) if isinstance(value, str) else IntegrationMode("")
+    except ValueError:
+        names = ", ".join(m.value for m in IntegrationMode)
+        raise SettingsError(
+            f"{INTEGRATION_MODE_KEY}: unknown value {value!r}; expected one of {names}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class ModeDecision:
+    """The mode in force, why, and what stops CCA VMIs from working in it (empty: fine)."""
+
+    mode: IntegrationMode
+    reason: str
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def decide_mode(
+    configured: IntegrationMode,
+    *,
+    gates: Collection[str],
+    plugin_names: Collection[str],
+    settings: Settings,
+) -> ModeDecision:
+    """Resolve ``auto`` and check the chosen mode against the cluster.
+
+    ``gates`` are KubeVirt's enabled feature gates; ``plugin_names`` the Plugin objects that
+    exist (ours included).
+    """
+    plugins_on = PLUGINS_FEATURE_GATE in gates
+    if configured is IntegrationMode.AUTO:
+        mode = IntegrationMode.PLUGIN if plugins_on else IntegrationMode.SIDECAR
+        reason = (f"auto: KubeVirt's {PLUGINS_FEATURE_GATE} gate is "
+                  f"{'on' if plugins_on else 'off'}")
+    else:
+        mode = configured
+        reason = f"configured: {INTEGRATION_MODE_KEY}={configured.value}"
+    problems: list[str] = []
+    warnings: list[str] = []
+    if mode is IntegrationMode.PLUGIN:
+        if not plugins_on:
+            problems.append(
+                f"integration mode plugin needs KubeVirt's {PLUGINS_FEATURE_GATE} feature gate, "
+                "which is not enabled in kubevirt-config"
+            )
+        if settings.dialect is not Dialect.QEMU_COMMANDLINE:
+            problems.append(
+                f"integration mode plugin needs dialect {Dialect.QEMU_COMMANDLINE.value} "
+                "(KubeVirt's Plugins path refuses <launchSecurity type='cca'>); "
+                f"kubevirt-cca-config sets dialect {settings.dialect.value}"
+            )
+    else:
+        if SIDECAR_FEATURE_GATE not in gates:
+            problems.append(
+                f"{SIDECAR_FEATURE_GATE} feature gate is not enabled in kubevirt-config "
+                "(the Realm set-up runs as a KubeVirt hook sidecar)"
+            )
+        if plugins_on and plugin_names:
+            names = ", ".join(sorted(plugin_names))
+            message = (
+                f"mixed state: KubeVirt's {PLUGINS_FEATURE_GATE} gate is on and Plugin objects "
+                f"exist ({names}), so KubeVirt rebuilds every domain through its Plugins path, "
+                "which drops the legacy hook's Realm settings; set integrationMode to plugin "
+                "(or auto) in kubevirt-cca-config, or remove the Plugin objects"
+            )
+            if settings.dialect is Dialect.QEMU_COMMANDLINE:
+                # qemu:commandline survives the Plugins path from KubeVirt 1.10 on.
+                warnings.append(message + " (the qemu-commandline dialect survives it only on "
+                                          "KubeVirt 1.10 and newer)")
+            else:
+                problems.append(message)
+    return ModeDecision(mode=mode, reason=reason, problems=tuple(problems),
+                        warnings=tuple(warnings))

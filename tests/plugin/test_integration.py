@@ -1,0 +1,71 @@
+"""Integration mode selection: every combination of gates, Plugin objects, mode and dialect."""
+
+from __future__ import annotations
+
+from itertools import product
+
+import pytest
+
+from kubevirt_cca.constants import CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE, SIDECAR_FEATURE_GATE
+from kubevirt_cca.core.integration import IntegrationMode, decide_mode, parse_mode
+from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.errors import SettingsError
+
+GATE_SETS = [
+    frozenset({CCA_FEATURE_GATE}),
+    frozenset({CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE}),
+    frozenset({CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE}),
+    frozenset({CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE, PLUGINS_FEATURE_GATE}),
+]
+PLUGINS = [(), ("kubevirt-cca",), ("someone-else",)]
+
+
+@pytest.mark.parametrize(("configured", "gates", "plugins", "dialect"),
+                         list(product(IntegrationMode, GATE_SETS, PLUGINS, Dialect)))
+def test_every_combination(configured: IntegrationMode, gates: frozenset[str],
+                           plugins: tuple[str, ...], dialect: Dialect) -> None:
+    decision = decide_mode(configured, gates=gates, plugin_names=plugins,
+                           settings=Settings(dialect=dialect))
+    plugins_on = PLUGINS_FEATURE_GATE in gates
+    # auto follows the Plugins gate; explicit modes are kept
+    expected = configured if configured is not IntegrationMode.AUTO else (
+        IntegrationMode.PLUGIN if plugins_on else IntegrationMode.SIDECAR)
+    assert decision.mode is expected
+    text = " ".join(decision.problems)
+    if expected is IntegrationMode.PLUGIN:
+        assert ("Plugins feature gate" in text) == (not plugins_on)
+        assert ("needs dialect qemu-commandline" in text) == (dialect is not
+                                                               Dialect.QEMU_COMMANDLINE)
+        assert "Sidecar feature gate" not in text  # the plugin path needs no Sidecar gate
+    else:
+        assert ("Sidecar feature gate is not enabled" in text) == (SIDECAR_FEATURE_GATE
+                                                                    not in gates)
+        mixed = plugins_on and bool(plugins)
+        if dialect is Dialect.QEMU_COMMANDLINE:
+            assert "mixed state" not in text
+            assert any("mixed state" in w for w in decision.warnings) == mixed
+        else:
+            assert ("mixed state" in text) == mixed
+    # a mode with no problem is one where a CCA VMI can work
+    works = not decision.problems
+    if works and expected is IntegrationMode.PLUGIN:
+        assert plugins_on and dialect is Dialect.QEMU_COMMANDLINE
+    if works and expected is IntegrationMode.SIDECAR:
+        assert SIDECAR_FEATURE_GATE in gates
+
+
+def test_auto_reason_names_the_gate() -> None:
+    decision = decide_mode(IntegrationMode.AUTO, gates={PLUGINS_FEATURE_GATE}, plugin_names=(),
+                           settings=Settings(dialect=Dialect.QEMU_COMMANDLINE))
+    assert decision.reason == "auto: KubeVirt's Plugins gate is on"
+
+
+@pytest.mark.parametrize("value", ["sidecar", "plugin", "auto"])
+def test_parse_mode(value: str) -> None:
+    assert parse_mode(value).value == value
+
+
+@pytest.mark.parametrize("value", ["Plugin", "", "hooks", 3, None])
+def test_bad_mode(value: object) -> None:
+    with pytest.raises(SettingsError, match="integrationMode: unknown value"):
+        parse_mode(value)
