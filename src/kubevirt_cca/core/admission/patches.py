@@ -6,6 +6,7 @@ operation of the same patch, so the patch applies cleanly in order.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any, Literal, TypedDict
 
@@ -27,3 +28,22 @@ def add(parts: Sequence[str], value: Any) -> PatchOperation:
 
 def replace(parts: Sequence[str], value: Any) -> PatchOperation:
     return {"op": "replace", "path": pointer(parts), "value": value}
+
+
+def apply(obj: Any, operations: Sequence[PatchOperation]) -> Any:
+    """``obj`` with our ``add`` / ``replace`` operations applied (a copy; for the offline tools).
+
+    Only what :mod:`~kubevirt_cca.core.admission.mutate` emits is supported: members of
+    objects, addressed by pointers whose parents exist.
+    """
+    result = copy.deepcopy(obj)
+    for operation in operations:
+        parts = [p.replace("~1", "/").replace("~0", "~")
+                 for p in operation["path"].split("/")[1:]]
+        node = result
+        for part in parts[:-1]:
+            node = node[part]
+        if operation["op"] == "replace" and parts[-1] not in node:
+            raise KeyError(operation["path"])
+        node[parts[-1]] = copy.deepcopy(operation["value"])
+    return result

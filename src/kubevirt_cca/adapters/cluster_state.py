@@ -1,0 +1,270 @@
+"""The cluster state admission reads, kept current by watches (no API round trip per review).
+
+Three sources, each listed then watched, re-listed after any error:
+
+- the KubeVirt CR(s) in KubeVirt's namespace: the feature gates. Until the first successful
+  list, and whenever a re-list fails, the gates are unknown and CCA objects are refused
+  (fail closed), with the reason in the message;
+- the ``kubevirt-cca-config`` ConfigMap in our namespace: dialect, firmware, virtio IOMMU
+  policy and hook image (absent: the defaults);
+- VMIs carrying the CCA label, cluster-wide: a migration of one of them is refused without an
+  API call. A VMI not in the cache is fetched once (migrations are rare), and a failed fetch
+  refuses the migration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+from lightkube import ApiError, AsyncClient, operators
+from lightkube.resources.core_v1 import ConfigMap
+
+from kubevirt_cca.adapters.kube import KubeVirt, VirtualMachineInstance
+from kubevirt_cca.constants import CONFIG_MAP_NAME, ENABLED_LABEL
+from kubevirt_cca.core.admission.gates import (
+    ClusterView,
+    config_from_map,
+    gates_from_kubevirt,
+    pick_kubevirt,
+)
+from kubevirt_cca.core.admission.validate import VMILookup
+from kubevirt_cca.errors import KubernetesAPIError, SettingsError
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclass
+class _Source:
+    """One listed-and-watched collection: its objects, and whether the last list worked."""
+
+    what: str
+    objects: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    synced: bool = False
+    attempted: bool = False
+    problem: str | None = "not listed yet"
+
+    def replace(self, items: list[dict[str, Any]]) -> None:
+        self.objects = {_key(item): item for item in items}
+        self.synced, self.attempted, self.problem = True, True, None
+
+    def apply(self, event: str, obj: dict[str, Any]) -> None:
+        if event == "DELETED":
+            self.objects.pop(_key(obj), None)
+        elif event in ("ADDED", "MODIFIED"):
+            self.objects[_key(obj)] = obj
+
+    def fail(self, problem: str) -> None:
+        self.attempted, self.problem = True, problem
+
+
+class ClusterState:
+    """Watch-fed view of the cluster for the webhook. ``start()`` it, then read ``view()``."""
+
+    def __init__(self, client: AsyncClient, *, namespace: str, kubevirt_namespace: str,
+                 retry_delay: float = 5.0) -> None:
+        self._client = client
+        self._namespace = namespace
+        self._kubevirt_namespace = kubevirt_namespace
+        self._retry_delay = retry_delay
+        self._kubevirt = _Source("KubeVirt CR")
+        self._config = _Source(f"ConfigMap {namespace}/{CONFIG_MAP_NAME}")
+        self._vmis = _Source("CCA VMIs")
+        self._tasks: list[asyncio.Task[None]] = []
+        self._view: ClusterView = ClusterView(gates=None, gates_problem="not listed yet")
+
+    @property
+    def ready(self) -> bool:
+        """Every source has been listed at least once (successfully or not)."""
+        return all(s.attempted for s in (self._kubevirt, self._config, self._vmis))
+
+    def view(self) -> ClusterView:
+        return self._view
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._follow(self._kubevirt, self._list_kubevirt,
+                                             self._watch_kubevirt)),
+            asyncio.create_task(self._follow(self._config, self._list_config,
+                                             self._watch_config)),
+            asyncio.create_task(self._follow(self._vmis, self._list_vmis, self._watch_vmis)),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until every source was listed once; ``False`` on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.ready:
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def lookup_vmi(self, namespace: str, name: str) -> VMILookup:
+        """The VMI a migration names: from the cache when it is a CCA VMI, else fetched."""
+        cached = self._vmis.objects.get((namespace, name))
+        if cached is not None:
+            return VMILookup(vmi=cached)
+        try:
+            obj = await self._client.get(VirtualMachineInstance, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return VMILookup(vmi=None)
+            return VMILookup(problem=f"the API server answered {exc.status.code}: "
+                                     f"{exc.status.message}")
+        except httpx2.HTTPError as exc:
+            return VMILookup(problem=f"the API server is unreachable: {exc}")
+        return VMILookup(vmi=_as_dict(obj))
+
+    # --- the watch loop ------------------------------------------------------------------------
+
+    async def _follow(self, source: _Source,
+                      lister: Callable[[], Any],
+                      watcher: Callable[[str | None], AsyncIterator[tuple[str, dict[str, Any]]]],
+                      ) -> None:
+        while True:
+            listed = False
+            try:
+                items, version = await _translated(lister())
+                source.replace(items)
+                listed = True
+                self._refresh()
+                logger.info("cluster state listed source=%r objects=%d", source.what,
+                            len(items))
+                async for event, obj in watcher(version):
+                    source.apply(event, obj)
+                    self._refresh()
+            except KubernetesAPIError as exc:
+                # A failed list makes the source unknown (CCA objects are refused); a failed
+                # watch after a good list keeps the listed state until the next list.
+                if not listed:
+                    source.fail(str(exc))
+                    self._refresh()
+                logger.warning("cluster state interrupted source=%r listed=%s problem=%r "
+                               "retry_in=%.1fs", source.what, listed, str(exc),
+                               self._retry_delay)
+            await asyncio.sleep(self._retry_delay)
+
+    def _refresh(self) -> None:
+        self._view = _build_view(self._kubevirt, self._config, self._kubevirt_namespace)
+
+    async def _list_kubevirt(self) -> tuple[list[dict[str, Any]], str | None]:
+        listing = self._client.list(KubeVirt, namespace=self._kubevirt_namespace)
+        return [_as_dict(o) async for o in listing], _version(listing)
+
+    async def _list_config(self) -> tuple[list[dict[str, Any]], str | None]:
+        listing = self._client.list(ConfigMap, namespace=self._namespace,
+                                    fields={"metadata.name": CONFIG_MAP_NAME})
+        items = [_as_dict(o) async for o in listing]
+        return [i for i in items if _key(i)[1] == CONFIG_MAP_NAME], _version(listing)
+
+    async def _list_vmis(self) -> tuple[list[dict[str, Any]], str | None]:
+        listing = self._client.list(VirtualMachineInstance, namespace="*",
+                                    labels={ENABLED_LABEL: operators.exists()})
+        items = [_as_dict(o) async for o in listing]
+        return [i for i in items if _labelled(i)], _version(listing)
+
+    async def _watch_kubevirt(self, version: str | None
+                              ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        stream = self._client.watch(KubeVirt, namespace=self._kubevirt_namespace,
+                                    resource_version=version)
+        async for event, obj in _watched(stream):
+            yield event, obj
+
+    async def _watch_config(self, version: str | None
+                            ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        stream = self._client.watch(ConfigMap, namespace=self._namespace,
+                                    fields={"metadata.name": CONFIG_MAP_NAME},
+                                    resource_version=version)
+        async for event, obj in _watched(stream):
+            if _key(obj)[1] == CONFIG_MAP_NAME:
+                yield event, obj
+
+    async def _watch_vmis(self, version: str | None
+                          ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        stream = self._client.watch(VirtualMachineInstance, namespace="*",
+                                    labels={ENABLED_LABEL: operators.exists()},
+                                    resource_version=version)
+        async for event, obj in _watched(stream):
+            # A VMI whose label went away leaves the cache (it matches no more).
+            yield (event if _labelled(obj) else "DELETED"), obj
+
+
+def _build_view(kubevirt: _Source, config: _Source, kubevirt_namespace: str) -> ClusterView:
+    settings, image, config_problem = config_from_map(
+        next(iter(config.objects.values()), {}).get("data"))
+    if config.problem is not None and not config.synced:
+        config_problem = f"it could not be read: {config.problem}"
+    base = ClusterView(gates=None, settings=settings, hook_image=image,
+                       config_problem=config_problem)
+    if not kubevirt.synced or kubevirt.problem is not None:
+        return _with_gates(base, None, f"the KubeVirt CR could not be read: {kubevirt.problem}")
+    cr = pick_kubevirt(kubevirt.objects.values())
+    if cr is None:
+        return _with_gates(base, None, f"no KubeVirt CR found in namespace {kubevirt_namespace}")
+    try:
+        return _with_gates(base, gates_from_kubevirt(cr), None)
+    except SettingsError as exc:
+        return _with_gates(base, None, str(exc))
+
+
+def _with_gates(view: ClusterView, gates: Any, problem: str | None) -> ClusterView:
+    return ClusterView(gates=gates, gates_problem=problem, settings=view.settings,
+                       hook_image=view.hook_image, config_problem=view.config_problem)
+
+
+async def _translated(awaitable: Any) -> Any:
+    try:
+        return await awaitable
+    except ApiError as exc:
+        raise KubernetesAPIError(f"the API server answered {exc.status.code}: "
+                                 f"{exc.status.message}", status=exc.status.code) from exc
+    except httpx2.HTTPError as exc:
+        raise KubernetesAPIError(f"the API server is unreachable: {exc}") from exc
+
+
+async def _watched(stream: AsyncIterable[tuple[str, Any]]
+                   ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    try:
+        async for event, obj in stream:
+            yield event, _as_dict(obj)
+    except ApiError as exc:
+        raise KubernetesAPIError(f"watch failed: {exc.status.code} {exc.status.message}",
+                                 status=exc.status.code) from exc
+    except httpx2.HTTPError as exc:
+        raise KubernetesAPIError(f"watch failed: {exc}") from exc
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    """A lightkube object as plain JSON data (``to_dict`` is untyped in lightkube)."""
+    data = obj.to_dict()
+    return data if isinstance(data, dict) else {}
+
+
+def _version(listing: Any) -> str | None:
+    version = getattr(listing, "_resourceVersion", None)
+    return version if isinstance(version, str) and version else None
+
+
+def _key(obj: Mapping[str, Any]) -> Key:
+    metadata = obj.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+
+
+def _labelled(obj: Mapping[str, Any]) -> bool:
+    metadata = obj.get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
+    return isinstance(labels, Mapping) and ENABLED_LABEL in labels

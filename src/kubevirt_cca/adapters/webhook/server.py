@@ -1,0 +1,252 @@
+"""The webhook's servers: AdmissionReview over HTTPS, health and metrics over plain HTTP.
+
+The HTTPS application only translates: read a bounded body, parse it with the core, ask the
+cluster source for what the core needs, call :func:`~kubevirt_cca.core.admission.admit.admit`,
+write the AdmissionReview back, log one line and count it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+
+from kubevirt_cca.adapters.webhook.tls import ReloadingTLS
+from kubevirt_cca.core.admission.admit import (
+    ENDPOINT_KINDS,
+    Endpoint,
+    Verdict,
+    admit,
+    migration_target,
+)
+from kubevirt_cca.core.admission.gates import ClusterView
+from kubevirt_cca.core.admission.reviews import (
+    AdmissionReview,
+    MalformedReview,
+    build_review,
+    deny,
+    parse_review,
+)
+from kubevirt_cca.core.admission.validate import VMILookup
+from kubevirt_cca.errors import Violation
+
+logger = logging.getLogger(__name__)
+
+# An AdmissionReview holds the object and the old object; Kubernetes stores objects up to
+# ~1.5 MiB, so 8 MiB leaves room and still bounds what one request can make us hold.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+_KNOWN_KINDS = frozenset(kind for kinds in ENDPOINT_KINDS.values() for kind in kinds) | {"unknown"}
+_OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT", "unknown"})
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class ClusterSource(Protocol):
+    """What the server needs from the cluster (the watch-fed cache, or a fixed view)."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    def view(self) -> ClusterView: ...
+
+    async def lookup_vmi(self, namespace: str, name: str) -> VMILookup: ...
+
+
+@dataclass
+class StaticCluster:
+    """A fixed cluster view (offline use, benchmarks); VMIs from a dict."""
+
+    fixed: ClusterView
+    vmis: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
+    ready: bool = True
+
+    def view(self) -> ClusterView:
+        return self.fixed
+
+    async def lookup_vmi(self, namespace: str, name: str) -> VMILookup:
+        return VMILookup(vmi=self.vmis.get((namespace, name)))
+
+
+class Metrics:
+    """Admissions by kind, operation and verdict; latency per endpoint."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.admissions = Counter(
+            "kubevirt_cca_admissions", "AdmissionReviews answered",
+            ("endpoint", "kind", "operation", "verdict"), registry=registry)
+        self.latency = Histogram(
+            "kubevirt_cca_admission_duration_seconds",
+            "Time from request to AdmissionReview answer", ("endpoint",),
+            buckets=LATENCY_BUCKETS, registry=registry)
+
+
+class WebhookApp:
+    """Builds the HTTPS and the health applications around one cluster source."""
+
+    def __init__(self, source: ClusterSource, *, tls: ReloadingTLS | None = None,
+                 registry: CollectorRegistry | None = None,
+                 max_body: int = MAX_BODY_BYTES) -> None:
+        self.source = source
+        self.tls = tls
+        self.metrics = Metrics(registry or CollectorRegistry())
+        self.max_body = max_body
+        self.canned: bytes | None = None  # benchmarks: answer this instead of deciding
+
+    def https_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body)
+        for endpoint in Endpoint:
+            app.router.add_post(f"/{endpoint.value}", self._handler(endpoint))
+        app.router.add_post("/canned", self._canned)
+        return app
+
+    def health_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
+    def _handler(self, endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def handle(request: web.Request) -> web.Response:
+            started = time.perf_counter()
+            try:
+                return await self._review(endpoint, request, started)
+            finally:
+                self.metrics.latency.labels(endpoint.value).observe(
+                    time.perf_counter() - started)
+        return handle
+
+    async def _review(self, endpoint: Endpoint, request: web.Request,
+                      started: float) -> web.Response:
+        body = await _read_bounded(request, self.max_body)
+        if body is None:
+            return self._bad_request(endpoint, f"the body is larger than {self.max_body} bytes")
+        try:
+            review = parse_review(body)
+        except MalformedReview as exc:
+            if exc.uid is None:
+                return self._bad_request(endpoint, str(exc))
+            cause = Violation("request", str(exc))
+            self._count(endpoint, "unknown", "unknown", "malformed")
+            logger.info("admission endpoint=%s uid=%s verdict=malformed problem=%r",
+                        endpoint.value, exc.uid, str(exc))
+            return _json(build_review(deny(exc.uid, [cause], code=400)))
+        try:
+            lookup = None
+            target = migration_target(review) if endpoint is Endpoint.VALIDATE_MIGRATION else None
+            if target is not None:
+                lookup = await self.source.lookup_vmi(*target)
+            verdict = admit(endpoint, review, self.source.view(), lookup=lookup)
+        except Exception:
+            logger.exception("admission endpoint=%s uid=%s verdict=error", endpoint.value,
+                             review["uid"])
+            cause = Violation("", "kubevirt-cca hit an internal error deciding this request; "
+                              "it is refused (fail closed). The webhook's log has the details")
+            self._count(endpoint, review["kind"]["kind"], review["operation"], "error")
+            return _json(build_review(deny(review["uid"], [cause], code=500)))
+        self._log(endpoint, review["uid"], verdict, started)
+        self._count(endpoint, verdict.kind, verdict.operation, verdict.verdict)
+        return _json(build_review(verdict.response))
+
+    async def _canned(self, request: web.Request) -> web.Response:
+        """The same server answering a fixed review: the benchmark's baseline."""
+        await _read_bounded(request, self.max_body)
+        return web.Response(body=self.canned or b"{}", content_type="application/json")
+
+    def _bad_request(self, endpoint: Endpoint, message: str) -> web.Response:
+        self._count(endpoint, "unknown", "unknown", "malformed")
+        logger.info("admission endpoint=%s verdict=bad-request problem=%r", endpoint.value,
+                    message)
+        return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                  "code": 400, "reason": "BadRequest", "message": message},
+                                 status=400)
+
+    def _count(self, endpoint: Endpoint, kind: str, operation: str, verdict: str) -> None:
+        # Label values come from the request: keep them to the known few (bounded cardinality).
+        kind = kind if kind in _KNOWN_KINDS else "other"
+        operation = operation if operation in _OPERATIONS else "other"
+        self.metrics.admissions.labels(endpoint.value, kind, operation, verdict).inc()
+
+    def _log(self, endpoint: Endpoint, uid: str, verdict: Verdict, started: float) -> None:
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        causes = [f"{c.field}: {c.message}"[:300] for c in verdict.causes]
+        logger.info(
+            "admission endpoint=%s uid=%s kind=%s operation=%s namespace=%s name=%s "
+            "verdict=%s patch_ops=%d causes=%s duration_ms=%.2f",
+            endpoint.value, uid, verdict.kind, verdict.operation, verdict.namespace or "-",
+            verdict.name or "-", verdict.verdict, verdict.patched, json.dumps(causes),
+            (time.perf_counter() - started) * 1000)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        if not self.source.ready:
+            return web.Response(status=503, text="cluster state not listed yet\n")
+        return web.Response(text="ready\n")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(self.metrics.registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+
+async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
+    """The body, or ``None`` when it is larger than ``limit`` (read no further than that)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json(review: AdmissionReview) -> web.Response:
+    return web.Response(body=json.dumps(review, separators=(",", ":")).encode(),
+                        content_type="application/json")
+
+
+@dataclass
+class Running:
+    """The two listening sites of a started webhook, for shutdown."""
+
+    runners: list[web.AppRunner]
+    https_port: int
+    health_port: int
+
+    async def stop(self) -> None:
+        for runner in self.runners:
+            await runner.cleanup()
+
+
+async def serve(app: WebhookApp, *, host: str, port: int, health_port: int) -> Running:
+    """Start HTTPS on ``port`` and health/metrics on ``health_port`` (0: pick free ports)."""
+    if app.tls is None:
+        raise ValueError("the webhook serves TLS only: give it a ReloadingTLS")
+    https = web.AppRunner(app.https_app(), access_log=None)
+    health = web.AppRunner(app.health_app(), access_log=None)
+    await https.setup()
+    await health.setup()
+    https_site = web.TCPSite(https, host, port, ssl_context=app.tls.context)
+    health_site = web.TCPSite(health, host, health_port)
+    await https_site.start()
+    await health_site.start()
+    return Running([https, health], _port(https_site), _port(health_site))
+
+
+def _port(site: web.TCPSite) -> int:
+    server = site._server  # aiohttp keeps the asyncio server here; the bound port is on it
+    sockets = getattr(server, "sockets", None) or []
+    return int(sockets[0].getsockname()[1]) if sockets else 0

@@ -1,0 +1,161 @@
+"""``kubevirt-cca validate``: the admission verdict on a manifest, without a cluster."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from kubevirt_cca.adapters.files import load_manifest
+from kubevirt_cca.cli.common import HelpFormatter
+from kubevirt_cca.constants import CCA_FEATURE_GATE, ENABLED_LABEL, ENABLED_VALUE
+from kubevirt_cca.core.admission import patches
+from kubevirt_cca.core.admission.admit import MIGRATION_KIND
+from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on, gates_from_kubevirt
+from kubevirt_cca.core.admission.mutate import plan_vmi
+from kubevirt_cca.core.admission.validate import (
+    TEMPLATE_KINDS,
+    VMI_KIND,
+    validate_template,
+    validate_vmi,
+)
+from kubevirt_cca.core.convert import native_field
+from kubevirt_cca.errors import ManifestError, SettingsError, Violation
+
+EXIT_ADMITTED, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
+
+DESCRIPTION = f"""\
+Run kubevirt-cca's admission on a manifest without a cluster: the same mutating then
+validating logic the webhook runs. Prints the object as it would be admitted (YAML), or every
+reason it would be refused.
+
+FILE is a VirtualMachineInstance, VirtualMachine, VirtualMachineInstanceReplicaSet or
+VirtualMachinePool. A VMI is checked as if created (mutated, then validated); with --old, as
+an update from the object in that file. Without --kubevirt-cr both feature gates
+({CCA_FEATURE_GATE} and Sidecar) are assumed on. ConfigMap settings take their defaults.
+
+Exit status: 0 admitted, 1 refused, 2 usage error (unreadable file, unsupported kind).
+
+example:
+  kubevirt-cca validate examples/vmi-cca.yaml
+  kubectl get kubevirt -n kubevirt kubevirt -o yaml > kubevirt.yaml
+  kubevirt-cca validate my-vm.yaml --kubevirt-cr kubevirt.yaml
+  kubevirt-cca validate edited-vmi.yaml --old running-vmi.yaml
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "validate", help="the admission verdict on a manifest, offline",
+        description=DESCRIPTION, formatter_class=HelpFormatter,
+    )
+    parser.add_argument("file", metavar="FILE", help="VMI / VM / replica set / pool manifest")
+    parser.add_argument("--kubevirt-cr", metavar="FILE",
+                        help="the cluster's KubeVirt CR (for its feature gates)")
+    parser.add_argument("--old", metavar="FILE",
+                        help="check FILE as an update of the object in this file")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        obj = load_manifest(args.file)
+        old = load_manifest(args.old) if args.old is not None else None
+        cluster = _cluster(args.kubevirt_cr)
+    except (ManifestError, SettingsError) as exc:
+        return _usage(str(exc))
+    kind = obj.get("kind")
+    if kind == MIGRATION_KIND:
+        print("kubevirt-cca validate: note: a migration is refused when the VMI it names uses "
+              "CCA; offline, that VMI is unknown, so the migration is shown as admitted",
+              file=sys.stderr)
+        _print(obj)
+        return EXIT_ADMITTED
+    if kind not in (VMI_KIND, *TEMPLATE_KINDS):
+        kinds = ", ".join((VMI_KIND, *TEMPLATE_KINDS))
+        return _usage(f"{args.file}: kind {kind!r} is not admitted by kubevirt-cca; "
+                      f"expected one of {kinds}")
+    if old is not None and old.get("kind") != kind:
+        return _usage(f"{args.old}: kind {old.get('kind')!r} differs from {args.file}'s {kind!r}")
+    native = native_field(obj)
+    if native is not None:
+        return _refuse([Violation(native, (
+            "is VEP 129's native form, which stock KubeVirt does not have: kubectl rejects it "
+            "as an unknown field, or the API server drops it and the VM would start without "
+            f"CCA. Express it as the label {ENABLED_LABEL}: \"{ENABLED_VALUE}\" plus the "
+            f"annotation: run 'kubevirt-cca convert {args.file}'"))])
+    if kind == VMI_KIND:
+        return _vmi(obj, old, cluster)
+    violations = validate_template(obj, operation="UPDATE" if old is not None else "CREATE",
+                                   cluster=cluster, old=old)
+    if violations:
+        return _refuse(violations)
+    _print(obj)
+    return EXIT_ADMITTED
+
+
+def _vmi(obj: dict[str, Any], old: Mapping[str, Any] | None, cluster: ClusterView) -> int:
+    if old is not None:
+        violations = validate_vmi(obj, operation="UPDATE", cluster=cluster, old=old)
+        if violations:
+            return _refuse(violations)
+        _print(obj)
+        return EXIT_ADMITTED
+    plan = plan_vmi(obj, cluster)
+    if plan.violations:
+        return _refuse(plan.violations)
+    admitted = patches.apply(obj, plan.patch)
+    violations = validate_vmi(admitted, operation="CREATE", cluster=cluster)
+    if violations:
+        return _refuse(violations)
+    if plan.request is None:
+        print(f"kubevirt-cca validate: note: does not ask for a Realm (no {ENABLED_LABEL} "
+              "label); admitted unchanged", file=sys.stderr)
+    _print(admitted)
+    return EXIT_ADMITTED
+
+
+def _cluster(path: str | None) -> ClusterView:
+    if path is None:
+        print(f"kubevirt-cca validate: note: no --kubevirt-cr given; assuming the "
+              f"{CCA_FEATURE_GATE} and Sidecar feature gates are on", file=sys.stderr)
+        return ClusterView(gates=all_gates_on())
+    cr = load_manifest(path)
+    if cr.get("kind") != "KubeVirt":
+        raise ManifestError(f"{path}: expected a KubeVirt object, got kind {cr.get('kind')!r}")
+    return ClusterView(gates=gates_from_kubevirt(cr))
+
+
+def _refuse(violations: tuple[Violation, ...] | list[Violation]) -> int:
+    for violation in violations:
+        print(f"kubevirt-cca validate: refused: {violation}", file=sys.stderr)
+    return EXIT_REFUSED
+
+
+def _usage(message: str) -> int:
+    print(f"kubevirt-cca validate: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML that keeps multi-line strings (cloud-init user data) as literal blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value and not any(ch in value for ch in "\r\t") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump_yaml(documents: list[Any]) -> str:
+    """Documents as YAML, keys in their order, multi-line strings as literal blocks."""
+    return yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+
+
+def _print(obj: Mapping[str, Any]) -> None:
+    sys.stdout.write(dump_yaml([dict(obj)]))
