@@ -25,6 +25,7 @@ COMMANDS = (
     "convert",
     "hook",
     "attest",
+    "manifests",
 )
 
 EXIT_OK = 0

@@ -1,0 +1,78 @@
+"""``kubevirt-cca manifests``: the install objects, with the image and namespace as options."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from kubevirt_cca.adapters.install_files import dump_documents, load_policies, write_kustomize
+from kubevirt_cca.cli.common import HelpFormatter
+from kubevirt_cca.core.install import (
+    InstallOptions,
+    install_files,
+)
+from kubevirt_cca.core.install.names import CERTIFICATE_MODES
+
+DESCRIPTION = """\
+Print everything kubevirt-cca installs (the objects 'kubectl kustomize deploy/' renders),
+with the image, the namespace and the certificate source as options.
+
+--certificates cert-manager (default) has cert-manager issue the webhook's certificate;
+--certificates self-signed needs no cert-manager: an init container ('kubevirt-cca certs
+ensure') keeps a self-signed CA and serving certificate in a Secret and patches the webhook
+configurations' caBundle (docs/install.md).
+
+example:
+  kubevirt-cca manifests --image registry.example/kubevirt-cca:0.1.0 | kubectl apply -f -
+  kubevirt-cca manifests --certificates self-signed | kubectl apply -f -
+  kubevirt-cca manifests --write-kustomize deploy     # regenerate the kustomize base
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    defaults = InstallOptions()
+    parser = subparsers.add_parser(
+        "manifests", help="print the install objects (image, namespace as options)",
+        description=DESCRIPTION, formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--image", default=defaults.image,
+                        help="kubevirt-cca image for every component and the hook sidecar "
+                             "(default: %(default)s)")
+    parser.add_argument("--namespace", default=defaults.namespace,
+                        help="install namespace (default: %(default)s)")
+    parser.add_argument("--kubevirt-namespace", default=defaults.kubevirt_namespace,
+                        help="namespace of the KubeVirt CR (default: %(default)s)")
+    parser.add_argument("--virt-launcher-image", default=defaults.virt_launcher_image,
+                        help="your KubeVirt's virt-launcher image; the labeller asks its libvirt "
+                             "(default: %(default)s)")
+    parser.add_argument("--certificates", choices=CERTIFICATE_MODES,
+                        default=defaults.certificates,
+                        help="who issues the webhook's certificate (default: %(default)s)")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--output", choices=("yaml", "json"), default="yaml",
+                        help="yaml: multi-document YAML; json: a v1 List (default: yaml)")
+    output.add_argument("--write-kustomize", metavar="DIR",
+                        help="write a kustomize base into DIR instead of printing "
+                             "(how deploy/ is generated)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    options = InstallOptions(
+        image=args.image, namespace=args.namespace, kubevirt_namespace=args.kubevirt_namespace,
+        virt_launcher_image=args.virt_launcher_image, certificates=args.certificates,
+    )
+    files = install_files(options, load_policies())
+    if args.write_kustomize is not None:
+        for path in write_kustomize(Path(args.write_kustomize), files):
+            print(f"wrote {path}", file=sys.stderr)
+        return 0
+    objects = [obj for group in files.values() for obj in group]
+    if args.output == "json":
+        json.dump({"apiVersion": "v1", "kind": "List", "items": objects}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(dump_documents(objects))
+    return 0

@@ -1,0 +1,229 @@
+"""The node labeller: DaemonSet on arm64 nodes, its RBAC, and the policy that fences it in.
+
+How ``virsh domcapabilities`` runs: KubeVirt starts a fresh libvirt inside every virt-launcher
+pod, so there is no node-wide libvirt socket to ask, and the libvirt that will start a Realm is
+virt-launcher's (a CCA-capable build of it is what makes a cluster Realm-ready). So the
+labeller does what KubeVirt's own node labeller does in virt-handler's init container: an init
+container in the **virt-launcher image** runs KubeVirt's ``node-labeller.sh``, which starts
+``virtqemud`` and writes ``virsh domcapabilities --machine virt --arch aarch64`` into a shared
+``emptyDir``; the labeller reads that file (``--domcaps-file``) and probes the host (``/`` mounted
+read-only at ``/host``). docs/architecture.md explains the choice and the alternative
+(``--domcaps-command``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubevirt_cca.constants import (
+    NODE_ALGO_LABEL_PREFIX,
+    NODE_CCA_LABEL,
+    NODE_DETECTION_ANNOTATION,
+)
+from kubevirt_cca.core.install.names import (
+    DOMCAPS_DIR,
+    DOMCAPS_FILE,
+    HOST_ROOT,
+    LABELLER,
+    LABELLER_HEALTH_PORT,
+    LABELLER_INTERVAL_SECONDS,
+    NODE_RESTRICTION_POLICY,
+    SCRATCH_DIR,
+    InstallOptions,
+    Manifest,
+    metadata,
+    selector,
+    service_account_user,
+)
+from kubevirt_cca.core.install.rbac import binding, cluster_role, rule, service_account
+
+NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
+
+# KubeVirt's script exits non-zero when libvirt cannot answer; the labeller must still run and
+# say why (an absent or unreadable file becomes a reason on the node), so the failure is logged
+# and the init container succeeds.
+DOMCAPS_SCRIPT = (
+    "node-labeller.sh || echo 'kubevirt-cca: node-labeller.sh failed (status '$?'); "
+    "the labeller will report that libvirt gave no domain capabilities' >&2"
+)
+
+
+def labeller_rbac(options: InstallOptions) -> list[Manifest]:
+    """Nodes: get and patch (the policy below limits patch to its own node and keys); Events."""
+    rules = [
+        rule("", ["nodes"], ["get", "patch"]),
+        rule("", ["events"], ["create"]),
+    ]
+    return [
+        service_account(LABELLER, component="labeller", namespace=options.namespace),
+        cluster_role(LABELLER, component="labeller", rules=rules),
+        binding(LABELLER, component="labeller", role_kind="ClusterRole",
+                subject_namespace=options.namespace),
+    ]
+
+
+def labeller_daemon_set(options: InstallOptions) -> Manifest:
+    init: dict[str, Any] = {
+        "name": "domcapabilities",
+        "image": options.virt_launcher_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["/bin/sh", "-c", DOMCAPS_SCRIPT],
+        # As in KubeVirt's virt-handler: libvirt must open /dev/kvm to probe KVM's features.
+        "securityContext": {"privileged": True},
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                      "limits": {"cpu": "1", "memory": "512Mi"}},
+        "volumeMounts": [{"name": "domcapabilities", "mountPath": DOMCAPS_DIR}],
+    }
+    container: dict[str, Any] = {
+        "name": "labeller",
+        "image": options.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": [
+            "labeller",
+            "--node-name", "$(NODE_NAME)",
+            "--domcaps-file", DOMCAPS_FILE,
+            "--root", HOST_ROOT,
+            "--interval", str(LABELLER_INTERVAL_SECONDS),
+            "--health-port", str(LABELLER_HEALTH_PORT),
+        ],
+        "env": [{"name": "NODE_NAME",
+                 "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+        "ports": [{"name": "health", "containerPort": LABELLER_HEALTH_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "health"},
+                           "periodSeconds": 10},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"},
+                          "initialDelaySeconds": 10, "periodSeconds": 20},
+        "resources": {"requests": {"cpu": "10m", "memory": "48Mi"},
+                      "limits": {"cpu": "200m", "memory": "128Mi"}},
+        # Root without any capability: reads root-owned host files (the kernel log), writes
+        # nothing on the host (its / is mounted read-only) and escalates nothing.
+        "securityContext": {"runAsUser": 0, "runAsNonRoot": False,
+                            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [
+            {"name": "host", "mountPath": HOST_ROOT, "readOnly": True},
+            {"name": "domcapabilities", "mountPath": DOMCAPS_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": SCRATCH_DIR},
+        ],
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": metadata(LABELLER, component="labeller", namespace=options.namespace),
+        "spec": {
+            "selector": {"matchLabels": selector("labeller")},
+            "updateStrategy": {"type": "RollingUpdate",
+                               "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {
+                "metadata": {"labels": metadata(LABELLER, component="labeller")["labels"]},
+                "spec": {
+                    "serviceAccountName": LABELLER,
+                    "nodeSelector": {"kubernetes.io/arch": "arm64", "kubernetes.io/os": "linux"},
+                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                    "initContainers": [init],
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "host", "hostPath": {"path": "/", "type": "Directory"}},
+                        {"name": "domcapabilities", "emptyDir": {"sizeLimit": "16Mi"}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def _changed_keys(field: str) -> str:
+    """CEL: keys of metadata.<field> added, removed or changed between oldObject and object."""
+    new, old = f"variables.new{field.capitalize()}", f"variables.old{field.capitalize()}"
+    return (f"{new}.filter(k, !(k in {old}) || {old}[k] != {new}[k])"
+            f" + {old}.filter(k, !(k in {new}))")
+
+
+def _or_empty(expr: str, field: str, empty: str) -> str:
+    return f"has({expr}.{field}) ? {expr}.{field} : {empty}"
+
+
+OWNED_LABEL_CEL = (f"k == '{NODE_CCA_LABEL}' || k.startsWith('{NODE_ALGO_LABEL_PREFIX}')")
+OWNED_ANNOTATION_CEL = f"k == '{NODE_DETECTION_ANNOTATION}'"
+
+
+def labeller_node_restriction(options: InstallOptions) -> list[Manifest]:
+    """A ValidatingAdmissionPolicy + binding: the labeller changes only its own node's keys.
+
+    As KubeVirt does for virt-handler (after CVE-2023-26484): RBAC can only say "may patch
+    nodes"; this policy, evaluated in the API server, says which node (the one its pod runs on,
+    from the token's ``authentication.kubernetes.io/node-name``) and which keys.
+    """
+    user = service_account_user(options.namespace, LABELLER)
+    extra = f"request.userInfo.extra['{NODE_NAME_EXTRA}']"
+    variables = [
+        {"name": "nodeName",
+         "expression": (f"has(request.userInfo.extra) && '{NODE_NAME_EXTRA}' in "
+                        f"request.userInfo.extra && size({extra}) == 1 ? {extra}[0] : ''")},
+        {"name": "newLabels", "expression": _or_empty("object.metadata", "labels", "{}")},
+        {"name": "oldLabels", "expression": _or_empty("oldObject.metadata", "labels", "{}")},
+        {"name": "newAnnotations",
+         "expression": _or_empty("object.metadata", "annotations", "{}")},
+        {"name": "oldAnnotations",
+         "expression": _or_empty("oldObject.metadata", "annotations", "{}")},
+        {"name": "foreignLabels",
+         "expression": f"({_changed_keys('labels')}).filter(k, !({OWNED_LABEL_CEL}))"},
+        {"name": "foreignAnnotations",
+         "expression": (f"({_changed_keys('annotations')})"
+                        f".filter(k, !({OWNED_ANNOTATION_CEL}))")},
+    ]
+    who = "'kubevirt-cca-labeller'"
+    validations = [
+        {"expression": "variables.nodeName != ''",
+         "message": ("kubevirt-cca-labeller's token names no node "
+                     f"(user extra {NODE_NAME_EXTRA}); it needs a pod-bound service account "
+                     "token, as Kubernetes 1.30 and newer issue"),
+         "reason": "Forbidden"},
+        {"expression": "variables.nodeName == '' || object.metadata.name == variables.nodeName",
+         "messageExpression": (f"{who} + ' on node ' + variables.nodeName + ' may only change "
+                               "its own Node, not ' + object.metadata.name"),
+         "reason": "Forbidden"},
+        {"expression": "size(variables.foreignLabels) == 0",
+         "messageExpression": (f"{who} may only change the labels {NODE_CCA_LABEL} and "
+                               f"{NODE_ALGO_LABEL_PREFIX}*, not: ' + "
+                               "variables.foreignLabels.join(', ')"),
+         "reason": "Forbidden"},
+        {"expression": "size(variables.foreignAnnotations) == 0",
+         "messageExpression": (f"{who} may only change the annotation "
+                               f"{NODE_DETECTION_ANNOTATION}, not: ' + "
+                               "variables.foreignAnnotations.join(', ')"),
+         "reason": "Forbidden"},
+        {"expression": ("has(object.spec) == has(oldObject.spec) && "
+                        "(!has(object.spec) || object.spec == oldObject.spec)"),
+         "message": "kubevirt-cca-labeller may not change a Node's spec (taints, podCIDR, ...)",
+         "reason": "Forbidden"},
+        {"expression": ("(" + _or_empty("object.metadata", "ownerReferences", "[]") + ") == ("
+                        + _or_empty("oldObject.metadata", "ownerReferences", "[]") + ") && ("
+                        + _or_empty("object.metadata", "finalizers", "[]") + ") == ("
+                        + _or_empty("oldObject.metadata", "finalizers", "[]") + ")"),
+         "message": "kubevirt-cca-labeller may not change a Node's owners or finalizers",
+         "reason": "Forbidden"},
+    ]
+    policy: Manifest = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": metadata(NODE_RESTRICTION_POLICY, component="labeller"),
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["UPDATE"], "resources": ["nodes"],
+            }]},
+            "matchConditions": [{"name": "labeller-service-account",
+                                 "expression": f"request.userInfo.username == '{user}'"}],
+            "variables": variables,
+            "validations": validations,
+        },
+    }
+    bound: Manifest = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": metadata(NODE_RESTRICTION_POLICY, component="labeller"),
+        "spec": {"policyName": NODE_RESTRICTION_POLICY, "validationActions": ["Deny"]},
+    }
+    return [policy, bound]

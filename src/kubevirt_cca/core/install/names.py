@@ -1,0 +1,142 @@
+"""Install options and the names every install object, ``doctor`` and the docs share."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from kubevirt_cca import __version__
+from kubevirt_cca.constants import DEFAULT_HOOK_IMAGE, INSTALL_NAMESPACE
+from kubevirt_cca.errors import SettingsError
+
+Manifest = dict[str, Any]
+CertificateMode = Literal["cert-manager", "self-signed"]
+CERT_MANAGER: Final = "cert-manager"
+SELF_SIGNED: Final = "self-signed"
+CERTIFICATE_MODES: Final = (CERT_MANAGER, SELF_SIGNED)
+
+KUBEVIRT_NAMESPACE: Final = "kubevirt"
+# KubeVirt's own virt-launcher image: its libvirt is the one that starts Realms, so it is the one
+# the labeller asks (docs/architecture.md, "Why the labeller asks virt-launcher's libvirt").
+# Set it to the image your KubeVirt runs (kubevirt-cca doctor compares them).
+DEFAULT_VIRT_LAUNCHER_IMAGE: Final = "quay.io/kubevirt/virt-launcher:v1.8.0"
+
+APP: Final = "kubevirt-cca"
+WEBHOOK: Final = "kubevirt-cca-webhook"
+LABELLER: Final = "kubevirt-cca-labeller"
+DOCTOR: Final = "kubevirt-cca-doctor"
+# The name of both the Mutating- and the ValidatingWebhookConfiguration.
+WEBHOOK_CONFIGURATION: Final = "kubevirt-cca"
+# Secret names (not secrets): the serving certificate and cert-manager's CA.
+TLS_SECRET: Final = "kubevirt-cca-webhook-tls"  # noqa: S105
+CA_SECRET: Final = "kubevirt-cca-ca"  # noqa: S105
+SELFSIGNED_ISSUER: Final = "kubevirt-cca-selfsigned"
+CA_ISSUER: Final = "kubevirt-cca-ca"
+CA_CERTIFICATE: Final = "kubevirt-cca-ca"
+WEBHOOK_CERTIFICATE: Final = "kubevirt-cca-webhook"
+NODE_RESTRICTION_POLICY: Final = "kubevirt-cca-labeller-node-restriction"
+CA_INJECTION_ANNOTATION: Final = "cert-manager.io/inject-ca-from"
+
+# The webhooks, by name: (path on the webhook server, failure policy).
+MUTATE_VMI: Final = "mutate-vmi.cca.kubevirt.io"
+VALIDATE_VMI: Final = "validate-vmi.cca.kubevirt.io"
+VALIDATE_TEMPLATES: Final = "validate-templates.cca.kubevirt.io"
+VALIDATE_MIGRATION: Final = "validate-migration.cca.kubevirt.io"
+WEBHOOK_PATHS: Final = {
+    MUTATE_VMI: "/mutate-vmi",
+    VALIDATE_VMI: "/validate-vmi",
+    VALIDATE_TEMPLATES: "/validate-templates",
+    VALIDATE_MIGRATION: "/validate-migration",
+}
+# docs/admin.md, "Failure policies", says why: only CCA VMIs (selected by label) fail closed.
+FAILURE_POLICIES: Final = {
+    MUTATE_VMI: "Fail",
+    VALIDATE_VMI: "Fail",
+    VALIDATE_TEMPLATES: "Ignore",
+    VALIDATE_MIGRATION: "Ignore",
+}
+SELECTED_WEBHOOKS: Final = (MUTATE_VMI, VALIDATE_VMI)  # the ones with the enable-label selector
+
+WEBHOOK_PORT: Final = 8443
+WEBHOOK_HEALTH_PORT: Final = 8080
+LABELLER_HEALTH_PORT: Final = 8081
+SERVICE_PORT: Final = 443
+TLS_DIR: Final = "/etc/kubevirt-cca/tls"
+GENERATED_TLS_DIR: Final = "/run/kubevirt-cca/tls"
+DOMCAPS_DIR: Final = "/var/lib/kubevirt-node-labeller"
+DOMCAPS_FILE: Final = f"{DOMCAPS_DIR}/virsh_domcapabilities.xml"
+HOST_ROOT: Final = "/host"
+LABELLER_INTERVAL_SECONDS: Final = 300
+NONROOT_UID: Final = 65532
+# A writable scratch directory in the containers (their root file system is read-only).
+SCRATCH_DIR: Final = "/tmp"  # noqa: S108
+
+# A DNS-1123 label (namespace names) and a loose image reference check: enough to refuse typos
+# that would otherwise produce manifests the API server rejects far from the cause.
+_DNS_LABEL = re.compile(r"\A[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+_IMAGE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._/:@-]*\Z")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstallOptions:
+    """What an admin may choose when installing (``kubevirt-cca manifests --help``)."""
+
+    image: str = DEFAULT_HOOK_IMAGE
+    namespace: str = INSTALL_NAMESPACE
+    kubevirt_namespace: str = KUBEVIRT_NAMESPACE
+    virt_launcher_image: str = DEFAULT_VIRT_LAUNCHER_IMAGE
+    certificates: CertificateMode = CERT_MANAGER
+
+    def __post_init__(self) -> None:
+        for field, value in (("namespace", self.namespace),
+                             ("kubevirt-namespace", self.kubevirt_namespace)):
+            if not _DNS_LABEL.match(value):
+                raise SettingsError(
+                    f"{field}: expected a namespace name (lower-case letters, digits and '-', "
+                    f"at most 63 characters), got {value!r}")
+        for field, value in (("image", self.image),
+                             ("virt-launcher-image", self.virt_launcher_image)):
+            if not _IMAGE.match(value):
+                raise SettingsError(
+                    f"{field}: expected a container image reference such as "
+                    f"registry.example/kubevirt-cca:{__version__}, got {value!r}")
+        if self.certificates not in CERTIFICATE_MODES:
+            raise SettingsError(
+                f"certificates: expected one of {', '.join(CERTIFICATE_MODES)}, "
+                f"got {self.certificates!r}")
+
+
+def service_dns_names(options: InstallOptions) -> list[str]:
+    """The names the API server may use for the webhook Service (the certificate's SANs)."""
+    base = f"{WEBHOOK}.{options.namespace}"
+    return [WEBHOOK, base, f"{base}.svc", f"{base}.svc.cluster.local"]
+
+
+def labels(component: str) -> dict[str, str]:
+    """The recommended labels of every object; the first two also select the pods."""
+    return {
+        "app.kubernetes.io/name": APP,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": APP,
+    }
+
+
+def selector(component: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": APP, "app.kubernetes.io/component": component}
+
+
+def metadata(name: str, *, component: str, namespace: str | None = None,
+             annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    meta["labels"] = labels(component)
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def service_account_user(namespace: str, name: str) -> str:
+    """The user name the API server gives a service account's token."""
+    return f"system:serviceaccount:{namespace}:{name}"

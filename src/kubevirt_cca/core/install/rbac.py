@@ -1,0 +1,126 @@
+"""Least-privilege RBAC: one ServiceAccount per component, only the verbs its code uses.
+
+``tests/install/test_rbac.py`` runs each component against a Kubernetes API emulator, records
+every (verb, resource) it asks for, and checks these rules grant exactly that.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubevirt_cca.core.install.names import (
+    DOCTOR,
+    SELF_SIGNED,
+    TLS_SECRET,
+    WEBHOOK,
+    WEBHOOK_CONFIGURATION,
+    InstallOptions,
+    Manifest,
+    metadata,
+)
+
+RBAC = "rbac.authorization.k8s.io/v1"
+ADMISSION_GROUP = "admissionregistration.k8s.io"
+
+
+def rule(group: str, resources: list[str], verbs: list[str],
+         resource_names: list[str] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"apiGroups": [group], "resources": resources, "verbs": verbs}
+    if resource_names:
+        out["resourceNames"] = resource_names
+    return out
+
+
+def service_account(name: str, *, component: str, namespace: str) -> Manifest:
+    return {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": metadata(name, component=component, namespace=namespace)}
+
+
+def cluster_role(name: str, *, component: str, rules: list[dict[str, Any]]) -> Manifest:
+    return {"apiVersion": RBAC, "kind": "ClusterRole",
+            "metadata": metadata(name, component=component), "rules": rules}
+
+
+def role(name: str, *, component: str, namespace: str, rules: list[dict[str, Any]]) -> Manifest:
+    return {"apiVersion": RBAC, "kind": "Role",
+            "metadata": metadata(name, component=component, namespace=namespace),
+            "rules": rules}
+
+
+def binding(name: str, *, component: str, role_kind: str, subject_namespace: str,
+            namespace: str | None = None) -> Manifest:
+    """A (Cluster)RoleBinding of the role ``name`` to the service account ``name``."""
+    kind = "RoleBinding" if role_kind == "Role" else "ClusterRoleBinding"
+    return {
+        "apiVersion": RBAC, "kind": kind,
+        "metadata": metadata(name, component=component, namespace=namespace),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": subject_namespace}],
+    }
+
+
+def webhook_rbac(options: InstallOptions) -> list[Manifest]:
+    """The webhook reads VMIs (migrations name one), the KubeVirt CR (gates) and its ConfigMap.
+
+    In self-signed mode its ``certs ensure`` init container also keeps the serving certificate
+    in its Secret and the ``caBundle`` of the two webhook configurations up to date.
+    """
+    ns = options.namespace
+    cluster_rules = [rule("kubevirt.io", ["virtualmachineinstances"], ["get", "list", "watch"])]
+    own_rules = [rule("", ["configmaps"], ["get", "list", "watch"])]
+    if options.certificates == SELF_SIGNED:
+        cluster_rules += [
+            rule(ADMISSION_GROUP, ["mutatingwebhookconfigurations",
+                                   "validatingwebhookconfigurations"],
+                 ["get", "update"], [WEBHOOK_CONFIGURATION]),
+        ]
+        own_rules += [
+            rule("", ["secrets"], ["get", "update"], [TLS_SECRET]),
+            # create cannot be limited by name: the API server knows no name before the object.
+            rule("", ["secrets"], ["create"]),
+        ]
+    return [
+        service_account(WEBHOOK, component="webhook", namespace=ns),
+        cluster_role(WEBHOOK, component="webhook", rules=cluster_rules),
+        binding(WEBHOOK, component="webhook", role_kind="ClusterRole", subject_namespace=ns),
+        role(WEBHOOK, component="webhook", namespace=ns, rules=own_rules),
+        binding(WEBHOOK, component="webhook", role_kind="Role", subject_namespace=ns,
+                namespace=ns),
+        role(WEBHOOK, component="webhook", namespace=options.kubevirt_namespace,
+             rules=[rule("kubevirt.io", ["kubevirts"], ["get", "list", "watch"])]),
+        binding(WEBHOOK, component="webhook", role_kind="Role", subject_namespace=ns,
+                namespace=options.kubevirt_namespace),
+    ]
+
+
+def doctor_rules() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(cluster-wide rules, rules in the install namespace) that ``doctor`` needs: reads only."""
+    cluster = [
+        rule("kubevirt.io", ["kubevirts"], ["list"]),
+        rule("plugin.kubevirt.io", ["plugins"], ["list"]),
+        rule("", ["nodes"], ["list"]),
+        rule(ADMISSION_GROUP, ["mutatingwebhookconfigurations",
+                               "validatingwebhookconfigurations",
+                               "validatingadmissionpolicies",
+                               "validatingadmissionpolicybindings"], ["get"]),
+    ]
+    namespaced = [
+        rule("", ["configmaps", "services"], ["get"]),
+        rule("", ["secrets"], ["get"], [TLS_SECRET]),
+        rule("", ["pods"], ["list"]),
+        rule("apps", ["daemonsets", "deployments"], ["get"]),
+        rule("discovery.k8s.io", ["endpointslices"], ["list"]),
+    ]
+    return cluster, namespaced
+
+
+def doctor_rbac(options: InstallOptions) -> list[Manifest]:
+    """Read-only roles for ``kubevirt-cca doctor``; not bound: bind them to whoever runs it.
+
+    Cluster admins need nothing; docs/admin.md shows the two bindings for anyone else.
+    """
+    cluster, namespaced = doctor_rules()
+    return [
+        cluster_role(DOCTOR, component="doctor", rules=cluster),
+        role(DOCTOR, component="doctor", namespace=options.namespace, rules=namespaced),
+    ]

@@ -1,0 +1,239 @@
+"""The namespace, the ConfigMap, and the admission webhook: Deployment, Service, configurations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubevirt_cca.constants import CONFIG_MAP_NAME, ENABLED_LABEL
+from kubevirt_cca.core.install.names import (
+    CA_INJECTION_ANNOTATION,
+    CERT_MANAGER,
+    FAILURE_POLICIES,
+    MUTATE_VMI,
+    NONROOT_UID,
+    SCRATCH_DIR,
+    SELF_SIGNED,
+    SERVICE_PORT,
+    TLS_DIR,
+    TLS_SECRET,
+    VALIDATE_MIGRATION,
+    VALIDATE_TEMPLATES,
+    VALIDATE_VMI,
+    WEBHOOK,
+    WEBHOOK_CERTIFICATE,
+    WEBHOOK_CONFIGURATION,
+    WEBHOOK_HEALTH_PORT,
+    WEBHOOK_PATHS,
+    WEBHOOK_PORT,
+    InstallOptions,
+    Manifest,
+    metadata,
+    selector,
+)
+from kubevirt_cca.core.settings import HOOK_IMAGE_KEY, Settings
+
+WEBHOOK_TIMEOUT_SECONDS = 10
+# Each replica serves every review; two keep admission going through a node drain or a rollout.
+WEBHOOK_REPLICAS = 2
+
+
+def namespace(options: InstallOptions) -> Manifest:
+    meta = metadata(options.namespace, component="namespace")
+    # Everything here runs restricted except the labeller's init container (privileged: it starts
+    # virt-launcher's libvirt, as KubeVirt's own node labeller does), hence "privileged".
+    meta["labels"]["pod-security.kubernetes.io/enforce"] = "privileged"
+    meta["labels"]["pod-security.kubernetes.io/warn"] = "baseline"
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+
+
+def config_map(options: InstallOptions) -> Manifest:
+    """kubevirt-cca-config with every default spelled out, so an admin sees what to change."""
+    data = Settings().to_json()
+    data[HOOK_IMAGE_KEY] = options.image
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": metadata(CONFIG_MAP_NAME, component="config",
+                                 namespace=options.namespace),
+            "data": data}
+
+
+def container_security() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def pod_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": NONROOT_UID,
+        "runAsGroup": NONROOT_UID,
+        "fsGroup": NONROOT_UID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def webhook_args(options: InstallOptions) -> list[str]:
+    return [
+        "webhook",
+        "--tls-cert-file", f"{TLS_DIR}/tls.crt",
+        "--tls-key-file", f"{TLS_DIR}/tls.key",
+        "--port", str(WEBHOOK_PORT),
+        "--health-port", str(WEBHOOK_HEALTH_PORT),
+        "--namespace", options.namespace,
+        "--kubevirt-namespace", options.kubevirt_namespace,
+    ]
+
+
+def certs_init_container(options: InstallOptions) -> dict[str, Any]:
+    """Self-signed mode: make sure the serving certificate exists before the webhook starts."""
+    return {
+        "name": "certs",
+        "image": options.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": [
+            "certs", "ensure",
+            "--namespace", options.namespace,
+            "--secret", TLS_SECRET,
+            "--service", WEBHOOK,
+            "--webhook-configuration", WEBHOOK_CONFIGURATION,
+            "--write-dir", TLS_DIR,
+        ],
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
+                      "limits": {"cpu": "500m", "memory": "128Mi"}},
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "tls", "mountPath": TLS_DIR}],
+    }
+
+
+def webhook_deployment(options: InstallOptions) -> list[Manifest]:
+    """The webhook Deployment and its PodDisruptionBudget."""
+    ns = options.namespace
+    container: dict[str, Any] = {
+        "name": "webhook",
+        "image": options.image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": webhook_args(options),
+        "ports": [
+            {"name": "https", "containerPort": WEBHOOK_PORT, "protocol": "TCP"},
+            {"name": "health", "containerPort": WEBHOOK_HEALTH_PORT, "protocol": "TCP"},
+        ],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "health"},
+                           "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"},
+                          "initialDelaySeconds": 5, "periodSeconds": 10, "failureThreshold": 3},
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                      "limits": {"cpu": "1", "memory": "256Mi"}},
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
+                         {"name": "tmp", "mountPath": SCRATCH_DIR}],
+    }
+    tls_volume: dict[str, Any]
+    if options.certificates == SELF_SIGNED:
+        tls_volume = {"name": "tls", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
+    else:
+        tls_volume = {"name": "tls", "secret": {"secretName": TLS_SECRET}}
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": WEBHOOK,
+        "securityContext": pod_security(),
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100,
+            "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                "labelSelector": {"matchLabels": selector("webhook")}},
+        }]}},
+        "containers": [container],
+        "volumes": [tls_volume, {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
+    }
+    if options.certificates == SELF_SIGNED:
+        pod_spec["initContainers"] = [certs_init_container(options)]
+    deployment: Manifest = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": metadata(WEBHOOK, component="webhook", namespace=ns),
+        "spec": {
+            "replicas": WEBHOOK_REPLICAS,
+            "selector": {"matchLabels": selector("webhook")},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {"metadata": {"labels": metadata(WEBHOOK, component="webhook")["labels"]},
+                         "spec": pod_spec},
+        },
+    }
+    budget: Manifest = {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": metadata(WEBHOOK, component="webhook", namespace=ns),
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": selector("webhook")}},
+    }
+    return [deployment, budget]
+
+
+def webhook_service(options: InstallOptions) -> Manifest:
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": metadata(WEBHOOK, component="webhook", namespace=options.namespace),
+        "spec": {"selector": selector("webhook"),
+                 "ports": [{"name": "https", "port": SERVICE_PORT, "targetPort": "https",
+                            "protocol": "TCP"}]},
+    }
+
+
+def _rule(group: str, versions: list[str], resources: list[str],
+          operations: list[str]) -> dict[str, Any]:
+    return {"apiGroups": [group], "apiVersions": versions, "resources": resources,
+            "operations": operations, "scope": "Namespaced"}
+
+
+def _webhook(name: str, options: InstallOptions, rules: list[dict[str, Any]], *,
+             selected: bool) -> dict[str, Any]:
+    hook: dict[str, Any] = {
+        "name": name,
+        "admissionReviewVersions": ["v1"],
+        "clientConfig": {"service": {"name": WEBHOOK, "namespace": options.namespace,
+                                     "path": WEBHOOK_PATHS[name], "port": SERVICE_PORT}},
+        "rules": rules,
+        "matchPolicy": "Equivalent",
+        "failurePolicy": FAILURE_POLICIES[name],
+        "sideEffects": "None",
+        "timeoutSeconds": WEBHOOK_TIMEOUT_SECONDS,
+    }
+    if selected:
+        # Exists, not ="true": a VMI labelled "yes" or "True" must reach the webhook and be
+        # refused with a message, never start as a plain VM.
+        hook["objectSelector"] = {"matchExpressions": [
+            {"key": ENABLED_LABEL, "operator": "Exists"}]}
+    return hook
+
+
+def webhook_configurations(options: InstallOptions) -> list[Manifest]:
+    """Mutating (CCA VMIs) and validating (CCA VMIs, VM templates, migrations) configurations."""
+    annotations = None
+    if options.certificates == CERT_MANAGER:
+        annotations = {CA_INJECTION_ANNOTATION: f"{options.namespace}/{WEBHOOK_CERTIFICATE}"}
+    vmis = ["virtualmachineinstances"]
+    mutate = _webhook(MUTATE_VMI, options, [_rule("kubevirt.io", ["v1"], vmis, ["CREATE"])],
+                      selected=True)
+    mutate["reinvocationPolicy"] = "IfNeeded"
+    validate_vmi = _webhook(VALIDATE_VMI, options,
+                            [_rule("kubevirt.io", ["v1"], vmis, ["CREATE", "UPDATE"])],
+                            selected=True)
+    templates = _webhook(VALIDATE_TEMPLATES, options, [
+        _rule("kubevirt.io", ["v1"],
+              ["virtualmachines", "virtualmachineinstancereplicasets"], ["CREATE", "UPDATE"]),
+        _rule("pool.kubevirt.io", ["*"], ["virtualmachinepools"], ["CREATE", "UPDATE"]),
+    ], selected=False)
+    migration = _webhook(VALIDATE_MIGRATION, options, [
+        _rule("kubevirt.io", ["v1"], ["virtualmachineinstancemigrations"], ["CREATE"]),
+    ], selected=False)
+    return [
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+         "metadata": metadata(WEBHOOK_CONFIGURATION, component="webhook",
+                              annotations=annotations),
+         "webhooks": [mutate]},
+        {"apiVersion": "admissionregistration.k8s.io/v1",
+         "kind": "ValidatingWebhookConfiguration",
+         "metadata": metadata(WEBHOOK_CONFIGURATION, component="webhook",
+                              annotations=annotations),
+         "webhooks": [validate_vmi, templates, migration]},
+    ]

@@ -1,0 +1,156 @@
+"""deploy/ renders offline, says the same as ``kubevirt-cca manifests``, and is valid Kubernetes."""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kubevirt_cca.adapters.install_files import load_policies, write_kustomize
+from kubevirt_cca.cli import main
+from kubevirt_cca.core.install import (
+    CERT_MANAGER,
+    SELF_SIGNED,
+    InstallOptions,
+    install_files,
+    install_objects,
+)
+from tests.install.support import DEPLOY, DEPLOY_SELF_SIGNED, by_key, kustomize
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_deploy_renders_the_same_objects_as_the_manifests_command() -> None:
+    rendered = kustomize(DEPLOY)
+    code, out, err = run_cli("manifests")
+    assert code == 0, err
+    printed = [doc for doc in yaml.safe_load_all(out) if doc]
+    assert by_key(rendered) == by_key(printed)
+    assert by_key(printed) == by_key(install_objects(InstallOptions(), load_policies()))
+
+
+def test_the_self_signed_overlay_renders_the_self_signed_manifests() -> None:
+    rendered = kustomize(DEPLOY_SELF_SIGNED)
+    code, out, err = run_cli("manifests", "--certificates", "self-signed")
+    assert code == 0, err
+    assert by_key(rendered) == by_key(yaml.safe_load_all(out))
+    assert not [o for o in rendered if o["apiVersion"].startswith("cert-manager.io/")]
+
+
+def test_deploy_is_what_the_generator_writes() -> None:
+    """deploy/ is generated: a change in core/install/ without regenerating fails here."""
+    files = install_files(InstallOptions(), load_policies())
+    with tempfile.TemporaryDirectory() as tmp:
+        written = write_kustomize(Path(tmp), files)
+        for path in written:
+            relative = path.relative_to(tmp)
+            committed = DEPLOY / relative
+            assert committed.is_file(), f"deploy/{relative} is missing"
+            assert committed.read_text() == path.read_text(), (
+                f"deploy/{relative} is stale: run "
+                "'uv run kubevirt-cca manifests --write-kustomize deploy'")
+
+
+def test_every_policy_file_is_in_the_kustomization() -> None:
+    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+    policy_files = sorted(p.name for p in (DEPLOY / "policies").glob("*.yaml")) \
+        if (DEPLOY / "policies").is_dir() else []
+    listed = [r.removeprefix("policies/") for r in kustomization["resources"]
+              if r.startswith("policies/")]
+    assert listed == policy_files
+
+
+def test_json_output_is_a_list_of_the_same_objects() -> None:
+    code, out, _ = run_cli("manifests", "--output", "json")
+    assert code == 0
+    document = json.loads(out)
+    assert document["kind"] == "List"
+    assert by_key(document["items"]) == by_key(install_objects(InstallOptions(), load_policies()))
+
+
+def test_image_and_namespace_reach_every_object() -> None:
+    code, out, err = run_cli("manifests", "--image", "registry.example/cca:1.2",
+                             "--namespace", "realms", "--kubevirt-namespace", "openshift-cnv",
+                             "--virt-launcher-image", "registry.example/virt-launcher:v9")
+    assert code == 0, err
+    objects = [doc for doc in yaml.safe_load_all(out) if doc]
+    text = json.dumps(objects)
+    assert "kubevirt-cca:0.1.0" not in text
+    assert "\"kubevirt-cca\"" not in json.dumps(
+        [o["metadata"].get("namespace") for o in objects])
+    images = [c["image"] for o in objects if o["kind"] in ("Deployment", "DaemonSet")
+              for c in o["spec"]["template"]["spec"]["containers"]]
+    assert images == ["registry.example/cca:1.2", "registry.example/cca:1.2"]
+    config = next(o for o in objects if o["kind"] == "ConfigMap")
+    assert config["metadata"]["namespace"] == "realms"
+    assert config["data"]["hookImage"] == "registry.example/cca:1.2"
+    for obj in objects:
+        if obj["kind"] in ("RoleBinding", "ClusterRoleBinding"):
+            assert {s["namespace"] for s in obj["subjects"]} == {"realms"}
+    kubevirt_role = next(o for o in objects if o["kind"] == "Role"
+                         and o["metadata"]["namespace"] == "openshift-cnv")
+    assert kubevirt_role["rules"][0]["resources"] == ["kubevirts"]
+    policy = next(o for o in objects if o["kind"] == "ValidatingAdmissionPolicy"
+                  and o["metadata"]["name"] == "kubevirt-cca-labeller-node-restriction")
+    assert "system:serviceaccount:realms:kubevirt-cca-labeller" in \
+        policy["spec"]["matchConditions"][0]["expression"]
+    webhooks = next(o for o in objects if o["kind"] == "MutatingWebhookConfiguration")
+    assert webhooks["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == \
+        "realms/kubevirt-cca-webhook"
+    assert webhooks["webhooks"][0]["clientConfig"]["service"]["namespace"] == "realms"
+    certificate = next(o for o in objects if o["kind"] == "Certificate"
+                       and o["metadata"]["name"] == "kubevirt-cca-webhook")
+    assert "kubevirt-cca-webhook.realms.svc" in certificate["spec"]["dnsNames"]
+    daemon_set = next(o for o in objects if o["kind"] == "DaemonSet")
+    assert daemon_set["spec"]["template"]["spec"]["initContainers"][0]["image"] == \
+        "registry.example/virt-launcher:v9"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--namespace", "Bad_NS"], "namespace: expected a namespace name"),
+    (["--image", "no spaces allowed"], "image: expected a container image reference"),
+    (["--kubevirt-namespace", ""], "kubevirt-namespace: expected a namespace name"),
+])
+def test_bad_options_are_refused_with_the_field_named(argv: list[str], message: str) -> None:
+    code, out, err = run_cli("manifests", *argv)
+    assert code == 1
+    assert out == ""
+    assert message in err
+    assert "Traceback" not in err
+
+
+def _all_variants() -> list[tuple[str, list[dict[str, Any]]]]:
+    policies = load_policies()
+    return [
+        (mode, install_objects(InstallOptions(certificates=mode), policies))
+        for mode in (CERT_MANAGER, SELF_SIGNED)
+    ] + [("custom", install_objects(InstallOptions(
+        namespace="cca-system", image="r.example/k:2", kubevirt_namespace="kv"), policies))]
+
+
+@pytest.mark.parametrize(("variant", "objects"), _all_variants(), ids=lambda v: str(v)[:20])
+def test_every_object_validates_against_the_kubernetes_schemas(
+        variant: str, objects: list[dict[str, Any]]) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    checked = 0
+    for obj in objects:
+        if obj["apiVersion"].startswith("cert-manager.io/"):
+            continue  # a CRD: tests/install/test_cert_manager.py checks these
+        try:
+            kubernetes_validate.validate(obj, "1.37", strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            pytest.fail(f"{obj['kind']} {obj['metadata']['name']}: {path}: {exc.message}")
+        checked += 1
+    assert checked >= 20
