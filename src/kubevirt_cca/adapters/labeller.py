@@ -165,7 +165,7 @@ class NodeLabeller:
                 failures += 1
                 delay = self.timing.backoff(failures, self._rng)
                 LOG.warning("node %s: reconcile failed (%s); labels left as they are, "
-                            "next attempt in %.1f s (failure %d in a row)",
+                            "next attempt in %.2f s (failure %d in a row)",
                             self.node_name, exc, delay, failures)
             else:
                 failures = 0
@@ -284,15 +284,17 @@ class NodeLabeller:
         except ApiError as exc:
             code = exc.status.code or (exc.response.status_code if exc.response else 0)
             counter.labels(verb, resource, str(code)).inc()
+            reason = f"{exc.status.reason}: " if exc.status.reason else ""
             raise KubernetesAPIError(
-                f"{verb} {resource}: {code} {exc.status.reason or ''}: "
-                f"{exc.status.message or 'no message'}".replace(" :", ":"),
+                f"{verb} {resource}: {code} {reason}{exc.status.message or 'no message'}",
                 status=code,
             ) from exc
         except httpx2.HTTPStatusError as exc:
+            # lightkube reads a Status only when the content type is exactly application/json.
             code = exc.response.status_code
             counter.labels(verb, resource, str(code)).inc()
-            raise KubernetesAPIError(f"{verb} {resource}: HTTP {code}", status=code) from exc
+            raise KubernetesAPIError(f"{verb} {resource}: {code} {_status_text(exc.response)}",
+                                     status=code) from exc
         except httpx2.HTTPError as exc:
             counter.labels(verb, resource, "unreachable").inc()
             raise KubernetesAPIError(
@@ -304,6 +306,18 @@ class NodeLabeller:
             raise KubernetesAPIError(f"{verb} {resource}: unreadable response: {exc}") from exc
         counter.labels(verb, resource, "ok").inc()
         return result
+
+
+def _status_text(response: httpx2.Response) -> str:
+    """``Reason: message`` from a Kubernetes Status body, else the HTTP reason phrase."""
+    try:
+        status = response.json()
+    except ValueError:
+        status = None
+    if isinstance(status, dict) and (status.get("reason") or status.get("message")):
+        reason = f"{status['reason']}: " if status.get("reason") else ""
+        return f"{reason}{status.get('message') or 'no message'}"
+    return response.reason_phrase or "no detail"
 
 
 class HealthServer:
