@@ -1,0 +1,115 @@
+"""The hook sidecar's decision: the domain virt-launcher should define for a VMI.
+
+virt-launcher calls the hook's ``OnDefineDomain`` with the libvirt domain XML it is about to
+define and the VMI as JSON. The VMI is the source of truth (read with the same parser as
+admission): a VMI that asks for no Realm gets its domain back byte for byte; a VMI that asks
+for one gets the Realm rewrite. Anything else fails closed with a :class:`HookError` whose text
+is what ``kubectl describe vmi`` shows, so it names the problem and what to do. The gRPC
+adapter (``adapters/hook``) only transports these values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubevirt_cca.constants import ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION
+from kubevirt_cca.core.request import parse_request
+from kubevirt_cca.core.rewrite import rewrite_domain
+from kubevirt_cca.core.settings import Settings
+from kubevirt_cca.errors import DomainError, HookError, RequestError
+
+VMI_KIND = "VirtualMachineInstance"
+UNKNOWN_VMI = "<unnamed VMI>"
+_PREFIX = "kubevirt-cca hook"
+_NOT_PLAIN = "the VM is not started as a plain VM"
+
+
+@dataclass(frozen=True)
+class DefinedDomain:
+    """The answer to one OnDefineDomain call."""
+
+    domain_xml: bytes
+    vmi: str
+    """``namespace/name`` of the VMI, for logs."""
+    realm: bool
+    """True when the domain was made a Realm, False when it was returned unchanged."""
+
+
+def on_define_domain(domain_xml: bytes, vmi_json: bytes, settings: Settings) -> bytes:
+    """The domain XML to define for ``vmi_json``; raises :class:`HookError` to refuse."""
+    return define_domain(domain_xml, vmi_json, settings).domain_xml
+
+
+def define_domain(domain_xml: bytes, vmi_json: bytes, settings: Settings) -> DefinedDomain:
+    """:func:`on_define_domain`, also saying which VMI it was and whether it became a Realm."""
+    vmi = read_vmi(vmi_json)
+    ref = vmi_ref(vmi)
+    try:
+        request = parse_request(vmi)
+    except RequestError as exc:
+        raise HookError(
+            f"{_PREFIX}: refusing to define the domain of VMI {ref}: its CCA request is invalid: "
+            f"{exc}; {_NOT_PLAIN}. Fix the label {ENABLED_LABEL} or the annotation "
+            f"{LAUNCH_SECURITY_ANNOTATION} (see docs/vm-owners.md)",
+            vmi=ref,
+        ) from exc
+    if request is None:
+        return DefinedDomain(domain_xml=domain_xml, vmi=ref, realm=False)
+    try:
+        rewritten = rewrite_domain(domain_xml, request, settings)
+    except DomainError as exc:
+        raise HookError(
+            f"{_PREFIX}: refusing to define the domain of VMI {ref}: the VMI asks for an Arm CCA "
+            f"Realm, but its domain cannot be made one: {exc}; {_NOT_PLAIN} (see docs/hook.md)",
+            vmi=ref,
+        ) from exc
+    return DefinedDomain(domain_xml=rewritten.encode("utf-8"), vmi=ref, realm=True)
+
+
+def read_vmi(vmi_json: bytes) -> Mapping[str, Any]:
+    """The VMI object virt-launcher sent; a :class:`HookError` when it is not one.
+
+    Unreadable input is refused rather than treated as "no Realm requested": the VMI might
+    have asked for one, and a Realm must never start as a plain VM.
+    """
+    try:
+        vmi = json.loads(vmi_json)
+    except json.JSONDecodeError as exc:
+        raise _unreadable(f"it is not valid JSON: {exc.msg} at line {exc.lineno} "
+                          f"column {exc.colno}") from exc
+    except UnicodeDecodeError as exc:
+        raise _unreadable("it is not UTF-8 text") from exc
+    except RecursionError as exc:
+        raise _unreadable("it is nested too deeply") from exc
+    if not isinstance(vmi, dict):
+        raise _unreadable(f"expected a JSON object, got {type(vmi).__name__}")
+    kind = vmi.get("kind")
+    if kind in (None, ""):
+        # virt-launcher marshals the VMI without its type meta; name the kind for the parser.
+        return {**vmi, "kind": VMI_KIND}
+    if kind != VMI_KIND:
+        raise _unreadable(f"expected kind {VMI_KIND}, got {kind!r}")
+    return vmi
+
+
+def vmi_ref(vmi: Mapping[str, Any]) -> str:
+    """``namespace/name`` of a VMI, as far as its metadata says."""
+    metadata = vmi.get("metadata")
+    if not isinstance(metadata, Mapping):
+        return UNKNOWN_VMI
+    name = metadata.get("name")
+    namespace = metadata.get("namespace")
+    if not isinstance(name, str) or not name:
+        return UNKNOWN_VMI
+    return f"{namespace}/{name}" if isinstance(namespace, str) and namespace else name
+
+
+def _unreadable(detail: str) -> HookError:
+    return HookError(
+        f"{_PREFIX}: refusing to define the domain: cannot read the VMI that virt-launcher sent "
+        f"({detail}); since it may ask for an Arm CCA Realm, {_NOT_PLAIN}",
+        vmi=UNKNOWN_VMI,
+    )

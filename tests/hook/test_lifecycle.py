@@ -1,0 +1,267 @@
+"""The sidecar's lifecycle: its socket file, stale sockets, Shutdown, SIGTERM, the command."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from kubevirt_cca.adapters.hook import hook_server, serve_until_stopped
+from kubevirt_cca.cli import build_parser, main
+from kubevirt_cca.constants import HOOK_SOCKET_DIR, HOOK_SOCKET_NAME
+from kubevirt_cca.core.settings import Settings
+from kubevirt_cca.errors import SettingsError
+from tests.hook.conftest import StartHook
+from tests.hook.launcher import Launcher
+
+SIDECAR = "hook-sidecar-0"
+ARM64_MINIMAL = (
+    b"<domain type='kvm'><name>ns_v</name><memory>1048576</memory>"
+    b"<os><type arch='aarch64' machine='virt'>hvm</type>"
+    b"<loader readonly='yes' type='pflash'>/usr/share/AAVMF/AAVMF_CODE.fd</loader>"
+    b"<nvram>/var/lib/libvirt/qemu/nvram/v_VARS.fd</nvram></os>"
+    b"<devices><disk type='file' device='disk'><source file='/d.img'/>"
+    b"<target dev='vda' bus='virtio'/></disk></devices></domain>"
+)
+PLAIN_VMI = {"metadata": {"namespace": "ns", "name": "plain"}}
+CCA_VMI = {"metadata": {"namespace": "ns", "name": "realm",
+                        "labels": {"cca.kubevirt.io/enabled": "true"}}}
+
+
+def socket_path(hooks_dir: Path) -> Path:
+    return hooks_dir / SIDECAR / HOOK_SOCKET_NAME
+
+
+def make_stale_socket(path: Path) -> None:
+    """A socket file nobody listens on: what a killed server leaves behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))
+    stale.close()
+    assert path.is_socket()
+
+
+# --- the socket file ---------------------------------------------------------------------------
+
+
+def test_stale_socket_at_startup_is_replaced(
+    hooks_dir: Path, start_hook: StartHook, launcher: Launcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = socket_path(hooks_dir)
+    make_stale_socket(path)
+    caplog.set_level("INFO", logger="kubevirt_cca")
+    start_hook()
+    assert f"replacing stale socket={path}" in caplog.messages
+    launcher.collect()
+    assert launcher.on_define_domain(ARM64_MINIMAL, PLAIN_VMI) == ARM64_MINIMAL
+
+
+def test_a_file_that_is_not_a_socket_is_left_alone(hooks_dir: Path) -> None:
+    path = socket_path(hooks_dir)
+    path.parent.mkdir()
+    path.write_text("not a socket")
+    with pytest.raises(SettingsError, match="exists and is not a socket; refusing to replace"):
+        hook_server(path.parent, Settings()).start()
+    assert path.read_text() == "not a socket"
+
+
+def test_a_live_socket_is_not_taken_over(
+    hooks_dir: Path, start_hook: StartHook, launcher: Launcher
+) -> None:
+    start_hook()
+    with pytest.raises(SettingsError, match="another server is already listening"):
+        hook_server(socket_path(hooks_dir).parent, Settings()).start()
+    launcher.collect()
+    assert launcher.on_define_domain(ARM64_MINIMAL, PLAIN_VMI) == ARM64_MINIMAL
+
+
+def test_socket_path_too_long_for_the_kernel_is_refused(hooks_dir: Path) -> None:
+    with pytest.raises(SettingsError, match="at most 107: choose a shorter --socket-dir"):
+        hook_server(hooks_dir / ("d" * 120), Settings()).start()
+
+
+def test_stop_removes_the_socket(hooks_dir: Path, start_hook: StartHook) -> None:
+    server = start_hook()
+    assert server.path.is_socket()
+    server.stop(grace=1.0)
+    assert not server.path.exists()
+    server.stop(grace=1.0)  # stopping twice is harmless
+
+
+def test_shutdown_asks_the_server_to_stop(start_hook: StartHook, launcher: Launcher) -> None:
+    server = start_hook()
+    launcher.collect()
+    assert not server.stop_event.is_set()
+    launcher.shutdown()
+    assert server.stop_event.wait(5)
+
+
+def test_serve_until_stopped_returns_after_shutdown_and_cleans_up(
+    hooks_dir: Path, launcher: Launcher
+) -> None:
+    server = hook_server(hooks_dir / SIDECAR, Settings())
+    errors: list[BaseException] = []
+
+    def virt_launcher() -> None:
+        try:
+            launcher.collect(timeout=20)
+            assert launcher.on_define_domain(ARM64_MINIMAL, PLAIN_VMI) == ARM64_MINIMAL
+            launcher.shutdown()
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+            server.request_stop()
+
+    before = signal.getsignal(signal.SIGTERM)
+    thread = threading.Thread(target=virt_launcher)
+    thread.start()
+    serve_until_stopped([server], grace=1.0)  # returns once Shutdown was called
+    thread.join(10)
+    assert errors == []
+    assert not server.path.exists()
+    assert signal.getsignal(signal.SIGTERM) == before  # its signal handlers are undone
+
+
+# --- the command, as the sidecar container runs it ---------------------------------------------
+
+
+@pytest.fixture
+def sidecar_process(hooks_dir: Path) -> Iterator[subprocess.Popen[str]]:
+    """``kubevirt-cca hook`` in its own process, as in the sidecar container."""
+    command = [
+        sys.executable, "-c", "import sys; from kubevirt_cca.cli import main; sys.exit(main())",
+        "hook", "--socket-dir", str(hooks_dir / SIDECAR), "--dialect", "openeuler",
+        "--firmware", "/opt/cca/AAVMF_CODE.cca.fd", "--virtio-iommu", "on",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
+
+
+def wait_for_socket(path: Path, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while not path.is_socket():
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+def test_sidecar_process_serves_and_sigterm_removes_the_socket(
+    hooks_dir: Path, sidecar_process: subprocess.Popen[str], launcher: Launcher
+) -> None:
+    path = socket_path(hooks_dir)
+    wait_for_socket(path, sidecar_process)
+    launcher.collect()
+    answer = etree.fromstring(launcher.on_define_domain(ARM64_MINIMAL, CCA_VMI))
+    assert answer.find("os/loader").text == "/opt/cca/AAVMF_CODE.cca.fd"
+    assert answer.find("launchSecurity").get("type") == "cca"
+    assert answer.find("devices/disk/driver").get("iommu") == "on"
+    assert launcher.on_define_domain(ARM64_MINIMAL, PLAIN_VMI) == ARM64_MINIMAL
+
+    sidecar_process.send_signal(signal.SIGTERM)
+    _, stderr = sidecar_process.communicate(timeout=20)
+    assert sidecar_process.returncode == 0, stderr
+    assert not path.exists()
+    assert "stopping signal=SIGTERM" in stderr
+    assert ("call=OnDefineDomain version=v1alpha3 vmi=ns/realm dialect=openeuler "
+            "outcome=rewritten duration_ms=") in stderr
+    assert ("call=OnDefineDomain version=v1alpha3 vmi=ns/plain dialect=openeuler "
+            "outcome=unchanged duration_ms=") in stderr
+    assert "Traceback" not in stderr
+
+
+def test_sidecar_process_exits_on_shutdown(
+    hooks_dir: Path, sidecar_process: subprocess.Popen[str], launcher: Launcher
+) -> None:
+    path = socket_path(hooks_dir)
+    wait_for_socket(path, sidecar_process)
+    launcher.collect()
+    launcher.shutdown()
+    _, stderr = sidecar_process.communicate(timeout=20)
+    assert sidecar_process.returncode == 0, stderr
+    assert not path.exists()
+    assert "call=Shutdown version=v1alpha3 outcome=ok" in stderr
+
+
+def test_sidecar_process_replaces_a_stale_socket(
+    hooks_dir: Path, sidecar_process: subprocess.Popen[str], launcher: Launcher
+) -> None:
+    # The fixture started the process already; kill it so it leaves its socket behind, as an
+    # OOM kill would, then start a second one on the same directory.
+    path = socket_path(hooks_dir)
+    wait_for_socket(path, sidecar_process)
+    sidecar_process.kill()
+    sidecar_process.communicate(timeout=10)
+    assert path.is_socket(), "a killed server leaves its socket file"
+    second = subprocess.Popen(sidecar_process.args, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        launcher_ready = False
+        while not launcher_ready:
+            assert second.poll() is None, second.communicate()[1]
+            assert time.monotonic() < deadline
+            try:
+                launcher.collect(timeout=1)
+                launcher_ready = True
+            except TimeoutError:
+                continue
+        assert launcher.on_define_domain(ARM64_MINIMAL, PLAIN_VMI) == ARM64_MINIMAL
+        second.send_signal(signal.SIGTERM)
+        _, stderr = second.communicate(timeout=20)
+    finally:
+        if second.poll() is None:
+            second.kill()
+            second.communicate(timeout=10)
+    assert second.returncode == 0, stderr
+    assert "replacing stale socket=" in stderr
+    assert not path.exists()
+
+
+# --- command-line wiring -----------------------------------------------------------------------
+
+
+def test_hook_command_defaults() -> None:
+    args = build_parser().parse_args(["hook"])
+    assert args.socket_dir == HOOK_SOCKET_DIR == "/var/run/kubevirt-hooks"
+    assert (args.dialect, args.firmware, args.virtio_iommu) == (None, None, None)
+
+
+def test_bad_settings_stop_the_command_before_it_listens(
+    hooks_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["hook", "--socket-dir", str(hooks_dir / SIDECAR), "--firmware", "cca.fd"])
+    assert code == 1
+    assert "kubevirt-cca hook: error: firmware: expected an absolute" in capsys.readouterr().err
+    assert not (hooks_dir / SIDECAR).exists()
+
+
+def test_unusable_socket_path_is_one_clear_line(
+    hooks_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = socket_path(hooks_dir)
+    path.parent.mkdir()
+    path.write_text("")
+    try:
+        code = main(["hook", "--socket-dir", str(path.parent)])
+    finally:
+        logging.getLogger("kubevirt_cca").setLevel(logging.NOTSET)
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"kubevirt-cca hook: error: {path} exists and is not a socket" in err
+    assert os.path.isfile(path)
+

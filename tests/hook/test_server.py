@@ -1,0 +1,387 @@
+"""The hook over its real unix socket, driven like virt-launcher drives it."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from lxml import etree
+
+from kubevirt_cca.constants import (
+    DEFAULT_CCA_FIRMWARE,
+    HOOK_NAME,
+    HOOK_SOCKET_NAME,
+    LAUNCH_SECURITY_ANNOTATION,
+    QEMU_NAMESPACE,
+)
+from kubevirt_cca.core.hook import on_define_domain
+from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.errors import HookError
+from kubevirt_cca.hookproto import (
+    api_info_pb2,
+    api_info_pb2_grpc,
+    api_v1alpha2_pb2,
+    api_v1alpha2_pb2_grpc,
+)
+from tests.conftest import DATA
+from tests.core.rewrite_support import untouched_view
+from tests.hook.conftest import StartHook
+from tests.hook.launcher import NEWEST_FIRST, Launcher
+from tests.hook.support import FULL_PARAMETERS, RPV, as_json, cca_vmi, domain, plain_vmi
+
+pytestmark = pytest.mark.shared
+ARM64 = "kubevirt-arm64.xml"
+VERSIONS = ("v1alpha1", "v1alpha2", "v1alpha3")
+Q = f"{{{QEMU_NAMESPACE}}}"
+
+
+def launcher_knowing(hooks_dir: Path, newest: str) -> Launcher:
+    """A virt-launcher whose newest known callback version is ``newest``."""
+    return Launcher(hooks_dir, NEWEST_FIRST[NEWEST_FIRST.index(newest):])
+
+
+# --- Info --------------------------------------------------------------------------------------
+
+
+def test_info_names_the_hook_its_versions_and_hook_points(
+    start_hook: StartHook, hooks_dir: Path
+) -> None:
+    server = start_hook()
+    assert server.path == hooks_dir / "hook-sidecar-0" / HOOK_SOCKET_NAME
+    with grpc.insecure_channel(f"unix:{server.path}") as channel:
+        info = api_info_pb2_grpc.InfoStub(channel).Info(api_info_pb2.InfoParams(), timeout=5)
+    assert info.name == HOOK_NAME
+    assert list(info.versions) == ["v1alpha1", "v1alpha2", "v1alpha3"]
+    # PreCloudInitIso is not implemented, so it is not advertised.
+    assert [(p.name, p.priority) for p in info.hookPoints] == [
+        ("OnDefineDomain", 0), ("Shutdown", 0),
+    ]
+
+
+@pytest.mark.parametrize("newest", VERSIONS)
+def test_launcher_picks_the_newest_common_version(
+    start_hook: StartHook, hooks_dir: Path, newest: str
+) -> None:
+    start_hook()
+    [sidecar] = launcher_knowing(hooks_dir, newest).collect()
+    assert sidecar.version == newest
+    assert sidecar.name == HOOK_NAME
+
+
+def test_pre_cloud_init_iso_is_unimplemented(start_hook: StartHook) -> None:
+    server = start_hook()
+    with grpc.insecure_channel(f"unix:{server.path}") as channel:
+        stub = api_v1alpha2_pb2_grpc.CallbacksStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.PreCloudInitIso(api_v1alpha2_pb2.PreCloudInitIsoParams(), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+# --- a CCA VMI becomes a Realm -----------------------------------------------------------------
+
+
+def check_realm(source: bytes, answer: bytes, dialect: Dialect) -> None:
+    """What a Realm domain must have, and that nothing else changed."""
+    out = etree.fromstring(answer)
+    loader = out.find("os/loader")
+    assert loader is not None
+    assert (loader.get("type"), loader.get("readonly"), loader.text) == (
+        "rom", "yes", DEFAULT_CCA_FIRMWARE)
+    assert out.find("os/nvram") is None
+    interfaces = out.findall("devices/interface")
+    assert interfaces
+    for interface in interfaces:
+        assert [dict(r.attrib) for r in interface.findall("rom")] == [{"enabled": "no"}]
+    virtio = [
+        *out.xpath("devices/disk[target/@bus='virtio']"),
+        *out.xpath("devices/interface[starts-with(model/@type, 'virtio')]"),
+        *out.xpath("devices/controller[@type='virtio-serial']"),
+        *out.xpath("devices/rng[starts-with(@model, 'virtio')]"),
+        *out.xpath("devices/input[@bus='virtio']"),
+        *out.xpath("devices/video[model/@type='virtio']"),
+    ]
+    assert len(virtio) == 18  # 13 disks, 1 NIC, 1 serial controller, rng, tablet, video
+    for device in virtio:
+        assert device.find("driver").get("iommu") == "on", etree.tostring(device)
+    assert [dict(b.attrib) for b in out.findall("devices/memballoon")] == [{"model": "none"}]
+    assert out.find("features/gic").get("version") == "3"
+    assert out.find("cpu").get("mode") == "host-passthrough"
+    launch_security = out.findall("launchSecurity")
+    commandline = [a.get("value") for a in out.iterfind(f"{Q}commandline/{Q}arg")]
+    if dialect is Dialect.VEP:
+        [element] = launch_security
+        assert element.attrib == {"type": "cca", "measurement-log": "yes"}
+        assert [(c.tag, c.text) for c in element] == [
+            ("measurement-algo", "sha256"), ("personalization-value", RPV)]
+        assert commandline == []
+    elif dialect is Dialect.OPENEULER:
+        [element] = launch_security
+        assert element.attrib == {"type": "cca"}
+        assert [(c.tag, c.text, dict(c.attrib)) for c in element] == [
+            ("measurement-algo", "sha256", {}), ("personalization-value", RPV, {}),
+            ("measurement-log", None, {"state": "on"})]
+        assert commandline == []
+    else:
+        assert launch_security == []
+        assert commandline == [
+            "-object",
+            f"rme-guest,id=rme0,measurement-algorithm=sha256,personalization-value={RPV},"
+            "measurement-log=on",
+            "-machine", "confidential-guest-support=rme0",
+        ]
+    assert untouched_view(answer.decode()) == untouched_view(source.decode())
+
+
+@pytest.mark.parametrize("dialect", list(Dialect), ids=lambda d: d.value)
+@pytest.mark.parametrize("newest", VERSIONS)
+def test_cca_vmi_gets_a_realm_domain(
+    start_hook: StartHook, hooks_dir: Path, newest: str, dialect: Dialect
+) -> None:
+    start_hook(Settings(dialect=dialect))
+    launcher = launcher_knowing(hooks_dir, newest)
+    [sidecar] = launcher.collect()
+    assert sidecar.version == newest
+    source = domain(ARM64)
+    answer = launcher.on_define_domain(source, cca_vmi(FULL_PARAMETERS))
+    check_realm(source, answer, dialect)
+    # Exactly the core rewrite's golden output for the same parameters.
+    golden = DATA / "golden" / f"shared-kubevirt-arm64.{dialect.value}.xml"
+    assert answer == golden.read_bytes()
+
+
+def test_settings_from_flags_reach_the_domain(start_hook: StartHook, launcher: Launcher) -> None:
+    start_hook(Settings(firmware="/opt/edk2/cca.fd", virtio_iommu=False))
+    launcher.collect()
+    out = etree.fromstring(launcher.on_define_domain(domain(ARM64), cca_vmi()))
+    assert out.find("os/loader").text == "/opt/edk2/cca.fd"
+    assert out.xpath("devices//driver[@iommu]") == []
+    [element] = out.findall("launchSecurity")
+    assert dict(element.attrib) == {"type": "cca"} and len(element) == 0  # label only: no params
+
+
+def test_vmi_with_type_meta_is_read_too(start_hook: StartHook, launcher: Launcher) -> None:
+    start_hook()
+    launcher.collect()
+    answer = launcher.on_define_domain(domain(ARM64), cca_vmi(with_kind=True))
+    assert etree.fromstring(answer).find("launchSecurity") is not None
+
+
+# --- a plain VMI is left alone -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("newest", VERSIONS)
+@pytest.mark.parametrize("name", ["kubevirt-arm64.xml", "kubevirt-x86_64.xml"])
+def test_plain_vmi_domain_comes_back_byte_for_byte(
+    start_hook: StartHook, hooks_dir: Path, newest: str, name: str
+) -> None:
+    start_hook()
+    launcher = launcher_knowing(hooks_dir, newest)
+    launcher.collect()
+    source = domain(name)
+    assert launcher.on_define_domain(source, plain_vmi()) == source
+
+
+def test_plain_vmi_with_a_domain_it_cannot_read_is_not_its_business(
+    start_hook: StartHook, launcher: Launcher
+) -> None:
+    start_hook()
+    launcher.collect()
+    assert launcher.on_define_domain(b"<domain", plain_vmi()) == b"<domain"
+
+
+# --- fail closed -------------------------------------------------------------------------------
+
+
+def _sev_domain() -> bytes:
+    root = etree.fromstring(domain(ARM64))
+    etree.SubElement(root, "launchSecurity", type="sev")
+    return etree.tostring(root)
+
+
+def _vmi_with(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    vmi = cca_vmi()
+    node = vmi
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    return vmi
+
+
+def _parameters_without_label() -> dict[str, Any]:
+    vmi = plain_vmi()
+    vmi["metadata"]["annotations"] = {LAUNCH_SECURITY_ANNOTATION: '{"measurementLog": true}'}
+    return vmi
+
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
+ANNOTATION_PATH = f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]"
+FAIL_CLOSED: dict[str, tuple[Any, Any, grpc.StatusCode, tuple[str, ...]]] = {
+    # name: (domain, VMI, status, phrases the message must contain)
+    "x86_64-domain": (
+        lambda: domain("kubevirt-x86_64.xml"), cca_vmi, PRECONDITION,
+        ("the domain is for x86_64", "needs an aarch64 domain"),
+    ),
+    "domain-has-other-launch-security": (
+        _sev_domain, cca_vmi, PRECONDITION,
+        ("already has <launchSecurity type='sev'>",),
+    ),
+    "vmi-has-other-launch-security": (
+        lambda: domain(ARM64), lambda: _vmi_with(("spec", "domain", "launchSecurity"),
+                                                 {"sev": {}}),
+        INVALID, ("spec.domain.launchSecurity.sev", "cannot also use sev launch security"),
+    ),
+    "unknown-algorithm": (
+        lambda: domain(ARM64), lambda: cca_vmi({"measurementAlgo": "md5"}), INVALID,
+        (f"{ANNOTATION_PATH}.measurementAlgo", "unsupported value 'md5'"),
+    ),
+    "short-personalization-value": (
+        lambda: domain(ARM64), lambda: cca_vmi({"personalizationValue": "AAAA"}), INVALID,
+        (f"{ANNOTATION_PATH}.personalizationValue", "decodes to 3 bytes"),
+    ),
+    "unknown-parameter": (
+        lambda: domain(ARM64), lambda: cca_vmi({"measurmentLog": True}), INVALID,
+        (f"{ANNOTATION_PATH}.measurmentLog", "unknown key"),
+    ),
+    "parameters-not-json": (
+        lambda: domain(ARM64), lambda: cca_vmi("{sha256"), INVALID,
+        (ANNOTATION_PATH, "is not valid JSON"),
+    ),
+    "parameters-without-label": (
+        lambda: domain(ARM64), _parameters_without_label, INVALID,
+        ("CCA parameters need the label",),
+    ),
+    "label-not-true": (
+        lambda: domain(ARM64),
+        lambda: _vmi_with(("metadata", "labels"), {"cca.kubevirt.io/enabled": "yes"}),
+        INVALID, ('must be "true" to ask for a Realm',),
+    ),
+    "domain-not-xml": (
+        lambda: b"<domain type='kvm'><name>x</name>", cca_vmi, PRECONDITION,
+        ("domain XML is not well-formed",),
+    ),
+    "not-a-domain": (
+        lambda: b"<network/>", cca_vmi, PRECONDITION,
+        ("the root element is <network>, expected <domain>",),
+    ),
+    "vmi-not-json": (
+        lambda: domain(ARM64), lambda: b'{"metadata": ', INVALID,
+        ("cannot read the VMI", "not valid JSON"),
+    ),
+    "vmi-empty": (
+        lambda: domain(ARM64), lambda: b"", INVALID, ("cannot read the VMI",),
+    ),
+    "vmi-not-an-object": (
+        lambda: domain(ARM64), lambda: b"[]", INVALID,
+        ("cannot read the VMI", "expected a JSON object"),
+    ),
+    "vmi-not-utf8": (
+        lambda: domain(ARM64), lambda: b'{"a": "\xff"}', INVALID,
+        ("cannot read the VMI",),
+    ),
+    "vmi-of-another-kind": (
+        lambda: domain(ARM64), lambda: as_json(cca_vmi() | {"kind": "VirtualMachine"}),
+        INVALID, ("expected kind VirtualMachineInstance, got 'VirtualMachine'",),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(FAIL_CLOSED))
+def test_fail_closed(start_hook: StartHook, launcher: Launcher, case: str) -> None:
+    make_domain, make_vmi, code, phrases = FAIL_CLOSED[case]
+    start_hook()
+    launcher.collect()
+    with pytest.raises(grpc.RpcError) as caught:
+        launcher.on_define_domain(make_domain(), make_vmi())
+    assert caught.value.code() == code
+    message = caught.value.details()
+    assert message.startswith("kubevirt-cca hook: refusing to define the domain")
+    assert "not started as a plain VM" in message
+    for phrase in phrases:
+        assert phrase in message
+
+
+@pytest.mark.parametrize("newest", VERSIONS)
+def test_every_version_fails_closed(start_hook: StartHook, hooks_dir: Path, newest: str) -> None:
+    start_hook()
+    launcher = launcher_knowing(hooks_dir, newest)
+    launcher.collect()
+    with pytest.raises(grpc.RpcError) as caught:
+        launcher.on_define_domain(domain("kubevirt-x86_64.xml"), cca_vmi())
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "tenant-a/vmi-arm" in caught.value.details()
+
+
+def test_refusals_are_logged_with_the_vmi(
+    start_hook: StartHook, launcher: Launcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    start_hook(Settings(dialect=Dialect.OPENEULER))
+    launcher.collect()
+    caplog.set_level("INFO", logger="kubevirt_cca")
+    launcher.on_define_domain(domain(ARM64), cca_vmi())
+    launcher.on_define_domain(domain(ARM64), plain_vmi(name="plain"))
+    with pytest.raises(grpc.RpcError):
+        launcher.on_define_domain(domain(ARM64), cca_vmi({"measurementAlgo": "md5"}))
+    lines = [r.getMessage() for r in caplog.records if "call=OnDefineDomain" in r.getMessage()]
+    assert len(lines) == 3
+    for line, outcome in zip(lines, ("rewritten", "unchanged", "refused"), strict=True):
+        assert "version=v1alpha3" in line and "dialect=openeuler" in line
+        assert f"outcome={outcome}" in line and "duration_ms=" in line
+    assert "vmi=tenant-a/vmi-arm" in lines[0] and "vmi=tenant-a/plain" in lines[1]
+    assert "code=INVALID_ARGUMENT" in lines[2] and "md5" in lines[2]
+
+
+# --- concurrency -------------------------------------------------------------------------------
+
+
+def test_concurrent_calls_are_independent(start_hook: StartHook, launcher: Launcher) -> None:
+    settings = Settings(dialect=Dialect.QEMU_COMMANDLINE)
+    start_hook(settings, max_workers=4)
+    launcher.collect()
+    source = domain(ARM64)
+    vmis = [
+        cca_vmi({"measurementAlgo": "sha256"}, name="a"),
+        cca_vmi({"measurementAlgo": "sha512", "measurementLog": True}, name="b"),
+        plain_vmi(name="c"),
+        cca_vmi({"measurementAlgo": "md5"}, name="d"),
+    ]
+    expected: list[bytes | None] = []
+    for vmi in vmis:
+        try:
+            expected.append(on_define_domain(source, as_json(vmi), settings))
+        except HookError:
+            expected.append(None)
+    assert expected[3] is None and len(set(expected[:3])) == 3
+    mismatches: list[str] = []
+
+    def worker(offset: int) -> None:
+        for i in range(12):
+            index = (offset + i) % len(vmis)
+            try:
+                answer: bytes | None = launcher.on_define_domain(source, vmis[index])
+            except grpc.RpcError as exc:
+                answer = None
+                if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                    mismatches.append(f"{index}: {exc.code()}")
+            if answer != expected[index]:
+                mismatches.append(f"{index}: wrong answer")
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert mismatches == []
+
+
+def test_vmi_json_from_file_is_sent_as_is(start_hook: StartHook, launcher: Launcher) -> None:
+    """The VMI travels as JSON bytes; keys order and whitespace do not matter."""
+    start_hook()
+    launcher.collect()
+    text = json.dumps(cca_vmi({"measurementAlgo": "sha512"}), indent=4, sort_keys=True)
+    out = etree.fromstring(launcher.on_define_domain(domain(ARM64), text.encode()))
+    assert out.findtext("launchSecurity/measurement-algo") == "sha512"
