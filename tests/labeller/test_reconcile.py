@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 import random
 import socket
@@ -305,7 +306,7 @@ async def test_api_outage_backs_off_exponentially_and_keeps_the_labels(
         worker.request_stop()
         await task
 
-    gaps = [b - a for a, b in zip(started, started[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(started)]
     assert len(gaps) == 5
     # Failure n waits between half of and all of 0.04 * 2**(n-1) seconds (plus the time a
     # request takes): doubling each time, and nowhere near the 30 s interval.
