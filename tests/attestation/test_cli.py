@@ -1,0 +1,279 @@
+"""``kubevirt-cca attest verify / show``: exit codes, messages, the JSON interface."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kubevirt_cca.cli import main
+from kubevirt_cca.core.attestation.verify import CHECK_NAMES
+from tests.attestation.builder import TokenSpec, build_token, public_pem
+from tests.cli.run import kubevirt_cca
+from tests.conftest import ROOT, shared_path
+
+EXAMPLE_VM = ROOT / "examples" / "vm-cca-params.yaml"
+ERROR_PREFIX = "kubevirt-cca attest: error: "
+
+
+def attest(*args: str | Path) -> tuple[int, str, str]:
+    """Run the command in this process (fast enough for property tests)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["attest", *[str(a) for a in args]])
+    return code, out.getvalue(), err.getvalue()
+
+
+def example_rpv() -> bytes:
+    manifest = yaml.safe_load(EXAMPLE_VM.read_text())
+    annotation = manifest["spec"]["template"]["metadata"]["annotations"][
+        "cca.kubevirt.io/launch-security"]
+    return base64.b64decode(json.loads(annotation)["personalizationValue"])
+
+
+@pytest.fixture
+def files(tmp_path: Path, spec: TokenSpec) -> dict[str, Path]:
+    chosen = spec.but(rpv=example_rpv())
+    paths = {
+        "token": tmp_path / "token.cbor",
+        "nonce": tmp_path / "nonce.bin",
+        "cpak": tmp_path / "vendor-cpak.pem",
+    }
+    paths["token"].write_bytes(build_token(chosen))
+    paths["nonce"].write_bytes(chosen.nonce)
+    paths["cpak"].write_bytes(public_pem(chosen.platform_key))
+    return paths
+
+
+def verify_args(files: dict[str, Path], *extra: str | Path) -> list[str | Path]:
+    return ["verify", files["token"], "--nonce-file", files["nonce"],
+            "--trust-anchor", files["cpak"], *extra]
+
+
+def test_verify_against_the_example_vm_manifest(files: dict[str, Path], spec: TokenSpec) -> None:
+    result = kubevirt_cca("attest", *map(str, verify_args(files, "--vmi", EXAMPLE_VM,
+                                                          "--expected-rim", spec.rim.hex())))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("attestation: PASSED\n")
+    for name in CHECK_NAMES:
+        assert f"[ok  ] {name}" in result.stdout
+    assert "TEST TOKEN" not in result.stdout
+
+
+def test_a_different_vm_manifest_fails_the_personalization_value(
+        files: dict[str, Path], tmp_path: Path) -> None:
+    manifest = yaml.safe_load(EXAMPLE_VM.read_text())
+    other = base64.b64encode(b"\x42" * 64).decode()
+    manifest["spec"]["template"]["metadata"]["annotations"][
+        "cca.kubevirt.io/launch-security"] = json.dumps({"personalizationValue": other})
+    path = tmp_path / "other-vm.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    code, out, _ = attest(*verify_args(files, "--vmi", path, "--output", "json"))
+    assert code == 1
+    report = json.loads(out)
+    assert report["verdict"] == "failed"
+    failed = [c["name"] for c in report["checks"] if c["status"] == "failed"]
+    assert failed == ["personalization-value"]
+
+
+def test_a_vm_without_personalization_value_expects_zeros(
+        tmp_path: Path, spec: TokenSpec) -> None:
+    chosen = spec.but(rpv=bytes(64))
+    (tmp_path / "t.cbor").write_bytes(build_token(chosen))
+    (tmp_path / "n.bin").write_bytes(chosen.nonce)
+    (tmp_path / "k.pem").write_bytes(public_pem(chosen.platform_key))
+    vmi = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+           "metadata": {"name": "r", "labels": {"cca.kubevirt.io/enabled": "true"}},
+           "spec": {}}
+    (tmp_path / "vmi.json").write_text(json.dumps(vmi))
+    code, out, err = attest("verify", tmp_path / "t.cbor", "--nonce-file", tmp_path / "n.bin",
+                            "--trust-anchor", tmp_path / "k.pem", "--vmi", tmp_path / "vmi.json")
+    assert code == 0, out + err
+    assert "no personalizationValue: all zeros" in out
+
+
+def test_verify_json_is_the_documented_shape(files: dict[str, Path]) -> None:
+    code, out, _ = attest(*verify_args(files, "--expected-rpv",
+                                       base64.b64encode(example_rpv()).decode(),
+                                       "--output", "json"))
+    assert code == 0
+    report = json.loads(out)
+    assert set(report) == {"schemaVersion", "verdict", "testToken", "checks", "token"}
+    assert report["schemaVersion"] == 1 and report["verdict"] == "passed"
+    assert report["testToken"] is False
+    assert [c["name"] for c in report["checks"]] == list(CHECK_NAMES)
+    for check in report["checks"]:
+        assert set(check) == {"name", "status", "required", "detail"}
+        assert check["status"] in ("passed", "failed", "not-checked")
+    rim = next(c for c in report["checks"] if c["name"] == "initial-measurement")
+    assert rim["status"] == "not-checked" and rim["required"] is False
+    token = report["token"]
+    assert set(token) == {"schemaVersion", "form", "platform", "realm"}
+    assert set(token["realm"]) == {
+        "algorithm", "profile", "challenge", "personalizationValue",
+        "personalizationValueBase64", "initialMeasurement", "extensibleMeasurements",
+        "hashAlgorithm", "publicKey", "publicKeyEncoding", "publicKeyPoint",
+        "publicKeyHashAlgorithm", "otherClaims"}
+    assert set(token["platform"]) == {
+        "algorithm", "profile", "challenge", "implementationId", "instanceId", "config",
+        "lifecycle", "lifecycleState", "verificationService", "hashAlgorithm",
+        "softwareComponents", "otherClaims"}
+    assert base64.b64decode(token["realm"]["personalizationValueBase64"]) == example_rpv()
+
+
+def test_show_text_and_json(files: dict[str, Path], spec: TokenSpec) -> None:
+    code, out, _ = attest("show", files["token"])
+    assert code == 0
+    assert "form: tag-399" in out and "realm token:" in out
+    assert f"initialMeasurement: {spec.rim.hex()}" in out
+    code, out, _ = attest("show", files["token"], "--output", "json")
+    assert code == 0
+    assert json.loads(out)["realm"]["challenge"] == spec.nonce.hex()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--expected-rpv", "not base64!"], "--expected-rpv is not valid standard base64"),
+    (["--expected-rpv", base64.b64encode(b"x" * 32).decode()], "decodes to 32 bytes"),
+    (["--vmi", "missing.yaml"], "missing.yaml: no such file"),
+    (["--expected-rpv", base64.b64encode(bytes(64)).decode(), "--expected-rim", "zz"],
+     "--expected-rim is not hexadecimal"),
+    (["--expected-rpv", base64.b64encode(bytes(64)).decode(), "--expected-rim", "00" * 20],
+     "--expected-rim is 20 bytes"),
+])
+def test_unusable_expectations_exit_2(files: dict[str, Path], extra: list[str],
+                                      message: str) -> None:
+    code, out, err = attest(*verify_args(files, *extra))
+    assert code == 2 and out == ""
+    assert err.startswith(ERROR_PREFIX) and message in err
+
+
+def test_vmi_that_asks_for_no_realm_or_is_invalid_exits_2(
+        files: dict[str, Path], tmp_path: Path) -> None:
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("kind: VirtualMachineInstance\nmetadata: {name: p}\nspec: {}\n")
+    code, _, err = attest(*verify_args(files, "--vmi", plain))
+    assert code == 2 and "does not ask for a Realm" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": "b", "labels": {"cca.kubevirt.io/enabled": "true"},
+                     "annotations": {"cca.kubevirt.io/launch-security":
+                                     '{"personalizationValue": "short"}'}}}))
+    code, _, err = attest(*verify_args(files, "--vmi", bad))
+    assert code == 2
+    assert "metadata.annotations[cca.kubevirt.io/launch-security].personalizationValue" in err
+
+
+@pytest.mark.parametrize("what", ["token", "nonce", "cpak"])
+def test_missing_or_bad_files_exit_2(files: dict[str, Path], what: str) -> None:
+    files[what].unlink()
+    code, _, err = attest(*verify_args(files, "--expected-rpv", "AA=="))
+    assert code == 2 and "no such file" in err
+    files[what].write_bytes(b"\x01" * 20)
+    code, _, err = attest(*verify_args(files, "--expected-rpv",
+                                       base64.b64encode(example_rpv()).decode()))
+    assert code == 2 and err.startswith(ERROR_PREFIX)
+    assert "Traceback" not in err
+
+
+def test_missing_required_options_is_a_usage_error(files: dict[str, Path]) -> None:
+    result = kubevirt_cca("attest", "verify", str(files["token"]), "--nonce-file",
+                          str(files["nonce"]), "--trust-anchor", str(files["cpak"]))
+    assert result.returncode == 2
+    assert "one of the arguments --vmi --expected-rpv is required" in result.stderr
+
+
+@pytest.mark.shared
+def test_a_published_vector_is_a_test_token_unless_allowed(tmp_path: Path) -> None:
+    token = shared_path("fixtures", "attestation", "tf-m-tools", "cca_example_token.cbor")
+    cpak = shared_path("fixtures", "attestation", "tf-m-tools", "cca_platform.pem")
+    import kubevirt_cca.core.attestation.token as t
+
+    realm = t.parse_token(token.read_bytes()).realm_claims
+    assert realm is not None
+    (tmp_path / "nonce").write_bytes(realm.challenge)
+    rpv = base64.b64encode(realm.personalization_value).decode()
+    args = ["verify", token, "--nonce-file", tmp_path / "nonce", "--trust-anchor", cpak,
+            "--expected-rpv", rpv]
+    code, out, _ = attest(*args)
+    assert code == 1
+    assert "warning: this is a TEST TOKEN" in out
+    assert "[FAIL] production-keys: this is a test token" in out
+    code, out, _ = attest(*args, "--allow-test-keys", "--output", "json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["testToken"] is True and report["verdict"] == "passed"
+
+
+# --- property tests: whatever the file holds, a clean error ---------------------------------------
+
+
+def _assert_clean_refusal(code: int, out: str, err: str) -> None:
+    assert code == 2, (out, err)
+    assert out == ""
+    assert err.startswith(ERROR_PREFIX) and err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
+cbor_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.floats(allow_nan=False) | st.binary(max_size=40) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.dictionaries(st.integers(-5, 45000) | st.text(max_size=5), children, max_size=5)
+        | st.builds(cbor2.CBORTag, st.sampled_from([18, 263, 399, 907, 1000]), children)
+    ),
+    max_leaves=25,
+)
+
+
+def _token_like(children: Any) -> Any:
+    """Near-miss tokens: the right tags and keys around arbitrary content."""
+    sign1 = st.builds(lambda parts: cbor2.CBORTag(18, parts),
+                      st.lists(children | st.binary(max_size=30).map(
+                          lambda b: cbor2.dumps(b)), min_size=0, max_size=5))
+    inner = st.one_of(sign1.map(cbor2.dumps), children.map(cbor2.dumps), st.binary(max_size=30))
+    return st.one_of(
+        st.builds(lambda p, r: cbor2.CBORTag(399, {44234: p, 44241: r}), inner, inner),
+        st.builds(lambda p, r: cbor2.CBORTag(907, {44234: [263, p], 44241: [263, r]}),
+                  inner, inner),
+        sign1,
+    )
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory, platform_key: Any) -> Path:
+    path = tmp_path_factory.mktemp("property")
+    (path / "nonce").write_bytes(b"\x01" * 64)
+    (path / "cpak.pem").write_bytes(public_pem(platform_key))
+    return path
+
+
+def _show_and_verify(workdir: Path, data: bytes) -> None:
+    token = workdir / "token.cbor"
+    token.write_bytes(data)
+    _assert_clean_refusal(*attest("show", token))
+    _assert_clean_refusal(*attest("verify", token, "--nonce-file", workdir / "nonce",
+                                  "--trust-anchor", workdir / "cpak.pem",
+                                  "--expected-rpv", base64.b64encode(bytes(64)).decode()))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=300))
+def test_arbitrary_bytes_give_a_clean_error(workdir: Path, data: bytes) -> None:
+    _show_and_verify(workdir, data)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=cbor_values | _token_like(cbor_values))
+def test_arbitrary_cbor_gives_a_clean_error(workdir: Path, value: Any) -> None:
+    _show_and_verify(workdir, cbor2.dumps(value))
