@@ -1,0 +1,138 @@
+"""Whatever the body, the webhook answers with a 400 or a well-formed AdmissionReview carrying
+the request's uid; never a 500 or a traceback. Property-based over bodies and the CCA
+annotation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kubevirt_cca.adapters.webhook.server import MAX_BODY_BYTES
+from kubevirt_cca.constants import LAUNCH_SECURITY_ANNOTATION
+from tests.admission.helpers import labelled, review
+from tests.webhook.conftest import Webhook
+
+ENDPOINTS = ["/mutate-vmi", "/validate-vmi", "/validate-templates", "/validate-migration"]
+VMI = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+       "metadata": {"name": "fuzz", "namespace": "default"},
+       "spec": {"domain": {"devices": {}, "resources": {}}}}
+FUZZ = settings(max_examples=60, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def assert_bad_request(status: int, answer: Any, words: str) -> None:
+    assert status == 400
+    assert answer["kind"] == "Status" and answer["code"] == 400
+    assert words in answer["message"]
+    assert "Traceback" not in json.dumps(answer)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_not_json(webhook: Webhook, endpoint: str) -> None:
+    assert_bad_request(*webhook.post(endpoint, b"{not json"), "not JSON")
+
+
+def test_not_an_admission_review(webhook: Webhook) -> None:
+    assert_bad_request(*webhook.post("/validate-vmi", b"[1, 2]"), "expected an AdmissionReview")
+    assert_bad_request(*webhook.post("/validate-vmi", {"apiVersion": "v1", "kind": "Pod"}),
+                       "admission.k8s.io/v1")
+    no_uid = review(VMI)
+    del no_uid["request"]["uid"]
+    assert_bad_request(*webhook.post("/validate-vmi", no_uid), "request.uid")
+
+
+def test_known_uid_gets_a_denial_not_a_400(webhook: Webhook) -> None:
+    body = review(VMI, uid="uid-1")
+    body["apiVersion"] = "admission.k8s.io/v1beta1"
+    status, answer = webhook.post("/mutate-vmi", body)
+    assert status == 200
+    assert answer["response"]["uid"] == "uid-1" and answer["response"]["allowed"] is False
+    assert "admission.k8s.io/v1" in answer["response"]["status"]["message"]
+    body = review(VMI, uid="uid-2")
+    body["request"]["object"] = "a string"
+    status, answer = webhook.post("/validate-vmi", body)
+    assert (status, answer["response"]["uid"], answer["response"]["allowed"]) == (
+        200, "uid-2", False)
+
+
+def test_huge_body(webhook: Webhook) -> None:
+    body = review(VMI)
+    body["request"]["object"]["metadata"]["annotations"] = {"x": "y" * (MAX_BODY_BYTES + 1)}
+    assert_bad_request(*webhook.post("/validate-vmi", body), "larger than")
+
+
+def test_plain_http_on_the_tls_port_gets_no_admission(webhook: Webhook) -> None:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", webhook.https_port, timeout=10)
+
+    def plain_request() -> None:
+        conn.request("POST", "/validate-vmi", body=json.dumps(review(VMI)))
+        conn.getresponse().read()
+
+    try:
+        with pytest.raises((ConnectionError, http.client.HTTPException)):
+            plain_request()
+    finally:
+        conn.close()
+
+
+@FUZZ
+@given(body=st.binary(max_size=2048))
+def test_fuzz_raw_bodies(webhook: Webhook, body: bytes) -> None:
+    status, answer = webhook.post("/validate-vmi", body)
+    assert status in (200, 400)
+    if status == 200:  # only when the bytes happen to be a review with a uid
+        assert isinstance(answer["response"]["uid"], str)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
+                                                                max_size=4),
+    max_leaves=20)
+
+
+@FUZZ
+@given(endpoint=st.sampled_from(ENDPOINTS), uid=st.text(min_size=1, max_size=40),
+       request=st.dictionaries(st.sampled_from(
+           ["kind", "operation", "object", "oldObject", "namespace", "name", "dryRun"]),
+           JSON, max_size=7),
+       operation=st.sampled_from(["CREATE", "UPDATE", "DELETE", "CONNECT", "PATCH"]))
+def test_fuzz_review_requests(webhook: Webhook, endpoint: str, uid: str,
+                              request: dict[str, Any], operation: str) -> None:
+    body = review(labelled(VMI), uid=uid, operation=operation)
+    body["request"].update(request)
+    status, answer = webhook.post(endpoint, body)
+    assert status == 200, answer.get("message")
+    assert answer["kind"] == "AdmissionReview"
+    assert answer["response"]["uid"] == uid
+    assert isinstance(answer["response"]["allowed"], bool)
+
+
+@FUZZ
+@given(annotation=st.one_of(
+    st.text(max_size=200),
+    JSON.map(json.dumps),
+    st.fixed_dictionaries({}, optional={
+        "measurementAlgo": st.sampled_from(["sha256", "sha512", "sha1", ""]) | JSON,
+        "measurementLog": st.sampled_from([True, False, "yes", "no", "on"]) | JSON,
+        "personalizationValue": st.binary(min_size=60, max_size=68).map(
+            lambda b: __import__("base64").b64encode(b).decode()) | JSON,
+    }).map(json.dumps)))
+def test_fuzz_cca_annotation(webhook: Webhook, annotation: str) -> None:
+    body = review(labelled(VMI, annotation))
+    status, answer = webhook.post("/mutate-vmi", body)
+    assert status == 200
+    response = answer["response"]
+    assert response["uid"] == body["request"]["uid"]
+    if not response["allowed"]:
+        fields = [c["field"] for c in response["status"]["details"]["causes"]]
+        assert all(f.startswith(f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]")
+                   for f in fields), fields
+    else:
+        assert response["patchType"] == "JSONPatch"
