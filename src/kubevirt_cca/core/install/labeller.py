@@ -172,7 +172,6 @@ def labeller_node_restriction(options: InstallOptions) -> list[Manifest]:
          "expression": (f"({_changed_keys('annotations')})"
                         f".filter(k, !({OWNED_ANNOTATION_CEL}))")},
     ]
-    who = "'kubevirt-cca-labeller'"
     validations = [
         {"expression": "variables.nodeName != ''",
          "message": ("kubevirt-cca-labeller's token names no node "
@@ -180,16 +179,17 @@ def labeller_node_restriction(options: InstallOptions) -> list[Manifest]:
                      "token, as Kubernetes 1.30 and newer issue"),
          "reason": "Forbidden"},
         {"expression": "variables.nodeName == '' || object.metadata.name == variables.nodeName",
-         "messageExpression": (f"{who} + ' on node ' + variables.nodeName + ' may only change "
-                               "its own Node, not ' + object.metadata.name"),
+         "messageExpression": ("'kubevirt-cca-labeller on node ' + variables.nodeName + "
+                               "' may only change its own Node, not ' + object.metadata.name"),
          "reason": "Forbidden"},
         {"expression": "size(variables.foreignLabels) == 0",
-         "messageExpression": (f"{who} may only change the labels {NODE_CCA_LABEL} and "
+         "messageExpression": (f"'kubevirt-cca-labeller may only change the labels "
+                               f"{NODE_CCA_LABEL} and "
                                f"{NODE_ALGO_LABEL_PREFIX}*, not: ' + "
                                "variables.foreignLabels.join(', ')"),
          "reason": "Forbidden"},
         {"expression": "size(variables.foreignAnnotations) == 0",
-         "messageExpression": (f"{who} may only change the annotation "
+         "messageExpression": ("'kubevirt-cca-labeller may only change the annotation "
                                f"{NODE_DETECTION_ANNOTATION}, not: ' + "
                                "variables.foreignAnnotations.join(', ')"),
          "reason": "Forbidden"},
