@@ -124,6 +124,10 @@ class ClusterState:
                 return VMILookup(vmi=None)
             return VMILookup(problem=f"the API server answered {exc.status.code}: "
                                      f"{exc.status.message}")
+        except httpx2.HTTPStatusError as exc:
+            if exc.response.status_code == 404:
+                return VMILookup(vmi=None)
+            return VMILookup(problem=f"the API server answered {exc.response.status_code}")
         except httpx2.HTTPError as exc:
             return VMILookup(problem=f"the API server is unreachable: {exc}")
         return VMILookup(vmi=_as_dict(obj))
@@ -231,6 +235,9 @@ async def _translated(awaitable: Any) -> Any:
     except ApiError as exc:
         raise KubernetesAPIError(f"the API server answered {exc.status.code}: "
                                  f"{exc.status.message}", status=exc.status.code) from exc
+    except httpx2.HTTPStatusError as exc:
+        code = exc.response.status_code
+        raise KubernetesAPIError(f"the API server answered {code}", status=code) from exc
     except httpx2.HTTPError as exc:
         raise KubernetesAPIError(f"the API server is unreachable: {exc}") from exc
 
@@ -243,6 +250,9 @@ async def _watched(stream: AsyncIterable[tuple[str, Any]]
     except ApiError as exc:
         raise KubernetesAPIError(f"watch failed: {exc.status.code} {exc.status.message}",
                                  status=exc.status.code) from exc
+    except httpx2.HTTPStatusError as exc:
+        code = exc.response.status_code
+        raise KubernetesAPIError(f"watch failed: {code}", status=code) from exc
     except httpx2.HTTPError as exc:
         raise KubernetesAPIError(f"watch failed: {exc}") from exc
 
