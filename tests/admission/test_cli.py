@@ -1,0 +1,146 @@
+"""``kubevirt-cca validate`` and ``convert`` on the shared manifests and hand-made bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kubevirt_cca.cli import main
+from kubevirt_cca.constants import ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION
+from tests.admission.helpers import KUBEVIRT_CR, MANIFESTS, labelled, load, template_node
+
+pytestmark = pytest.mark.shared
+
+
+def write(tmp_path: Path, name: str, obj: Any) -> str:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(obj))
+    return str(path)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=[p.stem for p in MANIFESTS])
+def test_validate_every_shared_manifest_with_and_without_the_label(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], path: Path) -> None:
+    plain = load(path)
+    code, out, err = run(capsys, "validate", str(path))
+    assert code == 0, err
+    assert "assuming the WorkloadEncryptionCCA and Sidecar feature gates are on" in err
+    assert yaml.safe_load(out) == plain  # not a CCA object: admitted unchanged
+    if plain["kind"] == "VirtualMachineInstanceMigration":
+        return
+    cca = labelled(plain)
+    code, out, err = run(capsys, "validate", write(tmp_path, "cca.yaml", cca))
+    assert code == 0, err
+    admitted = yaml.safe_load(out)
+    if plain["kind"] == "VirtualMachineInstance":
+        assert admitted["spec"]["nodeSelector"]["kubevirt.io/cca"] == "true"
+    else:
+        assert admitted == cca  # templates are checked, not mutated
+    # With a KubeVirt CR that lacks our gate: refused, exit 1, the gate named.
+    cr = copy.deepcopy(KUBEVIRT_CR)
+    cr["spec"]["configuration"]["developerConfiguration"]["featureGates"] = ["Sidecar"]
+    code, out, err = run(capsys, "validate", write(tmp_path, "cca.yaml", cca),
+                         "--kubevirt-cr", write(tmp_path, "kv.yaml", cr))
+    assert (code, out) == (1, "")
+    assert "WorkloadEncryptionCCA feature gate is not enabled in kubevirt-config" in err
+
+
+BAD = [
+    ("arch", lambda o: template_node(o)["spec"].update(architecture="amd64"),
+     "spec.architecture: a CCA Realm runs only on arm64"),
+    ("params", lambda o: template_node(o)["metadata"].setdefault("annotations", {}).update(
+        {LAUNCH_SECURITY_ANNOTATION: '{"measurementAlgo": "sha256", "extra": 1}'}),
+     "extra: unknown key"),
+    ("no-label", lambda o: template_node(o)["metadata"]["labels"].pop(ENABLED_LABEL)
+     and template_node(o)["metadata"].setdefault("annotations", {}).update(
+        {LAUNCH_SECURITY_ANNOTATION: "{}"}), "need the label"),
+]
+
+
+@pytest.mark.parametrize(("change", "words"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+@pytest.mark.parametrize("stem", ["vmi-fedora", "vm-cirros", "vm-pool-cirros"])
+def test_validate_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    change: Any, words: str, stem: str) -> None:
+    obj = labelled(next(load(p) for p in MANIFESTS if p.stem == stem))
+    change(obj)
+    code, out, err = run(capsys, "validate", write(tmp_path, "bad.yaml", obj))
+    assert (code, out) == (1, "")
+    assert "kubevirt-cca validate: refused:" in err and words in err
+
+
+def test_validate_update_with_old(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    vmi = next(load(p) for p in MANIFESTS if p.stem == "vmi-fedora")
+    code, out, _ = run(capsys, "validate", write(tmp_path, "v.yaml", labelled(vmi)))
+    admitted = yaml.safe_load(out)
+    changed = copy.deepcopy(admitted)
+    changed["metadata"]["labels"][ENABLED_LABEL] = "false"
+    code, _, err = run(capsys, "validate", write(tmp_path, "new.yaml", changed),
+                       "--old", write(tmp_path, "old.yaml", admitted))
+    assert code == 1 and "cannot stop being one" in err
+    assert run(capsys, "validate", write(tmp_path, "new.yaml", admitted),
+               "--old", write(tmp_path, "old.yaml", admitted))[0] == 0
+
+
+def test_validate_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "validate", str(tmp_path / "missing.yaml"))
+    assert code == 2 and "no such file" in err
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}
+    code, _, err = run(capsys, "validate", write(tmp_path, "pod.yaml", pod))
+    assert code == 2 and "kind 'Pod' is not admitted" in err
+    code, _, err = run(capsys, "validate", write(tmp_path, "x.yaml", pod), "--kubevirt-cr",
+                       write(tmp_path, "kv.yaml", pod))
+    assert code == 2 and "expected a KubeVirt object" in err
+
+
+NATIVE = {"measurementAlgo": "sha256", "measurementLog": True}
+
+
+@pytest.mark.parametrize("stem", ["vmi-fedora", "vm-cirros", "vmi-replicaset-cirros",
+                                  "vm-pool-cirros"])
+def test_native_form_is_explained_by_validate_and_rewritten_by_convert(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], stem: str) -> None:
+    obj = next(load(p) for p in MANIFESTS if p.stem == stem)
+    native = copy.deepcopy(obj)
+    template_node(native)["spec"]["domain"]["launchSecurity"] = {"cca": NATIVE}
+    path = write(tmp_path, "native.yaml", native)
+    code, out, err = run(capsys, "validate", path)
+    assert (code, out) == (1, "")
+    assert "stock KubeVirt does not have" in err and f"kubevirt-cca convert {path}" in err
+    code, out, err = run(capsys, "convert", path)
+    assert code == 0
+    converted = yaml.safe_load(out)
+    assert converted == labelled(obj, json.dumps(NATIVE, separators=(",", ":")))
+    assert "removed" in err
+    # The converted manifest is admitted.
+    assert run(capsys, "validate", write(tmp_path, "converted.yaml", converted))[0] == 0
+
+
+def test_convert_keeps_other_documents_and_reports_nothing_to_do(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "two.yaml"
+    vm = next(load(p) for p in MANIFESTS if p.stem == "vm-cirros")
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}
+    path.write_text(yaml.safe_dump_all([svc, vm]))
+    code, out, err = run(capsys, "convert", str(path))
+    assert code == 0 and list(yaml.safe_load_all(out)) == [svc, vm]
+    assert "nothing in VEP 129's native form" in err
+
+
+def test_convert_refuses_an_invalid_native_request(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    vm = next(load(p) for p in MANIFESTS if p.stem == "vm-cirros")
+    template_node(vm)["spec"]["domain"]["launchSecurity"] = {"cca": {"measurementAlgo": "md5"}}
+    code, out, err = run(capsys, "convert", write(tmp_path, "bad.yaml", vm))
+    assert (code, out) == (1, "")
+    assert "unsupported value 'md5'" in err
