@@ -246,12 +246,12 @@ def _personalization(realm: RealmClaims | None, expected: Expectations) -> Check
     got = realm.personalization_value
     if not hmac.compare_digest(got, expected.personalization_value):
         return Check(name, "failed",
-                     f"the token's personalization value {_b64(got)} is not the one "
-                     f"{expected.personalization_source} declares "
+                     f"the token's personalization value {_b64(got)} is not the one expected "
+                     f"from {expected.personalization_source} "
                      f"({_b64(expected.personalization_value)})")
     return Check(name, "passed",
-                 f"the personalization value is the one {expected.personalization_source} "
-                 "declares")
+                 f"the personalization value is the one expected from "
+                 f"{expected.personalization_source}")
 
 
 def _initial_measurement(realm: RealmClaims | None, expected: bytes | None) -> Check:
