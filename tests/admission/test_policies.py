@@ -1,0 +1,149 @@
+"""The ValidatingAdmissionPolicies' CEL, evaluated with a real CEL implementation (cel-python)
+against the shared manifests, mutated and not, and compared with the webhook's own verdicts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import celpy
+import pytest
+import yaml
+
+from kubevirt_cca.constants import HOOK_SIDECARS_ANNOTATION, LAUNCH_SECURITY_ANNOTATION
+from kubevirt_cca.core.admission import patches
+from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
+from kubevirt_cca.core.admission.mutate import plan_vmi
+from kubevirt_cca.core.request import parse_request
+from kubevirt_cca.errors import RequestError
+from tests.admission.helpers import GROUPS, MANIFESTS, labelled, load, template_node
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.shared
+
+POLICIES = ROOT / "deploy" / "policies"
+ON = ClusterView(gates=all_gates_on())
+KINDS = ("VirtualMachineInstance", "VirtualMachine", "VirtualMachineInstanceReplicaSet",
+         "VirtualMachinePool")
+OBJECTS = [p for p in MANIFESTS if load(p)["kind"] in KINDS]
+
+
+class Policy:
+    """One ValidatingAdmissionPolicy file: the policy, its binding, compiled validations."""
+
+    def __init__(self, path: Path) -> None:
+        documents = list(yaml.safe_load_all(path.read_text()))
+        self.policy, self.binding = documents
+        env = celpy.Environment()
+        self.programs = [(v["message"], env.program(env.compile(v["expression"])))
+                         for v in self.policy["spec"]["validations"]]
+
+    def matches(self, obj: dict[str, Any], operation: str) -> bool:
+        group, _ = GROUPS.get(obj["kind"], ("kubevirt.io", "v1"))
+        constraints = self.policy["spec"]["matchConstraints"]
+        resource = obj["kind"].lower() + "s"
+        rule_ok = any(group in rule["apiGroups"] and resource in rule["resources"]
+                      and operation in rule["operations"]
+                      for rule in constraints["resourceRules"])
+        selector = constraints.get("objectSelector")
+        if selector is None:
+            return rule_ok
+        labels = obj.get("metadata", {}).get("labels", {}) or {}
+        return rule_ok and all(e["operator"] == "Exists" and e["key"] in labels
+                               for e in selector["matchExpressions"])
+
+    def denials(self, obj: dict[str, Any], operation: str = "CREATE") -> list[str]:
+        """The messages of the validations that fail ([] when admitted or not matched)."""
+        if not self.matches(obj, operation):
+            return []
+        activation = {"object": celpy.json_to_cel(obj),
+                      "request": celpy.json_to_cel({"kind": {"kind": obj["kind"]},
+                                                    "operation": operation})}
+        failed = []
+        for message, program in self.programs:
+            result = program.evaluate(activation)
+            assert isinstance(result, celpy.celtypes.BoolType), (message, result)
+            if not result:
+                failed.append(" ".join(message.split()))
+        return failed
+
+
+@pytest.fixture(scope="module")
+def need_label() -> Policy:
+    return Policy(POLICIES / "cca-parameters-need-label.yaml")
+
+
+@pytest.fixture(scope="module")
+def needs_hook() -> Policy:
+    return Policy(POLICIES / "cca-vmi-needs-hook.yaml")
+
+
+def test_bindings_deny_with_their_policy(need_label: Policy, needs_hook: Policy) -> None:
+    for policy in (need_label, needs_hook):
+        assert policy.binding["kind"] == "ValidatingAdmissionPolicyBinding"
+        assert policy.binding["spec"]["policyName"] == policy.policy["metadata"]["name"]
+        assert policy.binding["spec"]["validationActions"] == ["Deny"]
+        assert policy.policy["spec"]["failurePolicy"] == "Fail"
+    kustomization = yaml.safe_load((POLICIES / "kustomization.yaml").read_text())
+    assert sorted(kustomization["resources"]) == sorted(
+        p.name for p in POLICIES.glob("cca-*.yaml"))
+
+
+def params_only(obj: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(obj))
+    template_node(out).setdefault("metadata", {}).setdefault("annotations", {})[
+        LAUNCH_SECURITY_ANNOTATION] = '{"measurementAlgo": "sha256"}'
+    return out
+
+
+@pytest.mark.parametrize("path", OBJECTS, ids=[p.stem for p in OBJECTS])
+@pytest.mark.parametrize("operation", ["CREATE", "UPDATE"])
+def test_parameters_without_label(need_label: Policy, path: Path, operation: str) -> None:
+    plain = load(path)
+    assert need_label.denials(plain, operation) == []
+    assert need_label.denials(labelled(plain, "{}"), operation) == []
+    refused = need_label.denials(params_only(plain), operation)
+    assert len(refused) == 1 and "CCA parameters need the label" in refused[0]
+    # The webhook's parser agrees on all three.
+    assert parse_request(plain) is None
+    assert parse_request(labelled(plain, "{}")) is not None
+    with pytest.raises(RequestError, match="need the label"):
+        parse_request(params_only(plain))
+    # A label with another value does not count as asking for a Realm, in both.
+    odd = params_only(plain)
+    template_node(odd)["metadata"].setdefault("labels", {})["cca.kubevirt.io/enabled"] = "yes"
+    assert need_label.denials(odd, operation)
+    with pytest.raises(RequestError):
+        parse_request(odd)
+
+
+VMIS = [p for p in OBJECTS if load(p)["kind"] == "VirtualMachineInstance"]
+
+
+@pytest.mark.parametrize("path", VMIS, ids=[p.stem for p in VMIS])
+def test_backstop_refuses_labelled_vmis_that_skipped_mutation(needs_hook: Policy,
+                                                              path: Path) -> None:
+    plain = load(path)
+    assert needs_hook.denials(plain) == []
+    skipped = labelled(plain)
+    refused = needs_hook.denials(skipped)
+    assert [m.split(":")[0] for m in refused] == [
+        "spec.nodeSelector[kubevirt.io/cca]", f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]"]
+    mutated = patches.apply(skipped, plan_vmi(skipped, ON).patch)
+    assert needs_hook.denials(mutated) == []
+    # Not on UPDATE (running VMIs are updated by KubeVirt all the time).
+    assert needs_hook.denials(skipped, "UPDATE") == []
+
+
+def test_backstop_reads_the_hook_entry_not_just_the_annotation(needs_hook: Policy) -> None:
+    vmi = patches.apply(labelled(load(VMIS[0])), plan_vmi(labelled(load(VMIS[0])), ON).patch)
+    annotations = vmi["metadata"]["annotations"]
+    entries = json.loads(annotations[HOOK_SIDECARS_ANNOTATION])
+    annotations[HOOK_SIDECARS_ANNOTATION] = json.dumps(entries, indent=2)  # other spacing: ok
+    assert needs_hook.denials(vmi) == []
+    annotations[HOOK_SIDECARS_ANNOTATION] = json.dumps(
+        [{"image": "someone-else", "args": ["--version", "v1alpha2"]}])
+    assert len(needs_hook.denials(vmi)) == 1
+    vmi["spec"]["nodeSelector"]["kubevirt.io/cca"] = "false"
+    assert len(needs_hook.denials(vmi)) == 2
