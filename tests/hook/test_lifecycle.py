@@ -18,8 +18,11 @@ from lxml import etree
 
 from kubevirt_cca.adapters.hook import hook_server, serve_until_stopped
 from kubevirt_cca.cli import build_parser, main
+from kubevirt_cca.cli import hook as hook_command
+from kubevirt_cca.cli.common import settings_from_args
 from kubevirt_cca.constants import HOOK_SOCKET_DIR, HOOK_SOCKET_NAME
-from kubevirt_cca.core.settings import Settings
+from kubevirt_cca.core.admission.sidecar import hook_entry
+from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.errors import SettingsError
 from tests.hook.conftest import StartHook
 from tests.hook.launcher import Launcher
@@ -265,3 +268,16 @@ def test_unusable_socket_path_is_one_clear_line(
     assert f"kubevirt-cca hook: error: {path} exists and is not a socket" in err
     assert os.path.isfile(path)
 
+
+
+@pytest.mark.parametrize("settings", [
+    Settings(),
+    Settings(dialect=Dialect.QEMU_COMMANDLINE, firmware="/opt/cca/fw.fd", virtio_iommu=False),
+], ids=["defaults", "all-set"])
+def test_the_webhooks_sidecar_entry_starts_this_command(settings: Settings) -> None:
+    """The admission webhook's hookSidecars entry is a valid command line with its settings."""
+    entry = hook_entry(settings, image="registry.example/kubevirt-cca:1")
+    args = build_parser().parse_args(entry["args"])
+    assert args.command == "hook" and args.handler is hook_command.run
+    assert args.socket_dir == HOOK_SOCKET_DIR
+    assert settings_from_args(args) == settings
