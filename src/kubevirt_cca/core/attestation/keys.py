@@ -158,8 +158,8 @@ def _pem_key(data: bytes, label: str) -> ec.EllipticCurvePublicKey:
         raise AttestationError(f"trust anchor {label}: unreadable PEM ({exc})") from exc
     if not isinstance(loaded, ec.EllipticCurvePublicKey):
         raise AttestationError(
-            f"trust anchor {label}: holds a {type(loaded).__name__.lstrip('_')}; a CCA platform "
-            "key is an elliptic-curve key (P-256, P-384 or P-521)"
+            f"trust anchor {label}: not an elliptic-curve key ({type(loaded).__name__}); "
+            "a CCA platform key is an EC key on P-256, P-384 or P-521"
         )
     if curve_name(loaded) not in _CURVES:
         raise AttestationError(f"trust anchor {label}: unsupported curve {loaded.curve.name}")
