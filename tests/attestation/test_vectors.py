@@ -257,3 +257,24 @@ def test_only_the_sample_realm_key_makes_a_test_token(
     assert verdict.test_token
     assert "cca_realm2.pem" in verdict.check("production-keys").detail
     assert "CPAK" not in verdict.check("production-keys").detail
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=lambda v: v.token)
+def test_show_prints_every_vector(vector: Vector) -> None:
+    import json
+
+    from tests.attestation.test_cli import attest
+
+    path = fixture(vector.token)
+    code, out, err = attest("show", path, "--output", "json")
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["form"] == vector.form
+    assert shown["platform"]["algorithm"] == vector.platform_alg
+    if vector.realm_key is None:
+        assert shown["realm"] is None
+    else:
+        assert shown["realm"]["publicKeyEncoding"] == vector.realm_key
+        assert shown["realm"]["profile"] == vector.realm_profile
+    code, out, _ = attest("show", path)
+    assert code == 0 and out.startswith(f"form: {vector.form}\n")
