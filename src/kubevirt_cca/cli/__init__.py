@@ -33,7 +33,12 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every subcommand, or for ``command`` alone.
+
+    With ``command`` only that subcommand's module is imported, so a long-running command (the
+    labeller, the hook) does not carry every other command's libraries in its memory.
+    """
     parser = argparse.ArgumentParser(
         prog="kubevirt-cca",
         description="Arm CCA confidential VMs (Realms) on stock KubeVirt.",
@@ -44,15 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="how much to log on standard error (default: WARNING)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
+    for name in COMMANDS if command is None else (command,):
         module = importlib.import_module(f"kubevirt_cca.cli.{name.replace('-', '_')}")
         module.register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_named_command(arguments))
+    args = parser.parse_args(arguments)
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -69,3 +75,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return code
+
+
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names; ``None`` (build them all) for --help, --version, typos."""
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--log-level":
+            index += 2
+        elif arg.startswith("--log-level="):
+            index += 1
+        elif arg.startswith("-"):
+            return None
+        else:
+            return arg if arg in COMMANDS else None
+    return None
