@@ -10,9 +10,10 @@ VMI, as virt-launcher does. Two client shapes are timed:
 * "new connection per call": what virt-launcher does (it dials the socket for every call);
 * "one connection": the transport cost without connection set-up.
 
-In the same run it times the bare core (``on_define_domain``: VMI JSON parse + rewrite) and the
-plain lxml parse+serialise of the same domain, so the socket's share can be read as a ratio on
-a noisy machine.
+In the same run it times the bare core (``on_define_domain``: VMI JSON parse + rewrite), the
+plain lxml parse+serialise of the same domain, and an empty Info call over the same socket (the
+gRPC transport's floor), so the socket's share can be read as a ratio on a noisy machine. The
+load average is printed too: on a busy 2-core machine p99 mostly measures the scheduler.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import shutil
 import signal
 import statistics
@@ -36,7 +38,12 @@ from lxml import etree
 from kubevirt_cca.constants import ENABLED_LABEL, HOOK_SOCKET_NAME, LAUNCH_SECURITY_ANNOTATION
 from kubevirt_cca.core.hook import on_define_domain
 from kubevirt_cca.core.settings import Dialect, Settings
-from kubevirt_cca.hookproto import api_v1alpha3_pb2, api_v1alpha3_pb2_grpc
+from kubevirt_cca.hookproto import (
+    api_info_pb2,
+    api_info_pb2_grpc,
+    api_v1alpha3_pb2,
+    api_v1alpha3_pb2_grpc,
+)
 
 FIXTURE = (Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kubevirt" / "domains"
            / "kubevirt-arm64.xml")
@@ -113,8 +120,12 @@ def main() -> int:
             def one_connection() -> None:
                 assert stub.OnDefineDomain(params, timeout=60).domainXML == expected
 
+            info = api_info_pb2_grpc.InfoStub(shared)
+            empty = api_info_pb2.InfoParams()
+
             baseline = sample(lambda: etree.tostring(etree.fromstring(domain)), args.calls)
             core = sample(lambda: on_define_domain(domain, vmi, settings), args.calls)
+            floor = sample(lambda: info.Info(empty, timeout=60), args.calls)
             warm = sample(one_connection, args.calls)
             fresh = sample(per_call_connection, args.calls)
     finally:
@@ -123,9 +134,12 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     base = statistics.median(core)
-    print(f"dialect {args.dialect}, {args.calls} calls per row, domain {len(domain)} bytes")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"dialect {args.dialect}, {args.calls} calls per row, domain {len(domain)} bytes, "
+          f"load average {load}")
     print(describe("lxml parse+serialise", baseline))
     print(describe("core on_define_domain", core, base))
+    print(describe("socket, empty Info call (floor)", floor, base))
     print(describe("socket, one connection", warm, base))
     print(describe("socket, new connection per call", fresh, base))
     worst = max(p(warm, 0.99), p(fresh, 0.99))

@@ -94,8 +94,7 @@ _STATUS_BY_CAUSE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
 
 
 def status_for(error: HookError) -> grpc.StatusCode:
-    """The gRPC status for a refusal: INVALID_ARGUMENT for the VMI, FAILED_PRECONDITION for
-    the domain."""
+    """The gRPC status for a refusal: the VMI's fault or the domain's."""
     cause = error.__cause__
     for kind, code in _STATUS_BY_CAUSE:
         if isinstance(cause, kind):

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from concurrent import futures
 from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 
 import grpc
 
@@ -40,8 +40,7 @@ class UnixSocketServer:
     ``start()`` binds and serves in gRPC's threads; ``request_stop()`` (from a signal handler or
     an RPC such as the hook's ``Shutdown``) sets ``stop_event``, which whoever runs the server
     waits on; ``stop()`` ends the server and removes the socket. Servers that live and die
-    together (one process, several sockets) share one ``stop_event``. Usable as a context
-    manager.
+    together (one process, several sockets) share one ``stop_event``.
     """
 
     def __init__(self, path: Path, handlers: Sequence[grpc.GenericRpcHandler], *,
@@ -101,14 +100,6 @@ class UnixSocketServer:
         if (info.st_dev, info.st_ino) == self._inode and stat.S_ISSOCK(info.st_mode):
             self.path.unlink(missing_ok=True)
         self._inode = None
-
-    def __enter__(self) -> UnixSocketServer:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
 
 def serve_until_stopped(servers: Sequence[UnixSocketServer], *,
@@ -199,11 +190,9 @@ def _accepts_connections(path: Path) -> bool:
     probe.settimeout(1.0)
     try:
         probe.connect(os.fspath(path))
-    except (ConnectionRefusedError, FileNotFoundError):
-        return False
     except OSError as exc:
         if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
-            return False
+            return False  # nobody listens: a stale socket (or it vanished meanwhile)
         raise SettingsError(f"cannot check whether {path} is in use: {exc.strerror}") from exc
     finally:
         probe.close()
