@@ -17,6 +17,7 @@ kmock's own.
 
 from __future__ import annotations
 
+import collections
 import copy
 import inspect
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,8 @@ PatchHook = Callable[["ClusterAPI", list[dict[str, Any]]], Awaitable[None] | Non
 class ClusterAPI(kmock.KubernetesEmulator):
     before_patch: list[PatchHook] = attrs.field(factory=list)
     revision: int = 100
+    # Requests by HTTP method, kept even when kmock's own request log is trimmed (benchmarks).
+    methods: collections.Counter[str] = attrs.field(factory=collections.Counter)
 
     def add_node(self, name: str, *, labels: dict[str, str] | None = None,
                  annotations: dict[str, str] | None = None) -> None:
@@ -74,7 +77,12 @@ class ClusterAPI(kmock.KubernetesEmulator):
     def gets(self) -> list[kmock.Request]:
         return [r for r in self if r.action == kmock.action.FETCH and r.resource == NODES]
 
+    def forget_requests(self) -> None:
+        """Drop kmock's request log (it is scanned on every request); ``methods`` keeps counting."""
+        del self._requests[:]
+
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        self.methods[str(request.method.value)] += 1
         if request.action == kmock.action.UPDATE and isinstance(request.data, list):
             await self._json_patch(request)
             # Serve through kmock's reactions and fallbacks, skipping the emulator's own

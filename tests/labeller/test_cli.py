@@ -261,3 +261,33 @@ def test_bad_flags_are_usage_errors_naming_the_flag(
     err = capsys.readouterr().err
     assert message in err
     assert f"argument {args[0]}" in err or "argument --domcaps" in err
+
+
+# --- Only the named command's module is loaded (the labeller's memory budget) ----------------
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (["labeller", "--once"], "labeller"),
+    (["--log-level", "INFO", "labeller"], "labeller"),
+    (["--log-level=DEBUG", "labeller"], "labeller"),
+    (["--help"], None),
+    (["--version"], None),
+    (["labeler"], None),  # a typo: the full parser names the valid choices
+    ([], None),
+])
+def test_the_parser_is_built_for_the_named_command_only(argv: list[str],
+                                                        named: str | None) -> None:
+    from kubevirt_cca.cli import _named_command
+
+    assert _named_command(argv) == named
+
+
+def test_a_labeller_process_does_not_load_the_other_commands() -> None:
+    import subprocess
+
+    probe = ("import sys; from kubevirt_cca.cli import build_parser, _named_command; "
+             "build_parser(_named_command(['labeller'])); "
+             "print(sorted(m for m in sys.modules if m.startswith('kubevirt_cca.cli.')))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, timeout=60)
+
+    assert done.stdout.strip() == "['kubevirt_cca.cli.common', 'kubevirt_cca.cli.labeller']"

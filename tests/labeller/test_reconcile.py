@@ -20,9 +20,9 @@ import pytest
 import pytest_asyncio
 from lightkube import AsyncClient
 
+from kubevirt_cca.adapters.health import HealthServer
 from kubevirt_cca.adapters.kube import async_client
 from kubevirt_cca.adapters.labeller import (
-    HealthServer,
     LabellerMetrics,
     NodeLabeller,
     ReconcileResult,
@@ -35,7 +35,7 @@ from kubevirt_cca.constants import (
     NODE_DETECTION_ANNOTATION,
 )
 from kubevirt_cca.core.capabilities import DetectionReport, is_owned_label
-from kubevirt_cca.errors import KubernetesAPIError
+from kubevirt_cca.errors import CCAError, KubernetesAPIError
 from tests.labeller.conftest import (
     CAPABLE_LABELS,
     FOREIGN_ANNOTATIONS,
@@ -413,8 +413,9 @@ async def test_health_endpoints_report_readiness_after_the_first_reconcile(
 ) -> None:
     api.add_node(NODE, labels={}, annotations={})
     worker = labeller(client, SwitchableDetector(domcaps("aarch64-cca.xml"), host))
-    health = HealthServer(worker, host="127.0.0.1", port=0)
-    port = await health.start()
+    health = HealthServer(ready=lambda: worker.ready, registry=worker.metrics.registry,
+                          host="127.0.0.1", port=0, not_ready_message="not ready: wait")
+    port = health.start()
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
@@ -422,21 +423,37 @@ async def test_health_endpoints_report_readiness_after_the_first_reconcile(
                 assert response.status == 200
             async with http.get(f"{base}/readyz") as response:
                 assert response.status == 503
+                assert await response.text() == "not ready: wait\n"
             await worker.reconcile()
             async with http.get(f"{base}/readyz") as response:
                 assert response.status == 200
+            async with http.get(f"{base}/nothing-here") as response:
+                assert response.status == 404
+            async with http.post(f"{base}/readyz") as response:
+                assert response.status == 405
             async with http.get(f"{base}/metrics") as response:
                 assert response.status == 200
                 assert response.content_type == "text/plain"
                 text = await response.text()
     finally:
-        await health.stop()
+        await asyncio.to_thread(health.stop)
 
     assert "kubevirt_cca_labeller_cca_capable 1.0" in text
     assert 'kubevirt_cca_labeller_measurement_algorithm{algorithm="sha512"} 1.0' in text
     assert 'kubevirt_cca_labeller_reconciles_total{result="patched"} 1.0' in text
     assert ('kubevirt_cca_labeller_api_requests_total{outcome="ok",resource="nodes",'
             'verb="patch"} 1.0') in text
+
+
+async def test_a_busy_health_port_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        health = HealthServer(ready=lambda: True, registry=LabellerMetrics().registry,
+                              host="127.0.0.1", port=port)
+        with pytest.raises(CCAError, match=f"cannot listen on 127.0.0.1:{port}"):
+            health.start()
 
 
 async def test_the_capability_gauge_follows_the_detection(

@@ -10,8 +10,8 @@ exponential backoff and jitter, leaving the Node's labels as they were. A stop r
 is honoured between requests: no new write starts after it, and a write already sent is awaited,
 so the Node always carries either the old or the new set of keys, never half of one.
 
-:class:`HealthServer` serves ``/healthz``, ``/readyz`` (ready after the first reconcile) and
-``/metrics`` over plain HTTP.
+Its metrics and readiness (ready after the first reconcile) are served by
+:class:`kubevirt_cca.adapters.health.HealthServer`.
 """
 
 from __future__ import annotations
@@ -28,24 +28,17 @@ from enum import Enum
 from typing import TypeVar
 
 import httpx2
-from aiohttp import web
 from lightkube import ApiError, AsyncClient
 from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event, Node
 from lightkube.types import PatchType
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from kubevirt_cca.constants import MEASUREMENT_ALGORITHMS
 from kubevirt_cca.core.capabilities import DetectionReport
 from kubevirt_cca.core.labelling import CapabilityEvent, NodeMetadata, NodePlan, plan_node
-from kubevirt_cca.errors import CCAError, KubernetesAPIError
+from kubevirt_cca.errors import KubernetesAPIError
 
 LOG = logging.getLogger(__name__)
 
@@ -318,49 +311,3 @@ def _status_text(response: httpx2.Response) -> str:
         reason = f"{status['reason']}: " if status.get("reason") else ""
         return f"{reason}{status.get('message') or 'no message'}"
     return response.reason_phrase or "no detail"
-
-
-class HealthServer:
-    """``/healthz`` (alive), ``/readyz`` (first reconcile done) and ``/metrics``, plain HTTP."""
-
-    def __init__(self, labeller: NodeLabeller, *, host: str, port: int) -> None:
-        self.labeller = labeller
-        self.host = host
-        self.port = port
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/metrics", self._metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-
-    async def start(self) -> int:
-        """Start listening; returns the port (useful when asked for port 0)."""
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host or None, self.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            raise CCAError(
-                f"health endpoint: cannot listen on {self.host or '*'}:{self.port}: "
-                f"{exc.strerror or exc}"
-            ) from exc
-        addresses = self._runner.addresses
-        if addresses:
-            self.port = int(addresses[0][1])
-        return self.port
-
-    async def stop(self) -> None:
-        await self._runner.cleanup()
-
-    async def _healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def _readyz(self, request: web.Request) -> web.Response:
-        if self.labeller.ready:
-            return web.Response(text="ready\n")
-        return web.Response(status=503, text="not ready: the first reconcile has not finished\n")
-
-    async def _metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.labeller.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

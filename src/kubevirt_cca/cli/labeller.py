@@ -98,8 +98,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(args: argparse.Namespace, detector: Callable[[], DetectionReport]) -> int:
+    from kubevirt_cca.adapters.health import HealthServer
     from kubevirt_cca.adapters.kube import async_client
-    from kubevirt_cca.adapters.labeller import HealthServer, NodeLabeller, Timing
+    from kubevirt_cca.adapters.labeller import NodeLabeller, Timing
 
     client = async_client(server=args.server)
     labeller = NodeLabeller(client=client, node_name=args.node_name, detector=detector,
@@ -113,14 +114,16 @@ async def _main(args: argparse.Namespace, detector: Callable[[], DetectionReport
             LOG.info("node %s: reconcile %s", args.node_name, result.value)
             return 0
         host, port = args.health_port
-        health = HealthServer(labeller, host=host, port=port)
-        bound = await health.start()
+        health = HealthServer(ready=lambda: labeller.ready, registry=labeller.metrics.registry,
+                              host=host, port=port,
+                              not_ready_message="not ready: the first reconcile has not finished")
+        bound = health.start()
         LOG.info("health endpoint listening on http://%s:%d (/healthz, /readyz, /metrics)",
                  host or "0.0.0.0", bound)  # noqa: S104 (what "all addresses" means)
         try:
             await labeller.run()
         finally:
-            await health.stop()
+            health.stop()
         return 0
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
