@@ -39,7 +39,11 @@ def policies_dir() -> Path | None:
 
 
 def load_policies(folder: Path | None = None) -> dict[str, list[Manifest]]:
-    """The objects of each ``*.yaml`` file in the policies folder, by file name."""
+    """The objects of each policy file, by file name.
+
+    The files are those the folder's own ``kustomization.yaml`` lists, so ``manifests`` prints
+    what ``kubectl kustomize`` renders; without one, every ``*.yaml`` file.
+    """
     folder = folder if folder is not None else policies_dir()
     if folder is None:
         raise ManifestError(
@@ -47,7 +51,19 @@ def load_policies(folder: Path | None = None) -> dict[str, list[Manifest]]:
             "package; run from a source checkout or a complete build")
     if not folder.is_dir():
         return {}
-    return {path.name: load_documents(str(path)) for path in sorted(folder.glob("*.yaml"))}
+    names = policy_file_names(folder)
+    return {name: load_documents(str(folder / name)) for name in names}
+
+
+def policy_file_names(folder: Path) -> list[str]:
+    own = folder / KUSTOMIZATION
+    if own.is_file():
+        listed = yaml.safe_load(own.read_text(encoding="utf-8")) or {}
+        resources = listed.get("resources") if isinstance(listed, dict) else None
+        if not isinstance(resources, list) or not all(isinstance(r, str) for r in resources):
+            raise ManifestError(f"{own}: expected a 'resources' list of file names")
+        return list(resources)
+    return sorted(p.name for p in folder.glob("*.yaml"))
 
 
 def dump_documents(objects: Sequence[Mapping[str, Any]]) -> str:
@@ -67,10 +83,18 @@ def kustomization(file_names: Sequence[str]) -> str:
     return GENERATED_HEADER + yaml.safe_dump(body, sort_keys=False, default_flow_style=False)
 
 
-def write_kustomize(folder: Path, files: Mapping[str, Sequence[Manifest]]) -> list[Path]:
+def policies_have_kustomization(folder: Path | None = None) -> bool:
+    """Whether the policies folder is a kustomization of its own (listed then as a folder)."""
+    folder = folder if folder is not None else policies_dir()
+    return folder is not None and (folder / KUSTOMIZATION).is_file()
+
+
+def write_kustomize(folder: Path, files: Mapping[str, Sequence[Manifest]], *,
+                    policies_folder: bool) -> list[Path]:
     """Write a kustomize base: one file per entry of ``files`` plus ``kustomization.yaml``.
 
-    Files under ``policies/`` are listed but not written: they are the hand-written sources.
+    Files under ``policies/`` are not written: they are the hand-written sources. They are
+    listed one by one, or (``policies_folder``) as the folder when it has its own kustomization.
     Returns the paths written.
     """
     written: list[Path] = []
@@ -82,8 +106,12 @@ def write_kustomize(folder: Path, files: Mapping[str, Sequence[Manifest]]) -> li
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(GENERATED_HEADER + dump_documents(objects), encoding="utf-8")
             written.append(path)
+        resources = list(files)
+        if policies_folder:
+            resources = [r for r in resources if not r.startswith(f"{POLICIES_DIR}/")]
+            resources.insert(resources.index("webhook/webhook-configurations.yaml"), POLICIES_DIR)
         path = folder / KUSTOMIZATION
-        path.write_text(kustomization(list(files)), encoding="utf-8")
+        path.write_text(kustomization(resources), encoding="utf-8")
         written.append(path)
     except OSError as exc:
         raise ManifestError(f"{folder}: cannot write the kustomize base: "

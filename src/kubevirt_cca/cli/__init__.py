@@ -26,6 +26,7 @@ COMMANDS = (
     "hook",
     "attest",
     "manifests",
+    "doctor",
 )
 
 EXIT_OK = 0

@@ -7,7 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from kubevirt_cca.adapters.install_files import dump_documents, load_policies, write_kustomize
+from kubevirt_cca.adapters.install_files import (
+    dump_documents,
+    load_policies,
+    policies_have_kustomization,
+    write_kustomize,
+)
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.core.install import (
     InstallOptions,
@@ -66,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
     )
     files = install_files(options, load_policies())
     if args.write_kustomize is not None:
-        for path in write_kustomize(Path(args.write_kustomize), files):
+        written = write_kustomize(Path(args.write_kustomize), files,
+                                  policies_folder=policies_have_kustomization())
+        for path in written:
             print(f"wrote {path}", file=sys.stderr)
         return 0
     objects = [obj for group in files.values() for obj in group]

@@ -1,0 +1,103 @@
+"""``kubevirt-cca doctor``: is this cluster ready for Realms, and what is missing."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+
+from kubevirt_cca.adapters.doctor_snapshot import POLICY_KINDS, read_snapshot
+from kubevirt_cca.adapters.install_files import load_policies
+from kubevirt_cca.adapters.kube import async_client
+from kubevirt_cca.cli.common import HelpFormatter
+from kubevirt_cca.core.doctor import Check, Expected, Status, is_ready, run_checks
+from kubevirt_cca.core.install import InstallOptions, install_objects
+from kubevirt_cca.core.install.names import CERTIFICATE_MODES
+
+DESCRIPTION = """\
+Check, one thing at a time, whether this cluster can run Arm CCA Realms: KubeVirt and its
+version; the WorkloadEncryptionCCA and Sidecar feature gates; KubeVirt Plugins (which would drop
+the Realm settings); kubevirt-cca-config; the webhook configurations, the Service behind them and
+its certificate; the admission policies; the labeller on every arm64 node; and which nodes can
+run Realms, with the reasons for the others. Each problem comes with what to do.
+
+Reads only. Exit status: 0 ready (warnings allowed), 1 not ready or the API server unreachable,
+2 usage error.
+
+example:
+  kubevirt-cca doctor
+  kubevirt-cca doctor --kubeconfig admin.conf --output json
+"""
+
+MARKS = {Status.OK: "[ ok ]", Status.WARN: "[warn]", Status.FAIL: "[FAIL]"}
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    defaults = InstallOptions()
+    parser = subparsers.add_parser(
+        "doctor", help="check whether this cluster is ready for Realms",
+        description=DESCRIPTION, formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--server", metavar="URL",
+                        help="API server URL (default: from the kubeconfig or the pod)")
+    parser.add_argument("--kubeconfig", metavar="FILE",
+                        help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    parser.add_argument("--namespace", default=defaults.namespace,
+                        help="where kubevirt-cca is installed (default: %(default)s)")
+    parser.add_argument("--certificates", choices=CERTIFICATE_MODES,
+                        default=defaults.certificates,
+                        help="how the install gets its certificate, for the advice given "
+                             "(default: %(default)s)")
+    parser.add_argument("--output", choices=("text", "json"), default="text")
+    parser.set_defaults(handler=run)
+
+
+def expected_from_args(args: argparse.Namespace) -> Expected:
+    options = InstallOptions(namespace=args.namespace, certificates=args.certificates)
+    policies = tuple(
+        (str(obj["kind"]), str(obj["metadata"]["name"]))
+        for obj in install_objects(options, load_policies()) if obj["kind"] in POLICY_KINDS
+    )
+    return Expected(options=options, policies=policies)
+
+
+async def diagnose(*, server: str | None, kubeconfig: str | None,
+                   expected: Expected) -> list[Check]:
+    client = async_client(server=server, kubeconfig=kubeconfig)
+    try:
+        snapshot = await read_snapshot(client, namespace=expected.options.namespace,
+                                       policies=expected.policies,
+                                       now=datetime.now(UTC))
+    finally:
+        await client.close()
+    return run_checks(snapshot, expected)
+
+
+def run(args: argparse.Namespace) -> int:
+    expected = expected_from_args(args)
+    checks = asyncio.run(diagnose(server=args.server, kubeconfig=args.kubeconfig,
+                                  expected=expected))
+    ready = is_ready(checks)
+    if args.output == "json":
+        json.dump({"ready": ready, "checks": [c.to_json() for c in checks]}, sys.stdout,
+                  indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_text(checks, ready=ready))
+    return 0 if ready else 1
+
+
+def format_text(checks: list[Check], *, ready: bool) -> str:
+    lines = []
+    for check in checks:
+        lines.append(f"{MARKS[check.status]} {check.name}: {check.summary}")
+        lines.extend(f"       - {detail}" for detail in check.details)
+        if check.fix and check.status is not Status.OK:
+            lines.append(f"       fix: {check.fix}")
+    failed = sum(c.status is Status.FAIL for c in checks)
+    warned = sum(c.status is Status.WARN for c in checks)
+    verdict = "ready for Realms" if ready else "NOT ready for Realms"
+    lines.append(f"{verdict} ({failed} failed, {warned} warning(s))")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,49 @@
+"""Is this cluster ready for Realms? Checks from a snapshot of cluster objects to results.
+
+Pure: the snapshot holds the objects as the API server returned them (wire JSON dicts), or
+why they could not be read; :func:`run_checks` turns it into one :class:`Check` per question an
+admin asks, in the order of the install guide. ``adapters/doctor_snapshot.py`` reads the
+snapshot; ``kubevirt-cca doctor`` prints the results (docs/troubleshooting.md lists each).
+"""
+
+from __future__ import annotations
+
+from kubevirt_cca.core.doctor.cluster import (
+    check_config,
+    check_feature_gates,
+    check_kubevirt,
+    check_plugins,
+)
+from kubevirt_cca.core.doctor.model import (
+    Check,
+    Expected,
+    Read,
+    Snapshot,
+    Status,
+    is_ready,
+)
+from kubevirt_cca.core.doctor.nodes import check_cca_nodes, check_labeller
+from kubevirt_cca.core.doctor.webhooks import (
+    check_admission_policies,
+    check_certificate,
+    check_webhook_configurations,
+    check_webhook_service,
+)
+
+__all__ = ["Check", "Expected", "Read", "Snapshot", "Status", "is_ready", "run_checks"]
+
+
+def run_checks(snapshot: Snapshot, expected: Expected) -> list[Check]:
+    """Every check, in the order an admin installs things."""
+    return [
+        check_kubevirt(snapshot),
+        check_feature_gates(snapshot),
+        check_plugins(snapshot),
+        check_config(snapshot, expected),
+        check_webhook_configurations(snapshot, expected),
+        check_webhook_service(snapshot, expected),
+        check_certificate(snapshot, expected),
+        check_admission_policies(snapshot, expected),
+        check_labeller(snapshot, expected),
+        check_cca_nodes(snapshot),
+    ]

@@ -1,0 +1,158 @@
+"""KubeVirt itself: present, which version, our gates, Plugins, and kubevirt-cca-config."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubevirt_cca.constants import (
+    CCA_FEATURE_GATE,
+    CONFIG_MAP_NAME,
+    PLUGINS_FEATURE_GATE,
+    SIDECAR_FEATURE_GATE,
+)
+from kubevirt_cca.core.doctor.model import Check, Expected, Snapshot, Status, dig, unreadable
+from kubevirt_cca.core.settings import HOOK_IMAGE_KEY, settings_from_config_map
+from kubevirt_cca.errors import SettingsError
+
+REQUIRED_GATES = (CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE)
+
+
+def kubevirt_cr(snapshot: Snapshot) -> dict[str, Any] | None:
+    """The KubeVirt CR (there is at most one per cluster)."""
+    items = snapshot.kubevirts.items()
+    return items[0] if items else None
+
+
+def gates(kubevirt: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(featureGates, disabledFeatureGates) of developerConfiguration."""
+    developer = dig(kubevirt, "spec", "configuration", "developerConfiguration") or {}
+    enabled = [g for g in developer.get("featureGates") or [] if isinstance(g, str)]
+    disabled = [g for g in developer.get("disabledFeatureGates") or [] if isinstance(g, str)]
+    return enabled, disabled
+
+
+def gate_on(kubevirt: dict[str, Any], gate: str) -> bool:
+    enabled, disabled = gates(kubevirt)
+    return gate in enabled and gate not in disabled
+
+
+def check_kubevirt(snapshot: Snapshot) -> Check:
+    name = "KubeVirt"
+    if snapshot.kubevirts.error:
+        return unreadable(name, "KubeVirt objects", snapshot.kubevirts)
+    kubevirt = kubevirt_cr(snapshot)
+    if kubevirt is None:
+        return Check(name, Status.FAIL, "KubeVirt is not installed: no KubeVirt object in any "
+                     "namespace", fix="install KubeVirt first (its operator and a KubeVirt CR)")
+    where = f"{dig(kubevirt, 'metadata', 'namespace')}/{dig(kubevirt, 'metadata', 'name')}"
+    version = dig(kubevirt, "status", "observedKubeVirtVersion") or "unknown version"
+    phase = dig(kubevirt, "status", "phase") or "no phase"
+    summary = f"KubeVirt {version} ({phase}), KubeVirt CR {where}"
+    if phase != "Deployed":
+        return Check(name, Status.WARN, summary,
+                     ("KubeVirt is not fully deployed yet; VMs may not start",),
+                     fix=f"kubectl get kubevirt -n {dig(kubevirt, 'metadata', 'namespace')} -o "
+                         "yaml, and look at status.conditions")
+    return Check(name, Status.OK, summary)
+
+
+def gate_patch_command(kubevirt: dict[str, Any]) -> str:
+    """The exact ``kubectl patch`` that turns our gates on and keeps every other gate.
+
+    A merge patch replaces a list whole, so the command carries the gates already there.
+    """
+    enabled, disabled = gates(kubevirt)
+    developer: dict[str, Any] = {
+        "featureGates": enabled + [g for g in REQUIRED_GATES if g not in enabled]}
+    if any(g in disabled for g in REQUIRED_GATES):
+        developer["disabledFeatureGates"] = [g for g in disabled if g not in REQUIRED_GATES]
+    patch = {"spec": {"configuration": {"developerConfiguration": developer}}}
+    meta = kubevirt.get("metadata") or {}
+    return (f"kubectl patch kubevirt {meta.get('name', 'kubevirt')} -n "
+            f"{meta.get('namespace', 'kubevirt')} --type merge -p "
+            f"'{json.dumps(patch, separators=(',', ':'))}'")
+
+
+def check_feature_gates(snapshot: Snapshot) -> Check:
+    name = "feature gates"
+    kubevirt = kubevirt_cr(snapshot)
+    if kubevirt is None:
+        return Check(name, Status.FAIL, "no KubeVirt CR to hold the feature gates")
+    enabled, disabled = gates(kubevirt)
+    details = []
+    for gate in REQUIRED_GATES:
+        if gate in disabled:
+            details.append(f"{gate} is listed in disabledFeatureGates")
+        elif gate not in enabled:
+            details.append(f"{gate} is not in featureGates")
+    if details:
+        off = ", ".join(g for g in REQUIRED_GATES if not gate_on(kubevirt, g))
+        return Check(name, Status.FAIL, f"off: {off} (CCA VMIs are refused until both are on)",
+                     tuple(details), fix=gate_patch_command(kubevirt))
+    return Check(name, Status.OK, f"{CCA_FEATURE_GATE} and {SIDECAR_FEATURE_GATE} are on")
+
+
+def check_plugins(snapshot: Snapshot) -> Check:
+    """KubeVirt Plugins rebuild every domain without the Realm settings (DESIGN.md)."""
+    name = "KubeVirt plugins"
+    kubevirt = kubevirt_cr(snapshot)
+    if snapshot.plugins.error:
+        return Check(name, Status.WARN, f"cannot list KubeVirt Plugin objects: "
+                     f"{snapshot.plugins.error}")
+    plugins = sorted(str(dig(p, "metadata", "name")) for p in snapshot.plugins.items())
+    gate = kubevirt is not None and gate_on(kubevirt, PLUGINS_FEATURE_GATE)
+    if gate and plugins:
+        return Check(
+            name, Status.WARN,
+            f"the {PLUGINS_FEATURE_GATE} gate is on and {len(plugins)} Plugin object(s) exist: "
+            "KubeVirt then rebuilds every domain through a library that drops "
+            "<launchSecurity type='cca'>, so Realm VMs fail to start",
+            tuple(f"Plugin {p}" for p in plugins),
+            fix=f"remove the Plugin objects, or turn the {PLUGINS_FEATURE_GATE} gate off, on "
+                "clusters that run Realms (docs/admin.md, 'KubeVirt Plugins')")
+    if plugins:
+        return Check(name, Status.OK, f"{len(plugins)} Plugin object(s), but the "
+                     f"{PLUGINS_FEATURE_GATE} gate is off: they do not touch domains")
+    return Check(name, Status.OK, "no KubeVirt Plugin objects")
+
+
+def check_config(snapshot: Snapshot, expected: Expected) -> Check:
+    name = "configuration"
+    read = snapshot.config_map
+    if read.error:
+        return unreadable(name, f"ConfigMap {CONFIG_MAP_NAME}", read)
+    if read.missing:
+        return Check(name, Status.OK, f"no ConfigMap {CONFIG_MAP_NAME}: the defaults apply")
+    data = dig(read.value, "data") or {}
+    try:
+        settings = settings_from_config_map(data)
+    except SettingsError as exc:
+        return Check(name, Status.FAIL, f"ConfigMap {CONFIG_MAP_NAME} is invalid: {exc}",
+                     fix=f"kubectl edit configmap {CONFIG_MAP_NAME} -n "
+                         f"{expected.options.namespace} (docs/admin.md, 'Settings')")
+    summary = (f"dialect {settings.dialect.value}, firmware {settings.firmware}, virtio IOMMU "
+               f"{'on' if settings.virtio_iommu else 'off'}")
+    hook_image = data.get(HOOK_IMAGE_KEY)
+    deployed = _webhook_image(snapshot)
+    if hook_image is None:
+        return Check(name, Status.WARN, summary,
+                     (f"{HOOK_IMAGE_KEY} is not set: the webhook attaches its built-in default "
+                      "hook image",),
+                     fix=f"set data.{HOOK_IMAGE_KEY} to the kubevirt-cca image you run")
+    if deployed is not None and hook_image != deployed:
+        return Check(name, Status.WARN, summary,
+                     (f"{HOOK_IMAGE_KEY} is {hook_image} but the webhook runs {deployed}: "
+                      "new Realms get a hook sidecar of another version",),
+                     fix=f"set data.{HOOK_IMAGE_KEY} to {deployed}, or install with "
+                         "'kubevirt-cca manifests --image', which sets both")
+    return Check(name, Status.OK, f"{summary}, hook image {hook_image}")
+
+
+def _webhook_image(snapshot: Snapshot) -> str | None:
+    containers = dig(snapshot.deployment.value, "spec", "template", "spec", "containers") or []
+    for container in containers:
+        if isinstance(container, dict) and container.get("name") == "webhook":
+            image = container.get("image")
+            return image if isinstance(image, str) else None
+    return None

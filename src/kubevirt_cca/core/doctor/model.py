@@ -1,0 +1,105 @@
+"""The values ``doctor`` works on: what was read, what was expected, what was found."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, TypedDict
+
+from kubevirt_cca.core.install.names import InstallOptions
+
+
+@dataclass(frozen=True)
+class Read:
+    """One read from the API server: the object (or list of items), ``None`` when it does not
+    exist, or ``error`` saying why it could not be read (forbidden, ...)."""
+
+    value: Any = None
+    error: str | None = None
+
+    @property
+    def missing(self) -> bool:
+        return self.error is None and self.value is None
+
+    def items(self) -> list[dict[str, Any]]:
+        """The items of a list read (empty when absent or unreadable)."""
+        return list(self.value or [])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Snapshot:
+    """What doctor read from the cluster, at ``now``."""
+
+    now: datetime
+    kubevirts: Read
+    plugins: Read
+    config_map: Read
+    mutating: Read
+    validating: Read
+    service: Read
+    endpoint_slices: Read
+    secret: Read
+    deployment: Read
+    daemon_set: Read
+    pods: Read
+    nodes: Read
+    policies: Mapping[tuple[str, str], Read] = field(default_factory=dict)  # (kind, name)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Expected:
+    """What the install put there: names, and the install options it was made with."""
+
+    options: InstallOptions
+    policies: tuple[tuple[str, str], ...] = ()  # (kind, name) of every VAP and binding
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+class CheckJSON(TypedDict):
+    name: str
+    status: str
+    summary: str
+    details: list[str]
+    fix: str | None
+
+
+@dataclass(frozen=True)
+class Check:
+    """One answer: ``summary`` in a line, ``details`` one fact a line, ``fix`` what to do."""
+
+    name: str
+    status: Status
+    summary: str
+    details: tuple[str, ...] = ()
+    fix: str | None = None
+
+    def to_json(self) -> CheckJSON:
+        return {"name": self.name, "status": self.status.value, "summary": self.summary,
+                "details": list(self.details), "fix": self.fix}
+
+
+def is_ready(checks: list[Check]) -> bool:
+    """Ready when nothing failed (warnings are worth reading but do not block Realms)."""
+    return all(check.status is not Status.FAIL for check in checks)
+
+
+def dig(obj: Any, *path: str) -> Any:
+    """``obj[path[0]][path[1]]...``, or ``None`` where a step is missing or not a mapping."""
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def unreadable(name: str, what: str, read: Read) -> Check:
+    return Check(name, Status.FAIL, f"cannot read {what}: {read.error}",
+                 fix="run doctor as a cluster admin, or bind the kubevirt-cca-doctor ClusterRole "
+                     "and Role to your user (docs/admin.md, 'Who may run doctor')")

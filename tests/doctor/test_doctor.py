@@ -1,0 +1,407 @@
+"""``kubevirt-cca doctor`` against kmock's Kubernetes emulator over real HTTP.
+
+A ready cluster passes; then, one at a time, each thing that can be missing or wrong, and what
+doctor says about it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Callable
+from contextlib import redirect_stderr, redirect_stdout
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from kubevirt_cca.cli import main
+from kubevirt_cca.cli.doctor import diagnose, expected_from_args
+from kubevirt_cca.core.doctor import Check, Status
+from tests.doctor.cluster import (
+    drop,
+    endpoint_slice,
+    find,
+    kubevirt,
+    labeller_pod,
+    load,
+    make_ca,
+    make_serving,
+    node,
+    pem64,
+    ready_cluster,
+)
+
+CA = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
+Objects = list[dict[str, Any]]
+
+
+@pytest.fixture(scope="session")
+def ca() -> CA:
+    return make_ca()
+
+
+def _expected() -> Any:
+    import argparse
+
+    return expected_from_args(argparse.Namespace(namespace="kubevirt-cca",
+                                                 certificates="cert-manager"))
+
+
+async def doctor(kmock: Any, objects: Objects) -> dict[str, Check]:
+    load(kmock, objects)
+    checks = await diagnose(server=str(kmock.url), kubeconfig=None, expected=_expected())
+    return {check.name: check for check in checks}
+
+
+def statuses(checks: dict[str, Check]) -> dict[str, Status]:
+    return {name: check.status for name, check in checks.items()}
+
+
+@pytest.mark.asyncio
+async def test_a_ready_cluster_passes_every_check(kmock: Any, ca: CA) -> None:
+    checks = await doctor(kmock, ready_cluster(ca))
+    assert statuses(checks) == dict.fromkeys(checks, Status.OK), {
+        n: (c.summary, c.details) for n, c in checks.items() if c.status is not Status.OK}
+    assert checks["KubeVirt"].summary == "KubeVirt v1.8.0 (Deployed), KubeVirt CR kubevirt/kubevirt"
+    assert checks["CCA-capable nodes"].summary == "1 of 2 arm64 node(s) can run Realms: arm-1"
+    assert checks["CCA-capable nodes"].details == (
+        "arm-2: libvirt reports cca supported='no'",)
+    assert checks["node labeller"].summary == "running and ready on 2 of 2 arm64 node(s)"
+    assert checks["webhook service"].summary == "2 ready webhook pods"
+
+
+@pytest.mark.asyncio
+async def test_the_command_exits_0_when_ready_and_prints_json(kmock: Any, ca: CA) -> None:
+    load(kmock, ready_cluster(ca))
+    code, out, err = await asyncio.to_thread(
+        _run_cli, "doctor", "--server", str(kmock.url), "--output", "json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["ready"] is True
+    assert [c["status"] for c in report["checks"]] == ["ok"] * 10
+
+
+@pytest.mark.asyncio
+async def test_the_command_exits_1_and_says_what_to_do(kmock: Any, ca: CA) -> None:
+    objects = ready_cluster(ca)
+    objects[objects.index(find(objects, "KubeVirt"))] = kubevirt(["LiveMigration"])
+    load(kmock, objects)
+    code, out, _ = await asyncio.to_thread(_run_cli, "doctor", "--server", str(kmock.url))
+    assert code == 1
+    assert "[FAIL] feature gates: off: WorkloadEncryptionCCA, Sidecar" in out
+    assert ("fix: kubectl patch kubevirt kubevirt -n kubevirt --type merge -p '{\"spec\":"
+            "{\"configuration\":{\"developerConfiguration\":{\"featureGates\":[\"LiveMigration\","
+            "\"WorkloadEncryptionCCA\",\"Sidecar\"]}}}}'") in out
+    assert out.rstrip().endswith("NOT ready for Realms (1 failed, 0 warning(s))")
+
+
+def _run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_an_unreachable_api_server_is_one_line_and_exit_1() -> None:
+    code, out, err = _run_cli("doctor", "--server", "http://127.0.0.1:9")
+    assert code == 1
+    assert out == ""
+    assert err.startswith("kubevirt-cca doctor: error: cannot reach the API server")
+    assert "Traceback" not in err
+
+
+def _replace(objects: Objects, new: dict[str, Any]) -> None:
+    old = find(objects, new["kind"], new["metadata"]["name"])
+    objects[objects.index(old)] = new
+
+
+def _hook(objects: Objects, kind: str, name: str) -> dict[str, Any]:
+    config = find(objects, kind)
+    hook: dict[str, Any] = next(h for h in config["webhooks"] if h["name"] == name)
+    return hook
+
+
+def _no_kubevirt(o: Objects, ca: CA) -> None:
+    drop(o, "KubeVirt")
+
+
+def _cca_gate_disabled(o: Objects, ca: CA) -> None:
+    _replace(o, kubevirt(disabled=["WorkloadEncryptionCCA"]))
+
+
+def _sidecar_gate_off(o: Objects, ca: CA) -> None:
+    _replace(o, kubevirt(["WorkloadEncryptionCCA"]))
+
+
+def _bad_config(o: Objects, ca: CA) -> None:
+    find(o, "ConfigMap")["data"]["dialect"] = "libvirt-12"
+
+
+def _no_mutating(o: Objects, ca: CA) -> None:
+    drop(o, "MutatingWebhookConfiguration")
+
+
+def _vmi_webhook_ignores_failures(o: Objects, ca: CA) -> None:
+    _hook(o, "ValidatingWebhookConfiguration", "validate-vmi.cca.kubevirt.io")[
+        "failurePolicy"] = "Ignore"
+
+
+def _no_object_selector(o: Objects, ca: CA) -> None:
+    del _hook(o, "MutatingWebhookConfiguration", "mutate-vmi.cca.kubevirt.io")["objectSelector"]
+
+
+def _no_ca_bundle(o: Objects, ca: CA) -> None:
+    del _hook(o, "MutatingWebhookConfiguration",
+              "mutate-vmi.cca.kubevirt.io")["clientConfig"]["caBundle"]
+
+
+def _wrong_service(o: Objects, ca: CA) -> None:
+    _hook(o, "ValidatingWebhookConfiguration",
+          "validate-migration.cca.kubevirt.io")["clientConfig"]["service"]["name"] = "old"
+
+
+def _no_service(o: Objects, ca: CA) -> None:
+    drop(o, "Service")
+
+
+def _no_ready_pod(o: Objects, ca: CA) -> None:
+    _replace(o, endpoint_slice(0))
+
+
+def _no_secret(o: Objects, ca: CA) -> None:
+    drop(o, "Secret")
+
+
+def _expired(o: Objects, ca: CA) -> None:
+    find(o, "Secret")["data"]["tls.crt"] = pem64(make_serving(ca, valid_for=-timedelta(hours=1)))
+
+
+def _other_ca(o: Objects, ca: CA) -> None:
+    find(o, "Secret")["data"]["tls.crt"] = pem64(make_serving(make_ca("another CA")))
+
+
+def _wrong_names(o: Objects, ca: CA) -> None:
+    find(o, "Secret")["data"]["tls.crt"] = pem64(make_serving(ca, dns_names=["example.com"]))
+
+
+def _no_policy(o: Objects, ca: CA) -> None:
+    drop(o, "ValidatingAdmissionPolicy", "kubevirt-cca-labeller-node-restriction")
+
+
+def _no_binding(o: Objects, ca: CA) -> None:
+    drop(o, "ValidatingAdmissionPolicyBinding", "kubevirt-cca-labeller-node-restriction")
+
+
+def _no_daemon_set(o: Objects, ca: CA) -> None:
+    drop(o, "DaemonSet")
+
+
+def _labeller_missing_on_a_node(o: Objects, ca: CA) -> None:
+    drop(o, "Pod", "kubevirt-cca-labeller-arm-2")
+
+
+def _labeller_crashing(o: Objects, ca: CA) -> None:
+    _replace(o, labeller_pod("arm-2", ready=False))
+
+
+def _no_arm64_nodes(o: Objects, ca: CA) -> None:
+    drop(o, "Node", "arm-1")
+    drop(o, "Node", "arm-2")
+
+
+def _no_capable_node(o: Objects, ca: CA) -> None:
+    _replace(o, node("arm-1", capable=False, reasons=["no /dev/kvm",
+                                                     "KVM exposes no RMI capability"]))
+
+
+FAILURES: list[tuple[str, Callable[[Objects, CA], None], str, str]] = [
+    ("no KubeVirt", _no_kubevirt, "KubeVirt",
+     "KubeVirt is not installed: no KubeVirt object in any namespace"),
+    ("CCA gate disabled", _cca_gate_disabled, "feature gates",
+     "off: WorkloadEncryptionCCA (CCA VMIs are refused until both are on)"),
+    ("Sidecar gate off", _sidecar_gate_off, "feature gates",
+     "off: Sidecar (CCA VMIs are refused until both are on)"),
+    ("bad ConfigMap", _bad_config, "configuration",
+     "ConfigMap kubevirt-cca-config is invalid: dialect: unknown value 'libvirt-12'; expected "
+     "one of vep, openeuler, qemu-commandline"),
+    ("no mutating configuration", _no_mutating, "webhook configurations",
+     "1 problem(s): CCA VMIs are refused (or not made Realms) until they are fixed"),
+    ("VMI webhook failurePolicy Ignore", _vmi_webhook_ignores_failures,
+     "webhook configurations", "1 problem(s): "),
+    ("no objectSelector", _no_object_selector, "webhook configurations", "1 problem(s): "),
+    ("empty caBundle", _no_ca_bundle, "webhook configurations", "1 problem(s): "),
+    ("wrong service", _wrong_service, "webhook configurations", "1 problem(s): "),
+    ("no Service", _no_service, "webhook service",
+     "Service kubevirt-cca/kubevirt-cca-webhook is missing: the API server has nowhere to send "
+     "CCA VMIs"),
+    ("no ready webhook pod", _no_ready_pod, "webhook service",
+     "no ready webhook pod behind Service kubevirt-cca/kubevirt-cca-webhook: CCA VMIs cannot "
+     "be created"),
+    ("no Secret", _no_secret, "webhook certificate",
+     "Secret kubevirt-cca/kubevirt-cca-webhook-tls is missing"),
+    ("expired", _expired, "webhook certificate",
+     "the API server will refuse the webhook's certificate"),
+    ("signed by another CA", _other_ca, "webhook certificate",
+     "the API server will refuse the webhook's certificate"),
+    ("wrong DNS names", _wrong_names, "webhook certificate",
+     "the API server will refuse the webhook's certificate"),
+    ("no labeller policy", _no_policy, "admission policies", "in-API-server policies are"),
+    ("no labeller policy binding", _no_binding, "admission policies",
+     "in-API-server policies are"),
+    ("no DaemonSet", _no_daemon_set, "node labeller",
+     "DaemonSet kubevirt-cca/kubevirt-cca-labeller is missing: no node gets the kubevirt.io/cca "
+     "label"),
+    ("labeller missing on a node", _labeller_missing_on_a_node, "node labeller",
+     "running and ready on 1 of 2 arm64 node(s)"),
+    ("labeller crashing", _labeller_crashing, "node labeller",
+     "running and ready on 1 of 2 arm64 node(s)"),
+    ("no arm64 nodes", _no_arm64_nodes, "node labeller",
+     "the cluster has no arm64 node (label kubernetes.io/arch=arm64): Realms need Arm CCA "
+     "hardware"),
+    ("no capable node", _no_capable_node, "CCA-capable nodes",
+     "0 of 2 arm64 node(s) can run Realms"),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("case", "breaks", "check", "summary"), FAILURES,
+                         ids=[f[0] for f in FAILURES])
+async def test_each_missing_thing_fails_its_check(
+        kmock: Any, ca: CA, case: str, breaks: Callable[[Objects, CA], None], check: str,
+        summary: str) -> None:
+    objects = ready_cluster(ca)
+    breaks(objects, ca)
+    checks = await doctor(kmock, objects)
+    failed = {n for n, c in checks.items() if c.status is Status.FAIL}
+    assert check in failed, checks[check]
+    assert checks[check].summary.startswith(summary), checks[check].summary
+    # Only the broken thing (and what depends on it) fails.
+    dependants = {"KubeVirt": {"feature gates"}, "webhook configurations": {"webhook certificate"},
+                  "node labeller": {"CCA-capable nodes"}}
+    assert failed <= {check} | dependants.get(check, set()), failed
+
+
+DETAILS = {
+    "VMI webhook failurePolicy Ignore": "validate-vmi.cca.kubevirt.io: failurePolicy is Ignore; "
+    "it must be Fail, or a CCA VMI could start as a plain VM while the webhook is down",
+    "no objectSelector": "mutate-vmi.cca.kubevirt.io: objectSelector does not select exactly "
+    "the VMIs labelled cca.kubevirt.io/enabled",
+    "empty caBundle": "mutate-vmi.cca.kubevirt.io: clientConfig.caBundle is empty, so the API "
+    "server cannot trust the webhook's certificate",
+    "wrong service": "validate-migration.cca.kubevirt.io: calls service kubevirt-cca/old path "
+    "/validate-migration, expected kubevirt-cca/kubevirt-cca-webhook path /validate-migration",
+    "labeller crashing": "arm-2: labeller pod kubevirt-cca-labeller-arm-2 is not ready "
+    "(container labeller: CrashLoopBackOff)",
+    "labeller missing on a node": "arm-2: no labeller pod",
+    "no capable node": "arm-1: no /dev/kvm; KVM exposes no RMI capability",
+    "wrong DNS names": "does not name kubevirt-cca-webhook.kubevirt-cca.svc (names: example.com)",
+    "no labeller policy binding": "ValidatingAdmissionPolicyBinding "
+    "kubevirt-cca-labeller-node-restriction is missing",
+}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("case", sorted(DETAILS))
+async def test_the_details_name_the_problem(kmock: Any, ca: CA, case: str) -> None:
+    _, breaks, check, _ = next(f for f in FAILURES if f[0] == case)
+    objects = ready_cluster(ca)
+    breaks(objects, ca)
+    checks = await doctor(kmock, objects)
+    assert DETAILS[case] in checks[check].details, checks[check].details
+
+
+@pytest.mark.asyncio
+async def test_a_certificate_from_another_ca_names_the_x509_error(kmock: Any, ca: CA) -> None:
+    objects = ready_cluster(ca)
+    _other_ca(objects, ca)
+    check = (await doctor(kmock, objects))["webhook certificate"]
+    assert any("x509: certificate signed by unknown authority" in d for d in check.details)
+    assert len(check.details) == 4  # one per webhook
+
+
+@pytest.mark.asyncio
+async def test_plugins_with_the_plugins_gate_warn_that_realms_will_not_start(
+        kmock: Any, ca: CA) -> None:
+    objects = ready_cluster(ca)
+    _replace(objects, kubevirt(["WorkloadEncryptionCCA", "Sidecar", "Plugins"]))
+    objects.append({"apiVersion": "plugin.kubevirt.io/v1alpha1", "kind": "Plugin",
+                    "metadata": {"name": "network-passt"}, "spec": {}})
+    checks = await doctor(kmock, objects)
+    plugins = checks["KubeVirt plugins"]
+    assert plugins.status is Status.WARN
+    assert "drops <launchSecurity type='cca'>, so Realm VMs fail to start" in plugins.summary
+    assert plugins.details == ("Plugin network-passt",)
+    assert {c.status for n, c in checks.items() if n != "KubeVirt plugins"} == {Status.OK}
+
+
+@pytest.mark.asyncio
+async def test_plugins_without_the_gate_are_harmless(kmock: Any, ca: CA) -> None:
+    objects = ready_cluster(ca)
+    objects.append({"apiVersion": "plugin.kubevirt.io/v1alpha1", "kind": "Plugin",
+                    "metadata": {"name": "network-passt"}, "spec": {}})
+    checks = await doctor(kmock, objects)
+    assert checks["KubeVirt plugins"].status is Status.OK
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("case", "check", "detail"), [
+    ("one webhook pod", "webhook service", None),
+    ("expires soon", "webhook certificate", "expires in 5 days"),
+    ("hook image differs", "configuration",
+     "hookImage is old:1 but the webhook runs kubevirt-cca:0.1.0: new Realms get a hook sidecar "
+     "of another version"),
+    ("tainted node", "node labeller",
+     "arm-2: no labeller pod, the node is tainted dedicated:NoSchedule (add a toleration if "
+     "Realms should run there)"),
+    ("other virt-launcher", "node labeller",
+     "the labeller asks the libvirt of quay.io/kubevirt/virt-launcher:v1.8.0, but KubeVirt runs "
+     "quay.io/kubevirt/virt-launcher:v1.9.1: what it reports may not be what starts VMs "
+     "(install with 'kubevirt-cca manifests --virt-launcher-image "
+     "quay.io/kubevirt/virt-launcher:v1.9.1')"),
+    ("templates fail closed", "webhook configurations",
+     "validate-templates.cca.kubevirt.io: failurePolicy is Fail, kubevirt-cca ships Ignore "
+     "(docs/admin.md, 'Failure policies')"),
+])
+async def test_warnings_leave_the_cluster_ready(kmock: Any, ca: CA, case: str, check: str,
+                                                detail: str | None) -> None:
+    objects = ready_cluster(ca)
+    if case == "one webhook pod":
+        _replace(objects, endpoint_slice(1))
+    elif case == "expires soon":
+        find(objects, "Secret")["data"]["tls.crt"] = pem64(make_serving(
+            ca, valid_for=timedelta(days=5, hours=12)))
+    elif case == "hook image differs":
+        find(objects, "ConfigMap")["data"]["hookImage"] = "old:1"
+    elif case == "tainted node":
+        drop(objects, "Pod", "kubevirt-cca-labeller-arm-2")
+        find(objects, "Node", "arm-2")["spec"]["taints"] = [
+            {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]
+    elif case == "other virt-launcher":
+        _replace(objects, kubevirt(version="v1.9.1"))
+    else:
+        _hook(objects, "ValidatingWebhookConfiguration",
+              "validate-templates.cca.kubevirt.io")["failurePolicy"] = "Fail"
+    checks = await doctor(kmock, objects)
+    assert checks[check].status is Status.WARN, checks[check]
+    if detail is not None:
+        assert detail in checks[check].details
+    assert all(c.status is not Status.FAIL for c in checks.values())
+
+
+@pytest.mark.asyncio
+async def test_a_forbidden_read_fails_one_check_and_names_the_roles(kmock: Any, ca: CA) -> None:
+    path = "/api/v1/namespaces/kubevirt-cca/secrets/kubevirt-cca-webhook-tls"
+    kmock[f"get {path}"] << 403 << {
+        "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
+        "code": 403, "message": 'secrets "kubevirt-cca-webhook-tls" is forbidden'}
+    checks = await doctor(kmock, ready_cluster(ca))
+    check = checks["webhook certificate"]
+    assert check.status is Status.FAIL
+    assert check.summary == ("cannot read Secret kubevirt-cca/kubevirt-cca-webhook-tls: 403 "
+                             "Forbidden: secrets \"kubevirt-cca-webhook-tls\" is forbidden")
+    assert check.fix is not None and "kubevirt-cca-doctor" in check.fix
+    assert [n for n, c in checks.items() if c.status is Status.FAIL] == ["webhook certificate"]
