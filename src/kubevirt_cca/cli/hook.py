@@ -25,7 +25,8 @@ as a plain VM. Shutdown (v1alpha3), SIGTERM or SIGINT stop the server and remove
 
 It runs as a sidecar container in the virt-launcher pod; the kubevirt-cca admission webhook
 attaches it through the {HOOK_SIDECARS_ANNOTATION} annotation. It needs no Kubernetes access.
-Every call is logged on one line (at INFO, whatever --log-level says above it). See docs/hook.md.
+Every call is logged on one line at INFO, even under the default global --log-level WARNING
+(kubevirt-cca --log-level DEBUG hook ... logs more). See docs/hook.md.
 
 Exit status: 0 stopped on request, 1 could not start (socket or settings), 2 usage error.
 
