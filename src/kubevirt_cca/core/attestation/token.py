@@ -311,9 +311,9 @@ def _parse_realm(payload: bytes) -> RealmClaims:
 def _parse_platform(payload: bytes) -> PlatformClaims:
     claims = _Claims(payload, "platform token", c.PLATFORM_CLAIM_NAMES)
     raw_components = claims.get(c.PLATFORM_SW_COMPONENTS, list | tuple)
+    where = claims.where(c.PLATFORM_SW_COMPONENTS)
     components = tuple(
-        _software_component(item, f"{claims.where(c.PLATFORM_SW_COMPONENTS)}[{index}]")
-        for index, item in enumerate(raw_components)
+        _software_component(item, where, index) for index, item in enumerate(raw_components)
     )
     return PlatformClaims(
         profile=claims.get(c.PLATFORM_PROFILE, str),
@@ -329,7 +329,8 @@ def _parse_platform(payload: bytes) -> PlatformClaims:
     )
 
 
-def _software_component(value: Any, where: str) -> SoftwareComponent:
+def _software_component(value: Any, claim: str, index: int) -> SoftwareComponent:
+    where = f"{claim}[{index}]"
     entry = _map(value, where)
     fields: dict[int, tuple[str, Any]] = {
         c.SW_COMPONENT_MEASUREMENT: ("measurement value", bytes),
