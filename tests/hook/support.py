@@ -19,6 +19,19 @@ FULL_PARAMETERS = {"measurementAlgo": "sha256", "measurementLog": True,
                    "personalizationValue": RPV}
 
 
+# A small arm64 domain shaped like virt-launcher's (pflash + NVRAM, a virtio disk and NIC), for
+# tests that must not depend on ../shared.
+ARM64_MINIMAL = (
+    b"<domain type='kvm'><name>ns_v</name><memory>1048576</memory>"
+    b"<os><type arch='aarch64' machine='virt'>hvm</type>"
+    b"<loader readonly='yes' type='pflash'>/usr/share/AAVMF/AAVMF_CODE.fd</loader>"
+    b"<nvram>/var/lib/libvirt/qemu/nvram/v_VARS.fd</nvram></os>"
+    b"<devices><disk type='file' device='disk'><source file='/d.img'/>"
+    b"<target dev='vda' bus='virtio'/></disk>"
+    b"<interface type='ethernet'><model type='virtio'/></interface></devices></domain>"
+)
+
+
 def domain(name: str) -> bytes:
     """A domain XML from ../shared/fixtures/kubevirt/domains (skips the test when absent)."""
     return shared_path("fixtures", "kubevirt", "domains", name).read_bytes()

@@ -22,14 +22,9 @@ from kubevirt_cca.core.request import CCARequest, parse_request
 from kubevirt_cca.core.rewrite import rewrite_domain
 from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.errors import DomainError, HookError, RequestError
+from tests.hook.support import ARM64_MINIMAL
 
-DOMAIN = (
-    b"<domain type='kvm'><name>ns_v</name><memory>1048576</memory>"
-    b"<os><type arch='aarch64' machine='virt'>hvm</type>"
-    b"<loader readonly='yes' type='pflash'>/usr/share/AAVMF/AAVMF_CODE.fd</loader>"
-    b"<nvram>/var/lib/libvirt/qemu/nvram/v_VARS.fd</nvram></os>"
-    b"<devices><interface type='ethernet'><model type='virtio'/></interface></devices></domain>"
-)
+DOMAIN = ARM64_MINIMAL
 X86_DOMAIN = DOMAIN.replace(b"aarch64", b"x86_64").replace(b"'virt'", b"'q35'")
 SETTINGS = Settings()
 

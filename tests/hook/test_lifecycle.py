@@ -26,16 +26,9 @@ from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.errors import SettingsError
 from tests.hook.conftest import StartHook
 from tests.hook.launcher import Launcher
+from tests.hook.support import ARM64_MINIMAL
 
 SIDECAR = "hook-sidecar-0"
-ARM64_MINIMAL = (
-    b"<domain type='kvm'><name>ns_v</name><memory>1048576</memory>"
-    b"<os><type arch='aarch64' machine='virt'>hvm</type>"
-    b"<loader readonly='yes' type='pflash'>/usr/share/AAVMF/AAVMF_CODE.fd</loader>"
-    b"<nvram>/var/lib/libvirt/qemu/nvram/v_VARS.fd</nvram></os>"
-    b"<devices><disk type='file' device='disk'><source file='/d.img'/>"
-    b"<target dev='vda' bus='virtio'/></disk></devices></domain>"
-)
 PLAIN_VMI = {"metadata": {"namespace": "ns", "name": "plain"}}
 CCA_VMI = {"metadata": {"namespace": "ns", "name": "realm",
                         "labels": {"cca.kubevirt.io/enabled": "true"}}}
