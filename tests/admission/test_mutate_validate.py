@@ -7,6 +7,8 @@ from typing import Any
 
 import jsonpatch
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kubevirt_cca.constants import (
     DEFAULT_HOOK_IMAGE,
@@ -15,6 +17,7 @@ from kubevirt_cca.constants import (
     LAUNCH_SECURITY_ANNOTATION,
     RESOLVED_ANNOTATION,
 )
+from kubevirt_cca.core.admission import patches
 from kubevirt_cca.core.admission.gates import (
     ClusterView,
     FeatureGates,
@@ -350,3 +353,45 @@ def test_migration_of_a_cca_vmi_is_refused_with_kubevirts_wording() -> None:
     refused = validate_migration(migration, None, lookup_problem="timeout")
     assert "cannot read VMI" in refused[0].message
     assert validate_migration({"spec": {}}, None)[0].field == "spec.vmiName"
+
+
+# --- property: the patch applies cleanly to any VMI shape ----------------------------------------
+
+_OPTIONAL = st.fixed_dictionaries({}, optional={
+    "annotations": st.dictionaries(st.sampled_from(["a", "b/c", HOOK_SIDECARS_ANNOTATION]),
+                                   st.sampled_from(["[]", '[{"image": "i", "args": []}]'])),
+    "nodeSelector": st.dictionaries(st.sampled_from(["zone", "kubevirt.io/cca"]),
+                                    st.just("true")),
+    "devices": st.fixed_dictionaries({}, optional={"disks": st.just([]),
+                                                   "autoattachMemBalloon": st.just(False)}),
+    "architecture": st.just("arm64"),
+    "evictionStrategy": st.sampled_from(["None", "External"]),
+    "params": st.sampled_from(["{}", '{"measurementAlgo": "sha256"}']),
+})
+
+
+@settings(max_examples=150, deadline=None)
+@given(parts=_OPTIONAL)
+def test_patch_applies_to_any_shape_and_matches_an_independent_rfc6902(
+        parts: dict[str, Any]) -> None:
+    metadata: dict[str, Any] = {"name": "p", "labels": {ENABLED_LABEL: "true"}}
+    if "annotations" in parts:
+        metadata["annotations"] = dict(parts["annotations"])
+    if "params" in parts:
+        metadata.setdefault("annotations", {})[LAUNCH_SECURITY_ANNOTATION] = parts["params"]
+    domain: dict[str, Any] = {"resources": {}}
+    if "devices" in parts:
+        domain["devices"] = parts["devices"]
+    spec: dict[str, Any] = {"domain": domain}
+    for key in ("nodeSelector", "architecture", "evictionStrategy"):
+        if key in parts:
+            spec[key] = parts[key]
+    obj = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+           "metadata": metadata, "spec": spec}
+    plan = plan_vmi(obj, ON)
+    assert plan.violations == ()
+    ours = patches.apply(obj, plan.patch)
+    assert ours == jsonpatch.apply_patch(obj, plan.patch)
+    assert obj["metadata"] == metadata, "the input is not modified"
+    assert validate_vmi(ours, operation="CREATE", cluster=ON) == []
+    assert plan_vmi(ours, ON).patch == []
