@@ -97,13 +97,15 @@ class WebhookApp:
         self.tls = tls
         self.metrics = Metrics(registry or CollectorRegistry())
         self.max_body = max_body
-        self.canned: bytes | None = None  # benchmarks: answer this instead of deciding
+        # Benchmarks only: when set before serving, /canned answers these bytes (the baseline).
+        self.canned: bytes | None = None
 
     def https_app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body)
         for endpoint in Endpoint:
             app.router.add_post(f"/{endpoint.value}", self._handler(endpoint))
-        app.router.add_post("/canned", self._canned)
+        if self.canned is not None:
+            app.router.add_post("/canned", self._canned)
         return app
 
     def health_app(self) -> web.Application:
@@ -158,7 +160,7 @@ class WebhookApp:
     async def _canned(self, request: web.Request) -> web.Response:
         """The same server answering a fixed review: the benchmark's baseline."""
         await _read_bounded(request, self.max_body)
-        return web.Response(body=self.canned or b"{}", content_type="application/json")
+        return web.Response(body=self.canned, content_type="application/json")
 
     def _bad_request(self, endpoint: Endpoint, message: str) -> web.Response:
         self._count(endpoint, "unknown", "unknown", "malformed")
