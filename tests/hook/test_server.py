@@ -11,6 +11,7 @@ import grpc
 import pytest
 from lxml import etree
 
+from kubevirt_cca.adapters.hook import HookCallbacks, UnixSocketServer
 from kubevirt_cca.constants import (
     DEFAULT_CCA_FIRMWARE,
     HOOK_NAME,
@@ -18,7 +19,7 @@ from kubevirt_cca.constants import (
     LAUNCH_SECURITY_ANNOTATION,
     QEMU_NAMESPACE,
 )
-from kubevirt_cca.core.hook import on_define_domain
+from kubevirt_cca.core.hook import DefinedDomain, on_define_domain
 from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.errors import HookError
 from kubevirt_cca.hookproto import (
@@ -31,7 +32,15 @@ from tests.conftest import DATA
 from tests.core.rewrite_support import untouched_view
 from tests.hook.conftest import StartHook
 from tests.hook.launcher import NEWEST_FIRST, Launcher
-from tests.hook.support import FULL_PARAMETERS, RPV, as_json, cca_vmi, domain, plain_vmi
+from tests.hook.support import (
+    ARM64_MINIMAL,
+    FULL_PARAMETERS,
+    RPV,
+    as_json,
+    cca_vmi,
+    domain,
+    plain_vmi,
+)
 
 pytestmark = pytest.mark.shared
 ARM64 = "kubevirt-arm64.xml"
@@ -385,3 +394,31 @@ def test_vmi_json_from_file_is_sent_as_is(start_hook: StartHook, launcher: Launc
     text = json.dumps(cca_vmi({"measurementAlgo": "sha512"}), indent=4, sort_keys=True)
     out = etree.fromstring(launcher.on_define_domain(domain(ARM64), text.encode()))
     assert out.findtext("launchSecurity/measurement-algo") == "sha512"
+
+
+def test_an_unforeseen_error_fails_closed_as_internal(
+    hooks_dir: Path, launcher: Launcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug behind the transport still yields no domain, never the unchanged one."""
+
+    def broken(_domain: bytes, _vmi: bytes, _settings: Settings) -> DefinedDomain:
+        raise KeyError("a bug")
+
+    stop = threading.Event()
+    callbacks = HookCallbacks(Settings(), on_shutdown=stop.set, decide=broken)
+    server = UnixSocketServer(hooks_dir / "hook-sidecar-0" / HOOK_SOCKET_NAME,
+                              callbacks.handlers(), stop_event=stop)
+    server.start()
+    try:
+        launcher.collect()
+        with pytest.raises(grpc.RpcError) as caught:
+            launcher.on_define_domain(ARM64_MINIMAL, cca_vmi())
+    finally:
+        server.stop(grace=1.0)
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert caught.value.details() == (
+        "kubevirt-cca hook: internal error while defining the domain; the VM is not started "
+        "(see the hook sidecar container's log)"
+    )
+    [record] = [r for r in caplog.records if "outcome=error" in r.getMessage()]
+    assert record.exc_info is not None and "a bug" in str(record.exc_info[1])

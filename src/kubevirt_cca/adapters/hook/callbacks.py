@@ -24,7 +24,7 @@ from google.protobuf.message import Message
 
 from kubevirt_cca.adapters.hook.socket_server import DEFAULT_WORKERS, UnixSocketServer
 from kubevirt_cca.constants import HOOK_NAME, HOOK_SOCKET_NAME, ON_DEFINE_DOMAIN
-from kubevirt_cca.core.hook import UNKNOWN_VMI, define_domain
+from kubevirt_cca.core.hook import UNKNOWN_VMI, DefinedDomain, define_domain
 from kubevirt_cca.core.settings import Settings
 from kubevirt_cca.errors import DomainError, HookError, RequestError
 from kubevirt_cca.hookproto import (
@@ -102,12 +102,20 @@ def status_for(error: HookError) -> grpc.StatusCode:
     return grpc.StatusCode.INVALID_ARGUMENT  # the VMI JSON itself could not be read
 
 
-class HookCallbacks:
-    """The hook protocol's handlers; ``on_shutdown`` runs when virt-launcher calls Shutdown."""
+Decide = Callable[[bytes, bytes, Settings], DefinedDomain]
 
-    def __init__(self, settings: Settings, *, on_shutdown: Callable[[], None]) -> None:
+
+class HookCallbacks:
+    """The hook protocol's handlers; ``on_shutdown`` runs when virt-launcher calls Shutdown.
+
+    ``decide`` is the decision the transport carries (the core's ``define_domain``).
+    """
+
+    def __init__(self, settings: Settings, *, on_shutdown: Callable[[], None],
+                 decide: Decide = define_domain) -> None:
         self.settings = settings
         self._on_shutdown = on_shutdown
+        self._decide = decide
 
     def info_result(self) -> api_info_pb2.InfoResult:
         return api_info_pb2.InfoResult(
@@ -165,7 +173,7 @@ class HookCallbacks:
         started = time.perf_counter()
         dialect = self.settings.dialect.value
         try:
-            defined = define_domain(request.domainXML, request.vmi, self.settings)
+            defined = self._decide(request.domainXML, request.vmi, self.settings)
         except HookError as exc:
             code = status_for(exc)
             logger.warning(
