@@ -7,6 +7,7 @@ standard base64 a VM manifest declares it in. docs/attestation.md documents ever
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -108,6 +109,8 @@ def _other(entries: tuple[tuple[Any, Any], ...]) -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     """Any decoded CBOR value as JSON: bytes as hex, tags as {"tag", "value"}."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # JSON has no NaN or Infinity
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, bytes):

@@ -14,7 +14,6 @@ a platform token on its own (what emulators return for the platform part).
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,11 +21,11 @@ from typing import Any, Literal
 import cbor2
 
 from kubevirt_cca.core.attestation import claims as c
+from kubevirt_cca.core.attestation.cbor import cbor_kind, cbor_map, decode_cbor
 from kubevirt_cca.errors import AttestationError
 
 TokenForm = Literal["tag-399", "tag-907", "platform-only"]
 MAX_TOKEN_BYTES = 64 * 1024  # real tokens are 1-3 KiB; refuse anything absurd before decoding
-MAX_CBOR_DEPTH = 16
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ def parse_token(data: bytes) -> CCAToken:
     top = decode_cbor(data, "the token")
     if not isinstance(top, cbor2.CBORTag):
         raise AttestationError(
-            f"the token is CBOR {_kind(top)}, not a tagged Arm CCA token; expected CBOR tag "
+            f"the token is CBOR {cbor_kind(top)}, not a tagged Arm CCA token; expected CBOR tag "
             f"{c.TAG_CCA_TOKEN} (CCA token collection) or {c.TAG_CMW_COLLECTION} (CMW collection)"
         )
     if top.tag == c.TAG_COSE_SIGN1:
@@ -127,29 +126,11 @@ def parse_token(data: bytes) -> CCAToken:
                     realm=realm, realm_claims=_parse_realm(realm.payload))
 
 
-def decode_cbor(data: bytes, what: str) -> Any:
-    """Exactly one CBOR item (no trailing bytes, no duplicate map keys, bounded nesting)."""
-    stream = io.BytesIO(data)
-    decoder = cbor2.CBORDecoder(stream, max_depth=MAX_CBOR_DEPTH, allow_duplicate_keys=False)
-    try:
-        value = decoder.decode()
-    except cbor2.CBORDecodeEOF as exc:
-        raise AttestationError(f"{what} is not valid CBOR: it ends early ({exc})") from exc
-    except cbor2.CBORDecodeError as exc:
-        raise AttestationError(f"{what} is not valid CBOR: {exc}") from exc
-    except RecursionError as exc:
-        raise AttestationError(f"{what} is not valid CBOR: nested too deeply") from exc
-    trailing = len(data) - stream.tell()
-    if trailing > 0:
-        raise AttestationError(f"{what} has {trailing} unexpected bytes after its CBOR item")
-    return value
-
-
 # --- envelope ----------------------------------------------------------------------------------
 
 
 def _collection_399(value: Any) -> tuple[bytes, bytes]:
-    entries = _map(value, f"the tag {c.TAG_CCA_TOKEN} collection")
+    entries = cbor_map(value, f"the tag {c.TAG_CCA_TOKEN} collection")
     found: list[bytes] = []
     for key, part in ((c.PLATFORM_TOKEN_KEY, "platform"), (c.REALM_TOKEN_KEY, "realm")):
         if key not in entries:
@@ -158,14 +139,14 @@ def _collection_399(value: Any) -> tuple[bytes, bytes]:
         if not isinstance(item, bytes):
             raise AttestationError(
                 f"the {part} token (key {key}) must be a byte string holding a COSE_Sign1, "
-                f"got {_kind(item)}"
+                f"got {cbor_kind(item)}"
             )
         found.append(item)
     return found[0], found[1]
 
 
 def _collection_907(value: Any) -> tuple[bytes, bytes]:
-    entries = _map(value, f"the tag {c.TAG_CMW_COLLECTION} CMW collection")
+    entries = cbor_map(value, f"the tag {c.TAG_CMW_COLLECTION} CMW collection")
     found: list[bytes] = []
     for key, part in ((c.PLATFORM_TOKEN_KEY, "platform"), (c.REALM_TOKEN_KEY, "realm")):
         if key not in entries:
@@ -174,7 +155,7 @@ def _collection_907(value: Any) -> tuple[bytes, bytes]:
         shape = f"[{c.CMW_CONTENT_TYPE}, bstr]"
         if not isinstance(item, list | tuple) or len(item) != 2:
             raise AttestationError(
-                f"the {part} token (key {key}) must be a CMW record {shape}, got {_kind(item)}"
+                f"the {part} token (key {key}) must be a CMW record {shape}, got {cbor_kind(item)}"
             )
         content_type, content = item
         if type(content_type) is not int or content_type != c.CMW_CONTENT_TYPE:
@@ -185,7 +166,7 @@ def _collection_907(value: Any) -> tuple[bytes, bytes]:
         if not isinstance(content, bytes):
             raise AttestationError(
                 f"the {part} token (key {key}) must be a CMW record {shape}; its value is "
-                f"{_kind(content)}"
+                f"{cbor_kind(content)}"
             )
         found.append(content)
     return found[0], found[1]
@@ -193,7 +174,7 @@ def _collection_907(value: Any) -> tuple[bytes, bytes]:
 
 def _parse_sign1(value: Any, part: str) -> Sign1:
     if not isinstance(value, cbor2.CBORTag) or value.tag != c.TAG_COSE_SIGN1:
-        got = f"CBOR tag {value.tag}" if isinstance(value, cbor2.CBORTag) else _kind(value)
+        got = f"CBOR tag {value.tag}" if isinstance(value, cbor2.CBORTag) else cbor_kind(value)
         raise AttestationError(
             f"the {part} must be a COSE_Sign1 with CBOR tag {c.TAG_COSE_SIGN1}, got {got}"
         )
@@ -202,38 +183,46 @@ def _parse_sign1(value: Any, part: str) -> Sign1:
         raise AttestationError(
             f"the {part}'s COSE_Sign1 must be an array of 4 items "
             "[protected, unprotected, payload, signature], got "
-            f"{_kind(body)}" + (f" of {len(body)}" if isinstance(body, list | tuple) else "")
+            f"{cbor_kind(body)}" + (f" of {len(body)}" if isinstance(body, list | tuple) else "")
         )
     protected, unprotected, payload, signature = body
     if not isinstance(protected, bytes):
         raise AttestationError(
-            f"the {part}'s protected header must be a byte string, got {_kind(protected)}"
+            f"the {part}'s protected header must be a byte string, got {cbor_kind(protected)}"
         )
     if not isinstance(unprotected, Mapping):
         raise AttestationError(
-            f"the {part}'s unprotected header must be a map, got {_kind(unprotected)}"
+            f"the {part}'s unprotected header must be a map, got {cbor_kind(unprotected)}"
         )
     if not isinstance(payload, bytes):
         raise AttestationError(
             f"the {part}'s payload must be a byte string (detached payloads are not used "
-            f"in CCA tokens), got {_kind(payload)}"
+            f"in CCA tokens), got {cbor_kind(payload)}"
         )
     if not isinstance(signature, bytes):
         raise AttestationError(
-            f"the {part}'s signature must be a byte string, got {_kind(signature)}"
+            f"the {part}'s signature must be a byte string, got {cbor_kind(signature)}"
         )
     algorithm: int | None = None
     if protected:
-        header = _map(decode_cbor(protected, f"the {part}'s protected header"),
+        header = cbor_map(decode_cbor(protected, f"the {part}'s protected header"),
                       f"the {part}'s protected header")
         alg = header.get(c.COSE_HEADER_ALG)
         if alg is not None and type(alg) is not int:
             raise AttestationError(
                 f"the {part}'s protected header alg (label 1) must be an integer COSE "
-                f"algorithm, got {_kind(alg)}"
+                f"algorithm, got {cbor_kind(alg)}"
             )
         algorithm = alg
     return Sign1(protected=protected, algorithm=algorithm, payload=payload, signature=signature)
+
+
+_KIND_NAMES: dict[Any, str] = {
+    bytes: "a byte string",
+    str: "a text string",
+    int: "an integer",
+    list | tuple: "an array",
+}
 
 
 # --- claims --------------------------------------------------------------------------------------
@@ -245,7 +234,7 @@ class _Claims:
     def __init__(self, payload: bytes, part: str, names: Mapping[int, str]) -> None:
         self.part = part
         self.names = names
-        self.entries = _map(decode_cbor(payload, f"the {part}'s payload"),
+        self.entries = cbor_map(decode_cbor(payload, f"the {part}'s payload"),
                             f"the {part}'s claims")
         self.used: set[int] = set()
 
@@ -262,7 +251,7 @@ class _Claims:
         ok = type(value) is int if kind is int else isinstance(value, kind)
         if not ok:
             raise AttestationError(
-                f"{self.where(key)} must be {_KIND_NAMES[kind]}, got {_kind(value)}"
+                f"{self.where(key)} must be {_KIND_NAMES[kind]}, got {cbor_kind(value)}"
             )
         return value
 
@@ -331,7 +320,7 @@ def _parse_platform(payload: bytes) -> PlatformClaims:
 
 def _software_component(value: Any, claim: str, index: int) -> SoftwareComponent:
     where = f"{claim}[{index}]"
-    entry = _map(value, where)
+    entry = cbor_map(value, where)
     fields: dict[int, tuple[str, Any]] = {
         c.SW_COMPONENT_MEASUREMENT: ("measurement value", bytes),
         c.SW_COMPONENT_TYPE: ("type", str),
@@ -344,7 +333,7 @@ def _software_component(value: Any, claim: str, index: int) -> SoftwareComponent
         item = entry.get(key)
         if item is not None and not isinstance(item, kind):
             raise AttestationError(
-                f"{where} key {key} ({name}) must be {_KIND_NAMES[kind]}, got {_kind(item)}"
+                f"{where} key {key} ({name}) must be {_KIND_NAMES[kind]}, got {cbor_kind(item)}"
             )
         values[key] = item
     if values[c.SW_COMPONENT_MEASUREMENT] is None:
@@ -358,47 +347,3 @@ def _software_component(value: Any, claim: str, index: int) -> SoftwareComponent
         signer_id=values[c.SW_COMPONENT_SIGNER_ID],
         hash_algo=values[c.SW_COMPONENT_HASH_ALGO],
     )
-
-
-# --- helpers -------------------------------------------------------------------------------------
-
-_KIND_NAMES: dict[Any, str] = {
-    bytes: "a byte string",
-    str: "a text string",
-    int: "an integer",
-    list | tuple: "an array",
-}
-
-
-def _map(value: Any, what: str) -> dict[Any, Any]:
-    """A CBOR map as a dict whose integer keys are real integers (never booleans or floats)."""
-    if not isinstance(value, Mapping):
-        raise AttestationError(f"{what} must be a CBOR map, got {_kind(value)}")
-    out: dict[Any, Any] = {}
-    for key, item in value.items():
-        # In Python True == 1 and 10.0 == 10: keep such keys apart so they never match a claim.
-        out[key if type(key) in (int, str) else ("non-integer key", repr(key))] = item
-    return out
-
-
-def _kind(value: Any) -> str:
-    """A CBOR type name for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, bytes):
-        return "a byte string"
-    if isinstance(value, str):
-        return "a text string"
-    if isinstance(value, list | tuple):
-        return "an array"
-    if isinstance(value, Mapping):
-        return "a map"
-    if isinstance(value, cbor2.CBORTag):
-        return f"a value with CBOR tag {value.tag}"
-    return f"a {type(value).__name__} value"
