@@ -232,3 +232,17 @@ def test_every_byte_of_the_realm_payload_is_covered_by_its_signature(spec: Token
 def test_no_trust_anchor_is_an_error(spec: TokenSpec) -> None:
     with pytest.raises(AttestationError, match="no trust anchor"):
         verify_token(parse_token(build_token(spec)), anchors=[], expected=expectations(spec))
+
+
+def test_an_unreadable_realm_key_fails_the_realm_signature(spec: TokenSpec) -> None:
+    bad_point = b"\x04" + b"\x01" * 96
+    verdict = run(spec.but(extra_realm_claims={44237: bad_point}))
+    assert failed(verdict) == {"realm-signature"}
+    assert "cannot check: the realm public key is not a point on P-384" in (
+        verdict.check("realm-signature").detail)
+
+
+def test_a_realm_key_on_another_curve_fails(spec: TokenSpec) -> None:
+    verdict = run(spec.but(realm_key=new_key(ec.SECP256R1())))
+    assert failed(verdict) == {"realm-signature"}
+    assert "ES384 needs a P-384 key, this one is P-256" in verdict.check("realm-signature").detail

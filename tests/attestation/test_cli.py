@@ -277,3 +277,17 @@ def test_arbitrary_bytes_give_a_clean_error(workdir: Path, data: bytes) -> None:
 @given(value=cbor_values | _token_like(cbor_values))
 def test_arbitrary_cbor_gives_a_clean_error(workdir: Path, value: Any) -> None:
     _show_and_verify(workdir, cbor2.dumps(value))
+
+
+def test_show_prints_odd_claims_as_strict_json(tmp_path: Path, spec: TokenSpec) -> None:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    odd = {44243: float("nan"), 256: b"\x01\x02", 44299: cbor2.CBORTag(1000, [1, "x"])}
+    path = tmp_path / "odd.cbor"
+    path.write_bytes(build_token(spec.but(extra_realm_claims=odd)))
+    code, out, _ = attest("show", path, "--output", "json")
+    assert code == 0
+    other = json.loads(out, parse_constant=refuse)["realm"]["otherClaims"]
+    assert other == {"44243": "nan", "256": "0102",
+                     "44299": {"tag": 1000, "value": [1, "x"]}}
