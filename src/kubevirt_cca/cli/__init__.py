@@ -27,6 +27,7 @@ COMMANDS = (
     "attest",
     "manifests",
     "doctor",
+    "certs",
 )
 
 EXIT_OK = 0

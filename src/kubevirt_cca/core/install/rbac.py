@@ -72,10 +72,10 @@ def webhook_rbac(options: InstallOptions) -> list[Manifest]:
         cluster_rules += [
             rule(ADMISSION_GROUP, ["mutatingwebhookconfigurations",
                                    "validatingwebhookconfigurations"],
-                 ["get", "update"], [WEBHOOK_CONFIGURATION]),
+                 ["get", "patch"], [WEBHOOK_CONFIGURATION]),
         ]
         own_rules += [
-            rule("", ["secrets"], ["get", "update"], [TLS_SECRET]),
+            rule("", ["secrets"], ["get", "patch"], [TLS_SECRET]),
             # create cannot be limited by name: the API server knows no name before the object.
             rule("", ["secrets"], ["create"]),
         ]

@@ -1,0 +1,186 @@
+"""Keep the self-signed webhook certificate in its Secret and its CA in the webhook configurations.
+
+Used by ``kubevirt-cca certs ensure``, the webhook pods' init container when cert-manager is not
+installed. Several replicas may run it at once: every write is a JSON merge patch carrying the
+``resourceVersion`` it read (a create, none), so a conflict (409) means another replica wrote
+first, and the step is read and decided again. A merge patch replaces a list whole, so the
+``webhooks`` list is sent complete, as read, with only the ``caBundle`` changed. Reads and writes
+only what the ``kubevirt-cca-webhook`` roles allow: get/create/patch of the one Secret, get/patch
+of the two webhook configurations.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx2
+from lightkube import ApiError, AsyncClient
+from lightkube.types import PatchType
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.admissionregistration_v1 import (
+    MutatingWebhookConfiguration,
+    ValidatingWebhookConfiguration,
+)
+from lightkube.resources.core_v1 import Secret
+
+from kubevirt_cca.core.certs import CA_CRT, TLS_CRT, TLS_KEY, Action, Plan, plan
+from kubevirt_cca.errors import KubernetesAPIError
+
+LOG = logging.getLogger(__name__)
+ATTEMPTS = 5
+T = TypeVar("T")
+
+
+class Conflict(Exception):
+    """Another writer changed the object since it was read (HTTP 409)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    plan: Plan
+    patched: tuple[str, ...]  # the webhook configurations whose caBundle changed
+
+
+async def _call(what: str, request: Awaitable[T]) -> T:
+    try:
+        return await request
+    except ApiError as exc:
+        code = exc.status.code or 0
+        if code == 409:
+            raise Conflict(what) from exc
+        raise KubernetesAPIError(f"{what}: {code} {exc.status.reason or ''}: "
+                                 f"{exc.status.message or 'no message'}", status=code) from exc
+    except httpx2.HTTPStatusError as exc:
+        code = exc.response.status_code
+        if code == 409:
+            raise Conflict(what) from exc
+        raise KubernetesAPIError(f"{what}: {code} {exc.response.reason_phrase}",
+                                 status=code) from exc
+    except httpx2.HTTPError as exc:
+        raise KubernetesAPIError(f"{what}: the API server could not be reached "
+                                 f"({type(exc).__name__}: {exc or 'no detail'})") from exc
+
+
+async def _get_or_none(what: str, request: Awaitable[T]) -> T | None:
+    try:
+        return await _call(what, request)
+    except KubernetesAPIError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+async def _retrying(what: str, step: Callable[[], Awaitable[T]]) -> T:
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return await step()
+        except Conflict:
+            LOG.info("%s: changed by another writer (attempt %d of %d); reading again",
+                     what, attempt, ATTEMPTS)
+    raise KubernetesAPIError(f"{what}: still conflicting after {ATTEMPTS} attempts")
+
+
+def _decoded(secret: Secret | None) -> dict[str, bytes] | None:
+    if secret is None:
+        return None
+    return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+
+async def ensure_secret(client: AsyncClient, *, namespace: str, name: str,
+                        dns_names: Sequence[str], now: datetime) -> Plan:
+    """The Secret holds a valid certificate for ``dns_names`` afterwards; returns what was done."""
+    what = f"Secret {namespace}/{name}"
+
+    async def step() -> Plan:
+        secret = await _get_or_none(f"get {what}", client.get(Secret, name, namespace=namespace))
+        decided = plan(_decoded(secret), now=now, dns_names=dns_names)
+        if decided.action is Action.KEEP:
+            return decided
+        data = {k: base64.b64encode(v).decode() for k, v in decided.material.data.items()}
+        if secret is None:
+            body = Secret(metadata=ObjectMeta(name=name, namespace=namespace,
+                                              labels={"app.kubernetes.io/name": "kubevirt-cca",
+                                                      "app.kubernetes.io/component": "webhook"}),
+                          type="kubernetes.io/tls", data=data)
+            await _call(f"create {what}", client.create(body))
+        else:
+            version = secret.metadata.resourceVersion if secret.metadata else None
+            await _call(f"patch {what}", client.patch(
+                Secret, name, {"metadata": {"resourceVersion": version}, "data": data},
+                namespace=namespace, patch_type=PatchType.MERGE))
+        LOG.info("%s: %s (%s)", what, decided.action.value, decided.reason)
+        return decided
+
+    return await _retrying(what, step)
+
+
+async def ensure_ca_bundle(client: AsyncClient, *, name: str, bundle: bytes) -> list[str]:
+    """Set ``caBundle`` on every webhook of the Mutating- and ValidatingWebhookConfiguration."""
+    encoded = base64.b64encode(bundle).decode()
+    patched = []
+    kinds: list[Any] = [MutatingWebhookConfiguration, ValidatingWebhookConfiguration]
+    for kind in kinds:
+        what = f"{kind.__name__} {name}"
+
+        async def step(kind: Any = kind, what: str = what) -> bool:
+            config = await _get_or_none(f"get {what}", client.get(kind, name))
+            if config is None:
+                raise KubernetesAPIError(
+                    f"{what} does not exist yet: apply the whole install (it is created with "
+                    "the webhook); this init container retries", status=404)
+            stale = [h for h in config.webhooks or [] if h.clientConfig.caBundle != encoded]
+            if not stale:
+                return False
+            for hook in stale:
+                hook.clientConfig.caBundle = encoded
+            body = {"metadata": {"resourceVersion": config.metadata.resourceVersion},
+                    "webhooks": [h.to_dict() for h in config.webhooks]}
+            await _call(f"patch {what}", client.patch(kind, name, body,
+                                                      patch_type=PatchType.MERGE))
+            return True
+
+        if await _retrying(what, step):
+            LOG.info("%s: caBundle set", what)
+            patched.append(what)
+    return patched
+
+
+def write_files(folder: Path, plan_: Plan) -> None:
+    """tls.crt, tls.key (owner-only) and ca.crt for the webhook server, replaced atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, mode in ((TLS_CRT, 0o644), (TLS_KEY, 0o600), (CA_CRT, 0o644)):
+        target = folder / key
+        temporary = folder / f".{key}.tmp"
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(plan_.material.data[key])
+        temporary.replace(target)
+
+
+async def ensure(client: AsyncClient, *, namespace: str, secret: str,
+                 webhook_configuration: str, dns_names: Sequence[str], now: datetime,
+                 write_dir: Path | None) -> Outcome:
+    decided = await ensure_secret(client, namespace=namespace, name=secret,
+                                  dns_names=dns_names, now=now)
+    # Read back what is stored: another replica may have won the race with its own CA.
+    stored = _decoded(await _call("get Secret", client.get(Secret, secret, namespace=namespace)))
+    final = plan(stored, now=now, dns_names=dns_names)
+    if final.action is not Action.KEEP:
+        raise KubernetesAPIError(f"Secret {namespace}/{secret} changed under us: {final.reason}")
+    patched = await ensure_ca_bundle(client, name=webhook_configuration,
+                                     bundle=final.material.ca_bundle)
+    if write_dir is not None:
+        try:
+            write_files(write_dir, final)
+        except OSError as exc:
+            raise KubernetesAPIError(f"cannot write the certificate into {write_dir}: "
+                                     f"{exc.strerror or exc}") from exc
+    return Outcome(plan=Plan(decided.action, final.material, decided.reason),
+                   patched=tuple(patched))
