@@ -22,13 +22,13 @@ from typing import Any, TypeVar
 
 import httpx2
 from lightkube import ApiError, AsyncClient
-from lightkube.types import PatchType
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.admissionregistration_v1 import (
     MutatingWebhookConfiguration,
     ValidatingWebhookConfiguration,
 )
 from lightkube.resources.core_v1 import Secret
+from lightkube.types import PatchType
 
 from kubevirt_cca.core.certs import CA_CRT, TLS_CRT, TLS_KEY, Action, Plan, plan
 from kubevirt_cca.errors import KubernetesAPIError
