@@ -257,7 +257,8 @@ def _personalization(realm: RealmClaims | None, expected: Expectations) -> Check
 def _initial_measurement(realm: RealmClaims | None, expected: bytes | None) -> Check:
     name = "initial-measurement"
     if realm is None:
-        return Check(name, "failed", _NO_REALM, required=expected is not None)
+        status: CheckStatus = "failed" if expected is not None else "not-checked"
+        return Check(name, status, _NO_REALM, required=expected is not None)
     rim = realm.initial_measurement
     if expected is None:
         return Check(name, "not-checked",
