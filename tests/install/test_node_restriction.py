@@ -226,3 +226,29 @@ def test_every_cel_expression_of_every_installed_policy_compiles() -> None:
                 expressions.append(validation["messageExpression"])
         for expression in expressions:
             compile_ok(expression)
+
+
+@pytest.mark.parametrize(("labels", "report"), [
+    ({"kubernetes.io/arch": "arm64"}, "capable"),
+    ({"kubernetes.io/arch": "arm64", NODE_CCA_LABEL: "true",
+      f"{NODE_ALGO_LABEL_PREFIX}sha512": "true"}, "capable"),
+    ({"kubernetes.io/arch": "arm64", NODE_CCA_LABEL: "true"}, "not capable"),
+])
+def test_the_labellers_real_patches_pass_the_installed_policy(
+        policy: dict[str, Any], labels: dict[str, str], report: str) -> None:
+    """The labeller's own JSON patches (core/labelling.plan_node), applied, are admitted."""
+    import jsonpatch
+
+    from kubevirt_cca.core.capabilities import DetectionReport
+    from kubevirt_cca.core.labelling import NodeMetadata, plan_node
+
+    detection = (DetectionReport(True, ("sha256",), (), {}, None) if report == "capable"
+                 else DetectionReport(False, (), ("no /dev/kvm",), {}, None))
+    before = node(labels=labels)
+    plan = plan_node(NodeMetadata.from_object(before), detection)
+    assert plan.patch
+    after = jsonpatch.apply_patch(copy.deepcopy(before), list(plan.patch))
+    assert decide(policy, before, after) == Decision(applies=True, allowed=True)
+    elsewhere = decide(policy, node("arm-2", labels=labels), {**after, "metadata": {
+        **after["metadata"], "name": "arm-2"}})
+    assert not elsewhere.allowed

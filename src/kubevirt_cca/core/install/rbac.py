@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubevirt_cca.constants import CONFIG_MAP_NAME
 from kubevirt_cca.core.install.names import (
     DOCTOR,
     SELF_SIGNED,
@@ -60,14 +61,16 @@ def binding(name: str, *, component: str, role_kind: str, subject_namespace: str
 
 
 def webhook_rbac(options: InstallOptions) -> list[Manifest]:
-    """The webhook reads VMIs (migrations name one), the KubeVirt CR (gates) and its ConfigMap.
+    """The webhook watches CCA VMIs (and fetches the one a migration names when it is not in its
+    cache), the KubeVirt CR (gates) and kubevirt-cca-config.
 
     In self-signed mode its ``certs ensure`` init container also keeps the serving certificate
     in its Secret and the ``caBundle`` of the two webhook configurations up to date.
     """
     ns = options.namespace
     cluster_rules = [rule("kubevirt.io", ["virtualmachineinstances"], ["get", "list", "watch"])]
-    own_rules = [rule("", ["configmaps"], ["get", "list", "watch"])]
+    # Listed and watched with the field selector metadata.name, so RBAC can name the one.
+    own_rules = [rule("", ["configmaps"], ["list", "watch"], [CONFIG_MAP_NAME])]
     if options.certificates == SELF_SIGNED:
         cluster_rules += [
             rule(ADMISSION_GROUP, ["mutatingwebhookconfigurations",
@@ -87,7 +90,7 @@ def webhook_rbac(options: InstallOptions) -> list[Manifest]:
         binding(WEBHOOK, component="webhook", role_kind="Role", subject_namespace=ns,
                 namespace=ns),
         role(WEBHOOK, component="webhook", namespace=options.kubevirt_namespace,
-             rules=[rule("kubevirt.io", ["kubevirts"], ["get", "list", "watch"])]),
+             rules=[rule("kubevirt.io", ["kubevirts"], ["list", "watch"])]),
         binding(WEBHOOK, component="webhook", role_kind="Role", subject_namespace=ns,
                 namespace=options.kubevirt_namespace),
     ]
