@@ -58,7 +58,7 @@ class Timing:
     interval: float = 300.0
     jitter: float = 0.1  # each wait is interval * (1 +- jitter), uniformly
     backoff_initial: float = 1.0
-    backoff_max: float | None = None  # None: the interval (an outage never speeds us up)
+    backoff_max: float | None = None  # None: the interval (never slower than the normal cadence)
     conflict_attempts: int = 5  # reads + patches per reconcile before giving up on conflicts
 
     def next_interval(self, rng: random.Random) -> float:
