@@ -35,7 +35,7 @@ from kubevirt_cca.core.install.names import (
     selector,
     service_account_user,
 )
-from kubevirt_cca.core.install.rbac import binding, cluster_role, rule, service_account
+from kubevirt_cca.core.install.rbac import binding, cluster_role, role, rule, service_account
 
 NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
 
@@ -48,17 +48,24 @@ DOMCAPS_SCRIPT = (
 )
 
 
+# Node Events go to the "default" namespace (as the kubelet's do), so that is the one place the
+# labeller may create Events.
+EVENTS_NAMESPACE = "default"
+
+
 def labeller_rbac(options: InstallOptions) -> list[Manifest]:
-    """Nodes: get and patch (the policy below limits patch to its own node and keys); Events."""
-    rules = [
-        rule("", ["nodes"], ["get", "patch"]),
-        rule("", ["events"], ["create"]),
-    ]
+    """Nodes: get and patch (the policy below limits patch to its own node and keys); Events
+    in ``default``, nowhere else."""
     return [
         service_account(LABELLER, component="labeller", namespace=options.namespace),
-        cluster_role(LABELLER, component="labeller", rules=rules),
+        cluster_role(LABELLER, component="labeller",
+                     rules=[rule("", ["nodes"], ["get", "patch"])]),
         binding(LABELLER, component="labeller", role_kind="ClusterRole",
                 subject_namespace=options.namespace),
+        role(LABELLER, component="labeller", namespace=EVENTS_NAMESPACE,
+             rules=[rule("", ["events"], ["create"])]),
+        binding(LABELLER, component="labeller", role_kind="Role",
+                subject_namespace=options.namespace, namespace=EVENTS_NAMESPACE),
     ]
 
 
