@@ -116,13 +116,14 @@ class WebhookApp:
         return app
 
     def _handler(self, endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Response]]:
+        latency = self.metrics.latency.labels(endpoint.value)  # one child per endpoint
+
         async def handle(request: web.Request) -> web.Response:
             started = time.perf_counter()
             try:
                 return await self._review(endpoint, request, started)
             finally:
-                self.metrics.latency.labels(endpoint.value).observe(
-                    time.perf_counter() - started)
+                latency.observe(time.perf_counter() - started)
         return handle
 
     async def _review(self, endpoint: Endpoint, request: web.Request,

@@ -59,16 +59,24 @@ class Plan:
 def check_template(template: Template, cluster: ClusterView) -> tuple[CCARequest | None,
                                                                        list[Violation]]:
     """The request of a template and every reason to refuse it (VMIs and templates alike)."""
+    request, violations, _ = _check(template, cluster)
+    return request, violations
+
+
+def _check(template: Template, cluster: ClusterView
+           ) -> tuple[CCARequest | None, list[Violation], list[Any]]:
+    """:func:`check_template`, plus the sidecar entries already on the template."""
     try:
         request = parse_template(template)
     except RequestError as exc:
-        return None, list(exc.violations)
+        return None, list(exc.violations), []
     if request is None:
-        return None, []
+        return None, [], []
     violations = cluster_violations(template, cluster)
     violations.extend(spec_conflicts(template, request))
-    violations.extend(sidecar_conflicts(template, request, cluster)[1])
-    return request, violations
+    entries, sidecar_violations = sidecar_conflicts(template, request, cluster)
+    violations.extend(sidecar_violations)
+    return request, violations, entries
 
 
 def plan_vmi(obj: Mapping[str, Any], cluster: ClusterView) -> Plan:
@@ -77,14 +85,14 @@ def plan_vmi(obj: Mapping[str, Any], cluster: ClusterView) -> Plan:
         template = find_template(obj)
     except RequestError as exc:
         return Plan(None, violations=exc.violations)
-    request, violations = check_template(template, cluster)
+    request, violations, entries = _check(template, cluster)
     if request is None or violations:
         return Plan(request, violations=tuple(violations))
-    return Plan(request, changes=tuple(_changes(obj, template, request, cluster)))
+    return Plan(request, changes=tuple(_changes(obj, template, request, cluster, entries)))
 
 
 def _changes(obj: Mapping[str, Any], template: Template, request: CCARequest,
-             cluster: ClusterView) -> list[Change]:
+             cluster: ClusterView, entries: list[Any]) -> list[Change]:
     spec = template.spec
     selector = spec.get("nodeSelector")
     selector = selector if isinstance(selector, Mapping) else {}
@@ -107,15 +115,14 @@ def _changes(obj: Mapping[str, Any], template: Template, request: CCARequest,
         changes.append(Change(template.path("spec", "evictionStrategy"), EVICTION_NONE,
                               tuple(_add_members(obj, ("spec",),
                                                  {"evictionStrategy": EVICTION_NONE}))))
-    changes.extend(_annotation_changes(obj, template, request, cluster))
+    changes.extend(_annotation_changes(obj, template, request, cluster, entries))
     return changes
 
 
 def _annotation_changes(obj: Mapping[str, Any], template: Template, request: CCARequest,
-                        cluster: ClusterView) -> list[Change]:
+                        cluster: ClusterView, entries: list[Any]) -> list[Change]:
     annotations = _get(obj, ("metadata", "annotations"))
     annotations = annotations if isinstance(annotations, Mapping) else {}
-    entries, _ = sidecar_conflicts(template, request, cluster)
     expected = hook_entry(cluster.settings, cluster.hook_image)
     wanted: dict[str, str] = {}
     replaced: list[PatchOperation] = []
