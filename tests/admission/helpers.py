@@ -70,7 +70,7 @@ def review(obj: dict[str, Any], *, operation: str = "CREATE",
     """An AdmissionReview request as the API server sends it."""
     kind = obj.get("kind", "VirtualMachineInstance")
     group, version = GROUPS.get(kind, ("kubevirt.io", "v1"))
-    metadata = obj.get("metadata") or {}
+    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     request: dict[str, Any] = {
         "uid": uid or str(uuid.uuid4()),
         "kind": {"group": group, "version": version, "kind": kind},

@@ -88,6 +88,7 @@ def test_fuzz_raw_bodies(webhook: Webhook, body: bytes) -> None:
     assert status in (200, 400)
     if status == 200:  # only when the bytes happen to be a review with a uid
         assert isinstance(answer["response"]["uid"], str)
+        assert "internal error" not in json.dumps(answer)
 
 
 JSON = st.recursive(
@@ -112,6 +113,7 @@ def test_fuzz_review_requests(webhook: Webhook, endpoint: str, uid: str,
     assert answer["kind"] == "AdmissionReview"
     assert answer["response"]["uid"] == uid
     assert isinstance(answer["response"]["allowed"], bool)
+    assert "internal error" not in json.dumps(answer), "the core raised on this input"
 
 
 @FUZZ
@@ -130,9 +132,36 @@ def test_fuzz_cca_annotation(webhook: Webhook, annotation: str) -> None:
     assert status == 200
     response = answer["response"]
     assert response["uid"] == body["request"]["uid"]
+    assert "internal error" not in json.dumps(answer), "the core raised on this input"
     if not response["allowed"]:
         fields = [c["field"] for c in response["status"]["details"]["causes"]]
         assert all(f.startswith(f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]")
                    for f in fields), fields
     else:
         assert response["patchType"] == "JSONPatch"
+
+
+@FUZZ
+@given(endpoint=st.sampled_from(ENDPOINTS),
+       spec=st.dictionaries(st.sampled_from(
+           ["domain", "nodeSelector", "architecture", "evictionStrategy", "template",
+            "virtualMachineTemplate", "vmiName"]), JSON, max_size=5),
+       annotations=st.dictionaries(st.sampled_from(
+           [LAUNCH_SECURITY_ANNOTATION, "hooks.kubevirt.io/hookSidecars",
+            "cca.kubevirt.io/resolved"]), JSON | st.text(max_size=30), max_size=3),
+       kind=st.sampled_from(["VirtualMachineInstance", "VirtualMachine",
+                             "VirtualMachinePool", "VirtualMachineInstanceMigration"]),
+       operation=st.sampled_from(["CREATE", "UPDATE"]))
+def test_fuzz_labelled_objects(webhook: Webhook, endpoint: str, spec: dict[str, Any],
+                               annotations: dict[str, Any], kind: str, operation: str) -> None:
+    obj = {"apiVersion": "kubevirt.io/v1", "kind": kind,
+           "metadata": {"name": "f", "namespace": "default",
+                        "labels": {"cca.kubevirt.io/enabled": "true"},
+                        "annotations": annotations},
+           "spec": spec}
+    body = review(obj, operation=operation, old=obj if operation == "UPDATE" else None)
+    body["request"]["kind"]["kind"] = kind
+    status, answer = webhook.post(endpoint, body)
+    assert status == 200
+    assert answer["response"]["uid"] == body["request"]["uid"]
+    assert "internal error" not in json.dumps(answer), "the core raised on this input"
