@@ -44,7 +44,7 @@ NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
 # and the init container succeeds.
 DOMCAPS_SCRIPT = (
     "node-labeller.sh || echo 'kubevirt-cca: node-labeller.sh failed (status '$?'); "
-    "the labeller will report that libvirt gave no domain capabilities' >&2"
+    "the labeller will report that the domain capabilities could not be read' >&2"
 )
 
 
