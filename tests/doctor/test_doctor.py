@@ -47,8 +47,7 @@ def ca() -> CA:
 def _expected() -> Any:
     import argparse
 
-    return expected_from_args(argparse.Namespace(namespace="kubevirt-cca",
-                                                 certificates="cert-manager"))
+    return expected_from_args(argparse.Namespace(namespace="kubevirt-cca"))
 
 
 async def doctor(kmock: Any, objects: Objects) -> dict[str, Check]:
@@ -405,3 +404,25 @@ async def test_a_forbidden_read_fails_one_check_and_names_the_roles(kmock: Any, 
                              "Forbidden: secrets \"kubevirt-cca-webhook-tls\" is forbidden")
     assert check.fix is not None and "kubevirt-cca-doctor" in check.fix
     assert [n for n, c in checks.items() if c.status is Status.FAIL] == ["webhook certificate"]
+
+
+@pytest.mark.asyncio
+async def test_the_advice_for_a_missing_secret_fits_the_install(kmock: Any, ca: CA) -> None:
+    """The self-signed install has no CA-injection annotation: doctor points at its init
+    container instead of at cert-manager."""
+    objects = ready_cluster(ca)
+    drop(objects, "Secret")
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        del find(objects, kind)["metadata"]["annotations"]
+    check = (await doctor(kmock, objects))["webhook certificate"]
+    assert check.fix == ("the webhook pods' 'certs' init container has not run: kubectl logs -n "
+                         "kubevirt-cca deploy/kubevirt-cca-webhook -c certs")
+
+
+@pytest.mark.asyncio
+async def test_with_cert_manager_the_advice_names_the_certificate(kmock: Any, ca: CA) -> None:
+    objects = ready_cluster(ca)
+    drop(objects, "Secret")
+    check = (await doctor(kmock, objects))["webhook certificate"]
+    assert check.fix == ("cert-manager has not issued it: kubectl describe certificate "
+                         "kubevirt-cca-webhook -n kubevirt-cca")

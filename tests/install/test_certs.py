@@ -216,8 +216,7 @@ async def test_doctor_accepts_what_certs_ensure_made(kmock: Any) -> None:
     load(kmock, [o for o in objects if o["kind"].endswith("WebhookConfiguration")])
     kmock.resources[SECRETS] = {}
     await run_ensure(kmock, None, now=datetime.now(UTC))
-    expected = expected_from_args(argparse.Namespace(namespace="kubevirt-cca",
-                                                     certificates=SELF_SIGNED))
+    expected = expected_from_args(argparse.Namespace(namespace="kubevirt-cca"))
     checks = {c.name: c for c in await diagnose(server=str(kmock.url), kubeconfig=None,
                                                 expected=expected)}
     assert checks["webhook certificate"].status is Status.OK, checks["webhook certificate"]

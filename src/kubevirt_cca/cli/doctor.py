@@ -14,7 +14,6 @@ from kubevirt_cca.adapters.kube import async_client
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.core.doctor import Check, Expected, Status, is_ready, run_checks
 from kubevirt_cca.core.install import InstallOptions, install_objects
-from kubevirt_cca.core.install.names import CERTIFICATE_MODES
 
 DESCRIPTION = """\
 Check, one thing at a time, whether this cluster can run Arm CCA Realms: KubeVirt and its
@@ -46,16 +45,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     parser.add_argument("--namespace", default=defaults.namespace,
                         help="where kubevirt-cca is installed (default: %(default)s)")
-    parser.add_argument("--certificates", choices=CERTIFICATE_MODES,
-                        default=defaults.certificates,
-                        help="how the install gets its certificate, for the advice given "
-                             "(default: %(default)s)")
     parser.add_argument("--output", choices=("text", "json"), default="text")
     parser.set_defaults(handler=run)
 
 
 def expected_from_args(args: argparse.Namespace) -> Expected:
-    options = InstallOptions(namespace=args.namespace, certificates=args.certificates)
+    options = InstallOptions(namespace=args.namespace)
     policies = tuple(
         (str(obj["kind"]), str(obj["metadata"]["name"]))
         for obj in install_objects(options, load_policies()) if obj["kind"] in POLICY_KINDS

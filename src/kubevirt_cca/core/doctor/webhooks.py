@@ -14,7 +14,7 @@ from cryptography.exceptions import InvalidSignature
 from kubevirt_cca.constants import ENABLED_LABEL, ENABLED_VALUE
 from kubevirt_cca.core.doctor.model import Check, Expected, Read, Snapshot, Status, dig, unreadable
 from kubevirt_cca.core.install.names import (
-    CERT_MANAGER,
+    CA_INJECTION_ANNOTATION,
     FAILURE_POLICIES,
     SELECTED_WEBHOOKS,
     TLS_SECRET,
@@ -149,13 +149,23 @@ def _pem_certificates(data: bytes) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(data)
 
 
+def uses_cert_manager(snapshot: Snapshot) -> bool:
+    """Whether cert-manager injects the CA (the annotation the default install sets); the
+    self-signed install has none. Without any configuration to look at: the default."""
+    configs = [r.value for r in (snapshot.mutating, snapshot.validating) if r.value is not None]
+    if not configs:
+        return True
+    return any(dig(c, "metadata", "annotations", CA_INJECTION_ANNOTATION) for c in configs)
+
+
 def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
     name = "webhook certificate"
     namespace = expected.options.namespace
     read = snapshot.secret
     if read.error:
         return unreadable(name, f"Secret {namespace}/{TLS_SECRET}", read)
-    if expected.options.certificates == CERT_MANAGER:
+    cert_manager = uses_cert_manager(snapshot)
+    if cert_manager:
         source = ("cert-manager has not issued it: kubectl describe certificate "
                   f"kubevirt-cca-webhook -n {namespace}")
     else:
@@ -189,7 +199,7 @@ def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
     summary = f"valid until {_when(expires)} ({left.days} days), trusted by both configurations"
     if left < CERTIFICATE_WARNING:
         renew = ("cert-manager renews it 30 days before expiry: check the Certificate"
-                 if expected.options.certificates == CERT_MANAGER else
+                 if cert_manager else
                  f"restart the webhook (kubectl rollout restart -n {namespace} deploy/{WEBHOOK}): "
                  "its init container renews it")
         return Check(name, Status.WARN, summary, (f"expires in {left.days} days",), fix=renew)
