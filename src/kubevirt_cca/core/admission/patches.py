@@ -7,6 +7,7 @@ operation of the same patch, so the patch applies cleanly in order.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Sequence
 from typing import Any, Literal, TypedDict
 
@@ -19,15 +20,21 @@ class PatchOperation(TypedDict):
 
 def pointer(parts: Sequence[str]) -> str:
     """An RFC 6901 JSON pointer (``~`` and ``/`` escaped)."""
+    return _pointer(tuple(parts))
+
+
+@functools.lru_cache(maxsize=256)
+def _pointer(parts: tuple[str, ...]) -> str:
+    # Admission asks for the same handful of paths on every review: cache them.
     return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 def add(parts: Sequence[str], value: Any) -> PatchOperation:
-    return {"op": "add", "path": pointer(parts), "value": value}
+    return {"op": "add", "path": _pointer(tuple(parts)), "value": value}
 
 
 def replace(parts: Sequence[str], value: Any) -> PatchOperation:
-    return {"op": "replace", "path": pointer(parts), "value": value}
+    return {"op": "replace", "path": _pointer(tuple(parts)), "value": value}
 
 
 def apply(obj: Any, operations: Sequence[PatchOperation]) -> Any:
