@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 import yaml
 
 from kubevirt_cca.constants import ENABLED_LABEL, ENABLED_VALUE
@@ -36,6 +37,14 @@ KUBEVIRT_CR = {
     "spec": {"configuration": {"developerConfiguration": {
         "featureGates": ["WorkloadEncryptionCCA", "Sidecar"]}}},
 }
+
+
+def require_manifests() -> None:
+    """Skip the calling test module when ../shared's KubeVirt manifests are not there."""
+    if not MANIFESTS:
+        pytest.skip("../shared is absent (fixtures/kubevirt/manifests not found); run with the "
+                    "shared fixtures beside the project to include these tests",
+                    allow_module_level=True)
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -12,9 +12,17 @@ import yaml
 
 from kubevirt_cca.cli import main
 from kubevirt_cca.constants import ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION
-from tests.admission.helpers import KUBEVIRT_CR, MANIFESTS, labelled, load, template_node
+from tests.admission.helpers import (
+    KUBEVIRT_CR,
+    MANIFESTS,
+    labelled,
+    load,
+    require_manifests,
+    template_node,
+)
 
 pytestmark = pytest.mark.shared
+require_manifests()
 
 
 def write(tmp_path: Path, name: str, obj: Any) -> str:

@@ -36,9 +36,17 @@ from kubevirt_cca.core.admission.validate import (
 )
 from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.errors import SettingsError
-from tests.admission.helpers import MANIFESTS, labelled, load, schema_errors, template_node
+from tests.admission.helpers import (
+    MANIFESTS,
+    labelled,
+    load,
+    require_manifests,
+    schema_errors,
+    template_node,
+)
 
 pytestmark = pytest.mark.shared
+require_manifests()
 
 ON = ClusterView(gates=all_gates_on())
 VMIS = [p for p in MANIFESTS if load(p)["kind"] == "VirtualMachineInstance"]

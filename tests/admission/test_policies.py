@@ -17,10 +17,18 @@ from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.request import parse_request
 from kubevirt_cca.errors import RequestError
-from tests.admission.helpers import GROUPS, MANIFESTS, labelled, load, template_node
+from tests.admission.helpers import (
+    GROUPS,
+    MANIFESTS,
+    labelled,
+    load,
+    require_manifests,
+    template_node,
+)
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.shared
+require_manifests()
 
 POLICIES = ROOT / "deploy" / "policies"
 ON = ClusterView(gates=all_gates_on())

@@ -13,10 +13,18 @@ import pytest
 from kubevirt_cca.adapters.webhook.server import StaticCluster
 from kubevirt_cca.constants import ENABLED_LABEL, HOOK_SIDECARS_ANNOTATION
 from kubevirt_cca.core.admission.validate import MIGRATION_REFUSAL
-from tests.admission.helpers import MANIFESTS, labelled, load, review, schema_errors
+from tests.admission.helpers import (
+    MANIFESTS,
+    labelled,
+    load,
+    require_manifests,
+    review,
+    schema_errors,
+)
 from tests.webhook.conftest import Webhook
 
 pytestmark = pytest.mark.shared
+require_manifests()
 
 VMIS = [p for p in MANIFESTS if load(p)["kind"] == "VirtualMachineInstance"]
 TEMPLATES = [p for p in MANIFESTS if load(p)["kind"] in (
