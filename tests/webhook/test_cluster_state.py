@@ -123,7 +123,8 @@ async def test_migration_lookup(kmock: kmock.KubernetesEmulator, state: ClusterS
     kmock.objects["kubevirt.io/v1/virtualmachineinstances", "default", "plain"] = plain
     await state.start()
     assert await state.wait_ready(10)
-    await eventually(lambda: ("default", "realm") in state._vmis.objects)
+    await eventually(lambda: ("default", "realm") in state.cached_vmis())
+    assert state.cached_vmis() == {("default", "realm")}, "only CCA VMIs are cached"
     assert (await state.lookup_vmi("default", "realm")).vmi == cca
     assert len(kmock[action.FETCH]) == 0, "a cached CCA VMI needs no API call"
     looked = await state.lookup_vmi("default", "plain")
@@ -165,3 +166,17 @@ async def test_webhook_over_tls_on_the_emulated_cluster(
                 assert response.status == 200
     finally:
         await running.stop()
+
+
+async def test_undecodable_answer_fails_closed_and_the_loop_survives(
+        kmock: kmock.KubernetesEmulator, state: ClusterState) -> None:
+    broken = {"on": True}
+    kmock["list kubevirt.io/v1/kubevirts"][lambda _: broken["on"]] << b"<html>proxy error</html>"
+    await state.start()
+    assert await state.wait_ready(10)
+    messages = decide(state, labelled(VMI))
+    assert len(messages) == 1 and "fail closed" in messages[0]
+    # The loop retries: once the API server answers properly, the gates are known.
+    broken["on"] = False
+    kmock.objects["kubevirt.io/v1/kubevirts", "kubevirt", "kubevirt"] = KUBEVIRT_CR
+    await eventually(lambda: decide(state, labelled(VMI)) == [])

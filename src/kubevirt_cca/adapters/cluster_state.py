@@ -87,6 +87,10 @@ class ClusterState:
     def view(self) -> ClusterView:
         return self._view
 
+    def cached_vmis(self) -> frozenset[tuple[str, str]]:
+        """(namespace, name) of the CCA VMIs in the cache."""
+        return frozenset(self._vmis.objects)
+
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(self._follow(self._kubevirt, self._list_kubevirt,
@@ -159,6 +163,14 @@ class ClusterState:
                 logger.warning("cluster state interrupted source=%r listed=%s problem=%r "
                                "retry_in=%.1fs", source.what, listed, str(exc),
                                self._retry_delay)
+            except Exception as exc:
+                # Anything else (an undecodable answer, a bug) must not end this loop: a dead
+                # watch would leave the cache frozen. The source becomes unknown (fail closed)
+                # until a fresh list works.
+                source.fail(f"unexpected {type(exc).__name__}: {exc}")
+                self._refresh()
+                logger.exception("cluster state failed source=%r retry_in=%.1fs", source.what,
+                                 self._retry_delay)
             await asyncio.sleep(self._retry_delay)
 
     def _refresh(self) -> None:
