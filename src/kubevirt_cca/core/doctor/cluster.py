@@ -11,7 +11,17 @@ from kubevirt_cca.constants import (
     PLUGINS_FEATURE_GATE,
     SIDECAR_FEATURE_GATE,
 )
-from kubevirt_cca.core.doctor.model import Check, Expected, Snapshot, Status, dig, unreadable
+from kubevirt_cca.core.doctor.model import (
+    Check,
+    Expected,
+    Snapshot,
+    Status,
+    dig,
+    mapping,
+    objects,
+    strings,
+    unreadable,
+)
 from kubevirt_cca.core.settings import HOOK_IMAGE_KEY, settings_from_config_map
 from kubevirt_cca.errors import SettingsError
 
@@ -26,9 +36,9 @@ def kubevirt_cr(snapshot: Snapshot) -> dict[str, Any] | None:
 
 def gates(kubevirt: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(featureGates, disabledFeatureGates) of developerConfiguration."""
-    developer = dig(kubevirt, "spec", "configuration", "developerConfiguration") or {}
-    enabled = [g for g in developer.get("featureGates") or [] if isinstance(g, str)]
-    disabled = [g for g in developer.get("disabledFeatureGates") or [] if isinstance(g, str)]
+    developer = mapping(dig(kubevirt, "spec", "configuration", "developerConfiguration"))
+    enabled = strings(developer.get("featureGates"))
+    disabled = strings(developer.get("disabledFeatureGates"))
     return enabled, disabled
 
 
@@ -68,7 +78,7 @@ def gate_patch_command(kubevirt: dict[str, Any]) -> str:
     if any(g in disabled for g in REQUIRED_GATES):
         developer["disabledFeatureGates"] = [g for g in disabled if g not in REQUIRED_GATES]
     patch = {"spec": {"configuration": {"developerConfiguration": developer}}}
-    meta = kubevirt.get("metadata") or {}
+    meta = mapping(kubevirt.get("metadata"))
     return (f"kubectl patch kubevirt {meta.get('name', 'kubevirt')} -n "
             f"{meta.get('namespace', 'kubevirt')} --type merge -p "
             f"'{json.dumps(patch, separators=(',', ':'))}'")
@@ -124,7 +134,7 @@ def check_config(snapshot: Snapshot, expected: Expected) -> Check:
         return unreadable(name, f"ConfigMap {CONFIG_MAP_NAME}", read)
     if read.missing:
         return Check(name, Status.OK, f"no ConfigMap {CONFIG_MAP_NAME}: the defaults apply")
-    data = dig(read.value, "data") or {}
+    data = mapping(dig(read.value, "data"))
     try:
         settings = settings_from_config_map(data)
     except SettingsError as exc:
@@ -150,9 +160,9 @@ def check_config(snapshot: Snapshot, expected: Expected) -> Check:
 
 
 def _webhook_image(snapshot: Snapshot) -> str | None:
-    containers = dig(snapshot.deployment.value, "spec", "template", "spec", "containers") or []
+    containers = objects(dig(snapshot.deployment.value, "spec", "template", "spec", "containers"))
     for container in containers:
-        if isinstance(container, dict) and container.get("name") == "webhook":
+        if container.get("name") == "webhook":
             image = container.get("image")
             return image if isinstance(image, str) else None
     return None

@@ -24,8 +24,9 @@ class Read:
         return self.error is None and self.value is None
 
     def items(self) -> list[dict[str, Any]]:
-        """The items of a list read (empty when absent or unreadable)."""
-        return list(self.value or [])
+        """The objects of a list read (empty when absent or unreadable; non-objects skipped)."""
+        values = self.value if isinstance(self.value, list) else []
+        return [item for item in values if isinstance(item, dict)]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +98,20 @@ def dig(obj: Any, *path: str) -> Any:
             return None
         obj = obj.get(key)
     return obj
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (the API server's JSON is input)."""
+    return value if isinstance(value, dict) else {}
+
+
+def objects(value: Any) -> list[dict[str, Any]]:
+    """The JSON objects of ``value`` when it is a list, skipping anything else."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def strings(value: Any) -> list[str]:
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
 def unreadable(name: str, what: str, read: Read) -> Check:

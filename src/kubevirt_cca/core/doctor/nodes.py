@@ -11,7 +11,16 @@ from kubevirt_cca.constants import (
     NODE_DETECTION_ANNOTATION,
 )
 from kubevirt_cca.core.doctor.cluster import kubevirt_cr
-from kubevirt_cca.core.doctor.model import Check, Expected, Snapshot, Status, dig, unreadable
+from kubevirt_cca.core.doctor.model import (
+    Check,
+    Expected,
+    Snapshot,
+    Status,
+    dig,
+    mapping,
+    objects,
+    unreadable,
+)
 from kubevirt_cca.core.install.names import LABELLER
 
 ARCH_LABEL = "kubernetes.io/arch"
@@ -34,13 +43,13 @@ def arm64_nodes(snapshot: Snapshot) -> list[dict[str, Any]]:
 
 
 def _blocking_taints(node: dict[str, Any]) -> list[str]:
-    return [f"{t.get('key')}:{t.get('effect')}" for t in dig(node, "spec", "taints") or []
-            if isinstance(t, dict) and t.get("effect") in ("NoSchedule", "NoExecute")
+    return [f"{t.get('key')}:{t.get('effect')}" for t in objects(dig(node, "spec", "taints"))
+            if t.get("effect") in ("NoSchedule", "NoExecute")
             and t.get("key") not in _DAEMONSET_TOLERATED]
 
 
 def _pod_ready(pod: dict[str, Any]) -> bool:
-    conditions = dig(pod, "status", "conditions") or []
+    conditions = objects(dig(pod, "status", "conditions"))
     return dig(pod, "status", "phase") == "Running" and any(
         c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
@@ -48,7 +57,7 @@ def _pod_ready(pod: dict[str, Any]) -> bool:
 def _pod_trouble(pod: dict[str, Any]) -> str:
     """Why a pod is not ready, as kubectl would show it."""
     for key in ("initContainerStatuses", "containerStatuses"):
-        for status in dig(pod, "status", key) or []:
+        for status in objects(dig(pod, "status", key)):
             waiting = dig(status, "state", "waiting")
             if isinstance(waiting, dict) and waiting.get("reason"):
                 return f"container {status.get('name')}: {waiting['reason']}"
@@ -56,8 +65,8 @@ def _pod_trouble(pod: dict[str, Any]) -> str:
 
 
 def _selects(selector: Any, labels: Any) -> bool:
-    wanted = dig(selector, "matchLabels") or {}
-    labels = labels if isinstance(labels, dict) else {}
+    wanted = mapping(dig(selector, "matchLabels"))
+    labels = mapping(labels)
     return bool(wanted) and all(labels.get(k) == v for k, v in wanted.items())
 
 
@@ -111,9 +120,8 @@ def _launcher_image_warning(snapshot: Snapshot) -> list[str]:
     kubevirt = kubevirt_cr(snapshot)
     registry = dig(kubevirt, "status", "observedKubeVirtRegistry")
     version = dig(kubevirt, "status", "observedKubeVirtVersion")
-    init = dig(snapshot.daemon_set.value, "spec", "template", "spec", "initContainers") or []
-    image = next((c.get("image") for c in init if isinstance(c, dict)
-                  and c.get("name") == "domcapabilities"), None)
+    init = objects(dig(snapshot.daemon_set.value, "spec", "template", "spec", "initContainers"))
+    image = next((c.get("image") for c in init if c.get("name") == "domcapabilities"), None)
     if not registry or not version or not isinstance(image, str):
         return []
     wanted = f"{registry}/virt-launcher:{version}"
@@ -126,11 +134,11 @@ def _launcher_image_warning(snapshot: Snapshot) -> list[str]:
 
 def node_reasons(node: dict[str, Any]) -> str:
     """Why a node is not CCA-capable, from the labeller's detection report."""
-    annotations = dig(node, "metadata", "annotations") or {}
+    annotations = mapping(dig(node, "metadata", "annotations"))
     if annotations.get(KUBEVIRT_SKIP_NODE_ANNOTATION) == "true":
         return f"skipped ({KUBEVIRT_SKIP_NODE_ANNOTATION}=true)"
     raw = annotations.get(NODE_DETECTION_ANNOTATION)
-    if raw is None:
+    if not isinstance(raw, str):
         return f"not checked yet (no {NODE_DETECTION_ANNOTATION} annotation)"
     try:
         report = json.loads(raw)
@@ -140,7 +148,8 @@ def node_reasons(node: dict[str, Any]) -> str:
         return f"{NODE_DETECTION_ANNOTATION} is not a detection report"
     if report.get("capable") is True:
         return f"the labeller found it capable but the {NODE_CCA_LABEL} label is missing"
-    reasons = [str(r) for r in report.get("reasons") or []]
+    listed = report.get("reasons")
+    reasons = [str(r) for r in listed] if isinstance(listed, list) else []
     return "; ".join(reasons) or "not capable (no reason recorded)"
 
 

@@ -12,7 +12,18 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from kubevirt_cca.constants import ENABLED_LABEL, ENABLED_VALUE
-from kubevirt_cca.core.doctor.model import Check, Expected, Read, Snapshot, Status, dig, unreadable
+from kubevirt_cca.core.doctor.model import (
+    Check,
+    Expected,
+    Read,
+    Snapshot,
+    Status,
+    dig,
+    mapping,
+    objects,
+    strings,
+    unreadable,
+)
 from kubevirt_cca.core.install.names import (
     CA_INJECTION_ANNOTATION,
     FAILURE_POLICIES,
@@ -41,16 +52,16 @@ def selects_cca_vmis(selector: Any) -> bool:
     """Whether an objectSelector lets every VMI carrying the enable label through."""
     if not isinstance(selector, dict):
         return False
-    labels = selector.get("matchLabels") or {}
-    expressions = selector.get("matchExpressions") or []
+    labels = mapping(selector.get("matchLabels"))
+    expressions = objects(selector.get("matchExpressions"))
     if any(k != ENABLED_LABEL for k in labels) or labels.get(ENABLED_LABEL, ENABLED_VALUE) \
             != ENABLED_VALUE:
         return False
-    keys = {e.get("key") for e in expressions if isinstance(e, dict)}
+    keys = {e.get("key") for e in expressions}
     if keys - {ENABLED_LABEL}:
         return False
     for expression in expressions:
-        operator, values = expression.get("operator"), expression.get("values") or []
+        operator, values = expression.get("operator"), strings(expression.get("values"))
         if operator not in ("Exists", "In") or (operator == "In" and ENABLED_VALUE not in values):
             return False
     return bool(labels) or bool(expressions)
@@ -67,8 +78,7 @@ def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Chec
         if read.missing:
             failures.append(f"{kind} {WEBHOOK_CONFIGURATION} is missing")
             continue
-        hooks = {h.get("name"): h for h in dig(read.value, "webhooks") or []
-                 if isinstance(h, dict)}
+        hooks = {h.get("name"): h for h in objects(dig(read.value, "webhooks"))}
         for hook_name in hook_names:
             hook = hooks.get(hook_name)
             if hook is None:
@@ -94,7 +104,7 @@ def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Chec
 
 def _hook_problems(hook_name: str, hook: dict[str, Any], namespace: str) -> list[str]:
     problems = []
-    service = dig(hook, "clientConfig", "service") or {}
+    service = mapping(dig(hook, "clientConfig", "service"))
     target = (service.get("namespace"), service.get("name"), service.get("path"))
     wanted = (namespace, WEBHOOK, WEBHOOK_PATHS[hook_name])
     if target != wanted:
@@ -130,7 +140,7 @@ def check_webhook_service(snapshot: Snapshot, expected: Expected) -> Check:
     for endpoint_slice in snapshot.endpoint_slices.items():
         if dig(endpoint_slice, "metadata", "labels", "kubernetes.io/service-name") != WEBHOOK:
             continue
-        for endpoint in endpoint_slice.get("endpoints") or []:
+        for endpoint in objects(endpoint_slice.get("endpoints")):
             if dig(endpoint, "conditions", "ready") is not False:
                 ready += 1
     replicas = dig(snapshot.deployment.value, "spec", "replicas")
@@ -175,8 +185,10 @@ def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
         return Check(name, Status.FAIL, f"Secret {namespace}/{TLS_SECRET} is missing",
                      fix=source)
     try:
-        pem = base64.b64decode(dig(read.value, "data", "tls.crt") or "", validate=True)
-        leaf = _pem_certificates(pem)[0]
+        encoded = dig(read.value, "data", "tls.crt")
+        if not isinstance(encoded, str):
+            raise ValueError("no tls.crt key")
+        leaf = _pem_certificates(base64.b64decode(encoded, validate=True))[0]
     except (binascii.Error, ValueError, IndexError) as exc:
         return Check(name, Status.FAIL, f"Secret {namespace}/{TLS_SECRET} holds no readable "
                      f"tls.crt ({exc})", fix=source)
@@ -211,11 +223,13 @@ def _trust_problems(snapshot: Snapshot, leaf: x509.Certificate) -> list[str]:
     for kind, read, _ in _configurations(snapshot):
         if read.value is None:
             continue
-        for hook in dig(read.value, "webhooks") or []:
+        for hook in objects(dig(read.value, "webhooks")):
             bundle = dig(hook, "clientConfig", "caBundle")
             if not bundle:
                 continue  # reported by the configuration check
             try:
+                if not isinstance(bundle, str):
+                    raise ValueError("not a string")
                 authorities = _pem_certificates(base64.b64decode(bundle, validate=True))
             except (binascii.Error, ValueError):
                 problems.append(f"{kind} webhook {hook.get('name')}: caBundle is not PEM")
