@@ -1,0 +1,111 @@
+"""docs/vm-owners.md lists every message admission refuses with: generate each one and find it."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from kubevirt_cca.constants import (
+    HOOK_SIDECARS_ANNOTATION,
+    LAUNCH_SECURITY_ANNOTATION,
+    RESOLVED_ANNOTATION,
+)
+from kubevirt_cca.core.admission import patches
+from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates, all_gates_on
+from kubevirt_cca.core.admission.mutate import plan_vmi
+from kubevirt_cca.core.admission.validate import validate_migration, validate_vmi
+from kubevirt_cca.errors import Violation
+from tests.conftest import ROOT
+
+DOC = (ROOT / "docs" / "vm-owners.md").read_text()
+ON = ClusterView(gates=all_gates_on())
+BASE: dict[str, Any] = {
+    "kind": "VirtualMachineInstance",
+    "metadata": {"name": "x", "labels": {"cca.kubevirt.io/enabled": "true"}},
+    "spec": {"domain": {"devices": {}}}}
+
+
+def _vmi(change: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
+    obj = json.loads(json.dumps(BASE))
+    change(obj)
+    return obj
+
+
+def _annotate(key: str, value: str) -> Callable[[dict[str, Any]], object]:
+    return lambda o: o["metadata"].setdefault("annotations", {}).update({key: value})
+
+
+def _created() -> list[Violation]:
+    cases: list[tuple[Callable[[dict[str, Any]], object], ClusterView]] = [
+        (lambda o: o["metadata"]["labels"].update({"cca.kubevirt.io/enabled": "yes"}), ON),
+        (lambda o: o["metadata"]["labels"].update({"cca.kubevirt.io/enabled": True}), ON),
+        (_annotate(LAUNCH_SECURITY_ANNOTATION, "{"), ON),
+        (_annotate(LAUNCH_SECURITY_ANNOTATION, "[]"), ON),
+        (_annotate(LAUNCH_SECURITY_ANNOTATION, '{"x": 1}'), ON),
+        (_annotate(LAUNCH_SECURITY_ANNOTATION, '{"measurementAlgo": "sha1"}'), ON),
+        (_annotate(LAUNCH_SECURITY_ANNOTATION, '{"measurementLog": "on"}'), ON),
+        (_annotate(LAUNCH_SECURITY_ANNOTATION, '{"personalizationValue": 1}'), ON),
+        (_annotate(LAUNCH_SECURITY_ANNOTATION, '{"personalizationValue": "*"}'), ON),
+        (_annotate(LAUNCH_SECURITY_ANNOTATION, '{"personalizationValue": "QUJD"}'), ON),
+        (lambda o: o["spec"].update(architecture="amd64"), ON),
+        (lambda o: o["spec"].update(evictionStrategy="LiveMigrate"), ON),
+        (lambda o: o["spec"]["domain"]["devices"].update(autoattachMemBalloon=True), ON),
+        (lambda o: o["spec"]["domain"].update(launchSecurity={"sev": {}}), ON),
+        (lambda o: o["spec"].update(nodeSelector={"kubevirt.io/cca": "no"}), ON),
+        (lambda o: o["spec"].update(nodeSelector="x"), ON),
+        (lambda o: o["spec"].update(domain="x"), ON),
+        (lambda o: o["spec"]["domain"].update(devices="x"), ON),
+        (_annotate(HOOK_SIDECARS_ANNOTATION, "{"), ON),
+        (_annotate(HOOK_SIDECARS_ANNOTATION, "{}"), ON),
+        (_annotate(HOOK_SIDECARS_ANNOTATION, '[{"image": "i", "args": ["hook"]}]'), ON),
+        (_annotate(RESOLVED_ANNOTATION, "{}"), ON),
+        (lambda o: None, ClusterView(gates=FeatureGates(frozenset()))),
+        (lambda o: None, ClusterView(gates=None, gates_problem="boom")),
+        (lambda o: None, ClusterView(gates=all_gates_on(), config_problem="dialect: bad")),
+    ]
+    found = [v for change, cluster in cases for v in plan_vmi(_vmi(change), cluster).violations]
+    found += validate_vmi(_vmi(lambda o: None), operation="CREATE", cluster=ON)
+    unlabelled = _vmi(lambda o: o["metadata"].pop("labels"))
+    found += plan_vmi(_vmi(lambda o: (o["metadata"].pop("labels"), _annotate(
+        LAUNCH_SECURITY_ANNOTATION, "{}")(o))), ON).violations
+    return found + _updates(unlabelled)
+
+
+def _updates(unlabelled: dict[str, Any]) -> list[Violation]:
+    admitted = patches.apply(BASE, plan_vmi(BASE, ON).patch)
+    found = validate_vmi(_vmi(lambda o: None), operation="UPDATE", cluster=ON, old=unlabelled)
+    for key, value in ((LAUNCH_SECURITY_ANNOTATION, "{}"), (RESOLVED_ANNOTATION, "{}"),
+                       (HOOK_SIDECARS_ANNOTATION, "[]")):
+        changed = json.loads(json.dumps(admitted))
+        changed["metadata"]["annotations"][key] = value
+        found += validate_vmi(changed, operation="UPDATE", cluster=ON, old=admitted)
+    found += validate_vmi(unlabelled, operation="UPDATE", cluster=ON, old=admitted)
+    migration = {"spec": {"vmiName": "x"}}
+    found += validate_migration(migration, admitted)
+    found += validate_migration(migration, None, lookup_problem="timeout")
+    found += validate_migration({"spec": {}}, None)
+    return found
+
+
+MESSAGES = sorted({v.message for v in _created()})
+
+
+def _fixed_part(message: str) -> str:
+    """The longest stretch of a message between the values it quotes (the fixed wording)."""
+    pieces = re.split(r"\([^)]*\)|[()'\"\[\]{}]|\d+", message)
+    return max((p.strip() for p in pieces), key=len)
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=[m[:40] for m in MESSAGES])
+def test_every_message_is_in_the_vm_owners_page(message: str) -> None:
+    fixed = _fixed_part(message)
+    assert len(fixed) >= 15, message
+    assert fixed in " ".join(DOC.split()), f"docs/vm-owners.md does not list: {message}"
+
+
+def test_the_generator_covers_the_refusal_kinds() -> None:
+    assert len(MESSAGES) >= 30
