@@ -221,3 +221,59 @@ async def test_doctor_accepts_what_certs_ensure_made(kmock: Any) -> None:
                                                 expected=expected)}
     assert checks["webhook certificate"].status is Status.OK, checks["webhook certificate"]
     assert checks["webhook certificate"].summary.endswith("trusted by both configurations")
+
+
+@pytest.mark.asyncio
+async def test_a_garbled_secret_is_replaced(kmock: Any) -> None:
+    load(kmock, webhook_configurations())
+    kmock.objects[SECRET_KEY] = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                                 "metadata": {"name": SECRET_KEY[2], "namespace": SECRET_KEY[1]},
+                                 "data": {"tls.crt": "%%% not base64 %%%", "tls.key": ""}}
+    outcome = await run_ensure(kmock, None)
+    assert outcome.plan.action is Action.NEW_CA
+    assert outcome.plan.reason == "the Secret's certificate is unreadable"
+    stored = base64.b64decode(kmock.objects[SECRET_KEY]["data"][TLS_CRT])
+    assert stored.startswith(b"-----BEGIN CERTIFICATE-----")
+
+
+@pytest.mark.asyncio
+async def test_the_command_prints_what_it_did_and_exits_0(kmock: Any, tmp_path: Path) -> None:
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from kubevirt_cca.cli import main
+
+    load(kmock, webhook_configurations())
+    kmock.resources[SECRETS] = {}
+
+    def command() -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(["certs", "ensure", "--server", str(kmock.url),
+                         "--write-dir", str(tmp_path)])
+        return code, out.getvalue(), err.getvalue()
+
+    code, out, err = await asyncio.to_thread(command)
+    assert code == 0, err
+    assert out.splitlines() == [
+        "Secret kubevirt-cca/kubevirt-cca-webhook-tls: new-ca (no certificate yet)",
+        "MutatingWebhookConfiguration kubevirt-cca: caBundle set",
+        "ValidatingWebhookConfiguration kubevirt-cca: caBundle set",
+    ]
+    assert (tmp_path / "tls.crt").is_file()
+
+
+def test_the_command_against_no_api_server_is_one_line_and_exit_1() -> None:
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from kubevirt_cca.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(["certs", "ensure", "--server", "http://127.0.0.1:9"])
+    assert code == 1
+    assert err.getvalue().startswith("kubevirt-cca certs: error: get Secret kubevirt-cca/"
+                                     "kubevirt-cca-webhook-tls: the API server could not be "
+                                     "reached")
+    assert "Traceback" not in err.getvalue()

@@ -12,6 +12,7 @@ of the two webhook configurations.
 from __future__ import annotations
 
 import base64
+import binascii
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -88,9 +89,16 @@ async def _retrying(what: str, step: Callable[[], Awaitable[T]]) -> T:
 
 
 def _decoded(secret: Secret | None) -> dict[str, bytes] | None:
+    """The Secret's data; a value that is not base64 counts as absent (so it is replaced)."""
     if secret is None:
         return None
-    return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+    data = {}
+    for key, value in (secret.data or {}).items():
+        try:
+            data[key] = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            LOG.warning("Secret key %s is not base64; the certificate will be replaced", key)
+    return data
 
 
 async def ensure_secret(client: AsyncClient, *, namespace: str, name: str,
