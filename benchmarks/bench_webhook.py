@@ -1,8 +1,8 @@
 """Admission over TLS on loopback: reviews per second and p50/p99 latency at 16 connections.
 
-The webhook runs in a second process (one asyncio loop: one core) with a fixed cluster view;
-this process drives it over HTTPS with 16 concurrent keep-alive connections. Three rounds
-against the same server in the same run:
+The webhook runs in a second process (one asyncio loop), pinned to CPU 0, with a fixed cluster
+view; this process, pinned to the other CPUs, drives it over HTTPS with 16 concurrent keep-alive
+connections. Three rounds against the same server in the same run:
 
 - ``canned``       the server answers a precomputed AdmissionReview (its HTTP + TLS + JSON
                    floor; the baseline),
@@ -85,11 +85,19 @@ def write_pair(folder: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-def server_process(cert: str, key: str, canned: bytes, ports: Any, stop: Any) -> None:
+def can_pin() -> bool:
+    return hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1
+
+
+def server_process(cert: str, key: str, canned: bytes, ports: Any, stop: Any,
+                   pin: bool) -> None:
     """The webhook, as the Deployment runs it, minus the API server (a fixed cluster view)."""
     from kubevirt_cca.adapters.webhook.server import StaticCluster, WebhookApp, serve
     from kubevirt_cca.adapters.webhook.tls import ReloadingTLS
     from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
+
+    if pin:
+        os.sched_setaffinity(0, {0})  # the server gets one core, the client the other
 
     async def main() -> None:
         app = WebhookApp(StaticCluster(ClusterView(gates=all_gates_on())),
@@ -146,6 +154,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=3,
                         help="cycles of the three rounds, interleaved; medians are reported")
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="do not pin the server to CPU 0 and the client to the others "
+                             "(pinning isolates them, but hurts on a machine busy with other work)")
     args = parser.parse_args()
 
     from kubevirt_cca.core.admission.admit import Endpoint, admit
@@ -160,12 +171,17 @@ def main() -> None:
     patch = json.loads(base64.b64decode(verdict.response["patch"]))
     validate_body = json.dumps(review(apply(VMI, patch))).encode()
 
+    pin = args.pin and can_pin()
+    loadavg = Path("/proc/loadavg")
+    load_before = loadavg.read_text().split()[0] if loadavg.exists() else "unknown"
+    if pin:
+        os.sched_setaffinity(0, set(range(1, os.cpu_count() or 2)))
     with tempfile.TemporaryDirectory() as folder:
         cert, key = write_pair(Path(folder))
         spawn = multiprocessing.get_context("spawn")
         ports, stop = spawn.Queue(), spawn.Event()
         server = spawn.Process(target=server_process,
-                               args=(str(cert), str(key), canned, ports, stop))
+                               args=(str(cert), str(key), canned, ports, stop, pin))
         server.start()
         try:
             port = ports.get(timeout=60)
@@ -187,8 +203,9 @@ def main() -> None:
           f"{'server CPU/review':>19}{'CPU vs canned':>15}{'rate vs canned':>16}")
     results = {name: {key: statistics.median(run[key] for run in rounds) for key in rounds[0]}
                for name, rounds in runs.items()}
+    placement = "server pinned to CPU 0" if pin else "not pinned"
     print(f"{args.connections} connections, {args.repeat} x {args.seconds:g} s per round, "
-          "medians over the interleaved cycles")
+          f"medians over the interleaved cycles, {placement}, load average before {load_before}")
     for name, r in results.items():
         ratio = results["canned"]["rate"] / r["rate"]
         cpu = r["server_cpu_us"] / results["canned"]["server_cpu_us"]
