@@ -403,3 +403,12 @@ def test_patch_applies_to_any_shape_and_matches_an_independent_rfc6902(
     assert obj["metadata"] == metadata, "the input is not modified"
     assert validate_vmi(ours, operation="CREATE", cluster=ON) == []
     assert plan_vmi(ours, ON).patch == []
+
+
+def test_update_of_a_vmi_whose_cca_metadata_is_unchanged_is_never_rejudged() -> None:
+    # Even a VMI whose request would not pass today (it got in before kubevirt-cca was
+    # installed) must not have KubeVirt's own updates refused.
+    legacy = labelled(load(VMIS[0]), '{"measurementAlgo": "md5"}')
+    updated = json.loads(json.dumps(legacy))
+    updated["status"] = {"phase": "Running"}
+    assert validate_vmi(updated, operation="UPDATE", cluster=ON, old=legacy) == []

@@ -110,13 +110,9 @@ def _vmi_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[Violatio
             f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]",
             "the kubevirt-cca hook entry of an existing CCA VMI cannot be changed or removed; "
             "the hook sidecar is what makes it a Realm"))
-    if violations:
-        return violations
-    try:
-        parse_request(new)
-    except RequestError as exc:
-        return list(exc.violations)
-    return []
+    # Nothing CCA-related changed: the VMI was judged when it was created. Re-judging it here
+    # could only wedge KubeVirt's own updates of a running VMI.
+    return violations
 
 
 def _update_message(key: str, before: Any, after: Any) -> str:
