@@ -62,6 +62,8 @@ async def _read(what: str, request: Callable[[], Awaitable[Any]]) -> Read:
         if exc.response.status_code == 404:
             return Read()
         return Read(error=f"{exc.response.status_code} {_status_text(exc.response)}")
+    except ValueError as exc:  # the answer was not the object the client expected
+        return Read(error=f"unreadable answer: {exc}")
     except httpx2.HTTPError as exc:
         raise KubernetesAPIError(f"cannot reach the API server to read {what} "
                                  f"({type(exc).__name__}: {exc or 'no detail'})") from exc

@@ -115,6 +115,10 @@ def strings(value: Any) -> list[str]:
 
 
 def unreadable(name: str, what: str, read: Read) -> Check:
-    return Check(name, Status.FAIL, f"cannot read {what}: {read.error}",
-                 fix="run doctor as a cluster admin, or bind the kubevirt-cca-doctor ClusterRole "
-                     "and Role to your user (docs/admin.md, 'Who may run doctor')")
+    error = read.error or ""
+    if error.startswith(("401", "403")):
+        fix = ("run doctor as a cluster admin, or bind the kubevirt-cca-doctor ClusterRole and "
+               "Role to your user (docs/admin.md, 'Who may run doctor')")
+    else:
+        fix = "the API server's answer could not be used; retry, and if it stays, report it"
+    return Check(name, Status.FAIL, f"cannot read {what}: {error}", fix=fix)

@@ -159,7 +159,8 @@ def check_cca_nodes(snapshot: Snapshot) -> Check:
         return unreadable(name, "Nodes", snapshot.nodes)
     nodes = snapshot.nodes.items()
     capable = [n for n in nodes if dig(n, "metadata", "labels", NODE_CCA_LABEL) == "true"]
-    others = [n for n in arm64_nodes(snapshot) if n not in capable]
+    capable_names = {_name(n) for n in capable}
+    others = [n for n in arm64_nodes(snapshot) if _name(n) not in capable_names]
     details = [f"{_name(n)}: {node_reasons(n)}" for n in others]
     summary = (f"{len(capable)} of {len(capable) + len(others)} arm64 node(s) can run Realms"
                + (f": {', '.join(_name(n) for n in capable)}" if capable else ""))
