@@ -42,7 +42,6 @@ def namespace(options: InstallOptions) -> Manifest:
     # Everything here runs restricted except the labeller's init container (privileged: it starts
     # virt-launcher's libvirt, as KubeVirt's own node labeller does), hence "privileged".
     meta["labels"]["pod-security.kubernetes.io/enforce"] = "privileged"
-    meta["labels"]["pod-security.kubernetes.io/warn"] = "baseline"
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
