@@ -150,8 +150,9 @@ def _drop_acpi_without_pflash(root: etree._Element, changes: list[str]) -> None:
     loader = root.find("os/loader")
     if loader is not None and loader.get("type", "rom") == "pflash":
         return
-    for acpi in root.findall("features/acpi"):
-        acpi.getparent().remove(acpi)
+    features = root.find("features")
+    for acpi in features.findall("acpi") if features is not None else ():
+        features.remove(acpi)
         changes.append("removed <features><acpi/> (this libvirt refuses ACPI on aarch64 "
                        "without a pflash loader)")
 
@@ -161,13 +162,15 @@ _X86_TIMERS = ("kvmclock", "pit", "hpet", "hypervclock", "tsc")
 
 
 def _drop_x86_only(root: etree._Element, changes: list[str]) -> None:
-    for tag in _X86_FEATURES:
-        for element in root.findall(f"features/{tag}"):
-            root.find("features").remove(element)  # type: ignore[union-attr]
+    features = root.find("features")
+    for tag in _X86_FEATURES if features is not None else ():
+        for element in features.findall(tag):
+            features.remove(element)
             changes.append(f"removed x86-only <features><{tag}> (fixture artefact)")
-    for timer in root.findall("clock/timer"):
+    clock = root.find("clock")
+    for timer in clock.findall("timer") if clock is not None else ():
         if timer.get("name") in _X86_TIMERS:
-            timer.getparent().remove(timer)  # type: ignore[union-attr]
+            clock.remove(timer)
             changes.append(f"removed x86-only timer {timer.get('name')} (fixture artefact)")
     for disk in root.iterfind("devices/disk[@device='cdrom']"):
         target = disk.find("target")
