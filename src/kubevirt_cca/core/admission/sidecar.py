@@ -11,6 +11,7 @@ configured image; every other entry is the user's and is kept as it was, in orde
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,15 +30,18 @@ RESOLVED_FIELD = f"metadata.annotations[{RESOLVED_ANNOTATION}]"
 
 def hook_entry(settings: Settings, image: str) -> HookEntry:
     """The sidecar entry that makes KubeVirt run our hook with these settings."""
-    return {
-        "image": image,
-        "args": [
-            HOOK_COMMAND,
-            "--dialect", settings.dialect.value,
-            "--firmware", settings.firmware,
-            "--virtio-iommu", "on" if settings.virtio_iommu else "off",
-        ],
-    }
+    return {"image": image, "args": list(_hook_args(settings))}
+
+
+@functools.lru_cache(maxsize=64)
+def _hook_args(settings: Settings) -> tuple[str, ...]:
+    # The same few settings on every review: build the argument list once per settings.
+    return (
+        HOOK_COMMAND,
+        "--dialect", settings.dialect.value,
+        "--firmware", settings.firmware,
+        "--virtio-iommu", "on" if settings.virtio_iommu else "off",
+    )
 
 
 def looks_like_ours(entry: Any, image: str | None = None) -> bool:
@@ -96,6 +100,7 @@ def resolved_record(request: CCARequest, settings: Settings) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=256)
 def render_resolved(request: CCARequest, settings: Settings) -> str:
     """The resolved annotation's value (sorted keys, so equal decisions are equal strings)."""
     return json.dumps(resolved_record(request, settings), sort_keys=True, separators=(",", ":"))
