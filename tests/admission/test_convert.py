@@ -1,0 +1,70 @@
+"""convert: the native form becomes label + annotation asking for exactly the same Realm."""
+
+from __future__ import annotations
+
+import base64
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kubevirt_cca.constants import ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION
+from kubevirt_cca.core.convert import convert, native_field
+from kubevirt_cca.core.request import parse_request
+from kubevirt_cca.errors import RequestError
+from tests.admission.helpers import template_node
+
+VM: dict[str, Any] = {
+    "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+    "metadata": {"name": "vm", "labels": {"app": "x"}},
+    "spec": {"runStrategy": "Always", "template": {
+        "metadata": {"labels": {"kubevirt.io/vm": "vm"}},
+        "spec": {"domain": {"devices": {}, "memory": {"guest": "1Gi"}}}}},
+}
+PARAMS = st.fixed_dictionaries({}, optional={
+    "measurementAlgo": st.sampled_from(["sha256", "sha512"]),
+    "measurementLog": st.sampled_from([True, False, "yes", "no"]),
+    "personalizationValue": st.binary(min_size=64, max_size=64).map(
+        lambda b: base64.b64encode(b).decode()),
+})
+
+
+@settings(max_examples=200, deadline=None)
+@given(params=st.one_of(st.none(), PARAMS),
+       kind=st.sampled_from(["VirtualMachineInstance", "VirtualMachine",
+                             "VirtualMachineInstanceReplicaSet", "VirtualMachinePool"]))
+def test_convert_keeps_the_request_and_everything_else(params: dict[str, Any] | None,
+                                                       kind: str) -> None:
+    obj = copy.deepcopy(VM) if kind == "VirtualMachine" else {
+        "apiVersion": "kubevirt.io/v1", "kind": kind, "metadata": {"name": "o"}, "spec": {}}
+    template_node(obj).setdefault("spec", {}).setdefault("domain", {})["launchSecurity"] = {
+        "cca": params}
+    before = parse_request(obj)
+    result = convert(obj)
+    assert native_field(result.obj) is None
+    assert parse_request(result.obj) == before
+    node = template_node(result.obj)
+    assert node["metadata"]["labels"][ENABLED_LABEL] == "true"
+    assert (LAUNCH_SECURITY_ANNOTATION in node["metadata"].get("annotations", {})) == bool(
+        params)
+    # Nothing else moved: undo the two metadata additions and compare.
+    node["metadata"]["labels"].pop(ENABLED_LABEL)
+    node["metadata"].get("annotations", {}).pop(LAUNCH_SECURITY_ANNOTATION, None)
+    original = copy.deepcopy(obj)
+    del template_node(original)["spec"]["domain"]["launchSecurity"]
+    for meta in (template_node(original).setdefault("metadata", {}), node["metadata"]):
+        for key in ("labels", "annotations"):
+            if not meta.get(key):
+                meta.pop(key, None)
+    assert result.obj == original
+    # Converting again changes nothing.
+    assert convert(result.obj).changes == ()
+
+
+def test_other_launch_security_is_kept_and_refused() -> None:
+    obj = copy.deepcopy(VM)
+    template_node(obj)["spec"]["domain"]["launchSecurity"] = {"cca": {}, "sev": {}}
+    with pytest.raises(RequestError, match="cannot also use sev"):
+        convert(obj)
