@@ -361,6 +361,8 @@ async def test_plugins_without_the_gate_are_harmless(kmock: Any, ca: CA) -> None
      "quay.io/kubevirt/virt-launcher:v1.9.1: what it reports may not be what starts VMs "
      "(install with 'kubevirt-cca manifests --virt-launcher-image "
      "quay.io/kubevirt/virt-launcher:v1.9.1')"),
+    ("KubeVirt deploying", "KubeVirt",
+     "KubeVirt is not fully deployed yet; VMs may not start"),
     ("templates fail closed", "webhook configurations",
      "validate-templates.cca.kubevirt.io: failurePolicy is Fail, kubevirt-cca ships Ignore "
      "(docs/admin.md, 'Failure policies')"),
@@ -379,6 +381,10 @@ async def test_warnings_leave_the_cluster_ready(kmock: Any, ca: CA, case: str, c
         drop(objects, "Pod", "kubevirt-cca-labeller-arm-2")
         find(objects, "Node", "arm-2")["spec"]["taints"] = [
             {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]
+    elif case == "KubeVirt deploying":
+        cr = kubevirt()
+        cr["status"]["phase"] = "Deploying"
+        _replace(objects, cr)
     elif case == "other virt-launcher":
         _replace(objects, kubevirt(version="v1.9.1"))
     else:
@@ -426,3 +432,11 @@ async def test_with_cert_manager_the_advice_names_the_certificate(kmock: Any, ca
     check = (await doctor(kmock, objects))["webhook certificate"]
     assert check.fix == ("cert-manager has not issued it: kubectl describe certificate "
                          "kubevirt-cca-webhook -n kubevirt-cca")
+
+
+def test_a_missing_kubeconfig_is_one_line_and_exit_1(tmp_path: Any) -> None:
+    code, out, err = _run_cli("doctor", "--kubeconfig", str(tmp_path / "absent"))
+    assert code == 1
+    assert out == ""
+    assert err.startswith("kubevirt-cca doctor: error: no usable Kubernetes configuration")
+    assert "Traceback" not in err

@@ -10,7 +10,10 @@ from __future__ import annotations
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.config.models import Cluster, User
+from lightkube.core.exceptions import ConfigError
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+
+from kubevirt_cca.errors import KubernetesAPIError
 
 FIELD_MANAGER = "kubevirt-cca"
 
@@ -35,9 +38,14 @@ def kube_config(*, server: str | None = None, kubeconfig: str | None = None) -> 
         # An explicit (anonymous) user: lightkube's from_server() leaves it out, and its HTTP
         # adapter then refuses to build a client ("Missing user").
         return KubeConfig.from_one(cluster=Cluster(server=server), user=User())
-    if kubeconfig is not None:
-        return KubeConfig.from_file(kubeconfig)
-    return KubeConfig.from_env()
+    try:
+        if kubeconfig is not None:
+            return KubeConfig.from_file(kubeconfig)
+        return KubeConfig.from_env()
+    except ConfigError as exc:
+        raise KubernetesAPIError(
+            f"no usable Kubernetes configuration ({exc}); give --kubeconfig FILE or --server "
+            "URL, set $KUBECONFIG, or run in a pod with a service account") from exc
 
 
 def async_client(*, server: str | None = None, kubeconfig: str | None = None,
