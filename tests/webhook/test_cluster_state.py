@@ -180,3 +180,19 @@ async def test_undecodable_answer_fails_closed_and_the_loop_survives(
     broken["on"] = False
     kmock.objects["kubevirt.io/v1/kubevirts", "kubevirt", "kubevirt"] = KUBEVIRT_CR
     await eventually(lambda: decide(state, labelled(VMI)) == [])
+
+
+async def test_unreadable_config_map_fails_closed(kmock: kmock.KubernetesEmulator,
+                                                  state: ClusterState) -> None:
+    kmock.objects["kubevirt.io/v1/kubevirts", "kubevirt", "kubevirt"] = KUBEVIRT_CR
+    kmock["list v1/configmaps"] << 403 << {
+        "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
+        "reason": "Forbidden", "message": "configmaps is forbidden"}
+    await state.start()
+    assert await state.wait_ready(10)
+    await eventually(lambda: state.view().gates is not None)
+    messages = decide(state, labelled(VMI))
+    assert len(messages) == 1
+    assert "kubevirt-cca-config is invalid (it could not be read" in messages[0]
+    assert "403" in messages[0]
+    assert decide(state, VMI) == []
