@@ -75,8 +75,10 @@ def labeller_daemon_set(options: InstallOptions) -> Manifest:
         "image": options.virt_launcher_image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["/bin/sh", "-c", DOMCAPS_SCRIPT],
-        # As in KubeVirt's virt-handler: libvirt must open /dev/kvm to probe KVM's features.
-        "securityContext": {"privileged": True},
+        # As in KubeVirt's virt-handler: libvirt must open /dev/kvm to probe KVM's features, and
+        # the script may create and open up /dev/kvm; the virt-launcher image's own user is not
+        # root (107), hence root here.
+        "securityContext": {"privileged": True, "runAsUser": 0},
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                       "limits": {"cpu": "1", "memory": "512Mi"}},
         "volumeMounts": [{"name": "domcapabilities", "mountPath": DOMCAPS_DIR}],
