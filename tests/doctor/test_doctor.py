@@ -128,6 +128,12 @@ def _no_kubevirt(o: Objects, ca: CA) -> None:
     drop(o, "KubeVirt")
 
 
+def _kubevirt_elsewhere(o: Objects, ca: CA) -> None:
+    cr = kubevirt()
+    cr["metadata"]["namespace"] = "openshift-cnv"
+    _replace(o, cr)
+
+
 def _cca_gate_disabled(o: Objects, ca: CA) -> None:
     _replace(o, kubevirt(disabled=["WorkloadEncryptionCCA"]))
 
@@ -220,6 +226,8 @@ def _no_capable_node(o: Objects, ca: CA) -> None:
 FAILURES: list[tuple[str, Callable[[Objects, CA], None], str, str]] = [
     ("no KubeVirt", _no_kubevirt, "KubeVirt",
      "KubeVirt is not installed: no KubeVirt object in any namespace"),
+    ("KubeVirt in another namespace", _kubevirt_elsewhere, "KubeVirt",
+     "KubeVirt v1.8.0 (Deployed), KubeVirt CR openshift-cnv/kubevirt"),
     ("CCA gate disabled", _cca_gate_disabled, "feature gates",
      "off: WorkloadEncryptionCCA (CCA VMIs are refused until both are on)"),
     ("Sidecar gate off", _sidecar_gate_off, "feature gates",
@@ -293,6 +301,8 @@ DETAILS = {
     "server cannot trust the webhook's certificate",
     "wrong service": "validate-migration.cca.kubevirt.io: calls service kubevirt-cca/old path "
     "/validate-migration, expected kubevirt-cca/kubevirt-cca-webhook path /validate-migration",
+    "KubeVirt in another namespace": "the webhook reads the feature gates from namespace "
+    "kubevirt, but the KubeVirt CR is in openshift-cnv: it refuses every CCA VMI",
     "labeller crashing": "arm-2: labeller pod kubevirt-cca-labeller-arm-2 is not ready "
     "(container labeller: CrashLoopBackOff)",
     "labeller missing on a node": "arm-2: no labeller pod",

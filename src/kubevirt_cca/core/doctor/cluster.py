@@ -59,6 +59,14 @@ def check_kubevirt(snapshot: Snapshot) -> Check:
     version = dig(kubevirt, "status", "observedKubeVirtVersion") or "unknown version"
     phase = dig(kubevirt, "status", "phase") or "no phase"
     summary = f"KubeVirt {version} ({phase}), KubeVirt CR {where}"
+    watched = _webhook_arg(snapshot, "--kubevirt-namespace")
+    namespace = dig(kubevirt, "metadata", "namespace")
+    if watched is not None and watched != namespace:
+        return Check(name, Status.FAIL, summary,
+                     (f"the webhook reads the feature gates from namespace {watched}, but the "
+                      f"KubeVirt CR is in {namespace}: it refuses every CCA VMI",),
+                     fix=f"re-install with 'kubevirt-cca manifests --kubevirt-namespace "
+                         f"{namespace}'")
     if phase != "Deployed":
         return Check(name, Status.WARN, summary,
                      ("KubeVirt is not fully deployed yet; VMs may not start",),
@@ -157,6 +165,16 @@ def check_config(snapshot: Snapshot, expected: Expected) -> Check:
                      fix=f"set data.{HOOK_IMAGE_KEY} to {deployed}, or install with "
                          "'kubevirt-cca manifests --image', which sets both")
     return Check(name, Status.OK, f"{summary}, hook image {hook_image}")
+
+
+def _webhook_arg(snapshot: Snapshot, flag: str) -> str | None:
+    """The value the webhook container is started with for ``flag``, if it is given."""
+    containers = objects(dig(snapshot.deployment.value, "spec", "template", "spec", "containers"))
+    for container in containers:
+        args = strings(container.get("args")) if container.get("name") == "webhook" else []
+        if flag in args[:-1]:
+            return args[args.index(flag) + 1]
+    return None
 
 
 def _webhook_image(snapshot: Snapshot) -> str | None:
