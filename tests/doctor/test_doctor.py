@@ -32,7 +32,7 @@ from tests.doctor.cluster import (
     pem64,
     ready_cluster,
 )
-from tests.doctor.scenarios import DETAILS, FAILURES, _hook, signed_by_another_ca, _replace
+from tests.doctor.scenarios import DETAILS, FAILURES, replace, signed_by_another_ca, webhook
 
 CA = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
 Objects = list[dict[str, Any]]
