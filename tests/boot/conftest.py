@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.boot.cases import FIRMWARE
-from tests.boot.daemons import SBIN_PATH, Daemons, start_daemons
+from tests.boot.daemons import SBIN_PATH, Daemons, close_lane, open_lane
 from tests.boot.domains import remove_lane_domains
 from tests.boot.initramfs import GuestFiles, build_initramfs
 from tests.boot.tcg import EMULATOR, BootFiles
@@ -90,15 +90,15 @@ def boot_env() -> Iterator[BootEnv]:
         modules = build_initramfs(guest, initrd)
         for path in (kernel, initrd):
             path.chmod(0o644)
-        daemons = start_daemons(folder)
+        lane = open_lane(folder)
         try:
-            remove_lane_domains()  # left by an interrupted run: their UUIDs would clash
+            remove_lane_domains()  # left by an interrupted run
             yield BootEnv(folder=folder, kernel=kernel, initrd=initrd,
-                          modules=tuple(modules), daemons=daemons)
+                          modules=tuple(modules), daemons=lane.daemons)
         finally:
             try:
                 remove_lane_domains()
             finally:
-                daemons.stop()
+                close_lane(lane)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -4,19 +4,27 @@
 folder, waits until ``virsh uri`` answers, and ``Daemons.stop`` ends exactly those two PIDs.
 When a libvirtd already answers (a developer's machine with libvirt running), it is used as it is
 and left running.
+
+Several test runs may share one machine (engineers running the suite side by side). ``open_lane``
+and ``close_lane`` coordinate them with a lock file: starting is exclusive, running is shared,
+and the daemons a lane started (recorded in a state file) are stopped by whichever run is the
+last to leave, so no run pulls libvirt out from under another.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 URI = "qemu:///system"
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+STATE_DIR = Path("/run/kubevirt-cca-boot")
 
 
 def virsh(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -110,3 +118,46 @@ def _program_of(pid: int) -> str | None:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except (FileNotFoundError, ProcessLookupError):
         return None
+
+
+@dataclass
+class LaneShare:
+    """A run's share of the machine's libvirt: hold it from ``open_lane`` to ``close_lane``."""
+
+    lock: IO[str]
+    daemons: Daemons
+
+
+def open_lane(folder: Path) -> LaneShare:
+    """Join (or start) the lane's libvirt daemons, holding the shared lock."""
+    STATE_DIR.mkdir(mode=0o755, exist_ok=True)
+    lock = (STATE_DIR / "lane.lock").open("a+")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        daemons = start_daemons(folder)
+        if daemons.pids:
+            (STATE_DIR / "daemons").write_text(
+                "".join(f"{program} {pid}\n" for program, pid in daemons.pids.items())
+            )
+    except BaseException:
+        lock.close()
+        raise
+    fcntl.flock(lock, fcntl.LOCK_SH)
+    return LaneShare(lock=lock, daemons=daemons)
+
+
+def close_lane(lane: LaneShare) -> None:
+    """Leave the lane; the last run to leave stops the daemons a lane started."""
+    try:
+        fcntl.flock(lane.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lane.lock.close()  # another run still boots domains: leave libvirt to it
+        return
+    try:
+        state = STATE_DIR / "daemons"
+        if state.exists():
+            pids = dict(line.split() for line in state.read_text().splitlines() if line)
+            Daemons(lane.daemons.folder, {p: int(pid) for p, pid in pids.items()}).stop()
+            state.unlink()
+    finally:
+        lane.lock.close()

@@ -6,6 +6,7 @@ libvirt error, the domain XML libvirt was given, the guest's serial log, QEMU's 
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ from tests.boot.initramfs import DEVICE_PREFIX, RESULT_PREFIX
 from tests.boot.tcg import Adapted
 
 QEMU_LOG_DIR = Path("/var/log/libvirt/qemu")
-DOMAIN_PREFIX = "kvcca-boot-"
+# The run's PID in every name: runs side by side on one machine never touch each other's domains.
+DOMAIN_PREFIX = f"kvcca-boot-{os.getpid()}-"
+_LANE_DOMAIN = re.compile(r"kvcca-boot-([0-9]+)-")
 _RESULT = re.compile(re.escape(RESULT_PREFIX) + r" (PASS|FAIL)\b[^\r\n]*")
 _DEVICE = re.compile(re.escape(DEVICE_PREFIX) + r" [^\r\n]*")
 
@@ -95,10 +98,14 @@ def remove_domain(name: str) -> None:
 
 
 def remove_lane_domains() -> None:
-    """Remove every domain the lane may have left behind (their names start with PREFIX)."""
+    """Remove this run's domains and those left by lane runs that are gone."""
     listed = virsh("list", "--all", "--name")
     for name in listed.stdout.split():
-        if name.startswith(DOMAIN_PREFIX):
+        match = _LANE_DOMAIN.match(name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        if pid == os.getpid() or not Path(f"/proc/{pid}").exists():
             remove_domain(name)
 
 
