@@ -64,11 +64,11 @@ def boot(adapted: Adapted, *, name: str, serial_log: Path, timeout: float = 90) 
                 f"libvirt could not start {name}: {started.stderr.strip()}\n"
                 f"{_qemu_log(name)}\nlane adaptations:\n{changes}"
             )
-        serial = _wait_for_verdict(serial_log, timeout)
+        serial = _wait_for_verdict(name, serial_log, timeout)
         match = _RESULT.search(serial)
         if match is None:
             raise AssertionError(
-                f"no {RESULT_PREFIX} line from the guest of {name} within {timeout:.0f} s "
+                f"no {RESULT_PREFIX} line from the guest of {name} (waited up to {timeout:.0f} s) "
                 f"(domain state: {virsh('domstate', name).stdout.strip()})\n"
                 f"guest serial log:\n{_tail(serial, 80)}\n{_qemu_log(name)}"
             )
@@ -109,15 +109,19 @@ def remove_lane_domains() -> None:
             remove_domain(name)
 
 
-def _wait_for_verdict(serial_log: Path, timeout: float) -> str:
+def _wait_for_verdict(name: str, serial_log: Path, timeout: float) -> str:
+    """The serial log once it holds the verdict, or at the timeout or when the guest stopped."""
     deadline = time.monotonic() + timeout
-    text = ""
+    polls = 0
     while time.monotonic() < deadline:
         text = _read(serial_log)
         if _RESULT.search(text):
             return text
+        polls += 1
+        if polls % 8 == 0 and virsh("domstate", name).stdout.strip() == "shut off":
+            return _read(serial_log)  # stopped without a verdict (a panic, a QEMU crash)
         time.sleep(0.25)
-    return text
+    return _read(serial_log)
 
 
 def _wait_for_shutoff(name: str, timeout: float) -> bool:
