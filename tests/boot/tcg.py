@@ -1,12 +1,14 @@
 """The one place where the boot lane changes a rewritten domain before libvirt sees it.
 
-``adapt_for_tcg`` is the whole list. Everything it does falls in one of three groups, and it
+``adapt_for_tcg`` is the whole list. Everything it does falls in one of four groups, and it
 returns a line for each change it made, so a test (and its failure output) can say exactly what
 differs from what the hook would hand libvirt on a CCA host:
 
 1. What this libvirt (9.0, no CCA patches) and this QEMU (7.2, no ``rme-guest`` object) cannot
    know: the ``<launchSecurity>`` element, and for the ``qemu-commandline`` dialect the
-   ``-object rme-guest,...`` and ``-machine confidential-guest-support=...`` argument pairs.
+   ``-object rme-guest,...`` and ``-machine confidential-guest-support=...`` argument pairs;
+   and ``<features><acpi/>`` when the loader is not pflash, which stock libvirt refuses on
+   aarch64 ("ACPI requires UEFI on this architecture"; docs/boot-proof.md, "Known gap").
 2. What TCG emulation of aarch64 on an x86_64 machine forces: domain ``type='qemu'`` instead of
    ``kvm``, a named CPU model instead of ``host-passthrough`` (TCG has no host CPU to pass
    through), an explicit ``<emulator>``, and no free page reporting on a plain domain's balloon
@@ -41,6 +43,7 @@ from lxml import etree
 from kubevirt_cca.constants import QEMU_NAMESPACE
 
 _QEMU = f"{{{QEMU_NAMESPACE}}}"
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 EMULATOR = "/usr/bin/qemu-system-aarch64"
 # cortex-a57 boots noticeably faster under TCG than 'max' (fewer features to emulate).
 TCG_CPU_MODEL = "cortex-a57"
@@ -74,7 +77,7 @@ class Adapted:
 
 def adapt_for_tcg(domain_xml: str, *, name: str, files: BootFiles) -> Adapted:
     """Make a (rewritten or plain) KubeVirt arm64 domain bootable here; see the module doc."""
-    root = etree.fromstring(domain_xml.encode())
+    root = etree.fromstring(domain_xml.encode(), _PARSER)
     changes: list[str] = []
     # 1. unknown to this libvirt / QEMU
     for element in root.findall("launchSecurity"):
@@ -105,15 +108,15 @@ def adapt_for_tcg(domain_xml: str, *, name: str, files: BootFiles) -> Adapted:
     _child(root, "name").text = name
     _set_uuid(root, str(uuid.uuid4()))
     changes.append(f"name -> {name}, a fresh UUID (domains of one VMI boot side by side here)")
-    # 4. artefacts of KubeVirt's converter test fixture (kubevirt-arm64.xml) that no aarch64
-    #    libvirt accepts; absent from the project's own domains, so a no-op there
-    _drop_x86_only(root, changes)
     _raise_memory(root, changes)
     _set_boot_files(root, files, changes)
     _user_mode_nics(devices, changes)
     _file_disks(devices, files.folder, changes)
     _file_serial(devices, files.serial_log, changes)
     _local_sockets(devices, files.folder, changes)
+    # 4. artefacts of KubeVirt's converter test fixture (kubevirt-arm64.xml) that no aarch64
+    #    libvirt accepts; absent from the project's own domains, so a no-op there
+    _drop_x86_only(root, changes)
     etree.indent(root, space="  ")
     return Adapted(etree.tostring(root, encoding="unicode"), tuple(changes))
 
