@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -13,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 from lxml import etree
 
@@ -20,10 +22,12 @@ from kubevirt_cca.adapters.hook import hook_server, serve_until_stopped
 from kubevirt_cca.cli import build_parser, main
 from kubevirt_cca.cli import hook as hook_command
 from kubevirt_cca.cli.common import settings_from_args
-from kubevirt_cca.constants import HOOK_SOCKET_DIR, HOOK_SOCKET_NAME
+from kubevirt_cca.constants import HOOK_SOCKET_DIR, HOOK_SOCKET_NAME, QEMU_NAMESPACE
 from kubevirt_cca.core.admission.sidecar import hook_entry
 from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.errors import SettingsError
+from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2 as plugin_pb2
+from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2_grpc as plugin_grpc
 from tests.hook.conftest import StartHook
 from tests.hook.launcher import Launcher
 from tests.hook.support import ARM64_MINIMAL
@@ -274,3 +278,56 @@ def test_the_webhooks_sidecar_entry_starts_this_command(settings: Settings) -> N
     assert args.command == "hook" and args.handler is hook_command.run
     assert args.socket_dir == HOOK_SOCKET_DIR
     assert settings_from_args(args) == settings
+
+
+# --- the Plugins path (--plugin-socket) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", ["vep", "openeuler"])
+def test_plugin_socket_with_another_dialect_is_a_usage_error(
+    hooks_dir: Path, capsys: pytest.CaptureFixture[str], dialect: str
+) -> None:
+    path = hooks_dir / "kubevirt-cca" / "kubevirt-cca.sock"
+    code = main(["hook", "--plugin-socket", str(path), "--dialect", dialect])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert (f"kubevirt-cca hook: error: --dialect {dialect} cannot be used with "
+            "--plugin-socket") in err
+    assert "only the qemu-commandline dialect survives" in err
+    assert not path.parent.exists()
+
+
+def test_plugin_command_serves_mutate_domain_only_on_its_socket(hooks_dir: Path) -> None:
+    """The real command in a child process: the plugin socket appears, the legacy one does not."""
+    path = hooks_dir / "kubevirt-cca" / "kubevirt-cca.sock"
+    legacy = hooks_dir / "legacy"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "kubevirt_cca", "hook", "--plugin-socket", str(path),
+         "--socket-dir", str(legacy)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not path.is_socket():
+            assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline, "plugin socket did not appear"
+            time.sleep(0.05)
+        with grpc.insecure_channel(f"unix:{path}") as channel:
+            answer = plugin_grpc.DomainHookServiceStub(channel).MutateDomain(
+                plugin_pb2.MutateDomainRequest(
+                    domain_type="libvirt", domain=ARM64_MINIMAL,
+                    vmi=json.dumps(CCA_VMI).encode(),
+                    sidecar_context=plugin_pb2.SidecarContext(invocation_context="Boot")),
+                timeout=20)
+        out = etree.fromstring(answer.domain)
+        assert out.find("launchSecurity") is None  # forced qemu-commandline dialect
+        args = [a.get("value") for a in out.iter(f"{{{QEMU_NAMESPACE}}}arg")]
+        assert args == ["-object", "rme-guest,id=rme0", "-machine",
+                        "confidential-guest-support=rme0"]
+        assert not legacy.exists()
+    finally:
+        child.send_signal(signal.SIGTERM)
+        _out, err = child.communicate(timeout=30)
+    assert child.returncode == 0, err
+    assert not path.exists()
+    assert "call=MutateDomain context=Boot domain_type=libvirt vmi=ns/realm" in err

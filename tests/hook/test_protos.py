@@ -12,6 +12,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from kubevirt_cca.hookproto import (
     api_info_pb2,
+    api_plugins_v1alpha1_pb2,
     api_v1alpha1_pb2,
     api_v1alpha2_pb2,
     api_v1alpha3_pb2,
@@ -80,6 +81,17 @@ PROTOCOL = {
                  [ON_DEFINE_DOMAIN, PRE_CLOUD_INIT_ISO, SHUTDOWN],
                  {**ON_DEFINE_DOMAIN_MESSAGES, **PRE_CLOUD_INIT_ISO_MESSAGES,
                   **SHUTDOWN_MESSAGES}),
+    # KubeVirt Plugins (VEP 190): the domain hook virt-launcher dials without a handshake.
+    "plugins_v1alpha1": (api_plugins_v1alpha1_pb2, "kubevirt.hooks.plugins.v1alpha1",
+                         "DomainHookService",
+                         [("MutateDomain", "MutateDomainRequest", "MutateDomainResponse")], {
+                             "MutateDomainRequest": {
+                                 "domain_type": (1, STRING, ""), "domain": (2, BYTES, ""),
+                                 "vmi": (3, BYTES, ""), "sidecar_context": (4, MESSAGE, ""),
+                             },
+                             "SidecarContext": {"invocation_context": (1, STRING, "")},
+                             "MutateDomainResponse": {"domain": (1, BYTES, "")},
+                         }),
 }
 
 
@@ -104,6 +116,12 @@ def test_proto_matches_kubevirts_hook_protocol(name: str) -> None:
     assert sorted(file.message_types_by_name) == sorted(messages)
     for message_name, expected in messages.items():
         assert fields(file.message_types_by_name[message_name]) == expected, message_name
+    if name == "plugins_v1alpha1":
+        request = file.message_types_by_name["MutateDomainRequest"]
+        context = request.fields_by_name["sidecar_context"].message_type
+        assert context.full_name == "kubevirt.hooks.plugins.v1alpha1.SidecarContext"
+        # Field 2 of SidecarContext is reserved in KubeVirt's proto: never reuse it.
+        assert "reserved 2;" in (ROOT / "protos" / f"api_{name}.proto").read_text()
     if name == "info":
         hook_points = file.message_types_by_name["InfoResult"].fields_by_name["hookPoints"]
         assert hook_points.message_type.full_name == "kubevirt.hooks.info.HookPoint"

@@ -45,8 +45,11 @@ class UnixSocketServer:
 
     def __init__(self, path: Path, handlers: Sequence[grpc.GenericRpcHandler], *,
                  max_workers: int = DEFAULT_WORKERS,
-                 stop_event: threading.Event | None = None) -> None:
+                 stop_event: threading.Event | None = None,
+                 socket_mode: int | None = None) -> None:
         self.path = path
+        self.socket_mode = socket_mode
+        """Permission bits set on the socket after binding (``None``: leave the umask's)."""
         self.stop_event = stop_event if stop_event is not None else threading.Event()
         self._handlers = list(handlers)
         self._max_workers = max_workers
@@ -70,6 +73,14 @@ class UnixSocketServer:
             raise SettingsError(f"cannot listen on unix socket {self.path}: {exc}") from exc
         if bound == 0:
             raise SettingsError(f"cannot listen on unix socket {self.path}")
+        if self.socket_mode is not None:
+            try:
+                self.path.chmod(self.socket_mode)
+            except OSError as exc:
+                server.stop(None)
+                self.path.unlink(missing_ok=True)
+                raise SettingsError(f"cannot set the mode of unix socket {self.path}: "
+                                    f"{exc.strerror}") from exc
         server.start()
         info = self.path.stat()
         self._inode = (info.st_dev, info.st_ino)
