@@ -105,8 +105,9 @@ def untouched_view(xml: str) -> bytes:
                 driver.getparent().remove(driver)  # type: ignore[union-attr]
     features = root.find("features")
     if features is not None:
-        for gic in features.findall("gic"):
-            features.remove(gic)
+        for tag in ("gic", "acpi"):
+            for element in features.findall(tag):
+                features.remove(element)
         if not features.attrib and len(features) == 0:
             root.remove(features)
     cpu = root.find("cpu")

@@ -103,6 +103,7 @@ def test_rules_hold_on_every_domain(name: str) -> None:
     assert len(balloons) == 1 and dict(balloons[0].attrib) == {"model": "none"}
     assert len(balloons[0]) == 0
     assert out.find("features/gic").get("version") == "3"  # type: ignore[union-attr]
+    assert out.find("features/acpi") is None  # libvirt refuses ACPI without pflash on aarch64
     cpu = out.find("cpu")
     assert cpu is not None and cpu.get("mode") == "host-passthrough"
     assert cpu.find("model") is None and cpu.get("match") is None

@@ -66,7 +66,9 @@ def base_domain(template: Template, *, name: str, namespace: str) -> str:
     kubevirt = etree.SubElement(metadata, "{http://kubevirt.io}kubevirt", nsmap=kubevirt_ns)
     etree.SubElement(kubevirt, "{http://kubevirt.io}uid").text = uid
     features = etree.SubElement(root, "features")
-    etree.SubElement(features, "acpi")
+    if root.find("os/loader") is not None:
+        # libvirt allows ACPI on aarch64 only with UEFI; direct kernel boot gets a device tree.
+        etree.SubElement(features, "acpi")
     sockets, cores, threads = _topology(domain_spec)
     cpu = etree.SubElement(root, "cpu", mode="host-passthrough")
     etree.SubElement(cpu, "topology", sockets=str(sockets), cores=str(cores),

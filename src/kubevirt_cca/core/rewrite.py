@@ -9,7 +9,8 @@ Every rule below has its reason in ``docs/rewrite.md``. In short, a Realm needs:
 * ``iommu='on'`` on every virtio device, since a Realm guest refuses virtio devices without
   VIRTIO_F_ACCESS_PLATFORM;
 * no memory balloon (its guest driver can never offer that feature): ``<memballoon model='none'/>``;
-* GICv3 and the ``host-passthrough`` CPU.
+* GICv3 and the ``host-passthrough`` CPU;
+* no ACPI (libvirt allows it on aarch64 only with pflash firmware): the guest gets a device tree.
 
 The rewrite is idempotent and leaves every other element and attribute as it was. It refuses a
 document that is not a libvirt domain, a domain that is not aarch64, and a domain that already
@@ -219,6 +220,10 @@ def _set_gic_v3(root: etree._Element) -> None:
     features = root.find("features")
     if features is None:
         features = _append(root, "features")
+    # libvirt accepts ACPI on aarch64 only with pflash UEFI ("ACPI requires UEFI on this
+    # architecture"), which a Realm cannot have: the guest gets a device tree instead.
+    for acpi in features.findall("acpi"):
+        _remove(acpi)
     gic = features.find("gic")
     if gic is None:
         gic = _append(features, "gic")
