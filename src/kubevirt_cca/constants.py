@@ -61,3 +61,8 @@ RMI_ABI_LOG_MARKER: Final = "RMI ABI version"
 # Admins set the real image in kubevirt-cca-config (hookImage) or with `manifests --image`.
 DEFAULT_HOOK_IMAGE: Final = "kubevirt-cca:0.1.0"
 HOOK_COMMAND: Final = "hook"  # the subcommand the sidecar entry's args start with
+
+# --- KubeVirt Plugins path (VEP 190) -----------------------------------------------------------
+# Written by the mutating webhook on a CCA VMI admitted in plugin mode: the Realm set-up comes
+# from the injected plugin container, not a hook sidecar entry (the CEL backstop reads it).
+INTEGRATION_ANNOTATION: Final = "cca.kubevirt.io/integration"

@@ -147,7 +147,7 @@ async def test_a_certificate_from_another_ca_names_the_x509_error(kmock: Any, ca
     signed_by_another_ca(objects, ca)
     check = (await doctor(kmock, objects))["webhook certificate"]
     assert any("x509: certificate signed by unknown authority" in d for d in check.details)
-    assert len(check.details) == 4  # one per webhook
+    assert len(check.details) == 5  # one per webhook (4 for VMIs and templates, 1 for pods)
 
 
 @pytest.mark.asyncio

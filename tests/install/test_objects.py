@@ -99,9 +99,18 @@ def test_the_webhooks_fail_closed_only_for_labelled_vmis(objects: list[dict[str,
     for name in ("validate-templates.cca.kubevirt.io", "validate-migration.cca.kubevirt.io"):
         assert "objectSelector" not in hooks[name]
         assert hooks[name]["failurePolicy"] == "Ignore"
+    # The Plugins path's pod webhook: only labelled virt-launcher pods, failing closed.
+    pod = hooks["mutate-launcher-pod.cca.kubevirt.io"]
+    assert pod["objectSelector"] == {"matchExpressions": [
+        {"key": "cca.kubevirt.io/enabled", "operator": "Exists"},
+        {"key": "kubevirt.io", "operator": "In", "values": ["virt-launcher"]}]}
+    assert pod["failurePolicy"] == "Fail"
+    assert pod["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"],
+                             "operations": ["CREATE"], "scope": "Namespaced"}]
+    assert pod["clientConfig"]["service"]["path"] == "/mutate-launcher-pod"
     assert {r for h in hooks.values() for rule in h["rules"] for r in rule["resources"]} == {
         "virtualmachineinstances", "virtualmachines", "virtualmachineinstancereplicasets",
-        "virtualmachinepools", "virtualmachineinstancemigrations"}
+        "virtualmachinepools", "virtualmachineinstancemigrations", "pods"}
     assert mutating["webhooks"][0]["reinvocationPolicy"] == "IfNeeded"
     assert mutating["webhooks"][0]["rules"][0]["operations"] == ["CREATE"]
     for hook in hooks.values():
@@ -116,7 +125,8 @@ def test_the_config_map_holds_every_default(objects: list[dict[str, Any]]) -> No
     config = find(objects, "ConfigMap", "kubevirt-cca-config")
     assert settings_from_config_map(config["data"]) == Settings()
     assert config["data"] == {"dialect": "vep", "firmware": "/usr/share/AAVMF/AAVMF_CODE.cca.fd",
-                              "virtioIOMMU": "on", "hookImage": "kubevirt-cca:0.1.0"}
+                              "virtioIOMMU": "on", "hookImage": "kubevirt-cca:0.1.0",
+                              "integrationMode": "auto"}
 
 
 def test_self_signed_mode_swaps_only_the_certificate_source() -> None:

@@ -40,6 +40,8 @@ def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
     emulator.resources["kubevirt.io/v1/virtualmachineinstances"] = {
         "kind": "VirtualMachineInstance", "namespaced": True}
     emulator.resources["v1/configmaps"] = {"kind": "ConfigMap", "namespaced": True}
+    emulator.resources["plugin.kubevirt.io/v1alpha1/plugins"] = {"kind": "Plugin",
+                                                               "namespaced": False}
 
 
 @pytest_asyncio.fixture

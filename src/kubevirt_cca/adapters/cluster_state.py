@@ -9,12 +9,17 @@ Three sources, each listed then watched, re-listed after any error:
   policy and hook image (absent: the defaults);
 - VMIs carrying the CCA label, cluster-wide: a migration of one of them is refused without an
   API call. A VMI not in the cache is fetched once (migrations are rare), and a failed fetch
-  refuses the migration.
+  refuses the migration;
+- KubeVirt's ``Plugin`` objects (cluster-scoped, VEP 190): with the gates and the ConfigMap's
+  ``integrationMode`` they decide the integration mode. A cluster without the Plugin CRD
+  (KubeVirt before 1.9) has none; a list that fails otherwise leaves them unknown, and CCA
+  objects are refused where that matters (fail closed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,12 +29,13 @@ import httpx2
 from lightkube import ApiError, AsyncClient, operators
 from lightkube.resources.core_v1 import ConfigMap
 
-from kubevirt_cca.adapters.kube import KubeVirt, VirtualMachineInstance
+from kubevirt_cca.adapters.kube import KubeVirt, Plugin, VirtualMachineInstance
 from kubevirt_cca.constants import CONFIG_MAP_NAME, ENABLED_LABEL
 from kubevirt_cca.core.admission.gates import (
     ClusterView,
     config_from_map,
     gates_from_kubevirt,
+    mode_from_map,
     pick_kubevirt,
 )
 from kubevirt_cca.core.admission.validate import VMILookup
@@ -76,13 +82,18 @@ class ClusterState:
         self._kubevirt = _Source("KubeVirt CR")
         self._config = _Source(f"ConfigMap {namespace}/{CONFIG_MAP_NAME}")
         self._vmis = _Source("CCA VMIs")
+        self._plugins = _Source("KubeVirt Plugins")
+        self._plugin_crd_missing = False
+        # How long to wait before looking again for a Plugin CRD that does not exist.
+        self.plugin_crd_recheck = 60.0
         self._tasks: list[asyncio.Task[None]] = []
         self._view: ClusterView = ClusterView(gates=None, gates_problem="not listed yet")
 
     @property
     def ready(self) -> bool:
         """Every source has been listed at least once (successfully or not)."""
-        return all(s.attempted for s in (self._kubevirt, self._config, self._vmis))
+        return all(s.attempted for s in (self._kubevirt, self._config, self._vmis,
+                                         self._plugins))
 
     def view(self) -> ClusterView:
         return self._view
@@ -98,6 +109,8 @@ class ClusterState:
             asyncio.create_task(self._follow(self._config, self._list_config,
                                              self._watch_config)),
             asyncio.create_task(self._follow(self._vmis, self._list_vmis, self._watch_vmis)),
+            asyncio.create_task(self._follow(self._plugins, self._list_plugins,
+                                             self._watch_plugins)),
         ]
 
     async def stop(self) -> None:
@@ -174,7 +187,8 @@ class ClusterState:
             await asyncio.sleep(self._retry_delay)
 
     def _refresh(self) -> None:
-        self._view = _build_view(self._kubevirt, self._config, self._kubevirt_namespace)
+        self._view = _build_view(self._kubevirt, self._config, self._kubevirt_namespace,
+                                 self._plugins)
 
     async def _list_kubevirt(self) -> tuple[list[dict[str, Any]], str | None]:
         listing = self._client.list(KubeVirt, namespace=self._kubevirt_namespace)
@@ -191,6 +205,33 @@ class ClusterState:
                                     labels={ENABLED_LABEL: operators.exists()})
         items = [_as_dict(o) async for o in listing]
         return [i for i in items if _labelled(i)], _version(listing)
+
+    async def _list_plugins(self) -> tuple[list[dict[str, Any]], str | None]:
+        listing = self._client.list(Plugin)
+        try:
+            items = [_as_dict(o) async for o in listing]
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+            self._plugin_crd_missing = True  # no Plugin CRD: this KubeVirt has no Plugins
+            return [], None
+        except httpx2.HTTPStatusError as exc:
+            if exc.response.status_code != 404:
+                raise
+            self._plugin_crd_missing = True
+            return [], None
+        self._plugin_crd_missing = False
+        return items, _version(listing)
+
+    async def _watch_plugins(self, version: str | None
+                             ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        if self._plugin_crd_missing:
+            # Nothing to watch; look for the CRD again later (KubeVirt may be upgraded).
+            await asyncio.sleep(self.plugin_crd_recheck)
+            return
+        stream = self._client.watch(Plugin, resource_version=version)
+        async for event, obj in _watched(stream):
+            yield event, obj
 
     async def _watch_kubevirt(self, version: str | None
                               ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
@@ -218,13 +259,25 @@ class ClusterState:
             yield (event if _labelled(obj) else "DELETED"), obj
 
 
-def _build_view(kubevirt: _Source, config: _Source, kubevirt_namespace: str) -> ClusterView:
-    settings, image, config_problem = config_from_map(
-        next(iter(config.objects.values()), {}).get("data"))
+def _build_view(kubevirt: _Source, config: _Source, kubevirt_namespace: str,
+                plugins: _Source | None = None) -> ClusterView:
+    data = next(iter(config.objects.values()), {}).get("data")
+    settings, image, config_problem = config_from_map(data)
+    mode, mode_problem = mode_from_map(data)
+    if mode_problem is not None:
+        config_problem = "; ".join(p for p in (config_problem, mode_problem) if p)
     if config.problem is not None and not config.synced:
         config_problem = f"it could not be read: {config.problem}"
+    plugin_names: frozenset[str] | None = frozenset()
+    plugins_problem: str | None = None
+    if plugins is not None:
+        if plugins.synced and plugins.problem is None:
+            plugin_names = frozenset(name for _, name in plugins.objects)
+        else:
+            plugin_names, plugins_problem = None, plugins.problem
     base = ClusterView(gates=None, settings=settings, hook_image=image,
-                       config_problem=config_problem)
+                       config_problem=config_problem, integration_mode=mode,
+                       plugin_names=plugin_names, plugins_problem=plugins_problem)
     if not kubevirt.synced or kubevirt.problem is not None:
         return _with_gates(base, None, f"the KubeVirt CR could not be read: {kubevirt.problem}")
     cr = pick_kubevirt(kubevirt.objects.values())
@@ -237,8 +290,7 @@ def _build_view(kubevirt: _Source, config: _Source, kubevirt_namespace: str) -> 
 
 
 def _with_gates(view: ClusterView, gates: Any, problem: str | None) -> ClusterView:
-    return ClusterView(gates=gates, gates_problem=problem, settings=view.settings,
-                       hook_image=view.hook_image, config_problem=view.config_problem)
+    return dataclasses.replace(view, gates=gates, gates_problem=problem)
 
 
 async def _translated(awaitable: Any) -> Any:

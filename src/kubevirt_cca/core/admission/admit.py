@@ -8,6 +8,8 @@ from enum import StrEnum
 from typing import Any
 
 from kubevirt_cca.core.admission.gates import ClusterView
+from kubevirt_cca.core.admission.launcher_pod import plan_launcher_pod
+from kubevirt_cca.core.admission.modes import mode_warnings
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.reviews import (
     AdmissionRequest,
@@ -29,6 +31,7 @@ from kubevirt_cca.core.admission.validate import (
 from kubevirt_cca.errors import Violation
 
 MIGRATION_KIND = "VirtualMachineInstanceMigration"
+POD_KIND = "Pod"
 
 
 class Endpoint(StrEnum):
@@ -38,6 +41,7 @@ class Endpoint(StrEnum):
     VALIDATE_VMI = "validate-vmi"
     VALIDATE_TEMPLATES = "validate-templates"
     VALIDATE_MIGRATION = "validate-migration"
+    MUTATE_LAUNCHER_POD = "mutate-launcher-pod"
 
 
 ENDPOINT_KINDS: dict[Endpoint, tuple[str, ...]] = {
@@ -45,6 +49,7 @@ ENDPOINT_KINDS: dict[Endpoint, tuple[str, ...]] = {
     Endpoint.VALIDATE_VMI: (VMI_KIND,),
     Endpoint.VALIDATE_TEMPLATES: TEMPLATE_KINDS,
     Endpoint.VALIDATE_MIGRATION: (MIGRATION_KIND,),
+    Endpoint.MUTATE_LAUNCHER_POD: (POD_KIND,),
 }
 
 
@@ -104,7 +109,15 @@ def admit(endpoint: Endpoint, request: AdmissionRequest, cluster: ClusterView,
         plan = plan_vmi(obj, cluster)
         if plan.violations:
             return verdict(deny(uid, plan.violations), plan.violations)
-        return verdict(allow(uid, patch=plan.patch), patched=len(plan.patch))
+        warnings = mode_warnings(cluster) if plan.request is not None else []
+        return verdict(allow(uid, patch=plan.patch, warnings=warnings), patched=len(plan.patch))
+    if endpoint is Endpoint.MUTATE_LAUNCHER_POD:
+        if operation != "CREATE":
+            return verdict(allow(uid))
+        ops, pod_causes = plan_launcher_pod(obj, cluster)
+        if pod_causes:
+            return verdict(deny(uid, pod_causes), tuple(pod_causes))
+        return verdict(allow(uid, patch=ops), patched=len(ops))
     if endpoint is Endpoint.VALIDATE_VMI:
         causes = validate_vmi(obj, operation="CREATE" if operation == "CREATE" else "UPDATE",
                               cluster=cluster, old=old)

@@ -8,11 +8,19 @@ sidecar).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubevirt_cca.constants import CCA_FEATURE_GATE, DEFAULT_HOOK_IMAGE, SIDECAR_FEATURE_GATE
+from kubevirt_cca.core.integration import (
+    INTEGRATION_MODE_KEY,
+    IntegrationMode,
+    ModeDecision,
+    decide_mode,
+    parse_mode,
+)
 from kubevirt_cca.core.settings import HOOK_IMAGE_KEY, Settings, settings_from_config_map
 from kubevirt_cca.errors import SettingsError
 
@@ -62,6 +70,10 @@ class ClusterView:
 
     ``gates_problem`` / ``config_problem`` say why, in a sentence fit for a VM owner; a CCA
     object is refused while either is set (fail closed).
+
+    ``integration_mode`` is ``integrationMode`` from kubevirt-cca-config; ``plugin_names`` the
+    KubeVirt Plugin objects that exist (``None``: they could not be listed, ``plugins_problem``
+    says why). :attr:`mode` resolves them against the gates.
     """
 
     gates: FeatureGates | None
@@ -69,6 +81,18 @@ class ClusterView:
     settings: Settings = field(default_factory=Settings)
     hook_image: str = DEFAULT_HOOK_IMAGE
     config_problem: str | None = None
+    integration_mode: IntegrationMode = IntegrationMode.AUTO
+    plugin_names: frozenset[str] | None = frozenset()
+    plugins_problem: str | None = None
+
+    @functools.cached_property
+    def mode(self) -> ModeDecision | None:
+        """The integration mode in force and what stops it; ``None`` while gates are unknown."""
+        if self.gates is None:
+            return None
+        return decide_mode(self.integration_mode, gates=self.gates.enabled,
+                           plugin_names=self.plugin_names or frozenset(),
+                           settings=self.settings)
 
 
 def config_from_map(data: Mapping[str, Any] | None) -> tuple[Settings, str, str | None]:
@@ -85,6 +109,17 @@ def config_from_map(data: Mapping[str, Any] | None) -> tuple[Settings, str, str 
         problems.append(f"{HOOK_IMAGE_KEY}: expected a container image reference, got {image!r}")
         image = DEFAULT_HOOK_IMAGE
     return settings, image, "; ".join(problems) or None
+
+
+def mode_from_map(data: Mapping[str, Any] | None) -> tuple[IntegrationMode, str | None]:
+    """``integrationMode`` from kubevirt-cca-config data (absent: auto) and a problem, if any."""
+    raw = (data or {}).get(INTEGRATION_MODE_KEY)
+    if raw is None or raw == "":
+        return IntegrationMode.AUTO, None
+    try:
+        return parse_mode(raw), None
+    except SettingsError as exc:
+        return IntegrationMode.AUTO, str(exc)
 
 
 def all_gates_on() -> FeatureGates:

@@ -11,9 +11,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kubevirt_cca.constants import HOOK_SIDECARS_ANNOTATION, RESOLVED_ANNOTATION
+from kubevirt_cca.constants import (
+    HOOK_SIDECARS_ANNOTATION,
+    INTEGRATION_ANNOTATION,
+    RESOLVED_ANNOTATION,
+)
 from kubevirt_cca.core.admission import patches
 from kubevirt_cca.core.admission.gates import ClusterView
+from kubevirt_cca.core.admission.modes import PLUGIN_VALUE, plugin_mode
 from kubevirt_cca.core.admission.patches import PatchOperation
 from kubevirt_cca.core.admission.rules import (
     ARCHITECTURE,
@@ -126,7 +131,9 @@ def _annotation_changes(obj: Mapping[str, Any], template: Template, request: CCA
     expected = hook_entry(cluster.settings, cluster.hook_image)
     wanted: dict[str, str] = {}
     replaced: list[PatchOperation] = []
-    if not any(looks_like_ours(entry) for entry in entries):
+    as_plugin = plugin_mode(cluster)
+    # In plugin mode the Realm set-up is the container the pod webhook injects: no hook entry.
+    if not as_plugin and not any(looks_like_ours(entry) for entry in entries):
         value = render_sidecars([*entries, expected])
         if HOOK_SIDECARS_ANNOTATION in annotations:
             replaced.append(patches.replace(
@@ -135,6 +142,8 @@ def _annotation_changes(obj: Mapping[str, Any], template: Template, request: CCA
             wanted[HOOK_SIDECARS_ANNOTATION] = value
     if RESOLVED_ANNOTATION not in annotations:
         wanted[RESOLVED_ANNOTATION] = render_resolved(request, cluster.settings)
+    if as_plugin and INTEGRATION_ANNOTATION not in annotations:
+        wanted[INTEGRATION_ANNOTATION] = PLUGIN_VALUE
     changes: list[Change] = []
     ops = [*replaced, *_add_members(obj, ("metadata", "annotations"), wanted)]
     if replaced or HOOK_SIDECARS_ANNOTATION in wanted:
@@ -146,6 +155,12 @@ def _annotation_changes(obj: Mapping[str, Any], template: Template, request: CCA
         changes.append(Change(
             template.path("metadata", f"annotations[{RESOLVED_ANNOTATION}]"),
             "the record of what kubevirt-cca decided", tuple(ops)))
+        ops = []
+    if INTEGRATION_ANNOTATION in wanted:
+        changes.append(Change(
+            template.path("metadata", f"annotations[{INTEGRATION_ANNOTATION}]"),
+            f"{PLUGIN_VALUE!r} (the Realm is set up by kubevirt-cca's KubeVirt Plugin)",
+            tuple(ops)))
     return changes
 
 

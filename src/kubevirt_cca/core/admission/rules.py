@@ -20,6 +20,7 @@ from kubevirt_cca.constants import (
     SIDECAR_FEATURE_GATE,
 )
 from kubevirt_cca.core.admission.gates import ClusterView
+from kubevirt_cca.core.admission.modes import marker_conflicts, mode_violations, plugin_mode
 from kubevirt_cca.core.admission.sidecar import (
     hook_entry,
     looks_like_ours,
@@ -53,11 +54,15 @@ def cluster_violations(template: Template, cluster: ClusterView) -> list[Violati
     if not cluster.gates.is_enabled(CCA_FEATURE_GATE):
         violations.append(Violation(
             field, f"{CCA_FEATURE_GATE} feature gate is not enabled in kubevirt-config"))
-    if not cluster.gates.is_enabled(SIDECAR_FEATURE_GATE):
+    sidecar_mode = not plugin_mode(cluster)
+    if sidecar_mode and not cluster.gates.is_enabled(SIDECAR_FEATURE_GATE):
         violations.append(Violation(field, (
             f"{SIDECAR_FEATURE_GATE} feature gate is not enabled in kubevirt-config; "
             "kubevirt-cca sets up the Realm from a hook sidecar, which KubeVirt runs only "
             "with that gate on")))
+    # The mode's other problems (the Sidecar gate is reported above, in its own words).
+    violations.extend(v for v in mode_violations(field, cluster)
+                      if not v.message.startswith(f"{SIDECAR_FEATURE_GATE} feature gate"))
     if cluster.config_problem is not None:
         violations.append(Violation(field, (
             f"the ConfigMap {CONFIG_MAP_NAME} is invalid ({cluster.config_problem}); CCA VMIs "
@@ -93,7 +98,12 @@ def sidecar_conflicts(template: Template, request: CCARequest,
     violations = list(parsed.violations)
     expected = hook_entry(cluster.settings, cluster.hook_image)
     ours = [entry for entry in parsed.entries if looks_like_ours(entry)]
-    if ours and ours != [expected]:
+    if ours and plugin_mode(cluster):
+        violations.append(Violation(sidecars_field(template), (
+            "holds a kubevirt-cca hook entry (args starting with \"hook\"), but this cluster "
+            "runs kubevirt-cca as a KubeVirt Plugin (integration mode plugin), which sets up "
+            "the Realm from its own container; remove the entry")))
+    elif ours and ours != [expected]:
         violations.append(Violation(sidecars_field(template), (
             "holds a kubevirt-cca hook entry (args starting with \"hook\") that differs from "
             f"the one this cluster's configuration gives ({_compact(expected)}); remove it, "
@@ -105,6 +115,7 @@ def sidecar_conflicts(template: Template, request: CCARequest,
             template.path("metadata", f"annotations[{RESOLVED_ANNOTATION}]"),
             "is written by kubevirt-cca at admission and does not match what it decides here; "
             "remove it"))
+    violations.extend(marker_conflicts(template, cluster))
     return list(parsed.entries), violations
 
 

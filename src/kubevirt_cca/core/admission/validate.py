@@ -19,6 +19,7 @@ from typing import Any, Literal
 from kubevirt_cca.constants import (
     ENABLED_LABEL,
     HOOK_SIDECARS_ANNOTATION,
+    INTEGRATION_ANNOTATION,
     LAUNCH_SECURITY_ANNOTATION,
     NOT_MIGRATABLE_REASON,
     RESOLVED_ANNOTATION,
@@ -99,6 +100,7 @@ def _vmi_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[Violatio
         ("labels", ENABLED_LABEL),
         ("annotations", LAUNCH_SECURITY_ANNOTATION),
         ("annotations", RESOLVED_ANNOTATION),
+        ("annotations", INTEGRATION_ANNOTATION),
     )
     for section, key in immutable:
         before, after = _member(old_meta, section, key), _member(new_meta, section, key)
@@ -122,7 +124,7 @@ def _update_message(key: str, before: Any, after: Any) -> str:
     if key == ENABLED_LABEL:
         return ("a CCA VMI cannot stop being one; delete the VMI (or change the VM's template "
                 "and restart)")
-    if key == RESOLVED_ANNOTATION:
+    if key in (RESOLVED_ANNOTATION, INTEGRATION_ANNOTATION):
         return "is written by kubevirt-cca at admission and cannot be changed afterwards"
     return ("the CCA parameters of an existing VMI cannot be changed; change them on the VM's "
             "template (or create a new VMI) and restart")

@@ -43,11 +43,14 @@ MUTATE_VMI: Final = "mutate-vmi.cca.kubevirt.io"
 VALIDATE_VMI: Final = "validate-vmi.cca.kubevirt.io"
 VALIDATE_TEMPLATES: Final = "validate-templates.cca.kubevirt.io"
 VALIDATE_MIGRATION: Final = "validate-migration.cca.kubevirt.io"
+# Plugins path (docs/plugins.md): injects the plugin container into labelled virt-launcher pods.
+MUTATE_LAUNCHER_POD: Final = "mutate-launcher-pod.cca.kubevirt.io"
 WEBHOOK_PATHS: Final = {
     MUTATE_VMI: "/mutate-vmi",
     VALIDATE_VMI: "/validate-vmi",
     VALIDATE_TEMPLATES: "/validate-templates",
     VALIDATE_MIGRATION: "/validate-migration",
+    MUTATE_LAUNCHER_POD: "/mutate-launcher-pod",
 }
 # docs/admin.md, "Failure policies", says why: only CCA VMIs (selected by label) fail closed.
 FAILURE_POLICIES: Final = {
@@ -55,6 +58,7 @@ FAILURE_POLICIES: Final = {
     VALIDATE_VMI: "Fail",
     VALIDATE_TEMPLATES: "Ignore",
     VALIDATE_MIGRATION: "Ignore",
+    MUTATE_LAUNCHER_POD: "Fail",
 }
 SELECTED_WEBHOOKS: Final = (MUTATE_VMI, VALIDATE_VMI)  # the ones with the enable-label selector
 

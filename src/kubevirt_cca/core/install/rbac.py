@@ -62,13 +62,15 @@ def binding(name: str, *, component: str, role_kind: str, subject_namespace: str
 
 def webhook_rbac(options: InstallOptions) -> list[Manifest]:
     """The webhook watches CCA VMIs (and fetches the one a migration names when it is not in its
-    cache), the KubeVirt CR (gates) and kubevirt-cca-config.
+    cache), the KubeVirt CR (gates), KubeVirt's Plugin objects and kubevirt-cca-config.
 
     In self-signed mode its ``certs ensure`` init container also keeps the serving certificate
     in its Secret and the ``caBundle`` of the two webhook configurations up to date.
     """
     ns = options.namespace
-    cluster_rules = [rule("kubevirt.io", ["virtualmachineinstances"], ["get", "list", "watch"])]
+    cluster_rules = [rule("kubevirt.io", ["virtualmachineinstances"], ["get", "list", "watch"]),
+                     # KubeVirt Plugins decide the integration mode (docs/plugins.md).
+                     rule("plugin.kubevirt.io", ["plugins"], ["list", "watch"])]
     # Listed and watched with the field selector metadata.name, so RBAC can name the one.
     own_rules = [rule("", ["configmaps"], ["list", "watch"], [CONFIG_MAP_NAME])]
     if options.certificates == SELF_SIGNED:

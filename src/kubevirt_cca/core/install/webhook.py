@@ -9,6 +9,7 @@ from kubevirt_cca.core.install.names import (
     CA_INJECTION_ANNOTATION,
     CERT_MANAGER,
     FAILURE_POLICIES,
+    MUTATE_LAUNCHER_POD,
     MUTATE_VMI,
     NONROOT_UID,
     SCRATCH_DIR,
@@ -30,6 +31,8 @@ from kubevirt_cca.core.install.names import (
     metadata,
     selector,
 )
+from kubevirt_cca.core.integration import INTEGRATION_MODE_KEY, IntegrationMode
+from kubevirt_cca.core.plugin import LAUNCHER_LABEL, LAUNCHER_LABEL_VALUE
 from kubevirt_cca.core.settings import HOOK_IMAGE_KEY, Settings
 
 WEBHOOK_TIMEOUT_SECONDS = 10
@@ -49,6 +52,7 @@ def config_map(options: InstallOptions) -> Manifest:
     """kubevirt-cca-config with every default spelled out, so an admin sees what to change."""
     data = Settings().to_json()
     data[HOOK_IMAGE_KEY] = options.image
+    data[INTEGRATION_MODE_KEY] = IntegrationMode.AUTO.value  # docs/plugins.md
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": metadata(CONFIG_MAP_NAME, component="config",
                                  namespace=options.namespace),
@@ -214,6 +218,12 @@ def webhook_configurations(options: InstallOptions) -> list[Manifest]:
     mutate = _webhook(MUTATE_VMI, options, [_rule("kubevirt.io", ["v1"], vmis, ["CREATE"])],
                       selected=True)
     mutate["reinvocationPolicy"] = "IfNeeded"
+    # Plugins path: labelled virt-launcher pods get the plugin container (none in sidecar mode).
+    pod = _webhook(MUTATE_LAUNCHER_POD, options, [_rule("", ["v1"], ["pods"], ["CREATE"])],
+                   selected=True)
+    pod["objectSelector"]["matchExpressions"].append(
+        {"key": LAUNCHER_LABEL, "operator": "In", "values": [LAUNCHER_LABEL_VALUE]})
+    pod["reinvocationPolicy"] = "IfNeeded"
     validate_vmi = _webhook(VALIDATE_VMI, options,
                             [_rule("kubevirt.io", ["v1"], vmis, ["CREATE", "UPDATE"])],
                             selected=True)
@@ -229,7 +239,7 @@ def webhook_configurations(options: InstallOptions) -> list[Manifest]:
         {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
          "metadata": metadata(WEBHOOK_CONFIGURATION, component="webhook",
                               annotations=annotations),
-         "webhooks": [mutate]},
+         "webhooks": [mutate, pod]},
         {"apiVersion": "admissionregistration.k8s.io/v1",
          "kind": "ValidatingWebhookConfiguration",
          "metadata": metadata(WEBHOOK_CONFIGURATION, component="webhook",
