@@ -1,0 +1,74 @@
+"""The pod-side CEL backstop (deploy/policies/cca-launcher-pod-needs-plugin.yaml), evaluated with
+cel-python: a labelled virt-launcher pod must run a kubevirt-cca container, in either mode."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import jsonpatch
+import pytest
+
+from kubevirt_cca.core.plugin import PLUGIN_CONTAINER, pod_patch
+from kubevirt_cca.core.settings import Dialect, Settings
+from tests.plugin.policy import POLICIES, PolicyFile
+from tests.plugin.test_plugin_objects import launcher_pod
+
+POLICY = PolicyFile(POLICIES / "cca-launcher-pod-needs-plugin.yaml")
+
+
+def injected() -> dict[str, Any]:
+    pod = launcher_pod()
+    ops, _ = pod_patch(pod, Settings(dialect=Dialect.QEMU_COMMANDLINE), "i")
+    patched: dict[str, Any] = jsonpatch.apply_patch(copy.deepcopy(pod), ops)
+    return patched
+
+
+def with_legacy_sidecar() -> dict[str, Any]:
+    """What KubeVirt makes of a VMI with our hookSidecars entry (sidecar mode)."""
+    pod = launcher_pod()
+    pod["spec"]["containers"].append({"name": "hook-sidecar-0", "image": "i",
+                                      "args": ["hook", "--dialect", "vep"]})
+    return pod
+
+
+def test_binding_denies_with_its_policy() -> None:
+    assert POLICY.binding["spec"] == {"policyName": POLICY.policy["metadata"]["name"],
+                                      "validationActions": ["Deny"]}
+    assert POLICY.policy["spec"]["failurePolicy"] == "Fail"
+
+
+@pytest.mark.parametrize("pod", [injected(), with_legacy_sidecar()], ids=["plugin", "sidecar"])
+def test_pods_with_a_kubevirt_cca_container_pass(pod: dict[str, Any]) -> None:
+    assert POLICY.denials(pod) == []
+
+
+def test_a_labelled_launcher_pod_the_webhook_skipped_is_refused() -> None:
+    [message] = POLICY.denials(launcher_pod())
+    assert message.startswith("spec.containers: the virt-launcher pod of a VMI labelled")
+    assert "kubevirt-cca doctor" in message
+
+
+def bad(change: Any) -> dict[str, Any]:
+    pod = injected()
+    change(pod)
+    return pod
+
+
+@pytest.mark.parametrize("pod", [
+    bad(lambda p: p["spec"]["containers"][-1].update(name="impostor")),
+    bad(lambda p: p["spec"]["containers"][-1].update(args=["sleep"])),
+    bad(lambda p: p["spec"]["containers"][-1].pop("args")),
+    bad(lambda p: p["spec"]["containers"][-1].update(args=[])),
+], ids=["other-name", "other-command", "no-args", "empty-args"])
+def test_a_container_that_only_looks_like_ours_does_not_count(pod: dict[str, Any]) -> None:
+    assert len(POLICY.denials(pod)) == 1
+
+
+def test_other_pods_and_updates_are_not_matched() -> None:
+    assert POLICY.denials(launcher_pod(labelled=False)) == []
+    handler = launcher_pod()
+    handler["metadata"]["labels"]["kubevirt.io"] = "virt-handler"
+    assert POLICY.denials(handler) == []
+    assert POLICY.denials(launcher_pod(), "UPDATE") == []
+    assert [c["name"] for c in injected()["spec"]["containers"]] == ["compute", PLUGIN_CONTAINER]
