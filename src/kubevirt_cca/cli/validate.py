@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -11,10 +12,23 @@ import yaml
 
 from kubevirt_cca.adapters.files import load_manifest
 from kubevirt_cca.cli.common import HelpFormatter
-from kubevirt_cca.constants import CCA_FEATURE_GATE, ENABLED_LABEL, ENABLED_VALUE
+from kubevirt_cca.constants import (
+    CCA_FEATURE_GATE,
+    CONFIG_MAP_NAME,
+    ENABLED_LABEL,
+    ENABLED_VALUE,
+    PLUGINS_FEATURE_GATE,
+)
 from kubevirt_cca.core.admission import patches
 from kubevirt_cca.core.admission.admit import MIGRATION_KIND
-from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on, gates_from_kubevirt
+from kubevirt_cca.core.admission.gates import (
+    ClusterView,
+    FeatureGates,
+    all_gates_on,
+    config_from_map,
+    gates_from_kubevirt,
+    mode_from_map,
+)
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.validate import (
     TEMPLATE_KINDS,
@@ -23,6 +37,8 @@ from kubevirt_cca.core.admission.validate import (
     validate_vmi,
 )
 from kubevirt_cca.core.convert import native_field
+from kubevirt_cca.core.integration import IntegrationMode
+from kubevirt_cca.core.plugin import PLUGIN_NAME
 from kubevirt_cca.errors import ManifestError, SettingsError, Violation
 
 EXIT_ADMITTED, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -35,7 +51,13 @@ reason it would be refused.
 FILE is a VirtualMachineInstance, VirtualMachine, VirtualMachineInstanceReplicaSet or
 VirtualMachinePool. A VMI is checked as if created (mutated, then validated); with --old, as
 an update from the object in that file. Without --kubevirt-cr both feature gates
-({CCA_FEATURE_GATE} and Sidecar) are assumed on. ConfigMap settings take their defaults.
+({CCA_FEATURE_GATE} and Sidecar; Plugins too when --config sets integrationMode: plugin) are
+assumed on. Settings come from --config (the kubevirt-cca-config ConfigMap), else the defaults.
+
+The integration mode is decided as the webhook decides it (integrationMode, the KubeVirt CR's
+Plugins gate; see docs/plugins.md). In plugin mode the admitted VMI carries no hook sidecar
+entry but cca.kubevirt.io/integration: plugin, and kubevirt-cca's Plugin object is assumed to
+be installed (offline, the cluster's Plugin objects are unknown).
 
 Exit status: 0 admitted, 1 refused, 2 usage error (unreadable file, unsupported kind).
 
@@ -44,6 +66,8 @@ example:
   kubectl get kubevirt -n kubevirt kubevirt -o yaml > kubevirt.yaml
   kubevirt-cca validate my-vm.yaml --kubevirt-cr kubevirt.yaml
   kubevirt-cca validate edited-vmi.yaml --old running-vmi.yaml
+  kubectl get configmap -n kubevirt-cca kubevirt-cca-config -o yaml > config.yaml
+  kubevirt-cca validate my-vm.yaml --kubevirt-cr kubevirt.yaml --config config.yaml
 """
 
 
@@ -55,6 +79,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("file", metavar="FILE", help="VMI / VM / replica set / pool manifest")
     parser.add_argument("--kubevirt-cr", metavar="FILE",
                         help="the cluster's KubeVirt CR (for its feature gates)")
+    parser.add_argument("--config", metavar="FILE",
+                        help="the kubevirt-cca-config ConfigMap (settings, integrationMode)")
     parser.add_argument("--old", metavar="FILE",
                         help="check FILE as an update of the object in this file")
     parser.set_defaults(handler=run)
@@ -64,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         obj = load_manifest(args.file)
         old = load_manifest(args.old) if args.old is not None else None
-        cluster = _cluster(args.kubevirt_cr)
+        cluster = _cluster(args.kubevirt_cr, args.config)
     except (ManifestError, SettingsError) as exc:
         return _usage(str(exc))
     kind = obj.get("kind")
@@ -118,15 +144,53 @@ def _vmi(obj: dict[str, Any], old: Mapping[str, Any] | None, cluster: ClusterVie
     return EXIT_ADMITTED
 
 
-def _cluster(path: str | None) -> ClusterView:
+def _cluster(path: str | None, config_path: str | None = None) -> ClusterView:
+    config = _config(config_path)
     if path is None:
-        print(f"kubevirt-cca validate: note: no --kubevirt-cr given; assuming the "
-              f"{CCA_FEATURE_GATE} and Sidecar feature gates are on", file=sys.stderr)
-        return ClusterView(gates=all_gates_on())
-    cr = load_manifest(path)
-    if cr.get("kind") != "KubeVirt":
-        raise ManifestError(f"{path}: expected a KubeVirt object, got kind {cr.get('kind')!r}")
-    return ClusterView(gates=gates_from_kubevirt(cr))
+        gates = all_gates_on()
+        if config.integration_mode is IntegrationMode.PLUGIN:
+            gates = FeatureGates(enabled=gates.enabled | {PLUGINS_FEATURE_GATE},
+                                 source=gates.source)
+            print(f"kubevirt-cca validate: note: no --kubevirt-cr given; assuming the "
+                  f"{CCA_FEATURE_GATE} and Plugins feature gates are on", file=sys.stderr)
+        else:
+            print(f"kubevirt-cca validate: note: no --kubevirt-cr given; assuming the "
+                  f"{CCA_FEATURE_GATE} and Sidecar feature gates are on", file=sys.stderr)
+    else:
+        cr = load_manifest(path)
+        if cr.get("kind") != "KubeVirt":
+            raise ManifestError(f"{path}: expected a KubeVirt object, got kind "
+                                f"{cr.get('kind')!r}")
+        gates = gates_from_kubevirt(cr)
+    cluster = dataclasses.replace(config, gates=gates)
+    decision = cluster.mode
+    if decision is not None:
+        print(f"kubevirt-cca validate: note: integration mode {decision.mode.value} "
+              f"({decision.reason})", file=sys.stderr)
+        if decision.mode is IntegrationMode.PLUGIN:
+            print(f"kubevirt-cca validate: note: assuming kubevirt-cca's Plugin object "
+                  f"({PLUGIN_NAME}) is installed", file=sys.stderr)
+    return cluster
+
+
+def _config(path: str | None) -> ClusterView:
+    """Settings, image and integration mode from a kubevirt-cca-config manifest (or defaults)."""
+    if path is None:
+        return ClusterView(gates=None, plugin_names=frozenset({PLUGIN_NAME}))
+    obj = load_manifest(path)
+    if obj.get("kind") != "ConfigMap":
+        raise ManifestError(f"{path}: expected the ConfigMap {CONFIG_MAP_NAME}, got kind "
+                            f"{obj.get('kind')!r}")
+    data = obj.get("data")
+    if data is not None and not isinstance(data, Mapping):
+        raise ManifestError(f"{path}: data: expected a map of strings")
+    settings, image, problem = config_from_map(data)
+    mode, mode_problem = mode_from_map(data)
+    problems = "; ".join(p for p in (problem, mode_problem) if p)
+    if problems:
+        raise SettingsError(f"{path}: {problems}")
+    return ClusterView(gates=None, settings=settings, hook_image=image, integration_mode=mode,
+                       plugin_names=frozenset({PLUGIN_NAME}))
 
 
 def _refuse(violations: tuple[Violation, ...] | list[Violation]) -> int:
