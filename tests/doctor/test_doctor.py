@@ -80,7 +80,7 @@ async def test_the_command_exits_0_when_ready_and_prints_json(kmock: Any, ca: CA
     assert code == 0, err
     report = json.loads(out)
     assert report["ready"] is True
-    assert [c["status"] for c in report["checks"]] == ["ok"] * 10
+    assert [c["status"] for c in report["checks"]] == ["ok"] * 11
 
 
 @pytest.mark.asyncio
@@ -155,6 +155,9 @@ async def test_plugins_with_the_plugins_gate_warn_that_realms_will_not_start(
         kmock: Any, ca: CA) -> None:
     objects = ready_cluster(ca)
     replace(objects, kubevirt(["WorkloadEncryptionCCA", "Sidecar", "Plugins"]))
+    # The legacy sidecar mode kept on purpose (with integrationMode auto, the Plugins gate would
+    # switch kubevirt-cca to plugin mode: see test_plugin_doctor.py): the mixed state.
+    find(objects, "ConfigMap")["data"]["integrationMode"] = "sidecar"
     objects.append({"apiVersion": "plugin.kubevirt.io/v1alpha1", "kind": "Plugin",
                     "metadata": {"name": "network-passt"}, "spec": {}})
     checks = await doctor(kmock, objects)
@@ -162,7 +165,11 @@ async def test_plugins_with_the_plugins_gate_warn_that_realms_will_not_start(
     assert plugins.status is Status.WARN
     assert "drops <launchSecurity type='cca'>, so Realm VMs fail to start" in plugins.summary
     assert plugins.details == ("Plugin network-passt",)
-    assert {c.status for n, c in checks.items() if n != "KubeVirt plugins"} == {Status.OK}
+    mode = checks["integration mode"]
+    assert mode.status is Status.FAIL  # with dialect vep the mixed state refuses CCA VMIs
+    assert mode.details[0].startswith("mixed state: KubeVirt's Plugins gate is on")
+    assert {c.status for n, c in checks.items()
+            if n not in ("KubeVirt plugins", "integration mode")} == {Status.OK}
 
 
 @pytest.mark.asyncio

@@ -37,12 +37,12 @@ SOURCES = ("kubevirts", "plugins", "config_map", "mutating", "validating", "serv
 
 @settings(max_examples=250, deadline=None)
 @given(reads=st.fixed_dictionaries(dict.fromkeys(SOURCES, READS)))
-def test_any_cluster_state_gives_ten_results(reads: dict[str, Any]) -> None:
+def test_any_cluster_state_gives_eleven_results(reads: dict[str, Any]) -> None:
     for name in ("kubevirts", "plugins", "endpoint_slices", "pods", "nodes"):
         value = reads[name].value  # lists come back as lists (or not at all)
         if value is not None and not isinstance(value, list):
             reads[name] = Read(value=[value])
     snapshot = Snapshot(now=datetime.now(UTC), **reads)
     checks = run_checks(snapshot, Expected(options=InstallOptions()))
-    assert len(checks) == 10
+    assert len(checks) == 11
     assert all(isinstance(c, Check) and c.summary for c in checks)

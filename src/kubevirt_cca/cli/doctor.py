@@ -17,10 +17,12 @@ from kubevirt_cca.core.install import InstallOptions, install_objects
 
 DESCRIPTION = """\
 Check, one thing at a time, whether this cluster can run Arm CCA Realms: KubeVirt and its
-version; the WorkloadEncryptionCCA and Sidecar feature gates; KubeVirt Plugins (which would drop
-the Realm settings); kubevirt-cca-config; the webhook configurations, the Service behind them and
-its certificate; the admission policies; the labeller on every arm64 node; and which nodes can
-run Realms, with the reasons for the others. Each problem comes with what to do.
+version; the WorkloadEncryptionCCA and Sidecar (or, in plugin mode, Plugins) feature gates;
+kubevirt-cca-config; the integration mode in force and why (hook sidecar or KubeVirt Plugin,
+docs/plugins.md), including the mixed state that breaks Realms; KubeVirt's Plugin objects and
+kubevirt-cca's own with its failure strategy; the webhook configurations, the Service behind them
+and its certificate; the admission policies; the labeller on every arm64 node; and which nodes
+can run Realms, with the reasons for the others. Each problem comes with what to do.
 
 Reads only. Exit status: 0 ready (warnings allowed), 1 not ready or the API server unreachable,
 2 usage error.

@@ -12,7 +12,11 @@ from kubevirt_cca.core.doctor.cluster import (
     check_config,
     check_feature_gates,
     check_kubevirt,
+)
+from kubevirt_cca.core.doctor.integration import (
+    check_integration_mode,
     check_plugins,
+    sidecar_gate_needed,
 )
 from kubevirt_cca.core.doctor.model import (
     Check,
@@ -37,9 +41,10 @@ def run_checks(snapshot: Snapshot, expected: Expected) -> list[Check]:
     """Every check, in the order an admin installs things."""
     return [
         check_kubevirt(snapshot),
-        check_feature_gates(snapshot),
-        check_plugins(snapshot),
+        check_feature_gates(snapshot, plugin_mode=not sidecar_gate_needed(snapshot)),
         check_config(snapshot, expected),
+        check_integration_mode(snapshot, expected),
+        check_plugins(snapshot),
         check_webhook_configurations(snapshot, expected),
         check_webhook_service(snapshot, expected),
         check_certificate(snapshot, expected),

@@ -1,4 +1,7 @@
-"""KubeVirt itself: present, which version, our gates, Plugins, and kubevirt-cca-config."""
+"""KubeVirt itself: present, which version, our gates, and kubevirt-cca-config.
+
+(The integration mode and the Plugin objects are in ``integration.py``.)
+"""
 
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ from kubevirt_cca.core.settings import HOOK_IMAGE_KEY, settings_from_config_map
 from kubevirt_cca.errors import SettingsError
 
 REQUIRED_GATES = (CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE)
+# In integration mode plugin (docs/plugins.md) KubeVirt's Plugins gate replaces Sidecar.
+PLUGIN_MODE_GATES = (CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE)
 
 
 def kubevirt_cr(snapshot: Snapshot) -> dict[str, Any] | None:
@@ -75,16 +80,17 @@ def check_kubevirt(snapshot: Snapshot) -> Check:
     return Check(name, Status.OK, summary)
 
 
-def gate_patch_command(kubevirt: dict[str, Any]) -> str:
+def gate_patch_command(kubevirt: dict[str, Any],
+                       required: tuple[str, ...] = REQUIRED_GATES) -> str:
     """The exact ``kubectl patch`` that turns our gates on and keeps every other gate.
 
     A merge patch replaces a list whole, so the command carries the gates already there.
     """
     enabled, disabled = gates(kubevirt)
     developer: dict[str, Any] = {
-        "featureGates": enabled + [g for g in REQUIRED_GATES if g not in enabled]}
-    if any(g in disabled for g in REQUIRED_GATES):
-        developer["disabledFeatureGates"] = [g for g in disabled if g not in REQUIRED_GATES]
+        "featureGates": enabled + [g for g in required if g not in enabled]}
+    if any(g in disabled for g in required):
+        developer["disabledFeatureGates"] = [g for g in disabled if g not in required]
     patch = {"spec": {"configuration": {"developerConfiguration": developer}}}
     meta = mapping(kubevirt.get("metadata"))
     return (f"kubectl patch kubevirt {meta.get('name', 'kubevirt')} -n "
@@ -92,47 +98,25 @@ def gate_patch_command(kubevirt: dict[str, Any]) -> str:
             f"'{json.dumps(patch, separators=(',', ':'))}'")
 
 
-def check_feature_gates(snapshot: Snapshot) -> Check:
+def check_feature_gates(snapshot: Snapshot, *, plugin_mode: bool = False) -> Check:
+    """Our gates: WorkloadEncryptionCCA, and Sidecar (or Plugins in plugin mode)."""
     name = "feature gates"
     kubevirt = kubevirt_cr(snapshot)
     if kubevirt is None:
         return Check(name, Status.FAIL, "no KubeVirt CR to hold the feature gates")
+    required = PLUGIN_MODE_GATES if plugin_mode else REQUIRED_GATES
     enabled, disabled = gates(kubevirt)
     details = []
-    for gate in REQUIRED_GATES:
+    for gate in required:
         if gate in disabled:
             details.append(f"{gate} is listed in disabledFeatureGates")
         elif gate not in enabled:
             details.append(f"{gate} is not in featureGates")
     if details:
-        off = ", ".join(g for g in REQUIRED_GATES if not gate_on(kubevirt, g))
+        off = ", ".join(g for g in required if not gate_on(kubevirt, g))
         return Check(name, Status.FAIL, f"off: {off} (CCA VMIs are refused until both are on)",
-                     tuple(details), fix=gate_patch_command(kubevirt))
-    return Check(name, Status.OK, f"{CCA_FEATURE_GATE} and {SIDECAR_FEATURE_GATE} are on")
-
-
-def check_plugins(snapshot: Snapshot) -> Check:
-    """KubeVirt Plugins rebuild every domain without the Realm settings (DESIGN.md)."""
-    name = "KubeVirt plugins"
-    kubevirt = kubevirt_cr(snapshot)
-    if snapshot.plugins.error:
-        return Check(name, Status.WARN, f"cannot list KubeVirt Plugin objects: "
-                     f"{snapshot.plugins.error}")
-    plugins = sorted(str(dig(p, "metadata", "name")) for p in snapshot.plugins.items())
-    gate = kubevirt is not None and gate_on(kubevirt, PLUGINS_FEATURE_GATE)
-    if gate and plugins:
-        return Check(
-            name, Status.WARN,
-            f"the {PLUGINS_FEATURE_GATE} gate is on and {len(plugins)} Plugin object(s) exist: "
-            "KubeVirt then rebuilds every domain through a library that drops "
-            "<launchSecurity type='cca'>, so Realm VMs fail to start",
-            tuple(f"Plugin {p}" for p in plugins),
-            fix=f"remove the Plugin objects, or turn the {PLUGINS_FEATURE_GATE} gate off, on "
-                "clusters that run Realms (docs/admin.md, 'KubeVirt Plugins')")
-    if plugins:
-        return Check(name, Status.OK, f"{len(plugins)} Plugin object(s), but the "
-                     f"{PLUGINS_FEATURE_GATE} gate is off: they do not touch domains")
-    return Check(name, Status.OK, "no KubeVirt Plugin objects")
+                     tuple(details), fix=gate_patch_command(kubevirt, required))
+    return Check(name, Status.OK, f"{required[0]} and {required[1]} are on")
 
 
 def check_config(snapshot: Snapshot, expected: Expected) -> Check:
