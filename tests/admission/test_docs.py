@@ -10,18 +10,36 @@ from typing import Any
 import pytest
 
 from kubevirt_cca.constants import (
+    CCA_FEATURE_GATE,
     HOOK_SIDECARS_ANNOTATION,
+    INTEGRATION_ANNOTATION,
     LAUNCH_SECURITY_ANNOTATION,
+    PLUGINS_FEATURE_GATE,
     RESOLVED_ANNOTATION,
+    SIDECAR_FEATURE_GATE,
 )
 from kubevirt_cca.core.admission import patches
 from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates, all_gates_on
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.validate import validate_migration, validate_vmi
+from kubevirt_cca.core.integration import IntegrationMode
+from kubevirt_cca.core.plugin import PLUGIN_NAME
+from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.errors import Violation
 from tests.conftest import ROOT
 
 DOC = (ROOT / "docs" / "vm-owners.md").read_text()
+
+
+def _plugin_view(*, gates: set[str] | None = None, mode: IntegrationMode = IntegrationMode.AUTO,
+                 settings: Settings | None = None,
+                 plugins: frozenset[str] | None = frozenset({PLUGIN_NAME})) -> ClusterView:
+    """A cluster in (or meant for) integration mode plugin."""
+    return ClusterView(
+        gates=FeatureGates(frozenset(gates if gates is not None
+                                     else {CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE})),
+        settings=settings or Settings(dialect=Dialect.QEMU_COMMANDLINE),
+        integration_mode=mode, plugin_names=plugins, plugins_problem="timeout")
 ON = ClusterView(gates=all_gates_on())
 BASE: dict[str, Any] = {
     "kind": "VirtualMachineInstance",
@@ -66,6 +84,19 @@ def _created() -> list[Violation]:
         (lambda o: None, ClusterView(gates=FeatureGates(frozenset()))),
         (lambda o: None, ClusterView(gates=None, gates_problem="boom")),
         (lambda o: None, ClusterView(gates=all_gates_on(), config_problem="dialect: bad")),
+        # integration mode (docs/plugins.md)
+        (lambda o: None, _plugin_view(gates={CCA_FEATURE_GATE}, mode=IntegrationMode.PLUGIN)),
+        (lambda o: None, _plugin_view(settings=Settings())),
+        (lambda o: None, _plugin_view(plugins=frozenset())),
+        (lambda o: None, _plugin_view(plugins=None)),
+        (lambda o: None, _plugin_view(gates={CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE,
+                                             PLUGINS_FEATURE_GATE},
+                                      mode=IntegrationMode.SIDECAR, settings=Settings(),
+                                      plugins=frozenset({"other"}))),
+        (_annotate(HOOK_SIDECARS_ANNOTATION, '[{"image": "i", "args": ["hook"]}]'),
+         _plugin_view()),
+        (_annotate(INTEGRATION_ANNOTATION, "plugin"), ON),
+        (_annotate(INTEGRATION_ANNOTATION, "sidecar"), _plugin_view()),
     ]
     found = [v for change, cluster in cases for v in plan_vmi(_vmi(change), cluster).violations]
     found += validate_vmi(_vmi(lambda o: None), operation="CREATE", cluster=ON)
