@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -97,6 +98,8 @@ def _created() -> list[Violation]:
          _plugin_view()),
         (_annotate(INTEGRATION_ANNOTATION, "plugin"), ON),
         (_annotate(INTEGRATION_ANNOTATION, "sidecar"), _plugin_view()),
+        (lambda o: None, dataclasses.replace(_plugin_view(), kubevirt_version="v1.9.0")),
+        (lambda o: None, dataclasses.replace(_plugin_view(), kubevirt_version="")),
     ]
     found = [v for change, cluster in cases for v in plan_vmi(_vmi(change), cluster).violations]
     found += validate_vmi(_vmi(lambda o: None), operation="CREATE", cluster=ON)

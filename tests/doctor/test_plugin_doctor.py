@@ -38,10 +38,14 @@ async def doctor(kmock: Any, objects: Objects) -> dict[str, Check]:
 
 
 def plugin_ready(ca: CA, *, plugin: dict[str, Any] | None = None,
-                 dialect: str = "qemu-commandline") -> Objects:
-    """Plugins on, Sidecar off, qemu-commandline, deploy/plugin/ applied: ready."""
+                 dialect: str = "qemu-commandline", version: str = "v1.10.0") -> Objects:
+    """KubeVirt 1.10, Plugins on, Sidecar off, qemu-commandline, deploy/plugin/ applied."""
     objects = ready_cluster(ca)
-    replace(objects, kubevirt(["WorkloadEncryptionCCA", "Plugins"]))
+    replace(objects, kubevirt(["WorkloadEncryptionCCA", "Plugins"], version=version))
+    # the labeller asks the libvirt of the KubeVirt release that runs
+    spec = find(objects, "DaemonSet")["spec"]["template"]["spec"]
+    init = next(c for c in spec["initContainers"] if c["name"] == "domcapabilities")
+    init["image"] = init["image"].rsplit(":", 1)[0] + ":" + version
     find(objects, "ConfigMap")["data"]["dialect"] = dialect
     objects.append(plugin if plugin is not None else plugin_object())
     return objects
@@ -114,9 +118,18 @@ async def test_the_tolerated_mixed_state_warns(kmock: Any, ca: CA) -> None:
     assert checks["KubeVirt plugins"].status is Status.WARN
 
 
+async def test_plugin_mode_on_kubevirt_1_9_fails(kmock: Any, ca: CA) -> None:
+    checks = await doctor(kmock, plugin_ready(ca, version="v1.9.0"))
+    mode = checks["integration mode"]
+    assert mode.status is Status.FAIL
+    assert any("needs KubeVirt 1.10 or newer (KubeVirt v1.9.0 drops <qemu:commandline>" in d
+               for d in mode.details), mode.details
+
+
 async def test_configured_plugin_mode_without_the_gate_fails_the_gates(kmock: Any,
                                                                       ca: CA) -> None:
     objects = ready_cluster(ca)
+    replace(objects, kubevirt(version="v1.10.0"))
     find(objects, "ConfigMap")["data"].update(integrationMode="plugin",
                                               dialect="qemu-commandline")
     objects.append(plugin_object())

@@ -5,6 +5,7 @@ and against the CEL backstop policies."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from kubevirt_cca.core.admission import patches
 from kubevirt_cca.core.admission.admit import Endpoint, admit
 from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates
 from kubevirt_cca.core.admission.launcher_pod import plan_launcher_pod
+from kubevirt_cca.core.admission.modes import plugin_path_version_problem
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.reviews import parse_review
 from kubevirt_cca.core.admission.validate import validate_template, validate_vmi
@@ -261,3 +263,27 @@ def test_pod_endpoint_answers_only_pods_and_creates() -> None:
                     PLUGIN)
     assert verdict.response["allowed"] is False
     assert verdict.response["status"]["code"] == 400
+
+
+# --- KubeVirt's version on the Plugins path ----------------------------------------------------
+
+
+@pytest.mark.parametrize(("version", "refused"), [
+    (None, False),  # offline: not known, not checked
+    ("v1.10.0", False), ("v1.10.0-rc.1", False), ("1.11.3", False), ("v2.0.0", False),
+    ("v1.9.0", True), ("v1.9.5-12-gabcdef", True), ("v0.59.0", True),
+    ("", True), ("devel", True),  # the CR does not say: fail closed
+])
+def test_plugin_mode_needs_kubevirt_1_10(version: str | None, refused: bool) -> None:
+    cluster = dataclasses.replace(PLUGIN, kubevirt_version=version)
+    found = [m for m in messages(plan_vmi(labelled(BARE), cluster).violations)
+             if "integration mode plugin needs KubeVirt 1.10 or newer" in m]
+    assert bool(found) is refused, found
+    ops, pod_refused = plan_launcher_pod(launcher_pod(), cluster)
+    assert bool(pod_refused) is refused and bool(ops) is not refused
+    assert plugin_path_version_problem(version) is None or refused
+
+
+def test_sidecar_mode_does_not_care_about_the_version() -> None:
+    cluster = dataclasses.replace(SIDECAR, kubevirt_version="v1.5.0")
+    assert plan_vmi(labelled(BARE), cluster).violations == ()

@@ -100,3 +100,14 @@ def test_bad_config_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixtu
                          "--config", write(tmp_path, "c.yaml", obj))
     assert code == 2 and out == ""
     assert err.startswith("kubevirt-cca validate: error: ") and phrase in err
+
+
+def test_a_kubevirt_cr_with_an_old_version_refuses_plugin_mode(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = cr(["WorkloadEncryptionCCA", "Plugins"])
+    old["status"] = {"observedKubeVirtVersion": "v1.9.1"}
+    code, _, err = run(capsys, "validate", write(tmp_path, "vmi.yaml", VMI),
+                       "--kubevirt-cr", write(tmp_path, "kv.yaml", old),
+                       "--config", write(tmp_path, "c.yaml", config(dialect="qemu-commandline")))
+    assert code == 1
+    assert "integration mode plugin needs KubeVirt 1.10 or newer (KubeVirt v1.9.1" in err

@@ -34,9 +34,10 @@ CONFIG = {"apiVersion": "v1", "kind": "ConfigMap",
           "data": {"dialect": "qemu-commandline"}}
 
 
-def kubevirt(gates: list[str]) -> dict[str, Any]:
+def kubevirt(gates: list[str], version: str = "v1.10.0") -> dict[str, Any]:
     cr = copy.deepcopy(KUBEVIRT_CR)
     cr["spec"]["configuration"]["developerConfiguration"]["featureGates"] = gates
+    cr["status"] = {"phase": "Deployed", "observedKubeVirtVersion": version}
     return cr
 
 
@@ -129,6 +130,14 @@ async def test_the_mode_follows_gates_plugins_and_config(
         # 6. integrationMode: plugin, the Plugin object deleted: refused again (fail closed).
         await http.patch(f"{CONFIG_MAPS}/kubevirt-cca-config", json={"data": {
             "integrationMode": "plugin", "dialect": "qemu-commandline"}})
+        await eventually(lambda: causes(state) == [])
+        # 7. KubeVirt 1.9 drops <qemu:commandline> on the Plugins path: refused (fail closed).
+        await http.patch(f"{KUBEVIRTS}/kubevirt",
+                         json={"status": {"observedKubeVirtVersion": "v1.9.2"}})
+        await eventually(lambda: any("needs KubeVirt 1.10 or newer (KubeVirt v1.9.2 drops" in m
+                                     for m in causes(state)))
+        await http.patch(f"{KUBEVIRTS}/kubevirt",
+                         json={"status": {"observedKubeVirtVersion": "v1.10.1"}})
         await eventually(lambda: causes(state) == [])
         await http.delete(f"{PLUGINS}/kubevirt-cca")
         await eventually(lambda: any("needs kubevirt-cca's Plugin object" in m

@@ -283,6 +283,9 @@ def _build_view(kubevirt: _Source, config: _Source, kubevirt_namespace: str,
     cr = pick_kubevirt(kubevirt.objects.values())
     if cr is None:
         return _with_gates(base, None, f"no KubeVirt CR found in namespace {kubevirt_namespace}")
+    status = cr.get("status")
+    version = status.get("observedKubeVirtVersion") if isinstance(status, Mapping) else None
+    base = dataclasses.replace(base, kubevirt_version=version if isinstance(version, str) else "")
     try:
         return _with_gates(base, gates_from_kubevirt(cr), None)
     except SettingsError as exc:

@@ -162,6 +162,11 @@ def _cluster(path: str | None, config_path: str | None = None) -> ClusterView:
             raise ManifestError(f"{path}: expected a KubeVirt object, got kind "
                                 f"{cr.get('kind')!r}")
         gates = gates_from_kubevirt(cr)
+        status = cr.get("status")
+        version = status.get("observedKubeVirtVersion") if isinstance(status, Mapping) else None
+        # A CR saved without its status says nothing about the version: not checked offline.
+        config = dataclasses.replace(
+            config, kubevirt_version=version if isinstance(version, str) else None)
     cluster = dataclasses.replace(config, gates=gates)
     decision = cluster.mode
     if decision is not None:

@@ -84,6 +84,9 @@ class ClusterView:
     integration_mode: IntegrationMode = IntegrationMode.AUTO
     plugin_names: frozenset[str] | None = frozenset()
     plugins_problem: str | None = None
+    kubevirt_version: str | None = None
+    """``status.observedKubeVirtVersion`` of the KubeVirt CR ("" when it says none; ``None``
+    when not known here, as in the offline tools)."""
 
     @functools.cached_property
     def mode(self) -> ModeDecision | None:
