@@ -25,11 +25,13 @@ Serve kubevirt-cca's admission webhooks over HTTPS (AdmissionReview admission.k8
   /validate-vmi        refuse a VMI that would not run as a Realm, or a change to one
   /validate-templates  the same checks on VM, VMI replica set and VM pool templates
   /validate-migration  refuse migrating a CCA VMI
+  /mutate-launcher-pod add the kubevirt-cca plugin container to a CCA VM's virt-launcher pod
+                       (integration mode plugin; nothing in sidecar mode, docs/plugins.md)
 
 The certificate and key are re-read when the files change (Secret rotation needs no restart).
 Plain HTTP on --health-port serves /healthz, /readyz and /metrics (Prometheus). Feature gates,
-the kubevirt-cca-config ConfigMap and CCA VMIs are watched through the API server (in-cluster
-service account, $KUBECONFIG, or --server).
+the kubevirt-cca-config ConfigMap, KubeVirt Plugin objects and CCA VMIs are watched through the
+API server (in-cluster service account, $KUBECONFIG, or --server).
 
 example:
   kubevirt-cca --log-level INFO webhook --tls-cert-file /certs/tls.crt --tls-key-file /certs/tls.key
