@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket as sockets
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -291,3 +292,17 @@ def test_request_message_round_trips_the_context() -> None:
         sidecar_context=plugin_pb2.SidecarContext(invocation_context=MIGRATION_TARGET))
     parsed = plugin_pb2.MutateDomainRequest.FromString(request.SerializeToString())
     assert parsed.sidecar_context.invocation_context == MIGRATION_TARGET
+
+
+def test_a_stale_plugin_socket_is_replaced_and_a_live_one_kept(
+    start_plugin: StartPlugin, caller: PluginCaller, socket_path: Path,
+) -> None:
+    socket_path.parent.mkdir(parents=True)
+    stale = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+    stale.bind(str(socket_path))
+    stale.close()
+    start_plugin()
+    assert caller.mutate_domain(ARM64_MINIMAL, plain_vmi_minimal()) == ARM64_MINIMAL
+    with pytest.raises(SettingsError, match="another server is already listening"):
+        plugin_server(socket_path, PLUGIN_SETTINGS).start()
+    assert caller.mutate_domain(ARM64_MINIMAL, plain_vmi_minimal()) == ARM64_MINIMAL
