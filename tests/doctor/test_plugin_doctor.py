@@ -103,9 +103,22 @@ async def test_plugin_mode_with_the_vep_dialect_fails(kmock: Any, ca: CA) -> Non
     assert "integrationMode: sidecar" in (mode.fix or "")
 
 
+async def test_the_mixed_state_before_kubevirt_1_10_fails(kmock: Any, ca: CA) -> None:
+    """On 1.9 the rebuild drops the legacy hook's qemu:commandline: a plain VM; refused."""
+    objects = ready_cluster(ca)
+    replace(objects, kubevirt(["WorkloadEncryptionCCA", "Sidecar", "Plugins"], version="v1.9.0"))
+    find(objects, "ConfigMap")["data"].update(integrationMode="sidecar",
+                                              dialect="qemu-commandline")
+    objects.append(FOREIGN)
+    mode = (await doctor(kmock, objects))["integration mode"]
+    assert mode.status is Status.FAIL
+    assert any("this KubeVirt's version is 'v1.9.0'" in d for d in mode.details), mode.details
+
+
 async def test_the_tolerated_mixed_state_warns(kmock: Any, ca: CA) -> None:
     objects = ready_cluster(ca)
-    replace(objects, kubevirt(["WorkloadEncryptionCCA", "Sidecar", "Plugins"]))
+    replace(objects, kubevirt(["WorkloadEncryptionCCA", "Sidecar", "Plugins"],
+                              version="v1.10.0"))
     data = find(objects, "ConfigMap")["data"]
     data.update(integrationMode="sidecar", dialect="qemu-commandline")
     objects.append(FOREIGN)
@@ -118,12 +131,11 @@ async def test_the_tolerated_mixed_state_warns(kmock: Any, ca: CA) -> None:
     assert checks["KubeVirt plugins"].status is Status.WARN
 
 
-async def test_plugin_mode_on_kubevirt_1_9_fails(kmock: Any, ca: CA) -> None:
+async def test_plugin_mode_on_kubevirt_1_9_is_ready(kmock: Any, ca: CA) -> None:
+    """KubeVirt 1.9.0 keeps a plugin's <qemu:commandline>: the Plugins path carries a Realm."""
     checks = await doctor(kmock, plugin_ready(ca, version="v1.9.0"))
     mode = checks["integration mode"]
-    assert mode.status is Status.FAIL
-    assert any("needs KubeVirt 1.10 or newer (KubeVirt v1.9.0 drops <qemu:commandline>" in d
-               for d in mode.details), mode.details
+    assert mode.status is Status.OK, mode.details
 
 
 async def test_configured_plugin_mode_without_the_gate_fails_the_gates(kmock: Any,

@@ -102,12 +102,12 @@ def test_bad_config_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert err.startswith("kubevirt-cca validate: error: ") and phrase in err
 
 
-def test_a_kubevirt_cr_with_an_old_version_refuses_plugin_mode(
+def test_plugin_mode_on_kubevirt_1_9_is_admitted(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     old = cr(["WorkloadEncryptionCCA", "Plugins"])
     old["status"] = {"observedKubeVirtVersion": "v1.9.1"}
-    code, _, err = run(capsys, "validate", write(tmp_path, "vmi.yaml", VMI),
-                       "--kubevirt-cr", write(tmp_path, "kv.yaml", old),
-                       "--config", write(tmp_path, "c.yaml", config(dialect="qemu-commandline")))
-    assert code == 1
-    assert "integration mode plugin needs KubeVirt 1.10 or newer (KubeVirt v1.9.1" in err
+    code, out, err = run(capsys, "validate", write(tmp_path, "vmi.yaml", VMI),
+                         "--kubevirt-cr", write(tmp_path, "kv.yaml", old),
+                         "--config", write(tmp_path, "c.yaml", config(dialect="qemu-commandline")))
+    assert code == 0, err
+    assert "cca.kubevirt.io/integration: plugin" in out

@@ -17,6 +17,7 @@ VMIs with a message that says what to change instead of letting them fail at sta
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
@@ -26,6 +27,10 @@ from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.errors import SettingsError
 
 INTEGRATION_MODE_KEY = "integrationMode"
+# From this KubeVirt release on, a legacy hook's <qemu:commandline> survives the Plugins path's
+# rebuild of the domain; before it, the rebuild drops it (and with it the Realm).
+LEGACY_COMMANDLINE_SURVIVES = (1, 10)
+_VERSION = re.compile(r"\Av?(\d+)\.(\d+)")
 
 
 class IntegrationMode(StrEnum):
@@ -63,11 +68,13 @@ def decide_mode(
     gates: Collection[str],
     plugin_names: Collection[str],
     settings: Settings,
+    kubevirt_version: str | None = None,
 ) -> ModeDecision:
     """Resolve ``auto`` and check the chosen mode against the cluster.
 
     ``gates`` are KubeVirt's enabled feature gates; ``plugin_names`` the Plugin objects that
-    exist (ours included).
+    exist (ours included); ``kubevirt_version`` the KubeVirt CR's
+    ``status.observedKubeVirtVersion`` (``None`` or unreadable: not known).
     """
     plugins_on = PLUGINS_FEATURE_GATE in gates
     if configured is IntegrationMode.AUTO:
@@ -105,11 +112,25 @@ def decide_mode(
                 "which drops the legacy hook's Realm settings; set integrationMode to plugin "
                 "(or auto) in kubevirt-cca-config, or remove the Plugin objects"
             )
-            if settings.dialect is Dialect.QEMU_COMMANDLINE:
+            survives = _at_least(kubevirt_version, LEGACY_COMMANDLINE_SURVIVES)
+            if settings.dialect is Dialect.QEMU_COMMANDLINE and survives:
                 # qemu:commandline survives the Plugins path from KubeVirt 1.10 on.
                 warnings.append(message + " (the qemu-commandline dialect survives it only on "
                                           "KubeVirt 1.10 and newer)")
+            elif settings.dialect is Dialect.QEMU_COMMANDLINE:
+                # Before 1.10 (or not knowing the version) the rebuild would drop the Realm's
+                # QEMU arguments and the VM would start as a plain VM: refuse (fail closed).
+                shown = repr(kubevirt_version) if kubevirt_version else "not known"
+                problems.append(message + " (the qemu-commandline dialect survives it only on "
+                                          f"KubeVirt 1.10 and newer; this KubeVirt's version is "
+                                          f"{shown})")
             else:
                 problems.append(message)
     return ModeDecision(mode=mode, reason=reason, problems=tuple(problems),
                         warnings=tuple(warnings))
+
+
+def _at_least(version: str | None, wanted: tuple[int, int]) -> bool:
+    """Whether a KubeVirt version string is ``wanted`` or newer (unknown: no)."""
+    match = _VERSION.match(version) if version else None
+    return match is not None and (int(match[1]), int(match[2])) >= wanted

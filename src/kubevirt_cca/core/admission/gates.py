@@ -95,7 +95,7 @@ class ClusterView:
             return None
         return decide_mode(self.integration_mode, gates=self.gates.enabled,
                            plugin_names=self.plugin_names or frozenset(),
-                           settings=self.settings)
+                           settings=self.settings, kubevirt_version=self.kubevirt_version)
 
 
 def config_from_map(data: Mapping[str, Any] | None) -> tuple[Settings, str, str | None]:

@@ -7,7 +7,6 @@ integration annotation a CCA VMI admitted in plugin mode carries instead of the 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,10 +18,6 @@ from kubevirt_cca.core.request import Template
 from kubevirt_cca.errors import Violation
 
 PLUGIN_VALUE = IntegrationMode.PLUGIN.value
-# KubeVirt keeps <qemu:commandline> on its Plugins path only from this release on; before it,
-# the Realm's QEMU arguments would be dropped and the VM would start as a plain VM.
-PLUGIN_PATH_MIN_VERSION = (1, 10)
-_VERSION = re.compile(r"^v?(\d+)\.(\d+)")
 _ADMIN = "CCA VMIs are refused until the cluster admin fixes it (see docs/plugins.md)"
 
 
@@ -40,10 +35,6 @@ def mode_problems(cluster: ClusterView) -> list[str]:
     problems = list(decision.problems)
     plugins_on = cluster.gates.is_enabled(PLUGINS_FEATURE_GATE)
     matters = decision.mode is IntegrationMode.PLUGIN or plugins_on
-    if decision.mode is IntegrationMode.PLUGIN:
-        version_problem = plugin_path_version_problem(cluster.kubevirt_version)
-        if version_problem is not None:
-            problems.append(version_problem)
     if cluster.plugin_names is None:
         if matters:
             problems.append(
@@ -56,27 +47,6 @@ def mode_problems(cluster: ClusterView) -> list[str]:
             f"(plugin.kubevirt.io/v1alpha1 Plugin {PLUGIN_NAME}), which does not exist: without "
             "it KubeVirt never calls the Realm set-up and the VM would start as a plain VM")
     return problems
-
-
-def plugin_path_version_problem(version: str | None) -> str | None:
-    """Why KubeVirt ``version`` cannot carry a Realm on its Plugins path (``None``: it can).
-
-    ``None`` as the version means "not known here" (offline tools): not a problem. An empty or
-    unreadable version is one (fail closed).
-    """
-    if version is None:
-        return None
-    wanted = ".".join(str(n) for n in PLUGIN_PATH_MIN_VERSION)
-    match = _VERSION.match(version)
-    if match is None:
-        return (f"integration mode plugin needs KubeVirt {wanted} or newer, and the KubeVirt CR "
-                f"does not say which version runs (status.observedKubeVirtVersion "
-                f"{version!r})")
-    if (int(match[1]), int(match[2])) < PLUGIN_PATH_MIN_VERSION:
-        return (f"integration mode plugin needs KubeVirt {wanted} or newer (KubeVirt {version} "
-                "drops <qemu:commandline> on its Plugins path, so the Realm's QEMU arguments "
-                "would be lost); use integrationMode sidecar on this KubeVirt")
-    return None
 
 
 def mode_violations(field: str, cluster: ClusterView) -> list[Violation]:

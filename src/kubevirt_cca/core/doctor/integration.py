@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 from kubevirt_cca.constants import CONFIG_MAP_NAME, PLUGINS_FEATURE_GATE, SIDECAR_FEATURE_GATE
-from kubevirt_cca.core.admission.modes import plugin_path_version_problem
 from kubevirt_cca.core.doctor.cluster import kubevirt_cr
 from kubevirt_cca.core.doctor.model import (
     Check,
@@ -68,8 +67,10 @@ def decision(snapshot: Snapshot) -> ModeDecision | str:
         settings = settings_from_config_map(data)
     except SettingsError as exc:
         return f"ConfigMap {CONFIG_MAP_NAME} is invalid: {exc}"
+    version = dig(kubevirt, "status", "observedKubeVirtVersion")
     return decide_mode(configured, gates=enabled_gates(kubevirt),
-                       plugin_names=plugin_names(snapshot), settings=settings)
+                       plugin_names=plugin_names(snapshot), settings=settings,
+                       kubevirt_version=version if isinstance(version, str) else None)
 
 
 def sidecar_gate_needed(snapshot: Snapshot) -> bool:
@@ -96,10 +97,6 @@ def check_integration_mode(snapshot: Snapshot, expected: Expected) -> Check:
                          "rbac.yaml does for the webhook)")
     # A gate that is off fails the feature gates check; the rest is this check's.
     problems = tuple(p for p in decided.problems if not p.startswith(GATE_PROBLEMS))
-    if decided.mode is IntegrationMode.PLUGIN:
-        version = dig(kubevirt_cr(snapshot), "status", "observedKubeVirtVersion")
-        too_old = plugin_path_version_problem(version if isinstance(version, str) else "")
-        problems += (too_old,) if too_old is not None else ()
     if problems:
         return Check(name, Status.FAIL, f"{summary}: CCA VMIs are refused", problems,
                      fix=_fix(decided, namespace))
