@@ -63,3 +63,16 @@ def test_the_admin_guide_lists_every_setting_with_its_shipped_default() -> None:
             assert "| `hookImage` |" in text
         else:
             assert f"| `{key}` | `{value}` |" in text, key
+
+
+def test_the_ready_sample_in_the_install_guide_lists_every_check_in_order() -> None:
+    empty = Read()
+    snapshot = Snapshot(now=datetime.now(UTC), kubevirts=empty, plugins=empty,
+                        config_map=empty, mutating=empty, validating=empty, service=empty,
+                        endpoint_slices=empty, secret=empty, deployment=empty,
+                        daemon_set=empty, pods=empty, nodes=empty)
+    names = [c.name for c in run_checks(snapshot, Expected(options=InstallOptions()))]
+    text = (DOCS / "install.md").read_text()
+    sample = text[text.index("A ready cluster:"):]
+    shown = re.findall(r"^\[ ok \] ([^:]+):", sample[:sample.index("ready for Realms")], re.M)
+    assert shown == names
