@@ -102,7 +102,7 @@ def labeller_daemon_set(options: InstallOptions) -> Manifest:
                            "periodSeconds": 10},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"},
                           "initialDelaySeconds": 10, "periodSeconds": 20},
-        "resources": {"requests": {"cpu": "10m", "memory": "48Mi"},
+        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"},
                       "limits": {"cpu": "200m", "memory": "128Mi"}},
         # Root without any capability: reads root-owned host files (the kernel log), writes
         # nothing on the host (its / is mounted read-only) and escalates nothing.
