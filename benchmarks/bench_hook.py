@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -45,28 +44,11 @@ from kubevirt_cca.hookproto import (
     api_v1alpha3_pb2,
     api_v1alpha3_pb2_grpc,
 )
+from timing import p, sample
 
 FIXTURE = (Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kubevirt" / "domains"
            / "kubevirt-arm64.xml")
 TARGET_P99_MS = 5.0
-
-
-def sample(fns: dict[str, Callable[[], object]], calls: int) -> dict[str, list[float]]:
-    """Time every function ``calls`` times, round-robin, so all rows see the same noise."""
-    for fn in fns.values():
-        for _ in range(min(200, calls)):  # warm-up
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(calls):
-        for name, fn in fns.items():
-            start = time.perf_counter_ns()
-            fn()
-            times[name].append((time.perf_counter_ns() - start) / 1e6)
-    return {name: sorted(values) for name, values in times.items()}
-
-
-def p(times: list[float], q: float) -> float:
-    return times[max(0, int(len(times) * q) - 1)]
 
 
 def describe(name: str, times: list[float], base: float | None = None) -> str:

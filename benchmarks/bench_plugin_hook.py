@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -35,27 +34,11 @@ from kubevirt_cca.core.plugin_hook import MutateCall, mutate_domain
 from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2 as plugin_pb2
 from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2_grpc as plugin_grpc
+from timing import p, sample
 
 FIXTURE = (Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kubevirt" / "domains"
            / "kubevirt-arm64.xml")
 TARGET_P99_MS = 5.0
-
-
-def sample(fns: dict[str, Callable[[], object]], calls: int) -> dict[str, list[float]]:
-    for fn in fns.values():
-        for _ in range(min(200, calls)):  # warm-up
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(calls):
-        for name, fn in fns.items():
-            start = time.perf_counter_ns()
-            fn()
-            times[name].append((time.perf_counter_ns() - start) / 1e6)
-    return {name: sorted(values) for name, values in times.items()}
-
-
-def p(times: list[float], q: float) -> float:
-    return times[max(0, int(len(times) * q) - 1)]
 
 
 def cca_vmi() -> bytes:
