@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict
 
-from lxml import etree
-
 from kubevirt_cca.constants import NODE_ALGO_LABEL_PREFIX, NODE_CCA_LABEL
+from kubevirt_cca.core.libvirtxml import parse_document
 from kubevirt_cca.errors import CapabilitiesError
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 # A label value / name segment: what Kubernetes allows after the prefix of a label key.
 _LABEL_NAME = re.compile(r"\A[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?\Z")
 
@@ -35,15 +33,9 @@ class DomainCapabilities:
 
 def parse_domcapabilities(xml: str | bytes) -> DomainCapabilities:
     """Parse ``<domainCapabilities>`` XML; :class:`CapabilitiesError` when it is not that."""
-    data = xml.encode("utf-8") if isinstance(xml, str) else xml
-    try:
-        root = etree.fromstring(data, _PARSER)
-    except etree.XMLSyntaxError as exc:
-        raise CapabilitiesError(f"domain capabilities are not well-formed XML: {exc}") from exc
-    if root.tag != "domainCapabilities":
-        raise CapabilitiesError(
-            f"expected <domainCapabilities> (virsh domcapabilities), got <{root.tag}>"
-        )
+    root = parse_document(xml, root="domainCapabilities", name="domain capabilities",
+                          kind="libvirt domain capabilities (virsh domcapabilities)",
+                          error=CapabilitiesError)
     arch = root.findtext("arch")
     cca = root.find("features/cca")
     if cca is None:

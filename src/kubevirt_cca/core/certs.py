@@ -143,7 +143,8 @@ def _read(data: Mapping[str, bytes]) -> _Current | None:
     return _Current(ca=(cas[0], ca_key), older_cas=tuple(cas[1:]), serving=serving)
 
 
-def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+def issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    """Whether ``ca`` signed ``cert`` (doctor asks the same of the certificate it finds)."""
     try:
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature):
@@ -151,7 +152,8 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     return True
 
 
-def _dns_names(cert: x509.Certificate) -> list[str]:
+def dns_names_of(cert: x509.Certificate) -> list[str]:
+    """The DNS names in a certificate's subject alternative names."""
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
@@ -190,9 +192,9 @@ def plan(data: Mapping[str, bytes] | None, *, now: datetime, dns_names: Sequence
         reason = f"the certificate expires {serving.not_valid_after_utc:%Y-%m-%d}"
     elif serving.not_valid_before_utc > now:
         reason = "the certificate is not valid yet"
-    elif set(_dns_names(serving)) != set(dns_names):
+    elif set(dns_names_of(serving)) != set(dns_names):
         reason = "the certificate names other DNS names"
-    elif not _issued_by(serving, current.ca[0]):
+    elif not issued_by(serving, current.ca[0]):
         reason = "the certificate is not signed by the CA"
     live = [c for c in (current.ca[0], *current.older_cas) if c.not_valid_after_utc > now]
     if reason is None:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from lxml import etree
 
 from kubevirt_cca.constants import QEMU_NAMESPACE
+from kubevirt_cca.core.libvirtxml import parse_document
 from kubevirt_cca.core.request import CCARequest
 from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.errors import DomainError
@@ -37,14 +38,6 @@ _RME_OBJECT_PREFIX = "rme-guest,"
 _CGS_VALUE = f"confidential-guest-support={RME_OBJECT_ID}"
 _BASE64 = re.compile(r"\A[A-Za-z0-9+/]+={0,2}\Z")
 
-# A parser that reads no DTD, resolves no entity and fetches nothing: the domain comes from
-# virt-launcher, but the rewrite is also fed files by people, so it treats its input as hostile.
-_PARSER = etree.XMLParser(
-    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
-    remove_blank_text=False,
-)
-
-
 def rewrite_domain(domain_xml: str | bytes, request: CCARequest, settings: Settings) -> str:
     """Return ``domain_xml`` made into a Realm for ``request`` under ``settings``."""
     root = parse_domain(domain_xml)
@@ -54,16 +47,8 @@ def rewrite_domain(domain_xml: str | bytes, request: CCARequest, settings: Setti
 
 def parse_domain(domain_xml: str | bytes) -> etree._Element:
     """Parse a libvirt domain document, refusing anything else with a clear message."""
-    data = domain_xml.encode("utf-8") if isinstance(domain_xml, str) else domain_xml
-    try:
-        root = etree.fromstring(data, _PARSER)
-    except etree.XMLSyntaxError as exc:
-        raise DomainError(f"domain XML is not well-formed: {exc}") from exc
-    if root.tag != "domain":
-        raise DomainError(
-            f"not a libvirt domain: the root element is <{_local(root.tag)}>, expected <domain>"
-        )
-    return root
+    return parse_document(domain_xml, root="domain", name="domain XML",
+                          kind="a libvirt domain", error=DomainError)
 
 
 def make_realm(root: etree._Element, request: CCARequest, settings: Settings) -> None:
@@ -333,11 +318,6 @@ _WRITERS: dict[Dialect, Callable[[etree._Element, CCARequest], None]] = {
 
 
 # --- tree helpers ------------------------------------------------------------------------------
-
-
-def _local(tag: object) -> str:
-    text = str(tag)
-    return text.rsplit("}", 1)[-1]
 
 
 def _remove(element: etree._Element) -> None:

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 
 from kubevirt_cca.constants import ENABLED_LABEL, ENABLED_VALUE
+from kubevirt_cca.core.certs import dns_names_of, issued_by
 from kubevirt_cca.core.doctor.model import (
     Check,
     Expected,
@@ -199,7 +199,7 @@ def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
         problems.append(f"not valid before {_when(leaf.not_valid_before_utc)}")
     if expires <= now:
         problems.append(f"expired {_when(expires)}")
-    names = _dns_names(leaf)
+    names = dns_names_of(leaf)
     wanted = service_dns_names(expected.options)[2]
     if wanted not in names:
         problems.append(f"does not name {wanted} (names: {', '.join(names) or 'none'})")
@@ -234,27 +234,11 @@ def _trust_problems(snapshot: Snapshot, leaf: x509.Certificate) -> list[str]:
             except (binascii.Error, ValueError):
                 problems.append(f"{kind} webhook {hook.get('name')}: caBundle is not PEM")
                 continue
-            if not any(_issued_by(leaf, ca) for ca in authorities):
+            if not any(issued_by(leaf, ca) for ca in authorities):
                 problems.append(f"{kind} webhook {hook.get('name')}: caBundle does not hold the "
                                 "CA that signed the certificate (x509: certificate signed by "
                                 "unknown authority)")
     return problems
-
-
-def _issued_by(leaf: x509.Certificate, ca: x509.Certificate) -> bool:
-    try:
-        leaf.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def _dns_names(cert: x509.Certificate) -> list[str]:
-    try:
-        extension = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        return []
-    return list(extension.value.get_values_for_type(x509.DNSName))
 
 
 def _when(moment: datetime) -> str:
