@@ -44,19 +44,11 @@ from kubevirt_cca.hookproto import (
     api_v1alpha3_pb2,
     api_v1alpha3_pb2_grpc,
 )
-from timing import p, sample
+from timing import describe, p, sample
 
 FIXTURE = (Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kubevirt" / "domains"
            / "kubevirt-arm64.xml")
 TARGET_P99_MS = 5.0
-
-
-def describe(name: str, times: list[float], base: float | None = None) -> str:
-    line = (f"{name:<34} p50 {statistics.median(times):7.3f} ms   p99 {p(times, 0.99):7.3f} ms"
-            f"   mean {statistics.fmean(times):7.3f} ms")
-    if base is not None:
-        line += f"   {statistics.median(times) / base:5.1f}x core (p50)"
-    return line
 
 
 def cca_vmi() -> bytes:

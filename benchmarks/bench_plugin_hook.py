@@ -34,7 +34,7 @@ from kubevirt_cca.core.plugin_hook import MutateCall, mutate_domain
 from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2 as plugin_pb2
 from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2_grpc as plugin_grpc
-from timing import p, sample
+from timing import describe, p, sample
 
 FIXTURE = (Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kubevirt" / "domains"
            / "kubevirt-arm64.xml")
@@ -113,8 +113,7 @@ def main() -> int:
     print(f"{args.calls} calls per row (interleaved), domain {len(domain)} bytes, "
           f"load average {load}")
     for name, times in rows.items():
-        print(f"{name:<34} p50 {statistics.median(times):7.3f} ms   p99 {p(times, 0.99):7.3f} ms"
-              f"   {statistics.median(times) / base:5.1f}x core (p50)")
+        print(describe(name, times, base))
     worst = max(p(rows["socket, one connection"], 0.99),
                 p(rows["socket, new connection per call"], 0.99))
     verdict = "within" if worst <= TARGET_P99_MS else "OVER"

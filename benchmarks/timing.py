@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
@@ -24,3 +25,12 @@ def sample(fns: dict[str, Callable[[], object]], calls: int) -> dict[str, list[f
 def p(times: list[float], q: float) -> float:
     """The ``q`` quantile of sorted ``times``."""
     return times[max(0, int(len(times) * q) - 1)]
+
+
+def describe(name: str, times: list[float], base: float | None = None) -> str:
+    """One row: p50, p99 and mean of sorted ``times``, and the p50 as a multiple of ``base``."""
+    line = (f"{name:<34} p50 {statistics.median(times):7.3f} ms   p99 {p(times, 0.99):7.3f} ms"
+            f"   mean {statistics.fmean(times):7.3f} ms")
+    if base is not None:
+        line += f"   {statistics.median(times) / base:5.1f}x core (p50)"
+    return line
