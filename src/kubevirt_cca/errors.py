@@ -6,13 +6,20 @@
     ├── DomainError              a domain XML cannot be made into a Realm
     ├── CapabilitiesError        libvirt domain capabilities cannot be read
     ├── ManifestError            a manifest file cannot be read as one Kubernetes object
-    ├── KubernetesAPIError       the Kubernetes API server refused a request or could not be reached
+    ├── KubernetesAPIError       a Kubernetes API request failed (``status``: HTTP status or None)
+    │   ├── KubernetesConflict   409: the object changed since it was read (read and decide again)
+    │   └── KubernetesUnreachable  no answer at all (network, TLS, wrong server)
+    ├── CertificateError         the webhook's TLS certificate or key cannot be loaded
     ├── AttestationError         an attestation token, trust anchor or nonce cannot be used
     ├── CollectionError          configfs-tsm cannot produce an attestation token here
-    └── HookError                the hook sidecar refuses to define a VMI's domain
+    ├── HookError                the hook sidecar refuses to define a VMI's domain
+    └── MalformedReview          a webhook body is not an AdmissionReview (HTTP 400)
 
 Adapters translate library exceptions (lxml, grpc, Kubernetes clients) into these with
-``raise ... from``; the commands turn them into one readable line and an exit code.
+``raise ... from``; the Kubernetes client's exceptions are translated in one place,
+:func:`kubevirt_cca.adapters.kube.call`. The commands turn them into one readable line and an
+exit code. (``CertificateError`` lives in ``adapters/webhook/tls.py`` and ``MalformedReview`` in
+``core/admission/reviews.py``, next to what raises them; both derive from :class:`CCAError`.)
 """
 
 from __future__ import annotations
@@ -60,11 +67,25 @@ class ManifestError(CCAError):
 
 
 class KubernetesAPIError(CCAError):
-    """A Kubernetes API request failed. ``status`` is the HTTP status, ``None`` when unreachable."""
+    """A Kubernetes API request failed.
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    ``status`` is the HTTP status (``None``: no usable answer, unreachable or unreadable);
+    ``detail`` is the reason without the name of the request (the message prefixes it).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 detail: str | None = None) -> None:
         self.status = status
+        self.detail = message if detail is None else detail
         super().__init__(message)
+
+
+class KubernetesConflict(KubernetesAPIError):
+    """HTTP 409: another writer changed the object since it was read; read and decide again."""
+
+
+class KubernetesUnreachable(KubernetesAPIError):
+    """The API server gave no answer at all (connection refused, TLS, timeout)."""
 
 
 class AttestationError(CCAError):

@@ -2,9 +2,10 @@
 
 Used by ``kubevirt-cca certs ensure``, the webhook pods' init container when cert-manager is not
 installed. Several replicas may run it at once: every write is a JSON merge patch carrying the
-``resourceVersion`` it read (a create, none), so a conflict (409) means another replica wrote
-first, and the step is read and decided again. A merge patch replaces a list whole, so the
-``webhooks`` list is sent complete, as read, with only the ``caBundle`` changed. Reads and writes
+``resourceVersion`` it read (a create, none), so a conflict (409, :class:`KubernetesConflict`)
+means another replica wrote first, and the step is read and decided again. A merge patch
+replaces a list whole, so the ``webhooks`` list is sent complete, as read, with only the
+``caBundle`` changed. Reads and writes
 only what the ``kubevirt-cca-webhook`` roles allow: get/create/patch of the one Secret, get/patch
 of the two webhook configurations.
 """
@@ -21,8 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx2
-from lightkube import ApiError, AsyncClient
+from lightkube import AsyncClient
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.admissionregistration_v1 import (
     MutatingWebhookConfiguration,
@@ -31,16 +31,13 @@ from lightkube.resources.admissionregistration_v1 import (
 from lightkube.resources.core_v1 import Secret
 from lightkube.types import PatchType
 
+from kubevirt_cca.adapters.kube import call
 from kubevirt_cca.core.certs import CA_CRT, TLS_CRT, TLS_KEY, Action, Plan, plan
-from kubevirt_cca.errors import KubernetesAPIError
+from kubevirt_cca.errors import KubernetesAPIError, KubernetesConflict
 
 LOG = logging.getLogger(__name__)
 ATTEMPTS = 5
 T = TypeVar("T")
-
-
-class Conflict(Exception):
-    """Another writer changed the object since it was read (HTTP 409)."""
 
 
 @dataclass(frozen=True)
@@ -49,29 +46,9 @@ class Outcome:
     patched: tuple[str, ...]  # the webhook configurations whose caBundle changed
 
 
-async def _call(what: str, request: Awaitable[T]) -> T:
-    try:
-        return await request
-    except ApiError as exc:
-        code = exc.status.code or 0
-        if code == 409:
-            raise Conflict(what) from exc
-        raise KubernetesAPIError(f"{what}: {code} {exc.status.reason or ''}: "
-                                 f"{exc.status.message or 'no message'}", status=code) from exc
-    except httpx2.HTTPStatusError as exc:
-        code = exc.response.status_code
-        if code == 409:
-            raise Conflict(what) from exc
-        raise KubernetesAPIError(f"{what}: {code} {exc.response.reason_phrase}",
-                                 status=code) from exc
-    except httpx2.HTTPError as exc:
-        raise KubernetesAPIError(f"{what}: the API server could not be reached "
-                                 f"({type(exc).__name__}: {exc or 'no detail'})") from exc
-
-
 async def _get_or_none(what: str, request: Awaitable[T]) -> T | None:
     try:
-        return await _call(what, request)
+        return await call(what, request)
     except KubernetesAPIError as exc:
         if exc.status == 404:
             return None
@@ -82,7 +59,7 @@ async def _retrying(what: str, step: Callable[[], Awaitable[T]]) -> T:
     for attempt in range(1, ATTEMPTS + 1):
         try:
             return await step()
-        except Conflict:
+        except KubernetesConflict:
             LOG.info("%s: changed by another writer (attempt %d of %d); reading again",
                      what, attempt, ATTEMPTS)
     raise KubernetesAPIError(f"{what}: still conflicting after {ATTEMPTS} attempts")
@@ -117,10 +94,10 @@ async def ensure_secret(client: AsyncClient, *, namespace: str, name: str,
                                               labels={"app.kubernetes.io/name": "kubevirt-cca",
                                                       "app.kubernetes.io/component": "webhook"}),
                           type="kubernetes.io/tls", data=data)
-            await _call(f"create {what}", client.create(body))
+            await call(f"create {what}", client.create(body))
         else:
             version = secret.metadata.resourceVersion if secret.metadata else None
-            await _call(f"patch {what}", client.patch(
+            await call(f"patch {what}", client.patch(
                 Secret, name, {"metadata": {"resourceVersion": version}, "data": data},
                 namespace=namespace, patch_type=PatchType.MERGE))
         LOG.info("%s: %s (%s)", what, decided.action.value, decided.reason)
@@ -150,7 +127,7 @@ async def ensure_ca_bundle(client: AsyncClient, *, name: str, bundle: bytes) -> 
                 hook.clientConfig.caBundle = encoded
             body = {"metadata": {"resourceVersion": config.metadata.resourceVersion},
                     "webhooks": [h.to_dict() for h in config.webhooks]}
-            await _call(f"patch {what}", client.patch(kind, name, body,
+            await call(f"patch {what}", client.patch(kind, name, body,
                                                       patch_type=PatchType.MERGE))
             return True
 
@@ -178,7 +155,7 @@ async def ensure(client: AsyncClient, *, namespace: str, secret: str,
     decided = await ensure_secret(client, namespace=namespace, name=secret,
                                   dns_names=dns_names, now=now)
     # Read back what is stored: another replica may have won the race with its own CA.
-    stored = _decoded(await _call("get Secret", client.get(Secret, secret, namespace=namespace)))
+    stored = _decoded(await call("get Secret", client.get(Secret, secret, namespace=namespace)))
     final = plan(stored, now=now, dns_names=dns_names)
     if final.action is not Action.KEEP:
         raise KubernetesAPIError(f"Secret {namespace}/{secret} changed under us: {final.reason}")

@@ -25,11 +25,11 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx2
-from lightkube import ApiError, AsyncClient, operators
+from lightkube import AsyncClient, operators
 from lightkube.resources.core_v1 import ConfigMap
 
-from kubevirt_cca.adapters.kube import KubeVirt, Plugin, VirtualMachineInstance
+from kubevirt_cca.adapters.kube import KubeVirt, Plugin, VirtualMachineInstance, call
+from kubevirt_cca.adapters.kube import stream as kube_stream
 from kubevirt_cca.constants import CONFIG_MAP_NAME, ENABLED_LABEL
 from kubevirt_cca.core.admission.gates import (
     ClusterView,
@@ -42,6 +42,7 @@ from kubevirt_cca.core.admission.validate import VMILookup
 from kubevirt_cca.errors import KubernetesAPIError, SettingsError
 
 logger = logging.getLogger(__name__)
+NOT_FOUND = 404
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -135,18 +136,12 @@ class ClusterState:
         if cached is not None:
             return VMILookup(vmi=cached)
         try:
-            obj = await self._client.get(VirtualMachineInstance, name, namespace=namespace)
-        except ApiError as exc:
-            if exc.status.code == 404:
+            obj = await call("get VMI", self._client.get(VirtualMachineInstance, name,
+                                                        namespace=namespace))
+        except KubernetesAPIError as exc:
+            if exc.status == NOT_FOUND:
                 return VMILookup(vmi=None)
-            return VMILookup(problem=f"the API server answered {exc.status.code}: "
-                                     f"{exc.status.message}")
-        except httpx2.HTTPStatusError as exc:
-            if exc.response.status_code == 404:
-                return VMILookup(vmi=None)
-            return VMILookup(problem=f"the API server answered {exc.response.status_code}")
-        except httpx2.HTTPError as exc:
-            return VMILookup(problem=f"the API server is unreachable: {exc}")
+            return VMILookup(problem=_problem(exc))
         return VMILookup(vmi=_as_dict(obj))
 
     # --- the watch loop ------------------------------------------------------------------------
@@ -158,7 +153,7 @@ class ClusterState:
         while True:
             listed = False
             try:
-                items, version = await _translated(lister())
+                items, version = await call(f"list {source.what}", lister())
                 source.replace(items)
                 listed = True
                 self._refresh()
@@ -171,7 +166,7 @@ class ClusterState:
                 # A failed list makes the source unknown (CCA objects are refused); a failed
                 # watch after a good list keeps the listed state until the next list.
                 if not listed:
-                    source.fail(str(exc))
+                    source.fail(_problem(exc))
                     self._refresh()
                 logger.warning("cluster state interrupted source=%r listed=%s problem=%r "
                                "retry_in=%.1fs", source.what, listed, str(exc),
@@ -209,16 +204,11 @@ class ClusterState:
     async def _list_plugins(self) -> tuple[list[dict[str, Any]], str | None]:
         listing = self._client.list(Plugin)
         try:
-            items = [_as_dict(o) async for o in listing]
-        except ApiError as exc:
-            if exc.status.code != 404:
+            items = await call("list KubeVirt Plugins", _collected(listing))
+        except KubernetesAPIError as exc:
+            if exc.status != NOT_FOUND:
                 raise
             self._plugin_crd_missing = True  # no Plugin CRD: this KubeVirt has no Plugins
-            return [], None
-        except httpx2.HTTPStatusError as exc:
-            if exc.response.status_code != 404:
-                raise
-            self._plugin_crd_missing = True
             return [], None
         self._plugin_crd_missing = False
         return items, _version(listing)
@@ -296,32 +286,21 @@ def _with_gates(view: ClusterView, gates: Any, problem: str | None) -> ClusterVi
     return dataclasses.replace(view, gates=gates, gates_problem=problem)
 
 
-async def _translated(awaitable: Any) -> Any:
-    try:
-        return await awaitable
-    except ApiError as exc:
-        raise KubernetesAPIError(f"the API server answered {exc.status.code}: "
-                                 f"{exc.status.message}", status=exc.status.code) from exc
-    except httpx2.HTTPStatusError as exc:
-        code = exc.response.status_code
-        raise KubernetesAPIError(f"the API server answered {code}", status=code) from exc
-    except httpx2.HTTPError as exc:
-        raise KubernetesAPIError(f"the API server is unreachable: {exc}") from exc
-
-
 async def _watched(stream: AsyncIterable[tuple[str, Any]]
                    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    try:
-        async for event, obj in stream:
-            yield event, _as_dict(obj)
-    except ApiError as exc:
-        raise KubernetesAPIError(f"watch failed: {exc.status.code} {exc.status.message}",
-                                 status=exc.status.code) from exc
-    except httpx2.HTTPStatusError as exc:
-        code = exc.response.status_code
-        raise KubernetesAPIError(f"watch failed: {code}", status=code) from exc
-    except httpx2.HTTPError as exc:
-        raise KubernetesAPIError(f"watch failed: {exc}") from exc
+    async for event, obj in kube_stream("watch", stream):
+        yield event, _as_dict(obj)
+
+
+async def _collected(listing: AsyncIterable[Any]) -> list[dict[str, Any]]:
+    return [_as_dict(o) async for o in listing]
+
+
+def _problem(exc: KubernetesAPIError) -> str:
+    """How a failed read reads in a refusal (the owner's message names the source)."""
+    if exc.status is None:
+        return exc.detail
+    return f"the API server answered {exc.detail}"
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:

@@ -13,8 +13,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-import httpx2
-from lightkube import ApiError, AsyncClient
+from lightkube import AsyncClient
 from lightkube.resources.admissionregistration_v1 import (
     MutatingWebhookConfiguration,
     ValidatingAdmissionPolicy,
@@ -25,7 +24,7 @@ from lightkube.resources.apps_v1 import DaemonSet, Deployment
 from lightkube.resources.core_v1 import ConfigMap, Node, Pod, Secret, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 
-from kubevirt_cca.adapters.kube import KubeVirt, Plugin
+from kubevirt_cca.adapters.kube import KubeVirt, Plugin, call
 from kubevirt_cca.constants import CONFIG_MAP_NAME
 from kubevirt_cca.core.doctor import Read, Snapshot
 from kubevirt_cca.core.install.names import (
@@ -35,7 +34,9 @@ from kubevirt_cca.core.install.names import (
     WEBHOOK_CONFIGURATION,
     selector,
 )
-from kubevirt_cca.errors import KubernetesAPIError
+from kubevirt_cca.errors import KubernetesAPIError, KubernetesUnreachable
+
+NOT_FOUND = 404
 
 POLICY_KINDS: dict[str, Any] = {
     "ValidatingAdmissionPolicy": ValidatingAdmissionPolicy,
@@ -50,34 +51,14 @@ def _raw(obj: Any) -> dict[str, Any]:
 
 async def _read(what: str, request: Callable[[], Awaitable[Any]]) -> Read:
     try:
-        return Read(value=await request())
-    except ApiError as exc:
-        code = exc.status.code or (exc.response.status_code if exc.response else 0)
-        if code == 404:
+        return Read(value=await call(f"read {what}", request()))
+    except KubernetesUnreachable as exc:
+        raise KubernetesUnreachable(f"cannot reach the API server to read {what}: "
+                                    f"{exc.detail}", detail=exc.detail) from exc
+    except KubernetesAPIError as exc:
+        if exc.status == NOT_FOUND:
             return Read()
-        reason = exc.status.reason or "error"
-        return Read(error=f"{code} {reason}: {exc.status.message or 'no message'}")
-    except httpx2.HTTPStatusError as exc:
-        # lightkube parses a Status only when the content type is exactly application/json.
-        if exc.response.status_code == 404:
-            return Read()
-        return Read(error=f"{exc.response.status_code} {_status_text(exc.response)}")
-    except ValueError as exc:  # the answer was not the object the client expected
-        return Read(error=f"unreadable answer: {exc}")
-    except httpx2.HTTPError as exc:
-        raise KubernetesAPIError(f"cannot reach the API server to read {what} "
-                                 f"({type(exc).__name__}: {exc or 'no detail'})") from exc
-
-
-def _status_text(response: httpx2.Response) -> str:
-    """``Reason: message`` from a Kubernetes Status body, else the HTTP reason phrase."""
-    try:
-        status = response.json()
-    except ValueError:
-        status = None
-    if isinstance(status, dict) and status.get("reason"):
-        return f"{status['reason']}: {status.get('message') or 'no message'}"
-    return response.reason_phrase or "error"
+        return Read(error=exc.detail, status=exc.status)
 
 
 async def _items(listing: AsyncIterable[Any]) -> list[dict[str, Any]]:

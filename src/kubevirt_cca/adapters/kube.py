@@ -2,20 +2,32 @@
 
 kubevirt-cca uses lightkube (see docs/dependencies.md): an asyncio client with typed core
 models and generic resources for KubeVirt's kinds. This module builds the client the same way
-for every command and declares the KubeVirt resources once.
+for every command, declares the KubeVirt resources once, and translates the client's exceptions
+in one place (:func:`call`, :func:`stream`): every adapter that talks to the API server awaits
+its requests through them and sees only :class:`~kubevirt_cca.errors.KubernetesAPIError` (409 as
+:class:`~kubevirt_cca.errors.KubernetesConflict`, no answer at all as
+:class:`~kubevirt_cca.errors.KubernetesUnreachable`), with the same wording everywhere.
 """
 
 from __future__ import annotations
 
-from lightkube import AsyncClient
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+import httpx2
+from lightkube import ApiError, AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.config.models import Cluster, User
 from lightkube.core.exceptions import ConfigError
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 
-from kubevirt_cca.errors import KubernetesAPIError
+from kubevirt_cca.errors import KubernetesAPIError, KubernetesConflict, KubernetesUnreachable
 
 FIELD_MANAGER = "kubevirt-cca"
+CONFLICT = 409
+# What lightkube and httpx raise for a failed request (ApiError is an HTTPStatusError).
+CLIENT_ERRORS = (httpx2.HTTPError, ValueError)
+T = TypeVar("T")
 
 # KubeVirt's kinds, as lightkube generic resources.
 KubeVirt = create_namespaced_resource("kubevirt.io", "v1", "KubeVirt", "kubevirts")
@@ -57,3 +69,64 @@ def async_client(*, server: str | None = None, kubeconfig: str | None = None,
         field_manager=FIELD_MANAGER,
         trust_env=False,
     )
+
+
+async def call(what: str, request: Awaitable[T]) -> T:
+    """Await one API request; the client's exceptions become :class:`KubernetesAPIError`.
+
+    ``what`` names the request in the message (``"get nodes"``); ``detail`` holds the reason
+    alone (``"403 Forbidden: ..."``, ``"the API server could not be reached (...)"``).
+    """
+    try:
+        return await request
+    except CLIENT_ERRORS as exc:
+        raise translate(what, exc) from exc
+
+
+async def stream(what: str, events: AsyncIterable[tuple[str, Any]]
+                 ) -> AsyncIterator[tuple[str, Any]]:
+    """A watch's events, with the client's exceptions translated as :func:`call` does."""
+    try:
+        async for event in events:
+            yield event
+    except CLIENT_ERRORS as exc:
+        raise translate(what, exc) from exc
+
+
+def translate(what: str, exc: httpx2.HTTPError | ValueError) -> KubernetesAPIError:
+    """The one translation of a Kubernetes client exception (one of :data:`CLIENT_ERRORS`).
+
+    lightkube raises :class:`ApiError` with the parsed ``Status`` when the answer's content type
+    is exactly ``application/json``, else httpx's ``HTTPStatusError``; both read alike here.
+    """
+    if isinstance(exc, ApiError):
+        code = exc.status.code or (exc.response.status_code if exc.response else 0)
+        reason = f"{exc.status.reason}: " if exc.status.reason else ""
+        return _answered(what, code, f"{code} {reason}{exc.status.message or 'no message'}")
+    if isinstance(exc, httpx2.HTTPStatusError):
+        code = exc.response.status_code
+        return _answered(what, code, f"{code} {status_text(exc.response)}")
+    if isinstance(exc, httpx2.HTTPError):
+        detail = (f"the API server could not be reached ({type(exc).__name__}: "
+                  f"{exc or 'no detail'})")
+        return KubernetesUnreachable(f"{what}: {detail}", detail=detail)
+    # A ValueError: the answer was not the object the client expected.
+    detail = f"unreadable response: {exc}"
+    return KubernetesAPIError(f"{what}: {detail}", detail=detail)
+
+
+def status_text(response: httpx2.Response) -> str:
+    """``Reason: message`` from a Kubernetes Status body, else the HTTP reason phrase."""
+    try:
+        status = response.json()
+    except ValueError:
+        status = None
+    if isinstance(status, dict) and (status.get("reason") or status.get("message")):
+        reason = f"{status['reason']}: " if status.get("reason") else ""
+        return f"{reason}{status.get('message') or 'no message'}"
+    return response.reason_phrase or "no detail"
+
+
+def _answered(what: str, code: int, detail: str) -> KubernetesAPIError:
+    kind = KubernetesConflict if code == CONFLICT else KubernetesAPIError
+    return kind(f"{what}: {detail}", status=code, detail=detail)

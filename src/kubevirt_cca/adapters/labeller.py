@@ -27,18 +27,18 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import TypeVar
 
-import httpx2
-from lightkube import ApiError, AsyncClient
+from lightkube import AsyncClient
 from lightkube.models.core_v1 import EventSource, ObjectReference
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event, Node
 from lightkube.types import PatchType
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from kubevirt_cca.adapters.kube import call
 from kubevirt_cca.constants import MEASUREMENT_ALGORITHMS
 from kubevirt_cca.core.capabilities import DetectionReport
 from kubevirt_cca.core.labelling import CapabilityEvent, NodeMetadata, NodePlan, plan_node
-from kubevirt_cca.errors import KubernetesAPIError
+from kubevirt_cca.errors import KubernetesAPIError, KubernetesUnreachable
 
 LOG = logging.getLogger(__name__)
 
@@ -273,41 +273,16 @@ class NodeLabeller:
         """Await one API request, count it, and translate the client's exceptions."""
         counter = self.metrics.api_requests
         try:
-            result = await request
-        except ApiError as exc:
-            code = exc.status.code or (exc.response.status_code if exc.response else 0)
-            counter.labels(verb, resource, str(code)).inc()
-            reason = f"{exc.status.reason}: " if exc.status.reason else ""
-            raise KubernetesAPIError(
-                f"{verb} {resource}: {code} {reason}{exc.status.message or 'no message'}",
-                status=code,
-            ) from exc
-        except httpx2.HTTPStatusError as exc:
-            # lightkube reads a Status only when the content type is exactly application/json.
-            code = exc.response.status_code
-            counter.labels(verb, resource, str(code)).inc()
-            raise KubernetesAPIError(f"{verb} {resource}: {code} {_status_text(exc.response)}",
-                                     status=code) from exc
-        except httpx2.HTTPError as exc:
-            counter.labels(verb, resource, "unreachable").inc()
-            raise KubernetesAPIError(
-                f"{verb} {resource}: the API server could not be reached "
-                f"({type(exc).__name__}: {exc or 'no detail'})"
-            ) from exc
-        except ValueError as exc:  # the response was not the object the client expected
-            counter.labels(verb, resource, "malformed").inc()
-            raise KubernetesAPIError(f"{verb} {resource}: unreadable response: {exc}") from exc
+            result = await call(f"{verb} {resource}", request)
+        except KubernetesAPIError as exc:
+            counter.labels(verb, resource, _outcome(exc)).inc()
+            raise
         counter.labels(verb, resource, "ok").inc()
         return result
 
 
-def _status_text(response: httpx2.Response) -> str:
-    """``Reason: message`` from a Kubernetes Status body, else the HTTP reason phrase."""
-    try:
-        status = response.json()
-    except ValueError:
-        status = None
-    if isinstance(status, dict) and (status.get("reason") or status.get("message")):
-        reason = f"{status['reason']}: " if status.get("reason") else ""
-        return f"{reason}{status.get('message') or 'no message'}"
-    return response.reason_phrase or "no detail"
+def _outcome(exc: KubernetesAPIError) -> str:
+    """The metric's outcome label: the HTTP status, ``unreachable`` or ``malformed``."""
+    if exc.status is not None:
+        return str(exc.status)
+    return "unreachable" if isinstance(exc, KubernetesUnreachable) else "malformed"

@@ -14,10 +14,12 @@ from kubevirt_cca.core.install.names import InstallOptions
 @dataclass(frozen=True)
 class Read:
     """One read from the API server: the object (or list of items), ``None`` when it does not
-    exist, or ``error`` saying why it could not be read (forbidden, ...)."""
+    exist, or ``error`` saying why it could not be read (forbidden, ...), with the HTTP
+    ``status`` when the API server answered one."""
 
     value: Any = None
     error: str | None = None
+    status: int | None = None
 
     @property
     def missing(self) -> bool:
@@ -116,7 +118,7 @@ def strings(value: Any) -> list[str]:
 
 def unreadable(name: str, what: str, read: Read) -> Check:
     error = read.error or ""
-    if error.startswith(("401", "403")):
+    if read.status in (401, 403):
         fix = ("run doctor as a cluster admin, or bind the kubevirt-cca-doctor ClusterRole and "
                "Role to your user (docs/admin.md, 'Who may run doctor')")
     else:
