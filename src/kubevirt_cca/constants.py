@@ -21,9 +21,19 @@ MEASUREMENT_ALGORITHMS: Final = ("sha256", "sha512")
 PERSONALIZATION_VALUE_BYTES: Final = 64
 
 # --- Feature gates (KubeVirt CR, spec.configuration.developerConfiguration) -------------------
-CCA_FEATURE_GATE: Final = "WorkloadEncryptionCCA"
+CCA_FEATURE_GATE: Final = "WorkloadEncryptionCCA"  # the RFC code's name (the canonical one)
+# The same switch under the names other trees use (issue 15): VEP 129's tracking issue, and
+# NVIDIA's VEP 338. Any one of them turns kubevirt-cca on (docs/admin.md, "Feature gates").
+ENABLE_CCA_FEATURE_GATE: Final = "EnableCCA"
+ENABLE_ARM_CCA_FEATURE_GATE: Final = "EnableARMCCA"
+CCA_FEATURE_GATE_NAMES: Final = (CCA_FEATURE_GATE, ENABLE_CCA_FEATURE_GATE,
+                                 ENABLE_ARM_CCA_FEATURE_GATE)
 SIDECAR_FEATURE_GATE: Final = "Sidecar"
 PLUGINS_FEATURE_GATE: Final = "Plugins"
+
+# KubeVirt's own VMI schema carries this field once KubeVirt implements CCA itself.
+NATIVE_CCA_SCHEMA_PATH: Final = ("spec", "domain", "launchSecurity", "cca")
+KUBEVIRT_VMI_CRD: Final = "virtualmachineinstances.kubevirt.io"
 
 # --- Node labels and annotations (DESIGN.md, "Node labels") ------------------------------------
 NODE_CCA_LABEL: Final = "kubevirt.io/cca"

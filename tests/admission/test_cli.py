@@ -132,6 +132,11 @@ def test_native_form_is_explained_by_validate_and_rewritten_by_convert(
     assert "removed" in err
     # The converted manifest is admitted.
     assert run(capsys, "validate", write(tmp_path, "converted.yaml", converted))[0] == 0
+    # And handed back (to a KubeVirt that knows CCA itself): the native manifest again.
+    code, out, err = run(capsys, "convert", "--to", "native",
+                         write(tmp_path, "back.yaml", converted))
+    assert code == 0 and "launchSecurity.cca" in err
+    assert yaml.safe_load(out) == native
 
 
 def test_convert_keeps_other_documents_and_reports_nothing_to_do(

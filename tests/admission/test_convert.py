@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubevirt_cca.constants import ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION
-from kubevirt_cca.core.convert import convert, native_field
+from kubevirt_cca.core.convert import Conversion, convert, native_field, to_native
 from kubevirt_cca.core.request import parse_request
 from kubevirt_cca.errors import RequestError
 from tests.admission.helpers import template_node
@@ -68,3 +68,34 @@ def test_other_launch_security_is_kept_and_refused() -> None:
     template_node(obj)["spec"]["domain"]["launchSecurity"] = {"cca": {}, "sev": {}}
     with pytest.raises(RequestError, match="cannot also use sev"):
         convert(obj)
+
+
+@settings(max_examples=100, deadline=None)
+@given(params=st.one_of(st.none(), PARAMS),
+       kind=st.sampled_from(["VirtualMachineInstance", "VirtualMachine",
+                             "VirtualMachineInstanceReplicaSet", "VirtualMachinePool"]))
+def test_to_native_is_convert_reversed(params: dict[str, Any] | None, kind: str) -> None:
+    """The hand-over to a KubeVirt that knows CCA itself: the same request, in its field."""
+    native = copy.deepcopy(VM) if kind == "VirtualMachine" else {
+        "apiVersion": "kubevirt.io/v1", "kind": kind, "metadata": {"name": "o"}, "spec": {}}
+    template_node(native).setdefault("spec", {}).setdefault("domain", {})["launchSecurity"] = {
+        "cca": params}
+    labelled = convert(native).obj
+    back = to_native(labelled)
+    assert native_field(back.obj) is not None
+    assert parse_request(back.obj) == parse_request(native)
+    node = template_node(back.obj)
+    assert ENABLED_LABEL not in node["metadata"].get("labels", {})
+    assert LAUNCH_SECURITY_ANNOTATION not in node["metadata"].get("annotations", {})
+    assert convert(back.obj).obj == labelled
+    assert to_native(back.obj).changes == ()  # already native: nothing to do
+
+
+def test_to_native_leaves_a_plain_vm_alone_and_refuses_a_bad_request() -> None:
+    assert to_native(VM) == Conversion(VM, ())
+    bad = copy.deepcopy(VM)
+    template_node(bad)["metadata"]["labels"][ENABLED_LABEL] = "true"
+    template_node(bad)["metadata"]["annotations"] = {
+        LAUNCH_SECURITY_ANNOTATION: '{"measurementAlgo":"md5"}'}
+    with pytest.raises(RequestError, match="measurementAlgo"):
+        to_native(bad)

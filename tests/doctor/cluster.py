@@ -35,6 +35,7 @@ PLURALS = {
     "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
     "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
     "Issuer": "issuers", "Certificate": "certificates",
+    "CustomResourceDefinition": "customresourcedefinitions",
 }
 
 

@@ -46,7 +46,8 @@ def ca() -> CA:
 def _expected() -> Any:
     import argparse
 
-    return expected_from_args(argparse.Namespace(namespace="kubevirt-cca"))
+    return expected_from_args(argparse.Namespace(
+        namespace="kubevirt-cca", kubevirt_namespace="kubevirt"))
 
 
 async def doctor(kmock: Any, objects: Objects) -> dict[str, Check]:

@@ -32,7 +32,8 @@ def ca() -> CA:
 
 async def doctor(kmock: Any, objects: Objects) -> dict[str, Check]:
     load(kmock, objects)
-    expected = expected_from_args(argparse.Namespace(namespace="kubevirt-cca"))
+    expected = expected_from_args(argparse.Namespace(
+        namespace="kubevirt-cca", kubevirt_namespace="kubevirt"))
     checks = await diagnose(server=str(kmock.url), kubeconfig=None, expected=expected)
     return {check.name: check for check in checks}
 

@@ -216,7 +216,8 @@ async def test_doctor_accepts_what_certs_ensure_made(kmock: Any) -> None:
     load(kmock, [o for o in objects if o["kind"].endswith("WebhookConfiguration")])
     kmock.resources[SECRETS] = {}
     await run_ensure(kmock, None, now=datetime.now(UTC))
-    expected = expected_from_args(argparse.Namespace(namespace="kubevirt-cca"))
+    expected = expected_from_args(argparse.Namespace(
+        namespace="kubevirt-cca", kubevirt_namespace="kubevirt"))
     checks = {c.name: c for c in await diagnose(server=str(kmock.url), kubeconfig=None,
                                                 expected=expected)}
     assert checks["webhook certificate"].status is Status.OK, checks["webhook certificate"]

@@ -226,7 +226,8 @@ async def test_the_self_signed_webhook_gets_exactly_what_it_and_certs_ensure_use
 @pytest.mark.asyncio
 async def test_doctor_gets_exactly_what_it_uses(kmock: Any) -> None:
     load(kmock, ready_cluster(make_ca()))
-    expected = expected_from_args(argparse.Namespace(namespace=NAMESPACE))
+    expected = expected_from_args(argparse.Namespace(namespace=NAMESPACE,
+                                                     kubevirt_namespace="kubevirt"))
     await diagnose(server=str(kmock.url), kubeconfig=None, expected=expected)
     assert_least_privilege(doctor_grants(install_objects(InstallOptions())), recorded(kmock))
 

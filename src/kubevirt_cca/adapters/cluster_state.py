@@ -19,7 +19,6 @@ Three sources, each listed then watched, re-listed after any error:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,15 +30,9 @@ from lightkube.resources.core_v1 import ConfigMap
 from kubevirt_cca.adapters.kube import KubeVirt, Plugin, VirtualMachineInstance, call
 from kubevirt_cca.adapters.kube import stream as kube_stream
 from kubevirt_cca.constants import CONFIG_MAP_NAME, ENABLED_LABEL
-from kubevirt_cca.core.admission.gates import (
-    ClusterView,
-    config_from_map,
-    gates_from_kubevirt,
-    mode_from_map,
-    pick_kubevirt,
-)
+from kubevirt_cca.core.admission.gates import ClusterView, build_view
 from kubevirt_cca.core.admission.validate import VMILookup
-from kubevirt_cca.errors import KubernetesAPIError, SettingsError
+from kubevirt_cca.errors import KubernetesAPIError
 
 logger = logging.getLogger(__name__)
 NOT_FOUND = 404
@@ -251,39 +244,21 @@ class ClusterState:
 
 def _build_view(kubevirt: _Source, config: _Source, kubevirt_namespace: str,
                 plugins: _Source | None = None) -> ClusterView:
-    data = next(iter(config.objects.values()), {}).get("data")
-    settings, image, config_problem = config_from_map(data)
-    mode, mode_problem = mode_from_map(data)
-    if mode_problem is not None:
-        config_problem = "; ".join(p for p in (config_problem, mode_problem) if p)
-    if config.problem is not None and not config.synced:
-        config_problem = f"it could not be read: {config.problem}"
+    config_ok = config.synced or config.problem is None
+    kubevirt_ok = kubevirt.synced and kubevirt.problem is None
     plugin_names: frozenset[str] | None = frozenset()
-    plugins_problem: str | None = None
     if plugins is not None:
-        if plugins.synced and plugins.problem is None:
-            plugin_names = frozenset(name for _, name in plugins.objects)
-        else:
-            plugin_names, plugins_problem = None, plugins.problem
-    base = ClusterView(gates=None, settings=settings, hook_image=image,
-                       config_problem=config_problem, integration_mode=mode,
-                       plugin_names=plugin_names, plugins_problem=plugins_problem)
-    if not kubevirt.synced or kubevirt.problem is not None:
-        return _with_gates(base, None, f"the KubeVirt CR could not be read: {kubevirt.problem}")
-    cr = pick_kubevirt(kubevirt.objects.values())
-    if cr is None:
-        return _with_gates(base, None, f"no KubeVirt CR found in namespace {kubevirt_namespace}")
-    status = cr.get("status")
-    version = status.get("observedKubeVirtVersion") if isinstance(status, Mapping) else None
-    base = dataclasses.replace(base, kubevirt_version=version if isinstance(version, str) else "")
-    try:
-        return _with_gates(base, gates_from_kubevirt(cr), None)
-    except SettingsError as exc:
-        return _with_gates(base, None, str(exc))
-
-
-def _with_gates(view: ClusterView, gates: Any, problem: str | None) -> ClusterView:
-    return dataclasses.replace(view, gates=gates, gates_problem=problem)
+        listed = plugins.synced and plugins.problem is None
+        plugin_names = frozenset(name for _, name in plugins.objects) if listed else None
+    return build_view(
+        kubevirts=kubevirt.objects.values() if kubevirt_ok else None,
+        kubevirts_problem=kubevirt.problem,
+        kubevirt_namespace=kubevirt_namespace,
+        config_data=next(iter(config.objects.values()), {}).get("data"),
+        config_unreadable=None if config_ok else config.problem,
+        plugin_names=plugin_names,
+        plugins_problem=None if plugins is None else plugins.problem,
+    )
 
 
 async def _watched(stream: AsyncIterable[tuple[str, Any]]

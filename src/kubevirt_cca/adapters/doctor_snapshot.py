@@ -20,12 +20,13 @@ from lightkube.resources.admissionregistration_v1 import (
     ValidatingAdmissionPolicyBinding,
     ValidatingWebhookConfiguration,
 )
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.apps_v1 import DaemonSet, Deployment
 from lightkube.resources.core_v1 import ConfigMap, Node, Pod, Secret, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 
 from kubevirt_cca.adapters.kube import KubeVirt, Plugin, call
-from kubevirt_cca.constants import CONFIG_MAP_NAME
+from kubevirt_cca.constants import CONFIG_MAP_NAME, KUBEVIRT_VMI_CRD
 from kubevirt_cca.core.doctor import Read, Snapshot
 from kubevirt_cca.core.install.names import (
     LABELLER,
@@ -106,6 +107,8 @@ async def read_snapshot(client: AsyncClient, *, namespace: str,
         "pods": _read("labeller Pods", lambda: _items(client.list(
             Pod, namespace=namespace, labels=pod_labels))),
         "nodes": _read("Nodes", lambda: _items(client.list(Node))),
+        "vmi_crd": _read(f"CustomResourceDefinition {KUBEVIRT_VMI_CRD}", lambda: get(
+            CustomResourceDefinition, KUBEVIRT_VMI_CRD)),
     }
     policy_reads = {(kind, name): policy(kind, name)
                     for kind, name in policies if kind in POLICY_KINDS}

@@ -9,7 +9,7 @@ from kubevirt_cca.adapters.files import load_documents
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.cli.validate import dump_yaml
 from kubevirt_cca.constants import ENABLED_LABEL, ENABLED_VALUE, LAUNCH_SECURITY_ANNOTATION
-from kubevirt_cca.core.convert import convert
+from kubevirt_cca.core.convert import convert, to_native
 from kubevirt_cca.core.request import TEMPLATE_PATHS
 from kubevirt_cca.errors import ManifestError
 
@@ -20,11 +20,16 @@ the label {ENABLED_LABEL}: "{ENABLED_VALUE}" and, when parameters are set, the a
 {LAUNCH_SECURITY_ANNOTATION}. Everything else is kept. Prints the result (YAML, one document
 per input document) and lists the changes on standard error.
 
+With --to native, the other way: the label and annotation become
+spec.domain.launchSecurity.cca, for handing a manifest over to a KubeVirt that implements CCA
+itself (docs/admin.md, "KubeVirt's own CCA: handing over").
+
 Exit status: 0 printed, 1 the CCA request is invalid, 2 unreadable file.
 
 example:
   kubevirt-cca convert vm-native.yaml > vm.yaml
   kubevirt-cca convert vm-native.yaml | kubectl apply -f -
+  kubevirt-cca convert --to native vm.yaml > vm-native.yaml
 """
 
 
@@ -34,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=DESCRIPTION, formatter_class=HelpFormatter,
     )
     parser.add_argument("file", metavar="FILE", help="manifest (YAML or JSON; - for stdin)")
+    parser.add_argument("--to", choices=("label", "native"), default="label",
+                        help="label: VEP 129 native form to label + annotation (default); "
+                             "native: back to spec.domain.launchSecurity.cca")
     parser.set_defaults(handler=run)
 
 
@@ -49,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         if document.get("kind", "VirtualMachineInstance") not in TEMPLATE_PATHS:
             converted.append(document)  # not a kind that carries a VMI template: kept as is
             continue
-        result = convert(document)
+        result = to_native(document) if args.to == "native" else convert(document)
         name = document.get("metadata", {}).get("name", "?") if isinstance(
             document.get("metadata"), dict) else "?"
         for change in result.changes:
@@ -58,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         changed = changed or bool(result.changes)
         converted.append(result.obj)
     if not changed:
-        print("kubevirt-cca convert: note: nothing in VEP 129's native form; printed unchanged",
-              file=sys.stderr)
+        form = ("asking for CCA with the label" if args.to == "native"
+                else "in VEP 129's native form")
+        print(f"kubevirt-cca convert: note: nothing {form}; printed unchanged", file=sys.stderr)
     sys.stdout.write(dump_yaml(converted))
     return 0

@@ -47,12 +47,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     parser.add_argument("--namespace", default=defaults.namespace,
                         help="where kubevirt-cca is installed (default: %(default)s)")
+    parser.add_argument("--kubevirt-namespace", default=defaults.kubevirt_namespace,
+                        help="where KubeVirt's CR is, when the webhook Deployment cannot be "
+                             "read (otherwise the webhook's own --kubevirt-namespace is used, "
+                             "as admission does; default: %(default)s)")
     parser.add_argument("--output", choices=("text", "json"), default="text")
     parser.set_defaults(handler=run)
 
 
 def expected_from_args(args: argparse.Namespace) -> Expected:
-    options = InstallOptions(namespace=args.namespace)
+    options = InstallOptions(namespace=args.namespace,
+                             kubevirt_namespace=args.kubevirt_namespace)
     policies = tuple(
         (str(obj["kind"]), str(obj["metadata"]["name"]))
         for obj in install_objects(options, load_policies()) if obj["kind"] in POLICY_KINDS

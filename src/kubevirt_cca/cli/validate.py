@@ -25,9 +25,7 @@ from kubevirt_cca.core.admission.gates import (
     ClusterView,
     FeatureGates,
     all_gates_on,
-    config_from_map,
-    gates_from_kubevirt,
-    mode_from_map,
+    build_view,
 )
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.validate import (
@@ -145,10 +143,16 @@ def _vmi(obj: dict[str, Any], old: Mapping[str, Any] | None, cluster: ClusterVie
 
 
 def _cluster(path: str | None, config_path: str | None = None) -> ClusterView:
-    config = _config(config_path)
+    """The view admission would have, built by the webhook's builder from the files given."""
+    data = _config_data(config_path)
+    ours = frozenset({PLUGIN_NAME})
     if path is None:
+        cluster = build_view(kubevirts=[], kubevirt_namespace="", config_data=data,
+                             plugin_names=ours)
+        if cluster.config_problem is not None:
+            raise SettingsError(f"{config_path}: {cluster.config_problem}")
         gates = all_gates_on()
-        if config.integration_mode is IntegrationMode.PLUGIN:
+        if cluster.integration_mode is IntegrationMode.PLUGIN:
             gates = FeatureGates(enabled=gates.enabled | {PLUGINS_FEATURE_GATE},
                                  source=gates.source)
             print(f"kubevirt-cca validate: note: no --kubevirt-cr given; assuming the "
@@ -156,18 +160,24 @@ def _cluster(path: str | None, config_path: str | None = None) -> ClusterView:
         else:
             print(f"kubevirt-cca validate: note: no --kubevirt-cr given; assuming the "
                   f"{CCA_FEATURE_GATE} and Sidecar feature gates are on", file=sys.stderr)
+        cluster = dataclasses.replace(cluster, gates=gates, gates_problem=None)
     else:
         cr = load_manifest(path)
         if cr.get("kind") != "KubeVirt":
             raise ManifestError(f"{path}: expected a KubeVirt object, got kind "
                                 f"{cr.get('kind')!r}")
-        gates = gates_from_kubevirt(cr)
+        metadata = cr.get("metadata")
+        namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
+        cluster = build_view(kubevirts=[cr], config_data=data, plugin_names=ours,
+                             kubevirt_namespace=namespace if isinstance(namespace, str) else "")
+        if cluster.config_problem is not None:
+            raise SettingsError(f"{config_path}: {cluster.config_problem}")
+        if cluster.gates is None:
+            raise SettingsError(f"{path}: {cluster.gates_problem}")
         status = cr.get("status")
-        version = status.get("observedKubeVirtVersion") if isinstance(status, Mapping) else None
-        # A CR saved without its status says nothing about the version: not checked offline.
-        config = dataclasses.replace(
-            config, kubevirt_version=version if isinstance(version, str) else None)
-    cluster = dataclasses.replace(config, gates=gates)
+        if not isinstance(status, Mapping) or "observedKubeVirtVersion" not in status:
+            # A CR saved without its status says nothing about the version: not checked.
+            cluster = dataclasses.replace(cluster, kubevirt_version=None)
     decision = cluster.mode
     if decision is not None:
         print(f"kubevirt-cca validate: note: integration mode {decision.mode.value} "
@@ -178,10 +188,10 @@ def _cluster(path: str | None, config_path: str | None = None) -> ClusterView:
     return cluster
 
 
-def _config(path: str | None) -> ClusterView:
-    """Settings, image and integration mode from a kubevirt-cca-config manifest (or defaults)."""
+def _config_data(path: str | None) -> Mapping[str, Any] | None:
+    """The data of a kubevirt-cca-config manifest (``None``: no file, the defaults)."""
     if path is None:
-        return ClusterView(gates=None, plugin_names=frozenset({PLUGIN_NAME}))
+        return None
     obj = load_manifest(path)
     if obj.get("kind") != "ConfigMap":
         raise ManifestError(f"{path}: expected the ConfigMap {CONFIG_MAP_NAME}, got kind "
@@ -189,13 +199,7 @@ def _config(path: str | None) -> ClusterView:
     data = obj.get("data")
     if data is not None and not isinstance(data, Mapping):
         raise ManifestError(f"{path}: data: expected a map of strings")
-    settings, image, problem = config_from_map(data)
-    mode, mode_problem = mode_from_map(data)
-    problems = "; ".join(p for p in (problem, mode_problem) if p)
-    if problems:
-        raise SettingsError(f"{path}: {problems}")
-    return ClusterView(gates=None, settings=settings, hook_image=image, integration_mode=mode,
-                       plugin_names=frozenset({PLUGIN_NAME}))
+    return data
 
 
 def _refuse(violations: tuple[Violation, ...] | list[Violation]) -> int:

@@ -1,19 +1,35 @@
-"""Feature gates from the KubeVirt CR, and the cluster view admission decides against.
+"""The cluster view admission decides against, built in one place: :func:`build_view`.
 
-KubeVirt reads ``spec.configuration.developerConfiguration.featureGates`` and, since 1.5,
-``disabledFeatureGates``; a gate listed in both is off. kubevirt-cca needs two gates on:
-its own ``WorkloadEncryptionCCA`` and KubeVirt's ``Sidecar`` (the Realm set-up runs as a hook
-sidecar).
+The webhook's watch-fed cache, ``kubevirt-cca validate`` (from files) and ``kubevirt-cca doctor``
+(from one read) all build their :class:`ClusterView` here, so doctor reports exactly what
+admission will do. The decisions made here and nowhere else:
+
+* **which KubeVirt CR is in force**: the oldest not being deleted in KubeVirt's namespace (the
+  webhook's ``--kubevirt-namespace``); CRs elsewhere, or younger ones, are ignored and listed
+  in :attr:`ClusterView.ignored_kubevirts` (doctor flags them);
+* **the feature gates**: ``spec.configuration.developerConfiguration.featureGates`` minus, since
+  KubeVirt 1.5, ``disabledFeatureGates``. A list that holds anything but strings makes the gates
+  unknown (CCA objects refused, fail closed). kubevirt-cca's gate has three names in the field
+  (``WorkloadEncryptionCCA``, ``EnableCCA``, ``EnableARMCCA``): any one listed turns it on,
+  any one disabled turns it off; :attr:`FeatureGates.cca_gate` says which name was found;
+* **the integration-mode inputs**: ``integrationMode`` and the settings from kubevirt-cca-config,
+  the Plugin objects, the KubeVirt version.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubevirt_cca.constants import CCA_FEATURE_GATE, DEFAULT_HOOK_IMAGE, SIDECAR_FEATURE_GATE
+from kubevirt_cca.constants import (
+    CCA_FEATURE_GATE,
+    CCA_FEATURE_GATE_NAMES,
+    DEFAULT_HOOK_IMAGE,
+    SIDECAR_FEATURE_GATE,
+)
 from kubevirt_cca.core.integration import (
     INTEGRATION_MODE_KEY,
     IntegrationMode,
@@ -29,10 +45,15 @@ GATES_PATH = "spec.configuration.developerConfiguration"
 
 @dataclass(frozen=True)
 class FeatureGates:
-    """The gates a KubeVirt CR turns on (after ``disabledFeatureGates`` is applied)."""
+    """The gates a KubeVirt CR turns on (after ``disabledFeatureGates`` is applied).
+
+    kubevirt-cca's own gate appears in ``enabled`` under :data:`CCA_FEATURE_GATE` whichever of
+    its names turned it on; ``cca_gate`` is the name the CR used (``None``: off).
+    """
 
     enabled: frozenset[str] = frozenset()
     source: str = "the KubeVirt CR"
+    cca_gate: str | None = None
 
     def is_enabled(self, gate: str) -> bool:
         return gate in self.enabled
@@ -49,11 +70,13 @@ def gates_from_kubevirt(cr: Mapping[str, Any]) -> FeatureGates:
             raise SettingsError(f"KubeVirt CR: {GATES_PATH} is not an object")
     on = _string_list(node.get("featureGates"), "featureGates")
     off = _string_list(node.get("disabledFeatureGates"), "disabledFeatureGates")
-    metadata = cr.get("metadata")
-    name = metadata.get("name") if isinstance(metadata, Mapping) else None
-    namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
-    where = f"the KubeVirt CR {namespace}/{name}" if name else "the KubeVirt CR"
-    return FeatureGates(enabled=frozenset(on) - frozenset(off), source=where)
+    name = _meta(cr, "name")
+    where = f"the KubeVirt CR {_meta(cr, 'namespace')}/{name}" if name else "the KubeVirt CR"
+    enabled = frozenset(on) - frozenset(off) - frozenset(CCA_FEATURE_GATE_NAMES)
+    cca_gate = next((g for g in on if g in CCA_FEATURE_GATE_NAMES), None)
+    if cca_gate is not None and not any(g in off for g in CCA_FEATURE_GATE_NAMES):
+        return FeatureGates(enabled=enabled | {CCA_FEATURE_GATE}, source=where, cca_gate=cca_gate)
+    return FeatureGates(enabled=enabled, source=where)
 
 
 def pick_kubevirt(crs: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
@@ -62,6 +85,11 @@ def pick_kubevirt(crs: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     if not live:
         return None
     return min(live, key=lambda cr: (_meta(cr, "creationTimestamp"), _meta(cr, "name")))
+
+
+def kubevirt_name(cr: Mapping[str, Any]) -> str:
+    """``namespace/name`` of a KubeVirt CR."""
+    return f"{_meta(cr, 'namespace')}/{_meta(cr, 'name')}"
 
 
 @dataclass(frozen=True)
@@ -87,6 +115,10 @@ class ClusterView:
     kubevirt_version: str | None = None
     """``status.observedKubeVirtVersion`` of the KubeVirt CR ("" when it says none; ``None``
     when not known here, as in the offline tools)."""
+    kubevirt: Mapping[str, Any] | None = field(default=None, compare=False)
+    """The KubeVirt CR in force (``None``: none could be chosen)."""
+    ignored_kubevirts: tuple[str, ...] = ()
+    """``namespace/name`` of the other KubeVirt CRs seen, which admission ignores."""
 
     @functools.cached_property
     def mode(self) -> ModeDecision | None:
@@ -96,6 +128,54 @@ class ClusterView:
         return decide_mode(self.integration_mode, gates=self.gates.enabled,
                            plugin_names=self.plugin_names or frozenset(),
                            settings=self.settings, kubevirt_version=self.kubevirt_version)
+
+
+def build_view(
+    *,
+    kubevirts: Iterable[Mapping[str, Any]] | None,
+    kubevirt_namespace: str,
+    kubevirts_problem: str | None = None,
+    config_data: Mapping[str, Any] | None = None,
+    config_unreadable: str | None = None,
+    plugin_names: frozenset[str] | None = frozenset(),
+    plugins_problem: str | None = None,
+) -> ClusterView:
+    """The cluster view from what was read; the one place these inputs become decisions.
+
+    ``kubevirts`` are the KubeVirt CRs read (any namespace; ``None``: they could not be listed,
+    ``kubevirts_problem`` says why); ``config_data`` the kubevirt-cca-config data (``None``:
+    absent; ``config_unreadable``: why it could not be read); ``plugin_names`` the Plugin
+    objects (``None``: unlistable, ``plugins_problem`` says why).
+    """
+    settings, image, config_problem = config_from_map(config_data)
+    mode, mode_problem = mode_from_map(config_data)
+    if mode_problem is not None:
+        config_problem = "; ".join(p for p in (config_problem, mode_problem) if p)
+    if config_unreadable is not None:
+        config_problem = f"it could not be read: {config_unreadable}"
+    view = ClusterView(gates=None, settings=settings, hook_image=image,
+                       config_problem=config_problem, integration_mode=mode,
+                       plugin_names=plugin_names,
+                       plugins_problem=plugins_problem if plugin_names is None else None)
+    if kubevirts is None:
+        return dataclasses.replace(
+            view, gates_problem=f"the KubeVirt CR could not be read: {kubevirts_problem}")
+    crs = list(kubevirts)
+    ours = [cr for cr in crs if _meta(cr, "namespace") in ("", kubevirt_namespace)]
+    cr = pick_kubevirt(ours)
+    ignored = tuple(sorted(kubevirt_name(c) for c in crs if c is not cr))
+    if cr is None:
+        return dataclasses.replace(
+            view, ignored_kubevirts=ignored,
+            gates_problem=f"no KubeVirt CR found in namespace {kubevirt_namespace}")
+    status = cr.get("status")
+    version = status.get("observedKubeVirtVersion") if isinstance(status, Mapping) else None
+    view = dataclasses.replace(view, kubevirt=cr, ignored_kubevirts=ignored,
+                               kubevirt_version=version if isinstance(version, str) else "")
+    try:
+        return dataclasses.replace(view, gates=gates_from_kubevirt(cr))
+    except SettingsError as exc:
+        return dataclasses.replace(view, gates_problem=str(exc))
 
 
 def config_from_map(data: Mapping[str, Any] | None) -> tuple[Settings, str, str | None]:

@@ -12,6 +12,7 @@ from kubevirt_cca.core.doctor.cluster import (
     check_config,
     check_feature_gates,
     check_kubevirt,
+    cluster_view,
 )
 from kubevirt_cca.core.doctor.integration import (
     check_integration_mode,
@@ -39,16 +40,17 @@ __all__ = ["Check", "Expected", "Read", "Snapshot", "Status", "is_ready", "run_c
 
 def run_checks(snapshot: Snapshot, expected: Expected) -> list[Check]:
     """Every check, in the order an admin installs things."""
+    view = cluster_view(snapshot, expected)
     return [
-        check_kubevirt(snapshot),
-        check_feature_gates(snapshot, plugin_mode=not sidecar_gate_needed(snapshot)),
+        check_kubevirt(snapshot, view, expected),
+        check_feature_gates(snapshot, view, plugin_mode=not sidecar_gate_needed(view)),
         check_config(snapshot, expected),
-        check_integration_mode(snapshot, expected),
-        check_plugins(snapshot),
+        check_integration_mode(snapshot, view, expected),
+        check_plugins(snapshot, view),
         check_webhook_configurations(snapshot, expected),
         check_webhook_service(snapshot, expected),
         check_certificate(snapshot, expected),
         check_admission_policies(snapshot, expected),
-        check_labeller(snapshot, expected),
+        check_labeller(snapshot, expected, view),
         check_cca_nodes(snapshot),
     ]

@@ -1,18 +1,31 @@
 """KubeVirt itself: present, which version, our gates, and kubevirt-cca-config.
 
+What admission will decide comes from the webhook's own builder (:func:`cluster_view`, over
+:func:`kubevirt_cca.core.admission.gates.build_view`): the same KubeVirt CR (in the webhook's
+``--kubevirt-namespace``, the oldest not being deleted), the same gates, the same mode inputs.
 (The integration mode and the Plugin objects are in ``integration.py``.)
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from kubevirt_cca.constants import (
     CCA_FEATURE_GATE,
+    CCA_FEATURE_GATE_NAMES,
     CONFIG_MAP_NAME,
+    KUBEVIRT_VMI_CRD,
+    NATIVE_CCA_SCHEMA_PATH,
     PLUGINS_FEATURE_GATE,
     SIDECAR_FEATURE_GATE,
+)
+from kubevirt_cca.core.admission.gates import (
+    ClusterView,
+    build_view,
+    kubevirt_name,
+    pick_kubevirt,
 )
 from kubevirt_cca.core.doctor.model import (
     Check,
@@ -25,72 +38,105 @@ from kubevirt_cca.core.doctor.model import (
     strings,
     unreadable,
 )
+from kubevirt_cca.core.install.names import KUBEVIRT_NAMESPACE
 from kubevirt_cca.core.settings import HOOK_IMAGE_KEY, settings_from_config_map
 from kubevirt_cca.errors import SettingsError
 
 REQUIRED_GATES = (CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE)
 # In integration mode plugin (docs/plugins.md) KubeVirt's Plugins gate replaces Sidecar.
 PLUGIN_MODE_GATES = (CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE)
+HAND_OVER = "docs/admin.md, 'KubeVirt's own CCA: handing over'"
 
 
-def kubevirt_cr(snapshot: Snapshot) -> dict[str, Any] | None:
-    """The KubeVirt CR (there is at most one per cluster)."""
-    items = snapshot.kubevirts.items()
-    return items[0] if items else None
+def kubevirt_namespace(snapshot: Snapshot, expected: Expected) -> str:
+    """Where admission reads the KubeVirt CR: the webhook's ``--kubevirt-namespace``.
+
+    From the webhook Deployment as it runs (its default when the flag is absent); doctor's own
+    ``--kubevirt-namespace`` only when the Deployment cannot be read.
+    """
+    if _webhook_container(snapshot) is None:
+        return expected.options.kubevirt_namespace
+    return _webhook_arg(snapshot, "--kubevirt-namespace") or KUBEVIRT_NAMESPACE
 
 
-def gates(kubevirt: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(featureGates, disabledFeatureGates) of developerConfiguration."""
+def cluster_view(snapshot: Snapshot, expected: Expected) -> ClusterView:
+    """The view admission would decide against, built by the webhook's own builder."""
+    kubevirts, plugins, config = snapshot.kubevirts, snapshot.plugins, snapshot.config_map
+    return build_view(
+        kubevirts=None if kubevirts.error else kubevirts.items(),
+        kubevirts_problem=kubevirts.error,
+        kubevirt_namespace=kubevirt_namespace(snapshot, expected),
+        config_data=None if config.error else dig(config.value, "data"),
+        config_unreadable=config.error,
+        plugin_names=None if plugins.error else frozenset(
+            str(dig(p, "metadata", "name")) for p in plugins.items()),
+        plugins_problem=plugins.error,
+    )
+
+
+def gates(kubevirt: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(featureGates, disabledFeatureGates) of developerConfiguration, as written."""
     developer = mapping(dig(kubevirt, "spec", "configuration", "developerConfiguration"))
-    enabled = strings(developer.get("featureGates"))
-    disabled = strings(developer.get("disabledFeatureGates"))
-    return enabled, disabled
+    return strings(developer.get("featureGates")), strings(developer.get("disabledFeatureGates"))
 
 
-def gate_on(kubevirt: dict[str, Any], gate: str) -> bool:
-    enabled, disabled = gates(kubevirt)
-    return gate in enabled and gate not in disabled
-
-
-def check_kubevirt(snapshot: Snapshot) -> Check:
+def check_kubevirt(snapshot: Snapshot, view: ClusterView, expected: Expected) -> Check:
     name = "KubeVirt"
     if snapshot.kubevirts.error:
         return unreadable(name, "KubeVirt objects", snapshot.kubevirts)
-    kubevirt = kubevirt_cr(snapshot)
-    if kubevirt is None:
+    crs = snapshot.kubevirts.items()
+    if not crs:
         return Check(name, Status.FAIL, "KubeVirt is not installed: no KubeVirt object in any "
                      "namespace", fix="install KubeVirt first (its operator and a KubeVirt CR)")
-    where = f"{dig(kubevirt, 'metadata', 'namespace')}/{dig(kubevirt, 'metadata', 'name')}"
-    version = dig(kubevirt, "status", "observedKubeVirtVersion") or "unknown version"
-    phase = dig(kubevirt, "status", "phase") or "no phase"
-    summary = f"KubeVirt {version} ({phase}), KubeVirt CR {where}"
-    watched = _webhook_arg(snapshot, "--kubevirt-namespace")
-    namespace = dig(kubevirt, "metadata", "namespace")
-    if watched is not None and watched != namespace:
-        return Check(name, Status.FAIL, summary,
-                     (f"the webhook reads the feature gates from namespace {watched}, but the "
-                      f"KubeVirt CR is in {namespace}: it refuses every CCA VMI",),
+    namespace = kubevirt_namespace(snapshot, expected)
+    kubevirt = view.kubevirt
+    if kubevirt is None:
+        elsewhere = pick_kubevirt(crs) or crs[0]
+        found = dig(elsewhere, "metadata", "namespace")
+        return Check(name, Status.FAIL, _describe(elsewhere),
+                     (f"the webhook reads the feature gates from namespace {namespace}, but the "
+                      f"KubeVirt CR is in {found}: it refuses every CCA VMI",),
                      fix=f"re-install with 'kubevirt-cca manifests --kubevirt-namespace "
-                         f"{namespace}'")
-    if phase != "Deployed":
+                         f"{found}'")
+    summary = _describe(kubevirt)
+    ignored = tuple(f"KubeVirt CR {other} is ignored: admission reads only "
+                    f"{kubevirt_name(kubevirt)} (the oldest in namespace {namespace} that is not "
+                    "being deleted), and so does KubeVirt" for other in view.ignored_kubevirts)
+    if dig(kubevirt, "status", "phase") != "Deployed":
         return Check(name, Status.WARN, summary,
-                     ("KubeVirt is not fully deployed yet; VMs may not start",),
-                     fix=f"kubectl get kubevirt -n {dig(kubevirt, 'metadata', 'namespace')} -o "
-                         "yaml, and look at status.conditions")
+                     ("KubeVirt is not fully deployed yet; VMs may not start", *ignored),
+                     fix=f"kubectl get kubevirt -n {namespace} -o yaml, and look at "
+                         "status.conditions")
+    if ignored:
+        return Check(name, Status.WARN, summary, ignored,
+                     fix="delete the KubeVirt CRs that are ignored (kubectl delete kubevirt -n "
+                         "NAMESPACE NAME); they change nothing but mislead whoever reads them")
     return Check(name, Status.OK, summary)
 
 
-def gate_patch_command(kubevirt: dict[str, Any],
+def _describe(kubevirt: Mapping[str, Any]) -> str:
+    version = dig(kubevirt, "status", "observedKubeVirtVersion") or "unknown version"
+    phase = dig(kubevirt, "status", "phase") or "no phase"
+    return f"KubeVirt {version} ({phase}), KubeVirt CR {kubevirt_name(kubevirt)}"
+
+
+def _names(gate: str) -> tuple[str, ...]:
+    """The names one switch goes by (kubevirt-cca's gate has three)."""
+    return CCA_FEATURE_GATE_NAMES if gate == CCA_FEATURE_GATE else (gate,)
+
+
+def gate_patch_command(kubevirt: Mapping[str, Any],
                        required: tuple[str, ...] = REQUIRED_GATES) -> str:
     """The exact ``kubectl patch`` that turns our gates on and keeps every other gate.
 
     A merge patch replaces a list whole, so the command carries the gates already there.
     """
     enabled, disabled = gates(kubevirt)
-    developer: dict[str, Any] = {
-        "featureGates": enabled + [g for g in required if g not in enabled]}
-    if any(g in disabled for g in required):
-        developer["disabledFeatureGates"] = [g for g in disabled if g not in required]
+    developer: dict[str, Any] = {"featureGates": enabled + [
+        g for g in required if not any(n in enabled for n in _names(g))]}
+    blocking = {n for g in required for n in _names(g)}
+    if any(g in blocking for g in disabled):
+        developer["disabledFeatureGates"] = [g for g in disabled if g not in blocking]
     patch = {"spec": {"configuration": {"developerConfiguration": developer}}}
     meta = mapping(kubevirt.get("metadata"))
     return (f"kubectl patch kubevirt {meta.get('name', 'kubevirt')} -n "
@@ -98,25 +144,57 @@ def gate_patch_command(kubevirt: dict[str, Any],
             f"'{json.dumps(patch, separators=(',', ':'))}'")
 
 
-def check_feature_gates(snapshot: Snapshot, *, plugin_mode: bool = False) -> Check:
-    """Our gates: WorkloadEncryptionCCA, and Sidecar (or Plugins in plugin mode)."""
+def check_feature_gates(snapshot: Snapshot, view: ClusterView, *,
+                        plugin_mode: bool = False) -> Check:
+    """Our gates: WorkloadEncryptionCCA (or an alias), and Sidecar (or Plugins in plugin mode)."""
     name = "feature gates"
-    kubevirt = kubevirt_cr(snapshot)
+    kubevirt = view.kubevirt
     if kubevirt is None:
         return Check(name, Status.FAIL, "no KubeVirt CR to hold the feature gates")
+    native = _native_cca(snapshot)
+    if view.gates is None:
+        return Check(name, Status.FAIL, f"unreadable: {view.gates_problem}; CCA VMIs are "
+                     "refused until they can be read (fail closed)", native,
+                     fix=f"kubectl edit kubevirt {dig(kubevirt, 'metadata', 'name')} -n "
+                         f"{dig(kubevirt, 'metadata', 'namespace')}: featureGates and "
+                         "disabledFeatureGates are lists of gate names")
     required = PLUGIN_MODE_GATES if plugin_mode else REQUIRED_GATES
-    enabled, disabled = gates(kubevirt)
+    _, disabled = gates(kubevirt)
     details = []
     for gate in required:
-        if gate in disabled:
-            details.append(f"{gate} is listed in disabledFeatureGates")
-        elif gate not in enabled:
+        if view.gates.is_enabled(gate):
+            continue
+        listed_off = [n for n in _names(gate) if n in disabled]
+        if listed_off:
+            details.append(f"{', '.join(listed_off)} is listed in disabledFeatureGates")
+        else:
             details.append(f"{gate} is not in featureGates")
     if details:
-        off = ", ".join(g for g in required if not gate_on(kubevirt, g))
+        off = ", ".join(g for g in required if not view.gates.is_enabled(g))
         return Check(name, Status.FAIL, f"off: {off} (CCA VMIs are refused until both are on)",
-                     tuple(details), fix=gate_patch_command(kubevirt, required))
-    return Check(name, Status.OK, f"{required[0]} and {required[1]} are on")
+                     (*details, *native), fix=gate_patch_command(kubevirt, required))
+    found = view.gates.cca_gate
+    shown = required[0] if found == required[0] else f"{required[0]} (as {found})"
+    summary = f"{shown} and {required[1]} are on"
+    if native:
+        return Check(name, Status.WARN, summary, native,
+                     fix=f"let one implementation act on CCA VMs ({HAND_OVER})")
+    return Check(name, Status.OK, summary)
+
+
+def _native_cca(snapshot: Snapshot) -> tuple[str, ...]:
+    """A detail line when KubeVirt's own VMI schema knows CCA (it implements it natively)."""
+    versions = objects(dig(snapshot.vmi_crd.value, "spec", "versions"))
+    for version in versions:
+        node: Any = dig(version, "schema", "openAPIV3Schema")
+        for part in NATIVE_CCA_SCHEMA_PATH:
+            node = dig(node, "properties", part)
+        if isinstance(node, dict):
+            return (f"KubeVirt's own VMI schema ({KUBEVIRT_VMI_CRD}, version "
+                    f"{version.get('name')}) has {'.'.join(NATIVE_CCA_SCHEMA_PATH)}: this "
+                    "KubeVirt implements CCA itself, so with kubevirt-cca installed two "
+                    "implementations would act on one VM",)
+    return ()
 
 
 def check_config(snapshot: Snapshot, expected: Expected) -> Check:
@@ -151,13 +229,16 @@ def check_config(snapshot: Snapshot, expected: Expected) -> Check:
     return Check(name, Status.OK, f"{summary}, hook image {hook_image}")
 
 
+def _webhook_container(snapshot: Snapshot) -> dict[str, Any] | None:
+    containers = objects(dig(snapshot.deployment.value, "spec", "template", "spec", "containers"))
+    return next((c for c in containers if c.get("name") == "webhook"), None)
+
+
 def _webhook_arg(snapshot: Snapshot, flag: str) -> str | None:
     """The value the webhook container is started with for ``flag``, if it is given."""
-    containers = objects(dig(snapshot.deployment.value, "spec", "template", "spec", "containers"))
-    for container in containers:
-        args = strings(container.get("args")) if container.get("name") == "webhook" else []
-        if flag in args[:-1]:
-            return args[args.index(flag) + 1]
+    args = strings(mapping(_webhook_container(snapshot)).get("args"))
+    if flag in args[:-1]:
+        return args[args.index(flag) + 1]
     return None
 
 

@@ -1,8 +1,7 @@
 """The integration mode (hook sidecar or KubeVirt Plugin, docs/plugins.md) and the Plugin objects.
 
-The mode is decided as the webhook decides it (:func:`kubevirt_cca.core.integration.decide_mode`
-from ``integrationMode``, the KubeVirt CR's gates and the Plugin objects), so doctor says what
-admission will do. Two checks come from it:
+The mode is the webhook's own: :attr:`ClusterView.mode` of the view built by the webhook's
+builder (``cluster.cluster_view``), so doctor says what admission will do. Two checks come from it:
 
 * **integration mode**: the mode in force and why; what stops it (fail) or the tolerated mixed
   state (warn);
@@ -15,26 +14,17 @@ from __future__ import annotations
 from typing import Any
 
 from kubevirt_cca.constants import CONFIG_MAP_NAME, PLUGINS_FEATURE_GATE, SIDECAR_FEATURE_GATE
-from kubevirt_cca.core.doctor.cluster import kubevirt_cr
+from kubevirt_cca.core.admission.gates import ClusterView
 from kubevirt_cca.core.doctor.model import (
     Check,
     Expected,
     Snapshot,
     Status,
     dig,
-    mapping,
     objects,
 )
-from kubevirt_cca.core.integration import (
-    INTEGRATION_MODE_KEY,
-    IntegrationMode,
-    ModeDecision,
-    decide_mode,
-    parse_mode,
-)
+from kubevirt_cca.core.integration import INTEGRATION_MODE_KEY, IntegrationMode, ModeDecision
 from kubevirt_cca.core.plugin import PLUGIN_NAME, PLUGIN_SOCKET
-from kubevirt_cca.core.settings import settings_from_config_map
-from kubevirt_cca.errors import SettingsError
 
 GUIDE = "docs/plugins.md"
 GATE_PROBLEMS = (f"{SIDECAR_FEATURE_GATE} feature gate is not enabled",
@@ -42,54 +32,37 @@ GATE_PROBLEMS = (f"{SIDECAR_FEATURE_GATE} feature gate is not enabled",
 APPLY_PLUGIN = "kubectl apply -k deploy/plugin/"
 
 
-def enabled_gates(kubevirt: dict[str, Any]) -> frozenset[str]:
-    developer = mapping(dig(kubevirt, "spec", "configuration", "developerConfiguration"))
-    on = developer.get("featureGates")
-    off = developer.get("disabledFeatureGates")
-    on_list = [g for g in on if isinstance(g, str)] if isinstance(on, list) else []
-    off_list = [g for g in off if isinstance(g, str)] if isinstance(off, list) else []
-    return frozenset(on_list) - frozenset(off_list)
-
-
-def plugin_names(snapshot: Snapshot) -> list[str]:
-    return sorted(str(dig(p, "metadata", "name")) for p in snapshot.plugins.items())
-
-
-def decision(snapshot: Snapshot) -> ModeDecision | str:
-    """The mode decision, or why it cannot be made (a sentence)."""
-    kubevirt = kubevirt_cr(snapshot)
-    if snapshot.kubevirts.error or kubevirt is None:
+def decision(view: ClusterView) -> ModeDecision | str:
+    """The mode decision admission makes, or why it cannot be made (a sentence)."""
+    if view.gates is None:
         return "no readable KubeVirt CR to read the feature gates from"
-    data = mapping(dig(snapshot.config_map.value, "data")) if not snapshot.config_map.error else {}
-    try:
-        raw = data.get(INTEGRATION_MODE_KEY)
-        configured = IntegrationMode.AUTO if raw in (None, "") else parse_mode(raw)
-        settings = settings_from_config_map(data)
-    except SettingsError as exc:
-        return f"ConfigMap {CONFIG_MAP_NAME} is invalid: {exc}"
-    version = dig(kubevirt, "status", "observedKubeVirtVersion")
-    return decide_mode(configured, gates=enabled_gates(kubevirt),
-                       plugin_names=plugin_names(snapshot), settings=settings,
-                       kubevirt_version=version if isinstance(version, str) else None)
+    if view.config_problem is not None:
+        return f"ConfigMap {CONFIG_MAP_NAME} is invalid: {view.config_problem}"
+    decided = view.mode
+    assert decided is not None  # the gates are known
+    return decided
 
 
-def sidecar_gate_needed(snapshot: Snapshot) -> bool:
+def sidecar_gate_needed(view: ClusterView) -> bool:
     """Whether the Sidecar gate matters: not in plugin mode (unknown mode: it does)."""
-    decided = decision(snapshot)
+    decided = decision(view)
     return not (isinstance(decided, ModeDecision) and decided.mode is IntegrationMode.PLUGIN)
 
 
-def check_integration_mode(snapshot: Snapshot, expected: Expected) -> Check:
+def _plugins_gate(view: ClusterView) -> bool:
+    return view.gates is not None and view.gates.is_enabled(PLUGINS_FEATURE_GATE)
+
+
+def check_integration_mode(snapshot: Snapshot, view: ClusterView, expected: Expected) -> Check:
     name = "integration mode"
-    decided = decision(snapshot)
+    decided = decision(view)
     namespace = expected.options.namespace
     if isinstance(decided, str):
         # The cause fails its own check above; this one only says what it blocks.
         return Check(name, Status.WARN, f"cannot decide the integration mode: {decided}",
                      fix=f"fix the KubeVirt and configuration checks above ({GUIDE})")
     summary = f"{decided.mode.value} ({decided.reason})"
-    if snapshot.plugins.error and PLUGINS_FEATURE_GATE in enabled_gates(
-            kubevirt_cr(snapshot) or {}):
+    if snapshot.plugins.error and _plugins_gate(view):
         return Check(name, Status.FAIL, summary,
                      (f"cannot list KubeVirt Plugin objects: {snapshot.plugins.error}; the "
                       "webhook refuses CCA VMIs while it cannot either",),
@@ -114,7 +87,7 @@ def _fix(decided: ModeDecision, namespace: str) -> str:
             f"remove the Plugin objects / turn the {PLUGINS_FEATURE_GATE} gate off ({GUIDE})")
 
 
-def check_plugins(snapshot: Snapshot) -> Check:
+def check_plugins(snapshot: Snapshot, view: ClusterView) -> Check:
     """KubeVirt's Plugin objects, and kubevirt-cca's own in plugin mode."""
     name = "KubeVirt plugins"
     if snapshot.plugins.error:
@@ -122,9 +95,8 @@ def check_plugins(snapshot: Snapshot) -> Check:
                      f"{snapshot.plugins.error}")
     plugins = {str(dig(p, "metadata", "name")): p for p in snapshot.plugins.items()}
     details = tuple(_describe(n, p) for n, p in sorted(plugins.items()))
-    decided = decision(snapshot)
-    kubevirt = kubevirt_cr(snapshot)
-    gate = kubevirt is not None and PLUGINS_FEATURE_GATE in enabled_gates(kubevirt)
+    decided = decision(view)
+    gate = _plugins_gate(view)
     if isinstance(decided, ModeDecision) and decided.mode is IntegrationMode.PLUGIN:
         ours = plugins.get(PLUGIN_NAME)
         if ours is None:

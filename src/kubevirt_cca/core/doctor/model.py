@@ -48,6 +48,7 @@ class Snapshot:
     daemon_set: Read
     pods: Read
     nodes: Read
+    vmi_crd: Read = field(default_factory=Read)  # KubeVirt's VMI CRD (does KubeVirt know CCA?)
     policies: Mapping[tuple[str, str], Read] = field(default_factory=dict)  # (kind, name)
 
 

@@ -10,7 +10,7 @@ from kubevirt_cca.constants import (
     NODE_CCA_LABEL,
     NODE_DETECTION_ANNOTATION,
 )
-from kubevirt_cca.core.doctor.cluster import kubevirt_cr
+from kubevirt_cca.core.admission.gates import ClusterView
 from kubevirt_cca.core.doctor.model import (
     Check,
     Expected,
@@ -70,7 +70,7 @@ def _selects(selector: Any, labels: Any) -> bool:
     return bool(wanted) and all(labels.get(k) == v for k, v in wanted.items())
 
 
-def check_labeller(snapshot: Snapshot, expected: Expected) -> Check:
+def check_labeller(snapshot: Snapshot, expected: Expected, view: ClusterView) -> Check:
     name = "node labeller"
     namespace = expected.options.namespace
     for what, read in (("DaemonSet", snapshot.daemon_set), ("Pods", snapshot.pods),
@@ -103,7 +103,7 @@ def check_labeller(snapshot: Snapshot, expected: Expected) -> Check:
                             f"{', '.join(taints)} (add a toleration if Realms should run there)")
         else:
             failures.append(f"{_name(node)}: no labeller pod")
-    warnings += _launcher_image_warning(snapshot)
+    warnings += _launcher_image_warning(snapshot, view)
     covered = len(nodes) - len(failures) - sum(1 for w in warnings if "no labeller pod" in w)
     summary = f"running and ready on {covered} of {len(nodes)} arm64 node(s)"
     if failures:
@@ -115,9 +115,9 @@ def check_labeller(snapshot: Snapshot, expected: Expected) -> Check:
     return Check(name, Status.OK, summary)
 
 
-def _launcher_image_warning(snapshot: Snapshot) -> list[str]:
+def _launcher_image_warning(snapshot: Snapshot, view: ClusterView) -> list[str]:
     """The labeller must ask the libvirt KubeVirt runs: compare with KubeVirt's own image."""
-    kubevirt = kubevirt_cr(snapshot)
+    kubevirt = view.kubevirt
     registry = dig(kubevirt, "status", "observedKubeVirtRegistry")
     version = dig(kubevirt, "status", "observedKubeVirtVersion")
     init = objects(dig(snapshot.daemon_set.value, "spec", "template", "spec", "initContainers"))

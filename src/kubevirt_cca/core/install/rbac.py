@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubevirt_cca.constants import CONFIG_MAP_NAME
+from kubevirt_cca.constants import CONFIG_MAP_NAME, KUBEVIRT_VMI_CRD
 from kubevirt_cca.core.install.names import (
     DOCTOR,
     SELF_SIGNED,
@@ -104,6 +104,9 @@ def doctor_rules() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         rule("kubevirt.io", ["kubevirts"], ["list"]),
         rule("plugin.kubevirt.io", ["plugins"], ["list"]),
         rule("", ["nodes"], ["list"]),
+        # Whether KubeVirt's own VMI schema knows CCA (docs/admin.md, the hand-over).
+        rule("apiextensions.k8s.io", ["customresourcedefinitions"], ["get"],
+             [KUBEVIRT_VMI_CRD]),
         rule(ADMISSION_GROUP, ["mutatingwebhookconfigurations",
                                "validatingwebhookconfigurations",
                                "validatingadmissionpolicies",
