@@ -30,6 +30,7 @@ from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.sidecar import hook_entry
 from kubevirt_cca.core.admission.validate import (
     MIGRATION_REFUSAL,
+    judge_migration,
     validate_migration,
     validate_template,
     validate_vmi,
@@ -412,3 +413,13 @@ def test_update_of_a_vmi_whose_cca_metadata_is_unchanged_is_never_rejudged() -> 
     updated = json.loads(json.dumps(legacy))
     updated["status"] = {"phase": "Running"}
     assert validate_vmi(updated, operation="UPDATE", cluster=ON, old=legacy) == []
+
+
+def test_a_cca_migration_is_recognised_by_its_verdict_not_its_text() -> None:
+    """admit answers a CCA VMI's migration with KubeVirt's own status message because the
+    verdict says so (``cca_vmi``), not because a cause's text matches."""
+    migration = {"spec": {"vmiName": "realm"}}
+    assert judge_migration(migration, _admitted_vmi()).cca_vmi
+    unreadable = judge_migration(migration, None, lookup_problem=MIGRATION_REFUSAL)
+    assert not unreadable.cca_vmi and unreadable.violations
+    assert not judge_migration(migration, load(VMIS[0])).cca_vmi

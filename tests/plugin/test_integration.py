@@ -7,7 +7,7 @@ from itertools import product
 import pytest
 
 from kubevirt_cca.constants import CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE, SIDECAR_FEATURE_GATE
-from kubevirt_cca.core.integration import IntegrationMode, decide_mode, parse_mode
+from kubevirt_cca.core.integration import IntegrationMode, ProblemCode, decide_mode, parse_mode
 from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.errors import SettingsError
 
@@ -35,15 +35,21 @@ def test_every_combination(configured: IntegrationMode, gates: frozenset[str],
     expected = configured if configured is not IntegrationMode.AUTO else (
         IntegrationMode.PLUGIN if plugins_on else IntegrationMode.SIDECAR)
     assert decision.mode is expected
-    text = " ".join(decision.problems)
+    text = " ".join(p.message for p in decision.problems)
+    codes = {p.code for p in decision.problems}
     if expected is IntegrationMode.PLUGIN:
         assert ("Plugins feature gate" in text) == (not plugins_on)
         assert ("needs dialect qemu-commandline" in text) == (dialect is not
                                                                Dialect.QEMU_COMMANDLINE)
         assert "Sidecar feature gate" not in text  # the plugin path needs no Sidecar gate
+        assert (ProblemCode.PLUGINS_GATE_OFF in codes) == (not plugins_on)
+        assert (ProblemCode.PLUGIN_NEEDS_QEMU_COMMANDLINE in codes) == (
+            dialect is not Dialect.QEMU_COMMANDLINE)
+        assert ProblemCode.SIDECAR_GATE_OFF not in codes
     else:
         assert ("Sidecar feature gate is not enabled" in text) == (SIDECAR_FEATURE_GATE
                                                                     not in gates)
+        assert (ProblemCode.SIDECAR_GATE_OFF in codes) == (SIDECAR_FEATURE_GATE not in gates)
         mixed = plugins_on and bool(plugins)
         # A legacy hook's qemu:commandline survives the Plugins path's rebuild only from
         # KubeVirt 1.10: tolerated (a warning) only there; unknown or older: refused, since the
@@ -51,9 +57,11 @@ def test_every_combination(configured: IntegrationMode, gates: frozenset[str],
         survives = version in ("v1.10.0", "1.11.1")
         if dialect is Dialect.QEMU_COMMANDLINE and survives:
             assert "mixed state" not in text
-            assert any("mixed state" in w for w in decision.warnings) == mixed
+            assert any("mixed state" in w.message for w in decision.warnings) == mixed
+            assert [w.code for w in decision.warnings] == [ProblemCode.MIXED_STATE] * mixed
         else:
             assert ("mixed state" in text) == mixed
+            assert (ProblemCode.MIXED_STATE in codes) == mixed
             assert not decision.warnings
     # a mode with no problem is one where a CCA VMI can work
     works = not decision.problems

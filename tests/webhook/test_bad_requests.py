@@ -165,3 +165,16 @@ def test_fuzz_labelled_objects(webhook: Webhook, endpoint: str, spec: dict[str, 
     assert status == 200
     assert answer["response"]["uid"] == body["request"]["uid"]
     assert "internal error" not in json.dumps(answer), "the core raised on this input"
+
+
+@pytest.mark.parametrize("operation", ["PATCH", "create", 7, None])
+def test_an_operation_kubernetes_does_not_send_is_a_malformed_review(
+        webhook: Webhook, operation: Any) -> None:
+    body = review(labelled(VMI), operation="CREATE")
+    body["request"]["operation"] = operation
+    status, answer = webhook.post("/validate-vmi", body)
+    assert status == 200  # the uid was readable: a denial carrying it
+    response = answer["response"]
+    assert response["allowed"] is False
+    assert "request.operation: expected one of CREATE, UPDATE, DELETE, CONNECT" in (
+        response["status"]["message"])

@@ -52,14 +52,40 @@ def parse_mode(value: object) -> IntegrationMode:
         ) from None
 
 
+class ProblemCode(StrEnum):
+    """What a mode problem is about, for whoever reports it (never match on the message)."""
+
+    SIDECAR_GATE_OFF = "sidecar-gate-off"
+    PLUGINS_GATE_OFF = "plugins-gate-off"
+    PLUGIN_NEEDS_QEMU_COMMANDLINE = "plugin-needs-qemu-commandline"
+    MIXED_STATE = "mixed-state"
+    PLUGINS_UNLISTABLE = "plugins-unlistable"
+    PLUGIN_OBJECT_MISSING = "plugin-object-missing"
+
+
+# The problems that are a feature gate being off: the gate checks report those in their words.
+GATE_PROBLEMS = frozenset({ProblemCode.SIDECAR_GATE_OFF, ProblemCode.PLUGINS_GATE_OFF})
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that stops (or, as a warning, endangers) CCA VMIs in the mode in force."""
+
+    code: ProblemCode
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
 @dataclass(frozen=True)
 class ModeDecision:
     """The mode in force, why, and what stops CCA VMIs from working in it (empty: fine)."""
 
     mode: IntegrationMode
     reason: str
-    problems: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
+    problems: tuple[Problem, ...] = ()
+    warnings: tuple[Problem, ...] = ()
 
 
 def decide_mode(
@@ -84,26 +110,29 @@ def decide_mode(
     else:
         mode = configured
         reason = f"configured: {INTEGRATION_MODE_KEY}={configured.value}"
-    problems: list[str] = []
-    warnings: list[str] = []
+    problems: list[Problem] = []
+    warnings: list[Problem] = []
     if mode is IntegrationMode.PLUGIN:
         if not plugins_on:
-            problems.append(
+            problems.append(Problem(
+                ProblemCode.PLUGINS_GATE_OFF,
                 f"integration mode plugin needs KubeVirt's {PLUGINS_FEATURE_GATE} feature gate, "
                 "which is not enabled in kubevirt-config"
-            )
+            ))
         if settings.dialect is not Dialect.QEMU_COMMANDLINE:
-            problems.append(
+            problems.append(Problem(
+                ProblemCode.PLUGIN_NEEDS_QEMU_COMMANDLINE,
                 f"integration mode plugin needs dialect {Dialect.QEMU_COMMANDLINE.value} "
                 "(KubeVirt's Plugins path refuses <launchSecurity type='cca'>); "
                 f"kubevirt-cca-config sets dialect {settings.dialect.value}"
-            )
+            ))
     else:
         if SIDECAR_FEATURE_GATE not in gates:
-            problems.append(
+            problems.append(Problem(
+                ProblemCode.SIDECAR_GATE_OFF,
                 f"{SIDECAR_FEATURE_GATE} feature gate is not enabled in kubevirt-config "
                 "(the Realm set-up runs as a KubeVirt hook sidecar)"
-            )
+            ))
         if plugins_on and plugin_names:
             names = ", ".join(sorted(plugin_names))
             message = (
@@ -115,17 +144,18 @@ def decide_mode(
             survives = _at_least(kubevirt_version, LEGACY_COMMANDLINE_SURVIVES)
             if settings.dialect is Dialect.QEMU_COMMANDLINE and survives:
                 # qemu:commandline survives the Plugins path from KubeVirt 1.10 on.
-                warnings.append(message + " (the qemu-commandline dialect survives it only on "
-                                          "KubeVirt 1.10 and newer)")
+                warnings.append(Problem(ProblemCode.MIXED_STATE, message + (
+                    " (the qemu-commandline dialect survives it only on KubeVirt 1.10 and "
+                    "newer)")))
             elif settings.dialect is Dialect.QEMU_COMMANDLINE:
                 # Before 1.10 (or not knowing the version) the rebuild would drop the Realm's
                 # QEMU arguments and the VM would start as a plain VM: refuse (fail closed).
                 shown = repr(kubevirt_version) if kubevirt_version else "not known"
-                problems.append(message + " (the qemu-commandline dialect survives it only on "
-                                          f"KubeVirt 1.10 and newer; this KubeVirt's version is "
-                                          f"{shown})")
+                problems.append(Problem(ProblemCode.MIXED_STATE, message + (
+                    " (the qemu-commandline dialect survives it only on KubeVirt 1.10 and "
+                    f"newer; this KubeVirt's version is {shown})")))
             else:
-                problems.append(message)
+                problems.append(Problem(ProblemCode.MIXED_STATE, message))
     return ModeDecision(mode=mode, reason=reason, problems=tuple(problems),
                         warnings=tuple(warnings))
 

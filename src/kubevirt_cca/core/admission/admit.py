@@ -24,7 +24,7 @@ from kubevirt_cca.core.admission.validate import (
     TEMPLATE_KINDS,
     VMI_KIND,
     VMILookup,
-    validate_migration,
+    judge_migration,
     validate_template,
     validate_vmi,
 )
@@ -128,9 +128,11 @@ def admit(endpoint: Endpoint, request: AdmissionRequest, cluster: ClusterView,
         if operation != "CREATE":
             return verdict(allow(uid))
         lookup = lookup or VMILookup()
-        causes = validate_migration(obj, lookup.vmi, lookup_problem=lookup.problem)
-        if causes and causes[0].message == MIGRATION_REFUSAL:
-            return verdict(deny(uid, causes, message=MIGRATION_REFUSAL), tuple(causes))
+        judged = judge_migration(obj, lookup.vmi, lookup_problem=lookup.problem)
+        if judged.cca_vmi:
+            return verdict(deny(uid, judged.violations, message=MIGRATION_REFUSAL),
+                           judged.violations)
+        causes = list(judged.violations)
     if causes:
         return verdict(deny(uid, causes), tuple(causes))
     return verdict(allow(uid))

@@ -43,7 +43,7 @@ def plan_launcher_pod(pod: Mapping[str, Any], cluster: ClusterView
     problems = mode_problems(cluster)
     if problems:
         return [], [Violation(LABEL_FIELD, (
-            f"{problem}; the virt-launcher pod of a CCA VM is refused rather than started as a "
-            "plain VM")) for problem in problems]
+            f"{problem.message}; the virt-launcher pod of a CCA VM is refused rather than "
+            "started as a plain VM")) for problem in problems]
     ops, violations = pod_patch(pod, cluster.settings, cluster.hook_image)
     return ops, violations

@@ -7,12 +7,12 @@ integration annotation a CCA VMI admitted in plugin mode carries instead of the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from kubevirt_cca.constants import INTEGRATION_ANNOTATION, PLUGINS_FEATURE_GATE
 from kubevirt_cca.core.admission.gates import ClusterView
-from kubevirt_cca.core.integration import IntegrationMode
+from kubevirt_cca.core.integration import IntegrationMode, Problem, ProblemCode
 from kubevirt_cca.core.plugin import PLUGIN_NAME
 from kubevirt_cca.core.request import Template
 from kubevirt_cca.errors import Violation
@@ -27,7 +27,7 @@ def plugin_mode(cluster: ClusterView) -> bool:
     return decision is not None and decision.mode is IntegrationMode.PLUGIN
 
 
-def mode_problems(cluster: ClusterView) -> list[str]:
+def mode_problems(cluster: ClusterView) -> list[Problem]:
     """Why a CCA VMI cannot work in the mode in force (empty: it can, or gates are unknown)."""
     decision = cluster.mode
     if decision is None or cluster.gates is None:
@@ -37,27 +37,32 @@ def mode_problems(cluster: ClusterView) -> list[str]:
     matters = decision.mode is IntegrationMode.PLUGIN or plugins_on
     if cluster.plugin_names is None:
         if matters:
-            problems.append(
+            problems.append(Problem(
+                ProblemCode.PLUGINS_UNLISTABLE,
                 "kubevirt-cca cannot list KubeVirt's Plugin objects "
                 f"({cluster.plugins_problem or 'unknown problem'}), so it cannot tell whether a "
-                "Realm would be set up; refused until it can (fail closed)")
+                "Realm would be set up; refused until it can (fail closed)"))
     elif decision.mode is IntegrationMode.PLUGIN and PLUGIN_NAME not in cluster.plugin_names:
-        problems.append(
+        problems.append(Problem(
+            ProblemCode.PLUGIN_OBJECT_MISSING,
             f"integration mode plugin ({decision.reason}) needs kubevirt-cca's Plugin object "
             f"(plugin.kubevirt.io/v1alpha1 Plugin {PLUGIN_NAME}), which does not exist: without "
-            "it KubeVirt never calls the Realm set-up and the VM would start as a plain VM")
+            "it KubeVirt never calls the Realm set-up and the VM would start as a plain VM"))
     return problems
 
 
-def mode_violations(field: str, cluster: ClusterView) -> list[Violation]:
-    """:func:`mode_problems` as violations on ``field`` (the enable label's path)."""
-    return [Violation(field, f"{problem}; {_ADMIN}") for problem in mode_problems(cluster)]
+def mode_violations(field: str, cluster: ClusterView, *,
+                    reported: Collection[ProblemCode] = ()) -> list[Violation]:
+    """:func:`mode_problems` as violations on ``field`` (the enable label's path), leaving out
+    the codes the caller ``reported`` in its own words."""
+    return [Violation(field, f"{problem.message}; {_ADMIN}")
+            for problem in mode_problems(cluster) if problem.code not in reported]
 
 
 def mode_warnings(cluster: ClusterView) -> list[str]:
     """What admits a CCA VMI but deserves the owner's attention (the tolerated mixed state)."""
     decision = cluster.mode
-    return list(decision.warnings) if decision is not None else []
+    return [w.message for w in decision.warnings] if decision is not None else []
 
 
 def marker_conflicts(template: Template, cluster: ClusterView) -> list[Violation]:

@@ -27,10 +27,14 @@ class GroupVersionKind(TypedDict):
     kind: str
 
 
+Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
+OPERATIONS: tuple[Operation, ...] = ("CREATE", "UPDATE", "DELETE", "CONNECT")
+
+
 class AdmissionRequest(TypedDict):
     uid: str
     kind: GroupVersionKind
-    operation: str
+    operation: Operation
     namespace: NotRequired[str]
     name: NotRequired[str]
     object: NotRequired[dict[str, Any] | None]
@@ -104,8 +108,9 @@ def parse_review(body: bytes) -> AdmissionRequest:
                                            for k in ("group", "version", "kind"))):
         raise MalformedReview("request.kind: expected {group, version, kind}", uid=uid)
     operation = request.get("operation")
-    if not isinstance(operation, str):
-        raise MalformedReview("request.operation: expected a string", uid=uid)
+    if operation not in OPERATIONS:
+        raise MalformedReview(f"request.operation: expected one of {', '.join(OPERATIONS)}, "
+                              f"got {_short(operation)}", uid=uid)
     for key in ("object", "oldObject"):
         if request.get(key) is not None and not isinstance(request[key], dict):
             raise MalformedReview(f"request.{key}: expected an object", uid=uid)

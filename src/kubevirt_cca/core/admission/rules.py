@@ -28,6 +28,7 @@ from kubevirt_cca.core.admission.sidecar import (
     parse_sidecars,
     resolved_record,
 )
+from kubevirt_cca.core.integration import ProblemCode
 from kubevirt_cca.core.request import CCARequest, Template
 from kubevirt_cca.errors import Violation
 
@@ -61,8 +62,8 @@ def cluster_violations(template: Template, cluster: ClusterView) -> list[Violati
             "kubevirt-cca sets up the Realm from a hook sidecar, which KubeVirt runs only "
             "with that gate on")))
     # The mode's other problems (the Sidecar gate is reported above, in its own words).
-    violations.extend(v for v in mode_violations(field, cluster)
-                      if not v.message.startswith(f"{SIDECAR_FEATURE_GATE} feature gate"))
+    violations.extend(mode_violations(field, cluster,
+                                      reported={ProblemCode.SIDECAR_GATE_OFF}))
     if cluster.config_problem is not None:
         violations.append(Violation(field, (
             f"the ConfigMap {CONFIG_MAP_NAME} is invalid ({cluster.config_problem}); CCA VMIs "

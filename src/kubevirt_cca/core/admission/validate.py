@@ -65,21 +65,37 @@ def validate_template(obj: Mapping[str, Any], *, operation: Operation, cluster: 
     return check_template(template, cluster)[1]
 
 
-def validate_migration(migration: Mapping[str, Any], vmi: Mapping[str, Any] | None,
-                       *, lookup_problem: str | None = None) -> list[Violation]:
+@dataclass(frozen=True)
+class MigrationVerdict:
+    """Why a migration is refused (empty: admitted); ``cca_vmi``: because its VMI is a Realm,
+    which is answered with KubeVirt's own status message (:data:`MIGRATION_REFUSAL`)."""
+
+    violations: tuple[Violation, ...] = ()
+    cca_vmi: bool = False
+
+
+def judge_migration(migration: Mapping[str, Any], vmi: Mapping[str, Any] | None,
+                    *, lookup_problem: str | None = None) -> MigrationVerdict:
     """Refuse migrating a CCA VMI; refuse when the VMI could not be read (fail closed)."""
     spec = migration.get("spec")
     name = spec.get("vmiName") if isinstance(spec, Mapping) else None
     if not isinstance(name, str) or not name:
-        return [Violation("spec.vmiName", "expected the name of the VMI to migrate")]
+        return MigrationVerdict((Violation("spec.vmiName",
+                                           "expected the name of the VMI to migrate"),))
     if lookup_problem is not None:
-        return [Violation("spec.vmiName", (
+        return MigrationVerdict((Violation("spec.vmiName", (
             f"kubevirt-cca cannot read VMI {name!r} to tell whether it uses CCA "
             f"({lookup_problem}); a CCA VMI cannot be live-migrated, so the migration is "
-            "refused until it can. Try again shortly"))]
+            "refused until it can. Try again shortly")),))
     if vmi is not None and uses_cca(vmi):
-        return [Violation("spec.vmiName", MIGRATION_REFUSAL)]
-    return []
+        return MigrationVerdict((Violation("spec.vmiName", MIGRATION_REFUSAL),), cca_vmi=True)
+    return MigrationVerdict()
+
+
+def validate_migration(migration: Mapping[str, Any], vmi: Mapping[str, Any] | None,
+                       *, lookup_problem: str | None = None) -> list[Violation]:
+    """:func:`judge_migration`'s violations."""
+    return list(judge_migration(migration, vmi, lookup_problem=lookup_problem).violations)
 
 
 def uses_cca(vmi: Mapping[str, Any]) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubevirt_cca.constants import CONFIG_MAP_NAME, PLUGINS_FEATURE_GATE, SIDECAR_FEATURE_GATE
+from kubevirt_cca.constants import CONFIG_MAP_NAME, PLUGINS_FEATURE_GATE
 from kubevirt_cca.core.admission.gates import ClusterView
 from kubevirt_cca.core.doctor.model import (
     Check,
@@ -23,12 +23,15 @@ from kubevirt_cca.core.doctor.model import (
     dig,
     objects,
 )
-from kubevirt_cca.core.integration import INTEGRATION_MODE_KEY, IntegrationMode, ModeDecision
+from kubevirt_cca.core.integration import (
+    GATE_PROBLEMS,
+    INTEGRATION_MODE_KEY,
+    IntegrationMode,
+    ModeDecision,
+)
 from kubevirt_cca.core.plugin import PLUGIN_NAME, PLUGIN_SOCKET
 
 GUIDE = "docs/plugins.md"
-GATE_PROBLEMS = (f"{SIDECAR_FEATURE_GATE} feature gate is not enabled",
-                 f"integration mode plugin needs KubeVirt's {PLUGINS_FEATURE_GATE} feature gate")
 APPLY_PLUGIN = "kubectl apply -k deploy/plugin/"
 
 
@@ -69,12 +72,13 @@ def check_integration_mode(snapshot: Snapshot, view: ClusterView, expected: Expe
                      fix="grant list/watch on plugins.plugin.kubevirt.io (deploy/webhook/"
                          "rbac.yaml does for the webhook)")
     # A gate that is off fails the feature gates check; the rest is this check's.
-    problems = tuple(p for p in decided.problems if not p.startswith(GATE_PROBLEMS))
+    problems = tuple(p.message for p in decided.problems if p.code not in GATE_PROBLEMS)
     if problems:
         return Check(name, Status.FAIL, f"{summary}: CCA VMIs are refused", problems,
                      fix=_fix(decided, namespace))
     if decided.warnings:
-        return Check(name, Status.WARN, summary, decided.warnings, fix=_fix(decided, namespace))
+        return Check(name, Status.WARN, summary, tuple(w.message for w in decided.warnings),
+                     fix=_fix(decided, namespace))
     return Check(name, Status.OK, summary)
 
 
