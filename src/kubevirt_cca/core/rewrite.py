@@ -137,13 +137,21 @@ def _is_virtio_model(value: str | None) -> bool:
     return value is not None and value.startswith("virtio")
 
 
+def _disk_bus(target: etree._Element) -> str | None:
+    """A disk's bus; libvirt takes a missing one from the target name ("vd..." is virtio)."""
+    bus = target.get("bus")
+    if bus is None and (target.get("dev") or "").startswith("vd"):
+        return "virtio"
+    return bus
+
+
 def _virtio_devices(devices: etree._Element) -> Iterator[etree._Element]:
     """Every device element that is a virtio device and takes a ``<driver>`` with ``iommu``."""
     for device in devices:
         tag = device.tag
         if tag == "disk":
             target = device.find("target")
-            if target is not None and target.get("bus") == "virtio":
+            if target is not None and _disk_bus(target) == "virtio":
                 yield device
         elif tag == "controller":
             if device.get("type") == "virtio-serial" or (
@@ -154,8 +162,12 @@ def _virtio_devices(devices: etree._Element) -> Iterator[etree._Element]:
             model = device.find("model")
             if model is not None and _is_virtio_model(model.get("type")):
                 yield device
-        elif tag in ("rng", "vsock"):
+        elif tag == "rng":
             if _is_virtio_model(device.get("model")):
+                yield device
+        elif tag == "vsock":
+            # virtio is a vsock's only model, and libvirt's default when none is given.
+            if device.get("model") is None or _is_virtio_model(device.get("model")):
                 yield device
         elif tag == "input":
             if device.get("bus") == "virtio":
