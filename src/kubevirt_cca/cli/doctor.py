@@ -17,7 +17,9 @@ from kubevirt_cca.core.install import InstallOptions, install_objects
 
 DESCRIPTION = """\
 Check, one thing at a time, whether this cluster can run Arm CCA Realms: KubeVirt and its
-version; the WorkloadEncryptionCCA and Sidecar (or, in plugin mode, Plugins) feature gates;
+version, read as the webhook reads it (its namespace, the oldest CR; other KubeVirt CRs are
+flagged); the WorkloadEncryptionCCA (or EnableCCA, EnableARMCCA) and Sidecar (or, in plugin mode,
+Plugins) feature gates, and whether KubeVirt implements CCA itself;
 kubevirt-cca-config; the integration mode in force and why (hook sidecar or KubeVirt Plugin,
 docs/plugins.md), including the mixed state that breaks Realms; KubeVirt's Plugin objects and
 kubevirt-cca's own with its failure strategy; the webhook configurations, the Service behind them
