@@ -62,6 +62,12 @@ def test_validate_every_shared_manifest_with_and_without_the_label(
                          "--kubevirt-cr", write(tmp_path, "kv.yaml", cr))
     assert (code, out) == (1, "")
     assert "WorkloadEncryptionCCA feature gate is not enabled in kubevirt-config" in err
+    # The gate's other names are the same switch (validate uses the webhook's builder).
+    cr["spec"]["configuration"]["developerConfiguration"]["featureGates"] = [
+        "EnableARMCCA", "Sidecar"]
+    code, out, err = run(capsys, "validate", write(tmp_path, "cca.yaml", cca),
+                         "--kubevirt-cr", write(tmp_path, "kv.yaml", cr))
+    assert code == 0, err
 
 
 BAD = [
