@@ -11,6 +11,8 @@
     │   └── KubernetesUnreachable  no answer at all (network, TLS, wrong server)
     ├── CertificateError         the webhook's TLS certificate or key cannot be loaded
     ├── AttestationError         an attestation token, trust anchor or nonce cannot be used
+    │   ├── ReferenceValueError  a host profile or launch input for a reference RIM is unusable
+    │   └── MeasurementLogError  a Realm measurement log (CCEL, TCG2 format) cannot be read
     ├── CollectionError          configfs-tsm cannot produce an attestation token here
     ├── HookError                the hook sidecar refuses to define a VMI's domain
     └── MalformedReview          a webhook body is not an AdmissionReview (HTTP 400)
@@ -90,6 +92,18 @@ class KubernetesUnreachable(KubernetesAPIError):
 
 class AttestationError(CCAError):
     """A token, trust anchor, nonce or expected value is unusable (not a failed check)."""
+
+
+class ReferenceValueError(AttestationError):
+    """A host profile or launch input cannot give a reference RIM; lists every problem."""
+
+    def __init__(self, violations: tuple[Violation, ...] | list[Violation]) -> None:
+        self.violations = tuple(violations)
+        super().__init__("; ".join(str(v) for v in self.violations))
+
+
+class MeasurementLogError(AttestationError):
+    """A Realm measurement log cannot be read (truncated, not TCG2, unknown algorithm)."""
 
 
 class CollectionError(CCAError):

@@ -12,6 +12,7 @@ from typing import Any
 
 from kubevirt_cca.adapters.configfs import collect_token
 from kubevirt_cca.adapters.files import load_manifest
+from kubevirt_cca.cli import attest_reference
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.constants import ENABLED_LABEL, PERSONALIZATION_VALUE_BYTES
 from kubevirt_cca.core.attestation.keys import TrustAnchor, load_trust_anchors
@@ -43,6 +44,7 @@ it outside against the VM's own declared parameters and the platform vendor's pu
   collect  (inside the Realm) ask the RMM for a token bound to your nonce, via configfs-tsm
   verify   check the signatures, the binding, the nonce, the personalization value, the RIM
   show     print the claims of a token
+  reference  compute the RIM a Realm should have from its launch inputs, before it runs
 
 See docs/attestation.md for the whole flow and what each check proves.
 
@@ -137,6 +139,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     show.add_argument("token", metavar="TOKEN", help="the token file (CBOR)")
     show.add_argument("--output", choices=("text", "json"), default="text")
     show.set_defaults(handler=run_show)
+
+    attest_reference.register(actions)
 
 
 # --- handlers ----------------------------------------------------------------------------------

@@ -1,0 +1,180 @@
+"""``kubevirt-cca attest reference``: the RIM a Realm should have, before it ever runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubevirt_cca.cli.common import HelpFormatter
+from kubevirt_cca.core.attestation.profile import HostProfile, parse_profile
+from kubevirt_cca.core.attestation.reference import (
+    RealmLayout,
+    Reference,
+    compute_rim,
+    corim_json,
+    qemu_virt_layout,
+    reference_json,
+)
+from kubevirt_cca.core.basedomain import parse_quantity
+from kubevirt_cca.errors import AttestationError, ManifestError
+
+EXIT_OK = 0
+EXIT_UNUSABLE = 2
+MAX_PROFILE_BYTES = 64 * 1024
+MAX_DTB_BYTES = 2 * 2**20  # QEMU's own limit for a DTB it loads
+MAX_IMAGE_BYTES = 1024 * 2**20
+# A fixed namespace, so the same RIM always gets the same CoMID tag id.
+CORIM_TAG_NAMESPACE = uuid.UUID("6c1b3c2e-4f0d-5a8e-9b7a-2f6d0c9e1a54")
+
+DESCRIPTION = """\
+Compute the Realm Initial Measurement (RIM) a Realm will have, from its launch inputs, without
+running it: the host profile of the node type (RMM version, algorithm, IPA bits, SVE,
+breakpoints, watchpoints, PMU), the images QEMU loads (the CCA firmware, or a kernel and an
+initrd for direct kernel boot), the DTB the VM boots with, and its memory size. The layout is
+the one QEMU's virt machine uses. Give the result to 'attest verify --reference', or to a
+verifier as reference value (--corim).
+
+The DTB is taken as a file (QEMU builds it from the VM's shape; dump it with
+'-machine dumpdtb=FILE' on the same QEMU, see docs/attestation.md). When the result does not
+match a real Realm, docs/attestation.md lists why it can differ.
+
+Exit status: 0 computed, 2 unusable input (the message names the field).
+--output json prints {"rim", "measurementAlgo"} (and "steps" with --trace).
+
+example:
+  kubevirt-cca attest reference --profile examples/attest-profiles/rmm-1.0-sha256.yaml \\
+      --firmware /usr/share/AAVMF/AAVMF_CODE.cca.fd --dtb vm.dtb --memory 2Gi
+  kubevirt-cca attest reference --profile host.yaml --kernel Image --initrd initrd.img \\
+      --dtb vm.dtb --memory 1Gi --output json > reference.json
+"""
+
+
+def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = actions.add_parser("reference", help="compute the RIM a Realm should have",
+                                description=DESCRIPTION, formatter_class=HelpFormatter)
+    parser.add_argument("--profile", metavar="FILE", required=True,
+                        help="the host profile (YAML) of the node type the VM runs on")
+    boot = parser.add_mutually_exclusive_group(required=True)
+    boot.add_argument("--firmware", metavar="FILE", help="the CCA firmware (firmware boot)")
+    boot.add_argument("--kernel", metavar="FILE",
+                      help="the kernel Image, uncompressed (direct kernel boot)")
+    parser.add_argument("--initrd", metavar="FILE", help="the initrd (with --kernel)")
+    parser.add_argument("--dtb", metavar="FILE", required=True,
+                        help="the device tree blob the VM boots with")
+    parser.add_argument("--memory", metavar="SIZE", required=True,
+                        help="the VM's memory, a Kubernetes quantity (1Gi)")
+    parser.add_argument("--output", choices=("text", "json"), default="text")
+    parser.add_argument("--trace", action="store_true",
+                        help="also list every measured step with the RIM after it")
+    parser.add_argument("--corim", metavar="FILE",
+                        help="also write the RIM as a CoMID-style reference value (JSON)")
+    parser.set_defaults(handler=run_reference)
+
+
+def run_reference(args: argparse.Namespace) -> int:
+    try:
+        profile = _load_profile(args.profile)
+        memory = _memory(args.memory)
+        layout = qemu_virt_layout(
+            memory=memory,
+            dtb=_read(args.dtb, "--dtb", MAX_DTB_BYTES),
+            firmware=_read(args.firmware, "--firmware", MAX_IMAGE_BYTES)
+            if args.firmware else None,
+            kernel=_read(args.kernel, "--kernel", MAX_IMAGE_BYTES) if args.kernel else None,
+            initrd=_read(args.initrd, "--initrd", MAX_IMAGE_BYTES) if args.initrd else None,
+        )
+        reference = compute_rim(profile, layout, trace=args.trace)
+        if args.corim:
+            _write_corim(args.corim, reference)
+    except AttestationError as exc:
+        print(f"kubevirt-cca attest reference: error: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    if args.output == "json":
+        json.dump(reference_json(reference, trace=args.trace), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_reference(reference, profile, layout, trace=args.trace))
+    return EXIT_OK
+
+
+def format_reference(reference: Reference, profile: HostProfile, layout: RealmLayout, *,
+                     trace: bool) -> str:
+    sve = f"SVE {profile.sve_vector_length} bits" if profile.sve_vector_length else "no SVE"
+    pmu = (f"PMU {profile.pmu_counters} counters" if profile.pmu_counters is not None
+           else "no PMU")
+    lines = [
+        f"RIM ({reference.measurement_algo}): {reference.rim.hex()}",
+        f"host: RMM {profile.rmm_version}, {profile.ipa_bits} IPA bits"
+        f"{' (LPA2)' if profile.lpa2 else ''}, {sve}, {profile.breakpoints} breakpoints, "
+        f"{profile.watchpoints} watchpoints, {pmu}",
+        f"RAM: {layout.ram_base:#x}-{layout.ram_base + layout.ram_size:#x}",
+    ]
+    lines.extend(f"{image.name}: {image.ipa:#x} ({len(image.content)} bytes)"
+                 for image in layout.images)
+    lines.append(f"vCPU 0: pc {layout.pc:#x}, x0 {layout.gprs[0]:#x}")
+    if trace:
+        lines.append("steps:")
+        for step in reference.steps:
+            if step.kind == "ripas":
+                what = f"base {step.base:#x} top {step.top:#x}"
+            elif step.kind == "data":
+                what = f"ipa {step.ipa:#x} content {(step.content_digest or b'').hex()}"
+            elif step.kind == "rec":
+                what = f"pc {step.pc:#x} gprs {list(step.gprs or ())}"
+            else:
+                what = "RmiRealmParams"
+            lines.append(f"  {step.kind:<12} {what} -> {step.rim.hex()}")
+    return "\n".join(lines) + "\n"
+
+
+# --- inputs --------------------------------------------------------------------------------------
+
+
+def _load_profile(path: str) -> HostProfile:
+    raw = _read(path, "--profile", MAX_PROFILE_BYTES)
+    try:
+        data: Any = yaml.safe_load(raw.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise AttestationError(f"--profile {path}: not a YAML document: "
+                               f"{str(exc).splitlines()[0]}") from exc
+    try:
+        return parse_profile(data)
+    except AttestationError as exc:
+        raise AttestationError(f"--profile {path}: {exc}") from exc
+
+
+def _memory(text: str) -> int:
+    try:
+        return parse_quantity(text, field="--memory")
+    except ManifestError as exc:
+        raise AttestationError(str(exc)) from exc
+
+
+def _read(path: str, what: str, limit: int) -> bytes:
+    try:
+        with Path(path).open("rb") as handle:
+            data = handle.read(limit + 1)
+    except FileNotFoundError as exc:
+        raise AttestationError(f"{what} {path}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise AttestationError(f"{what} {path}: is a directory, expected a file") from exc
+    except OSError as exc:
+        raise AttestationError(f"{what} {path}: {exc.strerror or exc}") from exc
+    if len(data) > limit:
+        raise AttestationError(f"{what} {path}: larger than {limit} bytes")
+    return data
+
+
+def _write_corim(path: str, reference: Reference) -> None:
+    tag_id = str(uuid.uuid5(CORIM_TAG_NAMESPACE, reference.rim.hex()))
+    text = json.dumps(corim_json(reference, tag_id=tag_id), indent=2) + "\n"
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise AttestationError(f"--corim {path}: {exc.strerror or exc}") from exc

@@ -1,0 +1,127 @@
+"""A host profile: what a node type's RMM and KVM put into ``RmiRealmParams`` for every Realm.
+
+The RIM starts from the Realm's parameters, and those are not the VM owner's choice: the host
+(hardware, RMM version, KVM) decides the IPA size, the SVE vector length, the number of
+breakpoints, watchpoints and PMU counters, and (on newer kernels) the measurement algorithm.
+A profile writes them down once per node type (``examples/attest-profiles/``), as YAML::
+
+    rmmVersion: "1.0"          # "1.0" or "2.0"
+    measurementAlgo: sha256    # sha256, sha384 (RMM 2.0), sha512
+    ipaBits: 48                # the Realm's stage-2 input size (s2sz)
+    lpa2: false
+    sveVectorLength: null      # bits (128..2048, a multiple of 128), or null: no SVE
+    breakpoints: 2             # 2..16
+    watchpoints: 2             # 2..16
+    pmuCounters: null          # 0..31, or null: no PMU
+
+:func:`parse_profile` takes the decoded YAML and reports every problem at once, each naming
+its key. Pure: no file is read here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from kubevirt_cca.errors import ReferenceValueError, Violation
+
+RmmVersion = Literal["1.0", "2.0"]
+MeasurementAlgo = Literal["sha256", "sha384", "sha512"]
+
+RMM_VERSIONS: Final[tuple[RmmVersion, ...]] = ("1.0", "2.0")
+MEASUREMENT_ALGOS: Final[tuple[MeasurementAlgo, ...]] = ("sha256", "sha384", "sha512")
+PROFILE_KEYS: Final = ("rmmVersion", "measurementAlgo", "ipaBits", "lpa2", "sveVectorLength",
+                       "breakpoints", "watchpoints", "pmuCounters")
+IPA_BITS_MIN: Final = 32
+IPA_BITS_MAX: Final = 48  # without LPA2
+IPA_BITS_MAX_LPA2: Final = 52
+SVE_GRANULE_BITS: Final = 128
+SVE_MAX_BITS: Final = 2048
+DEBUG_MIN: Final = 2
+DEBUG_MAX: Final = 16
+PMU_MAX_COUNTERS: Final = 31
+
+
+@dataclass(frozen=True)
+class HostProfile:
+    """The Realm parameters of one node type (the measured part of ``RmiRealmParams``)."""
+
+    rmm_version: RmmVersion
+    measurement_algo: MeasurementAlgo
+    ipa_bits: int
+    lpa2: bool
+    sve_vector_length: int | None  # bits; None: no SVE
+    breakpoints: int
+    watchpoints: int
+    pmu_counters: int | None  # None: no PMU
+
+
+def parse_profile(data: Any) -> HostProfile:
+    """A :class:`HostProfile` from decoded YAML, or :class:`ReferenceValueError` naming keys."""
+    if not isinstance(data, Mapping):
+        raise ReferenceValueError(
+            (Violation("profile", "expected a mapping with the keys " + ", ".join(PROFILE_KEYS)),)
+        )
+    problems: list[Violation] = []
+    for key in data:
+        if key not in PROFILE_KEYS:
+            problems.append(Violation(f"profile.{key}", "unknown key; expected one of "
+                                      + ", ".join(PROFILE_KEYS)))
+    for key in PROFILE_KEYS:
+        if key not in data:
+            problems.append(Violation(f"profile.{key}", "required (use null where it allows "
+                                      "null)" if key in _NULLABLE else "required"))
+    if problems:
+        raise ReferenceValueError(problems)
+
+    rmm = _choice(data["rmmVersion"], "rmmVersion", RMM_VERSIONS, problems)
+    algo = _choice(data["measurementAlgo"], "measurementAlgo", MEASUREMENT_ALGOS, problems)
+    lpa2 = data["lpa2"]
+    if not isinstance(lpa2, bool):
+        problems.append(Violation("profile.lpa2", f"expected true or false, got {lpa2!r}"))
+    top = IPA_BITS_MAX_LPA2 if lpa2 is True else IPA_BITS_MAX
+    _integer(data["ipaBits"], "ipaBits", IPA_BITS_MIN, top, problems,
+                        hint=" (more than 48 needs lpa2: true)" if lpa2 is not True else "")
+    sve = data["sveVectorLength"]
+    if sve is not None:
+        checked = _integer(sve, "sveVectorLength", SVE_GRANULE_BITS, SVE_MAX_BITS, problems,
+                           hint=", a multiple of 128, or null for no SVE")
+        if checked is not None and checked % SVE_GRANULE_BITS:
+            problems.append(Violation("profile.sveVectorLength",
+                                      f"expected a multiple of 128 bits, got {checked}"))
+    _integer(data["breakpoints"], "breakpoints", DEBUG_MIN, DEBUG_MAX, problems)
+    _integer(data["watchpoints"], "watchpoints", DEBUG_MIN, DEBUG_MAX, problems)
+    pmu = data["pmuCounters"]
+    if pmu is not None:
+        _integer(pmu, "pmuCounters", 0, PMU_MAX_COUNTERS, problems,
+                 hint=", or null for no PMU")
+    if rmm == "1.0" and algo == "sha384":
+        problems.append(Violation("profile.measurementAlgo",
+                                  "sha384 needs rmmVersion \"2.0\"; RMM 1.0 has sha256 and "
+                                  "sha512 only"))
+    if problems:
+        raise ReferenceValueError(problems)
+    return HostProfile(rmm_version=rmm, measurement_algo=algo, ipa_bits=data["ipaBits"],
+                       lpa2=lpa2, sve_vector_length=sve, breakpoints=data["breakpoints"],
+                       watchpoints=data["watchpoints"], pmu_counters=pmu)
+
+
+_NULLABLE = ("sveVectorLength", "pmuCounters")
+
+
+def _choice(value: Any, key: str, allowed: tuple[Any, ...], problems: list[Violation]) -> Any:
+    if isinstance(value, str) and value in allowed:
+        return value
+    quoted = ", ".join(f'"{a}"' for a in allowed)
+    problems.append(Violation(f"profile.{key}", f"expected one of {quoted}, got {value!r}"))
+    return None
+
+
+def _integer(value: Any, key: str, low: int, high: int, problems: list[Violation], *,
+             hint: str = "") -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        problems.append(Violation(f"profile.{key}",
+                                  f"expected an integer {low} to {high}{hint}, got {value!r}"))
+        return None
+    return value
