@@ -67,6 +67,7 @@ class TokenSpec:
     nonce: bytes = bytes(range(64))
     rpv: bytes = b"\x11" * 64
     rim: bytes = b"\x22" * 32
+    rems: tuple[bytes, ...] = (b"\x33" * 32, b"\x44" * 32, b"\x55" * 32, b"\x66" * 32)
     form: Literal["tag-399", "tag-907"] = "tag-399"
     realm_key_encoding: Literal["raw", "cose-key"] = "raw"
     realm_profile: str | None = REALM_PROFILE_1
@@ -87,7 +88,7 @@ def realm_claims(spec: TokenSpec) -> dict[Any, Any]:
         44236: "sha-256",
         44237: realm_key_claim(spec.realm_key, spec.realm_key_encoding),
         44238: spec.rim,
-        44239: [b"\x33" * 32, b"\x44" * 32, b"\x55" * 32, b"\x66" * 32],
+        44239: list(spec.rems),
         44240: spec.key_hash_algo,
     }
     if spec.realm_profile is not None:

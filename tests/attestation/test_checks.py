@@ -10,6 +10,7 @@ import hashlib
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from kubevirt_cca.core.attestation.eventlog import parse_event_log
 from kubevirt_cca.core.attestation.keys import TrustAnchor, load_trust_anchors
 from kubevirt_cca.core.attestation.token import parse_token
 from kubevirt_cca.core.attestation.verify import (
@@ -29,6 +30,7 @@ from tests.attestation.builder import (
     public_pem,
     value_offset,
 )
+from tests.attestation.logbuilder import BOOT_EVENTS, build_log, expected_rems
 
 FORMS = ("tag-399", "tag-907")
 ENCODINGS = ("raw", "cose-key")
@@ -63,8 +65,11 @@ def failed(verdict: Verdict) -> set[str]:
 @pytest.mark.parametrize("profile", [REALM_PROFILE_1, REALM_PROFILE_2, None])
 def test_a_good_token_passes_every_check(spec: TokenSpec, form: str, encoding: str,
                                          profile: str | None) -> None:
-    chosen = spec.but(form=form, realm_key_encoding=encoding, realm_profile=profile)
-    verdict = run(chosen)
+    # A log that explains every REM, so that every check (measurement-log too) runs.
+    chosen = spec.but(form=form, realm_key_encoding=encoding, realm_profile=profile,
+                      rems=expected_rems(BOOT_EVENTS, "sha256"))
+    log = parse_event_log(build_log(BOOT_EVENTS))
+    verdict = run(chosen, expected=expectations(chosen, measurement_log=log))
     assert [check.name for check in verdict.checks] == list(CHECK_NAMES)
     assert all(check.status == "passed" for check in verdict.checks), verdict.checks
     assert verdict.passed and not verdict.test_token

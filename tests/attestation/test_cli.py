@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from kubevirt_cca.cli import main
 from kubevirt_cca.core.attestation.verify import CHECK_NAMES
 from tests.attestation.builder import TokenSpec, build_token, public_pem
+from tests.attestation.logbuilder import BOOT_EVENTS, build_log, expected_rems
 from tests.cli.run import kubevirt_cca
 from tests.conftest import ROOT, shared_path
 
@@ -42,12 +43,14 @@ def example_rpv() -> bytes:
 
 @pytest.fixture
 def files(tmp_path: Path, spec: TokenSpec) -> dict[str, Path]:
-    chosen = spec.but(rpv=example_rpv())
+    chosen = spec.but(rpv=example_rpv(), rems=expected_rems(BOOT_EVENTS, "sha256"))
     paths = {
         "token": tmp_path / "token.cbor",
         "nonce": tmp_path / "nonce.bin",
         "cpak": tmp_path / "vendor-cpak.pem",
+        "log": tmp_path / "ccel.bin",
     }
+    paths["log"].write_bytes(build_log(BOOT_EVENTS, area=64 * 1024))
     paths["token"].write_bytes(build_token(chosen))
     paths["nonce"].write_bytes(chosen.nonce)
     paths["cpak"].write_bytes(public_pem(chosen.platform_key))
@@ -61,7 +64,8 @@ def verify_args(files: dict[str, Path], *extra: str | Path) -> list[str | Path]:
 
 def test_verify_against_the_example_vm_manifest(files: dict[str, Path], spec: TokenSpec) -> None:
     result = kubevirt_cca("attest", *map(str, verify_args(files, "--vmi", EXAMPLE_VM,
-                                                          "--expected-rim", spec.rim.hex())))
+                                                          "--expected-rim", spec.rim.hex(),
+                                                          "--measurement-log", files["log"])))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("attestation: PASSED\n")
     for name in CHECK_NAMES:
@@ -107,7 +111,9 @@ def test_verify_json_is_the_documented_shape(files: dict[str, Path]) -> None:
                                        "--output", "json"))
     assert code == 0
     report = json.loads(out)
-    assert set(report) == {"schemaVersion", "verdict", "testToken", "checks", "token"}
+    assert set(report) == {"schemaVersion", "verdict", "testToken", "checks", "token",
+                           "measurementLog"}
+    assert report["measurementLog"] is None  # no --measurement-log given
     assert report["schemaVersion"] == 1 and report["verdict"] == "passed"
     assert report["testToken"] is False
     assert [c["name"] for c in report["checks"]] == list(CHECK_NAMES)

@@ -12,10 +12,13 @@ from typing import Any
 
 from kubevirt_cca.adapters.configfs import collect_token
 from kubevirt_cca.adapters.files import load_manifest
+from kubevirt_cca.adapters.measurement_log import MAX_LOG_BYTES, read_measurement_log
 from kubevirt_cca.cli import attest_reference
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.constants import ENABLED_LABEL, PERSONALIZATION_VALUE_BYTES
+from kubevirt_cca.core.attestation.eventlog import MeasurementLog, parse_event_log
 from kubevirt_cca.core.attestation.keys import TrustAnchor, load_trust_anchors
+from kubevirt_cca.core.attestation.reference import parse_reference
 from kubevirt_cca.core.attestation.report import token_json, verdict_json
 from kubevirt_cca.core.attestation.token import MAX_TOKEN_BYTES, CCAToken, parse_token
 from kubevirt_cca.core.attestation.verify import (
@@ -110,6 +113,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                          help="the nonce: 32 to 64 raw bytes")
     collect.add_argument("--out", metavar="FILE", required=True,
                          help="where to write the token (- for standard output)")
+    collect.add_argument("--log-out", metavar="FILE",
+                         help="also save the Realm's measurement log (the CCEL event log) here")
     collect.add_argument("--root", metavar="DIR", default="/",
                          help="read /sys below DIR (default: /)")
     collect.set_defaults(handler=run_collect)
@@ -126,8 +131,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                           help="the expected personalization value, standard base64 of 64 bytes")
     verify.add_argument("--trust-anchor", metavar="FILE", action="append", required=True,
                         help="platform vendor's public key (PEM or JWK); may be repeated")
-    verify.add_argument("--expected-rim", metavar="HEX",
-                        help="the expected Realm Initial Measurement, hex")
+    rim = verify.add_mutually_exclusive_group()
+    rim.add_argument("--expected-rim", metavar="HEX",
+                     help="the expected Realm Initial Measurement, hex")
+    rim.add_argument("--reference", metavar="FILE",
+                     help="the expected RIM as 'attest reference --output json' wrote it")
+    verify.add_argument("--measurement-log", metavar="FILE",
+                        help="the Realm's measurement log ('attest collect --log-out'): "
+                             "replay it and check that it explains every REM")
     verify.add_argument("--allow-test-keys", action="store_true",
                         help="do not fail a token made with a published sample key (for "
                              "emulators; it is still reported as a test token)")
@@ -149,6 +160,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_collect(args: argparse.Namespace) -> int:
     try:
         nonce = _read_bytes(args.nonce_file, "nonce file")
+        # The log first: asked for and absent means nothing is written (both or neither).
+        event_log = read_measurement_log(root=args.root) if args.log_out else None
         token = collect_token(nonce, root=args.root)
     except AttestationError as exc:
         return _error(exc)
@@ -165,6 +178,14 @@ def run_collect(args: argparse.Namespace) -> int:
         return _error(AttestationError(f"cannot write {args.out}: {exc.strerror or exc}"))
     if args.out != "-":
         print(f"wrote {len(token)} bytes to {args.out}", file=sys.stderr)
+    if event_log is not None:
+        try:
+            Path(args.log_out).write_bytes(event_log)
+        except OSError as exc:
+            return _error(AttestationError(f"cannot write {args.log_out}: "
+                                           f"{exc.strerror or exc}"))
+        print(f"wrote the {len(event_log)}-byte measurement log to {args.log_out}",
+              file=sys.stderr)
     return EXIT_OK
 
 
@@ -178,9 +199,14 @@ def run_verify(args: argparse.Namespace) -> int:
             anchors.extend(load_trust_anchors(_read_bytes(path, "trust anchor"), label=path))
         rpv, source = _expected_rpv(args)
         rim = _expected_rim(args.expected_rim)
+        reference_algo = None
+        if args.reference is not None:
+            rim, reference_algo = _load_reference(args.reference)
+        event_log = _load_log(args.measurement_log) if args.measurement_log else None
         expected = Expectations(nonce=nonce, personalization_value=rpv,
                                 personalization_source=source, initial_measurement=rim,
-                                allow_test_keys=args.allow_test_keys)
+                                allow_test_keys=args.allow_test_keys,
+                                measurement_log=event_log, reference_algorithm=reference_algo)
         verdict = verify_token(token, anchors=anchors, expected=expected)
     except RequestError as exc:
         for violation in exc.violations:
@@ -231,6 +257,24 @@ def _load_token(path: str) -> CCAToken:
         return parse_token(data)
     except AttestationError as exc:
         raise AttestationError(f"{path}: {exc}") from exc
+
+
+def _load_reference(path: str) -> tuple[bytes, str]:
+    raw = _read_bytes(path, "--reference")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise AttestationError(f"--reference {path}: not JSON; give the output of "
+                               "'attest reference --output json'") from exc
+    return parse_reference(data, source=f"--reference {path}")
+
+
+def _load_log(path: str) -> MeasurementLog:
+    raw = _read_bytes(path, "--measurement-log", MAX_LOG_BYTES)
+    try:
+        return parse_event_log(raw)
+    except AttestationError as exc:
+        raise AttestationError(f"--measurement-log {path}: {exc}") from exc
 
 
 def _expected_rpv(args: argparse.Namespace) -> tuple[bytes, str]:
@@ -292,6 +336,10 @@ def format_verdict(verdict: Verdict) -> str:
     for check in verdict.checks:
         optional = "" if check.required else " (not required)"
         lines.append(f"  [{_MARKS[check.status]}] {check.name}{optional}: {check.detail}")
+    for rem in verdict.log_replay or ():
+        state = "explained" if rem.explained else "NOT explained"
+        lines.append(f"  REM{rem.index}: {state} by {len(rem.events)} logged event(s)")
+        lines.extend(f"    - {event.type_name}: {event.description}" for event in rem.events)
     return "\n".join(lines) + "\n"
 
 

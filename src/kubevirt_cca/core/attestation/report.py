@@ -14,6 +14,7 @@ from typing import Any
 import cbor2
 
 from kubevirt_cca.core.attestation import claims as c
+from kubevirt_cca.core.attestation.eventlog import RemReplay
 from kubevirt_cca.core.attestation.keys import decode_realm_public_key, point_bytes
 from kubevirt_cca.core.attestation.token import CCAToken, PlatformClaims, RealmClaims
 from kubevirt_cca.core.attestation.verify import Verdict
@@ -44,7 +45,30 @@ def verdict_json(verdict: Verdict, token: CCAToken) -> dict[str, Any]:
             for check in verdict.checks
         ],
         "token": token_json(token),
+        "measurementLog": _log_json(verdict.log_replay),
     }
+
+
+def _log_json(replays: tuple[RemReplay, ...] | None) -> list[dict[str, Any]] | None:
+    """Per REM: explained or not, and what the log says was measured into it."""
+    if replays is None:
+        return None
+    return [
+        {
+            "index": r.index,
+            "explained": r.explained,
+            "tokenValue": r.token_value.hex(),
+            "replayedValue": r.replayed.hex() if r.replayed is not None else None,
+            "problem": r.problem,
+            "events": [
+                {"offset": e.offset, "type": e.type_name, "typeValue": e.event_type,
+                 "description": e.description,
+                 "digests": {name: value.hex() for name, value in e.digests}}
+                for e in r.events
+            ],
+        }
+        for r in replays
+    ]
 
 
 def _platform_json(token: CCAToken) -> dict[str, Any]:

@@ -11,6 +11,8 @@ why. The verdict passes only when every required check passed. The checks, in or
 - ``realm-challenge``: the realm challenge is the owner's fresh nonce, zero-padded to 64 bytes.
 - ``personalization-value``: the Realm Personalization Value is the one the VM declared.
 - ``initial-measurement``: the RIM equals the expected one (not checked when none is given).
+- ``measurement-log``: replaying the Realm's measurement log gives each REM the token carries
+  (not checked when no log is given); see :mod:`kubevirt_cca.core.attestation.eventlog`.
 - ``platform-lifecycle``: the platform is in the "secured" lifecycle state.
 - ``production-keys``: neither key is a published sample key (a test token proves nothing
   about hardware).
@@ -32,6 +34,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from kubevirt_cca.core.attestation import claims as c
+from kubevirt_cca.core.attestation.eventlog import (
+    MeasurementLog,
+    RemReplay,
+    replay,
+    stray_events,
+)
 from kubevirt_cca.core.attestation.keys import (
     SAMPLE_REALM_KEYS,
     RealmKey,
@@ -55,6 +63,7 @@ CHECK_NAMES = (
     "realm-challenge",
     "personalization-value",
     "initial-measurement",
+    "measurement-log",
     "platform-lifecycle",
     "production-keys",
 )
@@ -80,12 +89,15 @@ class Expectations:
     personalization_source: str  # for messages: "the VM manifest vm.yaml", "--expected-rpv"
     initial_measurement: bytes | None = None
     allow_test_keys: bool = False
+    measurement_log: MeasurementLog | None = None
+    reference_algorithm: str | None = None  # "sha256"...: the reference RIM's algorithm
 
 
 @dataclass(frozen=True)
 class Verdict:
     checks: tuple[Check, ...]
     test_token: bool  # signed with, or carrying, a published sample key
+    log_replay: tuple[RemReplay, ...] | None = None  # per REM, when a log was given
 
     @property
     def passed(self) -> bool:
@@ -129,12 +141,14 @@ def verify_token(token: CCAToken, *, anchors: Sequence[TrustAnchor],
         _binding(token, realm),
         _challenge(realm, challenge),
         _personalization(realm, expected),
-        _initial_measurement(realm, expected.initial_measurement),
-        _lifecycle(token.platform_claims.lifecycle),
+        _initial_measurement(realm, expected.initial_measurement,
+                             expected.reference_algorithm),
     ]
+    log_check, log_replay = _measurement_log(realm, expected.measurement_log)
+    checks += [log_check, _lifecycle(token.platform_claims.lifecycle)]
     production, test_token = _production_keys(anchor, realm_key, expected.allow_test_keys)
     checks.append(production)
-    verdict = Verdict(checks=tuple(checks), test_token=test_token)
+    verdict = Verdict(checks=tuple(checks), test_token=test_token, log_replay=log_replay)
     log.info("attestation verdict=%s failed=%s test_token=%s",
              "passed" if verdict.passed else "failed",
              ",".join(ch.name for ch in checks if ch.status == "failed") or "-", test_token)
@@ -254,12 +268,19 @@ def _personalization(realm: RealmClaims | None, expected: Expectations) -> Check
                  f"{expected.personalization_source}")
 
 
-def _initial_measurement(realm: RealmClaims | None, expected: bytes | None) -> Check:
+def _initial_measurement(realm: RealmClaims | None, expected: bytes | None,
+                         algorithm: str | None = None) -> Check:
     name = "initial-measurement"
     if realm is None:
         status: CheckStatus = "failed" if expected is not None else "not-checked"
         return Check(name, status, _NO_REALM, required=expected is not None)
     rim = realm.initial_measurement
+    if (expected is not None and algorithm is not None
+            and c.HASH_ALGORITHMS.get(realm.hash_algo) != algorithm):
+        return Check(name, "failed",
+                     f"the reference RIM is {algorithm}, but this Realm measures with "
+                     f"{realm.hash_algo}: the reference was computed for another host profile "
+                     "(measurementAlgo)")
     if expected is None:
         return Check(name, "not-checked",
                      f"no expected RIM given; the token's RIM is {rim.hex()} "
@@ -270,6 +291,42 @@ def _initial_measurement(realm: RealmClaims | None, expected: bytes | None) -> C
                      f"the token's RIM {rim.hex()} is not the expected {expected.hex()}: "
                      "the Realm was started with other firmware, kernel or initial state")
     return Check(name, "passed", f"the RIM is the expected {rim.hex()} ({realm.hash_algo})")
+
+
+def _measurement_log(realm: RealmClaims | None, log: MeasurementLog | None
+                     ) -> tuple[Check, tuple[RemReplay, ...] | None]:
+    name = "measurement-log"
+    if log is None:
+        return Check(name, "not-checked", "no measurement log given; the REMs are not "
+                     "explained", required=False), None
+    if realm is None:
+        return Check(name, "failed", _NO_REALM), None
+    stray = stray_events(log)
+    if stray:
+        return Check(name, "failed",
+                     f"the log has {len(stray)} event(s) for registers a Realm does not have "
+                     f"(first at offset {stray[0].offset}: register {stray[0].mr_index}; a "
+                     "Realm has 0 for the RIM and 1-4 for REM0-REM3): not this Realm's log"), None
+    if realm.hash_algo not in c.HASH_ALGORITHMS:
+        return Check(name, "failed", f"the token's hash algorithm {realm.hash_algo!r} cannot "
+                     "be replayed"), None
+    replays = replay(log, token_algorithm=realm.hash_algo,
+                     rems=realm.extensible_measurements)
+    count = sum(len(r.events) for r in replays)
+    unexplained = [r for r in replays if not r.explained]
+    if unexplained:
+        reasons = "; ".join(
+            f"REM{r.index}: {r.problem}" if r.problem else
+            f"REM{r.index}: the token has {_short(r.token_value)}, {len(r.events)} logged "
+            f"event(s) give {_short(r.replayed or b'')}"
+            for r in unexplained)
+        return Check(name, "failed",
+                     f"the log does not explain {len(unexplained)} of {len(replays)} REMs "
+                     f"({reasons}): something was measured that the log does not show, or "
+                     "the log was altered"), replays
+    return Check(name, "passed",
+                 f"replaying the log's {count} event(s) gives all {len(replays)} REMs of the "
+                 "token: the log shows everything measured after boot"), replays
 
 
 def _lifecycle(value: int) -> Check:
