@@ -22,7 +22,7 @@ from tests.conftest import ROOT
 
 PROFILES = ROOT / "examples" / "attest-profiles"
 PROFILE = PROFILES / "rmm-1.0-sha256.yaml"
-PREFIX = "kubevirt-cca attest reference: error: "
+PREFIX = "kubevirt-cca attest: error: "
 CCEL = "sys/firmware/acpi/tables/data/CCEL"
 
 

@@ -61,7 +61,9 @@ example:
 COLLECT_DESCRIPTION = """\
 Inside an Arm CCA Realm guest (Linux 6.13 or later, configfs-tsm), ask the RMM for an
 attestation token whose realm challenge is the nonce (32 to 64 bytes, zero-padded to 64).
-Needs root (it writes under /sys/kernel/config/tsm/report).
+Needs root (it writes under /sys/kernel/config/tsm/report). With --log-out it also saves the
+Realm's measurement log (the CCEL event log, /sys/firmware/acpi/tables/data/CCEL); without a
+log, it writes nothing and exits 1.
 
 Exit status: 0 token written, 1 this guest cannot produce a token, 2 unusable input.
 
@@ -75,8 +77,10 @@ Check an Arm CCA attestation token: the platform signature under one of the trus
 (the platform vendor's CPAK public key, PEM or JWK), the realm signature, the binding of the
 realm key to the platform token, the realm challenge against the nonce, the personalization
 value against the VM manifest (--vmi, read the way admission reads it: label {ENABLED_LABEL}
-and its launch-security annotation) or --expected-rpv, the RIM against --expected-rim, and the
-platform lifecycle. A token made with a published sample key is reported as a test token.
+and its launch-security annotation) or --expected-rpv, the RIM against --expected-rim or a
+--reference file ('attest reference --output json'), the REMs against a replay of the Realm's
+measurement log (--measurement-log, saved by 'attest collect --log-out'), and the platform
+lifecycle. A token made with a published sample key is reported as a test token.
 
 Exit status: 0 every required check passed, 1 verification failed, 2 unusable input.
 --output json is a stable interface (schemaVersion 1, see docs/attestation.md).

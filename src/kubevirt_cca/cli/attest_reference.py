@@ -93,7 +93,7 @@ def run_reference(args: argparse.Namespace) -> int:
         if args.corim:
             _write_corim(args.corim, reference)
     except AttestationError as exc:
-        print(f"kubevirt-cca attest reference: error: {exc}", file=sys.stderr)
+        print(f"kubevirt-cca attest: error: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
     if args.output == "json":
         json.dump(reference_json(reference, trace=args.trace), sys.stdout, indent=2)
