@@ -154,7 +154,8 @@ def replay(log: MeasurementLog, *, token_algorithm: str,
     for index in range(REM_COUNT):
         token_value = rems[index] if index < len(rems) else b""
         events = tuple(e for e in log.events if e.mr_index == index + 1)
-        results.append(_replay_one(index, token_value, events, algorithm, size))
+        results.append(_replay_one(index, token_value, events=events, algorithm=algorithm,
+                                   size=size))
     return tuple(results)
 
 
@@ -190,23 +191,25 @@ def describe(event_type: int, data: bytes) -> str:
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _replay_one(index: int, token_value: bytes, events: tuple[LogEvent, ...], algorithm: str,
-                size: int) -> RemReplay:
+def _replay_one(index: int, token_value: bytes, *, events: tuple[LogEvent, ...],
+                algorithm: str, size: int) -> RemReplay:
+    def unexplained(problem: str) -> RemReplay:
+        return RemReplay(index=index, token_value=token_value, replayed=None, events=events,
+                         problem=problem)
+
     if len(token_value) != size:
-        return RemReplay(index, token_value, None, events,
-                         f"the token's REM{index} is {len(token_value)} bytes, a {algorithm} "
-                         f"REM is {size}")
+        return unexplained(f"the token's REM{index} is {len(token_value)} bytes, a {algorithm} "
+                           f"REM is {size}")
     value = bytes(size)
     for event in events:
         if event.event_type == EV_NO_ACTION:
             continue
         digest = event.digest(algorithm)
         if digest is None:
-            return RemReplay(index, token_value, None, events,
-                             f"the event at offset {event.offset} has no {algorithm} digest "
-                             f"(it has {', '.join(n for n, _ in event.digests) or 'none'})")
+            return unexplained(f"the event at offset {event.offset} has no {algorithm} digest "
+                               f"(it has {', '.join(n for n, _ in event.digests) or 'none'})")
         value = hashlib.new(algorithm, value + digest).digest()
-    return RemReplay(index, token_value, value, events)
+    return RemReplay(index=index, token_value=token_value, replayed=value, events=events)
 
 
 def _spec_id_algorithms(header: bytes) -> dict[int, int]:

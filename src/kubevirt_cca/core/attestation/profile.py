@@ -75,26 +75,27 @@ def parse_profile(data: Any) -> HostProfile:
     if problems:
         raise ReferenceValueError(problems)
 
-    rmm = _choice(data["rmmVersion"], "rmmVersion", RMM_VERSIONS, problems)
-    algo = _choice(data["measurementAlgo"], "measurementAlgo", MEASUREMENT_ALGOS, problems)
+    rmm = _choice(data["rmmVersion"], "rmmVersion", allowed=RMM_VERSIONS, problems=problems)
+    algo = _choice(data["measurementAlgo"], "measurementAlgo", allowed=MEASUREMENT_ALGOS,
+                   problems=problems)
     lpa2 = data["lpa2"]
     if not isinstance(lpa2, bool):
         problems.append(Violation("profile.lpa2", f"expected true or false, got {lpa2!r}"))
     top = IPA_BITS_MAX_LPA2 if lpa2 is True else IPA_BITS_MAX
-    _integer(data["ipaBits"], "ipaBits", IPA_BITS_MIN, top, problems,
+    _integer(data["ipaBits"], "ipaBits", low=IPA_BITS_MIN, high=top, problems=problems,
                         hint=" (more than 48 needs lpa2: true)" if lpa2 is not True else "")
     sve = data["sveVectorLength"]
     if sve is not None:
-        checked = _integer(sve, "sveVectorLength", SVE_GRANULE_BITS, SVE_MAX_BITS, problems,
-                           hint=", a multiple of 128, or null for no SVE")
+        checked = _integer(sve, "sveVectorLength", low=SVE_GRANULE_BITS, high=SVE_MAX_BITS,
+                           problems=problems, hint=", a multiple of 128, or null for no SVE")
         if checked is not None and checked % SVE_GRANULE_BITS:
             problems.append(Violation("profile.sveVectorLength",
                                       f"expected a multiple of 128 bits, got {checked}"))
-    _integer(data["breakpoints"], "breakpoints", DEBUG_MIN, DEBUG_MAX, problems)
-    _integer(data["watchpoints"], "watchpoints", DEBUG_MIN, DEBUG_MAX, problems)
+    _integer(data["breakpoints"], "breakpoints", low=DEBUG_MIN, high=DEBUG_MAX, problems=problems)
+    _integer(data["watchpoints"], "watchpoints", low=DEBUG_MIN, high=DEBUG_MAX, problems=problems)
     pmu = data["pmuCounters"]
     if pmu is not None:
-        _integer(pmu, "pmuCounters", 0, PMU_MAX_COUNTERS, problems,
+        _integer(pmu, "pmuCounters", low=0, high=PMU_MAX_COUNTERS, problems=problems,
                  hint=", or null for no PMU")
     if rmm == "1.0" and algo == "sha384":
         problems.append(Violation("profile.measurementAlgo",
@@ -110,7 +111,7 @@ def parse_profile(data: Any) -> HostProfile:
 _NULLABLE = ("sveVectorLength", "pmuCounters")
 
 
-def _choice(value: Any, key: str, allowed: tuple[Any, ...], problems: list[Violation]) -> Any:
+def _choice(value: Any, key: str, *, allowed: tuple[Any, ...], problems: list[Violation]) -> Any:
     if isinstance(value, str) and value in allowed:
         return value
     quoted = ", ".join(f'"{a}"' for a in allowed)
@@ -118,7 +119,7 @@ def _choice(value: Any, key: str, allowed: tuple[Any, ...], problems: list[Viola
     return None
 
 
-def _integer(value: Any, key: str, low: int, high: int, problems: list[Violation], *,
+def _integer(value: Any, key: str, *, low: int, high: int, problems: list[Violation],
              hint: str = "") -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         problems.append(Violation(f"profile.{key}",

@@ -136,7 +136,8 @@ def qemu_virt_layout(*, memory: int, dtb: bytes, firmware: bytes | None = None,
     ram_top = VIRT_RAM_BASE + memory
     images: tuple[Image, ...]
     if firmware is not None:
-        images = (Image("firmware", 0, firmware), Image("dtb", VIRT_RAM_BASE, dtb))
+        images = (Image(name="firmware", ipa=0, content=firmware),
+                  Image(name="dtb", ipa=VIRT_RAM_BASE, content=dtb))
         pc, x0 = 0, 0
     else:
         assert kernel is not None
@@ -145,10 +146,10 @@ def qemu_virt_layout(*, memory: int, dtb: bytes, firmware: bytes | None = None,
                                   kernel_end), GRANULE)
         initrd_end = initrd_at + (len(initrd) if initrd is not None else 0)
         dtb_at = _align_up(initrd_end, VIRT_DTB_ALIGN)
-        images = (Image("kernel", VIRT_RAM_BASE, kernel),)
+        images = (Image(name="kernel", ipa=VIRT_RAM_BASE, content=kernel),)
         if initrd is not None:
-            images += (Image("initrd", initrd_at, initrd),)
-        images += (Image("dtb", dtb_at, dtb),)
+            images += (Image(name="initrd", ipa=initrd_at, content=initrd),)
+        images += (Image(name="dtb", ipa=dtb_at, content=dtb),)
         pc, x0 = VIRT_RAM_BASE, dtb_at
     for image in images:
         end = image.ipa + len(image.content)
