@@ -44,9 +44,10 @@ DESCRIPTION = """\
 Attestation for VM owners: get a Realm's Arm CCA attestation token inside the guest, then check
 it outside against the VM's own declared parameters and the platform vendor's public key.
 
-  collect  (inside the Realm) ask the RMM for a token bound to your nonce, via configfs-tsm
-  verify   check the signatures, the binding, the nonce, the personalization value, the RIM
-  show     print the claims of a token
+  collect    (inside the Realm) ask the RMM for a token bound to your nonce, via configfs-tsm
+  verify     check the signatures, the binding, the nonce, the personalization value, the RIM,
+             the REMs against the measurement log
+  show       print the claims of a token
   reference  compute the RIM a Realm should have from its launch inputs, before it runs
 
 See docs/attestation.md for the whole flow and what each check proves.
