@@ -28,6 +28,10 @@ from kubevirt_cca.core.install import (
 from tests.install.support import DEPLOY, DEPLOY_SELF_SIGNED, by_key, kustomize
 
 
+# deploy/'s image: a placeholder that an overlay (or --image) replaces.
+PLACEHOLDER = InstallOptions().image
+
+
 def run_cli(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
@@ -37,7 +41,7 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 
 def test_deploy_renders_the_same_objects_as_the_manifests_command() -> None:
     rendered = kustomize(DEPLOY)
-    code, out, err = run_cli("manifests")
+    code, out, err = run_cli("manifests", "--image", PLACEHOLDER)
     assert code == 0, err
     printed = [doc for doc in yaml.safe_load_all(out) if doc]
     assert by_key(rendered) == by_key(printed)
@@ -46,7 +50,7 @@ def test_deploy_renders_the_same_objects_as_the_manifests_command() -> None:
 
 def test_the_self_signed_overlay_renders_the_self_signed_manifests() -> None:
     rendered = kustomize(DEPLOY_SELF_SIGNED)
-    code, out, err = run_cli("manifests", "--certificates", "self-signed")
+    code, out, err = run_cli("manifests", "--image", PLACEHOLDER, "--certificates", "self-signed")
     assert code == 0, err
     assert by_key(rendered) == by_key(yaml.safe_load_all(out))
     assert not [o for o in rendered if o["apiVersion"].startswith("cert-manager.io/")]
@@ -81,7 +85,7 @@ def test_every_policy_file_is_installed() -> None:
 
 
 def test_json_output_is_a_list_of_the_same_objects() -> None:
-    code, out, _ = run_cli("manifests", "--output", "json")
+    code, out, _ = run_cli("manifests", "--image", PLACEHOLDER, "--output", "json")
     assert code == 0
     document = json.loads(out)
     assert document["kind"] == "List"
@@ -132,7 +136,8 @@ def test_image_and_namespace_reach_every_object() -> None:
     (["--kubevirt-namespace", ""], "kubevirt-namespace: expected a namespace name"),
 ])
 def test_bad_options_are_refused_with_the_field_named(argv: list[str], message: str) -> None:
-    code, out, err = run_cli("manifests", *argv)
+    code, out, err = run_cli("manifests", *(argv if "--image" in argv
+                                            else ["--image", "registry.example/cca:1", *argv]))
     assert code == 1
     assert out == ""
     assert message in err
@@ -163,3 +168,20 @@ def test_every_object_validates_against_the_kubernetes_schemas(
             pytest.fail(f"{obj['kind']} {obj['metadata']['name']}: {path}: {exc.message}")
         checked += 1
     assert checked >= 20
+
+
+def test_printing_without_an_image_is_refused_naming_the_option() -> None:
+    """No object may name an image nobody published: --image is required to print."""
+    code, out, err = run_cli("manifests")
+    assert code == 1
+    assert out == ""
+    assert "image: required: the kubevirt-cca image you built and pushed" in err
+    assert "Traceback" not in err
+
+
+def test_the_kustomize_base_is_written_with_the_placeholder_without_an_image(
+        tmp_path: Path) -> None:
+    code, _, err = run_cli("manifests", "--write-kustomize", str(tmp_path))
+    assert code == 0, err
+    deployment = (tmp_path / "webhook" / "deployment.yaml").read_text()
+    assert f"image: {PLACEHOLDER}" in deployment

@@ -15,7 +15,11 @@ from kubevirt_cca.constants import KVM_RMI_PARAMETERS, RMI_ABI_LOG_MARKER
 from kubevirt_cca.core.capabilities import HostEvidence
 
 # Where the kernel's own log can be read, in order: the live ring buffer, then saved copies.
-KERNEL_LOG_PATHS = ("dev/kmsg", "var/log/dmesg", "var/log/kern.log")
+KMSG_PATH = "dev/kmsg"
+KERNEL_LOG_PATHS = (KMSG_PATH, "var/log/dmesg", "var/log/kern.log")
+# kernel.dmesg_restrict: 1 lets only CAP_SYSLOG read the kernel log. A sysctl of the running
+# kernel, so the container's own /proc shows the host's value when the tree has no /proc.
+DMESG_RESTRICT_PATH = "proc/sys/kernel/dmesg_restrict"
 ARCH_PATH = "proc/sys/kernel/arch"
 _KMSG_RECORD_LIMIT = 100_000
 
@@ -78,13 +82,30 @@ def probe_rmi_abi_line(root: Path, notes: list[str]) -> tuple[str | None, bool]:
         except FileNotFoundError:
             continue
         except OSError as exc:
-            notes.append(f"could not read /{relative}: {exc.strerror or exc}")
+            note = f"could not read /{relative}: {exc.strerror or exc}"
+            if relative == KMSG_PATH and exc.errno in (errno.EPERM, errno.EACCES):
+                note += _kmsg_denied_hint(root)
+            notes.append(note)
             continue
         for line in lines:
             if RMI_ABI_LOG_MARKER in line:
                 return line.strip(), True
         return None, True
     return None, False
+
+
+def _kmsg_denied_hint(root: Path) -> str:
+    """Why reading the kernel log was refused, as far as the sysctl tells."""
+    for base in (root, Path("/")):
+        try:
+            value = (base / DMESG_RESTRICT_PATH).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            continue
+        if value == "1":
+            return (" (kernel.dmesg_restrict=1: only a process with CAP_SYSLOG may read the "
+                    "kernel log; the saved copies under /var/log are read instead)")
+        return f" (kernel.dmesg_restrict={value})"
+    return ""
 
 
 def _read_kernel_log(path: Path) -> list[str]:

@@ -20,7 +20,7 @@ from kubevirt_cca.core.install import (
 )
 from kubevirt_cca.core.install.names import CERTIFICATE_MODES
 
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 Print everything kubevirt-cca installs (the objects 'kubectl kustomize deploy/' renders),
 with the image, the namespace and the certificate source as options.
 
@@ -29,9 +29,14 @@ with the image, the namespace and the certificate source as options.
 ensure') keeps a self-signed CA and serving certificate in a Secret and patches the webhook
 configurations' caBundle (docs/install.md).
 
+--image is required when printing: the objects must name the kubevirt-cca image you built and
+pushed (docs/install.md, step 1); nothing is published under a default name. --write-kustomize
+writes the base deploy/ with the placeholder {InstallOptions().image}, which an overlay replaces (README).
+
 example:
   kubevirt-cca manifests --image registry.example/kubevirt-cca:0.1.0 | kubectl apply -f -
-  kubevirt-cca manifests --certificates self-signed | kubectl apply -f -
+  kubevirt-cca manifests --image registry.example/kubevirt-cca:0.1.0 \\
+      --certificates self-signed | kubectl apply -f -
   kubevirt-cca manifests --write-kustomize deploy     # regenerate the kustomize base
 """
 
@@ -42,9 +47,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "manifests", help="print the install objects (image, namespace as options)",
         description=DESCRIPTION, formatter_class=HelpFormatter,
     )
-    parser.add_argument("--image", default=defaults.image,
-                        help="kubevirt-cca image for every component and the hook sidecar "
-                             "(default: %(default)s)")
+    parser.add_argument("--image",
+                        help="the kubevirt-cca image you built and pushed, for every component "
+                             "and the hook sidecar (required, except with --write-kustomize, "
+                             f"which writes the placeholder {defaults.image})")
     parser.add_argument("--namespace", default=defaults.namespace,
                         help="install namespace (default: %(default)s)")
     parser.add_argument("--kubevirt-namespace", default=defaults.kubevirt_namespace,
@@ -65,8 +71,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.image is None and args.write_kustomize is None:
+        print("kubevirt-cca manifests: error: image: required: the kubevirt-cca image you built "
+              "and pushed (for example --image registry.example/kubevirt-cca:0.1.0; "
+              "docs/install.md, step 1)", file=sys.stderr)
+        return 1
     options = InstallOptions(
-        image=args.image, namespace=args.namespace, kubevirt_namespace=args.kubevirt_namespace,
+        image=InstallOptions().image if args.image is None else args.image, namespace=args.namespace, kubevirt_namespace=args.kubevirt_namespace,
         virt_launcher_image=args.virt_launcher_image, certificates=args.certificates,
     )
     files = install_files(options, load_policies())

@@ -90,8 +90,8 @@ def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Chec
             if policy != wanted and hook_name not in SELECTED_WEBHOOKS:
                 warnings.append(f"{hook_name}: failurePolicy is {policy}, kubevirt-cca ships "
                                 f"{wanted} (docs/admin.md, 'Failure policies')")
-    fix = ("re-apply the install (kubectl apply -k deploy/, or kubevirt-cca manifests | "
-           "kubectl apply -f -)")
+    fix = ("re-apply the install as you first applied it (kubevirt-cca manifests --image "
+           "YOUR-IMAGE | kubectl apply -f -, or your kustomize overlay of deploy/)")
     if failures:
         return Check(name, Status.FAIL, f"{len(failures)} problem(s): CCA VMIs are refused (or "
                      "not made Realms) until they are fixed", tuple(failures + warnings), fix=fix)

@@ -104,8 +104,10 @@ def labeller_daemon_set(options: InstallOptions) -> Manifest:
                           "initialDelaySeconds": 10, "periodSeconds": 20},
         "resources": {"requests": {"cpu": "10m", "memory": "64Mi"},
                       "limits": {"cpu": "200m", "memory": "128Mi"}},
-        # Root without any capability: reads root-owned host files (the kernel log), writes
-        # nothing on the host (its / is mounted read-only) and escalates nothing.
+        # Root without any capability: reads root-owned host files (/var/log/kern.log,
+        # /var/log/dmesg), writes nothing on the host (its / is mounted read-only) and escalates
+        # nothing. /dev/kmsg needs CAP_SYSLOG where kernel.dmesg_restrict=1 (the usual
+        # default); the probe then notes why it could not read it (docs/node-labels.md).
         "securityContext": {"runAsUser": 0, "runAsNonRoot": False,
                             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Prepares this machine for the image lane (tests/image): podman, a Debian base image made from
+# Debian's own packages (no container registry needed), and the kubevirt-cca image built from the
+# Containerfile through its PYTHON_IMAGE build argument.
+#
+# Usage: scripts/image-lane-setup.sh [CACHE_DIR]   (default /var/cache/kubevirt-cca-image)
+# Env:   KUBEVIRT_CCA_IMAGE       the tag to build (default localhost/kubevirt-cca:ci)
+#        KUBEVIRT_CCA_BASE_IMAGE  the base's tag (default localhost/kubevirt-cca-base:bookworm)
+# Needs root and apt-get (Debian 12). Elsewhere it says why and exits 0: the lane then skips
+# itself with a reason. docs/development.md, "The image lane".
+set -euo pipefail
+
+CACHE="${1:-${KUBEVIRT_CCA_IMAGE_CACHE:-/var/cache/kubevirt-cca-image}}"
+IMAGE="${KUBEVIRT_CCA_IMAGE:-localhost/kubevirt-cca:ci}"
+BASE="${KUBEVIRT_CCA_BASE_IMAGE:-localhost/kubevirt-cca-base:bookworm}"
+HOST_PACKAGES=(podman runc mmdebstrap uidmap containernetworking-plugins iptables)
+# The base: what the Containerfile's build and run stages expect of PYTHON_IMAGE (a python3.11
+# with venv; 'python' on PATH; a CA bundle; apt sources for libvirt-clients).
+BASE_PACKAGES=python3,python3-venv,python-is-python3,ca-certificates
+HOST_SOURCES=/etc/apt/sources.list.d/debian.sources
+HOST_CA=/etc/ssl/certs/ca-certificates.crt
+
+log() { printf 'image-lane-setup: %s\n' "$*" >&2; }
+
+if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ]; then
+  log "needs root and apt-get; skipping (the image lane will skip itself)"
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+cd "$(dirname "$0")/.."
+
+# 1. Host packages: podman from Debian (4.3), runc (crun fails on cgroup v1 machines like CI's).
+missing=()
+for pkg in "${HOST_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# 2. containers.conf: runc, cgroupfs, and ulimits a container on this kind of machine may set
+#    (podman's default nofile/nproc exceed what the CI machine grants). Only when none exists.
+conf=/etc/containers/containers.conf
+if [ ! -e "$conf" ]; then
+  log "writing $conf (runc, cgroupfs, lower nofile/nproc ulimits)"
+  install -d -m 0755 /etc/containers
+  cat >"$conf" <<'CONF'
+# written by kubevirt-cca scripts/image-lane-setup.sh
+[containers]
+default_ulimits = ["nofile=65536:65536", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+fi
+
+# 3. The base image, made from Debian's packages with this machine's own apt sources, cached as
+#    a tar; re-made only when the package list changes.
+install -d -m 0755 "$CACHE"
+arch="$(dpkg --print-architecture)"
+tar="$CACHE/base-bookworm-$arch.tar"
+stamp="$BASE_PACKAGES"
+if [ ! -s "$tar" ] || [ "$(cat "$tar.packages" 2>/dev/null)" != "$stamp" ]; then
+  sources="$HOST_SOURCES"
+  if [ ! -s "$sources" ]; then
+    sources=/etc/apt/sources.list
+  fi
+  log "making the base with mmdebstrap into $tar (from $sources)"
+  rm -f "$tar" "$tar.packages"
+  # merged-usr hook: /usr merged without the usrmerge package, which would pull in 47 MB of perl.
+  mmdebstrap --quiet --variant=minbase --include="$BASE_PACKAGES" --format=tar \
+    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+    --aptopt='APT::Install-Recommends "false"' \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
+    --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+    bookworm "$tar.part" "$sources"
+  mv "$tar.part" "$tar"
+  echo "$stamp" >"$tar.packages"
+  podman rmi --force "$BASE" >/dev/null 2>&1 || true
+fi
+if ! podman image exists "$BASE"; then
+  log "importing $tar as $BASE"
+  podman import --quiet --change 'CMD ["/bin/bash"]' "$tar" "$BASE" >/dev/null
+fi
+
+# 4. The image, built from the Containerfile as it is committed. Only the build's network and
+#    this machine's pip configuration and CA bundle (pip inside the build must trust what the
+#    host trusts) come from here, as read-only mounts that do not end up in the image.
+build_args=(--network host --build-arg "PYTHON_IMAGE=$BASE" --tag "$IMAGE" -f Containerfile)
+if [ -s "$HOST_CA" ]; then
+  build_args+=(--volume "$HOST_CA:/etc/ssl/certs/ca-certificates.crt:ro")
+fi
+if [ -s /etc/pip.conf ]; then
+  build_args+=(--volume "/etc/pip.conf:/etc/pip.conf:ro")
+fi
+log "building $IMAGE"
+start=$(date +%s)
+podman build --quiet "${build_args[@]}" . >/dev/null
+log "built $IMAGE in $(($(date +%s) - start)) s ($(podman image inspect --format '{{.Size}}' "$IMAGE") bytes)"
+# Dangling layers of earlier builds would fill the disk run after run.
+podman image prune --force >/dev/null 2>&1 || true
