@@ -40,21 +40,31 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# 2. containers.conf: runc, cgroupfs, and ulimits a container on this kind of machine may set
-#    (podman's default nofile/nproc exceed what the CI machine grants). Only when none exists.
+# 2. containers.conf: runc, cgroupfs, and ulimits no higher than this machine's hard limits
+#    (podman's default nofile exceeds what the CI machine grants, and runc then refuses to start
+#    any container). Written when there is none, or rewritten when it is ours.
 conf=/etc/containers/containers.conf
-if [ ! -e "$conf" ]; then
-  log "writing $conf (runc, cgroupfs, lower nofile/nproc ulimits)"
+marker='# written by kubevirt-cca scripts/image-lane-setup.sh'
+if [ ! -e "$conf" ] || head -n 1 "$conf" | grep -qxF "$marker"; then
+  nofile="$(ulimit -Hn)"; nproc="$(ulimit -Hu)"
+  [ "$nofile" = unlimited ] || [ "$nofile" -gt 65536 ] && nofile=65536
+  [ "$nproc" = unlimited ] || [ "$nproc" -gt 4096 ] && nproc=4096
   install -d -m 0755 /etc/containers
-  cat >"$conf" <<'CONF'
-# written by kubevirt-cca scripts/image-lane-setup.sh
+  cat >"$conf.new" <<CONF
+$marker
 [containers]
-default_ulimits = ["nofile=65536:65536", "nproc=4096:4096"]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 CONF
+  if ! cmp -s "$conf.new" "$conf"; then
+    log "writing $conf (runc, cgroupfs, nofile=$nofile, nproc=$nproc)"
+    mv "$conf.new" "$conf"
+  else
+    rm -f "$conf.new"
+  fi
 fi
 
 # 3. The base image, made from Debian's packages with this machine's own apt sources, cached as

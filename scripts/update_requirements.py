@@ -11,8 +11,9 @@ index the machine is configured for. docs/dependencies.md, "Hash-pinned requirem
 
 --check resolves pyproject.toml again with the committed file as constraints and compares: it
 fails when pyproject.toml gained, lost or changed a dependency the file does not match, and does
-not fail merely because newer versions were published since. It needs the package index (or
-uv's cache); exit status 3 says it could not resolve at all.
+not fail merely because newer versions were published since (exit status 1 when stale). It
+needs the package index (or uv's cache); exit status 3 says it could not resolve at all, not
+even without the committed pins (no index reachable).
 """
 
 from __future__ import annotations
@@ -90,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
             body = compile_requirements(requirements, constraints=constraints, offline=True)
         if body is None:
             body = compile_requirements(requirements, constraints=constraints, offline=False)
+        if body is None and constraints is not None and compile_requirements(
+                requirements, constraints=None, offline=False) is not None:
+            print(f"requirements/{name} conflicts with pyproject.toml {section}: run "
+                  "'uv run python scripts/update_requirements.py'", file=sys.stderr)
+            stale = True
+            continue
         if body is None:
             print(f"could not resolve {section} for requirements/{name}", file=sys.stderr)
             return EXIT_UNRESOLVABLE
