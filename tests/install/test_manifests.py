@@ -27,7 +27,6 @@ from kubevirt_cca.core.install import (
 )
 from tests.install.support import DEPLOY, DEPLOY_SELF_SIGNED, by_key, kustomize
 
-
 # deploy/'s image: a placeholder that an overlay (or --image) replaces.
 PLACEHOLDER = InstallOptions().image
 

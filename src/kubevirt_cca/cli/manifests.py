@@ -30,8 +30,9 @@ ensure') keeps a self-signed CA and serving certificate in a Secret and patches 
 configurations' caBundle (docs/install.md).
 
 --image is required when printing: the objects must name the kubevirt-cca image you built and
-pushed (docs/install.md, step 1); nothing is published under a default name. --write-kustomize
-writes the base deploy/ with the placeholder {InstallOptions().image}, which an overlay replaces (README).
+pushed (docs/install.md, step 1); nothing is published under a default name.
+--write-kustomize writes the base deploy/ with the placeholder {InstallOptions().image},
+which an overlay replaces (README).
 
 example:
   kubevirt-cca manifests --image registry.example/kubevirt-cca:0.1.0 | kubectl apply -f -
@@ -77,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
               "docs/install.md, step 1)", file=sys.stderr)
         return 1
     options = InstallOptions(
-        image=InstallOptions().image if args.image is None else args.image, namespace=args.namespace, kubevirt_namespace=args.kubevirt_namespace,
+        image=InstallOptions().image if args.image is None else args.image,
+        namespace=args.namespace, kubevirt_namespace=args.kubevirt_namespace,
         virt_launcher_image=args.virt_launcher_image, certificates=args.certificates,
     )
     files = install_files(options, load_policies())
