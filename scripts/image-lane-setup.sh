@@ -111,5 +111,6 @@ log "building $IMAGE"
 start=$(date +%s)
 podman build --quiet "${build_args[@]}" . >/dev/null
 log "built $IMAGE in $(($(date +%s) - start)) s ($(podman image inspect --format '{{.Size}}' "$IMAGE") bytes)"
-# Dangling layers of earlier builds would fill the disk run after run.
-podman image prune --force >/dev/null 2>&1 || true
+# Layers of earlier builds would fill the disk run after run; the recent ones are the build
+# cache that makes the next build take seconds, so only week-old ones go.
+podman image prune --force --filter until=168h >/dev/null 2>&1 || true
