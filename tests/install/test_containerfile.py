@@ -70,3 +70,26 @@ def test_the_build_context_holds_everything_the_build_copies() -> None:
     for source in sources:
         assert (ROOT / source).exists(), source
         assert included(source.rstrip("/")), f"{source} is excluded by .containerignore"
+
+
+def test_every_python_package_comes_from_the_hash_pinned_requirements() -> None:
+    """requirements/ is the only source of versions: each pip install reads a requirements file
+    with --require-hashes and --no-deps, or installs the wheel just built without an index."""
+    installs = [command for line in INSTRUCTIONS if line.startswith("RUN ")
+                for command in line.split("&&") if " install " in command and "pip" in command]
+    assert installs
+    for install in installs:
+        words = install.split()
+        if "-r" in words:
+            assert words[words.index("-r") + 1].startswith("requirements/"), install
+            assert "--require-hashes" in words and "--no-deps" in words, install
+        else:
+            assert words[-1] == "/dist/*.whl", install
+            assert "--no-index" in words and "--no-deps" in words, install
+    text = " ".join(INSTRUCTIONS)
+    assert "uv pip" not in text and "uv build" not in text
+    assert "==" not in text, "no version is written in the Containerfile"
+
+
+def test_the_runtime_environment_is_made_without_pip() -> None:
+    assert any("python -m venv --without-pip /opt/kubevirt-cca" in line for line in INSTRUCTIONS)
