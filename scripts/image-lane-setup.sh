@@ -70,6 +70,9 @@ fi
 # 3. The base image, made from Debian's packages with this machine's own apt sources, cached as
 #    a tar; re-made only when the package list changes.
 install -d -m 0755 "$CACHE"
+# One set-up at a time on this machine (the base tar and the image tag are shared).
+exec 9>"$CACHE/.lock"
+flock 9
 arch="$(dpkg --print-architecture)"
 tar="$CACHE/base-bookworm-$arch.tar"
 stamp="$BASE_PACKAGES"
