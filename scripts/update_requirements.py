@@ -67,7 +67,11 @@ def compile_requirements(
             command += ["--constraint", str(constraints)]
         if offline:
             command.append("--offline")
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+        except FileNotFoundError:
+            print("uv is not installed (pip install uv)", file=sys.stderr)
+            return None
         if result.returncode != 0:
             print(result.stderr.strip(), file=sys.stderr)
             return None
