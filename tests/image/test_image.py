@@ -346,3 +346,41 @@ def test_the_labeller_labels_its_node_on_the_real_api_server(
         assert any("kernel.dmesg_restrict=1" in note
                    for note in report["evidence"]["host"]["notes"]), report
     assert running.stop() == 0, running.logs()
+
+
+def test_the_labeller_as_a_non_root_user_asks_virsh_on_a_read_only_root(
+        image: str, installed: ApiServer, tmp_path: Path) -> None:
+    """The DaemonSet's container as user 65532 asking virsh itself (the default
+    --domcaps-command) instead of reading the file: virsh gets a writable HOME, so the node's
+    report carries libvirt's own answer (no daemon here), not a file-system error."""
+    pod, container = _workload(image, "DaemonSet")
+    node_name = f"{NODE}-nonroot"
+    pod_name = "kubevirt-cca-labeller-image-lane-nonroot"
+    installed.apply([{"apiVersion": "v1", "kind": "Node", "metadata": {"name": node_name}}])
+    installed.apply([{"apiVersion": "v1", "kind": "Pod",
+                      "metadata": {"name": pod_name, "namespace": "kubevirt-cca"},
+                      "spec": {"nodeName": node_name,
+                               "serviceAccountName": "kubevirt-cca-labeller",
+                               "containers": [{"name": "labeller", "image": image}]}}])
+    account = installed.service_account(tmp_path / "sa", "kubevirt-cca",
+                                        "kubevirt-cca-labeller", bound_pod=pod_name)
+    container["securityContext"] = {**container["securityContext"], "runAsUser": 65532,
+                                    "runAsGroup": 65532, "runAsNonRoot": True}
+    args = [a.replace("$(NODE_NAME)", node_name) for a in container["args"]]
+    source = args.index("--domcaps-file")
+    args = [*args[:source], *args[source + 2:]]
+    health = args.index("--health-port")
+    args = [*args[:health], *args[health + 2:], "--once"]
+    done = run_once(image, podman_args(
+        _with_service_account(container), pod_security=pod, args=args,
+        env={"NODE_NAME": node_name, **installed.in_cluster_env()},
+        mounts={"host": Mount(Path("/")), "domcapabilities": Mount(None),
+                "tmp": Mount(None), "service-account": Mount(account)}), network_host=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    node = installed.get("node", node_name)
+    report = json.loads(node["metadata"]["annotations"]["cca.kubevirt.io/detection"])
+    assert report["capable"] is False
+    [libvirt_reason] = [r for r in report["reasons"] if r.startswith("libvirt's domain")]
+    assert "virsh domcapabilities" in libvirt_reason
+    assert "Read-only file system" not in libvirt_reason
+    assert "kubevirt.io/cca" not in node["metadata"].get("labels", {})
