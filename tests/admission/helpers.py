@@ -31,7 +31,7 @@ SCHEMA_FILES = {
 GROUPS = {
     "VirtualMachinePool": ("pool.kubevirt.io", "v1beta1"),
 }
-KUBEVIRT_CR = {
+KUBEVIRT_CR: dict[str, Any] = {
     "apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
     "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
     "spec": {"configuration": {"developerConfiguration": {
@@ -79,7 +79,7 @@ def review(obj: dict[str, Any], *, operation: str = "CREATE",
     """An AdmissionReview request as the API server sends it."""
     kind = obj.get("kind", "VirtualMachineInstance")
     group, version = GROUPS.get(kind, ("kubevirt.io", "v1"))
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    metadata = obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}
     request: dict[str, Any] = {
         "uid": uid or str(uuid.uuid4()),
         "kind": {"group": group, "version": version, "kind": kind},

@@ -49,7 +49,7 @@ BASE: dict[str, Any] = {
 
 
 def _vmi(change: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
-    obj = json.loads(json.dumps(BASE))
+    obj: dict[str, Any] = json.loads(json.dumps(BASE))
     change(obj)
     return obj
 

@@ -60,7 +60,8 @@ PARAMS = json.dumps({"measurementAlgo": "sha512", "measurementLog": "yes",
 def admitted(obj: dict[str, Any], cluster: ClusterView = ON) -> dict[str, Any]:
     plan = plan_vmi(obj, cluster)
     assert plan.violations == ()
-    return jsonpatch.apply_patch(obj, plan.patch)
+    result: dict[str, Any] = jsonpatch.apply_patch(obj, plan.patch)
+    return result
 
 
 def fields(violations: Any) -> list[str]:
@@ -126,9 +127,10 @@ def test_labelled_vmi_that_skipped_mutation_is_refused_field_by_field() -> None:
 
 
 def test_patch_creates_missing_parents() -> None:
-    bare = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-            "metadata": {"name": "x", "labels": {ENABLED_LABEL: "true"}},
-            "spec": {"domain": {"devices": {}, "resources": {}}}}
+    bare: dict[str, Any] = {
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+        "metadata": {"name": "x", "labels": {ENABLED_LABEL: "true"}},
+        "spec": {"domain": {"devices": {}, "resources": {}}}}
     del bare["spec"]["domain"]["devices"]
     result = admitted(bare)
     assert result["spec"]["domain"]["devices"] == {"autoattachMemBalloon": False}

@@ -99,7 +99,7 @@ def test_bindings_deny_with_their_policy(need_label: Policy, needs_hook: Policy)
 
 
 def params_only(obj: dict[str, Any]) -> dict[str, Any]:
-    out = json.loads(json.dumps(obj))
+    out: dict[str, Any] = json.loads(json.dumps(obj))
     template_node(out).setdefault("metadata", {}).setdefault("annotations", {})[
         LAUNCH_SECURITY_ANNOTATION] = '{"measurementAlgo": "sha256"}'
     return out

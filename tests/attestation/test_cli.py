@@ -208,8 +208,8 @@ def test_a_published_vector_is_a_test_token_unless_allowed(tmp_path: Path) -> No
     assert realm is not None
     (tmp_path / "nonce").write_bytes(realm.challenge)
     rpv = base64.b64encode(realm.personalization_value).decode()
-    args = ["verify", token, "--nonce-file", tmp_path / "nonce", "--trust-anchor", cpak,
-            "--expected-rpv", rpv]
+    args: list[str | Path] = ["verify", token, "--nonce-file", tmp_path / "nonce",
+                              "--trust-anchor", cpak, "--expected-rpv", rpv]
     code, out, _ = attest(*args)
     assert code == 1
     assert "warning: this is a TEST TOKEN" in out

@@ -154,7 +154,9 @@ def _drop_acpi_without_pflash(root: etree._Element, changes: list[str]) -> None:
     if loader is not None and loader.get("type", "rom") == "pflash":
         return
     features = root.find("features")
-    for acpi in features.findall("acpi") if features is not None else ():
+    if features is None:
+        return
+    for acpi in features.findall("acpi"):
         features.remove(acpi)
         changes.append("removed <features><acpi/> (this libvirt refuses ACPI on aarch64 "
                        "without a pflash loader)")
@@ -166,20 +168,22 @@ _X86_TIMERS = ("kvmclock", "pit", "hpet", "hypervclock", "tsc")
 
 def _drop_x86_only(root: etree._Element, changes: list[str]) -> None:
     features = root.find("features")
-    for tag in _X86_FEATURES if features is not None else ():
-        for element in features.findall(tag):
-            features.remove(element)
-            changes.append(f"removed x86-only <features><{tag}> (fixture artefact)")
+    if features is not None:
+        for tag in _X86_FEATURES:
+            for element in features.findall(tag):
+                features.remove(element)
+                changes.append(f"removed x86-only <features><{tag}> (fixture artefact)")
     clock = root.find("clock")
-    for timer in clock.findall("timer") if clock is not None else ():
-        if timer.get("name") in _X86_TIMERS:
-            clock.remove(timer)
-            changes.append(f"removed x86-only timer {timer.get('name')} (fixture artefact)")
+    if clock is not None:
+        for timer in clock.findall("timer"):
+            if timer.get("name") in _X86_TIMERS:
+                clock.remove(timer)
+                changes.append(f"removed x86-only timer {timer.get('name')} (fixture artefact)")
     for disk in root.iterfind("devices/disk[@device='cdrom']"):
         target = disk.find("target")
         if target is not None and target.get("bus") == "virtio":
             disk.set("device", "disk")
-            target.attrib.pop("tray", None)
+            target.attrib.pop("tray", "")
             changes.append(f"cdrom {target.get('dev')} on the virtio bus -> a disk (fixture "
                            "artefact: libvirt has no ejectable media on virtio)")
 

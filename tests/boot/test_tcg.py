@@ -16,6 +16,7 @@ from tests.boot.cases import DIALECTS, FIXTURE, Case, fixture_case, own_cases
 from tests.boot.domains import realm_problems
 from tests.boot.initramfs import ACCESS_PLATFORM_BIT, init_script
 from tests.boot.tcg import TCG_CPU_MODEL, BootFiles, adapt_for_tcg
+from tests.narrow import attributes
 
 
 def _files(folder: Path) -> BootFiles:
@@ -36,7 +37,7 @@ def _realm_view(xml: str) -> list[tuple[str, dict[str, str]]]:
     view = [("devices/*/driver", {"iommu": e.get("iommu", "")})
             for e in root.iterfind("devices/*/driver")]
     for path in ("devices/interface/rom", "features/gic", "os/loader", "os/nvram"):
-        view.extend((path, dict(e.attrib)) for e in root.iterfind(path))
+        view.extend((path, attributes(e)) for e in root.iterfind(path))
     view.extend(("devices/memballoon", {"model": e.get("model", "")})
                 for e in root.iterfind("devices/memballoon"))
     return view

@@ -186,7 +186,7 @@ def test_other_launch_security_without_cca_is_not_our_business() -> None:
     ],
 )
 def test_templates(kind: str, wrap: Any, prefix: str) -> None:
-    template = {"metadata": {"labels": {ENABLED_LABEL: "true"},
+    template: dict[str, Any] = {"metadata": {"labels": {ENABLED_LABEL: "true"},
                              "annotations": {LAUNCH_SECURITY_ANNOTATION: '{"measurementAlgo": 1}'}},
                 "spec": {"domain": {}}}
     obj = {"kind": kind, "metadata": {"name": "x"}, "spec": wrap(template)}

@@ -28,6 +28,7 @@ from tests.core.rewrite_support import (
     untouched_view,
     virt_xml_validate,
 )
+from tests.narrow import attributes
 
 RPV = base64.b64encode(bytes(range(64))).decode()
 FULL = CCARequest(measurement_algo="sha256", measurement_log=True, personalization_value=RPV)
@@ -98,9 +99,9 @@ def test_rules_hold_on_every_domain(name: str) -> None:
     assert out.find("os").get("firmware") is None  # type: ignore[union-attr]
     for interface in out.iterfind("devices/interface"):
         roms = interface.findall("rom")
-        assert len(roms) == 1 and dict(roms[0].attrib) == {"enabled": "no"}
+        assert len(roms) == 1 and attributes(roms[0]) == {"enabled": "no"}
     balloons = out.findall("devices/memballoon")
-    assert len(balloons) == 1 and dict(balloons[0].attrib) == {"model": "none"}
+    assert len(balloons) == 1 and attributes(balloons[0]) == {"model": "none"}
     assert len(balloons[0]) == 0
     assert out.find("features/gic").get("version") == "3"  # type: ignore[union-attr]
     assert out.find("features/acpi") is None  # libvirt refuses ACPI without pflash on aarch64
@@ -240,8 +241,8 @@ def test_existing_driver_attributes_are_kept() -> None:
     out = realm(OWN["uefi-many-devices"])
     driver = one(out, "devices/disk[alias/@name='ua-root']/driver")
     assert driver is not None
-    assert dict(driver.attrib) == {"name": "qemu", "type": "raw", "cache": "none",
-                                   "error_policy": "stop", "iommu": "on"}
+    assert attributes(driver) == {"name": "qemu", "type": "raw", "cache": "none",
+                                  "error_policy": "stop", "iommu": "on"}
 
 
 def test_virtio_iommu_off_policy() -> None:
@@ -256,7 +257,7 @@ def test_virtio_iommu_off_policy() -> None:
 def test_nic_rom_tuning_is_dropped_with_the_rom() -> None:
     out = realm(OWN["uefi-many-devices"])
     rom = one(out, "devices/interface[alias/@name='ua-default']/rom")
-    assert rom is not None and dict(rom.attrib) == {"enabled": "no"}
+    assert rom is not None and attributes(rom) == {"enabled": "no"}
 
 
 def test_missing_loader_is_added_for_firmware_boot() -> None:
@@ -285,7 +286,7 @@ def test_vep_dialect() -> None:
     out = realm(OWN["kernel-boot-bare"], FULL, Dialect.VEP)
     ls = out.find("launchSecurity")
     assert ls is not None
-    assert dict(ls.attrib) == {"type": "cca", "measurement-log": "yes"}
+    assert attributes(ls) == {"type": "cca", "measurement-log": "yes"}
     assert [(c.tag, c.text) for c in ls] == [("measurement-algo", "sha256"),
                                              ("personalization-value", RPV)]
     assert out.find(f"{Q}commandline") is None
@@ -294,8 +295,8 @@ def test_vep_dialect() -> None:
 def test_openeuler_dialect() -> None:
     out = realm(OWN["kernel-boot-bare"], FULL, Dialect.OPENEULER)
     ls = out.find("launchSecurity")
-    assert ls is not None and dict(ls.attrib) == {"type": "cca"}
-    assert [(c.tag, c.text, dict(c.attrib)) for c in ls] == [
+    assert ls is not None and attributes(ls) == {"type": "cca"}
+    assert [(c.tag, c.text, attributes(c)) for c in ls] == [
         ("measurement-algo", "sha256", {}),
         ("personalization-value", RPV, {}),
         ("measurement-log", None, {"state": "on"}),
@@ -332,7 +333,7 @@ def test_unset_parameters_emit_nothing(dialect: Dialect) -> None:
                           "confidential-guest-support=rme0"]
     else:
         ls = out.find("launchSecurity")
-        assert ls is not None and dict(ls.attrib) == {"type": "cca"} and len(ls) == 0
+        assert ls is not None and attributes(ls) == {"type": "cca"} and len(ls) == 0
 
 
 def test_measurement_log_false_is_written_where_the_dialect_can_say_it() -> None:
@@ -538,8 +539,8 @@ def test_rewrite_properties(name: str, request: CCARequest, dialect: Dialect,
     assert untouched_view(once) == untouched_view(ALL[name])
     out = etree.fromstring(once)
     if dialect is Dialect.QEMU_COMMANDLINE:
-        rme = [a.get("value") for a in out.iterfind(f"{Q}commandline/{Q}arg")
-               if (a.get("value") or "").startswith("rme-guest,")]
+        rme = [a.get("value", "") for a in out.iterfind(f"{Q}commandline/{Q}arg")
+               if a.get("value", "").startswith("rme-guest,")]
         assert len(rme) == 1
         assert ("measurement-algorithm=" in rme[0]) == (request.measurement_algo is not None)
     else:

@@ -23,6 +23,7 @@ from kubevirt_cca.core.rewrite import rewrite_domain
 from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.errors import DomainError, HookError, RequestError
 from tests.hook.support import ARM64_MINIMAL
+from tests.narrow import find
 
 DOMAIN = ARM64_MINIMAL
 X86_DOMAIN = DOMAIN.replace(b"aarch64", b"x86_64").replace(b"'virt'", b"'q35'")
@@ -177,6 +178,6 @@ def test_a_vmi_asking_for_a_realm_never_gets_a_plain_domain(
         return
     assert answer != DOMAIN
     root = etree.fromstring(answer)
-    assert root.find("launchSecurity").get("type") == "cca"
-    assert root.find("os/loader").get("type") == "rom"
+    assert find(root, "launchSecurity").get("type") == "cca"
+    assert find(root, "os/loader").get("type") == "rom"
     assert root.find("os/nvram") is None

@@ -31,6 +31,7 @@ from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2_grpc as plugin_grpc
 from tests.hook.conftest import StartHook
 from tests.hook.launcher import Launcher
 from tests.hook.support import ARM64_MINIMAL
+from tests.narrow import find
 
 SIDECAR = "hook-sidecar-0"
 PLAIN_VMI = {"metadata": {"namespace": "ns", "name": "plain"}}
@@ -167,9 +168,9 @@ def test_sidecar_process_serves_and_sigterm_removes_the_socket(
     wait_for_socket(path, sidecar_process)
     launcher.collect()
     answer = etree.fromstring(launcher.on_define_domain(ARM64_MINIMAL, CCA_VMI))
-    assert answer.find("os/loader").text == "/opt/cca/AAVMF_CODE.cca.fd"
-    assert answer.find("launchSecurity").get("type") == "cca"
-    assert answer.find("devices/disk/driver").get("iommu") == "on"
+    assert find(answer, "os/loader").text == "/opt/cca/AAVMF_CODE.cca.fd"
+    assert find(answer, "launchSecurity").get("type") == "cca"
+    assert find(answer, "devices/disk/driver").get("iommu") == "on"
     assert launcher.on_define_domain(ARM64_MINIMAL, PLAIN_VMI) == ARM64_MINIMAL
 
     sidecar_process.send_signal(signal.SIGTERM)

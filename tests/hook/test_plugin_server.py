@@ -32,6 +32,7 @@ from tests.conftest import DATA
 from tests.hook.plugin_launcher import PluginCaller, unprefixed
 from tests.hook.support import ARM64_MINIMAL, FULL_PARAMETERS, as_json, cca_vmi, domain, plain_vmi
 from tests.hook.test_server import FAIL_CLOSED, check_realm
+from tests.narrow import details, find
 
 PLUGIN_SETTINGS = Settings(dialect=Dialect.QEMU_COMMANDLINE)
 CONTEXTS = (BOOT, MIGRATION_TARGET)
@@ -119,7 +120,7 @@ def test_three_definitions_per_boot_give_the_same_realm(
         out = etree.fromstring(answer)
         assert len(out.findall(f"{Q}commandline")) == 1
         assert out.findall("launchSecurity") == []
-        assert out.find("os/loader").get("type") == "rom"
+        assert find(out, "os/loader").get("type") == "rom"
         assert out.find("os/nvram") is None
     assert second == third
     if prefix == "prefixed":
@@ -133,7 +134,9 @@ def test_an_unprefixed_commandline_of_the_user_is_kept(
     """Arguments the VM already had in a default-namespace block stay, ours are appended."""
     start_plugin()
     root = etree.fromstring(domain("kubevirt-arm64.xml"))
-    block = etree.SubElement(root, f"{Q}commandline", nsmap={None: QEMU_NAMESPACE})
+    # lxml-stubs allow no None (the default namespace) as an nsmap key; lxml does.
+    block = etree.SubElement(root, f"{Q}commandline",
+                             nsmap={None: QEMU_NAMESPACE})  # type: ignore[dict-item]
     etree.SubElement(block, f"{Q}arg", value="-msg")
     etree.SubElement(block, f"{Q}arg", value="timestamp=on")
     source = etree.tostring(root)
@@ -178,7 +181,7 @@ def test_fail_closed(start_plugin: StartPlugin, caller: PluginCaller, case: str)
     with pytest.raises(grpc.RpcError) as caught:
         caller.mutate_domain(make_domain(), make_vmi())
     assert caught.value.code() == code
-    message = caught.value.details()
+    message = details(caught.value)
     assert "refusing to define the domain" in message
     assert "not started as a plain VM" in message
     for phrase in phrases:
@@ -195,9 +198,9 @@ def test_a_realm_in_another_domain_type_is_refused(
     with pytest.raises(grpc.RpcError) as caught:
         caller.mutate_domain(ARM64_MINIMAL, vmi, domain_type=domain_type)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    details = caught.value.details()
-    assert f"virt-launcher sent a domain of type {domain_type!r}" in details
-    assert "ns/realm" in details and "not started as a plain VM" in details
+    message = details(caught.value)
+    assert f"virt-launcher sent a domain of type {domain_type!r}" in message
+    assert "ns/realm" in message and "not started as a plain VM" in message
 
 
 def test_an_invalid_request_in_another_domain_type_is_refused(
@@ -209,7 +212,7 @@ def test_an_invalid_request_in_another_domain_type_is_refused(
     with pytest.raises(grpc.RpcError) as caught:
         caller.mutate_domain(b"{}", vmi, domain_type="json")
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert 'must be "true" to ask for a Realm' in caught.value.details()
+    assert 'must be "true" to ask for a Realm' in details(caught.value)
 
 
 def test_an_unforeseen_error_fails_closed_as_internal(
@@ -230,7 +233,7 @@ def test_an_unforeseen_error_fails_closed_as_internal(
     finally:
         server.stop(grace=1.0)
     assert caught.value.code() == grpc.StatusCode.INTERNAL
-    assert "the VM is not started" in caught.value.details()
+    assert "the VM is not started" in details(caught.value)
 
 
 def cca_vmi_minimal() -> dict[str, Any]:
@@ -272,9 +275,10 @@ def test_only_the_plugin_socket_is_created(start_plugin: StartPlugin, plugin_dir
     assert os.listdir(plugin_dir) == [Path(PLUGIN_SOCKET).name]
     # The legacy hook protocol is not served there: no Info, no Callbacks.
     with grpc.insecure_channel(f"unix:{plugin_dir / Path(PLUGIN_SOCKET).name}") as channel:
-        info = channel.unary_unary("/kubevirt.hooks.info.Info/Info",
-                                   request_serializer=lambda _: b"",
-                                   response_deserializer=lambda raw: raw)
+        info: grpc.UnaryUnaryMultiCallable[None, bytes] = channel.unary_unary(
+            "/kubevirt.hooks.info.Info/Info",
+            request_serializer=lambda _: b"",
+            response_deserializer=lambda raw: raw)
         with pytest.raises(grpc.RpcError) as caught:
             info(None, timeout=5)
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -41,6 +41,7 @@ from tests.hook.support import (
     domain,
     plain_vmi,
 )
+from tests.narrow import attributes, details, find, xpath_elements
 
 pytestmark = pytest.mark.shared
 ARM64 = "kubevirt-arm64.xml"
@@ -106,30 +107,30 @@ def check_realm(source: bytes, answer: bytes, dialect: Dialect) -> None:
     for interface in interfaces:
         assert [dict(r.attrib) for r in interface.findall("rom")] == [{"enabled": "no"}]
     virtio = [
-        *out.xpath("devices/disk[target/@bus='virtio']"),
-        *out.xpath("devices/interface[starts-with(model/@type, 'virtio')]"),
-        *out.xpath("devices/controller[@type='virtio-serial']"),
-        *out.xpath("devices/rng[starts-with(@model, 'virtio')]"),
-        *out.xpath("devices/input[@bus='virtio']"),
-        *out.xpath("devices/video[model/@type='virtio']"),
+        *xpath_elements(out, "devices/disk[target/@bus='virtio']"),
+        *xpath_elements(out, "devices/interface[starts-with(model/@type, 'virtio')]"),
+        *xpath_elements(out, "devices/controller[@type='virtio-serial']"),
+        *xpath_elements(out, "devices/rng[starts-with(@model, 'virtio')]"),
+        *xpath_elements(out, "devices/input[@bus='virtio']"),
+        *xpath_elements(out, "devices/video[model/@type='virtio']"),
     ]
     assert len(virtio) == 18  # 13 disks, 1 NIC, 1 serial controller, rng, tablet, video
     for device in virtio:
-        assert device.find("driver").get("iommu") == "on", etree.tostring(device)
+        assert find(device, "driver").get("iommu") == "on", etree.tostring(device)
     assert [dict(b.attrib) for b in out.findall("devices/memballoon")] == [{"model": "none"}]
-    assert out.find("features/gic").get("version") == "3"
-    assert out.find("cpu").get("mode") == "host-passthrough"
+    assert find(out, "features/gic").get("version") == "3"
+    assert find(out, "cpu").get("mode") == "host-passthrough"
     launch_security = out.findall("launchSecurity")
     commandline = [a.get("value") for a in out.iterfind(f"{Q}commandline/{Q}arg")]
     if dialect is Dialect.VEP:
         [element] = launch_security
-        assert element.attrib == {"type": "cca", "measurement-log": "yes"}
+        assert attributes(element) == {"type": "cca", "measurement-log": "yes"}
         assert [(c.tag, c.text) for c in element] == [
             ("measurement-algo", "sha256"), ("personalization-value", RPV)]
         assert commandline == []
     elif dialect is Dialect.OPENEULER:
         [element] = launch_security
-        assert element.attrib == {"type": "cca"}
+        assert attributes(element) == {"type": "cca"}
         assert [(c.tag, c.text, dict(c.attrib)) for c in element] == [
             ("measurement-algo", "sha256", {}), ("personalization-value", RPV, {}),
             ("measurement-log", None, {"state": "on"})]
@@ -166,10 +167,10 @@ def test_settings_from_flags_reach_the_domain(start_hook: StartHook, launcher: L
     start_hook(Settings(firmware="/opt/edk2/cca.fd", virtio_iommu=False))
     launcher.collect()
     out = etree.fromstring(launcher.on_define_domain(domain(ARM64), cca_vmi()))
-    assert out.find("os/loader").text == "/opt/edk2/cca.fd"
+    assert find(out, "os/loader").text == "/opt/edk2/cca.fd"
     assert out.xpath("devices//driver[@iommu]") == []
     [element] = out.findall("launchSecurity")
-    assert dict(element.attrib) == {"type": "cca"} and len(element) == 0  # label only: no params
+    assert attributes(element) == {"type": "cca"} and len(element) == 0  # label only: no params
 
 
 def test_vmi_with_type_meta_is_read_too(start_hook: StartHook, launcher: Launcher) -> None:
@@ -307,7 +308,7 @@ def test_fail_closed(start_hook: StartHook, launcher: Launcher, case: str) -> No
     with pytest.raises(grpc.RpcError) as caught:
         launcher.on_define_domain(make_domain(), make_vmi())
     assert caught.value.code() == code
-    message = caught.value.details()
+    message = details(caught.value)
     assert message.startswith("kubevirt-cca hook: refusing to define the domain")
     assert "not started as a plain VM" in message
     for phrase in phrases:
@@ -322,7 +323,7 @@ def test_every_version_fails_closed(start_hook: StartHook, hooks_dir: Path, newe
     with pytest.raises(grpc.RpcError) as caught:
         launcher.on_define_domain(domain("kubevirt-x86_64.xml"), cca_vmi())
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "tenant-a/vmi-arm" in caught.value.details()
+    assert "tenant-a/vmi-arm" in details(caught.value)
 
 
 def test_refusals_are_logged_with_the_vmi(

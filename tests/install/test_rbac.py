@@ -84,12 +84,16 @@ def recorded(api: Any) -> set[Access]:
     return {a for a in accesses if a is not None}
 
 
+# apiGroups, resources, verbs, resourceNames
+Rule = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+
+
 @dataclass(frozen=True)
 class Grant:
     namespace: str | None  # None: cluster-wide (a ClusterRole bound by a ClusterRoleBinding)
     role: str
     index: int
-    rule: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+    rule: Rule
 
     def allows(self, access: Access) -> bool:
         groups, resources, verbs, names = self.rule
@@ -105,7 +109,7 @@ class Grant:
                     yield group, resource, verb
 
 
-def _rule(rule: dict[str, Any]) -> tuple[tuple[str, ...], ...]:
+def _rule(rule: dict[str, Any]) -> Rule:
     return (tuple(rule["apiGroups"]), tuple(rule["resources"]), tuple(rule["verbs"]),
             tuple(rule.get("resourceNames", ())))
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import celpy
 from celpy import celtypes
+from celpy.evaluation import CELFunction
 
 _ENV = celpy.Environment()
 
@@ -22,7 +23,7 @@ def _join(values: celtypes.ListType, separator: celtypes.StringType) -> celtypes
     return celtypes.StringType(str(separator).join(str(v) for v in values))
 
 
-FUNCTIONS = {"join": _join}
+FUNCTIONS: dict[str, CELFunction] = {"join": _join}
 
 
 def evaluate(expression: str, activation: dict[str, Any]) -> Any:

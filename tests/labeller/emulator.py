@@ -95,8 +95,10 @@ class ClusterAPI(kmock.KubernetesEmulator):
             outcome = self.before_patch.pop(0)(self, request.data)
             if inspect.isawaitable(outcome):
                 await outcome
-        key = (request.resource, request.namespace, request.name)
         async with self._lock:
+            if request.resource is None or request.name is None:  # no one object named
+                raise kmock.KubernetesObjectNotFoundError()
+            key = (request.resource, request.namespace, request.name)
             if key not in self.objects or self.objects[key].deleted:
                 raise kmock.KubernetesObjectNotFoundError()
             current = copy.deepcopy(self.objects[key].raw)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import celpy
 import jsonpatch
 import pytest
 import yaml
+from celpy.evaluation import Context
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,7 +43,9 @@ def _policy(path: Path) -> dict[str, Any]:
 
 
 def _run(expression: str, activation: dict[str, Any]) -> Any:
-    return ENV.program(ENV.compile(expression)).evaluate(celpy.json_to_cel(activation))
+    # json_to_cel gives a CEL map for a dict, which is the activation (its type says any value).
+    context = cast("Context", celpy.json_to_cel(activation))
+    return ENV.program(ENV.compile(expression)).evaluate(context)
 
 
 def refusals(old: dict[str, Any], new: dict[str, Any], *, user: str = LABELLER,

@@ -13,7 +13,7 @@ import aiohttp
 import kmock
 import pytest
 import pytest_asyncio
-from kmock import action
+from kmock import ResourceInfo, action
 from prometheus_client import CollectorRegistry
 
 from kubevirt_cca.adapters.cluster_state import ClusterState
@@ -30,18 +30,19 @@ pytestmark = pytest.mark.asyncio
 
 KUBEVIRTS = "/apis/kubevirt.io/v1/namespaces/kubevirt/kubevirts"
 CONFIG_MAPS = "/api/v1/namespaces/kubevirt-cca/configmaps"
-VMI = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-       "metadata": {"name": "realm", "namespace": "default"},
-       "spec": {"domain": {"devices": {}, "resources": {}}}}
+VMI: dict[str, Any] = {
+    "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+    "metadata": {"name": "realm", "namespace": "default"},
+    "spec": {"domain": {"devices": {}, "resources": {}}}}
 
 
 def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
-    emulator.resources["kubevirt.io/v1/kubevirts"] = {"kind": "KubeVirt", "namespaced": True}
-    emulator.resources["kubevirt.io/v1/virtualmachineinstances"] = {
-        "kind": "VirtualMachineInstance", "namespaced": True}
-    emulator.resources["v1/configmaps"] = {"kind": "ConfigMap", "namespaced": True}
-    emulator.resources["plugin.kubevirt.io/v1alpha1/plugins"] = {"kind": "Plugin",
-                                                               "namespaced": False}
+    emulator.resources["kubevirt.io/v1/kubevirts"] = ResourceInfo(kind="KubeVirt", namespaced=True)
+    emulator.resources["kubevirt.io/v1/virtualmachineinstances"] = ResourceInfo(
+        kind="VirtualMachineInstance", namespaced=True)
+    emulator.resources["v1/configmaps"] = ResourceInfo(kind="ConfigMap", namespaced=True)
+    emulator.resources["plugin.kubevirt.io/v1alpha1/plugins"] = ResourceInfo(kind="Plugin",
+                                                                           namespaced=False)
 
 
 @pytest_asyncio.fixture

@@ -15,6 +15,7 @@ import aiohttp
 import kmock
 import pytest
 import pytest_asyncio
+from kmock import ResourceInfo
 
 from kubevirt_cca.adapters.cluster_state import ClusterState
 from kubevirt_cca.adapters.kube import async_client
@@ -160,10 +161,10 @@ async def test_unlistable_plugins_fail_closed_where_they_matter(
 async def test_a_kubevirt_without_the_plugin_crd_has_no_plugins(
         kmock: kmock.KubernetesEmulator) -> None:
     """KubeVirt before 1.9: no Plugin CRD (404). Sidecar mode works; nothing is refused."""
-    kmock.resources["kubevirt.io/v1/kubevirts"] = {"kind": "KubeVirt", "namespaced": True}
-    kmock.resources["kubevirt.io/v1/virtualmachineinstances"] = {
-        "kind": "VirtualMachineInstance", "namespaced": True}
-    kmock.resources["v1/configmaps"] = {"kind": "ConfigMap", "namespaced": True}
+    kmock.resources["kubevirt.io/v1/kubevirts"] = ResourceInfo(kind="KubeVirt", namespaced=True)
+    kmock.resources["kubevirt.io/v1/virtualmachineinstances"] = ResourceInfo(
+        kind="VirtualMachineInstance", namespaced=True)
+    kmock.resources["v1/configmaps"] = ResourceInfo(kind="ConfigMap", namespaced=True)
     kmock.objects["kubevirt.io/v1/kubevirts", "kubevirt", "kubevirt"] = kubevirt(
         ["WorkloadEncryptionCCA", "Sidecar"])
     client = async_client(server=str(kmock.url))
