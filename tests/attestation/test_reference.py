@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from kubevirt_cca.core.attestation.profile import HostProfile, parse_profile
 from kubevirt_cca.core.attestation.reference import (
+    RealmLayout,
     Reference,
     compute_rim,
     corim_json,
@@ -288,7 +289,7 @@ def test_the_trace_replays_to_the_rim(kernel: bytes, initrd: bytes | None, dtb: 
                                                       "measurementAlgo": algo}
 
 
-def _granule(layout: Any, ipa: int) -> bytes:
+def _granule(layout: RealmLayout, ipa: int) -> bytes:
     for image in layout.images:
         if image.ipa <= ipa < image.ipa + len(image.content):
             chunk = image.content[ipa - image.ipa:ipa - image.ipa + 4096]

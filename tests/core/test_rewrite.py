@@ -28,7 +28,7 @@ from tests.core.rewrite_support import (
     untouched_view,
     virt_xml_validate,
 )
-from tests.narrow import attributes
+from tests.narrow import attributes, find
 
 RPV = base64.b64encode(bytes(range(64))).decode()
 FULL = CCARequest(measurement_algo="sha256", measurement_log=True, personalization_value=RPV)
@@ -183,7 +183,8 @@ def device_kind(device: etree._Element) -> tuple[Any, ...]:
     target = device.find("target")
     model = device.find("model")
     bus = target.get("bus") if target is not None and device.tag == "disk" else None
-    name = (target.get("dev") or "")[:2] if bus is None and device.tag == "disk" else None
+    name = (find(device, "target").get("dev") or "")[:2] \
+        if bus is None and device.tag == "disk" else None
     return (device.tag, device.get("type"), device.get("device"), device.get("bus"),
             device.get("model"), model.get("type") if model is not None else None, bus, name)
 
