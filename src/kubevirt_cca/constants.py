@@ -6,6 +6,8 @@ One place, so the webhook, the hook, the labeller and the docs can never disagre
 from typing import Final
 
 # --- The API a VM owner uses (DESIGN.md, "The API") -------------------------------------------
+# Every key kubevirt-cca reads or writes starts with this; any other key under it is a mistake.
+KEY_PREFIX: Final = "cca.kubevirt.io/"
 ENABLED_LABEL: Final = "cca.kubevirt.io/enabled"
 ENABLED_VALUE: Final = "true"
 LAUNCH_SECURITY_ANNOTATION: Final = "cca.kubevirt.io/launch-security"

@@ -297,3 +297,26 @@ def test_show_prints_odd_claims_as_strict_json(tmp_path: Path, spec: TokenSpec) 
     other = json.loads(out, parse_constant=refuse)["realm"]["otherClaims"]
     assert other == {"44243": "nan", "256": "0102",
                      "44299": {"tag": 1000, "value": [1, "x"]}}
+
+
+def test_a_vm_whose_request_admission_would_refuse_fails_verification(
+        tmp_path: Path, spec: TokenSpec) -> None:
+    """Issue 13: the label on the template but the parameters on the VM itself. Read naively,
+    that VM "asks for no personalization value" and a token with all zeros would pass."""
+    chosen = spec.but(rpv=bytes(64))
+    (tmp_path / "t.cbor").write_bytes(build_token(chosen))
+    (tmp_path / "n.bin").write_bytes(chosen.nonce)
+    (tmp_path / "k.pem").write_bytes(public_pem(chosen.platform_key))
+    manifest = yaml.safe_load(EXAMPLE_VM.read_text())
+    template_meta = manifest["spec"]["template"]["metadata"]
+    manifest["metadata"]["annotations"] = template_meta.pop("annotations")
+    (tmp_path / "vm.yaml").write_text(yaml.safe_dump(manifest))
+    result = kubevirt_cca("attest", "verify", str(tmp_path / "t.cbor"), "--nonce-file",
+                          str(tmp_path / "n.bin"), "--trust-anchor", str(tmp_path / "k.pem"),
+                          "--vmi", str(tmp_path / "vm.yaml"), "--output", "json")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert (f"metadata.annotations[cca.kubevirt.io/launch-security]: "
+            "cca.kubevirt.io/launch-security was found on the VirtualMachine's own metadata"
+            ) in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,7 +1,8 @@
 """A ValidatingAdmissionPolicy evaluated the way the API server does, with a real CEL evaluator.
 
 cel-python evaluates the policy's own CEL text. Kubernetes' CEL library adds functions to the
-standard ones; the policies here use one of them, ``list.join(separator)``, provided below.
+standard ones; the policies here use two of them, ``list.join(separator)`` and ``string.lowerAscii()``,
+provided below.
 The order is the API server's: match constraints, match conditions (all true, else the policy
 does not apply), variables, then every validation; a validation that errors counts as failed
 (``failurePolicy: Fail``).
@@ -22,7 +23,13 @@ def _join(values: celtypes.ListType, separator: celtypes.StringType) -> celtypes
     return celtypes.StringType(str(separator).join(str(v) for v in values))
 
 
-FUNCTIONS = {"join": _join}
+def _lower_ascii(value: celtypes.StringType) -> celtypes.StringType:
+    # Kubernetes' strings library: only A-Z change (str.lower would also fold non-ASCII).
+    return celtypes.StringType("".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c
+                                       for c in str(value)))
+
+
+FUNCTIONS = {"join": _join, "lowerAscii": _lower_ascii}
 
 
 def evaluate(expression: str, activation: dict[str, Any]) -> Any:
