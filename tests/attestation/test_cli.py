@@ -316,7 +316,7 @@ def test_a_vm_whose_request_admission_would_refuse_fails_verification(
                           "--vmi", str(tmp_path / "vm.yaml"), "--output", "json")
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stdout == ""
-    assert (f"metadata.annotations[cca.kubevirt.io/launch-security]: "
+    assert ("metadata.annotations[cca.kubevirt.io/launch-security]: "
             "cca.kubevirt.io/launch-security was found on the VirtualMachine's own metadata"
             ) in result.stderr
     assert "Traceback" not in result.stderr

@@ -1,8 +1,8 @@
 """A ValidatingAdmissionPolicy evaluated the way the API server does, with a real CEL evaluator.
 
 cel-python evaluates the policy's own CEL text. Kubernetes' CEL library adds functions to the
-standard ones; the policies here use two of them, ``list.join(separator)`` and ``string.lowerAscii()``,
-provided below.
+standard ones; the policies here use two of them, ``list.join(separator)`` and
+``string.lowerAscii()``, provided below.
 The order is the API server's: match constraints, match conditions (all true, else the policy
 does not apply), variables, then every validation; a validation that errors counts as failed
 (``failurePolicy: Fail``).
