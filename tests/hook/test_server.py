@@ -226,6 +226,20 @@ def _parameters_without_label() -> dict[str, Any]:
     return vmi
 
 
+def _stripped_label() -> dict[str, Any]:
+    """A VMI as admission left it (our hook entry), with the label removed afterwards."""
+    vmi = plain_vmi()
+    vmi["metadata"]["annotations"] = {"hooks.kubevirt.io/hookSidecars": json.dumps(
+        [{"image": "kubevirt-cca:0.1.0", "args": ["hook", "--dialect", "vep"]}])}
+    return vmi
+
+
+def _stripped_label_resolved() -> dict[str, Any]:
+    vmi = plain_vmi()
+    vmi["metadata"]["annotations"] = {"cca.kubevirt.io/resolved": "{}"}
+    return vmi
+
+
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 ANNOTATION_PATH = f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]"
@@ -291,6 +305,26 @@ FAIL_CLOSED: dict[str, tuple[Any, Any, grpc.StatusCode, tuple[str, ...]]] = {
     "vmi-not-utf8": (
         lambda: domain(ARM64), lambda: b'{"a": "\xff"}', INVALID,
         ("cannot read the VMI",),
+    ),
+    # issue 13: DTDs and entities, and a VMI whose label was stripped after admission
+    "domain-with-doctype-and-entities": (
+        lambda: b'<!DOCTYPE domain [<!ENTITY x "kvm">]>' + domain(ARM64).replace(
+            b"<name>", b"<name>&x;", 1), cca_vmi, PRECONDITION,
+        ("domain XML has a DOCTYPE", "kubevirt-cca refuses it rather than pass it on"),
+    ),
+    "domain-with-undefined-entity": (
+        lambda: domain(ARM64).replace(b"<name>", b"<name>&x;", 1), cca_vmi, PRECONDITION,
+        ("domain XML contains an entity reference that is not defined",
+         "Entity 'x' not defined"),
+    ),
+    "label-stripped-hook-entry-kept": (
+        lambda: domain(ARM64), _stripped_label, INVALID,
+        ("carries kubevirt-cca's hook entry in hooks.kubevirt.io/hookSidecars but not the "
+         "label cca.kubevirt.io/enabled", "removed after admission"),
+    ),
+    "label-stripped-resolved-kept": (
+        lambda: domain(ARM64), _stripped_label_resolved, INVALID,
+        ("metadata.annotations[cca.kubevirt.io/resolved]", "on CCA VMIs only"),
     ),
     "vmi-of-another-kind": (
         lambda: domain(ARM64), lambda: as_json(cca_vmi() | {"kind": "VirtualMachine"}),

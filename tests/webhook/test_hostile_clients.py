@@ -25,8 +25,9 @@ VMI = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
        "spec": {"domain": {"devices": {}}}}
 LIMITS = Limits(handshake_seconds=0.5, head_seconds=0.5, body_seconds=0.5, connections=6,
                 per_peer=4)
-# The API server gives a webhook 10 s; an honest review must come back far sooner than that.
-HONEST_SECONDS = 2.0
+# The API server gives a webhook 10 s; an honest review must come back well inside that,
+# even on a machine shared with other work.
+HONEST_SECONDS = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,7 @@ def test_a_slow_head_is_cut_off_and_others_are_served(strict: Webhook) -> None:
     assert read_all(sock) == b""  # closed without an answer
     closed_after = time.perf_counter() - started
     sock.close()
-    assert LIMITS.head_seconds * 0.5 <= closed_after < LIMITS.head_seconds + 2
+    assert LIMITS.head_seconds * 0.5 <= closed_after < LIMITS.head_seconds + 5
 
 
 def test_a_head_dribbled_byte_by_byte_is_cut_off(strict: Webhook) -> None:
@@ -140,7 +141,7 @@ def test_a_head_dribbled_byte_by_byte_is_cut_off(strict: Webhook) -> None:
     if not closed:
         assert read_all(sock) == b""
     sock.close()
-    assert time.perf_counter() - started < LIMITS.head_seconds + 2
+    assert time.perf_counter() - started < LIMITS.head_seconds + 5
 
 
 def test_a_slow_body_gets_408_and_the_connection_closes(strict: Webhook) -> None:
@@ -151,7 +152,7 @@ def test_a_slow_body_gets_408_and_the_connection_closes(strict: Webhook) -> None
     sock.close()
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert b"did not arrive within 0.5 seconds" in answer
-    assert time.perf_counter() - started < LIMITS.body_seconds + 2
+    assert time.perf_counter() - started < LIMITS.body_seconds + 5
 
 
 def test_an_unfinished_handshake_is_cut_off(strict: Webhook) -> None:
@@ -161,7 +162,7 @@ def test_an_unfinished_handshake_is_cut_off(strict: Webhook) -> None:
     assert honest_review(strict) < HONEST_SECONDS
     assert read_all(raw) == b""
     raw.close()
-    assert time.perf_counter() - started < LIMITS.handshake_seconds + 2
+    assert time.perf_counter() - started < LIMITS.handshake_seconds + 5
 
 
 def test_connections_are_capped_per_peer_and_in_total(strict: Webhook) -> None:

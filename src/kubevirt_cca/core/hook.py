@@ -15,7 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubevirt_cca.constants import ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION
+from kubevirt_cca.constants import (
+    ENABLED_LABEL,
+    HOOK_SIDECARS_ANNOTATION,
+    LAUNCH_SECURITY_ANNOTATION,
+)
+from kubevirt_cca.core.admission.sidecar import looks_like_ours, parse_sidecars
 from kubevirt_cca.core.request import parse_request
 from kubevirt_cca.core.rewrite import rewrite_domain
 from kubevirt_cca.core.settings import Settings
@@ -57,6 +62,7 @@ def define_domain(domain_xml: bytes, vmi_json: bytes, settings: Settings) -> Def
             vmi=ref,
         ) from exc
     if request is None:
+        _refuse_stripped_label(vmi, ref)
         return DefinedDomain(domain_xml=domain_xml, vmi=ref, realm=False)
     try:
         rewritten = rewrite_domain(domain_xml, request, settings)
@@ -67,6 +73,25 @@ def define_domain(domain_xml: bytes, vmi_json: bytes, settings: Settings) -> Def
             vmi=ref,
         ) from exc
     return DefinedDomain(domain_xml=rewritten.encode("utf-8"), vmi=ref, realm=True)
+
+
+def _refuse_stripped_label(vmi: Mapping[str, Any], ref: str) -> None:
+    """Admission puts our hook entry only on CCA VMIs: seen on a VMI without the label, the
+    label was removed afterwards, and the VMI asked for a Realm. (Our other annotations
+    without the label are refused by the request parser, core/placement.py.)"""
+    metadata = vmi.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    if not isinstance(annotations, Mapping):
+        return
+    if any(looks_like_ours(entry) for entry in parse_sidecars(annotations).entries):
+        raise HookError(
+            f"{_PREFIX}: refusing to define the domain of VMI {ref}: it carries kubevirt-cca's "
+            f"hook entry in {HOOK_SIDECARS_ANNOTATION} but not the label {ENABLED_LABEL}; "
+            "kubevirt-cca adds that entry only to VMIs that ask for a Realm, so the label was "
+            f"removed after admission; {_NOT_PLAIN}. Recreate the VMI from its VM (see "
+            "docs/security.md)",
+            vmi=ref,
+        )
 
 
 def read_vmi(vmi_json: bytes) -> Mapping[str, Any]:
