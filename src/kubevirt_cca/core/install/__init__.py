@@ -13,7 +13,9 @@ Layout of the objects, by file (the keys of :func:`install_files`)::
     webhook/rbac.yaml                  ServiceAccount, Roles, ClusterRole, bindings
     webhook/deployment.yaml            Deployment (2 replicas), PodDisruptionBudget
     webhook/service.yaml               Service
-    webhook/certificates.yaml          cert-manager Issuers + Certificates (cert-manager mode)
+    webhook/certificates.yaml          cert-manager Issuers + Certificates (cert-manager mode);
+                                       self-signed mode: the certs ServiceAccount, its roles,
+                                       the certificate Job and renewal CronJob
     webhook/webhook-configurations.yaml Mutating- and ValidatingWebhookConfiguration
     labeller/rbac.yaml                 ServiceAccount, ClusterRole, binding
     labeller/daemonset.yaml            DaemonSet (arm64 nodes)
@@ -39,8 +41,9 @@ from kubevirt_cca.core.install.names import (
     InstallOptions,
     Manifest,
 )
-from kubevirt_cca.core.install.rbac import doctor_rbac, webhook_rbac
+from kubevirt_cca.core.install.rbac import certs_rbac, doctor_rbac, webhook_rbac
 from kubevirt_cca.core.install.webhook import (
+    certs_jobs,
     config_map,
     namespace,
     webhook_configurations,
@@ -76,7 +79,7 @@ def install_files(
         "webhook/service.yaml": [webhook_service(options)],
         "webhook/deployment.yaml": webhook_deployment(options),
     }
-    certificates = certificate_objects(options)
+    certificates = [*certificate_objects(options), *certs_rbac(options), *certs_jobs(options)]
     if certificates:
         files["webhook/certificates.yaml"] = certificates
     files["labeller/rbac.yaml"] = labeller_rbac(options)
