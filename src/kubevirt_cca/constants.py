@@ -40,6 +40,9 @@ KUBEVIRT_VMI_CRD: Final = "virtualmachineinstances.kubevirt.io"
 # --- Node labels and annotations (DESIGN.md, "Node labels") ------------------------------------
 NODE_CCA_LABEL: Final = "kubevirt.io/cca"
 NODE_ALGO_LABEL_PREFIX: Final = "cca.kubevirt.io/measurement-algo-"
+# The algorithms a node label may name (Arm's RMM knows these three); libvirt naming another
+# gets no label, so the labeller's keys are a fixed, known set (its policy allows only them).
+NODE_MEASUREMENT_ALGORITHMS: Final = ("sha256", "sha384", "sha512")
 NODE_DETECTION_ANNOTATION: Final = "cca.kubevirt.io/detection"
 KUBEVIRT_SKIP_NODE_ANNOTATION: Final = "node-labeller.kubevirt.io/skip-node"
 

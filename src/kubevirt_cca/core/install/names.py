@@ -41,6 +41,7 @@ CA_ISSUER: Final = "kubevirt-cca-ca"
 CA_CERTIFICATE: Final = "kubevirt-cca-ca"
 WEBHOOK_CERTIFICATE: Final = "kubevirt-cca-webhook"
 NODE_RESTRICTION_POLICY: Final = "kubevirt-cca-labeller-node-restriction"
+EVENT_RESTRICTION_POLICY: Final = "kubevirt-cca-labeller-events"
 CA_INJECTION_ANNOTATION: Final = "cert-manager.io/inject-ca-from"
 
 # The webhooks, by name: (path on the webhook server, failure policy).
