@@ -1,8 +1,9 @@
 """A ValidatingAdmissionPolicy evaluated the way the API server does, with a real CEL evaluator.
 
 cel-python evaluates the policy's own CEL text. Kubernetes' CEL library adds functions to the
-standard ones; the policies here use two of them, ``list.join(separator)`` and
-``string.lowerAscii()``, provided below.
+standard ones; the policies here use three of them, ``list.join(separator)``,
+``string.lowerAscii()`` and ``string.replace(old, new)``, provided below. ``params`` is the object a binding's ``paramRef``
+names (for ours, the ConfigMap kubevirt-cca-config).
 The order is the API server's: match constraints, match conditions (all true, else the policy
 does not apply), variables, then every validation; a validation that errors counts as failed
 (``failurePolicy: Fail``).
@@ -29,7 +30,12 @@ def _lower_ascii(value: celtypes.StringType) -> celtypes.StringType:
                                        for c in str(value)))
 
 
-FUNCTIONS = {"join": _join, "lowerAscii": _lower_ascii}
+def _replace(value: celtypes.StringType, old: celtypes.StringType,
+             new: celtypes.StringType) -> celtypes.StringType:
+    return celtypes.StringType(str(value).replace(str(old), str(new)))
+
+
+FUNCTIONS = {"join": _join, "lowerAscii": _lower_ascii, "replace": _replace}
 
 
 def evaluate(expression: str, activation: dict[str, Any]) -> Any:
@@ -62,13 +68,14 @@ def _matches_rules(policy: dict[str, Any], request: dict[str, Any]) -> bool:
 
 
 def admit(policy: dict[str, Any], *, request: dict[str, Any], obj: dict[str, Any] | None,
-          old: dict[str, Any] | None) -> Decision:
+          old: dict[str, Any] | None, params: dict[str, Any] | None = None) -> Decision:
     if not _matches_rules(policy, request):
         return Decision(applies=False, allowed=True)
     activation: dict[str, Any] = {
         "request": celpy.json_to_cel(request),
         "object": celpy.json_to_cel(obj),
         "oldObject": celpy.json_to_cel(old),
+        "params": celpy.json_to_cel(params),
     }
     for condition in policy["spec"].get("matchConditions", []):
         if not _is_true(evaluate(condition["expression"], activation)):

@@ -87,7 +87,8 @@ def install_files(
     files["labeller/node-restriction.yaml"] = labeller_node_restriction(options)
     files["doctor/rbac.yaml"] = doctor_rbac(options)
     for name in sorted(policies or {}):
-        files[f"{POLICIES_DIR}/{name}"] = [dict(obj) for obj in (policies or {})[name]]
+        files[f"{POLICIES_DIR}/{name}"] = [_in_namespace(obj, options)
+                                           for obj in (policies or {})[name]]
     # Last: once these exist, the API server calls the webhook for every CCA VMI.
     files["webhook/webhook-configurations.yaml"] = webhook_configurations(options)
     return files
@@ -98,6 +99,16 @@ def install_objects(
 ) -> list[Manifest]:
     """Every install object, in the order ``kubectl apply`` should see them."""
     return [obj for objects in install_files(options, policies).values() for obj in objects]
+
+
+def _in_namespace(obj: Mapping[str, Any], options: InstallOptions) -> Manifest:
+    """A policy object as installed: a binding's parameter (kubevirt-cca-config) is looked up
+    in the install namespace."""
+    out = dict(obj)
+    spec = out.get("spec")
+    if isinstance(spec, Mapping) and isinstance(spec.get("paramRef"), Mapping):
+        out["spec"] = {**spec, "paramRef": {**spec["paramRef"], "namespace": options.namespace}}
+    return out
 
 
 def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
