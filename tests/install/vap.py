@@ -2,8 +2,8 @@
 
 cel-python evaluates the policy's own CEL text. Kubernetes' CEL library adds functions to the
 standard ones; the policies here use three of them, ``list.join(separator)``,
-``string.lowerAscii()`` and ``string.replace(old, new)``, provided below. ``params`` is the object a binding's ``paramRef``
-names (for ours, the ConfigMap kubevirt-cca-config).
+``string.lowerAscii()`` and ``string.replace(old, new)``, provided below. ``params`` is the
+object a binding's ``paramRef`` names (for ours, the ConfigMap kubevirt-cca-config).
 The order is the API server's: match constraints, match conditions (all true, else the policy
 does not apply), variables, then every validation; a validation that errors counts as failed
 (``failurePolicy: Fail``).
