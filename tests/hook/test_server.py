@@ -378,6 +378,20 @@ def test_refusals_are_logged_with_the_vmi(
     assert "code=INVALID_ARGUMENT" in lines[2] and "md5" in lines[2]
 
 
+def test_vmi_names_cannot_forge_log_lines(
+    start_hook: StartHook, launcher: Launcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13: a VMI name that is no Kubernetes name is escaped in the log line."""
+    start_hook()
+    launcher.collect()
+    caplog.set_level("INFO", logger="kubevirt_cca")
+    forged = "x\ncall=OnDefineDomain outcome=rewritten"
+    launcher.on_define_domain(domain(ARM64), plain_vmi(name=forged))
+    lines = [r.getMessage() for r in caplog.records if "call=OnDefineDomain" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert 'vmi="tenant-a/x\\ncall=OnDefineDomain outcome=rewritten"' in lines[0]
+
+
 # --- concurrency -------------------------------------------------------------------------------
 
 

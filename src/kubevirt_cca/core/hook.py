@@ -11,6 +11,7 @@ adapter (``adapters/hook``) only transports these values.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -121,7 +122,11 @@ def read_vmi(vmi_json: bytes) -> Mapping[str, Any]:
 
 
 def vmi_ref(vmi: Mapping[str, Any]) -> str:
-    """``namespace/name`` of a VMI, as far as its metadata says."""
+    """``namespace/name`` of a VMI, as far as its metadata says.
+
+    Used in log lines and messages: a name that is not a Kubernetes name (newlines, spaces,
+    control characters) is shown quoted and escaped, so it cannot forge a log line.
+    """
     metadata = vmi.get("metadata")
     if not isinstance(metadata, Mapping):
         return UNKNOWN_VMI
@@ -129,7 +134,14 @@ def vmi_ref(vmi: Mapping[str, Any]) -> str:
     namespace = metadata.get("namespace")
     if not isinstance(name, str) or not name:
         return UNKNOWN_VMI
-    return f"{namespace}/{name}" if isinstance(namespace, str) and namespace else name
+    ref = f"{namespace}/{name}" if isinstance(namespace, str) and namespace else name
+    if _PLAIN_REF.match(ref):
+        return ref
+    text = json.dumps(ref)
+    return text if len(text) <= 200 else text[:197] + '..."'
+
+
+_PLAIN_REF = re.compile(r"\A[a-z0-9][a-z0-9.-]{0,252}(/[a-z0-9][a-z0-9.-]{0,252})?\Z")
 
 
 def _unreadable(detail: str) -> HookError:

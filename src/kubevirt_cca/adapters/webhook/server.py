@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -152,7 +153,7 @@ class WebhookApp:
             cause = Violation("request", str(exc))
             self._count(endpoint, "unknown", "unknown", "malformed")
             logger.info("admission endpoint=%s uid=%s verdict=malformed problem=%r",
-                        endpoint.value, exc.uid, str(exc))
+                        endpoint.value, log_value(exc.uid), str(exc))
             return _json(build_review(deny(exc.uid, [cause], code=400)))
         try:
             lookup = None
@@ -162,7 +163,7 @@ class WebhookApp:
             verdict = admit(endpoint, review, self.source.view(), lookup=lookup)
         except Exception:
             logger.exception("admission endpoint=%s uid=%s verdict=error", endpoint.value,
-                             review["uid"])
+                             log_value(review["uid"]))
             cause = Violation("", "kubevirt-cca hit an internal error deciding this request; "
                               "it is refused (fail closed). The webhook's log has the details")
             self._count(endpoint, review["kind"]["kind"], review["operation"], "error")
@@ -209,8 +210,9 @@ class WebhookApp:
         logger.info(
             "admission endpoint=%s uid=%s kind=%s operation=%s namespace=%s name=%s "
             "verdict=%s patch_ops=%d causes=%s duration_ms=%.2f",
-            endpoint.value, uid, verdict.kind, verdict.operation, verdict.namespace or "-",
-            verdict.name or "-", verdict.verdict, verdict.patched, json.dumps(causes),
+            endpoint.value, log_value(uid), log_value(verdict.kind),
+            log_value(verdict.operation), log_value(verdict.namespace or "-"),
+            log_value(verdict.name or "-"), verdict.verdict, verdict.patched, json.dumps(causes),
             (time.perf_counter() - started) * 1000)
 
     async def _healthz(self, request: web.Request) -> web.Response:
@@ -249,6 +251,19 @@ async def _answer_and_close(request: web.Request, response: web.Response) -> web
     if request.transport is not None:
         request.transport.close()  # flushes the answer first
     return response
+
+
+_PLAIN = re.compile(r"\A[A-Za-z0-9._:/@-]{1,253}\Z")
+
+
+def log_value(value: str) -> str:
+    """A value from a request, safe in a log line: Kubernetes names as they are, anything else
+    (spaces, newlines, control or non-ASCII characters) quoted and escaped as JSON, so a
+    request cannot forge a log line or a field."""
+    if _PLAIN.match(value):
+        return value
+    text = json.dumps(value)
+    return text if len(text) <= 200 else text[:197] + '..."'
 
 
 def _shown(value: str) -> str:
