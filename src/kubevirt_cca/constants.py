@@ -44,6 +44,8 @@ NODE_ALGO_LABEL_PREFIX: Final = "cca.kubevirt.io/measurement-algo-"
 # gets no label, so the labeller's keys are a fixed, known set (its policy allows only them).
 NODE_MEASUREMENT_ALGORITHMS: Final = ("sha256", "sha384", "sha512")
 NODE_DETECTION_ANNOTATION: Final = "cca.kubevirt.io/detection"
+# The reasons of the labeller's Node Events (its Events policy allows only these).
+LABELLER_EVENT_REASONS: Final = ("CCACapable", "CCANotCapable", "CCAAlgorithmsChanged")
 KUBEVIRT_SKIP_NODE_ANNOTATION: Final = "node-labeller.kubevirt.io/skip-node"
 
 # --- KubeVirt hook sidecars --------------------------------------------------------------------

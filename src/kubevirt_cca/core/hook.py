@@ -21,10 +21,10 @@ from kubevirt_cca.constants import (
     HOOK_SIDECARS_ANNOTATION,
     LAUNCH_SECURITY_ANNOTATION,
 )
-from kubevirt_cca.core.admission.sidecar import looks_like_ours, parse_sidecars
 from kubevirt_cca.core.request import parse_request
 from kubevirt_cca.core.rewrite import rewrite_domain
 from kubevirt_cca.core.settings import Settings
+from kubevirt_cca.core.sidecars import looks_like_ours, parse_sidecars
 from kubevirt_cca.errors import DomainError, HookError, RequestError
 
 VMI_KIND = "VirtualMachineInstance"

@@ -230,10 +230,6 @@ def _map_operations(map_name: str, current: Mapping[str, str] | None,
     return operations, False
 
 
-# The reasons of the labeller's Events (its Events policy allows only these).
-EVENT_REASONS = ("CCACapable", "CCANotCapable", "CCAAlgorithmsChanged")
-
-
 def _capability_event(before: Capability, report: DetectionReport) -> CapabilityEvent | None:
     after = Capability.from_labels(node_labels(report))
     if after == before:

@@ -15,7 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubevirt_cca.constants import NODE_ALGO_LABEL_PREFIX, NODE_DETECTION_ANNOTATION
+from kubevirt_cca.constants import (
+    LABELLER_EVENT_REASONS,
+    NODE_ALGO_LABEL_PREFIX,
+    NODE_DETECTION_ANNOTATION,
+)
 from kubevirt_cca.core.capabilities import OWNED_LABELS
 from kubevirt_cca.core.install.names import (
     DOMCAPS_DIR,
@@ -34,7 +38,6 @@ from kubevirt_cca.core.install.names import (
     service_account_user,
 )
 from kubevirt_cca.core.install.rbac import binding, cluster_role, role, rule, service_account
-from kubevirt_cca.core.labelling import EVENT_REASONS
 
 NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
 
@@ -248,7 +251,7 @@ def _event_restriction(user: str, node_name: dict[str, str]) -> list[Manifest]:
     """A policy + binding: the labeller's Events (RBAC: create in ``default``) are only about
     its own Node, with its own reasons and component: it cannot forge Events about other
     objects, or in another node's name."""
-    reasons = ", ".join(f"'{r}'" for r in EVENT_REASONS)
+    reasons = ", ".join(f"'{r}'" for r in LABELLER_EVENT_REASONS)
     validations = [
         {"expression": f"request.namespace == '{EVENTS_NAMESPACE}'",
          "message": f"kubevirt-cca-labeller records Events in namespace {EVENTS_NAMESPACE} only",
