@@ -6,6 +6,8 @@ One place, so the webhook, the hook, the labeller and the docs can never disagre
 from typing import Final
 
 # --- The API a VM owner uses (DESIGN.md, "The API") -------------------------------------------
+# Every key kubevirt-cca reads or writes starts with this; any other key under it is a mistake.
+KEY_PREFIX: Final = "cca.kubevirt.io/"
 ENABLED_LABEL: Final = "cca.kubevirt.io/enabled"
 ENABLED_VALUE: Final = "true"
 LAUNCH_SECURITY_ANNOTATION: Final = "cca.kubevirt.io/launch-security"
@@ -38,7 +40,12 @@ KUBEVIRT_VMI_CRD: Final = "virtualmachineinstances.kubevirt.io"
 # --- Node labels and annotations (DESIGN.md, "Node labels") ------------------------------------
 NODE_CCA_LABEL: Final = "kubevirt.io/cca"
 NODE_ALGO_LABEL_PREFIX: Final = "cca.kubevirt.io/measurement-algo-"
+# The algorithms a node label may name (Arm's RMM knows these three); libvirt naming another
+# gets no label, so the labeller's keys are a fixed, known set (its policy allows only them).
+NODE_MEASUREMENT_ALGORITHMS: Final = ("sha256", "sha384", "sha512")
 NODE_DETECTION_ANNOTATION: Final = "cca.kubevirt.io/detection"
+# The reasons of the labeller's Node Events (its Events policy allows only these).
+LABELLER_EVENT_REASONS: Final = ("CCACapable", "CCANotCapable", "CCAAlgorithmsChanged")
 KUBEVIRT_SKIP_NODE_ANNOTATION: Final = "node-labeller.kubevirt.io/skip-node"
 
 # --- KubeVirt hook sidecars --------------------------------------------------------------------

@@ -22,7 +22,11 @@ from kubevirt_cca.constants import (
 from kubevirt_cca.core.admission import patches
 from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates, all_gates_on
 from kubevirt_cca.core.admission.mutate import plan_vmi
-from kubevirt_cca.core.admission.validate import validate_migration, validate_vmi
+from kubevirt_cca.core.admission.validate import (
+    validate_migration,
+    validate_template,
+    validate_vmi,
+)
 from kubevirt_cca.core.integration import IntegrationMode
 from kubevirt_cca.core.plugin import PLUGIN_NAME
 from kubevirt_cca.core.settings import Dialect, Settings
@@ -100,13 +104,36 @@ def _created() -> list[Violation]:
         (_annotate(INTEGRATION_ANNOTATION, "sidecar"), _plugin_view()),
         (lambda o: None, dataclasses.replace(_plugin_view(), kubevirt_version="v1.9.0")),
         (lambda o: None, dataclasses.replace(_plugin_view(), kubevirt_version="")),
+        # keys in the wrong place (core/placement.py)
+        (lambda o: o["metadata"]["labels"].update({"cca.kubevirt.io/Enabled": "true"}), ON),
+        (lambda o: o["metadata"]["labels"].update({"cca.kubevirt.io/enable": "true"}), ON),
+        (lambda o: o["metadata"]["labels"].update(
+            {"cca.kubevirt.io/measurement-algo-sha256": "true"}), ON),
+        (lambda o: o["metadata"]["labels"].update({LAUNCH_SECURITY_ANNOTATION: "x"}), ON),
+        (_annotate("cca.kubevirt.io/enabled", "true"), ON),
+        (_annotate(LAUNCH_SECURITY_ANNOTATION,
+                   '{"measurementAlgo": "sha256", "measurementAlgo": "sha512"}'), ON),
     ]
     found = [v for change, cluster in cases for v in plan_vmi(_vmi(change), cluster).violations]
     found += validate_vmi(_vmi(lambda o: None), operation="CREATE", cluster=ON)
     unlabelled = _vmi(lambda o: o["metadata"].pop("labels"))
     found += plan_vmi(_vmi(lambda o: (o["metadata"].pop("labels"), _annotate(
         LAUNCH_SECURITY_ANNOTATION, "{}")(o))), ON).violations
-    return found + _updates(unlabelled)
+    found += plan_vmi(_vmi(lambda o: (o["metadata"].pop("labels"), _annotate(
+        RESOLVED_ANNOTATION, "{}")(o))), ON).violations
+    return found + _misplaced() + _updates(unlabelled)
+
+
+def _misplaced() -> list[Violation]:
+    """Our keys on a VM's own metadata and on a pool's VM template (core/placement.py)."""
+    vm = {"kind": "VirtualMachine", "metadata": {"name": "x", "labels": {
+        "cca.kubevirt.io/enabled": "true"}, "annotations": {RESOLVED_ANNOTATION: "{}"}},
+        "spec": {"template": {"spec": BASE["spec"]}}}
+    pool = {"kind": "VirtualMachinePool", "metadata": {"name": "x"}, "spec": {
+        "virtualMachineTemplate": {"metadata": {"labels": {"cca.kubevirt.io/enabled": "true"}},
+                                   "spec": {"template": {"spec": BASE["spec"]}}}}}
+    return [*validate_template(vm, operation="CREATE", cluster=ON),
+            *validate_template(pool, operation="CREATE", cluster=ON)]
 
 
 def _updates(unlabelled: dict[str, Any]) -> list[Violation]:

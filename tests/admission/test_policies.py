@@ -15,6 +15,8 @@ from kubevirt_cca.constants import HOOK_SIDECARS_ANNOTATION, LAUNCH_SECURITY_ANN
 from kubevirt_cca.core.admission import patches
 from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
 from kubevirt_cca.core.admission.mutate import plan_vmi
+from kubevirt_cca.core.install import InstallOptions
+from kubevirt_cca.core.install.webhook import config_map
 from kubevirt_cca.core.request import parse_request
 from kubevirt_cca.errors import RequestError
 from tests.admission.helpers import (
@@ -26,6 +28,7 @@ from tests.admission.helpers import (
     template_node,
 )
 from tests.conftest import ROOT
+from tests.install import vap
 
 pytestmark = pytest.mark.shared
 require_manifests()
@@ -40,9 +43,11 @@ OBJECTS = [p for p in MANIFESTS if load(p)["kind"] in KINDS]
 class Policy:
     """One ValidatingAdmissionPolicy file: the policy, its binding, compiled validations."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, params: dict[str, Any] | None = None) -> None:
         documents = list(yaml.safe_load_all(path.read_text()))
         self.policy, self.binding = documents
+        # The ConfigMap a binding's paramRef names: the install's kubevirt-cca-config.
+        self.params = params if params is not None else config_map(InstallOptions())
         env = celpy.Environment()
         self.programs = [(v["message"], env.program(env.compile(v["expression"])))
                          for v in self.policy["spec"]["validations"]]
@@ -65,16 +70,14 @@ class Policy:
         """The messages of the validations that fail ([] when admitted or not matched)."""
         if not self.matches(obj, operation):
             return []
-        activation = {"object": celpy.json_to_cel(obj),
-                      "request": celpy.json_to_cel({"kind": {"kind": obj["kind"]},
-                                                    "operation": operation})}
-        failed = []
-        for message, program in self.programs:
-            result = program.evaluate(activation)
-            assert isinstance(result, celpy.celtypes.BoolType), (message, result)
-            if not result:
-                failed.append(" ".join(message.split()))
-        return failed
+        group, _ = GROUPS.get(obj["kind"], ("kubevirt.io", "v1"))
+        request = {"kind": {"kind": obj["kind"]}, "operation": operation,
+                   "resource": {"group": group, "resource": obj["kind"].lower() + "s"}}
+        decision = vap.admit(self.policy, request=request, obj=obj, old=None,
+                             params=self.params)
+        for message in decision.messages:
+            assert "resulted in error" not in message, message
+        return [" ".join(m.split()) for m in decision.messages]
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +158,72 @@ def test_backstop_reads_the_hook_entry_not_just_the_annotation(needs_hook: Polic
     assert len(needs_hook.denials(vmi)) == 1
     vmi["spec"]["nodeSelector"]["kubevirt.io/cca"] = "false"
     assert len(needs_hook.denials(vmi)) == 2
+
+
+# --- issue 13: the backstop reads our exact entry, with the install's image -----------------------
+
+
+def _admitted() -> dict[str, Any]:
+    vmi = labelled(load(VMIS[0]))
+    admitted: dict[str, Any] = patches.apply(vmi, plan_vmi(vmi, ON).patch)
+    return admitted
+
+
+def _with_sidecars(value: Any) -> dict[str, Any]:
+    vmi = _admitted()
+    vmi["metadata"]["annotations"][HOOK_SIDECARS_ANNOTATION] = (
+        value if isinstance(value, str) else json.dumps(value))
+    return vmi
+
+
+def test_the_backstop_pins_the_image_and_the_shape(needs_hook: Policy) -> None:
+    ours = json.loads(_admitted()["metadata"]["annotations"][HOOK_SIDECARS_ANNOTATION])[-1]
+    image = ours["image"]
+    user = {"image": "user/sidecar:1", "args": ["--x"]}
+    admitted = [[ours], [user, ours]]
+    decoys = {
+        "another image": [{**ours, "image": "attacker/hook:1"}],
+        "args [hook] only, another image": [{"image": "attacker/hook:1", "args": ["hook"]}],
+        "nested under another field": [{"image": "user/x:1", "args": ["--x"],
+                                        "x": [ours]}],
+        "nested in an object": [{"image": "user/x:1", "wrapped": ours}],
+        "an extra member": [{**ours, "command": ["/bin/sh"]}],
+        "not the last entry": [ours, user],
+        "image as a prefix": [{**ours, "image": image + "-evil"}],
+        "a regex-like image": [{**ours, "image": image.replace(".", "X")}],
+    }
+    for entries in admitted:
+        assert needs_hook.denials(_with_sidecars(entries)) == [], entries
+    for name, entries in decoys.items():
+        refused = needs_hook.denials(_with_sidecars(entries))
+        assert [m.split(":")[0] for m in refused] == [
+            f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]"], name
+    # The image is the install's parameter: another configured image, another pin.
+    other = {"data": {"hookImage": "registry.example/kubevirt-cca:2.0"}}
+    assert len(Policy(POLICIES / "cca-vmi-needs-hook.yaml", other).denials(_admitted())) == 1
+    moved = _with_sidecars([{**ours, "image": "registry.example/kubevirt-cca:2.0"}])
+    assert Policy(POLICIES / "cca-vmi-needs-hook.yaml", other).denials(moved) == []
+
+
+def test_the_plugin_annotation_counts_only_outside_sidecar_mode(needs_hook: Policy) -> None:
+    vmi = _admitted()
+    annotations = vmi["metadata"]["annotations"]
+    del annotations[HOOK_SIDECARS_ANNOTATION]
+    annotations["cca.kubevirt.io/integration"] = "plugin"
+    assert needs_hook.denials(vmi) == []
+    sidecar = {"data": {"hookImage": "kubevirt-cca:0.1.0", "integrationMode": "sidecar"}}
+    assert len(Policy(POLICIES / "cca-vmi-needs-hook.yaml", sidecar).denials(vmi)) == 1
+
+
+def test_without_a_hook_image_to_pin_the_backstop_refuses() -> None:
+    no_image = Policy(POLICIES / "cca-vmi-needs-hook.yaml", {"data": {"dialect": "vep"}})
+    assert len(no_image.denials(_admitted())) == 1
+
+
+def test_the_bindings_take_the_install_config_as_parameter() -> None:
+    for name in ("cca-vmi-needs-hook.yaml", "cca-launcher-pod-needs-plugin.yaml"):
+        policy = Policy(POLICIES / name)
+        assert policy.policy["spec"]["paramKind"] == {"apiVersion": "v1", "kind": "ConfigMap"}
+        assert policy.binding["spec"]["paramRef"] == {
+            "name": "kubevirt-cca-config", "namespace": "kubevirt-cca",
+            "parameterNotFoundAction": "Deny"}

@@ -297,3 +297,64 @@ def test_show_prints_odd_claims_as_strict_json(tmp_path: Path, spec: TokenSpec) 
     other = json.loads(out, parse_constant=refuse)["realm"]["otherClaims"]
     assert other == {"44243": "nan", "256": "0102",
                      "44299": {"tag": 1000, "value": [1, "x"]}}
+
+
+def test_a_vm_whose_request_admission_would_refuse_fails_verification(
+        tmp_path: Path, spec: TokenSpec) -> None:
+    """Issue 13: the label on the template but the parameters on the VM itself. Read naively,
+    that VM "asks for no personalization value" and a token with all zeros would pass."""
+    chosen = spec.but(rpv=bytes(64))
+    (tmp_path / "t.cbor").write_bytes(build_token(chosen))
+    (tmp_path / "n.bin").write_bytes(chosen.nonce)
+    (tmp_path / "k.pem").write_bytes(public_pem(chosen.platform_key))
+    manifest = yaml.safe_load(EXAMPLE_VM.read_text())
+    template_meta = manifest["spec"]["template"]["metadata"]
+    manifest["metadata"]["annotations"] = template_meta.pop("annotations")
+    (tmp_path / "vm.yaml").write_text(yaml.safe_dump(manifest))
+    result = kubevirt_cca("attest", "verify", str(tmp_path / "t.cbor"), "--nonce-file",
+                          str(tmp_path / "n.bin"), "--trust-anchor", str(tmp_path / "k.pem"),
+                          "--vmi", str(tmp_path / "vm.yaml"), "--output", "json")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert ("metadata.annotations[cca.kubevirt.io/launch-security]: "
+            "cca.kubevirt.io/launch-security was found on the VirtualMachine's own metadata"
+            ) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+HUGE = {
+    "bignum-claim": {44299: 2**20000},
+    "negative-bignum-claim": {44299: -(2**30000)},
+    "bignum-key": {2**20000: 1},
+    "huge-profile-int": {265: 2**9000},
+    "bignum-in-a-list": {44299: [1, 2**64, 2**20000]},
+    "nested-bignum-tag": {44299: cbor2.CBORTag(1000, {"x": 2**20000})},
+}
+
+
+@pytest.mark.parametrize("claims", list(HUGE.values()), ids=list(HUGE))
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_huge_integers_never_give_a_traceback(tmp_path: Path, spec: TokenSpec,
+                                              claims: dict[Any, Any], output: str) -> None:
+    """Issue 13: integers of thousands of digits (CBOR bignums) in a signed token, shown and
+    verified as a person would, over the command line: one line and exit 2, or an answer
+    whose JSON is valid."""
+    chosen = spec.but(extra_realm_claims=claims)
+    token = tmp_path / "huge.cbor"
+    token.write_bytes(build_token(chosen))
+    (tmp_path / "n.bin").write_bytes(chosen.nonce)
+    (tmp_path / "k.pem").write_bytes(public_pem(chosen.platform_key))
+    for args in (["show", str(token)],
+                 ["verify", str(token), "--nonce-file", str(tmp_path / "n.bin"),
+                  "--trust-anchor", str(tmp_path / "k.pem"), "--expected-rpv",
+                  base64.b64encode(chosen.rpv).decode()]):
+        result = kubevirt_cca("attest", *args, "--output", output)
+        assert "Traceback" not in result.stderr, result.stderr
+        if result.returncode == 2:
+            assert result.stdout == ""
+            assert result.stderr.startswith(ERROR_PREFIX) and result.stderr.count("\n") == 1
+            assert "integer" in result.stderr
+        else:
+            assert result.returncode in (0, 1), result.stderr
+            if output == "json":
+                json.loads(result.stdout)

@@ -428,8 +428,29 @@ def test_non_domains_are_refused(xml: str, fragment: str) -> None:
 def test_entities_are_not_expanded() -> None:
     xml = ('<?xml version="1.0"?><!DOCTYPE domain [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
            '<domain><name>&e;</name><os><type arch="aarch64">hvm</type></os></domain>')
-    out = rewrite_domain(xml, FULL, Settings())
-    assert "root:" not in out
+    # Neither expanded nor passed on (issue 13): refused with a message that says why.
+    with pytest.raises(DomainError, match="has a DOCTYPE") as refused:
+        rewrite_domain(xml, FULL, Settings())
+    assert "root:" not in str(refused.value)
+
+
+@pytest.mark.parametrize("xml", [
+    '<domain><name>&x;</name><os><type arch="aarch64">hvm</type></os></domain>',
+    '<!DOCTYPE domain><domain><name>&x;</name><os><type arch="aarch64">hvm</type></os>'
+    '</domain>',
+    '<!DOCTYPE domain [<!ENTITY a "aa"><!ENTITY b "&a;&a;">]><domain><name>&b;</name>'
+    '<os><type arch="aarch64">hvm</type></os></domain>',
+])
+def test_dtds_and_entity_references_are_refused(xml: str) -> None:
+    with pytest.raises(DomainError, match=r"DOCTYPE|entity reference") as refused:
+        rewrite_domain(xml, FULL, Settings())
+    assert "refuses it rather than pass it on" in str(refused.value)
+
+
+def test_character_references_are_fine() -> None:
+    xml = ('<domain><name>a&amp;b&#65;</name><os><type arch="aarch64">hvm</type></os>'
+           '</domain>')
+    assert "<name>a&amp;bA</name>" in rewrite_domain(xml, FULL, Settings())
 
 
 # --- libvirt's schema --------------------------------------------------------------------------

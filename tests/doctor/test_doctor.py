@@ -254,15 +254,15 @@ async def test_a_forbidden_read_fails_one_check_and_names_the_roles(kmock: Any, 
 
 @pytest.mark.asyncio
 async def test_the_advice_for_a_missing_secret_fits_the_install(kmock: Any, ca: CA) -> None:
-    """The self-signed install has no CA-injection annotation: doctor points at its init
-    container instead of at cert-manager."""
+    """The self-signed install has no CA-injection annotation: doctor points at its
+    certificate Job instead of at cert-manager."""
     objects = ready_cluster(ca)
     drop(objects, "Secret")
     for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
         del find(objects, kind)["metadata"]["annotations"]
     check = (await doctor(kmock, objects))["webhook certificate"]
-    assert check.fix == ("the webhook pods' 'certs' init container has not run: kubectl logs -n "
-                         "kubevirt-cca deploy/kubevirt-cca-webhook -c certs")
+    assert check.fix == ("the certificate Job has not run: kubectl logs -n "
+                         "kubevirt-cca job/kubevirt-cca-certs")
 
 
 @pytest.mark.asyncio

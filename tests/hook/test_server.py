@@ -227,6 +227,20 @@ def _parameters_without_label() -> dict[str, Any]:
     return vmi
 
 
+def _stripped_label() -> dict[str, Any]:
+    """A VMI as admission left it (our hook entry), with the label removed afterwards."""
+    vmi = plain_vmi()
+    vmi["metadata"]["annotations"] = {"hooks.kubevirt.io/hookSidecars": json.dumps(
+        [{"image": "kubevirt-cca:0.1.0", "args": ["hook", "--dialect", "vep"]}])}
+    return vmi
+
+
+def _stripped_label_resolved() -> dict[str, Any]:
+    vmi = plain_vmi()
+    vmi["metadata"]["annotations"] = {"cca.kubevirt.io/resolved": "{}"}
+    return vmi
+
+
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 ANNOTATION_PATH = f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]"
@@ -293,6 +307,26 @@ FAIL_CLOSED: dict[str, tuple[Any, Any, grpc.StatusCode, tuple[str, ...]]] = {
         lambda: domain(ARM64), lambda: b'{"a": "\xff"}', INVALID,
         ("cannot read the VMI",),
     ),
+    # issue 13: DTDs and entities, and a VMI whose label was stripped after admission
+    "domain-with-doctype-and-entities": (
+        lambda: b'<!DOCTYPE domain [<!ENTITY x "kvm">]>' + domain(ARM64).replace(
+            b"<name>", b"<name>&x;", 1), cca_vmi, PRECONDITION,
+        ("domain XML has a DOCTYPE", "kubevirt-cca refuses it rather than pass it on"),
+    ),
+    "domain-with-undefined-entity": (
+        lambda: domain(ARM64).replace(b"<name>", b"<name>&x;", 1), cca_vmi, PRECONDITION,
+        ("domain XML contains an entity reference that is not defined",
+         "Entity 'x' not defined"),
+    ),
+    "label-stripped-hook-entry-kept": (
+        lambda: domain(ARM64), _stripped_label, INVALID,
+        ("carries kubevirt-cca's hook entry in hooks.kubevirt.io/hookSidecars but not the "
+         "label cca.kubevirt.io/enabled", "removed after admission"),
+    ),
+    "label-stripped-resolved-kept": (
+        lambda: domain(ARM64), _stripped_label_resolved, INVALID,
+        ("metadata.annotations[cca.kubevirt.io/resolved]", "on CCA VMIs only"),
+    ),
     "vmi-of-another-kind": (
         lambda: domain(ARM64), lambda: as_json(cca_vmi() | {"kind": "VirtualMachine"}),
         INVALID, ("expected kind VirtualMachineInstance, got 'VirtualMachine'",),
@@ -343,6 +377,20 @@ def test_refusals_are_logged_with_the_vmi(
         assert f"outcome={outcome}" in line and "duration_ms=" in line
     assert "vmi=tenant-a/vmi-arm" in lines[0] and "vmi=tenant-a/plain" in lines[1]
     assert "code=INVALID_ARGUMENT" in lines[2] and "md5" in lines[2]
+
+
+def test_vmi_names_cannot_forge_log_lines(
+    start_hook: StartHook, launcher: Launcher, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13: a VMI name that is no Kubernetes name is escaped in the log line."""
+    start_hook()
+    launcher.collect()
+    caplog.set_level("INFO", logger="kubevirt_cca")
+    forged = "x\ncall=OnDefineDomain outcome=rewritten"
+    launcher.on_define_domain(domain(ARM64), plain_vmi(name=forged))
+    lines = [r.getMessage() for r in caplog.records if "call=OnDefineDomain" in r.getMessage()]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert 'vmi="tenant-a/x\\ncall=OnDefineDomain outcome=rewritten"' in lines[0]
 
 
 # --- concurrency -------------------------------------------------------------------------------

@@ -117,6 +117,12 @@ def test_image_and_namespace_reach_every_object() -> None:
                   and o["metadata"]["name"] == "kubevirt-cca-labeller-node-restriction")
     assert "system:serviceaccount:realms:kubevirt-cca-labeller" in \
         policy["spec"]["matchConditions"][0]["expression"]
+    # The policies' parameter, kubevirt-cca-config, is looked up in the install namespace.
+    refs = [o["spec"]["paramRef"] for o in objects
+            if o["kind"] == "ValidatingAdmissionPolicyBinding" and "paramRef" in o["spec"]]
+    assert len(refs) == 2
+    assert all(r == {"name": "kubevirt-cca-config", "namespace": "realms",
+                     "parameterNotFoundAction": "Deny"} for r in refs)
     webhooks = next(o for o in objects if o["kind"] == "MutatingWebhookConfiguration")
     assert webhooks["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == \
         "realms/kubevirt-cca-webhook"

@@ -111,6 +111,10 @@ def test_the_labeller_may_not_patch_another_node(policy: dict[str, Any]) -> None
     "kubevirt.io/cca-extra",          # looks like ours, is not
     "cca.kubevirt.io/enabled",        # the VM owner's label, never a node's
     "cca.kubevirt.io/measurement-alg-sha256",
+    # issue 13: only the algorithm labels the labeller can write, not any under the prefix
+    "cca.kubevirt.io/measurement-algo-md5",
+    "cca.kubevirt.io/measurement-algo-",
+    "cca.kubevirt.io/measurement-algo-sha256-extra",
 ])
 def test_a_foreign_label_is_refused(policy: dict[str, Any], key: str) -> None:
     before = node()
@@ -119,8 +123,18 @@ def test_a_foreign_label_is_refused(policy: dict[str, Any], key: str) -> None:
     decision = decide(policy, before, after)
     assert not decision.allowed
     assert decision.messages == (
-        "kubevirt-cca-labeller may only change the labels kubevirt.io/cca and "
-        f"cca.kubevirt.io/measurement-algo-*, not: {key}",)
+        "kubevirt-cca-labeller may only change the labels kubevirt.io/cca, "
+        "cca.kubevirt.io/measurement-algo-sha256, cca.kubevirt.io/measurement-algo-sha384, "
+        f"cca.kubevirt.io/measurement-algo-sha512, not: {key}",)
+
+
+def test_a_stale_algorithm_label_may_be_removed(policy: dict[str, Any]) -> None:
+    """An older labeller may have written an algorithm label this one no longer writes: it is
+    the labeller's to remove (never to set)."""
+    before = labelled(node(labels={"cca.kubevirt.io/measurement-algo-md5": "true"}))
+    after = copy.deepcopy(before)
+    del after["metadata"]["labels"]["cca.kubevirt.io/measurement-algo-md5"]
+    assert decide(policy, before, after).allowed
 
 
 def test_removing_or_changing_foreign_labels_is_refused(policy: dict[str, Any]) -> None:
@@ -252,3 +266,66 @@ def test_the_labellers_real_patches_pass_the_installed_policy(
     elsewhere = decide(policy, node("arm-2", labels=labels), {**after, "metadata": {
         **after["metadata"], "name": "arm-2"}})
     assert not elsewhere.allowed
+
+
+# --- Events (issue 13: where the labeller's Events may be created) ------------------------------
+
+EVENTS_POLICY = "kubevirt-cca-labeller-events"
+
+
+@pytest.fixture(scope="module")
+def events_policy() -> dict[str, Any]:
+    objects = install_objects(InstallOptions())
+    binding = find(objects, "ValidatingAdmissionPolicyBinding", EVENTS_POLICY)
+    assert binding["spec"] == {"policyName": EVENTS_POLICY, "validationActions": ["Deny"]}
+    return find(objects, "ValidatingAdmissionPolicy", EVENTS_POLICY)
+
+
+def event(**changes: Any) -> dict[str, Any]:
+    """An Event as the labeller on arm-1 creates it (adapters/labeller.py)."""
+    obj: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "arm-1.17f", "namespace": "default"},
+        "involvedObject": {"apiVersion": "v1", "kind": "Node", "name": "arm-1", "uid": "u"},
+        "reason": "CCACapable", "message": "node can run Arm CCA Realms", "type": "Normal",
+        "source": {"component": "kubevirt-cca-labeller", "host": "arm-1"},
+        "reportingComponent": "kubevirt-cca-labeller", "reportingInstance": "arm-1",
+    }
+    obj.update(changes)
+    return obj
+
+
+def decide_event(policy: dict[str, Any], obj: dict[str, Any], *, user: str = LABELLER,
+                 namespace: str = "default") -> Decision:
+    req = request(user, operation="CREATE")
+    req["resource"] = {"group": "", "version": "v1", "resource": "events"}
+    req["namespace"] = namespace
+    return admit(policy, request=req, obj=obj, old=None)
+
+
+def test_the_labellers_own_events_are_allowed(events_policy: dict[str, Any]) -> None:
+    for reason in ("CCACapable", "CCANotCapable", "CCAAlgorithmsChanged"):
+        assert decide_event(events_policy, event(reason=reason)).allowed
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"involvedObject": {"kind": "Node", "name": "arm-2"}}, "only record Events about its own"),
+    ({"involvedObject": {"kind": "Pod", "name": "arm-1", "namespace": "default"}},
+     "only record Events about its own"),
+    ({"reason": "Killing"}, "have the reasons"),
+    ({"reportingComponent": "kubelet"}, "are reported as"),
+])
+def test_forged_events_are_refused(events_policy: dict[str, Any], change: dict[str, Any],
+                                   words: str) -> None:
+    decision = decide_event(events_policy, event(**change))
+    assert not decision.allowed
+    assert len(decision.messages) == 1 and words in decision.messages[0]
+
+
+def test_events_elsewhere_are_refused_and_others_untouched(events_policy: dict[str, Any]) -> None:
+    decision = decide_event(events_policy, event(), namespace="kube-system")
+    assert not decision.allowed and "in namespace default only" in decision.messages[0]
+    assert not decide_event(events_policy, event()).messages
+    other = decide_event(events_policy, event(reason="Anything"),
+                         user="system:serviceaccount:kube-system:someone")
+    assert not other.applies

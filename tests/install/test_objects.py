@@ -133,9 +133,14 @@ def test_self_signed_mode_swaps_only_the_certificate_source() -> None:
     default = install_objects(InstallOptions())
     self_signed = install_objects(InstallOptions(certificates=SELF_SIGNED))
     pod = find(self_signed, "Deployment", "kubevirt-cca-webhook")["spec"]["template"]["spec"]
-    (init,) = pod["initContainers"]
-    assert init["args"][:2] == ["certs", "ensure"]
+    # The webhook pod is the same in both modes: the Secret mounted, no certificate work.
+    assert pod == find(default, "Deployment", "kubevirt-cca-webhook")["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
     tls = next(v for v in pod["volumes"] if v["name"] == "tls")
-    assert tls["emptyDir"]["medium"] == "Memory"
+    assert tls["secret"]["secretName"] == "kubevirt-cca-webhook-tls"
+    job = find(self_signed, "Job", "kubevirt-cca-certs")["spec"]["template"]["spec"]
+    assert job["serviceAccountName"] == "kubevirt-cca-certs"
+    assert job["containers"][0]["args"][:2] == ["certs", "ensure"]
     assert {o["kind"] for o in default} - {o["kind"] for o in self_signed} == {
         "Certificate", "Issuer"}
+    assert {o["kind"] for o in self_signed} - {o["kind"] for o in default} == {"Job", "CronJob"}

@@ -26,7 +26,7 @@ from kubevirt_cca.adapters.cluster_state import ClusterState
 from kubevirt_cca.adapters.kube import async_client
 from kubevirt_cca.cli.doctor import diagnose, expected_from_args
 from kubevirt_cca.core.install import CERT_MANAGER, SELF_SIGNED, InstallOptions, install_objects
-from kubevirt_cca.core.install.names import DOCTOR, LABELLER, WEBHOOK
+from kubevirt_cca.core.install.names import CERTS, DOCTOR, LABELLER, TLS_SECRET, WEBHOOK
 from tests.doctor.cluster import load, make_ca, ready_cluster
 from tests.install.test_certs import run_ensure, webhook_configurations
 
@@ -216,15 +216,44 @@ async def test_the_webhook_gets_exactly_what_it_uses(kmock: Any) -> None:
 
 
 @pytest.mark.asyncio
-async def test_the_self_signed_webhook_gets_exactly_what_it_and_certs_ensure_use(
-        kmock: Any, tmp_path: Path) -> None:
+async def test_self_signed_certificates_have_their_own_identity_with_exactly_what_it_uses(
+        kmock: Any) -> None:
+    """Issue 13: certificate creation is not the webhook. ``certs ensure`` (the Job and the
+    CronJob) runs as kubevirt-cca-certs, with exactly what it uses."""
     load(kmock, webhook_configurations())
     kmock.resources["v1/secrets"] = {}
-    await run_ensure(kmock, tmp_path)   # creates the Secret
+    await run_ensure(kmock, None)   # creates the Secret
     await run_ensure(kmock, None, now=datetime(2027, 11, 1, tzinfo=UTC))  # renews: patches it
+    objects = install_objects(InstallOptions(certificates=SELF_SIGNED))
+    assert_least_privilege(grants_of(CERTS, objects), recorded(kmock))
+    jobs = [o for o in objects if o["kind"] in ("Job", "CronJob")]
+    assert [o["kind"] for o in jobs] == ["Job", "CronJob"]
+    for job in jobs:
+        spec = job["spec"] if job["kind"] == "Job" else job["spec"]["jobTemplate"]["spec"]
+        pod = spec["template"]["spec"]
+        assert pod["serviceAccountName"] == CERTS
+        assert [c["args"][:2] for c in pod["containers"]] == [["certs", "ensure"]]
+
+
+@pytest.mark.asyncio
+async def test_the_self_signed_webhook_gets_only_what_it_uses_at_run_time(kmock: Any) -> None:
+    """The webhook itself may write nothing: no Secrets, no webhook configurations (a
+    compromised webhook could otherwise re-point the pod-mutation rule at every pod)."""
     await run_cluster_state(kmock)
     objects = install_objects(InstallOptions(certificates=SELF_SIGNED))
-    assert_least_privilege(grants_of(WEBHOOK, objects), recorded(kmock))
+    grants = grants_of(WEBHOOK, objects)
+    assert_least_privilege(grants, recorded(kmock))
+    assert grants_of(WEBHOOK, objects) == grants_of(
+        WEBHOOK, install_objects(InstallOptions(certificates=CERT_MANAGER)))
+    for verb in ("create", "patch", "update", "delete"):
+        assert not any(g.allows(Access(verb, "", "secrets", NAMESPACE, TLS_SECRET)) for g in grants)
+        assert not any(g.allows(Access(verb, "admissionregistration.k8s.io",
+                                       "mutatingwebhookconfigurations", None, "kubevirt-cca"))
+                       for g in grants)
+    deployment = next(o for o in objects if o["kind"] == "Deployment"
+                      and o["metadata"]["name"] == WEBHOOK)
+    pod = deployment["spec"]["template"]["spec"]
+    assert "initContainers" not in pod and pod["serviceAccountName"] == WEBHOOK
 
 
 @pytest.mark.asyncio
@@ -238,7 +267,7 @@ async def test_doctor_gets_exactly_what_it_uses(kmock: Any) -> None:
 
 def test_the_authorizer_model_refuses_what_rbac_refuses() -> None:
     """The checker itself: names, namespaces and verbs are all part of a grant."""
-    grants = grants_of(WEBHOOK, install_objects(InstallOptions(certificates=SELF_SIGNED)))
+    grants = grants_of(CERTS, install_objects(InstallOptions(certificates=SELF_SIGNED)))
     secret = "kubevirt-cca-webhook-tls"
     assert any(g.allows(Access("patch", "", "secrets", NAMESPACE, secret)) for g in grants)
     assert not any(g.allows(Access("patch", "", "secrets", NAMESPACE, "other")) for g in grants)

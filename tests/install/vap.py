@@ -1,7 +1,9 @@
 """A ValidatingAdmissionPolicy evaluated the way the API server does, with a real CEL evaluator.
 
 cel-python evaluates the policy's own CEL text. Kubernetes' CEL library adds functions to the
-standard ones; the policies here use one of them, ``list.join(separator)``, provided below.
+standard ones; the policies here use three of them, ``list.join(separator)``,
+``string.lowerAscii()`` and ``string.replace(old, new)``, provided below. ``params`` is the
+object a binding's ``paramRef`` names (for ours, the ConfigMap kubevirt-cca-config).
 The order is the API server's: match constraints, match conditions (all true, else the policy
 does not apply), variables, then every validation; a validation that errors counts as failed
 (``failurePolicy: Fail``).
@@ -23,7 +25,20 @@ def _join(values: celtypes.ListType, separator: celtypes.StringType) -> celtypes
     return celtypes.StringType(str(separator).join(str(v) for v in values))
 
 
-FUNCTIONS: dict[str, CELFunction] = {"join": _join}
+def _lower_ascii(value: celtypes.StringType) -> celtypes.StringType:
+    # Kubernetes' strings library: only A-Z change (str.lower would also fold non-ASCII).
+    return celtypes.StringType("".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c
+                                       for c in str(value)))
+
+
+def _replace(value: celtypes.StringType, old: celtypes.StringType,
+             new: celtypes.StringType) -> celtypes.StringType:
+    return celtypes.StringType(str(value).replace(str(old), str(new)))
+
+
+FUNCTIONS: dict[str, CELFunction] = {
+    "join": _join, "lowerAscii": _lower_ascii, "replace": _replace,
+}
 
 
 def evaluate(expression: str, activation: dict[str, Any]) -> Any:
@@ -56,13 +71,14 @@ def _matches_rules(policy: dict[str, Any], request: dict[str, Any]) -> bool:
 
 
 def admit(policy: dict[str, Any], *, request: dict[str, Any], obj: dict[str, Any] | None,
-          old: dict[str, Any] | None) -> Decision:
+          old: dict[str, Any] | None, params: dict[str, Any] | None = None) -> Decision:
     if not _matches_rules(policy, request):
         return Decision(applies=False, allowed=True)
     activation: dict[str, Any] = {
         "request": celpy.json_to_cel(request),
         "object": celpy.json_to_cel(obj),
         "oldObject": celpy.json_to_cel(old),
+        "params": celpy.json_to_cel(params),
     }
     for condition in policy["spec"].get("matchConditions", []):
         if not _is_true(evaluate(condition["expression"], activation)):

@@ -10,7 +10,12 @@ from typing import Any
 import celpy
 import yaml
 
+from kubevirt_cca.core.install import InstallOptions
+from kubevirt_cca.core.install.webhook import config_map
 from tests.conftest import ROOT
+from tests.install import vap
+
+INSTALL_CONFIG = config_map(InstallOptions())
 
 POLICIES = ROOT / "deploy" / "policies"
 # kind -> (API group, resource), for the kinds these tests send
@@ -44,14 +49,16 @@ class PolicyFile:
             assert operator in ("Exists", "In"), operator
         return True
 
-    def denials(self, obj: dict[str, Any], operation: str = "CREATE") -> list[str]:
+    def denials(self, obj: dict[str, Any], operation: str = "CREATE",
+                params: dict[str, Any] | None = None) -> list[str]:
+        """Messages of failed validations; ``params``: the ConfigMap (default: the install's)."""
         if not self.matches(obj, operation):
             return []
-        activation = {"object": celpy.json_to_cel(obj)}
-        failed = []
-        for message, program in self.programs:
-            result = program.evaluate(activation)
-            assert isinstance(result, celpy.celtypes.BoolType), (message, result)
-            if not result:
-                failed.append(message)
-        return failed
+        group, resource = RESOURCES[obj["kind"]]
+        request = {"kind": {"kind": obj["kind"]}, "operation": operation,
+                   "resource": {"group": group, "resource": resource}}
+        decision = vap.admit(self.policy, request=request, obj=obj, old=None,
+                             params=params if params is not None else INSTALL_CONFIG)
+        for message in decision.messages:
+            assert "resulted in error" not in message, message
+        return [" ".join(m.split()) for m in decision.messages]

@@ -224,7 +224,8 @@ def test_pod_in_plugin_mode_gets_the_container() -> None:
     [ours] = [c for c in patched["spec"]["containers"] if c["name"] == PLUGIN_CONTAINER]
     assert ours["image"] == IMAGE
     assert ours["args"][:3] == ["hook", "--plugin-socket", PLUGIN_SOCKET]
-    assert PolicyFile(POLICIES / "cca-launcher-pod-needs-plugin.yaml").denials(patched) == []
+    assert PolicyFile(POLICIES / "cca-launcher-pod-needs-plugin.yaml").denials(
+        patched, params={"data": {"hookImage": IMAGE}}) == []
     assert plan_launcher_pod(patched, PLUGIN) == ([], [])  # reinvocation adds nothing
 
 

@@ -11,15 +11,16 @@ import pytest
 
 from kubevirt_cca.core.plugin import PLUGIN_CONTAINER, pod_patch
 from kubevirt_cca.core.settings import Dialect, Settings
-from tests.plugin.policy import POLICIES, PolicyFile
+from tests.plugin.policy import INSTALL_CONFIG, POLICIES, PolicyFile
 from tests.plugin.test_plugin_objects import launcher_pod
 
 POLICY = PolicyFile(POLICIES / "cca-launcher-pod-needs-plugin.yaml")
+IMAGE = INSTALL_CONFIG["data"]["hookImage"]  # the install's; the policy's parameter
 
 
 def injected() -> dict[str, Any]:
     pod = launcher_pod()
-    ops, _ = pod_patch(pod, Settings(dialect=Dialect.QEMU_COMMANDLINE), "i")
+    ops, _ = pod_patch(pod, Settings(dialect=Dialect.QEMU_COMMANDLINE), IMAGE)
     patched: dict[str, Any] = jsonpatch.apply_patch(copy.deepcopy(pod), ops)
     return patched
 
@@ -27,14 +28,17 @@ def injected() -> dict[str, Any]:
 def with_legacy_sidecar() -> dict[str, Any]:
     """What KubeVirt makes of a VMI with our hookSidecars entry (sidecar mode)."""
     pod = launcher_pod()
-    pod["spec"]["containers"].append({"name": "hook-sidecar-0", "image": "i",
+    pod["spec"]["containers"].append({"name": "hook-sidecar-0", "image": IMAGE,
                                       "args": ["hook", "--dialect", "vep"]})
     return pod
 
 
 def test_binding_denies_with_its_policy() -> None:
-    assert POLICY.binding["spec"] == {"policyName": POLICY.policy["metadata"]["name"],
-                                      "validationActions": ["Deny"]}
+    assert POLICY.binding["spec"] == {
+        "policyName": POLICY.policy["metadata"]["name"], "validationActions": ["Deny"],
+        "paramRef": {"name": "kubevirt-cca-config", "namespace": "kubevirt-cca",
+                     "parameterNotFoundAction": "Deny"}}
+    assert POLICY.policy["spec"]["paramKind"] == {"apiVersion": "v1", "kind": "ConfigMap"}
     assert POLICY.policy["spec"]["failurePolicy"] == "Fail"
 
 
@@ -72,3 +76,24 @@ def test_other_pods_and_updates_are_not_matched() -> None:
     assert POLICY.denials(handler) == []
     assert POLICY.denials(launcher_pod(), "UPDATE") == []
     assert [c["name"] for c in injected()["spec"]["containers"]] == ["compute", PLUGIN_CONTAINER]
+
+
+# --- issue 13: the image is pinned, the container shape checked --------------------------------
+
+
+@pytest.mark.parametrize("name", ["hook-sidecar-0", PLUGIN_CONTAINER])
+def test_a_container_of_another_image_is_no_kubevirt_cca_container(name: str) -> None:
+    pod = launcher_pod()
+    pod["spec"]["containers"].append({"name": name, "image": "attacker/anything:1",
+                                      "args": ["hook"]})
+    assert len(POLICY.denials(pod)) == 1
+    pod["spec"]["containers"][-1]["image"] = IMAGE
+    assert POLICY.denials(pod) == []
+    # The pin follows the install's configuration.
+    assert len(POLICY.denials(pod, params={"data": {"hookImage": "registry.example/cca:9"}})) == 1
+
+
+def test_the_plugin_container_does_not_count_in_sidecar_mode() -> None:
+    sidecar_mode = {"data": {"hookImage": IMAGE, "integrationMode": "sidecar"}}
+    assert len(POLICY.denials(injected(), params=sidecar_mode)) == 1
+    assert POLICY.denials(with_legacy_sidecar(), params=sidecar_mode) == []

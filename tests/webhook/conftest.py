@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from kubevirt_cca.adapters.webhook.limits import Limits
 from kubevirt_cca.adapters.webhook.server import StaticCluster, WebhookApp, serve
 from kubevirt_cca.adapters.webhook.tls import ReloadingTLS
 from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
@@ -90,9 +91,10 @@ def cert_files(pair: Pair, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     return cert, key
 
 
-def start_webhook(cluster: Any, cert: Path, key: Path) -> tuple[ServerThread, Webhook]:
+def start_webhook(cluster: Any, cert: Path, key: Path,
+                  limits: Limits | None = None) -> tuple[ServerThread, Webhook]:
     app = WebhookApp(cluster, tls=ReloadingTLS(str(cert), str(key)),
-                     registry=CollectorRegistry())
+                     registry=CollectorRegistry(), limits=limits)
     server = ServerThread(app)
     return server, Webhook(server.running.https_port, server.running.health_port, cert, app)
 

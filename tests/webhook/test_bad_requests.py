@@ -178,3 +178,35 @@ def test_an_operation_kubernetes_does_not_send_is_a_malformed_review(
     assert response["allowed"] is False
     assert "request.operation: expected one of CREATE, UPDATE, DELETE, CONNECT" in (
         response["status"]["message"])
+
+
+def test_a_body_nested_too_deeply_says_so(webhook: Webhook) -> None:
+    """Issue 13: it used to say "not UTF-8 JSON"."""
+    body = b'{"request": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert_bad_request(*webhook.post("/validate-vmi", body), "nested too deeply")
+
+
+def test_a_body_that_is_not_utf8_says_so(webhook: Webhook) -> None:
+    assert_bad_request(*webhook.post("/validate-vmi", b'{"a": "\xff"}'), "not UTF-8")
+
+
+def test_request_values_cannot_forge_log_lines(webhook: Webhook,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 13: names, namespaces and uids from a request are escaped in the log line."""
+    forged = "x\nadmission endpoint=mutate-vmi uid=forged verdict=allowed"
+    vmi = labelled(VMI)
+    vmi["metadata"] = {**vmi["metadata"], "name": forged, "namespace": "ns\r\nfake=1"}
+    body = review(vmi)
+    body["request"]["name"] = forged
+    body["request"]["namespace"] = "ns\r\nfake=1"
+    body["request"]["uid"] = "u\nverdict=allowed"
+    caplog.set_level("INFO", logger="kubevirt_cca.adapters.webhook.server")
+    status, _ = webhook.post("/mutate-vmi", body)
+    assert status == 200
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("admission ")
+             and "endpoint=mutate-vmi" in r.getMessage() and "forged" in r.getMessage()]
+    assert len(lines) == 1
+    line = lines[0]
+    assert "\n" not in line and "\r" not in line
+    assert 'name="x\\nadmission endpoint=mutate-vmi uid=forged verdict=allowed"' in line
+    assert 'namespace="ns\\r\\nfake=1"' in line and 'uid="u\\nverdict=allowed"' in line

@@ -80,7 +80,9 @@ def test_labelled_launcher_pod_gets_the_plugin_container(plugin_webhook: Webhook
     kubernetes_validate.validate(out, K8S_VERSION, strict=True)
     [ours] = [c for c in out["spec"]["containers"] if c["name"] == PLUGIN_CONTAINER]
     assert ours["image"] == "example/kubevirt-cca:2"
-    assert POD_POLICY.denials(out) == []
+    # The policy pins the image of the install's kubevirt-cca-config (here: this cluster's).
+    assert POD_POLICY.denials(out, params={"data": {"hookImage": "example/kubevirt-cca:2"}}) == []
+    assert POD_POLICY.denials(out) != []
     # reinvocation (reinvocationPolicy IfNeeded): nothing more to add
     again = answer(plugin_webhook, "/mutate-launcher-pod", pod_review(out))
     assert again == {"uid": again["uid"], "allowed": True}

@@ -1,6 +1,6 @@
 """Keep the self-signed webhook certificate in its Secret and its CA in the webhook configurations.
 
-Used by ``kubevirt-cca certs ensure``, the webhook pods' init container when cert-manager is not
+Used by ``kubevirt-cca certs ensure``, the certificate Job and CronJob when cert-manager is not
 installed. Several replicas may run it at once: every write is a JSON merge patch carrying the
 ``resourceVersion`` it read (a create, none), so a conflict (409, :class:`KubernetesConflict`)
 means another replica wrote first, and the step is read and decided again. A merge patch
@@ -119,7 +119,7 @@ async def ensure_ca_bundle(client: AsyncClient, *, name: str, bundle: bytes) -> 
             if config is None:
                 raise KubernetesAPIError(
                     f"{what} does not exist yet: apply the whole install (it is created with "
-                    "the webhook); this init container retries", status=404)
+                    "the webhook); the certificate Job retries", status=404)
             stale = [h for h in config.webhooks or [] if h.clientConfig.caBundle != encoded]
             if not stale:
                 return False

@@ -21,8 +21,9 @@ before it expires. The CA goes into the caBundle of every webhook of the Mutatin
 ValidatingWebhookConfiguration. With --write-dir, the certificate and key are also written
 there for the webhook server. Safe to run from several replicas at once.
 
-It runs as the webhook pods' init container in the self-signed install
-(deploy-self-signed/, or 'kubevirt-cca manifests --certificates self-signed').
+It runs as the Job kubevirt-cca-certs (at install) and the CronJob kubevirt-cca-certs-renewal
+(daily) of the self-signed install (deploy-self-signed/, or 'kubevirt-cca manifests
+--certificates self-signed'), as their own ServiceAccount: the webhook cannot write Secrets.
 
 Exit status: 0 done, 1 the API server refused or could not be reached, 2 usage error.
 

@@ -25,9 +25,10 @@ Print everything kubevirt-cca installs (the objects 'kubectl kustomize deploy/' 
 with the image, the namespace and the certificate source as options.
 
 --certificates cert-manager (default) has cert-manager issue the webhook's certificate;
---certificates self-signed needs no cert-manager: an init container ('kubevirt-cca certs
-ensure') keeps a self-signed CA and serving certificate in a Secret and patches the webhook
-configurations' caBundle (docs/install.md).
+--certificates self-signed needs no cert-manager: a Job and a daily CronJob ('kubevirt-cca
+certs ensure', as their own ServiceAccount kubevirt-cca-certs) keep a self-signed CA and
+serving certificate in a Secret and patch the webhook configurations' caBundle
+(docs/install.md).
 
 --image is required when printing: the objects must name the kubevirt-cca image you built and
 pushed (docs/install.md, step 1); nothing is published under a default name.

@@ -8,18 +8,18 @@ The node labels follow from the report alone (``node_labels``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict
 
-from kubevirt_cca.constants import NODE_ALGO_LABEL_PREFIX, NODE_CCA_LABEL
+from kubevirt_cca.constants import (
+    NODE_ALGO_LABEL_PREFIX,
+    NODE_CCA_LABEL,
+    NODE_MEASUREMENT_ALGORITHMS,
+)
 from kubevirt_cca.core.libvirtxml import parse_document
 from kubevirt_cca.errors import CapabilitiesError
-
-# A label value / name segment: what Kubernetes allows after the prefix of a label key.
-_LABEL_NAME = re.compile(r"\A[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?\Z")
 
 
 @dataclass(frozen=True)
@@ -178,11 +178,20 @@ def node_labels(report: DetectionReport) -> dict[str, str]:
         return {}
     labels = {NODE_CCA_LABEL: "true"}
     for algorithm in report.measurement_algorithms:
-        if _LABEL_NAME.match(NODE_ALGO_LABEL_PREFIX.split("/", 1)[1] + algorithm):
-            labels[NODE_ALGO_LABEL_PREFIX + algorithm] = "true"
+        key = NODE_ALGO_LABEL_PREFIX + algorithm
+        if key in OWNED_LABELS:
+            labels[key] = "true"
     return labels
 
 
+# Every node label the labeller can write: one tuple, which its node policy also allows.
+OWNED_LABELS: tuple[str, ...] = (
+    NODE_CCA_LABEL, *(NODE_ALGO_LABEL_PREFIX + a for a in NODE_MEASUREMENT_ALGORITHMS))
+
+
 def is_owned_label(key: str) -> bool:
-    """Whether a node label key belongs to kubevirt-cca (the labeller touches no other key)."""
-    return key == NODE_CCA_LABEL or key.startswith(NODE_ALGO_LABEL_PREFIX)
+    """Whether a node label key belongs to kubevirt-cca (the labeller touches no other key).
+
+    It writes only :data:`OWNED_LABELS`; any algorithm label is its own to remove (one for an
+    algorithm it no longer labels, written by an older version, is stale)."""
+    return key in OWNED_LABELS or key.startswith(NODE_ALGO_LABEL_PREFIX)

@@ -11,14 +11,20 @@ adapter (``adapters/hook``) only transports these values.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubevirt_cca.constants import ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION
+from kubevirt_cca.constants import (
+    ENABLED_LABEL,
+    HOOK_SIDECARS_ANNOTATION,
+    LAUNCH_SECURITY_ANNOTATION,
+)
 from kubevirt_cca.core.request import parse_request
 from kubevirt_cca.core.rewrite import rewrite_domain
 from kubevirt_cca.core.settings import Settings
+from kubevirt_cca.core.sidecars import looks_like_ours, parse_sidecars
 from kubevirt_cca.errors import DomainError, HookError, RequestError
 
 VMI_KIND = "VirtualMachineInstance"
@@ -57,6 +63,7 @@ def define_domain(domain_xml: bytes, vmi_json: bytes, settings: Settings) -> Def
             vmi=ref,
         ) from exc
     if request is None:
+        _refuse_stripped_label(vmi, ref)
         return DefinedDomain(domain_xml=domain_xml, vmi=ref, realm=False)
     try:
         rewritten = rewrite_domain(domain_xml, request, settings)
@@ -67,6 +74,25 @@ def define_domain(domain_xml: bytes, vmi_json: bytes, settings: Settings) -> Def
             vmi=ref,
         ) from exc
     return DefinedDomain(domain_xml=rewritten.encode("utf-8"), vmi=ref, realm=True)
+
+
+def _refuse_stripped_label(vmi: Mapping[str, Any], ref: str) -> None:
+    """Admission puts our hook entry only on CCA VMIs: seen on a VMI without the label, the
+    label was removed afterwards, and the VMI asked for a Realm. (Our other annotations
+    without the label are refused by the request parser, core/placement.py.)"""
+    metadata = vmi.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    if not isinstance(annotations, Mapping):
+        return
+    if any(looks_like_ours(entry) for entry in parse_sidecars(annotations).entries):
+        raise HookError(
+            f"{_PREFIX}: refusing to define the domain of VMI {ref}: it carries kubevirt-cca's "
+            f"hook entry in {HOOK_SIDECARS_ANNOTATION} but not the label {ENABLED_LABEL}; "
+            "kubevirt-cca adds that entry only to VMIs that ask for a Realm, so the label was "
+            f"removed after admission; {_NOT_PLAIN}. Recreate the VMI from its VM (see "
+            "docs/security.md)",
+            vmi=ref,
+        )
 
 
 def read_vmi(vmi_json: bytes) -> Mapping[str, Any]:
@@ -96,7 +122,11 @@ def read_vmi(vmi_json: bytes) -> Mapping[str, Any]:
 
 
 def vmi_ref(vmi: Mapping[str, Any]) -> str:
-    """``namespace/name`` of a VMI, as far as its metadata says."""
+    """``namespace/name`` of a VMI, as far as its metadata says.
+
+    Used in log lines and messages: a name that is not a Kubernetes name (newlines, spaces,
+    control characters) is shown quoted and escaped, so it cannot forge a log line.
+    """
     metadata = vmi.get("metadata")
     if not isinstance(metadata, Mapping):
         return UNKNOWN_VMI
@@ -104,7 +134,14 @@ def vmi_ref(vmi: Mapping[str, Any]) -> str:
     namespace = metadata.get("namespace")
     if not isinstance(name, str) or not name:
         return UNKNOWN_VMI
-    return f"{namespace}/{name}" if isinstance(namespace, str) and namespace else name
+    ref = f"{namespace}/{name}" if isinstance(namespace, str) and namespace else name
+    if _PLAIN_REF.match(ref):
+        return ref
+    text = json.dumps(ref)
+    return text if len(text) <= 200 else text[:197] + '..."'
+
+
+_PLAIN_REF = re.compile(r"\A[a-z0-9][a-z0-9.-]{0,252}(/[a-z0-9][a-z0-9.-]{0,252})?\Z")
 
 
 def _unreadable(detail: str) -> HookError:

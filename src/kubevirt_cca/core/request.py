@@ -29,17 +29,13 @@ from kubevirt_cca.constants import (
     PERSONALIZATION_VALUE_BYTES,
     PERSONALIZATION_VALUE_KEY,
 )
+from kubevirt_cca.core.placement import TEMPLATE_PATHS, misplaced_keys
 from kubevirt_cca.errors import RequestError, Violation
 
-MeasurementAlgo = Literal["sha256", "sha512"]
+__all__ = ["TEMPLATE_PATHS", "CCARequest", "Template", "find_template", "parse_parameters",
+           "parse_request", "parse_template"]
 
-# Where the VMI template sits in each kind kubevirt-cca reads: path from the object's root.
-TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
-    "VirtualMachineInstance": (),
-    "VirtualMachine": ("spec", "template"),
-    "VirtualMachineInstanceReplicaSet": ("spec", "template"),
-    "VirtualMachinePool": ("spec", "virtualMachineTemplate", "spec", "template"),
-}
+MeasurementAlgo = Literal["sha256", "sha512"]
 
 _LOG_WORDS = {"yes": True, "no": False}
 
@@ -117,10 +113,18 @@ def parse_request(obj: Mapping[str, Any]) -> CCARequest | None:
     """Read the CCA request of ``obj``: ``None`` when it asks for no Realm.
 
     Raises :class:`RequestError` listing every problem when the request is invalid, including
-    parameters without the enable label (never silently a plain VM).
+    parameters without the enable label and our keys in a place kubevirt-cca does not read
+    (:func:`~kubevirt_cca.core.placement.misplaced_keys`): never silently a plain VM.
     """
     template = find_template(obj)
-    return parse_template(template)
+    misplaced = misplaced_keys(obj)
+    try:
+        request = parse_template(template)
+    except RequestError as exc:
+        raise RequestError([*misplaced, *exc.violations]) from None
+    if misplaced:
+        raise RequestError(misplaced)
+    return request
 
 
 def parse_template(template: Template) -> CCARequest | None:
@@ -218,9 +222,32 @@ def _read_enable_label(template: Template, labels: Mapping[str, str],
     return False
 
 
+class _DuplicateMember(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` object hook: refuse a member given twice (JSON would keep the last)."""
+    seen: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in seen:
+            raise _DuplicateMember(name)
+        seen[name] = value
+    return seen
+
+
 def _parse_annotation(raw: str, path: str, violations: list[Violation]) -> CCARequest | None:
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, object_pairs_hook=_no_duplicates)
+    except _DuplicateMember as exc:
+        violations.append(Violation(
+            path,
+            f"gives the member {exc.name!r} more than once; a JSON reader keeps only one of "
+            "them (which one differs between readers), so give each parameter once",
+        ))
+        return None
     except (json.JSONDecodeError, RecursionError) as exc:
         detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
         violations.append(Violation(

@@ -7,17 +7,20 @@ write the AdmissionReview back, log one line and count it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
+from kubevirt_cca.adapters.webhook.limits import LimitedSite, Limits
 from kubevirt_cca.adapters.webhook.tls import ReloadingTLS
 from kubevirt_cca.core.admission.admit import (
     ENDPOINT_KINDS,
@@ -44,6 +47,7 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 8 * 1024 * 1024
 _KNOWN_KINDS = frozenset(kind for kinds in ENDPOINT_KINDS.values() for kind in kinds) | {"unknown"}
 _OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT", "unknown"})
+_REASONS = {400: "BadRequest", 408: "Timeout", 415: "UnsupportedMediaType"}
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -92,9 +96,10 @@ class WebhookApp:
 
     def __init__(self, source: ClusterSource, *, tls: ReloadingTLS | None = None,
                  registry: CollectorRegistry | None = None,
-                 max_body: int = MAX_BODY_BYTES) -> None:
+                 max_body: int = MAX_BODY_BYTES, limits: Limits | None = None) -> None:
         self.source = source
         self.tls = tls
+        self.limits = limits or Limits()
         self.metrics = Metrics(registry or CollectorRegistry())
         self.max_body = max_body
         # Benchmarks only: when set before serving, /canned answers these bytes (the baseline).
@@ -128,7 +133,16 @@ class WebhookApp:
 
     async def _review(self, endpoint: Endpoint, request: web.Request,
                       started: float) -> web.Response:
-        body = await _read_bounded(request, self.max_body)
+        refused = self._refuse_unread(endpoint, request)
+        if refused is not None:
+            return await _answer_and_close(request, refused)
+        try:
+            async with asyncio.timeout(self.limits.body_seconds):
+                body = await _read_bounded(request, self.max_body)
+        except TimeoutError:
+            return await _answer_and_close(request, self._bad_request(endpoint, (
+                f"the body did not arrive within {self.limits.body_seconds:g} seconds"),
+                status=408))
         if body is None:
             return self._bad_request(endpoint, f"the body is larger than {self.max_body} bytes")
         try:
@@ -139,7 +153,7 @@ class WebhookApp:
             cause = Violation("request", str(exc))
             self._count(endpoint, "unknown", "unknown", "malformed")
             logger.info("admission endpoint=%s uid=%s verdict=malformed problem=%r",
-                        endpoint.value, exc.uid, str(exc))
+                        endpoint.value, log_value(exc.uid), str(exc))
             return _json(build_review(deny(exc.uid, [cause], code=400)))
         try:
             lookup = None
@@ -149,7 +163,7 @@ class WebhookApp:
             verdict = admit(endpoint, review, self.source.view(), lookup=lookup)
         except Exception:
             logger.exception("admission endpoint=%s uid=%s verdict=error", endpoint.value,
-                             review["uid"])
+                             log_value(review["uid"]))
             cause = Violation("", "kubevirt-cca hit an internal error deciding this request; "
                               "it is refused (fail closed). The webhook's log has the details")
             self._count(endpoint, review["kind"]["kind"], review["operation"], "error")
@@ -158,18 +172,30 @@ class WebhookApp:
         self._count(endpoint, verdict.kind, verdict.operation, verdict.verdict)
         return _json(build_review(verdict.response))
 
+    def _refuse_unread(self, endpoint: Endpoint, request: web.Request) -> web.Response | None:
+        """A refusal decided from the head alone, before a byte of the body is read."""
+        encoding = request.headers.get(hdrs.CONTENT_ENCODING)
+        if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+            # Never inflate a body: a small compressed body can expand a thousandfold.
+            return self._bad_request(endpoint, (
+                f"Content-Encoding {_shown(encoding)} is not accepted; send the "
+                "AdmissionReview as plain JSON (the Kubernetes API server does)"), status=415)
+        return None
+
     async def _canned(self, request: web.Request) -> web.Response:
         """The same server answering a fixed review: the benchmark's baseline."""
         await _read_bounded(request, self.max_body)
         return web.Response(body=self.canned, content_type="application/json")
 
-    def _bad_request(self, endpoint: Endpoint, message: str) -> web.Response:
+    def _bad_request(self, endpoint: Endpoint, message: str, *,
+                     status: int = 400) -> web.Response:
         self._count(endpoint, "unknown", "unknown", "malformed")
-        logger.info("admission endpoint=%s verdict=bad-request problem=%r", endpoint.value,
-                    message)
-        return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                  "code": 400, "reason": "BadRequest", "message": message},
-                                 status=400)
+        logger.info("admission endpoint=%s verdict=bad-request status=%d problem=%r",
+                    endpoint.value, status, message)
+        return web.json_response(
+            {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": status,
+             "reason": _REASONS.get(status, "BadRequest"), "message": message},
+            status=status)
 
     def _count(self, endpoint: Endpoint, kind: str, operation: str, verdict: str) -> None:
         # Label values come from the request: keep them to the known few (bounded cardinality).
@@ -184,8 +210,9 @@ class WebhookApp:
         logger.info(
             "admission endpoint=%s uid=%s kind=%s operation=%s namespace=%s name=%s "
             "verdict=%s patch_ops=%d causes=%s duration_ms=%.2f",
-            endpoint.value, uid, verdict.kind, verdict.operation, verdict.namespace or "-",
-            verdict.name or "-", verdict.verdict, verdict.patched, json.dumps(causes),
+            endpoint.value, log_value(uid), log_value(verdict.kind),
+            log_value(verdict.operation), log_value(verdict.namespace or "-"),
+            log_value(verdict.name or "-"), verdict.verdict, verdict.patched, json.dumps(causes),
             (time.perf_counter() - started) * 1000)
 
     async def _healthz(self, request: web.Request) -> web.Response:
@@ -216,6 +243,33 @@ async def _read_bounded(request: web.Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+async def _answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+    """Send ``response``, then close the connection without reading the rest of the body."""
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    if request.transport is not None:
+        request.transport.close()  # flushes the answer first
+    return response
+
+
+_PLAIN = re.compile(r"\A[A-Za-z0-9._:/@-]{1,253}\Z")
+
+
+def log_value(value: str) -> str:
+    """A value from a request, safe in a log line: Kubernetes names as they are, anything else
+    (spaces, newlines, control or non-ASCII characters) quoted and escaped as JSON, so a
+    request cannot forge a log line or a field."""
+    if _PLAIN.match(value):
+        return value
+    text = json.dumps(value)
+    return text if len(text) <= 200 else text[:197] + '..."'
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:37] + "...")
+
+
 def _json(review: AdmissionReview) -> web.Response:
     return web.Response(body=json.dumps(review, separators=(",", ":")).encode(),
                         content_type="application/json")
@@ -228,6 +282,7 @@ class Running:
     runners: list[web.AppRunner]
     https_port: int
     health_port: int
+    https_site: LimitedSite | None = None
 
     async def stop(self) -> None:
         for runner in self.runners:
@@ -235,18 +290,27 @@ class Running:
 
 
 async def serve(app: WebhookApp, *, host: str, port: int, health_port: int) -> Running:
-    """Start HTTPS on ``port`` and health/metrics on ``health_port`` (0: pick free ports)."""
+    """Start HTTPS on ``port`` and health/metrics on ``health_port`` (0: pick free ports).
+
+    The HTTPS side runs with ``app.limits`` (``limits.py``): no body decompression, a deadline
+    for each request head, capped connections. The rest of an oversized body is discarded
+    (never decoded) for at most ``body_seconds`` so the client can read its 400; a body that
+    was refused unread (415) or arrived too slowly (408) closes the connection at once.
+    """
     if app.tls is None:
         raise ValueError("the webhook serves TLS only: give it a ReloadingTLS")
-    https = web.AppRunner(app.https_app(), access_log=None)
+    https = web.AppRunner(app.https_app(), access_log=None, auto_decompress=False,
+                          lingering_time=app.limits.body_seconds,
+                          keepalive_timeout=app.limits.head_seconds)
     health = web.AppRunner(app.health_app(), access_log=None)
     await https.setup()
     await health.setup()
-    https_site = web.TCPSite(https, host, port, ssl_context=app.tls.context)
+    https_site = LimitedSite(https, host, port, ssl_context=app.tls.context, limits=app.limits)
     health_site = web.TCPSite(health, host, health_port)
     await https_site.start()
     await health_site.start()
-    return Running([https, health], _port(https_site), _port(health_site))
+    return Running([https, health], https_site.bound_port, _port(health_site),
+                   https_site)
 
 
 def _port(site: web.TCPSite) -> int:

@@ -35,6 +35,7 @@ from kubevirt_cca.core.admission.sidecar import (
     render_resolved,
     render_sidecars,
 )
+from kubevirt_cca.core.placement import misplaced_keys
 from kubevirt_cca.core.request import CCARequest, Template, find_template, parse_template
 from kubevirt_cca.errors import RequestError, Violation
 
@@ -90,9 +91,10 @@ def plan_vmi(obj: Mapping[str, Any], cluster: ClusterView) -> Plan:
         template = find_template(obj)
     except RequestError as exc:
         return Plan(None, violations=exc.violations)
+    misplaced = misplaced_keys(obj)
     request, violations, entries = _check(template, cluster)
-    if request is None or violations:
-        return Plan(request, violations=tuple(violations))
+    if request is None or violations or misplaced:
+        return Plan(request, violations=(*misplaced, *violations))
     return Plan(request, changes=tuple(_changes(obj, template, request, cluster, entries)))
 
 

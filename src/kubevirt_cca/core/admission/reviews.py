@@ -86,8 +86,12 @@ def parse_review(body: bytes) -> AdmissionRequest:
     """The ``request`` of an AdmissionReview body, checked as far as admission relies on it."""
     try:
         review = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 JSON"
+    except RecursionError:
+        raise MalformedReview(f"the body is nested too deeply to read (more levels of JSON "
+                              f"arrays and objects than Python's limit); expected an "
+                              f"AdmissionReview {API_VERSION}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
         raise MalformedReview(f"the body is not JSON ({detail}); expected an AdmissionReview "
                               f"{API_VERSION}") from None
     if not isinstance(review, dict):

@@ -13,18 +13,22 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from kubevirt_cca.constants import HOOK_COMMAND, HOOK_SIDECARS_ANNOTATION, RESOLVED_ANNOTATION
+from kubevirt_cca.constants import HOOK_COMMAND, RESOLVED_ANNOTATION
 from kubevirt_cca.core.request import CCARequest
 from kubevirt_cca.core.settings import Settings
-from kubevirt_cca.errors import Violation
+from kubevirt_cca.core.sidecars import (
+    SIDECARS_FIELD,
+    SidecarList,
+    looks_like_ours,
+    parse_sidecars,
+)
+
+__all__ = ["SIDECARS_FIELD", "SidecarList", "looks_like_ours", "parse_sidecars"]
 
 HookEntry = dict[str, Any]
 
-SIDECARS_FIELD = f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]"
 RESOLVED_FIELD = f"metadata.annotations[{RESOLVED_ANNOTATION}]"
 
 
@@ -42,46 +46,6 @@ def _hook_args(settings: Settings) -> tuple[str, ...]:
         "--firmware", settings.firmware,
         "--virtio-iommu", "on" if settings.virtio_iommu else "off",
     )
-
-
-def looks_like_ours(entry: Any, image: str | None = None) -> bool:
-    """An entry whose args start with ``hook`` (and, when given, whose image is ``image``)."""
-    if not isinstance(entry, Mapping):
-        return False
-    args = entry.get("args")
-    if not isinstance(args, list) or not args or args[0] != HOOK_COMMAND:
-        return False
-    return image is None or entry.get("image") == image
-
-
-@dataclass(frozen=True)
-class SidecarList:
-    """The parsed annotation: its entries, or the violations that kept it from parsing."""
-
-    entries: tuple[Any, ...]
-    violations: tuple[Violation, ...] = ()
-
-
-def parse_sidecars(annotations: Mapping[str, Any], prefix: str = "") -> SidecarList:
-    """The entries of ``hooks.kubevirt.io/hookSidecars`` (absent: none)."""
-    field = f"{prefix}.{SIDECARS_FIELD}" if prefix else SIDECARS_FIELD
-    raw = annotations.get(HOOK_SIDECARS_ANNOTATION)
-    if raw is None:
-        return SidecarList(())
-    if not isinstance(raw, str):
-        return SidecarList((), (Violation(field, "expected a string holding a JSON list"),))
-    if not raw.strip():
-        return SidecarList(())
-    try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
-        return SidecarList((), (Violation(
-            field, "is not valid JSON; KubeVirt expects a JSON list of sidecar objects "
-            'such as [{"image": "...", "args": [...]}]'),))
-    if not isinstance(value, list) or not all(isinstance(e, Mapping) for e in value):
-        return SidecarList((), (Violation(
-            field, "expected a JSON list of sidecar objects, as KubeVirt reads it"),))
-    return SidecarList(tuple(value))
 
 
 def render_sidecars(entries: list[Any]) -> str:

@@ -27,6 +27,7 @@ from kubevirt_cca.constants import (
 from kubevirt_cca.core.admission.gates import ClusterView
 from kubevirt_cca.core.admission.mutate import check_template, plan_vmi
 from kubevirt_cca.core.admission.sidecar import looks_like_ours, parse_sidecars
+from kubevirt_cca.core.placement import key_fields, misplaced_keys
 from kubevirt_cca.core.request import find_template, parse_request
 from kubevirt_cca.errors import RequestError, Violation
 
@@ -59,10 +60,26 @@ def validate_template(obj: Mapping[str, Any], *, operation: Operation, cluster: 
         template = find_template(obj)
     except RequestError as exc:
         return list(exc.violations)
+    misplaced = new_misplaced_keys(obj, old if operation == "UPDATE" else None)
     if operation == "UPDATE" and old is not None and _same_template(obj, old):
         # Metadata and status updates (finalizers, controller annotations) never wait on gates.
-        return []
-    return check_template(template, cluster)[1]
+        return misplaced
+    return [*misplaced, *check_template(template, cluster)[1]]
+
+
+def new_misplaced_keys(obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> list[Violation]:
+    """:func:`misplaced_keys` of ``obj``, less those ``old`` already had (on update).
+
+    A key the old object already had is let through, as the policy cca-keys-in-place does: an
+    object created before kubevirt-cca was installed must not be wedged for KubeVirt's own
+    updates, and changes to our keys on a VMI have their own refusals (below). A stray key
+    being added is refused.
+    """
+    misplaced = misplaced_keys(obj)
+    if old is None or not misplaced:
+        return misplaced
+    before = key_fields(old)
+    return [v for v in misplaced if v.field not in before]
 
 
 @dataclass(frozen=True)
@@ -110,7 +127,7 @@ def uses_cca(vmi: Mapping[str, Any]) -> bool:
 
 
 def _vmi_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[Violation]:
-    violations: list[Violation] = []
+    violations = new_misplaced_keys(new, old)
     old_meta, new_meta = _metadata(old), _metadata(new)
     immutable = (
         ("labels", ENABLED_LABEL),

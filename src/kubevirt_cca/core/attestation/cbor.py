@@ -28,7 +28,32 @@ def decode_cbor(data: bytes, what: str) -> Any:
     trailing = len(data) - stream.tell()
     if trailing > 0:
         raise AttestationError(f"{what} has {trailing} unexpected bytes after its CBOR item")
+    _refuse_bignums(value, what)
     return value
+
+
+# CBOR's own integers fit in 64 bits plus a sign; larger ones are bignums (tags 2 and 3). No
+# claim of an Arm CCA token is one, and a number of thousands of digits is only trouble
+# downstream (printing it, or writing it as JSON, is refused by Python past 4300 digits).
+_INT_MIN, _INT_MAX = -(2**64), 2**64 - 1
+
+
+def _refuse_bignums(value: Any, what: str) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, int) and not isinstance(item, bool):
+            if not _INT_MIN <= item <= _INT_MAX:
+                raise AttestationError(
+                    f"{what} holds an integer of {item.bit_length()} bits (a CBOR bignum); "
+                    "an Arm CCA token has no integer wider than 64 bits")
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, cbor2.CBORTag):
+            stack.append(item.value)
 
 
 def cbor_map(value: Any, what: str) -> dict[Any, Any]:

@@ -26,6 +26,8 @@ from kubevirt_cca.core.doctor.model import (
 )
 from kubevirt_cca.core.install.names import (
     CA_INJECTION_ANNOTATION,
+    CERTS,
+    CERTS_RENEWAL,
     FAILURE_POLICIES,
     SELECTED_WEBHOOKS,
     TLS_SECRET,
@@ -179,8 +181,8 @@ def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
         source = ("cert-manager has not issued it: kubectl describe certificate "
                   f"kubevirt-cca-webhook -n {namespace}")
     else:
-        source = ("the webhook pods' 'certs' init container has not run: kubectl logs -n "
-                  f"{namespace} deploy/{WEBHOOK} -c certs")
+        source = ("the certificate Job has not run: kubectl logs -n "
+                  f"{namespace} job/{CERTS}")
     if read.missing:
         return Check(name, Status.FAIL, f"Secret {namespace}/{TLS_SECRET} is missing",
                      fix=source)
@@ -212,8 +214,9 @@ def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
     if left < CERTIFICATE_WARNING:
         renew = ("cert-manager renews it 30 days before expiry: check the Certificate"
                  if cert_manager else
-                 f"restart the webhook (kubectl rollout restart -n {namespace} deploy/{WEBHOOK}): "
-                 "its init container renews it")
+                 f"the CronJob {CERTS_RENEWAL} renews it daily from 30 days before expiry; "
+                 f"to renew now: kubectl create job -n {namespace} --from=cronjob/"
+                 f"{CERTS_RENEWAL} {CERTS}-now")
         return Check(name, Status.WARN, summary, (f"expires in {left.days} days",), fix=renew)
     return Check(name, Status.OK, summary)
 

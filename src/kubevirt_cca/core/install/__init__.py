@@ -13,7 +13,9 @@ Layout of the objects, by file (the keys of :func:`install_files`)::
     webhook/rbac.yaml                  ServiceAccount, Roles, ClusterRole, bindings
     webhook/deployment.yaml            Deployment (2 replicas), PodDisruptionBudget
     webhook/service.yaml               Service
-    webhook/certificates.yaml          cert-manager Issuers + Certificates (cert-manager mode)
+    webhook/certificates.yaml          cert-manager Issuers + Certificates (cert-manager mode);
+                                       self-signed mode: the certs ServiceAccount, its roles,
+                                       the certificate Job and renewal CronJob
     webhook/webhook-configurations.yaml Mutating- and ValidatingWebhookConfiguration
     labeller/rbac.yaml                 ServiceAccount, ClusterRole, binding
     labeller/daemonset.yaml            DaemonSet (arm64 nodes)
@@ -39,8 +41,9 @@ from kubevirt_cca.core.install.names import (
     InstallOptions,
     Manifest,
 )
-from kubevirt_cca.core.install.rbac import doctor_rbac, webhook_rbac
+from kubevirt_cca.core.install.rbac import certs_rbac, doctor_rbac, webhook_rbac
 from kubevirt_cca.core.install.webhook import (
+    certs_jobs,
     config_map,
     namespace,
     webhook_configurations,
@@ -76,7 +79,7 @@ def install_files(
         "webhook/service.yaml": [webhook_service(options)],
         "webhook/deployment.yaml": webhook_deployment(options),
     }
-    certificates = certificate_objects(options)
+    certificates = [*certificate_objects(options), *certs_rbac(options), *certs_jobs(options)]
     if certificates:
         files["webhook/certificates.yaml"] = certificates
     files["labeller/rbac.yaml"] = labeller_rbac(options)
@@ -84,7 +87,8 @@ def install_files(
     files["labeller/node-restriction.yaml"] = labeller_node_restriction(options)
     files["doctor/rbac.yaml"] = doctor_rbac(options)
     for name in sorted(policies or {}):
-        files[f"{POLICIES_DIR}/{name}"] = [dict(obj) for obj in (policies or {})[name]]
+        files[f"{POLICIES_DIR}/{name}"] = [_in_namespace(obj, options)
+                                           for obj in (policies or {})[name]]
     # Last: once these exist, the API server calls the webhook for every CCA VMI.
     files["webhook/webhook-configurations.yaml"] = webhook_configurations(options)
     return files
@@ -95,6 +99,16 @@ def install_objects(
 ) -> list[Manifest]:
     """Every install object, in the order ``kubectl apply`` should see them."""
     return [obj for objects in install_files(options, policies).values() for obj in objects]
+
+
+def _in_namespace(obj: Mapping[str, Any], options: InstallOptions) -> Manifest:
+    """A policy object as installed: a binding's parameter (kubevirt-cca-config) is looked up
+    in the install namespace."""
+    out = dict(obj)
+    spec = out.get("spec")
+    if isinstance(spec, Mapping) and isinstance(spec.get("paramRef"), Mapping):
+        out["spec"] = {**spec, "paramRef": {**spec["paramRef"], "namespace": options.namespace}}
+    return out
 
 
 def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:

@@ -16,13 +16,15 @@ from __future__ import annotations
 from typing import Any
 
 from kubevirt_cca.constants import (
+    LABELLER_EVENT_REASONS,
     NODE_ALGO_LABEL_PREFIX,
-    NODE_CCA_LABEL,
     NODE_DETECTION_ANNOTATION,
 )
+from kubevirt_cca.core.capabilities import OWNED_LABELS
 from kubevirt_cca.core.install.names import (
     DOMCAPS_DIR,
     DOMCAPS_FILE,
+    EVENT_RESTRICTION_POLICY,
     HOST_ROOT,
     LABELLER,
     LABELLER_HEALTH_PORT,
@@ -154,7 +156,7 @@ def _or_empty(expr: str, field: str, empty: str) -> str:
     return f"has({expr}.{field}) ? {expr}.{field} : {empty}"
 
 
-OWNED_LABEL_CEL = (f"k == '{NODE_CCA_LABEL}' || k.startsWith('{NODE_ALGO_LABEL_PREFIX}')")
+OWNED_LABEL_CEL = "k in [" + ", ".join(f"'{key}'" for key in OWNED_LABELS) + "]"
 OWNED_ANNOTATION_CEL = f"k == '{NODE_DETECTION_ANNOTATION}'"
 
 
@@ -177,8 +179,14 @@ def labeller_node_restriction(options: InstallOptions) -> list[Manifest]:
          "expression": _or_empty("object.metadata", "annotations", "{}")},
         {"name": "oldAnnotations",
          "expression": _or_empty("oldObject.metadata", "annotations", "{}")},
+        # Set: only the keys the labeller writes. Removed: those, and any old algorithm label
+        # (a stale one from an older version is the labeller's to clean up).
         {"name": "foreignLabels",
-         "expression": f"({_changed_keys('labels')}).filter(k, !({OWNED_LABEL_CEL}))"},
+         "expression": (f"variables.newLabels.filter(k, (!(k in variables.oldLabels) || "
+                        f"variables.oldLabels[k] != variables.newLabels[k]) && "
+                        f"!({OWNED_LABEL_CEL})) + variables.oldLabels.filter(k, "
+                        f"!(k in variables.newLabels) && !({OWNED_LABEL_CEL}) && "
+                        f"!k.startsWith('{NODE_ALGO_LABEL_PREFIX}'))")},
         {"name": "foreignAnnotations",
          "expression": (f"({_changed_keys('annotations')})"
                         f".filter(k, !({OWNED_ANNOTATION_CEL}))")},
@@ -195,8 +203,7 @@ def labeller_node_restriction(options: InstallOptions) -> list[Manifest]:
          "reason": "Forbidden"},
         {"expression": "size(variables.foreignLabels) == 0",
          "messageExpression": (f"'kubevirt-cca-labeller may only change the labels "
-                               f"{NODE_CCA_LABEL} and "
-                               f"{NODE_ALGO_LABEL_PREFIX}*, not: ' + "
+                               f"{', '.join(OWNED_LABELS)}, not: ' + "
                                "variables.foreignLabels.join(', ')"),
          "reason": "Forbidden"},
         {"expression": "size(variables.foreignAnnotations) == 0",
@@ -236,5 +243,56 @@ def labeller_node_restriction(options: InstallOptions) -> list[Manifest]:
         "kind": "ValidatingAdmissionPolicyBinding",
         "metadata": metadata(NODE_RESTRICTION_POLICY, component="labeller"),
         "spec": {"policyName": NODE_RESTRICTION_POLICY, "validationActions": ["Deny"]},
+    }
+    return [policy, bound, *_event_restriction(user, variables[0])]
+
+
+def _event_restriction(user: str, node_name: dict[str, str]) -> list[Manifest]:
+    """A policy + binding: the labeller's Events (RBAC: create in ``default``) are only about
+    its own Node, with its own reasons and component: it cannot forge Events about other
+    objects, or in another node's name."""
+    reasons = ", ".join(f"'{r}'" for r in LABELLER_EVENT_REASONS)
+    validations = [
+        {"expression": f"request.namespace == '{EVENTS_NAMESPACE}'",
+         "message": f"kubevirt-cca-labeller records Events in namespace {EVENTS_NAMESPACE} only",
+         "reason": "Forbidden"},
+        {"expression": ("has(object.involvedObject) && has(object.involvedObject.kind) && "
+                        "object.involvedObject.kind == 'Node' && "
+                        "has(object.involvedObject.name) && variables.nodeName != '' && "
+                        "object.involvedObject.name == variables.nodeName && "
+                        "(!has(object.involvedObject.namespace) || "
+                        "object.involvedObject.namespace == '')"),
+         "messageExpression": ("'kubevirt-cca-labeller on node ' + variables.nodeName + "
+                               "' may only record Events about its own Node'"),
+         "reason": "Forbidden"},
+        {"expression": f"has(object.reason) && object.reason in [{reasons}]",
+         "message": f"kubevirt-cca-labeller's Events have the reasons {reasons} only",
+         "reason": "Forbidden"},
+        {"expression": (f"!has(object.reportingComponent) || object.reportingComponent == "
+                        f"'{LABELLER}' || object.reportingComponent == ''"),
+         "message": f"kubevirt-cca-labeller's Events are reported as {LABELLER}",
+         "reason": "Forbidden"},
+    ]
+    policy: Manifest = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": metadata(EVENT_RESTRICTION_POLICY, component="labeller"),
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["CREATE", "UPDATE"], "resources": ["events"],
+            }]},
+            "matchConditions": [{"name": "labeller-service-account",
+                                 "expression": f"request.userInfo.username == '{user}'"}],
+            "variables": [node_name],
+            "validations": validations,
+        },
+    }
+    bound: Manifest = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": metadata(EVENT_RESTRICTION_POLICY, component="labeller"),
+        "spec": {"policyName": EVENT_RESTRICTION_POLICY, "validationActions": ["Deny"]},
     }
     return [policy, bound]

@@ -26,6 +26,11 @@ APP: Final = "kubevirt-cca"
 WEBHOOK: Final = "kubevirt-cca-webhook"
 LABELLER: Final = "kubevirt-cca-labeller"
 DOCTOR: Final = "kubevirt-cca-doctor"
+# Self-signed mode: the identity (ServiceAccount, Job, CronJob) that creates and renews the
+# serving certificate; the webhook itself cannot write Secrets or webhook configurations.
+CERTS: Final = "kubevirt-cca-certs"
+CERTS_RENEWAL: Final = "kubevirt-cca-certs-renewal"
+CERTS_RENEWAL_SCHEDULE: Final = "17 3 * * *"  # daily; `certs ensure` renews 30 days ahead
 # The name of both the Mutating- and the ValidatingWebhookConfiguration.
 WEBHOOK_CONFIGURATION: Final = "kubevirt-cca"
 # Secret names (not secrets): the serving certificate and cert-manager's CA.
@@ -36,6 +41,7 @@ CA_ISSUER: Final = "kubevirt-cca-ca"
 CA_CERTIFICATE: Final = "kubevirt-cca-ca"
 WEBHOOK_CERTIFICATE: Final = "kubevirt-cca-webhook"
 NODE_RESTRICTION_POLICY: Final = "kubevirt-cca-labeller-node-restriction"
+EVENT_RESTRICTION_POLICY: Final = "kubevirt-cca-labeller-events"
 CA_INJECTION_ANNOTATION: Final = "cert-manager.io/inject-ca-from"
 
 # The webhooks, by name: (path on the webhook server, failure policy).

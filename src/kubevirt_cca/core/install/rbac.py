@@ -10,6 +10,7 @@ from typing import Any
 
 from kubevirt_cca.constants import CONFIG_MAP_NAME, KUBEVIRT_VMI_CRD
 from kubevirt_cca.core.install.names import (
+    CERTS,
     DOCTOR,
     SELF_SIGNED,
     TLS_SECRET,
@@ -64,8 +65,9 @@ def webhook_rbac(options: InstallOptions) -> list[Manifest]:
     """The webhook watches CCA VMIs (and fetches the one a migration names when it is not in its
     cache), the KubeVirt CR (gates), KubeVirt's Plugin objects and kubevirt-cca-config.
 
-    In self-signed mode its ``certs ensure`` init container also keeps the serving certificate
-    in its Secret and the ``caBundle`` of the two webhook configurations up to date.
+    Nothing else, in either certificate mode: it reads its certificate from the mounted Secret
+    and writes nothing (a compromised webhook cannot re-point the webhook configurations or
+    create Secrets). In self-signed mode :func:`certs_rbac` is the identity that does.
     """
     ns = options.namespace
     cluster_rules = [rule("kubevirt.io", ["virtualmachineinstances"], ["get", "list", "watch"]),
@@ -73,17 +75,6 @@ def webhook_rbac(options: InstallOptions) -> list[Manifest]:
                      rule("plugin.kubevirt.io", ["plugins"], ["list", "watch"])]
     # Listed and watched with the field selector metadata.name, so RBAC can name the one.
     own_rules = [rule("", ["configmaps"], ["list", "watch"], [CONFIG_MAP_NAME])]
-    if options.certificates == SELF_SIGNED:
-        cluster_rules += [
-            rule(ADMISSION_GROUP, ["mutatingwebhookconfigurations",
-                                   "validatingwebhookconfigurations"],
-                 ["get", "patch"], [WEBHOOK_CONFIGURATION]),
-        ]
-        own_rules += [
-            rule("", ["secrets"], ["get", "patch"], [TLS_SECRET]),
-            # create cannot be limited by name: the API server knows no name before the object.
-            rule("", ["secrets"], ["create"]),
-        ]
     return [
         service_account(WEBHOOK, component="webhook", namespace=ns),
         cluster_role(WEBHOOK, component="webhook", rules=cluster_rules),
@@ -95,6 +86,27 @@ def webhook_rbac(options: InstallOptions) -> list[Manifest]:
              rules=[rule("kubevirt.io", ["kubevirts"], ["list", "watch"])]),
         binding(WEBHOOK, component="webhook", role_kind="Role", subject_namespace=ns,
                 namespace=options.kubevirt_namespace),
+    ]
+
+
+def certs_rbac(options: InstallOptions) -> list[Manifest]:
+    """Self-signed mode: what ``certs ensure`` (the certificate Job and CronJob) uses: its one
+    Secret, and the ``caBundle`` of the two webhook configurations. Empty with cert-manager."""
+    if options.certificates != SELF_SIGNED:
+        return []
+    ns = options.namespace
+    return [
+        service_account(CERTS, component="certs", namespace=ns),
+        cluster_role(CERTS, component="certs", rules=[
+            rule(ADMISSION_GROUP, ["mutatingwebhookconfigurations",
+                                   "validatingwebhookconfigurations"],
+                 ["get", "patch"], [WEBHOOK_CONFIGURATION])]),
+        binding(CERTS, component="certs", role_kind="ClusterRole", subject_namespace=ns),
+        role(CERTS, component="certs", namespace=ns, rules=[
+            rule("", ["secrets"], ["get", "patch"], [TLS_SECRET]),
+            # create cannot be limited by name: the API server knows no name before the object.
+            rule("", ["secrets"], ["create"])]),
+        binding(CERTS, component="certs", role_kind="Role", subject_namespace=ns, namespace=ns),
     ]
 
 

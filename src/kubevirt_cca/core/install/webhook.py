@@ -8,6 +8,9 @@ from kubevirt_cca.constants import CONFIG_MAP_NAME, ENABLED_LABEL
 from kubevirt_cca.core.install.names import (
     CA_INJECTION_ANNOTATION,
     CERT_MANAGER,
+    CERTS,
+    CERTS_RENEWAL,
+    CERTS_RENEWAL_SCHEDULE,
     FAILURE_POLICIES,
     MUTATE_LAUNCHER_POD,
     MUTATE_VMI,
@@ -38,6 +41,7 @@ from kubevirt_cca.core.settings import HOOK_IMAGE_KEY, Settings
 WEBHOOK_TIMEOUT_SECONDS = 10
 # Each replica serves every review; two keep admission going through a node drain or a rollout.
 WEBHOOK_REPLICAS = 2
+MALLOC_MMAP_THRESHOLD = "131072"
 
 
 def namespace(options: InstallOptions) -> Manifest:
@@ -90,8 +94,9 @@ def webhook_args(options: InstallOptions) -> list[str]:
     ]
 
 
-def certs_init_container(options: InstallOptions) -> dict[str, Any]:
-    """Self-signed mode: make sure the serving certificate exists before the webhook starts."""
+def certs_container(options: InstallOptions) -> dict[str, Any]:
+    """Self-signed mode: ``certs ensure`` makes or renews the serving certificate in its Secret
+    and sets the ``caBundle`` of both webhook configurations (the certificate Job's container)."""
     return {
         "name": "certs",
         "image": options.image,
@@ -102,13 +107,40 @@ def certs_init_container(options: InstallOptions) -> dict[str, Any]:
             "--secret", TLS_SECRET,
             "--service", WEBHOOK,
             "--webhook-configuration", WEBHOOK_CONFIGURATION,
-            "--write-dir", TLS_DIR,
         ],
         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
                       "limits": {"cpu": "500m", "memory": "128Mi"}},
         "securityContext": container_security(),
-        "volumeMounts": [{"name": "tls", "mountPath": TLS_DIR}],
     }
+
+
+def certs_jobs(options: InstallOptions) -> list[Manifest]:
+    """Self-signed mode: a Job that makes the certificate at install, and a CronJob that renews
+    it; both run as the ServiceAccount kubevirt-cca-certs, not as the webhook."""
+    if options.certificates != SELF_SIGNED:
+        return []
+    ns = options.namespace
+    labels = metadata(CERTS, component="certs")["labels"]
+    pod: dict[str, Any] = {
+        "metadata": {"labels": labels},
+        "spec": {
+            "serviceAccountName": CERTS,
+            "restartPolicy": "OnFailure",
+            "securityContext": pod_security(),
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+            "containers": [certs_container(options)],
+        },
+    }
+    job_spec: dict[str, Any] = {"backoffLimit": 10, "template": pod}
+    return [
+        {"apiVersion": "batch/v1", "kind": "Job",
+         "metadata": metadata(CERTS, component="certs", namespace=ns), "spec": job_spec},
+        {"apiVersion": "batch/v1", "kind": "CronJob",
+         "metadata": metadata(CERTS_RENEWAL, component="certs", namespace=ns),
+         "spec": {"schedule": CERTS_RENEWAL_SCHEDULE, "concurrencyPolicy": "Forbid",
+                  "successfulJobsHistoryLimit": 1, "failedJobsHistoryLimit": 3,
+                  "jobTemplate": {"spec": job_spec}}},
+    ]
 
 
 def webhook_deployment(options: InstallOptions) -> list[Manifest]:
@@ -119,6 +151,10 @@ def webhook_deployment(options: InstallOptions) -> list[Manifest]:
         "image": options.image,
         "imagePullPolicy": "IfNotPresent",
         "args": webhook_args(options),
+        # glibc keeps freed 256 KiB TLS buffers of closed connections in its heap unless their
+        # size is always mmap'd: with a fixed threshold, memory held by a flood of slow
+        # clients goes back to the system when they leave (benchmarks/bench_hostile.py).
+        "env": [{"name": "MALLOC_MMAP_THRESHOLD_", "value": MALLOC_MMAP_THRESHOLD}],
         "ports": [
             {"name": "https", "containerPort": WEBHOOK_PORT, "protocol": "TCP"},
             {"name": "health", "containerPort": WEBHOOK_HEALTH_PORT, "protocol": "TCP"},
@@ -133,11 +169,9 @@ def webhook_deployment(options: InstallOptions) -> list[Manifest]:
         "volumeMounts": [{"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
                          {"name": "tmp", "mountPath": SCRATCH_DIR}],
     }
-    tls_volume: dict[str, Any]
-    if options.certificates == SELF_SIGNED:
-        tls_volume = {"name": "tls", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
-    else:
-        tls_volume = {"name": "tls", "secret": {"secretName": TLS_SECRET}}
+    # Both certificate modes: the Secret, mounted; a renewal reaches the running server (it
+    # reloads the files on change). In self-signed mode the pod waits for the Job to make it.
+    tls_volume: dict[str, Any] = {"name": "tls", "secret": {"secretName": TLS_SECRET}}
     pod_spec: dict[str, Any] = {
         "serviceAccountName": WEBHOOK,
         "securityContext": pod_security(),
@@ -150,8 +184,6 @@ def webhook_deployment(options: InstallOptions) -> list[Manifest]:
         "containers": [container],
         "volumes": [tls_volume, {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
     }
-    if options.certificates == SELF_SIGNED:
-        pod_spec["initContainers"] = [certs_init_container(options)]
     deployment: Manifest = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": metadata(WEBHOOK, component="webhook", namespace=ns),

@@ -1,0 +1,222 @@
+"""What one client may cost the webhook: time to send a request, connections, handshake time.
+
+The API server calls the webhook with a 10-second timeout, and every CCA VMI create waits on it
+(``failurePolicy: Fail``), so no client may stall the event loop or hold memory for long:
+
+- a TLS handshake must finish within ``handshake_seconds`` (asyncio's own timer);
+- a complete request head must arrive within ``head_seconds`` of the connection being made or
+  of the previous answer on it (aiohttp's keep-alive timer closes a connection whose next
+  request head has not arrived by then; that is also how long an idle connection is kept);
+- the body must arrive within ``body_seconds`` of the head (the handler's read deadline);
+- at most ``connections`` connections at once, ``per_peer`` of them from one address,
+  counted from the TCP accept; a connection over the cap is closed at once, before any TLS
+  work (a handshake is the most expensive thing a client can make the server do);
+- a request body is never decoded: aiohttp's decompression is off, and any
+  ``Content-Encoding`` is refused before the body is read (see ``server.py``).
+
+Measured costs and the figures behind the defaults: docs/performance.md and docs/security.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-connection time limits and connection caps of the HTTPS server."""
+
+    handshake_seconds: float = 5.0
+    head_seconds: float = 10.0
+    body_seconds: float = 5.0
+    connections: int = 256
+    per_peer: int = 64
+
+
+class ConnectionCap:
+    """Counts open connections, in total and per peer address."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.open = 0
+        self.by_peer: Counter[str] = Counter()
+        self.refused = 0
+
+    def admit(self, peer: str) -> bool:
+        if self.open >= self.limits.connections or self.by_peer[peer] >= self.limits.per_peer:
+            self.refused += 1
+            return False
+        self.open += 1
+        self.by_peer[peer] += 1
+        return True
+
+    def release(self, peer: str) -> None:
+        self.open -= 1
+        self.by_peer[peer] -= 1
+        if self.by_peer[peer] <= 0:
+            del self.by_peer[peer]
+
+
+class _Gate(asyncio.Protocol):
+    """The plain TCP side of one connection: counted by the cap before any TLS work.
+
+    Over the cap, the connection is closed at once (the handshake would cost CPU). Admitted,
+    the TLS handshake runs with its deadline, then aiohttp's protocol gets the connection.
+    The slot is released when the connection ends, whichever side it ends on.
+    """
+
+    def __init__(self, make_inner: Callable[[], asyncio.Protocol], cap: ConnectionCap,
+                 context: ssl.SSLContext, limits: Limits) -> None:
+        self._make_inner = make_inner
+        self._cap = cap
+        self._context = context
+        self._limits = limits
+        self._peer: str | None = None
+        self._inner: asyncio.Protocol | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peername = transport.get_extra_info("peername")
+        peer = str(peername[0]) if isinstance(peername, tuple) and peername else "unknown"
+        if not isinstance(transport, asyncio.Transport) or not self._cap.admit(peer):
+            if self._cap.refused % 100 == 1:  # logged, not once per connection in a flood
+                logger.warning("https connection refused peer=%s open=%d limit=%d "
+                               "per_peer_limit=%d refused_total=%d", peer, self._cap.open,
+                               self._cap.limits.connections, self._cap.limits.per_peer,
+                               self._cap.refused)
+            transport.close()
+            return
+        self._peer = peer
+        # The ClientHello stays in the socket until start_tls reads it (resumes reading).
+        transport.pause_reading()
+        _TASKS.add(task := asyncio.get_running_loop().create_task(self._handshake(transport)))
+        task.add_done_callback(_TASKS.discard)
+
+    async def _handshake(self, transport: asyncio.Transport) -> None:
+        inner = _Counted(self._make_inner(), self._release)
+        try:
+            tls = await asyncio.get_running_loop().start_tls(
+                transport, inner, self._context, server_side=True,
+                ssl_handshake_timeout=self._limits.handshake_seconds)
+        except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
+            logger.debug("https handshake failed peer=%s problem=%r", self._peer, str(exc))
+            transport.abort()
+            self._release()
+            return
+        if tls is None:  # the connection closed as the handshake finished
+            transport.abort()
+            self._release()
+            return
+        inner.connection_made(tls)
+
+    def _release(self) -> None:
+        if self._peer is not None:
+            self._cap.release(self._peer)
+            self._peer = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Only reached before the handshake took the transport over (start_tls swaps the
+        # protocol); a lost connection mid-handshake makes start_tls fail, which releases.
+        return None
+
+
+class _Counted(asyncio.Protocol):
+    """aiohttp's protocol for one TLS connection; releases the cap slot when it ends.
+
+    ``start_tls`` hands back the TLS transport without calling ``connection_made``, and the
+    client's first bytes may be delivered before that: they are held until it is called.
+    """
+
+    def __init__(self, inner: asyncio.Protocol, release: Callable[[], None]) -> None:
+        self._inner = inner
+        self._release = release
+        self._made = False
+        self._early: list[bytes] = []
+        self._early_eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._inner.connection_made(transport)
+        self._made = True
+        early, self._early = self._early, []
+        for data in early:
+            self._inner.data_received(data)
+        if self._early_eof:
+            self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._release()
+        if self._made:
+            self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._made:
+            self._inner.data_received(data)
+        else:
+            self._early.append(data)
+
+    def eof_received(self) -> bool | None:
+        if self._made:
+            return self._inner.eof_received()
+        self._early_eof = True
+        return None
+
+    def pause_writing(self) -> None:
+        if self._made:
+            self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._made:
+            self._inner.resume_writing()
+
+
+_TASKS: set[asyncio.Task[None]] = set()  # handshakes in flight (a task needs a reference)
+
+
+class LimitedSite(web.BaseSite):
+    """aiohttp's TCP site with a handshake deadline and the connection cap in front."""
+
+    __slots__ = ("_host", "_limits", "_port", "bound_port", "cap")
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int, *,
+                 ssl_context: ssl.SSLContext,
+                 limits: Limits) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
+        self._host = host
+        self._port = port
+        self._limits = limits
+        self.cap = ConnectionCap(limits)
+        self.bound_port = port
+
+    @property
+    def name(self) -> str:
+        return f"https://{self._host}:{self.bound_port}"
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        server = self._runner.server
+        if server is None:
+            raise RuntimeError("the runner is not set up")
+
+        context = self._ssl_context
+        if context is None:
+            raise RuntimeError("the HTTPS site needs a TLS context")
+
+        def factory() -> asyncio.Protocol:
+            return _Gate(server, self.cap, context, self._limits)
+
+        # Plain TCP here; each admitted connection starts TLS itself (_Gate), so the cap
+        # applies before any handshake work.
+        self._server = await loop.create_server(
+            factory, self._host, self._port, backlog=self._backlog, reuse_address=True)
+        sockets = self._server.sockets
+        if sockets:
+            self.bound_port = int(sockets[0].getsockname()[1])
