@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubevirt_cca.constants import ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION
-from kubevirt_cca.core.request import parse_request
+from kubevirt_cca.core.request import CCARequest, parse_request
+from kubevirt_cca.core.requirements import missing_on_selector
 from kubevirt_cca.core.rewrite import rewrite_domain
 from kubevirt_cca.core.settings import Settings
 from kubevirt_cca.errors import DomainError, HookError, RequestError
@@ -58,6 +59,7 @@ def define_domain(domain_xml: bytes, vmi_json: bytes, settings: Settings) -> Def
         ) from exc
     if request is None:
         return DefinedDomain(domain_xml=domain_xml, vmi=ref, realm=False)
+    _check_node_requirements(vmi, request, settings, ref)
     try:
         rewritten = rewrite_domain(domain_xml, request, settings)
     except DomainError as exc:
@@ -67,6 +69,31 @@ def define_domain(domain_xml: bytes, vmi_json: bytes, settings: Settings) -> Def
             vmi=ref,
         ) from exc
     return DefinedDomain(domain_xml=rewritten.encode("utf-8"), vmi=ref, realm=True)
+
+
+def _check_node_requirements(vmi: Mapping[str, Any], request: CCARequest, settings: Settings,
+                             ref: str) -> None:
+    """Refuse a parameter the VMI was not scheduled to a node that honours it in this dialect.
+
+    The hook cannot see node labels from the launcher pod. What it can see is the VMI's own
+    ``spec.nodeSelector``: admission put there the label for each parameter under the dialect
+    it resolved, and the scheduler placed the pod only on a node carrying them. A parameter
+    whose label (for *this* hook's dialect) is not there was never checked against this node
+    (another dialect at admission, a bypassed webhook), so writing it could have it dropped or
+    refused late by QEMU: fail closed instead.
+    """
+    spec = vmi.get("spec")
+    selector = spec.get("nodeSelector") if isinstance(spec, Mapping) else None
+    missing = missing_on_selector(request, settings.dialect, selector)
+    if missing:
+        wanted = ", ".join(f"{r.capability} (node label {r.label})" for r in missing)
+        raise HookError(
+            f"{_PREFIX}: refusing to define the domain of VMI {ref}: it asks for {wanted}, but "
+            f"its spec.nodeSelector does not hold that label, so nothing checked that this "
+            f"node's stack honours it with the {settings.dialect.value} dialect; {_NOT_PLAIN}. "
+            "Recreate the VMI so kubevirt-cca's admission schedules it (see docs/vm-owners.md)",
+            vmi=ref,
+        )
 
 
 def read_vmi(vmi_json: bytes) -> Mapping[str, Any]:

@@ -31,7 +31,7 @@ from kubevirt_cca.constants import (
 )
 from kubevirt_cca.errors import RequestError, Violation
 
-MeasurementAlgo = Literal["sha256", "sha512"]
+MeasurementAlgo = Literal["sha256", "sha384", "sha512"]
 
 # Where the VMI template sits in each kind kubevirt-cca reads: path from the object's root.
 TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
@@ -259,7 +259,8 @@ def _parse_algo(value: Mapping[str, Any], path: str,
     algo = value[MEASUREMENT_ALGO_KEY]
     if isinstance(algo, str) and algo in MEASUREMENT_ALGORITHMS:
         return cast(MeasurementAlgo, algo)
-    allowed = " or ".join(f'"{a}"' for a in MEASUREMENT_ALGORITHMS)
+    quoted = [f'"{a}"' for a in MEASUREMENT_ALGORITHMS]
+    allowed = f"one of {', '.join(quoted)}"
     shown = repr(algo) if isinstance(algo, str) else _json_type(algo)
     violations.append(Violation(
         f"{path}.{MEASUREMENT_ALGO_KEY}", f"unsupported value {shown}; expected {allowed}"

@@ -13,12 +13,14 @@ read-only at ``/host``). docs/architecture.md explains the choice and the altern
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from kubevirt_cca.constants import (
-    NODE_ALGO_LABEL_PREFIX,
-    NODE_CCA_LABEL,
+    LABELLER_OWNED_LABELS,
     NODE_DETECTION_ANNOTATION,
+    QEMU_BINARIES,
+    RME_GUEST_HELP_ARGS,
 )
 from kubevirt_cca.core.install.names import (
     DOMCAPS_DIR,
@@ -28,6 +30,7 @@ from kubevirt_cca.core.install.names import (
     LABELLER_HEALTH_PORT,
     LABELLER_INTERVAL_SECONDS,
     NODE_RESTRICTION_POLICY,
+    RME_GUEST_HELP_FILE,
     SCRATCH_DIR,
     InstallOptions,
     Manifest,
@@ -45,6 +48,14 @@ NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
 DOMCAPS_SCRIPT = (
     "node-labeller.sh || echo 'kubevirt-cca: node-labeller.sh failed (status '$?'); "
     "the labeller will report that the domain capabilities could not be read' >&2"
+)
+# Then the same image's QEMU is asked which properties its rme-guest object takes (what the
+# qemu-commandline dialect can pass on). QEMU answers `-object TYPE,help` before it creates a
+# machine, so no /dev/kvm is needed; its answer (or error) goes to a file the labeller reads.
+RME_GUEST_SCRIPT = (
+    f"for q in {' '.join(shlex.quote(b) for b in QEMU_BINARIES)}; do "
+    f"if [ -x \"$q\" ]; then \"$q\" {shlex.join(RME_GUEST_HELP_ARGS)} "
+    f"> {shlex.quote(RME_GUEST_HELP_FILE)} 2>&1; break; fi; done; true"
 )
 
 
@@ -74,7 +85,7 @@ def labeller_daemon_set(options: InstallOptions) -> Manifest:
         "name": "domcapabilities",
         "image": options.virt_launcher_image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["/bin/sh", "-c", DOMCAPS_SCRIPT],
+        "command": ["/bin/sh", "-c", f"{DOMCAPS_SCRIPT}; {RME_GUEST_SCRIPT}"],
         # As in KubeVirt's virt-handler: libvirt must open /dev/kvm to probe KVM's features, and
         # the script may create and open up /dev/kvm; the virt-launcher image's own user is not
         # root (107), hence root here.
@@ -91,6 +102,7 @@ def labeller_daemon_set(options: InstallOptions) -> Manifest:
             "labeller",
             "--node-name", "$(NODE_NAME)",
             "--domcaps-file", DOMCAPS_FILE,
+            "--rme-guest-help-file", RME_GUEST_HELP_FILE,
             "--root", HOST_ROOT,
             "--interval", str(LABELLER_INTERVAL_SECONDS),
             "--health-port", str(LABELLER_HEALTH_PORT),
@@ -154,7 +166,11 @@ def _or_empty(expr: str, field: str, empty: str) -> str:
     return f"has({expr}.{field}) ? {expr}.{field} : {empty}"
 
 
-OWNED_LABEL_CEL = (f"k == '{NODE_CCA_LABEL}' || k.startsWith('{NODE_ALGO_LABEL_PREFIX}')")
+OWNED_LABEL_CEL = " || ".join(
+    f"k.startsWith('{owned}')" if owned.endswith("-") else f"k == '{owned}'"
+    for owned in LABELLER_OWNED_LABELS)
+OWNED_LABELS_TEXT = ", ".join(f"{owned}*" if owned.endswith("-") else owned
+                              for owned in LABELLER_OWNED_LABELS)
 OWNED_ANNOTATION_CEL = f"k == '{NODE_DETECTION_ANNOTATION}'"
 
 
@@ -195,8 +211,7 @@ def labeller_node_restriction(options: InstallOptions) -> list[Manifest]:
          "reason": "Forbidden"},
         {"expression": "size(variables.foreignLabels) == 0",
          "messageExpression": (f"'kubevirt-cca-labeller may only change the labels "
-                               f"{NODE_CCA_LABEL} and "
-                               f"{NODE_ALGO_LABEL_PREFIX}*, not: ' + "
+                               f"{OWNED_LABELS_TEXT}, not: ' + "
                                "variables.foreignLabels.join(', ')"),
          "reason": "Forbidden"},
         {"expression": "size(variables.foreignAnnotations) == 0",
