@@ -119,8 +119,11 @@ def test_a_foreign_label_is_refused(policy: dict[str, Any], key: str) -> None:
     decision = decide(policy, before, after)
     assert not decision.allowed
     assert decision.messages == (
-        "kubevirt-cca-labeller may only change the labels kubevirt.io/cca and "
-        f"cca.kubevirt.io/measurement-algo-*, not: {key}",)
+        "kubevirt-cca-labeller may only change the labels kubevirt.io/cca, "
+        "cca.kubevirt.io/measurement-algo-*, cca.kubevirt.io/personalization-value, "
+        "cca.kubevirt.io/measurement-log, cca.kubevirt.io/rme-guest-measurement-algo-*, "
+        "cca.kubevirt.io/rme-guest-personalization-value, "
+        f"cca.kubevirt.io/rme-guest-measurement-log, not: {key}",)
 
 
 def test_removing_or_changing_foreign_labels_is_refused(policy: dict[str, Any]) -> None:

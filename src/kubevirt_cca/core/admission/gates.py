@@ -119,6 +119,9 @@ class ClusterView:
     """The KubeVirt CR in force (``None``: none could be chosen)."""
     ignored_kubevirts: tuple[str, ...] = ()
     """``namespace/name`` of the other KubeVirt CRs seen, which admission ignores."""
+    cca_node_labels: tuple[Mapping[str, str], ...] | None = None
+    """The labels of each node labelled ``kubevirt.io/cca=true``; ``None`` when not known
+    (then admission cannot warn that no node honours a requested parameter)."""
 
     @functools.cached_property
     def mode(self) -> ModeDecision | None:

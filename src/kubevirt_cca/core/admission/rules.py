@@ -28,7 +28,7 @@ from kubevirt_cca.core.admission.sidecar import (
 )
 from kubevirt_cca.core.integration import ProblemCode
 from kubevirt_cca.core.request import CCARequest, Template
-from kubevirt_cca.core.requirements import required_node_labels
+from kubevirt_cca.core.requirements import required_node_labels, unhonoured
 from kubevirt_cca.core.settings import Dialect
 from kubevirt_cca.errors import Violation
 
@@ -160,6 +160,24 @@ def _node_selector_conflicts(template: Template, request: CCARequest,
                 f"must be \"true\" for a CCA Realm (only nodes labelled {key}=true can run "
                 f"it), got {_shown(selector[key])}; remove it, kubevirt-cca sets it")))
     return violations
+
+
+def capability_warnings(request: CCARequest, cluster: ClusterView) -> list[str]:
+    """A warning when no node in the cluster honours everything ``request`` asks for.
+
+    The object is admitted all the same (a node may gain the capability later; refusing would
+    make every VM owner wait for the last node to be labelled): its VMI stays Pending, never
+    runs without what it asked for. Nothing is said while the nodes are unknown.
+    """
+    if cluster.cca_node_labels is None:
+        return []
+    missing = unhonoured(request, cluster.settings.dialect, cluster.cca_node_labels)
+    if not missing:
+        return []
+    what = ", ".join(f"{r.capability} (node label {r.label}=true)" for r in missing)
+    return [f"no node in this cluster honours {what} with the "
+            f"{cluster.settings.dialect.value} dialect: the VMI stays Pending until a node "
+            "does; remove the parameter to run on the nodes there are (docs/vm-owners.md)"]
 
 
 def _affinity_conflicts(template: Template, request: CCARequest,
