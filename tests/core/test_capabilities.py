@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kubevirt_cca.constants import NODE_ALGO_LABEL_PREFIX, NODE_CCA_LABEL
 from kubevirt_cca.core.capabilities import (
@@ -243,3 +245,12 @@ def test_new_labels_are_owned(key: str) -> None:
                                  "cca.kubevirt.io/rme-guest", "kubevirt.io/cca-x"])
 def test_near_misses_are_not_owned(key: str) -> None:
     assert not is_owned_label(key)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_any_rme_guest_answer_is_read_without_raising(text: str) -> None:
+    answer = parse_rme_guest_help(text)
+    assert set(answer.honoured.measurement_algorithms) <= {"sha256", "sha384", "sha512"}
+    if not answer.known:
+        assert answer.properties == () and not answer.honoured.personalization_value

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict
 
+from lxml import etree
+
 from kubevirt_cca.constants import (
     LABELLER_OWNED_LABELS,
     MEASUREMENT_ALGORITHMS,
@@ -117,7 +119,7 @@ def parse_domcapabilities(xml: str | bytes) -> DomainCapabilities:
     )
 
 
-def _names_virtcca(features: Any) -> bool:
+def _names_virtcca(features: etree._Element) -> bool:
     """Whether ``<features>`` names virtCCA's marker: as an element, attribute or enum name."""
     for element in features.iter():
         if not isinstance(element.tag, str):
