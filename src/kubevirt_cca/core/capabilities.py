@@ -149,7 +149,9 @@ class RmeGuest:
                 **self.honoured.to_json()}
 
 
-_HELP_PROPERTY = re.compile(r"\A\s+([a-z][a-z0-9-]*)=<([^>]*)>\s*(?:-\s*(.*))?\Z")
+# "  NAME=<TYPE>   - DESCRIPTION" (the description is optional; a TYPE may nest, as in
+# "<link<thread-context>>", as a real QEMU prints it).
+_HELP_PROPERTY = re.compile(r"\A\s+([a-z][a-z0-9-]*)=<(.+?)>(?:\s+-\s+(.*))?\s*\Z")
 _QUOTED_ALGORITHM = re.compile(r"sha[0-9]+")
 _RME_PROPERTIES = {
     "measurement-algorithm": "measurementAlgo",
