@@ -145,6 +145,8 @@ def admit(endpoint: Endpoint, request: AdmissionRequest, cluster: ClusterView,
 
 def template_warnings(obj: Mapping[str, Any], cluster: ClusterView) -> list[str]:
     """Warnings for an admitted VM, replica set or pool: what no node honours."""
+    if cluster.cca_node_labels is None:
+        return []  # nodes unknown: nothing to say, and no second parse of the object
     try:
         request = parse_request(obj)
     except RequestError:
