@@ -108,3 +108,29 @@ def test_affinity_that_only_narrows_is_kept() -> None:
     admitted = jsonpatch.apply_patch(obj, plan.patch)
     assert admitted["spec"]["affinity"] == obj["spec"]["affinity"]
     assert schema_errors(admitted) == []
+
+
+def test_a_vm_asking_for_what_no_node_honours_is_admitted_with_a_warning() -> None:
+    from kubevirt_cca.core.admission.admit import Endpoint, admit
+    from kubevirt_cca.core.admission.reviews import parse_review
+    from tests.admission.helpers import review
+
+    vm = labelled({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+                   "metadata": {"name": "vm", "namespace": "default"},
+                   "spec": {"runStrategy": "Always", "template": {
+                       "spec": {"domain": {"devices": {}}}}}},
+                  json.dumps({"personalizationValue": RPV}))
+    nodes = ({"kubevirt.io/cca": "true", "cca.kubevirt.io/measurement-algo-sha256": "true"},)
+    view = ClusterView(gates=all_gates_on(), cca_node_labels=nodes)
+    body = json.dumps(review(vm)).encode()
+    response = admit(Endpoint.VALIDATE_TEMPLATES, parse_review(body), view).response
+    assert response["allowed"]
+    assert response["warnings"] == [
+        "no node in this cluster honours personalizationValue (libvirt) (node label "
+        "cca.kubevirt.io/personalization-value=true) with the vep dialect: the VMI stays "
+        "Pending until a node does; remove the parameter to run on the nodes there are "
+        "(docs/vm-owners.md)"]
+    # Nodes unknown (not listed yet): nothing is said.
+    unknown = admit(Endpoint.VALIDATE_TEMPLATES, parse_review(body),
+                    ClusterView(gates=all_gates_on())).response
+    assert unknown["allowed"] and "warnings" not in unknown
