@@ -51,6 +51,16 @@ FIXTURE = (Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kubevi
 TARGET_P99_MS = 5.0
 
 
+# As admission schedules the VMI: on a node whose libvirt and QEMU honour all three parameters
+# (the hook refuses a parameter the VMI was not scheduled for).
+SCHEDULED = dict.fromkeys((
+    "kubevirt.io/cca", "cca.kubevirt.io/measurement-algo-sha256",
+    "cca.kubevirt.io/personalization-value", "cca.kubevirt.io/measurement-log",
+    "cca.kubevirt.io/rme-guest-measurement-algo-sha256",
+    "cca.kubevirt.io/rme-guest-personalization-value", "cca.kubevirt.io/rme-guest-measurement-log",
+), "true")
+
+
 def cca_vmi() -> bytes:
     parameters = {"measurementAlgo": "sha256", "measurementLog": True,
                   "personalizationValue": base64.b64encode(bytes(range(64))).decode()}
@@ -59,7 +69,8 @@ def cca_vmi() -> bytes:
                      "labels": {ENABLED_LABEL: "true"},
                      "annotations": {LAUNCH_SECURITY_ANNOTATION: json.dumps(parameters)}},
         "spec": {"domain": {"devices": {"disks": [{"name": "containerdisk",
-                                                   "disk": {"bus": "virtio"}}]}}},
+                                                   "disk": {"bus": "virtio"}}]}},
+                 "nodeSelector": SCHEDULED},
         "status": {"phase": "Scheduled"},
     }).encode()
 

@@ -19,7 +19,9 @@ MEASUREMENT_ALGO_KEY: Final = "measurementAlgo"
 MEASUREMENT_LOG_KEY: Final = "measurementLog"
 PERSONALIZATION_VALUE_KEY: Final = "personalizationValue"
 CCA_PARAMETER_KEYS: Final = (MEASUREMENT_ALGO_KEY, MEASUREMENT_LOG_KEY, PERSONALIZATION_VALUE_KEY)
-MEASUREMENT_ALGORITHMS: Final = ("sha256", "sha512")
+# Every algorithm some CCA stack knows: sha256 and sha512 (RMM 1.0, QEMU's older rme-guest), sha384
+# (RMM 2.0, RMI_HASH_SHA_384). A request may name any of them; only nodes that report it get it.
+MEASUREMENT_ALGORITHMS: Final = ("sha256", "sha384", "sha512")
 PERSONALIZATION_VALUE_BYTES: Final = 64
 
 # --- Feature gates (KubeVirt CR, spec.configuration.developerConfiguration) -------------------
@@ -40,12 +42,31 @@ KUBEVIRT_VMI_CRD: Final = "virtualmachineinstances.kubevirt.io"
 # --- Node labels and annotations (DESIGN.md, "Node labels") ------------------------------------
 NODE_CCA_LABEL: Final = "kubevirt.io/cca"
 NODE_ALGO_LABEL_PREFIX: Final = "cca.kubevirt.io/measurement-algo-"
-# The algorithms a node label may name (Arm's RMM knows these three); libvirt naming another
-# gets no label, so the labeller's keys are a fixed, known set (its policy allows only them).
-NODE_MEASUREMENT_ALGORITHMS: Final = ("sha256", "sha384", "sha512")
+# What the node's libvirt honours besides the algorithm (docs/node-labels.md).
+NODE_PERSONALIZATION_VALUE_LABEL: Final = "cca.kubevirt.io/personalization-value"
+NODE_MEASUREMENT_LOG_LABEL: Final = "cca.kubevirt.io/measurement-log"
+# What the virt-launcher image's QEMU accepts on `-object rme-guest` (the qemu-commandline dialect).
+NODE_RME_GUEST_ALGO_LABEL_PREFIX: Final = "cca.kubevirt.io/rme-guest-measurement-algo-"
+NODE_RME_GUEST_PERSONALIZATION_VALUE_LABEL: Final = (
+    "cca.kubevirt.io/rme-guest-personalization-value"
+)
+NODE_RME_GUEST_MEASUREMENT_LOG_LABEL: Final = "cca.kubevirt.io/rme-guest-measurement-log"
+# The labeller's owned label keys, one tuple (as KubeVirt's node labeller lists its own). An
+# entry ending in "-" is a prefix: it owns every key that starts with it.
+LABELLER_OWNED_LABELS: Final = (
+    NODE_CCA_LABEL,
+    NODE_ALGO_LABEL_PREFIX,
+    NODE_PERSONALIZATION_VALUE_LABEL,
+    NODE_MEASUREMENT_LOG_LABEL,
+    NODE_RME_GUEST_ALGO_LABEL_PREFIX,
+    NODE_RME_GUEST_PERSONALIZATION_VALUE_LABEL,
+    NODE_RME_GUEST_MEASUREMENT_LOG_LABEL,
+)
 NODE_DETECTION_ANNOTATION: Final = "cca.kubevirt.io/detection"
 # The reasons of the labeller's Node Events (its Events policy allows only these).
-LABELLER_EVENT_REASONS: Final = ("CCACapable", "CCANotCapable", "CCAAlgorithmsChanged")
+LABELLER_EVENT_REASONS: Final = (
+    "CCACapable", "CCANotCapable", "CCAAlgorithmsChanged", "CCAParametersChanged",
+)
 KUBEVIRT_SKIP_NODE_ANNOTATION: Final = "node-labeller.kubevirt.io/skip-node"
 
 # --- KubeVirt hook sidecars --------------------------------------------------------------------
@@ -73,6 +94,13 @@ KVM_RMI_PARAMETERS: Final = (
     "sys/module/kvm/parameters/kvm_cap_arm_rme",
 )
 RMI_ABI_LOG_MARKER: Final = "RMI ABI version"
+# The QEMU object a Realm is (Linaro's series), and how the labeller asks QEMU for its properties.
+RME_GUEST_OBJECT: Final = "rme-guest"
+RME_GUEST_HELP_ARGS: Final = ("-object", "rme-guest,help")
+# QEMU binaries a virt-launcher image may carry, in the order they are tried.
+QEMU_BINARIES: Final = ("/usr/libexec/qemu-kvm", "/usr/bin/qemu-system-aarch64")
+# openEuler's virtCCA (HiSilicon TMM) marks its <cca> with this name; it is not Arm RME.
+VIRTCCA_MARKER: Final = "hisi-cca-enable"
 
 # --- The hook sidecar image and entry ----------------------------------------------------------
 # Admins set the real image in kubevirt-cca-config (hookImage) or with `manifests --image`.

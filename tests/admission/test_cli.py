@@ -163,3 +163,37 @@ def test_convert_refuses_an_invalid_native_request(tmp_path: Path,
     code, out, err = run(capsys, "convert", write(tmp_path, "bad.yaml", vm))
     assert (code, out) == (1, "")
     assert "unsupported value 'md5'" in err
+
+
+def test_validate_with_nodes_warns_when_no_node_honours_the_request(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    vmi = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+           "metadata": {"name": "realm", "labels": {ENABLED_LABEL: "true"},
+                        "annotations": {LAUNCH_SECURITY_ANNOTATION:
+                                        '{"measurementAlgo": "sha384"}'}},
+           "spec": {"domain": {"devices": {}}}}
+    nodes: dict[str, Any] = {"apiVersion": "v1", "kind": "List", "items": [
+        {"kind": "Node", "metadata": {"name": "arm-1", "labels": {
+            "kubevirt.io/cca": "true", "cca.kubevirt.io/measurement-algo-sha256": "true"}}},
+        {"kind": "Node", "metadata": {"name": "x86-1", "labels": {
+            "cca.kubevirt.io/measurement-algo-sha384": "true"}}}]}
+    file, nodes_file = write(tmp_path, "vmi.yaml", vmi), write(tmp_path, "nodes.yaml", nodes)
+    code, out, err = run(capsys, "validate", file, "--nodes", nodes_file)
+    assert code == 0, err
+    assert ("kubevirt-cca validate: warning: no node in this cluster honours measurementAlgo "
+            "sha384 (libvirt) (node label cca.kubevirt.io/measurement-algo-sha384=true) with "
+            "the vep dialect: the VMI stays Pending") in err
+    admitted = yaml.safe_load(out)
+    assert admitted["spec"]["nodeSelector"] == {
+        "kubevirt.io/cca": "true", "cca.kubevirt.io/measurement-algo-sha384": "true"}
+    # Without --nodes: not checked, and it says so.
+    code, _, err = run(capsys, "validate", file)
+    assert code == 0 and "warning" not in err
+    assert "no --nodes given; whether any node honours the requested parameters" in err
+    # A node that honours it: no warning.
+    nodes["items"][0]["metadata"]["labels"]["cca.kubevirt.io/measurement-algo-sha384"] = "true"
+    code, _, err = run(capsys, "validate", file, "--nodes", write(tmp_path, "n2.yaml", nodes))
+    assert code == 0 and "warning" not in err and "no --nodes" not in err
+    # Not nodes: a usage error.
+    code, _, err = run(capsys, "validate", file, "--nodes", file)
+    assert code == 2 and "expected nodes ('kubectl get nodes -o json')" in err

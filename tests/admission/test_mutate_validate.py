@@ -119,6 +119,8 @@ def test_labelled_vmi_that_skipped_mutation_is_refused_field_by_field() -> None:
     assert fields(violations) == [
         "spec.nodeSelector[kubevirt.io/cca]",
         "spec.nodeSelector[cca.kubevirt.io/measurement-algo-sha512]",
+        "spec.nodeSelector[cca.kubevirt.io/personalization-value]",
+        "spec.nodeSelector[cca.kubevirt.io/measurement-log]",
         "spec.architecture", "spec.domain.devices.autoattachMemBalloon",
         "spec.evictionStrategy", f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]",
         f"metadata.annotations[{RESOLVED_ANNOTATION}]",

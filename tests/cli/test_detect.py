@@ -98,3 +98,48 @@ def test_bad_domcaps_file(tmp_path: Path) -> None:
 def test_help() -> None:
     done = kubevirt_cca("detect", "--help")
     assert done.returncode == 0 and "example:" in done.stdout
+
+
+def test_what_the_stack_honours_is_in_the_text_and_the_json(tmp_path: Path) -> None:
+    from tests.conftest import DATA
+
+    host = str(fake_host(tmp_path, cca=True))
+    args = ("detect", "--domcaps", str(DATA / "domcapabilities" / "aarch64-cca-no-enum.xml"),
+            "--rme-guest-help", str(DATA / "rme-guest" / "linaro-v3.txt"), "--root", host)
+    text = kubevirt_cca(*args)
+    assert text.returncode == 0, text.stderr
+    assert "libvirt honours: no parameter (platform defaults only)\n" in text.stdout
+    assert ("QEMU rme-guest honours: measurementAlgo sha256, measurementAlgo sha512, "
+            "personalizationValue, measurementLog\n") in text.stdout
+    report = json.loads(kubevirt_cca(*args, "--output", "json").stdout)
+    assert report["evidence"]["libvirt"] == {
+        "arch": "aarch64", "ccaSupported": "yes", "measurementAlgorithms": [],
+        "personalizationValue": False, "measurementLog": False, "virtCCA": False}
+    assert report["evidence"]["rmeGuest"] == {
+        "known": True, "answer": "rme-guest options:",
+        "properties": ["measurement-algorithm", "measurement-log", "personalization-value"],
+        "measurementAlgorithms": ["sha256", "sha512"], "personalizationValue": True,
+        "measurementLog": True}
+
+
+def test_an_absent_rme_guest_answer_is_evidence_not_a_crash(tmp_path: Path) -> None:
+    from tests.conftest import DATA
+
+    done = kubevirt_cca(
+        "detect", "--domcaps", str(DATA / "domcapabilities" / "aarch64-cca-sha384.xml"),
+        "--rme-guest-help", str(tmp_path / "absent.txt"),
+        "--root", str(fake_host(tmp_path, cca=True)), "--output", "json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["measurementAlgorithms"] == ["sha256", "sha384", "sha512"]
+    assert report["evidence"]["rmeGuest"] == {"error": f"{tmp_path / 'absent.txt'}: no such file"}
+
+
+def test_virtcca_is_not_arm_cca(tmp_path: Path) -> None:
+    from tests.conftest import DATA
+
+    done = kubevirt_cca("detect", "--domcaps",
+                        str(DATA / "domcapabilities" / "aarch64-virtcca.xml"),
+                        "--root", str(fake_host(tmp_path, cca=True)))
+    assert done.returncode == 1
+    assert "  - libvirt's <cca> is openEuler's virtCCA (it names hisi-cca-enable)" in done.stdout

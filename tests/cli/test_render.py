@@ -30,11 +30,17 @@ def test_params_example_in_every_dialect() -> None:
         done = kubevirt_cca("render", "examples/vm-cca-params.yaml", "--dialect", dialect)
         assert done.returncode == 0, done.stderr
         root = etree.fromstring(done.stdout)
+        layer = "rme-guest-" if dialect == "qemu-commandline" else ""
         if dialect == "qemu-commandline":
             args = root.findall(f"{{{QEMU_NAMESPACE}}}commandline/{{{QEMU_NAMESPACE}}}arg")
             assert "measurement-algorithm=sha512" in (args[1].get("value") or "")
         else:
             assert root.findtext("launchSecurity/measurement-algo") == "sha512"
+        # What the domain needs from a node, said where a person reads it.
+        assert done.stderr.startswith("kubevirt-cca render: note: in a cluster this runs only "
+                                      f"on nodes labelled cca.kubevirt.io/{layer}"
+                                      "measurement-algo-sha512=true")
+        assert f"cca.kubevirt.io/{layer}personalization-value=true" in done.stderr
 
 
 def test_builtin_domains_validate() -> None:

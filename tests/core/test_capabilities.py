@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kubevirt_cca.constants import NODE_ALGO_LABEL_PREFIX, NODE_CCA_LABEL
 from kubevirt_cca.core.capabilities import (
@@ -15,6 +18,7 @@ from kubevirt_cca.core.capabilities import (
     is_owned_label,
     node_labels,
     parse_domcapabilities,
+    parse_rme_guest_help,
 )
 from kubevirt_cca.errors import CapabilitiesError
 from tests.conftest import shared_files, shared_path
@@ -152,3 +156,101 @@ def test_owned_labels() -> None:
     assert is_owned_label(f"{NODE_ALGO_LABEL_PREFIX}sha512")
     assert not is_owned_label("kubevirt.io/schedulable")
     assert not is_owned_label("cca.kubevirt.io/enabled")
+
+
+# --- what the stack honours (issue 15) ---------------------------------------------------------
+
+def own(name: str) -> str:
+    from tests.conftest import DATA
+
+    return (DATA / "domcapabilities" / name).read_text()
+
+
+def rme(name: str) -> str:
+    from tests.conftest import DATA
+
+    return (DATA / "rme-guest" / name).read_text()
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("aarch64-cca-sha384.xml", (("sha256", "sha384", "sha512"), False, False, False)),
+    ("aarch64-cca-all-parameters.xml", (("sha256", "sha512"), True, True, False)),
+    ("aarch64-cca-no-enum.xml", ((), False, False, False)),
+    ("aarch64-cca-empty-enum.xml", ((), False, False, False)),
+    ("aarch64-virtcca.xml", ((), False, False, True)),
+])
+def test_libvirt_parameter_support(name: str, expected: tuple[Any, ...]) -> None:
+    caps = parse_domcapabilities(own(name))
+    assert (caps.measurement_algorithms, caps.personalization_value, caps.measurement_log,
+            caps.virtcca) == expected
+
+
+def test_parameters_under_cca_supported_no_honour_nothing() -> None:
+    xml = own("aarch64-cca-all-parameters.xml").replace("<cca supported='yes'>",
+                                                        "<cca supported='no'>")
+    caps = parse_domcapabilities(xml)
+    assert (caps.measurement_algorithms, caps.personalization_value, caps.measurement_log) == (
+        (), False, False)
+
+
+@pytest.mark.parametrize(("name", "known", "properties", "honoured"), [
+    ("rfc-v4.txt", True, (), ((), False, False)),
+    ("linaro-v3.txt", True,
+     ("measurement-algorithm", "measurement-log", "personalization-value"),
+     (("sha256", "sha512"), True, True)),
+    ("algorithm-only.txt", True, ("measurement-algorithm",), ((), False, False)),
+    ("unknown.txt", False, (), ((), False, False)),
+])
+def test_rme_guest_help(name: str, known: bool, properties: tuple[str, ...],
+                        honoured: tuple[Any, ...]) -> None:
+    answer = parse_rme_guest_help(rme(name))
+    assert (answer.known, answer.properties) == (known, properties)
+    h = answer.honoured
+    assert (h.measurement_algorithms, h.personalization_value, h.measurement_log) == honoured
+
+
+def test_rme_guest_help_empty_or_foreign_text_is_not_known() -> None:
+    for text in ("", "\n", "memory-backend-ram options:\n  dump=<bool>  - x\n"):
+        assert parse_rme_guest_help(text).known is False
+
+
+def test_labels_per_layer_and_virtcca_gets_none() -> None:
+    report = build_report(domcaps=parse_domcapabilities(own("aarch64-cca-all-parameters.xml")),
+                          domcaps_error=None, host=HostEvidence(),
+                          checked_at=datetime(2026, 11, 30, tzinfo=UTC),
+                          rme_guest=parse_rme_guest_help(rme("rfc-v4.txt")))
+    assert node_labels(report) == {
+        "kubevirt.io/cca": "true",
+        "cca.kubevirt.io/measurement-algo-sha256": "true",
+        "cca.kubevirt.io/measurement-algo-sha512": "true",
+        "cca.kubevirt.io/personalization-value": "true",
+        "cca.kubevirt.io/measurement-log": "true",
+    }
+    virtcca = build_report(domcaps=parse_domcapabilities(own("aarch64-virtcca.xml")),
+                           domcaps_error=None, host=HostEvidence(),
+                           checked_at=datetime(2026, 11, 30, tzinfo=UTC))
+    assert not virtcca.capable and node_labels(virtcca) == {}
+
+
+@pytest.mark.parametrize("key", [
+    "cca.kubevirt.io/personalization-value", "cca.kubevirt.io/measurement-log",
+    "cca.kubevirt.io/rme-guest-measurement-algo-sha384",
+    "cca.kubevirt.io/rme-guest-personalization-value",
+    "cca.kubevirt.io/rme-guest-measurement-log"])
+def test_new_labels_are_owned(key: str) -> None:
+    assert is_owned_label(key)
+
+
+@pytest.mark.parametrize("key", ["cca.kubevirt.io/personalization-value-x",
+                                 "cca.kubevirt.io/rme-guest", "kubevirt.io/cca-x"])
+def test_near_misses_are_not_owned(key: str) -> None:
+    assert not is_owned_label(key)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_any_rme_guest_answer_is_read_without_raising(text: str) -> None:
+    answer = parse_rme_guest_help(text)
+    assert set(answer.honoured.measurement_algorithms) <= {"sha256", "sha384", "sha512"}
+    if not answer.known:
+        assert answer.properties == () and not answer.honoured.personalization_value

@@ -84,7 +84,7 @@ def test_personalization_value_is_canonicalised() -> None:
         ({"measurementAlgorithm": "sha256"}, f"{ANNOTATION_PATH}.measurementAlgorithm",
          "unknown key"),
         ({"measurementAlgo": "md5"}, f"{ANNOTATION_PATH}.measurementAlgo",
-         "unsupported value 'md5'; expected \"sha256\" or \"sha512\""),
+         "unsupported value 'md5'; expected one of \"sha256\", \"sha384\", \"sha512\""),
         ({"measurementAlgo": 256}, f"{ANNOTATION_PATH}.measurementAlgo", "a number"),
         ({"measurementLog": "on"}, f"{ANNOTATION_PATH}.measurementLog", "expected true or false"),
         ({"measurementLog": 1}, f"{ANNOTATION_PATH}.measurementLog", "got a number"),

@@ -26,7 +26,8 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 # Every check doctor runs, in the order it prints them (docs/troubleshooting.md explains each).
 CHECK_NAMES = ("KubeVirt", "feature gates", "configuration", "integration mode",
                "KubeVirt plugins", "webhook configurations", "webhook service",
-               "webhook certificate", "admission policies", "node labeller", "CCA-capable nodes")
+               "webhook certificate", "admission policies", "node labeller", "CCA-capable nodes",
+               "CCA parameters")
 PLURALS = {
     "Namespace": "namespaces", "ConfigMap": "configmaps", "ServiceAccount": "serviceaccounts",
     "Service": "services", "Secret": "secrets", "Pod": "pods", "Node": "nodes",

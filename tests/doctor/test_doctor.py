@@ -72,6 +72,30 @@ async def test_a_ready_cluster_passes_every_check(kmock: Any, ca: CA) -> None:
         "arm-2: libvirt reports cca supported='no'",)
     assert checks["node labeller"].summary == "running and ready on 2 of 2 arm64 node(s)"
     assert checks["webhook service"].summary == "2 ready webhook pods"
+    assert checks["CCA parameters"].summary == (
+        "dialect vep: honoured: measurementAlgo sha256 (libvirt): 1 node(s)")
+    assert checks["CCA parameters"].details[-1] == (
+        "honoured by no node: measurementLog (libvirt) (label cca.kubevirt.io/measurement-log); "
+        "a VM asking for it is admitted with a warning and stays Pending")
+
+
+@pytest.mark.asyncio
+async def test_doctor_says_which_parameters_the_nodes_honour(kmock: Any, ca: CA) -> None:
+    objects = ready_cluster(ca)
+    for obj in objects:
+        if obj["kind"] == "Node" and obj["metadata"]["labels"].get("kubevirt.io/cca") == "true":
+            obj["metadata"]["labels"].update({
+                "cca.kubevirt.io/measurement-algo-sha384": "true",
+                "cca.kubevirt.io/personalization-value": "true"})
+    checks = await doctor(kmock, objects)
+    assert checks["CCA parameters"].status is Status.OK
+    assert checks["CCA parameters"].summary == (
+        "dialect vep: honoured: measurementAlgo sha256 (libvirt): 1 node(s); "
+        "measurementAlgo sha384 (libvirt): 1 node(s); personalizationValue (libvirt): 1 node(s)")
+    assert [d.split(";")[0] for d in checks["CCA parameters"].details] == [
+        "honoured by no node: measurementAlgo sha512 (libvirt) "
+        "(label cca.kubevirt.io/measurement-algo-sha512)",
+        "honoured by no node: measurementLog (libvirt) (label cca.kubevirt.io/measurement-log)"]
 
 
 @pytest.mark.asyncio

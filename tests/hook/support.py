@@ -56,9 +56,27 @@ def plain_vmi(*, namespace: str = "tenant-a", name: str = "vmi-arm",
     return vmi
 
 
-def cca_vmi(parameters: dict[str, Any] | str | None = None, **kwargs: Any) -> dict[str, Any]:
-    """The example VMI asking for a Realm; ``parameters`` go into the annotation (as JSON)."""
+# What admission puts in spec.nodeSelector for a VMI scheduled on a node whose libvirt and QEMU
+# honour every parameter (written out, not computed by the code under test).
+HONOURS_EVERYTHING = {
+    "kubevirt.io/cca": "true",
+    **{f"cca.kubevirt.io/{layer}measurement-algo-{a}": "true"
+       for layer in ("", "rme-guest-") for a in ("sha256", "sha384", "sha512")},
+    **{f"cca.kubevirt.io/{layer}{p}": "true"
+       for layer in ("", "rme-guest-") for p in ("personalization-value", "measurement-log")},
+}
+
+
+def cca_vmi(parameters: dict[str, Any] | str | None = None, *,
+            node_selector: dict[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """The example VMI asking for a Realm, as admitted; ``parameters`` go into the annotation.
+
+    ``node_selector`` is what admission scheduled it with (default: a node honouring every
+    parameter in every dialect).
+    """
     vmi = plain_vmi(**kwargs)
+    vmi["spec"]["nodeSelector"] = dict(
+        HONOURS_EVERYTHING if node_selector is None else node_selector)
     vmi["metadata"].setdefault("labels", {})[ENABLED_LABEL] = "true"
     if parameters is not None:
         text = parameters if isinstance(parameters, str) else json.dumps(parameters)

@@ -22,7 +22,7 @@ from kubevirt_cca.core.request import CCARequest, parse_request
 from kubevirt_cca.core.rewrite import rewrite_domain
 from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.errors import DomainError, HookError, RequestError
-from tests.hook.support import ARM64_MINIMAL
+from tests.hook.support import ARM64_MINIMAL, HONOURS_EVERYTHING
 from tests.narrow import find
 
 DOMAIN = ARM64_MINIMAL
@@ -31,13 +31,16 @@ SETTINGS = Settings()
 
 
 def vmi(labels: dict[str, Any] | None = None, annotations: dict[str, Any] | None = None,
-        **metadata: Any) -> bytes:
+        *, node_selector: dict[str, str] | None = None, **metadata: Any) -> bytes:
+    """A VMI as virt-launcher sends it, scheduled (by default) on a node honouring everything."""
     meta: dict[str, Any] = {"namespace": "ns", "name": "v", **metadata}
     if labels is not None:
         meta["labels"] = labels
     if annotations is not None:
         meta["annotations"] = annotations
-    return json.dumps({"metadata": meta, "spec": {"domain": {"devices": {}}}}).encode()
+    selector = HONOURS_EVERYTHING if node_selector is None else node_selector
+    return json.dumps({"metadata": meta, "spec": {"domain": {"devices": {}},
+                                                  "nodeSelector": selector}}).encode()
 
 
 CCA = vmi({ENABLED_LABEL: "true"})
@@ -84,8 +87,8 @@ def test_refusals_name_the_vmi_and_keep_their_cause() -> None:
     assert str(request_refusal.value) == (
         "kubevirt-cca hook: refusing to define the domain of VMI ns/v: its CCA request is "
         "invalid: metadata.annotations[cca.kubevirt.io/launch-security].measurementAlgo: "
-        'unsupported value a number; expected "sha256" or "sha512"; the VM is not started as '
-        "a plain VM. Fix the label cca.kubevirt.io/enabled or the annotation "
+        'unsupported value a number; expected one of "sha256", "sha384", "sha512"; the VM is '
+        "not started as a plain VM. Fix the label cca.kubevirt.io/enabled or the annotation "
         "cca.kubevirt.io/launch-security (see docs/vm-owners.md)"
     )
 

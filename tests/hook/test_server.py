@@ -349,6 +349,26 @@ def test_fail_closed(start_hook: StartHook, launcher: Launcher, case: str) -> No
         assert phrase in message
 
 
+@pytest.mark.parametrize("dialect", list(Dialect), ids=lambda d: d.value)
+def test_a_parameter_the_vmi_was_not_scheduled_for_is_refused(
+        start_hook: StartHook, launcher: Launcher, dialect: Dialect) -> None:
+    """Scheduled only on kubevirt.io/cca: nothing said this node honours the parameters."""
+    start_hook(Settings(dialect=dialect))
+    launcher.collect()
+    vmi = cca_vmi(FULL_PARAMETERS, node_selector={"kubevirt.io/cca": "true"})
+    with pytest.raises(grpc.RpcError) as caught:
+        launcher.on_define_domain(domain(ARM64), vmi)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    message = details(caught.value)
+    assert message.startswith("kubevirt-cca hook: refusing to define the domain of VMI "
+                              "tenant-a/vmi-arm: it asks for measurementAlgo")
+    assert f"with the {dialect.value} dialect; the VM is not started as a plain VM" in message
+    # The label alone needs nothing more than kubevirt.io/cca.
+    answer = launcher.on_define_domain(domain(ARM64), cca_vmi(
+        node_selector={"kubevirt.io/cca": "true"}))
+    assert b"rme" in answer or b"launchSecurity" in answer
+
+
 @pytest.mark.parametrize("newest", VERSIONS)
 def test_every_version_fails_closed(start_hook: StartHook, hooks_dir: Path, newest: str) -> None:
     start_hook()

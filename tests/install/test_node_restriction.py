@@ -125,7 +125,12 @@ def test_a_foreign_label_is_refused(policy: dict[str, Any], key: str) -> None:
     assert decision.messages == (
         "kubevirt-cca-labeller may only change the labels kubevirt.io/cca, "
         "cca.kubevirt.io/measurement-algo-sha256, cca.kubevirt.io/measurement-algo-sha384, "
-        f"cca.kubevirt.io/measurement-algo-sha512, not: {key}",)
+        "cca.kubevirt.io/measurement-algo-sha512, cca.kubevirt.io/personalization-value, "
+        "cca.kubevirt.io/measurement-log, cca.kubevirt.io/rme-guest-measurement-algo-sha256, "
+        "cca.kubevirt.io/rme-guest-measurement-algo-sha384, "
+        "cca.kubevirt.io/rme-guest-measurement-algo-sha512, "
+        "cca.kubevirt.io/rme-guest-personalization-value, "
+        f"cca.kubevirt.io/rme-guest-measurement-log, not: {key}",)
 
 
 def test_a_stale_algorithm_label_may_be_removed(policy: dict[str, Any]) -> None:

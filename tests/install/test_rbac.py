@@ -188,7 +188,7 @@ async def run_cluster_state(api: Any) -> None:
         # A migration names a VMI the cache does not hold: fetched once.
         await state.lookup_vmi("default", "not-cached")
         async with asyncio.timeout(10):  # until every source is being watched
-            while sum(1 for a in recorded(api) if a.verb == "watch") < 4:
+            while sum(1 for a in recorded(api) if a.verb == "watch") < 5:
                 await asyncio.sleep(0.02)
     finally:
         await state.stop()

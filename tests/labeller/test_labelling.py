@@ -163,6 +163,21 @@ def test_algorithms_change_replaces_and_removes_only_algorithm_labels() -> None:
     assert plan.event.message == "measurement algorithms changed from sha256, sha512 to sha512"
 
 
+def test_a_parameter_gained_is_a_label_and_an_event() -> None:
+    before = {**FOREIGN_LABELS, NODE_CCA_LABEL: "true", NODE_ALGO_LABEL_PREFIX + "sha256": "true"}
+    node = node_object(dict(before), {})
+    report = DetectionReport(True, ("sha256",), (), {"libvirt": {"ccaSupported": "yes"}}, NOW,
+                             personalization_value=True)
+    plan = plan_node(NodeMetadata.from_object(node), report)
+    patched = apply(node, plan)
+    assert patched["metadata"]["labels"] == {
+        **before, "cca.kubevirt.io/personalization-value": "true"}
+    assert plan.event is not None
+    assert (plan.event.reason, plan.event.message) == (
+        "CCAParametersChanged", "the CCA parameters this node honours changed from none to "
+        "cca.kubevirt.io/personalization-value")
+
+
 def test_capability_lost_removes_every_owned_label_and_warns() -> None:
     before = {**FOREIGN_LABELS, NODE_CCA_LABEL: "true", NODE_ALGO_LABEL_PREFIX + "sha256": "true"}
     node = node_object(dict(before), {})

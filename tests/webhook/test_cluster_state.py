@@ -43,6 +43,7 @@ def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
     emulator.resources["v1/configmaps"] = ResourceInfo(kind="ConfigMap", namespaced=True)
     emulator.resources["plugin.kubevirt.io/v1alpha1/plugins"] = ResourceInfo(kind="Plugin",
                                                                            namespaced=False)
+    emulator.resources["v1/nodes"] = ResourceInfo(kind="Node", namespaced=False)
 
 
 @pytest_asyncio.fixture
@@ -103,6 +104,35 @@ async def test_gates_and_config_follow_the_cluster(kmock: kmock.KubernetesEmulat
         await http.delete(f"{KUBEVIRTS}/kubevirt")
         await eventually(lambda: state.view().gates is None)
         assert "no KubeVirt CR" in decide(state, labelled(VMI))[0]
+
+
+async def test_no_node_honouring_a_parameter_is_a_warning_until_one_does(
+        kmock: kmock.KubernetesEmulator, state: ClusterState) -> None:
+    kmock.objects["kubevirt.io/v1/kubevirts", "kubevirt", "kubevirt"] = KUBEVIRT_CR
+    plain_node = {"apiVersion": "v1", "kind": "Node",
+                  "metadata": {"name": "arm-1", "labels": {"kubevirt.io/cca": "true"}}}
+    kmock.objects["v1/nodes", None, "arm-1"] = plain_node
+    await state.start()
+    assert await state.wait_ready(10)
+    await eventually(lambda: state.view().cca_node_labels is not None)
+    vmi = labelled(VMI)
+    vmi["metadata"].setdefault("annotations", {})[
+        "cca.kubevirt.io/launch-security"] = '{"measurementAlgo": "sha384"}'
+
+    def warnings() -> list[str]:
+        verdict = admit(Endpoint.MUTATE_VMI, parse_review(_json(review(vmi))), state.view())
+        assert verdict.response["allowed"]
+        return verdict.response.get("warnings", [])
+
+    [warning] = warnings()
+    assert warning.startswith("no node in this cluster honours measurementAlgo sha384 (libvirt) "
+                              "(node label cca.kubevirt.io/measurement-algo-sha384=true)")
+    assert "stays Pending" in warning
+    async with aiohttp.ClientSession(base_url=str(kmock.url)) as http:
+        await http.post("/api/v1/nodes", json={
+            "apiVersion": "v1", "kind": "Node", "metadata": {"name": "arm-2", "labels": {
+                "kubevirt.io/cca": "true", "cca.kubevirt.io/measurement-algo-sha384": "true"}}})
+        await eventually(lambda: warnings() == [])
 
 
 async def test_unreadable_kubevirt_cr_fails_closed(kmock: kmock.KubernetesEmulator,

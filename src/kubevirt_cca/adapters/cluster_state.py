@@ -13,23 +13,26 @@ Three sources, each listed then watched, re-listed after any error:
 - KubeVirt's ``Plugin`` objects (cluster-scoped, VEP 190): with the gates and the ConfigMap's
   ``integrationMode`` they decide the integration mode. A cluster without the Plugin CRD
   (KubeVirt before 1.9) has none; a list that fails otherwise leaves them unknown, and CCA
-  objects are refused where that matters (fail closed).
+  objects are refused where that matters (fail closed);
+- the labels of nodes labelled ``kubevirt.io/cca=true``: admission warns when no node honours
+  what a VMI asks for. Not needed for readiness; while unknown, nothing is warned.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube import AsyncClient, operators
-from lightkube.resources.core_v1 import ConfigMap
+from lightkube.resources.core_v1 import ConfigMap, Node
 
 from kubevirt_cca.adapters.kube import KubeVirt, Plugin, VirtualMachineInstance, call
 from kubevirt_cca.adapters.kube import stream as kube_stream
-from kubevirt_cca.constants import CONFIG_MAP_NAME, ENABLED_LABEL
+from kubevirt_cca.constants import CONFIG_MAP_NAME, ENABLED_LABEL, NODE_CCA_LABEL
 from kubevirt_cca.core.admission.gates import ClusterView, build_view
 from kubevirt_cca.core.admission.validate import VMILookup
 from kubevirt_cca.errors import KubernetesAPIError
@@ -77,6 +80,7 @@ class ClusterState:
         self._config = _Source(f"ConfigMap {namespace}/{CONFIG_MAP_NAME}")
         self._vmis = _Source("CCA VMIs")
         self._plugins = _Source("KubeVirt Plugins")
+        self._nodes = _Source("CCA nodes")
         self._plugin_crd_missing = False
         # How long to wait before looking again for a Plugin CRD that does not exist.
         self.plugin_crd_recheck = 60.0
@@ -105,6 +109,7 @@ class ClusterState:
             asyncio.create_task(self._follow(self._vmis, self._list_vmis, self._watch_vmis)),
             asyncio.create_task(self._follow(self._plugins, self._list_plugins,
                                              self._watch_plugins)),
+            asyncio.create_task(self._follow(self._nodes, self._list_nodes, self._watch_nodes)),
         ]
 
     async def stop(self) -> None:
@@ -175,8 +180,27 @@ class ClusterState:
             await asyncio.sleep(self._retry_delay)
 
     def _refresh(self) -> None:
-        self._view = _build_view(self._kubevirt, self._config, self._kubevirt_namespace,
-                                 self._plugins)
+        view = _build_view(self._kubevirt, self._config, self._kubevirt_namespace,
+                           self._plugins)
+        if self._nodes.synced and self._nodes.problem is None:
+            view = dataclasses.replace(view, cca_node_labels=tuple(
+                _labels_of(node) for node in self._nodes.objects.values()))
+        self._view = view
+
+    async def _list_nodes(self) -> tuple[list[dict[str, Any]], str | None]:
+        listing = self._client.list(Node, labels={NODE_CCA_LABEL: "true"})
+        nodes = [_slim_node(_as_dict(o)) async for o in listing]
+        return ([n for n in nodes if _labels_of(n).get(NODE_CCA_LABEL) == "true"],
+                _version(listing))
+
+    async def _watch_nodes(self, version: str | None
+                           ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        stream = self._client.watch(Node, labels={NODE_CCA_LABEL: "true"},
+                                    resource_version=version)
+        async for event, obj in _watched(stream):
+            node = _slim_node(obj)
+            # A node that lost the label leaves the cache (it matches no more).
+            yield (event if _labels_of(node).get(NODE_CCA_LABEL) == "true" else "DELETED"), node
 
     async def _list_kubevirt(self) -> tuple[list[dict[str, Any]], str | None]:
         listing = self._client.list(KubeVirt, namespace=self._kubevirt_namespace)
@@ -240,6 +264,19 @@ class ClusterState:
         async for event, obj in _watched(stream):
             # A VMI whose label went away leaves the cache (it matches no more).
             yield (event if _labelled(obj) else "DELETED"), obj
+
+
+def _slim_node(node: Mapping[str, Any]) -> dict[str, Any]:
+    """Only what admission reads of a Node (its name and labels): nodes are big objects."""
+    metadata = node.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    return {"metadata": {"name": metadata.get("name"), "labels": dict(_labels_of(node))}}
+
+
+def _labels_of(node: Mapping[str, Any]) -> Mapping[str, str]:
+    metadata = node.get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
+    return labels if isinstance(labels, Mapping) else {}
 
 
 def _build_view(kubevirt: _Source, config: _Source, kubevirt_namespace: str,

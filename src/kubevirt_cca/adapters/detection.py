@@ -15,18 +15,23 @@ from kubevirt_cca.adapters.virsh import run_domcapabilities
 from kubevirt_cca.core.capabilities import (
     DetectionReport,
     DomainCapabilities,
+    RmeGuest,
     build_report,
     parse_domcapabilities,
+    parse_rme_guest_help,
 )
 from kubevirt_cca.errors import CapabilitiesError, ManifestError
 
 
-def detect(*, domcaps_file: str | None, domcaps_command: str, root: str) -> DetectionReport:
+def detect(*, domcaps_file: str | None, domcaps_command: str, root: str,
+           rme_guest_file: str | None = None) -> DetectionReport:
     """Read libvirt's answer (file or command) and probe the host; never raises for a "no".
 
     ``domcaps_file`` wins over ``domcaps_command`` (a shell-quoted command line, split with
     :func:`shlex.split`, never run through a shell). When neither yields domain capabilities the
-    report says why in its reasons.
+    report says why in its reasons. ``rme_guest_file`` holds QEMU's ``-object rme-guest,help``
+    answer; without it QEMU is not asked (the report then honours nothing for the
+    ``qemu-commandline`` dialect).
     """
     domcaps: DomainCapabilities | None = None
     error: str | None = None
@@ -38,5 +43,13 @@ def detect(*, domcaps_file: str | None, domcaps_command: str, root: str) -> Dete
         domcaps = parse_domcapabilities(xml)
     except (CapabilitiesError, ManifestError) as exc:
         error = str(exc)
+    rme_guest: RmeGuest | None = None
+    rme_guest_error: str | None = None
+    if rme_guest_file is not None:
+        try:
+            rme_guest = parse_rme_guest_help(read_text(rme_guest_file))
+        except ManifestError as exc:
+            rme_guest_error = str(exc)
     return build_report(domcaps=domcaps, domcaps_error=error, host=probe_host(root),
-                        checked_at=datetime.now(UTC).replace(microsecond=0))
+                        checked_at=datetime.now(UTC).replace(microsecond=0),
+                        rme_guest=rme_guest, rme_guest_error=rme_guest_error)

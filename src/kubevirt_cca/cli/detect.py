@@ -11,7 +11,7 @@ import sys
 from kubevirt_cca.adapters.detection import detect
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.constants import DEFAULT_DOMCAPS_COMMAND
-from kubevirt_cca.core.capabilities import DetectionReport
+from kubevirt_cca.core.capabilities import DetectionReport, Honoured
 
 __all__ = ["detect", "format_text", "register", "run"]
 
@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--domcaps-command", metavar="CMD",
                         default=shlex.join(DEFAULT_DOMCAPS_COMMAND),
                         help="command that prints domain capabilities (default: %(default)s)")
+    parser.add_argument("--rme-guest-help", metavar="FILE",
+                        help="QEMU's answer to '-object rme-guest,help' (what the "
+                             "qemu-commandline dialect can pass on); not asked without it")
     parser.add_argument("--root", metavar="DIR", default="/",
                         help="read host files (/dev, /sys, /proc, /var/log) below DIR")
     parser.add_argument("--output", choices=("text", "json"), default="text")
@@ -46,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     report = detect(domcaps_file=args.domcaps, domcaps_command=args.domcaps_command,
-                    root=args.root)
+                    root=args.root, rme_guest_file=args.rme_guest_help)
     if args.output == "json":
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -55,11 +58,23 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report.capable else 1
 
 
+def _honoured_text(honoured: Honoured) -> str:
+    parts = [f"measurementAlgo {a}" for a in honoured.measurement_algorithms]
+    if honoured.personalization_value:
+        parts.append("personalizationValue")
+    if honoured.measurement_log:
+        parts.append("measurementLog")
+    return ", ".join(parts) or "no parameter (platform defaults only)"
+
+
 def format_text(report: DetectionReport) -> str:
     lines = [f"CCA capable: {'yes' if report.capable else 'no'}"]
     if report.capable:
         algorithms = ", ".join(report.measurement_algorithms) or "none listed (platform default)"
         lines.append(f"measurement algorithms: {algorithms}")
+        lines.append(f"libvirt honours: {_honoured_text(report.honoured)}")
+        if report.rme_guest is not None:
+            lines.append(f"QEMU rme-guest honours: {_honoured_text(report.rme_guest)}")
     else:
         lines.append("why not:")
         lines.extend(f"  - {reason}" for reason in report.reasons)

@@ -35,8 +35,9 @@ EXIT_USAGE = 2
 DESCRIPTION = f"""\
 Run on each arm64 node (a DaemonSet pod) and keep the node's labels in line with what the host
 can do: '{NODE_CCA_LABEL}=true' and one 'cca.kubevirt.io/measurement-algo-<name>=true' per
-algorithm where libvirt reports <cca supported='yes'>, none of them elsewhere, and the
-detection report (why or why not) in the annotation '{NODE_DETECTION_ANNOTATION}'.
+algorithm where libvirt reports <cca supported='yes'>, one label per other parameter the
+node's libvirt (and, with --rme-guest-help-file, its QEMU) honours, none of them elsewhere,
+and the detection report (why or why not) in the annotation '{NODE_DETECTION_ANNOTATION}'.
 
 Only these keys are ever written or removed, only when they differ, and not at all on a node
 annotated '{KUBEVIRT_SKIP_NODE_ANNOTATION}'. The node is re-checked every --interval seconds
@@ -66,6 +67,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     source.add_argument("--domcaps-command", metavar="CMD",
                         default=shlex.join(DEFAULT_DOMCAPS_COMMAND),
                         help="command that prints domain capabilities (default: %(default)s)")
+    parser.add_argument("--rme-guest-help-file", metavar="FILE",
+                        help="QEMU's answer to '-object rme-guest,help', written by the "
+                             "virt-launcher image (labels what the qemu-commandline dialect can "
+                             "pass on); without it no rme-guest-* label is set")
     parser.add_argument("--root", metavar="DIR", default="/",
                         help="the host's / (mounted read-only); host probes read below DIR")
     parser.add_argument("--interval", metavar="SECONDS", type=_positive_seconds,
@@ -93,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     from kubevirt_cca.adapters.detection import detect
 
     detector = functools.partial(detect, domcaps_file=args.domcaps_file,
-                                 domcaps_command=args.domcaps_command, root=args.root)
+                                 domcaps_command=args.domcaps_command, root=args.root,
+                                 rme_guest_file=args.rme_guest_help_file)
     return asyncio.run(_main(args, detector))
 
 

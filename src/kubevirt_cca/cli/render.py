@@ -10,6 +10,7 @@ from kubevirt_cca.cli.common import HelpFormatter, add_settings_flags, settings_
 from kubevirt_cca.constants import ENABLED_LABEL, ENABLED_VALUE
 from kubevirt_cca.core.basedomain import base_domain
 from kubevirt_cca.core.request import find_template, parse_template
+from kubevirt_cca.core.requirements import requirements
 from kubevirt_cca.core.rewrite import rewrite_domain
 from kubevirt_cca.errors import RequestError, Violation
 
@@ -65,4 +66,9 @@ def run(args: argparse.Namespace) -> int:
         domain_xml = base_domain(template, name=name, namespace=namespace)
     sys.stdout.write(rewrite_domain(domain_xml, request, settings))
     sys.stdout.write("\n")
+    needed = requirements(request, settings.dialect)[1:]
+    if needed:
+        labels = ", ".join(f"{r.label}=true ({r.capability})" for r in needed)
+        print(f"kubevirt-cca render: note: in a cluster this runs only on nodes labelled "
+              f"{labels}; see docs/vm-owners.md", file=sys.stderr)
     return 0

@@ -17,10 +17,11 @@ from kubevirt_cca.constants import (
     CONFIG_MAP_NAME,
     ENABLED_LABEL,
     ENABLED_VALUE,
+    NODE_CCA_LABEL,
     PLUGINS_FEATURE_GATE,
 )
 from kubevirt_cca.core.admission import patches
-from kubevirt_cca.core.admission.admit import MIGRATION_KIND
+from kubevirt_cca.core.admission.admit import MIGRATION_KIND, template_warnings
 from kubevirt_cca.core.admission.gates import (
     ClusterView,
     FeatureGates,
@@ -37,7 +38,9 @@ from kubevirt_cca.core.admission.validate import (
 from kubevirt_cca.core.convert import native_field
 from kubevirt_cca.core.integration import IntegrationMode
 from kubevirt_cca.core.plugin import PLUGIN_NAME
-from kubevirt_cca.errors import ManifestError, SettingsError, Violation
+from kubevirt_cca.core.request import parse_request
+from kubevirt_cca.core.requirements import requirements
+from kubevirt_cca.errors import ManifestError, RequestError, SettingsError, Violation
 
 EXIT_ADMITTED, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
@@ -56,6 +59,9 @@ The integration mode is decided as the webhook decides it (integrationMode, the 
 Plugins gate; see docs/plugins.md). In plugin mode the admitted VMI carries no hook sidecar
 entry but cca.kubevirt.io/integration: plugin, and kubevirt-cca's Plugin object is assumed to
 be installed (offline, the cluster's Plugin objects are unknown).
+
+With --nodes, a request no CCA node honours (a parameter or algorithm, under the configured
+dialect) is admitted with a warning, as the webhook does: its VMI would stay Pending.
 
 Exit status: 0 admitted, 1 refused, 2 usage error (unreadable file, unsupported kind).
 
@@ -81,6 +87,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="the kubevirt-cca-config ConfigMap (settings, integrationMode)")
     parser.add_argument("--old", metavar="FILE",
                         help="check FILE as an update of the object in this file")
+    parser.add_argument("--nodes", metavar="FILE",
+                        help="the cluster's nodes ('kubectl get nodes -o json'): warn when none "
+                             "honours a requested parameter; without it that is not checked")
     parser.set_defaults(handler=run)
 
 
@@ -89,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         obj = load_manifest(args.file)
         old = load_manifest(args.old) if args.old is not None else None
         cluster = _cluster(args.kubevirt_cr, args.config)
+        if args.nodes is not None:
+            cluster = dataclasses.replace(cluster, cca_node_labels=_cca_nodes(args.nodes))
     except (ManifestError, SettingsError) as exc:
         return _usage(str(exc))
     kind = obj.get("kind")
@@ -117,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
                                    cluster=cluster, old=old)
     if violations:
         return _refuse(violations)
+    _warn(template_warnings(obj, cluster), obj, cluster)
     _print(obj)
     return EXIT_ADMITTED
 
@@ -138,6 +150,7 @@ def _vmi(obj: dict[str, Any], old: Mapping[str, Any] | None, cluster: ClusterVie
     if plan.request is None:
         print(f"kubevirt-cca validate: note: does not ask for a Realm (no {ENABLED_LABEL} "
               "label); admitted unchanged", file=sys.stderr)
+    _warn(template_warnings(obj, cluster), obj, cluster)
     _print(admitted)
     return EXIT_ADMITTED
 
@@ -200,6 +213,42 @@ def _config_data(path: str | None) -> Mapping[str, Any] | None:
     if data is not None and not isinstance(data, Mapping):
         raise ManifestError(f"{path}: data: expected a map of strings")
     return data
+
+
+def _cca_nodes(path: str) -> tuple[Mapping[str, str], ...]:
+    """The labels of the CCA nodes in a Node, NodeList or List manifest."""
+    obj = load_manifest(path)
+    kind = obj.get("kind")
+    if kind == "Node":
+        nodes: Any = [obj]
+    elif kind in ("NodeList", "List"):
+        nodes = obj.get("items")
+    else:
+        raise ManifestError(f"{path}: expected nodes ('kubectl get nodes -o json'), got kind "
+                            f"{kind!r}")
+    if not isinstance(nodes, list):
+        raise ManifestError(f"{path}: items: expected a list of nodes")
+    found: list[Mapping[str, str]] = []
+    for node in nodes:
+        metadata = node.get("metadata") if isinstance(node, Mapping) else None
+        labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
+        if isinstance(labels, Mapping) and labels.get(NODE_CCA_LABEL) == "true":
+            found.append({str(k): str(v) for k, v in labels.items()})
+    return tuple(found)
+
+
+def _warn(warnings: list[str], obj: Mapping[str, Any], cluster: ClusterView) -> None:
+    for warning in warnings:
+        print(f"kubevirt-cca validate: warning: {warning}", file=sys.stderr)
+    if cluster.cca_node_labels is not None:
+        return
+    try:
+        request = parse_request(obj)
+    except RequestError:
+        return
+    if request is not None and len(requirements(request, cluster.settings.dialect)) > 1:
+        print("kubevirt-cca validate: note: no --nodes given; whether any node honours the "
+              "requested parameters is not checked (docs/vm-owners.md)", file=sys.stderr)
 
 
 def _refuse(violations: tuple[Violation, ...] | list[Violation]) -> int:

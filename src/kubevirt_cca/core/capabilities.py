@@ -8,38 +8,94 @@ The node labels follow from the report alone (``node_labels``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict
 
+from lxml import etree
+
 from kubevirt_cca.constants import (
+    LABELLER_OWNED_LABELS,
+    MEASUREMENT_ALGORITHMS,
     NODE_ALGO_LABEL_PREFIX,
     NODE_CCA_LABEL,
-    NODE_MEASUREMENT_ALGORITHMS,
+    NODE_MEASUREMENT_LOG_LABEL,
+    NODE_PERSONALIZATION_VALUE_LABEL,
+    NODE_RME_GUEST_ALGO_LABEL_PREFIX,
+    NODE_RME_GUEST_MEASUREMENT_LOG_LABEL,
+    NODE_RME_GUEST_PERSONALIZATION_VALUE_LABEL,
+    RME_GUEST_OBJECT,
+    VIRTCCA_MARKER,
 )
 from kubevirt_cca.core.libvirtxml import parse_document
 from kubevirt_cca.errors import CapabilitiesError
 
 
 @dataclass(frozen=True)
+class Honoured:
+    """What one layer of a node's stack says it honours of VEP 129's parameters.
+
+    Conservative: a parameter is honoured only where the layer says so; silence is "no".
+    """
+
+    measurement_algorithms: tuple[str, ...] = ()
+    personalization_value: bool = False
+    measurement_log: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "measurementAlgorithms": list(self.measurement_algorithms),
+            "personalizationValue": self.personalization_value,
+            "measurementLog": self.measurement_log,
+        }
+
+
+@dataclass(frozen=True)
 class DomainCapabilities:
-    """What libvirt says about CCA. ``cca_supported`` is ``None`` when libvirt says nothing."""
+    """What libvirt says about CCA. ``cca_supported`` is ``None`` when libvirt says nothing.
+
+    ``virtcca`` is set when the ``<cca>`` libvirt reports is openEuler's virtCCA (it names
+    ``hisi-cca-enable``), a different technology that borrows the name.
+    """
 
     arch: str | None
     cca_supported: bool | None
     measurement_algorithms: tuple[str, ...]
+    personalization_value: bool = False
+    measurement_log: bool = False
+    virtcca: bool = False
+
+    @property
+    def honoured(self) -> Honoured:
+        return Honoured(self.measurement_algorithms, self.personalization_value,
+                        self.measurement_log)
+
+
+# The elements under <cca> that say libvirt passes a parameter on (docs/detection.md).
+_LIBVIRT_PARAMETER_ELEMENTS = ("personalization-value", "measurement-log")
 
 
 def parse_domcapabilities(xml: str | bytes) -> DomainCapabilities:
-    """Parse ``<domainCapabilities>`` XML; :class:`CapabilitiesError` when it is not that."""
+    """Parse ``<domainCapabilities>`` XML; :class:`CapabilitiesError` when it is not that.
+
+    Read under ``<features><cca supported='yes'>``: the ``<enum name='measurement-algo'>``
+    values (one algorithm each), and ``<personalization-value supported='yes'/>`` /
+    ``<measurement-log supported='yes'/>`` (libvirt passes that parameter on). Anything else,
+    or ``supported`` other than ``yes``, honours nothing.
+    """
     root = parse_document(xml, root="domainCapabilities", name="domain capabilities",
                           kind="libvirt domain capabilities (virsh domcapabilities)",
                           error=CapabilitiesError)
     arch = root.findtext("arch")
+    arch = arch.strip() if arch else None
     cca = root.find("features/cca")
+    features = root.find("features")
+    virtcca = features is not None and _names_virtcca(features)
     if cca is None:
-        return DomainCapabilities(arch=arch, cca_supported=None, measurement_algorithms=())
+        return DomainCapabilities(arch=arch, cca_supported=None, measurement_algorithms=(),
+                                  virtcca=virtcca)
     supported = cca.get("supported") == "yes"
     algorithms: list[str] = []
     for enum in cca.findall("enum"):
@@ -48,11 +104,93 @@ def parse_domcapabilities(xml: str | bytes) -> DomainCapabilities:
                 text = (value.text or "").strip()
                 if text and text not in algorithms:
                     algorithms.append(text)
+    flags = {tag: any(child.get("supported") == "yes" for child in cca.findall(tag))
+             for tag in _LIBVIRT_PARAMETER_ELEMENTS}
     return DomainCapabilities(
-        arch=arch.strip() if arch else None,
+        arch=arch,
         cca_supported=supported,
         measurement_algorithms=tuple(algorithms) if supported else (),
+        personalization_value=supported and flags["personalization-value"],
+        measurement_log=supported and flags["measurement-log"],
+        virtcca=virtcca,
     )
+
+
+def _names_virtcca(features: etree._Element) -> bool:
+    """Whether ``<features>`` names virtCCA's marker: as an element, attribute or enum name."""
+    for element in features.iter():
+        if not isinstance(element.tag, str):
+            continue
+        if element.tag == VIRTCCA_MARKER or VIRTCCA_MARKER in element.attrib:
+            return True
+        if element.get("name") == VIRTCCA_MARKER:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class RmeGuest:
+    """What the virt-launcher image's QEMU says about ``-object rme-guest,help``.
+
+    ``known`` is False when QEMU does not know the object at all; ``properties`` the property
+    names it lists (none: Linaro's RFC v4 form); ``honoured`` what they let a request express.
+    """
+
+    known: bool
+    properties: tuple[str, ...] = ()
+    honoured: Honoured = field(default_factory=Honoured)
+    answer: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"known": self.known, "properties": list(self.properties),
+                **self.honoured.to_json()}
+
+
+# "  NAME=<TYPE>   - DESCRIPTION" (the description is optional; a TYPE may nest, as in
+# "<link<thread-context>>", as a real QEMU prints it).
+_HELP_PROPERTY = re.compile(r"\A\s+([a-z][a-z0-9-]*)=<(.+?)>(?:\s+-\s+(.*))?\s*\Z")
+_QUOTED_ALGORITHM = re.compile(r"sha[0-9]+")
+_RME_PROPERTIES = {
+    "measurement-algorithm": "measurementAlgo",
+    "personalization-value": "personalizationValue",
+    "measurement-log": "measurementLog",
+}
+
+
+def parse_rme_guest_help(text: str) -> RmeGuest:
+    """Read QEMU's ``-object rme-guest,help`` output (standard output and error together).
+
+    ``rme-guest options:`` followed by ``  NAME=<TYPE> - DESCRIPTION`` lines lists the
+    properties; ``There are no options for rme-guest.`` is the property-less RFC v4 object;
+    anything else (``invalid object type: rme-guest``, an empty file) means QEMU does not
+    know the object. The algorithms ``measurement-algorithm`` takes are the ``shaNNN`` names
+    its description lists; a property that lists none honours no algorithm choice.
+    """
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    answer = lines[0].strip()[:200] if lines else "(no output)"
+    if f"There are no options for {RME_GUEST_OBJECT}." in lines:
+        return RmeGuest(known=True, answer=answer)
+    if f"{RME_GUEST_OBJECT} options:" not in lines:
+        return RmeGuest(known=False, answer=answer)
+    start = lines.index(f"{RME_GUEST_OBJECT} options:") + 1
+    properties: list[str] = []
+    algorithms: list[str] = []
+    for line in lines[start:]:
+        match = _HELP_PROPERTY.match(line)
+        if match is None:
+            break
+        name, description = match.group(1), match.group(3) or ""
+        properties.append(name)
+        if name == "measurement-algorithm":
+            for algorithm in _QUOTED_ALGORITHM.findall(description):
+                if algorithm in MEASUREMENT_ALGORITHMS and algorithm not in algorithms:
+                    algorithms.append(algorithm)
+    honoured = Honoured(
+        measurement_algorithms=tuple(algorithms),
+        personalization_value="personalization-value" in properties,
+        measurement_log="measurement-log" in properties,
+    )
+    return RmeGuest(known=True, properties=tuple(properties), honoured=honoured, answer=answer)
 
 
 class DetectionReportJSON(TypedDict):
@@ -74,6 +212,18 @@ class DetectionReport:
     reasons: tuple[str, ...]
     evidence: Mapping[str, Any] = field(default_factory=dict)
     checked_at: datetime | None = None
+    personalization_value: bool = False
+    """libvirt passes a personalization value on (with ``measurement_algorithms``:
+    :attr:`honoured`, what the ``vep`` and ``openeuler`` dialects can rely on)."""
+    measurement_log: bool = False
+    rme_guest: Honoured | None = None
+    """What the node's QEMU accepts on ``-object rme-guest`` (``qemu-commandline``); ``None``
+    when QEMU was not asked."""
+
+    @property
+    def honoured(self) -> Honoured:
+        return Honoured(self.measurement_algorithms, self.personalization_value,
+                        self.measurement_log)
 
     def to_json(self) -> DetectionReportJSON:
         checked = self.checked_at.isoformat().replace("+00:00", "Z") if self.checked_at else ""
@@ -114,12 +264,16 @@ def build_report(
     domcaps_error: str | None,
     host: HostEvidence,
     checked_at: datetime,
+    rme_guest: RmeGuest | None = None,
+    rme_guest_error: str | None = None,
 ) -> DetectionReport:
-    """Join libvirt's answer and the host evidence into one report.
+    """Join libvirt's answer, QEMU's ``rme-guest`` answer and the host evidence into one report.
 
     libvirt decides: a host is capable exactly when its domain capabilities say
-    ``<cca supported='yes'>`` (it is libvirt that will have to start the Realm). The host
-    evidence only explains a "no" in plain words; it never turns a "yes" into a "no" or back.
+    ``<cca supported='yes'>`` (it is libvirt that will have to start the Realm) and that
+    ``<cca>`` is not openEuler's virtCCA. The host evidence only explains a "no" in plain
+    words; it never turns a "yes" into a "no" or back. QEMU's answer (when it was asked) only
+    says which parameters the ``qemu-commandline`` dialect can pass on.
     """
     libvirt: dict[str, Any]
     if domcaps is None:
@@ -129,11 +283,21 @@ def build_report(
             "arch": domcaps.arch,
             "ccaSupported": {True: "yes", False: "no", None: "absent"}[domcaps.cca_supported],
             "measurementAlgorithms": list(domcaps.measurement_algorithms),
+            "personalizationValue": domcaps.personalization_value,
+            "measurementLog": domcaps.measurement_log,
+            "virtCCA": domcaps.virtcca,
         }
-    evidence = {"libvirt": libvirt, "host": host.to_json()}
-    capable = domcaps is not None and domcaps.cca_supported is True
+    evidence: dict[str, Any] = {"libvirt": libvirt, "host": host.to_json()}
+    if rme_guest is not None:
+        evidence["rmeGuest"] = {**rme_guest.to_json(), "answer": rme_guest.answer}
+    elif rme_guest_error is not None:
+        evidence["rmeGuest"] = {"error": rme_guest_error}
+    capable = domcaps is not None and domcaps.cca_supported is True and not domcaps.virtcca
     if capable and domcaps is not None:
-        return DetectionReport(True, domcaps.measurement_algorithms, (), evidence, checked_at)
+        honoured_qemu = rme_guest.honoured if rme_guest is not None else None
+        return DetectionReport(True, domcaps.measurement_algorithms, (), evidence, checked_at,
+                               personalization_value=domcaps.personalization_value,
+                               measurement_log=domcaps.measurement_log, rme_guest=honoured_qemu)
     return DetectionReport(False, (), tuple(_reasons(domcaps, domcaps_error, host)), evidence,
                            checked_at)
 
@@ -147,6 +311,12 @@ def _reasons(domcaps: DomainCapabilities | None, domcaps_error: str | None,
     if domcaps is None:
         reasons.append(
             f"libvirt's domain capabilities could not be read ({domcaps_error or 'unknown error'})"
+        )
+    elif domcaps.virtcca:
+        reasons.append(
+            f"libvirt's <cca> is openEuler's virtCCA (it names {VIRTCCA_MARKER}): HiSilicon's "
+            "confidential VMs on TrustZone (S-EL2 and its TMM), not Arm CCA Realms (RME); "
+            "kubevirt-cca cannot run Realms on it"
         )
     elif domcaps.cca_supported is False:
         reasons.append("libvirt reports cca supported='no'")
@@ -177,21 +347,39 @@ def node_labels(report: DetectionReport) -> dict[str, str]:
     if not report.capable:
         return {}
     labels = {NODE_CCA_LABEL: "true"}
-    for algorithm in report.measurement_algorithms:
-        key = NODE_ALGO_LABEL_PREFIX + algorithm
-        if key in OWNED_LABELS:
-            labels[key] = "true"
+    labels.update(_honoured_labels(report.honoured, NODE_ALGO_LABEL_PREFIX,
+                                   NODE_PERSONALIZATION_VALUE_LABEL, NODE_MEASUREMENT_LOG_LABEL))
+    if report.rme_guest is not None:
+        labels.update(_honoured_labels(report.rme_guest, NODE_RME_GUEST_ALGO_LABEL_PREFIX,
+                                       NODE_RME_GUEST_PERSONALIZATION_VALUE_LABEL,
+                                       NODE_RME_GUEST_MEASUREMENT_LOG_LABEL))
     return labels
 
 
+def _honoured_labels(honoured: Honoured, algo_prefix: str, personalization: str,
+                     log: str) -> dict[str, str]:
+    keys = [algo_prefix + algorithm for algorithm in honoured.measurement_algorithms]
+    if honoured.personalization_value:
+        keys.append(personalization)
+    if honoured.measurement_log:
+        keys.append(log)
+    # Only the fixed set the labeller's node policy allows (an algorithm Arm's RMM does not
+    # know gets no label).
+    return {key: "true" for key in keys if key in OWNED_LABELS}
+
+
 # Every node label the labeller can write: one tuple, which its node policy also allows.
-OWNED_LABELS: tuple[str, ...] = (
-    NODE_CCA_LABEL, *(NODE_ALGO_LABEL_PREFIX + a for a in NODE_MEASUREMENT_ALGORITHMS))
+OWNED_LABELS: tuple[str, ...] = tuple(
+    key
+    for owned in LABELLER_OWNED_LABELS
+    for key in ((owned + a for a in MEASUREMENT_ALGORITHMS) if owned.endswith("-") else (owned,))
+)
 
 
 def is_owned_label(key: str) -> bool:
     """Whether a node label key belongs to kubevirt-cca (the labeller touches no other key).
 
-    It writes only :data:`OWNED_LABELS`; any algorithm label is its own to remove (one for an
-    algorithm it no longer labels, written by an older version, is stale)."""
-    return key in OWNED_LABELS or key.startswith(NODE_ALGO_LABEL_PREFIX)
+    It writes only :data:`OWNED_LABELS`; any key under one of its prefixes is its own to remove
+    (one for an algorithm it no longer labels, written by an older version, is stale)."""
+    return key in OWNED_LABELS or any(
+        key.startswith(owned) for owned in LABELLER_OWNED_LABELS if owned.endswith("-"))

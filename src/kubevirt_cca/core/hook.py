@@ -21,7 +21,8 @@ from kubevirt_cca.constants import (
     HOOK_SIDECARS_ANNOTATION,
     LAUNCH_SECURITY_ANNOTATION,
 )
-from kubevirt_cca.core.request import parse_request
+from kubevirt_cca.core.request import CCARequest, parse_request
+from kubevirt_cca.core.requirements import missing_on_selector
 from kubevirt_cca.core.rewrite import rewrite_domain
 from kubevirt_cca.core.settings import Settings
 from kubevirt_cca.core.sidecars import looks_like_ours, parse_sidecars
@@ -65,6 +66,7 @@ def define_domain(domain_xml: bytes, vmi_json: bytes, settings: Settings) -> Def
     if request is None:
         _refuse_stripped_label(vmi, ref)
         return DefinedDomain(domain_xml=domain_xml, vmi=ref, realm=False)
+    _check_node_requirements(vmi, request, settings, ref)
     try:
         rewritten = rewrite_domain(domain_xml, request, settings)
     except DomainError as exc:
@@ -91,6 +93,31 @@ def _refuse_stripped_label(vmi: Mapping[str, Any], ref: str) -> None:
             "kubevirt-cca adds that entry only to VMIs that ask for a Realm, so the label was "
             f"removed after admission; {_NOT_PLAIN}. Recreate the VMI from its VM (see "
             "docs/security.md)",
+            vmi=ref,
+        )
+
+
+def _check_node_requirements(vmi: Mapping[str, Any], request: CCARequest, settings: Settings,
+                             ref: str) -> None:
+    """Refuse a parameter the VMI was not scheduled to a node that honours it in this dialect.
+
+    The hook cannot see node labels from the launcher pod. What it can see is the VMI's own
+    ``spec.nodeSelector``: admission put there the label for each parameter under the dialect
+    it resolved, and the scheduler placed the pod only on a node carrying them. A parameter
+    whose label (for *this* hook's dialect) is not there was never checked against this node
+    (another dialect at admission, a bypassed webhook), so writing it could have it dropped or
+    refused late by QEMU: fail closed instead.
+    """
+    spec = vmi.get("spec")
+    selector = spec.get("nodeSelector") if isinstance(spec, Mapping) else None
+    missing = missing_on_selector(request, settings.dialect, selector)
+    if missing:
+        wanted = ", ".join(f"{r.capability} (node label {r.label})" for r in missing)
+        raise HookError(
+            f"{_PREFIX}: refusing to define the domain of VMI {ref}: it asks for {wanted}, but "
+            f"its spec.nodeSelector does not hold that label, so nothing checked that this "
+            f"node's stack honours it with the {settings.dialect.value} dialect; {_NOT_PLAIN}. "
+            "Recreate the VMI so kubevirt-cca's admission schedules it (see docs/vm-owners.md)",
             vmi=ref,
         )
 

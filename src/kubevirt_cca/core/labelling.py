@@ -81,6 +81,8 @@ class Capability:
 
     capable: bool
     measurement_algorithms: frozenset[str] = frozenset()
+    others: frozenset[str] = frozenset()
+    """Every other owned label set to "true" (parameters, QEMU's rme-guest algorithms)."""
 
     @classmethod
     def from_labels(cls, labels: Mapping[str, str] | None) -> Capability:
@@ -89,7 +91,12 @@ class Capability:
             key[len(NODE_ALGO_LABEL_PREFIX):] for key, value in labels.items()
             if key.startswith(NODE_ALGO_LABEL_PREFIX) and value == "true"
         )
-        return cls(labels.get(NODE_CCA_LABEL) == "true", algorithms)
+        others = frozenset(
+            key for key, value in labels.items()
+            if value == "true" and is_owned_label(key) and key != NODE_CCA_LABEL
+            and not key.startswith(NODE_ALGO_LABEL_PREFIX)
+        )
+        return cls(labels.get(NODE_CCA_LABEL) == "true", algorithms, others)
 
 
 class EventType(Enum):
@@ -246,15 +253,25 @@ def _capability_event(before: Capability, report: DetectionReport) -> Capability
             EventType.WARNING, "CCANotCapable",
             f"node can no longer run Arm CCA Realms: {why}",
         )
-    else:
+    elif after.measurement_algorithms != before.measurement_algorithms:
         event = CapabilityEvent(
             EventType.NORMAL, "CCAAlgorithmsChanged",
             f"measurement algorithms changed from {_algorithms(before)} to {_algorithms(after)}",
+        )
+    else:
+        event = CapabilityEvent(
+            EventType.NORMAL, "CCAParametersChanged",
+            "the CCA parameters this node honours changed from "
+            f"{_others(before)} to {_others(after)}",
         )
     if len(event.message) > EVENT_MESSAGE_LIMIT:
         event = CapabilityEvent(event.type, event.reason,
                                 event.message[:EVENT_MESSAGE_LIMIT - 1] + "…")
     return event
+
+
+def _others(capability: Capability) -> str:
+    return ", ".join(sorted(capability.others)) or "none"
 
 
 def _algorithms(capability: Capability) -> str:

@@ -35,7 +35,7 @@ from kubevirt_cca.errors import RequestError, Violation
 __all__ = ["TEMPLATE_PATHS", "CCARequest", "Template", "find_template", "parse_parameters",
            "parse_request", "parse_template"]
 
-MeasurementAlgo = Literal["sha256", "sha512"]
+MeasurementAlgo = Literal["sha256", "sha384", "sha512"]
 
 _LOG_WORDS = {"yes": True, "no": False}
 
@@ -286,7 +286,8 @@ def _parse_algo(value: Mapping[str, Any], path: str,
     algo = value[MEASUREMENT_ALGO_KEY]
     if isinstance(algo, str) and algo in MEASUREMENT_ALGORITHMS:
         return cast(MeasurementAlgo, algo)
-    allowed = " or ".join(f'"{a}"' for a in MEASUREMENT_ALGORITHMS)
+    quoted = [f'"{a}"' for a in MEASUREMENT_ALGORITHMS]
+    allowed = f"one of {', '.join(quoted)}"
     shown = repr(algo) if isinstance(algo, str) else _json_type(algo)
     violations.append(Violation(
         f"{path}.{MEASUREMENT_ALGO_KEY}", f"unsupported value {shown}; expected {allowed}"

@@ -19,6 +19,7 @@ from kubevirt_cca.core.admission.reviews import (
     object_of,
     old_object_of,
 )
+from kubevirt_cca.core.admission.rules import capability_warnings
 from kubevirt_cca.core.admission.validate import (
     MIGRATION_REFUSAL,
     TEMPLATE_KINDS,
@@ -28,7 +29,8 @@ from kubevirt_cca.core.admission.validate import (
     validate_template,
     validate_vmi,
 )
-from kubevirt_cca.errors import Violation
+from kubevirt_cca.core.request import parse_request
+from kubevirt_cca.errors import RequestError, Violation
 
 MIGRATION_KIND = "VirtualMachineInstanceMigration"
 POD_KIND = "Pod"
@@ -109,7 +111,8 @@ def admit(endpoint: Endpoint, request: AdmissionRequest, cluster: ClusterView,
         plan = plan_vmi(obj, cluster)
         if plan.violations:
             return verdict(deny(uid, plan.violations), plan.violations)
-        warnings = mode_warnings(cluster) if plan.request is not None else []
+        warnings = ([*mode_warnings(cluster), *capability_warnings(plan.request, cluster)]
+                    if plan.request is not None else [])
         return verdict(allow(uid, patch=plan.patch, warnings=warnings), patched=len(plan.patch))
     if endpoint is Endpoint.MUTATE_LAUNCHER_POD:
         if operation != "CREATE":
@@ -135,7 +138,20 @@ def admit(endpoint: Endpoint, request: AdmissionRequest, cluster: ClusterView,
         causes = list(judged.violations)
     if causes:
         return verdict(deny(uid, causes), tuple(causes))
+    if endpoint is Endpoint.VALIDATE_TEMPLATES:
+        return verdict(allow(uid, warnings=template_warnings(obj, cluster)))
     return verdict(allow(uid))
+
+
+def template_warnings(obj: Mapping[str, Any], cluster: ClusterView) -> list[str]:
+    """Warnings for an admitted VM, replica set or pool: what no node honours."""
+    if cluster.cca_node_labels is None:
+        return []  # nodes unknown: nothing to say, and no second parse of the object
+    try:
+        request = parse_request(obj)
+    except RequestError:
+        return []
+    return capability_warnings(request, cluster) if request is not None else []
 
 
 def _meta(obj: Mapping[str, Any], key: str) -> str:

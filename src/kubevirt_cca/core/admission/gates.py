@@ -119,6 +119,9 @@ class ClusterView:
     """The KubeVirt CR in force (``None``: none could be chosen)."""
     ignored_kubevirts: tuple[str, ...] = ()
     """``namespace/name`` of the other KubeVirt CRs seen, which admission ignores."""
+    cca_node_labels: tuple[Mapping[str, str], ...] | None = None
+    """The labels of each node labelled ``kubevirt.io/cca=true``; ``None`` when not known
+    (then admission cannot warn that no node honours a requested parameter)."""
 
     @functools.cached_property
     def mode(self) -> ModeDecision | None:
@@ -178,8 +181,13 @@ def build_view(
         return dataclasses.replace(view, gates_problem=str(exc))
 
 
+_NOT_A_MAP = "data: expected a map of strings to strings"
+
+
 def config_from_map(data: Mapping[str, Any] | None) -> tuple[Settings, str, str | None]:
     """Settings, hook image and a problem sentence (or ``None``) from kubevirt-cca-config data."""
+    if data is not None and not isinstance(data, Mapping):
+        return Settings(), DEFAULT_HOOK_IMAGE, _NOT_A_MAP
     data = data or {}
     problems: list[str] = []
     try:
@@ -196,6 +204,8 @@ def config_from_map(data: Mapping[str, Any] | None) -> tuple[Settings, str, str 
 
 def mode_from_map(data: Mapping[str, Any] | None) -> tuple[IntegrationMode, str | None]:
     """``integrationMode`` from kubevirt-cca-config data (absent: auto) and a problem, if any."""
+    if data is not None and not isinstance(data, Mapping):
+        return IntegrationMode.AUTO, _NOT_A_MAP
     raw = (data or {}).get(INTEGRATION_MODE_KEY)
     if raw is None or raw == "":
         return IntegrationMode.AUTO, None

@@ -24,7 +24,6 @@ from kubevirt_cca.core.admission.rules import (
     ARCHITECTURE,
     EVICTION_NONE,
     cluster_violations,
-    required_node_labels,
     sidecar_conflicts,
     sidecars_field,
     spec_conflicts,
@@ -37,6 +36,7 @@ from kubevirt_cca.core.admission.sidecar import (
 )
 from kubevirt_cca.core.placement import misplaced_keys
 from kubevirt_cca.core.request import CCARequest, Template, find_template, parse_template
+from kubevirt_cca.core.requirements import required_node_labels
 from kubevirt_cca.errors import RequestError, Violation
 
 
@@ -79,7 +79,7 @@ def _check(template: Template, cluster: ClusterView
     if request is None:
         return None, [], []
     violations = cluster_violations(template, cluster)
-    violations.extend(spec_conflicts(template, request))
+    violations.extend(spec_conflicts(template, request, cluster.settings.dialect))
     entries, sidecar_violations = sidecar_conflicts(template, request, cluster)
     violations.extend(sidecar_violations)
     return request, violations, entries
@@ -103,7 +103,8 @@ def _changes(obj: Mapping[str, Any], template: Template, request: CCARequest,
     spec = template.spec
     selector = spec.get("nodeSelector")
     selector = selector if isinstance(selector, Mapping) else {}
-    missing = {key: "true" for key in required_node_labels(request) if key not in selector}
+    missing = {key: "true" for key in required_node_labels(request, cluster.settings.dialect)
+               if key not in selector}
     ops = _add_members(obj, ("spec", "nodeSelector"), missing)
     # One change per label for the messages; the operations ride on the first one.
     changes = [Change(template.path("spec", f"nodeSelector[{key}]"), '"true"',

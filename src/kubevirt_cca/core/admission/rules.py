@@ -14,8 +14,6 @@ from kubevirt_cca.constants import (
     CONFIG_MAP_NAME,
     ENABLED_LABEL,
     HOOK_SIDECARS_ANNOTATION,
-    NODE_ALGO_LABEL_PREFIX,
-    NODE_CCA_LABEL,
     RESOLVED_ANNOTATION,
     SIDECAR_FEATURE_GATE,
 )
@@ -30,6 +28,8 @@ from kubevirt_cca.core.admission.sidecar import (
 )
 from kubevirt_cca.core.integration import ProblemCode
 from kubevirt_cca.core.request import CCARequest, Template
+from kubevirt_cca.core.requirements import required_node_labels, unhonoured
+from kubevirt_cca.core.settings import Dialect
 from kubevirt_cca.errors import Violation
 
 ARCHITECTURE = "arm64"
@@ -71,7 +71,8 @@ def cluster_violations(template: Template, cluster: ClusterView) -> list[Violati
     return violations
 
 
-def spec_conflicts(template: Template, request: CCARequest) -> list[Violation]:
+def spec_conflicts(template: Template, request: CCARequest,
+                   dialect: Dialect = Dialect.VEP) -> list[Violation]:
     """Explicit settings a Realm cannot have. Unset ones are fine (mutation fills them in)."""
     spec = template.spec
     violations: list[Violation] = []
@@ -86,7 +87,8 @@ def spec_conflicts(template: Template, request: CCARequest) -> list[Violation]:
             f"a CCA Realm cannot be live-migrated, so eviction strategy {_shown(eviction)} "
             "would hang node drains; use None or External, or leave it unset")))
     violations.extend(_balloon_conflicts(template))
-    violations.extend(_node_selector_conflicts(template, request))
+    violations.extend(_node_selector_conflicts(template, request, dialect))
+    violations.extend(_affinity_conflicts(template, request, dialect))
     return violations
 
 
@@ -143,7 +145,8 @@ def _balloon_conflicts(template: Template) -> list[Violation]:
         "bounce-buffer feature every Realm device needs); set it to false or leave it unset"))]
 
 
-def _node_selector_conflicts(template: Template, request: CCARequest) -> list[Violation]:
+def _node_selector_conflicts(template: Template, request: CCARequest,
+                             dialect: Dialect) -> list[Violation]:
     selector = template.spec.get("nodeSelector")
     if selector is None:
         return []
@@ -151,7 +154,7 @@ def _node_selector_conflicts(template: Template, request: CCARequest) -> list[Vi
         return [Violation(template.path("spec", "nodeSelector"),
                           "expected a map of node label keys to values")]
     violations: list[Violation] = []
-    for key in required_node_labels(request):
+    for key in required_node_labels(request, dialect):
         if key in selector and selector[key] != "true":
             violations.append(Violation(template.path("spec", f"nodeSelector[{key}]"), (
                 f"must be \"true\" for a CCA Realm (only nodes labelled {key}=true can run "
@@ -159,11 +162,58 @@ def _node_selector_conflicts(template: Template, request: CCARequest) -> list[Vi
     return violations
 
 
-def required_node_labels(request: CCARequest) -> tuple[str, ...]:
-    """The node labels a Realm with this request must be scheduled on."""
-    if request.measurement_algo is None:
-        return (NODE_CCA_LABEL,)
-    return (NODE_CCA_LABEL, f"{NODE_ALGO_LABEL_PREFIX}{request.measurement_algo}")
+def capability_warnings(request: CCARequest, cluster: ClusterView) -> list[str]:
+    """A warning when no node in the cluster honours everything ``request`` asks for.
+
+    The object is admitted all the same (a node may gain the capability later; refusing would
+    make every VM owner wait for the last node to be labelled): its VMI stays Pending, never
+    runs without what it asked for. Nothing is said while the nodes are unknown.
+    """
+    if cluster.cca_node_labels is None:
+        return []
+    missing = unhonoured(request, cluster.settings.dialect, cluster.cca_node_labels)
+    if not missing:
+        return []
+    what = ", ".join(f"{r.capability} (node label {r.label}=true)" for r in missing)
+    return [f"no node in this cluster honours {what} with the "
+            f"{cluster.settings.dialect.value} dialect: the VMI stays Pending until a node "
+            "does; remove the parameter to run on the nodes there are (docs/vm-owners.md)"]
+
+
+def _affinity_conflicts(template: Template, request: CCARequest,
+                        dialect: Dialect) -> list[Violation]:
+    """The user's required node affinity may narrow the nodes, never exclude the ones we need.
+
+    Its terms are alternatives: a label conflicts when every term rules out ``label=true``.
+    """
+    path = ("spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution",
+            "nodeSelectorTerms")
+    node: Any = template.spec
+    for part in path[1:]:
+        node = node.get(part) if isinstance(node, Mapping) else None
+    if not isinstance(node, list) or not node:
+        return []
+    violations: list[Violation] = []
+    for key in required_node_labels(request, dialect):
+        if all(_term_excludes(term, key) for term in node):
+            violations.append(Violation(template.path(*path), (
+                f"rules out nodes labelled {key}=true, the only nodes that can run this Realm "
+                "as asked; kubevirt-cca adds that label to spec.nodeSelector, so remove the "
+                "expression on it (or the CCA parameter that needs it)")))
+    return violations
+
+
+def _term_excludes(term: Any, key: str) -> bool:
+    """Whether one node selector term can never match a node whose label ``key`` is "true"."""
+    expressions = term.get("matchExpressions") if isinstance(term, Mapping) else None
+    for expression in expressions if isinstance(expressions, list) else []:
+        if not isinstance(expression, Mapping) or expression.get("key") != key:
+            continue
+        operator, values = expression.get("operator"), expression.get("values") or []
+        if operator == "DoesNotExist" or (operator == "NotIn" and "true" in values) or (
+                operator == "In" and "true" not in values) or operator in ("Gt", "Lt"):
+            return True
+    return False
 
 
 def _shown(value: Any) -> str:

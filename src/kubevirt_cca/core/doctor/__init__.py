@@ -28,6 +28,7 @@ from kubevirt_cca.core.doctor.model import (
     is_ready,
 )
 from kubevirt_cca.core.doctor.nodes import check_cca_nodes, check_labeller
+from kubevirt_cca.core.doctor.parameters import check_cca_parameters
 from kubevirt_cca.core.doctor.webhooks import (
     check_admission_policies,
     check_certificate,
@@ -53,4 +54,5 @@ def run_checks(snapshot: Snapshot, expected: Expected) -> list[Check]:
         check_admission_policies(snapshot, expected),
         check_labeller(snapshot, expected, view),
         check_cca_nodes(snapshot),
+        check_cca_parameters(snapshot),
     ]

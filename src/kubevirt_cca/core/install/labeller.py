@@ -13,12 +13,15 @@ read-only at ``/host``). docs/architecture.md explains the choice and the altern
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from kubevirt_cca.constants import (
     LABELLER_EVENT_REASONS,
-    NODE_ALGO_LABEL_PREFIX,
+    LABELLER_OWNED_LABELS,
     NODE_DETECTION_ANNOTATION,
+    QEMU_BINARIES,
+    RME_GUEST_HELP_ARGS,
 )
 from kubevirt_cca.core.capabilities import OWNED_LABELS
 from kubevirt_cca.core.install.names import (
@@ -30,6 +33,7 @@ from kubevirt_cca.core.install.names import (
     LABELLER_HEALTH_PORT,
     LABELLER_INTERVAL_SECONDS,
     NODE_RESTRICTION_POLICY,
+    RME_GUEST_HELP_FILE,
     SCRATCH_DIR,
     InstallOptions,
     Manifest,
@@ -47,6 +51,14 @@ NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
 DOMCAPS_SCRIPT = (
     "node-labeller.sh || echo 'kubevirt-cca: node-labeller.sh failed (status '$?'); "
     "the labeller will report that the domain capabilities could not be read' >&2"
+)
+# Then the same image's QEMU is asked which properties its rme-guest object takes (what the
+# qemu-commandline dialect can pass on). QEMU answers `-object TYPE,help` before it creates a
+# machine, so no /dev/kvm is needed; its answer (or error) goes to a file the labeller reads.
+RME_GUEST_SCRIPT = (
+    f"for q in {' '.join(shlex.quote(b) for b in QEMU_BINARIES)}; do "
+    f"if [ -x \"$q\" ]; then \"$q\" {shlex.join(RME_GUEST_HELP_ARGS)} "
+    f"> {shlex.quote(RME_GUEST_HELP_FILE)} 2>&1; break; fi; done; true"
 )
 
 
@@ -76,7 +88,7 @@ def labeller_daemon_set(options: InstallOptions) -> Manifest:
         "name": "domcapabilities",
         "image": options.virt_launcher_image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["/bin/sh", "-c", DOMCAPS_SCRIPT],
+        "command": ["/bin/sh", "-c", f"{DOMCAPS_SCRIPT}; {RME_GUEST_SCRIPT}"],
         # As in KubeVirt's virt-handler: libvirt must open /dev/kvm to probe KVM's features, and
         # the script may create and open up /dev/kvm; the virt-launcher image's own user is not
         # root (107), hence root here.
@@ -93,6 +105,7 @@ def labeller_daemon_set(options: InstallOptions) -> Manifest:
             "labeller",
             "--node-name", "$(NODE_NAME)",
             "--domcaps-file", DOMCAPS_FILE,
+            "--rme-guest-help-file", RME_GUEST_HELP_FILE,
             "--root", HOST_ROOT,
             "--interval", str(LABELLER_INTERVAL_SECONDS),
             "--health-port", str(LABELLER_HEALTH_PORT),
@@ -157,6 +170,10 @@ def _or_empty(expr: str, field: str, empty: str) -> str:
 
 
 OWNED_LABEL_CEL = "k in [" + ", ".join(f"'{key}'" for key in OWNED_LABELS) + "]"
+# A key under one of the labeller's prefixes that it no longer writes (an older version's) is
+# its to remove, never to set.
+STALE_LABEL_CEL = " || ".join(
+    f"k.startsWith('{owned}')" for owned in LABELLER_OWNED_LABELS if owned.endswith("-"))
 OWNED_ANNOTATION_CEL = f"k == '{NODE_DETECTION_ANNOTATION}'"
 
 
@@ -179,14 +196,14 @@ def labeller_node_restriction(options: InstallOptions) -> list[Manifest]:
          "expression": _or_empty("object.metadata", "annotations", "{}")},
         {"name": "oldAnnotations",
          "expression": _or_empty("oldObject.metadata", "annotations", "{}")},
-        # Set: only the keys the labeller writes. Removed: those, and any old algorithm label
+        # Set: only the keys the labeller writes. Removed: those, and any key under its prefixes
         # (a stale one from an older version is the labeller's to clean up).
         {"name": "foreignLabels",
          "expression": (f"variables.newLabels.filter(k, (!(k in variables.oldLabels) || "
                         f"variables.oldLabels[k] != variables.newLabels[k]) && "
                         f"!({OWNED_LABEL_CEL})) + variables.oldLabels.filter(k, "
                         f"!(k in variables.newLabels) && !({OWNED_LABEL_CEL}) && "
-                        f"!k.startsWith('{NODE_ALGO_LABEL_PREFIX}'))")},
+                        f"!({STALE_LABEL_CEL}))")},
         {"name": "foreignAnnotations",
          "expression": (f"({_changed_keys('annotations')})"
                         f".filter(k, !({OWNED_ANNOTATION_CEL}))")},

@@ -76,6 +76,8 @@ TLS_DIR: Final = "/etc/kubevirt-cca/tls"
 GENERATED_TLS_DIR: Final = "/run/kubevirt-cca/tls"
 DOMCAPS_DIR: Final = "/var/lib/kubevirt-node-labeller"
 DOMCAPS_FILE: Final = f"{DOMCAPS_DIR}/virsh_domcapabilities.xml"
+# What the virt-launcher image's QEMU prints for `-object rme-guest,help` (stdout and stderr).
+RME_GUEST_HELP_FILE: Final = f"{DOMCAPS_DIR}/rme_guest_help.txt"
 HOST_ROOT: Final = "/host"
 LABELLER_INTERVAL_SECONDS: Final = 300
 NONROOT_UID: Final = 65532

@@ -72,7 +72,9 @@ def webhook_rbac(options: InstallOptions) -> list[Manifest]:
     ns = options.namespace
     cluster_rules = [rule("kubevirt.io", ["virtualmachineinstances"], ["get", "list", "watch"]),
                      # KubeVirt Plugins decide the integration mode (docs/plugins.md).
-                     rule("plugin.kubevirt.io", ["plugins"], ["list", "watch"])]
+                     rule("plugin.kubevirt.io", ["plugins"], ["list", "watch"]),
+                     # CCA nodes' labels: warn when no node honours a requested parameter.
+                     rule("", ["nodes"], ["list", "watch"])]
     # Listed and watched with the field selector metadata.name, so RBAC can name the one.
     own_rules = [rule("", ["configmaps"], ["list", "watch"], [CONFIG_MAP_NAME])]
     return [
