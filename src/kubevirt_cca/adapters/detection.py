@@ -7,6 +7,7 @@ pod), so both reach the same verdict from the same sources.
 from __future__ import annotations
 
 import shlex
+import threading
 from datetime import UTC, datetime
 
 from kubevirt_cca.adapters.files import read_text
@@ -21,12 +22,13 @@ from kubevirt_cca.core.capabilities import (
 from kubevirt_cca.errors import CapabilitiesError, ManifestError
 
 
-def detect(*, domcaps_file: str | None, domcaps_command: str, root: str) -> DetectionReport:
+def detect(*, domcaps_file: str | None, domcaps_command: str, root: str,
+           stop: threading.Event | None = None) -> DetectionReport:
     """Read libvirt's answer (file or command) and probe the host; never raises for a "no".
 
     ``domcaps_file`` wins over ``domcaps_command`` (a shell-quoted command line, split with
     :func:`shlex.split`, never run through a shell). When neither yields domain capabilities the
-    report says why in its reasons.
+    report says why in its reasons. Setting ``stop`` kills a running command at once.
     """
     domcaps: DomainCapabilities | None = None
     error: str | None = None
@@ -34,7 +36,7 @@ def detect(*, domcaps_file: str | None, domcaps_command: str, root: str) -> Dete
         if domcaps_file is not None:
             xml = read_text(domcaps_file)
         else:
-            xml = run_domcapabilities(shlex.split(domcaps_command))
+            xml = run_domcapabilities(shlex.split(domcaps_command), stop=stop)
         domcaps = parse_domcapabilities(xml)
     except (CapabilitiesError, ManifestError) as exc:
         error = str(exc)

@@ -8,6 +8,7 @@ The node labels follow from the report alone (``node_labels``).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,13 @@ from typing import Any, TypedDict
 from kubevirt_cca.constants import NODE_ALGO_LABEL_PREFIX, NODE_CCA_LABEL
 from kubevirt_cca.core.libvirtxml import parse_document
 from kubevirt_cca.errors import CapabilitiesError
+
+# What enters the detection report (and so the Node annotation) is bounded: each reason and each
+# text of evidence is cut at TEXT_LIMIT characters, and a report whose JSON still exceeds
+# REPORT_LIMIT bytes keeps its verdict and reasons but drops the evidence (docs/node-labels.md).
+TEXT_LIMIT = 512
+REPORT_LIMIT = 16 * 1024
+NOTES_LIMIT = 10
 
 # A label value / name segment: what Kubernetes allows after the prefix of a label key.
 _LABEL_NAME = re.compile(r"\A[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?\Z")
@@ -130,12 +138,39 @@ def build_report(
             "ccaSupported": {True: "yes", False: "no", None: "absent"}[domcaps.cca_supported],
             "measurementAlgorithms": list(domcaps.measurement_algorithms),
         }
-    evidence = {"libvirt": libvirt, "host": host.to_json()}
+    evidence = _bounded({"libvirt": libvirt, "host": host.to_json()})
     capable = domcaps is not None and domcaps.cca_supported is True
     if capable and domcaps is not None:
-        return DetectionReport(True, domcaps.measurement_algorithms, (), evidence, checked_at)
-    return DetectionReport(False, (), tuple(_reasons(domcaps, domcaps_error, host)), evidence,
-                           checked_at)
+        report = DetectionReport(True, domcaps.measurement_algorithms, (), evidence, checked_at)
+    else:
+        reasons = tuple(bound_text(r) for r in _reasons(domcaps, domcaps_error, host))
+        report = DetectionReport(False, (), reasons, evidence, checked_at)
+    if len(json.dumps(report.to_json(), separators=(",", ":")).encode()) > REPORT_LIMIT:
+        omitted = {"omitted": f"the evidence made the report larger than {REPORT_LIMIT} bytes"}
+        report = DetectionReport(report.capable, report.measurement_algorithms, report.reasons,
+                                 omitted, checked_at)
+    return report
+
+
+def bound_text(text: str, limit: int = TEXT_LIMIT) -> str:
+    """``text`` cut at ``limit`` characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+def _bounded(value: Any) -> Any:
+    """``value`` with every string cut by :func:`bound_text` and every list at NOTES_LIMIT."""
+    if isinstance(value, str):
+        return bound_text(value)
+    if isinstance(value, dict):
+        return {bound_text(str(k), 128): _bounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        items = [_bounded(v) for v in value[:NOTES_LIMIT]]
+        if len(value) > NOTES_LIMIT:
+            items.append(f"… {len(value) - NOTES_LIMIT} more")
+        return items
+    return value
 
 
 def _reasons(domcaps: DomainCapabilities | None, domcaps_error: str | None,
