@@ -130,3 +130,77 @@ def kubevirt_cca(*args: str, env: dict[str, str] | None = None, stdin: str | Non
     return subprocess.run([sys.executable, "-m", "kubevirt_cca", *args], capture_output=True,
                           text=True, input=stdin, cwd=ROOT, env=env, timeout=timeout,
                           check=False)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Webhook:
+    """``kubevirt-cca webhook`` as a local process the API server calls through ``url:``."""
+
+    def __init__(self, server: ApiServer, kubeconfig: Path, log: Path) -> None:
+        self.server = server
+        self.kubeconfig = kubeconfig
+        self.log = log
+        self.port = free_port()
+        self.health_port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import time
+        import urllib.request
+
+        cert, key = self.server.webhook_cert
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "kubevirt_cca", "--log-level", "INFO", "webhook",
+                 "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--host", "127.0.0.1",
+                 "--port", str(self.port), "--health-port", str(self.health_port)],
+                cwd=ROOT, env={**self.server.env, "KUBECONFIG": str(self.kubeconfig)},
+                stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"webhook exited:\n{self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(  # noqa: S310 - a loopback URL we built
+                        f"http://127.0.0.1:{self.health_port}/readyz", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"webhook not ready after 30 s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None
+
+    def clients(self, manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The install objects with only the webhooks' clientConfig pointed at this process."""
+        import base64
+        import copy
+
+        ca = base64.b64encode(self.server.ca.read_bytes()).decode()
+        changed = []
+        for obj in manifests:
+            obj = copy.deepcopy(obj)
+            if obj["kind"] in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+                for hook in obj["webhooks"]:
+                    path = hook["clientConfig"]["service"]["path"]
+                    hook["clientConfig"] = {"url": f"https://127.0.0.1:{self.port}{path}",
+                                            "caBundle": ca}
+            changed.append(obj)
+        return changed

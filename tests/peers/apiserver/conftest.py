@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.peers.apiserver.cluster import ApiServer, start, stop
+from tests.peers.apiserver.cluster import ApiServer, Webhook, kubevirt_cca, start, stop
 
 KUBEVIRT_NAMESPACE = "kubevirt"
 GATES = ["WorkloadEncryptionCCA", "Sidecar"]
@@ -63,3 +65,48 @@ def node_name(apiserver: ApiServer) -> str:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+INSTALL_NAMESPACE = "kubevirt-cca"
+
+
+@dataclass(frozen=True)
+class Installed:
+    """kubevirt-cca's install objects in the API server, and its webhook running locally."""
+
+    server: ApiServer
+    webhook: Webhook
+    objects: list[dict[str, Any]]
+
+    def sa_token(self, account: str, *, node: str | None = None) -> str:
+        bound = ["--bound-object-kind", "Node", "--bound-object-name", node] if node else []
+        return self.server.kubectl("create", "token", account, "-n", INSTALL_NAMESPACE,
+                                   "--duration", "1h", *bound).stdout.strip()
+
+    def reapply_webhook_configurations(self) -> None:
+        hooks = [o for o in self.objects if o["kind"].endswith("WebhookConfiguration")]
+        for obj in hooks:
+            self.server.kubectl("delete", obj["kind"], obj["metadata"]["name"],
+                                "--ignore-not-found")
+        self.server.create(*hooks)
+
+
+@pytest.fixture(scope="session")
+def installed(apiserver: ApiServer,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    """``kubevirt-cca manifests`` applied as printed, but for the webhooks' clientConfig."""
+    printed = kubevirt_cca("manifests", "--certificates", "self-signed", "--output", "json")
+    assert printed.returncode == 0, printed.stderr
+    manifests = json.loads(printed.stdout)["items"]
+    folder = tmp_path_factory.mktemp("webhook")
+    webhook_kubeconfig = folder / "kubeconfig"
+    webhook = Webhook(apiserver, webhook_kubeconfig, folder / "webhook.log")
+    objects = webhook.clients(manifests)
+    apiserver.create(*objects)
+    installed = Installed(apiserver, webhook, objects)
+    apiserver.token_kubeconfig(webhook_kubeconfig, installed.sa_token("kubevirt-cca-webhook"))
+    webhook.start()
+    try:
+        yield installed
+    finally:
+        webhook.stop()
