@@ -36,7 +36,7 @@ def run_domcapabilities(command: Sequence[str], *,
         raise CapabilitiesError("no domain capabilities command given")
     shown = " ".join(command)
     try:
-        process = subprocess.Popen(  # noqa: S603 - an argv list, never a shell
+        process = subprocess.Popen(
             list(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, start_new_session=True,
         )
@@ -65,7 +65,8 @@ def run_domcapabilities(command: Sequence[str], *,
 def _read_bounded(process: subprocess.Popen[bytes], shown: str,
                   stop: threading.Event | None) -> tuple[bytes, bytes]:
     """Both pipes until EOF, keeping at most the limits; raise on timeout, stop or overflow."""
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     kept = {process.stdout.fileno(): bytearray(), process.stderr.fileno(): bytearray()}
     limits = {process.stdout.fileno(): STDOUT_LIMIT, process.stderr.fileno(): STDERR_LIMIT}
     deadline = time.monotonic() + COMMAND_TIMEOUT_SECONDS
