@@ -403,14 +403,3 @@ def test_an_algorithm_swap_removes_first_and_adds_with_the_report() -> None:
     assert {"op": "add", "path": "/metadata/labels/cca.kubevirt.io~1measurement-algo-sha512",
             "value": "true"} in rest
     assert any(op["path"].startswith("/metadata/annotations") for op in rest)
-
-
-def test_an_invalid_node_is_not_a_conflict() -> None:
-    from kubevirt_cca.errors import KubernetesAPIError
-
-    guard = KubernetesAPIError("patch nodes: 422", status=422)
-    invalid = KubernetesAPIError("patch nodes: 422", status=422,
-                                 causes=("metadata.annotations: Too long",))
-    assert guard.conflict and not guard.invalid
-    assert invalid.invalid and not invalid.conflict
-    assert KubernetesAPIError("conflict", status=409).conflict
