@@ -99,3 +99,28 @@ def test_doctor_reports_labels_the_nodes_do_not_support(installed: Installed) ->
             "Realms need an arm64 host") in nodes["details"]
     assert ("doctor-arm: labelled kubevirt.io/cca=true but its own detection report says not "
             "capable (no /dev/kvm)") in nodes["details"]
+
+
+def test_a_decoy_kubevirt_cr_does_not_change_doctors_answer(installed: Installed) -> None:
+    """KubeVirt's own CR has the CCA gate off; a decoy in another namespace turns it on."""
+    from tests.peers.apiserver.conftest import kubevirt_cr
+
+    server = installed.server
+    server.kubectl("create", "namespace", "decoy")
+    server.create(kubevirt_cr(["WorkloadEncryptionCCA", "Sidecar"], name="decoy",
+                              namespace="decoy"))
+    off = json.dumps({"spec": {"configuration": {"developerConfiguration": {
+        "featureGates": ["Sidecar"]}}}})
+    server.kubectl("patch", "kubevirt", "kubevirt", "-n", "kubevirt", "--type=merge", "-p", off)
+    try:
+        checks = doctor(installed)
+    finally:
+        server.kubectl("patch", "kubevirt", "kubevirt", "-n", "kubevirt", "--type=merge", "-p",
+                       json.dumps({"spec": {"configuration": {"developerConfiguration": {
+                           "featureGates": ["WorkloadEncryptionCCA", "Sidecar"]}}}}))
+        server.kubectl("delete", "kubevirt", "decoy", "-n", "decoy")
+    assert checks["feature gates"]["status"] == "fail"
+    assert "WorkloadEncryptionCCA" in checks["feature gates"]["summary"]
+    assert "KubeVirt CR kubevirt/kubevirt" in checks["KubeVirt"]["summary"]
+    assert any("decoy/decoy is ignored" in d for d in checks["KubeVirt"]["details"]), \
+        checks["KubeVirt"]
