@@ -115,3 +115,24 @@ def test_sigterm_kills_a_hanging_command_and_exits_within_10_s(tmp_path: Path) -
 def test_maxrss_is_measured_per_child() -> None:
     # The memory assertions above rely on RUSAGE_CHILDREN in a fresh process.
     assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss >= 0
+
+
+def test_the_report_is_capped_and_keeps_its_verdict() -> None:
+    from datetime import UTC, datetime
+
+    from kubevirt_cca.core.capabilities import HostEvidence, build_report
+
+    host = HostEvidence(arch="aarch64", kvm_device=False,
+                        rmi_parameters={f"p{i}": "0" * 2000 for i in range(40)},
+                        notes=tuple("n" * 5000 for _ in range(30)))
+    report = build_report(domcaps=None, domcaps_error="e" * 100_000, host=host,
+                          checked_at=datetime(2026, 12, 1, tzinfo=UTC))
+    wire = json.dumps(report.to_json(), separators=(",", ":"))
+    assert len(wire.encode()) <= REPORT_LIMIT
+    assert report.capable is False
+    assert report.evidence == {"omitted": f"the evidence made the report larger than "
+                                          f"{REPORT_LIMIT} bytes"}
+    assert "no /dev/kvm: KVM is not available on this host" in report.reasons
+    unreadable = next(r for r in report.reasons if "could not be read" in r)
+    assert unreadable.endswith("more characters)")
+    assert len(unreadable) <= TEXT_LIMIT + 40
