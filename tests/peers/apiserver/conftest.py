@@ -75,6 +75,8 @@ def workdir(tmp_path: Path) -> Path:
 
 
 INSTALL_NAMESPACE = "kubevirt-cca"
+# No pod starts here, so the image is never pulled; manifests requires one all the same.
+IMAGE = "registry.example/kubevirt-cca:0.1.0"
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ class Installed:
 def installed(apiserver: ApiServer,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     """``kubevirt-cca manifests`` applied as printed, but for the webhooks' clientConfig."""
-    printed = kubevirt_cca("manifests", "--certificates", "self-signed", "--output", "json")
+    printed = kubevirt_cca("manifests", "--image", IMAGE, "--certificates", "self-signed",
+                           "--output", "json")
     assert printed.returncode == 0, printed.stderr
     manifests = json.loads(printed.stdout)["items"]
     folder = tmp_path_factory.mktemp("webhook")
