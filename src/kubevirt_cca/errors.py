@@ -8,6 +8,7 @@
     ├── ManifestError            a manifest file cannot be read as one Kubernetes object
     ├── KubernetesAPIError       a Kubernetes API request failed (``status``: HTTP status or None)
     │   ├── KubernetesConflict   409: the object changed since it was read (read and decide again)
+    │   ├── KubernetesInvalid    422 with field causes: the API server found the object invalid
     │   └── KubernetesUnreachable  no answer at all (network, TLS, wrong server)
     ├── CertificateError         the webhook's TLS certificate or key cannot be loaded
     ├── AttestationError         an attestation token, trust anchor or nonce cannot be used
@@ -76,14 +77,25 @@ class KubernetesAPIError(CCAError):
     """
 
     def __init__(self, message: str, *, status: int | None = None,
-                 detail: str | None = None) -> None:
+                 detail: str | None = None, causes: tuple[str, ...] = ()) -> None:
         self.status = status
         self.detail = message if detail is None else detail
+        self.causes = causes
+        """The Status's field causes (``field: message``); empty when it had none."""
         super().__init__(message)
 
 
 class KubernetesConflict(KubernetesAPIError):
     """HTTP 409: another writer changed the object since it was read; read and decide again."""
+
+
+class KubernetesInvalid(KubernetesAPIError):
+    """HTTP 422 with field causes: the object as written is invalid (not a changed object).
+
+    A 422 *without* causes is what the API server answers when a JSON patch's ``test``
+    operation fails: the object changed since it was read (a plain :class:`KubernetesAPIError`
+    with status 422 and no causes).
+    """
 
 
 class KubernetesUnreachable(KubernetesAPIError):

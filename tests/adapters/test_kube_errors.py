@@ -18,14 +18,23 @@ from aiohttp import web
 from lightkube.resources.core_v1 import Node
 
 from kubevirt_cca.adapters.kube import async_client, call, stream
-from kubevirt_cca.errors import KubernetesAPIError, KubernetesConflict, KubernetesUnreachable
+from kubevirt_cca.errors import (
+    KubernetesAPIError,
+    KubernetesConflict,
+    KubernetesInvalid,
+    KubernetesUnreachable,
+)
 
 pytestmark = pytest.mark.asyncio
 
 
-def status(code: int, reason: str, message: str) -> str:
-    return json.dumps({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code,
-                       "reason": reason, "message": message})
+def status(code: int, reason: str, message: str, *causes: str) -> str:
+    body = {"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code,
+            "reason": reason, "message": message, "details": {}}
+    if causes:
+        body["details"] = {"causes": [{"reason": "FieldValueTooLong", "field": field,
+                                       "message": "Too long"} for field in causes]}
+    return json.dumps(body)
 
 
 # answer (status, Content-Type, body) -> (exception class, HTTP status, detail)
@@ -40,6 +49,21 @@ ANSWERS: dict[str, tuple[tuple[int, str, str], type[KubernetesAPIError], int, st
     "invalid, a Status with a charset (httpx raises, not lightkube)": (
         (422, f"{JSON}; charset=utf-8", status(422, "Invalid", "annotations: Too long")),
         KubernetesAPIError, 422, "422 Invalid: annotations: Too long"),
+    # What the API server answers for a Node whose annotations pass 256 KiB (causes repeat).
+    "invalid with causes, a Status lightkube parses": (
+        (422, JSON, status(422, "Invalid", "Node is invalid", "metadata.annotations",
+                           "metadata.annotations")),
+        KubernetesInvalid, 422, "422 Invalid: Node is invalid"),
+    "invalid with causes, with a charset": (
+        (422, f"{JSON}; charset=utf-8", status(422, "Invalid", "Node is invalid",
+                                               "metadata.annotations")),
+        KubernetesInvalid, 422, "422 Invalid: Node is invalid"),
+    # A JSON patch whose test operation failed: 422 with empty details (not invalid).
+    "a failed test guard": (
+        (422, JSON, status(422, "Invalid", "the server rejected our request due to an error "
+                           "in our request")),
+        KubernetesAPIError, 422, "422 Invalid: the server rejected our request due to an "
+                                 "error in our request"),
     "a proxy's plain-text error": (
         (502, "text/plain", "upstream down"),
         KubernetesAPIError, 502, "502 Bad Gateway"),
@@ -81,6 +105,8 @@ async def test_each_answer_becomes_one_error(case: str) -> None:
     assert caught.value.status == code
     assert caught.value.detail == detail
     assert str(caught.value) == f"get nodes: {detail}"
+    expected_causes = ("metadata.annotations: Too long",) if kind is KubernetesInvalid else ()
+    assert caught.value.causes == expected_causes
 
 
 async def test_no_answer_is_unreachable() -> None:

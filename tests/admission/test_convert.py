@@ -99,3 +99,23 @@ def test_to_native_leaves_a_plain_vm_alone_and_refuses_a_bad_request() -> None:
         LAUNCH_SECURITY_ANNOTATION: '{"measurementAlgo":"md5"}'}
     with pytest.raises(RequestError, match="measurementAlgo"):
         to_native(bad)
+def test_an_unknown_kind_with_the_native_form_is_not_understood(tmp_path: Any) -> None:
+    from tests.cli.run import kubevirt_cca
+
+    manifest = tmp_path / "vmsnap.yaml"
+    manifest.write_text(
+        "apiVersion: example.com/v1\nkind: VirtualMachineTemplateThing\nmetadata: {name: t}\n"
+        "spec:\n  domain:\n    launchSecurity:\n      cca: {measurementAlgo: sha256}\n"
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+    done = kubevirt_cca("convert", str(manifest))
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert ("kind 'VirtualMachineTemplateThing' is not understood, but it carries VEP 129's "
+            "native form at spec.domain.launchSecurity.cca") in done.stderr
+    assert "nothing in VEP 129's native form" not in done.stderr
+    # A kind convert does not know, without the native form, is still printed as it is.
+    plain = tmp_path / "cm.yaml"
+    plain.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
+    kept = kubevirt_cca("convert", str(plain))
+    assert kept.returncode == 0
+    assert "kind: ConfigMap" in kept.stdout

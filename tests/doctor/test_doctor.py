@@ -304,3 +304,28 @@ def test_a_missing_kubeconfig_is_one_line_and_exit_1(tmp_path: Any) -> None:
     assert out == ""
     assert err.startswith("kubevirt-cca doctor: error: no usable Kubernetes configuration")
     assert "Traceback" not in err
+
+
+@pytest.mark.asyncio
+async def test_labels_the_detection_does_not_support_are_problems(kmock: Any, ca: CA) -> None:
+    from tests.doctor.cluster import node
+
+    amd64 = node("x86-1", arch="amd64")  # labelled by someone else on an amd64 node
+    denied = node("arm-3", capable=False, reasons=["no /dev/kvm"])
+    denied["metadata"]["labels"]["kubevirt.io/cca"] = "true"
+    unreported = node("arm-4")
+    del unreported["metadata"]["annotations"]["cca.kubevirt.io/detection"]
+    checks = await doctor(kmock, [*ready_cluster(ca), amd64, denied, unreported])
+    nodes = checks["CCA-capable nodes"]
+    assert nodes.status is Status.FAIL
+    assert nodes.summary == (
+        "1 of 4 arm64 node(s) can run Realms: arm-1; 3 node(s) carry a kubevirt.io/cca=true "
+        "label their detection does not support: arm-3, arm-4, x86-1")
+    assert nodes.details[:3] == (
+        "x86-1: labelled kubevirt.io/cca=true but it is amd64 (kubernetes.io/arch): Realms "
+        "need an arm64 host",
+        "arm-3: labelled kubevirt.io/cca=true but its own detection report says not capable "
+        "(no /dev/kvm)",
+        "arm-4: labelled kubevirt.io/cca=true but its detection report is missing: not checked "
+        "yet (no cca.kubevirt.io/detection annotation)",
+    )

@@ -278,3 +278,30 @@ def test_the_command_against_no_api_server_is_one_line_and_exit_1() -> None:
                                      "kubevirt-cca-webhook-tls: the API server could not be "
                                      "reached")
     assert "Traceback" not in err.getvalue()
+
+
+@pytest.mark.asyncio
+async def test_write_dir_follows_no_symlink(kmock: Any, tmp_path: Path) -> None:
+    """A link planted at the old temporary name or at the target never receives the key."""
+    load(kmock, webhook_configurations())
+    kmock.resources[SECRETS] = {}
+    folder = tmp_path / "tls"
+    folder.mkdir()
+    elsewhere = tmp_path / "stolen"
+    elsewhere.write_text("")
+    elsewhere.chmod(0o644)
+    (folder / ".tls.key.tmp").symlink_to(elsewhere)
+    (folder / "tls.key").symlink_to(elsewhere)
+    (folder / "ca.crt").symlink_to(tmp_path / "dangling")
+    await run_ensure(kmock, folder)
+    assert elsewhere.read_text() == ""  # nothing was written through a link
+    assert oct(elsewhere.stat().st_mode & 0o777) == "0o644"
+    assert not (tmp_path / "dangling").exists()
+    key = folder / "tls.key"
+    assert not key.is_symlink()
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert b"PRIVATE KEY" in key.read_bytes()
+    assert not (folder / "ca.crt").is_symlink()
+    # No temporary file is left behind (the planted link is the only other entry).
+    assert sorted(p.name for p in folder.iterdir()) == [".tls.key.tmp", "ca.crt", "tls.crt",
+                                                        "tls.key"]

@@ -139,6 +139,17 @@ def test_image_and_namespace_reach_every_object() -> None:
     (["--namespace", "Bad_NS"], "namespace: expected a namespace name"),
     (["--image", "no spaces allowed"], "image: expected a container image reference"),
     (["--kubevirt-namespace", ""], "kubevirt-namespace: expected a namespace name"),
+    (["--namespace", "kube-system"], "namespace: 'kube-system' is a system namespace"),
+    (["--namespace", "default"], "namespace: 'default' is a system namespace"),
+    (["--namespace", "kube-public"], "namespace: 'kube-public' is a system namespace"),
+    (["--namespace", "kube-node-lease"], "namespace: 'kube-node-lease' is a system namespace"),
+    (["--image", "Registry.example/UPPER:1"], "image: expected a container image reference"),
+    (["--image", "registry.example/cca:"], "image: expected a container image reference"),
+    (["--image", "registry.example//cca"], "image: expected a container image reference"),
+    (["--image", "cca@sha256:abc"], "image: expected a container image reference"),
+    (["--image=-cca:1"], "image: expected a container image reference"),
+    (["--virt-launcher-image", "quay.io/kubevirt/virt-launcher:v1.8.0:extra"],
+     "virt-launcher-image: expected a container image reference"),
 ])
 def test_bad_options_are_refused_with_the_field_named(argv: list[str], message: str) -> None:
     code, out, err = run_cli("manifests", *(argv if "--image" in argv
@@ -147,6 +158,18 @@ def test_bad_options_are_refused_with_the_field_named(argv: list[str], message: 
     assert out == ""
     assert message in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("image", [
+    "kubevirt-cca", "kubevirt-cca:0.1.0", "registry.example/kubevirt-cca:0.1.0",
+    "registry.example:5000/team/kubevirt-cca:v1.0_rc-1", "localhost/cca",
+    "quay.io/kubevirt/virt-launcher@sha256:" + "a" * 64,
+    "quay.io/kubevirt/virt-launcher:v1.8.0@sha256:" + "0" * 64, "[::1]:5000/cca:1",
+])
+def test_image_references_are_accepted(image: str) -> None:
+    code, out, err = run_cli("manifests", "--image", image, "--virt-launcher-image", image)
+    assert code == 0, err
+    assert image in out
 
 
 def _all_variants() -> list[tuple[str, list[dict[str, Any]]]]:

@@ -384,3 +384,37 @@ def _capability(labels: dict[str, str]) -> tuple[bool, frozenset[str]]:
     return (labels.get(NODE_CCA_LABEL) == "true",
             frozenset(k for k, v in labels.items()
                       if k.startswith(NODE_ALGO_LABEL_PREFIX) and v == "true"))
+
+
+def test_removing_labels_is_a_patch_of_its_own_sent_first() -> None:
+    labels = {**FOREIGN_LABELS, "kubevirt.io/cca": "true",
+              "cca.kubevirt.io/measurement-algo-sha256": "true"}
+    node = node_object(labels, dict(FOREIGN_ANNOTATIONS))
+    plan = plan_node(NodeMetadata.from_object(node), not_capable("libvirt reports no"))
+    assert plan.removes_first
+    removal, rest = plan.patches
+    assert removal == (
+        {"op": "test", "path": "/metadata/labels", "value": labels},
+        {"op": "remove", "path": "/metadata/labels/cca.kubevirt.io~1measurement-algo-sha256"},
+        {"op": "remove", "path": "/metadata/labels/kubevirt.io~1cca"},
+    )
+    assert all(not op["path"].startswith("/metadata/labels") for op in rest)
+    # Sent alone, the removal leaves the Node without a capable label whatever follows.
+    removed: dict[str, Any] = jsonpatch.apply_patch(copy.deepcopy(node), list(removal))
+    assert not any(is_owned_label(k) for k in removed["metadata"]["labels"])
+
+
+def test_an_algorithm_swap_removes_first_and_adds_with_the_report() -> None:
+    labels = {**FOREIGN_LABELS, "kubevirt.io/cca": "true",
+              "cca.kubevirt.io/measurement-algo-sha256": "true"}
+    node = node_object(labels, dict(FOREIGN_ANNOTATIONS))
+    plan = plan_node(NodeMetadata.from_object(node), capable("sha512"))
+    removal, rest = plan.patches
+    assert [op["op"] for op in removal] == ["test", "remove"]
+    after_removal = {k: v for k, v in labels.items()
+                     if k != "cca.kubevirt.io/measurement-algo-sha256"}
+    # The second patch's guard is the map as the first one leaves it.
+    assert rest[0] == {"op": "test", "path": "/metadata/labels", "value": after_removal}
+    assert {"op": "add", "path": "/metadata/labels/cca.kubevirt.io~1measurement-algo-sha512",
+            "value": "true"} in rest
+    assert any(op["path"].startswith("/metadata/annotations") for op in rest)

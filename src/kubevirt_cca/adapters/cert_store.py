@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import os
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -138,15 +140,41 @@ async def ensure_ca_bundle(client: AsyncClient, *, name: str, bundle: bytes) -> 
 
 
 def write_files(folder: Path, plan_: Plan) -> None:
-    """tls.crt, tls.key (owner-only) and ca.crt for the webhook server, replaced atomically."""
+    """tls.crt, tls.key (owner-only) and ca.crt for the webhook server, replaced atomically.
+
+    Written without following symlinks: each file goes to a new temporary name created
+    exclusively (``O_EXCL``: a link or file planted there is refused, never written through),
+    its mode set before the first byte, synced, then renamed over the target (a rename replaces
+    a link at the target; it never writes to where the link points). All relative to the folder
+    opened once, so the folder cannot be swapped between the steps.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    for key, mode in ((TLS_CRT, 0o644), (TLS_KEY, 0o600), (CA_CRT, 0o644)):
-        target = folder / key
-        temporary = folder / f".{key}.tmp"
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(plan_.material.data[key])
-        temporary.replace(target)
+    directory = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for key, mode in ((TLS_CRT, 0o644), (TLS_KEY, 0o600), (CA_CRT, 0o644)):
+            _write_one(directory, key, plan_.material.data[key], mode)
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _write_one(directory: int, name: str, data: bytes, mode: int) -> None:
+    temporary = f".{name}.{secrets.token_hex(8)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    descriptor = os.open(temporary, flags, 0o600, dir_fd=directory)
+    try:
+        os.fchmod(descriptor, mode)
+        with os.fdopen(descriptor, "wb", closefd=False) as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary, dir_fd=directory)
+        raise
+    finally:
+        os.close(descriptor)
 
 
 async def ensure(client: AsyncClient, *, namespace: str, secret: str,

@@ -7,6 +7,7 @@ pod), so both reach the same verdict from the same sources.
 from __future__ import annotations
 
 import shlex
+import threading
 from datetime import UTC, datetime
 
 from kubevirt_cca.adapters.files import read_text
@@ -24,7 +25,8 @@ from kubevirt_cca.errors import CapabilitiesError, ManifestError
 
 
 def detect(*, domcaps_file: str | None, domcaps_command: str, root: str,
-           rme_guest_file: str | None = None) -> DetectionReport:
+           rme_guest_file: str | None = None,
+           stop: threading.Event | None = None) -> DetectionReport:
     """Read libvirt's answer (file or command) and probe the host; never raises for a "no".
 
     ``domcaps_file`` wins over ``domcaps_command`` (a shell-quoted command line, split with
@@ -32,6 +34,7 @@ def detect(*, domcaps_file: str | None, domcaps_command: str, root: str,
     report says why in its reasons. ``rme_guest_file`` holds QEMU's ``-object rme-guest,help``
     answer; without it QEMU is not asked (the report then honours nothing for the
     ``qemu-commandline`` dialect).
+    Setting ``stop`` kills a running command at once.
     """
     domcaps: DomainCapabilities | None = None
     error: str | None = None
@@ -39,7 +42,7 @@ def detect(*, domcaps_file: str | None, domcaps_command: str, root: str,
         if domcaps_file is not None:
             xml = read_text(domcaps_file)
         else:
-            xml = run_domcapabilities(shlex.split(domcaps_command))
+            xml = run_domcapabilities(shlex.split(domcaps_command), stop=stop)
         domcaps = parse_domcapabilities(xml)
     except (CapabilitiesError, ManifestError) as exc:
         error = str(exc)

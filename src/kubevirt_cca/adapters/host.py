@@ -22,6 +22,11 @@ KERNEL_LOG_PATHS = (KMSG_PATH, "var/log/dmesg", "var/log/kern.log")
 DMESG_RESTRICT_PATH = "proc/sys/kernel/dmesg_restrict"
 ARCH_PATH = "proc/sys/kernel/arch"
 _KMSG_RECORD_LIMIT = 100_000
+# A saved kernel log can be hundreds of MiB (a 128 Mi container must not read it whole).
+KERNEL_LOG_SCAN_LIMIT = 256 * 1024 * 1024
+LINE_LIMIT = 4096
+_CHUNK = 1024 * 1024
+_PARAMETER_LIMIT = 4096
 
 
 def probe_host(root: Path | str = "/") -> HostEvidence:
@@ -64,7 +69,8 @@ def probe_rmi_parameters(root: Path, notes: list[str]) -> dict[str, str | None]:
     for relative in KVM_RMI_PARAMETERS:
         name = relative.rsplit("/", 1)[-1]
         try:
-            found[name] = (root / relative).read_text(encoding="ascii").strip()
+            with (root / relative).open("rb") as file:
+                found[name] = file.read(_PARAMETER_LIMIT).decode("ascii").strip()
         except FileNotFoundError:
             found[name] = None
         except (OSError, UnicodeDecodeError) as exc:
@@ -74,11 +80,19 @@ def probe_rmi_parameters(root: Path, notes: list[str]) -> dict[str, str | None]:
 
 
 def probe_rmi_abi_line(root: Path, notes: list[str]) -> tuple[str | None, bool]:
-    """The kernel log line with ``RMI ABI version``, and whether any kernel log was readable."""
+    """The kernel log line with ``RMI ABI version``, and whether any kernel log was readable.
+
+    Logs are scanned in chunks (memory stays bounded however large the file): at most
+    :data:`KERNEL_LOG_SCAN_LIMIT` bytes of each, and the line found is cut at
+    :data:`LINE_LIMIT` bytes.
+    """
     for relative in KERNEL_LOG_PATHS:
         path = root / relative
         try:
-            lines = _read_kernel_log(path)
+            if path.name == "kmsg" and path.is_char_device():
+                line = _scan_kmsg(path)
+            else:
+                line = _scan_file(path, relative, notes)
         except FileNotFoundError:
             continue
         except OSError as exc:
@@ -87,10 +101,7 @@ def probe_rmi_abi_line(root: Path, notes: list[str]) -> tuple[str | None, bool]:
                 note += _kmsg_denied_hint(root)
             notes.append(note)
             continue
-        for line in lines:
-            if RMI_ABI_LOG_MARKER in line:
-                return line.strip(), True
-        return None, True
+        return line, True
     return None, False
 
 
@@ -108,15 +119,37 @@ def _kmsg_denied_hint(root: Path) -> str:
     return ""
 
 
-def _read_kernel_log(path: Path) -> list[str]:
-    if path.name == "kmsg" and path.is_char_device():
-        return _read_kmsg(path)
-    return path.read_text(encoding="utf-8", errors="replace").splitlines()
+def _line_at(data: bytes, at: int) -> str:
+    start = data.rfind(b"\n", 0, at) + 1
+    end = data.find(b"\n", at)
+    line = data[start:end if end >= 0 else len(data)][:LINE_LIMIT]
+    return line.decode("utf-8", errors="replace").strip()
 
 
-def _read_kmsg(path: Path) -> list[str]:
-    """Read the records in ``/dev/kmsg`` now, without waiting for new ones."""
-    lines: list[str] = []
+def _scan_file(path: Path, relative: str, notes: list[str]) -> str | None:
+    """The first line holding the marker, reading ``path`` a chunk at a time."""
+    marker = RMI_ABI_LOG_MARKER.encode()
+    scanned = 0
+    carry = b""
+    with path.open("rb") as file:
+        while chunk := file.read(_CHUNK):
+            scanned += len(chunk)
+            data = carry + chunk
+            at = data.find(marker)
+            if at >= 0:
+                if data.find(b"\n", at) < 0:  # the rest of the line is in the next chunk
+                    data += file.read(LINE_LIMIT)
+                return _line_at(data, at)
+            carry = data[-LINE_LIMIT:]
+            if scanned >= KERNEL_LOG_SCAN_LIMIT:
+                notes.append(f"/{relative}: only its first {KERNEL_LOG_SCAN_LIMIT // 2**20} MiB "
+                             "were searched for the RMI ABI line")
+                break
+    return None
+
+
+def _scan_kmsg(path: Path) -> str | None:
+    """The first record in ``/dev/kmsg`` with the marker, without waiting for new ones."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         for _ in range(_KMSG_RECORD_LIMIT):
@@ -131,8 +164,10 @@ def _read_kmsg(path: Path) -> list[str]:
             if not record:
                 break
             # A record is "prefix;message\n" with continuation lines after it.
-            text = record.decode("utf-8", errors="replace")
-            lines.append(text.split(";", 1)[-1])
+            message = record.split(b";", 1)[-1]
+            at = message.find(RMI_ABI_LOG_MARKER.encode())
+            if at >= 0:
+                return _line_at(message, at)
     finally:
         os.close(fd)
-    return lines
+    return None

@@ -21,10 +21,16 @@ from lightkube.config.models import Cluster, User
 from lightkube.core.exceptions import ConfigError
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 
-from kubevirt_cca.errors import KubernetesAPIError, KubernetesConflict, KubernetesUnreachable
+from kubevirt_cca.errors import (
+    KubernetesAPIError,
+    KubernetesConflict,
+    KubernetesInvalid,
+    KubernetesUnreachable,
+)
 
 FIELD_MANAGER = "kubevirt-cca"
 CONFLICT = 409
+UNPROCESSABLE = 422
 # What lightkube and httpx raise for a failed request (ApiError is an HTTPStatusError).
 CLIENT_ERRORS = (httpx2.HTTPError, ValueError)
 T = TypeVar("T")
@@ -102,10 +108,15 @@ def translate(what: str, exc: httpx2.HTTPError | ValueError) -> KubernetesAPIErr
     if isinstance(exc, ApiError):
         code = exc.status.code or (exc.response.status_code if exc.response else 0)
         reason = f"{exc.status.reason}: " if exc.status.reason else ""
-        return _answered(what, code, f"{code} {reason}{exc.status.message or 'no message'}")
+        details = exc.status.details
+        causes = [{"field": c.field, "message": c.message, "reason": c.reason}
+                  for c in (details.causes or [])] if details is not None else []
+        return _answered(what, code, f"{code} {reason}{exc.status.message or 'no message'}",
+                         _causes(causes))
     if isinstance(exc, httpx2.HTTPStatusError):
         code = exc.response.status_code
-        return _answered(what, code, f"{code} {status_text(exc.response)}")
+        return _answered(what, code, f"{code} {status_text(exc.response)}",
+                         _causes(_json_causes(exc.response)))
     if isinstance(exc, httpx2.HTTPError):
         detail = (f"the API server could not be reached ({type(exc).__name__}: "
                   f"{exc or 'no detail'})")
@@ -127,6 +138,34 @@ def status_text(response: httpx2.Response) -> str:
     return response.reason_phrase or "no detail"
 
 
-def _answered(what: str, code: int, detail: str) -> KubernetesAPIError:
-    kind = KubernetesConflict if code == CONFLICT else KubernetesAPIError
-    return kind(f"{what}: {detail}", status=code, detail=detail)
+def _answered(what: str, code: int, detail: str,
+              causes: tuple[str, ...] = ()) -> KubernetesAPIError:
+    kind: type[KubernetesAPIError] = KubernetesAPIError
+    if code == CONFLICT:
+        kind = KubernetesConflict
+    elif code == UNPROCESSABLE and causes:
+        kind = KubernetesInvalid
+    return kind(f"{what}: {detail}", status=code, detail=detail, causes=causes)
+
+
+def _json_causes(response: httpx2.Response) -> list[Any]:
+    try:
+        status = response.json()
+    except ValueError:
+        return []
+    details = status.get("details") if isinstance(status, dict) else None
+    causes = details.get("causes") if isinstance(details, dict) else None
+    return causes if isinstance(causes, list) else []
+
+
+def _causes(causes: list[Any]) -> tuple[str, ...]:
+    """``field: message`` per cause of a Status (duplicates dropped, in order)."""
+    found: list[str] = []
+    for cause in causes:
+        if not isinstance(cause, dict):
+            continue
+        text = (f"{cause.get('field') or '(object)'}: "
+                f"{cause.get('message') or cause.get('reason') or 'invalid'}")
+        if text not in found:
+            found.append(text)
+    return tuple(found)

@@ -3,8 +3,12 @@
 One :class:`NodeLabeller` per process, for the Node it runs on. Each reconcile runs the
 detection (in a worker thread: it may run ``virsh``), reads the Node, asks
 :func:`kubevirt_cca.core.labelling.plan_node` for the patch and sends it only when it is not
-empty. A patch the API server refuses because its ``test`` guard failed (422) or because of a
-conflict (409) is retried with a fresh read; any other API failure ends the reconcile with
+empty, one patch at a time (removals of owned labels go first and alone, see
+:class:`~kubevirt_cca.core.labelling.NodePlan`). A patch the API server refuses because its
+``test`` guard failed (a 422 without causes) or because of a conflict (409) is retried with a
+fresh read; a 422 with field causes is an invalid Node (e.g. annotations over 256 KiB),
+:class:`~kubevirt_cca.errors.KubernetesInvalid`, not a conflict, and is reported as such at
+once; any other API failure ends the reconcile with
 :class:`~kubevirt_cca.errors.KubernetesAPIError`, and :meth:`NodeLabeller.run` then waits with
 exponential backoff and jitter, leaving the Node's labels as they were. A stop request (SIGTERM)
 is honoured between requests: no new write starts after it, and a write already sent is awaited,
@@ -37,15 +41,25 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from kubevirt_cca.adapters.kube import call
 from kubevirt_cca.constants import MEASUREMENT_ALGORITHMS
 from kubevirt_cca.core.capabilities import DetectionReport
-from kubevirt_cca.core.labelling import CapabilityEvent, NodeMetadata, NodePlan, plan_node
-from kubevirt_cca.errors import KubernetesAPIError, KubernetesUnreachable
+from kubevirt_cca.core.labelling import (
+    CapabilityEvent,
+    NodeMetadata,
+    NodePlan,
+    PatchOperation,
+    plan_node,
+)
+from kubevirt_cca.errors import (
+    KubernetesAPIError,
+    KubernetesConflict,
+    KubernetesInvalid,
+    KubernetesUnreachable,
+)
 
 LOG = logging.getLogger(__name__)
 
 COMPONENT = "kubevirt-cca-labeller"
 # Events about a cluster-scoped Node go to the "default" namespace, as the kubelet's do.
 EVENT_NAMESPACE = "default"
-CONFLICT_STATUSES = frozenset({409, 422})
 
 T = TypeVar("T")
 Detector = Callable[[], DetectionReport]
@@ -184,7 +198,10 @@ class NodeLabeller:
         report = await asyncio.to_thread(self.detector)
         self.last_report = report
         self.metrics.record_report(report)
-        for attempt in range(1, self.timing.conflict_attempts + 1):
+        conflicts = 0
+        wrote = False
+        event_sent = False
+        while True:
             if self._stop.is_set():
                 return ReconcileResult.INTERRUPTED
             node = await self._read_node()
@@ -195,28 +212,51 @@ class NodeLabeller:
             self._log_skip(False)
             if not plan.changed:
                 LOG.debug("node %s: labels and detection annotation up to date", node.name)
-                return ReconcileResult.UNCHANGED
+                return ReconcileResult.PATCHED if wrote else ReconcileResult.UNCHANGED
             if self._stop.is_set():
                 return ReconcileResult.INTERRUPTED
             try:
-                await self._patch_node(plan)
+                await self._patch_node(plan.patches[0])
+            except KubernetesInvalid as exc:
+                raise self._invalid(plan, exc) from exc
             except KubernetesAPIError as exc:
-                if exc.status not in CONFLICT_STATUSES:
+                if not _changed_since_read(exc):
                     raise
+                conflicts += 1
                 self.metrics.errors.labels("conflict").inc()
-                LOG.info("node %s: patch conflicted (%s), re-reading (attempt %d of %d)",
-                         node.name, exc, attempt, self.timing.conflict_attempts)
+                LOG.info("node %s: %s (%s); re-reading (attempt %d of %d)", node.name,
+                         _conflict_kind(exc), exc, conflicts, self.timing.conflict_attempts)
+                if conflicts >= self.timing.conflict_attempts:
+                    raise KubernetesConflict(
+                        f"node {self.node_name}: the patch's test guard failed or it "
+                        f"conflicted {conflicts} times in a row (someone else keeps changing "
+                        "the node's labels or annotations)", status=409,
+                    ) from exc
                 continue
-            LOG.info("node %s: capable=%s labels %s; detection annotation %s",
-                     node.name, report.capable, plan.label_changes.describe(),
-                     "updated" if plan.annotation_changed else "unchanged")
-            if plan.event is not None:
+            wrote = True
+            if plan.removes_first:
+                LOG.info("node %s: capable=%s removed labels %s first; writing the rest next",
+                         node.name, report.capable, " ".join(plan.label_changes.removed))
+            else:
+                LOG.info("node %s: capable=%s labels %s; detection annotation %s",
+                         node.name, report.capable, plan.label_changes.describe(),
+                         "updated" if plan.annotation_changed else "unchanged")
+            if plan.event is not None and not event_sent:
+                event_sent = True
                 await self._record_event(node, plan.event)
-            return ReconcileResult.PATCHED
-        raise KubernetesAPIError(
-            f"node {self.node_name}: the patch conflicted {self.timing.conflict_attempts} times "
-            "in a row (someone else keeps changing the node's labels or annotations)",
-            status=409,
+            if not plan.removes_first:
+                return ReconcileResult.PATCHED
+
+    def _invalid(self, plan: NodePlan, exc: KubernetesInvalid) -> KubernetesInvalid:
+        """The API server refused the patched Node as invalid: no retry can help."""
+        what = ("removing the labels" if plan.removes_first
+                else "the detection annotation and labels")
+        return KubernetesInvalid(
+            f"node {self.node_name}: the API server refused {what} as an invalid Node "
+            f"({'; '.join(exc.causes)}); this is not a conflict, retrying the same patch cannot "
+            "help (a Node's annotations may hold 256 KiB together: other writers' annotations "
+            "may leave no room for the detection report)",
+            status=exc.status, detail=exc.detail, causes=exc.causes,
         )
 
     async def _sleep(self, seconds: float) -> None:
@@ -243,8 +283,8 @@ class NodeLabeller:
             uid=metadata.uid,
         )
 
-    async def _patch_node(self, plan: NodePlan) -> None:
-        operations = [dict(op) for op in plan.patch]
+    async def _patch_node(self, patch: tuple[PatchOperation, ...]) -> None:
+        operations = [dict(op) for op in patch]
         await self._call("patch", "nodes", self.client.patch(
             Node, self.node_name, operations, patch_type=PatchType.JSON))
 
@@ -286,3 +326,14 @@ def _outcome(exc: KubernetesAPIError) -> str:
     if exc.status is not None:
         return str(exc.status)
     return "unreachable" if isinstance(exc, KubernetesUnreachable) else "malformed"
+
+
+def _changed_since_read(exc: KubernetesAPIError) -> bool:
+    """A 409, or a 422 without causes (a failed ``test`` guard): read and decide again."""
+    return isinstance(exc, KubernetesConflict) or (exc.status == 422 and not exc.causes)
+
+
+def _conflict_kind(exc: KubernetesAPIError) -> str:
+    if isinstance(exc, KubernetesConflict):
+        return "the patch conflicted"
+    return "the patch's test guard failed: the node changed since it was read"

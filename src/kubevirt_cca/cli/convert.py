@@ -24,7 +24,8 @@ With --to native, the other way: the label and annotation become
 spec.domain.launchSecurity.cca, for handing a manifest over to a KubeVirt that implements CCA
 itself (docs/admin.md, "KubeVirt's own CCA: handing over").
 
-Exit status: 0 printed, 1 the CCA request is invalid, 2 unreadable file.
+Exit status: 0 printed, 1 the CCA request is invalid or a kind convert does not know
+carries the native form, 2 unreadable file.
 
 example:
   kubevirt-cca convert vm-native.yaml > vm.yaml
@@ -51,6 +52,15 @@ def run(args: argparse.Namespace) -> int:
     except ManifestError as exc:
         print(f"kubevirt-cca convert: error: {exc}", file=sys.stderr)
         return 2
+    unknown = [(document.get("kind"), path) for document in documents
+               if document.get("kind", "VirtualMachineInstance") not in TEMPLATE_PATHS
+               and (path := _native_form_at(document)) is not None]
+    for kind, path in unknown:
+        print(f"kubevirt-cca convert: error: kind {kind!r} is not understood, but it carries "
+              f"VEP 129's native form at {path}; convert rewrites only "
+              f"{', '.join(sorted(TEMPLATE_PATHS))} (nothing was printed)", file=sys.stderr)
+    if unknown:
+        return 1
     converted = []
     changed = False
     for document in documents:
@@ -71,3 +81,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"kubevirt-cca convert: note: nothing {form}; printed unchanged", file=sys.stderr)
     sys.stdout.write(dump_yaml(converted))
     return 0
+
+
+def _native_form_at(value: object, path: str = "") -> str | None:
+    """Where ``value`` holds ``launchSecurity.cca`` (a dotted path), else ``None``."""
+    if isinstance(value, dict):
+        security = value.get("launchSecurity")
+        if isinstance(security, dict) and "cca" in security:
+            return f"{path}.launchSecurity.cca".lstrip(".")
+        for key, item in value.items():
+            found = _native_form_at(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _native_form_at(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None

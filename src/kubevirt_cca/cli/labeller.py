@@ -10,6 +10,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -42,7 +43,8 @@ and the detection report (why or why not) in the annotation '{NODE_DETECTION_ANN
 Only these keys are ever written or removed, only when they differ, and not at all on a node
 annotated '{KUBEVIRT_SKIP_NODE_ANNOTATION}'. The node is re-checked every --interval seconds
 (with 10 % jitter); while the API server fails the labeller backs off exponentially and leaves
-the labels as they are. SIGTERM stops it between requests.
+the labels as they are. SIGTERM stops it between requests and kills a running
+--domcaps-command at once (its process group).
 
 Serves /healthz, /readyz (ready after the first reconcile) and /metrics on --health-port.
 
@@ -97,13 +99,16 @@ def run(args: argparse.Namespace) -> int:
     # Imported here so the other commands do not load the Kubernetes client and HTTP server.
     from kubevirt_cca.adapters.detection import detect
 
+    # Set on SIGTERM: kills a running domain capabilities command (its process group) at once.
+    stopping = threading.Event()
     detector = functools.partial(detect, domcaps_file=args.domcaps_file,
                                  domcaps_command=args.domcaps_command, root=args.root,
-                                 rme_guest_file=args.rme_guest_help_file)
-    return asyncio.run(_main(args, detector))
+                                 rme_guest_file=args.rme_guest_help_file, stop=stopping)
+    return asyncio.run(_main(args, detector, stopping))
 
 
-async def _main(args: argparse.Namespace, detector: Callable[[], DetectionReport]) -> int:
+async def _main(args: argparse.Namespace, detector: Callable[[], DetectionReport],
+                stopping: threading.Event) -> int:
     from kubevirt_cca.adapters.health import HealthServer
     from kubevirt_cca.adapters.kube import async_client
     from kubevirt_cca.adapters.labeller import NodeLabeller, Timing
@@ -113,7 +118,7 @@ async def _main(args: argparse.Namespace, detector: Callable[[], DetectionReport
                             timing=Timing(interval=args.interval))
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, _stop, labeller, signum)
+        loop.add_signal_handler(signum, _stop, labeller, stopping, signum)
     try:
         if args.once:
             result = await labeller.reconcile()
@@ -137,8 +142,10 @@ async def _main(args: argparse.Namespace, detector: Callable[[], DetectionReport
         await client.close()
 
 
-def _stop(labeller: NodeLabeller, signum: int) -> None:
-    LOG.info("received %s; stopping after the request in flight", signal.Signals(signum).name)
+def _stop(labeller: NodeLabeller, stopping: threading.Event, signum: int) -> None:
+    LOG.info("received %s; stopping after the request in flight (a running domain "
+             "capabilities command is killed)", signal.Signals(signum).name)
+    stopping.set()
     labeller.request_stop()
 
 

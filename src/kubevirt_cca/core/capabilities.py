@@ -8,9 +8,10 @@ The node labels follow from the report alone (``node_labels``).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypedDict
 
@@ -50,6 +51,15 @@ class Honoured:
             "personalizationValue": self.personalization_value,
             "measurementLog": self.measurement_log,
         }
+
+
+# What enters the detection report (and so the Node annotation) is bounded: each reason and each
+# text of evidence is cut at TEXT_LIMIT characters, and a report whose JSON still exceeds
+# REPORT_LIMIT bytes keeps its verdict and reasons but drops the evidence (docs/node-labels.md).
+TEXT_LIMIT = 512
+REPORT_LIMIT = 16 * 1024
+NOTES_LIMIT = 10
+
 
 
 @dataclass(frozen=True)
@@ -292,14 +302,42 @@ def build_report(
         evidence["rmeGuest"] = {**rme_guest.to_json(), "answer": rme_guest.answer}
     elif rme_guest_error is not None:
         evidence["rmeGuest"] = {"error": rme_guest_error}
+    evidence = _bounded(evidence)
     capable = domcaps is not None and domcaps.cca_supported is True and not domcaps.virtcca
     if capable and domcaps is not None:
         honoured_qemu = rme_guest.honoured if rme_guest is not None else None
-        return DetectionReport(True, domcaps.measurement_algorithms, (), evidence, checked_at,
-                               personalization_value=domcaps.personalization_value,
-                               measurement_log=domcaps.measurement_log, rme_guest=honoured_qemu)
-    return DetectionReport(False, (), tuple(_reasons(domcaps, domcaps_error, host)), evidence,
-                           checked_at)
+        report = DetectionReport(True, domcaps.measurement_algorithms, (), evidence, checked_at,
+                                 personalization_value=domcaps.personalization_value,
+                                 measurement_log=domcaps.measurement_log,
+                                 rme_guest=honoured_qemu)
+    else:
+        reasons = tuple(bound_text(r) for r in _reasons(domcaps, domcaps_error, host))
+        report = DetectionReport(False, (), reasons, evidence, checked_at)
+    if len(json.dumps(report.to_json(), separators=(",", ":")).encode()) > REPORT_LIMIT:
+        omitted = {"omitted": f"the evidence made the report larger than {REPORT_LIMIT} bytes"}
+        report = replace(report, evidence=omitted)
+    return report
+
+
+def bound_text(text: str, limit: int = TEXT_LIMIT) -> str:
+    """``text`` cut at ``limit`` characters, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+def _bounded(value: Any) -> Any:
+    """``value`` with every string cut by :func:`bound_text` and every list at NOTES_LIMIT."""
+    if isinstance(value, str):
+        return bound_text(value)
+    if isinstance(value, dict):
+        return {bound_text(str(k), 128): _bounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        items = [_bounded(v) for v in value[:NOTES_LIMIT]]
+        if len(value) > NOTES_LIMIT:
+            items.append(f"… {len(value) - NOTES_LIMIT} more")
+        return items
+    return value
 
 
 def _reasons(domcaps: DomainCapabilities | None, domcaps_error: str | None,

@@ -14,6 +14,11 @@ The rules (DESIGN.md, "Node labels"):
 - Nothing changed, nothing written: the plan's patch is empty. The report's ``checkedAt`` is
   not a change: the annotation is rewritten only when the rest of the report differs, so its
   ``checkedAt`` says when the node's verdict or evidence last changed.
+- Removing owned labels never depends on anything else fitting: when a plan removes labels, the
+  removals are a patch of their own, sent first (:attr:`NodePlan.patches`). Additions, changes
+  and the detection annotation follow in a second patch, so a "capable" label is only ever added
+  together with the report that supports it. An annotation the API server refuses (the Node's
+  annotations are capped at 256 KiB together) therefore cannot keep a stale capable label.
 - Every patch is guarded: before touching a map it ``test``\\ s the whole map as it was read
   (KubeVirt's node labeller does the same), so a concurrent change to that map makes the API
   server refuse the patch (HTTP 422) and the adapter re-reads and retries. A map that does not
@@ -134,18 +139,33 @@ class KeyChanges:
 
 @dataclass(frozen=True)
 class NodePlan:
-    """What to do with one Node: the patch (empty: nothing to write) and why."""
+    """What to do with one Node: the patches, in order (none: nothing to write), and why.
+
+    With two patches the first removes owned labels and nothing else; the adapter sends it,
+    re-reads the Node and plans again (the second patch's guards were computed for the Node
+    as it would be after the first).
+    """
 
     node: str
     skipped: bool
-    patch: tuple[PatchOperation, ...]
+    patches: tuple[tuple[PatchOperation, ...], ...]
     label_changes: KeyChanges
     annotation_changed: bool
     event: CapabilityEvent | None
 
     @property
+    def patch(self) -> tuple[PatchOperation, ...]:
+        """All operations as one RFC 6902 patch (the patches applied in order have this effect)."""
+        return tuple(op for patch in self.patches for op in patch)
+
+    @property
     def changed(self) -> bool:
-        return bool(self.patch)
+        return bool(self.patches)
+
+    @property
+    def removes_first(self) -> bool:
+        """Whether the first patch only removes owned labels and more follows it."""
+        return len(self.patches) > 1
 
 
 def detection_annotation(report: DetectionReport) -> str:
@@ -182,10 +202,17 @@ def plan_node(node: NodeMetadata, report: DetectionReport) -> NodePlan:
     changes = _label_changes(node.labels or {}, desired)
     annotation_changed = not same_report(annotations.get(NODE_DETECTION_ANNOTATION), report)
 
+    patches: list[tuple[PatchOperation, ...]] = []
+    labels = node.labels
+    if changes.removed:
+        removal, _ = _map_operations("labels", labels, KeyChanges(removed=changes.removed))
+        patches.append(tuple(removal))
+        labels = {k: v for k, v in (labels or {}).items() if k not in changes.removed}
     operations: list[PatchOperation] = []
     guard_version = False
-    if changes:
-        ops, creates = _map_operations("labels", node.labels, changes)
+    rest = KeyChanges(added=changes.added, changed=changes.changed)
+    if rest:
+        ops, creates = _map_operations("labels", labels, rest)
         operations += ops
         guard_version |= creates
     if annotation_changed:
@@ -201,9 +228,11 @@ def plan_node(node: NodeMetadata, report: DetectionReport) -> NodePlan:
     if guard_version and node.resource_version is not None:
         operations.insert(0, {"op": "test", "path": "/metadata/resourceVersion",
                               "value": node.resource_version})
+    if operations:
+        patches.append(tuple(operations))
 
     event = _capability_event(Capability.from_labels(node.labels), report) if changes else None
-    return NodePlan(node.name, False, tuple(operations), changes, annotation_changed, event)
+    return NodePlan(node.name, False, tuple(patches), changes, annotation_changed, event)
 
 
 def escape_pointer(key: str) -> str:

@@ -97,7 +97,8 @@ def plugin_server(socket_path: Path, settings: Settings, *,
     """
     service = DomainHookService(settings)
     return UnixSocketServer(socket_path, service.handlers(), max_workers=max_workers,
-                            stop_event=stop_event, socket_mode=SOCKET_MODE)
+                            stop_event=stop_event, socket_mode=SOCKET_MODE,
+                            option="--plugin-socket")
 
 
 def _ms_since(started: float) -> float:

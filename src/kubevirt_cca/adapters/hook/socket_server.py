@@ -46,9 +46,12 @@ class UnixSocketServer:
     def __init__(self, path: Path, handlers: Sequence[grpc.GenericRpcHandler], *,
                  max_workers: int = DEFAULT_WORKERS,
                  stop_event: threading.Event | None = None,
-                 socket_mode: int | None = None) -> None:
+                 socket_mode: int | None = None,
+                 option: str = "--socket-dir") -> None:
         self.path = path
         self.socket_mode = socket_mode
+        self.option = option
+        """The command-line option that chose ``path``, named in refusals."""
         """Permission bits set on the socket after binding (``None``: leave the umask's)."""
         self.stop_event = stop_event if stop_event is not None else threading.Event()
         self._handlers = list(handlers)
@@ -58,9 +61,9 @@ class UnixSocketServer:
 
     def start(self) -> None:
         """Claim the socket path, bind it and start serving."""
-        check_socket_path(self.path)
+        check_socket_path(self.path, option=self.option)
         _prepare_directory(self.path.parent)
-        _claim_socket_path(self.path)
+        _claim_socket_path(self.path, option=self.option)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers,
                                        thread_name_prefix="grpc-" + self.path.stem),
@@ -152,7 +155,7 @@ def _signal_handlers(handler: signal._HANDLER) -> Iterator[None]:
             signal.signal(signum, old)
 
 
-def check_socket_path(path: Path) -> None:
+def check_socket_path(path: Path, *, option: str = "--socket-dir") -> None:
     """Refuse a socket path the kernel cannot bind (relative, or longer than sun_path)."""
     if not path.is_absolute():
         raise SettingsError(f"socket path {path}: expected an absolute path")
@@ -160,7 +163,7 @@ def check_socket_path(path: Path) -> None:
     if size > MAX_SOCKET_PATH_BYTES:
         raise SettingsError(
             f"socket path {path} is {size} bytes long; a unix socket path can have at most "
-            f"{MAX_SOCKET_PATH_BYTES}: choose a shorter --socket-dir"
+            f"{MAX_SOCKET_PATH_BYTES}: choose a shorter {option}"
         )
 
 
@@ -176,7 +179,7 @@ def _prepare_directory(directory: Path) -> None:
         raise SettingsError(f"socket directory {directory} is not a directory")
 
 
-def _claim_socket_path(path: Path) -> None:
+def _claim_socket_path(path: Path, *, option: str) -> None:
     """Make ``path`` free for a new socket: replace a stale socket, refuse anything else."""
     try:
         info = path.lstat()
@@ -185,7 +188,7 @@ def _claim_socket_path(path: Path) -> None:
     if not stat.S_ISSOCK(info.st_mode):
         raise SettingsError(
             f"{path} exists and is not a socket; refusing to replace it (remove it, or choose "
-            "another --socket-dir)"
+            f"another {option})"
         )
     if _accepts_connections(path):
         raise SettingsError(

@@ -132,12 +132,9 @@ def _launcher_image_warning(snapshot: Snapshot, view: ClusterView) -> list[str]:
             f"--virt-launcher-image {wanted}')"]
 
 
-def node_reasons(node: dict[str, Any]) -> str:
-    """Why a node is not CCA-capable, from the labeller's detection report."""
-    annotations = mapping(dig(node, "metadata", "annotations"))
-    if annotations.get(KUBEVIRT_SKIP_NODE_ANNOTATION) == "true":
-        return f"skipped ({KUBEVIRT_SKIP_NODE_ANNOTATION}=true)"
-    raw = annotations.get(NODE_DETECTION_ANNOTATION)
+def _report(node: dict[str, Any]) -> dict[str, Any] | str:
+    """The node's detection report, or why there is none to read."""
+    raw = mapping(dig(node, "metadata", "annotations")).get(NODE_DETECTION_ANNOTATION)
     if not isinstance(raw, str):
         return f"not checked yet (no {NODE_DETECTION_ANNOTATION} annotation)"
     try:
@@ -146,6 +143,17 @@ def node_reasons(node: dict[str, Any]) -> str:
         return f"{NODE_DETECTION_ANNOTATION} is not JSON"
     if not isinstance(report, dict):
         return f"{NODE_DETECTION_ANNOTATION} is not a detection report"
+    return report
+
+
+def node_reasons(node: dict[str, Any]) -> str:
+    """Why a node is not CCA-capable, from the labeller's detection report."""
+    annotations = mapping(dig(node, "metadata", "annotations"))
+    if annotations.get(KUBEVIRT_SKIP_NODE_ANNOTATION) == "true":
+        return f"skipped ({KUBEVIRT_SKIP_NODE_ANNOTATION}=true)"
+    report = _report(node)
+    if isinstance(report, str):
+        return report
     if report.get("capable") is True:
         return f"the labeller found it capable but the {NODE_CCA_LABEL} label is missing"
     listed = report.get("reasons")
@@ -153,17 +161,53 @@ def node_reasons(node: dict[str, Any]) -> str:
     return "; ".join(reasons) or "not capable (no reason recorded)"
 
 
+def label_contradiction(node: dict[str, Any]) -> str | None:
+    """Why a node labelled ``kubevirt.io/cca=true`` cannot be trusted to run Realms, if so.
+
+    The label can be set by writers other than the labeller; doctor counts a node only when it
+    is arm64 and its own detection report agrees.
+    """
+    arch = dig(node, "metadata", "labels", ARCH_LABEL)
+    if arch != "arm64":
+        return (f"labelled {NODE_CCA_LABEL}=true but it is {arch or 'of unknown architecture'} "
+                f"({ARCH_LABEL}): Realms need an arm64 host")
+    report = _report(node)
+    if isinstance(report, str):
+        return f"labelled {NODE_CCA_LABEL}=true but its detection report is missing: {report}"
+    if report.get("capable") is not True:
+        listed = report.get("reasons")
+        why = "; ".join(str(r) for r in listed) if isinstance(listed, list) else ""
+        return (f"labelled {NODE_CCA_LABEL}=true but its own detection report says not "
+                f"capable{f' ({why})' if why else ''}")
+    return None
+
+
 def check_cca_nodes(snapshot: Snapshot) -> Check:
     name = "CCA-capable nodes"
     if snapshot.nodes.error:
         return unreadable(name, "Nodes", snapshot.nodes)
     nodes = snapshot.nodes.items()
-    capable = [n for n in nodes if dig(n, "metadata", "labels", NODE_CCA_LABEL) == "true"]
+    labelled = [n for n in nodes if dig(n, "metadata", "labels", NODE_CCA_LABEL) == "true"]
+    contradictions = [(n, why) for n in labelled if (why := label_contradiction(n)) is not None]
+    wrong = {_name(n) for n, _ in contradictions}
+    capable = [n for n in labelled if _name(n) not in wrong]
     capable_names = {_name(n) for n in capable}
-    others = [n for n in arm64_nodes(snapshot) if _name(n) not in capable_names]
+    others = [n for n in arm64_nodes(snapshot)
+              if _name(n) not in capable_names and _name(n) not in wrong]
+    problems = [f"{_name(n)}: {why}" for n, why in contradictions]
     details = [f"{_name(n)}: {node_reasons(n)}" for n in others]
-    summary = (f"{len(capable)} of {len(capable) + len(others)} arm64 node(s) can run Realms"
+    total = len(capable) + len(others) + sum(
+        1 for n, _ in contradictions if dig(n, "metadata", "labels", ARCH_LABEL) == "arm64")
+    summary = (f"{len(capable)} of {total} arm64 node(s) can run Realms"
                + (f": {', '.join(_name(n) for n in capable)}" if capable else ""))
+    if problems:
+        return Check(name, Status.FAIL,
+                     f"{summary}; {len(problems)} node(s) carry a {NODE_CCA_LABEL}=true label "
+                     f"their detection does not support: {', '.join(sorted(wrong))}",
+                     tuple(problems + details),
+                     fix=(f"remove the label (kubectl label node NAME {NODE_CCA_LABEL}-) and find "
+                          "who set it; docs/troubleshooting.md, 'doctor says a label contradicts "
+                          "the node'"))
     if not capable:
         return Check(name, Status.FAIL, summary, tuple(details),
                      fix="docs/troubleshooting.md, 'No node is CCA-capable', explains each reason")

@@ -109,8 +109,13 @@ def _hook_problems(hook_name: str, hook: dict[str, Any], namespace: str) -> list
     service = mapping(dig(hook, "clientConfig", "service"))
     target = (service.get("namespace"), service.get("name"), service.get("path"))
     wanted = (namespace, WEBHOOK, WEBHOOK_PATHS[hook_name])
-    if target != wanted:
-        problems.append(f"{hook_name}: calls service {target[0]}/{target[1]} path {target[2]}, "
+    url = dig(hook, "clientConfig", "url")
+    if isinstance(url, str) and not service:
+        problems.append(f"{hook_name}: calls URL {url}, not Service {wanted[0]}/{wanted[1]} path "
+                        f"{wanted[2]} (doctor checks only the Service the install creates)")
+    elif target != wanted:
+        shown = [part if part is not None else "(unset)" for part in target]
+        problems.append(f"{hook_name}: calls service {shown[0]}/{shown[1]} path {shown[2]}, "
                         f"expected {wanted[0]}/{wanted[1]} path {wanted[2]}")
     if not dig(hook, "clientConfig", "caBundle"):
         problems.append(f"{hook_name}: clientConfig.caBundle is empty, so the API server cannot "

@@ -87,7 +87,20 @@ SCRATCH_DIR: Final = "/tmp"  # noqa: S108
 # A DNS-1123 label (namespace names) and a loose image reference check: enough to refuse typos
 # that would otherwise produce manifests the API server rejects far from the cause.
 _DNS_LABEL = re.compile(r"\A[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
-_IMAGE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._/:@-]*\Z")
+# A container image reference, as the distribution reference grammar (what container runtimes
+# parse) defines it: [host[:port]/]path[:tag][@algorithm:hex].
+_HOST_PART = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+_HOST = rf"(?:{_HOST_PART}(?:\.{_HOST_PART})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"\A(?:{_HOST}/)?{_PATH_PART}(?:/{_PATH_PART})*"
+    r"(?::[\w][\w.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?\Z")
+_IMAGE_NAME_LIMIT = 255
+# Namespaces kubevirt-cca is never installed into: the manifests carry a Namespace object with a
+# privileged Pod Security label, so applying them would relabel the namespace and deleting them
+# would delete it.
+SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,11 +120,19 @@ class InstallOptions:
                 raise SettingsError(
                     f"{field}: expected a namespace name (lower-case letters, digits and '-', "
                     f"at most 63 characters), got {value!r}")
+        if self.namespace in SYSTEM_NAMESPACES or self.namespace.startswith("openshift-"):
+            raise SettingsError(
+                f"namespace: {self.namespace!r} is a system namespace; kubevirt-cca's install "
+                "includes its Namespace object (with a privileged Pod Security label), so "
+                "applying it would relabel that namespace and deleting it would delete it. "
+                "Choose a namespace of its own, e.g. kubevirt-cca")
         for field, value in (("image", self.image),
                              ("virt-launcher-image", self.virt_launcher_image)):
-            if not _IMAGE.match(value):
+            name = value.split("@", 1)[0]
+            if not _IMAGE.match(value) or len(name) > _IMAGE_NAME_LIMIT:
                 raise SettingsError(
-                    f"{field}: expected a container image reference such as "
+                    f"{field}: expected a container image reference "
+                    "[registry[:port]/]path[:tag][@sha256:digest] such as "
                     f"registry.example/kubevirt-cca:{__version__}, got {value!r}")
         if self.certificates not in CERTIFICATE_MODES:
             raise SettingsError(
