@@ -88,8 +88,8 @@ def stored(installed: Installed, namespace: str, obj: dict[str, Any]) -> dict[st
 
 
 BAD = {PARAMETERS: json.dumps({"measurementAlgo": "md5"})}
-ALGO_REFUSAL = ("measurementAlgo: unsupported value 'md5'; expected \"sha256\" or "
-                "\"sha512\"")
+ALGO_REFUSAL = ("measurementAlgo: unsupported value 'md5'; expected one of \"sha256\", "
+                "\"sha384\", \"sha512\"")
 
 
 def test_a_plain_vmi_is_stored_untouched(installed: Installed, namespace: str) -> None:

@@ -90,8 +90,15 @@ def test_node_restriction_refuses_other_nodes_and_foreign_keys(
     foreign = kubectl("label", "node", node_name, "team.example.com/owner=me",
                       kubeconfig=kubeconfig, check=False)
     assert foreign.returncode != 0
-    assert ("kubevirt-cca-labeller may only change the labels kubevirt.io/cca and "
-            "cca.kubevirt.io/measurement-algo-*, not: team.example.com/owner") in foreign.stderr
+    assert ("kubevirt-cca-labeller may only change the labels kubevirt.io/cca, "
+            "cca.kubevirt.io/measurement-algo-sha256, cca.kubevirt.io/measurement-algo-sha384, "
+            "cca.kubevirt.io/measurement-algo-sha512, cca.kubevirt.io/personalization-value, "
+            "cca.kubevirt.io/measurement-log, cca.kubevirt.io/rme-guest-measurement-algo-sha256, "
+            "cca.kubevirt.io/rme-guest-measurement-algo-sha384, "
+            "cca.kubevirt.io/rme-guest-measurement-algo-sha512, "
+            "cca.kubevirt.io/rme-guest-personalization-value, "
+            "cca.kubevirt.io/rme-guest-measurement-log, not: team.example.com/owner"
+            ) in foreign.stderr
 
     annotation = kubectl("annotate", "node", node_name, "team.example.com/note=x",
                          kubeconfig=kubeconfig, check=False)
