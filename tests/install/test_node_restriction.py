@@ -319,6 +319,11 @@ def test_the_labellers_own_events_are_allowed(events_policy: dict[str, Any]) -> 
      "only record Events about its own"),
     ({"reason": "Killing"}, "have the reasons"),
     ({"reportingComponent": "kubelet"}, "are reported as"),
+    # Found on the real kube-apiserver (tests/peers/apiserver/test_policies.py): the older
+    # field alone named another component and passed.
+    ({"reportingComponent": "", "source": {"component": "kubelet", "host": "arm-1"}},
+     "are reported as"),
+    ({"source": {"component": "kubelet", "host": "arm-1"}}, "are reported as"),
 ])
 def test_forged_events_are_refused(events_policy: dict[str, Any], change: dict[str, Any],
                                    words: str) -> None:

@@ -70,9 +70,10 @@ POD_REFUSAL = (
     "refused rather than run the VM as a plain VM. Ask the cluster admin whether the "
     "kubevirt-cca webhooks are installed (kubevirt-cca doctor)")
 
-# One error line of `kubectl create` per refused object.
-_ERROR = re.compile(r'^Error from server \((?P<reason>\w+)\): error when creating "STDIN": '
-                    r'\S+ "(?P<name>[^"]+)" is (?:invalid|forbidden): (?P<message>.*)$')
+# One error line of `kubectl create` per refused object (kubectl words it differently when the
+# input holds a single object).
+_ERROR = re.compile(r'^(?:Error from server \(\w+\): error when creating "STDIN": \S+|The \S+) '
+                    r'"(?P<name>[^"]+)" is (?:invalid|forbidden): (?P<message>.*)$')
 _CREATED = re.compile(r"^\S+/(?P<name>\S+) created \(server dry run\)$")
 
 
@@ -468,7 +469,7 @@ def test_labeller_sets_only_its_writable_keys_and_only_removes_stale_ones(
                 "cca.kubevirt.io/enabled", "cca.kubevirt.io/personalization-value-x"):
         done = server.kubectl("label", "node", node_name, f"{key}=true", kubeconfig=own,
                               check=False)
-        assert (f'The nodes "{node_name}" is invalid: : ' + denied(
+        assert (f'Error from server (Forbidden): nodes "{node_name}" is forbidden: ' + denied(
             NODE_RESTRICTION, FOREIGN_LABELS + key)) in refusal(done)
     # ... but stale ones (an older version's, here written by the admin) are removable, and a
     # foreign key without our prefixes is not.
@@ -513,7 +514,8 @@ def test_labeller_events_only_in_default_about_its_node_with_its_reasons(
             + " may only record Events about its own Node")
     reasons = ("kubevirt-cca-labeller's Events have the reasons 'CCACapable', 'CCANotCapable', "
                "'CCAAlgorithmsChanged', 'CCAParametersChanged' only")
-    component = "kubevirt-cca-labeller's Events are reported as kubevirt-cca-labeller"
+    component = ("kubevirt-cca-labeller's Events are reported as kubevirt-cca-labeller "
+                 "(reportingComponent and source.component)")
     objects = [
         event("as-the-labeller-sends", node_name, source="kubevirt-cca-labeller"),
         *(event(f"reason-{r.lower()}", node_name, reason=r)

@@ -285,9 +285,16 @@ def _event_restriction(user: str, node_name: dict[str, str]) -> list[Manifest]:
         {"expression": f"has(object.reason) && object.reason in [{reasons}]",
          "message": f"kubevirt-cca-labeller's Events have the reasons {reasons} only",
          "reason": "Forbidden"},
-        {"expression": (f"!has(object.reportingComponent) || object.reportingComponent == "
-                        f"'{LABELLER}' || object.reportingComponent == ''"),
-         "message": f"kubevirt-cca-labeller's Events are reported as {LABELLER}",
+        # Both places a component is named: kubectl describe shows source.component when
+        # reportingComponent is empty (found on the real kube-apiserver: an Event with only
+        # source.component: kubelet passed when this checked reportingComponent alone).
+        {"expression": (f"(!has(object.reportingComponent) || object.reportingComponent == "
+                        f"'{LABELLER}' || object.reportingComponent == '') && "
+                        f"(!has(object.source) || !has(object.source.component) || "
+                        f"object.source.component == '{LABELLER}' || "
+                        f"object.source.component == '')"),
+         "message": (f"kubevirt-cca-labeller's Events are reported as {LABELLER} "
+                     "(reportingComponent and source.component)"),
          "reason": "Forbidden"},
     ]
     policy: Manifest = {
