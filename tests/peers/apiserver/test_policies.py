@@ -302,7 +302,7 @@ def test_keys_in_place_lets_old_keys_through_an_update_and_refuses_new_ones(
                     check=False)
     assert added.returncode != 0
     assert added.stderr.strip() == (
-        f'The virtualmachines "old" is invalid: : ' + denied(
+        'The virtualmachines "old" is invalid: : ' + denied(
             KEYS_IN_PLACE, f"metadata.annotations[{PARAMS_KEY}]: {NEVER_READ}"
             "spec.template.metadata.annotations"))
     template = kubectl("patch", "vm", "old", "-n", namespace, "--type=merge", "-p", json.dumps(
