@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,14 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
         crds = kubevirt_crds(server.bin_dir)
         # Plain `kubectl apply` fails on KubeVirt's largest CRDs (annotation > 256 KiB).
         server.kubectl("create", "-f", "-", stdin=crds)
-        server.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        # kubectl wait fails at once on a CRD whose status has no conditions yet (seen when the
+        # machine is loaded): ask again, a bounded number of times.
+        for attempt in range(10):
+            waited = server.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                                    "crd", "--all", check=attempt == 9)
+            if waited.returncode == 0:
+                break
+            time.sleep(0.5)
         server.kubectl("create", "namespace", KUBEVIRT_NAMESPACE)
         server.create(kubevirt_cr(GATES))
         yield server
