@@ -393,6 +393,32 @@ def test_without_the_pinned_image_labelled_vmis_and_pods_are_refused(
             f"parameterNotFoundAction"), verdicts[name]
 
 
+def test_the_pin_and_the_mode_follow_the_config_at_once(
+        alone: Installed, namespace: str, hook_image: str,
+        config_restored: dict[str, Any]) -> None:
+    server = alone.server
+    server.kubectl("create", "serviceaccount", "default", "-n", namespace)
+    moved = "registry.example/kubevirt-cca:2.0"
+    server.kubectl("patch", "configmap", CONFIG, "-n", INSTALL_NAMESPACE, "--type=merge", "-p",
+                   json.dumps({"data": {"hookImage": moved, "integrationMode": "sidecar"}}))
+    probe = realm_vmi("probe", hook_image)
+    wait_until(lambda: dry_run(alone, [probe], namespace=namespace)["probe"] != "",
+               "the new hookImage seen")
+    objects = [
+        probe,
+        realm_vmi("new-image", moved),
+        # integrationMode sidecar: the plugin-mode annotation and container no longer count.
+        realm_vmi("plugin-mode", moved, entries=False, annotations={INTEGRATION: "plugin"}),
+        launcher_pod("pod-old-image", hook_image),
+        launcher_pod("pod-new-image", moved),
+        launcher_pod("pod-plugin", moved, container="kubevirt-cca-plugin"),
+    ]
+    hook, pod = denied(NEEDS_HOOK, HOOK_REFUSAL), denied(LAUNCHER_POD, POD_REFUSAL)
+    assert dry_run(alone, objects, namespace=namespace) == {
+        "probe": hook, "new-image": "", "plugin-mode": hook, "pod-old-image": pod,
+        "pod-new-image": "", "pod-plugin": pod}
+
+
 # --- kubevirt-cca-launcher-pod-needs-plugin ------------------------------------------------------
 
 
