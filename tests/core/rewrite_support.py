@@ -103,6 +103,8 @@ def untouched_view(xml: str) -> bytes:
             devices.remove(balloon)
         for driver in devices.iter("driver"):
             driver.attrib.pop("iommu", "")
+            if driver.get("name") == "":  # rule 12: KubeVirt's re-serialised empty name
+                driver.attrib.pop("name")
             if not driver.attrib and len(driver) == 0:
                 driver.getparent().remove(driver)  # type: ignore[union-attr]
     features = root.find("features")

@@ -10,6 +10,8 @@ Every rule below has its reason in ``docs/rewrite.md``. In short, a Realm needs:
   VIRTIO_F_ACCESS_PLATFORM;
 * no memory balloon (its guest driver can never offer that feature): ``<memballoon model='none'/>``;
 * GICv3 and the ``host-passthrough`` CPU;
+* no empty ``name`` on a device ``<driver>``: KubeVirt re-serialises its own spec between the
+  defines of one start, and its interface driver type writes ``name=""``, which libvirt refuses;
 * no ACPI (libvirt allows it on aarch64 only with pflash firmware): the guest gets a device tree.
 
 The rewrite is idempotent and leaves every other element and attribute as it was. It refuses a
@@ -59,6 +61,7 @@ def make_realm(root: etree._Element, request: CCARequest, settings: Settings) ->
     _disable_nic_roms(root)
     if settings.virtio_iommu:
         _set_virtio_iommu(root)
+    _drop_empty_driver_names(root)
     _remove_balloon(root)
     _set_gic_v3(root)
     _set_host_passthrough(root)
@@ -189,6 +192,20 @@ def _set_virtio_iommu(root: etree._Element) -> None:
         if driver is None:
             driver = _append(device, "driver")
         driver.set("iommu", "on")
+
+
+def _drop_empty_driver_names(root: etree._Element) -> None:
+    """Remove ``name=""`` from device drivers (docs/rewrite.md, rule 12).
+
+    From its second define on, virt-launcher hands the hook its own re-serialised spec, in which
+    an interface's ``<driver iommu='on'/>`` comes back as ``<driver name="" iommu="on"/>`` (the
+    ``name`` field of KubeVirt's InterfaceDriver has no omitempty). libvirt refuses an empty
+    driver name ("Invalid value for attribute 'name' in element 'driver': ''"), so the Realm
+    would fail to start at the second define.
+    """
+    for driver in root.iterfind("devices/*/driver"):
+        if driver.get("name") == "":
+            _drop_attribute(driver, "name")
 
 
 def _remove_balloon(root: etree._Element) -> None:
