@@ -1,0 +1,62 @@
+"""The peers lane: real KubeVirt code (and a real API server) from ../shared/peers.
+
+``../shared/peers/scripts/unpack.py`` unpacks the binaries into a cache folder (env
+``KUBEVIRT_CCA_PEERS_CACHE``, else unpack.py's default) and checks their checksums. The lane skips
+with a reason when ``../shared/peers`` is absent or a runtime need is missing; CI runs
+``scripts/peers-lane-setup.sh`` and sets ``KUBEVIRT_CCA_PEERS_REQUIRED=1``, which turns every such
+skip into a failure, so the lane cannot go green by skipping itself.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SHARED
+
+PEERS = SHARED / "peers"
+REQUIRED = os.environ.get("KUBEVIRT_CCA_PEERS_REQUIRED") == "1"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.peers)
+
+
+def peers_unavailable(reason: str) -> None:
+    """Skip (or, with KUBEVIRT_CCA_PEERS_REQUIRED=1, fail) saying what is missing."""
+    message = f"peers lane: {reason} - run scripts/peers-lane-setup.sh (Debian 12)"
+    if REQUIRED:
+        pytest.fail(message + " (KUBEVIRT_CCA_PEERS_REQUIRED=1)")
+    pytest.skip(message)
+
+
+def unpack(*names: str) -> Path:
+    """Unpack ``names`` from ../shared/peers (checksums checked) and return the folder."""
+    script = PEERS / "scripts" / "unpack.py"
+    if not script.exists():
+        peers_unavailable(f"{PEERS} is absent (the real peers live beside the project)")
+    command = [sys.executable, str(script), "--quiet", "--only", ",".join(names)]
+    cache = os.environ.get("KUBEVIRT_CCA_PEERS_CACHE")
+    if cache:
+        command.insert(2, cache)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        pytest.fail(f"unpack.py failed ({done.returncode}): {done.stderr[-2000:]}")
+    return Path(done.stdout.strip())
+
+
+@pytest.fixture(scope="session")
+def kubevirt_peers_bin() -> Path:
+    """The folder holding kubevirt-{api,launcher}-peer-{v1.9.0,main}."""
+    if ctypes.util.find_library("virt") is None:
+        peers_unavailable("libvirt0 is not installed (kubevirt-launcher-peer links libvirt)")
+    return unpack(*(f"kubevirt-{part}-peer-{version}"
+                    for part in ("api", "launcher") for version in ("v1.9.0", "main")))
