@@ -49,7 +49,7 @@ class PeerBins:
     launcher: Path
 
 
-def _vmi_from(manifest: Mapping[str, Any]) -> dict[str, Any]:
+def vmi_from(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """A VMI for ``manifest``: itself, or the VMI its VM / replica set / pool template makes."""
     if manifest.get("kind") == "VirtualMachineInstance":
         return copy.deepcopy(dict(manifest))
@@ -87,7 +87,7 @@ def shape_manifests() -> dict[str, dict[str, Any]]:
 
 def admitted_vmi(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """The VMI as kubevirt-cca's admission (mutating webhook, both gates on) lets it through."""
-    vmi = _vmi_from(manifest)
+    vmi = vmi_from(manifest)
     plan = plan_vmi(vmi, ClusterView(gates=all_gates_on()))
     assert not plan.violations, f"our admission refused the shape: {plan.violations}"
     admitted: dict[str, Any] = patches.apply(vmi, plan.patch)
