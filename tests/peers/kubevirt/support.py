@@ -131,12 +131,17 @@ def hook_process(socket_dir: Path, *args: str) -> Iterator[Path]:
         wait_for_socket(socket_dir / "kubevirt-cca.sock", process, log)
         yield log
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the hook removes its socket), SIGKILL after 10 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wait_for_socket(socket: Path, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -158,12 +163,12 @@ class Defined:
 
 
 def hookclient(bins: PeerBins, *, hooks_dir: Path, converted: Converted, prefix: Path,
-               calls: int = 3, vmi: Path | None = None) -> Defined:
+               calls: int = 3, vmi: Path | None = None, sidecars: int = 1) -> Defined:
     """virt-launcher's hook manager: Info, then ``calls`` defines through OnDefineDomain."""
     done = subprocess.run(
         [str(bins.launcher), "hookclient", "-hooks-dir", str(hooks_dir), "-domain",
          str(converted.domain), "-vmi", str(vmi or converted.vmi), "-calls", str(calls),
-         "-prefix", str(prefix)],
+         "-sidecars", str(sidecars), "-prefix", str(prefix)],
         capture_output=True, text=True, timeout=120, check=False, env=_env())
     return Defined(
         returncode=done.returncode, stderr=done.stderr,
