@@ -3,7 +3,7 @@
 * ``uefi``: ``examples/vmi-cca.yaml`` (the label alone) through the built-in base domain; it
   has a pflash loader + NVRAM, which the rewrite turns into the firmware as ROM, no NVRAM.
 * ``kernel``: ``examples/vm-cca-params.yaml`` (all three parameters) with a container kernel
-  boot added, so the base domain boots the kernel directly, without firmware.
+  boot added, and the firmware taken out, so the domain boots the kernel directly (rule 4).
 * ``fixture``: ``../shared/fixtures/kubevirt/domains/kubevirt-arm64.xml``, the domain KubeVirt's
   converter tests expect for an arm64 VMI (pflash loader + NVRAM), with the parameters of
   ``vm-cca-params.yaml``.
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from lxml import etree
 
 from kubevirt_cca.core.basedomain import base_domain
 from kubevirt_cca.core.request import CCARequest, find_template, parse_template
@@ -63,6 +64,26 @@ def uefi_case() -> Case:
     return _case(_load("vmi-cca.yaml"), "uefi")
 
 
+def _without_firmware(domain_xml: str) -> str:
+    """Direct kernel boot without a loader (rule 4 of docs/rewrite.md).
+
+    KubeVirt's arm64 domain keeps its UEFI firmware next to ``firmware.kernelBoot`` (and so does
+    the built-in domain of ``render``); a domain from elsewhere may have none, and this case
+    boots that shape: the kernel straight from the VMM, no firmware, a device tree.
+    """
+    root = etree.fromstring(domain_xml.encode())
+    os_element = root.find("os")
+    assert os_element is not None
+    for tag in ("loader", "nvram"):
+        for element in os_element.findall(tag):
+            os_element.remove(element)
+    features = root.find("features")
+    if features is not None:
+        for acpi in features.findall("acpi"):
+            features.remove(acpi)
+    return etree.tostring(root, encoding="unicode")
+
+
 def kernel_case() -> Case:
     manifest = copy.deepcopy(_load("vm-cca-params.yaml"))
     domain_spec = manifest["spec"]["template"]["spec"]["domain"]
@@ -71,7 +92,9 @@ def kernel_case() -> Case:
                       "kernelPath": "/boot/vmlinuz", "initrdPath": "/boot/initrd.img"},
         "kernelArgs": KERNEL_ARGS,
     }}
-    return _case(manifest, "kernel")
+    case = _case(manifest, "kernel")
+    return Case(style="kernel", domain_xml=_without_firmware(case.domain_xml),
+                request=case.request)
 
 
 def fixture_case() -> Case:

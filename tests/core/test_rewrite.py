@@ -292,12 +292,47 @@ def test_kubevirt_reserialised_spec_becomes_the_same_realm(dialect: Dialect, iom
 
 def test_empty_driver_name_dropped_without_the_iommu_rule() -> None:
     """Rule 12 holds whatever the virtio IOMMU policy; a non-empty name is kept."""
-    source = OWN["uefi-many-devices"].replace('<driver type="virtiofs"', '<driver name="" type="virtiofs"')
+    source = OWN["uefi-many-devices"].replace('<driver type="virtiofs"',
+                                              '<driver name="" type="virtiofs"')
     assert 'name=""' in source
     out = realm(source, virtio_iommu=False)
     assert out.xpath("//driver[@name='']") == []
     assert out.xpath("//disk/driver[@name='qemu']")
     assert out.xpath("//filesystem/driver[@type='virtiofs']")
+
+
+# KubeVirt leaves the virtio-serial controller out when the serial console is off
+# (autoattachSerialConsole: false) but keeps the guest agent channel; libvirt then adds
+# <controller type='virtio-serial'/> itself, without iommu (seen with virsh define of KubeVirt's
+# converter output, tests/peers/kubevirt).
+WITHOUT_VIRTIO_SERIAL = OWN["uefi-many-devices"].replace(
+    '<controller type="virtio-serial" index="0" model="virtio-non-transitional"/>', "")
+
+
+def test_implicit_virtio_serial_controller_is_named_with_iommu() -> None:
+    assert "virtio-serial" not in WITHOUT_VIRTIO_SERIAL
+    out = realm(WITHOUT_VIRTIO_SERIAL)
+    controllers = out.findall("devices/controller[@type='virtio-serial']")
+    assert len(controllers) == 1
+    assert controllers[0].get("index") == "0"
+    assert [d.get("iommu") for d in controllers[0].findall("driver")] == ["on"]
+    again = realm(etree.tostring(out, encoding="unicode"))
+    assert len(again.findall("devices/controller[@type='virtio-serial']")) == 1
+    require_schema()
+    assert schema_errors(etree.tostring(out, encoding="unicode"), Dialect.VEP) == []
+
+
+def test_no_virtio_serial_controller_without_a_virtio_channel() -> None:
+    source = WITHOUT_VIRTIO_SERIAL.replace(
+        '<target type="virtio" name="org.qemu.guest_agent.0"/>',
+        '<target type="guestfwd" address="10.0.2.1" port="4600"/>')
+    assert source != WITHOUT_VIRTIO_SERIAL
+    assert realm(source).find("devices/controller[@type='virtio-serial']") is None
+
+
+def test_implicit_virtio_serial_left_to_libvirt_with_iommu_policy_off() -> None:
+    out = realm(WITHOUT_VIRTIO_SERIAL, virtio_iommu=False)
+    assert out.find("devices/controller[@type='virtio-serial']") is None
 
 
 def test_virtio_iommu_off_policy() -> None:

@@ -110,6 +110,13 @@ def _os(root: etree._Element, domain_spec: Mapping[str, Any], *, name: str) -> N
     etree.SubElement(os_element, "smbios", mode="sysinfo")
     kernel_boot = _mapping(_mapping(domain_spec.get("firmware")).get("kernelBoot"))
     container = _mapping(kernel_boot.get("container"))
+    # KubeVirt's arm64 default is UEFI, also with firmware.kernelBoot: the firmware then starts
+    # the kernel (checked against KubeVirt's converter, tests/peers/kubevirt).
+    etree.SubElement(os_element, "loader", readonly="yes", secure="no",
+                     type="pflash").text = PFLASH_FIRMWARE
+    etree.SubElement(os_element, "nvram", template=PFLASH_VARS_TEMPLATE).text = (
+        f"/var/lib/libvirt/qemu/nvram/{_safe_file(name)}_VARS.fd"
+    )
     if container.get("kernelPath"):
         base = "/var/run/kubevirt-ephemeral-disks/kernel-boot"
         etree.SubElement(os_element, "kernel").text = f"{base}/kernel"
@@ -117,12 +124,6 @@ def _os(root: etree._Element, domain_spec: Mapping[str, Any], *, name: str) -> N
             etree.SubElement(os_element, "initrd").text = f"{base}/initrd"
         if isinstance(kernel_boot.get("kernelArgs"), str):
             etree.SubElement(os_element, "cmdline").text = kernel_boot["kernelArgs"]
-        return
-    etree.SubElement(os_element, "loader", readonly="yes", secure="no",
-                     type="pflash").text = PFLASH_FIRMWARE
-    etree.SubElement(os_element, "nvram", template=PFLASH_VARS_TEMPLATE).text = (
-        f"/var/lib/libvirt/qemu/nvram/{_safe_file(name)}_VARS.fd"
-    )
 
 
 def _sysinfo(root: etree._Element, uid: str) -> None:
@@ -160,7 +161,6 @@ def _disks(devices: etree._Element, template: Template, devices_spec: Mapping[st
         v.get("name"): v for v in template.spec.get("volumes") or [] if isinstance(v, Mapping)
     }
     counters = {"vd": 0, "sd": 0}
-    need_scsi = False
     for disk_spec in devices_spec.get("disks") or []:
         if not isinstance(disk_spec, Mapping) or not isinstance(disk_spec.get("name"), str):
             continue
@@ -169,7 +169,6 @@ def _disks(devices: etree._Element, template: Template, devices_spec: Mapping[st
         bus = _mapping(disk_spec.get(device)).get("bus") or ("scsi" if device == "cdrom"
                                                              else "virtio")
         prefix = "vd" if bus == "virtio" else "sd"
-        need_scsi = need_scsi or bus == "scsi"
         path, fmt = _volume_source(_mapping(volumes.get(disk_name)), disk_name, name=name,
                                    namespace=namespace)
         disk = etree.SubElement(devices, "disk", device=device, type="file")
@@ -182,8 +181,8 @@ def _disks(devices: etree._Element, template: Template, devices_spec: Mapping[st
         if device == "cdrom":
             etree.SubElement(disk, "readonly")
         etree.SubElement(disk, "alias", name=f"ua-{disk_name}")
-    if need_scsi:
-        etree.SubElement(devices, "controller", type="scsi", index="0", model=VIRTIO_MODEL)
+    # KubeVirt always adds a virtio-SCSI controller (hot-plugged volumes attach to it).
+    etree.SubElement(devices, "controller", type="scsi", index="0", model=VIRTIO_MODEL)
 
 
 def _interfaces(devices: etree._Element, spec: Mapping[str, Any],
@@ -210,15 +209,28 @@ def _standard_devices(devices: etree._Element, devices_spec: Mapping[str, Any],
                       uid: str) -> None:
     private = f"/var/run/kubevirt-private/{_safe_file(uid)}"
     etree.SubElement(devices, "controller", type="usb", index="0", model="qemu-xhci")
-    etree.SubElement(devices, "controller", type="virtio-serial", index="0", model=VIRTIO_MODEL)
+    if devices_spec.get("autoattachSerialConsole") is not False:
+        # KubeVirt adds the virtio-serial controller with the serial console only; the guest
+        # agent channel below stays either way (libvirt then adds the controller itself).
+        etree.SubElement(devices, "controller", type="virtio-serial", index="0",
+                         model=VIRTIO_MODEL)
     channel = etree.SubElement(devices, "channel", type="unix")
     etree.SubElement(channel, "target", type="virtio", name="org.qemu.guest_agent.0")
+    inputs = [i for i in devices_spec.get("inputs") or [] if isinstance(i, Mapping)]
+    for input_spec in inputs:
+        bus = str(input_spec.get("bus") or "usb")
+        element = etree.SubElement(devices, "input", type=str(input_spec.get("type", "tablet")),
+                                   bus=bus)
+        if bus == "virtio":
+            element.set("model", "virtio")
+        etree.SubElement(element, "alias", name=f"ua-{input_spec.get('name', 'input')}")
     if devices_spec.get("autoattachGraphicsDevice") is not False:
         video = etree.SubElement(devices, "video")
         etree.SubElement(video, "model", type="virtio", heads="1")
         graphics = etree.SubElement(devices, "graphics", type="vnc")
         etree.SubElement(graphics, "listen", type="socket", socket=f"{private}/virt-vnc")
-        etree.SubElement(devices, "input", type="tablet", bus="usb")
+        if not inputs:
+            etree.SubElement(devices, "input", type="tablet", bus="usb")
         etree.SubElement(devices, "input", type="keyboard", bus="usb")
     if devices_spec.get("autoattachSerialConsole") is not False:
         serial = etree.SubElement(devices, "serial", type="unix")

@@ -187,11 +187,31 @@ def _set_virtio_iommu(root: etree._Element) -> None:
     devices = root.find("devices")
     if devices is None:
         return
+    _add_implicit_virtio_serial(devices)
     for device in _virtio_devices(devices):
         driver = device.find("driver")
         if driver is None:
             driver = _append(device, "driver")
         driver.set("iommu", "on")
+
+
+def _add_implicit_virtio_serial(devices: etree._Element) -> None:
+    """Name the virtio-serial controller libvirt would add on its own (docs/rewrite.md, rule 6).
+
+    A ``<channel>`` (KubeVirt's guest agent channel) or a virtio console needs a virtio-serial
+    controller; when the domain names none, libvirt adds ``<controller type='virtio-serial'/>``
+    at define time, without ``iommu='on'``, and a Realm guest refuses that device. KubeVirt
+    leaves it out when the serial console is off (``autoattachSerialConsole: false``).
+    """
+    needs_one = any(
+        target is not None and target.get("type") == "virtio"
+        for target in (element.find("target") for element in devices
+                       if element.tag in ("channel", "console"))
+    )
+    if needs_one and devices.find("controller[@type='virtio-serial']") is None:
+        controller = _append(devices, "controller")
+        controller.set("type", "virtio-serial")
+        controller.set("index", "0")
 
 
 def _drop_empty_driver_names(root: etree._Element) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import subprocess
 import tempfile
+from dataclasses import dataclass
 
 from lxml import etree
 
@@ -46,8 +47,16 @@ def rng_errors(xml: str, dialect: Dialect) -> tuple[str, ...]:
     return tuple(schema_errors(without_sysinfo(xml), dialect))
 
 
-def virsh_define_error(xml: str, dialect: Dialect) -> str | None:
-    """libvirt's own parser (``virsh -c test:///default define``); ``None`` when it accepts.
+@dataclass(frozen=True)
+class LibvirtVerdict:
+    """``virsh -c test:///default``: define's error (``None``: accepted) and libvirt's dumpxml."""
+
+    error: str | None
+    dumped: str
+
+
+def virsh_define(xml: str, dialect: Dialect) -> LibvirtVerdict:
+    """libvirt's own parser: define, then dumpxml (the domain with libvirt's implicit devices).
 
     libvirt 9.0 has no CCA launch security: for ``vep`` and ``openeuler`` the
     ``<launchSecurity type='cca'>`` element is taken out first (the RNG overlay checks it);
@@ -57,18 +66,20 @@ def virsh_define_error(xml: str, dialect: Dialect) -> str | None:
     if dialect is not Dialect.QEMU_COMMANDLINE:
         for security in root.findall("launchSecurity"):
             root.remove(security)
-    return _virsh_define(etree.tostring(root))
+    return _virsh_define(etree.tostring(root), root.findtext("name") or "")
 
 
 @functools.cache
-def _virsh_define(document: bytes) -> str | None:
+def _virsh_define(document: bytes, name: str) -> LibvirtVerdict:
     with tempfile.NamedTemporaryFile("wb", suffix=".xml") as handle:
         handle.write(document)
         handle.flush()
-        done = subprocess.run(["virsh", "-q", "-c", "test:///default", "define",
-                               handle.name], capture_output=True, text=True, timeout=60,
-                              check=False)
-    return None if done.returncode == 0 else done.stderr.strip()
+        done = subprocess.run(["virsh", "-q", "-c", "test:///default",
+                               f"define {handle.name}; dumpxml {name}"],
+                              capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        return LibvirtVerdict(error=done.stderr.strip() or done.stdout.strip(), dumped="")
+    return LibvirtVerdict(error=None, dumped=done.stdout[done.stdout.index("<domain"):])
 
 
 def _expected_vep(request: CCARequest) -> dict[str, object]:

@@ -27,10 +27,14 @@ from typing import Any
 
 import yaml
 
+from kubevirt_cca.constants import CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE
 from kubevirt_cca.core.admission import patches
-from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
+from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates, all_gates_on
 from kubevirt_cca.core.admission.mutate import plan_vmi
+from kubevirt_cca.core.integration import IntegrationMode
+from kubevirt_cca.core.plugin import PLUGIN_NAME
 from kubevirt_cca.core.request import find_template
+from kubevirt_cca.core.settings import Dialect, Settings
 from tests.conftest import DATA, ROOT
 
 VERSIONS = ("v1.9.0", "main")
@@ -85,10 +89,20 @@ def shape_manifests() -> dict[str, dict[str, Any]]:
     return shapes
 
 
-def admitted_vmi(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """The VMI as kubevirt-cca's admission (mutating webhook, both gates on) lets it through."""
+# The clusters docs/install.md sets up: sidecar mode (WorkloadEncryptionCCA + Sidecar) and plugin
+# mode (WorkloadEncryptionCCA + Plugins, our Plugin object, dialect qemu-commandline).
+SIDECAR_CLUSTER = ClusterView(gates=all_gates_on())
+PLUGIN_CLUSTER = ClusterView(
+    gates=FeatureGates(enabled=frozenset({CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE})),
+    settings=Settings(dialect=Dialect.QEMU_COMMANDLINE),
+    integration_mode=IntegrationMode.PLUGIN, plugin_names=frozenset({PLUGIN_NAME}))
+
+
+def admitted_vmi(manifest: Mapping[str, Any],
+                 cluster: ClusterView = SIDECAR_CLUSTER) -> dict[str, Any]:
+    """The VMI as kubevirt-cca's admission (mutating webhook) lets it through on ``cluster``."""
     vmi = vmi_from(manifest)
-    plan = plan_vmi(vmi, ClusterView(gates=all_gates_on()))
+    plan = plan_vmi(vmi, cluster)
     assert not plan.violations, f"our admission refused the shape: {plan.violations}"
     admitted: dict[str, Any] = patches.apply(vmi, plan.patch)
     return admitted

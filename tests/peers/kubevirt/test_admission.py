@@ -27,39 +27,30 @@ from kubevirt_cca.constants import (
     PLUGINS_FEATURE_GATE,
     SIDECAR_FEATURE_GATE,
 )
-from kubevirt_cca.core.admission import patches
-from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates, all_gates_on
-from kubevirt_cca.core.admission.mutate import plan_vmi
+from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates
 from kubevirt_cca.core.admission.validate import validate_template
-from kubevirt_cca.core.integration import IntegrationMode
-from kubevirt_cca.core.plugin import PLUGIN_NAME
-from kubevirt_cca.core.settings import Dialect, Settings
 from tests.conftest import ROOT
-from tests.peers.kubevirt.support import VERSIONS, PeerBins, shape_manifests, vmi_from
+from tests.peers.kubevirt.support import (
+    PLUGIN_CLUSTER,
+    SIDECAR_CLUSTER,
+    VERSIONS,
+    PeerBins,
+    admitted_vmi,
+    shape_manifests,
+    vmi_from,
+)
 
 # Gates a shape needs for itself, nothing to do with CCA (vsock, downward metrics).
 SHAPE_GATES = ("VSOCK", "DownwardMetrics")
 SIDECAR_GATES = (CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE, *SHAPE_GATES)
 PLUGIN_GATES = (CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE, *SHAPE_GATES)
 NO_HOOK_GATE = (CCA_FEATURE_GATE, *SHAPE_GATES)
-PLUGIN_CLUSTER = ClusterView(
-    gates=FeatureGates(enabled=frozenset({CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE})),
-    settings=Settings(dialect=Dialect.QEMU_COMMANDLINE),
-    integration_mode=IntegrationMode.PLUGIN, plugin_names=frozenset({PLUGIN_NAME}))
-SIDECAR_CLUSTER = ClusterView(gates=all_gates_on())
 # What virt-api answers when our hook sidecar annotation meets a cluster without the Sidecar
 # gate (quoted in docs/admin.md), and our Plugin object without the Plugins gate (plugins.md).
 KUBEVIRT_SIDECAR_REFUSAL = ("sidecar feature gate is not enabled in kubevirt-config, invalid "
                             "entry metadata.annotations.hooks.kubevirt.io/hookSidecars")
 KUBEVIRT_PLUGINS_REFUSAL = "Plugins feature gate is not enabled"
 TEMPLATE_SHAPES = ("example-vmi-cca", "multi-nic", "kernel-boot", "small-memory")
-
-
-def _admitted(vmi: Mapping[str, Any], cluster: ClusterView) -> dict[str, Any]:
-    plan = plan_vmi(vmi, cluster)
-    assert not plan.violations, plan.violations
-    admitted: dict[str, Any] = patches.apply(copy.deepcopy(dict(vmi)), plan.patch)
-    return admitted
 
 
 def _owners(name: str, vmi: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -99,8 +90,8 @@ def objects() -> dict[str, dict[str, dict[str, Any]]]:
     sidecar: dict[str, dict[str, Any]] = {}
     plugin: dict[str, dict[str, Any]] = {}
     for name, vmi in shapes.items():
-        sidecar[f"vmi-{name}"] = _admitted(vmi, SIDECAR_CLUSTER)
-        plugin[f"vmi-{name}"] = _admitted(vmi, PLUGIN_CLUSTER)
+        sidecar[f"vmi-{name}"] = admitted_vmi(vmi, SIDECAR_CLUSTER)
+        plugin[f"vmi-{name}"] = admitted_vmi(vmi, PLUGIN_CLUSTER)
     for name in TEMPLATE_SHAPES:
         for stem, owner in _owners(name, shapes[name]).items():
             for cluster, into in ((SIDECAR_CLUSTER, sidecar), (PLUGIN_CLUSTER, plugin)):

@@ -18,7 +18,8 @@ import pytest
 
 from kubevirt_cca.core.request import parse_request
 from kubevirt_cca.core.settings import Dialect
-from tests.peers.kubevirt.realm import realm_rule_problems, rng_errors, virsh_define_error
+from tests.boot.domains import realm_problems
+from tests.peers.kubevirt.realm import realm_rule_problems, rng_errors, virsh_define
 from tests.peers.kubevirt.support import (
     VERSIONS,
     Converted,
@@ -70,7 +71,10 @@ def test_every_define_is_a_valid_realm(version: str, shape: str, dialect: Dialec
     for number, xml in enumerate(result.defines, 1):
         where = f"define {number} of {CALLS}"
         assert rng_errors(xml, dialect) == (), where
-        assert virsh_define_error(xml, dialect) is None, where
+        libvirt = virsh_define(xml, dialect)
+        assert libvirt.error is None, where
+        # What libvirt keeps and adds (implicit devices) is still a Realm's device set.
+        assert realm_problems(libvirt.dumped) == [], where
         assert realm_rule_problems(xml, dialect=dialect, request=request,
                                    source=source) == [], where
 

@@ -29,17 +29,21 @@ from kubevirt_cca.constants import ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION
 from kubevirt_cca.core.integration import IntegrationMode, decide_mode
 from kubevirt_cca.core.request import parse_request
 from kubevirt_cca.core.settings import Dialect, Settings
+from tests.boot.domains import realm_problems
 from tests.conftest import ROOT
 from tests.peers.conftest import peers_unavailable
-from tests.peers.kubevirt.realm import realm_rule_problems, rng_errors, virsh_define_error
+from tests.peers.kubevirt.realm import realm_rule_problems, rng_errors, virsh_define
 from tests.peers.kubevirt.support import (
     CCA,
+    PLUGIN_CLUSTER,
     VERSIONS,
     Converted,
     PeerBins,
+    admitted_vmi,
     hook_process,
     hookclient,
     last_error,
+    shape_manifests,
 )
 
 SHAPE = "example-vmi-cca"
@@ -209,12 +213,9 @@ def plugin_runs(peer_bins: dict[str, PeerBins], converted: dict[str, dict[str, C
 
 
 @pytest.fixture(scope="module")
-def admitted_plugin_annotations(admitted_shapes: dict[str, dict[str, Any]]) -> dict[str, str]:
+def admitted_plugin_annotations() -> dict[str, str]:
     """The annotations our admission writes on the shape in plugin mode (no hook entry)."""
-    from tests.peers.kubevirt.test_admission import PLUGIN_CLUSTER, _admitted
-    from tests.peers.kubevirt.support import shape_manifests, vmi_from
-
-    vmi = _admitted(vmi_from(shape_manifests()[SHAPE]), PLUGIN_CLUSTER)
+    vmi = admitted_vmi(shape_manifests()[SHAPE], PLUGIN_CLUSTER)
     annotations: dict[str, str] = vmi["metadata"]["annotations"]
     assert "hooks.kubevirt.io/hookSidecars" not in annotations
     return annotations
@@ -239,7 +240,9 @@ def test_plugin_path_makes_a_realm(version: str, invocation: str,
     for number, xml in enumerate(defines, 1):
         where = f"{invocation} define {number}"
         assert rng_errors(xml, Dialect.QEMU_COMMANDLINE) == (), where
-        assert virsh_define_error(xml, Dialect.QEMU_COMMANDLINE) is None, where
+        libvirt = virsh_define(xml, Dialect.QEMU_COMMANDLINE)
+        assert libvirt.error is None, where
+        assert realm_problems(libvirt.dumped) == [], where
         assert realm_rule_problems(xml, dialect=Dialect.QEMU_COMMANDLINE, request=request,
                                    source=source) == [], where
     calls = [line for line in plugin_runs[version]["hook_log"].splitlines()
