@@ -13,7 +13,8 @@ differs from what the hook would hand libvirt on a CCA host:
    ``kvm``, a named CPU model instead of ``host-passthrough`` (TCG has no host CPU to pass
    through), an explicit ``<emulator>``, and no free page reporting on a plain domain's balloon
    (it stalls TCG guests; the rewrite removes the balloon anyway).
-3. What the host outside a virt-launcher pod forces: a user-mode NIC instead of a pod tap device,
+3. What the host outside a virt-launcher pod forces: a user-mode NIC instead of a pod tap device
+   (without multi-queue ``queues``, which user-mode NICs lack),
    file-backed disks that exist (fresh sparse raw files in the run folder, replacing KubeVirt's
    volume paths, block devices and qcow2 overlays), sockets and NVRAM in the run folder, one
    file-backed serial console the test reads, the lane's kernel, initramfs and command line
@@ -267,6 +268,12 @@ def _user_mode_nics(devices: etree._Element, changes: list[str]) -> None:
             for element in interface.findall(tag):
                 interface.remove(element)
         changes.append(f"<interface type='{was}'> -> type='user' (no pod network here)")
+        for driver in interface.findall("driver"):
+            if "queues" in driver.attrib:
+                # libvirt: "multiqueue is not supported for network interfaces of type user";
+                # iommu='on' and the rest of the driver stay.
+                changes.append(f"interface driver queues={driver.attrib.pop('queues')} dropped "
+                               "(a user-mode NIC has no multi-queue)")
 
 
 def _file_disks(devices: etree._Element, folder: Path, changes: list[str]) -> None:

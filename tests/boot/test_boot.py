@@ -22,6 +22,7 @@ from tests.boot.cases import DIALECTS, FIXTURE, fixture_case, own_cases
 from tests.boot.conftest import BootEnv
 from tests.boot.daemons import virsh
 from tests.boot.domains import DOMAIN_PREFIX, Boot, boot, realm_problems, remove_domain
+from tests.boot.kubevirt_cases import BOOT_SHAPES, kubevirt_define
 from tests.boot.tcg import Adapted, adapt_for_tcg
 from tests.conftest import SHARED, shared_path
 
@@ -57,6 +58,9 @@ def _plan(name: str) -> Planned:
     if source == "plain":
         case = own_cases()[rest]
         return Planned(name, case.style, case.domain_xml, None)
+    if source == "kubevirt":
+        shape = rest
+        return Planned(name, "uefi", kubevirt_define(shape), BOOT_SHAPES[shape])
     if source == "fixture":
         shared_path(*FIXTURE.relative_to(SHARED).parts)  # skips with a reason when absent
         case, dialect = fixture_case(), Dialect(rest)
@@ -73,6 +77,8 @@ def _names(item: pytest.Item) -> str | None:
         return f"{DOMAIN_PREFIX}{params['style']}-{params['dialect'].value}"
     if function == "test_kubevirt_fixture_boots_with_access_platform":
         return f"{DOMAIN_PREFIX}fixture-{params['dialect'].value}"
+    if function == "test_kubevirt_shape_boots_with_access_platform":
+        return f"{DOMAIN_PREFIX}kubevirt-{params['shape']}"
     if function == "test_negative_control_without_rewrite_fails_the_check":
         return f"{DOMAIN_PREFIX}plain-{params['style']}"
     return None
@@ -156,6 +162,14 @@ def test_rewritten_domain_boots_with_access_platform(
 def test_kubevirt_fixture_boots_with_access_platform(lane: Lane, dialect: Dialect) -> None:
     shared_path(*FIXTURE.relative_to(SHARED).parts)  # skips with a reason when absent
     result = _boot_realm(lane, f"{DOMAIN_PREFIX}fixture-{dialect.value}")
+    _assert_access_platform(result, "uefi")
+
+
+@pytest.mark.peers
+@pytest.mark.parametrize("shape", sorted(BOOT_SHAPES))
+def test_kubevirt_shape_boots_with_access_platform(lane: Lane, shape: str) -> None:
+    """KubeVirt's converter output after our hook's third define (tests/boot/kubevirt_cases.py)."""
+    result = _boot_realm(lane, f"{DOMAIN_PREFIX}kubevirt-{shape}")
     _assert_access_platform(result, "uefi")
 
 
