@@ -25,7 +25,7 @@ import yaml
 
 from kubevirt_cca.core.settings import Dialect
 from tests.boot.cases import FIRMWARE
-from tests.peers.conftest import peers_unavailable, unpack
+from tests.peers.binaries import peers_unavailable, unpack
 from tests.peers.kubevirt.support import (
     SHAPES_DIR,
     PeerBins,

@@ -31,7 +31,7 @@ from kubevirt_cca.core.request import parse_request
 from kubevirt_cca.core.settings import Dialect, Settings
 from tests.boot.domains import realm_problems
 from tests.conftest import ROOT
-from tests.peers.conftest import peers_unavailable
+from tests.peers.binaries import peers_unavailable
 from tests.peers.kubevirt.realm import realm_rule_problems, rng_errors, virsh_define
 from tests.peers.kubevirt.support import (
     CCA,
