@@ -272,7 +272,8 @@ def _user_mode_nics(devices: etree._Element, changes: list[str]) -> None:
             if "queues" in driver.attrib:
                 # libvirt: "multiqueue is not supported for network interfaces of type user";
                 # iommu='on' and the rest of the driver stay.
-                changes.append(f"interface driver queues={driver.attrib.pop('queues')} dropped "
+                queues = str(driver.attrib.pop("queues"))
+                changes.append(f"interface driver queues={queues} dropped "
                                "(a user-mode NIC has no multi-queue)")
 
 

@@ -86,7 +86,7 @@ def _expected_vep(request: CCARequest) -> dict[str, object]:
     attributes = {"type": "cca"}
     if request.measurement_log is not None:
         attributes["measurement-log"] = "yes" if request.measurement_log else "no"
-    children = []
+    children: list[tuple[str, dict[str, str], str | None]] = []
     if request.measurement_algo is not None:
         children.append(("measurement-algo", {}, request.measurement_algo))
     if request.personalization_value is not None:
@@ -107,8 +107,9 @@ def _expected_openeuler(request: CCARequest) -> dict[str, object]:
 
 
 def _launch_security(element: etree._Element) -> dict[str, object]:
-    return {"attributes": dict(element.attrib),
-            "children": [(child.tag, dict(child.attrib),
+    attributes: dict[str, str] = {str(k): str(v) for k, v in element.attrib.items()}
+    return {"attributes": attributes,
+            "children": [(child.tag, {str(k): str(v) for k, v in child.attrib.items()},
                           child.text.strip() if child.text and child.text.strip() else None)
                          for child in element if isinstance(child.tag, str)]}
 

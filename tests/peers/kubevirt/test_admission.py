@@ -125,7 +125,7 @@ def _admit(bins: PeerBins, gates: tuple[str, ...], folder: Path) -> Verdicts:
 def verdicts(peer_bins: dict[str, PeerBins],
              tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Verdicts]:
     """(version, gate set) -> file stem -> virt-api's verdict."""
-    runs = []
+    runs: list[tuple[str, str, Path]] = []
     for gate_set, objs in objects().items():
         folder = tmp_path_factory.mktemp(f"admit-{gate_set}")
         for stem, obj in objs.items():
