@@ -63,11 +63,15 @@ _REASON = re.compile(r'"msg":"Failed to call OnDefineDomain".*?"reason":"((?:[^"
 def _variant(converted: Converted, folder: Path, name: str, *, plain: bool = False,
              parameters: Mapping[str, Any] | None = None,
              annotations: Mapping[str, str] | None = None) -> Path:
-    """The converter's VMI JSON with the label removed, or other parameters / annotations."""
+    """The converter's VMI JSON made plain, or with other parameters / annotations."""
     vmi = json.loads(converted.vmi.read_text())
     metadata = vmi["metadata"]
-    if plain:
+    if plain:  # a VMI that never asked for a Realm: no label, none of our annotations, and
+        # no hook entry (hookclient still finds our socket in the hooks dir and calls it)
         metadata["labels"].pop(ENABLED_LABEL)
+        metadata["annotations"] = {
+            k: v for k, v in metadata.get("annotations", {}).items()
+            if not k.startswith("cca.kubevirt.io/") and k != "hooks.kubevirt.io/hookSidecars"}
     if annotations is not None:
         metadata["annotations"] = dict(annotations)
     if parameters is not None:
