@@ -34,6 +34,7 @@ from tests.peers.kubevirt.support import (
     hook_process,
     hookclient,
     last_error,
+    sidecar_cluster,
 )
 
 VERSION = "main"
@@ -61,8 +62,9 @@ def _define_all() -> dict[str, str]:
     folder = unpack(f"kubevirt-api-peer-{VERSION}", f"kubevirt-launcher-peer-{VERSION}")
     bins = PeerBins(version=VERSION, api=folder / f"kubevirt-api-peer-{VERSION}",
                     launcher=folder / f"kubevirt-launcher-peer-{VERSION}")
-    vmis = {shape: admitted_vmi(yaml.safe_load((SHAPES_DIR / f"{shape}.yaml").read_text()))
-            for shape in BOOT_SHAPES}
+    vmis = {shape: admitted_vmi(yaml.safe_load((SHAPES_DIR / f"{shape}.yaml").read_text()),
+                                sidecar_cluster(dialect))
+            for shape, dialect in BOOT_SHAPES.items()}
     out: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="kvcca-boot-peers-") as scratch:
         base = Path(scratch)

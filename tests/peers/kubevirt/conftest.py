@@ -17,7 +17,9 @@ from tests.peers.kubevirt.support import (
     admitted_vmi,
     convert_batch,
     hook_process,
+    shape_key,
     shape_manifests,
+    sidecar_cluster,
 )
 
 
@@ -30,8 +32,13 @@ def peer_bins(kubevirt_peers_bin: Path) -> dict[str, PeerBins]:
 
 @pytest.fixture(scope="session")
 def admitted_shapes() -> dict[str, dict[str, Any]]:
-    """Every shape as kubevirt-cca's admission lets it through (the input KubeVirt sees)."""
-    return {name: admitted_vmi(manifest) for name, manifest in shape_manifests().items()}
+    """Every shape as kubevirt-cca's admission lets it through (the input KubeVirt sees).
+
+    Keyed by ``shape_key``: admission schedules each CCA parameter on the node label of the
+    configured dialect, and the hook checks it, so each dialect gets its own admitted VMI.
+    """
+    return {shape_key(name, dialect): admitted_vmi(manifest, sidecar_cluster(dialect))
+            for name, manifest in shape_manifests().items() for dialect in Dialect}
 
 
 @pytest.fixture(scope="session")

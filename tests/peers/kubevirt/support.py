@@ -92,6 +92,16 @@ def shape_manifests() -> dict[str, dict[str, Any]]:
 # The clusters docs/install.md sets up: sidecar mode (WorkloadEncryptionCCA + Sidecar) and plugin
 # mode (WorkloadEncryptionCCA + Plugins, our Plugin object, dialect qemu-commandline).
 SIDECAR_CLUSTER = ClusterView(gates=all_gates_on())
+
+
+def sidecar_cluster(dialect: Dialect) -> ClusterView:
+    """Sidecar mode with kubevirt-cca-config's ``dialect``."""
+    return ClusterView(gates=all_gates_on(), settings=Settings(dialect=dialect))
+
+
+def shape_key(shape: str, dialect: Dialect) -> str:
+    """The name of a shape admitted under ``dialect`` (the default dialect keeps the bare name)."""
+    return shape if dialect is Dialect.VEP else f"{shape}__{dialect.value}"
 PLUGIN_CLUSTER = ClusterView(
     gates=FeatureGates(enabled=frozenset({CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE})),
     settings=Settings(dialect=Dialect.QEMU_COMMANDLINE),

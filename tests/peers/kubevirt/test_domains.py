@@ -27,6 +27,7 @@ from tests.peers.kubevirt.support import (
     PeerBins,
     hookclient,
     last_error,
+    shape_key,
     shape_manifests,
 )
 
@@ -46,7 +47,7 @@ def defined(peer_bins: dict[str, PeerBins], converted: dict[str, dict[str, Conve
     def run(key: Key) -> Defined:
         version, shape, dialect = key
         return hookclient(peer_bins[version], hooks_dir=dialect_hooks[dialect],
-                          converted=converted[version][shape],
+                          converted=converted[version][shape_key(shape, dialect)],
                           prefix=folder / f"{version}.{shape}.{dialect.value}", calls=CALLS)
 
     keys = [(v, s, d) for v in VERSIONS for s in SHAPES for d in DIALECTS]
@@ -64,8 +65,8 @@ def test_every_define_is_a_valid_realm(version: str, shape: str, dialect: Dialec
                                        libvirt_schema_dir: Path) -> None:
     result = defined[(version, shape, dialect)]
     assert result.returncode == 0, last_error(result.stderr)
-    source = converted[version][shape].domain.read_text()
-    request = parse_request(admitted_shapes[shape])
+    source = converted[version][shape_key(shape, dialect)].domain.read_text()
+    request = parse_request(admitted_shapes[shape_key(shape, dialect)])
     assert request is not None
     assert all(result.defines), "hookclient wrote fewer defines than calls"
     for number, xml in enumerate(result.defines, 1):
