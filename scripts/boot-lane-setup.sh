@@ -13,6 +13,8 @@ HOST_PACKAGES=(qemu-system-arm qemu-efi-aarch64 libvirt-daemon libvirt-daemon-dr
   libvirt-clients ipxe-qemu)
 
 log() { printf 'boot-lane-setup: %s\n' "$*" >&2; }
+# shellcheck source=scripts/lane-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lane-lib.sh"
 
 if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ]; then
   log "needs root and apt-get; skipping (the boot lane will skip itself)"
@@ -21,15 +23,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 
 # 1. Host packages. Not libvirt-daemon-system: it pulls in systemd as init.
-missing=()
-for pkg in "${HOST_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  log "installing ${missing[*]}"
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+install_missing "${HOST_PACKAGES[@]}"
 
 # 2. What libvirtd resolves before it reads qemu.conf: the libvirt-qemu user and group,
 #    and its state folders (libvirt-daemon-system would create these).

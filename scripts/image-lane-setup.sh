@@ -21,6 +21,8 @@ HOST_SOURCES=/etc/apt/sources.list.d/debian.sources
 HOST_CA=/etc/ssl/certs/ca-certificates.crt
 
 log() { printf 'image-lane-setup: %s\n' "$*" >&2; }
+# shellcheck source=scripts/lane-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lane-lib.sh"
 
 if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ]; then
   log "needs root and apt-get; skipping (the image lane will skip itself)"
@@ -30,15 +32,7 @@ export DEBIAN_FRONTEND=noninteractive
 cd "$(dirname "$0")/.."
 
 # 1. Host packages: podman from Debian (4.3), runc (crun fails on cgroup v1 machines like CI's).
-missing=()
-for pkg in "${HOST_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  log "installing ${missing[*]}"
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+install_missing "${HOST_PACKAGES[@]}"
 
 # 2. containers.conf: runc, cgroupfs, and ulimits no higher than this machine's hard limits
 #    (podman's default nofile exceeds what the CI machine grants, and runc then refuses to start

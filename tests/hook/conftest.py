@@ -14,6 +14,7 @@ from kubevirt_cca.core.settings import Settings
 from tests.hook.launcher import Launcher
 
 StartHook = Callable[..., UnixSocketServer]
+StartServer = Callable[[UnixSocketServer], UnixSocketServer]
 
 
 @pytest.fixture
@@ -25,13 +26,11 @@ def hooks_dir() -> Iterator[Path]:
 
 
 @pytest.fixture
-def start_hook(hooks_dir: Path) -> Iterator[StartHook]:
-    """Start a hook server in a sidecar sub-directory; stopped after the test."""
+def start_server() -> Iterator[StartServer]:
+    """Start a socket server; every one started is stopped after the test."""
     servers: list[UnixSocketServer] = []
 
-    def start(settings: Settings | None = None, subdir: str = "hook-sidecar-0",
-              **kwargs: object) -> UnixSocketServer:
-        server = hook_server(hooks_dir / subdir, settings or Settings(), **kwargs)  # type: ignore[arg-type]
+    def start(server: UnixSocketServer) -> UnixSocketServer:
         server.start()
         servers.append(server)
         return server
@@ -39,6 +38,18 @@ def start_hook(hooks_dir: Path) -> Iterator[StartHook]:
     yield start
     for server in servers:
         server.stop(grace=1.0)
+
+
+@pytest.fixture
+def start_hook(hooks_dir: Path, start_server: StartServer) -> StartHook:
+    """Start a hook server in a sidecar sub-directory; stopped after the test."""
+
+    def start(settings: Settings | None = None, subdir: str = "hook-sidecar-0",
+              **kwargs: object) -> UnixSocketServer:
+        return start_server(
+            hook_server(hooks_dir / subdir, settings or Settings(), **kwargs))  # type: ignore[arg-type]
+
+    return start
 
 
 @pytest.fixture

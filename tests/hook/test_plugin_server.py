@@ -23,12 +23,14 @@ from lxml import etree
 
 from kubevirt_cca.adapters.hook import DomainHookService, UnixSocketServer, plugin_server
 from kubevirt_cca.constants import QEMU_NAMESPACE
+from kubevirt_cca.core.hook import DefinedDomain
 from kubevirt_cca.core.plugin import PLUGIN_NAME, PLUGIN_SOCKET
 from kubevirt_cca.core.plugin_hook import BOOT, MIGRATION_TARGET, MutateCall, mutate_domain
 from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.errors import HookError, SettingsError
 from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2 as plugin_pb2
 from tests.conftest import DATA
+from tests.hook.conftest import StartServer
 from tests.hook.plugin_launcher import PluginCaller, unprefixed
 from tests.hook.support import ARM64_MINIMAL, FULL_PARAMETERS, as_json, cca_vmi, domain, plain_vmi
 from tests.hook.test_server import FAIL_CLOSED, check_realm
@@ -57,18 +59,11 @@ def socket_path(plugin_dir: Path) -> Path:
 
 
 @pytest.fixture
-def start_plugin(socket_path: Path) -> Iterator[StartPlugin]:
-    servers: list[UnixSocketServer] = []
-
+def start_plugin(socket_path: Path, start_server: StartServer) -> StartPlugin:
     def start(settings: Settings = PLUGIN_SETTINGS) -> UnixSocketServer:
-        server = plugin_server(socket_path, settings)
-        server.start()
-        servers.append(server)
-        return server
+        return start_server(plugin_server(socket_path, settings))
 
-    yield start
-    for server in servers:
-        server.stop(grace=1.0)
+    return start
 
 
 @pytest.fixture
@@ -216,15 +211,14 @@ def test_an_invalid_request_in_another_domain_type_is_refused(
 
 
 def test_an_unforeseen_error_fails_closed_as_internal(
-    socket_path: Path, caller: PluginCaller, monkeypatch: pytest.MonkeyPatch,
+    socket_path: Path, caller: PluginCaller, caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The one seam: the decision raising something no one foresaw gives no domain at all."""
-    service = DomainHookService(PLUGIN_SETTINGS)
 
-    def explode(*_args: object) -> Any:
+    def explode(_call: MutateCall, _settings: Settings) -> DefinedDomain:
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr("kubevirt_cca.adapters.hook.plugin.mutate_domain", explode)
+    service = DomainHookService(PLUGIN_SETTINGS, decide=explode)
     server = UnixSocketServer(socket_path, service.handlers())
     server.start()
     try:
@@ -234,6 +228,9 @@ def test_an_unforeseen_error_fails_closed_as_internal(
         server.stop(grace=1.0)
     assert caught.value.code() == grpc.StatusCode.INTERNAL
     assert "the VM is not started" in details(caught.value)
+    [record] = [r for r in caplog.records if "outcome=error" in r.getMessage()]
+    assert "call=MutateDomain" in record.getMessage()
+    assert record.exc_info is not None and "boom" in str(record.exc_info[1])
 
 
 def cca_vmi_minimal() -> dict[str, Any]:

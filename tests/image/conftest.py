@@ -19,21 +19,20 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import yaml
 
-from tests.conftest import SHARED
+from tests import kube_apiserver
 
 IMAGE = os.environ.get("KUBEVIRT_CCA_IMAGE", "localhost/kubevirt-cca:ci")
 REQUIRED = os.environ.get("KUBEVIRT_CCA_IMAGE_REQUIRED") == "1"
-PEERS = SHARED / "peers"
 # Every container the lane starts carries this label, so a test's clean-up finds its own.
 LANE_LABEL = "io.kubevirt-cca.image-lane"
 
 
-def missing(reason: str) -> None:
+def missing(reason: str) -> NoReturn:
     """Skip (a developer machine) or fail (CI, where the setup script ran) for ``reason``."""
     if REQUIRED:
         pytest.fail(f"KUBEVIRT_CCA_IMAGE_REQUIRED=1 but {reason}")
@@ -226,23 +225,13 @@ class ApiServer:
 @pytest.fixture(scope="module")
 def apiserver() -> Iterator[ApiServer]:
     """The real kube-apiserver from ../shared/peers (skipped with a reason when absent)."""
-    up = PEERS / "scripts" / "apiserver-up.sh"
-    down = PEERS / "scripts" / "apiserver-down.sh"
-    if not up.exists():
-        pytest.skip(f"../shared is absent ({up} not found); the labeller and webhook run "
-                    "against the real kube-apiserver of ../shared/peers")
-    if shutil.which("kubectl") is None:
-        missing("kubectl is not installed")
+    reason = kube_apiserver.peers_missing()
+    if reason is not None:
+        pytest.skip(f"{reason}; the labeller and webhook run against the real kube-apiserver")
     run_dir = Path(tempfile.mkdtemp(prefix="kubevirt-cca-image-apiserver-"))
-    done = subprocess.run(["bash", str(up), str(run_dir)], capture_output=True, text=True,
-                          timeout=300, check=False)
     try:
-        assert done.returncode == 0, f"apiserver-up.sh failed:\n{done.stderr[-3000:]}"
-        values = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
-        yield ApiServer(run_dir=run_dir, url=values["APISERVER_URL"],
-                        port=int(values["APISERVER_PORT"]),
-                        kubeconfig=Path(values["KUBECONFIG"]))
+        started = kube_apiserver.start(run_dir, unavailable=missing)
+        yield ApiServer(run_dir=run_dir, url=started.url, port=started.port,
+                        kubeconfig=started.kubeconfig)
     finally:
-        subprocess.run(["bash", str(down), "--rm", str(run_dir)], capture_output=True,
-                       timeout=120, check=False)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        kube_apiserver.stop(run_dir, remove=True)

@@ -32,6 +32,7 @@ from kubevirt_cca.core.install import InstallOptions, install_objects
 from kubevirt_cca.core.plugin import PLUGIN_SOCKET, plugin_container
 from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.hookproto import api_info_pb2, api_info_pb2_grpc
+from tests import kube_apiserver
 from tests.admission.helpers import KUBEVIRT_CR, labelled, review
 from tests.conftest import shared_path
 from tests.image.conftest import (
@@ -44,7 +45,7 @@ from tests.image.conftest import (
     run_once,
 )
 from tests.webhook.certs import serving_pair
-from tests.webhook.test_cluster_state import VMI
+from tests.webhook.cluster import VMI
 
 pytestmark = pytest.mark.image
 
@@ -247,10 +248,7 @@ def installed(apiserver: ApiServer, image: str) -> ApiServer:
     apiserver.apply([{"apiVersion": "v1", "kind": "Namespace",
                       "metadata": {"name": kubevirt_namespace}}])
     apiserver.apply(objects)
-    peers_bin = subprocess.run(
-        ["python3", str(shared_path("peers", "scripts", "unpack.py")), "--quiet",
-         "--only", "kubevirt-api-peer-v1.9.0"], capture_output=True, text=True, timeout=300,
-        check=True).stdout.strip()
+    peers_bin = kube_apiserver.unpack("kubevirt-api-peer-v1.9.0")
     crds = subprocess.run([f"{peers_bin}/kubevirt-api-peer-v1.9.0", "crds", "-kinds", "KubeVirt"],
                           capture_output=True, text=True, timeout=120, check=True).stdout
     apiserver.kubectl("create", "-f", "-", stdin=crds)

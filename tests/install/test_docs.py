@@ -35,12 +35,7 @@ def test_the_gate_command_in_the_install_guide_is_what_doctor_prints() -> None:
 
 
 def test_troubleshooting_explains_every_doctor_check() -> None:
-    empty = Read()
-    snapshot = Snapshot(now=datetime.now(UTC), kubevirts=empty, plugins=empty,
-                        config_map=empty, mutating=empty, validating=empty, service=empty,
-                        endpoint_slices=empty, secret=empty, deployment=empty,
-                        daemon_set=empty, pods=empty, nodes=empty)
-    names = [c.name for c in run_checks(snapshot, Expected(options=InstallOptions()))]
+    names = _check_names()
     text = (DOCS / "troubleshooting.md").read_text()
     missing = [n for n in names if f"**{n}**" not in text]
     assert missing == []
@@ -66,13 +61,18 @@ def test_the_admin_guide_lists_every_setting_with_its_shipped_default() -> None:
 
 
 def test_the_ready_sample_in_the_install_guide_lists_every_check_in_order() -> None:
+    names = _check_names()
+    text = (DOCS / "install.md").read_text()
+    sample = text[text.index("A ready cluster:"):]
+    shown = re.findall(r"^\[ ok \] ([^:]+):", sample[:sample.index("ready for Realms")], re.M)
+    assert shown == names
+
+
+def _check_names() -> list[str]:
+    """Every doctor check's name, in the order doctor reports them."""
     empty = Read()
     snapshot = Snapshot(now=datetime.now(UTC), kubevirts=empty, plugins=empty,
                         config_map=empty, mutating=empty, validating=empty, service=empty,
                         endpoint_slices=empty, secret=empty, deployment=empty,
                         daemon_set=empty, pods=empty, nodes=empty)
-    names = [c.name for c in run_checks(snapshot, Expected(options=InstallOptions()))]
-    text = (DOCS / "install.md").read_text()
-    sample = text[text.index("A ready cluster:"):]
-    shown = re.findall(r"^\[ ok \] ([^:]+):", sample[:sample.index("ready for Realms")], re.M)
-    assert shown == names
+    return [c.name for c in run_checks(snapshot, Expected(options=InstallOptions()))]

@@ -18,6 +18,7 @@ from kubevirt_cca.constants import (
 from kubevirt_cca.core.capabilities import is_owned_label
 from kubevirt_cca.core.install import InstallOptions, install_objects
 from kubevirt_cca.core.install.names import NODE_RESTRICTION_POLICY
+from tests.install.expected import LABELLER_LABELS_REFUSAL
 from tests.install.support import find
 from tests.install.vap import Decision, admit
 
@@ -122,15 +123,7 @@ def test_a_foreign_label_is_refused(policy: dict[str, Any], key: str) -> None:
     after["metadata"]["labels"][key] = "true"
     decision = decide(policy, before, after)
     assert not decision.allowed
-    assert decision.messages == (
-        "kubevirt-cca-labeller may only change the labels kubevirt.io/cca, "
-        "cca.kubevirt.io/measurement-algo-sha256, cca.kubevirt.io/measurement-algo-sha384, "
-        "cca.kubevirt.io/measurement-algo-sha512, cca.kubevirt.io/personalization-value, "
-        "cca.kubevirt.io/measurement-log, cca.kubevirt.io/rme-guest-measurement-algo-sha256, "
-        "cca.kubevirt.io/rme-guest-measurement-algo-sha384, "
-        "cca.kubevirt.io/rme-guest-measurement-algo-sha512, "
-        "cca.kubevirt.io/rme-guest-personalization-value, "
-        f"cca.kubevirt.io/rme-guest-measurement-log, not: {key}",)
+    assert decision.messages == (LABELLER_LABELS_REFUSAL + key,)
 
 
 def test_a_stale_algorithm_label_may_be_removed(policy: dict[str, Any]) -> None:

@@ -176,7 +176,7 @@ async def run_labeller(api: Any, tmp_path: Path) -> None:
 
 
 async def run_cluster_state(api: Any) -> None:
-    from tests.webhook.test_cluster_state import declare_resources
+    from tests.webhook.cluster import declare_resources
 
     declare_resources(api)
     client = async_client(server=str(api.url))

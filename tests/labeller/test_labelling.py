@@ -21,13 +21,13 @@ from kubevirt_cca.constants import (
     NODE_DETECTION_ANNOTATION,
 )
 from kubevirt_cca.core.capabilities import DetectionReport, is_owned_label, node_labels
+from kubevirt_cca.core.json_patch import escape, pointer, segments
 from kubevirt_cca.core.labelling import (
     EVENT_MESSAGE_LIMIT,
     EventType,
     NodeMetadata,
     NodePlan,
     detection_annotation,
-    escape_pointer,
     plan_node,
     same_report,
 )
@@ -246,8 +246,12 @@ def test_a_concurrent_map_creation_makes_the_patch_fail_its_resource_version_tes
 
 
 def test_label_keys_are_escaped_as_json_pointers() -> None:
-    assert escape_pointer("kubevirt.io/cca") == "kubevirt.io~1cca"
-    assert escape_pointer("a~b/c") == "a~0b~1c"
+    assert escape("kubevirt.io/cca") == "kubevirt.io~1cca"
+    assert escape("a~b/c") == "a~0b~1c"
+    # "~1" must not come back as "/" when it was a literal "~" followed by "1".
+    assert escape("~1") == "~01"
+    assert pointer(["metadata", "labels", "a~1/b"]) == "/metadata/labels/a~01~1b"
+    assert segments("/metadata/labels/a~01~1b") == ["metadata", "labels", "a~1/b"]
 
 
 # --- Skip, and nothing changed -----------------------------------------------------------------

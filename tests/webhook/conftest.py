@@ -8,19 +8,24 @@ import http.client
 import json
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import kmock
 import pytest
+import pytest_asyncio
 from prometheus_client import CollectorRegistry
 
+from kubevirt_cca.adapters.cluster_state import ClusterState
+from kubevirt_cca.adapters.kube import async_client
 from kubevirt_cca.adapters.webhook.limits import Limits
 from kubevirt_cca.adapters.webhook.server import StaticCluster, WebhookApp, serve
 from kubevirt_cca.adapters.webhook.tls import ReloadingTLS
 from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
 from tests.webhook.certs import Pair, serving_pair
+from tests.webhook.cluster import declare_resources
 
 
 @dataclass
@@ -110,3 +115,15 @@ def webhook(cluster: StaticCluster, cert_files: tuple[Path, Path]) -> Iterator[W
     server, hook = start_webhook(cluster, *cert_files)
     yield hook
     server.stop()
+
+
+@pytest_asyncio.fixture
+async def state(kmock: kmock.KubernetesEmulator) -> AsyncIterator[ClusterState]:
+    """The webhook's watch-fed cluster state on kmock's emulator (not started)."""
+    declare_resources(kmock)
+    client = async_client(server=str(kmock.url))
+    cluster = ClusterState(client, namespace="kubevirt-cca", kubevirt_namespace="kubevirt",
+                           retry_delay=0.1)
+    yield cluster
+    await cluster.stop()
+    await client.close()

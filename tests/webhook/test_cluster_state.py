@@ -4,20 +4,16 @@ KubeVirt CR cannot be read. The last test runs the webhook over TLS on top of it
 
 from __future__ import annotations
 
-import asyncio
 import copy
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 import kmock
 import pytest
-import pytest_asyncio
-from kmock import ResourceInfo, action
+from kmock import action
 from prometheus_client import CollectorRegistry
 
 from kubevirt_cca.adapters.cluster_state import ClusterState
-from kubevirt_cca.adapters.kube import async_client
 from kubevirt_cca.adapters.webhook.server import WebhookApp, serve
 from kubevirt_cca.adapters.webhook.tls import ReloadingTLS
 from kubevirt_cca.constants import ENABLED_LABEL
@@ -25,44 +21,9 @@ from kubevirt_cca.core.admission.admit import Endpoint, admit
 from kubevirt_cca.core.admission.reviews import parse_review
 from kubevirt_cca.core.admission.validate import MIGRATION_REFUSAL
 from tests.admission.helpers import KUBEVIRT_CR, labelled, review
+from tests.webhook.cluster import CONFIG_MAPS, KUBEVIRTS, VMI, eventually
 
 pytestmark = pytest.mark.asyncio
-
-KUBEVIRTS = "/apis/kubevirt.io/v1/namespaces/kubevirt/kubevirts"
-CONFIG_MAPS = "/api/v1/namespaces/kubevirt-cca/configmaps"
-VMI: dict[str, Any] = {
-    "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-    "metadata": {"name": "realm", "namespace": "default"},
-    "spec": {"domain": {"devices": {}, "resources": {}}}}
-
-
-def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
-    emulator.resources["kubevirt.io/v1/kubevirts"] = ResourceInfo(kind="KubeVirt", namespaced=True)
-    emulator.resources["kubevirt.io/v1/virtualmachineinstances"] = ResourceInfo(
-        kind="VirtualMachineInstance", namespaced=True)
-    emulator.resources["v1/configmaps"] = ResourceInfo(kind="ConfigMap", namespaced=True)
-    emulator.resources["plugin.kubevirt.io/v1alpha1/plugins"] = ResourceInfo(kind="Plugin",
-                                                                           namespaced=False)
-    emulator.resources["v1/nodes"] = ResourceInfo(kind="Node", namespaced=False)
-
-
-@pytest_asyncio.fixture
-async def state(kmock: kmock.KubernetesEmulator) -> AsyncIterator[ClusterState]:
-    declare_resources(kmock)
-    client = async_client(server=str(kmock.url))
-    cluster = ClusterState(client, namespace="kubevirt-cca", kubevirt_namespace="kubevirt",
-                           retry_delay=0.1)
-    yield cluster
-    await cluster.stop()
-    await client.close()
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
-
 
 def decide(cluster: ClusterState, obj: dict[str, Any]) -> list[str]:
     verdict = admit(Endpoint.MUTATE_VMI, parse_review(_json(review(obj))), cluster.view())

@@ -16,7 +16,7 @@ import kmock
 import pytest
 
 from tests.admission.helpers import KUBEVIRT_CR, labelled, review
-from tests.webhook.test_cluster_state import VMI, declare_resources
+from tests.webhook.cluster import VMI, declare_resources
 
 pytestmark = pytest.mark.asyncio
 

@@ -4,17 +4,14 @@ integrationMode set and unset; every step judged by admission as the webhook wou
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
 import json
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 import kmock
 import pytest
-import pytest_asyncio
 from kmock import ResourceInfo
 
 from kubevirt_cca.adapters.cluster_state import ClusterState
@@ -25,7 +22,7 @@ from kubevirt_cca.core.admission.reviews import parse_review
 from kubevirt_cca.core.integration import IntegrationMode
 from kubevirt_cca.core.plugin import plugin_object
 from tests.admission.helpers import KUBEVIRT_CR, labelled, review
-from tests.webhook.test_cluster_state import CONFIG_MAPS, KUBEVIRTS, VMI, declare_resources
+from tests.webhook.cluster import CONFIG_MAPS, KUBEVIRTS, VMI, eventually
 
 pytestmark = pytest.mark.asyncio
 
@@ -40,24 +37,6 @@ def kubevirt(gates: list[str], version: str = "v1.10.0") -> dict[str, Any]:
     cr["spec"]["configuration"]["developerConfiguration"]["featureGates"] = gates
     cr["status"] = {"phase": "Deployed", "observedKubeVirtVersion": version}
     return cr
-
-
-@pytest_asyncio.fixture
-async def state(kmock: kmock.KubernetesEmulator) -> AsyncIterator[ClusterState]:
-    declare_resources(kmock)
-    client = async_client(server=str(kmock.url))
-    cluster = ClusterState(client, namespace="kubevirt-cca", kubevirt_namespace="kubevirt",
-                           retry_delay=0.1)
-    yield cluster
-    await cluster.stop()
-    await client.close()
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 def mutate(state: ClusterState) -> Verdict:

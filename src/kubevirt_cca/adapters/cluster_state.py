@@ -35,6 +35,7 @@ from kubevirt_cca.adapters.kube import stream as kube_stream
 from kubevirt_cca.constants import CONFIG_MAP_NAME, ENABLED_LABEL, NODE_CCA_LABEL
 from kubevirt_cca.core.admission.gates import ClusterView, build_view
 from kubevirt_cca.core.admission.validate import VMILookup
+from kubevirt_cca.core.objects import labels_of, metadata_of
 from kubevirt_cca.errors import KubernetesAPIError
 
 logger = logging.getLogger(__name__)
@@ -184,13 +185,13 @@ class ClusterState:
                            self._plugins)
         if self._nodes.synced and self._nodes.problem is None:
             view = dataclasses.replace(view, cca_node_labels=tuple(
-                _labels_of(node) for node in self._nodes.objects.values()))
+                labels_of(node) for node in self._nodes.objects.values()))
         self._view = view
 
     async def _list_nodes(self) -> tuple[list[dict[str, Any]], str | None]:
         listing = self._client.list(Node, labels={NODE_CCA_LABEL: "true"})
         nodes = [_slim_node(_as_dict(o)) async for o in listing]
-        return ([n for n in nodes if _labels_of(n).get(NODE_CCA_LABEL) == "true"],
+        return ([n for n in nodes if labels_of(n).get(NODE_CCA_LABEL) == "true"],
                 _version(listing))
 
     async def _watch_nodes(self, version: str | None
@@ -200,7 +201,7 @@ class ClusterState:
         async for event, obj in _watched(stream):
             node = _slim_node(obj)
             # A node that lost the label leaves the cache (it matches no more).
-            yield (event if _labels_of(node).get(NODE_CCA_LABEL) == "true" else "DELETED"), node
+            yield (event if labels_of(node).get(NODE_CCA_LABEL) == "true" else "DELETED"), node
 
     async def _list_kubevirt(self) -> tuple[list[dict[str, Any]], str | None]:
         listing = self._client.list(KubeVirt, namespace=self._kubevirt_namespace)
@@ -268,15 +269,7 @@ class ClusterState:
 
 def _slim_node(node: Mapping[str, Any]) -> dict[str, Any]:
     """Only what admission reads of a Node (its name and labels): nodes are big objects."""
-    metadata = node.get("metadata")
-    metadata = metadata if isinstance(metadata, Mapping) else {}
-    return {"metadata": {"name": metadata.get("name"), "labels": dict(_labels_of(node))}}
-
-
-def _labels_of(node: Mapping[str, Any]) -> Mapping[str, str]:
-    metadata = node.get("metadata")
-    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
-    return labels if isinstance(labels, Mapping) else {}
+    return {"metadata": {"name": metadata_of(node).get("name"), "labels": dict(labels_of(node))}}
 
 
 def _build_view(kubevirt: _Source, config: _Source, kubevirt_namespace: str,
@@ -327,12 +320,9 @@ def _version(listing: Any) -> str | None:
 
 
 def _key(obj: Mapping[str, Any]) -> Key:
-    metadata = obj.get("metadata")
-    metadata = metadata if isinstance(metadata, Mapping) else {}
-    return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+    meta = metadata_of(obj)
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
 def _labelled(obj: Mapping[str, Any]) -> bool:
-    metadata = obj.get("metadata")
-    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
-    return isinstance(labels, Mapping) and ENABLED_LABEL in labels
+    return ENABLED_LABEL in labels_of(obj)

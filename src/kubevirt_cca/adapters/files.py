@@ -1,4 +1,4 @@
-"""Read manifests and XML files that a person names on the command line."""
+"""Read manifests, XML and other files that a person names on the command line."""
 
 from __future__ import annotations
 
@@ -8,9 +8,26 @@ from typing import Any
 
 import yaml
 
-from kubevirt_cca.errors import ManifestError
+from kubevirt_cca.errors import CCAError, ManifestError
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
+def read_bytes(path: str, *, what: str, limit: int, error: type[CCAError]) -> bytes:
+    """At most ``limit`` bytes of a file; ``error`` naming ``what`` and ``path`` when it cannot
+    be read or is larger."""
+    try:
+        with Path(path).open("rb") as handle:
+            data = handle.read(limit + 1)
+    except FileNotFoundError as exc:
+        raise error(f"{what} {path}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise error(f"{what} {path}: is a directory, expected a file") from exc
+    except OSError as exc:
+        raise error(f"{what} {path}: {exc.strerror or exc}") from exc
+    if len(data) > limit:
+        raise error(f"{what} {path}: larger than {limit} bytes")
+    return data
 
 
 def read_text(path: str) -> str:

@@ -41,11 +41,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from kubevirt_cca.adapters.kube import call
 from kubevirt_cca.constants import MEASUREMENT_ALGORITHMS
 from kubevirt_cca.core.capabilities import DetectionReport
+from kubevirt_cca.core.json_patch import PatchOperation
 from kubevirt_cca.core.labelling import (
     CapabilityEvent,
     NodeMetadata,
     NodePlan,
-    PatchOperation,
     plan_node,
 )
 from kubevirt_cca.errors import (

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kubevirt_cca.adapters.configfs import collect_token
-from kubevirt_cca.adapters.files import load_manifest
+from kubevirt_cca.adapters.files import load_manifest, read_bytes
 from kubevirt_cca.adapters.measurement_log import MAX_LOG_BYTES, read_measurement_log
 from kubevirt_cca.cli import attest_reference
 from kubevirt_cca.cli.common import HelpFormatter
@@ -242,18 +242,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def _read_bytes(path: str, what: str, limit: int = MAX_INPUT_BYTES) -> bytes:
-    try:
-        with Path(path).open("rb") as handle:
-            data = handle.read(limit + 1)
-    except FileNotFoundError as exc:
-        raise AttestationError(f"{what} {path}: no such file") from exc
-    except IsADirectoryError as exc:
-        raise AttestationError(f"{what} {path}: is a directory, expected a file") from exc
-    except OSError as exc:
-        raise AttestationError(f"{what} {path}: {exc.strerror or exc}") from exc
-    if len(data) > limit:
-        raise AttestationError(f"{what} {path}: larger than {limit} bytes")
-    return data
+    return read_bytes(path, what=what, limit=limit, error=AttestationError)
 
 
 def _load_token(path: str) -> CCAToken:

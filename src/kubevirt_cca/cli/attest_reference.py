@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from kubevirt_cca.adapters.files import read_bytes
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.core.attestation.profile import HostProfile, parse_profile
 from kubevirt_cca.core.attestation.reference import (
@@ -157,18 +158,7 @@ def _memory(text: str) -> int:
 
 
 def _read(path: str, what: str, limit: int) -> bytes:
-    try:
-        with Path(path).open("rb") as handle:
-            data = handle.read(limit + 1)
-    except FileNotFoundError as exc:
-        raise AttestationError(f"{what} {path}: no such file") from exc
-    except IsADirectoryError as exc:
-        raise AttestationError(f"{what} {path}: is a directory, expected a file") from exc
-    except OSError as exc:
-        raise AttestationError(f"{what} {path}: {exc.strerror or exc}") from exc
-    if len(data) > limit:
-        raise AttestationError(f"{what} {path}: larger than {limit} bytes")
-    return data
+    return read_bytes(path, what=what, limit=limit, error=AttestationError)
 
 
 def _write_corim(path: str, reference: Reference) -> None:

@@ -37,6 +37,7 @@ from kubevirt_cca.core.admission.validate import (
 )
 from kubevirt_cca.core.convert import native_field
 from kubevirt_cca.core.integration import IntegrationMode
+from kubevirt_cca.core.objects import labels_of, meta_str
 from kubevirt_cca.core.plugin import PLUGIN_NAME
 from kubevirt_cca.core.request import parse_request
 from kubevirt_cca.core.requirements import requirements
@@ -179,10 +180,8 @@ def _cluster(path: str | None, config_path: str | None = None) -> ClusterView:
         if cr.get("kind") != "KubeVirt":
             raise ManifestError(f"{path}: expected a KubeVirt object, got kind "
                                 f"{cr.get('kind')!r}")
-        metadata = cr.get("metadata")
-        namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
         cluster = build_view(kubevirts=[cr], config_data=data, plugin_names=ours,
-                             kubevirt_namespace=namespace if isinstance(namespace, str) else "")
+                             kubevirt_namespace=meta_str(cr, "namespace"))
         if cluster.config_problem is not None:
             raise SettingsError(f"{config_path}: {cluster.config_problem}")
         if cluster.gates is None:
@@ -230,10 +229,9 @@ def _cca_nodes(path: str) -> tuple[Mapping[str, str], ...]:
         raise ManifestError(f"{path}: items: expected a list of nodes")
     found: list[Mapping[str, str]] = []
     for node in nodes:
-        metadata = node.get("metadata") if isinstance(node, Mapping) else None
-        labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
-        if isinstance(labels, Mapping) and labels.get(NODE_CCA_LABEL) == "true":
-            found.append({str(k): str(v) for k, v in labels.items()})
+        node_labels = labels_of(node)
+        if node_labels.get(NODE_CCA_LABEL) == "true":
+            found.append({str(k): str(v) for k, v in node_labels.items()})
     return tuple(found)
 
 

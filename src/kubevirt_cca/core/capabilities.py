@@ -20,16 +20,11 @@ from lxml import etree
 from kubevirt_cca.constants import (
     LABELLER_OWNED_LABELS,
     MEASUREMENT_ALGORITHMS,
-    NODE_ALGO_LABEL_PREFIX,
     NODE_CCA_LABEL,
-    NODE_MEASUREMENT_LOG_LABEL,
-    NODE_PERSONALIZATION_VALUE_LABEL,
-    NODE_RME_GUEST_ALGO_LABEL_PREFIX,
-    NODE_RME_GUEST_MEASUREMENT_LOG_LABEL,
-    NODE_RME_GUEST_PERSONALIZATION_VALUE_LABEL,
     RME_GUEST_OBJECT,
     VIRTCCA_MARKER,
 )
+from kubevirt_cca.core.layer_labels import LIBVIRT, RME_GUEST, LayerLabels
 from kubevirt_cca.core.libvirtxml import parse_document
 from kubevirt_cca.errors import CapabilitiesError
 
@@ -385,22 +380,18 @@ def node_labels(report: DetectionReport) -> dict[str, str]:
     if not report.capable:
         return {}
     labels = {NODE_CCA_LABEL: "true"}
-    labels.update(_honoured_labels(report.honoured, NODE_ALGO_LABEL_PREFIX,
-                                   NODE_PERSONALIZATION_VALUE_LABEL, NODE_MEASUREMENT_LOG_LABEL))
+    labels.update(_honoured_labels(report.honoured, LIBVIRT))
     if report.rme_guest is not None:
-        labels.update(_honoured_labels(report.rme_guest, NODE_RME_GUEST_ALGO_LABEL_PREFIX,
-                                       NODE_RME_GUEST_PERSONALIZATION_VALUE_LABEL,
-                                       NODE_RME_GUEST_MEASUREMENT_LOG_LABEL))
+        labels.update(_honoured_labels(report.rme_guest, RME_GUEST))
     return labels
 
 
-def _honoured_labels(honoured: Honoured, algo_prefix: str, personalization: str,
-                     log: str) -> dict[str, str]:
-    keys = [algo_prefix + algorithm for algorithm in honoured.measurement_algorithms]
+def _honoured_labels(honoured: Honoured, layer: LayerLabels) -> dict[str, str]:
+    keys = [layer.algorithm(algorithm) for algorithm in honoured.measurement_algorithms]
     if honoured.personalization_value:
-        keys.append(personalization)
+        keys.append(layer.personalization_value)
     if honoured.measurement_log:
-        keys.append(log)
+        keys.append(layer.measurement_log)
     # Only the fixed set the labeller's node policy allows (an algorithm Arm's RMM does not
     # know gets no label).
     return {key: "true" for key in keys if key in OWNED_LABELS}

@@ -21,6 +21,7 @@ from kubevirt_cca.constants import (
     HOOK_SIDECARS_ANNOTATION,
     LAUNCH_SECURITY_ANNOTATION,
 )
+from kubevirt_cca.core.objects import annotations_of, meta_str
 from kubevirt_cca.core.request import CCARequest, parse_request
 from kubevirt_cca.core.requirements import missing_on_selector
 from kubevirt_cca.core.rewrite import rewrite_domain
@@ -82,11 +83,7 @@ def _refuse_stripped_label(vmi: Mapping[str, Any], ref: str) -> None:
     """Admission puts our hook entry only on CCA VMIs: seen on a VMI without the label, the
     label was removed afterwards, and the VMI asked for a Realm. (Our other annotations
     without the label are refused by the request parser, core/placement.py.)"""
-    metadata = vmi.get("metadata")
-    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
-    if not isinstance(annotations, Mapping):
-        return
-    if any(looks_like_ours(entry) for entry in parse_sidecars(annotations).entries):
+    if any(looks_like_ours(entry) for entry in parse_sidecars(annotations_of(vmi)).entries):
         raise HookError(
             f"{_PREFIX}: refusing to define the domain of VMI {ref}: it carries kubevirt-cca's "
             f"hook entry in {HOOK_SIDECARS_ANNOTATION} but not the label {ENABLED_LABEL}; "
@@ -154,18 +151,14 @@ def vmi_ref(vmi: Mapping[str, Any]) -> str:
     Used in log lines and messages: a name that is not a Kubernetes name (newlines, spaces,
     control characters) is shown quoted and escaped, so it cannot forge a log line.
     """
-    metadata = vmi.get("metadata")
-    if not isinstance(metadata, Mapping):
+    name, namespace = meta_str(vmi, "name"), meta_str(vmi, "namespace")
+    if not name:
         return UNKNOWN_VMI
-    name = metadata.get("name")
-    namespace = metadata.get("namespace")
-    if not isinstance(name, str) or not name:
-        return UNKNOWN_VMI
-    ref = f"{namespace}/{name}" if isinstance(namespace, str) and namespace else name
+    ref = f"{namespace}/{name}" if namespace else name
     if _PLAIN_REF.match(ref):
         return ref
-    text = json.dumps(ref)
-    return text if len(text) <= 200 else text[:197] + '..."'
+    quoted = json.dumps(ref)
+    return quoted if len(quoted) <= 200 else quoted[:197] + '..."'
 
 
 _PLAIN_REF = re.compile(r"\A[a-z0-9][a-z0-9.-]{0,252}(/[a-z0-9][a-z0-9.-]{0,252})?\Z")

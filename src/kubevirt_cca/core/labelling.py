@@ -32,7 +32,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal, TypedDict
+from typing import Any
 
 from kubevirt_cca.constants import (
     KUBEVIRT_SKIP_NODE_ANNOTATION,
@@ -41,18 +41,11 @@ from kubevirt_cca.constants import (
     NODE_DETECTION_ANNOTATION,
 )
 from kubevirt_cca.core.capabilities import DetectionReport, is_owned_label, node_labels
+from kubevirt_cca.core.json_patch import PatchOperation, escape
 
 # Kubernetes keeps an Event message short; longer ones are cut here with an ellipsis.
 EVENT_MESSAGE_LIMIT = 1024
 _CHECKED_AT = "checkedAt"
-
-
-class PatchOperation(TypedDict, total=False):
-    """One RFC 6902 operation (only the kinds the labeller sends)."""
-
-    op: Literal["test", "add", "replace", "remove"]
-    path: str
-    value: Any
 
 
 @dataclass(frozen=True)
@@ -235,11 +228,6 @@ def plan_node(node: NodeMetadata, report: DetectionReport) -> NodePlan:
     return NodePlan(node.name, False, tuple(patches), changes, annotation_changed, event)
 
 
-def escape_pointer(key: str) -> str:
-    """A map key as one JSON pointer segment (RFC 6901: ``~`` -> ``~0``, ``/`` -> ``~1``)."""
-    return key.replace("~", "~0").replace("/", "~1")
-
-
 def _label_changes(current: Mapping[str, str], desired: Mapping[str, str]) -> KeyChanges:
     added = {k: v for k, v in desired.items() if k not in current}
     changed = {k: v for k, v in desired.items() if k in current and current[k] != v}
@@ -257,11 +245,11 @@ def _map_operations(map_name: str, current: Mapping[str, str] | None,
             return [], False
         return [{"op": "add", "path": base, "value": dict(changes.added)}], True
     operations: list[PatchOperation] = [{"op": "test", "path": base, "value": dict(current)}]
-    operations += [{"op": "remove", "path": f"{base}/{escape_pointer(k)}"}
+    operations += [{"op": "remove", "path": f"{base}/{escape(k)}"}
                    for k in changes.removed]
-    operations += [{"op": "replace", "path": f"{base}/{escape_pointer(k)}", "value": v}
+    operations += [{"op": "replace", "path": f"{base}/{escape(k)}", "value": v}
                    for k, v in changes.changed.items()]
-    operations += [{"op": "add", "path": f"{base}/{escape_pointer(k)}", "value": v}
+    operations += [{"op": "add", "path": f"{base}/{escape(k)}", "value": v}
                    for k, v in changes.added.items()]
     return operations, False
 

@@ -30,6 +30,7 @@ from kubevirt_cca.constants import (
     NODE_DETECTION_ANNOTATION,
     RESOLVED_ANNOTATION,
 )
+from kubevirt_cca.core.objects import metadata_of
 from kubevirt_cca.errors import Violation
 
 Section = Literal["labels", "annotations"]
@@ -203,10 +204,10 @@ def _places(obj: Mapping[str, Any], kind: str) -> list[_Place]:
         if node is not None:
             description = (_KIND_NAMES[kind] if not path
                            else "pool's VirtualMachine template (spec.virtualMachineTemplate)")
-            places.append(_Place(_dotted(path), _metadata(node), False, description))
+            places.append(_Place(_dotted(path), metadata_of(node), False, description))
     node = _at(obj, TEMPLATE_PATHS[kind])
     if node is not None:
-        places.append(_Place(_dotted(TEMPLATE_PATHS[kind]), _metadata(node), True,
+        places.append(_Place(_dotted(TEMPLATE_PATHS[kind]), metadata_of(node), True,
                              "VMI template's"))
     return places
 
@@ -216,11 +217,6 @@ def _at(obj: Mapping[str, Any], path: tuple[str, ...]) -> Mapping[str, Any] | No
     for part in path:
         node = node.get(part) if isinstance(node, Mapping) else None
     return node if isinstance(node, Mapping) else None
-
-
-def _metadata(node: Mapping[str, Any]) -> Mapping[str, Any]:
-    metadata = node.get("metadata")
-    return metadata if isinstance(metadata, Mapping) else {}
 
 
 def _dotted(path: tuple[str, ...]) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 from kubevirt_cca.constants import ENABLED_LABEL, HOOK_COMMAND
 from kubevirt_cca.core.admission.patches import PatchOperation, add
+from kubevirt_cca.core.objects import labels_of
 from kubevirt_cca.core.settings import Settings
 from kubevirt_cca.errors import Violation
 
@@ -92,11 +93,8 @@ def plugin_container(settings: Settings, image: str) -> dict[str, Any]:
 
 def is_cca_launcher_pod(pod: Mapping[str, Any]) -> bool:
     """A virt-launcher pod of a VMI that carries the enable label (any value)."""
-    metadata = pod.get("metadata")
-    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
-    if not isinstance(labels, Mapping):
-        return False
-    return labels.get(LAUNCHER_LABEL) == LAUNCHER_LABEL_VALUE and ENABLED_LABEL in labels
+    pod_labels = labels_of(pod)
+    return pod_labels.get(LAUNCHER_LABEL) == LAUNCHER_LABEL_VALUE and ENABLED_LABEL in pod_labels
 
 
 def pod_patch(pod: Mapping[str, Any], settings: Settings,

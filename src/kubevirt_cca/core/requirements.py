@@ -26,15 +26,10 @@ from typing import Any
 from kubevirt_cca.constants import (
     MEASUREMENT_ALGO_KEY,
     MEASUREMENT_LOG_KEY,
-    NODE_ALGO_LABEL_PREFIX,
     NODE_CCA_LABEL,
-    NODE_MEASUREMENT_LOG_LABEL,
-    NODE_PERSONALIZATION_VALUE_LABEL,
-    NODE_RME_GUEST_ALGO_LABEL_PREFIX,
-    NODE_RME_GUEST_MEASUREMENT_LOG_LABEL,
-    NODE_RME_GUEST_PERSONALIZATION_VALUE_LABEL,
     PERSONALIZATION_VALUE_KEY,
 )
+from kubevirt_cca.core.layer_labels import LIBVIRT, RME_GUEST
 from kubevirt_cca.core.request import CCARequest
 from kubevirt_cca.core.settings import Dialect
 
@@ -52,20 +47,16 @@ def requirements(request: CCARequest, dialect: Dialect) -> tuple[Requirement, ..
     """Every node label a Realm with ``request`` needs under ``dialect``, CCA label first."""
     qemu = dialect is Dialect.QEMU_COMMANDLINE
     layer = "QEMU rme-guest" if qemu else "libvirt"
+    keys = RME_GUEST if qemu else LIBVIRT
     found = [Requirement(NODE_CCA_LABEL, "Arm CCA")]
     if request.measurement_algo is not None:
-        prefix = NODE_RME_GUEST_ALGO_LABEL_PREFIX if qemu else NODE_ALGO_LABEL_PREFIX
-        found.append(Requirement(prefix + request.measurement_algo,
+        found.append(Requirement(keys.algorithm(request.measurement_algo),
                                  f"{MEASUREMENT_ALGO_KEY} {request.measurement_algo} ({layer})"))
     if request.personalization_value is not None:
-        found.append(Requirement(
-            NODE_RME_GUEST_PERSONALIZATION_VALUE_LABEL if qemu
-            else NODE_PERSONALIZATION_VALUE_LABEL,
-            f"{PERSONALIZATION_VALUE_KEY} ({layer})"))
+        found.append(Requirement(keys.personalization_value,
+                                 f"{PERSONALIZATION_VALUE_KEY} ({layer})"))
     if request.measurement_log:
-        found.append(Requirement(
-            NODE_RME_GUEST_MEASUREMENT_LOG_LABEL if qemu else NODE_MEASUREMENT_LOG_LABEL,
-            f"{MEASUREMENT_LOG_KEY} ({layer})"))
+        found.append(Requirement(keys.measurement_log, f"{MEASUREMENT_LOG_KEY} ({layer})"))
     return tuple(found)
 
 

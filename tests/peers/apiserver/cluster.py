@@ -1,8 +1,8 @@
 """A real kube-apiserver + etcd (../shared/peers) for one test session, driven through kubectl.
 
-The binaries are unpacked with ``../shared/peers/scripts/unpack.py`` and started with its
-``apiserver-up.sh`` on random loopback ports; ``apiserver-down.sh`` stops exactly what was
-started. No kubelet, scheduler or controller-manager runs: objects are stored and admitted, no
+The binaries are unpacked and started by ``tests/kube_apiserver.py`` (shared with the image
+lane): ``apiserver-up.sh`` on random loopback ports, ``apiserver-down.sh`` stops exactly what
+was started. No kubelet, scheduler or controller-manager runs: objects are stored and admitted, no
 Pod starts, no garbage is collected (docs/testing.md, "The real API server").
 """
 
@@ -10,24 +10,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT, SHARED
+from tests import kube_apiserver
+from tests.conftest import ROOT
 
-PEERS = SHARED / "peers"
 REQUIRED_ENV = "KUBEVIRT_CCA_PEERS_REQUIRED"
-BINARIES = ("kube-apiserver", "etcd", "kubevirt-api-peer-main")
+BINARIES = (*kube_apiserver.BINARIES, "kubevirt-api-peer-main")
 
 
-def skip_or_fail(reason: str) -> None:
+def skip_or_fail(reason: str) -> NoReturn:
     """Skip with ``reason``; fail instead when CI requires the peers lane."""
     if os.environ.get(REQUIRED_ENV) == "1":
         pytest.fail(f"{reason} ({REQUIRED_ENV}=1: the peers lane is required here)")
@@ -96,32 +95,13 @@ class ApiServer:
 
 def start(run_dir: Path) -> ApiServer:
     """Unpack the binaries and start etcd + kube-apiserver in ``run_dir``."""
-    if not PEERS.is_dir():
-        skip_or_fail(f"../shared/peers is absent ({PEERS} not found): the real API server lane "
-                     "needs the prebuilt kube-apiserver and etcd")
-    for tool in ("kubectl", "openssl", "curl"):
-        if shutil.which(tool) is None:
-            skip_or_fail(f"{tool} is not installed (the API server scripts need it)")
-    unpacked = subprocess.run(
-        [sys.executable, str(PEERS / "scripts" / "unpack.py"), "--only", ",".join(BINARIES),
-         "--quiet"], capture_output=True, text=True, timeout=300, check=False)
-    if unpacked.returncode != 0:
-        pytest.fail(f"unpack.py failed: {unpacked.stderr}")
-    bin_dir = Path(unpacked.stdout.strip())
-    env = {**os.environ, "PEERS_BIN": str(bin_dir)}
-    up = subprocess.run(["bash", str(PEERS / "scripts" / "apiserver-up.sh"), str(run_dir)],
-                        capture_output=True, text=True, env=env, timeout=120, check=False)
-    if up.returncode != 0:
-        stop(run_dir)
-        pytest.fail(f"apiserver-up.sh failed:\n{up.stderr}")
-    values = dict(line.split("=", 1) for line in up.stdout.splitlines() if "=" in line)
-    return ApiServer(run_dir=run_dir, url=values["APISERVER_URL"], bin_dir=bin_dir,
-                     env={**env, "KUBECONFIG": values["KUBECONFIG"]})
+    started = kube_apiserver.start(run_dir, unavailable=skip_or_fail, binaries=BINARIES)
+    return ApiServer(run_dir=run_dir, url=started.url, bin_dir=started.bin_dir,
+                     env=started.env)
 
 
 def stop(run_dir: Path) -> None:
-    subprocess.run(["bash", str(PEERS / "scripts" / "apiserver-down.sh"), str(run_dir)],
-                   capture_output=True, text=True, timeout=60, check=False)
+    kube_apiserver.stop(run_dir)
 
 
 def kubevirt_cca(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,

@@ -3,16 +3,14 @@
 Every version's ``OnDefineDomain`` goes through one function (the versions differ only in
 their message classes), dispatched from one table; methods a version has but kubevirt-cca does
 not implement (``PreCloudInitIso``) answer UNIMPLEMENTED, and Info does not advertise them.
-The decision itself is :func:`kubevirt_cca.core.hook.define_domain`; this module translates
-its refusals into gRPC statuses and writes one log line per call.
+The decision itself is :func:`kubevirt_cca.core.hook.define_domain`; ``calls.define`` (shared
+with the Plugins server) translates its refusals into gRPC statuses and logs one line per call.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +20,11 @@ import grpc
 from google.protobuf.descriptor import FileDescriptor
 from google.protobuf.message import Message
 
+from kubevirt_cca.adapters.hook.calls import define
 from kubevirt_cca.adapters.hook.socket_server import DEFAULT_WORKERS, UnixSocketServer
 from kubevirt_cca.constants import HOOK_NAME, HOOK_SOCKET_NAME, ON_DEFINE_DOMAIN
-from kubevirt_cca.core.hook import UNKNOWN_VMI, DefinedDomain, define_domain
+from kubevirt_cca.core.hook import DefinedDomain, define_domain
 from kubevirt_cca.core.settings import Settings
-from kubevirt_cca.errors import DomainError, HookError, RequestError
 from kubevirt_cca.hookproto import (
     api_info_pb2,
     api_v1alpha1_pb2,
@@ -85,22 +83,6 @@ VERSIONS: tuple[CallbackVersion, ...] = (
         shutdown=(api_v1alpha3_pb2.ShutdownParams.FromString, api_v1alpha3_pb2.ShutdownResult),
     ),
 )
-
-# What kind of refusal maps to which gRPC status (virt-launcher shows code and message).
-_STATUS_BY_CAUSE: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
-    (RequestError, grpc.StatusCode.INVALID_ARGUMENT),
-    (DomainError, grpc.StatusCode.FAILED_PRECONDITION),
-)
-
-
-def status_for(error: HookError) -> grpc.StatusCode:
-    """The gRPC status for a refusal: the VMI's fault or the domain's."""
-    cause = error.__cause__
-    for kind, code in _STATUS_BY_CAUSE:
-        if isinstance(cause, kind):
-            return code
-    return grpc.StatusCode.INVALID_ARGUMENT  # the VMI JSON itself could not be read
-
 
 Decide = Callable[[bytes, bytes, Settings], DefinedDomain]
 
@@ -170,35 +152,12 @@ class HookCallbacks:
     def on_define_domain(self, request: _DefineParams, context: grpc.ServicerContext,
                          version: str) -> bytes:
         """The rewritten (or unchanged) domain XML; aborts the call to refuse."""
-        started = time.perf_counter()
-        dialect = self.settings.dialect.value
-        try:
-            defined = self._decide(request.domainXML, request.vmi, self.settings)
-        except HookError as exc:
-            code = status_for(exc)
-            logger.warning(
-                "call=%s version=%s vmi=%s dialect=%s outcome=refused code=%s "
-                "duration_ms=%.2f message=%s",
-                ON_DEFINE_DOMAIN, version, exc.vmi, dialect, code.name,
-                _ms_since(started), json.dumps(str(exc)),
-            )
-            context.abort(code, str(exc))
-        except Exception:
-            # Fail closed on anything unforeseen: no domain at all rather than a plain one.
-            logger.exception(
-                "call=%s version=%s vmi=%s dialect=%s outcome=error code=INTERNAL "
-                "duration_ms=%.2f", ON_DEFINE_DOMAIN, version, UNKNOWN_VMI, dialect,
-                _ms_since(started),
-            )
-            context.abort(
-                grpc.StatusCode.INTERNAL,
-                "kubevirt-cca hook: internal error while defining the domain; the VM is not "
-                "started (see the hook sidecar container's log)",
-            )
-        logger.info(
-            "call=%s version=%s vmi=%s dialect=%s outcome=%s duration_ms=%.2f",
-            ON_DEFINE_DOMAIN, version, defined.vmi, dialect,
-            "rewritten" if defined.realm else "unchanged", _ms_since(started),
+        defined = define(
+            context, lambda: self._decide(request.domainXML, request.vmi, self.settings),
+            fields=(("call", ON_DEFINE_DOMAIN), ("version", version)),
+            dialect=self.settings.dialect.value,
+            internal_error="kubevirt-cca hook: internal error while defining the domain; the VM "
+                           "is not started (see the hook sidecar container's log)",
         )
         return defined.domain_xml
 
@@ -228,6 +187,3 @@ def hook_server(socket_dir: Path, settings: Settings, *,
 def _serialize(message: Message) -> bytes:
     return message.SerializeToString()
 
-
-def _ms_since(started: float) -> float:
-    return (time.perf_counter() - started) * 1000.0

@@ -29,6 +29,7 @@ from kubevirt_cca.core.admission.validate import (
     validate_template,
     validate_vmi,
 )
+from kubevirt_cca.core.objects import meta_str
 from kubevirt_cca.core.request import parse_request
 from kubevirt_cca.errors import RequestError, Violation
 
@@ -78,7 +79,7 @@ def migration_target(request: AdmissionRequest) -> tuple[str, str] | None:
         return None
     spec = object_of(request).get("spec")
     name = spec.get("vmiName") if isinstance(spec, Mapping) else None
-    namespace = request.get("namespace") or _meta(object_of(request), "namespace")
+    namespace = request.get("namespace") or meta_str(object_of(request), "namespace")
     if not isinstance(name, str) or not name or not namespace:
         return None
     return namespace, name
@@ -89,8 +90,8 @@ def admit(endpoint: Endpoint, request: AdmissionRequest, cluster: ClusterView,
     """Decide one request. Operations other than CREATE and UPDATE are allowed untouched."""
     uid, kind, operation = request["uid"], request["kind"]["kind"], request["operation"]
     obj = object_of(request)
-    namespace = request.get("namespace") or _meta(obj, "namespace")
-    name = request.get("name") or _meta(obj, "name") or _meta(obj, "generateName")
+    namespace = request.get("namespace") or meta_str(obj, "namespace")
+    name = request.get("name") or meta_str(obj, "name") or meta_str(obj, "generateName")
 
     def verdict(response: AdmissionResponse, causes: tuple[Violation, ...] = (),
                 patched: int = 0) -> Verdict:
@@ -152,9 +153,3 @@ def template_warnings(obj: Mapping[str, Any], cluster: ClusterView) -> list[str]
     except RequestError:
         return []
     return capability_warnings(request, cluster) if request is not None else []
-
-
-def _meta(obj: Mapping[str, Any], key: str) -> str:
-    metadata = obj.get("metadata")
-    value = metadata.get(key) if isinstance(metadata, Mapping) else None
-    return value if isinstance(value, str) else ""

@@ -37,6 +37,7 @@ from kubevirt_cca.core.integration import (
     decide_mode,
     parse_mode,
 )
+from kubevirt_cca.core.objects import meta_str, metadata_of
 from kubevirt_cca.core.settings import HOOK_IMAGE_KEY, Settings, settings_from_config_map
 from kubevirt_cca.errors import SettingsError
 
@@ -70,8 +71,8 @@ def gates_from_kubevirt(cr: Mapping[str, Any]) -> FeatureGates:
             raise SettingsError(f"KubeVirt CR: {GATES_PATH} is not an object")
     on = _string_list(node.get("featureGates"), "featureGates")
     off = _string_list(node.get("disabledFeatureGates"), "disabledFeatureGates")
-    name = _meta(cr, "name")
-    where = f"the KubeVirt CR {_meta(cr, 'namespace')}/{name}" if name else "the KubeVirt CR"
+    name = meta_str(cr, "name")
+    where = f"the KubeVirt CR {meta_str(cr, 'namespace')}/{name}" if name else "the KubeVirt CR"
     enabled = frozenset(on) - frozenset(off) - frozenset(CCA_FEATURE_GATE_NAMES)
     cca_gate = next((g for g in on if g in CCA_FEATURE_GATE_NAMES), None)
     if cca_gate is not None and not any(g in off for g in CCA_FEATURE_GATE_NAMES):
@@ -84,12 +85,12 @@ def pick_kubevirt(crs: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     live = [cr for cr in crs if not _deleting(cr)]
     if not live:
         return None
-    return min(live, key=lambda cr: (_meta(cr, "creationTimestamp"), _meta(cr, "name")))
+    return min(live, key=lambda cr: (meta_str(cr, "creationTimestamp"), meta_str(cr, "name")))
 
 
 def kubevirt_name(cr: Mapping[str, Any]) -> str:
     """``namespace/name`` of a KubeVirt CR."""
-    return f"{_meta(cr, 'namespace')}/{_meta(cr, 'name')}"
+    return f"{meta_str(cr, 'namespace')}/{meta_str(cr, 'name')}"
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def build_view(
         return dataclasses.replace(
             view, gates_problem=f"the KubeVirt CR could not be read: {kubevirts_problem}")
     crs = list(kubevirts)
-    ours = [cr for cr in crs if _meta(cr, "namespace") in ("", kubevirt_namespace)]
+    ours = [cr for cr in crs if meta_str(cr, "namespace") in ("", kubevirt_namespace)]
     cr = pick_kubevirt(ours)
     ignored = tuple(sorted(kubevirt_name(c) for c in crs if c is not cr))
     if cr is None:
@@ -229,11 +230,5 @@ def _string_list(value: Any, key: str) -> list[str]:
     return list(value)
 
 
-def _meta(cr: Mapping[str, Any], key: str) -> str:
-    metadata = cr.get("metadata")
-    value = metadata.get(key) if isinstance(metadata, Mapping) else None
-    return str(value or "")
-
-
 def _deleting(cr: Mapping[str, Any]) -> bool:
-    return bool(_meta(cr, "deletionTimestamp"))
+    return bool(metadata_of(cr).get("deletionTimestamp"))

@@ -7,34 +7,20 @@ operation of the same patch, so the patch applies cleanly in order.
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Sequence
-from typing import Any, Literal, TypedDict
+from typing import Any
 
+from kubevirt_cca.core.json_patch import PatchOperation, pointer, segments
 
-class PatchOperation(TypedDict):
-    op: Literal["add", "replace"]
-    path: str
-    value: Any
-
-
-def pointer(parts: Sequence[str]) -> str:
-    """An RFC 6901 JSON pointer (``~`` and ``/`` escaped)."""
-    return _pointer(tuple(parts))
-
-
-@functools.lru_cache(maxsize=256)
-def _pointer(parts: tuple[str, ...]) -> str:
-    # Admission asks for the same handful of paths on every review: cache them.
-    return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
+__all__ = ["PatchOperation", "add", "apply", "pointer", "replace"]
 
 
 def add(parts: Sequence[str], value: Any) -> PatchOperation:
-    return {"op": "add", "path": _pointer(tuple(parts)), "value": value}
+    return {"op": "add", "path": pointer(parts), "value": value}
 
 
 def replace(parts: Sequence[str], value: Any) -> PatchOperation:
-    return {"op": "replace", "path": _pointer(tuple(parts)), "value": value}
+    return {"op": "replace", "path": pointer(parts), "value": value}
 
 
 def apply(obj: Any, operations: Sequence[PatchOperation]) -> Any:
@@ -45,8 +31,7 @@ def apply(obj: Any, operations: Sequence[PatchOperation]) -> Any:
     """
     result = copy.deepcopy(obj)
     for operation in operations:
-        parts = [p.replace("~1", "/").replace("~0", "~")
-                 for p in operation["path"].split("/")[1:]]
+        parts = segments(operation["path"])
         node = result
         for part in parts[:-1]:
             node = node[part]

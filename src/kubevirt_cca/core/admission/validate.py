@@ -27,6 +27,7 @@ from kubevirt_cca.constants import (
 from kubevirt_cca.core.admission.gates import ClusterView
 from kubevirt_cca.core.admission.mutate import check_template, plan_vmi
 from kubevirt_cca.core.admission.sidecar import looks_like_ours, parse_sidecars
+from kubevirt_cca.core.objects import metadata_of
 from kubevirt_cca.core.placement import key_fields, misplaced_keys
 from kubevirt_cca.core.request import find_template, parse_request
 from kubevirt_cca.errors import RequestError, Violation
@@ -128,7 +129,7 @@ def uses_cca(vmi: Mapping[str, Any]) -> bool:
 
 def _vmi_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[Violation]:
     violations = new_misplaced_keys(new, old)
-    old_meta, new_meta = _metadata(old), _metadata(new)
+    old_meta, new_meta = metadata_of(old), metadata_of(new)
     immutable = (
         ("labels", ENABLED_LABEL),
         ("annotations", LAUNCH_SECURITY_ANNOTATION),
@@ -161,11 +162,6 @@ def _update_message(key: str, before: Any, after: Any) -> str:
         return "is written by kubevirt-cca at admission and cannot be changed afterwards"
     return ("the CCA parameters of an existing VMI cannot be changed; change them on the VM's "
             "template (or create a new VMI) and restart")
-
-
-def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    metadata = obj.get("metadata")
-    return metadata if isinstance(metadata, Mapping) else {}
 
 
 def _member(metadata: Mapping[str, Any], section: str, key: str) -> Any:

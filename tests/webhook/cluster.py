@@ -1,0 +1,35 @@
+"""What the tests of the watch-fed cluster state share: kmock's resources, the paths the
+objects are created under, a VMI, and waiting until the watches have caught up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import kmock
+from kmock import ResourceInfo
+
+KUBEVIRTS = "/apis/kubevirt.io/v1/namespaces/kubevirt/kubevirts"
+CONFIG_MAPS = "/api/v1/namespaces/kubevirt-cca/configmaps"
+VMI: dict[str, Any] = {
+    "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+    "metadata": {"name": "realm", "namespace": "default"},
+    "spec": {"domain": {"devices": {}, "resources": {}}}}
+
+
+def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
+    emulator.resources["kubevirt.io/v1/kubevirts"] = ResourceInfo(kind="KubeVirt", namespaced=True)
+    emulator.resources["kubevirt.io/v1/virtualmachineinstances"] = ResourceInfo(
+        kind="VirtualMachineInstance", namespaced=True)
+    emulator.resources["v1/configmaps"] = ResourceInfo(kind="ConfigMap", namespaced=True)
+    emulator.resources["plugin.kubevirt.io/v1alpha1/plugins"] = ResourceInfo(kind="Plugin",
+                                                                           namespaced=False)
+    emulator.resources["v1/nodes"] = ResourceInfo(kind="Node", namespaced=False)
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
