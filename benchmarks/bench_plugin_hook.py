@@ -28,7 +28,7 @@ from pathlib import Path
 import grpc
 
 from hook_inputs import FIXTURE, cca_vmi, socket_verdict
-from kubevirt_cca.core.plugin_hook import MutateCall, mutate_domain
+from kubevirt_cca.core.hook.plugin import MutateCall, mutate_domain
 from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2 as plugin_pb2
 from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2_grpc as plugin_grpc

@@ -108,6 +108,17 @@ DEFAULT_HOOK_IMAGE: Final = "kubevirt-cca:0.1.0"
 HOOK_COMMAND: Final = "hook"  # the subcommand the sidecar entry's args start with
 
 # --- KubeVirt Plugins path (VEP 190) -----------------------------------------------------------
+# The Plugin object's name, and the socket its domain hook dials: KubeVirt mounts its
+# kubevirt-plugin-sockets volume in virt-launcher, our container mounts it with subPath PLUGIN_NAME.
+PLUGIN_NAME: Final = "kubevirt-cca"
+PLUGIN_SOCKET_ROOT: Final = "/var/run/kubevirt-plugin"
+PLUGIN_SOCKET_DIR: Final = f"{PLUGIN_SOCKET_ROOT}/{PLUGIN_NAME}"
+PLUGIN_SOCKET: Final = f"{PLUGIN_SOCKET_DIR}/{PLUGIN_NAME}.sock"
+PLUGIN_SOCKETS_VOLUME: Final = "kubevirt-plugin-sockets"
+PLUGIN_CONTAINER: Final = "kubevirt-cca-plugin"  # the container injected into virt-launcher
+# The label KubeVirt puts on every virt-launcher pod.
+LAUNCHER_LABEL: Final = "kubevirt.io"
+LAUNCHER_LABEL_VALUE: Final = "virt-launcher"
 # Written by the mutating webhook on a CCA VMI admitted in plugin mode: the Realm set-up comes
 # from the injected plugin container, not a hook sidecar entry (the CEL backstop reads it).
 INTEGRATION_ANNOTATION: Final = "cca.kubevirt.io/integration"

@@ -15,6 +15,7 @@ from kubevirt_cca.constants import (
     HOOK_SIDECARS_ANNOTATION,
     INTEGRATION_ANNOTATION,
     LAUNCH_SECURITY_ANNOTATION,
+    PLUGIN_NAME,
     PLUGINS_FEATURE_GATE,
     RESOLVED_ANNOTATION,
     SIDECAR_FEATURE_GATE,
@@ -28,7 +29,6 @@ from kubevirt_cca.core.admission.validate import (
     validate_vmi,
 )
 from kubevirt_cca.core.integration import IntegrationMode
-from kubevirt_cca.core.plugin import PLUGIN_NAME
 from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.errors import Violation
 from tests.conftest import ROOT

@@ -1,4 +1,4 @@
-"""The hook's pure decision (core/hook.py), without gRPC: tables and properties."""
+"""The hook's pure decision (core/hook/), without gRPC: tables and properties."""
 
 from __future__ import annotations
 

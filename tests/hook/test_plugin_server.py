@@ -22,10 +22,9 @@ import pytest
 from lxml import etree
 
 from kubevirt_cca.adapters.hook import DomainHookService, UnixSocketServer, plugin_server
-from kubevirt_cca.constants import QEMU_NAMESPACE
+from kubevirt_cca.constants import PLUGIN_NAME, PLUGIN_SOCKET, QEMU_NAMESPACE
 from kubevirt_cca.core.hook import DefinedDomain
-from kubevirt_cca.core.plugin import PLUGIN_NAME, PLUGIN_SOCKET
-from kubevirt_cca.core.plugin_hook import BOOT, MIGRATION_TARGET, MutateCall, mutate_domain
+from kubevirt_cca.core.hook.plugin import BOOT, MIGRATION_TARGET, MutateCall, mutate_domain
 from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.errors import HookError, SettingsError
 from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2 as plugin_pb2

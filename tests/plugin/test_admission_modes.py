@@ -18,6 +18,9 @@ from kubevirt_cca.constants import (
     CCA_FEATURE_GATE,
     HOOK_SIDECARS_ANNOTATION,
     INTEGRATION_ANNOTATION,
+    PLUGIN_CONTAINER,
+    PLUGIN_NAME,
+    PLUGIN_SOCKET,
     PLUGINS_FEATURE_GATE,
     RESOLVED_ANNOTATION,
     SIDECAR_FEATURE_GATE,
@@ -30,7 +33,6 @@ from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.reviews import parse_review
 from kubevirt_cca.core.admission.validate import validate_template, validate_vmi
 from kubevirt_cca.core.integration import IntegrationMode
-from kubevirt_cca.core.plugin import PLUGIN_CONTAINER, PLUGIN_NAME, PLUGIN_SOCKET
 from kubevirt_cca.core.settings import Dialect, Settings
 from tests.admission.helpers import MANIFESTS, labelled, load, review, schema_errors
 from tests.plugin.policy import POLICIES, PolicyFile

@@ -16,15 +16,15 @@ import jsonpatch
 import kubernetes_validate
 import pytest
 
-from kubevirt_cca.constants import ENABLED_LABEL
-from kubevirt_cca.core.plugin import (
+from kubevirt_cca.constants import (
+    ENABLED_LABEL,
     PLUGIN_CONTAINER,
     PLUGIN_SOCKET,
     PLUGIN_SOCKET_DIR,
     PLUGIN_SOCKETS_VOLUME,
-    plugin_object,
-    pod_patch,
 )
+from kubevirt_cca.core.admission.launcher_pod import pod_patch
+from kubevirt_cca.core.install.plugin import plugin_object
 from kubevirt_cca.core.settings import Dialect, Settings
 
 K8S_VERSION = "1.33"

@@ -11,15 +11,16 @@ import jsonpatch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kubevirt_cca.constants import CCA_FEATURE_GATE, ENABLED_LABEL, PLUGINS_FEATURE_GATE
-from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates
-from kubevirt_cca.core.admission.launcher_pod import plan_launcher_pod
-from kubevirt_cca.core.plugin import (
+from kubevirt_cca.constants import (
+    CCA_FEATURE_GATE,
+    ENABLED_LABEL,
     PLUGIN_CONTAINER,
     PLUGIN_NAME,
     PLUGIN_SOCKETS_VOLUME,
-    is_cca_launcher_pod,
+    PLUGINS_FEATURE_GATE,
 )
+from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates
+from kubevirt_cca.core.admission.launcher_pod import is_cca_launcher_pod, plan_launcher_pod
 from kubevirt_cca.core.settings import Dialect, Settings
 
 PLUGIN = ClusterView(gates=FeatureGates(frozenset({CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE})),

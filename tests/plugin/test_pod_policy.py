@@ -9,7 +9,8 @@ from typing import Any
 import jsonpatch
 import pytest
 
-from kubevirt_cca.core.plugin import PLUGIN_CONTAINER, pod_patch
+from kubevirt_cca.constants import PLUGIN_CONTAINER
+from kubevirt_cca.core.admission.launcher_pod import pod_patch
 from kubevirt_cca.core.settings import Dialect, Settings
 from tests.plugin.policy import INSTALL_CONFIG, POLICIES, PolicyFile
 from tests.plugin.test_plugin_objects import launcher_pod

@@ -20,11 +20,12 @@ from kubevirt_cca.constants import (
     CCA_FEATURE_GATE,
     HOOK_SIDECARS_ANNOTATION,
     INTEGRATION_ANNOTATION,
+    PLUGIN_CONTAINER,
+    PLUGIN_NAME,
     PLUGINS_FEATURE_GATE,
     SIDECAR_FEATURE_GATE,
 )
 from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates
-from kubevirt_cca.core.plugin import PLUGIN_CONTAINER, PLUGIN_NAME
 from kubevirt_cca.core.settings import Dialect, Settings
 from tests.admission.helpers import labelled, review
 from tests.plugin.policy import POLICIES, PolicyFile

@@ -19,8 +19,8 @@ from kubevirt_cca.adapters.kube import async_client
 from kubevirt_cca.constants import HOOK_SIDECARS_ANNOTATION, INTEGRATION_ANNOTATION
 from kubevirt_cca.core.admission.admit import Endpoint, Verdict, admit
 from kubevirt_cca.core.admission.reviews import parse_review
+from kubevirt_cca.core.install.plugin import plugin_object
 from kubevirt_cca.core.integration import IntegrationMode
-from kubevirt_cca.core.plugin import plugin_object
 from tests.admission.helpers import KUBEVIRT_CR, labelled, review
 from tests.webhook.cluster import CONFIG_MAPS, KUBEVIRTS, VMI, eventually
 

@@ -18,6 +18,7 @@ from kubevirt_cca.constants import (
     ENABLED_LABEL,
     ENABLED_VALUE,
     NODE_CCA_LABEL,
+    PLUGIN_NAME,
     PLUGINS_FEATURE_GATE,
 )
 from kubevirt_cca.core.admission import patches
@@ -38,7 +39,6 @@ from kubevirt_cca.core.admission.validate import (
 from kubevirt_cca.core.convert import native_field
 from kubevirt_cca.core.integration import IntegrationMode
 from kubevirt_cca.core.objects import labels_of, meta_str
-from kubevirt_cca.core.plugin import PLUGIN_NAME
 from kubevirt_cca.core.request import parse_request
 from kubevirt_cca.core.requirements import requirements
 from kubevirt_cca.errors import ManifestError, RequestError, SettingsError, Violation

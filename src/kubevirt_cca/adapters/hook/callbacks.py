@@ -3,8 +3,9 @@
 Every version's ``OnDefineDomain`` goes through one function (the versions differ only in
 their message classes), dispatched from one table; methods a version has but kubevirt-cca does
 not implement (``PreCloudInitIso``) answer UNIMPLEMENTED, and Info does not advertise them.
-The decision itself is :func:`kubevirt_cca.core.hook.define_domain`; ``calls.define`` (shared
-with the Plugins server) translates its refusals into gRPC statuses and logs one line per call.
+The decision itself is :func:`kubevirt_cca.core.hook.decision.define_domain`; ``calls.define``
+(shared with the Plugins server) translates its refusals into gRPC statuses and logs one line
+per call.
 """
 
 from __future__ import annotations

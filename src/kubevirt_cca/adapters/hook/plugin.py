@@ -2,7 +2,7 @@
 
 virt-launcher dials the socket path named in the ``Plugin`` object (no Info handshake), waits
 up to 30 s for it to appear, and calls ``MutateDomain`` for each domain definition. The decision
-is :func:`kubevirt_cca.core.plugin_hook.mutate_domain`; ``calls.define`` (shared with the hook
+is :func:`kubevirt_cca.core.hook.plugin.mutate_domain`; ``calls.define`` (shared with the hook
 sidecar) translates its refusals into gRPC statuses (what virt-launcher puts in the VMI's
 events) and logs one line per call.
 
@@ -22,7 +22,7 @@ import grpc
 from kubevirt_cca.adapters.hook.calls import define
 from kubevirt_cca.adapters.hook.socket_server import DEFAULT_WORKERS, UnixSocketServer
 from kubevirt_cca.core.hook import DefinedDomain
-from kubevirt_cca.core.plugin_hook import MutateCall, check_plugin_settings, mutate_domain
+from kubevirt_cca.core.hook.plugin import MutateCall, check_plugin_settings, mutate_domain
 from kubevirt_cca.core.settings import Settings
 from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2 as plugin_pb2
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from kubevirt_cca.constants import INTEGRATION_ANNOTATION, PLUGINS_FEATURE_GATE
+from kubevirt_cca.constants import INTEGRATION_ANNOTATION, PLUGIN_NAME, PLUGINS_FEATURE_GATE
 from kubevirt_cca.core.admission.gates import ClusterView
 from kubevirt_cca.core.integration import IntegrationMode, Problem, ProblemCode
-from kubevirt_cca.core.plugin import PLUGIN_NAME
 from kubevirt_cca.core.request import Template
 from kubevirt_cca.errors import Violation
 

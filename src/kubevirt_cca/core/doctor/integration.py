@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubevirt_cca.constants import CONFIG_MAP_NAME, PLUGINS_FEATURE_GATE
+from kubevirt_cca.constants import CONFIG_MAP_NAME, PLUGIN_NAME, PLUGIN_SOCKET, PLUGINS_FEATURE_GATE
 from kubevirt_cca.core.admission.gates import ClusterView
 from kubevirt_cca.core.doctor.model import (
     Check,
@@ -29,7 +29,6 @@ from kubevirt_cca.core.integration import (
     IntegrationMode,
     ModeDecision,
 )
-from kubevirt_cca.core.plugin import PLUGIN_NAME, PLUGIN_SOCKET
 
 GUIDE = "docs/plugins.md"
 APPLY_PLUGIN = "kubectl apply -k deploy/plugin/"

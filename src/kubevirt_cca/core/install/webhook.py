@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubevirt_cca.constants import CONFIG_MAP_NAME, ENABLED_LABEL
+from kubevirt_cca.constants import (
+    CONFIG_MAP_NAME,
+    ENABLED_LABEL,
+    LAUNCHER_LABEL,
+    LAUNCHER_LABEL_VALUE,
+)
 from kubevirt_cca.core.install.names import (
     CA_INJECTION_ANNOTATION,
     CERT_MANAGER,
@@ -35,7 +40,6 @@ from kubevirt_cca.core.install.names import (
     selector,
 )
 from kubevirt_cca.core.integration import INTEGRATION_MODE_KEY, IntegrationMode
-from kubevirt_cca.core.plugin import LAUNCHER_LABEL, LAUNCHER_LABEL_VALUE
 from kubevirt_cca.core.settings import HOOK_IMAGE_KEY, Settings
 
 WEBHOOK_TIMEOUT_SECONDS = 10

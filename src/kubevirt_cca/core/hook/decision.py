@@ -1,7 +1,8 @@
-"""The hook sidecar's decision: the domain virt-launcher should define for a VMI.
+"""The hook's decision: the domain virt-launcher should define for a VMI.
 
-virt-launcher calls the hook's ``OnDefineDomain`` with the libvirt domain XML it is about to
-define and the VMI as JSON. The VMI is the source of truth (read with the same parser as
+Both entry points use it: the hook sidecar's ``OnDefineDomain`` (``sidecar.py``) and the
+Plugins path's ``MutateDomain`` (``plugin.py``). virt-launcher sends the libvirt domain XML it
+is about to define and the VMI as JSON. The VMI is the source of truth (read with the same parser as
 admission): a VMI that asks for no Realm gets its domain back byte for byte; a VMI that asks
 for one gets the Realm rewrite. Anything else fails closed with a :class:`HookError` whose text
 is what ``kubectl describe vmi`` shows, so it names the problem and what to do. The gRPC
@@ -46,24 +47,37 @@ class DefinedDomain:
     """True when the domain was made a Realm, False when it was returned unchanged."""
 
 
-def on_define_domain(domain_xml: bytes, vmi_json: bytes, settings: Settings) -> bytes:
-    """The domain XML to define for ``vmi_json``; raises :class:`HookError` to refuse."""
-    return define_domain(domain_xml, vmi_json, settings).domain_xml
+@dataclass(frozen=True)
+class ReadVMI:
+    """The VMI virt-launcher sent, how logs name it, and its CCA request (``None``: none)."""
+
+    vmi: Mapping[str, Any]
+    ref: str
+    request: CCARequest | None
 
 
-def define_domain(domain_xml: bytes, vmi_json: bytes, settings: Settings) -> DefinedDomain:
-    """:func:`on_define_domain`, also saying which VMI it was and whether it became a Realm."""
+def read_request(vmi_json: bytes, *, who: str = _PREFIX) -> ReadVMI:
+    """Read the VMI and its CCA request; :class:`HookError` (naming ``who``) when either is
+    unreadable or invalid: a VMI that may ask for a Realm never gets a plain domain."""
     vmi = read_vmi(vmi_json)
     ref = vmi_ref(vmi)
     try:
         request = parse_request(vmi)
     except RequestError as exc:
         raise HookError(
-            f"{_PREFIX}: refusing to define the domain of VMI {ref}: its CCA request is invalid: "
+            f"{who}: refusing to define the domain of VMI {ref}: its CCA request is invalid: "
             f"{exc}; {_NOT_PLAIN}. Fix the label {ENABLED_LABEL} or the annotation "
             f"{LAUNCH_SECURITY_ANNOTATION} (see docs/vm-owners.md)",
             vmi=ref,
         ) from exc
+    return ReadVMI(vmi, ref, request)
+
+
+def define_domain(domain_xml: bytes, vmi_json: bytes, settings: Settings) -> DefinedDomain:
+    """The libvirt domain to define for ``vmi_json``, which VMI it was and whether it became a
+    Realm; raises :class:`HookError` to refuse."""
+    read = read_request(vmi_json)
+    vmi, ref, request = read.vmi, read.ref, read.request
     if request is None:
         _refuse_stripped_label(vmi, ref)
         return DefinedDomain(domain_xml=domain_xml, vmi=ref, realm=False)
