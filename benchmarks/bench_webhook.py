@@ -90,7 +90,7 @@ def can_pin() -> bool:
 
 
 def server_process(cert: str, key: str, canned: bytes, ports: Any, stop: Any,
-                   pin: bool) -> None:
+                   pin: bool, profile: str | None = None) -> None:
     """The webhook, as the Deployment runs it, minus the API server (a fixed cluster view)."""
     from kubevirt_cca.adapters.webhook.server import StaticCluster, WebhookApp, serve
     from kubevirt_cca.adapters.webhook.tls import ReloadingTLS
@@ -109,7 +109,18 @@ def server_process(cert: str, key: str, canned: bytes, ports: Any, stop: Any,
             await asyncio.sleep(0.1)
         await running.stop()
 
-    asyncio.run(main())
+    if profile is None:
+        asyncio.run(main())
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        asyncio.run(main())
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -157,6 +168,10 @@ def main() -> None:
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="do not pin the server to CPU 0 and the client to the others "
                              "(pinning isolates them, but hurts on a machine busy with other work)")
+    parser.add_argument("--profile-server", metavar="ROUND", choices=["canned", "mutate-vmi",
+                                                                     "validate-vmi"],
+                        help="run only ROUND, with cProfile in the server process, and print "
+                             "where the server's time goes (slower: no figures to compare)")
     args = parser.parse_args()
 
     from kubevirt_cca.core.admission.admit import Endpoint, admit
@@ -181,7 +196,9 @@ def main() -> None:
         spawn = multiprocessing.get_context("spawn")
         ports, stop = spawn.Queue(), spawn.Event()
         server = spawn.Process(target=server_process,
-                               args=(str(cert), str(key), canned, ports, stop, pin))
+                               args=(str(cert), str(key), canned, ports, stop, pin,
+                                     str(Path(folder) / "server.prof")
+                                     if args.profile_server else None))
         server.start()
         try:
             port = ports.get(timeout=60)
@@ -192,6 +209,8 @@ def main() -> None:
                 for name, path, body in (("canned", "/canned", mutate_body),
                                          ("mutate-vmi", "/mutate-vmi", mutate_body),
                                          ("validate-vmi", "/validate-vmi", validate_body)):
+                    if args.profile_server not in (None, name):
+                        continue
                     runs.setdefault(name, []).append(asyncio.run(drive(
                         base + path, body, seconds=args.seconds,
                         connections=args.connections, context=context,
@@ -199,6 +218,12 @@ def main() -> None:
         finally:
             stop.set()
             server.join(30)
+        if args.profile_server:
+            import pstats
+
+            print(f"server profile of the {args.profile_server} round, by own time:")
+            pstats.Stats(str(Path(folder) / "server.prof")).sort_stats("tottime").print_stats(30)
+            return
     print(f"{'round':<14}{'reviews':>9}{'reviews/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
           f"{'server CPU/review':>19}{'CPU vs canned':>15}{'rate vs canned':>16}")
     results = {name: {key: statistics.median(run[key] for run in rounds) for key in rounds[0]}

@@ -33,7 +33,7 @@ from kubevirt_cca.core.admission import patches
 from kubevirt_cca.core.admission.admit import Endpoint, admit
 from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
 from kubevirt_cca.core.admission.mutate import plan_vmi
-from kubevirt_cca.core.admission.reviews import build_review, parse_review
+from kubevirt_cca.core.admission.reviews import AdmissionResponse, build_review, parse_review
 from kubevirt_cca.core.admission.validate import validate_vmi
 
 
@@ -65,8 +65,10 @@ def main() -> int:
     validate_verdict = admit(Endpoint.VALIDATE_VMI, validate_request, cluster)
     canned = json.dumps(build_review(mutate_verdict.response), separators=(",", ":")).encode()
 
-    def serialise(response: object) -> Callable[[], bytes]:
-        return lambda: json.dumps(build_review(response), separators=(",", ":")).encode()  # type: ignore[arg-type]
+    compact = json.JSONEncoder(separators=(",", ":"))  # as the server writes its answers
+
+    def serialise(response: AdmissionResponse) -> Callable[[], bytes]:
+        return lambda: compact.encode(build_review(response)).encode()
 
     timed = per_call_us({
         "mutate: parse": lambda: parse_review(mutate_body),
@@ -99,7 +101,7 @@ def main() -> int:
         for _ in range(args.calls):
             request = parse_review(mutate_body)
             verdict = admit(Endpoint.MUTATE_VMI, request, cluster)
-            json.dumps(build_review(verdict.response), separators=(",", ":")).encode()
+            compact.encode(build_review(verdict.response)).encode()
         profiler.disable()
         pstats.Stats(profiler).sort_stats("tottime").print_stats(18)
     return 0

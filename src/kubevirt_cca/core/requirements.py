@@ -19,6 +19,7 @@ Which labels depend on the dialect, since a different layer passes the parameter
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,7 @@ def requirements(request: CCARequest, dialect: Dialect) -> tuple[Requirement, ..
     return tuple(found)
 
 
+@functools.lru_cache(maxsize=256)
 def required_node_labels(request: CCARequest, dialect: Dialect) -> tuple[str, ...]:
     """The node labels (each with value ``"true"``) a Realm with ``request`` must run on."""
     return tuple(r.label for r in requirements(request, dialect))

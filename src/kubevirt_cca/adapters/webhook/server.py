@@ -270,8 +270,12 @@ def _shown(value: str) -> str:
     return repr(value if len(value) <= 40 else value[:37] + "...")
 
 
+# json.dumps with separators builds a new encoder per call; one serves every answer.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def _json(review: AdmissionReview) -> web.Response:
-    return web.Response(body=json.dumps(review, separators=(",", ":")).encode(),
+    return web.Response(body=_COMPACT.encode(review).encode(),
                         content_type="application/json")
 
 

@@ -33,6 +33,7 @@ from kubevirt_cca.core.admission.sidecar import (
     looks_like_ours,
     render_resolved,
     render_sidecars,
+    rendered_hook_entry,
 )
 from kubevirt_cca.core.placement import misplaced_keys
 from kubevirt_cca.core.request import CCARequest, Template, find_template, parse_template
@@ -136,8 +137,9 @@ def _annotation_changes(obj: Mapping[str, Any], template: Template, request: CCA
     replaced: list[PatchOperation] = []
     as_plugin = plugin_mode(cluster)
     # In plugin mode the Realm set-up is the container the pod webhook injects: no hook entry.
+    expected_text = rendered_hook_entry(cluster.settings, cluster.hook_image)
     if not as_plugin and not any(looks_like_ours(entry) for entry in entries):
-        value = render_sidecars([*entries, expected])
+        value = render_sidecars([*entries, expected]) if entries else expected_text
         if HOOK_SIDECARS_ANNOTATION in annotations:
             replaced.append(patches.replace(
                 ("metadata", "annotations", HOOK_SIDECARS_ANNOTATION), value))
@@ -150,9 +152,9 @@ def _annotation_changes(obj: Mapping[str, Any], template: Template, request: CCA
     changes: list[Change] = []
     ops = [*replaced, *_add_members(obj, ("metadata", "annotations"), wanted)]
     if replaced or HOOK_SIDECARS_ANNOTATION in wanted:
-        entry = render_sidecars([expected])
         changes.append(Change(sidecars_field(template),
-                              f"a list holding the kubevirt-cca hook entry {entry}", tuple(ops)))
+                              f"a list holding the kubevirt-cca hook entry {expected_text}",
+                              tuple(ops)))
         ops = []
     if RESOLVED_ANNOTATION in wanted:
         changes.append(Change(
@@ -167,10 +169,16 @@ def _annotation_changes(obj: Mapping[str, Any], template: Template, request: CCA
     return changes
 
 
+def _is_mapping(value: Any) -> bool:
+    # JSON objects are dicts: test that first, the abstract Mapping check costs several times
+    # more and this runs a few dozen times per review (issue 16 item 8).
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _get(obj: Mapping[str, Any], parts: Sequence[str]) -> Any:
     node: Any = obj
     for part in parts:
-        if not isinstance(node, Mapping) or part not in node:
+        if not _is_mapping(node) or part not in node:
             return None
         node = node[part]
     return node
@@ -183,8 +191,8 @@ def _add_members(obj: Mapping[str, Any], parent: Sequence[str],
         return []
     node: Any = obj
     for depth, part in enumerate(parent):
-        child = node.get(part) if isinstance(node, Mapping) else None
-        if not isinstance(child, Mapping):
+        child = node.get(part) if _is_mapping(node) else None
+        if not _is_mapping(child):
             value: Any = dict(members)
             for name in reversed(parent[depth + 1:]):
                 value = {name: value}

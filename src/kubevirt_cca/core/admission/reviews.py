@@ -123,13 +123,17 @@ def parse_review(body: bytes) -> AdmissionRequest:
     return cast(AdmissionRequest, request)
 
 
+# json.dumps with separators builds a new encoder per call; one is enough (issue 16 item 8).
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def allow(uid: str, *, patch: Sequence[PatchOperation] = (),
           warnings: Iterable[str] = ()) -> AdmissionResponse:
     response: AdmissionResponse = {"uid": uid, "allowed": True}
     if patch:
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(
-            json.dumps(list(patch), separators=(",", ":")).encode()).decode("ascii")
+            _COMPACT.encode(list(patch)).encode()).decode("ascii")
     shown = [w[:MAX_MESSAGE] for w in warnings]
     if shown:
         response["warnings"] = shown
