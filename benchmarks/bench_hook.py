@@ -20,10 +20,6 @@ load average is printed too: on a busy 2-core machine p99 mostly measures the sc
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +29,7 @@ from pathlib import Path
 import grpc
 from lxml import etree
 
-from hook_inputs import FIXTURE, cca_vmi, socket_verdict
+from hook_inputs import cca_vmi, read_domain, report, stop
 from kubevirt_cca.constants import HOOK_SOCKET_NAME
 from kubevirt_cca.core.hook import on_define_domain
 from kubevirt_cca.core.settings import Dialect, Settings
@@ -43,7 +39,7 @@ from kubevirt_cca.hookproto import (
     api_v1alpha3_pb2,
     api_v1alpha3_pb2_grpc,
 )
-from timing import describe, sample
+from timing import sample
 
 
 def main() -> int:
@@ -51,12 +47,9 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--dialect", choices=[d.value for d in Dialect], default="vep")
     args = parser.parse_args()
-    if args.calls < 1000:
-        parser.error("--calls: at least 1000 for a meaningful p99")
-    if not FIXTURE.exists():
-        print(f"fixture not found: {FIXTURE} (needs ../shared beside the project)")
+    domain = read_domain(args.calls, parser)
+    if domain is None:
         return 2
-    domain = FIXTURE.read_bytes()
     vmi = cca_vmi({"disks": [{"name": "containerdisk", "disk": {"bus": "virtio"}}]})
     settings = Settings(dialect=Dialect(args.dialect))
     params = api_v1alpha3_pb2.OnDefineDomainParams(domainXML=domain, vmi=vmi)
@@ -91,17 +84,10 @@ def main() -> int:
                 "socket, new connection per call": per_call_connection,
             }, args.calls)
     finally:
-        sidecar.send_signal(signal.SIGTERM)
-        sidecar.wait(timeout=30)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-    base = statistics.median(rows["core on_define_domain"])
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"dialect {args.dialect}, {args.calls} calls per row (interleaved), domain "
-          f"{len(domain)} bytes, load average {load}")
-    for name, times in rows.items():
-        print(describe(name, times, None if name.startswith("lxml") else base))
-    return socket_verdict(rows)
+        stop(sidecar, workdir)
+    return report(rows, heading=f"dialect {args.dialect}, {args.calls} calls per row "
+                  f"(interleaved), domain {len(domain)} bytes", core_row="core on_define_domain",
+                  unrelated=("lxml parse+serialise",))
 
 
 def start_sidecar(socket_dir: Path, dialect: str) -> subprocess.Popen[bytes]:

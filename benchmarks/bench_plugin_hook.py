@@ -15,10 +15,6 @@ under 20 s; the target here is the hook sidecar's, 5 ms p99.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,12 +23,12 @@ from pathlib import Path
 
 import grpc
 
-from hook_inputs import FIXTURE, cca_vmi, socket_verdict
+from hook_inputs import cca_vmi, read_domain, report, stop
 from kubevirt_cca.core.hook.plugin import MutateCall, mutate_domain
 from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2 as plugin_pb2
 from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2_grpc as plugin_grpc
-from timing import describe, sample
+from timing import sample
 
 
 def start_plugin(socket: Path) -> subprocess.Popen[bytes]:
@@ -52,12 +48,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
-    if args.calls < 1000:
-        parser.error("--calls: at least 1000 for a meaningful p99")
-    if not FIXTURE.exists():
-        print(f"fixture not found: {FIXTURE} (needs ../shared beside the project)")
+    domain = read_domain(args.calls, parser)
+    if domain is None:
         return 2
-    domain, vmi = FIXTURE.read_bytes(), cca_vmi({})
+    vmi = cca_vmi({})
     settings = Settings(dialect=Dialect.QEMU_COMMANDLINE)
     call = MutateCall(domain_type="libvirt", domain=domain, vmi=vmi, invocation_context="Boot")
     request = plugin_pb2.MutateDomainRequest(
@@ -88,16 +82,9 @@ def main() -> int:
                 "socket, new connection per call": per_call_connection,
             }, args.calls)
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-        shutil.rmtree(workdir, ignore_errors=True)
-    base = statistics.median(rows["core mutate_domain"])
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"{args.calls} calls per row (interleaved), domain {len(domain)} bytes, "
-          f"load average {load}")
-    for name, times in rows.items():
-        print(describe(name, times, base))
-    return socket_verdict(rows)
+        stop(process, workdir)
+    return report(rows, heading=f"{args.calls} calls per row (interleaved), domain "
+                  f"{len(domain)} bytes", core_row="core mutate_domain")
 
 
 if __name__ == "__main__":

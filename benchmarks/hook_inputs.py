@@ -3,13 +3,19 @@ admission schedules it, and the 5 ms p99 target over the socket."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
 from pathlib import Path
 from typing import Any
 
 from kubevirt_cca.constants import ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION
-from timing import p
+from timing import describe, p
 
 FIXTURE = (Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kubevirt" / "domains"
            / "kubevirt-arm64.xml")
@@ -26,6 +32,16 @@ SCHEDULED = dict.fromkeys((
 ), "true")
 
 
+def read_domain(calls: int, parser: argparse.ArgumentParser) -> bytes | None:
+    """The fixture domain, after checking ``--calls`` (``None``: ../shared is absent)."""
+    if calls < 1000:
+        parser.error("--calls: at least 1000 for a meaningful p99")
+    if not FIXTURE.exists():
+        print(f"fixture not found: {FIXTURE} (needs ../shared beside the project)")
+        return None
+    return FIXTURE.read_bytes()
+
+
 def cca_vmi(devices: dict[str, Any]) -> bytes:
     """A scheduled VMI asking for a Realm with all three parameters, as virt-launcher sends it."""
     parameters = {"measurementAlgo": "sha256", "measurementLog": True,
@@ -37,6 +53,25 @@ def cca_vmi(devices: dict[str, Any]) -> bytes:
         "spec": {"domain": {"devices": devices}, "nodeSelector": SCHEDULED},
         "status": {"phase": "Scheduled"},
     }).encode()
+
+
+def stop(process: subprocess.Popen[bytes], workdir: Path) -> None:
+    """SIGTERM the hook process (it removes its socket) and remove its folder."""
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def report(rows: dict[str, list[float]], *, heading: str, core_row: str,
+           unrelated: tuple[str, ...] = ()) -> int:
+    """Print every row (as a ratio to ``core_row``, except ``unrelated`` rows) and the verdict
+    over the socket; the exit status."""
+    base = statistics.median(rows[core_row])
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"{heading}, load average {load}")
+    for name, times in rows.items():
+        print(describe(name, times, None if name in unrelated else base))
+    return socket_verdict(rows)
 
 
 def socket_verdict(rows: dict[str, list[float]]) -> int:
