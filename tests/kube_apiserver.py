@@ -1,7 +1,8 @@
 """Starting and stopping the real kube-apiserver + etcd of ../shared/peers, for every lane.
 
 The peers lane (tests/peers/apiserver) and the image lane (tests/image) both run one; this is
-the one place that unpacks the binaries (``../shared/peers/scripts/unpack.py``), starts them
+the one place that starts them (unpacked by ``tests/peers/binaries.unpack``, the lanes' one
+call of ``../shared/peers/scripts/unpack.py``)
 with ``apiserver-up.sh`` on random loopback ports and stops exactly what was started with
 ``apiserver-down.sh``. Each lane wraps the result in its own client helpers and decides itself
 whether something missing is a skip or a failure (``unavailable``).
@@ -12,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +20,8 @@ from typing import NoReturn
 
 import pytest
 
-from tests.conftest import SHARED
+from tests.peers.binaries import PEERS, unpack
 
-PEERS = SHARED / "peers"
 BINARIES = ("kube-apiserver", "etcd")
 TOOLS = ("kubectl", "openssl", "curl")
 
@@ -46,16 +45,6 @@ def peers_missing() -> str | None:
         return (f"../shared/peers is absent ({PEERS} not found): the real kube-apiserver and "
                 "etcd are prebuilt there")
     return None
-
-
-def unpack(*binaries: str) -> Path:
-    """The folder holding ``binaries``, unpacked from ../shared/peers (cached by unpack.py)."""
-    done = subprocess.run(
-        [sys.executable, str(PEERS / "scripts" / "unpack.py"), "--only", ",".join(binaries),
-         "--quiet"], capture_output=True, text=True, timeout=300, check=False)
-    if done.returncode != 0:
-        pytest.fail(f"unpack.py --only {','.join(binaries)} failed: {done.stderr}")
-    return Path(done.stdout.strip())
 
 
 def start(run_dir: Path, *, unavailable: Callable[[str], NoReturn],

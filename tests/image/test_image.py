@@ -32,7 +32,6 @@ from kubevirt_cca.core.admission.sidecar import hook_entry
 from kubevirt_cca.core.install import InstallOptions, install_objects
 from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.hookproto import api_info_pb2, api_info_pb2_grpc
-from tests import kube_apiserver
 from tests.admission.helpers import KUBEVIRT_CR, labelled, review
 from tests.conftest import shared_path
 from tests.image.conftest import (
@@ -44,6 +43,7 @@ from tests.image.conftest import (
     podman_args,
     run_once,
 )
+from tests.peers.binaries import unpack
 from tests.webhook.certs import serving_pair
 from tests.webhook.cluster import VMI
 
@@ -248,7 +248,7 @@ def installed(apiserver: ApiServer, image: str) -> ApiServer:
     apiserver.apply([{"apiVersion": "v1", "kind": "Namespace",
                       "metadata": {"name": kubevirt_namespace}}])
     apiserver.apply(objects)
-    peers_bin = kube_apiserver.unpack("kubevirt-api-peer-v1.9.0")
+    peers_bin = unpack("kubevirt-api-peer-v1.9.0")
     crds = subprocess.run([f"{peers_bin}/kubevirt-api-peer-v1.9.0", "crds", "-kinds", "KubeVirt"],
                           capture_output=True, text=True, timeout=120, check=True).stdout
     apiserver.kubectl("create", "-f", "-", stdin=crds)

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -19,7 +20,7 @@ PEERS = SHARED / "peers"
 REQUIRED = os.environ.get("KUBEVIRT_CCA_PEERS_REQUIRED") == "1"
 
 
-def peers_unavailable(reason: str) -> None:
+def peers_unavailable(reason: str) -> NoReturn:
     """Skip (or, with KUBEVIRT_CCA_PEERS_REQUIRED=1, fail) saying what is missing."""
     message = f"peers lane: {reason} - run scripts/peers-lane-setup.sh (Debian 12)"
     if REQUIRED:

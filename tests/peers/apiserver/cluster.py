@@ -9,28 +9,19 @@ Pod starts, no garbage is collected (docs/testing.md, "The real API server").
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-import pytest
 import yaml
 
 from tests import kube_apiserver
 from tests.conftest import ROOT
+from tests.peers.binaries import peers_unavailable
 
-REQUIRED_ENV = "KUBEVIRT_CCA_PEERS_REQUIRED"
 BINARIES = (*kube_apiserver.BINARIES, "kubevirt-api-peer-main")
-
-
-def skip_or_fail(reason: str) -> NoReturn:
-    """Skip with ``reason``; fail instead when CI requires the peers lane."""
-    if os.environ.get(REQUIRED_ENV) == "1":
-        pytest.fail(f"{reason} ({REQUIRED_ENV}=1: the peers lane is required here)")
-    pytest.skip(reason)
 
 
 @dataclass(frozen=True)
@@ -95,7 +86,7 @@ class ApiServer:
 
 def start(run_dir: Path) -> ApiServer:
     """Unpack the binaries and start etcd + kube-apiserver in ``run_dir``."""
-    started = kube_apiserver.start(run_dir, unavailable=skip_or_fail, binaries=BINARIES)
+    started = kube_apiserver.start(run_dir, unavailable=peers_unavailable, binaries=BINARIES)
     return ApiServer(run_dir=run_dir, url=started.url, bin_dir=started.bin_dir,
                      env=started.env)
 

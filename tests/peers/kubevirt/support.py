@@ -27,12 +27,11 @@ from typing import Any
 
 import yaml
 
-from kubevirt_cca.constants import CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE
+from kubevirt_cca.constants import CCA_FEATURE_GATE, PLUGIN_NAME, PLUGINS_FEATURE_GATE
 from kubevirt_cca.core.admission import patches
 from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates, all_gates_on
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.integration import IntegrationMode
-from kubevirt_cca.core.plugin import PLUGIN_NAME
 from kubevirt_cca.core.request import find_template
 from kubevirt_cca.core.settings import Dialect, Settings
 from tests.conftest import DATA, ROOT
