@@ -108,9 +108,18 @@ def test_the_webhooks_fail_closed_only_for_labelled_vmis(objects: list[dict[str,
     assert pod["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"],
                              "operations": ["CREATE"], "scope": "Namespaced"}]
     assert pod["clientConfig"]["service"]["path"] == "/mutate-launcher-pod"
+    # The entrance to the mixed state: KubeVirt's cluster-scoped Plugin objects, CREATE only,
+    # failing closed (docs/admission.md, "Plugin objects").
+    plugins = hooks["validate-plugin.cca.kubevirt.io"]
+    assert "objectSelector" not in plugins
+    assert plugins["failurePolicy"] == "Fail"
+    assert plugins["rules"] == [{"apiGroups": ["plugin.kubevirt.io"], "apiVersions": ["v1alpha1"],
+                                 "resources": ["plugins"], "operations": ["CREATE"],
+                                 "scope": "Cluster"}]
+    assert plugins["clientConfig"]["service"]["path"] == "/validate-plugin"
     assert {r for h in hooks.values() for rule in h["rules"] for r in rule["resources"]} == {
         "virtualmachineinstances", "virtualmachines", "virtualmachineinstancereplicasets",
-        "virtualmachinepools", "virtualmachineinstancemigrations", "pods"}
+        "virtualmachinepools", "virtualmachineinstancemigrations", "pods", "plugins"}
     assert mutating["webhooks"][0]["reinvocationPolicy"] == "IfNeeded"
     assert mutating["webhooks"][0]["rules"][0]["operations"] == ["CREATE"]
     for hook in hooks.values():

@@ -11,6 +11,11 @@ from kubevirt_cca.core.admission.gates import ClusterView
 from kubevirt_cca.core.admission.launcher_pod import plan_launcher_pod
 from kubevirt_cca.core.admission.modes import mode_warnings
 from kubevirt_cca.core.admission.mutate import plan_vmi
+from kubevirt_cca.core.admission.plugin_object import (
+    PLUGIN_KIND,
+    judge_plugin_create,
+    plugin_warnings,
+)
 from kubevirt_cca.core.admission.reviews import (
     AdmissionRequest,
     AdmissionResponse,
@@ -45,6 +50,7 @@ class Endpoint(StrEnum):
     VALIDATE_TEMPLATES = "validate-templates"
     VALIDATE_MIGRATION = "validate-migration"
     MUTATE_LAUNCHER_POD = "mutate-launcher-pod"
+    VALIDATE_PLUGIN = "validate-plugin"
 
 
 ENDPOINT_KINDS: dict[Endpoint, tuple[str, ...]] = {
@@ -53,6 +59,7 @@ ENDPOINT_KINDS: dict[Endpoint, tuple[str, ...]] = {
     Endpoint.VALIDATE_TEMPLATES: TEMPLATE_KINDS,
     Endpoint.VALIDATE_MIGRATION: (MIGRATION_KIND,),
     Endpoint.MUTATE_LAUNCHER_POD: (POD_KIND,),
+    Endpoint.VALIDATE_PLUGIN: (PLUGIN_KIND,),
 }
 
 
@@ -122,6 +129,13 @@ def admit(endpoint: Endpoint, request: AdmissionRequest, cluster: ClusterView,
         if pod_causes:
             return verdict(deny(uid, pod_causes), tuple(pod_causes))
         return verdict(allow(uid, patch=ops), patched=len(ops))
+    if endpoint is Endpoint.VALIDATE_PLUGIN:
+        # Only a new Plugin object can enter the mixed state (docs/plugins.md).
+        causes = judge_plugin_create(obj, cluster) if operation == "CREATE" else []
+        if causes:
+            return verdict(deny(uid, causes), tuple(causes))
+        return verdict(allow(uid, warnings=plugin_warnings(obj, cluster)
+                             if operation == "CREATE" else []))
     if endpoint is Endpoint.VALIDATE_VMI:
         causes = validate_vmi(obj, operation="CREATE" if operation == "CREATE" else "UPDATE",
                               cluster=cluster, old=old)

@@ -51,12 +51,15 @@ VALIDATE_TEMPLATES: Final = "validate-templates.cca.kubevirt.io"
 VALIDATE_MIGRATION: Final = "validate-migration.cca.kubevirt.io"
 # Plugins path (docs/plugins.md): injects the plugin container into labelled virt-launcher pods.
 MUTATE_LAUNCHER_POD: Final = "mutate-launcher-pod.cca.kubevirt.io"
+# The entrance to the mixed state (docs/plugins.md): Plugin objects created in sidecar mode.
+VALIDATE_PLUGIN: Final = "validate-plugin.cca.kubevirt.io"
 WEBHOOK_PATHS: Final = {
     MUTATE_VMI: "/mutate-vmi",
     VALIDATE_VMI: "/validate-vmi",
     VALIDATE_TEMPLATES: "/validate-templates",
     VALIDATE_MIGRATION: "/validate-migration",
     MUTATE_LAUNCHER_POD: "/mutate-launcher-pod",
+    VALIDATE_PLUGIN: "/validate-plugin",
 }
 # docs/admin.md, "Failure policies", says why: only CCA VMIs (selected by label) fail closed.
 FAILURE_POLICIES: Final = {
@@ -65,6 +68,7 @@ FAILURE_POLICIES: Final = {
     VALIDATE_TEMPLATES: "Ignore",
     VALIDATE_MIGRATION: "Ignore",
     MUTATE_LAUNCHER_POD: "Fail",
+    VALIDATE_PLUGIN: "Fail",  # docs/admission.md: Plugin creation is rare, blocking it is safe
 }
 SELECTED_WEBHOOKS: Final = (MUTATE_VMI, VALIDATE_VMI)  # the ones with the enable-label selector
 

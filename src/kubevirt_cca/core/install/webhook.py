@@ -26,6 +26,7 @@ from kubevirt_cca.core.install.names import (
     TLS_DIR,
     TLS_SECRET,
     VALIDATE_MIGRATION,
+    VALIDATE_PLUGIN,
     VALIDATE_TEMPLATES,
     VALIDATE_VMI,
     WEBHOOK,
@@ -219,9 +220,9 @@ def webhook_service(options: InstallOptions) -> Manifest:
 
 
 def _rule(group: str, versions: list[str], resources: list[str],
-          operations: list[str]) -> dict[str, Any]:
+          operations: list[str], *, scope: str = "Namespaced") -> dict[str, Any]:
     return {"apiGroups": [group], "apiVersions": versions, "resources": resources,
-            "operations": operations, "scope": "Namespaced"}
+            "operations": operations, "scope": scope}
 
 
 def _webhook(name: str, options: InstallOptions, rules: list[dict[str, Any]], *,
@@ -271,6 +272,12 @@ def webhook_configurations(options: InstallOptions) -> list[Manifest]:
     migration = _webhook(VALIDATE_MIGRATION, options, [
         _rule("kubevirt.io", ["v1"], ["virtualmachineinstancemigrations"], ["CREATE"]),
     ], selected=False)
+    # The entrance to the mixed state (docs/plugins.md): KubeVirt's cluster-scoped Plugin
+    # objects, created while kubevirt-cca runs as a hook sidecar. Installed on every KubeVirt:
+    # a rule for a resource the API server does not serve matches nothing.
+    plugins = _webhook(VALIDATE_PLUGIN, options, [
+        _rule("plugin.kubevirt.io", ["v1alpha1"], ["plugins"], ["CREATE"], scope="Cluster"),
+    ], selected=False)
     return [
         {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
          "metadata": metadata(WEBHOOK_CONFIGURATION, component="webhook",
@@ -280,5 +287,5 @@ def webhook_configurations(options: InstallOptions) -> list[Manifest]:
          "kind": "ValidatingWebhookConfiguration",
          "metadata": metadata(WEBHOOK_CONFIGURATION, component="webhook",
                               annotations=annotations),
-         "webhooks": [validate_vmi, templates, migration]},
+         "webhooks": [validate_vmi, templates, migration, plugins]},
     ]
