@@ -25,6 +25,7 @@ from kubevirt_cca.core.integration import IntegrationMode
 from kubevirt_cca.core.plugin import PLUGIN_NAME, plugin_object
 from kubevirt_cca.core.settings import Dialect, Settings
 from tests.admission.helpers import labelled, review
+from tests.conftest import ROOT
 
 BOTH = frozenset({CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE, PLUGINS_FEATURE_GATE})
 SIDECAR_ONLY = frozenset({CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE})
@@ -189,3 +190,11 @@ def test_the_endpoint_answers_only_plugins() -> None:
                     view())
     assert verdict.response["allowed"] is False
     assert verdict.response["status"]["code"] == 400
+
+
+def test_plugins_md_quotes_the_refusal_word_for_word() -> None:
+    text = (ROOT / "docs" / "plugins.md").read_text()
+    section = text.split("### Creating a Plugin object in sidecar mode is refused", 1)[1]
+    quoted = " ".join(section.split("```", 2)[1].split())
+    message = judge_plugin_create(plugin_object(), view())[0].message
+    assert quoted == f"The request is invalid: metadata.name: {message}"
