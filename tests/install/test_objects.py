@@ -117,9 +117,16 @@ def test_the_webhooks_fail_closed_only_for_labelled_vmis(objects: list[dict[str,
                                  "resources": ["plugins"], "operations": ["CREATE"],
                                  "scope": "Cluster"}]
     assert plugins["clientConfig"]["service"]["path"] == "/validate-plugin"
+    # ... and the KubeVirt CR's gate turned on: UPDATE only, never blocking KubeVirt (Ignore).
+    kubevirt = hooks["validate-kubevirt.cca.kubevirt.io"]
+    assert "objectSelector" not in kubevirt
+    assert kubevirt["failurePolicy"] == "Ignore"
+    assert kubevirt["rules"] == [{"apiGroups": ["kubevirt.io"], "apiVersions": ["v1"],
+                                  "resources": ["kubevirts"], "operations": ["UPDATE"],
+                                  "scope": "Namespaced"}]
     assert {r for h in hooks.values() for rule in h["rules"] for r in rule["resources"]} == {
         "virtualmachineinstances", "virtualmachines", "virtualmachineinstancereplicasets",
-        "virtualmachinepools", "virtualmachineinstancemigrations", "pods", "plugins"}
+        "virtualmachinepools", "virtualmachineinstancemigrations", "pods", "plugins", "kubevirts"}
     assert mutating["webhooks"][0]["reinvocationPolicy"] == "IfNeeded"
     assert mutating["webhooks"][0]["rules"][0]["operations"] == ["CREATE"]
     for hook in hooks.values():

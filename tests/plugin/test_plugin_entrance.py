@@ -16,6 +16,7 @@ from kubevirt_cca.core.admission.admit import Endpoint, admit
 from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.plugin_object import (
+    judge_kubevirt_update,
     judge_plugin_create,
     plugin_warnings,
     with_plugin,
@@ -198,3 +199,85 @@ def test_plugins_md_quotes_the_refusal_word_for_word() -> None:
     quoted = " ".join(section.split("```", 2)[1].split())
     message = judge_plugin_create(plugin_object(), view())[0].message
     assert quoted == f"The request is invalid: metadata.name: {message}"
+
+
+# --- the other entrance: the KubeVirt CR turns the Plugins gate on -----------------------------
+
+
+def kubevirt(gates: list[str], *, version: str | None = None,
+             name: str = "kubevirt") -> dict[str, Any]:
+    cr: dict[str, Any] = {"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
+                          "metadata": {"name": name, "namespace": "kubevirt"},
+                          "spec": {"configuration": {"developerConfiguration": {
+                              "featureGates": gates}}}}
+    if version is not None:
+        cr["status"] = {"observedKubeVirtVersion": version}
+    return cr
+
+
+OFF = ["WorkloadEncryptionCCA", "Sidecar"]
+ON = [*OFF, "Plugins"]
+
+
+def before(*, plugins: frozenset[str] | None = frozenset({"someone-elses"}),
+           settings: Settings = QEMU, mode: IntegrationMode = IntegrationMode.SIDECAR,
+           gates: list[str] = OFF) -> ClusterView:
+    return view(mode=mode, gates=frozenset({CCA_FEATURE_GATE, *gates} - {
+        "WorkloadEncryptionCCA"}), settings=settings, version="v1.9.0", plugins=plugins,
+        kubevirt=kubevirt(gates, version="v1.9.0"))
+
+
+GATE_REFUSED: dict[str, tuple[ClusterView, dict[str, Any], list[str]]] = {
+    "qemu-commandline-1.9": (
+        before(), kubevirt(ON, version="v1.9.0"),
+        ["turning on KubeVirt's Plugins gate while Plugin objects exist (someone-elses) would "
+         "put the cluster in the mixed state", "this KubeVirt's version is 'v1.9.0'",
+         "upgrade KubeVirt to 1.10 or newer"]),
+    "vep": (before(settings=Settings()), kubevirt(ON, version="v1.10.0"),
+            ["with dialect vep that rebuild refuses"]),
+}
+
+
+@pytest.mark.parametrize("case", list(GATE_REFUSED))
+def test_turning_the_plugins_gate_on_is_refused(case: str) -> None:
+    cluster, cr, phrases = GATE_REFUSED[case]
+    violations = judge_kubevirt_update(cr, cluster)
+    assert [v.field for v in violations] == [
+        "spec.configuration.developerConfiguration.featureGates"]
+    for phrase in phrases:
+        assert phrase in violations[0].message, (phrase, violations[0].message)
+
+
+GATE_ADMITTED: dict[str, tuple[ClusterView, dict[str, Any]]] = {
+    "no-plugin-objects": (before(plugins=frozenset()), kubevirt(ON)),
+    "plugin-mode": (before(mode=IntegrationMode.PLUGIN), kubevirt(ON)),
+    "auto-mode": (before(mode=IntegrationMode.AUTO), kubevirt(ON)),
+    "upgrade-to-1.10-together": (before(), kubevirt(ON, version="v1.10.0")),
+    "gate-stays-off": (before(), kubevirt([*OFF, "Snapshot"])),
+    "already-mixed": (before(gates=ON), kubevirt([*ON, "Snapshot"])),
+    "another-cr": (before(), kubevirt(ON, name="second")),
+    "plugins-unlistable": (before(plugins=None), kubevirt(ON)),
+    "malformed-gates": (before(), {**kubevirt(ON), "spec": {"configuration": {
+        "developerConfiguration": {"featureGates": "Plugins"}}}}),
+}
+
+
+@pytest.mark.parametrize("case", list(GATE_ADMITTED))
+def test_other_kubevirt_updates_pass(case: str) -> None:
+    cluster, cr = GATE_ADMITTED[case]
+    assert judge_kubevirt_update(cr, cluster) == []
+
+
+def test_the_kubevirt_endpoint_judges_updates_only() -> None:
+    def kv_review(operation: str) -> bytes:
+        body = review(kubevirt(ON), operation=operation,
+                      old=kubevirt(OFF) if operation == "UPDATE" else None)
+        body["request"]["kind"] = {"group": "kubevirt.io", "version": "v1", "kind": "KubeVirt"}
+        return json.dumps(body).encode()
+    refused = admit(Endpoint.VALIDATE_KUBEVIRT, parse_review(kv_review("UPDATE")), before())
+    assert refused.response["allowed"] is False
+    assert refused.response["status"]["message"].startswith(
+        "spec.configuration.developerConfiguration.featureGates: turning on KubeVirt's Plugins "
+        "gate while Plugin objects exist (someone-elses)")
+    created = admit(Endpoint.VALIDATE_KUBEVIRT, parse_review(kv_review("CREATE")), before())
+    assert created.response["allowed"] is True

@@ -36,7 +36,7 @@ def test_doctor_line_by_line(installed: Installed) -> None:
     # The test-side change (url: instead of the Service) is named as such, one line per webhook.
     hooks = checks["webhook configurations"]
     assert hooks["status"] == "fail"
-    assert len(hooks["details"]) == 6
+    assert len(hooks["details"]) == 7
     port = installed.webhook.port
     assert (f"mutate-vmi.cca.kubevirt.io: calls URL https://127.0.0.1:{port}/mutate-vmi, not "
             "Service kubevirt-cca/kubevirt-cca-webhook path /mutate-vmi (doctor checks only the "

@@ -12,7 +12,9 @@ from kubevirt_cca.core.admission.launcher_pod import plan_launcher_pod
 from kubevirt_cca.core.admission.modes import mode_warnings
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.plugin_object import (
+    KUBEVIRT_KIND,
     PLUGIN_KIND,
+    judge_kubevirt_update,
     judge_plugin_create,
     plugin_warnings,
 )
@@ -51,6 +53,7 @@ class Endpoint(StrEnum):
     VALIDATE_MIGRATION = "validate-migration"
     MUTATE_LAUNCHER_POD = "mutate-launcher-pod"
     VALIDATE_PLUGIN = "validate-plugin"
+    VALIDATE_KUBEVIRT = "validate-kubevirt"
 
 
 ENDPOINT_KINDS: dict[Endpoint, tuple[str, ...]] = {
@@ -60,6 +63,7 @@ ENDPOINT_KINDS: dict[Endpoint, tuple[str, ...]] = {
     Endpoint.VALIDATE_MIGRATION: (MIGRATION_KIND,),
     Endpoint.MUTATE_LAUNCHER_POD: (POD_KIND,),
     Endpoint.VALIDATE_PLUGIN: (PLUGIN_KIND,),
+    Endpoint.VALIDATE_KUBEVIRT: (KUBEVIRT_KIND,),
 }
 
 
@@ -129,6 +133,12 @@ def admit(endpoint: Endpoint, request: AdmissionRequest, cluster: ClusterView,
         if pod_causes:
             return verdict(deny(uid, pod_causes), tuple(pod_causes))
         return verdict(allow(uid, patch=ops), patched=len(ops))
+    if endpoint is Endpoint.VALIDATE_KUBEVIRT:
+        # The other entrance: the Plugins gate turned on while Plugin objects exist.
+        causes = judge_kubevirt_update(obj, cluster) if operation == "UPDATE" else []
+        if causes:
+            return verdict(deny(uid, causes), tuple(causes))
+        return verdict(allow(uid))
     if endpoint is Endpoint.VALIDATE_PLUGIN:
         # Only a new Plugin object can enter the mixed state (docs/plugins.md).
         causes = judge_plugin_create(obj, cluster) if operation == "CREATE" else []

@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from kubevirt_cca.core.admission.gates import ClusterView
+from kubevirt_cca.core.admission.gates import ClusterView, gates_from_kubevirt, kubevirt_name
 from kubevirt_cca.core.integration import (
     INTEGRATION_MODE_KEY,
     LEGACY_COMMANDLINE_SURVIVES,
@@ -24,9 +24,11 @@ from kubevirt_cca.core.integration import (
     ProblemCode,
 )
 from kubevirt_cca.core.settings import Dialect
-from kubevirt_cca.errors import Violation
+from kubevirt_cca.errors import SettingsError, Violation
 
 PLUGIN_KIND = "Plugin"
+KUBEVIRT_KIND = "KubeVirt"
+GATES_FIELD = "spec.configuration.developerConfiguration.featureGates"
 NAME_FIELD = "metadata.name"
 _SURVIVES = ".".join(str(part) for part in LEGACY_COMMANDLINE_SURVIVES)
 
@@ -70,7 +72,7 @@ def judge_plugin_create(plugin: Mapping[str, Any], cluster: ClusterView) -> list
             "docs/plugins.md"))]
     if not any(p.code is ProblemCode.MIXED_STATE for p in decision.problems):
         return []
-    return [Violation(NAME_FIELD, _refusal(shown, cluster))]
+    return [Violation(NAME_FIELD, _refusal(f"creating {shown}", cluster))]
 
 
 def plugin_warnings(plugin: Mapping[str, Any], cluster: ClusterView) -> list[str]:
@@ -84,7 +86,43 @@ def plugin_warnings(plugin: Mapping[str, Any], cluster: ClusterView) -> list[str
     return [w.message for w in decision.warnings if w.code is ProblemCode.MIXED_STATE]
 
 
-def _refusal(shown: str, cluster: ClusterView) -> str:
+def judge_kubevirt_update(kubevirt: Mapping[str, Any], cluster: ClusterView) -> list[Violation]:
+    """Why this update of the KubeVirt CR would enter the mixed state (empty: let it through).
+
+    The other entrance: the ``Plugins`` gate turned on while Plugin objects exist in sidecar
+    mode. Refused only when the CR is the one in force and the update makes the mixed-state
+    problem appear; anything else (an unreadable view, malformed gates, a cluster already in the
+    state) is let through, so that kubevirt-cca never stands in the way of KubeVirt's own
+    upgrades and reconciling (the webhook's failurePolicy is Ignore for the same reason).
+    """
+    if cluster.kubevirt is None or cluster.gates is None or cluster.plugin_names is None:
+        return []
+    if kubevirt_name(kubevirt) != kubevirt_name(cluster.kubevirt):
+        return []
+    if _mixed(cluster):
+        return []
+    try:
+        gates = gates_from_kubevirt(kubevirt)
+    except SettingsError:
+        return []
+    status = kubevirt.get("status")
+    version = status.get("observedKubeVirtVersion") if isinstance(status, Mapping) else None
+    after = dataclasses.replace(cluster, gates=gates, kubevirt=kubevirt,
+                                kubevirt_version=version if isinstance(version, str) else "")
+    if not _mixed(after):
+        return []
+    names = ", ".join(sorted(cluster.plugin_names))
+    return [Violation(GATES_FIELD, _refusal(
+        f"turning on KubeVirt's Plugins gate while Plugin objects exist ({names})", after))]
+
+
+def _mixed(cluster: ClusterView) -> bool:
+    decision = cluster.mode
+    return decision is not None and any(
+        p.code is ProblemCode.MIXED_STATE for p in decision.problems)
+
+
+def _refusal(what: str, cluster: ClusterView) -> str:
     dialect = cluster.settings.dialect
     if dialect is Dialect.QEMU_COMMANDLINE:
         version = repr(cluster.kubevirt_version) if cluster.kubevirt_version else "not known"
@@ -97,7 +135,7 @@ def _refusal(shown: str, cluster: ClusterView) -> str:
                "<launchSecurity type='cca'> and CCA VMs fail to start")
         upgrade = ""
     return (
-        f"creating {shown} would put the cluster in the mixed state: kubevirt-cca runs as a "
+        f"{what} would put the cluster in the mixed state: kubevirt-cca runs as a "
         f"hook sidecar ({INTEGRATION_MODE_KEY}=sidecar in kubevirt-cca-config) and KubeVirt's "
         "Plugins gate is on, so KubeVirt would rebuild every domain through its Plugins path "
         f"after the hook wrote it; {why}. Move kubevirt-cca to plugin mode first "

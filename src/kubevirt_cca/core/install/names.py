@@ -53,6 +53,8 @@ VALIDATE_MIGRATION: Final = "validate-migration.cca.kubevirt.io"
 MUTATE_LAUNCHER_POD: Final = "mutate-launcher-pod.cca.kubevirt.io"
 # The entrance to the mixed state (docs/plugins.md): Plugin objects created in sidecar mode.
 VALIDATE_PLUGIN: Final = "validate-plugin.cca.kubevirt.io"
+# ... and the KubeVirt CR update that turns the Plugins gate on while Plugin objects exist.
+VALIDATE_KUBEVIRT: Final = "validate-kubevirt.cca.kubevirt.io"
 WEBHOOK_PATHS: Final = {
     MUTATE_VMI: "/mutate-vmi",
     VALIDATE_VMI: "/validate-vmi",
@@ -60,6 +62,7 @@ WEBHOOK_PATHS: Final = {
     VALIDATE_MIGRATION: "/validate-migration",
     MUTATE_LAUNCHER_POD: "/mutate-launcher-pod",
     VALIDATE_PLUGIN: "/validate-plugin",
+    VALIDATE_KUBEVIRT: "/validate-kubevirt",
 }
 # docs/admin.md, "Failure policies", says why: only CCA VMIs (selected by label) fail closed.
 FAILURE_POLICIES: Final = {
@@ -69,6 +72,7 @@ FAILURE_POLICIES: Final = {
     VALIDATE_MIGRATION: "Ignore",
     MUTATE_LAUNCHER_POD: "Fail",
     VALIDATE_PLUGIN: "Fail",  # docs/admission.md: Plugin creation is rare, blocking it is safe
+    VALIDATE_KUBEVIRT: "Ignore",  # never block KubeVirt's upgrades with our outage
 }
 SELECTED_WEBHOOKS: Final = (MUTATE_VMI, VALIDATE_VMI)  # the ones with the enable-label selector
 

@@ -26,6 +26,7 @@ from kubevirt_cca.core.install.names import (
     TLS_DIR,
     TLS_SECRET,
     VALIDATE_MIGRATION,
+    VALIDATE_KUBEVIRT,
     VALIDATE_PLUGIN,
     VALIDATE_TEMPLATES,
     VALIDATE_VMI,
@@ -278,6 +279,11 @@ def webhook_configurations(options: InstallOptions) -> list[Manifest]:
     plugins = _webhook(VALIDATE_PLUGIN, options, [
         _rule("plugin.kubevirt.io", ["v1alpha1"], ["plugins"], ["CREATE"], scope="Cluster"),
     ], selected=False)
+    # ... and the other entrance: the KubeVirt CR updated to turn the Plugins gate on while
+    # Plugin objects exist (failurePolicy Ignore: our outage must never block KubeVirt).
+    kubevirt = _webhook(VALIDATE_KUBEVIRT, options, [
+        _rule("kubevirt.io", ["v1"], ["kubevirts"], ["UPDATE"]),
+    ], selected=False)
     return [
         {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
          "metadata": metadata(WEBHOOK_CONFIGURATION, component="webhook",
@@ -287,5 +293,5 @@ def webhook_configurations(options: InstallOptions) -> list[Manifest]:
          "kind": "ValidatingWebhookConfiguration",
          "metadata": metadata(WEBHOOK_CONFIGURATION, component="webhook",
                               annotations=annotations),
-         "webhooks": [validate_vmi, templates, migration, plugins]},
+         "webhooks": [validate_vmi, templates, migration, plugins, kubevirt]},
     ]
