@@ -136,3 +136,49 @@ def test_on_kubevirt_1_10_the_qemu_commandline_mixed_state_is_admitted_with_a_wa
     assert "with dialect vep that rebuild refuses the Realm's <launchSecurity type='cca'>" in (
         refused)
     assert "upgrade KubeVirt" not in refused
+
+
+@pytest.fixture
+def sidecar_with_a_plugin_object(installed: Installed) -> Iterator[Installed]:
+    """Sidecar mode with qemu-commandline, the Plugins gate off, and a Plugin object that
+    outlived it (KubeVirt's virt-api, absent here, would refuse creating it with the gate off;
+    our webhook admits it: no mixed state without the gate)."""
+    assert plugin_names(installed) == []
+    patch_config(installed, {"integrationMode": "sidecar", "dialect": "qemu-commandline"})
+    try:
+        wait_until(lambda: "mixed state" not in dry_run(installed, OTHERS)
+                   and "cannot" not in dry_run(installed, OTHERS), "the webhook sees sidecar")
+        installed.server.kubectl("create", "-f", "-", stdin=json.dumps(OTHERS))
+        yield installed
+    finally:
+        installed.server.kubectl("delete", "plugins.plugin.kubevirt.io", "--all")
+        patch_kubevirt(installed, GATES)
+        patch_config(installed, {"integrationMode": "auto", "dialect": None})
+
+
+def test_turning_the_plugins_gate_on_with_a_plugin_object_is_refused(
+        sidecar_with_a_plugin_object: Installed) -> None:
+    installed = sidecar_with_a_plugin_object
+    on = json.dumps({"spec": {"configuration": {"developerConfiguration": {
+        "featureGates": [*GATES, "Plugins"]}}}})
+
+    def patch_gate_on() -> str:
+        done = installed.server.kubectl("patch", "kubevirt", "kubevirt", "-n",
+                                        KUBEVIRT_NAMESPACE, "--type=merge", "-p", on,
+                                        "--dry-run=server", check=False)
+        return "" if done.returncode == 0 else done.stderr
+
+    wait_until(lambda: "mixed state" in patch_gate_on(), "the webhook sees the Plugin object")
+    done = installed.server.kubectl("patch", "kubevirt", "kubevirt", "-n", KUBEVIRT_NAMESPACE,
+                                    "--type=merge", "-p", on, check=False)
+    assert done.returncode != 0, done.stdout
+    assert ("spec.configuration.developerConfiguration.featureGates: turning on KubeVirt's "
+            "Plugins gate while Plugin objects exist (someone-elses) would put the cluster in "
+            "the mixed state: kubevirt-cca runs as a hook sidecar") in done.stderr, done.stderr
+    assert "Move kubevirt-cca to plugin mode first" in done.stderr
+    gates = installed.server.get("kubevirt", "kubevirt", namespace=KUBEVIRT_NAMESPACE)[
+        "spec"]["configuration"]["developerConfiguration"]["featureGates"]
+    assert gates == GATES
+    # In plugin mode the same update goes through.
+    patch_config(installed, {"integrationMode": "plugin"})
+    wait_until(lambda: patch_gate_on() == "", "the webhook sees plugin mode")
