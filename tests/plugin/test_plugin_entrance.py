@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 
-from kubevirt_cca.constants import CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE, SIDECAR_FEATURE_GATE
+from kubevirt_cca.constants import (
+    CCA_FEATURE_GATE,
+    PLUGIN_NAME,
+    PLUGINS_FEATURE_GATE,
+    SIDECAR_FEATURE_GATE,
+)
 from kubevirt_cca.core.admission.admit import Endpoint, admit
 from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates
 from kubevirt_cca.core.admission.mutate import plan_vmi
@@ -22,8 +27,8 @@ from kubevirt_cca.core.admission.plugin_object import (
     with_plugin,
 )
 from kubevirt_cca.core.admission.reviews import parse_review
+from kubevirt_cca.core.install.plugin import plugin_object
 from kubevirt_cca.core.integration import IntegrationMode
-from kubevirt_cca.core.plugin import PLUGIN_NAME, plugin_object
 from kubevirt_cca.core.settings import Dialect, Settings
 from tests.admission.helpers import labelled, review
 from tests.conftest import ROOT
