@@ -59,8 +59,9 @@ def describe(name: str, times: list[float]) -> str:
 
 def _der(sign1: Sign1) -> bytes:
     size = len(sign1.signature) // 2
-    return encode_dss_signature(int.from_bytes(sign1.signature[:size], "big"),
-                                int.from_bytes(sign1.signature[size:], "big"))
+    return encode_dss_signature(
+        int.from_bytes(sign1.signature[:size], "big"), int.from_bytes(sign1.signature[size:], "big")
+    )
 
 
 def main() -> int:
@@ -76,16 +77,21 @@ def main() -> int:
     assert token.realm is not None
     assert token.realm_claims is not None
     realm = token.realm_claims
-    expected = Expectations(nonce=realm.challenge,
-                            personalization_value=realm.personalization_value,
-                            personalization_source="bench",
-                            initial_measurement=realm.initial_measurement, allow_test_keys=True)
+    expected = Expectations(
+        nonce=realm.challenge,
+        personalization_value=realm.personalization_value,
+        personalization_source="bench",
+        initial_measurement=realm.initial_measurement,
+        allow_test_keys=True,
+    )
     assert verify_token(token, anchors=anchors, expected=expected).passed
 
     platform_key = anchors[0].key
     realm_key = decode_realm_public_key(realm.public_key).key
-    pairs = [(platform_key, _der(token.platform), token.platform.to_be_signed()),
-             (realm_key, _der(token.realm), token.realm.to_be_signed())]
+    pairs = [
+        (platform_key, _der(token.platform), token.platform.to_be_signed()),
+        (realm_key, _der(token.realm), token.realm.to_be_signed()),
+    ]
     algorithm = ec.ECDSA(hashes.SHA384())
 
     def baseline() -> None:

@@ -34,8 +34,13 @@ from kubevirt_cca.core.doctor import Expected, Read, Snapshot, is_ready, run_che
 from kubevirt_cca.core.install import InstallOptions, install_objects
 from kubevirt_cca.core.install.names import service_dns_names
 
-PLURALS = {"Node": "nodes", "Pod": "pods", "Secret": "secrets", "EndpointSlice": "endpointslices",
-           "KubeVirt": "kubevirts"}
+PLURALS = {
+    "Node": "nodes",
+    "Pod": "pods",
+    "Secret": "secrets",
+    "EndpointSlice": "endpointslices",
+    "KubeVirt": "kubevirts",
+}
 
 
 def cluster(nodes: int) -> list[dict[str, Any]]:
@@ -48,21 +53,41 @@ def cluster(nodes: int) -> list[dict[str, Any]]:
         for hook in obj.get("webhooks", []):
             hook["clientConfig"]["caBundle"] = bundle
     objects += [
-        {"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
-         "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
-         "spec": {"configuration": {"developerConfiguration": {
-             "featureGates": ["WorkloadEncryptionCCA", "Sidecar"]}}},
-         "status": {"phase": "Deployed", "observedKubeVirtVersion": "v1.8.0",
-                    "observedKubeVirtRegistry": "quay.io/kubevirt"}},
-        {"apiVersion": "v1", "kind": "Secret",
-         "metadata": {"name": "kubevirt-cca-webhook-tls", "namespace": "kubevirt-cca"},
-         "data": {"tls.crt": base64.b64encode(secret[TLS_CRT]).decode()}},
-        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-         "metadata": {"name": "kubevirt-cca-webhook-x", "namespace": "kubevirt-cca",
-                      "labels": {"kubernetes.io/service-name": "kubevirt-cca-webhook"}},
-         "addressType": "IPv4",
-         "endpoints": [{"addresses": ["10.0.0.1"], "conditions": {"ready": True}},
-                       {"addresses": ["10.0.0.2"], "conditions": {"ready": True}}]},
+        {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "KubeVirt",
+            "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+            "spec": {
+                "configuration": {
+                    "developerConfiguration": {"featureGates": ["WorkloadEncryptionCCA", "Sidecar"]}
+                }
+            },
+            "status": {
+                "phase": "Deployed",
+                "observedKubeVirtVersion": "v1.8.0",
+                "observedKubeVirtRegistry": "quay.io/kubevirt",
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "kubevirt-cca-webhook-tls", "namespace": "kubevirt-cca"},
+            "data": {"tls.crt": base64.b64encode(secret[TLS_CRT]).decode()},
+        },
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": "kubevirt-cca-webhook-x",
+                "namespace": "kubevirt-cca",
+                "labels": {"kubernetes.io/service-name": "kubevirt-cca-webhook"},
+            },
+            "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": ["10.0.0.1"], "conditions": {"ready": True}},
+                {"addresses": ["10.0.0.2"], "conditions": {"ready": True}},
+            ],
+        },
     ]
     for i in range(nodes):
         capable = i % 10 != 0
@@ -70,40 +95,77 @@ def cluster(nodes: int) -> list[dict[str, Any]]:
         labels = {"kubernetes.io/arch": "arm64", "kubernetes.io/hostname": name}
         if capable:
             labels["kubevirt.io/cca"] = "true"
-        report = {"capable": capable, "measurementAlgorithms": [],
-                  "reasons": [] if capable else ["libvirt reports cca supported='no'"],
-                  "evidence": {"libvirt": {"ccaSupported": "yes" if capable else "no"}},
-                  "checkedAt": now.isoformat()}
-        objects.append({"apiVersion": "v1", "kind": "Node", "metadata": {
-            "name": name, "labels": labels,
-            "annotations": {"cca.kubevirt.io/detection": json.dumps(report)}}, "spec": {}})
-        objects.append({"apiVersion": "v1", "kind": "Pod", "metadata": {
-            "name": f"kubevirt-cca-labeller-{i}", "namespace": "kubevirt-cca",
-            "labels": {"app.kubernetes.io/name": "kubevirt-cca",
-                       "app.kubernetes.io/component": "labeller"}},
-            "spec": {"nodeName": name, "containers": [{"name": "labeller"}]},
-            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}})
+        report = {
+            "capable": capable,
+            "measurementAlgorithms": [],
+            "reasons": [] if capable else ["libvirt reports cca supported='no'"],
+            "evidence": {"libvirt": {"ccaSupported": "yes" if capable else "no"}},
+            "checkedAt": now.isoformat(),
+        }
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "labels": labels,
+                    "annotations": {"cca.kubevirt.io/detection": json.dumps(report)},
+                },
+                "spec": {},
+            }
+        )
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": f"kubevirt-cca-labeller-{i}",
+                    "namespace": "kubevirt-cca",
+                    "labels": {
+                        "app.kubernetes.io/name": "kubevirt-cca",
+                        "app.kubernetes.io/component": "labeller",
+                    },
+                },
+                "spec": {"nodeName": name, "containers": [{"name": "labeller"}]},
+                "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+            }
+        )
     return objects
 
 
 def snapshot(objects: list[dict[str, Any]]) -> tuple[Snapshot, Expected]:
     def one(kind: str, name: str | None = None) -> Read:
-        found = [o for o in objects if o["kind"] == kind
-                 and (name is None or o["metadata"]["name"] == name)]
+        found = [
+            o
+            for o in objects
+            if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+        ]
         return Read(value=found[0] if found else None)
 
     def every(kind: str) -> Read:
         return Read(value=[o for o in objects if o["kind"] == kind])
 
-    policies = {(o["kind"], o["metadata"]["name"]): Read(value=o) for o in objects
-                if o["kind"].startswith("ValidatingAdmissionPolicy")}
+    policies = {
+        (o["kind"], o["metadata"]["name"]): Read(value=o)
+        for o in objects
+        if o["kind"].startswith("ValidatingAdmissionPolicy")
+    }
     snap = Snapshot(
-        now=datetime.now(UTC), kubevirts=every("KubeVirt"), plugins=Read(value=[]),
-        config_map=one("ConfigMap"), mutating=one("MutatingWebhookConfiguration"),
-        validating=one("ValidatingWebhookConfiguration"), service=one("Service"),
-        endpoint_slices=every("EndpointSlice"), secret=one("Secret"),
-        deployment=one("Deployment"), daemon_set=one("DaemonSet"), pods=every("Pod"),
-        nodes=every("Node"), policies=policies)
+        now=datetime.now(UTC),
+        kubevirts=every("KubeVirt"),
+        plugins=Read(value=[]),
+        config_map=one("ConfigMap"),
+        mutating=one("MutatingWebhookConfiguration"),
+        validating=one("ValidatingWebhookConfiguration"),
+        service=one("Service"),
+        endpoint_slices=every("EndpointSlice"),
+        secret=one("Secret"),
+        deployment=one("Deployment"),
+        daemon_set=one("DaemonSet"),
+        pods=every("Pod"),
+        nodes=every("Node"),
+        policies=policies,
+    )
     return snap, Expected(options=InstallOptions(), policies=tuple(policies))
 
 

@@ -64,7 +64,8 @@ def main() -> int:
         def per_call_connection() -> None:
             with grpc.insecure_channel(address) as channel:
                 answer = api_v1alpha3_pb2_grpc.CallbacksStub(channel).OnDefineDomain(
-                    params, timeout=60)
+                    params, timeout=60
+                )
             assert answer.domainXML == expected
 
         with grpc.insecure_channel(address) as shared:
@@ -76,24 +77,40 @@ def main() -> int:
             info = api_info_pb2_grpc.InfoStub(shared)
             empty = api_info_pb2.InfoParams()
 
-            rows = sample({
-                "lxml parse+serialise": lambda: etree.tostring(etree.fromstring(domain)),
-                "core on_define_domain": lambda: on_define_domain(domain, vmi, settings),
-                "socket, empty Info call (floor)": lambda: info.Info(empty, timeout=60),
-                "socket, one connection": one_connection,
-                "socket, new connection per call": per_call_connection,
-            }, args.calls)
+            rows = sample(
+                {
+                    "lxml parse+serialise": lambda: etree.tostring(etree.fromstring(domain)),
+                    "core on_define_domain": lambda: on_define_domain(domain, vmi, settings),
+                    "socket, empty Info call (floor)": lambda: info.Info(empty, timeout=60),
+                    "socket, one connection": one_connection,
+                    "socket, new connection per call": per_call_connection,
+                },
+                args.calls,
+            )
     finally:
         stop(sidecar, workdir)
-    return report(rows, heading=f"dialect {args.dialect}, {args.calls} calls per row "
-                  f"(interleaved), domain {len(domain)} bytes", core_row="core on_define_domain",
-                  unrelated=("lxml parse+serialise",))
+    return report(
+        rows,
+        heading=f"dialect {args.dialect}, {args.calls} calls per row "
+        f"(interleaved), domain {len(domain)} bytes",
+        core_row="core on_define_domain",
+        unrelated=("lxml parse+serialise",),
+    )
 
 
 def start_sidecar(socket_dir: Path, dialect: str) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-c", "import sys; from kubevirt_cca.cli import main; "
-               "sys.exit(main())", "--log-level", "INFO", "hook", "--socket-dir",
-               str(socket_dir), "--dialect", dialect]
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from kubevirt_cca.cli import main; sys.exit(main())",
+        "--log-level",
+        "INFO",
+        "hook",
+        "--socket-dir",
+        str(socket_dir),
+        "--dialect",
+        dialect,
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while not (socket_dir / HOOK_SOCKET_NAME).is_socket():

@@ -57,11 +57,15 @@ def gzip_bomb(inflated: int) -> bytes:
     return member * (inflated >> 20)
 
 
-async def open_tls(port: int, context: ssl.SSLContext, source: str
-                   ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.wait_for(asyncio.open_connection(
-        "127.0.0.1", port, ssl=context, server_hostname="127.0.0.1",
-        local_addr=(source, 0)), 10)
+async def open_tls(
+    port: int, context: ssl.SSLContext, source: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.wait_for(
+        asyncio.open_connection(
+            "127.0.0.1", port, ssl=context, server_hostname="127.0.0.1", local_addr=(source, 0)
+        ),
+        10,
+    )
 
 
 class Honest:
@@ -72,9 +76,11 @@ class Honest:
         self.latencies: list[float] = []
         self.failures = 0
         body = json.dumps(review(VMI)).encode()
-        self.request = (f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                        "\r\n").encode() + body
+        self.request = (
+            f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "\r\n"
+        ).encode() + body
 
     async def run(self, stop: asyncio.Event) -> None:
         conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
@@ -91,8 +97,15 @@ class Honest:
                 if not head.startswith(b"HTTP/1.1 200"):
                     raise RuntimeError(head[:40])
                 self.latencies.append(time.perf_counter() - started)
-            except (TimeoutError, OSError, asyncio.IncompleteReadError, RuntimeError,
-                    ssl.SSLError, IndexError, ValueError):
+            except (
+                TimeoutError,
+                OSError,
+                asyncio.IncompleteReadError,
+                RuntimeError,
+                ssl.SSLError,
+                IndexError,
+                ValueError,
+            ):
                 self.failures += 1
                 if conn is not None:
                     conn[1].close()
@@ -100,10 +113,13 @@ class Honest:
             await asyncio.sleep(0.005)
 
 
-async def stall_attacker(port: int, context: ssl.SSLContext, body: bytes, stop: asyncio.Event,
-                         seen: dict[str, int]) -> None:
-    head = (f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Encoding: gzip\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+async def stall_attacker(
+    port: int, context: ssl.SSLContext, body: bytes, stop: asyncio.Event, seen: dict[str, int]
+) -> None:
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Encoding: gzip\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
     while not stop.is_set():
         try:
             reader, writer = await open_tls(port, context, "127.0.0.9")
@@ -117,8 +133,9 @@ async def stall_attacker(port: int, context: ssl.SSLContext, body: bytes, stop: 
             seen["error"] = seen.get("error", 0) + 1
 
 
-async def slow_client(port: int, context: ssl.SSLContext, source: str, stop: asyncio.Event,
-                      seen: dict[str, int]) -> None:
+async def slow_client(
+    port: int, context: ssl.SSLContext, source: str, stop: asyncio.Event, seen: dict[str, int]
+) -> None:
     try:
         reader, writer = await open_tls(port, context, source)
     except (TimeoutError, OSError, ssl.SSLError):
@@ -145,8 +162,7 @@ async def slow_client(port: int, context: ssl.SSLContext, source: str, stop: asy
         writer.close()
 
 
-def attack_process(kind: str, port: int, cafile: str, seconds: float, slow: int,
-                   out: Any) -> None:
+def attack_process(kind: str, port: int, cafile: str, seconds: float, slow: int, out: Any) -> None:
     """The attackers, in their own process so their CPU does not slow the honest client."""
 
     async def run() -> dict[str, int]:
@@ -154,14 +170,19 @@ def attack_process(kind: str, port: int, cafile: str, seconds: float, slow: int,
         stop, seen = asyncio.Event(), dict[str, int]()
         if kind == "stall":
             bomb = gzip_bomb(2 << 30)
-            tasks = [asyncio.create_task(stall_attacker(port, context, bomb, stop, seen))
-                     for _ in range(4)]
+            tasks = [
+                asyncio.create_task(stall_attacker(port, context, bomb, stop, seen))
+                for _ in range(4)
+            ]
         else:
             # 250 addresses x up to 8 connections each (127.0.2.1 ...); the honest client is
             # on 127.0.0.1, like the API server on its own address.
-            tasks = [asyncio.create_task(slow_client(
-                port, context, f"127.0.{2 + i // 250}.{1 + i % 250}", stop, seen))
-                for i in range(slow)]
+            tasks = [
+                asyncio.create_task(
+                    slow_client(port, context, f"127.0.{2 + i // 250}.{1 + i % 250}", stop, seen)
+                )
+                for i in range(slow)
+            ]
         await asyncio.sleep(seconds)
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -178,8 +199,9 @@ class Attack:
     slow: int
 
 
-async def phase(name: str, seconds: float, honest: Honest, pid: int,
-                attack: Attack | None = None) -> dict[str, Any]:
+async def phase(
+    name: str, seconds: float, honest: Honest, pid: int, attack: Attack | None = None
+) -> dict[str, Any]:
     """``seconds`` of the honest client, with the attack running in another process."""
     honest.latencies.clear()
     honest.failures = 0
@@ -188,8 +210,10 @@ async def phase(name: str, seconds: float, honest: Honest, pid: int,
     if attack is not None:
         ctx = multiprocessing.get_context("spawn")
         out = ctx.Queue()
-        attacker = ctx.Process(target=attack_process, args=(
-            attack.kind, attack.port, attack.cafile, seconds, attack.slow, out))
+        attacker = ctx.Process(
+            target=attack_process,
+            args=(attack.kind, attack.port, attack.cafile, seconds, attack.slow, out),
+        )
         attacker.start()
         await asyncio.sleep(1.0)  # the attacker process starts (imports) before we measure
     task = asyncio.create_task(honest.run(stop))
@@ -207,26 +231,36 @@ async def phase(name: str, seconds: float, honest: Honest, pid: int,
     await asyncio.sleep(1.0)  # connections closing
     lat = sorted(honest.latencies)
     q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [float("nan")] * 99
-    return {"phase": name, "reviews": len(lat), "failures": honest.failures,
-            "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000,
-            "max_ms": (lat[-1] * 1000) if lat else float("nan"),
-            "rss_peak_mib": peak / 1024, "rss_end_mib": rss_kib(pid) / 1024,
-            "attackers": dict(sorted(seen.items()))}
+    return {
+        "phase": name,
+        "reviews": len(lat),
+        "failures": honest.failures,
+        "p50_ms": q[49] * 1000,
+        "p99_ms": q[98] * 1000,
+        "max_ms": (lat[-1] * 1000) if lat else float("nan"),
+        "rss_peak_mib": peak / 1024,
+        "rss_end_mib": rss_kib(pid) / 1024,
+        "attackers": dict(sorted(seen.items())),
+    }
 
 
-async def bench(port: int, context: ssl.SSLContext, cafile: str, pid: int, *, seconds: float,
-                slow: int) -> list[dict[str, Any]]:
+async def bench(
+    port: int, context: ssl.SSLContext, cafile: str, pid: int, *, seconds: float, slow: int
+) -> list[dict[str, Any]]:
     honest = Honest(port, context)
     # The slow phase outlasts the head deadline (10 s), so its cut-offs show.
-    return [await phase("quiet", seconds, honest, pid),
-            await phase("stall", seconds, honest, pid, Attack("stall", port, cafile, slow)),
-            await phase("slow", seconds + 15, honest, pid, Attack("slow", port, cafile, slow)),
-            await phase("after", seconds, honest, pid)]
+    return [
+        await phase("quiet", seconds, honest, pid),
+        await phase("stall", seconds, honest, pid, Attack("stall", port, cafile, slow)),
+        await phase("slow", seconds + 15, honest, pid, Attack("slow", port, cafile, slow)),
+        await phase("after", seconds, honest, pid),
+    ]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--slow", type=int, default=2000)
     args = parser.parse_args()
@@ -234,24 +268,30 @@ def main() -> None:
         cert, key = write_pair(Path(tmp))
         ctx = multiprocessing.get_context("spawn")
         ports, stop = ctx.Queue(), ctx.Event()
-        server = ctx.Process(target=server_process,
-                             args=(str(cert), str(key), b"{}", ports, stop, can_pin()))
+        server = ctx.Process(
+            target=server_process, args=(str(cert), str(key), b"{}", ports, stop, can_pin())
+        )
         server.start()
         try:
             port = ports.get(timeout=60)
             context = ssl.create_default_context(cafile=str(cert))
             assert server.pid is not None
-            results = asyncio.run(bench(port, context, str(cert), server.pid,
-                                        seconds=args.seconds, slow=args.slow))
+            results = asyncio.run(
+                bench(port, context, str(cert), server.pid, seconds=args.seconds, slow=args.slow)
+            )
         finally:
             stop.set()
             server.join(30)
-    print(f"{'phase':<7} {'reviews':>7} {'fail':>4} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'max ms':>7} {'RSS peak':>9} {'RSS end':>8}  attackers")
+    print(
+        f"{'phase':<7} {'reviews':>7} {'fail':>4} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'max ms':>7} {'RSS peak':>9} {'RSS end':>8}  attackers"
+    )
     for r in results:
-        print(f"{r['phase']:<7} {r['reviews']:>7} {r['failures']:>4} {r['p50_ms']:>7.2f} "
-              f"{r['p99_ms']:>7.2f} {r['max_ms']:>7.1f} {r['rss_peak_mib']:>7.1f}Mi "
-              f"{r['rss_end_mib']:>6.1f}Mi  {r['attackers'] or '-'}")
+        print(
+            f"{r['phase']:<7} {r['reviews']:>7} {r['failures']:>4} {r['p50_ms']:>7.2f} "
+            f"{r['p99_ms']:>7.2f} {r['max_ms']:>7.1f} {r['rss_peak_mib']:>7.1f}Mi "
+            f"{r['rss_end_mib']:>6.1f}Mi  {r['attackers'] or '-'}"
+        )
 
 
 if __name__ == "__main__":

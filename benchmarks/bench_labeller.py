@@ -37,8 +37,9 @@ DEFAULT_INTERVAL = 300.0
 RSS_TARGET_MIB = 60.0
 ENTRY = "import sys; from kubevirt_cca.cli import main; sys.exit(main())"
 LISTENING = re.compile(rb"health endpoint listening on http://127\.0\.0\.1:(\d+)")
-RECONCILES = re.compile(r'^kubevirt_cca_labeller_reconciles_total\{result="(\w+)"\} ([0-9.e+]+)$',
-                        re.M)
+RECONCILES = re.compile(
+    r'^kubevirt_cca_labeller_reconciles_total\{result="(\w+)"\} ([0-9.e+]+)$', re.M
+)
 
 
 def memory_mib(pid: int) -> tuple[float, float]:
@@ -66,11 +67,26 @@ async def run(cycles: int, interval: float) -> int:
         async with ClusterAPI() as api, kmock.Server(api):
             api.add_node(NODE, labels={"kubernetes.io/arch": "arm64"}, annotations={})
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", ENTRY, "--log-level", "INFO", "labeller",
-                "--node-name", NODE, "--domcaps-file", str(DOMCAPS), "--root", str(host),
-                "--interval", str(interval), "--health-port", "127.0.0.1:0",
-                "--server", str(api.url),
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+                sys.executable,
+                "-c",
+                ENTRY,
+                "--log-level",
+                "INFO",
+                "labeller",
+                "--node-name",
+                NODE,
+                "--domcaps-file",
+                str(DOMCAPS),
+                "--root",
+                str(host),
+                "--interval",
+                str(interval),
+                "--health-port",
+                "127.0.0.1:0",
+                "--server",
+                str(api.url),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
             )
             try:
@@ -81,8 +97,9 @@ async def run(cycles: int, interval: float) -> int:
                     await process.wait()
 
 
-async def measure(api: ClusterAPI, process: asyncio.subprocess.Process, cycles: int,
-                  interval: float) -> int:
+async def measure(
+    api: ClusterAPI, process: asyncio.subprocess.Process, cycles: int, interval: float
+) -> int:
     assert process.stderr is not None
     port = 0
     async with asyncio.timeout(30):
@@ -116,12 +133,18 @@ async def measure(api: ClusterAPI, process: asyncio.subprocess.Process, cycles: 
     per_hour = 3600 / DEFAULT_INTERVAL
     print(f"cycles: {done} ({elapsed:.1f} s for the last {done - 1}, --interval {interval})")
     print(f"first cycle: {' '.join(first_cycle)} (label the node, record the Event)")
-    print(f"reads: {reads} GET for {done} cycles ({reads / done:.3f} per cycle); writes after "
-          f"the first cycle: {writes}")
-    print(f"per hour at the default {DEFAULT_INTERVAL:.0f} s interval: "
-          f"{reads / done * per_hour:.1f} reads, {writes / (done - 1) * per_hour:.1f} writes")
-    print(f"RSS: {first_rss:.1f} MiB after the first cycle, {rss:.1f} MiB after {done} cycles "
-          f"(peak {hwm:.1f} MiB); growth {rss / first_rss:.3f}x")
+    print(
+        f"reads: {reads} GET for {done} cycles ({reads / done:.3f} per cycle); writes after "
+        f"the first cycle: {writes}"
+    )
+    print(
+        f"per hour at the default {DEFAULT_INTERVAL:.0f} s interval: "
+        f"{reads / done * per_hour:.1f} reads, {writes / (done - 1) * per_hour:.1f} writes"
+    )
+    print(
+        f"RSS: {first_rss:.1f} MiB after the first cycle, {rss:.1f} MiB after {done} cycles "
+        f"(peak {hwm:.1f} MiB); growth {rss / first_rss:.3f}x"
+    )
     print(f"exit status after SIGTERM: {code}")
     ok = writes == 0 and hwm <= RSS_TARGET_MIB and code == 0
     print("targets (zero writes at steady state, <= 60 MiB RSS):", "met" if ok else "MISSED")
@@ -140,8 +163,12 @@ async def _drain(stream: asyncio.StreamReader) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=1000)
-    parser.add_argument("--interval", type=float, default=0.002,
-                        help="the labeller's --interval for the run (seconds)")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=0.002,
+        help="the labeller's --interval for the run (seconds)",
+    )
     args = parser.parse_args()
     return asyncio.run(run(args.cycles, args.interval))
 

@@ -32,8 +32,16 @@ from timing import sample
 
 
 def start_plugin(socket: Path) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-c", "import sys; from kubevirt_cca.cli import main; "
-               "sys.exit(main())", "--log-level", "INFO", "hook", "--plugin-socket", str(socket)]
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from kubevirt_cca.cli import main; sys.exit(main())",
+        "--log-level",
+        "INFO",
+        "hook",
+        "--plugin-socket",
+        str(socket),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while not socket.is_socket():
@@ -55,8 +63,11 @@ def main() -> int:
     settings = Settings(dialect=Dialect.QEMU_COMMANDLINE)
     call = MutateCall(domain_type="libvirt", domain=domain, vmi=vmi, invocation_context="Boot")
     request = plugin_pb2.MutateDomainRequest(
-        domain_type="libvirt", domain=domain, vmi=vmi,
-        sidecar_context=plugin_pb2.SidecarContext(invocation_context="Boot"))
+        domain_type="libvirt",
+        domain=domain,
+        vmi=vmi,
+        sidecar_context=plugin_pb2.SidecarContext(invocation_context="Boot"),
+    )
     workdir = Path(tempfile.mkdtemp(prefix="kcca-bench-", dir="/tmp"))
     socket = workdir / "kubevirt-cca" / "kubevirt-cca.sock"
     process = start_plugin(socket)
@@ -66,8 +77,9 @@ def main() -> int:
 
         def per_call_connection() -> None:
             with grpc.insecure_channel(address) as channel:
-                answer = plugin_grpc.DomainHookServiceStub(channel).MutateDomain(request,
-                                                                                 timeout=20)
+                answer = plugin_grpc.DomainHookServiceStub(channel).MutateDomain(
+                    request, timeout=20
+                )
             assert answer.domain == expected
 
         with grpc.insecure_channel(address) as shared:
@@ -76,15 +88,21 @@ def main() -> int:
             def one_connection() -> None:
                 assert stub.MutateDomain(request, timeout=20).domain == expected
 
-            rows = sample({
-                "core mutate_domain": lambda: mutate_domain(call, settings),
-                "socket, one connection": one_connection,
-                "socket, new connection per call": per_call_connection,
-            }, args.calls)
+            rows = sample(
+                {
+                    "core mutate_domain": lambda: mutate_domain(call, settings),
+                    "socket, one connection": one_connection,
+                    "socket, new connection per call": per_call_connection,
+                },
+                args.calls,
+            )
     finally:
         stop(process, workdir)
-    return report(rows, heading=f"{args.calls} calls per row (interleaved), domain "
-                  f"{len(domain)} bytes", core_row="core mutate_domain")
+    return report(
+        rows,
+        heading=f"{args.calls} calls per row (interleaved), domain {len(domain)} bytes",
+        core_row="core mutate_domain",
+    )
 
 
 if __name__ == "__main__":

@@ -30,15 +30,24 @@ DTB = os.urandom(4096)
 
 
 def profile(algo: str):  # type: ignore[no-untyped-def]
-    return parse_profile({"rmmVersion": "1.0", "measurementAlgo": algo, "ipaBits": 48,
-                          "lpa2": False, "sveVectorLength": None, "breakpoints": 2,
-                          "watchpoints": 2, "pmuCounters": None})
+    return parse_profile(
+        {
+            "rmmVersion": "1.0",
+            "measurementAlgo": algo,
+            "ipaBits": 48,
+            "lpa2": False,
+            "sveVectorLength": None,
+            "breakpoints": 2,
+            "watchpoints": 2,
+            "pmuCounters": None,
+        }
+    )
 
 
 def baseline() -> None:
     for data in (FIRMWARE, DTB):
         for offset in range(0, len(data), 4096):
-            hashlib.sha256(data[offset:offset + 4096]).digest()
+            hashlib.sha256(data[offset : offset + 4096]).digest()
 
 
 def main() -> None:
@@ -47,12 +56,15 @@ def main() -> None:
     args = parser.parse_args()
     layout = qemu_virt_layout(memory=2**30, dtb=DTB, firmware=FIRMWARE)
     sha256, sha512 = profile("sha256"), profile("sha512")
-    times = sample({
-        "baseline: granule hashes (sha256)": baseline,
-        "rim sha256": lambda: compute_rim(sha256, layout),
-        "rim sha512": lambda: compute_rim(sha512, layout),
-        "rim sha256 + trace": lambda: compute_rim(sha256, layout, trace=True),
-    }, args.calls)
+    times = sample(
+        {
+            "baseline: granule hashes (sha256)": baseline,
+            "rim sha256": lambda: compute_rim(sha256, layout),
+            "rim sha512": lambda: compute_rim(sha512, layout),
+            "rim sha256 + trace": lambda: compute_rim(sha256, layout, trace=True),
+        },
+        args.calls,
+    )
     base = statistics.median(times["baseline: granule hashes (sha256)"])
     for name, values in times.items():
         print(describe(name, values, base))

@@ -23,8 +23,14 @@ from kubevirt_cca.core.request import CCARequest
 from kubevirt_cca.core.rewrite import rewrite_domain
 from kubevirt_cca.core.settings import Dialect, Settings
 
-FIXTURE = (Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kubevirt" / "domains"
-           / "kubevirt-arm64.xml")
+FIXTURE = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "fixtures"
+    / "kubevirt"
+    / "domains"
+    / "kubevirt-arm64.xml"
+)
 
 
 def sample(fn: Callable[[], object], calls: int) -> list[float]:
@@ -54,8 +60,7 @@ def main() -> int:
         return 2
     xml = FIXTURE.read_bytes()
     request = CCARequest("sha512", True, base64.b64encode(bytes(64)).decode())
-    baseline = sample(lambda: etree.tostring(etree.fromstring(xml), encoding="unicode"),
-                      args.calls)
+    baseline = sample(lambda: etree.tostring(etree.fromstring(xml), encoding="unicode"), args.calls)
     print(describe("baseline parse+serialise", baseline))
     base50 = statistics.median(baseline)
     for dialect in Dialect:

@@ -41,47 +41,85 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 VMI: dict[str, Any] = {
-    "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-    "metadata": {"name": "realm", "namespace": "default",
-                 "labels": {"cca.kubevirt.io/enabled": "true", "special": "bench"},
-                 "annotations": {"cca.kubevirt.io/launch-security":
-                                 '{"measurementAlgo": "sha256", "measurementLog": true}'}},
-    "spec": {"domain": {"devices": {"disks": [{"name": "containerdisk",
-                                               "disk": {"bus": "virtio"}}],
-                                    "interfaces": [{"name": "default", "masquerade": {}}]},
-                        "memory": {"guest": "1Gi"}, "resources": {}},
-             "networks": [{"name": "default", "pod": {}}],
-             "volumes": [{"name": "containerdisk",
-                          "containerDisk": {"image": "quay.io/containerdisks/fedora"}}]},
+    "apiVersion": "kubevirt.io/v1",
+    "kind": "VirtualMachineInstance",
+    "metadata": {
+        "name": "realm",
+        "namespace": "default",
+        "labels": {"cca.kubevirt.io/enabled": "true", "special": "bench"},
+        "annotations": {
+            "cca.kubevirt.io/launch-security": (
+                '{"measurementAlgo": "sha256", "measurementLog": true}'
+            )
+        },
+    },
+    "spec": {
+        "domain": {
+            "devices": {
+                "disks": [{"name": "containerdisk", "disk": {"bus": "virtio"}}],
+                "interfaces": [{"name": "default", "masquerade": {}}],
+            },
+            "memory": {"guest": "1Gi"},
+            "resources": {},
+        },
+        "networks": [{"name": "default", "pod": {}}],
+        "volumes": [
+            {"name": "containerdisk", "containerDisk": {"image": "quay.io/containerdisks/fedora"}}
+        ],
+    },
 }
 
 
 def review(obj: dict[str, Any], uid: str = "bench") -> dict[str, Any]:
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": uid, "kind": {"group": "kubevirt.io", "version": "v1",
-                             "kind": "VirtualMachineInstance"},
-        "resource": {"group": "kubevirt.io", "version": "v1",
-                     "resource": "virtualmachineinstances"},
-        "operation": "CREATE", "namespace": "default", "name": "realm",
-        "userInfo": {"username": "bench"}, "object": obj, "oldObject": None, "dryRun": False}}
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "kubevirt.io", "version": "v1", "kind": "VirtualMachineInstance"},
+            "resource": {
+                "group": "kubevirt.io",
+                "version": "v1",
+                "resource": "virtualmachineinstances",
+            },
+            "operation": "CREATE",
+            "namespace": "default",
+            "name": "realm",
+            "userInfo": {"username": "bench"},
+            "object": obj,
+            "oldObject": None,
+            "dryRun": False,
+        },
+    }
 
 
 def write_pair(folder: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
     cert_file, key_file = folder / "tls.crt", folder / "tls.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_file, key_file
 
 
@@ -89,8 +127,9 @@ def can_pin() -> bool:
     return hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1
 
 
-def server_process(cert: str, key: str, canned: bytes, ports: Any, stop: Any,
-                   pin: bool, profile: str | None = None) -> None:
+def server_process(
+    cert: str, key: str, canned: bytes, ports: Any, stop: Any, pin: bool, profile: str | None = None
+) -> None:
     """The webhook, as the Deployment runs it, minus the API server (a fixed cluster view)."""
     from kubevirt_cca.adapters.webhook.server import StaticCluster, WebhookApp, serve
     from kubevirt_cca.adapters.webhook.tls import ReloadingTLS
@@ -100,8 +139,9 @@ def server_process(cert: str, key: str, canned: bytes, ports: Any, stop: Any,
         os.sched_setaffinity(0, {0})  # the server gets one core, the client the other
 
     async def main() -> None:
-        app = WebhookApp(StaticCluster(ClusterView(gates=all_gates_on())),
-                         tls=ReloadingTLS(cert, key))
+        app = WebhookApp(
+            StaticCluster(ClusterView(gates=all_gates_on())), tls=ReloadingTLS(cert, key)
+        )
         app.canned = canned
         running = await serve(app, host="127.0.0.1", port=0, health_port=0)
         ports.put(running.https_port)
@@ -129,16 +169,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def drive(url: str, body: bytes, *, seconds: float, connections: int,
-                context: ssl.SSLContext, server_pid: int) -> dict[str, float]:
+async def drive(
+    url: str,
+    body: bytes,
+    *,
+    seconds: float,
+    connections: int,
+    context: ssl.SSLContext,
+    server_pid: int,
+) -> dict[str, float]:
     latencies: list[float] = []
     connector = aiohttp.TCPConnector(limit=connections, ssl=context)
     async with aiohttp.ClientSession(connector=connector) as session:
+
         async def worker(deadline: float) -> None:
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                async with session.post(url, data=body,
-                                        headers={"Content-Type": "application/json"}) as resp:
+                async with session.post(
+                    url, data=body, headers={"Content-Type": "application/json"}
+                ) as resp:
                     payload = await resp.read()
                     if resp.status != 200 or b'"uid":"bench"' not in payload:
                         raise RuntimeError(f"unexpected answer {resp.status}: {payload[:200]!r}")
@@ -153,25 +202,39 @@ async def drive(url: str, body: bytes, *, seconds: float, connections: int,
         elapsed = time.perf_counter() - started
         cpu = cpu_seconds(server_pid) - cpu
     ordered = sorted(latencies)
-    return {"reviews": len(ordered), "rate": len(ordered) / elapsed,
-            "server_cpu_us": cpu / len(ordered) * 1e6,
-            "p50_ms": statistics.median(ordered) * 1000,
-            "p99_ms": ordered[int(len(ordered) * 0.99) - 1] * 1000}
+    return {
+        "reviews": len(ordered),
+        "rate": len(ordered) / elapsed,
+        "server_cpu_us": cpu / len(ordered) * 1e6,
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[int(len(ordered) * 0.99) - 1] * 1000,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="cycles of the three rounds, interleaved; medians are reported")
-    parser.add_argument("--no-pin", dest="pin", action="store_false",
-                        help="do not pin the server to CPU 0 and the client to the others "
-                             "(pinning isolates them, but hurts on a machine busy with other work)")
-    parser.add_argument("--profile-server", metavar="ROUND", choices=["canned", "mutate-vmi",
-                                                                     "validate-vmi"],
-                        help="run only ROUND, with cProfile in the server process, and print "
-                             "where the server's time goes (slower: no figures to compare)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="cycles of the three rounds, interleaved; medians are reported",
+    )
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not pin the server to CPU 0 and the client to the others "
+        "(pinning isolates them, but hurts on a machine busy with other work)",
+    )
+    parser.add_argument(
+        "--profile-server",
+        metavar="ROUND",
+        choices=["canned", "mutate-vmi", "validate-vmi"],
+        help="run only ROUND, with cProfile in the server process, and print "
+        "where the server's time goes (slower: no figures to compare)",
+    )
     args = parser.parse_args()
 
     from kubevirt_cca.core.admission.admit import Endpoint, admit
@@ -180,8 +243,9 @@ def main() -> None:
     from kubevirt_cca.core.admission.reviews import build_review, parse_review
 
     mutate_body = json.dumps(review(VMI)).encode()
-    verdict = admit(Endpoint.MUTATE_VMI, parse_review(mutate_body),
-                    ClusterView(gates=all_gates_on()))
+    verdict = admit(
+        Endpoint.MUTATE_VMI, parse_review(mutate_body), ClusterView(gates=all_gates_on())
+    )
     canned = json.dumps(build_review(verdict.response), separators=(",", ":")).encode()
     patch = json.loads(base64.b64decode(verdict.response["patch"]))
     validate_body = json.dumps(review(apply(VMI, patch))).encode()
@@ -195,10 +259,18 @@ def main() -> None:
         cert, key = write_pair(Path(folder))
         spawn = multiprocessing.get_context("spawn")
         ports, stop = spawn.Queue(), spawn.Event()
-        server = spawn.Process(target=server_process,
-                               args=(str(cert), str(key), canned, ports, stop, pin,
-                                     str(Path(folder) / "server.prof")
-                                     if args.profile_server else None))
+        server = spawn.Process(
+            target=server_process,
+            args=(
+                str(cert),
+                str(key),
+                canned,
+                ports,
+                stop,
+                pin,
+                str(Path(folder) / "server.prof") if args.profile_server else None,
+            ),
+        )
         server.start()
         try:
             port = ports.get(timeout=60)
@@ -206,15 +278,25 @@ def main() -> None:
             base = f"https://127.0.0.1:{port}"
             runs: dict[str, list[dict[str, float]]] = {}
             for _ in range(args.repeat):
-                for name, path, body in (("canned", "/canned", mutate_body),
-                                         ("mutate-vmi", "/mutate-vmi", mutate_body),
-                                         ("validate-vmi", "/validate-vmi", validate_body)):
+                for name, path, body in (
+                    ("canned", "/canned", mutate_body),
+                    ("mutate-vmi", "/mutate-vmi", mutate_body),
+                    ("validate-vmi", "/validate-vmi", validate_body),
+                ):
                     if args.profile_server not in (None, name):
                         continue
-                    runs.setdefault(name, []).append(asyncio.run(drive(
-                        base + path, body, seconds=args.seconds,
-                        connections=args.connections, context=context,
-                        server_pid=server.pid or 0)))
+                    runs.setdefault(name, []).append(
+                        asyncio.run(
+                            drive(
+                                base + path,
+                                body,
+                                seconds=args.seconds,
+                                connections=args.connections,
+                                context=context,
+                                server_pid=server.pid or 0,
+                            )
+                        )
+                    )
         finally:
             stop.set()
             server.join(30)
@@ -224,20 +306,30 @@ def main() -> None:
             print(f"server profile of the {args.profile_server} round, by own time:")
             pstats.Stats(str(Path(folder) / "server.prof")).sort_stats("tottime").print_stats(30)
             return
-    print(f"{'round':<14}{'reviews':>9}{'reviews/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
-          f"{'server CPU/review':>19}{'CPU vs canned':>15}{'rate vs canned':>16}")
-    results = {name: {key: statistics.median(run[key] for run in rounds) for key in rounds[0]}
-               for name, rounds in runs.items()}
+    print(
+        f"{'round':<14}{'reviews':>9}{'reviews/s':>11}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'server CPU/review':>19}{'CPU vs canned':>15}{'rate vs canned':>16}"
+    )
+    results = {
+        name: {key: statistics.median(run[key] for run in rounds) for key in rounds[0]}
+        for name, rounds in runs.items()
+    }
     placement = "server pinned to CPU 0" if pin else "not pinned"
-    print(f"{args.connections} connections, {args.repeat} x {args.seconds:g} s per round, "
-          f"medians over the interleaved cycles, {placement}, load average before {load_before}")
+    print(
+        f"{args.connections} connections, {args.repeat} x {args.seconds:g} s per round, "
+        f"medians over the interleaved cycles, {placement}, load average before {load_before}"
+    )
     for name, r in results.items():
         ratio = results["canned"]["rate"] / r["rate"]
         cpu = r["server_cpu_us"] / results["canned"]["server_cpu_us"]
-        print(f"{name:<14}{r['reviews']:>9.0f}{r['rate']:>11.0f}{r['p50_ms']:>9.2f}"
-              f"{r['p99_ms']:>9.2f}{r['server_cpu_us']:>16.0f} us{cpu:>14.2f}x{ratio:>15.2f}x")
-    print("server CPU/review: the webhook process's user+system CPU per answered review, so "
-          f"{1e6 / results['mutate-vmi']['server_cpu_us']:.0f} mutate reviews/s fit on one core")
+        print(
+            f"{name:<14}{r['reviews']:>9.0f}{r['rate']:>11.0f}{r['p50_ms']:>9.2f}"
+            f"{r['p99_ms']:>9.2f}{r['server_cpu_us']:>16.0f} us{cpu:>14.2f}x{ratio:>15.2f}x"
+        )
+    print(
+        "server CPU/review: the webhook process's user+system CPU per answered review, so "
+        f"{1e6 / results['mutate-vmi']['server_cpu_us']:.0f} mutate reviews/s fit on one core"
+    )
 
 
 if __name__ == "__main__":

@@ -17,19 +17,31 @@ from typing import Any
 from kubevirt_cca.constants import ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION
 from timing import describe, p
 
-FIXTURE = (Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "kubevirt" / "domains"
-           / "kubevirt-arm64.xml")
+FIXTURE = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "fixtures"
+    / "kubevirt"
+    / "domains"
+    / "kubevirt-arm64.xml"
+)
 TARGET_P99_MS = 5.0
 SOCKET_ROWS = ("socket, one connection", "socket, new connection per call")
 
 # As admission schedules the VMI: on a node whose libvirt and QEMU honour all three parameters
 # (the hook refuses a parameter the VMI was not scheduled for).
-SCHEDULED = dict.fromkeys((
-    "kubevirt.io/cca", "cca.kubevirt.io/measurement-algo-sha256",
-    "cca.kubevirt.io/personalization-value", "cca.kubevirt.io/measurement-log",
-    "cca.kubevirt.io/rme-guest-measurement-algo-sha256",
-    "cca.kubevirt.io/rme-guest-personalization-value", "cca.kubevirt.io/rme-guest-measurement-log",
-), "true")
+SCHEDULED = dict.fromkeys(
+    (
+        "kubevirt.io/cca",
+        "cca.kubevirt.io/measurement-algo-sha256",
+        "cca.kubevirt.io/personalization-value",
+        "cca.kubevirt.io/measurement-log",
+        "cca.kubevirt.io/rme-guest-measurement-algo-sha256",
+        "cca.kubevirt.io/rme-guest-personalization-value",
+        "cca.kubevirt.io/rme-guest-measurement-log",
+    ),
+    "true",
+)
 
 
 def read_domain(calls: int, parser: argparse.ArgumentParser) -> bytes | None:
@@ -44,15 +56,24 @@ def read_domain(calls: int, parser: argparse.ArgumentParser) -> bytes | None:
 
 def cca_vmi(devices: dict[str, Any]) -> bytes:
     """A scheduled VMI asking for a Realm with all three parameters, as virt-launcher sends it."""
-    parameters = {"measurementAlgo": "sha256", "measurementLog": True,
-                  "personalizationValue": base64.b64encode(bytes(range(64))).decode()}
-    return json.dumps({
-        "metadata": {"namespace": "bench", "name": "realm", "uid": "3c1f5b3e",
-                     "labels": {ENABLED_LABEL: "true"},
-                     "annotations": {LAUNCH_SECURITY_ANNOTATION: json.dumps(parameters)}},
-        "spec": {"domain": {"devices": devices}, "nodeSelector": SCHEDULED},
-        "status": {"phase": "Scheduled"},
-    }).encode()
+    parameters = {
+        "measurementAlgo": "sha256",
+        "measurementLog": True,
+        "personalizationValue": base64.b64encode(bytes(range(64))).decode(),
+    }
+    return json.dumps(
+        {
+            "metadata": {
+                "namespace": "bench",
+                "name": "realm",
+                "uid": "3c1f5b3e",
+                "labels": {ENABLED_LABEL: "true"},
+                "annotations": {LAUNCH_SECURITY_ANNOTATION: json.dumps(parameters)},
+            },
+            "spec": {"domain": {"devices": devices}, "nodeSelector": SCHEDULED},
+            "status": {"phase": "Scheduled"},
+        }
+    ).encode()
 
 
 def stop(process: subprocess.Popen[bytes], workdir: Path) -> None:
@@ -62,8 +83,9 @@ def stop(process: subprocess.Popen[bytes], workdir: Path) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-def report(rows: dict[str, list[float]], *, heading: str, core_row: str,
-           unrelated: tuple[str, ...] = ()) -> int:
+def report(
+    rows: dict[str, list[float]], *, heading: str, core_row: str, unrelated: tuple[str, ...] = ()
+) -> int:
     """Print every row (as a ratio to ``core_row``, except ``unrelated`` rows) and the verdict
     over the socket; the exit status."""
     base = statistics.median(rows[core_row])

@@ -70,31 +70,40 @@ def main() -> int:
     def serialise(response: AdmissionResponse) -> Callable[[], bytes]:
         return lambda: compact.encode(build_review(response)).encode()
 
-    timed = per_call_us({
-        "mutate: parse": lambda: parse_review(mutate_body),
-        "mutate: decide (plan_vmi)": lambda: plan_vmi(VMI, cluster),
-        "mutate: admit (decide + patch)": lambda: admit(Endpoint.MUTATE_VMI, mutate_request,
-                                                        cluster),
-        "mutate: serialise": serialise(mutate_verdict.response),
-        "validate: parse": lambda: parse_review(validate_body),
-        "validate: decide (validate_vmi)": lambda: validate_vmi(mutated, operation="CREATE",
-                                                                    cluster=cluster),
-        "validate: admit": lambda: admit(Endpoint.VALIDATE_VMI, validate_request, cluster),
-        "validate: serialise": serialise(validate_verdict.response),
-        "canned: stored bytes": lambda: canned,
-    }, args.calls)
-    print(f"{args.calls} calls per step, CPU µs per call (median of 5 interleaved blocks), "
-          f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    timed = per_call_us(
+        {
+            "mutate: parse": lambda: parse_review(mutate_body),
+            "mutate: decide (plan_vmi)": lambda: plan_vmi(VMI, cluster),
+            "mutate: admit (decide + patch)": lambda: admit(
+                Endpoint.MUTATE_VMI, mutate_request, cluster
+            ),
+            "mutate: serialise": serialise(mutate_verdict.response),
+            "validate: parse": lambda: parse_review(validate_body),
+            "validate: decide (validate_vmi)": lambda: validate_vmi(
+                mutated, operation="CREATE", cluster=cluster
+            ),
+            "validate: admit": lambda: admit(Endpoint.VALIDATE_VMI, validate_request, cluster),
+            "validate: serialise": serialise(validate_verdict.response),
+            "canned: stored bytes": lambda: canned,
+        },
+        args.calls,
+    )
+    print(
+        f"{args.calls} calls per step, CPU µs per call (median of 5 interleaved blocks), "
+        f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     for name, us in timed.items():
         print(f"  {name:34} {us:8.1f} µs")
-    for kind, decide, whole in (("mutate", "mutate: decide (plan_vmi)",
-                                 "mutate: admit (decide + patch)"),
-                                ("validate", "validate: decide (validate_vmi)",
-                                 "validate: admit")):
+    for kind, decide, whole in (
+        ("mutate", "mutate: decide (plan_vmi)", "mutate: admit (decide + patch)"),
+        ("validate", "validate: decide (validate_vmi)", "validate: admit"),
+    ):
         total = timed[f"{kind}: parse"] + timed[whole] + timed[f"{kind}: serialise"]
-        print(f"{kind}: parse {timed[f'{kind}: parse']:.1f} + decide {timed[decide]:.1f} + "
-              f"patch {timed[whole] - timed[decide]:.1f} + serialise "
-              f"{timed[f'{kind}: serialise']:.1f} = {total:.1f} µs of our logic per review")
+        print(
+            f"{kind}: parse {timed[f'{kind}: parse']:.1f} + decide {timed[decide]:.1f} + "
+            f"patch {timed[whole] - timed[decide]:.1f} + serialise "
+            f"{timed[f'{kind}: serialise']:.1f} = {total:.1f} µs of our logic per review"
+        )
     if args.profile:
         profiler = cProfile.Profile()
         profiler.enable()

@@ -29,8 +29,10 @@ def p(times: list[float], q: float) -> float:
 
 def describe(name: str, times: list[float], base: float | None = None) -> str:
     """One row: p50, p99 and mean of sorted ``times``, and the p50 as a multiple of ``base``."""
-    line = (f"{name:<34} p50 {statistics.median(times):7.3f} ms   p99 {p(times, 0.99):7.3f} ms"
-            f"   mean {statistics.fmean(times):7.3f} ms")
+    line = (
+        f"{name:<34} p50 {statistics.median(times):7.3f} ms   p99 {p(times, 0.99):7.3f} ms"
+        f"   mean {statistics.fmean(times):7.3f} ms"
+    )
     if base is not None:
         line += f"   {statistics.median(times) / base:5.1f}x core (p50)"
     return line

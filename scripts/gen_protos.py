@@ -33,8 +33,9 @@ def plugin(name: str) -> str:
     beside = Path(sys.executable).parent / name
     found = str(beside) if beside.exists() else shutil.which(name)
     if found is None:
-        raise SystemExit(f"gen_protos: {name} not found; run 'uv sync' (mypy-protobuf is a dev "
-                         "dependency)")
+        raise SystemExit(
+            f"gen_protos: {name} not found; run 'uv sync' (mypy-protobuf is a dev dependency)"
+        )
     return found
 
 
@@ -66,8 +67,12 @@ def generate(out: Path) -> list[Path]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "src",
-                        help="source root to write kubevirt_cca/hookproto/ under (default: src)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "src",
+        help="source root to write kubevirt_cca/hookproto/ under (default: src)",
+    )
     args = parser.parse_args()
     for path in generate(args.out):
         print(path)

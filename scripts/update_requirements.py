@@ -58,10 +58,21 @@ def compile_requirements(
         source.write_text("".join(f"{req}\n" for req in requirements), encoding="utf-8")
         output = Path(tmp) / "requirements.txt"
         command = [
-            "uv", "pip", "compile", str(source), "--quiet", "--generate-hashes",
-            "--no-emit-index-url", "--no-header", "--no-annotate",
-            "--python-version", PYTHON_VERSION, "--python-platform", PYTHON_PLATFORM,
-            "--output-file", str(output),
+            "uv",
+            "pip",
+            "compile",
+            str(source),
+            "--quiet",
+            "--generate-hashes",
+            "--no-emit-index-url",
+            "--no-header",
+            "--no-annotate",
+            "--python-version",
+            PYTHON_VERSION,
+            "--python-platform",
+            PYTHON_PLATFORM,
+            "--output-file",
+            str(output),
         ]
         if constraints is not None:
             command += ["--constraint", str(constraints)]
@@ -79,10 +90,14 @@ def compile_requirements(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true",
-                        help="compare with the committed files instead of rewriting them")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="compare with the committed files instead of rewriting them",
+    )
     args = parser.parse_args(argv)
     stale = False
     for name, (section, requirements) in sources().items():
@@ -95,10 +110,16 @@ def main(argv: list[str] | None = None) -> int:
             body = compile_requirements(requirements, constraints=constraints, offline=True)
         if body is None:
             body = compile_requirements(requirements, constraints=constraints, offline=False)
-        if body is None and constraints is not None and compile_requirements(
-                requirements, constraints=None, offline=False) is not None:
-            print(f"requirements/{name} conflicts with pyproject.toml {section}: run "
-                  "'uv run python scripts/update_requirements.py'", file=sys.stderr)
+        if (
+            body is None
+            and constraints is not None
+            and compile_requirements(requirements, constraints=None, offline=False) is not None
+        ):
+            print(
+                f"requirements/{name} conflicts with pyproject.toml {section}: run "
+                "'uv run python scripts/update_requirements.py'",
+                file=sys.stderr,
+            )
             stale = True
             continue
         if body is None:
@@ -113,11 +134,19 @@ def main(argv: list[str] | None = None) -> int:
         current = target.read_text(encoding="utf-8") if target.exists() else ""
         if current != text:
             stale = True
-            sys.stdout.writelines(difflib.unified_diff(
-                current.splitlines(keepends=True), text.splitlines(keepends=True),
-                f"requirements/{name} (committed)", f"requirements/{name} (from pyproject.toml)"))
-            print(f"requirements/{name} is not current with pyproject.toml {section}: run "
-                  "'uv run python scripts/update_requirements.py'", file=sys.stderr)
+            sys.stdout.writelines(
+                difflib.unified_diff(
+                    current.splitlines(keepends=True),
+                    text.splitlines(keepends=True),
+                    f"requirements/{name} (committed)",
+                    f"requirements/{name} (from pyproject.toml)",
+                )
+            )
+            print(
+                f"requirements/{name} is not current with pyproject.toml {section}: run "
+                "'uv run python scripts/update_requirements.py'",
+                file=sys.stderr,
+            )
     return EXIT_STALE if stale else 0
 
 

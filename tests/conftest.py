@@ -18,8 +18,10 @@ def shared_path(*parts: str) -> Path:
     """A path under ../shared, skipping the test with a reason when it is not there."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"../shared is absent ({path} not found); run with the shared fixtures beside "
-                    "the project to include this test")
+        pytest.skip(
+            f"../shared is absent ({path} not found); run with the shared fixtures beside "
+            "the project to include this test"
+        )
     return path
 
 
@@ -33,6 +35,8 @@ def shared_files(*parts: str, pattern: str) -> list[Path]:
 def libvirt_schema_dir() -> Path:
     """libvirt's RNG schemas (Debian libvirt-clients); skip when not installed."""
     if not (LIBVIRT_SCHEMAS / "domain.rng").exists() or shutil.which("xmllint") is None:
-        pytest.skip("libvirt's RNG schema or xmllint is not installed "
-                    "(apt-get install libvirt-clients libxml2-utils; .ci/run does this)")
+        pytest.skip(
+            "libvirt's RNG schema or xmllint is not installed "
+            "(apt-get install libvirt-clients libxml2-utils; .ci/run does this)"
+        )
     return LIBVIRT_SCHEMAS

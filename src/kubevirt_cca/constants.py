@@ -30,8 +30,11 @@ CCA_FEATURE_GATE: Final = "WorkloadEncryptionCCA"  # the RFC code's name (the ca
 # NVIDIA's VEP 338. Any one of them turns kubevirt-cca on (docs/admin.md, "Feature gates").
 ENABLE_CCA_FEATURE_GATE: Final = "EnableCCA"
 ENABLE_ARM_CCA_FEATURE_GATE: Final = "EnableARMCCA"
-CCA_FEATURE_GATE_NAMES: Final = (CCA_FEATURE_GATE, ENABLE_CCA_FEATURE_GATE,
-                                 ENABLE_ARM_CCA_FEATURE_GATE)
+CCA_FEATURE_GATE_NAMES: Final = (
+    CCA_FEATURE_GATE,
+    ENABLE_CCA_FEATURE_GATE,
+    ENABLE_ARM_CCA_FEATURE_GATE,
+)
 SIDECAR_FEATURE_GATE: Final = "Sidecar"
 PLUGINS_FEATURE_GATE: Final = "Plugins"
 
@@ -65,7 +68,10 @@ LABELLER_OWNED_LABELS: Final = (
 NODE_DETECTION_ANNOTATION: Final = "cca.kubevirt.io/detection"
 # The reasons of the labeller's Node Events (its Events policy allows only these).
 LABELLER_EVENT_REASONS: Final = (
-    "CCACapable", "CCANotCapable", "CCAAlgorithmsChanged", "CCAParametersChanged",
+    "CCACapable",
+    "CCANotCapable",
+    "CCAAlgorithmsChanged",
+    "CCAParametersChanged",
 )
 KUBEVIRT_SKIP_NODE_ANNOTATION: Final = "node-labeller.kubevirt.io/skip-node"
 
@@ -86,7 +92,14 @@ CONFIG_MAP_NAME: Final = "kubevirt-cca-config"
 # --- Host and libvirt --------------------------------------------------------------------------
 DEFAULT_CCA_FIRMWARE: Final = "/usr/share/AAVMF/AAVMF_CODE.cca.fd"
 DEFAULT_DOMCAPS_COMMAND: Final = (
-    "virsh", "domcapabilities", "--machine", "virt", "--arch", "aarch64", "--virttype", "kvm",
+    "virsh",
+    "domcapabilities",
+    "--machine",
+    "virt",
+    "--arch",
+    "aarch64",
+    "--virttype",
+    "kvm",
 )
 QEMU_NAMESPACE: Final = "http://libvirt.org/schemas/domain/qemu/1.0"
 KVM_RMI_PARAMETERS: Final = (

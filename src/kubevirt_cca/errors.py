@@ -76,8 +76,14 @@ class KubernetesAPIError(CCAError):
     ``detail`` is the reason without the name of the request (the message prefixes it).
     """
 
-    def __init__(self, message: str, *, status: int | None = None,
-                 detail: str | None = None, causes: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        detail: str | None = None,
+        causes: tuple[str, ...] = (),
+    ) -> None:
         self.status = status
         self.detail = message if detail is None else detail
         self.causes = causes

@@ -19,12 +19,15 @@ def tree(tmp_path: Path, files: dict[str, str]) -> Path:
 
 
 def test_cca_host_tree(tmp_path: Path) -> None:
-    root = tree(tmp_path, {
-        "proc/sys/kernel/arch": "aarch64\n",
-        "dev/kvm": "",
-        "sys/module/kvm/parameters/kvm_cap_arm_rmi": "1\n",
-        "var/log/dmesg": "[    0.1] Booting\n[    0.2] kvm [1]: RMI ABI version 1.0\n",
-    })
+    root = tree(
+        tmp_path,
+        {
+            "proc/sys/kernel/arch": "aarch64\n",
+            "dev/kvm": "",
+            "sys/module/kvm/parameters/kvm_cap_arm_rmi": "1\n",
+            "var/log/dmesg": "[    0.1] Booting\n[    0.2] kvm [1]: RMI ABI version 1.0\n",
+        },
+    )
     host = probe_host(root)
     assert host.arch == "aarch64"
     assert host.kvm_device is True
@@ -49,8 +52,10 @@ def test_kernel_log_without_rmi_line(tmp_path: Path) -> None:
 
 
 def test_kmsg_file_in_fake_tree_is_read_first(tmp_path: Path) -> None:
-    root = tree(tmp_path, {"dev/kmsg": "6,1,2,-;RMI ABI version 1.0 from kmsg\n",
-                           "var/log/dmesg": "nothing\n"})
+    root = tree(
+        tmp_path,
+        {"dev/kmsg": "6,1,2,-;RMI ABI version 1.0 from kmsg\n", "var/log/dmesg": "nothing\n"},
+    )
     assert probe_host(root).rmi_abi_line is not None
 
 
@@ -60,8 +65,9 @@ def test_unreadable_files_become_notes_not_exceptions(tmp_path: Path) -> None:
         (tmp_path / "sys/module/kvm/parameters/kvm_cap_arm_rmi").mkdir(parents=True)
         (tmp_path / "var/log/dmesg").mkdir(parents=True)
     else:
-        root = tree(tmp_path, {"sys/module/kvm/parameters/kvm_cap_arm_rmi": "1",
-                               "var/log/dmesg": "x"})
+        root = tree(
+            tmp_path, {"sys/module/kvm/parameters/kvm_cap_arm_rmi": "1", "var/log/dmesg": "x"}
+        )
         (root / "sys/module/kvm/parameters/kvm_cap_arm_rmi").chmod(0)
         (root / "var/log/dmesg").chmod(0)
     host = probe_host(tmp_path)

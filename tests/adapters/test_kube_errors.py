@@ -29,11 +29,22 @@ pytestmark = pytest.mark.asyncio
 
 
 def status(code: int, reason: str, message: str, *causes: str) -> str:
-    body = {"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code,
-            "reason": reason, "message": message, "details": {}}
+    body = {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "status": "Failure",
+        "code": code,
+        "reason": reason,
+        "message": message,
+        "details": {},
+    }
     if causes:
-        body["details"] = {"causes": [{"reason": "FieldValueTooLong", "field": field,
-                                       "message": "Too long"} for field in causes]}
+        body["details"] = {
+            "causes": [
+                {"reason": "FieldValueTooLong", "field": field, "message": "Too long"}
+                for field in causes
+            ]
+        }
     return json.dumps(body)
 
 
@@ -42,31 +53,64 @@ JSON = "application/json"
 ANSWERS: dict[str, tuple[tuple[int, str, str], type[KubernetesAPIError], int, str]] = {
     "forbidden, a Status lightkube parses": (
         (403, JSON, status(403, "Forbidden", "nodes is forbidden")),
-        KubernetesAPIError, 403, "403 Forbidden: nodes is forbidden"),
+        KubernetesAPIError,
+        403,
+        "403 Forbidden: nodes is forbidden",
+    ),
     "conflict": (
         (409, JSON, status(409, "Conflict", "the object has been modified")),
-        KubernetesConflict, 409, "409 Conflict: the object has been modified"),
+        KubernetesConflict,
+        409,
+        "409 Conflict: the object has been modified",
+    ),
     "invalid, a Status with a charset (httpx raises, not lightkube)": (
         (422, f"{JSON}; charset=utf-8", status(422, "Invalid", "annotations: Too long")),
-        KubernetesAPIError, 422, "422 Invalid: annotations: Too long"),
+        KubernetesAPIError,
+        422,
+        "422 Invalid: annotations: Too long",
+    ),
     # What the API server answers for a Node whose annotations pass 256 KiB (causes repeat).
     "invalid with causes, a Status lightkube parses": (
-        (422, JSON, status(422, "Invalid", "Node is invalid", "metadata.annotations",
-                           "metadata.annotations")),
-        KubernetesInvalid, 422, "422 Invalid: Node is invalid"),
+        (
+            422,
+            JSON,
+            status(
+                422, "Invalid", "Node is invalid", "metadata.annotations", "metadata.annotations"
+            ),
+        ),
+        KubernetesInvalid,
+        422,
+        "422 Invalid: Node is invalid",
+    ),
     "invalid with causes, with a charset": (
-        (422, f"{JSON}; charset=utf-8", status(422, "Invalid", "Node is invalid",
-                                               "metadata.annotations")),
-        KubernetesInvalid, 422, "422 Invalid: Node is invalid"),
+        (
+            422,
+            f"{JSON}; charset=utf-8",
+            status(422, "Invalid", "Node is invalid", "metadata.annotations"),
+        ),
+        KubernetesInvalid,
+        422,
+        "422 Invalid: Node is invalid",
+    ),
     # A JSON patch whose test operation failed: 422 with empty details (not invalid).
     "a failed test guard": (
-        (422, JSON, status(422, "Invalid", "the server rejected our request due to an error "
-                           "in our request")),
-        KubernetesAPIError, 422, "422 Invalid: the server rejected our request due to an "
-                                 "error in our request"),
+        (
+            422,
+            JSON,
+            status(
+                422, "Invalid", "the server rejected our request due to an error in our request"
+            ),
+        ),
+        KubernetesAPIError,
+        422,
+        "422 Invalid: the server rejected our request due to an error in our request",
+    ),
     "a proxy's plain-text error": (
         (502, "text/plain", "upstream down"),
-        KubernetesAPIError, 502, "502 Bad Gateway"),
+        KubernetesAPIError,
+        502,
+        "502 Bad Gateway",
+    ),
 }
 
 
@@ -75,8 +119,7 @@ async def answering(code: int, content_type: str, body: str) -> AsyncIterator[st
     """A real HTTP server on 127.0.0.1 that gives every request this answer; yields its URL."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        return web.Response(status=code, body=body.encode(),
-                            headers={"Content-Type": content_type})
+        return web.Response(status=code, body=body.encode(), headers={"Content-Type": content_type})
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)

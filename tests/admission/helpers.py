@@ -32,19 +32,25 @@ GROUPS = {
     "VirtualMachinePool": ("pool.kubevirt.io", "v1beta1"),
 }
 KUBEVIRT_CR: dict[str, Any] = {
-    "apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
+    "apiVersion": "kubevirt.io/v1",
+    "kind": "KubeVirt",
     "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
-    "spec": {"configuration": {"developerConfiguration": {
-        "featureGates": ["WorkloadEncryptionCCA", "Sidecar"]}}},
+    "spec": {
+        "configuration": {
+            "developerConfiguration": {"featureGates": ["WorkloadEncryptionCCA", "Sidecar"]}
+        }
+    },
 }
 
 
 def require_manifests() -> None:
     """Skip the calling test module when ../shared's KubeVirt manifests are not there."""
     if not MANIFESTS:
-        pytest.skip("../shared is absent (fixtures/kubevirt/manifests not found); run with the "
-                    "shared fixtures beside the project to include these tests",
-                    allow_module_level=True)
+        pytest.skip(
+            "../shared is absent (fixtures/kubevirt/manifests not found); run with the "
+            "shared fixtures beside the project to include these tests",
+            allow_module_level=True,
+        )
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -74,8 +80,13 @@ def labelled(obj: dict[str, Any], annotation: str | None = None) -> dict[str, An
     return out
 
 
-def review(obj: dict[str, Any], *, operation: str = "CREATE",
-           old: dict[str, Any] | None = None, uid: str | None = None) -> dict[str, Any]:
+def review(
+    obj: dict[str, Any],
+    *,
+    operation: str = "CREATE",
+    old: dict[str, Any] | None = None,
+    uid: str | None = None,
+) -> dict[str, Any]:
     """An AdmissionReview request as the API server sends it."""
     kind = obj.get("kind", "VirtualMachineInstance")
     group, version = GROUPS.get(kind, ("kubevirt.io", "v1"))
@@ -83,8 +94,7 @@ def review(obj: dict[str, Any], *, operation: str = "CREATE",
     request: dict[str, Any] = {
         "uid": uid or str(uuid.uuid4()),
         "kind": {"group": group, "version": version, "kind": kind},
-        "resource": {"group": group, "version": version,
-                     "resource": kind.lower() + "s"},
+        "resource": {"group": group, "version": version, "resource": kind.lower() + "s"},
         "operation": operation,
         "namespace": metadata.get("namespace", "default"),
         "name": metadata.get("name", ""),
@@ -133,13 +143,18 @@ def structural(schema: Any) -> Any:
         out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
     if schema.get("nullable") and "type" in out:
         out["type"] = [out["type"], "null"]
-    if ("properties" in out and "additionalProperties" not in out
-            and not schema.get("x-kubernetes-preserve-unknown-fields")):
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
         out["additionalProperties"] = False
     return out
 
 
 def schema_errors(obj: dict[str, Any]) -> list[str]:
     validator = crd_validator(obj.get("kind", "VirtualMachineInstance"))
-    return [f"{'.'.join(str(p) for p in e.absolute_path)}: {e.message}"
-            for e in validator.iter_errors(obj)]
+    return [
+        f"{'.'.join(str(p) for p in e.absolute_path)}: {e.message}"
+        for e in validator.iter_errors(obj)
+    ]

@@ -39,7 +39,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=[p.stem for p in MANIFESTS])
 def test_validate_every_shared_manifest_with_and_without_the_label(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], path: Path) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], path: Path
+) -> None:
     plain = load(path)
     code, out, err = run(capsys, "validate", str(path))
     assert code == 0, err
@@ -58,34 +59,63 @@ def test_validate_every_shared_manifest_with_and_without_the_label(
     # With a KubeVirt CR that lacks our gate: refused, exit 1, the gate named.
     cr = copy.deepcopy(KUBEVIRT_CR)
     cr["spec"]["configuration"]["developerConfiguration"]["featureGates"] = ["Sidecar"]
-    code, out, err = run(capsys, "validate", write(tmp_path, "cca.yaml", cca),
-                         "--kubevirt-cr", write(tmp_path, "kv.yaml", cr))
+    code, out, err = run(
+        capsys,
+        "validate",
+        write(tmp_path, "cca.yaml", cca),
+        "--kubevirt-cr",
+        write(tmp_path, "kv.yaml", cr),
+    )
     assert (code, out) == (1, "")
     assert "WorkloadEncryptionCCA feature gate is not enabled in kubevirt-config" in err
     # The gate's other names are the same switch (validate uses the webhook's builder).
     cr["spec"]["configuration"]["developerConfiguration"]["featureGates"] = [
-        "EnableARMCCA", "Sidecar"]
-    code, out, err = run(capsys, "validate", write(tmp_path, "cca.yaml", cca),
-                         "--kubevirt-cr", write(tmp_path, "kv.yaml", cr))
+        "EnableARMCCA",
+        "Sidecar",
+    ]
+    code, out, err = run(
+        capsys,
+        "validate",
+        write(tmp_path, "cca.yaml", cca),
+        "--kubevirt-cr",
+        write(tmp_path, "kv.yaml", cr),
+    )
     assert code == 0, err
 
 
 BAD = [
-    ("arch", lambda o: template_node(o)["spec"].update(architecture="amd64"),
-     "spec.architecture: a CCA Realm runs only on arm64"),
-    ("params", lambda o: template_node(o)["metadata"].setdefault("annotations", {}).update(
-        {LAUNCH_SECURITY_ANNOTATION: '{"measurementAlgo": "sha256", "extra": 1}'}),
-     "extra: unknown key"),
-    ("no-label", lambda o: template_node(o)["metadata"]["labels"].pop(ENABLED_LABEL)
-     and template_node(o)["metadata"].setdefault("annotations", {}).update(
-        {LAUNCH_SECURITY_ANNOTATION: "{}"}), "need the label"),
+    (
+        "arch",
+        lambda o: template_node(o)["spec"].update(architecture="amd64"),
+        "spec.architecture: a CCA Realm runs only on arm64",
+    ),
+    (
+        "params",
+        lambda o: (
+            template_node(o)["metadata"]
+            .setdefault("annotations", {})
+            .update({LAUNCH_SECURITY_ANNOTATION: '{"measurementAlgo": "sha256", "extra": 1}'})
+        ),
+        "extra: unknown key",
+    ),
+    (
+        "no-label",
+        lambda o: (
+            template_node(o)["metadata"]["labels"].pop(ENABLED_LABEL)
+            and template_node(o)["metadata"]
+            .setdefault("annotations", {})
+            .update({LAUNCH_SECURITY_ANNOTATION: "{}"})
+        ),
+        "need the label",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("change", "words"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 @pytest.mark.parametrize("stem", ["vmi-fedora", "vm-cirros", "vm-pool-cirros"])
-def test_validate_refuses_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                    change: Any, words: str, stem: str) -> None:
+def test_validate_refuses_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: Any, words: str, stem: str
+) -> None:
     obj = labelled(next(load(p) for p in MANIFESTS if p.stem == stem))
     change(obj)
     code, out, err = run(capsys, "validate", write(tmp_path, "bad.yaml", obj))
@@ -99,11 +129,24 @@ def test_validate_update_with_old(tmp_path: Path, capsys: pytest.CaptureFixture[
     admitted = yaml.safe_load(out)
     changed = copy.deepcopy(admitted)
     changed["metadata"]["labels"][ENABLED_LABEL] = "false"
-    code, _, err = run(capsys, "validate", write(tmp_path, "new.yaml", changed),
-                       "--old", write(tmp_path, "old.yaml", admitted))
+    code, _, err = run(
+        capsys,
+        "validate",
+        write(tmp_path, "new.yaml", changed),
+        "--old",
+        write(tmp_path, "old.yaml", admitted),
+    )
     assert code == 1 and "cannot stop being one" in err
-    assert run(capsys, "validate", write(tmp_path, "new.yaml", admitted),
-               "--old", write(tmp_path, "old.yaml", admitted))[0] == 0
+    assert (
+        run(
+            capsys,
+            "validate",
+            write(tmp_path, "new.yaml", admitted),
+            "--old",
+            write(tmp_path, "old.yaml", admitted),
+        )[0]
+        == 0
+    )
 
 
 def test_validate_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -112,18 +155,25 @@ def test_validate_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}
     code, _, err = run(capsys, "validate", write(tmp_path, "pod.yaml", pod))
     assert code == 2 and "kind 'Pod' is not admitted" in err
-    code, _, err = run(capsys, "validate", write(tmp_path, "x.yaml", pod), "--kubevirt-cr",
-                       write(tmp_path, "kv.yaml", pod))
+    code, _, err = run(
+        capsys,
+        "validate",
+        write(tmp_path, "x.yaml", pod),
+        "--kubevirt-cr",
+        write(tmp_path, "kv.yaml", pod),
+    )
     assert code == 2 and "expected a KubeVirt object" in err
 
 
 NATIVE = {"measurementAlgo": "sha256", "measurementLog": True}
 
 
-@pytest.mark.parametrize("stem", ["vmi-fedora", "vm-cirros", "vmi-replicaset-cirros",
-                                  "vm-pool-cirros"])
+@pytest.mark.parametrize(
+    "stem", ["vmi-fedora", "vm-cirros", "vmi-replicaset-cirros", "vm-pool-cirros"]
+)
 def test_native_form_is_explained_by_validate_and_rewritten_by_convert(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], stem: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stem: str
+) -> None:
     obj = next(load(p) for p in MANIFESTS if p.stem == stem)
     native = copy.deepcopy(obj)
     template_node(native)["spec"]["domain"]["launchSecurity"] = {"cca": NATIVE}
@@ -139,14 +189,16 @@ def test_native_form_is_explained_by_validate_and_rewritten_by_convert(
     # The converted manifest is admitted.
     assert run(capsys, "validate", write(tmp_path, "converted.yaml", converted))[0] == 0
     # And handed back (to a KubeVirt that knows CCA itself): the native manifest again.
-    code, out, err = run(capsys, "convert", "--to", "native",
-                         write(tmp_path, "back.yaml", converted))
+    code, out, err = run(
+        capsys, "convert", "--to", "native", write(tmp_path, "back.yaml", converted)
+    )
     assert code == 0 and "launchSecurity.cca" in err
     assert yaml.safe_load(out) == native
 
 
 def test_convert_keeps_other_documents_and_reports_nothing_to_do(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "two.yaml"
     vm = next(load(p) for p in MANIFESTS if p.stem == "vm-cirros")
     svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}}
@@ -156,8 +208,9 @@ def test_convert_keeps_other_documents_and_reports_nothing_to_do(
     assert "nothing in VEP 129's native form" in err
 
 
-def test_convert_refuses_an_invalid_native_request(tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_convert_refuses_an_invalid_native_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     vm = next(load(p) for p in MANIFESTS if p.stem == "vm-cirros")
     template_node(vm)["spec"]["domain"]["launchSecurity"] = {"cca": {"measurementAlgo": "md5"}}
     code, out, err = run(capsys, "convert", write(tmp_path, "bad.yaml", vm))
@@ -166,26 +219,54 @@ def test_convert_refuses_an_invalid_native_request(tmp_path: Path,
 
 
 def test_validate_with_nodes_warns_when_no_node_honours_the_request(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    vmi = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-           "metadata": {"name": "realm", "labels": {ENABLED_LABEL: "true"},
-                        "annotations": {LAUNCH_SECURITY_ANNOTATION:
-                                        '{"measurementAlgo": "sha384"}'}},
-           "spec": {"domain": {"devices": {}}}}
-    nodes: dict[str, Any] = {"apiVersion": "v1", "kind": "List", "items": [
-        {"kind": "Node", "metadata": {"name": "arm-1", "labels": {
-            "kubevirt.io/cca": "true", "cca.kubevirt.io/measurement-algo-sha256": "true"}}},
-        {"kind": "Node", "metadata": {"name": "x86-1", "labels": {
-            "cca.kubevirt.io/measurement-algo-sha384": "true"}}}]}
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    vmi = {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {
+            "name": "realm",
+            "labels": {ENABLED_LABEL: "true"},
+            "annotations": {LAUNCH_SECURITY_ANNOTATION: '{"measurementAlgo": "sha384"}'},
+        },
+        "spec": {"domain": {"devices": {}}},
+    }
+    nodes: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "kind": "Node",
+                "metadata": {
+                    "name": "arm-1",
+                    "labels": {
+                        "kubevirt.io/cca": "true",
+                        "cca.kubevirt.io/measurement-algo-sha256": "true",
+                    },
+                },
+            },
+            {
+                "kind": "Node",
+                "metadata": {
+                    "name": "x86-1",
+                    "labels": {"cca.kubevirt.io/measurement-algo-sha384": "true"},
+                },
+            },
+        ],
+    }
     file, nodes_file = write(tmp_path, "vmi.yaml", vmi), write(tmp_path, "nodes.yaml", nodes)
     code, out, err = run(capsys, "validate", file, "--nodes", nodes_file)
     assert code == 0, err
-    assert ("kubevirt-cca validate: warning: no node in this cluster honours measurementAlgo "
-            "sha384 (libvirt) (node label cca.kubevirt.io/measurement-algo-sha384=true) with "
-            "the vep dialect: the VMI stays Pending") in err
+    assert (
+        "kubevirt-cca validate: warning: no node in this cluster honours measurementAlgo "
+        "sha384 (libvirt) (node label cca.kubevirt.io/measurement-algo-sha384=true) with "
+        "the vep dialect: the VMI stays Pending"
+    ) in err
     admitted = yaml.safe_load(out)
     assert admitted["spec"]["nodeSelector"] == {
-        "kubevirt.io/cca": "true", "cca.kubevirt.io/measurement-algo-sha384": "true"}
+        "kubevirt.io/cca": "true",
+        "cca.kubevirt.io/measurement-algo-sha384": "true",
+    }
     # Without --nodes: not checked, and it says so.
     code, _, err = run(capsys, "validate", file)
     assert code == 0 and "warning" not in err

@@ -26,40 +26,60 @@ from kubevirt_cca.core.install import InstallOptions
 NAMESPACE = "kubevirt"
 
 
-def cr(on: Any = None, off: Any = None, *, name: str = "kubevirt", namespace: str = NAMESPACE,
-       created: str = "2026-01-01T00:00:00Z", deleting: bool = False) -> dict[str, Any]:
+def cr(
+    on: Any = None,
+    off: Any = None,
+    *,
+    name: str = "kubevirt",
+    namespace: str = NAMESPACE,
+    created: str = "2026-01-01T00:00:00Z",
+    deleting: bool = False,
+) -> dict[str, Any]:
     developer: dict[str, Any] = {}
     if on is not None:
         developer["featureGates"] = on
     if off is not None:
         developer["disabledFeatureGates"] = off
-    metadata: dict[str, Any] = {"name": name, "namespace": namespace,
-                                "creationTimestamp": created}
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "creationTimestamp": created}
     if deleting:
         metadata["deletionTimestamp"] = "2026-06-01T00:00:00Z"
-    return {"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt", "metadata": metadata,
-            "spec": {"configuration": {"developerConfiguration": developer}},
-            "status": {"phase": "Deployed", "observedKubeVirtVersion": "v1.8.0"}}
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "KubeVirt",
+        "metadata": metadata,
+        "spec": {"configuration": {"developerConfiguration": developer}},
+        "status": {"phase": "Deployed", "observedKubeVirtVersion": "v1.8.0"},
+    }
 
 
 # (featureGates, disabledFeatureGates) -> the name that turned CCA on (None: off), or
 # "unreadable" when the gates cannot be read at all (admission refuses, fail closed).
 GATES: dict[str, tuple[Any, Any, str | None]] = {
     "RFC name": ([CCA_FEATURE_GATE, "Sidecar"], None, CCA_FEATURE_GATE),
-    "VEP 129 tracking issue name": ([ENABLE_CCA_FEATURE_GATE, "Sidecar"], None,
-                                    ENABLE_CCA_FEATURE_GATE),
-    "VEP 338 name": ([ENABLE_ARM_CCA_FEATURE_GATE, "Sidecar"], None,
-                     ENABLE_ARM_CCA_FEATURE_GATE),
+    "VEP 129 tracking issue name": (
+        [ENABLE_CCA_FEATURE_GATE, "Sidecar"],
+        None,
+        ENABLE_CCA_FEATURE_GATE,
+    ),
+    "VEP 338 name": ([ENABLE_ARM_CCA_FEATURE_GATE, "Sidecar"], None, ENABLE_ARM_CCA_FEATURE_GATE),
     "two names, first listed wins the report": (
-        ["Sidecar", ENABLE_CCA_FEATURE_GATE, CCA_FEATURE_GATE], None, ENABLE_CCA_FEATURE_GATE),
-    "disabled under its own name": ([ENABLE_CCA_FEATURE_GATE, "Sidecar"],
-                                    [ENABLE_CCA_FEATURE_GATE], None),
-    "disabled under another name": ([ENABLE_ARM_CCA_FEATURE_GATE, "Sidecar"],
-                                    [CCA_FEATURE_GATE], None),
+        ["Sidecar", ENABLE_CCA_FEATURE_GATE, CCA_FEATURE_GATE],
+        None,
+        ENABLE_CCA_FEATURE_GATE,
+    ),
+    "disabled under its own name": (
+        [ENABLE_CCA_FEATURE_GATE, "Sidecar"],
+        [ENABLE_CCA_FEATURE_GATE],
+        None,
+    ),
+    "disabled under another name": (
+        [ENABLE_ARM_CCA_FEATURE_GATE, "Sidecar"],
+        [CCA_FEATURE_GATE],
+        None,
+    ),
     "absent": (["Sidecar"], None, None),
     "a non-string in featureGates": ([CCA_FEATURE_GATE, "Sidecar", 7], None, "unreadable"),
-    "a non-string in disabledFeatureGates": ([CCA_FEATURE_GATE, "Sidecar"], [None],
-                                             "unreadable"),
+    "a non-string in disabledFeatureGates": ([CCA_FEATURE_GATE, "Sidecar"], [None], "unreadable"),
     "featureGates not a list": ("WorkloadEncryptionCCA,Sidecar", None, "unreadable"),
 }
 
@@ -79,18 +99,31 @@ def test_the_cca_gate_under_each_of_its_names(case: str) -> None:
 
 
 def vmi() -> dict[str, Any]:
-    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-            "metadata": {"name": "realm", "namespace": "default",
-                         "labels": {ENABLED_LABEL: "true"}},
-            "spec": {"domain": {"devices": {}}}}
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": "realm", "namespace": "default", "labels": {ENABLED_LABEL: "true"}},
+        "spec": {"domain": {"devices": {}}},
+    }
 
 
 def doctor_gates(kubevirts: list[dict[str, Any]]) -> Status:
     empty = Read()
-    snapshot = Snapshot(now=datetime.now(UTC), kubevirts=Read(value=kubevirts), plugins=empty,
-                        config_map=empty, mutating=empty, validating=empty, service=empty,
-                        endpoint_slices=empty, secret=empty, deployment=empty,
-                        daemon_set=empty, pods=empty, nodes=empty)
+    snapshot = Snapshot(
+        now=datetime.now(UTC),
+        kubevirts=Read(value=kubevirts),
+        plugins=empty,
+        config_map=empty,
+        mutating=empty,
+        validating=empty,
+        service=empty,
+        endpoint_slices=empty,
+        secret=empty,
+        deployment=empty,
+        daemon_set=empty,
+        pods=empty,
+        nodes=empty,
+    )
     checks = run_checks(snapshot, Expected(options=InstallOptions()))
     return next(c for c in checks if c.name == "feature gates").status
 
@@ -99,8 +132,9 @@ def doctor_gates(kubevirts: list[dict[str, Any]]) -> Status:
 def test_doctor_fails_the_gates_exactly_when_admission_refuses(case: str) -> None:
     on, off, _ = GATES[case]
     kubevirts = [cr(on, off)]
-    refused = bool(plan_vmi(vmi(), build_view(kubevirts=kubevirts,
-                                              kubevirt_namespace=NAMESPACE)).violations)
+    refused = bool(
+        plan_vmi(vmi(), build_view(kubevirts=kubevirts, kubevirt_namespace=NAMESPACE)).violations
+    )
     assert (doctor_gates(kubevirts) is Status.FAIL) is refused
 
 
@@ -111,17 +145,34 @@ SELECTION: dict[str, tuple[list[dict[str, Any]], str | None, tuple[str, ...], bo
     "one": ([cr(ON)], "kubevirt/kubevirt", (), True),
     "a decoy in another namespace turns the gates on": (
         [cr(OFF), cr(ON, name="decoy", namespace="elsewhere", created="2020-01-01T00:00:00Z")],
-        "kubevirt/kubevirt", ("elsewhere/decoy",), False),
-    "only in another namespace": ([cr(ON, namespace="openshift-cnv")], None,
-                                  ("openshift-cnv/kubevirt",), False),
+        "kubevirt/kubevirt",
+        ("elsewhere/decoy",),
+        False,
+    ),
+    "only in another namespace": (
+        [cr(ON, namespace="openshift-cnv")],
+        None,
+        ("openshift-cnv/kubevirt",),
+        False,
+    ),
     "the oldest in the namespace": (
-        [cr(OFF, name="young", created="2026-03-01T00:00:00Z"),
-         cr(ON, name="old", created="2026-02-01T00:00:00Z")],
-        "kubevirt/old", ("kubevirt/young",), True),
+        [
+            cr(OFF, name="young", created="2026-03-01T00:00:00Z"),
+            cr(ON, name="old", created="2026-02-01T00:00:00Z"),
+        ],
+        "kubevirt/old",
+        ("kubevirt/young",),
+        True,
+    ),
     "not one being deleted": (
-        [cr(OFF, name="going", created="2025-01-01T00:00:00Z", deleting=True),
-         cr(ON, name="staying")],
-        "kubevirt/staying", ("kubevirt/going",), True),
+        [
+            cr(OFF, name="going", created="2025-01-01T00:00:00Z", deleting=True),
+            cr(ON, name="staying"),
+        ],
+        "kubevirt/staying",
+        ("kubevirt/going",),
+        True,
+    ),
 }
 
 
@@ -130,8 +181,11 @@ def test_the_kubevirt_cr_in_force(case: str) -> None:
     crs, chosen, ignored, cca_on = SELECTION[case]
     view = build_view(kubevirts=crs, kubevirt_namespace=NAMESPACE)
     in_force = view.kubevirt
-    shown = (None if in_force is None else
-             f"{in_force['metadata']['namespace']}/{in_force['metadata']['name']}")
+    shown = (
+        None
+        if in_force is None
+        else f"{in_force['metadata']['namespace']}/{in_force['metadata']['name']}"
+    )
     assert shown == chosen
     assert view.ignored_kubevirts == ignored
     if chosen is None:
@@ -143,7 +197,8 @@ def test_the_kubevirt_cr_in_force(case: str) -> None:
 
 
 def test_unlisted_kubevirt_crs_leave_the_gates_unknown() -> None:
-    view = build_view(kubevirts=None, kubevirts_problem="403 Forbidden: no",
-                      kubevirt_namespace=NAMESPACE)
+    view = build_view(
+        kubevirts=None, kubevirts_problem="403 Forbidden: no", kubevirt_namespace=NAMESPACE
+    )
     assert view.gates is None
     assert view.gates_problem == "the KubeVirt CR could not be read: 403 Forbidden: no"

@@ -36,20 +36,31 @@ from tests.conftest import ROOT
 DOC = (ROOT / "docs" / "vm-owners.md").read_text()
 
 
-def _plugin_view(*, gates: set[str] | None = None, mode: IntegrationMode = IntegrationMode.AUTO,
-                 settings: Settings | None = None,
-                 plugins: frozenset[str] | None = frozenset({PLUGIN_NAME})) -> ClusterView:
+def _plugin_view(
+    *,
+    gates: set[str] | None = None,
+    mode: IntegrationMode = IntegrationMode.AUTO,
+    settings: Settings | None = None,
+    plugins: frozenset[str] | None = frozenset({PLUGIN_NAME}),
+) -> ClusterView:
     """A cluster in (or meant for) integration mode plugin."""
     return ClusterView(
-        gates=FeatureGates(frozenset(gates if gates is not None
-                                     else {CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE})),
+        gates=FeatureGates(
+            frozenset(gates if gates is not None else {CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE})
+        ),
         settings=settings or Settings(dialect=Dialect.QEMU_COMMANDLINE),
-        integration_mode=mode, plugin_names=plugins, plugins_problem="timeout")
+        integration_mode=mode,
+        plugin_names=plugins,
+        plugins_problem="timeout",
+    )
+
+
 ON = ClusterView(gates=all_gates_on())
 BASE: dict[str, Any] = {
     "kind": "VirtualMachineInstance",
     "metadata": {"name": "x", "labels": {"cca.kubevirt.io/enabled": "true"}},
-    "spec": {"domain": {"devices": {}}}}
+    "spec": {"domain": {"devices": {}}},
+}
 
 
 def _vmi(change: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
@@ -94,12 +105,16 @@ def _created() -> list[Violation]:
         (lambda o: None, _plugin_view(settings=Settings())),
         (lambda o: None, _plugin_view(plugins=frozenset())),
         (lambda o: None, _plugin_view(plugins=None)),
-        (lambda o: None, _plugin_view(gates={CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE,
-                                             PLUGINS_FEATURE_GATE},
-                                      mode=IntegrationMode.SIDECAR, settings=Settings(),
-                                      plugins=frozenset({"other"}))),
-        (_annotate(HOOK_SIDECARS_ANNOTATION, '[{"image": "i", "args": ["hook"]}]'),
-         _plugin_view()),
+        (
+            lambda o: None,
+            _plugin_view(
+                gates={CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE, PLUGINS_FEATURE_GATE},
+                mode=IntegrationMode.SIDECAR,
+                settings=Settings(),
+                plugins=frozenset({"other"}),
+            ),
+        ),
+        (_annotate(HOOK_SIDECARS_ANNOTATION, '[{"image": "i", "args": ["hook"]}]'), _plugin_view()),
         (_annotate(INTEGRATION_ANNOTATION, "plugin"), ON),
         (_annotate(INTEGRATION_ANNOTATION, "sidecar"), _plugin_view()),
         (lambda o: None, dataclasses.replace(_plugin_view(), kubevirt_version="v1.9.0")),
@@ -107,40 +122,72 @@ def _created() -> list[Violation]:
         # keys in the wrong place (core/placement.py)
         (lambda o: o["metadata"]["labels"].update({"cca.kubevirt.io/Enabled": "true"}), ON),
         (lambda o: o["metadata"]["labels"].update({"cca.kubevirt.io/enable": "true"}), ON),
-        (lambda o: o["metadata"]["labels"].update(
-            {"cca.kubevirt.io/measurement-algo-sha256": "true"}), ON),
+        (
+            lambda o: o["metadata"]["labels"].update(
+                {"cca.kubevirt.io/measurement-algo-sha256": "true"}
+            ),
+            ON,
+        ),
         (lambda o: o["metadata"]["labels"].update({LAUNCH_SECURITY_ANNOTATION: "x"}), ON),
         (_annotate("cca.kubevirt.io/enabled", "true"), ON),
-        (_annotate(LAUNCH_SECURITY_ANNOTATION,
-                   '{"measurementAlgo": "sha256", "measurementAlgo": "sha512"}'), ON),
+        (
+            _annotate(
+                LAUNCH_SECURITY_ANNOTATION,
+                '{"measurementAlgo": "sha256", "measurementAlgo": "sha512"}',
+            ),
+            ON,
+        ),
     ]
     found = [v for change, cluster in cases for v in plan_vmi(_vmi(change), cluster).violations]
     found += validate_vmi(_vmi(lambda o: None), operation="CREATE", cluster=ON)
     unlabelled = _vmi(lambda o: o["metadata"].pop("labels"))
-    found += plan_vmi(_vmi(lambda o: (o["metadata"].pop("labels"), _annotate(
-        LAUNCH_SECURITY_ANNOTATION, "{}")(o))), ON).violations
-    found += plan_vmi(_vmi(lambda o: (o["metadata"].pop("labels"), _annotate(
-        RESOLVED_ANNOTATION, "{}")(o))), ON).violations
+    found += plan_vmi(
+        _vmi(
+            lambda o: (o["metadata"].pop("labels"), _annotate(LAUNCH_SECURITY_ANNOTATION, "{}")(o))
+        ),
+        ON,
+    ).violations
+    found += plan_vmi(
+        _vmi(lambda o: (o["metadata"].pop("labels"), _annotate(RESOLVED_ANNOTATION, "{}")(o))), ON
+    ).violations
     return found + _misplaced() + _updates(unlabelled)
 
 
 def _misplaced() -> list[Violation]:
     """Our keys on a VM's own metadata and on a pool's VM template (core/placement.py)."""
-    vm = {"kind": "VirtualMachine", "metadata": {"name": "x", "labels": {
-        "cca.kubevirt.io/enabled": "true"}, "annotations": {RESOLVED_ANNOTATION: "{}"}},
-        "spec": {"template": {"spec": BASE["spec"]}}}
-    pool = {"kind": "VirtualMachinePool", "metadata": {"name": "x"}, "spec": {
-        "virtualMachineTemplate": {"metadata": {"labels": {"cca.kubevirt.io/enabled": "true"}},
-                                   "spec": {"template": {"spec": BASE["spec"]}}}}}
-    return [*validate_template(vm, operation="CREATE", cluster=ON),
-            *validate_template(pool, operation="CREATE", cluster=ON)]
+    vm = {
+        "kind": "VirtualMachine",
+        "metadata": {
+            "name": "x",
+            "labels": {"cca.kubevirt.io/enabled": "true"},
+            "annotations": {RESOLVED_ANNOTATION: "{}"},
+        },
+        "spec": {"template": {"spec": BASE["spec"]}},
+    }
+    pool = {
+        "kind": "VirtualMachinePool",
+        "metadata": {"name": "x"},
+        "spec": {
+            "virtualMachineTemplate": {
+                "metadata": {"labels": {"cca.kubevirt.io/enabled": "true"}},
+                "spec": {"template": {"spec": BASE["spec"]}},
+            }
+        },
+    }
+    return [
+        *validate_template(vm, operation="CREATE", cluster=ON),
+        *validate_template(pool, operation="CREATE", cluster=ON),
+    ]
 
 
 def _updates(unlabelled: dict[str, Any]) -> list[Violation]:
     admitted = patches.apply(BASE, plan_vmi(BASE, ON).patch)
     found = validate_vmi(_vmi(lambda o: None), operation="UPDATE", cluster=ON, old=unlabelled)
-    for key, value in ((LAUNCH_SECURITY_ANNOTATION, "{}"), (RESOLVED_ANNOTATION, "{}"),
-                       (HOOK_SIDECARS_ANNOTATION, "[]")):
+    for key, value in (
+        (LAUNCH_SECURITY_ANNOTATION, "{}"),
+        (RESOLVED_ANNOTATION, "{}"),
+        (HOOK_SIDECARS_ANNOTATION, "[]"),
+    ):
         changed = json.loads(json.dumps(admitted))
         changed["metadata"]["annotations"][key] = value
         found += validate_vmi(changed, operation="UPDATE", cluster=ON, old=admitted)

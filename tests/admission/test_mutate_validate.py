@@ -51,10 +51,19 @@ require_manifests()
 
 ON = ClusterView(gates=all_gates_on())
 VMIS = [p for p in MANIFESTS if load(p)["kind"] == "VirtualMachineInstance"]
-TEMPLATES = [p for p in MANIFESTS if load(p)["kind"] in (
-    "VirtualMachine", "VirtualMachineInstanceReplicaSet", "VirtualMachinePool")]
-PARAMS = json.dumps({"measurementAlgo": "sha512", "measurementLog": "yes",
-                     "personalizationValue": "QUJD" * 21 + "QQ=="})
+TEMPLATES = [
+    p
+    for p in MANIFESTS
+    if load(p)["kind"]
+    in ("VirtualMachine", "VirtualMachineInstanceReplicaSet", "VirtualMachinePool")
+]
+PARAMS = json.dumps(
+    {
+        "measurementAlgo": "sha512",
+        "measurementLog": "yes",
+        "personalizationValue": "QUJD" * 21 + "QQ==",
+    }
+)
 
 
 def admitted(obj: dict[str, Any], cluster: ClusterView = ON) -> dict[str, Any]:
@@ -70,8 +79,9 @@ def fields(violations: Any) -> list[str]:
 
 @pytest.mark.parametrize("path", VMIS, ids=[p.stem for p in VMIS])
 @pytest.mark.parametrize("annotation", [None, PARAMS])
-def test_labelled_vmi_is_mutated_into_a_schema_valid_realm(path: Any,
-                                                           annotation: str | None) -> None:
+def test_labelled_vmi_is_mutated_into_a_schema_valid_realm(
+    path: Any, annotation: str | None
+) -> None:
     original = labelled(load(path), annotation)
     result = admitted(original)
     assert schema_errors(result) == []
@@ -82,8 +92,9 @@ def test_labelled_vmi_is_mutated_into_a_schema_valid_realm(path: Any,
     assert spec["domain"]["devices"]["autoattachMemBalloon"] is False
     annotations = result["metadata"]["annotations"]
     sidecars = json.loads(annotations[HOOK_SIDECARS_ANNOTATION])
-    before = json.loads(original["metadata"].get("annotations", {}).get(
-        HOOK_SIDECARS_ANNOTATION, "[]"))
+    before = json.loads(
+        original["metadata"].get("annotations", {}).get(HOOK_SIDECARS_ANNOTATION, "[]")
+    )
     assert sidecars == [*before, hook_entry(Settings(), DEFAULT_HOOK_IMAGE)]
     resolved = json.loads(annotations[RESOLVED_ANNOTATION])
     assert resolved["dialect"] == "vep" and resolved["virtioIOMMU"] == "on"
@@ -121,8 +132,10 @@ def test_labelled_vmi_that_skipped_mutation_is_refused_field_by_field() -> None:
         "spec.nodeSelector[cca.kubevirt.io/measurement-algo-sha512]",
         "spec.nodeSelector[cca.kubevirt.io/personalization-value]",
         "spec.nodeSelector[cca.kubevirt.io/measurement-log]",
-        "spec.architecture", "spec.domain.devices.autoattachMemBalloon",
-        "spec.evictionStrategy", f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]",
+        "spec.architecture",
+        "spec.domain.devices.autoattachMemBalloon",
+        "spec.evictionStrategy",
+        f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]",
         f"metadata.annotations[{RESOLVED_ANNOTATION}]",
     ]
     assert all("mutating webhook" in v.message for v in violations)
@@ -130,20 +143,26 @@ def test_labelled_vmi_that_skipped_mutation_is_refused_field_by_field() -> None:
 
 def test_patch_creates_missing_parents() -> None:
     bare: dict[str, Any] = {
-        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
         "metadata": {"name": "x", "labels": {ENABLED_LABEL: "true"}},
-        "spec": {"domain": {"devices": {}, "resources": {}}}}
+        "spec": {"domain": {"devices": {}, "resources": {}}},
+    }
     del bare["spec"]["domain"]["devices"]
     result = admitted(bare)
     assert result["spec"]["domain"]["devices"] == {"autoattachMemBalloon": False}
-    assert set(result["metadata"]["annotations"]) == {HOOK_SIDECARS_ANNOTATION,
-                                                      RESOLVED_ANNOTATION}
+    assert set(result["metadata"]["annotations"]) == {HOOK_SIDECARS_ANNOTATION, RESOLVED_ANNOTATION}
 
 
 def test_existing_node_selector_and_explicit_compatible_values_are_kept() -> None:
     obj = labelled(load(VMIS[0]))
-    obj["spec"].update({"nodeSelector": {"zone": "a", "kubevirt.io/cca": "true"},
-                        "architecture": "arm64", "evictionStrategy": "External"})
+    obj["spec"].update(
+        {
+            "nodeSelector": {"zone": "a", "kubevirt.io/cca": "true"},
+            "architecture": "arm64",
+            "evictionStrategy": "External",
+        }
+    )
     obj["spec"]["domain"]["devices"]["autoattachMemBalloon"] = False
     result = admitted(obj)
     assert result["spec"]["nodeSelector"] == {"zone": "a", "kubevirt.io/cca": "true"}
@@ -152,43 +171,101 @@ def test_existing_node_selector_and_explicit_compatible_values_are_kept() -> Non
 
 
 REFUSALS = [
-    ("architecture", lambda o: o["spec"].update(architecture="amd64"), "spec.architecture",
-     "runs only on arm64"),
-    ("live-migrate", lambda o: o["spec"].update(evictionStrategy="LiveMigrate"),
-     "spec.evictionStrategy", "cannot be live-migrated"),
-    ("live-migrate-if-possible",
-     lambda o: o["spec"].update(evictionStrategy="LiveMigrateIfPossible"),
-     "spec.evictionStrategy", "cannot be live-migrated"),
-    ("balloon", lambda o: o["spec"]["domain"].setdefault("devices", {}).update(
-        autoattachMemBalloon=True), "spec.domain.devices.autoattachMemBalloon", "balloon"),
-    ("sev", lambda o: o["spec"]["domain"].update(launchSecurity={"sev": {}}),
-     "spec.domain.launchSecurity.sev", "cannot also use sev"),
-    ("node-selector", lambda o: o["spec"].update(nodeSelector={"kubevirt.io/cca": "false"}),
-     "spec.nodeSelector[kubevirt.io/cca]", 'must be "true"'),
-    ("bad-params", lambda o: o["metadata"].setdefault("annotations", {}).update(
-        {LAUNCH_SECURITY_ANNOTATION: '{"measurementAlgo": "sha1"}'}),
-     f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}].measurementAlgo",
-     "unsupported value 'sha1'"),
-    ("bad-sidecars", lambda o: o["metadata"].setdefault("annotations", {}).update(
-        {HOOK_SIDECARS_ANNOTATION: "[{"}), f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]",
-     "not valid JSON"),
-    ("foreign-hook-entry", lambda o: o["metadata"].setdefault("annotations", {}).update(
-        {HOOK_SIDECARS_ANNOTATION: '[{"image": "evil", "args": ["hook", "--dialect", "vep"]}]'}),
-     f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]", "differs"),
-    ("forged-resolved", lambda o: o["metadata"].setdefault("annotations", {}).update(
-        {RESOLVED_ANNOTATION: '{"dialect": "openeuler"}'}),
-     f"metadata.annotations[{RESOLVED_ANNOTATION}]", "written by kubevirt-cca"),
+    (
+        "architecture",
+        lambda o: o["spec"].update(architecture="amd64"),
+        "spec.architecture",
+        "runs only on arm64",
+    ),
+    (
+        "live-migrate",
+        lambda o: o["spec"].update(evictionStrategy="LiveMigrate"),
+        "spec.evictionStrategy",
+        "cannot be live-migrated",
+    ),
+    (
+        "live-migrate-if-possible",
+        lambda o: o["spec"].update(evictionStrategy="LiveMigrateIfPossible"),
+        "spec.evictionStrategy",
+        "cannot be live-migrated",
+    ),
+    (
+        "balloon",
+        lambda o: o["spec"]["domain"].setdefault("devices", {}).update(autoattachMemBalloon=True),
+        "spec.domain.devices.autoattachMemBalloon",
+        "balloon",
+    ),
+    (
+        "sev",
+        lambda o: o["spec"]["domain"].update(launchSecurity={"sev": {}}),
+        "spec.domain.launchSecurity.sev",
+        "cannot also use sev",
+    ),
+    (
+        "node-selector",
+        lambda o: o["spec"].update(nodeSelector={"kubevirt.io/cca": "false"}),
+        "spec.nodeSelector[kubevirt.io/cca]",
+        'must be "true"',
+    ),
+    (
+        "bad-params",
+        lambda o: (
+            o["metadata"]
+            .setdefault("annotations", {})
+            .update({LAUNCH_SECURITY_ANNOTATION: '{"measurementAlgo": "sha1"}'})
+        ),
+        f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}].measurementAlgo",
+        "unsupported value 'sha1'",
+    ),
+    (
+        "bad-sidecars",
+        lambda o: (
+            o["metadata"].setdefault("annotations", {}).update({HOOK_SIDECARS_ANNOTATION: "[{"})
+        ),
+        f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]",
+        "not valid JSON",
+    ),
+    (
+        "foreign-hook-entry",
+        lambda o: (
+            o["metadata"]
+            .setdefault("annotations", {})
+            .update(
+                {
+                    HOOK_SIDECARS_ANNOTATION: (
+                        '[{"image": "evil", "args": ["hook", "--dialect", "vep"]}]'
+                    )
+                }
+            )
+        ),
+        f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]",
+        "differs",
+    ),
+    (
+        "forged-resolved",
+        lambda o: (
+            o["metadata"]
+            .setdefault("annotations", {})
+            .update({RESOLVED_ANNOTATION: '{"dialect": "openeuler"}'})
+        ),
+        f"metadata.annotations[{RESOLVED_ANNOTATION}]",
+        "written by kubevirt-cca",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("change", "field", "words"), [r[1:] for r in REFUSALS],
-                         ids=[r[0] for r in REFUSALS])
-def test_conflicting_vmi_is_refused_by_mutation_and_validation(change: Any, field: str,
-                                                               words: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "field", "words"), [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS]
+)
+def test_conflicting_vmi_is_refused_by_mutation_and_validation(
+    change: Any, field: str, words: str
+) -> None:
     obj = labelled(load(VMIS[0]))
     change(obj)
-    for violations in (plan_vmi(obj, ON).violations,
-                       validate_vmi(obj, operation="CREATE", cluster=ON)):
+    for violations in (
+        plan_vmi(obj, ON).violations,
+        validate_vmi(obj, operation="CREATE", cluster=ON),
+    ):
         assert field in fields(violations)
         assert any(words in v.message for v in violations if v.field == field)
     assert plan_vmi(obj, ON).patch == []
@@ -213,22 +290,33 @@ def test_every_problem_is_reported_not_only_the_first() -> None:
 def test_parameters_without_label_are_refused_everywhere() -> None:
     obj = load(VMIS[0])
     obj["metadata"].setdefault("annotations", {})[LAUNCH_SECURITY_ANNOTATION] = "{}"
-    for violations in (plan_vmi(obj, ON).violations,
-                       validate_vmi(obj, operation="CREATE", cluster=ON)):
+    for violations in (
+        plan_vmi(obj, ON).violations,
+        validate_vmi(obj, operation="CREATE", cluster=ON),
+    ):
         assert any("need the label" in v.message for v in violations)
 
 
-@pytest.mark.parametrize(("gates", "disabled", "missing"), [
-    (["Sidecar"], [], ["WorkloadEncryptionCCA"]),
-    (["WorkloadEncryptionCCA"], [], ["Sidecar"]),
-    (["WorkloadEncryptionCCA", "Sidecar"], ["Sidecar"], ["Sidecar"]),
-    ([], [], ["WorkloadEncryptionCCA", "Sidecar"]),
-])
-def test_feature_gates_from_the_kubevirt_cr(gates: list[str], disabled: list[str],
-                                            missing: list[str]) -> None:
-    cr = {"metadata": {"name": "kubevirt", "namespace": "kubevirt"},
-          "spec": {"configuration": {"developerConfiguration": {
-              "featureGates": gates, "disabledFeatureGates": disabled}}}}
+@pytest.mark.parametrize(
+    ("gates", "disabled", "missing"),
+    [
+        (["Sidecar"], [], ["WorkloadEncryptionCCA"]),
+        (["WorkloadEncryptionCCA"], [], ["Sidecar"]),
+        (["WorkloadEncryptionCCA", "Sidecar"], ["Sidecar"], ["Sidecar"]),
+        ([], [], ["WorkloadEncryptionCCA", "Sidecar"]),
+    ],
+)
+def test_feature_gates_from_the_kubevirt_cr(
+    gates: list[str], disabled: list[str], missing: list[str]
+) -> None:
+    cr = {
+        "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+        "spec": {
+            "configuration": {
+                "developerConfiguration": {"featureGates": gates, "disabledFeatureGates": disabled}
+            }
+        },
+    }
     cluster = ClusterView(gates=gates_from_kubevirt(cr))
     violations = plan_vmi(labelled(load(VMIS[0])), cluster).violations
     assert [v.message.split(" ")[0] for v in violations] == missing
@@ -245,27 +333,44 @@ def test_unreadable_kubevirt_cr_refuses_cca_but_not_plain_vmis() -> None:
 
 def test_malformed_kubevirt_cr_and_config() -> None:
     with pytest.raises(SettingsError, match="featureGates"):
-        gates_from_kubevirt({"spec": {"configuration": {"developerConfiguration": {
-            "featureGates": "Sidecar"}}}})
+        gates_from_kubevirt(
+            {"spec": {"configuration": {"developerConfiguration": {"featureGates": "Sidecar"}}}}
+        )
     settings, image, problem = config_from_map({"dialect": "libvirt-12", "hookImage": "a b"})
     assert settings == Settings() and image == DEFAULT_HOOK_IMAGE
     assert problem is not None and "dialect" in problem and "hookImage" in problem
     cluster = ClusterView(gates=all_gates_on(), config_problem=problem)
-    assert "kubevirt-cca-config is invalid" in plan_vmi(
-        labelled(load(VMIS[0])), cluster).violations[0].message
+    assert (
+        "kubevirt-cca-config is invalid"
+        in plan_vmi(labelled(load(VMIS[0])), cluster).violations[0].message
+    )
 
 
 def test_config_map_settings_reach_the_hook_entry_and_record() -> None:
-    settings, image, problem = config_from_map({
-        "dialect": "qemu-commandline", "firmware": "/opt/cca.fd", "virtioIOMMU": "off",
-        "hookImage": "registry.example/kubevirt-cca:1.2"})
+    settings, image, problem = config_from_map(
+        {
+            "dialect": "qemu-commandline",
+            "firmware": "/opt/cca.fd",
+            "virtioIOMMU": "off",
+            "hookImage": "registry.example/kubevirt-cca:1.2",
+        }
+    )
     assert problem is None
     cluster = ClusterView(gates=all_gates_on(), settings=settings, hook_image=image)
     result = admitted(labelled(load(VMIS[0])), cluster)
     entry = json.loads(result["metadata"]["annotations"][HOOK_SIDECARS_ANNOTATION])[-1]
-    assert entry == {"image": "registry.example/kubevirt-cca:1.2",
-                     "args": ["hook", "--dialect", "qemu-commandline", "--firmware",
-                              "/opt/cca.fd", "--virtio-iommu", "off"]}
+    assert entry == {
+        "image": "registry.example/kubevirt-cca:1.2",
+        "args": [
+            "hook",
+            "--dialect",
+            "qemu-commandline",
+            "--firmware",
+            "/opt/cca.fd",
+            "--virtio-iommu",
+            "off",
+        ],
+    }
     assert settings.dialect is Dialect.QEMU_COMMANDLINE
     assert validate_vmi(result, operation="CREATE", cluster=cluster) == []
     # The same VMI checked against the default configuration: its hook entry is not ours.
@@ -275,8 +380,13 @@ def test_config_map_settings_reach_the_hook_entry_and_record() -> None:
 def test_oldest_live_kubevirt_cr_is_used() -> None:
     old = {"metadata": {"name": "a", "creationTimestamp": "2026-01-01T00:00:00Z"}}
     new = {"metadata": {"name": "b", "creationTimestamp": "2026-02-01T00:00:00Z"}}
-    gone = {"metadata": {"name": "c", "creationTimestamp": "2025-01-01T00:00:00Z",
-                         "deletionTimestamp": "2026-03-01T00:00:00Z"}}
+    gone = {
+        "metadata": {
+            "name": "c",
+            "creationTimestamp": "2025-01-01T00:00:00Z",
+            "deletionTimestamp": "2026-03-01T00:00:00Z",
+        }
+    }
     assert pick_kubevirt([new, gone, old]) is old
     assert pick_kubevirt([gone]) is None
 
@@ -289,20 +399,32 @@ def _admitted_vmi() -> dict[str, Any]:
 
 
 UPDATES = [
-    ("remove-label", lambda o: o["metadata"]["labels"].pop(ENABLED_LABEL),
-     f"metadata.labels[{ENABLED_LABEL}]"),
-    ("change-params", lambda o: o["metadata"]["annotations"].update(
-        {LAUNCH_SECURITY_ANNOTATION: '{"measurementAlgo": "sha256"}'}),
-     f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]"),
-    ("drop-hook", lambda o: o["metadata"]["annotations"].update(
-        {HOOK_SIDECARS_ANNOTATION: "[]"}), f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]"),
-    ("edit-resolved", lambda o: o["metadata"]["annotations"].update(
-        {RESOLVED_ANNOTATION: "{}"}), f"metadata.annotations[{RESOLVED_ANNOTATION}]"),
+    (
+        "remove-label",
+        lambda o: o["metadata"]["labels"].pop(ENABLED_LABEL),
+        f"metadata.labels[{ENABLED_LABEL}]",
+    ),
+    (
+        "change-params",
+        lambda o: o["metadata"]["annotations"].update(
+            {LAUNCH_SECURITY_ANNOTATION: '{"measurementAlgo": "sha256"}'}
+        ),
+        f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]",
+    ),
+    (
+        "drop-hook",
+        lambda o: o["metadata"]["annotations"].update({HOOK_SIDECARS_ANNOTATION: "[]"}),
+        f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]",
+    ),
+    (
+        "edit-resolved",
+        lambda o: o["metadata"]["annotations"].update({RESOLVED_ANNOTATION: "{}"}),
+        f"metadata.annotations[{RESOLVED_ANNOTATION}]",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("change", "field"), [u[1:] for u in UPDATES],
-                         ids=[u[0] for u in UPDATES])
+@pytest.mark.parametrize(("change", "field"), [u[1:] for u in UPDATES], ids=[u[0] for u in UPDATES])
 def test_update_of_cca_metadata_is_refused(change: Any, field: str) -> None:
     old = _admitted_vmi()
     new = json.loads(json.dumps(old))
@@ -340,7 +462,8 @@ def test_templates(path: Any) -> None:
     off = ClusterView(gates=FeatureGates(frozenset({"Sidecar"})))
     violations = validate_template(cca, operation="CREATE", cluster=off)
     prefix = {"VirtualMachinePool": "spec.virtualMachineTemplate.spec.template"}.get(
-        plain["kind"], "spec.template")
+        plain["kind"], "spec.template"
+    )
     assert fields(violations) == [f"{prefix}.metadata.labels[{ENABLED_LABEL}]"]
     # A metadata-only update of an unchanged template is never blocked, gates or not ...
     updated = json.loads(json.dumps(cca))
@@ -349,7 +472,8 @@ def test_templates(path: Any) -> None:
     # ... but a template change is checked.
     template_node(updated)["spec"]["evictionStrategy"] = "LiveMigrate"
     assert f"{prefix}.spec.evictionStrategy" in fields(
-        validate_template(updated, operation="UPDATE", cluster=ON, old=cca))
+        validate_template(updated, operation="UPDATE", cluster=ON, old=cca)
+    )
 
 
 # --- migrations --------------------------------------------------------------------------------
@@ -360,7 +484,8 @@ def test_migration_of_a_cca_vmi_is_refused_with_kubevirts_wording() -> None:
     violations = validate_migration(migration, _admitted_vmi())
     assert [v.message for v in violations] == [MIGRATION_REFUSAL]
     assert MIGRATION_REFUSAL == (
-        "Cannot migrate VMI, Reason: CCANotLiveMigratable, Message: VMI uses CCA")
+        "Cannot migrate VMI, Reason: CCANotLiveMigratable, Message: VMI uses CCA"
+    )
     assert validate_migration(migration, load(VMIS[0])) == []
     assert validate_migration(migration, None) == []
     refused = validate_migration(migration, None, lookup_problem="timeout")
@@ -370,23 +495,31 @@ def test_migration_of_a_cca_vmi_is_refused_with_kubevirts_wording() -> None:
 
 # --- property: the patch applies cleanly to any VMI shape ----------------------------------------
 
-_OPTIONAL = st.fixed_dictionaries({}, optional={
-    "annotations": st.dictionaries(st.sampled_from(["a", "b/c", HOOK_SIDECARS_ANNOTATION]),
-                                   st.sampled_from(["[]", '[{"image": "i", "args": []}]'])),
-    "nodeSelector": st.dictionaries(st.sampled_from(["zone", "kubevirt.io/cca"]),
-                                    st.just("true")),
-    "devices": st.fixed_dictionaries({}, optional={"disks": st.just([]),
-                                                   "autoattachMemBalloon": st.just(False)}),
-    "architecture": st.just("arm64"),
-    "evictionStrategy": st.sampled_from(["None", "External"]),
-    "params": st.sampled_from(["{}", '{"measurementAlgo": "sha256"}']),
-})
+_OPTIONAL = st.fixed_dictionaries(
+    {},
+    optional={
+        "annotations": st.dictionaries(
+            st.sampled_from(["a", "b/c", HOOK_SIDECARS_ANNOTATION]),
+            st.sampled_from(["[]", '[{"image": "i", "args": []}]']),
+        ),
+        "nodeSelector": st.dictionaries(
+            st.sampled_from(["zone", "kubevirt.io/cca"]), st.just("true")
+        ),
+        "devices": st.fixed_dictionaries(
+            {}, optional={"disks": st.just([]), "autoattachMemBalloon": st.just(False)}
+        ),
+        "architecture": st.just("arm64"),
+        "evictionStrategy": st.sampled_from(["None", "External"]),
+        "params": st.sampled_from(["{}", '{"measurementAlgo": "sha256"}']),
+    },
+)
 
 
 @settings(max_examples=150, deadline=None)
 @given(parts=_OPTIONAL)
 def test_patch_applies_to_any_shape_and_matches_an_independent_rfc6902(
-        parts: dict[str, Any]) -> None:
+    parts: dict[str, Any],
+) -> None:
     metadata: dict[str, Any] = {"name": "p", "labels": {ENABLED_LABEL: "true"}}
     if "annotations" in parts:
         metadata["annotations"] = dict(parts["annotations"])
@@ -399,8 +532,12 @@ def test_patch_applies_to_any_shape_and_matches_an_independent_rfc6902(
     for key in ("nodeSelector", "architecture", "evictionStrategy"):
         if key in parts:
             spec[key] = parts[key]
-    obj = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-           "metadata": metadata, "spec": spec}
+    obj = {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": metadata,
+        "spec": spec,
+    }
     plan = plan_vmi(obj, ON)
     assert plan.violations == ()
     ours = patches.apply(obj, plan.patch)

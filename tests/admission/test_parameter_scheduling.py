@@ -29,30 +29,59 @@ def cluster(dialect: Dialect = Dialect.VEP) -> ClusterView:
 
 
 def vmi(spec: dict[str, Any] | None = None, **parameters: Any) -> dict[str, Any]:
-    obj = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-           "metadata": {"name": "realm", "namespace": "default"},
-           "spec": {"domain": {"devices": {}}, **(spec or {})}}
+    obj = {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": "realm", "namespace": "default"},
+        "spec": {"domain": {"devices": {}}, **(spec or {})},
+    }
     return labelled(obj, json.dumps(parameters) if parameters else None)
 
 
-@pytest.mark.parametrize(("dialect", "expected"), [
-    (Dialect.VEP, {"kubevirt.io/cca": "true", "disktype": "ssd",
-                   "cca.kubevirt.io/measurement-algo-sha384": "true",
-                   "cca.kubevirt.io/personalization-value": "true",
-                   "cca.kubevirt.io/measurement-log": "true"}),
-    (Dialect.OPENEULER, {"kubevirt.io/cca": "true", "disktype": "ssd",
-                         "cca.kubevirt.io/measurement-algo-sha384": "true",
-                         "cca.kubevirt.io/personalization-value": "true",
-                         "cca.kubevirt.io/measurement-log": "true"}),
-    (Dialect.QEMU_COMMANDLINE, {"kubevirt.io/cca": "true", "disktype": "ssd",
-                                "cca.kubevirt.io/rme-guest-measurement-algo-sha384": "true",
-                                "cca.kubevirt.io/rme-guest-personalization-value": "true",
-                                "cca.kubevirt.io/rme-guest-measurement-log": "true"}),
-])
+@pytest.mark.parametrize(
+    ("dialect", "expected"),
+    [
+        (
+            Dialect.VEP,
+            {
+                "kubevirt.io/cca": "true",
+                "disktype": "ssd",
+                "cca.kubevirt.io/measurement-algo-sha384": "true",
+                "cca.kubevirt.io/personalization-value": "true",
+                "cca.kubevirt.io/measurement-log": "true",
+            },
+        ),
+        (
+            Dialect.OPENEULER,
+            {
+                "kubevirt.io/cca": "true",
+                "disktype": "ssd",
+                "cca.kubevirt.io/measurement-algo-sha384": "true",
+                "cca.kubevirt.io/personalization-value": "true",
+                "cca.kubevirt.io/measurement-log": "true",
+            },
+        ),
+        (
+            Dialect.QEMU_COMMANDLINE,
+            {
+                "kubevirt.io/cca": "true",
+                "disktype": "ssd",
+                "cca.kubevirt.io/rme-guest-measurement-algo-sha384": "true",
+                "cca.kubevirt.io/rme-guest-personalization-value": "true",
+                "cca.kubevirt.io/rme-guest-measurement-log": "true",
+            },
+        ),
+    ],
+)
 def test_parameter_labels_are_merged_with_the_users_selector(
-        dialect: Dialect, expected: dict[str, str]) -> None:
-    obj = vmi({"nodeSelector": {"disktype": "ssd", "kubevirt.io/cca": "true"}},
-              measurementAlgo="sha384", personalizationValue=RPV, measurementLog=True)
+    dialect: Dialect, expected: dict[str, str]
+) -> None:
+    obj = vmi(
+        {"nodeSelector": {"disktype": "ssd", "kubevirt.io/cca": "true"}},
+        measurementAlgo="sha384",
+        personalizationValue=RPV,
+        measurementLog=True,
+    )
     plan = plan_vmi(obj, cluster(dialect))
     assert plan.violations == ()
     admitted = jsonpatch.apply_patch(obj, plan.patch)
@@ -68,34 +97,50 @@ def test_label_only_and_log_off_need_only_the_cca_label() -> None:
 
 
 def test_a_conflicting_selector_value_is_refused() -> None:
-    obj = vmi({"nodeSelector": {"cca.kubevirt.io/personalization-value": "false"}},
-              personalizationValue=RPV)
+    obj = vmi(
+        {"nodeSelector": {"cca.kubevirt.io/personalization-value": "false"}},
+        personalizationValue=RPV,
+    )
     [violation] = plan_vmi(obj, cluster()).violations
     assert violation.field == "spec.nodeSelector[cca.kubevirt.io/personalization-value]"
     assert violation.message.startswith('must be "true" for a CCA Realm')
 
 
 def affinity(*terms: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-        "nodeSelectorTerms": [{"matchExpressions": expressions} for expressions in terms]}}}}
+    return {
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": expressions} for expressions in terms
+                    ]
+                }
+            }
+        }
+    }
 
 
-FIELD = ("spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution."
-         "nodeSelectorTerms")
+FIELD = (
+    "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms"
+)
 
 
-@pytest.mark.parametrize("expression", [
-    {"key": "cca.kubevirt.io/measurement-algo-sha512", "operator": "DoesNotExist"},
-    {"key": "cca.kubevirt.io/measurement-algo-sha512", "operator": "NotIn", "values": ["true"]},
-    {"key": "cca.kubevirt.io/measurement-algo-sha512", "operator": "In", "values": ["yes"]},
-])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        {"key": "cca.kubevirt.io/measurement-algo-sha512", "operator": "DoesNotExist"},
+        {"key": "cca.kubevirt.io/measurement-algo-sha512", "operator": "NotIn", "values": ["true"]},
+        {"key": "cca.kubevirt.io/measurement-algo-sha512", "operator": "In", "values": ["yes"]},
+    ],
+)
 def test_affinity_that_rules_out_the_needed_nodes_is_refused(expression: dict[str, Any]) -> None:
     obj = vmi(affinity([expression]), measurementAlgo="sha512")
     [violation] = plan_vmi(obj, cluster()).violations
     assert violation.field == FIELD
     assert violation.message.startswith(
         "rules out nodes labelled cca.kubevirt.io/measurement-algo-sha512=true, the only nodes "
-        "that can run this Realm as asked")
+        "that can run this Realm as asked"
+    )
 
 
 def test_affinity_that_only_narrows_is_kept() -> None:
@@ -115,11 +160,15 @@ def test_a_vm_asking_for_what_no_node_honours_is_admitted_with_a_warning() -> No
     from kubevirt_cca.core.admission.reviews import parse_review
     from tests.admission.helpers import review
 
-    vm = labelled({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-                   "metadata": {"name": "vm", "namespace": "default"},
-                   "spec": {"runStrategy": "Always", "template": {
-                       "spec": {"domain": {"devices": {}}}}}},
-                  json.dumps({"personalizationValue": RPV}))
+    vm = labelled(
+        {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachine",
+            "metadata": {"name": "vm", "namespace": "default"},
+            "spec": {"runStrategy": "Always", "template": {"spec": {"domain": {"devices": {}}}}},
+        },
+        json.dumps({"personalizationValue": RPV}),
+    )
     nodes = ({"kubevirt.io/cca": "true", "cca.kubevirt.io/measurement-algo-sha256": "true"},)
     view = ClusterView(gates=all_gates_on(), cca_node_labels=nodes)
     body = json.dumps(review(vm)).encode()
@@ -129,8 +178,10 @@ def test_a_vm_asking_for_what_no_node_honours_is_admitted_with_a_warning() -> No
         "no node in this cluster honours personalizationValue (libvirt) (node label "
         "cca.kubevirt.io/personalization-value=true) with the vep dialect: the VMI stays "
         "Pending until a node does; remove the parameter to run on the nodes there are "
-        "(docs/vm-owners.md)"]
+        "(docs/vm-owners.md)"
+    ]
     # Nodes unknown (not listed yet): nothing is said.
-    unknown = admit(Endpoint.VALIDATE_TEMPLATES, parse_review(body),
-                    ClusterView(gates=all_gates_on())).response
+    unknown = admit(
+        Endpoint.VALIDATE_TEMPLATES, parse_review(body), ClusterView(gates=all_gates_on())
+    ).response
     assert unknown["allowed"] and "warnings" not in unknown

@@ -37,21 +37,38 @@ RESOURCES = {
 }
 VMI_SPEC: dict[str, Any] = {"domain": {"devices": {}}}
 BASES: dict[str, dict[str, Any]] = {
-    "VirtualMachineInstance": {"kind": "VirtualMachineInstance", "metadata": {"name": "v"},
-                               "spec": VMI_SPEC},
-    "VirtualMachine": {"kind": "VirtualMachine", "metadata": {"name": "v"},
-                       "spec": {"template": {"metadata": {}, "spec": VMI_SPEC}}},
+    "VirtualMachineInstance": {
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": "v"},
+        "spec": VMI_SPEC,
+    },
+    "VirtualMachine": {
+        "kind": "VirtualMachine",
+        "metadata": {"name": "v"},
+        "spec": {"template": {"metadata": {}, "spec": VMI_SPEC}},
+    },
     "VirtualMachineInstanceReplicaSet": {
-        "kind": "VirtualMachineInstanceReplicaSet", "metadata": {"name": "v"},
-        "spec": {"template": {"metadata": {}, "spec": VMI_SPEC}}},
+        "kind": "VirtualMachineInstanceReplicaSet",
+        "metadata": {"name": "v"},
+        "spec": {"template": {"metadata": {}, "spec": VMI_SPEC}},
+    },
     "VirtualMachinePool": {
-        "kind": "VirtualMachinePool", "metadata": {"name": "v"},
-        "spec": {"virtualMachineTemplate": {"metadata": {}, "spec": {
-            "template": {"metadata": {}, "spec": VMI_SPEC}}}}},
+        "kind": "VirtualMachinePool",
+        "metadata": {"name": "v"},
+        "spec": {
+            "virtualMachineTemplate": {
+                "metadata": {},
+                "spec": {"template": {"metadata": {}, "spec": VMI_SPEC}},
+            }
+        },
+    },
 }
-TEMPLATE = {"VirtualMachineInstance": (), "VirtualMachine": ("spec", "template"),
-            "VirtualMachineInstanceReplicaSet": ("spec", "template"),
-            "VirtualMachinePool": ("spec", "virtualMachineTemplate", "spec", "template")}
+TEMPLATE = {
+    "VirtualMachineInstance": (),
+    "VirtualMachine": ("spec", "template"),
+    "VirtualMachineInstanceReplicaSet": ("spec", "template"),
+    "VirtualMachinePool": ("spec", "virtualMachineTemplate", "spec", "template"),
+}
 
 
 def _meta(obj: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
@@ -62,12 +79,15 @@ def _meta(obj: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
     return metadata
 
 
-def put(path: tuple[str, ...] | None, section: str, key: str, value: str
-        ) -> Callable[[dict[str, Any]], None]:
+def put(
+    path: tuple[str, ...] | None, section: str, key: str, value: str
+) -> Callable[[dict[str, Any]], None]:
     """Put ``key`` in ``section`` of the metadata at ``path`` (None: the VMI template)."""
+
     def change(obj: dict[str, Any]) -> None:
         where = TEMPLATE[obj["kind"]] if path is None else path
         _meta(obj, where).setdefault(section, {})[key] = value
+
     return change
 
 
@@ -75,50 +95,123 @@ def put(path: tuple[str, ...] | None, section: str, key: str, value: str
 Case = tuple[str, tuple[str, ...], list[Callable[[dict[str, Any]], None]], str, tuple[str, ...]]
 OWNERS = ("VirtualMachine", "VirtualMachineInstanceReplicaSet", "VirtualMachinePool")
 CASES: list[Case] = [
-    ("label-on-own-metadata", OWNERS, [put((), "labels", ENABLED_LABEL, "true")],
-     f"metadata.labels[{ENABLED_LABEL}]", ("own metadata", "metadata.labels[" + ENABLED_LABEL)),
-    ("params-on-own-metadata-label-on-template", OWNERS,
-     [put(None, "labels", ENABLED_LABEL, "true"),
-      put((), "annotations", LAUNCH_SECURITY_ANNOTATION, PARAMS)],
-     f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]",
-     ("own metadata", "metadata.annotations[" + LAUNCH_SECURITY_ANNOTATION)),
-    ("label-on-pool-vm-template", ("VirtualMachinePool",),
-     [put(("spec", "virtualMachineTemplate"), "labels", ENABLED_LABEL, "true")],
-     f"spec.virtualMachineTemplate.metadata.labels[{ENABLED_LABEL}]",
-     ("spec.virtualMachineTemplate", "spec.virtualMachineTemplate.spec.template.metadata.labels")),
-    ("params-on-pool-vm-template", ("VirtualMachinePool",),
-     [put(None, "labels", ENABLED_LABEL, "true"),
-      put(("spec", "virtualMachineTemplate"), "annotations", LAUNCH_SECURITY_ANNOTATION, PARAMS)],
-     f"spec.virtualMachineTemplate.metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]",
-     ("spec.virtualMachineTemplate.spec.template.metadata.annotations",)),
-    ("label-casing", tuple(BASES), [put(None, "labels", "cca.kubevirt.io/Enabled", "true")],
-     "metadata.labels[cca.kubevirt.io/Enabled]", ("did you mean the label " + ENABLED_LABEL,)),
-    ("label-upper-casing", tuple(BASES), [put(None, "labels", "cca.kubevirt.io/ENABLED", "true")],
-     "metadata.labels[cca.kubevirt.io/ENABLED]", ("did you mean the label " + ENABLED_LABEL,)),
-    ("camel-case-annotation", tuple(BASES),
-     [put(None, "labels", ENABLED_LABEL, "true"),
-      put(None, "annotations", "cca.kubevirt.io/launchSecurity", PARAMS)],
-     "metadata.annotations[cca.kubevirt.io/launchSecurity]",
-     ("did you mean the annotation " + LAUNCH_SECURITY_ANNOTATION,)),
-    ("prefix-casing", tuple(BASES), [put(None, "annotations", "CCA.kubevirt.io/enabled", "true")],
-     "metadata.annotations[CCA.kubevirt.io/enabled]", ("is not a kubevirt-cca key",)),
-    ("typo", tuple(BASES), [put(None, "labels", "cca.kubevirt.io/enable", "true")],
-     "metadata.labels[cca.kubevirt.io/enable]", ("is not a kubevirt-cca key",)),
-    ("node-label-on-vm", tuple(BASES),
-     [put(None, "labels", "cca.kubevirt.io/measurement-algo-sha256", "true")],
-     "metadata.labels[cca.kubevirt.io/measurement-algo-sha256]", ("node labeller",)),
-    ("label-as-annotation", tuple(BASES), [put(None, "annotations", ENABLED_LABEL, "true")],
-     f"metadata.annotations[{ENABLED_LABEL}]", ("is a label, found as an annotation",)),
-    ("annotation-as-label", tuple(BASES),
-     [put(None, "labels", ENABLED_LABEL, "true"),
-      put(None, "labels", LAUNCH_SECURITY_ANNOTATION, "sha256")],
-     f"metadata.labels[{LAUNCH_SECURITY_ANNOTATION}]", ("is an annotation, found as a label",)),
-    ("resolved-without-label", tuple(BASES),
-     [put(None, "annotations", RESOLVED_ANNOTATION, "{}")],
-     f"metadata.annotations[{RESOLVED_ANNOTATION}]", ("on CCA VMIs only",)),
+    (
+        "label-on-own-metadata",
+        OWNERS,
+        [put((), "labels", ENABLED_LABEL, "true")],
+        f"metadata.labels[{ENABLED_LABEL}]",
+        ("own metadata", "metadata.labels[" + ENABLED_LABEL),
+    ),
+    (
+        "params-on-own-metadata-label-on-template",
+        OWNERS,
+        [
+            put(None, "labels", ENABLED_LABEL, "true"),
+            put((), "annotations", LAUNCH_SECURITY_ANNOTATION, PARAMS),
+        ],
+        f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]",
+        ("own metadata", "metadata.annotations[" + LAUNCH_SECURITY_ANNOTATION),
+    ),
+    (
+        "label-on-pool-vm-template",
+        ("VirtualMachinePool",),
+        [put(("spec", "virtualMachineTemplate"), "labels", ENABLED_LABEL, "true")],
+        f"spec.virtualMachineTemplate.metadata.labels[{ENABLED_LABEL}]",
+        (
+            "spec.virtualMachineTemplate",
+            "spec.virtualMachineTemplate.spec.template.metadata.labels",
+        ),
+    ),
+    (
+        "params-on-pool-vm-template",
+        ("VirtualMachinePool",),
+        [
+            put(None, "labels", ENABLED_LABEL, "true"),
+            put(
+                ("spec", "virtualMachineTemplate"),
+                "annotations",
+                LAUNCH_SECURITY_ANNOTATION,
+                PARAMS,
+            ),
+        ],
+        f"spec.virtualMachineTemplate.metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]",
+        ("spec.virtualMachineTemplate.spec.template.metadata.annotations",),
+    ),
+    (
+        "label-casing",
+        tuple(BASES),
+        [put(None, "labels", "cca.kubevirt.io/Enabled", "true")],
+        "metadata.labels[cca.kubevirt.io/Enabled]",
+        ("did you mean the label " + ENABLED_LABEL,),
+    ),
+    (
+        "label-upper-casing",
+        tuple(BASES),
+        [put(None, "labels", "cca.kubevirt.io/ENABLED", "true")],
+        "metadata.labels[cca.kubevirt.io/ENABLED]",
+        ("did you mean the label " + ENABLED_LABEL,),
+    ),
+    (
+        "camel-case-annotation",
+        tuple(BASES),
+        [
+            put(None, "labels", ENABLED_LABEL, "true"),
+            put(None, "annotations", "cca.kubevirt.io/launchSecurity", PARAMS),
+        ],
+        "metadata.annotations[cca.kubevirt.io/launchSecurity]",
+        ("did you mean the annotation " + LAUNCH_SECURITY_ANNOTATION,),
+    ),
+    (
+        "prefix-casing",
+        tuple(BASES),
+        [put(None, "annotations", "CCA.kubevirt.io/enabled", "true")],
+        "metadata.annotations[CCA.kubevirt.io/enabled]",
+        ("is not a kubevirt-cca key",),
+    ),
+    (
+        "typo",
+        tuple(BASES),
+        [put(None, "labels", "cca.kubevirt.io/enable", "true")],
+        "metadata.labels[cca.kubevirt.io/enable]",
+        ("is not a kubevirt-cca key",),
+    ),
+    (
+        "node-label-on-vm",
+        tuple(BASES),
+        [put(None, "labels", "cca.kubevirt.io/measurement-algo-sha256", "true")],
+        "metadata.labels[cca.kubevirt.io/measurement-algo-sha256]",
+        ("node labeller",),
+    ),
+    (
+        "label-as-annotation",
+        tuple(BASES),
+        [put(None, "annotations", ENABLED_LABEL, "true")],
+        f"metadata.annotations[{ENABLED_LABEL}]",
+        ("is a label, found as an annotation",),
+    ),
+    (
+        "annotation-as-label",
+        tuple(BASES),
+        [
+            put(None, "labels", ENABLED_LABEL, "true"),
+            put(None, "labels", LAUNCH_SECURITY_ANNOTATION, "sha256"),
+        ],
+        f"metadata.labels[{LAUNCH_SECURITY_ANNOTATION}]",
+        ("is an annotation, found as a label",),
+    ),
+    (
+        "resolved-without-label",
+        tuple(BASES),
+        [put(None, "annotations", RESOLVED_ANNOTATION, "{}")],
+        f"metadata.annotations[{RESOLVED_ANNOTATION}]",
+        ("on CCA VMIs only",),
+    ),
 ]
-PARAMS_CASES = [(name, kind, changes, field, words)
-                for name, kinds, changes, field, words in CASES for kind in kinds]
+PARAMS_CASES = [
+    (name, kind, changes, field, words)
+    for name, kinds, changes, field, words in CASES
+    for kind in kinds
+]
 
 
 def build(kind: str, changes: list[Callable[[dict[str, Any]], None]]) -> dict[str, Any]:
@@ -131,17 +224,26 @@ def build(kind: str, changes: list[Callable[[dict[str, Any]], None]]) -> dict[st
 @pytest.fixture(scope="module")
 def policy() -> dict[str, Any]:
     documents = list(yaml.safe_load_all(POLICY_FILE.read_text()))
-    assert documents[1]["spec"] == {"policyName": documents[0]["metadata"]["name"],
-                                    "validationActions": ["Deny"]}
+    assert documents[1]["spec"] == {
+        "policyName": documents[0]["metadata"]["name"],
+        "validationActions": ["Deny"],
+    }
     assert documents[0]["spec"]["failurePolicy"] == "Fail"
     return dict(documents[0])
 
 
-def policy_denials(policy: dict[str, Any], obj: dict[str, Any], operation: str = "CREATE",
-                   old: dict[str, Any] | None = None) -> list[str]:
+def policy_denials(
+    policy: dict[str, Any],
+    obj: dict[str, Any],
+    operation: str = "CREATE",
+    old: dict[str, Any] | None = None,
+) -> list[str]:
     group, resource = RESOURCES[obj["kind"]]
-    request = {"kind": {"kind": obj["kind"]}, "operation": operation,
-               "resource": {"group": group, "resource": resource}}
+    request = {
+        "kind": {"kind": obj["kind"]},
+        "operation": operation,
+        "resource": {"group": group, "resource": resource},
+    }
     decision = vap.admit(policy, request=request, obj=obj, old=old)
     assert decision.applies
     for message in decision.messages:
@@ -157,15 +259,22 @@ def _case_field(name: str, kind: str, field: str) -> str:
     return ".".join((*TEMPLATE[kind], field))
 
 
-@pytest.mark.parametrize(("name", "kind", "changes", "field", "words"), PARAMS_CASES,
-                         ids=[f"{c[0]}-{c[1]}" for c in PARAMS_CASES])
+@pytest.mark.parametrize(
+    ("name", "kind", "changes", "field", "words"),
+    PARAMS_CASES,
+    ids=[f"{c[0]}-{c[1]}" for c in PARAMS_CASES],
+)
 def test_every_reader_refuses_a_misplaced_request(
-        policy: dict[str, Any], name: str, kind: str,
-        changes: list[Callable[[dict[str, Any]], None]], field: str,
-        words: tuple[str, ...]) -> None:
+    policy: dict[str, Any],
+    name: str,
+    kind: str,
+    changes: list[Callable[[dict[str, Any]], None]],
+    field: str,
+    words: tuple[str, ...],
+) -> None:
     obj = build(kind, changes)
     where = _case_field(name, kind, field)
-    key = where[where.rindex("[") + 1:-1]
+    key = where[where.rindex("[") + 1 : -1]
     # The one function: a violation at the field, naming the key, where it belongs.
     found = misplaced_keys(obj)
     assert [v.field for v in found] == [where]
@@ -181,8 +290,7 @@ def test_every_reader_refuses_a_misplaced_request(
         assert where in [v.field for v in plan_vmi(obj, ON).violations]
         assert where in [v.field for v in validate_vmi(obj, operation="CREATE", cluster=ON)]
     else:
-        assert where in [v.field for v in validate_template(obj, operation="CREATE",
-                                                            cluster=ON)]
+        assert where in [v.field for v in validate_template(obj, operation="CREATE", cluster=ON)]
     # The in-API-server policy refuses it whether or not the webhooks see the object, and
     # names the key and the field.
     denials = policy_denials(policy, obj)
@@ -193,11 +301,19 @@ def test_every_reader_refuses_a_misplaced_request(
 
 @pytest.mark.parametrize("kind", list(BASES))
 def test_keys_in_their_place_are_admitted_by_both(policy: dict[str, Any], kind: str) -> None:
-    for changes in ([], [put(None, "labels", ENABLED_LABEL, "true")],
-                    [put(None, "labels", ENABLED_LABEL, "true"),
-                     put(None, "annotations", LAUNCH_SECURITY_ANNOTATION, PARAMS)],
-                    [put(None, "labels", "app", "cca"), put((), "labels", "app", "x"),
-                     put(None, "annotations", "example.com/cca.kubevirt.io", "x")]):
+    for changes in (
+        [],
+        [put(None, "labels", ENABLED_LABEL, "true")],
+        [
+            put(None, "labels", ENABLED_LABEL, "true"),
+            put(None, "annotations", LAUNCH_SECURITY_ANNOTATION, PARAMS),
+        ],
+        [
+            put(None, "labels", "app", "cca"),
+            put((), "labels", "app", "x"),
+            put(None, "annotations", "example.com/cca.kubevirt.io", "x"),
+        ],
+    ):
         obj = build(kind, changes)
         assert misplaced_keys(obj) == []
         assert policy_denials(policy, obj) == []
@@ -218,26 +334,36 @@ def test_an_update_keeps_old_stray_keys_but_refuses_new_ones(policy: dict[str, A
     # Adding one is refused, by both.
     added = copy.deepcopy(new)
     added["metadata"]["annotations"][LAUNCH_SECURITY_ANNOTATION] = PARAMS
-    assert [v.field for v in validate_template(added, operation="UPDATE", cluster=ON,
-                                               old=old)] == [
-        f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]"]
+    assert [v.field for v in validate_template(added, operation="UPDATE", cluster=ON, old=old)] == [
+        f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]"
+    ]
     assert len(policy_denials(policy, added, "UPDATE", old)) == 1
     assert len(policy_denials(policy, new, "CREATE")) == 1
 
 
-@pytest.mark.parametrize(("raw", "name"), [
-    ('{"measurementAlgo": "sha256", "measurementAlgo": "sha512"}', "measurementAlgo"),
-    ('{"personalizationValue": "a", "measurementLog": true, "personalizationValue": "b"}',
-     "personalizationValue"),
-])
+@pytest.mark.parametrize(
+    ("raw", "name"),
+    [
+        ('{"measurementAlgo": "sha256", "measurementAlgo": "sha512"}', "measurementAlgo"),
+        (
+            '{"personalizationValue": "a", "measurementLog": true, "personalizationValue": "b"}',
+            "personalizationValue",
+        ),
+    ],
+)
 def test_duplicate_members_in_the_parameters_are_refused(raw: str, name: str) -> None:
-    vmi = build("VirtualMachineInstance", [put(None, "labels", ENABLED_LABEL, "true"),
-                                           put(None, "annotations", LAUNCH_SECURITY_ANNOTATION,
-                                               raw)])
+    vmi = build(
+        "VirtualMachineInstance",
+        [
+            put(None, "labels", ENABLED_LABEL, "true"),
+            put(None, "annotations", LAUNCH_SECURITY_ANNOTATION, raw),
+        ],
+    )
     with pytest.raises(RequestError) as refused:
         parse_request(vmi)
     assert [v.field for v in refused.value.violations] == [
-        f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]"]
+        f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]"
+    ]
     assert "more than once" in refused.value.violations[0].message
     assert repr(name) in refused.value.violations[0].message
     assert plan_vmi(vmi, ON).violations
@@ -249,7 +375,9 @@ def test_validate_command_refuses_a_label_on_the_vm(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(vm))
     result = kubevirt_cca("validate", str(path))
     assert result.returncode == 1, result.stderr
-    assert (f"refused: metadata.labels[{ENABLED_LABEL}]: {ENABLED_LABEL} was found on the "
-            "VirtualMachine's own metadata") in result.stderr
+    assert (
+        f"refused: metadata.labels[{ENABLED_LABEL}]: {ENABLED_LABEL} was found on the "
+        "VirtualMachine's own metadata"
+    ) in result.stderr
     assert f"spec.template.metadata.labels[{ENABLED_LABEL}]" in result.stderr
     assert result.stdout == ""

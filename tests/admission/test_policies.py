@@ -35,8 +35,12 @@ require_manifests()
 
 POLICIES = ROOT / "deploy" / "policies"
 ON = ClusterView(gates=all_gates_on())
-KINDS = ("VirtualMachineInstance", "VirtualMachine", "VirtualMachineInstanceReplicaSet",
-         "VirtualMachinePool")
+KINDS = (
+    "VirtualMachineInstance",
+    "VirtualMachine",
+    "VirtualMachineInstanceReplicaSet",
+    "VirtualMachinePool",
+)
 OBJECTS = [p for p in MANIFESTS if load(p)["kind"] in KINDS]
 
 
@@ -49,32 +53,40 @@ class Policy:
         # The ConfigMap a binding's paramRef names: the install's kubevirt-cca-config.
         self.params = params if params is not None else config_map(InstallOptions())
         env = celpy.Environment()
-        self.programs = [(v["message"], env.program(env.compile(v["expression"])))
-                         for v in self.policy["spec"]["validations"]]
+        self.programs = [
+            (v["message"], env.program(env.compile(v["expression"])))
+            for v in self.policy["spec"]["validations"]
+        ]
 
     def matches(self, obj: dict[str, Any], operation: str) -> bool:
         group, _ = GROUPS.get(obj["kind"], ("kubevirt.io", "v1"))
         constraints = self.policy["spec"]["matchConstraints"]
         resource = obj["kind"].lower() + "s"
-        rule_ok = any(group in rule["apiGroups"] and resource in rule["resources"]
-                      and operation in rule["operations"]
-                      for rule in constraints["resourceRules"])
+        rule_ok = any(
+            group in rule["apiGroups"]
+            and resource in rule["resources"]
+            and operation in rule["operations"]
+            for rule in constraints["resourceRules"]
+        )
         selector = constraints.get("objectSelector")
         if selector is None:
             return rule_ok
         labels = obj.get("metadata", {}).get("labels", {}) or {}
-        return rule_ok and all(e["operator"] == "Exists" and e["key"] in labels
-                               for e in selector["matchExpressions"])
+        return rule_ok and all(
+            e["operator"] == "Exists" and e["key"] in labels for e in selector["matchExpressions"]
+        )
 
     def denials(self, obj: dict[str, Any], operation: str = "CREATE") -> list[str]:
         """The messages of the validations that fail ([] when admitted or not matched)."""
         if not self.matches(obj, operation):
             return []
         group, _ = GROUPS.get(obj["kind"], ("kubevirt.io", "v1"))
-        request = {"kind": {"kind": obj["kind"]}, "operation": operation,
-                   "resource": {"group": group, "resource": obj["kind"].lower() + "s"}}
-        decision = vap.admit(self.policy, request=request, obj=obj, old=None,
-                             params=self.params)
+        request = {
+            "kind": {"kind": obj["kind"]},
+            "operation": operation,
+            "resource": {"group": group, "resource": obj["kind"].lower() + "s"},
+        }
+        decision = vap.admit(self.policy, request=request, obj=obj, old=None, params=self.params)
         for message in decision.messages:
             assert "resulted in error" not in message, message
         return [" ".join(m.split()) for m in decision.messages]
@@ -97,14 +109,14 @@ def test_bindings_deny_with_their_policy(need_label: Policy, needs_hook: Policy)
         assert policy.binding["spec"]["validationActions"] == ["Deny"]
         assert policy.policy["spec"]["failurePolicy"] == "Fail"
     kustomization = yaml.safe_load((POLICIES / "kustomization.yaml").read_text())
-    assert sorted(kustomization["resources"]) == sorted(
-        p.name for p in POLICIES.glob("cca-*.yaml"))
+    assert sorted(kustomization["resources"]) == sorted(p.name for p in POLICIES.glob("cca-*.yaml"))
 
 
 def params_only(obj: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = json.loads(json.dumps(obj))
     template_node(out).setdefault("metadata", {}).setdefault("annotations", {})[
-        LAUNCH_SECURITY_ANNOTATION] = '{"measurementAlgo": "sha256"}'
+        LAUNCH_SECURITY_ANNOTATION
+    ] = '{"measurementAlgo": "sha256"}'
     return out
 
 
@@ -133,14 +145,17 @@ VMIS = [p for p in OBJECTS if load(p)["kind"] == "VirtualMachineInstance"]
 
 
 @pytest.mark.parametrize("path", VMIS, ids=[p.stem for p in VMIS])
-def test_backstop_refuses_labelled_vmis_that_skipped_mutation(needs_hook: Policy,
-                                                              path: Path) -> None:
+def test_backstop_refuses_labelled_vmis_that_skipped_mutation(
+    needs_hook: Policy, path: Path
+) -> None:
     plain = load(path)
     assert needs_hook.denials(plain) == []
     skipped = labelled(plain)
     refused = needs_hook.denials(skipped)
     assert [m.split(":")[0] for m in refused] == [
-        "spec.nodeSelector[kubevirt.io/cca]", f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]"]
+        "spec.nodeSelector[kubevirt.io/cca]",
+        f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]",
+    ]
     mutated = patches.apply(skipped, plan_vmi(skipped, ON).patch)
     assert needs_hook.denials(mutated) == []
     # Not on UPDATE (running VMIs are updated by KubeVirt all the time).
@@ -154,7 +169,8 @@ def test_backstop_reads_the_hook_entry_not_just_the_annotation(needs_hook: Polic
     annotations[HOOK_SIDECARS_ANNOTATION] = json.dumps(entries, indent=2)  # other spacing: ok
     assert needs_hook.denials(vmi) == []
     annotations[HOOK_SIDECARS_ANNOTATION] = json.dumps(
-        [{"image": "someone-else", "args": ["--version", "v1alpha2"]}])
+        [{"image": "someone-else", "args": ["--version", "v1alpha2"]}]
+    )
     assert len(needs_hook.denials(vmi)) == 1
     vmi["spec"]["nodeSelector"]["kubevirt.io/cca"] = "false"
     assert len(needs_hook.denials(vmi)) == 2
@@ -172,7 +188,8 @@ def _admitted() -> dict[str, Any]:
 def _with_sidecars(value: Any) -> dict[str, Any]:
     vmi = _admitted()
     vmi["metadata"]["annotations"][HOOK_SIDECARS_ANNOTATION] = (
-        value if isinstance(value, str) else json.dumps(value))
+        value if isinstance(value, str) else json.dumps(value)
+    )
     return vmi
 
 
@@ -184,8 +201,7 @@ def test_the_backstop_pins_the_image_and_the_shape(needs_hook: Policy) -> None:
     decoys = {
         "another image": [{**ours, "image": "attacker/hook:1"}],
         "args [hook] only, another image": [{"image": "attacker/hook:1", "args": ["hook"]}],
-        "nested under another field": [{"image": "user/x:1", "args": ["--x"],
-                                        "x": [ours]}],
+        "nested under another field": [{"image": "user/x:1", "args": ["--x"], "x": [ours]}],
         "nested in an object": [{"image": "user/x:1", "wrapped": ours}],
         "an extra member": [{**ours, "command": ["/bin/sh"]}],
         "not the last entry": [ours, user],
@@ -197,7 +213,8 @@ def test_the_backstop_pins_the_image_and_the_shape(needs_hook: Policy) -> None:
     for name, entries in decoys.items():
         refused = needs_hook.denials(_with_sidecars(entries))
         assert [m.split(":")[0] for m in refused] == [
-            f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]"], name
+            f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]"
+        ], name
     # The image is the install's parameter: another configured image, another pin.
     other = {"data": {"hookImage": "registry.example/kubevirt-cca:2.0"}}
     assert len(Policy(POLICIES / "cca-vmi-needs-hook.yaml", other).denials(_admitted())) == 1
@@ -225,5 +242,7 @@ def test_the_bindings_take_the_install_config_as_parameter() -> None:
         policy = Policy(POLICIES / name)
         assert policy.policy["spec"]["paramKind"] == {"apiVersion": "v1", "kind": "ConfigMap"}
         assert policy.binding["spec"]["paramRef"] == {
-            "name": "kubevirt-cca-config", "namespace": "kubevirt-cca",
-            "parameterNotFoundAction": "Deny"}
+            "name": "kubevirt-cca-config",
+            "namespace": "kubevirt-cca",
+            "parameterNotFoundAction": "Deny",
+        }

@@ -28,8 +28,9 @@ def new_key(curve: ec.EllipticCurve | None = None) -> ec.EllipticCurvePrivateKey
 
 
 def public_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def alg_for(key: ec.EllipticCurvePrivateKey) -> int:
@@ -38,16 +39,18 @@ def alg_for(key: ec.EllipticCurvePrivateKey) -> int:
 
 def realm_key_claim(key: ec.EllipticCurvePrivateKey, encoding: str) -> bytes:
     """Claim 44237: a raw uncompressed point, or a COSE_Key (kty EC2, crv P-384)."""
-    point = key.public_key().public_bytes(serialization.Encoding.X962,
-                                          serialization.PublicFormat.UncompressedPoint)
+    point = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
     if encoding == "raw":
         return point
     size = (len(point) - 1) // 2
-    return cbor2.dumps({1: 2, -1: 2, -2: point[1:1 + size], -3: point[1 + size:]})
+    return cbor2.dumps({1: 2, -1: 2, -2: point[1 : 1 + size], -3: point[1 + size :]})
 
 
-def sign1(claims: dict[Any, Any], key: ec.EllipticCurvePrivateKey,
-          alg: int | None = None) -> cbor2.CBORTag:
+def sign1(
+    claims: dict[Any, Any], key: ec.EllipticCurvePrivateKey, alg: int | None = None
+) -> cbor2.CBORTag:
     alg = alg_for(key) if alg is None else alg
     protected = cbor2.dumps({1: alg})
     payload = cbor2.dumps(claims)
@@ -102,7 +105,8 @@ def platform_claims(spec: TokenSpec, key_claim: bytes) -> dict[Any, Any]:
         challenge = spec.platform_challenge
     else:
         name = {"sha-256": "sha256", "sha-384": "sha384", "sha-512": "sha512"}.get(
-            spec.key_hash_algo, "sha256")
+            spec.key_hash_algo, "sha256"
+        )
         challenge = hashlib.new(name, key_claim).digest()
     return {
         265: PLATFORM_PROFILE,
@@ -111,8 +115,10 @@ def platform_claims(spec: TokenSpec, key_claim: bytes) -> dict[Any, Any]:
         256: b"\x01" + b"\x02" * 32,
         2401: b"\xcf\xcf\xcf\xcf",
         2395: spec.lifecycle,
-        2399: [{1: "RMM", 2: b"\xa1" * 32, 5: b"\x53" * 32, 6: "sha-256"},
-               {1: "BL", 2: b"\xb2" * 32, 4: "1.2.3", 5: b"\x53" * 32}],
+        2399: [
+            {1: "RMM", 2: b"\xa1" * 32, 5: b"\x53" * 32, 6: "sha-256"},
+            {1: "BL", 2: b"\xb2" * 32, 4: "1.2.3", 5: b"\x53" * 32},
+        ],
         2400: "https://verifier.example/",
         2402: "sha-256",
     }
@@ -125,12 +131,13 @@ def build_token(spec: TokenSpec) -> bytes:
     platform_bytes, realm_bytes = cbor2.dumps(platform_token), cbor2.dumps(realm_token)
     if spec.form == "tag-399":
         return cbor2.dumps(cbor2.CBORTag(399, {44234: platform_bytes, 44241: realm_bytes}))
-    return cbor2.dumps(cbor2.CBORTag(907, {44234: [263, platform_bytes],
-                                           44241: [263, realm_bytes]}))
+    return cbor2.dumps(
+        cbor2.CBORTag(907, {44234: [263, platform_bytes], 44241: [263, realm_bytes]})
+    )
 
 
 def flip(data: bytes, offset: int) -> bytes:
-    return data[:offset] + bytes([data[offset] ^ 0x01]) + data[offset + 1:]
+    return data[:offset] + bytes([data[offset] ^ 0x01]) + data[offset + 1 :]
 
 
 def value_offset(data: bytes, payload: bytes, key: int) -> int:

@@ -24,6 +24,7 @@ def other_key() -> ec.EllipticCurvePrivateKey:
 
 
 @pytest.fixture(scope="session")
-def spec(platform_key: ec.EllipticCurvePrivateKey,
-         realm_key: ec.EllipticCurvePrivateKey) -> TokenSpec:
+def spec(
+    platform_key: ec.EllipticCurvePrivateKey, realm_key: ec.EllipticCurvePrivateKey
+) -> TokenSpec:
     return TokenSpec(platform_key=platform_key, realm_key=realm_key)

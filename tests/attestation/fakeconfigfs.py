@@ -21,9 +21,14 @@ REALM_GUEST = "sys/firmware/cca/realm_guest"
 
 
 class FakeTsm:
-    def __init__(self, root: Path, *, provider: str = "arm_cca_guest",
-                 realm_guest: str | None = "1",
-                 respond: Callable[[bytes], bytes] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        provider: str = "arm_cca_guest",
+        realm_guest: str | None = "1",
+        respond: Callable[[bytes], bytes] | None = None,
+    ) -> None:
         self.root = root
         self.reports = root / REPORT
         self.reports.mkdir(parents=True)

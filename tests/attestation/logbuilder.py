@@ -42,13 +42,19 @@ def event2(event: Event, algorithms: Sequence[str]) -> bytes:
     out = struct.pack("<III", event.mr_index, event.event_type, len(algorithms))
     for name in algorithms:
         out += struct.pack("<H", ALG_IDS[name])
-        out += hashlib.new(name, event.measured if event.measured is not None
-                           else event.data).digest()
+        out += hashlib.new(
+            name, event.measured if event.measured is not None else event.data
+        ).digest()
     return out + struct.pack("<I", len(event.data)) + event.data
 
 
-def build_log(events: Sequence[Event], *, algorithms: Sequence[str] = ("sha256", "sha512"),
-              area: int | None = None, fill: bytes = b"\xff") -> bytes:
+def build_log(
+    events: Sequence[Event],
+    *,
+    algorithms: Sequence[str] = ("sha256", "sha512"),
+    area: int | None = None,
+    fill: bytes = b"\xff",
+) -> bytes:
     """The log; with ``area`` padded to that many bytes with ``fill`` (a CCEL log area)."""
     data = spec_id_event(algorithms) + b"".join(event2(e, algorithms) for e in events)
     if area is not None:
@@ -62,10 +68,12 @@ def expected_rems(events: Sequence[Event], algorithm: str) -> tuple[bytes, ...]:
     for event in events:
         if event.event_type == EV_NO_ACTION:
             continue
-        digest = hashlib.new(algorithm, event.measured if event.measured is not None
-                             else event.data).digest()
-        rems[event.mr_index - 1] = hashlib.new(algorithm, rems[event.mr_index - 1]
-                                               + digest).digest()
+        digest = hashlib.new(
+            algorithm, event.measured if event.measured is not None else event.data
+        ).digest()
+        rems[event.mr_index - 1] = hashlib.new(
+            algorithm, rems[event.mr_index - 1] + digest
+        ).digest()
     return tuple(rems)
 
 
@@ -79,21 +87,33 @@ def blob2(description: bytes, base: int, length: int) -> bytes:
 
 def variable(name: str, value: bytes) -> bytes:
     encoded = name.encode("utf-16-le")
-    return (bytes(range(16)) + struct.pack("<QQ", len(name), len(value)) + encoded + value)
+    return bytes(range(16)) + struct.pack("<QQ", len(name), len(value)) + encoded + value
 
 
 # A boot as UEFI firmware logs it: firmware config into REM0, the boot loader and kernel into
 # REM1, the kernel command line and initrd into REM2, nothing into REM3.
 BOOT_EVENTS = (
-    Event(1, EV_EFI_PLATFORM_FIRMWARE_BLOB2, blob2(b"QEMU FV", 0x0, 0x200000),
-          measured=b"firmware volume"),
+    Event(
+        1,
+        EV_EFI_PLATFORM_FIRMWARE_BLOB2,
+        blob2(b"QEMU FV", 0x0, 0x200000),
+        measured=b"firmware volume",
+    ),
     Event(1, EV_EFI_VARIABLE_BOOT, variable("BootOrder", b"\x00\x00"), measured=b"\x00\x00"),
     Event(1, EV_SEPARATOR, bytes(4)),
     Event(2, EV_EFI_ACTION, b"Calling EFI Application from Boot Option"),
-    Event(2, EV_EFI_BOOT_SERVICES_APPLICATION, struct.pack("<QQQQ", 0x7F000000, 0x1400000, 0, 0),
-          measured=b"kernel image"),
+    Event(
+        2,
+        EV_EFI_BOOT_SERVICES_APPLICATION,
+        struct.pack("<QQQQ", 0x7F000000, 0x1400000, 0, 0),
+        measured=b"kernel image",
+    ),
     Event(3, EV_EVENT_TAG, tagged(0x8F3B22ED, b"Linux initrd\0"), measured=b"initrd"),
-    Event(3, EV_EVENT_TAG, tagged(0x8F3B22EC, b"LOADED_IMAGE::LoadOptions\0"),
-          measured=b"console=ttyAMA0"),
+    Event(
+        3,
+        EV_EVENT_TAG,
+        tagged(0x8F3B22EC, b"LOADED_IMAGE::LoadOptions\0"),
+        measured=b"console=ttyAMA0",
+    ),
     Event(0, EV_NO_ACTION, b"an informational event, extends nothing"),
 )

@@ -42,18 +42,28 @@ def anchors_for(key: ec.EllipticCurvePrivateKey, label: str = "vendor.pem") -> l
 
 def expectations(spec: TokenSpec, **changes: object) -> Expectations:
     values: dict[str, object] = {
-        "nonce": spec.nonce, "personalization_value": spec.rpv,
-        "personalization_source": "the VM manifest vm.yaml", "initial_measurement": spec.rim,
+        "nonce": spec.nonce,
+        "personalization_value": spec.rpv,
+        "personalization_source": "the VM manifest vm.yaml",
+        "initial_measurement": spec.rim,
     }
     values.update(changes)
     return Expectations(**values)  # type: ignore[arg-type]
 
 
-def run(spec: TokenSpec, *, anchors: list[TrustAnchor] | None = None,
-        expected: Expectations | None = None, data: bytes | None = None) -> Verdict:
+def run(
+    spec: TokenSpec,
+    *,
+    anchors: list[TrustAnchor] | None = None,
+    expected: Expectations | None = None,
+    data: bytes | None = None,
+) -> Verdict:
     token = parse_token(data if data is not None else build_token(spec))
-    return verify_token(token, anchors=anchors or anchors_for(spec.platform_key),
-                        expected=expected or expectations(spec))
+    return verify_token(
+        token,
+        anchors=anchors or anchors_for(spec.platform_key),
+        expected=expected or expectations(spec),
+    )
 
 
 def failed(verdict: Verdict) -> set[str]:
@@ -63,11 +73,16 @@ def failed(verdict: Verdict) -> set[str]:
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("encoding", ENCODINGS)
 @pytest.mark.parametrize("profile", [REALM_PROFILE_1, REALM_PROFILE_2, None])
-def test_a_good_token_passes_every_check(spec: TokenSpec, form: str, encoding: str,
-                                         profile: str | None) -> None:
+def test_a_good_token_passes_every_check(
+    spec: TokenSpec, form: str, encoding: str, profile: str | None
+) -> None:
     # A log that explains every REM, so that every check (measurement-log too) runs.
-    chosen = spec.but(form=form, realm_key_encoding=encoding, realm_profile=profile,
-                      rems=expected_rems(BOOT_EVENTS, "sha256"))
+    chosen = spec.but(
+        form=form,
+        realm_key_encoding=encoding,
+        realm_profile=profile,
+        rems=expected_rems(BOOT_EVENTS, "sha256"),
+    )
     log = parse_event_log(build_log(BOOT_EVENTS))
     verdict = run(chosen, expected=expectations(chosen, measurement_log=log))
     assert [check.name for check in verdict.checks] == list(CHECK_NAMES)
@@ -77,12 +92,16 @@ def test_a_good_token_passes_every_check(spec: TokenSpec, form: str, encoding: s
     assert token.form == form
     assert token.realm_claims is not None
     assert token.realm_claims.profile == profile
-    assert "COSE_Key" in verdict.check("realm-signature").detail if encoding == "cose-key" else (
-        "raw P-384 point" in verdict.check("realm-signature").detail)
+    assert (
+        "COSE_Key" in verdict.check("realm-signature").detail
+        if encoding == "cose-key"
+        else ("raw P-384 point" in verdict.check("realm-signature").detail)
+    )
 
 
-@pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1(), ec.SECP521R1()],
-                         ids=["ES256", "ES384", "ES512"])
+@pytest.mark.parametrize(
+    "curve", [ec.SECP256R1(), ec.SECP384R1(), ec.SECP521R1()], ids=["ES256", "ES384", "ES512"]
+)
 def test_platform_signature_with_each_algorithm(spec: TokenSpec, curve: ec.EllipticCurve) -> None:
     key = new_key(curve)
     verdict = run(spec.but(platform_key=key))
@@ -91,7 +110,8 @@ def test_platform_signature_with_each_algorithm(spec: TokenSpec, curve: ec.Ellip
 
 
 def test_platform_signature_fails_under_a_wrong_anchor(
-        spec: TokenSpec, other_key: ec.EllipticCurvePrivateKey) -> None:
+    spec: TokenSpec, other_key: ec.EllipticCurvePrivateKey
+) -> None:
     verdict = run(spec, anchors=anchors_for(other_key, "someone-else.pem"))
     assert failed(verdict) == {"platform-signature"}
     detail = verdict.check("platform-signature").detail
@@ -102,20 +122,26 @@ def test_platform_signature_fails_under_a_wrong_anchor(
 
 
 def test_platform_signature_tries_every_anchor(
-        spec: TokenSpec, other_key: ec.EllipticCurvePrivateKey) -> None:
+    spec: TokenSpec, other_key: ec.EllipticCurvePrivateKey
+) -> None:
     p256 = new_key(ec.SECP256R1())
-    anchors = [*anchors_for(p256, "p256.pem"), *anchors_for(other_key, "other.pem"),
-               *anchors_for(spec.platform_key, "right.pem")]
+    anchors = [
+        *anchors_for(p256, "p256.pem"),
+        *anchors_for(other_key, "other.pem"),
+        *anchors_for(spec.platform_key, "right.pem"),
+    ]
     verdict = run(spec, anchors=anchors)
     assert verdict.check("platform-signature").status == "passed"
     assert "right.pem" in verdict.check("platform-signature").detail
     wrong = run(spec, anchors=anchors[:2])
     assert "p256.pem: ES384 needs a P-384 key, this one is P-256" in (
-        wrong.check("platform-signature").detail)
+        wrong.check("platform-signature").detail
+    )
 
 
 def test_realm_signature_fails_when_signed_by_another_key(
-        spec: TokenSpec, other_key: ec.EllipticCurvePrivateKey) -> None:
+    spec: TokenSpec, other_key: ec.EllipticCurvePrivateKey
+) -> None:
     verdict = run(spec.but(realm_signing_key=other_key))
     assert failed(verdict) == {"realm-signature"}
     assert not verdict.passed
@@ -124,8 +150,7 @@ def test_realm_signature_fails_when_signed_by_another_key(
 def test_binding_fails_when_platform_challenge_is_not_the_key_hash(spec: TokenSpec) -> None:
     verdict = run(spec.but(platform_challenge=hashlib.sha256(b"another key").digest()))
     assert failed(verdict) == {"realm-platform-binding"}
-    assert "does not vouch for this realm token" in (
-        verdict.check("realm-platform-binding").detail)
+    assert "does not vouch for this realm token" in (verdict.check("realm-platform-binding").detail)
 
 
 @pytest.mark.parametrize("algo", ["sha-256", "sha-384", "sha-512"])
@@ -159,8 +184,7 @@ def test_realm_challenge_fails_for_a_different_nonce(spec: TokenSpec) -> None:
     verdict = run(spec, expected=expectations(spec, nonce=b"\x99" * 64))
     assert failed(verdict) == {"realm-challenge"}
     # Same bytes, different length: the padding is part of the challenge.
-    shorter = run(spec.but(nonce=b"\x07" * 48),
-                  expected=expectations(spec, nonce=b"\x07" * 32))
+    shorter = run(spec.but(nonce=b"\x07" * 48), expected=expectations(spec, nonce=b"\x07" * 32))
     assert failed(shorter) == {"realm-challenge"}
 
 
@@ -190,10 +214,17 @@ def test_rim_passes_fails_or_is_not_checked(spec: TokenSpec) -> None:
     assert unset.passed  # the RIM is optional; everything else passed
 
 
-@pytest.mark.parametrize(("lifecycle", "ok"), [
-    (0x3000, True), (0x30FF, True), (0x2000, False), (0x4001, False), (0x6000, False),
-    (0x9999, False),
-])
+@pytest.mark.parametrize(
+    ("lifecycle", "ok"),
+    [
+        (0x3000, True),
+        (0x30FF, True),
+        (0x2000, False),
+        (0x4001, False),
+        (0x6000, False),
+        (0x9999, False),
+    ],
+)
 def test_platform_lifecycle_must_be_secured(spec: TokenSpec, lifecycle: int, ok: bool) -> None:
     verdict = run(spec.but(lifecycle=lifecycle))
     assert failed(verdict) == (set() if ok else {"platform-lifecycle"})
@@ -206,8 +237,10 @@ def test_tampering_fails_exactly_the_right_check(spec: TokenSpec, form: str) -> 
     token = parse_token(data)
     assert token.realm is not None
     cases = {
-        "platform payload": (value_offset(data, token.platform.payload, 2396),
-                             "platform-signature"),
+        "platform payload": (
+            value_offset(data, token.platform.payload, 2396),
+            "platform-signature",
+        ),
         "realm payload": (value_offset(data, token.realm.payload, 44239), "realm-signature"),
         "platform signature": (data.find(token.platform.signature) + 5, "platform-signature"),
         "realm signature": (data.find(token.realm.signature) + 5, "realm-signature"),
@@ -244,11 +277,13 @@ def test_an_unreadable_realm_key_fails_the_realm_signature(spec: TokenSpec) -> N
     verdict = run(spec.but(extra_realm_claims={44237: bad_point}))
     assert failed(verdict) == {"realm-signature"}
     assert "cannot check: the realm public key is not a point on P-384" in (
-        verdict.check("realm-signature").detail)
+        verdict.check("realm-signature").detail
+    )
 
 
 def test_a_realm_key_on_another_curve_fails(spec: TokenSpec) -> None:
     verdict = run(spec.but(realm_key=new_key(ec.SECP256R1())))
     assert failed(verdict) == {"realm-signature"}
     assert "65 bytes; an uncompressed P-384 point is 97" in (
-        verdict.check("realm-signature").detail)
+        verdict.check("realm-signature").detail
+    )

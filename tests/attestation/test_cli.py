@@ -37,7 +37,8 @@ def attest(*args: str | Path) -> tuple[int, str, str]:
 def example_rpv() -> bytes:
     manifest = yaml.safe_load(EXAMPLE_VM.read_text())
     annotation = manifest["spec"]["template"]["metadata"]["annotations"][
-        "cca.kubevirt.io/launch-security"]
+        "cca.kubevirt.io/launch-security"
+    ]
     return base64.b64decode(json.loads(annotation)["personalizationValue"])
 
 
@@ -58,14 +59,33 @@ def files(tmp_path: Path, spec: TokenSpec) -> dict[str, Path]:
 
 
 def verify_args(files: dict[str, Path], *extra: str | Path) -> list[str | Path]:
-    return ["verify", files["token"], "--nonce-file", files["nonce"],
-            "--trust-anchor", files["cpak"], *extra]
+    return [
+        "verify",
+        files["token"],
+        "--nonce-file",
+        files["nonce"],
+        "--trust-anchor",
+        files["cpak"],
+        *extra,
+    ]
 
 
 def test_verify_against_the_example_vm_manifest(files: dict[str, Path], spec: TokenSpec) -> None:
-    result = kubevirt_cca("attest", *map(str, verify_args(files, "--vmi", EXAMPLE_VM,
-                                                          "--expected-rim", spec.rim.hex(),
-                                                          "--measurement-log", files["log"])))
+    result = kubevirt_cca(
+        "attest",
+        *map(
+            str,
+            verify_args(
+                files,
+                "--vmi",
+                EXAMPLE_VM,
+                "--expected-rim",
+                spec.rim.hex(),
+                "--measurement-log",
+                files["log"],
+            ),
+        ),
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("attestation: PASSED\n")
     for name in CHECK_NAMES:
@@ -74,11 +94,13 @@ def test_verify_against_the_example_vm_manifest(files: dict[str, Path], spec: To
 
 
 def test_a_different_vm_manifest_fails_the_personalization_value(
-        files: dict[str, Path], tmp_path: Path) -> None:
+    files: dict[str, Path], tmp_path: Path
+) -> None:
     manifest = yaml.safe_load(EXAMPLE_VM.read_text())
     other = base64.b64encode(b"\x42" * 64).decode()
-    manifest["spec"]["template"]["metadata"]["annotations"][
-        "cca.kubevirt.io/launch-security"] = json.dumps({"personalizationValue": other})
+    manifest["spec"]["template"]["metadata"]["annotations"]["cca.kubevirt.io/launch-security"] = (
+        json.dumps({"personalizationValue": other})
+    )
     path = tmp_path / "other-vm.yaml"
     path.write_text(yaml.safe_dump(manifest))
     code, out, _ = attest(*verify_args(files, "--vmi", path, "--output", "json"))
@@ -89,30 +111,48 @@ def test_a_different_vm_manifest_fails_the_personalization_value(
     assert failed == ["personalization-value"]
 
 
-def test_a_vm_without_personalization_value_expects_zeros(
-        tmp_path: Path, spec: TokenSpec) -> None:
+def test_a_vm_without_personalization_value_expects_zeros(tmp_path: Path, spec: TokenSpec) -> None:
     chosen = spec.but(rpv=bytes(64))
     (tmp_path / "t.cbor").write_bytes(build_token(chosen))
     (tmp_path / "n.bin").write_bytes(chosen.nonce)
     (tmp_path / "k.pem").write_bytes(public_pem(chosen.platform_key))
-    vmi = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-           "metadata": {"name": "r", "labels": {"cca.kubevirt.io/enabled": "true"}},
-           "spec": {}}
+    vmi = {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": "r", "labels": {"cca.kubevirt.io/enabled": "true"}},
+        "spec": {},
+    }
     (tmp_path / "vmi.json").write_text(json.dumps(vmi))
-    code, out, err = attest("verify", tmp_path / "t.cbor", "--nonce-file", tmp_path / "n.bin",
-                            "--trust-anchor", tmp_path / "k.pem", "--vmi", tmp_path / "vmi.json")
+    code, out, err = attest(
+        "verify",
+        tmp_path / "t.cbor",
+        "--nonce-file",
+        tmp_path / "n.bin",
+        "--trust-anchor",
+        tmp_path / "k.pem",
+        "--vmi",
+        tmp_path / "vmi.json",
+    )
     assert code == 0, out + err
     assert "no personalizationValue: all zeros" in out
 
 
 def test_verify_json_is_the_documented_shape(files: dict[str, Path]) -> None:
-    code, out, _ = attest(*verify_args(files, "--expected-rpv",
-                                       base64.b64encode(example_rpv()).decode(),
-                                       "--output", "json"))
+    code, out, _ = attest(
+        *verify_args(
+            files, "--expected-rpv", base64.b64encode(example_rpv()).decode(), "--output", "json"
+        )
+    )
     assert code == 0
     report = json.loads(out)
-    assert set(report) == {"schemaVersion", "verdict", "testToken", "checks", "token",
-                           "measurementLog"}
+    assert set(report) == {
+        "schemaVersion",
+        "verdict",
+        "testToken",
+        "checks",
+        "token",
+        "measurementLog",
+    }
     assert report["measurementLog"] is None  # no --measurement-log given
     assert report["schemaVersion"] == 1 and report["verdict"] == "passed"
     assert report["testToken"] is False
@@ -125,14 +165,34 @@ def test_verify_json_is_the_documented_shape(files: dict[str, Path]) -> None:
     token = report["token"]
     assert set(token) == {"schemaVersion", "form", "platform", "realm"}
     assert set(token["realm"]) == {
-        "algorithm", "profile", "challenge", "personalizationValue",
-        "personalizationValueBase64", "initialMeasurement", "extensibleMeasurements",
-        "hashAlgorithm", "publicKey", "publicKeyEncoding", "publicKeyPoint",
-        "publicKeyHashAlgorithm", "otherClaims"}
+        "algorithm",
+        "profile",
+        "challenge",
+        "personalizationValue",
+        "personalizationValueBase64",
+        "initialMeasurement",
+        "extensibleMeasurements",
+        "hashAlgorithm",
+        "publicKey",
+        "publicKeyEncoding",
+        "publicKeyPoint",
+        "publicKeyHashAlgorithm",
+        "otherClaims",
+    }
     assert set(token["platform"]) == {
-        "algorithm", "profile", "challenge", "implementationId", "instanceId", "config",
-        "lifecycle", "lifecycleState", "verificationService", "hashAlgorithm",
-        "softwareComponents", "otherClaims"}
+        "algorithm",
+        "profile",
+        "challenge",
+        "implementationId",
+        "instanceId",
+        "config",
+        "lifecycle",
+        "lifecycleState",
+        "verificationService",
+        "hashAlgorithm",
+        "softwareComponents",
+        "otherClaims",
+    }
     assert base64.b64decode(token["realm"]["personalizationValueBase64"]) == example_rpv()
 
 
@@ -146,34 +206,52 @@ def test_show_text_and_json(files: dict[str, Path], spec: TokenSpec) -> None:
     assert json.loads(out)["realm"]["challenge"] == spec.nonce.hex()
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    (["--expected-rpv", "not base64!"], "--expected-rpv is not valid standard base64"),
-    (["--expected-rpv", base64.b64encode(b"x" * 32).decode()], "decodes to 32 bytes"),
-    (["--vmi", "missing.yaml"], "missing.yaml: no such file"),
-    (["--expected-rpv", base64.b64encode(bytes(64)).decode(), "--expected-rim", "zz"],
-     "--expected-rim is not hexadecimal"),
-    (["--expected-rpv", base64.b64encode(bytes(64)).decode(), "--expected-rim", "00" * 20],
-     "--expected-rim is 20 bytes"),
-])
-def test_unusable_expectations_exit_2(files: dict[str, Path], extra: list[str],
-                                      message: str) -> None:
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--expected-rpv", "not base64!"], "--expected-rpv is not valid standard base64"),
+        (["--expected-rpv", base64.b64encode(b"x" * 32).decode()], "decodes to 32 bytes"),
+        (["--vmi", "missing.yaml"], "missing.yaml: no such file"),
+        (
+            ["--expected-rpv", base64.b64encode(bytes(64)).decode(), "--expected-rim", "zz"],
+            "--expected-rim is not hexadecimal",
+        ),
+        (
+            ["--expected-rpv", base64.b64encode(bytes(64)).decode(), "--expected-rim", "00" * 20],
+            "--expected-rim is 20 bytes",
+        ),
+    ],
+)
+def test_unusable_expectations_exit_2(
+    files: dict[str, Path], extra: list[str], message: str
+) -> None:
     code, out, err = attest(*verify_args(files, *extra))
     assert code == 2 and out == ""
     assert err.startswith(ERROR_PREFIX) and message in err
 
 
 def test_vmi_that_asks_for_no_realm_or_is_invalid_exits_2(
-        files: dict[str, Path], tmp_path: Path) -> None:
+    files: dict[str, Path], tmp_path: Path
+) -> None:
     plain = tmp_path / "plain.yaml"
     plain.write_text("kind: VirtualMachineInstance\nmetadata: {name: p}\nspec: {}\n")
     code, _, err = attest(*verify_args(files, "--vmi", plain))
     assert code == 2 and "does not ask for a Realm" in err
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({
-        "kind": "VirtualMachineInstance",
-        "metadata": {"name": "b", "labels": {"cca.kubevirt.io/enabled": "true"},
-                     "annotations": {"cca.kubevirt.io/launch-security":
-                                     '{"personalizationValue": "short"}'}}}))
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "VirtualMachineInstance",
+                "metadata": {
+                    "name": "b",
+                    "labels": {"cca.kubevirt.io/enabled": "true"},
+                    "annotations": {
+                        "cca.kubevirt.io/launch-security": '{"personalizationValue": "short"}'
+                    },
+                },
+            }
+        )
+    )
     code, _, err = attest(*verify_args(files, "--vmi", bad))
     assert code == 2
     assert "metadata.annotations[cca.kubevirt.io/launch-security].personalizationValue" in err
@@ -185,15 +263,23 @@ def test_missing_or_bad_files_exit_2(files: dict[str, Path], what: str) -> None:
     code, _, err = attest(*verify_args(files, "--expected-rpv", "AA=="))
     assert code == 2 and "no such file" in err
     files[what].write_bytes(b"\x01" * 20)
-    code, _, err = attest(*verify_args(files, "--expected-rpv",
-                                       base64.b64encode(example_rpv()).decode()))
+    code, _, err = attest(
+        *verify_args(files, "--expected-rpv", base64.b64encode(example_rpv()).decode())
+    )
     assert code == 2 and err.startswith(ERROR_PREFIX)
     assert "Traceback" not in err
 
 
 def test_missing_required_options_is_a_usage_error(files: dict[str, Path]) -> None:
-    result = kubevirt_cca("attest", "verify", str(files["token"]), "--nonce-file",
-                          str(files["nonce"]), "--trust-anchor", str(files["cpak"]))
+    result = kubevirt_cca(
+        "attest",
+        "verify",
+        str(files["token"]),
+        "--nonce-file",
+        str(files["nonce"]),
+        "--trust-anchor",
+        str(files["cpak"]),
+    )
     assert result.returncode == 2
     assert "one of the arguments --vmi --expected-rpv is required" in result.stderr
 
@@ -208,8 +294,16 @@ def test_a_published_vector_is_a_test_token_unless_allowed(tmp_path: Path) -> No
     assert realm is not None
     (tmp_path / "nonce").write_bytes(realm.challenge)
     rpv = base64.b64encode(realm.personalization_value).decode()
-    args: list[str | Path] = ["verify", token, "--nonce-file", tmp_path / "nonce",
-                              "--trust-anchor", cpak, "--expected-rpv", rpv]
+    args: list[str | Path] = [
+        "verify",
+        token,
+        "--nonce-file",
+        tmp_path / "nonce",
+        "--trust-anchor",
+        cpak,
+        "--expected-rpv",
+        rpv,
+    ]
     code, out, _ = attest(*args)
     assert code == 1
     assert "warning: this is a TEST TOKEN" in out
@@ -231,8 +325,12 @@ def _assert_clean_refusal(code: int, out: str, err: str) -> None:
 
 
 cbor_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**64), max_value=2**64)
-    | st.floats(allow_nan=False) | st.binary(max_size=40) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.floats(allow_nan=False)
+    | st.binary(max_size=40)
+    | st.text(max_size=20),
     lambda children: (
         st.lists(children, max_size=5)
         | st.dictionaries(st.integers(-5, 45000) | st.text(max_size=5), children, max_size=5)
@@ -244,14 +342,18 @@ cbor_values = st.recursive(
 
 def _token_like(children: Any) -> Any:
     """Near-miss tokens: the right tags and keys around arbitrary content."""
-    sign1 = st.builds(lambda parts: cbor2.CBORTag(18, parts),
-                      st.lists(children | st.binary(max_size=30).map(
-                          lambda b: cbor2.dumps(b)), min_size=0, max_size=5))
+    sign1 = st.builds(
+        lambda parts: cbor2.CBORTag(18, parts),
+        st.lists(
+            children | st.binary(max_size=30).map(lambda b: cbor2.dumps(b)), min_size=0, max_size=5
+        ),
+    )
     inner = st.one_of(sign1.map(cbor2.dumps), children.map(cbor2.dumps), st.binary(max_size=30))
     return st.one_of(
         st.builds(lambda p, r: cbor2.CBORTag(399, {44234: p, 44241: r}), inner, inner),
-        st.builds(lambda p, r: cbor2.CBORTag(907, {44234: [263, p], 44241: [263, r]}),
-                  inner, inner),
+        st.builds(
+            lambda p, r: cbor2.CBORTag(907, {44234: [263, p], 44241: [263, r]}), inner, inner
+        ),
         sign1,
     )
 
@@ -268,9 +370,18 @@ def _show_and_verify(workdir: Path, data: bytes) -> None:
     token = workdir / "token.cbor"
     token.write_bytes(data)
     _assert_clean_refusal(*attest("show", token))
-    _assert_clean_refusal(*attest("verify", token, "--nonce-file", workdir / "nonce",
-                                  "--trust-anchor", workdir / "cpak.pem",
-                                  "--expected-rpv", base64.b64encode(bytes(64)).decode()))
+    _assert_clean_refusal(
+        *attest(
+            "verify",
+            token,
+            "--nonce-file",
+            workdir / "nonce",
+            "--trust-anchor",
+            workdir / "cpak.pem",
+            "--expected-rpv",
+            base64.b64encode(bytes(64)).decode(),
+        )
+    )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -295,12 +406,12 @@ def test_show_prints_odd_claims_as_strict_json(tmp_path: Path, spec: TokenSpec) 
     code, out, _ = attest("show", path, "--output", "json")
     assert code == 0
     other = json.loads(out, parse_constant=refuse)["realm"]["otherClaims"]
-    assert other == {"44243": "nan", "256": "0102",
-                     "44299": {"tag": 1000, "value": [1, "x"]}}
+    assert other == {"44243": "nan", "256": "0102", "44299": {"tag": 1000, "value": [1, "x"]}}
 
 
 def test_a_vm_whose_request_admission_would_refuse_fails_verification(
-        tmp_path: Path, spec: TokenSpec) -> None:
+    tmp_path: Path, spec: TokenSpec
+) -> None:
     """Issue 13: the label on the template but the parameters on the VM itself. Read naively,
     that VM "asks for no personalization value" and a token with all zeros would pass."""
     chosen = spec.but(rpv=bytes(64))
@@ -311,14 +422,25 @@ def test_a_vm_whose_request_admission_would_refuse_fails_verification(
     template_meta = manifest["spec"]["template"]["metadata"]
     manifest["metadata"]["annotations"] = template_meta.pop("annotations")
     (tmp_path / "vm.yaml").write_text(yaml.safe_dump(manifest))
-    result = kubevirt_cca("attest", "verify", str(tmp_path / "t.cbor"), "--nonce-file",
-                          str(tmp_path / "n.bin"), "--trust-anchor", str(tmp_path / "k.pem"),
-                          "--vmi", str(tmp_path / "vm.yaml"), "--output", "json")
+    result = kubevirt_cca(
+        "attest",
+        "verify",
+        str(tmp_path / "t.cbor"),
+        "--nonce-file",
+        str(tmp_path / "n.bin"),
+        "--trust-anchor",
+        str(tmp_path / "k.pem"),
+        "--vmi",
+        str(tmp_path / "vm.yaml"),
+        "--output",
+        "json",
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stdout == ""
-    assert ("metadata.annotations[cca.kubevirt.io/launch-security]: "
-            "cca.kubevirt.io/launch-security was found on the VirtualMachine's own metadata"
-            ) in result.stderr
+    assert (
+        "metadata.annotations[cca.kubevirt.io/launch-security]: "
+        "cca.kubevirt.io/launch-security was found on the VirtualMachine's own metadata"
+    ) in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -334,8 +456,9 @@ HUGE = {
 
 @pytest.mark.parametrize("claims", list(HUGE.values()), ids=list(HUGE))
 @pytest.mark.parametrize("output", ["text", "json"])
-def test_huge_integers_never_give_a_traceback(tmp_path: Path, spec: TokenSpec,
-                                              claims: dict[Any, Any], output: str) -> None:
+def test_huge_integers_never_give_a_traceback(
+    tmp_path: Path, spec: TokenSpec, claims: dict[Any, Any], output: str
+) -> None:
     """Issue 13: integers of thousands of digits (CBOR bignums) in a signed token, shown and
     verified as a person would, over the command line: one line and exit 2, or an answer
     whose JSON is valid."""
@@ -344,10 +467,19 @@ def test_huge_integers_never_give_a_traceback(tmp_path: Path, spec: TokenSpec,
     token.write_bytes(build_token(chosen))
     (tmp_path / "n.bin").write_bytes(chosen.nonce)
     (tmp_path / "k.pem").write_bytes(public_pem(chosen.platform_key))
-    for args in (["show", str(token)],
-                 ["verify", str(token), "--nonce-file", str(tmp_path / "n.bin"),
-                  "--trust-anchor", str(tmp_path / "k.pem"), "--expected-rpv",
-                  base64.b64encode(chosen.rpv).decode()]):
+    for args in (
+        ["show", str(token)],
+        [
+            "verify",
+            str(token),
+            "--nonce-file",
+            str(tmp_path / "n.bin"),
+            "--trust-anchor",
+            str(tmp_path / "k.pem"),
+            "--expected-rpv",
+            base64.b64encode(chosen.rpv).decode(),
+        ],
+    ):
         result = kubevirt_cca("attest", *args, "--output", output)
         assert "Traceback" not in result.stderr, result.stderr
         if result.returncode == 2:

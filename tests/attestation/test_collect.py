@@ -20,14 +20,20 @@ def rmm(spec: TokenSpec):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("size", [32, 48, 64])
-def test_collect_writes_the_token_for_the_nonce(tmp_path: Path, spec: TokenSpec,
-                                                size: int) -> None:
+def test_collect_writes_the_token_for_the_nonce(tmp_path: Path, spec: TokenSpec, size: int) -> None:
     nonce = bytes(range(7, 7 + size))
     (tmp_path / "nonce.bin").write_bytes(nonce)
     root = tmp_path / "guest"
     with FakeTsm(root, respond=rmm(spec)) as tsm:
-        code, _, err = attest("collect", "--nonce-file", tmp_path / "nonce.bin",
-                              "--out", tmp_path / "token.cbor", "--root", root)
+        code, _, err = attest(
+            "collect",
+            "--nonce-file",
+            tmp_path / "nonce.bin",
+            "--out",
+            tmp_path / "token.cbor",
+            "--root",
+            root,
+        )
     assert code == 0, err
     assert tsm.inblobs == [nonce]
     token = parse_token((tmp_path / "token.cbor").read_bytes())
@@ -48,29 +54,53 @@ def test_collected_token_verifies(tmp_path: Path, spec: TokenSpec) -> None:
     import base64
 
     with FakeTsm(root, respond=rmm(spec)):
-        assert attest("collect", "--nonce-file", tmp_path / "nonce.bin", "--out",
-                      tmp_path / "t.cbor", "--root", root)[0] == 0
-    code, out, err = attest("verify", tmp_path / "t.cbor", "--nonce-file", tmp_path / "nonce.bin",
-                            "--trust-anchor", tmp_path / "cpak.pem",
-                            "--expected-rpv", base64.b64encode(spec.rpv).decode())
+        assert (
+            attest(
+                "collect",
+                "--nonce-file",
+                tmp_path / "nonce.bin",
+                "--out",
+                tmp_path / "t.cbor",
+                "--root",
+                root,
+            )[0]
+            == 0
+        )
+    code, out, err = attest(
+        "verify",
+        tmp_path / "t.cbor",
+        "--nonce-file",
+        tmp_path / "nonce.bin",
+        "--trust-anchor",
+        tmp_path / "cpak.pem",
+        "--expected-rpv",
+        base64.b64encode(spec.rpv).decode(),
+    )
     assert code == 0, out + err
 
 
 def test_older_kernels_without_realm_guest_rely_on_the_provider(
-        tmp_path: Path, spec: TokenSpec) -> None:
+    tmp_path: Path, spec: TokenSpec
+) -> None:
     with FakeTsm(tmp_path, realm_guest=None, respond=rmm(spec)):
         token = collect_token(b"\x01" * 32, root=tmp_path)
     assert parse_token(token).realm_claims is not None
 
 
 @pytest.mark.parametrize("size", [0, 16, 31, 65, 128])
-def test_nonce_too_short_or_long_exits_2_and_touches_nothing(tmp_path: Path,
-                                                             size: int) -> None:
+def test_nonce_too_short_or_long_exits_2_and_touches_nothing(tmp_path: Path, size: int) -> None:
     (tmp_path / "nonce.bin").write_bytes(b"\x01" * size)
     root = tmp_path / "guest"
     with FakeTsm(root) as tsm:
-        code, _, err = attest("collect", "--nonce-file", tmp_path / "nonce.bin",
-                              "--out", tmp_path / "t.cbor", "--root", root)
+        code, _, err = attest(
+            "collect",
+            "--nonce-file",
+            tmp_path / "nonce.bin",
+            "--out",
+            tmp_path / "t.cbor",
+            "--root",
+            root,
+        )
     assert code == 2
     assert f"the nonce is {size} bytes; configfs-tsm takes 32 to 64 bytes" in err
     assert tsm.created == [] and not (tmp_path / "t.cbor").exists()
@@ -79,8 +109,15 @@ def test_nonce_too_short_or_long_exits_2_and_touches_nothing(tmp_path: Path,
 def test_not_mounted(tmp_path: Path) -> None:
     (tmp_path / "sys/kernel/config").mkdir(parents=True)  # the empty mount point
     (tmp_path / "nonce.bin").write_bytes(b"\x01" * 64)
-    code, _, err = attest("collect", "--nonce-file", tmp_path / "nonce.bin",
-                          "--out", tmp_path / "t.cbor", "--root", tmp_path)
+    code, _, err = attest(
+        "collect",
+        "--nonce-file",
+        tmp_path / "nonce.bin",
+        "--out",
+        tmp_path / "t.cbor",
+        "--root",
+        tmp_path,
+    )
     assert code == 1
     assert "configfs is not mounted at /sys/kernel/config" in err
     assert "mount -t configfs configfs /sys/kernel/config" in err
@@ -102,8 +139,10 @@ def test_configfs_without_tsm_in_a_realm_names_the_kernel_option(tmp_path: Path)
 
 
 def test_realm_guest_zero_is_not_a_realm(tmp_path: Path, spec: TokenSpec) -> None:
-    with (FakeTsm(tmp_path, realm_guest="0", respond=None) as tsm,
-          pytest.raises(CollectionError, match="realm_guest is 0")):
+    with (
+        FakeTsm(tmp_path, realm_guest="0", respond=None) as tsm,
+        pytest.raises(CollectionError, match="realm_guest is 0"),
+    ):
         collect_token(b"\x01" * 64, root=tmp_path)
     assert tsm.created == []
 
@@ -113,8 +152,15 @@ def test_wrong_provider(tmp_path: Path, provider: str) -> None:
     (tmp_path / "nonce.bin").write_bytes(b"\x01" * 64)
     root = tmp_path / "guest"
     with FakeTsm(root, provider=provider, realm_guest=None) as tsm:
-        code, _, err = attest("collect", "--nonce-file", tmp_path / "nonce.bin",
-                              "--out", tmp_path / "t.cbor", "--root", root)
+        code, _, err = attest(
+            "collect",
+            "--nonce-file",
+            tmp_path / "nonce.bin",
+            "--out",
+            tmp_path / "t.cbor",
+            "--root",
+            root,
+        )
     assert code == 1
     assert f"the TSM provider is '{provider}', not arm_cca_guest" in err
     assert "TDX or AMD SEV-SNP" in err
@@ -124,8 +170,10 @@ def test_wrong_provider(tmp_path: Path, provider: str) -> None:
 
 
 def test_an_empty_token_is_an_error(tmp_path: Path) -> None:
-    with (FakeTsm(tmp_path, respond=lambda nonce: b""),
-          pytest.raises(CollectionError, match="empty attestation token")):
+    with (
+        FakeTsm(tmp_path, respond=lambda nonce: b""),
+        pytest.raises(CollectionError, match="empty attestation token"),
+    ):
         collect_token(b"\x01" * 64, root=tmp_path)
 
 

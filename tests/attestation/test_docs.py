@@ -10,15 +10,18 @@ from kubevirt_cca.core.attestation.verify import CHECK_NAMES
 from tests.conftest import ROOT
 
 TEXT = (ROOT / "docs" / "attestation.md").read_text()
-SIGNATURE = ("kubevirt-cca attest reference --profile FILE (--firmware FILE | --kernel FILE "
-             "[--initrd FILE])\n    --dtb FILE --memory SIZE [--output text|json] [--trace] "
-             "[--corim FILE]")
+SIGNATURE = (
+    "kubevirt-cca attest reference --profile FILE (--firmware FILE | --kernel FILE "
+    "[--initrd FILE])\n    --dtb FILE --memory SIZE [--output text|json] [--trace] "
+    "[--corim FILE]"
+)
 
 
 def test_the_json_table_lists_every_check_in_order() -> None:
     line = next(row for row in TEXT.splitlines() if row.startswith("| `checks` |"))
-    assert re.findall(r"`([a-z-]+)`", line.split("in this order:")[1])[:len(CHECK_NAMES)] == list(
-        CHECK_NAMES)
+    assert re.findall(r"`([a-z-]+)`", line.split("in this order:")[1])[: len(CHECK_NAMES)] == list(
+        CHECK_NAMES
+    )
     assert f"always all {['eight', 'nine'][len(CHECK_NAMES) - 8]}" in line
 
 
@@ -31,7 +34,33 @@ def test_every_profile_key_is_documented() -> None:
 def test_the_documented_signature_is_the_parser() -> None:
     assert SIGNATURE in TEXT
     usage = build_parser("attest").parse_args(
-        ["attest", "reference", "--profile", "p", "--kernel", "k", "--initrd", "i", "--dtb", "d",
-         "--memory", "1Gi", "--output", "json", "--trace", "--corim", "c"])
-    assert (usage.profile, usage.kernel, usage.initrd, usage.dtb, usage.memory, usage.output,
-            usage.trace, usage.corim) == ("p", "k", "i", "d", "1Gi", "json", True, "c")
+        [
+            "attest",
+            "reference",
+            "--profile",
+            "p",
+            "--kernel",
+            "k",
+            "--initrd",
+            "i",
+            "--dtb",
+            "d",
+            "--memory",
+            "1Gi",
+            "--output",
+            "json",
+            "--trace",
+            "--corim",
+            "c",
+        ]
+    )
+    assert (
+        usage.profile,
+        usage.kernel,
+        usage.initrd,
+        usage.dtb,
+        usage.memory,
+        usage.output,
+        usage.trace,
+        usage.corim,
+    ) == ("p", "k", "i", "d", "1Gi", "json", True, "c")

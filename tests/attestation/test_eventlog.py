@@ -31,7 +31,8 @@ def test_the_boot_log_parses_event_by_event() -> None:
     log = parse_event_log(build_log(BOOT_EVENTS, area=64 * 1024))
     assert log.algorithms == ("sha256", "sha512")
     assert [(e.mr_index, e.event_type, e.data) for e in log.events] == [
-        (e.mr_index, e.event_type, e.data) for e in BOOT_EVENTS]
+        (e.mr_index, e.event_type, e.data) for e in BOOT_EVENTS
+    ]
     first = log.events[0]
     assert first.digest("sha256") == hashlib.sha256(b"firmware volume").digest()
     assert first.digest("sha512") == hashlib.sha512(b"firmware volume").digest()
@@ -66,8 +67,10 @@ def test_replay_explains_each_rem(algorithm: str, fill: bytes) -> None:
 def test_replay_by_hand_for_rem0() -> None:
     zero = bytes(32)
     digests = [hashlib.sha256(m).digest() for m in (b"firmware volume", b"\x00\x00", bytes(4))]
-    rem0 = hashlib.sha256(hashlib.sha256(hashlib.sha256(zero + digests[0]).digest()
-                                         + digests[1]).digest() + digests[2]).digest()
+    rem0 = hashlib.sha256(
+        hashlib.sha256(hashlib.sha256(zero + digests[0]).digest() + digests[1]).digest()
+        + digests[2]
+    ).digest()
     log = parse_event_log(build_log(BOOT_EVENTS))
     result = replay(log, token_algorithm="sha-256", rems=[rem0, b"", b"", b""])[0]
     assert result.replayed == rem0 and result.explained
@@ -76,8 +79,7 @@ def test_replay_by_hand_for_rem0() -> None:
 def test_an_unlogged_measurement_leaves_its_rem_unexplained() -> None:
     rems = list(expected_rems(BOOT_EVENTS, "sha256"))
     rems[1] = hashlib.sha256(rems[1] + hashlib.sha256(b"hidden").digest()).digest()
-    results = replay(parse_event_log(build_log(BOOT_EVENTS)), token_algorithm="sha-256",
-                     rems=rems)
+    results = replay(parse_event_log(build_log(BOOT_EVENTS)), token_algorithm="sha-256", rems=rems)
     assert [r.explained for r in results] == [True, False, True, True]
 
 
@@ -89,16 +91,24 @@ def test_a_log_without_the_tokens_algorithm_cannot_explain() -> None:
     assert results[3].explained  # nothing logged, the REM is still zero
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    (b"", "ends inside"),
-    (struct.pack("<II", 0, 1) + bytes(20) + struct.pack("<I", 4) + b"abcd", "Spec ID"),
-    (spec_id_event(["sha256"])[:-3], "ends inside"),
-    (spec_id_event(["sha256"]) + struct.pack("<III", 1, EV_EFI_ACTION, 2), "2 digests"),
-    (spec_id_event(["sha256"]) + struct.pack("<IIIH", 1, EV_EFI_ACTION, 1, 0x0D),
-     "not declared"),
-    (spec_id_event(["sha256"]) + event2(Event(1, EV_EFI_ACTION, b"x" * 50), ["sha256"])[:-10],
-     "ends inside event 1"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "ends inside"),
+        (struct.pack("<II", 0, 1) + bytes(20) + struct.pack("<I", 4) + b"abcd", "Spec ID"),
+        (spec_id_event(["sha256"])[:-3], "ends inside"),
+        (spec_id_event(["sha256"]) + struct.pack("<III", 1, EV_EFI_ACTION, 2), "2 digests"),
+        (
+            spec_id_event(["sha256"]) + struct.pack("<IIIH", 1, EV_EFI_ACTION, 1, 0x0D),
+            "not declared",
+        ),
+        (
+            spec_id_event(["sha256"])
+            + event2(Event(1, EV_EFI_ACTION, b"x" * 50), ["sha256"])[:-10],
+            "ends inside event 1",
+        ),
+    ],
+)
 def test_malformed_logs_are_refused_with_a_reason(data: bytes, message: str) -> None:
     with pytest.raises(MeasurementLogError, match=message):
         parse_event_log(data)
@@ -117,9 +127,15 @@ def test_any_bytes_parse_or_raise_the_log_error(noise: bytes, cut: int) -> None:
     replay(log, token_algorithm="sha-256", rems=[bytes(32)] * 4)
 
 
-events = st.lists(st.builds(Event, mr_index=st.integers(min_value=1, max_value=4),
-                            event_type=st.sampled_from([EV_EFI_ACTION, 0xD, 0x4, EV_NO_ACTION]),
-                            data=st.binary(max_size=40)), max_size=12)
+events = st.lists(
+    st.builds(
+        Event,
+        mr_index=st.integers(min_value=1, max_value=4),
+        event_type=st.sampled_from([EV_EFI_ACTION, 0xD, 0x4, EV_NO_ACTION]),
+        data=st.binary(max_size=40),
+    ),
+    max_size=12,
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -138,11 +154,17 @@ def test_replay_matches_the_fold_for_any_log(chosen: list[Event]) -> None:
 def verdict(spec: TokenSpec, log_bytes: bytes | None) -> Verdict:
     token = parse_token(build_token(spec))
     expected = Expectations(
-        nonce=spec.nonce, personalization_value=spec.rpv, personalization_source="test",
+        nonce=spec.nonce,
+        personalization_value=spec.rpv,
+        personalization_source="test",
         initial_measurement=spec.rim,
-        measurement_log=parse_event_log(log_bytes) if log_bytes is not None else None)
-    return verify_token(token, anchors=load_trust_anchors(public_pem(spec.platform_key),
-                                                          label="cpak"), expected=expected)
+        measurement_log=parse_event_log(log_bytes) if log_bytes is not None else None,
+    )
+    return verify_token(
+        token,
+        anchors=load_trust_anchors(public_pem(spec.platform_key), label="cpak"),
+        expected=expected,
+    )
 
 
 def test_verify_passes_when_the_log_explains_every_rem(spec: TokenSpec) -> None:

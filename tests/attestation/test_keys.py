@@ -30,8 +30,13 @@ def jwk(key: ec.EllipticCurvePrivateKey, **extra: str) -> dict[str, str]:
     point = point_bytes(key.public_key())
     size = (len(point) - 1) // 2
     crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}[key.curve.name]
-    return {"kty": "EC", "crv": crv, "x": b64url(point[1:1 + size]),
-            "y": b64url(point[1 + size:]), **extra}
+    return {
+        "kty": "EC",
+        "crv": crv,
+        "x": b64url(point[1 : 1 + size]),
+        "y": b64url(point[1 + size :]),
+        **extra,
+    }
 
 
 def same(anchor_key: ec.EllipticCurvePublicKey, key: ec.EllipticCurvePrivateKey) -> bool:
@@ -41,14 +46,23 @@ def same(anchor_key: ec.EllipticCurvePublicKey, key: ec.EllipticCurvePrivateKey)
 @pytest.mark.parametrize("curve", [ec.SECP256R1(), ec.SECP384R1(), ec.SECP521R1()])
 def test_every_accepted_form_gives_the_same_key(curve: ec.EllipticCurve) -> None:
     key = new_key(curve)
-    private_pem = key.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.TraditionalOpenSSL,
-                                    serialization.NoEncryption())
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CPAK")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
     forms = {
         "public PEM": public_pem(key),
         "private PEM": private_pem,
@@ -73,22 +87,29 @@ def test_a_list_labels_each_entry() -> None:
 
 def _rsa_pem() -> bytes:
     key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    return key.public_key().public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    (b"", "not a PEM file"),
-    (b"hello", "not a PEM file"),
-    (b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "unreadable PEM"),
-    (b"{not json", "not valid JSON"),
-    (b"[]", "non-empty list"),
-    (b"[1]", "expected a JWK object"),
-    (b'{"kty": "RSA"}', 'kty is \'RSA\'; expected "EC"'),
-    (b'{"kty": "EC", "crv": "P-192"}', "crv is 'P-192'"),
-    (b'{"kty": "EC", "crv": "P-256", "x": 5, "y": "AA"}', "x must be base64url"),
-    (b'{"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA"}', "x is 3 bytes; P-256 needs 32"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "not a PEM file"),
+        (b"hello", "not a PEM file"),
+        (b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "unreadable PEM"),
+        (b"{not json", "not valid JSON"),
+        (b"[]", "non-empty list"),
+        (b"[1]", "expected a JWK object"),
+        (b'{"kty": "RSA"}', "kty is 'RSA'; expected \"EC\""),
+        (b'{"kty": "EC", "crv": "P-192"}', "crv is 'P-192'"),
+        (b'{"kty": "EC", "crv": "P-256", "x": 5, "y": "AA"}', "x must be base64url"),
+        (
+            b'{"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA"}',
+            "x is 3 bytes; P-256 needs 32",
+        ),
+    ],
+)
 def test_unusable_trust_anchors(data: bytes, message: str) -> None:
     with pytest.raises(AttestationError, match="trust anchor ta") as raised:
         load_trust_anchors(data, label="ta")
@@ -114,15 +135,18 @@ def test_realm_key_encodings(encoding: str) -> None:
     assert same(decoded.key, key)
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    (b"\x04" + b"\x01" * 96, "not a point on P-384"),
-    (b"\x04" + b"\x01" * 64, "65 bytes; an uncompressed P-384 point is 97"),
-    (cbor2.dumps([1]), "neither a raw P-384 point"),
-    (cbor2.dumps({1: 1}), "kty 1; expected 2 (EC2)"),
-    (cbor2.dumps({1: 2, -1: 9}), "crv 9"),
-    (cbor2.dumps({1: 2, -1: 2, -2: "x", -3: b""}), "byte-string x (-2) and y (-3)"),
-    (b"\xa1", "not valid CBOR"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"\x04" + b"\x01" * 96, "not a point on P-384"),
+        (b"\x04" + b"\x01" * 64, "65 bytes; an uncompressed P-384 point is 97"),
+        (cbor2.dumps([1]), "neither a raw P-384 point"),
+        (cbor2.dumps({1: 1}), "kty 1; expected 2 (EC2)"),
+        (cbor2.dumps({1: 2, -1: 9}), "crv 9"),
+        (cbor2.dumps({1: 2, -1: 2, -2: "x", -3: b""}), "byte-string x (-2) and y (-3)"),
+        (b"\xa1", "not valid CBOR"),
+    ],
+)
 def test_unusable_realm_keys(raw: bytes, message: str) -> None:
     with pytest.raises(AttestationError) as raised:
         decode_realm_public_key(raw)

@@ -36,14 +36,20 @@ RAM = 0x4000_0000
 VERAISON_TEST_RIM = {
     "sha256": "6739dfb22b75ee1268d08dfa8369f501bc0b066243553f069f560d1fa1172973",
     "sha512": "799e434048fb57eb9d4f0e2a2b98158720377252deab2bdfcd69b5a8f82237f4"
-              "34bd6bb1c75bf160a2d49382f733b3439a3ff769e4ea5dd9a6f72239d44bbbab",
+    "34bd6bb1c75bf160a2d49382f733b3439a3ff769e4ea5dd9a6f72239d44bbbab",
 }
 
 
 def profile(**changes: Any) -> HostProfile:
     data: dict[str, Any] = {
-        "rmmVersion": "1.0", "measurementAlgo": "sha256", "ipaBits": 48, "lpa2": False,
-        "sveVectorLength": None, "breakpoints": 2, "watchpoints": 2, "pmuCounters": None,
+        "rmmVersion": "1.0",
+        "measurementAlgo": "sha256",
+        "ipaBits": 48,
+        "lpa2": False,
+        "sveVectorLength": None,
+        "breakpoints": 2,
+        "watchpoints": 2,
+        "pmuCounters": None,
     }
     data.update(changes)
     return parse_profile(data)
@@ -57,8 +63,9 @@ def slot(algo: str, data: bytes) -> bytes:
     return digest + bytes(64 - len(digest))
 
 
-def params_page(*, flags: int, s2sz: int, sve_vl: int, bps: int, wps: int, pmu: int,
-                algo: int) -> bytes:
+def params_page(
+    *, flags: int, s2sz: int, sve_vl: int, bps: int, wps: int, pmu: int, algo: int
+) -> bytes:
     head = struct.pack("<QQQQQQQ", flags, s2sz, sve_vl, bps, wps, pmu, algo)
     return head + bytes(4096 - len(head))
 
@@ -89,30 +96,44 @@ def rec_step(algo: str, rim: bytes, pc: int, gprs: list[int]) -> bytes:
 
 @pytest.mark.parametrize("algo", ["sha256", "sha512"])
 def test_veraison_test_rim_vectors(algo: str) -> None:
-    reference = compute_rim(profile(measurementAlgo=algo),
-                            qemu_virt_layout(memory=GiB, dtb=b"d", firmware=b"f"), trace=True)
+    reference = compute_rim(
+        profile(measurementAlgo=algo),
+        qemu_virt_layout(memory=GiB, dtb=b"d", firmware=b"f"),
+        trace=True,
+    )
     first = reference.steps[0]
     assert first.kind == "realm-create"
     assert first.rim.hex() == VERAISON_TEST_RIM[algo]
     # The same from the layout alone: num_bps and num_wps are written as count - 1.
-    page = params_page(flags=0, s2sz=48, sve_vl=0, bps=1, wps=1, pmu=0,
-                       algo={"sha256": 0, "sha512": 1}[algo])
+    page = params_page(
+        flags=0, s2sz=48, sve_vl=0, bps=1, wps=1, pmu=0, algo={"sha256": 0, "sha512": 1}[algo]
+    )
     assert hashlib.new(algo, page).hexdigest() == VERAISON_TEST_RIM[algo]
 
 
 def test_realm_params_fields_sit_at_their_offsets() -> None:
-    chosen = profile(rmmVersion="2.0", measurementAlgo="sha384", ipaBits=52, lpa2=True,
-                     sveVectorLength=512, breakpoints=6, watchpoints=4, pmuCounters=7)
-    reference = compute_rim(chosen, qemu_virt_layout(memory=GiB, dtb=b"d", firmware=b"f"),
-                            trace=True)
+    chosen = profile(
+        rmmVersion="2.0",
+        measurementAlgo="sha384",
+        ipaBits=52,
+        lpa2=True,
+        sveVectorLength=512,
+        breakpoints=6,
+        watchpoints=4,
+        pmuCounters=7,
+    )
+    reference = compute_rim(
+        chosen, qemu_virt_layout(memory=GiB, dtb=b"d", firmware=b"f"), trace=True
+    )
     page = params_page(flags=0b111, s2sz=52, sve_vl=3, bps=5, wps=3, pmu=7, algo=2)
     assert reference.steps[0].rim == hashlib.sha384(page).digest()
     assert len(reference.rim) == 48
 
 
 def test_pmu_with_zero_counters_still_sets_the_flag() -> None:
-    reference = compute_rim(profile(pmuCounters=0),
-                            qemu_virt_layout(memory=GiB, dtb=b"d", firmware=b"f"), trace=True)
+    reference = compute_rim(
+        profile(pmuCounters=0), qemu_virt_layout(memory=GiB, dtb=b"d", firmware=b"f"), trace=True
+    )
     page = params_page(flags=0b100, s2sz=48, sve_vl=0, bps=1, wps=1, pmu=0, algo=0)
     assert reference.steps[0].rim == hashlib.sha256(page).digest()
 
@@ -124,11 +145,18 @@ def test_pmu_with_zero_counters_still_sets_the_flag() -> None:
 def test_firmware_boot_chain_step_by_step(algo: str) -> None:
     firmware = bytes(range(256)) * 20  # 5120 bytes: two granules, the second zero-filled
     dtb = b"\xd0\x0d\xfe\xed" + b"\x01" * 96
-    reference = compute_rim(profile(measurementAlgo=algo),
-                            qemu_virt_layout(memory=GiB, dtb=dtb, firmware=firmware), trace=True)
+    reference = compute_rim(
+        profile(measurementAlgo=algo),
+        qemu_virt_layout(memory=GiB, dtb=dtb, firmware=firmware),
+        trace=True,
+    )
     size = hashlib.new(algo).digest_size
-    rim = slot(algo, params_page(flags=0, s2sz=48, sve_vl=0, bps=1, wps=1, pmu=0,
-                                 algo={"sha256": 0, "sha512": 1}[algo]))
+    rim = slot(
+        algo,
+        params_page(
+            flags=0, s2sz=48, sve_vl=0, bps=1, wps=1, pmu=0, algo={"sha256": 0, "sha512": 1}[algo]
+        ),
+    )
     expected = [("realm-create", rim)]
     rim = ripas_step(algo, rim, RAM, RAM + GiB)  # 48 bits: one 1 GiB block
     expected.append(("ripas", rim))
@@ -165,12 +193,15 @@ def test_direct_kernel_boot_layout_and_chain() -> None:
     initrd_at = RAM + 128 * MiB  # min(RAM / 2, 128 MiB)
     dtb_at = initrd_at + 2 * MiB  # after the initrd, 2 MiB aligned
     assert [(i.name, i.ipa) for i in layout.images] == [
-        ("kernel", RAM), ("initrd", initrd_at), ("dtb", dtb_at)]
+        ("kernel", RAM),
+        ("initrd", initrd_at),
+        ("dtb", dtb_at),
+    ]
     assert (layout.pc, layout.gprs) == (RAM, (dtb_at, 0, 0, 0, 0, 0, 0, 0))
     reference = compute_rim(profile(rmmVersion="2.0", measurementAlgo="sha512"), layout)
     rim = slot("sha512", params_page(flags=0, s2sz=48, sve_vl=0, bps=1, wps=1, pmu=0, algo=1))
     for offset in range(0, len(kernel), 4096):
-        chunk = kernel[offset:offset + 4096]
+        chunk = kernel[offset : offset + 4096]
         rim = data_step("sha512", rim, RAM + offset, chunk + bytes(4096 - len(chunk)))
     rim = data_step("sha512", rim, initrd_at, initrd + bytes(4096 - len(initrd)))
     rim = data_step("sha512", rim, dtb_at, dtb + bytes(4096 - len(dtb)))
@@ -201,10 +232,19 @@ def test_without_initrd_the_dtb_follows_the_initrd_slot() -> None:
 # --- RIPAS: one measurement per stage-2 entry ---------------------------------------------------
 
 
-@pytest.mark.parametrize(("bits", "sizes"), [
-    (52, 0x8040201000), (48, 0x8040201000), (44, 0x8040201000), (43, 0x0040201000),
-    (40, 0x0040201000), (35, 0x0040201000), (34, 0x0000201000), (30, 0x0000201000),
-])
+@pytest.mark.parametrize(
+    ("bits", "sizes"),
+    [
+        (52, 0x8040201000),
+        (48, 0x8040201000),
+        (44, 0x8040201000),
+        (43, 0x0040201000),
+        (40, 0x0040201000),
+        (35, 0x0040201000),
+        (34, 0x0000201000),
+        (30, 0x0000201000),
+    ],
+)
 def test_translation_block_sizes(bits: int, sizes: int) -> None:
     mask = 0
     for size in translation_block_sizes(bits):
@@ -215,7 +255,10 @@ def test_translation_block_sizes(bits: int, sizes: int) -> None:
 def test_ripas_ranges_take_the_largest_aligned_blocks() -> None:
     top = RAM + GiB + 2 * MiB + 4 * KiB
     assert ripas_ranges(RAM, top, ipa_bits=48) == [
-        (RAM, RAM + GiB), (RAM + GiB, RAM + GiB + 2 * MiB), (RAM + GiB + 2 * MiB, top)]
+        (RAM, RAM + GiB),
+        (RAM + GiB, RAM + GiB + 2 * MiB),
+        (RAM + GiB + 2 * MiB, top),
+    ]
     # 512 MiB at 1 GiB: no 1 GiB block fits, 256 blocks of 2 MiB.
     ranges = ripas_ranges(RAM, RAM + 512 * MiB, ipa_bits=48)
     assert len(ranges) == 256 and all(t - b == 2 * MiB for b, t in ranges)
@@ -239,25 +282,39 @@ kernels = blobs.filter(lambda b: not b.startswith(b"\x1f\x8b"))  # gzip is refus
 
 
 @settings(max_examples=60, deadline=None)
-@given(firmware=blobs, dtb=blobs, which=st.sampled_from(["firmware", "dtb"]),
-       position=st.integers(min_value=0), flip=st.integers(min_value=1, max_value=255))
-def test_any_changed_byte_changes_the_rim(firmware: bytes, dtb: bytes, which: str,
-                                          position: int, flip: int) -> None:
+@given(
+    firmware=blobs,
+    dtb=blobs,
+    which=st.sampled_from(["firmware", "dtb"]),
+    position=st.integers(min_value=0),
+    flip=st.integers(min_value=1, max_value=255),
+)
+def test_any_changed_byte_changes_the_rim(
+    firmware: bytes, dtb: bytes, which: str, position: int, flip: int
+) -> None:
     base = compute_rim(profile(), qemu_virt_layout(memory=GiB, dtb=dtb, firmware=firmware))
     inputs = {"firmware": bytearray(firmware), "dtb": bytearray(dtb)}
     target = inputs[which]
     target[position % len(target)] ^= flip
-    changed = compute_rim(profile(), qemu_virt_layout(
-        memory=GiB, dtb=bytes(inputs["dtb"]), firmware=bytes(inputs["firmware"])))
+    changed = compute_rim(
+        profile(),
+        qemu_virt_layout(memory=GiB, dtb=bytes(inputs["dtb"]), firmware=bytes(inputs["firmware"])),
+    )
     assert changed.rim != base.rim
 
 
 @settings(max_examples=40, deadline=None)
-@given(kernel=kernels, initrd=st.none() | blobs, dtb=blobs,
-       memory=st.sampled_from([64 * MiB, 256 * MiB, GiB + 2 * MiB]),
-       rmm=st.sampled_from(["1.0", "2.0"]), algo=st.sampled_from(["sha256", "sha512"]))
-def test_the_trace_replays_to_the_rim(kernel: bytes, initrd: bytes | None, dtb: bytes,
-                                      memory: int, rmm: str, algo: str) -> None:
+@given(
+    kernel=kernels,
+    initrd=st.none() | blobs,
+    dtb=blobs,
+    memory=st.sampled_from([64 * MiB, 256 * MiB, GiB + 2 * MiB]),
+    rmm=st.sampled_from(["1.0", "2.0"]),
+    algo=st.sampled_from(["sha256", "sha512"]),
+)
+def test_the_trace_replays_to_the_rim(
+    kernel: bytes, initrd: bytes | None, dtb: bytes, memory: int, rmm: str, algo: str
+) -> None:
     chosen = profile(rmmVersion=rmm, measurementAlgo=algo)
     layout = qemu_virt_layout(memory=memory, dtb=dtb, kernel=kernel, initrd=initrd)
     reference = compute_rim(chosen, layout, trace=True)
@@ -265,7 +322,7 @@ def test_the_trace_replays_to_the_rim(kernel: bytes, initrd: bytes | None, dtb: 
     granule_of = {}
     for ipa, content in contents.items():
         for offset in range(0, len(content), 4096):
-            chunk = content[offset:offset + 4096]
+            chunk = content[offset : offset + 4096]
             granule_of[ipa + offset] = chunk + bytes(4096 - len(chunk))
     size = hashlib.new(algo).digest_size
     rim = b""
@@ -285,14 +342,16 @@ def test_the_trace_replays_to_the_rim(kernel: bytes, initrd: bytes | None, dtb: 
         assert step.rim == rim[:size]
     assert granule_of == {}  # every granule of every image was measured once
     assert reference.rim == rim[:size]
-    assert reference_json(reference, trace=False) == {"rim": rim[:size].hex(),
-                                                      "measurementAlgo": algo}
+    assert reference_json(reference, trace=False) == {
+        "rim": rim[:size].hex(),
+        "measurementAlgo": algo,
+    }
 
 
 def _granule(layout: RealmLayout, ipa: int) -> bytes:
     for image in layout.images:
         if image.ipa <= ipa < image.ipa + len(image.content):
-            chunk = image.content[ipa - image.ipa:ipa - image.ipa + 4096]
+            chunk = image.content[ipa - image.ipa : ipa - image.ipa + 4096]
             return chunk + bytes(4096 - len(chunk))
     raise AssertionError(ipa)
 
@@ -300,24 +359,27 @@ def _granule(layout: RealmLayout, ipa: int) -> bytes:
 # --- bad input ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("changes", "field"), [
-    ({"rmmVersion": "3.0"}, "profile.rmmVersion"),
-    ({"rmmVersion": 1.0}, "profile.rmmVersion"),
-    ({"measurementAlgo": "md5"}, "profile.measurementAlgo"),
-    ({"measurementAlgo": "sha384"}, "profile.measurementAlgo"),  # needs RMM 2.0
-    ({"ipaBits": 52}, "profile.ipaBits"),  # needs lpa2
-    ({"ipaBits": "48"}, "profile.ipaBits"),
-    ({"ipaBits": True}, "profile.ipaBits"),
-    ({"lpa2": "no"}, "profile.lpa2"),
-    ({"sveVectorLength": 100}, "profile.sveVectorLength"),
-    ({"sveVectorLength": 384 + 64}, "profile.sveVectorLength"),
-    ({"sveVectorLength": 4096}, "profile.sveVectorLength"),
-    ({"breakpoints": 1}, "profile.breakpoints"),
-    ({"watchpoints": 17}, "profile.watchpoints"),
-    ({"pmuCounters": 32}, "profile.pmuCounters"),
-    ({"pmuCounters": -1}, "profile.pmuCounters"),
-    ({"extra": 1}, "profile.extra"),
-])
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"rmmVersion": "3.0"}, "profile.rmmVersion"),
+        ({"rmmVersion": 1.0}, "profile.rmmVersion"),
+        ({"measurementAlgo": "md5"}, "profile.measurementAlgo"),
+        ({"measurementAlgo": "sha384"}, "profile.measurementAlgo"),  # needs RMM 2.0
+        ({"ipaBits": 52}, "profile.ipaBits"),  # needs lpa2
+        ({"ipaBits": "48"}, "profile.ipaBits"),
+        ({"ipaBits": True}, "profile.ipaBits"),
+        ({"lpa2": "no"}, "profile.lpa2"),
+        ({"sveVectorLength": 100}, "profile.sveVectorLength"),
+        ({"sveVectorLength": 384 + 64}, "profile.sveVectorLength"),
+        ({"sveVectorLength": 4096}, "profile.sveVectorLength"),
+        ({"breakpoints": 1}, "profile.breakpoints"),
+        ({"watchpoints": 17}, "profile.watchpoints"),
+        ({"pmuCounters": 32}, "profile.pmuCounters"),
+        ({"pmuCounters": -1}, "profile.pmuCounters"),
+        ({"extra": 1}, "profile.extra"),
+    ],
+)
 def test_a_bad_profile_names_the_key(changes: dict[str, Any], field: str) -> None:
     with pytest.raises(ReferenceValueError) as caught:
         profile(**changes)
@@ -326,24 +388,35 @@ def test_a_bad_profile_names_the_key(changes: dict[str, Any], field: str) -> Non
 
 def test_a_missing_key_and_a_non_mapping() -> None:
     with pytest.raises(ReferenceValueError, match=r"profile\.pmuCounters: required"):
-        parse_profile({
-            "rmmVersion": "1.0", "measurementAlgo": "sha256", "ipaBits": 48, "lpa2": False,
-            "sveVectorLength": None, "breakpoints": 2, "watchpoints": 2})
+        parse_profile(
+            {
+                "rmmVersion": "1.0",
+                "measurementAlgo": "sha256",
+                "ipaBits": 48,
+                "lpa2": False,
+                "sveVectorLength": None,
+                "breakpoints": 2,
+                "watchpoints": 2,
+            }
+        )
     with pytest.raises(ReferenceValueError, match="expected a mapping"):
         parse_profile(["rmmVersion"])
 
 
-@pytest.mark.parametrize(("kwargs", "field"), [
-    ({"memory": GiB, "dtb": b"d"}, "--firmware/--kernel"),
-    ({"memory": GiB, "dtb": b"d", "firmware": b"f", "kernel": b"k"}, "--firmware/--kernel"),
-    ({"memory": GiB, "dtb": b"d", "firmware": b"f", "initrd": b"i"}, "--initrd"),
-    ({"memory": GiB + 1, "dtb": b"d", "firmware": b"f"}, "--memory"),
-    ({"memory": 0, "dtb": b"d", "firmware": b"f"}, "--memory"),
-    ({"memory": GiB, "dtb": b"", "firmware": b"f"}, "--dtb"),
-    ({"memory": GiB, "dtb": b"d", "kernel": b"\x1f\x8b\x08rest"}, "--kernel"),
-    ({"memory": GiB, "dtb": b"d", "firmware": bytes(64 * MiB + 1)}, "--firmware"),
-    ({"memory": 4 * MiB, "dtb": b"d", "kernel": bytes(4 * MiB)}, "--memory"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"memory": GiB, "dtb": b"d"}, "--firmware/--kernel"),
+        ({"memory": GiB, "dtb": b"d", "firmware": b"f", "kernel": b"k"}, "--firmware/--kernel"),
+        ({"memory": GiB, "dtb": b"d", "firmware": b"f", "initrd": b"i"}, "--initrd"),
+        ({"memory": GiB + 1, "dtb": b"d", "firmware": b"f"}, "--memory"),
+        ({"memory": 0, "dtb": b"d", "firmware": b"f"}, "--memory"),
+        ({"memory": GiB, "dtb": b"", "firmware": b"f"}, "--dtb"),
+        ({"memory": GiB, "dtb": b"d", "kernel": b"\x1f\x8b\x08rest"}, "--kernel"),
+        ({"memory": GiB, "dtb": b"d", "firmware": bytes(64 * MiB + 1)}, "--firmware"),
+        ({"memory": 4 * MiB, "dtb": b"d", "kernel": bytes(4 * MiB)}, "--memory"),
+    ],
+)
 def test_bad_launch_inputs_name_the_flag(kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(ReferenceValueError) as caught:
         qemu_virt_layout(**kwargs)
@@ -362,12 +435,16 @@ def test_memory_beyond_the_ipa_space_names_ipa_bits() -> None:
 def test_reference_file_round_trip_and_errors() -> None:
     reference = Reference(rim=b"\x01" * 48, measurement_algo="sha384")
     assert parse_reference(reference_json(reference, trace=False), source="f") == (
-        b"\x01" * 48, "sha384")
-    for bad, field in [([], "f"), ({"rim": "00" * 32, "measurementAlgo": "md5"},
-                                   "f: measurementAlgo"),
-                       ({"rim": "00" * 31, "measurementAlgo": "sha256"}, "f: rim"),
-                       ({"rim": "zz", "measurementAlgo": "sha256"}, "f: rim"),
-                       ({"rim": 5, "measurementAlgo": "sha256"}, "f: rim")]:
+        b"\x01" * 48,
+        "sha384",
+    )
+    for bad, field in [
+        ([], "f"),
+        ({"rim": "00" * 32, "measurementAlgo": "md5"}, "f: measurementAlgo"),
+        ({"rim": "00" * 31, "measurementAlgo": "sha256"}, "f: rim"),
+        ({"rim": "zz", "measurementAlgo": "sha256"}, "f: rim"),
+        ({"rim": 5, "measurementAlgo": "sha256"}, "f: rim"),
+    ]:
         with pytest.raises(ReferenceValueError) as caught:
             parse_reference(bad, source="f")
         assert caught.value.violations[0].field == field

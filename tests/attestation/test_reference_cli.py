@@ -41,8 +41,17 @@ def reference(*args: str | Path) -> tuple[int, str, str]:
 
 
 def firmware_args(inputs: dict[str, Path], *extra: str | Path) -> list[str | Path]:
-    return ["--profile", PROFILE, "--firmware", inputs["firmware"], "--dtb", inputs["dtb"],
-            "--memory", "1Gi", *extra]
+    return [
+        "--profile",
+        PROFILE,
+        "--firmware",
+        inputs["firmware"],
+        "--dtb",
+        inputs["dtb"],
+        "--memory",
+        "1Gi",
+        *extra,
+    ]
 
 
 def test_reference_as_a_process_text_and_json(inputs: dict[str, Path], tmp_path: Path) -> None:
@@ -51,8 +60,9 @@ def test_reference_as_a_process_text_and_json(inputs: dict[str, Path], tmp_path:
     assert text.returncode == 0, text.stderr
     assert text.stdout.startswith("RIM (sha256): ")
     assert "firmware: 0x0 (16384 bytes)" in text.stdout
-    as_json = kubevirt_cca("attest", "reference", *args, "--output", "json", "--corim",
-                           str(tmp_path / "corim.json"))
+    as_json = kubevirt_cca(
+        "attest", "reference", *args, "--output", "json", "--corim", str(tmp_path / "corim.json")
+    )
     assert as_json.returncode == 0, as_json.stderr
     out = json.loads(as_json.stdout)
     assert set(out) == {"rim", "measurementAlgo"}
@@ -64,10 +74,21 @@ def test_reference_as_a_process_text_and_json(inputs: dict[str, Path], tmp_path:
 
 
 def test_trace_lists_steps_in_order(inputs: dict[str, Path]) -> None:
-    code, out, err = reference("--profile", PROFILES / "rmm-1.0-sha512-sve.yaml",
-                               "--kernel", inputs["kernel"], "--initrd", inputs["initrd"],
-                               "--dtb", inputs["dtb"], "--memory", "256Mi", "--output", "json",
-                               "--trace")
+    code, out, err = reference(
+        "--profile",
+        PROFILES / "rmm-1.0-sha512-sve.yaml",
+        "--kernel",
+        inputs["kernel"],
+        "--initrd",
+        inputs["initrd"],
+        "--dtb",
+        inputs["dtb"],
+        "--memory",
+        "256Mi",
+        "--output",
+        "json",
+        "--trace",
+    )
     assert code == 0, err
     data = json.loads(out)
     steps = data["steps"]
@@ -84,9 +105,18 @@ def test_trace_lists_steps_in_order(inputs: dict[str, Path]) -> None:
 
 
 def test_rmm2_sha384_gives_48_bytes(inputs: dict[str, Path]) -> None:
-    code, out, _ = reference("--profile", PROFILES / "rmm-2.0-sha384.yaml", "--firmware",
-                             inputs["firmware"], "--dtb", inputs["dtb"], "--memory", "2Gi",
-                             "--output", "json")
+    code, out, _ = reference(
+        "--profile",
+        PROFILES / "rmm-2.0-sha384.yaml",
+        "--firmware",
+        inputs["firmware"],
+        "--dtb",
+        inputs["dtb"],
+        "--memory",
+        "2Gi",
+        "--output",
+        "json",
+    )
     assert code == 0
     assert len(bytes.fromhex(json.loads(out)["rim"])) == 48
 
@@ -95,26 +125,38 @@ def test_every_example_profile_is_valid(inputs: dict[str, Path]) -> None:
     found = sorted(PROFILES.glob("*.yaml"))
     assert len(found) >= 3
     for path in found:
-        code, _, err = reference("--profile", path, "--firmware", inputs["firmware"], "--dtb",
-                                 inputs["dtb"], "--memory", "1Gi")
+        code, _, err = reference(
+            "--profile",
+            path,
+            "--firmware",
+            inputs["firmware"],
+            "--dtb",
+            inputs["dtb"],
+            "--memory",
+            "1Gi",
+        )
         assert code == 0, f"{path.name}: {err}"
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"profile": "missing.yaml"}, "--profile"),
-    ({"profile_text": "rmmVersion: [\n"}, "--profile"),
-    ({"profile_text": "- a list\n"}, "expected a mapping"),
-    ({"profile_key": ("ipaBits", 60)}, "profile.ipaBits"),
-    ({"profile_key": ("measurementAlgo", "sha1")}, "profile.measurementAlgo"),
-    ({"memory": "lots"}, "--memory"),
-    ({"memory": "1.00001Gi"}, "--memory"),
-    ({"dtb_bytes": b""}, "--dtb"),
-    ({"dtb_dir": True}, "--dtb"),
-    ({"memory": "16Mi", "boot": "kernel-large"}, "--memory"),
-    ({"boot": "initrd-with-firmware"}, "--initrd"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"profile": "missing.yaml"}, "--profile"),
+        ({"profile_text": "rmmVersion: [\n"}, "--profile"),
+        ({"profile_text": "- a list\n"}, "expected a mapping"),
+        ({"profile_key": ("ipaBits", 60)}, "profile.ipaBits"),
+        ({"profile_key": ("measurementAlgo", "sha1")}, "profile.measurementAlgo"),
+        ({"memory": "lots"}, "--memory"),
+        ({"memory": "1.00001Gi"}, "--memory"),
+        ({"dtb_bytes": b""}, "--dtb"),
+        ({"dtb_dir": True}, "--dtb"),
+        ({"memory": "16Mi", "boot": "kernel-large"}, "--memory"),
+        ({"boot": "initrd-with-firmware"}, "--initrd"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line_naming_the_field(
-        inputs: dict[str, Path], tmp_path: Path, change: dict[str, Any], field: str) -> None:
+    inputs: dict[str, Path], tmp_path: Path, change: dict[str, Any], field: str
+) -> None:
     profile: Path = PROFILE
     if "profile" in change:
         profile = tmp_path / change["profile"]
@@ -138,9 +180,19 @@ def test_bad_input_exits_2_with_one_line_naming_the_field(
         boot = ["--kernel", tmp_path / "big"]
     if change.get("boot") == "initrd-with-firmware":
         boot += ["--initrd", inputs["initrd"]]
-    result = kubevirt_cca("attest", "reference", "--profile", str(profile),
-                          *map(str, boot), "--dtb", str(dtb),
-                          "--memory", change.get("memory", "1Gi"), "--output", "json")
+    result = kubevirt_cca(
+        "attest",
+        "reference",
+        "--profile",
+        str(profile),
+        *map(str, boot),
+        "--dtb",
+        str(dtb),
+        "--memory",
+        change.get("memory", "1Gi"),
+        "--output",
+        "json",
+    )
     assert result.returncode == 2
     assert result.stdout == ""
     lines = result.stderr.splitlines()
@@ -150,32 +202,69 @@ def test_bad_input_exits_2_with_one_line_naming_the_field(
 
 
 def test_firmware_and_kernel_together_is_a_usage_error(inputs: dict[str, Path]) -> None:
-    code = kubevirt_cca("attest", "reference", "--profile", str(PROFILE), "--firmware",
-                        str(inputs["firmware"]), "--kernel", str(inputs["kernel"]), "--dtb",
-                        str(inputs["dtb"]), "--memory", "1Gi")
+    code = kubevirt_cca(
+        "attest",
+        "reference",
+        "--profile",
+        str(PROFILE),
+        "--firmware",
+        str(inputs["firmware"]),
+        "--kernel",
+        str(inputs["kernel"]),
+        "--dtb",
+        str(inputs["dtb"]),
+        "--memory",
+        "1Gi",
+    )
     assert code.returncode == 2
     assert "not allowed with argument --firmware" in code.stderr.splitlines()[-1]
 
 
 profile_values = st.dictionaries(
-    st.sampled_from(["rmmVersion", "measurementAlgo", "ipaBits", "lpa2", "sveVectorLength",
-                     "breakpoints", "watchpoints", "pmuCounters", "other"]),
-    st.none() | st.booleans() | st.integers(-5, 3000) | st.sampled_from(
-        ["1.0", "2.0", "sha256", "sha384", "sha512", "x"]) | st.lists(st.integers(), max_size=2),
+    st.sampled_from(
+        [
+            "rmmVersion",
+            "measurementAlgo",
+            "ipaBits",
+            "lpa2",
+            "sveVectorLength",
+            "breakpoints",
+            "watchpoints",
+            "pmuCounters",
+            "other",
+        ]
+    ),
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 3000)
+    | st.sampled_from(["1.0", "2.0", "sha256", "sha384", "sha512", "x"])
+    | st.lists(st.integers(), max_size=2),
 )
 
 
-@settings(max_examples=80, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(values=profile_values)
-def test_any_profile_gives_json_or_one_error_line(inputs: dict[str, Path], tmp_path: Path,
-                                                  values: dict[str, Any]) -> None:
+def test_any_profile_gives_json_or_one_error_line(
+    inputs: dict[str, Path], tmp_path: Path, values: dict[str, Any]
+) -> None:
     base = yaml.safe_load(PROFILE.read_text())
     base.update(values)
     path = tmp_path / "any.yaml"
     path.write_text(yaml.safe_dump(base))
-    code, out, err = reference("--profile", path, "--firmware", inputs["firmware"], "--dtb",
-                               inputs["dtb"], "--memory", "1Gi", "--output", "json")
+    code, out, err = reference(
+        "--profile",
+        path,
+        "--firmware",
+        inputs["firmware"],
+        "--dtb",
+        inputs["dtb"],
+        "--memory",
+        "1Gi",
+        "--output",
+        "json",
+    )
     if code == 0:
         assert set(json.loads(out)) == {"rim", "measurementAlgo"}
     else:
@@ -190,13 +279,21 @@ def signed_files(tmp_path: Path, spec: TokenSpec) -> list[str | Path]:
     (tmp_path / "t.cbor").write_bytes(build_token(spec))
     (tmp_path / "n.bin").write_bytes(spec.nonce)
     (tmp_path / "k.pem").write_bytes(public_pem(spec.platform_key))
-    return ["verify", tmp_path / "t.cbor", "--nonce-file", tmp_path / "n.bin",
-            "--trust-anchor", tmp_path / "k.pem",
-            "--expected-rpv", base64.b64encode(spec.rpv).decode()]
+    return [
+        "verify",
+        tmp_path / "t.cbor",
+        "--nonce-file",
+        tmp_path / "n.bin",
+        "--trust-anchor",
+        tmp_path / "k.pem",
+        "--expected-rpv",
+        base64.b64encode(spec.rpv).decode(),
+    ]
 
 
-def test_verify_against_a_computed_reference(inputs: dict[str, Path], tmp_path: Path,
-                                             spec: TokenSpec) -> None:
+def test_verify_against_a_computed_reference(
+    inputs: dict[str, Path], tmp_path: Path, spec: TokenSpec
+) -> None:
     code, out, _ = reference(*firmware_args(inputs, "--output", "json"))
     assert code == 0
     (tmp_path / "ref.json").write_text(out)
@@ -212,11 +309,21 @@ def test_verify_against_a_computed_reference(inputs: dict[str, Path], tmp_path: 
     assert code == 1 and "[FAIL] initial-measurement" in out
 
 
-def test_verify_refuses_a_reference_of_another_algorithm(inputs: dict[str, Path],
-                                                        tmp_path: Path, spec: TokenSpec) -> None:
-    code, out, _ = reference("--profile", PROFILES / "rmm-1.0-sha512-sve.yaml", "--firmware",
-                             inputs["firmware"], "--dtb", inputs["dtb"], "--memory", "1Gi",
-                             "--output", "json")
+def test_verify_refuses_a_reference_of_another_algorithm(
+    inputs: dict[str, Path], tmp_path: Path, spec: TokenSpec
+) -> None:
+    code, out, _ = reference(
+        "--profile",
+        PROFILES / "rmm-1.0-sha512-sve.yaml",
+        "--firmware",
+        inputs["firmware"],
+        "--dtb",
+        inputs["dtb"],
+        "--memory",
+        "1Gi",
+        "--output",
+        "json",
+    )
     (tmp_path / "ref.json").write_text(out)
     files = signed_files(tmp_path, spec)
     code, out, _ = attest(*files, "--reference", tmp_path / "ref.json")
@@ -224,13 +331,17 @@ def test_verify_refuses_a_reference_of_another_algorithm(inputs: dict[str, Path]
     assert "the reference RIM is sha512, but this Realm measures with sha-256" in out
 
 
-@pytest.mark.parametrize(("content", "field"), [
-    ("not json", "--reference"),
-    ('{"rim": "00", "measurementAlgo": "sha256"}', "rim"),
-    ('{"rim": "' + "00" * 32 + '"}', "measurementAlgo"),
-])
-def test_verify_with_a_bad_reference_exits_2(tmp_path: Path, spec: TokenSpec, content: str,
-                                             field: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        ("not json", "--reference"),
+        ('{"rim": "00", "measurementAlgo": "sha256"}', "rim"),
+        ('{"rim": "' + "00" * 32 + '"}', "measurementAlgo"),
+    ],
+)
+def test_verify_with_a_bad_reference_exits_2(
+    tmp_path: Path, spec: TokenSpec, content: str, field: str
+) -> None:
     (tmp_path / "ref.json").write_text(content)
     code, out, err = attest(*signed_files(tmp_path, spec), "--reference", tmp_path / "ref.json")
     assert code == 2 and out == ""
@@ -240,8 +351,13 @@ def test_verify_with_a_bad_reference_exits_2(tmp_path: Path, spec: TokenSpec, co
 def test_verify_reports_each_rem_against_the_log(tmp_path: Path, spec: TokenSpec) -> None:
     (tmp_path / "ccel.bin").write_bytes(build_log(BOOT_EVENTS, area=65536))
     chosen = spec.but(rems=expected_rems(BOOT_EVENTS, "sha256"))
-    code, out, err = attest(*signed_files(tmp_path, chosen), "--measurement-log",
-                            tmp_path / "ccel.bin", "--output", "json")
+    code, out, err = attest(
+        *signed_files(tmp_path, chosen),
+        "--measurement-log",
+        tmp_path / "ccel.bin",
+        "--output",
+        "json",
+    )
     assert code == 0, out + err
     report = json.loads(out)
     log = report["measurementLog"]
@@ -250,22 +366,25 @@ def test_verify_reports_each_rem_against_the_log(tmp_path: Path, spec: TokenSpec
     assert log[2]["events"][0]["type"] == "EV_EVENT_TAG"
     assert log[2]["events"][0]["description"] == "tag 0x8f3b22ed: Linux initrd"
     assert log[0]["tokenValue"] == log[0]["replayedValue"]
-    code, text, _ = attest(*signed_files(tmp_path, chosen), "--measurement-log",
-                           tmp_path / "ccel.bin")
+    code, text, _ = attest(
+        *signed_files(tmp_path, chosen), "--measurement-log", tmp_path / "ccel.bin"
+    )
     assert "[ok  ] measurement-log" in text
     assert "REM1: explained by 2 logged event(s)" in text
     assert "    - EV_EFI_ACTION: Calling EFI Application from Boot Option" in text
     # A REM the log does not explain fails the verdict.
     wrong = chosen.but(rems=(*chosen.rems[:3], b"\x01" * 32))
-    code, text, _ = attest(*signed_files(tmp_path, wrong), "--measurement-log",
-                           tmp_path / "ccel.bin")
+    code, text, _ = attest(
+        *signed_files(tmp_path, wrong), "--measurement-log", tmp_path / "ccel.bin"
+    )
     assert code == 1 and "[FAIL] measurement-log" in text and "REM3: NOT explained" in text
 
 
 def test_verify_with_a_truncated_log_exits_2(tmp_path: Path, spec: TokenSpec) -> None:
     (tmp_path / "ccel.bin").write_bytes(build_log(BOOT_EVENTS)[:150])
-    code, out, err = attest(*signed_files(tmp_path, spec), "--measurement-log",
-                            tmp_path / "ccel.bin")
+    code, out, err = attest(
+        *signed_files(tmp_path, spec), "--measurement-log", tmp_path / "ccel.bin"
+    )
     assert code == 2 and out == ""
     assert len(err.splitlines()) == 1 and "--measurement-log" in err and "ends inside" in err
 
@@ -280,26 +399,44 @@ def test_collect_saves_the_log_beside_the_token(tmp_path: Path, spec: TokenSpec)
     (root / CCEL).write_bytes(log)
     (tmp_path / "nonce.bin").write_bytes(b"\x07" * 64)
     with FakeTsm(root, respond=lambda nonce: build_token(spec.but(nonce=nonce))):
-        code, _, err = attest("collect", "--nonce-file", tmp_path / "nonce.bin", "--out",
-                              tmp_path / "t.cbor", "--log-out", tmp_path / "log.bin",
-                              "--root", root)
+        code, _, err = attest(
+            "collect",
+            "--nonce-file",
+            tmp_path / "nonce.bin",
+            "--out",
+            tmp_path / "t.cbor",
+            "--log-out",
+            tmp_path / "log.bin",
+            "--root",
+            root,
+        )
     assert code == 0, err
     assert (tmp_path / "log.bin").read_bytes() == log
     assert "wrote the 65536-byte measurement log" in err
 
 
-@pytest.mark.parametrize(("acpi", "reason"), [
-    (False, "booted without ACPI"), (True, "published no CCEL table")])
-def test_collect_without_a_log_writes_nothing(tmp_path: Path, spec: TokenSpec, acpi: bool,
-                                              reason: str) -> None:
+@pytest.mark.parametrize(
+    ("acpi", "reason"), [(False, "booted without ACPI"), (True, "published no CCEL table")]
+)
+def test_collect_without_a_log_writes_nothing(
+    tmp_path: Path, spec: TokenSpec, acpi: bool, reason: str
+) -> None:
     root = tmp_path / "guest"
     if acpi:
         (root / "sys/firmware/acpi/tables").mkdir(parents=True)
     (tmp_path / "nonce.bin").write_bytes(b"\x07" * 64)
     with FakeTsm(root, respond=lambda nonce: build_token(spec.but(nonce=nonce))) as tsm:
-        code, _, err = attest("collect", "--nonce-file", tmp_path / "nonce.bin", "--out",
-                              tmp_path / "t.cbor", "--log-out", tmp_path / "log.bin",
-                              "--root", root)
+        code, _, err = attest(
+            "collect",
+            "--nonce-file",
+            tmp_path / "nonce.bin",
+            "--out",
+            tmp_path / "t.cbor",
+            "--log-out",
+            tmp_path / "log.bin",
+            "--root",
+            root,
+        )
     assert code == 1 and reason in err and len(err.splitlines()) == 1
     assert not (tmp_path / "t.cbor").exists() and not (tmp_path / "log.bin").exists()
     assert tsm.inblobs == []  # no token was even requested

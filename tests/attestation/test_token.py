@@ -23,13 +23,16 @@ def collection(platform: Any, realm: Any, tag: int = 399) -> bytes:
     return cbor2.dumps(cbor2.CBORTag(tag, {44234: platform, 44241: realm}))
 
 
-def signed_parts(spec: TokenSpec, *, realm: dict[Any, Any] | None = None,
-                 platform: dict[Any, Any] | None = None) -> tuple[bytes, bytes]:
+def signed_parts(
+    spec: TokenSpec, *, realm: dict[Any, Any] | None = None, platform: dict[Any, Any] | None = None
+) -> tuple[bytes, bytes]:
     realm = realm if realm is not None else realm_claims(spec)
     key_claim = realm.get(44237, realm_key_claim(spec.realm_key, "raw"))
     platform = platform if platform is not None else platform_claims(spec, key_claim)
-    return (cbor2.dumps(sign1(platform, spec.platform_key)),
-            cbor2.dumps(sign1(realm, spec.realm_key)))
+    return (
+        cbor2.dumps(sign1(platform, spec.platform_key)),
+        cbor2.dumps(sign1(realm, spec.realm_key)),
+    )
 
 
 def test_both_forms_give_the_same_claims(spec: TokenSpec) -> None:
@@ -83,50 +86,72 @@ def _malformed(spec: TokenSpec) -> dict[str, tuple[bytes, str]]:
         "other tag": (cbor2.dumps(cbor2.CBORTag(400, {})), "CBOR tag 400"),
         "collection not a map": (cbor2.dumps(cbor2.CBORTag(399, [1])), "must be a CBOR map"),
         "no realm": (cbor2.dumps(cbor2.CBORTag(399, {44234: platform})), "no realm token"),
-        "no platform": (cbor2.dumps(cbor2.CBORTag(907, {44241: [263, realm]})),
-                        "no platform token"),
+        "no platform": (
+            cbor2.dumps(cbor2.CBORTag(907, {44241: [263, realm]})),
+            "no platform token",
+        ),
         "399 value not bytes": (collection(platform, [263, realm]), "must be a byte string"),
         "907 value not a record": (collection([263, platform], realm, 907), "CMW record"),
         "907 wrong type": (collection([263, platform], [264, realm], 907), "CMW type 264"),
         "907 bool type": (collection([263, platform], [True, realm], 907), "CMW type True"),
-        "sign1 untagged": (collection(platform, cbor2.dumps(list(sign1_body))),
-                           "COSE_Sign1 with CBOR tag 18"),
-        "sign1 short": (collection(platform, cbor2.dumps(cbor2.CBORTag(18, [b"", {}, b""]))),
-                        "array of 4 items"),
+        "sign1 untagged": (
+            collection(platform, cbor2.dumps(list(sign1_body))),
+            "COSE_Sign1 with CBOR tag 18",
+        ),
+        "sign1 short": (
+            collection(platform, cbor2.dumps(cbor2.CBORTag(18, [b"", {}, b""]))),
+            "array of 4 items",
+        ),
         "detached payload": (
             collection(platform, cbor2.dumps(cbor2.CBORTag(18, [b"", {}, None, b"x"]))),
-            "detached payloads"),
+            "detached payloads",
+        ),
         "protected not a map": (
             collection(platform, cbor2.dumps(cbor2.CBORTag(18, [cbor2.dumps(1), {}, b"", b""]))),
-            "protected header must be a CBOR map"),
+            "protected header must be a CBOR map",
+        ),
         "alg not an int": (
-            collection(platform, cbor2.dumps(
-                cbor2.CBORTag(18, [cbor2.dumps({1: "ES384"}), {}, b"", b""]))),
-            "alg (label 1) must be an integer"),
+            collection(
+                platform, cbor2.dumps(cbor2.CBORTag(18, [cbor2.dumps({1: "ES384"}), {}, b"", b""]))
+            ),
+            "alg (label 1) must be an integer",
+        ),
         "payload not a map": (
             collection(platform, cbor2.dumps(cbor2.CBORTag(18, [b"", {}, cbor2.dumps([1]), b""]))),
-            "realm token's claims must be a CBOR map"),
+            "realm token's claims must be a CBOR map",
+        ),
         "missing challenge": (realm_with(k10=None), "claim 10 (challenge) is missing"),
         "short challenge": (realm_with(k10=b"\x01" * 63), "63 bytes; expected 64"),
-        "rpv text": (realm_with(k44235="x" * 64),
-                     "claim 44235 (personalization value) must be a byte string, got a text"),
+        "rpv text": (
+            realm_with(k44235="x" * 64),
+            "claim 44235 (personalization value) must be a byte string, got a text",
+        ),
         "three REMs": (realm_with(k44239=[b"\x00" * 32] * 3), "list of 4 byte strings"),
-        "unknown profile": (realm_with(k265="tag:arm.com,2099:realm#9"),
-                            "kubevirt-cca reads"),
+        "unknown profile": (realm_with(k265="tag:arm.com,2099:realm#9"), "kubevirt-cca reads"),
         "bool hash algo": (realm_with(k44236=True), "must be a text string, got a boolean"),
         "duplicate keys": (
-            collection(platform, cbor2.dumps(cbor2.CBORTag(
-                18, [b"", {}, b"\xa2\x0a\x40\x0a\x40", b""]))),
-            "Duplicate map key"),
+            collection(
+                platform, cbor2.dumps(cbor2.CBORTag(18, [b"", {}, b"\xa2\x0a\x40\x0a\x40", b""]))
+            ),
+            "Duplicate map key",
+        ),
         "deep nesting": (b"\x81" * 5000, "not valid CBOR"),
         "sw component without measurement": (
-            collection(cbor2.dumps(sign1({**platform_claims(spec, b""), 2399: [{1: "RMM"}]},
-                                         spec.platform_key)), realm),
-            "has no measurement value"),
+            collection(
+                cbor2.dumps(
+                    sign1({**platform_claims(spec, b""), 2399: [{1: "RMM"}]}, spec.platform_key)
+                ),
+                realm,
+            ),
+            "has no measurement value",
+        ),
         "lifecycle bool": (
-            collection(cbor2.dumps(sign1({**platform_claims(spec, b""), 2395: True},
-                                         spec.platform_key)), realm),
-            "claim 2395 (lifecycle) must be an integer, got a boolean"),
+            collection(
+                cbor2.dumps(sign1({**platform_claims(spec, b""), 2395: True}, spec.platform_key)),
+                realm,
+            ),
+            "claim 2395 (lifecycle) must be an integer, got a boolean",
+        ),
     }
 
 

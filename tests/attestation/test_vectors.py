@@ -48,23 +48,54 @@ class Vector:
 
 
 VECTORS = (
-    Vector("tf-m-tools/cca_example_token.cbor", "tf-m-tools/cca_platform.pem", "tag-907",
-           "cose-key", realm_profile=REALM_PROFILE_2),
-    Vector("tf-m-tools/cca_example_token_legacy.cbor", "tf-m-tools/cca_platform.pem",
-           "tag-907", "raw"),
+    Vector(
+        "tf-m-tools/cca_example_token.cbor",
+        "tf-m-tools/cca_platform.pem",
+        "tag-907",
+        "cose-key",
+        realm_profile=REALM_PROFILE_2,
+    ),
+    Vector(
+        "tf-m-tools/cca_example_token_legacy.cbor", "tf-m-tools/cca_platform.pem", "tag-907", "raw"
+    ),
     Vector("tf-m-tools/cca_token.cbor", "tf-m-tools/cca_platform.pem", "tag-907", "raw"),
-    Vector("tf-m-tools/cca_example_platform_token.cbor", "tf-m-tools/cca_platform.pem",
-           "platform-only", None),
-    Vector("rust-ccatoken/cca-token-draft-ffm-00.cbor", "rust-ccatoken/cpak.json", "tag-399",
-           "cose-key", realm_profile=REALM_PROFILE_1),
+    Vector(
+        "tf-m-tools/cca_example_platform_token.cbor",
+        "tf-m-tools/cca_platform.pem",
+        "platform-only",
+        None,
+    ),
+    Vector(
+        "rust-ccatoken/cca-token-draft-ffm-00.cbor",
+        "rust-ccatoken/cpak.json",
+        "tag-399",
+        "cose-key",
+        realm_profile=REALM_PROFILE_1,
+    ),
     Vector("rust-ccatoken/cca-token-01.cbor", "rust-ccatoken/cpak.json", "tag-399", "raw"),
-    Vector("rust-ccatoken/cca-token-02.cbor", "rust-ccatoken/ta-02-ok.json", "tag-399", "raw",
-           platform_alg="ES256"),
-    Vector("rust-ccatoken/bug-33-repro.cbor", "rust-ccatoken/cpak.json", "tag-399", "raw",
-           failing=frozenset({"realm-platform-binding"})),
+    Vector(
+        "rust-ccatoken/cca-token-02.cbor",
+        "rust-ccatoken/ta-02-ok.json",
+        "tag-399",
+        "raw",
+        platform_alg="ES256",
+    ),
+    Vector(
+        "rust-ccatoken/bug-33-repro.cbor",
+        "rust-ccatoken/cpak.json",
+        "tag-399",
+        "raw",
+        failing=frozenset({"realm-platform-binding"}),
+    ),
     Vector("trustee/cca-example-token.cbor", "trustee/cpak-pub.json", "tag-399", "raw"),
-    Vector("veraison-services/cca-evidence.cbor", "veraison-services/ec256.json", "tag-399",
-           "cose-key", platform_alg="ES256", realm_profile=REALM_PROFILE_1),
+    Vector(
+        "veraison-services/cca-evidence.cbor",
+        "veraison-services/ec256.json",
+        "tag-399",
+        "cose-key",
+        platform_alg="ES256",
+        realm_profile=REALM_PROFILE_1,
+    ),
 )
 REALM_VECTORS = tuple(v for v in VECTORS if v.realm_key is not None)
 
@@ -78,9 +109,15 @@ def load(vector: Vector) -> tuple[bytes, CCAToken]:
     return data, parse_token(data)
 
 
-def verify(vector: Vector, data: bytes | None = None, *, nonce: bytes | None = None,
-           rpv: bytes | None = None, key: str | None = None,
-           allow_test_keys: bool = True) -> Verdict:
+def verify(
+    vector: Vector,
+    data: bytes | None = None,
+    *,
+    nonce: bytes | None = None,
+    rpv: bytes | None = None,
+    key: str | None = None,
+    allow_test_keys: bool = True,
+) -> Verdict:
     original = parse_token(fixture(vector.token).read_bytes())
     token = parse_token(data) if data is not None else original
     realm = original.realm_claims
@@ -88,9 +125,11 @@ def verify(vector: Vector, data: bytes | None = None, *, nonce: bytes | None = N
     anchors = load_trust_anchors(fixture(anchor_name).read_bytes(), label=anchor_name)
     expected = Expectations(
         nonce=nonce if nonce is not None else (realm.challenge if realm else bytes(64)),
-        personalization_value=rpv if rpv is not None else (
-            realm.personalization_value if realm else bytes(64)),
-        personalization_source="the test", allow_test_keys=allow_test_keys,
+        personalization_value=rpv
+        if rpv is not None
+        else (realm.personalization_value if realm else bytes(64)),
+        personalization_source="the test",
+        allow_test_keys=allow_test_keys,
     )
     return verify_token(token, anchors=anchors, expected=expected)
 
@@ -142,7 +181,9 @@ def test_bug_33_fails_on_the_binding_only() -> None:
     vector = next(v for v in VECTORS if v.token.endswith("bug-33-repro.cbor"))
     verdict = verify(vector)
     assert {c.name for c in verdict.checks if c.status == "failed"} == {
-        "realm-platform-binding", "production-keys"}
+        "realm-platform-binding",
+        "production-keys",
+    }
     assert not verdict.check("production-keys").required  # allow_test_keys in this test
 
 
@@ -151,8 +192,10 @@ def test_tampering_fails_exactly_the_right_check(vector: Vector) -> None:
     data, token = load(vector)
     assert token.realm is not None
     cases = {
-        "platform payload": (value_offset(data, token.platform.payload, 2396),
-                             "platform-signature"),
+        "platform payload": (
+            value_offset(data, token.platform.payload, 2396),
+            "platform-signature",
+        ),
         "realm payload": (value_offset(data, token.realm.payload, 44239), "realm-signature"),
         "platform signature": (data.find(token.platform.signature) + 3, "platform-signature"),
         "realm signature": (data.find(token.realm.signature) + 3, "realm-signature"),
@@ -167,8 +210,10 @@ def test_tampering_fails_exactly_the_right_check(vector: Vector) -> None:
 def test_every_byte_of_the_signed_payloads_is_covered(vector: Vector) -> None:
     data, token = load(vector)
     assert token.realm is not None
-    for payload, check in ((token.platform.payload, "platform-signature"),
-                           (token.realm.payload, "realm-signature")):
+    for payload, check in (
+        (token.platform.payload, "platform-signature"),
+        (token.realm.payload, "realm-signature"),
+    ):
         start = data.find(payload)
         for offset in range(start, start + len(payload), 7):
             try:
@@ -181,8 +226,11 @@ def test_every_byte_of_the_signed_payloads_is_covered(vector: Vector) -> None:
 
 @pytest.mark.parametrize("vector", REALM_VECTORS, ids=lambda v: v.token)
 def test_wrong_trust_anchor_fails_the_platform_signature(vector: Vector) -> None:
-    other = ("rust-ccatoken/ta-02-ok.json" if vector.platform_alg == "ES384"
-             else "tf-m-tools/cca_platform.pem")
+    other = (
+        "rust-ccatoken/ta-02-ok.json"
+        if vector.platform_alg == "ES384"
+        else "tf-m-tools/cca_platform.pem"
+    )
     verdict = verify(vector, key=other)
     assert failed_required(verdict) == {"platform-signature"} | set(vector.failing)
 
@@ -212,8 +260,11 @@ def test_embedded_sample_keys_are_the_published_ones() -> None:
     assert _pem_point("tf-m-tools/cca_platform.pem") in SAMPLE_PLATFORM_KEYS.values()
     assert _pem_point("tf-m-tools/cca_realm.pem") in SAMPLE_REALM_KEYS.values()
     assert _pem_point("tf-m-tools/cca_realm2.pem") in SAMPLE_REALM_KEYS.values()
-    for name in ("rust-ccatoken/cpak.json", "trustee/cpak-pub.json",
-                 "veraison-services/ec256.json"):
+    for name in (
+        "rust-ccatoken/cpak.json",
+        "trustee/cpak-pub.json",
+        "veraison-services/ec256.json",
+    ):
         (anchor,) = load_trust_anchors(fixture(name).read_bytes(), label=name)
         assert anchor.sample is not None, name
 
@@ -229,13 +280,19 @@ def _sample_private(name: str) -> ec.EllipticCurvePrivateKey:
 def test_tokens_signed_with_the_sample_keys_are_test_tokens(form: str, encoding: str) -> None:
     cpak = _sample_private("tf-m-tools/cca_platform.pem")
     rak = _sample_private("tf-m-tools/cca_realm.pem")
-    spec = TokenSpec(platform_key=cpak, realm_key=rak, form=form,  # type: ignore[arg-type]
-                     realm_key_encoding=encoding)  # type: ignore[arg-type]
+    spec = TokenSpec(
+        platform_key=cpak,
+        realm_key=rak,
+        form=form,  # type: ignore[arg-type]
+        realm_key_encoding=encoding,  # type: ignore[arg-type]
+    )
     token = parse_token(build_token(spec))
-    anchors = load_trust_anchors(fixture("tf-m-tools/cca_platform.pem").read_bytes(),
-                                 label="cca_platform.pem")
-    expected = Expectations(nonce=spec.nonce, personalization_value=spec.rpv,
-                            personalization_source="the test")
+    anchors = load_trust_anchors(
+        fixture("tf-m-tools/cca_platform.pem").read_bytes(), label="cca_platform.pem"
+    )
+    expected = Expectations(
+        nonce=spec.nonce, personalization_value=spec.rpv, personalization_source="the test"
+    )
     verdict = verify_token(token, anchors=anchors, expected=expected)
     assert verdict.test_token
     assert {c.name for c in verdict.checks if c.status == "failed"} == {"production-keys"}
@@ -245,15 +302,20 @@ def test_tokens_signed_with_the_sample_keys_are_test_tokens(form: str, encoding:
 
 
 def test_only_the_sample_realm_key_makes_a_test_token(
-        platform_key: ec.EllipticCurvePrivateKey) -> None:
+    platform_key: ec.EllipticCurvePrivateKey,
+) -> None:
     from tests.attestation.builder import public_pem
 
     rak = _sample_private("tf-m-tools/cca_realm2.pem")
     spec = TokenSpec(platform_key=platform_key, realm_key=rak)
     anchors = load_trust_anchors(public_pem(platform_key), label="vendor.pem")
-    verdict = verify_token(parse_token(build_token(spec)), anchors=anchors,
-                           expected=Expectations(nonce=spec.nonce, personalization_value=spec.rpv,
-                                                 personalization_source="the test"))
+    verdict = verify_token(
+        parse_token(build_token(spec)),
+        anchors=anchors,
+        expected=Expectations(
+            nonce=spec.nonce, personalization_value=spec.rpv, personalization_source="the test"
+        ),
+    )
     assert verdict.test_token
     assert "cca_realm2.pem" in verdict.check("production-keys").detail
     assert "CPAK" not in verdict.check("production-keys").detail

@@ -40,8 +40,9 @@ class Case:
     request: CCARequest
 
     def rewritten(self, dialect: Dialect) -> str:
-        return rewrite_domain(self.domain_xml, self.request,
-                              Settings(dialect=dialect, firmware=FIRMWARE))
+        return rewrite_domain(
+            self.domain_xml, self.request, Settings(dialect=dialect, firmware=FIRMWARE)
+        )
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -55,8 +56,9 @@ def _case(manifest: dict[str, Any], style: str) -> Case:
     request = parse_template(template)
     assert request is not None, "the example must ask for a Realm"
     metadata = manifest["metadata"]
-    domain = base_domain(template, name=metadata["name"],
-                         namespace=metadata.get("namespace", "default"))
+    domain = base_domain(
+        template, name=metadata["name"], namespace=metadata.get("namespace", "default")
+    )
     return Case(style=style, domain_xml=domain, request=request)
 
 
@@ -87,14 +89,18 @@ def _without_firmware(domain_xml: str) -> str:
 def kernel_case() -> Case:
     manifest = copy.deepcopy(_load("vm-cca-params.yaml"))
     domain_spec = manifest["spec"]["template"]["spec"]["domain"]
-    domain_spec["firmware"] = {"kernelBoot": {
-        "container": {"image": "registry.example/realm-kernel:6.1",
-                      "kernelPath": "/boot/vmlinuz", "initrdPath": "/boot/initrd.img"},
-        "kernelArgs": KERNEL_ARGS,
-    }}
+    domain_spec["firmware"] = {
+        "kernelBoot": {
+            "container": {
+                "image": "registry.example/realm-kernel:6.1",
+                "kernelPath": "/boot/vmlinuz",
+                "initrdPath": "/boot/initrd.img",
+            },
+            "kernelArgs": KERNEL_ARGS,
+        }
+    }
     case = _case(manifest, "kernel")
-    return Case(style="kernel", domain_xml=_without_firmware(case.domain_xml),
-                request=case.request)
+    return Case(style="kernel", domain_xml=_without_firmware(case.domain_xml), request=case.request)
 
 
 def fixture_case() -> Case:

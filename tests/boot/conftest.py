@@ -33,8 +33,11 @@ CMDLINE = "console=ttyAMA0 panic=-1"
 
 def missing_tools() -> list[str]:
     """What the lane needs and this machine lacks (empty when it can run)."""
-    missing = [f"{tool} (not on PATH)" for tool in ("virsh", "libvirtd", "virtlogd")
-               if shutil.which(tool, path=SBIN_PATH) is None]
+    missing = [
+        f"{tool} (not on PATH)"
+        for tool in ("virsh", "libvirtd", "virtlogd")
+        if shutil.which(tool, path=SBIN_PATH) is None
+    ]
     for path, what in ((EMULATOR, "qemu-system-arm"), (FIRMWARE, "qemu-efi-aarch64")):
         if not Path(path).exists():
             missing.append(f"{path} ({what})")
@@ -66,16 +69,24 @@ class BootEnv:
         folder.mkdir()
         user = pwd.getpwnam(QEMU_USER)
         os.chown(folder, user.pw_uid, user.pw_gid)
-        return BootFiles(kernel=self.kernel, initrd=self.initrd, cmdline=CMDLINE,
-                         serial_log=folder / "serial.log", folder=folder)
+        return BootFiles(
+            kernel=self.kernel,
+            initrd=self.initrd,
+            cmdline=CMDLINE,
+            serial_log=folder / "serial.log",
+            folder=folder,
+        )
 
 
 @pytest.fixture(scope="session")
 def boot_env() -> Iterator[BootEnv]:
     missing = missing_tools()
     if missing:
-        message = ("boot lane: missing " + "; ".join(missing)
-                   + " - run scripts/boot-lane-setup.sh as root on Debian 12")
+        message = (
+            "boot lane: missing "
+            + "; ".join(missing)
+            + " - run scripts/boot-lane-setup.sh as root on Debian 12"
+        )
         if REQUIRED:
             pytest.fail(message + " (KUBEVIRT_CCA_BOOT_REQUIRED=1)")
         pytest.skip(message)
@@ -93,8 +104,13 @@ def boot_env() -> Iterator[BootEnv]:
         lane = open_lane(folder)
         try:
             remove_lane_domains()  # left by an interrupted run
-            yield BootEnv(folder=folder, kernel=kernel, initrd=initrd,
-                          modules=tuple(modules), daemons=lane.daemons)
+            yield BootEnv(
+                folder=folder,
+                kernel=kernel,
+                initrd=initrd,
+                modules=tuple(modules),
+                daemons=lane.daemons,
+            )
         finally:
             try:
                 remove_lane_domains()

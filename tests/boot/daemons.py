@@ -30,7 +30,10 @@ STATE_DIR = Path("/run/kubevirt-cca-boot")
 def virsh(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run ``virsh -c qemu:///system ARGS`` and return what it said (no exception on failure)."""
     return subprocess.run(
-        ["virsh", "-c", URI, *args], capture_output=True, text=True, timeout=timeout,
+        ["virsh", "-c", URI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         check=False,
     )
 
@@ -72,14 +75,17 @@ def start_daemons(folder: Path, *, timeout: float = 30) -> Daemons:
     daemons = Daemons(folder)
     if answers():
         return daemons
-    env = {**os.environ, "PATH": SBIN_PATH,
-           "LIBVIRT_LOG_OUTPUTS": f"3:file:{daemons.log}"}
+    env = {**os.environ, "PATH": SBIN_PATH, "LIBVIRT_LOG_OUTPUTS": f"3:file:{daemons.log}"}
     try:
         for program in ("virtlogd", "libvirtd"):
             pid_file = folder / f"{program}.pid"
             started = subprocess.run(
-                [program, "-d", "-p", str(pid_file)], capture_output=True, text=True,
-                env=env, timeout=timeout, check=False,
+                [program, "-d", "-p", str(pid_file)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=timeout,
+                check=False,
             )
             if started.returncode != 0:
                 raise RuntimeError(
@@ -90,8 +96,10 @@ def start_daemons(folder: Path, *, timeout: float = 30) -> Daemons:
         deadline = time.monotonic() + timeout
         while not answers():
             if time.monotonic() > deadline:
-                raise RuntimeError(f"libvirtd started but 'virsh -c {URI} uri' did not answer "
-                                   f"within {timeout:.0f} s; its log: {daemons.log}")
+                raise RuntimeError(
+                    f"libvirtd started but 'virsh -c {URI} uri' did not answer "
+                    f"within {timeout:.0f} s; its log: {daemons.log}"
+                )
             time.sleep(0.2)
     except BaseException:
         daemons.stop()

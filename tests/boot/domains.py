@@ -75,7 +75,10 @@ def boot(adapted: Adapted, *, name: str, serial_log: Path, timeout: float = 90) 
         shut_off = _wait_for_shutoff(name, 20)
         serial = _read(serial_log)
         return Boot(
-            name=name, defined_xml=dumped.stdout, serial=serial, verdict=match.group(1),
+            name=name,
+            defined_xml=dumped.stdout,
+            serial=serial,
+            verdict=match.group(1),
             result_line=match.group(0).strip(),
             device_lines=tuple(line.strip() for line in _DEVICE.findall(serial)),
             shut_off=shut_off,
@@ -161,7 +164,8 @@ def _virtio(device: etree._Element) -> bool:
         return target is not None and target.get("bus") == "virtio"
     if tag == "controller":
         return device.get("type") == "virtio-serial" or (
-            device.get("type") == "scsi" and device.get("model", "").startswith("virtio"))
+            device.get("type") == "scsi" and device.get("model", "").startswith("virtio")
+        )
     if tag == "interface":
         return model is not None and model.get("type", "").startswith("virtio")
     if tag in ("rng", "vsock"):
@@ -202,8 +206,10 @@ def realm_problems(domain_xml: str) -> list[str]:
     loader = root.find("os/loader")
     if loader is not None:
         if loader.get("type") != "rom" or loader.get("readonly") != "yes":
-            problems.append(f"loader is type='{loader.get('type')}' "
-                            f"readonly='{loader.get('readonly')}', expected a read-only ROM")
+            problems.append(
+                f"loader is type='{loader.get('type')}' "
+                f"readonly='{loader.get('readonly')}', expected a read-only ROM"
+            )
         if root.find("os/nvram") is not None:
             problems.append("an <nvram> is present")
     return problems

@@ -166,11 +166,15 @@ def module_load_order(modules_dir: Path, wanted: Iterable[str]) -> list[Path]:
     """The ``.ko`` files for ``wanted`` and their dependencies, dependencies first."""
     index = {_module_name(p): p for p in modules_dir.rglob("*.ko")}
     builtin_file = modules_dir / "modules.builtin"
-    builtin = {
-        _module_name(Path(line.strip()))
-        for line in builtin_file.read_text().splitlines()
-        if line.strip()
-    } if builtin_file.exists() else set()
+    builtin = (
+        {
+            _module_name(Path(line.strip()))
+            for line in builtin_file.read_text().splitlines()
+            if line.strip()
+        }
+        if builtin_file.exists()
+        else set()
+    )
     order: list[Path] = []
     seen: set[str] = set()
 
@@ -182,7 +186,7 @@ def module_load_order(modules_dir: Path, wanted: Iterable[str]) -> list[Path]:
             raise LookupError(f"kernel module {name} not found under {modules_dir}")
         path = index[name]
         match = _DEPENDS.search(path.read_bytes())
-        for dependency in (match.group(1).decode().split(",") if match else []):
+        for dependency in match.group(1).decode().split(",") if match else []:
             if dependency:
                 visit(dependency.replace("-", "_"))
         order.append(path)
@@ -215,12 +219,31 @@ class _Cpio:
         self._entry("TRAILER!!!", mode=0, data=b"", inode=0)
         return b"".join(self._chunks)
 
-    def _entry(self, name: str, *, mode: int, data: bytes, nlink: int = 1,
-               rdev: tuple[int, int] = (0, 0), inode: int | None = None) -> None:
+    def _entry(
+        self,
+        name: str,
+        *,
+        mode: int,
+        data: bytes,
+        nlink: int = 1,
+        rdev: tuple[int, int] = (0, 0),
+        inode: int | None = None,
+    ) -> None:
         encoded = name.encode() + b"\x00"
         fields = (
-            self._inode if inode is None else inode, mode, 0, 0, nlink, 0, len(data),
-            0, 0, rdev[0], rdev[1], len(encoded), 0,
+            self._inode if inode is None else inode,
+            mode,
+            0,
+            0,
+            nlink,
+            0,
+            len(data),
+            0,
+            0,
+            rdev[0],
+            rdev[1],
+            len(encoded),
+            0,
         )
         self._inode += 1
         header = b"070701" + b"".join(b"%08x" % value for value in fields)

@@ -60,21 +60,29 @@ def _define_all() -> dict[str, str]:
     if ctypes.util.find_library("virt") is None:
         peers_unavailable("libvirt0 is not installed (kubevirt-launcher-peer links libvirt)")
     folder = unpack(f"kubevirt-api-peer-{VERSION}", f"kubevirt-launcher-peer-{VERSION}")
-    bins = PeerBins(version=VERSION, api=folder / f"kubevirt-api-peer-{VERSION}",
-                    launcher=folder / f"kubevirt-launcher-peer-{VERSION}")
-    vmis = {shape: admitted_vmi(yaml.safe_load((SHAPES_DIR / f"{shape}.yaml").read_text()),
-                                sidecar_cluster(dialect))
-            for shape, dialect in BOOT_SHAPES.items()}
+    bins = PeerBins(
+        version=VERSION,
+        api=folder / f"kubevirt-api-peer-{VERSION}",
+        launcher=folder / f"kubevirt-launcher-peer-{VERSION}",
+    )
+    vmis = {
+        shape: admitted_vmi(
+            yaml.safe_load((SHAPES_DIR / f"{shape}.yaml").read_text()), sidecar_cluster(dialect)
+        )
+        for shape, dialect in BOOT_SHAPES.items()
+    }
     out: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="kvcca-boot-peers-") as scratch:
         base = Path(scratch)
         converted = convert_batch(bins, vmis, base / "convert")
         for shape, dialect in BOOT_SHAPES.items():
             hooks = base / f"hooks-{shape}"
-            with hook_process(hooks / "hook-sidecar-0", "--dialect", dialect.value,
-                              "--firmware", FIRMWARE):
-                result = hookclient(bins, hooks_dir=hooks, converted=converted[shape],
-                                    prefix=base / shape)
+            with hook_process(
+                hooks / "hook-sidecar-0", "--dialect", dialect.value, "--firmware", FIRMWARE
+            ):
+                result = hookclient(
+                    bins, hooks_dir=hooks, converted=converted[shape], prefix=base / shape
+                )
             assert result.returncode == 0, last_error(result.stderr)
             out[shape] = result.defines[-1]
     return out

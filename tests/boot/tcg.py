@@ -52,8 +52,20 @@ MEMORY_FLOOR_MIB = 256
 DISK_SIZE = 1 << 20
 
 _UNITS = {
-    "b": 1, "bytes": 1, "KB": 10**3, "k": 2**10, "KiB": 2**10, "MB": 10**6, "M": 2**20,
-    "MiB": 2**20, "GB": 10**9, "G": 2**30, "GiB": 2**30, "TB": 10**12, "T": 2**40, "TiB": 2**40,
+    "b": 1,
+    "bytes": 1,
+    "KB": 10**3,
+    "k": 2**10,
+    "KiB": 2**10,
+    "MB": 10**6,
+    "M": 2**20,
+    "MiB": 2**20,
+    "GB": 10**9,
+    "G": 2**30,
+    "GiB": 2**30,
+    "TB": 10**12,
+    "T": 2**40,
+    "TiB": 2**40,
 }
 
 
@@ -83,8 +95,10 @@ def adapt_for_tcg(domain_xml: str, *, name: str, files: BootFiles) -> Adapted:
     # 1. unknown to this libvirt / QEMU
     for element in root.findall("launchSecurity"):
         root.remove(element)
-        changes.append(f"removed <launchSecurity type='{element.get('type')}'> "
-                       "(this libvirt has no CCA support)")
+        changes.append(
+            f"removed <launchSecurity type='{element.get('type')}'> "
+            "(this libvirt has no CCA support)"
+        )
     _remove_rme_arguments(root, changes)
     _drop_acpi_without_pflash(root, changes)
     # 2. forced by TCG
@@ -97,8 +111,9 @@ def adapt_for_tcg(domain_xml: str, *, name: str, files: BootFiles) -> Adapted:
         # Only a plain domain has a balloon (the rewrite makes it model='none'). Under TCG its
         # free page reporting slowed boots two-fold and stalled one guest's init for > 60 s.
         del balloon.attrib["freePageReporting"]
-        changes.append("memballoon freePageReporting dropped (stalls TCG guests; the balloon "
-                       "itself stays)")
+        changes.append(
+            "memballoon freePageReporting dropped (stalls TCG guests; the balloon itself stays)"
+        )
     emulator = devices.find("emulator")
     if emulator is None:
         emulator = etree.Element("emulator")
@@ -135,13 +150,14 @@ def _remove_rme_arguments(root: etree._Element, changes: list[str]) -> None:
         for flag, value in itertools.pairwise(args):
             text = value.get("value", "")
             if (flag.get("value") == "-object" and text.startswith("rme-guest,")) or (
-                flag.get("value") == "-machine"
-                and text.startswith("confidential-guest-support=")
+                flag.get("value") == "-machine" and text.startswith("confidential-guest-support=")
             ):
                 block.remove(flag)
                 block.remove(value)
-                changes.append(f"removed qemu:arg {flag.get('value')} {text} "
-                               "(this QEMU has no rme-guest object)")
+                changes.append(
+                    f"removed qemu:arg {flag.get('value')} {text} "
+                    "(this QEMU has no rme-guest object)"
+                )
         if len(block) == 0:
             root.remove(block)
             changes.append("removed the qemu:commandline block left empty")
@@ -159,8 +175,10 @@ def _drop_acpi_without_pflash(root: etree._Element, changes: list[str]) -> None:
         return
     for acpi in features.findall("acpi"):
         features.remove(acpi)
-        changes.append("removed <features><acpi/> (this libvirt refuses ACPI on aarch64 "
-                       "without a pflash loader)")
+        changes.append(
+            "removed <features><acpi/> (this libvirt refuses ACPI on aarch64 "
+            "without a pflash loader)"
+        )
 
 
 _X86_FEATURES = ("apic", "hyperv", "smm", "kvm", "pvspinlock")
@@ -185,8 +203,10 @@ def _drop_x86_only(root: etree._Element, changes: list[str]) -> None:
         if target is not None and target.get("bus") == "virtio":
             disk.set("device", "disk")
             target.attrib.pop("tray", "")
-            changes.append(f"cdrom {target.get('dev')} on the virtio bus -> a disk (fixture "
-                           "artefact: libvirt has no ejectable media on virtio)")
+            changes.append(
+                f"cdrom {target.get('dev')} on the virtio bus -> a disk (fixture "
+                "artefact: libvirt has no ejectable media on virtio)"
+            )
 
 
 def _set_cpu_model(root: etree._Element, changes: list[str]) -> None:
@@ -202,8 +222,9 @@ def _set_cpu_model(root: etree._Element, changes: list[str]) -> None:
     model = etree.SubElement(cpu, "model", fallback="forbid")
     model.text = TCG_CPU_MODEL
     cpu.extend(topology)
-    changes.append(f"<cpu mode='{was}'> -> custom model {TCG_CPU_MODEL} "
-                   "(TCG cannot pass a host CPU through)")
+    changes.append(
+        f"<cpu mode='{was}'> -> custom model {TCG_CPU_MODEL} (TCG cannot pass a host CPU through)"
+    )
 
 
 def _set_uuid(root: etree._Element, value: str) -> None:
@@ -226,8 +247,9 @@ def _raise_memory(root: etree._Element, changes: list[str]) -> None:
         if size < MEMORY_FLOOR_MIB * 2**20:
             element.set("unit", "MiB")
             element.text = str(MEMORY_FLOOR_MIB)
-            changes.append(f"<{tag}> {size} bytes -> {MEMORY_FLOOR_MIB} MiB "
-                           "(too small for a Linux guest)")
+            changes.append(
+                f"<{tag}> {size} bytes -> {MEMORY_FLOOR_MIB} MiB (too small for a Linux guest)"
+            )
 
 
 def _set_boot_files(root: etree._Element, files: BootFiles, changes: list[str]) -> None:
@@ -236,8 +258,11 @@ def _set_boot_files(root: etree._Element, files: BootFiles, changes: list[str]) 
     anchor = os_element.find("nvram")
     if anchor is None:
         anchor = os_element.find("loader")
-    for tag, text in (("kernel", str(files.kernel)), ("initrd", str(files.initrd)),
-                      ("cmdline", files.cmdline)):
+    for tag, text in (
+        ("kernel", str(files.kernel)),
+        ("initrd", str(files.initrd)),
+        ("cmdline", files.cmdline),
+    ):
         element = os_element.find(tag)
         if element is None:
             element = etree.Element(tag)
@@ -273,8 +298,9 @@ def _user_mode_nics(devices: etree._Element, changes: list[str]) -> None:
                 # libvirt: "multiqueue is not supported for network interfaces of type user";
                 # iommu='on' and the rest of the driver stay.
                 queues = str(driver.attrib.pop("queues"))
-                changes.append(f"interface driver queues={queues} dropped "
-                               "(a user-mode NIC has no multi-queue)")
+                changes.append(
+                    f"interface driver queues={queues} dropped (a user-mode NIC has no multi-queue)"
+                )
 
 
 def _file_disks(devices: etree._Element, folder: Path, changes: list[str]) -> None:

@@ -37,8 +37,10 @@ BOOTS_AT_ONCE = 2
 def _expected_removals(dialect: Dialect) -> list[str]:
     """What the lane must strip from the rewrite's output: only what this libvirt cannot know."""
     if dialect is Dialect.QEMU_COMMANDLINE:
-        return ["removed qemu:arg -object rme-guest,", "removed qemu:arg -machine "
-                "confidential-guest-support=rme0"]
+        return [
+            "removed qemu:arg -object rme-guest,",
+            "removed qemu:arg -machine confidential-guest-support=rme0",
+        ]
     return ["removed <launchSecurity type='cca'>"]
 
 
@@ -129,7 +131,9 @@ def _boot_realm(lane: Lane, name: str) -> Boot:
         )
     assert realm_problems(result.defined_xml) == [], (
         "libvirt did not keep every Realm property the rewrite set:\n"
-        + "\n".join(realm_problems(result.defined_xml)) + "\n" + result.defined_xml
+        + "\n".join(realm_problems(result.defined_xml))
+        + "\n"
+        + result.defined_xml
     )
     return result
 
@@ -152,7 +156,8 @@ def _assert_access_platform(result: Boot, style: str) -> None:
 @pytest.mark.parametrize("style", ["uefi", "kernel"])
 @pytest.mark.parametrize("dialect", DIALECTS, ids=[d.value for d in DIALECTS])
 def test_rewritten_domain_boots_with_access_platform(
-        lane: Lane, style: str, dialect: Dialect) -> None:
+    lane: Lane, style: str, dialect: Dialect
+) -> None:
     result = _boot_realm(lane, f"{DOMAIN_PREFIX}{style}-{dialect.value}")
     _assert_access_platform(result, style)
 

@@ -20,8 +20,13 @@ from tests.narrow import attributes
 
 
 def _files(folder: Path) -> BootFiles:
-    return BootFiles(kernel=Path("/k/vmlinuz"), initrd=Path("/k/initrd"), cmdline="console=x",
-                     serial_log=folder / "serial.log", folder=folder)
+    return BootFiles(
+        kernel=Path("/k/vmlinuz"),
+        initrd=Path("/k/initrd"),
+        cmdline="console=x",
+        serial_log=folder / "serial.log",
+        folder=folder,
+    )
 
 
 def _cases() -> list[tuple[str, Case]]:
@@ -34,12 +39,16 @@ def _cases() -> list[tuple[str, Case]]:
 def _realm_view(xml: str) -> list[tuple[str, dict[str, str]]]:
     """What the rewrite sets, in document order (the disk format, which the lane changes, not)."""
     root = etree.fromstring(xml.encode())
-    view = [("devices/*/driver", {"iommu": e.get("iommu", "")})
-            for e in root.iterfind("devices/*/driver")]
+    view = [
+        ("devices/*/driver", {"iommu": e.get("iommu", "")})
+        for e in root.iterfind("devices/*/driver")
+    ]
     for path in ("devices/interface/rom", "features/gic", "os/loader", "os/nvram"):
         view.extend((path, attributes(e)) for e in root.iterfind(path))
-    view.extend(("devices/memballoon", {"model": e.get("model", "")})
-                for e in root.iterfind("devices/memballoon"))
+    view.extend(
+        ("devices/memballoon", {"model": e.get("model", "")})
+        for e in root.iterfind("devices/memballoon")
+    )
     return view
 
 
@@ -80,10 +89,13 @@ def test_adaptation_keeps_other_qemu_arguments(tmp_path: Path) -> None:
     assert block is not None
     for value in ("-device", "pvpanic-pci"):
         etree.SubElement(block, f"{{{QEMU_NAMESPACE}}}arg", value=value)
-    adapted = adapt_for_tcg(etree.tostring(root, encoding="unicode"), name="n",
-                            files=_files(tmp_path))
-    kept = [a.get("value") for a in
-            etree.fromstring(adapted.xml.encode()).iter(f"{{{QEMU_NAMESPACE}}}arg")]
+    adapted = adapt_for_tcg(
+        etree.tostring(root, encoding="unicode"), name="n", files=_files(tmp_path)
+    )
+    kept = [
+        a.get("value")
+        for a in etree.fromstring(adapted.xml.encode()).iter(f"{{{QEMU_NAMESPACE}}}arg")
+    ]
     assert kept == ["-device", "pvpanic-pci"]
 
 

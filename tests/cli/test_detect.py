@@ -28,8 +28,15 @@ def fake_host(tmp_path: Path, *, cca: bool) -> Path:
 
 
 def test_capable_json(tmp_path: Path) -> None:
-    done = kubevirt_cca("detect", "--domcaps", domcaps("aarch64-cca.xml"),
-                        "--root", str(fake_host(tmp_path, cca=True)), "--output", "json")
+    done = kubevirt_cca(
+        "detect",
+        "--domcaps",
+        domcaps("aarch64-cca.xml"),
+        "--root",
+        str(fake_host(tmp_path, cca=True)),
+        "--output",
+        "json",
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert set(report) == {"capable", "measurementAlgorithms", "reasons", "evidence", "checkedAt"}
@@ -42,8 +49,13 @@ def test_capable_json(tmp_path: Path) -> None:
 
 
 def test_not_capable_text(tmp_path: Path) -> None:
-    done = kubevirt_cca("detect", "--domcaps", domcaps("aarch64-no-cca.xml"),
-                        "--root", str(fake_host(tmp_path, cca=False)))
+    done = kubevirt_cca(
+        "detect",
+        "--domcaps",
+        domcaps("aarch64-no-cca.xml"),
+        "--root",
+        str(fake_host(tmp_path, cca=False)),
+    )
     assert done.returncode == 1
     assert done.stdout.startswith("CCA capable: no\nwhy not:\n")
     assert "this libvirt build does not know Arm CCA" in done.stdout
@@ -63,8 +75,9 @@ def test_failing_command_is_a_reason_not_a_crash(tmp_path: Path) -> None:
     script = tmp_path / "fake-virsh"
     script.write_text("#!/bin/sh\necho 'error: failed to connect to the hypervisor' >&2\nexit 1\n")
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    done = kubevirt_cca("detect", "--domcaps-command", str(script), "--root", str(tmp_path),
-                        "--output", "json")
+    done = kubevirt_cca(
+        "detect", "--domcaps-command", str(script), "--root", str(tmp_path), "--output", "json"
+    )
     assert done.returncode == 1
     report = json.loads(done.stdout)
     assert report["capable"] is False
@@ -80,8 +93,9 @@ def test_command_output_is_parsed(tmp_path: Path) -> None:
 
 
 def test_missing_virsh(tmp_path: Path) -> None:
-    done = kubevirt_cca("detect", "--domcaps-command", "no-such-virsh domcapabilities",
-                        "--root", str(tmp_path))
+    done = kubevirt_cca(
+        "detect", "--domcaps-command", "no-such-virsh domcapabilities", "--root", str(tmp_path)
+    )
     assert done.returncode == 1
     assert "no-such-virsh is not installed" in done.stdout
 
@@ -104,31 +118,55 @@ def test_what_the_stack_honours_is_in_the_text_and_the_json(tmp_path: Path) -> N
     from tests.conftest import DATA
 
     host = str(fake_host(tmp_path, cca=True))
-    args = ("detect", "--domcaps", str(DATA / "domcapabilities" / "aarch64-cca-no-enum.xml"),
-            "--rme-guest-help", str(DATA / "rme-guest" / "linaro-v3.txt"), "--root", host)
+    args = (
+        "detect",
+        "--domcaps",
+        str(DATA / "domcapabilities" / "aarch64-cca-no-enum.xml"),
+        "--rme-guest-help",
+        str(DATA / "rme-guest" / "linaro-v3.txt"),
+        "--root",
+        host,
+    )
     text = kubevirt_cca(*args)
     assert text.returncode == 0, text.stderr
     assert "libvirt honours: no parameter (platform defaults only)\n" in text.stdout
-    assert ("QEMU rme-guest honours: measurementAlgo sha256, measurementAlgo sha512, "
-            "personalizationValue, measurementLog\n") in text.stdout
+    assert (
+        "QEMU rme-guest honours: measurementAlgo sha256, measurementAlgo sha512, "
+        "personalizationValue, measurementLog\n"
+    ) in text.stdout
     report = json.loads(kubevirt_cca(*args, "--output", "json").stdout)
     assert report["evidence"]["libvirt"] == {
-        "arch": "aarch64", "ccaSupported": "yes", "measurementAlgorithms": [],
-        "personalizationValue": False, "measurementLog": False, "virtCCA": False}
+        "arch": "aarch64",
+        "ccaSupported": "yes",
+        "measurementAlgorithms": [],
+        "personalizationValue": False,
+        "measurementLog": False,
+        "virtCCA": False,
+    }
     assert report["evidence"]["rmeGuest"] == {
-        "known": True, "answer": "rme-guest options:",
+        "known": True,
+        "answer": "rme-guest options:",
         "properties": ["measurement-algorithm", "measurement-log", "personalization-value"],
-        "measurementAlgorithms": ["sha256", "sha512"], "personalizationValue": True,
-        "measurementLog": True}
+        "measurementAlgorithms": ["sha256", "sha512"],
+        "personalizationValue": True,
+        "measurementLog": True,
+    }
 
 
 def test_an_absent_rme_guest_answer_is_evidence_not_a_crash(tmp_path: Path) -> None:
     from tests.conftest import DATA
 
     done = kubevirt_cca(
-        "detect", "--domcaps", str(DATA / "domcapabilities" / "aarch64-cca-sha384.xml"),
-        "--rme-guest-help", str(tmp_path / "absent.txt"),
-        "--root", str(fake_host(tmp_path, cca=True)), "--output", "json")
+        "detect",
+        "--domcaps",
+        str(DATA / "domcapabilities" / "aarch64-cca-sha384.xml"),
+        "--rme-guest-help",
+        str(tmp_path / "absent.txt"),
+        "--root",
+        str(fake_host(tmp_path, cca=True)),
+        "--output",
+        "json",
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["measurementAlgorithms"] == ["sha256", "sha384", "sha512"]
@@ -138,8 +176,12 @@ def test_an_absent_rme_guest_answer_is_evidence_not_a_crash(tmp_path: Path) -> N
 def test_virtcca_is_not_arm_cca(tmp_path: Path) -> None:
     from tests.conftest import DATA
 
-    done = kubevirt_cca("detect", "--domcaps",
-                        str(DATA / "domcapabilities" / "aarch64-virtcca.xml"),
-                        "--root", str(fake_host(tmp_path, cca=True)))
+    done = kubevirt_cca(
+        "detect",
+        "--domcaps",
+        str(DATA / "domcapabilities" / "aarch64-virtcca.xml"),
+        "--root",
+        str(fake_host(tmp_path, cca=True)),
+    )
     assert done.returncode == 1
     assert "  - libvirt's <cca> is openEuler's virtCCA (it names hisi-cca-enable)" in done.stdout

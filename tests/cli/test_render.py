@@ -37,9 +37,11 @@ def test_params_example_in_every_dialect() -> None:
         else:
             assert root.findtext("launchSecurity/measurement-algo") == "sha512"
         # What the domain needs from a node, said where a person reads it.
-        assert done.stderr.startswith("kubevirt-cca render: note: in a cluster this runs only "
-                                      f"on nodes labelled cca.kubevirt.io/{layer}"
-                                      "measurement-algo-sha512=true")
+        assert done.stderr.startswith(
+            "kubevirt-cca render: note: in a cluster this runs only "
+            f"on nodes labelled cca.kubevirt.io/{layer}"
+            "measurement-algo-sha512=true"
+        )
         assert f"cca.kubevirt.io/{layer}personalization-value=true" in done.stderr
 
 
@@ -52,8 +54,16 @@ def test_builtin_domains_validate() -> None:
 
 def test_with_shared_domain_and_flags() -> None:
     domain = shared_path("fixtures", "kubevirt", "domains", "kubevirt-arm64.xml")
-    done = kubevirt_cca("render", "examples/vmi-cca.yaml", "--domain", str(domain),
-                        "--firmware", "/opt/fw/CCA.fd", "--virtio-iommu", "off")
+    done = kubevirt_cca(
+        "render",
+        "examples/vmi-cca.yaml",
+        "--domain",
+        str(domain),
+        "--firmware",
+        "/opt/fw/CCA.fd",
+        "--virtio-iommu",
+        "off",
+    )
     assert done.returncode == 0, done.stderr
     root = etree.fromstring(done.stdout)
     assert root.findtext("name") == "mynamespace_testvmi"
@@ -84,7 +94,8 @@ def test_bad_parameters_list_every_field(tmp_path: Path) -> None:
     manifest = yaml.safe_load((ROOT / "examples" / "vmi-cca.yaml").read_text())
     manifest["metadata"]["annotations"] = {
         "cca.kubevirt.io/launch-security": json.dumps(
-            {"measurementAlgo": "md5", "personalizationValue": "abc"})
+            {"measurementAlgo": "md5", "personalizationValue": "abc"}
+        )
     }
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(manifest))
@@ -131,8 +142,14 @@ def test_bad_domain_file(tmp_path: Path) -> None:
     assert "not a libvirt domain" in done.stderr
 
 
-@pytest.mark.parametrize("args", [[], ["--dialect", "bogus", "examples/vmi-cca.yaml"],
-                                  ["--virtio-iommu", "maybe", "examples/vmi-cca.yaml"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--dialect", "bogus", "examples/vmi-cca.yaml"],
+        ["--virtio-iommu", "maybe", "examples/vmi-cca.yaml"],
+    ],
+)
 def test_usage_errors_exit_2(args: list[str]) -> None:
     done = kubevirt_cca("render", *args)
     assert done.returncode == 2

@@ -37,7 +37,8 @@ def own_domains() -> dict[str, str]:
         manifest = yaml.safe_load(example.read_text())
         metadata = manifest.get("metadata", {})
         domains[f"builtin-{example.stem}"] = base_domain(
-            find_template(manifest), name=metadata.get("name", "x"),
+            find_template(manifest),
+            name=metadata.get("name", "x"),
             namespace=metadata.get("namespace", "default"),
         )
     return domains
@@ -56,8 +57,10 @@ def schema_available() -> bool:
 
 def require_schema() -> None:
     if not schema_available():
-        pytest.skip("libvirt's RNG schema is not installed "
-                    "(apt-get install libvirt-clients; .ci/run does this)")
+        pytest.skip(
+            "libvirt's RNG schema is not installed "
+            "(apt-get install libvirt-clients; .ci/run does this)"
+        )
 
 
 @functools.cache
@@ -79,8 +82,7 @@ def virt_xml_validate(path: Path) -> subprocess.CompletedProcess[str]:
     tool = shutil.which("virt-xml-validate")
     if tool is None:
         pytest.skip("virt-xml-validate is not installed (Debian libvirt-clients)")
-    return subprocess.run([tool, str(path), "domain"], capture_output=True, text=True,
-                          check=False)
+    return subprocess.run([tool, str(path), "domain"], capture_output=True, text=True, check=False)
 
 
 def untouched_view(xml: str) -> bytes:

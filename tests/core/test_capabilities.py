@@ -58,8 +58,12 @@ def test_every_shared_fixture_is_expected() -> None:
 
 
 def test_capable_report_and_labels() -> None:
-    report = build_report(domcaps=parse_domcapabilities(fixture("aarch64-cca.xml")),
-                          domcaps_error=None, host=HostEvidence(arch="aarch64"), checked_at=NOW)
+    report = build_report(
+        domcaps=parse_domcapabilities(fixture("aarch64-cca.xml")),
+        domcaps_error=None,
+        host=HostEvidence(arch="aarch64"),
+        checked_at=NOW,
+    )
     assert report.capable
     assert report.reasons == ()
     assert node_labels(report) == {
@@ -78,15 +82,23 @@ def test_capable_report_and_labels() -> None:
     "name", ["aarch64-cca-no-algo-enum.xml", "aarch64-cca-empty-algo-enum.xml"]
 )
 def test_capable_without_algorithms_gets_only_the_main_label(name: str) -> None:
-    report = build_report(domcaps=parse_domcapabilities(fixture(name)), domcaps_error=None,
-                          host=HostEvidence(), checked_at=NOW)
+    report = build_report(
+        domcaps=parse_domcapabilities(fixture(name)),
+        domcaps_error=None,
+        host=HostEvidence(),
+        checked_at=NOW,
+    )
     assert report.capable
     assert node_labels(report) == {NODE_CCA_LABEL: "true"}
 
 
 def test_no_cca_element_is_explained() -> None:
-    report = build_report(domcaps=parse_domcapabilities(fixture("aarch64-no-cca.xml")),
-                          domcaps_error=None, host=HostEvidence(arch="aarch64"), checked_at=NOW)
+    report = build_report(
+        domcaps=parse_domcapabilities(fixture("aarch64-no-cca.xml")),
+        domcaps_error=None,
+        host=HostEvidence(arch="aarch64"),
+        checked_at=NOW,
+    )
     assert not report.capable
     assert node_labels(report) == {}
     assert any("does not know Arm CCA" in r for r in report.reasons)
@@ -94,33 +106,42 @@ def test_no_cca_element_is_explained() -> None:
 
 def test_supported_no_is_explained() -> None:
     xml = "<domainCapabilities><features><cca supported='no'/></features></domainCapabilities>"
-    report = build_report(domcaps=parse_domcapabilities(xml), domcaps_error=None,
-                          host=HostEvidence(), checked_at=NOW)
+    report = build_report(
+        domcaps=parse_domcapabilities(xml), domcaps_error=None, host=HostEvidence(), checked_at=NOW
+    )
     assert not report.capable
     assert "libvirt reports cca supported='no'" in report.reasons
 
 
 def test_algorithms_are_ignored_when_not_supported() -> None:
-    xml = ("<domainCapabilities><features><cca supported='no'><enum name='measurement-algo'>"
-           "<value>sha256</value></enum></cca></features></domainCapabilities>")
+    xml = (
+        "<domainCapabilities><features><cca supported='no'><enum name='measurement-algo'>"
+        "<value>sha256</value></enum></cca></features></domainCapabilities>"
+    )
     assert parse_domcapabilities(xml).measurement_algorithms == ()
 
 
 @pytest.mark.parametrize("name", ["x86_64-sev.xml", "s390x-pv.xml", "x86_64-tdx.xml"])
 def test_other_architectures_are_never_capable(name: str) -> None:
     caps = parse_domcapabilities(fixture(name))
-    report = build_report(domcaps=caps, domcaps_error=None, host=HostEvidence(arch=caps.arch),
-                          checked_at=NOW)
+    report = build_report(
+        domcaps=caps, domcaps_error=None, host=HostEvidence(arch=caps.arch), checked_at=NOW
+    )
     assert not report.capable
     assert any("needs an aarch64 host" in r for r in report.reasons)
 
 
 def test_host_evidence_explains_a_no() -> None:
-    host = HostEvidence(arch="aarch64", kvm_device=False,
-                        rmi_parameters={"kvm_cap_arm_rmi": None, "kvm_cap_arm_rme": "0"},
-                        rmi_abi_line=None, kernel_log_read=True)
-    report = build_report(domcaps=None, domcaps_error="virsh is not installed", host=host,
-                          checked_at=NOW)
+    host = HostEvidence(
+        arch="aarch64",
+        kvm_device=False,
+        rmi_parameters={"kvm_cap_arm_rmi": None, "kvm_cap_arm_rme": "0"},
+        rmi_abi_line=None,
+        kernel_log_read=True,
+    )
+    report = build_report(
+        domcaps=None, domcaps_error="virsh is not installed", host=host, checked_at=NOW
+    )
     assert not report.capable
     text = " | ".join(report.reasons)
     assert "could not be read (virsh is not installed)" in text
@@ -138,11 +159,14 @@ def test_host_evidence_never_overrides_libvirt() -> None:
 
 
 def test_unsafe_algorithm_names_get_no_label() -> None:
-    caps = DomainCapabilities(arch="aarch64", cca_supported=True,
-                              measurement_algorithms=("sha384", "bad/name", "x" * 80))
+    caps = DomainCapabilities(
+        arch="aarch64", cca_supported=True, measurement_algorithms=("sha384", "bad/name", "x" * 80)
+    )
     report = build_report(domcaps=caps, domcaps_error=None, host=HostEvidence(), checked_at=NOW)
-    assert node_labels(report) == {NODE_CCA_LABEL: "true",
-                                   f"{NODE_ALGO_LABEL_PREFIX}sha384": "true"}
+    assert node_labels(report) == {
+        NODE_CCA_LABEL: "true",
+        f"{NODE_ALGO_LABEL_PREFIX}sha384": "true",
+    }
 
 
 @pytest.mark.parametrize("xml", ["", "<domain/>", "<domainCapabilities>", "plain text"])
@@ -160,6 +184,7 @@ def test_owned_labels() -> None:
 
 # --- what the stack honours (issue 15) ---------------------------------------------------------
 
+
 def own(name: str) -> str:
     from tests.conftest import DATA
 
@@ -172,37 +197,55 @@ def rme(name: str) -> str:
     return (DATA / "rme-guest" / name).read_text()
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("aarch64-cca-sha384.xml", (("sha256", "sha384", "sha512"), False, False, False)),
-    ("aarch64-cca-all-parameters.xml", (("sha256", "sha512"), True, True, False)),
-    ("aarch64-cca-no-enum.xml", ((), False, False, False)),
-    ("aarch64-cca-empty-enum.xml", ((), False, False, False)),
-    ("aarch64-virtcca.xml", ((), False, False, True)),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("aarch64-cca-sha384.xml", (("sha256", "sha384", "sha512"), False, False, False)),
+        ("aarch64-cca-all-parameters.xml", (("sha256", "sha512"), True, True, False)),
+        ("aarch64-cca-no-enum.xml", ((), False, False, False)),
+        ("aarch64-cca-empty-enum.xml", ((), False, False, False)),
+        ("aarch64-virtcca.xml", ((), False, False, True)),
+    ],
+)
 def test_libvirt_parameter_support(name: str, expected: tuple[Any, ...]) -> None:
     caps = parse_domcapabilities(own(name))
-    assert (caps.measurement_algorithms, caps.personalization_value, caps.measurement_log,
-            caps.virtcca) == expected
+    assert (
+        caps.measurement_algorithms,
+        caps.personalization_value,
+        caps.measurement_log,
+        caps.virtcca,
+    ) == expected
 
 
 def test_parameters_under_cca_supported_no_honour_nothing() -> None:
-    xml = own("aarch64-cca-all-parameters.xml").replace("<cca supported='yes'>",
-                                                        "<cca supported='no'>")
+    xml = own("aarch64-cca-all-parameters.xml").replace(
+        "<cca supported='yes'>", "<cca supported='no'>"
+    )
     caps = parse_domcapabilities(xml)
     assert (caps.measurement_algorithms, caps.personalization_value, caps.measurement_log) == (
-        (), False, False)
+        (),
+        False,
+        False,
+    )
 
 
-@pytest.mark.parametrize(("name", "known", "properties", "honoured"), [
-    ("rfc-v4.txt", True, (), ((), False, False)),
-    ("linaro-v3.txt", True,
-     ("measurement-algorithm", "measurement-log", "personalization-value"),
-     (("sha256", "sha512"), True, True)),
-    ("algorithm-only.txt", True, ("measurement-algorithm",), ((), False, False)),
-    ("unknown.txt", False, (), ((), False, False)),
-])
-def test_rme_guest_help(name: str, known: bool, properties: tuple[str, ...],
-                        honoured: tuple[Any, ...]) -> None:
+@pytest.mark.parametrize(
+    ("name", "known", "properties", "honoured"),
+    [
+        ("rfc-v4.txt", True, (), ((), False, False)),
+        (
+            "linaro-v3.txt",
+            True,
+            ("measurement-algorithm", "measurement-log", "personalization-value"),
+            (("sha256", "sha512"), True, True),
+        ),
+        ("algorithm-only.txt", True, ("measurement-algorithm",), ((), False, False)),
+        ("unknown.txt", False, (), ((), False, False)),
+    ],
+)
+def test_rme_guest_help(
+    name: str, known: bool, properties: tuple[str, ...], honoured: tuple[Any, ...]
+) -> None:
     answer = parse_rme_guest_help(rme(name))
     assert (answer.known, answer.properties) == (known, properties)
     h = answer.honoured
@@ -215,10 +258,13 @@ def test_rme_guest_help_empty_or_foreign_text_is_not_known() -> None:
 
 
 def test_labels_per_layer_and_virtcca_gets_none() -> None:
-    report = build_report(domcaps=parse_domcapabilities(own("aarch64-cca-all-parameters.xml")),
-                          domcaps_error=None, host=HostEvidence(),
-                          checked_at=datetime(2026, 11, 30, tzinfo=UTC),
-                          rme_guest=parse_rme_guest_help(rme("rfc-v4.txt")))
+    report = build_report(
+        domcaps=parse_domcapabilities(own("aarch64-cca-all-parameters.xml")),
+        domcaps_error=None,
+        host=HostEvidence(),
+        checked_at=datetime(2026, 11, 30, tzinfo=UTC),
+        rme_guest=parse_rme_guest_help(rme("rfc-v4.txt")),
+    )
     assert node_labels(report) == {
         "kubevirt.io/cca": "true",
         "cca.kubevirt.io/measurement-algo-sha256": "true",
@@ -226,23 +272,33 @@ def test_labels_per_layer_and_virtcca_gets_none() -> None:
         "cca.kubevirt.io/personalization-value": "true",
         "cca.kubevirt.io/measurement-log": "true",
     }
-    virtcca = build_report(domcaps=parse_domcapabilities(own("aarch64-virtcca.xml")),
-                           domcaps_error=None, host=HostEvidence(),
-                           checked_at=datetime(2026, 11, 30, tzinfo=UTC))
+    virtcca = build_report(
+        domcaps=parse_domcapabilities(own("aarch64-virtcca.xml")),
+        domcaps_error=None,
+        host=HostEvidence(),
+        checked_at=datetime(2026, 11, 30, tzinfo=UTC),
+    )
     assert not virtcca.capable and node_labels(virtcca) == {}
 
 
-@pytest.mark.parametrize("key", [
-    "cca.kubevirt.io/personalization-value", "cca.kubevirt.io/measurement-log",
-    "cca.kubevirt.io/rme-guest-measurement-algo-sha384",
-    "cca.kubevirt.io/rme-guest-personalization-value",
-    "cca.kubevirt.io/rme-guest-measurement-log"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "cca.kubevirt.io/personalization-value",
+        "cca.kubevirt.io/measurement-log",
+        "cca.kubevirt.io/rme-guest-measurement-algo-sha384",
+        "cca.kubevirt.io/rme-guest-personalization-value",
+        "cca.kubevirt.io/rme-guest-measurement-log",
+    ],
+)
 def test_new_labels_are_owned(key: str) -> None:
     assert is_owned_label(key)
 
 
-@pytest.mark.parametrize("key", ["cca.kubevirt.io/personalization-value-x",
-                                 "cca.kubevirt.io/rme-guest", "kubevirt.io/cca-x"])
+@pytest.mark.parametrize(
+    "key",
+    ["cca.kubevirt.io/personalization-value-x", "cca.kubevirt.io/rme-guest", "kubevirt.io/cca-x"],
+)
 def test_near_misses_are_not_owned(key: str) -> None:
     assert not is_owned_label(key)
 

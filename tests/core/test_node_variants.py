@@ -60,90 +60,177 @@ class Variant:
 
 VARIANTS = {
     "rmm2-sha384": Variant(
-        "aarch64-cca-sha384.xml", None, Dialect.VEP, {"measurementAlgo": "sha384"},
-        frozenset({"cca.kubevirt.io/measurement-algo-sha256",
-                   "cca.kubevirt.io/measurement-algo-sha384",
-                   "cca.kubevirt.io/measurement-algo-sha512"}), runs=True),
-    "older-stack-all-parameters": Variant(
-        "aarch64-cca-all-parameters.xml", None, Dialect.OPENEULER,
-        {"measurementAlgo": "sha512", "measurementLog": True, "personalizationValue": RPV},
-        frozenset({"cca.kubevirt.io/measurement-algo-sha256",
-                   "cca.kubevirt.io/measurement-algo-sha512",
-                   "cca.kubevirt.io/personalization-value",
-                   "cca.kubevirt.io/measurement-log"}), runs=True),
-    "newest-kvm-drops-personalization": Variant(
-        "aarch64-cca-no-enum.xml", None, Dialect.VEP, {"personalizationValue": RPV},
-        frozenset(), runs=False),
-    "newest-kvm-label-only": Variant(
-        "aarch64-cca-no-enum.xml", None, Dialect.VEP, None, frozenset(), runs=True),
-    "empty-enum-no-algorithm": Variant(
-        "aarch64-cca-empty-enum.xml", None, Dialect.VEP, {"measurementAlgo": "sha256"},
-        frozenset(), runs=False),
-    "libvirt-sha384-not-for-qemu": Variant(
-        "aarch64-cca-sha384.xml", "linaro-v3.txt", Dialect.QEMU_COMMANDLINE,
+        "aarch64-cca-sha384.xml",
+        None,
+        Dialect.VEP,
         {"measurementAlgo": "sha384"},
-        frozenset({"cca.kubevirt.io/measurement-algo-sha256",
-                   "cca.kubevirt.io/measurement-algo-sha384",
-                   "cca.kubevirt.io/measurement-algo-sha512",
-                   "cca.kubevirt.io/rme-guest-measurement-algo-sha256",
-                   "cca.kubevirt.io/rme-guest-measurement-algo-sha512",
-                   "cca.kubevirt.io/rme-guest-personalization-value",
-                   "cca.kubevirt.io/rme-guest-measurement-log"}), runs=False),
-    "qemu-linaro-v3-all-parameters": Variant(
-        "aarch64-cca-no-enum.xml", "linaro-v3.txt", Dialect.QEMU_COMMANDLINE,
+        frozenset(
+            {
+                "cca.kubevirt.io/measurement-algo-sha256",
+                "cca.kubevirt.io/measurement-algo-sha384",
+                "cca.kubevirt.io/measurement-algo-sha512",
+            }
+        ),
+        runs=True,
+    ),
+    "older-stack-all-parameters": Variant(
+        "aarch64-cca-all-parameters.xml",
+        None,
+        Dialect.OPENEULER,
         {"measurementAlgo": "sha512", "measurementLog": True, "personalizationValue": RPV},
-        frozenset({"cca.kubevirt.io/rme-guest-measurement-algo-sha256",
-                   "cca.kubevirt.io/rme-guest-measurement-algo-sha512",
-                   "cca.kubevirt.io/rme-guest-personalization-value",
-                   "cca.kubevirt.io/rme-guest-measurement-log"}), runs=True),
-    "qemu-rfc-v4-drops-the-log": Variant(
-        "aarch64-cca-no-enum.xml", "rfc-v4.txt", Dialect.QEMU_COMMANDLINE,
-        {"measurementLog": True}, frozenset(), runs=False),
-    "qemu-rfc-v4-label-only": Variant(
-        "aarch64-cca-no-enum.xml", "rfc-v4.txt", Dialect.QEMU_COMMANDLINE, None, frozenset(),
-        runs=True),
-    "qemu-algorithm-without-values": Variant(
-        "aarch64-cca-no-enum.xml", "algorithm-only.txt", Dialect.QEMU_COMMANDLINE,
-        {"measurementAlgo": "sha256"}, frozenset(), runs=False),
-    "qemu-without-rme-guest": Variant(
-        "aarch64-cca-all-parameters.xml", "unknown.txt", Dialect.QEMU_COMMANDLINE,
+        frozenset(
+            {
+                "cca.kubevirt.io/measurement-algo-sha256",
+                "cca.kubevirt.io/measurement-algo-sha512",
+                "cca.kubevirt.io/personalization-value",
+                "cca.kubevirt.io/measurement-log",
+            }
+        ),
+        runs=True,
+    ),
+    "newest-kvm-drops-personalization": Variant(
+        "aarch64-cca-no-enum.xml",
+        None,
+        Dialect.VEP,
         {"personalizationValue": RPV},
-        frozenset({"cca.kubevirt.io/measurement-algo-sha256",
-                   "cca.kubevirt.io/measurement-algo-sha512",
-                   "cca.kubevirt.io/personalization-value",
-                   "cca.kubevirt.io/measurement-log"}), runs=False),
+        frozenset(),
+        runs=False,
+    ),
+    "newest-kvm-label-only": Variant(
+        "aarch64-cca-no-enum.xml", None, Dialect.VEP, None, frozenset(), runs=True
+    ),
+    "empty-enum-no-algorithm": Variant(
+        "aarch64-cca-empty-enum.xml",
+        None,
+        Dialect.VEP,
+        {"measurementAlgo": "sha256"},
+        frozenset(),
+        runs=False,
+    ),
+    "libvirt-sha384-not-for-qemu": Variant(
+        "aarch64-cca-sha384.xml",
+        "linaro-v3.txt",
+        Dialect.QEMU_COMMANDLINE,
+        {"measurementAlgo": "sha384"},
+        frozenset(
+            {
+                "cca.kubevirt.io/measurement-algo-sha256",
+                "cca.kubevirt.io/measurement-algo-sha384",
+                "cca.kubevirt.io/measurement-algo-sha512",
+                "cca.kubevirt.io/rme-guest-measurement-algo-sha256",
+                "cca.kubevirt.io/rme-guest-measurement-algo-sha512",
+                "cca.kubevirt.io/rme-guest-personalization-value",
+                "cca.kubevirt.io/rme-guest-measurement-log",
+            }
+        ),
+        runs=False,
+    ),
+    "qemu-linaro-v3-all-parameters": Variant(
+        "aarch64-cca-no-enum.xml",
+        "linaro-v3.txt",
+        Dialect.QEMU_COMMANDLINE,
+        {"measurementAlgo": "sha512", "measurementLog": True, "personalizationValue": RPV},
+        frozenset(
+            {
+                "cca.kubevirt.io/rme-guest-measurement-algo-sha256",
+                "cca.kubevirt.io/rme-guest-measurement-algo-sha512",
+                "cca.kubevirt.io/rme-guest-personalization-value",
+                "cca.kubevirt.io/rme-guest-measurement-log",
+            }
+        ),
+        runs=True,
+    ),
+    "qemu-rfc-v4-drops-the-log": Variant(
+        "aarch64-cca-no-enum.xml",
+        "rfc-v4.txt",
+        Dialect.QEMU_COMMANDLINE,
+        {"measurementLog": True},
+        frozenset(),
+        runs=False,
+    ),
+    "qemu-rfc-v4-label-only": Variant(
+        "aarch64-cca-no-enum.xml",
+        "rfc-v4.txt",
+        Dialect.QEMU_COMMANDLINE,
+        None,
+        frozenset(),
+        runs=True,
+    ),
+    "qemu-algorithm-without-values": Variant(
+        "aarch64-cca-no-enum.xml",
+        "algorithm-only.txt",
+        Dialect.QEMU_COMMANDLINE,
+        {"measurementAlgo": "sha256"},
+        frozenset(),
+        runs=False,
+    ),
+    "qemu-without-rme-guest": Variant(
+        "aarch64-cca-all-parameters.xml",
+        "unknown.txt",
+        Dialect.QEMU_COMMANDLINE,
+        {"personalizationValue": RPV},
+        frozenset(
+            {
+                "cca.kubevirt.io/measurement-algo-sha256",
+                "cca.kubevirt.io/measurement-algo-sha512",
+                "cca.kubevirt.io/personalization-value",
+                "cca.kubevirt.io/measurement-log",
+            }
+        ),
+        runs=False,
+    ),
     "openeuler-virtcca": Variant(
-        "aarch64-virtcca.xml", None, Dialect.OPENEULER, None, frozenset(), runs=False,
-        capable=False),
+        "aarch64-virtcca.xml", None, Dialect.OPENEULER, None, frozenset(), runs=False, capable=False
+    ),
 }
 
 
 def detect(variant: Variant) -> Any:
     domcaps = parse_domcapabilities((DATA / "domcapabilities" / variant.domcaps).read_text())
-    rme = (parse_rme_guest_help((DATA / "rme-guest" / variant.rme_guest).read_text())
-           if variant.rme_guest else None)
-    return build_report(domcaps=domcaps, domcaps_error=None, rme_guest=rme,
-                        host=HostEvidence(arch="aarch64", kvm_device=True), checked_at=NOW)
+    rme = (
+        parse_rme_guest_help((DATA / "rme-guest" / variant.rme_guest).read_text())
+        if variant.rme_guest
+        else None
+    )
+    return build_report(
+        domcaps=domcaps,
+        domcaps_error=None,
+        rme_guest=rme,
+        host=HostEvidence(arch="aarch64", kvm_device=True),
+        checked_at=NOW,
+    )
 
 
 def labelled_node(report: Any) -> dict[str, Any]:
     """A Node as the labeller leaves it: its plan applied by an independent RFC 6902 library."""
-    node = {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": "arm-1", "resourceVersion": "7",
-                         "labels": {"kubernetes.io/arch": "arm64"}}}
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": "arm-1",
+            "resourceVersion": "7",
+            "labels": {"kubernetes.io/arch": "arm64"},
+        },
+    }
     plan = plan_node(NodeMetadata.from_object(node), report)
     patched: dict[str, Any] = jsonpatch.apply_patch(node, [dict(op) for op in plan.patch])
     return patched
 
 
 def vmi(parameters: dict[str, Any] | None) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": "realm", "namespace": "default",
-                                "labels": {ENABLED_LABEL: "true"}}
+    metadata: dict[str, Any] = {
+        "name": "realm",
+        "namespace": "default",
+        "labels": {ENABLED_LABEL: "true"},
+    }
     if parameters is not None:
         metadata["annotations"] = {LAUNCH_SECURITY_ANNOTATION: json.dumps(parameters)}
-    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-            "metadata": metadata,
-            "spec": {"domain": {"devices": {}, "resources": {"requests": {"memory": "1Gi"}}}}}
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": metadata,
+        "spec": {"domain": {"devices": {}, "resources": {"requests": {"memory": "1Gi"}}}},
+    }
 
 
 def schedulable(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -157,19 +244,25 @@ def test_variant_from_detection_to_the_domain(name: str) -> None:
     report = detect(variant)
     assert report.capable is variant.capable, report.reasons
     node = labelled_node(report)
-    owned = {k for k, v in node["metadata"]["labels"].items() if k.startswith(
-        ("kubevirt.io/cca", "cca.kubevirt.io/")) and v == "true"}
+    owned = {
+        k
+        for k, v in node["metadata"]["labels"].items()
+        if k.startswith(("kubevirt.io/cca", "cca.kubevirt.io/")) and v == "true"
+    }
     assert owned == ({"kubevirt.io/cca", *variant.labels} if variant.capable else set())
     assert node["metadata"]["labels"]["kubernetes.io/arch"] == "arm64"
 
     # Admission, for a cluster whose one CCA node is this one.
-    nodes = tuple(n["metadata"]["labels"] for n in [node]
-                  if n["metadata"]["labels"].get("kubevirt.io/cca") == "true")
-    cluster = ClusterView(gates=all_gates_on(), settings=Settings(dialect=variant.dialect),
-                          cca_node_labels=nodes)
+    nodes = tuple(
+        n["metadata"]["labels"]
+        for n in [node]
+        if n["metadata"]["labels"].get("kubevirt.io/cca") == "true"
+    )
+    cluster = ClusterView(
+        gates=all_gates_on(), settings=Settings(dialect=variant.dialect), cca_node_labels=nodes
+    )
     obj = vmi(variant.parameters)
-    verdict = admit(Endpoint.MUTATE_VMI, parse_review(json.dumps(review(obj)).encode()),
-                    cluster)
+    verdict = admit(Endpoint.MUTATE_VMI, parse_review(json.dumps(review(obj)).encode()), cluster)
     assert verdict.response["allowed"], verdict.causes
     patch = json.loads(base64.b64decode(verdict.response["patch"]))
     admitted = jsonpatch.apply_patch(obj, patch)
@@ -188,8 +281,9 @@ def test_variant_from_detection_to_the_domain(name: str) -> None:
 
     # The hook on that node: exactly the parameters asked for, in the dialect's grammar.
     require_schema()
-    defined = define_domain(DOMAIN, json.dumps(admitted).encode(),
-                            Settings(dialect=variant.dialect))
+    defined = define_domain(
+        DOMAIN, json.dumps(admitted).encode(), Settings(dialect=variant.dialect)
+    )
     assert defined.realm
     root = etree.fromstring(defined.domain_xml)
     assert rng_errors(root, variant.dialect) == []
@@ -205,9 +299,11 @@ def realm_parameters(root: etree._Element, dialect: Dialect) -> dict[str, Any]:
         [rme] = [v for v in values if v and v.startswith("rme-guest,")]
         properties = dict(p.split("=", 1) for p in rme.split(",")[1:])
         assert properties.pop("id") == "rme0"
-        names = {"measurement-algorithm": "measurementAlgo",
-                 "personalization-value": "personalizationValue",
-                 "measurement-log": "measurementLog"}
+        names = {
+            "measurement-algorithm": "measurementAlgo",
+            "personalization-value": "personalizationValue",
+            "measurement-log": "measurementLog",
+        }
         for key, value in properties.items():
             found[names[key]] = True if value == "on" else value
         return found
@@ -220,8 +316,11 @@ def realm_parameters(root: etree._Element, dialect: Dialect) -> dict[str, Any]:
     if rpv is not None:
         found["personalizationValue"] = rpv
     log_element = element.find("measurement-log")
-    log = (element.get("measurement-log") if dialect is Dialect.VEP
-           else (log_element.get("state") if log_element is not None else None))
+    log = (
+        element.get("measurement-log")
+        if dialect is Dialect.VEP
+        else (log_element.get("state") if log_element is not None else None)
+    )
     if log is not None:
         found["measurementLog"] = log in ("yes", "on")
     return found
@@ -232,29 +331,38 @@ def test_virtcca_is_explained_for_what_it_is() -> None:
     assert report.reasons[0] == (
         "libvirt's <cca> is openEuler's virtCCA (it names hisi-cca-enable): HiSilicon's "
         "confidential VMs on TrustZone (S-EL2 and its TMM), not Arm CCA Realms (RME); "
-        "kubevirt-cca cannot run Realms on it")
+        "kubevirt-cca cannot run Realms on it"
+    )
     assert report.evidence["libvirt"]["virtCCA"] is True
 
 
-@pytest.mark.parametrize(("scheduled_for", "hook_dialect"), [
-    (Dialect.VEP, Dialect.QEMU_COMMANDLINE),
-    (Dialect.QEMU_COMMANDLINE, Dialect.VEP),
-])
+@pytest.mark.parametrize(
+    ("scheduled_for", "hook_dialect"),
+    [
+        (Dialect.VEP, Dialect.QEMU_COMMANDLINE),
+        (Dialect.QEMU_COMMANDLINE, Dialect.VEP),
+    ],
+)
 def test_the_hook_refuses_a_parameter_checked_for_another_dialect(
-        scheduled_for: Dialect, hook_dialect: Dialect) -> None:
+    scheduled_for: Dialect, hook_dialect: Dialect
+) -> None:
     """Admitted under one dialect, defined under another: the node was never checked for it."""
     variant = VARIANTS["qemu-linaro-v3-all-parameters"]
     node = labelled_node(detect(variant))
-    cluster = ClusterView(gates=all_gates_on(), settings=Settings(dialect=scheduled_for),
-                          cca_node_labels=(node["metadata"]["labels"],))
+    cluster = ClusterView(
+        gates=all_gates_on(),
+        settings=Settings(dialect=scheduled_for),
+        cca_node_labels=(node["metadata"]["labels"],),
+    )
     obj = vmi({"personalizationValue": RPV})
-    verdict = admit(Endpoint.MUTATE_VMI, parse_review(json.dumps(review(obj)).encode()),
-                    cluster)
+    verdict = admit(Endpoint.MUTATE_VMI, parse_review(json.dumps(review(obj)).encode()), cluster)
     admitted = jsonpatch.apply_patch(obj, json.loads(base64.b64decode(verdict.response["patch"])))
     with pytest.raises(HookError) as refused:
         define_domain(DOMAIN, json.dumps(admitted).encode(), Settings(dialect=hook_dialect))
-    wanted = ("cca.kubevirt.io/rme-guest-personalization-value"
-              if hook_dialect is Dialect.QEMU_COMMANDLINE
-              else "cca.kubevirt.io/personalization-value")
+    wanted = (
+        "cca.kubevirt.io/rme-guest-personalization-value"
+        if hook_dialect is Dialect.QEMU_COMMANDLINE
+        else "cca.kubevirt.io/personalization-value"
+    )
     assert f"(node label {wanted})" in str(refused.value)
     assert "the VM is not started as a plain VM" in str(refused.value)

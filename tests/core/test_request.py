@@ -22,15 +22,22 @@ RPV = base64.b64encode(RPV_BYTES).decode()
 ANNOTATION_PATH = f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]"
 
 
-def vmi(labels: dict[str, Any] | None = None, annotations: dict[str, Any] | None = None,
-        spec: dict[str, Any] | None = None) -> dict[str, Any]:
+def vmi(
+    labels: dict[str, Any] | None = None,
+    annotations: dict[str, Any] | None = None,
+    spec: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": "v"}
     if labels is not None:
         metadata["labels"] = labels
     if annotations is not None:
         metadata["annotations"] = annotations
-    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-            "metadata": metadata, "spec": spec if spec is not None else {"domain": {}}}
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": metadata,
+        "spec": spec if spec is not None else {"domain": {}},
+    }
 
 
 def labelled(params: Any = None) -> dict[str, Any]:
@@ -57,9 +64,9 @@ def test_label_alone_means_empty_cca_struct() -> None:
 
 
 def test_all_parameters() -> None:
-    request = parse_request(labelled(
-        {"measurementAlgo": "sha256", "measurementLog": True, "personalizationValue": RPV}
-    ))
+    request = parse_request(
+        labelled({"measurementAlgo": "sha256", "measurementLog": True, "personalizationValue": RPV})
+    )
     assert request == CCARequest("sha256", True, RPV)
     assert request is not None and request.personalization_bytes == RPV_BYTES
 
@@ -81,24 +88,45 @@ def test_personalization_value_is_canonicalised() -> None:
         ("{not json", ANNOTATION_PATH, "is not valid JSON"),
         ("[]", ANNOTATION_PATH, "expected a JSON object"),
         ('"sha256"', ANNOTATION_PATH, "got a string"),
-        ({"measurementAlgorithm": "sha256"}, f"{ANNOTATION_PATH}.measurementAlgorithm",
-         "unknown key"),
-        ({"measurementAlgo": "md5"}, f"{ANNOTATION_PATH}.measurementAlgo",
-         "unsupported value 'md5'; expected one of \"sha256\", \"sha384\", \"sha512\""),
+        (
+            {"measurementAlgorithm": "sha256"},
+            f"{ANNOTATION_PATH}.measurementAlgorithm",
+            "unknown key",
+        ),
+        (
+            {"measurementAlgo": "md5"},
+            f"{ANNOTATION_PATH}.measurementAlgo",
+            'unsupported value \'md5\'; expected one of "sha256", "sha384", "sha512"',
+        ),
         ({"measurementAlgo": 256}, f"{ANNOTATION_PATH}.measurementAlgo", "a number"),
         ({"measurementLog": "on"}, f"{ANNOTATION_PATH}.measurementLog", "expected true or false"),
         ({"measurementLog": 1}, f"{ANNOTATION_PATH}.measurementLog", "got a number"),
-        ({"personalizationValue": "not base64!"}, f"{ANNOTATION_PATH}.personalizationValue",
-         "is not valid base64"),
-        ({"personalizationValue": base64.b64encode(b"x" * 63).decode()},
-         f"{ANNOTATION_PATH}.personalizationValue", "decodes to 63 bytes"),
-        ({"personalizationValue": base64.b64encode(b"x" * 65).decode()},
-         f"{ANNOTATION_PATH}.personalizationValue", "decodes to 65 bytes"),
-        ({"personalizationValue": base64.urlsafe_b64encode(b"\xff" * 64).decode()},
-         f"{ANNOTATION_PATH}.personalizationValue", "is not valid base64"),
+        (
+            {"personalizationValue": "not base64!"},
+            f"{ANNOTATION_PATH}.personalizationValue",
+            "is not valid base64",
+        ),
+        (
+            {"personalizationValue": base64.b64encode(b"x" * 63).decode()},
+            f"{ANNOTATION_PATH}.personalizationValue",
+            "decodes to 63 bytes",
+        ),
+        (
+            {"personalizationValue": base64.b64encode(b"x" * 65).decode()},
+            f"{ANNOTATION_PATH}.personalizationValue",
+            "decodes to 65 bytes",
+        ),
+        (
+            {"personalizationValue": base64.urlsafe_b64encode(b"\xff" * 64).decode()},
+            f"{ANNOTATION_PATH}.personalizationValue",
+            "is not valid base64",
+        ),
         ({"personalizationValue": 64}, f"{ANNOTATION_PATH}.personalizationValue", "a number"),
-        ({"personalizationValue": "é" * 4}, f"{ANNOTATION_PATH}.personalizationValue",
-         "is not valid base64"),
+        (
+            {"personalizationValue": "é" * 4},
+            f"{ANNOTATION_PATH}.personalizationValue",
+            "is not valid base64",
+        ),
     ],
 )
 def test_bad_parameters_name_the_field(params: Any, field: str, fragment: str) -> None:
@@ -109,7 +137,8 @@ def test_bad_parameters_name_the_field(params: Any, field: str, fragment: str) -
 def test_every_problem_is_reported() -> None:
     found = violations(labelled({"measurementAlgo": "md5", "measurementLog": "maybe", "x": 1}))
     assert {f for f, _ in found} == {
-        f"{ANNOTATION_PATH}.measurementAlgo", f"{ANNOTATION_PATH}.measurementLog",
+        f"{ANNOTATION_PATH}.measurementAlgo",
+        f"{ANNOTATION_PATH}.measurementLog",
         f"{ANNOTATION_PATH}.x",
     }
 
@@ -128,8 +157,9 @@ def test_label_other_than_true_is_an_error(value: str) -> None:
 
 
 def test_unquoted_yaml_true_is_explained() -> None:
-    obj = yaml.safe_load(f"kind: VirtualMachineInstance\nmetadata:\n  labels:\n"
-                         f"    {ENABLED_LABEL}: true\n")
+    obj = yaml.safe_load(
+        f"kind: VirtualMachineInstance\nmetadata:\n  labels:\n    {ENABLED_LABEL}: true\n"
+    )
     found = violations(obj)
     assert found[0][0] == f"metadata.labels[{ENABLED_LABEL}]"
     assert "a boolean" in found[0][1]
@@ -180,15 +210,21 @@ def test_other_launch_security_without_cca_is_not_our_business() -> None:
     [
         ("VirtualMachine", lambda t: {"template": t}, "spec.template."),
         ("VirtualMachineInstanceReplicaSet", lambda t: {"template": t}, "spec.template."),
-        ("VirtualMachinePool",
-         lambda t: {"virtualMachineTemplate": {"spec": {"template": t}}},
-         "spec.virtualMachineTemplate.spec.template."),
+        (
+            "VirtualMachinePool",
+            lambda t: {"virtualMachineTemplate": {"spec": {"template": t}}},
+            "spec.virtualMachineTemplate.spec.template.",
+        ),
     ],
 )
 def test_templates(kind: str, wrap: Any, prefix: str) -> None:
-    template: dict[str, Any] = {"metadata": {"labels": {ENABLED_LABEL: "true"},
-                             "annotations": {LAUNCH_SECURITY_ANNOTATION: '{"measurementAlgo": 1}'}},
-                "spec": {"domain": {}}}
+    template: dict[str, Any] = {
+        "metadata": {
+            "labels": {ENABLED_LABEL: "true"},
+            "annotations": {LAUNCH_SECURITY_ANNOTATION: '{"measurementAlgo": 1}'},
+        },
+        "spec": {"domain": {}},
+    }
     obj = {"kind": kind, "metadata": {"name": "x"}, "spec": wrap(template)}
     found = violations(obj)
     assert found[0][0] == f"{prefix}{ANNOTATION_PATH}.measurementAlgo"
@@ -238,7 +274,9 @@ MANIFESTS = shared_files("fixtures", "kubevirt", "manifests", pattern="*.yaml")
 def test_shared_manifests_unlabelled_are_not_requests(path: Any) -> None:
     for document in yaml.safe_load_all(path.read_text()):
         if document and document.get("kind") in (
-            "VirtualMachineInstance", "VirtualMachine", "VirtualMachineInstanceReplicaSet",
+            "VirtualMachineInstance",
+            "VirtualMachine",
+            "VirtualMachineInstanceReplicaSet",
             "VirtualMachinePool",
         ):
             assert parse_request(document) is None
@@ -261,8 +299,9 @@ def test_examples_are_requests() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 param_values = st.fixed_dictionaries(
@@ -276,11 +315,12 @@ param_values = st.fixed_dictionaries(
 
 
 @settings(max_examples=300, deadline=None)
-@given(label=st.none() | st.sampled_from(["true", "false"]) | json_values,
-       annotation=st.none() | param_values.map(json.dumps) | st.text(max_size=30) | json_values,
-       native=st.none() | param_values | json_values)
-def test_any_input_is_a_request_or_a_clear_error(label: Any, annotation: Any,
-                                                 native: Any) -> None:
+@given(
+    label=st.none() | st.sampled_from(["true", "false"]) | json_values,
+    annotation=st.none() | param_values.map(json.dumps) | st.text(max_size=30) | json_values,
+    native=st.none() | param_values | json_values,
+)
+def test_any_input_is_a_request_or_a_clear_error(label: Any, annotation: Any, native: Any) -> None:
     metadata: dict[str, Any] = {"labels": {}, "annotations": {}}
     if label is not None:
         metadata["labels"][ENABLED_LABEL] = label

@@ -51,22 +51,22 @@ def one(root: etree._Element, path: str) -> etree._Element | None:
     return found[0] if found else None  # type: ignore[return-value]
 
 
-def realm(xml: str, request: CCARequest = FULL, dialect: Dialect = Dialect.VEP,
-          **kwargs: Any) -> etree._Element:
+def realm(
+    xml: str, request: CCARequest = FULL, dialect: Dialect = Dialect.VEP, **kwargs: Any
+) -> etree._Element:
     return etree.fromstring(rewrite_domain(xml, request, Settings(dialect=dialect, **kwargs)))
 
 
 # --- golden outputs ----------------------------------------------------------------------------
 
 GOLDEN_CASES = [
-    (name, dialect) for name, dialect in product(
-        [*OWN, "shared-kubevirt-arm64"], DIALECTS
-    )
+    (name, dialect) for name, dialect in product([*OWN, "shared-kubevirt-arm64"], DIALECTS)
 ]
 
 
-@pytest.mark.parametrize(("name", "dialect"), GOLDEN_CASES,
-                         ids=[f"{n}-{d.value}" for n, d in GOLDEN_CASES])
+@pytest.mark.parametrize(
+    ("name", "dialect"), GOLDEN_CASES, ids=[f"{n}-{d.value}" for n, d in GOLDEN_CASES]
+)
 def test_golden(name: str, dialect: Dialect) -> None:
     """The output for each domain and dialect, byte for byte (UPDATE_GOLDEN=1 rewrites them)."""
     if name.startswith("shared-"):
@@ -120,59 +120,95 @@ def test_rules_hold_on_every_domain(name: str) -> None:
 # model is virtio).
 IOMMU, PLAIN = "iommu", "plain"
 DEVICE_KINDS: dict[str, tuple[str, str]] = {
-    "virtio disk": ('<disk type="file" device="disk"><source file="/a"/>'
-                    '<target dev="vda" bus="virtio"/></disk>', IOMMU),
+    "virtio disk": (
+        '<disk type="file" device="disk"><source file="/a"/>'
+        '<target dev="vda" bus="virtio"/></disk>',
+        IOMMU,
+    ),
     "virtio disk, non-transitional model": (
         '<disk type="file" device="disk" model="virtio-non-transitional"><source file="/a"/>'
-        '<target dev="vda" bus="virtio"/></disk>', IOMMU),
-    "virtio block disk": ('<disk type="block" device="disk" model="virtio-non-transitional">'
-                          '<source dev="/dev/b"/><target dev="vdi" bus="virtio"/></disk>', IOMMU),
-    "virtio cdrom": ('<disk type="file" device="cdrom"><target dev="vdc" bus="virtio" '
-                     'tray="closed"/></disk>', IOMMU),
-    "disk without bus named vd*": ('<disk type="file" device="disk"><source file="/a"/>'
-                                   '<target dev="vdb"/></disk>', IOMMU),
-    "block disk without bus named vd*": ('<disk type="block" device="disk"><source '
-                                         'dev="/dev/b"/><target dev="vdc"/></disk>', IOMMU),
+        '<target dev="vda" bus="virtio"/></disk>',
+        IOMMU,
+    ),
+    "virtio block disk": (
+        '<disk type="block" device="disk" model="virtio-non-transitional">'
+        '<source dev="/dev/b"/><target dev="vdi" bus="virtio"/></disk>',
+        IOMMU,
+    ),
+    "virtio cdrom": (
+        '<disk type="file" device="cdrom"><target dev="vdc" bus="virtio" tray="closed"/></disk>',
+        IOMMU,
+    ),
+    "disk without bus named vd*": (
+        '<disk type="file" device="disk"><source file="/a"/><target dev="vdb"/></disk>',
+        IOMMU,
+    ),
+    "block disk without bus named vd*": (
+        '<disk type="block" device="disk"><source dev="/dev/b"/><target dev="vdc"/></disk>',
+        IOMMU,
+    ),
     "network disk without bus named vd*": (
         '<disk type="network" device="disk"><source protocol="nbd" name="x"><host name="h"/>'
-        '</source><target dev="vda"/></disk>', IOMMU),
-    "disk without bus named sd*": ('<disk type="file" device="disk"><source file="/a"/>'
-                                   '<target dev="sdb"/></disk>', PLAIN),
-    "scsi cdrom": ('<disk type="file" device="cdrom"><target dev="sda" bus="scsi"/></disk>',
-                   PLAIN),
+        '</source><target dev="vda"/></disk>',
+        IOMMU,
+    ),
+    "disk without bus named sd*": (
+        '<disk type="file" device="disk"><source file="/a"/><target dev="sdb"/></disk>',
+        PLAIN,
+    ),
+    "scsi cdrom": ('<disk type="file" device="cdrom"><target dev="sda" bus="scsi"/></disk>', PLAIN),
     "virtio-scsi controller": ('<controller type="scsi" index="0" model="virtio-scsi"/>', IOMMU),
     "virtio-scsi controller, non-transitional": (
-        '<controller type="scsi" index="0" model="virtio-non-transitional"/>', IOMMU),
+        '<controller type="scsi" index="0" model="virtio-non-transitional"/>',
+        IOMMU,
+    ),
     "lsi scsi controller": ('<controller type="scsi" index="1" model="lsilogic"/>', PLAIN),
-    "virtio-serial controller": ('<controller type="virtio-serial" index="0" '
-                                 'model="virtio-non-transitional"/>', IOMMU),
+    "virtio-serial controller": (
+        '<controller type="virtio-serial" index="0" model="virtio-non-transitional"/>',
+        IOMMU,
+    ),
     "usb controller": ('<controller type="usb" index="0" model="qemu-xhci"/>', PLAIN),
     "pci controller": ('<controller type="pci" index="0" model="pcie-root"/>', PLAIN),
     "raw controller": ('<controller type="raw" index="0" model="none"/>', PLAIN),
     "virtio nic": ('<interface type="user"><model type="virtio"/></interface>', IOMMU),
-    "virtio nic, non-transitional": ('<interface type="ethernet"><model '
-                                     'type="virtio-non-transitional"/></interface>', IOMMU),
+    "virtio nic, non-transitional": (
+        '<interface type="ethernet"><model type="virtio-non-transitional"/></interface>',
+        IOMMU,
+    ),
     "e1000e nic": ('<interface type="ethernet"><model type="e1000e"/></interface>', PLAIN),
-    "filesystem (virtiofs or 9p)": ('<filesystem type="mount" accessmode="passthrough">'
-                                    '<source dir="/s"/><target dir="t"/></filesystem>', IOMMU),
+    "filesystem (virtiofs or 9p)": (
+        '<filesystem type="mount" accessmode="passthrough">'
+        '<source dir="/s"/><target dir="t"/></filesystem>',
+        IOMMU,
+    ),
     "virtio tablet": ('<input type="tablet" bus="virtio"/>', IOMMU),
-    "virtio tablet with virtio model": ('<input type="tablet" bus="virtio" model="virtio"/>',
-                                        IOMMU),
+    "virtio tablet with virtio model": (
+        '<input type="tablet" bus="virtio" model="virtio"/>',
+        IOMMU,
+    ),
     "usb keyboard": ('<input type="keyboard" bus="usb"/>', PLAIN),
     "usb tablet": ('<input type="tablet" bus="usb"/>', PLAIN),
     "virtio video": ('<video><model type="virtio" heads="1"/></video>', IOMMU),
     "vga video": ('<video><model type="vga" heads="1" vram="16384"/></video>', PLAIN),
-    "virtio rng": ('<rng model="virtio"><backend model="random">/dev/urandom</backend></rng>',
-                   IOMMU),
-    "virtio rng, non-transitional": ('<rng model="virtio-non-transitional"><backend '
-                                     'model="random">/dev/urandom</backend></rng>', IOMMU),
+    "virtio rng": (
+        '<rng model="virtio"><backend model="random">/dev/urandom</backend></rng>',
+        IOMMU,
+    ),
+    "virtio rng, non-transitional": (
+        '<rng model="virtio-non-transitional"><backend model="random">/dev/urandom</backend></rng>',
+        IOMMU,
+    ),
     "vsock": ('<vsock model="virtio"><cid auto="yes"/></vsock>', IOMMU),
     "vsock without model": ('<vsock><cid auto="yes"/></vsock>', IOMMU),
-    "channel": ('<channel type="unix"><target type="virtio" name="org.qemu.guest_agent.0"/>'
-                '</channel>', PLAIN),
+    "channel": (
+        '<channel type="unix"><target type="virtio" name="org.qemu.guest_agent.0"/></channel>',
+        PLAIN,
+    ),
     "serial": ('<serial type="pty"><target port="0"/></serial>', PLAIN),
-    "serial on a unix socket": ('<serial type="unix"><source mode="bind" path="/s"/>'
-                                '<target port="0"/></serial>', PLAIN),
+    "serial on a unix socket": (
+        '<serial type="unix"><source mode="bind" path="/s"/><target port="0"/></serial>',
+        PLAIN,
+    ),
     "console": ('<console type="pty"><target type="serial" port="0"/></console>', PLAIN),
     "vnc graphics": ('<graphics type="vnc"/>', PLAIN),
     "watchdog": ('<watchdog model="i6300esb" action="poweroff"/>', PLAIN),
@@ -184,14 +220,27 @@ def device_kind(device: etree._Element) -> tuple[Any, ...]:
     target = device.find("target")
     model = device.find("model")
     bus = target.get("bus") if target is not None and device.tag == "disk" else None
-    name = (find(device, "target").get("dev") or "")[:2] \
-        if bus is None and device.tag == "disk" else None
-    return (device.tag, device.get("type"), device.get("device"), device.get("bus"),
-            device.get("model"), model.get("type") if model is not None else None, bus, name)
+    name = (
+        (find(device, "target").get("dev") or "")[:2]
+        if bus is None and device.tag == "disk"
+        else None
+    )
+    return (
+        device.tag,
+        device.get("type"),
+        device.get("device"),
+        device.get("bus"),
+        device.get("model"),
+        model.get("type") if model is not None else None,
+        bus,
+        name,
+    )
 
 
-KIND_EXPECTATIONS = {device_kind(etree.fromstring(xml)): (case, expected)
-                     for case, (xml, expected) in DEVICE_KINDS.items()}
+KIND_EXPECTATIONS = {
+    device_kind(etree.fromstring(xml)): (case, expected)
+    for case, (xml, expected) in DEVICE_KINDS.items()
+}
 NOT_DEVICES = ("emulator", "memballoon")  # the binary; the balloon is removed (rules above)
 
 
@@ -222,8 +271,9 @@ def test_every_device_of_every_domain_is_a_known_kind_and_gets_it(name: str) -> 
     devices = [d for d in source if isinstance(d.tag, str) and d.tag not in NOT_DEVICES]
     rewritten = [d for d in out if isinstance(d.tag, str) and d.tag not in NOT_DEVICES]
     assert [d.tag for d in rewritten] == [d.tag for d in devices]
-    unknown = [etree.tostring(d).decode()[:120] for d in devices
-               if device_kind(d) not in KIND_EXPECTATIONS]
+    unknown = [
+        etree.tostring(d).decode()[:120] for d in devices if device_kind(d) not in KIND_EXPECTATIONS
+    ]
     assert unknown == [], "add these device kinds to DEVICE_KINDS with what they must get"
     for before, after in zip(devices, rewritten, strict=True):
         assert_expected(after, KIND_EXPECTATIONS[device_kind(before)][1])
@@ -243,8 +293,13 @@ def test_existing_driver_attributes_are_kept() -> None:
     out = realm(OWN["uefi-many-devices"])
     driver = one(out, "devices/disk[alias/@name='ua-root']/driver")
     assert driver is not None
-    assert attributes(driver) == {"name": "qemu", "type": "raw", "cache": "none",
-                                  "error_policy": "stop", "iommu": "on"}
+    assert attributes(driver) == {
+        "name": "qemu",
+        "type": "raw",
+        "cache": "none",
+        "error_policy": "stop",
+        "iommu": "on",
+    }
 
 
 # What virt-launcher hands the hook from its second define on (KubeVirt's re-serialised spec):
@@ -288,15 +343,17 @@ def test_kubevirt_reserialised_spec_becomes_the_same_realm(dialect: Dialect, iom
     # lxml-stubs lack C14N 2.0's options (strip_text) and its bytes result.
     c14n2 = cast("Callable[..., bytes]", etree.tostring)
     assert c14n2(root, method="c14n2", strip_text=True) == c14n2(
-        etree.fromstring(first), method="c14n2", strip_text=True)
+        etree.fromstring(first), method="c14n2", strip_text=True
+    )
     require_schema()
     assert schema_errors(second, dialect) == []
 
 
 def test_empty_driver_name_dropped_without_the_iommu_rule() -> None:
     """Rule 12 holds whatever the virtio IOMMU policy; a non-empty name is kept."""
-    source = OWN["uefi-many-devices"].replace('<driver type="virtiofs"',
-                                              '<driver name="" type="virtiofs"')
+    source = OWN["uefi-many-devices"].replace(
+        '<driver type="virtiofs"', '<driver name="" type="virtiofs"'
+    )
     assert 'name=""' in source
     out = realm(source, virtio_iommu=False)
     assert out.xpath("//driver[@name='']") == []
@@ -309,7 +366,8 @@ def test_empty_driver_name_dropped_without_the_iommu_rule() -> None:
 # <controller type='virtio-serial'/> itself, without iommu (seen with virsh define of KubeVirt's
 # converter output, tests/peers/kubevirt).
 WITHOUT_VIRTIO_SERIAL = OWN["uefi-many-devices"].replace(
-    '<controller type="virtio-serial" index="0" model="virtio-non-transitional"/>', "")
+    '<controller type="virtio-serial" index="0" model="virtio-non-transitional"/>', ""
+)
 
 
 def test_implicit_virtio_serial_controller_is_named_with_iommu() -> None:
@@ -328,7 +386,8 @@ def test_implicit_virtio_serial_controller_is_named_with_iommu() -> None:
 def test_no_virtio_serial_controller_without_a_virtio_channel() -> None:
     source = WITHOUT_VIRTIO_SERIAL.replace(
         '<target type="virtio" name="org.qemu.guest_agent.0"/>',
-        '<target type="guestfwd" address="10.0.2.1" port="4600"/>')
+        '<target type="guestfwd" address="10.0.2.1" port="4600"/>',
+    )
     assert source != WITHOUT_VIRTIO_SERIAL
     assert realm(source).find("devices/controller[@type='virtio-serial']") is None
 
@@ -380,8 +439,10 @@ def test_vep_dialect() -> None:
     ls = out.find("launchSecurity")
     assert ls is not None
     assert attributes(ls) == {"type": "cca", "measurement-log": "yes"}
-    assert [(c.tag, c.text) for c in ls] == [("measurement-algo", "sha256"),
-                                             ("personalization-value", RPV)]
+    assert [(c.tag, c.text) for c in ls] == [
+        ("measurement-algo", "sha256"),
+        ("personalization-value", RPV),
+    ]
     assert out.find(f"{Q}commandline") is None
 
 
@@ -404,7 +465,8 @@ def test_qemu_commandline_dialect() -> None:
         "-object",
         f"rme-guest,id=rme0,measurement-algorithm=sha256,personalization-value={RPV},"
         "measurement-log=on",
-        "-machine", "confidential-guest-support=rme0",
+        "-machine",
+        "confidential-guest-support=rme0",
     ]
 
 
@@ -413,8 +475,14 @@ def test_qemu_commandline_keeps_existing_arguments() -> None:
     blocks = out.findall(f"{Q}commandline")
     assert len(blocks) == 1
     args = [a.get("value") for a in blocks[0]]
-    assert args == ["-fw_cfg", "name=opt/org.example/setting,string=1",
-                    "-object", "rme-guest,id=rme0", "-machine", "confidential-guest-support=rme0"]
+    assert args == [
+        "-fw_cfg",
+        "name=opt/org.example/setting,string=1",
+        "-object",
+        "rme-guest,id=rme0",
+        "-machine",
+        "confidential-guest-support=rme0",
+    ]
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
@@ -422,8 +490,12 @@ def test_unset_parameters_emit_nothing(dialect: Dialect) -> None:
     out = realm(OWN["kernel-boot-bare"], CCARequest(), dialect)
     if dialect is Dialect.QEMU_COMMANDLINE:
         values = [a.get("value") for a in out.iterfind(f"{Q}commandline/{Q}arg")]
-        assert values == ["-object", "rme-guest,id=rme0", "-machine",
-                          "confidential-guest-support=rme0"]
+        assert values == [
+            "-object",
+            "rme-guest,id=rme0",
+            "-machine",
+            "confidential-guest-support=rme0",
+        ]
     else:
         ls = out.find("launchSecurity")
         assert ls is not None and attributes(ls) == {"type": "cca"} and len(ls) == 0
@@ -448,8 +520,11 @@ def test_switching_dialect_leaves_one_launch_security(first: Dialect, second: Di
     out = etree.fromstring(twice)
     expected_ls = 0 if second is Dialect.QEMU_COMMANDLINE else 1
     assert len(out.findall("launchSecurity")) == expected_ls
-    rme = [a for a in out.iterfind(f"{Q}commandline/{Q}arg")
-           if (a.get("value") or "").startswith("rme-guest")]
+    rme = [
+        a
+        for a in out.iterfind(f"{Q}commandline/{Q}arg")
+        if (a.get("value") or "").startswith("rme-guest")
+    ]
     assert len(rme) == (1 if second is Dialect.QEMU_COMMANDLINE else 0)
 
 
@@ -495,9 +570,7 @@ def test_domain_without_architecture_is_refused() -> None:
 
 @pytest.mark.parametrize("kind", ["sev", "s390-pv", "tdx"])
 def test_other_launch_security_is_refused(kind: str) -> None:
-    xml = OWN["kernel-boot-bare"].replace(
-        "</domain>", f'<launchSecurity type="{kind}"/></domain>'
-    )
+    xml = OWN["kernel-boot-bare"].replace("</domain>", f'<launchSecurity type="{kind}"/></domain>')
     with pytest.raises(DomainError, match=f"already has <launchSecurity type='{kind}'>"):
         rewrite_domain(xml, FULL, Settings())
 
@@ -518,21 +591,26 @@ def test_non_domains_are_refused(xml: str, fragment: str) -> None:
 
 
 def test_entities_are_not_expanded() -> None:
-    xml = ('<?xml version="1.0"?><!DOCTYPE domain [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
-           '<domain><name>&e;</name><os><type arch="aarch64">hvm</type></os></domain>')
+    xml = (
+        '<?xml version="1.0"?><!DOCTYPE domain [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+        '<domain><name>&e;</name><os><type arch="aarch64">hvm</type></os></domain>'
+    )
     # Neither expanded nor passed on (issue 13): refused with a message that says why.
     with pytest.raises(DomainError, match="has a DOCTYPE") as refused:
         rewrite_domain(xml, FULL, Settings())
     assert "root:" not in str(refused.value)
 
 
-@pytest.mark.parametrize("xml", [
-    '<domain><name>&x;</name><os><type arch="aarch64">hvm</type></os></domain>',
-    '<!DOCTYPE domain><domain><name>&x;</name><os><type arch="aarch64">hvm</type></os>'
-    '</domain>',
-    '<!DOCTYPE domain [<!ENTITY a "aa"><!ENTITY b "&a;&a;">]><domain><name>&b;</name>'
-    '<os><type arch="aarch64">hvm</type></os></domain>',
-])
+@pytest.mark.parametrize(
+    "xml",
+    [
+        '<domain><name>&x;</name><os><type arch="aarch64">hvm</type></os></domain>',
+        '<!DOCTYPE domain><domain><name>&x;</name><os><type arch="aarch64">hvm</type></os>'
+        "</domain>",
+        '<!DOCTYPE domain [<!ENTITY a "aa"><!ENTITY b "&a;&a;">]><domain><name>&b;</name>'
+        '<os><type arch="aarch64">hvm</type></os></domain>',
+    ],
+)
 def test_dtds_and_entity_references_are_refused(xml: str) -> None:
     with pytest.raises(DomainError, match=r"DOCTYPE|entity reference") as refused:
         rewrite_domain(xml, FULL, Settings())
@@ -540,8 +618,7 @@ def test_dtds_and_entity_references_are_refused(xml: str) -> None:
 
 
 def test_character_references_are_fine() -> None:
-    xml = ('<domain><name>a&amp;b&#65;</name><os><type arch="aarch64">hvm</type></os>'
-           '</domain>')
+    xml = '<domain><name>a&amp;b&#65;</name><os><type arch="aarch64">hvm</type></os></domain>'
     assert "<name>a&amp;bA</name>" in rewrite_domain(xml, FULL, Settings())
 
 
@@ -577,8 +654,7 @@ def test_virt_xml_validate_on_rendered_output(tmp_path: Any) -> None:
     require_schema()
     for name in OWN:
         path = tmp_path / f"{name}.xml"
-        path.write_text(rewrite_domain(OWN[name], FULL,
-                                       Settings(dialect=Dialect.QEMU_COMMANDLINE)))
+        path.write_text(rewrite_domain(OWN[name], FULL, Settings(dialect=Dialect.QEMU_COMMANDLINE)))
         done = virt_xml_validate(path)
         assert done.returncode == 0, done.stderr
 
@@ -636,25 +712,30 @@ requests = st.builds(
     CCARequest,
     measurement_algo=st.sampled_from([None, "sha256", "sha512"]),
     measurement_log=st.sampled_from([None, True, False]),
-    personalization_value=st.none() | st.binary(min_size=64, max_size=64).map(
-        lambda b: base64.b64encode(b).decode()
-    ),
+    personalization_value=st.none()
+    | st.binary(min_size=64, max_size=64).map(lambda b: base64.b64encode(b).decode()),
 )
 
 
 @settings(max_examples=150, deadline=None)
-@given(name=st.sampled_from(sorted(ALL)), request=requests, dialect=st.sampled_from(DIALECTS),
-       iommu=st.booleans())
-def test_rewrite_properties(name: str, request: CCARequest, dialect: Dialect,
-                            iommu: bool) -> None:
+@given(
+    name=st.sampled_from(sorted(ALL)),
+    request=requests,
+    dialect=st.sampled_from(DIALECTS),
+    iommu=st.booleans(),
+)
+def test_rewrite_properties(name: str, request: CCARequest, dialect: Dialect, iommu: bool) -> None:
     settings_ = Settings(dialect=dialect, virtio_iommu=iommu)
     once = rewrite_domain(ALL[name], request, settings_)
     assert rewrite_domain(once, request, settings_) == once
     assert untouched_view(once) == untouched_view(ALL[name])
     out = etree.fromstring(once)
     if dialect is Dialect.QEMU_COMMANDLINE:
-        rme = [a.get("value", "") for a in out.iterfind(f"{Q}commandline/{Q}arg")
-               if a.get("value", "").startswith("rme-guest,")]
+        rme = [
+            a.get("value", "")
+            for a in out.iterfind(f"{Q}commandline/{Q}arg")
+            if a.get("value", "").startswith("rme-guest,")
+        ]
         assert len(rme) == 1
         assert ("measurement-algorithm=" in rme[0]) == (request.measurement_algo is not None)
     else:

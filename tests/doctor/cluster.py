@@ -24,22 +24,44 @@ from kubevirt_cca.core.install.names import service_dns_names
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 # Every check doctor runs, in the order it prints them (docs/troubleshooting.md explains each).
-CHECK_NAMES = ("KubeVirt", "feature gates", "configuration", "integration mode",
-               "KubeVirt plugins", "webhook configurations", "webhook service",
-               "webhook certificate", "admission policies", "node labeller", "CCA-capable nodes",
-               "CCA parameters")
+CHECK_NAMES = (
+    "KubeVirt",
+    "feature gates",
+    "configuration",
+    "integration mode",
+    "KubeVirt plugins",
+    "webhook configurations",
+    "webhook service",
+    "webhook certificate",
+    "admission policies",
+    "node labeller",
+    "CCA-capable nodes",
+    "CCA parameters",
+)
 PLURALS = {
-    "Namespace": "namespaces", "ConfigMap": "configmaps", "ServiceAccount": "serviceaccounts",
-    "Service": "services", "Secret": "secrets", "Pod": "pods", "Node": "nodes",
-    "ClusterRole": "clusterroles", "ClusterRoleBinding": "clusterrolebindings",
-    "Role": "roles", "RoleBinding": "rolebindings", "Deployment": "deployments",
-    "DaemonSet": "daemonsets", "PodDisruptionBudget": "poddisruptionbudgets",
-    "EndpointSlice": "endpointslices", "KubeVirt": "kubevirts", "Plugin": "plugins",
+    "Namespace": "namespaces",
+    "ConfigMap": "configmaps",
+    "ServiceAccount": "serviceaccounts",
+    "Service": "services",
+    "Secret": "secrets",
+    "Pod": "pods",
+    "Node": "nodes",
+    "ClusterRole": "clusterroles",
+    "ClusterRoleBinding": "clusterrolebindings",
+    "Role": "roles",
+    "RoleBinding": "rolebindings",
+    "Deployment": "deployments",
+    "DaemonSet": "daemonsets",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+    "EndpointSlice": "endpointslices",
+    "KubeVirt": "kubevirts",
+    "Plugin": "plugins",
     "MutatingWebhookConfiguration": "mutatingwebhookconfigurations",
     "ValidatingWebhookConfiguration": "validatingwebhookconfigurations",
     "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
     "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
-    "Issuer": "issuers", "Certificate": "certificates",
+    "Issuer": "issuers",
+    "Certificate": "certificates",
     "CustomResourceDefinition": "customresourcedefinitions",
 }
 
@@ -61,27 +83,42 @@ def _name(common_name: str) -> x509.Name:
 
 def make_ca(name: str = "test CA") -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(_name(name))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(_name(name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     return cert, key
 
 
-def make_serving(ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], *,
-                 valid_for: timedelta = timedelta(days=90),
-                 dns_names: list[str] | None = None) -> x509.Certificate:
+def make_serving(
+    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    *,
+    valid_for: timedelta = timedelta(days=90),
+    dns_names: list[str] | None = None,
+) -> x509.Certificate:
     ca_cert, ca_key = ca
     key = ec.generate_private_key(ec.SECP256R1())
     names = dns_names if dns_names is not None else service_dns_names(InstallOptions())
-    builder = (x509.CertificateBuilder().subject_name(_name(names[0] if names else "x"))
-               .issuer_name(ca_cert.subject).public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + valid_for))
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(names[0] if names else "x"))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - timedelta(days=1))
+        .not_valid_after(NOW + valid_for)
+    )
     if names:
         builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+        )
     return builder.sign(ca_key, hashes.SHA256())
 
 
@@ -90,19 +127,30 @@ def pem64(*certs: x509.Certificate) -> str:
     return base64.b64encode(pem).decode()
 
 
-def node(name: str, *, arch: str = "arm64", capable: bool = True,
-         reasons: list[str] | None = None) -> dict[str, Any]:
+def node(
+    name: str, *, arch: str = "arm64", capable: bool = True, reasons: list[str] | None = None
+) -> dict[str, Any]:
     labels = {"kubernetes.io/hostname": name, "kubernetes.io/arch": arch}
-    report = {"capable": capable, "measurementAlgorithms": ["sha256"] if capable else [],
-              "reasons": reasons or ([] if capable else ["no /dev/kvm"]), "evidence": {},
-              "checkedAt": NOW.isoformat()}
+    report = {
+        "capable": capable,
+        "measurementAlgorithms": ["sha256"] if capable else [],
+        "reasons": reasons or ([] if capable else ["no /dev/kvm"]),
+        "evidence": {},
+        "checkedAt": NOW.isoformat(),
+    }
     if capable:
         labels["kubevirt.io/cca"] = "true"
         labels["cca.kubevirt.io/measurement-algo-sha256"] = "true"
-    return {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "labels": labels,
-                         "annotations": {"cca.kubevirt.io/detection": json.dumps(report)}},
-            "spec": {}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": labels,
+            "annotations": {"cca.kubevirt.io/detection": json.dumps(report)},
+        },
+        "spec": {},
+    }
 
 
 def labeller_pod(node_name: str, *, ready: bool = True) -> dict[str, Any]:
@@ -111,39 +159,70 @@ def labeller_pod(node_name: str, *, ready: bool = True) -> dict[str, Any]:
         "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
     }
     if not ready:
-        status["containerStatuses"] = [{"name": "labeller", "ready": False, "restartCount": 5,
-                                        "image": "x", "imageID": "",
-                                        "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"kubevirt-cca-labeller-{node_name}",
-                         "namespace": "kubevirt-cca",
-                         "labels": {"app.kubernetes.io/name": "kubevirt-cca",
-                                    "app.kubernetes.io/component": "labeller"}},
-            "spec": {"nodeName": node_name, "containers": [{"name": "labeller"}]},
-            "status": status}
+        status["containerStatuses"] = [
+            {
+                "name": "labeller",
+                "ready": False,
+                "restartCount": 5,
+                "image": "x",
+                "imageID": "",
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            }
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"kubevirt-cca-labeller-{node_name}",
+            "namespace": "kubevirt-cca",
+            "labels": {
+                "app.kubernetes.io/name": "kubevirt-cca",
+                "app.kubernetes.io/component": "labeller",
+            },
+        },
+        "spec": {"nodeName": node_name, "containers": [{"name": "labeller"}]},
+        "status": status,
+    }
 
 
 def endpoint_slice(ready: int) -> dict[str, Any]:
-    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": "kubevirt-cca-webhook-abcde", "namespace": "kubevirt-cca",
-                         "labels": {"kubernetes.io/service-name": "kubevirt-cca-webhook"}},
-            "addressType": "IPv4",
-            "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}],
-            "endpoints": [{"addresses": [f"10.0.0.{i + 1}"], "conditions": {"ready": True}}
-                          for i in range(ready)]}
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "kubevirt-cca-webhook-abcde",
+            "namespace": "kubevirt-cca",
+            "labels": {"kubernetes.io/service-name": "kubevirt-cca-webhook"},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": [f"10.0.0.{i + 1}"], "conditions": {"ready": True}} for i in range(ready)
+        ],
+    }
 
 
-def kubevirt(gates: list[str] | None = None, *, disabled: list[str] | None = None,
-             version: str = "v1.8.0") -> dict[str, Any]:
-    developer: dict[str, Any] = {"featureGates": gates if gates is not None else
-                                 ["LiveMigration", "WorkloadEncryptionCCA", "Sidecar"]}
+def kubevirt(
+    gates: list[str] | None = None, *, disabled: list[str] | None = None, version: str = "v1.8.0"
+) -> dict[str, Any]:
+    developer: dict[str, Any] = {
+        "featureGates": gates
+        if gates is not None
+        else ["LiveMigration", "WorkloadEncryptionCCA", "Sidecar"]
+    }
     if disabled is not None:
         developer["disabledFeatureGates"] = disabled
-    return {"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
-            "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
-            "spec": {"configuration": {"developerConfiguration": developer}},
-            "status": {"phase": "Deployed", "observedKubeVirtVersion": version,
-                       "observedKubeVirtRegistry": "quay.io/kubevirt"}}
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "KubeVirt",
+        "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+        "spec": {"configuration": {"developerConfiguration": developer}},
+        "status": {
+            "phase": "Deployed",
+            "observedKubeVirtVersion": version,
+            "observedKubeVirtRegistry": "quay.io/kubevirt",
+        },
+    }
 
 
 def ready_cluster(ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> list[dict[str, Any]]:
@@ -156,21 +235,27 @@ def ready_cluster(ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> li
     serving = make_serving(ca)
     objects += [
         kubevirt(),
-        {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-         "metadata": {"name": "kubevirt-cca-webhook-tls", "namespace": "kubevirt-cca"},
-         "data": {"tls.crt": pem64(serving), "tls.key": "", "ca.crt": bundle}},
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/tls",
+            "metadata": {"name": "kubevirt-cca-webhook-tls", "namespace": "kubevirt-cca"},
+            "data": {"tls.crt": pem64(serving), "tls.key": "", "ca.crt": bundle},
+        },
         endpoint_slice(2),
-        node("arm-1"), node("arm-2", capable=False,
-                            reasons=["libvirt reports cca supported='no'"]),
+        node("arm-1"),
+        node("arm-2", capable=False, reasons=["libvirt reports cca supported='no'"]),
         node("x86-1", arch="amd64", capable=False),
-        labeller_pod("arm-1"), labeller_pod("arm-2"),
+        labeller_pod("arm-1"),
+        labeller_pod("arm-2"),
     ]
     return objects
 
 
 def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
-    return next(o for o in objects
-                if o["kind"] == kind and (name is None or o["metadata"]["name"] == name))
+    return next(
+        o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+    )
 
 
 def drop(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> None:

@@ -26,6 +26,7 @@ from tests.doctor.cluster import (
 CA = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
 Objects = list[dict[str, Any]]
 
+
 def replace(objects: Objects, new: dict[str, Any]) -> None:
     old = find(objects, new["kind"], new["metadata"]["name"])
     objects[objects.index(old)] = new
@@ -65,7 +66,8 @@ def _no_mutating(o: Objects, ca: CA) -> None:
 
 def _vmi_webhook_ignores_failures(o: Objects, ca: CA) -> None:
     webhook(o, "ValidatingWebhookConfiguration", "validate-vmi.cca.kubevirt.io")[
-        "failurePolicy"] = "Ignore"
+        "failurePolicy"
+    ] = "Ignore"
 
 
 def _no_object_selector(o: Objects, ca: CA) -> None:
@@ -73,13 +75,15 @@ def _no_object_selector(o: Objects, ca: CA) -> None:
 
 
 def _no_ca_bundle(o: Objects, ca: CA) -> None:
-    del webhook(o, "MutatingWebhookConfiguration",
-              "mutate-vmi.cca.kubevirt.io")["clientConfig"]["caBundle"]
+    del webhook(o, "MutatingWebhookConfiguration", "mutate-vmi.cca.kubevirt.io")["clientConfig"][
+        "caBundle"
+    ]
 
 
 def _wrong_service(o: Objects, ca: CA) -> None:
-    webhook(o, "ValidatingWebhookConfiguration",
-          "validate-migration.cca.kubevirt.io")["clientConfig"]["service"]["name"] = "old"
+    webhook(o, "ValidatingWebhookConfiguration", "validate-migration.cca.kubevirt.io")[
+        "clientConfig"
+    ]["service"]["name"] = "old"
 
 
 def _no_service(o: Objects, ca: CA) -> None:
@@ -132,58 +136,130 @@ def _no_arm64_nodes(o: Objects, ca: CA) -> None:
 
 
 def _no_capable_node(o: Objects, ca: CA) -> None:
-    replace(o, node("arm-1", capable=False, reasons=["no /dev/kvm",
-                                                     "KVM exposes no RMI capability"]))
+    replace(
+        o, node("arm-1", capable=False, reasons=["no /dev/kvm", "KVM exposes no RMI capability"])
+    )
 
 
 FAILURES: list[tuple[str, Callable[[Objects, CA], None], str, str]] = [
-    ("no KubeVirt", _no_kubevirt, "KubeVirt",
-     "KubeVirt is not installed: no KubeVirt object in any namespace"),
-    ("KubeVirt in another namespace", _kubevirt_elsewhere, "KubeVirt",
-     "KubeVirt v1.8.0 (Deployed), KubeVirt CR openshift-cnv/kubevirt"),
-    ("CCA gate disabled", _cca_gate_disabled, "feature gates",
-     "off: WorkloadEncryptionCCA (CCA VMIs are refused until both are on)"),
-    ("Sidecar gate off", _sidecar_gate_off, "feature gates",
-     "off: Sidecar (CCA VMIs are refused until both are on)"),
-    ("bad ConfigMap", _bad_config, "configuration",
-     "ConfigMap kubevirt-cca-config is invalid: dialect: unknown value 'libvirt-12'; expected "
-     "one of vep, openeuler, qemu-commandline"),
-    ("no mutating configuration", _no_mutating, "webhook configurations",
-     "1 problem(s): CCA VMIs are refused (or not made Realms) until they are fixed"),
-    ("VMI webhook failurePolicy Ignore", _vmi_webhook_ignores_failures,
-     "webhook configurations", "1 problem(s): "),
+    (
+        "no KubeVirt",
+        _no_kubevirt,
+        "KubeVirt",
+        "KubeVirt is not installed: no KubeVirt object in any namespace",
+    ),
+    (
+        "KubeVirt in another namespace",
+        _kubevirt_elsewhere,
+        "KubeVirt",
+        "KubeVirt v1.8.0 (Deployed), KubeVirt CR openshift-cnv/kubevirt",
+    ),
+    (
+        "CCA gate disabled",
+        _cca_gate_disabled,
+        "feature gates",
+        "off: WorkloadEncryptionCCA (CCA VMIs are refused until both are on)",
+    ),
+    (
+        "Sidecar gate off",
+        _sidecar_gate_off,
+        "feature gates",
+        "off: Sidecar (CCA VMIs are refused until both are on)",
+    ),
+    (
+        "bad ConfigMap",
+        _bad_config,
+        "configuration",
+        "ConfigMap kubevirt-cca-config is invalid: dialect: unknown value 'libvirt-12'; expected "
+        "one of vep, openeuler, qemu-commandline",
+    ),
+    (
+        "no mutating configuration",
+        _no_mutating,
+        "webhook configurations",
+        "1 problem(s): CCA VMIs are refused (or not made Realms) until they are fixed",
+    ),
+    (
+        "VMI webhook failurePolicy Ignore",
+        _vmi_webhook_ignores_failures,
+        "webhook configurations",
+        "1 problem(s): ",
+    ),
     ("no objectSelector", _no_object_selector, "webhook configurations", "1 problem(s): "),
     ("empty caBundle", _no_ca_bundle, "webhook configurations", "1 problem(s): "),
     ("wrong service", _wrong_service, "webhook configurations", "1 problem(s): "),
-    ("no Service", _no_service, "webhook service",
-     "Service kubevirt-cca/kubevirt-cca-webhook is missing: the API server has nowhere to send "
-     "CCA VMIs"),
-    ("no ready webhook pod", _no_ready_pod, "webhook service",
-     "no ready webhook pod behind Service kubevirt-cca/kubevirt-cca-webhook: CCA VMIs cannot "
-     "be created"),
-    ("no Secret", _no_secret, "webhook certificate",
-     "Secret kubevirt-cca/kubevirt-cca-webhook-tls is missing"),
-    ("expired", _expired, "webhook certificate",
-     "the API server will refuse the webhook's certificate"),
-    ("signed by another CA", signed_by_another_ca, "webhook certificate",
-     "the API server will refuse the webhook's certificate"),
-    ("wrong DNS names", _wrong_names, "webhook certificate",
-     "the API server will refuse the webhook's certificate"),
+    (
+        "no Service",
+        _no_service,
+        "webhook service",
+        "Service kubevirt-cca/kubevirt-cca-webhook is missing: the API server has nowhere to send "
+        "CCA VMIs",
+    ),
+    (
+        "no ready webhook pod",
+        _no_ready_pod,
+        "webhook service",
+        "no ready webhook pod behind Service kubevirt-cca/kubevirt-cca-webhook: CCA VMIs cannot "
+        "be created",
+    ),
+    (
+        "no Secret",
+        _no_secret,
+        "webhook certificate",
+        "Secret kubevirt-cca/kubevirt-cca-webhook-tls is missing",
+    ),
+    (
+        "expired",
+        _expired,
+        "webhook certificate",
+        "the API server will refuse the webhook's certificate",
+    ),
+    (
+        "signed by another CA",
+        signed_by_another_ca,
+        "webhook certificate",
+        "the API server will refuse the webhook's certificate",
+    ),
+    (
+        "wrong DNS names",
+        _wrong_names,
+        "webhook certificate",
+        "the API server will refuse the webhook's certificate",
+    ),
     ("no labeller policy", _no_policy, "admission policies", "in-API-server policies are"),
-    ("no labeller policy binding", _no_binding, "admission policies",
-     "in-API-server policies are"),
-    ("no DaemonSet", _no_daemon_set, "node labeller",
-     "DaemonSet kubevirt-cca/kubevirt-cca-labeller is missing: no node gets the kubevirt.io/cca "
-     "label"),
-    ("labeller missing on a node", _labeller_missing_on_a_node, "node labeller",
-     "running and ready on 1 of 2 arm64 node(s)"),
-    ("labeller crashing", _labeller_crashing, "node labeller",
-     "running and ready on 1 of 2 arm64 node(s)"),
-    ("no arm64 nodes", _no_arm64_nodes, "node labeller",
-     "the cluster has no arm64 node (label kubernetes.io/arch=arm64): Realms need Arm CCA "
-     "hardware"),
-    ("no capable node", _no_capable_node, "CCA-capable nodes",
-     "0 of 2 arm64 node(s) can run Realms"),
+    ("no labeller policy binding", _no_binding, "admission policies", "in-API-server policies are"),
+    (
+        "no DaemonSet",
+        _no_daemon_set,
+        "node labeller",
+        "DaemonSet kubevirt-cca/kubevirt-cca-labeller is missing: no node gets the kubevirt.io/cca "
+        "label",
+    ),
+    (
+        "labeller missing on a node",
+        _labeller_missing_on_a_node,
+        "node labeller",
+        "running and ready on 1 of 2 arm64 node(s)",
+    ),
+    (
+        "labeller crashing",
+        _labeller_crashing,
+        "node labeller",
+        "running and ready on 1 of 2 arm64 node(s)",
+    ),
+    (
+        "no arm64 nodes",
+        _no_arm64_nodes,
+        "node labeller",
+        "the cluster has no arm64 node (label kubernetes.io/arch=arm64): Realms need Arm CCA "
+        "hardware",
+    ),
+    (
+        "no capable node",
+        _no_capable_node,
+        "CCA-capable nodes",
+        "0 of 2 arm64 node(s) can run Realms",
+    ),
 ]
 
 

@@ -47,8 +47,9 @@ def ca() -> CA:
 def _expected() -> Any:
     import argparse
 
-    return expected_from_args(argparse.Namespace(
-        namespace="kubevirt-cca", kubevirt_namespace="kubevirt"))
+    return expected_from_args(
+        argparse.Namespace(namespace="kubevirt-cca", kubevirt_namespace="kubevirt")
+    )
 
 
 async def doctor(kmock: Any, objects: Objects) -> dict[str, Check]:
@@ -65,18 +66,20 @@ def statuses(checks: dict[str, Check]) -> dict[str, Status]:
 async def test_a_ready_cluster_passes_every_check(kmock: Any, ca: CA) -> None:
     checks = await doctor(kmock, ready_cluster(ca))
     assert statuses(checks) == dict.fromkeys(checks, Status.OK), {
-        n: (c.summary, c.details) for n, c in checks.items() if c.status is not Status.OK}
+        n: (c.summary, c.details) for n, c in checks.items() if c.status is not Status.OK
+    }
     assert checks["KubeVirt"].summary == "KubeVirt v1.8.0 (Deployed), KubeVirt CR kubevirt/kubevirt"
     assert checks["CCA-capable nodes"].summary == "1 of 2 arm64 node(s) can run Realms: arm-1"
-    assert checks["CCA-capable nodes"].details == (
-        "arm-2: libvirt reports cca supported='no'",)
+    assert checks["CCA-capable nodes"].details == ("arm-2: libvirt reports cca supported='no'",)
     assert checks["node labeller"].summary == "running and ready on 2 of 2 arm64 node(s)"
     assert checks["webhook service"].summary == "2 ready webhook pods"
     assert checks["CCA parameters"].summary == (
-        "dialect vep: honoured: measurementAlgo sha256 (libvirt): 1 node(s)")
+        "dialect vep: honoured: measurementAlgo sha256 (libvirt): 1 node(s)"
+    )
     assert checks["CCA parameters"].details[-1] == (
         "honoured by no node: measurementLog (libvirt) (label cca.kubevirt.io/measurement-log); "
-        "a VM asking for it is admitted with a warning and stays Pending")
+        "a VM asking for it is admitted with a warning and stays Pending"
+    )
 
 
 @pytest.mark.asyncio
@@ -84,30 +87,37 @@ async def test_doctor_says_which_parameters_the_nodes_honour(kmock: Any, ca: CA)
     objects = ready_cluster(ca)
     for obj in objects:
         if obj["kind"] == "Node" and obj["metadata"]["labels"].get("kubevirt.io/cca") == "true":
-            obj["metadata"]["labels"].update({
-                "cca.kubevirt.io/measurement-algo-sha384": "true",
-                "cca.kubevirt.io/personalization-value": "true"})
+            obj["metadata"]["labels"].update(
+                {
+                    "cca.kubevirt.io/measurement-algo-sha384": "true",
+                    "cca.kubevirt.io/personalization-value": "true",
+                }
+            )
     checks = await doctor(kmock, objects)
     assert checks["CCA parameters"].status is Status.OK
     assert checks["CCA parameters"].summary == (
         "dialect vep: honoured: measurementAlgo sha256 (libvirt): 1 node(s); "
-        "measurementAlgo sha384 (libvirt): 1 node(s); personalizationValue (libvirt): 1 node(s)")
+        "measurementAlgo sha384 (libvirt): 1 node(s); personalizationValue (libvirt): 1 node(s)"
+    )
     assert [d.split(";")[0] for d in checks["CCA parameters"].details] == [
         "honoured by no node: measurementAlgo sha512 (libvirt) "
         "(label cca.kubevirt.io/measurement-algo-sha512)",
-        "honoured by no node: measurementLog (libvirt) (label cca.kubevirt.io/measurement-log)"]
+        "honoured by no node: measurementLog (libvirt) (label cca.kubevirt.io/measurement-log)",
+    ]
 
 
 @pytest.mark.asyncio
 async def test_the_command_exits_0_when_ready_and_prints_json(kmock: Any, ca: CA) -> None:
     load(kmock, ready_cluster(ca))
     code, out, err = await asyncio.to_thread(
-        _run_cli, "doctor", "--server", str(kmock.url), "--output", "json")
+        _run_cli, "doctor", "--server", str(kmock.url), "--output", "json"
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["ready"] is True
     assert [(c["name"], c["status"]) for c in report["checks"]] == [
-        (name, "ok") for name in CHECK_NAMES]
+        (name, "ok") for name in CHECK_NAMES
+    ]
 
 
 @pytest.mark.asyncio
@@ -118,9 +128,11 @@ async def test_the_command_exits_1_and_says_what_to_do(kmock: Any, ca: CA) -> No
     code, out, _ = await asyncio.to_thread(_run_cli, "doctor", "--server", str(kmock.url))
     assert code == 1
     assert "[FAIL] feature gates: off: WorkloadEncryptionCCA, Sidecar" in out
-    assert ("fix: kubectl patch kubevirt kubevirt -n kubevirt --type merge -p '{\"spec\":"
-            "{\"configuration\":{\"developerConfiguration\":{\"featureGates\":[\"LiveMigration\","
-            "\"WorkloadEncryptionCCA\",\"Sidecar\"]}}}}'") in out
+    assert (
+        'fix: kubectl patch kubevirt kubevirt -n kubevirt --type merge -p \'{"spec":'
+        '{"configuration":{"developerConfiguration":{"featureGates":["LiveMigration",'
+        '"WorkloadEncryptionCCA","Sidecar"]}}}}\''
+    ) in out
     assert out.rstrip().endswith("NOT ready for Realms (1 failed, 0 warning(s))")
 
 
@@ -139,13 +151,13 @@ def test_an_unreachable_api_server_is_one_line_and_exit_1() -> None:
     assert "Traceback" not in err
 
 
-
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("case", "breaks", "check", "summary"), FAILURES,
-                         ids=[f[0] for f in FAILURES])
+@pytest.mark.parametrize(
+    ("case", "breaks", "check", "summary"), FAILURES, ids=[f[0] for f in FAILURES]
+)
 async def test_each_missing_thing_fails_its_check(
-        kmock: Any, ca: CA, case: str, breaks: Callable[[Objects, CA], None], check: str,
-        summary: str) -> None:
+    kmock: Any, ca: CA, case: str, breaks: Callable[[Objects, CA], None], check: str, summary: str
+) -> None:
     objects = ready_cluster(ca)
     breaks(objects, ca)
     checks = await doctor(kmock, objects)
@@ -153,8 +165,11 @@ async def test_each_missing_thing_fails_its_check(
     assert check in failed, checks[check]
     assert checks[check].summary.startswith(summary), checks[check].summary
     # Only the broken thing (and what depends on it) fails.
-    dependants = {"KubeVirt": {"feature gates"}, "webhook configurations": {"webhook certificate"},
-                  "node labeller": {"CCA-capable nodes"}}
+    dependants = {
+        "KubeVirt": {"feature gates"},
+        "webhook configurations": {"webhook certificate"},
+        "node labeller": {"CCA-capable nodes"},
+    }
     assert failed <= {check} | dependants.get(check, set()), failed
 
 
@@ -174,21 +189,32 @@ async def test_a_certificate_from_another_ca_names_the_x509_error(kmock: Any, ca
     signed_by_another_ca(objects, ca)
     check = (await doctor(kmock, objects))["webhook certificate"]
     assert any("x509: certificate signed by unknown authority" in d for d in check.details)
-    webhooks = [h["name"] for o in ready_cluster(ca) if o["kind"].endswith("WebhookConfiguration")
-                for h in o["webhooks"]]
+    webhooks = [
+        h["name"]
+        for o in ready_cluster(ca)
+        if o["kind"].endswith("WebhookConfiguration")
+        for h in o["webhooks"]
+    ]
     assert len(check.details) == len(webhooks)  # one line per webhook the API server calls
 
 
 @pytest.mark.asyncio
 async def test_plugins_with_the_plugins_gate_warn_that_realms_will_not_start(
-        kmock: Any, ca: CA) -> None:
+    kmock: Any, ca: CA
+) -> None:
     objects = ready_cluster(ca)
     replace(objects, kubevirt(["WorkloadEncryptionCCA", "Sidecar", "Plugins"]))
     # The legacy sidecar mode kept on purpose (with integrationMode auto, the Plugins gate would
     # switch kubevirt-cca to plugin mode: see test_plugin_doctor.py): the mixed state.
     find(objects, "ConfigMap")["data"]["integrationMode"] = "sidecar"
-    objects.append({"apiVersion": "plugin.kubevirt.io/v1alpha1", "kind": "Plugin",
-                    "metadata": {"name": "network-passt"}, "spec": {}})
+    objects.append(
+        {
+            "apiVersion": "plugin.kubevirt.io/v1alpha1",
+            "kind": "Plugin",
+            "metadata": {"name": "network-passt"},
+            "spec": {},
+        }
+    )
     checks = await doctor(kmock, objects)
     plugins = checks["KubeVirt plugins"]
     assert plugins.status is Status.WARN
@@ -197,54 +223,78 @@ async def test_plugins_with_the_plugins_gate_warn_that_realms_will_not_start(
     mode = checks["integration mode"]
     assert mode.status is Status.FAIL  # with dialect vep the mixed state refuses CCA VMIs
     assert mode.details[0].startswith("mixed state: KubeVirt's Plugins gate is on")
-    assert {c.status for n, c in checks.items()
-            if n not in ("KubeVirt plugins", "integration mode")} == {Status.OK}
+    assert {
+        c.status for n, c in checks.items() if n not in ("KubeVirt plugins", "integration mode")
+    } == {Status.OK}
 
 
 @pytest.mark.asyncio
 async def test_plugins_without_the_gate_are_harmless(kmock: Any, ca: CA) -> None:
     objects = ready_cluster(ca)
-    objects.append({"apiVersion": "plugin.kubevirt.io/v1alpha1", "kind": "Plugin",
-                    "metadata": {"name": "network-passt"}, "spec": {}})
+    objects.append(
+        {
+            "apiVersion": "plugin.kubevirt.io/v1alpha1",
+            "kind": "Plugin",
+            "metadata": {"name": "network-passt"},
+            "spec": {},
+        }
+    )
     checks = await doctor(kmock, objects)
     assert checks["KubeVirt plugins"].status is Status.OK
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize(("case", "check", "detail"), [
-    ("one webhook pod", "webhook service", None),
-    ("expires soon", "webhook certificate", "expires in 5 days"),
-    ("hook image differs", "configuration",
-     "hookImage is old:1 but the webhook runs kubevirt-cca:0.1.0: new Realms get a hook sidecar "
-     "of another version"),
-    ("tainted node", "node labeller",
-     "arm-2: no labeller pod, the node is tainted dedicated:NoSchedule (add a toleration if "
-     "Realms should run there)"),
-    ("other virt-launcher", "node labeller",
-     "the labeller asks the libvirt of quay.io/kubevirt/virt-launcher:v1.8.0, but KubeVirt runs "
-     "quay.io/kubevirt/virt-launcher:v1.9.1: what it reports may not be what starts VMs "
-     "(install with 'kubevirt-cca manifests --virt-launcher-image "
-     "quay.io/kubevirt/virt-launcher:v1.9.1')"),
-    ("KubeVirt deploying", "KubeVirt",
-     "KubeVirt is not fully deployed yet; VMs may not start"),
-    ("templates fail closed", "webhook configurations",
-     "validate-templates.cca.kubevirt.io: failurePolicy is Fail, kubevirt-cca ships Ignore "
-     "(docs/admin.md, 'Failure policies')"),
-])
-async def test_warnings_leave_the_cluster_ready(kmock: Any, ca: CA, case: str, check: str,
-                                                detail: str | None) -> None:
+@pytest.mark.parametrize(
+    ("case", "check", "detail"),
+    [
+        ("one webhook pod", "webhook service", None),
+        ("expires soon", "webhook certificate", "expires in 5 days"),
+        (
+            "hook image differs",
+            "configuration",
+            "hookImage is old:1 but the webhook runs kubevirt-cca:0.1.0: new Realms get a hook "
+            "sidecar of another version",
+        ),
+        (
+            "tainted node",
+            "node labeller",
+            "arm-2: no labeller pod, the node is tainted dedicated:NoSchedule (add a toleration if "
+            "Realms should run there)",
+        ),
+        (
+            "other virt-launcher",
+            "node labeller",
+            "the labeller asks the libvirt of quay.io/kubevirt/virt-launcher:v1.8.0, but KubeVirt "
+            "runs quay.io/kubevirt/virt-launcher:v1.9.1: what it reports may not be what starts "
+            "VMs (install with 'kubevirt-cca manifests --virt-launcher-image "
+            "quay.io/kubevirt/virt-launcher:v1.9.1')",
+        ),
+        ("KubeVirt deploying", "KubeVirt", "KubeVirt is not fully deployed yet; VMs may not start"),
+        (
+            "templates fail closed",
+            "webhook configurations",
+            "validate-templates.cca.kubevirt.io: failurePolicy is Fail, kubevirt-cca ships Ignore "
+            "(docs/admin.md, 'Failure policies')",
+        ),
+    ],
+)
+async def test_warnings_leave_the_cluster_ready(
+    kmock: Any, ca: CA, case: str, check: str, detail: str | None
+) -> None:
     objects = ready_cluster(ca)
     if case == "one webhook pod":
         replace(objects, endpoint_slice(1))
     elif case == "expires soon":
-        find(objects, "Secret")["data"]["tls.crt"] = pem64(make_serving(
-            ca, valid_for=timedelta(days=5, hours=12)))
+        find(objects, "Secret")["data"]["tls.crt"] = pem64(
+            make_serving(ca, valid_for=timedelta(days=5, hours=12))
+        )
     elif case == "hook image differs":
         find(objects, "ConfigMap")["data"]["hookImage"] = "old:1"
     elif case == "tainted node":
         drop(objects, "Pod", "kubevirt-cca-labeller-arm-2")
         find(objects, "Node", "arm-2")["spec"]["taints"] = [
-            {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]
+            {"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}
+        ]
     elif case == "KubeVirt deploying":
         cr = kubevirt()
         cr["status"]["phase"] = "Deploying"
@@ -252,8 +302,9 @@ async def test_warnings_leave_the_cluster_ready(kmock: Any, ca: CA, case: str, c
     elif case == "other virt-launcher":
         replace(objects, kubevirt(version="v1.9.1"))
     else:
-        webhook(objects, "ValidatingWebhookConfiguration",
-              "validate-templates.cca.kubevirt.io")["failurePolicy"] = "Fail"
+        webhook(objects, "ValidatingWebhookConfiguration", "validate-templates.cca.kubevirt.io")[
+            "failurePolicy"
+        ] = "Fail"
     checks = await doctor(kmock, objects)
     assert checks[check].status is Status.WARN, checks[check]
     if detail is not None:
@@ -264,14 +315,25 @@ async def test_warnings_leave_the_cluster_ready(kmock: Any, ca: CA, case: str, c
 @pytest.mark.asyncio
 async def test_a_forbidden_read_fails_one_check_and_names_the_roles(kmock: Any, ca: CA) -> None:
     path = "/api/v1/namespaces/kubevirt-cca/secrets/kubevirt-cca-webhook-tls"
-    kmock[f"get {path}"] << 403 << {
-        "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
-        "code": 403, "message": 'secrets "kubevirt-cca-webhook-tls" is forbidden'}
+    (
+        kmock[f"get {path}"]
+        << 403
+        << {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "reason": "Forbidden",
+            "code": 403,
+            "message": 'secrets "kubevirt-cca-webhook-tls" is forbidden',
+        }
+    )
     checks = await doctor(kmock, ready_cluster(ca))
     check = checks["webhook certificate"]
     assert check.status is Status.FAIL
-    assert check.summary == ("cannot read Secret kubevirt-cca/kubevirt-cca-webhook-tls: 403 "
-                             "Forbidden: secrets \"kubevirt-cca-webhook-tls\" is forbidden")
+    assert check.summary == (
+        "cannot read Secret kubevirt-cca/kubevirt-cca-webhook-tls: 403 "
+        'Forbidden: secrets "kubevirt-cca-webhook-tls" is forbidden'
+    )
     assert check.fix is not None and "kubevirt-cca-doctor" in check.fix
     assert [n for n, c in checks.items() if c.status is Status.FAIL] == ["webhook certificate"]
 
@@ -285,8 +347,9 @@ async def test_the_advice_for_a_missing_secret_fits_the_install(kmock: Any, ca: 
     for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
         del find(objects, kind)["metadata"]["annotations"]
     check = (await doctor(kmock, objects))["webhook certificate"]
-    assert check.fix == ("the certificate Job has not run: kubectl logs -n "
-                         "kubevirt-cca job/kubevirt-cca-certs")
+    assert check.fix == (
+        "the certificate Job has not run: kubectl logs -n kubevirt-cca job/kubevirt-cca-certs"
+    )
 
 
 @pytest.mark.asyncio
@@ -294,8 +357,10 @@ async def test_with_cert_manager_the_advice_names_the_certificate(kmock: Any, ca
     objects = ready_cluster(ca)
     drop(objects, "Secret")
     check = (await doctor(kmock, objects))["webhook certificate"]
-    assert check.fix == ("cert-manager has not issued it: kubectl describe certificate "
-                         "kubevirt-cca-webhook -n kubevirt-cca")
+    assert check.fix == (
+        "cert-manager has not issued it: kubectl describe certificate "
+        "kubevirt-cca-webhook -n kubevirt-cca"
+    )
 
 
 def test_a_missing_kubeconfig_is_one_line_and_exit_1(tmp_path: Any) -> None:
@@ -320,7 +385,8 @@ async def test_labels_the_detection_does_not_support_are_problems(kmock: Any, ca
     assert nodes.status is Status.FAIL
     assert nodes.summary == (
         "1 of 4 arm64 node(s) can run Realms: arm-1; 3 node(s) carry a kubevirt.io/cca=true "
-        "label their detection does not support: arm-3, arm-4, x86-1")
+        "label their detection does not support: arm-3, arm-4, x86-1"
+    )
     assert nodes.details[:3] == (
         "x86-1: labelled kubevirt.io/cca=true but it is amd64 (kubernetes.io/arch): Realms "
         "need an arm64 host",

@@ -34,11 +34,13 @@ def ca() -> CA:
     return make_ca()
 
 
-async def doctor(kmock: Any, objects: Objects, *,
-                 kubevirt_namespace: str = "kubevirt") -> dict[str, Check]:
+async def doctor(
+    kmock: Any, objects: Objects, *, kubevirt_namespace: str = "kubevirt"
+) -> dict[str, Check]:
     load(kmock, objects)
-    expected = expected_from_args(argparse.Namespace(
-        namespace="kubevirt-cca", kubevirt_namespace=kubevirt_namespace))
+    expected = expected_from_args(
+        argparse.Namespace(namespace="kubevirt-cca", kubevirt_namespace=kubevirt_namespace)
+    )
     checks = await diagnose(server=str(kmock.url), kubeconfig=None, expected=expected)
     return {check.name: check for check in checks}
 
@@ -46,8 +48,9 @@ async def doctor(kmock: Any, objects: Objects, *,
 def decoy(gates: list[str]) -> dict[str, Any]:
     """A KubeVirt CR elsewhere, created long before the real one."""
     cr = kubevirt(gates)
-    cr["metadata"].update(name="decoy", namespace="not-kubevirt",
-                          creationTimestamp="2020-01-01T00:00:00Z")
+    cr["metadata"].update(
+        name="decoy", namespace="not-kubevirt", creationTimestamp="2020-01-01T00:00:00Z"
+    )
     return cr
 
 
@@ -65,11 +68,11 @@ async def test_a_decoy_cr_elsewhere_changes_nothing_and_is_flagged(kmock: Any, c
     assert cr.summary == "KubeVirt v1.8.0 (Deployed), KubeVirt CR kubevirt/kubevirt"
     assert cr.details == (
         "KubeVirt CR not-kubevirt/decoy is ignored: admission reads only kubevirt/kubevirt (the "
-        "oldest in namespace kubevirt that is not being deleted), and so does KubeVirt",)
+        "oldest in namespace kubevirt that is not being deleted), and so does KubeVirt",
+    )
 
 
-async def test_a_decoy_with_the_gates_off_does_not_fail_a_ready_cluster(
-        kmock: Any, ca: CA) -> None:
+async def test_a_decoy_with_the_gates_off_does_not_fail_a_ready_cluster(kmock: Any, ca: CA) -> None:
     objects = ready_cluster(ca)
     objects.append(decoy(["LiveMigration"]))
     checks = await doctor(kmock, objects)
@@ -87,7 +90,8 @@ async def test_the_webhooks_namespace_wins_over_doctors_option(kmock: Any, ca: C
 
 @pytest.mark.parametrize("name", ["EnableCCA", "EnableARMCCA"])
 async def test_each_name_of_the_cca_gate_is_accepted_and_named(
-        kmock: Any, ca: CA, name: str) -> None:
+    kmock: Any, ca: CA, name: str
+) -> None:
     objects = ready_cluster(ca)
     replace(objects, kubevirt(["LiveMigration", name, "Sidecar"]))
     checks = await doctor(kmock, objects)
@@ -111,8 +115,10 @@ async def test_a_non_string_gate_fails_as_admission_refuses(kmock: Any, ca: CA) 
     replace(objects, kubevirt(["WorkloadEncryptionCCA", "Sidecar", 7]))  # type: ignore[list-item]
     gates = (await doctor(kmock, objects))["feature gates"]
     assert gates.status is Status.FAIL
-    assert gates.summary.startswith("unreadable: KubeVirt CR: spec.configuration."
-                                    "developerConfiguration.featureGates is not a list of strings")
+    assert gates.summary.startswith(
+        "unreadable: KubeVirt CR: spec.configuration."
+        "developerConfiguration.featureGates is not a list of strings"
+    )
 
 
 def vmi_crd(*, native: bool) -> dict[str, Any]:
@@ -121,21 +127,36 @@ def vmi_crd(*, native: bool) -> dict[str, Any]:
     schema = copy.deepcopy(yaml.safe_load(path.read_text())["openAPIV3Schema"])
     if native:
         launch = schema["properties"]["spec"]["properties"]["domain"]["properties"][
-            "launchSecurity"]
-        launch["properties"]["cca"] = {"type": "object", "properties": {
-            "measurementAlgo": {"type": "string"}}}
-    return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-            "metadata": {"name": KUBEVIRT_VMI_CRD},
-            "spec": {"group": "kubevirt.io", "names": {"kind": "VirtualMachineInstance",
-                                                       "plural": "virtualmachineinstances"},
-                     "scope": "Namespaced",
-                     "versions": [{"name": "v1", "served": True, "storage": True,
-                                   "schema": {"openAPIV3Schema": schema}}]}}
+            "launchSecurity"
+        ]
+        launch["properties"]["cca"] = {
+            "type": "object",
+            "properties": {"measurementAlgo": {"type": "string"}},
+        }
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": KUBEVIRT_VMI_CRD},
+        "spec": {
+            "group": "kubevirt.io",
+            "names": {"kind": "VirtualMachineInstance", "plural": "virtualmachineinstances"},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
+        },
+    }
 
 
 @pytest.mark.parametrize("native", [False, True])
 async def test_a_kubevirt_that_knows_cca_itself_is_warned_about(
-        kmock: Any, ca: CA, native: bool) -> None:
+    kmock: Any, ca: CA, native: bool
+) -> None:
     objects = ready_cluster(ca)
     objects.append(vmi_crd(native=native))
     gates = (await doctor(kmock, objects))["feature gates"]
@@ -146,5 +167,6 @@ async def test_a_kubevirt_that_knows_cca_itself_is_warned_about(
     assert gates.details == (
         f"KubeVirt's own VMI schema ({KUBEVIRT_VMI_CRD}, version v1) has "
         "spec.domain.launchSecurity.cca: this KubeVirt implements CCA itself, so with "
-        "kubevirt-cca installed two implementations would act on one VM",)
+        "kubevirt-cca installed two implementations would act on one VM",
+    )
     assert gates.fix is not None and "docs/admin.md" in gates.fix

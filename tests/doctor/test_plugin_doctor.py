@@ -21,8 +21,12 @@ pytestmark = pytest.mark.asyncio
 
 CA = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
 Objects = list[dict[str, Any]]
-FOREIGN = {"apiVersion": "plugin.kubevirt.io/v1alpha1", "kind": "Plugin",
-           "metadata": {"name": "network-passt"}, "spec": {"failureStrategy": "Ignore"}}
+FOREIGN = {
+    "apiVersion": "plugin.kubevirt.io/v1alpha1",
+    "kind": "Plugin",
+    "metadata": {"name": "network-passt"},
+    "spec": {"failureStrategy": "Ignore"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +36,20 @@ def ca() -> CA:
 
 async def doctor(kmock: Any, objects: Objects) -> dict[str, Check]:
     load(kmock, objects)
-    expected = expected_from_args(argparse.Namespace(
-        namespace="kubevirt-cca", kubevirt_namespace="kubevirt"))
+    expected = expected_from_args(
+        argparse.Namespace(namespace="kubevirt-cca", kubevirt_namespace="kubevirt")
+    )
     checks = await diagnose(server=str(kmock.url), kubeconfig=None, expected=expected)
     return {check.name: check for check in checks}
 
 
-def plugin_ready(ca: CA, *, plugin: dict[str, Any] | None = None,
-                 dialect: str = "qemu-commandline", version: str = "v1.10.0") -> Objects:
+def plugin_ready(
+    ca: CA,
+    *,
+    plugin: dict[str, Any] | None = None,
+    dialect: str = "qemu-commandline",
+    version: str = "v1.10.0",
+) -> Objects:
     """KubeVirt 1.10, Plugins on, Sidecar off, qemu-commandline, deploy/plugin/ applied."""
     objects = ready_cluster(ca)
     replace(objects, kubevirt(["WorkloadEncryptionCCA", "Plugins"], version=version))
@@ -60,7 +70,8 @@ async def test_a_plugin_mode_cluster_is_ready(kmock: Any, ca: CA) -> None:
     plugins = checks["KubeVirt plugins"]
     assert plugins.summary.startswith("kubevirt-cca's Plugin kubevirt-cca (failureStrategy Fail)")
     assert plugins.details == (
-        "Plugin kubevirt-cca (kubevirt-cca's): failureStrategy Fail, 1 domain hook(s)",)
+        "Plugin kubevirt-cca (kubevirt-cca's): failureStrategy Fail, 1 domain hook(s)",
+    )
 
 
 async def test_plugin_mode_without_our_plugin_object_fails(kmock: Any, ca: CA) -> None:
@@ -75,17 +86,28 @@ async def test_plugin_mode_without_our_plugin_object_fails(kmock: Any, ca: CA) -
     assert plugins.details == ("Plugin network-passt: failureStrategy Ignore, 0 domain hook(s)",)
 
 
-@pytest.mark.parametrize(("change", "detail"), [
-    (lambda p: p["spec"].update(failureStrategy="Ignore"),
-     "spec.failureStrategy is 'Ignore', expected 'Fail'"),
-    (lambda p: p["spec"]["domainHooks"][0].update(failureStrategy="Ignore"),
-     "the domain hook's failureStrategy is 'Ignore', expected 'Fail'"),
-    (lambda p: p["spec"]["domainHooks"][0]["sidecar"].update(
-        socketPath="/var/run/kubevirt-plugin/x/x.sock"),
-     "no domain hook with sidecar.socketPath /var/run/kubevirt-plugin/kubevirt-cca/"),
-])
-async def test_a_plugin_object_that_fails_open_fails(kmock: Any, ca: CA, change: Any,
-                                                     detail: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        (
+            lambda p: p["spec"].update(failureStrategy="Ignore"),
+            "spec.failureStrategy is 'Ignore', expected 'Fail'",
+        ),
+        (
+            lambda p: p["spec"]["domainHooks"][0].update(failureStrategy="Ignore"),
+            "the domain hook's failureStrategy is 'Ignore', expected 'Fail'",
+        ),
+        (
+            lambda p: p["spec"]["domainHooks"][0]["sidecar"].update(
+                socketPath="/var/run/kubevirt-plugin/x/x.sock"
+            ),
+            "no domain hook with sidecar.socketPath /var/run/kubevirt-plugin/kubevirt-cca/",
+        ),
+    ],
+)
+async def test_a_plugin_object_that_fails_open_fails(
+    kmock: Any, ca: CA, change: Any, detail: str
+) -> None:
     plugin = copy.deepcopy(plugin_object())
     change(plugin)
     checks = await doctor(kmock, plugin_ready(ca, plugin=plugin))
@@ -108,8 +130,7 @@ async def test_the_mixed_state_before_kubevirt_1_10_fails(kmock: Any, ca: CA) ->
     """On 1.9 the rebuild drops the legacy hook's qemu:commandline: a plain VM; refused."""
     objects = ready_cluster(ca)
     replace(objects, kubevirt(["WorkloadEncryptionCCA", "Sidecar", "Plugins"], version="v1.9.0"))
-    find(objects, "ConfigMap")["data"].update(integrationMode="sidecar",
-                                              dialect="qemu-commandline")
+    find(objects, "ConfigMap")["data"].update(integrationMode="sidecar", dialect="qemu-commandline")
     objects.append(FOREIGN)
     mode = (await doctor(kmock, objects))["integration mode"]
     assert mode.status is Status.FAIL
@@ -118,8 +139,7 @@ async def test_the_mixed_state_before_kubevirt_1_10_fails(kmock: Any, ca: CA) ->
 
 async def test_the_tolerated_mixed_state_warns(kmock: Any, ca: CA) -> None:
     objects = ready_cluster(ca)
-    replace(objects, kubevirt(["WorkloadEncryptionCCA", "Sidecar", "Plugins"],
-                              version="v1.10.0"))
+    replace(objects, kubevirt(["WorkloadEncryptionCCA", "Sidecar", "Plugins"], version="v1.10.0"))
     data = find(objects, "ConfigMap")["data"]
     data.update(integrationMode="sidecar", dialect="qemu-commandline")
     objects.append(FOREIGN)
@@ -139,27 +159,35 @@ async def test_plugin_mode_on_kubevirt_1_9_is_ready(kmock: Any, ca: CA) -> None:
     assert mode.status is Status.OK, mode.details
 
 
-async def test_configured_plugin_mode_without_the_gate_fails_the_gates(kmock: Any,
-                                                                      ca: CA) -> None:
+async def test_configured_plugin_mode_without_the_gate_fails_the_gates(kmock: Any, ca: CA) -> None:
     objects = ready_cluster(ca)
     replace(objects, kubevirt(version="v1.10.0"))
-    find(objects, "ConfigMap")["data"].update(integrationMode="plugin",
-                                              dialect="qemu-commandline")
+    find(objects, "ConfigMap")["data"].update(integrationMode="plugin", dialect="qemu-commandline")
     objects.append(plugin_object())
     checks = await doctor(kmock, objects)
     gates = checks["feature gates"]
     assert gates.status is Status.FAIL
     assert gates.summary.startswith("off: Plugins")
     assert '"featureGates":["LiveMigration","WorkloadEncryptionCCA","Sidecar","Plugins"]' in (
-        gates.fix or "")
+        gates.fix or ""
+    )
     # reported once, by the feature gates check
     assert checks["integration mode"].status is Status.OK
 
 
 async def test_unlistable_plugins_with_the_gate_fail(kmock: Any, ca: CA) -> None:
-    kmock["list plugin.kubevirt.io/v1alpha1/plugins"] << 403 << {
-        "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
-        "reason": "Forbidden", "message": "plugins.plugin.kubevirt.io is forbidden"}
+    (
+        kmock["list plugin.kubevirt.io/v1alpha1/plugins"]
+        << 403
+        << {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "code": 403,
+            "reason": "Forbidden",
+            "message": "plugins.plugin.kubevirt.io is forbidden",
+        }
+    )
     objects = plugin_ready(ca)
     objects.remove(find(objects, "Plugin"))
     checks = await doctor(kmock, objects)

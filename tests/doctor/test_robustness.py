@@ -14,26 +14,94 @@ from kubevirt_cca.core.install import InstallOptions
 from tests.doctor.cluster import CHECK_NAMES
 
 # Base64 and PEM-looking text too, so the certificate parsing is reached.
-_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8),
-                     st.sampled_from(["LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==", "", "true",
-                                      "arm64", "Fail", "Exists", "webhook", "{}", "[1]"]))
-_KEYS = st.sampled_from([
-    "metadata", "spec", "status", "webhooks", "clientConfig", "service", "caBundle", "name",
-    "namespace", "labels", "annotations", "data", "tls.crt", "items", "configuration",
-    "developerConfiguration", "featureGates", "disabledFeatureGates", "objectSelector",
-    "matchLabels", "matchExpressions", "failurePolicy", "endpoints", "conditions", "ready",
-    "kubernetes.io/arch", "kubevirt.io/cca", "cca.kubevirt.io/detection", "taints", "phase",
-    "nodeName", "template", "containers", "initContainers", "image", "selector", "path",
-])
-JSON = st.recursive(_SCALARS, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=4)), max_leaves=25)
-READS = st.one_of(st.just(Read()), st.builds(Read, value=JSON),
-                  st.builds(Read, value=st.lists(JSON, max_size=3)),
-                  st.builds(Read, error=st.text(min_size=1, max_size=10)))
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.text(max_size=8),
+    st.sampled_from(
+        [
+            "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==",
+            "",
+            "true",
+            "arm64",
+            "Fail",
+            "Exists",
+            "webhook",
+            "{}",
+            "[1]",
+        ]
+    ),
+)
+_KEYS = st.sampled_from(
+    [
+        "metadata",
+        "spec",
+        "status",
+        "webhooks",
+        "clientConfig",
+        "service",
+        "caBundle",
+        "name",
+        "namespace",
+        "labels",
+        "annotations",
+        "data",
+        "tls.crt",
+        "items",
+        "configuration",
+        "developerConfiguration",
+        "featureGates",
+        "disabledFeatureGates",
+        "objectSelector",
+        "matchLabels",
+        "matchExpressions",
+        "failurePolicy",
+        "endpoints",
+        "conditions",
+        "ready",
+        "kubernetes.io/arch",
+        "kubevirt.io/cca",
+        "cca.kubevirt.io/detection",
+        "taints",
+        "phase",
+        "nodeName",
+        "template",
+        "containers",
+        "initContainers",
+        "image",
+        "selector",
+        "path",
+    ]
+)
+JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=4)),
+    max_leaves=25,
+)
+READS = st.one_of(
+    st.just(Read()),
+    st.builds(Read, value=JSON),
+    st.builds(Read, value=st.lists(JSON, max_size=3)),
+    st.builds(Read, error=st.text(min_size=1, max_size=10)),
+)
 
 
-SOURCES = ("kubevirts", "plugins", "config_map", "mutating", "validating", "service",
-           "endpoint_slices", "secret", "deployment", "daemon_set", "pods", "nodes", "vmi_crd")
+SOURCES = (
+    "kubevirts",
+    "plugins",
+    "config_map",
+    "mutating",
+    "validating",
+    "service",
+    "endpoint_slices",
+    "secret",
+    "deployment",
+    "daemon_set",
+    "pods",
+    "nodes",
+    "vmi_crd",
+)
 
 
 @settings(max_examples=250, deadline=None)

@@ -44,10 +44,10 @@ def start_server() -> Iterator[StartServer]:
 def start_hook(hooks_dir: Path, start_server: StartServer) -> StartHook:
     """Start a hook server in a sidecar sub-directory; stopped after the test."""
 
-    def start(settings: Settings | None = None, subdir: str = "hook-sidecar-0",
-              **kwargs: object) -> UnixSocketServer:
-        return start_server(
-            hook_server(hooks_dir / subdir, settings or Settings(), **kwargs))  # type: ignore[arg-type]
+    def start(
+        settings: Settings | None = None, subdir: str = "hook-sidecar-0", **kwargs: object
+    ) -> UnixSocketServer:
+        return start_server(hook_server(hooks_dir / subdir, settings or Settings(), **kwargs))  # type: ignore[arg-type]
 
     return start
 

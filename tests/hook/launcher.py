@@ -95,10 +95,15 @@ class Launcher:
                 raise
         for version in self.known_versions:
             if version in info.versions:
-                return Sidecar(socket=socket, name=info.name, version=version,
-                               hook_points=tuple(p.name for p in info.hookPoints))
-        raise NoCommonVersion(f"sidecar offers {list(info.versions)}, "
-                              f"launcher knows {list(self.known_versions)}")
+                return Sidecar(
+                    socket=socket,
+                    name=info.name,
+                    version=version,
+                    hook_points=tuple(p.name for p in info.hookPoints),
+                )
+        raise NoCommonVersion(
+            f"sidecar offers {list(info.versions)}, launcher knows {list(self.known_versions)}"
+        )
 
     # --- hook points -----------------------------------------------------------------------
 

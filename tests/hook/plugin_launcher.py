@@ -40,17 +40,26 @@ class PluginCaller:
                 raise TimeoutError(f"plugin socket {self.socket_path} did not appear")
             time.sleep(0.02)
 
-    def mutate_domain(self, domain: bytes, vmi: Mapping[str, Any] | bytes, *,
-                      context: str = "Boot", domain_type: str = "libvirt") -> bytes:
+    def mutate_domain(
+        self,
+        domain: bytes,
+        vmi: Mapping[str, Any] | bytes,
+        *,
+        context: str = "Boot",
+        domain_type: str = "libvirt",
+    ) -> bytes:
         self.wait_for_socket()
         vmi_json = vmi if isinstance(vmi, bytes) else json.dumps(vmi).encode()
         request = plugin_pb2.MutateDomainRequest(
-            domain_type=domain_type, domain=domain, vmi=vmi_json,
+            domain_type=domain_type,
+            domain=domain,
+            vmi=vmi_json,
             sidecar_context=plugin_pb2.SidecarContext(invocation_context=context),
         )
         with grpc.insecure_channel(f"unix:{self.socket_path}") as channel:
             response = plugin_grpc.DomainHookServiceStub(channel).MutateDomain(
-                request, timeout=CALL_TIMEOUT)
+                request, timeout=CALL_TIMEOUT
+            )
         return response.domain
 
 

@@ -15,8 +15,7 @@ from tests.conftest import shared_path
 
 RPV = base64.b64encode(bytes(range(64))).decode()
 # The parameters of the core's golden outputs (tests/data/golden/shared-kubevirt-arm64.*.xml).
-FULL_PARAMETERS = {"measurementAlgo": "sha256", "measurementLog": True,
-                   "personalizationValue": RPV}
+FULL_PARAMETERS = {"measurementAlgo": "sha256", "measurementLog": True, "personalizationValue": RPV}
 
 
 # A small arm64 domain shaped like virt-launcher's (pflash + NVRAM, a virtio disk and NIC), for
@@ -44,8 +43,9 @@ def _vmi_arm() -> dict[str, Any]:
     return loaded
 
 
-def plain_vmi(*, namespace: str = "tenant-a", name: str = "vmi-arm",
-              with_kind: bool = False) -> dict[str, Any]:
+def plain_vmi(
+    *, namespace: str = "tenant-a", name: str = "vmi-arm", with_kind: bool = False
+) -> dict[str, Any]:
     """KubeVirt's arm64 example VMI as virt-launcher marshals it (no type meta by default)."""
     vmi = copy.deepcopy(_vmi_arm())
     if not with_kind:
@@ -60,15 +60,25 @@ def plain_vmi(*, namespace: str = "tenant-a", name: str = "vmi-arm",
 # honour every parameter (written out, not computed by the code under test).
 HONOURS_EVERYTHING = {
     "kubevirt.io/cca": "true",
-    **{f"cca.kubevirt.io/{layer}measurement-algo-{a}": "true"
-       for layer in ("", "rme-guest-") for a in ("sha256", "sha384", "sha512")},
-    **{f"cca.kubevirt.io/{layer}{p}": "true"
-       for layer in ("", "rme-guest-") for p in ("personalization-value", "measurement-log")},
+    **{
+        f"cca.kubevirt.io/{layer}measurement-algo-{a}": "true"
+        for layer in ("", "rme-guest-")
+        for a in ("sha256", "sha384", "sha512")
+    },
+    **{
+        f"cca.kubevirt.io/{layer}{p}": "true"
+        for layer in ("", "rme-guest-")
+        for p in ("personalization-value", "measurement-log")
+    },
 }
 
 
-def cca_vmi(parameters: dict[str, Any] | str | None = None, *,
-            node_selector: dict[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
+def cca_vmi(
+    parameters: dict[str, Any] | str | None = None,
+    *,
+    node_selector: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
     """The example VMI asking for a Realm, as admitted; ``parameters`` go into the annotation.
 
     ``node_selector`` is what admission scheduled it with (default: a node honouring every
@@ -76,7 +86,8 @@ def cca_vmi(parameters: dict[str, Any] | str | None = None, *,
     """
     vmi = plain_vmi(**kwargs)
     vmi["spec"]["nodeSelector"] = dict(
-        HONOURS_EVERYTHING if node_selector is None else node_selector)
+        HONOURS_EVERYTHING if node_selector is None else node_selector
+    )
     vmi["metadata"].setdefault("labels", {})[ENABLED_LABEL] = "true"
     if parameters is not None:
         text = parameters if isinstance(parameters, str) else json.dumps(parameters)

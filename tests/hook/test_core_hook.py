@@ -30,8 +30,13 @@ X86_DOMAIN = DOMAIN.replace(b"aarch64", b"x86_64").replace(b"'virt'", b"'q35'")
 SETTINGS = Settings()
 
 
-def vmi(labels: dict[str, Any] | None = None, annotations: dict[str, Any] | None = None,
-        *, node_selector: dict[str, str] | None = None, **metadata: Any) -> bytes:
+def vmi(
+    labels: dict[str, Any] | None = None,
+    annotations: dict[str, Any] | None = None,
+    *,
+    node_selector: dict[str, str] | None = None,
+    **metadata: Any,
+) -> bytes:
     """A VMI as virt-launcher sends it, scheduled (by default) on a node honouring everything."""
     meta: dict[str, Any] = {"namespace": "ns", "name": "v", **metadata}
     if labels is not None:
@@ -39,8 +44,9 @@ def vmi(labels: dict[str, Any] | None = None, annotations: dict[str, Any] | None
     if annotations is not None:
         meta["annotations"] = annotations
     selector = HONOURS_EVERYTHING if node_selector is None else node_selector
-    return json.dumps({"metadata": meta, "spec": {"domain": {"devices": {}},
-                                                  "nodeSelector": selector}}).encode()
+    return json.dumps(
+        {"metadata": meta, "spec": {"domain": {"devices": {}}, "nodeSelector": selector}}
+    ).encode()
 
 
 CCA = vmi({ENABLED_LABEL: "true"})
@@ -65,8 +71,10 @@ def test_cca_vmi_gets_the_core_rewrite(dialect: Dialect) -> None:
         DOMAIN, CCARequest(measurement_algo="sha512", measurement_log=False), settings
     )
     assert answer.realm and answer.domain_xml == expected.encode()
-    assert on_define_domain(DOMAIN, CCA, settings) == rewrite_domain(
-        DOMAIN, CCARequest(), settings).encode()
+    assert (
+        on_define_domain(DOMAIN, CCA, settings)
+        == rewrite_domain(DOMAIN, CCARequest(), settings).encode()
+    )
 
 
 def test_refusals_name_the_vmi_and_keep_their_cause() -> None:
@@ -93,24 +101,30 @@ def test_refusals_name_the_vmi_and_keep_their_cause() -> None:
     )
 
 
-@pytest.mark.parametrize(("raw", "detail"), [
-    (b"", "it is not valid JSON: Expecting value at line 1 column 1"),
-    (b"null", "expected a JSON object, got NoneType"),
-    (b'"vmi"', "expected a JSON object, got str"),
-    (b"\xfe\xff\x00", "it is not UTF-8 text"),
-    (b"[" * 100_000, "nested too deeply"),
-    (b'{"kind": "Pod"}', "expected kind VirtualMachineInstance, got 'Pod'"),
-])
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        (b"", "it is not valid JSON: Expecting value at line 1 column 1"),
+        (b"null", "expected a JSON object, got NoneType"),
+        (b'"vmi"', "expected a JSON object, got str"),
+        (b"\xfe\xff\x00", "it is not UTF-8 text"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"kind": "Pod"}', "expected kind VirtualMachineInstance, got 'Pod'"),
+    ],
+)
 def test_unreadable_vmi_is_refused(raw: bytes, detail: str) -> None:
     with pytest.raises(HookError) as caught:
         on_define_domain(DOMAIN, raw, SETTINGS)
     assert caught.value.vmi == UNKNOWN_VMI
     message = str(caught.value)
-    assert message.startswith("kubevirt-cca hook: refusing to define the domain: cannot read "
-                              "the VMI that virt-launcher sent (")
+    assert message.startswith(
+        "kubevirt-cca hook: refusing to define the domain: cannot read "
+        "the VMI that virt-launcher sent ("
+    )
     assert detail in message
-    assert message.endswith("since it may ask for an Arm CCA Realm, the VM is not started as a "
-                            "plain VM")
+    assert message.endswith(
+        "since it may ask for an Arm CCA Realm, the VM is not started as a plain VM"
+    )
 
 
 @pytest.mark.parametrize("kind", [None, ""])
@@ -121,14 +135,17 @@ def test_vmi_without_type_meta_is_read_as_a_vmi(kind: str | None) -> None:
     assert read_vmi(json.dumps(obj).encode())["kind"] == "VirtualMachineInstance"
 
 
-@pytest.mark.parametrize(("metadata", "expected"), [
-    ({"namespace": "ns", "name": "v"}, "ns/v"),
-    ({"name": "v"}, "v"),
-    ({"namespace": "ns"}, UNKNOWN_VMI),
-    ({"namespace": 3, "name": "v"}, "v"),
-    ({"name": ["v"]}, UNKNOWN_VMI),
-    ("not-a-map", UNKNOWN_VMI),
-])
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ({"namespace": "ns", "name": "v"}, "ns/v"),
+        ({"name": "v"}, "v"),
+        ({"namespace": "ns"}, UNKNOWN_VMI),
+        ({"namespace": 3, "name": "v"}, "v"),
+        ({"name": ["v"]}, UNKNOWN_VMI),
+        ("not-a-map", UNKNOWN_VMI),
+    ],
+)
 def test_vmi_ref(metadata: Any, expected: str) -> None:
     assert vmi_ref({"metadata": metadata}) == expected
 
@@ -137,12 +154,12 @@ def test_vmi_ref(metadata: Any, expected: str) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner,
-                                                                max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3)
+    ),
     max_leaves=10,
 )
-SLOW = settings(max_examples=150, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
+SLOW = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SLOW
@@ -163,11 +180,14 @@ def test_any_vmi_bytes_either_refuse_or_answer_by_the_parser(raw: bytes) -> None
     parameters=st.one_of(
         st.text(max_size=40),
         json_values.map(json.dumps),
-        st.fixed_dictionaries({}, optional={
-            "measurementAlgo": st.sampled_from(["sha256", "sha512", "md5", ""]),
-            "measurementLog": st.sampled_from([True, False, "yes", "no", "on", 1]),
-            "personalizationValue": st.sampled_from(["", "AAAA", "A" * 86 + "==", "%%"]),
-        }).map(json.dumps),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "measurementAlgo": st.sampled_from(["sha256", "sha512", "md5", ""]),
+                "measurementLog": st.sampled_from([True, False, "yes", "no", "on", 1]),
+                "personalizationValue": st.sampled_from(["", "AAAA", "A" * 86 + "==", "%%"]),
+            },
+        ).map(json.dumps),
     ),
     labels=st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=3),
 )

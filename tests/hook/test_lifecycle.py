@@ -35,8 +35,9 @@ from tests.narrow import find
 
 SIDECAR = "hook-sidecar-0"
 PLAIN_VMI = {"metadata": {"namespace": "ns", "name": "plain"}}
-CCA_VMI = {"metadata": {"namespace": "ns", "name": "realm",
-                        "labels": {"cca.kubevirt.io/enabled": "true"}}}
+CCA_VMI = {
+    "metadata": {"namespace": "ns", "name": "realm", "labels": {"cca.kubevirt.io/enabled": "true"}}
+}
 
 
 def socket_path(hooks_dir: Path) -> Path:
@@ -139,12 +140,20 @@ def test_serve_until_stopped_returns_after_shutdown_and_cleans_up(
 def sidecar_process(hooks_dir: Path) -> Iterator[subprocess.Popen[str]]:
     """``kubevirt-cca hook`` in its own process, as in the sidecar container."""
     command = [
-        sys.executable, "-c", "import sys; from kubevirt_cca.cli import main; sys.exit(main())",
-        "hook", "--socket-dir", str(hooks_dir / SIDECAR), "--dialect", "openeuler",
-        "--firmware", "/opt/cca/AAVMF_CODE.cca.fd", "--virtio-iommu", "on",
+        sys.executable,
+        "-c",
+        "import sys; from kubevirt_cca.cli import main; sys.exit(main())",
+        "hook",
+        "--socket-dir",
+        str(hooks_dir / SIDECAR),
+        "--dialect",
+        "openeuler",
+        "--firmware",
+        "/opt/cca/AAVMF_CODE.cca.fd",
+        "--virtio-iommu",
+        "on",
     ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         yield process
     finally:
@@ -178,10 +187,14 @@ def test_sidecar_process_serves_and_sigterm_removes_the_socket(
     assert sidecar_process.returncode == 0, stderr
     assert not path.exists()
     assert "stopping signal=SIGTERM" in stderr
-    assert ("call=OnDefineDomain version=v1alpha3 vmi=ns/realm dialect=openeuler "
-            "outcome=rewritten duration_ms=") in stderr
-    assert ("call=OnDefineDomain version=v1alpha3 vmi=ns/plain dialect=openeuler "
-            "outcome=unchanged duration_ms=") in stderr
+    assert (
+        "call=OnDefineDomain version=v1alpha3 vmi=ns/realm dialect=openeuler "
+        "outcome=rewritten duration_ms="
+    ) in stderr
+    assert (
+        "call=OnDefineDomain version=v1alpha3 vmi=ns/plain dialect=openeuler "
+        "outcome=unchanged duration_ms="
+    ) in stderr
     assert "Traceback" not in stderr
 
 
@@ -208,8 +221,9 @@ def test_sidecar_process_replaces_a_stale_socket(
     sidecar_process.kill()
     sidecar_process.communicate(timeout=10)
     assert path.is_socket(), "a killed server leaves its socket file"
-    second = subprocess.Popen(sidecar_process.args, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(
+        sidecar_process.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 30
         launcher_ready = False
@@ -267,11 +281,14 @@ def test_unusable_socket_path_is_one_clear_line(
     assert os.path.isfile(path)
 
 
-
-@pytest.mark.parametrize("settings", [
-    Settings(),
-    Settings(dialect=Dialect.QEMU_COMMANDLINE, firmware="/opt/cca/fw.fd", virtio_iommu=False),
-], ids=["defaults", "all-set"])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        Settings(),
+        Settings(dialect=Dialect.QEMU_COMMANDLINE, firmware="/opt/cca/fw.fd", virtio_iommu=False),
+    ],
+    ids=["defaults", "all-set"],
+)
 def test_the_webhooks_sidecar_entry_starts_this_command(settings: Settings) -> None:
     """The admission webhook's hookSidecars entry is a valid command line with its settings."""
     entry = hook_entry(settings, image="registry.example/kubevirt-cca:1")
@@ -292,8 +309,9 @@ def test_plugin_socket_with_another_dialect_is_a_usage_error(
     code = main(["hook", "--plugin-socket", str(path), "--dialect", dialect])
     assert code == 2
     err = capsys.readouterr().err
-    assert (f"kubevirt-cca hook: error: --dialect {dialect} cannot be used with "
-            "--plugin-socket") in err
+    assert (
+        f"kubevirt-cca hook: error: --dialect {dialect} cannot be used with --plugin-socket"
+    ) in err
     assert "only the qemu-commandline dialect survives" in err
     assert not path.parent.exists()
 
@@ -303,9 +321,19 @@ def test_plugin_command_serves_mutate_domain_only_on_its_socket(hooks_dir: Path)
     path = hooks_dir / "kubevirt-cca" / "kubevirt-cca.sock"
     legacy = hooks_dir / "legacy"
     child = subprocess.Popen(
-        [sys.executable, "-m", "kubevirt_cca", "hook", "--plugin-socket", str(path),
-         "--socket-dir", str(legacy)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "kubevirt_cca",
+            "hook",
+            "--plugin-socket",
+            str(path),
+            "--socket-dir",
+            str(legacy),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -316,15 +344,22 @@ def test_plugin_command_serves_mutate_domain_only_on_its_socket(hooks_dir: Path)
         with grpc.insecure_channel(f"unix:{path}") as channel:
             answer = plugin_grpc.DomainHookServiceStub(channel).MutateDomain(
                 plugin_pb2.MutateDomainRequest(
-                    domain_type="libvirt", domain=ARM64_MINIMAL,
+                    domain_type="libvirt",
+                    domain=ARM64_MINIMAL,
                     vmi=json.dumps(CCA_VMI).encode(),
-                    sidecar_context=plugin_pb2.SidecarContext(invocation_context="Boot")),
-                timeout=20)
+                    sidecar_context=plugin_pb2.SidecarContext(invocation_context="Boot"),
+                ),
+                timeout=20,
+            )
         out = etree.fromstring(answer.domain)
         assert out.find("launchSecurity") is None  # forced qemu-commandline dialect
         args = [a.get("value") for a in out.iter(f"{{{QEMU_NAMESPACE}}}arg")]
-        assert args == ["-object", "rme-guest,id=rme0", "-machine",
-                        "confidential-guest-support=rme0"]
+        assert args == [
+            "-object",
+            "rme-guest,id=rme0",
+            "-machine",
+            "confidential-guest-support=rme0",
+        ]
         assert not legacy.exists()
     finally:
         child.send_signal(signal.SIGTERM)

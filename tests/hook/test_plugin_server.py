@@ -79,8 +79,9 @@ def commandline(answer: bytes) -> list[str | None]:
 
 @pytest.mark.shared
 @pytest.mark.parametrize("context", CONTEXTS)
-def test_cca_vmi_gets_the_realm_domain(start_plugin: StartPlugin, caller: PluginCaller,
-                                       context: str) -> None:
+def test_cca_vmi_gets_the_realm_domain(
+    start_plugin: StartPlugin, caller: PluginCaller, context: str
+) -> None:
     start_plugin()
     source = domain("kubevirt-arm64.xml")
     answer = caller.mutate_domain(source, cca_vmi(FULL_PARAMETERS), context=context)
@@ -93,7 +94,11 @@ def test_cca_vmi_gets_the_realm_domain(start_plugin: StartPlugin, caller: Plugin
 @pytest.mark.parametrize("prefix", ["prefixed", "unprefixed"])
 @pytest.mark.parametrize("name", DOMAINS)
 def test_three_definitions_per_boot_give_the_same_realm(
-    start_plugin: StartPlugin, caller: PluginCaller, name: str, prefix: str, context: str,
+    start_plugin: StartPlugin,
+    caller: PluginCaller,
+    name: str,
+    prefix: str,
+    context: str,
 ) -> None:
     """virt-launcher may define the domain three times, each time from what it got back."""
     start_plugin()
@@ -105,9 +110,10 @@ def test_three_definitions_per_boot_give_the_same_realm(
     third = caller.mutate_domain(reserialise(second), vmi, context=context)
     expected_args = [
         "-object",
-        f"rme-guest,id=rme0,measurement-algorithm=sha256,"
+        "rme-guest,id=rme0,measurement-algorithm=sha256,"
         f"personalization-value={FULL_PARAMETERS['personalizationValue']},measurement-log=on",
-        "-machine", "confidential-guest-support=rme0",
+        "-machine",
+        "confidential-guest-support=rme0",
     ]
     for answer in (first, second, third):
         assert commandline(answer) == expected_args  # one rme-guest object, never two
@@ -123,21 +129,27 @@ def test_three_definitions_per_boot_give_the_same_realm(
 
 @pytest.mark.shared
 def test_an_unprefixed_commandline_of_the_user_is_kept(
-    start_plugin: StartPlugin, caller: PluginCaller,
+    start_plugin: StartPlugin,
+    caller: PluginCaller,
 ) -> None:
     """Arguments the VM already had in a default-namespace block stay, ours are appended."""
     start_plugin()
     root = etree.fromstring(domain("kubevirt-arm64.xml"))
     # lxml-stubs allow no None (the default namespace) as an nsmap key; lxml does.
-    block = etree.SubElement(root, f"{Q}commandline",
-                             nsmap={None: QEMU_NAMESPACE})  # type: ignore[dict-item]
+    block = etree.SubElement(root, f"{Q}commandline", nsmap={None: QEMU_NAMESPACE})  # type: ignore[dict-item]
     etree.SubElement(block, f"{Q}arg", value="-msg")
     etree.SubElement(block, f"{Q}arg", value="timestamp=on")
     source = etree.tostring(root)
     assert f'<commandline xmlns="{QEMU_NAMESPACE}">'.encode() in source
     answer = caller.mutate_domain(source, cca_vmi())
-    assert commandline(answer) == ["-msg", "timestamp=on", "-object", "rme-guest,id=rme0",
-                                   "-machine", "confidential-guest-support=rme0"]
+    assert commandline(answer) == [
+        "-msg",
+        "timestamp=on",
+        "-object",
+        "rme-guest,id=rme0",
+        "-machine",
+        "confidential-guest-support=rme0",
+    ]
     assert caller.mutate_domain(answer, cca_vmi()) == answer
 
 
@@ -145,7 +157,10 @@ def test_an_unprefixed_commandline_of_the_user_is_kept(
 @pytest.mark.parametrize("context", CONTEXTS)
 @pytest.mark.parametrize("name", ["kubevirt-arm64.xml", "kubevirt-x86_64.xml"])
 def test_plain_vmi_domain_comes_back_byte_for_byte(
-    start_plugin: StartPlugin, caller: PluginCaller, name: str, context: str,
+    start_plugin: StartPlugin,
+    caller: PluginCaller,
+    name: str,
+    context: str,
 ) -> None:
     start_plugin()
     source = domain(name)
@@ -154,7 +169,8 @@ def test_plain_vmi_domain_comes_back_byte_for_byte(
 
 
 def test_plain_vmi_with_another_domain_type_is_left_alone(
-    start_plugin: StartPlugin, caller: PluginCaller,
+    start_plugin: StartPlugin,
+    caller: PluginCaller,
 ) -> None:
     start_plugin()
     assert caller.mutate_domain(b"{}", plain_vmi_minimal(), domain_type="json") == b"{}"
@@ -184,11 +200,18 @@ def test_fail_closed(start_plugin: StartPlugin, caller: PluginCaller, case: str)
 
 @pytest.mark.parametrize("domain_type", ["", "json", "LIBVIRT"])
 def test_a_realm_in_another_domain_type_is_refused(
-    start_plugin: StartPlugin, caller: PluginCaller, domain_type: str,
+    start_plugin: StartPlugin,
+    caller: PluginCaller,
+    domain_type: str,
 ) -> None:
     start_plugin()
-    vmi = {"metadata": {"namespace": "ns", "name": "realm",
-                        "labels": {"cca.kubevirt.io/enabled": "true"}}}
+    vmi = {
+        "metadata": {
+            "namespace": "ns",
+            "name": "realm",
+            "labels": {"cca.kubevirt.io/enabled": "true"},
+        }
+    }
     with pytest.raises(grpc.RpcError) as caught:
         caller.mutate_domain(ARM64_MINIMAL, vmi, domain_type=domain_type)
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -198,11 +221,17 @@ def test_a_realm_in_another_domain_type_is_refused(
 
 
 def test_an_invalid_request_in_another_domain_type_is_refused(
-    start_plugin: StartPlugin, caller: PluginCaller,
+    start_plugin: StartPlugin,
+    caller: PluginCaller,
 ) -> None:
     start_plugin()
-    vmi = {"metadata": {"namespace": "ns", "name": "realm",
-                        "labels": {"cca.kubevirt.io/enabled": "yes"}}}
+    vmi = {
+        "metadata": {
+            "namespace": "ns",
+            "name": "realm",
+            "labels": {"cca.kubevirt.io/enabled": "yes"},
+        }
+    }
     with pytest.raises(grpc.RpcError) as caught:
         caller.mutate_domain(b"{}", vmi, domain_type="json")
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -210,7 +239,9 @@ def test_an_invalid_request_in_another_domain_type_is_refused(
 
 
 def test_an_unforeseen_error_fails_closed_as_internal(
-    socket_path: Path, caller: PluginCaller, caplog: pytest.LogCaptureFixture,
+    socket_path: Path,
+    caller: PluginCaller,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The one seam: the decision raising something no one foresaw gives no domain at all."""
 
@@ -233,8 +264,13 @@ def test_an_unforeseen_error_fails_closed_as_internal(
 
 
 def cca_vmi_minimal() -> dict[str, Any]:
-    return {"metadata": {"namespace": "ns", "name": "realm",
-                         "labels": {"cca.kubevirt.io/enabled": "true"}}}
+    return {
+        "metadata": {
+            "namespace": "ns",
+            "name": "realm",
+            "labels": {"cca.kubevirt.io/enabled": "true"},
+        }
+    }
 
 
 # --- the forced dialect -------------------------------------------------------------------------
@@ -242,15 +278,20 @@ def cca_vmi_minimal() -> dict[str, Any]:
 
 @pytest.mark.parametrize("dialect", [Dialect.VEP, Dialect.OPENEULER])
 def test_another_dialect_cannot_be_served(dialect: Dialect, socket_path: Path) -> None:
-    with pytest.raises(SettingsError, match=f"dialect {dialect.value} cannot be served as a "
-                                            "KubeVirt Plugin"):
+    with pytest.raises(
+        SettingsError, match=f"dialect {dialect.value} cannot be served as a KubeVirt Plugin"
+    ):
         plugin_server(socket_path, Settings(dialect=dialect))
     assert not socket_path.exists()
 
 
 def test_the_pure_decision_rechecks_the_dialect() -> None:
-    call = MutateCall(domain_type="libvirt", domain=ARM64_MINIMAL,
-                      vmi=as_json(cca_vmi_minimal()), invocation_context=BOOT)
+    call = MutateCall(
+        domain_type="libvirt",
+        domain=ARM64_MINIMAL,
+        vmi=as_json(cca_vmi_minimal()),
+        invocation_context=BOOT,
+    )
     with pytest.raises(HookError, match="refusing to define the domain: dialect vep") as caught:
         mutate_domain(call, Settings(dialect=Dialect.VEP))
     assert caught.value.vmi == "ns/realm"
@@ -274,7 +315,8 @@ def test_only_the_plugin_socket_is_created(start_plugin: StartPlugin, plugin_dir
         info: grpc.UnaryUnaryMultiCallable[None, bytes] = channel.unary_unary(
             "/kubevirt.hooks.info.Info/Info",
             request_serializer=lambda _: b"",
-            response_deserializer=lambda raw: raw)
+            response_deserializer=lambda raw: raw,
+        )
         with pytest.raises(grpc.RpcError) as caught:
             info(None, timeout=5)
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
@@ -288,14 +330,19 @@ def test_stop_removes_the_socket(start_plugin: StartPlugin, socket_path: Path) -
 
 def test_request_message_round_trips_the_context() -> None:
     request = plugin_pb2.MutateDomainRequest(
-        domain_type="libvirt", domain=b"<domain/>", vmi=b"{}",
-        sidecar_context=plugin_pb2.SidecarContext(invocation_context=MIGRATION_TARGET))
+        domain_type="libvirt",
+        domain=b"<domain/>",
+        vmi=b"{}",
+        sidecar_context=plugin_pb2.SidecarContext(invocation_context=MIGRATION_TARGET),
+    )
     parsed = plugin_pb2.MutateDomainRequest.FromString(request.SerializeToString())
     assert parsed.sidecar_context.invocation_context == MIGRATION_TARGET
 
 
 def test_a_stale_plugin_socket_is_replaced_and_a_live_one_kept(
-    start_plugin: StartPlugin, caller: PluginCaller, socket_path: Path,
+    start_plugin: StartPlugin,
+    caller: PluginCaller,
+    socket_path: Path,
 ) -> None:
     socket_path.parent.mkdir(parents=True)
     stale = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)

@@ -24,14 +24,16 @@ GENERATED = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
 
 
 def generated_files(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
-            if p.name.endswith(GENERATED)}
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name.endswith(GENERATED)}
 
 
 def test_committed_stubs_are_what_the_generator_writes(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "gen_protos.py"), "--out", str(tmp_path)],
-        capture_output=True, text=True, check=False, timeout=60,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     fresh = generated_files(tmp_path / "kubevirt_cca" / "hookproto")
@@ -44,62 +46,95 @@ def test_committed_stubs_are_what_the_generator_writes(tmp_path: Path) -> None:
 
 # --- the protocol facts, field by field (what virt-launcher's generated Go code expects) -------
 
-STRING, BYTES, INT32, MESSAGE = (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES,
-                                 FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_MESSAGE)
+STRING, BYTES, INT32, MESSAGE = (
+    FieldDescriptor.TYPE_STRING,
+    FieldDescriptor.TYPE_BYTES,
+    FieldDescriptor.TYPE_INT32,
+    FieldDescriptor.TYPE_MESSAGE,
+)
 REPEATED = "repeated"
 ON_DEFINE_DOMAIN_MESSAGES = {
     "OnDefineDomainParams": {"domainXML": (1, BYTES, ""), "vmi": (2, BYTES, "")},
     "OnDefineDomainResult": {"domainXML": (1, BYTES, "")},
 }
 PRE_CLOUD_INIT_ISO_MESSAGES = {
-    "PreCloudInitIsoParams": {"cloudInitNoCloudSource": (1, BYTES, ""), "vmi": (2, BYTES, ""),
-                              "cloudInitData": (3, BYTES, "")},
-    "PreCloudInitIsoResult": {"cloudInitNoCloudSource": (1, BYTES, ""),
-                              "cloudInitData": (3, BYTES, "")},
+    "PreCloudInitIsoParams": {
+        "cloudInitNoCloudSource": (1, BYTES, ""),
+        "vmi": (2, BYTES, ""),
+        "cloudInitData": (3, BYTES, ""),
+    },
+    "PreCloudInitIsoResult": {
+        "cloudInitNoCloudSource": (1, BYTES, ""),
+        "cloudInitData": (3, BYTES, ""),
+    },
 }
 SHUTDOWN_MESSAGES: dict[str, dict[str, tuple[int, int, str]]] = {
-    "ShutdownParams": {}, "ShutdownResult": {},
+    "ShutdownParams": {},
+    "ShutdownResult": {},
 }
 ON_DEFINE_DOMAIN = ("OnDefineDomain", "OnDefineDomainParams", "OnDefineDomainResult")
 PRE_CLOUD_INIT_ISO = ("PreCloudInitIso", "PreCloudInitIsoParams", "PreCloudInitIsoResult")
 SHUTDOWN = ("Shutdown", "ShutdownParams", "ShutdownResult")
 
 PROTOCOL = {
-    "info": (api_info_pb2, "kubevirt.hooks.info", "Info",
-             [("Info", "InfoParams", "InfoResult")], {
-                 "InfoParams": {},
-                 "InfoResult": {"name": (1, STRING, ""), "hookPoints": (3, MESSAGE, REPEATED),
-                                "versions": (4, STRING, REPEATED)},
-                 "HookPoint": {"name": (1, STRING, ""), "priority": (2, INT32, "")},
-             }),
-    "v1alpha1": (api_v1alpha1_pb2, "kubevirt.hooks.v1alpha1", "Callbacks",
-                 [ON_DEFINE_DOMAIN], ON_DEFINE_DOMAIN_MESSAGES),
-    "v1alpha2": (api_v1alpha2_pb2, "kubevirt.hooks.v1alpha2", "Callbacks",
-                 [ON_DEFINE_DOMAIN, PRE_CLOUD_INIT_ISO],
-                 {**ON_DEFINE_DOMAIN_MESSAGES, **PRE_CLOUD_INIT_ISO_MESSAGES}),
-    "v1alpha3": (api_v1alpha3_pb2, "kubevirt.hooks.v1alpha3", "Callbacks",
-                 [ON_DEFINE_DOMAIN, PRE_CLOUD_INIT_ISO, SHUTDOWN],
-                 {**ON_DEFINE_DOMAIN_MESSAGES, **PRE_CLOUD_INIT_ISO_MESSAGES,
-                  **SHUTDOWN_MESSAGES}),
+    "info": (
+        api_info_pb2,
+        "kubevirt.hooks.info",
+        "Info",
+        [("Info", "InfoParams", "InfoResult")],
+        {
+            "InfoParams": {},
+            "InfoResult": {
+                "name": (1, STRING, ""),
+                "hookPoints": (3, MESSAGE, REPEATED),
+                "versions": (4, STRING, REPEATED),
+            },
+            "HookPoint": {"name": (1, STRING, ""), "priority": (2, INT32, "")},
+        },
+    ),
+    "v1alpha1": (
+        api_v1alpha1_pb2,
+        "kubevirt.hooks.v1alpha1",
+        "Callbacks",
+        [ON_DEFINE_DOMAIN],
+        ON_DEFINE_DOMAIN_MESSAGES,
+    ),
+    "v1alpha2": (
+        api_v1alpha2_pb2,
+        "kubevirt.hooks.v1alpha2",
+        "Callbacks",
+        [ON_DEFINE_DOMAIN, PRE_CLOUD_INIT_ISO],
+        {**ON_DEFINE_DOMAIN_MESSAGES, **PRE_CLOUD_INIT_ISO_MESSAGES},
+    ),
+    "v1alpha3": (
+        api_v1alpha3_pb2,
+        "kubevirt.hooks.v1alpha3",
+        "Callbacks",
+        [ON_DEFINE_DOMAIN, PRE_CLOUD_INIT_ISO, SHUTDOWN],
+        {**ON_DEFINE_DOMAIN_MESSAGES, **PRE_CLOUD_INIT_ISO_MESSAGES, **SHUTDOWN_MESSAGES},
+    ),
     # KubeVirt Plugins (VEP 190): the domain hook virt-launcher dials without a handshake.
-    "plugins_v1alpha1": (api_plugins_v1alpha1_pb2, "kubevirt.hooks.plugins.v1alpha1",
-                         "DomainHookService",
-                         [("MutateDomain", "MutateDomainRequest", "MutateDomainResponse")], {
-                             "MutateDomainRequest": {
-                                 "domain_type": (1, STRING, ""), "domain": (2, BYTES, ""),
-                                 "vmi": (3, BYTES, ""), "sidecar_context": (4, MESSAGE, ""),
-                             },
-                             "SidecarContext": {"invocation_context": (1, STRING, "")},
-                             "MutateDomainResponse": {"domain": (1, BYTES, "")},
-                         }),
+    "plugins_v1alpha1": (
+        api_plugins_v1alpha1_pb2,
+        "kubevirt.hooks.plugins.v1alpha1",
+        "DomainHookService",
+        [("MutateDomain", "MutateDomainRequest", "MutateDomainResponse")],
+        {
+            "MutateDomainRequest": {
+                "domain_type": (1, STRING, ""),
+                "domain": (2, BYTES, ""),
+                "vmi": (3, BYTES, ""),
+                "sidecar_context": (4, MESSAGE, ""),
+            },
+            "SidecarContext": {"invocation_context": (1, STRING, "")},
+            "MutateDomainResponse": {"domain": (1, BYTES, "")},
+        },
+    ),
 }
 
 
 def fields(message: Descriptor) -> dict[str, tuple[int, int, str]]:
-    return {
-        f.name: (f.number, f.type, REPEATED if f.is_repeated else "")
-        for f in message.fields
-    }
+    return {f.name: (f.number, f.type, REPEATED if f.is_repeated else "") for f in message.fields}
 
 
 @pytest.mark.parametrize("name", list(PROTOCOL))

@@ -51,7 +51,7 @@ Q = f"{{{QEMU_NAMESPACE}}}"
 
 def launcher_knowing(hooks_dir: Path, newest: str) -> Launcher:
     """A virt-launcher whose newest known callback version is ``newest``."""
-    return Launcher(hooks_dir, NEWEST_FIRST[NEWEST_FIRST.index(newest):])
+    return Launcher(hooks_dir, NEWEST_FIRST[NEWEST_FIRST.index(newest) :])
 
 
 # --- Info --------------------------------------------------------------------------------------
@@ -68,7 +68,8 @@ def test_info_names_the_hook_its_versions_and_hook_points(
     assert list(info.versions) == ["v1alpha1", "v1alpha2", "v1alpha3"]
     # PreCloudInitIso is not implemented, so it is not advertised.
     assert [(p.name, p.priority) for p in info.hookPoints] == [
-        ("OnDefineDomain", 0), ("Shutdown", 0),
+        ("OnDefineDomain", 0),
+        ("Shutdown", 0),
     ]
 
 
@@ -100,7 +101,10 @@ def check_realm(source: bytes, answer: bytes, dialect: Dialect) -> None:
     loader = out.find("os/loader")
     assert loader is not None
     assert (loader.get("type"), loader.get("readonly"), loader.text) == (
-        "rom", "yes", DEFAULT_CCA_FIRMWARE)
+        "rom",
+        "yes",
+        DEFAULT_CCA_FIRMWARE,
+    )
     assert out.find("os/nvram") is None
     interfaces = out.findall("devices/interface")
     assert interfaces
@@ -126,14 +130,18 @@ def check_realm(source: bytes, answer: bytes, dialect: Dialect) -> None:
         [element] = launch_security
         assert attributes(element) == {"type": "cca", "measurement-log": "yes"}
         assert [(c.tag, c.text) for c in element] == [
-            ("measurement-algo", "sha256"), ("personalization-value", RPV)]
+            ("measurement-algo", "sha256"),
+            ("personalization-value", RPV),
+        ]
         assert commandline == []
     elif dialect is Dialect.OPENEULER:
         [element] = launch_security
         assert attributes(element) == {"type": "cca"}
         assert [(c.tag, c.text, dict(c.attrib)) for c in element] == [
-            ("measurement-algo", "sha256", {}), ("personalization-value", RPV, {}),
-            ("measurement-log", None, {"state": "on"})]
+            ("measurement-algo", "sha256", {}),
+            ("personalization-value", RPV, {}),
+            ("measurement-log", None, {"state": "on"}),
+        ]
         assert commandline == []
     else:
         assert launch_security == []
@@ -141,7 +149,8 @@ def check_realm(source: bytes, answer: bytes, dialect: Dialect) -> None:
             "-object",
             f"rme-guest,id=rme0,measurement-algorithm=sha256,personalization-value={RPV},"
             "measurement-log=on",
-            "-machine", "confidential-guest-support=rme0",
+            "-machine",
+            "confidential-guest-support=rme0",
         ]
     assert untouched_view(answer.decode()) == untouched_view(source.decode())
 
@@ -230,8 +239,11 @@ def _parameters_without_label() -> dict[str, Any]:
 def _stripped_label() -> dict[str, Any]:
     """A VMI as admission left it (our hook entry), with the label removed afterwards."""
     vmi = plain_vmi()
-    vmi["metadata"]["annotations"] = {"hooks.kubevirt.io/hookSidecars": json.dumps(
-        [{"image": "kubevirt-cca:0.1.0", "args": ["hook", "--dialect", "vep"]}])}
+    vmi["metadata"]["annotations"] = {
+        "hooks.kubevirt.io/hookSidecars": json.dumps(
+            [{"image": "kubevirt-cca:0.1.0", "args": ["hook", "--dialect", "vep"]}]
+        )
+    }
     return vmi
 
 
@@ -247,89 +259,132 @@ ANNOTATION_PATH = f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]"
 FAIL_CLOSED: dict[str, tuple[Any, Any, grpc.StatusCode, tuple[str, ...]]] = {
     # name: (domain, VMI, status, phrases the message must contain)
     "x86_64-domain": (
-        lambda: domain("kubevirt-x86_64.xml"), cca_vmi, PRECONDITION,
+        lambda: domain("kubevirt-x86_64.xml"),
+        cca_vmi,
+        PRECONDITION,
         ("the domain is for x86_64", "needs an aarch64 domain"),
     ),
     "domain-has-other-launch-security": (
-        _sev_domain, cca_vmi, PRECONDITION,
+        _sev_domain,
+        cca_vmi,
+        PRECONDITION,
         ("already has <launchSecurity type='sev'>",),
     ),
     "vmi-has-other-launch-security": (
-        lambda: domain(ARM64), lambda: _vmi_with(("spec", "domain", "launchSecurity"),
-                                                 {"sev": {}}),
-        INVALID, ("spec.domain.launchSecurity.sev", "cannot also use sev launch security"),
+        lambda: domain(ARM64),
+        lambda: _vmi_with(("spec", "domain", "launchSecurity"), {"sev": {}}),
+        INVALID,
+        ("spec.domain.launchSecurity.sev", "cannot also use sev launch security"),
     ),
     "unknown-algorithm": (
-        lambda: domain(ARM64), lambda: cca_vmi({"measurementAlgo": "md5"}), INVALID,
+        lambda: domain(ARM64),
+        lambda: cca_vmi({"measurementAlgo": "md5"}),
+        INVALID,
         (f"{ANNOTATION_PATH}.measurementAlgo", "unsupported value 'md5'"),
     ),
     "short-personalization-value": (
-        lambda: domain(ARM64), lambda: cca_vmi({"personalizationValue": "AAAA"}), INVALID,
+        lambda: domain(ARM64),
+        lambda: cca_vmi({"personalizationValue": "AAAA"}),
+        INVALID,
         (f"{ANNOTATION_PATH}.personalizationValue", "decodes to 3 bytes"),
     ),
     "unknown-parameter": (
-        lambda: domain(ARM64), lambda: cca_vmi({"measurmentLog": True}), INVALID,
+        lambda: domain(ARM64),
+        lambda: cca_vmi({"measurmentLog": True}),
+        INVALID,
         (f"{ANNOTATION_PATH}.measurmentLog", "unknown key"),
     ),
     "parameters-not-json": (
-        lambda: domain(ARM64), lambda: cca_vmi("{sha256"), INVALID,
+        lambda: domain(ARM64),
+        lambda: cca_vmi("{sha256"),
+        INVALID,
         (ANNOTATION_PATH, "is not valid JSON"),
     ),
     "parameters-without-label": (
-        lambda: domain(ARM64), _parameters_without_label, INVALID,
+        lambda: domain(ARM64),
+        _parameters_without_label,
+        INVALID,
         ("CCA parameters need the label",),
     ),
     "label-not-true": (
         lambda: domain(ARM64),
         lambda: _vmi_with(("metadata", "labels"), {"cca.kubevirt.io/enabled": "yes"}),
-        INVALID, ('must be "true" to ask for a Realm',),
+        INVALID,
+        ('must be "true" to ask for a Realm',),
     ),
     "domain-not-xml": (
-        lambda: b"<domain type='kvm'><name>x</name>", cca_vmi, PRECONDITION,
+        lambda: b"<domain type='kvm'><name>x</name>",
+        cca_vmi,
+        PRECONDITION,
         ("domain XML is not well-formed",),
     ),
     "not-a-domain": (
-        lambda: b"<network/>", cca_vmi, PRECONDITION,
+        lambda: b"<network/>",
+        cca_vmi,
+        PRECONDITION,
         ("the root element is <network>, expected <domain>",),
     ),
     "vmi-not-json": (
-        lambda: domain(ARM64), lambda: b'{"metadata": ', INVALID,
+        lambda: domain(ARM64),
+        lambda: b'{"metadata": ',
+        INVALID,
         ("cannot read the VMI", "not valid JSON"),
     ),
     "vmi-empty": (
-        lambda: domain(ARM64), lambda: b"", INVALID, ("cannot read the VMI",),
+        lambda: domain(ARM64),
+        lambda: b"",
+        INVALID,
+        ("cannot read the VMI",),
     ),
     "vmi-not-an-object": (
-        lambda: domain(ARM64), lambda: b"[]", INVALID,
+        lambda: domain(ARM64),
+        lambda: b"[]",
+        INVALID,
         ("cannot read the VMI", "expected a JSON object"),
     ),
     "vmi-not-utf8": (
-        lambda: domain(ARM64), lambda: b'{"a": "\xff"}', INVALID,
+        lambda: domain(ARM64),
+        lambda: b'{"a": "\xff"}',
+        INVALID,
         ("cannot read the VMI",),
     ),
     # issue 13: DTDs and entities, and a VMI whose label was stripped after admission
     "domain-with-doctype-and-entities": (
-        lambda: b'<!DOCTYPE domain [<!ENTITY x "kvm">]>' + domain(ARM64).replace(
-            b"<name>", b"<name>&x;", 1), cca_vmi, PRECONDITION,
+        lambda: (
+            b'<!DOCTYPE domain [<!ENTITY x "kvm">]>'
+            + domain(ARM64).replace(b"<name>", b"<name>&x;", 1)
+        ),
+        cca_vmi,
+        PRECONDITION,
         ("domain XML has a DOCTYPE", "kubevirt-cca refuses it rather than pass it on"),
     ),
     "domain-with-undefined-entity": (
-        lambda: domain(ARM64).replace(b"<name>", b"<name>&x;", 1), cca_vmi, PRECONDITION,
-        ("domain XML contains an entity reference that is not defined",
-         "Entity 'x' not defined"),
+        lambda: domain(ARM64).replace(b"<name>", b"<name>&x;", 1),
+        cca_vmi,
+        PRECONDITION,
+        ("domain XML contains an entity reference that is not defined", "Entity 'x' not defined"),
     ),
     "label-stripped-hook-entry-kept": (
-        lambda: domain(ARM64), _stripped_label, INVALID,
-        ("carries kubevirt-cca's hook entry in hooks.kubevirt.io/hookSidecars but not the "
-         "label cca.kubevirt.io/enabled", "removed after admission"),
+        lambda: domain(ARM64),
+        _stripped_label,
+        INVALID,
+        (
+            "carries kubevirt-cca's hook entry in hooks.kubevirt.io/hookSidecars but not the "
+            "label cca.kubevirt.io/enabled",
+            "removed after admission",
+        ),
     ),
     "label-stripped-resolved-kept": (
-        lambda: domain(ARM64), _stripped_label_resolved, INVALID,
+        lambda: domain(ARM64),
+        _stripped_label_resolved,
+        INVALID,
         ("metadata.annotations[cca.kubevirt.io/resolved]", "on CCA VMIs only"),
     ),
     "vmi-of-another-kind": (
-        lambda: domain(ARM64), lambda: as_json(cca_vmi() | {"kind": "VirtualMachine"}),
-        INVALID, ("expected kind VirtualMachineInstance, got 'VirtualMachine'",),
+        lambda: domain(ARM64),
+        lambda: as_json(cca_vmi() | {"kind": "VirtualMachine"}),
+        INVALID,
+        ("expected kind VirtualMachineInstance, got 'VirtualMachine'",),
     ),
 }
 
@@ -351,7 +406,8 @@ def test_fail_closed(start_hook: StartHook, launcher: Launcher, case: str) -> No
 
 @pytest.mark.parametrize("dialect", list(Dialect), ids=lambda d: d.value)
 def test_a_parameter_the_vmi_was_not_scheduled_for_is_refused(
-        start_hook: StartHook, launcher: Launcher, dialect: Dialect) -> None:
+    start_hook: StartHook, launcher: Launcher, dialect: Dialect
+) -> None:
     """Scheduled only on kubevirt.io/cca: nothing said this node honours the parameters."""
     start_hook(Settings(dialect=dialect))
     launcher.collect()
@@ -360,12 +416,15 @@ def test_a_parameter_the_vmi_was_not_scheduled_for_is_refused(
         launcher.on_define_domain(domain(ARM64), vmi)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     message = details(caught.value)
-    assert message.startswith("kubevirt-cca hook: refusing to define the domain of VMI "
-                              "tenant-a/vmi-arm: it asks for measurementAlgo")
+    assert message.startswith(
+        "kubevirt-cca hook: refusing to define the domain of VMI "
+        "tenant-a/vmi-arm: it asks for measurementAlgo"
+    )
     assert f"with the {dialect.value} dialect; the VM is not started as a plain VM" in message
     # The label alone needs nothing more than kubevirt.io/cca.
-    answer = launcher.on_define_domain(domain(ARM64), cca_vmi(
-        node_selector={"kubevirt.io/cca": "true"}))
+    answer = launcher.on_define_domain(
+        domain(ARM64), cca_vmi(node_selector={"kubevirt.io/cca": "true"})
+    )
     assert b"rme" in answer or b"launchSecurity" in answer
 
 
@@ -475,8 +534,9 @@ def test_an_unforeseen_error_fails_closed_as_internal(
 
     stop = threading.Event()
     callbacks = HookCallbacks(Settings(), on_shutdown=stop.set, decide=broken)
-    server = UnixSocketServer(hooks_dir / "hook-sidecar-0" / HOOK_SOCKET_NAME,
-                              callbacks.handlers(), stop_event=stop)
+    server = UnixSocketServer(
+        hooks_dir / "hook-sidecar-0" / HOOK_SOCKET_NAME, callbacks.handlers(), stop_event=stop
+    )
     server.start()
     try:
         launcher.collect()

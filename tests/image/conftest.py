@@ -44,8 +44,9 @@ def image() -> str:
     """The image under test (``$KUBEVIRT_CCA_IMAGE``), present in podman's local storage."""
     if shutil.which("podman") is None:
         missing("podman is not installed")
-    done = subprocess.run(["podman", "image", "exists", IMAGE], capture_output=True, timeout=60,
-                          check=False)
+    done = subprocess.run(
+        ["podman", "image", "exists", IMAGE], capture_output=True, timeout=60, check=False
+    )
     if done.returncode != 0:
         missing(f"the image {IMAGE} is not in podman's storage")
     return IMAGE
@@ -72,17 +73,28 @@ class Run:
     options: list[str]
     args: list[str]
 
-    def command(self, image: str, *, name: str | None = None,
-                network_host: bool = False, detach: bool = True) -> list[str]:
+    def command(
+        self,
+        image: str,
+        *,
+        name: str | None = None,
+        network_host: bool = False,
+        detach: bool = True,
+    ) -> list[str]:
         extra = ["--name", name] if name else []
         extra += ["--network", "host"] if network_host else []
         extra += ["--detach"] if detach else ["--rm"]
         return ["podman", "run", *extra, *self.options, image, *self.args]
 
 
-def podman_args(container: Mapping[str, Any], *, pod_security: Mapping[str, Any] | None = None,
-                mounts: Mapping[str, Mount], env: Mapping[str, str] | None = None,
-                args: Sequence[str] | None = None) -> Run:
+def podman_args(
+    container: Mapping[str, Any],
+    *,
+    pod_security: Mapping[str, Any] | None = None,
+    mounts: Mapping[str, Mount],
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] | None = None,
+) -> Run:
     """``podman run`` options that run ``container`` (a Kubernetes container spec) as a kubelet
     would: its user and group, read-only root without podman's extra tmpfs mounts, its dropped
     capabilities, no privilege escalation, its volumes at their mount paths, its env, its args."""
@@ -119,23 +131,33 @@ class Running:
     name: str
 
     def logs(self) -> str:
-        done = subprocess.run(["podman", "logs", self.name], capture_output=True, text=True,
-                              timeout=60, check=False)
+        done = subprocess.run(
+            ["podman", "logs", self.name], capture_output=True, text=True, timeout=60, check=False
+        )
         return done.stdout + done.stderr
 
     def stop(self, timeout: int = 20) -> int:
         """SIGTERM (then SIGKILL after ``timeout``); the exit status."""
-        subprocess.run(["podman", "stop", "--time", str(timeout), self.name],
-                       capture_output=True, timeout=timeout + 60, check=False)
-        done = subprocess.run(["podman", "wait", self.name], capture_output=True, text=True,
-                              timeout=60, check=False)
+        subprocess.run(
+            ["podman", "stop", "--time", str(timeout), self.name],
+            capture_output=True,
+            timeout=timeout + 60,
+            check=False,
+        )
+        done = subprocess.run(
+            ["podman", "wait", self.name], capture_output=True, text=True, timeout=60, check=False
+        )
         return int(done.stdout.strip() or "-1")
 
     def exit_code(self) -> int | None:
         """The exit status once it stopped, None while it runs."""
-        done = subprocess.run(["podman", "inspect", "--format",
-                               "{{.State.Running}} {{.State.ExitCode}}", self.name],
-                              capture_output=True, text=True, timeout=60, check=False)
+        done = subprocess.run(
+            ["podman", "inspect", "--format", "{{.State.Running}} {{.State.ExitCode}}", self.name],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         running, _, code = done.stdout.strip().partition(" ")
         return None if running == "true" else int(code or "-1")
 
@@ -147,8 +169,13 @@ def start(image: str) -> Iterator[Any]:
 
     def run_detached(run: Run, *, network_host: bool = False) -> Running:
         name = f"kubevirt-cca-lane-{os.getpid()}-{len(started)}-{time.monotonic_ns() % 10**6}"
-        done = subprocess.run(run.command(image, name=name, network_host=network_host),
-                              capture_output=True, text=True, timeout=120, check=False)
+        done = subprocess.run(
+            run.command(image, name=name, network_host=network_host),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert done.returncode == 0, f"podman run failed:\n{done.stderr}"
         running = Running(name)
         started.append(running)
@@ -156,15 +183,25 @@ def start(image: str) -> Iterator[Any]:
 
     yield run_detached
     for running in started:
-        subprocess.run(["podman", "rm", "--force", "--time", "5", running.name],
-                       capture_output=True, timeout=120, check=False)
+        subprocess.run(
+            ["podman", "rm", "--force", "--time", "5", running.name],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
 
 
-def run_once(image: str, run: Run, *, network_host: bool = False,
-             timeout: int = 120) -> subprocess.CompletedProcess[str]:
+def run_once(
+    image: str, run: Run, *, network_host: bool = False, timeout: int = 120
+) -> subprocess.CompletedProcess[str]:
     """``podman run --rm`` in the foreground."""
-    return subprocess.run(run.command(image, network_host=network_host, detach=False),
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        run.command(image, network_host=network_host, detach=False),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 # --- the real kube-apiserver of ../shared/peers -------------------------------------------------
@@ -180,9 +217,14 @@ class ApiServer:
     kubeconfig: Path
 
     def kubectl(self, *argv: str, stdin: str | None = None) -> str:
-        done = subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), *argv],
-                              input=stdin, capture_output=True, text=True, timeout=120,
-                              check=False)
+        done = subprocess.run(
+            ["kubectl", "--kubeconfig", str(self.kubeconfig), *argv],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert done.returncode == 0, f"kubectl {' '.join(argv)} failed:\n{done.stderr}"
         return done.stdout
 
@@ -198,8 +240,9 @@ class ApiServer:
 
         return base64.b64decode(cluster["certificate-authority-data"]).decode()
 
-    def service_account(self, folder: Path, namespace: str, name: str, *,
-                        bound_pod: str | None = None) -> Path:
+    def service_account(
+        self, folder: Path, namespace: str, name: str, *, bound_pod: str | None = None
+    ) -> Path:
         """A folder laid out like a pod's service account mount, with a real token."""
         argv = ["create", "token", name, "-n", namespace, "--duration", "1h"]
         if bound_pod is not None:
@@ -214,8 +257,7 @@ class ApiServer:
 
     def in_cluster_env(self) -> dict[str, str]:
         """What the kubelet puts into every pod's environment to find the API server."""
-        return {"KUBERNETES_SERVICE_HOST": "127.0.0.1",
-                "KUBERNETES_SERVICE_PORT": str(self.port)}
+        return {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(self.port)}
 
     def get(self, *argv: str) -> dict[str, Any]:
         found: dict[str, Any] = json.loads(self.kubectl("get", *argv, "-o", "json"))
@@ -231,7 +273,8 @@ def apiserver() -> Iterator[ApiServer]:
     run_dir = Path(tempfile.mkdtemp(prefix="kubevirt-cca-image-apiserver-"))
     try:
         started = kube_apiserver.start(run_dir, unavailable=missing)
-        yield ApiServer(run_dir=run_dir, url=started.url, port=started.port,
-                        kubeconfig=started.kubeconfig)
+        yield ApiServer(
+            run_dir=run_dir, url=started.url, port=started.port, kubeconfig=started.kubeconfig
+        )
     finally:
         kube_apiserver.stop(run_dir, remove=True)

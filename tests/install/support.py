@@ -25,10 +25,13 @@ def kustomize(folder: Path) -> list[dict[str, Any]]:
     """``kubectl kustomize FOLDER`` (offline), or skip when kubectl is not installed."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
-        pytest.skip("kubectl is not installed: it renders deploy/ with its built-in kustomize "
-                    "(the development and CI machines have it)")
-    done = subprocess.run([kubectl, "kustomize", str(folder)], capture_output=True, text=True,
-                          timeout=60, check=False)
+        pytest.skip(
+            "kubectl is not installed: it renders deploy/ with its built-in kustomize "
+            "(the development and CI machines have it)"
+        )
+    done = subprocess.run(
+        [kubectl, "kustomize", str(folder)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, f"kubectl kustomize {folder} failed:\n{done.stderr}"
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
@@ -59,7 +62,6 @@ def by_key(objects: Iterable[Mapping[str, Any]]) -> dict[Key, dict[str, Any]]:
 
 
 def find(objects: Iterable[Mapping[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    matches = [dict(o) for o in objects
-               if o["kind"] == kind and o["metadata"]["name"] == name]
+    matches = [dict(o) for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
     assert len(matches) == 1, f"expected one {kind} {name}, found {len(matches)}"
     return matches[0]

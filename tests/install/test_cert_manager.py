@@ -19,24 +19,56 @@ from kubevirt_cca.core.install.names import CA_INJECTION_ANNOTATION
 from tests.install.support import find
 
 DURATION = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
-ISSUER_REF = {"type": "object", "required": ["name"], "additionalProperties": False,
-              "properties": {"name": {"type": "string", "minLength": 1},
-                             "kind": {"enum": ["Issuer", "ClusterIssuer"]},
-                             "group": {"const": "cert-manager.io"}}}
-KEY_USAGES = ["signing", "digital signature", "content commitment", "key encipherment",
-              "key agreement", "data encipherment", "cert sign", "crl sign", "encipher only",
-              "decipher only", "any", "server auth", "client auth", "code signing",
-              "email protection", "s/mime", "ipsec end system", "ipsec tunnel", "ipsec user",
-              "timestamping", "ocsp signing", "microsoft sgc", "netscape sgc"]
-METADATA = {"type": "object", "required": ["name", "namespace"],
-            "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}}}
-CERTIFICATE = {
-    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+ISSUER_REF = {
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
     "properties": {
-        "apiVersion": {"const": "cert-manager.io/v1"}, "kind": {"const": "Certificate"},
+        "name": {"type": "string", "minLength": 1},
+        "kind": {"enum": ["Issuer", "ClusterIssuer"]},
+        "group": {"const": "cert-manager.io"},
+    },
+}
+KEY_USAGES = [
+    "signing",
+    "digital signature",
+    "content commitment",
+    "key encipherment",
+    "key agreement",
+    "data encipherment",
+    "cert sign",
+    "crl sign",
+    "encipher only",
+    "decipher only",
+    "any",
+    "server auth",
+    "client auth",
+    "code signing",
+    "email protection",
+    "s/mime",
+    "ipsec end system",
+    "ipsec tunnel",
+    "ipsec user",
+    "timestamping",
+    "ocsp signing",
+    "microsoft sgc",
+    "netscape sgc",
+]
+METADATA = {
+    "type": "object",
+    "required": ["name", "namespace"],
+    "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}},
+}
+CERTIFICATE = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "cert-manager.io/v1"},
+        "kind": {"const": "Certificate"},
         "metadata": METADATA,
         "spec": {
-            "type": "object", "required": ["secretName", "issuerRef"],
+            "type": "object",
+            "required": ["secretName", "issuerRef"],
             "additionalProperties": False,
             "properties": {
                 "secretName": {"type": "string", "minLength": 1},
@@ -48,29 +80,40 @@ CERTIFICATE = {
                 "renewBefore": {"type": "string", "pattern": DURATION},
                 "usages": {"type": "array", "items": {"enum": KEY_USAGES}},
                 "privateKey": {
-                    "type": "object", "additionalProperties": False,
+                    "type": "object",
+                    "additionalProperties": False,
                     "properties": {
                         "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]},
                         "size": {"type": "integer"},
                         "rotationPolicy": {"enum": ["Never", "Always"]},
                         "encoding": {"enum": ["PKCS1", "PKCS8"]},
-                    }},
+                    },
+                },
             },
         },
     },
 }
 ISSUER = {
-    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
     "properties": {
-        "apiVersion": {"const": "cert-manager.io/v1"}, "kind": {"const": "Issuer"},
+        "apiVersion": {"const": "cert-manager.io/v1"},
+        "kind": {"const": "Issuer"},
         "metadata": METADATA,
-        "spec": {"type": "object", "minProperties": 1, "maxProperties": 1,
-                 "additionalProperties": False,
-                 "properties": {
-                     "selfSigned": {"type": "object"},
-                     "ca": {"type": "object", "required": ["secretName"],
-                            "properties": {"secretName": {"type": "string"}}},
-                 }},
+        "spec": {
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": 1,
+            "additionalProperties": False,
+            "properties": {
+                "selfSigned": {"type": "object"},
+                "ca": {
+                    "type": "object",
+                    "required": ["secretName"],
+                    "properties": {"secretName": {"type": "string"}},
+                },
+            },
+        },
     },
 }
 
@@ -111,17 +154,24 @@ def test_the_chain_leads_to_the_secret_the_webhook_mounts(objects: list[dict[str
     deployment = find(objects, "Deployment", "kubevirt-cca-webhook")
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["tls"]["secret"]["secretName"] == serving["spec"]["secretName"]
-    assert {o["metadata"]["namespace"] for o in objects
-            if o["apiVersion"].startswith("cert-manager.io/")} == {"cca-system"}
+    assert {
+        o["metadata"]["namespace"]
+        for o in objects
+        if o["apiVersion"].startswith("cert-manager.io/")
+    } == {"cca-system"}
 
 
 def test_the_certificate_names_the_service_the_api_server_calls(
-        objects: list[dict[str, Any]]) -> None:
+    objects: list[dict[str, Any]],
+) -> None:
     serving = find(objects, "Certificate", "kubevirt-cca-webhook")
     service = find(objects, "Service", "kubevirt-cca-webhook")
-    called = {f"{h['clientConfig']['service']['name']}.{h['clientConfig']['service']['namespace']}"
-              ".svc" for o in objects if o["kind"].endswith("WebhookConfiguration")
-              for h in o["webhooks"]}
+    called = {
+        f"{h['clientConfig']['service']['name']}.{h['clientConfig']['service']['namespace']}.svc"
+        for o in objects
+        if o["kind"].endswith("WebhookConfiguration")
+        for h in o["webhooks"]
+    }
     assert called == {f"{service['metadata']['name']}.cca-system.svc"}
     assert called <= set(serving["spec"]["dnsNames"])
     assert "server auth" in serving["spec"]["usages"]
@@ -137,5 +187,7 @@ def test_renewal_comes_well_before_expiry(objects: list[dict[str, Any]]) -> None
 def test_both_webhook_configurations_get_the_ca_injected(objects: list[dict[str, Any]]) -> None:
     for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
         config = find(objects, kind, "kubevirt-cca")
-        assert config["metadata"]["annotations"][CA_INJECTION_ANNOTATION] == \
-            "cca-system/kubevirt-cca-webhook"
+        assert (
+            config["metadata"]["annotations"][CA_INJECTION_ANNOTATION]
+            == "cca-system/kubevirt-cca-webhook"
+        )

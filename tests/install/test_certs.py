@@ -60,8 +60,9 @@ def test_renewal_keeps_the_ca_so_the_ca_bundle_does_not_change() -> None:
     assert renewed.action is Action.NEW_SERVING
     assert renewed.reason == "the certificate expires 2027-11-27"
     assert renewed.material.ca_bundle == first.material.ca_bundle
-    assert certs(dict(renewed.material.data), TLS_CRT)[0].not_valid_after_utc == \
-        later + timedelta(days=365)
+    assert certs(dict(renewed.material.data), TLS_CRT)[0].not_valid_after_utc == later + timedelta(
+        days=365
+    )
 
 
 def test_a_new_ca_keeps_the_old_one_trusted_until_it_expires() -> None:
@@ -105,21 +106,31 @@ def webhook_configurations() -> list[dict[str, Any]]:
 async def run_ensure(kmock: Any, write_dir: Path | None, *, now: datetime = NOW) -> Any:
     client = async_client(server=str(kmock.url))
     try:
-        return await ensure(client, namespace="kubevirt-cca", secret="kubevirt-cca-webhook-tls",
-                            webhook_configuration="kubevirt-cca", dns_names=NAMES, now=now,
-                            write_dir=write_dir)
+        return await ensure(
+            client,
+            namespace="kubevirt-cca",
+            secret="kubevirt-cca-webhook-tls",
+            webhook_configuration="kubevirt-cca",
+            dns_names=NAMES,
+            now=now,
+            write_dir=write_dir,
+        )
     finally:
         await client.close()
 
 
 def _writes(kmock: Any) -> list[str]:
-    return [f"{r.method.value} {r.url.path}" for r in kmock
-            if r.method.value in ("POST", "PUT", "PATCH", "DELETE")]
+    return [
+        f"{r.method.value} {r.url.path}"
+        for r in kmock
+        if r.method.value in ("POST", "PUT", "PATCH", "DELETE")
+    ]
 
 
 @pytest.mark.asyncio
 async def test_ensure_creates_the_secret_sets_both_ca_bundles_and_writes_files(
-        kmock: Any, tmp_path: Path) -> None:
+    kmock: Any, tmp_path: Path
+) -> None:
     load(kmock, webhook_configurations())
     kmock.resources[SECRETS] = {}
     outcome = await run_ensure(kmock, tmp_path)
@@ -130,8 +141,9 @@ async def test_ensure_creates_the_secret_sets_both_ca_bundles_and_writes_files(
     bundle = base64.b64encode(stored[CA_CRT]).decode()
     for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
         config = kmock.objects[f"admissionregistration.k8s.io/v1/{kind}", None, "kubevirt-cca"]
-        assert [h["clientConfig"]["caBundle"] for h in config["webhooks"]] == \
-            [bundle] * len(config["webhooks"])
+        assert [h["clientConfig"]["caBundle"] for h in config["webhooks"]] == [bundle] * len(
+            config["webhooks"]
+        )
     assert (tmp_path / "tls.crt").read_bytes() == stored[TLS_CRT]
     assert (tmp_path / "tls.key").read_bytes() == stored[TLS_KEY]
     assert (tmp_path / "tls.key").stat().st_mode & 0o077 == 0
@@ -170,22 +182,25 @@ async def test_missing_webhook_configurations_fail_with_a_clear_message(kmock: A
     kmock.resources["admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"] = {}
     from kubevirt_cca.errors import KubernetesAPIError
 
-    with pytest.raises(KubernetesAPIError, match="MutatingWebhookConfiguration kubevirt-cca "
-                       "does not exist yet"):
+    with pytest.raises(
+        KubernetesAPIError, match="MutatingWebhookConfiguration kubevirt-cca does not exist yet"
+    ):
         await run_ensure(kmock, None)
 
 
 @pytest.mark.asyncio
 async def test_the_written_certificate_serves_tls_for_the_service_name(
-        kmock: Any, tmp_path: Path) -> None:
+    kmock: Any, tmp_path: Path
+) -> None:
     """What the API server does: verify against caBundle, for <service>.<namespace>.svc."""
     load(kmock, webhook_configurations())
     kmock.resources[SECRETS] = {}
     await run_ensure(kmock, tmp_path, now=datetime.now(UTC))
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
-    config = kmock.objects["admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
-                           None, "kubevirt-cca"]
+    config = kmock.objects[
+        "admissionregistration.k8s.io/v1/validatingwebhookconfigurations", None, "kubevirt-cca"
+    ]
     bundle = base64.b64decode(config["webhooks"][0]["clientConfig"]["caBundle"]).decode()
     client_context = ssl.create_default_context(cadata=bundle)
 
@@ -198,13 +213,17 @@ async def test_the_written_certificate_serves_tls_for_the_service_name(
     port = server.sockets[0].getsockname()[1]
     try:
         reader, writer = await asyncio.open_connection(
-            "127.0.0.1", port, ssl=client_context,
-            server_hostname="kubevirt-cca-webhook.kubevirt-cca.svc")
+            "127.0.0.1",
+            port,
+            ssl=client_context,
+            server_hostname="kubevirt-cca-webhook.kubevirt-cca.svc",
+        )
         assert await reader.read() == b"ok"
         writer.close()
         with pytest.raises(ssl.SSLCertVerificationError):
-            await asyncio.open_connection("127.0.0.1", port, ssl=client_context,
-                                          server_hostname="elsewhere.example")
+            await asyncio.open_connection(
+                "127.0.0.1", port, ssl=client_context, server_hostname="elsewhere.example"
+            )
     finally:
         server.close()
         await server.wait_closed()
@@ -216,10 +235,12 @@ async def test_doctor_accepts_what_certs_ensure_made(kmock: Any) -> None:
     load(kmock, [o for o in objects if o["kind"].endswith("WebhookConfiguration")])
     kmock.resources[SECRETS] = {}
     await run_ensure(kmock, None, now=datetime.now(UTC))
-    expected = expected_from_args(argparse.Namespace(
-        namespace="kubevirt-cca", kubevirt_namespace="kubevirt"))
-    checks = {c.name: c for c in await diagnose(server=str(kmock.url), kubeconfig=None,
-                                                expected=expected)}
+    expected = expected_from_args(
+        argparse.Namespace(namespace="kubevirt-cca", kubevirt_namespace="kubevirt")
+    )
+    checks = {
+        c.name: c for c in await diagnose(server=str(kmock.url), kubeconfig=None, expected=expected)
+    }
     assert checks["webhook certificate"].status is Status.OK, checks["webhook certificate"]
     assert checks["webhook certificate"].summary.endswith("trusted by both configurations")
 
@@ -227,9 +248,13 @@ async def test_doctor_accepts_what_certs_ensure_made(kmock: Any) -> None:
 @pytest.mark.asyncio
 async def test_a_garbled_secret_is_replaced(kmock: Any) -> None:
     load(kmock, webhook_configurations())
-    kmock.objects[SECRET_KEY] = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-                                 "metadata": {"name": SECRET_KEY[2], "namespace": SECRET_KEY[1]},
-                                 "data": {"tls.crt": "%%% not base64 %%%", "tls.key": ""}}
+    kmock.objects[SECRET_KEY] = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": SECRET_KEY[2], "namespace": SECRET_KEY[1]},
+        "data": {"tls.crt": "%%% not base64 %%%", "tls.key": ""},
+    }
     outcome = await run_ensure(kmock, None)
     assert outcome.plan.action is Action.NEW_CA
     assert outcome.plan.reason == "the Secret's certificate is unreadable"
@@ -250,8 +275,9 @@ async def test_the_command_prints_what_it_did_and_exits_0(kmock: Any, tmp_path: 
     def command() -> tuple[int, str, str]:
         out, err = io.StringIO(), io.StringIO()
         with redirect_stdout(out), redirect_stderr(err):
-            code = main(["certs", "ensure", "--server", str(kmock.url),
-                         "--write-dir", str(tmp_path)])
+            code = main(
+                ["certs", "ensure", "--server", str(kmock.url), "--write-dir", str(tmp_path)]
+            )
         return code, out.getvalue(), err.getvalue()
 
     code, out, err = await asyncio.to_thread(command)
@@ -274,9 +300,11 @@ def test_the_command_against_no_api_server_is_one_line_and_exit_1() -> None:
     with redirect_stdout(out), redirect_stderr(err):
         code = main(["certs", "ensure", "--server", "http://127.0.0.1:9"])
     assert code == 1
-    assert err.getvalue().startswith("kubevirt-cca certs: error: get Secret kubevirt-cca/"
-                                     "kubevirt-cca-webhook-tls: the API server could not be "
-                                     "reached")
+    assert err.getvalue().startswith(
+        "kubevirt-cca certs: error: get Secret kubevirt-cca/"
+        "kubevirt-cca-webhook-tls: the API server could not be "
+        "reached"
+    )
     assert "Traceback" not in err.getvalue()
 
 
@@ -303,5 +331,9 @@ async def test_write_dir_follows_no_symlink(kmock: Any, tmp_path: Path) -> None:
     assert b"PRIVATE KEY" in key.read_bytes()
     assert not (folder / "ca.crt").is_symlink()
     # No temporary file is left behind (the planted link is the only other entry).
-    assert sorted(p.name for p in folder.iterdir()) == [".tls.key.tmp", "ca.crt", "tls.crt",
-                                                        "tls.key"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        ".tls.key.tmp",
+        "ca.crt",
+        "tls.crt",
+        "tls.key",
+    ]

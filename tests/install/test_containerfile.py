@@ -12,13 +12,16 @@ from kubevirt_cca.core.install.names import NONROOT_UID
 from tests.conftest import ROOT
 
 TEXT = (ROOT / "Containerfile").read_text()
-INSTRUCTIONS = [line for line in re.sub(r"\\\n", " ", TEXT).splitlines()
-                if line.strip() and not line.lstrip().startswith("#")]
+INSTRUCTIONS = [
+    line
+    for line in re.sub(r"\\\n", " ", TEXT).splitlines()
+    if line.strip() and not line.lstrip().startswith("#")
+]
 
 
 def _final_stage() -> list[str]:
     starts = [i for i, line in enumerate(INSTRUCTIONS) if line.startswith("FROM ")]
-    return INSTRUCTIONS[starts[-1]:]
+    return INSTRUCTIONS[starts[-1] :]
 
 
 def test_it_is_multi_stage_and_the_last_stage_copies_only_the_environment() -> None:
@@ -32,8 +35,11 @@ def test_the_image_runs_kubevirt_cca_as_the_non_root_user_the_manifests_expect()
     final = _final_stage()
     users = [line.split()[1] for line in final if line.startswith("USER ")]
     assert users == [f"{NONROOT_UID}:{NONROOT_UID}"]
-    entrypoint = [json.loads(line.removeprefix("ENTRYPOINT ")) for line in final
-                  if line.startswith("ENTRYPOINT ")]
+    entrypoint = [
+        json.loads(line.removeprefix("ENTRYPOINT "))
+        for line in final
+        if line.startswith("ENTRYPOINT ")
+    ]
     assert entrypoint == [["kubevirt-cca"]]
     deployment = next(o for o in install_objects(InstallOptions()) if o["kind"] == "Deployment")
     assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == NONROOT_UID
@@ -46,13 +52,15 @@ def test_the_image_runs_kubevirt_cca_as_the_non_root_user_the_manifests_expect()
 
 
 def test_virsh_is_installed_in_the_final_image() -> None:
-    assert any("apt-get install" in line and "libvirt-clients" in line
-               for line in _final_stage())
+    assert any("apt-get install" in line and "libvirt-clients" in line for line in _final_stage())
 
 
 def test_the_build_context_holds_everything_the_build_copies() -> None:
-    patterns = [p for p in (ROOT / ".containerignore").read_text().splitlines()
-                if p and not p.startswith("#")]
+    patterns = [
+        p
+        for p in (ROOT / ".containerignore").read_text().splitlines()
+        if p and not p.startswith("#")
+    ]
 
     def included(path: str) -> bool:
         keep = True
@@ -63,10 +71,17 @@ def test_the_build_context_holds_everything_the_build_copies() -> None:
                 keep = negated
         return keep
 
-    sources = [line.split()[1] for line in INSTRUCTIONS
-               if line.startswith("COPY ") and "--from" not in line]
-    sources += [s for line in INSTRUCTIONS if line.startswith("COPY ") and "--from" not in line
-                for s in line.split()[2:-1]]
+    sources = [
+        line.split()[1]
+        for line in INSTRUCTIONS
+        if line.startswith("COPY ") and "--from" not in line
+    ]
+    sources += [
+        s
+        for line in INSTRUCTIONS
+        if line.startswith("COPY ") and "--from" not in line
+        for s in line.split()[2:-1]
+    ]
     for source in sources:
         assert (ROOT / source).exists(), source
         assert included(source.rstrip("/")), f"{source} is excluded by .containerignore"
@@ -75,8 +90,13 @@ def test_the_build_context_holds_everything_the_build_copies() -> None:
 def test_every_python_package_comes_from_the_hash_pinned_requirements() -> None:
     """requirements/ is the only source of versions: each pip install reads a requirements file
     with --require-hashes and --no-deps, or installs the wheel just built without an index."""
-    installs = [command for line in INSTRUCTIONS if line.startswith("RUN ")
-                for command in line.split("&&") if " install " in command and "pip" in command]
+    installs = [
+        command
+        for line in INSTRUCTIONS
+        if line.startswith("RUN ")
+        for command in line.split("&&")
+        if " install " in command and "pip" in command
+    ]
     assert installs
     for install in installs:
         words = install.split()

@@ -20,8 +20,10 @@ def _one_line(text: str) -> str:
 
 def _cr(gates: list[str] | None) -> dict[str, object]:
     developer = {} if gates is None else {"featureGates": gates}
-    return {"metadata": {"name": "kubevirt", "namespace": "kubevirt"},
-            "spec": {"configuration": {"developerConfiguration": developer}}}
+    return {
+        "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+        "spec": {"configuration": {"developerConfiguration": developer}},
+    }
 
 
 def test_the_gate_command_in_the_install_guide_is_what_doctor_prints() -> None:
@@ -45,8 +47,12 @@ def test_the_admin_guide_states_the_shipped_failure_policies() -> None:
     text = (DOCS / "admin.md").read_text()
     for webhook, policy in FAILURE_POLICIES.items():
         assert re.search(rf"`{re.escape(webhook)}` \|[^|]*\| \*\*{policy}\*\*", text), webhook
-    shipped = {h["name"]: h["failurePolicy"] for o in install_objects(InstallOptions())
-               if o["kind"].endswith("WebhookConfiguration") for h in o["webhooks"]}
+    shipped = {
+        h["name"]: h["failurePolicy"]
+        for o in install_objects(InstallOptions())
+        if o["kind"].endswith("WebhookConfiguration")
+        for h in o["webhooks"]
+    }
     assert shipped == FAILURE_POLICIES
 
 
@@ -63,16 +69,27 @@ def test_the_admin_guide_lists_every_setting_with_its_shipped_default() -> None:
 def test_the_ready_sample_in_the_install_guide_lists_every_check_in_order() -> None:
     names = _check_names()
     text = (DOCS / "install.md").read_text()
-    sample = text[text.index("A ready cluster:"):]
-    shown = re.findall(r"^\[ ok \] ([^:]+):", sample[:sample.index("ready for Realms")], re.M)
+    sample = text[text.index("A ready cluster:") :]
+    shown = re.findall(r"^\[ ok \] ([^:]+):", sample[: sample.index("ready for Realms")], re.M)
     assert shown == names
 
 
 def _check_names() -> list[str]:
     """Every doctor check's name, in the order doctor reports them."""
     empty = Read()
-    snapshot = Snapshot(now=datetime.now(UTC), kubevirts=empty, plugins=empty,
-                        config_map=empty, mutating=empty, validating=empty, service=empty,
-                        endpoint_slices=empty, secret=empty, deployment=empty,
-                        daemon_set=empty, pods=empty, nodes=empty)
+    snapshot = Snapshot(
+        now=datetime.now(UTC),
+        kubevirts=empty,
+        plugins=empty,
+        config_map=empty,
+        mutating=empty,
+        validating=empty,
+        service=empty,
+        endpoint_slices=empty,
+        secret=empty,
+        deployment=empty,
+        daemon_set=empty,
+        pods=empty,
+        nodes=empty,
+    )
     return [c.name for c in run_checks(snapshot, Expected(options=InstallOptions()))]

@@ -59,15 +59,17 @@ def test_deploy_is_what_the_generator_writes() -> None:
     """deploy/ is generated: a change in core/install/ without regenerating fails here."""
     files = install_files(InstallOptions(), load_policies())
     with tempfile.TemporaryDirectory() as tmp:
-        written = write_kustomize(Path(tmp), files,
-                                  policies_folder=policies_have_kustomization(DEPLOY / "policies"))
+        written = write_kustomize(
+            Path(tmp), files, policies_folder=policies_have_kustomization(DEPLOY / "policies")
+        )
         for path in written:
             relative = path.relative_to(tmp)
             committed = DEPLOY / relative
             assert committed.is_file(), f"deploy/{relative} is missing"
             assert committed.read_text() == path.read_text(), (
                 f"deploy/{relative} is stale: run "
-                "'uv run kubevirt-cca manifests --write-kustomize deploy'")
+                "'uv run kubevirt-cca manifests --write-kustomize deploy'"
+            )
 
 
 def test_every_policy_file_is_installed() -> None:
@@ -75,9 +77,13 @@ def test_every_policy_file_is_installed() -> None:
     folder = DEPLOY / "policies"
     if not folder.is_dir():
         pytest.skip("deploy/policies/ does not exist yet")
-    in_files = {(d["kind"], d["metadata"]["name"])
-                for path in folder.glob("*.yaml") if path.name != "kustomization.yaml"
-                for d in yaml.safe_load_all(path.read_text()) if d}
+    in_files = {
+        (d["kind"], d["metadata"]["name"])
+        for path in folder.glob("*.yaml")
+        if path.name != "kustomization.yaml"
+        for d in yaml.safe_load_all(path.read_text())
+        if d
+    }
     rendered = {(o["kind"], o["metadata"]["name"]) for o in kustomize(DEPLOY)}
     assert in_files
     assert in_files <= rendered
@@ -92,17 +98,28 @@ def test_json_output_is_a_list_of_the_same_objects() -> None:
 
 
 def test_image_and_namespace_reach_every_object() -> None:
-    code, out, err = run_cli("manifests", "--image", "registry.example/cca:1.2",
-                             "--namespace", "realms", "--kubevirt-namespace", "openshift-cnv",
-                             "--virt-launcher-image", "registry.example/virt-launcher:v9")
+    code, out, err = run_cli(
+        "manifests",
+        "--image",
+        "registry.example/cca:1.2",
+        "--namespace",
+        "realms",
+        "--kubevirt-namespace",
+        "openshift-cnv",
+        "--virt-launcher-image",
+        "registry.example/virt-launcher:v9",
+    )
     assert code == 0, err
     objects = [doc for doc in yaml.safe_load_all(out) if doc]
     text = json.dumps(objects)
     assert "kubevirt-cca:0.1.0" not in text
-    assert "\"kubevirt-cca\"" not in json.dumps(
-        [o["metadata"].get("namespace") for o in objects])
-    images = [c["image"] for o in objects if o["kind"] in ("Deployment", "DaemonSet")
-              for c in o["spec"]["template"]["spec"]["containers"]]
+    assert '"kubevirt-cca"' not in json.dumps([o["metadata"].get("namespace") for o in objects])
+    images = [
+        c["image"]
+        for o in objects
+        if o["kind"] in ("Deployment", "DaemonSet")
+        for c in o["spec"]["template"]["spec"]["containers"]
+    ]
     assert images == ["registry.example/cca:1.2", "registry.example/cca:1.2"]
     config = next(o for o in objects if o["kind"] == "ConfigMap")
     assert config["metadata"]["namespace"] == "realms"
@@ -110,62 +127,95 @@ def test_image_and_namespace_reach_every_object() -> None:
     for obj in objects:
         if obj["kind"] in ("RoleBinding", "ClusterRoleBinding"):
             assert {s["namespace"] for s in obj["subjects"]} == {"realms"}
-    kubevirt_role = next(o for o in objects if o["kind"] == "Role"
-                         and o["metadata"]["namespace"] == "openshift-cnv")
+    kubevirt_role = next(
+        o for o in objects if o["kind"] == "Role" and o["metadata"]["namespace"] == "openshift-cnv"
+    )
     assert kubevirt_role["rules"][0]["resources"] == ["kubevirts"]
-    policy = next(o for o in objects if o["kind"] == "ValidatingAdmissionPolicy"
-                  and o["metadata"]["name"] == "kubevirt-cca-labeller-node-restriction")
-    assert "system:serviceaccount:realms:kubevirt-cca-labeller" in \
-        policy["spec"]["matchConditions"][0]["expression"]
+    policy = next(
+        o
+        for o in objects
+        if o["kind"] == "ValidatingAdmissionPolicy"
+        and o["metadata"]["name"] == "kubevirt-cca-labeller-node-restriction"
+    )
+    assert (
+        "system:serviceaccount:realms:kubevirt-cca-labeller"
+        in policy["spec"]["matchConditions"][0]["expression"]
+    )
     # The policies' parameter, kubevirt-cca-config, is looked up in the install namespace.
-    refs = [o["spec"]["paramRef"] for o in objects
-            if o["kind"] == "ValidatingAdmissionPolicyBinding" and "paramRef" in o["spec"]]
+    refs = [
+        o["spec"]["paramRef"]
+        for o in objects
+        if o["kind"] == "ValidatingAdmissionPolicyBinding" and "paramRef" in o["spec"]
+    ]
     assert len(refs) == 2
-    assert all(r == {"name": "kubevirt-cca-config", "namespace": "realms",
-                     "parameterNotFoundAction": "Deny"} for r in refs)
+    assert all(
+        r
+        == {"name": "kubevirt-cca-config", "namespace": "realms", "parameterNotFoundAction": "Deny"}
+        for r in refs
+    )
     webhooks = next(o for o in objects if o["kind"] == "MutatingWebhookConfiguration")
-    assert webhooks["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == \
-        "realms/kubevirt-cca-webhook"
+    assert (
+        webhooks["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+        == "realms/kubevirt-cca-webhook"
+    )
     assert webhooks["webhooks"][0]["clientConfig"]["service"]["namespace"] == "realms"
-    certificate = next(o for o in objects if o["kind"] == "Certificate"
-                       and o["metadata"]["name"] == "kubevirt-cca-webhook")
+    certificate = next(
+        o
+        for o in objects
+        if o["kind"] == "Certificate" and o["metadata"]["name"] == "kubevirt-cca-webhook"
+    )
     assert "kubevirt-cca-webhook.realms.svc" in certificate["spec"]["dnsNames"]
     daemon_set = next(o for o in objects if o["kind"] == "DaemonSet")
-    assert daemon_set["spec"]["template"]["spec"]["initContainers"][0]["image"] == \
-        "registry.example/virt-launcher:v9"
+    assert (
+        daemon_set["spec"]["template"]["spec"]["initContainers"][0]["image"]
+        == "registry.example/virt-launcher:v9"
+    )
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--namespace", "Bad_NS"], "namespace: expected a namespace name"),
-    (["--image", "no spaces allowed"], "image: expected a container image reference"),
-    (["--kubevirt-namespace", ""], "kubevirt-namespace: expected a namespace name"),
-    (["--namespace", "kube-system"], "namespace: 'kube-system' is a system namespace"),
-    (["--namespace", "default"], "namespace: 'default' is a system namespace"),
-    (["--namespace", "kube-public"], "namespace: 'kube-public' is a system namespace"),
-    (["--namespace", "kube-node-lease"], "namespace: 'kube-node-lease' is a system namespace"),
-    (["--image", "Registry.example/UPPER:1"], "image: expected a container image reference"),
-    (["--image", "registry.example/cca:"], "image: expected a container image reference"),
-    (["--image", "registry.example//cca"], "image: expected a container image reference"),
-    (["--image", "cca@sha256:abc"], "image: expected a container image reference"),
-    (["--image=-cca:1"], "image: expected a container image reference"),
-    (["--virt-launcher-image", "quay.io/kubevirt/virt-launcher:v1.8.0:extra"],
-     "virt-launcher-image: expected a container image reference"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--namespace", "Bad_NS"], "namespace: expected a namespace name"),
+        (["--image", "no spaces allowed"], "image: expected a container image reference"),
+        (["--kubevirt-namespace", ""], "kubevirt-namespace: expected a namespace name"),
+        (["--namespace", "kube-system"], "namespace: 'kube-system' is a system namespace"),
+        (["--namespace", "default"], "namespace: 'default' is a system namespace"),
+        (["--namespace", "kube-public"], "namespace: 'kube-public' is a system namespace"),
+        (["--namespace", "kube-node-lease"], "namespace: 'kube-node-lease' is a system namespace"),
+        (["--image", "Registry.example/UPPER:1"], "image: expected a container image reference"),
+        (["--image", "registry.example/cca:"], "image: expected a container image reference"),
+        (["--image", "registry.example//cca"], "image: expected a container image reference"),
+        (["--image", "cca@sha256:abc"], "image: expected a container image reference"),
+        (["--image=-cca:1"], "image: expected a container image reference"),
+        (
+            ["--virt-launcher-image", "quay.io/kubevirt/virt-launcher:v1.8.0:extra"],
+            "virt-launcher-image: expected a container image reference",
+        ),
+    ],
+)
 def test_bad_options_are_refused_with_the_field_named(argv: list[str], message: str) -> None:
-    code, out, err = run_cli("manifests", *(argv if "--image" in argv
-                                            else ["--image", "registry.example/cca:1", *argv]))
+    code, out, err = run_cli(
+        "manifests", *(argv if "--image" in argv else ["--image", "registry.example/cca:1", *argv])
+    )
     assert code == 1
     assert out == ""
     assert message in err
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("image", [
-    "kubevirt-cca", "kubevirt-cca:0.1.0", "registry.example/kubevirt-cca:0.1.0",
-    "registry.example:5000/team/kubevirt-cca:v1.0_rc-1", "localhost/cca",
-    "quay.io/kubevirt/virt-launcher@sha256:" + "a" * 64,
-    "quay.io/kubevirt/virt-launcher:v1.8.0@sha256:" + "0" * 64, "[::1]:5000/cca:1",
-])
+@pytest.mark.parametrize(
+    "image",
+    [
+        "kubevirt-cca",
+        "kubevirt-cca:0.1.0",
+        "registry.example/kubevirt-cca:0.1.0",
+        "registry.example:5000/team/kubevirt-cca:v1.0_rc-1",
+        "localhost/cca",
+        "quay.io/kubevirt/virt-launcher@sha256:" + "a" * 64,
+        "quay.io/kubevirt/virt-launcher:v1.8.0@sha256:" + "0" * 64,
+        "[::1]:5000/cca:1",
+    ],
+)
 def test_image_references_are_accepted(image: str) -> None:
     code, out, err = run_cli("manifests", "--image", image, "--virt-launcher-image", image)
     assert code == 0, err
@@ -177,13 +227,23 @@ def _all_variants() -> list[tuple[str, list[dict[str, Any]]]]:
     return [
         (mode, install_objects(InstallOptions(certificates=mode), policies))
         for mode in (CERT_MANAGER, SELF_SIGNED)
-    ] + [("custom", install_objects(InstallOptions(
-        namespace="cca-system", image="r.example/k:2", kubevirt_namespace="kv"), policies))]
+    ] + [
+        (
+            "custom",
+            install_objects(
+                InstallOptions(
+                    namespace="cca-system", image="r.example/k:2", kubevirt_namespace="kv"
+                ),
+                policies,
+            ),
+        )
+    ]
 
 
 @pytest.mark.parametrize(("variant", "objects"), _all_variants(), ids=lambda v: str(v)[:20])
 def test_every_object_validates_against_the_kubernetes_schemas(
-        variant: str, objects: list[dict[str, Any]]) -> None:
+    variant: str, objects: list[dict[str, Any]]
+) -> None:
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
     checked = 0
     for obj in objects:
@@ -208,7 +268,8 @@ def test_printing_without_an_image_is_refused_naming_the_option() -> None:
 
 
 def test_the_kustomize_base_is_written_with_the_placeholder_without_an_image(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     code, _, err = run_cli("manifests", "--write-kustomize", str(tmp_path))
     assert code == 0, err
     deployment = (tmp_path / "webhook" / "deployment.yaml").read_text()

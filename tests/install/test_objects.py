@@ -20,15 +20,17 @@ def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 
 def test_the_webhook_deployment_is_highly_available_and_locked_down(
-        objects: list[dict[str, Any]]) -> None:
+    objects: list[dict[str, Any]],
+) -> None:
     deployment = find(objects, "Deployment", "kubevirt-cca-webhook")
     spec = deployment["spec"]
     pod = spec["template"]["spec"]
     labels = spec["template"]["metadata"]["labels"]
     assert spec["replicas"] == 2
     assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
-    term = pod["affinity"]["podAntiAffinity"][
-        "preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    term = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0][
+        "podAffinityTerm"
+    ]
     assert term["topologyKey"] == "kubernetes.io/hostname"
     assert _selects(term["labelSelector"]["matchLabels"], labels)
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -54,12 +56,14 @@ def test_the_webhook_deployment_is_highly_available_and_locked_down(
     assert _selects(budget["spec"]["selector"]["matchLabels"], labels)
     service = find(objects, "Service", "kubevirt-cca-webhook")
     assert _selects(service["spec"]["selector"], labels)
-    assert service["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "https",
-                                         "protocol": "TCP"}]
+    assert service["spec"]["ports"] == [
+        {"name": "https", "port": 443, "targetPort": "https", "protocol": "TCP"}
+    ]
 
 
 def test_the_labeller_runs_on_arm64_nodes_with_the_host_read_only(
-        objects: list[dict[str, Any]]) -> None:
+    objects: list[dict[str, Any]],
+) -> None:
     daemon_set = find(objects, "DaemonSet", "kubevirt-cca-labeller")
     pod = daemon_set["spec"]["template"]["spec"]
     assert pod["nodeSelector"]["kubernetes.io/arch"] == "arm64"
@@ -72,8 +76,9 @@ def test_the_labeller_runs_on_arm64_nodes_with_the_host_read_only(
     args = container["args"]
     assert args[args.index("--root") + 1] == "/host"
     assert args[args.index("--node-name") + 1] == "$(NODE_NAME)"
-    assert container["env"] == [{"name": "NODE_NAME", "valueFrom": {
-        "fieldRef": {"fieldPath": "spec.nodeName"}}}]
+    assert container["env"] == [
+        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+    ]
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert "privileged" not in container["securityContext"]
@@ -101,32 +106,61 @@ def test_the_webhooks_fail_closed_only_for_labelled_vmis(objects: list[dict[str,
         assert hooks[name]["failurePolicy"] == "Ignore"
     # The Plugins path's pod webhook: only labelled virt-launcher pods, failing closed.
     pod = hooks["mutate-launcher-pod.cca.kubevirt.io"]
-    assert pod["objectSelector"] == {"matchExpressions": [
-        {"key": "cca.kubevirt.io/enabled", "operator": "Exists"},
-        {"key": "kubevirt.io", "operator": "In", "values": ["virt-launcher"]}]}
+    assert pod["objectSelector"] == {
+        "matchExpressions": [
+            {"key": "cca.kubevirt.io/enabled", "operator": "Exists"},
+            {"key": "kubevirt.io", "operator": "In", "values": ["virt-launcher"]},
+        ]
+    }
     assert pod["failurePolicy"] == "Fail"
-    assert pod["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"],
-                             "operations": ["CREATE"], "scope": "Namespaced"}]
+    assert pod["rules"] == [
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "resources": ["pods"],
+            "operations": ["CREATE"],
+            "scope": "Namespaced",
+        }
+    ]
     assert pod["clientConfig"]["service"]["path"] == "/mutate-launcher-pod"
     # The entrance to the mixed state: KubeVirt's cluster-scoped Plugin objects, CREATE only,
     # failing closed (docs/admission.md, "Plugin objects").
     plugins = hooks["validate-plugin.cca.kubevirt.io"]
     assert "objectSelector" not in plugins
     assert plugins["failurePolicy"] == "Fail"
-    assert plugins["rules"] == [{"apiGroups": ["plugin.kubevirt.io"], "apiVersions": ["v1alpha1"],
-                                 "resources": ["plugins"], "operations": ["CREATE"],
-                                 "scope": "Cluster"}]
+    assert plugins["rules"] == [
+        {
+            "apiGroups": ["plugin.kubevirt.io"],
+            "apiVersions": ["v1alpha1"],
+            "resources": ["plugins"],
+            "operations": ["CREATE"],
+            "scope": "Cluster",
+        }
+    ]
     assert plugins["clientConfig"]["service"]["path"] == "/validate-plugin"
     # ... and the KubeVirt CR's gate turned on: UPDATE only, never blocking KubeVirt (Ignore).
     kubevirt = hooks["validate-kubevirt.cca.kubevirt.io"]
     assert "objectSelector" not in kubevirt
     assert kubevirt["failurePolicy"] == "Ignore"
-    assert kubevirt["rules"] == [{"apiGroups": ["kubevirt.io"], "apiVersions": ["v1"],
-                                  "resources": ["kubevirts"], "operations": ["UPDATE"],
-                                  "scope": "Namespaced"}]
+    assert kubevirt["rules"] == [
+        {
+            "apiGroups": ["kubevirt.io"],
+            "apiVersions": ["v1"],
+            "resources": ["kubevirts"],
+            "operations": ["UPDATE"],
+            "scope": "Namespaced",
+        }
+    ]
     assert {r for h in hooks.values() for rule in h["rules"] for r in rule["resources"]} == {
-        "virtualmachineinstances", "virtualmachines", "virtualmachineinstancereplicasets",
-        "virtualmachinepools", "virtualmachineinstancemigrations", "pods", "plugins", "kubevirts"}
+        "virtualmachineinstances",
+        "virtualmachines",
+        "virtualmachineinstancereplicasets",
+        "virtualmachinepools",
+        "virtualmachineinstancemigrations",
+        "pods",
+        "plugins",
+        "kubevirts",
+    }
     assert mutating["webhooks"][0]["reinvocationPolicy"] == "IfNeeded"
     assert mutating["webhooks"][0]["rules"][0]["operations"] == ["CREATE"]
     for hook in hooks.values():
@@ -140,9 +174,13 @@ def test_the_config_map_holds_every_default(objects: list[dict[str, Any]]) -> No
 
     config = find(objects, "ConfigMap", "kubevirt-cca-config")
     assert settings_from_config_map(config["data"]) == Settings()
-    assert config["data"] == {"dialect": "vep", "firmware": "/usr/share/AAVMF/AAVMF_CODE.cca.fd",
-                              "virtioIOMMU": "on", "hookImage": "kubevirt-cca:0.1.0",
-                              "integrationMode": "auto"}
+    assert config["data"] == {
+        "dialect": "vep",
+        "firmware": "/usr/share/AAVMF/AAVMF_CODE.cca.fd",
+        "virtioIOMMU": "on",
+        "hookImage": "kubevirt-cca:0.1.0",
+        "integrationMode": "auto",
+    }
 
 
 def test_self_signed_mode_swaps_only_the_certificate_source() -> None:
@@ -158,5 +196,7 @@ def test_self_signed_mode_swaps_only_the_certificate_source() -> None:
     assert job["serviceAccountName"] == "kubevirt-cca-certs"
     assert job["containers"][0]["args"][:2] == ["certs", "ensure"]
     assert {o["kind"] for o in default} - {o["kind"] for o in self_signed} == {
-        "Certificate", "Issuer"}
+        "Certificate",
+        "Issuer",
+    }
     assert {o["kind"] for o in self_signed} - {o["kind"] for o in default} == {"Job", "CronJob"}

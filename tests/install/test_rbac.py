@@ -65,8 +65,11 @@ def access_of(method: str, path: str, query: str) -> Access | None:
     resource, name = rest[0], (rest[1] if len(rest) > 1 else None)
     params = parse_qs(query)
     if name is None:
-        selected = [f.split("=", 1)[1] for f in params.get("fieldSelector", [""])[0].split(",")
-                    if f.startswith("metadata.name=")]
+        selected = [
+            f.split("=", 1)[1]
+            for f in params.get("fieldSelector", [""])[0].split(",")
+            if f.startswith("metadata.name=")
+        ]
         name = selected[0] if selected else None  # RBAC honours resourceNames for these
         if method == "GET":
             verb = "watch" if params.get("watch", [""])[0] in ("1", "true") else "list"
@@ -97,9 +100,13 @@ class Grant:
 
     def allows(self, access: Access) -> bool:
         groups, resources, verbs, names = self.rule
-        return ((self.namespace is None or self.namespace == access.namespace)
-                and access.group in groups and access.resource in resources
-                and access.verb in verbs and (not names or access.name in names))
+        return (
+            (self.namespace is None or self.namespace == access.namespace)
+            and access.group in groups
+            and access.resource in resources
+            and access.verb in verbs
+            and (not names or access.name in names)
+        )
 
     def triples(self) -> Iterable[tuple[str, str, str]]:
         groups, resources, verbs, _ = self.rule
@@ -110,20 +117,30 @@ class Grant:
 
 
 def _rule(rule: dict[str, Any]) -> Rule:
-    return (tuple(rule["apiGroups"]), tuple(rule["resources"]), tuple(rule["verbs"]),
-            tuple(rule.get("resourceNames", ())))
+    return (
+        tuple(rule["apiGroups"]),
+        tuple(rule["resources"]),
+        tuple(rule["verbs"]),
+        tuple(rule.get("resourceNames", ())),
+    )
 
 
 def grants_of(service_account: str, objects: list[dict[str, Any]]) -> list[Grant]:
     """What the bindings of the install give a service account in the install namespace."""
-    roles = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
-             for o in objects if o["kind"] in ("Role", "ClusterRole")}
+    roles = {
+        (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
+        for o in objects
+        if o["kind"] in ("Role", "ClusterRole")
+    }
     grants = []
     for binding in objects:
         if binding["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
             continue
-        if {"kind": "ServiceAccount", "name": service_account, "namespace": NAMESPACE} \
-                not in binding["subjects"]:
+        if {
+            "kind": "ServiceAccount",
+            "name": service_account,
+            "namespace": NAMESPACE,
+        } not in binding["subjects"]:
             continue
         namespace = binding["metadata"].get("namespace")
         ref = binding["roleRef"]
@@ -150,13 +167,18 @@ def assert_least_privilege(grants: list[Grant], accesses: set[Access]) -> None:
     assert denied == [], f"the RBAC does not allow: {denied}"
     unused = sorted(
         f"{g.role} rule {g.index}: {verb} {group or 'core'}/{resource}"
-        for g in grants for group, resource, verb in g.triples()
-        if not any(a.group == group and a.resource == resource and a.verb == verb
-                   and g.allows(a) for a in accesses))
+        for g in grants
+        for group, resource, verb in g.triples()
+        if not any(
+            a.group == group and a.resource == resource and a.verb == verb and g.allows(a)
+            for a in accesses
+        )
+    )
     assert unused == [], f"granted but never used: {unused}"
 
 
 # --- the components ---------------------------------------------------------------------------
+
 
 async def run_labeller(api: Any, tmp_path: Path) -> None:
     from tests.labeller.conftest import make_host
@@ -165,11 +187,23 @@ async def run_labeller(api: Any, tmp_path: Path) -> None:
     domcaps = tmp_path / "domcaps.xml"
     domcaps.write_text(CAPABLE_DOMCAPS)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import sys; from kubevirt_cca.cli import main; sys.exit(main())",
-        "labeller", "--once", "--node-name", "arm-1", "--domcaps-file", str(domcaps),
-        "--root", str(make_host(tmp_path / "host")), "--server", str(api.url),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-c",
+        "import sys; from kubevirt_cca.cli import main; sys.exit(main())",
+        "labeller",
+        "--once",
+        "--node-name",
+        "arm-1",
+        "--domcaps-file",
+        str(domcaps),
+        "--root",
+        str(make_host(tmp_path / "host")),
+        "--server",
+        str(api.url),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
     async with asyncio.timeout(60):
         _, stderr = await process.communicate()
     assert process.returncode == 0, stderr.decode()
@@ -180,8 +214,9 @@ async def run_cluster_state(api: Any) -> None:
 
     declare_resources(api)
     client = async_client(server=str(api.url))
-    state = ClusterState(client, namespace=NAMESPACE, kubevirt_namespace="kubevirt",
-                         retry_delay=0.1)
+    state = ClusterState(
+        client, namespace=NAMESPACE, kubevirt_namespace="kubevirt", retry_delay=0.1
+    )
     try:
         await state.start()
         assert await state.wait_ready(10)
@@ -217,12 +252,13 @@ async def test_the_webhook_gets_exactly_what_it_uses(kmock: Any) -> None:
 
 @pytest.mark.asyncio
 async def test_self_signed_certificates_have_their_own_identity_with_exactly_what_it_uses(
-        kmock: Any) -> None:
+    kmock: Any,
+) -> None:
     """Issue 13: certificate creation is not the webhook. ``certs ensure`` (the Job and the
     CronJob) runs as kubevirt-cca-certs, with exactly what it uses."""
     load(kmock, webhook_configurations())
     kmock.resources["v1/secrets"] = {}
-    await run_ensure(kmock, None)   # creates the Secret
+    await run_ensure(kmock, None)  # creates the Secret
     await run_ensure(kmock, None, now=datetime(2027, 11, 1, tzinfo=UTC))  # renews: patches it
     objects = install_objects(InstallOptions(certificates=SELF_SIGNED))
     assert_least_privilege(grants_of(CERTS, objects), recorded(kmock))
@@ -244,14 +280,25 @@ async def test_the_self_signed_webhook_gets_only_what_it_uses_at_run_time(kmock:
     grants = grants_of(WEBHOOK, objects)
     assert_least_privilege(grants, recorded(kmock))
     assert grants_of(WEBHOOK, objects) == grants_of(
-        WEBHOOK, install_objects(InstallOptions(certificates=CERT_MANAGER)))
+        WEBHOOK, install_objects(InstallOptions(certificates=CERT_MANAGER))
+    )
     for verb in ("create", "patch", "update", "delete"):
         assert not any(g.allows(Access(verb, "", "secrets", NAMESPACE, TLS_SECRET)) for g in grants)
-        assert not any(g.allows(Access(verb, "admissionregistration.k8s.io",
-                                       "mutatingwebhookconfigurations", None, "kubevirt-cca"))
-                       for g in grants)
-    deployment = next(o for o in objects if o["kind"] == "Deployment"
-                      and o["metadata"]["name"] == WEBHOOK)
+        assert not any(
+            g.allows(
+                Access(
+                    verb,
+                    "admissionregistration.k8s.io",
+                    "mutatingwebhookconfigurations",
+                    None,
+                    "kubevirt-cca",
+                )
+            )
+            for g in grants
+        )
+    deployment = next(
+        o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == WEBHOOK
+    )
     pod = deployment["spec"]["template"]["spec"]
     assert "initContainers" not in pod and pod["serviceAccountName"] == WEBHOOK
 
@@ -259,8 +306,9 @@ async def test_the_self_signed_webhook_gets_only_what_it_uses_at_run_time(kmock:
 @pytest.mark.asyncio
 async def test_doctor_gets_exactly_what_it_uses(kmock: Any) -> None:
     load(kmock, ready_cluster(make_ca()))
-    expected = expected_from_args(argparse.Namespace(namespace=NAMESPACE,
-                                                     kubevirt_namespace="kubevirt"))
+    expected = expected_from_args(
+        argparse.Namespace(namespace=NAMESPACE, kubevirt_namespace="kubevirt")
+    )
     await diagnose(server=str(kmock.url), kubeconfig=None, expected=expected)
     assert_least_privilege(doctor_grants(install_objects(InstallOptions())), recorded(kmock))
 
@@ -273,9 +321,12 @@ def test_the_authorizer_model_refuses_what_rbac_refuses() -> None:
     assert not any(g.allows(Access("patch", "", "secrets", NAMESPACE, "other")) for g in grants)
     assert not any(g.allows(Access("get", "", "secrets", "default", secret)) for g in grants)
     assert not any(g.allows(Access("delete", "", "secrets", NAMESPACE, secret)) for g in grants)
-    assert access_of("GET", "/api/v1/namespaces/x/configmaps", "fieldSelector=metadata.name%3Dc"
-                     "&watch=true") == Access("watch", "", "configmaps", "x", "c")
-    assert access_of("POST", "/api/v1/namespaces/x/secrets", "") == \
-        Access("create", "", "secrets", "x", None)
-    assert access_of("GET", "/apis/kubevirt.io/v1/virtualmachineinstances", "") == \
-        Access("list", "kubevirt.io", "virtualmachineinstances", None, None)
+    assert access_of(
+        "GET", "/api/v1/namespaces/x/configmaps", "fieldSelector=metadata.name%3Dc&watch=true"
+    ) == Access("watch", "", "configmaps", "x", "c")
+    assert access_of("POST", "/api/v1/namespaces/x/secrets", "") == Access(
+        "create", "", "secrets", "x", None
+    )
+    assert access_of("GET", "/apis/kubevirt.io/v1/virtualmachineinstances", "") == Access(
+        "list", "kubevirt.io", "virtualmachineinstances", None, None
+    )

@@ -30,8 +30,8 @@ MY_LAUNCHER = "images.test.invalid/team-a/virt-launcher:v7.7"
 
 def _section(text: str, heading: str) -> str:
     start = text.index(heading)
-    following = re.search(r"^#{1,3} ", text[start + len(heading):], flags=re.MULTILINE)
-    return text[start:start + len(heading) + (following.start() if following else len(text))]
+    following = re.search(r"^#{1,3} ", text[start + len(heading) :], flags=re.MULTILINE)
+    return text[start : start + len(heading) + (following.start() if following else len(text))]
 
 
 def _blocks(text: str, language: str) -> list[str]:
@@ -68,42 +68,54 @@ def _shims(folder: Path, applied: Path) -> dict[str, str]:
     bin_dir = folder / "bin"
     bin_dir.mkdir()
     (bin_dir / "kubevirt-cca").write_text(
-        f'#!/bin/sh\nexec "{sys.executable}" -m kubevirt_cca "$@"\n')
+        f'#!/bin/sh\nexec "{sys.executable}" -m kubevirt_cca "$@"\n'
+    )
     (bin_dir / "kubectl").write_text(
         "#!/bin/sh\n"
         'if [ "$1" = apply ] && [ "$2" = -f ] && [ "$3" = - ]; then\n'
         f'  cat >>"{applied}"; exit 0\n'
         "fi\n"
-        f'exec "{kubectl}" "$@"\n')
+        f'exec "{kubectl}" "$@"\n'
+    )
     for shim in bin_dir.iterdir():
         shim.chmod(0o755)
     return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
 
 
-def test_the_readme_install_commands_give_objects_naming_the_readers_image(
-        tmp_path: Path) -> None:
+def test_the_readme_install_commands_give_objects_naming_the_readers_image(tmp_path: Path) -> None:
     section = _section(README.read_text(), "## Install on a cluster")
     blocks = [b for b in _blocks(section, "sh") if "kubectl apply" in b]
     assert len(blocks) == 1, "the README's install section has one block of install commands"
     script = blocks[0]
     # The reader puts their own names in the two assignments; everything else runs as written.
     script, images_set = re.subn(r"^IMAGE=\S+", f"IMAGE={MY_IMAGE}", script, flags=re.MULTILINE)
-    script, launchers_set = re.subn(r"^LAUNCHER=\S+", f"LAUNCHER={MY_LAUNCHER}", script,
-                                    flags=re.MULTILINE)
+    script, launchers_set = re.subn(
+        r"^LAUNCHER=\S+", f"LAUNCHER={MY_LAUNCHER}", script, flags=re.MULTILINE
+    )
     assert (images_set, launchers_set) == (1, 1), "the block sets IMAGE and LAUNCHER once each"
     applied = tmp_path / "applied.yaml"
     env = _shims(tmp_path, applied)
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     objects = [d for d in yaml.safe_load_all(applied.read_text()) if d]
-    assert {o["kind"] for o in objects} >= {"Deployment", "DaemonSet", "ConfigMap",
-                                            "MutatingWebhookConfiguration"}
+    assert {o["kind"] for o in objects} >= {
+        "Deployment",
+        "DaemonSet",
+        "ConfigMap",
+        "MutatingWebhookConfiguration",
+    }
     _assert_only_my_images(objects)
 
 
-def test_the_install_guides_overlay_gives_objects_naming_the_readers_image(
-        tmp_path: Path) -> None:
+def test_the_install_guides_overlay_gives_objects_naming_the_readers_image(tmp_path: Path) -> None:
     """docs/install.md's kustomize overlay, with the reader's names, over the checkout's deploy/."""
     guide = INSTALL_GUIDE.read_text()
     overlays = [b for b in _blocks(guide, "yaml") if b.startswith("# my-cluster/kustomization")]

@@ -32,7 +32,8 @@ def _pins(name: str) -> dict[str, str]:
         requirement, *options = entry.split(" --")
         assert options, f"{requirement}: no hash"
         assert all(re.fullmatch(r"hash=sha256:[0-9a-f]{64}", o.strip()) for o in options), (
-            f"{requirement}: only --hash=sha256: options may follow a pin, got {options}")
+            f"{requirement}: only --hash=sha256: options may follow a pin, got {options}"
+        )
         match = re.fullmatch(r"([A-Za-z0-9._-]+)==([^\s;]+)(\s*;.*)?", requirement.strip())
         assert match, f"{requirement!r} is not pinned with =="
         pins[canonicalize_name(match[1])] = match[2]
@@ -63,8 +64,11 @@ def test_the_build_backend_is_pinned_with_hashes() -> None:
 def _requires(name: str, extras: frozenset[str]) -> list[Requirement]:
     """What the installed ``name`` needs on this platform, with the ``extras`` asked of it."""
     found = [Requirement(r) for r in metadata.requires(name) or []]
-    return [r for r in found
-            if r.marker is None or any(r.marker.evaluate({"extra": e}) for e in {"", *extras})]
+    return [
+        r
+        for r in found
+        if r.marker is None or any(r.marker.evaluate({"extra": e}) for e in {"", *extras})
+    ]
 
 
 def test_the_pins_are_the_transitive_closure_of_pyproject_dependencies() -> None:
@@ -84,9 +88,17 @@ def test_the_pins_are_the_transitive_closure_of_pyproject_dependencies() -> None
 
 def test_the_pins_are_current_with_pyproject() -> None:
     """Re-resolve pyproject.toml with the committed pins as constraints: same file, or stale."""
-    done = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True,
-                          text=True, timeout=300, check=False, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=ROOT,
+    )
     if done.returncode == EXIT_UNRESOLVABLE:
-        pytest.skip("no package index reachable and uv's cache cannot resolve pyproject.toml; "
-                    f"the offline checks above still ran ({done.stderr.strip()[-200:]})")
+        pytest.skip(
+            "no package index reachable and uv's cache cannot resolve pyproject.toml; "
+            f"the offline checks above still ran ({done.stderr.strip()[-200:]})"
+        )
     assert done.returncode == 0, done.stdout + done.stderr

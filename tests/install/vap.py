@@ -27,17 +27,21 @@ def _join(values: celtypes.ListType, separator: celtypes.StringType) -> celtypes
 
 def _lower_ascii(value: celtypes.StringType) -> celtypes.StringType:
     # Kubernetes' strings library: only A-Z change (str.lower would also fold non-ASCII).
-    return celtypes.StringType("".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c
-                                       for c in str(value)))
+    return celtypes.StringType(
+        "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in str(value))
+    )
 
 
-def _replace(value: celtypes.StringType, old: celtypes.StringType,
-             new: celtypes.StringType) -> celtypes.StringType:
+def _replace(
+    value: celtypes.StringType, old: celtypes.StringType, new: celtypes.StringType
+) -> celtypes.StringType:
     return celtypes.StringType(str(value).replace(str(old), str(new)))
 
 
 FUNCTIONS: dict[str, CELFunction] = {
-    "join": _join, "lowerAscii": _lower_ascii, "replace": _replace,
+    "join": _join,
+    "lowerAscii": _lower_ascii,
+    "replace": _replace,
 }
 
 
@@ -64,14 +68,22 @@ def _is_true(value: Any) -> bool:
 
 def _matches_rules(policy: dict[str, Any], request: dict[str, Any]) -> bool:
     rules = policy["spec"]["matchConstraints"]["resourceRules"]
-    return any(request["operation"] in rule["operations"]
-               and request["resource"]["resource"] in rule["resources"]
-               and request["resource"]["group"] in rule["apiGroups"]
-               for rule in rules)
+    return any(
+        request["operation"] in rule["operations"]
+        and request["resource"]["resource"] in rule["resources"]
+        and request["resource"]["group"] in rule["apiGroups"]
+        for rule in rules
+    )
 
 
-def admit(policy: dict[str, Any], *, request: dict[str, Any], obj: dict[str, Any] | None,
-          old: dict[str, Any] | None, params: dict[str, Any] | None = None) -> Decision:
+def admit(
+    policy: dict[str, Any],
+    *,
+    request: dict[str, Any],
+    obj: dict[str, Any] | None,
+    old: dict[str, Any] | None,
+    params: dict[str, Any] | None = None,
+) -> Decision:
     if not _matches_rules(policy, request):
         return Decision(applies=False, allowed=True)
     activation: dict[str, Any] = {
@@ -88,15 +100,15 @@ def admit(policy: dict[str, Any], *, request: dict[str, Any], obj: dict[str, Any
     for variable in policy["spec"].get("variables", []):
         variables[variable["name"]] = evaluate(variable["expression"], activation)
         activation["variables"] = celtypes.MapType(
-            {celtypes.StringType(k): v for k, v in variables.items()})
+            {celtypes.StringType(k): v for k, v in variables.items()}
+        )
     messages: list[str] = []
     for validation in policy["spec"]["validations"]:
         result = evaluate(validation["expression"], activation)
         if _is_true(result):
             continue
         if isinstance(result, celpy.CELEvalError):
-            messages.append(f"expression '{validation['expression']}' resulted in error: "
-                            f"{result}")
+            messages.append(f"expression '{validation['expression']}' resulted in error: {result}")
             continue
         if "messageExpression" in validation:
             messages.append(str(evaluate(validation["messageExpression"], activation)))

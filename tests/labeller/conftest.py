@@ -47,8 +47,14 @@ def domcaps(name: str) -> Path:
     return shared_path(*DOMCAPS, name)
 
 
-def make_host(root: Path, *, arch: str = "aarch64", kvm: bool = True, rmi: str | None = "1",
-              abi_line: bool = True) -> Path:
+def make_host(
+    root: Path,
+    *,
+    arch: str = "aarch64",
+    kvm: bool = True,
+    rmi: str | None = "1",
+    abi_line: bool = True,
+) -> Path:
     """A fake host tree like the one the DaemonSet mounts read-only at --root."""
     (root / "proc/sys/kernel").mkdir(parents=True, exist_ok=True)
     (root / "proc/sys/kernel/arch").write_text(f"{arch}\n")
@@ -67,8 +73,9 @@ def make_host(root: Path, *, arch: str = "aarch64", kvm: bool = True, rmi: str |
 
 
 def detector_for(domcaps_file: Path, root: Path) -> Callable[[], DetectionReport]:
-    return functools.partial(detect, domcaps_file=str(domcaps_file), domcaps_command="",
-                             root=str(root))
+    return functools.partial(
+        detect, domcaps_file=str(domcaps_file), domcaps_command="", root=str(root)
+    )
 
 
 class SwitchableDetector:
@@ -81,8 +88,7 @@ class SwitchableDetector:
 
     def __call__(self) -> DetectionReport:
         self.calls += 1
-        return detect(domcaps_file=str(self.domcaps_file), domcaps_command="",
-                      root=str(self.root))
+        return detect(domcaps_file=str(self.domcaps_file), domcaps_command="", root=str(self.root))
 
 
 @pytest_asyncio.fixture

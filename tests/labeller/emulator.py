@@ -43,16 +43,29 @@ class ClusterAPI(kmock.KubernetesEmulator):
     # Requests by HTTP method, kept even when kmock's own request log is trimmed (benchmarks).
     methods: collections.Counter[str] = attrs.field(factory=collections.Counter)
 
-    def add_node(self, name: str, *, labels: dict[str, str] | None = None,
-                 annotations: dict[str, str] | None = None) -> None:
-        metadata: dict[str, Any] = {"name": name, "uid": f"uid-{name}",
-                                    "resourceVersion": self._next_revision()}
+    def add_node(
+        self,
+        name: str,
+        *,
+        labels: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> None:
+        metadata: dict[str, Any] = {
+            "name": name,
+            "uid": f"uid-{name}",
+            "resourceVersion": self._next_revision(),
+        }
         if labels is not None:
             metadata["labels"] = dict(labels)
         if annotations is not None:
             metadata["annotations"] = dict(annotations)
-        self.objects[NODES, None, name] = {"apiVersion": "v1", "kind": "Node",
-                                           "metadata": metadata, "spec": {}, "status": {}}
+        self.objects[NODES, None, name] = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": metadata,
+            "spec": {},
+            "status": {},
+        }
 
     def node(self, name: str) -> dict[str, Any]:
         return copy.deepcopy(self.objects[NODES, None, name].raw)
@@ -68,8 +81,11 @@ class ClusterAPI(kmock.KubernetesEmulator):
         self.objects[NODES, None, name].history.append(new)
 
     def events(self) -> list[dict[str, Any]]:
-        return [obj.raw for (resource, _, _), obj in self.objects.items()
-                if resource == EVENTS and not obj.deleted]
+        return [
+            obj.raw
+            for (resource, _, _), obj in self.objects.items()
+            if resource == EVENTS and not obj.deleted
+        ]
 
     def patches(self) -> list[kmock.Request]:
         return [r for r in self if r.action == kmock.action.UPDATE]
@@ -107,9 +123,10 @@ class ClusterAPI(kmock.KubernetesEmulator):
             except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
                 # What the API server answers for a failed test op or an unappliable patch.
                 raise kmock.KubernetesError(
-                    status=422, reason="Invalid",
+                    status=422,
+                    reason="Invalid",
                     message=f"the server rejected our request due to an error in our "
-                            f"request: {exc}",
+                    f"request: {exc}",
                     details={"name": request.name, "kind": "nodes"},
                 ) from exc
             new.setdefault("metadata", {})["resourceVersion"] = self._next_revision()

@@ -61,9 +61,17 @@ class Labeller:
 
 async def start(*args: str, env: dict[str, str] | None = None) -> Labeller:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", ENTRY, "--log-level", "INFO", "labeller", *args,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE, env=env if env is not None else _env(),
+        sys.executable,
+        "-c",
+        ENTRY,
+        "--log-level",
+        "INFO",
+        "labeller",
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=env if env is not None else _env(),
     )
     labeller = Labeller(process)
     labeller._reader = asyncio.create_task(labeller._read())
@@ -99,13 +107,23 @@ async def until(condition: Any, timeout: float = 20.0) -> None:
 
 # --- One shot ----------------------------------------------------------------------------------
 
+
 @pytest.mark.asyncio
 @pytest.mark.shared
 async def test_once_labels_the_node_and_exits_zero(api: ClusterAPI, host: Path) -> None:
     api.add_node(NODE, labels=dict(FOREIGN_LABELS), annotations={})
 
-    labeller = await start("--node-name", NODE, "--domcaps-file", str(domcaps("aarch64-cca.xml")),
-                           "--root", str(host), "--once", "--server", str(api.url))
+    labeller = await start(
+        "--node-name",
+        NODE,
+        "--domcaps-file",
+        str(domcaps("aarch64-cca.xml")),
+        "--root",
+        str(host),
+        "--once",
+        "--server",
+        str(api.url),
+    )
 
     assert await labeller.wait() == 0, labeller.stderr
     node = api.node(NODE)
@@ -119,9 +137,16 @@ async def test_once_labels_the_node_and_exits_zero(api: ClusterAPI, host: Path) 
 async def test_node_name_comes_from_the_environment(api: ClusterAPI, host: Path) -> None:
     api.add_node(NODE, labels={}, annotations={})
 
-    labeller = await start("--domcaps-file", str(domcaps("aarch64-no-cca.xml")),
-                           "--root", str(host), "--once", "--server", str(api.url),
-                           env=_env(NODE_NAME=NODE))
+    labeller = await start(
+        "--domcaps-file",
+        str(domcaps("aarch64-no-cca.xml")),
+        "--root",
+        str(host),
+        "--once",
+        "--server",
+        str(api.url),
+        env=_env(NODE_NAME=NODE),
+    )
 
     assert await labeller.wait() == 0, labeller.stderr
     assert NODE_DETECTION_ANNOTATION in api.node(NODE)["metadata"]["annotations"]
@@ -132,9 +157,17 @@ async def test_node_name_comes_from_the_environment(api: ClusterAPI, host: Path)
 async def test_once_against_a_missing_node_fails_with_one_clear_line(
     api: ClusterAPI, host: Path
 ) -> None:
-    labeller = await start("--node-name", "no-such-node", "--domcaps-file",
-                           str(domcaps("aarch64-cca.xml")), "--root", str(host), "--once",
-                           "--server", str(api.url))
+    labeller = await start(
+        "--node-name",
+        "no-such-node",
+        "--domcaps-file",
+        str(domcaps("aarch64-cca.xml")),
+        "--root",
+        str(host),
+        "--once",
+        "--server",
+        str(api.url),
+    )
 
     assert await labeller.wait() == 1
     assert "kubevirt-cca labeller: error: get nodes: 404" in labeller.stderr
@@ -142,6 +175,7 @@ async def test_once_against_a_missing_node_fails_with_one_clear_line(
 
 
 # --- SIGTERM -----------------------------------------------------------------------------------
+
 
 @pytest.mark.asyncio
 @pytest.mark.shared
@@ -156,9 +190,20 @@ async def test_sigterm_during_a_patch_waits_for_it_and_leaves_the_node_whole(
         await asyncio.sleep(0.5)  # the labeller gets SIGTERM while this write is in flight
 
     api.before_patch.append(slow_server)
-    labeller = await start("--node-name", NODE, "--domcaps-file", str(domcaps("aarch64-cca.xml")),
-                           "--root", str(host), "--interval", "60", "--health-port",
-                           "127.0.0.1:0", "--server", str(api.url))
+    labeller = await start(
+        "--node-name",
+        NODE,
+        "--domcaps-file",
+        str(domcaps("aarch64-cca.xml")),
+        "--root",
+        str(host),
+        "--interval",
+        "60",
+        "--health-port",
+        "127.0.0.1:0",
+        "--server",
+        str(api.url),
+    )
     running.append(labeller)
 
     async with asyncio.timeout(20):
@@ -183,11 +228,24 @@ async def test_sigterm_during_detection_writes_nothing(
     before = {**FOREIGN_LABELS, "kubevirt.io/cca": "true"}
     api.add_node(NODE, labels=dict(before), annotations={})
     started = tmp_path / "virsh-started"
-    command = (f"sh -c 'touch {shlex.quote(str(started))}; sleep 1; "
-               f"cat {shlex.quote(str(domcaps('aarch64-no-cca.xml')))}'")
-    labeller = await start("--node-name", NODE, "--domcaps-command", command,
-                           "--root", str(host), "--interval", "60", "--health-port",
-                           "127.0.0.1:0", "--server", str(api.url))
+    command = (
+        f"sh -c 'touch {shlex.quote(str(started))}; sleep 1; "
+        f"cat {shlex.quote(str(domcaps('aarch64-no-cca.xml')))}'"
+    )
+    labeller = await start(
+        "--node-name",
+        NODE,
+        "--domcaps-command",
+        command,
+        "--root",
+        str(host),
+        "--interval",
+        "60",
+        "--health-port",
+        "127.0.0.1:0",
+        "--server",
+        str(api.url),
+    )
     running.append(labeller)
 
     await until(started.exists)
@@ -205,14 +263,26 @@ async def test_ready_after_the_first_reconcile_and_sigterm_ends_the_wait(
     api: ClusterAPI, host: Path, running: list[Labeller]
 ) -> None:
     api.add_node(NODE, labels={}, annotations={})
-    labeller = await start("--node-name", NODE, "--domcaps-file", str(domcaps("aarch64-cca.xml")),
-                           "--root", str(host), "--interval", "3600", "--health-port",
-                           "127.0.0.1:0", "--server", str(api.url))
+    labeller = await start(
+        "--node-name",
+        NODE,
+        "--domcaps-file",
+        str(domcaps("aarch64-cca.xml")),
+        "--root",
+        str(host),
+        "--interval",
+        "3600",
+        "--health-port",
+        "127.0.0.1:0",
+        "--server",
+        str(api.url),
+    )
     running.append(labeller)
     async with asyncio.timeout(20):
         port = await labeller.port
 
     async with aiohttp.ClientSession() as http:
+
         async def status(path: str) -> int:
             async with http.get(f"http://127.0.0.1:{port}{path}") as response:
                 return response.status
@@ -235,8 +305,10 @@ async def test_ready_after_the_first_reconcile_and_sigterm_ends_the_wait(
 
 # --- Usage errors (in process: argparse, before anything starts) ------------------------------
 
-def test_a_missing_node_name_is_a_usage_error(monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_a_missing_node_name_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("NODE_NAME", raising=False)
 
     assert main(["labeller", "--once", "--server", "http://127.0.0.1:9"]) == 2
@@ -244,13 +316,16 @@ def test_a_missing_node_name_is_a_usage_error(monkeypatch: pytest.MonkeyPatch,
     assert "--node-name is required (or set $NODE_NAME" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--interval", "0"], "expected a positive number of seconds, got '0'"),
-    (["--interval", "soon"], "expected a number of seconds, got 'soon'"),
-    (["--health-port", "http"], "expected PORT or ADDRESS:PORT"),
-    (["--health-port", "70000"], "port must be between 0 and 65535"),
-    (["--domcaps-file", "a.xml", "--domcaps-command", "virsh"], "not allowed with argument"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--interval", "0"], "expected a positive number of seconds, got '0'"),
+        (["--interval", "soon"], "expected a number of seconds, got 'soon'"),
+        (["--health-port", "http"], "expected PORT or ADDRESS:PORT"),
+        (["--health-port", "70000"], "port must be between 0 and 65535"),
+        (["--domcaps-file", "a.xml", "--domcaps-command", "virsh"], "not allowed with argument"),
+    ],
+)
 def test_bad_flags_are_usage_errors_naming_the_flag(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -265,17 +340,20 @@ def test_bad_flags_are_usage_errors_naming_the_flag(
 
 # --- Only the named command's module is loaded (the labeller's memory budget) ----------------
 
-@pytest.mark.parametrize(("argv", "named"), [
-    (["labeller", "--once"], "labeller"),
-    (["--log-level", "INFO", "labeller"], "labeller"),
-    (["--log-level=DEBUG", "labeller"], "labeller"),
-    (["--help"], None),
-    (["--version"], None),
-    (["labeler"], None),  # a typo: the full parser names the valid choices
-    ([], None),
-])
-def test_the_parser_is_built_for_the_named_command_only(argv: list[str],
-                                                        named: str | None) -> None:
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["labeller", "--once"], "labeller"),
+        (["--log-level", "INFO", "labeller"], "labeller"),
+        (["--log-level=DEBUG", "labeller"], "labeller"),
+        (["--help"], None),
+        (["--version"], None),
+        (["labeler"], None),  # a typo: the full parser names the valid choices
+        ([], None),
+    ],
+)
+def test_the_parser_is_built_for_the_named_command_only(argv: list[str], named: str | None) -> None:
     from kubevirt_cca.cli import _named_command
 
     assert _named_command(argv) == named
@@ -284,10 +362,13 @@ def test_the_parser_is_built_for_the_named_command_only(argv: list[str],
 def test_a_labeller_process_does_not_load_the_other_commands() -> None:
     import subprocess
 
-    probe = ("import sys; from kubevirt_cca.cli import build_parser, _named_command; "
-             "build_parser(_named_command(['labeller'])); "
-             "print(sorted(m for m in sys.modules if m.startswith('kubevirt_cca.cli.')))")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          check=True, timeout=60)
+    probe = (
+        "import sys; from kubevirt_cca.cli import build_parser, _named_command; "
+        "build_parser(_named_command(['labeller'])); "
+        "print(sorted(m for m in sys.modules if m.startswith('kubevirt_cca.cli.')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
 
     assert done.stdout.strip() == "['kubevirt_cca.cli.common', 'kubevirt_cca.cli.labeller']"

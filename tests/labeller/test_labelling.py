@@ -49,12 +49,18 @@ def capable(*algorithms: str) -> DetectionReport:
 
 
 def not_capable(*reasons: str) -> DetectionReport:
-    return DetectionReport(False, (), reasons or ("libvirt reports cca supported='no'",),
-                           {"libvirt": {"ccaSupported": "no"}}, NOW)
+    return DetectionReport(
+        False,
+        (),
+        reasons or ("libvirt reports cca supported='no'",),
+        {"libvirt": {"ccaSupported": "no"}},
+        NOW,
+    )
 
 
-def node_object(labels: dict[str, str] | None, annotations: dict[str, str] | None,
-                resource_version: str = "7") -> dict[str, Any]:
+def node_object(
+    labels: dict[str, str] | None, annotations: dict[str, str] | None, resource_version: str = "7"
+) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": NODE, "uid": "u-1", "resourceVersion": resource_version}
     if labels is not None:
         metadata["labels"] = labels
@@ -74,6 +80,7 @@ def owned(labels: dict[str, str]) -> dict[str, str]:
 
 
 # --- Desired state from real libvirt answers ---------------------------------------------------
+
 
 @pytest.mark.shared
 @pytest.mark.parametrize("fixture", sorted(CAPABLE_LABELS))
@@ -115,6 +122,7 @@ def test_a_not_capable_node_is_told_why_in_plain_words(tmp_path: Path) -> None:
 
 # --- The patch: owned keys only, guarded -------------------------------------------------------
 
+
 def test_labels_added_on_a_fresh_node_with_a_test_guard_on_the_maps_as_read() -> None:
     node = NodeMetadata(NODE, dict(FOREIGN_LABELS), dict(FOREIGN_ANNOTATIONS), "7")
 
@@ -122,12 +130,20 @@ def test_labels_added_on_a_fresh_node_with_a_test_guard_on_the_maps_as_read() ->
 
     assert plan.patch[0] == {"op": "test", "path": "/metadata/labels", "value": FOREIGN_LABELS}
     assert {"op": "add", "path": "/metadata/labels/kubevirt.io~1cca", "value": "true"} in plan.patch
-    assert {"op": "add", "path": "/metadata/labels/cca.kubevirt.io~1measurement-algo-sha256",
-            "value": "true"} in plan.patch
-    assert {"op": "test", "path": "/metadata/annotations",
-            "value": FOREIGN_ANNOTATIONS} in plan.patch
-    assert plan.label_changes.added == {NODE_CCA_LABEL: "true",
-                                        NODE_ALGO_LABEL_PREFIX + "sha256": "true"}
+    assert {
+        "op": "add",
+        "path": "/metadata/labels/cca.kubevirt.io~1measurement-algo-sha256",
+        "value": "true",
+    } in plan.patch
+    assert {
+        "op": "test",
+        "path": "/metadata/annotations",
+        "value": FOREIGN_ANNOTATIONS,
+    } in plan.patch
+    assert plan.label_changes.added == {
+        NODE_CCA_LABEL: "true",
+        NODE_ALGO_LABEL_PREFIX + "sha256": "true",
+    }
     assert plan.annotation_changed
 
 
@@ -143,20 +159,29 @@ def test_every_non_test_operation_names_an_owned_key() -> None:
         prefix, _, key = op["path"].rpartition("/")
         key = key.replace("~1", "/").replace("~0", "~")
         assert (prefix == "/metadata/labels" and is_owned_label(key)) or (
-            prefix == "/metadata/annotations" and key == NODE_DETECTION_ANNOTATION)
+            prefix == "/metadata/annotations" and key == NODE_DETECTION_ANNOTATION
+        )
 
 
 def test_algorithms_change_replaces_and_removes_only_algorithm_labels() -> None:
-    before = {**FOREIGN_LABELS, NODE_CCA_LABEL: "true",
-              NODE_ALGO_LABEL_PREFIX + "sha256": "true", NODE_ALGO_LABEL_PREFIX + "sha512": "true"}
-    node = node_object(dict(before), {NODE_DETECTION_ANNOTATION: detection_annotation(
-        capable("sha256", "sha512"))})
+    before = {
+        **FOREIGN_LABELS,
+        NODE_CCA_LABEL: "true",
+        NODE_ALGO_LABEL_PREFIX + "sha256": "true",
+        NODE_ALGO_LABEL_PREFIX + "sha512": "true",
+    }
+    node = node_object(
+        dict(before), {NODE_DETECTION_ANNOTATION: detection_annotation(capable("sha256", "sha512"))}
+    )
 
     plan = plan_node(NodeMetadata.from_object(node), capable("sha512"))
     patched = apply(node, plan)
 
-    assert patched["metadata"]["labels"] == {**FOREIGN_LABELS, NODE_CCA_LABEL: "true",
-                                             NODE_ALGO_LABEL_PREFIX + "sha512": "true"}
+    assert patched["metadata"]["labels"] == {
+        **FOREIGN_LABELS,
+        NODE_CCA_LABEL: "true",
+        NODE_ALGO_LABEL_PREFIX + "sha512": "true",
+    }
     assert plan.label_changes.removed == (NODE_ALGO_LABEL_PREFIX + "sha256",)
     assert plan.event is not None
     assert plan.event.reason == "CCAAlgorithmsChanged"
@@ -166,24 +191,30 @@ def test_algorithms_change_replaces_and_removes_only_algorithm_labels() -> None:
 def test_a_parameter_gained_is_a_label_and_an_event() -> None:
     before = {**FOREIGN_LABELS, NODE_CCA_LABEL: "true", NODE_ALGO_LABEL_PREFIX + "sha256": "true"}
     node = node_object(dict(before), {})
-    report = DetectionReport(True, ("sha256",), (), {"libvirt": {"ccaSupported": "yes"}}, NOW,
-                             personalization_value=True)
+    report = DetectionReport(
+        True, ("sha256",), (), {"libvirt": {"ccaSupported": "yes"}}, NOW, personalization_value=True
+    )
     plan = plan_node(NodeMetadata.from_object(node), report)
     patched = apply(node, plan)
     assert patched["metadata"]["labels"] == {
-        **before, "cca.kubevirt.io/personalization-value": "true"}
+        **before,
+        "cca.kubevirt.io/personalization-value": "true",
+    }
     assert plan.event is not None
     assert (plan.event.reason, plan.event.message) == (
-        "CCAParametersChanged", "the CCA parameters this node honours changed from none to "
-        "cca.kubevirt.io/personalization-value")
+        "CCAParametersChanged",
+        "the CCA parameters this node honours changed from none to "
+        "cca.kubevirt.io/personalization-value",
+    )
 
 
 def test_capability_lost_removes_every_owned_label_and_warns() -> None:
     before = {**FOREIGN_LABELS, NODE_CCA_LABEL: "true", NODE_ALGO_LABEL_PREFIX + "sha256": "true"}
     node = node_object(dict(before), {})
 
-    plan = plan_node(NodeMetadata.from_object(node),
-                     not_capable("libvirt reports cca supported='no'"))
+    plan = plan_node(
+        NodeMetadata.from_object(node), not_capable("libvirt reports cca supported='no'")
+    )
     patched = apply(node, plan)
 
     assert patched["metadata"]["labels"] == FOREIGN_LABELS
@@ -200,8 +231,11 @@ def test_stale_owned_label_values_are_corrected() -> None:
     patched = apply(node, plan)
 
     assert patched["metadata"]["labels"] == {NODE_CCA_LABEL: "true"}
-    assert {"op": "replace", "path": "/metadata/labels/kubevirt.io~1cca",
-            "value": "true"} in plan.patch
+    assert {
+        "op": "replace",
+        "path": "/metadata/labels/kubevirt.io~1cca",
+        "value": "true",
+    } in plan.patch
     assert plan.event is not None and plan.event.reason == "CCACapable"
 
 
@@ -212,8 +246,10 @@ def test_absent_maps_are_created_under_a_resource_version_guard() -> None:
     patched = apply(node, plan)
 
     assert plan.patch[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "42"}
-    assert patched["metadata"]["labels"] == {NODE_CCA_LABEL: "true",
-                                             NODE_ALGO_LABEL_PREFIX + "sha256": "true"}
+    assert patched["metadata"]["labels"] == {
+        NODE_CCA_LABEL: "true",
+        NODE_ALGO_LABEL_PREFIX + "sha256": "true",
+    }
     assert NODE_DETECTION_ANNOTATION in patched["metadata"]["annotations"]
 
 
@@ -256,6 +292,7 @@ def test_label_keys_are_escaped_as_json_pointers() -> None:
 
 # --- Skip, and nothing changed -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("value", ["true", "", "false"])
 def test_skip_node_annotation_with_any_value_leaves_the_node_alone(value: str) -> None:
     labels = {NODE_CCA_LABEL: "true", NODE_ALGO_LABEL_PREFIX + "sha256": "true"}
@@ -270,8 +307,10 @@ def test_skip_node_annotation_with_any_value_leaves_the_node_alone(value: str) -
 
 def test_an_up_to_date_node_gets_an_empty_patch() -> None:
     report = capable("sha256")
-    node = node_object({NODE_CCA_LABEL: "true", NODE_ALGO_LABEL_PREFIX + "sha256": "true"},
-                       {NODE_DETECTION_ANNOTATION: detection_annotation(report)})
+    node = node_object(
+        {NODE_CCA_LABEL: "true", NODE_ALGO_LABEL_PREFIX + "sha256": "true"},
+        {NODE_DETECTION_ANNOTATION: detection_annotation(report)},
+    )
 
     plan = plan_node(NodeMetadata.from_object(node), report)
 
@@ -283,8 +322,10 @@ def test_an_up_to_date_node_gets_an_empty_patch() -> None:
 def test_a_new_checked_at_alone_is_not_a_change() -> None:
     report = capable("sha256")
     later = dataclasses.replace(report, checked_at=NOW + timedelta(hours=3))
-    node = node_object({NODE_CCA_LABEL: "true", NODE_ALGO_LABEL_PREFIX + "sha256": "true"},
-                       {NODE_DETECTION_ANNOTATION: detection_annotation(report)})
+    node = node_object(
+        {NODE_CCA_LABEL: "true", NODE_ALGO_LABEL_PREFIX + "sha256": "true"},
+        {NODE_DETECTION_ANNOTATION: detection_annotation(report)},
+    )
 
     assert same_report(detection_annotation(report), later)
     assert plan_node(NodeMetadata.from_object(node), later).patch == ()
@@ -301,7 +342,8 @@ def test_new_evidence_rewrites_the_annotation_without_touching_labels() -> None:
     assert not plan.label_changes
     assert plan.event is None  # still not capable: not a change of capability
     assert json.loads(patched["metadata"]["annotations"][NODE_DETECTION_ANNOTATION]) == (
-        report.to_json())
+        report.to_json()
+    )
 
 
 @pytest.mark.parametrize("recorded", ["not json", "[1, 2]", "null", '"capable"'])
@@ -310,8 +352,11 @@ def test_an_unreadable_annotation_is_rewritten(recorded: str) -> None:
 
     plan = plan_node(NodeMetadata.from_object(node), not_capable())
 
-    assert {"op": "replace", "path": "/metadata/annotations/cca.kubevirt.io~1detection",
-            "value": detection_annotation(not_capable())} in plan.patch
+    assert {
+        "op": "replace",
+        "path": "/metadata/annotations/cca.kubevirt.io~1detection",
+        "value": detection_annotation(not_capable()),
+    } in plan.patch
 
 
 def test_event_messages_are_kept_short() -> None:
@@ -330,8 +375,15 @@ _segment = st.from_regex(r"\A[a-z0-9]([a-z0-9.-]{0,10}[a-z0-9])?\Z")
 _foreign_key = st.one_of(
     _segment,
     st.builds(lambda p, n: f"{p}/{n}", _segment, _segment),
-    st.sampled_from(["cca.kubevirt.io/enabled", "kubevirt.io/schedulable",
-                     "cca.kubevirt.io/measurement-algo", "kubevirt.io/cca-x", "a~b/c"]),
+    st.sampled_from(
+        [
+            "cca.kubevirt.io/enabled",
+            "kubevirt.io/schedulable",
+            "cca.kubevirt.io/measurement-algo",
+            "kubevirt.io/cca-x",
+            "a~b/c",
+        ]
+    ),
 ).filter(lambda key: not is_owned_label(key))
 _value = st.text(st.characters(codec="ascii", categories=["L", "N"]), max_size=8)
 _algorithm = st.sampled_from(["sha256", "sha512", "sha384", "md5"])
@@ -343,8 +395,7 @@ _reports = st.one_of(
     st.lists(_algorithm, unique=True, max_size=3).map(lambda a: capable(*a)),
     st.lists(st.text(max_size=20), min_size=1, max_size=3).map(lambda r: not_capable(*r)),
 )
-_annotation = st.one_of(st.none(), st.just("garbage"),
-                        _reports.map(detection_annotation))
+_annotation = st.one_of(st.none(), st.just("garbage"), _reports.map(detection_annotation))
 
 
 @settings(max_examples=300, deadline=None)
@@ -357,8 +408,12 @@ _annotation = st.one_of(st.none(), st.just("garbage"),
     report=_reports,
 )
 def test_the_patch_converges_and_never_touches_a_foreign_key(
-    foreign: dict[str, str], owned_labels: dict[str, str], foreign_annotations: dict[str, str],
-    recorded: str | None, labels_absent: bool, report: DetectionReport,
+    foreign: dict[str, str],
+    owned_labels: dict[str, str],
+    foreign_annotations: dict[str, str],
+    recorded: str | None,
+    labels_absent: bool,
+    report: DetectionReport,
 ) -> None:
     labels = None if labels_absent else {**foreign, **owned_labels}
     annotations = dict(foreign_annotations)
@@ -372,27 +427,34 @@ def test_the_patch_converges_and_never_touches_a_foreign_key(
     new_labels = patched["metadata"].get("labels", {})
     assert owned(new_labels) == node_labels(report)
     assert {k: v for k, v in new_labels.items() if not is_owned_label(k)} == (
-        {} if labels is None else foreign)
+        {} if labels is None else foreign
+    )
     new_annotations = patched["metadata"]["annotations"]
     assert {k: v for k, v in new_annotations.items() if k != NODE_DETECTION_ANNOTATION} == (
-        foreign_annotations)
+        foreign_annotations
+    )
     assert same_report(new_annotations[NODE_DETECTION_ANNOTATION], report)
     # Converged: planning again against the result writes nothing.
     assert plan_node(NodeMetadata.from_object(patched), report).patch == ()
     # An event exactly when the capability the labels express changed.
-    assert (plan.event is not None) == (
-        _capability(labels or {}) != _capability(new_labels))
+    assert (plan.event is not None) == (_capability(labels or {}) != _capability(new_labels))
 
 
 def _capability(labels: dict[str, str]) -> tuple[bool, frozenset[str]]:
-    return (labels.get(NODE_CCA_LABEL) == "true",
-            frozenset(k for k, v in labels.items()
-                      if k.startswith(NODE_ALGO_LABEL_PREFIX) and v == "true"))
+    return (
+        labels.get(NODE_CCA_LABEL) == "true",
+        frozenset(
+            k for k, v in labels.items() if k.startswith(NODE_ALGO_LABEL_PREFIX) and v == "true"
+        ),
+    )
 
 
 def test_removing_labels_is_a_patch_of_its_own_sent_first() -> None:
-    labels = {**FOREIGN_LABELS, "kubevirt.io/cca": "true",
-              "cca.kubevirt.io/measurement-algo-sha256": "true"}
+    labels = {
+        **FOREIGN_LABELS,
+        "kubevirt.io/cca": "true",
+        "cca.kubevirt.io/measurement-algo-sha256": "true",
+    }
     node = node_object(labels, dict(FOREIGN_ANNOTATIONS))
     plan = plan_node(NodeMetadata.from_object(node), not_capable("libvirt reports no"))
     assert plan.removes_first
@@ -409,16 +471,23 @@ def test_removing_labels_is_a_patch_of_its_own_sent_first() -> None:
 
 
 def test_an_algorithm_swap_removes_first_and_adds_with_the_report() -> None:
-    labels = {**FOREIGN_LABELS, "kubevirt.io/cca": "true",
-              "cca.kubevirt.io/measurement-algo-sha256": "true"}
+    labels = {
+        **FOREIGN_LABELS,
+        "kubevirt.io/cca": "true",
+        "cca.kubevirt.io/measurement-algo-sha256": "true",
+    }
     node = node_object(labels, dict(FOREIGN_ANNOTATIONS))
     plan = plan_node(NodeMetadata.from_object(node), capable("sha512"))
     removal, rest = plan.patches
     assert [op["op"] for op in removal] == ["test", "remove"]
-    after_removal = {k: v for k, v in labels.items()
-                     if k != "cca.kubevirt.io/measurement-algo-sha256"}
+    after_removal = {
+        k: v for k, v in labels.items() if k != "cca.kubevirt.io/measurement-algo-sha256"
+    }
     # The second patch's guard is the map as the first one leaves it.
     assert rest[0] == {"op": "test", "path": "/metadata/labels", "value": after_removal}
-    assert {"op": "add", "path": "/metadata/labels/cca.kubevirt.io~1measurement-algo-sha512",
-            "value": "true"} in rest
+    assert {
+        "op": "add",
+        "path": "/metadata/labels/cca.kubevirt.io~1measurement-algo-sha512",
+        "value": "true",
+    } in rest
     assert any(op["path"].startswith("/metadata/annotations") for op in rest)

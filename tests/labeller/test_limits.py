@@ -35,14 +35,32 @@ def script(folder: Path, body: str) -> Path:
 
 def detect_in_child(*args: str) -> tuple[dict[str, object], int]:
     """``kubevirt-cca detect --output json`` in a fresh process: its report and max RSS (KiB)."""
-    code = ("import resource, subprocess, sys\n"
-            "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
-            "print(done.stdout)\n"
-            "sys.stderr.write(done.stderr)\n")
-    done = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "kubevirt_cca",
-                           "detect", "--output", "json", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120, check=False)
+    code = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "print(done.stdout)\n"
+        "sys.stderr.write(done.stderr)\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            sys.executable,
+            "-m",
+            "kubevirt_cca",
+            "detect",
+            "--output",
+            "json",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
     rss, _, report = done.stdout.partition("\n")
     assert report.strip(), done.stderr
     return json.loads(report), int(rss)
@@ -50,8 +68,9 @@ def detect_in_child(*args: str) -> tuple[dict[str, object], int]:
 
 def test_an_error_flood_is_read_with_a_limit(tmp_path: Path) -> None:
     flood = script(tmp_path, "head -c 209715200 /dev/zero | tr '\\0' e >&2\nexit 1\n")
-    report, rss_kib = detect_in_child("--domcaps-command", str(flood),
-                                      "--root", str(make_host(tmp_path / "host")))
+    report, rss_kib = detect_in_child(
+        "--domcaps-command", str(flood), "--root", str(make_host(tmp_path / "host"))
+    )
     assert report["capable"] is False
     assert rss_kib < 120 * 1024, f"detect used {rss_kib} KiB for a 200 MiB error flood"
     assert len(json.dumps(report)) <= REPORT_LIMIT
@@ -82,10 +101,26 @@ def test_sigterm_kills_a_hanging_command_and_exits_within_10_s(tmp_path: Path) -
     hang = script(tmp_path, f"sleep 300 &\necho $! > {pids}\nsleep 300\n")
     log = (tmp_path / "labeller.log").open("wb")
     labeller = subprocess.Popen(
-        [sys.executable, "-m", "kubevirt_cca", "labeller", "--node-name", "arm-1",
-         "--domcaps-command", str(hang), "--root", str(make_host(tmp_path / "host")),
-         "--health-port", "127.0.0.1:0", "--server", "https://127.0.0.1:9"],
-        cwd=ROOT, stdout=log, stderr=log)
+        [
+            sys.executable,
+            "-m",
+            "kubevirt_cca",
+            "labeller",
+            "--node-name",
+            "arm-1",
+            "--domcaps-command",
+            str(hang),
+            "--root",
+            str(make_host(tmp_path / "host")),
+            "--health-port",
+            "127.0.0.1:0",
+            "--server",
+            "https://127.0.0.1:9",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=log,
+    )
     try:
         deadline = time.monotonic() + 30
         while not pids.exists() or not pids.read_text().strip():
@@ -122,16 +157,24 @@ def test_the_report_is_capped_and_keeps_its_verdict() -> None:
 
     from kubevirt_cca.core.capabilities import HostEvidence, build_report
 
-    host = HostEvidence(arch="aarch64", kvm_device=False,
-                        rmi_parameters={f"p{i}": "0" * 2000 for i in range(40)},
-                        notes=tuple("n" * 5000 for _ in range(30)))
-    report = build_report(domcaps=None, domcaps_error="e" * 100_000, host=host,
-                          checked_at=datetime(2026, 12, 1, tzinfo=UTC))
+    host = HostEvidence(
+        arch="aarch64",
+        kvm_device=False,
+        rmi_parameters={f"p{i}": "0" * 2000 for i in range(40)},
+        notes=tuple("n" * 5000 for _ in range(30)),
+    )
+    report = build_report(
+        domcaps=None,
+        domcaps_error="e" * 100_000,
+        host=host,
+        checked_at=datetime(2026, 12, 1, tzinfo=UTC),
+    )
     wire = json.dumps(report.to_json(), separators=(",", ":"))
     assert len(wire.encode()) <= REPORT_LIMIT
     assert report.capable is False
-    assert report.evidence == {"omitted": f"the evidence made the report larger than "
-                                          f"{REPORT_LIMIT} bytes"}
+    assert report.evidence == {
+        "omitted": f"the evidence made the report larger than {REPORT_LIMIT} bytes"
+    }
     assert "no /dev/kvm: KVM is not available on this host" in report.reasons
     unreadable = next(r for r in report.reasons if "could not be read" in r)
     assert unreadable.endswith("more characters)")

@@ -48,29 +48,42 @@ def _run(expression: str, activation: dict[str, Any]) -> Any:
     return ENV.program(ENV.compile(expression)).evaluate(context)
 
 
-def refusals(old: dict[str, Any], new: dict[str, Any], *, user: str = LABELLER,
-             token_node: str | None = NODE) -> list[str]:
+def refusals(
+    old: dict[str, Any], new: dict[str, Any], *, user: str = LABELLER, token_node: str | None = NODE
+) -> list[str]:
     """The failing validations, named by their message (or message expression); [] = admitted."""
     spec = _policy(POLICY_FILE)["spec"]
     extra = {} if token_node is None else {"authentication.kubernetes.io/node-name": [token_node]}
-    base: dict[str, Any] = {"object": new, "oldObject": old,
-                            "request": {"userInfo": {"username": user, "extra": extra}}}
+    base: dict[str, Any] = {
+        "object": new,
+        "oldObject": old,
+        "request": {"userInfo": {"username": user, "extra": extra}},
+    }
     if not all(_run(c["expression"], base) for c in spec["matchConditions"]):
         return []
     variables: dict[str, Any] = {}
     for variable in spec.get("variables", []):  # each may use the ones before it
-        variables[variable["name"]] = _run(variable["expression"],
-                                           {**base, "variables": variables})
+        variables[variable["name"]] = _run(variable["expression"], {**base, "variables": variables})
     activation = {**base, "variables": variables}
-    return [v.get("message") or v["messageExpression"] for v in spec["validations"]
-            if not _run(v["expression"], activation)]
+    return [
+        v.get("message") or v["messageExpression"]
+        for v in spec["validations"]
+        if not _run(v["expression"], activation)
+    ]
 
 
 def node(labels: dict[str, str], annotations: dict[str, str]) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": NODE, "resourceVersion": "5", "labels": labels,
-                         "annotations": annotations},
-            "spec": {"podCIDR": "10.0.0.0/24"}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": NODE,
+            "resourceVersion": "5",
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": {"podCIDR": "10.0.0.0/24"},
+    }
 
 
 def capable(*algorithms: str) -> DetectionReport:
@@ -91,15 +104,21 @@ def patched(old: dict[str, Any], report: DetectionReport) -> dict[str, Any]:
 FOREIGN = {"kubernetes.io/arch": "arm64", "cca.kubevirt.io/enabled": "true"}
 
 
-@pytest.mark.parametrize(("labels", "report"), [
-    (dict(FOREIGN), capable("sha256", "sha512")),
-    ({**FOREIGN, NODE_CCA_LABEL: "true", NODE_ALGO_LABEL_PREFIX + "sha256": "true"},
-     capable("sha512")),
-    ({**FOREIGN, NODE_CCA_LABEL: "true"}, not_capable()),
-    (dict(FOREIGN), not_capable()),
-])
-def test_the_labellers_own_patches_are_admitted(labels: dict[str, str],
-                                                report: DetectionReport) -> None:
+@pytest.mark.parametrize(
+    ("labels", "report"),
+    [
+        (dict(FOREIGN), capable("sha256", "sha512")),
+        (
+            {**FOREIGN, NODE_CCA_LABEL: "true", NODE_ALGO_LABEL_PREFIX + "sha256": "true"},
+            capable("sha512"),
+        ),
+        ({**FOREIGN, NODE_CCA_LABEL: "true"}, not_capable()),
+        (dict(FOREIGN), not_capable()),
+    ],
+)
+def test_the_labellers_own_patches_are_admitted(
+    labels: dict[str, str], report: DetectionReport
+) -> None:
     old = node(labels, {"team": "infra", "cca.kubevirt.io/detection": "{}"})
 
     assert refusals(old, patched(old, report)) == []
@@ -107,17 +126,24 @@ def test_the_labellers_own_patches_are_admitted(labels: dict[str, str],
 
 @settings(max_examples=60, deadline=None)
 @given(
-    owned=st.dictionaries(st.sampled_from([NODE_CCA_LABEL, NODE_ALGO_LABEL_PREFIX + "sha256",
-                                           NODE_ALGO_LABEL_PREFIX + "md5"]),
-                          st.sampled_from(["true", "false"])),
+    owned=st.dictionaries(
+        st.sampled_from(
+            [NODE_CCA_LABEL, NODE_ALGO_LABEL_PREFIX + "sha256", NODE_ALGO_LABEL_PREFIX + "md5"]
+        ),
+        st.sampled_from(["true", "false"]),
+    ),
     algorithms=st.lists(st.sampled_from(["sha256", "sha512"]), unique=True),
     is_capable=st.booleans(),
     recorded=st.sampled_from([None, "{}", "garbage"]),
 )
-def test_no_patch_the_labeller_makes_is_refused(owned: dict[str, str], algorithms: list[str],
-                                                 is_capable: bool, recorded: str | None) -> None:
-    annotations = {"team": "infra"} if recorded is None else {
-        "team": "infra", "cca.kubevirt.io/detection": recorded}
+def test_no_patch_the_labeller_makes_is_refused(
+    owned: dict[str, str], algorithms: list[str], is_capable: bool, recorded: str | None
+) -> None:
+    annotations = (
+        {"team": "infra"}
+        if recorded is None
+        else {"team": "infra", "cca.kubevirt.io/detection": recorded}
+    )
     old = node({**FOREIGN, **owned}, annotations)
     report = capable(*algorithms) if is_capable else not_capable()
 
@@ -134,18 +160,28 @@ def test_a_write_to_another_node_is_refused() -> None:
     assert refusals(old, new, token_node=None)
 
 
-@pytest.mark.parametrize(("change", "names"), [
-    (lambda n: n["metadata"]["labels"].update({"kubernetes.io/arch": "amd64"}),
-     "may only change the labels"),
-    (lambda n: n["metadata"]["labels"].pop("cca.kubevirt.io/enabled"),
-     "may only change the labels"),
-    (lambda n: n["metadata"]["labels"].update({"node-role.kubernetes.io/control-plane": ""}),
-     "may only change the labels"),
-    (lambda n: n["metadata"]["annotations"].update({"team": "other"}),
-     "may only change the annotation"),
-    (lambda n: n["spec"].update({"unschedulable": True}),
-     "may not change a Node's spec"),
-])
+@pytest.mark.parametrize(
+    ("change", "names"),
+    [
+        (
+            lambda n: n["metadata"]["labels"].update({"kubernetes.io/arch": "amd64"}),
+            "may only change the labels",
+        ),
+        (
+            lambda n: n["metadata"]["labels"].pop("cca.kubevirt.io/enabled"),
+            "may only change the labels",
+        ),
+        (
+            lambda n: n["metadata"]["labels"].update({"node-role.kubernetes.io/control-plane": ""}),
+            "may only change the labels",
+        ),
+        (
+            lambda n: n["metadata"]["annotations"].update({"team": "other"}),
+            "may only change the annotation",
+        ),
+        (lambda n: n["spec"].update({"unschedulable": True}), "may not change a Node's spec"),
+    ],
+)
 def test_edits_the_labeller_never_makes_are_refused(change: Any, names: str) -> None:
     old = node(dict(FOREIGN), {"team": "infra"})
     new = copy.deepcopy(old)
@@ -158,7 +194,9 @@ def test_edits_the_labeller_never_makes_are_refused(change: Any, names: str) -> 
 
 def test_an_up_to_date_node_needs_no_patch_at_all() -> None:
     report = capable("sha256")
-    old = node({**FOREIGN, NODE_CCA_LABEL: "true", NODE_ALGO_LABEL_PREFIX + "sha256": "true"},
-               {"cca.kubevirt.io/detection": detection_annotation(report)})
+    old = node(
+        {**FOREIGN, NODE_CCA_LABEL: "true", NODE_ALGO_LABEL_PREFIX + "sha256": "true"},
+        {"cca.kubevirt.io/detection": detection_annotation(report)},
+    )
 
     assert plan_node(NodeMetadata.from_object(old), report).patch == ()

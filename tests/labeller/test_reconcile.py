@@ -49,8 +49,14 @@ from tests.labeller.emulator import NODES, ClusterAPI
 pytestmark = [pytest.mark.asyncio, pytest.mark.shared]
 
 ALL_LABELS = CAPABLE_LABELS["aarch64-cca.xml"]
-UNAVAILABLE = {"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 503,
-               "reason": "ServiceUnavailable", "message": "etcdserver: request timed out"}
+UNAVAILABLE = {
+    "apiVersion": "v1",
+    "kind": "Status",
+    "status": "Failure",
+    "code": 503,
+    "reason": "ServiceUnavailable",
+    "message": "etcdserver: request timed out",
+}
 
 
 @pytest_asyncio.fixture
@@ -61,8 +67,13 @@ async def client(api: ClusterAPI) -> AsyncIterator[AsyncClient]:
 
 
 def labeller(client: AsyncClient, detector: Any, **timing: Any) -> NodeLabeller:
-    return NodeLabeller(client=client, node_name=NODE, detector=detector,
-                        timing=Timing(**timing), rng=random.Random(7))
+    return NodeLabeller(
+        client=client,
+        node_name=NODE,
+        detector=detector,
+        timing=Timing(**timing),
+        rng=random.Random(7),
+    )
 
 
 def owned(node: dict[str, Any]) -> dict[str, str]:
@@ -70,8 +81,7 @@ def owned(node: dict[str, Any]) -> dict[str, str]:
 
 
 def foreign(node: dict[str, Any]) -> dict[str, str]:
-    return {k: v for k, v in node["metadata"].get("labels", {}).items()
-            if not is_owned_label(k)}
+    return {k: v for k, v in node["metadata"].get("labels", {}).items() if not is_owned_label(k)}
 
 
 def detection(node: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +95,7 @@ def sample(metrics: LabellerMetrics, name: str, **labels: str) -> float:
 
 
 # --- Added, changed, removed -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fixture", sorted(CAPABLE_LABELS))
 async def test_each_libvirt_answer_is_labelled_and_explained(
@@ -130,16 +141,22 @@ async def test_labels_added_then_changed_then_removed_with_an_event_each_time(
 
     events = api.events()
     assert [(e["reason"], e["type"]) for e in events] == [
-        ("CCACapable", "Normal"), ("CCAAlgorithmsChanged", "Normal"),
+        ("CCACapable", "Normal"),
+        ("CCAAlgorithmsChanged", "Normal"),
         ("CCANotCapable", "Warning"),
     ]
     for event in events:
-        assert event["involvedObject"] == {"apiVersion": "v1", "kind": "Node", "name": NODE,
-                                           "uid": f"uid-{NODE}"}
+        assert event["involvedObject"] == {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "name": NODE,
+            "uid": f"uid-{NODE}",
+        }
         assert event["metadata"]["namespace"] == "default"
         assert event["source"]["component"] == "kubevirt-cca-labeller"
     assert events[1]["message"] == (
-        "measurement algorithms changed from sha256, sha512 to none listed")
+        "measurement algorithms changed from sha256, sha512 to none listed"
+    )
     assert "no <cca> feature" in events[2]["message"]
 
 
@@ -157,11 +174,16 @@ async def test_a_node_without_label_or_annotation_maps_gets_them(
 
 # --- Foreign keys, skip, no write --------------------------------------------------------------
 
+
 async def test_foreign_labels_and_annotations_are_never_touched(
     api: ClusterAPI, client: AsyncClient, host: Path
 ) -> None:
-    lookalikes = {**FOREIGN_LABELS, "cca.kubevirt.io/measurement-algo": "x",
-                  "kubevirt.io/cca-legacy": "true", "example.com/kubevirt.io/cca": "true"}
+    lookalikes = {
+        **FOREIGN_LABELS,
+        "cca.kubevirt.io/measurement-algo": "x",
+        "kubevirt.io/cca-legacy": "true",
+        "example.com/kubevirt.io/cca": "true",
+    }
     api.add_node(NODE, labels=dict(lookalikes), annotations=dict(FOREIGN_ANNOTATIONS))
     detector = SwitchableDetector(domcaps("aarch64-cca.xml"), host)
     worker = labeller(client, detector)
@@ -172,8 +194,9 @@ async def test_foreign_labels_and_annotations_are_never_touched(
 
     node = api.node(NODE)
     assert node["metadata"]["labels"] == lookalikes
-    assert {k: v for k, v in node["metadata"]["annotations"].items()
-            if k != NODE_DETECTION_ANNOTATION} == FOREIGN_ANNOTATIONS
+    assert {
+        k: v for k, v in node["metadata"]["annotations"].items() if k != NODE_DETECTION_ANNOTATION
+    } == FOREIGN_ANNOTATIONS
 
 
 async def test_skip_node_annotation_is_honoured_until_removed(
@@ -192,8 +215,7 @@ async def test_skip_node_annotation_is_honoured_until_removed(
     api.update_node(NODE, lambda n: n["metadata"]["annotations"].clear())
     assert await worker.reconcile() is ReconcileResult.PATCHED
     assert owned(api.node(NODE)) == {}
-    assert sample(worker.metrics, "kubevirt_cca_labeller_reconciles_total",
-                  result="skipped") == 2
+    assert sample(worker.metrics, "kubevirt_cca_labeller_reconciles_total", result="skipped") == 2
 
 
 async def test_nothing_changed_means_one_read_and_no_write_per_cycle(
@@ -207,8 +229,9 @@ async def test_nothing_changed_means_one_read_and_no_write_per_cycle(
         # Each check happens an hour after the last: only checkedAt differs.
         report = detector()
         assert report.checked_at is not None
-        return dataclasses.replace(report, checked_at=report.checked_at
-                                   + timedelta(hours=next(hours)))
+        return dataclasses.replace(
+            report, checked_at=report.checked_at + timedelta(hours=next(hours))
+        )
 
     worker = labeller(client, later)
     assert await worker.reconcile() is ReconcileResult.PATCHED
@@ -222,14 +245,31 @@ async def test_nothing_changed_means_one_read_and_no_write_per_cycle(
     assert [r.method for r in api] == ["GET", "PATCH", "POST"] + ["GET"] * 5
     assert api.node(NODE) == first  # checkedAt kept from the write: when the verdict was reached
     metrics = worker.metrics
-    assert sample(metrics, "kubevirt_cca_labeller_api_requests_total",
-                  verb="get", resource="nodes", outcome="ok") == 6
-    assert sample(metrics, "kubevirt_cca_labeller_api_requests_total",
-                  verb="patch", resource="nodes", outcome="ok") == 1
+    assert (
+        sample(
+            metrics,
+            "kubevirt_cca_labeller_api_requests_total",
+            verb="get",
+            resource="nodes",
+            outcome="ok",
+        )
+        == 6
+    )
+    assert (
+        sample(
+            metrics,
+            "kubevirt_cca_labeller_api_requests_total",
+            verb="patch",
+            resource="nodes",
+            outcome="ok",
+        )
+        == 1
+    )
     assert sample(metrics, "kubevirt_cca_labeller_reconciles_total", result="unchanged") == 5
 
 
 # --- Conflicts and failures --------------------------------------------------------------------
+
 
 async def test_a_concurrent_change_conflicts_and_is_retried_with_a_fresh_read(
     api: ClusterAPI, client: AsyncClient, host: Path
@@ -248,11 +288,22 @@ async def test_a_concurrent_change_conflicts_and_is_retried_with_a_fresh_read(
     assert node["metadata"]["labels"] == {**FOREIGN_LABELS, "team": "blue", **ALL_LABELS}
     assert [r.method for r in api if r.resource == NODES] == ["GET", "PATCH", "GET", "PATCH"]
     retried = api.patches()[1].data
-    assert retried[0] == {"op": "test", "path": "/metadata/labels",
-                          "value": {**FOREIGN_LABELS, "team": "blue"}}
+    assert retried[0] == {
+        "op": "test",
+        "path": "/metadata/labels",
+        "value": {**FOREIGN_LABELS, "team": "blue"},
+    }
     assert sample(worker.metrics, "kubevirt_cca_labeller_errors_total", kind="conflict") == 1
-    assert sample(worker.metrics, "kubevirt_cca_labeller_api_requests_total",
-                  verb="patch", resource="nodes", outcome="422") == 1
+    assert (
+        sample(
+            worker.metrics,
+            "kubevirt_cca_labeller_api_requests_total",
+            verb="patch",
+            resource="nodes",
+            outcome="422",
+        )
+        == 1
+    )
     assert len(api.events()) == 1
 
 
@@ -263,12 +314,14 @@ async def test_endless_conflicts_give_up_with_a_clear_error(
     counter = iter(range(1000))
 
     def busy_writer(cluster: ClusterAPI, patch: Any) -> None:
-        cluster.update_node(NODE, lambda n: n["metadata"]["labels"].update(
-            churn=str(next(counter))))
+        cluster.update_node(
+            NODE, lambda n: n["metadata"]["labels"].update(churn=str(next(counter)))
+        )
 
     api.before_patch.extend([busy_writer] * 3)
-    worker = labeller(client, SwitchableDetector(domcaps("aarch64-cca.xml"), host),
-                      conflict_attempts=3)
+    worker = labeller(
+        client, SwitchableDetector(domcaps("aarch64-cca.xml"), host), conflict_attempts=3
+    )
 
     with pytest.raises(KubernetesAPIError, match="conflicted 3 times") as caught:
         await worker.reconcile()
@@ -324,8 +377,16 @@ async def test_api_outage_backs_off_exponentially_and_keeps_the_labels(
     assert foreign(api.node(NODE)) == FOREIGN_LABELS
     metrics = worker.metrics
     assert sample(metrics, "kubevirt_cca_labeller_errors_total", kind="api") == 5
-    assert sample(metrics, "kubevirt_cca_labeller_api_requests_total",
-                  verb="get", resource="nodes", outcome="503") == 5
+    assert (
+        sample(
+            metrics,
+            "kubevirt_cca_labeller_api_requests_total",
+            verb="get",
+            resource="nodes",
+            outcome="503",
+        )
+        == 5
+    )
 
 
 async def test_a_failed_write_leaves_the_node_as_it_was(
@@ -362,8 +423,16 @@ async def test_an_unreachable_api_server_is_an_api_error(host: Path) -> None:
     finally:
         await kube.close()
     assert caught.value.status is None
-    assert sample(worker.metrics, "kubevirt_cca_labeller_api_requests_total",
-                  verb="get", resource="nodes", outcome="unreachable") == 1
+    assert (
+        sample(
+            worker.metrics,
+            "kubevirt_cca_labeller_api_requests_total",
+            verb="get",
+            resource="nodes",
+            outcome="unreachable",
+        )
+        == 1
+    )
 
 
 async def test_a_missing_node_is_reported_by_name(
@@ -381,8 +450,14 @@ async def test_an_event_that_cannot_be_recorded_does_not_undo_the_labels(
     api: ClusterAPI, client: AsyncClient, host: Path
 ) -> None:
     api.add_node(NODE, labels={}, annotations={})
-    forbidden = {"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 403,
-                 "reason": "Forbidden", "message": "events is forbidden"}
+    forbidden = {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "status": "Failure",
+        "code": 403,
+        "reason": "Forbidden",
+        "message": "events is forbidden",
+    }
     api[kmock.method.POST, kmock.resource("", "v1", "events")] << 403 << forbidden
     worker = labeller(client, SwitchableDetector(domcaps("aarch64-cca.xml"), host))
 
@@ -390,11 +465,20 @@ async def test_an_event_that_cannot_be_recorded_does_not_undo_the_labels(
 
     assert owned(api.node(NODE)) == ALL_LABELS
     assert sample(worker.metrics, "kubevirt_cca_labeller_errors_total", kind="event") == 1
-    assert sample(worker.metrics, "kubevirt_cca_labeller_api_requests_total",
-                  verb="create", resource="events", outcome="403") == 1
+    assert (
+        sample(
+            worker.metrics,
+            "kubevirt_cca_labeller_api_requests_total",
+            verb="create",
+            resource="events",
+            outcome="403",
+        )
+        == 1
+    )
 
 
 # --- Stop, readiness, metrics ------------------------------------------------------------------
+
 
 async def test_a_stop_request_before_the_write_writes_nothing(
     api: ClusterAPI, client: AsyncClient, host: Path
@@ -419,8 +503,13 @@ async def test_health_endpoints_report_readiness_after_the_first_reconcile(
 ) -> None:
     api.add_node(NODE, labels={}, annotations={})
     worker = labeller(client, SwitchableDetector(domcaps("aarch64-cca.xml"), host))
-    health = HealthServer(ready=lambda: worker.ready, registry=worker.metrics.registry,
-                          host="127.0.0.1", port=0, not_ready_message="not ready: wait")
+    health = HealthServer(
+        ready=lambda: worker.ready,
+        registry=worker.metrics.registry,
+        host="127.0.0.1",
+        port=0,
+        not_ready_message="not ready: wait",
+    )
     port = health.start()
     base = f"http://127.0.0.1:{port}"
     try:
@@ -447,8 +536,9 @@ async def test_health_endpoints_report_readiness_after_the_first_reconcile(
     assert "kubevirt_cca_labeller_cca_capable 1.0" in text
     assert 'kubevirt_cca_labeller_measurement_algorithm{algorithm="sha512"} 1.0' in text
     assert 'kubevirt_cca_labeller_reconciles_total{result="patched"} 1.0' in text
-    assert ('kubevirt_cca_labeller_api_requests_total{outcome="ok",resource="nodes",'
-            'verb="patch"} 1.0') in text
+    assert (
+        'kubevirt_cca_labeller_api_requests_total{outcome="ok",resource="nodes",verb="patch"} 1.0'
+    ) in text
 
 
 async def test_a_busy_health_port_is_a_clear_error() -> None:
@@ -456,8 +546,9 @@ async def test_a_busy_health_port_is_a_clear_error() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        health = HealthServer(ready=lambda: True, registry=LabellerMetrics().registry,
-                              host="127.0.0.1", port=port)
+        health = HealthServer(
+            ready=lambda: True, registry=LabellerMetrics().registry, host="127.0.0.1", port=port
+        )
         with pytest.raises(CCAError, match=f"cannot listen on 127.0.0.1:{port}"):
             health.start()
 
@@ -471,11 +562,15 @@ async def test_the_capability_gauge_follows_the_detection(
 
     await worker.reconcile()
     assert sample(worker.metrics, "kubevirt_cca_labeller_cca_capable") == 1
-    assert sample(worker.metrics, "kubevirt_cca_labeller_measurement_algorithm",
-                  algorithm="sha256") == 1
+    assert (
+        sample(worker.metrics, "kubevirt_cca_labeller_measurement_algorithm", algorithm="sha256")
+        == 1
+    )
 
     detector.domcaps_file = domcaps("x86_64-sev.xml")
     await worker.reconcile()
     assert sample(worker.metrics, "kubevirt_cca_labeller_cca_capable") == 0
-    assert sample(worker.metrics, "kubevirt_cca_labeller_measurement_algorithm",
-                  algorithm="sha256") == 0
+    assert (
+        sample(worker.metrics, "kubevirt_cca_labeller_measurement_algorithm", algorithm="sha256")
+        == 0
+    )

@@ -29,5 +29,10 @@ def kubevirt_peers_bin() -> Path:
     """The folder holding kubevirt-{api,launcher}-peer-{v1.9.0,main}."""
     if ctypes.util.find_library("virt") is None:
         peers_unavailable("libvirt0 is not installed (kubevirt-launcher-peer links libvirt)")
-    return unpack(*(f"kubevirt-{part}-peer-{version}"
-                    for part in ("api", "launcher") for version in ("v1.9.0", "main")))
+    return unpack(
+        *(
+            f"kubevirt-{part}-peer-{version}"
+            for part in ("api", "launcher")
+            for version in ("v1.9.0", "main")
+        )
+    )

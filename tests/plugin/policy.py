@@ -29,15 +29,18 @@ class PolicyFile:
     def __init__(self, path: Path) -> None:
         self.policy, self.binding = list(yaml.safe_load_all(path.read_text()))
         env = celpy.Environment()
-        self.programs = [(" ".join(v["message"].split()),
-                          env.program(env.compile(v["expression"])))
-                         for v in self.policy["spec"]["validations"]]
+        self.programs = [
+            (" ".join(v["message"].split()), env.program(env.compile(v["expression"])))
+            for v in self.policy["spec"]["validations"]
+        ]
 
     def matches(self, obj: dict[str, Any], operation: str) -> bool:
         group, resource = RESOURCES[obj["kind"]]
         constraints = self.policy["spec"]["matchConstraints"]
-        if not any(group in r["apiGroups"] and resource in r["resources"]
-                   and operation in r["operations"] for r in constraints["resourceRules"]):
+        if not any(
+            group in r["apiGroups"] and resource in r["resources"] and operation in r["operations"]
+            for r in constraints["resourceRules"]
+        ):
             return False
         labels = obj.get("metadata", {}).get("labels") or {}
         for expression in constraints.get("objectSelector", {}).get("matchExpressions", []):
@@ -49,16 +52,25 @@ class PolicyFile:
             assert operator in ("Exists", "In"), operator
         return True
 
-    def denials(self, obj: dict[str, Any], operation: str = "CREATE",
-                params: dict[str, Any] | None = None) -> list[str]:
+    def denials(
+        self, obj: dict[str, Any], operation: str = "CREATE", params: dict[str, Any] | None = None
+    ) -> list[str]:
         """Messages of failed validations; ``params``: the ConfigMap (default: the install's)."""
         if not self.matches(obj, operation):
             return []
         group, resource = RESOURCES[obj["kind"]]
-        request = {"kind": {"kind": obj["kind"]}, "operation": operation,
-                   "resource": {"group": group, "resource": resource}}
-        decision = vap.admit(self.policy, request=request, obj=obj, old=None,
-                             params=params if params is not None else INSTALL_CONFIG)
+        request = {
+            "kind": {"kind": obj["kind"]},
+            "operation": operation,
+            "resource": {"group": group, "resource": resource},
+        }
+        decision = vap.admit(
+            self.policy,
+            request=request,
+            obj=obj,
+            old=None,
+            params=params if params is not None else INSTALL_CONFIG,
+        )
         for message in decision.messages:
             assert "resulted in error" not in message, message
         return [" ".join(m.split()) for m in decision.messages]

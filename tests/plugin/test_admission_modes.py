@@ -42,20 +42,34 @@ QEMU = Settings(dialect=Dialect.QEMU_COMMANDLINE)
 IMAGE = "registry.example/kubevirt-cca:1"
 
 
-def view(gates: set[str], *, mode: IntegrationMode = IntegrationMode.AUTO,
-         plugins: frozenset[str] | None = frozenset({PLUGIN_NAME}),
-         settings: Settings = QEMU, **kwargs: Any) -> ClusterView:
-    return ClusterView(gates=FeatureGates(frozenset(gates)), settings=settings,
-                       hook_image=IMAGE, integration_mode=mode, plugin_names=plugins,
-                       **kwargs)
+def view(
+    gates: set[str],
+    *,
+    mode: IntegrationMode = IntegrationMode.AUTO,
+    plugins: frozenset[str] | None = frozenset({PLUGIN_NAME}),
+    settings: Settings = QEMU,
+    **kwargs: Any,
+) -> ClusterView:
+    return ClusterView(
+        gates=FeatureGates(frozenset(gates)),
+        settings=settings,
+        hook_image=IMAGE,
+        integration_mode=mode,
+        plugin_names=plugins,
+        **kwargs,
+    )
 
 
 # Plugins on, Sidecar off (the cluster this path is for), auto mode.
 PLUGIN = view({CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE})
 SIDECAR = view({CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE}, plugins=frozenset())
 VMIS = [p for p in MANIFESTS if load(p)["kind"] == "VirtualMachineInstance"]
-TEMPLATES = [p for p in MANIFESTS if load(p)["kind"] in (
-    "VirtualMachine", "VirtualMachineInstanceReplicaSet", "VirtualMachinePool")]
+TEMPLATES = [
+    p
+    for p in MANIFESTS
+    if load(p)["kind"]
+    in ("VirtualMachine", "VirtualMachineInstanceReplicaSet", "VirtualMachinePool")
+]
 
 
 def messages(violations: Any) -> list[str]:
@@ -78,8 +92,9 @@ def test_plugin_mode_mutation_has_no_hook_entry(path: Path) -> None:
     assert annotations[INTEGRATION_ANNOTATION] == "plugin"
     assert json.loads(annotations[RESOLVED_ANNOTATION])["dialect"] == "qemu-commandline"
     # the user's own sidecars (some shared manifests have one) are kept as they were
-    assert annotations.get(HOOK_SIDECARS_ANNOTATION) == vmi["metadata"].get(
-        "annotations", {}).get(HOOK_SIDECARS_ANNOTATION)
+    assert annotations.get(HOOK_SIDECARS_ANNOTATION) == vmi["metadata"].get("annotations", {}).get(
+        HOOK_SIDECARS_ANNOTATION
+    )
     assert admitted["spec"]["nodeSelector"]["kubevirt.io/cca"] == "true"
     assert schema_errors(admitted) == []
     # the validating side admits exactly what mutation made, and the CEL backstop too
@@ -93,47 +108,75 @@ def test_plugin_mode_backstops_refuse_a_vmi_that_skipped_mutation() -> None:
         pytest.skip("../shared is absent (no shared VMI manifests to start from)")
     vmi = labelled(load(VMIS[0]))
     refused = messages(validate_vmi(vmi, operation="CREATE", cluster=PLUGIN))
-    assert any("must be 'plugin' (the Realm is set up by kubevirt-cca's KubeVirt Plugin)" in m
-               for m in refused)
+    assert any(
+        "must be 'plugin' (the Realm is set up by kubevirt-cca's KubeVirt Plugin)" in m
+        for m in refused
+    )
     assert not any(HOOK_SIDECARS_ANNOTATION in m for m in refused)
     assert len(PolicyFile(POLICIES / "cca-vmi-needs-hook.yaml").denials(vmi)) == 2
 
 
 def test_plugin_mode_needs_no_sidecar_gate() -> None:
-    vmi = labelled({"kind": "VirtualMachineInstance", "metadata": {"name": "r"},
-                    "spec": {"domain": {"devices": {}}}})
+    vmi = labelled(
+        {
+            "kind": "VirtualMachineInstance",
+            "metadata": {"name": "r"},
+            "spec": {"domain": {"devices": {}}},
+        }
+    )
     assert plan_vmi(vmi, PLUGIN).violations == ()
     assert not any("Sidecar" in m for m in messages(plan_vmi(vmi, SIDECAR).violations))
     no_sidecar = view({CCA_FEATURE_GATE}, mode=IntegrationMode.SIDECAR, plugins=frozenset())
-    assert any(m.startswith("Sidecar feature gate is not enabled")
-               for m in messages(plan_vmi(vmi, no_sidecar).violations))
+    assert any(
+        m.startswith("Sidecar feature gate is not enabled")
+        for m in messages(plan_vmi(vmi, no_sidecar).violations)
+    )
 
 
-BARE = {"kind": "VirtualMachineInstance", "metadata": {"name": "r", "namespace": "ns"},
-        "spec": {"domain": {"devices": {}}}}
+BARE = {
+    "kind": "VirtualMachineInstance",
+    "metadata": {"name": "r", "namespace": "ns"},
+    "spec": {"domain": {"devices": {}}},
+}
 REFUSALS: dict[str, tuple[ClusterView, str]] = {
     "plugin-mode-without-plugins-gate": (
         view({CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE}, mode=IntegrationMode.PLUGIN),
-        "integration mode plugin needs KubeVirt's Plugins feature gate"),
+        "integration mode plugin needs KubeVirt's Plugins feature gate",
+    ),
     "plugin-mode-with-vep-dialect": (
         view({CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE}, settings=Settings()),
-        "integration mode plugin needs dialect qemu-commandline"),
+        "integration mode plugin needs dialect qemu-commandline",
+    ),
     "plugin-mode-without-our-plugin-object": (
         view({CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE}, plugins=frozenset({"other"})),
-        "needs kubevirt-cca's Plugin object (plugin.kubevirt.io/v1alpha1 Plugin kubevirt-cca)"),
+        "needs kubevirt-cca's Plugin object (plugin.kubevirt.io/v1alpha1 Plugin kubevirt-cca)",
+    ),
     "plugins-unlistable-in-plugin-mode": (
-        view({CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE}, plugins=None,
-             plugins_problem="the API server answered 403"),
-        "cannot list KubeVirt's Plugin objects (the API server answered 403)"),
+        view(
+            {CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE},
+            plugins=None,
+            plugins_problem="the API server answered 403",
+        ),
+        "cannot list KubeVirt's Plugin objects (the API server answered 403)",
+    ),
     "plugins-unlistable-in-sidecar-mode-with-plugins-gate": (
-        view({CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE, PLUGINS_FEATURE_GATE},
-             mode=IntegrationMode.SIDECAR, plugins=None, plugins_problem="timeout"),
-        "cannot list KubeVirt's Plugin objects (timeout)"),
+        view(
+            {CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE, PLUGINS_FEATURE_GATE},
+            mode=IntegrationMode.SIDECAR,
+            plugins=None,
+            plugins_problem="timeout",
+        ),
+        "cannot list KubeVirt's Plugin objects (timeout)",
+    ),
     "mixed-state-with-vep-dialect": (
-        view({CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE, PLUGINS_FEATURE_GATE},
-             mode=IntegrationMode.SIDECAR, plugins=frozenset({"someone-elses"}),
-             settings=Settings()),
-        "mixed state: KubeVirt's Plugins gate is on and Plugin objects exist (someone-elses)"),
+        view(
+            {CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE, PLUGINS_FEATURE_GATE},
+            mode=IntegrationMode.SIDECAR,
+            plugins=frozenset({"someone-elses"}),
+            settings=Settings(),
+        ),
+        "mixed state: KubeVirt's Plugins gate is on and Plugin objects exist (someone-elses)",
+    ),
 }
 
 
@@ -143,17 +186,25 @@ def test_mode_problems_refuse_cca_vmis_and_templates(case: str) -> None:
     refused = messages(plan_vmi(labelled(BARE), cluster).violations)
     assert any(phrase in m for m in refused), refused
     assert all("see docs/plugins.md" in m for m in refused if phrase in m)
-    template = labelled({"kind": "VirtualMachine", "metadata": {"name": "vm"},
-                         "spec": {"template": {"spec": {"domain": {"devices": {}}}}}})
-    assert any(phrase in m for m in messages(validate_template(
-        template, operation="CREATE", cluster=cluster)))
+    template = labelled(
+        {
+            "kind": "VirtualMachine",
+            "metadata": {"name": "vm"},
+            "spec": {"template": {"spec": {"domain": {"devices": {}}}}},
+        }
+    )
+    assert any(
+        phrase in m
+        for m in messages(validate_template(template, operation="CREATE", cluster=cluster))
+    )
     # plain VMIs never wait on the mode
     assert plan_vmi(BARE, cluster).violations == ()
 
 
 def test_plugins_unlistable_does_not_matter_without_the_gate() -> None:
-    cluster = view({CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE}, plugins=None,
-                   plugins_problem="timeout")
+    cluster = view(
+        {CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE}, plugins=None, plugins_problem="timeout"
+    )
     assert plan_vmi(labelled(BARE), cluster).violations == ()
 
 
@@ -161,21 +212,29 @@ def test_plugins_unlistable_does_not_matter_without_the_gate() -> None:
 def test_mixed_state_before_kubevirt_1_10_is_refused(version: str | None) -> None:
     """Before 1.10 (or not knowing) the Plugins path drops the legacy hook's qemu:commandline:
     the VM would start as a plain VM, so it is refused (fail closed)."""
-    cluster = view({CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE, PLUGINS_FEATURE_GATE},
-                   mode=IntegrationMode.SIDECAR, plugins=frozenset({"someone-elses"}),
-                   kubevirt_version=version)
-    verdict = admit(Endpoint.MUTATE_VMI, parse_review(json.dumps(review(labelled(BARE)))
-                                                      .encode()), cluster)
+    cluster = view(
+        {CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE, PLUGINS_FEATURE_GATE},
+        mode=IntegrationMode.SIDECAR,
+        plugins=frozenset({"someone-elses"}),
+        kubevirt_version=version,
+    )
+    verdict = admit(
+        Endpoint.MUTATE_VMI, parse_review(json.dumps(review(labelled(BARE))).encode()), cluster
+    )
     assert verdict.response["allowed"] is False
     assert "mixed state:" in verdict.response["status"]["message"]
 
 
 def test_tolerated_mixed_state_admits_with_a_warning() -> None:
-    cluster = view({CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE, PLUGINS_FEATURE_GATE},
-                   mode=IntegrationMode.SIDECAR, plugins=frozenset({"someone-elses"}),
-                   kubevirt_version="v1.10.0")
-    verdict = admit(Endpoint.MUTATE_VMI, parse_review(json.dumps(review(labelled(BARE)))
-                                                      .encode()), cluster)
+    cluster = view(
+        {CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE, PLUGINS_FEATURE_GATE},
+        mode=IntegrationMode.SIDECAR,
+        plugins=frozenset({"someone-elses"}),
+        kubevirt_version="v1.10.0",
+    )
+    verdict = admit(
+        Endpoint.MUTATE_VMI, parse_review(json.dumps(review(labelled(BARE))).encode()), cluster
+    )
     assert verdict.response["allowed"] is True
     [warning] = verdict.response["warnings"]
     assert warning.startswith("mixed state:") and "KubeVirt 1.10 and newer" in warning
@@ -185,18 +244,25 @@ def test_tolerated_mixed_state_admits_with_a_warning() -> None:
 
 def test_our_hook_entry_is_refused_in_plugin_mode() -> None:
     vmi = labelled(BARE)
-    vmi["metadata"]["annotations"] = {HOOK_SIDECARS_ANNOTATION: json.dumps(
-        [{"image": IMAGE, "args": ["hook", "--dialect", "qemu-commandline"]}])}
+    vmi["metadata"]["annotations"] = {
+        HOOK_SIDECARS_ANNOTATION: json.dumps(
+            [{"image": IMAGE, "args": ["hook", "--dialect", "qemu-commandline"]}]
+        )
+    }
     refused = messages(plan_vmi(vmi, PLUGIN).violations)
     assert any("runs kubevirt-cca as a KubeVirt Plugin" in m for m in refused)
 
 
-@pytest.mark.parametrize(("cluster", "value", "phrase"), [
-    (SIDECAR, "plugin", "written by kubevirt-cca in plugin mode only"),
-    (PLUGIN, "sidecar", "must be 'plugin' here"),
-])
-def test_a_forged_integration_annotation_is_refused(cluster: ClusterView, value: str,
-                                                    phrase: str) -> None:
+@pytest.mark.parametrize(
+    ("cluster", "value", "phrase"),
+    [
+        (SIDECAR, "plugin", "written by kubevirt-cca in plugin mode only"),
+        (PLUGIN, "sidecar", "must be 'plugin' here"),
+    ],
+)
+def test_a_forged_integration_annotation_is_refused(
+    cluster: ClusterView, value: str, phrase: str
+) -> None:
     vmi = labelled(BARE)
     vmi["metadata"]["annotations"] = {INTEGRATION_ANNOTATION: value}
     assert any(phrase in m for m in messages(plan_vmi(vmi, cluster).violations))
@@ -226,8 +292,12 @@ def test_pod_in_plugin_mode_gets_the_container() -> None:
     [ours] = [c for c in patched["spec"]["containers"] if c["name"] == PLUGIN_CONTAINER]
     assert ours["image"] == IMAGE
     assert ours["args"][:3] == ["hook", "--plugin-socket", PLUGIN_SOCKET]
-    assert PolicyFile(POLICIES / "cca-launcher-pod-needs-plugin.yaml").denials(
-        patched, params={"data": {"hookImage": IMAGE}}) == []
+    assert (
+        PolicyFile(POLICIES / "cca-launcher-pod-needs-plugin.yaml").denials(
+            patched, params={"data": {"hookImage": IMAGE}}
+        )
+        == []
+    )
     assert plan_launcher_pod(patched, PLUGIN) == ([], [])  # reinvocation adds nothing
 
 
@@ -243,16 +313,29 @@ def test_other_pods_are_never_touched_even_when_the_mode_is_unknown() -> None:
 
 
 POD_REFUSALS: dict[str, tuple[ClusterView, dict[str, Any], str]] = {
-    "mode-unknown": (ClusterView(gates=None, gates_problem="the API server answered 403"),
-                     launcher_pod(), "the API server answered 403"),
-    "plugin-mode-problem": (view({CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE},
-                                 plugins=frozenset()), launcher_pod(),
-                            "needs kubevirt-cca's Plugin object"),
-    "config-invalid": (view({CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE},
-                            config_problem="integrationMode: unknown value 'x'"),
-                       launcher_pod(), "integrationMode: unknown value 'x'"),
-    "no-socket-volume": (PLUGIN, launcher_pod(with_volume=False),
-                         "has no kubevirt-plugin-sockets volume"),
+    "mode-unknown": (
+        ClusterView(gates=None, gates_problem="the API server answered 403"),
+        launcher_pod(),
+        "the API server answered 403",
+    ),
+    "plugin-mode-problem": (
+        view({CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE}, plugins=frozenset()),
+        launcher_pod(),
+        "needs kubevirt-cca's Plugin object",
+    ),
+    "config-invalid": (
+        view(
+            {CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE},
+            config_problem="integrationMode: unknown value 'x'",
+        ),
+        launcher_pod(),
+        "integrationMode: unknown value 'x'",
+    ),
+    "no-socket-volume": (
+        PLUGIN,
+        launcher_pod(with_volume=False),
+        "has no kubevirt-plugin-sockets volume",
+    ),
 }
 
 
@@ -268,17 +351,20 @@ def test_pod_endpoint_answers_only_pods_and_creates() -> None:
     pod = launcher_pod()
     request = review(pod)
     request["request"]["kind"] = {"group": "", "version": "v1", "kind": "Pod"}
-    verdict = admit(Endpoint.MUTATE_LAUNCHER_POD, parse_review(json.dumps(request).encode()),
-                    PLUGIN)
+    verdict = admit(
+        Endpoint.MUTATE_LAUNCHER_POD, parse_review(json.dumps(request).encode()), PLUGIN
+    )
     assert verdict.response["allowed"] is True and verdict.patched == 1
     request["request"]["operation"] = "UPDATE"
     request["request"]["oldObject"] = pod
-    verdict = admit(Endpoint.MUTATE_LAUNCHER_POD, parse_review(json.dumps(request).encode()),
-                    PLUGIN)
+    verdict = admit(
+        Endpoint.MUTATE_LAUNCHER_POD, parse_review(json.dumps(request).encode()), PLUGIN
+    )
     assert verdict.response == {"uid": request["request"]["uid"], "allowed": True}
     vmi_review = review(labelled(BARE))
-    verdict = admit(Endpoint.MUTATE_LAUNCHER_POD, parse_review(json.dumps(vmi_review).encode()),
-                    PLUGIN)
+    verdict = admit(
+        Endpoint.MUTATE_LAUNCHER_POD, parse_review(json.dumps(vmi_review).encode()), PLUGIN
+    )
     assert verdict.response["allowed"] is False
     assert verdict.response["status"]["code"] == 400
 

@@ -31,7 +31,12 @@ def test_deploy_itself_does_not_ship_the_plugin() -> None:
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
 def test_kustomize_renders_it_offline() -> None:
-    result = subprocess.run(["kubectl", "kustomize", str(PLUGIN_DIR)], capture_output=True,
-                            text=True, check=False, timeout=60)
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(PLUGIN_DIR)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert list(yaml.safe_load_all(result.stdout)) == [plugin_object()]

@@ -23,32 +23,49 @@ PLUGINS = [(), ("kubevirt-cca",), ("someone-else",)]
 VERSIONS = [None, "", "v1.9.2", "v1.10.0", "1.11.1"]
 
 
-@pytest.mark.parametrize(("configured", "gates", "plugins", "dialect", "version"),
-                         list(product(IntegrationMode, GATE_SETS, PLUGINS, Dialect, VERSIONS)))
-def test_every_combination(configured: IntegrationMode, gates: frozenset[str],
-                           plugins: tuple[str, ...], dialect: Dialect,
-                           version: str | None) -> None:
-    decision = decide_mode(configured, gates=gates, plugin_names=plugins,
-                           settings=Settings(dialect=dialect), kubevirt_version=version)
+@pytest.mark.parametrize(
+    ("configured", "gates", "plugins", "dialect", "version"),
+    list(product(IntegrationMode, GATE_SETS, PLUGINS, Dialect, VERSIONS)),
+)
+def test_every_combination(
+    configured: IntegrationMode,
+    gates: frozenset[str],
+    plugins: tuple[str, ...],
+    dialect: Dialect,
+    version: str | None,
+) -> None:
+    decision = decide_mode(
+        configured,
+        gates=gates,
+        plugin_names=plugins,
+        settings=Settings(dialect=dialect),
+        kubevirt_version=version,
+    )
     plugins_on = PLUGINS_FEATURE_GATE in gates
     # auto follows the Plugins gate; explicit modes are kept
-    expected = configured if configured is not IntegrationMode.AUTO else (
-        IntegrationMode.PLUGIN if plugins_on else IntegrationMode.SIDECAR)
+    expected = (
+        configured
+        if configured is not IntegrationMode.AUTO
+        else (IntegrationMode.PLUGIN if plugins_on else IntegrationMode.SIDECAR)
+    )
     assert decision.mode is expected
     text = " ".join(p.message for p in decision.problems)
     codes = {p.code for p in decision.problems}
     if expected is IntegrationMode.PLUGIN:
         assert ("Plugins feature gate" in text) == (not plugins_on)
-        assert ("needs dialect qemu-commandline" in text) == (dialect is not
-                                                               Dialect.QEMU_COMMANDLINE)
+        assert ("needs dialect qemu-commandline" in text) == (
+            dialect is not Dialect.QEMU_COMMANDLINE
+        )
         assert "Sidecar feature gate" not in text  # the plugin path needs no Sidecar gate
         assert (ProblemCode.PLUGINS_GATE_OFF in codes) == (not plugins_on)
         assert (ProblemCode.PLUGIN_NEEDS_QEMU_COMMANDLINE in codes) == (
-            dialect is not Dialect.QEMU_COMMANDLINE)
+            dialect is not Dialect.QEMU_COMMANDLINE
+        )
         assert ProblemCode.SIDECAR_GATE_OFF not in codes
     else:
-        assert ("Sidecar feature gate is not enabled" in text) == (SIDECAR_FEATURE_GATE
-                                                                    not in gates)
+        assert ("Sidecar feature gate is not enabled" in text) == (
+            SIDECAR_FEATURE_GATE not in gates
+        )
         assert (ProblemCode.SIDECAR_GATE_OFF in codes) == (SIDECAR_FEATURE_GATE not in gates)
         mixed = plugins_on and bool(plugins)
         # A legacy hook's qemu:commandline survives the Plugins path's rebuild only from
@@ -72,8 +89,12 @@ def test_every_combination(configured: IntegrationMode, gates: frozenset[str],
 
 
 def test_auto_reason_names_the_gate() -> None:
-    decision = decide_mode(IntegrationMode.AUTO, gates={PLUGINS_FEATURE_GATE}, plugin_names=(),
-                           settings=Settings(dialect=Dialect.QEMU_COMMANDLINE))
+    decision = decide_mode(
+        IntegrationMode.AUTO,
+        gates={PLUGINS_FEATURE_GATE},
+        plugin_names=(),
+        settings=Settings(dialect=Dialect.QEMU_COMMANDLINE),
+    )
     assert decision.reason == "auto: KubeVirt's Plugins gate is on"
 
 

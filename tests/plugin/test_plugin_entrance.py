@@ -36,15 +36,32 @@ from tests.conftest import ROOT
 BOTH = frozenset({CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE, PLUGINS_FEATURE_GATE})
 SIDECAR_ONLY = frozenset({CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE})
 QEMU = Settings(dialect=Dialect.QEMU_COMMANDLINE)
-VMI = labelled({"kind": "VirtualMachineInstance", "metadata": {"name": "r", "namespace": "ns"},
-                "spec": {"domain": {"devices": {}}}})
+VMI = labelled(
+    {
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": "r", "namespace": "ns"},
+        "spec": {"domain": {"devices": {}}},
+    }
+)
 
 
-def view(*, mode: IntegrationMode = IntegrationMode.SIDECAR, gates: frozenset[str] = BOTH,
-         settings: Settings = QEMU, version: str | None = "v1.9.0",
-         plugins: frozenset[str] | None = frozenset(), **kwargs: Any) -> ClusterView:
-    return ClusterView(gates=FeatureGates(gates), settings=settings, integration_mode=mode,
-                       plugin_names=plugins, kubevirt_version=version, **kwargs)
+def view(
+    *,
+    mode: IntegrationMode = IntegrationMode.SIDECAR,
+    gates: frozenset[str] = BOTH,
+    settings: Settings = QEMU,
+    version: str | None = "v1.9.0",
+    plugins: frozenset[str] | None = frozenset(),
+    **kwargs: Any,
+) -> ClusterView:
+    return ClusterView(
+        gates=FeatureGates(gates),
+        settings=settings,
+        integration_mode=mode,
+        plugin_names=plugins,
+        kubevirt_version=version,
+        **kwargs,
+    )
 
 
 def other_plugin(name: str = "someone-elses") -> dict[str, Any]:
@@ -61,36 +78,68 @@ def messages(violations: Any) -> str:
 
 REFUSED: dict[str, tuple[ClusterView, dict[str, Any], list[str]]] = {
     "sidecar-qemu-commandline-1.9": (
-        view(), plugin_object(),
-        ["creating Plugin kubevirt-cca would put the cluster in the mixed state",
-         "integrationMode=sidecar", "drops the Realm's QEMU arguments",
-         "would start as a plain VM", "this KubeVirt's version is 'v1.9.0'",
-         "Move kubevirt-cca to plugin mode first", "upgrade KubeVirt to 1.10 or newer"]),
+        view(),
+        plugin_object(),
+        [
+            "creating Plugin kubevirt-cca would put the cluster in the mixed state",
+            "integrationMode=sidecar",
+            "drops the Realm's QEMU arguments",
+            "would start as a plain VM",
+            "this KubeVirt's version is 'v1.9.0'",
+            "Move kubevirt-cca to plugin mode first",
+            "upgrade KubeVirt to 1.10 or newer",
+        ],
+    ),
     "sidecar-qemu-commandline-version-unknown": (
-        view(version=""), other_plugin(),
-        ["Plugin someone-elses", "this KubeVirt's version is not known",
-         "upgrade KubeVirt to 1.10 or newer"]),
+        view(version=""),
+        other_plugin(),
+        [
+            "Plugin someone-elses",
+            "this KubeVirt's version is not known",
+            "upgrade KubeVirt to 1.10 or newer",
+        ],
+    ),
     "sidecar-vep-1.10": (
-        view(settings=Settings(), version="v1.10.0"), other_plugin(),
-        ["refuses the Realm's <launchSecurity type='cca'>",
-         "Move kubevirt-cca to plugin mode first"]),
+        view(settings=Settings(), version="v1.10.0"),
+        other_plugin(),
+        [
+            "refuses the Realm's <launchSecurity type='cca'>",
+            "Move kubevirt-cca to plugin mode first",
+        ],
+    ),
     "sidecar-openeuler-1.9": (
-        view(settings=Settings(dialect=Dialect.OPENEULER)), other_plugin(),
-        ["dialect openeuler"]),
+        view(settings=Settings(dialect=Dialect.OPENEULER)),
+        other_plugin(),
+        ["dialect openeuler"],
+    ),
     "already-mixed-another-one": (
-        view(plugins=frozenset({"first"})), other_plugin("second"),
-        ["would put the cluster in the mixed state"]),
+        view(plugins=frozenset({"first"})),
+        other_plugin("second"),
+        ["would put the cluster in the mixed state"],
+    ),
     "gates-unknown": (
-        ClusterView(gates=None, gates_problem="no KubeVirt CR found in namespace kubevirt",
-                    integration_mode=IntegrationMode.SIDECAR), other_plugin(),
-        ["cannot tell whether creating Plugin someone-elses", "no KubeVirt CR found",
-         "fail closed"]),
+        ClusterView(
+            gates=None,
+            gates_problem="no KubeVirt CR found in namespace kubevirt",
+            integration_mode=IntegrationMode.SIDECAR,
+        ),
+        other_plugin(),
+        [
+            "cannot tell whether creating Plugin someone-elses",
+            "no KubeVirt CR found",
+            "fail closed",
+        ],
+    ),
     "plugins-unlistable": (
-        view(plugins=None, plugins_problem="forbidden"), other_plugin(),
-        ["cannot list KubeVirt's Plugin objects (forbidden)", "fail closed"]),
+        view(plugins=None, plugins_problem="forbidden"),
+        other_plugin(),
+        ["cannot list KubeVirt's Plugin objects (forbidden)", "fail closed"],
+    ),
     "config-invalid-hides-the-dialect": (
-        view(version="v1.10.0", config_problem="dialect: unknown value 'x'"), other_plugin(),
-        ["kubevirt-cca-config is invalid (dialect: unknown value 'x')", "fix the ConfigMap"]),
+        view(version="v1.10.0", config_problem="dialect: unknown value 'x'"),
+        other_plugin(),
+        ["kubevirt-cca-config is invalid (dialect: unknown value 'x')", "fix the ConfigMap"],
+    ),
 }
 
 
@@ -109,8 +158,11 @@ def test_refused(case: str) -> None:
 ADMITTED: dict[str, tuple[ClusterView, dict[str, Any]]] = {
     "plugin-mode-ours": (view(mode=IntegrationMode.PLUGIN), plugin_object()),
     "plugin-mode-gates-unknown": (
-        ClusterView(gates=None, gates_problem="unreadable",
-                    integration_mode=IntegrationMode.PLUGIN), plugin_object()),
+        ClusterView(
+            gates=None, gates_problem="unreadable", integration_mode=IntegrationMode.PLUGIN
+        ),
+        plugin_object(),
+    ),
     "auto-with-plugins-gate": (view(mode=IntegrationMode.AUTO), plugin_object()),
     "sidecar-plugins-gate-off": (view(gates=SIDECAR_ONLY), other_plugin()),
     "sidecar-qemu-commandline-1.10": (view(version="v1.10.0"), plugin_object()),
@@ -127,37 +179,49 @@ def test_admitted(case: str) -> None:
 def test_the_tolerated_mixed_state_is_admitted_with_a_warning() -> None:
     warned = plugin_warnings(plugin_object(), view(version="v1.10.0"))
     assert len(warned) == 1
-    assert warned[0].startswith("mixed state: KubeVirt's Plugins gate is on and Plugin objects "
-                                "exist (kubevirt-cca)")
+    assert warned[0].startswith(
+        "mixed state: KubeVirt's Plugins gate is on and Plugin objects exist (kubevirt-cca)"
+    )
     assert plugin_warnings(plugin_object(), view(mode=IntegrationMode.PLUGIN)) == []
     assert plugin_warnings(plugin_object(), view(gates=SIDECAR_ONLY)) == []
 
 
 # --- one rule: the same decision as VMI admission ----------------------------------------------
 
-STATES = list(itertools.product(
-    [IntegrationMode.SIDECAR, IntegrationMode.AUTO, IntegrationMode.PLUGIN],
-    [BOTH, SIDECAR_ONLY, frozenset({CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE})],
-    list(Dialect),
-    [None, "", "v1.9.0", "v1.10.0"],
-    [frozenset(), frozenset({"first"}), frozenset({PLUGIN_NAME})],
-))
+STATES = list(
+    itertools.product(
+        [IntegrationMode.SIDECAR, IntegrationMode.AUTO, IntegrationMode.PLUGIN],
+        [BOTH, SIDECAR_ONLY, frozenset({CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE})],
+        list(Dialect),
+        [None, "", "v1.9.0", "v1.10.0"],
+        [frozenset(), frozenset({"first"}), frozenset({PLUGIN_NAME})],
+    )
+)
 
 
-@pytest.mark.parametrize("state", STATES, ids=lambda s: "-".join(
-    str(p if not isinstance(p, frozenset) else "+".join(sorted(p)) or "none") for p in s))
+@pytest.mark.parametrize(
+    "state",
+    STATES,
+    ids=lambda s: "-".join(
+        str(p if not isinstance(p, frozenset) else "+".join(sorted(p)) or "none") for p in s
+    ),
+)
 def test_a_plugin_is_refused_exactly_when_a_cca_vmi_would_be_for_the_mixed_state(
-        state: tuple[IntegrationMode, frozenset[str], Dialect, str | None, frozenset[str]]
+    state: tuple[IntegrationMode, frozenset[str], Dialect, str | None, frozenset[str]],
 ) -> None:
     mode, gates, dialect, version, existing = state
-    cluster = view(mode=mode, gates=gates, settings=Settings(dialect=dialect), version=version,
-                   plugins=existing)
+    cluster = view(
+        mode=mode,
+        gates=gates,
+        settings=Settings(dialect=dialect),
+        version=version,
+        plugins=existing,
+    )
     refused = judge_plugin_create(other_plugin(), cluster) != []
     after = with_plugin(cluster, "someone-elses")
     vmi_refusals = plan_vmi(VMI, after).violations
     vmi_refused_for_mixed_state = any(v.message.startswith("mixed state:") for v in vmi_refusals)
-    assert refused == vmi_refused_for_mixed_state, (
-        state, [v.message for v in vmi_refusals])
+    assert refused == vmi_refused_for_mixed_state, (state, [v.message for v in vmi_refusals])
 
 
 # --- the endpoint ------------------------------------------------------------------------------
@@ -165,35 +229,48 @@ def test_a_plugin_is_refused_exactly_when_a_cca_vmi_would_be_for_the_mixed_state
 
 def plugin_review(obj: dict[str, Any], operation: str = "CREATE") -> bytes:
     body = review(obj, operation=operation, old=obj if operation != "CREATE" else None)
-    body["request"]["kind"] = {"group": "plugin.kubevirt.io", "version": "v1alpha1",
-                               "kind": "Plugin"}
-    body["request"]["resource"] = {"group": "plugin.kubevirt.io", "version": "v1alpha1",
-                                   "resource": "plugins"}
+    body["request"]["kind"] = {
+        "group": "plugin.kubevirt.io",
+        "version": "v1alpha1",
+        "kind": "Plugin",
+    }
+    body["request"]["resource"] = {
+        "group": "plugin.kubevirt.io",
+        "version": "v1alpha1",
+        "resource": "plugins",
+    }
     body["request"]["namespace"] = ""
     return json.dumps(body).encode()
 
 
 def test_the_endpoint_refuses_creates_only() -> None:
-    refused = admit(Endpoint.VALIDATE_PLUGIN, parse_review(plugin_review(plugin_object())),
-                    view())
+    refused = admit(Endpoint.VALIDATE_PLUGIN, parse_review(plugin_review(plugin_object())), view())
     assert refused.response["allowed"] is False
     status = refused.response["status"]
     assert status["code"] == 422
     assert status["message"].startswith(
-        "metadata.name: creating Plugin kubevirt-cca would put the cluster in the mixed state")
+        "metadata.name: creating Plugin kubevirt-cca would put the cluster in the mixed state"
+    )
     for operation in ("UPDATE", "DELETE"):
-        verdict = admit(Endpoint.VALIDATE_PLUGIN,
-                        parse_review(plugin_review(plugin_object(), operation)), view())
+        verdict = admit(
+            Endpoint.VALIDATE_PLUGIN,
+            parse_review(plugin_review(plugin_object(), operation)),
+            view(),
+        )
         assert verdict.response["allowed"] is True, operation
-    admitted = admit(Endpoint.VALIDATE_PLUGIN, parse_review(plugin_review(plugin_object())),
-                     view(mode=IntegrationMode.PLUGIN))
+    admitted = admit(
+        Endpoint.VALIDATE_PLUGIN,
+        parse_review(plugin_review(plugin_object())),
+        view(mode=IntegrationMode.PLUGIN),
+    )
     assert admitted.response["allowed"] is True
     assert "warnings" not in admitted.response
 
 
 def test_the_endpoint_answers_only_plugins() -> None:
-    verdict = admit(Endpoint.VALIDATE_PLUGIN, parse_review(json.dumps(review(VMI)).encode()),
-                    view())
+    verdict = admit(
+        Endpoint.VALIDATE_PLUGIN, parse_review(json.dumps(review(VMI)).encode()), view()
+    )
     assert verdict.response["allowed"] is False
     assert verdict.response["status"]["code"] == 400
 
@@ -209,12 +286,15 @@ def test_plugins_md_quotes_the_refusal_word_for_word() -> None:
 # --- the other entrance: the KubeVirt CR turns the Plugins gate on -----------------------------
 
 
-def kubevirt(gates: list[str], *, version: str | None = None,
-             name: str = "kubevirt") -> dict[str, Any]:
-    cr: dict[str, Any] = {"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
-                          "metadata": {"name": name, "namespace": "kubevirt"},
-                          "spec": {"configuration": {"developerConfiguration": {
-                              "featureGates": gates}}}}
+def kubevirt(
+    gates: list[str], *, version: str | None = None, name: str = "kubevirt"
+) -> dict[str, Any]:
+    cr: dict[str, Any] = {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "KubeVirt",
+        "metadata": {"name": name, "namespace": "kubevirt"},
+        "spec": {"configuration": {"developerConfiguration": {"featureGates": gates}}},
+    }
     if version is not None:
         cr["status"] = {"observedKubeVirtVersion": version}
     return cr
@@ -224,22 +304,39 @@ OFF = ["WorkloadEncryptionCCA", "Sidecar"]
 ON = [*OFF, "Plugins"]
 
 
-def before(*, plugins: frozenset[str] | None = frozenset({"someone-elses"}),
-           settings: Settings = QEMU, mode: IntegrationMode = IntegrationMode.SIDECAR,
-           gates: list[str] = OFF) -> ClusterView:
-    return view(mode=mode, gates=frozenset({CCA_FEATURE_GATE, *gates} - {
-        "WorkloadEncryptionCCA"}), settings=settings, version="v1.9.0", plugins=plugins,
-        kubevirt=kubevirt(gates, version="v1.9.0"))
+def before(
+    *,
+    plugins: frozenset[str] | None = frozenset({"someone-elses"}),
+    settings: Settings = QEMU,
+    mode: IntegrationMode = IntegrationMode.SIDECAR,
+    gates: list[str] = OFF,
+) -> ClusterView:
+    return view(
+        mode=mode,
+        gates=frozenset({CCA_FEATURE_GATE, *gates} - {"WorkloadEncryptionCCA"}),
+        settings=settings,
+        version="v1.9.0",
+        plugins=plugins,
+        kubevirt=kubevirt(gates, version="v1.9.0"),
+    )
 
 
 GATE_REFUSED: dict[str, tuple[ClusterView, dict[str, Any], list[str]]] = {
     "qemu-commandline-1.9": (
-        before(), kubevirt(ON, version="v1.9.0"),
-        ["turning on KubeVirt's Plugins gate while Plugin objects exist (someone-elses) would "
-         "put the cluster in the mixed state", "this KubeVirt's version is 'v1.9.0'",
-         "upgrade KubeVirt to 1.10 or newer"]),
-    "vep": (before(settings=Settings()), kubevirt(ON, version="v1.10.0"),
-            ["with dialect vep that rebuild refuses"]),
+        before(),
+        kubevirt(ON, version="v1.9.0"),
+        [
+            "turning on KubeVirt's Plugins gate while Plugin objects exist (someone-elses) would "
+            "put the cluster in the mixed state",
+            "this KubeVirt's version is 'v1.9.0'",
+            "upgrade KubeVirt to 1.10 or newer",
+        ],
+    ),
+    "vep": (
+        before(settings=Settings()),
+        kubevirt(ON, version="v1.10.0"),
+        ["with dialect vep that rebuild refuses"],
+    ),
 }
 
 
@@ -248,7 +345,8 @@ def test_turning_the_plugins_gate_on_is_refused(case: str) -> None:
     cluster, cr, phrases = GATE_REFUSED[case]
     violations = judge_kubevirt_update(cr, cluster)
     assert [v.field for v in violations] == [
-        "spec.configuration.developerConfiguration.featureGates"]
+        "spec.configuration.developerConfiguration.featureGates"
+    ]
     for phrase in phrases:
         assert phrase in violations[0].message, (phrase, violations[0].message)
 
@@ -262,8 +360,13 @@ GATE_ADMITTED: dict[str, tuple[ClusterView, dict[str, Any]]] = {
     "already-mixed": (before(gates=ON), kubevirt([*ON, "Snapshot"])),
     "another-cr": (before(), kubevirt(ON, name="second")),
     "plugins-unlistable": (before(plugins=None), kubevirt(ON)),
-    "malformed-gates": (before(), {**kubevirt(ON), "spec": {"configuration": {
-        "developerConfiguration": {"featureGates": "Plugins"}}}}),
+    "malformed-gates": (
+        before(),
+        {
+            **kubevirt(ON),
+            "spec": {"configuration": {"developerConfiguration": {"featureGates": "Plugins"}}},
+        },
+    ),
 }
 
 
@@ -275,14 +378,17 @@ def test_other_kubevirt_updates_pass(case: str) -> None:
 
 def test_the_kubevirt_endpoint_judges_updates_only() -> None:
     def kv_review(operation: str) -> bytes:
-        body = review(kubevirt(ON), operation=operation,
-                      old=kubevirt(OFF) if operation == "UPDATE" else None)
+        body = review(
+            kubevirt(ON), operation=operation, old=kubevirt(OFF) if operation == "UPDATE" else None
+        )
         body["request"]["kind"] = {"group": "kubevirt.io", "version": "v1", "kind": "KubeVirt"}
         return json.dumps(body).encode()
+
     refused = admit(Endpoint.VALIDATE_KUBEVIRT, parse_review(kv_review("UPDATE")), before())
     assert refused.response["allowed"] is False
     assert refused.response["status"]["message"].startswith(
         "spec.configuration.developerConfiguration.featureGates: turning on KubeVirt's Plugins "
-        "gate while Plugin objects exist (someone-elses)")
+        "gate while Plugin objects exist (someone-elses)"
+    )
     created = admit(Endpoint.VALIDATE_KUBEVIRT, parse_review(kv_review("CREATE")), before())
     assert created.response["allowed"] is True

@@ -30,20 +30,19 @@ from kubevirt_cca.core.settings import Dialect, Settings
 K8S_VERSION = "1.33"
 
 # KubeVirt's validation of a Plugin's domain hooks, as CEL over one hook (`self`).
+_NO_SIDECAR = "!has(self.sidecar) || "
+_FAILURE_STRATEGY = "!has(self.failureStrategy) || self.failureStrategy in ['Fail', 'Ignore']"
 HOOK_RULES = {
     "exactly one of cel or sidecar": "has(self.cel) != has(self.sidecar)",
-    "socket path under /var/run/kubevirt-plugin/":
-        "!has(self.sidecar) || self.sidecar.socketPath.startsWith('/var/run/kubevirt-plugin/')",
-    "socket path ends in .sock":
-        "!has(self.sidecar) || self.sidecar.socketPath.endsWith('.sock')",
-    "socket path at most 108 characters":
-        "!has(self.sidecar) || size(self.sidecar.socketPath) <= 108",
-    "failure strategy Fail or Ignore":
-        "!has(self.failureStrategy) || self.failureStrategy in ['Fail', 'Ignore']",
+    "socket path under /var/run/kubevirt-plugin/": (
+        _NO_SIDECAR + "self.sidecar.socketPath.startsWith('/var/run/kubevirt-plugin/')"
+    ),
+    "socket path ends in .sock": _NO_SIDECAR + "self.sidecar.socketPath.endsWith('.sock')",
+    "socket path at most 108 characters": _NO_SIDECAR + "size(self.sidecar.socketPath) <= 108",
+    "failure strategy Fail or Ignore": _FAILURE_STRATEGY,
 }
 SPEC_RULES = {
-    "failure strategy Fail or Ignore":
-        "!has(self.failureStrategy) || self.failureStrategy in ['Fail', 'Ignore']",
+    "failure strategy Fail or Ignore": _FAILURE_STRATEGY,
 }
 
 
@@ -81,10 +80,14 @@ def test_plugin_object_passes_kubevirts_rules() -> None:
     [
         ({"sidecar": {"socketPath": "/tmp/x.sock"}}, "socket path under /var/run/kubevirt-plugin/"),
         ({"sidecar": {"socketPath": "/var/run/kubevirt-plugin/a/x"}}, "socket path ends in .sock"),
-        ({"sidecar": {"socketPath": "/var/run/kubevirt-plugin/" + "a" * 90 + ".sock"}},
-         "socket path at most 108 characters"),
-        ({"cel": {"expression": "true"}, "sidecar": {"socketPath": PLUGIN_SOCKET}},
-         "exactly one of cel or sidecar"),
+        (
+            {"sidecar": {"socketPath": "/var/run/kubevirt-plugin/" + "a" * 90 + ".sock"}},
+            "socket path at most 108 characters",
+        ),
+        (
+            {"cel": {"expression": "true"}, "sidecar": {"socketPath": PLUGIN_SOCKET}},
+            "exactly one of cel or sidecar",
+        ),
         ({}, "exactly one of cel or sidecar"),
     ],
 )
@@ -92,13 +95,16 @@ def test_the_rules_can_fail(hook: dict[str, Any], broken: str) -> None:
     assert broken in broken_hook_rules(hook)
 
 
-@pytest.mark.parametrize(("labels", "called"), [
-    ({ENABLED_LABEL: "true"}, True),
-    # any value calls the hook, which then refuses a value other than "true": never skipped
-    ({ENABLED_LABEL: "false"}, True),
-    ({"app": "x"}, False),
-    ({}, False),
-])
+@pytest.mark.parametrize(
+    ("labels", "called"),
+    [
+        ({ENABLED_LABEL: "true"}, True),
+        # any value calls the hook, which then refuses a value other than "true": never skipped
+        ({ENABLED_LABEL: "false"}, True),
+        ({"app": "x"}, False),
+        ({}, False),
+    ],
+)
 def test_plugin_condition(labels: dict[str, str], called: bool) -> None:
     assert vmi_labels_condition(labels) is called
 
@@ -111,15 +117,21 @@ def launcher_pod(*, labelled: bool = True, with_volume: bool = True) -> dict[str
     if with_volume:
         volumes.append({"name": PLUGIN_SOCKETS_VOLUME, "emptyDir": {}})
     return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "virt-launcher-realm-abcde", "namespace": "default",
-                     "labels": labels},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "virt-launcher-realm-abcde", "namespace": "default", "labels": labels},
         "spec": {
-            "containers": [{
-                "name": "compute", "image": "virt-launcher:v1.9.0",
-                "volumeMounts": [{"name": PLUGIN_SOCKETS_VOLUME,
-                                  "mountPath": "/var/run/kubevirt-plugin"}] if with_volume else [],
-            }],
+            "containers": [
+                {
+                    "name": "compute",
+                    "image": "virt-launcher:v1.9.0",
+                    "volumeMounts": [
+                        {"name": PLUGIN_SOCKETS_VOLUME, "mountPath": "/var/run/kubevirt-plugin"}
+                    ]
+                    if with_volume
+                    else [],
+                }
+            ],
             "volumes": volumes,
         },
     }
@@ -137,9 +149,9 @@ def test_injection_into_a_labelled_launcher_pod() -> None:
     container = ours[0]
     assert container["args"][:3] == ["hook", "--plugin-socket", PLUGIN_SOCKET]
     assert container["args"][container["args"].index("--dialect") + 1] == "qemu-commandline"
-    assert container["volumeMounts"] == [{"name": PLUGIN_SOCKETS_VOLUME,
-                                          "mountPath": PLUGIN_SOCKET_DIR,
-                                          "subPath": "kubevirt-cca"}]
+    assert container["volumeMounts"] == [
+        {"name": PLUGIN_SOCKETS_VOLUME, "mountPath": PLUGIN_SOCKET_DIR, "subPath": "kubevirt-cca"}
+    ]
     assert container["securityContext"]["runAsUser"] == 107
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     # reinvocation: the container is there, nothing more to add

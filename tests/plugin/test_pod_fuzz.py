@@ -23,28 +23,61 @@ from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates
 from kubevirt_cca.core.admission.launcher_pod import is_cca_launcher_pod, plan_launcher_pod
 from kubevirt_cca.core.settings import Dialect, Settings
 
-PLUGIN = ClusterView(gates=FeatureGates(frozenset({CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE})),
-                     settings=Settings(dialect=Dialect.QEMU_COMMANDLINE),
-                     plugin_names=frozenset({PLUGIN_NAME}), kubevirt_version="v1.10.0")
+PLUGIN = ClusterView(
+    gates=FeatureGates(frozenset({CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE})),
+    settings=Settings(dialect=Dialect.QEMU_COMMANDLINE),
+    plugin_names=frozenset({PLUGIN_NAME}),
+    kubevirt_version="v1.10.0",
+)
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8))
-json_values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
-    max_leaves=10)
-labels = st.one_of(json_values, st.dictionaries(
-    st.sampled_from([ENABLED_LABEL, "kubevirt.io", "app"]),
-    st.one_of(st.sampled_from(["true", "virt-launcher", "x"]), json_values), max_size=3))
-containers = st.one_of(json_values, st.lists(st.one_of(json_values, st.fixed_dictionaries(
-    {"name": st.sampled_from(["compute", PLUGIN_CONTAINER, "other"]), "image": st.just("i")})),
-    max_size=3))
-volumes = st.one_of(json_values, st.lists(st.fixed_dictionaries(
-    {"name": st.sampled_from([PLUGIN_SOCKETS_VOLUME, "private"]), "emptyDir": st.just({})}),
-    max_size=3))
-pods = st.fixed_dictionaries({
-    "metadata": st.one_of(json_values, st.fixed_dictionaries({"labels": labels})),
-    "spec": st.one_of(json_values, st.fixed_dictionaries(
-        {"containers": containers, "volumes": volumes})),
-})
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+labels = st.one_of(
+    json_values,
+    st.dictionaries(
+        st.sampled_from([ENABLED_LABEL, "kubevirt.io", "app"]),
+        st.one_of(st.sampled_from(["true", "virt-launcher", "x"]), json_values),
+        max_size=3,
+    ),
+)
+containers = st.one_of(
+    json_values,
+    st.lists(
+        st.one_of(
+            json_values,
+            st.fixed_dictionaries(
+                {
+                    "name": st.sampled_from(["compute", PLUGIN_CONTAINER, "other"]),
+                    "image": st.just("i"),
+                }
+            ),
+        ),
+        max_size=3,
+    ),
+)
+volumes = st.one_of(
+    json_values,
+    st.lists(
+        st.fixed_dictionaries(
+            {"name": st.sampled_from([PLUGIN_SOCKETS_VOLUME, "private"]), "emptyDir": st.just({})}
+        ),
+        max_size=3,
+    ),
+)
+pods = st.fixed_dictionaries(
+    {
+        "metadata": st.one_of(json_values, st.fixed_dictionaries({"labels": labels})),
+        "spec": st.one_of(
+            json_values, st.fixed_dictionaries({"containers": containers, "volumes": volumes})
+        ),
+    }
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -57,9 +90,12 @@ def test_any_pod_gets_a_total_answer(pod: dict[str, Any]) -> None:
         return
     if ops:
         patched = jsonpatch.apply_patch(copy.deepcopy(pod), ops)
-        assert [c["name"] for c in patched["spec"]["containers"]
-                if isinstance(c, dict)].count(PLUGIN_CONTAINER) == 1
+        assert [c["name"] for c in patched["spec"]["containers"] if isinstance(c, dict)].count(
+            PLUGIN_CONTAINER
+        ) == 1
     elif not refused:
         # left alone only when our container is already there
-        assert any(isinstance(c, dict) and c.get("name") == PLUGIN_CONTAINER
-                   for c in pod["spec"]["containers"])
+        assert any(
+            isinstance(c, dict) and c.get("name") == PLUGIN_CONTAINER
+            for c in pod["spec"]["containers"]
+        )

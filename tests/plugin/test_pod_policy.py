@@ -29,16 +29,22 @@ def injected() -> dict[str, Any]:
 def with_legacy_sidecar() -> dict[str, Any]:
     """What KubeVirt makes of a VMI with our hookSidecars entry (sidecar mode)."""
     pod = launcher_pod()
-    pod["spec"]["containers"].append({"name": "hook-sidecar-0", "image": IMAGE,
-                                      "args": ["hook", "--dialect", "vep"]})
+    pod["spec"]["containers"].append(
+        {"name": "hook-sidecar-0", "image": IMAGE, "args": ["hook", "--dialect", "vep"]}
+    )
     return pod
 
 
 def test_binding_denies_with_its_policy() -> None:
     assert POLICY.binding["spec"] == {
-        "policyName": POLICY.policy["metadata"]["name"], "validationActions": ["Deny"],
-        "paramRef": {"name": "kubevirt-cca-config", "namespace": "kubevirt-cca",
-                     "parameterNotFoundAction": "Deny"}}
+        "policyName": POLICY.policy["metadata"]["name"],
+        "validationActions": ["Deny"],
+        "paramRef": {
+            "name": "kubevirt-cca-config",
+            "namespace": "kubevirt-cca",
+            "parameterNotFoundAction": "Deny",
+        },
+    }
     assert POLICY.policy["spec"]["paramKind"] == {"apiVersion": "v1", "kind": "ConfigMap"}
     assert POLICY.policy["spec"]["failurePolicy"] == "Fail"
 
@@ -60,12 +66,16 @@ def bad(change: Any) -> dict[str, Any]:
     return pod
 
 
-@pytest.mark.parametrize("pod", [
-    bad(lambda p: p["spec"]["containers"][-1].update(name="impostor")),
-    bad(lambda p: p["spec"]["containers"][-1].update(args=["sleep"])),
-    bad(lambda p: p["spec"]["containers"][-1].pop("args")),
-    bad(lambda p: p["spec"]["containers"][-1].update(args=[])),
-], ids=["other-name", "other-command", "no-args", "empty-args"])
+@pytest.mark.parametrize(
+    "pod",
+    [
+        bad(lambda p: p["spec"]["containers"][-1].update(name="impostor")),
+        bad(lambda p: p["spec"]["containers"][-1].update(args=["sleep"])),
+        bad(lambda p: p["spec"]["containers"][-1].pop("args")),
+        bad(lambda p: p["spec"]["containers"][-1].update(args=[])),
+    ],
+    ids=["other-name", "other-command", "no-args", "empty-args"],
+)
 def test_a_container_that_only_looks_like_ours_does_not_count(pod: dict[str, Any]) -> None:
     assert len(POLICY.denials(pod)) == 1
 
@@ -85,8 +95,9 @@ def test_other_pods_and_updates_are_not_matched() -> None:
 @pytest.mark.parametrize("name", ["hook-sidecar-0", PLUGIN_CONTAINER])
 def test_a_container_of_another_image_is_no_kubevirt_cca_container(name: str) -> None:
     pod = launcher_pod()
-    pod["spec"]["containers"].append({"name": name, "image": "attacker/anything:1",
-                                      "args": ["hook"]})
+    pod["spec"]["containers"].append(
+        {"name": name, "image": "attacker/anything:1", "args": ["hook"]}
+    )
     assert len(POLICY.denials(pod)) == 1
     pod["spec"]["containers"][-1]["image"] = IMAGE
     assert POLICY.denials(pod) == []

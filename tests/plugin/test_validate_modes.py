@@ -14,9 +14,14 @@ from kubevirt_cca.cli import main
 from kubevirt_cca.constants import HOOK_SIDECARS_ANNOTATION, INTEGRATION_ANNOTATION
 from tests.admission.helpers import KUBEVIRT_CR, labelled
 
-VMI = labelled({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-                "metadata": {"name": "realm", "namespace": "default"},
-                "spec": {"domain": {"devices": {}, "resources": {}}}})
+VMI = labelled(
+    {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": "realm", "namespace": "default"},
+        "spec": {"domain": {"devices": {}, "resources": {}}},
+    }
+)
 
 
 def write(tmp_path: Path, name: str, obj: Any) -> str:
@@ -32,9 +37,12 @@ def cr(gates: list[str]) -> dict[str, Any]:
 
 
 def config(**data: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "kubevirt-cca-config", "namespace": "kubevirt-cca"},
-            "data": data}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "kubevirt-cca-config", "namespace": "kubevirt-cca"},
+        "data": data,
+    }
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -44,12 +52,17 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def test_plugins_gate_and_qemu_commandline_admit_through_the_plugin(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "validate", write(tmp_path, "vmi.yaml", VMI),
-                         "--kubevirt-cr", write(tmp_path, "kv.yaml",
-                                                cr(["WorkloadEncryptionCCA", "Plugins"])),
-                         "--config", write(tmp_path, "c.yaml",
-                                           config(dialect="qemu-commandline")))
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys,
+        "validate",
+        write(tmp_path, "vmi.yaml", VMI),
+        "--kubevirt-cr",
+        write(tmp_path, "kv.yaml", cr(["WorkloadEncryptionCCA", "Plugins"])),
+        "--config",
+        write(tmp_path, "c.yaml", config(dialect="qemu-commandline")),
+    )
     assert code == 0, err
     annotations = yaml.safe_load(out)["metadata"]["annotations"]
     assert annotations[INTEGRATION_ANNOTATION] == "plugin"
@@ -59,20 +72,31 @@ def test_plugins_gate_and_qemu_commandline_admit_through_the_plugin(
 
 
 def test_plugins_gate_with_the_default_dialect_is_refused(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "validate", write(tmp_path, "vmi.yaml", VMI),
-                         "--kubevirt-cr", write(tmp_path, "kv.yaml",
-                                                cr(["WorkloadEncryptionCCA", "Plugins"])))
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys,
+        "validate",
+        write(tmp_path, "vmi.yaml", VMI),
+        "--kubevirt-cr",
+        write(tmp_path, "kv.yaml", cr(["WorkloadEncryptionCCA", "Plugins"])),
+    )
     assert code == 1 and out == ""
     assert "integration mode plugin needs dialect qemu-commandline" in err
 
 
 def test_sidecar_mode_by_config_keeps_the_hook_entry(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "validate", write(tmp_path, "vmi.yaml", VMI),
-                         "--kubevirt-cr", write(tmp_path, "kv.yaml",
-                                                cr(["WorkloadEncryptionCCA", "Sidecar"])),
-                         "--config", write(tmp_path, "c.yaml", config(integrationMode="sidecar")))
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys,
+        "validate",
+        write(tmp_path, "vmi.yaml", VMI),
+        "--kubevirt-cr",
+        write(tmp_path, "kv.yaml", cr(["WorkloadEncryptionCCA", "Sidecar"])),
+        "--config",
+        write(tmp_path, "c.yaml", config(integrationMode="sidecar")),
+    )
     assert code == 0, err
     annotations = yaml.safe_load(out)["metadata"]["annotations"]
     assert HOOK_SIDECARS_ANNOTATION in annotations and INTEGRATION_ANNOTATION not in annotations
@@ -80,34 +104,58 @@ def test_sidecar_mode_by_config_keeps_the_hook_entry(
 
 
 def test_plugin_mode_without_a_cr_assumes_the_plugins_gate(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "validate", write(tmp_path, "vmi.yaml", VMI), "--config",
-                         write(tmp_path, "c.yaml", config(integrationMode="plugin",
-                                                          dialect="qemu-commandline")))
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        capsys,
+        "validate",
+        write(tmp_path, "vmi.yaml", VMI),
+        "--config",
+        write(tmp_path, "c.yaml", config(integrationMode="plugin", dialect="qemu-commandline")),
+    )
     assert code == 0, err
     assert "assuming the WorkloadEncryptionCCA and Plugins feature gates are on" in err
     assert yaml.safe_load(out)["metadata"]["annotations"][INTEGRATION_ANNOTATION] == "plugin"
 
 
-@pytest.mark.parametrize(("obj", "phrase"), [
-    (config(integrationMode="plugins"), "integrationMode: unknown value 'plugins'"),
-    (config(dialect="x86"), "dialect"),
-    ({"kind": "Secret", "metadata": {"name": "x"}}, "expected the ConfigMap kubevirt-cca-config"),
-])
-def test_bad_config_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                     obj: dict[str, Any], phrase: str) -> None:
-    code, out, err = run(capsys, "validate", write(tmp_path, "vmi.yaml", VMI),
-                         "--config", write(tmp_path, "c.yaml", obj))
+@pytest.mark.parametrize(
+    ("obj", "phrase"),
+    [
+        (config(integrationMode="plugins"), "integrationMode: unknown value 'plugins'"),
+        (config(dialect="x86"), "dialect"),
+        (
+            {"kind": "Secret", "metadata": {"name": "x"}},
+            "expected the ConfigMap kubevirt-cca-config",
+        ),
+    ],
+)
+def test_bad_config_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], obj: dict[str, Any], phrase: str
+) -> None:
+    code, out, err = run(
+        capsys,
+        "validate",
+        write(tmp_path, "vmi.yaml", VMI),
+        "--config",
+        write(tmp_path, "c.yaml", obj),
+    )
     assert code == 2 and out == ""
     assert err.startswith("kubevirt-cca validate: error: ") and phrase in err
 
 
 def test_plugin_mode_on_kubevirt_1_9_is_admitted(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     old = cr(["WorkloadEncryptionCCA", "Plugins"])
     old["status"] = {"observedKubeVirtVersion": "v1.9.1"}
-    code, out, err = run(capsys, "validate", write(tmp_path, "vmi.yaml", VMI),
-                         "--kubevirt-cr", write(tmp_path, "kv.yaml", old),
-                         "--config", write(tmp_path, "c.yaml", config(dialect="qemu-commandline")))
+    code, out, err = run(
+        capsys,
+        "validate",
+        write(tmp_path, "vmi.yaml", VMI),
+        "--kubevirt-cr",
+        write(tmp_path, "kv.yaml", old),
+        "--config",
+        write(tmp_path, "c.yaml", config(dialect="qemu-commandline")),
+    )
     assert code == 0, err
     assert "cca.kubevirt.io/integration: plugin" in out

@@ -13,18 +13,22 @@ from kmock import ResourceInfo
 KUBEVIRTS = "/apis/kubevirt.io/v1/namespaces/kubevirt/kubevirts"
 CONFIG_MAPS = "/api/v1/namespaces/kubevirt-cca/configmaps"
 VMI: dict[str, Any] = {
-    "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+    "apiVersion": "kubevirt.io/v1",
+    "kind": "VirtualMachineInstance",
     "metadata": {"name": "realm", "namespace": "default"},
-    "spec": {"domain": {"devices": {}, "resources": {}}}}
+    "spec": {"domain": {"devices": {}, "resources": {}}},
+}
 
 
 def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
     emulator.resources["kubevirt.io/v1/kubevirts"] = ResourceInfo(kind="KubeVirt", namespaced=True)
     emulator.resources["kubevirt.io/v1/virtualmachineinstances"] = ResourceInfo(
-        kind="VirtualMachineInstance", namespaced=True)
+        kind="VirtualMachineInstance", namespaced=True
+    )
     emulator.resources["v1/configmaps"] = ResourceInfo(kind="ConfigMap", namespaced=True)
-    emulator.resources["plugin.kubevirt.io/v1alpha1/plugins"] = ResourceInfo(kind="Plugin",
-                                                                           namespaced=False)
+    emulator.resources["plugin.kubevirt.io/v1alpha1/plugins"] = ResourceInfo(
+        kind="Plugin", namespaced=False
+    )
     emulator.resources["v1/nodes"] = ResourceInfo(kind="Node", namespaced=False)
 
 

@@ -38,14 +38,20 @@ class Webhook:
     def client_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file))
 
-    def post(self, path: str, body: bytes | dict[str, Any],
-             headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    def post(
+        self, path: str, body: bytes | dict[str, Any], headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        conn = http.client.HTTPSConnection("127.0.0.1", self.https_port,
-                                           context=self.client_context(), timeout=30)
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", self.https_port, context=self.client_context(), timeout=30
+        )
         try:
-            conn.request("POST", path, body=data,
-                         headers={"Content-Type": "application/json", **(headers or {})})
+            conn.request(
+                "POST",
+                path,
+                body=data,
+                headers={"Content-Type": "application/json", **(headers or {})},
+            )
             response = conn.getresponse()
             raw = response.read()
         finally:
@@ -74,7 +80,8 @@ class ServerThread:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         self.running = asyncio.run_coroutine_threadsafe(
-            serve(app, host="127.0.0.1", port=0, health_port=0), self.loop).result(30)
+            serve(app, host="127.0.0.1", port=0, health_port=0), self.loop
+        ).result(30)
 
     def stop(self) -> None:
         asyncio.run_coroutine_threadsafe(self.running.stop(), self.loop).result(30)
@@ -96,10 +103,12 @@ def cert_files(pair: Pair, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     return cert, key
 
 
-def start_webhook(cluster: Any, cert: Path, key: Path,
-                  limits: Limits | None = None) -> tuple[ServerThread, Webhook]:
-    app = WebhookApp(cluster, tls=ReloadingTLS(str(cert), str(key)),
-                     registry=CollectorRegistry(), limits=limits)
+def start_webhook(
+    cluster: Any, cert: Path, key: Path, limits: Limits | None = None
+) -> tuple[ServerThread, Webhook]:
+    app = WebhookApp(
+        cluster, tls=ReloadingTLS(str(cert), str(key)), registry=CollectorRegistry(), limits=limits
+    )
     server = ServerThread(app)
     return server, Webhook(server.running.https_port, server.running.health_port, cert, app)
 
@@ -122,8 +131,9 @@ async def state(kmock: kmock.KubernetesEmulator) -> AsyncIterator[ClusterState]:
     """The webhook's watch-fed cluster state on kmock's emulator (not started)."""
     declare_resources(kmock)
     client = async_client(server=str(kmock.url))
-    cluster = ClusterState(client, namespace="kubevirt-cca", kubevirt_namespace="kubevirt",
-                           retry_delay=0.1)
+    cluster = ClusterState(
+        client, namespace="kubevirt-cca", kubevirt_namespace="kubevirt", retry_delay=0.1
+    )
     yield cluster
     await cluster.stop()
     await client.close()

@@ -17,11 +17,15 @@ from tests.admission.helpers import labelled, review
 from tests.webhook.conftest import Webhook
 
 ENDPOINTS = ["/mutate-vmi", "/validate-vmi", "/validate-templates", "/validate-migration"]
-VMI = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-       "metadata": {"name": "fuzz", "namespace": "default"},
-       "spec": {"domain": {"devices": {}, "resources": {}}}}
-FUZZ = settings(max_examples=60, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+VMI = {
+    "apiVersion": "kubevirt.io/v1",
+    "kind": "VirtualMachineInstance",
+    "metadata": {"name": "fuzz", "namespace": "default"},
+    "spec": {"domain": {"devices": {}, "resources": {}}},
+}
+FUZZ = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def assert_bad_request(status: int, answer: Any, words: str) -> None:
@@ -38,8 +42,9 @@ def test_not_json(webhook: Webhook, endpoint: str) -> None:
 
 def test_not_an_admission_review(webhook: Webhook) -> None:
     assert_bad_request(*webhook.post("/validate-vmi", b"[1, 2]"), "expected an AdmissionReview")
-    assert_bad_request(*webhook.post("/validate-vmi", {"apiVersion": "v1", "kind": "Pod"}),
-                       "admission.k8s.io/v1")
+    assert_bad_request(
+        *webhook.post("/validate-vmi", {"apiVersion": "v1", "kind": "Pod"}), "admission.k8s.io/v1"
+    )
     no_uid = review(VMI)
     del no_uid["request"]["uid"]
     assert_bad_request(*webhook.post("/validate-vmi", no_uid), "request.uid")
@@ -56,7 +61,10 @@ def test_known_uid_gets_a_denial_not_a_400(webhook: Webhook) -> None:
     body["request"]["object"] = "a string"
     status, answer = webhook.post("/validate-vmi", body)
     assert (status, answer["response"]["uid"], answer["response"]["allowed"]) == (
-        200, "uid-2", False)
+        200,
+        "uid-2",
+        False,
+    )
 
 
 def test_huge_body(webhook: Webhook) -> None:
@@ -93,19 +101,29 @@ def test_fuzz_raw_bodies(webhook: Webhook, body: bytes) -> None:
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner,
-                                                                max_size=4),
-    max_leaves=20)
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
 
 
 @FUZZ
-@given(endpoint=st.sampled_from(ENDPOINTS), uid=st.text(min_size=1, max_size=40),
-       request=st.dictionaries(st.sampled_from(
-           ["kind", "operation", "object", "oldObject", "namespace", "name", "dryRun"]),
-           JSON, max_size=7),
-       operation=st.sampled_from(["CREATE", "UPDATE", "DELETE", "CONNECT", "PATCH"]))
-def test_fuzz_review_requests(webhook: Webhook, endpoint: str, uid: str,
-                              request: dict[str, Any], operation: str) -> None:
+@given(
+    endpoint=st.sampled_from(ENDPOINTS),
+    uid=st.text(min_size=1, max_size=40),
+    request=st.dictionaries(
+        st.sampled_from(
+            ["kind", "operation", "object", "oldObject", "namespace", "name", "dryRun"]
+        ),
+        JSON,
+        max_size=7,
+    ),
+    operation=st.sampled_from(["CREATE", "UPDATE", "DELETE", "CONNECT", "PATCH"]),
+)
+def test_fuzz_review_requests(
+    webhook: Webhook, endpoint: str, uid: str, request: dict[str, Any], operation: str
+) -> None:
     body = review(labelled(VMI), uid=uid, operation=operation)
     body["request"].update(request)
     status, answer = webhook.post(endpoint, body)
@@ -117,15 +135,23 @@ def test_fuzz_review_requests(webhook: Webhook, endpoint: str, uid: str,
 
 
 @FUZZ
-@given(annotation=st.one_of(
-    st.text(max_size=200),
-    JSON.map(json.dumps),
-    st.fixed_dictionaries({}, optional={
-        "measurementAlgo": st.sampled_from(["sha256", "sha512", "sha1", ""]) | JSON,
-        "measurementLog": st.sampled_from([True, False, "yes", "no", "on"]) | JSON,
-        "personalizationValue": st.binary(min_size=60, max_size=68).map(
-            lambda b: __import__("base64").b64encode(b).decode()) | JSON,
-    }).map(json.dumps)))
+@given(
+    annotation=st.one_of(
+        st.text(max_size=200),
+        JSON.map(json.dumps),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "measurementAlgo": st.sampled_from(["sha256", "sha512", "sha1", ""]) | JSON,
+                "measurementLog": st.sampled_from([True, False, "yes", "no", "on"]) | JSON,
+                "personalizationValue": st.binary(min_size=60, max_size=68).map(
+                    lambda b: __import__("base64").b64encode(b).decode()
+                )
+                | JSON,
+            },
+        ).map(json.dumps),
+    )
+)
 def test_fuzz_cca_annotation(webhook: Webhook, annotation: str) -> None:
     body = review(labelled(VMI, annotation))
     status, answer = webhook.post("/mutate-vmi", body)
@@ -135,30 +161,71 @@ def test_fuzz_cca_annotation(webhook: Webhook, annotation: str) -> None:
     assert "internal error" not in json.dumps(answer), "the core raised on this input"
     if not response["allowed"]:
         fields = [c["field"] for c in response["status"]["details"]["causes"]]
-        assert all(f.startswith(f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]")
-                   for f in fields), fields
+        assert all(
+            f.startswith(f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]") for f in fields
+        ), fields
     else:
         assert response["patchType"] == "JSONPatch"
 
 
 @FUZZ
-@given(endpoint=st.sampled_from(ENDPOINTS),
-       spec=st.dictionaries(st.sampled_from(
-           ["domain", "nodeSelector", "architecture", "evictionStrategy", "template",
-            "virtualMachineTemplate", "vmiName"]), JSON, max_size=5),
-       annotations=st.dictionaries(st.sampled_from(
-           [LAUNCH_SECURITY_ANNOTATION, "hooks.kubevirt.io/hookSidecars",
-            "cca.kubevirt.io/resolved"]), JSON | st.text(max_size=30), max_size=3),
-       kind=st.sampled_from(["VirtualMachineInstance", "VirtualMachine",
-                             "VirtualMachinePool", "VirtualMachineInstanceMigration"]),
-       operation=st.sampled_from(["CREATE", "UPDATE"]))
-def test_fuzz_labelled_objects(webhook: Webhook, endpoint: str, spec: dict[str, Any],
-                               annotations: dict[str, Any], kind: str, operation: str) -> None:
-    obj = {"apiVersion": "kubevirt.io/v1", "kind": kind,
-           "metadata": {"name": "f", "namespace": "default",
-                        "labels": {"cca.kubevirt.io/enabled": "true"},
-                        "annotations": annotations},
-           "spec": spec}
+@given(
+    endpoint=st.sampled_from(ENDPOINTS),
+    spec=st.dictionaries(
+        st.sampled_from(
+            [
+                "domain",
+                "nodeSelector",
+                "architecture",
+                "evictionStrategy",
+                "template",
+                "virtualMachineTemplate",
+                "vmiName",
+            ]
+        ),
+        JSON,
+        max_size=5,
+    ),
+    annotations=st.dictionaries(
+        st.sampled_from(
+            [
+                LAUNCH_SECURITY_ANNOTATION,
+                "hooks.kubevirt.io/hookSidecars",
+                "cca.kubevirt.io/resolved",
+            ]
+        ),
+        JSON | st.text(max_size=30),
+        max_size=3,
+    ),
+    kind=st.sampled_from(
+        [
+            "VirtualMachineInstance",
+            "VirtualMachine",
+            "VirtualMachinePool",
+            "VirtualMachineInstanceMigration",
+        ]
+    ),
+    operation=st.sampled_from(["CREATE", "UPDATE"]),
+)
+def test_fuzz_labelled_objects(
+    webhook: Webhook,
+    endpoint: str,
+    spec: dict[str, Any],
+    annotations: dict[str, Any],
+    kind: str,
+    operation: str,
+) -> None:
+    obj = {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": kind,
+        "metadata": {
+            "name": "f",
+            "namespace": "default",
+            "labels": {"cca.kubevirt.io/enabled": "true"},
+            "annotations": annotations,
+        },
+        "spec": spec,
+    }
     body = review(obj, operation=operation, old=obj if operation == "UPDATE" else None)
     body["request"]["kind"]["kind"] = kind
     status, answer = webhook.post(endpoint, body)
@@ -169,15 +236,18 @@ def test_fuzz_labelled_objects(webhook: Webhook, endpoint: str, spec: dict[str, 
 
 @pytest.mark.parametrize("operation", ["PATCH", "create", 7, None])
 def test_an_operation_kubernetes_does_not_send_is_a_malformed_review(
-        webhook: Webhook, operation: Any) -> None:
+    webhook: Webhook, operation: Any
+) -> None:
     body = review(labelled(VMI), operation="CREATE")
     body["request"]["operation"] = operation
     status, answer = webhook.post("/validate-vmi", body)
     assert status == 200  # the uid was readable: a denial carrying it
     response = answer["response"]
     assert response["allowed"] is False
-    assert "request.operation: expected one of CREATE, UPDATE, DELETE, CONNECT" in (
-        response["status"]["message"])
+    assert (
+        "request.operation: expected one of CREATE, UPDATE, DELETE, CONNECT"
+        in (response["status"]["message"])
+    )
 
 
 def test_a_body_nested_too_deeply_says_so(webhook: Webhook) -> None:
@@ -190,8 +260,9 @@ def test_a_body_that_is_not_utf8_says_so(webhook: Webhook) -> None:
     assert_bad_request(*webhook.post("/validate-vmi", b'{"a": "\xff"}'), "not UTF-8")
 
 
-def test_request_values_cannot_forge_log_lines(webhook: Webhook,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_request_values_cannot_forge_log_lines(
+    webhook: Webhook, caplog: pytest.LogCaptureFixture
+) -> None:
     """Issue 13: names, namespaces and uids from a request are escaped in the log line."""
     forged = "x\nadmission endpoint=mutate-vmi uid=forged verdict=allowed"
     vmi = labelled(VMI)
@@ -203,8 +274,13 @@ def test_request_values_cannot_forge_log_lines(webhook: Webhook,
     caplog.set_level("INFO", logger="kubevirt_cca.adapters.webhook.server")
     status, _ = webhook.post("/mutate-vmi", body)
     assert status == 200
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("admission ")
-             and "endpoint=mutate-vmi" in r.getMessage() and "forged" in r.getMessage()]
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.getMessage().startswith("admission ")
+        and "endpoint=mutate-vmi" in r.getMessage()
+        and "forged" in r.getMessage()
+    ]
     assert len(lines) == 1
     line = lines[0]
     assert "\n" not in line and "\r" not in line

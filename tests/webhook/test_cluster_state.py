@@ -25,6 +25,7 @@ from tests.webhook.cluster import CONFIG_MAPS, KUBEVIRTS, VMI, eventually
 
 pytestmark = pytest.mark.asyncio
 
+
 def decide(cluster: ClusterState, obj: dict[str, Any]) -> list[str]:
     verdict = admit(Endpoint.MUTATE_VMI, parse_review(_json(review(obj))), cluster.view())
     return [c.message for c in verdict.causes]
@@ -36,8 +37,9 @@ def _json(body: dict[str, Any]) -> bytes:
     return json.dumps(body).encode()
 
 
-async def test_gates_and_config_follow_the_cluster(kmock: kmock.KubernetesEmulator,
-                                                   state: ClusterState) -> None:
+async def test_gates_and_config_follow_the_cluster(
+    kmock: kmock.KubernetesEmulator, state: ClusterState
+) -> None:
     await state.start()
     assert await state.wait_ready(10)
     # No KubeVirt CR at all: CCA VMIs refused, saying why; plain VMIs still pass.
@@ -50,15 +52,31 @@ async def test_gates_and_config_follow_the_cluster(kmock: kmock.KubernetesEmulat
         await http.post(KUBEVIRTS, json=cr)
         await eventually(lambda: state.view().gates is not None)
         assert decide(state, labelled(VMI)) == [
-            "WorkloadEncryptionCCA feature gate is not enabled in kubevirt-config"]
-        await http.patch(f"{KUBEVIRTS}/kubevirt", json={"spec": {"configuration": {
-            "developerConfiguration": {"featureGates": ["Sidecar", "WorkloadEncryptionCCA"]}}}})
+            "WorkloadEncryptionCCA feature gate is not enabled in kubevirt-config"
+        ]
+        await http.patch(
+            f"{KUBEVIRTS}/kubevirt",
+            json={
+                "spec": {
+                    "configuration": {
+                        "developerConfiguration": {
+                            "featureGates": ["Sidecar", "WorkloadEncryptionCCA"]
+                        }
+                    }
+                }
+            },
+        )
         await eventually(lambda: decide(state, labelled(VMI)) == [])
         # The ConfigMap's hook image reaches the patch.
-        await http.post(CONFIG_MAPS, json={
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "kubevirt-cca-config", "namespace": "kubevirt-cca"},
-            "data": {"hookImage": "registry.example/kubevirt-cca:9", "dialect": "openeuler"}})
+        await http.post(
+            CONFIG_MAPS,
+            json={
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "kubevirt-cca-config", "namespace": "kubevirt-cca"},
+                "data": {"hookImage": "registry.example/kubevirt-cca:9", "dialect": "openeuler"},
+            },
+        )
         await eventually(lambda: state.view().hook_image == "registry.example/kubevirt-cca:9")
         assert state.view().settings.dialect.value == "openeuler"
         # The CR goes away: refused again (fail closed).
@@ -68,17 +86,22 @@ async def test_gates_and_config_follow_the_cluster(kmock: kmock.KubernetesEmulat
 
 
 async def test_no_node_honouring_a_parameter_is_a_warning_until_one_does(
-        kmock: kmock.KubernetesEmulator, state: ClusterState) -> None:
+    kmock: kmock.KubernetesEmulator, state: ClusterState
+) -> None:
     kmock.objects["kubevirt.io/v1/kubevirts", "kubevirt", "kubevirt"] = KUBEVIRT_CR
-    plain_node = {"apiVersion": "v1", "kind": "Node",
-                  "metadata": {"name": "arm-1", "labels": {"kubevirt.io/cca": "true"}}}
+    plain_node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "arm-1", "labels": {"kubevirt.io/cca": "true"}},
+    }
     kmock.objects["v1/nodes", None, "arm-1"] = plain_node
     await state.start()
     assert await state.wait_ready(10)
     await eventually(lambda: state.view().cca_node_labels is not None)
     vmi = labelled(VMI)
-    vmi["metadata"].setdefault("annotations", {})[
-        "cca.kubevirt.io/launch-security"] = '{"measurementAlgo": "sha384"}'
+    vmi["metadata"].setdefault("annotations", {})["cca.kubevirt.io/launch-security"] = (
+        '{"measurementAlgo": "sha384"}'
+    )
 
     def warnings() -> list[str]:
         verdict = admit(Endpoint.MUTATE_VMI, parse_review(_json(review(vmi))), state.view())
@@ -86,21 +109,44 @@ async def test_no_node_honouring_a_parameter_is_a_warning_until_one_does(
         return verdict.response.get("warnings", [])
 
     [warning] = warnings()
-    assert warning.startswith("no node in this cluster honours measurementAlgo sha384 (libvirt) "
-                              "(node label cca.kubevirt.io/measurement-algo-sha384=true)")
+    assert warning.startswith(
+        "no node in this cluster honours measurementAlgo sha384 (libvirt) "
+        "(node label cca.kubevirt.io/measurement-algo-sha384=true)"
+    )
     assert "stays Pending" in warning
     async with aiohttp.ClientSession(base_url=str(kmock.url)) as http:
-        await http.post("/api/v1/nodes", json={
-            "apiVersion": "v1", "kind": "Node", "metadata": {"name": "arm-2", "labels": {
-                "kubevirt.io/cca": "true", "cca.kubevirt.io/measurement-algo-sha384": "true"}}})
+        await http.post(
+            "/api/v1/nodes",
+            json={
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": "arm-2",
+                    "labels": {
+                        "kubevirt.io/cca": "true",
+                        "cca.kubevirt.io/measurement-algo-sha384": "true",
+                    },
+                },
+            },
+        )
         await eventually(lambda: warnings() == [])
 
 
-async def test_unreadable_kubevirt_cr_fails_closed(kmock: kmock.KubernetesEmulator,
-                                                   state: ClusterState) -> None:
-    kmock["list kubevirt.io/v1/kubevirts"] << 403 << {
-        "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
-        "reason": "Forbidden", "message": "kubevirts.kubevirt.io is forbidden"}
+async def test_unreadable_kubevirt_cr_fails_closed(
+    kmock: kmock.KubernetesEmulator, state: ClusterState
+) -> None:
+    (
+        kmock["list kubevirt.io/v1/kubevirts"]
+        << 403
+        << {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "code": 403,
+            "reason": "Forbidden",
+            "message": "kubevirts.kubevirt.io is forbidden",
+        }
+    )
     await state.start()
     assert await state.wait_ready(10)
     messages = decide(state, labelled(VMI))
@@ -122,15 +168,14 @@ async def test_migration_lookup(kmock: kmock.KubernetesEmulator, state: ClusterS
     assert (await state.lookup_vmi("default", "realm")).vmi == cca
     assert len(kmock[action.FETCH]) == 0, "a cached CCA VMI needs no API call"
     looked = await state.lookup_vmi("default", "plain")
-    assert looked.vmi is not None and ENABLED_LABEL not in looked.vmi["metadata"].get(
-        "labels", {})
+    assert looked.vmi is not None and ENABLED_LABEL not in looked.vmi["metadata"].get("labels", {})
     assert len(kmock[action.FETCH]) == 1, "a VMI not in the cache is fetched"
     assert (await state.lookup_vmi("default", "nothing")).vmi is None
 
 
 async def test_webhook_over_tls_on_the_emulated_cluster(
-        kmock: kmock.KubernetesEmulator, state: ClusterState,
-        cert_files: tuple[Any, Any]) -> None:
+    kmock: kmock.KubernetesEmulator, state: ClusterState, cert_files: tuple[Any, Any]
+) -> None:
     import ssl
 
     kmock.objects["kubevirt.io/v1/kubevirts", "kubevirt", "kubevirt"] = KUBEVIRT_CR
@@ -138,22 +183,26 @@ async def test_webhook_over_tls_on_the_emulated_cluster(
     await state.start()
     assert await state.wait_ready(10)
     cert, key = cert_files
-    app = WebhookApp(state, tls=ReloadingTLS(str(cert), str(key)),
-                     registry=CollectorRegistry())
+    app = WebhookApp(state, tls=ReloadingTLS(str(cert), str(key)), registry=CollectorRegistry())
     running = await serve(app, host="127.0.0.1", port=0, health_port=0)
     try:
         context = ssl.create_default_context(cafile=str(cert))
         base = f"https://127.0.0.1:{running.https_port}"
-        migration = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration",
-                     "metadata": {"name": "m", "namespace": "default"},
-                     "spec": {"vmiName": "realm"}}
+        migration = {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachineInstanceMigration",
+            "metadata": {"name": "m", "namespace": "default"},
+            "spec": {"vmiName": "realm"},
+        }
         async with aiohttp.ClientSession() as http:
-            async with http.post(f"{base}/validate-migration", json=review(migration),
-                                 ssl=context) as response:
+            async with http.post(
+                f"{base}/validate-migration", json=review(migration), ssl=context
+            ) as response:
                 answer = await response.json()
             assert answer["response"]["status"]["message"] == MIGRATION_REFUSAL
-            async with http.post(f"{base}/mutate-vmi", json=review(labelled(VMI)),
-                                 ssl=context) as response:
+            async with http.post(
+                f"{base}/mutate-vmi", json=review(labelled(VMI)), ssl=context
+            ) as response:
                 answer = await response.json()
             assert answer["response"]["allowed"] is True and answer["response"]["patch"]
             async with http.get(f"http://127.0.0.1:{running.health_port}/readyz") as response:
@@ -163,7 +212,8 @@ async def test_webhook_over_tls_on_the_emulated_cluster(
 
 
 async def test_undecodable_answer_fails_closed_and_the_loop_survives(
-        kmock: kmock.KubernetesEmulator, state: ClusterState) -> None:
+    kmock: kmock.KubernetesEmulator, state: ClusterState
+) -> None:
     broken = {"on": True}
     kmock["list kubevirt.io/v1/kubevirts"][lambda _: broken["on"]] << b"<html>proxy error</html>"
     await state.start()
@@ -176,12 +226,22 @@ async def test_undecodable_answer_fails_closed_and_the_loop_survives(
     await eventually(lambda: decide(state, labelled(VMI)) == [])
 
 
-async def test_unreadable_config_map_fails_closed(kmock: kmock.KubernetesEmulator,
-                                                  state: ClusterState) -> None:
+async def test_unreadable_config_map_fails_closed(
+    kmock: kmock.KubernetesEmulator, state: ClusterState
+) -> None:
     kmock.objects["kubevirt.io/v1/kubevirts", "kubevirt", "kubevirt"] = KUBEVIRT_CR
-    kmock["list v1/configmaps"] << 403 << {
-        "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
-        "reason": "Forbidden", "message": "configmaps is forbidden"}
+    (
+        kmock["list v1/configmaps"]
+        << 403
+        << {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "code": 403,
+            "reason": "Forbidden",
+            "message": "configmaps is forbidden",
+        }
+    )
     await state.start()
     assert await state.wait_ready(10)
     await eventually(lambda: state.view().gates is not None)

@@ -27,17 +27,34 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def test_webhook_command_serves_until_sigterm(kmock: kmock.KubernetesEmulator,
-                                                    cert_files: tuple[Path, Path]) -> None:
+async def test_webhook_command_serves_until_sigterm(
+    kmock: kmock.KubernetesEmulator, cert_files: tuple[Path, Path]
+) -> None:
     declare_resources(kmock)
     kmock.objects["kubevirt.io/v1/kubevirts", "kubevirt", "kubevirt"] = KUBEVIRT_CR
     cert, key = cert_files
     port, health = free_port(), free_port()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import sys; from kubevirt_cca.cli import main; sys.exit(main())",
-        "--log-level", "INFO", "webhook", "--tls-cert-file", str(cert), "--tls-key-file",
-        str(key), "--port", str(port), "--health-port", str(health), "--host", "127.0.0.1",
-        "--server", str(kmock.url), stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-c",
+        "import sys; from kubevirt_cca.cli import main; sys.exit(main())",
+        "--log-level",
+        "INFO",
+        "webhook",
+        "--tls-cert-file",
+        str(cert),
+        "--tls-key-file",
+        str(key),
+        "--port",
+        str(port),
+        "--health-port",
+        str(health),
+        "--host",
+        "127.0.0.1",
+        "--server",
+        str(kmock.url),
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         async with aiohttp.ClientSession() as http:
             for _ in range(200):
@@ -52,8 +69,9 @@ async def test_webhook_command_serves_until_sigterm(kmock: kmock.KubernetesEmula
                 pytest.fail("the webhook did not become ready")
             context = ssl.create_default_context(cafile=str(cert))
             body: dict[str, Any] = review(labelled(VMI))
-            async with http.post(f"https://127.0.0.1:{port}/mutate-vmi", json=body,
-                                 ssl=context) as response:
+            async with http.post(
+                f"https://127.0.0.1:{port}/mutate-vmi", json=body, ssl=context
+            ) as response:
                 answer = await response.json()
         assert answer["response"]["uid"] == body["request"]["uid"]
         assert answer["response"]["allowed"] is True, answer

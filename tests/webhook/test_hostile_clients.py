@@ -20,11 +20,15 @@ from kubevirt_cca.adapters.webhook.server import StaticCluster
 from tests.admission.helpers import labelled, review
 from tests.webhook.conftest import Webhook, start_webhook
 
-VMI = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-       "metadata": {"name": "h", "namespace": "default"},
-       "spec": {"domain": {"devices": {}}}}
-LIMITS = Limits(handshake_seconds=0.5, head_seconds=0.5, body_seconds=0.5, connections=6,
-                per_peer=4)
+VMI = {
+    "apiVersion": "kubevirt.io/v1",
+    "kind": "VirtualMachineInstance",
+    "metadata": {"name": "h", "namespace": "default"},
+    "spec": {"domain": {"devices": {}}},
+}
+LIMITS = Limits(
+    handshake_seconds=0.5, head_seconds=0.5, body_seconds=0.5, connections=6, per_peer=4
+)
 # The API server gives a webhook 10 s; an honest review must come back well inside that,
 # even on a machine shared with other work.
 HONEST_SECONDS = 5.0
@@ -38,8 +42,9 @@ def strict(cluster: StaticCluster, cert_files: tuple[Path, Path]) -> Iterator[We
 
 
 def tls_socket(hook: Webhook, *, source: str = "127.0.0.1") -> ssl.SSLSocket:
-    raw = socket.create_connection(("127.0.0.1", hook.https_port), timeout=10,
-                                   source_address=(source, 0))
+    raw = socket.create_connection(
+        ("127.0.0.1", hook.https_port), timeout=10, source_address=(source, 0)
+    )
     return hook.client_context().wrap_socket(raw, server_hostname="127.0.0.1")
 
 
@@ -70,8 +75,12 @@ def honest_review(hook: Webhook) -> float:
 
 
 def head(body_length: int, encoding: str | None = None) -> bytes:
-    lines = ["POST /validate-vmi HTTP/1.1", "Host: localhost",
-             "Content-Type: application/json", f"Content-Length: {body_length}"]
+    lines = [
+        "POST /validate-vmi HTTP/1.1",
+        "Host: localhost",
+        "Content-Type: application/json",
+        f"Content-Length: {body_length}",
+    ]
     if encoding is not None:
         lines.append(f"Content-Encoding: {encoding}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
@@ -172,8 +181,10 @@ def test_connections_are_capped_per_peer_and_in_total(strict: Webhook) -> None:
     try:
         assert_refused_before_tls(strict)
         # Another peer still gets in, up to the total cap.
-        other = [tls_socket(strict, source="127.0.0.2")
-                 for _ in range(LIMITS.connections - LIMITS.per_peer)]
+        other = [
+            tls_socket(strict, source="127.0.0.2")
+            for _ in range(LIMITS.connections - LIMITS.per_peer)
+        ]
         assert_refused_before_tls(strict, source="127.0.0.3")
         for sock in other:
             sock.close()

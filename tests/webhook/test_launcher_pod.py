@@ -34,10 +34,11 @@ from tests.webhook.conftest import Webhook, start_webhook
 
 PLUGIN_VIEW = ClusterView(
     gates=FeatureGates(frozenset({CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE})),
-    settings=Settings(dialect=Dialect.QEMU_COMMANDLINE), hook_image="example/kubevirt-cca:2",
-    plugin_names=frozenset({PLUGIN_NAME}))
-SIDECAR_VIEW = ClusterView(gates=FeatureGates(frozenset({CCA_FEATURE_GATE,
-                                                          SIDECAR_FEATURE_GATE})))
+    settings=Settings(dialect=Dialect.QEMU_COMMANDLINE),
+    hook_image="example/kubevirt-cca:2",
+    plugin_names=frozenset({PLUGIN_NAME}),
+)
+SIDECAR_VIEW = ClusterView(gates=FeatureGates(frozenset({CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE})))
 POD_POLICY = PolicyFile(POLICIES / "cca-launcher-pod-needs-plugin.yaml")
 
 
@@ -49,13 +50,22 @@ def plugin_webhook(cert_files: tuple[Path, Path]) -> Iterator[Webhook]:
 
 
 def pod_review(pod: dict[str, Any], operation: str = "CREATE") -> dict[str, Any]:
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": str(uuid.uuid4()),
-        "kind": {"group": "", "version": "v1", "kind": "Pod"},
-        "resource": {"group": "", "version": "v1", "resource": "pods"},
-        "operation": operation, "namespace": "default", "name": "",
-        "userInfo": {"username": "system:serviceaccount:kubevirt:kubevirt-controller"},
-        "object": copy.deepcopy(pod), "oldObject": None, "dryRun": False}}
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "operation": operation,
+            "namespace": "default",
+            "name": "",
+            "userInfo": {"username": "system:serviceaccount:kubevirt:kubevirt-controller"},
+            "object": copy.deepcopy(pod),
+            "oldObject": None,
+            "dryRun": False,
+        },
+    }
 
 
 def answer(webhook: Webhook, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -92,12 +102,15 @@ def test_labelled_launcher_pod_gets_the_plugin_container(plugin_webhook: Webhook
 def test_other_pods_pass_untouched(plugin_webhook: Webhook) -> None:
     body = pod_review(launcher_pod(labelled=False))
     assert answer(plugin_webhook, "/mutate-launcher-pod", body) == {
-        "uid": body["request"]["uid"], "allowed": True}
+        "uid": body["request"]["uid"],
+        "allowed": True,
+    }
 
 
 def test_refusal_is_a_denial_with_the_field(plugin_webhook: Webhook) -> None:
-    response = answer(plugin_webhook, "/mutate-launcher-pod",
-                      pod_review(launcher_pod(with_volume=False)))
+    response = answer(
+        plugin_webhook, "/mutate-launcher-pod", pod_review(launcher_pod(with_volume=False))
+    )
     assert response["allowed"] is False
     assert response["status"]["code"] == 422
     [cause] = response["status"]["details"]["causes"]
@@ -108,16 +121,28 @@ def test_refusal_is_a_denial_with_the_field(plugin_webhook: Webhook) -> None:
 def test_garbage_and_wrong_kinds_never_500(plugin_webhook: Webhook) -> None:
     status, reply = plugin_webhook.post("/mutate-launcher-pod", b"{not json")
     assert status == 400 and reply["reason"] == "BadRequest"
-    body = review(labelled({"kind": "VirtualMachineInstance", "metadata": {"name": "x"},
-                            "spec": {"domain": {"devices": {}}}}))
+    body = review(
+        labelled(
+            {
+                "kind": "VirtualMachineInstance",
+                "metadata": {"name": "x"},
+                "spec": {"domain": {"devices": {}}},
+            }
+        )
+    )
     response = answer(plugin_webhook, "/mutate-launcher-pod", body)
     assert response["allowed"] is False and response["status"]["code"] == 400
 
 
 def test_cca_vmi_in_plugin_mode_over_tls(plugin_webhook: Webhook) -> None:
-    vmi = labelled({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-                    "metadata": {"name": "realm", "namespace": "default"},
-                    "spec": {"domain": {"devices": {}, "resources": {}}}})
+    vmi = labelled(
+        {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachineInstance",
+            "metadata": {"name": "realm", "namespace": "default"},
+            "spec": {"domain": {"devices": {}, "resources": {}}},
+        }
+    )
     out = patched(vmi, answer(plugin_webhook, "/mutate-vmi", review(vmi)))
     annotations = out["metadata"]["annotations"]
     assert HOOK_SIDECARS_ANNOTATION not in annotations
@@ -130,6 +155,8 @@ def test_sidecar_mode_pod_endpoint_changes_nothing(cert_files: tuple[Path, Path]
     try:
         body = pod_review(launcher_pod())
         assert answer(hook, "/mutate-launcher-pod", body) == {
-            "uid": body["request"]["uid"], "allowed": True}
+            "uid": body["request"]["uid"],
+            "allowed": True,
+        }
     finally:
         server.stop()

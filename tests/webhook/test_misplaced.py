@@ -12,38 +12,74 @@ from tests.webhook.conftest import Webhook
 
 VMI_SPEC: dict[str, Any] = {"domain": {"devices": {}}}
 CASES = [
-    ("/validate-templates",
-     {"kind": "VirtualMachine", "metadata": {"name": "vm", "namespace": "default",
-                                             "labels": {ENABLED_LABEL: "true"}},
-      "spec": {"template": {"spec": VMI_SPEC}}},
-     f"metadata.labels[{ENABLED_LABEL}]: {ENABLED_LABEL} was found on the VirtualMachine's own "
-     f"metadata"),
-    ("/validate-templates",
-     {"kind": "VirtualMachinePool", "metadata": {"name": "p", "namespace": "default"},
-      "spec": {"virtualMachineTemplate": {
-          "metadata": {"annotations": {LAUNCH_SECURITY_ANNOTATION: "{}"}},
-          "spec": {"template": {"metadata": {"labels": {ENABLED_LABEL: "true"}},
-                                "spec": VMI_SPEC}}}}},
-     f"spec.virtualMachineTemplate.metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]"),
-    ("/mutate-vmi",
-     {"kind": "VirtualMachineInstance",
-      "metadata": {"name": "v", "namespace": "default", "labels": {ENABLED_LABEL: "true"},
-                   "annotations": {"cca.kubevirt.io/launchSecurity": "{}"}},
-      "spec": VMI_SPEC},
-     "did you mean the annotation cca.kubevirt.io/launch-security?"),
-    ("/validate-vmi",
-     {"kind": "VirtualMachineInstance",
-      "metadata": {"name": "v", "namespace": "default", "labels": {ENABLED_LABEL: "true"},
-                   "annotations": {LAUNCH_SECURITY_ANNOTATION:
-                                   '{"measurementAlgo":"sha256","measurementAlgo":"sha512"}'}},
-      "spec": VMI_SPEC},
-     "gives the member 'measurementAlgo' more than once"),
+    (
+        "/validate-templates",
+        {
+            "kind": "VirtualMachine",
+            "metadata": {"name": "vm", "namespace": "default", "labels": {ENABLED_LABEL: "true"}},
+            "spec": {"template": {"spec": VMI_SPEC}},
+        },
+        f"metadata.labels[{ENABLED_LABEL}]: {ENABLED_LABEL} was found on the VirtualMachine's own "
+        "metadata",
+    ),
+    (
+        "/validate-templates",
+        {
+            "kind": "VirtualMachinePool",
+            "metadata": {"name": "p", "namespace": "default"},
+            "spec": {
+                "virtualMachineTemplate": {
+                    "metadata": {"annotations": {LAUNCH_SECURITY_ANNOTATION: "{}"}},
+                    "spec": {
+                        "template": {
+                            "metadata": {"labels": {ENABLED_LABEL: "true"}},
+                            "spec": VMI_SPEC,
+                        }
+                    },
+                }
+            },
+        },
+        f"spec.virtualMachineTemplate.metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]",
+    ),
+    (
+        "/mutate-vmi",
+        {
+            "kind": "VirtualMachineInstance",
+            "metadata": {
+                "name": "v",
+                "namespace": "default",
+                "labels": {ENABLED_LABEL: "true"},
+                "annotations": {"cca.kubevirt.io/launchSecurity": "{}"},
+            },
+            "spec": VMI_SPEC,
+        },
+        "did you mean the annotation cca.kubevirt.io/launch-security?",
+    ),
+    (
+        "/validate-vmi",
+        {
+            "kind": "VirtualMachineInstance",
+            "metadata": {
+                "name": "v",
+                "namespace": "default",
+                "labels": {ENABLED_LABEL: "true"},
+                "annotations": {
+                    LAUNCH_SECURITY_ANNOTATION: (
+                        '{"measurementAlgo":"sha256","measurementAlgo":"sha512"}'
+                    )
+                },
+            },
+            "spec": VMI_SPEC,
+        },
+        "gives the member 'measurementAlgo' more than once",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("path", "obj", "words"), CASES, ids=[c[2][:30] for c in CASES])
-def test_webhook_refuses_a_misplaced_request(webhook: Webhook, path: str, obj: dict[str, Any],
-                                             words: str) -> None:
+def test_webhook_refuses_a_misplaced_request(
+    webhook: Webhook, path: str, obj: dict[str, Any], words: str
+) -> None:
     body = review(obj)
     status, answer = webhook.post(path, body)
     assert status == 200

@@ -27,9 +27,12 @@ from tests.webhook.cluster import CONFIG_MAPS, KUBEVIRTS, VMI, eventually
 pytestmark = pytest.mark.asyncio
 
 PLUGINS = "/apis/plugin.kubevirt.io/v1alpha1/plugins"
-CONFIG = {"apiVersion": "v1", "kind": "ConfigMap",
-          "metadata": {"name": "kubevirt-cca-config", "namespace": "kubevirt-cca"},
-          "data": {"dialect": "qemu-commandline"}}
+CONFIG = {
+    "apiVersion": "v1",
+    "kind": "ConfigMap",
+    "metadata": {"name": "kubevirt-cca-config", "namespace": "kubevirt-cca"},
+    "data": {"dialect": "qemu-commandline"},
+}
 
 
 def kubevirt(gates: list[str], version: str = "v1.10.0") -> dict[str, Any]:
@@ -69,9 +72,11 @@ def annotations_added(verdict: Verdict) -> set[str]:
 
 
 async def test_the_mode_follows_gates_plugins_and_config(
-        kmock: kmock.KubernetesEmulator, state: ClusterState) -> None:
+    kmock: kmock.KubernetesEmulator, state: ClusterState
+) -> None:
     kmock.objects["kubevirt.io/v1/kubevirts", "kubevirt", "kubevirt"] = kubevirt(
-        ["WorkloadEncryptionCCA", "Sidecar"])
+        ["WorkloadEncryptionCCA", "Sidecar"]
+    )
     await state.start()
     assert await state.wait_ready(10)
     # 1. Sidecar on, Plugins off, integrationMode unset: auto resolves to sidecar.
@@ -81,8 +86,18 @@ async def test_the_mode_follows_gates_plugins_and_config(
     async with aiohttp.ClientSession(base_url=str(kmock.url)) as http:
         # 2. Plugins on, Sidecar off: auto resolves to plugin, which lacks our Plugin object and
         #    the qemu-commandline dialect: CCA VMIs refused, saying both.
-        await http.patch(f"{KUBEVIRTS}/kubevirt", json={"spec": {"configuration": {
-            "developerConfiguration": {"featureGates": ["WorkloadEncryptionCCA", "Plugins"]}}}})
+        await http.patch(
+            f"{KUBEVIRTS}/kubevirt",
+            json={
+                "spec": {
+                    "configuration": {
+                        "developerConfiguration": {
+                            "featureGates": ["WorkloadEncryptionCCA", "Plugins"]
+                        }
+                    }
+                }
+            },
+        )
         await eventually(lambda: mode(state) is IntegrationMode.PLUGIN)
         refused = causes(state)
         assert any("needs dialect qemu-commandline" in m for m in refused), refused
@@ -96,59 +111,83 @@ async def test_the_mode_follows_gates_plugins_and_config(
         assert INTEGRATION_ANNOTATION in added and HOOK_SIDECARS_ANNOTATION not in added
         # 4. integrationMode: sidecar with Plugins on and a Plugin object: the mixed state, and
         #    no Sidecar gate either; refused with both reasons.
-        await http.patch(f"{CONFIG_MAPS}/kubevirt-cca-config",
-                         json={"data": {"integrationMode": "sidecar", "dialect": "vep"}})
+        await http.patch(
+            f"{CONFIG_MAPS}/kubevirt-cca-config",
+            json={"data": {"integrationMode": "sidecar", "dialect": "vep"}},
+        )
         await eventually(lambda: mode(state) is IntegrationMode.SIDECAR)
         refused = causes(state)
         assert any(m.startswith("Sidecar feature gate is not enabled") for m in refused)
         assert any(m.startswith("mixed state:") for m in refused), refused
         # 5. A value kubevirt-cca does not know: the ConfigMap is invalid, refused.
-        await http.patch(f"{CONFIG_MAPS}/kubevirt-cca-config",
-                         json={"data": {"integrationMode": "plugins"}})
-        await eventually(lambda: any("integrationMode: unknown value 'plugins'" in m
-                                     for m in causes(state)))
+        await http.patch(
+            f"{CONFIG_MAPS}/kubevirt-cca-config", json={"data": {"integrationMode": "plugins"}}
+        )
+        await eventually(
+            lambda: any("integrationMode: unknown value 'plugins'" in m for m in causes(state))
+        )
         # 6. integrationMode: plugin, the Plugin object deleted: refused again (fail closed).
-        await http.patch(f"{CONFIG_MAPS}/kubevirt-cca-config", json={"data": {
-            "integrationMode": "plugin", "dialect": "qemu-commandline"}})
+        await http.patch(
+            f"{CONFIG_MAPS}/kubevirt-cca-config",
+            json={"data": {"integrationMode": "plugin", "dialect": "qemu-commandline"}},
+        )
         await eventually(lambda: causes(state) == [])
         # 7. KubeVirt 1.9 keeps a plugin's <qemu:commandline>: plugin mode works there too.
-        await http.patch(f"{KUBEVIRTS}/kubevirt",
-                         json={"status": {"observedKubeVirtVersion": "v1.9.2"}})
+        await http.patch(
+            f"{KUBEVIRTS}/kubevirt", json={"status": {"observedKubeVirtVersion": "v1.9.2"}}
+        )
         await eventually(lambda: state.view().kubevirt_version == "v1.9.2")
         assert causes(state) == []
         await http.delete(f"{PLUGINS}/kubevirt-cca")
-        await eventually(lambda: any("needs kubevirt-cca's Plugin object" in m
-                                     for m in causes(state)))
+        await eventually(
+            lambda: any("needs kubevirt-cca's Plugin object" in m for m in causes(state))
+        )
 
 
 async def test_unlistable_plugins_fail_closed_where_they_matter(
-        kmock: kmock.KubernetesEmulator, state: ClusterState) -> None:
+    kmock: kmock.KubernetesEmulator, state: ClusterState
+) -> None:
     kmock.objects["kubevirt.io/v1/kubevirts", "kubevirt", "kubevirt"] = kubevirt(
-        ["WorkloadEncryptionCCA", "Sidecar", "Plugins"])
-    kmock["list plugin.kubevirt.io/v1alpha1/plugins"] << 403 << {
-        "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
-        "reason": "Forbidden", "message": "plugins.plugin.kubevirt.io is forbidden"}
+        ["WorkloadEncryptionCCA", "Sidecar", "Plugins"]
+    )
+    (
+        kmock["list plugin.kubevirt.io/v1alpha1/plugins"]
+        << 403
+        << {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "code": 403,
+            "reason": "Forbidden",
+            "message": "plugins.plugin.kubevirt.io is forbidden",
+        }
+    )
     await state.start()
     assert await state.wait_ready(10)
     await eventually(lambda: state.view().gates is not None)
     assert state.view().plugin_names is None
     refused = causes(state)
-    assert any("cannot list KubeVirt's Plugin objects (the API server answered 403" in m
-               for m in refused), refused
+    assert any(
+        "cannot list KubeVirt's Plugin objects (the API server answered 403" in m for m in refused
+    ), refused
 
 
 async def test_a_kubevirt_without_the_plugin_crd_has_no_plugins(
-        kmock: kmock.KubernetesEmulator) -> None:
+    kmock: kmock.KubernetesEmulator,
+) -> None:
     """KubeVirt before 1.9: no Plugin CRD (404). Sidecar mode works; nothing is refused."""
     kmock.resources["kubevirt.io/v1/kubevirts"] = ResourceInfo(kind="KubeVirt", namespaced=True)
     kmock.resources["kubevirt.io/v1/virtualmachineinstances"] = ResourceInfo(
-        kind="VirtualMachineInstance", namespaced=True)
+        kind="VirtualMachineInstance", namespaced=True
+    )
     kmock.resources["v1/configmaps"] = ResourceInfo(kind="ConfigMap", namespaced=True)
     kmock.objects["kubevirt.io/v1/kubevirts", "kubevirt", "kubevirt"] = kubevirt(
-        ["WorkloadEncryptionCCA", "Sidecar"])
+        ["WorkloadEncryptionCCA", "Sidecar"]
+    )
     client = async_client(server=str(kmock.url))
-    state = ClusterState(client, namespace="kubevirt-cca", kubevirt_namespace="kubevirt",
-                         retry_delay=0.1)
+    state = ClusterState(
+        client, namespace="kubevirt-cca", kubevirt_namespace="kubevirt", retry_delay=0.1
+    )
     try:
         await state.start()
         assert await state.wait_ready(10)

@@ -30,24 +30,48 @@ def served(view: ClusterView, cert_files: tuple[Path, Path]) -> Iterator[Webhook
 
 @pytest.fixture(scope="module")
 def sidecar_webhook(cert_files: tuple[Path, Path]) -> Iterator[Webhook]:
-    yield from served(ClusterView(gates=GATES, settings=QEMU, kubevirt_version="v1.9.0",
-                                  integration_mode=IntegrationMode.SIDECAR), cert_files)
+    yield from served(
+        ClusterView(
+            gates=GATES,
+            settings=QEMU,
+            kubevirt_version="v1.9.0",
+            integration_mode=IntegrationMode.SIDECAR,
+        ),
+        cert_files,
+    )
 
 
 @pytest.fixture(scope="module")
 def plugin_webhook(cert_files: tuple[Path, Path]) -> Iterator[Webhook]:
-    yield from served(ClusterView(gates=GATES, settings=QEMU, kubevirt_version="v1.9.0",
-                                  integration_mode=IntegrationMode.PLUGIN), cert_files)
+    yield from served(
+        ClusterView(
+            gates=GATES,
+            settings=QEMU,
+            kubevirt_version="v1.9.0",
+            integration_mode=IntegrationMode.PLUGIN,
+        ),
+        cert_files,
+    )
 
 
 def plugin_review(operation: str = "CREATE") -> dict[str, Any]:
     obj = plugin_object()
     gvk = {"group": "plugin.kubevirt.io", "version": "v1alpha1"}
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": str(uuid.uuid4()), "kind": {**gvk, "kind": "Plugin"},
-        "resource": {**gvk, "resource": "plugins"}, "operation": operation,
-        "name": obj["metadata"]["name"], "userInfo": {"username": "cluster-admin"},
-        "object": obj, "oldObject": obj if operation == "UPDATE" else None, "dryRun": False}}
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": {**gvk, "kind": "Plugin"},
+            "resource": {**gvk, "resource": "plugins"},
+            "operation": operation,
+            "name": obj["metadata"]["name"],
+            "userInfo": {"username": "cluster-admin"},
+            "object": obj,
+            "oldObject": obj if operation == "UPDATE" else None,
+            "dryRun": False,
+        },
+    }
 
 
 def answer(webhook: Webhook, body: dict[str, Any]) -> dict[str, Any]:
@@ -64,12 +88,16 @@ def test_our_plugin_object_is_refused_in_sidecar_mode(sidecar_webhook: Webhook) 
     assert status["code"] == 422 and status["reason"] == "Invalid"
     assert status["details"]["causes"][0]["field"] == "metadata.name"
     message = status["message"]
-    assert message.startswith("metadata.name: creating Plugin kubevirt-cca would put the cluster "
-                              "in the mixed state: kubevirt-cca runs as a hook sidecar")
+    assert message.startswith(
+        "metadata.name: creating Plugin kubevirt-cca would put the cluster "
+        "in the mixed state: kubevirt-cca runs as a hook sidecar"
+    )
     assert "a CCA VM admitted earlier would start as a plain VM" in message
-    assert ("Move kubevirt-cca to plugin mode first (integrationMode: plugin in "
-            "kubevirt-cca-config, with dialect qemu-commandline), or upgrade KubeVirt to 1.10 "
-            "or newer") in message
+    assert (
+        "Move kubevirt-cca to plugin mode first (integrationMode: plugin in "
+        "kubevirt-cca-config, with dialect qemu-commandline), or upgrade KubeVirt to 1.10 "
+        "or newer"
+    ) in message
     # Only CREATE enters the state: an update of an existing object is not ours to refuse.
     assert answer(sidecar_webhook, plugin_review("UPDATE"))["allowed"] is True
 

@@ -27,8 +27,12 @@ pytestmark = pytest.mark.shared
 require_manifests()
 
 VMIS = [p for p in MANIFESTS if load(p)["kind"] == "VirtualMachineInstance"]
-TEMPLATES = [p for p in MANIFESTS if load(p)["kind"] in (
-    "VirtualMachine", "VirtualMachineInstanceReplicaSet", "VirtualMachinePool")]
+TEMPLATES = [
+    p
+    for p in MANIFESTS
+    if load(p)["kind"]
+    in ("VirtualMachine", "VirtualMachineInstanceReplicaSet", "VirtualMachinePool")
+]
 
 
 def response_of(webhook: Webhook, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -72,14 +76,18 @@ def test_vmi_create_and_update(webhook: Webhook, path: Any) -> None:
     update = review(running, operation="UPDATE", old=result)
     assert response_of(webhook, "/validate-vmi", update)["allowed"] is True
     assert response_of(webhook, "/mutate-vmi", update) == {
-        "uid": update["request"]["uid"], "allowed": True}
+        "uid": update["request"]["uid"],
+        "allowed": True,
+    }
     unlabelled = json.loads(json.dumps(result))
     del unlabelled["metadata"]["labels"][ENABLED_LABEL]
-    refused = response_of(webhook, "/validate-vmi",
-                          review(unlabelled, operation="UPDATE", old=result))
+    refused = response_of(
+        webhook, "/validate-vmi", review(unlabelled, operation="UPDATE", old=result)
+    )
     assert refused["allowed"] is False
     assert [c["field"] for c in refused["status"]["details"]["causes"]] == [
-        f"metadata.labels[{ENABLED_LABEL}]"]
+        f"metadata.labels[{ENABLED_LABEL}]"
+    ]
 
 
 @pytest.mark.parametrize("path", VMIS, ids=[p.stem for p in VMIS])
@@ -91,10 +99,12 @@ def test_plain_vmi_is_admitted_without_patch(webhook: Webhook, path: Any) -> Non
 def test_existing_hook_sidecars_are_kept_in_order(webhook: Webhook) -> None:
     path = next(p for p in VMIS if p.stem == "vmi-with-sidecar-hook")
     original = labelled(load(path))
-    entries = json.loads(mutated(webhook, original)["metadata"]["annotations"][
-        HOOK_SIDECARS_ANNOTATION])
-    assert entries[0] == json.loads(original["metadata"]["annotations"][
-        HOOK_SIDECARS_ANNOTATION])[0]
+    entries = json.loads(
+        mutated(webhook, original)["metadata"]["annotations"][HOOK_SIDECARS_ANNOTATION]
+    )
+    assert (
+        entries[0] == json.loads(original["metadata"]["annotations"][HOOK_SIDECARS_ANNOTATION])[0]
+    )
     assert entries[1]["args"][0] == "hook" and len(entries) == 2
 
 
@@ -115,8 +125,12 @@ def test_templates_create_and_update(webhook: Webhook, path: Any) -> None:
     cca = labelled(plain, '{"measurementAlgo": "sha256"}')
     for obj in (plain, cca):
         assert response_of(webhook, "/validate-templates", review(obj))["allowed"] is True
-        assert response_of(webhook, "/validate-templates",
-                           review(obj, operation="UPDATE", old=plain))["allowed"] is True
+        assert (
+            response_of(webhook, "/validate-templates", review(obj, operation="UPDATE", old=plain))[
+                "allowed"
+            ]
+            is True
+        )
     bad = labelled(plain, '{"measurementAlgo": "sha1"}')
     refused = response_of(webhook, "/validate-templates", review(bad))
     assert refused["allowed"] is False
@@ -131,15 +145,23 @@ def test_migration(webhook: Webhook, cluster_vmis: dict[tuple[str, str], Any]) -
     refused = response_of(webhook, "/validate-migration", review(migration))
     assert refused["allowed"] is False
     assert refused["status"]["message"] == (
-        "Cannot migrate VMI, Reason: CCANotLiveMigratable, Message: VMI uses CCA")
+        "Cannot migrate VMI, Reason: CCANotLiveMigratable, Message: VMI uses CCA"
+    )
     assert refused["status"]["message"] == MIGRATION_REFUSAL
 
 
-@pytest.mark.parametrize(("path", "obj_path"), [
-    ("/validate-vmi", "migration-job"), ("/validate-templates", "vmi-fedora"),
-    ("/validate-migration", "vm-cirros"), ("/mutate-vmi", "vm-cirros")])
-def test_wrong_kind_for_the_endpoint_is_denied_with_the_uid(webhook: Webhook, path: str,
-                                                           obj_path: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "obj_path"),
+    [
+        ("/validate-vmi", "migration-job"),
+        ("/validate-templates", "vmi-fedora"),
+        ("/validate-migration", "vm-cirros"),
+        ("/mutate-vmi", "vm-cirros"),
+    ],
+)
+def test_wrong_kind_for_the_endpoint_is_denied_with_the_uid(
+    webhook: Webhook, path: str, obj_path: str
+) -> None:
     obj = next(load(p) for p in MANIFESTS if p.stem == obj_path)
     response = response_of(webhook, path, review(obj))
     assert response["allowed"] is False

@@ -16,9 +16,12 @@ from tests.admission.helpers import review
 from tests.webhook.certs import serving_pair
 from tests.webhook.conftest import Webhook, start_webhook
 
-VMI = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-       "metadata": {"name": "m", "namespace": "default"},
-       "spec": {"domain": {"devices": {}, "resources": {}}}}
+VMI = {
+    "apiVersion": "kubevirt.io/v1",
+    "kind": "VirtualMachineInstance",
+    "metadata": {"name": "m", "namespace": "default"},
+    "spec": {"domain": {"devices": {}, "resources": {}}},
+}
 
 
 def presented_certificate(port: int) -> bytes:
@@ -26,8 +29,10 @@ def presented_certificate(port: int) -> bytes:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
-            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return der
@@ -83,10 +88,14 @@ def test_health_readiness_and_metrics(webhook: Webhook, cluster: StaticCluster) 
     webhook.post("/validate-vmi", b"nonsense")
     status, text = webhook.get_health("/metrics")
     assert status == 200
-    assert ('kubevirt_cca_admissions_total{endpoint="validate-vmi",'
-            'kind="VirtualMachineInstance",operation="CREATE",verdict="allowed"}') in text
-    assert ('kubevirt_cca_admissions_total{endpoint="validate-vmi",kind="unknown",'
-            'operation="unknown",verdict="malformed"}') in text
+    assert (
+        'kubevirt_cca_admissions_total{endpoint="validate-vmi",'
+        'kind="VirtualMachineInstance",operation="CREATE",verdict="allowed"}'
+    ) in text
+    assert (
+        'kubevirt_cca_admissions_total{endpoint="validate-vmi",kind="unknown",'
+        'operation="unknown",verdict="malformed"}'
+    ) in text
     assert 'kubevirt_cca_admission_duration_seconds_bucket{endpoint="validate-vmi"' in text
     # The benchmark's canned route exists only when a benchmark sets it up.
     assert webhook.post("/canned", b"{}")[0] == 404

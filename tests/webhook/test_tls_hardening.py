@@ -40,18 +40,26 @@ def tls12_client(hook: Webhook, ciphers: str) -> ssl.SSLContext:
     return context
 
 
-@pytest.mark.parametrize("ciphers", [
-    "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA",          # CBC with SHA-1
-    "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384",    # CBC with SHA-2
-])
+@pytest.mark.parametrize(
+    "ciphers",
+    [
+        "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA",  # CBC with SHA-1
+        "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384",  # CBC with SHA-2
+    ],
+)
 def test_tls12_refuses_suites_without_aead(webhook: Webhook, ciphers: str) -> None:
     with pytest.raises(ssl.SSLError):
         handshake(webhook, tls12_client(webhook, ciphers)).close()
 
 
-@pytest.mark.parametrize("ciphers", ["ECDHE-ECDSA-AES128-GCM-SHA256",
-                                     "ECDHE-ECDSA-AES256-GCM-SHA384",
-                                     "ECDHE-ECDSA-CHACHA20-POLY1305"])
+@pytest.mark.parametrize(
+    "ciphers",
+    [
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+    ],
+)
 def test_tls12_accepts_aead_suites(webhook: Webhook, ciphers: str) -> None:
     sock = handshake(webhook, tls12_client(webhook, ciphers))
     assert sock.version() == "TLSv1.2"
@@ -66,7 +74,8 @@ def test_tls13_still_works(webhook: Webhook) -> None:
 
 
 def test_a_broken_pair_on_disk_is_logged_once_per_change(
-        own_webhook: tuple[Webhook, Path, Path], caplog: pytest.LogCaptureFixture) -> None:
+    own_webhook: tuple[Webhook, Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
     hook, cert, _ = own_webhook
     trusted = ssl.create_default_context(cadata=cert.read_text())
     caplog.set_level(logging.WARNING, logger="kubevirt_cca.adapters.webhook.tls")
@@ -97,9 +106,19 @@ def test_a_corrupt_pair_at_start_names_the_file(tmp_path: Path, which: str) -> N
     else:
         serving_pair().write(tmp_path / "other.crt", key)
         expected = f"the private key in {key} does not belong to the certificate in {cert}"
-    result = kubevirt_cca("webhook", "--tls-cert-file", str(cert), "--tls-key-file", str(key),
-                          "--port", "0", "--health-port", "0",
-                          "--server", "http://127.0.0.1:9")
+    result = kubevirt_cca(
+        "webhook",
+        "--tls-cert-file",
+        str(cert),
+        "--tls-key-file",
+        str(key),
+        "--port",
+        "0",
+        "--health-port",
+        "0",
+        "--server",
+        "http://127.0.0.1:9",
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert expected in result.stderr, result.stderr

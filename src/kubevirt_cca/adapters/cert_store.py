@@ -62,8 +62,12 @@ async def _retrying(what: str, step: Callable[[], Awaitable[T]]) -> T:
         try:
             return await step()
         except KubernetesConflict:
-            LOG.info("%s: changed by another writer (attempt %d of %d); reading again",
-                     what, attempt, ATTEMPTS)
+            LOG.info(
+                "%s: changed by another writer (attempt %d of %d); reading again",
+                what,
+                attempt,
+                ATTEMPTS,
+            )
     raise KubernetesAPIError(f"{what}: still conflicting after {ATTEMPTS} attempts")
 
 
@@ -80,8 +84,9 @@ def _decoded(secret: Secret | None) -> dict[str, bytes] | None:
     return data
 
 
-async def ensure_secret(client: AsyncClient, *, namespace: str, name: str,
-                        dns_names: Sequence[str], now: datetime) -> Plan:
+async def ensure_secret(
+    client: AsyncClient, *, namespace: str, name: str, dns_names: Sequence[str], now: datetime
+) -> Plan:
     """The Secret holds a valid certificate for ``dns_names`` afterwards; returns what was done."""
     what = f"Secret {namespace}/{name}"
 
@@ -92,16 +97,31 @@ async def ensure_secret(client: AsyncClient, *, namespace: str, name: str,
             return decided
         data = {k: base64.b64encode(v).decode() for k, v in decided.material.data.items()}
         if secret is None:
-            body = Secret(metadata=ObjectMeta(name=name, namespace=namespace,
-                                              labels={"app.kubernetes.io/name": "kubevirt-cca",
-                                                      "app.kubernetes.io/component": "webhook"}),
-                          type="kubernetes.io/tls", data=data)
+            body = Secret(
+                metadata=ObjectMeta(
+                    name=name,
+                    namespace=namespace,
+                    labels={
+                        "app.kubernetes.io/name": "kubevirt-cca",
+                        "app.kubernetes.io/component": "webhook",
+                    },
+                ),
+                type="kubernetes.io/tls",
+                data=data,
+            )
             await call(f"create {what}", client.create(body))
         else:
             version = secret.metadata.resourceVersion if secret.metadata else None
-            await call(f"patch {what}", client.patch(
-                Secret, name, {"metadata": {"resourceVersion": version}, "data": data},
-                namespace=namespace, patch_type=PatchType.MERGE))
+            await call(
+                f"patch {what}",
+                client.patch(
+                    Secret,
+                    name,
+                    {"metadata": {"resourceVersion": version}, "data": data},
+                    namespace=namespace,
+                    patch_type=PatchType.MERGE,
+                ),
+            )
         LOG.info("%s: %s (%s)", what, decided.action.value, decided.reason)
         return decided
 
@@ -121,16 +141,19 @@ async def ensure_ca_bundle(client: AsyncClient, *, name: str, bundle: bytes) -> 
             if config is None:
                 raise KubernetesAPIError(
                     f"{what} does not exist yet: apply the whole install (it is created with "
-                    "the webhook); the certificate Job retries", status=404)
+                    "the webhook); the certificate Job retries",
+                    status=404,
+                )
             stale = [h for h in config.webhooks or [] if h.clientConfig.caBundle != encoded]
             if not stale:
                 return False
             for hook in stale:
                 hook.clientConfig.caBundle = encoded
-            body = {"metadata": {"resourceVersion": config.metadata.resourceVersion},
-                    "webhooks": [h.to_dict() for h in config.webhooks]}
-            await call(f"patch {what}", client.patch(kind, name, body,
-                                                      patch_type=PatchType.MERGE))
+            body = {
+                "metadata": {"resourceVersion": config.metadata.resourceVersion},
+                "webhooks": [h.to_dict() for h in config.webhooks],
+            }
+            await call(f"patch {what}", client.patch(kind, name, body, patch_type=PatchType.MERGE))
             return True
 
         if await _retrying(what, step):
@@ -177,23 +200,34 @@ def _write_one(directory: int, name: str, data: bytes, mode: int) -> None:
         os.close(descriptor)
 
 
-async def ensure(client: AsyncClient, *, namespace: str, secret: str,
-                 webhook_configuration: str, dns_names: Sequence[str], now: datetime,
-                 write_dir: Path | None) -> Outcome:
-    decided = await ensure_secret(client, namespace=namespace, name=secret,
-                                  dns_names=dns_names, now=now)
+async def ensure(
+    client: AsyncClient,
+    *,
+    namespace: str,
+    secret: str,
+    webhook_configuration: str,
+    dns_names: Sequence[str],
+    now: datetime,
+    write_dir: Path | None,
+) -> Outcome:
+    decided = await ensure_secret(
+        client, namespace=namespace, name=secret, dns_names=dns_names, now=now
+    )
     # Read back what is stored: another replica may have won the race with its own CA.
     stored = _decoded(await call("get Secret", client.get(Secret, secret, namespace=namespace)))
     final = plan(stored, now=now, dns_names=dns_names)
     if final.action is not Action.KEEP:
         raise KubernetesAPIError(f"Secret {namespace}/{secret} changed under us: {final.reason}")
-    patched = await ensure_ca_bundle(client, name=webhook_configuration,
-                                     bundle=final.material.ca_bundle)
+    patched = await ensure_ca_bundle(
+        client, name=webhook_configuration, bundle=final.material.ca_bundle
+    )
     if write_dir is not None:
         try:
             write_files(write_dir, final)
         except OSError as exc:
-            raise KubernetesAPIError(f"cannot write the certificate into {write_dir}: "
-                                     f"{exc.strerror or exc}") from exc
-    return Outcome(plan=Plan(decided.action, final.material, decided.reason),
-                   patched=tuple(patched))
+            raise KubernetesAPIError(
+                f"cannot write the certificate into {write_dir}: {exc.strerror or exc}"
+            ) from exc
+    return Outcome(
+        plan=Plan(decided.action, final.material, decided.reason), patched=tuple(patched)
+    )

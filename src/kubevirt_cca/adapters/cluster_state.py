@@ -71,8 +71,14 @@ class _Source:
 class ClusterState:
     """Watch-fed view of the cluster for the webhook. ``start()`` it, then read ``view()``."""
 
-    def __init__(self, client: AsyncClient, *, namespace: str, kubevirt_namespace: str,
-                 retry_delay: float = 5.0) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        namespace: str,
+        kubevirt_namespace: str,
+        retry_delay: float = 5.0,
+    ) -> None:
         self._client = client
         self._namespace = namespace
         self._kubevirt_namespace = kubevirt_namespace
@@ -91,8 +97,7 @@ class ClusterState:
     @property
     def ready(self) -> bool:
         """Every source has been listed at least once (successfully or not)."""
-        return all(s.attempted for s in (self._kubevirt, self._config, self._vmis,
-                                         self._plugins))
+        return all(s.attempted for s in (self._kubevirt, self._config, self._vmis, self._plugins))
 
     def view(self) -> ClusterView:
         return self._view
@@ -103,13 +108,14 @@ class ClusterState:
 
     async def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._follow(self._kubevirt, self._list_kubevirt,
-                                             self._watch_kubevirt)),
-            asyncio.create_task(self._follow(self._config, self._list_config,
-                                             self._watch_config)),
+            asyncio.create_task(
+                self._follow(self._kubevirt, self._list_kubevirt, self._watch_kubevirt)
+            ),
+            asyncio.create_task(self._follow(self._config, self._list_config, self._watch_config)),
             asyncio.create_task(self._follow(self._vmis, self._list_vmis, self._watch_vmis)),
-            asyncio.create_task(self._follow(self._plugins, self._list_plugins,
-                                             self._watch_plugins)),
+            asyncio.create_task(
+                self._follow(self._plugins, self._list_plugins, self._watch_plugins)
+            ),
             asyncio.create_task(self._follow(self._nodes, self._list_nodes, self._watch_nodes)),
         ]
 
@@ -135,8 +141,9 @@ class ClusterState:
         if cached is not None:
             return VMILookup(vmi=cached)
         try:
-            obj = await call("get VMI", self._client.get(VirtualMachineInstance, name,
-                                                        namespace=namespace))
+            obj = await call(
+                "get VMI", self._client.get(VirtualMachineInstance, name, namespace=namespace)
+            )
         except KubernetesAPIError as exc:
             if exc.status == NOT_FOUND:
                 return VMILookup(vmi=None)
@@ -145,10 +152,12 @@ class ClusterState:
 
     # --- the watch loop ------------------------------------------------------------------------
 
-    async def _follow(self, source: _Source,
-                      lister: Callable[[], Any],
-                      watcher: Callable[[str | None], AsyncIterator[tuple[str, dict[str, Any]]]],
-                      ) -> None:
+    async def _follow(
+        self,
+        source: _Source,
+        lister: Callable[[], Any],
+        watcher: Callable[[str | None], AsyncIterator[tuple[str, dict[str, Any]]]],
+    ) -> None:
         while True:
             listed = False
             try:
@@ -156,8 +165,7 @@ class ClusterState:
                 source.replace(items)
                 listed = True
                 self._refresh()
-                logger.info("cluster state listed source=%r objects=%d", source.what,
-                            len(items))
+                logger.info("cluster state listed source=%r objects=%d", source.what, len(items))
                 async for event, obj in watcher(version):
                     source.apply(event, obj)
                     self._refresh()
@@ -167,37 +175,40 @@ class ClusterState:
                 if not listed:
                     source.fail(_problem(exc))
                     self._refresh()
-                logger.warning("cluster state interrupted source=%r listed=%s problem=%r "
-                               "retry_in=%.1fs", source.what, listed, str(exc),
-                               self._retry_delay)
+                logger.warning(
+                    "cluster state interrupted source=%r listed=%s problem=%r retry_in=%.1fs",
+                    source.what,
+                    listed,
+                    str(exc),
+                    self._retry_delay,
+                )
             except Exception as exc:
                 # Anything else (an undecodable answer, a bug) must not end this loop: a dead
                 # watch would leave the cache frozen. The source becomes unknown (fail closed)
                 # until a fresh list works.
                 source.fail(f"unexpected {type(exc).__name__}: {exc}")
                 self._refresh()
-                logger.exception("cluster state failed source=%r retry_in=%.1fs", source.what,
-                                 self._retry_delay)
+                logger.exception(
+                    "cluster state failed source=%r retry_in=%.1fs", source.what, self._retry_delay
+                )
             await asyncio.sleep(self._retry_delay)
 
     def _refresh(self) -> None:
-        view = _build_view(self._kubevirt, self._config, self._kubevirt_namespace,
-                           self._plugins)
+        view = _build_view(self._kubevirt, self._config, self._kubevirt_namespace, self._plugins)
         if self._nodes.synced and self._nodes.problem is None:
-            view = dataclasses.replace(view, cca_node_labels=tuple(
-                labels_of(node) for node in self._nodes.objects.values()))
+            view = dataclasses.replace(
+                view,
+                cca_node_labels=tuple(labels_of(node) for node in self._nodes.objects.values()),
+            )
         self._view = view
 
     async def _list_nodes(self) -> tuple[list[dict[str, Any]], str | None]:
         listing = self._client.list(Node, labels={NODE_CCA_LABEL: "true"})
         nodes = [_slim_node(_as_dict(o)) async for o in listing]
-        return ([n for n in nodes if labels_of(n).get(NODE_CCA_LABEL) == "true"],
-                _version(listing))
+        return ([n for n in nodes if labels_of(n).get(NODE_CCA_LABEL) == "true"], _version(listing))
 
-    async def _watch_nodes(self, version: str | None
-                           ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        stream = self._client.watch(Node, labels={NODE_CCA_LABEL: "true"},
-                                    resource_version=version)
+    async def _watch_nodes(self, version: str | None) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        stream = self._client.watch(Node, labels={NODE_CCA_LABEL: "true"}, resource_version=version)
         async for event, obj in _watched(stream):
             node = _slim_node(obj)
             # A node that lost the label leaves the cache (it matches no more).
@@ -208,14 +219,16 @@ class ClusterState:
         return [_as_dict(o) async for o in listing], _version(listing)
 
     async def _list_config(self) -> tuple[list[dict[str, Any]], str | None]:
-        listing = self._client.list(ConfigMap, namespace=self._namespace,
-                                    fields={"metadata.name": CONFIG_MAP_NAME})
+        listing = self._client.list(
+            ConfigMap, namespace=self._namespace, fields={"metadata.name": CONFIG_MAP_NAME}
+        )
         items = [_as_dict(o) async for o in listing]
         return [i for i in items if _key(i)[1] == CONFIG_MAP_NAME], _version(listing)
 
     async def _list_vmis(self) -> tuple[list[dict[str, Any]], str | None]:
-        listing = self._client.list(VirtualMachineInstance, namespace="*",
-                                    labels={ENABLED_LABEL: operators.exists()})
+        listing = self._client.list(
+            VirtualMachineInstance, namespace="*", labels={ENABLED_LABEL: operators.exists()}
+        )
         items = [_as_dict(o) async for o in listing]
         return [i for i in items if _labelled(i)], _version(listing)
 
@@ -231,8 +244,9 @@ class ClusterState:
         self._plugin_crd_missing = False
         return items, _version(listing)
 
-    async def _watch_plugins(self, version: str | None
-                             ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    async def _watch_plugins(
+        self, version: str | None
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         if self._plugin_crd_missing:
             # Nothing to watch; look for the CRD again later (KubeVirt may be upgraded).
             await asyncio.sleep(self.plugin_crd_recheck)
@@ -241,27 +255,33 @@ class ClusterState:
         async for event, obj in _watched(stream):
             yield event, obj
 
-    async def _watch_kubevirt(self, version: str | None
-                              ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        stream = self._client.watch(KubeVirt, namespace=self._kubevirt_namespace,
-                                    resource_version=version)
+    async def _watch_kubevirt(
+        self, version: str | None
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        stream = self._client.watch(
+            KubeVirt, namespace=self._kubevirt_namespace, resource_version=version
+        )
         async for event, obj in _watched(stream):
             yield event, obj
 
-    async def _watch_config(self, version: str | None
-                            ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        stream = self._client.watch(ConfigMap, namespace=self._namespace,
-                                    fields={"metadata.name": CONFIG_MAP_NAME},
-                                    resource_version=version)
+    async def _watch_config(self, version: str | None) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        stream = self._client.watch(
+            ConfigMap,
+            namespace=self._namespace,
+            fields={"metadata.name": CONFIG_MAP_NAME},
+            resource_version=version,
+        )
         async for event, obj in _watched(stream):
             if _key(obj)[1] == CONFIG_MAP_NAME:
                 yield event, obj
 
-    async def _watch_vmis(self, version: str | None
-                          ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        stream = self._client.watch(VirtualMachineInstance, namespace="*",
-                                    labels={ENABLED_LABEL: operators.exists()},
-                                    resource_version=version)
+    async def _watch_vmis(self, version: str | None) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        stream = self._client.watch(
+            VirtualMachineInstance,
+            namespace="*",
+            labels={ENABLED_LABEL: operators.exists()},
+            resource_version=version,
+        )
         async for event, obj in _watched(stream):
             # A VMI whose label went away leaves the cache (it matches no more).
             yield (event if _labelled(obj) else "DELETED"), obj
@@ -272,8 +292,9 @@ def _slim_node(node: Mapping[str, Any]) -> dict[str, Any]:
     return {"metadata": {"name": metadata_of(node).get("name"), "labels": dict(labels_of(node))}}
 
 
-def _build_view(kubevirt: _Source, config: _Source, kubevirt_namespace: str,
-                plugins: _Source | None = None) -> ClusterView:
+def _build_view(
+    kubevirt: _Source, config: _Source, kubevirt_namespace: str, plugins: _Source | None = None
+) -> ClusterView:
     config_ok = config.synced or config.problem is None
     kubevirt_ok = kubevirt.synced and kubevirt.problem is None
     plugin_names: frozenset[str] | None = frozenset()
@@ -291,8 +312,9 @@ def _build_view(kubevirt: _Source, config: _Source, kubevirt_namespace: str,
     )
 
 
-async def _watched(stream: AsyncIterable[tuple[str, Any]]
-                   ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+async def _watched(
+    stream: AsyncIterable[tuple[str, Any]],
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     async for event, obj in kube_stream("watch", stream):
         yield event, _as_dict(obj)
 

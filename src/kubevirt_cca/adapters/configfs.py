@@ -50,7 +50,7 @@ def collect_token(nonce: bytes, *, root: Path | str = "/") -> bytes:
     if realm_guest == "0":
         raise CollectionError(
             f"this guest is not an Arm CCA Realm: /{REALM_GUEST_PATH} is 0; start the VM with "
-            "the label cca.kubevirt.io/enabled: \"true\" on a CCA-capable node"
+            'the label cca.kubevirt.io/enabled: "true" on a CCA-capable node'
         )
     reports = base / TSM_REPORT_PATH
     if not reports.is_dir():
@@ -92,8 +92,7 @@ def _run_report(base: Path, report: Path, nonce: bytes, realm_guest: str | None)
             inblob.write(nonce)
     except OSError as exc:
         raise CollectionError(
-            f"writing the nonce to {_shown(base, report / 'inblob')} failed: "
-            f"{exc.strerror or exc}"
+            f"writing the nonce to {_shown(base, report / 'inblob')} failed: {exc.strerror or exc}"
         ) from exc
     token = _read(base, report / "outblob")
     if not token:

@@ -24,9 +24,14 @@ from kubevirt_cca.core.capabilities import (
 from kubevirt_cca.errors import CapabilitiesError, ManifestError
 
 
-def detect(*, domcaps_file: str | None, domcaps_command: str, root: str,
-           rme_guest_file: str | None = None,
-           stop: threading.Event | None = None) -> DetectionReport:
+def detect(
+    *,
+    domcaps_file: str | None,
+    domcaps_command: str,
+    root: str,
+    rme_guest_file: str | None = None,
+    stop: threading.Event | None = None,
+) -> DetectionReport:
     """Read libvirt's answer (file or command) and probe the host; never raises for a "no".
 
     ``domcaps_file`` wins over ``domcaps_command`` (a shell-quoted command line, split with
@@ -53,6 +58,11 @@ def detect(*, domcaps_file: str | None, domcaps_command: str, root: str,
             rme_guest = parse_rme_guest_help(read_text(rme_guest_file))
         except ManifestError as exc:
             rme_guest_error = str(exc)
-    return build_report(domcaps=domcaps, domcaps_error=error, host=probe_host(root),
-                        checked_at=datetime.now(UTC).replace(microsecond=0),
-                        rme_guest=rme_guest, rme_guest_error=rme_guest_error)
+    return build_report(
+        domcaps=domcaps,
+        domcaps_error=error,
+        host=probe_host(root),
+        checked_at=datetime.now(UTC).replace(microsecond=0),
+        rme_guest=rme_guest,
+        rme_guest_error=rme_guest_error,
+    )

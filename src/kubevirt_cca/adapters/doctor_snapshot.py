@@ -54,8 +54,9 @@ async def _read(what: str, request: Callable[[], Awaitable[Any]]) -> Read:
     try:
         return Read(value=await call(f"read {what}", request()))
     except KubernetesUnreachable as exc:
-        raise KubernetesUnreachable(f"cannot reach the API server to read {what}: "
-                                    f"{exc.detail}", detail=exc.detail) from exc
+        raise KubernetesUnreachable(
+            f"cannot reach the API server to read {what}: {exc.detail}", detail=exc.detail
+        ) from exc
     except KubernetesAPIError as exc:
         if exc.status == NOT_FOUND:
             return Read()
@@ -72,8 +73,9 @@ async def _absent_list_is_empty(read: Awaitable[Read]) -> Read:
     return Read(value=[]) if result.missing else result
 
 
-async def read_snapshot(client: AsyncClient, *, namespace: str,
-                        policies: Sequence[tuple[str, str]], now: datetime) -> Snapshot:
+async def read_snapshot(
+    client: AsyncClient, *, namespace: str, policies: Sequence[tuple[str, str]], now: datetime
+) -> Snapshot:
     """Every read doctor needs, run concurrently."""
 
     async def get(resource: Any, name: str, ns: str | None = None) -> dict[str, Any]:
@@ -86,32 +88,42 @@ async def read_snapshot(client: AsyncClient, *, namespace: str,
     slice_labels: dict[str, Any] = {"kubernetes.io/service-name": WEBHOOK}
 
     reads: dict[str, Awaitable[Read]] = {
-        "kubevirts": _absent_list_is_empty(_read("KubeVirt objects", lambda: _items(
-            client.list(KubeVirt, namespace="*")))),
-        "plugins": _absent_list_is_empty(_read("KubeVirt Plugins", lambda: _items(
-            client.list(Plugin)))),
+        "kubevirts": _absent_list_is_empty(
+            _read("KubeVirt objects", lambda: _items(client.list(KubeVirt, namespace="*")))
+        ),
+        "plugins": _absent_list_is_empty(
+            _read("KubeVirt Plugins", lambda: _items(client.list(Plugin)))
+        ),
         "config_map": _read("the ConfigMap", lambda: get(ConfigMap, CONFIG_MAP_NAME, namespace)),
-        "mutating": _read("the MutatingWebhookConfiguration", lambda: get(
-            MutatingWebhookConfiguration, WEBHOOK_CONFIGURATION)),
-        "validating": _read("the ValidatingWebhookConfiguration", lambda: get(
-            ValidatingWebhookConfiguration, WEBHOOK_CONFIGURATION)),
+        "mutating": _read(
+            "the MutatingWebhookConfiguration",
+            lambda: get(MutatingWebhookConfiguration, WEBHOOK_CONFIGURATION),
+        ),
+        "validating": _read(
+            "the ValidatingWebhookConfiguration",
+            lambda: get(ValidatingWebhookConfiguration, WEBHOOK_CONFIGURATION),
+        ),
         "service": _read("the webhook Service", lambda: get(Service, WEBHOOK, namespace)),
-        "endpoint_slices": _read("EndpointSlices", lambda: _items(client.list(
-            EndpointSlice, namespace=namespace,
-            labels=slice_labels))),
+        "endpoint_slices": _read(
+            "EndpointSlices",
+            lambda: _items(client.list(EndpointSlice, namespace=namespace, labels=slice_labels)),
+        ),
         "secret": _read("the certificate Secret", lambda: get(Secret, TLS_SECRET, namespace)),
-        "deployment": _read("the webhook Deployment", lambda: get(Deployment, WEBHOOK,
-                                                                  namespace)),
-        "daemon_set": _read("the labeller DaemonSet", lambda: get(DaemonSet, LABELLER,
-                                                                  namespace)),
-        "pods": _read("labeller Pods", lambda: _items(client.list(
-            Pod, namespace=namespace, labels=pod_labels))),
+        "deployment": _read("the webhook Deployment", lambda: get(Deployment, WEBHOOK, namespace)),
+        "daemon_set": _read("the labeller DaemonSet", lambda: get(DaemonSet, LABELLER, namespace)),
+        "pods": _read(
+            "labeller Pods",
+            lambda: _items(client.list(Pod, namespace=namespace, labels=pod_labels)),
+        ),
         "nodes": _read("Nodes", lambda: _items(client.list(Node))),
-        "vmi_crd": _read(f"CustomResourceDefinition {KUBEVIRT_VMI_CRD}", lambda: get(
-            CustomResourceDefinition, KUBEVIRT_VMI_CRD)),
+        "vmi_crd": _read(
+            f"CustomResourceDefinition {KUBEVIRT_VMI_CRD}",
+            lambda: get(CustomResourceDefinition, KUBEVIRT_VMI_CRD),
+        ),
     }
-    policy_reads = {(kind, name): policy(kind, name)
-                    for kind, name in policies if kind in POLICY_KINDS}
+    policy_reads = {
+        (kind, name): policy(kind, name) for kind, name in policies if kind in POLICY_KINDS
+    }
     keys = list(reads) + list(policy_reads)
     results = await asyncio.gather(*reads.values(), *policy_reads.values())
     by_key = dict(zip(keys, results, strict=True))

@@ -55,9 +55,7 @@ def load_manifest(path: str) -> dict[str, Any]:
     """The one Kubernetes object in a YAML or JSON file."""
     documents = load_documents(path)
     if len(documents) != 1:
-        raise ManifestError(
-            f"{path}: holds {len(documents)} objects; give a file with exactly one"
-        )
+        raise ManifestError(f"{path}: holds {len(documents)} objects; give a file with exactly one")
     return documents[0]
 
 

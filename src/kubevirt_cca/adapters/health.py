@@ -44,8 +44,15 @@ class HealthServer:
     free port; :meth:`start` returns the one bound.
     """
 
-    def __init__(self, *, ready: Callable[[], bool], registry: CollectorRegistry, host: str,
-                 port: int, not_ready_message: str = "not ready") -> None:
+    def __init__(
+        self,
+        *,
+        ready: Callable[[], bool],
+        registry: CollectorRegistry,
+        host: str,
+        port: int,
+        not_ready_message: str = "not ready",
+    ) -> None:
         self.ready = ready
         self.host = host
         self.port = port
@@ -57,16 +64,21 @@ class HealthServer:
     def start(self) -> int:
         server_class = _Server6 if ":" in self.host else _Server
         try:
-            server = make_server(self.host, self.port, self._app, server_class=server_class,
-                                 handler_class=_Handler)
+            server = make_server(
+                self.host, self.port, self._app, server_class=server_class, handler_class=_Handler
+            )
         except OSError as exc:
             raise CCAError(
                 f"health endpoint: cannot listen on {self.host or '*'}:{self.port}: "
                 f"{exc.strerror or exc}"
             ) from exc
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
-                                        name="health-endpoint", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.5},
+            name="health-endpoint",
+            daemon=True,
+        )
         self._thread.start()
         self.port = server.server_port
         return self.port
@@ -84,24 +96,37 @@ class HealthServer:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/")
         if method not in ("GET", "HEAD"):
-            return _plain(start_response, "405 Method Not Allowed", "only GET and HEAD\n",
-                          [("Allow", "GET, HEAD")])
+            return _plain(
+                start_response,
+                "405 Method Not Allowed",
+                "only GET and HEAD\n",
+                [("Allow", "GET, HEAD")],
+            )
         if path == "/healthz":
             return _plain(start_response, "200 OK", "ok\n")
         if path == "/readyz":
             if self.ready():
                 return _plain(start_response, "200 OK", "ready\n")
-            return _plain(start_response, "503 Service Unavailable",
-                          f"{self.not_ready_message}\n")
+            return _plain(start_response, "503 Service Unavailable", f"{self.not_ready_message}\n")
         if path == "/metrics":
             body: Iterable[bytes] = self._metrics(environ, start_response)
             return body
         return _plain(start_response, "404 Not Found", "try /healthz, /readyz or /metrics\n")
 
 
-def _plain(start_response: StartResponse, status: str, text: str,
-           headers: list[tuple[str, str]] | None = None) -> list[bytes]:
+def _plain(
+    start_response: StartResponse,
+    status: str,
+    text: str,
+    headers: list[tuple[str, str]] | None = None,
+) -> list[bytes]:
     body = text.encode()
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
-                            ("Content-Length", str(len(body))), *(headers or [])])
+    start_response(
+        status,
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            *(headers or []),
+        ],
+    )
     return [body]

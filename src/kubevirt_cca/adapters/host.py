@@ -113,8 +113,10 @@ def _kmsg_denied_hint(root: Path) -> str:
         except (OSError, UnicodeDecodeError):
             continue
         if value == "1":
-            return (" (kernel.dmesg_restrict=1: only a process with CAP_SYSLOG may read the "
-                    "kernel log; the saved copies under /var/log are read instead)")
+            return (
+                " (kernel.dmesg_restrict=1: only a process with CAP_SYSLOG may read the "
+                "kernel log; the saved copies under /var/log are read instead)"
+            )
         return f" (kernel.dmesg_restrict={value})"
     return ""
 
@@ -122,7 +124,7 @@ def _kmsg_denied_hint(root: Path) -> str:
 def _line_at(data: bytes, at: int) -> str:
     start = data.rfind(b"\n", 0, at) + 1
     end = data.find(b"\n", at)
-    line = data[start:end if end >= 0 else len(data)][:LINE_LIMIT]
+    line = data[start : end if end >= 0 else len(data)][:LINE_LIMIT]
     return line.decode("utf-8", errors="replace").strip()
 
 
@@ -142,8 +144,10 @@ def _scan_file(path: Path, relative: str, notes: list[str]) -> str | None:
                 return _line_at(data, at)
             carry = data[-LINE_LIMIT:]
             if scanned >= KERNEL_LOG_SCAN_LIMIT:
-                notes.append(f"/{relative}: only its first {KERNEL_LOG_SCAN_LIMIT // 2**20} MiB "
-                             "were searched for the RMI ABI line")
+                notes.append(
+                    f"/{relative}: only its first {KERNEL_LOG_SCAN_LIMIT // 2**20} MiB "
+                    "were searched for the RMI ABI line"
+                )
                 break
     return None
 

@@ -48,7 +48,8 @@ def load_policies(folder: Path | None = None) -> dict[str, list[Manifest]]:
     if folder is None:
         raise ManifestError(
             "the admission policies (deploy/policies/*.yaml) are not installed with this "
-            "package; run from a source checkout or a complete build")
+            "package; run from a source checkout or a complete build"
+        )
     if not folder.is_dir():
         return {}
     names = policy_file_names(folder)
@@ -89,8 +90,9 @@ def policies_have_kustomization(folder: Path | None = None) -> bool:
     return folder is not None and (folder / KUSTOMIZATION).is_file()
 
 
-def write_kustomize(folder: Path, files: Mapping[str, Sequence[Manifest]], *,
-                    policies_folder: bool) -> list[Path]:
+def write_kustomize(
+    folder: Path, files: Mapping[str, Sequence[Manifest]], *, policies_folder: bool
+) -> list[Path]:
     """Write a kustomize base: one file per entry of ``files`` plus ``kustomization.yaml``.
 
     Files under ``policies/`` are not written: they are the hand-written sources. They are
@@ -114,6 +116,7 @@ def write_kustomize(folder: Path, files: Mapping[str, Sequence[Manifest]], *,
         path.write_text(kustomization(resources), encoding="utf-8")
         written.append(path)
     except OSError as exc:
-        raise ManifestError(f"{folder}: cannot write the kustomize base: "
-                            f"{exc.strerror or exc}") from exc
+        raise ManifestError(
+            f"{folder}: cannot write the kustomize base: {exc.strerror or exc}"
+        ) from exc
     return written

@@ -63,11 +63,13 @@ def kube_config(*, server: str | None = None, kubeconfig: str | None = None) -> 
     except ConfigError as exc:
         raise KubernetesAPIError(
             f"no usable Kubernetes configuration ({exc}); give --kubeconfig FILE or --server "
-            "URL, set $KUBECONFIG, or run in a pod with a service account") from exc
+            "URL, set $KUBECONFIG, or run in a pod with a service account"
+        ) from exc
 
 
-def async_client(*, server: str | None = None, kubeconfig: str | None = None,
-                 namespace: str | None = None) -> AsyncClient:
+def async_client(
+    *, server: str | None = None, kubeconfig: str | None = None, namespace: str | None = None
+) -> AsyncClient:
     """An asyncio client; ``server`` (e.g. a test emulator's URL) wins over the environment."""
     return AsyncClient(
         config=kube_config(server=server, kubeconfig=kubeconfig),
@@ -89,8 +91,9 @@ async def call(what: str, request: Awaitable[T]) -> T:
         raise translate(what, exc) from exc
 
 
-async def stream(what: str, events: AsyncIterable[tuple[str, Any]]
-                 ) -> AsyncIterator[tuple[str, Any]]:
+async def stream(
+    what: str, events: AsyncIterable[tuple[str, Any]]
+) -> AsyncIterator[tuple[str, Any]]:
     """A watch's events, with the client's exceptions translated as :func:`call` does."""
     try:
         async for event in events:
@@ -109,17 +112,24 @@ def translate(what: str, exc: httpx2.HTTPError | ValueError) -> KubernetesAPIErr
         code = exc.status.code or (exc.response.status_code if exc.response else 0)
         reason = f"{exc.status.reason}: " if exc.status.reason else ""
         details = exc.status.details
-        causes = [{"field": c.field, "message": c.message, "reason": c.reason}
-                  for c in (details.causes or [])] if details is not None else []
-        return _answered(what, code, f"{code} {reason}{exc.status.message or 'no message'}",
-                         _causes(causes))
+        causes = (
+            [
+                {"field": c.field, "message": c.message, "reason": c.reason}
+                for c in (details.causes or [])
+            ]
+            if details is not None
+            else []
+        )
+        return _answered(
+            what, code, f"{code} {reason}{exc.status.message or 'no message'}", _causes(causes)
+        )
     if isinstance(exc, httpx2.HTTPStatusError):
         code = exc.response.status_code
-        return _answered(what, code, f"{code} {status_text(exc.response)}",
-                         _causes(_json_causes(exc.response)))
+        return _answered(
+            what, code, f"{code} {status_text(exc.response)}", _causes(_json_causes(exc.response))
+        )
     if isinstance(exc, httpx2.HTTPError):
-        detail = (f"the API server could not be reached ({type(exc).__name__}: "
-                  f"{exc or 'no detail'})")
+        detail = f"the API server could not be reached ({type(exc).__name__}: {exc or 'no detail'})"
         return KubernetesUnreachable(f"{what}: {detail}", detail=detail)
     # A ValueError: the answer was not the object the client expected.
     detail = f"unreadable response: {exc}"
@@ -138,8 +148,9 @@ def status_text(response: httpx2.Response) -> str:
     return response.reason_phrase or "no detail"
 
 
-def _answered(what: str, code: int, detail: str,
-              causes: tuple[str, ...] = ()) -> KubernetesAPIError:
+def _answered(
+    what: str, code: int, detail: str, causes: tuple[str, ...] = ()
+) -> KubernetesAPIError:
     kind: type[KubernetesAPIError] = KubernetesAPIError
     if code == CONFLICT:
         kind = KubernetesConflict
@@ -164,8 +175,10 @@ def _causes(causes: list[Any]) -> tuple[str, ...]:
     for cause in causes:
         if not isinstance(cause, dict):
             continue
-        text = (f"{cause.get('field') or '(object)'}: "
-                f"{cause.get('message') or cause.get('reason') or 'invalid'}")
+        text = (
+            f"{cause.get('field') or '(object)'}: "
+            f"{cause.get('message') or cause.get('reason') or 'invalid'}"
+        )
         if text not in found:
             found.append(text)
     return tuple(found)

@@ -105,23 +105,27 @@ class LabellerMetrics:
         self.algorithm = Gauge(
             "kubevirt_cca_labeller_measurement_algorithm",
             "1 for each Realm measurement algorithm the last detection found",
-            ["algorithm"], registry=self.registry,
+            ["algorithm"],
+            registry=self.registry,
         )
         self.reconciles = Counter(
             "kubevirt_cca_labeller_reconciles",
             "Reconciles by result (unchanged, patched, skipped, interrupted, failed)",
-            ["result"], registry=self.registry,
+            ["result"],
+            registry=self.registry,
         )
         self.errors = Counter(
             "kubevirt_cca_labeller_errors",
             "Errors by kind: api (a reconcile failed), conflict (a patch was retried), "
             "event (an Event could not be recorded)",
-            ["kind"], registry=self.registry,
+            ["kind"],
+            registry=self.registry,
         )
         self.api_requests = Counter(
             "kubevirt_cca_labeller_api_requests",
             "Requests sent to the Kubernetes API server, by verb, resource and outcome",
-            ["verb", "resource", "outcome"], registry=self.registry,
+            ["verb", "resource", "outcome"],
+            registry=self.registry,
         )
         self.last_success = Gauge(
             "kubevirt_cca_labeller_last_success_timestamp_seconds",
@@ -140,9 +144,16 @@ class LabellerMetrics:
 class NodeLabeller:
     """Keeps one Node's CCA labels and detection annotation in line with the host."""
 
-    def __init__(self, *, client: AsyncClient, node_name: str, detector: Detector,
-                 metrics: LabellerMetrics | None = None, timing: Timing | None = None,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        client: AsyncClient,
+        node_name: str,
+        detector: Detector,
+        metrics: LabellerMetrics | None = None,
+        timing: Timing | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self.client = client
         self.node_name = node_name
         self.detector = detector
@@ -171,9 +182,14 @@ class NodeLabeller:
             except KubernetesAPIError as exc:
                 failures += 1
                 delay = self.timing.backoff(failures, self._rng)
-                LOG.warning("node %s: reconcile failed (%s); labels left as they are, "
-                            "next attempt in %.2f s (failure %d in a row)",
-                            self.node_name, exc, delay, failures)
+                LOG.warning(
+                    "node %s: reconcile failed (%s); labels left as they are, "
+                    "next attempt in %.2f s (failure %d in a row)",
+                    self.node_name,
+                    exc,
+                    delay,
+                    failures,
+                )
             else:
                 failures = 0
                 delay = self.timing.next_interval(self._rng)
@@ -224,23 +240,38 @@ class NodeLabeller:
                     raise
                 conflicts += 1
                 self.metrics.errors.labels("conflict").inc()
-                LOG.info("node %s: %s (%s); re-reading (attempt %d of %d)", node.name,
-                         _conflict_kind(exc), exc, conflicts, self.timing.conflict_attempts)
+                LOG.info(
+                    "node %s: %s (%s); re-reading (attempt %d of %d)",
+                    node.name,
+                    _conflict_kind(exc),
+                    exc,
+                    conflicts,
+                    self.timing.conflict_attempts,
+                )
                 if conflicts >= self.timing.conflict_attempts:
                     raise KubernetesConflict(
                         f"node {self.node_name}: the patch's test guard failed or it "
                         f"conflicted {conflicts} times in a row (someone else keeps changing "
-                        "the node's labels or annotations)", status=409,
+                        "the node's labels or annotations)",
+                        status=409,
                     ) from exc
                 continue
             wrote = True
             if plan.removes_first:
-                LOG.info("node %s: capable=%s removed labels %s first; writing the rest next",
-                         node.name, report.capable, " ".join(plan.label_changes.removed))
+                LOG.info(
+                    "node %s: capable=%s removed labels %s first; writing the rest next",
+                    node.name,
+                    report.capable,
+                    " ".join(plan.label_changes.removed),
+                )
             else:
-                LOG.info("node %s: capable=%s labels %s; detection annotation %s",
-                         node.name, report.capable, plan.label_changes.describe(),
-                         "updated" if plan.annotation_changed else "unchanged")
+                LOG.info(
+                    "node %s: capable=%s labels %s; detection annotation %s",
+                    node.name,
+                    report.capable,
+                    plan.label_changes.describe(),
+                    "updated" if plan.annotation_changed else "unchanged",
+                )
             if plan.event is not None and not event_sent:
                 event_sent = True
                 await self._record_event(node, plan.event)
@@ -249,14 +280,17 @@ class NodeLabeller:
 
     def _invalid(self, plan: NodePlan, exc: KubernetesInvalid) -> KubernetesInvalid:
         """The API server refused the patched Node as invalid: no retry can help."""
-        what = ("removing the labels" if plan.removes_first
-                else "the detection annotation and labels")
+        what = (
+            "removing the labels" if plan.removes_first else "the detection annotation and labels"
+        )
         return KubernetesInvalid(
             f"node {self.node_name}: the API server refused {what} as an invalid Node "
             f"({'; '.join(exc.causes)}); this is not a conflict, retrying the same patch cannot "
             "help (a Node's annotations may hold 256 KiB together: other writers' annotations "
             "may leave no room for the detection report)",
-            status=exc.status, detail=exc.detail, causes=exc.causes,
+            status=exc.status,
+            detail=exc.detail,
+            causes=exc.causes,
         )
 
     async def _sleep(self, seconds: float) -> None:
@@ -266,8 +300,11 @@ class NodeLabeller:
     def _log_skip(self, skipping: bool) -> None:
         if skipping != self._skipping:
             if skipping:
-                LOG.info("node %s: annotated node-labeller.kubevirt.io/skip-node; "
-                         "leaving its labels and annotations alone", self.node_name)
+                LOG.info(
+                    "node %s: annotated node-labeller.kubevirt.io/skip-node; "
+                    "leaving its labels and annotations alone",
+                    self.node_name,
+                )
             elif self._skipping is not None:
                 LOG.info("node %s: skip-node annotation gone; labelling again", self.node_name)
         self._skipping = skipping
@@ -285,21 +322,29 @@ class NodeLabeller:
 
     async def _patch_node(self, patch: tuple[PatchOperation, ...]) -> None:
         operations = [dict(op) for op in patch]
-        await self._call("patch", "nodes", self.client.patch(
-            Node, self.node_name, operations, patch_type=PatchType.JSON))
+        await self._call(
+            "patch",
+            "nodes",
+            self.client.patch(Node, self.node_name, operations, patch_type=PatchType.JSON),
+        )
 
     async def _record_event(self, node: NodeMetadata, event: CapabilityEvent) -> None:
         """Create a core/v1 Event on the Node; a failure is logged and counted, not raised."""
         now = datetime.now(UTC)
         body = Event(
-            metadata=ObjectMeta(name=f"{node.name}.{time.time_ns():x}",
-                                namespace=EVENT_NAMESPACE),
-            involvedObject=ObjectReference(apiVersion="v1", kind="Node", name=node.name,
-                                           uid=node.uid),
-            reason=event.reason, message=event.message, type=event.type.value,
+            metadata=ObjectMeta(name=f"{node.name}.{time.time_ns():x}", namespace=EVENT_NAMESPACE),
+            involvedObject=ObjectReference(
+                apiVersion="v1", kind="Node", name=node.name, uid=node.uid
+            ),
+            reason=event.reason,
+            message=event.message,
+            type=event.type.value,
             source=EventSource(component=COMPONENT, host=node.name),
-            firstTimestamp=now, lastTimestamp=now, count=1,
-            reportingComponent=COMPONENT, reportingInstance=node.name,
+            firstTimestamp=now,
+            lastTimestamp=now,
+            count=1,
+            reportingComponent=COMPONENT,
+            reportingInstance=node.name,
         )
         try:
             await self._call("create", "events", self.client.create(body))

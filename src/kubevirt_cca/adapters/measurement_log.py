@@ -52,6 +52,6 @@ def _missing_reason(base: Path) -> str:
         )
     return (
         f"no measurement log: /{CCEL_PATH} is absent; the firmware published no CCEL table "
-        "(start the VM with \"measurementLog\": true and a CCA firmware that keeps an event "
+        '(start the VM with "measurementLog": true and a CCA firmware that keeps an event '
         "log) or the kernel is older than 6.4"
     )

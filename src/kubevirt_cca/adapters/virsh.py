@@ -29,16 +29,18 @@ _CHUNK = 65536
 _POLL_SECONDS = 0.1
 
 
-def run_domcapabilities(command: Sequence[str], *,
-                        stop: threading.Event | None = None) -> str:
+def run_domcapabilities(command: Sequence[str], *, stop: threading.Event | None = None) -> str:
     """Run ``command`` and return its output; :class:`CapabilitiesError` saying why not."""
     if not command:
         raise CapabilitiesError("no domain capabilities command given")
     shown = " ".join(command)
     try:
         process = subprocess.Popen(
-            list(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, start_new_session=True,
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
         )
     except FileNotFoundError as exc:
         raise CapabilitiesError(f"{command[0]} is not installed or not on PATH") from exc
@@ -62,8 +64,9 @@ def run_domcapabilities(command: Sequence[str], *,
         raise CapabilitiesError(f"{shown} printed something that is not UTF-8 text") from exc
 
 
-def _read_bounded(process: subprocess.Popen[bytes], shown: str,
-                  stop: threading.Event | None) -> tuple[bytes, bytes]:
+def _read_bounded(
+    process: subprocess.Popen[bytes], shown: str, stop: threading.Event | None
+) -> tuple[bytes, bytes]:
     """Both pipes until EOF, keeping at most the limits; raise on timeout, stop or overflow."""
     assert process.stdout is not None
     assert process.stderr is not None
@@ -79,7 +82,8 @@ def _read_bounded(process: subprocess.Popen[bytes], shown: str,
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise CapabilitiesError(
-                    f"{shown} did not answer within {COMMAND_TIMEOUT_SECONDS} s")
+                    f"{shown} did not answer within {COMMAND_TIMEOUT_SECONDS} s"
+                )
             for key, _ in selector.select(min(remaining, _POLL_SECONDS)):
                 fd = int(key.fd)
                 chunk = os.read(fd, _CHUNK)
@@ -90,8 +94,9 @@ def _read_bounded(process: subprocess.Popen[bytes], shown: str,
                 if fd == process.stdout.fileno() and len(chunk) > room:
                     raise CapabilitiesError(
                         f"{shown} printed more than {STDOUT_LIMIT // (1024 * 1024)} MiB: that is "
-                        "not domain capabilities XML")
-                kept[fd] += chunk[:max(room, 0)]  # error output past the limit is dropped
+                        "not domain capabilities XML"
+                    )
+                kept[fd] += chunk[: max(room, 0)]  # error output past the limit is dropped
     return bytes(kept[process.stdout.fileno()]), bytes(kept[process.stderr.fileno()])
 
 

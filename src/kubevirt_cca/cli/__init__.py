@@ -47,9 +47,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         epilog="Run 'kubevirt-cca COMMAND --help' for a command's options and an example.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", default="WARNING",
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                        help="how much to log on standard error (default: WARNING)")
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="how much to log on standard error (default: WARNING)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS if command is None else (command,):
         module = importlib.import_module(f"kubevirt_cca.cli.{name.replace('-', '_')}")
@@ -62,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(_named_command(arguments))
     args = parser.parse_args(arguments)
     logging.basicConfig(
-        level=args.log_level, stream=sys.stderr,
+        level=args.log_level,
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     try:

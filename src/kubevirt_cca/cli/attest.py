@@ -107,51 +107,94 @@ example:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "attest", help="collect and verify a Realm's attestation token",
-        description=DESCRIPTION, formatter_class=HelpFormatter,
+        "attest",
+        help="collect and verify a Realm's attestation token",
+        description=DESCRIPTION,
+        formatter_class=HelpFormatter,
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    collect = actions.add_parser("collect", help="get a token inside the Realm (configfs-tsm)",
-                                 description=COLLECT_DESCRIPTION, formatter_class=HelpFormatter)
-    collect.add_argument("--nonce-file", metavar="FILE", required=True,
-                         help="the nonce: 32 to 64 raw bytes")
-    collect.add_argument("--out", metavar="FILE", required=True,
-                         help="where to write the token (- for standard output)")
-    collect.add_argument("--log-out", metavar="FILE",
-                         help="also save the Realm's measurement log (the CCEL event log) here")
-    collect.add_argument("--root", metavar="DIR", default="/",
-                         help="read /sys below DIR (default: /)")
+    collect = actions.add_parser(
+        "collect",
+        help="get a token inside the Realm (configfs-tsm)",
+        description=COLLECT_DESCRIPTION,
+        formatter_class=HelpFormatter,
+    )
+    collect.add_argument(
+        "--nonce-file", metavar="FILE", required=True, help="the nonce: 32 to 64 raw bytes"
+    )
+    collect.add_argument(
+        "--out",
+        metavar="FILE",
+        required=True,
+        help="where to write the token (- for standard output)",
+    )
+    collect.add_argument(
+        "--log-out",
+        metavar="FILE",
+        help="also save the Realm's measurement log (the CCEL event log) here",
+    )
+    collect.add_argument(
+        "--root", metavar="DIR", default="/", help="read /sys below DIR (default: /)"
+    )
     collect.set_defaults(handler=run_collect)
 
-    verify = actions.add_parser("verify", help="check a token against the VM and vendor key",
-                                description=VERIFY_DESCRIPTION, formatter_class=HelpFormatter)
+    verify = actions.add_parser(
+        "verify",
+        help="check a token against the VM and vendor key",
+        description=VERIFY_DESCRIPTION,
+        formatter_class=HelpFormatter,
+    )
     verify.add_argument("token", metavar="TOKEN", help="the token file (CBOR)")
-    verify.add_argument("--nonce-file", metavar="FILE", required=True,
-                        help="the nonce the token was collected with")
+    verify.add_argument(
+        "--nonce-file", metavar="FILE", required=True, help="the nonce the token was collected with"
+    )
     expected = verify.add_mutually_exclusive_group(required=True)
-    expected.add_argument("--vmi", metavar="FILE",
-                          help="the VM / VMI manifest whose personalizationValue to expect")
-    expected.add_argument("--expected-rpv", metavar="B64",
-                          help="the expected personalization value, standard base64 of 64 bytes")
-    verify.add_argument("--trust-anchor", metavar="FILE", action="append", required=True,
-                        help="platform vendor's public key (PEM or JWK); may be repeated")
+    expected.add_argument(
+        "--vmi", metavar="FILE", help="the VM / VMI manifest whose personalizationValue to expect"
+    )
+    expected.add_argument(
+        "--expected-rpv",
+        metavar="B64",
+        help="the expected personalization value, standard base64 of 64 bytes",
+    )
+    verify.add_argument(
+        "--trust-anchor",
+        metavar="FILE",
+        action="append",
+        required=True,
+        help="platform vendor's public key (PEM or JWK); may be repeated",
+    )
     rim = verify.add_mutually_exclusive_group()
-    rim.add_argument("--expected-rim", metavar="HEX",
-                     help="the expected Realm Initial Measurement, hex")
-    rim.add_argument("--reference", metavar="FILE",
-                     help="the expected RIM as 'attest reference --output json' wrote it")
-    verify.add_argument("--measurement-log", metavar="FILE",
-                        help="the Realm's measurement log ('attest collect --log-out'): "
-                             "replay it and check that it explains every REM")
-    verify.add_argument("--allow-test-keys", action="store_true",
-                        help="do not fail a token made with a published sample key (for "
-                             "emulators; it is still reported as a test token)")
+    rim.add_argument(
+        "--expected-rim", metavar="HEX", help="the expected Realm Initial Measurement, hex"
+    )
+    rim.add_argument(
+        "--reference",
+        metavar="FILE",
+        help="the expected RIM as 'attest reference --output json' wrote it",
+    )
+    verify.add_argument(
+        "--measurement-log",
+        metavar="FILE",
+        help="the Realm's measurement log ('attest collect --log-out'): "
+        "replay it and check that it explains every REM",
+    )
+    verify.add_argument(
+        "--allow-test-keys",
+        action="store_true",
+        help="do not fail a token made with a published sample key (for "
+        "emulators; it is still reported as a test token)",
+    )
     verify.add_argument("--output", choices=("text", "json"), default="text")
     verify.set_defaults(handler=run_verify)
 
-    show = actions.add_parser("show", help="print a token's claims",
-                              description=SHOW_DESCRIPTION, formatter_class=HelpFormatter)
+    show = actions.add_parser(
+        "show",
+        help="print a token's claims",
+        description=SHOW_DESCRIPTION,
+        formatter_class=HelpFormatter,
+    )
     show.add_argument("token", metavar="TOKEN", help="the token file (CBOR)")
     show.add_argument("--output", choices=("text", "json"), default="text")
     show.set_defaults(handler=run_show)
@@ -187,10 +230,8 @@ def run_collect(args: argparse.Namespace) -> int:
         try:
             Path(args.log_out).write_bytes(event_log)
         except OSError as exc:
-            return _error(AttestationError(f"cannot write {args.log_out}: "
-                                           f"{exc.strerror or exc}"))
-        print(f"wrote the {len(event_log)}-byte measurement log to {args.log_out}",
-              file=sys.stderr)
+            return _error(AttestationError(f"cannot write {args.log_out}: {exc.strerror or exc}"))
+        print(f"wrote the {len(event_log)}-byte measurement log to {args.log_out}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -208,10 +249,15 @@ def run_verify(args: argparse.Namespace) -> int:
         if args.reference is not None:
             rim, reference_algo = _load_reference(args.reference)
         event_log = _load_log(args.measurement_log) if args.measurement_log else None
-        expected = Expectations(nonce=nonce, personalization_value=rpv,
-                                personalization_source=source, initial_measurement=rim,
-                                allow_test_keys=args.allow_test_keys,
-                                measurement_log=event_log, reference_algorithm=reference_algo)
+        expected = Expectations(
+            nonce=nonce,
+            personalization_value=rpv,
+            personalization_source=source,
+            initial_measurement=rim,
+            allow_test_keys=args.allow_test_keys,
+            measurement_log=event_log,
+            reference_algorithm=reference_algo,
+        )
         verdict = verify_token(token, anchors=anchors, expected=expected)
     except RequestError as exc:
         for violation in exc.violations:
@@ -258,8 +304,9 @@ def _load_reference(path: str) -> tuple[bytes, str]:
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise AttestationError(f"--reference {path}: not JSON; give the output of "
-                               "'attest reference --output json'") from exc
+        raise AttestationError(
+            f"--reference {path}: not JSON; give the output of 'attest reference --output json'"
+        ) from exc
     return parse_reference(data, source=f"--reference {path}")
 
 
@@ -277,21 +324,23 @@ def _expected_rpv(args: argparse.Namespace) -> tuple[bytes, str]:
         request = parse_request(manifest)
         if request is None:
             raise AttestationError(
-                f"{args.vmi} does not ask for a Realm (no label {ENABLED_LABEL}: \"true\"); "
+                f'{args.vmi} does not ask for a Realm (no label {ENABLED_LABEL}: "true"); '
                 "give the manifest the VM was created from"
             )
         declared = request.personalization_bytes
         if declared is None:
             # No personalizationValue: the Realm is created with an all-zero value.
-            return (bytes(PERSONALIZATION_VALUE_BYTES),
-                    f"the VM manifest {args.vmi} (no personalizationValue: all zeros)")
+            return (
+                bytes(PERSONALIZATION_VALUE_BYTES),
+                f"the VM manifest {args.vmi} (no personalizationValue: all zeros)",
+            )
         return declared, f"the VM manifest {args.vmi}"
     text = args.expected_rpv.strip()
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError) as exc:
         raise AttestationError(
-            f"--expected-rpv is not valid standard base64; expected base64 of exactly "
+            "--expected-rpv is not valid standard base64; expected base64 of exactly "
             f"{PERSONALIZATION_VALUE_BYTES} bytes"
         ) from exc
     if len(raw) != PERSONALIZATION_VALUE_BYTES:
@@ -325,8 +374,10 @@ _MARKS = {"passed": "ok  ", "failed": "FAIL", "not-checked": "--  "}
 def format_verdict(verdict: Verdict) -> str:
     lines = [f"attestation: {'PASSED' if verdict.passed else 'FAILED'}"]
     if verdict.test_token:
-        lines.append("warning: this is a TEST TOKEN made with a published sample key; "
-                     "it proves nothing about hardware")
+        lines.append(
+            "warning: this is a TEST TOKEN made with a published sample key; "
+            "it proves nothing about hardware"
+        )
     for check in verdict.checks:
         optional = "" if check.required else " (not required)"
         lines.append(f"  [{_MARKS[check.status]}] {check.name}{optional}: {check.detail}")

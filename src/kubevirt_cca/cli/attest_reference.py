@@ -57,24 +57,40 @@ example:
 
 
 def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = actions.add_parser("reference", help="compute the RIM a Realm should have",
-                                description=DESCRIPTION, formatter_class=HelpFormatter)
-    parser.add_argument("--profile", metavar="FILE", required=True,
-                        help="the host profile (YAML) of the node type the VM runs on")
+    parser = actions.add_parser(
+        "reference",
+        help="compute the RIM a Realm should have",
+        description=DESCRIPTION,
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        required=True,
+        help="the host profile (YAML) of the node type the VM runs on",
+    )
     boot = parser.add_mutually_exclusive_group(required=True)
     boot.add_argument("--firmware", metavar="FILE", help="the CCA firmware (firmware boot)")
-    boot.add_argument("--kernel", metavar="FILE",
-                      help="the kernel Image, uncompressed (direct kernel boot)")
+    boot.add_argument(
+        "--kernel", metavar="FILE", help="the kernel Image, uncompressed (direct kernel boot)"
+    )
     parser.add_argument("--initrd", metavar="FILE", help="the initrd (with --kernel)")
-    parser.add_argument("--dtb", metavar="FILE", required=True,
-                        help="the device tree blob the VM boots with")
-    parser.add_argument("--memory", metavar="SIZE", required=True,
-                        help="the VM's memory, a Kubernetes quantity (1Gi)")
+    parser.add_argument(
+        "--dtb", metavar="FILE", required=True, help="the device tree blob the VM boots with"
+    )
+    parser.add_argument(
+        "--memory",
+        metavar="SIZE",
+        required=True,
+        help="the VM's memory, a Kubernetes quantity (1Gi)",
+    )
     parser.add_argument("--output", choices=("text", "json"), default="text")
-    parser.add_argument("--trace", action="store_true",
-                        help="also list every measured step with the RIM after it")
-    parser.add_argument("--corim", metavar="FILE",
-                        help="also write the RIM as a CoMID-style reference value (JSON)")
+    parser.add_argument(
+        "--trace", action="store_true", help="also list every measured step with the RIM after it"
+    )
+    parser.add_argument(
+        "--corim", metavar="FILE", help="also write the RIM as a CoMID-style reference value (JSON)"
+    )
     parser.set_defaults(handler=run_reference)
 
 
@@ -85,8 +101,7 @@ def run_reference(args: argparse.Namespace) -> int:
         layout = qemu_virt_layout(
             memory=memory,
             dtb=_read(args.dtb, "--dtb", MAX_DTB_BYTES),
-            firmware=_read(args.firmware, "--firmware", MAX_IMAGE_BYTES)
-            if args.firmware else None,
+            firmware=_read(args.firmware, "--firmware", MAX_IMAGE_BYTES) if args.firmware else None,
             kernel=_read(args.kernel, "--kernel", MAX_IMAGE_BYTES) if args.kernel else None,
             initrd=_read(args.initrd, "--initrd", MAX_IMAGE_BYTES) if args.initrd else None,
         )
@@ -104,11 +119,11 @@ def run_reference(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def format_reference(reference: Reference, profile: HostProfile, layout: RealmLayout, *,
-                     trace: bool) -> str:
+def format_reference(
+    reference: Reference, profile: HostProfile, layout: RealmLayout, *, trace: bool
+) -> str:
     sve = f"SVE {profile.sve_vector_length} bits" if profile.sve_vector_length else "no SVE"
-    pmu = (f"PMU {profile.pmu_counters} counters" if profile.pmu_counters is not None
-           else "no PMU")
+    pmu = f"PMU {profile.pmu_counters} counters" if profile.pmu_counters is not None else "no PMU"
     lines = [
         f"RIM ({reference.measurement_algo}): {reference.rim.hex()}",
         f"host: RMM {profile.rmm_version}, {profile.ipa_bits} IPA bits"
@@ -116,8 +131,9 @@ def format_reference(reference: Reference, profile: HostProfile, layout: RealmLa
         f"{profile.watchpoints} watchpoints, {pmu}",
         f"RAM: {layout.ram_base:#x}-{layout.ram_base + layout.ram_size:#x}",
     ]
-    lines.extend(f"{image.name}: {image.ipa:#x} ({len(image.content)} bytes)"
-                 for image in layout.images)
+    lines.extend(
+        f"{image.name}: {image.ipa:#x} ({len(image.content)} bytes)" for image in layout.images
+    )
     lines.append(f"vCPU 0: pc {layout.pc:#x}, x0 {layout.gprs[0]:#x}")
     if trace:
         lines.append("steps:")
@@ -142,8 +158,9 @@ def _load_profile(path: str) -> HostProfile:
     try:
         data: Any = yaml.safe_load(raw.decode("utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise AttestationError(f"--profile {path}: not a YAML document: "
-                               f"{str(exc).splitlines()[0]}") from exc
+        raise AttestationError(
+            f"--profile {path}: not a YAML document: {str(exc).splitlines()[0]}"
+        ) from exc
     try:
         return parse_profile(data)
     except AttestationError as exc:

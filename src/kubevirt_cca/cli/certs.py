@@ -36,25 +36,46 @@ example:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "certs", help="keep the webhook certificate without cert-manager",
-        description=DESCRIPTION, formatter_class=HelpFormatter,
+        "certs",
+        help="keep the webhook certificate without cert-manager",
+        description=DESCRIPTION,
+        formatter_class=HelpFormatter,
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    sub = actions.add_parser("ensure", help="create or renew the certificate, set caBundle",
-                             description=DESCRIPTION, formatter_class=HelpFormatter)
-    sub.add_argument("--namespace", default=INSTALL_NAMESPACE,
-                     help="namespace of the Secret and the Service (default: %(default)s)")
-    sub.add_argument("--secret", default=TLS_SECRET,
-                     help="Secret that holds the certificate (default: %(default)s)")
-    sub.add_argument("--service", default=WEBHOOK,
-                     help="the webhook Service the certificate is for (default: %(default)s)")
-    sub.add_argument("--webhook-configuration", default=WEBHOOK_CONFIGURATION,
-                     help="name of the Mutating- and ValidatingWebhookConfiguration "
-                          "(default: %(default)s)")
-    sub.add_argument("--write-dir", metavar="DIR",
-                     help="also write tls.crt, tls.key and ca.crt into DIR")
-    sub.add_argument("--server", metavar="URL",
-                     help="API server URL (default: the pod's service account, or kubeconfig)")
+    sub = actions.add_parser(
+        "ensure",
+        help="create or renew the certificate, set caBundle",
+        description=DESCRIPTION,
+        formatter_class=HelpFormatter,
+    )
+    sub.add_argument(
+        "--namespace",
+        default=INSTALL_NAMESPACE,
+        help="namespace of the Secret and the Service (default: %(default)s)",
+    )
+    sub.add_argument(
+        "--secret",
+        default=TLS_SECRET,
+        help="Secret that holds the certificate (default: %(default)s)",
+    )
+    sub.add_argument(
+        "--service",
+        default=WEBHOOK,
+        help="the webhook Service the certificate is for (default: %(default)s)",
+    )
+    sub.add_argument(
+        "--webhook-configuration",
+        default=WEBHOOK_CONFIGURATION,
+        help="name of the Mutating- and ValidatingWebhookConfiguration (default: %(default)s)",
+    )
+    sub.add_argument(
+        "--write-dir", metavar="DIR", help="also write tls.crt, tls.key and ca.crt into DIR"
+    )
+    sub.add_argument(
+        "--server",
+        metavar="URL",
+        help="API server URL (default: the pod's service account, or kubeconfig)",
+    )
     sub.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig file")
     sub.set_defaults(handler=run)
 
@@ -68,9 +89,12 @@ async def ensure_once(args: argparse.Namespace) -> Outcome:
     client = async_client(server=args.server, kubeconfig=args.kubeconfig)
     try:
         return await ensure(
-            client, namespace=args.namespace, secret=args.secret,
+            client,
+            namespace=args.namespace,
+            secret=args.secret,
             webhook_configuration=args.webhook_configuration,
-            dns_names=dns_names(args.service, args.namespace), now=datetime.now(UTC),
+            dns_names=dns_names(args.service, args.namespace),
+            now=datetime.now(UTC),
             write_dir=Path(args.write_dir) if args.write_dir else None,
         )
     finally:
@@ -79,8 +103,10 @@ async def ensure_once(args: argparse.Namespace) -> Outcome:
 
 def run(args: argparse.Namespace) -> int:
     outcome = asyncio.run(ensure_once(args))
-    print(f"Secret {args.namespace}/{args.secret}: {outcome.plan.action.value} "
-          f"({outcome.plan.reason})")
+    print(
+        f"Secret {args.namespace}/{args.secret}: {outcome.plan.action.value} "
+        f"({outcome.plan.reason})"
+    )
     for what in outcome.patched:
         print(f"{what}: caBundle set")
     return 0

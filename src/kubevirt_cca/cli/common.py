@@ -14,12 +14,21 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     """The rewrite's settings as flags; unset flags take the defaults of kubevirt-cca-config."""
     defaults = Settings()
-    parser.add_argument("--dialect", choices=[d.value for d in Dialect],
-                        help=f"libvirt XML dialect to emit (default: {defaults.dialect.value})")
-    parser.add_argument("--firmware", metavar="PATH",
-                        help=f"CCA firmware loaded as ROM (default: {defaults.firmware})")
-    parser.add_argument("--virtio-iommu", choices=("on", "off"),
-                        help="set iommu='on' on every virtio device (default: on)")
+    parser.add_argument(
+        "--dialect",
+        choices=[d.value for d in Dialect],
+        help=f"libvirt XML dialect to emit (default: {defaults.dialect.value})",
+    )
+    parser.add_argument(
+        "--firmware",
+        metavar="PATH",
+        help=f"CCA firmware loaded as ROM (default: {defaults.firmware})",
+    )
+    parser.add_argument(
+        "--virtio-iommu",
+        choices=("on", "off"),
+        help="set iommu='on' on every virtio device (default: on)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -36,13 +36,19 @@ example:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "convert", help="rewrite VEP 129 native form into label + annotation",
-        description=DESCRIPTION, formatter_class=HelpFormatter,
+        "convert",
+        help="rewrite VEP 129 native form into label + annotation",
+        description=DESCRIPTION,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("file", metavar="FILE", help="manifest (YAML or JSON; - for stdin)")
-    parser.add_argument("--to", choices=("label", "native"), default="label",
-                        help="label: VEP 129 native form to label + annotation (default); "
-                             "native: back to spec.domain.launchSecurity.cca")
+    parser.add_argument(
+        "--to",
+        choices=("label", "native"),
+        default="label",
+        help="label: VEP 129 native form to label + annotation (default); "
+        "native: back to spec.domain.launchSecurity.cca",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -52,13 +58,19 @@ def run(args: argparse.Namespace) -> int:
     except ManifestError as exc:
         print(f"kubevirt-cca convert: error: {exc}", file=sys.stderr)
         return 2
-    unknown = [(document.get("kind"), path) for document in documents
-               if document.get("kind", "VirtualMachineInstance") not in TEMPLATE_PATHS
-               and (path := _native_form_at(document)) is not None]
+    unknown = [
+        (document.get("kind"), path)
+        for document in documents
+        if document.get("kind", "VirtualMachineInstance") not in TEMPLATE_PATHS
+        and (path := _native_form_at(document)) is not None
+    ]
     for kind, path in unknown:
-        print(f"kubevirt-cca convert: error: kind {kind!r} is not understood, but it carries "
-              f"VEP 129's native form at {path}; convert rewrites only "
-              f"{', '.join(sorted(TEMPLATE_PATHS))} (nothing was printed)", file=sys.stderr)
+        print(
+            f"kubevirt-cca convert: error: kind {kind!r} is not understood, but it carries "
+            f"VEP 129's native form at {path}; convert rewrites only "
+            f"{', '.join(sorted(TEMPLATE_PATHS))} (nothing was printed)",
+            file=sys.stderr,
+        )
     if unknown:
         return 1
     converted = []
@@ -68,16 +80,19 @@ def run(args: argparse.Namespace) -> int:
             converted.append(document)  # not a kind that carries a VMI template: kept as is
             continue
         result = to_native(document) if args.to == "native" else convert(document)
-        name = document.get("metadata", {}).get("name", "?") if isinstance(
-            document.get("metadata"), dict) else "?"
+        name = (
+            document.get("metadata", {}).get("name", "?")
+            if isinstance(document.get("metadata"), dict)
+            else "?"
+        )
         for change in result.changes:
-            print(f"kubevirt-cca convert: {document.get('kind')} {name}: {change}",
-                  file=sys.stderr)
+            print(f"kubevirt-cca convert: {document.get('kind')} {name}: {change}", file=sys.stderr)
         changed = changed or bool(result.changes)
         converted.append(result.obj)
     if not changed:
-        form = ("asking for CCA with the label" if args.to == "native"
-                else "in VEP 129's native form")
+        form = (
+            "asking for CCA with the label" if args.to == "native" else "in VEP 129's native form"
+        )
         print(f"kubevirt-cca convert: note: nothing {form}; printed unchanged", file=sys.stderr)
     sys.stdout.write(dump_yaml(converted))
     return 0

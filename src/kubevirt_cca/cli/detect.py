@@ -30,26 +30,45 @@ example:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "detect", help="check whether this host can run Realms",
-        description=DESCRIPTION, formatter_class=HelpFormatter,
+        "detect",
+        help="check whether this host can run Realms",
+        description=DESCRIPTION,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--domcaps", metavar="FILE",
-                        help="read libvirt domain capabilities XML from FILE instead of virsh")
-    parser.add_argument("--domcaps-command", metavar="CMD",
-                        default=shlex.join(DEFAULT_DOMCAPS_COMMAND),
-                        help="command that prints domain capabilities (default: %(default)s)")
-    parser.add_argument("--rme-guest-help", metavar="FILE",
-                        help="QEMU's answer to '-object rme-guest,help' (what the "
-                             "qemu-commandline dialect can pass on); not asked without it")
-    parser.add_argument("--root", metavar="DIR", default="/",
-                        help="read host files (/dev, /sys, /proc, /var/log) below DIR")
+    parser.add_argument(
+        "--domcaps",
+        metavar="FILE",
+        help="read libvirt domain capabilities XML from FILE instead of virsh",
+    )
+    parser.add_argument(
+        "--domcaps-command",
+        metavar="CMD",
+        default=shlex.join(DEFAULT_DOMCAPS_COMMAND),
+        help="command that prints domain capabilities (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rme-guest-help",
+        metavar="FILE",
+        help="QEMU's answer to '-object rme-guest,help' (what the "
+        "qemu-commandline dialect can pass on); not asked without it",
+    )
+    parser.add_argument(
+        "--root",
+        metavar="DIR",
+        default="/",
+        help="read host files (/dev, /sys, /proc, /var/log) below DIR",
+    )
     parser.add_argument("--output", choices=("text", "json"), default="text")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    report = detect(domcaps_file=args.domcaps, domcaps_command=args.domcaps_command,
-                    root=args.root, rme_guest_file=args.rme_guest_help)
+    report = detect(
+        domcaps_file=args.domcaps,
+        domcaps_command=args.domcaps_command,
+        root=args.root,
+        rme_guest_file=args.rme_guest_help,
+    )
     if args.output == "json":
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -40,40 +40,56 @@ MARKS = {Status.OK: "[ ok ]", Status.WARN: "[warn]", Status.FAIL: "[FAIL]"}
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     defaults = InstallOptions()
     parser = subparsers.add_parser(
-        "doctor", help="check whether this cluster is ready for Realms",
-        description=DESCRIPTION, formatter_class=HelpFormatter,
+        "doctor",
+        help="check whether this cluster is ready for Realms",
+        description=DESCRIPTION,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--server", metavar="URL",
-                        help="API server URL (default: from the kubeconfig or the pod)")
-    parser.add_argument("--kubeconfig", metavar="FILE",
-                        help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
-    parser.add_argument("--namespace", default=defaults.namespace,
-                        help="where kubevirt-cca is installed (default: %(default)s)")
-    parser.add_argument("--kubevirt-namespace", default=defaults.kubevirt_namespace,
-                        help="where KubeVirt's CR is, when the webhook Deployment cannot be "
-                             "read (otherwise the webhook's own --kubevirt-namespace is used, "
-                             "as admission does; default: %(default)s)")
+    parser.add_argument(
+        "--server", metavar="URL", help="API server URL (default: from the kubeconfig or the pod)"
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)",
+    )
+    parser.add_argument(
+        "--namespace",
+        default=defaults.namespace,
+        help="where kubevirt-cca is installed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--kubevirt-namespace",
+        default=defaults.kubevirt_namespace,
+        help="where KubeVirt's CR is, when the webhook Deployment cannot be "
+        "read (otherwise the webhook's own --kubevirt-namespace is used, "
+        "as admission does; default: %(default)s)",
+    )
     parser.add_argument("--output", choices=("text", "json"), default="text")
     parser.set_defaults(handler=run)
 
 
 def expected_from_args(args: argparse.Namespace) -> Expected:
-    options = InstallOptions(namespace=args.namespace,
-                             kubevirt_namespace=args.kubevirt_namespace)
+    options = InstallOptions(namespace=args.namespace, kubevirt_namespace=args.kubevirt_namespace)
     policies = tuple(
         (str(obj["kind"]), str(obj["metadata"]["name"]))
-        for obj in install_objects(options, load_policies()) if obj["kind"] in POLICY_KINDS
+        for obj in install_objects(options, load_policies())
+        if obj["kind"] in POLICY_KINDS
     )
     return Expected(options=options, policies=policies)
 
 
-async def diagnose(*, server: str | None, kubeconfig: str | None,
-                   expected: Expected) -> list[Check]:
+async def diagnose(
+    *, server: str | None, kubeconfig: str | None, expected: Expected
+) -> list[Check]:
     client = async_client(server=server, kubeconfig=kubeconfig)
     try:
-        snapshot = await read_snapshot(client, namespace=expected.options.namespace,
-                                       policies=expected.policies,
-                                       now=datetime.now(UTC))
+        snapshot = await read_snapshot(
+            client,
+            namespace=expected.options.namespace,
+            policies=expected.policies,
+            now=datetime.now(UTC),
+        )
     finally:
         await client.close()
     return run_checks(snapshot, expected)
@@ -81,12 +97,12 @@ async def diagnose(*, server: str | None, kubeconfig: str | None,
 
 def run(args: argparse.Namespace) -> int:
     expected = expected_from_args(args)
-    checks = asyncio.run(diagnose(server=args.server, kubeconfig=args.kubeconfig,
-                                  expected=expected))
+    checks = asyncio.run(
+        diagnose(server=args.server, kubeconfig=args.kubeconfig, expected=expected)
+    )
     ready = is_ready(checks)
     if args.output == "json":
-        json.dump({"ready": ready, "checks": [c.to_json() for c in checks]}, sys.stdout,
-                  indent=2)
+        json.dump({"ready": ready, "checks": [c.to_json() for c in checks]}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_text(checks, ready=ready))

@@ -51,15 +51,23 @@ example:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "hook", help="run the KubeVirt hook sidecar (inside virt-launcher pods)",
-        description=DESCRIPTION, formatter_class=HelpFormatter,
+        "hook",
+        help="run the KubeVirt hook sidecar (inside virt-launcher pods)",
+        description=DESCRIPTION,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--socket-dir", metavar="DIR", default=HOOK_SOCKET_DIR,
-                        help=f"directory for the socket {HOOK_SOCKET_NAME} "
-                             "(default: %(default)s)")
-    parser.add_argument("--plugin-socket", metavar="PATH",
-                        help="serve KubeVirt Plugins' DomainHookService on this socket only "
-                             "(dialect qemu-commandline)")
+    parser.add_argument(
+        "--socket-dir",
+        metavar="DIR",
+        default=HOOK_SOCKET_DIR,
+        help=f"directory for the socket {HOOK_SOCKET_NAME} (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--plugin-socket",
+        metavar="PATH",
+        help="serve KubeVirt Plugins' DomainHookService on this socket only "
+        "(dialect qemu-commandline)",
+    )
     add_settings_flags(parser)
     parser.set_defaults(handler=run)
 
@@ -67,11 +75,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     if args.plugin_socket is not None:
         if args.dialect not in (None, Dialect.QEMU_COMMANDLINE.value):
-            print(f"kubevirt-cca hook: error: --dialect {args.dialect} cannot be used with "
-                  f"--plugin-socket: on KubeVirt's Plugins path only the "
-                  f"{Dialect.QEMU_COMMANDLINE.value} dialect survives (KubeVirt refuses "
-                  "<launchSecurity type='cca'> there); use --dialect "
-                  f"{Dialect.QEMU_COMMANDLINE.value} or leave it out", file=sys.stderr)
+            print(
+                f"kubevirt-cca hook: error: --dialect {args.dialect} cannot be used with "
+                "--plugin-socket: on KubeVirt's Plugins path only the "
+                f"{Dialect.QEMU_COMMANDLINE.value} dialect survives (KubeVirt refuses "
+                "<launchSecurity type='cca'> there); use --dialect "
+                f"{Dialect.QEMU_COMMANDLINE.value} or leave it out",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
         args.dialect = Dialect.QEMU_COMMANDLINE.value
     settings = settings_from_args(args)
@@ -83,8 +94,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         server = hook_server(Path(args.socket_dir).absolute(), settings)
     logging.getLogger(__name__).info(
-        "starting socket=%s dialect=%s firmware=%s virtio_iommu=%s", server.path,
-        settings.dialect.value, settings.firmware, "on" if settings.virtio_iommu else "off",
+        "starting socket=%s dialect=%s firmware=%s virtio_iommu=%s",
+        server.path,
+        settings.dialect.value,
+        settings.firmware,
+        "on" if settings.virtio_iommu else "off",
     )
     serve_until_stopped([server])
     return 0

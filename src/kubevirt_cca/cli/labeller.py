@@ -56,66 +56,110 @@ example:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "labeller", help="label this node with its Realm capability (DaemonSet)",
-        description=DESCRIPTION, formatter_class=HelpFormatter,
+        "labeller",
+        help="label this node with its Realm capability (DaemonSet)",
+        description=DESCRIPTION,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--node-name", metavar="NAME", default=os.environ.get(NODE_NAME_ENV),
-                        help=f"this node's name (default: ${NODE_NAME_ENV}, e.g. from the "
-                             "downward API)")
+    parser.add_argument(
+        "--node-name",
+        metavar="NAME",
+        default=os.environ.get(NODE_NAME_ENV),
+        help=f"this node's name (default: ${NODE_NAME_ENV}, e.g. from the downward API)",
+    )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--domcaps-file", metavar="FILE",
-                        help="read libvirt domain capabilities XML from FILE (written by another "
-                             "container) instead of running a command")
-    source.add_argument("--domcaps-command", metavar="CMD",
-                        default=shlex.join(DEFAULT_DOMCAPS_COMMAND),
-                        help="command that prints domain capabilities (default: %(default)s)")
-    parser.add_argument("--rme-guest-help-file", metavar="FILE",
-                        help="QEMU's answer to '-object rme-guest,help', written by the "
-                             "virt-launcher image (labels what the qemu-commandline dialect can "
-                             "pass on); without it no rme-guest-* label is set")
-    parser.add_argument("--root", metavar="DIR", default="/",
-                        help="the host's / (mounted read-only); host probes read below DIR")
-    parser.add_argument("--interval", metavar="SECONDS", type=_positive_seconds,
-                        default=DEFAULT_INTERVAL,
-                        help="seconds between checks, jittered by 10 %% (default: %(default)g)")
-    parser.add_argument("--once", action="store_true",
-                        help="reconcile once and exit (no health endpoint): exit status 0 when "
-                             "the node is up to date, 1 when the API server failed")
-    parser.add_argument("--health-port", metavar="[ADDRESS:]PORT", type=_listen_address,
-                        default=("", DEFAULT_HEALTH_PORT),
-                        help="where /healthz, /readyz and /metrics listen (default: all "
-                             f"addresses, port {DEFAULT_HEALTH_PORT}; port 0 picks a free one)")
-    parser.add_argument("--server", metavar="URL",
-                        help="the API server's URL (default: the pod's service account, else "
-                             "$KUBECONFIG)")
+    source.add_argument(
+        "--domcaps-file",
+        metavar="FILE",
+        help="read libvirt domain capabilities XML from FILE (written by another "
+        "container) instead of running a command",
+    )
+    source.add_argument(
+        "--domcaps-command",
+        metavar="CMD",
+        default=shlex.join(DEFAULT_DOMCAPS_COMMAND),
+        help="command that prints domain capabilities (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rme-guest-help-file",
+        metavar="FILE",
+        help="QEMU's answer to '-object rme-guest,help', written by the "
+        "virt-launcher image (labels what the qemu-commandline dialect can "
+        "pass on); without it no rme-guest-* label is set",
+    )
+    parser.add_argument(
+        "--root",
+        metavar="DIR",
+        default="/",
+        help="the host's / (mounted read-only); host probes read below DIR",
+    )
+    parser.add_argument(
+        "--interval",
+        metavar="SECONDS",
+        type=_positive_seconds,
+        default=DEFAULT_INTERVAL,
+        help="seconds between checks, jittered by 10 %% (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="reconcile once and exit (no health endpoint): exit status 0 when "
+        "the node is up to date, 1 when the API server failed",
+    )
+    parser.add_argument(
+        "--health-port",
+        metavar="[ADDRESS:]PORT",
+        type=_listen_address,
+        default=("", DEFAULT_HEALTH_PORT),
+        help="where /healthz, /readyz and /metrics listen (default: all "
+        f"addresses, port {DEFAULT_HEALTH_PORT}; port 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--server",
+        metavar="URL",
+        help="the API server's URL (default: the pod's service account, else $KUBECONFIG)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if not args.node_name:
-        print(f"kubevirt-cca labeller: error: --node-name is required (or set ${NODE_NAME_ENV}, "
-              "e.g. from the downward API: fieldRef spec.nodeName)", file=sys.stderr)
+        print(
+            f"kubevirt-cca labeller: error: --node-name is required (or set ${NODE_NAME_ENV}, "
+            "e.g. from the downward API: fieldRef spec.nodeName)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     # Imported here so the other commands do not load the Kubernetes client and HTTP server.
     from kubevirt_cca.adapters.detection import detect
 
     # Set on SIGTERM: kills a running domain capabilities command (its process group) at once.
     stopping = threading.Event()
-    detector = functools.partial(detect, domcaps_file=args.domcaps_file,
-                                 domcaps_command=args.domcaps_command, root=args.root,
-                                 rme_guest_file=args.rme_guest_help_file, stop=stopping)
+    detector = functools.partial(
+        detect,
+        domcaps_file=args.domcaps_file,
+        domcaps_command=args.domcaps_command,
+        root=args.root,
+        rme_guest_file=args.rme_guest_help_file,
+        stop=stopping,
+    )
     return asyncio.run(_main(args, detector, stopping))
 
 
-async def _main(args: argparse.Namespace, detector: Callable[[], DetectionReport],
-                stopping: threading.Event) -> int:
+async def _main(
+    args: argparse.Namespace, detector: Callable[[], DetectionReport], stopping: threading.Event
+) -> int:
     from kubevirt_cca.adapters.health import HealthServer
     from kubevirt_cca.adapters.kube import async_client
     from kubevirt_cca.adapters.labeller import NodeLabeller, Timing
 
     client = async_client(server=args.server)
-    labeller = NodeLabeller(client=client, node_name=args.node_name, detector=detector,
-                            timing=Timing(interval=args.interval))
+    labeller = NodeLabeller(
+        client=client,
+        node_name=args.node_name,
+        detector=detector,
+        timing=Timing(interval=args.interval),
+    )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _stop, labeller, stopping, signum)
@@ -125,12 +169,19 @@ async def _main(args: argparse.Namespace, detector: Callable[[], DetectionReport
             LOG.info("node %s: reconcile %s", args.node_name, result.value)
             return 0
         host, port = args.health_port
-        health = HealthServer(ready=lambda: labeller.ready, registry=labeller.metrics.registry,
-                              host=host, port=port,
-                              not_ready_message="not ready: the first reconcile has not finished")
+        health = HealthServer(
+            ready=lambda: labeller.ready,
+            registry=labeller.metrics.registry,
+            host=host,
+            port=port,
+            not_ready_message="not ready: the first reconcile has not finished",
+        )
         bound = health.start()
-        LOG.info("health endpoint listening on http://%s:%d (/healthz, /readyz, /metrics)",
-                 host or "0.0.0.0", bound)  # noqa: S104 (what "all addresses" means)
+        LOG.info(
+            "health endpoint listening on http://%s:%d (/healthz, /readyz, /metrics)",
+            host or "0.0.0.0",  # noqa: S104 (what "all addresses" means)
+            bound,
+        )
         try:
             await labeller.run()
         finally:
@@ -143,8 +194,11 @@ async def _main(args: argparse.Namespace, detector: Callable[[], DetectionReport
 
 
 def _stop(labeller: NodeLabeller, stopping: threading.Event, signum: int) -> None:
-    LOG.info("received %s; stopping after the request in flight (a running domain "
-             "capabilities command is killed)", signal.Signals(signum).name)
+    LOG.info(
+        "received %s; stopping after the request in flight (a running domain "
+        "capabilities command is killed)",
+        signal.Signals(signum).name,
+    )
     stopping.set()
     labeller.request_stop()
 

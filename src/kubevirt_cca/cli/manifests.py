@@ -46,47 +46,73 @@ example:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     defaults = InstallOptions()
     parser = subparsers.add_parser(
-        "manifests", help="print the install objects (image, namespace as options)",
-        description=DESCRIPTION, formatter_class=HelpFormatter,
+        "manifests",
+        help="print the install objects (image, namespace as options)",
+        description=DESCRIPTION,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--image",
-                        help="the kubevirt-cca image you built and pushed, for every component "
-                             "and the hook sidecar (required, except with --write-kustomize, "
-                             f"which writes the placeholder {defaults.image})")
-    parser.add_argument("--namespace", default=defaults.namespace,
-                        help="install namespace (default: %(default)s)")
-    parser.add_argument("--kubevirt-namespace", default=defaults.kubevirt_namespace,
-                        help="namespace of the KubeVirt CR (default: %(default)s)")
-    parser.add_argument("--virt-launcher-image", default=defaults.virt_launcher_image,
-                        help="your KubeVirt's virt-launcher image; the labeller asks its libvirt "
-                             "(default: %(default)s)")
-    parser.add_argument("--certificates", choices=CERTIFICATE_MODES,
-                        default=defaults.certificates,
-                        help="who issues the webhook's certificate (default: %(default)s)")
+    parser.add_argument(
+        "--image",
+        help="the kubevirt-cca image you built and pushed, for every component "
+        "and the hook sidecar (required, except with --write-kustomize, "
+        f"which writes the placeholder {defaults.image})",
+    )
+    parser.add_argument(
+        "--namespace", default=defaults.namespace, help="install namespace (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--kubevirt-namespace",
+        default=defaults.kubevirt_namespace,
+        help="namespace of the KubeVirt CR (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--virt-launcher-image",
+        default=defaults.virt_launcher_image,
+        help="your KubeVirt's virt-launcher image; the labeller asks its libvirt "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--certificates",
+        choices=CERTIFICATE_MODES,
+        default=defaults.certificates,
+        help="who issues the webhook's certificate (default: %(default)s)",
+    )
     output = parser.add_mutually_exclusive_group()
-    output.add_argument("--output", choices=("yaml", "json"), default="yaml",
-                        help="yaml: multi-document YAML; json: a v1 List (default: yaml)")
-    output.add_argument("--write-kustomize", metavar="DIR",
-                        help="write a kustomize base into DIR instead of printing "
-                             "(how deploy/ is generated)")
+    output.add_argument(
+        "--output",
+        choices=("yaml", "json"),
+        default="yaml",
+        help="yaml: multi-document YAML; json: a v1 List (default: yaml)",
+    )
+    output.add_argument(
+        "--write-kustomize",
+        metavar="DIR",
+        help="write a kustomize base into DIR instead of printing (how deploy/ is generated)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.image is None and args.write_kustomize is None:
-        print("kubevirt-cca manifests: error: image: required: the kubevirt-cca image you built "
-              "and pushed (for example --image registry.example/kubevirt-cca:0.1.0; "
-              "docs/install.md, step 1)", file=sys.stderr)
+        print(
+            "kubevirt-cca manifests: error: image: required: the kubevirt-cca image you built "
+            "and pushed (for example --image registry.example/kubevirt-cca:0.1.0; "
+            "docs/install.md, step 1)",
+            file=sys.stderr,
+        )
         return 1
     options = InstallOptions(
         image=InstallOptions().image if args.image is None else args.image,
-        namespace=args.namespace, kubevirt_namespace=args.kubevirt_namespace,
-        virt_launcher_image=args.virt_launcher_image, certificates=args.certificates,
+        namespace=args.namespace,
+        kubevirt_namespace=args.kubevirt_namespace,
+        virt_launcher_image=args.virt_launcher_image,
+        certificates=args.certificates,
     )
     files = install_files(options, load_policies())
     if args.write_kustomize is not None:
-        written = write_kustomize(Path(args.write_kustomize), files,
-                                  policies_folder=policies_have_kustomization())
+        written = write_kustomize(
+            Path(args.write_kustomize), files, policies_folder=policies_have_kustomization()
+        )
         for path in written:
             print(f"wrote {path}", file=sys.stderr)
         return 0

@@ -35,12 +35,15 @@ example:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "render", help="show the Realm domain XML a VMI would get",
-        description=DESCRIPTION, formatter_class=HelpFormatter,
+        "render",
+        help="show the Realm domain XML a VMI would get",
+        description=DESCRIPTION,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("file", metavar="FILE", help="VMI / VM / replica set / pool manifest")
-    parser.add_argument("--domain", metavar="XML",
-                        help="start from this domain XML instead of the built-in one")
+    parser.add_argument(
+        "--domain", metavar="XML", help="start from this domain XML instead of the built-in one"
+    )
     add_settings_flags(parser)
     parser.set_defaults(handler=run)
 
@@ -51,11 +54,15 @@ def run(args: argparse.Namespace) -> int:
     template = find_template(manifest)
     request = parse_template(template)
     if request is None:
-        raise RequestError([Violation(
-            template.path("metadata", "labels"),
-            f"{args.file} does not ask for a Realm; add the label "
-            f"{ENABLED_LABEL}: \"{ENABLED_VALUE}\" (see docs/vm-owners.md)",
-        )])
+        raise RequestError(
+            [
+                Violation(
+                    template.path("metadata", "labels"),
+                    f"{args.file} does not ask for a Realm; add the label "
+                    f'{ENABLED_LABEL}: "{ENABLED_VALUE}" (see docs/vm-owners.md)',
+                )
+            ]
+        )
     if args.domain is not None:
         domain_xml = read_text(args.domain)
     else:
@@ -69,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     needed = requirements(request, settings.dialect)[1:]
     if needed:
         labels = ", ".join(f"{r.label}=true ({r.capability})" for r in needed)
-        print(f"kubevirt-cca render: note: in a cluster this runs only on nodes labelled "
-              f"{labels}; see docs/vm-owners.md", file=sys.stderr)
+        print(
+            "kubevirt-cca render: note: in a cluster this runs only on nodes labelled "
+            f"{labels}; see docs/vm-owners.md",
+            file=sys.stderr,
+        )
     return 0

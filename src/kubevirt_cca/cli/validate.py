@@ -78,19 +78,29 @@ example:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "validate", help="the admission verdict on a manifest, offline",
-        description=DESCRIPTION, formatter_class=HelpFormatter,
+        "validate",
+        help="the admission verdict on a manifest, offline",
+        description=DESCRIPTION,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("file", metavar="FILE", help="VMI / VM / replica set / pool manifest")
-    parser.add_argument("--kubevirt-cr", metavar="FILE",
-                        help="the cluster's KubeVirt CR (for its feature gates)")
-    parser.add_argument("--config", metavar="FILE",
-                        help="the kubevirt-cca-config ConfigMap (settings, integrationMode)")
-    parser.add_argument("--old", metavar="FILE",
-                        help="check FILE as an update of the object in this file")
-    parser.add_argument("--nodes", metavar="FILE",
-                        help="the cluster's nodes ('kubectl get nodes -o json'): warn when none "
-                             "honours a requested parameter; without it that is not checked")
+    parser.add_argument(
+        "--kubevirt-cr", metavar="FILE", help="the cluster's KubeVirt CR (for its feature gates)"
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the kubevirt-cca-config ConfigMap (settings, integrationMode)",
+    )
+    parser.add_argument(
+        "--old", metavar="FILE", help="check FILE as an update of the object in this file"
+    )
+    parser.add_argument(
+        "--nodes",
+        metavar="FILE",
+        help="the cluster's nodes ('kubectl get nodes -o json'): warn when none "
+        "honours a requested parameter; without it that is not checked",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -105,28 +115,41 @@ def run(args: argparse.Namespace) -> int:
         return _usage(str(exc))
     kind = obj.get("kind")
     if kind == MIGRATION_KIND:
-        print("kubevirt-cca validate: note: a migration is refused when the VMI it names uses "
-              "CCA; offline, that VMI is unknown, so the migration is shown as admitted",
-              file=sys.stderr)
+        print(
+            "kubevirt-cca validate: note: a migration is refused when the VMI it names uses "
+            "CCA; offline, that VMI is unknown, so the migration is shown as admitted",
+            file=sys.stderr,
+        )
         _print(obj)
         return EXIT_ADMITTED
     if kind not in (VMI_KIND, *TEMPLATE_KINDS):
         kinds = ", ".join((VMI_KIND, *TEMPLATE_KINDS))
-        return _usage(f"{args.file}: kind {kind!r} is not admitted by kubevirt-cca; "
-                      f"expected one of {kinds}")
+        return _usage(
+            f"{args.file}: kind {kind!r} is not admitted by kubevirt-cca; expected one of {kinds}"
+        )
     if old is not None and old.get("kind") != kind:
         return _usage(f"{args.old}: kind {old.get('kind')!r} differs from {args.file}'s {kind!r}")
     native = native_field(obj)
     if native is not None:
-        return _refuse([Violation(native, (
-            "is VEP 129's native form, which stock KubeVirt does not have: kubectl rejects it "
-            "as an unknown field, or the API server drops it and the VM would start without "
-            f"CCA. Express it as the label {ENABLED_LABEL}: \"{ENABLED_VALUE}\" plus the "
-            f"annotation: run 'kubevirt-cca convert {args.file}'"))])
+        return _refuse(
+            [
+                Violation(
+                    native,
+                    (
+                        "is VEP 129's native form, which stock KubeVirt does not have: kubectl "
+                        "rejects it as an unknown field, or the API server drops it and the VM "
+                        "would start without "
+                        f'CCA. Express it as the label {ENABLED_LABEL}: "{ENABLED_VALUE}" plus the '
+                        f"annotation: run 'kubevirt-cca convert {args.file}'"
+                    ),
+                )
+            ]
+        )
     if kind == VMI_KIND:
         return _vmi(obj, old, cluster)
-    violations = validate_template(obj, operation="UPDATE" if old is not None else "CREATE",
-                                   cluster=cluster, old=old)
+    violations = validate_template(
+        obj, operation="UPDATE" if old is not None else "CREATE", cluster=cluster, old=old
+    )
     if violations:
         return _refuse(violations)
     _warn(template_warnings(obj, cluster), obj, cluster)
@@ -149,8 +172,11 @@ def _vmi(obj: dict[str, Any], old: Mapping[str, Any] | None, cluster: ClusterVie
     if violations:
         return _refuse(violations)
     if plan.request is None:
-        print(f"kubevirt-cca validate: note: does not ask for a Realm (no {ENABLED_LABEL} "
-              "label); admitted unchanged", file=sys.stderr)
+        print(
+            f"kubevirt-cca validate: note: does not ask for a Realm (no {ENABLED_LABEL} "
+            "label); admitted unchanged",
+            file=sys.stderr,
+        )
     _warn(template_warnings(obj, cluster), obj, cluster)
     _print(admitted)
     return EXIT_ADMITTED
@@ -161,27 +187,38 @@ def _cluster(path: str | None, config_path: str | None = None) -> ClusterView:
     data = _config_data(config_path)
     ours = frozenset({PLUGIN_NAME})
     if path is None:
-        cluster = build_view(kubevirts=[], kubevirt_namespace="", config_data=data,
-                             plugin_names=ours)
+        cluster = build_view(
+            kubevirts=[], kubevirt_namespace="", config_data=data, plugin_names=ours
+        )
         if cluster.config_problem is not None:
             raise SettingsError(f"{config_path}: {cluster.config_problem}")
         gates = all_gates_on()
         if cluster.integration_mode is IntegrationMode.PLUGIN:
-            gates = FeatureGates(enabled=gates.enabled | {PLUGINS_FEATURE_GATE},
-                                 source=gates.source)
-            print(f"kubevirt-cca validate: note: no --kubevirt-cr given; assuming the "
-                  f"{CCA_FEATURE_GATE} and Plugins feature gates are on", file=sys.stderr)
+            gates = FeatureGates(
+                enabled=gates.enabled | {PLUGINS_FEATURE_GATE}, source=gates.source
+            )
+            print(
+                "kubevirt-cca validate: note: no --kubevirt-cr given; assuming the "
+                f"{CCA_FEATURE_GATE} and Plugins feature gates are on",
+                file=sys.stderr,
+            )
         else:
-            print(f"kubevirt-cca validate: note: no --kubevirt-cr given; assuming the "
-                  f"{CCA_FEATURE_GATE} and Sidecar feature gates are on", file=sys.stderr)
+            print(
+                "kubevirt-cca validate: note: no --kubevirt-cr given; assuming the "
+                f"{CCA_FEATURE_GATE} and Sidecar feature gates are on",
+                file=sys.stderr,
+            )
         cluster = dataclasses.replace(cluster, gates=gates, gates_problem=None)
     else:
         cr = load_manifest(path)
         if cr.get("kind") != "KubeVirt":
-            raise ManifestError(f"{path}: expected a KubeVirt object, got kind "
-                                f"{cr.get('kind')!r}")
-        cluster = build_view(kubevirts=[cr], config_data=data, plugin_names=ours,
-                             kubevirt_namespace=meta_str(cr, "namespace"))
+            raise ManifestError(f"{path}: expected a KubeVirt object, got kind {cr.get('kind')!r}")
+        cluster = build_view(
+            kubevirts=[cr],
+            config_data=data,
+            plugin_names=ours,
+            kubevirt_namespace=meta_str(cr, "namespace"),
+        )
         if cluster.config_problem is not None:
             raise SettingsError(f"{config_path}: {cluster.config_problem}")
         if cluster.gates is None:
@@ -192,11 +229,17 @@ def _cluster(path: str | None, config_path: str | None = None) -> ClusterView:
             cluster = dataclasses.replace(cluster, kubevirt_version=None)
     decision = cluster.mode
     if decision is not None:
-        print(f"kubevirt-cca validate: note: integration mode {decision.mode.value} "
-              f"({decision.reason})", file=sys.stderr)
+        print(
+            f"kubevirt-cca validate: note: integration mode {decision.mode.value} "
+            f"({decision.reason})",
+            file=sys.stderr,
+        )
         if decision.mode is IntegrationMode.PLUGIN:
-            print(f"kubevirt-cca validate: note: assuming kubevirt-cca's Plugin object "
-                  f"({PLUGIN_NAME}) is installed", file=sys.stderr)
+            print(
+                "kubevirt-cca validate: note: assuming kubevirt-cca's Plugin object "
+                f"({PLUGIN_NAME}) is installed",
+                file=sys.stderr,
+            )
     return cluster
 
 
@@ -206,8 +249,9 @@ def _config_data(path: str | None) -> Mapping[str, Any] | None:
         return None
     obj = load_manifest(path)
     if obj.get("kind") != "ConfigMap":
-        raise ManifestError(f"{path}: expected the ConfigMap {CONFIG_MAP_NAME}, got kind "
-                            f"{obj.get('kind')!r}")
+        raise ManifestError(
+            f"{path}: expected the ConfigMap {CONFIG_MAP_NAME}, got kind {obj.get('kind')!r}"
+        )
     data = obj.get("data")
     if data is not None and not isinstance(data, Mapping):
         raise ManifestError(f"{path}: data: expected a map of strings")
@@ -223,8 +267,9 @@ def _cca_nodes(path: str) -> tuple[Mapping[str, str], ...]:
     elif kind in ("NodeList", "List"):
         nodes = obj.get("items")
     else:
-        raise ManifestError(f"{path}: expected nodes ('kubectl get nodes -o json'), got kind "
-                            f"{kind!r}")
+        raise ManifestError(
+            f"{path}: expected nodes ('kubectl get nodes -o json'), got kind {kind!r}"
+        )
     if not isinstance(nodes, list):
         raise ManifestError(f"{path}: items: expected a list of nodes")
     found: list[Mapping[str, str]] = []
@@ -245,8 +290,11 @@ def _warn(warnings: list[str], obj: Mapping[str, Any], cluster: ClusterView) -> 
     except RequestError:
         return
     if request is not None and len(requirements(request, cluster.settings.dialect)) > 1:
-        print("kubevirt-cca validate: note: no --nodes given; whether any node honours the "
-              "requested parameters is not checked (docs/vm-owners.md)", file=sys.stderr)
+        print(
+            "kubevirt-cca validate: note: no --nodes given; whether any node honours the "
+            "requested parameters is not checked (docs/vm-owners.md)",
+            file=sys.stderr,
+        )
 
 
 def _refuse(violations: tuple[Violation, ...] | list[Violation]) -> int:

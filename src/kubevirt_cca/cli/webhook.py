@@ -40,24 +40,45 @@ example:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "webhook", help="serve the admission webhooks (HTTPS)",
-        description=DESCRIPTION, formatter_class=HelpFormatter,
+        "webhook",
+        help="serve the admission webhooks (HTTPS)",
+        description=DESCRIPTION,
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--tls-cert-file", required=True, metavar="PATH",
-                        help="PEM certificate (chain) the webhook presents")
-    parser.add_argument("--tls-key-file", required=True, metavar="PATH",
-                        help="PEM private key of that certificate")
+    parser.add_argument(
+        "--tls-cert-file",
+        required=True,
+        metavar="PATH",
+        help="PEM certificate (chain) the webhook presents",
+    )
+    parser.add_argument(
+        "--tls-key-file", required=True, metavar="PATH", help="PEM private key of that certificate"
+    )
     parser.add_argument("--port", type=int, default=8443, help="HTTPS port (default: 8443)")
-    parser.add_argument("--health-port", type=int, default=8080,
-                        help="plain-HTTP port for /healthz, /readyz, /metrics (default: 8080)")
-    parser.add_argument("--host", default="0.0.0.0",  # noqa: S104 - a pod serves its IP
-                        help="address to listen on (default: all)")
-    parser.add_argument("--namespace", default=INSTALL_NAMESPACE,
-                        help=f"namespace of kubevirt-cca-config (default: {INSTALL_NAMESPACE})")
-    parser.add_argument("--kubevirt-namespace", default="kubevirt",
-                        help="namespace of the KubeVirt CR (default: kubevirt)")
-    parser.add_argument("--server", metavar="URL",
-                        help="API server URL (default: in-cluster or $KUBECONFIG)")
+    parser.add_argument(
+        "--health-port",
+        type=int,
+        default=8080,
+        help="plain-HTTP port for /healthz, /readyz, /metrics (default: 8080)",
+    )
+    parser.add_argument(
+        "--host",
+        default="0.0.0.0",  # noqa: S104 - a pod serves its IP
+        help="address to listen on (default: all)",
+    )
+    parser.add_argument(
+        "--namespace",
+        default=INSTALL_NAMESPACE,
+        help=f"namespace of kubevirt-cca-config (default: {INSTALL_NAMESPACE})",
+    )
+    parser.add_argument(
+        "--kubevirt-namespace",
+        default="kubevirt",
+        help="namespace of the KubeVirt CR (default: kubevirt)",
+    )
+    parser.add_argument(
+        "--server", metavar="URL", help="API server URL (default: in-cluster or $KUBECONFIG)"
+    )
     parser.set_defaults(handler=run)
 
 
@@ -69,13 +90,15 @@ def run(args: argparse.Namespace) -> int:
 
 async def _serve(args: argparse.Namespace, tls: ReloadingTLS) -> None:
     client = async_client(server=args.server)
-    state = ClusterState(client, namespace=args.namespace,
-                         kubevirt_namespace=args.kubevirt_namespace)
+    state = ClusterState(
+        client, namespace=args.namespace, kubevirt_namespace=args.kubevirt_namespace
+    )
     await state.start()
     app = WebhookApp(state, tls=tls)
     running = await serve(app, host=args.host, port=args.port, health_port=args.health_port)
-    logger.info("webhook serving https_port=%d health_port=%d", running.https_port,
-                running.health_port)
+    logger.info(
+        "webhook serving https_port=%d health_port=%d", running.https_port, running.health_port
+    )
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

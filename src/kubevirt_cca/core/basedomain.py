@@ -26,8 +26,7 @@ VIRTIO_MODEL = "virtio-non-transitional"
 
 _QUANTITY = re.compile(r"\A([0-9]+(?:\.[0-9]+)?)([KMGTPE]i?|k|m)?\Z")
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15,
-            "E": 10**18}
+_DECIMAL = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
 
 
 def parse_quantity(value: Any, *, field: str) -> int:
@@ -71,8 +70,7 @@ def base_domain(template: Template, *, name: str, namespace: str) -> str:
         etree.SubElement(features, "acpi")
     sockets, cores, threads = _topology(domain_spec)
     cpu = etree.SubElement(root, "cpu", mode="host-passthrough")
-    etree.SubElement(cpu, "topology", sockets=str(sockets), cores=str(cores),
-                     threads=str(threads))
+    etree.SubElement(cpu, "topology", sockets=str(sockets), cores=str(cores), threads=str(threads))
     etree.SubElement(root, "vcpu", placement="static").text = str(sockets * cores * threads)
     etree.indent(root, space="  ")
     return etree.tostring(root, encoding="unicode") + "\n"
@@ -112,11 +110,12 @@ def _os(root: etree._Element, domain_spec: Mapping[str, Any], *, name: str) -> N
     container = _mapping(kernel_boot.get("container"))
     # KubeVirt's arm64 default is UEFI, also with firmware.kernelBoot: the firmware then starts
     # the kernel (checked against KubeVirt's converter, tests/peers/kubevirt).
-    etree.SubElement(os_element, "loader", readonly="yes", secure="no",
-                     type="pflash").text = PFLASH_FIRMWARE
-    etree.SubElement(os_element, "nvram", template=PFLASH_VARS_TEMPLATE).text = (
-        f"/var/lib/libvirt/qemu/nvram/{_safe_file(name)}_VARS.fd"
-    )
+    etree.SubElement(
+        os_element, "loader", readonly="yes", secure="no", type="pflash"
+    ).text = PFLASH_FIRMWARE
+    etree.SubElement(
+        os_element, "nvram", template=PFLASH_VARS_TEMPLATE
+    ).text = f"/var/lib/libvirt/qemu/nvram/{_safe_file(name)}_VARS.fd"
     if container.get("kernelPath"):
         base = "/var/run/kubevirt-ephemeral-disks/kernel-boot"
         etree.SubElement(os_element, "kernel").text = f"{base}/kernel"
@@ -132,18 +131,23 @@ def _sysinfo(root: etree._Element, uid: str) -> None:
     etree.SubElement(system, "entry", name="uuid").text = uid
 
 
-def _volume_source(volume: Mapping[str, Any], disk_name: str, *, name: str,
-                   namespace: str) -> tuple[str, str]:
+def _volume_source(
+    volume: Mapping[str, Any], disk_name: str, *, name: str, namespace: str
+) -> tuple[str, str]:
     """The file and format virt-launcher uses for a volume type."""
     safe = _safe_file(disk_name)
     if "containerDisk" in volume:
         return f"/var/run/kubevirt-ephemeral-disks/disk-data/{safe}/disk.qcow2", "qcow2"
     if "cloudInitNoCloud" in volume:
-        return (f"/var/run/kubevirt-ephemeral-disks/cloud-init-data/{_safe_file(namespace)}/"
-                f"{_safe_file(name)}/noCloud.iso"), "raw"
+        return (
+            f"/var/run/kubevirt-ephemeral-disks/cloud-init-data/{_safe_file(namespace)}/"
+            f"{_safe_file(name)}/noCloud.iso"
+        ), "raw"
     if "cloudInitConfigDrive" in volume:
-        return (f"/var/run/kubevirt-ephemeral-disks/cloud-init-data/{_safe_file(namespace)}/"
-                f"{_safe_file(name)}/configdrive.iso"), "raw"
+        return (
+            f"/var/run/kubevirt-ephemeral-disks/cloud-init-data/{_safe_file(namespace)}/"
+            f"{_safe_file(name)}/configdrive.iso"
+        ), "raw"
     if "emptyDisk" in volume:
         return f"/var/run/kubevirt-ephemeral-disks/empty-disks/{safe}.qcow2", "qcow2"
     if "configMap" in volume:
@@ -155,8 +159,14 @@ def _volume_source(volume: Mapping[str, Any], disk_name: str, *, name: str,
     return f"/var/run/kubevirt-private/vmi-disks/{safe}/disk.img", "raw"
 
 
-def _disks(devices: etree._Element, template: Template, devices_spec: Mapping[str, Any], *,
-           name: str, namespace: str) -> None:
+def _disks(
+    devices: etree._Element,
+    template: Template,
+    devices_spec: Mapping[str, Any],
+    *,
+    name: str,
+    namespace: str,
+) -> None:
     volumes = {
         v.get("name"): v for v in template.spec.get("volumes") or [] if isinstance(v, Mapping)
     }
@@ -166,11 +176,13 @@ def _disks(devices: etree._Element, template: Template, devices_spec: Mapping[st
             continue
         disk_name = disk_spec["name"]
         device = next((d for d in ("disk", "cdrom", "lun") if d in disk_spec), "disk")
-        bus = _mapping(disk_spec.get(device)).get("bus") or ("scsi" if device == "cdrom"
-                                                             else "virtio")
+        bus = _mapping(disk_spec.get(device)).get("bus") or (
+            "scsi" if device == "cdrom" else "virtio"
+        )
         prefix = "vd" if bus == "virtio" else "sd"
-        path, fmt = _volume_source(_mapping(volumes.get(disk_name)), disk_name, name=name,
-                                   namespace=namespace)
+        path, fmt = _volume_source(
+            _mapping(volumes.get(disk_name)), disk_name, name=name, namespace=namespace
+        )
         disk = etree.SubElement(devices, "disk", device=device, type="file")
         if bus == "virtio":
             disk.set("model", VIRTIO_MODEL)
@@ -185,12 +197,16 @@ def _disks(devices: etree._Element, template: Template, devices_spec: Mapping[st
     etree.SubElement(devices, "controller", type="scsi", index="0", model=VIRTIO_MODEL)
 
 
-def _interfaces(devices: etree._Element, spec: Mapping[str, Any],
-                devices_spec: Mapping[str, Any]) -> None:
+def _interfaces(
+    devices: etree._Element, spec: Mapping[str, Any], devices_spec: Mapping[str, Any]
+) -> None:
     interfaces = devices_spec.get("interfaces")
     if interfaces is None:
-        interfaces = [] if devices_spec.get("autoattachPodInterface") is False or spec.get(
-            "networks") == [] else [{"name": "default"}]
+        interfaces = (
+            []
+            if devices_spec.get("autoattachPodInterface") is False or spec.get("networks") == []
+            else [{"name": "default"}]
+        )
     for index, interface_spec in enumerate(interfaces or []):
         if not isinstance(interface_spec, Mapping):
             continue
@@ -200,27 +216,25 @@ def _interfaces(devices: etree._Element, spec: Mapping[str, Any],
             etree.SubElement(interface, "mac", address=mac)
         etree.SubElement(interface, "target", dev=f"tap{index}", managed="no")
         model = interface_spec.get("model") or "virtio"
-        etree.SubElement(interface, "model",
-                         type=VIRTIO_MODEL if model == "virtio" else str(model))
+        etree.SubElement(interface, "model", type=VIRTIO_MODEL if model == "virtio" else str(model))
         etree.SubElement(interface, "alias", name=f"ua-{interface_spec.get('name', index)}")
 
 
-def _standard_devices(devices: etree._Element, devices_spec: Mapping[str, Any],
-                      uid: str) -> None:
+def _standard_devices(devices: etree._Element, devices_spec: Mapping[str, Any], uid: str) -> None:
     private = f"/var/run/kubevirt-private/{_safe_file(uid)}"
     etree.SubElement(devices, "controller", type="usb", index="0", model="qemu-xhci")
     if devices_spec.get("autoattachSerialConsole") is not False:
         # KubeVirt adds the virtio-serial controller with the serial console only; the guest
         # agent channel below stays either way (libvirt then adds the controller itself).
-        etree.SubElement(devices, "controller", type="virtio-serial", index="0",
-                         model=VIRTIO_MODEL)
+        etree.SubElement(devices, "controller", type="virtio-serial", index="0", model=VIRTIO_MODEL)
     channel = etree.SubElement(devices, "channel", type="unix")
     etree.SubElement(channel, "target", type="virtio", name="org.qemu.guest_agent.0")
     inputs = [i for i in devices_spec.get("inputs") or [] if isinstance(i, Mapping)]
     for input_spec in inputs:
         bus = str(input_spec.get("bus") or "usb")
-        element = etree.SubElement(devices, "input", type=str(input_spec.get("type", "tablet")),
-                                   bus=bus)
+        element = etree.SubElement(
+            devices, "input", type=str(input_spec.get("type", "tablet")), bus=bus
+        )
         if bus == "virtio":
             element.set("model", "virtio")
         etree.SubElement(element, "alias", name=f"ua-{input_spec.get('name', 'input')}")
@@ -244,8 +258,9 @@ def _standard_devices(devices: etree._Element, devices_spec: Mapping[str, Any],
     if devices_spec.get("autoattachMemBalloon") is False:
         etree.SubElement(devices, "memballoon", model="none")
     else:
-        balloon = etree.SubElement(devices, "memballoon", model=VIRTIO_MODEL,
-                                   freePageReporting="on")
+        balloon = etree.SubElement(
+            devices, "memballoon", model=VIRTIO_MODEL, freePageReporting="on"
+        )
         etree.SubElement(balloon, "stats", period="10")
 
 

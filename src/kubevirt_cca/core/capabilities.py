@@ -56,7 +56,6 @@ REPORT_LIMIT = 16 * 1024
 NOTES_LIMIT = 10
 
 
-
 @dataclass(frozen=True)
 class DomainCapabilities:
     """What libvirt says about CCA. ``cca_supported`` is ``None`` when libvirt says nothing.
@@ -74,8 +73,9 @@ class DomainCapabilities:
 
     @property
     def honoured(self) -> Honoured:
-        return Honoured(self.measurement_algorithms, self.personalization_value,
-                        self.measurement_log)
+        return Honoured(
+            self.measurement_algorithms, self.personalization_value, self.measurement_log
+        )
 
 
 # The elements under <cca> that say libvirt passes a parameter on (docs/detection.md).
@@ -90,17 +90,22 @@ def parse_domcapabilities(xml: str | bytes) -> DomainCapabilities:
     ``<measurement-log supported='yes'/>`` (libvirt passes that parameter on). Anything else,
     or ``supported`` other than ``yes``, honours nothing.
     """
-    root = parse_document(xml, root="domainCapabilities", name="domain capabilities",
-                          kind="libvirt domain capabilities (virsh domcapabilities)",
-                          error=CapabilitiesError)
+    root = parse_document(
+        xml,
+        root="domainCapabilities",
+        name="domain capabilities",
+        kind="libvirt domain capabilities (virsh domcapabilities)",
+        error=CapabilitiesError,
+    )
     arch = root.findtext("arch")
     arch = arch.strip() if arch else None
     cca = root.find("features/cca")
     features = root.find("features")
     virtcca = features is not None and _names_virtcca(features)
     if cca is None:
-        return DomainCapabilities(arch=arch, cca_supported=None, measurement_algorithms=(),
-                                  virtcca=virtcca)
+        return DomainCapabilities(
+            arch=arch, cca_supported=None, measurement_algorithms=(), virtcca=virtcca
+        )
     supported = cca.get("supported") == "yes"
     algorithms: list[str] = []
     for enum in cca.findall("enum"):
@@ -109,8 +114,10 @@ def parse_domcapabilities(xml: str | bytes) -> DomainCapabilities:
                 text = (value.text or "").strip()
                 if text and text not in algorithms:
                     algorithms.append(text)
-    flags = {tag: any(child.get("supported") == "yes" for child in cca.findall(tag))
-             for tag in _LIBVIRT_PARAMETER_ELEMENTS}
+    flags = {
+        tag: any(child.get("supported") == "yes" for child in cca.findall(tag))
+        for tag in _LIBVIRT_PARAMETER_ELEMENTS
+    }
     return DomainCapabilities(
         arch=arch,
         cca_supported=supported,
@@ -147,8 +154,7 @@ class RmeGuest:
     answer: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"known": self.known, "properties": list(self.properties),
-                **self.honoured.to_json()}
+        return {"known": self.known, "properties": list(self.properties), **self.honoured.to_json()}
 
 
 # "  NAME=<TYPE>   - DESCRIPTION" (the description is optional; a TYPE may nest, as in
@@ -227,8 +233,9 @@ class DetectionReport:
 
     @property
     def honoured(self) -> Honoured:
-        return Honoured(self.measurement_algorithms, self.personalization_value,
-                        self.measurement_log)
+        return Honoured(
+            self.measurement_algorithms, self.personalization_value, self.measurement_log
+        )
 
     def to_json(self) -> DetectionReportJSON:
         checked = self.checked_at.isoformat().replace("+00:00", "Z") if self.checked_at else ""
@@ -301,10 +308,16 @@ def build_report(
     capable = domcaps is not None and domcaps.cca_supported is True and not domcaps.virtcca
     if capable and domcaps is not None:
         honoured_qemu = rme_guest.honoured if rme_guest is not None else None
-        report = DetectionReport(True, domcaps.measurement_algorithms, (), evidence, checked_at,
-                                 personalization_value=domcaps.personalization_value,
-                                 measurement_log=domcaps.measurement_log,
-                                 rme_guest=honoured_qemu)
+        report = DetectionReport(
+            True,
+            domcaps.measurement_algorithms,
+            (),
+            evidence,
+            checked_at,
+            personalization_value=domcaps.personalization_value,
+            measurement_log=domcaps.measurement_log,
+            rme_guest=honoured_qemu,
+        )
     else:
         reasons = tuple(bound_text(r) for r in _reasons(domcaps, domcaps_error, host))
         report = DetectionReport(False, (), reasons, evidence, checked_at)
@@ -335,8 +348,9 @@ def _bounded(value: Any) -> Any:
     return value
 
 
-def _reasons(domcaps: DomainCapabilities | None, domcaps_error: str | None,
-             host: HostEvidence) -> list[str]:
+def _reasons(
+    domcaps: DomainCapabilities | None, domcaps_error: str | None, host: HostEvidence
+) -> list[str]:
     reasons: list[str] = []
     arch = host.arch or (domcaps.arch if domcaps else None)
     if arch is not None and arch not in ("aarch64", "arm64"):
@@ -354,14 +368,10 @@ def _reasons(domcaps: DomainCapabilities | None, domcaps_error: str | None,
     elif domcaps.cca_supported is False:
         reasons.append("libvirt reports cca supported='no'")
     else:
-        reasons.append(
-            "libvirt reports no <cca> feature: this libvirt build does not know Arm CCA"
-        )
+        reasons.append("libvirt reports no <cca> feature: this libvirt build does not know Arm CCA")
     if host.kvm_device is False:
         reasons.append("no /dev/kvm: KVM is not available on this host")
-    if host.rmi_parameters and not any(
-        _truthy(v) for v in host.rmi_parameters.values()
-    ):
+    if host.rmi_parameters and not any(_truthy(v) for v in host.rmi_parameters.values()):
         reasons.append("KVM exposes no RMI capability (the host kernel lacks CCA/RME support)")
     if host.kernel_log_read and host.rmi_abi_line is None:
         reasons.append(
@@ -411,4 +421,5 @@ def is_owned_label(key: str) -> bool:
     It writes only :data:`OWNED_LABELS`; any key under one of its prefixes is its own to remove
     (one for an algorithm it no longer labels, written by an older version, is stale)."""
     return key in OWNED_LABELS or any(
-        key.startswith(owned) for owned in LABELLER_OWNED_LABELS if owned.endswith("-"))
+        key.startswith(owned) for owned in LABELLER_OWNED_LABELS if owned.endswith("-")
+    )

@@ -65,8 +65,9 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _pem(cert: x509.Certificate) -> bytes:
@@ -80,37 +81,57 @@ def new_ca(*, now: datetime, common_name: str) -> KeyedCertificate:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(common_name)).issuer_name(_name(common_name))
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE).not_valid_after(now + CA_VALIDITY)
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + CA_VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
-                                     key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     return cert, key
 
 
-def new_serving(ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], *, now: datetime,
-                dns_names: Sequence[str]) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def new_serving(
+    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    *,
+    now: datetime,
+    dns_names: Sequence[str],
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     ca_cert, ca_key = ca
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(dns_names[0])).issuer_name(ca_cert.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .subject_name(_name(dns_names[0]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - BACKDATE)
         .not_valid_after(min(now + SERVING_VALIDITY, ca_cert.not_valid_after_utc))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]),
-                       critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False
+        )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     return cert, key
@@ -135,10 +156,13 @@ def _read(data: Mapping[str, bytes]) -> _Current | None:
     except ValueError:
         return None
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey) or not isinstance(
-            serving_key, ec.EllipticCurvePrivateKey):
+        serving_key, ec.EllipticCurvePrivateKey
+    ):
         return None
-    if cas[0].public_key() != ca_key.public_key() or \
-            serving.public_key() != serving_key.public_key():
+    if (
+        cas[0].public_key() != ca_key.public_key()
+        or serving.public_key() != serving_key.public_key()
+    ):
         return None
     return _Current(ca=(cas[0], ca_key), older_cas=tuple(cas[1:]), serving=serving)
 
@@ -161,31 +185,48 @@ def dns_names_of(cert: x509.Certificate) -> list[str]:
     return list(san.value.get_values_for_type(x509.DNSName))
 
 
-def _material(ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
-              serving: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
-              bundle: Sequence[x509.Certificate]) -> Material:
-    return Material({
-        TLS_CRT: _pem(serving[0]), TLS_KEY: _key_pem(serving[1]),
-        CA_CRT: b"".join(_pem(c) for c in bundle), CA_KEY: _key_pem(ca[1]),
-    })
+def _material(
+    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    serving: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    bundle: Sequence[x509.Certificate],
+) -> Material:
+    return Material(
+        {
+            TLS_CRT: _pem(serving[0]),
+            TLS_KEY: _key_pem(serving[1]),
+            CA_CRT: b"".join(_pem(c) for c in bundle),
+            CA_KEY: _key_pem(ca[1]),
+        }
+    )
 
 
-def plan(data: Mapping[str, bytes] | None, *, now: datetime, dns_names: Sequence[str],
-         ca_name: str = "kubevirt-cca webhook CA") -> Plan:
+def plan(
+    data: Mapping[str, bytes] | None,
+    *,
+    now: datetime,
+    dns_names: Sequence[str],
+    ca_name: str = "kubevirt-cca webhook CA",
+) -> Plan:
     """What the Secret should hold at ``now``, and why (see the module docstring)."""
     current = _read(data) if data is not None else None
     if current is None:
         ca = new_ca(now=now, common_name=ca_name)
         why = "no certificate yet" if not data else "the Secret's certificate is unreadable"
-        return Plan(Action.NEW_CA, _material(ca, new_serving(ca, now=now, dns_names=dns_names),
-                                             [ca[0]]), why)
+        return Plan(
+            Action.NEW_CA,
+            _material(ca, new_serving(ca, now=now, dns_names=dns_names), [ca[0]]),
+            why,
+        )
     if current.ca[0].not_valid_after_utc - now < CA_RENEW_BEFORE:
         ca = new_ca(now=now, common_name=ca_name)
-        still_valid = [c for c in (current.ca[0], *current.older_cas)
-                       if c.not_valid_after_utc > now]
-        return Plan(Action.NEW_CA, _material(ca, new_serving(ca, now=now, dns_names=dns_names),
-                                             [ca[0], *still_valid]),
-                    f"the CA expires {current.ca[0].not_valid_after_utc:%Y-%m-%d}")
+        still_valid = [
+            c for c in (current.ca[0], *current.older_cas) if c.not_valid_after_utc > now
+        ]
+        return Plan(
+            Action.NEW_CA,
+            _material(ca, new_serving(ca, now=now, dns_names=dns_names), [ca[0], *still_valid]),
+            f"the CA expires {current.ca[0].not_valid_after_utc:%Y-%m-%d}",
+        )
     serving = current.serving
     reason = None
     if serving.not_valid_after_utc - now < SERVING_RENEW_BEFORE:
@@ -199,6 +240,8 @@ def plan(data: Mapping[str, bytes] | None, *, now: datetime, dns_names: Sequence
     live = [c for c in (current.ca[0], *current.older_cas) if c.not_valid_after_utc > now]
     if reason is None:
         return Plan(Action.KEEP, Material(dict(data or {})), "valid")
-    return Plan(Action.NEW_SERVING,
-                _material(current.ca, new_serving(current.ca, now=now, dns_names=dns_names),
-                          live), reason)
+    return Plan(
+        Action.NEW_SERVING,
+        _material(current.ca, new_serving(current.ca, now=now, dns_names=dns_names), live),
+        reason,
+    )

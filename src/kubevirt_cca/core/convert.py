@@ -83,8 +83,7 @@ def convert(obj: Mapping[str, Any]) -> Conversion:
         value = json.dumps(parameters, separators=(",", ":"))
         if annotations.get(LAUNCH_SECURITY_ANNOTATION) != value:
             annotations[LAUNCH_SECURITY_ANNOTATION] = value
-            changes.append(
-                f"set {prefix}.annotations[{LAUNCH_SECURITY_ANNOTATION}] to {value}")
+            changes.append(f"set {prefix}.annotations[{LAUNCH_SECURITY_ANNOTATION}] to {value}")
     return Conversion(out, tuple(changes))
 
 
@@ -121,6 +120,8 @@ def to_native(obj: Mapping[str, Any]) -> Conversion:
     domain = spec.setdefault("domain", {})
     launch_security = domain.setdefault("launchSecurity", {})
     launch_security["cca"] = request.to_json()
-    changes.append(f"set {template.path(*NATIVE_FIELD)} to "
-                   f"{json.dumps(launch_security['cca'], separators=(',', ':'))}")
+    changes.append(
+        f"set {template.path(*NATIVE_FIELD)} to "
+        f"{json.dumps(launch_security['cca'], separators=(',', ':'))}"
+    )
     return Conversion(out, tuple(changes))

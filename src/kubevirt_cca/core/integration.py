@@ -105,8 +105,7 @@ def decide_mode(
     plugins_on = PLUGINS_FEATURE_GATE in gates
     if configured is IntegrationMode.AUTO:
         mode = IntegrationMode.PLUGIN if plugins_on else IntegrationMode.SIDECAR
-        reason = (f"auto: KubeVirt's {PLUGINS_FEATURE_GATE} gate is "
-                  f"{'on' if plugins_on else 'off'}")
+        reason = f"auto: KubeVirt's {PLUGINS_FEATURE_GATE} gate is {'on' if plugins_on else 'off'}"
     else:
         mode = configured
         reason = f"configured: {INTEGRATION_MODE_KEY}={configured.value}"
@@ -114,25 +113,32 @@ def decide_mode(
     warnings: list[Problem] = []
     if mode is IntegrationMode.PLUGIN:
         if not plugins_on:
-            problems.append(Problem(
-                ProblemCode.PLUGINS_GATE_OFF,
-                f"integration mode plugin needs KubeVirt's {PLUGINS_FEATURE_GATE} feature gate, "
-                "which is not enabled in kubevirt-config"
-            ))
+            problems.append(
+                Problem(
+                    ProblemCode.PLUGINS_GATE_OFF,
+                    f"integration mode plugin needs KubeVirt's {PLUGINS_FEATURE_GATE} feature "
+                    "gate, "
+                    "which is not enabled in kubevirt-config",
+                )
+            )
         if settings.dialect is not Dialect.QEMU_COMMANDLINE:
-            problems.append(Problem(
-                ProblemCode.PLUGIN_NEEDS_QEMU_COMMANDLINE,
-                f"integration mode plugin needs dialect {Dialect.QEMU_COMMANDLINE.value} "
-                "(KubeVirt's Plugins path refuses <launchSecurity type='cca'>); "
-                f"kubevirt-cca-config sets dialect {settings.dialect.value}"
-            ))
+            problems.append(
+                Problem(
+                    ProblemCode.PLUGIN_NEEDS_QEMU_COMMANDLINE,
+                    f"integration mode plugin needs dialect {Dialect.QEMU_COMMANDLINE.value} "
+                    "(KubeVirt's Plugins path refuses <launchSecurity type='cca'>); "
+                    f"kubevirt-cca-config sets dialect {settings.dialect.value}",
+                )
+            )
     else:
         if SIDECAR_FEATURE_GATE not in gates:
-            problems.append(Problem(
-                ProblemCode.SIDECAR_GATE_OFF,
-                f"{SIDECAR_FEATURE_GATE} feature gate is not enabled in kubevirt-config "
-                "(the Realm set-up runs as a KubeVirt hook sidecar)"
-            ))
+            problems.append(
+                Problem(
+                    ProblemCode.SIDECAR_GATE_OFF,
+                    f"{SIDECAR_FEATURE_GATE} feature gate is not enabled in kubevirt-config "
+                    "(the Realm set-up runs as a KubeVirt hook sidecar)",
+                )
+            )
         if plugins_on and plugin_names:
             names = ", ".join(sorted(plugin_names))
             message = (
@@ -144,20 +150,35 @@ def decide_mode(
             survives = _at_least(kubevirt_version, LEGACY_COMMANDLINE_SURVIVES)
             if settings.dialect is Dialect.QEMU_COMMANDLINE and survives:
                 # qemu:commandline survives the Plugins path from KubeVirt 1.10 on.
-                warnings.append(Problem(ProblemCode.MIXED_STATE, message + (
-                    " (the qemu-commandline dialect survives it only on KubeVirt 1.10 and "
-                    "newer)")))
+                warnings.append(
+                    Problem(
+                        ProblemCode.MIXED_STATE,
+                        message
+                        + (
+                            " (the qemu-commandline dialect survives it only on KubeVirt 1.10 and "
+                            "newer)"
+                        ),
+                    )
+                )
             elif settings.dialect is Dialect.QEMU_COMMANDLINE:
                 # Before 1.10 (or not knowing the version) the rebuild would drop the Realm's
                 # QEMU arguments and the VM would start as a plain VM: refuse (fail closed).
                 shown = repr(kubevirt_version) if kubevirt_version else "not known"
-                problems.append(Problem(ProblemCode.MIXED_STATE, message + (
-                    " (the qemu-commandline dialect survives it only on KubeVirt 1.10 and "
-                    f"newer; this KubeVirt's version is {shown})")))
+                problems.append(
+                    Problem(
+                        ProblemCode.MIXED_STATE,
+                        message
+                        + (
+                            " (the qemu-commandline dialect survives it only on KubeVirt 1.10 and "
+                            f"newer; this KubeVirt's version is {shown})"
+                        ),
+                    )
+                )
             else:
                 problems.append(Problem(ProblemCode.MIXED_STATE, message))
-    return ModeDecision(mode=mode, reason=reason, problems=tuple(problems),
-                        warnings=tuple(warnings))
+    return ModeDecision(
+        mode=mode, reason=reason, problems=tuple(problems), warnings=tuple(warnings)
+    )
 
 
 def _at_least(version: str | None, wanted: tuple[int, int]) -> bool:

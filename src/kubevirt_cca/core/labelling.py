@@ -86,12 +86,16 @@ class Capability:
     def from_labels(cls, labels: Mapping[str, str] | None) -> Capability:
         labels = labels or {}
         algorithms = frozenset(
-            key[len(NODE_ALGO_LABEL_PREFIX):] for key, value in labels.items()
+            key[len(NODE_ALGO_LABEL_PREFIX) :]
+            for key, value in labels.items()
             if key.startswith(NODE_ALGO_LABEL_PREFIX) and value == "true"
         )
         others = frozenset(
-            key for key, value in labels.items()
-            if value == "true" and is_owned_label(key) and key != NODE_CCA_LABEL
+            key
+            for key, value in labels.items()
+            if value == "true"
+            and is_owned_label(key)
+            and key != NODE_CCA_LABEL
             and not key.startswith(NODE_ALGO_LABEL_PREFIX)
         )
         return cls(labels.get(NODE_CCA_LABEL) == "true", algorithms, others)
@@ -219,8 +223,9 @@ def plan_node(node: NodeMetadata, report: DetectionReport) -> NodePlan:
         operations += ops
         guard_version |= creates
     if guard_version and node.resource_version is not None:
-        operations.insert(0, {"op": "test", "path": "/metadata/resourceVersion",
-                              "value": node.resource_version})
+        operations.insert(
+            0, {"op": "test", "path": "/metadata/resourceVersion", "value": node.resource_version}
+        )
     if operations:
         patches.append(tuple(operations))
 
@@ -235,8 +240,9 @@ def _label_changes(current: Mapping[str, str], desired: Mapping[str, str]) -> Ke
     return KeyChanges(added, changed, removed)
 
 
-def _map_operations(map_name: str, current: Mapping[str, str] | None,
-                    changes: KeyChanges) -> tuple[list[PatchOperation], bool]:
+def _map_operations(
+    map_name: str, current: Mapping[str, str] | None, changes: KeyChanges
+) -> tuple[list[PatchOperation], bool]:
     """Operations for one metadata map; the flag says the map is created (needs the rv guard)."""
     base = f"/metadata/{map_name}"
     if current is None:
@@ -245,12 +251,14 @@ def _map_operations(map_name: str, current: Mapping[str, str] | None,
             return [], False
         return [{"op": "add", "path": base, "value": dict(changes.added)}], True
     operations: list[PatchOperation] = [{"op": "test", "path": base, "value": dict(current)}]
-    operations += [{"op": "remove", "path": f"{base}/{escape(k)}"}
-                   for k in changes.removed]
-    operations += [{"op": "replace", "path": f"{base}/{escape(k)}", "value": v}
-                   for k, v in changes.changed.items()]
-    operations += [{"op": "add", "path": f"{base}/{escape(k)}", "value": v}
-                   for k, v in changes.added.items()]
+    operations += [{"op": "remove", "path": f"{base}/{escape(k)}"} for k in changes.removed]
+    operations += [
+        {"op": "replace", "path": f"{base}/{escape(k)}", "value": v}
+        for k, v in changes.changed.items()
+    ]
+    operations += [
+        {"op": "add", "path": f"{base}/{escape(k)}", "value": v} for k, v in changes.added.items()
+    ]
     return operations, False
 
 
@@ -260,30 +268,34 @@ def _capability_event(before: Capability, report: DetectionReport) -> Capability
         return None
     if after.capable and not before.capable:
         event = CapabilityEvent(
-            EventType.NORMAL, "CCACapable",
-            "node can run Arm CCA Realms; measurement algorithms: "
-            f"{_algorithms(after)}",
+            EventType.NORMAL,
+            "CCACapable",
+            f"node can run Arm CCA Realms; measurement algorithms: {_algorithms(after)}",
         )
     elif before.capable and not after.capable:
         why = "; ".join(report.reasons) or "libvirt no longer reports cca supported='yes'"
         event = CapabilityEvent(
-            EventType.WARNING, "CCANotCapable",
+            EventType.WARNING,
+            "CCANotCapable",
             f"node can no longer run Arm CCA Realms: {why}",
         )
     elif after.measurement_algorithms != before.measurement_algorithms:
         event = CapabilityEvent(
-            EventType.NORMAL, "CCAAlgorithmsChanged",
+            EventType.NORMAL,
+            "CCAAlgorithmsChanged",
             f"measurement algorithms changed from {_algorithms(before)} to {_algorithms(after)}",
         )
     else:
         event = CapabilityEvent(
-            EventType.NORMAL, "CCAParametersChanged",
+            EventType.NORMAL,
+            "CCAParametersChanged",
             "the CCA parameters this node honours changed from "
             f"{_others(before)} to {_others(after)}",
         )
     if len(event.message) > EVENT_MESSAGE_LIMIT:
-        event = CapabilityEvent(event.type, event.reason,
-                                event.message[:EVENT_MESSAGE_LIMIT - 1] + "…")
+        event = CapabilityEvent(
+            event.type, event.reason, event.message[: EVENT_MESSAGE_LIMIT - 1] + "…"
+        )
     return event
 
 

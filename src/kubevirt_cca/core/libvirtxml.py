@@ -14,16 +14,21 @@ from lxml import etree
 from kubevirt_cca.errors import CCAError
 
 _PARSER = etree.XMLParser(
-    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+    resolve_entities=False,
+    no_network=True,
+    load_dtd=False,
+    huge_tree=False,
     remove_blank_text=False,
 )
 
-_ENTITY_ERRORS = frozenset({etree.ErrorTypes.ERR_UNDECLARED_ENTITY,
-                            etree.ErrorTypes.WAR_UNDECLARED_ENTITY})
+_ENTITY_ERRORS = frozenset(
+    {etree.ErrorTypes.ERR_UNDECLARED_ENTITY, etree.ErrorTypes.WAR_UNDECLARED_ENTITY}
+)
 
 
-def parse_document(xml: str | bytes, *, root: str, name: str, kind: str,
-                   error: type[CCAError]) -> etree._Element:
+def parse_document(
+    xml: str | bytes, *, root: str, name: str, kind: str, error: type[CCAError]
+) -> etree._Element:
     """Parse ``xml`` whose root element must be ``<root>``; ``error`` says why not.
 
     ``name`` names the text in messages ("domain XML"), ``kind`` the document it must be
@@ -52,9 +57,11 @@ def _refuse_dtd(element: etree._Element, *, name: str, error: type[CCAError]) ->
         raise error(
             f"{name} has a DOCTYPE (a document type declaration, possibly with entity "
             "declarations); libvirt XML never has one, and kubevirt-cca refuses it rather "
-            "than pass it on")
+            "than pass it on"
+        )
     for entity in element.iter(etree.Entity):
         raise error(
             f"{name} contains the entity reference {entity.text}; libvirt XML never uses "
             "entities, and kubevirt-cca refuses it rather than pass it on (write the "
-            "character itself, or &amp; &lt; &gt; &quot; &apos;)")
+            "character itself, or &amp; &lt; &gt; &quot; &apos;)"
+        )

@@ -109,8 +109,9 @@ def misplaced_keys(obj: Mapping[str, Any]) -> list[Violation]:
                     continue
                 message = _judge(key, section, place, template_prefix)
                 if message is not None:
-                    violations.append(Violation(
-                        _join(place.prefix, f"metadata.{section}[{key}]"), message))
+                    violations.append(
+                        Violation(_join(place.prefix, f"metadata.{section}[{key}]"), message)
+                    )
     return violations
 
 
@@ -123,8 +124,11 @@ def key_fields(obj: Mapping[str, Any]) -> frozenset[str]:
         for section in ("labels", "annotations"):
             values = place.metadata.get(section)
             if isinstance(values, Mapping):
-                fields.update(_join(place.prefix, f"metadata.{section}[{key}]")
-                              for key in values if isinstance(key, str) and _is_ours(key))
+                fields.update(
+                    _join(place.prefix, f"metadata.{section}[{key}]")
+                    for key in values
+                    if isinstance(key, str) and _is_ours(key)
+                )
     return frozenset(fields)
 
 
@@ -140,19 +144,27 @@ def _judge(key: str, section: Section, place: _Place, template_prefix: str) -> s
     kind_word = "label" if belongs == "labels" else "annotation"
     if not place.is_template:
         if key in WRITTEN_BY_ADMISSION:
-            return (f"{key} is written by kubevirt-cca on the VMI at admission; found on the "
-                    f"{place.description} metadata, where it means nothing; remove it")
-        return (f"{key} was found on the {place.description} metadata, where kubevirt-cca "
-                f"(and KubeVirt) never read it, so the VMI would start without it; it belongs "
-                f"in the VMI template, as the {kind_word} {where}[{key}]")
+            return (
+                f"{key} is written by kubevirt-cca on the VMI at admission; found on the "
+                f"{place.description} metadata, where it means nothing; remove it"
+            )
+        return (
+            f"{key} was found on the {place.description} metadata, where kubevirt-cca "
+            "(and KubeVirt) never read it, so the VMI would start without it; it belongs "
+            f"in the VMI template, as the {kind_word} {where}[{key}]"
+        )
     if section != belongs:
         found = "label" if section == "labels" else "annotation"
-        return (f"{key} is {_a(kind_word)}, found as {_a(found)}, where kubevirt-cca never "
-                f"reads it; move it to {where}[{key}]")
+        return (
+            f"{key} is {_a(kind_word)}, found as {_a(found)}, where kubevirt-cca never "
+            f"reads it; move it to {where}[{key}]"
+        )
     if key in WRITTEN_BY_ADMISSION and not place.asks_for_realm:
-        return (f"{key} is written by kubevirt-cca on CCA VMIs only, and this one does not ask "
-                f"for a Realm (no label {ENABLED_LABEL}: \"{ENABLED_VALUE}\"); remove it, or "
-                "add the label")
+        return (
+            f"{key} is written by kubevirt-cca on CCA VMIs only, and this one does not ask "
+            f'for a Realm (no label {ENABLED_LABEL}: "{ENABLED_VALUE}"); remove it, or '
+            "add the label"
+        )
     return None
 
 
@@ -166,9 +178,11 @@ def _unknown(key: str, section: Section, template_prefix: str) -> str:
     else:
         hint = ""
     where = _join(template_prefix, "metadata")
-    return (f"{key} is not a kubevirt-cca key{hint}; a VM asks for a Realm with the label "
-            f"{ENABLED_LABEL} and, optionally, the annotation {LAUNCH_SECURITY_ANNOTATION}, "
-            f"both in {where}. Remove or correct the {section[:-1]}")
+    return (
+        f"{key} is not a kubevirt-cca key{hint}; a VM asks for a Realm with the label "
+        f"{ENABLED_LABEL} and, optionally, the annotation {LAUNCH_SECURITY_ANNOTATION}, "
+        f"both in {where}. Remove or correct the {section[:-1]}"
+    )
 
 
 def _a(word: str) -> str:
@@ -202,13 +216,17 @@ def _places(obj: Mapping[str, Any], kind: str) -> list[_Place]:
     for path in WRONG_PLACES[kind]:
         node = _at(obj, path)
         if node is not None:
-            description = (_KIND_NAMES[kind] if not path
-                           else "pool's VirtualMachine template (spec.virtualMachineTemplate)")
+            description = (
+                _KIND_NAMES[kind]
+                if not path
+                else "pool's VirtualMachine template (spec.virtualMachineTemplate)"
+            )
             places.append(_Place(_dotted(path), metadata_of(node), False, description))
     node = _at(obj, TEMPLATE_PATHS[kind])
     if node is not None:
-        places.append(_Place(_dotted(TEMPLATE_PATHS[kind]), metadata_of(node), True,
-                             "VMI template's"))
+        places.append(
+            _Place(_dotted(TEMPLATE_PATHS[kind]), metadata_of(node), True, "VMI template's")
+        )
     return places
 
 

@@ -32,8 +32,15 @@ from kubevirt_cca.constants import (
 from kubevirt_cca.core.placement import TEMPLATE_PATHS, misplaced_keys
 from kubevirt_cca.errors import RequestError, Violation
 
-__all__ = ["TEMPLATE_PATHS", "CCARequest", "Template", "find_template", "parse_parameters",
-           "parse_request", "parse_template"]
+__all__ = [
+    "TEMPLATE_PATHS",
+    "CCARequest",
+    "Template",
+    "find_template",
+    "parse_parameters",
+    "parse_request",
+    "parse_template",
+]
 
 MeasurementAlgo = Literal["sha256", "sha384", "sha512"]
 
@@ -92,9 +99,7 @@ def find_template(obj: Mapping[str, Any]) -> Template:
     kind = obj.get("kind", "VirtualMachineInstance")
     if kind not in TEMPLATE_PATHS:
         kinds = ", ".join(TEMPLATE_PATHS)
-        raise RequestError(
-            [Violation("kind", f"kubevirt-cca reads {kinds}; got {kind!r}")]
-        )
+        raise RequestError([Violation("kind", f"kubevirt-cca reads {kinds}; got {kind!r}")])
     node: Any = obj
     walked: list[str] = []
     for part in TEMPLATE_PATHS[kind]:
@@ -137,26 +142,31 @@ def parse_template(template: Template) -> CCARequest | None:
     annotated: CCARequest | None = None
     annotation_path = template.path("metadata", f"annotations[{LAUNCH_SECURITY_ANNOTATION}]")
     if LAUNCH_SECURITY_ANNOTATION in annotations:
-        annotated = _parse_annotation(annotations[LAUNCH_SECURITY_ANNOTATION], annotation_path,
-                                      violations)
+        annotated = _parse_annotation(
+            annotations[LAUNCH_SECURITY_ANNOTATION], annotation_path, violations
+        )
         if not enabled and ENABLED_LABEL not in labels:
-            violations.append(Violation(
-                annotation_path,
-                f"CCA parameters need the label {ENABLED_LABEL}: \"{ENABLED_VALUE}\" "
-                "on the same object; add the label, or remove the annotation for a plain VM",
-            ))
+            violations.append(
+                Violation(
+                    annotation_path,
+                    f'CCA parameters need the label {ENABLED_LABEL}: "{ENABLED_VALUE}" '
+                    "on the same object; add the label, or remove the annotation for a plain VM",
+                )
+            )
 
     native = _parse_native(template, violations)
     requested = enabled or native is not None
     if requested:
         _check_other_launch_security(template, violations)
     if native is not None and annotated is not None and native != annotated:
-        violations.append(Violation(
-            template.path("spec", "domain", "launchSecurity", "cca"),
-            f"disagrees with the annotation {LAUNCH_SECURITY_ANNOTATION} "
-            f"({json.dumps(native.to_json(), sort_keys=True)} vs "
-            f"{json.dumps(annotated.to_json(), sort_keys=True)}); give the parameters once",
-        ))
+        violations.append(
+            Violation(
+                template.path("spec", "domain", "launchSecurity", "cca"),
+                f"disagrees with the annotation {LAUNCH_SECURITY_ANNOTATION} "
+                f"({json.dumps(native.to_json(), sort_keys=True)} vs "
+                f"{json.dumps(annotated.to_json(), sort_keys=True)}); give the parameters once",
+            )
+        )
     if violations:
         raise RequestError(violations)
     if not requested:
@@ -199,26 +209,29 @@ def _string_map(template: Template, key: str, violations: list[Violation]) -> di
     for k, v in value.items():
         if not isinstance(k, str) or not isinstance(v, str):
             if k in (ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION):
-                violations.append(Violation(
-                    f"{path}[{k}]", f"expected a string, got {_json_type(v)}"
-                ))
+                violations.append(
+                    Violation(f"{path}[{k}]", f"expected a string, got {_json_type(v)}")
+                )
             continue
         result[k] = v
     return result
 
 
-def _read_enable_label(template: Template, labels: Mapping[str, str],
-                       violations: list[Violation]) -> bool:
+def _read_enable_label(
+    template: Template, labels: Mapping[str, str], violations: list[Violation]
+) -> bool:
     if ENABLED_LABEL not in labels:
         return False
     value = labels[ENABLED_LABEL]
     if value == ENABLED_VALUE:
         return True
-    violations.append(Violation(
-        template.path("metadata", f"labels[{ENABLED_LABEL}]"),
-        f"must be \"{ENABLED_VALUE}\" to ask for a Realm, got {value!r}; "
-        "remove the label for a plain VM",
-    ))
+    violations.append(
+        Violation(
+            template.path("metadata", f"labels[{ENABLED_LABEL}]"),
+            f'must be "{ENABLED_VALUE}" to ask for a Realm, got {value!r}; '
+            "remove the label for a plain VM",
+        )
+    )
     return False
 
 
@@ -242,35 +255,41 @@ def _parse_annotation(raw: str, path: str, violations: list[Violation]) -> CCARe
     try:
         value = json.loads(raw, object_pairs_hook=_no_duplicates)
     except _DuplicateMember as exc:
-        violations.append(Violation(
-            path,
-            f"gives the member {exc.name!r} more than once; a JSON reader keeps only one of "
-            "them (which one differs between readers), so give each parameter once",
-        ))
+        violations.append(
+            Violation(
+                path,
+                f"gives the member {exc.name!r} more than once; a JSON reader keeps only one of "
+                "them (which one differs between readers), so give each parameter once",
+            )
+        )
         return None
     except (json.JSONDecodeError, RecursionError) as exc:
         detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-        violations.append(Violation(
-            path,
-            f"is not valid JSON ({detail}); expected an object such as "
-            f'{{"{MEASUREMENT_ALGO_KEY}": "sha256"}}',
-        ))
+        violations.append(
+            Violation(
+                path,
+                f"is not valid JSON ({detail}); expected an object such as "
+                f'{{"{MEASUREMENT_ALGO_KEY}": "sha256"}}',
+            )
+        )
         return None
     return _parse_struct(value, path, violations)
 
 
 def _parse_struct(value: Any, path: str, violations: list[Violation]) -> CCARequest | None:
     if not isinstance(value, Mapping):
-        violations.append(Violation(
-            path, f"expected a JSON object with keys {_keys_text()}, got {_json_type(value)}"
-        ))
+        violations.append(
+            Violation(
+                path, f"expected a JSON object with keys {_keys_text()}, got {_json_type(value)}"
+            )
+        )
         return None
     before = len(violations)
     for key in value:
         if key not in CCA_PARAMETER_KEYS:
-            violations.append(Violation(
-                f"{path}.{key}", f"unknown key; the allowed keys are {_keys_text()}"
-            ))
+            violations.append(
+                Violation(f"{path}.{key}", f"unknown key; the allowed keys are {_keys_text()}")
+            )
     algo = _parse_algo(value, path, violations)
     log = _parse_log(value, path, violations)
     rpv = _parse_rpv(value, path, violations)
@@ -279,8 +298,9 @@ def _parse_struct(value: Any, path: str, violations: list[Violation]) -> CCARequ
     return CCARequest(measurement_algo=algo, measurement_log=log, personalization_value=rpv)
 
 
-def _parse_algo(value: Mapping[str, Any], path: str,
-                violations: list[Violation]) -> MeasurementAlgo | None:
+def _parse_algo(
+    value: Mapping[str, Any], path: str, violations: list[Violation]
+) -> MeasurementAlgo | None:
     if MEASUREMENT_ALGO_KEY not in value:
         return None
     algo = value[MEASUREMENT_ALGO_KEY]
@@ -289,9 +309,11 @@ def _parse_algo(value: Mapping[str, Any], path: str,
     quoted = [f'"{a}"' for a in MEASUREMENT_ALGORITHMS]
     allowed = f"one of {', '.join(quoted)}"
     shown = repr(algo) if isinstance(algo, str) else _json_type(algo)
-    violations.append(Violation(
-        f"{path}.{MEASUREMENT_ALGO_KEY}", f"unsupported value {shown}; expected {allowed}"
-    ))
+    violations.append(
+        Violation(
+            f"{path}.{MEASUREMENT_ALGO_KEY}", f"unsupported value {shown}; expected {allowed}"
+        )
+    )
     return None
 
 
@@ -304,10 +326,12 @@ def _parse_log(value: Mapping[str, Any], path: str, violations: list[Violation])
     if isinstance(log, str) and log in _LOG_WORDS:
         return _LOG_WORDS[log]
     shown = repr(log) if isinstance(log, str) else _json_type(log)
-    violations.append(Violation(
-        f"{path}.{MEASUREMENT_LOG_KEY}",
-        f'expected true or false ("yes" and "no" are accepted too), got {shown}',
-    ))
+    violations.append(
+        Violation(
+            f"{path}.{MEASUREMENT_LOG_KEY}",
+            f'expected true or false ("yes" and "no" are accepted too), got {shown}',
+        )
+    )
     return None
 
 
@@ -326,9 +350,7 @@ def _parse_rpv(value: Mapping[str, Any], path: str, violations: list[Violation])
         violations.append(Violation(field, f"is not valid base64; expected {expected}"))
         return None
     if len(raw) != PERSONALIZATION_VALUE_BYTES:
-        violations.append(Violation(
-            field, f"decodes to {len(raw)} bytes; expected {expected}"
-        ))
+        violations.append(Violation(field, f"decodes to {len(raw)} bytes; expected {expected}"))
         return None
     # Canonical form: what the bytes encode to, so equal values compare equal.
     return base64.b64encode(raw).decode("ascii")
@@ -361,11 +383,13 @@ def _check_other_launch_security(template: Template, violations: list[Violation]
         return
     for other in launch_security:
         if other != "cca":
-            violations.append(Violation(
-                f"{path}.{other}",
-                f"a CCA Realm cannot also use {other} launch security; remove it, "
-                f"or remove the label {ENABLED_LABEL} for a non-CCA VM",
-            ))
+            violations.append(
+                Violation(
+                    f"{path}.{other}",
+                    f"a CCA Realm cannot also use {other} launch security; remove it, "
+                    f"or remove the label {ENABLED_LABEL} for a non-CCA VM",
+                )
+            )
 
 
 def _keys_text() -> str:

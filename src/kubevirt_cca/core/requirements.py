@@ -51,11 +51,16 @@ def requirements(request: CCARequest, dialect: Dialect) -> tuple[Requirement, ..
     keys = RME_GUEST if qemu else LIBVIRT
     found = [Requirement(NODE_CCA_LABEL, "Arm CCA")]
     if request.measurement_algo is not None:
-        found.append(Requirement(keys.algorithm(request.measurement_algo),
-                                 f"{MEASUREMENT_ALGO_KEY} {request.measurement_algo} ({layer})"))
+        found.append(
+            Requirement(
+                keys.algorithm(request.measurement_algo),
+                f"{MEASUREMENT_ALGO_KEY} {request.measurement_algo} ({layer})",
+            )
+        )
     if request.personalization_value is not None:
-        found.append(Requirement(keys.personalization_value,
-                                 f"{PERSONALIZATION_VALUE_KEY} ({layer})"))
+        found.append(
+            Requirement(keys.personalization_value, f"{PERSONALIZATION_VALUE_KEY} ({layer})")
+        )
     if request.measurement_log:
         found.append(Requirement(keys.measurement_log, f"{MEASUREMENT_LOG_KEY} ({layer})"))
     return tuple(found)
@@ -67,20 +72,21 @@ def required_node_labels(request: CCARequest, dialect: Dialect) -> tuple[str, ..
     return tuple(r.label for r in requirements(request, dialect))
 
 
-def missing_on_selector(request: CCARequest, dialect: Dialect,
-                        node_selector: Any) -> tuple[Requirement, ...]:
+def missing_on_selector(
+    request: CCARequest, dialect: Dialect, node_selector: Any
+) -> tuple[Requirement, ...]:
     """The parameter requirements a VMI's ``spec.nodeSelector`` does not carry as ``"true"``.
 
     The CCA label itself is not asked for here (the hook cannot start a Realm anyway where
     libvirt knows no CCA; admission and the in-API-server policy see to that label).
     """
     selector = node_selector if isinstance(node_selector, Mapping) else {}
-    return tuple(r for r in requirements(request, dialect)[1:]
-                 if selector.get(r.label) != "true")
+    return tuple(r for r in requirements(request, dialect)[1:] if selector.get(r.label) != "true")
 
 
-def unhonoured(request: CCARequest, dialect: Dialect,
-               nodes: Iterable[Mapping[str, str]]) -> tuple[Requirement, ...]:
+def unhonoured(
+    request: CCARequest, dialect: Dialect, nodes: Iterable[Mapping[str, str]]
+) -> tuple[Requirement, ...]:
     """The requirements no node in ``nodes`` (each node's labels) meets together with the rest.
 
     Empty when at least one node carries every label; otherwise the labels missing on the node

@@ -40,6 +40,7 @@ _RME_OBJECT_PREFIX = "rme-guest,"
 _CGS_VALUE = f"confidential-guest-support={RME_OBJECT_ID}"
 _BASE64 = re.compile(r"\A[A-Za-z0-9+/]+={0,2}\Z")
 
+
 def rewrite_domain(domain_xml: str | bytes, request: CCARequest, settings: Settings) -> str:
     """Return ``domain_xml`` made into a Realm for ``request`` under ``settings``."""
     root = parse_domain(domain_xml)
@@ -49,8 +50,9 @@ def rewrite_domain(domain_xml: str | bytes, request: CCARequest, settings: Setti
 
 def parse_domain(domain_xml: str | bytes) -> etree._Element:
     """Parse a libvirt domain document, refusing anything else with a clear message."""
-    return parse_document(domain_xml, root="domain", name="domain XML",
-                          kind="a libvirt domain", error=DomainError)
+    return parse_document(
+        domain_xml, root="domain", name="domain XML", kind="a libvirt domain", error=DomainError
+    )
 
 
 def make_realm(root: etree._Element, request: CCARequest, settings: Settings) -> None:
@@ -205,8 +207,9 @@ def _add_implicit_virtio_serial(devices: etree._Element) -> None:
     """
     needs_one = any(
         target is not None and target.get("type") == "virtio"
-        for target in (element.find("target") for element in devices
-                       if element.tag in ("channel", "console"))
+        for target in (
+            element.find("target") for element in devices if element.tag in ("channel", "console")
+        )
     )
     if needs_one and devices.find("controller[@type='virtio-serial']") is None:
         controller = _append(devices, "controller")
@@ -325,9 +328,7 @@ def _write_openeuler(root: etree._Element, request: CCARequest) -> None:
     if request.personalization_value is not None:
         _append(element, "personalization-value").text = request.personalization_value
     if request.measurement_log is not None:
-        _append(element, "measurement-log").set(
-            "state", "on" if request.measurement_log else "off"
-        )
+        _append(element, "measurement-log").set("state", "on" if request.measurement_log else "off")
 
 
 def rme_guest_properties(request: CCARequest) -> list[tuple[str, str]]:
@@ -388,12 +389,11 @@ def _drop_attribute(element: etree._Element, name: str) -> None:
         del element.attrib[name]
 
 
-def _append(parent: etree._Element, tag: str,
-            nsmap: dict[str, str] | None = None) -> etree._Element:
+def _append(
+    parent: etree._Element, tag: str, nsmap: dict[str, str] | None = None
+) -> etree._Element:
     """Append a child, indented like its siblings when the document is indented."""
-    element = etree.SubElement(parent, tag, nsmap=nsmap) if nsmap else etree.SubElement(
-        parent, tag
-    )
+    element = etree.SubElement(parent, tag, nsmap=nsmap) if nsmap else etree.SubElement(parent, tag)
     previous = element.getprevious()
     if previous is not None:
         before = previous.getprevious()

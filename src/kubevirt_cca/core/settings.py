@@ -77,7 +77,7 @@ def check_firmware(path: str) -> str:
         or any(ch in path for ch in "\0\n\r,")
     ):
         raise SettingsError(
-            f"firmware: expected an absolute, normalised file path such as "
+            "firmware: expected an absolute, normalised file path such as "
             f"{DEFAULT_CCA_FIRMWARE}, got {path!r}"
         )
     return path

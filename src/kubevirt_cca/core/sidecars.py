@@ -48,10 +48,18 @@ def parse_sidecars(annotations: Mapping[str, Any], prefix: str = "") -> SidecarL
     try:
         value = json.loads(raw)
     except (json.JSONDecodeError, RecursionError):
-        return SidecarList((), (Violation(
-            field, "is not valid JSON; KubeVirt expects a JSON list of sidecar objects "
-            'such as [{"image": "...", "args": [...]}]'),))
+        return SidecarList(
+            (),
+            (
+                Violation(
+                    field,
+                    "is not valid JSON; KubeVirt expects a JSON list of sidecar objects "
+                    'such as [{"image": "...", "args": [...]}]',
+                ),
+            ),
+        )
     if not isinstance(value, list) or not all(isinstance(e, Mapping) for e in value):
-        return SidecarList((), (Violation(
-            field, "expected a JSON list of sidecar objects, as KubeVirt reads it"),))
+        return SidecarList(
+            (), (Violation(field, "expected a JSON list of sidecar objects, as KubeVirt reads it"),)
+        )
     return SidecarList(tuple(value))

@@ -45,24 +45,45 @@ class ApiServer:
     def webhook_cert(self) -> tuple[Path, Path]:
         return self.run_dir / "pki" / "webhook.crt", self.run_dir / "pki" / "webhook.key"
 
-    def kubectl(self, *args: str, stdin: str | None = None, kubeconfig: Path | None = None,
-                check: bool = True) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self,
+        *args: str,
+        stdin: str | None = None,
+        kubeconfig: Path | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             ["kubectl", f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
-            capture_output=True, text=True, input=stdin, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            input=stdin,
+            timeout=60,
+            check=False,
         )
         if check and done.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}):\n"
-                                 f"{done.stderr}{done.stdout}")
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({done.returncode}):\n{done.stderr}{done.stdout}"
+            )
         return done
 
-    def create(self, *objects: dict[str, Any], namespace: str | None = None,
-               kubeconfig: Path | None = None,
-               check: bool = True) -> subprocess.CompletedProcess[str]:
+    def create(
+        self,
+        *objects: dict[str, Any],
+        namespace: str | None = None,
+        kubeconfig: Path | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
         """``kubectl create -f -`` of ``objects``, as a user would."""
         ns = [f"--namespace={namespace}"] if namespace else []
-        return self.kubectl("create", *ns, "-f", "-", stdin=yaml.safe_dump_all(objects),
-                            kubeconfig=kubeconfig, check=check)
+        return self.kubectl(
+            "create",
+            *ns,
+            "-f",
+            "-",
+            stdin=yaml.safe_dump_all(objects),
+            kubeconfig=kubeconfig,
+            check=check,
+        )
 
     def get(self, resource: str, name: str, *, namespace: str | None = None) -> dict[str, Any]:
         ns = [f"--namespace={namespace}"] if namespace else []
@@ -73,9 +94,15 @@ class ApiServer:
     def token_kubeconfig(self, path: Path, token: str) -> Path:
         """A kubeconfig that authenticates with a bearer token (a ServiceAccount's)."""
         config = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "sa",
-            "clusters": [{"name": "local", "cluster": {"server": self.url,
-                                                       "certificate-authority": str(self.ca)}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "sa",
+            "clusters": [
+                {
+                    "name": "local",
+                    "cluster": {"server": self.url, "certificate-authority": str(self.ca)},
+                }
+            ],
             "users": [{"name": "sa", "user": {"token": token}}],
             "contexts": [{"name": "sa", "context": {"cluster": "local", "user": "sa"}}],
         }
@@ -87,20 +114,27 @@ class ApiServer:
 def start(run_dir: Path) -> ApiServer:
     """Unpack the binaries and start etcd + kube-apiserver in ``run_dir``."""
     started = kube_apiserver.start(run_dir, unavailable=peers_unavailable, binaries=BINARIES)
-    return ApiServer(run_dir=run_dir, url=started.url, bin_dir=started.bin_dir,
-                     env=started.env)
+    return ApiServer(run_dir=run_dir, url=started.url, bin_dir=started.bin_dir, env=started.env)
 
 
 def stop(run_dir: Path) -> None:
     kube_apiserver.stop(run_dir)
 
 
-def kubevirt_cca(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
-                 timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def kubevirt_cca(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """The real ``kubevirt-cca`` command in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "kubevirt_cca", *args], capture_output=True,
-                          text=True, input=stdin, cwd=ROOT, env=env, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "kubevirt_cca", *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        cwd=ROOT,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def free_port() -> int:
@@ -130,18 +164,37 @@ class Webhook:
         cert, key = self.server.webhook_cert
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "kubevirt_cca", "--log-level", "INFO", "webhook",
-                 "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--host", "127.0.0.1",
-                 "--port", str(self.port), "--health-port", str(self.health_port)],
-                cwd=ROOT, env={**self.server.env, "KUBECONFIG": str(self.kubeconfig)},
-                stdout=log, stderr=log)
+                [
+                    sys.executable,
+                    "-m",
+                    "kubevirt_cca",
+                    "--log-level",
+                    "INFO",
+                    "webhook",
+                    "--tls-cert-file",
+                    str(cert),
+                    "--tls-key-file",
+                    str(key),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--health-port",
+                    str(self.health_port),
+                ],
+                cwd=ROOT,
+                env={**self.server.env, "KUBECONFIG": str(self.kubeconfig)},
+                stdout=log,
+                stderr=log,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"webhook exited:\n{self.log.read_text()}")
             try:
                 with urllib.request.urlopen(
-                        f"http://127.0.0.1:{self.health_port}/readyz", timeout=2) as answer:
+                    f"http://127.0.0.1:{self.health_port}/readyz", timeout=2
+                ) as answer:
                     if answer.status == 200:
                         return
             except OSError:
@@ -171,7 +224,9 @@ class Webhook:
             if obj["kind"] in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
                 for hook in obj["webhooks"]:
                     path = hook["clientConfig"]["service"]["path"]
-                    hook["clientConfig"] = {"url": f"https://127.0.0.1:{self.port}{path}",
-                                            "caBundle": ca}
+                    hook["clientConfig"] = {
+                        "url": f"https://127.0.0.1:{self.port}{path}",
+                        "caBundle": ca,
+                    }
             changed.append(obj)
         return changed

@@ -20,17 +20,26 @@ GATES = ["WorkloadEncryptionCCA", "Sidecar"]
 _names = itertools.count(1)
 
 
-def kubevirt_cr(gates: list[str], *, name: str = "kubevirt",
-                namespace: str = KUBEVIRT_NAMESPACE) -> dict[str, Any]:
-    return {"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"configuration": {"developerConfiguration": {"featureGates": gates}}}}
+def kubevirt_cr(
+    gates: list[str], *, name: str = "kubevirt", namespace: str = KUBEVIRT_NAMESPACE
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "KubeVirt",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"configuration": {"developerConfiguration": {"featureGates": gates}}},
+    }
 
 
 def kubevirt_crds(bin_dir: Path) -> str:
     """KubeVirt's CRDs as virt-operator installs them (``kubevirt-api-peer-main crds``)."""
-    done = subprocess.run([str(bin_dir / "kubevirt-api-peer-main"), "crds"], capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [str(bin_dir / "kubevirt-api-peer-main"), "crds"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -47,8 +56,14 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
         # kubectl wait fails at once on a CRD whose status has no conditions yet (seen when the
         # machine is loaded): ask again, a bounded number of times.
         for attempt in range(10):
-            waited = server.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                                    "crd", "--all", check=attempt == 9)
+            waited = server.kubectl(
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd",
+                "--all",
+                check=attempt == 9,
+            )
             if waited.returncode == 0:
                 break
             time.sleep(0.5)
@@ -71,9 +86,16 @@ def namespace(apiserver: ApiServer) -> str:
 def node_name(apiserver: ApiServer) -> str:
     """A fresh arm64 Node object (no kubelet: the admin creates it)."""
     name = f"arm-{next(_names)}"
-    apiserver.create({"apiVersion": "v1", "kind": "Node",
-                      "metadata": {"name": name, "labels": {"kubernetes.io/arch": "arm64",
-                                                            "kubernetes.io/hostname": name}}})
+    apiserver.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": {"kubernetes.io/arch": "arm64", "kubernetes.io/hostname": name},
+            },
+        }
+    )
     return name
 
 
@@ -97,23 +119,27 @@ class Installed:
 
     def sa_token(self, account: str, *, node: str | None = None) -> str:
         bound = ["--bound-object-kind", "Node", "--bound-object-name", node] if node else []
-        return self.server.kubectl("create", "token", account, "-n", INSTALL_NAMESPACE,
-                                   "--duration", "1h", *bound).stdout.strip()
+        return self.server.kubectl(
+            "create", "token", account, "-n", INSTALL_NAMESPACE, "--duration", "1h", *bound
+        ).stdout.strip()
 
     def reapply_webhook_configurations(self) -> None:
         hooks = [o for o in self.objects if o["kind"].endswith("WebhookConfiguration")]
         for obj in hooks:
-            self.server.kubectl("delete", obj["kind"], obj["metadata"]["name"],
-                                "--ignore-not-found")
+            self.server.kubectl(
+                "delete", obj["kind"], obj["metadata"]["name"], "--ignore-not-found"
+            )
         self.server.create(*hooks)
 
 
 @pytest.fixture(scope="session")
-def installed(apiserver: ApiServer,
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+def installed(
+    apiserver: ApiServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Installed]:
     """``kubevirt-cca manifests`` applied as printed, but for the webhooks' clientConfig."""
-    printed = kubevirt_cca("manifests", "--image", IMAGE, "--certificates", "self-signed",
-                           "--output", "json")
+    printed = kubevirt_cca(
+        "manifests", "--image", IMAGE, "--certificates", "self-signed", "--output", "json"
+    )
     assert printed.returncode == 0, printed.stderr
     manifests = json.loads(printed.stdout)["items"]
     folder = tmp_path_factory.mktemp("webhook")

@@ -31,8 +31,13 @@ def example(name: str) -> dict[str, Any]:
     return loaded
 
 
-def vmi(name: str, *, cca: bool = True, annotations: dict[str, str] | None = None,
-        spec: dict[str, Any] | None = None) -> dict[str, Any]:
+def vmi(
+    name: str,
+    *,
+    cca: bool = True,
+    annotations: dict[str, str] | None = None,
+    spec: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     obj = example("vmi-cca.yaml")
     obj["metadata"]["name"] = name
     if not cca:
@@ -44,35 +49,50 @@ def vmi(name: str, *, cca: bool = True, annotations: dict[str, str] | None = Non
 
 
 def template_of(obj: dict[str, Any]) -> dict[str, Any]:
-    return {"metadata": {k: v for k, v in obj["metadata"].items() if k in ("labels",
-                                                                          "annotations")},
-            "spec": obj["spec"]}
+    return {
+        "metadata": {k: v for k, v in obj["metadata"].items() if k in ("labels", "annotations")},
+        "spec": obj["spec"],
+    }
 
 
 def vm(name: str, template: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-            "metadata": {"name": name}, "spec": {"runStrategy": "Halted", "template": template}}
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachine",
+        "metadata": {"name": name},
+        "spec": {"runStrategy": "Halted", "template": template},
+    }
 
 
 def replica_set(name: str, template: dict[str, Any]) -> dict[str, Any]:
     labels = {"app": name}
     template = copy.deepcopy(template)
     template["metadata"].setdefault("labels", {}).update(labels)
-    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceReplicaSet",
-            "metadata": {"name": name},
-            "spec": {"replicas": 0, "selector": {"matchLabels": labels}, "template": template}}
+    return {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstanceReplicaSet",
+        "metadata": {"name": name},
+        "spec": {"replicas": 0, "selector": {"matchLabels": labels}, "template": template},
+    }
 
 
 def pool(name: str, template: dict[str, Any]) -> dict[str, Any]:
     labels = {"app": name}
     inner = copy.deepcopy(template)
     inner["metadata"].setdefault("labels", {}).update(labels)
-    return {"apiVersion": "pool.kubevirt.io/v1beta1", "kind": "VirtualMachinePool",
-            "metadata": {"name": name},
-            "spec": {"replicas": 0, "selector": {"matchLabels": labels},
-                     "virtualMachineTemplate": {"metadata": {"labels": labels},
-                                                "spec": {"runStrategy": "Halted",
-                                                         "template": inner}}}}
+    return {
+        "apiVersion": "pool.kubevirt.io/v1beta1",
+        "kind": "VirtualMachinePool",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": labels},
+            "virtualMachineTemplate": {
+                "metadata": {"labels": labels},
+                "spec": {"runStrategy": "Halted", "template": inner},
+            },
+        },
+    }
 
 
 def create(installed: Installed, namespace: str, obj: dict[str, Any]) -> str:
@@ -83,13 +103,15 @@ def create(installed: Installed, namespace: str, obj: dict[str, Any]) -> str:
 
 def stored(installed: Installed, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
     resource = {"VirtualMachinePool": "virtualmachinepools.pool.kubevirt.io"}.get(
-        obj["kind"], obj["kind"].lower())
+        obj["kind"], obj["kind"].lower()
+    )
     return installed.server.get(resource, obj["metadata"]["name"], namespace=namespace)
 
 
 BAD = {PARAMETERS: json.dumps({"measurementAlgo": "md5"})}
-ALGO_REFUSAL = ("measurementAlgo: unsupported value 'md5'; expected one of \"sha256\", "
-                "\"sha384\", \"sha512\"")
+ALGO_REFUSAL = (
+    'measurementAlgo: unsupported value \'md5\'; expected one of "sha256", "sha384", "sha512"'
+)
 
 
 def test_a_plain_vmi_is_stored_untouched(installed: Installed, namespace: str) -> None:
@@ -101,8 +123,9 @@ def test_a_plain_vmi_is_stored_untouched(installed: Installed, namespace: str) -
     assert HOOKS not in (stored(installed, namespace, plain)["metadata"].get("annotations") or {})
 
 
-def test_a_realm_vmi_is_stored_with_what_the_webhook_filled_in(installed: Installed,
-                                                               namespace: str) -> None:
+def test_a_realm_vmi_is_stored_with_what_the_webhook_filled_in(
+    installed: Installed, namespace: str
+) -> None:
     realm = vmi("realm")
     assert create(installed, namespace, realm) == ""
     got = stored(installed, namespace, realm)
@@ -117,15 +140,26 @@ def test_a_realm_vmi_is_stored_with_what_the_webhook_filled_in(installed: Instal
     assert resolved["dialect"] == "vep"
 
 
-@pytest.mark.parametrize(("kind", "build", "field"), [
-    ("VirtualMachineInstance", lambda t: vmi("x", annotations=BAD), "metadata"),
-    ("VirtualMachine", lambda t: vm("x", t), "spec.template.metadata"),
-    ("VirtualMachineInstanceReplicaSet", lambda t: replica_set("x", t), "spec.template.metadata"),
-    ("VirtualMachinePool", lambda t: pool("x", t),
-     "spec.virtualMachineTemplate.spec.template.metadata"),
-])
-def test_bad_parameters_are_refused_on_every_kind(installed: Installed, namespace: str,
-                                                  kind: str, build: Any, field: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "build", "field"),
+    [
+        ("VirtualMachineInstance", lambda t: vmi("x", annotations=BAD), "metadata"),
+        ("VirtualMachine", lambda t: vm("x", t), "spec.template.metadata"),
+        (
+            "VirtualMachineInstanceReplicaSet",
+            lambda t: replica_set("x", t),
+            "spec.template.metadata",
+        ),
+        (
+            "VirtualMachinePool",
+            lambda t: pool("x", t),
+            "spec.virtualMachineTemplate.spec.template.metadata",
+        ),
+    ],
+)
+def test_bad_parameters_are_refused_on_every_kind(
+    installed: Installed, namespace: str, kind: str, build: Any, field: str
+) -> None:
     obj = build(template_of(vmi("x", annotations=BAD)))
     refusal = create(installed, namespace, obj)
     assert f"{field}.annotations[{PARAMETERS}].{ALGO_REFUSAL}" in refusal
@@ -133,28 +167,37 @@ def test_bad_parameters_are_refused_on_every_kind(installed: Installed, namespac
 
 
 @pytest.mark.parametrize("build", [vm, replica_set, pool])
-def test_good_templates_are_stored_with_their_request(installed: Installed, namespace: str,
-                                                      build: Any) -> None:
+def test_good_templates_are_stored_with_their_request(
+    installed: Installed, namespace: str, build: Any
+) -> None:
     params = {PARAMETERS: json.dumps({"measurementAlgo": "sha512"})}
     obj = build("realm", template_of(vmi("x", annotations=params)))
     assert create(installed, namespace, obj) == ""
     got = stored(installed, namespace, obj)
-    template = (got["spec"]["virtualMachineTemplate"]["spec"]["template"]
-                if obj["kind"] == "VirtualMachinePool" else got["spec"]["template"])
+    template = (
+        got["spec"]["virtualMachineTemplate"]["spec"]["template"]
+        if obj["kind"] == "VirtualMachinePool"
+        else got["spec"]["template"]
+    )
     assert template["metadata"]["labels"][ENABLED] == "true"
     assert json.loads(template["metadata"]["annotations"][PARAMETERS]) == {
-        "measurementAlgo": "sha512"}
+        "measurementAlgo": "sha512"
+    }
 
 
 def test_refusals_name_the_field(installed: Installed, namespace: str) -> None:
     amd64 = create(installed, namespace, vmi("amd64", spec={"architecture": "amd64"}))
-    assert ("spec.architecture: a CCA Realm runs only on arm64, got 'amd64'; set architecture "
-            "to arm64 or leave it unset") in amd64
+    assert (
+        "spec.architecture: a CCA Realm runs only on arm64, got 'amd64'; set architecture "
+        "to arm64 or leave it unset"
+    ) in amd64
     # Parameters without the label: the plain path has no webhook; the policy refuses it.
     unlabelled = create(installed, namespace, vmi("unlabelled", cca=False, annotations=BAD))
-    assert ("ValidatingAdmissionPolicy 'kubevirt-cca-parameters-need-label' with binding "
-            "'kubevirt-cca-parameters-need-label' denied request: metadata.annotations"
-            f"[{PARAMETERS}]: CCA parameters need the label {ENABLED}: \"true\"") in unlabelled
+    assert (
+        "ValidatingAdmissionPolicy 'kubevirt-cca-parameters-need-label' with binding "
+        "'kubevirt-cca-parameters-need-label' denied request: metadata.annotations"
+        f'[{PARAMETERS}]: CCA parameters need the label {ENABLED}: "true"'
+    ) in unlabelled
 
 
 def test_update_rules_and_migration(installed: Installed, namespace: str) -> None:
@@ -164,14 +207,19 @@ def test_update_rules_and_migration(installed: Installed, namespace: str) -> Non
     unlabel = kubectl("label", "vmi", "realm", "-n", namespace, f"{ENABLED}-", check=False)
     assert unlabel.returncode != 0
     assert ENABLED in unlabel.stderr
-    rehook = kubectl("annotate", "vmi", "realm", "-n", namespace, "--overwrite",
-                     f"{HOOKS}=[]", check=False)
+    rehook = kubectl(
+        "annotate", "vmi", "realm", "-n", namespace, "--overwrite", f"{HOOKS}=[]", check=False
+    )
     assert rehook.returncode != 0
     assert HOOKS in rehook.stderr
     # Metadata that is not ours may change.
     assert kubectl("label", "vmi", "realm", "-n", namespace, "team=a").returncode == 0
-    migration = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration",
-                 "metadata": {"name": "move"}, "spec": {"vmiName": "realm"}}
+    migration = {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstanceMigration",
+        "metadata": {"name": "move"},
+        "spec": {"vmiName": "realm"},
+    }
     refused = create(installed, namespace, migration)
     # KubeVirt's own sentence for a VMI that is not live-migratable.
     assert "Cannot migrate VMI, Reason: CCANotLiveMigratable, Message: VMI uses CCA" in refused
@@ -190,7 +238,8 @@ def webhook_stopped(installed: Installed) -> Iterator[None]:
 
 
 def test_webhook_down_refuses_realms_and_lets_plain_vmis_through(
-        installed: Installed, namespace: str, webhook_stopped: None) -> None:
+    installed: Installed, namespace: str, webhook_stopped: None
+) -> None:
     refused = create(installed, namespace, vmi("realm"))
     assert 'failed calling webhook "mutate-vmi.cca.kubevirt.io"' in refused
     assert create(installed, namespace, vmi("plain", cca=False)) == ""
@@ -208,17 +257,23 @@ def webhooks_deleted(installed: Installed) -> Iterator[None]:
 
 
 def test_the_policies_alone_still_refuse_what_they_promise(
-        installed: Installed, namespace: str, webhooks_deleted: None) -> None:
+    installed: Installed, namespace: str, webhooks_deleted: None
+) -> None:
     refused = create(installed, namespace, vmi("realm"))
     assert "ValidatingAdmissionPolicy 'kubevirt-cca-vmi-needs-hook'" in refused
-    assert ("spec.nodeSelector[kubevirt.io/cca]: a VMI labelled cca.kubevirt.io/enabled must be "
-            "scheduled on CCA-capable nodes") in refused
+    assert (
+        "spec.nodeSelector[kubevirt.io/cca]: a VMI labelled cca.kubevirt.io/enabled must be "
+        "scheduled on CCA-capable nodes"
+    ) in refused
     unlabelled = create(installed, namespace, vmi("unlabelled", cca=False, annotations=BAD))
     assert "kubevirt-cca-parameters-need-label" in unlabelled
-    template = create(installed, namespace, vm("vm", template_of(vmi("x", cca=False,
-                                                                     annotations=BAD))))
-    assert (f"spec.template.metadata.annotations[{PARAMETERS}]: CCA parameters need the label"
-            in template)
+    template = create(
+        installed, namespace, vm("vm", template_of(vmi("x", cca=False, annotations=BAD)))
+    )
+    assert (
+        f"spec.template.metadata.annotations[{PARAMETERS}]: CCA parameters need the label"
+        in template
+    )
     # A realm VMI that carries what the webhook would have added passes the policy (the
     # policies are the backstop, not a second webhook) - and plain VMIs are untouched.
     assert create(installed, namespace, vmi("plain", cca=False)) == ""

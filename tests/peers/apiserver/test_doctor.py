@@ -14,8 +14,14 @@ pytestmark = pytest.mark.peers
 
 
 def doctor(installed: Installed) -> dict[str, dict[str, Any]]:
-    done = kubevirt_cca("doctor", "--kubeconfig", str(installed.server.kubeconfig),
-                        "--output", "json", env=installed.server.env)
+    done = kubevirt_cca(
+        "doctor",
+        "--kubeconfig",
+        str(installed.server.kubeconfig),
+        "--output",
+        "json",
+        env=installed.server.env,
+    )
     assert done.returncode in (0, 1), done.stderr
     return {c["name"]: c for c in json.loads(done.stdout)["checks"]}
 
@@ -26,41 +32,64 @@ def test_doctor_line_by_line(installed: Installed) -> None:
     assert checks["feature gates"]["status"] == "ok"
     assert checks["feature gates"]["summary"] == "WorkloadEncryptionCCA and Sidecar are on"
     assert checks["integration mode"]["summary"] == (
-        "sidecar (auto: KubeVirt's Plugins gate is off)")
+        "sidecar (auto: KubeVirt's Plugins gate is off)"
+    )
     assert checks["admission policies"]["status"] == "ok"
     assert checks["admission policies"]["summary"] == "12 policies and bindings present"
     # No virt-operator runs: the CR has no status.
     assert checks["KubeVirt"]["status"] == "warn"
     assert checks["KubeVirt"]["summary"] == (
-        "KubeVirt unknown version (no phase), KubeVirt CR kubevirt/kubevirt")
+        "KubeVirt unknown version (no phase), KubeVirt CR kubevirt/kubevirt"
+    )
     # The test-side change (url: instead of the Service) is named as such, one line per webhook.
     hooks = checks["webhook configurations"]
     assert hooks["status"] == "fail"
     assert len(hooks["details"]) == 7
     port = installed.webhook.port
-    assert (f"mutate-vmi.cca.kubevirt.io: calls URL https://127.0.0.1:{port}/mutate-vmi, not "
-            "Service kubevirt-cca/kubevirt-cca-webhook path /mutate-vmi (doctor checks only the "
-            "Service the install creates)") in hooks["details"]
+    assert (
+        f"mutate-vmi.cca.kubevirt.io: calls URL https://127.0.0.1:{port}/mutate-vmi, not "
+        "Service kubevirt-cca/kubevirt-cca-webhook path /mutate-vmi (doctor checks only the "
+        "Service the install creates)"
+    ) in hooks["details"]
     # No kubelet: no webhook pod is ever ready, and the self-signed Secret was never written.
     assert checks["webhook service"]["summary"] == (
         "no ready webhook pod behind Service kubevirt-cca/kubevirt-cca-webhook: CCA VMIs cannot "
-        "be created")
+        "be created"
+    )
     assert checks["webhook certificate"]["summary"] == (
-        "Secret kubevirt-cca/kubevirt-cca-webhook-tls is missing")
+        "Secret kubevirt-cca/kubevirt-cca-webhook-tls is missing"
+    )
 
 
 def test_doctor_sees_a_gate_turned_off(installed: Installed) -> None:
     server = installed.server
-    patch = json.dumps({"spec": {"configuration": {"developerConfiguration": {
-        "featureGates": ["Sidecar"]}}}})
-    server.kubectl("patch", "kubevirt", "kubevirt", "-n", "kubevirt", "--type=merge",
-                   "-p", patch)
+    patch = json.dumps(
+        {"spec": {"configuration": {"developerConfiguration": {"featureGates": ["Sidecar"]}}}}
+    )
+    server.kubectl("patch", "kubevirt", "kubevirt", "-n", "kubevirt", "--type=merge", "-p", patch)
     try:
         gates = doctor(installed)["feature gates"]
     finally:
-        server.kubectl("patch", "kubevirt", "kubevirt", "-n", "kubevirt", "--type=merge", "-p",
-                       json.dumps({"spec": {"configuration": {"developerConfiguration": {
-                           "featureGates": ["WorkloadEncryptionCCA", "Sidecar"]}}}}))
+        server.kubectl(
+            "patch",
+            "kubevirt",
+            "kubevirt",
+            "-n",
+            "kubevirt",
+            "--type=merge",
+            "-p",
+            json.dumps(
+                {
+                    "spec": {
+                        "configuration": {
+                            "developerConfiguration": {
+                                "featureGates": ["WorkloadEncryptionCCA", "Sidecar"]
+                            }
+                        }
+                    }
+                }
+            ),
+        )
     assert gates["status"] == "fail"
     assert "WorkloadEncryptionCCA" in gates["summary"]
 
@@ -68,8 +97,11 @@ def test_doctor_sees_a_gate_turned_off(installed: Installed) -> None:
 def test_doctor_sees_a_policy_missing(installed: Installed) -> None:
     server = installed.server
     name = "kubevirt-cca-labeller-node-restriction"
-    policy = next(o for o in installed.objects
-                  if o["kind"] == "ValidatingAdmissionPolicy" and o["metadata"]["name"] == name)
+    policy = next(
+        o
+        for o in installed.objects
+        if o["kind"] == "ValidatingAdmissionPolicy" and o["metadata"]["name"] == name
+    )
     server.kubectl("delete", "validatingadmissionpolicy", name)
     try:
         policies = doctor(installed)["admission policies"]
@@ -81,13 +113,30 @@ def test_doctor_sees_a_policy_missing(installed: Installed) -> None:
 
 def test_doctor_reports_labels_the_nodes_do_not_support(installed: Installed) -> None:
     server = installed.server
-    amd64 = {"apiVersion": "v1", "kind": "Node", "metadata": {
-        "name": "doctor-x86", "labels": {"kubernetes.io/arch": "amd64", "kubevirt.io/cca": "true"}}}
-    report = {"capable": False, "measurementAlgorithms": [], "reasons": ["no /dev/kvm"],
-              "evidence": {}, "checkedAt": "2026-12-01T00:00:00Z"}
-    denied = {"apiVersion": "v1", "kind": "Node", "metadata": {
-        "name": "doctor-arm", "labels": {"kubernetes.io/arch": "arm64", "kubevirt.io/cca": "true"},
-        "annotations": {"cca.kubevirt.io/detection": json.dumps(report)}}}
+    amd64 = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": "doctor-x86",
+            "labels": {"kubernetes.io/arch": "amd64", "kubevirt.io/cca": "true"},
+        },
+    }
+    report = {
+        "capable": False,
+        "measurementAlgorithms": [],
+        "reasons": ["no /dev/kvm"],
+        "evidence": {},
+        "checkedAt": "2026-12-01T00:00:00Z",
+    }
+    denied = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": "doctor-arm",
+            "labels": {"kubernetes.io/arch": "arm64", "kubevirt.io/cca": "true"},
+            "annotations": {"cca.kubevirt.io/detection": json.dumps(report)},
+        },
+    }
     server.create(amd64, denied)
     try:
         nodes = doctor(installed)["CCA-capable nodes"]
@@ -95,10 +144,14 @@ def test_doctor_reports_labels_the_nodes_do_not_support(installed: Installed) ->
         server.kubectl("delete", "node", "doctor-x86", "doctor-arm")
     assert nodes["status"] == "fail"
     assert "doctor-arm, doctor-x86" in nodes["summary"]
-    assert ("doctor-x86: labelled kubevirt.io/cca=true but it is amd64 (kubernetes.io/arch): "
-            "Realms need an arm64 host") in nodes["details"]
-    assert ("doctor-arm: labelled kubevirt.io/cca=true but its own detection report says not "
-            "capable (no /dev/kvm)") in nodes["details"]
+    assert (
+        "doctor-x86: labelled kubevirt.io/cca=true but it is amd64 (kubernetes.io/arch): "
+        "Realms need an arm64 host"
+    ) in nodes["details"]
+    assert (
+        "doctor-arm: labelled kubevirt.io/cca=true but its own detection report says not "
+        "capable (no /dev/kvm)"
+    ) in nodes["details"]
 
 
 def test_a_decoy_kubevirt_cr_does_not_change_doctors_answer(installed: Installed) -> None:
@@ -107,20 +160,40 @@ def test_a_decoy_kubevirt_cr_does_not_change_doctors_answer(installed: Installed
 
     server = installed.server
     server.kubectl("create", "namespace", "decoy")
-    server.create(kubevirt_cr(["WorkloadEncryptionCCA", "Sidecar"], name="decoy",
-                              namespace="decoy"))
-    off = json.dumps({"spec": {"configuration": {"developerConfiguration": {
-        "featureGates": ["Sidecar"]}}}})
+    server.create(
+        kubevirt_cr(["WorkloadEncryptionCCA", "Sidecar"], name="decoy", namespace="decoy")
+    )
+    off = json.dumps(
+        {"spec": {"configuration": {"developerConfiguration": {"featureGates": ["Sidecar"]}}}}
+    )
     server.kubectl("patch", "kubevirt", "kubevirt", "-n", "kubevirt", "--type=merge", "-p", off)
     try:
         checks = doctor(installed)
     finally:
-        server.kubectl("patch", "kubevirt", "kubevirt", "-n", "kubevirt", "--type=merge", "-p",
-                       json.dumps({"spec": {"configuration": {"developerConfiguration": {
-                           "featureGates": ["WorkloadEncryptionCCA", "Sidecar"]}}}}))
+        server.kubectl(
+            "patch",
+            "kubevirt",
+            "kubevirt",
+            "-n",
+            "kubevirt",
+            "--type=merge",
+            "-p",
+            json.dumps(
+                {
+                    "spec": {
+                        "configuration": {
+                            "developerConfiguration": {
+                                "featureGates": ["WorkloadEncryptionCCA", "Sidecar"]
+                            }
+                        }
+                    }
+                }
+            ),
+        )
         server.kubectl("delete", "kubevirt", "decoy", "-n", "decoy")
     assert checks["feature gates"]["status"] == "fail"
     assert "WorkloadEncryptionCCA" in checks["feature gates"]["summary"]
     assert "KubeVirt CR kubevirt/kubevirt" in checks["KubeVirt"]["summary"]
-    assert any("decoy/decoy is ignored" in d for d in checks["KubeVirt"]["details"]), \
-        checks["KubeVirt"]
+    assert any("decoy/decoy is ignored" in d for d in checks["KubeVirt"]["details"]), checks[
+        "KubeVirt"
+    ]

@@ -22,8 +22,11 @@ from tests.peers.apiserver.conftest import Installed
 
 pytestmark = pytest.mark.peers
 
-OWNED = ("kubevirt.io/cca", "cca.kubevirt.io/measurement-algo-sha256",
-         "cca.kubevirt.io/measurement-algo-sha512")
+OWNED = (
+    "kubevirt.io/cca",
+    "cca.kubevirt.io/measurement-algo-sha256",
+    "cca.kubevirt.io/measurement-algo-sha512",
+)
 DETECTION = "cca.kubevirt.io/detection"
 # Room a Node's annotations have, together (keys and values), before the API server says Invalid.
 ANNOTATIONS_LIMIT = 256 * 1024
@@ -38,19 +41,22 @@ def labeller_kubeconfig(installed: Installed, node: str, folder: Path) -> Path:
     return installed.server.token_kubeconfig(folder / f"labeller-{node}.kubeconfig", token)
 
 
-def run_labeller(installed: Installed, node: str, folder: Path, *source: str,
-                 kvm: bool = True) -> subprocess.CompletedProcess[str]:
+def run_labeller(
+    installed: Installed, node: str, folder: Path, *source: str, kvm: bool = True
+) -> subprocess.CompletedProcess[str]:
     host = make_host(folder / f"host-{kvm}", kvm=kvm, rmi="1" if kvm else "0")
-    env = {**installed.server.env,
-           "KUBECONFIG": str(labeller_kubeconfig(installed, node, folder))}
-    return kubevirt_cca("labeller", "--once", "--node-name", node, "--root", str(host), *source,
-                        env=env)
+    env = {**installed.server.env, "KUBECONFIG": str(labeller_kubeconfig(installed, node, folder))}
+    return kubevirt_cca(
+        "labeller", "--once", "--node-name", node, "--root", str(host), *source, env=env
+    )
 
 
 def node_metadata(installed: Installed, node: str) -> dict[str, dict[str, str]]:
     metadata = installed.server.get("node", node)["metadata"]
-    return {"labels": metadata.get("labels") or {},
-            "annotations": metadata.get("annotations") or {}}
+    return {
+        "labels": metadata.get("labels") or {},
+        "annotations": metadata.get("annotations") or {},
+    }
 
 
 def owned(installed: Installed, node: str) -> dict[str, str]:
@@ -58,22 +64,27 @@ def owned(installed: Installed, node: str) -> dict[str, str]:
     return {k: v for k, v in labels.items() if k in OWNED}
 
 
-def test_labels_its_own_node_with_a_node_bound_token(installed: Installed, node_name: str,
-                                                     tmp_path: Path) -> None:
-    done = run_labeller(installed, node_name, tmp_path, "--domcaps-file",
-                        str(domcaps("aarch64-cca.xml")))
+def test_labels_its_own_node_with_a_node_bound_token(
+    installed: Installed, node_name: str, tmp_path: Path
+) -> None:
+    done = run_labeller(
+        installed, node_name, tmp_path, "--domcaps-file", str(domcaps("aarch64-cca.xml"))
+    )
     assert done.returncode == 0, done.stderr
     assert owned(installed, node_name) == dict.fromkeys(OWNED, "true")
     report = json.loads(node_metadata(installed, node_name)["annotations"][DETECTION])
     assert report["capable"] is True
     # The Event about the change went to "default" (the labeller's Role there allows it).
     events = installed.server.kubectl("get", "events", "-n", "default", "-o", "json").stdout
-    assert any(e["involvedObject"]["name"] == node_name and e["reason"] == "CCACapable"
-               for e in json.loads(events)["items"])
+    assert any(
+        e["involvedObject"]["name"] == node_name and e["reason"] == "CCACapable"
+        for e in json.loads(events)["items"]
+    )
 
 
 def test_node_restriction_refuses_other_nodes_and_foreign_keys(
-        installed: Installed, node_name: str, tmp_path: Path) -> None:
+    installed: Installed, node_name: str, tmp_path: Path
+) -> None:
     other = f"{node_name}-other"
     installed.server.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": other}})
     kubeconfig = labeller_kubeconfig(installed, node_name, tmp_path)
@@ -82,33 +93,42 @@ def test_node_restriction_refuses_other_nodes_and_foreign_keys(
     own = kubectl("label", "node", node_name, "kubevirt.io/cca=true", kubeconfig=kubeconfig)
     assert own.returncode == 0
 
-    refused = kubectl("label", "node", other, "kubevirt.io/cca=true", kubeconfig=kubeconfig,
-                      check=False)
+    refused = kubectl(
+        "label", "node", other, "kubevirt.io/cca=true", kubeconfig=kubeconfig, check=False
+    )
     assert refused.returncode != 0
-    assert (f"kubevirt-cca-labeller on node {node_name} may only change its own Node, not "
-            f"{other}") in refused.stderr
+    assert (
+        f"kubevirt-cca-labeller on node {node_name} may only change its own Node, not {other}"
+    ) in refused.stderr
 
-    foreign = kubectl("label", "node", node_name, "team.example.com/owner=me",
-                      kubeconfig=kubeconfig, check=False)
+    foreign = kubectl(
+        "label", "node", node_name, "team.example.com/owner=me", kubeconfig=kubeconfig, check=False
+    )
     assert foreign.returncode != 0
     assert LABELLER_LABELS_REFUSAL + "team.example.com/owner" in foreign.stderr
 
-    annotation = kubectl("annotate", "node", node_name, "team.example.com/note=x",
-                         kubeconfig=kubeconfig, check=False)
+    annotation = kubectl(
+        "annotate", "node", node_name, "team.example.com/note=x", kubeconfig=kubeconfig, check=False
+    )
     assert annotation.returncode != 0
-    assert ("kubevirt-cca-labeller may only change the annotation cca.kubevirt.io/detection, "
-            "not: team.example.com/note") in annotation.stderr
+    assert (
+        "kubevirt-cca-labeller may only change the annotation cca.kubevirt.io/detection, "
+        "not: team.example.com/note"
+    ) in annotation.stderr
 
-    taint = kubectl("taint", "node", node_name, "x=y:NoSchedule", kubeconfig=kubeconfig,
-                    check=False)
+    taint = kubectl(
+        "taint", "node", node_name, "x=y:NoSchedule", kubeconfig=kubeconfig, check=False
+    )
     assert taint.returncode != 0
     assert "may not change a Node's spec" in taint.stderr
 
     # An unbound token (no node-name claim) changes nothing at all.
     unbound = installed.server.token_kubeconfig(
-        tmp_path / "unbound", installed.sa_token("kubevirt-cca-labeller"))
-    nameless = kubectl("label", "node", node_name, "kubevirt.io/cca-", kubeconfig=unbound,
-                       check=False)
+        tmp_path / "unbound", installed.sa_token("kubevirt-cca-labeller")
+    )
+    nameless = kubectl(
+        "label", "node", node_name, "kubevirt.io/cca-", kubeconfig=unbound, check=False
+    )
     assert nameless.returncode != 0
     assert "token names no node" in nameless.stderr
     assert owned(installed, node_name) == {"kubevirt.io/cca": "true"}
@@ -127,17 +147,25 @@ def fill_annotations(installed: Installed, node: str, *, leave: int) -> None:
 
 
 def test_capable_to_not_capable_loses_the_labels_when_the_annotation_cannot_fit(
-        installed: Installed, node_name: str, tmp_path: Path) -> None:
-    done = run_labeller(installed, node_name, tmp_path, "--domcaps-file",
-                        str(domcaps("aarch64-cca.xml")))
+    installed: Installed, node_name: str, tmp_path: Path
+) -> None:
+    done = run_labeller(
+        installed, node_name, tmp_path, "--domcaps-file", str(domcaps("aarch64-cca.xml"))
+    )
     assert done.returncode == 0, done.stderr
     assert owned(installed, node_name) == dict.fromkeys(OWNED, "true")
     # Another writer fills the annotations: the capable report fits, a longer one will not.
     fill_annotations(installed, node_name, leave=0)
 
     # The host lost KVM and RMM: a report with more reasons, longer than the one stored.
-    done = run_labeller(installed, node_name, tmp_path, "--domcaps-file",
-                        str(domcaps("aarch64-no-cca.xml")), kvm=False)
+    done = run_labeller(
+        installed,
+        node_name,
+        tmp_path,
+        "--domcaps-file",
+        str(domcaps("aarch64-no-cca.xml")),
+        kvm=False,
+    )
     assert owned(installed, node_name) == {}
     assert done.returncode == 1
     assert "refused the detection annotation and labels as an invalid Node" in done.stderr
@@ -149,15 +177,19 @@ def test_capable_to_not_capable_loses_the_labels_when_the_annotation_cannot_fit(
     assert report["capable"] is True
 
 
-def test_a_huge_command_error_does_not_keep_the_labels(installed: Installed, node_name: str,
-                                                       tmp_path: Path) -> None:
-    done = run_labeller(installed, node_name, tmp_path, "--domcaps-file",
-                        str(domcaps("aarch64-cca.xml")))
+def test_a_huge_command_error_does_not_keep_the_labels(
+    installed: Installed, node_name: str, tmp_path: Path
+) -> None:
+    done = run_labeller(
+        installed, node_name, tmp_path, "--domcaps-file", str(domcaps("aarch64-cca.xml"))
+    )
     assert done.returncode == 0, done.stderr
     # virsh fails with one 1 MiB line of error output (and a flood after it).
     script = tmp_path / "virsh.sh"
-    script.write_text("#!/bin/sh\nhead -c 1048576 /dev/zero | tr '\\0' e >&2\n"
-                      "echo >&2\nhead -c 8388608 /dev/zero | tr '\\0' f >&2\nexit 1\n")
+    script.write_text(
+        "#!/bin/sh\nhead -c 1048576 /dev/zero | tr '\\0' e >&2\n"
+        "echo >&2\nhead -c 8388608 /dev/zero | tr '\\0' f >&2\nexit 1\n"
+    )
     script.chmod(0o755)
     done = run_labeller(installed, node_name, tmp_path, "--domcaps-command", str(script))
     assert done.returncode == 0, done.stderr

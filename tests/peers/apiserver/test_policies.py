@@ -39,41 +39,52 @@ NODE_RESTRICTION = "kubevirt-cca-labeller-node-restriction"
 EVENTS = "kubevirt-cca-labeller-events"
 
 # The three explanations of kubevirt-cca-keys-in-place, word for word.
-LABEL_HERE = ("not a kubevirt-cca label here. The only label is cca.kubevirt.io/enabled; "
-              "cca.kubevirt.io/launch-security is an annotation, and "
-              "cca.kubevirt.io/measurement-algo-* are node labels. Correct or remove it (a "
-              "misspelt request would give a plain VM)")
-ANNOTATION_HERE = ("not a kubevirt-cca annotation here. The annotations are "
-                   "cca.kubevirt.io/launch-security (cca.kubevirt.io/enabled is a label), and "
-                   "cca.kubevirt.io/resolved, cca.kubevirt.io/integration, which kubevirt-cca "
-                   "writes on CCA VMIs only. Correct or remove it (a misspelt request would give "
-                   "a plain VM)")
-NEVER_READ = ("kubevirt-cca never reads its keys here, so the VMI would start without them; "
-              "they belong in the VMI template, ")
+LABEL_HERE = (
+    "not a kubevirt-cca label here. The only label is cca.kubevirt.io/enabled; "
+    "cca.kubevirt.io/launch-security is an annotation, and "
+    "cca.kubevirt.io/measurement-algo-* are node labels. Correct or remove it (a "
+    "misspelt request would give a plain VM)"
+)
+ANNOTATION_HERE = (
+    "not a kubevirt-cca annotation here. The annotations are "
+    "cca.kubevirt.io/launch-security (cca.kubevirt.io/enabled is a label), and "
+    "cca.kubevirt.io/resolved, cca.kubevirt.io/integration, which kubevirt-cca "
+    "writes on CCA VMIs only. Correct or remove it (a misspelt request would give "
+    "a plain VM)"
+)
+NEVER_READ = (
+    "kubevirt-cca never reads its keys here, so the VMI would start without them; "
+    "they belong in the VMI template, "
+)
 HOOK_REFUSAL = (
     f"metadata.annotations[{HOOKS}]: a VMI labelled cca.kubevirt.io/enabled needs the "
     "kubevirt-cca hook sidecar entry, exactly as the webhook writes it with the hookImage of "
     "kubevirt-cca-config (in integration mode plugin: the annotation "
     "cca.kubevirt.io/integration: plugin), and kubevirt-cca's mutating webhook did not add it; "
     "it is refused rather than started as a plain VM. Ask the cluster admin whether the "
-    "kubevirt-cca webhooks are installed")
+    "kubevirt-cca webhooks are installed"
+)
 NODE_SELECTOR_REFUSAL = (
     "spec.nodeSelector[kubevirt.io/cca]: a VMI labelled cca.kubevirt.io/enabled must be "
     "scheduled on CCA-capable nodes, and kubevirt-cca's mutating webhook did not set this; it "
     "is refused rather than started as a plain VM. Ask the cluster admin whether the "
-    "kubevirt-cca webhooks are installed")
+    "kubevirt-cca webhooks are installed"
+)
 POD_REFUSAL = (
     "spec.containers: the virt-launcher pod of a VMI labelled cca.kubevirt.io/enabled needs the "
     "kubevirt-cca plugin container (integration mode plugin) or its hook sidecar (integration "
     "mode sidecar), running the hookImage of kubevirt-cca-config, and neither is there: "
     "kubevirt-cca's pod webhook did not run, or the VMI's hook entry is not ours. The pod is "
     "refused rather than run the VM as a plain VM. Ask the cluster admin whether the "
-    "kubevirt-cca webhooks are installed (kubevirt-cca doctor)")
+    "kubevirt-cca webhooks are installed (kubevirt-cca doctor)"
+)
 
 # One error line of `kubectl create` per refused object (kubectl words it differently when the
 # input holds a single object).
-_ERROR = re.compile(r'^(?:Error from server \(\w+\): error when creating "STDIN": \S+|The \S+) '
-                    r'"(?P<name>[^"]+)" is (?:invalid|forbidden): (?P<message>.*)$')
+_ERROR = re.compile(
+    r'^(?:Error from server \(\w+\): error when creating "STDIN": \S+|The \S+) '
+    r'"(?P<name>[^"]+)" is (?:invalid|forbidden): (?P<message>.*)$'
+)
 _CREATED = re.compile(r"^\S+/(?P<name>\S+) created \(server dry run\)$")
 
 
@@ -82,16 +93,28 @@ def denied(policy: str, message: str) -> str:
     return f"ValidatingAdmissionPolicy '{policy}' with binding '{policy}' denied request: {message}"
 
 
-def dry_run(installed: Installed, objects: list[dict[str, Any]], *, namespace: str | None = None,
-            kubeconfig: Path | None = None) -> dict[str, str]:
+def dry_run(
+    installed: Installed,
+    objects: list[dict[str, Any]],
+    *,
+    namespace: str | None = None,
+    kubeconfig: Path | None = None,
+) -> dict[str, str]:
     """``kubectl create --dry-run=server`` of all ``objects`` at once: name -> "" when admitted,
     else the refusal as kubectl prints it after ``... is invalid:`` / ``is forbidden:``."""
     ns = [f"--namespace={namespace}"] if namespace else []
     # JSON, not YAML: kubectl reads YAML 1.1, where an unquoted y is a boolean.
     listed = {"apiVersion": "v1", "kind": "List", "items": objects}
-    done = installed.server.kubectl("create", "--dry-run=server", *ns, "-f", "-",
-                                    stdin=json.dumps(listed), kubeconfig=kubeconfig,
-                                    check=False)
+    done = installed.server.kubectl(
+        "create",
+        "--dry-run=server",
+        *ns,
+        "-f",
+        "-",
+        stdin=json.dumps(listed),
+        kubeconfig=kubeconfig,
+        check=False,
+    )
     verdicts: dict[str, str] = {}
     for line in done.stdout.splitlines():
         if match := _CREATED.match(line):
@@ -114,8 +137,7 @@ def wait_until(check: Any, what: str, timeout: float = 20) -> None:
 
 
 def install_object(installed: Installed, kind: str, name: str) -> dict[str, Any]:
-    found = [o for o in installed.objects
-             if o["kind"] == kind and o["metadata"]["name"] == name]
+    found = [o for o in installed.objects if o["kind"] == kind and o["metadata"]["name"] == name]
     assert len(found) == 1, (kind, name)
     return copy.deepcopy(found[0])
 
@@ -142,8 +164,14 @@ def ours(image: str) -> dict[str, Any]:
     return {"image": image, "args": ["hook", "--dialect", "vep"]}
 
 
-def realm_vmi(name: str, image: str, *, entries: Any = None,
-              annotations: dict[str, str] | None = None, selector: bool = True) -> dict[str, Any]:
+def realm_vmi(
+    name: str,
+    image: str,
+    *,
+    entries: Any = None,
+    annotations: dict[str, str] | None = None,
+    selector: bool = True,
+) -> dict[str, Any]:
     """A labelled VMI carrying what the webhook would have added: the node selector and our
     hook entry (``entries`` instead: a list, raw text, or False for no annotation)."""
     written: dict[str, str] = {}
@@ -159,24 +187,40 @@ def realm_vmi(name: str, image: str, *, entries: Any = None,
 
 # --- kubevirt-cca-keys-in-place ----------------------------------------------------------------
 
-KINDS = {"vmi": "VirtualMachineInstance", "vm": "VirtualMachine",
-         "rs": "VirtualMachineInstanceReplicaSet", "pool": "VirtualMachinePool"}
-TEMPLATE_FIELD = {"vmi": "metadata", "vm": "spec.template.metadata",
-                  "rs": "spec.template.metadata",
-                  "pool": "spec.virtualMachineTemplate.spec.template.metadata"}
+KINDS = {
+    "vmi": "VirtualMachineInstance",
+    "vm": "VirtualMachine",
+    "rs": "VirtualMachineInstanceReplicaSet",
+    "pool": "VirtualMachinePool",
+}
+TEMPLATE_FIELD = {
+    "vmi": "metadata",
+    "vm": "spec.template.metadata",
+    "rs": "spec.template.metadata",
+    "pool": "spec.virtualMachineTemplate.spec.template.metadata",
+}
 
 
-def placed(kind: str, image: str, *, template: dict[str, dict[str, str]] | None = None,
-           own: dict[str, dict[str, str]] | None = None,
-           pool_vm: dict[str, dict[str, str]] | None = None, name: str) -> dict[str, Any]:
+def placed(
+    kind: str,
+    image: str,
+    *,
+    template: dict[str, dict[str, str]] | None = None,
+    own: dict[str, dict[str, str]] | None = None,
+    pool_vm: dict[str, dict[str, str]] | None = None,
+    name: str,
+) -> dict[str, Any]:
     """An object of ``kind`` with metadata in the VMI template, on its own metadata, or on a
     pool's ``spec.virtualMachineTemplate.metadata``."""
     template = template or {}
     labels = dict(template.get("labels", {}))
     annotations = dict(template.get("annotations", {}))
     if kind == "vmi":
-        obj = (realm_vmi(name, image, annotations=annotations) if labels.get(ENABLED) == "true"
-               else vmi(name, cca=False, annotations=annotations or None))
+        obj = (
+            realm_vmi(name, image, annotations=annotations)
+            if labels.get(ENABLED) == "true"
+            else vmi(name, cca=False, annotations=annotations or None)
+        )
         obj["metadata"].setdefault("labels", {}).update(labels)
         return obj
     inner = vmi("x", cca=False)
@@ -196,39 +240,110 @@ LABEL = {"labels": {ENABLED: "true"}}
 # NEVER_READ + the VMI template's field of that section.
 PLACEMENT_CASES: list[tuple[str, tuple[str, ...], dict[str, Any], str, str, str | None]] = [
     ("label-own", ("vm", "rs", "pool"), {"own": LABEL}, "metadata.labels", ENABLED, None),
-    ("params-own", ("vm", "rs", "pool"),
-     {"template": LABEL, "own": {"annotations": {PARAMS_KEY: PARAMS}}},
-     "metadata.annotations", PARAMS_KEY, None),
-    ("label-pool-vm", ("pool",), {"pool_vm": LABEL},
-     "spec.virtualMachineTemplate.metadata.labels", ENABLED, None),
-    ("params-pool-vm", ("pool",),
-     {"template": LABEL, "pool_vm": {"annotations": {PARAMS_KEY: PARAMS}}},
-     "spec.virtualMachineTemplate.metadata.annotations", PARAMS_KEY, None),
-    ("label-casing", tuple(KINDS), {"template": {"labels": {"cca.kubevirt.io/Enabled": "true"}}},
-     "labels", "cca.kubevirt.io/Enabled", LABEL_HERE),
-    ("label-upper", tuple(KINDS), {"template": {"labels": {"cca.kubevirt.io/ENABLED": "true"}}},
-     "labels", "cca.kubevirt.io/ENABLED", LABEL_HERE),
-    ("camel-case", tuple(KINDS),
-     {"template": {**LABEL, "annotations": {"cca.kubevirt.io/launchSecurity": PARAMS}}},
-     "annotations", "cca.kubevirt.io/launchSecurity", ANNOTATION_HERE),
-    ("prefix-casing", tuple(KINDS),
-     {"template": {"annotations": {"CCA.kubevirt.io/enabled": "true"}}},
-     "annotations", "CCA.kubevirt.io/enabled", ANNOTATION_HERE),
-    ("typo", tuple(KINDS), {"template": {"labels": {"cca.kubevirt.io/enable": "true"}}},
-     "labels", "cca.kubevirt.io/enable", LABEL_HERE),
-    ("node-label", tuple(KINDS),
-     {"template": {"labels": {"cca.kubevirt.io/measurement-algo-sha256": "true"}}},
-     "labels", "cca.kubevirt.io/measurement-algo-sha256", LABEL_HERE),
-    ("label-as-annotation", tuple(KINDS), {"template": {"annotations": {ENABLED: "true"}}},
-     "annotations", ENABLED, ANNOTATION_HERE),
-    ("annotation-as-label", tuple(KINDS),
-     {"template": {"labels": {ENABLED: "true", PARAMS_KEY: "sha256"}}},
-     "labels", PARAMS_KEY, LABEL_HERE),
-    ("resolved-unlabelled", tuple(KINDS), {"template": {"annotations": {RESOLVED: "{}"}}},
-     "annotations", RESOLVED, ANNOTATION_HERE),
-    ("integration-unlabelled", tuple(KINDS),
-     {"template": {"annotations": {INTEGRATION: "plugin"}}},
-     "annotations", INTEGRATION, ANNOTATION_HERE),
+    (
+        "params-own",
+        ("vm", "rs", "pool"),
+        {"template": LABEL, "own": {"annotations": {PARAMS_KEY: PARAMS}}},
+        "metadata.annotations",
+        PARAMS_KEY,
+        None,
+    ),
+    (
+        "label-pool-vm",
+        ("pool",),
+        {"pool_vm": LABEL},
+        "spec.virtualMachineTemplate.metadata.labels",
+        ENABLED,
+        None,
+    ),
+    (
+        "params-pool-vm",
+        ("pool",),
+        {"template": LABEL, "pool_vm": {"annotations": {PARAMS_KEY: PARAMS}}},
+        "spec.virtualMachineTemplate.metadata.annotations",
+        PARAMS_KEY,
+        None,
+    ),
+    (
+        "label-casing",
+        tuple(KINDS),
+        {"template": {"labels": {"cca.kubevirt.io/Enabled": "true"}}},
+        "labels",
+        "cca.kubevirt.io/Enabled",
+        LABEL_HERE,
+    ),
+    (
+        "label-upper",
+        tuple(KINDS),
+        {"template": {"labels": {"cca.kubevirt.io/ENABLED": "true"}}},
+        "labels",
+        "cca.kubevirt.io/ENABLED",
+        LABEL_HERE,
+    ),
+    (
+        "camel-case",
+        tuple(KINDS),
+        {"template": {**LABEL, "annotations": {"cca.kubevirt.io/launchSecurity": PARAMS}}},
+        "annotations",
+        "cca.kubevirt.io/launchSecurity",
+        ANNOTATION_HERE,
+    ),
+    (
+        "prefix-casing",
+        tuple(KINDS),
+        {"template": {"annotations": {"CCA.kubevirt.io/enabled": "true"}}},
+        "annotations",
+        "CCA.kubevirt.io/enabled",
+        ANNOTATION_HERE,
+    ),
+    (
+        "typo",
+        tuple(KINDS),
+        {"template": {"labels": {"cca.kubevirt.io/enable": "true"}}},
+        "labels",
+        "cca.kubevirt.io/enable",
+        LABEL_HERE,
+    ),
+    (
+        "node-label",
+        tuple(KINDS),
+        {"template": {"labels": {"cca.kubevirt.io/measurement-algo-sha256": "true"}}},
+        "labels",
+        "cca.kubevirt.io/measurement-algo-sha256",
+        LABEL_HERE,
+    ),
+    (
+        "label-as-annotation",
+        tuple(KINDS),
+        {"template": {"annotations": {ENABLED: "true"}}},
+        "annotations",
+        ENABLED,
+        ANNOTATION_HERE,
+    ),
+    (
+        "annotation-as-label",
+        tuple(KINDS),
+        {"template": {"labels": {ENABLED: "true", PARAMS_KEY: "sha256"}}},
+        "labels",
+        PARAMS_KEY,
+        LABEL_HERE,
+    ),
+    (
+        "resolved-unlabelled",
+        tuple(KINDS),
+        {"template": {"annotations": {RESOLVED: "{}"}}},
+        "annotations",
+        RESOLVED,
+        ANNOTATION_HERE,
+    ),
+    (
+        "integration-unlabelled",
+        tuple(KINDS),
+        {"template": {"annotations": {INTEGRATION: "plugin"}}},
+        "annotations",
+        INTEGRATION,
+        ANNOTATION_HERE,
+    ),
 ]
 
 
@@ -240,8 +355,9 @@ def _expected(kind: str, field: str, key: str, explanation: str | None) -> str:
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_keys_in_place_refuses_every_misplaced_key(alone: Installed, namespace: str,
-                                                   hook_image: str, kind: str) -> None:
+def test_keys_in_place_refuses_every_misplaced_key(
+    alone: Installed, namespace: str, hook_image: str, kind: str
+) -> None:
     objects, expected = [], {}
     for case, kinds, where, field, key, explanation in PLACEMENT_CASES:
         if kind not in kinds:
@@ -251,9 +367,15 @@ def test_keys_in_place_refuses_every_misplaced_key(alone: Installed, namespace: 
         expected[name] = denied(KEYS_IN_PLACE, _expected(kind, field, key, explanation))
     # In place: the label and the parameters in the VMI template, our resolved record and
     # integration annotation beside the label, keys merely containing our prefix elsewhere.
-    good = {"labels": {ENABLED: "true", "app": "cca"},
-            "annotations": {PARAMS_KEY: PARAMS, RESOLVED: "{}", INTEGRATION: "plugin",
-                            "example.com/cca.kubevirt.io": "x"}}
+    good = {
+        "labels": {ENABLED: "true", "app": "cca"},
+        "annotations": {
+            PARAMS_KEY: PARAMS,
+            RESOLVED: "{}",
+            INTEGRATION: "plugin",
+            "example.com/cca.kubevirt.io": "x",
+        },
+    }
     objects.append(placed(kind, hook_image, name=f"{kind}-in-place", template=good))
     expected[f"{kind}-in-place"] = ""
     objects.append(placed(kind, hook_image, name=f"{kind}-plain"))
@@ -261,15 +383,21 @@ def test_keys_in_place_refuses_every_misplaced_key(alone: Installed, namespace: 
     assert dry_run(alone, objects, namespace=namespace) == expected
 
 
-def test_keys_in_place_names_every_stray_key_at_once(alone: Installed, namespace: str,
-                                                     hook_image: str) -> None:
-    obj = placed("vm", hook_image, name="two", own={"labels": {
-        ENABLED: "true", "cca.kubevirt.io/x": "y"}})
+def test_keys_in_place_names_every_stray_key_at_once(
+    alone: Installed, namespace: str, hook_image: str
+) -> None:
+    obj = placed(
+        "vm", hook_image, name="two", own={"labels": {ENABLED: "true", "cca.kubevirt.io/x": "y"}}
+    )
     # The keys come in the order the API server walks the map, which is not fixed.
     keys = ("cca.kubevirt.io/x", ENABLED)
     assert dry_run(alone, [obj], namespace=namespace)["two"] in [
-        denied(KEYS_IN_PLACE, f"metadata.labels[{first}], [{second}]: {NEVER_READ}"
-               "spec.template.metadata.labels") for first, second in (keys, keys[::-1])]
+        denied(
+            KEYS_IN_PLACE,
+            f"metadata.labels[{first}], [{second}]: {NEVER_READ}spec.template.metadata.labels",
+        )
+        for first, second in (keys, keys[::-1])
+    ]
 
 
 def _binding_enforced(installed: Installed, namespace: str, image: str) -> bool:
@@ -278,16 +406,21 @@ def _binding_enforced(installed: Installed, namespace: str, image: str) -> bool:
 
 
 def test_keys_in_place_lets_old_keys_through_an_update_and_refuses_new_ones(
-        alone: Installed, namespace: str, hook_image: str) -> None:
+    alone: Installed, namespace: str, hook_image: str
+) -> None:
     server = alone.server
     binding = install_object(alone, "ValidatingAdmissionPolicyBinding", KEYS_IN_PLACE)
     # A VM created with a stray key before kubevirt-cca was installed (no binding yet).
     server.kubectl("delete", "validatingadmissionpolicybinding", KEYS_IN_PLACE)
     try:
-        wait_until(lambda: not _binding_enforced(alone, namespace, hook_image),
-                   "binding deleted")
-        old = placed("vm", hook_image, name="old", own=LABEL,
-                     template={"labels": {"cca.kubevirt.io/Enabled": "true"}})
+        wait_until(lambda: not _binding_enforced(alone, namespace, hook_image), "binding deleted")
+        old = placed(
+            "vm",
+            hook_image,
+            name="old",
+            own=LABEL,
+            template={"labels": {"cca.kubevirt.io/Enabled": "true"}},
+        )
         server.create(old, namespace=namespace)
     finally:
         server.create(binding)
@@ -295,22 +428,45 @@ def test_keys_in_place_lets_old_keys_through_an_update_and_refuses_new_ones(
     kubectl = server.kubectl
     # Updates that keep the old keys go through (KubeVirt's own status/metadata updates too).
     assert kubectl("label", "vm", "old", "-n", namespace, "team=a").returncode == 0
-    assert kubectl("patch", "vm", "old", "-n", namespace, "--type=merge", "-p",
-                   '{"spec": {"runStrategy": "Always"}}').returncode == 0
+    assert (
+        kubectl(
+            "patch",
+            "vm",
+            "old",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            '{"spec": {"runStrategy": "Always"}}',
+        ).returncode
+        == 0
+    )
     # Adding a key is refused, naming only the new one.
-    added = kubectl("annotate", "vm", "old", "-n", namespace, f"{PARAMS_KEY}={PARAMS}",
-                    check=False)
+    added = kubectl("annotate", "vm", "old", "-n", namespace, f"{PARAMS_KEY}={PARAMS}", check=False)
     assert added.returncode != 0
     assert added.stderr.strip() == (
-        'The virtualmachines "old" is invalid: : ' + denied(
-            KEYS_IN_PLACE, f"metadata.annotations[{PARAMS_KEY}]: {NEVER_READ}"
-            "spec.template.metadata.annotations"))
-    template = kubectl("patch", "vm", "old", "-n", namespace, "--type=merge", "-p", json.dumps(
-        {"spec": {"template": {"metadata": {"labels": {"cca.kubevirt.io/typo": "x"}}}}}),
-        check=False)
+        'The virtualmachines "old" is invalid: : '
+        + denied(
+            KEYS_IN_PLACE,
+            f"metadata.annotations[{PARAMS_KEY}]: {NEVER_READ}spec.template.metadata.annotations",
+        )
+    )
+    template = kubectl(
+        "patch",
+        "vm",
+        "old",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"template": {"metadata": {"labels": {"cca.kubevirt.io/typo": "x"}}}}}),
+        check=False,
+    )
     assert template.returncode != 0
-    assert denied(KEYS_IN_PLACE, "spec.template.metadata.labels[cca.kubevirt.io/typo]: "
-                  + LABEL_HERE) in template.stderr
+    assert (
+        denied(KEYS_IN_PLACE, "spec.template.metadata.labels[cca.kubevirt.io/typo]: " + LABEL_HERE)
+        in template.stderr
+    )
     got = server.get("vm", "old", namespace=namespace)
     assert PARAMS_KEY not in (got["metadata"].get("annotations") or {})
     assert got["metadata"]["labels"][ENABLED] == "true"
@@ -319,8 +475,9 @@ def test_keys_in_place_lets_old_keys_through_an_update_and_refuses_new_ones(
 # --- kubevirt-cca-vmi-needs-hook ----------------------------------------------------------------
 
 
-def test_vmi_needs_our_exact_hook_entry_with_the_pinned_image(alone: Installed, namespace: str,
-                                                              hook_image: str) -> None:
+def test_vmi_needs_our_exact_hook_entry_with_the_pinned_image(
+    alone: Installed, namespace: str, hook_image: str
+) -> None:
     entry = ours(hook_image)
     user = {"image": "user/sidecar:1", "args": ["--x"]}
     admitted = {
@@ -341,17 +498,23 @@ def test_vmi_needs_our_exact_hook_entry_with_the_pinned_image(alone: Installed, 
         "args-not-first": [{"image": hook_image, "args": ["--x", "hook"]}],
         "empty-list": [],
     }
-    objects = [realm_vmi(name, hook_image, entries=entries)
-               for name, entries in {**admitted, **decoys}.items()]
+    objects = [
+        realm_vmi(name, hook_image, entries=entries)
+        for name, entries in {**admitted, **decoys}.items()
+    ]
     objects.append(realm_vmi("no-annotation", hook_image, entries=False))
     objects.append(realm_vmi("no-selector", hook_image, selector=False))
     # The plugin-mode annotation stands in for the entry (the launcher pod policy checks the
     # container); integrationMode is auto in the install.
-    objects.append(realm_vmi("plugin-mode", hook_image, entries=False,
-                             annotations={INTEGRATION: "plugin"}))
-    expected = {**dict.fromkeys(admitted, ""),
-                **dict.fromkeys([*decoys, "no-annotation"], denied(NEEDS_HOOK, HOOK_REFUSAL)),
-                "no-selector": denied(NEEDS_HOOK, NODE_SELECTOR_REFUSAL), "plugin-mode": ""}
+    objects.append(
+        realm_vmi("plugin-mode", hook_image, entries=False, annotations={INTEGRATION: "plugin"})
+    )
+    expected = {
+        **dict.fromkeys(admitted, ""),
+        **dict.fromkeys([*decoys, "no-annotation"], denied(NEEDS_HOOK, HOOK_REFUSAL)),
+        "no-selector": denied(NEEDS_HOOK, NODE_SELECTOR_REFUSAL),
+        "plugin-mode": "",
+    }
     assert dry_run(alone, objects, namespace=namespace) == expected
 
 
@@ -362,48 +525,74 @@ def config_restored(alone: Installed) -> Iterator[dict[str, Any]]:
     try:
         yield config
     finally:
-        alone.server.kubectl("delete", "configmap", CONFIG, "-n", INSTALL_NAMESPACE,
-                             "--ignore-not-found")
+        alone.server.kubectl(
+            "delete", "configmap", CONFIG, "-n", INSTALL_NAMESPACE, "--ignore-not-found"
+        )
         alone.server.create(config)
 
 
 def test_without_the_pinned_image_labelled_vmis_and_pods_are_refused(
-        alone: Installed, namespace: str, hook_image: str,
-        config_restored: dict[str, Any]) -> None:
+    alone: Installed, namespace: str, hook_image: str, config_restored: dict[str, Any]
+) -> None:
     server = alone.server
     probe = [realm_vmi("probe", hook_image), launcher_pod("pod", hook_image)]
     server.kubectl("create", "serviceaccount", "default", "-n", namespace)
     assert dry_run(alone, probe, namespace=namespace) == {"probe": "", "pod": ""}
     # hookImage removed from the ConfigMap: nothing to pin, so nothing passes.
-    server.kubectl("patch", "configmap", CONFIG, "-n", INSTALL_NAMESPACE, "--type=json", "-p",
-                   '[{"op": "remove", "path": "/data/hookImage"}]')
-    wait_until(lambda: dry_run(alone, probe[:1], namespace=namespace)["probe"] != "",
-               "hookImage removal seen")
+    server.kubectl(
+        "patch",
+        "configmap",
+        CONFIG,
+        "-n",
+        INSTALL_NAMESPACE,
+        "--type=json",
+        "-p",
+        '[{"op": "remove", "path": "/data/hookImage"}]',
+    )
+    wait_until(
+        lambda: dry_run(alone, probe[:1], namespace=namespace)["probe"] != "",
+        "hookImage removal seen",
+    )
     assert dry_run(alone, probe, namespace=namespace) == {
-        "probe": denied(NEEDS_HOOK, HOOK_REFUSAL), "pod": denied(LAUNCHER_POD, POD_REFUSAL)}
+        "probe": denied(NEEDS_HOOK, HOOK_REFUSAL),
+        "pod": denied(LAUNCHER_POD, POD_REFUSAL),
+    }
     # The ConfigMap deleted: parameterNotFoundAction Deny, in the API server's words.
     server.kubectl("delete", "configmap", CONFIG, "-n", INSTALL_NAMESPACE)
-    wait_until(lambda: HOOK_REFUSAL not in dry_run(alone, probe[:1], namespace=namespace)["probe"],
-               "ConfigMap deletion seen")
+    wait_until(
+        lambda: HOOK_REFUSAL not in dry_run(alone, probe[:1], namespace=namespace)["probe"],
+        "ConfigMap deletion seen",
+    )
     verdicts = dry_run(alone, probe, namespace=namespace)
     for name, policy in (("probe", NEEDS_HOOK), ("pod", LAUNCHER_POD)):
         assert verdicts[name] == (
             f"ValidatingAdmissionPolicy '{policy}' with binding '{policy}' denied request: "
-            f"failed to configure binding: no params found for policy binding with `Deny` "
-            f"parameterNotFoundAction"), verdicts[name]
+            "failed to configure binding: no params found for policy binding with `Deny` "
+            "parameterNotFoundAction"
+        ), verdicts[name]
 
 
 def test_the_pin_and_the_mode_follow_the_config_at_once(
-        alone: Installed, namespace: str, hook_image: str,
-        config_restored: dict[str, Any]) -> None:
+    alone: Installed, namespace: str, hook_image: str, config_restored: dict[str, Any]
+) -> None:
     server = alone.server
     server.kubectl("create", "serviceaccount", "default", "-n", namespace)
     moved = "registry.example/kubevirt-cca:2.0"
-    server.kubectl("patch", "configmap", CONFIG, "-n", INSTALL_NAMESPACE, "--type=merge", "-p",
-                   json.dumps({"data": {"hookImage": moved, "integrationMode": "sidecar"}}))
+    server.kubectl(
+        "patch",
+        "configmap",
+        CONFIG,
+        "-n",
+        INSTALL_NAMESPACE,
+        "--type=merge",
+        "-p",
+        json.dumps({"data": {"hookImage": moved, "integrationMode": "sidecar"}}),
+    )
     probe = realm_vmi("probe", hook_image)
-    wait_until(lambda: dry_run(alone, [probe], namespace=namespace)["probe"] != "",
-               "the new hookImage seen")
+    wait_until(
+        lambda: dry_run(alone, [probe], namespace=namespace)["probe"] != "",
+        "the new hookImage seen",
+    )
     objects = [
         probe,
         realm_vmi("new-image", moved),
@@ -415,26 +604,39 @@ def test_the_pin_and_the_mode_follow_the_config_at_once(
     ]
     hook, pod = denied(NEEDS_HOOK, HOOK_REFUSAL), denied(LAUNCHER_POD, POD_REFUSAL)
     assert dry_run(alone, objects, namespace=namespace) == {
-        "probe": hook, "new-image": "", "plugin-mode": hook, "pod-old-image": pod,
-        "pod-new-image": "", "pod-plugin": pod}
+        "probe": hook,
+        "new-image": "",
+        "plugin-mode": hook,
+        "pod-old-image": pod,
+        "pod-new-image": "",
+        "pod-plugin": pod,
+    }
 
 
 # --- kubevirt-cca-launcher-pod-needs-plugin ------------------------------------------------------
 
 
-def launcher_pod(name: str, image: str, *, container: str = "hook-sidecar-0",
-                 args: list[str] | None = None) -> dict[str, Any]:
+def launcher_pod(
+    name: str, image: str, *, container: str = "hook-sidecar-0", args: list[str] | None = None
+) -> dict[str, Any]:
     """A virt-launcher pod as KubeVirt renders it for a CCA VMI (compute + our container)."""
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "labels": {"kubevirt.io": "virt-launcher", ENABLED: "true"}},
-            "spec": {"automountServiceAccountToken": False, "containers": [
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"kubevirt.io": "virt-launcher", ENABLED: "true"}},
+        "spec": {
+            "automountServiceAccountToken": False,
+            "containers": [
                 {"name": "compute", "image": "quay.io/kubevirt/virt-launcher:v1.9.0"},
                 {"name": container, "image": image, "args": args or ["hook", "--dialect", "vep"]},
-            ]}}
+            ],
+        },
+    }
 
 
 def test_launcher_pod_needs_our_container_with_the_pinned_image(
-        alone: Installed, namespace: str, hook_image: str) -> None:
+    alone: Installed, namespace: str, hook_image: str
+) -> None:
     alone.server.kubectl("create", "serviceaccount", "default", "-n", namespace)
     plain = launcher_pod("plain", "attacker/hook:1")
     plain["metadata"]["labels"].pop(ENABLED)
@@ -451,23 +653,36 @@ def test_launcher_pod_needs_our_container_with_the_pinned_image(
     ]
     refused = denied(LAUNCHER_POD, POD_REFUSAL)
     assert dry_run(alone, objects, namespace=namespace) == {
-        "sidecar": "", "plugin": "", "sidecar-1": "", "other-image": refused,
-        "other-image-plugin": refused, "image-prefix": refused, "not-hook": refused,
-        "other-name": refused, "plain": ""}
+        "sidecar": "",
+        "plugin": "",
+        "sidecar-1": "",
+        "other-image": refused,
+        "other-image-plugin": refused,
+        "image-prefix": refused,
+        "not-hook": refused,
+        "other-name": refused,
+        "plain": "",
+    }
 
 
 # --- the labeller's policies, with a ServiceAccount token bound to its Node ----------------------
 
-WRITABLE = ("kubevirt.io/cca", "cca.kubevirt.io/measurement-algo-sha256",
-            "cca.kubevirt.io/measurement-algo-sha384", "cca.kubevirt.io/measurement-algo-sha512",
-            "cca.kubevirt.io/personalization-value", "cca.kubevirt.io/measurement-log",
-            "cca.kubevirt.io/rme-guest-measurement-algo-sha256",
-            "cca.kubevirt.io/rme-guest-measurement-algo-sha384",
-            "cca.kubevirt.io/rme-guest-measurement-algo-sha512",
-            "cca.kubevirt.io/rme-guest-personalization-value",
-            "cca.kubevirt.io/rme-guest-measurement-log")
-FOREIGN_LABELS = ("kubevirt-cca-labeller may only change the labels " + ", ".join(WRITABLE)
-                  + ", not: ")
+WRITABLE = (
+    "kubevirt.io/cca",
+    "cca.kubevirt.io/measurement-algo-sha256",
+    "cca.kubevirt.io/measurement-algo-sha384",
+    "cca.kubevirt.io/measurement-algo-sha512",
+    "cca.kubevirt.io/personalization-value",
+    "cca.kubevirt.io/measurement-log",
+    "cca.kubevirt.io/rme-guest-measurement-algo-sha256",
+    "cca.kubevirt.io/rme-guest-measurement-algo-sha384",
+    "cca.kubevirt.io/rme-guest-measurement-algo-sha512",
+    "cca.kubevirt.io/rme-guest-personalization-value",
+    "cca.kubevirt.io/rme-guest-measurement-log",
+)
+FOREIGN_LABELS = (
+    "kubevirt-cca-labeller may only change the labels " + ", ".join(WRITABLE) + ", not: "
+)
 
 
 def labeller(installed: Installed, node: str, folder: Path) -> Path:
@@ -481,49 +696,85 @@ def refusal(done: Any) -> str:
 
 
 def test_labeller_sets_only_its_writable_keys_and_only_removes_stale_ones(
-        installed: Installed, node_name: str, tmp_path: Path) -> None:
+    installed: Installed, node_name: str, tmp_path: Path
+) -> None:
     server = installed.server
     own = labeller(installed, node_name, tmp_path)
     # Every writable key can be set (and removed) by the labeller.
-    assert server.kubectl("label", "node", node_name, *(f"{k}=true" for k in WRITABLE),
-                          kubeconfig=own).returncode == 0
-    assert server.kubectl("label", "node", node_name, *(f"{k}-" for k in WRITABLE[1:]),
-                          kubeconfig=own).returncode == 0
+    assert (
+        server.kubectl(
+            "label", "node", node_name, *(f"{k}=true" for k in WRITABLE), kubeconfig=own
+        ).returncode
+        == 0
+    )
+    assert (
+        server.kubectl(
+            "label", "node", node_name, *(f"{k}-" for k in WRITABLE[1:]), kubeconfig=own
+        ).returncode
+        == 0
+    )
     # Keys under its prefixes that it does not write: never settable ...
-    for key in ("cca.kubevirt.io/measurement-algo-md5",
-                "cca.kubevirt.io/rme-guest-measurement-algo-sha1",
-                "cca.kubevirt.io/enabled", "cca.kubevirt.io/personalization-value-x"):
-        done = server.kubectl("label", "node", node_name, f"{key}=true", kubeconfig=own,
-                              check=False)
-        assert (f'Error from server (Forbidden): nodes "{node_name}" is forbidden: ' + denied(
-            NODE_RESTRICTION, FOREIGN_LABELS + key)) in refusal(done)
+    for key in (
+        "cca.kubevirt.io/measurement-algo-md5",
+        "cca.kubevirt.io/rme-guest-measurement-algo-sha1",
+        "cca.kubevirt.io/enabled",
+        "cca.kubevirt.io/personalization-value-x",
+    ):
+        done = server.kubectl(
+            "label", "node", node_name, f"{key}=true", kubeconfig=own, check=False
+        )
+        assert (
+            f'Error from server (Forbidden): nodes "{node_name}" is forbidden: '
+            + denied(NODE_RESTRICTION, FOREIGN_LABELS + key)
+        ) in refusal(done)
     # ... but stale ones (an older version's, here written by the admin) are removable, and a
     # foreign key without our prefixes is not.
-    stale = ("cca.kubevirt.io/measurement-algo-md5",
-             "cca.kubevirt.io/rme-guest-measurement-algo-sha1")
-    server.kubectl("label", "node", node_name, *(f"{k}=true" for k in stale),
-                   "team.example.com/owner=me")
-    changed = server.kubectl("label", "node", node_name, "--overwrite", f"{stale[0]}=false",
-                             kubeconfig=own, check=False)
+    stale = (
+        "cca.kubevirt.io/measurement-algo-md5",
+        "cca.kubevirt.io/rme-guest-measurement-algo-sha1",
+    )
+    server.kubectl(
+        "label", "node", node_name, *(f"{k}=true" for k in stale), "team.example.com/owner=me"
+    )
+    changed = server.kubectl(
+        "label", "node", node_name, "--overwrite", f"{stale[0]}=false", kubeconfig=own, check=False
+    )
     assert denied(NODE_RESTRICTION, FOREIGN_LABELS + stale[0]) in refusal(changed)
-    foreign = server.kubectl("label", "node", node_name, "team.example.com/owner-",
-                             kubeconfig=own, check=False)
+    foreign = server.kubectl(
+        "label", "node", node_name, "team.example.com/owner-", kubeconfig=own, check=False
+    )
     assert denied(NODE_RESTRICTION, FOREIGN_LABELS + "team.example.com/owner") in refusal(foreign)
-    assert server.kubectl("label", "node", node_name, *(f"{k}-" for k in stale),
-                          kubeconfig=own).returncode == 0
+    assert (
+        server.kubectl(
+            "label", "node", node_name, *(f"{k}-" for k in stale), kubeconfig=own
+        ).returncode
+        == 0
+    )
     labels = server.get("node", node_name)["metadata"]["labels"]
     assert not set(stale) & set(labels)
     assert labels["team.example.com/owner"] == "me"
     assert labels["kubevirt.io/cca"] == "true"
 
 
-def event(name: str, node: str, *, reason: str = "CCACapable",
-          component: str | None = "kubevirt-cca-labeller", source: str | None = None,
-          kind: str = "Node", namespace: str = "default") -> dict[str, Any]:
+def event(
+    name: str,
+    node: str,
+    *,
+    reason: str = "CCACapable",
+    component: str | None = "kubevirt-cca-labeller",
+    source: str | None = None,
+    kind: str = "Node",
+    namespace: str = "default",
+) -> dict[str, Any]:
     obj: dict[str, Any] = {
-        "apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": namespace},
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": namespace},
         "involvedObject": {"apiVersion": "v1", "kind": kind, "name": node},
-        "reason": reason, "message": "m", "type": "Normal"}
+        "reason": reason,
+        "message": "m",
+        "type": "Normal",
+    }
     if component is not None:
         obj["reportingComponent"] = component
         obj["reportingInstance"] = node
@@ -533,19 +784,27 @@ def event(name: str, node: str, *, reason: str = "CCACapable",
 
 
 def test_labeller_events_only_in_default_about_its_node_with_its_reasons(
-        installed: Installed, node_name: str, namespace: str, tmp_path: Path) -> None:
+    installed: Installed, node_name: str, namespace: str, tmp_path: Path
+) -> None:
     own = labeller(installed, node_name, tmp_path)
     other = f"{node_name}-other"
-    mine = ("kubevirt-cca-labeller on node " + node_name
-            + " may only record Events about its own Node")
-    reasons = ("kubevirt-cca-labeller's Events have the reasons 'CCACapable', 'CCANotCapable', "
-               "'CCAAlgorithmsChanged', 'CCAParametersChanged' only")
-    component = ("kubevirt-cca-labeller's Events are reported as kubevirt-cca-labeller "
-                 "(reportingComponent and source.component)")
+    mine = (
+        "kubevirt-cca-labeller on node " + node_name + " may only record Events about its own Node"
+    )
+    reasons = (
+        "kubevirt-cca-labeller's Events have the reasons 'CCACapable', 'CCANotCapable', "
+        "'CCAAlgorithmsChanged', 'CCAParametersChanged' only"
+    )
+    component = (
+        "kubevirt-cca-labeller's Events are reported as kubevirt-cca-labeller "
+        "(reportingComponent and source.component)"
+    )
     objects = [
         event("as-the-labeller-sends", node_name, source="kubevirt-cca-labeller"),
-        *(event(f"reason-{r.lower()}", node_name, reason=r)
-          for r in ("CCANotCapable", "CCAAlgorithmsChanged", "CCAParametersChanged")),
+        *(
+            event(f"reason-{r.lower()}", node_name, reason=r)
+            for r in ("CCANotCapable", "CCAAlgorithmsChanged", "CCAParametersChanged")
+        ),
         event("other-node", other),
         event("about-a-pod", node_name, kind="Pod"),
         event("other-reason", node_name, reason="NodeNotReady"),
@@ -553,17 +812,35 @@ def test_labeller_events_only_in_default_about_its_node_with_its_reasons(
         event("other-source", node_name, component=None, source="kubelet"),
         event("other-source-ours-reporting", node_name, source="kubelet"),
     ]
-    refused = {"other-node": mine, "about-a-pod": mine, "other-reason": reasons,
-               "other-component": component, "other-source": component,
-               "other-source-ours-reporting": component}
+    refused = {
+        "other-node": mine,
+        "about-a-pod": mine,
+        "other-reason": reasons,
+        "other-component": component,
+        "other-source": component,
+        "other-source-ours-reporting": component,
+    }
     verdicts = dry_run(installed, objects, kubeconfig=own)
-    assert verdicts == {o["metadata"]["name"]: (denied(EVENTS, refused[o["metadata"]["name"]])
-                                                if o["metadata"]["name"] in refused else "")
-                        for o in objects}
+    assert verdicts == {
+        o["metadata"]["name"]: (
+            denied(EVENTS, refused[o["metadata"]["name"]])
+            if o["metadata"]["name"] in refused
+            else ""
+        )
+        for o in objects
+    }
     # Another namespace: RBAC refuses before the policy (which refuses it as well).
     elsewhere = event("elsewhere", node_name, namespace=namespace)
-    done = installed.server.kubectl("create", "--dry-run=server", "-f", "-", kubeconfig=own,
-                                    stdin=json.dumps(elsewhere), check=False)
-    assert ('User "system:serviceaccount:kubevirt-cca:kubevirt-cca-labeller" cannot create '
-            f'resource "events" in API group "" in the namespace "{namespace}"'
-            ) in refusal(done)
+    done = installed.server.kubectl(
+        "create",
+        "--dry-run=server",
+        "-f",
+        "-",
+        kubeconfig=own,
+        stdin=json.dumps(elsewhere),
+        check=False,
+    )
+    assert (
+        'User "system:serviceaccount:kubevirt-cca:kubevirt-cca-labeller" cannot create '
+        f'resource "events" in API group "" in the namespace "{namespace}"'
+    ) in refusal(done)

@@ -13,8 +13,16 @@ from typing import Any
 
 from lxml import etree
 
-_UNITS = {"b": 1, "bytes": 1, "KiB": 2**10, "k": 2**10, "MiB": 2**20, "M": 2**20,
-          "GiB": 2**30, "G": 2**30}
+_UNITS = {
+    "b": 1,
+    "bytes": 1,
+    "KiB": 2**10,
+    "k": 2**10,
+    "MiB": 2**20,
+    "M": 2**20,
+    "GiB": 2**30,
+    "G": 2**30,
+}
 
 
 def _memory(root: etree._Element) -> int | None:
@@ -57,19 +65,26 @@ def touched_parts(xml: str) -> dict[str, Any]:
     features = root.find("features")
     return {
         "memory": _memory(root),
-        "loader": None if loader is None else (loader.get("type"), loader.get("readonly"),
-                                                (loader.text or "").strip()),
+        "loader": None
+        if loader is None
+        else (loader.get("type"), loader.get("readonly"), (loader.text or "").strip()),
         "nvram": root.find("os/nvram") is not None,
         "kernel boot": root.find("os/kernel") is not None,
         "os firmware": None if os_element is None else os_element.get("firmware"),
         "features": sorted(c.tag for c in features) if features is not None else [],
         "cpu mode": None if cpu is None else cpu.get("mode"),
-        "cpu model": None if cpu is None or cpu.find("model") is None
-        else cpu.find("model").text,  # type: ignore[union-attr]
+        "cpu model": None if cpu is None or cpu.find("model") is None else cpu.find("model").text,  # type: ignore[union-attr]
         "topology": None if topology is None else dict(topology.attrib),
         "vcpus": root.findtext("vcpu"),
-        "devices": dict(sorted(Counter(_device(d) for d in root.find("devices")  # type: ignore[union-attr]
-                                       if isinstance(d.tag, str)).items())),
+        "devices": dict(
+            sorted(
+                Counter(
+                    _device(d)
+                    for d in root.find("devices")  # type: ignore[union-attr]
+                    if isinstance(d.tag, str)
+                ).items()
+            )
+        ),
     }
 
 

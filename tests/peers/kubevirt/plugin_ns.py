@@ -27,16 +27,21 @@ def main(spec_path: str) -> int:
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(PLUGIN_ROOT)], check=True)
     log = Path(spec["hook_log"])
     with log.open("w") as sink:
-        hook = subprocess.Popen([spec["cca"], "hook", "--plugin-socket", str(SOCKET)],
-                                stdout=sink, stderr=subprocess.STDOUT)
+        hook = subprocess.Popen(
+            [spec["cca"], "hook", "--plugin-socket", str(SOCKET)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     results = {}
     try:
         wait_for_socket(SOCKET, hook, log)
         for name, command in spec["commands"].items():
-            done = subprocess.run(command, capture_output=True, text=True, timeout=120,
-                                  check=False)
-            results[name] = {"returncode": done.returncode, "stderr": done.stderr,
-                             "stdout": done.stdout}
+            done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+            results[name] = {
+                "returncode": done.returncode,
+                "stderr": done.stderr,
+                "stdout": done.stdout,
+            }
     finally:
         stop(hook)
     Path(spec["out"]).write_text(json.dumps(results))

@@ -74,12 +74,16 @@ def _virsh_define(document: bytes, name: str) -> LibvirtVerdict:
     with tempfile.NamedTemporaryFile("wb", suffix=".xml") as handle:
         handle.write(document)
         handle.flush()
-        done = subprocess.run(["virsh", "-q", "-c", "test:///default",
-                               f"define {handle.name}; dumpxml {name}"],
-                              capture_output=True, text=True, timeout=60, check=False)
+        done = subprocess.run(
+            ["virsh", "-q", "-c", "test:///default", f"define {handle.name}; dumpxml {name}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     if done.returncode != 0:
         return LibvirtVerdict(error=done.stderr.strip() or done.stdout.strip(), dumped="")
-    return LibvirtVerdict(error=None, dumped=done.stdout[done.stdout.index("<domain"):])
+    return LibvirtVerdict(error=None, dumped=done.stdout[done.stdout.index("<domain") :])
 
 
 def _expected_vep(request: CCARequest) -> dict[str, object]:
@@ -101,17 +105,26 @@ def _expected_openeuler(request: CCARequest) -> dict[str, object]:
     if request.personalization_value is not None:
         children.append(("personalization-value", {}, request.personalization_value))
     if request.measurement_log is not None:
-        children.append(("measurement-log", {"state": "on" if request.measurement_log else "off"},
-                         None))
+        children.append(
+            ("measurement-log", {"state": "on" if request.measurement_log else "off"}, None)
+        )
     return {"attributes": {"type": "cca"}, "children": children}
 
 
 def _launch_security(element: etree._Element) -> dict[str, object]:
     attributes: dict[str, str] = {str(k): str(v) for k, v in element.attrib.items()}
-    return {"attributes": attributes,
-            "children": [(child.tag, {str(k): str(v) for k, v in child.attrib.items()},
-                          child.text.strip() if child.text and child.text.strip() else None)
-                         for child in element if isinstance(child.tag, str)]}
+    return {
+        "attributes": attributes,
+        "children": [
+            (
+                child.tag,
+                {str(k): str(v) for k, v in child.attrib.items()},
+                child.text.strip() if child.text and child.text.strip() else None,
+            )
+            for child in element
+            if isinstance(child.tag, str)
+        ],
+    }
 
 
 def _rme_arguments(request: CCARequest) -> list[str]:
@@ -125,8 +138,9 @@ def _rme_arguments(request: CCARequest) -> list[str]:
     return ["-object", ",".join(properties), "-machine", "confidential-guest-support=rme0"]
 
 
-def realm_rule_problems(xml: str, *, dialect: Dialect, request: CCARequest,
-                        source: str) -> list[str]:
+def realm_rule_problems(
+    xml: str, *, dialect: Dialect, request: CCARequest, source: str
+) -> list[str]:
     """Where ``xml`` breaks a rule of docs/rewrite.md; empty when it is a Realm by all of them.
 
     ``source`` is KubeVirt's domain before the hook: whether it boots a kernel directly and
@@ -174,12 +188,14 @@ def realm_rule_problems(xml: str, *, dialect: Dialect, request: CCARequest,
     else:
         if rme:
             problems.append("rule 10: rme-guest arguments in a launchSecurity dialect")
-        expected_security = (_expected_vep(request) if dialect is Dialect.VEP
-                             else _expected_openeuler(request))
+        expected_security = (
+            _expected_vep(request) if dialect is Dialect.VEP else _expected_openeuler(request)
+        )
         if len(securities) != 1:
             problems.append(f"rule 10: {len(securities)} <launchSecurity> elements, expected 1")
         elif _launch_security(securities[0]) != expected_security:
-            problems.append(f"rule 10: launchSecurity {_launch_security(securities[0])}, "
-                            f"expected {expected_security}")
+            problems.append(
+                f"rule 10: launchSecurity {_launch_security(securities[0])}, "
+                f"expected {expected_security}"
+            )
     return problems
-

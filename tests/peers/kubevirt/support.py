@@ -60,9 +60,13 @@ def vmi_from(manifest: Mapping[str, Any]) -> dict[str, Any]:
     meta = manifest.get("metadata", {})
     tmeta = dict(template.metadata)
     return {
-        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-        "metadata": {"name": meta.get("name", "x"), "namespace": meta.get("namespace", "peers"),
-                     **{k: v for k, v in tmeta.items() if k in ("labels", "annotations")}},
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {
+            "name": meta.get("name", "x"),
+            "namespace": meta.get("namespace", "peers"),
+            **{k: v for k, v in tmeta.items() if k in ("labels", "annotations")},
+        },
         "spec": copy.deepcopy(dict(template.spec)),
     }
 
@@ -101,14 +105,19 @@ def sidecar_cluster(dialect: Dialect) -> ClusterView:
 def shape_key(shape: str, dialect: Dialect) -> str:
     """The name of a shape admitted under ``dialect`` (the default dialect keeps the bare name)."""
     return shape if dialect is Dialect.VEP else f"{shape}__{dialect.value}"
+
+
 PLUGIN_CLUSTER = ClusterView(
     gates=FeatureGates(enabled=frozenset({CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE})),
     settings=Settings(dialect=Dialect.QEMU_COMMANDLINE),
-    integration_mode=IntegrationMode.PLUGIN, plugin_names=frozenset({PLUGIN_NAME}))
+    integration_mode=IntegrationMode.PLUGIN,
+    plugin_names=frozenset({PLUGIN_NAME}),
+)
 
 
-def admitted_vmi(manifest: Mapping[str, Any],
-                 cluster: ClusterView = SIDECAR_CLUSTER) -> dict[str, Any]:
+def admitted_vmi(
+    manifest: Mapping[str, Any], cluster: ClusterView = SIDECAR_CLUSTER
+) -> dict[str, Any]:
     """The VMI as kubevirt-cca's admission (mutating webhook) lets it through on ``cluster``."""
     vmi = vmi_from(manifest)
     plan = plan_vmi(vmi, cluster)
@@ -125,8 +134,9 @@ class Converted:
     vmi: Path
 
 
-def convert_batch(bins: PeerBins, vmis: Mapping[str, Mapping[str, Any]], folder: Path,
-                  *, arch: str = "arm64") -> dict[str, Converted]:
+def convert_batch(
+    bins: PeerBins, vmis: Mapping[str, Mapping[str, Any]], folder: Path, *, arch: str = "arm64"
+) -> dict[str, Converted]:
     """One converter process for all ``vmis``; the outputs per shape."""
     inputs = folder / "in"
     out = folder / "out"
@@ -134,12 +144,17 @@ def convert_batch(bins: PeerBins, vmis: Mapping[str, Mapping[str, Any]], folder:
     out.mkdir()
     for name, vmi in vmis.items():
         (inputs / f"{name}.json").write_text(json.dumps(vmi))
-    done = subprocess.run([str(bins.api), "converter", "-arch", arch, "-out", str(out),
-                           str(inputs)], capture_output=True, text=True, timeout=120,
-                          check=False)
+    done = subprocess.run(
+        [str(bins.api), "converter", "-arch", arch, "-out", str(out), str(inputs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, f"converter {bins.version}: {done.stderr[-3000:]}"
-    return {name: Converted(domain=out / f"{name}.xml", vmi=out / f"{name}.vmi.json")
-            for name in vmis}
+    return {
+        name: Converted(domain=out / f"{name}.xml", vmi=out / f"{name}.vmi.json") for name in vmis
+    }
 
 
 @contextmanager
@@ -148,8 +163,11 @@ def hook_process(socket_dir: Path, *args: str) -> Iterator[Path]:
     socket_dir.mkdir(parents=True, exist_ok=True)
     log = socket_dir.parent / f"{socket_dir.name}.log"
     with log.open("w") as sink:
-        process = subprocess.Popen([str(CCA), "hook", "--socket-dir", str(socket_dir), *args],
-                                   stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [str(CCA), "hook", "--socket-dir", str(socket_dir), *args],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_for_socket(socket_dir / "kubevirt-cca.sock", process, log)
         yield log
@@ -185,16 +203,43 @@ class Defined:
     specs: tuple[str, ...]
 
 
-def hookclient(bins: PeerBins, *, hooks_dir: Path, converted: Converted, prefix: Path,
-               calls: int = 3, vmi: Path | None = None, sidecars: int = 1) -> Defined:
+def hookclient(
+    bins: PeerBins,
+    *,
+    hooks_dir: Path,
+    converted: Converted,
+    prefix: Path,
+    calls: int = 3,
+    vmi: Path | None = None,
+    sidecars: int = 1,
+) -> Defined:
     """virt-launcher's hook manager: Info, then ``calls`` defines through OnDefineDomain."""
     done = subprocess.run(
-        [str(bins.launcher), "hookclient", "-hooks-dir", str(hooks_dir), "-domain",
-         str(converted.domain), "-vmi", str(vmi or converted.vmi), "-calls", str(calls),
-         "-sidecars", str(sidecars), "-prefix", str(prefix)],
-        capture_output=True, text=True, timeout=120, check=False, env=_env())
+        [
+            str(bins.launcher),
+            "hookclient",
+            "-hooks-dir",
+            str(hooks_dir),
+            "-domain",
+            str(converted.domain),
+            "-vmi",
+            str(vmi or converted.vmi),
+            "-calls",
+            str(calls),
+            "-sidecars",
+            str(sidecars),
+            "-prefix",
+            str(prefix),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=_env(),
+    )
     return Defined(
-        returncode=done.returncode, stderr=done.stderr,
+        returncode=done.returncode,
+        stderr=done.stderr,
         defines=tuple(_read(Path(f"{prefix}.define{n}.xml")) for n in range(1, calls + 1)),
         specs=tuple(_read(Path(f"{prefix}.spec{n}.xml")) for n in range(1, calls + 1)),
     )
@@ -210,6 +255,5 @@ def _env() -> dict[str, str]:
 
 def last_error(stderr: str) -> str:
     """The last line of a peer's stderr that is not one of KubeVirt's info logs."""
-    lines = [line for line in stderr.splitlines()
-             if line.strip() and '"level":"info"' not in line]
+    lines = [line for line in stderr.splitlines() if line.strip() and '"level":"info"' not in line]
     return lines[-1] if lines else ""

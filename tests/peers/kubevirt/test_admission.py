@@ -47,34 +47,50 @@ PLUGIN_GATES = (CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE, *SHAPE_GATES)
 NO_HOOK_GATE = (CCA_FEATURE_GATE, *SHAPE_GATES)
 # What virt-api answers when our hook sidecar annotation meets a cluster without the Sidecar
 # gate (quoted in docs/admin.md), and our Plugin object without the Plugins gate (plugins.md).
-KUBEVIRT_SIDECAR_REFUSAL = ("sidecar feature gate is not enabled in kubevirt-config, invalid "
-                            "entry metadata.annotations.hooks.kubevirt.io/hookSidecars")
+KUBEVIRT_SIDECAR_REFUSAL = (
+    "sidecar feature gate is not enabled in kubevirt-config, invalid "
+    "entry metadata.annotations.hooks.kubevirt.io/hookSidecars"
+)
 KUBEVIRT_PLUGINS_REFUSAL = "Plugins feature gate is not enabled"
 TEMPLATE_SHAPES = ("example-vmi-cca", "multi-nic", "kernel-boot", "small-memory")
 
 
 def _owners(name: str, vmi: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """A VM, a VMI replica set and a VM pool whose template is ``vmi``."""
-    template = {"metadata": {k: v for k, v in vmi["metadata"].items()
-                             if k in ("labels", "annotations")},
-                "spec": copy.deepcopy(vmi["spec"])}
+    template = {
+        "metadata": {k: v for k, v in vmi["metadata"].items() if k in ("labels", "annotations")},
+        "spec": copy.deepcopy(vmi["spec"]),
+    }
     meta = {"name": name, "namespace": "peers"}
     selector = {"matchLabels": {"app": name}}
     labelled = copy.deepcopy(template)
     labelled["metadata"].setdefault("labels", {})["app"] = name
     return {
-        f"vm-{name}": {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-                       "metadata": meta, "spec": {"runStrategy": "Always",
-                                                  "template": template}},
-        f"rs-{name}": {"apiVersion": "kubevirt.io/v1",
-                       "kind": "VirtualMachineInstanceReplicaSet", "metadata": meta,
-                       "spec": {"replicas": 2, "selector": selector, "template": labelled}},
-        f"pool-{name}": {"apiVersion": "pool.kubevirt.io/v1beta1", "kind": "VirtualMachinePool",
-                         "metadata": meta, "spec": {
-                             "replicas": 2, "selector": selector,
-                             "virtualMachineTemplate": {
-                                 "metadata": {"labels": {"app": name}},
-                                 "spec": {"runStrategy": "Always", "template": labelled}}}},
+        f"vm-{name}": {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachine",
+            "metadata": meta,
+            "spec": {"runStrategy": "Always", "template": template},
+        },
+        f"rs-{name}": {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachineInstanceReplicaSet",
+            "metadata": meta,
+            "spec": {"replicas": 2, "selector": selector, "template": labelled},
+        },
+        f"pool-{name}": {
+            "apiVersion": "pool.kubevirt.io/v1beta1",
+            "kind": "VirtualMachinePool",
+            "metadata": meta,
+            "spec": {
+                "replicas": 2,
+                "selector": selector,
+                "virtualMachineTemplate": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"runStrategy": "Always", "template": labelled},
+                },
+            },
+        },
     }
 
 
@@ -102,8 +118,10 @@ def objects() -> dict[str, dict[str, dict[str, Any]]]:
         sidecar[f"example-{manifest_name}"] = manifest
         plugin[f"example-{manifest_name}"] = manifest
     plugin["plugin-kubevirt-cca"] = _plugin_object()
-    no_hook_gate = {stem: sidecar[stem] for stem in
-                    ("vmi-example-vmi-cca", "vmi-multi-nic", "vm-example-vmi-cca")}
+    no_hook_gate = {
+        stem: sidecar[stem]
+        for stem in ("vmi-example-vmi-cca", "vmi-multi-nic", "vm-example-vmi-cca")
+    }
     no_hook_gate["plugin-kubevirt-cca"] = _plugin_object()
     return {"sidecar": sidecar, "plugin": plugin, "no-hook-gate": no_hook_gate}
 
@@ -113,17 +131,22 @@ Verdicts = dict[str, dict[str, Any]]
 
 
 def _admit(bins: PeerBins, gates: tuple[str, ...], folder: Path) -> Verdicts:
-    done = subprocess.run([str(bins.api), "admit", "-arch", "arm64", "-feature-gates",
-                           ",".join(gates), str(folder)], capture_output=True, text=True,
-                          timeout=180, check=False)
+    done = subprocess.run(
+        [str(bins.api), "admit", "-arch", "arm64", "-feature-gates", ",".join(gates), str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert done.returncode in (0, 1), f"admit {bins.version}: {done.stderr[-2000:]}"
     verdicts = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
     return {Path(v["file"]).stem: v for v in verdicts}
 
 
 @pytest.fixture(scope="session")
-def verdicts(peer_bins: dict[str, PeerBins],
-             tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Verdicts]:
+def verdicts(
+    peer_bins: dict[str, PeerBins], tmp_path_factory: pytest.TempPathFactory
+) -> dict[tuple[str, str], Verdicts]:
     """(version, gate set) -> file stem -> virt-api's verdict."""
     runs: list[tuple[str, str, Path]] = []
     for gate_set, objs in objects().items():
@@ -140,14 +163,19 @@ def _describe(verdict: Mapping[str, Any]) -> str:
     return f"{verdict.get('stage')} {verdict.get('message')} {verdict.get('causes')}"
 
 
-ALLOWED_CASES = [(v, g, s) for g in ("sidecar", "plugin") for s in sorted(objects()[g])
-                 for v in VERSIONS]
+ALLOWED_CASES = [
+    (v, g, s) for g in ("sidecar", "plugin") for s in sorted(objects()[g]) for v in VERSIONS
+]
 
 
-@pytest.mark.parametrize(("version", "gate_set", "stem"), ALLOWED_CASES,
-                         ids=[f"{v}-{g}-{s}" for v, g, s in ALLOWED_CASES])
-def test_kubevirt_admits_what_we_admit(version: str, gate_set: str, stem: str,
-                                       verdicts: dict[tuple[str, str], Verdicts]) -> None:
+@pytest.mark.parametrize(
+    ("version", "gate_set", "stem"),
+    ALLOWED_CASES,
+    ids=[f"{v}-{g}-{s}" for v, g, s in ALLOWED_CASES],
+)
+def test_kubevirt_admits_what_we_admit(
+    version: str, gate_set: str, stem: str, verdicts: dict[tuple[str, str], Verdicts]
+) -> None:
     verdict = verdicts[(version, gate_set)][stem]
     assert verdict.get("error") is None, verdict
     assert verdict["allowed"] is True, _describe(verdict)
@@ -155,7 +183,8 @@ def test_kubevirt_admits_what_we_admit(version: str, gate_set: str, stem: str,
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_without_the_sidecar_gate_kubevirt_refuses_our_vmis_as_documented(
-        version: str, verdicts: dict[tuple[str, str], Verdicts]) -> None:
+    version: str, verdicts: dict[tuple[str, str], Verdicts]
+) -> None:
     got = verdicts[(version, "no-hook-gate")]
     for stem in ("vmi-example-vmi-cca", "vmi-multi-nic"):
         assert got[stem]["allowed"] is False
@@ -165,15 +194,21 @@ def test_without_the_sidecar_gate_kubevirt_refuses_our_vmis_as_documented(
     # refuses it early (docs/admin.md), so the owner does not meet a VM that never starts.
     assert got["vm-example-vmi-cca"]["allowed"] is True
     cluster = ClusterView(gates=FeatureGates(enabled=frozenset({CCA_FEATURE_GATE})))
-    ours = [v.message for v in validate_template(
-        objects()["sidecar"]["vm-example-vmi-cca"], operation="CREATE", cluster=cluster)]
-    assert any(m.startswith("Sidecar feature gate is not enabled in kubevirt-config")
-               for m in ours), ours
+    ours = [
+        v.message
+        for v in validate_template(
+            objects()["sidecar"]["vm-example-vmi-cca"], operation="CREATE", cluster=cluster
+        )
+    ]
+    assert any(
+        m.startswith("Sidecar feature gate is not enabled in kubevirt-config") for m in ours
+    ), ours
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_without_the_plugins_gate_kubevirt_refuses_our_plugin_object(
-        version: str, verdicts: dict[tuple[str, str], Verdicts]) -> None:
+    version: str, verdicts: dict[tuple[str, str], Verdicts]
+) -> None:
     verdict = verdicts[(version, "no-hook-gate")]["plugin-kubevirt-cca"]
     assert verdict["allowed"] is False
     assert verdict["message"] == KUBEVIRT_PLUGINS_REFUSAL

@@ -38,17 +38,24 @@ Key = tuple[str, str, Dialect]
 
 
 @pytest.fixture(scope="session")
-def defined(peer_bins: dict[str, PeerBins], converted: dict[str, dict[str, Converted]],
-            dialect_hooks: dict[Dialect, Path],
-            tmp_path_factory: pytest.TempPathFactory) -> dict[Key, Defined]:
+def defined(
+    peer_bins: dict[str, PeerBins],
+    converted: dict[str, dict[str, Converted]],
+    dialect_hooks: dict[Dialect, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[Key, Defined]:
     """(version, shape, dialect) -> what hookclient's three defines gave libvirt (2 threads)."""
     folder = tmp_path_factory.mktemp("defines")
 
     def run(key: Key) -> Defined:
         version, shape, dialect = key
-        return hookclient(peer_bins[version], hooks_dir=dialect_hooks[dialect],
-                          converted=converted[version][shape_key(shape, dialect)],
-                          prefix=folder / f"{version}.{shape}.{dialect.value}", calls=CALLS)
+        return hookclient(
+            peer_bins[version],
+            hooks_dir=dialect_hooks[dialect],
+            converted=converted[version][shape_key(shape, dialect)],
+            prefix=folder / f"{version}.{shape}.{dialect.value}",
+            calls=CALLS,
+        )
 
     keys = [(v, s, d) for v in VERSIONS for s in SHAPES for d in DIALECTS]
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -58,11 +65,15 @@ def defined(peer_bins: dict[str, PeerBins], converted: dict[str, dict[str, Conve
 @pytest.mark.parametrize("dialect", DIALECTS, ids=[d.value for d in DIALECTS])
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("version", VERSIONS)
-def test_every_define_is_a_valid_realm(version: str, shape: str, dialect: Dialect,
-                                       defined: dict[Key, Defined],
-                                       converted: dict[str, dict[str, Converted]],
-                                       admitted_shapes: dict[str, dict[str, Any]],
-                                       libvirt_schema_dir: Path) -> None:
+def test_every_define_is_a_valid_realm(
+    version: str,
+    shape: str,
+    dialect: Dialect,
+    defined: dict[Key, Defined],
+    converted: dict[str, dict[str, Converted]],
+    admitted_shapes: dict[str, dict[str, Any]],
+    libvirt_schema_dir: Path,
+) -> None:
     result = defined[(version, shape, dialect)]
     assert result.returncode == 0, last_error(result.stderr)
     source = converted[version][shape_key(shape, dialect)].domain.read_text()
@@ -76,13 +87,13 @@ def test_every_define_is_a_valid_realm(version: str, shape: str, dialect: Dialec
         assert libvirt.error is None, where
         # What libvirt keeps and adds (implicit devices) is still a Realm's device set.
         assert realm_problems(libvirt.dumped) == [], where
-        assert realm_rule_problems(xml, dialect=dialect, request=request,
-                                   source=source) == [], where
+        assert realm_rule_problems(xml, dialect=dialect, request=request, source=source) == [], (
+            where
+        )
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_later_defines_get_kubevirts_lossy_spec(version: str,
-                                                defined: dict[Key, Defined]) -> None:
+def test_later_defines_get_kubevirts_lossy_spec(version: str, defined: dict[Key, Defined]) -> None:
     """The premise of rule 12: from the second define on, KubeVirt hands the hook its own
     re-serialised spec, with the GIC gone and an empty interface driver name."""
     result = defined[(version, "uefi-containerdisk", Dialect.VEP)]

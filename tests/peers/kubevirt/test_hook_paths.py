@@ -50,19 +50,30 @@ SHAPE = "example-vmi-cca"
 PLUGIN_YAML = ROOT / "deploy" / "plugin" / "plugin.yaml"
 BAD_ALGO = {"measurementAlgo": "md5"}
 # Someone else's Plugin: a CEL domain hook that changes nothing (the mixed state needs any one).
-NOOP_PLUGIN = {"apiVersion": "plugin.kubevirt.io/v1alpha1", "kind": "Plugin",
-               "metadata": {"name": "someone-else"},
-               "spec": {"domainHooks": [{"cel": {"expression": "Domain{}"}}]}}
+NOOP_PLUGIN = {
+    "apiVersion": "plugin.kubevirt.io/v1alpha1",
+    "kind": "Plugin",
+    "metadata": {"name": "someone-else"},
+    "spec": {"domainHooks": [{"cel": {"expression": "Domain{}"}}]},
+}
 # What KubeVirt's Plugins path says when it rebuilds a legacy hook's vep domain (plugins.md).
-MIXED_VEP_ERROR = ("converting DomainSpec to libvirtxml: failed to unmarshal XML into "
-                   "libvirtxml.Domain: xml: (*libvirtxml.DomainLaunchSecurity).UnmarshalXML did "
-                   "not consume entire <launchSecurity> element")
+MIXED_VEP_ERROR = (
+    "converting DomainSpec to libvirtxml: failed to unmarshal XML into "
+    "libvirtxml.Domain: xml: (*libvirtxml.DomainLaunchSecurity).UnmarshalXML did "
+    "not consume entire <launchSecurity> element"
+)
 _REASON = re.compile(r'"msg":"Failed to call OnDefineDomain".*?"reason":"((?:[^"\\]|\\.)*)"')
 
 
-def _variant(converted: Converted, folder: Path, name: str, *, plain: bool = False,
-             parameters: Mapping[str, Any] | None = None,
-             annotations: Mapping[str, str] | None = None) -> Path:
+def _variant(
+    converted: Converted,
+    folder: Path,
+    name: str,
+    *,
+    plain: bool = False,
+    parameters: Mapping[str, Any] | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> Path:
     """The converter's VMI JSON made plain, or with other parameters / annotations."""
     vmi = json.loads(converted.vmi.read_text())
     metadata = vmi["metadata"]
@@ -70,8 +81,10 @@ def _variant(converted: Converted, folder: Path, name: str, *, plain: bool = Fal
         # no hook entry (hookclient still finds our socket in the hooks dir and calls it)
         metadata["labels"].pop(ENABLED_LABEL)
         metadata["annotations"] = {
-            k: v for k, v in metadata.get("annotations", {}).items()
-            if not k.startswith("cca.kubevirt.io/") and k != "hooks.kubevirt.io/hookSidecars"}
+            k: v
+            for k, v in metadata.get("annotations", {}).items()
+            if not k.startswith("cca.kubevirt.io/") and k != "hooks.kubevirt.io/hookSidecars"
+        }
     if annotations is not None:
         metadata["annotations"] = dict(annotations)
     if parameters is not None:
@@ -97,38 +110,56 @@ def _calls(log: Path, call: str) -> list[str]:
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_sidecar_info_version_and_three_defines(version: str, peer_bins: dict[str, PeerBins],
-                                                converted: dict[str, dict[str, Converted]],
-                                                tmp_path: Path) -> None:
+def test_sidecar_info_version_and_three_defines(
+    version: str,
+    peer_bins: dict[str, PeerBins],
+    converted: dict[str, dict[str, Converted]],
+    tmp_path: Path,
+) -> None:
     with hook_process(tmp_path / "hooks" / "hook-sidecar-0") as log:
-        result = hookclient(peer_bins[version], hooks_dir=tmp_path / "hooks",
-                            converted=converted[version][SHAPE], prefix=tmp_path / "a")
+        result = hookclient(
+            peer_bins[version],
+            hooks_dir=tmp_path / "hooks",
+            converted=converted[version][SHAPE],
+            prefix=tmp_path / "a",
+        )
     assert result.returncode == 0, last_error(result.stderr)
     info = _calls(log, "Info")
     assert len(info) == 1 and "versions=v1alpha1,v1alpha2,v1alpha3" in info[0], info
     defines = _calls(log, "OnDefineDomain")
     assert len(defines) == 3, defines
     # KubeVirt picks the newest version both sides know.
-    assert all("version=v1alpha3" in line and "outcome=rewritten" in line
-               for line in defines), defines
+    assert all("version=v1alpha3" in line and "outcome=rewritten" in line for line in defines), (
+        defines
+    )
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_sidecar_refusal_as_kubevirt_reports_it(version: str, peer_bins: dict[str, PeerBins],
-                                                converted: dict[str, dict[str, Converted]],
-                                                tmp_path: Path) -> None:
+def test_sidecar_refusal_as_kubevirt_reports_it(
+    version: str,
+    peer_bins: dict[str, PeerBins],
+    converted: dict[str, dict[str, Converted]],
+    tmp_path: Path,
+) -> None:
     """A CCA VMI whose parameters are bad (its webhook bypassed): no domain reaches libvirt."""
     source = converted[version][SHAPE]
     vmi = _variant(source, tmp_path, "bad", parameters=BAD_ALGO)
     with hook_process(tmp_path / "hooks" / "hook-sidecar-0"):
-        result = hookclient(peer_bins[version], hooks_dir=tmp_path / "hooks", converted=source,
-                            prefix=tmp_path / "r", vmi=vmi)
+        result = hookclient(
+            peer_bins[version],
+            hooks_dir=tmp_path / "hooks",
+            converted=source,
+            prefix=tmp_path / "r",
+            vmi=vmi,
+        )
     assert result.returncode == 1
     assert result.defines == ("", "", ""), "a refused Realm reached libvirt"
     reason = _kubevirt_reason(result.stderr)
     name = json.loads(source.vmi.read_text())["metadata"]
-    expected = (f"rpc error: code = InvalidArgument desc = kubevirt-cca hook: refusing to "
-                f"define the domain of VMI {name['namespace']}/{name['name']}: ")
+    expected = (
+        "rpc error: code = InvalidArgument desc = kubevirt-cca hook: refusing to "
+        f"define the domain of VMI {name['namespace']}/{name['name']}: "
+    )
     assert reason.startswith(expected), reason
     assert "measurementAlgo" in reason and "the VM is not started as a plain VM" in reason
     # docs/hook.md quotes it as KubeVirt's hook manager returns it (namespace/name generic).
@@ -137,18 +168,32 @@ def test_sidecar_refusal_as_kubevirt_reports_it(version: str, peer_bins: dict[st
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_sidecar_unlabelled_vmi_is_byte_identical(version: str, peer_bins: dict[str, PeerBins],
-                                                  converted: dict[str, dict[str, Converted]],
-                                                  tmp_path: Path) -> None:
+def test_sidecar_unlabelled_vmi_is_byte_identical(
+    version: str,
+    peer_bins: dict[str, PeerBins],
+    converted: dict[str, dict[str, Converted]],
+    tmp_path: Path,
+) -> None:
     """What libvirt gets for a plain VMI with our hook attached = what it gets with no hook."""
     source = converted[version][SHAPE]
     vmi = _variant(source, tmp_path, "plain", plain=True)
     (tmp_path / "none").mkdir()
-    baseline = hookclient(peer_bins[version], hooks_dir=tmp_path / "none", converted=source,
-                          prefix=tmp_path / "n", vmi=vmi, sidecars=0)
+    baseline = hookclient(
+        peer_bins[version],
+        hooks_dir=tmp_path / "none",
+        converted=source,
+        prefix=tmp_path / "n",
+        vmi=vmi,
+        sidecars=0,
+    )
     with hook_process(tmp_path / "hooks" / "hook-sidecar-0") as log:
-        hooked = hookclient(peer_bins[version], hooks_dir=tmp_path / "hooks", converted=source,
-                            prefix=tmp_path / "p", vmi=vmi)
+        hooked = hookclient(
+            peer_bins[version],
+            hooks_dir=tmp_path / "hooks",
+            converted=source,
+            prefix=tmp_path / "p",
+            vmi=vmi,
+        )
     assert baseline.returncode == 0 and hooked.returncode == 0, hooked.stderr[-1000:]
     assert all("outcome=unchanged" in line for line in _calls(log, "OnDefineDomain"))
     assert len(_calls(log, "OnDefineDomain")) == 3
@@ -160,14 +205,24 @@ def test_sidecar_unlabelled_vmi_is_byte_identical(version: str, peer_bins: dict[
 
 
 def _pluginclient(bins: PeerBins, converted: Converted, vmi: Path, *args: str) -> list[str]:
-    return [str(bins.launcher), "pluginclient", "-domain", str(converted.domain), "-vmi",
-            str(vmi), *args]
+    return [
+        str(bins.launcher),
+        "pluginclient",
+        "-domain",
+        str(converted.domain),
+        "-vmi",
+        str(vmi),
+        *args,
+    ]
 
 
 @pytest.fixture(scope="module")
-def plugin_runs(peer_bins: dict[str, PeerBins], converted: dict[str, dict[str, Converted]],
-                admitted_plugin_annotations: dict[str, str],
-                tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+def plugin_runs(
+    peer_bins: dict[str, PeerBins],
+    converted: dict[str, dict[str, Converted]],
+    admitted_plugin_annotations: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, dict[str, Any]]:
     """version -> scenario -> {returncode, stderr, prefix}; one namespace per version."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         peers_unavailable("the Plugins path needs root and unshare (a private mount namespace)")
@@ -178,31 +233,58 @@ def plugin_runs(peer_bins: dict[str, PeerBins], converted: dict[str, dict[str, C
         source = converted[version][SHAPE]
         folder = tmp_path_factory.mktemp(f"plugin-{version}")
         cca = _variant(source, folder, "cca", annotations=admitted_plugin_annotations)
-        bad = _variant(source, folder, "bad", annotations=admitted_plugin_annotations,
-                       parameters=BAD_ALGO)
-        plain = _variant(source, folder, "plain", plain=True,
-                         annotations={})
+        bad = _variant(
+            source, folder, "bad", annotations=admitted_plugin_annotations, parameters=BAD_ALGO
+        )
+        plain = _variant(source, folder, "plain", plain=True, annotations={})
         plugin = ["-plugin", str(PLUGIN_YAML)]
         commands = {
-            "Boot": _pluginclient(bins, source, cca, *plugin, "-invocation", "Boot",
-                                  "-calls", "3", "-prefix", str(folder / "Boot")),
+            "Boot": _pluginclient(
+                bins,
+                source,
+                cca,
+                *plugin,
+                "-invocation",
+                "Boot",
+                "-calls",
+                "3",
+                "-prefix",
+                str(folder / "Boot"),
+            ),
             # KubeVirt's migration-target path defines once; the domain comes on stdout.
-            "MigrationTarget": _pluginclient(bins, source, cca, *plugin, "-invocation",
-                                             "MigrationTarget"),
-            "refused": _pluginclient(bins, source, bad, *plugin, "-prefix",
-                                     str(folder / "refused")),
-            "plain": _pluginclient(bins, source, plain, *plugin, "-prefix",
-                                   str(folder / "plain")),
+            "MigrationTarget": _pluginclient(
+                bins, source, cca, *plugin, "-invocation", "MigrationTarget"
+            ),
+            "refused": _pluginclient(
+                bins, source, bad, *plugin, "-prefix", str(folder / "refused")
+            ),
+            "plain": _pluginclient(bins, source, plain, *plugin, "-prefix", str(folder / "plain")),
         }
         spec = folder / "spec.json"
         out = folder / "out.json"
         log = folder / "hook.log"
-        spec.write_text(json.dumps({"cca": str(CCA), "hook_log": str(log), "out": str(out),
-                                    "commands": commands}))
-        done = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable,
-                               "-m", "tests.peers.kubevirt.plugin_ns", str(spec)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=300,
-                              check=False)
+        spec.write_text(
+            json.dumps(
+                {"cca": str(CCA), "hook_log": str(log), "out": str(out), "commands": commands}
+            )
+        )
+        done = subprocess.run(
+            [
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                sys.executable,
+                "-m",
+                "tests.peers.kubevirt.plugin_ns",
+                str(spec),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         results: dict[str, Any] = json.loads(out.read_text())
         for name, result in results.items():
@@ -231,11 +313,14 @@ def admitted_plugin_annotations() -> dict[str, str]:
 
 @pytest.mark.parametrize("invocation", ["Boot", "MigrationTarget"])
 @pytest.mark.parametrize("version", VERSIONS)
-def test_plugin_path_makes_a_realm(version: str, invocation: str,
-                                   plugin_runs: dict[str, dict[str, Any]],
-                                   converted: dict[str, dict[str, Converted]],
-                                   admitted_shapes: dict[str, dict[str, Any]],
-                                   libvirt_schema_dir: Path) -> None:
+def test_plugin_path_makes_a_realm(
+    version: str,
+    invocation: str,
+    plugin_runs: dict[str, dict[str, Any]],
+    converted: dict[str, dict[str, Converted]],
+    admitted_shapes: dict[str, dict[str, Any]],
+    libvirt_schema_dir: Path,
+) -> None:
     result = plugin_runs[version][invocation]
     assert result["returncode"] == 0, last_error(result["stderr"])
     request = parse_request(admitted_shapes[SHAPE])
@@ -251,17 +336,26 @@ def test_plugin_path_makes_a_realm(version: str, invocation: str,
         libvirt = virsh_define(xml, Dialect.QEMU_COMMANDLINE)
         assert libvirt.error is None, where
         assert realm_problems(libvirt.dumped) == [], where
-        assert realm_rule_problems(xml, dialect=Dialect.QEMU_COMMANDLINE, request=request,
-                                   source=source) == [], where
-    calls = [line for line in plugin_runs[version]["hook_log"].splitlines()
-             if "call=MutateDomain" in line and f"context={invocation}" in line
-             and "outcome=rewritten" in line]
+        assert (
+            realm_rule_problems(
+                xml, dialect=Dialect.QEMU_COMMANDLINE, request=request, source=source
+            )
+            == []
+        ), where
+    calls = [
+        line
+        for line in plugin_runs[version]["hook_log"].splitlines()
+        if "call=MutateDomain" in line
+        and f"context={invocation}" in line
+        and "outcome=rewritten" in line
+    ]
     assert len(calls) == len(defines), calls
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_plugin_refusal_as_kubevirt_wraps_it(version: str,
-                                             plugin_runs: dict[str, dict[str, Any]]) -> None:
+def test_plugin_refusal_as_kubevirt_wraps_it(
+    version: str, plugin_runs: dict[str, dict[str, Any]]
+) -> None:
     result = plugin_runs[version]["refused"]
     assert result["returncode"] == 1
     assert not Path(f"{result['prefix']}.define1.xml").exists(), "a refused Realm was defined"
@@ -273,13 +367,17 @@ def test_plugin_refusal_as_kubevirt_wraps_it(version: str,
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_plugin_cel_condition_skips_a_plain_vmi(version: str,
-                                                plugin_runs: dict[str, dict[str, Any]]) -> None:
+def test_plugin_cel_condition_skips_a_plain_vmi(
+    version: str, plugin_runs: dict[str, dict[str, Any]]
+) -> None:
     """deploy/plugin's CEL condition, evaluated by KubeVirt: our hook is not even called."""
     result = plugin_runs[version]["plain"]
     assert result["returncode"] == 0, last_error(result["stderr"])
-    calls = [line for line in plugin_runs[version]["hook_log"].splitlines()
-             if "call=MutateDomain" in line]
+    calls = [
+        line
+        for line in plugin_runs[version]["hook_log"].splitlines()
+        if "call=MutateDomain" in line
+    ]
     # Boot 3 + MigrationTarget 1 + the refused 1 for the CCA VMI; none for the plain one
     # (which our hook would answer with outcome=unchanged).
     assert len(calls) == 5, calls
@@ -291,13 +389,17 @@ def test_plugin_cel_condition_skips_a_plain_vmi(version: str,
 # --- the mixed state ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dialect", [Dialect.VEP, Dialect.QEMU_COMMANDLINE],
-                         ids=["vep", "qemu-commandline"])
+@pytest.mark.parametrize(
+    "dialect", [Dialect.VEP, Dialect.QEMU_COMMANDLINE], ids=["vep", "qemu-commandline"]
+)
 @pytest.mark.parametrize("version", VERSIONS)
-def test_mixed_state_as_documented(version: str, dialect: Dialect,
-                                   peer_bins: dict[str, PeerBins],
-                                   converted: dict[str, dict[str, Converted]],
-                                   tmp_path: Path) -> None:
+def test_mixed_state_as_documented(
+    version: str,
+    dialect: Dialect,
+    peer_bins: dict[str, PeerBins],
+    converted: dict[str, dict[str, Converted]],
+    tmp_path: Path,
+) -> None:
     """Legacy hook sidecar + someone else's Plugin: KubeVirt rebuilds the domain after our hook.
 
     docs/plugins.md: vep/openeuler -> the Realm fails to start; qemu-commandline -> dropped
@@ -308,11 +410,25 @@ def test_mixed_state_as_documented(version: str, dialect: Dialect,
     noop = tmp_path / "noop.yaml"
     noop.write_text(yaml.safe_dump(NOOP_PLUGIN))
     with hook_process(tmp_path / "hooks" / "hook-sidecar-0", "--dialect", dialect.value):
-        done = subprocess.run(_pluginclient(peer_bins[version], source, source.vmi, "-plugin",
-                                            str(noop), "-sidecars", "1", "-hooks-dir",
-                                            str(tmp_path / "hooks"), "-prefix",
-                                            str(tmp_path / "m")),
-                              capture_output=True, text=True, timeout=120, check=False)
+        done = subprocess.run(
+            _pluginclient(
+                peer_bins[version],
+                source,
+                source.vmi,
+                "-plugin",
+                str(noop),
+                "-sidecars",
+                "1",
+                "-hooks-dir",
+                str(tmp_path / "hooks"),
+                "-prefix",
+                str(tmp_path / "m"),
+            ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     defined = tmp_path / "m.define1.xml"
     survives = defined.exists() and "rme-guest" in defined.read_text()
     if dialect is Dialect.VEP:
@@ -325,11 +441,12 @@ def test_mixed_state_as_documented(version: str, dialect: Dialect,
         assert survives is (version == "main")
     # What admission decides for this state (the KubeVirt version as the CR reports it).
     for kubevirt_version, kept in (("v1.9.0", False), ("v1.10.0", True)):
-        decision = decide_mode(IntegrationMode.SIDECAR,
-                               gates=frozenset({"Sidecar", "Plugins"}),
-                               plugin_names=frozenset({"someone-else"}),
-                               settings=Settings(dialect=dialect),
-                               kubevirt_version=kubevirt_version)
+        decision = decide_mode(
+            IntegrationMode.SIDECAR,
+            gates=frozenset({"Sidecar", "Plugins"}),
+            plugin_names=frozenset({"someone-else"}),
+            settings=Settings(dialect=dialect),
+            kubevirt_version=kubevirt_version,
+        )
         refused = bool(decision.problems)
         assert refused is not (kept and dialect is Dialect.QEMU_COMMANDLINE), decision
-

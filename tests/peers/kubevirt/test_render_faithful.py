@@ -34,14 +34,17 @@ KNOWN: dict[tuple[str, str], str] = {}
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("version", VERSIONS)
 def test_render_matches_the_converter_on_touched_parts(
-        version: str, shape: str, converted: dict[str, dict[str, Converted]],
-        admitted_shapes: dict[str, dict[str, Any]]) -> None:
+    version: str,
+    shape: str,
+    converted: dict[str, dict[str, Converted]],
+    admitted_shapes: dict[str, dict[str, Any]],
+) -> None:
     vmi = admitted_shapes[shape]
     metadata = vmi["metadata"]
-    ours = base_domain(find_template(vmi), name=metadata["name"],
-                       namespace=metadata.get("namespace", "default"))
+    ours = base_domain(
+        find_template(vmi), name=metadata["name"], namespace=metadata.get("namespace", "default")
+    )
     theirs = converted[version][shape].domain.read_text()
     found = differences(touched_parts(ours), touched_parts(theirs))
-    unexplained = {part: values for part, values in found.items()
-                   if (shape, part) not in KNOWN}
+    unexplained = {part: values for part, values in found.items() if (shape, part) not in KNOWN}
     assert unexplained == {}, "render (ours, KubeVirt's) differs; fix basedomain.py or list it"

@@ -94,8 +94,9 @@ class HookCallbacks:
     ``decide`` is the decision the transport carries (the core's ``define_domain``).
     """
 
-    def __init__(self, settings: Settings, *, on_shutdown: Callable[[], None],
-                 decide: Decide = define_domain) -> None:
+    def __init__(
+        self, settings: Settings, *, on_shutdown: Callable[[], None], decide: Decide = define_domain
+    ) -> None:
         self.settings = settings
         self._on_shutdown = on_shutdown
         self._decide = decide
@@ -112,13 +113,18 @@ class HookCallbacks:
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         """gRPC handlers for Info and every ``Callbacks`` version."""
-        handlers = [grpc.method_handlers_generic_handler(INFO_SERVICE, {
-            "Info": grpc.unary_unary_rpc_method_handler(
-                self._info,
-                request_deserializer=api_info_pb2.InfoParams.FromString,
-                response_serializer=_serialize,
-            ),
-        })]
+        handlers = [
+            grpc.method_handlers_generic_handler(
+                INFO_SERVICE,
+                {
+                    "Info": grpc.unary_unary_rpc_method_handler(
+                        self._info,
+                        request_deserializer=api_info_pb2.InfoParams.FromString,
+                        response_serializer=_serialize,
+                    ),
+                },
+            )
+        ]
         for version in VERSIONS:
             methods: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
                 ON_DEFINE_DOMAIN: grpc.unary_unary_rpc_method_handler(
@@ -137,54 +143,68 @@ class HookCallbacks:
             handlers.append(grpc.method_handlers_generic_handler(version.service, methods))
         return handlers
 
-    def _info(self, _request: api_info_pb2.InfoParams,
-              _context: grpc.ServicerContext) -> api_info_pb2.InfoResult:
-        logger.info("call=Info outcome=ok versions=%s",
-                    ",".join(v.version for v in VERSIONS))
+    def _info(
+        self, _request: api_info_pb2.InfoParams, _context: grpc.ServicerContext
+    ) -> api_info_pb2.InfoResult:
+        logger.info("call=Info outcome=ok versions=%s", ",".join(v.version for v in VERSIONS))
         return self.info_result()
 
     def _define_handler(
-        self, version: CallbackVersion,
+        self,
+        version: CallbackVersion,
     ) -> Callable[[_DefineParams, grpc.ServicerContext], Message]:
         def handle(request: _DefineParams, context: grpc.ServicerContext) -> Message:
             return version.result(self.on_define_domain(request, context, version.version))
+
         return handle
 
-    def on_define_domain(self, request: _DefineParams, context: grpc.ServicerContext,
-                         version: str) -> bytes:
+    def on_define_domain(
+        self, request: _DefineParams, context: grpc.ServicerContext, version: str
+    ) -> bytes:
         """The rewritten (or unchanged) domain XML; aborts the call to refuse."""
         defined = define(
-            context, lambda: self._decide(request.domainXML, request.vmi, self.settings),
+            context,
+            lambda: self._decide(request.domainXML, request.vmi, self.settings),
             fields=(("call", ON_DEFINE_DOMAIN), ("version", version)),
             dialect=self.settings.dialect.value,
             internal_error="kubevirt-cca hook: internal error while defining the domain; the VM "
-                           "is not started (see the hook sidecar container's log)",
+            "is not started (see the hook sidecar container's log)",
         )
         return defined.domain_xml
 
     def _shutdown_handler(
-        self, version: str, result: Callable[[], Message],
+        self,
+        version: str,
+        result: Callable[[], Message],
     ) -> Callable[[Message, grpc.ServicerContext], Message]:
         def handle(_request: Message, _context: grpc.ServicerContext) -> Message:
             logger.info("call=%s version=%s outcome=ok", SHUTDOWN, version)
             self._on_shutdown()
             return result()
+
         return handle
 
 
-def hook_server(socket_dir: Path, settings: Settings, *,
-                stop_event: threading.Event | None = None,
-                max_workers: int = DEFAULT_WORKERS) -> UnixSocketServer:
+def hook_server(
+    socket_dir: Path,
+    settings: Settings,
+    *,
+    stop_event: threading.Event | None = None,
+    max_workers: int = DEFAULT_WORKERS,
+) -> UnixSocketServer:
     """The hook sidecar's server on ``socket_dir/HOOK_SOCKET_NAME`` (not started yet).
 
     virt-launcher's Shutdown call sets ``stop_event`` (the server's own when not given).
     """
     stop = stop_event if stop_event is not None else threading.Event()
     callbacks = HookCallbacks(settings, on_shutdown=stop.set)
-    return UnixSocketServer(socket_dir / HOOK_SOCKET_NAME, callbacks.handlers(),
-                            max_workers=max_workers, stop_event=stop)
+    return UnixSocketServer(
+        socket_dir / HOOK_SOCKET_NAME,
+        callbacks.handlers(),
+        max_workers=max_workers,
+        stop_event=stop,
+    )
 
 
 def _serialize(message: Message) -> bytes:
     return message.SerializeToString()
-

@@ -37,9 +37,14 @@ def status_for(error: HookError) -> grpc.StatusCode:
     return grpc.StatusCode.INVALID_ARGUMENT  # the VMI JSON itself could not be read
 
 
-def define(context: grpc.ServicerContext, decide: Callable[[], DefinedDomain], *,
-           fields: Sequence[tuple[str, object]], dialect: str,
-           internal_error: str) -> DefinedDomain:
+def define(
+    context: grpc.ServicerContext,
+    decide: Callable[[], DefinedDomain],
+    *,
+    fields: Sequence[tuple[str, object]],
+    dialect: str,
+    internal_error: str,
+) -> DefinedDomain:
     """``decide()``, logged as one line; a refusal or a failure aborts the call.
 
     ``fields`` name the call (``call=...`` first) and stand before ``vmi=`` in the line;
@@ -51,16 +56,33 @@ def define(context: grpc.ServicerContext, decide: Callable[[], DefinedDomain], *
         defined = decide()
     except HookError as exc:
         code = status_for(exc)
-        logger.warning("%s vmi=%s dialect=%s outcome=refused code=%s duration_ms=%.2f "
-                       "message=%s", lead, exc.vmi, dialect, code.name, _ms_since(started),
-                       json.dumps(str(exc)))
+        logger.warning(
+            "%s vmi=%s dialect=%s outcome=refused code=%s duration_ms=%.2f message=%s",
+            lead,
+            exc.vmi,
+            dialect,
+            code.name,
+            _ms_since(started),
+            json.dumps(str(exc)),
+        )
         context.abort(code, str(exc))
     except Exception:
-        logger.exception("%s vmi=%s dialect=%s outcome=error code=INTERNAL "
-                         "duration_ms=%.2f", lead, UNKNOWN_VMI, dialect, _ms_since(started))
+        logger.exception(
+            "%s vmi=%s dialect=%s outcome=error code=INTERNAL duration_ms=%.2f",
+            lead,
+            UNKNOWN_VMI,
+            dialect,
+            _ms_since(started),
+        )
         context.abort(grpc.StatusCode.INTERNAL, internal_error)
-    logger.info("%s vmi=%s dialect=%s outcome=%s duration_ms=%.2f", lead, defined.vmi,
-                dialect, "rewritten" if defined.realm else "unchanged", _ms_since(started))
+    logger.info(
+        "%s vmi=%s dialect=%s outcome=%s duration_ms=%.2f",
+        lead,
+        defined.vmi,
+        dialect,
+        "rewritten" if defined.realm else "unchanged",
+        _ms_since(started),
+    )
     return defined
 
 

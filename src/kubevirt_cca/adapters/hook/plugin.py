@@ -48,41 +48,63 @@ class DomainHookService:
         self._decide = decide
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
-        return [grpc.method_handlers_generic_handler(SERVICE, {
-            MUTATE_DOMAIN: grpc.unary_unary_rpc_method_handler(
-                self.mutate_domain,
-                request_deserializer=plugin_pb2.MutateDomainRequest.FromString,
-                response_serializer=plugin_pb2.MutateDomainResponse.SerializeToString,
-            ),
-        })]
+        return [
+            grpc.method_handlers_generic_handler(
+                SERVICE,
+                {
+                    MUTATE_DOMAIN: grpc.unary_unary_rpc_method_handler(
+                        self.mutate_domain,
+                        request_deserializer=plugin_pb2.MutateDomainRequest.FromString,
+                        response_serializer=plugin_pb2.MutateDomainResponse.SerializeToString,
+                    ),
+                },
+            )
+        ]
 
-    def mutate_domain(self, request: plugin_pb2.MutateDomainRequest,
-                      context: grpc.ServicerContext) -> plugin_pb2.MutateDomainResponse:
+    def mutate_domain(
+        self, request: plugin_pb2.MutateDomainRequest, context: grpc.ServicerContext
+    ) -> plugin_pb2.MutateDomainResponse:
         """The rewritten (or unchanged) domain; aborts the call to refuse."""
         invocation = request.sidecar_context.invocation_context
-        call = MutateCall(domain_type=request.domain_type, domain=request.domain,
-                          vmi=request.vmi, invocation_context=invocation)
+        call = MutateCall(
+            domain_type=request.domain_type,
+            domain=request.domain,
+            vmi=request.vmi,
+            invocation_context=invocation,
+        )
         defined = define(
-            context, lambda: self._decide(call, self.settings),
-            fields=(("call", MUTATE_DOMAIN), ("context", invocation or "-"),
-                    ("domain_type", request.domain_type or "-")),
+            context,
+            lambda: self._decide(call, self.settings),
+            fields=(
+                ("call", MUTATE_DOMAIN),
+                ("context", invocation or "-"),
+                ("domain_type", request.domain_type or "-"),
+            ),
             dialect=self.settings.dialect.value,
             internal_error="kubevirt-cca plugin: internal error while defining the domain; the "
-                           "VM is not started (see the kubevirt-cca-plugin container's log)",
+            "VM is not started (see the kubevirt-cca-plugin container's log)",
         )
         return plugin_pb2.MutateDomainResponse(domain=defined.domain_xml)
 
 
-def plugin_server(socket_path: Path, settings: Settings, *,
-                  stop_event: threading.Event | None = None,
-                  max_workers: int = DEFAULT_WORKERS,
-                  decide: Decide = mutate_domain) -> UnixSocketServer:
+def plugin_server(
+    socket_path: Path,
+    settings: Settings,
+    *,
+    stop_event: threading.Event | None = None,
+    max_workers: int = DEFAULT_WORKERS,
+    decide: Decide = mutate_domain,
+) -> UnixSocketServer:
     """The Plugin domain hook's server on ``socket_path`` (not started yet).
 
     Raises :class:`SettingsError` when ``settings`` cannot be served on the Plugins path.
     """
     service = DomainHookService(settings, decide=decide)
-    return UnixSocketServer(socket_path, service.handlers(), max_workers=max_workers,
-                            stop_event=stop_event, socket_mode=SOCKET_MODE,
-                            option="--plugin-socket")
-
+    return UnixSocketServer(
+        socket_path,
+        service.handlers(),
+        max_workers=max_workers,
+        stop_event=stop_event,
+        socket_mode=SOCKET_MODE,
+        option="--plugin-socket",
+    )

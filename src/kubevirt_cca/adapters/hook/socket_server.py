@@ -43,11 +43,16 @@ class UnixSocketServer:
     together (one process, several sockets) share one ``stop_event``.
     """
 
-    def __init__(self, path: Path, handlers: Sequence[grpc.GenericRpcHandler], *,
-                 max_workers: int = DEFAULT_WORKERS,
-                 stop_event: threading.Event | None = None,
-                 socket_mode: int | None = None,
-                 option: str = "--socket-dir") -> None:
+    def __init__(
+        self,
+        path: Path,
+        handlers: Sequence[grpc.GenericRpcHandler],
+        *,
+        max_workers: int = DEFAULT_WORKERS,
+        stop_event: threading.Event | None = None,
+        socket_mode: int | None = None,
+        option: str = "--socket-dir",
+    ) -> None:
         self.path = path
         self.socket_mode = socket_mode
         self.option = option
@@ -65,8 +70,9 @@ class UnixSocketServer:
         _prepare_directory(self.path.parent)
         _claim_socket_path(self.path, option=self.option)
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=self._max_workers,
-                                       thread_name_prefix="grpc-" + self.path.stem),
+            futures.ThreadPoolExecutor(
+                max_workers=self._max_workers, thread_name_prefix="grpc-" + self.path.stem
+            ),
             handlers=self._handlers,
         )
         address = f"unix:{self.path}"
@@ -82,8 +88,9 @@ class UnixSocketServer:
             except OSError as exc:
                 server.stop(None)
                 self.path.unlink(missing_ok=True)
-                raise SettingsError(f"cannot set the mode of unix socket {self.path}: "
-                                    f"{exc.strerror}") from exc
+                raise SettingsError(
+                    f"cannot set the mode of unix socket {self.path}: {exc.strerror}"
+                ) from exc
         server.start()
         info = self.path.stat()
         self._inode = (info.st_dev, info.st_ino)
@@ -116,8 +123,9 @@ class UnixSocketServer:
         self._inode = None
 
 
-def serve_until_stopped(servers: Sequence[UnixSocketServer], *,
-                        grace: float = DEFAULT_GRACE_SECONDS) -> None:
+def serve_until_stopped(
+    servers: Sequence[UnixSocketServer], *, grace: float = DEFAULT_GRACE_SECONDS
+) -> None:
     """Run ``servers`` until SIGTERM/SIGINT or a stop request (their shared ``stop_event``).
 
     Must run in the main thread (Python delivers signals there).

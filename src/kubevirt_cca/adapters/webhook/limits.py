@@ -74,8 +74,13 @@ class _Gate(asyncio.Protocol):
     The slot is released when the connection ends, whichever side it ends on.
     """
 
-    def __init__(self, make_inner: Callable[[], asyncio.Protocol], cap: ConnectionCap,
-                 context: ssl.SSLContext, limits: Limits) -> None:
+    def __init__(
+        self,
+        make_inner: Callable[[], asyncio.Protocol],
+        cap: ConnectionCap,
+        context: ssl.SSLContext,
+        limits: Limits,
+    ) -> None:
         self._make_inner = make_inner
         self._cap = cap
         self._context = context
@@ -88,10 +93,15 @@ class _Gate(asyncio.Protocol):
         peer = str(peername[0]) if isinstance(peername, tuple) and peername else "unknown"
         if not isinstance(transport, asyncio.Transport) or not self._cap.admit(peer):
             if self._cap.refused % 100 == 1:  # logged, not once per connection in a flood
-                logger.warning("https connection refused peer=%s open=%d limit=%d "
-                               "per_peer_limit=%d refused_total=%d", peer, self._cap.open,
-                               self._cap.limits.connections, self._cap.limits.per_peer,
-                               self._cap.refused)
+                logger.warning(
+                    "https connection refused peer=%s open=%d limit=%d "
+                    "per_peer_limit=%d refused_total=%d",
+                    peer,
+                    self._cap.open,
+                    self._cap.limits.connections,
+                    self._cap.limits.per_peer,
+                    self._cap.refused,
+                )
             transport.close()
             return
         self._peer = peer
@@ -104,8 +114,12 @@ class _Gate(asyncio.Protocol):
         inner = _Counted(self._make_inner(), self._release)
         try:
             tls = await asyncio.get_running_loop().start_tls(
-                transport, inner, self._context, server_side=True,
-                ssl_handshake_timeout=self._limits.handshake_seconds)
+                transport,
+                inner,
+                self._context,
+                server_side=True,
+                ssl_handshake_timeout=self._limits.handshake_seconds,
+            )
         except (OSError, ssl.SSLError, TimeoutError, ConnectionError) as exc:
             logger.debug("https handshake failed peer=%s problem=%r", self._peer, str(exc))
             transport.abort()
@@ -185,9 +199,15 @@ class LimitedSite(web.BaseSite):
 
     __slots__ = ("_host", "_limits", "_port", "bound_port", "cap")
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, *,
-                 ssl_context: ssl.SSLContext,
-                 limits: Limits) -> None:
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext,
+        limits: Limits,
+    ) -> None:
         super().__init__(runner, ssl_context=ssl_context)
         self._host = host
         self._port = port
@@ -216,7 +236,8 @@ class LimitedSite(web.BaseSite):
         # Plain TCP here; each admitted connection starts TLS itself (_Gate), so the cap
         # applies before any handshake work.
         self._server = await loop.create_server(
-            factory, self._host, self._port, backlog=self._backlog, reuse_address=True)
+            factory, self._host, self._port, backlog=self._backlog, reuse_address=True
+        )
         sockets = self._server.sockets
         if sockets:
             self.bound_port = int(sockets[0].getsockname()[1])

@@ -83,20 +83,32 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.admissions = Counter(
-            "kubevirt_cca_admissions", "AdmissionReviews answered",
-            ("endpoint", "kind", "operation", "verdict"), registry=registry)
+            "kubevirt_cca_admissions",
+            "AdmissionReviews answered",
+            ("endpoint", "kind", "operation", "verdict"),
+            registry=registry,
+        )
         self.latency = Histogram(
             "kubevirt_cca_admission_duration_seconds",
-            "Time from request to AdmissionReview answer", ("endpoint",),
-            buckets=LATENCY_BUCKETS, registry=registry)
+            "Time from request to AdmissionReview answer",
+            ("endpoint",),
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
 
 
 class WebhookApp:
     """Builds the HTTPS and the health applications around one cluster source."""
 
-    def __init__(self, source: ClusterSource, *, tls: ReloadingTLS | None = None,
-                 registry: CollectorRegistry | None = None,
-                 max_body: int = MAX_BODY_BYTES, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        source: ClusterSource,
+        *,
+        tls: ReloadingTLS | None = None,
+        registry: CollectorRegistry | None = None,
+        max_body: int = MAX_BODY_BYTES,
+        limits: Limits | None = None,
+    ) -> None:
         self.source = source
         self.tls = tls
         self.limits = limits or Limits()
@@ -129,10 +141,12 @@ class WebhookApp:
                 return await self._review(endpoint, request, started)
             finally:
                 latency.observe(time.perf_counter() - started)
+
         return handle
 
-    async def _review(self, endpoint: Endpoint, request: web.Request,
-                      started: float) -> web.Response:
+    async def _review(
+        self, endpoint: Endpoint, request: web.Request, started: float
+    ) -> web.Response:
         refused = self._refuse_unread(endpoint, request)
         if refused is not None:
             return await _answer_and_close(request, refused)
@@ -140,9 +154,14 @@ class WebhookApp:
             async with asyncio.timeout(self.limits.body_seconds):
                 body = await _read_bounded(request, self.max_body)
         except TimeoutError:
-            return await _answer_and_close(request, self._bad_request(endpoint, (
-                f"the body did not arrive within {self.limits.body_seconds:g} seconds"),
-                status=408))
+            return await _answer_and_close(
+                request,
+                self._bad_request(
+                    endpoint,
+                    (f"the body did not arrive within {self.limits.body_seconds:g} seconds"),
+                    status=408,
+                ),
+            )
         if body is None:
             return self._bad_request(endpoint, f"the body is larger than {self.max_body} bytes")
         try:
@@ -152,8 +171,12 @@ class WebhookApp:
                 return self._bad_request(endpoint, str(exc))
             cause = Violation("request", str(exc))
             self._count(endpoint, "unknown", "unknown", "malformed")
-            logger.info("admission endpoint=%s uid=%s verdict=malformed problem=%r",
-                        endpoint.value, log_value(exc.uid), str(exc))
+            logger.info(
+                "admission endpoint=%s uid=%s verdict=malformed problem=%r",
+                endpoint.value,
+                log_value(exc.uid),
+                str(exc),
+            )
             return _json(build_review(deny(exc.uid, [cause], code=400)))
         try:
             lookup = None
@@ -162,10 +185,16 @@ class WebhookApp:
                 lookup = await self.source.lookup_vmi(*target)
             verdict = admit(endpoint, review, self.source.view(), lookup=lookup)
         except Exception:
-            logger.exception("admission endpoint=%s uid=%s verdict=error", endpoint.value,
-                             log_value(review["uid"]))
-            cause = Violation("", "kubevirt-cca hit an internal error deciding this request; "
-                              "it is refused (fail closed). The webhook's log has the details")
+            logger.exception(
+                "admission endpoint=%s uid=%s verdict=error",
+                endpoint.value,
+                log_value(review["uid"]),
+            )
+            cause = Violation(
+                "",
+                "kubevirt-cca hit an internal error deciding this request; "
+                "it is refused (fail closed). The webhook's log has the details",
+            )
             self._count(endpoint, review["kind"]["kind"], review["operation"], "error")
             return _json(build_review(deny(review["uid"], [cause], code=500)))
         self._log(endpoint, review["uid"], verdict, started)
@@ -177,9 +206,14 @@ class WebhookApp:
         encoding = request.headers.get(hdrs.CONTENT_ENCODING)
         if encoding is not None and encoding.strip().lower() not in ("", "identity"):
             # Never inflate a body: a small compressed body can expand a thousandfold.
-            return self._bad_request(endpoint, (
-                f"Content-Encoding {_shown(encoding)} is not accepted; send the "
-                "AdmissionReview as plain JSON (the Kubernetes API server does)"), status=415)
+            return self._bad_request(
+                endpoint,
+                (
+                    f"Content-Encoding {_shown(encoding)} is not accepted; send the "
+                    "AdmissionReview as plain JSON (the Kubernetes API server does)"
+                ),
+                status=415,
+            )
         return None
 
     async def _canned(self, request: web.Request) -> web.Response:
@@ -187,15 +221,25 @@ class WebhookApp:
         await _read_bounded(request, self.max_body)
         return web.Response(body=self.canned, content_type="application/json")
 
-    def _bad_request(self, endpoint: Endpoint, message: str, *,
-                     status: int = 400) -> web.Response:
+    def _bad_request(self, endpoint: Endpoint, message: str, *, status: int = 400) -> web.Response:
         self._count(endpoint, "unknown", "unknown", "malformed")
-        logger.info("admission endpoint=%s verdict=bad-request status=%d problem=%r",
-                    endpoint.value, status, message)
+        logger.info(
+            "admission endpoint=%s verdict=bad-request status=%d problem=%r",
+            endpoint.value,
+            status,
+            message,
+        )
         return web.json_response(
-            {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": status,
-             "reason": _REASONS.get(status, "BadRequest"), "message": message},
-            status=status)
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "status": "Failure",
+                "code": status,
+                "reason": _REASONS.get(status, "BadRequest"),
+                "message": message,
+            },
+            status=status,
+        )
 
     def _count(self, endpoint: Endpoint, kind: str, operation: str, verdict: str) -> None:
         # Label values come from the request: keep them to the known few (bounded cardinality).
@@ -210,10 +254,17 @@ class WebhookApp:
         logger.info(
             "admission endpoint=%s uid=%s kind=%s operation=%s namespace=%s name=%s "
             "verdict=%s patch_ops=%d causes=%s duration_ms=%.2f",
-            endpoint.value, log_value(uid), log_value(verdict.kind),
-            log_value(verdict.operation), log_value(verdict.namespace or "-"),
-            log_value(verdict.name or "-"), verdict.verdict, verdict.patched, json.dumps(causes),
-            (time.perf_counter() - started) * 1000)
+            endpoint.value,
+            log_value(uid),
+            log_value(verdict.kind),
+            log_value(verdict.operation),
+            log_value(verdict.namespace or "-"),
+            log_value(verdict.name or "-"),
+            verdict.verdict,
+            verdict.patched,
+            json.dumps(causes),
+            (time.perf_counter() - started) * 1000,
+        )
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -275,8 +326,7 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 def _json(review: AdmissionReview) -> web.Response:
-    return web.Response(body=_COMPACT.encode(review).encode(),
-                        content_type="application/json")
+    return web.Response(body=_COMPACT.encode(review).encode(), content_type="application/json")
 
 
 @dataclass
@@ -303,9 +353,13 @@ async def serve(app: WebhookApp, *, host: str, port: int, health_port: int) -> R
     """
     if app.tls is None:
         raise ValueError("the webhook serves TLS only: give it a ReloadingTLS")
-    https = web.AppRunner(app.https_app(), access_log=None, auto_decompress=False,
-                          lingering_time=app.limits.body_seconds,
-                          keepalive_timeout=app.limits.head_seconds)
+    https = web.AppRunner(
+        app.https_app(),
+        access_log=None,
+        auto_decompress=False,
+        lingering_time=app.limits.body_seconds,
+        keepalive_timeout=app.limits.head_seconds,
+    )
     health = web.AppRunner(app.health_app(), access_log=None)
     await https.setup()
     await health.setup()
@@ -313,8 +367,7 @@ async def serve(app: WebhookApp, *, host: str, port: int, health_port: int) -> R
     health_site = web.TCPSite(health, host, health_port)
     await https_site.start()
     await health_site.start()
-    return Running([https, health], https_site.bound_port, _port(health_site),
-                   https_site)
+    return Running([https, health], https_site.bound_port, _port(health_site), https_site)
 
 
 def _port(site: web.TCPSite) -> int:

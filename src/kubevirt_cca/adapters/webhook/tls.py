@@ -25,9 +25,11 @@ logger = logging.getLogger(__name__)
 _Stamp = tuple[int, int, int, int]
 # TLS 1.2 cipher suites: ECDHE key exchange with AEAD encryption (AES-GCM, ChaCha20-Poly1305)
 # only, no CBC and no static RSA. TLS 1.3's suites are all AEAD and set apart by OpenSSL.
-TLS12_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-                 "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-                 "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+TLS12_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+)
 
 
 class CertificateError(CCAError):
@@ -51,8 +53,12 @@ class ReloadingTLS:
         self.context = self._load()
         self.context.sni_callback = self._on_hello
 
-    def _on_hello(self, ssl_object: ssl.SSLObject | ssl.SSLSocket, server_name: str | None,
-                  context: ssl.SSLContext) -> int | None:
+    def _on_hello(
+        self,
+        ssl_object: ssl.SSLObject | ssl.SSLSocket,
+        server_name: str | None,
+        context: ssl.SSLContext,
+    ) -> int | None:
         self.check()
         ssl_object.context = self._current
         return None
@@ -62,8 +68,9 @@ class ReloadingTLS:
         try:
             stamp = self._stamps()
         except CertificateError as exc:
-            self._warn_once(f"tls certificate check failed problem={str(exc)!r}; "
-                            "keeping the loaded pair")
+            self._warn_once(
+                f"tls certificate check failed problem={str(exc)!r}; keeping the loaded pair"
+            )
             return False
         if stamp == self._stamp or stamp == self._failed:
             return False
@@ -74,8 +81,10 @@ class ReloadingTLS:
                 context = self._load()
             except CertificateError as exc:
                 self._failed = stamp
-                self._warn_once(f"tls reload failed problem={str(exc)!r}; keeping the loaded "
-                                "pair until the files change again")
+                self._warn_once(
+                    f"tls reload failed problem={str(exc)!r}; keeping the loaded "
+                    "pair until the files change again"
+                )
                 return False
             self._current, self._stamp, self._failed, self._logged = context, stamp, None, None
             self.reloads += 1
@@ -103,8 +112,10 @@ class ReloadingTLS:
 
 def _which_file(cert_file: str, key_file: str, exc: OSError | ssl.SSLError) -> str:
     """Name the file at fault: ssl's own error says neither which file nor why."""
-    for path, kind, load in ((cert_file, "certificate", _load_certificate),
-                             (key_file, "private key", _load_key)):
+    for path, kind, load in (
+        (cert_file, "certificate", _load_certificate),
+        (key_file, "private key", _load_key),
+    ):
         try:
             data = Path(path).read_bytes()
         except OSError as read_error:
@@ -112,8 +123,10 @@ def _which_file(cert_file: str, key_file: str, exc: OSError | ssl.SSLError) -> s
         problem = load(data)
         if problem is not None:
             return f"the {kind} file {path} is not a PEM {kind} ({problem})"
-    return (f"the private key in {key_file} does not belong to the certificate in {cert_file} "
-            f"({getattr(exc, 'reason', None) or exc})")
+    return (
+        f"the private key in {key_file} does not belong to the certificate in {cert_file} "
+        f"({getattr(exc, 'reason', None) or exc})"
+    )
 
 
 def _load_certificate(data: bytes) -> str | None:

@@ -96,22 +96,31 @@ def migration_target(request: AdmissionRequest) -> tuple[str, str] | None:
     return namespace, name
 
 
-def admit(endpoint: Endpoint, request: AdmissionRequest, cluster: ClusterView,
-          *, lookup: VMILookup | None = None) -> Verdict:
+def admit(
+    endpoint: Endpoint,
+    request: AdmissionRequest,
+    cluster: ClusterView,
+    *,
+    lookup: VMILookup | None = None,
+) -> Verdict:
     """Decide one request. Operations other than CREATE and UPDATE are allowed untouched."""
     uid, kind, operation = request["uid"], request["kind"]["kind"], request["operation"]
     obj = object_of(request)
     namespace = request.get("namespace") or meta_str(obj, "namespace")
     name = request.get("name") or meta_str(obj, "name") or meta_str(obj, "generateName")
 
-    def verdict(response: AdmissionResponse, causes: tuple[Violation, ...] = (),
-                patched: int = 0) -> Verdict:
+    def verdict(
+        response: AdmissionResponse, causes: tuple[Violation, ...] = (), patched: int = 0
+    ) -> Verdict:
         return Verdict(response, kind, operation, namespace, name, causes, patched)
 
     if kind not in ENDPOINT_KINDS[endpoint]:
         expected = ", ".join(ENDPOINT_KINDS[endpoint])
-        cause = Violation("kind", f"/{endpoint.value} admits {expected}; got {kind!r}. "
-                          "The webhook configuration sends the wrong resources here")
+        cause = Violation(
+            "kind",
+            f"/{endpoint.value} admits {expected}; got {kind!r}. "
+            "The webhook configuration sends the wrong resources here",
+        )
         return verdict(deny(uid, [cause], code=400), (cause,))
     if operation not in ("CREATE", "UPDATE"):
         return verdict(allow(uid))
@@ -123,8 +132,11 @@ def admit(endpoint: Endpoint, request: AdmissionRequest, cluster: ClusterView,
         plan = plan_vmi(obj, cluster)
         if plan.violations:
             return verdict(deny(uid, plan.violations), plan.violations)
-        warnings = ([*mode_warnings(cluster), *capability_warnings(plan.request, cluster)]
-                    if plan.request is not None else [])
+        warnings = (
+            [*mode_warnings(cluster), *capability_warnings(plan.request, cluster)]
+            if plan.request is not None
+            else []
+        )
         return verdict(allow(uid, patch=plan.patch, warnings=warnings), patched=len(plan.patch))
     if endpoint is Endpoint.MUTATE_LAUNCHER_POD:
         if operation != "CREATE":
@@ -144,22 +156,26 @@ def admit(endpoint: Endpoint, request: AdmissionRequest, cluster: ClusterView,
         causes = judge_plugin_create(obj, cluster) if operation == "CREATE" else []
         if causes:
             return verdict(deny(uid, causes), tuple(causes))
-        return verdict(allow(uid, warnings=plugin_warnings(obj, cluster)
-                             if operation == "CREATE" else []))
+        return verdict(
+            allow(uid, warnings=plugin_warnings(obj, cluster) if operation == "CREATE" else [])
+        )
     if endpoint is Endpoint.VALIDATE_VMI:
-        causes = validate_vmi(obj, operation="CREATE" if operation == "CREATE" else "UPDATE",
-                              cluster=cluster, old=old)
+        causes = validate_vmi(
+            obj, operation="CREATE" if operation == "CREATE" else "UPDATE", cluster=cluster, old=old
+        )
     elif endpoint is Endpoint.VALIDATE_TEMPLATES:
-        causes = validate_template(obj, operation="CREATE" if operation == "CREATE"
-                                   else "UPDATE", cluster=cluster, old=old)
+        causes = validate_template(
+            obj, operation="CREATE" if operation == "CREATE" else "UPDATE", cluster=cluster, old=old
+        )
     else:
         if operation != "CREATE":
             return verdict(allow(uid))
         lookup = lookup or VMILookup()
         judged = judge_migration(obj, lookup.vmi, lookup_problem=lookup.problem)
         if judged.cca_vmi:
-            return verdict(deny(uid, judged.violations, message=MIGRATION_REFUSAL),
-                           judged.violations)
+            return verdict(
+                deny(uid, judged.violations, message=MIGRATION_REFUSAL), judged.violations
+            )
         causes = list(judged.violations)
     if causes:
         return verdict(deny(uid, causes), tuple(causes))

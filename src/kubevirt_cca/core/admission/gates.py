@@ -129,9 +129,13 @@ class ClusterView:
         """The integration mode in force and what stops it; ``None`` while gates are unknown."""
         if self.gates is None:
             return None
-        return decide_mode(self.integration_mode, gates=self.gates.enabled,
-                           plugin_names=self.plugin_names or frozenset(),
-                           settings=self.settings, kubevirt_version=self.kubevirt_version)
+        return decide_mode(
+            self.integration_mode,
+            gates=self.gates.enabled,
+            plugin_names=self.plugin_names or frozenset(),
+            settings=self.settings,
+            kubevirt_version=self.kubevirt_version,
+        )
 
 
 def build_view(
@@ -157,25 +161,37 @@ def build_view(
         config_problem = "; ".join(p for p in (config_problem, mode_problem) if p)
     if config_unreadable is not None:
         config_problem = f"it could not be read: {config_unreadable}"
-    view = ClusterView(gates=None, settings=settings, hook_image=image,
-                       config_problem=config_problem, integration_mode=mode,
-                       plugin_names=plugin_names,
-                       plugins_problem=plugins_problem if plugin_names is None else None)
+    view = ClusterView(
+        gates=None,
+        settings=settings,
+        hook_image=image,
+        config_problem=config_problem,
+        integration_mode=mode,
+        plugin_names=plugin_names,
+        plugins_problem=plugins_problem if plugin_names is None else None,
+    )
     if kubevirts is None:
         return dataclasses.replace(
-            view, gates_problem=f"the KubeVirt CR could not be read: {kubevirts_problem}")
+            view, gates_problem=f"the KubeVirt CR could not be read: {kubevirts_problem}"
+        )
     crs = list(kubevirts)
     ours = [cr for cr in crs if meta_str(cr, "namespace") in ("", kubevirt_namespace)]
     cr = pick_kubevirt(ours)
     ignored = tuple(sorted(kubevirt_name(c) for c in crs if c is not cr))
     if cr is None:
         return dataclasses.replace(
-            view, ignored_kubevirts=ignored,
-            gates_problem=f"no KubeVirt CR found in namespace {kubevirt_namespace}")
+            view,
+            ignored_kubevirts=ignored,
+            gates_problem=f"no KubeVirt CR found in namespace {kubevirt_namespace}",
+        )
     status = cr.get("status")
     version = status.get("observedKubeVirtVersion") if isinstance(status, Mapping) else None
-    view = dataclasses.replace(view, kubevirt=cr, ignored_kubevirts=ignored,
-                               kubevirt_version=version if isinstance(version, str) else "")
+    view = dataclasses.replace(
+        view,
+        kubevirt=cr,
+        ignored_kubevirts=ignored,
+        kubevirt_version=version if isinstance(version, str) else "",
+    )
     try:
         return dataclasses.replace(view, gates=gates_from_kubevirt(cr))
     except SettingsError as exc:
@@ -218,8 +234,10 @@ def mode_from_map(data: Mapping[str, Any] | None) -> tuple[IntegrationMode, str 
 
 def all_gates_on() -> FeatureGates:
     """What the offline tools assume without a KubeVirt CR: both gates on."""
-    return FeatureGates(enabled=frozenset({CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE}),
-                        source="assumed (no KubeVirt CR given)")
+    return FeatureGates(
+        enabled=frozenset({CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE}),
+        source="assumed (no KubeVirt CR given)",
+    )
 
 
 def _string_list(value: Any, key: str) -> list[str]:

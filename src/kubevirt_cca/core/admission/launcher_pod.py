@@ -39,28 +39,50 @@ LABEL_FIELD = f"metadata.labels[{ENABLED_LABEL}]"
 QEMU_UID = 107
 
 
-def plan_launcher_pod(pod: Mapping[str, Any], cluster: ClusterView
-                      ) -> tuple[list[PatchOperation], list[Violation]]:
+def plan_launcher_pod(
+    pod: Mapping[str, Any], cluster: ClusterView
+) -> tuple[list[PatchOperation], list[Violation]]:
     """The patch for a pod being created, or why it is refused (both empty: leave it)."""
     if not is_cca_launcher_pod(pod):
         return [], []
     if cluster.gates is None:
         problem = cluster.gates_problem or "the KubeVirt CR could not be read"
-        return [], [Violation(LABEL_FIELD, (
-            f"kubevirt-cca cannot tell whether this CCA VM's virt-launcher pod needs its plugin "
-            f"container ({problem}); the pod is refused until it can (fail closed), and KubeVirt "
-            "retries it"))]
+        return [], [
+            Violation(
+                LABEL_FIELD,
+                (
+                    "kubevirt-cca cannot tell whether this CCA VM's virt-launcher pod needs "
+                    "its plugin "
+                    f"container ({problem}); the pod is refused until it can (fail closed), and "
+                    "KubeVirt "
+                    "retries it"
+                ),
+            )
+        ]
     if not plugin_mode(cluster):
         return [], []
     if cluster.config_problem is not None:
-        return [], [Violation(LABEL_FIELD, (
-            f"the ConfigMap kubevirt-cca-config is invalid ({cluster.config_problem}); the "
-            "virt-launcher pod of a CCA VM is refused until the cluster admin fixes it"))]
+        return [], [
+            Violation(
+                LABEL_FIELD,
+                (
+                    f"the ConfigMap kubevirt-cca-config is invalid ({cluster.config_problem}); the "
+                    "virt-launcher pod of a CCA VM is refused until the cluster admin fixes it"
+                ),
+            )
+        ]
     problems = mode_problems(cluster)
     if problems:
-        return [], [Violation(LABEL_FIELD, (
-            f"{problem.message}; the virt-launcher pod of a CCA VM is refused rather than "
-            "started as a plain VM")) for problem in problems]
+        return [], [
+            Violation(
+                LABEL_FIELD,
+                (
+                    f"{problem.message}; the virt-launcher pod of a CCA VM is refused rather than "
+                    "started as a plain VM"
+                ),
+            )
+            for problem in problems
+        ]
     ops, violations = pod_patch(pod, cluster.settings, cluster.hook_image)
     return ops, violations
 
@@ -73,14 +95,17 @@ def plugin_container(settings: Settings, image: str) -> dict[str, Any]:
         "image": image,
         "args": [
             HOOK_COMMAND,
-            "--plugin-socket", PLUGIN_SOCKET,
-            "--dialect", chosen["dialect"],
-            "--firmware", chosen["firmware"],
-            "--virtio-iommu", chosen["virtioIOMMU"],
+            "--plugin-socket",
+            PLUGIN_SOCKET,
+            "--dialect",
+            chosen["dialect"],
+            "--firmware",
+            chosen["firmware"],
+            "--virtio-iommu",
+            chosen["virtioIOMMU"],
         ],
         "volumeMounts": [
-            {"name": PLUGIN_SOCKETS_VOLUME, "mountPath": PLUGIN_SOCKET_DIR,
-             "subPath": PLUGIN_NAME},
+            {"name": PLUGIN_SOCKETS_VOLUME, "mountPath": PLUGIN_SOCKET_DIR, "subPath": PLUGIN_NAME},
         ],
         "resources": {
             "requests": {"cpu": "10m", "memory": "40Mi"},
@@ -105,8 +130,9 @@ def is_cca_launcher_pod(pod: Mapping[str, Any]) -> bool:
     return pod_labels.get(LAUNCHER_LABEL) == LAUNCHER_LABEL_VALUE and ENABLED_LABEL in pod_labels
 
 
-def pod_patch(pod: Mapping[str, Any], settings: Settings,
-              image: str) -> tuple[list[PatchOperation], list[Violation]]:
+def pod_patch(
+    pod: Mapping[str, Any], settings: Settings, image: str
+) -> tuple[list[PatchOperation], list[Violation]]:
     """JSON patch adding our plugin container to a labelled virt-launcher pod.
 
     Nothing for other pods, nothing when the container is already there (reinvocation). A
@@ -124,13 +150,18 @@ def pod_patch(pod: Mapping[str, Any], settings: Settings,
     if any(isinstance(c, Mapping) and c.get("name") == PLUGIN_CONTAINER for c in containers):
         return [], []
     volumes = spec.get("volumes")
-    names = {v.get("name") for v in volumes if isinstance(v, Mapping)} if isinstance(
-        volumes, list) else set()
+    names = (
+        {v.get("name") for v in volumes if isinstance(v, Mapping)}
+        if isinstance(volumes, list)
+        else set()
+    )
     if PLUGIN_SOCKETS_VOLUME not in names:
-        return [], [Violation(
-            "spec.volumes",
-            f"the virt-launcher pod has no {PLUGIN_SOCKETS_VOLUME} volume, so the kubevirt-cca "
-            "plugin cannot serve its socket: KubeVirt's Plugins gate is off or this KubeVirt "
-            "predates Plugins; use integrationMode sidecar",
-        )]
+        return [], [
+            Violation(
+                "spec.volumes",
+                f"the virt-launcher pod has no {PLUGIN_SOCKETS_VOLUME} volume, so the kubevirt-cca "
+                "plugin cannot serve its socket: KubeVirt's Plugins gate is off or this KubeVirt "
+                "predates Plugins; use integrationMode sidecar",
+            )
+        ]
     return [add(("spec", "containers", "-"), plugin_container(settings, image))], []

@@ -36,26 +36,37 @@ def mode_problems(cluster: ClusterView) -> list[Problem]:
     matters = decision.mode is IntegrationMode.PLUGIN or plugins_on
     if cluster.plugin_names is None:
         if matters:
-            problems.append(Problem(
-                ProblemCode.PLUGINS_UNLISTABLE,
-                "kubevirt-cca cannot list KubeVirt's Plugin objects "
-                f"({cluster.plugins_problem or 'unknown problem'}), so it cannot tell whether a "
-                "Realm would be set up; refused until it can (fail closed)"))
+            problems.append(
+                Problem(
+                    ProblemCode.PLUGINS_UNLISTABLE,
+                    "kubevirt-cca cannot list KubeVirt's Plugin objects "
+                    f"({cluster.plugins_problem or 'unknown problem'}), so it cannot tell "
+                    "whether a Realm would be set up; refused until it can (fail closed)",
+                )
+            )
     elif decision.mode is IntegrationMode.PLUGIN and PLUGIN_NAME not in cluster.plugin_names:
-        problems.append(Problem(
-            ProblemCode.PLUGIN_OBJECT_MISSING,
-            f"integration mode plugin ({decision.reason}) needs kubevirt-cca's Plugin object "
-            f"(plugin.kubevirt.io/v1alpha1 Plugin {PLUGIN_NAME}), which does not exist: without "
-            "it KubeVirt never calls the Realm set-up and the VM would start as a plain VM"))
+        problems.append(
+            Problem(
+                ProblemCode.PLUGIN_OBJECT_MISSING,
+                f"integration mode plugin ({decision.reason}) needs kubevirt-cca's Plugin object "
+                f"(plugin.kubevirt.io/v1alpha1 Plugin {PLUGIN_NAME}), which does not exist: "
+                "without it KubeVirt never calls the Realm set-up and the VM would start as a "
+                "plain VM",
+            )
+        )
     return problems
 
 
-def mode_violations(field: str, cluster: ClusterView, *,
-                    reported: Collection[ProblemCode] = ()) -> list[Violation]:
+def mode_violations(
+    field: str, cluster: ClusterView, *, reported: Collection[ProblemCode] = ()
+) -> list[Violation]:
     """:func:`mode_problems` as violations on ``field`` (the enable label's path), leaving out
     the codes the caller ``reported`` in its own words."""
-    return [Violation(field, f"{problem.message}; {_ADMIN}")
-            for problem in mode_problems(cluster) if problem.code not in reported]
+    return [
+        Violation(field, f"{problem.message}; {_ADMIN}")
+        for problem in mode_problems(cluster)
+        if problem.code not in reported
+    ]
 
 
 def mode_warnings(cluster: ClusterView) -> list[str]:
@@ -76,12 +87,26 @@ def marker_conflicts(template: Template, cluster: ClusterView) -> list[Violation
         return []
     field = template.path("metadata", f"annotations[{INTEGRATION_ANNOTATION}]")
     if expected is None:
-        return [Violation(field, (
-            f"is written by kubevirt-cca in plugin mode only, and this cluster runs it as a hook "
-            f"sidecar; remove it (got {_shown(value)})"))]
-    return [Violation(field, (
-        f"is written by kubevirt-cca at admission and must be {PLUGIN_VALUE!r} here; remove it "
-        f"(got {_shown(value)})"))]
+        return [
+            Violation(
+                field,
+                (
+                    "is written by kubevirt-cca in plugin mode only, and this cluster runs it "
+                    "as a hook "
+                    f"sidecar; remove it (got {_shown(value)})"
+                ),
+            )
+        ]
+    return [
+        Violation(
+            field,
+            (
+                f"is written by kubevirt-cca at admission and must be {PLUGIN_VALUE!r} here; "
+                "remove it "
+                f"(got {_shown(value)})"
+            ),
+        )
+    ]
 
 
 def _shown(value: Any) -> str:

@@ -63,15 +63,17 @@ class Plan:
         return [op for change in self.changes for op in change.operations]
 
 
-def check_template(template: Template, cluster: ClusterView) -> tuple[CCARequest | None,
-                                                                       list[Violation]]:
+def check_template(
+    template: Template, cluster: ClusterView
+) -> tuple[CCARequest | None, list[Violation]]:
     """The request of a template and every reason to refuse it (VMIs and templates alike)."""
     request, violations, _ = _check(template, cluster)
     return request, violations
 
 
-def _check(template: Template, cluster: ClusterView
-           ) -> tuple[CCARequest | None, list[Violation], list[Any]]:
+def _check(
+    template: Template, cluster: ClusterView
+) -> tuple[CCARequest | None, list[Violation], list[Any]]:
     """:func:`check_template`, plus the sidecar entries already on the template."""
     try:
         request = parse_template(template)
@@ -99,37 +101,71 @@ def plan_vmi(obj: Mapping[str, Any], cluster: ClusterView) -> Plan:
     return Plan(request, changes=tuple(_changes(obj, template, request, cluster, entries)))
 
 
-def _changes(obj: Mapping[str, Any], template: Template, request: CCARequest,
-             cluster: ClusterView, entries: list[Any]) -> list[Change]:
+def _changes(
+    obj: Mapping[str, Any],
+    template: Template,
+    request: CCARequest,
+    cluster: ClusterView,
+    entries: list[Any],
+) -> list[Change]:
     spec = template.spec
     selector = spec.get("nodeSelector")
     selector = selector if isinstance(selector, Mapping) else {}
-    missing = {key: "true" for key in required_node_labels(request, cluster.settings.dialect)
-               if key not in selector}
+    missing = {
+        key: "true"
+        for key in required_node_labels(request, cluster.settings.dialect)
+        if key not in selector
+    }
     ops = _add_members(obj, ("spec", "nodeSelector"), missing)
     # One change per label for the messages; the operations ride on the first one.
-    changes = [Change(template.path("spec", f"nodeSelector[{key}]"), '"true"',
-                      tuple(ops) if index == 0 else ())
-               for index, key in enumerate(missing)]
+    changes = [
+        Change(
+            template.path("spec", f"nodeSelector[{key}]"),
+            '"true"',
+            tuple(ops) if index == 0 else (),
+        )
+        for index, key in enumerate(missing)
+    ]
     if "architecture" not in spec:
-        changes.append(Change(template.path("spec", "architecture"), ARCHITECTURE,
-                              tuple(_add_members(obj, ("spec",), {"architecture": ARCHITECTURE}))))
+        changes.append(
+            Change(
+                template.path("spec", "architecture"),
+                ARCHITECTURE,
+                tuple(_add_members(obj, ("spec",), {"architecture": ARCHITECTURE})),
+            )
+        )
     devices = _get(obj, ("spec", "domain", "devices"))
     if not isinstance(devices, Mapping) or "autoattachMemBalloon" not in devices:
-        changes.append(Change(
-            template.path("spec", "domain", "devices", "autoattachMemBalloon"), "false",
-            tuple(_add_members(obj, ("spec", "domain", "devices"),
-                               {"autoattachMemBalloon": False}))))
+        changes.append(
+            Change(
+                template.path("spec", "domain", "devices", "autoattachMemBalloon"),
+                "false",
+                tuple(
+                    _add_members(
+                        obj, ("spec", "domain", "devices"), {"autoattachMemBalloon": False}
+                    )
+                ),
+            )
+        )
     if "evictionStrategy" not in spec:
-        changes.append(Change(template.path("spec", "evictionStrategy"), EVICTION_NONE,
-                              tuple(_add_members(obj, ("spec",),
-                                                 {"evictionStrategy": EVICTION_NONE}))))
+        changes.append(
+            Change(
+                template.path("spec", "evictionStrategy"),
+                EVICTION_NONE,
+                tuple(_add_members(obj, ("spec",), {"evictionStrategy": EVICTION_NONE})),
+            )
+        )
     changes.extend(_annotation_changes(obj, template, request, cluster, entries))
     return changes
 
 
-def _annotation_changes(obj: Mapping[str, Any], template: Template, request: CCARequest,
-                        cluster: ClusterView, entries: list[Any]) -> list[Change]:
+def _annotation_changes(
+    obj: Mapping[str, Any],
+    template: Template,
+    request: CCARequest,
+    cluster: ClusterView,
+    entries: list[Any],
+) -> list[Change]:
     annotations = _get(obj, ("metadata", "annotations"))
     annotations = annotations if isinstance(annotations, Mapping) else {}
     expected = hook_entry(cluster.settings, cluster.hook_image)
@@ -141,8 +177,9 @@ def _annotation_changes(obj: Mapping[str, Any], template: Template, request: CCA
     if not as_plugin and not any(looks_like_ours(entry) for entry in entries):
         value = render_sidecars([*entries, expected]) if entries else expected_text
         if HOOK_SIDECARS_ANNOTATION in annotations:
-            replaced.append(patches.replace(
-                ("metadata", "annotations", HOOK_SIDECARS_ANNOTATION), value))
+            replaced.append(
+                patches.replace(("metadata", "annotations", HOOK_SIDECARS_ANNOTATION), value)
+            )
         else:
             wanted[HOOK_SIDECARS_ANNOTATION] = value
     if RESOLVED_ANNOTATION not in annotations:
@@ -152,20 +189,31 @@ def _annotation_changes(obj: Mapping[str, Any], template: Template, request: CCA
     changes: list[Change] = []
     ops = [*replaced, *_add_members(obj, ("metadata", "annotations"), wanted)]
     if replaced or HOOK_SIDECARS_ANNOTATION in wanted:
-        changes.append(Change(sidecars_field(template),
-                              f"a list holding the kubevirt-cca hook entry {expected_text}",
-                              tuple(ops)))
+        changes.append(
+            Change(
+                sidecars_field(template),
+                f"a list holding the kubevirt-cca hook entry {expected_text}",
+                tuple(ops),
+            )
+        )
         ops = []
     if RESOLVED_ANNOTATION in wanted:
-        changes.append(Change(
-            template.path("metadata", f"annotations[{RESOLVED_ANNOTATION}]"),
-            "the record of what kubevirt-cca decided", tuple(ops)))
+        changes.append(
+            Change(
+                template.path("metadata", f"annotations[{RESOLVED_ANNOTATION}]"),
+                "the record of what kubevirt-cca decided",
+                tuple(ops),
+            )
+        )
         ops = []
     if INTEGRATION_ANNOTATION in wanted:
-        changes.append(Change(
-            template.path("metadata", f"annotations[{INTEGRATION_ANNOTATION}]"),
-            f"{PLUGIN_VALUE!r} (the Realm is set up by kubevirt-cca's KubeVirt Plugin)",
-            tuple(ops)))
+        changes.append(
+            Change(
+                template.path("metadata", f"annotations[{INTEGRATION_ANNOTATION}]"),
+                f"{PLUGIN_VALUE!r} (the Realm is set up by kubevirt-cca's KubeVirt Plugin)",
+                tuple(ops),
+            )
+        )
     return changes
 
 
@@ -184,8 +232,9 @@ def _get(obj: Mapping[str, Any], parts: Sequence[str]) -> Any:
     return node
 
 
-def _add_members(obj: Mapping[str, Any], parent: Sequence[str],
-                 members: Mapping[str, Any]) -> list[PatchOperation]:
+def _add_members(
+    obj: Mapping[str, Any], parent: Sequence[str], members: Mapping[str, Any]
+) -> list[PatchOperation]:
     """``add`` operations putting ``members`` under ``parent``, creating missing parents."""
     if not members:
         return []
@@ -194,8 +243,8 @@ def _add_members(obj: Mapping[str, Any], parent: Sequence[str],
         child = node.get(part) if _is_mapping(node) else None
         if not _is_mapping(child):
             value: Any = dict(members)
-            for name in reversed(parent[depth + 1:]):
+            for name in reversed(parent[depth + 1 :]):
                 value = {name: value}
-            return [patches.add(parent[:depth + 1], value)]
+            return [patches.add(parent[: depth + 1], value)]
         node = child
     return [patches.add((*parent, key), value) for key, value in members.items()]

@@ -48,28 +48,51 @@ def judge_plugin_create(plugin: Mapping[str, Any], cluster: ClusterView) -> list
         return []  # configured plugin mode: no mixed state whatever the gates say
     if cluster.gates is None:
         problem = cluster.gates_problem or "the KubeVirt CR could not be read"
-        return [Violation(NAME_FIELD, (
-            f"kubevirt-cca cannot tell whether creating {shown} would put the cluster in the "
-            f"mixed state that drops Realms ({problem}); refused until it can (fail closed), "
-            "see docs/plugins.md"))]
+        return [
+            Violation(
+                NAME_FIELD,
+                (
+                    f"kubevirt-cca cannot tell whether creating {shown} would put the cluster "
+                    "in the "
+                    f"mixed state that drops Realms ({problem}); refused until it can (fail "
+                    "closed), "
+                    "see docs/plugins.md"
+                ),
+            )
+        ]
     if cluster.plugin_names is None:
-        return [Violation(NAME_FIELD, (
-            f"kubevirt-cca cannot list KubeVirt's Plugin objects "
-            f"({cluster.plugins_problem or 'unknown problem'}), so it cannot tell whether "
-            f"creating {shown} would put the cluster in the mixed state that drops Realms; "
-            "refused until it can (fail closed), see docs/plugins.md"))]
+        return [
+            Violation(
+                NAME_FIELD,
+                (
+                    "kubevirt-cca cannot list KubeVirt's Plugin objects "
+                    f"({cluster.plugins_problem or 'unknown problem'}), so it cannot tell whether "
+                    f"creating {shown} would put the cluster in the mixed state that drops Realms; "
+                    "refused until it can (fail closed), see docs/plugins.md"
+                ),
+            )
+        ]
     decision = with_plugin(cluster, name).mode
     if decision is None or decision.mode is IntegrationMode.PLUGIN:
         return []
     if cluster.config_problem is not None and any(
-            p.code is ProblemCode.MIXED_STATE for p in (*decision.problems, *decision.warnings)):
+        p.code is ProblemCode.MIXED_STATE for p in (*decision.problems, *decision.warnings)
+    ):
         # An unreadable kubevirt-cca-config hides the dialect: do not guess it is safe.
-        return [Violation(NAME_FIELD, (
-            f"creating {shown} would put the cluster in the mixed state (kubevirt-cca runs as a "
-            "hook sidecar and KubeVirt's Plugins gate is on), and the ConfigMap "
-            f"kubevirt-cca-config is invalid ({cluster.config_problem}), so kubevirt-cca cannot "
-            "tell whether Realms would survive it; fix the ConfigMap first, see "
-            "docs/plugins.md"))]
+        return [
+            Violation(
+                NAME_FIELD,
+                (
+                    f"creating {shown} would put the cluster in the mixed state (kubevirt-cca "
+                    "runs as a "
+                    "hook sidecar and KubeVirt's Plugins gate is on), and the ConfigMap "
+                    f"kubevirt-cca-config is invalid ({cluster.config_problem}), so "
+                    "kubevirt-cca cannot "
+                    "tell whether Realms would survive it; fix the ConfigMap first, see "
+                    "docs/plugins.md"
+                ),
+            )
+        ]
     if not any(p.code is ProblemCode.MIXED_STATE for p in decision.problems):
         return []
     return [Violation(NAME_FIELD, _refusal(f"creating {shown}", cluster))]
@@ -107,32 +130,47 @@ def judge_kubevirt_update(kubevirt: Mapping[str, Any], cluster: ClusterView) -> 
         return []
     status = kubevirt.get("status")
     version = status.get("observedKubeVirtVersion") if isinstance(status, Mapping) else None
-    after = dataclasses.replace(cluster, gates=gates, kubevirt=kubevirt,
-                                kubevirt_version=version if isinstance(version, str) else "")
+    after = dataclasses.replace(
+        cluster,
+        gates=gates,
+        kubevirt=kubevirt,
+        kubevirt_version=version if isinstance(version, str) else "",
+    )
     if not _mixed(after):
         return []
     names = ", ".join(sorted(cluster.plugin_names))
-    return [Violation(GATES_FIELD, _refusal(
-        f"turning on KubeVirt's Plugins gate while Plugin objects exist ({names})", after))]
+    return [
+        Violation(
+            GATES_FIELD,
+            _refusal(
+                f"turning on KubeVirt's Plugins gate while Plugin objects exist ({names})", after
+            ),
+        )
+    ]
 
 
 def _mixed(cluster: ClusterView) -> bool:
     decision = cluster.mode
     return decision is not None and any(
-        p.code is ProblemCode.MIXED_STATE for p in decision.problems)
+        p.code is ProblemCode.MIXED_STATE for p in decision.problems
+    )
 
 
 def _refusal(what: str, cluster: ClusterView) -> str:
     dialect = cluster.settings.dialect
     if dialect is Dialect.QEMU_COMMANDLINE:
         version = repr(cluster.kubevirt_version) if cluster.kubevirt_version else "not known"
-        why = (f"with dialect {dialect.value} before KubeVirt {_SURVIVES} that rebuild drops "
-               f"the Realm's QEMU arguments and a CCA VM admitted earlier would start as a "
-               f"plain VM (this KubeVirt's version is {version})")
+        why = (
+            f"with dialect {dialect.value} before KubeVirt {_SURVIVES} that rebuild drops "
+            "the Realm's QEMU arguments and a CCA VM admitted earlier would start as a "
+            f"plain VM (this KubeVirt's version is {version})"
+        )
         upgrade = f", or upgrade KubeVirt to {_SURVIVES} or newer"
     else:
-        why = (f"with dialect {dialect.value} that rebuild refuses the Realm's "
-               "<launchSecurity type='cca'> and CCA VMs fail to start")
+        why = (
+            f"with dialect {dialect.value} that rebuild refuses the Realm's "
+            "<launchSecurity type='cca'> and CCA VMs fail to start"
+        )
         upgrade = ""
     return (
         f"{what} would put the cluster in the mixed state: kubevirt-cca runs as a "

@@ -87,13 +87,16 @@ def parse_review(body: bytes) -> AdmissionRequest:
     try:
         review = json.loads(body)
     except RecursionError:
-        raise MalformedReview(f"the body is nested too deeply to read (more levels of JSON "
-                              f"arrays and objects than Python's limit); expected an "
-                              f"AdmissionReview {API_VERSION}") from None
+        raise MalformedReview(
+            "the body is nested too deeply to read (more levels of JSON "
+            "arrays and objects than Python's limit); expected an "
+            f"AdmissionReview {API_VERSION}"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
-        raise MalformedReview(f"the body is not JSON ({detail}); expected an AdmissionReview "
-                              f"{API_VERSION}") from None
+        raise MalformedReview(
+            f"the body is not JSON ({detail}); expected an AdmissionReview {API_VERSION}"
+        ) from None
     if not isinstance(review, dict):
         raise MalformedReview(f"expected an AdmissionReview {API_VERSION} object")
     request = review.get("request")
@@ -102,19 +105,25 @@ def parse_review(body: bytes) -> AdmissionRequest:
     if review.get("apiVersion") != API_VERSION or review.get("kind") != KIND:
         raise MalformedReview(
             f"expected apiVersion {API_VERSION} and kind {KIND}, got "
-            f"{_short(review.get('apiVersion'))} and {_short(review.get('kind'))}", uid=uid)
+            f"{_short(review.get('apiVersion'))} and {_short(review.get('kind'))}",
+            uid=uid,
+        )
     if not isinstance(request, dict):
         raise MalformedReview("the AdmissionReview has no request object")
     if uid is None:
         raise MalformedReview("request.uid: expected a non-empty string")
     kind = request.get("kind")
-    if not (isinstance(kind, dict) and all(isinstance(kind.get(k), str)
-                                           for k in ("group", "version", "kind"))):
+    if not (
+        isinstance(kind, dict)
+        and all(isinstance(kind.get(k), str) for k in ("group", "version", "kind"))
+    ):
         raise MalformedReview("request.kind: expected {group, version, kind}", uid=uid)
     operation = request.get("operation")
     if operation not in OPERATIONS:
-        raise MalformedReview(f"request.operation: expected one of {', '.join(OPERATIONS)}, "
-                              f"got {_short(operation)}", uid=uid)
+        raise MalformedReview(
+            f"request.operation: expected one of {', '.join(OPERATIONS)}, got {_short(operation)}",
+            uid=uid,
+        )
     for key in ("object", "oldObject"):
         if request.get(key) is not None and not isinstance(request[key], dict):
             raise MalformedReview(f"request.{key}: expected an object", uid=uid)
@@ -127,21 +136,22 @@ def parse_review(body: bytes) -> AdmissionRequest:
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
-def allow(uid: str, *, patch: Sequence[PatchOperation] = (),
-          warnings: Iterable[str] = ()) -> AdmissionResponse:
+def allow(
+    uid: str, *, patch: Sequence[PatchOperation] = (), warnings: Iterable[str] = ()
+) -> AdmissionResponse:
     response: AdmissionResponse = {"uid": uid, "allowed": True}
     if patch:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(
-            _COMPACT.encode(list(patch)).encode()).decode("ascii")
+        response["patch"] = base64.b64encode(_COMPACT.encode(list(patch)).encode()).decode("ascii")
     shown = [w[:MAX_MESSAGE] for w in warnings]
     if shown:
         response["warnings"] = shown
     return response
 
 
-def deny(uid: str, violations: Sequence[Violation], *, message: str | None = None,
-         code: int = 422) -> AdmissionResponse:
+def deny(
+    uid: str, violations: Sequence[Violation], *, message: str | None = None, code: int = 422
+) -> AdmissionResponse:
     """A refusal in KubeVirt's shape: reason Invalid, every cause with its field path."""
     causes: list[StatusCause] = [
         {"type": "FieldValueInvalid", "field": v.field, "message": v.message[:MAX_MESSAGE]}
@@ -149,9 +159,13 @@ def deny(uid: str, violations: Sequence[Violation], *, message: str | None = Non
     ]
     if message is None:
         message = "; ".join(
-            f"{c['field']}: {c['message']}" if c["field"] else c["message"] for c in causes)
-    status: Status = {"code": code, "reason": "Invalid" if code == 422 else "BadRequest",
-                      "message": message[:MAX_STATUS_MESSAGE]}
+            f"{c['field']}: {c['message']}" if c["field"] else c["message"] for c in causes
+        )
+    status: Status = {
+        "code": code,
+        "reason": "Invalid" if code == 422 else "BadRequest",
+        "message": message[:MAX_STATUS_MESSAGE],
+    }
     if causes:
         status["details"] = {"causes": causes}
     return {"uid": uid, "allowed": False, "status": status}

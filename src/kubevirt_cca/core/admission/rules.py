@@ -46,54 +46,88 @@ def cluster_violations(template: Template, cluster: ClusterView) -> list[Violati
     field = label_field(template)
     if cluster.gates is None:
         problem = cluster.gates_problem or "the KubeVirt CR could not be read"
-        return [Violation(field, (
-            f"kubevirt-cca cannot tell whether the {CCA_FEATURE_GATE} and "
-            f"{SIDECAR_FEATURE_GATE} feature gates are on ({problem}); CCA VMIs are refused "
-            "until it can (fail closed). Try again shortly; if it persists, ask the cluster "
-            "admin to check the kubevirt-cca webhook's access to the KubeVirt CR"))]
+        return [
+            Violation(
+                field,
+                (
+                    f"kubevirt-cca cannot tell whether the {CCA_FEATURE_GATE} and "
+                    f"{SIDECAR_FEATURE_GATE} feature gates are on ({problem}); CCA VMIs are "
+                    "refused until it can (fail closed). Try again shortly; if it persists, ask "
+                    "the cluster admin to check the kubevirt-cca webhook's access to the "
+                    "KubeVirt CR"
+                ),
+            )
+        ]
     violations: list[Violation] = []
     if not cluster.gates.is_enabled(CCA_FEATURE_GATE):
-        violations.append(Violation(
-            field, f"{CCA_FEATURE_GATE} feature gate is not enabled in kubevirt-config"))
+        violations.append(
+            Violation(field, f"{CCA_FEATURE_GATE} feature gate is not enabled in kubevirt-config")
+        )
     sidecar_mode = not plugin_mode(cluster)
     if sidecar_mode and not cluster.gates.is_enabled(SIDECAR_FEATURE_GATE):
-        violations.append(Violation(field, (
-            f"{SIDECAR_FEATURE_GATE} feature gate is not enabled in kubevirt-config; "
-            "kubevirt-cca sets up the Realm from a hook sidecar, which KubeVirt runs only "
-            "with that gate on")))
+        violations.append(
+            Violation(
+                field,
+                (
+                    f"{SIDECAR_FEATURE_GATE} feature gate is not enabled in kubevirt-config; "
+                    "kubevirt-cca sets up the Realm from a hook sidecar, which KubeVirt runs only "
+                    "with that gate on"
+                ),
+            )
+        )
     # The mode's other problems (the Sidecar gate is reported above, in its own words).
-    violations.extend(mode_violations(field, cluster,
-                                      reported={ProblemCode.SIDECAR_GATE_OFF}))
+    violations.extend(mode_violations(field, cluster, reported={ProblemCode.SIDECAR_GATE_OFF}))
     if cluster.config_problem is not None:
-        violations.append(Violation(field, (
-            f"the ConfigMap {CONFIG_MAP_NAME} is invalid ({cluster.config_problem}); CCA VMIs "
-            "are refused until the cluster admin fixes it")))
+        violations.append(
+            Violation(
+                field,
+                (
+                    f"the ConfigMap {CONFIG_MAP_NAME} is invalid ({cluster.config_problem}); "
+                    "CCA VMIs "
+                    "are refused until the cluster admin fixes it"
+                ),
+            )
+        )
     return violations
 
 
-def spec_conflicts(template: Template, request: CCARequest,
-                   dialect: Dialect = Dialect.VEP) -> list[Violation]:
+def spec_conflicts(
+    template: Template, request: CCARequest, dialect: Dialect = Dialect.VEP
+) -> list[Violation]:
     """Explicit settings a Realm cannot have. Unset ones are fine (mutation fills them in)."""
     spec = template.spec
     violations: list[Violation] = []
     arch = spec.get("architecture")
     if arch is not None and arch != ARCHITECTURE:
-        violations.append(Violation(template.path("spec", "architecture"), (
-            f"a CCA Realm runs only on {ARCHITECTURE}, got {_shown(arch)}; set "
-            f"architecture to {ARCHITECTURE} or leave it unset")))
+        violations.append(
+            Violation(
+                template.path("spec", "architecture"),
+                (
+                    f"a CCA Realm runs only on {ARCHITECTURE}, got {_shown(arch)}; set "
+                    f"architecture to {ARCHITECTURE} or leave it unset"
+                ),
+            )
+        )
     eviction = spec.get("evictionStrategy")
     if eviction is not None and (not isinstance(eviction, str) or eviction in MIGRATING_EVICTIONS):
-        violations.append(Violation(template.path("spec", "evictionStrategy"), (
-            f"a CCA Realm cannot be live-migrated, so eviction strategy {_shown(eviction)} "
-            "would hang node drains; use None or External, or leave it unset")))
+        violations.append(
+            Violation(
+                template.path("spec", "evictionStrategy"),
+                (
+                    f"a CCA Realm cannot be live-migrated, so eviction strategy {_shown(eviction)} "
+                    "would hang node drains; use None or External, or leave it unset"
+                ),
+            )
+        )
     violations.extend(_balloon_conflicts(template))
     violations.extend(_node_selector_conflicts(template, request, dialect))
     violations.extend(_affinity_conflicts(template, request, dialect))
     return violations
 
 
-def sidecar_conflicts(template: Template, request: CCARequest,
-                      cluster: ClusterView) -> tuple[list[Any], list[Violation]]:
+def sidecar_conflicts(
+    template: Template, request: CCARequest, cluster: ClusterView
+) -> tuple[list[Any], list[Violation]]:
     """The user's sidecar entries, and problems with the annotation or with an entry of ours."""
     annotations = template.metadata.get("annotations")
     annotations = annotations if isinstance(annotations, Mapping) else {}
@@ -102,22 +136,39 @@ def sidecar_conflicts(template: Template, request: CCARequest,
     expected = hook_entry(cluster.settings, cluster.hook_image)
     ours = [entry for entry in parsed.entries if looks_like_ours(entry)]
     if ours and plugin_mode(cluster):
-        violations.append(Violation(sidecars_field(template), (
-            "holds a kubevirt-cca hook entry (args starting with \"hook\"), but this cluster "
-            "runs kubevirt-cca as a KubeVirt Plugin (integration mode plugin), which sets up "
-            "the Realm from its own container; remove the entry")))
+        violations.append(
+            Violation(
+                sidecars_field(template),
+                (
+                    'holds a kubevirt-cca hook entry (args starting with "hook"), but this '
+                    "cluster runs kubevirt-cca as a KubeVirt Plugin (integration mode plugin), "
+                    "which sets up the Realm from its own container; remove the entry"
+                ),
+            )
+        )
     elif ours and ours != [expected]:
-        violations.append(Violation(sidecars_field(template), (
-            "holds a kubevirt-cca hook entry (args starting with \"hook\") that differs from "
-            f"the one this cluster's configuration gives ({_compact(expected)}); remove it, "
-            "kubevirt-cca adds its own")))
+        violations.append(
+            Violation(
+                sidecars_field(template),
+                (
+                    'holds a kubevirt-cca hook entry (args starting with "hook") that differs from '
+                    f"the one this cluster's configuration gives ({_compact(expected)}); remove "
+                    "it, "
+                    "kubevirt-cca adds its own"
+                ),
+            )
+        )
     resolved_raw = annotations.get(RESOLVED_ANNOTATION)
     if resolved_raw is not None and parse_resolved(resolved_raw) != resolved_record(
-            request, cluster.settings):
-        violations.append(Violation(
-            template.path("metadata", f"annotations[{RESOLVED_ANNOTATION}]"),
-            "is written by kubevirt-cca at admission and does not match what it decides here; "
-            "remove it"))
+        request, cluster.settings
+    ):
+        violations.append(
+            Violation(
+                template.path("metadata", f"annotations[{RESOLVED_ANNOTATION}]"),
+                "is written by kubevirt-cca at admission and does not match what it decides here; "
+                "remove it",
+            )
+        )
     violations.extend(marker_conflicts(template, cluster))
     return list(parsed.entries), violations
 
@@ -140,25 +191,41 @@ def _balloon_conflicts(template: Template) -> list[Violation]:
     balloon = devices.get("autoattachMemBalloon")
     if balloon is None or balloon is False:
         return []
-    return [Violation(template.path("spec", "domain", "devices", "autoattachMemBalloon"), (
-        "a CCA Realm cannot use a memory balloon (the guest's balloon driver refuses the "
-        "bounce-buffer feature every Realm device needs); set it to false or leave it unset"))]
+    return [
+        Violation(
+            template.path("spec", "domain", "devices", "autoattachMemBalloon"),
+            (
+                "a CCA Realm cannot use a memory balloon (the guest's balloon driver refuses the "
+                "bounce-buffer feature every Realm device needs); set it to false or leave it unset"
+            ),
+        )
+    ]
 
 
-def _node_selector_conflicts(template: Template, request: CCARequest,
-                             dialect: Dialect) -> list[Violation]:
+def _node_selector_conflicts(
+    template: Template, request: CCARequest, dialect: Dialect
+) -> list[Violation]:
     selector = template.spec.get("nodeSelector")
     if selector is None:
         return []
     if not isinstance(selector, Mapping):
-        return [Violation(template.path("spec", "nodeSelector"),
-                          "expected a map of node label keys to values")]
+        return [
+            Violation(
+                template.path("spec", "nodeSelector"), "expected a map of node label keys to values"
+            )
+        ]
     violations: list[Violation] = []
     for key in required_node_labels(request, dialect):
         if key in selector and selector[key] != "true":
-            violations.append(Violation(template.path("spec", f"nodeSelector[{key}]"), (
-                f"must be \"true\" for a CCA Realm (only nodes labelled {key}=true can run "
-                f"it), got {_shown(selector[key])}; remove it, kubevirt-cca sets it")))
+            violations.append(
+                Violation(
+                    template.path("spec", f"nodeSelector[{key}]"),
+                    (
+                        f'must be "true" for a CCA Realm (only nodes labelled {key}=true can run '
+                        f"it), got {_shown(selector[key])}; remove it, kubevirt-cca sets it"
+                    ),
+                )
+            )
     return violations
 
 
@@ -175,19 +242,27 @@ def capability_warnings(request: CCARequest, cluster: ClusterView) -> list[str]:
     if not missing:
         return []
     what = ", ".join(f"{r.capability} (node label {r.label}=true)" for r in missing)
-    return [f"no node in this cluster honours {what} with the "
-            f"{cluster.settings.dialect.value} dialect: the VMI stays Pending until a node "
-            "does; remove the parameter to run on the nodes there are (docs/vm-owners.md)"]
+    return [
+        f"no node in this cluster honours {what} with the "
+        f"{cluster.settings.dialect.value} dialect: the VMI stays Pending until a node "
+        "does; remove the parameter to run on the nodes there are (docs/vm-owners.md)"
+    ]
 
 
-def _affinity_conflicts(template: Template, request: CCARequest,
-                        dialect: Dialect) -> list[Violation]:
+def _affinity_conflicts(
+    template: Template, request: CCARequest, dialect: Dialect
+) -> list[Violation]:
     """The user's required node affinity may narrow the nodes, never exclude the ones we need.
 
     Its terms are alternatives: a label conflicts when every term rules out ``label=true``.
     """
-    path = ("spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution",
-            "nodeSelectorTerms")
+    path = (
+        "spec",
+        "affinity",
+        "nodeAffinity",
+        "requiredDuringSchedulingIgnoredDuringExecution",
+        "nodeSelectorTerms",
+    )
     node: Any = template.spec
     for part in path[1:]:
         node = node.get(part) if isinstance(node, Mapping) else None
@@ -196,10 +271,16 @@ def _affinity_conflicts(template: Template, request: CCARequest,
     violations: list[Violation] = []
     for key in required_node_labels(request, dialect):
         if all(_term_excludes(term, key) for term in node):
-            violations.append(Violation(template.path(*path), (
-                f"rules out nodes labelled {key}=true, the only nodes that can run this Realm "
-                "as asked; kubevirt-cca adds that label to spec.nodeSelector, so remove the "
-                "expression on it (or the CCA parameter that needs it)")))
+            violations.append(
+                Violation(
+                    template.path(*path),
+                    (
+                        f"rules out nodes labelled {key}=true, the only nodes that can run this "
+                        "Realm as asked; kubevirt-cca adds that label to spec.nodeSelector, so "
+                        "remove the expression on it (or the CCA parameter that needs it)"
+                    ),
+                )
+            )
     return violations
 
 
@@ -210,8 +291,12 @@ def _term_excludes(term: Any, key: str) -> bool:
         if not isinstance(expression, Mapping) or expression.get("key") != key:
             continue
         operator, values = expression.get("operator"), expression.get("values") or []
-        if operator == "DoesNotExist" or (operator == "NotIn" and "true" in values) or (
-                operator == "In" and "true" not in values) or operator in ("Gt", "Lt"):
+        if (
+            operator == "DoesNotExist"
+            or (operator == "NotIn" and "true" in values)
+            or (operator == "In" and "true" not in values)
+            or operator in ("Gt", "Lt")
+        ):
             return True
     return False
 

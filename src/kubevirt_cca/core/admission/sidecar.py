@@ -42,9 +42,12 @@ def _hook_args(settings: Settings) -> tuple[str, ...]:
     # The same few settings on every review: build the argument list once per settings.
     return (
         HOOK_COMMAND,
-        "--dialect", settings.dialect.value,
-        "--firmware", settings.firmware,
-        "--virtio-iommu", "on" if settings.virtio_iommu else "off",
+        "--dialect",
+        settings.dialect.value,
+        "--firmware",
+        settings.firmware,
+        "--virtio-iommu",
+        "on" if settings.virtio_iommu else "off",
     )
 
 

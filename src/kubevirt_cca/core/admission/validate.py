@@ -39,23 +39,40 @@ VMI_KIND = "VirtualMachineInstance"
 TEMPLATE_KINDS = ("VirtualMachine", "VirtualMachineInstanceReplicaSet", "VirtualMachinePool")
 
 
-def validate_vmi(obj: Mapping[str, Any], *, operation: Operation, cluster: ClusterView,
-                 old: Mapping[str, Any] | None = None) -> list[Violation]:
+def validate_vmi(
+    obj: Mapping[str, Any],
+    *,
+    operation: Operation,
+    cluster: ClusterView,
+    old: Mapping[str, Any] | None = None,
+) -> list[Violation]:
     """Every reason to refuse this VMI (empty: admitted)."""
     if operation == "UPDATE" and old is not None:
         return _vmi_update(obj, old)
     plan = plan_vmi(obj, cluster)
     violations = list(plan.violations)
     for change in plan.changes:
-        violations.append(Violation(change.field, (
-            f"must be {change.expected} on a CCA VMI; kubevirt-cca's mutating webhook sets it "
-            "and did not run (ask the cluster admin whether its "
-            "MutatingWebhookConfiguration is installed)")))
+        violations.append(
+            Violation(
+                change.field,
+                (
+                    f"must be {change.expected} on a CCA VMI; kubevirt-cca's mutating webhook "
+                    "sets it "
+                    "and did not run (ask the cluster admin whether its "
+                    "MutatingWebhookConfiguration is installed)"
+                ),
+            )
+        )
     return violations
 
 
-def validate_template(obj: Mapping[str, Any], *, operation: Operation, cluster: ClusterView,
-                      old: Mapping[str, Any] | None = None) -> list[Violation]:
+def validate_template(
+    obj: Mapping[str, Any],
+    *,
+    operation: Operation,
+    cluster: ClusterView,
+    old: Mapping[str, Any] | None = None,
+) -> list[Violation]:
     """Every reason to refuse a VM / VMI replica set / VM pool (its VMI template)."""
     try:
         template = find_template(obj)
@@ -92,26 +109,44 @@ class MigrationVerdict:
     cca_vmi: bool = False
 
 
-def judge_migration(migration: Mapping[str, Any], vmi: Mapping[str, Any] | None,
-                    *, lookup_problem: str | None = None) -> MigrationVerdict:
+def judge_migration(
+    migration: Mapping[str, Any],
+    vmi: Mapping[str, Any] | None,
+    *,
+    lookup_problem: str | None = None,
+) -> MigrationVerdict:
     """Refuse migrating a CCA VMI; refuse when the VMI could not be read (fail closed)."""
     spec = migration.get("spec")
     name = spec.get("vmiName") if isinstance(spec, Mapping) else None
     if not isinstance(name, str) or not name:
-        return MigrationVerdict((Violation("spec.vmiName",
-                                           "expected the name of the VMI to migrate"),))
+        return MigrationVerdict(
+            (Violation("spec.vmiName", "expected the name of the VMI to migrate"),)
+        )
     if lookup_problem is not None:
-        return MigrationVerdict((Violation("spec.vmiName", (
-            f"kubevirt-cca cannot read VMI {name!r} to tell whether it uses CCA "
-            f"({lookup_problem}); a CCA VMI cannot be live-migrated, so the migration is "
-            "refused until it can. Try again shortly")),))
+        return MigrationVerdict(
+            (
+                Violation(
+                    "spec.vmiName",
+                    (
+                        f"kubevirt-cca cannot read VMI {name!r} to tell whether it uses CCA "
+                        f"({lookup_problem}); a CCA VMI cannot be live-migrated, so the "
+                        "migration is "
+                        "refused until it can. Try again shortly"
+                    ),
+                ),
+            )
+        )
     if vmi is not None and uses_cca(vmi):
         return MigrationVerdict((Violation("spec.vmiName", MIGRATION_REFUSAL),), cca_vmi=True)
     return MigrationVerdict()
 
 
-def validate_migration(migration: Mapping[str, Any], vmi: Mapping[str, Any] | None,
-                       *, lookup_problem: str | None = None) -> list[Violation]:
+def validate_migration(
+    migration: Mapping[str, Any],
+    vmi: Mapping[str, Any] | None,
+    *,
+    lookup_problem: str | None = None,
+) -> list[Violation]:
     """:func:`judge_migration`'s violations."""
     return list(judge_migration(migration, vmi, lookup_problem=lookup_problem).violations)
 
@@ -139,13 +174,17 @@ def _vmi_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[Violatio
     for section, key in immutable:
         before, after = _member(old_meta, section, key), _member(new_meta, section, key)
         if before != after:
-            violations.append(Violation(f"metadata.{section}[{key}]", _update_message(
-                key, before, after)))
+            violations.append(
+                Violation(f"metadata.{section}[{key}]", _update_message(key, before, after))
+            )
     if _our_entries(old_meta) != _our_entries(new_meta):
-        violations.append(Violation(
-            f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]",
-            "the kubevirt-cca hook entry of an existing CCA VMI cannot be changed or removed; "
-            "the hook sidecar is what makes it a Realm"))
+        violations.append(
+            Violation(
+                f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]",
+                "the kubevirt-cca hook entry of an existing CCA VMI cannot be changed or removed; "
+                "the hook sidecar is what makes it a Realm",
+            )
+        )
     # Nothing CCA-related changed: the VMI was judged when it was created. Re-judging it here
     # could only wedge KubeVirt's own updates of a running VMI.
     return violations
@@ -153,15 +192,21 @@ def _vmi_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[Violatio
 
 def _update_message(key: str, before: Any, after: Any) -> str:
     if key == ENABLED_LABEL and before is None:
-        return ("a running VMI cannot become a CCA Realm; set the label on the VM's template "
-                "(or create a new VMI with it) and restart")
+        return (
+            "a running VMI cannot become a CCA Realm; set the label on the VM's template "
+            "(or create a new VMI with it) and restart"
+        )
     if key == ENABLED_LABEL:
-        return ("a CCA VMI cannot stop being one; delete the VMI (or change the VM's template "
-                "and restart)")
+        return (
+            "a CCA VMI cannot stop being one; delete the VMI (or change the VM's template "
+            "and restart)"
+        )
     if key in (RESOLVED_ANNOTATION, INTEGRATION_ANNOTATION):
         return "is written by kubevirt-cca at admission and cannot be changed afterwards"
-    return ("the CCA parameters of an existing VMI cannot be changed; change them on the VM's "
-            "template (or create a new VMI) and restart")
+    return (
+        "the CCA parameters of an existing VMI cannot be changed; change them on the VM's "
+        "template (or create a new VMI) and restart"
+    )
 
 
 def _member(metadata: Mapping[str, Any], section: str, key: str) -> Any:

@@ -46,7 +46,8 @@ def _refuse_bignums(value: Any, what: str) -> None:
             if not _INT_MIN <= item <= _INT_MAX:
                 raise AttestationError(
                     f"{what} holds an integer of {item.bit_length()} bits (a CBOR bignum); "
-                    "an Arm CCA token has no integer wider than 64 bits")
+                    "an Arm CCA token has no integer wider than 64 bits"
+                )
         elif isinstance(item, Mapping):
             stack.extend(item.keys())
             stack.extend(item.values())

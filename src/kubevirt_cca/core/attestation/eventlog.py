@@ -29,24 +29,50 @@ REM_COUNT: Final = 4
 MAX_EVENTS: Final = 100_000
 SPEC_ID_SIGNATURE: Final = b"Spec ID Event03\0"
 EV_NO_ACTION: Final = 0x3
-TCG_ALGORITHMS: Final = {0x0004: "sha1", 0x000B: "sha256", 0x000C: "sha384",
-                         0x000D: "sha512", 0x0012: "sm3_256"}
+TCG_ALGORITHMS: Final = {
+    0x0004: "sha1",
+    0x000B: "sha256",
+    0x000C: "sha384",
+    0x000D: "sha512",
+    0x0012: "sm3_256",
+}
 TOKEN_ALGORITHMS: Final = {"sha-256": "sha256", "sha-384": "sha384", "sha-512": "sha512"}
 EVENT_TYPES: Final = {
-    0x0: "EV_PREBOOT_CERT", 0x1: "EV_POST_CODE", 0x2: "EV_UNUSED", 0x3: "EV_NO_ACTION",
-    0x4: "EV_SEPARATOR", 0x5: "EV_ACTION", 0x6: "EV_EVENT_TAG", 0x7: "EV_S_CRTM_CONTENTS",
-    0x8: "EV_S_CRTM_VERSION", 0x9: "EV_CPU_MICROCODE", 0xA: "EV_PLATFORM_CONFIG_FLAGS",
-    0xB: "EV_TABLE_OF_DEVICES", 0xC: "EV_COMPACT_HASH", 0xD: "EV_IPL",
-    0xE: "EV_IPL_PARTITION_DATA", 0xF: "EV_NONHOST_CODE", 0x10: "EV_NONHOST_CONFIG",
-    0x11: "EV_NONHOST_INFO", 0x12: "EV_OMIT_BOOT_DEVICE_EVENTS",
-    0x80000001: "EV_EFI_VARIABLE_DRIVER_CONFIG", 0x80000002: "EV_EFI_VARIABLE_BOOT",
-    0x80000003: "EV_EFI_BOOT_SERVICES_APPLICATION", 0x80000004: "EV_EFI_BOOT_SERVICES_DRIVER",
-    0x80000005: "EV_EFI_RUNTIME_SERVICES_DRIVER", 0x80000006: "EV_EFI_GPT_EVENT",
-    0x80000007: "EV_EFI_ACTION", 0x80000008: "EV_EFI_PLATFORM_FIRMWARE_BLOB",
-    0x80000009: "EV_EFI_HANDOFF_TABLES", 0x8000000A: "EV_EFI_PLATFORM_FIRMWARE_BLOB2",
-    0x8000000B: "EV_EFI_HANDOFF_TABLES2", 0x8000000C: "EV_EFI_VARIABLE_BOOT2",
-    0x80000010: "EV_EFI_HCRTM_EVENT", 0x800000E0: "EV_EFI_VARIABLE_AUTHORITY",
-    0x800000E1: "EV_EFI_SPDM_FIRMWARE_BLOB", 0x800000E2: "EV_EFI_SPDM_FIRMWARE_CONFIG",
+    0x0: "EV_PREBOOT_CERT",
+    0x1: "EV_POST_CODE",
+    0x2: "EV_UNUSED",
+    0x3: "EV_NO_ACTION",
+    0x4: "EV_SEPARATOR",
+    0x5: "EV_ACTION",
+    0x6: "EV_EVENT_TAG",
+    0x7: "EV_S_CRTM_CONTENTS",
+    0x8: "EV_S_CRTM_VERSION",
+    0x9: "EV_CPU_MICROCODE",
+    0xA: "EV_PLATFORM_CONFIG_FLAGS",
+    0xB: "EV_TABLE_OF_DEVICES",
+    0xC: "EV_COMPACT_HASH",
+    0xD: "EV_IPL",
+    0xE: "EV_IPL_PARTITION_DATA",
+    0xF: "EV_NONHOST_CODE",
+    0x10: "EV_NONHOST_CONFIG",
+    0x11: "EV_NONHOST_INFO",
+    0x12: "EV_OMIT_BOOT_DEVICE_EVENTS",
+    0x80000001: "EV_EFI_VARIABLE_DRIVER_CONFIG",
+    0x80000002: "EV_EFI_VARIABLE_BOOT",
+    0x80000003: "EV_EFI_BOOT_SERVICES_APPLICATION",
+    0x80000004: "EV_EFI_BOOT_SERVICES_DRIVER",
+    0x80000005: "EV_EFI_RUNTIME_SERVICES_DRIVER",
+    0x80000006: "EV_EFI_GPT_EVENT",
+    0x80000007: "EV_EFI_ACTION",
+    0x80000008: "EV_EFI_PLATFORM_FIRMWARE_BLOB",
+    0x80000009: "EV_EFI_HANDOFF_TABLES",
+    0x8000000A: "EV_EFI_PLATFORM_FIRMWARE_BLOB2",
+    0x8000000B: "EV_EFI_HANDOFF_TABLES2",
+    0x8000000C: "EV_EFI_VARIABLE_BOOT2",
+    0x80000010: "EV_EFI_HCRTM_EVENT",
+    0x800000E0: "EV_EFI_VARIABLE_AUTHORITY",
+    0x800000E1: "EV_EFI_SPDM_FIRMWARE_BLOB",
+    0x800000E2: "EV_EFI_SPDM_FIRMWARE_CONFIG",
 }
 _VARIABLE_TYPES = (0x80000001, 0x80000002, 0x8000000C, 0x800000E0)
 _IMAGE_TYPES = (0x80000003, 0x80000004, 0x80000005)
@@ -95,8 +121,7 @@ class RemReplay:
 
     @property
     def explained(self) -> bool:
-        return self.replayed is not None and hmac.compare_digest(self.replayed,
-                                                                 self.token_value)
+        return self.replayed is not None and hmac.compare_digest(self.replayed, self.token_value)
 
 
 def parse_event_log(data: bytes) -> MeasurementLog:
@@ -108,8 +133,9 @@ def parse_event_log(data: bytes) -> MeasurementLog:
     header = reader.take(reader.u32("the first event's size"), "the Spec ID event")
     if first_type != EV_NO_ACTION or not header.startswith(SPEC_ID_SIGNATURE):
         raise MeasurementLogError(
-            "not a TCG2 crypto-agile event log: it does not start with a \"Spec ID Event03\" "
-            "EV_NO_ACTION event (is this the CCEL log, /sys/firmware/acpi/tables/data/CCEL?)")
+            'not a TCG2 crypto-agile event log: it does not start with a "Spec ID Event03" '
+            "EV_NO_ACTION event (is this the CCEL log, /sys/firmware/acpi/tables/data/CCEL?)"
+        )
     sizes = _spec_id_algorithms(header)
     events: list[LogEvent] = []
     while reader.remaining() >= 8 and not _padding(reader.peek(8)):
@@ -121,25 +147,36 @@ def parse_event_log(data: bytes) -> MeasurementLog:
         event_type = reader.u32(f"{where}: type")
         count = reader.u32(f"{where}: digest count")
         if count > len(sizes):
-            raise MeasurementLogError(f"{where}: {count} digests, but the header declares "
-                                      f"{len(sizes)} algorithms")
+            raise MeasurementLogError(
+                f"{where}: {count} digests, but the header declares {len(sizes)} algorithms"
+            )
         digests = []
         for _ in range(count):
             alg_id = reader.u16(f"{where}: digest algorithm")
             if alg_id not in sizes:
-                raise MeasurementLogError(f"{where}: digest algorithm 0x{alg_id:04x} is not "
-                                          "declared in the Spec ID header")
+                raise MeasurementLogError(
+                    f"{where}: digest algorithm 0x{alg_id:04x} is not "
+                    "declared in the Spec ID header"
+                )
             digest = reader.take(sizes[alg_id], f"{where}: digest")
             digests.append((TCG_ALGORITHMS.get(alg_id, f"0x{alg_id:04x}"), digest))
         event_data = reader.take(reader.u32(f"{where}: data size"), f"{where}: data")
-        events.append(LogEvent(offset=start, mr_index=mr_index, event_type=event_type,
-                               digests=tuple(digests), data=event_data))
+        events.append(
+            LogEvent(
+                offset=start,
+                mr_index=mr_index,
+                event_type=event_type,
+                digests=tuple(digests),
+                data=event_data,
+            )
+        )
     algorithms = tuple(TCG_ALGORITHMS.get(a, f"0x{a:04x}") for a in sizes)
     return MeasurementLog(algorithms=algorithms, events=tuple(events))
 
 
-def replay(log: MeasurementLog, *, token_algorithm: str,
-           rems: Sequence[bytes]) -> tuple[RemReplay, ...]:
+def replay(
+    log: MeasurementLog, *, token_algorithm: str, rems: Sequence[bytes]
+) -> tuple[RemReplay, ...]:
     """Each REM replayed from the log (``REM = H(REM || digest)``), beside the token's value.
 
     ``token_algorithm`` is the token's realm hash algorithm (``sha-256``, ``sha-384``,
@@ -147,15 +184,18 @@ def replay(log: MeasurementLog, *, token_algorithm: str,
     """
     algorithm = TOKEN_ALGORITHMS.get(token_algorithm)
     if algorithm is None:
-        raise MeasurementLogError(f"the token's hash algorithm {token_algorithm!r} is not one "
-                                  f"of {', '.join(TOKEN_ALGORITHMS)}")
+        raise MeasurementLogError(
+            f"the token's hash algorithm {token_algorithm!r} is not one "
+            f"of {', '.join(TOKEN_ALGORITHMS)}"
+        )
     size = hashlib.new(algorithm).digest_size
     results = []
     for index in range(REM_COUNT):
         token_value = rems[index] if index < len(rems) else b""
         events = tuple(e for e in log.events if e.mr_index == index + 1)
-        results.append(_replay_one(index, token_value, events=events, algorithm=algorithm,
-                                   size=size))
+        results.append(
+            _replay_one(index, token_value, events=events, algorithm=algorithm, size=size)
+        )
     return tuple(results)
 
 
@@ -170,18 +210,18 @@ def describe(event_type: int, data: bytes) -> str:
         return "separator" if data in (bytes(4), b"\xff" * 4) else "separator (error value)"
     if event_type in _VARIABLE_TYPES and len(data) >= 32:
         chars = int.from_bytes(data[16:24], "little")
-        name = data[32:32 + 2 * chars].decode("utf-16-le", "replace")
+        name = data[32 : 32 + 2 * chars].decode("utf-16-le", "replace")
         return _clip(f"variable {name}")
     if event_type in _IMAGE_TYPES and len(data) >= 32:
         length = int.from_bytes(data[8:16], "little")
         address = int.from_bytes(data[0:8], "little")
         return f"image of {length} bytes loaded at 0x{address:x}"
     if event_type in _DESCRIBED_BLOB_TYPES and data:
-        text = _text(data[1:1 + data[0]])
+        text = _text(data[1 : 1 + data[0]])
         if text:
             return _clip(text)
     if event_type == 0x6 and len(data) >= 8:  # EV_EVENT_TAG: tag id, size, data
-        text = _text(data[8:8 + int.from_bytes(data[4:8], "little")])
+        text = _text(data[8 : 8 + int.from_bytes(data[4:8], "little")])
         tag = int.from_bytes(data[0:4], "little")
         return _clip(f"tag 0x{tag:08x}" + (f": {text}" if text else ""))
     text = _text(data)
@@ -191,23 +231,28 @@ def describe(event_type: int, data: bytes) -> str:
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _replay_one(index: int, token_value: bytes, *, events: tuple[LogEvent, ...],
-                algorithm: str, size: int) -> RemReplay:
+def _replay_one(
+    index: int, token_value: bytes, *, events: tuple[LogEvent, ...], algorithm: str, size: int
+) -> RemReplay:
     def unexplained(problem: str) -> RemReplay:
-        return RemReplay(index=index, token_value=token_value, replayed=None, events=events,
-                         problem=problem)
+        return RemReplay(
+            index=index, token_value=token_value, replayed=None, events=events, problem=problem
+        )
 
     if len(token_value) != size:
-        return unexplained(f"the token's REM{index} is {len(token_value)} bytes, a {algorithm} "
-                           f"REM is {size}")
+        return unexplained(
+            f"the token's REM{index} is {len(token_value)} bytes, a {algorithm} REM is {size}"
+        )
     value = bytes(size)
     for event in events:
         if event.event_type == EV_NO_ACTION:
             continue
         digest = event.digest(algorithm)
         if digest is None:
-            return unexplained(f"the event at offset {event.offset} has no {algorithm} digest "
-                               f"(it has {', '.join(n for n, _ in event.digests) or 'none'})")
+            return unexplained(
+                f"the event at offset {event.offset} has no {algorithm} digest "
+                f"(it has {', '.join(n for n, _ in event.digests) or 'none'})"
+            )
         value = hashlib.new(algorithm, value + digest).digest()
     return RemReplay(index=index, token_value=token_value, replayed=value, events=events)
 
@@ -218,15 +263,18 @@ def _spec_id_algorithms(header: bytes) -> dict[int, int]:
     reader.take(16 + 4 + 4, "the Spec ID header")
     count = reader.u32("the Spec ID algorithm count")
     if not 1 <= count <= 16:
-        raise MeasurementLogError(f"the Spec ID header declares {count} algorithms; "
-                                  "expected 1 to 16")
+        raise MeasurementLogError(
+            f"the Spec ID header declares {count} algorithms; expected 1 to 16"
+        )
     sizes: dict[int, int] = {}
     for _ in range(count):
         alg_id = reader.u16("a Spec ID algorithm")
         size = reader.u16("a Spec ID digest size")
         if not 1 <= size <= 64:
-            raise MeasurementLogError(f"the Spec ID header gives algorithm 0x{alg_id:04x} a "
-                                      f"{size}-byte digest; expected 1 to 64")
+            raise MeasurementLogError(
+                f"the Spec ID header gives algorithm 0x{alg_id:04x} a "
+                f"{size}-byte digest; expected 1 to 64"
+            )
         sizes[alg_id] = size
     return sizes
 
@@ -251,7 +299,7 @@ def _text(data: bytes) -> str | None:
 
 
 def _clip(text: str) -> str:
-    return text if len(text) <= _MAX_DESCRIPTION else text[:_MAX_DESCRIPTION - 3] + "..."
+    return text if len(text) <= _MAX_DESCRIPTION else text[: _MAX_DESCRIPTION - 3] + "..."
 
 
 class _Reader:
@@ -263,13 +311,15 @@ class _Reader:
         return len(self.data) - self.offset
 
     def peek(self, size: int) -> bytes:
-        return self.data[self.offset:self.offset + size]
+        return self.data[self.offset : self.offset + size]
 
     def take(self, size: int, what: str) -> bytes:
         if size > self.remaining():
-            raise MeasurementLogError(f"the log ends inside {what} (at offset {self.offset}: "
-                                      f"{size} bytes needed, {self.remaining()} left)")
-        chunk = self.data[self.offset:self.offset + size]
+            raise MeasurementLogError(
+                f"the log ends inside {what} (at offset {self.offset}: "
+                f"{size} bytes needed, {self.remaining()} left)"
+            )
+        chunk = self.data[self.offset : self.offset + size]
         self.offset += size
         return chunk
 

@@ -87,8 +87,9 @@ def curve_name(key: ec.EllipticCurvePublicKey) -> str:
 
 def point_bytes(key: ec.EllipticCurvePublicKey) -> bytes:
     """The key as an uncompressed point, the form sample keys are compared in."""
-    return key.public_bytes(serialization.Encoding.X962,
-                            serialization.PublicFormat.UncompressedPoint)
+    return key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
 
 
 def sample_key_name(key: ec.EllipticCurvePublicKey, samples: Mapping[str, bytes]) -> str | None:
@@ -193,7 +194,7 @@ def _json_anchors(data: bytes, label: str) -> tuple[TrustAnchor, ...]:
 def _jwk_key(jwk: Mapping[str, Any], label: str) -> ec.EllipticCurvePublicKey:
     if jwk.get("kty") != "EC":
         raise AttestationError(
-            f"trust anchor {label}: JWK kty is {jwk.get('kty')!r}; expected \"EC\""
+            f'trust anchor {label}: JWK kty is {jwk.get("kty")!r}; expected "EC"'
         )
     curve = jwk.get("crv")
     if not isinstance(curve, str) or curve not in _CURVES:

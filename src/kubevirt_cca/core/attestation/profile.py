@@ -31,8 +31,16 @@ MeasurementAlgo = Literal["sha256", "sha384", "sha512"]
 
 RMM_VERSIONS: Final[tuple[RmmVersion, ...]] = ("1.0", "2.0")
 MEASUREMENT_ALGOS: Final[tuple[MeasurementAlgo, ...]] = ("sha256", "sha384", "sha512")
-PROFILE_KEYS: Final = ("rmmVersion", "measurementAlgo", "ipaBits", "lpa2", "sveVectorLength",
-                       "breakpoints", "watchpoints", "pmuCounters")
+PROFILE_KEYS: Final = (
+    "rmmVersion",
+    "measurementAlgo",
+    "ipaBits",
+    "lpa2",
+    "sveVectorLength",
+    "breakpoints",
+    "watchpoints",
+    "pmuCounters",
+)
 IPA_BITS_MIN: Final = 32
 IPA_BITS_MAX: Final = 48  # without LPA2
 IPA_BITS_MAX_LPA2: Final = 52
@@ -66,46 +74,85 @@ def parse_profile(data: Any) -> HostProfile:
     problems: list[Violation] = []
     for key in data:
         if key not in PROFILE_KEYS:
-            problems.append(Violation(f"profile.{key}", "unknown key; expected one of "
-                                      + ", ".join(PROFILE_KEYS)))
+            problems.append(
+                Violation(
+                    f"profile.{key}", "unknown key; expected one of " + ", ".join(PROFILE_KEYS)
+                )
+            )
     for key in PROFILE_KEYS:
         if key not in data:
-            problems.append(Violation(f"profile.{key}", "required (use null where it allows "
-                                      "null)" if key in _NULLABLE else "required"))
+            problems.append(
+                Violation(
+                    f"profile.{key}",
+                    "required (use null where it allows null)" if key in _NULLABLE else "required",
+                )
+            )
     if problems:
         raise ReferenceValueError(problems)
 
     rmm = _choice(data["rmmVersion"], "rmmVersion", allowed=RMM_VERSIONS, problems=problems)
-    algo = _choice(data["measurementAlgo"], "measurementAlgo", allowed=MEASUREMENT_ALGOS,
-                   problems=problems)
+    algo = _choice(
+        data["measurementAlgo"], "measurementAlgo", allowed=MEASUREMENT_ALGOS, problems=problems
+    )
     lpa2 = data["lpa2"]
     if not isinstance(lpa2, bool):
         problems.append(Violation("profile.lpa2", f"expected true or false, got {lpa2!r}"))
     top = IPA_BITS_MAX_LPA2 if lpa2 is True else IPA_BITS_MAX
-    _integer(data["ipaBits"], "ipaBits", low=IPA_BITS_MIN, high=top, problems=problems,
-                        hint=" (more than 48 needs lpa2: true)" if lpa2 is not True else "")
+    _integer(
+        data["ipaBits"],
+        "ipaBits",
+        low=IPA_BITS_MIN,
+        high=top,
+        problems=problems,
+        hint=" (more than 48 needs lpa2: true)" if lpa2 is not True else "",
+    )
     sve = data["sveVectorLength"]
     if sve is not None:
-        checked = _integer(sve, "sveVectorLength", low=SVE_GRANULE_BITS, high=SVE_MAX_BITS,
-                           problems=problems, hint=", a multiple of 128, or null for no SVE")
+        checked = _integer(
+            sve,
+            "sveVectorLength",
+            low=SVE_GRANULE_BITS,
+            high=SVE_MAX_BITS,
+            problems=problems,
+            hint=", a multiple of 128, or null for no SVE",
+        )
         if checked is not None and checked % SVE_GRANULE_BITS:
-            problems.append(Violation("profile.sveVectorLength",
-                                      f"expected a multiple of 128 bits, got {checked}"))
+            problems.append(
+                Violation(
+                    "profile.sveVectorLength", f"expected a multiple of 128 bits, got {checked}"
+                )
+            )
     _integer(data["breakpoints"], "breakpoints", low=DEBUG_MIN, high=DEBUG_MAX, problems=problems)
     _integer(data["watchpoints"], "watchpoints", low=DEBUG_MIN, high=DEBUG_MAX, problems=problems)
     pmu = data["pmuCounters"]
     if pmu is not None:
-        _integer(pmu, "pmuCounters", low=0, high=PMU_MAX_COUNTERS, problems=problems,
-                 hint=", or null for no PMU")
+        _integer(
+            pmu,
+            "pmuCounters",
+            low=0,
+            high=PMU_MAX_COUNTERS,
+            problems=problems,
+            hint=", or null for no PMU",
+        )
     if rmm == "1.0" and algo == "sha384":
-        problems.append(Violation("profile.measurementAlgo",
-                                  "sha384 needs rmmVersion \"2.0\"; RMM 1.0 has sha256 and "
-                                  "sha512 only"))
+        problems.append(
+            Violation(
+                "profile.measurementAlgo",
+                'sha384 needs rmmVersion "2.0"; RMM 1.0 has sha256 and sha512 only',
+            )
+        )
     if problems:
         raise ReferenceValueError(problems)
-    return HostProfile(rmm_version=rmm, measurement_algo=algo, ipa_bits=data["ipaBits"],
-                       lpa2=lpa2, sve_vector_length=sve, breakpoints=data["breakpoints"],
-                       watchpoints=data["watchpoints"], pmu_counters=pmu)
+    return HostProfile(
+        rmm_version=rmm,
+        measurement_algo=algo,
+        ipa_bits=data["ipaBits"],
+        lpa2=lpa2,
+        sve_vector_length=sve,
+        breakpoints=data["breakpoints"],
+        watchpoints=data["watchpoints"],
+        pmu_counters=pmu,
+    )
 
 
 _NULLABLE = ("sveVectorLength", "pmuCounters")
@@ -119,10 +166,12 @@ def _choice(value: Any, key: str, *, allowed: tuple[Any, ...], problems: list[Vi
     return None
 
 
-def _integer(value: Any, key: str, *, low: int, high: int, problems: list[Violation],
-             hint: str = "") -> int | None:
+def _integer(
+    value: Any, key: str, *, low: int, high: int, problems: list[Violation], hint: str = ""
+) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        problems.append(Violation(f"profile.{key}",
-                                  f"expected an integer {low} to {high}{hint}, got {value!r}"))
+        problems.append(
+            Violation(f"profile.{key}", f"expected an integer {low} to {high}{hint}, got {value!r}")
+        )
         return None
     return value

@@ -101,8 +101,14 @@ class Reference:
     steps: tuple[Step, ...] = ()
 
 
-def qemu_virt_layout(*, memory: int, dtb: bytes, firmware: bytes | None = None,
-                     kernel: bytes | None = None, initrd: bytes | None = None) -> RealmLayout:
+def qemu_virt_layout(
+    *,
+    memory: int,
+    dtb: bytes,
+    firmware: bytes | None = None,
+    kernel: bytes | None = None,
+    initrd: bytes | None = None,
+) -> RealmLayout:
     """Where QEMU's ``virt`` machine puts each image, and vCPU 0's entry state.
 
     Firmware boot: the firmware at 0, the DTB at the start of RAM, pc 0, x0 0 (the kernel and
@@ -115,35 +121,58 @@ def qemu_virt_layout(*, memory: int, dtb: bytes, firmware: bytes | None = None,
     if (firmware is None) == (kernel is None):
         raise ReferenceValueError((Violation("--firmware/--kernel", "give exactly one"),))
     if initrd is not None and kernel is None:
-        problems.append(Violation("--initrd", "needs --kernel (with --firmware, the initrd "
-                                  "comes through fw_cfg and is measured into a REM)"))
+        problems.append(
+            Violation(
+                "--initrd",
+                "needs --kernel (with --firmware, the initrd "
+                "comes through fw_cfg and is measured into a REM)",
+            )
+        )
     if memory <= 0 or memory % GRANULE:
-        problems.append(Violation("--memory", f"expected a positive multiple of 4Ki, got "
-                                  f"{memory} bytes"))
-    for name, blob in (("--dtb", dtb), ("--firmware", firmware), ("--kernel", kernel),
-                       ("--initrd", initrd)):
+        problems.append(
+            Violation("--memory", f"expected a positive multiple of 4Ki, got {memory} bytes")
+        )
+    for name, blob in (
+        ("--dtb", dtb),
+        ("--firmware", firmware),
+        ("--kernel", kernel),
+        ("--initrd", initrd),
+    ):
         if blob is not None and not blob:
             problems.append(Violation(name, "the file is empty"))
     if kernel is not None and kernel.startswith(GZIP_MAGIC):
-        problems.append(Violation("--kernel", "is gzip-compressed; QEMU loads the "
-                                  "decompressed Image, give that (gunzip it first)"))
+        problems.append(
+            Violation(
+                "--kernel",
+                "is gzip-compressed; QEMU loads the "
+                "decompressed Image, give that (gunzip it first)",
+            )
+        )
     if firmware is not None and len(firmware) > VIRT_FLASH_BANK_BYTES:
-        problems.append(Violation("--firmware", f"is {len(firmware)} bytes; the virt machine's "
-                                  f"flash bank holds {VIRT_FLASH_BANK_BYTES}"))
+        problems.append(
+            Violation(
+                "--firmware",
+                f"is {len(firmware)} bytes; the virt machine's "
+                f"flash bank holds {VIRT_FLASH_BANK_BYTES}",
+            )
+        )
     if problems:
         raise ReferenceValueError(problems)
 
     ram_top = VIRT_RAM_BASE + memory
     images: tuple[Image, ...]
     if firmware is not None:
-        images = (Image(name="firmware", ipa=0, content=firmware),
-                  Image(name="dtb", ipa=VIRT_RAM_BASE, content=dtb))
+        images = (
+            Image(name="firmware", ipa=0, content=firmware),
+            Image(name="dtb", ipa=VIRT_RAM_BASE, content=dtb),
+        )
         pc, x0 = 0, 0
     else:
         assert kernel is not None
         kernel_end = VIRT_RAM_BASE + len(kernel)
-        initrd_at = _align_up(max(VIRT_RAM_BASE + min(memory // 2, VIRT_INITRD_MAX_OFFSET),
-                                  kernel_end), GRANULE)
+        initrd_at = _align_up(
+            max(VIRT_RAM_BASE + min(memory // 2, VIRT_INITRD_MAX_OFFSET), kernel_end), GRANULE
+        )
         initrd_end = initrd_at + (len(initrd) if initrd is not None else 0)
         dtb_at = _align_up(initrd_end, VIRT_DTB_ALIGN)
         images = (Image(name="kernel", ipa=VIRT_RAM_BASE, content=kernel),)
@@ -154,11 +183,22 @@ def qemu_virt_layout(*, memory: int, dtb: bytes, firmware: bytes | None = None,
     for image in images:
         end = image.ipa + len(image.content)
         if image.ipa >= VIRT_RAM_BASE and end > ram_top:
-            raise ReferenceValueError((Violation(
-                "--memory", f"{memory} bytes of RAM end at {ram_top:#x}, but the {image.name} "
-                f"would end at {end:#x}; give the VM more memory"),))
-    return RealmLayout(ram_base=VIRT_RAM_BASE, ram_size=memory, images=images, pc=pc,
-                       gprs=(x0, 0, 0, 0, 0, 0, 0, 0))
+            raise ReferenceValueError(
+                (
+                    Violation(
+                        "--memory",
+                        f"{memory} bytes of RAM end at {ram_top:#x}, but the {image.name} "
+                        f"would end at {end:#x}; give the VM more memory",
+                    ),
+                )
+            )
+    return RealmLayout(
+        ram_base=VIRT_RAM_BASE,
+        ram_size=memory,
+        images=images,
+        pc=pc,
+        gprs=(x0, 0, 0, 0, 0, 0, 0, 0),
+    )
 
 
 def compute_rim(profile: HostProfile, layout: RealmLayout, *, trace: bool = False) -> Reference:
@@ -173,8 +213,9 @@ def compute_rim(profile: HostProfile, layout: RealmLayout, *, trace: bool = Fals
     if trace:
         steps.append(Step("realm-create", rim[:size]))
     if profile.rmm_version == "1.0":
-        for base, top in ripas_ranges(layout.ram_base, layout.ram_base + layout.ram_size,
-                                      ipa_bits=profile.ipa_bits):
+        for base, top in ripas_ranges(
+            layout.ram_base, layout.ram_base + layout.ram_size, ipa_bits=profile.ipa_bits
+        ):
             rim = digest_of(ripas_descriptor(rim, base=base, top=top))
             if trace:
                 steps.append(Step("ripas", rim[:size], base=base, top=top))
@@ -232,13 +273,13 @@ def data_descriptor(rim: bytes, *, ipa: int, content_digest: bytes) -> bytes:
     desc = _descriptor(DESC_DATA, rim)
     _put(desc, 0x50, ipa)
     _put(desc, 0x58, DATA_FLAG_MEASURED)
-    desc[0x60:0x60 + len(content_digest)] = content_digest
+    desc[0x60 : 0x60 + len(content_digest)] = content_digest
     return bytes(desc)
 
 
 def rec_descriptor(rim: bytes, rec_digest: bytes) -> bytes:
     desc = _descriptor(DESC_REC, rim)
-    desc[0x50:0x50 + len(rec_digest)] = rec_digest
+    desc[0x50 : 0x50 + len(rec_digest)] = rec_digest
     return bytes(desc)
 
 
@@ -254,8 +295,10 @@ def granules(image: Image) -> list[tuple[int, bytes]]:
     start = image.ipa - image.ipa % GRANULE
     padded = bytes(image.ipa - start) + image.content
     padded += bytes(-len(padded) % GRANULE)
-    return [(start + offset, padded[offset:offset + GRANULE])
-            for offset in range(0, len(padded), GRANULE)]
+    return [
+        (start + offset, padded[offset : offset + GRANULE])
+        for offset in range(0, len(padded), GRANULE)
+    ]
 
 
 def ripas_ranges(base: int, top: int, *, ipa_bits: int) -> list[tuple[int, int]]:
@@ -271,8 +314,7 @@ def ripas_ranges(base: int, top: int, *, ipa_bits: int) -> list[tuple[int, int]]
     cursor = _align_down(base, GRANULE)
     top = _align_up(top, GRANULE)
     while cursor < top:
-        block = max(size for size in sizes
-                    if cursor % size == 0 and cursor + size <= top)
+        block = max(size for size in sizes if cursor % size == 0 and cursor + size <= top)
         ranges.append((cursor, cursor + block))
         cursor += block
     return ranges
@@ -294,8 +336,10 @@ def translation_block_sizes(ipa_bits: int) -> tuple[int, ...]:
 
 def reference_json(reference: Reference, *, trace: bool) -> dict[str, Any]:
     """``attest reference --output json`` (and what ``attest verify --reference`` reads)."""
-    out: dict[str, Any] = {"rim": reference.rim.hex(),
-                           "measurementAlgo": reference.measurement_algo}
+    out: dict[str, Any] = {
+        "rim": reference.rim.hex(),
+        "measurementAlgo": reference.measurement_algo,
+    }
     if trace:
         out["steps"] = [_step_json(step) for step in reference.steps]
     return out
@@ -304,35 +348,55 @@ def reference_json(reference: Reference, *, trace: bool) -> dict[str, Any]:
 def corim_json(reference: Reference, *, tag_id: str) -> dict[str, Any]:
     """A CoMID-style reference value (the JSON shape veraison's tools read for CCA realms)."""
     name = {"sha256": "sha-256", "sha384": "sha-384", "sha512": "sha-512"}[
-        reference.measurement_algo]
+        reference.measurement_algo
+    ]
     encoded = base64.b64encode(reference.rim).decode("ascii")
     return {
         "tag-identity": {"tag-id": tag_id},
-        "triples": {"reference-triples": [[
-            {"class": {"class-id": {"type": "bytes", "value": encoded}}},
-            [{"mkey": "cca.rim", "mval": {"digests": [f"{name};{encoded}"]}}],
-        ]]},
+        "triples": {
+            "reference-triples": [
+                [
+                    {"class": {"class-id": {"type": "bytes", "value": encoded}}},
+                    [{"mkey": "cca.rim", "mval": {"digests": [f"{name};{encoded}"]}}],
+                ]
+            ]
+        },
     }
 
 
 def parse_reference(data: Any, *, source: str) -> tuple[bytes, MeasurementAlgo]:
     """The RIM and algorithm of a reference file (``attest reference --output json``)."""
     if not isinstance(data, dict):
-        raise ReferenceValueError((Violation(source, "expected the JSON object that 'attest "
-                                             "reference --output json' prints"),))
+        raise ReferenceValueError(
+            (
+                Violation(
+                    source, "expected the JSON object that 'attest reference --output json' prints"
+                ),
+            )
+        )
     algo = data.get("measurementAlgo")
     if algo not in DIGEST_BYTES:
-        raise ReferenceValueError((Violation(f"{source}: measurementAlgo", "expected sha256, "
-                                             f"sha384 or sha512, got {algo!r}"),))
+        raise ReferenceValueError(
+            (
+                Violation(
+                    f"{source}: measurementAlgo", f"expected sha256, sha384 or sha512, got {algo!r}"
+                ),
+            )
+        )
     text = data.get("rim")
     try:
         rim = bytes.fromhex(text) if isinstance(text, str) else None
     except ValueError:
         rim = None
     if rim is None or len(rim) != DIGEST_BYTES[algo]:
-        raise ReferenceValueError((Violation(
-            f"{source}: rim", f"expected {DIGEST_BYTES[algo]} bytes of hex ({algo}), got "
-            f"{text!r}"),))
+        raise ReferenceValueError(
+            (
+                Violation(
+                    f"{source}: rim",
+                    f"expected {DIGEST_BYTES[algo]} bytes of hex ({algo}), got {text!r}",
+                ),
+            )
+        )
     return rim, algo
 
 
@@ -341,8 +405,9 @@ def _step_json(step: Step) -> dict[str, Any]:
     if step.kind == "ripas":
         out.update(base=step.base, top=step.top)
     elif step.kind == "data":
-        out.update(ipa=step.ipa,
-                   contentDigest=step.content_digest.hex() if step.content_digest else None)
+        out.update(
+            ipa=step.ipa, contentDigest=step.content_digest.hex() if step.content_digest else None
+        )
     elif step.kind == "rec":
         out.update(pc=step.pc, gprs=list(step.gprs or ()))
     return out
@@ -354,13 +419,22 @@ def _step_json(step: Step) -> dict[str, Any]:
 def _check_fits(profile: HostProfile, layout: RealmLayout) -> None:
     # The protected (Realm) half of the IPA space is the lower one.
     limit = 1 << (profile.ipa_bits - 1)
-    top = max([layout.ram_base + layout.ram_size]
-              + [image.ipa + len(image.content) for image in layout.images])
+    top = max(
+        [layout.ram_base + layout.ram_size]
+        + [image.ipa + len(image.content) for image in layout.images]
+    )
     if top > limit:
-        raise ReferenceValueError((Violation(
-            "profile.ipaBits", f"{profile.ipa_bits} bits give the Realm {limit:#x} bytes of "
-            f"protected address space, but its memory ends at {top:#x}; lower --memory or use "
-            "a host with more IPA bits"),))
+        raise ReferenceValueError(
+            (
+                Violation(
+                    "profile.ipaBits",
+                    f"{profile.ipa_bits} bits give the Realm {limit:#x} bytes of "
+                    f"protected address space, but its memory ends at {top:#x}; lower --memory "
+                    "or use "
+                    "a host with more IPA bits",
+                ),
+            )
+        )
 
 
 def _hasher(algo: MeasurementAlgo) -> Callable[[bytes], bytes]:
@@ -377,12 +451,12 @@ def _descriptor(kind: int, rim: bytes) -> bytearray:
     desc = bytearray(DESCRIPTOR_BYTES)
     desc[0] = kind
     _put(desc, 0x08, DESCRIPTOR_BYTES)
-    desc[0x10:0x10 + MEASUREMENT_SLOT] = rim.ljust(MEASUREMENT_SLOT, b"\0")
+    desc[0x10 : 0x10 + MEASUREMENT_SLOT] = rim.ljust(MEASUREMENT_SLOT, b"\0")
     return desc
 
 
 def _put(buffer: bytearray, offset: int, value: int) -> None:
-    buffer[offset:offset + 8] = value.to_bytes(8, "little")
+    buffer[offset : offset + 8] = value.to_bytes(8, "little")
 
 
 def _align_up(value: int, alignment: int) -> int:

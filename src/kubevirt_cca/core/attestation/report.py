@@ -40,8 +40,12 @@ def verdict_json(verdict: Verdict, token: CCAToken) -> dict[str, Any]:
         "verdict": "passed" if verdict.passed else "failed",
         "testToken": verdict.test_token,
         "checks": [
-            {"name": check.name, "status": check.status, "required": check.required,
-             "detail": check.detail}
+            {
+                "name": check.name,
+                "status": check.status,
+                "required": check.required,
+                "detail": check.detail,
+            }
             for check in verdict.checks
         ],
         "token": token_json(token),
@@ -61,9 +65,13 @@ def _log_json(replays: tuple[RemReplay, ...] | None) -> list[dict[str, Any]] | N
             "replayedValue": r.replayed.hex() if r.replayed is not None else None,
             "problem": r.problem,
             "events": [
-                {"offset": e.offset, "type": e.type_name, "typeValue": e.event_type,
-                 "description": e.description,
-                 "digests": {name: value.hex() for name, value in e.digests}}
+                {
+                    "offset": e.offset,
+                    "type": e.type_name,
+                    "typeValue": e.event_type,
+                    "description": e.description,
+                    "digests": {name: value.hex() for name, value in e.digests},
+                }
                 for e in r.events
             ],
         }
@@ -85,9 +93,13 @@ def _platform_json(token: CCAToken) -> dict[str, Any]:
         "verificationService": claims.verification_service,
         "hashAlgorithm": claims.hash_algo,
         "softwareComponents": [
-            {"type": sw.type, "version": sw.version, "measurement": sw.measurement.hex(),
-             "signerId": sw.signer_id.hex() if sw.signer_id is not None else None,
-             "hashAlgorithm": sw.hash_algo}
+            {
+                "type": sw.type,
+                "version": sw.version,
+                "measurement": sw.measurement.hex(),
+                "signerId": sw.signer_id.hex() if sw.signer_id is not None else None,
+                "hashAlgorithm": sw.hash_algo,
+            }
             for sw in claims.sw_components
         ],
         "otherClaims": _other(claims.other),

@@ -106,8 +106,11 @@ def parse_token(data: bytes) -> CCAToken:
         )
     if top.tag == c.TAG_COSE_SIGN1:
         platform = _parse_sign1(top, "platform token")
-        return CCAToken(form="platform-only", platform=platform,
-                        platform_claims=_parse_platform(platform.payload))
+        return CCAToken(
+            form="platform-only",
+            platform=platform,
+            platform_claims=_parse_platform(platform.payload),
+        )
     if top.tag == c.TAG_CCA_TOKEN:
         form: TokenForm = "tag-399"
         platform_bytes, realm_bytes = _collection_399(top.value)
@@ -122,8 +125,13 @@ def parse_token(data: bytes) -> CCAToken:
         )
     platform = _parse_sign1(decode_cbor(platform_bytes, "the platform token"), "platform token")
     realm = _parse_sign1(decode_cbor(realm_bytes, "the realm token"), "realm token")
-    return CCAToken(form=form, platform=platform, platform_claims=_parse_platform(platform.payload),
-                    realm=realm, realm_claims=_parse_realm(realm.payload))
+    return CCAToken(
+        form=form,
+        platform=platform,
+        platform_claims=_parse_platform(platform.payload),
+        realm=realm,
+        realm_claims=_parse_realm(realm.payload),
+    )
 
 
 # --- envelope ----------------------------------------------------------------------------------
@@ -205,8 +213,10 @@ def _parse_sign1(value: Any, part: str) -> Sign1:
         )
     algorithm: int | None = None
     if protected:
-        header = cbor_map(decode_cbor(protected, f"the {part}'s protected header"),
-                      f"the {part}'s protected header")
+        header = cbor_map(
+            decode_cbor(protected, f"the {part}'s protected header"),
+            f"the {part}'s protected header",
+        )
         alg = header.get(c.COSE_HEADER_ALG)
         if alg is not None and type(alg) is not int:
             raise AttestationError(
@@ -234,8 +244,9 @@ class _Claims:
     def __init__(self, payload: bytes, part: str, names: Mapping[int, str]) -> None:
         self.part = part
         self.names = names
-        self.entries = cbor_map(decode_cbor(payload, f"the {part}'s payload"),
-                            f"the {part}'s claims")
+        self.entries = cbor_map(
+            decode_cbor(payload, f"the {part}'s payload"), f"the {part}'s claims"
+        )
         self.used: set[int] = set()
 
     def where(self, key: int) -> str:
@@ -286,8 +297,9 @@ def _parse_realm(payload: bytes) -> RealmClaims:
     return RealmClaims(
         profile=profile,
         challenge=claims.sized(c.REALM_CHALLENGE, (c.REALM_CHALLENGE_BYTES,)),
-        personalization_value=claims.sized(c.REALM_PERSONALIZATION_VALUE,
-                                           (c.REALM_PERSONALIZATION_VALUE_BYTES,)),
+        personalization_value=claims.sized(
+            c.REALM_PERSONALIZATION_VALUE, (c.REALM_PERSONALIZATION_VALUE_BYTES,)
+        ),
         initial_measurement=claims.sized(c.REALM_INITIAL_MEASUREMENT, (32, 48, 64)),
         extensible_measurements=tuple(rems),
         hash_algo=claims.get(c.REALM_HASH_ALGO, str),

@@ -68,7 +68,9 @@ CHECK_NAMES = (
     "production-keys",
 )
 _HASHES: dict[str, hashes.HashAlgorithm] = {
-    "sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512(),
+    "sha256": hashes.SHA256(),
+    "sha384": hashes.SHA384(),
+    "sha512": hashes.SHA512(),
 }
 
 
@@ -120,8 +122,9 @@ def challenge_for_nonce(nonce: bytes) -> bytes:
     return nonce + bytes(c.REALM_CHALLENGE_BYTES - len(nonce))
 
 
-def verify_token(token: CCAToken, *, anchors: Sequence[TrustAnchor],
-                 expected: Expectations) -> Verdict:
+def verify_token(
+    token: CCAToken, *, anchors: Sequence[TrustAnchor], expected: Expectations
+) -> Verdict:
     """Run every check; never raises for a token that merely fails them."""
     if not anchors:
         raise AttestationError("no trust anchor given; give the platform vendor's CPAK")
@@ -141,17 +144,19 @@ def verify_token(token: CCAToken, *, anchors: Sequence[TrustAnchor],
         _binding(token, realm),
         _challenge(realm, challenge),
         _personalization(realm, expected),
-        _initial_measurement(realm, expected.initial_measurement,
-                             expected.reference_algorithm),
+        _initial_measurement(realm, expected.initial_measurement, expected.reference_algorithm),
     ]
     log_check, log_replay = _measurement_log(realm, expected.measurement_log)
     checks += [log_check, _lifecycle(token.platform_claims.lifecycle)]
     production, test_token = _production_keys(anchor, realm_key, expected.allow_test_keys)
     checks.append(production)
     verdict = Verdict(checks=tuple(checks), test_token=test_token, log_replay=log_replay)
-    log.info("attestation verdict=%s failed=%s test_token=%s",
-             "passed" if verdict.passed else "failed",
-             ",".join(ch.name for ch in checks if ch.status == "failed") or "-", test_token)
+    log.info(
+        "attestation verdict=%s failed=%s test_token=%s",
+        "passed" if verdict.passed else "failed",
+        ",".join(ch.name for ch in checks if ch.status == "failed") or "-",
+        test_token,
+    )
     return verdict
 
 
@@ -172,8 +177,11 @@ def verify_signature(sign1: Sign1, key: ec.EllipticCurvePublicKey) -> str | None
     r = int.from_bytes(sign1.signature[:size], "big")
     s = int.from_bytes(sign1.signature[size:], "big")
     try:
-        key.verify(encode_dss_signature(r, s), sign1.to_be_signed(),
-                   ec.ECDSA(_HASHES[c.COSE_ALGORITHM_HASHES[alg]]))
+        key.verify(
+            encode_dss_signature(r, s),
+            sign1.to_be_signed(),
+            ec.ECDSA(_HASHES[c.COSE_ALGORITHM_HASHES[alg]]),
+        )
     except InvalidSignature:
         return f"the {name} signature does not match"
     return None
@@ -182,21 +190,28 @@ def verify_signature(sign1: Sign1, key: ec.EllipticCurvePublicKey) -> str | None
 # --- the checks ----------------------------------------------------------------------------------
 
 
-def _platform_signature(platform: Sign1,
-                        anchors: Sequence[TrustAnchor]) -> tuple[Check, TrustAnchor | None]:
+def _platform_signature(
+    platform: Sign1, anchors: Sequence[TrustAnchor]
+) -> tuple[Check, TrustAnchor | None]:
     reasons = []
     for anchor in anchors:
         reason = verify_signature(platform, anchor.key)
         if reason is None:
             alg = c.COSE_ALGORITHMS[platform.algorithm] if platform.algorithm else "?"
-            return Check("platform-signature", "passed",
-                         f"{alg} signature verified with trust anchor {anchor.label} "
-                         f"({anchor.curve})"), anchor
+            return Check(
+                "platform-signature",
+                "passed",
+                f"{alg} signature verified with trust anchor {anchor.label} ({anchor.curve})",
+            ), anchor
         reasons.append(f"{anchor.label}: {reason}")
-    return Check("platform-signature", "failed",
-                 "the platform token does not verify under any trust anchor given ("
-                 + "; ".join(reasons) + "); it was not signed by that platform key, "
-                 "or it was altered"), None
+    return Check(
+        "platform-signature",
+        "failed",
+        "the platform token does not verify under any trust anchor given ("
+        + "; ".join(reasons)
+        + "); it was not signed by that platform key, "
+        "or it was altered",
+    ), None
 
 
 def _realm_signature(realm: Sign1 | None, key: RealmKey | None, key_error: str | None) -> Check:
@@ -206,17 +221,26 @@ def _realm_signature(realm: Sign1 | None, key: RealmKey | None, key_error: str |
     if key is None:
         return Check(name, "failed", f"cannot check: {key_error}")
     if realm.algorithm != c.REALM_SIGNING_ALGORITHM:
-        return Check(name, "failed",
-                     f"the realm token's algorithm is {realm.algorithm!r}; the RMM signs realm "
-                     f"tokens with ES384 ({c.REALM_SIGNING_ALGORITHM})")
+        return Check(
+            name,
+            "failed",
+            f"the realm token's algorithm is {realm.algorithm!r}; the RMM signs realm "
+            f"tokens with ES384 ({c.REALM_SIGNING_ALGORITHM})",
+        )
     reason = verify_signature(realm, key.key)
     if reason is not None:
-        return Check(name, "failed",
-                     f"the realm token does not verify under its own key (claim "
-                     f"{c.REALM_PUBLIC_KEY}): {reason}; it was altered")
-    return Check(name, "passed",
-                 f"ES384 signature verified with the realm key in claim {c.REALM_PUBLIC_KEY} "
-                 f"({'raw P-384 point' if key.encoding == 'raw' else 'COSE_Key'})")
+        return Check(
+            name,
+            "failed",
+            "the realm token does not verify under its own key (claim "
+            f"{c.REALM_PUBLIC_KEY}): {reason}; it was altered",
+        )
+    return Check(
+        name,
+        "passed",
+        f"ES384 signature verified with the realm key in claim {c.REALM_PUBLIC_KEY} "
+        f"({'raw P-384 point' if key.encoding == 'raw' else 'COSE_Key'})",
+    )
 
 
 def _binding(token: CCAToken, realm: RealmClaims | None) -> Check:
@@ -225,20 +249,29 @@ def _binding(token: CCAToken, realm: RealmClaims | None) -> Check:
         return Check(name, "failed", _NO_REALM)
     algorithm = c.HASH_ALGORITHMS.get(realm.public_key_hash_algo)
     if algorithm is None:
-        return Check(name, "failed",
-                     f"the realm key hash algorithm (claim {c.REALM_PUBLIC_KEY_HASH_ALGO}) is "
-                     f"{realm.public_key_hash_algo!r}; expected one of "
-                     f"{', '.join(c.HASH_ALGORITHMS)}")
+        return Check(
+            name,
+            "failed",
+            f"the realm key hash algorithm (claim {c.REALM_PUBLIC_KEY_HASH_ALGO}) is "
+            f"{realm.public_key_hash_algo!r}; expected one of "
+            f"{', '.join(c.HASH_ALGORITHMS)}",
+        )
     digest = hashlib.new(algorithm, realm.public_key).digest()
     platform_challenge = token.platform_claims.challenge
     if not hmac.compare_digest(digest, platform_challenge):
-        return Check(name, "failed",
-                     f"the platform challenge {_short(platform_challenge)} is not the "
-                     f"{realm.public_key_hash_algo} of the realm key claim ({_short(digest)}): "
-                     "this platform token does not vouch for this realm token")
-    return Check(name, "passed",
-                 f"the platform challenge is the {realm.public_key_hash_algo} of the realm key "
-                 "claim: the platform vouches for this realm's attestation key")
+        return Check(
+            name,
+            "failed",
+            f"the platform challenge {_short(platform_challenge)} is not the "
+            f"{realm.public_key_hash_algo} of the realm key claim ({_short(digest)}): "
+            "this platform token does not vouch for this realm token",
+        )
+    return Check(
+        name,
+        "passed",
+        f"the platform challenge is the {realm.public_key_hash_algo} of the realm key "
+        "claim: the platform vouches for this realm's attestation key",
+    )
 
 
 def _challenge(realm: RealmClaims | None, challenge: bytes) -> Check:
@@ -246,10 +279,13 @@ def _challenge(realm: RealmClaims | None, challenge: bytes) -> Check:
     if realm is None:
         return Check(name, "failed", _NO_REALM)
     if not hmac.compare_digest(realm.challenge, challenge):
-        return Check(name, "failed",
-                     f"the realm challenge {_short(realm.challenge)} is not the nonce given "
-                     f"({_short(challenge)}, zero-padded to 64 bytes): the token was made for "
-                     "another request, or replayed")
+        return Check(
+            name,
+            "failed",
+            f"the realm challenge {_short(realm.challenge)} is not the nonce given "
+            f"({_short(challenge)}, zero-padded to 64 bytes): the token was made for "
+            "another request, or replayed",
+        )
     return Check(name, "passed", "the realm challenge is the nonce given: the token is fresh")
 
 
@@ -259,88 +295,128 @@ def _personalization(realm: RealmClaims | None, expected: Expectations) -> Check
         return Check(name, "failed", _NO_REALM)
     got = realm.personalization_value
     if not hmac.compare_digest(got, expected.personalization_value):
-        return Check(name, "failed",
-                     f"the token's personalization value {_b64(got)} is not the one expected "
-                     f"from {expected.personalization_source} "
-                     f"({_b64(expected.personalization_value)})")
-    return Check(name, "passed",
-                 f"the personalization value is the one expected from "
-                 f"{expected.personalization_source}")
+        return Check(
+            name,
+            "failed",
+            f"the token's personalization value {_b64(got)} is not the one expected "
+            f"from {expected.personalization_source} "
+            f"({_b64(expected.personalization_value)})",
+        )
+    return Check(
+        name,
+        "passed",
+        f"the personalization value is the one expected from {expected.personalization_source}",
+    )
 
 
-def _initial_measurement(realm: RealmClaims | None, expected: bytes | None,
-                         algorithm: str | None = None) -> Check:
+def _initial_measurement(
+    realm: RealmClaims | None, expected: bytes | None, algorithm: str | None = None
+) -> Check:
     name = "initial-measurement"
     if realm is None:
         status: CheckStatus = "failed" if expected is not None else "not-checked"
         return Check(name, status, _NO_REALM, required=expected is not None)
     rim = realm.initial_measurement
-    if (expected is not None and algorithm is not None
-            and c.HASH_ALGORITHMS.get(realm.hash_algo) != algorithm):
-        return Check(name, "failed",
-                     f"the reference RIM is {algorithm}, but this Realm measures with "
-                     f"{realm.hash_algo}: the reference was computed for another host profile "
-                     "(measurementAlgo)")
+    if (
+        expected is not None
+        and algorithm is not None
+        and c.HASH_ALGORITHMS.get(realm.hash_algo) != algorithm
+    ):
+        return Check(
+            name,
+            "failed",
+            f"the reference RIM is {algorithm}, but this Realm measures with "
+            f"{realm.hash_algo}: the reference was computed for another host profile "
+            "(measurementAlgo)",
+        )
     if expected is None:
-        return Check(name, "not-checked",
-                     f"no expected RIM given; the token's RIM is {rim.hex()} "
-                     f"({realm.hash_algo}). Compare it with one from a trusted first launch "
-                     "or a reference-value tool", required=False)
+        return Check(
+            name,
+            "not-checked",
+            f"no expected RIM given; the token's RIM is {rim.hex()} "
+            f"({realm.hash_algo}). Compare it with one from a trusted first launch "
+            "or a reference-value tool",
+            required=False,
+        )
     if not hmac.compare_digest(rim, expected):
-        return Check(name, "failed",
-                     f"the token's RIM {rim.hex()} is not the expected {expected.hex()}: "
-                     "the Realm was started with other firmware, kernel or initial state")
+        return Check(
+            name,
+            "failed",
+            f"the token's RIM {rim.hex()} is not the expected {expected.hex()}: "
+            "the Realm was started with other firmware, kernel or initial state",
+        )
     return Check(name, "passed", f"the RIM is the expected {rim.hex()} ({realm.hash_algo})")
 
 
-def _measurement_log(realm: RealmClaims | None, log: MeasurementLog | None
-                     ) -> tuple[Check, tuple[RemReplay, ...] | None]:
+def _measurement_log(
+    realm: RealmClaims | None, log: MeasurementLog | None
+) -> tuple[Check, tuple[RemReplay, ...] | None]:
     name = "measurement-log"
     if log is None:
-        return Check(name, "not-checked", "no measurement log given; the REMs are not "
-                     "explained", required=False), None
+        return Check(
+            name,
+            "not-checked",
+            "no measurement log given; the REMs are not explained",
+            required=False,
+        ), None
     if realm is None:
         return Check(name, "failed", _NO_REALM), None
     stray = stray_events(log)
     if stray:
-        return Check(name, "failed",
-                     f"the log has {len(stray)} event(s) for registers a Realm does not have "
-                     f"(first at offset {stray[0].offset}: register {stray[0].mr_index}; a "
-                     "Realm has 0 for the RIM and 1-4 for REM0-REM3): not this Realm's log"), None
+        return Check(
+            name,
+            "failed",
+            f"the log has {len(stray)} event(s) for registers a Realm does not have "
+            f"(first at offset {stray[0].offset}: register {stray[0].mr_index}; a "
+            "Realm has 0 for the RIM and 1-4 for REM0-REM3): not this Realm's log",
+        ), None
     if realm.hash_algo not in c.HASH_ALGORITHMS:
-        return Check(name, "failed", f"the token's hash algorithm {realm.hash_algo!r} cannot "
-                     "be replayed"), None
-    replays = replay(log, token_algorithm=realm.hash_algo,
-                     rems=realm.extensible_measurements)
+        return Check(
+            name, "failed", f"the token's hash algorithm {realm.hash_algo!r} cannot be replayed"
+        ), None
+    replays = replay(log, token_algorithm=realm.hash_algo, rems=realm.extensible_measurements)
     count = sum(len(r.events) for r in replays)
     unexplained = [r for r in replays if not r.explained]
     if unexplained:
         reasons = "; ".join(
-            f"REM{r.index}: {r.problem}" if r.problem else
-            f"REM{r.index}: the token has {_short(r.token_value)}, {len(r.events)} logged "
+            f"REM{r.index}: {r.problem}"
+            if r.problem
+            else f"REM{r.index}: the token has {_short(r.token_value)}, {len(r.events)} logged "
             f"event(s) give {_short(r.replayed or b'')}"
-            for r in unexplained)
-        return Check(name, "failed",
-                     f"the log does not explain {len(unexplained)} of {len(replays)} REMs "
-                     f"({reasons}): something was measured that the log does not show, or "
-                     "the log was altered"), replays
-    return Check(name, "passed",
-                 f"replaying the log's {count} event(s) gives all {len(replays)} REMs of the "
-                 "token: the log shows everything measured after boot"), replays
+            for r in unexplained
+        )
+        return Check(
+            name,
+            "failed",
+            f"the log does not explain {len(unexplained)} of {len(replays)} REMs "
+            f"({reasons}): something was measured that the log does not show, or "
+            "the log was altered",
+        ), replays
+    return Check(
+        name,
+        "passed",
+        f"replaying the log's {count} event(s) gives all {len(replays)} REMs of the "
+        "token: the log shows everything measured after boot",
+    ), replays
 
 
 def _lifecycle(value: int) -> Check:
     state = c.lifecycle_state(value)
     if state == c.LIFECYCLE_SECURED:
-        return Check("platform-lifecycle", "passed",
-                     f"the platform lifecycle is {value:#06x} (secured)")
-    return Check("platform-lifecycle", "failed",
-                 f"the platform lifecycle is {value:#06x} ({state}); only a secured platform "
-                 "(0x3000-0x30ff) keeps its attestation key out of reach")
+        return Check(
+            "platform-lifecycle", "passed", f"the platform lifecycle is {value:#06x} (secured)"
+        )
+    return Check(
+        "platform-lifecycle",
+        "failed",
+        f"the platform lifecycle is {value:#06x} ({state}); only a secured platform "
+        "(0x3000-0x30ff) keeps its attestation key out of reach",
+    )
 
 
-def _production_keys(anchor: TrustAnchor | None, realm_key: RealmKey | None,
-                     allow: bool) -> tuple[Check, bool]:
+def _production_keys(
+    anchor: TrustAnchor | None, realm_key: RealmKey | None, allow: bool
+) -> tuple[Check, bool]:
     name = "production-keys"
     required = not allow
     problems = []
@@ -350,16 +426,23 @@ def _production_keys(anchor: TrustAnchor | None, realm_key: RealmKey | None,
     if realm_sample is not None:
         problems.append(f"the realm token carries {realm_sample}")
     if problems:
-        return Check(name, "failed",
-                     "this is a test token: " + " and ".join(problems)
-                     + "; anyone can sign with a published key, so it proves nothing about "
-                     "hardware", required=required), True
+        return Check(
+            name,
+            "failed",
+            "this is a test token: "
+            + " and ".join(problems)
+            + "; anyone can sign with a published key, so it proves nothing about "
+            "hardware",
+            required=required,
+        ), True
     if anchor is None:
-        return Check(name, "not-checked",
-                     "the platform signature did not verify, so the platform key is unknown",
-                     required=required), False
-    return Check(name, "passed", "no published sample key is involved",
-                 required=required), False
+        return Check(
+            name,
+            "not-checked",
+            "the platform signature did not verify, so the platform key is unknown",
+            required=required,
+        ), False
+    return Check(name, "passed", "no published sample key is involved", required=required), False
 
 
 _NO_REALM = "the token holds no realm token (it is a platform token alone)"

@@ -68,8 +68,9 @@ def cluster_view(snapshot: Snapshot, expected: Expected) -> ClusterView:
         kubevirt_namespace=kubevirt_namespace(snapshot, expected),
         config_data=None if config.error else dig(config.value, "data"),
         config_unreadable=config.error,
-        plugin_names=None if plugins.error else frozenset(
-            str(dig(p, "metadata", "name")) for p in plugins.items()),
+        plugin_names=None
+        if plugins.error
+        else frozenset(str(dig(p, "metadata", "name")) for p in plugins.items()),
         plugins_problem=plugins.error,
     )
 
@@ -86,31 +87,51 @@ def check_kubevirt(snapshot: Snapshot, view: ClusterView, expected: Expected) ->
         return unreadable(name, "KubeVirt objects", snapshot.kubevirts)
     crs = snapshot.kubevirts.items()
     if not crs:
-        return Check(name, Status.FAIL, "KubeVirt is not installed: no KubeVirt object in any "
-                     "namespace", fix="install KubeVirt first (its operator and a KubeVirt CR)")
+        return Check(
+            name,
+            Status.FAIL,
+            "KubeVirt is not installed: no KubeVirt object in any namespace",
+            fix="install KubeVirt first (its operator and a KubeVirt CR)",
+        )
     namespace = kubevirt_namespace(snapshot, expected)
     kubevirt = view.kubevirt
     if kubevirt is None:
         elsewhere = pick_kubevirt(crs) or crs[0]
         found = dig(elsewhere, "metadata", "namespace")
-        return Check(name, Status.FAIL, _describe(elsewhere),
-                     (f"the webhook reads the feature gates from namespace {namespace}, but the "
-                      f"KubeVirt CR is in {found}: it refuses every CCA VMI",),
-                     fix=f"re-install with 'kubevirt-cca manifests --kubevirt-namespace "
-                         f"{found}'")
+        return Check(
+            name,
+            Status.FAIL,
+            _describe(elsewhere),
+            (
+                f"the webhook reads the feature gates from namespace {namespace}, but the "
+                f"KubeVirt CR is in {found}: it refuses every CCA VMI",
+            ),
+            fix=f"re-install with 'kubevirt-cca manifests --kubevirt-namespace {found}'",
+        )
     summary = _describe(kubevirt)
-    ignored = tuple(f"KubeVirt CR {other} is ignored: admission reads only "
-                    f"{kubevirt_name(kubevirt)} (the oldest in namespace {namespace} that is not "
-                    "being deleted), and so does KubeVirt" for other in view.ignored_kubevirts)
+    ignored = tuple(
+        f"KubeVirt CR {other} is ignored: admission reads only "
+        f"{kubevirt_name(kubevirt)} (the oldest in namespace {namespace} that is not "
+        "being deleted), and so does KubeVirt"
+        for other in view.ignored_kubevirts
+    )
     if dig(kubevirt, "status", "phase") != "Deployed":
-        return Check(name, Status.WARN, summary,
-                     ("KubeVirt is not fully deployed yet; VMs may not start", *ignored),
-                     fix=f"kubectl get kubevirt -n {namespace} -o yaml, and look at "
-                         "status.conditions")
+        return Check(
+            name,
+            Status.WARN,
+            summary,
+            ("KubeVirt is not fully deployed yet; VMs may not start", *ignored),
+            fix=f"kubectl get kubevirt -n {namespace} -o yaml, and look at status.conditions",
+        )
     if ignored:
-        return Check(name, Status.WARN, summary, ignored,
-                     fix="delete the KubeVirt CRs that are ignored (kubectl delete kubevirt -n "
-                         "NAMESPACE NAME); they change nothing but mislead whoever reads them")
+        return Check(
+            name,
+            Status.WARN,
+            summary,
+            ignored,
+            fix="delete the KubeVirt CRs that are ignored (kubectl delete kubevirt -n "
+            "NAMESPACE NAME); they change nothing but mislead whoever reads them",
+        )
     return Check(name, Status.OK, summary)
 
 
@@ -125,27 +146,32 @@ def _names(gate: str) -> tuple[str, ...]:
     return CCA_FEATURE_GATE_NAMES if gate == CCA_FEATURE_GATE else (gate,)
 
 
-def gate_patch_command(kubevirt: Mapping[str, Any],
-                       required: tuple[str, ...] = REQUIRED_GATES) -> str:
+def gate_patch_command(
+    kubevirt: Mapping[str, Any], required: tuple[str, ...] = REQUIRED_GATES
+) -> str:
     """The exact ``kubectl patch`` that turns our gates on and keeps every other gate.
 
     A merge patch replaces a list whole, so the command carries the gates already there.
     """
     enabled, disabled = gates(kubevirt)
-    developer: dict[str, Any] = {"featureGates": enabled + [
-        g for g in required if not any(n in enabled for n in _names(g))]}
+    developer: dict[str, Any] = {
+        "featureGates": enabled + [g for g in required if not any(n in enabled for n in _names(g))]
+    }
     blocking = {n for g in required for n in _names(g)}
     if any(g in blocking for g in disabled):
         developer["disabledFeatureGates"] = [g for g in disabled if g not in blocking]
     patch = {"spec": {"configuration": {"developerConfiguration": developer}}}
     meta = mapping(kubevirt.get("metadata"))
-    return (f"kubectl patch kubevirt {meta.get('name', 'kubevirt')} -n "
-            f"{meta.get('namespace', 'kubevirt')} --type merge -p "
-            f"'{json.dumps(patch, separators=(',', ':'))}'")
+    return (
+        f"kubectl patch kubevirt {meta.get('name', 'kubevirt')} -n "
+        f"{meta.get('namespace', 'kubevirt')} --type merge -p "
+        f"'{json.dumps(patch, separators=(',', ':'))}'"
+    )
 
 
-def check_feature_gates(snapshot: Snapshot, view: ClusterView, *,
-                        plugin_mode: bool = False) -> Check:
+def check_feature_gates(
+    snapshot: Snapshot, view: ClusterView, *, plugin_mode: bool = False
+) -> Check:
     """Our gates: WorkloadEncryptionCCA (or an alias), and Sidecar (or Plugins in plugin mode)."""
     name = "feature gates"
     kubevirt = view.kubevirt
@@ -153,11 +179,16 @@ def check_feature_gates(snapshot: Snapshot, view: ClusterView, *,
         return Check(name, Status.FAIL, "no KubeVirt CR to hold the feature gates")
     native = _native_cca(snapshot)
     if view.gates is None:
-        return Check(name, Status.FAIL, f"unreadable: {view.gates_problem}; CCA VMIs are "
-                     "refused until they can be read (fail closed)", native,
-                     fix=f"kubectl edit kubevirt {dig(kubevirt, 'metadata', 'name')} -n "
-                         f"{dig(kubevirt, 'metadata', 'namespace')}: featureGates and "
-                         "disabledFeatureGates are lists of gate names")
+        return Check(
+            name,
+            Status.FAIL,
+            f"unreadable: {view.gates_problem}; CCA VMIs are "
+            "refused until they can be read (fail closed)",
+            native,
+            fix=f"kubectl edit kubevirt {dig(kubevirt, 'metadata', 'name')} -n "
+            f"{dig(kubevirt, 'metadata', 'namespace')}: featureGates and "
+            "disabledFeatureGates are lists of gate names",
+        )
     required = PLUGIN_MODE_GATES if plugin_mode else REQUIRED_GATES
     _, disabled = gates(kubevirt)
     details = []
@@ -171,14 +202,24 @@ def check_feature_gates(snapshot: Snapshot, view: ClusterView, *,
             details.append(f"{gate} is not in featureGates")
     if details:
         off = ", ".join(g for g in required if not view.gates.is_enabled(g))
-        return Check(name, Status.FAIL, f"off: {off} (CCA VMIs are refused until both are on)",
-                     (*details, *native), fix=gate_patch_command(kubevirt, required))
+        return Check(
+            name,
+            Status.FAIL,
+            f"off: {off} (CCA VMIs are refused until both are on)",
+            (*details, *native),
+            fix=gate_patch_command(kubevirt, required),
+        )
     found = view.gates.cca_gate
     shown = required[0] if found == required[0] else f"{required[0]} (as {found})"
     summary = f"{shown} and {required[1]} are on"
     if native:
-        return Check(name, Status.WARN, summary, native,
-                     fix=f"let one implementation act on CCA VMs ({HAND_OVER})")
+        return Check(
+            name,
+            Status.WARN,
+            summary,
+            native,
+            fix=f"let one implementation act on CCA VMs ({HAND_OVER})",
+        )
     return Check(name, Status.OK, summary)
 
 
@@ -190,10 +231,12 @@ def _native_cca(snapshot: Snapshot) -> tuple[str, ...]:
         for part in NATIVE_CCA_SCHEMA_PATH:
             node = dig(node, "properties", part)
         if isinstance(node, dict):
-            return (f"KubeVirt's own VMI schema ({KUBEVIRT_VMI_CRD}, version "
-                    f"{version.get('name')}) has {'.'.join(NATIVE_CCA_SCHEMA_PATH)}: this "
-                    "KubeVirt implements CCA itself, so with kubevirt-cca installed two "
-                    "implementations would act on one VM",)
+            return (
+                f"KubeVirt's own VMI schema ({KUBEVIRT_VMI_CRD}, version "
+                f"{version.get('name')}) has {'.'.join(NATIVE_CCA_SCHEMA_PATH)}: this "
+                "KubeVirt implements CCA itself, so with kubevirt-cca installed two "
+                "implementations would act on one VM",
+            )
     return ()
 
 
@@ -208,24 +251,39 @@ def check_config(snapshot: Snapshot, expected: Expected) -> Check:
     try:
         settings = settings_from_config_map(data)
     except SettingsError as exc:
-        return Check(name, Status.FAIL, f"ConfigMap {CONFIG_MAP_NAME} is invalid: {exc}",
-                     fix=f"kubectl edit configmap {CONFIG_MAP_NAME} -n "
-                         f"{expected.options.namespace} (docs/admin.md, 'Settings')")
-    summary = (f"dialect {settings.dialect.value}, firmware {settings.firmware}, virtio IOMMU "
-               f"{'on' if settings.virtio_iommu else 'off'}")
+        return Check(
+            name,
+            Status.FAIL,
+            f"ConfigMap {CONFIG_MAP_NAME} is invalid: {exc}",
+            fix=f"kubectl edit configmap {CONFIG_MAP_NAME} -n "
+            f"{expected.options.namespace} (docs/admin.md, 'Settings')",
+        )
+    summary = (
+        f"dialect {settings.dialect.value}, firmware {settings.firmware}, virtio IOMMU "
+        f"{'on' if settings.virtio_iommu else 'off'}"
+    )
     hook_image = data.get(HOOK_IMAGE_KEY)
     deployed = _webhook_image(snapshot)
     if hook_image is None:
-        return Check(name, Status.WARN, summary,
-                     (f"{HOOK_IMAGE_KEY} is not set: the webhook attaches its built-in default "
-                      "hook image",),
-                     fix=f"set data.{HOOK_IMAGE_KEY} to the kubevirt-cca image you run")
+        return Check(
+            name,
+            Status.WARN,
+            summary,
+            (f"{HOOK_IMAGE_KEY} is not set: the webhook attaches its built-in default hook image",),
+            fix=f"set data.{HOOK_IMAGE_KEY} to the kubevirt-cca image you run",
+        )
     if deployed is not None and hook_image != deployed:
-        return Check(name, Status.WARN, summary,
-                     (f"{HOOK_IMAGE_KEY} is {hook_image} but the webhook runs {deployed}: "
-                      "new Realms get a hook sidecar of another version",),
-                     fix=f"set data.{HOOK_IMAGE_KEY} to {deployed}, or install with "
-                         "'kubevirt-cca manifests --image', which sets both")
+        return Check(
+            name,
+            Status.WARN,
+            summary,
+            (
+                f"{HOOK_IMAGE_KEY} is {hook_image} but the webhook runs {deployed}: "
+                "new Realms get a hook sidecar of another version",
+            ),
+            fix=f"set data.{HOOK_IMAGE_KEY} to {deployed}, or install with "
+            "'kubevirt-cca manifests --image', which sets both",
+        )
     return Check(name, Status.OK, f"{summary}, hook image {hook_image}")
 
 

@@ -61,41 +61,66 @@ def check_integration_mode(snapshot: Snapshot, view: ClusterView, expected: Expe
     namespace = expected.options.namespace
     if isinstance(decided, str):
         # The cause fails its own check above; this one only says what it blocks.
-        return Check(name, Status.WARN, f"cannot decide the integration mode: {decided}",
-                     fix=f"fix the KubeVirt and configuration checks above ({GUIDE})")
+        return Check(
+            name,
+            Status.WARN,
+            f"cannot decide the integration mode: {decided}",
+            fix=f"fix the KubeVirt and configuration checks above ({GUIDE})",
+        )
     summary = f"{decided.mode.value} ({decided.reason})"
     if snapshot.plugins.error and _plugins_gate(view):
-        return Check(name, Status.FAIL, summary,
-                     (f"cannot list KubeVirt Plugin objects: {snapshot.plugins.error}; the "
-                      "webhook refuses CCA VMIs while it cannot either",),
-                     fix="grant list/watch on plugins.plugin.kubevirt.io (deploy/webhook/"
-                         "rbac.yaml does for the webhook)")
+        return Check(
+            name,
+            Status.FAIL,
+            summary,
+            (
+                f"cannot list KubeVirt Plugin objects: {snapshot.plugins.error}; the "
+                "webhook refuses CCA VMIs while it cannot either",
+            ),
+            fix="grant list/watch on plugins.plugin.kubevirt.io (deploy/webhook/"
+            "rbac.yaml does for the webhook)",
+        )
     # A gate that is off fails the feature gates check; the rest is this check's.
     problems = tuple(p.message for p in decided.problems if p.code not in GATE_PROBLEMS)
     if problems:
-        return Check(name, Status.FAIL, f"{summary}: CCA VMIs are refused", problems,
-                     fix=_fix(decided, namespace))
+        return Check(
+            name,
+            Status.FAIL,
+            f"{summary}: CCA VMIs are refused",
+            problems,
+            fix=_fix(decided, namespace),
+        )
     if decided.warnings:
-        return Check(name, Status.WARN, summary, tuple(w.message for w in decided.warnings),
-                     fix=_fix(decided, namespace))
+        return Check(
+            name,
+            Status.WARN,
+            summary,
+            tuple(w.message for w in decided.warnings),
+            fix=_fix(decided, namespace),
+        )
     return Check(name, Status.OK, summary)
 
 
 def _fix(decided: ModeDecision, namespace: str) -> str:
     config = f"kubectl edit configmap {CONFIG_MAP_NAME} -n {namespace}"
     if decided.mode is IntegrationMode.PLUGIN:
-        return (f"turn KubeVirt's {PLUGINS_FEATURE_GATE} gate on and set dialect: "
-                f"qemu-commandline ({config}), or set {INTEGRATION_MODE_KEY}: sidecar ({GUIDE})")
-    return (f"set {INTEGRATION_MODE_KEY}: plugin or auto ({config}) and {APPLY_PLUGIN}, or "
-            f"remove the Plugin objects / turn the {PLUGINS_FEATURE_GATE} gate off ({GUIDE})")
+        return (
+            f"turn KubeVirt's {PLUGINS_FEATURE_GATE} gate on and set dialect: "
+            f"qemu-commandline ({config}), or set {INTEGRATION_MODE_KEY}: sidecar ({GUIDE})"
+        )
+    return (
+        f"set {INTEGRATION_MODE_KEY}: plugin or auto ({config}) and {APPLY_PLUGIN}, or "
+        f"remove the Plugin objects / turn the {PLUGINS_FEATURE_GATE} gate off ({GUIDE})"
+    )
 
 
 def check_plugins(snapshot: Snapshot, view: ClusterView) -> Check:
     """KubeVirt's Plugin objects, and kubevirt-cca's own in plugin mode."""
     name = "KubeVirt plugins"
     if snapshot.plugins.error:
-        return Check(name, Status.WARN, f"cannot list KubeVirt Plugin objects: "
-                     f"{snapshot.plugins.error}")
+        return Check(
+            name, Status.WARN, f"cannot list KubeVirt Plugin objects: {snapshot.plugins.error}"
+        )
     plugins = {str(dig(p, "metadata", "name")): p for p in snapshot.plugins.items()}
     details = tuple(_describe(n, p) for n, p in sorted(plugins.items()))
     decided = decision(view)
@@ -103,31 +128,51 @@ def check_plugins(snapshot: Snapshot, view: ClusterView) -> Check:
     if isinstance(decided, ModeDecision) and decided.mode is IntegrationMode.PLUGIN:
         ours = plugins.get(PLUGIN_NAME)
         if ours is None:
-            return Check(name, Status.FAIL,
-                         f"integration mode plugin, but kubevirt-cca's Plugin object "
-                         f"{PLUGIN_NAME} is missing: KubeVirt would never call the Realm set-up, "
-                         "so the webhook refuses CCA VMIs", details, fix=APPLY_PLUGIN)
+            return Check(
+                name,
+                Status.FAIL,
+                "integration mode plugin, but kubevirt-cca's Plugin object "
+                f"{PLUGIN_NAME} is missing: KubeVirt would never call the Realm set-up, "
+                "so the webhook refuses CCA VMIs",
+                details,
+                fix=APPLY_PLUGIN,
+            )
         broken = _fail_open(ours)
         if broken:
-            return Check(name, Status.FAIL,
-                         f"kubevirt-cca's Plugin object {PLUGIN_NAME} does not fail closed: a "
-                         "Realm VM whose domain hook fails could start as a plain VM",
-                         (*broken, *details), fix=f"kubectl delete plugin {PLUGIN_NAME} && "
-                                                  f"{APPLY_PLUGIN}")
-        return Check(name, Status.OK, f"kubevirt-cca's Plugin {PLUGIN_NAME} (failureStrategy "
-                     f"Fail) and {len(plugins) - 1} other Plugin object(s)", details)
+            return Check(
+                name,
+                Status.FAIL,
+                f"kubevirt-cca's Plugin object {PLUGIN_NAME} does not fail closed: a "
+                "Realm VM whose domain hook fails could start as a plain VM",
+                (*broken, *details),
+                fix=f"kubectl delete plugin {PLUGIN_NAME} && {APPLY_PLUGIN}",
+            )
+        return Check(
+            name,
+            Status.OK,
+            f"kubevirt-cca's Plugin {PLUGIN_NAME} (failureStrategy "
+            f"Fail) and {len(plugins) - 1} other Plugin object(s)",
+            details,
+        )
     if gate and plugins:
         return Check(
-            name, Status.WARN,
+            name,
+            Status.WARN,
             f"the {PLUGINS_FEATURE_GATE} gate is on and {len(plugins)} Plugin object(s) exist: "
             "KubeVirt then rebuilds every domain through a library that drops "
             "<launchSecurity type='cca'>, so Realm VMs fail to start",
             tuple(f"Plugin {n}" for n in sorted(plugins)),
             fix=f"set {INTEGRATION_MODE_KEY}: plugin or auto and {APPLY_PLUGIN}; or remove the "
-                f"Plugin objects, or turn the {PLUGINS_FEATURE_GATE} gate off ({GUIDE})")
+            f"Plugin objects, or turn the {PLUGINS_FEATURE_GATE} gate off ({GUIDE})",
+        )
     if plugins:
-        return Check(name, Status.OK, f"{len(plugins)} Plugin object(s), but the "
-                     f"{PLUGINS_FEATURE_GATE} gate is off: they do not touch domains", details)
+        return Check(
+            name,
+            Status.OK,
+            f"{len(plugins)} Plugin object(s), but the "
+            f"{PLUGINS_FEATURE_GATE} gate is off: they do not touch domains",
+            details,
+        )
     return Check(name, Status.OK, "no KubeVirt Plugin objects")
 
 
@@ -142,14 +187,17 @@ def _fail_open(plugin: dict[str, Any]) -> list[str]:
     """What keeps our Plugin object from failing closed or reaching our socket."""
     problems: list[str] = []
     if dig(plugin, "spec", "failureStrategy") != "Fail":
-        problems.append(f"spec.failureStrategy is {dig(plugin, 'spec', 'failureStrategy')!r}, "
-                        "expected 'Fail'")
+        problems.append(
+            f"spec.failureStrategy is {dig(plugin, 'spec', 'failureStrategy')!r}, expected 'Fail'"
+        )
     hooks = objects(dig(plugin, "spec", "domainHooks"))
     ours = [h for h in hooks if dig(h, "sidecar", "socketPath") == PLUGIN_SOCKET]
     if not ours:
         problems.append(f"no domain hook with sidecar.socketPath {PLUGIN_SOCKET}")
     for hook in ours:
         if hook.get("failureStrategy") != "Fail":
-            problems.append(f"the domain hook's failureStrategy is "
-                            f"{hook.get('failureStrategy')!r}, expected 'Fail'")
+            problems.append(
+                "the domain hook's failureStrategy is "
+                f"{hook.get('failureStrategy')!r}, expected 'Fail'"
+            )
     return problems

@@ -85,8 +85,13 @@ class Check:
     fix: str | None = None
 
     def to_json(self) -> CheckJSON:
-        return {"name": self.name, "status": self.status.value, "summary": self.summary,
-                "details": list(self.details), "fix": self.fix}
+        return {
+            "name": self.name,
+            "status": self.status.value,
+            "summary": self.summary,
+            "details": list(self.details),
+            "fix": self.fix,
+        }
 
 
 def is_ready(checks: list[Check]) -> bool:
@@ -120,8 +125,10 @@ def strings(value: Any) -> list[str]:
 def unreadable(name: str, what: str, read: Read) -> Check:
     error = read.error or ""
     if read.status in (401, 403):
-        fix = ("run doctor as a cluster admin, or bind the kubevirt-cca-doctor ClusterRole and "
-               "Role to your user (docs/admin.md, 'Who may run doctor')")
+        fix = (
+            "run doctor as a cluster admin, or bind the kubevirt-cca-doctor ClusterRole and "
+            "Role to your user (docs/admin.md, 'Who may run doctor')"
+        )
     else:
         fix = "the API server's answer could not be used; retry, and if it stays, report it"
     return Check(name, Status.FAIL, f"cannot read {what}: {error}", fix=fix)

@@ -26,9 +26,12 @@ from kubevirt_cca.core.install.names import LABELLER
 ARCH_LABEL = "kubernetes.io/arch"
 # Taints every DaemonSet pod tolerates (the DaemonSet controller adds these tolerations).
 _DAEMONSET_TOLERATED = {
-    "node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable",
-    "node.kubernetes.io/disk-pressure", "node.kubernetes.io/memory-pressure",
-    "node.kubernetes.io/pid-pressure", "node.kubernetes.io/unschedulable",
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+    "node.kubernetes.io/disk-pressure",
+    "node.kubernetes.io/memory-pressure",
+    "node.kubernetes.io/pid-pressure",
+    "node.kubernetes.io/unschedulable",
     "node.kubernetes.io/network-unavailable",
 }
 
@@ -38,20 +41,25 @@ def _name(obj: Any) -> str:
 
 
 def arm64_nodes(snapshot: Snapshot) -> list[dict[str, Any]]:
-    return [n for n in snapshot.nodes.items()
-            if dig(n, "metadata", "labels", ARCH_LABEL) == "arm64"]
+    return [
+        n for n in snapshot.nodes.items() if dig(n, "metadata", "labels", ARCH_LABEL) == "arm64"
+    ]
 
 
 def _blocking_taints(node: dict[str, Any]) -> list[str]:
-    return [f"{t.get('key')}:{t.get('effect')}" for t in objects(dig(node, "spec", "taints"))
-            if t.get("effect") in ("NoSchedule", "NoExecute")
-            and t.get("key") not in _DAEMONSET_TOLERATED]
+    return [
+        f"{t.get('key')}:{t.get('effect')}"
+        for t in objects(dig(node, "spec", "taints"))
+        if t.get("effect") in ("NoSchedule", "NoExecute")
+        and t.get("key") not in _DAEMONSET_TOLERATED
+    ]
 
 
 def _pod_ready(pod: dict[str, Any]) -> bool:
     conditions = objects(dig(pod, "status", "conditions"))
     return dig(pod, "status", "phase") == "Running" and any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
+    )
 
 
 def _pod_trouble(pod: dict[str, Any]) -> str:
@@ -73,18 +81,29 @@ def _selects(selector: Any, labels: Any) -> bool:
 def check_labeller(snapshot: Snapshot, expected: Expected, view: ClusterView) -> Check:
     name = "node labeller"
     namespace = expected.options.namespace
-    for what, read in (("DaemonSet", snapshot.daemon_set), ("Pods", snapshot.pods),
-                       ("Nodes", snapshot.nodes)):
+    for what, read in (
+        ("DaemonSet", snapshot.daemon_set),
+        ("Pods", snapshot.pods),
+        ("Nodes", snapshot.nodes),
+    ):
         if read.error:
             return unreadable(name, what, read)
     if snapshot.daemon_set.missing:
-        return Check(name, Status.FAIL, f"DaemonSet {namespace}/{LABELLER} is missing: no node "
-                     "gets the kubevirt.io/cca label", fix="re-apply the install")
+        return Check(
+            name,
+            Status.FAIL,
+            f"DaemonSet {namespace}/{LABELLER} is missing: no node gets the kubevirt.io/cca label",
+            fix="re-apply the install",
+        )
     nodes = arm64_nodes(snapshot)
     if not nodes:
-        return Check(name, Status.FAIL, "the cluster has no arm64 node (label "
-                     f"{ARCH_LABEL}=arm64): Realms need Arm CCA hardware",
-                     fix="join arm64 nodes with CCA-capable firmware and kernel")
+        return Check(
+            name,
+            Status.FAIL,
+            "the cluster has no arm64 node (label "
+            f"{ARCH_LABEL}=arm64): Realms need Arm CCA hardware",
+            fix="join arm64 nodes with CCA-capable firmware and kernel",
+        )
     selector = dig(snapshot.daemon_set.value, "spec", "selector")
     pods: dict[str, list[dict[str, Any]]] = {}
     for pod in snapshot.pods.items():
@@ -96,20 +115,29 @@ def check_labeller(snapshot: Snapshot, expected: Expected, view: ClusterView) ->
         if any(_pod_ready(p) for p in node_pods):
             continue
         if node_pods:
-            failures.append(f"{_name(node)}: labeller pod {_name(node_pods[0])} is not ready "
-                            f"({_pod_trouble(node_pods[0])})")
+            failures.append(
+                f"{_name(node)}: labeller pod {_name(node_pods[0])} is not ready "
+                f"({_pod_trouble(node_pods[0])})"
+            )
         elif taints := _blocking_taints(node):
-            warnings.append(f"{_name(node)}: no labeller pod, the node is tainted "
-                            f"{', '.join(taints)} (add a toleration if Realms should run there)")
+            warnings.append(
+                f"{_name(node)}: no labeller pod, the node is tainted "
+                f"{', '.join(taints)} (add a toleration if Realms should run there)"
+            )
         else:
             failures.append(f"{_name(node)}: no labeller pod")
     warnings += _launcher_image_warning(snapshot, view)
     covered = len(nodes) - len(failures) - sum(1 for w in warnings if "no labeller pod" in w)
     summary = f"running and ready on {covered} of {len(nodes)} arm64 node(s)"
     if failures:
-        return Check(name, Status.FAIL, summary, tuple(failures + warnings),
-                     fix=f"kubectl get pods -n {namespace} -l app.kubernetes.io/component="
-                         "labeller -o wide; kubectl describe / logs the pods named above")
+        return Check(
+            name,
+            Status.FAIL,
+            summary,
+            tuple(failures + warnings),
+            fix=f"kubectl get pods -n {namespace} -l app.kubernetes.io/component="
+            "labeller -o wide; kubectl describe / logs the pods named above",
+        )
     if warnings:
         return Check(name, Status.WARN, summary, tuple(warnings))
     return Check(name, Status.OK, summary)
@@ -127,9 +155,11 @@ def _launcher_image_warning(snapshot: Snapshot, view: ClusterView) -> list[str]:
     wanted = f"{registry}/virt-launcher:{version}"
     if image == wanted:
         return []
-    return [f"the labeller asks the libvirt of {image}, but KubeVirt runs {wanted}: what it "
-            "reports may not be what starts VMs (install with 'kubevirt-cca manifests "
-            f"--virt-launcher-image {wanted}')"]
+    return [
+        f"the labeller asks the libvirt of {image}, but KubeVirt runs {wanted}: what it "
+        "reports may not be what starts VMs (install with 'kubevirt-cca manifests "
+        f"--virt-launcher-image {wanted}')"
+    ]
 
 
 def _report(node: dict[str, Any]) -> dict[str, Any] | str:
@@ -169,16 +199,20 @@ def label_contradiction(node: dict[str, Any]) -> str | None:
     """
     arch = dig(node, "metadata", "labels", ARCH_LABEL)
     if arch != "arm64":
-        return (f"labelled {NODE_CCA_LABEL}=true but it is {arch or 'of unknown architecture'} "
-                f"({ARCH_LABEL}): Realms need an arm64 host")
+        return (
+            f"labelled {NODE_CCA_LABEL}=true but it is {arch or 'of unknown architecture'} "
+            f"({ARCH_LABEL}): Realms need an arm64 host"
+        )
     report = _report(node)
     if isinstance(report, str):
         return f"labelled {NODE_CCA_LABEL}=true but its detection report is missing: {report}"
     if report.get("capable") is not True:
         listed = report.get("reasons")
         why = "; ".join(str(r) for r in listed) if isinstance(listed, list) else ""
-        return (f"labelled {NODE_CCA_LABEL}=true but its own detection report says not "
-                f"capable{f' ({why})' if why else ''}")
+        return (
+            f"labelled {NODE_CCA_LABEL}=true but its own detection report says not "
+            f"capable{f' ({why})' if why else ''}"
+        )
     return None
 
 
@@ -192,23 +226,38 @@ def check_cca_nodes(snapshot: Snapshot) -> Check:
     wrong = {_name(n) for n, _ in contradictions}
     capable = [n for n in labelled if _name(n) not in wrong]
     capable_names = {_name(n) for n in capable}
-    others = [n for n in arm64_nodes(snapshot)
-              if _name(n) not in capable_names and _name(n) not in wrong]
+    others = [
+        n for n in arm64_nodes(snapshot) if _name(n) not in capable_names and _name(n) not in wrong
+    ]
     problems = [f"{_name(n)}: {why}" for n, why in contradictions]
     details = [f"{_name(n)}: {node_reasons(n)}" for n in others]
-    total = len(capable) + len(others) + sum(
-        1 for n, _ in contradictions if dig(n, "metadata", "labels", ARCH_LABEL) == "arm64")
-    summary = (f"{len(capable)} of {total} arm64 node(s) can run Realms"
-               + (f": {', '.join(_name(n) for n in capable)}" if capable else ""))
+    total = (
+        len(capable)
+        + len(others)
+        + sum(1 for n, _ in contradictions if dig(n, "metadata", "labels", ARCH_LABEL) == "arm64")
+    )
+    summary = f"{len(capable)} of {total} arm64 node(s) can run Realms" + (
+        f": {', '.join(_name(n) for n in capable)}" if capable else ""
+    )
     if problems:
-        return Check(name, Status.FAIL,
-                     f"{summary}; {len(problems)} node(s) carry a {NODE_CCA_LABEL}=true label "
-                     f"their detection does not support: {', '.join(sorted(wrong))}",
-                     tuple(problems + details),
-                     fix=(f"remove the label (kubectl label node NAME {NODE_CCA_LABEL}-) and find "
-                          "who set it; docs/troubleshooting.md, 'doctor says a label contradicts "
-                          "the node'"))
+        return Check(
+            name,
+            Status.FAIL,
+            f"{summary}; {len(problems)} node(s) carry a {NODE_CCA_LABEL}=true label "
+            f"their detection does not support: {', '.join(sorted(wrong))}",
+            tuple(problems + details),
+            fix=(
+                f"remove the label (kubectl label node NAME {NODE_CCA_LABEL}-) and find "
+                "who set it; docs/troubleshooting.md, 'doctor says a label contradicts "
+                "the node'"
+            ),
+        )
     if not capable:
-        return Check(name, Status.FAIL, summary, tuple(details),
-                     fix="docs/troubleshooting.md, 'No node is CCA-capable', explains each reason")
+        return Check(
+            name,
+            Status.FAIL,
+            summary,
+            tuple(details),
+            fix="docs/troubleshooting.md, 'No node is CCA-capable', explains each reason",
+        )
     return Check(name, Status.OK, summary, tuple(details))

@@ -36,8 +36,11 @@ def check_cca_parameters(snapshot: Snapshot) -> Check:
     nodes = [mapping(dig(n, "metadata", "labels")) for n in snapshot.nodes.items()]
     capable = [labels for labels in nodes if labels.get(NODE_CCA_LABEL) == "true"]
     if not capable:
-        return Check(name, Status.OK, "no CCA-capable node, so no parameter is honoured "
-                     "(see the check above)")
+        return Check(
+            name,
+            Status.OK,
+            "no CCA-capable node, so no parameter is honoured (see the check above)",
+        )
     honoured: list[str] = []
     nowhere: list[str] = []
     for requirement in every_parameter(dialect):
@@ -46,9 +49,14 @@ def check_cca_parameters(snapshot: Snapshot) -> Check:
             honoured.append(f"{requirement.capability}: {count} node(s)")
         else:
             nowhere.append(f"{requirement.capability} (label {requirement.label})")
-    summary = (f"dialect {dialect.value}: "
-               + (f"honoured: {'; '.join(honoured)}" if honoured
-                  else "no parameter honoured (platform defaults only)"))
-    details = tuple(f"honoured by no node: {what}; a VM asking for it is admitted with a "
-                    "warning and stays Pending" for what in nowhere)
+    summary = f"dialect {dialect.value}: " + (
+        f"honoured: {'; '.join(honoured)}"
+        if honoured
+        else "no parameter honoured (platform defaults only)"
+    )
+    details = tuple(
+        f"honoured by no node: {what}; a VM asking for it is admitted with a "
+        "warning and stays Pending"
+        for what in nowhere
+    )
     return Check(name, Status.OK, summary, details)

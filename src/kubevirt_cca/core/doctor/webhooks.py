@@ -43,10 +43,16 @@ CERTIFICATE_WARNING = timedelta(days=14)
 def _configurations(snapshot: Snapshot) -> list[tuple[str, Read, list[str]]]:
     names = list(WEBHOOK_PATHS)
     return [
-        ("MutatingWebhookConfiguration", snapshot.mutating,
-         [n for n in names if n.startswith("mutate-")]),
-        ("ValidatingWebhookConfiguration", snapshot.validating,
-         [n for n in names if n.startswith("validate-")]),
+        (
+            "MutatingWebhookConfiguration",
+            snapshot.mutating,
+            [n for n in names if n.startswith("mutate-")],
+        ),
+        (
+            "ValidatingWebhookConfiguration",
+            snapshot.validating,
+            [n for n in names if n.startswith("validate-")],
+        ),
     ]
 
 
@@ -56,8 +62,10 @@ def selects_cca_vmis(selector: Any) -> bool:
         return False
     labels = mapping(selector.get("matchLabels"))
     expressions = objects(selector.get("matchExpressions"))
-    if any(k != ENABLED_LABEL for k in labels) or labels.get(ENABLED_LABEL, ENABLED_VALUE) \
-            != ENABLED_VALUE:
+    if (
+        any(k != ENABLED_LABEL for k in labels)
+        or labels.get(ENABLED_LABEL, ENABLED_VALUE) != ENABLED_VALUE
+    ):
         return False
     keys = {e.get("key") for e in expressions}
     if keys - {ENABLED_LABEL}:
@@ -90,18 +98,28 @@ def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Chec
             policy = hook.get("failurePolicy", "Fail")
             wanted = FAILURE_POLICIES[hook_name]
             if policy != wanted and hook_name not in SELECTED_WEBHOOKS:
-                warnings.append(f"{hook_name}: failurePolicy is {policy}, kubevirt-cca ships "
-                                f"{wanted} (docs/admin.md, 'Failure policies')")
-    fix = ("re-apply the install as you first applied it (kubevirt-cca manifests --image "
-           "YOUR-IMAGE | kubectl apply -f -, or your kustomize overlay of deploy/)")
+                warnings.append(
+                    f"{hook_name}: failurePolicy is {policy}, kubevirt-cca ships "
+                    f"{wanted} (docs/admin.md, 'Failure policies')"
+                )
+    fix = (
+        "re-apply the install as you first applied it (kubevirt-cca manifests --image "
+        "YOUR-IMAGE | kubectl apply -f -, or your kustomize overlay of deploy/)"
+    )
     if failures:
-        return Check(name, Status.FAIL, f"{len(failures)} problem(s): CCA VMIs are refused (or "
-                     "not made Realms) until they are fixed", tuple(failures + warnings), fix=fix)
+        return Check(
+            name,
+            Status.FAIL,
+            f"{len(failures)} problem(s): CCA VMIs are refused (or "
+            "not made Realms) until they are fixed",
+            tuple(failures + warnings),
+            fix=fix,
+        )
     if warnings:
-        return Check(name, Status.WARN, "present, with changed failure policies",
-                     tuple(warnings))
-    return Check(name, Status.OK, "present: CCA VMIs fail closed, templates and migrations are "
-                 "checked")
+        return Check(name, Status.WARN, "present, with changed failure policies", tuple(warnings))
+    return Check(
+        name, Status.OK, "present: CCA VMIs fail closed, templates and migrations are checked"
+    )
 
 
 def _hook_problems(hook_name: str, hook: dict[str, Any], namespace: str) -> list[str]:
@@ -111,23 +129,33 @@ def _hook_problems(hook_name: str, hook: dict[str, Any], namespace: str) -> list
     wanted = (namespace, WEBHOOK, WEBHOOK_PATHS[hook_name])
     url = dig(hook, "clientConfig", "url")
     if isinstance(url, str) and not service:
-        problems.append(f"{hook_name}: calls URL {url}, not Service {wanted[0]}/{wanted[1]} path "
-                        f"{wanted[2]} (doctor checks only the Service the install creates)")
+        problems.append(
+            f"{hook_name}: calls URL {url}, not Service {wanted[0]}/{wanted[1]} path "
+            f"{wanted[2]} (doctor checks only the Service the install creates)"
+        )
     elif target != wanted:
         shown = [part if part is not None else "(unset)" for part in target]
-        problems.append(f"{hook_name}: calls service {shown[0]}/{shown[1]} path {shown[2]}, "
-                        f"expected {wanted[0]}/{wanted[1]} path {wanted[2]}")
+        problems.append(
+            f"{hook_name}: calls service {shown[0]}/{shown[1]} path {shown[2]}, "
+            f"expected {wanted[0]}/{wanted[1]} path {wanted[2]}"
+        )
     if not dig(hook, "clientConfig", "caBundle"):
-        problems.append(f"{hook_name}: clientConfig.caBundle is empty, so the API server cannot "
-                        "trust the webhook's certificate")
+        problems.append(
+            f"{hook_name}: clientConfig.caBundle is empty, so the API server cannot "
+            "trust the webhook's certificate"
+        )
     if hook_name in SELECTED_WEBHOOKS:
         policy = hook.get("failurePolicy", "Fail")
         if policy != "Fail":
-            problems.append(f"{hook_name}: failurePolicy is {policy}; it must be Fail, or a CCA "
-                            "VMI could start as a plain VM while the webhook is down")
+            problems.append(
+                f"{hook_name}: failurePolicy is {policy}; it must be Fail, or a CCA "
+                "VMI could start as a plain VM while the webhook is down"
+            )
         if not selects_cca_vmis(hook.get("objectSelector")):
-            problems.append(f"{hook_name}: objectSelector does not select exactly the VMIs "
-                            f"labelled {ENABLED_LABEL}")
+            problems.append(
+                f"{hook_name}: objectSelector does not select exactly the VMIs "
+                f"labelled {ENABLED_LABEL}"
+            )
     if hook.get("sideEffects") not in ("None", "NoneOnDryRun"):
         problems.append(f"{hook_name}: sideEffects is {hook.get('sideEffects')}, expected None")
     return problems
@@ -136,13 +164,17 @@ def _hook_problems(hook_name: str, hook: dict[str, Any], namespace: str) -> list
 def check_webhook_service(snapshot: Snapshot, expected: Expected) -> Check:
     name = "webhook service"
     namespace = expected.options.namespace
-    for what, read in (("Service", snapshot.service),
-                       ("EndpointSlices", snapshot.endpoint_slices)):
+    for what, read in (("Service", snapshot.service), ("EndpointSlices", snapshot.endpoint_slices)):
         if read.error:
             return unreadable(name, f"{what} {namespace}/{WEBHOOK}", read)
     if snapshot.service.missing:
-        return Check(name, Status.FAIL, f"Service {namespace}/{WEBHOOK} is missing: the API "
-                     "server has nowhere to send CCA VMIs", fix="re-apply the install")
+        return Check(
+            name,
+            Status.FAIL,
+            f"Service {namespace}/{WEBHOOK} is missing: the API "
+            "server has nowhere to send CCA VMIs",
+            fix="re-apply the install",
+        )
     ready = 0
     for endpoint_slice in snapshot.endpoint_slices.items():
         if dig(endpoint_slice, "metadata", "labels", "kubernetes.io/service-name") != WEBHOOK:
@@ -153,12 +185,21 @@ def check_webhook_service(snapshot: Snapshot, expected: Expected) -> Check:
     replicas = dig(snapshot.deployment.value, "spec", "replicas")
     pods = f"kubectl get pods -n {namespace} -l app.kubernetes.io/component=webhook"
     if ready == 0:
-        return Check(name, Status.FAIL, f"no ready webhook pod behind Service {namespace}/"
-                     f"{WEBHOOK}: CCA VMIs cannot be created",
-                     fix=f"{pods}; then kubectl logs / describe the pods that are not Ready")
+        return Check(
+            name,
+            Status.FAIL,
+            f"no ready webhook pod behind Service {namespace}/"
+            f"{WEBHOOK}: CCA VMIs cannot be created",
+            fix=f"{pods}; then kubectl logs / describe the pods that are not Ready",
+        )
     if ready == 1:
-        return Check(name, Status.WARN, f"1 ready webhook pod (of {replicas or '?'}): a node "
-                     "drain or a crash stops CCA VMI creation", fix=pods)
+        return Check(
+            name,
+            Status.WARN,
+            f"1 ready webhook pod (of {replicas or '?'}): a node "
+            "drain or a crash stops CCA VMI creation",
+            fix=pods,
+        )
     return Check(name, Status.OK, f"{ready} ready webhook pods")
 
 
@@ -183,22 +224,26 @@ def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
         return unreadable(name, f"Secret {namespace}/{TLS_SECRET}", read)
     cert_manager = uses_cert_manager(snapshot)
     if cert_manager:
-        source = ("cert-manager has not issued it: kubectl describe certificate "
-                  f"kubevirt-cca-webhook -n {namespace}")
+        source = (
+            "cert-manager has not issued it: kubectl describe certificate "
+            f"kubevirt-cca-webhook -n {namespace}"
+        )
     else:
-        source = ("the certificate Job has not run: kubectl logs -n "
-                  f"{namespace} job/{CERTS}")
+        source = f"the certificate Job has not run: kubectl logs -n {namespace} job/{CERTS}"
     if read.missing:
-        return Check(name, Status.FAIL, f"Secret {namespace}/{TLS_SECRET} is missing",
-                     fix=source)
+        return Check(name, Status.FAIL, f"Secret {namespace}/{TLS_SECRET} is missing", fix=source)
     try:
         encoded = dig(read.value, "data", "tls.crt")
         if not isinstance(encoded, str):
             raise ValueError("no tls.crt key")
         leaf = _pem_certificates(base64.b64decode(encoded, validate=True))[0]
     except (binascii.Error, ValueError, IndexError) as exc:
-        return Check(name, Status.FAIL, f"Secret {namespace}/{TLS_SECRET} holds no readable "
-                     f"tls.crt ({exc})", fix=source)
+        return Check(
+            name,
+            Status.FAIL,
+            f"Secret {namespace}/{TLS_SECRET} holds no readable tls.crt ({exc})",
+            fix=source,
+        )
     problems: list[str] = []
     now = snapshot.now
     expires = leaf.not_valid_after_utc
@@ -212,16 +257,23 @@ def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
         problems.append(f"does not name {wanted} (names: {', '.join(names) or 'none'})")
     problems += _trust_problems(snapshot, leaf)
     if problems:
-        return Check(name, Status.FAIL, "the API server will refuse the webhook's certificate",
-                     tuple(problems), fix=source)
+        return Check(
+            name,
+            Status.FAIL,
+            "the API server will refuse the webhook's certificate",
+            tuple(problems),
+            fix=source,
+        )
     left = expires - now
     summary = f"valid until {_when(expires)} ({left.days} days), trusted by both configurations"
     if left < CERTIFICATE_WARNING:
-        renew = ("cert-manager renews it 30 days before expiry: check the Certificate"
-                 if cert_manager else
-                 f"the CronJob {CERTS_RENEWAL} renews it daily from 30 days before expiry; "
-                 f"to renew now: kubectl create job -n {namespace} --from=cronjob/"
-                 f"{CERTS_RENEWAL} {CERTS}-now")
+        renew = (
+            "cert-manager renews it 30 days before expiry: check the Certificate"
+            if cert_manager
+            else f"the CronJob {CERTS_RENEWAL} renews it daily from 30 days before expiry; "
+            f"to renew now: kubectl create job -n {namespace} --from=cronjob/"
+            f"{CERTS_RENEWAL} {CERTS}-now"
+        )
         return Check(name, Status.WARN, summary, (f"expires in {left.days} days",), fix=renew)
     return Check(name, Status.OK, summary)
 
@@ -243,9 +295,11 @@ def _trust_problems(snapshot: Snapshot, leaf: x509.Certificate) -> list[str]:
                 problems.append(f"{kind} webhook {hook.get('name')}: caBundle is not PEM")
                 continue
             if not any(issued_by(leaf, ca) for ca in authorities):
-                problems.append(f"{kind} webhook {hook.get('name')}: caBundle does not hold the "
-                                "CA that signed the certificate (x509: certificate signed by "
-                                "unknown authority)")
+                problems.append(
+                    f"{kind} webhook {hook.get('name')}: caBundle does not hold the "
+                    "CA that signed the certificate (x509: certificate signed by "
+                    "unknown authority)"
+                )
     return problems
 
 
@@ -263,9 +317,14 @@ def check_admission_policies(snapshot: Snapshot, expected: Expected) -> Check:
         if read.value is None:
             missing.append(f"{key[0]} {key[1]} is missing")
     if missing:
-        return Check(name, Status.FAIL, "in-API-server policies are missing: without them a "
-                     "labelled VMI could start as a plain VM when the webhooks are skipped, and "
-                     "the labeller could touch any node", tuple(missing),
-                     fix="re-apply the install; the API server must be Kubernetes 1.30 or newer "
-                         "(ValidatingAdmissionPolicy v1)")
+        return Check(
+            name,
+            Status.FAIL,
+            "in-API-server policies are missing: without them a "
+            "labelled VMI could start as a plain VM when the webhooks are skipped, and "
+            "the labeller could touch any node",
+            tuple(missing),
+            fix="re-apply the install; the API server must be Kubernetes 1.30 or newer "
+            "(ValidatingAdmissionPolicy v1)",
+        )
     return Check(name, Status.OK, f"{len(expected.policies)} policies and bindings present")

@@ -25,6 +25,13 @@ from kubevirt_cca.core.hook.decision import (
 from kubevirt_cca.core.hook.sidecar import on_define_domain
 
 __all__ = [
-    "UNKNOWN_VMI", "VMI_KIND", "DefinedDomain", "ReadVMI", "define_domain", "on_define_domain",
-    "read_request", "read_vmi", "vmi_ref",
+    "UNKNOWN_VMI",
+    "VMI_KIND",
+    "DefinedDomain",
+    "ReadVMI",
+    "define_domain",
+    "on_define_domain",
+    "read_request",
+    "read_vmi",
+    "vmi_ref",
 ]

@@ -108,8 +108,9 @@ def _refuse_stripped_label(vmi: Mapping[str, Any], ref: str) -> None:
         )
 
 
-def _check_node_requirements(vmi: Mapping[str, Any], request: CCARequest, settings: Settings,
-                             ref: str) -> None:
+def _check_node_requirements(
+    vmi: Mapping[str, Any], request: CCARequest, settings: Settings, ref: str
+) -> None:
     """Refuse a parameter the VMI was not scheduled to a node that honours it in this dialect.
 
     The hook cannot see node labels from the launcher pod. What it can see is the VMI's own
@@ -126,7 +127,7 @@ def _check_node_requirements(vmi: Mapping[str, Any], request: CCARequest, settin
         wanted = ", ".join(f"{r.capability} (node label {r.label})" for r in missing)
         raise HookError(
             f"{_PREFIX}: refusing to define the domain of VMI {ref}: it asks for {wanted}, but "
-            f"its spec.nodeSelector does not hold that label, so nothing checked that this "
+            "its spec.nodeSelector does not hold that label, so nothing checked that this "
             f"node's stack honours it with the {settings.dialect.value} dialect; {_NOT_PLAIN}. "
             "Recreate the VMI so kubevirt-cca's admission schedules it (see docs/vm-owners.md)",
             vmi=ref,
@@ -142,8 +143,9 @@ def read_vmi(vmi_json: bytes) -> Mapping[str, Any]:
     try:
         vmi = json.loads(vmi_json)
     except json.JSONDecodeError as exc:
-        raise _unreadable(f"it is not valid JSON: {exc.msg} at line {exc.lineno} "
-                          f"column {exc.colno}") from exc
+        raise _unreadable(
+            f"it is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
     except UnicodeDecodeError as exc:
         raise _unreadable("it is not UTF-8 text") from exc
     except RecursionError as exc:

@@ -56,7 +56,7 @@ def check_plugin_settings(settings: Settings) -> None:
     if settings.dialect is not PLUGIN_DIALECT:
         raise SettingsError(
             f"dialect {settings.dialect.value} cannot be served as a KubeVirt Plugin: on the "
-            f"Plugins path KubeVirt rebuilds the domain and keeps only <qemu:commandline> "
+            "Plugins path KubeVirt rebuilds the domain and keeps only <qemu:commandline> "
             f"(<launchSecurity type='cca'> is refused); use --dialect {PLUGIN_DIALECT.value} "
             "(kubevirt-cca-config: dialect: qemu-commandline)"
         )
@@ -67,8 +67,9 @@ def mutate_domain(call: MutateCall, settings: Settings) -> DefinedDomain:
     try:
         check_plugin_settings(settings)
     except SettingsError as exc:
-        raise HookError(f"{_PREFIX}: refusing to define the domain: {exc}",
-                        vmi=vmi_ref(read_vmi(call.vmi))) from exc
+        raise HookError(
+            f"{_PREFIX}: refusing to define the domain: {exc}", vmi=vmi_ref(read_vmi(call.vmi))
+        ) from exc
     if call.domain_type != LIBVIRT_DOMAIN:
         return _foreign_domain(call)
     return define_domain(call.domain, call.vmi, settings)

@@ -87,8 +87,9 @@ def install_files(
     files["labeller/node-restriction.yaml"] = labeller_node_restriction(options)
     files["doctor/rbac.yaml"] = doctor_rbac(options)
     for name in sorted(policies or {}):
-        files[f"{POLICIES_DIR}/{name}"] = [_in_namespace(obj, options)
-                                           for obj in (policies or {})[name]]
+        files[f"{POLICIES_DIR}/{name}"] = [
+            _in_namespace(obj, options) for obj in (policies or {})[name]
+        ]
     # Last: once these exist, the API server calls the webhook for every CCA VMI.
     files["webhook/webhook-configurations.yaml"] = webhook_configurations(options)
     return files
@@ -114,5 +115,9 @@ def _in_namespace(obj: Mapping[str, Any], options: InstallOptions) -> Manifest:
 def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
     """(apiVersion, kind, namespace, name): what identifies an object in a cluster."""
     metadata = obj.get("metadata") or {}
-    return (str(obj.get("apiVersion", "")), str(obj.get("kind", "")),
-            str(metadata.get("namespace", "")), str(metadata.get("name", "")))
+    return (
+        str(obj.get("apiVersion", "")),
+        str(obj.get("kind", "")),
+        str(metadata.get("namespace", "")),
+        str(metadata.get("name", "")),
+    )

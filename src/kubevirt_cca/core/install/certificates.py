@@ -39,29 +39,47 @@ def certificate_objects(options: InstallOptions) -> list[Manifest]:
         return metadata(name, component="webhook", namespace=ns)
 
     return [
-        {"apiVersion": CERT_MANAGER_API, "kind": "Issuer", "metadata": meta(SELFSIGNED_ISSUER),
-         "spec": {"selfSigned": {}}},
-        {"apiVersion": CERT_MANAGER_API, "kind": "Certificate", "metadata": meta(CA_CERTIFICATE),
-         "spec": {
-             "isCA": True,
-             "commonName": "kubevirt-cca webhook CA",
-             "secretName": CA_SECRET,
-             "duration": CA_DURATION,
-             "privateKey": {"algorithm": "ECDSA", "size": 256},
-             "issuerRef": {"name": SELFSIGNED_ISSUER, "kind": "Issuer",
-                           "group": "cert-manager.io"},
-         }},
-        {"apiVersion": CERT_MANAGER_API, "kind": "Issuer", "metadata": meta(CA_ISSUER),
-         "spec": {"ca": {"secretName": CA_SECRET}}},
-        {"apiVersion": CERT_MANAGER_API, "kind": "Certificate",
-         "metadata": meta(WEBHOOK_CERTIFICATE),
-         "spec": {
-             "secretName": TLS_SECRET,
-             "dnsNames": service_dns_names(options),
-             "duration": SERVING_DURATION,
-             "renewBefore": SERVING_RENEW_BEFORE,
-             "usages": ["server auth", "digital signature", "key encipherment"],
-             "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
-             "issuerRef": {"name": CA_ISSUER, "kind": "Issuer", "group": "cert-manager.io"},
-         }},
+        {
+            "apiVersion": CERT_MANAGER_API,
+            "kind": "Issuer",
+            "metadata": meta(SELFSIGNED_ISSUER),
+            "spec": {"selfSigned": {}},
+        },
+        {
+            "apiVersion": CERT_MANAGER_API,
+            "kind": "Certificate",
+            "metadata": meta(CA_CERTIFICATE),
+            "spec": {
+                "isCA": True,
+                "commonName": "kubevirt-cca webhook CA",
+                "secretName": CA_SECRET,
+                "duration": CA_DURATION,
+                "privateKey": {"algorithm": "ECDSA", "size": 256},
+                "issuerRef": {
+                    "name": SELFSIGNED_ISSUER,
+                    "kind": "Issuer",
+                    "group": "cert-manager.io",
+                },
+            },
+        },
+        {
+            "apiVersion": CERT_MANAGER_API,
+            "kind": "Issuer",
+            "metadata": meta(CA_ISSUER),
+            "spec": {"ca": {"secretName": CA_SECRET}},
+        },
+        {
+            "apiVersion": CERT_MANAGER_API,
+            "kind": "Certificate",
+            "metadata": meta(WEBHOOK_CERTIFICATE),
+            "spec": {
+                "secretName": TLS_SECRET,
+                "dnsNames": service_dns_names(options),
+                "duration": SERVING_DURATION,
+                "renewBefore": SERVING_RENEW_BEFORE,
+                "usages": ["server auth", "digital signature", "key encipherment"],
+                "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+                "issuerRef": {"name": CA_ISSUER, "kind": "Issuer", "group": "cert-manager.io"},
+            },
+        },
     ]

@@ -57,7 +57,7 @@ DOMCAPS_SCRIPT = (
 # machine, so no /dev/kvm is needed; its answer (or error) goes to a file the labeller reads.
 RME_GUEST_SCRIPT = (
     f"for q in {' '.join(shlex.quote(b) for b in QEMU_BINARIES)}; do "
-    f"if [ -x \"$q\" ]; then \"$q\" {shlex.join(RME_GUEST_HELP_ARGS)} "
+    f'if [ -x "$q" ]; then "$q" {shlex.join(RME_GUEST_HELP_ARGS)} '
     f"> {shlex.quote(RME_GUEST_HELP_FILE)} 2>&1; break; fi; done; true"
 )
 
@@ -72,14 +72,26 @@ def labeller_rbac(options: InstallOptions) -> list[Manifest]:
     in ``default``, nowhere else."""
     return [
         service_account(LABELLER, component="labeller", namespace=options.namespace),
-        cluster_role(LABELLER, component="labeller",
-                     rules=[rule("", ["nodes"], ["get", "patch"])]),
-        binding(LABELLER, component="labeller", role_kind="ClusterRole",
-                subject_namespace=options.namespace),
-        role(LABELLER, component="labeller", namespace=EVENTS_NAMESPACE,
-             rules=[rule("", ["events"], ["create"])]),
-        binding(LABELLER, component="labeller", role_kind="Role",
-                subject_namespace=options.namespace, namespace=EVENTS_NAMESPACE),
+        cluster_role(LABELLER, component="labeller", rules=[rule("", ["nodes"], ["get", "patch"])]),
+        binding(
+            LABELLER,
+            component="labeller",
+            role_kind="ClusterRole",
+            subject_namespace=options.namespace,
+        ),
+        role(
+            LABELLER,
+            component="labeller",
+            namespace=EVENTS_NAMESPACE,
+            rules=[rule("", ["events"], ["create"])],
+        ),
+        binding(
+            LABELLER,
+            component="labeller",
+            role_kind="Role",
+            subject_namespace=options.namespace,
+            namespace=EVENTS_NAMESPACE,
+        ),
     ]
 
 
@@ -93,8 +105,10 @@ def labeller_daemon_set(options: InstallOptions) -> Manifest:
         # the script may create and open up /dev/kvm; the virt-launcher image's own user is not
         # root (107), hence root here.
         "securityContext": {"privileged": True, "runAsUser": 0},
-        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
-                      "limits": {"cpu": "1", "memory": "512Mi"}},
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"cpu": "1", "memory": "512Mi"},
+        },
         "volumeMounts": [{"name": "domcapabilities", "mountPath": DOMCAPS_DIR}],
     }
     container: dict[str, Any] = {
@@ -103,29 +117,42 @@ def labeller_daemon_set(options: InstallOptions) -> Manifest:
         "imagePullPolicy": "IfNotPresent",
         "args": [
             "labeller",
-            "--node-name", "$(NODE_NAME)",
-            "--domcaps-file", DOMCAPS_FILE,
-            "--rme-guest-help-file", RME_GUEST_HELP_FILE,
-            "--root", HOST_ROOT,
-            "--interval", str(LABELLER_INTERVAL_SECONDS),
-            "--health-port", str(LABELLER_HEALTH_PORT),
+            "--node-name",
+            "$(NODE_NAME)",
+            "--domcaps-file",
+            DOMCAPS_FILE,
+            "--rme-guest-help-file",
+            RME_GUEST_HELP_FILE,
+            "--root",
+            HOST_ROOT,
+            "--interval",
+            str(LABELLER_INTERVAL_SECONDS),
+            "--health-port",
+            str(LABELLER_HEALTH_PORT),
         ],
-        "env": [{"name": "NODE_NAME",
-                 "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+        "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
         "ports": [{"name": "health", "containerPort": LABELLER_HEALTH_PORT, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "health"},
-                           "periodSeconds": 10},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"},
-                          "initialDelaySeconds": 10, "periodSeconds": 20},
-        "resources": {"requests": {"cpu": "10m", "memory": "64Mi"},
-                      "limits": {"cpu": "200m", "memory": "128Mi"}},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "health"}, "periodSeconds": 10},
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "health"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 20,
+        },
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "64Mi"},
+            "limits": {"cpu": "200m", "memory": "128Mi"},
+        },
         # Root without any capability: reads root-owned host files (/var/log/kern.log,
         # /var/log/dmesg), writes nothing on the host (its / is mounted read-only) and escalates
         # nothing. /dev/kmsg needs CAP_SYSLOG where kernel.dmesg_restrict=1 (the usual
         # default); the probe then notes why it could not read it (docs/node-labels.md).
-        "securityContext": {"runAsUser": 0, "runAsNonRoot": False,
-                            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "capabilities": {"drop": ["ALL"]}},
+        "securityContext": {
+            "runAsUser": 0,
+            "runAsNonRoot": False,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
         "volumeMounts": [
             {"name": "host", "mountPath": HOST_ROOT, "readOnly": True},
             {"name": "domcapabilities", "mountPath": DOMCAPS_DIR, "readOnly": True},
@@ -133,12 +160,12 @@ def labeller_daemon_set(options: InstallOptions) -> Manifest:
         ],
     }
     return {
-        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
         "metadata": metadata(LABELLER, component="labeller", namespace=options.namespace),
         "spec": {
             "selector": {"matchLabels": selector("labeller")},
-            "updateStrategy": {"type": "RollingUpdate",
-                               "rollingUpdate": {"maxUnavailable": 1}},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
             "template": {
                 "metadata": {"labels": metadata(LABELLER, component="labeller")["labels"]},
                 "spec": {
@@ -161,8 +188,9 @@ def labeller_daemon_set(options: InstallOptions) -> Manifest:
 def _changed_keys(field: str) -> str:
     """CEL: keys of metadata.<field> added, removed or changed between oldObject and object."""
     new, old = f"variables.new{field.capitalize()}", f"variables.old{field.capitalize()}"
-    return (f"{new}.filter(k, !(k in {old}) || {old}[k] != {new}[k])"
-            f" + {old}.filter(k, !(k in {new}))")
+    return (
+        f"{new}.filter(k, !(k in {old}) || {old}[k] != {new}[k]) + {old}.filter(k, !(k in {new}))"
+    )
 
 
 def _or_empty(expr: str, field: str, empty: str) -> str:
@@ -173,7 +201,8 @@ OWNED_LABEL_CEL = "k in [" + ", ".join(f"'{key}'" for key in OWNED_LABELS) + "]"
 # A key under one of the labeller's prefixes that it no longer writes (an older version's) is
 # its to remove, never to set.
 STALE_LABEL_CEL = " || ".join(
-    f"k.startsWith('{owned}')" for owned in LABELLER_OWNED_LABELS if owned.endswith("-"))
+    f"k.startsWith('{owned}')" for owned in LABELLER_OWNED_LABELS if owned.endswith("-")
+)
 OWNED_ANNOTATION_CEL = f"k == '{NODE_DETECTION_ANNOTATION}'"
 
 
@@ -187,57 +216,98 @@ def labeller_node_restriction(options: InstallOptions) -> list[Manifest]:
     user = service_account_user(options.namespace, LABELLER)
     extra = f"request.userInfo.extra['{NODE_NAME_EXTRA}']"
     variables = [
-        {"name": "nodeName",
-         "expression": (f"has(request.userInfo.extra) && '{NODE_NAME_EXTRA}' in "
-                        f"request.userInfo.extra && size({extra}) == 1 ? {extra}[0] : ''")},
+        {
+            "name": "nodeName",
+            "expression": (
+                f"has(request.userInfo.extra) && '{NODE_NAME_EXTRA}' in "
+                f"request.userInfo.extra && size({extra}) == 1 ? {extra}[0] : ''"
+            ),
+        },
         {"name": "newLabels", "expression": _or_empty("object.metadata", "labels", "{}")},
         {"name": "oldLabels", "expression": _or_empty("oldObject.metadata", "labels", "{}")},
-        {"name": "newAnnotations",
-         "expression": _or_empty("object.metadata", "annotations", "{}")},
-        {"name": "oldAnnotations",
-         "expression": _or_empty("oldObject.metadata", "annotations", "{}")},
+        {"name": "newAnnotations", "expression": _or_empty("object.metadata", "annotations", "{}")},
+        {
+            "name": "oldAnnotations",
+            "expression": _or_empty("oldObject.metadata", "annotations", "{}"),
+        },
         # Set: only the keys the labeller writes. Removed: those, and any key under its prefixes
         # (a stale one from an older version is the labeller's to clean up).
-        {"name": "foreignLabels",
-         "expression": (f"variables.newLabels.filter(k, (!(k in variables.oldLabels) || "
-                        f"variables.oldLabels[k] != variables.newLabels[k]) && "
-                        f"!({OWNED_LABEL_CEL})) + variables.oldLabels.filter(k, "
-                        f"!(k in variables.newLabels) && !({OWNED_LABEL_CEL}) && "
-                        f"!({STALE_LABEL_CEL}))")},
-        {"name": "foreignAnnotations",
-         "expression": (f"({_changed_keys('annotations')})"
-                        f".filter(k, !({OWNED_ANNOTATION_CEL}))")},
+        {
+            "name": "foreignLabels",
+            "expression": (
+                "variables.newLabels.filter(k, (!(k in variables.oldLabels) || "
+                "variables.oldLabels[k] != variables.newLabels[k]) && "
+                f"!({OWNED_LABEL_CEL})) + variables.oldLabels.filter(k, "
+                f"!(k in variables.newLabels) && !({OWNED_LABEL_CEL}) && "
+                f"!({STALE_LABEL_CEL}))"
+            ),
+        },
+        {
+            "name": "foreignAnnotations",
+            "expression": (
+                f"({_changed_keys('annotations')}).filter(k, !({OWNED_ANNOTATION_CEL}))"
+            ),
+        },
     ]
     validations = [
-        {"expression": "variables.nodeName != ''",
-         "message": ("kubevirt-cca-labeller's token names no node "
-                     f"(user extra {NODE_NAME_EXTRA}); it needs a pod-bound service account "
-                     "token, as Kubernetes 1.30 and newer issue"),
-         "reason": "Forbidden"},
-        {"expression": "variables.nodeName == '' || object.metadata.name == variables.nodeName",
-         "messageExpression": ("'kubevirt-cca-labeller on node ' + variables.nodeName + "
-                               "' may only change its own Node, not ' + object.metadata.name"),
-         "reason": "Forbidden"},
-        {"expression": "size(variables.foreignLabels) == 0",
-         "messageExpression": (f"'kubevirt-cca-labeller may only change the labels "
-                               f"{', '.join(OWNED_LABELS)}, not: ' + "
-                               "variables.foreignLabels.join(', ')"),
-         "reason": "Forbidden"},
-        {"expression": "size(variables.foreignAnnotations) == 0",
-         "messageExpression": ("'kubevirt-cca-labeller may only change the annotation "
-                               f"{NODE_DETECTION_ANNOTATION}, not: ' + "
-                               "variables.foreignAnnotations.join(', ')"),
-         "reason": "Forbidden"},
-        {"expression": ("has(object.spec) == has(oldObject.spec) && "
-                        "(!has(object.spec) || object.spec == oldObject.spec)"),
-         "message": "kubevirt-cca-labeller may not change a Node's spec (taints, podCIDR, ...)",
-         "reason": "Forbidden"},
-        {"expression": ("(" + _or_empty("object.metadata", "ownerReferences", "[]") + ") == ("
-                        + _or_empty("oldObject.metadata", "ownerReferences", "[]") + ") && ("
-                        + _or_empty("object.metadata", "finalizers", "[]") + ") == ("
-                        + _or_empty("oldObject.metadata", "finalizers", "[]") + ")"),
-         "message": "kubevirt-cca-labeller may not change a Node's owners or finalizers",
-         "reason": "Forbidden"},
+        {
+            "expression": "variables.nodeName != ''",
+            "message": (
+                "kubevirt-cca-labeller's token names no node "
+                f"(user extra {NODE_NAME_EXTRA}); it needs a pod-bound service account "
+                "token, as Kubernetes 1.30 and newer issue"
+            ),
+            "reason": "Forbidden",
+        },
+        {
+            "expression": "variables.nodeName == '' || object.metadata.name == variables.nodeName",
+            "messageExpression": (
+                "'kubevirt-cca-labeller on node ' + variables.nodeName + "
+                "' may only change its own Node, not ' + object.metadata.name"
+            ),
+            "reason": "Forbidden",
+        },
+        {
+            "expression": "size(variables.foreignLabels) == 0",
+            "messageExpression": (
+                "'kubevirt-cca-labeller may only change the labels "
+                f"{', '.join(OWNED_LABELS)}, not: ' + "
+                "variables.foreignLabels.join(', ')"
+            ),
+            "reason": "Forbidden",
+        },
+        {
+            "expression": "size(variables.foreignAnnotations) == 0",
+            "messageExpression": (
+                "'kubevirt-cca-labeller may only change the annotation "
+                f"{NODE_DETECTION_ANNOTATION}, not: ' + "
+                "variables.foreignAnnotations.join(', ')"
+            ),
+            "reason": "Forbidden",
+        },
+        {
+            "expression": (
+                "has(object.spec) == has(oldObject.spec) && "
+                "(!has(object.spec) || object.spec == oldObject.spec)"
+            ),
+            "message": "kubevirt-cca-labeller may not change a Node's spec (taints, podCIDR, ...)",
+            "reason": "Forbidden",
+        },
+        {
+            "expression": (
+                "("
+                + _or_empty("object.metadata", "ownerReferences", "[]")
+                + ") == ("
+                + _or_empty("oldObject.metadata", "ownerReferences", "[]")
+                + ") && ("
+                + _or_empty("object.metadata", "finalizers", "[]")
+                + ") == ("
+                + _or_empty("oldObject.metadata", "finalizers", "[]")
+                + ")"
+            ),
+            "message": "kubevirt-cca-labeller may not change a Node's owners or finalizers",
+            "reason": "Forbidden",
+        },
     ]
     policy: Manifest = {
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -245,12 +315,22 @@ def labeller_node_restriction(options: InstallOptions) -> list[Manifest]:
         "metadata": metadata(NODE_RESTRICTION_POLICY, component="labeller"),
         "spec": {
             "failurePolicy": "Fail",
-            "matchConstraints": {"resourceRules": [{
-                "apiGroups": [""], "apiVersions": ["v1"],
-                "operations": ["UPDATE"], "resources": ["nodes"],
-            }]},
-            "matchConditions": [{"name": "labeller-service-account",
-                                 "expression": f"request.userInfo.username == '{user}'"}],
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["UPDATE"],
+                        "resources": ["nodes"],
+                    }
+                ]
+            },
+            "matchConditions": [
+                {
+                    "name": "labeller-service-account",
+                    "expression": f"request.userInfo.username == '{user}'",
+                }
+            ],
             "variables": variables,
             "validations": validations,
         },
@@ -270,32 +350,48 @@ def _event_restriction(user: str, node_name: dict[str, str]) -> list[Manifest]:
     objects, or in another node's name."""
     reasons = ", ".join(f"'{r}'" for r in LABELLER_EVENT_REASONS)
     validations = [
-        {"expression": f"request.namespace == '{EVENTS_NAMESPACE}'",
-         "message": f"kubevirt-cca-labeller records Events in namespace {EVENTS_NAMESPACE} only",
-         "reason": "Forbidden"},
-        {"expression": ("has(object.involvedObject) && has(object.involvedObject.kind) && "
-                        "object.involvedObject.kind == 'Node' && "
-                        "has(object.involvedObject.name) && variables.nodeName != '' && "
-                        "object.involvedObject.name == variables.nodeName && "
-                        "(!has(object.involvedObject.namespace) || "
-                        "object.involvedObject.namespace == '')"),
-         "messageExpression": ("'kubevirt-cca-labeller on node ' + variables.nodeName + "
-                               "' may only record Events about its own Node'"),
-         "reason": "Forbidden"},
-        {"expression": f"has(object.reason) && object.reason in [{reasons}]",
-         "message": f"kubevirt-cca-labeller's Events have the reasons {reasons} only",
-         "reason": "Forbidden"},
+        {
+            "expression": f"request.namespace == '{EVENTS_NAMESPACE}'",
+            "message": f"kubevirt-cca-labeller records Events in namespace {EVENTS_NAMESPACE} only",
+            "reason": "Forbidden",
+        },
+        {
+            "expression": (
+                "has(object.involvedObject) && has(object.involvedObject.kind) && "
+                "object.involvedObject.kind == 'Node' && "
+                "has(object.involvedObject.name) && variables.nodeName != '' && "
+                "object.involvedObject.name == variables.nodeName && "
+                "(!has(object.involvedObject.namespace) || "
+                "object.involvedObject.namespace == '')"
+            ),
+            "messageExpression": (
+                "'kubevirt-cca-labeller on node ' + variables.nodeName + "
+                "' may only record Events about its own Node'"
+            ),
+            "reason": "Forbidden",
+        },
+        {
+            "expression": f"has(object.reason) && object.reason in [{reasons}]",
+            "message": f"kubevirt-cca-labeller's Events have the reasons {reasons} only",
+            "reason": "Forbidden",
+        },
         # Both places a component is named: kubectl describe shows source.component when
         # reportingComponent is empty (found on the real kube-apiserver: an Event with only
         # source.component: kubelet passed when this checked reportingComponent alone).
-        {"expression": (f"(!has(object.reportingComponent) || object.reportingComponent == "
-                        f"'{LABELLER}' || object.reportingComponent == '') && "
-                        f"(!has(object.source) || !has(object.source.component) || "
-                        f"object.source.component == '{LABELLER}' || "
-                        f"object.source.component == '')"),
-         "message": (f"kubevirt-cca-labeller's Events are reported as {LABELLER} "
-                     "(reportingComponent and source.component)"),
-         "reason": "Forbidden"},
+        {
+            "expression": (
+                "(!has(object.reportingComponent) || object.reportingComponent == "
+                f"'{LABELLER}' || object.reportingComponent == '') && "
+                "(!has(object.source) || !has(object.source.component) || "
+                f"object.source.component == '{LABELLER}' || "
+                "object.source.component == '')"
+            ),
+            "message": (
+                f"kubevirt-cca-labeller's Events are reported as {LABELLER} "
+                "(reportingComponent and source.component)"
+            ),
+            "reason": "Forbidden",
+        },
     ]
     policy: Manifest = {
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -303,12 +399,22 @@ def _event_restriction(user: str, node_name: dict[str, str]) -> list[Manifest]:
         "metadata": metadata(EVENT_RESTRICTION_POLICY, component="labeller"),
         "spec": {
             "failurePolicy": "Fail",
-            "matchConstraints": {"resourceRules": [{
-                "apiGroups": [""], "apiVersions": ["v1"],
-                "operations": ["CREATE", "UPDATE"], "resources": ["events"],
-            }]},
-            "matchConditions": [{"name": "labeller-service-account",
-                                 "expression": f"request.userInfo.username == '{user}'"}],
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["events"],
+                    }
+                ]
+            },
+            "matchConditions": [
+                {
+                    "name": "labeller-service-account",
+                    "expression": f"request.userInfo.username == '{user}'",
+                }
+            ],
             "variables": [node_name],
             "validations": validations,
         },

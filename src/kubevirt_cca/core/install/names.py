@@ -103,7 +103,8 @@ _PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _IMAGE = re.compile(
     rf"\A(?:{_HOST}/)?{_PATH_PART}(?:/{_PATH_PART})*"
     r"(?::[\w][\w.-]{0,127})?"
-    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?\Z")
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?\Z"
+)
 _IMAGE_NAME_LIMIT = 255
 # Namespaces kubevirt-cca is never installed into: the manifests carry a Namespace object with a
 # privileged Pod Security label, so applying them would relabel the namespace and deleting them
@@ -122,30 +123,38 @@ class InstallOptions:
     certificates: CertificateMode = CERT_MANAGER
 
     def __post_init__(self) -> None:
-        for field, value in (("namespace", self.namespace),
-                             ("kubevirt-namespace", self.kubevirt_namespace)):
+        for field, value in (
+            ("namespace", self.namespace),
+            ("kubevirt-namespace", self.kubevirt_namespace),
+        ):
             if not _DNS_LABEL.match(value):
                 raise SettingsError(
                     f"{field}: expected a namespace name (lower-case letters, digits and '-', "
-                    f"at most 63 characters), got {value!r}")
+                    f"at most 63 characters), got {value!r}"
+                )
         if self.namespace in SYSTEM_NAMESPACES or self.namespace.startswith("openshift-"):
             raise SettingsError(
                 f"namespace: {self.namespace!r} is a system namespace; kubevirt-cca's install "
                 "includes its Namespace object (with a privileged Pod Security label), so "
                 "applying it would relabel that namespace and deleting it would delete it. "
-                "Choose a namespace of its own, e.g. kubevirt-cca")
-        for field, value in (("image", self.image),
-                             ("virt-launcher-image", self.virt_launcher_image)):
+                "Choose a namespace of its own, e.g. kubevirt-cca"
+            )
+        for field, value in (
+            ("image", self.image),
+            ("virt-launcher-image", self.virt_launcher_image),
+        ):
             name = value.split("@", 1)[0]
             if not _IMAGE.match(value) or len(name) > _IMAGE_NAME_LIMIT:
                 raise SettingsError(
                     f"{field}: expected a container image reference "
                     "[registry[:port]/]path[:tag][@sha256:digest] such as "
-                    f"registry.example/kubevirt-cca:{__version__}, got {value!r}")
+                    f"registry.example/kubevirt-cca:{__version__}, got {value!r}"
+                )
         if self.certificates not in CERTIFICATE_MODES:
             raise SettingsError(
                 f"certificates: expected one of {', '.join(CERTIFICATE_MODES)}, "
-                f"got {self.certificates!r}")
+                f"got {self.certificates!r}"
+            )
 
 
 def service_dns_names(options: InstallOptions) -> list[str]:
@@ -167,8 +176,13 @@ def selector(component: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": APP, "app.kubernetes.io/component": component}
 
 
-def metadata(name: str, *, component: str, namespace: str | None = None,
-             annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def metadata(
+    name: str,
+    *,
+    component: str,
+    namespace: str | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name}
     if namespace is not None:
         meta["namespace"] = namespace

@@ -25,8 +25,9 @@ RBAC = "rbac.authorization.k8s.io/v1"
 ADMISSION_GROUP = "admissionregistration.k8s.io"
 
 
-def rule(group: str, resources: list[str], verbs: list[str],
-         resource_names: list[str] | None = None) -> dict[str, Any]:
+def rule(
+    group: str, resources: list[str], verbs: list[str], resource_names: list[str] | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {"apiGroups": [group], "resources": resources, "verbs": verbs}
     if resource_names:
         out["resourceNames"] = resource_names
@@ -34,27 +35,44 @@ def rule(group: str, resources: list[str], verbs: list[str],
 
 
 def service_account(name: str, *, component: str, namespace: str) -> Manifest:
-    return {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": metadata(name, component=component, namespace=namespace)}
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": metadata(name, component=component, namespace=namespace),
+    }
 
 
 def cluster_role(name: str, *, component: str, rules: list[dict[str, Any]]) -> Manifest:
-    return {"apiVersion": RBAC, "kind": "ClusterRole",
-            "metadata": metadata(name, component=component), "rules": rules}
+    return {
+        "apiVersion": RBAC,
+        "kind": "ClusterRole",
+        "metadata": metadata(name, component=component),
+        "rules": rules,
+    }
 
 
 def role(name: str, *, component: str, namespace: str, rules: list[dict[str, Any]]) -> Manifest:
-    return {"apiVersion": RBAC, "kind": "Role",
-            "metadata": metadata(name, component=component, namespace=namespace),
-            "rules": rules}
+    return {
+        "apiVersion": RBAC,
+        "kind": "Role",
+        "metadata": metadata(name, component=component, namespace=namespace),
+        "rules": rules,
+    }
 
 
-def binding(name: str, *, component: str, role_kind: str, subject_namespace: str,
-            namespace: str | None = None) -> Manifest:
+def binding(
+    name: str,
+    *,
+    component: str,
+    role_kind: str,
+    subject_namespace: str,
+    namespace: str | None = None,
+) -> Manifest:
     """A (Cluster)RoleBinding of the role ``name`` to the service account ``name``."""
     kind = "RoleBinding" if role_kind == "Role" else "ClusterRoleBinding"
     return {
-        "apiVersion": RBAC, "kind": kind,
+        "apiVersion": RBAC,
+        "kind": kind,
         "metadata": metadata(name, component=component, namespace=namespace),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": subject_namespace}],
@@ -70,11 +88,13 @@ def webhook_rbac(options: InstallOptions) -> list[Manifest]:
     create Secrets). In self-signed mode :func:`certs_rbac` is the identity that does.
     """
     ns = options.namespace
-    cluster_rules = [rule("kubevirt.io", ["virtualmachineinstances"], ["get", "list", "watch"]),
-                     # KubeVirt Plugins decide the integration mode (docs/plugins.md).
-                     rule("plugin.kubevirt.io", ["plugins"], ["list", "watch"]),
-                     # CCA nodes' labels: warn when no node honours a requested parameter.
-                     rule("", ["nodes"], ["list", "watch"])]
+    cluster_rules = [
+        rule("kubevirt.io", ["virtualmachineinstances"], ["get", "list", "watch"]),
+        # KubeVirt Plugins decide the integration mode (docs/plugins.md).
+        rule("plugin.kubevirt.io", ["plugins"], ["list", "watch"]),
+        # CCA nodes' labels: warn when no node honours a requested parameter.
+        rule("", ["nodes"], ["list", "watch"]),
+    ]
     # Listed and watched with the field selector metadata.name, so RBAC can name the one.
     own_rules = [rule("", ["configmaps"], ["list", "watch"], [CONFIG_MAP_NAME])]
     return [
@@ -82,12 +102,20 @@ def webhook_rbac(options: InstallOptions) -> list[Manifest]:
         cluster_role(WEBHOOK, component="webhook", rules=cluster_rules),
         binding(WEBHOOK, component="webhook", role_kind="ClusterRole", subject_namespace=ns),
         role(WEBHOOK, component="webhook", namespace=ns, rules=own_rules),
-        binding(WEBHOOK, component="webhook", role_kind="Role", subject_namespace=ns,
-                namespace=ns),
-        role(WEBHOOK, component="webhook", namespace=options.kubevirt_namespace,
-             rules=[rule("kubevirt.io", ["kubevirts"], ["list", "watch"])]),
-        binding(WEBHOOK, component="webhook", role_kind="Role", subject_namespace=ns,
-                namespace=options.kubevirt_namespace),
+        binding(WEBHOOK, component="webhook", role_kind="Role", subject_namespace=ns, namespace=ns),
+        role(
+            WEBHOOK,
+            component="webhook",
+            namespace=options.kubevirt_namespace,
+            rules=[rule("kubevirt.io", ["kubevirts"], ["list", "watch"])],
+        ),
+        binding(
+            WEBHOOK,
+            component="webhook",
+            role_kind="Role",
+            subject_namespace=ns,
+            namespace=options.kubevirt_namespace,
+        ),
     ]
 
 
@@ -99,15 +127,29 @@ def certs_rbac(options: InstallOptions) -> list[Manifest]:
     ns = options.namespace
     return [
         service_account(CERTS, component="certs", namespace=ns),
-        cluster_role(CERTS, component="certs", rules=[
-            rule(ADMISSION_GROUP, ["mutatingwebhookconfigurations",
-                                   "validatingwebhookconfigurations"],
-                 ["get", "patch"], [WEBHOOK_CONFIGURATION])]),
+        cluster_role(
+            CERTS,
+            component="certs",
+            rules=[
+                rule(
+                    ADMISSION_GROUP,
+                    ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
+                    ["get", "patch"],
+                    [WEBHOOK_CONFIGURATION],
+                )
+            ],
+        ),
         binding(CERTS, component="certs", role_kind="ClusterRole", subject_namespace=ns),
-        role(CERTS, component="certs", namespace=ns, rules=[
-            rule("", ["secrets"], ["get", "patch"], [TLS_SECRET]),
-            # create cannot be limited by name: the API server knows no name before the object.
-            rule("", ["secrets"], ["create"])]),
+        role(
+            CERTS,
+            component="certs",
+            namespace=ns,
+            rules=[
+                rule("", ["secrets"], ["get", "patch"], [TLS_SECRET]),
+                # create cannot be limited by name: the API server knows no name before the object.
+                rule("", ["secrets"], ["create"]),
+            ],
+        ),
         binding(CERTS, component="certs", role_kind="Role", subject_namespace=ns, namespace=ns),
     ]
 
@@ -119,12 +161,17 @@ def doctor_rules() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         rule("plugin.kubevirt.io", ["plugins"], ["list"]),
         rule("", ["nodes"], ["list"]),
         # Whether KubeVirt's own VMI schema knows CCA (docs/admin.md, the hand-over).
-        rule("apiextensions.k8s.io", ["customresourcedefinitions"], ["get"],
-             [KUBEVIRT_VMI_CRD]),
-        rule(ADMISSION_GROUP, ["mutatingwebhookconfigurations",
-                               "validatingwebhookconfigurations",
-                               "validatingadmissionpolicies",
-                               "validatingadmissionpolicybindings"], ["get"]),
+        rule("apiextensions.k8s.io", ["customresourcedefinitions"], ["get"], [KUBEVIRT_VMI_CRD]),
+        rule(
+            ADMISSION_GROUP,
+            [
+                "mutatingwebhookconfigurations",
+                "validatingwebhookconfigurations",
+                "validatingadmissionpolicies",
+                "validatingadmissionpolicybindings",
+            ],
+            ["get"],
+        ),
     ]
     namespaced = [
         rule("", ["configmaps", "services"], ["get"]),

@@ -63,10 +63,12 @@ def config_map(options: InstallOptions) -> Manifest:
     data = Settings().to_json()
     data[HOOK_IMAGE_KEY] = options.image
     data[INTEGRATION_MODE_KEY] = IntegrationMode.AUTO.value  # docs/plugins.md
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": metadata(CONFIG_MAP_NAME, component="config",
-                                 namespace=options.namespace),
-            "data": data}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(CONFIG_MAP_NAME, component="config", namespace=options.namespace),
+        "data": data,
+    }
 
 
 def container_security() -> dict[str, Any]:
@@ -91,12 +93,18 @@ def pod_security() -> dict[str, Any]:
 def webhook_args(options: InstallOptions) -> list[str]:
     return [
         "webhook",
-        "--tls-cert-file", f"{TLS_DIR}/tls.crt",
-        "--tls-key-file", f"{TLS_DIR}/tls.key",
-        "--port", str(WEBHOOK_PORT),
-        "--health-port", str(WEBHOOK_HEALTH_PORT),
-        "--namespace", options.namespace,
-        "--kubevirt-namespace", options.kubevirt_namespace,
+        "--tls-cert-file",
+        f"{TLS_DIR}/tls.crt",
+        "--tls-key-file",
+        f"{TLS_DIR}/tls.key",
+        "--port",
+        str(WEBHOOK_PORT),
+        "--health-port",
+        str(WEBHOOK_HEALTH_PORT),
+        "--namespace",
+        options.namespace,
+        "--kubevirt-namespace",
+        options.kubevirt_namespace,
     ]
 
 
@@ -108,14 +116,21 @@ def certs_container(options: InstallOptions) -> dict[str, Any]:
         "image": options.image,
         "imagePullPolicy": "IfNotPresent",
         "args": [
-            "certs", "ensure",
-            "--namespace", options.namespace,
-            "--secret", TLS_SECRET,
-            "--service", WEBHOOK,
-            "--webhook-configuration", WEBHOOK_CONFIGURATION,
+            "certs",
+            "ensure",
+            "--namespace",
+            options.namespace,
+            "--secret",
+            TLS_SECRET,
+            "--service",
+            WEBHOOK,
+            "--webhook-configuration",
+            WEBHOOK_CONFIGURATION,
         ],
-        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"},
-                      "limits": {"cpu": "500m", "memory": "128Mi"}},
+        "resources": {
+            "requests": {"cpu": "10m", "memory": "32Mi"},
+            "limits": {"cpu": "500m", "memory": "128Mi"},
+        },
         "securityContext": container_security(),
     }
 
@@ -139,13 +154,24 @@ def certs_jobs(options: InstallOptions) -> list[Manifest]:
     }
     job_spec: dict[str, Any] = {"backoffLimit": 10, "template": pod}
     return [
-        {"apiVersion": "batch/v1", "kind": "Job",
-         "metadata": metadata(CERTS, component="certs", namespace=ns), "spec": job_spec},
-        {"apiVersion": "batch/v1", "kind": "CronJob",
-         "metadata": metadata(CERTS_RENEWAL, component="certs", namespace=ns),
-         "spec": {"schedule": CERTS_RENEWAL_SCHEDULE, "concurrencyPolicy": "Forbid",
-                  "successfulJobsHistoryLimit": 1, "failedJobsHistoryLimit": 3,
-                  "jobTemplate": {"spec": job_spec}}},
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": metadata(CERTS, component="certs", namespace=ns),
+            "spec": job_spec,
+        },
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": metadata(CERTS_RENEWAL, component="certs", namespace=ns),
+            "spec": {
+                "schedule": CERTS_RENEWAL_SCHEDULE,
+                "concurrencyPolicy": "Forbid",
+                "successfulJobsHistoryLimit": 1,
+                "failedJobsHistoryLimit": 3,
+                "jobTemplate": {"spec": job_spec},
+            },
+        },
     ]
 
 
@@ -165,15 +191,26 @@ def webhook_deployment(options: InstallOptions) -> list[Manifest]:
             {"name": "https", "containerPort": WEBHOOK_PORT, "protocol": "TCP"},
             {"name": "health", "containerPort": WEBHOOK_HEALTH_PORT, "protocol": "TCP"},
         ],
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "health"},
-                           "periodSeconds": 5, "failureThreshold": 3},
-        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"},
-                          "initialDelaySeconds": 5, "periodSeconds": 10, "failureThreshold": 3},
-        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
-                      "limits": {"cpu": "1", "memory": "256Mi"}},
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "health"},
+            "periodSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "health"},
+            "initialDelaySeconds": 5,
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"cpu": "1", "memory": "256Mi"},
+        },
         "securityContext": container_security(),
-        "volumeMounts": [{"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
-                         {"name": "tmp", "mountPath": SCRATCH_DIR}],
+        "volumeMounts": [
+            {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
+            {"name": "tmp", "mountPath": SCRATCH_DIR},
+        ],
     }
     # Both certificate modes: the Secret, mounted; a renewal reaches the running server (it
     # reloads the files on change). In self-signed mode the pod waits for the Job to make it.
@@ -182,28 +219,42 @@ def webhook_deployment(options: InstallOptions) -> list[Manifest]:
         "serviceAccountName": WEBHOOK,
         "securityContext": pod_security(),
         "nodeSelector": {"kubernetes.io/os": "linux"},
-        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
-            "weight": 100,
-            "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
-                                "labelSelector": {"matchLabels": selector("webhook")}},
-        }]}},
+        "affinity": {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {"matchLabels": selector("webhook")},
+                        },
+                    }
+                ]
+            }
+        },
         "containers": [container],
         "volumes": [tls_volume, {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
     }
     deployment: Manifest = {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": metadata(WEBHOOK, component="webhook", namespace=ns),
         "spec": {
             "replicas": WEBHOOK_REPLICAS,
             "selector": {"matchLabels": selector("webhook")},
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {"metadata": {"labels": metadata(WEBHOOK, component="webhook")["labels"]},
-                         "spec": pod_spec},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {"labels": metadata(WEBHOOK, component="webhook")["labels"]},
+                "spec": pod_spec,
+            },
         },
     }
     budget: Manifest = {
-        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
         "metadata": metadata(WEBHOOK, component="webhook", namespace=ns),
         "spec": {"minAvailable": 1, "selector": {"matchLabels": selector("webhook")}},
     }
@@ -212,27 +263,49 @@ def webhook_deployment(options: InstallOptions) -> list[Manifest]:
 
 def webhook_service(options: InstallOptions) -> Manifest:
     return {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": metadata(WEBHOOK, component="webhook", namespace=options.namespace),
-        "spec": {"selector": selector("webhook"),
-                 "ports": [{"name": "https", "port": SERVICE_PORT, "targetPort": "https",
-                            "protocol": "TCP"}]},
+        "spec": {
+            "selector": selector("webhook"),
+            "ports": [
+                {"name": "https", "port": SERVICE_PORT, "targetPort": "https", "protocol": "TCP"}
+            ],
+        },
     }
 
 
-def _rule(group: str, versions: list[str], resources: list[str],
-          operations: list[str], *, scope: str = "Namespaced") -> dict[str, Any]:
-    return {"apiGroups": [group], "apiVersions": versions, "resources": resources,
-            "operations": operations, "scope": scope}
+def _rule(
+    group: str,
+    versions: list[str],
+    resources: list[str],
+    operations: list[str],
+    *,
+    scope: str = "Namespaced",
+) -> dict[str, Any]:
+    return {
+        "apiGroups": [group],
+        "apiVersions": versions,
+        "resources": resources,
+        "operations": operations,
+        "scope": scope,
+    }
 
 
-def _webhook(name: str, options: InstallOptions, rules: list[dict[str, Any]], *,
-             selected: bool) -> dict[str, Any]:
+def _webhook(
+    name: str, options: InstallOptions, rules: list[dict[str, Any]], *, selected: bool
+) -> dict[str, Any]:
     hook: dict[str, Any] = {
         "name": name,
         "admissionReviewVersions": ["v1"],
-        "clientConfig": {"service": {"name": WEBHOOK, "namespace": options.namespace,
-                                     "path": WEBHOOK_PATHS[name], "port": SERVICE_PORT}},
+        "clientConfig": {
+            "service": {
+                "name": WEBHOOK,
+                "namespace": options.namespace,
+                "path": WEBHOOK_PATHS[name],
+                "port": SERVICE_PORT,
+            }
+        },
         "rules": rules,
         "matchPolicy": "Equivalent",
         "failurePolicy": FAILURE_POLICIES[name],
@@ -242,8 +315,9 @@ def _webhook(name: str, options: InstallOptions, rules: list[dict[str, Any]], *,
     if selected:
         # Exists, not ="true": a VMI labelled "yes" or "True" must reach the webhook and be
         # refused with a message, never start as a plain VM.
-        hook["objectSelector"] = {"matchExpressions": [
-            {"key": ENABLED_LABEL, "operator": "Exists"}]}
+        hook["objectSelector"] = {
+            "matchExpressions": [{"key": ENABLED_LABEL, "operator": "Exists"}]
+        }
     return hook
 
 
@@ -253,45 +327,82 @@ def webhook_configurations(options: InstallOptions) -> list[Manifest]:
     if options.certificates == CERT_MANAGER:
         annotations = {CA_INJECTION_ANNOTATION: f"{options.namespace}/{WEBHOOK_CERTIFICATE}"}
     vmis = ["virtualmachineinstances"]
-    mutate = _webhook(MUTATE_VMI, options, [_rule("kubevirt.io", ["v1"], vmis, ["CREATE"])],
-                      selected=True)
+    mutate = _webhook(
+        MUTATE_VMI, options, [_rule("kubevirt.io", ["v1"], vmis, ["CREATE"])], selected=True
+    )
     mutate["reinvocationPolicy"] = "IfNeeded"
     # Plugins path: labelled virt-launcher pods get the plugin container (none in sidecar mode).
-    pod = _webhook(MUTATE_LAUNCHER_POD, options, [_rule("", ["v1"], ["pods"], ["CREATE"])],
-                   selected=True)
+    pod = _webhook(
+        MUTATE_LAUNCHER_POD, options, [_rule("", ["v1"], ["pods"], ["CREATE"])], selected=True
+    )
     pod["objectSelector"]["matchExpressions"].append(
-        {"key": LAUNCHER_LABEL, "operator": "In", "values": [LAUNCHER_LABEL_VALUE]})
+        {"key": LAUNCHER_LABEL, "operator": "In", "values": [LAUNCHER_LABEL_VALUE]}
+    )
     pod["reinvocationPolicy"] = "IfNeeded"
-    validate_vmi = _webhook(VALIDATE_VMI, options,
-                            [_rule("kubevirt.io", ["v1"], vmis, ["CREATE", "UPDATE"])],
-                            selected=True)
-    templates = _webhook(VALIDATE_TEMPLATES, options, [
-        _rule("kubevirt.io", ["v1"],
-              ["virtualmachines", "virtualmachineinstancereplicasets"], ["CREATE", "UPDATE"]),
-        _rule("pool.kubevirt.io", ["*"], ["virtualmachinepools"], ["CREATE", "UPDATE"]),
-    ], selected=False)
-    migration = _webhook(VALIDATE_MIGRATION, options, [
-        _rule("kubevirt.io", ["v1"], ["virtualmachineinstancemigrations"], ["CREATE"]),
-    ], selected=False)
+    validate_vmi = _webhook(
+        VALIDATE_VMI,
+        options,
+        [_rule("kubevirt.io", ["v1"], vmis, ["CREATE", "UPDATE"])],
+        selected=True,
+    )
+    templates = _webhook(
+        VALIDATE_TEMPLATES,
+        options,
+        [
+            _rule(
+                "kubevirt.io",
+                ["v1"],
+                ["virtualmachines", "virtualmachineinstancereplicasets"],
+                ["CREATE", "UPDATE"],
+            ),
+            _rule("pool.kubevirt.io", ["*"], ["virtualmachinepools"], ["CREATE", "UPDATE"]),
+        ],
+        selected=False,
+    )
+    migration = _webhook(
+        VALIDATE_MIGRATION,
+        options,
+        [
+            _rule("kubevirt.io", ["v1"], ["virtualmachineinstancemigrations"], ["CREATE"]),
+        ],
+        selected=False,
+    )
     # The entrance to the mixed state (docs/plugins.md): KubeVirt's cluster-scoped Plugin
     # objects, created while kubevirt-cca runs as a hook sidecar. Installed on every KubeVirt:
     # a rule for a resource the API server does not serve matches nothing.
-    plugins = _webhook(VALIDATE_PLUGIN, options, [
-        _rule("plugin.kubevirt.io", ["v1alpha1"], ["plugins"], ["CREATE"], scope="Cluster"),
-    ], selected=False)
+    plugins = _webhook(
+        VALIDATE_PLUGIN,
+        options,
+        [
+            _rule("plugin.kubevirt.io", ["v1alpha1"], ["plugins"], ["CREATE"], scope="Cluster"),
+        ],
+        selected=False,
+    )
     # ... and the other entrance: the KubeVirt CR updated to turn the Plugins gate on while
     # Plugin objects exist (failurePolicy Ignore: our outage must never block KubeVirt).
-    kubevirt = _webhook(VALIDATE_KUBEVIRT, options, [
-        _rule("kubevirt.io", ["v1"], ["kubevirts"], ["UPDATE"]),
-    ], selected=False)
+    kubevirt = _webhook(
+        VALIDATE_KUBEVIRT,
+        options,
+        [
+            _rule("kubevirt.io", ["v1"], ["kubevirts"], ["UPDATE"]),
+        ],
+        selected=False,
+    )
     return [
-        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
-         "metadata": metadata(WEBHOOK_CONFIGURATION, component="webhook",
-                              annotations=annotations),
-         "webhooks": [mutate, pod]},
-        {"apiVersion": "admissionregistration.k8s.io/v1",
-         "kind": "ValidatingWebhookConfiguration",
-         "metadata": metadata(WEBHOOK_CONFIGURATION, component="webhook",
-                              annotations=annotations),
-         "webhooks": [validate_vmi, templates, migration, plugins, kubevirt]},
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": metadata(
+                WEBHOOK_CONFIGURATION, component="webhook", annotations=annotations
+            ),
+            "webhooks": [mutate, pod],
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingWebhookConfiguration",
+            "metadata": metadata(
+                WEBHOOK_CONFIGURATION, component="webhook", annotations=annotations
+            ),
+            "webhooks": [validate_vmi, templates, migration, plugins, kubevirt],
+        },
     ]
