@@ -51,17 +51,30 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def validate(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    kubevirt_cr: dict[str, Any] | None = None,
+    cca_config: dict[str, Any] | None = None,
+) -> tuple[int, str, str]:
+    """``validate`` over VMI, with the KubeVirt CR and the config written to files when given."""
+    argv = ["validate", write(tmp_path, "vmi.yaml", VMI)]
+    if kubevirt_cr is not None:
+        argv += ["--kubevirt-cr", write(tmp_path, "kv.yaml", kubevirt_cr)]
+    if cca_config is not None:
+        argv += ["--config", write(tmp_path, "c.yaml", cca_config)]
+    return run(capsys, *argv)
+
+
 def test_plugins_gate_and_qemu_commandline_admit_through_the_plugin(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(
+    code, out, err = validate(
+        tmp_path,
         capsys,
-        "validate",
-        write(tmp_path, "vmi.yaml", VMI),
-        "--kubevirt-cr",
-        write(tmp_path, "kv.yaml", cr(["WorkloadEncryptionCCA", "Plugins"])),
-        "--config",
-        write(tmp_path, "c.yaml", config(dialect="qemu-commandline")),
+        kubevirt_cr=cr(["WorkloadEncryptionCCA", "Plugins"]),
+        cca_config=config(dialect="qemu-commandline"),
     )
     assert code == 0, err
     annotations = yaml.safe_load(out)["metadata"]["annotations"]
@@ -74,12 +87,8 @@ def test_plugins_gate_and_qemu_commandline_admit_through_the_plugin(
 def test_plugins_gate_with_the_default_dialect_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(
-        capsys,
-        "validate",
-        write(tmp_path, "vmi.yaml", VMI),
-        "--kubevirt-cr",
-        write(tmp_path, "kv.yaml", cr(["WorkloadEncryptionCCA", "Plugins"])),
+    code, out, err = validate(
+        tmp_path, capsys, kubevirt_cr=cr(["WorkloadEncryptionCCA", "Plugins"])
     )
     assert code == 1 and out == ""
     assert "integration mode plugin needs dialect qemu-commandline" in err
@@ -88,14 +97,11 @@ def test_plugins_gate_with_the_default_dialect_is_refused(
 def test_sidecar_mode_by_config_keeps_the_hook_entry(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(
+    code, out, err = validate(
+        tmp_path,
         capsys,
-        "validate",
-        write(tmp_path, "vmi.yaml", VMI),
-        "--kubevirt-cr",
-        write(tmp_path, "kv.yaml", cr(["WorkloadEncryptionCCA", "Sidecar"])),
-        "--config",
-        write(tmp_path, "c.yaml", config(integrationMode="sidecar")),
+        kubevirt_cr=cr(["WorkloadEncryptionCCA", "Sidecar"]),
+        cca_config=config(integrationMode="sidecar"),
     )
     assert code == 0, err
     annotations = yaml.safe_load(out)["metadata"]["annotations"]
@@ -106,12 +112,8 @@ def test_sidecar_mode_by_config_keeps_the_hook_entry(
 def test_plugin_mode_without_a_cr_assumes_the_plugins_gate(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(
-        capsys,
-        "validate",
-        write(tmp_path, "vmi.yaml", VMI),
-        "--config",
-        write(tmp_path, "c.yaml", config(integrationMode="plugin", dialect="qemu-commandline")),
+    code, out, err = validate(
+        tmp_path, capsys, cca_config=config(integrationMode="plugin", dialect="qemu-commandline")
     )
     assert code == 0, err
     assert "assuming the WorkloadEncryptionCCA and Plugins feature gates are on" in err
@@ -132,13 +134,7 @@ def test_plugin_mode_without_a_cr_assumes_the_plugins_gate(
 def test_bad_config_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], obj: dict[str, Any], phrase: str
 ) -> None:
-    code, out, err = run(
-        capsys,
-        "validate",
-        write(tmp_path, "vmi.yaml", VMI),
-        "--config",
-        write(tmp_path, "c.yaml", obj),
-    )
+    code, out, err = validate(tmp_path, capsys, cca_config=obj)
     assert code == 2 and out == ""
     assert err.startswith("kubevirt-cca validate: error: ") and phrase in err
 
@@ -148,14 +144,8 @@ def test_plugin_mode_on_kubevirt_1_9_is_admitted(
 ) -> None:
     old = cr(["WorkloadEncryptionCCA", "Plugins"])
     old["status"] = {"observedKubeVirtVersion": "v1.9.1"}
-    code, out, err = run(
-        capsys,
-        "validate",
-        write(tmp_path, "vmi.yaml", VMI),
-        "--kubevirt-cr",
-        write(tmp_path, "kv.yaml", old),
-        "--config",
-        write(tmp_path, "c.yaml", config(dialect="qemu-commandline")),
+    code, out, err = validate(
+        tmp_path, capsys, kubevirt_cr=old, cca_config=config(dialect="qemu-commandline")
     )
     assert code == 0, err
     assert "cca.kubevirt.io/integration: plugin" in out
