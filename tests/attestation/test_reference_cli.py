@@ -392,13 +392,10 @@ def test_verify_with_a_truncated_log_exits_2(tmp_path: Path, spec: TokenSpec) ->
 # --- collect --log-out ---------------------------------------------------------------------------
 
 
-def test_collect_saves_the_log_beside_the_token(tmp_path: Path, spec: TokenSpec) -> None:
-    root = tmp_path / "guest"
-    log = build_log(BOOT_EVENTS, area=65536)
-    (root / CCEL).parent.mkdir(parents=True)
-    (root / CCEL).write_bytes(log)
+def collect_with_log_out(tmp_path: Path, root: Path, spec: TokenSpec) -> tuple[int, str, FakeTsm]:
+    """``attest collect --log-out log.bin`` over the guest at root, a fake TSM answering spec."""
     (tmp_path / "nonce.bin").write_bytes(b"\x07" * 64)
-    with FakeTsm(root, respond=lambda nonce: build_token(spec.but(nonce=nonce))):
+    with FakeTsm(root, respond=lambda nonce: build_token(spec.but(nonce=nonce))) as tsm:
         code, _, err = attest(
             "collect",
             "--nonce-file",
@@ -410,6 +407,15 @@ def test_collect_saves_the_log_beside_the_token(tmp_path: Path, spec: TokenSpec)
             "--root",
             root,
         )
+    return code, err, tsm
+
+
+def test_collect_saves_the_log_beside_the_token(tmp_path: Path, spec: TokenSpec) -> None:
+    root = tmp_path / "guest"
+    log = build_log(BOOT_EVENTS, area=65536)
+    (root / CCEL).parent.mkdir(parents=True)
+    (root / CCEL).write_bytes(log)
+    code, err, _ = collect_with_log_out(tmp_path, root, spec)
     assert code == 0, err
     assert (tmp_path / "log.bin").read_bytes() == log
     assert "wrote the 65536-byte measurement log" in err
@@ -424,19 +430,7 @@ def test_collect_without_a_log_writes_nothing(
     root = tmp_path / "guest"
     if acpi:
         (root / "sys/firmware/acpi/tables").mkdir(parents=True)
-    (tmp_path / "nonce.bin").write_bytes(b"\x07" * 64)
-    with FakeTsm(root, respond=lambda nonce: build_token(spec.but(nonce=nonce))) as tsm:
-        code, _, err = attest(
-            "collect",
-            "--nonce-file",
-            tmp_path / "nonce.bin",
-            "--out",
-            tmp_path / "t.cbor",
-            "--log-out",
-            tmp_path / "log.bin",
-            "--root",
-            root,
-        )
+    code, err, tsm = collect_with_log_out(tmp_path, root, spec)
     assert code == 1 and reason in err and len(err.splitlines()) == 1
     assert not (tmp_path / "t.cbor").exists() and not (tmp_path / "log.bin").exists()
     assert tsm.inblobs == []  # no token was even requested
