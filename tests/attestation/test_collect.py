@@ -19,21 +19,20 @@ def rmm(spec: TokenSpec):  # type: ignore[no-untyped-def]
     return lambda nonce: build_token(spec.but(nonce=nonce))
 
 
+def collect(tmp_path: Path, root: Path, out: str = "t.cbor") -> tuple[int, str, str]:
+    """``attest collect`` with tmp_path/nonce.bin, writing tmp_path/out, over the guest at root."""
+    return attest(
+        "collect", "--nonce-file", tmp_path / "nonce.bin", "--out", tmp_path / out, "--root", root
+    )
+
+
 @pytest.mark.parametrize("size", [32, 48, 64])
 def test_collect_writes_the_token_for_the_nonce(tmp_path: Path, spec: TokenSpec, size: int) -> None:
     nonce = bytes(range(7, 7 + size))
     (tmp_path / "nonce.bin").write_bytes(nonce)
     root = tmp_path / "guest"
     with FakeTsm(root, respond=rmm(spec)) as tsm:
-        code, _, err = attest(
-            "collect",
-            "--nonce-file",
-            tmp_path / "nonce.bin",
-            "--out",
-            tmp_path / "token.cbor",
-            "--root",
-            root,
-        )
+        code, _, err = collect(tmp_path, root, out="token.cbor")
     assert code == 0, err
     assert tsm.inblobs == [nonce]
     token = parse_token((tmp_path / "token.cbor").read_bytes())
@@ -54,18 +53,7 @@ def test_collected_token_verifies(tmp_path: Path, spec: TokenSpec) -> None:
     import base64
 
     with FakeTsm(root, respond=rmm(spec)):
-        assert (
-            attest(
-                "collect",
-                "--nonce-file",
-                tmp_path / "nonce.bin",
-                "--out",
-                tmp_path / "t.cbor",
-                "--root",
-                root,
-            )[0]
-            == 0
-        )
+        assert collect(tmp_path, root)[0] == 0
     code, out, err = attest(
         "verify",
         tmp_path / "t.cbor",
@@ -92,15 +80,7 @@ def test_nonce_too_short_or_long_exits_2_and_touches_nothing(tmp_path: Path, siz
     (tmp_path / "nonce.bin").write_bytes(b"\x01" * size)
     root = tmp_path / "guest"
     with FakeTsm(root) as tsm:
-        code, _, err = attest(
-            "collect",
-            "--nonce-file",
-            tmp_path / "nonce.bin",
-            "--out",
-            tmp_path / "t.cbor",
-            "--root",
-            root,
-        )
+        code, _, err = collect(tmp_path, root)
     assert code == 2
     assert f"the nonce is {size} bytes; configfs-tsm takes 32 to 64 bytes" in err
     assert tsm.created == [] and not (tmp_path / "t.cbor").exists()
@@ -109,15 +89,7 @@ def test_nonce_too_short_or_long_exits_2_and_touches_nothing(tmp_path: Path, siz
 def test_not_mounted(tmp_path: Path) -> None:
     (tmp_path / "sys/kernel/config").mkdir(parents=True)  # the empty mount point
     (tmp_path / "nonce.bin").write_bytes(b"\x01" * 64)
-    code, _, err = attest(
-        "collect",
-        "--nonce-file",
-        tmp_path / "nonce.bin",
-        "--out",
-        tmp_path / "t.cbor",
-        "--root",
-        tmp_path,
-    )
+    code, _, err = collect(tmp_path, tmp_path)
     assert code == 1
     assert "configfs is not mounted at /sys/kernel/config" in err
     assert "mount -t configfs configfs /sys/kernel/config" in err
@@ -152,15 +124,7 @@ def test_wrong_provider(tmp_path: Path, provider: str) -> None:
     (tmp_path / "nonce.bin").write_bytes(b"\x01" * 64)
     root = tmp_path / "guest"
     with FakeTsm(root, provider=provider, realm_guest=None) as tsm:
-        code, _, err = attest(
-            "collect",
-            "--nonce-file",
-            tmp_path / "nonce.bin",
-            "--out",
-            tmp_path / "t.cbor",
-            "--root",
-            root,
-        )
+        code, _, err = collect(tmp_path, root)
     assert code == 1
     assert f"the TSM provider is '{provider}', not arm_cca_guest" in err
     assert "TDX or AMD SEV-SNP" in err
