@@ -174,6 +174,27 @@ async def test_once_against_a_missing_node_fails_with_one_clear_line(
     assert "Traceback" not in labeller.stderr
 
 
+async def start_daemon(
+    api: ClusterAPI, host: Path, running: list[Labeller], *source: str, interval: str
+) -> Labeller:
+    """The labeller as a daemon on NODE (health on a free port), its domcaps from the given flag."""
+    labeller = await start(
+        "--node-name",
+        NODE,
+        *source,
+        "--root",
+        str(host),
+        "--interval",
+        interval,
+        "--health-port",
+        "127.0.0.1:0",
+        "--server",
+        str(api.url),
+    )
+    running.append(labeller)
+    return labeller
+
+
 # --- SIGTERM -----------------------------------------------------------------------------------
 
 
@@ -190,21 +211,9 @@ async def test_sigterm_during_a_patch_waits_for_it_and_leaves_the_node_whole(
         await asyncio.sleep(0.5)  # the labeller gets SIGTERM while this write is in flight
 
     api.before_patch.append(slow_server)
-    labeller = await start(
-        "--node-name",
-        NODE,
-        "--domcaps-file",
-        str(domcaps("aarch64-cca.xml")),
-        "--root",
-        str(host),
-        "--interval",
-        "60",
-        "--health-port",
-        "127.0.0.1:0",
-        "--server",
-        str(api.url),
+    labeller = await start_daemon(
+        api, host, running, "--domcaps-file", str(domcaps("aarch64-cca.xml")), interval="60"
     )
-    running.append(labeller)
 
     async with asyncio.timeout(20):
         await arrived.wait()
@@ -232,21 +241,7 @@ async def test_sigterm_during_detection_writes_nothing(
         f"sh -c 'touch {shlex.quote(str(started))}; sleep 1; "
         f"cat {shlex.quote(str(domcaps('aarch64-no-cca.xml')))}'"
     )
-    labeller = await start(
-        "--node-name",
-        NODE,
-        "--domcaps-command",
-        command,
-        "--root",
-        str(host),
-        "--interval",
-        "60",
-        "--health-port",
-        "127.0.0.1:0",
-        "--server",
-        str(api.url),
-    )
-    running.append(labeller)
+    labeller = await start_daemon(api, host, running, "--domcaps-command", command, interval="60")
 
     await until(started.exists)
     labeller.process.send_signal(signal.SIGTERM)
@@ -263,21 +258,9 @@ async def test_ready_after_the_first_reconcile_and_sigterm_ends_the_wait(
     api: ClusterAPI, host: Path, running: list[Labeller]
 ) -> None:
     api.add_node(NODE, labels={}, annotations={})
-    labeller = await start(
-        "--node-name",
-        NODE,
-        "--domcaps-file",
-        str(domcaps("aarch64-cca.xml")),
-        "--root",
-        str(host),
-        "--interval",
-        "3600",
-        "--health-port",
-        "127.0.0.1:0",
-        "--server",
-        str(api.url),
+    labeller = await start_daemon(
+        api, host, running, "--domcaps-file", str(domcaps("aarch64-cca.xml")), interval="3600"
     )
-    running.append(labeller)
     async with asyncio.timeout(20):
         port = await labeller.port
 
