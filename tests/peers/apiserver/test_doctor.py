@@ -26,6 +26,14 @@ def doctor(installed: Installed) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in json.loads(done.stdout)["checks"]}
 
 
+def set_gates(installed: Installed, gates: list[str]) -> None:
+    """Merge-patch the feature gates of KubeVirt's own CR (kubevirt/kubevirt)."""
+    patch = {"spec": {"configuration": {"developerConfiguration": {"featureGates": gates}}}}
+    installed.server.kubectl(
+        "patch", "kubevirt", "kubevirt", "-n", "kubevirt", "--type=merge", "-p", json.dumps(patch)
+    )
+
+
 def test_doctor_line_by_line(installed: Installed) -> None:
     """What doctor can truthfully see here: KubeVirt's CR, the gates, policies, webhooks."""
     checks = doctor(installed)
@@ -62,34 +70,11 @@ def test_doctor_line_by_line(installed: Installed) -> None:
 
 
 def test_doctor_sees_a_gate_turned_off(installed: Installed) -> None:
-    server = installed.server
-    patch = json.dumps(
-        {"spec": {"configuration": {"developerConfiguration": {"featureGates": ["Sidecar"]}}}}
-    )
-    server.kubectl("patch", "kubevirt", "kubevirt", "-n", "kubevirt", "--type=merge", "-p", patch)
+    set_gates(installed, ["Sidecar"])
     try:
         gates = doctor(installed)["feature gates"]
     finally:
-        server.kubectl(
-            "patch",
-            "kubevirt",
-            "kubevirt",
-            "-n",
-            "kubevirt",
-            "--type=merge",
-            "-p",
-            json.dumps(
-                {
-                    "spec": {
-                        "configuration": {
-                            "developerConfiguration": {
-                                "featureGates": ["WorkloadEncryptionCCA", "Sidecar"]
-                            }
-                        }
-                    }
-                }
-            ),
-        )
+        set_gates(installed, ["WorkloadEncryptionCCA", "Sidecar"])
     assert gates["status"] == "fail"
     assert "WorkloadEncryptionCCA" in gates["summary"]
 
@@ -163,33 +148,11 @@ def test_a_decoy_kubevirt_cr_does_not_change_doctors_answer(installed: Installed
     server.create(
         kubevirt_cr(["WorkloadEncryptionCCA", "Sidecar"], name="decoy", namespace="decoy")
     )
-    off = json.dumps(
-        {"spec": {"configuration": {"developerConfiguration": {"featureGates": ["Sidecar"]}}}}
-    )
-    server.kubectl("patch", "kubevirt", "kubevirt", "-n", "kubevirt", "--type=merge", "-p", off)
+    set_gates(installed, ["Sidecar"])
     try:
         checks = doctor(installed)
     finally:
-        server.kubectl(
-            "patch",
-            "kubevirt",
-            "kubevirt",
-            "-n",
-            "kubevirt",
-            "--type=merge",
-            "-p",
-            json.dumps(
-                {
-                    "spec": {
-                        "configuration": {
-                            "developerConfiguration": {
-                                "featureGates": ["WorkloadEncryptionCCA", "Sidecar"]
-                            }
-                        }
-                    }
-                }
-            ),
-        )
+        set_gates(installed, ["WorkloadEncryptionCCA", "Sidecar"])
         server.kubectl("delete", "kubevirt", "decoy", "-n", "decoy")
     assert checks["feature gates"]["status"] == "fail"
     assert "WorkloadEncryptionCCA" in checks["feature gates"]["summary"]
