@@ -58,28 +58,22 @@ def test_validate_every_shared_manifest_with_and_without_the_label(
         assert admitted == cca  # templates are checked, not mutated
     # With a KubeVirt CR that lacks our gate: refused, exit 1, the gate named.
     cr = copy.deepcopy(KUBEVIRT_CR)
-    cr["spec"]["configuration"]["developerConfiguration"]["featureGates"] = ["Sidecar"]
-    code, out, err = run(
-        capsys,
-        "validate",
-        write(tmp_path, "cca.yaml", cca),
-        "--kubevirt-cr",
-        write(tmp_path, "kv.yaml", cr),
-    )
+
+    def validate_with_gates(gates: list[str]) -> tuple[int, str, str]:
+        cr["spec"]["configuration"]["developerConfiguration"]["featureGates"] = gates
+        return run(
+            capsys,
+            "validate",
+            write(tmp_path, "cca.yaml", cca),
+            "--kubevirt-cr",
+            write(tmp_path, "kv.yaml", cr),
+        )
+
+    code, out, err = validate_with_gates(["Sidecar"])
     assert (code, out) == (1, "")
     assert "WorkloadEncryptionCCA feature gate is not enabled in kubevirt-config" in err
     # The gate's other names are the same switch (validate uses the webhook's builder).
-    cr["spec"]["configuration"]["developerConfiguration"]["featureGates"] = [
-        "EnableARMCCA",
-        "Sidecar",
-    ]
-    code, out, err = run(
-        capsys,
-        "validate",
-        write(tmp_path, "cca.yaml", cca),
-        "--kubevirt-cr",
-        write(tmp_path, "kv.yaml", cr),
-    )
+    code, out, err = validate_with_gates(["EnableARMCCA", "Sidecar"])
     assert code == 0, err
 
 
