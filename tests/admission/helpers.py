@@ -15,6 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
+from kubevirt_cca.cli import main
 from kubevirt_cca.constants import ENABLED_LABEL, ENABLED_VALUE
 from kubevirt_cca.core.request import TEMPLATE_PATHS
 from tests.conftest import shared_files, shared_path
@@ -41,6 +42,20 @@ KUBEVIRT_CR: dict[str, Any] = {
         }
     },
 }
+
+
+def write(tmp_path: Path, name: str, obj: Any) -> str:
+    """obj as YAML in tmp_path/name; its path, for a command line."""
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(obj))
+    return str(path)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``kubevirt-cca *argv`` in this process: exit code, stdout, stderr."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def require_manifests() -> None:

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import yaml
 
-from kubevirt_cca.cli import main
 from kubevirt_cca.constants import ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION
 from tests.admission.helpers import (
     KUBEVIRT_CR,
@@ -18,23 +17,13 @@ from tests.admission.helpers import (
     labelled,
     load,
     require_manifests,
+    run,
     template_node,
+    write,
 )
 
 pytestmark = pytest.mark.shared
 require_manifests()
-
-
-def write(tmp_path: Path, name: str, obj: Any) -> str:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(obj))
-    return str(path)
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=[p.stem for p in MANIFESTS])

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kubevirt_cca.cli import main
 from kubevirt_cca.constants import HOOK_SIDECARS_ANNOTATION, INTEGRATION_ANNOTATION
-from tests.admission.helpers import KUBEVIRT_CR, labelled
+from tests.admission.helpers import KUBEVIRT_CR, labelled, run, write
 
 VMI = labelled(
     {
@@ -22,12 +21,6 @@ VMI = labelled(
         "spec": {"domain": {"devices": {}, "resources": {}}},
     }
 )
-
-
-def write(tmp_path: Path, name: str, obj: Any) -> str:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(obj))
-    return str(path)
 
 
 def cr(gates: list[str]) -> dict[str, Any]:
@@ -43,12 +36,6 @@ def config(**data: str) -> dict[str, Any]:
         "metadata": {"name": "kubevirt-cca-config", "namespace": "kubevirt-cca"},
         "data": data,
     }
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def validate(
