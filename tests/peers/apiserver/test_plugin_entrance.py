@@ -10,6 +10,7 @@ reports no version unless the test writes its status.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -214,8 +215,8 @@ def test_turning_the_plugins_gate_on_with_a_plugin_object_is_refused(
         }
     )
 
-    def patch_gate_on() -> str:
-        done = installed.server.kubectl(
+    def gate_on(*extra: str) -> subprocess.CompletedProcess[str]:
+        return installed.server.kubectl(
             "patch",
             "kubevirt",
             "kubevirt",
@@ -224,23 +225,16 @@ def test_turning_the_plugins_gate_on_with_a_plugin_object_is_refused(
             "--type=merge",
             "-p",
             on,
-            "--dry-run=server",
+            *extra,
             check=False,
         )
+
+    def patch_gate_on() -> str:
+        done = gate_on("--dry-run=server")
         return "" if done.returncode == 0 else done.stderr
 
     wait_until(lambda: "mixed state" in patch_gate_on(), "the webhook sees the Plugin object")
-    done = installed.server.kubectl(
-        "patch",
-        "kubevirt",
-        "kubevirt",
-        "-n",
-        KUBEVIRT_NAMESPACE,
-        "--type=merge",
-        "-p",
-        on,
-        check=False,
-    )
+    done = gate_on()
     assert done.returncode != 0, done.stdout
     assert (
         "spec.configuration.developerConfiguration.featureGates: turning on KubeVirt's "
