@@ -6,7 +6,6 @@ what it decides, and the parity test runs doctor's checks and admission on the s
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,8 +19,9 @@ from kubevirt_cca.constants import (
 )
 from kubevirt_cca.core.admission.gates import build_view
 from kubevirt_cca.core.admission.mutate import plan_vmi
-from kubevirt_cca.core.doctor import Expected, Read, Snapshot, Status, run_checks
+from kubevirt_cca.core.doctor import Expected, Read, Status, run_checks
 from kubevirt_cca.core.install import InstallOptions
+from tests.doctor.cluster import empty_snapshot
 
 NAMESPACE = "kubevirt"
 
@@ -108,22 +108,7 @@ def vmi() -> dict[str, Any]:
 
 
 def doctor_gates(kubevirts: list[dict[str, Any]]) -> Status:
-    empty = Read()
-    snapshot = Snapshot(
-        now=datetime.now(UTC),
-        kubevirts=Read(value=kubevirts),
-        plugins=empty,
-        config_map=empty,
-        mutating=empty,
-        validating=empty,
-        service=empty,
-        endpoint_slices=empty,
-        secret=empty,
-        deployment=empty,
-        daemon_set=empty,
-        pods=empty,
-        nodes=empty,
-    )
+    snapshot = empty_snapshot(kubevirts=Read(value=kubevirts))
     checks = run_checks(snapshot, Expected(options=InstallOptions()))
     return next(c for c in checks if c.name == "feature gates").status
 

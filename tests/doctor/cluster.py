@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from kubevirt_cca.adapters.install_files import load_policies
+from kubevirt_cca.core.doctor import Read, Snapshot
 from kubevirt_cca.core.install import InstallOptions, install_objects
 from kubevirt_cca.core.install.names import service_dns_names
 
@@ -64,6 +65,27 @@ PLURALS = {
     "Certificate": "certificates",
     "CustomResourceDefinition": "customresourcedefinitions",
 }
+
+
+def empty_snapshot(**reads: Read) -> Snapshot:
+    """A Snapshot taken now in which every read came back empty, but for the reads given."""
+    empty = Read()
+    sources = (
+        "kubevirts",
+        "plugins",
+        "config_map",
+        "mutating",
+        "validating",
+        "service",
+        "endpoint_slices",
+        "secret",
+        "deployment",
+        "daemon_set",
+        "pods",
+        "nodes",
+    )
+    every: dict[str, Any] = {**dict.fromkeys(sources, empty), **reads}
+    return Snapshot(now=datetime.now(UTC), **every)
 
 
 def resource_of(obj: dict[str, Any]) -> str:

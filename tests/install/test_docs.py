@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 
-from kubevirt_cca.core.doctor import Expected, Read, Snapshot, run_checks
+from kubevirt_cca.core.doctor import Expected, run_checks
 from kubevirt_cca.core.doctor.cluster import gate_patch_command
 from kubevirt_cca.core.install import InstallOptions, install_objects
 from kubevirt_cca.core.install.names import FAILURE_POLICIES
 from tests.conftest import ROOT
+from tests.doctor.cluster import empty_snapshot
 
 DOCS = ROOT / "docs"
 
@@ -76,20 +76,5 @@ def test_the_ready_sample_in_the_install_guide_lists_every_check_in_order() -> N
 
 def _check_names() -> list[str]:
     """Every doctor check's name, in the order doctor reports them."""
-    empty = Read()
-    snapshot = Snapshot(
-        now=datetime.now(UTC),
-        kubevirts=empty,
-        plugins=empty,
-        config_map=empty,
-        mutating=empty,
-        validating=empty,
-        service=empty,
-        endpoint_slices=empty,
-        secret=empty,
-        deployment=empty,
-        daemon_set=empty,
-        pods=empty,
-        nodes=empty,
-    )
+    snapshot = empty_snapshot()
     return [c.name for c in run_checks(snapshot, Expected(options=InstallOptions()))]
