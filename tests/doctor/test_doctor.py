@@ -34,6 +34,7 @@ from tests.doctor.cluster import (
     ready_cluster,
 )
 from tests.doctor.scenarios import DETAILS, FAILURES, replace, signed_by_another_ca, webhook
+from tests.webhook.cluster import forbidden
 
 CA = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
 Objects = list[dict[str, Any]]
@@ -315,18 +316,7 @@ async def test_warnings_leave_the_cluster_ready(
 @pytest.mark.asyncio
 async def test_a_forbidden_read_fails_one_check_and_names_the_roles(kmock: Any, ca: CA) -> None:
     path = "/api/v1/namespaces/kubevirt-cca/secrets/kubevirt-cca-webhook-tls"
-    (
-        kmock[f"get {path}"]
-        << 403
-        << {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "status": "Failure",
-            "reason": "Forbidden",
-            "code": 403,
-            "message": 'secrets "kubevirt-cca-webhook-tls" is forbidden',
-        }
-    )
+    kmock[f"get {path}"] << 403 << forbidden('secrets "kubevirt-cca-webhook-tls" is forbidden')
     checks = await doctor(kmock, ready_cluster(ca))
     check = checks["webhook certificate"]
     assert check.status is Status.FAIL

@@ -16,6 +16,7 @@ from kubevirt_cca.core.doctor import Check, Status
 from kubevirt_cca.core.install.plugin import plugin_object
 from tests.doctor.cluster import find, kubevirt, load, make_ca, ready_cluster
 from tests.doctor.scenarios import replace
+from tests.webhook.cluster import forbidden
 
 pytestmark = pytest.mark.asyncio
 
@@ -179,14 +180,7 @@ async def test_unlistable_plugins_with_the_gate_fail(kmock: Any, ca: CA) -> None
     (
         kmock["list plugin.kubevirt.io/v1alpha1/plugins"]
         << 403
-        << {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "status": "Failure",
-            "code": 403,
-            "reason": "Forbidden",
-            "message": "plugins.plugin.kubevirt.io is forbidden",
-        }
+        << forbidden("plugins.plugin.kubevirt.io is forbidden")
     )
     objects = plugin_ready(ca)
     objects.remove(find(objects, "Plugin"))

@@ -20,6 +20,18 @@ VMI: dict[str, Any] = {
 }
 
 
+def forbidden(message: str) -> dict[str, Any]:
+    """The API server's 403 body (a Status) saying message."""
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "code": 403,
+        "reason": "Forbidden",
+        "message": message,
+    }
+
+
 def declare_resources(emulator: kmock.KubernetesEmulator) -> None:
     emulator.resources["kubevirt.io/v1/kubevirts"] = ResourceInfo(kind="KubeVirt", namespaced=True)
     emulator.resources["kubevirt.io/v1/virtualmachineinstances"] = ResourceInfo(

@@ -21,7 +21,7 @@ from kubevirt_cca.core.admission.admit import Endpoint, admit
 from kubevirt_cca.core.admission.reviews import parse_review
 from kubevirt_cca.core.admission.validate import MIGRATION_REFUSAL
 from tests.admission.helpers import KUBEVIRT_CR, labelled, review
-from tests.webhook.cluster import CONFIG_MAPS, KUBEVIRTS, VMI, eventually
+from tests.webhook.cluster import CONFIG_MAPS, KUBEVIRTS, VMI, eventually, forbidden
 
 pytestmark = pytest.mark.asyncio
 
@@ -138,14 +138,7 @@ async def test_unreadable_kubevirt_cr_fails_closed(
     (
         kmock["list kubevirt.io/v1/kubevirts"]
         << 403
-        << {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "status": "Failure",
-            "code": 403,
-            "reason": "Forbidden",
-            "message": "kubevirts.kubevirt.io is forbidden",
-        }
+        << forbidden("kubevirts.kubevirt.io is forbidden")
     )
     await state.start()
     assert await state.wait_ready(10)
@@ -230,18 +223,7 @@ async def test_unreadable_config_map_fails_closed(
     kmock: kmock.KubernetesEmulator, state: ClusterState
 ) -> None:
     kmock.objects["kubevirt.io/v1/kubevirts", "kubevirt", "kubevirt"] = KUBEVIRT_CR
-    (
-        kmock["list v1/configmaps"]
-        << 403
-        << {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "status": "Failure",
-            "code": 403,
-            "reason": "Forbidden",
-            "message": "configmaps is forbidden",
-        }
-    )
+    kmock["list v1/configmaps"] << 403 << forbidden("configmaps is forbidden")
     await state.start()
     assert await state.wait_ready(10)
     await eventually(lambda: state.view().gates is not None)

@@ -22,7 +22,7 @@ from kubevirt_cca.core.admission.reviews import parse_review
 from kubevirt_cca.core.install.plugin import plugin_object
 from kubevirt_cca.core.integration import IntegrationMode
 from tests.admission.helpers import KUBEVIRT_CR, labelled, review
-from tests.webhook.cluster import CONFIG_MAPS, KUBEVIRTS, VMI, eventually
+from tests.webhook.cluster import CONFIG_MAPS, KUBEVIRTS, VMI, eventually, forbidden
 
 pytestmark = pytest.mark.asyncio
 
@@ -153,14 +153,7 @@ async def test_unlistable_plugins_fail_closed_where_they_matter(
     (
         kmock["list plugin.kubevirt.io/v1alpha1/plugins"]
         << 403
-        << {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "status": "Failure",
-            "code": 403,
-            "reason": "Forbidden",
-            "message": "plugins.plugin.kubevirt.io is forbidden",
-        }
+        << forbidden("plugins.plugin.kubevirt.io is forbidden")
     )
     await state.start()
     assert await state.wait_ready(10)
