@@ -15,22 +15,13 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from lxml import etree
 
+from hook_inputs import FIXTURE
 from kubevirt_cca.core.request import CCARequest
 from kubevirt_cca.core.rewrite import rewrite_domain
 from kubevirt_cca.core.settings import Dialect, Settings
-
-FIXTURE = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "fixtures"
-    / "kubevirt"
-    / "domains"
-    / "kubevirt-arm64.xml"
-)
 
 
 def sample(fn: Callable[[], object], calls: int) -> list[float]:
