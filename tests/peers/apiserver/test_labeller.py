@@ -51,6 +51,12 @@ def run_labeller(
     )
 
 
+def label_capable(installed: Installed, node: str, folder: Path) -> None:
+    """One labeller run on a capable host (the aarch64-cca domain capabilities); it succeeds."""
+    done = run_labeller(installed, node, folder, "--domcaps-file", str(domcaps("aarch64-cca.xml")))
+    assert done.returncode == 0, done.stderr
+
+
 def node_metadata(installed: Installed, node: str) -> dict[str, dict[str, str]]:
     metadata = installed.server.get("node", node)["metadata"]
     return {
@@ -67,10 +73,7 @@ def owned(installed: Installed, node: str) -> dict[str, str]:
 def test_labels_its_own_node_with_a_node_bound_token(
     installed: Installed, node_name: str, tmp_path: Path
 ) -> None:
-    done = run_labeller(
-        installed, node_name, tmp_path, "--domcaps-file", str(domcaps("aarch64-cca.xml"))
-    )
-    assert done.returncode == 0, done.stderr
+    label_capable(installed, node_name, tmp_path)
     assert owned(installed, node_name) == dict.fromkeys(OWNED, "true")
     report = json.loads(node_metadata(installed, node_name)["annotations"][DETECTION])
     assert report["capable"] is True
@@ -149,10 +152,7 @@ def fill_annotations(installed: Installed, node: str, *, leave: int) -> None:
 def test_capable_to_not_capable_loses_the_labels_when_the_annotation_cannot_fit(
     installed: Installed, node_name: str, tmp_path: Path
 ) -> None:
-    done = run_labeller(
-        installed, node_name, tmp_path, "--domcaps-file", str(domcaps("aarch64-cca.xml"))
-    )
-    assert done.returncode == 0, done.stderr
+    label_capable(installed, node_name, tmp_path)
     assert owned(installed, node_name) == dict.fromkeys(OWNED, "true")
     # Another writer fills the annotations: the capable report fits, a longer one will not.
     fill_annotations(installed, node_name, leave=0)
@@ -180,10 +180,7 @@ def test_capable_to_not_capable_loses_the_labels_when_the_annotation_cannot_fit(
 def test_a_huge_command_error_does_not_keep_the_labels(
     installed: Installed, node_name: str, tmp_path: Path
 ) -> None:
-    done = run_labeller(
-        installed, node_name, tmp_path, "--domcaps-file", str(domcaps("aarch64-cca.xml"))
-    )
-    assert done.returncode == 0, done.stderr
+    label_capable(installed, node_name, tmp_path)
     # virsh fails with one 1 MiB line of error output (and a flood after it).
     script = tmp_path / "virsh.sh"
     script.write_text(
