@@ -23,13 +23,12 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import grpc
 from lxml import etree
 
-from hook_inputs import cca_vmi, read_domain, report, stop
+from hook_inputs import cca_vmi, read_domain, report, start_hook, stop
 from kubevirt_cca.constants import HOOK_SOCKET_NAME
 from kubevirt_cca.core.hook import on_define_domain
 from kubevirt_cca.core.settings import Dialect, Settings
@@ -99,26 +98,14 @@ def main() -> int:
 
 
 def start_sidecar(socket_dir: Path, dialect: str) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from kubevirt_cca.cli import main; sys.exit(main())",
-        "--log-level",
-        "INFO",
-        "hook",
+    return start_hook(
+        socket_dir / HOOK_SOCKET_NAME,
         "--socket-dir",
         str(socket_dir),
         "--dialect",
         dialect,
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not (socket_dir / HOOK_SOCKET_NAME).is_socket():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise SystemExit("the hook sidecar did not start")
-        time.sleep(0.05)
-    return process
+        what="the hook sidecar",
+    )
 
 
 if __name__ == "__main__":

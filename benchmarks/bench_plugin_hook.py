@@ -18,12 +18,11 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import grpc
 
-from hook_inputs import cca_vmi, read_domain, report, stop
+from hook_inputs import cca_vmi, read_domain, report, start_hook, stop
 from kubevirt_cca.core.hook.plugin import MutateCall, mutate_domain
 from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2 as plugin_pb2
@@ -32,24 +31,7 @@ from timing import sample
 
 
 def start_plugin(socket: Path) -> subprocess.Popen[bytes]:
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from kubevirt_cca.cli import main; sys.exit(main())",
-        "--log-level",
-        "INFO",
-        "hook",
-        "--plugin-socket",
-        str(socket),
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not socket.is_socket():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise SystemExit("the plugin container's command did not start")
-        time.sleep(0.05)
-    return process
+    return start_hook(socket, "--plugin-socket", str(socket), what="the plugin container's command")
 
 
 def main() -> int:

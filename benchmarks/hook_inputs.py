@@ -11,6 +11,8 @@ import shutil
 import signal
 import statistics
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +104,24 @@ def socket_verdict(rows: dict[str, list[float]]) -> int:
     verdict = "within" if worst <= TARGET_P99_MS else "OVER"
     print(f"p99 over the socket: {worst:.3f} ms, {verdict} the {TARGET_P99_MS} ms target")
     return 0 if worst <= TARGET_P99_MS else 1
+
+
+def start_hook(socket: Path, *args: str, what: str) -> subprocess.Popen[bytes]:
+    """``kubevirt-cca hook *args`` as a process, once its socket is there (else exits: what)."""
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from kubevirt_cca.cli import main; sys.exit(main())",
+        "--log-level",
+        "INFO",
+        "hook",
+        *args,
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not socket.is_socket():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise SystemExit(f"{what} did not start")
+        time.sleep(0.05)
+    return process
