@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,22 +70,12 @@ PLURALS = {
 
 def empty_snapshot(**reads: Read) -> Snapshot:
     """A Snapshot taken now in which every read came back empty, but for the reads given."""
-    empty = Read()
-    sources = (
-        "kubevirts",
-        "plugins",
-        "config_map",
-        "mutating",
-        "validating",
-        "service",
-        "endpoint_slices",
-        "secret",
-        "deployment",
-        "daemon_set",
-        "pods",
-        "nodes",
-    )
-    every: dict[str, Any] = {**dict.fromkeys(sources, empty), **reads}
+    required = [
+        f.name
+        for f in dataclasses.fields(Snapshot)
+        if f.name != "now" and f.default is f.default_factory is dataclasses.MISSING
+    ]
+    every: dict[str, Any] = {**dict.fromkeys(required, Read()), **reads}
     return Snapshot(now=datetime.now(UTC), **every)
 
 
