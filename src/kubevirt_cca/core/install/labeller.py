@@ -309,39 +309,15 @@ def labeller_node_restriction(options: InstallOptions) -> list[Manifest]:
             "reason": "Forbidden",
         },
     ]
-    policy: Manifest = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": metadata(NODE_RESTRICTION_POLICY, component="labeller"),
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [
-                    {
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "operations": ["UPDATE"],
-                        "resources": ["nodes"],
-                    }
-                ]
-            },
-            "matchConditions": [
-                {
-                    "name": "labeller-service-account",
-                    "expression": f"request.userInfo.username == '{user}'",
-                }
-            ],
-            "variables": variables,
-            "validations": validations,
-        },
-    }
-    bound: Manifest = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": metadata(NODE_RESTRICTION_POLICY, component="labeller"),
-        "spec": {"policyName": NODE_RESTRICTION_POLICY, "validationActions": ["Deny"]},
-    }
-    return [policy, bound, *_event_restriction(user, variables[0])]
+    node_policy = _labeller_policy(
+        NODE_RESTRICTION_POLICY,
+        user=user,
+        resource="nodes",
+        operations=["UPDATE"],
+        variables=variables,
+        validations=validations,
+    )
+    return [*node_policy, *_event_restriction(user, variables[0])]
 
 
 def _event_restriction(user: str, node_name: dict[str, str]) -> list[Manifest]:
@@ -393,10 +369,31 @@ def _event_restriction(user: str, node_name: dict[str, str]) -> list[Manifest]:
             "reason": "Forbidden",
         },
     ]
+    return _labeller_policy(
+        EVENT_RESTRICTION_POLICY,
+        user=user,
+        resource="events",
+        operations=["CREATE", "UPDATE"],
+        variables=[node_name],
+        validations=validations,
+    )
+
+
+def _labeller_policy(
+    name: str,
+    *,
+    user: str,
+    resource: str,
+    operations: list[str],
+    variables: list[dict[str, str]],
+    validations: list[dict[str, str]],
+) -> list[Manifest]:
+    """A ValidatingAdmissionPolicy on core ``resource`` for the labeller's ServiceAccount only,
+    and its Deny binding."""
     policy: Manifest = {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
-        "metadata": metadata(EVENT_RESTRICTION_POLICY, component="labeller"),
+        "metadata": metadata(name, component="labeller"),
         "spec": {
             "failurePolicy": "Fail",
             "matchConstraints": {
@@ -404,8 +401,8 @@ def _event_restriction(user: str, node_name: dict[str, str]) -> list[Manifest]:
                     {
                         "apiGroups": [""],
                         "apiVersions": ["v1"],
-                        "operations": ["CREATE", "UPDATE"],
-                        "resources": ["events"],
+                        "operations": operations,
+                        "resources": [resource],
                     }
                 ]
             },
@@ -415,14 +412,14 @@ def _event_restriction(user: str, node_name: dict[str, str]) -> list[Manifest]:
                     "expression": f"request.userInfo.username == '{user}'",
                 }
             ],
-            "variables": [node_name],
+            "variables": variables,
             "validations": validations,
         },
     }
     bound: Manifest = {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": metadata(EVENT_RESTRICTION_POLICY, component="labeller"),
-        "spec": {"policyName": EVENT_RESTRICTION_POLICY, "validationActions": ["Deny"]},
+        "metadata": metadata(name, component="labeller"),
+        "spec": {"policyName": name, "validationActions": ["Deny"]},
     }
     return [policy, bound]
