@@ -90,9 +90,10 @@ def test_any_pod_gets_a_total_answer(pod: dict[str, Any]) -> None:
         return
     if ops:
         patched = jsonpatch.apply_patch(copy.deepcopy(pod), ops)
-        assert [c["name"] for c in patched["spec"]["containers"] if isinstance(c, dict)].count(
-            PLUGIN_CONTAINER
-        ) == 1
+        # a container without a name (the API server refuses one, the fuzzer makes them) is
+        # simply not ours
+        names = [c.get("name") for c in patched["spec"]["containers"] if isinstance(c, dict)]
+        assert names.count(PLUGIN_CONTAINER) == 1
     elif not refused:
         # left alone only when our container is already there
         assert any(
