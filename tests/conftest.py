@@ -1,11 +1,15 @@
-"""Shared test fixtures: where ../shared is, and whether libvirt's schema is installed."""
+"""Shared test fixtures: where ../shared is, and whether libvirt's schema is installed; and the
+switch that makes every skip a failure where nothing may skip (CI)."""
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
+from _pytest.reports import CollectReport, TestReport
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -40,3 +44,42 @@ def libvirt_schema_dir() -> Path:
             "(apt-get install libvirt-clients libxml2-utils; .ci/run does this)"
         )
     return LIBVIRT_SCHEMAS
+
+
+# CI sets KUBEVIRT_CCA_NO_SKIPS=1 (.ci/run): there every lane is prepared, so a skip, whatever
+# test or fixture asked for it and whatever its lane's own *_REQUIRED switch says, is a failure
+# carrying the skip's reason. Deselecting with -m is not a skip and stays possible.
+NO_SKIPS_SWITCH = "KUBEVIRT_CCA_NO_SKIPS"
+
+
+def _skips_forbidden() -> bool:
+    return os.environ.get(NO_SKIPS_SWITCH) == "1"
+
+
+def _fail_skipped(report: TestReport | CollectReport) -> None:
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    report.outcome = "failed"
+    report.longrepr = f"{NO_SKIPS_SWITCH}=1, so nothing may skip, but: {reason}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, TestReport, TestReport]:
+    report = yield
+    if _skips_forbidden():
+        _fail_skipped(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, CollectReport, CollectReport]:
+    report = yield
+    if _skips_forbidden():
+        _fail_skipped(report)
+    return report
