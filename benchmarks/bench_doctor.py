@@ -28,6 +28,7 @@ from typing import Any
 import kmock
 
 from kubevirt_cca.adapters.install_files import load_policies
+from kubevirt_cca.cli import build_parser
 from kubevirt_cca.cli.doctor import diagnose, expected_from_args
 from kubevirt_cca.core.certs import CA_CRT, TLS_CRT, plan
 from kubevirt_cca.core.doctor import Expected, Read, Snapshot, is_ready, run_checks
@@ -188,7 +189,9 @@ async def end_to_end(objects: list[dict[str, Any]]) -> tuple[float, bool]:
                     plural = obj["kind"].lower()[:-1] + "ies"
             meta = obj["metadata"]
             api.objects[f"{obj['apiVersion']}/{plural}", meta.get("namespace"), meta["name"]] = obj
-        expected = expected_from_args(argparse.Namespace(namespace="kubevirt-cca"))
+        # the doctor command's own defaults, as its parser gives them (no hand-made Namespace
+        # to fall behind the command's options)
+        expected = expected_from_args(build_parser("doctor").parse_args(["doctor"]))
         start = time.perf_counter()
         checks = await diagnose(server=str(api.url), kubeconfig=None, expected=expected)
         for check in checks:
