@@ -10,6 +10,13 @@ from pathlib import Path
 
 import pytest
 from _pytest.reports import CollectReport, TestReport
+from hypothesis import settings
+
+# Property tests judge what the code does, never how fast one example runs: Hypothesis' default
+# 200 ms deadline per example is a wall-clock bound that goes red on a busy machine. A failure
+# prints the blob that replays it (@reproduce_failure), since CI draws fresh seeds each run.
+settings.register_profile("kubevirt-cca", deadline=None, print_blob=True)
+settings.load_profile("kubevirt-cca")
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
