@@ -1,16 +1,23 @@
 """Verify an Arm CCA attestation token against what the VM owner expects.
 
 Each check is a value (:class:`Check`): passed, failed or not checked, with a sentence saying
-why. The verdict passes only when every required check passed. The checks, in order:
+why. The verdict passes only when every check was made (all of :data:`CHECK_NAMES`, once each)
+and every required one passed: a required check that could not be evaluated fails it. Byte
+claims are compared over their whole length (:func:`_same_bytes`): a value of the wrong length
+for its algorithm never passes, whatever its first bytes are. The checks, in order:
 
 - ``platform-signature``: the platform token verifies (ES256/ES384/ES512, from its protected
   header) under one of the given trust anchors (the platform vendor's CPAK).
-- ``realm-signature``: the realm token verifies (ES384) under the key in its claim 44237.
+- ``realm-signature``: the realm token is signed ES384 (nothing else) and verifies under the
+  P-384 key in its claim 44237.
 - ``realm-platform-binding``: the platform challenge is the hash (claim 44240's algorithm) of
   the exact bytes of claim 44237, so this realm key was vouched for by this platform.
 - ``realm-challenge``: the realm challenge is the owner's fresh nonce, zero-padded to 64 bytes.
 - ``personalization-value``: the Realm Personalization Value is the one the VM declared.
-- ``initial-measurement``: the RIM equals the expected one (not checked when none is given).
+- ``measurement-algorithm``: the token's measurement algorithm (claim 44236) is the
+  ``measurementAlgo`` the VM declared (not checked when it declared none).
+- ``initial-measurement``: the RIM equals the expected one (not checked when none is given);
+  a RIM whose length is not its algorithm's digest size fails even then.
 - ``measurement-log``: replaying the Realm's measurement log gives each REM the token carries
   (not checked when no log is given); see :mod:`kubevirt_cca.core.attestation.eventlog`.
 - ``platform-lifecycle``: the platform is in the "secured" lifecycle state.
@@ -62,6 +69,7 @@ CHECK_NAMES = (
     "realm-platform-binding",
     "realm-challenge",
     "personalization-value",
+    "measurement-algorithm",
     "initial-measurement",
     "measurement-log",
     "platform-lifecycle",
@@ -93,6 +101,8 @@ class Expectations:
     allow_test_keys: bool = False
     measurement_log: MeasurementLog | None = None
     reference_algorithm: str | None = None  # "sha256"...: the reference RIM's algorithm
+    measurement_algorithm: str | None = None  # "sha256"...: the VM's declared measurementAlgo
+    measurement_algorithm_source: str | None = None  # for messages: "the VM manifest vm.yaml"
 
 
 @dataclass(frozen=True)
@@ -103,7 +113,22 @@ class Verdict:
 
     @property
     def passed(self) -> bool:
-        return all(check.status == "passed" for check in self.checks if check.required)
+        return not self.failures
+
+    @property
+    def failures(self) -> tuple[str, ...]:
+        """Why the verdict fails, one phrase per reason; empty when it passes."""
+        names = [check.name for check in self.checks]
+        reasons = [f"{name} was not made" for name in CHECK_NAMES if name not in names]
+        reasons += [f"{name} was made twice" for name in CHECK_NAMES if names.count(name) > 1]
+        for check in self.checks:
+            if not check.required or check.status == "passed":
+                continue
+            if check.status == "failed":
+                reasons.append(f"{check.name} failed")
+            else:
+                reasons.append(f"{check.name} is required but was not evaluated")
+        return tuple(reasons)
 
     def check(self, name: str) -> Check:
         for check in self.checks:
@@ -144,6 +169,7 @@ def verify_token(
         _binding(token, realm),
         _challenge(realm, challenge),
         _personalization(realm, expected),
+        _measurement_algorithm(realm, expected),
         _initial_measurement(realm, expected.initial_measurement, expected.reference_algorithm),
     ]
     log_check, log_replay = _measurement_log(realm, expected.measurement_log)
@@ -154,7 +180,7 @@ def verify_token(
     log.info(
         "attestation verdict=%s failed=%s test_token=%s",
         "passed" if verdict.passed else "failed",
-        ",".join(ch.name for ch in checks if ch.status == "failed") or "-",
+        ",".join(ch.name for ch in checks if ch.required and ch.status != "passed") or "-",
         test_token,
     )
     return verdict
@@ -221,11 +247,13 @@ def _realm_signature(realm: Sign1 | None, key: RealmKey | None, key_error: str |
     if key is None:
         return Check(name, "failed", f"cannot check: {key_error}")
     if realm.algorithm != c.REALM_SIGNING_ALGORITHM:
+        alg = realm.algorithm
+        named = f" ({c.COSE_ALGORITHMS[alg]})" if alg in c.COSE_ALGORITHMS else ""
         return Check(
             name,
             "failed",
-            f"the realm token's algorithm is {realm.algorithm!r}; the RMM signs realm "
-            f"tokens with ES384 ({c.REALM_SIGNING_ALGORITHM})",
+            f"the realm token's algorithm is {alg!r}{named}; the RMM signs realm "
+            f"tokens with ES384 ({c.REALM_SIGNING_ALGORITHM}) on a P-384 key, nothing else",
         )
     reason = verify_signature(realm, key.key)
     if reason is not None:
@@ -258,7 +286,15 @@ def _binding(token: CCAToken, realm: RealmClaims | None) -> Check:
         )
     digest = hashlib.new(algorithm, realm.public_key).digest()
     platform_challenge = token.platform_claims.challenge
-    if not hmac.compare_digest(digest, platform_challenge):
+    if len(platform_challenge) != len(digest):
+        return Check(
+            name,
+            "failed",
+            f"the platform challenge is {len(platform_challenge)} bytes, but a "
+            f"{realm.public_key_hash_algo} hash of the realm key claim is {len(digest)}: "
+            "this platform token does not vouch for this realm token",
+        )
+    if not _same_bytes(digest, platform_challenge):
         return Check(
             name,
             "failed",
@@ -278,7 +314,14 @@ def _challenge(realm: RealmClaims | None, challenge: bytes) -> Check:
     name = "realm-challenge"
     if realm is None:
         return Check(name, "failed", _NO_REALM)
-    if not hmac.compare_digest(realm.challenge, challenge):
+    if len(realm.challenge) != len(challenge):
+        return Check(
+            name,
+            "failed",
+            f"the realm challenge is {len(realm.challenge)} bytes; a realm challenge is "
+            f"{len(challenge)} (the nonce, zero-padded): the token is malformed",
+        )
+    if not _same_bytes(realm.challenge, challenge):
         return Check(
             name,
             "failed",
@@ -294,7 +337,15 @@ def _personalization(realm: RealmClaims | None, expected: Expectations) -> Check
     if realm is None:
         return Check(name, "failed", _NO_REALM)
     got = realm.personalization_value
-    if not hmac.compare_digest(got, expected.personalization_value):
+    if len(got) != len(expected.personalization_value):
+        return Check(
+            name,
+            "failed",
+            f"the token's personalization value is {len(got)} bytes; the one expected from "
+            f"{expected.personalization_source} is {len(expected.personalization_value)} "
+            f"({_b64(expected.personalization_value)})",
+        )
+    if not _same_bytes(got, expected.personalization_value):
         return Check(
             name,
             "failed",
@@ -309,6 +360,30 @@ def _personalization(realm: RealmClaims | None, expected: Expectations) -> Check
     )
 
 
+def _measurement_algorithm(realm: RealmClaims | None, expected: Expectations) -> Check:
+    name = "measurement-algorithm"
+    declared = expected.measurement_algorithm
+    source = expected.measurement_algorithm_source or "the VM manifest"
+    if declared is None:
+        seen = f"; the token's is {realm.hash_algo!r} (the host's choice)" if realm else ""
+        return Check(name, "not-checked", f"no measurementAlgo declared{seen}", required=False)
+    if realm is None:
+        return Check(name, "failed", _NO_REALM)
+    if c.HASH_ALGORITHMS.get(realm.hash_algo) != declared:
+        return Check(
+            name,
+            "failed",
+            f"the token's measurement algorithm (claim {c.REALM_HASH_ALGO}) is "
+            f"{realm.hash_algo!r}, but {source} declares measurementAlgo {declared!r}: the "
+            "Realm was not created with the algorithm the VM asked for",
+        )
+    return Check(
+        name,
+        "passed",
+        f"the Realm measures with {realm.hash_algo}, the measurementAlgo {source} declares",
+    )
+
+
 def _initial_measurement(
     realm: RealmClaims | None, expected: bytes | None, algorithm: str | None = None
 ) -> Check:
@@ -317,11 +392,31 @@ def _initial_measurement(
         status: CheckStatus = "failed" if expected is not None else "not-checked"
         return Check(name, status, _NO_REALM, required=expected is not None)
     rim = realm.initial_measurement
-    if (
-        expected is not None
-        and algorithm is not None
-        and c.HASH_ALGORITHMS.get(realm.hash_algo) != algorithm
-    ):
+    token_algorithm = c.HASH_ALGORITHMS.get(realm.hash_algo)
+    size = hashlib.new(token_algorithm).digest_size if token_algorithm else None
+    if expected is None:
+        odd = (
+            f"; note that a {realm.hash_algo} RIM is {size} bytes, this one {len(rim)}"
+            if size is not None and len(rim) != size
+            else ""
+        )
+        return Check(
+            name,
+            "not-checked",
+            f"no expected RIM given; the token's RIM is {rim.hex()} "
+            f"({realm.hash_algo}{odd}). Compare it with one from a trusted first launch "
+            "or a reference-value tool",
+            required=False,
+        )
+    if token_algorithm is None or size is None:
+        return Check(
+            name,
+            "failed",
+            f"the token's measurement algorithm (claim {c.REALM_HASH_ALGO}) is "
+            f"{realm.hash_algo!r}; expected one of {', '.join(c.HASH_ALGORITHMS)}: its RIM "
+            "cannot be compared",
+        )
+    if algorithm is not None and token_algorithm != algorithm:
         return Check(
             name,
             "failed",
@@ -329,16 +424,22 @@ def _initial_measurement(
             f"{realm.hash_algo}: the reference was computed for another host profile "
             "(measurementAlgo)",
         )
-    if expected is None:
+    if len(rim) != size:
         return Check(
             name,
-            "not-checked",
-            f"no expected RIM given; the token's RIM is {rim.hex()} "
-            f"({realm.hash_algo}). Compare it with one from a trusted first launch "
-            "or a reference-value tool",
-            required=False,
+            "failed",
+            f"the token's RIM is {len(rim)} bytes, but a {realm.hash_algo} RIM is {size}: "
+            "a truncated or padded measurement is never the expected one",
         )
-    if not hmac.compare_digest(rim, expected):
+    if len(expected) != size:
+        return Check(
+            name,
+            "failed",
+            f"the expected RIM is {len(expected)} bytes, but this Realm measures with "
+            f"{realm.hash_algo} ({size}-byte RIMs; the token's is {rim.hex()}): the expected "
+            "value is for another measurement algorithm, or truncated",
+        )
+    if not _same_bytes(rim, expected):
         return Check(
             name,
             "failed",
@@ -446,6 +547,11 @@ def _production_keys(
 
 
 _NO_REALM = "the token holds no realm token (it is a platform token alone)"
+
+
+def _same_bytes(left: bytes, right: bytes) -> bool:
+    """Exactly the same bytes, length included (never a prefix, never a padded match)."""
+    return len(left) == len(right) and hmac.compare_digest(left, right)
 
 
 def _short(value: bytes) -> str:
