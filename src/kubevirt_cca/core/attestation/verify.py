@@ -17,7 +17,8 @@ for its algorithm never passes, whatever its first bytes are. The checks, in ord
 - ``measurement-algorithm``: the token's measurement algorithm (claim 44236) is the
   ``measurementAlgo`` the VM declared (not checked when it declared none).
 - ``initial-measurement``: the RIM equals the expected one (not checked when none is given);
-  a RIM whose length is not its algorithm's digest size fails even then.
+  a token RIM or an expected RIM whose length is not the token algorithm's digest size never
+  matches.
 - ``measurement-log``: replaying the Realm's measurement log gives each REM the token carries
   (not checked when no log is given); see :mod:`kubevirt_cca.core.attestation.eventlog`.
 - ``platform-lifecycle``: the platform is in the "secured" lifecycle state.
