@@ -179,6 +179,43 @@ def test_native_form_is_explained_by_validate_and_rewritten_by_convert(
     assert yaml.safe_load(out) == native
 
 
+@pytest.mark.parametrize(
+    "stem", ["vmi-fedora", "vm-cirros", "vmi-replicaset-cirros", "vm-pool-cirros"]
+)
+def test_a_native_request_pruned_to_an_empty_launch_security_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], stem: str
+) -> None:
+    """Issue 21 item 11: what the API server stores of a native-form manifest applied without
+    strict field validation. Labelled: refused, the field and the way out named. Unlabelled: not
+    ours (KubeVirt refuses the empty launchSecurity), admitted with a note saying so."""
+    obj = next(load(p) for p in MANIFESTS if p.stem == stem)
+    pruned = labelled(obj)
+    template_node(pruned)["spec"]["domain"]["launchSecurity"] = {}
+    code, out, err = run(capsys, "validate", write(tmp_path, "pruned.yaml", pruned))
+    assert (code, out) == (1, "")
+    prefix = (
+        ""
+        if obj["kind"] == "VirtualMachineInstance"
+        else (
+            "spec.virtualMachineTemplate.spec.template."
+            if obj["kind"] == "VirtualMachinePool"
+            else "spec.template."
+        )
+    )
+    field = f"{prefix}spec.domain.launchSecurity"
+    assert (
+        f"refused: {field}: is empty: the API server dropped cca from VEP 129's native form "
+        f"{field}.cca"
+    ) in err
+    assert f"the annotation {LAUNCH_SECURITY_ANNOTATION}" in err and "kubevirt-cca convert" in err
+    unlabelled = copy.deepcopy(obj)
+    template_node(unlabelled)["spec"]["domain"]["launchSecurity"] = {}
+    code, out, err = run(capsys, "validate", write(tmp_path, "plain.yaml", unlabelled))
+    assert code == 0, err
+    assert yaml.safe_load(out) == unlabelled
+    assert f"note: {field} is empty: KubeVirt refuses that itself" in err
+
+
 def test_convert_keeps_other_documents_and_reports_nothing_to_do(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 ES256, ES384, ES512 = -7, -35, -36
 _ALG_HASH = {ES256: hashes.SHA256(), ES384: hashes.SHA384(), ES512: hashes.SHA512()}
-_ALG_SIZE = {ES256: 32, ES384: 48, ES512: 66}
 REALM_PROFILE_1 = "tag:arm.com,2023:realm#1.0.0"
 REALM_PROFILE_2 = "tag:arm.com,2024:realm#2.0.0"
 PLATFORM_PROFILE = "tag:arm.com,2023:cca_platform#1.0.0"
@@ -38,14 +37,15 @@ def alg_for(key: ec.EllipticCurvePrivateKey) -> int:
 
 
 def realm_key_claim(key: ec.EllipticCurvePrivateKey, encoding: str) -> bytes:
-    """Claim 44237: a raw uncompressed point, or a COSE_Key (kty EC2, crv P-384)."""
+    """Claim 44237: a raw uncompressed point, or a COSE_Key (kty EC2, the key's own crv)."""
     point = key.public_key().public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
     )
     if encoding == "raw":
         return point
     size = (len(point) - 1) // 2
-    return cbor2.dumps({1: 2, -1: 2, -2: point[1 : 1 + size], -3: point[1 + size :]})
+    crv = {"secp256r1": 1, "secp384r1": 2, "secp521r1": 3}[key.curve.name]
+    return cbor2.dumps({1: 2, -1: crv, -2: point[1 : 1 + size], -3: point[1 + size :]})
 
 
 def sign1(
@@ -56,7 +56,7 @@ def sign1(
     payload = cbor2.dumps(claims)
     to_sign = cbor2.dumps(["Signature1", protected, b"", payload])
     r, s = decode_dss_signature(key.sign(to_sign, ec.ECDSA(_ALG_HASH[alg])))
-    size = _ALG_SIZE[alg]
+    size = (key.curve.key_size + 7) // 8  # the key's size: an algorithm may not match its key
     signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")
     return cbor2.CBORTag(18, [protected, {}, payload, signature])
 
@@ -76,6 +76,8 @@ class TokenSpec:
     realm_profile: str | None = REALM_PROFILE_1
     lifecycle: int = 0x3003
     key_hash_algo: str = "sha-256"
+    hash_algo: str = "sha-256"  # claim 44236: the Realm's measurement algorithm
+    realm_alg: int = ES384  # the realm token's COSE algorithm (the RMM's is ES384)
     platform_challenge: bytes | None = None  # None: the right hash of the realm key claim
     realm_signing_key: ec.EllipticCurvePrivateKey | None = None  # None: realm_key
     extra_realm_claims: dict[Any, Any] = field(default_factory=dict)
@@ -88,7 +90,7 @@ def realm_claims(spec: TokenSpec) -> dict[Any, Any]:
     claims: dict[Any, Any] = {
         10: spec.nonce + bytes(64 - len(spec.nonce)),
         44235: spec.rpv,
-        44236: "sha-256",
+        44236: spec.hash_algo,
         44237: realm_key_claim(spec.realm_key, spec.realm_key_encoding),
         44238: spec.rim,
         44239: list(spec.rems),
@@ -126,7 +128,7 @@ def platform_claims(spec: TokenSpec, key_claim: bytes) -> dict[Any, Any]:
 
 def build_token(spec: TokenSpec) -> bytes:
     realm = realm_claims(spec)
-    realm_token = sign1(realm, spec.realm_signing_key or spec.realm_key, ES384)
+    realm_token = sign1(realm, spec.realm_signing_key or spec.realm_key, spec.realm_alg)
     platform_token = sign1(platform_claims(spec, realm[44237]), spec.platform_key)
     platform_bytes, realm_bytes = cbor2.dumps(platform_token), cbor2.dumps(realm_token)
     if spec.form == "tag-399":

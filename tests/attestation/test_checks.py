@@ -46,6 +46,8 @@ def expectations(spec: TokenSpec, **changes: object) -> Expectations:
         "personalization_value": spec.rpv,
         "personalization_source": "the VM manifest vm.yaml",
         "initial_measurement": spec.rim,
+        "measurement_algorithm": spec.hash_algo.replace("-", ""),
+        "measurement_algorithm_source": "the VM manifest vm.yaml",
     }
     values.update(changes)
     return Expectations(**values)  # type: ignore[arg-type]
@@ -202,7 +204,7 @@ def test_personalization_value_must_match(spec: TokenSpec) -> None:
 
 def test_rim_passes_fails_or_is_not_checked(spec: TokenSpec) -> None:
     sha512_rim = b"\x5a" * 64
-    chosen = spec.but(rim=sha512_rim)
+    chosen = spec.but(rim=sha512_rim, hash_algo="sha-512")
     assert run(chosen).check("initial-measurement").status == "passed"
     wrong = run(chosen, expected=expectations(chosen, initial_measurement=b"\x5b" * 64))
     assert failed(wrong) == {"initial-measurement"}
@@ -287,3 +289,35 @@ def test_a_realm_key_on_another_curve_fails(spec: TokenSpec) -> None:
     assert "65 bytes; an uncompressed P-384 point is 97" in (
         verdict.check("realm-signature").detail
     )
+
+
+def test_a_verdict_passes_only_when_every_check_was_made_and_every_required_one_passed(
+    spec: TokenSpec,
+) -> None:
+    """The rule itself, on verdicts taken apart: a required check that is not-checked, a check
+    that is missing, a check made twice each fail the verdict with a reason of their own."""
+    from dataclasses import replace
+
+    good = run(spec)
+    assert good.passed and good.failures == ()
+    checks = list(good.checks)
+    index = CHECK_NAMES.index("production-keys")
+    unevaluated = replace(checks[index], status="not-checked")
+    cases = {
+        "required not-checked": (
+            [*checks[:index], unevaluated, *checks[index + 1 :]],
+            ("production-keys is required but was not evaluated",),
+        ),
+        "missing": (checks[:-1], ("production-keys was not made",)),
+        "twice": ([*checks, checks[0]], ("platform-signature was made twice",)),
+        "none": ([], tuple(f"{name} was not made" for name in CHECK_NAMES)),
+    }
+    for case, (made, reasons) in cases.items():
+        verdict = Verdict(checks=tuple(made), test_token=False)
+        assert not verdict.passed, case
+        assert verdict.failures == reasons, case
+    # Not required and not checked is the one status besides passed that leaves it passing.
+    optional = replace(unevaluated, required=False)
+    assert Verdict(
+        checks=(*checks[:index], optional, *checks[index + 1 :]), test_token=False
+    ).passed

@@ -43,8 +43,19 @@ def example_rpv() -> bytes:
 
 
 @pytest.fixture
-def files(tmp_path: Path, spec: TokenSpec) -> dict[str, Path]:
-    chosen = spec.but(rpv=example_rpv(), rems=expected_rems(BOOT_EVENTS, "sha256"))
+def example(spec: TokenSpec) -> TokenSpec:
+    """A token of the Realm EXAMPLE_VM asks for: its personalization value, and sha-512."""
+    return spec.but(
+        rpv=example_rpv(),
+        hash_algo="sha-512",
+        rim=b"\x22" * 64,
+        rems=expected_rems(BOOT_EVENTS, "sha512"),
+    )
+
+
+@pytest.fixture
+def files(tmp_path: Path, example: TokenSpec) -> dict[str, Path]:
+    chosen = example
     paths = {
         "token": tmp_path / "token.cbor",
         "nonce": tmp_path / "nonce.bin",
@@ -70,7 +81,7 @@ def verify_args(files: dict[str, Path], *extra: str | Path) -> list[str | Path]:
     ]
 
 
-def test_verify_against_the_example_vm_manifest(files: dict[str, Path], spec: TokenSpec) -> None:
+def test_verify_against_the_example_vm_manifest(files: dict[str, Path], example: TokenSpec) -> None:
     result = kubevirt_cca(
         "attest",
         *map(
@@ -80,7 +91,7 @@ def test_verify_against_the_example_vm_manifest(files: dict[str, Path], spec: To
                 "--vmi",
                 EXAMPLE_VM,
                 "--expected-rim",
-                spec.rim.hex(),
+                example.rim.hex(),
                 "--measurement-log",
                 files["log"],
             ),
@@ -196,14 +207,14 @@ def test_verify_json_is_the_documented_shape(files: dict[str, Path]) -> None:
     assert base64.b64decode(token["realm"]["personalizationValueBase64"]) == example_rpv()
 
 
-def test_show_text_and_json(files: dict[str, Path], spec: TokenSpec) -> None:
+def test_show_text_and_json(files: dict[str, Path], example: TokenSpec) -> None:
     code, out, _ = attest("show", files["token"])
     assert code == 0
     assert "form: tag-399" in out and "realm token:" in out
-    assert f"initialMeasurement: {spec.rim.hex()}" in out
+    assert f"initialMeasurement: {example.rim.hex()}" in out
     code, out, _ = attest("show", files["token"], "--output", "json")
     assert code == 0
-    assert json.loads(out)["realm"]["challenge"] == spec.nonce.hex()
+    assert json.loads(out)["realm"]["challenge"] == example.nonce.hex()
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from kubevirt_cca.errors import AttestationError, CollectionError
 from tests.attestation.builder import TokenSpec, build_token
 from tests.attestation.fakeconfigfs import REPORT, FakeTsm
 from tests.attestation.test_cli import attest
+from tests.cli.run import kubevirt_cca
 
 
 def rmm(spec: TokenSpec):  # type: ignore[no-untyped-def]
@@ -144,3 +145,68 @@ def test_an_empty_token_is_an_error(tmp_path: Path) -> None:
 def test_a_nonce_error_is_attestation_error(tmp_path: Path) -> None:
     with pytest.raises(AttestationError):
         collect_token(b"", root=tmp_path)
+
+
+# --- issue 21 item 12: every file under the guest's /sys is read with a bound ------------------
+
+
+def test_realm_guest_pointing_at_dev_zero_is_refused_naming_the_file(
+    tmp_path: Path, spec: TokenSpec
+) -> None:
+    """An unbounded realm_guest (here /dev/zero, which never ends) is read no further than its
+    bound: exit 1, the file named, no report directory made."""
+    root = tmp_path / "guest"
+    (tmp_path / "nonce.bin").write_bytes(b"\x01" * 64)
+    with FakeTsm(root, respond=rmm(spec)) as tsm:
+        realm_guest = root / "sys/firmware/cca/realm_guest"
+        realm_guest.unlink()
+        realm_guest.symlink_to("/dev/zero")
+        result = kubevirt_cca(
+            "attest",
+            "collect",
+            "--nonce-file",
+            str(tmp_path / "nonce.bin"),
+            "--out",
+            str(tmp_path / "t.cbor"),
+            "--root",
+            str(root),
+        )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (
+        "kubevirt-cca attest: error: /sys/firmware/cca/realm_guest is larger than 16 bytes; "
+        "the kernel's file holds 0 or 1: this is not the file it should be\n"
+    )
+    assert tsm.created == [] and not (tmp_path / "t.cbor").exists()
+
+
+def test_a_large_realm_guest_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "sys/kernel/config/usb_gadget").mkdir(parents=True)  # configfs, without TSM
+    (tmp_path / "sys/firmware/cca").mkdir(parents=True)
+    (tmp_path / "sys/firmware/cca/realm_guest").write_bytes(b"1" + b" " * 16)
+    with pytest.raises(CollectionError, match=r"/sys/firmware/cca/realm_guest is larger than 16"):
+        collect_token(b"\x01" * 64, root=tmp_path)
+    # Sixteen bytes (the bound) are still read: "1" padded with blanks is a Realm guest.
+    (tmp_path / "sys/firmware/cca/realm_guest").write_bytes(b"1" + b" " * 15)
+    with pytest.raises(CollectionError, match="CONFIG_TSM_REPORTS"):
+        collect_token(b"\x01" * 64, root=tmp_path)
+
+
+def test_a_provider_larger_than_a_driver_name_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "nonce.bin").write_bytes(b"\x01" * 64)
+    root = tmp_path / "guest"
+    with FakeTsm(root, provider="arm_cca_guest" + " " * 60) as tsm:
+        code, out, err = collect(tmp_path, root)
+    assert code == 1 and out == ""
+    assert f"/{REPORT}/{tsm.created[0]}/provider is larger than 64 bytes" in err
+    assert "a driver name such as arm_cca_guest" in err
+    assert not (root / REPORT / tsm.created[0] / "inblob").exists()  # the nonce was not given
+
+
+def test_an_outblob_larger_than_a_token_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "nonce.bin").write_bytes(b"\x01" * 64)
+    root = tmp_path / "guest"
+    with FakeTsm(root, respond=lambda nonce: b"\x00" * (64 * 1024 + 1)) as tsm:
+        code, _, err = collect(tmp_path, root)
+    assert code == 1
+    assert f"/{REPORT}/{tsm.created[0]}/outblob is larger than 65536 bytes" in err
+    assert not (tmp_path / "t.cbor").exists()

@@ -101,6 +101,25 @@ def test_refusals_name_the_vmi_and_keep_their_cause() -> None:
     )
 
 
+def test_a_labelled_vmi_whose_native_cca_was_pruned_is_refused() -> None:
+    """Issue 21 item 11: ``launchSecurity: {}`` is what the API server leaves of VEP 129's
+    native ``launchSecurity.cca``; the parameters are gone, so the VM does not start."""
+    pruned = json.loads(CCA)
+    pruned["spec"]["domain"]["launchSecurity"] = {}
+    with pytest.raises(HookError) as refusal:
+        define_domain(DOMAIN, json.dumps(pruned).encode(), SETTINGS)
+    assert isinstance(refusal.value.__cause__, RequestError)
+    assert (
+        "its CCA request is invalid: spec.domain.launchSecurity: is empty: the API server "
+        "dropped cca from VEP 129's native form spec.domain.launchSecurity.cca"
+    ) in str(refusal.value)
+    # Unlabelled, it is not a CCA VMI: KubeVirt refuses the empty launchSecurity itself.
+    plain = json.loads(vmi({"app": "web"}))
+    plain["spec"]["domain"]["launchSecurity"] = {}
+    raw = json.dumps(plain).encode()
+    assert define_domain(DOMAIN, raw, SETTINGS).domain_xml is DOMAIN
+
+
 @pytest.mark.parametrize(
     ("raw", "detail"),
     [

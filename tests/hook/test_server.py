@@ -386,6 +386,17 @@ FAIL_CLOSED: dict[str, tuple[Any, Any, grpc.StatusCode, tuple[str, ...]]] = {
         INVALID,
         ("expected kind VirtualMachineInstance, got 'VirtualMachine'",),
     ),
+    # issue 21 item 11: native launchSecurity.cca pruned by the API server to {}
+    "launch-security-pruned-to-empty": (
+        lambda: domain(ARM64),
+        lambda: _vmi_with(("spec", "domain", "launchSecurity"), {}),
+        INVALID,
+        (
+            "spec.domain.launchSecurity: is empty: the API server dropped cca",
+            "the Realm's parameters are gone",
+            "the annotation cca.kubevirt.io/launch-security",
+        ),
+    ),
 }
 
 

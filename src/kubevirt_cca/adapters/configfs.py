@@ -6,7 +6,10 @@ read the token from ``outblob``, remove the directory. In an Arm CCA Realm the p
 ``arm_cca_guest`` and the token is the RMM's CCA token, its realm challenge the nonce
 zero-padded to 64 bytes.
 
-Every path is read below ``root`` so tests can run against a fake tree.
+Every path is read below ``root`` so tests can run against a fake tree. Every file is read with
+a bound of its own (a byte more than the most it can sensibly hold), so a tree that is not the
+kernel's (``realm_guest`` or ``provider`` pointing at ``/dev/zero``, a huge ``outblob``) gives
+an error naming the file, never an unbounded read.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import secrets
 import time
 from pathlib import Path
 
+from kubevirt_cca.core.attestation.token import MAX_TOKEN_BYTES
 from kubevirt_cca.core.attestation.verify import NONCE_MAX_BYTES, NONCE_MIN_BYTES
 from kubevirt_cca.errors import AttestationError, CollectionError
 
@@ -27,7 +31,11 @@ CONFIGFS_PATH = "sys/kernel/config"
 TSM_REPORT_PATH = "sys/kernel/config/tsm/report"
 REALM_GUEST_PATH = "sys/firmware/cca/realm_guest"
 CCA_PROVIDER = "arm_cca_guest"
-MAX_OUTBLOB_BYTES = 64 * 1024
+# The most each file can hold: realm_guest is "0" or "1" and a newline; a provider is a short
+# driver name (arm_cca_guest, tdx_guest...); outblob is a token, which verify bounds the same.
+MAX_REALM_GUEST_BYTES = 16
+MAX_PROVIDER_BYTES = 64
+MAX_OUTBLOB_BYTES = MAX_TOKEN_BYTES
 # configfs creates a report's attribute files with the directory; wait briefly for them in case
 # the tree populates them a moment later, then give up with a clear message.
 POPULATE_TIMEOUT_S = 2.0
@@ -80,7 +88,8 @@ def _run_report(base: Path, report: Path, nonce: bytes, realm_guest: str | None)
                 f"/{TSM_REPORT_PATH} is not a configfs-tsm report directory"
             )
         time.sleep(_POLL_S)
-    provider = _read(base, provider_file).decode("ascii", "replace").strip()
+    raw = _read(base, provider_file, MAX_PROVIDER_BYTES, "a driver name such as arm_cca_guest")
+    provider = raw.decode("ascii", "replace").strip()
     if provider != CCA_PROVIDER:
         hint = "" if realm_guest == "1" else " (it may be an Intel TDX or AMD SEV-SNP guest)"
         raise CollectionError(
@@ -94,34 +103,56 @@ def _run_report(base: Path, report: Path, nonce: bytes, realm_guest: str | None)
         raise CollectionError(
             f"writing the nonce to {_shown(base, report / 'inblob')} failed: {exc.strerror or exc}"
         ) from exc
-    token = _read(base, report / "outblob")
+    token = _read(base, report / "outblob", MAX_OUTBLOB_BYTES, "one attestation token")
     if not token:
         raise CollectionError("the RMM returned an empty attestation token")
     log.info("attestation token collected provider=%s bytes=%d", provider, len(token))
     return token
 
 
-def _read(base: Path, path: Path) -> bytes:
+def _at_most(path: Path, limit: int) -> bytes | None:
+    """``path``'s bytes, read no further than one past ``limit``; ``None`` when it has more."""
+    with path.open("rb") as handle:
+        data = handle.read(limit + 1)
+    return data if len(data) <= limit else None
+
+
+def _too_large(base: Path, path: Path, limit: int, holds: str) -> CollectionError:
+    return CollectionError(
+        f"{_shown(base, path)} is larger than {limit} bytes; the kernel's file holds {holds}: "
+        "this is not the file it should be"
+    )
+
+
+def _read(base: Path, path: Path, limit: int, holds: str) -> bytes:
+    """At most ``limit`` bytes of ``path``; :class:`CollectionError` naming it when it has more."""
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_OUTBLOB_BYTES + 1)
+        data = _at_most(path, limit)
     except OSError as exc:
         raise CollectionError(
             f"reading {_shown(base, path)} failed: {exc.strerror or exc}"
             + ("; the RMM refused the attestation request" if exc.errno == errno.EIO else "")
         ) from exc
-    if len(data) > MAX_OUTBLOB_BYTES:
-        raise CollectionError(f"{_shown(base, path)} is larger than {MAX_OUTBLOB_BYTES} bytes")
+    if data is None:
+        raise _too_large(base, path, limit, holds)
     return data
 
 
 def _read_realm_guest(base: Path) -> str | None:
+    path = base / REALM_GUEST_PATH
     try:
-        return (base / REALM_GUEST_PATH).read_text(encoding="ascii").strip()
+        data = _at_most(path, MAX_REALM_GUEST_BYTES)
     except FileNotFoundError:
         return None  # kernels before the realm_guest ABI: the TSM provider decides
-    except (OSError, UnicodeDecodeError) as exc:
-        log.warning("cannot read /%s: %s", REALM_GUEST_PATH, exc)
+    except OSError as exc:
+        log.warning("cannot read /%s: %s", REALM_GUEST_PATH, exc.strerror or exc)
+        return None
+    if data is None:
+        raise _too_large(base, path, MAX_REALM_GUEST_BYTES, "0 or 1")
+    try:
+        return data.decode("ascii").strip()
+    except UnicodeDecodeError:
+        log.warning("cannot read /%s: not ASCII", REALM_GUEST_PATH)
         return None
 
 

@@ -78,7 +78,8 @@ Check an Arm CCA attestation token: the platform signature under one of the trus
 (the platform vendor's CPAK public key, PEM or JWK), the realm signature, the binding of the
 realm key to the platform token, the realm challenge against the nonce, the personalization
 value against the VM manifest (--vmi, read the way admission reads it: label {ENABLED_LABEL}
-and its launch-security annotation) or --expected-rpv, the RIM against --expected-rim or a
+and its launch-security annotation) or --expected-rpv, the measurement algorithm against the
+manifest's measurementAlgo, the RIM against --expected-rim or a
 --reference file ('attest reference --output json'), the REMs against a replay of the Realm's
 measurement log (--measurement-log, saved by 'attest collect --log-out'), and the platform
 lifecycle. A token made with a published sample key is reported as a test token.
@@ -243,7 +244,7 @@ def run_verify(args: argparse.Namespace) -> int:
         anchors: list[TrustAnchor] = []
         for path in args.trust_anchor:
             anchors.extend(load_trust_anchors(_read_bytes(path, "trust anchor"), label=path))
-        rpv, source = _expected_rpv(args)
+        rpv, source, algorithm = _expected_rpv(args)
         rim = _expected_rim(args.expected_rim)
         reference_algo = None
         if args.reference is not None:
@@ -257,6 +258,8 @@ def run_verify(args: argparse.Namespace) -> int:
             allow_test_keys=args.allow_test_keys,
             measurement_log=event_log,
             reference_algorithm=reference_algo,
+            measurement_algorithm=algorithm,
+            measurement_algorithm_source=f"the VM manifest {args.vmi}" if args.vmi else None,
         )
         verdict = verify_token(token, anchors=anchors, expected=expected)
     except RequestError as exc:
@@ -318,7 +321,8 @@ def _load_log(path: str) -> MeasurementLog:
         raise AttestationError(f"--measurement-log {path}: {exc}") from exc
 
 
-def _expected_rpv(args: argparse.Namespace) -> tuple[bytes, str]:
+def _expected_rpv(args: argparse.Namespace) -> tuple[bytes, str, str | None]:
+    """The personalization value to expect, where it comes from, and the declared algorithm."""
     if args.vmi is not None:
         manifest = load_manifest(args.vmi)
         request = parse_request(manifest)
@@ -333,8 +337,9 @@ def _expected_rpv(args: argparse.Namespace) -> tuple[bytes, str]:
             return (
                 bytes(PERSONALIZATION_VALUE_BYTES),
                 f"the VM manifest {args.vmi} (no personalizationValue: all zeros)",
+                request.measurement_algo,
             )
-        return declared, f"the VM manifest {args.vmi}"
+        return declared, f"the VM manifest {args.vmi}", request.measurement_algo
     text = args.expected_rpv.strip()
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=True)
@@ -348,7 +353,7 @@ def _expected_rpv(args: argparse.Namespace) -> tuple[bytes, str]:
             f"--expected-rpv decodes to {len(raw)} bytes; expected exactly "
             f"{PERSONALIZATION_VALUE_BYTES}"
         )
-    return raw, "--expected-rpv"
+    return raw, "--expected-rpv", None
 
 
 def _expected_rim(text: str | None) -> bytes | None:
@@ -373,6 +378,8 @@ _MARKS = {"passed": "ok  ", "failed": "FAIL", "not-checked": "--  "}
 
 def format_verdict(verdict: Verdict) -> str:
     lines = [f"attestation: {'PASSED' if verdict.passed else 'FAILED'}"]
+    if verdict.failures:
+        lines.append(f"  because: {'; '.join(verdict.failures)}")
     if verdict.test_token:
         lines.append(
             "warning: this is a TEST TOKEN made with a published sample key; "

@@ -16,7 +16,6 @@ from kubevirt_cca.constants import (
     CCA_FEATURE_GATE,
     CONFIG_MAP_NAME,
     ENABLED_LABEL,
-    ENABLED_VALUE,
     NODE_CCA_LABEL,
     PLUGIN_NAME,
     PLUGINS_FEATURE_GATE,
@@ -39,7 +38,7 @@ from kubevirt_cca.core.admission.validate import (
 from kubevirt_cca.core.convert import native_field
 from kubevirt_cca.core.integration import IntegrationMode
 from kubevirt_cca.core.objects import labels_of, meta_str
-from kubevirt_cca.core.request import parse_request
+from kubevirt_cca.core.request import find_template, native_form_advice, parse_request
 from kubevirt_cca.core.requirements import requirements
 from kubevirt_cca.errors import ManifestError, RequestError, SettingsError, Violation
 
@@ -138,9 +137,7 @@ def run(args: argparse.Namespace) -> int:
                     (
                         "is VEP 129's native form, which stock KubeVirt does not have: kubectl "
                         "rejects it as an unknown field, or the API server drops it and the VM "
-                        "would start without "
-                        f'CCA. Express it as the label {ENABLED_LABEL}: "{ENABLED_VALUE}" plus the '
-                        f"annotation: run 'kubevirt-cca convert {args.file}'"
+                        "would start without CCA. " + native_form_advice(args.file)
                     ),
                 )
             ]
@@ -152,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if violations:
         return _refuse(violations)
+    _note_empty_launch_security(obj)
     _warn(template_warnings(obj, cluster), obj, cluster)
     _print(obj)
     return EXIT_ADMITTED
@@ -177,9 +175,26 @@ def _vmi(obj: dict[str, Any], old: Mapping[str, Any] | None, cluster: ClusterVie
             "label); admitted unchanged",
             file=sys.stderr,
         )
+        _note_empty_launch_security(obj)
     _warn(template_warnings(obj, cluster), obj, cluster)
     _print(admitted)
     return EXIT_ADMITTED
+
+
+def _note_empty_launch_security(obj: Mapping[str, Any]) -> None:
+    """An admitted object (so: no CCA label) with ``launchSecurity: {}``: not ours to refuse,
+    KubeVirt does (docs/api.md), but it may be a native-form request whose ``cca`` was lost."""
+    template = find_template(obj)
+    domain = template.spec.get("domain")
+    launch_security = domain.get("launchSecurity") if isinstance(domain, Mapping) else None
+    if isinstance(launch_security, Mapping) and not launch_security:
+        print(
+            f"kubevirt-cca validate: note: {template.path('spec', 'domain', 'launchSecurity')} "
+            "is empty: KubeVirt refuses that itself (on arm64: 'No launchSecurity support for "
+            "architecture: arm64'). If it held VEP 129's native cca, the API server dropped it. "
+            + native_form_advice(),
+            file=sys.stderr,
+        )
 
 
 def _cluster(path: str | None, config_path: str | None = None) -> ClusterView:

@@ -6,7 +6,9 @@ at ``kubectl apply`` and another way when its domain is defined.
 The request travels in metadata (DESIGN.md, "The API"): the label ``cca.kubevirt.io/enabled:
 "true"`` asks for a Realm, and the optional annotation ``cca.kubevirt.io/launch-security``
 carries VEP 129's ``CCA`` struct as JSON. Where a cluster's KubeVirt keeps VEP 129's native
-``spec.domain.launchSecurity.cca``, that is read as the same struct.
+``spec.domain.launchSecurity.cca``, that is read as the same struct. A request whose
+``launchSecurity`` is empty (``{}``: what is left when the API server prunes ``cca`` from a
+client that does not validate fields strictly) is refused: its parameters were lost on the way.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "CCARequest",
     "Template",
     "find_template",
+    "native_form_advice",
     "parse_parameters",
     "parse_request",
     "parse_template",
@@ -370,6 +373,19 @@ def _parse_native(template: Template, violations: list[Violation]) -> CCARequest
     return _parse_struct(cca, path, violations)
 
 
+def native_form_advice(manifest: str | None = None) -> str:
+    """How to write VEP 129's native form on stock KubeVirt: one wording for every reader."""
+    where = (
+        f"'kubevirt-cca convert {manifest}'"
+        if manifest
+        else ("'kubevirt-cca convert' on the manifest you applied")
+    )
+    return (
+        f'Write the request as the label {ENABLED_LABEL}: "{ENABLED_VALUE}" plus the annotation '
+        f"{LAUNCH_SECURITY_ANNOTATION} (VEP 129's CCA struct as JSON): run {where}"
+    )
+
+
 def _check_other_launch_security(template: Template, violations: list[Violation]) -> None:
     domain = template.spec.get("domain")
     if not isinstance(domain, Mapping):
@@ -380,6 +396,18 @@ def _check_other_launch_security(template: Template, violations: list[Violation]
     path = template.path("spec", "domain", "launchSecurity")
     if not isinstance(launch_security, Mapping):
         violations.append(Violation(path, "expected an object"))
+        return
+    if not launch_security:
+        violations.append(
+            Violation(
+                path,
+                "is empty: the API server dropped cca from VEP 129's native form "
+                f"{path}.cca (stock KubeVirt has no such field, and a client without strict "
+                "field validation, such as kubectl --validate=false, lets it be pruned "
+                "silently), so the Realm's parameters are gone. Remove launchSecurity. "
+                + native_form_advice(),
+            )
+        )
         return
     for other in launch_security:
         if other != "cca":

@@ -277,3 +277,83 @@ def test_the_policies_alone_still_refuse_what_they_promise(
     # A realm VMI that carries what the webhook would have added passes the policy (the
     # policies are the backstop, not a second webhook) - and plain VMIs are untouched.
     assert create(installed, namespace, vmi("plain", cca=False)) == ""
+
+
+# --- issue 21 item 11: VEP 129's native launchSecurity.cca on stock KubeVirt's schema -----------
+
+NATIVE_PARAMS = {"measurementAlgo": "sha512", "measurementLog": True}
+
+
+def kubectl_create(
+    installed: Installed, namespace: str, obj: dict[str, Any], validate: str
+) -> tuple[int, str]:
+    done = installed.server.kubectl(
+        "create",
+        f"--namespace={namespace}",
+        f"--validate={validate}",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump(obj),
+        check=False,
+    )
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda t: None, "spec.domain.launchSecurity"),
+        (lambda t: vm("native-vm", t), "spec.template.spec.domain.launchSecurity"),
+        (
+            lambda t: pool("native-pool", t),
+            "spec.virtualMachineTemplate.spec.template.spec.domain.launchSecurity",
+        ),
+    ],
+    ids=["VirtualMachineInstance", "VirtualMachine", "VirtualMachinePool"],
+)
+def test_native_cca_is_an_unknown_field_and_refused_once_pruned(
+    installed: Installed, namespace: str, build: Any, field: str
+) -> None:
+    """KubeVirt's real CRD schema has no launchSecurity.cca. With strict field validation
+    (kubectl's default) the API server refuses it as an unknown field; without it, the API
+    server prunes it to launchSecurity: {} and our webhook sees that and refuses, saying the
+    parameters were dropped and how to give them."""
+    native = vmi("native")
+    native["spec"]["domain"]["launchSecurity"] = {"cca": NATIVE_PARAMS}
+    obj = build(template_of(native)) or native
+    code, strict = kubectl_create(installed, namespace, obj, "strict")
+    assert code != 0
+    assert f'unknown field "{field}.cca"' in strict, strict
+    code, lax = kubectl_create(installed, namespace, obj, "false")
+    assert code != 0, "a pruned native request was stored"
+    # kubectl prints a webhook's 422 refusal as "The request is invalid: FIELD: MESSAGE".
+    assert lax.startswith(f"The request is invalid: {field}: is empty"), lax
+    assert (
+        f"{field}: is empty: the API server dropped cca from VEP 129's native form {field}.cca"
+    ) in lax, lax
+    assert "the Realm's parameters are gone" in lax
+    assert f'the label {ENABLED}: "true" plus the annotation {PARAMETERS}' in lax
+    assert "run 'kubevirt-cca convert' on the manifest you applied" in lax
+    kind = obj["kind"]
+    assert installed.server.kubectl("get", kind, "-n", namespace, "-o", "name").stdout == ""
+    # Written as the advice says (label + annotation), the same request is stored.
+    fixed = vmi("native", annotations={PARAMETERS: json.dumps(NATIVE_PARAMS)})
+    fixed_obj = build(template_of(fixed)) or fixed
+    code, err = kubectl_create(installed, namespace, fixed_obj, "strict")
+    assert code == 0, err
+
+
+def test_an_unlabelled_vmi_pruned_to_an_empty_launch_security_is_not_ours(
+    installed: Installed, namespace: str
+) -> None:
+    """Without the label our webhooks do not see the VMI (objectSelector): the API server
+    stores what it pruned, launchSecurity: {}, which KubeVirt's own admission refuses (on
+    arm64: "No launchSecurity support for architecture: arm64"; virt-api is not part of this
+    lane). docs/api.md says so."""
+    native = vmi("unlabelled-native", cca=False)
+    native["spec"]["domain"]["launchSecurity"] = {"cca": NATIVE_PARAMS}
+    code, err = kubectl_create(installed, namespace, native, "false")
+    assert code == 0, err
+    got = stored(installed, namespace, native)
+    assert got["spec"]["domain"]["launchSecurity"] == {}
+    assert ENABLED not in (got["metadata"].get("labels") or {})

@@ -21,6 +21,7 @@ from kubevirt_cca.core.attestation.cbor import decode_cbor
 from kubevirt_cca.errors import AttestationError
 
 RealmKeyEncoding = Literal["raw", "cose-key"]
+REALM_KEY_CURVE = c.COSE_ALGORITHM_CURVES[c.REALM_SIGNING_ALGORITHM]  # "P-384"
 
 _CURVES: dict[str, ec.EllipticCurve] = {
     "P-256": ec.SECP256R1(),
@@ -120,7 +121,7 @@ def load_trust_anchors(data: bytes, *, label: str) -> tuple[TrustAnchor, ...]:
 def decode_realm_public_key(raw: bytes) -> RealmKey:
     """Claim 44237: a raw uncompressed P-384 point (97 bytes) or a COSE_Key (EC2, P-384)."""
     if raw[:1] == b"\x04":
-        return RealmKey(key=_point(raw, "P-384", "the realm public key"), encoding="raw")
+        return RealmKey(key=_point(raw, REALM_KEY_CURVE, "the realm public key"), encoding="raw")
     value = decode_cbor(raw, "the realm public key (COSE_Key)")
     if not isinstance(value, Mapping):
         raise AttestationError(
@@ -131,14 +132,20 @@ def decode_realm_public_key(raw: bytes) -> RealmKey:
         raise AttestationError(f"the realm public key COSE_Key has kty {kty!r}; expected 2 (EC2)")
     crv = value.get(c.COSE_KEY_CRV)
     curve = c.COSE_CURVES.get(crv) if type(crv) is int else None
-    if curve is None:
-        raise AttestationError(f"the realm public key COSE_Key has crv {crv!r}; expected 2 (P-384)")
+    if curve != REALM_KEY_CURVE:
+        named = f" ({curve})" if curve else ""
+        raise AttestationError(
+            f"the realm public key COSE_Key has crv {crv!r}{named}; expected 2 (P-384): the "
+            "RMM signs realm tokens with ES384 on a P-384 key"
+        )
     x, y = value.get(c.COSE_KEY_X), value.get(c.COSE_KEY_Y)
     if not isinstance(x, bytes) or not isinstance(y, bytes):
         raise AttestationError(
             "the realm public key COSE_Key needs byte-string x (-2) and y (-3) coordinates"
         )
-    return RealmKey(key=_point(b"\x04" + x + y, curve, "the realm public key"), encoding="cose-key")
+    return RealmKey(
+        key=_point(b"\x04" + x + y, REALM_KEY_CURVE, "the realm public key"), encoding="cose-key"
+    )
 
 
 # --- helpers -------------------------------------------------------------------------------------

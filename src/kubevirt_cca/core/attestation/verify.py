@@ -1,16 +1,25 @@
 """Verify an Arm CCA attestation token against what the VM owner expects.
 
 Each check is a value (:class:`Check`): passed, failed or not checked, with a sentence saying
-why. The verdict passes only when every required check passed. The checks, in order:
+why; each is one function of :mod:`~kubevirt_cca.core.attestation.checks`. The verdict passes
+only when every check was made (all of :data:`CHECK_NAMES`, once each) and every required one
+passed: a required check that could not be evaluated fails it. Byte claims are compared over
+their whole length: a value of the wrong length for its algorithm never passes, whatever its
+first bytes are. The checks, in order:
 
 - ``platform-signature``: the platform token verifies (ES256/ES384/ES512, from its protected
   header) under one of the given trust anchors (the platform vendor's CPAK).
-- ``realm-signature``: the realm token verifies (ES384) under the key in its claim 44237.
+- ``realm-signature``: the realm token is signed ES384 (nothing else) and verifies under the
+  P-384 key in its claim 44237.
 - ``realm-platform-binding``: the platform challenge is the hash (claim 44240's algorithm) of
   the exact bytes of claim 44237, so this realm key was vouched for by this platform.
 - ``realm-challenge``: the realm challenge is the owner's fresh nonce, zero-padded to 64 bytes.
 - ``personalization-value``: the Realm Personalization Value is the one the VM declared.
-- ``initial-measurement``: the RIM equals the expected one (not checked when none is given).
+- ``measurement-algorithm``: the token's measurement algorithm (claim 44236) is the
+  ``measurementAlgo`` the VM declared (not checked when it declared none).
+- ``initial-measurement``: the RIM equals the expected one (not checked when none is given);
+  a token RIM or an expected RIM whose length is not the token algorithm's digest size never
+  matches.
 - ``measurement-log``: replaying the Realm's measurement log gives each REM the token carries
   (not checked when no log is given); see :mod:`kubevirt_cca.core.attestation.eventlog`.
 - ``platform-lifecycle``: the platform is in the "secured" lifecycle state.
@@ -20,40 +29,47 @@ why. The verdict passes only when every required check passed. The checks, in or
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from kubevirt_cca.core.attestation import claims as c
-from kubevirt_cca.core.attestation.eventlog import (
-    MeasurementLog,
-    RemReplay,
-    replay,
-    stray_events,
+from kubevirt_cca.core.attestation.checks import (
+    Check,
+    CheckStatus,
+    Expectations,
+    initial_measurement,
+    measurement_algorithm,
+    measurement_log,
+    personalization_value,
+    platform_lifecycle,
+    platform_signature,
+    production_keys,
+    realm_challenge,
+    realm_platform_binding,
+    realm_signature,
+    verify_signature,
 )
-from kubevirt_cca.core.attestation.keys import (
-    SAMPLE_REALM_KEYS,
-    RealmKey,
-    TrustAnchor,
-    curve_name,
-    decode_realm_public_key,
-    sample_key_name,
-)
-from kubevirt_cca.core.attestation.token import CCAToken, RealmClaims, Sign1
+from kubevirt_cca.core.attestation.eventlog import RemReplay
+from kubevirt_cca.core.attestation.keys import RealmKey, TrustAnchor, decode_realm_public_key
+from kubevirt_cca.core.attestation.token import CCAToken
 from kubevirt_cca.errors import AttestationError
+
+__all__ = [
+    "CHECK_NAMES",
+    "NONCE_MAX_BYTES",
+    "NONCE_MIN_BYTES",
+    "Check",
+    "CheckStatus",
+    "Expectations",
+    "Verdict",
+    "challenge_for_nonce",
+    "verify_signature",
+    "verify_token",
+]
 
 log = logging.getLogger(__name__)
 
-CheckStatus = Literal["passed", "failed", "not-checked"]
 NONCE_MIN_BYTES = 32
 NONCE_MAX_BYTES = c.REALM_CHALLENGE_BYTES
 CHECK_NAMES = (
@@ -62,37 +78,12 @@ CHECK_NAMES = (
     "realm-platform-binding",
     "realm-challenge",
     "personalization-value",
+    "measurement-algorithm",
     "initial-measurement",
     "measurement-log",
     "platform-lifecycle",
     "production-keys",
 )
-_HASHES: dict[str, hashes.HashAlgorithm] = {
-    "sha256": hashes.SHA256(),
-    "sha384": hashes.SHA384(),
-    "sha512": hashes.SHA512(),
-}
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: CheckStatus
-    detail: str
-    required: bool = True
-
-
-@dataclass(frozen=True)
-class Expectations:
-    """What the owner expects the token to say."""
-
-    nonce: bytes
-    personalization_value: bytes
-    personalization_source: str  # for messages: "the VM manifest vm.yaml", "--expected-rpv"
-    initial_measurement: bytes | None = None
-    allow_test_keys: bool = False
-    measurement_log: MeasurementLog | None = None
-    reference_algorithm: str | None = None  # "sha256"...: the reference RIM's algorithm
 
 
 @dataclass(frozen=True)
@@ -103,7 +94,22 @@ class Verdict:
 
     @property
     def passed(self) -> bool:
-        return all(check.status == "passed" for check in self.checks if check.required)
+        return not self.failures
+
+    @property
+    def failures(self) -> tuple[str, ...]:
+        """Why the verdict fails, one phrase per reason; empty when it passes."""
+        names = [check.name for check in self.checks]
+        reasons = [f"{name} was not made" for name in CHECK_NAMES if name not in names]
+        reasons += [f"{name} was made twice" for name in CHECK_NAMES if names.count(name) > 1]
+        for check in self.checks:
+            if not check.required or check.status == "passed":
+                continue
+            if check.status == "failed":
+                reasons.append(f"{check.name} failed")
+            else:
+                reasons.append(f"{check.name} is required but was not evaluated")
+        return tuple(reasons)
 
     def check(self, name: str) -> Check:
         for check in self.checks:
@@ -129,7 +135,7 @@ def verify_token(
     if not anchors:
         raise AttestationError("no trust anchor given; give the platform vendor's CPAK")
     challenge = challenge_for_nonce(expected.nonce)
-    platform_check, anchor = _platform_signature(token.platform, anchors)
+    platform_check, anchor = platform_signature(token.platform, anchors)
     realm = token.realm_claims
     realm_key: RealmKey | None = None
     key_error: str | None = None
@@ -140,318 +146,22 @@ def verify_token(
             key_error = str(exc)
     checks = [
         platform_check,
-        _realm_signature(token.realm, realm_key, key_error),
-        _binding(token, realm),
-        _challenge(realm, challenge),
-        _personalization(realm, expected),
-        _initial_measurement(realm, expected.initial_measurement, expected.reference_algorithm),
+        realm_signature(token.realm, realm_key, key_error),
+        realm_platform_binding(token, realm),
+        realm_challenge(realm, challenge),
+        personalization_value(realm, expected),
+        measurement_algorithm(realm, expected),
+        initial_measurement(realm, expected.initial_measurement, expected.reference_algorithm),
     ]
-    log_check, log_replay = _measurement_log(realm, expected.measurement_log)
-    checks += [log_check, _lifecycle(token.platform_claims.lifecycle)]
-    production, test_token = _production_keys(anchor, realm_key, expected.allow_test_keys)
+    log_check, log_replay = measurement_log(realm, expected.measurement_log)
+    checks += [log_check, platform_lifecycle(token.platform_claims.lifecycle)]
+    production, test_token = production_keys(anchor, realm_key, expected.allow_test_keys)
     checks.append(production)
     verdict = Verdict(checks=tuple(checks), test_token=test_token, log_replay=log_replay)
     log.info(
         "attestation verdict=%s failed=%s test_token=%s",
         "passed" if verdict.passed else "failed",
-        ",".join(ch.name for ch in checks if ch.status == "failed") or "-",
+        ",".join(ch.name for ch in checks if ch.required and ch.status != "passed") or "-",
         test_token,
     )
     return verdict
-
-
-def verify_signature(sign1: Sign1, key: ec.EllipticCurvePublicKey) -> str | None:
-    """``None`` when ``sign1`` verifies under ``key``, else why not."""
-    alg = sign1.algorithm
-    if alg is None:
-        return "its protected header names no algorithm (alg, label 1)"
-    if alg not in c.COSE_ALGORITHMS:
-        return f"its algorithm {alg} is not ES256, ES384 or ES512"
-    name = c.COSE_ALGORITHMS[alg]
-    curve = c.COSE_ALGORITHM_CURVES[alg]
-    if curve_name(key) != curve:
-        return f"{name} needs a {curve} key, this one is {curve_name(key)}"
-    size = c.CURVE_COORDINATE_BYTES[curve]
-    if len(sign1.signature) != 2 * size:
-        return f"an {name} signature is {2 * size} bytes, this one is {len(sign1.signature)}"
-    r = int.from_bytes(sign1.signature[:size], "big")
-    s = int.from_bytes(sign1.signature[size:], "big")
-    try:
-        key.verify(
-            encode_dss_signature(r, s),
-            sign1.to_be_signed(),
-            ec.ECDSA(_HASHES[c.COSE_ALGORITHM_HASHES[alg]]),
-        )
-    except InvalidSignature:
-        return f"the {name} signature does not match"
-    return None
-
-
-# --- the checks ----------------------------------------------------------------------------------
-
-
-def _platform_signature(
-    platform: Sign1, anchors: Sequence[TrustAnchor]
-) -> tuple[Check, TrustAnchor | None]:
-    reasons = []
-    for anchor in anchors:
-        reason = verify_signature(platform, anchor.key)
-        if reason is None:
-            alg = c.COSE_ALGORITHMS[platform.algorithm] if platform.algorithm else "?"
-            return Check(
-                "platform-signature",
-                "passed",
-                f"{alg} signature verified with trust anchor {anchor.label} ({anchor.curve})",
-            ), anchor
-        reasons.append(f"{anchor.label}: {reason}")
-    return Check(
-        "platform-signature",
-        "failed",
-        "the platform token does not verify under any trust anchor given ("
-        + "; ".join(reasons)
-        + "); it was not signed by that platform key, "
-        "or it was altered",
-    ), None
-
-
-def _realm_signature(realm: Sign1 | None, key: RealmKey | None, key_error: str | None) -> Check:
-    name = "realm-signature"
-    if realm is None:
-        return Check(name, "failed", _NO_REALM)
-    if key is None:
-        return Check(name, "failed", f"cannot check: {key_error}")
-    if realm.algorithm != c.REALM_SIGNING_ALGORITHM:
-        return Check(
-            name,
-            "failed",
-            f"the realm token's algorithm is {realm.algorithm!r}; the RMM signs realm "
-            f"tokens with ES384 ({c.REALM_SIGNING_ALGORITHM})",
-        )
-    reason = verify_signature(realm, key.key)
-    if reason is not None:
-        return Check(
-            name,
-            "failed",
-            "the realm token does not verify under its own key (claim "
-            f"{c.REALM_PUBLIC_KEY}): {reason}; it was altered",
-        )
-    return Check(
-        name,
-        "passed",
-        f"ES384 signature verified with the realm key in claim {c.REALM_PUBLIC_KEY} "
-        f"({'raw P-384 point' if key.encoding == 'raw' else 'COSE_Key'})",
-    )
-
-
-def _binding(token: CCAToken, realm: RealmClaims | None) -> Check:
-    name = "realm-platform-binding"
-    if realm is None:
-        return Check(name, "failed", _NO_REALM)
-    algorithm = c.HASH_ALGORITHMS.get(realm.public_key_hash_algo)
-    if algorithm is None:
-        return Check(
-            name,
-            "failed",
-            f"the realm key hash algorithm (claim {c.REALM_PUBLIC_KEY_HASH_ALGO}) is "
-            f"{realm.public_key_hash_algo!r}; expected one of "
-            f"{', '.join(c.HASH_ALGORITHMS)}",
-        )
-    digest = hashlib.new(algorithm, realm.public_key).digest()
-    platform_challenge = token.platform_claims.challenge
-    if not hmac.compare_digest(digest, platform_challenge):
-        return Check(
-            name,
-            "failed",
-            f"the platform challenge {_short(platform_challenge)} is not the "
-            f"{realm.public_key_hash_algo} of the realm key claim ({_short(digest)}): "
-            "this platform token does not vouch for this realm token",
-        )
-    return Check(
-        name,
-        "passed",
-        f"the platform challenge is the {realm.public_key_hash_algo} of the realm key "
-        "claim: the platform vouches for this realm's attestation key",
-    )
-
-
-def _challenge(realm: RealmClaims | None, challenge: bytes) -> Check:
-    name = "realm-challenge"
-    if realm is None:
-        return Check(name, "failed", _NO_REALM)
-    if not hmac.compare_digest(realm.challenge, challenge):
-        return Check(
-            name,
-            "failed",
-            f"the realm challenge {_short(realm.challenge)} is not the nonce given "
-            f"({_short(challenge)}, zero-padded to 64 bytes): the token was made for "
-            "another request, or replayed",
-        )
-    return Check(name, "passed", "the realm challenge is the nonce given: the token is fresh")
-
-
-def _personalization(realm: RealmClaims | None, expected: Expectations) -> Check:
-    name = "personalization-value"
-    if realm is None:
-        return Check(name, "failed", _NO_REALM)
-    got = realm.personalization_value
-    if not hmac.compare_digest(got, expected.personalization_value):
-        return Check(
-            name,
-            "failed",
-            f"the token's personalization value {_b64(got)} is not the one expected "
-            f"from {expected.personalization_source} "
-            f"({_b64(expected.personalization_value)})",
-        )
-    return Check(
-        name,
-        "passed",
-        f"the personalization value is the one expected from {expected.personalization_source}",
-    )
-
-
-def _initial_measurement(
-    realm: RealmClaims | None, expected: bytes | None, algorithm: str | None = None
-) -> Check:
-    name = "initial-measurement"
-    if realm is None:
-        status: CheckStatus = "failed" if expected is not None else "not-checked"
-        return Check(name, status, _NO_REALM, required=expected is not None)
-    rim = realm.initial_measurement
-    if (
-        expected is not None
-        and algorithm is not None
-        and c.HASH_ALGORITHMS.get(realm.hash_algo) != algorithm
-    ):
-        return Check(
-            name,
-            "failed",
-            f"the reference RIM is {algorithm}, but this Realm measures with "
-            f"{realm.hash_algo}: the reference was computed for another host profile "
-            "(measurementAlgo)",
-        )
-    if expected is None:
-        return Check(
-            name,
-            "not-checked",
-            f"no expected RIM given; the token's RIM is {rim.hex()} "
-            f"({realm.hash_algo}). Compare it with one from a trusted first launch "
-            "or a reference-value tool",
-            required=False,
-        )
-    if not hmac.compare_digest(rim, expected):
-        return Check(
-            name,
-            "failed",
-            f"the token's RIM {rim.hex()} is not the expected {expected.hex()}: "
-            "the Realm was started with other firmware, kernel or initial state",
-        )
-    return Check(name, "passed", f"the RIM is the expected {rim.hex()} ({realm.hash_algo})")
-
-
-def _measurement_log(
-    realm: RealmClaims | None, log: MeasurementLog | None
-) -> tuple[Check, tuple[RemReplay, ...] | None]:
-    name = "measurement-log"
-    if log is None:
-        return Check(
-            name,
-            "not-checked",
-            "no measurement log given; the REMs are not explained",
-            required=False,
-        ), None
-    if realm is None:
-        return Check(name, "failed", _NO_REALM), None
-    stray = stray_events(log)
-    if stray:
-        return Check(
-            name,
-            "failed",
-            f"the log has {len(stray)} event(s) for registers a Realm does not have "
-            f"(first at offset {stray[0].offset}: register {stray[0].mr_index}; a "
-            "Realm has 0 for the RIM and 1-4 for REM0-REM3): not this Realm's log",
-        ), None
-    if realm.hash_algo not in c.HASH_ALGORITHMS:
-        return Check(
-            name, "failed", f"the token's hash algorithm {realm.hash_algo!r} cannot be replayed"
-        ), None
-    replays = replay(log, token_algorithm=realm.hash_algo, rems=realm.extensible_measurements)
-    count = sum(len(r.events) for r in replays)
-    unexplained = [r for r in replays if not r.explained]
-    if unexplained:
-        reasons = "; ".join(
-            f"REM{r.index}: {r.problem}"
-            if r.problem
-            else f"REM{r.index}: the token has {_short(r.token_value)}, {len(r.events)} logged "
-            f"event(s) give {_short(r.replayed or b'')}"
-            for r in unexplained
-        )
-        return Check(
-            name,
-            "failed",
-            f"the log does not explain {len(unexplained)} of {len(replays)} REMs "
-            f"({reasons}): something was measured that the log does not show, or "
-            "the log was altered",
-        ), replays
-    return Check(
-        name,
-        "passed",
-        f"replaying the log's {count} event(s) gives all {len(replays)} REMs of the "
-        "token: the log shows everything measured after boot",
-    ), replays
-
-
-def _lifecycle(value: int) -> Check:
-    state = c.lifecycle_state(value)
-    if state == c.LIFECYCLE_SECURED:
-        return Check(
-            "platform-lifecycle", "passed", f"the platform lifecycle is {value:#06x} (secured)"
-        )
-    return Check(
-        "platform-lifecycle",
-        "failed",
-        f"the platform lifecycle is {value:#06x} ({state}); only a secured platform "
-        "(0x3000-0x30ff) keeps its attestation key out of reach",
-    )
-
-
-def _production_keys(
-    anchor: TrustAnchor | None, realm_key: RealmKey | None, allow: bool
-) -> tuple[Check, bool]:
-    name = "production-keys"
-    required = not allow
-    problems = []
-    if anchor is not None and anchor.sample is not None:
-        problems.append(f"the platform token verifies only under {anchor.sample}")
-    realm_sample = sample_key_name(realm_key.key, SAMPLE_REALM_KEYS) if realm_key else None
-    if realm_sample is not None:
-        problems.append(f"the realm token carries {realm_sample}")
-    if problems:
-        return Check(
-            name,
-            "failed",
-            "this is a test token: "
-            + " and ".join(problems)
-            + "; anyone can sign with a published key, so it proves nothing about "
-            "hardware",
-            required=required,
-        ), True
-    if anchor is None:
-        return Check(
-            name,
-            "not-checked",
-            "the platform signature did not verify, so the platform key is unknown",
-            required=required,
-        ), False
-    return Check(name, "passed", "no published sample key is involved", required=required), False
-
-
-_NO_REALM = "the token holds no realm token (it is a platform token alone)"
-
-
-def _short(value: bytes) -> str:
-    text = value.hex()
-    return text if len(text) <= 24 else f"{text[:16]}...{text[-8:]}"
-
-
-def _b64(value: bytes) -> str:
-    return base64.b64encode(value).decode("ascii")
