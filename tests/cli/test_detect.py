@@ -39,9 +39,20 @@ def test_capable_json(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert set(report) == {"capable", "measurementAlgorithms", "reasons", "evidence", "checkedAt"}
+    # DESIGN.md's five keys, and issue 22's effective algorithm beside them.
+    assert set(report) == {
+        "capable",
+        "measurementAlgorithms",
+        "effectiveMeasurementAlgorithm",
+        "reasons",
+        "evidence",
+        "checkedAt",
+    }
     assert report["capable"] is True
-    assert report["measurementAlgorithms"] == ["sha256", "sha512"]
+    # libvirt lists sha256 and sha512; without QEMU's answer only the fixed sha512 is a choice.
+    assert report["measurementAlgorithms"] == ["sha512"]
+    assert report["effectiveMeasurementAlgorithm"] == "sha512"
+    assert report["evidence"]["libvirt"]["measurementAlgorithms"] == ["sha256", "sha512"]
     assert report["reasons"] == []
     assert report["evidence"]["host"]["architecture"] == "aarch64"
     assert report["evidence"]["host"]["devKvm"] is True
@@ -142,6 +153,8 @@ def test_what_the_stack_honours_is_in_the_text_and_the_json(tmp_path: Path) -> N
         "personalizationValue": False,
         "measurementLog": False,
         "virtCCA": False,
+        "launchSecurity": "absent",
+        "sectypes": [],
     }
     assert report["evidence"]["rmeGuest"] == {
         "known": True,
@@ -169,7 +182,8 @@ def test_an_absent_rme_guest_answer_is_evidence_not_a_crash(tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["measurementAlgorithms"] == ["sha256", "sha384", "sha512"]
+    # QEMU could not be asked: libvirt's sha256/sha384/sha512 are no choice, sha512 is fixed.
+    assert report["measurementAlgorithms"] == ["sha512"]
     assert report["evidence"]["rmeGuest"] == {"error": f"{tmp_path / 'absent.txt'}: no such file"}
 
 

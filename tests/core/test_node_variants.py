@@ -59,9 +59,18 @@ class Variant:
 
 
 VARIANTS = {
-    "rmm2-sha384": Variant(
+    # libvirt's enum alone is no choice (issue 22): QEMU not asked, only the fixed sha512.
+    "rmm2-sha384-enum-alone-is-no-choice": Variant(
         "aarch64-cca-sha384.xml",
         None,
+        Dialect.VEP,
+        {"measurementAlgo": "sha384"},
+        frozenset({"cca.kubevirt.io/measurement-algo-sha512"}),
+        runs=False,
+    ),
+    "rmm2-sha384-qemu-names-it": Variant(
+        "aarch64-cca-sha384.xml",
+        "sha384-choice.txt",
         Dialect.VEP,
         {"measurementAlgo": "sha384"},
         frozenset(
@@ -69,9 +78,68 @@ VARIANTS = {
                 "cca.kubevirt.io/measurement-algo-sha256",
                 "cca.kubevirt.io/measurement-algo-sha384",
                 "cca.kubevirt.io/measurement-algo-sha512",
+                "cca.kubevirt.io/rme-guest-measurement-algo-sha256",
+                "cca.kubevirt.io/rme-guest-measurement-algo-sha384",
+                "cca.kubevirt.io/rme-guest-measurement-algo-sha512",
+                "cca.kubevirt.io/rme-guest-personalization-value",
+                "cca.kubevirt.io/rme-guest-measurement-log",
             }
         ),
         runs=True,
+    ),
+    # NVIDIA's libvirt lists sha256 and sha512, its QEMU measures with SHA-512 whatever is asked.
+    "nvidia-sha256-is-not-honoured": Variant(
+        "aarch64-nvidia-cca.xml",
+        None,
+        Dialect.VEP,
+        {"measurementAlgo": "sha256"},
+        frozenset({"cca.kubevirt.io/measurement-algo-sha512"}),
+        runs=False,
+    ),
+    "nvidia-sha512-runs": Variant(
+        "aarch64-nvidia-cca.xml",
+        None,
+        Dialect.VEP,
+        {"measurementAlgo": "sha512"},
+        frozenset({"cca.kubevirt.io/measurement-algo-sha512"}),
+        runs=True,
+    ),
+    "nvidia-personalization-value-not-advertised": Variant(
+        "aarch64-nvidia-cca.xml",
+        None,
+        Dialect.VEP,
+        {"personalizationValue": RPV},
+        frozenset({"cca.kubevirt.io/measurement-algo-sha512"}),
+        runs=False,
+    ),
+    "nvidia-rng-shapes": Variant(
+        "aarch64-nvidia-rng-shapes.xml",
+        None,
+        Dialect.VEP,
+        {"measurementLog": True, "personalizationValue": RPV},
+        frozenset(
+            {
+                "cca.kubevirt.io/measurement-algo-sha512",
+                "cca.kubevirt.io/personalization-value",
+                "cca.kubevirt.io/measurement-log",
+            }
+        ),
+        runs=True,
+    ),
+    "nvidia-cca-no": Variant(
+        "aarch64-nvidia-cca-no.xml", None, Dialect.VEP, None, frozenset(), runs=False, capable=False
+    ),
+    "launch-security-disagrees": Variant(
+        "aarch64-cca-launchsecurity-no.xml",
+        None,
+        Dialect.VEP,
+        None,
+        frozenset(),
+        runs=False,
+        capable=False,
+    ),
+    "sectype-without-cca-feature": Variant(
+        "aarch64-sectype-only.xml", None, Dialect.VEP, None, frozenset(), runs=False, capable=False
     ),
     "older-stack-all-parameters": Variant(
         "aarch64-cca-all-parameters.xml",
@@ -80,7 +148,6 @@ VARIANTS = {
         {"measurementAlgo": "sha512", "measurementLog": True, "personalizationValue": RPV},
         frozenset(
             {
-                "cca.kubevirt.io/measurement-algo-sha256",
                 "cca.kubevirt.io/measurement-algo-sha512",
                 "cca.kubevirt.io/personalization-value",
                 "cca.kubevirt.io/measurement-log",
@@ -115,7 +182,6 @@ VARIANTS = {
         frozenset(
             {
                 "cca.kubevirt.io/measurement-algo-sha256",
-                "cca.kubevirt.io/measurement-algo-sha384",
                 "cca.kubevirt.io/measurement-algo-sha512",
                 "cca.kubevirt.io/rme-guest-measurement-algo-sha256",
                 "cca.kubevirt.io/rme-guest-measurement-algo-sha512",
@@ -171,7 +237,6 @@ VARIANTS = {
         {"personalizationValue": RPV},
         frozenset(
             {
-                "cca.kubevirt.io/measurement-algo-sha256",
                 "cca.kubevirt.io/measurement-algo-sha512",
                 "cca.kubevirt.io/personalization-value",
                 "cca.kubevirt.io/measurement-log",

@@ -154,9 +154,7 @@ async def test_labels_added_then_changed_then_removed_with_an_event_each_time(
         }
         assert event["metadata"]["namespace"] == "default"
         assert event["source"]["component"] == "kubevirt-cca-labeller"
-    assert events[1]["message"] == (
-        "measurement algorithms changed from sha256, sha512 to none listed"
-    )
+    assert events[1]["message"] == ("measurement algorithms changed from sha512 to none listed")
     assert "no <cca> feature" in events[2]["message"]
 
 
@@ -563,7 +561,7 @@ async def test_the_capability_gauge_follows_the_detection(
     await worker.reconcile()
     assert sample(worker.metrics, "kubevirt_cca_labeller_cca_capable") == 1
     assert (
-        sample(worker.metrics, "kubevirt_cca_labeller_measurement_algorithm", algorithm="sha256")
+        sample(worker.metrics, "kubevirt_cca_labeller_measurement_algorithm", algorithm="sha512")
         == 1
     )
 
@@ -571,6 +569,6 @@ async def test_the_capability_gauge_follows_the_detection(
     await worker.reconcile()
     assert sample(worker.metrics, "kubevirt_cca_labeller_cca_capable") == 0
     assert (
-        sample(worker.metrics, "kubevirt_cca_labeller_measurement_algorithm", algorithm="sha256")
+        sample(worker.metrics, "kubevirt_cca_labeller_measurement_algorithm", algorithm="sha512")
         == 0
     )

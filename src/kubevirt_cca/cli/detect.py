@@ -91,6 +91,8 @@ def format_text(report: DetectionReport) -> str:
     if report.capable:
         algorithms = ", ".join(report.measurement_algorithms) or "none listed (platform default)"
         lines.append(f"measurement algorithms: {algorithms}")
+        effective = report.effective_measurement_algorithm or "unknown (the platform's own)"
+        lines.append(f"effective measurement algorithm (a Realm that asks for none): {effective}")
         lines.append(f"libvirt honours: {_honoured_text(report.honoured)}")
         if report.rme_guest is not None:
             lines.append(f"QEMU rme-guest honours: {_honoured_text(report.rme_guest)}")
