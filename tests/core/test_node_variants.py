@@ -431,3 +431,40 @@ def test_the_hook_refuses_a_parameter_checked_for_another_dialect(
     )
     assert f"(node label {wanted})" in str(refused.value)
     assert "the VM is not started as a plain VM" in str(refused.value)
+
+
+def admission_warnings(variant: Variant) -> list[str]:
+    node = labelled_node(detect(variant))
+    cluster = ClusterView(
+        gates=all_gates_on(),
+        settings=Settings(dialect=variant.dialect),
+        cca_node_labels=(node["metadata"]["labels"],),
+    )
+    obj = vmi(variant.parameters)
+    verdict = admit(Endpoint.MUTATE_VMI, parse_review(json.dumps(review(obj)).encode()), cluster)
+    assert verdict.response["allowed"], verdict.causes
+    warnings: list[str] = verdict.response.get("warnings", [])
+    return warnings
+
+
+def test_sha256_on_a_sha512_only_cluster_is_warned_and_never_scheduled() -> None:
+    """NVIDIA's stack: the VMI keeps its sha256 node selector, and the warning says why."""
+    [warning] = admission_warnings(VARIANTS["nvidia-sha256-is-not-honoured"])
+    assert warning.startswith(
+        "no node in this cluster honours measurementAlgo sha256 (libvirt) "
+        "(node label cca.kubevirt.io/measurement-algo-sha256=true) with the vep dialect"
+    )
+    assert warning.endswith(". The CCA nodes here honour measurementAlgo sha512 only")
+
+
+def test_a_cluster_without_any_algorithm_choice_says_so() -> None:
+    [warning] = admission_warnings(VARIANTS["empty-enum-no-algorithm"])
+    assert warning.endswith(
+        ". No CCA node here lets a Realm choose its measurement algorithm (where the stack "
+        "gives no choice, a Realm is measured with sha512)"
+    )
+
+
+def test_a_parameter_warning_names_no_algorithm() -> None:
+    [warning] = admission_warnings(VARIANTS["nvidia-personalization-value-not-advertised"])
+    assert "measurementAlgo" not in warning
