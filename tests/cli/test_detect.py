@@ -80,6 +80,40 @@ def test_capable_without_algorithms(tmp_path: Path, name: str) -> None:
     done = kubevirt_cca("detect", "--domcaps", domcaps(name), "--root", str(tmp_path))
     assert done.returncode == 0
     assert "measurement algorithms: none listed" in done.stdout
+    assert (
+        "effective measurement algorithm (a Realm that asks for none): unknown (the platform's own)"
+    ) in done.stdout
+
+
+def test_nvidia_text_names_the_fixed_algorithm(tmp_path: Path) -> None:
+    from tests.conftest import DATA
+
+    done = kubevirt_cca(
+        "detect",
+        "--domcaps",
+        str(DATA / "domcapabilities" / "aarch64-nvidia-cca.xml"),
+        "--root",
+        str(fake_host(tmp_path, cca=True)),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "measurement algorithms: sha512\n" in done.stdout
+    assert "effective measurement algorithm (a Realm that asks for none): sha512\n" in done.stdout
+    assert '"launchSecurity": "yes"' in done.stdout and '"sectypes": ["cca"]' in done.stdout
+
+
+def test_disagreeing_libvirt_exits_1_with_the_reason(tmp_path: Path) -> None:
+    from tests.conftest import DATA
+
+    done = kubevirt_cca(
+        "detect",
+        "--domcaps",
+        str(DATA / "domcapabilities" / "aarch64-cca-launchsecurity-no.xml"),
+        "--root",
+        str(fake_host(tmp_path, cca=True)),
+    )
+    assert done.returncode == 1
+    assert "  - libvirt's two answers disagree: <cca supported='yes'>, but its" in done.stdout
+    assert "Traceback" not in done.stderr
 
 
 def test_failing_command_is_a_reason_not_a_crash(tmp_path: Path) -> None:
