@@ -11,7 +11,8 @@ import sys
 from kubevirt_cca.adapters.detection import detect
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.constants import DEFAULT_DOMCAPS_COMMAND
-from kubevirt_cca.core.capabilities import DetectionReport, Honoured
+from kubevirt_cca.core.capabilities import DetectionReport
+from kubevirt_cca.core.honoured import Honoured
 
 __all__ = ["detect", "format_text", "register", "run"]
 
