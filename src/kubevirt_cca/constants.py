@@ -66,6 +66,9 @@ LABELLER_OWNED_LABELS: Final = (
     NODE_RME_GUEST_MEASUREMENT_LOG_LABEL,
 )
 NODE_DETECTION_ANNOTATION: Final = "cca.kubevirt.io/detection"
+# Set by the cluster admin, never by the labeller: the VEP 129 parameters a node's libvirt passes
+# on although its domain capabilities cannot say so (NVIDIA's libvirt; docs/node-labels.md).
+NODE_HONOURS_OVERRIDE_ANNOTATION: Final = "cca.kubevirt.io/libvirt-honours"
 # The reasons of the labeller's Node Events (its Events policy allows only these).
 LABELLER_EVENT_REASONS: Final = (
     "CCACapable",

@@ -183,6 +183,16 @@ CASES: list[Case] = [
         ("node labeller",),
     ),
     (
+        "admin-node-override-on-vm",
+        tuple(BASES),
+        [
+            put(None, "labels", ENABLED_LABEL, "true"),
+            put(None, "annotations", "cca.kubevirt.io/libvirt-honours", "measurementLog"),
+        ],
+        "metadata.annotations[cca.kubevirt.io/libvirt-honours]",
+        ("a node annotation the cluster admin sets; a VM cannot grant it",),
+    ),
+    (
         "label-as-annotation",
         tuple(BASES),
         [put(None, "annotations", ENABLED_LABEL, "true")],

@@ -101,14 +101,32 @@ def test_configfs_without_tsm_and_no_realm_guest_is_not_a_realm(tmp_path: Path) 
     with pytest.raises(CollectionError, match="not an Arm CCA Realm") as raised:
         collect_token(b"\x01" * 64, root=tmp_path)
     assert "/sys/firmware/cca/realm_guest is absent" in str(raised.value)
+    assert "run 'modprobe arm-cca-guest'; Debian's arm64 kernels build it as a module" in str(
+        raised.value
+    )
 
 
 def test_configfs_without_tsm_in_a_realm_names_the_kernel_option(tmp_path: Path) -> None:
     (tmp_path / "sys/kernel/config/usb_gadget").mkdir(parents=True)
     (tmp_path / "sys/firmware/cca").mkdir(parents=True)
     (tmp_path / "sys/firmware/cca/realm_guest").write_text("1\n")
-    with pytest.raises(CollectionError, match="CONFIG_TSM_REPORTS"):
+    with pytest.raises(CollectionError, match="CONFIG_TSM_REPORTS") as raised:
         collect_token(b"\x01" * 64, root=tmp_path)
+    assert str(raised.value).startswith(
+        "/sys/kernel/config/tsm/report does not exist: the Realm guest driver is not loaded "
+        "(run 'modprobe arm-cca-guest'; Debian's arm64 kernels build it as a module)"
+    )
+
+
+def test_collect_on_the_command_line_says_modprobe(tmp_path: Path) -> None:
+    """What a Debian guest without the module loaded prints: one line, exit 1, no traceback."""
+    (tmp_path / "sys/kernel/config/usb_gadget").mkdir(parents=True)
+    (tmp_path / "sys/firmware/cca").mkdir(parents=True)
+    (tmp_path / "sys/firmware/cca/realm_guest").write_text("1\n")
+    (tmp_path / "nonce.bin").write_bytes(b"\x01" * 64)
+    code, _, err = collect(tmp_path, tmp_path)
+    assert code == 1
+    assert "modprobe arm-cca-guest" in err and "Traceback" not in err
 
 
 def test_realm_guest_zero_is_not_a_realm(tmp_path: Path, spec: TokenSpec) -> None:

@@ -39,9 +39,20 @@ def test_capable_json(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert set(report) == {"capable", "measurementAlgorithms", "reasons", "evidence", "checkedAt"}
+    # DESIGN.md's five keys, and issue 22's effective algorithm beside them.
+    assert set(report) == {
+        "capable",
+        "measurementAlgorithms",
+        "effectiveMeasurementAlgorithm",
+        "reasons",
+        "evidence",
+        "checkedAt",
+    }
     assert report["capable"] is True
-    assert report["measurementAlgorithms"] == ["sha256", "sha512"]
+    # libvirt lists sha256 and sha512; without QEMU's answer only the fixed sha512 is a choice.
+    assert report["measurementAlgorithms"] == ["sha512"]
+    assert report["effectiveMeasurementAlgorithm"] == "sha512"
+    assert report["evidence"]["libvirt"]["measurementAlgorithms"] == ["sha256", "sha512"]
     assert report["reasons"] == []
     assert report["evidence"]["host"]["architecture"] == "aarch64"
     assert report["evidence"]["host"]["devKvm"] is True
@@ -69,6 +80,40 @@ def test_capable_without_algorithms(tmp_path: Path, name: str) -> None:
     done = kubevirt_cca("detect", "--domcaps", domcaps(name), "--root", str(tmp_path))
     assert done.returncode == 0
     assert "measurement algorithms: none listed" in done.stdout
+    assert (
+        "effective measurement algorithm (a Realm that asks for none): unknown (the platform's own)"
+    ) in done.stdout
+
+
+def test_nvidia_text_names_the_fixed_algorithm(tmp_path: Path) -> None:
+    from tests.conftest import DATA
+
+    done = kubevirt_cca(
+        "detect",
+        "--domcaps",
+        str(DATA / "domcapabilities" / "aarch64-nvidia-cca.xml"),
+        "--root",
+        str(fake_host(tmp_path, cca=True)),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "measurement algorithms: sha512\n" in done.stdout
+    assert "effective measurement algorithm (a Realm that asks for none): sha512\n" in done.stdout
+    assert '"launchSecurity": "yes"' in done.stdout and '"sectypes": ["cca"]' in done.stdout
+
+
+def test_disagreeing_libvirt_exits_1_with_the_reason(tmp_path: Path) -> None:
+    from tests.conftest import DATA
+
+    done = kubevirt_cca(
+        "detect",
+        "--domcaps",
+        str(DATA / "domcapabilities" / "aarch64-cca-launchsecurity-no.xml"),
+        "--root",
+        str(fake_host(tmp_path, cca=True)),
+    )
+    assert done.returncode == 1
+    assert "  - libvirt's two answers disagree: <cca supported='yes'>, but its" in done.stdout
+    assert "Traceback" not in done.stderr
 
 
 def test_failing_command_is_a_reason_not_a_crash(tmp_path: Path) -> None:
@@ -142,6 +187,8 @@ def test_what_the_stack_honours_is_in_the_text_and_the_json(tmp_path: Path) -> N
         "personalizationValue": False,
         "measurementLog": False,
         "virtCCA": False,
+        "launchSecurity": "absent",
+        "sectypes": [],
     }
     assert report["evidence"]["rmeGuest"] == {
         "known": True,
@@ -169,7 +216,8 @@ def test_an_absent_rme_guest_answer_is_evidence_not_a_crash(tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["measurementAlgorithms"] == ["sha256", "sha384", "sha512"]
+    # QEMU could not be asked: libvirt's sha256/sha384/sha512 are no choice, sha512 is fixed.
+    assert report["measurementAlgorithms"] == ["sha512"]
     assert report["evidence"]["rmeGuest"] == {"error": f"{tmp_path / 'absent.txt'}: no such file"}
 
 

@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from kubevirt_cca.constants import NODE_ALGO_LABEL_PREFIX, NODE_CCA_LABEL
 from kubevirt_cca.core.capabilities import (
     DomainCapabilities,
+    Honoured,
     HostEvidence,
+    RmeGuest,
     build_report,
     is_owned_label,
     node_labels,
@@ -66,16 +68,38 @@ def test_capable_report_and_labels() -> None:
     )
     assert report.capable
     assert report.reasons == ()
+    # libvirt's enum alone is no choice (issue 22): without QEMU's answer only the fixed sha512.
     assert node_labels(report) == {
         NODE_CCA_LABEL: "true",
-        f"{NODE_ALGO_LABEL_PREFIX}sha256": "true",
         f"{NODE_ALGO_LABEL_PREFIX}sha512": "true",
     }
     doc = report.to_json()
     assert doc["capable"] is True
-    assert doc["measurementAlgorithms"] == ["sha256", "sha512"]
+    assert doc["measurementAlgorithms"] == ["sha512"]
+    assert doc["effectiveMeasurementAlgorithm"] == "sha512"
     assert doc["checkedAt"] == "2026-11-27T12:00:00Z"
     assert doc["evidence"]["libvirt"]["ccaSupported"] == "yes"
+    assert doc["evidence"]["libvirt"]["measurementAlgorithms"] == ["sha256", "sha512"]
+
+
+def test_a_qemu_that_takes_the_algorithm_makes_the_enum_a_choice() -> None:
+    report = build_report(
+        domcaps=parse_domcapabilities(fixture("aarch64-cca.xml")),
+        domcaps_error=None,
+        host=HostEvidence(arch="aarch64"),
+        checked_at=NOW,
+        rme_guest=parse_rme_guest_help(rme("linaro-v3.txt")),
+    )
+    assert node_labels(report) == {
+        NODE_CCA_LABEL: "true",
+        f"{NODE_ALGO_LABEL_PREFIX}sha256": "true",
+        f"{NODE_ALGO_LABEL_PREFIX}sha512": "true",
+        "cca.kubevirt.io/rme-guest-measurement-algo-sha256": "true",
+        "cca.kubevirt.io/rme-guest-measurement-algo-sha512": "true",
+        "cca.kubevirt.io/rme-guest-personalization-value": "true",
+        "cca.kubevirt.io/rme-guest-measurement-log": "true",
+    }
+    assert report.to_json()["measurementAlgorithms"] == ["sha256", "sha512"]
 
 
 @pytest.mark.parametrize(
@@ -162,10 +186,16 @@ def test_unsafe_algorithm_names_get_no_label() -> None:
     caps = DomainCapabilities(
         arch="aarch64", cca_supported=True, measurement_algorithms=("sha384", "bad/name", "x" * 80)
     )
-    report = build_report(domcaps=caps, domcaps_error=None, host=HostEvidence(), checked_at=NOW)
+    qemu = RmeGuest(
+        known=True, properties=("measurement-algorithm",), honoured=Honoured(("sha384",))
+    )
+    report = build_report(
+        domcaps=caps, domcaps_error=None, host=HostEvidence(), checked_at=NOW, rme_guest=qemu
+    )
     assert node_labels(report) == {
         NODE_CCA_LABEL: "true",
         f"{NODE_ALGO_LABEL_PREFIX}sha384": "true",
+        "cca.kubevirt.io/rme-guest-measurement-algo-sha384": "true",
     }
 
 
@@ -265,9 +295,9 @@ def test_labels_per_layer_and_virtcca_gets_none() -> None:
         checked_at=datetime(2026, 11, 30, tzinfo=UTC),
         rme_guest=parse_rme_guest_help(rme("rfc-v4.txt")),
     )
+    # RFC v4's rme-guest takes no algorithm: of libvirt's sha256 and sha512 only the fixed sha512.
     assert node_labels(report) == {
         "kubevirt.io/cca": "true",
-        "cca.kubevirt.io/measurement-algo-sha256": "true",
         "cca.kubevirt.io/measurement-algo-sha512": "true",
         "cca.kubevirt.io/personalization-value": "true",
         "cca.kubevirt.io/measurement-log": "true",
@@ -310,3 +340,181 @@ def test_any_rme_guest_answer_is_read_without_raising(text: str) -> None:
     assert set(answer.honoured.measurement_algorithms) <= {"sha256", "sha384", "sha512"}
     if not answer.known:
         assert answer.properties == () and not answer.honoured.personalization_value
+
+
+# --- the stacks of issue 22: NVIDIA's libvirt, the sectype signal, the algorithm rule ----------
+
+
+def report_for(name: str, rme_guest: str | None = None) -> Any:
+    return build_report(
+        domcaps=parse_domcapabilities(own(name)),
+        domcaps_error=None,
+        host=HostEvidence(arch="aarch64"),
+        checked_at=NOW,
+        rme_guest=parse_rme_guest_help(rme(rme_guest)) if rme_guest else None,
+    )
+
+
+def test_every_own_fixture_says_where_it_comes_from() -> None:
+    from tests.conftest import DATA
+
+    readme = (DATA / "domcapabilities" / "README.md").read_text()
+    for path in sorted((DATA / "domcapabilities").glob("*.xml")):
+        assert f"| `{path.name}` |" in readme, path.name
+    for path in sorted((DATA / "rme-guest").glob("*.txt")):
+        assert f"`{path.name}`" in readme, path.name
+
+
+@pytest.mark.parametrize(
+    ("name", "cca", "launch_security", "sectypes"),
+    [
+        ("aarch64-nvidia-cca.xml", True, True, ("cca",)),
+        ("aarch64-nvidia-cca-no.xml", False, False, ()),
+        ("aarch64-nvidia-rng-shapes.xml", True, True, ("cca",)),
+        ("aarch64-cca-launchsecurity-no.xml", True, False, ()),
+        ("aarch64-sectype-only.xml", None, True, ("cca",)),
+        ("aarch64-cca-sha384.xml", True, None, ()),
+    ],
+)
+def test_both_support_signals_are_read(
+    name: str, cca: bool | None, launch_security: bool | None, sectypes: tuple[str, ...]
+) -> None:
+    caps = parse_domcapabilities(own(name))
+    assert (caps.cca_supported, caps.launch_security, caps.sectypes) == (
+        cca,
+        launch_security,
+        sectypes,
+    )
+
+
+def test_nvidia_capable_host() -> None:
+    report = report_for("aarch64-nvidia-cca.xml")
+    assert report.capable and report.reasons == ()
+    # Its domain capabilities never advertise the personalization value or the log.
+    assert node_labels(report) == {
+        NODE_CCA_LABEL: "true",
+        f"{NODE_ALGO_LABEL_PREFIX}sha512": "true",
+    }
+    libvirt = report.to_json()["evidence"]["libvirt"]
+    assert (libvirt["launchSecurity"], libvirt["sectypes"]) == ("yes", ["cca"])
+    assert libvirt["measurementAlgorithms"] == ["sha256", "sha512"]
+
+
+def test_nvidia_host_that_cannot() -> None:
+    report = report_for("aarch64-nvidia-cca-no.xml")
+    assert not report.capable and node_labels(report) == {}
+    assert report.reasons == ("libvirt reports cca supported='no'",)
+
+
+def test_the_shapes_nvidias_rng_allows() -> None:
+    caps = parse_domcapabilities(own("aarch64-nvidia-rng-shapes.xml"))
+    assert (caps.personalization_value, caps.measurement_log) == (True, True)
+
+
+@pytest.mark.parametrize(
+    ("cca", "expected"),
+    [
+        ("<cca supported='yes' measurement-log='no'/>", (False, False)),
+        ("<cca supported='yes' measurement-log='on'/>", (False, False)),
+        ("<cca supported='yes'><personalization-value/></cca>", (False, False)),
+        ("<cca supported='yes'><personalization-value supported='no'/></cca>", (False, False)),
+        ("<cca supported='no' measurement-log='yes'/>", (False, False)),
+        ("<cca supported='yes' measurement-log='yes'/>", (False, True)),
+    ],
+)
+def test_parameter_shapes_honour_only_an_explicit_yes(
+    cca: str, expected: tuple[bool, bool]
+) -> None:
+    caps = parse_domcapabilities(
+        f"<domainCapabilities><features>{cca}</features></domainCapabilities>"
+    )
+    assert (caps.personalization_value, caps.measurement_log) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        (
+            "aarch64-cca-launchsecurity-no.xml",
+            "libvirt's two answers disagree: <cca supported='yes'>, but its <launchSecurity> "
+            "types (none) do not include cca; a node is labelled only when both say cca",
+        ),
+        (
+            "aarch64-sectype-only.xml",
+            "libvirt's two answers disagree: its <launchSecurity> types list cca, but it reports "
+            "no <cca> feature; a node is labelled only when <cca supported='yes'> says so too",
+        ),
+    ],
+)
+def test_disagreeing_signals_are_not_capable(name: str, reason: str) -> None:
+    report = report_for(name)
+    assert not report.capable and node_labels(report) == {}
+    assert reason in report.reasons
+
+
+def test_cca_no_with_sectype_cca_keeps_both_reasons() -> None:
+    xml = own("aarch64-nvidia-cca.xml").replace("<cca supported='yes'>", "<cca supported='no'>")
+    report = build_report(
+        domcaps=parse_domcapabilities(xml), domcaps_error=None, host=HostEvidence(), checked_at=NOW
+    )
+    assert not report.capable
+    assert report.reasons[0] == "libvirt reports cca supported='no'"
+    assert (
+        "its <launchSecurity> types list cca, but it reports cca supported='no'"
+        in (report.reasons[1])
+    )
+
+
+def test_other_sectypes_on_a_cca_host_disagree() -> None:
+    xml = own("aarch64-nvidia-cca.xml").replace("<value>cca</value>", "<value>sev</value>")
+    report = build_report(
+        domcaps=parse_domcapabilities(xml), domcaps_error=None, host=HostEvidence(), checked_at=NOW
+    )
+    assert not report.capable
+    assert any("types (sev) do not include cca" in r for r in report.reasons)
+
+
+def test_x86_launch_security_without_cca_is_no_disagreement() -> None:
+    report = build_report(
+        domcaps=parse_domcapabilities(fixture("x86_64-sevsnp.xml")),
+        domcaps_error=None,
+        host=HostEvidence(),
+        checked_at=NOW,
+    )
+    assert not any("disagree" in r for r in report.reasons)
+
+
+@pytest.mark.parametrize(
+    ("name", "rme_guest", "algorithms", "effective"),
+    [
+        # NVIDIA: the enum lists sha256 and sha512, the Realm is measured with SHA-512.
+        ("aarch64-nvidia-cca.xml", None, ("sha512",), "sha512"),
+        # Linaro's RFC v4 rme-guest takes no algorithm: only the fixed one.
+        ("aarch64-nvidia-cca.xml", "rfc-v4.txt", ("sha512",), "sha512"),
+        ("aarch64-cca-sha384.xml", "rfc-v4.txt", ("sha512",), "sha512"),
+        ("aarch64-cca-sha384.xml", "algorithm-only.txt", ("sha512",), "sha512"),
+        ("aarch64-cca-sha384.xml", "unknown.txt", ("sha512",), "sha512"),
+        # A QEMU that names the algorithms makes libvirt's enum (as far as both list) a choice.
+        ("aarch64-cca-sha384.xml", "linaro-v3.txt", ("sha256", "sha512"), "sha512"),
+        ("aarch64-cca-sha384.xml", "sha384-choice.txt", ("sha256", "sha384", "sha512"), "sha512"),
+        # No enum: libvirt accepts no algorithm; the effective one is known only from QEMU.
+        ("aarch64-cca-no-enum.xml", None, (), None),
+        ("aarch64-cca-no-enum.xml", "rfc-v4.txt", (), "sha512"),
+        ("aarch64-cca-empty-enum.xml", None, (), None),
+    ],
+)
+def test_the_algorithm_list_is_not_a_capability(
+    name: str, rme_guest: str | None, algorithms: tuple[str, ...], effective: str | None
+) -> None:
+    report = report_for(name, rme_guest)
+    assert report.capable
+    assert report.measurement_algorithms == algorithms
+    assert report.to_json()["effectiveMeasurementAlgorithm"] == effective
+    labelled = {k for k in node_labels(report) if k.startswith(NODE_ALGO_LABEL_PREFIX)}
+    assert labelled == {NODE_ALGO_LABEL_PREFIX + a for a in algorithms}
+
+
+def test_a_report_that_is_not_capable_has_no_effective_algorithm() -> None:
+    assert (
+        report_for("aarch64-nvidia-cca-no.xml").to_json()["effectiveMeasurementAlgorithm"] is None
+    )

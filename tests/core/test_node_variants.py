@@ -59,9 +59,18 @@ class Variant:
 
 
 VARIANTS = {
-    "rmm2-sha384": Variant(
+    # libvirt's enum alone is no choice (issue 22): QEMU not asked, only the fixed sha512.
+    "rmm2-sha384-enum-alone-is-no-choice": Variant(
         "aarch64-cca-sha384.xml",
         None,
+        Dialect.VEP,
+        {"measurementAlgo": "sha384"},
+        frozenset({"cca.kubevirt.io/measurement-algo-sha512"}),
+        runs=False,
+    ),
+    "rmm2-sha384-qemu-names-it": Variant(
+        "aarch64-cca-sha384.xml",
+        "sha384-choice.txt",
         Dialect.VEP,
         {"measurementAlgo": "sha384"},
         frozenset(
@@ -69,9 +78,68 @@ VARIANTS = {
                 "cca.kubevirt.io/measurement-algo-sha256",
                 "cca.kubevirt.io/measurement-algo-sha384",
                 "cca.kubevirt.io/measurement-algo-sha512",
+                "cca.kubevirt.io/rme-guest-measurement-algo-sha256",
+                "cca.kubevirt.io/rme-guest-measurement-algo-sha384",
+                "cca.kubevirt.io/rme-guest-measurement-algo-sha512",
+                "cca.kubevirt.io/rme-guest-personalization-value",
+                "cca.kubevirt.io/rme-guest-measurement-log",
             }
         ),
         runs=True,
+    ),
+    # NVIDIA's libvirt lists sha256 and sha512, its QEMU measures with SHA-512 whatever is asked.
+    "nvidia-sha256-is-not-honoured": Variant(
+        "aarch64-nvidia-cca.xml",
+        None,
+        Dialect.VEP,
+        {"measurementAlgo": "sha256"},
+        frozenset({"cca.kubevirt.io/measurement-algo-sha512"}),
+        runs=False,
+    ),
+    "nvidia-sha512-runs": Variant(
+        "aarch64-nvidia-cca.xml",
+        None,
+        Dialect.VEP,
+        {"measurementAlgo": "sha512"},
+        frozenset({"cca.kubevirt.io/measurement-algo-sha512"}),
+        runs=True,
+    ),
+    "nvidia-personalization-value-not-advertised": Variant(
+        "aarch64-nvidia-cca.xml",
+        None,
+        Dialect.VEP,
+        {"personalizationValue": RPV},
+        frozenset({"cca.kubevirt.io/measurement-algo-sha512"}),
+        runs=False,
+    ),
+    "nvidia-rng-shapes": Variant(
+        "aarch64-nvidia-rng-shapes.xml",
+        None,
+        Dialect.VEP,
+        {"measurementLog": True, "personalizationValue": RPV},
+        frozenset(
+            {
+                "cca.kubevirt.io/measurement-algo-sha512",
+                "cca.kubevirt.io/personalization-value",
+                "cca.kubevirt.io/measurement-log",
+            }
+        ),
+        runs=True,
+    ),
+    "nvidia-cca-no": Variant(
+        "aarch64-nvidia-cca-no.xml", None, Dialect.VEP, None, frozenset(), runs=False, capable=False
+    ),
+    "launch-security-disagrees": Variant(
+        "aarch64-cca-launchsecurity-no.xml",
+        None,
+        Dialect.VEP,
+        None,
+        frozenset(),
+        runs=False,
+        capable=False,
+    ),
+    "sectype-without-cca-feature": Variant(
+        "aarch64-sectype-only.xml", None, Dialect.VEP, None, frozenset(), runs=False, capable=False
     ),
     "older-stack-all-parameters": Variant(
         "aarch64-cca-all-parameters.xml",
@@ -80,7 +148,6 @@ VARIANTS = {
         {"measurementAlgo": "sha512", "measurementLog": True, "personalizationValue": RPV},
         frozenset(
             {
-                "cca.kubevirt.io/measurement-algo-sha256",
                 "cca.kubevirt.io/measurement-algo-sha512",
                 "cca.kubevirt.io/personalization-value",
                 "cca.kubevirt.io/measurement-log",
@@ -115,7 +182,6 @@ VARIANTS = {
         frozenset(
             {
                 "cca.kubevirt.io/measurement-algo-sha256",
-                "cca.kubevirt.io/measurement-algo-sha384",
                 "cca.kubevirt.io/measurement-algo-sha512",
                 "cca.kubevirt.io/rme-guest-measurement-algo-sha256",
                 "cca.kubevirt.io/rme-guest-measurement-algo-sha512",
@@ -171,7 +237,6 @@ VARIANTS = {
         {"personalizationValue": RPV},
         frozenset(
             {
-                "cca.kubevirt.io/measurement-algo-sha256",
                 "cca.kubevirt.io/measurement-algo-sha512",
                 "cca.kubevirt.io/personalization-value",
                 "cca.kubevirt.io/measurement-log",
@@ -366,3 +431,40 @@ def test_the_hook_refuses_a_parameter_checked_for_another_dialect(
     )
     assert f"(node label {wanted})" in str(refused.value)
     assert "the VM is not started as a plain VM" in str(refused.value)
+
+
+def admission_warnings(variant: Variant) -> list[str]:
+    node = labelled_node(detect(variant))
+    cluster = ClusterView(
+        gates=all_gates_on(),
+        settings=Settings(dialect=variant.dialect),
+        cca_node_labels=(node["metadata"]["labels"],),
+    )
+    obj = vmi(variant.parameters)
+    verdict = admit(Endpoint.MUTATE_VMI, parse_review(json.dumps(review(obj)).encode()), cluster)
+    assert verdict.response["allowed"], verdict.causes
+    warnings: list[str] = verdict.response.get("warnings", [])
+    return warnings
+
+
+def test_sha256_on_a_sha512_only_cluster_is_warned_and_never_scheduled() -> None:
+    """NVIDIA's stack: the VMI keeps its sha256 node selector, and the warning says why."""
+    [warning] = admission_warnings(VARIANTS["nvidia-sha256-is-not-honoured"])
+    assert warning.startswith(
+        "no node in this cluster honours measurementAlgo sha256 (libvirt) "
+        "(node label cca.kubevirt.io/measurement-algo-sha256=true) with the vep dialect"
+    )
+    assert warning.endswith(". The CCA nodes here honour measurementAlgo sha512 only")
+
+
+def test_a_cluster_without_any_algorithm_choice_says_so() -> None:
+    [warning] = admission_warnings(VARIANTS["empty-enum-no-algorithm"])
+    assert warning.endswith(
+        ". No CCA node here lets a Realm choose its measurement algorithm (where the stack "
+        "gives no choice, a Realm is measured with sha512)"
+    )
+
+
+def test_a_parameter_warning_names_no_algorithm() -> None:
+    [warning] = admission_warnings(VARIANTS["nvidia-personalization-value-not-advertised"])
+    assert "measurementAlgo" not in warning

@@ -21,7 +21,11 @@ from celpy.evaluation import Context
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kubevirt_cca.constants import NODE_ALGO_LABEL_PREFIX, NODE_CCA_LABEL
+from kubevirt_cca.constants import (
+    NODE_ALGO_LABEL_PREFIX,
+    NODE_CCA_LABEL,
+    NODE_HONOURS_OVERRIDE_ANNOTATION,
+)
 from kubevirt_cca.core.capabilities import DetectionReport
 from kubevirt_cca.core.labelling import NodeMetadata, detection_annotation, plan_node
 from tests.conftest import ROOT
@@ -200,3 +204,24 @@ def test_an_up_to_date_node_needs_no_patch_at_all() -> None:
     )
 
     assert plan_node(NodeMetadata.from_object(old), report).patch == ()
+
+
+def test_the_admins_override_is_not_the_labellers_to_write() -> None:
+    """The labeller reads cca.kubevirt.io/libvirt-honours; its policy refuses any write to it."""
+    old = node(dict(FOREIGN), {"team": "infra"})
+    for value in ("personalizationValue", "measurementLog"):
+        new = copy.deepcopy(old)
+        new["metadata"]["annotations"][NODE_HONOURS_OVERRIDE_ANNOTATION] = value
+        [refused] = refusals(old, new)
+        assert "may only change the annotation" in refused
+    granted = node(dict(FOREIGN), {NODE_HONOURS_OVERRIDE_ANNOTATION: "measurementLog"})
+    removed = copy.deepcopy(granted)
+    del removed["metadata"]["annotations"][NODE_HONOURS_OVERRIDE_ANNOTATION]
+    assert len(refusals(granted, removed)) == 1
+
+
+def test_the_patch_an_override_calls_for_is_admitted() -> None:
+    old = node(dict(FOREIGN), {NODE_HONOURS_OVERRIDE_ANNOTATION: "personalizationValue"})
+    new = patched(old, capable("sha512"))
+    assert new["metadata"]["labels"]["cca.kubevirt.io/personalization-value"] == "true"
+    assert refusals(old, new) == []

@@ -33,6 +33,7 @@ from kubevirt_cca.constants import (
     NODE_ALGO_LABEL_PREFIX,
     NODE_CCA_LABEL,
     NODE_DETECTION_ANNOTATION,
+    NODE_HONOURS_OVERRIDE_ANNOTATION,
 )
 from kubevirt_cca.core.capabilities import DetectionReport, is_owned_label
 from kubevirt_cca.errors import CCAError, KubernetesAPIError
@@ -154,9 +155,7 @@ async def test_labels_added_then_changed_then_removed_with_an_event_each_time(
         }
         assert event["metadata"]["namespace"] == "default"
         assert event["source"]["component"] == "kubevirt-cca-labeller"
-    assert events[1]["message"] == (
-        "measurement algorithms changed from sha256, sha512 to none listed"
-    )
+    assert events[1]["message"] == ("measurement algorithms changed from sha512 to none listed")
     assert "no <cca> feature" in events[2]["message"]
 
 
@@ -563,7 +562,7 @@ async def test_the_capability_gauge_follows_the_detection(
     await worker.reconcile()
     assert sample(worker.metrics, "kubevirt_cca_labeller_cca_capable") == 1
     assert (
-        sample(worker.metrics, "kubevirt_cca_labeller_measurement_algorithm", algorithm="sha256")
+        sample(worker.metrics, "kubevirt_cca_labeller_measurement_algorithm", algorithm="sha512")
         == 1
     )
 
@@ -571,6 +570,57 @@ async def test_the_capability_gauge_follows_the_detection(
     await worker.reconcile()
     assert sample(worker.metrics, "kubevirt_cca_labeller_cca_capable") == 0
     assert (
-        sample(worker.metrics, "kubevirt_cca_labeller_measurement_algorithm", algorithm="sha256")
+        sample(worker.metrics, "kubevirt_cca_labeller_measurement_algorithm", algorithm="sha512")
         == 0
+    )
+
+
+# --- The admin's override of what NVIDIA's libvirt cannot say (issue 22 item 1) ----------------
+
+
+async def test_the_admins_override_labels_what_nvidias_libvirt_cannot_say(
+    api: ClusterAPI, client: AsyncClient, host: Path
+) -> None:
+    from tests.conftest import DATA
+
+    override = {NODE_HONOURS_OVERRIDE_ANNOTATION: "personalizationValue,measurementLog"}
+    api.add_node(NODE, labels=dict(FOREIGN_LABELS), annotations={**FOREIGN_ANNOTATIONS, **override})
+    detector = SwitchableDetector(DATA / "domcapabilities" / "aarch64-nvidia-cca.xml", host)
+    worker = labeller(client, detector)
+
+    assert await worker.reconcile() is ReconcileResult.PATCHED
+    node = api.node(NODE)
+    assert owned(node) == {
+        NODE_CCA_LABEL: "true",
+        NODE_ALGO_LABEL_PREFIX + "sha512": "true",
+        "cca.kubevirt.io/personalization-value": "true",
+        "cca.kubevirt.io/measurement-log": "true",
+    }
+    assert detection(node)["evidence"]["adminOverride"]["applied"] == [
+        "personalizationValue",
+        "measurementLog",
+    ]
+    assert (
+        node["metadata"]["annotations"][NODE_HONOURS_OVERRIDE_ANNOTATION]
+        == (override[NODE_HONOURS_OVERRIDE_ANNOTATION])
+    )
+    assert await worker.reconcile() is ReconcileResult.UNCHANGED
+
+    # The admin takes the log back: the next check removes that label, with an Event.
+    api.update_node(
+        NODE,
+        lambda n: n["metadata"]["annotations"].update(
+            {NODE_HONOURS_OVERRIDE_ANNOTATION: "personalizationValue"}
+        ),
+    )
+    assert await worker.reconcile() is ReconcileResult.PATCHED
+    assert "cca.kubevirt.io/measurement-log" not in owned(api.node(NODE))
+    assert api.events()[-1]["reason"] == "CCAParametersChanged"
+
+    # The host loses CCA: the override keeps nothing.
+    detector.domcaps_file = DATA / "domcapabilities" / "aarch64-nvidia-cca-no.xml"
+    await worker.reconcile()
+    assert owned(api.node(NODE)) == {}
+    assert api.node(NODE)["metadata"]["annotations"][NODE_HONOURS_OVERRIDE_ANNOTATION] == (
+        "personalizationValue"
     )

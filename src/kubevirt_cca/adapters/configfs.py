@@ -167,13 +167,18 @@ def _no_reports_message(base: Path, realm_guest: str | None) -> str:
     if realm_guest is None:
         return (
             f"/{TSM_REPORT_PATH} does not exist and /{REALM_GUEST_PATH} is absent: this guest "
-            "is not an Arm CCA Realm, or its kernel lacks Realm guest support (Linux 6.13 or "
-            "later with CONFIG_ARM_CCA_GUEST and CONFIG_TSM_REPORTS)"
+            f"is not an Arm CCA Realm, its Realm guest driver is a module not loaded yet "
+            f"({_MODPROBE}), or its kernel lacks Realm guest support (Linux 6.13 or later with "
+            "CONFIG_ARM_CCA_GUEST and CONFIG_TSM_REPORTS)"
         )
     return (
-        f"/{TSM_REPORT_PATH} does not exist: the kernel has no TSM report support "
-        "(CONFIG_TSM_REPORTS) or the arm-cca-guest driver is not loaded (modprobe arm-cca-guest)"
+        f"/{TSM_REPORT_PATH} does not exist: the Realm guest driver is not loaded "
+        f"({_MODPROBE}), or the kernel has no TSM report support (CONFIG_TSM_REPORTS)"
     )
+
+
+# Debian's arm64 kernels build the attestation driver (and configfs-tsm) as modules.
+_MODPROBE = "run 'modprobe arm-cca-guest'; Debian's arm64 kernels build it as a module"
 
 
 def _remove(report: Path) -> None:

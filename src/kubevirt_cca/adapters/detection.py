@@ -16,11 +16,10 @@ from kubevirt_cca.adapters.virsh import run_domcapabilities
 from kubevirt_cca.core.capabilities import (
     DetectionReport,
     DomainCapabilities,
-    RmeGuest,
     build_report,
     parse_domcapabilities,
-    parse_rme_guest_help,
 )
+from kubevirt_cca.core.honoured import RmeGuest, parse_rme_guest_help
 from kubevirt_cca.errors import CapabilitiesError, ManifestError
 
 

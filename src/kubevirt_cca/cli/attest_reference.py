@@ -41,6 +41,12 @@ initrd for direct kernel boot), the DTB the VM boots with, and its memory size. 
 the one QEMU's virt machine uses. Give the result to 'attest verify --reference', or to a
 verifier as reference value (--corim).
 
+The profile's measurementAlgo is the algorithm the Realm is measured with: the VM's own
+measurementAlgo where the node honours a choice, else the node's effective algorithm (the
+detection report's effectiveMeasurementAlgorithm). That is sha512 on NVIDIA's CCA stack (its
+QEMU measures with SHA-512 whatever libvirt lists) and with Linaro's RFC v4 QEMU (rme-guest
+takes no algorithm): write measurementAlgo: sha512 for such nodes (docs/detection.md).
+
 The DTB is taken as a file (QEMU builds it from the VM's shape; dump it with
 '-machine dumpdtb=FILE' on the same QEMU, see docs/attestation.md). When the result does not
 match a real Realm, docs/attestation.md lists why it can differ.
@@ -67,7 +73,8 @@ def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--profile",
         metavar="FILE",
         required=True,
-        help="the host profile (YAML) of the node type the VM runs on",
+        help="the host profile (YAML) of the node type the VM runs on; its measurementAlgo is "
+        "sha512 on nodes that give a Realm no choice (NVIDIA's stack, Linaro's RFC v4 QEMU)",
     )
     boot = parser.add_mutually_exclusive_group(required=True)
     boot.add_argument("--firmware", metavar="FILE", help="the CCA firmware (firmware boot)")

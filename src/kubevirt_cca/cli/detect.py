@@ -11,7 +11,8 @@ import sys
 from kubevirt_cca.adapters.detection import detect
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.constants import DEFAULT_DOMCAPS_COMMAND
-from kubevirt_cca.core.capabilities import DetectionReport, Honoured
+from kubevirt_cca.core.capabilities import DetectionReport
+from kubevirt_cca.core.honoured import Honoured
 
 __all__ = ["detect", "format_text", "register", "run"]
 
@@ -91,6 +92,8 @@ def format_text(report: DetectionReport) -> str:
     if report.capable:
         algorithms = ", ".join(report.measurement_algorithms) or "none listed (platform default)"
         lines.append(f"measurement algorithms: {algorithms}")
+        effective = report.effective_measurement_algorithm or "unknown (the platform's own)"
+        lines.append(f"effective measurement algorithm (a Realm that asks for none): {effective}")
         lines.append(f"libvirt honours: {_honoured_text(report.honoured)}")
         if report.rme_guest is not None:
             lines.append(f"QEMU rme-guest honours: {_honoured_text(report.rme_guest)}")

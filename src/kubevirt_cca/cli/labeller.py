@@ -20,6 +20,7 @@ from kubevirt_cca.constants import (
     KUBEVIRT_SKIP_NODE_ANNOTATION,
     NODE_CCA_LABEL,
     NODE_DETECTION_ANNOTATION,
+    NODE_HONOURS_OVERRIDE_ANNOTATION,
 )
 from kubevirt_cca.core.capabilities import DetectionReport
 
@@ -35,10 +36,14 @@ EXIT_USAGE = 2
 
 DESCRIPTION = f"""\
 Run on each arm64 node (a DaemonSet pod) and keep the node's labels in line with what the host
-can do: '{NODE_CCA_LABEL}=true' and one 'cca.kubevirt.io/measurement-algo-<name>=true' per
-algorithm where libvirt reports <cca supported='yes'>, one label per other parameter the
-node's libvirt (and, with --rme-guest-help-file, its QEMU) honours, none of them elsewhere,
-and the detection report (why or why not) in the annotation '{NODE_DETECTION_ANNOTATION}'.
+can do: '{NODE_CCA_LABEL}=true' where libvirt reports <cca supported='yes'> (and its
+<launchSecurity> types do not contradict it), one 'cca.kubevirt.io/measurement-algo-<name>=true'
+per algorithm a Realm really gets (libvirt lists it and, with --rme-guest-help-file, QEMU's
+rme-guest names it; without that only sha512), one label per other parameter the node's libvirt
+(and its QEMU) honours, none of them elsewhere, and the detection report (why or why not) in the
+annotation '{NODE_DETECTION_ANNOTATION}'. The admin's Node annotation
+'{NODE_HONOURS_OVERRIDE_ANNOTATION}' (e.g. personalizationValue,measurementLog) adds what a
+capable node's libvirt cannot advertise; the labeller reads it, never writes it.
 
 Only these keys are ever written or removed, only when they differ, and not at all on a node
 annotated '{KUBEVIRT_SKIP_NODE_ANNOTATION}'. The node is re-checked every --interval seconds

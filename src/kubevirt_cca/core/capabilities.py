@@ -1,6 +1,7 @@
 """Can this host run Realms? libvirt's domain capabilities decide; host probes explain.
 
-``parse_domcapabilities`` reads ``virsh domcapabilities`` XML. ``build_report`` joins it with what
+``parse_domcapabilities`` reads ``virsh domcapabilities`` XML (QEMU's ``rme-guest`` answer is
+read in ``honoured.py`` and re-exported here). ``build_report`` joins it with what
 the host probes saw into the detection report of DESIGN.md ("Node labels"), the one JSON shape
 that ``kubevirt-cca detect --output json`` prints and the labeller stores on the node.
 The node labels follow from the report alone (``node_labels``).
@@ -9,7 +10,6 @@ The node labels follow from the report alone (``node_labels``).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -21,32 +21,14 @@ from kubevirt_cca.constants import (
     LABELLER_OWNED_LABELS,
     MEASUREMENT_ALGORITHMS,
     NODE_CCA_LABEL,
-    RME_GUEST_OBJECT,
     VIRTCCA_MARKER,
 )
+from kubevirt_cca.core.honoured import Honoured as Honoured
+from kubevirt_cca.core.honoured import RmeGuest as RmeGuest
+from kubevirt_cca.core.honoured import parse_rme_guest_help as parse_rme_guest_help
 from kubevirt_cca.core.layer_labels import LIBVIRT, RME_GUEST, LayerLabels
 from kubevirt_cca.core.libvirtxml import parse_document
 from kubevirt_cca.errors import CapabilitiesError
-
-
-@dataclass(frozen=True)
-class Honoured:
-    """What one layer of a node's stack says it honours of VEP 129's parameters.
-
-    Conservative: a parameter is honoured only where the layer says so; silence is "no".
-    """
-
-    measurement_algorithms: tuple[str, ...] = ()
-    personalization_value: bool = False
-    measurement_log: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "measurementAlgorithms": list(self.measurement_algorithms),
-            "personalizationValue": self.personalization_value,
-            "measurementLog": self.measurement_log,
-        }
-
 
 # What enters the detection report (and so the Node annotation) is bounded: each reason and each
 # text of evidence is cut at TEXT_LIMIT characters, and a report whose JSON still exceeds
@@ -70,6 +52,38 @@ class DomainCapabilities:
     personalization_value: bool = False
     measurement_log: bool = False
     virtcca: bool = False
+    launch_security: bool | None = None
+    """``<features><launchSecurity supported=...>``: ``None`` when libvirt has no such element
+    (libvirt before 9.x, or a CCA patch series older than it)."""
+    sectypes: tuple[str, ...] = ()
+    """The values of its ``<enum name='sectype'>`` (``cca``, ``sev``, ``s390-pv``, ...)."""
+
+    @property
+    def sectype_cca(self) -> bool | None:
+        """The second support signal: does ``<launchSecurity>`` list ``cca``? ``None``: silent."""
+        if self.launch_security is None:
+            return None
+        return self.launch_security and CCA_SECTYPE in self.sectypes
+
+    @property
+    def contradiction(self) -> str | None:
+        """Why libvirt's two CCA signals disagree, or ``None`` when they do not (fail closed:
+        a disagreement makes the node not capable, whichever of the two says yes)."""
+        sectype = self.sectype_cca
+        if sectype is None or sectype == (self.cca_supported is True):
+            return None
+        listed = ", ".join(self.sectypes) or "none"
+        if self.cca_supported is True:
+            return (
+                "libvirt's two answers disagree: <cca supported='yes'>, but its "
+                f"<launchSecurity> types ({listed}) do not include cca; a node is labelled "
+                "only when both say cca"
+            )
+        said = "no <cca> feature" if self.cca_supported is None else "cca supported='no'"
+        return (
+            f"libvirt's two answers disagree: its <launchSecurity> types list cca, but it "
+            f"reports {said}; a node is labelled only when <cca supported='yes'> says so too"
+        )
 
     @property
     def honoured(self) -> Honoured:
@@ -80,6 +94,8 @@ class DomainCapabilities:
 
 # The elements under <cca> that say libvirt passes a parameter on (docs/detection.md).
 _LIBVIRT_PARAMETER_ELEMENTS = ("personalization-value", "measurement-log")
+# The launchSecurity type libvirt's CCA patches add to <enum name='sectype'>.
+CCA_SECTYPE = "cca"
 
 
 def parse_domcapabilities(xml: str | bytes) -> DomainCapabilities:
@@ -87,8 +103,11 @@ def parse_domcapabilities(xml: str | bytes) -> DomainCapabilities:
 
     Read under ``<features><cca supported='yes'>``: the ``<enum name='measurement-algo'>``
     values (one algorithm each), and ``<personalization-value supported='yes'/>`` /
-    ``<measurement-log supported='yes'/>`` (libvirt passes that parameter on). Anything else,
-    or ``supported`` other than ``yes``, honours nothing.
+    ``<measurement-log supported='yes'/>`` children or a ``measurement-log='yes'`` attribute
+    (libvirt passes that parameter on; NVIDIA's RNG allows the attribute and a
+    ``<personalization-value>`` child, its formatter emits neither). Anything else, or
+    ``supported`` other than ``yes``, honours nothing. ``<features><launchSecurity>`` and its
+    ``<enum name='sectype'>`` are read as the second support signal (:attr:`sectype_cca`).
     """
     root = parse_document(
         xml,
@@ -102,9 +121,15 @@ def parse_domcapabilities(xml: str | bytes) -> DomainCapabilities:
     cca = root.find("features/cca")
     features = root.find("features")
     virtcca = features is not None and _names_virtcca(features)
+    launch_security, sectypes = _launch_security(root.find("features/launchSecurity"))
     if cca is None:
         return DomainCapabilities(
-            arch=arch, cca_supported=None, measurement_algorithms=(), virtcca=virtcca
+            arch=arch,
+            cca_supported=None,
+            measurement_algorithms=(),
+            virtcca=virtcca,
+            launch_security=launch_security,
+            sectypes=sectypes,
         )
     supported = cca.get("supported") == "yes"
     algorithms: list[str] = []
@@ -118,14 +143,31 @@ def parse_domcapabilities(xml: str | bytes) -> DomainCapabilities:
         tag: any(child.get("supported") == "yes" for child in cca.findall(tag))
         for tag in _LIBVIRT_PARAMETER_ELEMENTS
     }
+    log_attribute = cca.get("measurement-log") == "yes"
     return DomainCapabilities(
         arch=arch,
         cca_supported=supported,
         measurement_algorithms=tuple(algorithms) if supported else (),
         personalization_value=supported and flags["personalization-value"],
-        measurement_log=supported and flags["measurement-log"],
+        measurement_log=supported and (flags["measurement-log"] or log_attribute),
         virtcca=virtcca,
+        launch_security=launch_security,
+        sectypes=sectypes,
     )
+
+
+def _launch_security(element: etree._Element | None) -> tuple[bool | None, tuple[str, ...]]:
+    """``<launchSecurity supported=...>`` and its sectype values (upstream libvirt's shape)."""
+    if element is None:
+        return None, ()
+    values: list[str] = []
+    for enum in element.findall("enum"):
+        if enum.get("name") == "sectype":
+            for value in enum.findall("value"):
+                text = (value.text or "").strip()
+                if text and text not in values:
+                    values.append(text)
+    return element.get("supported") == "yes", tuple(values)
 
 
 def _names_virtcca(features: etree._Element) -> bool:
@@ -140,75 +182,12 @@ def _names_virtcca(features: etree._Element) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class RmeGuest:
-    """What the virt-launcher image's QEMU says about ``-object rme-guest,help``.
-
-    ``known`` is False when QEMU does not know the object at all; ``properties`` the property
-    names it lists (none: Linaro's RFC v4 form); ``honoured`` what they let a request express.
-    """
-
-    known: bool
-    properties: tuple[str, ...] = ()
-    honoured: Honoured = field(default_factory=Honoured)
-    answer: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return {"known": self.known, "properties": list(self.properties), **self.honoured.to_json()}
-
-
-# "  NAME=<TYPE>   - DESCRIPTION" (the description is optional; a TYPE may nest, as in
-# "<link<thread-context>>", as a real QEMU prints it).
-_HELP_PROPERTY = re.compile(r"\A\s+([a-z][a-z0-9-]*)=<(.+?)>(?:\s+-\s+(.*))?\s*\Z")
-_QUOTED_ALGORITHM = re.compile(r"sha[0-9]+")
-_RME_PROPERTIES = {
-    "measurement-algorithm": "measurementAlgo",
-    "personalization-value": "personalizationValue",
-    "measurement-log": "measurementLog",
-}
-
-
-def parse_rme_guest_help(text: str) -> RmeGuest:
-    """Read QEMU's ``-object rme-guest,help`` output (standard output and error together).
-
-    ``rme-guest options:`` followed by ``  NAME=<TYPE> - DESCRIPTION`` lines lists the
-    properties; ``There are no options for rme-guest.`` is the property-less RFC v4 object;
-    anything else (``invalid object type: rme-guest``, an empty file) means QEMU does not
-    know the object. The algorithms ``measurement-algorithm`` takes are the ``shaNNN`` names
-    its description lists; a property that lists none honours no algorithm choice.
-    """
-    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
-    answer = lines[0].strip()[:200] if lines else "(no output)"
-    if f"There are no options for {RME_GUEST_OBJECT}." in lines:
-        return RmeGuest(known=True, answer=answer)
-    if f"{RME_GUEST_OBJECT} options:" not in lines:
-        return RmeGuest(known=False, answer=answer)
-    start = lines.index(f"{RME_GUEST_OBJECT} options:") + 1
-    properties: list[str] = []
-    algorithms: list[str] = []
-    for line in lines[start:]:
-        match = _HELP_PROPERTY.match(line)
-        if match is None:
-            break
-        name, description = match.group(1), match.group(3) or ""
-        properties.append(name)
-        if name == "measurement-algorithm":
-            for algorithm in _QUOTED_ALGORITHM.findall(description):
-                if algorithm in MEASUREMENT_ALGORITHMS and algorithm not in algorithms:
-                    algorithms.append(algorithm)
-    honoured = Honoured(
-        measurement_algorithms=tuple(algorithms),
-        personalization_value="personalization-value" in properties,
-        measurement_log="measurement-log" in properties,
-    )
-    return RmeGuest(known=True, properties=tuple(properties), honoured=honoured, answer=answer)
-
-
 class DetectionReportJSON(TypedDict):
     """The wire form of a detection report (node annotation, ``detect --output json``)."""
 
     capable: bool
     measurementAlgorithms: list[str]
+    effectiveMeasurementAlgorithm: str | None
     reasons: list[str]
     evidence: dict[str, Any]
     checkedAt: str
@@ -220,9 +199,13 @@ class DetectionReport:
 
     capable: bool
     measurement_algorithms: tuple[str, ...]
+    """The algorithms a Realm can really ask libvirt for here (:func:`chosen_algorithms`);
+    libvirt's own enum is in the evidence."""
     reasons: tuple[str, ...]
     evidence: Mapping[str, Any] = field(default_factory=dict)
     checked_at: datetime | None = None
+    effective_measurement_algorithm: str | None = None
+    """What a Realm that asks for no algorithm is measured with, where the stack says so."""
     personalization_value: bool = False
     """libvirt passes a personalization value on (with ``measurement_algorithms``:
     :attr:`honoured`, what the ``vep`` and ``openeuler`` dialects can rely on)."""
@@ -242,6 +225,7 @@ class DetectionReport:
         return {
             "capable": self.capable,
             "measurementAlgorithms": list(self.measurement_algorithms),
+            "effectiveMeasurementAlgorithm": self.effective_measurement_algorithm,
             "reasons": list(self.reasons),
             "evidence": dict(self.evidence),
             "checkedAt": checked,
@@ -298,6 +282,8 @@ def build_report(
             "personalizationValue": domcaps.personalization_value,
             "measurementLog": domcaps.measurement_log,
             "virtCCA": domcaps.virtcca,
+            "launchSecurity": {True: "yes", False: "no", None: "absent"}[domcaps.launch_security],
+            "sectypes": list(domcaps.sectypes),
         }
     evidence: dict[str, Any] = {"libvirt": libvirt, "host": host.to_json()}
     if rme_guest is not None:
@@ -305,15 +291,21 @@ def build_report(
     elif rme_guest_error is not None:
         evidence["rmeGuest"] = {"error": rme_guest_error}
     evidence = _bounded(evidence)
-    capable = domcaps is not None and domcaps.cca_supported is True and not domcaps.virtcca
+    capable = (
+        domcaps is not None
+        and domcaps.cca_supported is True
+        and not domcaps.virtcca
+        and domcaps.contradiction is None
+    )
     if capable and domcaps is not None:
         honoured_qemu = rme_guest.honoured if rme_guest is not None else None
         report = DetectionReport(
             True,
-            domcaps.measurement_algorithms,
+            chosen_algorithms(domcaps.measurement_algorithms, rme_guest),
             (),
             evidence,
             checked_at,
+            effective_measurement_algorithm=_effective_algorithm(domcaps, rme_guest),
             personalization_value=domcaps.personalization_value,
             measurement_log=domcaps.measurement_log,
             rme_guest=honoured_qemu,
@@ -325,6 +317,36 @@ def build_report(
         omitted = {"omitted": f"the evidence made the report larger than {REPORT_LIMIT} bytes"}
         report = replace(report, evidence=omitted)
     return report
+
+
+# The algorithm every stack we know measures with when a Realm cannot choose: NVIDIA's QEMU
+# (sha512 fixed, whatever libvirt lists), Linaro's RFC v4 rme-guest (no property), and the
+# default of the older rme-guest's measurement-algorithm property (docs/detection.md).
+FIXED_MEASUREMENT_ALGORITHM = "sha512"
+
+
+def chosen_algorithms(listed: tuple[str, ...], rme_guest: RmeGuest | None) -> tuple[str, ...]:
+    """The algorithms of libvirt's enum (``listed``) a Realm really gets when it asks for one.
+
+    The enum alone is not a capability: NVIDIA's QEMU makes libvirt list sha256 and sha512
+    and measures with SHA-512 whatever is asked. A choice is real only for an algorithm the
+    virt-launcher image's QEMU names on ``rme-guest``'s ``measurement-algorithm`` property;
+    without that answer (QEMU not asked, no such property, no algorithm named) only the fixed
+    sha512 is honoured, and only when libvirt accepts it (lists it).
+    """
+    qemu = rme_guest.honoured.measurement_algorithms if rme_guest is not None else ()
+    real = set(qemu) if qemu else {FIXED_MEASUREMENT_ALGORITHM}
+    return tuple(algorithm for algorithm in listed if algorithm in real)
+
+
+def _effective_algorithm(domcaps: DomainCapabilities, rme_guest: RmeGuest | None) -> str | None:
+    """What a Realm asking for no algorithm is measured with, when the stack tells (else None:
+    no enum and no QEMU answer, e.g. the newest KVM host series, which picks its own)."""
+    if FIXED_MEASUREMENT_ALGORITHM in domcaps.measurement_algorithms or (
+        rme_guest is not None and rme_guest.known
+    ):
+        return FIXED_MEASUREMENT_ALGORITHM
+    return None
 
 
 def bound_text(text: str, limit: int = TEXT_LIMIT) -> str:
@@ -367,8 +389,10 @@ def _reasons(
         )
     elif domcaps.cca_supported is False:
         reasons.append("libvirt reports cca supported='no'")
-    else:
+    elif domcaps.cca_supported is None:
         reasons.append("libvirt reports no <cca> feature: this libvirt build does not know Arm CCA")
+    if domcaps is not None and not domcaps.virtcca and domcaps.contradiction is not None:
+        reasons.append(domcaps.contradiction)
     if host.kvm_device is False:
         reasons.append("no /dev/kvm: KVM is not available on this host")
     if host.rmi_parameters and not any(_truthy(v) for v in host.rmi_parameters.values()):

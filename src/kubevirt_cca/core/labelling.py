@@ -11,6 +11,9 @@ The rules (DESIGN.md, "Node labels"):
 - An owned label that the report no longer calls for is removed.
 - A Node annotated ``node-labeller.kubevirt.io/skip-node`` (any value, as KubeVirt's own
   labeller reads it) is left alone entirely: nothing is added, changed or removed.
+- The admin's annotation ``cca.kubevirt.io/libvirt-honours`` on the Node adds the parameters
+  it names to a capable node's report before anything is planned (``core/overrides.py``); the
+  labeller reads it and never writes it.
 - Nothing changed, nothing written: the plan's patch is empty. The report's ``checkedAt`` is
   not a change: the annotation is rewritten only when the rest of the report differs, so its
   ``checkedAt`` says when the node's verdict or evidence last changed.
@@ -39,9 +42,11 @@ from kubevirt_cca.constants import (
     NODE_ALGO_LABEL_PREFIX,
     NODE_CCA_LABEL,
     NODE_DETECTION_ANNOTATION,
+    NODE_HONOURS_OVERRIDE_ANNOTATION,
 )
 from kubevirt_cca.core.capabilities import DetectionReport, is_owned_label, node_labels
 from kubevirt_cca.core.json_patch import PatchOperation, escape
+from kubevirt_cca.core.overrides import apply_override
 
 # Kubernetes keeps an Event message short; longer ones are cut here with an ellipsis.
 EVENT_MESSAGE_LIMIT = 1024
@@ -195,6 +200,7 @@ def plan_node(node: NodeMetadata, report: DetectionReport) -> NodePlan:
     if KUBEVIRT_SKIP_NODE_ANNOTATION in annotations:
         return NodePlan(node.name, True, (), KeyChanges(), False, None)
 
+    report = apply_override(report, annotations.get(NODE_HONOURS_OVERRIDE_ANNOTATION))
     desired = node_labels(report)
     changes = _label_changes(node.labels or {}, desired)
     annotation_changed = not same_report(annotations.get(NODE_DETECTION_ANNOTATION), report)

@@ -28,6 +28,7 @@ from kubevirt_cca.constants import (
     LAUNCH_SECURITY_ANNOTATION,
     NODE_ALGO_LABEL_PREFIX,
     NODE_DETECTION_ANNOTATION,
+    NODE_HONOURS_OVERRIDE_ANNOTATION,
     RESOLVED_ANNOTATION,
 )
 from kubevirt_cca.core.objects import metadata_of
@@ -172,6 +173,8 @@ def _unknown(key: str, section: Section, template_prefix: str) -> str:
     guess = _did_you_mean(key)
     if key.startswith(NODE_ALGO_LABEL_PREFIX) or key == NODE_DETECTION_ANNOTATION:
         hint = " (it is a node key, written by kubevirt-cca's node labeller)"
+    elif key == NODE_HONOURS_OVERRIDE_ANNOTATION:
+        hint = " (it is a node annotation the cluster admin sets; a VM cannot grant it)"
     elif guess is not None:
         guess_kind = "label" if KEY_SECTIONS[guess] == "labels" else "annotation"
         hint = f" (did you mean the {guess_kind} {guess}?)"

@@ -26,6 +26,7 @@ from typing import Any
 
 from kubevirt_cca.constants import (
     MEASUREMENT_ALGO_KEY,
+    MEASUREMENT_ALGORITHMS,
     MEASUREMENT_LOG_KEY,
     NODE_CCA_LABEL,
     PERSONALIZATION_VALUE_KEY,
@@ -42,6 +43,8 @@ class Requirement:
     label: str
     capability: str
     """e.g. ``measurementAlgo sha384 (libvirt)``."""
+    parameter: str | None = None
+    """The VEP 129 parameter it stands for (``measurementAlgo``, ...); ``None``: Arm CCA itself."""
 
 
 def requirements(request: CCARequest, dialect: Dialect) -> tuple[Requirement, ...]:
@@ -55,14 +58,23 @@ def requirements(request: CCARequest, dialect: Dialect) -> tuple[Requirement, ..
             Requirement(
                 keys.algorithm(request.measurement_algo),
                 f"{MEASUREMENT_ALGO_KEY} {request.measurement_algo} ({layer})",
+                MEASUREMENT_ALGO_KEY,
             )
         )
     if request.personalization_value is not None:
         found.append(
-            Requirement(keys.personalization_value, f"{PERSONALIZATION_VALUE_KEY} ({layer})")
+            Requirement(
+                keys.personalization_value,
+                f"{PERSONALIZATION_VALUE_KEY} ({layer})",
+                PERSONALIZATION_VALUE_KEY,
+            )
         )
     if request.measurement_log:
-        found.append(Requirement(keys.measurement_log, f"{MEASUREMENT_LOG_KEY} ({layer})"))
+        found.append(
+            Requirement(
+                keys.measurement_log, f"{MEASUREMENT_LOG_KEY} ({layer})", MEASUREMENT_LOG_KEY
+            )
+        )
     return tuple(found)
 
 
@@ -101,3 +113,18 @@ def unhonoured(
         if best is None or len(missing) < len(best):
             best = missing
     return best if best is not None else needed
+
+
+def honoured_algorithms(dialect: Dialect, nodes: Iterable[Mapping[str, str]]) -> tuple[str, ...]:
+    """The measurement algorithms some CCA node in ``nodes`` honours under ``dialect``.
+
+    The labeller labels an algorithm only where a Realm really gets it when it asks
+    (``capabilities.chosen_algorithms``), so this is what a request can choose from here.
+    """
+    keys = RME_GUEST if dialect is Dialect.QEMU_COMMANDLINE else LIBVIRT
+    nodes = tuple(nodes)
+    return tuple(
+        algorithm
+        for algorithm in MEASUREMENT_ALGORITHMS
+        if any(labels.get(keys.algorithm(algorithm)) == "true" for labels in nodes)
+    )

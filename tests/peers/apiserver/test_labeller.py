@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from kubevirt_cca.core.capabilities import is_owned_label
 from tests.conftest import shared_path
 from tests.install.expected import LABELLER_LABELS_REFUSAL
 from tests.labeller.conftest import make_host
@@ -22,9 +23,10 @@ from tests.peers.apiserver.conftest import Installed
 
 pytestmark = pytest.mark.peers
 
+# What aarch64-cca.xml gets: its libvirt lists sha256 and sha512, and without QEMU's rme-guest
+# answer only the fixed sha512 is a choice a Realm really has (issue 22, docs/detection.md).
 OWNED = (
     "kubevirt.io/cca",
-    "cca.kubevirt.io/measurement-algo-sha256",
     "cca.kubevirt.io/measurement-algo-sha512",
 )
 DETECTION = "cca.kubevirt.io/detection"
@@ -67,7 +69,7 @@ def node_metadata(installed: Installed, node: str) -> dict[str, dict[str, str]]:
 
 def owned(installed: Installed, node: str) -> dict[str, str]:
     labels = node_metadata(installed, node)["labels"]
-    return {k: v for k, v in labels.items() if k in OWNED}
+    return {k: v for k, v in labels.items() if is_owned_label(k)}
 
 
 def test_labels_its_own_node_with_a_node_bound_token(
@@ -196,3 +198,99 @@ def test_a_huge_command_error_does_not_keep_the_labels(
     report = json.loads(annotation)
     assert report["capable"] is False
     assert any("could not be read" in r and "more characters)" in r for r in report["reasons"])
+
+
+# --- NVIDIA's libvirt and the admin's override (issue 22 item 1) -------------------------------
+
+OVERRIDE = "cca.kubevirt.io/libvirt-honours"
+RPV_LABEL = "cca.kubevirt.io/personalization-value"
+LOG_LABEL = "cca.kubevirt.io/measurement-log"
+
+
+def own_domcaps(name: str) -> Path:
+    from tests.conftest import DATA
+
+    return DATA / "domcapabilities" / name
+
+
+def test_nvidia_libvirt_and_the_admins_override(
+    installed: Installed, node_name: str, tmp_path: Path
+) -> None:
+    nvidia = ("--domcaps-file", str(own_domcaps("aarch64-nvidia-cca.xml")))
+    done = run_labeller(installed, node_name, tmp_path, *nvidia)
+    assert done.returncode == 0, done.stderr
+    labels = node_metadata(installed, node_name)["labels"]
+    # libvirt lists sha256 and sha512, NVIDIA's QEMU measures with SHA-512: sha512 only, and
+    # neither parameter (its domain capabilities cannot say them).
+    assert {k for k in labels if k.startswith(("kubevirt.io/cca", "cca.kubevirt.io/"))} == {
+        "kubevirt.io/cca",
+        "cca.kubevirt.io/measurement-algo-sha512",
+    }
+    report = json.loads(node_metadata(installed, node_name)["annotations"][DETECTION])
+    assert report["effectiveMeasurementAlgorithm"] == "sha512"
+
+    # The admin (cluster-admin here) says what this node's libvirt passes on.
+    installed.server.kubectl(
+        "annotate", "node", node_name, f"{OVERRIDE}=personalizationValue,measurementLog"
+    )
+    done = run_labeller(installed, node_name, tmp_path, *nvidia)
+    assert done.returncode == 0, done.stderr
+    metadata = node_metadata(installed, node_name)
+    assert metadata["labels"][RPV_LABEL] == metadata["labels"][LOG_LABEL] == "true"
+    assert metadata["annotations"][OVERRIDE] == "personalizationValue,measurementLog"
+
+    # The labeller's own token may not write the override (its node policy).
+    kubeconfig = labeller_kubeconfig(installed, node_name, tmp_path)
+    refused = installed.server.kubectl(
+        "annotate",
+        "node",
+        node_name,
+        "--overwrite",
+        f"{OVERRIDE}=measurementLog",
+        kubeconfig=kubeconfig,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert (
+        f"kubevirt-cca-labeller may only change the annotation cca.kubevirt.io/detection, "
+        f"not: {OVERRIDE}"
+    ) in refused.stderr
+
+    # A VM owner (admin of a namespace only) cannot touch Nodes at all.
+    namespace = f"owner-{node_name}"
+    installed.server.kubectl("create", "namespace", namespace)
+    installed.server.kubectl(
+        "create", "rolebinding", "owner", "--clusterrole=admin", "--user=alice", "-n", namespace
+    )
+    owner = installed.server.kubectl(
+        "annotate",
+        "node",
+        node_name,
+        "--overwrite",
+        f"{OVERRIDE}=measurementLog",
+        "--as=alice",
+        check=False,
+    )
+    assert owner.returncode != 0
+    assert "forbidden" in owner.stderr.lower()
+    assert node_metadata(installed, node_name)["annotations"][OVERRIDE] == (
+        "personalizationValue,measurementLog"
+    )
+
+
+def test_the_override_cannot_make_a_node_capable(
+    installed: Installed, node_name: str, tmp_path: Path
+) -> None:
+    installed.server.kubectl(
+        "annotate", "node", node_name, f"{OVERRIDE}=personalizationValue,measurementLog"
+    )
+    for name in ("aarch64-nvidia-cca-no.xml", "aarch64-cca-launchsecurity-no.xml"):
+        done = run_labeller(
+            installed, node_name, tmp_path, "--domcaps-file", str(own_domcaps(name))
+        )
+        assert done.returncode == 0, done.stderr
+        metadata = node_metadata(installed, node_name)
+        assert not {k for k in metadata["labels"] if k.startswith(("kubevirt.io/cca", "cca."))}
+        report = json.loads(metadata["annotations"][DETECTION])
+        assert report["capable"] is False
+        assert report["evidence"]["adminOverride"]["applied"] == []

@@ -14,6 +14,7 @@ from kubevirt_cca.constants import (
     CONFIG_MAP_NAME,
     ENABLED_LABEL,
     HOOK_SIDECARS_ANNOTATION,
+    MEASUREMENT_ALGO_KEY,
     RESOLVED_ANNOTATION,
     SIDECAR_FEATURE_GATE,
 )
@@ -28,7 +29,11 @@ from kubevirt_cca.core.admission.sidecar import (
 )
 from kubevirt_cca.core.integration import ProblemCode
 from kubevirt_cca.core.request import CCARequest, Template
-from kubevirt_cca.core.requirements import required_node_labels, unhonoured
+from kubevirt_cca.core.requirements import (
+    honoured_algorithms,
+    required_node_labels,
+    unhonoured,
+)
 from kubevirt_cca.core.settings import Dialect
 from kubevirt_cca.errors import Violation
 
@@ -242,11 +247,27 @@ def capability_warnings(request: CCARequest, cluster: ClusterView) -> list[str]:
     if not missing:
         return []
     what = ", ".join(f"{r.capability} (node label {r.label}=true)" for r in missing)
-    return [
+    warning = (
         f"no node in this cluster honours {what} with the "
         f"{cluster.settings.dialect.value} dialect: the VMI stays Pending until a node "
         "does; remove the parameter to run on the nodes there are (docs/vm-owners.md)"
-    ]
+    )
+    if any(r.parameter == MEASUREMENT_ALGO_KEY for r in missing):
+        warning += _algorithm_note(cluster)
+    return [warning]
+
+
+def _algorithm_note(cluster: ClusterView) -> str:
+    """Which algorithms the CCA nodes do honour: a stack that gives a Realm no choice (NVIDIA's,
+    Linaro's RFC v4 QEMU) measures with sha512 whatever is asked (docs/detection.md)."""
+    algorithms = honoured_algorithms(cluster.settings.dialect, cluster.cca_node_labels or ())
+    if algorithms:
+        listed = ", ".join(algorithms)
+        return f". The CCA nodes here honour measurementAlgo {listed} only"
+    return (
+        ". No CCA node here lets a Realm choose its measurement algorithm (where the stack "
+        "gives no choice, a Realm is measured with sha512)"
+    )
 
 
 def _affinity_conflicts(
