@@ -9,9 +9,9 @@
  * (port below): it reads the challenge and writes records, each printed as a REALM-* line.
  *
  * As PID 1 (the initramfs /init) it mounts devtmpfs, runs every Realm listed in /etc/realms
- * ("NAME ALGO IPA_BITS RPV_HEX CHALLENGE_HEX" a line) with /payload.bin, prints REALM-LANE-DONE or
+ * ("NAME ALGO IPA_BITS RAM_SIZE RPV_HEX CHALLENGE_HEX" a line) with /payload.bin, prints REALM-LANE-DONE or
  * REALM-LANE-FAIL, and powers the host off. Otherwise:
- *     realm-launcher NAME ALGO IPA_BITS RPV_HEX CHALLENGE_HEX PAYLOAD
+ *     realm-launcher NAME ALGO IPA_BITS RAM_SIZE RPV_HEX CHALLENGE_HEX PAYLOAD
  *
  * The uAPI is the old, cap-based one of cca/v5 (KVM_CAP_ARM_RME = 300); its constants and the
  * guest_memfd structures are newer than the cross toolchain's Linux 6.1 headers, so they are
@@ -102,11 +102,11 @@ struct cca_memory_attributes {
 
 /* --- the Realm's shape (all of it measured; attest reference --payload replays it) --------- */
 #define RAM_BASE 0x40000000UL            /* as QEMU's virt machine */
-#define RAM_SIZE 0x200000UL              /* 2 MiB: one level-2 RTT entry */
 #define GIC_DIST 0x08000000UL
 #define GIC_REDIST 0x080a0000UL
 #define GRANULE 0x1000UL
-#define MAX_PAYLOAD (RAM_SIZE - GRANULE)
+#define MAX_PAYLOAD 0x100000UL           /* 1 MiB */
+#define MAX_RAM 0x80000000UL               /* 2 GiB (RAM is mapped lazily) */
 
 /* The debug port in the unprotected half (IPA bit ipa_bits-1 set): 8-byte accesses only.
  * The payload finds it from RSI_REALM_CONFIG's ipa_width; see payload.c. */
@@ -255,7 +255,8 @@ static int run_rec(int vcpu, struct kvm_run *run, uint64_t port, const uint8_t c
 }
 
 /* Create, populate, activate and run one Realm. 0 when it ran and powered off. */
-static int run_realm(const char *name, uint32_t algo, unsigned int ipa_bits, const uint8_t rpv[64],
+static int run_realm(const char *name, uint32_t algo, unsigned int ipa_bits, uint64_t ram_size,
+		     const uint8_t rpv[64],
 		     const uint8_t challenge[64], const uint8_t *payload, size_t payload_len)
 {
 	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -293,34 +294,34 @@ static int run_realm(const char *name, uint32_t algo, unsigned int ipa_bits, con
 
 	/* 4. RAM: an anonymous mapping holding the image (the source of POPULATE) backed by a
 	 *    guest_memfd (where the Realm's private pages come from), all of it private. */
-	uint8_t *ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+	uint8_t *ram = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 			    -1, 0);
 	if (ram == MAP_FAILED) {
 		printf("REALM-FAIL: mmap: %s\n", strerror(errno));
 		return 1;
 	}
 	memcpy(ram, payload, payload_len);
-	struct cca_create_guest_memfd gmem = {.size = RAM_SIZE};
+	struct cca_create_guest_memfd gmem = {.size = ram_size};
 	int gmem_fd = ioctl(vm, KVM_CREATE_GUEST_MEMFD, &gmem);
 	CHECK(gmem_fd, "KVM_CREATE_GUEST_MEMFD");
 	struct cca_userspace_memory_region2 region = {
 		.slot = 0,
 		.flags = KVM_MEM_GUEST_MEMFD,
 		.guest_phys_addr = RAM_BASE,
-		.memory_size = RAM_SIZE,
+		.memory_size = ram_size,
 		.userspace_addr = (uint64_t)(uintptr_t)ram,
 		.guest_memfd_offset = 0,
 		.guest_memfd = (uint32_t)gmem_fd,
 	};
 	CHECK(ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &region), "KVM_SET_USER_MEMORY_REGION2");
 	struct cca_memory_attributes attrs = {
-		.address = RAM_BASE, .size = RAM_SIZE, .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE};
+		.address = RAM_BASE, .size = ram_size, .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE};
 	CHECK(ioctl(vm, KVM_SET_MEMORY_ATTRIBUTES, &attrs), "KVM_SET_MEMORY_ATTRIBUTES");
 
 	/* 5. RIPAS RAM for all of RAM (RMI_RTT_INIT_RIPAS, measured in RMM 1.0), then the payload's
 	 *    granules (RMI_DATA_CREATE with their content measured). */
 	struct kvm_cap_arm_rme_init_ipa_args init = {.init_ipa_base = RAM_BASE,
-						     .init_ipa_size = RAM_SIZE};
+						     .init_ipa_size = ram_size};
 	if (rme_cap(vm, KVM_CAP_ARM_RME_INIT_IPA_REALM, &init, "INIT_IPA_REALM"))
 		return 1;
 	size_t populated = (payload_len + GRANULE - 1) & ~(GRANULE - 1);
@@ -369,7 +370,8 @@ static int run_realm(const char *name, uint32_t algo, unsigned int ipa_bits, con
 	printf("REALM-LAUNCH: name=%s algo=%s ipa_bits=%d ram_base=%#lx ram_size=%#lx "
 	       "payload_bytes=%zu populated_bytes=%zu pc=%#lx gprs=0,0,0,0,0,0,0,0 "
 	       "id_aa64dfr0=%#llx brps=%llu wrps=%llu pmu=no sve=no\n",
-	       name, algo ? "sha512" : "sha256", ipa_bits, RAM_BASE, RAM_SIZE, payload_len, populated,
+	       name, algo ? "sha512" : "sha256", ipa_bits, RAM_BASE, (unsigned long)ram_size, payload_len,
+	       populated,
 	       (unsigned long)pc, (unsigned long long)dfr0,
 	       (unsigned long long)((dfr0 >> 12) & 0xf), (unsigned long long)((dfr0 >> 20) & 0xf));
 	printf("REALM-RPV: ");
@@ -405,7 +407,8 @@ static uint8_t *read_file(const char *path, size_t *len)
 }
 
 /* Parse one run's arguments and run it in a child, so each Realm's fds go with it. */
-static int launch(const char *name, const char *algo_text, const char *ipa_text, const char *rpv_hex,
+static int launch(const char *name, const char *algo_text, const char *ipa_text,
+		  const char *ram_text, const char *rpv_hex,
 		  const char *challenge_hex, const char *payload_path)
 {
 	uint8_t rpv[64], challenge[64];
@@ -424,6 +427,12 @@ static int launch(const char *name, const char *algo_text, const char *ipa_text,
 		printf("REALM-FAIL: %s: IPA bits: expected 32 to 52, got %s\n", name, ipa_text);
 		return 1;
 	}
+	unsigned long ram_size = strtoul(ram_text, &end, 0);
+	if (*end != '\0' || ram_size == 0 || ram_size % GRANULE || ram_size > MAX_RAM) {
+		printf("REALM-FAIL: %s: RAM size: expected a multiple of 4096 up to %#lx, got %s\n",
+		       name, MAX_RAM, ram_text);
+		return 1;
+	}
 	if (parse_hex64(rpv_hex, rpv) || parse_hex64(challenge_hex, challenge)) {
 		printf("REALM-FAIL: %s: RPV and challenge: expected 128 hex digits each\n", name);
 		return 1;
@@ -439,7 +448,7 @@ static int launch(const char *name, const char *algo_text, const char *ipa_text,
 	fflush(stdout);
 	pid_t child = fork();
 	if (child == 0) {
-		int rc = run_realm(name, algo, (unsigned int)ipa_bits, rpv, challenge, payload, len);
+		int rc = run_realm(name, algo, (unsigned int)ipa_bits, ram_size, rpv, challenge, payload, len);
 		fflush(stdout);
 		_exit(rc);
 	}
@@ -459,12 +468,13 @@ static int init_main(void)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	FILE *list = fopen("/etc/realms", "r");
 	int failures = 0, runs = 0;
-	char line[512], name[64], algo[16], ipa[8], rpv[160], challenge[160];
+	char line[512], name[64], algo[16], ipa[8], ram[24], rpv[160], challenge[160];
 	while (list && fgets(line, sizeof(line), list)) {
-		if (sscanf(line, "%63s %15s %7s %159s %159s", name, algo, ipa, rpv, challenge) != 5)
+		if (sscanf(line, "%63s %15s %7s %23s %159s %159s", name, algo, ipa, ram, rpv,
+			   challenge) != 6)
 			continue;
 		runs++;
-		failures += launch(name, algo, ipa, rpv, challenge, "/payload.bin");
+		failures += launch(name, algo, ipa, ram, rpv, challenge, "/payload.bin");
 	}
 	if (list)
 		fclose(list);
@@ -480,9 +490,9 @@ int main(int argc, char **argv)
 {
 	if (getpid() == 1)
 		return init_main();
-	if (argc != 7) {
-		fprintf(stderr, "usage: %s NAME sha256|sha512 IPA_BITS RPV_HEX CHALLENGE_HEX PAYLOAD\n", argv[0]);
+	if (argc != 8) {
+		fprintf(stderr, "usage: %s NAME sha256|sha512 IPA_BITS RAM_SIZE RPV_HEX CHALLENGE_HEX PAYLOAD\n", argv[0]);
 		return 2;
 	}
-	return launch(argv[1], argv[2], argv[3], argv[4], argv[5], argv[6]);
+	return launch(argv[1], argv[2], argv[3], argv[4], argv[5], argv[6], argv[7]);
 }
