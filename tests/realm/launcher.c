@@ -30,6 +30,7 @@
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 /* --- cca/v5 uAPI --------------------------------------------------------------------------- */
@@ -146,6 +147,14 @@ static int parse_hex64(const char *text, uint8_t out[64])
 	return 0;
 }
 
+/* Let a printed line reach the UART before the next RMI/RSI call: the RMM writes its own log
+ * to the same UART, and would otherwise cut into a line still being sent. */
+static void drain(void)
+{
+	fflush(stdout);
+	tcdrain(STDOUT_FILENO);
+}
+
 static void print_hex(const uint8_t *data, size_t len)
 {
 	for (size_t i = 0; i < len; i++)
@@ -193,6 +202,7 @@ static void print_record(const struct record *r, size_t len)
 	printf("REALM-%s: ", name);
 	print_hex(r->data, len);
 	printf("\n");
+	drain();
 }
 
 /* The KVM_RUN loop: the port, then PSCI SYSTEM_OFF. 0 when the Realm powered off. */
@@ -379,6 +389,7 @@ static int run_realm(const char *name, uint32_t algo, unsigned int ipa_bits, uin
 	printf("\nREALM-CHALLENGE: ");
 	print_hex(challenge, 64);
 	printf("\n");
+	drain();
 
 	int size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
 	CHECK(size, "KVM_GET_VCPU_MMAP_SIZE");
@@ -445,7 +456,7 @@ static int launch(const char *name, const char *algo_text, const char *ipa_text,
 		return 1;
 	}
 	printf("REALM-BEGIN: %s\n", name);
-	fflush(stdout);
+	drain();
 	pid_t child = fork();
 	if (child == 0) {
 		int rc = run_realm(name, algo, (unsigned int)ipa_bits, ram_size, rpv, challenge, payload, len);
