@@ -2,15 +2,16 @@
  * realm-launcher: creates Arm CCA Realms with KVM on the emulated CCA host of ../shared/cca-emu
  * (TF-RMM v0.6.0 = RMM 1.0, Linux with the Linaro cca/v5 KVM host series) and runs one REC.
  *
- * The Realm gets RAM_SIZE bytes of RAM at RAM_BASE (RIPAS RAM, measured), the payload copied to
+ * A Realm gets ram_size bytes of RAM at RAM_BASE (RIPAS RAM, measured), the payload copied to
  * the start of RAM (populated and measured granule by granule), and one runnable REC entered at
- * RAM_BASE with x0..x7 zero. The personalization value (RPV) and measurement algorithm come from
- * the arguments. After activation the payload talks to us through the unprotected IPA half
- * (port below): it reads the challenge and writes records, each printed as a REALM-* line.
+ * RAM_BASE with x0..x7 zero. The measurement algorithm, IPA bits, RAM size and personalization
+ * value (RPV) come from the arguments. After activation the payload talks to us through the
+ * unprotected IPA half (the port below): it reads the challenge and writes records, each printed
+ * as a REALM-* line (tests/realm/cases.py reads them).
  *
  * As PID 1 (the initramfs /init) it mounts devtmpfs, runs every Realm listed in /etc/realms
- * ("NAME ALGO IPA_BITS RAM_SIZE RPV_HEX CHALLENGE_HEX" a line) with /payload.bin, prints REALM-LANE-DONE or
- * REALM-LANE-FAIL, and powers the host off. Otherwise:
+ * ("NAME ALGO IPA_BITS RAM_SIZE RPV_HEX CHALLENGE_HEX" a line) with /payload.bin, each in a child
+ * process, prints REALM-LANE-DONE or REALM-LANE-FAIL, and powers the host off. Otherwise:
  *     realm-launcher NAME ALGO IPA_BITS RAM_SIZE RPV_HEX CHALLENGE_HEX PAYLOAD
  *
  * The uAPI is the old, cap-based one of cca/v5 (KVM_CAP_ARM_RME = 300); its constants and the
@@ -107,7 +108,7 @@ struct cca_memory_attributes {
 #define GIC_REDIST 0x080a0000UL
 #define GRANULE 0x1000UL
 #define MAX_PAYLOAD 0x100000UL           /* 1 MiB */
-#define MAX_RAM 0x80000000UL               /* 2 GiB (RAM is mapped lazily) */
+#define MAX_RAM 0x80000000UL             /* 2 GiB (RAM is mapped lazily) */
 
 /* The debug port in the unprotected half (IPA bit ipa_bits-1 set): 8-byte accesses only.
  * The payload finds it from RSI_REALM_CONFIG's ipa_width; see payload.c. */
@@ -266,8 +267,8 @@ static int run_rec(int vcpu, struct kvm_run *run, uint64_t port, const uint8_t c
 
 /* Create, populate, activate and run one Realm. 0 when it ran and powered off. */
 static int run_realm(const char *name, uint32_t algo, unsigned int ipa_bits, uint64_t ram_size,
-		     const uint8_t rpv[64],
-		     const uint8_t challenge[64], const uint8_t *payload, size_t payload_len)
+		     const uint8_t rpv[64], const uint8_t challenge[64], const uint8_t *payload,
+		     size_t payload_len)
 {
 	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	CHECK(kvm, "open /dev/kvm");
@@ -355,12 +356,12 @@ static int run_realm(const char *name, uint32_t algo, unsigned int ipa_bits, uin
 	CHECK(ioctl((int)gic.fd, KVM_SET_DEVICE_ATTR, &attr), "vgic redist address");
 
 	/* 6. vCPU 0's start state (measured) and RMI_REC_CREATE. */
-	uint64_t pc = RAM_BASE, zero = 0, dfr0 = 0;
+	uint64_t pc = RAM_BASE, gprs[8] = {0}, dfr0 = 0;
 	struct kvm_one_reg reg = {.id = core_reg(32), .addr = (uint64_t)(uintptr_t)&pc};
 	CHECK(ioctl(vcpu, KVM_SET_ONE_REG, &reg), "KVM_SET_ONE_REG(pc)");
 	for (unsigned int i = 0; i < 8; i++) {
 		reg.id = core_reg(i);
-		reg.addr = (uint64_t)(uintptr_t)&zero;
+		reg.addr = (uint64_t)(uintptr_t)&gprs[i];
 		CHECK(ioctl(vcpu, KVM_SET_ONE_REG, &reg), "KVM_SET_ONE_REG(x0..x7)");
 	}
 	reg.id = ID_AA64DFR0_EL1;
@@ -376,14 +377,18 @@ static int run_realm(const char *name, uint32_t algo, unsigned int ipa_bits, uin
 	if (rme_cap(vm, KVM_CAP_ARM_RME_ACTIVATE_REALM, NULL, "ACTIVATE_REALM"))
 		return 1;
 
-	/* The launch inputs, for 'attest reference' (breakpoints = BRPs + 1, watchpoints = WRPs + 1). */
-	printf("REALM-LAUNCH: name=%s algo=%s ipa_bits=%d ram_base=%#lx ram_size=%#lx "
-	       "payload_bytes=%zu populated_bytes=%zu pc=%#lx gprs=0,0,0,0,0,0,0,0 "
-	       "id_aa64dfr0=%#llx brps=%llu wrps=%llu pmu=no sve=no\n",
-	       name, algo ? "sha512" : "sha256", ipa_bits, RAM_BASE, (unsigned long)ram_size, payload_len,
-	       populated,
-	       (unsigned long)pc, (unsigned long long)dfr0,
-	       (unsigned long long)((dfr0 >> 12) & 0xf), (unsigned long long)((dfr0 >> 20) & 0xf));
+	/* The launch inputs, for 'attest reference' (breakpoints = BRPs + 1, watchpoints = WRPs + 1;
+	 * KVM gives the RMM a PMU or SVE only for vCPUs initialised with those features). */
+	printf("REALM-LAUNCH: name=%s algo=%s ipa_bits=%u ram_base=%#lx ram_size=%#lx "
+	       "payload_bytes=%zu populated_bytes=%zu pc=%#lx gprs=",
+	       name, algo ? "sha512" : "sha256", ipa_bits, RAM_BASE, (unsigned long)ram_size,
+	       payload_len, populated, (unsigned long)pc);
+	for (unsigned int i = 0; i < 8; i++)
+		printf("%s%#lx", i ? "," : "", (unsigned long)gprs[i]);
+	printf(" id_aa64dfr0=%#llx brps=%llu wrps=%llu pmu=%s sve=%s\n", (unsigned long long)dfr0,
+	       (unsigned long long)((dfr0 >> 12) & 0xf), (unsigned long long)((dfr0 >> 20) & 0xf),
+	       vcpu_init.features[0] & (1U << KVM_ARM_VCPU_PMU_V3) ? "yes" : "no",
+	       vcpu_init.features[0] & (1U << KVM_ARM_VCPU_SVE) ? "yes" : "no");
 	printf("REALM-RPV: ");
 	print_hex(rpv, 64);
 	printf("\nREALM-CHALLENGE: ");
