@@ -202,14 +202,22 @@ def test_bad_input_exits_2_with_one_line_naming_the_field(
 
 
 def test_payload_needs_no_dtb_and_refuses_one(inputs: dict[str, Path]) -> None:
-    base = ["--profile", PROFILE, "--payload", inputs["kernel"], "--memory", "2Mi"]
+    base: list[str | Path] = [
+        "--profile",
+        PROFILE,
+        "--payload",
+        inputs["kernel"],
+        "--memory",
+        "2Mi",
+    ]
     code, out, err = reference(*base, "--output", "json")
     assert code == 0, err
     assert json.loads(out)["measurementAlgo"] == "sha256"
-    for extra, field in (
+    cases: list[tuple[list[str | Path], str]] = [
         (["--dtb", inputs["dtb"]], "--dtb"),
         (["--initrd", inputs["initrd"]], "--initrd"),
-    ):
+    ]
+    for extra, field in cases:
         code, out, err = reference(*base, *extra)
         assert (code, out) == (2, "")
         assert err.startswith(PREFIX + field) and "--payload" in err, err
