@@ -41,8 +41,12 @@ make -s -C tests/realm OUT="$CACHE/build"
 export CCA_EMU_CACHE="$CACHE/emu"
 if [ ! -x "$CCA_EMU_CACHE/qemu/usr/bin/qemu-system-aarch64" ] || [ ! -f "$CACHE/READY" ]; then
   log "preparing the emulated CCA host in $CCA_EMU_CACHE"
-  CCA_EMU_LOG="$CACHE/self-test.log" "$EMU/scripts/run-host.sh" -t 300 \
-    "$EMU/bin/host-test-initrd.cpio.gz" >/dev/null
+  if ! CCA_EMU_LOG="$CACHE/self-test.log" "$EMU/scripts/run-host.sh" -t 300 \
+    "$EMU/bin/host-test-initrd.cpio.gz" >/dev/null; then
+    log "the emulated host's self-test failed; its console ends:"
+    tail -n 30 "$CACHE/self-test.log" >&2 || true
+    exit 1
+  fi
 fi
 "$CCA_EMU_CACHE/qemu/usr/bin/qemu-system-aarch64" --version | head -n 1 >"$CACHE/READY"
 log "realm lane ready in $CACHE ($(cat "$CACHE/READY"))"

@@ -10,6 +10,7 @@ The launcher (``launcher.c``) prints, per Realm::
 
     REALM-BEGIN: NAME
     REALM-LAUNCH: name=NAME algo=sha256 ipa_bits=40 ram_base=0x40000000 ... brps=5 wrps=3 ...
+    REALM-PAYLOAD-SHA256: <the payload's SHA-256>
     REALM-RPV: <64 bytes hex>           REALM-CHALLENGE: <64 bytes hex>
     REALM-CONFIG: <status, ipa_width, hash_algo: 3 little-endian u64>
     REALM-RSI-VERSION: <status, lower, higher: 3 little-endian u64>
@@ -88,6 +89,7 @@ class RealmRun:
     name: str
     ok: bool = False
     launch: dict[str, str] = field(default_factory=dict)
+    payload_sha256: bytes = b""
     rpv: bytes = b""
     challenge: bytes = b""
     config: tuple[int, ...] = ()
@@ -98,7 +100,7 @@ class RealmRun:
     failures: list[str] = field(default_factory=list)
 
 
-_LINE = re.compile(r"^(REALM-[A-Z-]+): ?(.*)$")
+_LINE = re.compile(r"^(REALM-[A-Z0-9-]+): ?(.*)$")
 
 
 def parse_console(console: str) -> dict[str, RealmRun]:
@@ -120,6 +122,8 @@ def parse_console(console: str) -> dict[str, RealmRun]:
             current = None
         elif key == "REALM-LAUNCH":
             current.launch = dict(item.split("=", 1) for item in value.split() if "=" in item)
+        elif key == "REALM-PAYLOAD-SHA256":
+            current.payload_sha256 = bytes.fromhex(value)
         elif key == "REALM-RPV":
             current.rpv = bytes.fromhex(value)
         elif key == "REALM-CHALLENGE":

@@ -21,6 +21,7 @@ inputs the launcher printed; none comes from the code under test.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,9 @@ def test_the_launcher_made_the_realm_it_was_asked_for(
         case.ram_size,
     )
     assert (run.rpv, run.challenge) == (case.rpv, case.challenge)
-    assert int(launch["payload_bytes"]) == realm_lane.payload.stat().st_size
+    payload = realm_lane.payload.read_bytes()
+    assert int(launch["payload_bytes"]) == len(payload)
+    assert run.payload_sha256 == hashlib.sha256(payload).digest()
     assert int(launch["pc"], 16) == int(launch["ram_base"], 16)
     assert launch["gprs"] == ",".join(["0"] * 8)
     assert (launch["pmu"], launch["sve"]) == ("no", "no")
