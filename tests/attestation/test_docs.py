@@ -15,6 +15,10 @@ SIGNATURE = (
     "[--initrd FILE])\n    --dtb FILE --memory SIZE [--output text|json] [--trace] "
     "[--corim FILE]"
 )
+PAYLOAD_SIGNATURE = (
+    "kubevirt-cca attest reference --profile FILE --payload FILE\n"
+    "    --memory SIZE [--output text|json] [--trace] [--corim FILE]"
+)
 
 
 def test_the_json_table_lists_every_check_in_order() -> None:
@@ -64,3 +68,11 @@ def test_the_documented_signature_is_the_parser() -> None:
         usage.trace,
         usage.corim,
     ) == ("p", "k", "i", "d", "1Gi", "json", True, "c")
+
+
+def test_the_documented_payload_form_is_the_parser() -> None:
+    assert PAYLOAD_SIGNATURE in TEXT
+    usage = build_parser("attest").parse_args(
+        ["attest", "reference", "--profile", "p", "--payload", "b", "--memory", "2Mi"]
+    )
+    assert (usage.profile, usage.payload, usage.dtb, usage.memory) == ("p", "b", None, "2Mi")

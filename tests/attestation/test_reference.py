@@ -21,6 +21,7 @@ from kubevirt_cca.core.attestation.reference import (
     compute_rim,
     corim_json,
     parse_reference,
+    payload_layout,
     qemu_virt_layout,
     reference_json,
     ripas_ranges,
@@ -207,6 +208,41 @@ def test_direct_kernel_boot_layout_and_chain() -> None:
     rim = data_step("sha512", rim, dtb_at, dtb + bytes(4096 - len(dtb)))
     rim = rec_step("sha512", rim, RAM, [dtb_at, 0, 0, 0, 0, 0, 0, 0])
     assert reference.rim == rim
+
+
+def test_payload_layout_and_chain() -> None:
+    """A raw payload at the start of RAM, pc on its first byte, x0..x7 zero (tests/realm)."""
+    payload = b"P" * (4096 + 10)  # two granules
+    layout = payload_layout(memory=3 * MiB, payload=payload)
+    assert [(i.name, i.ipa) for i in layout.images] == [("payload", RAM)]
+    assert (layout.ram_base, layout.ram_size) == (RAM, 3 * MiB)
+    assert (layout.pc, layout.gprs) == (RAM, (0,) * 8)
+    reference = compute_rim(profile(ipaBits=40, breakpoints=6, watchpoints=4), layout)
+    rim = slot("sha256", params_page(flags=0, s2sz=40, sve_vl=0, bps=5, wps=3, pmu=0, algo=0))
+    rim = ripas_step("sha256", rim, RAM, RAM + 2 * MiB)  # one 2 MiB block, then 4 KiB pages
+    for page in range(256):
+        rim = ripas_step(
+            "sha256", rim, RAM + 2 * MiB + page * 4096, RAM + 2 * MiB + (page + 1) * 4096
+        )
+    rim = data_step("sha256", rim, RAM, payload[:4096])
+    rim = data_step("sha256", rim, RAM + 4096, payload[4096:] + bytes(4096 - 10))
+    rim = rec_step("sha256", rim, RAM, [0] * 8)
+    assert reference.rim == rim[:32]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"memory": 2 * MiB, "payload": b""}, "--payload"),
+        ({"memory": 2 * MiB + 1, "payload": b"p"}, "--memory"),
+        ({"memory": 0, "payload": b"p"}, "--memory"),
+        ({"memory": 4096, "payload": bytes(4097)}, "--memory"),
+    ],
+)
+def test_bad_payload_inputs_name_the_flag(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(ReferenceValueError) as caught:
+        payload_layout(**kwargs)
+    assert caught.value.violations[0].field == field
 
 
 def test_small_ram_puts_the_initrd_at_half_of_it() -> None:

@@ -201,6 +201,38 @@ def test_bad_input_exits_2_with_one_line_naming_the_field(
     assert "Traceback" not in result.stderr
 
 
+def test_payload_needs_no_dtb_and_refuses_one(inputs: dict[str, Path]) -> None:
+    base: list[str | Path] = [
+        "--profile",
+        PROFILE,
+        "--payload",
+        inputs["kernel"],
+        "--memory",
+        "2Mi",
+    ]
+    code, out, err = reference(*base, "--output", "json")
+    assert code == 0, err
+    assert json.loads(out)["measurementAlgo"] == "sha256"
+    cases: list[tuple[list[str | Path], str]] = [
+        (["--dtb", inputs["dtb"]], "--dtb"),
+        (["--initrd", inputs["initrd"]], "--initrd"),
+    ]
+    for extra, field in cases:
+        code, out, err = reference(*base, *extra)
+        assert (code, out) == (2, "")
+        assert err.startswith(PREFIX + field) and "--payload" in err, err
+
+
+def test_firmware_or_kernel_without_a_dtb_names_it(inputs: dict[str, Path]) -> None:
+    for boot in ("--firmware", "--kernel"):
+        code, out, err = reference("--profile", PROFILE, boot, inputs[boot[2:]], "--memory", "1Gi")
+        assert (code, out) == (2, "")
+        assert (
+            err
+            == PREFIX + "--dtb: required with --firmware or --kernel: the DTB the VM boots with\n"
+        )
+
+
 def test_firmware_and_kernel_together_is_a_usage_error(inputs: dict[str, Path]) -> None:
     code = kubevirt_cca(
         "attest",

@@ -137,7 +137,7 @@ def init_script() -> str:
 def build_initramfs(guest: GuestFiles, out: Path) -> list[str]:
     """Write the gzip'd newc initramfs to ``out``; return the modules in load order."""
     modules = module_load_order(guest.modules_dir, VIRTIO_MODULES)
-    writer = _Cpio()
+    writer = Cpio()
     for folder in ("bin", "dev", "etc", "lib", "lib/modules", "proc", "sys", "tmp"):
         writer.directory(folder)
     writer.char_device("dev/console", major=5, minor=1)
@@ -199,8 +199,11 @@ def module_load_order(modules_dir: Path, wanted: Iterable[str]) -> list[Path]:
 # --- newc cpio ---------------------------------------------------------------------------------
 
 
-class _Cpio:
-    """A minimal writer of the ``newc`` cpio format the Linux kernel unpacks as initramfs."""
+class Cpio:
+    """A minimal writer of the ``newc`` cpio format the Linux kernel unpacks as initramfs.
+
+    Also builds the realm lane's initramfs (``tests/realm/conftest.py``).
+    """
 
     def __init__(self) -> None:
         self._chunks: list[bytes] = []

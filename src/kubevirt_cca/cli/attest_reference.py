@@ -19,11 +19,12 @@ from kubevirt_cca.core.attestation.reference import (
     Reference,
     compute_rim,
     corim_json,
+    payload_layout,
     qemu_virt_layout,
     reference_json,
 )
 from kubevirt_cca.core.basedomain import parse_quantity
-from kubevirt_cca.errors import AttestationError, ManifestError
+from kubevirt_cca.errors import AttestationError, ManifestError, ReferenceValueError, Violation
 
 EXIT_OK = 0
 EXIT_UNUSABLE = 2
@@ -51,6 +52,10 @@ The DTB is taken as a file (QEMU builds it from the VM's shape; dump it with
 '-machine dumpdtb=FILE' on the same QEMU, see docs/attestation.md). When the result does not
 match a real Realm, docs/attestation.md lists why it can differ.
 
+--payload takes a raw bare-metal image instead (no DTB): loaded at the start of RAM
+(0x40000000) and entered there with x0..x7 zero, as the Realm launcher of the realm test lane
+does (docs/testing.md).
+
 Exit status: 0 computed, 2 unusable input (the message names the field).
 --output json prints {"rim", "measurementAlgo"} (and "steps" with --trace).
 
@@ -59,6 +64,7 @@ example:
       --firmware /usr/share/AAVMF/AAVMF_CODE.cca.fd --dtb vm.dtb --memory 2Gi
   kubevirt-cca attest reference --profile host.yaml --kernel Image --initrd initrd.img \\
       --dtb vm.dtb --memory 1Gi --output json > reference.json
+  kubevirt-cca attest reference --profile realm-lane.yaml --payload payload.bin --memory 2Mi
 """
 
 
@@ -81,9 +87,16 @@ def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     boot.add_argument(
         "--kernel", metavar="FILE", help="the kernel Image, uncompressed (direct kernel boot)"
     )
+    boot.add_argument(
+        "--payload",
+        metavar="FILE",
+        help="a raw bare-metal image at the start of RAM, entered at its first byte (no --dtb)",
+    )
     parser.add_argument("--initrd", metavar="FILE", help="the initrd (with --kernel)")
     parser.add_argument(
-        "--dtb", metavar="FILE", required=True, help="the device tree blob the VM boots with"
+        "--dtb",
+        metavar="FILE",
+        help="the device tree blob the VM boots with (required with --firmware or --kernel)",
     )
     parser.add_argument(
         "--memory",
@@ -105,13 +118,7 @@ def run_reference(args: argparse.Namespace) -> int:
     try:
         profile = _load_profile(args.profile)
         memory = _memory(args.memory)
-        layout = qemu_virt_layout(
-            memory=memory,
-            dtb=_read(args.dtb, "--dtb", MAX_DTB_BYTES),
-            firmware=_read(args.firmware, "--firmware", MAX_IMAGE_BYTES) if args.firmware else None,
-            kernel=_read(args.kernel, "--kernel", MAX_IMAGE_BYTES) if args.kernel else None,
-            initrd=_read(args.initrd, "--initrd", MAX_IMAGE_BYTES) if args.initrd else None,
-        )
+        layout = _layout(args, memory)
         reference = compute_rim(profile, layout, trace=args.trace)
         if args.corim:
             _write_corim(args.corim, reference)
@@ -172,6 +179,31 @@ def _load_profile(path: str) -> HostProfile:
         return parse_profile(data)
     except AttestationError as exc:
         raise AttestationError(f"--profile {path}: {exc}") from exc
+
+
+def _layout(args: argparse.Namespace, memory: int) -> RealmLayout:
+    if args.payload is not None:
+        problems = [
+            Violation(flag, "not used with --payload (the payload is the only image)")
+            for flag, value in (("--dtb", args.dtb), ("--initrd", args.initrd))
+            if value is not None
+        ]
+        if problems:
+            raise ReferenceValueError(problems)
+        return payload_layout(
+            memory=memory, payload=_read(args.payload, "--payload", MAX_IMAGE_BYTES)
+        )
+    if args.dtb is None:
+        raise ReferenceValueError(
+            (Violation("--dtb", "required with --firmware or --kernel: the DTB the VM boots with"),)
+        )
+    return qemu_virt_layout(
+        memory=memory,
+        dtb=_read(args.dtb, "--dtb", MAX_DTB_BYTES),
+        firmware=_read(args.firmware, "--firmware", MAX_IMAGE_BYTES) if args.firmware else None,
+        kernel=_read(args.kernel, "--kernel", MAX_IMAGE_BYTES) if args.kernel else None,
+        initrd=_read(args.initrd, "--initrd", MAX_IMAGE_BYTES) if args.initrd else None,
+    )
 
 
 def _memory(text: str) -> int:

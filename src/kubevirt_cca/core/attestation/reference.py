@@ -17,7 +17,9 @@ the same operations:
 
 The order is the one QEMU and KVM use today: create, RIPAS of all RAM, the images in
 ascending address order, the runnable REC of vCPU 0. :func:`qemu_virt_layout` places the images
-the way QEMU's ``virt`` machine does. Pure: bytes in, digests out.
+the way QEMU's ``virt`` machine does; :func:`payload_layout` places one raw bare-metal image at
+the start of RAM (the launcher of ``tests/realm``, whose Realms a real RMM 1.0 measures and
+this module must predict). Pure: bytes in, digests out.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ StepKind = Literal["realm-create", "ripas", "data", "rec"]
 class Image:
     """Bytes the VMM copies into Realm memory at ``ipa`` (measured, granule by granule)."""
 
-    name: str  # "firmware", "kernel", "initrd", "dtb"
+    name: str  # "firmware", "kernel", "initrd", "dtb", "payload"
     ipa: int
     content: bytes
 
@@ -198,6 +200,38 @@ def qemu_virt_layout(
         images=images,
         pc=pc,
         gprs=(x0, 0, 0, 0, 0, 0, 0, 0),
+    )
+
+
+def payload_layout(*, memory: int, payload: bytes) -> RealmLayout:
+    """One raw bare-metal image at the start of RAM, entered at its first byte, x0..x7 zero.
+
+    No DTB, no firmware: what a minimal VMM (``tests/realm/launcher.c``) populates. RAM starts
+    where the ``virt`` machine's does.
+    """
+    problems: list[Violation] = []
+    if memory <= 0 or memory % GRANULE:
+        problems.append(
+            Violation("--memory", f"expected a positive multiple of 4Ki, got {memory} bytes")
+        )
+    if not payload:
+        problems.append(Violation("--payload", "the file is empty"))
+    elif memory > 0 and len(payload) > memory:
+        problems.append(
+            Violation(
+                "--memory",
+                f"{memory} bytes of RAM cannot hold the {len(payload)}-byte payload; "
+                "give the VM more memory",
+            )
+        )
+    if problems:
+        raise ReferenceValueError(problems)
+    return RealmLayout(
+        ram_base=VIRT_RAM_BASE,
+        ram_size=memory,
+        images=(Image(name="payload", ipa=VIRT_RAM_BASE, content=payload),),
+        pc=VIRT_RAM_BASE,
+        gprs=(0,) * REC_GPRS,
     )
 
 
