@@ -15,14 +15,15 @@ Every rule below has its reason in ``docs/rewrite.md``. In short, a Realm needs:
 * no ACPI (libvirt allows it on aarch64 only with pflash firmware): the guest gets a device tree.
 
 The rewrite is idempotent and leaves every other element and attribute as it was. It refuses a
-document that is not a libvirt domain, a domain that is not aarch64, and a domain that already
-carries launch security of another kind. Values go into the tree through lxml, never by string
-formatting of XML.
+document that is not a libvirt domain, a domain that is not aarch64, a domain that already
+carries launch security of another kind, and a domain with a foreign QEMU argument that is not
+known to be harmless (``core/qemuargs.py``); what remains of ``<qemu:commandline>`` is one block,
+with the ``qemu-commandline`` dialect's own arguments last. Values go into the tree through
+lxml, never by string formatting of XML.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Callable, Iterator
 
@@ -30,14 +31,18 @@ from lxml import etree
 
 from kubevirt_cca.constants import QEMU_NAMESPACE
 from kubevirt_cca.core.libvirtxml import parse_document
+from kubevirt_cca.core.qemuargs import (
+    CGS_VALUE,
+    QEMU,
+    RME_OBJECT_ID,
+    commandline_blocks,
+    own_arguments,
+)
 from kubevirt_cca.core.request import CCARequest
 from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.errors import DomainError
 
-_QEMU = "{%s}" % QEMU_NAMESPACE  # noqa: UP031 - Clark notation for lxml
-RME_OBJECT_ID = "rme0"
 _RME_OBJECT_PREFIX = "rme-guest,"
-_CGS_VALUE = f"confidential-guest-support={RME_OBJECT_ID}"
 _BASE64 = re.compile(r"\A[A-Za-z0-9+/]+={0,2}\Z")
 
 
@@ -59,6 +64,7 @@ def make_realm(root: etree._Element, request: CCARequest, settings: Settings) ->
     """Rewrite a parsed domain in place (see the module docstring for the rules)."""
     _check_architecture(root)
     _check_launch_security(root)
+    own_qemu_arguments = own_arguments(root)  # refuses foreign QEMU arguments
     _set_firmware(root, settings.firmware)
     _disable_nic_roms(root)
     if settings.virtio_iommu:
@@ -68,7 +74,9 @@ def make_realm(root: etree._Element, request: CCARequest, settings: Settings) ->
     _set_gic_v3(root)
     _set_host_passthrough(root)
     _remove_cca_launch_security(root)
-    _remove_rme_arguments(root)
+    for argument in own_qemu_arguments:
+        _remove(argument)
+    _merge_commandlines(root)
     _WRITERS[settings.dialect](root, request)
 
 
@@ -288,25 +296,20 @@ def _remove_cca_launch_security(root: etree._Element) -> None:
             _remove(element)
 
 
-def _qemu_commandlines(root: etree._Element) -> list[etree._Element]:
-    return root.findall(f"{_QEMU}commandline")
+def _merge_commandlines(root: etree._Element) -> None:
+    """Leave at most one ``<qemu:commandline>``: the first, holding every argument in order.
 
-
-def _remove_rme_arguments(root: etree._Element) -> None:
-    """Remove ``-object rme-guest,...`` and ``-machine confidential-guest-support=rme0`` pairs."""
-    for block in _qemu_commandlines(root):
-        args = block.findall(f"{_QEMU}arg")
-        doomed: list[etree._Element] = []
-        for flag, value in itertools.pairwise(args):
-            text = value.get("value", "")
-            if (flag.get("value") == "-object" and text.startswith(_RME_OBJECT_PREFIX)) or (
-                flag.get("value") == "-machine" and text == _CGS_VALUE
-            ):
-                doomed.extend((flag, value))
-        for arg in doomed:
+    What is left after :func:`own_arguments` is harmless, and one block with our arguments at
+    its end keeps ours last however libvirt or KubeVirt reads several blocks.
+    """
+    blocks = commandline_blocks(root)
+    for block in blocks[1:]:
+        for arg in block.findall(f"{QEMU}arg"):
             _remove(arg)
-        if len(block) == 0:
-            _remove(block)
+            _append(blocks[0], f"{QEMU}arg").set("value", arg.get("value", ""))
+        _remove(block)
+    if blocks and blocks[0].find(f"{QEMU}arg") is None:
+        _remove(blocks[0])
 
 
 def _write_vep(root: etree._Element, request: CCARequest) -> None:
@@ -348,16 +351,16 @@ def rme_guest_properties(request: CCARequest) -> list[tuple[str, str]]:
 
 
 def _write_qemu_commandline(root: etree._Element, request: CCARequest) -> None:
-    blocks = _qemu_commandlines(root)
+    blocks = commandline_blocks(root)
     if blocks:
         block = blocks[0]
     else:
-        block = _append(root, f"{_QEMU}commandline", nsmap={"qemu": QEMU_NAMESPACE})
+        block = _append(root, f"{QEMU}commandline", nsmap={"qemu": QEMU_NAMESPACE})
     rme_object = _RME_OBJECT_PREFIX + ",".join(
         f"{key}={value}" for key, value in rme_guest_properties(request)
     )
-    for value in ("-object", rme_object, "-machine", _CGS_VALUE):
-        _append(block, f"{_QEMU}arg").set("value", value)
+    for value in ("-object", rme_object, "-machine", CGS_VALUE):
+        _append(block, f"{QEMU}arg").set("value", value)
 
 
 _WRITERS: dict[Dialect, Callable[[etree._Element, CCARequest], None]] = {
