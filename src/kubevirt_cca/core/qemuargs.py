@@ -238,10 +238,15 @@ def own_arguments(root: etree._Element) -> list[etree._Element]:
     document order (libvirt appends them in that order), so a value cannot hide in a second
     block. Any other element of the QEMU namespace, anywhere, is refused.
     """
+    misplaced: list[etree._Element] = []
+    for element in root.iter(f"{QEMU}*"):
+        if not _expected_place(root, element) and not any(
+            ancestor in misplaced for ancestor in element.iterancestors()
+        ):
+            misplaced.append(element)
     problems = [
         f"<{_qname(element)}> {_ELEMENT_REASONS.get(etree.QName(element).localname, _UNKNOWN)}"
-        for element in root.iter(f"{QEMU}*")
-        if not _expected_place(root, element)
+        for element in misplaced
     ]
     args = [arg for block in commandline_blocks(root) for arg in block.iterchildren(f"{QEMU}arg")]
     values = [arg.get("value") for arg in args]
