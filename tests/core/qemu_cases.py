@@ -122,14 +122,19 @@ REFUSED_ELEMENTS: dict[str, tuple[str, str]] = {
 }
 
 
+def commandline_xml(values: Sequence[str]) -> str:
+    """One ``<qemu:commandline>`` passing ``values``, as XML text."""
+    block = etree.Element(f"{Q}commandline", nsmap={"qemu": QEMU_NAMESPACE})
+    for value in values:
+        etree.SubElement(block, f"{Q}arg", value=value)
+    return etree.tostring(block, encoding="unicode")
+
+
 def with_commandlines(domain_xml: str | bytes, *blocks: Sequence[str]) -> str:
     """``domain_xml`` with one more ``<qemu:commandline>`` per block, at the end of the domain."""
-    root = etree.fromstring(domain_xml.encode() if isinstance(domain_xml, str) else domain_xml)
     for values in blocks:
-        block = etree.SubElement(root, f"{Q}commandline", nsmap={"qemu": QEMU_NAMESPACE})
-        for value in values:
-            etree.SubElement(block, f"{Q}arg", value=value)
-    return etree.tostring(root, encoding="unicode")
+        domain_xml = with_element(domain_xml, commandline_xml(values))
+    return domain_xml if isinstance(domain_xml, str) else domain_xml.decode()
 
 
 def with_element(domain_xml: str | bytes, element: str) -> str:

@@ -35,6 +35,7 @@ from tests.peers.binaries import peers_unavailable
 from tests.peers.kubevirt.realm import realm_rule_problems, rng_errors, virsh_define
 from tests.peers.kubevirt.support import (
     CCA,
+    EXAMPLE_SHAPE,
     PLUGIN_CLUSTER,
     VERSIONS,
     Converted,
@@ -42,11 +43,12 @@ from tests.peers.kubevirt.support import (
     admitted_vmi,
     hook_process,
     hookclient,
+    kubevirt_reason,
     last_error,
     shape_manifests,
 )
 
-SHAPE = "example-vmi-cca"
+SHAPE = EXAMPLE_SHAPE
 PLUGIN_YAML = ROOT / "deploy" / "plugin" / "plugin.yaml"
 BAD_ALGO = {"measurementAlgo": "md5"}
 # Someone else's Plugin: a CEL domain hook that changes nothing (the mixed state needs any one).
@@ -62,7 +64,6 @@ MIXED_VEP_ERROR = (
     "libvirtxml.Domain: xml: (*libvirtxml.DomainLaunchSecurity).UnmarshalXML did "
     "not consume entire <launchSecurity> element"
 )
-_REASON = re.compile(r'"msg":"Failed to call OnDefineDomain".*?"reason":"((?:[^"\\]|\\.)*)"')
 
 
 def _variant(
@@ -92,14 +93,6 @@ def _variant(
     path = folder / f"{name}.vmi.json"
     path.write_text(json.dumps(vmi))
     return path
-
-
-def _kubevirt_reason(stderr: str) -> str:
-    """The error virt-launcher's hook manager logs and returns (manager.go)."""
-    found = _REASON.findall(stderr)
-    assert found, stderr[-2000:]
-    reason: str = json.loads(f'"{found[-1]}"')
-    return reason
 
 
 def _calls(log: Path, call: str) -> list[str]:
@@ -154,7 +147,7 @@ def test_sidecar_refusal_as_kubevirt_reports_it(
         )
     assert result.returncode == 1
     assert result.defines == ("", "", ""), "a refused Realm reached libvirt"
-    reason = _kubevirt_reason(result.stderr)
+    reason = kubevirt_reason(result.stderr)
     name = json.loads(source.vmi.read_text())["metadata"]
     expected = (
         "rpc error: code = InvalidArgument desc = kubevirt-cca hook: refusing to "
