@@ -270,6 +270,13 @@ FAIL_CLOSED: dict[str, tuple[Any, Any, grpc.StatusCode, tuple[str, ...]]] = {
         PRECONDITION,
         ("the domain is for x86_64", "needs an aarch64 domain"),
     ),
+    # issue 21: the accelerator of the domain itself
+    "domain-for-emulation": (
+        lambda: ARM64_MINIMAL.replace(b"<domain type='kvm'>", b"<domain type='qemu'>", 1),
+        cca_vmi,
+        PRECONDITION,
+        ("the domain is of type 'qemu'", "a CCA Realm runs only under KVM"),
+    ),
     "domain-has-other-launch-security": (
         _sev_domain,
         cca_vmi,

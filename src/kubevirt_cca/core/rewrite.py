@@ -15,10 +15,11 @@ Every rule below has its reason in ``docs/rewrite.md``. In short, a Realm needs:
 * no ACPI (libvirt allows it on aarch64 only with pflash firmware): the guest gets a device tree.
 
 The rewrite is idempotent and leaves every other element and attribute as it was. It refuses a
-document that is not a libvirt domain, a domain that is not aarch64, a domain that already
-carries launch security of another kind, and a domain with a foreign QEMU argument that is not
-known to be harmless (``core/qemuargs.py``); what remains of ``<qemu:commandline>`` is one block,
-with the ``qemu-commandline`` dialect's own arguments last. Values go into the tree through
+document that is not a libvirt domain, a domain that is not aarch64 or not for KVM (``<domain
+type='qemu'>`` is emulation), a domain that already carries launch security of another kind,
+and a domain with a foreign QEMU argument that is not known to be harmless
+(``core/qemuargs.py``); what remains of ``<qemu:commandline>`` is one block, with the
+``qemu-commandline`` dialect's own arguments last. Values go into the tree through
 lxml, never by string formatting of XML.
 """
 
@@ -63,6 +64,7 @@ def parse_domain(domain_xml: str | bytes) -> etree._Element:
 def make_realm(root: etree._Element, request: CCARequest, settings: Settings) -> None:
     """Rewrite a parsed domain in place (see the module docstring for the rules)."""
     _check_architecture(root)
+    _check_accelerator(root)
     _check_launch_security(root)
     own_qemu_arguments = own_arguments(root)  # refuses foreign QEMU arguments
     _set_firmware(root, settings.firmware)
@@ -95,6 +97,17 @@ def _check_architecture(root: etree._Element) -> None:
         found = "declares no architecture" if arch is None else f"is for {arch}"
         raise DomainError(
             f"the domain {found} (<os><type arch=...>); a CCA Realm needs an aarch64 domain"
+        )
+
+
+def _check_accelerator(root: etree._Element) -> None:
+    """``<domain type='kvm'>``: any other type is another accelerator (``qemu`` is TCG)."""
+    kind = root.get("type")
+    if kind != "kvm":
+        found = "has no type" if kind is None else f"is of type {kind!r}"
+        raise DomainError(
+            f"the domain {found} (<domain type=...>); a CCA Realm runs only under KVM "
+            "(type='kvm'), and 'qemu' is emulation (KubeVirt writes it with useEmulation)"
         )
 
 
