@@ -188,7 +188,7 @@ class Refused:
 def walk_arguments(values: Sequence[str]) -> tuple[list[int], list[Refused]]:
     """The positions of our own arguments in ``values``, and every refused foreign argument.
 
-    ``values`` are the ``qemu:arg`` values in the order libvirt passes them. The walk reads
+    ``values`` are the ``qemu:arg`` values in document order. The walk reads
     them as QEMU does, each option with its value; it stops at an argument whose arity it does
     not know, after refusing it, since it can no longer tell options from values.
     """
@@ -235,7 +235,7 @@ def own_arguments(root: etree._Element) -> list[etree._Element]:
     """Our own ``qemu:arg`` elements in the domain; :class:`DomainError` for anything foreign.
 
     Every ``qemu:arg`` of every ``<qemu:commandline>`` is read as one command line, in
-    document order (libvirt appends them in that order), so a value cannot hide in a second
+    document order, so neither an option nor its value can hide in a second
     block. Any other element of the QEMU namespace, anywhere, is refused.
     """
     misplaced: list[etree._Element] = []
