@@ -52,6 +52,22 @@ def missing_tools() -> list[str]:
     return missing
 
 
+@pytest.fixture(scope="session")
+def qemu_binary() -> Path:
+    """QEMU for aarch64 alone (tests/boot/test_qemu_arguments.py needs neither libvirt nor root).
+
+    Skips without it, and fails under ``KUBEVIRT_CCA_BOOT_REQUIRED=1`` like the rest of the lane.
+    """
+    if not Path(EMULATOR).exists():
+        message = (
+            f"boot lane: missing {EMULATOR} (qemu-system-arm) - run scripts/boot-lane-setup.sh"
+        )
+        if REQUIRED:
+            pytest.fail(message + " (KUBEVIRT_CCA_BOOT_REQUIRED=1)")
+        pytest.skip(message)
+    return Path(EMULATOR)
+
+
 @dataclass(frozen=True)
 class BootEnv:
     """A ready lane: libvirt answers, the guest's kernel and initramfs are built."""

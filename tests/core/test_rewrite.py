@@ -568,6 +568,22 @@ def test_domain_without_architecture_is_refused() -> None:
         rewrite_domain(xml, FULL, Settings())
 
 
+@pytest.mark.parametrize(
+    ("domain_type", "found"),
+    [("qemu", "is of type 'qemu'"), ("xen", "is of type 'xen'"), (None, "has no type")],
+)
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.value)
+def test_a_domain_not_for_kvm_is_refused(
+    domain_type: str | None, found: str, dialect: Dialect
+) -> None:
+    """issue 21: the accelerator also comes from <domain type>; 'qemu' is TCG emulation."""
+    replacement = "<domain" if domain_type is None else f'<domain type="{domain_type}"'
+    xml = OWN["kernel-boot-bare"].replace('<domain type="kvm"', replacement, 1)
+    assert xml != OWN["kernel-boot-bare"]
+    with pytest.raises(DomainError, match=rf"the domain {found} .*runs only under KVM"):
+        rewrite_domain(xml, FULL, Settings(dialect=dialect))
+
+
 @pytest.mark.parametrize("kind", ["sev", "s390-pv", "tdx"])
 def test_other_launch_security_is_refused(kind: str) -> None:
     xml = OWN["kernel-boot-bare"].replace("</domain>", f'<launchSecurity type="{kind}"/></domain>')
@@ -618,7 +634,10 @@ def test_dtds_and_entity_references_are_refused(xml: str) -> None:
 
 
 def test_character_references_are_fine() -> None:
-    xml = '<domain><name>a&amp;b&#65;</name><os><type arch="aarch64">hvm</type></os></domain>'
+    xml = (
+        '<domain type="kvm"><name>a&amp;b&#65;</name>'
+        '<os><type arch="aarch64">hvm</type></os></domain>'
+    )
     assert "<name>a&amp;bA</name>" in rewrite_domain(xml, FULL, Settings())
 
 

@@ -29,6 +29,12 @@ from kubevirt_cca.hookproto import (
     api_v1alpha2_pb2_grpc,
 )
 from tests.conftest import DATA
+from tests.core.qemu_cases import (
+    REFUSED_ARGUMENTS,
+    REFUSED_ELEMENTS,
+    with_commandlines,
+    with_element,
+)
 from tests.core.rewrite_support import untouched_view
 from tests.hook.conftest import StartHook
 from tests.hook.launcher import NEWEST_FIRST, Launcher
@@ -264,6 +270,13 @@ FAIL_CLOSED: dict[str, tuple[Any, Any, grpc.StatusCode, tuple[str, ...]]] = {
         PRECONDITION,
         ("the domain is for x86_64", "needs an aarch64 domain"),
     ),
+    # issue 21: the accelerator of the domain itself
+    "domain-for-emulation": (
+        lambda: ARM64_MINIMAL.replace(b"<domain type='kvm'>", b"<domain type='qemu'>", 1),
+        cca_vmi,
+        PRECONDITION,
+        ("the domain is of type 'qemu'", "a CCA Realm runs only under KVM"),
+    ),
     "domain-has-other-launch-security": (
         _sev_domain,
         cca_vmi,
@@ -437,6 +450,39 @@ def test_a_parameter_the_vmi_was_not_scheduled_for_is_refused(
         domain(ARM64), cca_vmi(node_selector={"kubevirt.io/cca": "true"})
     )
     assert b"rme" in answer or b"launchSecurity" in answer
+
+
+# One argument (or element) of each class core/qemuargs.py refuses (tests/core/qemu_cases.py).
+FOREIGN_QEMU = ("machine-cgs", "accel-tcg", "cpu-max", "bios", "global-iommu-off", "readconfig")
+
+
+@pytest.mark.parametrize(
+    ("case", "dialect"),
+    [(case, dialect) for case in (*FOREIGN_QEMU, "env", "override") for dialect in Dialect],
+    ids=lambda value: value.value if isinstance(value, Dialect) else value,
+)
+def test_foreign_qemu_arguments_fail_the_call(
+    start_hook: StartHook, launcher: Launcher, case: str, dialect: Dialect
+) -> None:
+    """issue 21: a domain an earlier sidecar gave a foreign QEMU argument never becomes a VM."""
+    if case in REFUSED_ELEMENTS:
+        element, named = REFUSED_ELEMENTS[case]
+        source = with_element(ARM64_MINIMAL, element)
+    else:
+        values, named = REFUSED_ARGUMENTS[case]
+        source = with_commandlines(ARM64_MINIMAL, values)
+    start_hook(Settings(dialect=dialect))
+    launcher.collect()
+    with pytest.raises(grpc.RpcError) as caught:
+        launcher.on_define_domain(source.encode(), cca_vmi())
+    assert caught.value.code() == PRECONDITION
+    message = details(caught.value)
+    assert message.startswith(
+        "kubevirt-cca hook: refusing to define the domain of VMI tenant-a/vmi-arm: the VMI asks "
+        "for an Arm CCA Realm, but its domain cannot be made one: the domain carries what "
+        "kubevirt-cca does not pass to a Realm in libvirt's QEMU namespace: "
+    )
+    assert named in message and "not started as a plain VM" in message
 
 
 @pytest.mark.parametrize("newest", VERSIONS)

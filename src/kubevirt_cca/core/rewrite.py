@@ -15,14 +15,16 @@ Every rule below has its reason in ``docs/rewrite.md``. In short, a Realm needs:
 * no ACPI (libvirt allows it on aarch64 only with pflash firmware): the guest gets a device tree.
 
 The rewrite is idempotent and leaves every other element and attribute as it was. It refuses a
-document that is not a libvirt domain, a domain that is not aarch64, and a domain that already
-carries launch security of another kind. Values go into the tree through lxml, never by string
-formatting of XML.
+document that is not a libvirt domain, a domain that is not aarch64 or not for KVM (``<domain
+type='qemu'>`` is emulation), a domain that already carries launch security of another kind,
+and a domain with a foreign QEMU argument that is not known to be harmless
+(``core/qemuargs.py``); what remains of ``<qemu:commandline>`` is one block, with the
+``qemu-commandline`` dialect's own arguments last. Values go into the tree through
+lxml, never by string formatting of XML.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Callable, Iterator
 
@@ -30,14 +32,19 @@ from lxml import etree
 
 from kubevirt_cca.constants import QEMU_NAMESPACE
 from kubevirt_cca.core.libvirtxml import parse_document
+from kubevirt_cca.core.qemuargs import (
+    CGS_VALUE,
+    QEMU,
+    RME_OBJECT_ID,
+    commandline_blocks,
+    own_arguments,
+)
 from kubevirt_cca.core.request import CCARequest
 from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.xmltree import append, drop_attribute, place_after, remove
 from kubevirt_cca.errors import DomainError
 
-_QEMU = "{%s}" % QEMU_NAMESPACE  # noqa: UP031 - Clark notation for lxml
-RME_OBJECT_ID = "rme0"
 _RME_OBJECT_PREFIX = "rme-guest,"
-_CGS_VALUE = f"confidential-guest-support={RME_OBJECT_ID}"
 _BASE64 = re.compile(r"\A[A-Za-z0-9+/]+={0,2}\Z")
 
 
@@ -58,7 +65,9 @@ def parse_domain(domain_xml: str | bytes) -> etree._Element:
 def make_realm(root: etree._Element, request: CCARequest, settings: Settings) -> None:
     """Rewrite a parsed domain in place (see the module docstring for the rules)."""
     _check_architecture(root)
+    _check_accelerator(root)
     _check_launch_security(root)
+    own_qemu_arguments = own_arguments(root)  # refuses foreign QEMU arguments
     _set_firmware(root, settings.firmware)
     _disable_nic_roms(root)
     if settings.virtio_iommu:
@@ -68,7 +77,9 @@ def make_realm(root: etree._Element, request: CCARequest, settings: Settings) ->
     _set_gic_v3(root)
     _set_host_passthrough(root)
     _remove_cca_launch_security(root)
-    _remove_rme_arguments(root)
+    for argument in own_qemu_arguments:
+        remove(argument)
+    _merge_commandlines(root)
     _WRITERS[settings.dialect](root, request)
 
 
@@ -90,6 +101,17 @@ def _check_architecture(root: etree._Element) -> None:
         )
 
 
+def _check_accelerator(root: etree._Element) -> None:
+    """``<domain type='kvm'>``: any other type is another accelerator (``qemu`` is TCG)."""
+    kind = root.get("type")
+    if kind != "kvm":
+        found = "has no type" if kind is None else f"is of type {kind!r}"
+        raise DomainError(
+            f"the domain {found} (<domain type=...>); a CCA Realm runs only under KVM "
+            "(type='kvm'), and 'qemu' is emulation (KubeVirt writes it with useEmulation)"
+        )
+
+
 def _check_launch_security(root: etree._Element) -> None:
     for element in root.findall("launchSecurity"):
         kind = element.get("type")
@@ -106,22 +128,22 @@ def _check_launch_security(root: etree._Element) -> None:
 def _set_firmware(root: etree._Element, firmware: str) -> None:
     os_element = root.find("os")
     if os_element is None:
-        os_element = _append(root, "os")
+        os_element = append(root, "os")
     loader = os_element.find("loader")
     if loader is None and os_element.find("kernel") is not None:
         return  # direct kernel boot: no firmware to replace
     if loader is None:
-        loader = _append(os_element, "loader")
-        _place_after(os_element, loader, "type")
+        loader = append(os_element, "loader")
+        place_after(os_element, loader, "type")
     loader.set("readonly", "yes")
     loader.set("type", "rom")
     loader.text = firmware
     for nvram in os_element.findall("nvram"):
-        _remove(nvram)
+        remove(nvram)
     # Firmware auto-selection would pick a descriptor's (non-CCA) firmware over the ROM above.
-    _drop_attribute(os_element, "firmware")
+    drop_attribute(os_element, "firmware")
     for selection in os_element.findall("firmware"):
-        _remove(selection)
+        remove(selection)
 
 
 # --- devices -----------------------------------------------------------------------------------
@@ -131,10 +153,10 @@ def _disable_nic_roms(root: etree._Element) -> None:
     for interface in root.iterfind("devices/interface"):
         rom = interface.find("rom")
         if rom is None:
-            rom = _append(interface, "rom")
+            rom = append(interface, "rom")
         # libvirt refuses ROM tuning (bar, file) on a disabled ROM.
         for tuning in ("bar", "file"):
-            _drop_attribute(rom, tuning)
+            drop_attribute(rom, tuning)
         rom.set("enabled", "no")
 
 
@@ -193,7 +215,7 @@ def _set_virtio_iommu(root: etree._Element) -> None:
     for device in _virtio_devices(devices):
         driver = device.find("driver")
         if driver is None:
-            driver = _append(device, "driver")
+            driver = append(device, "driver")
         driver.set("iommu", "on")
 
 
@@ -212,7 +234,7 @@ def _add_implicit_virtio_serial(devices: etree._Element) -> None:
         )
     )
     if needs_one and devices.find("controller[@type='virtio-serial']") is None:
-        controller = _append(devices, "controller")
+        controller = append(devices, "controller")
         controller.set("type", "virtio-serial")
         controller.set("index", "0")
 
@@ -228,17 +250,17 @@ def _drop_empty_driver_names(root: etree._Element) -> None:
     """
     for driver in root.iterfind("devices/*/driver"):
         if driver.get("name") == "":
-            _drop_attribute(driver, "name")
+            drop_attribute(driver, "name")
 
 
 def _remove_balloon(root: etree._Element) -> None:
     devices = root.find("devices")
     if devices is None:
-        devices = _append(root, "devices")
+        devices = append(root, "devices")
     balloons = devices.findall("memballoon")
     if not balloons:
         # libvirt adds a virtio balloon to a QEMU domain that names none.
-        _append(devices, "memballoon").set("model", "none")
+        append(devices, "memballoon").set("model", "none")
         return
     for balloon in balloons:
         if balloon.get("model") == "none" and len(balloon) == 0 and len(balloon.attrib) == 1:
@@ -256,27 +278,27 @@ def _remove_balloon(root: etree._Element) -> None:
 def _set_gic_v3(root: etree._Element) -> None:
     features = root.find("features")
     if features is None:
-        features = _append(root, "features")
+        features = append(root, "features")
     # libvirt accepts ACPI on aarch64 only with pflash UEFI ("ACPI requires UEFI on this
     # architecture"), which a Realm cannot have: the guest gets a device tree instead.
     for acpi in features.findall("acpi"):
-        _remove(acpi)
+        remove(acpi)
     gic = features.find("gic")
     if gic is None:
-        gic = _append(features, "gic")
+        gic = append(features, "gic")
     gic.set("version", "3")
 
 
 def _set_host_passthrough(root: etree._Element) -> None:
     cpu = root.find("cpu")
     if cpu is None:
-        cpu = _append(root, "cpu")
+        cpu = append(root, "cpu")
     cpu.set("mode", "host-passthrough")
     # A model, vendor or match belongs to custom CPUs only; topology, features, NUMA stay.
-    _drop_attribute(cpu, "match")
+    drop_attribute(cpu, "match")
     for child_tag in ("model", "vendor"):
         for child in cpu.findall(child_tag):
-            _remove(child)
+            remove(child)
 
 
 # --- launch security per dialect ---------------------------------------------------------------
@@ -285,50 +307,45 @@ def _set_host_passthrough(root: etree._Element) -> None:
 def _remove_cca_launch_security(root: etree._Element) -> None:
     for element in root.findall("launchSecurity"):
         if element.get("type") == "cca":
-            _remove(element)
+            remove(element)
 
 
-def _qemu_commandlines(root: etree._Element) -> list[etree._Element]:
-    return root.findall(f"{_QEMU}commandline")
+def _merge_commandlines(root: etree._Element) -> None:
+    """Leave at most one ``<qemu:commandline>``: the first, holding every argument in order.
 
-
-def _remove_rme_arguments(root: etree._Element) -> None:
-    """Remove ``-object rme-guest,...`` and ``-machine confidential-guest-support=rme0`` pairs."""
-    for block in _qemu_commandlines(root):
-        args = block.findall(f"{_QEMU}arg")
-        doomed: list[etree._Element] = []
-        for flag, value in itertools.pairwise(args):
-            text = value.get("value", "")
-            if (flag.get("value") == "-object" and text.startswith(_RME_OBJECT_PREFIX)) or (
-                flag.get("value") == "-machine" and text == _CGS_VALUE
-            ):
-                doomed.extend((flag, value))
-        for arg in doomed:
-            _remove(arg)
-        if len(block) == 0:
-            _remove(block)
+    What is left after :func:`own_arguments` is harmless, and one block with our arguments at
+    its end keeps ours last however libvirt or KubeVirt reads several blocks.
+    """
+    blocks = commandline_blocks(root)
+    for block in blocks[1:]:
+        for arg in block.findall(f"{QEMU}arg"):
+            remove(arg)
+            append(blocks[0], f"{QEMU}arg").set("value", arg.get("value", ""))
+        remove(block)
+    if blocks and blocks[0].find(f"{QEMU}arg") is None:
+        remove(blocks[0])
 
 
 def _write_vep(root: etree._Element, request: CCARequest) -> None:
-    element = _append(root, "launchSecurity")
+    element = append(root, "launchSecurity")
     element.set("type", "cca")
     if request.measurement_log is not None:
         element.set("measurement-log", "yes" if request.measurement_log else "no")
     if request.measurement_algo is not None:
-        _append(element, "measurement-algo").text = request.measurement_algo
+        append(element, "measurement-algo").text = request.measurement_algo
     if request.personalization_value is not None:
-        _append(element, "personalization-value").text = request.personalization_value
+        append(element, "personalization-value").text = request.personalization_value
 
 
 def _write_openeuler(root: etree._Element, request: CCARequest) -> None:
-    element = _append(root, "launchSecurity")
+    element = append(root, "launchSecurity")
     element.set("type", "cca")
     if request.measurement_algo is not None:
-        _append(element, "measurement-algo").text = request.measurement_algo
+        append(element, "measurement-algo").text = request.measurement_algo
     if request.personalization_value is not None:
-        _append(element, "personalization-value").text = request.personalization_value
+        append(element, "personalization-value").text = request.personalization_value
     if request.measurement_log is not None:
-        _append(element, "measurement-log").set("state", "on" if request.measurement_log else "off")
+        append(element, "measurement-log").set("state", "on" if request.measurement_log else "off")
 
 
 def rme_guest_properties(request: CCARequest) -> list[tuple[str, str]]:
@@ -348,16 +365,16 @@ def rme_guest_properties(request: CCARequest) -> list[tuple[str, str]]:
 
 
 def _write_qemu_commandline(root: etree._Element, request: CCARequest) -> None:
-    blocks = _qemu_commandlines(root)
+    blocks = commandline_blocks(root)
     if blocks:
         block = blocks[0]
     else:
-        block = _append(root, f"{_QEMU}commandline", nsmap={"qemu": QEMU_NAMESPACE})
+        block = append(root, f"{QEMU}commandline", nsmap={"qemu": QEMU_NAMESPACE})
     rme_object = _RME_OBJECT_PREFIX + ",".join(
         f"{key}={value}" for key, value in rme_guest_properties(request)
     )
-    for value in ("-object", rme_object, "-machine", _CGS_VALUE):
-        _append(block, f"{_QEMU}arg").set("value", value)
+    for value in ("-object", rme_object, "-machine", CGS_VALUE):
+        append(block, f"{QEMU}arg").set("value", value)
 
 
 _WRITERS: dict[Dialect, Callable[[etree._Element, CCARequest], None]] = {
@@ -365,68 +382,3 @@ _WRITERS: dict[Dialect, Callable[[etree._Element, CCARequest], None]] = {
     Dialect.OPENEULER: _write_openeuler,
     Dialect.QEMU_COMMANDLINE: _write_qemu_commandline,
 }
-
-
-# --- tree helpers ------------------------------------------------------------------------------
-
-
-def _remove(element: etree._Element) -> None:
-    """Remove an element and the whitespace that indented it, keeping its parent's layout."""
-    parent = element.getparent()
-    if parent is None:
-        return
-    previous = element.getprevious()
-    if element.tail is not None and element.tail.strip() == "":
-        if previous is not None:
-            previous.tail = element.tail
-        else:
-            parent.text = element.tail
-    parent.remove(element)
-
-
-def _drop_attribute(element: etree._Element, name: str) -> None:
-    if name in element.attrib:
-        del element.attrib[name]
-
-
-def _append(
-    parent: etree._Element, tag: str, nsmap: dict[str, str] | None = None
-) -> etree._Element:
-    """Append a child, indented like its siblings when the document is indented."""
-    element = etree.SubElement(parent, tag, nsmap=nsmap) if nsmap else etree.SubElement(parent, tag)
-    previous = element.getprevious()
-    if previous is not None:
-        before = previous.getprevious()
-        sibling_indent = before.tail if before is not None else parent.text
-        if _is_indent(sibling_indent):
-            element.tail = previous.tail
-            previous.tail = sibling_indent
-    else:
-        own_indent = _indent_of(parent)
-        if own_indent is not None:
-            parent.text = own_indent + "  "
-            element.tail = own_indent
-    return element
-
-
-def _is_indent(text: str | None) -> bool:
-    return text is not None and "\n" in text and text.strip() == ""
-
-
-def _indent_of(element: etree._Element) -> str | None:
-    """The whitespace (newline + spaces) that precedes ``element``, when there is such."""
-    previous = element.getprevious()
-    parent = element.getparent()
-    if previous is not None:
-        text = previous.tail
-    elif parent is not None:
-        text = parent.text
-    else:
-        return None
-    return text if _is_indent(text) else None
-
-
-def _place_after(parent: etree._Element, element: etree._Element, tag: str) -> None:
-    anchor = parent.find(tag)
-    if anchor is not None:
-        anchor.addnext(element)

@@ -41,6 +41,9 @@ SHAPES_DIR = DATA / "peers" / "vmis"
 CCA = ROOT / ".venv" / "bin" / "kubevirt-cca"
 DOC_FILES = ("README.md", "docs/vm-owners.md", "docs/api.md", "docs/attestation.md")
 _YAML_BLOCK = re.compile(r"```yaml\n(.*?)```", re.S)
+# The shape most hook-path tests start from (tests/data/peers/vmis/).
+EXAMPLE_SHAPE = "example-vmi-cca"
+_REASON = re.compile(r'"msg":"Failed to call OnDefineDomain".*?"reason":"((?:[^"\\]|\\.)*)"')
 
 
 @dataclass(frozen=True)
@@ -257,3 +260,11 @@ def last_error(stderr: str) -> str:
     """The last line of a peer's stderr that is not one of KubeVirt's info logs."""
     lines = [line for line in stderr.splitlines() if line.strip() and '"level":"info"' not in line]
     return lines[-1] if lines else ""
+
+
+def kubevirt_reason(stderr: str) -> str:
+    """The error virt-launcher's hook manager logs and returns (manager.go)."""
+    found = _REASON.findall(stderr)
+    assert found, stderr[-2000:]
+    reason: str = json.loads(f'"{found[-1]}"')
+    return reason

@@ -4,7 +4,8 @@
   three defines, the refusal text as KubeVirt reports it (docs/hook.md shows it), and an
   unlabelled VMI's domain byte for byte what it is without any hook.
 * Plugins path (``pluginclient``): our deploy/plugin/ object evaluated by KubeVirt's CEL, Boot
-  and MigrationTarget invocations, the refusal text as KubeVirt wraps it (docs/plugins.md).
+  and MigrationTarget invocations, the refusal text as KubeVirt wraps it (docs/plugins.md), a
+  foreign QEMU argument in the domain refused (the sidecar path's: test_foreign_qemu.py).
   Inside ``unshare -m`` with a tmpfs at /var/run/kubevirt-plugin (plugin_ns.py; needs root).
 * The mixed state (legacy hook + any Plugin object) behaves as docs/plugins.md says.
 """
@@ -31,10 +32,12 @@ from kubevirt_cca.core.request import parse_request
 from kubevirt_cca.core.settings import Dialect, Settings
 from tests.boot.domains import realm_problems
 from tests.conftest import ROOT
+from tests.core.qemu_cases import REFUSED_ARGUMENTS, with_commandlines
 from tests.peers.binaries import peers_unavailable
 from tests.peers.kubevirt.realm import realm_rule_problems, rng_errors, virsh_define
 from tests.peers.kubevirt.support import (
     CCA,
+    EXAMPLE_SHAPE,
     PLUGIN_CLUSTER,
     VERSIONS,
     Converted,
@@ -42,13 +45,16 @@ from tests.peers.kubevirt.support import (
     admitted_vmi,
     hook_process,
     hookclient,
+    kubevirt_reason,
     last_error,
     shape_manifests,
 )
 
-SHAPE = "example-vmi-cca"
+SHAPE = EXAMPLE_SHAPE
 PLUGIN_YAML = ROOT / "deploy" / "plugin" / "plugin.yaml"
 BAD_ALGO = {"measurementAlgo": "md5"}
+FOREIGN_CASE = "machine-cgs"
+FOREIGN_VMI = "foreign-args"
 # Someone else's Plugin: a CEL domain hook that changes nothing (the mixed state needs any one).
 NOOP_PLUGIN = {
     "apiVersion": "plugin.kubevirt.io/v1alpha1",
@@ -62,7 +68,6 @@ MIXED_VEP_ERROR = (
     "libvirtxml.Domain: xml: (*libvirtxml.DomainLaunchSecurity).UnmarshalXML did "
     "not consume entire <launchSecurity> element"
 )
-_REASON = re.compile(r'"msg":"Failed to call OnDefineDomain".*?"reason":"((?:[^"\\]|\\.)*)"')
 
 
 def _variant(
@@ -92,14 +97,6 @@ def _variant(
     path = folder / f"{name}.vmi.json"
     path.write_text(json.dumps(vmi))
     return path
-
-
-def _kubevirt_reason(stderr: str) -> str:
-    """The error virt-launcher's hook manager logs and returns (manager.go)."""
-    found = _REASON.findall(stderr)
-    assert found, stderr[-2000:]
-    reason: str = json.loads(f'"{found[-1]}"')
-    return reason
 
 
 def _calls(log: Path, call: str) -> list[str]:
@@ -154,7 +151,7 @@ def test_sidecar_refusal_as_kubevirt_reports_it(
         )
     assert result.returncode == 1
     assert result.defines == ("", "", ""), "a refused Realm reached libvirt"
-    reason = _kubevirt_reason(result.stderr)
+    reason = kubevirt_reason(result.stderr)
     name = json.loads(source.vmi.read_text())["metadata"]
     expected = (
         "rpc error: code = InvalidArgument desc = kubevirt-cca hook: refusing to "
@@ -237,6 +234,14 @@ def plugin_runs(
             source, folder, "bad", annotations=admitted_plugin_annotations, parameters=BAD_ALGO
         )
         plain = _variant(source, folder, "plain", plain=True, annotations={})
+        # its own VMI name, so the other scenarios' call counts leave its call out
+        foreign_vmi = json.loads(cca.read_text())
+        foreign_vmi["metadata"]["name"] = FOREIGN_VMI
+        foreign = Converted(domain=folder / "foreign.xml", vmi=folder / "foreign.vmi.json")
+        foreign.vmi.write_text(json.dumps(foreign_vmi))
+        foreign.domain.write_text(
+            with_commandlines(source.domain.read_text(), REFUSED_ARGUMENTS[FOREIGN_CASE][0])
+        )
         plugin = ["-plugin", str(PLUGIN_YAML)]
         commands = {
             "Boot": _pluginclient(
@@ -259,6 +264,9 @@ def plugin_runs(
                 bins, source, bad, *plugin, "-prefix", str(folder / "refused")
             ),
             "plain": _pluginclient(bins, source, plain, *plugin, "-prefix", str(folder / "plain")),
+            "foreign": _pluginclient(
+                bins, foreign, foreign.vmi, *plugin, "-prefix", str(folder / "foreign")
+            ),
         }
         spec = folder / "spec.json"
         out = folder / "out.json"
@@ -348,6 +356,7 @@ def test_plugin_path_makes_a_realm(
         if "call=MutateDomain" in line
         and f"context={invocation}" in line
         and "outcome=rewritten" in line
+        and f"/{FOREIGN_VMI} " not in line
     ]
     assert len(calls) == len(defines), calls
 
@@ -367,6 +376,28 @@ def test_plugin_refusal_as_kubevirt_wraps_it(
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+def test_plugin_path_refuses_foreign_qemu_arguments(
+    version: str, plugin_runs: dict[str, dict[str, Any]]
+) -> None:
+    """issue 21: a foreign -machine in the domain KubeVirt hands the plugin is refused.
+
+    KubeVirt 1.9.0's Plugins path drops the domain's <qemu:commandline> before any plugin sees
+    it (docs/plugins.md): there the argument never reaches QEMU, and the Realm is made as usual.
+    """
+    result = plugin_runs[version]["foreign"]
+    if version == "v1.9.0":
+        assert result["returncode"] == 0, last_error(result["stderr"])
+        defined = Path(f"{result['prefix']}.define1.xml").read_text()
+        assert "other0" not in defined and "rme-guest" in defined
+        return
+    assert result["returncode"] == 1
+    assert not Path(f"{result['prefix']}.define1.xml").exists(), "a refused Realm was defined"
+    line = last_error(result["stderr"])
+    assert "but its domain cannot be made one: the domain carries what kubevirt-cca" in line, line
+    assert REFUSED_ARGUMENTS[FOREIGN_CASE][1] in line and "not started as a plain VM" in line
+
+
+@pytest.mark.parametrize("version", VERSIONS)
 def test_plugin_cel_condition_skips_a_plain_vmi(
     version: str, plugin_runs: dict[str, dict[str, Any]]
 ) -> None:
@@ -376,10 +407,10 @@ def test_plugin_cel_condition_skips_a_plain_vmi(
     calls = [
         line
         for line in plugin_runs[version]["hook_log"].splitlines()
-        if "call=MutateDomain" in line
+        if "call=MutateDomain" in line and f"/{FOREIGN_VMI} " not in line
     ]
     # Boot 3 + MigrationTarget 1 + the refused 1 for the CCA VMI; none for the plain one
-    # (which our hook would answer with outcome=unchanged).
+    # (which our hook would answer with outcome=unchanged). The foreign scenario's VMI is left out.
     assert len(calls) == 5, calls
     assert not [line for line in calls if "outcome=unchanged" in line]
     xml = Path(f"{result['prefix']}.define1.xml").read_text()
