@@ -43,7 +43,7 @@ def test_doctor_line_by_line(installed: Installed) -> None:
         "sidecar (auto: KubeVirt's Plugins gate is off)"
     )
     assert checks["admission policies"]["status"] == "ok"
-    assert checks["admission policies"]["summary"] == "12 policies and bindings present"
+    assert checks["admission policies"]["summary"] == "16 policies and bindings present"
     # No virt-operator runs: the CR has no status.
     assert checks["KubeVirt"]["status"] == "warn"
     assert checks["KubeVirt"]["summary"] == (

@@ -58,6 +58,8 @@ class Expected:
 
     options: InstallOptions
     policies: tuple[tuple[str, str], ...] = ()  # (kind, name) of every VAP and binding
+    # ... and those only the self-signed install has (the certificate identity's).
+    self_signed_policies: tuple[tuple[str, str], ...] = ()
 
 
 class Status(StrEnum):

@@ -42,6 +42,9 @@ CA_CERTIFICATE: Final = "kubevirt-cca-ca"
 WEBHOOK_CERTIFICATE: Final = "kubevirt-cca-webhook"
 NODE_RESTRICTION_POLICY: Final = "kubevirt-cca-labeller-node-restriction"
 EVENT_RESTRICTION_POLICY: Final = "kubevirt-cca-labeller-events"
+# Self-signed mode: what the certificate identity may change (core/install/certs_policy.py).
+CERTS_WEBHOOK_POLICY: Final = "kubevirt-cca-certs-ca-bundle-only"
+CERTS_SECRET_POLICY: Final = "kubevirt-cca-certs-secret-name"  # noqa: S105
 CA_INJECTION_ANNOTATION: Final = "cert-manager.io/inject-ca-from"
 
 # The webhooks, by name: (path on the webhook server, failure policy).
