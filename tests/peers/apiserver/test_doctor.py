@@ -52,7 +52,10 @@ def test_doctor_line_by_line(installed: Installed) -> None:
     # The test-side change (url: instead of the Service) is named as such, one line per webhook.
     hooks = checks["webhook configurations"]
     assert hooks["status"] == "fail"
+    # Every other field as rendered: the API server's defaults (matchPolicy, scope,
+    # namespaceSelector, timeoutSeconds, reinvocationPolicy, port) are no difference.
     assert len(hooks["details"]) == 7
+    assert all(": calls URL https://127.0.0.1:" in d for d in hooks["details"]), hooks
     port = installed.webhook.port
     assert (
         f"mutate-vmi.cca.kubevirt.io: calls URL https://127.0.0.1:{port}/mutate-vmi, not "
@@ -160,3 +163,60 @@ def test_a_decoy_kubevirt_cr_does_not_change_doctors_answer(installed: Installed
     assert any("decoy/decoy is ignored" in d for d in checks["KubeVirt"]["details"]), checks[
         "KubeVirt"
     ]
+
+
+def test_doctor_reports_every_tampered_webhook_field(installed: Installed) -> None:
+    """Issue 21, item 5: each changed field of a stored configuration is one line."""
+    server = installed.server
+    mutating = [
+        {"op": "replace", "path": "/webhooks/0/timeoutSeconds", "value": 30},
+        {"op": "replace", "path": "/webhooks/0/reinvocationPolicy", "value": "Never"},
+        {"op": "add", "path": "/webhooks/0/matchConditions",
+         "value": [{"name": "never", "expression": "false"}]},
+    ]  # fmt: skip
+    validating = [
+        {"op": "replace", "path": "/webhooks/0/namespaceSelector",
+         "value": {"matchLabels": {"team": "a"}}},
+        {"op": "replace", "path": "/webhooks/0/rules/0/operations", "value": ["CREATE"]},
+        {"op": "replace", "path": "/webhooks/0/matchPolicy", "value": "Exact"},
+        {"op": "replace", "path": "/webhooks/2/sideEffects", "value": "NoneOnDryRun"},
+        {"op": "replace", "path": "/webhooks/2/admissionReviewVersions",
+         "value": ["v1", "v1beta1"]},
+        {"op": "replace", "path": "/webhooks/1/name", "value": "extra.example.com"},
+    ]  # fmt: skip
+    try:
+        for kind, patch in (
+            ("mutatingwebhookconfiguration", mutating),
+            ("validatingwebhookconfiguration", validating),
+        ):
+            server.kubectl("patch", kind, "kubevirt-cca", "--type=json", "-p", json.dumps(patch))
+        hooks = doctor(installed)["webhook configurations"]
+    finally:
+        installed.reapply_webhook_configurations()
+    assert hooks["status"] == "fail"
+    lines = [d for d in hooks["details"] if ": calls URL " not in d]
+    assert lines == [
+        "mutate-vmi.cca.kubevirt.io: matchConditions is "
+        '[{"expression":"false","name":"never"}], expected []',
+        "mutate-vmi.cca.kubevirt.io: timeoutSeconds is 30, expected 10",
+        'mutate-vmi.cca.kubevirt.io: reinvocationPolicy is "Never", expected "IfNeeded"',
+        "validate-vmi.cca.kubevirt.io: rules is "
+        '[{"apiGroups":["kubevirt.io"],"apiVersions":["v1"],"operations":["CREATE"],'
+        '"resources":["virtualmachineinstances"],"scope":"Namespaced"}], expected '
+        '[{"apiGroups":["kubevirt.io"],"apiVersions":["v1"],"operations":["CREATE","UPDATE"],'
+        '"resources":["virtualmachineinstances"],"scope":"Namespaced"}]',
+        'validate-vmi.cca.kubevirt.io: namespaceSelector is {"matchLabels":{"team":"a"}}, '
+        "expected {}",
+        'validate-vmi.cca.kubevirt.io: matchPolicy is "Exact", expected "Equivalent"',
+        "ValidatingWebhookConfiguration kubevirt-cca has no webhook "
+        "validate-templates.cca.kubevirt.io",
+        'validate-migration.cca.kubevirt.io: sideEffects is "NoneOnDryRun", expected "None"',
+        'validate-migration.cca.kubevirt.io: admissionReviewVersions is ["v1","v1beta1"], '
+        'expected ["v1"]',
+        "ValidatingWebhookConfiguration kubevirt-cca has a webhook extra.example.com that "
+        "kubevirt-cca does not ship: the API server calls it for the same objects; delete it "
+        "(another product's webhook belongs in a configuration of its own)",
+    ]
+    # Put back as installed: clean again (but for the test's URLs).
+    again = doctor(installed)["webhook configurations"]
+    assert all(": calls URL " in d for d in again["details"]), again

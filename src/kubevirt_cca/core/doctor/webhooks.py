@@ -24,18 +24,21 @@ from kubevirt_cca.core.doctor.model import (
     strings,
     unreadable,
 )
+from kubevirt_cca.core.doctor.webhook_fields import extra_webhooks, field_differences
 from kubevirt_cca.core.install.names import (
     CA_INJECTION_ANNOTATION,
     CERTS,
     CERTS_RENEWAL,
     FAILURE_POLICIES,
     SELECTED_WEBHOOKS,
+    SERVICE_PORT,
     TLS_SECRET,
     WEBHOOK,
     WEBHOOK_CONFIGURATION,
     WEBHOOK_PATHS,
     service_dns_names,
 )
+from kubevirt_cca.core.install.webhook import webhook_configurations
 
 CERTIFICATE_WARNING = timedelta(days=14)
 
@@ -77,24 +80,41 @@ def selects_cca_vmis(selector: Any) -> bool:
     return bool(labels) or bool(expressions)
 
 
+def _rendered(expected: Expected) -> dict[str, dict[str, dict[str, Any]]]:
+    """The webhooks ``kubevirt-cca manifests`` renders, by configuration kind and name."""
+    return {
+        str(config["kind"]): {str(h["name"]): h for h in config["webhooks"]}
+        for config in webhook_configurations(expected.options)
+    }
+
+
 def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Check:
     name = "webhook configurations"
     namespace = expected.options.namespace
+    rendered = _rendered(expected)
     failures: list[str] = []
     warnings: list[str] = []
-    for kind, read, hook_names in _configurations(snapshot):
+    for kind, read, _ in _configurations(snapshot):
         if read.error:
             return unreadable(name, f"{kind} {WEBHOOK_CONFIGURATION}", read)
         if read.missing:
             failures.append(f"{kind} {WEBHOOK_CONFIGURATION} is missing")
             continue
-        hooks = {h.get("name"): h for h in objects(dig(read.value, "webhooks"))}
-        for hook_name in hook_names:
+        found = dig(read.value, "webhooks")
+        hooks = {h.get("name"): h for h in objects(found)}
+        shipped = rendered[kind]
+        for hook_name, wanted_hook in shipped.items():
             hook = hooks.get(hook_name)
             if hook is None:
                 failures.append(f"{kind} {WEBHOOK_CONFIGURATION} has no webhook {hook_name}")
                 continue
-            failures += _hook_problems(hook_name, hook, namespace)
+            problems = _hook_problems(hook_name, hook, namespace)
+            differences = field_differences(
+                hook_name, hook, wanted_hook, mutating=kind.startswith("Mutating")
+            )
+            if any("objectSelector does not select" in p for p in problems):
+                differences.pop("objectSelector", None)  # said above, with what it means
+            failures += problems + list(differences.values())
             policy = hook.get("failurePolicy", "Fail")
             wanted = FAILURE_POLICIES[hook_name]
             if policy != wanted and hook_name not in SELECTED_WEBHOOKS:
@@ -102,6 +122,7 @@ def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Chec
                     f"{hook_name}: failurePolicy is {policy}, kubevirt-cca ships "
                     f"{wanted} (docs/admin.md, 'Failure policies')"
                 )
+        failures += extra_webhooks(kind, WEBHOOK_CONFIGURATION, found, list(shipped))
     fix = (
         "re-apply the install as you first applied it (kubevirt-cca manifests --image "
         "YOUR-IMAGE | kubectl apply -f -, or your kustomize overlay of deploy/)"
@@ -118,7 +139,9 @@ def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Chec
     if warnings:
         return Check(name, Status.WARN, "present, with changed failure policies", tuple(warnings))
     return Check(
-        name, Status.OK, "present: CCA VMIs fail closed, templates and migrations are checked"
+        name,
+        Status.OK,
+        "present and as rendered: CCA VMIs fail closed, templates and migrations are checked",
     )
 
 
@@ -139,6 +162,10 @@ def _hook_problems(hook_name: str, hook: dict[str, Any], namespace: str) -> list
             f"{hook_name}: calls service {shown[0]}/{shown[1]} path {shown[2]}, "
             f"expected {wanted[0]}/{wanted[1]} path {wanted[2]}"
         )
+    elif service.get("port", SERVICE_PORT) != SERVICE_PORT:
+        problems.append(
+            f"{hook_name}: calls service port {service.get('port')}, expected {SERVICE_PORT}"
+        )
     if not dig(hook, "clientConfig", "caBundle"):
         problems.append(
             f"{hook_name}: clientConfig.caBundle is empty, so the API server cannot "
@@ -156,8 +183,6 @@ def _hook_problems(hook_name: str, hook: dict[str, Any], namespace: str) -> list
                 f"{hook_name}: objectSelector does not select exactly the VMIs "
                 f"labelled {ENABLED_LABEL}"
             )
-    if hook.get("sideEffects") not in ("None", "NoneOnDryRun"):
-        problems.append(f"{hook_name}: sideEffects is {hook.get('sideEffects')}, expected None")
     return problems
 
 
