@@ -38,16 +38,13 @@ def denied(policy: str, message: str) -> str:
 @pytest.fixture
 def certs(installed: Installed, tmp_path: Path) -> Iterator[Path]:
     """A kubeconfig for the certs identity; afterwards the webhook configurations are as the
-    test installed them again (``certs ensure`` points their caBundle at its own CA) and the
-    Secret it made is gone."""
+    test installed them again (``certs ensure`` points their caBundle at its own CA), and the
+    Secret and the public certificate it wrote are gone."""
     token = installed.sa_token(CERTS)
     try:
         yield installed.server.token_kubeconfig(tmp_path / "certs.kubeconfig", token)
     finally:
-        installed.reapply_webhook_configurations()
-        installed.server.kubectl(
-            "delete", "secret", SECRET, "-n", INSTALL_NAMESPACE, "--ignore-not-found"
-        )
+        installed.undo_certs_ensure()
 
 
 def without_ca_bundles(configuration: dict[str, Any]) -> list[dict[str, Any]]:
@@ -78,6 +75,14 @@ def test_certs_ensure_as_its_service_account_sets_the_ca_bundle_and_nothing_else
         assert {h["clientConfig"]["caBundle"] for h in after["webhooks"]} == {bundle}
         assert without_ca_bundles(after) == without_ca_bundles(before[kind])
         assert after["metadata"].get("labels") == before[kind]["metadata"].get("labels")
+    # The public half for doctor, in the ConfigMap the install created empty: no key.
+    published = server.get(
+        "configmap", "kubevirt-cca-webhook-certificate", namespace=INSTALL_NAMESPACE
+    )["data"]
+    assert published == {
+        "tls.crt": base64.b64decode(secret["data"]["tls.crt"]).decode(),
+        "ca.crt": base64.b64decode(bundle).decode(),
+    }
     # Run again: nothing to change, and the policy lets the no-op through.
     again = kubevirt_cca(
         "certs", "ensure", "--kubeconfig", str(certs), "--namespace", INSTALL_NAMESPACE,

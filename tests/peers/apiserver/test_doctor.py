@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.peers.apiserver.cluster import kubevirt_cca
-from tests.peers.apiserver.conftest import Installed
+from tests.peers.apiserver.conftest import INSTALL_NAMESPACE, Installed
 
 pytestmark = pytest.mark.peers
 
+CERTS = "kubevirt-cca-certs"
+SECRET = "kubevirt-cca-webhook-tls"
 
-def doctor(installed: Installed) -> dict[str, dict[str, Any]]:
+
+def doctor(installed: Installed, *, kubeconfig: Path | None = None) -> dict[str, dict[str, Any]]:
     done = kubevirt_cca(
         "doctor",
         "--kubeconfig",
-        str(installed.server.kubeconfig),
+        str(kubeconfig or installed.server.kubeconfig),
         "--output",
         "json",
         env=installed.server.env,
@@ -62,13 +67,14 @@ def test_doctor_line_by_line(installed: Installed) -> None:
         "Service kubevirt-cca/kubevirt-cca-webhook path /mutate-vmi (doctor checks only the "
         "Service the install creates)"
     ) in hooks["details"]
-    # No kubelet: no webhook pod is ever ready, and the self-signed Secret was never written.
+    # No kubelet: no webhook pod is ever ready, and the certificate Job never ran (its
+    # ConfigMap for the public certificate is as the install made it: empty).
     assert checks["webhook service"]["summary"] == (
         "no ready webhook pod behind Service kubevirt-cca/kubevirt-cca-webhook: CCA VMIs cannot "
         "be created"
     )
     assert checks["webhook certificate"]["summary"] == (
-        "Secret kubevirt-cca/kubevirt-cca-webhook-tls is missing"
+        "ConfigMap kubevirt-cca/kubevirt-cca-webhook-certificate holds no tls.crt yet"
     )
 
 
@@ -220,3 +226,61 @@ def test_doctor_reports_every_tampered_webhook_field(installed: Installed) -> No
     # Put back as installed: clean again (but for the test's URLs).
     again = doctor(installed)["webhook configurations"]
     assert all(": calls URL " in d for d in again["details"]), again
+
+
+@pytest.fixture
+def doctor_account(installed: Installed, tmp_path: Path) -> Iterator[Path]:
+    """A kubeconfig for a ServiceAccount bound to the install's two doctor roles, as
+    docs/admin.md ("Who may run doctor") binds them for a user."""
+    server = installed.server
+    name = "doctor-user"
+    server.kubectl("create", "serviceaccount", name, "-n", INSTALL_NAMESPACE)
+    subject = f"--serviceaccount={INSTALL_NAMESPACE}:{name}"
+    server.kubectl(
+        "create", "clusterrolebinding", name, "--clusterrole=kubevirt-cca-doctor", subject
+    )
+    server.kubectl(
+        "create", "rolebinding", name, "-n", INSTALL_NAMESPACE, "--role=kubevirt-cca-doctor",
+        subject,
+    )  # fmt: skip
+    try:
+        yield server.token_kubeconfig(tmp_path / "doctor.kubeconfig", installed.sa_token(name))
+    finally:
+        server.kubectl("delete", "clusterrolebinding", name)
+        server.kubectl("delete", "rolebinding,serviceaccount", name, "-n", INSTALL_NAMESPACE)
+
+
+def test_doctor_with_the_doctor_roles_reads_no_secret_and_reports_everything(
+    installed: Installed, doctor_account: Path, tmp_path: Path
+) -> None:
+    """Issue 21, item 4: the certificate is checked from its public half; the roles grant no
+    Secret. ``certs ensure`` runs first (as its own identity), so there is a certificate."""
+    server = installed.server
+    certs = server.token_kubeconfig(tmp_path / "certs.kubeconfig", installed.sa_token(CERTS))
+    try:
+        made = kubevirt_cca(
+            "certs", "ensure", "--kubeconfig", str(certs), "--namespace", INSTALL_NAMESPACE,
+            env=server.env,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        as_doctor = doctor(installed, kubeconfig=doctor_account)
+        as_admin = doctor(installed)
+        secret = server.kubectl(
+            "get", "secret", SECRET, "-n", INSTALL_NAMESPACE, "-o", "json",
+            kubeconfig=doctor_account, check=False,
+        )  # fmt: skip
+        listed = server.kubectl(
+            "get", "secrets", "-n", INSTALL_NAMESPACE, kubeconfig=doctor_account, check=False
+        )
+    finally:
+        installed.undo_certs_ensure()
+    # Nothing the doctor roles lack: every check reads what it needs, as an admin's run does.
+    assert as_doctor == as_admin
+    assert not [c for c in as_doctor.values() if c["summary"].startswith("cannot read")]
+    certificate = as_doctor["webhook certificate"]
+    assert certificate["status"] == "ok", certificate
+    assert certificate["summary"].endswith("days), trusted by both configurations")
+    # ... and the Secret with tls.key and ca.key stays out of reach.
+    assert secret.returncode != 0
+    assert "Forbidden" in secret.stderr and 'cannot get resource "secrets"' in secret.stderr
+    assert listed.returncode != 0 and "Forbidden" in listed.stderr

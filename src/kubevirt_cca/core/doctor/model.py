@@ -43,7 +43,8 @@ class Snapshot:
     validating: Read
     service: Read
     endpoint_slices: Read
-    secret: Read
+    certificate_config_map: Read  # self-signed: the public certificate `certs ensure` writes
+    certificate_requests: Read  # cert-manager: CertificateRequests (signed certificates)
     deployment: Read
     daemon_set: Read
     pods: Read

@@ -1,17 +1,11 @@
-"""The admission path: webhook configurations, the Service behind them, the certificate, and
-the in-API-server policies that keep CCA VMIs closed when the webhook is away."""
+"""The admission path: webhook configurations, the Service behind them, and the in-API-server
+policies that keep CCA VMIs closed when the webhook is away (the certificate: certificate.py)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import datetime, timedelta
 from typing import Any
 
-from cryptography import x509
-
 from kubevirt_cca.constants import ENABLED_LABEL, ENABLED_VALUE
-from kubevirt_cca.core.certs import dns_names_of, issued_by
 from kubevirt_cca.core.doctor.model import (
     Check,
     Expected,
@@ -27,23 +21,17 @@ from kubevirt_cca.core.doctor.model import (
 from kubevirt_cca.core.doctor.webhook_fields import extra_webhooks, field_differences
 from kubevirt_cca.core.install.names import (
     CA_INJECTION_ANNOTATION,
-    CERTS,
-    CERTS_RENEWAL,
     FAILURE_POLICIES,
     SELECTED_WEBHOOKS,
     SERVICE_PORT,
-    TLS_SECRET,
     WEBHOOK,
     WEBHOOK_CONFIGURATION,
     WEBHOOK_PATHS,
-    service_dns_names,
 )
 from kubevirt_cca.core.install.webhook import webhook_configurations
 
-CERTIFICATE_WARNING = timedelta(days=14)
 
-
-def _configurations(snapshot: Snapshot) -> list[tuple[str, Read, list[str]]]:
+def configurations(snapshot: Snapshot) -> list[tuple[str, Read, list[str]]]:
     names = list(WEBHOOK_PATHS)
     return [
         (
@@ -94,7 +82,7 @@ def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Chec
     rendered = _rendered(expected)
     failures: list[str] = []
     warnings: list[str] = []
-    for kind, read, _ in _configurations(snapshot):
+    for kind, read, _ in configurations(snapshot):
         if read.error:
             return unreadable(name, f"{kind} {WEBHOOK_CONFIGURATION}", read)
         if read.missing:
@@ -228,10 +216,6 @@ def check_webhook_service(snapshot: Snapshot, expected: Expected) -> Check:
     return Check(name, Status.OK, f"{ready} ready webhook pods")
 
 
-def _pem_certificates(data: bytes) -> list[x509.Certificate]:
-    return x509.load_pem_x509_certificates(data)
-
-
 def uses_cert_manager(snapshot: Snapshot) -> bool:
     """Whether cert-manager injects the CA (the annotation the default install sets); the
     self-signed install has none. Without any configuration to look at: the default."""
@@ -239,97 +223,6 @@ def uses_cert_manager(snapshot: Snapshot) -> bool:
     if not configs:
         return True
     return any(dig(c, "metadata", "annotations", CA_INJECTION_ANNOTATION) for c in configs)
-
-
-def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
-    name = "webhook certificate"
-    namespace = expected.options.namespace
-    read = snapshot.secret
-    if read.error:
-        return unreadable(name, f"Secret {namespace}/{TLS_SECRET}", read)
-    cert_manager = uses_cert_manager(snapshot)
-    if cert_manager:
-        source = (
-            "cert-manager has not issued it: kubectl describe certificate "
-            f"kubevirt-cca-webhook -n {namespace}"
-        )
-    else:
-        source = f"the certificate Job has not run: kubectl logs -n {namespace} job/{CERTS}"
-    if read.missing:
-        return Check(name, Status.FAIL, f"Secret {namespace}/{TLS_SECRET} is missing", fix=source)
-    try:
-        encoded = dig(read.value, "data", "tls.crt")
-        if not isinstance(encoded, str):
-            raise ValueError("no tls.crt key")
-        leaf = _pem_certificates(base64.b64decode(encoded, validate=True))[0]
-    except (binascii.Error, ValueError, IndexError) as exc:
-        return Check(
-            name,
-            Status.FAIL,
-            f"Secret {namespace}/{TLS_SECRET} holds no readable tls.crt ({exc})",
-            fix=source,
-        )
-    problems: list[str] = []
-    now = snapshot.now
-    expires = leaf.not_valid_after_utc
-    if leaf.not_valid_before_utc > now:
-        problems.append(f"not valid before {_when(leaf.not_valid_before_utc)}")
-    if expires <= now:
-        problems.append(f"expired {_when(expires)}")
-    names = dns_names_of(leaf)
-    wanted = service_dns_names(expected.options)[2]
-    if wanted not in names:
-        problems.append(f"does not name {wanted} (names: {', '.join(names) or 'none'})")
-    problems += _trust_problems(snapshot, leaf)
-    if problems:
-        return Check(
-            name,
-            Status.FAIL,
-            "the API server will refuse the webhook's certificate",
-            tuple(problems),
-            fix=source,
-        )
-    left = expires - now
-    summary = f"valid until {_when(expires)} ({left.days} days), trusted by both configurations"
-    if left < CERTIFICATE_WARNING:
-        renew = (
-            "cert-manager renews it 30 days before expiry: check the Certificate"
-            if cert_manager
-            else f"the CronJob {CERTS_RENEWAL} renews it daily from 30 days before expiry; "
-            f"to renew now: kubectl create job -n {namespace} --from=cronjob/"
-            f"{CERTS_RENEWAL} {CERTS}-now"
-        )
-        return Check(name, Status.WARN, summary, (f"expires in {left.days} days",), fix=renew)
-    return Check(name, Status.OK, summary)
-
-
-def _trust_problems(snapshot: Snapshot, leaf: x509.Certificate) -> list[str]:
-    problems = []
-    for kind, read, _ in _configurations(snapshot):
-        if read.value is None:
-            continue
-        for hook in objects(dig(read.value, "webhooks")):
-            bundle = dig(hook, "clientConfig", "caBundle")
-            if not bundle:
-                continue  # reported by the configuration check
-            try:
-                if not isinstance(bundle, str):
-                    raise ValueError("not a string")
-                authorities = _pem_certificates(base64.b64decode(bundle, validate=True))
-            except (binascii.Error, ValueError):
-                problems.append(f"{kind} webhook {hook.get('name')}: caBundle is not PEM")
-                continue
-            if not any(issued_by(leaf, ca) for ca in authorities):
-                problems.append(
-                    f"{kind} webhook {hook.get('name')}: caBundle does not hold the "
-                    "CA that signed the certificate (x509: certificate signed by "
-                    "unknown authority)"
-                )
-    return problems
-
-
-def _when(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def check_admission_policies(snapshot: Snapshot, expected: Expected) -> Check:

@@ -16,7 +16,8 @@ Layout of the objects, by file (the keys of :func:`install_files`)::
     webhook/certificates.yaml          cert-manager Issuers + Certificates (cert-manager mode);
                                        self-signed mode: the certs ServiceAccount, its roles,
                                        the policies that fence it in (caBundle only, its one
-                                       Secret), the certificate Job and renewal CronJob
+                                       Secret), the (empty) ConfigMap for the public
+                                       certificate, the certificate Job and renewal CronJob
     webhook/webhook-configurations.yaml Mutating- and ValidatingWebhookConfiguration
     labeller/rbac.yaml                 ServiceAccount, ClusterRole, binding
     labeller/daemonset.yaml            DaemonSet (arm64 nodes)
@@ -45,6 +46,7 @@ from kubevirt_cca.core.install.names import (
 )
 from kubevirt_cca.core.install.rbac import certs_rbac, doctor_rbac, webhook_rbac
 from kubevirt_cca.core.install.webhook import (
+    certificate_config_map,
     certs_jobs,
     config_map,
     namespace,
@@ -85,6 +87,7 @@ def install_files(
         *certificate_objects(options),
         *certs_rbac(options),
         *certs_restriction(options),
+        *certificate_config_map(options),
         *certs_jobs(options),
     ]
     if certificates:

@@ -36,6 +36,9 @@ WEBHOOK_CONFIGURATION: Final = "kubevirt-cca"
 # Secret names (not secrets): the serving certificate and cert-manager's CA.
 TLS_SECRET: Final = "kubevirt-cca-webhook-tls"  # noqa: S105
 CA_SECRET: Final = "kubevirt-cca-ca"  # noqa: S105
+# Self-signed mode: the public half of the serving certificate (tls.crt, ca.crt), written by
+# `certs ensure` for `doctor`, which reads no Secret (docs/admin.md, "Who may run doctor").
+CERTIFICATE_CONFIG_MAP: Final = "kubevirt-cca-webhook-certificate"
 SELFSIGNED_ISSUER: Final = "kubevirt-cca-selfsigned"
 CA_ISSUER: Final = "kubevirt-cca-ca"
 CA_CERTIFICATE: Final = "kubevirt-cca-ca"
