@@ -234,3 +234,44 @@ def test_several_fields_of_several_webhooks_are_all_reported() -> None:
         f"{MUTATE}: timeoutSeconds is 1, expected 10",
         f'{VALIDATE}: sideEffects is "Some", expected "None"',
     )
+
+
+def test_the_certificate_identitys_policies_are_expected_only_when_self_signed() -> None:
+    """doctor requires kubevirt-cca-certs-* where the install has them (no CA injection)."""
+    import argparse
+    import dataclasses
+
+    from kubevirt_cca.cli.doctor import expected_from_args
+    from kubevirt_cca.core.doctor.webhooks import check_admission_policies
+
+    expected = expected_from_args(
+        argparse.Namespace(namespace="kubevirt-cca", kubevirt_namespace="kubevirt")
+    )
+    assert {name for _, name in expected.self_signed_policies} == {
+        "kubevirt-cca-certs-ca-bundle-only",
+        "kubevirt-cca-certs-secret-name",
+    }
+    present = {key: Read(value={}) for key in expected.policies}
+    configs = stored()
+    annotated = dataclasses.replace(
+        empty_snapshot(
+            mutating=Read(value=configs["MutatingWebhookConfiguration"]),
+            validating=Read(value=configs["ValidatingWebhookConfiguration"]),
+        ),
+        policies=present,
+    )
+    assert check_admission_policies(annotated, expected).status is Status.OK
+    for config in configs.values():
+        del config["metadata"]["annotations"]  # the self-signed install: no CA injection
+    self_signed = dataclasses.replace(
+        empty_snapshot(
+            mutating=Read(value=configs["MutatingWebhookConfiguration"]),
+            validating=Read(value=configs["ValidatingWebhookConfiguration"]),
+        ),
+        policies=present,
+    )
+    result = check_admission_policies(self_signed, expected)
+    assert result.status is Status.FAIL
+    assert result.details == tuple(
+        f"{kind} {name} is missing" for kind, name in expected.self_signed_policies
+    )
