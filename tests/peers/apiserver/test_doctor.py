@@ -284,3 +284,92 @@ def test_doctor_with_the_doctor_roles_reads_no_secret_and_reports_everything(
     assert secret.returncode != 0
     assert "Forbidden" in secret.stderr and 'cannot get resource "secrets"' in secret.stderr
     assert listed.returncode != 0 and "Forbidden" in listed.stderr
+
+
+# cert-manager does not run here; its CertificateRequest kind is served from a CRD of the same
+# group, version and names (the fields doctor reads are cert-manager's: the annotations
+# cert-manager.io/certificate-name and -revision, status.certificate).
+CERTIFICATE_REQUEST_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "certificaterequests.cert-manager.io"},
+    "spec": {
+        "group": "cert-manager.io",
+        "scope": "Namespaced",
+        "names": {
+            "plural": "certificaterequests",
+            "singular": "certificaterequest",
+            "kind": "CertificateRequest",
+            "listKind": "CertificateRequestList",
+        },
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+@pytest.fixture
+def cert_manager_issued(installed: Installed) -> Iterator[None]:
+    """The install as cert-manager leaves it: CA injected into every webhook, and two signed
+    CertificateRequests (revision 1 from a CA since replaced, revision 2 current)."""
+    from tests.doctor.cluster import make_ca, make_serving, pem64
+
+    server = installed.server
+    server.create(CERTIFICATE_REQUEST_CRD)
+    ca, old_ca = make_ca("cert-manager CA"), make_ca("the CA before")
+    try:
+        server.kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s",
+            "crd/certificaterequests.cert-manager.io",
+        )  # fmt: skip
+        for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+            hooks = server.get(kind, "kubevirt-cca")["webhooks"]
+            patch = [
+                {"op": "add", "path": "/metadata/annotations",
+                 "value": {"cert-manager.io/inject-ca-from": "kubevirt-cca/kubevirt-cca-webhook"}},
+                *({"op": "replace", "path": f"/webhooks/{i}/clientConfig/caBundle",
+                   "value": pem64(ca[0])} for i in range(len(hooks))),
+            ]  # fmt: skip
+            server.kubectl("patch", kind, "kubevirt-cca", "--type=json", "-p", json.dumps(patch))
+        for revision, signer in ((1, old_ca), (2, ca)):
+            name = f"kubevirt-cca-webhook-{revision}"
+            server.create(
+                {"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+                 "metadata": {"name": name, "namespace": INSTALL_NAMESPACE, "annotations": {
+                     "cert-manager.io/certificate-name": "kubevirt-cca-webhook",
+                     "cert-manager.io/certificate-revision": str(revision)}},
+                 "spec": {"request": ""}}
+            )  # fmt: skip
+            status = {"status": {"certificate": pem64(make_serving(signer))}}
+            server.kubectl(
+                "patch", "certificaterequest", name, "-n", INSTALL_NAMESPACE,
+                "--subresource=status", "--type=merge", "-p", json.dumps(status),
+            )  # fmt: skip
+        yield
+    finally:
+        installed.reapply_webhook_configurations()
+        server.kubectl("delete", "crd", "certificaterequests.cert-manager.io", "--wait=true")
+
+
+def test_doctor_with_the_doctor_roles_checks_cert_managers_certificate(
+    installed: Installed, doctor_account: Path, cert_manager_issued: None
+) -> None:
+    """The cert-manager side of item 4: the newest signed CertificateRequest, read with the
+    doctor roles (list certificaterequests), is the certificate checked."""
+    checks = doctor(installed, kubeconfig=doctor_account)
+    certificate = checks["webhook certificate"]
+    assert certificate["status"] == "ok", certificate
+    assert certificate["summary"].endswith("(89 days), trusted by both configurations")
+    assert not [c for c in checks.values() if c["summary"].startswith("cannot read")]
