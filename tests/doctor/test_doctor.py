@@ -392,7 +392,9 @@ async def test_the_advice_for_a_missing_certificate_fits_the_install(
     assert check.status is Status.FAIL
     assert check.summary == summary
     assert check.fix == (
-        "the certificate Job has not run: kubectl logs -n kubevirt-cca job/kubevirt-cca-certs"
+        "the certificate Job has not run: kubectl logs -n kubevirt-cca job/kubevirt-cca-certs; "
+        "after an upgrade, run the renewal once: kubectl create job -n kubevirt-cca "
+        "--from=cronjob/kubevirt-cca-certs-renewal kubevirt-cca-certs-now"
     )
 
 

@@ -125,7 +125,14 @@ def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
     try:
         leaf = _leaf(snapshot, namespace, cert_manager=cert_manager)
     except _Unusable as exc:
-        return Check(name, Status.FAIL, str(exc), fix=source)
+        fix = source
+        if not cert_manager:
+            # An install from before the ConfigMap: the Job does not run again on re-apply.
+            fix += (
+                "; after an upgrade, run the renewal once: kubectl create job -n "
+                f"{namespace} --from=cronjob/{CERTS_RENEWAL} {CERTS}-now"
+            )
+        return Check(name, Status.FAIL, str(exc), fix=fix)
     problems: list[str] = []
     now = snapshot.now
     expires = leaf.not_valid_after_utc
