@@ -46,17 +46,14 @@ CERTIFICATE_NAME_ANNOTATION = "cert-manager.io/certificate-name"
 REVISION_ANNOTATION = "cert-manager.io/certificate-revision"
 
 
-class _Unusable(Exception):
-    """The source holds no certificate doctor can read (the message says why)."""
-
-
 def _revision(request: dict[str, Any]) -> int:
     value = dig(request, "metadata", "annotations", REVISION_ANNOTATION)
     return int(value) if isinstance(value, str) and value.isdigit() else -1
 
 
-def _signed_request(read: Read) -> tuple[str, str]:
-    """(where, base64 PEM) of the newest signed CertificateRequest for our Certificate."""
+def _signed_request(read: Read) -> tuple[str, str] | str:
+    """(where, base64 PEM) of the newest signed CertificateRequest for our Certificate, or why
+    there is none."""
     ours = [
         r
         for r in read.items()
@@ -65,39 +62,47 @@ def _signed_request(read: Read) -> tuple[str, str]:
         and dig(r, "status", "certificate")
     ]
     if not ours:
-        raise _Unusable(
+        return (
             f"cert-manager has signed no certificate for Certificate {WEBHOOK_CERTIFICATE} yet "
             "(no CertificateRequest with status.certificate)"
         )
     newest = max(ours, key=_revision)
-    where = f"CertificateRequest {dig(newest, 'metadata', 'name')}"
-    return where, str(dig(newest, "status", "certificate"))
+    return f"CertificateRequest {dig(newest, 'metadata', 'name')}", str(
+        dig(newest, "status", "certificate")
+    )
 
 
-def _published(read: Read, namespace: str) -> tuple[str, bytes]:
-    """(where, PEM) of what ``certs ensure`` wrote into the ConfigMap."""
+def _published(read: Read, namespace: str) -> tuple[str, bytes] | str:
+    """(where, PEM) of what ``certs ensure`` wrote into the ConfigMap, or why there is none."""
     where = f"ConfigMap {namespace}/{CERTIFICATE_CONFIG_MAP}"
     if read.missing:
-        raise _Unusable(f"{where} is missing")
+        return f"{where} is missing"
     pem = dig(read.value, "data", "tls.crt")
     if not isinstance(pem, str) or not pem:
-        raise _Unusable(f"{where} holds no tls.crt yet")
+        return f"{where} holds no tls.crt yet"
     return where, pem.encode("utf-8", "replace")
 
 
-def _leaf(snapshot: Snapshot, namespace: str, *, cert_manager: bool) -> x509.Certificate:
+def _leaf(snapshot: Snapshot, namespace: str, *, cert_manager: bool) -> x509.Certificate | str:
+    """The serving certificate from its public source, or why it cannot be had."""
     if cert_manager:
-        where, encoded = _signed_request(snapshot.certificate_requests)
+        found = _signed_request(snapshot.certificate_requests)
+        if isinstance(found, str):
+            return found
+        where, encoded = found
         try:
             pem = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise _Unusable(f"{where} holds no readable certificate ({exc})") from exc
+            return f"{where} holds no readable certificate ({exc})"
     else:
-        where, pem = _published(snapshot.certificate_config_map, namespace)
+        published = _published(snapshot.certificate_config_map, namespace)
+        if isinstance(published, str):
+            return published
+        where, pem = published
     try:
         return _pem_certificates(pem)[0]
     except (ValueError, IndexError) as exc:
-        raise _Unusable(f"{where} holds no readable certificate ({exc})") from exc
+        return f"{where} holds no readable certificate ({exc})"
 
 
 def _pem_certificates(data: bytes) -> list[x509.Certificate]:
@@ -122,9 +127,8 @@ def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
         )
     else:
         source = f"the certificate Job has not run: kubectl logs -n {namespace} job/{CERTS}"
-    try:
-        leaf = _leaf(snapshot, namespace, cert_manager=cert_manager)
-    except _Unusable as exc:
+    leaf = _leaf(snapshot, namespace, cert_manager=cert_manager)
+    if isinstance(leaf, str):
         fix = source
         if not cert_manager:
             # An install from before the ConfigMap: the Job does not run again on re-apply.
@@ -132,7 +136,7 @@ def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
                 "; after an upgrade, run the renewal once: kubectl create job -n "
                 f"{namespace} --from=cronjob/{CERTS_RENEWAL} {CERTS}-now"
             )
-        return Check(name, Status.FAIL, str(exc), fix=fix)
+        return Check(name, Status.FAIL, leaf, fix=fix)
     problems: list[str] = []
     now = snapshot.now
     expires = leaf.not_valid_after_utc
