@@ -11,8 +11,8 @@ say so in the API server:
   rules, selectors, failurePolicy, ... and fields a later Kubernetes adds: the comparison is
   over all keys), and the metadata an admin sets (labels, annotations, owners, finalizers). It
   may not create or delete a webhook configuration either.
-- ``kubevirt-cca-certs-secret-name``: the only Secret it may create or update is the serving
-  certificate's, ``kubevirt-cca-webhook-tls`` in the install namespace.
+- ``kubevirt-cca-certs-secret-name``: the only Secret it may create, update or delete is the
+  serving certificate's, ``kubevirt-cca-webhook-tls`` in the install namespace.
 
 docs/admin.md ("The certificate identity") says why a policy and not a pre-created Secret.
 """
@@ -29,9 +29,9 @@ from kubevirt_cca.core.install.names import (
     Manifest,
     service_account_user,
 )
+from kubevirt_cca.core.install.rbac import ADMISSION_GROUP
 from kubevirt_cca.core.install.restriction import or_empty, resource_rule, service_account_policy
 
-ADMISSION_GROUP = "admissionregistration.k8s.io"
 CONFIGURATIONS = ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"]
 
 
