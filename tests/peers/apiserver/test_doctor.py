@@ -179,6 +179,7 @@ def test_doctor_reports_every_tampered_webhook_field(installed: Installed) -> No
         {"op": "replace", "path": "/webhooks/0/reinvocationPolicy", "value": "Never"},
         {"op": "add", "path": "/webhooks/0/matchConditions",
          "value": [{"name": "never", "expression": "false"}]},
+        {"op": "remove", "path": "/webhooks/1/objectSelector/matchExpressions/1"},
     ]  # fmt: skip
     validating = [
         {"op": "replace", "path": "/webhooks/0/namespaceSelector",
@@ -206,6 +207,10 @@ def test_doctor_reports_every_tampered_webhook_field(installed: Installed) -> No
         '[{"expression":"false","name":"never"}], expected []',
         "mutate-vmi.cca.kubevirt.io: timeoutSeconds is 30, expected 10",
         'mutate-vmi.cca.kubevirt.io: reinvocationPolicy is "Never", expected "IfNeeded"',
+        "mutate-launcher-pod.cca.kubevirt.io: objectSelector is "
+        '{"matchExpressions":[{"key":"cca.kubevirt.io/enabled","operator":"Exists"}]}, expected '
+        '{"matchExpressions":[{"key":"cca.kubevirt.io/enabled","operator":"Exists"},'
+        '{"key":"kubevirt.io","operator":"In","values":["virt-launcher"]}]}',
         "validate-vmi.cca.kubevirt.io: rules is "
         '[{"apiGroups":["kubevirt.io"],"apiVersions":["v1"],"operations":["CREATE"],'
         '"resources":["virtualmachineinstances"],"scope":"Namespaced"}], expected '
