@@ -38,7 +38,6 @@ from kubevirt_cca.core.install.names import service_dns_names
 PLURALS = {
     "Node": "nodes",
     "Pod": "pods",
-    "Secret": "secrets",
     "EndpointSlice": "endpointslices",
     "KubeVirt": "kubevirts",
 }
@@ -70,10 +69,18 @@ def cluster(nodes: int) -> list[dict[str, Any]]:
             },
         },
         {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "kubevirt-cca-webhook-tls", "namespace": "kubevirt-cca"},
-            "data": {"tls.crt": base64.b64encode(secret[TLS_CRT]).decode()},
+            # cert-manager's signed request: where doctor reads the certificate (no Secret).
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "CertificateRequest",
+            "metadata": {
+                "name": "kubevirt-cca-webhook-1",
+                "namespace": "kubevirt-cca",
+                "annotations": {
+                    "cert-manager.io/certificate-name": "kubevirt-cca-webhook",
+                    "cert-manager.io/certificate-revision": "1",
+                },
+            },
+            "status": {"certificate": base64.b64encode(secret[TLS_CRT]).decode()},
         },
         {
             "apiVersion": "discovery.k8s.io/v1",
@@ -160,7 +167,8 @@ def snapshot(objects: list[dict[str, Any]]) -> tuple[Snapshot, Expected]:
         validating=one("ValidatingWebhookConfiguration"),
         service=one("Service"),
         endpoint_slices=every("EndpointSlice"),
-        secret=one("Secret"),
+        certificate_config_map=Read(),
+        certificate_requests=every("CertificateRequest"),
         deployment=one("Deployment"),
         daemon_set=one("DaemonSet"),
         pods=every("Pod"),

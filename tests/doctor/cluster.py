@@ -64,6 +64,7 @@ PLURALS = {
     "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
     "Issuer": "issuers",
     "Certificate": "certificates",
+    "CertificateRequest": "certificaterequests",
     "CustomResourceDefinition": "customresourcedefinitions",
 }
 
@@ -248,13 +249,9 @@ def ready_cluster(ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> li
     serving = make_serving(ca)
     objects += [
         kubevirt(),
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "kubernetes.io/tls",
-            "metadata": {"name": "kubevirt-cca-webhook-tls", "namespace": "kubevirt-cca"},
-            "data": {"tls.crt": pem64(serving), "tls.key": "", "ca.crt": bundle},
-        },
+        certificate_request(serving, revision=2),
+        # An older revision, signed by the CA the install had before: doctor reads the newest.
+        certificate_request(make_serving(make_ca("the CA before")), revision=1),
         endpoint_slice(2),
         node("arm-1"),
         node("arm-2", capable=False, reasons=["libvirt reports cca supported='no'"]),
@@ -263,6 +260,31 @@ def ready_cluster(ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> li
         labeller_pod("arm-2"),
     ]
     return objects
+
+
+def certificate_request(serving: x509.Certificate, *, revision: int) -> dict[str, Any]:
+    """What cert-manager leaves for the Certificate kubevirt-cca-webhook: a signed request
+    (doctor reads the certificate there, not in the Secret with its key)."""
+    return {
+        "apiVersion": "cert-manager.io/v1",
+        "kind": "CertificateRequest",
+        "metadata": {
+            "name": f"kubevirt-cca-webhook-{revision}",
+            "namespace": "kubevirt-cca",
+            "annotations": {
+                "cert-manager.io/certificate-name": "kubevirt-cca-webhook",
+                "cert-manager.io/certificate-revision": str(revision),
+            },
+        },
+        "spec": {"request": ""},
+        "status": {"certificate": pem64(serving)},
+    }
+
+
+def set_serving(objects: list[dict[str, Any]], serving: x509.Certificate) -> None:
+    """The newest signed certificate is ``serving`` (cert-manager reissued it)."""
+    newest = find(objects, "CertificateRequest", "kubevirt-cca-webhook-2")
+    newest["status"]["certificate"] = pem64(serving)
 
 
 def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:

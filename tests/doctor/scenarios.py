@@ -20,7 +20,7 @@ from tests.doctor.cluster import (
     make_ca,
     make_serving,
     node,
-    pem64,
+    set_serving,
 )
 
 CA = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
@@ -94,20 +94,21 @@ def _no_ready_pod(o: Objects, ca: CA) -> None:
     replace(o, endpoint_slice(0))
 
 
-def _no_secret(o: Objects, ca: CA) -> None:
-    drop(o, "Secret")
+def _not_issued(o: Objects, ca: CA) -> None:
+    drop(o, "CertificateRequest", "kubevirt-cca-webhook-2")
+    drop(o, "CertificateRequest", "kubevirt-cca-webhook-1")
 
 
 def _expired(o: Objects, ca: CA) -> None:
-    find(o, "Secret")["data"]["tls.crt"] = pem64(make_serving(ca, valid_for=-timedelta(hours=1)))
+    set_serving(o, make_serving(ca, valid_for=-timedelta(hours=1)))
 
 
 def signed_by_another_ca(o: Objects, ca: CA) -> None:
-    find(o, "Secret")["data"]["tls.crt"] = pem64(make_serving(make_ca("another CA")))
+    set_serving(o, make_serving(make_ca("another CA")))
 
 
 def _wrong_names(o: Objects, ca: CA) -> None:
-    find(o, "Secret")["data"]["tls.crt"] = pem64(make_serving(ca, dns_names=["example.com"]))
+    set_serving(o, make_serving(ca, dns_names=["example.com"]))
 
 
 def _no_policy(o: Objects, ca: CA) -> None:
@@ -203,10 +204,11 @@ FAILURES: list[tuple[str, Callable[[Objects, CA], None], str, str]] = [
         "be created",
     ),
     (
-        "no Secret",
-        _no_secret,
+        "not issued",
+        _not_issued,
         "webhook certificate",
-        "Secret kubevirt-cca/kubevirt-cca-webhook-tls is missing",
+        "cert-manager has signed no certificate for Certificate kubevirt-cca-webhook yet "
+        "(no CertificateRequest with status.certificate)",
     ),
     (
         "expired",

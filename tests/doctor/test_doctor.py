@@ -30,8 +30,8 @@ from tests.doctor.cluster import (
     load,
     make_ca,
     make_serving,
-    pem64,
     ready_cluster,
+    set_serving,
 )
 from tests.doctor.scenarios import DETAILS, FAILURES, replace, signed_by_another_ca, webhook
 from tests.webhook.cluster import forbidden
@@ -286,9 +286,7 @@ async def test_warnings_leave_the_cluster_ready(
     if case == "one webhook pod":
         replace(objects, endpoint_slice(1))
     elif case == "expires soon":
-        find(objects, "Secret")["data"]["tls.crt"] = pem64(
-            make_serving(ca, valid_for=timedelta(days=5, hours=12))
-        )
+        set_serving(objects, make_serving(ca, valid_for=timedelta(days=5, hours=12)))
     elif case == "hook image differs":
         find(objects, "ConfigMap")["data"]["hookImage"] = "old:1"
     elif case == "tainted node":
@@ -315,42 +313,122 @@ async def test_warnings_leave_the_cluster_ready(
 
 @pytest.mark.asyncio
 async def test_a_forbidden_read_fails_one_check_and_names_the_roles(kmock: Any, ca: CA) -> None:
-    path = "/api/v1/namespaces/kubevirt-cca/secrets/kubevirt-cca-webhook-tls"
-    kmock[f"get {path}"] << 403 << forbidden('secrets "kubevirt-cca-webhook-tls" is forbidden')
+    path = "/apis/cert-manager.io/v1/namespaces/kubevirt-cca/certificaterequests"
+    kmock[f"get {path}"] << 403 << forbidden("certificaterequests.cert-manager.io is forbidden")
     checks = await doctor(kmock, ready_cluster(ca))
     check = checks["webhook certificate"]
     assert check.status is Status.FAIL
     assert check.summary == (
-        "cannot read Secret kubevirt-cca/kubevirt-cca-webhook-tls: 403 "
-        'Forbidden: secrets "kubevirt-cca-webhook-tls" is forbidden'
+        "cannot read cert-manager CertificateRequests in kubevirt-cca: 403 "
+        "Forbidden: certificaterequests.cert-manager.io is forbidden"
     )
     assert check.fix is not None and "kubevirt-cca-doctor" in check.fix
     assert [n for n, c in checks.items() if c.status is Status.FAIL] == ["webhook certificate"]
 
 
+def self_signed(objects: Objects, serving: Any | None) -> None:
+    """The self-signed install: no CA injection, no CertificateRequests, and the public
+    certificate in the ConfigMap ``certs ensure`` writes (``serving``; none: not yet)."""
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        del find(objects, kind)["metadata"]["annotations"]
+    drop(objects, "CertificateRequest", "kubevirt-cca-webhook-2")
+    drop(objects, "CertificateRequest", "kubevirt-cca-webhook-1")
+    data = {"tls.crt": pem_text(serving), "ca.crt": ""} if serving is not None else None
+    objects.append(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "kubevirt-cca-webhook-certificate", "namespace": "kubevirt-cca"},
+            **({"data": data} if data else {}),
+        }
+    )
+
+
+def pem_text(cert: Any) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return str(cert.public_bytes(serialization.Encoding.PEM).decode())
+
+
 @pytest.mark.asyncio
-async def test_the_advice_for_a_missing_secret_fits_the_install(kmock: Any, ca: CA) -> None:
+async def test_self_signed_the_certificate_comes_from_the_public_config_map(
+    kmock: Any, ca: CA
+) -> None:
+    objects = ready_cluster(ca)
+    self_signed(objects, make_serving(ca))
+    check = (await doctor(kmock, objects))["webhook certificate"]
+    assert check.status is Status.OK, check
+    assert check.summary.endswith("trusted by both configurations")
+    assert not [r for r in kmock if "/secrets" in r.url.path]
+
+
+@pytest.mark.asyncio
+async def test_self_signed_an_expired_published_certificate_fails(kmock: Any, ca: CA) -> None:
+    objects = ready_cluster(ca)
+    self_signed(objects, make_serving(ca, valid_for=-timedelta(hours=1)))
+    check = (await doctor(kmock, objects))["webhook certificate"]
+    assert check.status is Status.FAIL
+    assert any(d.startswith("expired ") for d in check.details), check
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("config_map", "summary"),
+    [
+        ("empty", "ConfigMap kubevirt-cca/kubevirt-cca-webhook-certificate holds no tls.crt yet"),
+        ("missing", "ConfigMap kubevirt-cca/kubevirt-cca-webhook-certificate is missing"),
+    ],
+)
+async def test_the_advice_for_a_missing_certificate_fits_the_install(
+    kmock: Any, ca: CA, config_map: str, summary: str
+) -> None:
     """The self-signed install has no CA-injection annotation: doctor points at its
     certificate Job instead of at cert-manager."""
     objects = ready_cluster(ca)
-    drop(objects, "Secret")
-    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
-        del find(objects, kind)["metadata"]["annotations"]
+    self_signed(objects, None)
+    if config_map == "missing":
+        drop(objects, "ConfigMap", "kubevirt-cca-webhook-certificate")
     check = (await doctor(kmock, objects))["webhook certificate"]
+    assert check.status is Status.FAIL
+    assert check.summary == summary
     assert check.fix == (
-        "the certificate Job has not run: kubectl logs -n kubevirt-cca job/kubevirt-cca-certs"
+        "the certificate Job has not run: kubectl logs -n kubevirt-cca job/kubevirt-cca-certs; "
+        "after an upgrade, run the renewal once: kubectl create job -n kubevirt-cca "
+        "--from=cronjob/kubevirt-cca-certs-renewal kubevirt-cca-certs-now"
     )
 
 
 @pytest.mark.asyncio
 async def test_with_cert_manager_the_advice_names_the_certificate(kmock: Any, ca: CA) -> None:
     objects = ready_cluster(ca)
-    drop(objects, "Secret")
+    drop(objects, "CertificateRequest", "kubevirt-cca-webhook-2")
+    drop(objects, "CertificateRequest", "kubevirt-cca-webhook-1")
     check = (await doctor(kmock, objects))["webhook certificate"]
     assert check.fix == (
         "cert-manager has not issued it: kubectl describe certificate "
         "kubevirt-cca-webhook -n kubevirt-cca"
     )
+
+
+@pytest.mark.asyncio
+async def test_the_newest_certificate_request_is_the_one_checked(kmock: Any, ca: CA) -> None:
+    """ready_cluster's revision 1 is signed by another CA: only revision 2 counts, whatever
+    the order of the list."""
+    objects = ready_cluster(ca)
+    first = find(objects, "CertificateRequest", "kubevirt-cca-webhook-2")
+    objects.remove(first)
+    objects.append(first)
+    assert (await doctor(kmock, objects))["webhook certificate"].status is Status.OK
+
+
+@pytest.mark.asyncio
+async def test_an_older_certificate_request_alone_is_checked_as_it_is(kmock: Any, ca: CA) -> None:
+    """The control: revision 1 alone (signed by a CA the caBundle does not hold) fails."""
+    objects = ready_cluster(ca)
+    drop(objects, "CertificateRequest", "kubevirt-cca-webhook-2")
+    check = (await doctor(kmock, objects))["webhook certificate"]
+    assert check.status is Status.FAIL
+    assert any("does not hold the CA that signed the certificate" in d for d in check.details)
 
 
 def test_a_missing_kubeconfig_is_one_line_and_exit_1(tmp_path: Any) -> None:

@@ -95,7 +95,8 @@ SOURCES = (
     "validating",
     "service",
     "endpoint_slices",
-    "secret",
+    "certificate_config_map",
+    "certificate_requests",
     "deployment",
     "daemon_set",
     "pods",
@@ -107,7 +108,8 @@ SOURCES = (
 @settings(max_examples=250, deadline=None)
 @given(reads=st.fixed_dictionaries(dict.fromkeys(SOURCES, READS)))
 def test_any_cluster_state_gives_one_result_per_check(reads: dict[str, Any]) -> None:
-    for name in ("kubevirts", "plugins", "endpoint_slices", "pods", "nodes"):
+    lists = ("kubevirts", "plugins", "endpoint_slices", "pods", "nodes", "certificate_requests")
+    for name in lists:
         value = reads[name].value  # lists come back as lists (or not at all)
         if value is not None and not isinstance(value, list):
             reads[name] = Read(value=[value])

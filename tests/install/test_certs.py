@@ -100,7 +100,14 @@ def self_signed_install() -> list[dict[str, Any]]:
 
 
 def webhook_configurations() -> list[dict[str, Any]]:
-    return [o for o in self_signed_install() if o["kind"].endswith("WebhookConfiguration")]
+    """What ``certs ensure`` finds at install: both webhook configurations, and the empty
+    ConfigMap for the public certificate."""
+    return [
+        o
+        for o in self_signed_install()
+        if o["kind"].endswith("WebhookConfiguration")
+        or o["metadata"]["name"] == "kubevirt-cca-webhook-certificate"
+    ]
 
 
 async def run_ensure(kmock: Any, write_dir: Path | None, *, now: datetime = NOW) -> Any:
@@ -114,6 +121,7 @@ async def run_ensure(kmock: Any, write_dir: Path | None, *, now: datetime = NOW)
             dns_names=NAMES,
             now=now,
             write_dir=write_dir,
+            config_map="kubevirt-cca-webhook-certificate",
         )
     finally:
         await client.close()
@@ -151,7 +159,15 @@ async def test_ensure_creates_the_secret_sets_both_ca_bundles_and_writes_files(
         "POST /api/v1/namespaces/kubevirt-cca/secrets",
         "PATCH /apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/kubevirt-cca",
         "PATCH /apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/kubevirt-cca",
+        "PATCH /api/v1/namespaces/kubevirt-cca/configmaps/kubevirt-cca-webhook-certificate",
     ]
+    # The public half only: doctor reads this ConfigMap, and no Secret.
+    published = kmock.objects["v1/configmaps", "kubevirt-cca", "kubevirt-cca-webhook-certificate"]
+    assert published["data"] == {
+        "tls.crt": stored[TLS_CRT].decode(),
+        "ca.crt": stored[CA_CRT].decode(),
+    }
+    assert outcome.published == "ConfigMap kubevirt-cca/kubevirt-cca-webhook-certificate"
 
 
 @pytest.mark.asyncio
@@ -231,8 +247,7 @@ async def test_the_written_certificate_serves_tls_for_the_service_name(
 
 @pytest.mark.asyncio
 async def test_doctor_accepts_what_certs_ensure_made(kmock: Any) -> None:
-    objects = self_signed_install()
-    load(kmock, [o for o in objects if o["kind"].endswith("WebhookConfiguration")])
+    load(kmock, webhook_configurations())
     kmock.resources[SECRETS] = {}
     await run_ensure(kmock, None, now=datetime.now(UTC))
     expected = expected_from_args(
@@ -286,6 +301,7 @@ async def test_the_command_prints_what_it_did_and_exits_0(kmock: Any, tmp_path: 
         "Secret kubevirt-cca/kubevirt-cca-webhook-tls: new-ca (no certificate yet)",
         "MutatingWebhookConfiguration kubevirt-cca: caBundle set",
         "ValidatingWebhookConfiguration kubevirt-cca: caBundle set",
+        "ConfigMap kubevirt-cca/kubevirt-cca-webhook-certificate: public certificate written",
     ]
     assert (tmp_path / "tls.crt").is_file()
 

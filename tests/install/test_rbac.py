@@ -25,7 +25,13 @@ import pytest
 from kubevirt_cca.adapters.cluster_state import ClusterState
 from kubevirt_cca.adapters.kube import async_client
 from kubevirt_cca.cli.doctor import diagnose, expected_from_args
-from kubevirt_cca.core.install import CERT_MANAGER, SELF_SIGNED, InstallOptions, install_objects
+from kubevirt_cca.core.install import (
+    CERT_MANAGER,
+    SELF_SIGNED,
+    CertificateMode,
+    InstallOptions,
+    install_objects,
+)
 from kubevirt_cca.core.install.names import CERTS, DOCTOR, LABELLER, TLS_SECRET, WEBHOOK
 from tests.doctor.cluster import load, make_ca, ready_cluster
 from tests.install.test_certs import run_ensure, webhook_configurations
@@ -311,6 +317,16 @@ async def test_doctor_gets_exactly_what_it_uses(kmock: Any) -> None:
     )
     await diagnose(server=str(kmock.url), kubeconfig=None, expected=expected)
     assert_least_privilege(doctor_grants(install_objects(InstallOptions())), recorded(kmock))
+
+
+@pytest.mark.parametrize("mode", [CERT_MANAGER, SELF_SIGNED])
+def test_doctor_may_read_no_secret(mode: CertificateMode) -> None:
+    """Issue 21: the Secret holds tls.key and ca.key; doctor checks the certificate from its
+    public half (core/doctor/certificate.py) and is granted no Secret at all."""
+    grants = doctor_grants(install_objects(InstallOptions(certificates=mode)))
+    for verb in ("get", "list", "watch"):
+        for name in (TLS_SECRET, "kubevirt-cca-ca", None):
+            assert not any(g.allows(Access(verb, "", "secrets", NAMESPACE, name)) for g in grants)
 
 
 def test_the_authorizer_model_refuses_what_rbac_refuses() -> None:

@@ -5,9 +5,10 @@ installed. Several replicas may run it at once: every write is a JSON merge patc
 ``resourceVersion`` it read (a create, none), so a conflict (409, :class:`KubernetesConflict`)
 means another replica wrote first, and the step is read and decided again. A merge patch
 replaces a list whole, so the ``webhooks`` list is sent complete, as read, with only the
-``caBundle`` changed. Reads and writes
-only what the ``kubevirt-cca-webhook`` roles allow: get/create/patch of the one Secret, get/patch
-of the two webhook configurations.
+``caBundle`` changed. The certificate's public half (``tls.crt``, ``ca.crt``) also goes into a
+ConfigMap the install creates empty, for ``doctor`` (which reads no Secret). Reads and writes
+only what the ``kubevirt-cca-certs`` roles allow: get/create/patch of the one Secret, get/patch
+of the two webhook configurations and of that ConfigMap.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from lightkube.resources.admissionregistration_v1 import (
     MutatingWebhookConfiguration,
     ValidatingWebhookConfiguration,
 )
-from lightkube.resources.core_v1 import Secret
+from lightkube.resources.core_v1 import ConfigMap, Secret
 from lightkube.types import PatchType
 
 from kubevirt_cca.adapters.kube import call
@@ -46,6 +47,7 @@ T = TypeVar("T")
 class Outcome:
     plan: Plan
     patched: tuple[str, ...]  # the webhook configurations whose caBundle changed
+    published: str | None = None  # the ConfigMap the public certificate was written to
 
 
 async def _get_or_none(what: str, request: Awaitable[T]) -> T | None:
@@ -162,6 +164,38 @@ async def ensure_ca_bundle(client: AsyncClient, *, name: str, bundle: bytes) -> 
     return patched
 
 
+async def publish_certificate(
+    client: AsyncClient, *, namespace: str, name: str, material: Plan
+) -> bool:
+    """Write ``tls.crt`` and ``ca.crt`` (public) into the ConfigMap ``name``, which the install
+    creates empty; ``True`` when it changed. A missing ConfigMap is a warning, not a failure:
+    only ``doctor`` reads it, and the certificate itself is in place."""
+    what = f"ConfigMap {namespace}/{name}"
+    wanted = {key: material.material.data[key].decode("ascii") for key in (TLS_CRT, CA_CRT)}
+
+    async def step() -> bool:
+        found = await _get_or_none(f"get {what}", client.get(ConfigMap, name, namespace=namespace))
+        if found is None:
+            LOG.warning(
+                "%s is missing (an install from before it existed?): doctor cannot check the "
+                "certificate until the install is re-applied",
+                what,
+            )
+            return False
+        if {k: (found.data or {}).get(k) for k in wanted} == wanted:
+            return False
+        version = found.metadata.resourceVersion if found.metadata else None
+        body = {"metadata": {"resourceVersion": version}, "data": wanted}
+        await call(
+            f"patch {what}",
+            client.patch(ConfigMap, name, body, namespace=namespace, patch_type=PatchType.MERGE),
+        )
+        LOG.info("%s: public certificate written", what)
+        return True
+
+    return await _retrying(what, step)
+
+
 def write_files(folder: Path, plan_: Plan) -> None:
     """tls.crt, tls.key (owner-only) and ca.crt for the webhook server, replaced atomically.
 
@@ -209,6 +243,7 @@ async def ensure(
     dns_names: Sequence[str],
     now: datetime,
     write_dir: Path | None,
+    config_map: str | None = None,
 ) -> Outcome:
     decided = await ensure_secret(
         client, namespace=namespace, name=secret, dns_names=dns_names, now=now
@@ -221,6 +256,11 @@ async def ensure(
     patched = await ensure_ca_bundle(
         client, name=webhook_configuration, bundle=final.material.ca_bundle
     )
+    published = None
+    if config_map and await publish_certificate(
+        client, namespace=namespace, name=config_map, material=final
+    ):
+        published = f"ConfigMap {namespace}/{config_map}"
     if write_dir is not None:
         try:
             write_files(write_dir, final)
@@ -229,5 +269,7 @@ async def ensure(
                 f"cannot write the certificate into {write_dir}: {exc.strerror or exc}"
             ) from exc
     return Outcome(
-        plan=Plan(decided.action, final.material, decided.reason), patched=tuple(patched)
+        plan=Plan(decided.action, final.material, decided.reason),
+        patched=tuple(patched),
+        published=published,
     )

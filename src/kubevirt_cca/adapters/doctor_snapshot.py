@@ -1,9 +1,9 @@
 """Read what ``doctor`` checks from the API server into a doctor ``Snapshot``.
 
-Reads only (the ``kubevirt-cca-doctor`` roles list them). Each read becomes a ``Read``: the object
-as the API server returned it, ``None`` when it does not exist (404), or the reason it could not
-be read (403, ...), so one forbidden read shows up as one failed check, not a crash. Only an API
-server that cannot be reached at all is an error.
+Reads only (the ``kubevirt-cca-doctor`` roles list them), and no Secret. Each read becomes a
+``Read``: the object as the API server returned it, ``None`` when it does not exist (404), or
+the reason it could not be read (403, ...), so one forbidden read shows up as one failed check,
+not a crash. Only an API server that cannot be reached at all is an error.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from lightkube.resources.admissionregistration_v1 import (
 )
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.apps_v1 import DaemonSet, Deployment
-from lightkube.resources.core_v1 import ConfigMap, Node, Pod, Secret, Service
+from lightkube.resources.core_v1 import ConfigMap, Node, Pod, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 
-from kubevirt_cca.adapters.kube import KubeVirt, Plugin, call
+from kubevirt_cca.adapters.kube import CertificateRequest, KubeVirt, Plugin, call
 from kubevirt_cca.constants import CONFIG_MAP_NAME, KUBEVIRT_VMI_CRD
 from kubevirt_cca.core.doctor import Read, Snapshot
 from kubevirt_cca.core.install.names import (
+    CERTIFICATE_CONFIG_MAP,
     LABELLER,
-    TLS_SECRET,
     WEBHOOK,
     WEBHOOK_CONFIGURATION,
     selector,
@@ -108,7 +108,18 @@ async def read_snapshot(
             "EndpointSlices",
             lambda: _items(client.list(EndpointSlice, namespace=namespace, labels=slice_labels)),
         ),
-        "secret": _read("the certificate Secret", lambda: get(Secret, TLS_SECRET, namespace)),
+        # The serving certificate without its Secret (doctor reads no private key): what
+        # `certs ensure` publishes, or cert-manager's signed CertificateRequests.
+        "certificate_config_map": _read(
+            "the certificate ConfigMap",
+            lambda: get(ConfigMap, CERTIFICATE_CONFIG_MAP, namespace),
+        ),
+        "certificate_requests": _absent_list_is_empty(
+            _read(
+                "cert-manager CertificateRequests",
+                lambda: _items(client.list(CertificateRequest, namespace=namespace)),
+            )
+        ),
         "deployment": _read("the webhook Deployment", lambda: get(Deployment, WEBHOOK, namespace)),
         "daemon_set": _read("the labeller DaemonSet", lambda: get(DaemonSet, LABELLER, namespace)),
         "pods": _read(

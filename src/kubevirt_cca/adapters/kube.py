@@ -44,6 +44,9 @@ VirtualMachine = create_namespaced_resource(
     "kubevirt.io", "v1", "VirtualMachine", "virtualmachines"
 )
 Plugin = create_global_resource("plugin.kubevirt.io", "v1alpha1", "Plugin", "plugins")
+CertificateRequest = create_namespaced_resource(
+    "cert-manager.io", "v1", "CertificateRequest", "certificaterequests"
+)
 
 
 def kube_config(*, server: str | None = None, kubeconfig: str | None = None) -> KubeConfig:

@@ -11,14 +11,21 @@ from kubevirt_cca.adapters.cert_store import Outcome, ensure
 from kubevirt_cca.adapters.kube import async_client
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.constants import INSTALL_NAMESPACE
-from kubevirt_cca.core.install.names import TLS_SECRET, WEBHOOK, WEBHOOK_CONFIGURATION
+from kubevirt_cca.core.install.names import (
+    CERTIFICATE_CONFIG_MAP,
+    TLS_SECRET,
+    WEBHOOK,
+    WEBHOOK_CONFIGURATION,
+)
 
 DESCRIPTION = f"""\
 Make sure the webhook has a serving certificate the API server trusts, without cert-manager:
 a self-signed CA (10 years) signs a serving certificate (1 year) for the Service's DNS names,
 both kept in a Secret of type kubernetes.io/tls; the serving certificate is reissued 30 days
 before it expires. The CA goes into the caBundle of every webhook of the Mutating- and the
-ValidatingWebhookConfiguration. With --write-dir, the certificate and key are also written
+ValidatingWebhookConfiguration, and the certificate's public half (tls.crt, ca.crt) into the
+ConfigMap --config-map, which the install creates empty (doctor reads it: it reads no Secret).
+With --write-dir, the certificate and key are also written
 there for the webhook server. Safe to run from several replicas at once.
 
 It runs as the Job kubevirt-cca-certs (at install) and the CronJob kubevirt-cca-certs-renewal
@@ -69,6 +76,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="name of the Mutating- and ValidatingWebhookConfiguration (default: %(default)s)",
     )
     sub.add_argument(
+        "--config-map",
+        default=CERTIFICATE_CONFIG_MAP,
+        help="ConfigMap (in --namespace) that gets the public certificate, for doctor; "
+        "'' for none (default: %(default)s)",
+    )
+    sub.add_argument(
         "--write-dir", metavar="DIR", help="also write tls.crt, tls.key and ca.crt into DIR"
     )
     sub.add_argument(
@@ -96,6 +109,7 @@ async def ensure_once(args: argparse.Namespace) -> Outcome:
             dns_names=dns_names(args.service, args.namespace),
             now=datetime.now(UTC),
             write_dir=Path(args.write_dir) if args.write_dir else None,
+            config_map=args.config_map or None,
         )
     finally:
         await client.close()
@@ -109,4 +123,6 @@ def run(args: argparse.Namespace) -> int:
     )
     for what in outcome.patched:
         print(f"{what}: caBundle set")
+    if outcome.published:
+        print(f"{outcome.published}: public certificate written")
     return 0

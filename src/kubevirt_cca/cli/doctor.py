@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from kubevirt_cca.adapters.doctor_snapshot import POLICY_KINDS, read_snapshot
@@ -13,7 +14,13 @@ from kubevirt_cca.adapters.install_files import load_policies
 from kubevirt_cca.adapters.kube import async_client
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.core.doctor import Check, Expected, Status, is_ready, run_checks
-from kubevirt_cca.core.install import InstallOptions, install_objects
+from kubevirt_cca.core.install import (
+    CERT_MANAGER,
+    SELF_SIGNED,
+    CertificateMode,
+    InstallOptions,
+    install_objects,
+)
 
 DESCRIPTION = """\
 Check, one thing at a time, whether this cluster can run Arm CCA Realms: KubeVirt and its
@@ -71,12 +78,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def expected_from_args(args: argparse.Namespace) -> Expected:
     options = InstallOptions(namespace=args.namespace, kubevirt_namespace=args.kubevirt_namespace)
-    policies = tuple(
-        (str(obj["kind"]), str(obj["metadata"]["name"]))
-        for obj in install_objects(options, load_policies())
-        if obj["kind"] in POLICY_KINDS
+    loaded = load_policies()
+
+    def policies(mode: CertificateMode) -> tuple[tuple[str, str], ...]:
+        return tuple(
+            (str(obj["kind"]), str(obj["metadata"]["name"]))
+            for obj in install_objects(replace(options, certificates=mode), loaded)
+            if obj["kind"] in POLICY_KINDS
+        )
+
+    common = policies(CERT_MANAGER)
+    return Expected(
+        options=options,
+        policies=common,
+        self_signed_policies=tuple(p for p in policies(SELF_SIGNED) if p not in common),
     )
-    return Expected(options=options, policies=policies)
 
 
 async def diagnose(
@@ -87,7 +103,7 @@ async def diagnose(
         snapshot = await read_snapshot(
             client,
             namespace=expected.options.namespace,
-            policies=expected.policies,
+            policies=(*expected.policies, *expected.self_signed_policies),
             now=datetime.now(UTC),
         )
     finally:

@@ -123,6 +123,23 @@ class Installed:
             "create", "token", account, "-n", INSTALL_NAMESPACE, "--duration", "1h", *bound
         ).stdout.strip()
 
+    def undo_certs_ensure(self) -> None:
+        """Back to the install as applied after a real ``certs ensure`` ran: the webhook
+        configurations' caBundle (it sets its own CA), no Secret, an empty public ConfigMap."""
+        self.reapply_webhook_configurations()
+        self.server.kubectl(
+            "delete", "secret", "kubevirt-cca-webhook-tls", "-n", INSTALL_NAMESPACE,
+            "--ignore-not-found",
+        )  # fmt: skip
+        certificate = self.server.get(
+            "configmap", "kubevirt-cca-webhook-certificate", namespace=INSTALL_NAMESPACE
+        )
+        if "data" in certificate:
+            self.server.kubectl(
+                "patch", "configmap", "kubevirt-cca-webhook-certificate", "-n",
+                INSTALL_NAMESPACE, "--type=json", "-p", '[{"op": "remove", "path": "/data"}]',
+            )  # fmt: skip
+
     def reapply_webhook_configurations(self) -> None:
         hooks = [o for o in self.objects if o["kind"].endswith("WebhookConfiguration")]
         for obj in hooks:

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.peers.apiserver.cluster import kubevirt_cca
-from tests.peers.apiserver.conftest import Installed
+from tests.peers.apiserver.conftest import INSTALL_NAMESPACE, Installed
 
 pytestmark = pytest.mark.peers
 
+CERTS = "kubevirt-cca-certs"
+SECRET = "kubevirt-cca-webhook-tls"
 
-def doctor(installed: Installed) -> dict[str, dict[str, Any]]:
+
+def doctor(installed: Installed, *, kubeconfig: Path | None = None) -> dict[str, dict[str, Any]]:
     done = kubevirt_cca(
         "doctor",
         "--kubeconfig",
-        str(installed.server.kubeconfig),
+        str(kubeconfig or installed.server.kubeconfig),
         "--output",
         "json",
         env=installed.server.env,
@@ -43,7 +48,7 @@ def test_doctor_line_by_line(installed: Installed) -> None:
         "sidecar (auto: KubeVirt's Plugins gate is off)"
     )
     assert checks["admission policies"]["status"] == "ok"
-    assert checks["admission policies"]["summary"] == "12 policies and bindings present"
+    assert checks["admission policies"]["summary"] == "16 policies and bindings present"
     # No virt-operator runs: the CR has no status.
     assert checks["KubeVirt"]["status"] == "warn"
     assert checks["KubeVirt"]["summary"] == (
@@ -52,20 +57,24 @@ def test_doctor_line_by_line(installed: Installed) -> None:
     # The test-side change (url: instead of the Service) is named as such, one line per webhook.
     hooks = checks["webhook configurations"]
     assert hooks["status"] == "fail"
+    # Every other field as rendered: the API server's defaults (matchPolicy, scope,
+    # namespaceSelector, timeoutSeconds, reinvocationPolicy, port) are no difference.
     assert len(hooks["details"]) == 7
+    assert all(": calls URL https://127.0.0.1:" in d for d in hooks["details"]), hooks
     port = installed.webhook.port
     assert (
         f"mutate-vmi.cca.kubevirt.io: calls URL https://127.0.0.1:{port}/mutate-vmi, not "
         "Service kubevirt-cca/kubevirt-cca-webhook path /mutate-vmi (doctor checks only the "
         "Service the install creates)"
     ) in hooks["details"]
-    # No kubelet: no webhook pod is ever ready, and the self-signed Secret was never written.
+    # No kubelet: no webhook pod is ever ready, and the certificate Job never ran (its
+    # ConfigMap for the public certificate is as the install made it: empty).
     assert checks["webhook service"]["summary"] == (
         "no ready webhook pod behind Service kubevirt-cca/kubevirt-cca-webhook: CCA VMIs cannot "
         "be created"
     )
     assert checks["webhook certificate"]["summary"] == (
-        "Secret kubevirt-cca/kubevirt-cca-webhook-tls is missing"
+        "ConfigMap kubevirt-cca/kubevirt-cca-webhook-certificate holds no tls.crt yet"
     )
 
 
@@ -160,3 +169,212 @@ def test_a_decoy_kubevirt_cr_does_not_change_doctors_answer(installed: Installed
     assert any("decoy/decoy is ignored" in d for d in checks["KubeVirt"]["details"]), checks[
         "KubeVirt"
     ]
+
+
+def test_doctor_reports_every_tampered_webhook_field(installed: Installed) -> None:
+    """Issue 21, item 5: each changed field of a stored configuration is one line."""
+    server = installed.server
+    mutating = [
+        {"op": "replace", "path": "/webhooks/0/timeoutSeconds", "value": 30},
+        {"op": "replace", "path": "/webhooks/0/reinvocationPolicy", "value": "Never"},
+        {"op": "add", "path": "/webhooks/0/matchConditions",
+         "value": [{"name": "never", "expression": "false"}]},
+        {"op": "remove", "path": "/webhooks/1/objectSelector/matchExpressions/1"},
+    ]  # fmt: skip
+    validating = [
+        {"op": "replace", "path": "/webhooks/0/namespaceSelector",
+         "value": {"matchLabels": {"team": "a"}}},
+        {"op": "replace", "path": "/webhooks/0/rules/0/operations", "value": ["CREATE"]},
+        {"op": "replace", "path": "/webhooks/0/matchPolicy", "value": "Exact"},
+        {"op": "replace", "path": "/webhooks/2/sideEffects", "value": "NoneOnDryRun"},
+        {"op": "replace", "path": "/webhooks/2/admissionReviewVersions",
+         "value": ["v1", "v1beta1"]},
+        {"op": "replace", "path": "/webhooks/1/name", "value": "extra.example.com"},
+    ]  # fmt: skip
+    try:
+        for kind, patch in (
+            ("mutatingwebhookconfiguration", mutating),
+            ("validatingwebhookconfiguration", validating),
+        ):
+            server.kubectl("patch", kind, "kubevirt-cca", "--type=json", "-p", json.dumps(patch))
+        hooks = doctor(installed)["webhook configurations"]
+    finally:
+        installed.reapply_webhook_configurations()
+    assert hooks["status"] == "fail"
+    lines = [d for d in hooks["details"] if ": calls URL " not in d]
+    assert lines == [
+        "mutate-vmi.cca.kubevirt.io: matchConditions is "
+        '[{"expression":"false","name":"never"}], expected []',
+        "mutate-vmi.cca.kubevirt.io: timeoutSeconds is 30, expected 10",
+        'mutate-vmi.cca.kubevirt.io: reinvocationPolicy is "Never", expected "IfNeeded"',
+        "mutate-launcher-pod.cca.kubevirt.io: objectSelector is "
+        '{"matchExpressions":[{"key":"cca.kubevirt.io/enabled","operator":"Exists"}]}, expected '
+        '{"matchExpressions":[{"key":"cca.kubevirt.io/enabled","operator":"Exists"},'
+        '{"key":"kubevirt.io","operator":"In","values":["virt-launcher"]}]}',
+        "validate-vmi.cca.kubevirt.io: rules is "
+        '[{"apiGroups":["kubevirt.io"],"apiVersions":["v1"],"operations":["CREATE"],'
+        '"resources":["virtualmachineinstances"],"scope":"Namespaced"}], expected '
+        '[{"apiGroups":["kubevirt.io"],"apiVersions":["v1"],"operations":["CREATE","UPDATE"],'
+        '"resources":["virtualmachineinstances"],"scope":"Namespaced"}]',
+        'validate-vmi.cca.kubevirt.io: namespaceSelector is {"matchLabels":{"team":"a"}}, '
+        "expected {}",
+        'validate-vmi.cca.kubevirt.io: matchPolicy is "Exact", expected "Equivalent"',
+        "ValidatingWebhookConfiguration kubevirt-cca has no webhook "
+        "validate-templates.cca.kubevirt.io",
+        'validate-migration.cca.kubevirt.io: sideEffects is "NoneOnDryRun", expected "None"',
+        'validate-migration.cca.kubevirt.io: admissionReviewVersions is ["v1","v1beta1"], '
+        'expected ["v1"]',
+        "ValidatingWebhookConfiguration kubevirt-cca has a webhook extra.example.com that "
+        "kubevirt-cca does not ship: the API server calls it for the same objects; delete it "
+        "(another product's webhook belongs in a configuration of its own)",
+    ]
+    # Put back as installed: clean again (but for the test's URLs).
+    again = doctor(installed)["webhook configurations"]
+    assert all(": calls URL " in d for d in again["details"]), again
+
+
+@pytest.fixture
+def doctor_account(installed: Installed, tmp_path: Path) -> Iterator[Path]:
+    """A kubeconfig for a ServiceAccount bound to the install's two doctor roles, as
+    docs/admin.md ("Who may run doctor") binds them for a user."""
+    server = installed.server
+    name = "doctor-user"
+    server.kubectl("create", "serviceaccount", name, "-n", INSTALL_NAMESPACE)
+    subject = f"--serviceaccount={INSTALL_NAMESPACE}:{name}"
+    server.kubectl(
+        "create", "clusterrolebinding", name, "--clusterrole=kubevirt-cca-doctor", subject
+    )
+    server.kubectl(
+        "create", "rolebinding", name, "-n", INSTALL_NAMESPACE, "--role=kubevirt-cca-doctor",
+        subject,
+    )  # fmt: skip
+    try:
+        yield server.token_kubeconfig(tmp_path / "doctor.kubeconfig", installed.sa_token(name))
+    finally:
+        server.kubectl("delete", "clusterrolebinding", name)
+        server.kubectl("delete", "rolebinding,serviceaccount", name, "-n", INSTALL_NAMESPACE)
+
+
+def test_doctor_with_the_doctor_roles_reads_no_secret_and_reports_everything(
+    installed: Installed, doctor_account: Path, tmp_path: Path
+) -> None:
+    """Issue 21, item 4: the certificate is checked from its public half; the roles grant no
+    Secret. ``certs ensure`` runs first (as its own identity), so there is a certificate."""
+    server = installed.server
+    certs = server.token_kubeconfig(tmp_path / "certs.kubeconfig", installed.sa_token(CERTS))
+    try:
+        made = kubevirt_cca(
+            "certs", "ensure", "--kubeconfig", str(certs), "--namespace", INSTALL_NAMESPACE,
+            env=server.env,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        as_doctor = doctor(installed, kubeconfig=doctor_account)
+        as_admin = doctor(installed)
+        secret = server.kubectl(
+            "get", "secret", SECRET, "-n", INSTALL_NAMESPACE, "-o", "json",
+            kubeconfig=doctor_account, check=False,
+        )  # fmt: skip
+        listed = server.kubectl(
+            "get", "secrets", "-n", INSTALL_NAMESPACE, kubeconfig=doctor_account, check=False
+        )
+    finally:
+        installed.undo_certs_ensure()
+    # Nothing the doctor roles lack: every check reads what it needs, as an admin's run does.
+    assert as_doctor == as_admin
+    assert not [c for c in as_doctor.values() if c["summary"].startswith("cannot read")]
+    certificate = as_doctor["webhook certificate"]
+    assert certificate["status"] == "ok", certificate
+    assert certificate["summary"].endswith("days), trusted by both configurations")
+    # ... and the Secret with tls.key and ca.key stays out of reach.
+    assert secret.returncode != 0
+    assert "Forbidden" in secret.stderr and 'cannot get resource "secrets"' in secret.stderr
+    assert listed.returncode != 0 and "Forbidden" in listed.stderr
+
+
+# cert-manager does not run here; its CertificateRequest kind is served from a CRD of the same
+# group, version and names (the fields doctor reads are cert-manager's: the annotations
+# cert-manager.io/certificate-name and -revision, status.certificate).
+CERTIFICATE_REQUEST_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "certificaterequests.cert-manager.io"},
+    "spec": {
+        "group": "cert-manager.io",
+        "scope": "Namespaced",
+        "names": {
+            "plural": "certificaterequests",
+            "singular": "certificaterequest",
+            "kind": "CertificateRequest",
+            "listKind": "CertificateRequestList",
+        },
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+@pytest.fixture
+def cert_manager_issued(installed: Installed) -> Iterator[None]:
+    """The install as cert-manager leaves it: CA injected into every webhook, and two signed
+    CertificateRequests (revision 1 from a CA since replaced, revision 2 current)."""
+    from tests.doctor.cluster import make_ca, make_serving, pem64
+
+    server = installed.server
+    server.create(CERTIFICATE_REQUEST_CRD)
+    ca, old_ca = make_ca("cert-manager CA"), make_ca("the CA before")
+    try:
+        server.kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s",
+            "crd/certificaterequests.cert-manager.io",
+        )  # fmt: skip
+        for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+            hooks = server.get(kind, "kubevirt-cca")["webhooks"]
+            patch = [
+                {"op": "add", "path": "/metadata/annotations",
+                 "value": {"cert-manager.io/inject-ca-from": "kubevirt-cca/kubevirt-cca-webhook"}},
+                *({"op": "replace", "path": f"/webhooks/{i}/clientConfig/caBundle",
+                   "value": pem64(ca[0])} for i in range(len(hooks))),
+            ]  # fmt: skip
+            server.kubectl("patch", kind, "kubevirt-cca", "--type=json", "-p", json.dumps(patch))
+        for revision, signer in ((1, old_ca), (2, ca)):
+            name = f"kubevirt-cca-webhook-{revision}"
+            server.create(
+                {"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+                 "metadata": {"name": name, "namespace": INSTALL_NAMESPACE, "annotations": {
+                     "cert-manager.io/certificate-name": "kubevirt-cca-webhook",
+                     "cert-manager.io/certificate-revision": str(revision)}},
+                 "spec": {"request": ""}}
+            )  # fmt: skip
+            status = {"status": {"certificate": pem64(make_serving(signer))}}
+            server.kubectl(
+                "patch", "certificaterequest", name, "-n", INSTALL_NAMESPACE,
+                "--subresource=status", "--type=merge", "-p", json.dumps(status),
+            )  # fmt: skip
+        yield
+    finally:
+        installed.reapply_webhook_configurations()
+        server.kubectl("delete", "crd", "certificaterequests.cert-manager.io", "--wait=true")
+
+
+def test_doctor_with_the_doctor_roles_checks_cert_managers_certificate(
+    installed: Installed, doctor_account: Path, cert_manager_issued: None
+) -> None:
+    """The cert-manager side of item 4: the newest signed CertificateRequest, read with the
+    doctor roles (list certificaterequests), is the certificate checked."""
+    checks = doctor(installed, kubeconfig=doctor_account)
+    certificate = checks["webhook certificate"]
+    assert certificate["status"] == "ok", certificate
+    assert certificate["summary"].endswith("(89 days), trusted by both configurations")
+    assert not [c for c in checks.values() if c["summary"].startswith("cannot read")]

@@ -8,6 +8,7 @@ snapshot; ``kubevirt-cca doctor`` prints the results (docs/troubleshooting.md li
 
 from __future__ import annotations
 
+from kubevirt_cca.core.doctor.certificate import check_certificate
 from kubevirt_cca.core.doctor.cluster import (
     check_config,
     check_feature_gates,
@@ -31,7 +32,6 @@ from kubevirt_cca.core.doctor.nodes import check_cca_nodes, check_labeller
 from kubevirt_cca.core.doctor.parameters import check_cca_parameters
 from kubevirt_cca.core.doctor.webhooks import (
     check_admission_policies,
-    check_certificate,
     check_webhook_configurations,
     check_webhook_service,
 )

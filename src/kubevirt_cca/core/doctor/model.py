@@ -43,7 +43,8 @@ class Snapshot:
     validating: Read
     service: Read
     endpoint_slices: Read
-    secret: Read
+    certificate_config_map: Read  # self-signed: the public certificate `certs ensure` writes
+    certificate_requests: Read  # cert-manager: CertificateRequests (signed certificates)
     deployment: Read
     daemon_set: Read
     pods: Read
@@ -58,6 +59,8 @@ class Expected:
 
     options: InstallOptions
     policies: tuple[tuple[str, str], ...] = ()  # (kind, name) of every VAP and binding
+    # ... and those only the self-signed install has (the certificate identity's).
+    self_signed_policies: tuple[tuple[str, str], ...] = ()
 
 
 class Status(StrEnum):

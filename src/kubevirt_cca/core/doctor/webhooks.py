@@ -1,17 +1,11 @@
-"""The admission path: webhook configurations, the Service behind them, the certificate, and
-the in-API-server policies that keep CCA VMIs closed when the webhook is away."""
+"""The admission path: webhook configurations, the Service behind them, and the in-API-server
+policies that keep CCA VMIs closed when the webhook is away (the certificate: certificate.py)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import datetime, timedelta
 from typing import Any
 
-from cryptography import x509
-
 from kubevirt_cca.constants import ENABLED_LABEL, ENABLED_VALUE
-from kubevirt_cca.core.certs import dns_names_of, issued_by
 from kubevirt_cca.core.doctor.model import (
     Check,
     Expected,
@@ -24,23 +18,20 @@ from kubevirt_cca.core.doctor.model import (
     strings,
     unreadable,
 )
+from kubevirt_cca.core.doctor.webhook_fields import extra_webhooks, field_differences
 from kubevirt_cca.core.install.names import (
     CA_INJECTION_ANNOTATION,
-    CERTS,
-    CERTS_RENEWAL,
     FAILURE_POLICIES,
     SELECTED_WEBHOOKS,
-    TLS_SECRET,
+    SERVICE_PORT,
     WEBHOOK,
     WEBHOOK_CONFIGURATION,
     WEBHOOK_PATHS,
-    service_dns_names,
 )
+from kubevirt_cca.core.install.webhook import webhook_configurations
 
-CERTIFICATE_WARNING = timedelta(days=14)
 
-
-def _configurations(snapshot: Snapshot) -> list[tuple[str, Read, list[str]]]:
+def configurations(snapshot: Snapshot) -> list[tuple[str, Read, list[str]]]:
     names = list(WEBHOOK_PATHS)
     return [
         (
@@ -77,24 +68,41 @@ def selects_cca_vmis(selector: Any) -> bool:
     return bool(labels) or bool(expressions)
 
 
+def _rendered(expected: Expected) -> dict[str, dict[str, dict[str, Any]]]:
+    """The webhooks ``kubevirt-cca manifests`` renders, by configuration kind and name."""
+    return {
+        str(config["kind"]): {str(h["name"]): h for h in config["webhooks"]}
+        for config in webhook_configurations(expected.options)
+    }
+
+
 def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Check:
     name = "webhook configurations"
     namespace = expected.options.namespace
+    rendered = _rendered(expected)
     failures: list[str] = []
     warnings: list[str] = []
-    for kind, read, hook_names in _configurations(snapshot):
+    for kind, read, _ in configurations(snapshot):
         if read.error:
             return unreadable(name, f"{kind} {WEBHOOK_CONFIGURATION}", read)
         if read.missing:
             failures.append(f"{kind} {WEBHOOK_CONFIGURATION} is missing")
             continue
-        hooks = {h.get("name"): h for h in objects(dig(read.value, "webhooks"))}
-        for hook_name in hook_names:
+        found = dig(read.value, "webhooks")
+        hooks = {h.get("name"): h for h in objects(found)}
+        shipped = rendered[kind]
+        for hook_name, wanted_hook in shipped.items():
             hook = hooks.get(hook_name)
             if hook is None:
                 failures.append(f"{kind} {WEBHOOK_CONFIGURATION} has no webhook {hook_name}")
                 continue
-            failures += _hook_problems(hook_name, hook, namespace)
+            problems = _hook_problems(hook_name, hook, namespace)
+            differences = field_differences(
+                hook_name, hook, wanted_hook, mutating=kind.startswith("Mutating")
+            )
+            if any("objectSelector does not select" in p for p in problems):
+                differences.pop("objectSelector", None)  # said above, with what it means
+            failures += problems + list(differences.values())
             policy = hook.get("failurePolicy", "Fail")
             wanted = FAILURE_POLICIES[hook_name]
             if policy != wanted and hook_name not in SELECTED_WEBHOOKS:
@@ -102,6 +110,7 @@ def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Chec
                     f"{hook_name}: failurePolicy is {policy}, kubevirt-cca ships "
                     f"{wanted} (docs/admin.md, 'Failure policies')"
                 )
+        failures += extra_webhooks(kind, WEBHOOK_CONFIGURATION, found, list(shipped))
     fix = (
         "re-apply the install as you first applied it (kubevirt-cca manifests --image "
         "YOUR-IMAGE | kubectl apply -f -, or your kustomize overlay of deploy/)"
@@ -118,7 +127,9 @@ def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Chec
     if warnings:
         return Check(name, Status.WARN, "present, with changed failure policies", tuple(warnings))
     return Check(
-        name, Status.OK, "present: CCA VMIs fail closed, templates and migrations are checked"
+        name,
+        Status.OK,
+        "present and as rendered: CCA VMIs fail closed, templates and migrations are checked",
     )
 
 
@@ -139,6 +150,10 @@ def _hook_problems(hook_name: str, hook: dict[str, Any], namespace: str) -> list
             f"{hook_name}: calls service {shown[0]}/{shown[1]} path {shown[2]}, "
             f"expected {wanted[0]}/{wanted[1]} path {wanted[2]}"
         )
+    elif service.get("port", SERVICE_PORT) != SERVICE_PORT:
+        problems.append(
+            f"{hook_name}: calls service port {service.get('port')}, expected {SERVICE_PORT}"
+        )
     if not dig(hook, "clientConfig", "caBundle"):
         problems.append(
             f"{hook_name}: clientConfig.caBundle is empty, so the API server cannot "
@@ -156,8 +171,6 @@ def _hook_problems(hook_name: str, hook: dict[str, Any], namespace: str) -> list
                 f"{hook_name}: objectSelector does not select exactly the VMIs "
                 f"labelled {ENABLED_LABEL}"
             )
-    if hook.get("sideEffects") not in ("None", "NoneOnDryRun"):
-        problems.append(f"{hook_name}: sideEffects is {hook.get('sideEffects')}, expected None")
     return problems
 
 
@@ -203,10 +216,6 @@ def check_webhook_service(snapshot: Snapshot, expected: Expected) -> Check:
     return Check(name, Status.OK, f"{ready} ready webhook pods")
 
 
-def _pem_certificates(data: bytes) -> list[x509.Certificate]:
-    return x509.load_pem_x509_certificates(data)
-
-
 def uses_cert_manager(snapshot: Snapshot) -> bool:
     """Whether cert-manager injects the CA (the annotation the default install sets); the
     self-signed install has none. Without any configuration to look at: the default."""
@@ -216,101 +225,13 @@ def uses_cert_manager(snapshot: Snapshot) -> bool:
     return any(dig(c, "metadata", "annotations", CA_INJECTION_ANNOTATION) for c in configs)
 
 
-def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
-    name = "webhook certificate"
-    namespace = expected.options.namespace
-    read = snapshot.secret
-    if read.error:
-        return unreadable(name, f"Secret {namespace}/{TLS_SECRET}", read)
-    cert_manager = uses_cert_manager(snapshot)
-    if cert_manager:
-        source = (
-            "cert-manager has not issued it: kubectl describe certificate "
-            f"kubevirt-cca-webhook -n {namespace}"
-        )
-    else:
-        source = f"the certificate Job has not run: kubectl logs -n {namespace} job/{CERTS}"
-    if read.missing:
-        return Check(name, Status.FAIL, f"Secret {namespace}/{TLS_SECRET} is missing", fix=source)
-    try:
-        encoded = dig(read.value, "data", "tls.crt")
-        if not isinstance(encoded, str):
-            raise ValueError("no tls.crt key")
-        leaf = _pem_certificates(base64.b64decode(encoded, validate=True))[0]
-    except (binascii.Error, ValueError, IndexError) as exc:
-        return Check(
-            name,
-            Status.FAIL,
-            f"Secret {namespace}/{TLS_SECRET} holds no readable tls.crt ({exc})",
-            fix=source,
-        )
-    problems: list[str] = []
-    now = snapshot.now
-    expires = leaf.not_valid_after_utc
-    if leaf.not_valid_before_utc > now:
-        problems.append(f"not valid before {_when(leaf.not_valid_before_utc)}")
-    if expires <= now:
-        problems.append(f"expired {_when(expires)}")
-    names = dns_names_of(leaf)
-    wanted = service_dns_names(expected.options)[2]
-    if wanted not in names:
-        problems.append(f"does not name {wanted} (names: {', '.join(names) or 'none'})")
-    problems += _trust_problems(snapshot, leaf)
-    if problems:
-        return Check(
-            name,
-            Status.FAIL,
-            "the API server will refuse the webhook's certificate",
-            tuple(problems),
-            fix=source,
-        )
-    left = expires - now
-    summary = f"valid until {_when(expires)} ({left.days} days), trusted by both configurations"
-    if left < CERTIFICATE_WARNING:
-        renew = (
-            "cert-manager renews it 30 days before expiry: check the Certificate"
-            if cert_manager
-            else f"the CronJob {CERTS_RENEWAL} renews it daily from 30 days before expiry; "
-            f"to renew now: kubectl create job -n {namespace} --from=cronjob/"
-            f"{CERTS_RENEWAL} {CERTS}-now"
-        )
-        return Check(name, Status.WARN, summary, (f"expires in {left.days} days",), fix=renew)
-    return Check(name, Status.OK, summary)
-
-
-def _trust_problems(snapshot: Snapshot, leaf: x509.Certificate) -> list[str]:
-    problems = []
-    for kind, read, _ in _configurations(snapshot):
-        if read.value is None:
-            continue
-        for hook in objects(dig(read.value, "webhooks")):
-            bundle = dig(hook, "clientConfig", "caBundle")
-            if not bundle:
-                continue  # reported by the configuration check
-            try:
-                if not isinstance(bundle, str):
-                    raise ValueError("not a string")
-                authorities = _pem_certificates(base64.b64decode(bundle, validate=True))
-            except (binascii.Error, ValueError):
-                problems.append(f"{kind} webhook {hook.get('name')}: caBundle is not PEM")
-                continue
-            if not any(issued_by(leaf, ca) for ca in authorities):
-                problems.append(
-                    f"{kind} webhook {hook.get('name')}: caBundle does not hold the "
-                    "CA that signed the certificate (x509: certificate signed by "
-                    "unknown authority)"
-                )
-    return problems
-
-
-def _when(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
 def check_admission_policies(snapshot: Snapshot, expected: Expected) -> Check:
     name = "admission policies"
     missing = []
-    for key in expected.policies:
+    required = list(expected.policies)
+    if not uses_cert_manager(snapshot):
+        required += expected.self_signed_policies
+    for key in required:
         read = snapshot.policies.get(key, Read())
         if read.error:
             return unreadable(name, f"{key[0]} {key[1]}", read)
@@ -327,4 +248,4 @@ def check_admission_policies(snapshot: Snapshot, expected: Expected) -> Check:
             fix="re-apply the install; the API server must be Kubernetes 1.30 or newer "
             "(ValidatingAdmissionPolicy v1)",
         )
-    return Check(name, Status.OK, f"{len(expected.policies)} policies and bindings present")
+    return Check(name, Status.OK, f"{len(required)} policies and bindings present")

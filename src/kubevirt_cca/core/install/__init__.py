@@ -15,7 +15,9 @@ Layout of the objects, by file (the keys of :func:`install_files`)::
     webhook/service.yaml               Service
     webhook/certificates.yaml          cert-manager Issuers + Certificates (cert-manager mode);
                                        self-signed mode: the certs ServiceAccount, its roles,
-                                       the certificate Job and renewal CronJob
+                                       the policies that fence it in (caBundle only, its one
+                                       Secret), the (empty) ConfigMap for the public
+                                       certificate, the certificate Job and renewal CronJob
     webhook/webhook-configurations.yaml Mutating- and ValidatingWebhookConfiguration
     labeller/rbac.yaml                 ServiceAccount, ClusterRole, binding
     labeller/daemonset.yaml            DaemonSet (arm64 nodes)
@@ -29,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubevirt_cca.core.install.certificates import certificate_objects
+from kubevirt_cca.core.install.certs_policy import certs_restriction
 from kubevirt_cca.core.install.labeller import (
     labeller_daemon_set,
     labeller_node_restriction,
@@ -43,6 +46,7 @@ from kubevirt_cca.core.install.names import (
 )
 from kubevirt_cca.core.install.rbac import certs_rbac, doctor_rbac, webhook_rbac
 from kubevirt_cca.core.install.webhook import (
+    certificate_config_map,
     certs_jobs,
     config_map,
     namespace,
@@ -79,7 +83,13 @@ def install_files(
         "webhook/service.yaml": [webhook_service(options)],
         "webhook/deployment.yaml": webhook_deployment(options),
     }
-    certificates = [*certificate_objects(options), *certs_rbac(options), *certs_jobs(options)]
+    certificates = [
+        *certificate_objects(options),
+        *certs_rbac(options),
+        *certs_restriction(options),
+        *certificate_config_map(options),
+        *certs_jobs(options),
+    ]
     if certificates:
         files["webhook/certificates.yaml"] = certificates
     files["labeller/rbac.yaml"] = labeller_rbac(options)

@@ -42,6 +42,11 @@ from kubevirt_cca.core.install.names import (
     service_account_user,
 )
 from kubevirt_cca.core.install.rbac import binding, cluster_role, role, rule, service_account
+from kubevirt_cca.core.install.restriction import (
+    or_empty,
+    resource_rule,
+    service_account_policy,
+)
 
 NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
 
@@ -193,10 +198,6 @@ def _changed_keys(field: str) -> str:
     )
 
 
-def _or_empty(expr: str, field: str, empty: str) -> str:
-    return f"has({expr}.{field}) ? {expr}.{field} : {empty}"
-
-
 OWNED_LABEL_CEL = "k in [" + ", ".join(f"'{key}'" for key in OWNED_LABELS) + "]"
 # A key under one of the labeller's prefixes that it no longer writes (an older version's) is
 # its to remove, never to set.
@@ -223,12 +224,12 @@ def labeller_node_restriction(options: InstallOptions) -> list[Manifest]:
                 f"request.userInfo.extra && size({extra}) == 1 ? {extra}[0] : ''"
             ),
         },
-        {"name": "newLabels", "expression": _or_empty("object.metadata", "labels", "{}")},
-        {"name": "oldLabels", "expression": _or_empty("oldObject.metadata", "labels", "{}")},
-        {"name": "newAnnotations", "expression": _or_empty("object.metadata", "annotations", "{}")},
+        {"name": "newLabels", "expression": or_empty("object.metadata", "labels", "{}")},
+        {"name": "oldLabels", "expression": or_empty("oldObject.metadata", "labels", "{}")},
+        {"name": "newAnnotations", "expression": or_empty("object.metadata", "annotations", "{}")},
         {
             "name": "oldAnnotations",
-            "expression": _or_empty("oldObject.metadata", "annotations", "{}"),
+            "expression": or_empty("oldObject.metadata", "annotations", "{}"),
         },
         # Set: only the keys the labeller writes. Removed: those, and any key under its prefixes
         # (a stale one from an older version is the labeller's to clean up).
@@ -296,24 +297,24 @@ def labeller_node_restriction(options: InstallOptions) -> list[Manifest]:
         {
             "expression": (
                 "("
-                + _or_empty("object.metadata", "ownerReferences", "[]")
+                + or_empty("object.metadata", "ownerReferences", "[]")
                 + ") == ("
-                + _or_empty("oldObject.metadata", "ownerReferences", "[]")
+                + or_empty("oldObject.metadata", "ownerReferences", "[]")
                 + ") && ("
-                + _or_empty("object.metadata", "finalizers", "[]")
+                + or_empty("object.metadata", "finalizers", "[]")
                 + ") == ("
-                + _or_empty("oldObject.metadata", "finalizers", "[]")
+                + or_empty("oldObject.metadata", "finalizers", "[]")
                 + ")"
             ),
             "message": "kubevirt-cca-labeller may not change a Node's owners or finalizers",
             "reason": "Forbidden",
         },
     ]
-    node_policy = _labeller_policy(
+    node_policy = service_account_policy(
         NODE_RESTRICTION_POLICY,
+        component="labeller",
         user=user,
-        resource="nodes",
-        operations=["UPDATE"],
+        rules=[resource_rule("", ["nodes"], ["UPDATE"])],
         variables=variables,
         validations=validations,
     )
@@ -369,57 +370,11 @@ def _event_restriction(user: str, node_name: dict[str, str]) -> list[Manifest]:
             "reason": "Forbidden",
         },
     ]
-    return _labeller_policy(
+    return service_account_policy(
         EVENT_RESTRICTION_POLICY,
+        component="labeller",
         user=user,
-        resource="events",
-        operations=["CREATE", "UPDATE"],
+        rules=[resource_rule("", ["events"], ["CREATE", "UPDATE"])],
         variables=[node_name],
         validations=validations,
     )
-
-
-def _labeller_policy(
-    name: str,
-    *,
-    user: str,
-    resource: str,
-    operations: list[str],
-    variables: list[dict[str, str]],
-    validations: list[dict[str, str]],
-) -> list[Manifest]:
-    """A ValidatingAdmissionPolicy on core ``resource`` for the labeller's ServiceAccount only,
-    and its Deny binding."""
-    policy: Manifest = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": metadata(name, component="labeller"),
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {
-                "resourceRules": [
-                    {
-                        "apiGroups": [""],
-                        "apiVersions": ["v1"],
-                        "operations": operations,
-                        "resources": [resource],
-                    }
-                ]
-            },
-            "matchConditions": [
-                {
-                    "name": "labeller-service-account",
-                    "expression": f"request.userInfo.username == '{user}'",
-                }
-            ],
-            "variables": variables,
-            "validations": validations,
-        },
-    }
-    bound: Manifest = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": metadata(name, component="labeller"),
-        "spec": {"policyName": name, "validationActions": ["Deny"]},
-    }
-    return [policy, bound]

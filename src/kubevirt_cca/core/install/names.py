@@ -36,12 +36,18 @@ WEBHOOK_CONFIGURATION: Final = "kubevirt-cca"
 # Secret names (not secrets): the serving certificate and cert-manager's CA.
 TLS_SECRET: Final = "kubevirt-cca-webhook-tls"  # noqa: S105
 CA_SECRET: Final = "kubevirt-cca-ca"  # noqa: S105
+# Self-signed mode: the public half of the serving certificate (tls.crt, ca.crt), written by
+# `certs ensure` for `doctor`, which reads no Secret (docs/admin.md, "Who may run doctor").
+CERTIFICATE_CONFIG_MAP: Final = "kubevirt-cca-webhook-certificate"
 SELFSIGNED_ISSUER: Final = "kubevirt-cca-selfsigned"
 CA_ISSUER: Final = "kubevirt-cca-ca"
 CA_CERTIFICATE: Final = "kubevirt-cca-ca"
 WEBHOOK_CERTIFICATE: Final = "kubevirt-cca-webhook"
 NODE_RESTRICTION_POLICY: Final = "kubevirt-cca-labeller-node-restriction"
 EVENT_RESTRICTION_POLICY: Final = "kubevirt-cca-labeller-events"
+# Self-signed mode: what the certificate identity may change (core/install/certs_policy.py).
+CERTS_WEBHOOK_POLICY: Final = "kubevirt-cca-certs-ca-bundle-only"
+CERTS_SECRET_POLICY: Final = "kubevirt-cca-certs-secret-name"  # noqa: S105
 CA_INJECTION_ANNOTATION: Final = "cert-manager.io/inject-ca-from"
 
 # The webhooks, by name: (path on the webhook server, failure policy).

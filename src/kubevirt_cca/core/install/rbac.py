@@ -10,6 +10,7 @@ from typing import Any
 
 from kubevirt_cca.constants import CONFIG_MAP_NAME, KUBEVIRT_VMI_CRD
 from kubevirt_cca.core.install.names import (
+    CERTIFICATE_CONFIG_MAP,
     CERTS,
     DOCTOR,
     SELF_SIGNED,
@@ -121,7 +122,8 @@ def webhook_rbac(options: InstallOptions) -> list[Manifest]:
 
 def certs_rbac(options: InstallOptions) -> list[Manifest]:
     """Self-signed mode: what ``certs ensure`` (the certificate Job and CronJob) uses: its one
-    Secret, and the ``caBundle`` of the two webhook configurations. Empty with cert-manager."""
+    Secret, the ``caBundle`` of the two webhook configurations (``certs_policy.py`` narrows both
+    to that) and the ConfigMap of the public certificate. Empty with cert-manager."""
     if options.certificates != SELF_SIGNED:
         return []
     ns = options.namespace
@@ -146,8 +148,11 @@ def certs_rbac(options: InstallOptions) -> list[Manifest]:
             namespace=ns,
             rules=[
                 rule("", ["secrets"], ["get", "patch"], [TLS_SECRET]),
-                # create cannot be limited by name: the API server knows no name before the object.
+                # create cannot be limited by name: the API server knows no name before the
+                # object. The policy kubevirt-cca-certs-secret-name refuses every other name.
                 rule("", ["secrets"], ["create"]),
+                # The public certificate, for doctor; the install creates the ConfigMap.
+                rule("", ["configmaps"], ["get", "patch"], [CERTIFICATE_CONFIG_MAP]),
             ],
         ),
         binding(CERTS, component="certs", role_kind="Role", subject_namespace=ns, namespace=ns),
@@ -174,8 +179,11 @@ def doctor_rules() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         ),
     ]
     namespaced = [
+        # kubevirt-cca-config, the Service, and (self-signed) the public certificate; no
+        # Secret: doctor needs no private key (docs/admin.md, "Who may run doctor").
         rule("", ["configmaps", "services"], ["get"]),
-        rule("", ["secrets"], ["get"], [TLS_SECRET]),
+        # cert-manager: the signed certificate is in its CertificateRequest's status.
+        rule("cert-manager.io", ["certificaterequests"], ["list"]),
         rule("", ["pods"], ["list"]),
         rule("apps", ["daemonsets", "deployments"], ["get"]),
         rule("discovery.k8s.io", ["endpointslices"], ["list"]),

@@ -13,6 +13,7 @@ from kubevirt_cca.constants import (
 from kubevirt_cca.core.install.names import (
     CA_INJECTION_ANNOTATION,
     CERT_MANAGER,
+    CERTIFICATE_CONFIG_MAP,
     CERTS,
     CERTS_RENEWAL,
     CERTS_RENEWAL_SCHEDULE,
@@ -126,6 +127,8 @@ def certs_container(options: InstallOptions) -> dict[str, Any]:
             WEBHOOK,
             "--webhook-configuration",
             WEBHOOK_CONFIGURATION,
+            "--config-map",
+            CERTIFICATE_CONFIG_MAP,
         ],
         "resources": {
             "requests": {"cpu": "10m", "memory": "32Mi"},
@@ -133,6 +136,23 @@ def certs_container(options: InstallOptions) -> dict[str, Any]:
         },
         "securityContext": container_security(),
     }
+
+
+def certificate_config_map(options: InstallOptions) -> list[Manifest]:
+    """Self-signed mode: the ConfigMap ``certs ensure`` writes the public certificate into, for
+    ``doctor``. Created empty here, so the certificate identity needs no ``create`` on
+    ConfigMaps; without ``data``, a re-apply of the install leaves what it wrote alone."""
+    if options.certificates != SELF_SIGNED:
+        return []
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": metadata(
+                CERTIFICATE_CONFIG_MAP, component="certs", namespace=options.namespace
+            ),
+        }
+    ]
 
 
 def certs_jobs(options: InstallOptions) -> list[Manifest]:
