@@ -25,6 +25,7 @@ from kubevirt_cca.core.install import (
     install_files,
     install_objects,
 )
+from kubevirt_cca.core.install.policy_values import RENDERED_POLICIES, rendered_values
 from tests.install.support import DEPLOY, DEPLOY_SELF_SIGNED, by_key, kustomize
 
 # deploy/'s image: a placeholder that an overlay (or --image) replaces.
@@ -141,18 +142,16 @@ def test_image_and_namespace_reach_every_object() -> None:
         "system:serviceaccount:realms:kubevirt-cca-labeller"
         in policy["spec"]["matchConditions"][0]["expression"]
     )
-    # The policies' parameter, kubevirt-cca-config, is looked up in the install namespace.
-    refs = [
-        o["spec"]["paramRef"]
-        for o in objects
-        if o["kind"] == "ValidatingAdmissionPolicyBinding" and "paramRef" in o["spec"]
+    # No policy has a parameter (issue 21 item 6): the image is rendered into the two that
+    # need it, as the ConfigMap has it.
+    policies = [o for o in objects if o["kind"].startswith("ValidatingAdmissionPolicy")]
+    assert not [o for o in policies if {"paramKind", "paramRef"} & set(o["spec"])]
+    rendered = [
+        rendered_values(o)
+        for o in policies
+        if o["metadata"]["name"] in RENDERED_POLICIES and o["kind"] == "ValidatingAdmissionPolicy"
     ]
-    assert len(refs) == 2
-    assert all(
-        r
-        == {"name": "kubevirt-cca-config", "namespace": "realms", "parameterNotFoundAction": "Deny"}
-        for r in refs
-    )
+    assert rendered == [{"hookImage": "registry.example/cca:1.2", "integrationMode": "auto"}] * 2
     webhooks = next(o for o in objects if o["kind"] == "MutatingWebhookConfiguration")
     assert (
         webhooks["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]

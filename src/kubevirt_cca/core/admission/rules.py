@@ -6,7 +6,7 @@ Each function returns violations (never raises) so admission can report all of t
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubevirt_cca.constants import (
@@ -135,29 +135,38 @@ def sidecar_conflicts(
     violations = list(parsed.violations)
     expected = hook_entry(cluster.settings, cluster.hook_image)
     ours = [entry for entry in parsed.entries if looks_like_ours(entry)]
-    if ours and plugin_mode(cluster):
-        violations.append(
-            Violation(
-                sidecars_field(template),
-                (
-                    'holds a kubevirt-cca hook entry (args starting with "hook"), but this '
-                    "cluster runs kubevirt-cca as a KubeVirt Plugin (integration mode plugin), "
-                    "which sets up the Realm from its own container; remove the entry"
-                ),
+    if plugin_mode(cluster):
+        # The Plugins path calls kubevirt-cca after every hook sidecar, so the user's own
+        # sidecars cannot undo the Realm there (docs/plugins.md); an entry of ours can only be
+        # a copy from a sidecar-mode cluster.
+        if ours:
+            violations.append(
+                Violation(
+                    sidecars_field(template),
+                    (
+                        'holds a kubevirt-cca hook entry (args starting with "hook"), but this '
+                        "cluster runs kubevirt-cca as a KubeVirt Plugin (integration mode "
+                        "plugin), which sets up the Realm from its own container; remove the entry"
+                    ),
+                )
             )
-        )
-    elif ours and ours != [expected]:
-        violations.append(
-            Violation(
-                sidecars_field(template),
-                (
-                    'holds a kubevirt-cca hook entry (args starting with "hook") that differs from '
-                    f"the one this cluster's configuration gives ({_compact(expected)}); remove "
-                    "it, "
-                    "kubevirt-cca adds its own"
-                ),
+    else:
+        foreign = [entry for entry in parsed.entries if not looks_like_ours(entry)]
+        if foreign:
+            violations.append(
+                Violation(sidecars_field(template), foreign_sidecars_message(foreign))
             )
-        )
+        if ours and ours != [expected]:
+            violations.append(
+                Violation(
+                    sidecars_field(template),
+                    (
+                        'holds a kubevirt-cca hook entry (args starting with "hook") that '
+                        "differs from the one this cluster's configuration gives "
+                        f"({_compact(expected)}); remove it, kubevirt-cca adds its own"
+                    ),
+                )
+            )
     resolved_raw = annotations.get(RESOLVED_ANNOTATION)
     if resolved_raw is not None and parse_resolved(resolved_raw) != resolved_record(
         request, cluster.settings
@@ -175,6 +184,47 @@ def sidecar_conflicts(
 
 def sidecars_field(template: Template) -> str:
     return template.path("metadata", f"annotations[{HOOK_SIDECARS_ANNOTATION}]")
+
+
+ONLY_OUR_SIDECAR = (
+    "a CCA VMI runs no hook sidecar but kubevirt-cca's: KubeVirt calls sidecars in the order it "
+    "finds their sockets, not in the list's order, and skips a socket named like one it already "
+    "has, so another sidecar could undo the Realm and the VM would run as a plain VM"
+)
+
+
+def foreign_sidecars_message(foreign: Sequence[Any]) -> str:
+    """Why a CCA VMI in sidecar mode may carry no hook sidecar but kubevirt-cca's."""
+    return (
+        f"holds {_entries_named(foreign)} that kubevirt-cca did not write; {ONLY_OUR_SIDECAR}. "
+        "Expected: no hooks.kubevirt.io/hookSidecars annotation (kubevirt-cca adds its own "
+        "entry); remove the other entries (docs/vm-owners.md)"
+    )
+
+
+def added_sidecars_message(added: Sequence[Any]) -> str:
+    """Why an UPDATE may not add a sidecar entry to an existing CCA VMI."""
+    return (
+        f"cannot gain hook sidecar entries on an existing CCA VMI, got {_entries_named(added)} "
+        f"more; {ONLY_OUR_SIDECAR}. Expected: the list as it was at creation"
+    )
+
+
+def _entries_named(entries: Sequence[Any]) -> str:
+    noun = "entry" if len(entries) == 1 else "entries"
+    names = ", ".join(sorted({_entry_name(entry) for entry in entries}))
+    return f"{len(entries)} hook sidecar {noun} ({names})"
+
+
+def _entry_name(entry: Any) -> str:
+    """How a message names a sidecar entry: its image, or the ConfigMap of a script sidecar."""
+    if isinstance(entry, Mapping):
+        if isinstance(entry.get("image"), str):
+            return f"image {_shown(entry['image'])}"
+        config = entry.get("configMap")
+        if isinstance(config, Mapping) and isinstance(config.get("name"), str):
+            return f"configMap {_shown(config['name'])}"
+    return _shown(entry)
 
 
 def _balloon_conflicts(template: Template) -> list[Violation]:

@@ -6,7 +6,9 @@ KubeVirt starts one sidecar container per entry of the annotation's JSON list. O
                                     "--virtio-iommu", "on"|"off"]}
 
 (the image's entrypoint is ``kubevirt-cca``). We recognise it by ``args[0] == "hook"`` and the
-configured image; every other entry is the user's and is kept as it was, in order.
+configured image. In sidecar mode it is the only entry a CCA VMI may have (issue 21: KubeVirt's
+hook manager calls sidecars in socket-discovery order and de-duplicates sockets by name, so any
+other sidecar could run after ours or shadow it); in plugin mode the user's entries are kept.
 """
 
 from __future__ import annotations
