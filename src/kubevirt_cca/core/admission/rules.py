@@ -20,6 +20,8 @@ from kubevirt_cca.constants import (
 from kubevirt_cca.core.admission.gates import ClusterView
 from kubevirt_cca.core.admission.modes import marker_conflicts, mode_violations, plugin_mode
 from kubevirt_cca.core.admission.sidecar import (
+    ONLY_OUR_SIDECAR,
+    describe_entries,
     hook_entry,
     looks_like_ours,
     parse_resolved,
@@ -186,17 +188,10 @@ def sidecars_field(template: Template) -> str:
     return template.path("metadata", f"annotations[{HOOK_SIDECARS_ANNOTATION}]")
 
 
-ONLY_OUR_SIDECAR = (
-    "a CCA VMI runs no hook sidecar but kubevirt-cca's: KubeVirt calls sidecars in the order it "
-    "finds their sockets, not in the list's order, and skips a socket named like one it already "
-    "has, so another sidecar could undo the Realm and the VM would run as a plain VM"
-)
-
-
 def foreign_sidecars_message(foreign: Sequence[Any]) -> str:
     """Why a CCA VMI in sidecar mode may carry no hook sidecar but kubevirt-cca's."""
     return (
-        f"holds {_entries_named(foreign)} that kubevirt-cca did not write; {ONLY_OUR_SIDECAR}. "
+        f"holds {describe_entries(foreign)} that kubevirt-cca did not write; {ONLY_OUR_SIDECAR}. "
         "Expected: no hooks.kubevirt.io/hookSidecars annotation (kubevirt-cca adds its own "
         "entry); remove the other entries (docs/vm-owners.md)"
     )
@@ -205,26 +200,9 @@ def foreign_sidecars_message(foreign: Sequence[Any]) -> str:
 def added_sidecars_message(added: Sequence[Any]) -> str:
     """Why an UPDATE may not add a sidecar entry to an existing CCA VMI."""
     return (
-        f"cannot gain hook sidecar entries on an existing CCA VMI, got {_entries_named(added)} "
+        f"cannot gain hook sidecar entries on an existing CCA VMI, got {describe_entries(added)} "
         f"more; {ONLY_OUR_SIDECAR}. Expected: the list as it was at creation"
     )
-
-
-def _entries_named(entries: Sequence[Any]) -> str:
-    noun = "entry" if len(entries) == 1 else "entries"
-    names = ", ".join(sorted({_entry_name(entry) for entry in entries}))
-    return f"{len(entries)} hook sidecar {noun} ({names})"
-
-
-def _entry_name(entry: Any) -> str:
-    """How a message names a sidecar entry: its image, or the ConfigMap of a script sidecar."""
-    if isinstance(entry, Mapping):
-        if isinstance(entry.get("image"), str):
-            return f"image {_shown(entry['image'])}"
-        config = entry.get("configMap")
-        if isinstance(config, Mapping) and isinstance(config.get("name"), str):
-            return f"configMap {_shown(config['name'])}"
-    return _shown(entry)
 
 
 def _balloon_conflicts(template: Template) -> list[Violation]:

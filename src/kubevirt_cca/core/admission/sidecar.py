@@ -21,13 +21,22 @@ from kubevirt_cca.constants import HOOK_COMMAND, RESOLVED_ANNOTATION
 from kubevirt_cca.core.request import CCARequest
 from kubevirt_cca.core.settings import Settings
 from kubevirt_cca.core.sidecars import (
+    ONLY_OUR_SIDECAR,
     SIDECARS_FIELD,
     SidecarList,
+    describe_entries,
     looks_like_ours,
     parse_sidecars,
 )
 
-__all__ = ["SIDECARS_FIELD", "SidecarList", "looks_like_ours", "parse_sidecars"]
+__all__ = [
+    "ONLY_OUR_SIDECAR",
+    "SIDECARS_FIELD",
+    "SidecarList",
+    "describe_entries",
+    "looks_like_ours",
+    "parse_sidecars",
+]
 
 HookEntry = dict[str, Any]
 
