@@ -676,7 +676,13 @@ def test_uninstall_and_reinstall_admit_a_cca_vmi_again(
         o["kind"] for o in objects
     }
     listed = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
-    assert dry_run(alone, _probes(hook_image), namespace=namespace) == {"probe": "", "pod": ""}
+    # (A test before may have replaced the policies and put them back a moment ago.)
+    wait_until(
+        lambda: (
+            dry_run(alone, _probes(hook_image), namespace=namespace) == {"probe": "", "pod": ""}
+        ),
+        "the install's policies in force",
+    )
     server.kubectl("delete", "-f", "-", "--wait=false", stdin=listed)
     # Uninstalled: nothing pins a hook any more, so a labelled VMI without one is admitted.
     bare = realm_vmi("bare", hook_image, entries=False)
