@@ -88,7 +88,7 @@ NODE_SELECTOR_REFUSAL = (
 POD_REFUSAL = (
     "spec.containers: the virt-launcher pod of a VMI labelled cca.kubevirt.io/enabled needs the "
     "kubevirt-cca plugin container (integration mode plugin) or its hook sidecar (integration "
-    "mode sidecar), running the hookImage of kubevirt-cca-config, and neither is there: "
+    "mode sidecar), running the install's hookImage, and neither is there: "
     "kubevirt-cca's pod webhook did not run, or the VMI's hook entry is not ours. The pod is "
     "refused rather than run the VM as a plain VM. Ask the cluster admin whether the "
     "kubevirt-cca webhooks are installed (kubevirt-cca doctor)"

@@ -2,9 +2,9 @@
 
 - A VMI being created must be exactly what mutation makes of it: a labelled VMI that would
   still be changed by mutation did not go through the mutating webhook, and is refused.
-- A VMI being updated keeps its CCA label, parameters, resolved record and hook entry; nothing
-  else is checked on update (KubeVirt updates running VMIs constantly, and turning a gate off
-  later must not wedge them).
+- A VMI being updated keeps its CCA label, parameters, resolved record and hook entry, and its
+  sidecar list gains no entry (issue 21); nothing else is checked on update (KubeVirt updates
+  running VMIs constantly, and turning a gate off later must not wedge them).
 - VM, VMI replica set and VM pool templates get the create-time checks when they are created
   or their template changes.
 - A migration of a CCA VMI is refused.
