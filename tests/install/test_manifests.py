@@ -25,7 +25,12 @@ from kubevirt_cca.core.install import (
     install_files,
     install_objects,
 )
-from kubevirt_cca.core.install.policy_values import RENDERED_POLICIES, rendered_values
+from kubevirt_cca.core.install.policy_values import (
+    RENDERED_POLICIES,
+    render_policy,
+    rendered_values,
+)
+from kubevirt_cca.errors import ManifestError
 from tests.install.support import DEPLOY, DEPLOY_SELF_SIGNED, by_key, kustomize
 
 # deploy/'s image: a placeholder that an overlay (or --image) replaces.
@@ -273,3 +278,45 @@ def test_the_kustomize_base_is_written_with_the_placeholder_without_an_image(
     assert code == 0, err
     deployment = (tmp_path / "webhook" / "deployment.yaml").read_text()
     assert f"image: {PLACEHOLDER}" in deployment
+
+
+# --- issue 21 item 6: the policies' values are rendered in --------------------------------------
+
+
+def test_the_integration_mode_reaches_the_config_map_and_both_policies() -> None:
+    code, out, err = run_cli(
+        "manifests", "--image", "registry.example/cca:1.2", "--integration-mode", "sidecar"
+    )
+    assert code == 0, err
+    objects = [doc for doc in yaml.safe_load_all(out) if doc]
+    config = next(o for o in objects if o["kind"] == "ConfigMap")
+    assert config["data"]["integrationMode"] == "sidecar"
+    pinned = [
+        rendered_values(o)
+        for o in objects
+        if o["kind"] == "ValidatingAdmissionPolicy" and o["metadata"]["name"] in RENDERED_POLICIES
+    ]
+    assert pinned == [{"hookImage": "registry.example/cca:1.2", "integrationMode": "sidecar"}] * 2
+    # argparse's own refusal of another value: exit 2, the option and the choices named.
+    stderr = io.StringIO()
+    with pytest.raises(SystemExit) as exited, redirect_stderr(stderr):
+        main(["manifests", "--image", "registry.example/cca:1", "--integration-mode", "x"])
+    assert exited.value.code == 2
+    assert "argument --integration-mode: invalid choice: 'x'" in stderr.getvalue()
+
+
+def test_a_rendered_policy_must_have_its_variables_and_no_parameter() -> None:
+    policy: dict[str, Any] = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": RENDERED_POLICIES[0]},
+        "spec": {"variables": [{"name": "hookImage", "expression": "'x'"}]},
+    }
+    with pytest.raises(ManifestError, match="expected the variables integrationMode"):
+        render_policy(policy, InstallOptions())
+    with_param = {**policy, "spec": {**policy["spec"], "paramKind": {"kind": "ConfigMap"}}}
+    with pytest.raises(ManifestError, match="has paramKind"):
+        render_policy(with_param, InstallOptions())
+    # Other policies pass through untouched.
+    other = {**policy, "metadata": {"name": "kubevirt-cca-keys-in-place"}}
+    assert render_policy(other, InstallOptions()) == other
