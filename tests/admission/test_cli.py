@@ -10,7 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from kubevirt_cca.constants import ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION
+from kubevirt_cca.constants import (
+    ENABLED_LABEL,
+    HOOK_SIDECARS_ANNOTATION,
+    LAUNCH_SECURITY_ANNOTATION,
+)
 from tests.admission.helpers import (
     KUBEVIRT_CR,
     MANIFESTS,
@@ -38,6 +42,14 @@ def test_validate_every_shared_manifest_with_and_without_the_label(
     if plain["kind"] == "VirtualMachineInstanceMigration":
         return
     cca = labelled(plain)
+    annotations = template_node(cca)["metadata"].get("annotations", {})
+    if HOOK_SIDECARS_ANNOTATION in annotations:
+        # A CCA VMI carries no hook sidecar but kubevirt-cca's (issue 21): refused, named.
+        code, out, err = run(capsys, "validate", write(tmp_path, "cca.yaml", cca))
+        assert (code, out) == (1, "")
+        assert f"annotations[{HOOK_SIDECARS_ANNOTATION}]: holds 1 hook sidecar entry (" in err
+        assert "that kubevirt-cca did not write" in err
+        del annotations[HOOK_SIDECARS_ANNOTATION]
     code, out, err = run(capsys, "validate", write(tmp_path, "cca.yaml", cca))
     assert code == 0, err
     admitted = yaml.safe_load(out)
@@ -90,6 +102,17 @@ BAD = [
             .update({LAUNCH_SECURITY_ANNOTATION: "{}"})
         ),
         "need the label",
+    ),
+    (
+        "foreign-sidecar",
+        lambda o: (
+            template_node(o)["metadata"]
+            .setdefault("annotations", {})
+            .update({HOOK_SIDECARS_ANNOTATION: '[{"image": "registry.example/strip:1"}]'})
+        ),
+        f"annotations[{HOOK_SIDECARS_ANNOTATION}]: holds 1 hook sidecar entry (image "
+        "'registry.example/strip:1') that kubevirt-cca did not write; a CCA VMI runs no hook "
+        "sidecar but kubevirt-cca's",
     ),
 ]
 

@@ -96,6 +96,7 @@ def _created() -> list[Violation]:
         (_annotate(HOOK_SIDECARS_ANNOTATION, "{"), ON),
         (_annotate(HOOK_SIDECARS_ANNOTATION, "{}"), ON),
         (_annotate(HOOK_SIDECARS_ANNOTATION, '[{"image": "i", "args": ["hook"]}]'), ON),
+        (_annotate(HOOK_SIDECARS_ANNOTATION, '[{"image": "registry.example/mine:1"}]'), ON),
         (_annotate(RESOLVED_ANNOTATION, "{}"), ON),
         (lambda o: None, ClusterView(gates=FeatureGates(frozenset()))),
         (lambda o: None, ClusterView(gates=None, gates_problem="boom")),
@@ -192,6 +193,12 @@ def _updates(unlabelled: dict[str, Any]) -> list[Violation]:
         changed["metadata"]["annotations"][key] = value
         found += validate_vmi(changed, operation="UPDATE", cluster=ON, old=admitted)
     found += validate_vmi(unlabelled, operation="UPDATE", cluster=ON, old=admitted)
+    appended = json.loads(json.dumps(admitted))
+    entries = json.loads(appended["metadata"]["annotations"][HOOK_SIDECARS_ANNOTATION])
+    appended["metadata"]["annotations"][HOOK_SIDECARS_ANNOTATION] = json.dumps(
+        [*entries, {"image": "registry.example/mine:1"}]
+    )
+    found += validate_vmi(appended, operation="UPDATE", cluster=ON, old=admitted)
     migration = {"spec": {"vmiName": "x"}}
     found += validate_migration(migration, admitted)
     found += validate_migration(migration, None, lookup_problem="timeout")

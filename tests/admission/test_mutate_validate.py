@@ -51,6 +51,10 @@ require_manifests()
 
 ON = ClusterView(gates=all_gates_on())
 VMIS = [p for p in MANIFESTS if load(p)["kind"] == "VirtualMachineInstance"]
+# KubeVirt's own examples that run a hook sidecar of theirs: a CCA VMI may not (issue 21).
+OWN_SIDECARS = [
+    p for p in VMIS if HOOK_SIDECARS_ANNOTATION in load(p)["metadata"].get("annotations", {})
+]
 TEMPLATES = [
     p
     for p in MANIFESTS
@@ -77,7 +81,10 @@ def fields(violations: Any) -> list[str]:
     return [v.field for v in violations]
 
 
-@pytest.mark.parametrize("path", VMIS, ids=[p.stem for p in VMIS])
+REALM_VMIS = [p for p in VMIS if p not in OWN_SIDECARS]
+
+
+@pytest.mark.parametrize("path", REALM_VMIS, ids=[p.stem for p in REALM_VMIS])
 @pytest.mark.parametrize("annotation", [None, PARAMS])
 def test_labelled_vmi_is_mutated_into_a_schema_valid_realm(
     path: Any, annotation: str | None
@@ -92,10 +99,7 @@ def test_labelled_vmi_is_mutated_into_a_schema_valid_realm(
     assert spec["domain"]["devices"]["autoattachMemBalloon"] is False
     annotations = result["metadata"]["annotations"]
     sidecars = json.loads(annotations[HOOK_SIDECARS_ANNOTATION])
-    before = json.loads(
-        original["metadata"].get("annotations", {}).get(HOOK_SIDECARS_ANNOTATION, "[]")
-    )
-    assert sidecars == [*before, hook_entry(Settings(), DEFAULT_HOOK_IMAGE)]
+    assert sidecars == [hook_entry(Settings(), DEFAULT_HOOK_IMAGE)]
     resolved = json.loads(annotations[RESOLVED_ANNOTATION])
     assert resolved["dialect"] == "vep" and resolved["virtioIOMMU"] == "on"
     if annotation is not None:
@@ -108,6 +112,56 @@ def test_labelled_vmi_is_mutated_into_a_schema_valid_realm(
     # Fed back through validation: admitted; and mutation is now a no-op (idempotent).
     assert validate_vmi(result, operation="CREATE", cluster=ON) == []
     assert plan_vmi(result, ON).patch == []
+
+
+def test_kubevirt_examples_with_their_own_sidecar_are_among_the_manifests() -> None:
+    assert {p.stem for p in OWN_SIDECARS} >= {
+        "vmi-with-sidecar-hook",
+        "vmi-with-sidecar-hook-configmap",
+    }
+
+
+@pytest.mark.parametrize("path", OWN_SIDECARS, ids=[p.stem for p in OWN_SIDECARS])
+def test_labelled_vmi_with_a_sidecar_of_its_own_is_refused_not_mutated(path: Any) -> None:
+    """Issue 21: KubeVirt runs sidecars in socket-discovery order, so an owner's sidecar could
+    run after ours and strip the Realm; the mutating webhook must not append ours beside it."""
+    obj = labelled(load(path))
+    plan = plan_vmi(obj, ON)
+    assert plan.patch == []
+    [violation] = plan.violations
+    assert violation.field == f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]"
+    assert violation.message.startswith("holds 1 hook sidecar entry (")
+    assert "that kubevirt-cca did not write; a CCA VMI runs no hook sidecar but kubevirt-cca's" in (
+        violation.message
+    )
+    assert "Expected: no hooks.kubevirt.io/hookSidecars annotation" in violation.message
+    assert validate_vmi(obj, operation="CREATE", cluster=ON) == [violation]
+
+
+FOREIGN = {"image": "registry.example/strip:1", "args": ["--version", "v1alpha3"]}
+OURS = hook_entry(Settings(), DEFAULT_HOOK_IMAGE)
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [FOREIGN],
+        [OURS, FOREIGN],  # after ours in the list: KubeVirt may still call it last
+        [FOREIGN, OURS],
+        [OURS, {"configMap": {"name": "script", "key": "k", "hookPath": "/usr/bin/x"}}],
+        [OURS, {**FOREIGN, "args": ["--hook", "x"]}],
+    ],
+    ids=["alone", "after-ours", "before-ours", "configmap", "args-not-hook"],
+)
+def test_any_sidecar_beside_ours_is_refused_in_sidecar_mode(entries: list[Any]) -> None:
+    obj = labelled(load(REALM_VMIS[0]))
+    obj["metadata"].setdefault("annotations", {})[HOOK_SIDECARS_ANNOTATION] = json.dumps(entries)
+    plan = plan_vmi(obj, ON)
+    assert plan.patch == []
+    assert fields(plan.violations) == [f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]"]
+    assert "did not write; a CCA VMI runs no hook sidecar but kubevirt-cca's" in (
+        plan.violations[0].message
+    )
 
 
 @pytest.mark.parametrize("path", VMIS, ids=[p.stem for p in VMIS])
@@ -424,6 +478,43 @@ UPDATES = [
 ]
 
 
+def _append_sidecar(o: dict[str, Any], entry: dict[str, Any]) -> None:
+    annotations = o["metadata"]["annotations"]
+    entries = json.loads(annotations[HOOK_SIDECARS_ANNOTATION])
+    annotations[HOOK_SIDECARS_ANNOTATION] = json.dumps([*entries, entry])
+
+
+UPDATES += [
+    (
+        "append-sidecar",
+        lambda o: _append_sidecar(o, FOREIGN),
+        f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]",
+    ),
+    (
+        "append-copy-of-ours",
+        lambda o: _append_sidecar(o, OURS),
+        f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]",
+    ),
+]
+
+
+def test_update_appending_a_sidecar_says_why() -> None:
+    old = _admitted_vmi()
+    new = json.loads(json.dumps(old))
+    _append_sidecar(new, FOREIGN)
+    [violation] = validate_vmi(new, operation="UPDATE", cluster=ON, old=old)
+    assert violation.message.startswith(
+        "cannot gain hook sidecar entries on an existing CCA VMI, got 1 hook sidecar entry "
+        "(image 'registry.example/strip:1') more; a CCA VMI runs no hook sidecar but "
+        "kubevirt-cca's"
+    )
+    # Re-serialising the list as it was is no change.
+    same = json.loads(json.dumps(old))
+    entries = json.loads(same["metadata"]["annotations"][HOOK_SIDECARS_ANNOTATION])
+    same["metadata"]["annotations"][HOOK_SIDECARS_ANNOTATION] = json.dumps(entries, indent=2)
+    assert validate_vmi(same, operation="UPDATE", cluster=ON, old=old) == []
+
+
 @pytest.mark.parametrize(("change", "field"), [u[1:] for u in UPDATES], ids=[u[0] for u in UPDATES])
 def test_update_of_cca_metadata_is_refused(change: Any, field: str) -> None:
     old = _admitted_vmi()
@@ -453,7 +544,25 @@ def test_adding_the_label_to_an_existing_vmi_is_refused() -> None:
 # --- templates ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", TEMPLATES, ids=[p.stem for p in TEMPLATES])
+def _own_sidecars(path: Any) -> bool:
+    annotations = template_node(load(path)).get("metadata", {}).get("annotations", {})
+    return HOOK_SIDECARS_ANNOTATION in annotations
+
+
+SIDECAR_TEMPLATES = [p for p in TEMPLATES if _own_sidecars(p)]
+REALM_TEMPLATES = [p for p in TEMPLATES if not _own_sidecars(p)]
+
+
+@pytest.mark.parametrize("path", SIDECAR_TEMPLATES, ids=[p.stem for p in SIDECAR_TEMPLATES])
+def test_template_with_a_sidecar_of_its_own_is_refused_early(path: Any) -> None:
+    plain = load(path)
+    assert validate_template(plain, operation="CREATE", cluster=ON) == []
+    violations = validate_template(labelled(plain), operation="CREATE", cluster=ON)
+    assert fields(violations) == [f"spec.template.metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]"]
+    assert "a CCA VMI runs no hook sidecar but kubevirt-cca's" in violations[0].message
+
+
+@pytest.mark.parametrize("path", REALM_TEMPLATES, ids=[p.stem for p in REALM_TEMPLATES])
 def test_templates(path: Any) -> None:
     plain = load(path)
     assert validate_template(plain, operation="CREATE", cluster=ON) == []
@@ -500,7 +609,8 @@ _OPTIONAL = st.fixed_dictionaries(
     optional={
         "annotations": st.dictionaries(
             st.sampled_from(["a", "b/c", HOOK_SIDECARS_ANNOTATION]),
-            st.sampled_from(["[]", '[{"image": "i", "args": []}]']),
+            # Empty, or ours already (a reinvocation); another sidecar is refused (above).
+            st.sampled_from(["[]", "", json.dumps([OURS])]),
         ),
         "nodeSelector": st.dictionaries(
             st.sampled_from(["zone", "kubevirt.io/cca"]), st.just("true")

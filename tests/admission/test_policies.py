@@ -15,8 +15,10 @@ from kubevirt_cca.constants import HOOK_SIDECARS_ANNOTATION, LAUNCH_SECURITY_ANN
 from kubevirt_cca.core.admission import patches
 from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
 from kubevirt_cca.core.admission.mutate import plan_vmi
+from kubevirt_cca.core.admission.sidecar import hook_entry
 from kubevirt_cca.core.install import InstallOptions
-from kubevirt_cca.core.install.webhook import config_map
+from kubevirt_cca.core.install.policy_values import render_policy, rendered_values
+from kubevirt_cca.core.integration import IntegrationMode
 from kubevirt_cca.core.request import parse_request
 from kubevirt_cca.errors import RequestError
 from tests.admission.helpers import (
@@ -47,11 +49,12 @@ OBJECTS = [p for p in MANIFESTS if load(p)["kind"] in KINDS]
 class Policy:
     """One ValidatingAdmissionPolicy file: the policy, its binding, compiled validations."""
 
-    def __init__(self, path: Path, params: dict[str, Any] | None = None) -> None:
+    def __init__(self, path: Path, options: InstallOptions | None = None) -> None:
         documents = list(yaml.safe_load_all(path.read_text()))
-        self.policy, self.binding = documents
-        # The ConfigMap a binding's paramRef names: the install's kubevirt-cca-config.
-        self.params = params if params is not None else config_map(InstallOptions())
+        # As ``kubevirt-cca manifests`` installs it: the options' values rendered in.
+        self.policy, self.binding = (
+            render_policy(d, options or InstallOptions()) for d in documents
+        )
         env = celpy.Environment()
         self.programs = [
             (v["message"], env.program(env.compile(v["expression"])))
@@ -76,9 +79,11 @@ class Policy:
             e["operator"] == "Exists" and e["key"] in labels for e in selector["matchExpressions"]
         )
 
-    def denials(self, obj: dict[str, Any], operation: str = "CREATE") -> list[str]:
+    def denials(
+        self, obj: dict[str, Any], operation: str = "CREATE", old: dict[str, Any] | None = None
+    ) -> list[str]:
         """The messages of the validations that fail ([] when admitted or not matched)."""
-        if not self.matches(obj, operation):
+        if not (self.matches(obj, operation) or (old is not None and self.matches(old, operation))):
             return []
         group, _ = GROUPS.get(obj["kind"], ("kubevirt.io", "v1"))
         request = {
@@ -86,7 +91,7 @@ class Policy:
             "operation": operation,
             "resource": {"group": group, "resource": obj["kind"].lower() + "s"},
         }
-        decision = vap.admit(self.policy, request=request, obj=obj, old=None, params=self.params)
+        decision = vap.admit(self.policy, request=request, obj=obj, old=old)
         for message in decision.messages:
             assert "resulted in error" not in message, message
         return [" ".join(m.split()) for m in decision.messages]
@@ -142,6 +147,7 @@ def test_parameters_without_label(need_label: Policy, path: Path, operation: str
 
 
 VMIS = [p for p in OBJECTS if load(p)["kind"] == "VirtualMachineInstance"]
+OURS = hook_entry(ON.settings, ON.hook_image)
 
 
 @pytest.mark.parametrize("path", VMIS, ids=[p.stem for p in VMIS])
@@ -156,10 +162,24 @@ def test_backstop_refuses_labelled_vmis_that_skipped_mutation(
         "spec.nodeSelector[kubevirt.io/cca]",
         f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]",
     ]
+    annotations = template_node(plain)["metadata"].get("annotations", {})
+    if HOOK_SIDECARS_ANNOTATION in annotations:
+        # A sidecar of its own: the webhook refuses it (issue 21), and so does the backstop
+        # once ours is added beside it.
+        assert plan_vmi(skipped, ON).violations
+        beside = json.loads(json.dumps(skipped))
+        entries = json.loads(annotations[HOOK_SIDECARS_ANNOTATION])
+        beside["metadata"]["annotations"][HOOK_SIDECARS_ANNOTATION] = json.dumps([*entries, OURS])
+        beside["spec"]["nodeSelector"] = {"kubevirt.io/cca": "true"}
+        assert [m.split(":")[0] for m in needs_hook.denials(beside)] == [
+            f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]"
+        ]
+        return
     mutated = patches.apply(skipped, plan_vmi(skipped, ON).patch)
     assert needs_hook.denials(mutated) == []
-    # Not on UPDATE (running VMIs are updated by KubeVirt all the time).
-    assert needs_hook.denials(skipped, "UPDATE") == []
+    # An UPDATE is not re-judged (running VMIs are updated by KubeVirt all the time) ...
+    assert needs_hook.denials(skipped, "UPDATE", old=skipped) == []
+    assert needs_hook.denials(mutated, "UPDATE", old=mutated) == []
 
 
 def test_backstop_reads_the_hook_entry_not_just_the_annotation(needs_hook: Policy) -> None:
@@ -197,8 +217,12 @@ def test_the_backstop_pins_the_image_and_the_shape(needs_hook: Policy) -> None:
     ours = json.loads(_admitted()["metadata"]["annotations"][HOOK_SIDECARS_ANNOTATION])[-1]
     image = ours["image"]
     user = {"image": "user/sidecar:1", "args": ["--x"]}
-    admitted = [[ours], [user, ours]]
+    admitted = [[ours]]
     decoys = {
+        # Issue 21: any other sidecar, before or after ours, could undo the Realm.
+        "after a user's sidecar": [user, ours],
+        "a second copy of ours": [ours, ours],
+        "after a script sidecar": [{"args": ["--version", "v1alpha2"], "configMap": {}}, ours],
         "another image": [{**ours, "image": "attacker/hook:1"}],
         "args [hook] only, another image": [{"image": "attacker/hook:1", "args": ["hook"]}],
         "nested under another field": [{"image": "user/x:1", "args": ["--x"], "x": [ours]}],
@@ -215,11 +239,37 @@ def test_the_backstop_pins_the_image_and_the_shape(needs_hook: Policy) -> None:
         assert [m.split(":")[0] for m in refused] == [
             f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]"
         ], name
-    # The image is the install's parameter: another configured image, another pin.
-    other = {"data": {"hookImage": "registry.example/kubevirt-cca:2.0"}}
+    # The image is rendered in at install: another install image, another pin.
+    other = InstallOptions(image="registry.example/kubevirt-cca:2.0")
     assert len(Policy(POLICIES / "cca-vmi-needs-hook.yaml", other).denials(_admitted())) == 1
     moved = _with_sidecars([{**ours, "image": "registry.example/kubevirt-cca:2.0"}])
     assert Policy(POLICIES / "cca-vmi-needs-hook.yaml", other).denials(moved) == []
+
+
+def test_the_backstop_refuses_an_update_that_changes_the_sidecar_list(needs_hook: Policy) -> None:
+    old = _admitted()
+    ours = json.loads(old["metadata"]["annotations"][HOOK_SIDECARS_ANNOTATION])
+    for changed in (
+        [*ours, {"image": "user/strip:1", "args": ["--x"]}],
+        [],
+        [*ours, *ours],
+    ):
+        new = _with_sidecars(changed)
+        refused = needs_hook.denials(new, "UPDATE", old=old)
+        assert [m.split(":")[0] for m in refused] == [
+            f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]"
+        ], changed
+        assert "the hook sidecar list of an existing CCA VMI cannot change" in refused[0]
+    gone = json.loads(json.dumps(old))
+    del gone["metadata"]["annotations"][HOOK_SIDECARS_ANNOTATION]
+    assert len(needs_hook.denials(gone, "UPDATE", old=old)) == 1
+    # Anything else may change; a plain VMI's sidecars are not ours to judge.
+    status = {**old, "status": {"phase": "Running"}}
+    assert needs_hook.denials(status, "UPDATE", old=old) == []
+    plain = load(next(p for p in VMIS if p.stem == "vmi-with-sidecar-hook"))
+    more = json.loads(json.dumps(plain))
+    more["metadata"]["annotations"][HOOK_SIDECARS_ANNOTATION] = "[]"
+    assert needs_hook.denials(more, "UPDATE", old=plain) == []
 
 
 def test_the_plugin_annotation_counts_only_outside_sidecar_mode(needs_hook: Policy) -> None:
@@ -228,21 +278,31 @@ def test_the_plugin_annotation_counts_only_outside_sidecar_mode(needs_hook: Poli
     del annotations[HOOK_SIDECARS_ANNOTATION]
     annotations["cca.kubevirt.io/integration"] = "plugin"
     assert needs_hook.denials(vmi) == []
-    sidecar = {"data": {"hookImage": "kubevirt-cca:0.1.0", "integrationMode": "sidecar"}}
+    # The Plugins path calls the plugin after every hook sidecar: the user's own are let through.
+    annotations[HOOK_SIDECARS_ANNOTATION] = json.dumps([{"image": "user/x:1", "args": ["--x"]}])
+    assert needs_hook.denials(vmi) == []
+    sidecar = InstallOptions(integration_mode=IntegrationMode.SIDECAR)
     assert len(Policy(POLICIES / "cca-vmi-needs-hook.yaml", sidecar).denials(vmi)) == 1
 
 
-def test_without_a_hook_image_to_pin_the_backstop_refuses() -> None:
-    no_image = Policy(POLICIES / "cca-vmi-needs-hook.yaml", {"data": {"dialect": "vep"}})
-    assert len(no_image.denials(_admitted())) == 1
-
-
-def test_the_bindings_take_the_install_config_as_parameter() -> None:
+def test_no_policy_has_a_parameter_and_the_values_are_rendered_in() -> None:
+    """Issue 21 item 6: kube-apiserver 1.36 loses a policy's parameter ConfigMap after an
+    uninstall and reinstall (kubernetes#133827), so the values are literals of the install."""
+    for path in sorted(POLICIES.glob("cca-*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            assert "paramKind" not in document["spec"], path.name
+            assert "paramRef" not in document["spec"], path.name
+            assert "params." not in json.dumps(document), path.name
+    options = InstallOptions(
+        image="registry.example/team/kubevirt-cca:3.1", integration_mode=IntegrationMode.PLUGIN
+    )
     for name in ("cca-vmi-needs-hook.yaml", "cca-launcher-pod-needs-plugin.yaml"):
-        policy = Policy(POLICIES / name)
-        assert policy.policy["spec"]["paramKind"] == {"apiVersion": "v1", "kind": "ConfigMap"}
-        assert policy.binding["spec"]["paramRef"] == {
-            "name": "kubevirt-cca-config",
-            "namespace": "kubevirt-cca",
-            "parameterNotFoundAction": "Deny",
+        source = Policy(POLICIES / name)
+        assert rendered_values(source.policy) == {
+            "hookImage": InstallOptions().image,
+            "integrationMode": "auto",
+        }
+        assert rendered_values(Policy(POLICIES / name, options).policy) == {
+            "hookImage": "registry.example/team/kubevirt-cca:3.1",
+            "integrationMode": "plugin",
         }

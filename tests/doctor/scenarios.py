@@ -11,6 +11,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from kubevirt_cca.core.install.policy_values import RENDERED_POLICIES, cel_string
 from tests.doctor.cluster import (
     drop,
     endpoint_slice,
@@ -36,6 +37,19 @@ def webhook(objects: Objects, kind: str, name: str) -> dict[str, Any]:
     config = find(objects, kind)
     hook: dict[str, Any] = next(h for h in config["webhooks"] if h["name"] == name)
     return hook
+
+
+def pin(objects: Objects, **values: str) -> None:
+    """The rendered policies as ``kubevirt-cca manifests`` would render them with ``values``."""
+    for name in RENDERED_POLICIES:
+        policy = find(objects, "ValidatingAdmissionPolicy", name)
+        for variable in policy["spec"]["variables"]:
+            if variable["name"] in values:
+                variable["expression"] = cel_string(values[variable["name"]])
+
+
+def _hook_image_changed_not_rendered(o: Objects, ca: CA) -> None:
+    find(o, "ConfigMap")["data"]["hookImage"] = "registry.example/kubevirt-cca:2.0"
 
 
 def _no_kubevirt(o: Objects, ca: CA) -> None:
@@ -229,6 +243,13 @@ FAILURES: list[tuple[str, Callable[[Objects, CA], None], str, str]] = [
         "the API server will refuse the webhook's certificate",
     ),
     ("no labeller policy", _no_policy, "admission policies", "in-API-server policies are"),
+    (
+        "hookImage changed, install not rendered again",
+        _hook_image_changed_not_rendered,
+        "admission policies",
+        "the policies pin another hook image or mode than kubevirt-cca-config: CCA VMIs that "
+        "the webhook admits are refused by the policies",
+    ),
     ("no labeller policy binding", _no_binding, "admission policies", "in-API-server policies are"),
     (
         "no DaemonSet",
@@ -266,6 +287,10 @@ FAILURES: list[tuple[str, Callable[[Objects, CA], None], str, str]] = [
 
 
 DETAILS = {
+    "hookImage changed, install not rendered again": (
+        "ValidatingAdmissionPolicy kubevirt-cca-vmi-needs-hook was rendered with hookImage "
+        "'kubevirt-cca:0.1.0', kubevirt-cca-config says 'registry.example/kubevirt-cca:2.0'"
+    ),
     "VMI webhook failurePolicy Ignore": "validate-vmi.cca.kubevirt.io: failurePolicy is Ignore; "
     "it must be Fail, or a CCA VMI could start as a plain VM while the webhook is down",
     "no objectSelector": "mutate-vmi.cca.kubevirt.io: objectSelector does not select exactly "

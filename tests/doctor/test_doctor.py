@@ -33,7 +33,7 @@ from tests.doctor.cluster import (
     ready_cluster,
     set_serving,
 )
-from tests.doctor.scenarios import DETAILS, FAILURES, replace, signed_by_another_ca, webhook
+from tests.doctor.scenarios import DETAILS, FAILURES, pin, replace, signed_by_another_ca, webhook
 from tests.webhook.cluster import forbidden
 
 CA = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
@@ -208,6 +208,7 @@ async def test_plugins_with_the_plugins_gate_warn_that_realms_will_not_start(
     # The legacy sidecar mode kept on purpose (with integrationMode auto, the Plugins gate would
     # switch kubevirt-cca to plugin mode: see test_plugin_doctor.py): the mixed state.
     find(objects, "ConfigMap")["data"]["integrationMode"] = "sidecar"
+    pin(objects, integrationMode="sidecar")  # rendered so (manifests --integration-mode sidecar)
     objects.append(
         {
             "apiVersion": "plugin.kubevirt.io/v1alpha1",
@@ -272,6 +273,12 @@ async def test_plugins_without_the_gate_are_harmless(kmock: Any, ca: CA) -> None
         ),
         ("KubeVirt deploying", "KubeVirt", "KubeVirt is not fully deployed yet; VMs may not start"),
         (
+            "policies for another mode",
+            "admission policies",
+            "ValidatingAdmissionPolicy kubevirt-cca-vmi-needs-hook was rendered with "
+            "integrationMode 'auto', kubevirt-cca-config says 'sidecar'",
+        ),
+        (
             "templates fail closed",
             "webhook configurations",
             "validate-templates.cca.kubevirt.io: failurePolicy is Fail, kubevirt-cca ships Ignore "
@@ -288,7 +295,11 @@ async def test_warnings_leave_the_cluster_ready(
     elif case == "expires soon":
         set_serving(objects, make_serving(ca, valid_for=timedelta(days=5, hours=12)))
     elif case == "hook image differs":
+        # Rendered and applied with old:1 (ConfigMap and policies agree), the webhook newer.
         find(objects, "ConfigMap")["data"]["hookImage"] = "old:1"
+        pin(objects, hookImage="old:1")
+    elif case == "policies for another mode":
+        find(objects, "ConfigMap")["data"]["integrationMode"] = "sidecar"
     elif case == "tainted node":
         drop(objects, "Pod", "kubevirt-cca-labeller-arm-2")
         find(objects, "Node", "arm-2")["spec"]["taints"] = [

@@ -10,7 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from kubevirt_cca.constants import ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION
+from kubevirt_cca.constants import (
+    ENABLED_LABEL,
+    HOOK_SIDECARS_ANNOTATION,
+    LAUNCH_SECURITY_ANNOTATION,
+)
 from kubevirt_cca.core.hook import (
     UNKNOWN_VMI,
     define_domain,
@@ -18,6 +22,7 @@ from kubevirt_cca.core.hook import (
     read_vmi,
     vmi_ref,
 )
+from kubevirt_cca.core.hook.plugin import MutateCall, mutate_domain
 from kubevirt_cca.core.request import CCARequest, parse_request
 from kubevirt_cca.core.rewrite import rewrite_domain
 from kubevirt_cca.core.settings import Dialect, Settings
@@ -223,3 +228,60 @@ def test_a_vmi_asking_for_a_realm_never_gets_a_plain_domain(
     assert find(root, "launchSecurity").get("type") == "cca"
     assert find(root, "os/loader").get("type") == "rom"
     assert root.find("os/nvram") is None
+
+
+# --- issue 21: as a sidecar, the hook refuses a CCA VMI that lists any sidecar beside ours -------
+
+OURS = {"image": "kubevirt-cca:0.1.0", "args": ["hook", "--dialect", "vep"]}
+STRIP = {"image": "registry.example/strip:1", "args": ["--version", "v1alpha3"]}
+
+
+def with_sidecars(entries: Any) -> bytes:
+    raw = entries if isinstance(entries, str) else json.dumps(entries)
+    return vmi({ENABLED_LABEL: "true"}, {HOOK_SIDECARS_ANNOTATION: raw})
+
+
+def test_a_cca_vmi_listing_only_our_sidecar_is_made_a_realm() -> None:
+    assert define_domain(DOMAIN, with_sidecars([OURS]), SETTINGS).realm
+
+
+@pytest.mark.parametrize(
+    ("entries", "named"),
+    [
+        ([OURS, STRIP], "1 hook sidecar entry (image 'registry.example/strip:1') besides"),
+        ([STRIP, OURS], "1 hook sidecar entry (image 'registry.example/strip:1') besides"),
+        ([STRIP], "1 hook sidecar entry (image 'registry.example/strip:1') besides"),
+        # Named like ours: KubeVirt de-duplicates sockets by name, so one of them is skipped.
+        ([OURS, {**OURS, "image": "registry.example/lookalike:1"}], "(image 'registry.example"),
+        ([OURS, OURS], "1 hook sidecar entry (image 'kubevirt-cca:0.1.0') besides"),
+        ([OURS, {"args": ["x"], "configMap": {"name": "script"}}], "(configMap 'script')"),
+        ("[{", "it cannot be read (is not valid JSON"),
+    ],
+    ids=["after", "before", "alone", "lookalike", "twice", "configmap", "unreadable"],
+)
+def test_a_cca_vmi_with_another_sidecar_is_refused_by_the_sidecar(entries: Any, named: str) -> None:
+    with pytest.raises(HookError) as refused:
+        on_define_domain(DOMAIN, with_sidecars(entries), SETTINGS)
+    message = str(refused.value)
+    assert message.startswith(
+        "kubevirt-cca hook: refusing to define the domain of VMI ns/v: it asks for an Arm CCA "
+        f"Realm, but {HOOK_SIDECARS_ANNOTATION}: "
+    )
+    assert named in message
+    assert "a CCA VMI runs no hook sidecar but kubevirt-cca's" in message
+    assert message.endswith("Remove the other entries and recreate the VMI (see docs/security.md)")
+
+
+def test_the_plugins_path_keeps_the_owners_sidecars() -> None:
+    """Plugin mode: KubeVirt calls the plugin after every hook sidecar, so the owner's own
+    sidecars cannot undo the Realm; they are not refused there."""
+    settings = Settings(dialect=Dialect.QEMU_COMMANDLINE)
+    call = MutateCall(
+        domain_type="libvirt", domain=DOMAIN, vmi=with_sidecars([STRIP]), invocation_context="Boot"
+    )
+    assert mutate_domain(call, settings).realm
+
+
+def test_a_plain_vmi_may_run_any_sidecar() -> None:
+    plain = vmi({"app": "web"}, {HOOK_SIDECARS_ANNOTATION: json.dumps([STRIP, STRIP])})
+    assert define_domain(DOMAIN, plain, SETTINGS).domain_xml is DOMAIN

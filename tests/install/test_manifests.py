@@ -25,6 +25,12 @@ from kubevirt_cca.core.install import (
     install_files,
     install_objects,
 )
+from kubevirt_cca.core.install.policy_values import (
+    RENDERED_POLICIES,
+    render_policy,
+    rendered_values,
+)
+from kubevirt_cca.errors import ManifestError
 from tests.install.support import DEPLOY, DEPLOY_SELF_SIGNED, by_key, kustomize
 
 # deploy/'s image: a placeholder that an overlay (or --image) replaces.
@@ -141,18 +147,16 @@ def test_image_and_namespace_reach_every_object() -> None:
         "system:serviceaccount:realms:kubevirt-cca-labeller"
         in policy["spec"]["matchConditions"][0]["expression"]
     )
-    # The policies' parameter, kubevirt-cca-config, is looked up in the install namespace.
-    refs = [
-        o["spec"]["paramRef"]
-        for o in objects
-        if o["kind"] == "ValidatingAdmissionPolicyBinding" and "paramRef" in o["spec"]
+    # No policy has a parameter (issue 21 item 6): the image is rendered into the two that
+    # need it, as the ConfigMap has it.
+    policies = [o for o in objects if o["kind"].startswith("ValidatingAdmissionPolicy")]
+    assert not [o for o in policies if {"paramKind", "paramRef"} & set(o["spec"])]
+    rendered = [
+        rendered_values(o)
+        for o in policies
+        if o["metadata"]["name"] in RENDERED_POLICIES and o["kind"] == "ValidatingAdmissionPolicy"
     ]
-    assert len(refs) == 2
-    assert all(
-        r
-        == {"name": "kubevirt-cca-config", "namespace": "realms", "parameterNotFoundAction": "Deny"}
-        for r in refs
-    )
+    assert rendered == [{"hookImage": "registry.example/cca:1.2", "integrationMode": "auto"}] * 2
     webhooks = next(o for o in objects if o["kind"] == "MutatingWebhookConfiguration")
     assert (
         webhooks["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
@@ -274,3 +278,45 @@ def test_the_kustomize_base_is_written_with_the_placeholder_without_an_image(
     assert code == 0, err
     deployment = (tmp_path / "webhook" / "deployment.yaml").read_text()
     assert f"image: {PLACEHOLDER}" in deployment
+
+
+# --- issue 21 item 6: the policies' values are rendered in --------------------------------------
+
+
+def test_the_integration_mode_reaches_the_config_map_and_both_policies() -> None:
+    code, out, err = run_cli(
+        "manifests", "--image", "registry.example/cca:1.2", "--integration-mode", "sidecar"
+    )
+    assert code == 0, err
+    objects = [doc for doc in yaml.safe_load_all(out) if doc]
+    config = next(o for o in objects if o["kind"] == "ConfigMap")
+    assert config["data"]["integrationMode"] == "sidecar"
+    pinned = [
+        rendered_values(o)
+        for o in objects
+        if o["kind"] == "ValidatingAdmissionPolicy" and o["metadata"]["name"] in RENDERED_POLICIES
+    ]
+    assert pinned == [{"hookImage": "registry.example/cca:1.2", "integrationMode": "sidecar"}] * 2
+    # argparse's own refusal of another value: exit 2, the option and the choices named.
+    stderr = io.StringIO()
+    with pytest.raises(SystemExit) as exited, redirect_stderr(stderr):
+        main(["manifests", "--image", "registry.example/cca:1", "--integration-mode", "x"])
+    assert exited.value.code == 2
+    assert "argument --integration-mode: invalid choice: 'x'" in stderr.getvalue()
+
+
+def test_a_rendered_policy_must_have_its_variables_and_no_parameter() -> None:
+    policy: dict[str, Any] = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": RENDERED_POLICIES[0]},
+        "spec": {"variables": [{"name": "hookImage", "expression": "'x'"}]},
+    }
+    with pytest.raises(ManifestError, match="expected the variables integrationMode"):
+        render_policy(policy, InstallOptions())
+    with_param = {**policy, "spec": {**policy["spec"], "paramKind": {"kind": "ConfigMap"}}}
+    with pytest.raises(ManifestError, match="has paramKind"):
+        render_policy(with_param, InstallOptions())
+    # Other policies pass through untouched.
+    other = {**policy, "metadata": {"name": "kubevirt-cca-keys-in-place"}}
+    assert render_policy(other, InstallOptions()) == other

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kubevirt_cca.core.install.policy_values import RENDERED_POLICIES, rendered_values
 from tests.conftest import ROOT
 from tests.install.support import DEPLOY, kustomize
 
@@ -47,6 +48,10 @@ def _images(objects: list[dict[str, Any]]) -> list[str]:
             found += [c["image"] for c in pod.get(key, [])]
         if obj["kind"] == "ConfigMap" and "hookImage" in obj.get("data", {}):
             found.append(obj["data"]["hookImage"])
+        if obj["kind"] == "ValidatingAdmissionPolicy" and obj["metadata"]["name"] in (
+            RENDERED_POLICIES
+        ):
+            found.append(str(rendered_values(obj)["hookImage"]))
     return found
 
 
@@ -56,6 +61,12 @@ def _assert_only_my_images(objects: list[dict[str, Any]]) -> None:
     assert set(images) == {MY_IMAGE, MY_LAUNCHER}, images
     config = next(o for o in objects if o["kind"] == "ConfigMap")
     assert config["data"]["hookImage"] == MY_IMAGE
+    pinned = [
+        rendered_values(o)["hookImage"]
+        for o in objects
+        if o["kind"] == "ValidatingAdmissionPolicy" and o["metadata"]["name"] in RENDERED_POLICIES
+    ]
+    assert pinned == [MY_IMAGE, MY_IMAGE], "both policies pin the reader's image"
     text = yaml.safe_dump_all(objects)
     assert "kubevirt-cca:0.1.0" not in text
 
@@ -129,6 +140,7 @@ def test_the_install_guides_overlay_gives_objects_naming_the_readers_image(tmp_p
         "newName: registry.example/kubevirt/virt-launcher\n": f"newName: {launcher_name}\n",
         "newTag: v1.8.0\n": f"newTag: {launcher_tag}\n",
         "hookImage: registry.example/kubevirt-cca:0.1.0": f"hookImage: {MY_IMAGE}",
+        """value: '"registry.example/kubevirt-cca:0.1.0"'""": f"""value: '"{MY_IMAGE}"'""",
     }
     for example, mine in replacements.items():
         assert overlay.count(example) == 1, f"the overlay no longer has {example!r}"

@@ -11,11 +11,9 @@ import celpy
 import yaml
 
 from kubevirt_cca.core.install import InstallOptions
-from kubevirt_cca.core.install.webhook import config_map
+from kubevirt_cca.core.install.policy_values import render_policy
 from tests.conftest import ROOT
 from tests.install import vap
-
-INSTALL_CONFIG = config_map(InstallOptions())
 
 POLICIES = ROOT / "deploy" / "policies"
 # kind -> (API group, resource), for the kinds these tests send
@@ -26,8 +24,13 @@ RESOURCES = {
 
 
 class PolicyFile:
-    def __init__(self, path: Path) -> None:
-        self.policy, self.binding = list(yaml.safe_load_all(path.read_text()))
+    """The policy as ``kubevirt-cca manifests`` installs it with ``options``."""
+
+    def __init__(self, path: Path, options: InstallOptions | None = None) -> None:
+        self.policy, self.binding = (
+            render_policy(d, options or InstallOptions())
+            for d in yaml.safe_load_all(path.read_text())
+        )
         env = celpy.Environment()
         self.programs = [
             (" ".join(v["message"].split()), env.program(env.compile(v["expression"])))
@@ -52,10 +55,8 @@ class PolicyFile:
             assert operator in ("Exists", "In"), operator
         return True
 
-    def denials(
-        self, obj: dict[str, Any], operation: str = "CREATE", params: dict[str, Any] | None = None
-    ) -> list[str]:
-        """Messages of failed validations; ``params``: the ConfigMap (default: the install's)."""
+    def denials(self, obj: dict[str, Any], operation: str = "CREATE") -> list[str]:
+        """Messages of failed validations."""
         if not self.matches(obj, operation):
             return []
         group, resource = RESOURCES[obj["kind"]]
@@ -69,7 +70,6 @@ class PolicyFile:
             request=request,
             obj=obj,
             old=None,
-            params=params if params is not None else INSTALL_CONFIG,
         )
         for message in decision.messages:
             assert "resulted in error" not in message, message

@@ -32,6 +32,7 @@ from kubevirt_cca.core.admission.launcher_pod import plan_launcher_pod
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.reviews import parse_review
 from kubevirt_cca.core.admission.validate import validate_template, validate_vmi
+from kubevirt_cca.core.install import InstallOptions
 from kubevirt_cca.core.integration import IntegrationMode
 from kubevirt_cca.core.settings import Dialect, Settings
 from tests.admission.helpers import MANIFESTS, labelled, load, review, schema_errors
@@ -293,9 +294,9 @@ def test_pod_in_plugin_mode_gets_the_container() -> None:
     assert ours["image"] == IMAGE
     assert ours["args"][:3] == ["hook", "--plugin-socket", PLUGIN_SOCKET]
     assert (
-        PolicyFile(POLICIES / "cca-launcher-pod-needs-plugin.yaml").denials(
-            patched, params={"data": {"hookImage": IMAGE}}
-        )
+        PolicyFile(
+            POLICIES / "cca-launcher-pod-needs-plugin.yaml", InstallOptions(image=IMAGE)
+        ).denials(patched)
         == []
     )
     assert plan_launcher_pod(patched, PLUGIN) == ([], [])  # reinvocation adds nothing

@@ -11,12 +11,15 @@ import pytest
 
 from kubevirt_cca.constants import PLUGIN_CONTAINER
 from kubevirt_cca.core.admission.launcher_pod import pod_patch
+from kubevirt_cca.core.install import InstallOptions
+from kubevirt_cca.core.integration import IntegrationMode
 from kubevirt_cca.core.settings import Dialect, Settings
-from tests.plugin.policy import INSTALL_CONFIG, POLICIES, PolicyFile
+from tests.plugin.policy import POLICIES, PolicyFile
 from tests.plugin.test_plugin_objects import launcher_pod
 
-POLICY = PolicyFile(POLICIES / "cca-launcher-pod-needs-plugin.yaml")
-IMAGE = INSTALL_CONFIG["data"]["hookImage"]  # the install's; the policy's parameter
+PATH = POLICIES / "cca-launcher-pod-needs-plugin.yaml"
+POLICY = PolicyFile(PATH)
+IMAGE = InstallOptions().image  # the install's, rendered into the policy
 
 
 def injected() -> dict[str, Any]:
@@ -36,16 +39,12 @@ def with_legacy_sidecar() -> dict[str, Any]:
 
 
 def test_binding_denies_with_its_policy() -> None:
+    # No parameter (issue 21 item 6): the install's values are rendered in.
     assert POLICY.binding["spec"] == {
         "policyName": POLICY.policy["metadata"]["name"],
         "validationActions": ["Deny"],
-        "paramRef": {
-            "name": "kubevirt-cca-config",
-            "namespace": "kubevirt-cca",
-            "parameterNotFoundAction": "Deny",
-        },
     }
-    assert POLICY.policy["spec"]["paramKind"] == {"apiVersion": "v1", "kind": "ConfigMap"}
+    assert "paramKind" not in POLICY.policy["spec"]
     assert POLICY.policy["spec"]["failurePolicy"] == "Fail"
 
 
@@ -101,11 +100,40 @@ def test_a_container_of_another_image_is_no_kubevirt_cca_container(name: str) ->
     assert len(POLICY.denials(pod)) == 1
     pod["spec"]["containers"][-1]["image"] = IMAGE
     assert POLICY.denials(pod) == []
-    # The pin follows the install's configuration.
-    assert len(POLICY.denials(pod, params={"data": {"hookImage": "registry.example/cca:9"}})) == 1
+    # The pin follows the install's image.
+    other = PolicyFile(PATH, InstallOptions(image="registry.example/cca:9"))
+    assert len(other.denials(pod)) == 1
 
 
 def test_the_plugin_container_does_not_count_in_sidecar_mode() -> None:
-    sidecar_mode = {"data": {"hookImage": IMAGE, "integrationMode": "sidecar"}}
-    assert len(POLICY.denials(injected(), params=sidecar_mode)) == 1
-    assert POLICY.denials(with_legacy_sidecar(), params=sidecar_mode) == []
+    sidecar_mode = PolicyFile(PATH, InstallOptions(integration_mode=IntegrationMode.SIDECAR))
+    assert len(sidecar_mode.denials(injected())) == 1
+    assert sidecar_mode.denials(with_legacy_sidecar()) == []
+
+
+# --- issue 21: in sidecar mode, no hook sidecar but ours ----------------------------------------
+
+
+def _with_sidecars(pod: dict[str, Any], *images: str) -> dict[str, Any]:
+    pod = copy.deepcopy(pod)
+    start = sum(c["name"].startswith("hook-sidecar-") for c in pod["spec"]["containers"])
+    for index, image in enumerate(images, start):
+        pod["spec"]["containers"].append(
+            {"name": f"hook-sidecar-{index}", "image": image, "args": ["--version", "v1alpha3"]}
+        )
+    return pod
+
+
+def test_a_second_hook_sidecar_beside_ours_is_refused() -> None:
+    [message] = POLICY.denials(_with_sidecars(with_legacy_sidecar(), "user/strip:1"))
+    assert message.startswith("spec.containers: the virt-launcher pod of a VMI labelled")
+    assert "more than one hook sidecar" in message
+    assert len(POLICY.denials(_with_sidecars(with_legacy_sidecar(), "a:1", "b:1"))) == 1
+    # Named like ours, our image: still a second sidecar (KubeVirt de-duplicates sockets by name).
+    assert len(POLICY.denials(_with_sidecars(with_legacy_sidecar(), IMAGE))) == 1
+
+
+def test_a_users_hook_sidecar_beside_the_plugin_container_passes() -> None:
+    assert POLICY.denials(_with_sidecars(injected(), "user/x:1", "user/y:1")) == []
+    sidecar_mode = PolicyFile(PATH, InstallOptions(integration_mode=IntegrationMode.SIDECAR))
+    assert len(sidecar_mode.denials(_with_sidecars(injected(), "user/x:1", "user/y:1"))) == 2

@@ -26,6 +26,7 @@ from kubevirt_cca.constants import (
     SIDECAR_FEATURE_GATE,
 )
 from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates
+from kubevirt_cca.core.install import InstallOptions
 from kubevirt_cca.core.settings import Dialect, Settings
 from tests.admission.helpers import labelled, review
 from tests.plugin.policy import POLICIES, PolicyFile
@@ -39,7 +40,8 @@ PLUGIN_VIEW = ClusterView(
     plugin_names=frozenset({PLUGIN_NAME}),
 )
 SIDECAR_VIEW = ClusterView(gates=FeatureGates(frozenset({CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE})))
-POD_POLICY = PolicyFile(POLICIES / "cca-launcher-pod-needs-plugin.yaml")
+POD_POLICY_PATH = POLICIES / "cca-launcher-pod-needs-plugin.yaml"
+POD_POLICY = PolicyFile(POD_POLICY_PATH)
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +93,9 @@ def test_labelled_launcher_pod_gets_the_plugin_container(plugin_webhook: Webhook
     kubernetes_validate.validate(out, K8S_VERSION, strict=True)
     [ours] = [c for c in out["spec"]["containers"] if c["name"] == PLUGIN_CONTAINER]
     assert ours["image"] == "example/kubevirt-cca:2"
-    # The policy pins the image of the install's kubevirt-cca-config (here: this cluster's).
-    assert POD_POLICY.denials(out, params={"data": {"hookImage": "example/kubevirt-cca:2"}}) == []
+    # The policy pins the install's image (here: this cluster's), rendered in by manifests.
+    this_install = PolicyFile(POD_POLICY_PATH, InstallOptions(image="example/kubevirt-cca:2"))
+    assert this_install.denials(out) == []
     assert POD_POLICY.denials(out) != []
     # reinvocation (reinvocationPolicy IfNeeded): nothing more to add
     again = answer(plugin_webhook, "/mutate-launcher-pod", pod_review(out))

@@ -20,6 +20,7 @@ from tests.admission.helpers import (
     require_manifests,
     review,
     schema_errors,
+    template_node,
 )
 from tests.webhook.conftest import Webhook
 
@@ -27,6 +28,10 @@ pytestmark = pytest.mark.shared
 require_manifests()
 
 VMIS = [p for p in MANIFESTS if load(p)["kind"] == "VirtualMachineInstance"]
+OWN_SIDECARS = [
+    p for p in VMIS if HOOK_SIDECARS_ANNOTATION in load(p)["metadata"].get("annotations", {})
+]
+REALM_VMIS = [p for p in VMIS if p not in OWN_SIDECARS]
 TEMPLATES = [
     p
     for p in MANIFESTS
@@ -58,7 +63,7 @@ def cluster_vmis(cluster: StaticCluster) -> Iterator[dict[tuple[str, str], Any]]
     cluster.vmis.clear()
 
 
-@pytest.mark.parametrize("path", VMIS, ids=[p.stem for p in VMIS])
+@pytest.mark.parametrize("path", REALM_VMIS, ids=[p.stem for p in REALM_VMIS])
 def test_vmi_create_and_update(webhook: Webhook, path: Any) -> None:
     original = labelled(load(path))
     result = mutated(webhook, original)
@@ -96,16 +101,20 @@ def test_plain_vmi_is_admitted_without_patch(webhook: Webhook, path: Any) -> Non
     assert response["allowed"] is True and "patch" not in response
 
 
-def test_existing_hook_sidecars_are_kept_in_order(webhook: Webhook) -> None:
-    path = next(p for p in VMIS if p.stem == "vmi-with-sidecar-hook")
+@pytest.mark.parametrize("path", OWN_SIDECARS, ids=[p.stem for p in OWN_SIDECARS])
+def test_a_vmi_with_a_sidecar_of_its_own_is_refused_by_both_webhooks(
+    webhook: Webhook, path: Any
+) -> None:
+    """Issue 21: the mutating webhook must not append ours beside an owner's sidecar (KubeVirt
+    could call that one after ours and strip the Realm); it refuses, as does validation."""
     original = labelled(load(path))
-    entries = json.loads(
-        mutated(webhook, original)["metadata"]["annotations"][HOOK_SIDECARS_ANNOTATION]
-    )
-    assert (
-        entries[0] == json.loads(original["metadata"]["annotations"][HOOK_SIDECARS_ANNOTATION])[0]
-    )
-    assert entries[1]["args"][0] == "hook" and len(entries) == 2
+    for endpoint in ("/mutate-vmi", "/validate-vmi"):
+        response = response_of(webhook, endpoint, review(original))
+        assert response["allowed"] is False and "patch" not in response, endpoint
+        assert response["status"]["code"] == 422
+        [cause] = response["status"]["details"]["causes"]
+        assert cause["field"] == f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]"
+        assert "a CCA VMI runs no hook sidecar but kubevirt-cca's" in cause["message"]
 
 
 def test_refusal_carries_every_cause_in_kubevirt_style(webhook: Webhook) -> None:
@@ -123,6 +132,15 @@ def test_refusal_carries_every_cause_in_kubevirt_style(webhook: Webhook) -> None
 def test_templates_create_and_update(webhook: Webhook, path: Any) -> None:
     plain = load(path)
     cca = labelled(plain, '{"measurementAlgo": "sha256"}')
+    annotations = template_node(cca)["metadata"].get("annotations", {})
+    if HOOK_SIDECARS_ANNOTATION in annotations:
+        # A sidecar of its own (issue 21): refused early, on the template, naming the field.
+        refused = response_of(webhook, "/validate-templates", review(cca))
+        assert refused["allowed"] is False
+        assert [c["field"] for c in refused["status"]["details"]["causes"]] == [
+            f"spec.template.metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]"
+        ]
+        del annotations[HOOK_SIDECARS_ANNOTATION]
     for obj in (plain, cca):
         assert response_of(webhook, "/validate-templates", review(obj))["allowed"] is True
         assert (

@@ -19,6 +19,7 @@ from kubevirt_cca.core.install import (
     install_files,
 )
 from kubevirt_cca.core.install.names import CERTIFICATE_MODES
+from kubevirt_cca.core.integration import IntegrationMode
 
 DESCRIPTION = f"""\
 Print everything kubevirt-cca installs (the objects 'kubectl kustomize deploy/' renders),
@@ -32,6 +33,9 @@ serving certificate in a Secret and patch the webhook configurations' caBundle
 
 --image is required when printing: the objects must name the kubevirt-cca image you built and
 pushed (docs/install.md, step 1); nothing is published under a default name.
+--image and --integration-mode go into the ConfigMap kubevirt-cca-config and are written into
+the admission policies that pin the hook image (they take no parameter from the ConfigMap):
+to change either, render and apply the install again (docs/admin.md).
 --write-kustomize writes the base deploy/ with the placeholder {InstallOptions().image},
 which an overlay replaces (README).
 
@@ -77,6 +81,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=defaults.certificates,
         help="who issues the webhook's certificate (default: %(default)s)",
     )
+    parser.add_argument(
+        "--integration-mode",
+        choices=[mode.value for mode in IntegrationMode],
+        default=defaults.integration_mode.value,
+        help="hook sidecar, KubeVirt Plugin, or auto (docs/plugins.md; default: %(default)s)",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
         "--output",
@@ -107,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         kubevirt_namespace=args.kubevirt_namespace,
         virt_launcher_image=args.virt_launcher_image,
         certificates=args.certificates,
+        integration_mode=IntegrationMode(args.integration_mode),
     )
     files = install_files(options, load_policies())
     if args.write_kustomize is not None:

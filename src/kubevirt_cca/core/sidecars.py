@@ -1,13 +1,14 @@
 """Reading ``hooks.kubevirt.io/hookSidecars`` and recognising kubevirt-cca's entry in it.
 
 Shared by admission (which writes our entry, ``core/admission/sidecar.py``) and the hook (which
-refuses a VMI that kept our entry after its label was removed), so both recognise it alike.
+refuses a VMI that kept our entry after its label was removed, and a CCA VMI that lists any
+sidecar beside ours), so both recognise it alike and say why in the same words.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,3 +64,35 @@ def parse_sidecars(annotations: Mapping[str, Any], prefix: str = "") -> SidecarL
             (), (Violation(field, "expected a JSON list of sidecar objects, as KubeVirt reads it"),)
         )
     return SidecarList(tuple(value))
+
+
+ONLY_OUR_SIDECAR = (
+    "a CCA VMI runs no hook sidecar but kubevirt-cca's: KubeVirt calls sidecars in the order it "
+    "finds their sockets, not in the list's order, and skips a socket named like one it already "
+    "has, so another sidecar could undo the Realm and the VM would run as a plain VM"
+)
+"""Why (issue 21): KubeVirt's hook manager reads the per-sidecar socket directories in name
+order (``hook-sidecar-10`` before ``hook-sidecar-2``) and de-duplicates sockets by file name."""
+
+
+def describe_entries(entries: Sequence[Any]) -> str:
+    """``N hook sidecar entries (image 'a', configMap 'b')``, for messages."""
+    noun = "entry" if len(entries) == 1 else "entries"
+    names = ", ".join(sorted({_entry_name(entry) for entry in entries}))
+    return f"{len(entries)} hook sidecar {noun} ({names})"
+
+
+def _entry_name(entry: Any) -> str:
+    """How a message names a sidecar entry: its image, or the ConfigMap of a script sidecar."""
+    if isinstance(entry, Mapping):
+        if isinstance(entry.get("image"), str):
+            return f"image {_shown(entry['image'])}"
+        config = entry.get("configMap")
+        if isinstance(config, Mapping) and isinstance(config.get("name"), str):
+            return f"configMap {_shown(config['name'])}"
+    return _shown(entry)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from kubevirt_cca.core.install.policy_values import RENDERED_POLICIES
+from tests.peers.apiserver.cluster import kubevirt_cca
 from tests.peers.apiserver.conftest import INSTALL_NAMESPACE, Installed
 from tests.peers.apiserver.test_admission import pool, replica_set, vm, vmi
 
@@ -58,11 +60,24 @@ NEVER_READ = (
 )
 HOOK_REFUSAL = (
     f"metadata.annotations[{HOOKS}]: a VMI labelled cca.kubevirt.io/enabled needs the "
-    "kubevirt-cca hook sidecar entry, exactly as the webhook writes it with the hookImage of "
-    "kubevirt-cca-config (in integration mode plugin: the annotation "
-    "cca.kubevirt.io/integration: plugin), and kubevirt-cca's mutating webhook did not add it; "
-    "it is refused rather than started as a plain VM. Ask the cluster admin whether the "
-    "kubevirt-cca webhooks are installed"
+    "kubevirt-cca hook sidecar entry as the only element of the list, exactly as the webhook "
+    "writes it with the install's hookImage (in integration mode plugin: the annotation "
+    "cca.kubevirt.io/integration: plugin); no other hook sidecar may run beside it, since "
+    "KubeVirt could call that one after ours and undo the Realm. It is refused rather than "
+    "started as a plain VM. Remove other sidecar entries; if there are none, ask the cluster "
+    "admin whether the kubevirt-cca webhooks are installed"
+)
+UPDATE_REFUSAL = (
+    f"metadata.annotations[{HOOKS}]: the hook sidecar list of an existing CCA VMI cannot "
+    "change: KubeVirt may create its launcher pod after this update, and a sidecar beside "
+    "kubevirt-cca's could undo the Realm. Expected: the list as it was at creation"
+)
+SECOND_SIDECAR_REFUSAL = (
+    "spec.containers: the virt-launcher pod of a VMI labelled cca.kubevirt.io/enabled runs more "
+    "than one hook sidecar; without kubevirt-cca's plugin container it may run no hook sidecar "
+    "but kubevirt-cca's, since KubeVirt could call another one after ours and undo the Realm. "
+    "The pod is refused rather than run the VM as a plain VM. Remove the other entries of the "
+    "VMI's hooks.kubevirt.io/hookSidecars"
 )
 NODE_SELECTOR_REFUSAL = (
     "spec.nodeSelector[kubevirt.io/cca]: a VMI labelled cca.kubevirt.io/enabled must be "
@@ -73,7 +88,7 @@ NODE_SELECTOR_REFUSAL = (
 POD_REFUSAL = (
     "spec.containers: the virt-launcher pod of a VMI labelled cca.kubevirt.io/enabled needs the "
     "kubevirt-cca plugin container (integration mode plugin) or its hook sidecar (integration "
-    "mode sidecar), running the hookImage of kubevirt-cca-config, and neither is there: "
+    "mode sidecar), running the install's hookImage, and neither is there: "
     "kubevirt-cca's pod webhook did not run, or the VMI's hook entry is not ours. The pod is "
     "refused rather than run the VM as a plain VM. Ask the cluster admin whether the "
     "kubevirt-cca webhooks are installed (kubevirt-cca doctor)"
@@ -482,11 +497,15 @@ def test_vmi_needs_our_exact_hook_entry_with_the_pinned_image(
     user = {"image": "user/sidecar:1", "args": ["--x"]}
     admitted = {
         "ours": [entry],
-        "after-a-users-sidecar": [user, entry],
         "other-spacing": json.dumps([entry], indent=2),
         "only-hook-arg": [{"image": hook_image, "args": ["hook"]}],
     }
     decoys = {
+        # Issue 21: no other sidecar beside ours, before or after it.
+        "after-a-users-sidecar": [user, entry],
+        "before-a-users-sidecar": [entry, user],
+        "twice-ours": [entry, entry],
+        "after-a-script-sidecar": [{"args": ["--version", "v1alpha2"], "configMap": {}}, entry],
         "another-image": [{**entry, "image": "attacker/hook:1"}],
         "another-image-args-hook": [{"image": "attacker/hook:1", "args": ["hook"]}],
         "nested-under-a-field": [{**user, "x": [entry]}],
@@ -518,9 +537,36 @@ def test_vmi_needs_our_exact_hook_entry_with_the_pinned_image(
     assert dry_run(alone, objects, namespace=namespace) == expected
 
 
+def test_an_update_of_a_cca_vmis_sidecar_list_is_refused(
+    alone: Installed, namespace: str, hook_image: str
+) -> None:
+    """Issue 21: KubeVirt reads the list when it creates the launcher pod, which may come after
+    an update; an entry appended then would run beside ours. The policy alone refuses it."""
+    server = alone.server
+    server.create(realm_vmi("stored", hook_image), namespace=namespace)
+    for entries in ([ours(hook_image), {"image": "user/strip:1"}], []):
+        patched = server.kubectl(
+            "patch",
+            "vmi",
+            "stored",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            json.dumps({"metadata": {"annotations": {HOOKS: json.dumps(entries)}}}),
+            check=False,
+        )
+        assert patched.returncode != 0, entries
+        assert denied(NEEDS_HOOK, UPDATE_REFUSAL) in patched.stderr, patched.stderr
+    got = server.get("vmi", "stored", namespace=namespace)
+    assert json.loads(got["metadata"]["annotations"][HOOKS]) == [ours(hook_image)]
+    # Any other update goes through.
+    server.kubectl("label", "vmi", "stored", "-n", namespace, "team=blue")
+
+
 @pytest.fixture
 def config_restored(alone: Installed) -> Iterator[dict[str, Any]]:
-    """kubevirt-cca-config as installed, put back after the test changed or deleted it."""
+    """kubevirt-cca-config as installed, put back after the test deleted it."""
     config = install_object(alone, "ConfigMap", CONFIG)
     try:
         yield config
@@ -531,67 +577,64 @@ def config_restored(alone: Installed) -> Iterator[dict[str, Any]]:
         alone.server.create(config)
 
 
-def test_without_the_pinned_image_labelled_vmis_and_pods_are_refused(
+def _probes(hook_image: str) -> list[dict[str, Any]]:
+    return [realm_vmi("probe", hook_image), launcher_pod("pod", hook_image)]
+
+
+def test_the_policies_do_not_read_the_config_map(
     alone: Installed, namespace: str, hook_image: str, config_restored: dict[str, Any]
 ) -> None:
+    """Issue 21 item 6: no paramRef, so the policies decide the same with the ConfigMap gone
+    (kube-apiserver 1.36 could lose sight of a parameter ConfigMap: kubernetes#133827)."""
     server = alone.server
-    probe = [realm_vmi("probe", hook_image), launcher_pod("pod", hook_image)]
     server.kubectl("create", "serviceaccount", "default", "-n", namespace)
-    assert dry_run(alone, probe, namespace=namespace) == {"probe": "", "pod": ""}
-    # hookImage removed from the ConfigMap: nothing to pin, so nothing passes.
-    server.kubectl(
-        "patch",
-        "configmap",
-        CONFIG,
-        "-n",
-        INSTALL_NAMESPACE,
-        "--type=json",
-        "-p",
-        '[{"op": "remove", "path": "/data/hookImage"}]',
-    )
-    wait_until(
-        lambda: dry_run(alone, probe[:1], namespace=namespace)["probe"] != "",
-        "hookImage removal seen",
-    )
-    assert dry_run(alone, probe, namespace=namespace) == {
-        "probe": denied(NEEDS_HOOK, HOOK_REFUSAL),
-        "pod": denied(LAUNCHER_POD, POD_REFUSAL),
-    }
-    # The ConfigMap deleted: parameterNotFoundAction Deny, in the API server's words.
+    assert dry_run(alone, _probes(hook_image), namespace=namespace) == {"probe": "", "pod": ""}
     server.kubectl("delete", "configmap", CONFIG, "-n", INSTALL_NAMESPACE)
-    wait_until(
-        lambda: HOOK_REFUSAL not in dry_run(alone, probe[:1], namespace=namespace)["probe"],
-        "ConfigMap deletion seen",
-    )
-    verdicts = dry_run(alone, probe, namespace=namespace)
-    for name, policy in (("probe", NEEDS_HOOK), ("pod", LAUNCHER_POD)):
-        assert verdicts[name] == (
-            f"ValidatingAdmissionPolicy '{policy}' with binding '{policy}' denied request: "
-            "failed to configure binding: no params found for policy binding with `Deny` "
-            "parameterNotFoundAction"
-        ), verdicts[name]
+    for _ in range(4):  # a moment for the API server to notice, if it were to
+        assert dry_run(alone, _probes(hook_image), namespace=namespace) == {
+            "probe": "",
+            "pod": "",
+        }
+        time.sleep(0.5)
 
 
-def test_the_pin_and_the_mode_follow_the_config_at_once(
-    alone: Installed, namespace: str, hook_image: str, config_restored: dict[str, Any]
+def _policies_of(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        o
+        for o in objects
+        if o["kind"] == "ValidatingAdmissionPolicy" and o["metadata"]["name"] in RENDERED_POLICIES
+    ]
+
+
+@pytest.fixture
+def policies_restored(alone: Installed) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        listed = {"apiVersion": "v1", "kind": "List", "items": _policies_of(alone.objects)}
+        alone.server.kubectl("replace", "-f", "-", stdin=json.dumps(listed))
+
+
+def test_a_changed_hook_image_is_enforced_once_the_install_is_rendered_and_applied_again(
+    alone: Installed, namespace: str, hook_image: str, policies_restored: None
 ) -> None:
+    """docs/admin.md: hookImage and integrationMode are rendered into the policies, so changing
+    them means `kubevirt-cca manifests` with the new values, applied again."""
     server = alone.server
     server.kubectl("create", "serviceaccount", "default", "-n", namespace)
     moved = "registry.example/kubevirt-cca:2.0"
-    server.kubectl(
-        "patch",
-        "configmap",
-        CONFIG,
-        "-n",
-        INSTALL_NAMESPACE,
-        "--type=merge",
-        "-p",
-        json.dumps({"data": {"hookImage": moved, "integrationMode": "sidecar"}}),
+    printed = kubevirt_cca(
+        "manifests", "--image", moved, "--integration-mode", "sidecar", "--output", "json"
     )
+    assert printed.returncode == 0, printed.stderr
+    policies = _policies_of(json.loads(printed.stdout)["items"])
+    assert len(policies) == 2
+    listed = {"apiVersion": "v1", "kind": "List", "items": policies}
+    server.kubectl("replace", "-f", "-", stdin=json.dumps(listed))
     probe = realm_vmi("probe", hook_image)
     wait_until(
         lambda: dry_run(alone, [probe], namespace=namespace)["probe"] != "",
-        "the new hookImage seen",
+        "the re-rendered policy in force",
     )
     objects = [
         probe,
@@ -610,6 +653,51 @@ def test_the_pin_and_the_mode_follow_the_config_at_once(
         "pod-old-image": pod,
         "pod-new-image": "",
         "pod-plugin": pod,
+    }
+
+
+def test_uninstall_and_reinstall_admit_a_cca_vmi_again(
+    alone: Installed, namespace: str, hook_image: str
+) -> None:
+    """Issue 21 item 6 (kubernetes#133827): with parameters, a reinstall left every CCA VMI
+    refused with "no params found" until the API server restarted. The install objects are
+    deleted and created again (not the Namespace, which no controller here can finalise, nor
+    the ServiceAccounts, whose tokens the session's webhook process holds; the webhook
+    configurations stay deleted, as in this whole module)."""
+    server = alone.server
+    server.kubectl("create", "serviceaccount", "default", "-n", namespace)
+    kept = ("Namespace", "ServiceAccount", "MutatingWebhookConfiguration")
+    objects = [
+        o
+        for o in alone.objects
+        if o["kind"] not in kept and o["kind"] != "ValidatingWebhookConfiguration"
+    ]
+    assert {"ConfigMap", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} <= {
+        o["kind"] for o in objects
+    }
+    listed = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+    # (A test before may have replaced the policies and put them back a moment ago.)
+    wait_until(
+        lambda: (
+            dry_run(alone, _probes(hook_image), namespace=namespace) == {"probe": "", "pod": ""}
+        ),
+        "the install's policies in force",
+    )
+    server.kubectl("delete", "-f", "-", "--wait=false", stdin=listed)
+    # Uninstalled: nothing pins a hook any more, so a labelled VMI without one is admitted.
+    bare = realm_vmi("bare", hook_image, entries=False)
+    wait_until(
+        lambda: dry_run(alone, [bare], namespace=namespace)["bare"] == "", "the policies gone"
+    )
+    server.kubectl("create", "-f", "-", stdin=listed)
+    wait_until(
+        lambda: dry_run(alone, [bare], namespace=namespace)["bare"] != "",
+        "the reinstalled policies in force",
+    )
+    assert dry_run(alone, [*_probes(hook_image), bare], namespace=namespace) == {
+        "probe": "",
+        "pod": "",
+        "bare": denied(NEEDS_HOOK, HOOK_REFUSAL),
     }
 
 
@@ -634,6 +722,15 @@ def launcher_pod(
     }
 
 
+def second_sidecar(
+    pod_name: str, pod: dict[str, Any], *, name: str = "hook-sidecar-1"
+) -> dict[str, Any]:
+    """``pod`` renamed, with the owner's hook sidecar beside ours."""
+    pod["metadata"]["name"] = pod_name
+    pod["spec"]["containers"].append({"name": name, "image": "user/strip:1", "args": ["-v"]})
+    return pod
+
+
 def test_launcher_pod_needs_our_container_with_the_pinned_image(
     alone: Installed, namespace: str, hook_image: str
 ) -> None:
@@ -650,9 +747,18 @@ def test_launcher_pod_needs_our_container_with_the_pinned_image(
         launcher_pod("not-hook", hook_image, args=["sh"]),
         launcher_pod("other-name", hook_image, container="helper"),
         plain,
+        # Issue 21: a second hook sidecar beside ours; beside the plugin container it is fine.
+        second_sidecar("two-sidecars", launcher_pod("x", hook_image)),
+        second_sidecar(
+            "plugin-and-sidecar",
+            launcher_pod("x", hook_image, container="kubevirt-cca-plugin"),
+            name="hook-sidecar-0",
+        ),
     ]
     refused = denied(LAUNCHER_POD, POD_REFUSAL)
     assert dry_run(alone, objects, namespace=namespace) == {
+        "two-sidecars": denied(LAUNCHER_POD, SECOND_SIDECAR_REFUSAL),
+        "plugin-and-sidecar": "",
         "sidecar": "",
         "plugin": "",
         "sidecar-1": "",

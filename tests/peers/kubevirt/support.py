@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -173,6 +174,28 @@ def hook_process(socket_dir: Path, *args: str) -> Iterator[Path]:
         )
     try:
         wait_for_socket(socket_dir / "kubevirt-cca.sock", process, log)
+        yield log
+    finally:
+        stop(process)
+
+
+@contextmanager
+def strip_process(socket: Path, *more: Path) -> Iterator[Path]:
+    """The hostile sidecar of ``strip_sidecar.py`` serving ``socket`` (and ``more``); yields
+    its log file."""
+    log = socket.parent.parent / f"{socket.parent.name}.strip.log"
+    socket.parent.mkdir(parents=True, exist_ok=True)
+    sockets = [str(s) for s in (socket, *more)]
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.peers.kubevirt.strip_sidecar", *sockets],
+            cwd=ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        for path in (socket, *more):
+            wait_for_socket(path, process, log)
         yield log
     finally:
         stop(process)

@@ -28,13 +28,7 @@ from kubevirt_cca.core.admission.rules import (
     sidecars_field,
     spec_conflicts,
 )
-from kubevirt_cca.core.admission.sidecar import (
-    hook_entry,
-    looks_like_ours,
-    render_resolved,
-    render_sidecars,
-    rendered_hook_entry,
-)
+from kubevirt_cca.core.admission.sidecar import render_resolved, rendered_hook_entry
 from kubevirt_cca.core.placement import misplaced_keys
 from kubevirt_cca.core.request import CCARequest, Template, find_template, parse_template
 from kubevirt_cca.core.requirements import required_node_labels
@@ -168,20 +162,24 @@ def _annotation_changes(
 ) -> list[Change]:
     annotations = _get(obj, ("metadata", "annotations"))
     annotations = annotations if isinstance(annotations, Mapping) else {}
-    expected = hook_entry(cluster.settings, cluster.hook_image)
     wanted: dict[str, str] = {}
     replaced: list[PatchOperation] = []
     as_plugin = plugin_mode(cluster)
     # In plugin mode the Realm set-up is the container the pod webhook injects: no hook entry.
     expected_text = rendered_hook_entry(cluster.settings, cluster.hook_image)
-    if not as_plugin and not any(looks_like_ours(entry) for entry in entries):
-        value = render_sidecars([*entries, expected]) if entries else expected_text
+    # In sidecar mode a CCA VMI carries no sidecar but ours (rules.sidecar_conflicts refuses
+    # any other), so ``entries`` is either our entry already (reinvocation) or nothing: never
+    # append ours beside someone else's.
+    if not as_plugin and not entries:
         if HOOK_SIDECARS_ANNOTATION in annotations:
+            # Present but empty ("" or "[]").
             replaced.append(
-                patches.replace(("metadata", "annotations", HOOK_SIDECARS_ANNOTATION), value)
+                patches.replace(
+                    ("metadata", "annotations", HOOK_SIDECARS_ANNOTATION), expected_text
+                )
             )
         else:
-            wanted[HOOK_SIDECARS_ANNOTATION] = value
+            wanted[HOOK_SIDECARS_ANNOTATION] = expected_text
     if RESOLVED_ANNOTATION not in annotations:
         wanted[RESOLVED_ANNOTATION] = render_resolved(request, cluster.settings)
     if as_plugin and INTEGRATION_ANNOTATION not in annotations:

@@ -6,7 +6,7 @@ Each function returns violations (never raises) so admission can report all of t
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubevirt_cca.constants import (
@@ -21,6 +21,8 @@ from kubevirt_cca.constants import (
 from kubevirt_cca.core.admission.gates import ClusterView
 from kubevirt_cca.core.admission.modes import marker_conflicts, mode_violations, plugin_mode
 from kubevirt_cca.core.admission.sidecar import (
+    ONLY_OUR_SIDECAR,
+    describe_entries,
     hook_entry,
     looks_like_ours,
     parse_resolved,
@@ -140,29 +142,38 @@ def sidecar_conflicts(
     violations = list(parsed.violations)
     expected = hook_entry(cluster.settings, cluster.hook_image)
     ours = [entry for entry in parsed.entries if looks_like_ours(entry)]
-    if ours and plugin_mode(cluster):
-        violations.append(
-            Violation(
-                sidecars_field(template),
-                (
-                    'holds a kubevirt-cca hook entry (args starting with "hook"), but this '
-                    "cluster runs kubevirt-cca as a KubeVirt Plugin (integration mode plugin), "
-                    "which sets up the Realm from its own container; remove the entry"
-                ),
+    if plugin_mode(cluster):
+        # The Plugins path calls kubevirt-cca after every hook sidecar, so the user's own
+        # sidecars cannot undo the Realm there (docs/plugins.md); an entry of ours can only be
+        # a copy from a sidecar-mode cluster.
+        if ours:
+            violations.append(
+                Violation(
+                    sidecars_field(template),
+                    (
+                        'holds a kubevirt-cca hook entry (args starting with "hook"), but this '
+                        "cluster runs kubevirt-cca as a KubeVirt Plugin (integration mode "
+                        "plugin), which sets up the Realm from its own container; remove the entry"
+                    ),
+                )
             )
-        )
-    elif ours and ours != [expected]:
-        violations.append(
-            Violation(
-                sidecars_field(template),
-                (
-                    'holds a kubevirt-cca hook entry (args starting with "hook") that differs from '
-                    f"the one this cluster's configuration gives ({_compact(expected)}); remove "
-                    "it, "
-                    "kubevirt-cca adds its own"
-                ),
+    else:
+        foreign = [entry for entry in parsed.entries if not looks_like_ours(entry)]
+        if foreign:
+            violations.append(
+                Violation(sidecars_field(template), foreign_sidecars_message(foreign))
             )
-        )
+        if ours and ours != [expected]:
+            violations.append(
+                Violation(
+                    sidecars_field(template),
+                    (
+                        'holds a kubevirt-cca hook entry (args starting with "hook") that '
+                        "differs from the one this cluster's configuration gives "
+                        f"({_compact(expected)}); remove it, kubevirt-cca adds its own"
+                    ),
+                )
+            )
     resolved_raw = annotations.get(RESOLVED_ANNOTATION)
     if resolved_raw is not None and parse_resolved(resolved_raw) != resolved_record(
         request, cluster.settings
@@ -180,6 +191,23 @@ def sidecar_conflicts(
 
 def sidecars_field(template: Template) -> str:
     return template.path("metadata", f"annotations[{HOOK_SIDECARS_ANNOTATION}]")
+
+
+def foreign_sidecars_message(foreign: Sequence[Any]) -> str:
+    """Why a CCA VMI in sidecar mode may carry no hook sidecar but kubevirt-cca's."""
+    return (
+        f"holds {describe_entries(foreign)} that kubevirt-cca did not write; {ONLY_OUR_SIDECAR}. "
+        "Expected: no hooks.kubevirt.io/hookSidecars annotation (kubevirt-cca adds its own "
+        "entry); remove the other entries (docs/vm-owners.md)"
+    )
+
+
+def added_sidecars_message(added: Sequence[Any]) -> str:
+    """Why an UPDATE may not add a sidecar entry to an existing CCA VMI."""
+    return (
+        f"cannot gain hook sidecar entries on an existing CCA VMI, got {describe_entries(added)} "
+        f"more; {ONLY_OUR_SIDECAR}. Expected: the list as it was at creation"
+    )
 
 
 def _balloon_conflicts(template: Template) -> list[Violation]:

@@ -6,7 +6,9 @@ KubeVirt starts one sidecar container per entry of the annotation's JSON list. O
                                     "--virtio-iommu", "on"|"off"]}
 
 (the image's entrypoint is ``kubevirt-cca``). We recognise it by ``args[0] == "hook"`` and the
-configured image; every other entry is the user's and is kept as it was, in order.
+configured image. In sidecar mode it is the only entry a CCA VMI may have (issue 21: KubeVirt's
+hook manager calls sidecars in socket-discovery order and de-duplicates sockets by name, so any
+other sidecar could run after ours or shadow it); in plugin mode the user's entries are kept.
 """
 
 from __future__ import annotations
@@ -19,13 +21,22 @@ from kubevirt_cca.constants import HOOK_COMMAND, RESOLVED_ANNOTATION
 from kubevirt_cca.core.request import CCARequest
 from kubevirt_cca.core.settings import Settings
 from kubevirt_cca.core.sidecars import (
+    ONLY_OUR_SIDECAR,
     SIDECARS_FIELD,
     SidecarList,
+    describe_entries,
     looks_like_ours,
     parse_sidecars,
 )
 
-__all__ = ["SIDECARS_FIELD", "SidecarList", "looks_like_ours", "parse_sidecars"]
+__all__ = [
+    "ONLY_OUR_SIDECAR",
+    "SIDECARS_FIELD",
+    "SidecarList",
+    "describe_entries",
+    "looks_like_ours",
+    "parse_sidecars",
+]
 
 HookEntry = dict[str, Any]
 

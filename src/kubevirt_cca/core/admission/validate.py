@@ -2,9 +2,9 @@
 
 - A VMI being created must be exactly what mutation makes of it: a labelled VMI that would
   still be changed by mutation did not go through the mutating webhook, and is refused.
-- A VMI being updated keeps its CCA label, parameters, resolved record and hook entry; nothing
-  else is checked on update (KubeVirt updates running VMIs constantly, and turning a gate off
-  later must not wedge them).
+- A VMI being updated keeps its CCA label, parameters, resolved record and hook entry, and its
+  sidecar list gains no entry (issue 21); nothing else is checked on update (KubeVirt updates
+  running VMIs constantly, and turning a gate off later must not wedge them).
 - VM, VMI replica set and VM pool templates get the create-time checks when they are created
   or their template changes.
 - A migration of a CCA VMI is refused.
@@ -26,6 +26,7 @@ from kubevirt_cca.constants import (
 )
 from kubevirt_cca.core.admission.gates import ClusterView
 from kubevirt_cca.core.admission.mutate import check_template, plan_vmi
+from kubevirt_cca.core.admission.rules import added_sidecars_message
 from kubevirt_cca.core.admission.sidecar import looks_like_ours, parse_sidecars
 from kubevirt_cca.core.objects import metadata_of
 from kubevirt_cca.core.placement import key_fields, misplaced_keys
@@ -185,6 +186,16 @@ def _vmi_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[Violatio
                 "the hook sidecar is what makes it a Realm",
             )
         )
+    elif _member(old_meta, "labels", ENABLED_LABEL) is not None and (
+        added := _added_entries(old_meta, new_meta)
+    ):
+        # Issue 21: KubeVirt reads the list when it creates the launcher pod, which may be
+        # after this update; an entry added now would run beside ours.
+        violations.append(
+            Violation(
+                f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]", added_sidecars_message(added)
+            )
+        )
     # Nothing CCA-related changed: the VMI was judged when it was created. Re-judging it here
     # could only wedge KubeVirt's own updates of a running VMI.
     return violations
@@ -222,6 +233,25 @@ def _our_entries(metadata: Mapping[str, Any]) -> list[Any] | str:
         # Unreadable: compare the raw text, so any change to it counts as a change.
         return str(annotations.get(HOOK_SIDECARS_ANNOTATION))
     return [entry for entry in parsed.entries if looks_like_ours(entry)]
+
+
+def _added_entries(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Any]:
+    """Entries of ``new``'s sidecar list that ``old``'s does not have (counted, so a second copy
+    of an entry is added too). Only reached when our own entries are unchanged."""
+    before = _entries(old)
+    added: list[Any] = []
+    for entry in _entries(new):
+        if entry in before:
+            before.remove(entry)
+        else:
+            added.append(entry)
+    return added
+
+
+def _entries(metadata: Mapping[str, Any]) -> list[Any]:
+    annotations = metadata.get("annotations")
+    annotations = annotations if isinstance(annotations, Mapping) else {}
+    return list(parse_sidecars(annotations).entries)
 
 
 def _same_template(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:

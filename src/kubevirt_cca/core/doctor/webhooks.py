@@ -19,6 +19,7 @@ from kubevirt_cca.core.doctor.model import (
     unreadable,
 )
 from kubevirt_cca.core.doctor.webhook_fields import extra_webhooks, field_differences
+from kubevirt_cca.core.doctor.policies import pin_problems, re_render_fix
 from kubevirt_cca.core.install.names import (
     CA_INJECTION_ANNOTATION,
     FAILURE_POLICIES,
@@ -247,5 +248,24 @@ def check_admission_policies(snapshot: Snapshot, expected: Expected) -> Check:
             tuple(missing),
             fix="re-apply the install; the API server must be Kubernetes 1.30 or newer "
             "(ValidatingAdmissionPolicy v1)",
+        )
+    pins = pin_problems(snapshot)
+    if pins.refusing:
+        return Check(
+            name,
+            Status.FAIL,
+            "the policies pin another hook image or mode than kubevirt-cca-config: CCA VMIs "
+            "that the webhook admits are refused by the policies",
+            (*pins.refusing, *pins.weaker),
+            fix=re_render_fix(expected.options.namespace, snapshot),
+        )
+    if pins.weaker:
+        return Check(
+            name,
+            Status.WARN,
+            "the policies were rendered for another integration mode than kubevirt-cca-config "
+            "says: the backstop judges that mode",
+            pins.weaker,
+            fix=re_render_fix(expected.options.namespace, snapshot),
         )
     return Check(name, Status.OK, f"{len(required)} policies and bindings present")

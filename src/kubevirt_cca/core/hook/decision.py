@@ -27,7 +27,12 @@ from kubevirt_cca.core.request import CCARequest, parse_request
 from kubevirt_cca.core.requirements import missing_on_selector
 from kubevirt_cca.core.rewrite import rewrite_domain
 from kubevirt_cca.core.settings import Settings
-from kubevirt_cca.core.sidecars import looks_like_ours, parse_sidecars
+from kubevirt_cca.core.sidecars import (
+    ONLY_OUR_SIDECAR,
+    describe_entries,
+    looks_like_ours,
+    parse_sidecars,
+)
 from kubevirt_cca.errors import DomainError, HookError, RequestError
 
 VMI_KIND = "VirtualMachineInstance"
@@ -73,14 +78,22 @@ def read_request(vmi_json: bytes, *, who: str = _PREFIX) -> ReadVMI:
     return ReadVMI(vmi, ref, request)
 
 
-def define_domain(domain_xml: bytes, vmi_json: bytes, settings: Settings) -> DefinedDomain:
+def define_domain(
+    domain_xml: bytes, vmi_json: bytes, settings: Settings, *, as_sidecar: bool = True
+) -> DefinedDomain:
     """The libvirt domain to define for ``vmi_json``, which VMI it was and whether it became a
-    Realm; raises :class:`HookError` to refuse."""
+    Realm; raises :class:`HookError` to refuse.
+
+    ``as_sidecar``: called as a hook sidecar (``OnDefineDomain``), where a CCA VMI may list no
+    sidecar but ours; the Plugins path passes ``False`` (it runs after every sidecar).
+    """
     read = read_request(vmi_json)
     vmi, ref, request = read.vmi, read.ref, read.request
     if request is None:
         _refuse_stripped_label(vmi, ref)
         return DefinedDomain(domain_xml=domain_xml, vmi=ref, realm=False)
+    if as_sidecar:
+        _refuse_other_sidecars(vmi, ref)
     _check_node_requirements(vmi, request, settings, ref)
     try:
         rewritten = rewrite_domain(domain_xml, request, settings)
@@ -106,6 +119,28 @@ def _refuse_stripped_label(vmi: Mapping[str, Any], ref: str) -> None:
             "docs/security.md)",
             vmi=ref,
         )
+
+
+def _refuse_other_sidecars(vmi: Mapping[str, Any], ref: str) -> None:
+    """Defence in depth behind admission (issue 21): a CCA VMI whose hook sidecar list holds
+    anything but one entry of ours. KubeVirt starts one sidecar per entry, so with a single
+    entry that entry is this process; with more, another sidecar may be called after this one
+    (and strip the Realm) or instead of it, and this call may be the only chance to say no."""
+    parsed = parse_sidecars(annotations_of(vmi))
+    if parsed.violations:
+        problem = f"it cannot be read ({parsed.violations[0].message})"
+    else:
+        others = [e for e in parsed.entries if not looks_like_ours(e)]
+        if not others and len(parsed.entries) <= 1:
+            return
+        others = others or list(parsed.entries[1:])
+        problem = f"it lists {describe_entries(others)} besides kubevirt-cca's"
+    raise HookError(
+        f"{_PREFIX}: refusing to define the domain of VMI {ref}: it asks for an Arm CCA Realm, "
+        f"but {HOOK_SIDECARS_ANNOTATION}: {problem}; {ONLY_OUR_SIDECAR}, so it is not "
+        "started. Remove the other entries and recreate the VMI (see docs/security.md)",
+        vmi=ref,
+    )
 
 
 def _check_node_requirements(

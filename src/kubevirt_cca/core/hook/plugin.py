@@ -72,7 +72,8 @@ def mutate_domain(call: MutateCall, settings: Settings) -> DefinedDomain:
         ) from exc
     if call.domain_type != LIBVIRT_DOMAIN:
         return _foreign_domain(call)
-    return define_domain(call.domain, call.vmi, settings)
+    # The Plugins path runs after every hook sidecar: the owner's own sidecars cannot undo it.
+    return define_domain(call.domain, call.vmi, settings, as_sidecar=False)
 
 
 def _foreign_domain(call: MutateCall) -> DefinedDomain:

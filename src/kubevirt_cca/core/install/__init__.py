@@ -4,7 +4,8 @@ put into a cluster, built from one set of options.
 ``deploy/`` is generated from this package (``kubevirt-cca manifests --write-kustomize deploy``),
 and a test renders it with ``kubectl kustomize`` and compares it with :func:`install_objects`, so
 the two cannot drift. The admission policies in ``deploy/policies/`` are hand-written YAML owned
-by the admission code; they come in as ``policies`` (already parsed), so this module stays pure.
+by the admission code; they come in as ``policies`` (already parsed), so this module stays pure,
+and get the install's hook image and integration mode rendered in (``policy_values.py``).
 
 Layout of the objects, by file (the keys of :func:`install_files`)::
 
@@ -44,6 +45,7 @@ from kubevirt_cca.core.install.names import (
     InstallOptions,
     Manifest,
 )
+from kubevirt_cca.core.install.policy_values import render_policy
 from kubevirt_cca.core.install.rbac import certs_rbac, doctor_rbac, webhook_rbac
 from kubevirt_cca.core.install.webhook import (
     certificate_config_map,
@@ -98,7 +100,7 @@ def install_files(
     files["doctor/rbac.yaml"] = doctor_rbac(options)
     for name in sorted(policies or {}):
         files[f"{POLICIES_DIR}/{name}"] = [
-            _in_namespace(obj, options) for obj in (policies or {})[name]
+            render_policy(obj, options) for obj in (policies or {})[name]
         ]
     # Last: once these exist, the API server calls the webhook for every CCA VMI.
     files["webhook/webhook-configurations.yaml"] = webhook_configurations(options)
@@ -110,16 +112,6 @@ def install_objects(
 ) -> list[Manifest]:
     """Every install object, in the order ``kubectl apply`` should see them."""
     return [obj for objects in install_files(options, policies).values() for obj in objects]
-
-
-def _in_namespace(obj: Mapping[str, Any], options: InstallOptions) -> Manifest:
-    """A policy object as installed: a binding's parameter (kubevirt-cca-config) is looked up
-    in the install namespace."""
-    out = dict(obj)
-    spec = out.get("spec")
-    if isinstance(spec, Mapping) and isinstance(spec.get("paramRef"), Mapping):
-        out["spec"] = {**spec, "paramRef": {**spec["paramRef"], "namespace": options.namespace}}
-    return out
 
 
 def object_key(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:

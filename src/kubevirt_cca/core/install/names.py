@@ -8,6 +8,7 @@ from typing import Any, Final, Literal
 
 from kubevirt_cca import __version__
 from kubevirt_cca.constants import DEFAULT_HOOK_IMAGE, INSTALL_NAMESPACE
+from kubevirt_cca.core.integration import IntegrationMode, parse_mode
 from kubevirt_cca.errors import SettingsError
 
 Manifest = dict[str, Any]
@@ -127,8 +128,11 @@ class InstallOptions:
     kubevirt_namespace: str = KUBEVIRT_NAMESPACE
     virt_launcher_image: str = DEFAULT_VIRT_LAUNCHER_IMAGE
     certificates: CertificateMode = CERT_MANAGER
+    integration_mode: IntegrationMode = IntegrationMode.AUTO
+    """``integrationMode`` of kubevirt-cca-config, also rendered into the admission policies."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "integration_mode", parse_mode(self.integration_mode))
         for field, value in (
             ("namespace", self.namespace),
             ("kubevirt-namespace", self.kubevirt_namespace),

@@ -42,7 +42,7 @@ from kubevirt_cca.core.install.names import (
     metadata,
     selector,
 )
-from kubevirt_cca.core.integration import INTEGRATION_MODE_KEY, IntegrationMode
+from kubevirt_cca.core.integration import INTEGRATION_MODE_KEY
 from kubevirt_cca.core.settings import HOOK_IMAGE_KEY, Settings
 
 WEBHOOK_TIMEOUT_SECONDS = 10
@@ -63,7 +63,7 @@ def config_map(options: InstallOptions) -> Manifest:
     """kubevirt-cca-config with every default spelled out, so an admin sees what to change."""
     data = Settings().to_json()
     data[HOOK_IMAGE_KEY] = options.image
-    data[INTEGRATION_MODE_KEY] = IntegrationMode.AUTO.value  # docs/plugins.md
+    data[INTEGRATION_MODE_KEY] = options.integration_mode.value  # docs/plugins.md
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
