@@ -18,8 +18,8 @@ from kubevirt_cca.core.doctor.model import (
     strings,
     unreadable,
 )
-from kubevirt_cca.core.doctor.webhook_fields import extra_webhooks, field_differences
 from kubevirt_cca.core.doctor.policies import pin_problems, re_render_fix
+from kubevirt_cca.core.doctor.webhook_fields import extra_webhooks, field_differences
 from kubevirt_cca.core.install.names import (
     CA_INJECTION_ANNOTATION,
     FAILURE_POLICIES,
