@@ -16,7 +16,8 @@ import pytest
 
 from kubevirt_cca.core.doctor import Expected, Read, Status
 from kubevirt_cca.core.doctor.webhooks import check_webhook_configurations
-from kubevirt_cca.core.install import InstallOptions
+from kubevirt_cca.adapters.install_files import load_policies
+from kubevirt_cca.core.install import InstallOptions, install_objects
 from kubevirt_cca.core.install.webhook import webhook_configurations
 from tests.doctor.cluster import empty_snapshot
 
@@ -251,7 +252,13 @@ def test_the_certificate_identitys_policies_are_expected_only_when_self_signed()
         "kubevirt-cca-certs-ca-bundle-only",
         "kubevirt-cca-certs-secret-name",
     }
-    present = {key: Read(value={}) for key in expected.policies}
+    # the policies as the install renders them (the rendered hook image and mode are checked
+    # against the ConfigMap's, which is absent here: the defaults)
+    rendered = {
+        (str(obj["kind"]), str(obj["metadata"]["name"])): obj
+        for obj in install_objects(expected.options, load_policies())
+    }
+    present = {key: Read(value=rendered[key]) for key in expected.policies}
     configs = stored()
     annotated = dataclasses.replace(
         empty_snapshot(
