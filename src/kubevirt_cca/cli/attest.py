@@ -27,7 +27,7 @@ from kubevirt_cca.core.attestation.verify import (
     challenge_for_nonce,
     verify_token,
 )
-from kubevirt_cca.core.request import parse_request
+from kubevirt_cca.core.request import hex_hint, parse_request
 from kubevirt_cca.errors import (
     AttestationError,
     CollectionError,
@@ -346,7 +346,7 @@ def _expected_rpv(args: argparse.Namespace) -> tuple[bytes, str]:
     if len(raw) != PERSONALIZATION_VALUE_BYTES:
         raise AttestationError(
             f"--expected-rpv decodes to {len(raw)} bytes; expected exactly "
-            f"{PERSONALIZATION_VALUE_BYTES}"
+            f"{PERSONALIZATION_VALUE_BYTES}{hex_hint(text)}"
         )
     return raw, "--expected-rpv"
 
