@@ -249,7 +249,8 @@ def _parse_annotation(raw: str, path: str, violations: list[Violation]) -> CCARe
         )
         return None
     except NotJSONValue as exc:
-        violations.append(Violation(path, f"holds a value JSON cannot carry: {exc.reason}"))
+        inner = exc.path if exc.path.startswith("[") else f".{exc.path}"
+        violations.append(Violation(f"{path}{inner}" if exc.path else path, exc.problem))
         return None
     except UnreadableJSON as exc:
         violations.append(
