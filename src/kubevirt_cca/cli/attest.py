@@ -27,6 +27,7 @@ from kubevirt_cca.core.attestation.verify import (
     challenge_for_nonce,
     verify_token,
 )
+from kubevirt_cca.core.jsontext import NotJSONValue, UnreadableJSON, loads
 from kubevirt_cca.core.request import hex_hint, parse_request
 from kubevirt_cca.errors import (
     AttestationError,
@@ -302,8 +303,10 @@ def _load_token(path: str) -> CCAToken:
 def _load_reference(path: str) -> tuple[bytes, str]:
     raw = _read_bytes(path, "--reference")
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        data = loads(raw)
+    except NotJSONValue as exc:
+        raise AttestationError(f"--reference {path}: {exc.reason}") from exc
+    except UnreadableJSON as exc:
         raise AttestationError(
             f"--reference {path}: not JSON; give the output of 'attest reference --output json'"
         ) from exc
