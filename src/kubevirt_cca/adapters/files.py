@@ -1,10 +1,11 @@
 """Read manifests, XML and other files that a person names on the command line.
 
 Every source is read to at most a bound, whatever it is: a regular file, standard input (``-``),
-a FIFO or a character device (``/dev/zero`` never ends). Manifests are read the way kubectl
-reads them: a key given twice in one YAML mapping (or a member twice in a JSON object) is
-refused, not taken last-wins, and so is a number JSON cannot carry (``.nan``, ``.inf``, an
-integer too long to read; :mod:`kubevirt_cca.core.jsontext`).
+a FIFO or a character device (``/dev/zero`` never ends). A key given twice in one YAML mapping
+(or a member twice in a JSON object) is refused, not taken last-wins as kubectl 1.32 takes it
+(a second ``metadata:`` without the label would be a plain VM), and so is a number JSON cannot
+carry (``.nan`` and ``.inf``, which kubectl refuses too, or an integer too long to read;
+:mod:`kubevirt_cca.core.jsontext`).
 """
 
 from __future__ import annotations
@@ -129,8 +130,8 @@ def parse_documents(text: str, *, source: str) -> list[Any]:
             raise ManifestError(f"{source}: {exc.reason}") from exc
         except DuplicateMember as exc:
             raise ManifestError(
-                f"{source}: not valid JSON: {exc.reason}; kubectl refuses a duplicate field "
-                "too, give each field once"
+                f"{source}: not valid JSON: {exc.reason}; give each field once (kubectl "
+                "keeps only the last one, without a word)"
             ) from exc
         except UnreadableJSON as exc:
             where = f" (line {exc.line})" if exc.line else ""
@@ -154,9 +155,10 @@ def parse_documents(text: str, *, source: str) -> list[Any]:
 
 
 class _ManifestLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading as kubectl does: a key given twice in one mapping is an
-    error (kubectl: ``mapping key "x" already defined at line N``), and an integer too long
-    to read stands in as a marker that :func:`check_values` refuses with its field."""
+    """PyYAML's safe loader, stricter than kubectl: a key given twice in one mapping is an
+    error (in the words of the YAML reader older kubectl versions used: ``mapping key "x"
+    already defined at line N``), and an integer too long to read stands in as a marker that
+    :func:`check_values` refuses with its field."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         first: dict[tuple[str, Any], int] = {}
@@ -173,7 +175,8 @@ class _ManifestLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(
                     None,
                     None,
-                    f'mapping key "{key}" already defined at line {seen}',
+                    f'mapping key "{key}" already defined at line {seen}; give each key '
+                    "once (kubectl keeps only the last one, without a word)",
                     key_node.start_mark,
                 )
         return super().construct_mapping(node, deep=deep)
