@@ -75,6 +75,10 @@ def test_a_long_integer_is_refused_at_its_path(
 
 def test_the_longest_integer_is_read() -> None:
     assert loads("9" * MAX_INT_DIGITS) == int("9" * MAX_INT_DIGITS)
+    assert loads("[-" + "9" * MAX_INT_DIGITS + "]") == [-int("9" * MAX_INT_DIGITS)]
+    assert loads('{"a": ' + "1" * MAX_INT_DIGITS + "}", unique_members=True) == {
+        "a": int("1" * MAX_INT_DIGITS)
+    }
 
 
 @pytest.mark.parametrize(

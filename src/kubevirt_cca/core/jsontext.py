@@ -91,46 +91,49 @@ def checked_int(value: int) -> int | LongInteger:
         return LongInteger(0)
 
 
+class _NotPlain(Exception):
+    """Raised by the fast decoder's hooks: the text holds a number JSON cannot carry."""
+
+
+def _plain_int(text: str) -> int:
+    value = read_int(text)
+    if isinstance(value, LongInteger):
+        raise _NotPlain
+    return value
+
+
+def _plain_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotPlain
+    return value
+
+
+def _not_plain(_name: str) -> float:
+    raise _NotPlain
+
+
 def loads(text: str | bytes, *, unique_members: bool = False) -> Any:
     """The value of a JSON text; :class:`UnreadableJSON` when it is not JSON.
 
     With ``unique_members`` an object that gives a member twice is refused
     (:class:`DuplicateMember`); otherwise the last one counts, as in Python's ``json``.
     """
-    odd: list[bool] = []
-
-    def parse_int(digits: str) -> int | LongInteger:
-        value = read_int(digits)
-        if isinstance(value, LongInteger):
-            odd.append(True)
-        return value
-
-    def parse_float(digits: str) -> float:
-        value = float(digits)
-        if not math.isfinite(value):
-            odd.append(True)
-        return value
-
-    def parse_constant(name: str) -> float:
-        odd.append(True)
-        return float(name)
-
+    fast, marked = (_FAST_UNIQUE, _MARKED_UNIQUE) if unique_members else (_FAST, _MARKED)
     try:
-        value = json.loads(
-            text,
-            parse_int=parse_int,
-            parse_float=parse_float,
-            parse_constant=parse_constant,
-            object_pairs_hook=_unique if unique_members else None,
-        )
+        if isinstance(text, bytes | bytearray):
+            text = text.decode(json.detect_encoding(text), "surrogatepass")
+        try:
+            return fast.decode(text)
+        except _NotPlain:
+            value = marked.decode(text)
     except json.JSONDecodeError as exc:
         raise UnreadableJSON(exc.msg, line=exc.lineno, column=exc.colno) from None
     except UnicodeDecodeError:
         raise UnreadableJSON("not UTF-8 text") from None
     except RecursionError:
         raise NestedTooDeeply from None
-    if odd:
-        check_values(value)
+    check_values(value)  # the fast reading met a number JSON cannot carry: name its field
     return value
 
 
@@ -141,6 +144,21 @@ def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise DuplicateMember(name)
         seen[name] = value
     return seen
+
+
+# Built once (json.loads builds a decoder per call when given hooks). The fast decoders refuse
+# at the first odd number; only then is the text read again with markers, to name its field.
+_FAST = json.JSONDecoder(parse_int=_plain_int, parse_float=_plain_float, parse_constant=_not_plain)
+_FAST_UNIQUE = json.JSONDecoder(
+    parse_int=_plain_int,
+    parse_float=_plain_float,
+    parse_constant=_not_plain,
+    object_pairs_hook=_unique,
+)
+_MARKED = json.JSONDecoder(parse_int=read_int, parse_constant=float)
+_MARKED_UNIQUE = json.JSONDecoder(
+    parse_int=read_int, parse_constant=float, object_pairs_hook=_unique
+)
 
 
 def check_values(value: Any) -> None:
