@@ -152,9 +152,10 @@ class ProtocolLog:
 
 def _bad_request_line(args: tuple[Any, ...], exc: HttpProcessingError) -> tuple[Any, ...]:
     peer = args[0] if args and isinstance(args[0], str) else "unknown"
-    problem = " ".join(str(exc.message).split())
-    if len(problem) > 200:
-        problem = problem[:197] + "..."
+    # aiohttp's message is the reason, a blank line, then the bytes around the error: only the
+    # reason is logged (the bytes may be another request's body, which is never logged).
+    reason = str(exc.message).split("\n\n", 1)[0]
+    problem = " ".join(reason.split()).rstrip(":")[:200]
     return ("https bad request peer=%s status=%d problem=%r", peer, exc.code, problem)
 
 
@@ -277,7 +278,7 @@ class _Counted(asyncio.Protocol):
         self._made = True
         early, self._early = self._early, []
         for data in early:
-            self._inner.data_received(data)
+            _feed(self._inner, data)
         if self._early_eof:
             self._inner.eof_received()
 
@@ -288,7 +289,7 @@ class _Counted(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._made:
-            self._inner.data_received(data)
+            _feed(self._inner, data)
         else:
             self._early.append(data)
 
@@ -305,6 +306,31 @@ class _Counted(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self._made:
             self._inner.resume_writing()
+
+
+# At most this many pieces per delivery: the split costs a call into aiohttp's parser each, and
+# a body full of blank lines must not multiply that cost.
+MAX_PIECES = 16
+_HEAD_END = b"\r\n\r\n"
+
+
+def _feed(inner: asyncio.Protocol, data: bytes) -> None:
+    """Hand ``data`` to aiohttp cut after each end of a request head (up to MAX_PIECES).
+
+    aiohttp's parser drops every request it read from one delivery when a later one in it is
+    malformed, and answers only the 400: with pipelining the client would take that 400 for
+    its first request's answer. Cut this way each delivery holds at most one head, so requests
+    before a malformed one are queued, and answered, before it fails. (Any cut is one TCP
+    could have made, which the parser handles anyway.)
+    """
+    start = 0
+    for _ in range(MAX_PIECES - 1):
+        end = data.find(_HEAD_END, start)
+        if end < 0 or end + len(_HEAD_END) >= len(data):
+            break
+        inner.data_received(data[start : end + len(_HEAD_END)])
+        start = end + len(_HEAD_END)
+    inner.data_received(data[start:] if start else data)
 
 
 _TASKS: set[asyncio.Task[None]] = set()  # handshakes in flight (a task needs a reference)
