@@ -149,6 +149,12 @@ class ProtocolLog:
 
     error = exception
 
+    def warning(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self._log.warning(msg, *args, **kwargs)
+
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self._log.info(msg, *args, **kwargs)
+
 
 def _bad_request_line(args: tuple[Any, ...], exc: HttpProcessingError) -> tuple[Any, ...]:
     peer = args[0] if args and isinstance(args[0], str) else "unknown"
