@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,25 @@ def test_reference_refuses_a_hostile_profile(
         "attest", "reference", "--profile", str(profile), *launch_inputs, "--output", output
     )
     assert_unusable(done, f"--profile {profile}: ", words)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["show", "-"], "token standard input: larger than 65536 bytes"),
+        (["show", "/dev/zero"], "token /dev/zero: larger than 65536 bytes"),
+    ],
+)
+def test_endless_inputs_are_read_to_their_bound(args: list[str], words: str) -> None:
+    """Issue 21 item 8 for attest: standard input and devices too."""
+    with open("/dev/zero", "rb") as endless:
+        done = subprocess.run(
+            [sys.executable, "-m", "kubevirt_cca", "attest", *args],
+            stdin=endless,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+    assert_unusable(done, words)
