@@ -188,3 +188,13 @@ def test_endless_inputs_are_read_to_their_bound(args: list[str], words: str) -> 
             check=False,
         )
     assert_unusable(done, words)
+
+
+def test_reference_refuses_a_memory_no_quantity_can_say(
+    launch_inputs: list[str], tmp_path: Path
+) -> None:
+    profile = tmp_path / "host.yaml"
+    profile.write_text(PROFILE)
+    inputs = [*launch_inputs[:-1], "9" * 400 + "Gi"]
+    done = kubevirt_cca("attest", "reference", "--profile", str(profile), *inputs)
+    assert_unusable(done, "--memory: '9999", "is more memory than a quantity can say (at most 8Ei)")

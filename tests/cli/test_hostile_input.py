@@ -254,3 +254,16 @@ def test_a_hex_personalization_value_says_so_with_its_base64(tmp_path: Path) -> 
     fixed = vmi.replace(raw.hex(), base64.b64encode(raw).decode())
     path.write_text(fixed)
     assert kubevirt_cca("validate", str(path)).returncode == 0
+
+
+# --- numbers too large for what they stand for -------------------------------------------------
+
+
+def test_render_refuses_a_memory_no_quantity_can_say(tmp_path: Path) -> None:
+    """A 400-digit quantity is an infinity as a float: int() of it was a traceback."""
+    path = tmp_path / "vmi.yaml"
+    path.write_text(EXAMPLE.replace("guest: 1Gi", 'guest: "' + "9" * 400 + 'Gi"'))
+    done = kubevirt_cca("render", str(path))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().endswith("is more memory than a quantity can say (at most 8Ei)")
+    assert "spec.domain.memory.guest: '99999" in done.stderr
