@@ -6,6 +6,7 @@
     ├── DomainError              a domain XML cannot be made into a Realm
     ├── CapabilitiesError        libvirt domain capabilities cannot be read
     ├── ManifestError            a manifest file cannot be read as one Kubernetes object
+    │   └── InputTooLarge        a file or standard input is larger than the bound it is read to
     ├── KubernetesAPIError       a Kubernetes API request failed (``status``: HTTP status or None)
     │   ├── KubernetesConflict   409: the object changed since it was read (read and decide again)
     │   ├── KubernetesInvalid    422 with field causes: the API server found the object invalid
@@ -67,6 +68,10 @@ class CapabilitiesError(CCAError):
 
 class ManifestError(CCAError):
     """A manifest file is not one readable Kubernetes object."""
+
+
+class InputTooLarge(ManifestError):
+    """A file, FIFO, device or standard input holds more than the bound it is read to."""
 
 
 class KubernetesAPIError(CCAError):

@@ -110,27 +110,31 @@ def test_bad_parameters_list_every_field(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("content", "fragment"),
+    ("content", "fragment", "code"),
     [
-        ("a: [unclosed", "not valid YAML"),
-        ("{bad json", "not valid JSON"),
-        ("- just\n- a list\n", "is not a Kubernetes object"),
-        ("kind: A\n---\nkind: B\n", "holds 2 objects"),
-        ("kind: Pod\nmetadata: {}\n", "kind: kubevirt-cca reads"),
+        # An unreadable file is unusable input (2); a readable object of the wrong kind is
+        # refused (1).
+        ("a: [unclosed", "not valid YAML", 2),
+        ("{bad json", "not valid JSON", 2),
+        ("- just\n- a list\n", "is not a Kubernetes object", 2),
+        ("kind: A\n---\nkind: B\n", "holds 2 objects", 2),
+        ("kind: Pod\nmetadata: {}\n", "kind: kubevirt-cca reads", 1),
     ],
 )
-def test_bad_files_are_one_line_errors(tmp_path: Path, content: str, fragment: str) -> None:
+def test_bad_files_are_one_line_errors(
+    tmp_path: Path, content: str, fragment: str, code: int
+) -> None:
     path = tmp_path / "m.yaml"
     path.write_text(content)
     done = kubevirt_cca("render", str(path))
-    assert done.returncode == 1
+    assert done.returncode == code
     assert fragment in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_missing_file() -> None:
     done = kubevirt_cca("render", "no/such/file.yaml")
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert done.stderr.strip() == "kubevirt-cca render: error: no/such/file.yaml: no such file"
 
 

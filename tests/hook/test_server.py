@@ -393,6 +393,27 @@ FAIL_CLOSED: dict[str, tuple[Any, Any, grpc.StatusCode, tuple[str, ...]]] = {
         INVALID,
         ("metadata.annotations[cca.kubevirt.io/resolved]", "on CCA VMIs only"),
     ),
+    # issue 21 item 7: numbers JSON cannot carry (Python's int/str limit is 4,300 digits)
+    "vmi-long-integer": (
+        lambda: domain(ARM64),
+        lambda: as_json(cca_vmi()).replace(
+            b'"spec": {', b'"spec": {"n": ' + b"9" * 5000 + b", ", 1
+        ),
+        INVALID,
+        ("cannot read the VMI", "spec.n: an integer of 5000 digits is too long to read"),
+    ),
+    "vmi-nan": (
+        lambda: domain(ARM64),
+        lambda: as_json(cca_vmi()).replace(b'"spec": {', b'"spec": {"n": [NaN], ', 1),
+        INVALID,
+        ("cannot read the VMI", "spec.n[0]: NaN is not a number JSON can hold"),
+    ),
+    "parameters-long-integer": (
+        lambda: domain(ARM64),
+        lambda: cca_vmi('{"measurementLog": ' + "1" * 4301 + "}"),
+        INVALID,
+        (f"{ANNOTATION_PATH}.measurementLog: an integer of 4301 digits is too long to read",),
+    ),
     "vmi-of-another-kind": (
         lambda: domain(ARM64),
         lambda: as_json(cca_vmi() | {"kind": "VirtualMachine"}),
@@ -414,12 +435,17 @@ FAIL_CLOSED: dict[str, tuple[Any, Any, grpc.StatusCode, tuple[str, ...]]] = {
 
 
 @pytest.mark.parametrize("case", list(FAIL_CLOSED))
-def test_fail_closed(start_hook: StartHook, launcher: Launcher, case: str) -> None:
+def test_fail_closed(
+    start_hook: StartHook, launcher: Launcher, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
     make_domain, make_vmi, code, phrases = FAIL_CLOSED[case]
     start_hook()
     launcher.collect()
+    caplog.set_level("INFO", logger="kubevirt_cca")
     with pytest.raises(grpc.RpcError) as caught:
         launcher.on_define_domain(make_domain(), make_vmi())
+    # A refusal is one log line, never a traceback (issue 21 item 7: it was 30 lines).
+    assert not [r for r in caplog.records if r.exc_info], "a refusal logged a traceback"
     assert caught.value.code() == code
     message = details(caught.value)
     assert message.startswith("kubevirt-cca hook: refusing to define the domain")

@@ -99,8 +99,13 @@ def test_fuzz_raw_bodies(webhook: Webhook, body: bytes) -> None:
         assert "internal error" not in json.dumps(answer)
 
 
+# JSON values: no NaN or infinities (not JSON; a body with one is a 400, tested below).
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
     ),
@@ -286,3 +291,76 @@ def test_request_values_cannot_forge_log_lines(
     assert "\n" not in line and "\r" not in line
     assert 'name="x\\nadmission endpoint=mutate-vmi uid=forged verdict=allowed"' in line
     assert 'namespace="ns\\r\\nfake=1"' in line and 'uid="u\\nverdict=allowed"' in line
+
+
+# --- issue 21 item 7: numbers JSON cannot carry ---------------------------------------------------
+
+LONG = b"9" * 5000  # Python converts at most 4,300 digits between int and str
+
+
+def _with_spec_member(value: bytes) -> bytes:
+    """A review of a labelled VMI whose spec gets a member ``n`` with the raw JSON ``value``."""
+    body = json.dumps(review(labelled(VMI))).encode()
+    return body.replace(b'"spec": {', b'"spec": {"n": ' + value + b", ", 1)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (LONG, "request.object.spec.n: an integer of 5000 digits is too long to read"),
+        (b"-" + LONG, "request.object.spec.n: an integer of 5000 digits is too long to read"),
+        (b"[1, NaN]", "request.object.spec.n[1]: NaN is not a number JSON can hold"),
+        (b"Infinity", "request.object.spec.n: +Inf is not a number JSON can hold"),
+        (b"-1e400", "request.object.spec.n: -Inf is not a number JSON can hold"),
+    ],
+)
+def test_a_number_json_cannot_carry_is_a_400_naming_the_field(
+    webhook: Webhook, caplog: pytest.LogCaptureFixture, endpoint: str, value: bytes, words: str
+) -> None:
+    caplog.set_level("INFO", logger="kubevirt_cca")
+    assert_bad_request(*webhook.post(endpoint, _with_spec_member(value)), words)
+    assert not [r for r in caplog.records if r.exc_info], "a bad body logged a traceback"
+
+
+@pytest.mark.parametrize(
+    ("annotation", "words"),
+    [
+        (
+            '{"measurementAlgo": "sha256", "x": ' + "7" * 4301 + "}",
+            ".x: an integer of 4301 digits is too long to read",
+        ),
+        ('{"measurementLog": NaN}', ".measurementLog: NaN is not a number JSON can hold"),
+    ],
+)
+def test_a_number_json_cannot_carry_in_the_parameters_is_a_refusal(
+    webhook: Webhook, caplog: pytest.LogCaptureFixture, annotation: str, words: str
+) -> None:
+    caplog.set_level("INFO", logger="kubevirt_cca")
+    vmi = labelled(VMI)
+    vmi["metadata"] = {**vmi["metadata"], "annotations": {LAUNCH_SECURITY_ANNOTATION: annotation}}
+    for endpoint in ("/mutate-vmi", "/validate-vmi"):
+        status, answer = webhook.post(endpoint, review(vmi))
+        assert status == 200
+        response = answer["response"]
+        assert response["allowed"] is False and response["status"]["code"] != 500
+        message = response["status"]["message"]
+        assert f"metadata.annotations[{LAUNCH_SECURITY_ANNOTATION}]{words}" in message
+        assert "internal error" not in message
+    assert not [r for r in caplog.records if r.exc_info], "a refusal logged a traceback"
+
+
+def test_a_long_integer_in_the_hook_sidecars_is_no_internal_error(webhook: Webhook) -> None:
+    vmi = labelled(VMI)
+    sidecars = '[{"image": "x", "n": ' + "5" * 5000 + "}]"
+    vmi["metadata"] = {
+        **vmi["metadata"],
+        "annotations": {"hooks.kubevirt.io/hookSidecars": sidecars},
+    }
+    for endpoint in ("/mutate-vmi", "/validate-vmi"):
+        status, answer = webhook.post(endpoint, review(vmi))
+        assert status == 200
+        response = answer["response"]
+        assert response["allowed"] is False, response
+        assert "internal error" not in response["status"]["message"]
+        assert "hooks.kubevirt.io/hookSidecars" in response["status"]["message"]

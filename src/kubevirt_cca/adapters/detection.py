@@ -20,7 +20,7 @@ from kubevirt_cca.core.capabilities import (
     parse_domcapabilities,
 )
 from kubevirt_cca.core.honoured import RmeGuest, parse_rme_guest_help
-from kubevirt_cca.errors import CapabilitiesError, ManifestError
+from kubevirt_cca.errors import CapabilitiesError, InputTooLarge, ManifestError
 
 
 def detect(
@@ -32,6 +32,9 @@ def detect(
     stop: threading.Event | None = None,
 ) -> DetectionReport:
     """Read libvirt's answer (file or command) and probe the host; never raises for a "no".
+
+    A named file larger than the bound files are read to is not a "no" but unusable input:
+    :class:`InputTooLarge` (``detect`` exits 2).
 
     ``domcaps_file`` wins over ``domcaps_command`` (a shell-quoted command line, split with
     :func:`shlex.split`, never run through a shell). When neither yields domain capabilities the
@@ -48,6 +51,8 @@ def detect(
         else:
             xml = run_domcapabilities(shlex.split(domcaps_command), stop=stop)
         domcaps = parse_domcapabilities(xml)
+    except InputTooLarge:
+        raise
     except (CapabilitiesError, ManifestError) as exc:
         error = str(exc)
     rme_guest: RmeGuest | None = None
@@ -55,6 +60,8 @@ def detect(
     if rme_guest_file is not None:
         try:
             rme_guest = parse_rme_guest_help(read_text(rme_guest_file))
+        except InputTooLarge:
+            raise
         except ManifestError as exc:
             rme_guest_error = str(exc)
     return build_report(

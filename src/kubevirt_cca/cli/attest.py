@@ -27,7 +27,8 @@ from kubevirt_cca.core.attestation.verify import (
     challenge_for_nonce,
     verify_token,
 )
-from kubevirt_cca.core.request import parse_request
+from kubevirt_cca.core.jsontext import NotJSONValue, UnreadableJSON, loads
+from kubevirt_cca.core.request import hex_hint, parse_request
 from kubevirt_cca.errors import (
     AttestationError,
     CollectionError,
@@ -305,8 +306,10 @@ def _load_token(path: str) -> CCAToken:
 def _load_reference(path: str) -> tuple[bytes, str]:
     raw = _read_bytes(path, "--reference")
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        data = loads(raw)
+    except NotJSONValue as exc:
+        raise AttestationError(f"--reference {path}: {exc.reason}") from exc
+    except UnreadableJSON as exc:
         raise AttestationError(
             f"--reference {path}: not JSON; give the output of 'attest reference --output json'"
         ) from exc
@@ -351,7 +354,7 @@ def _expected_rpv(args: argparse.Namespace) -> tuple[bytes, str, str | None]:
     if len(raw) != PERSONALIZATION_VALUE_BYTES:
         raise AttestationError(
             f"--expected-rpv decodes to {len(raw)} bytes; expected exactly "
-            f"{PERSONALIZATION_VALUE_BYTES}"
+            f"{PERSONALIZATION_VALUE_BYTES}{hex_hint(text)}"
         )
     return raw, "--expected-rpv", None
 

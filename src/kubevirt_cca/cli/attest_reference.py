@@ -9,9 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from kubevirt_cca.adapters.files import read_bytes
+from kubevirt_cca.adapters.files import parse_documents, read_bytes
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.core.attestation.profile import HostProfile, parse_profile
 from kubevirt_cca.core.attestation.reference import (
@@ -170,11 +168,16 @@ def format_reference(
 def _load_profile(path: str) -> HostProfile:
     raw = _read(path, "--profile", MAX_PROFILE_BYTES)
     try:
-        data: Any = yaml.safe_load(raw.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        documents = parse_documents(raw.decode("utf-8"), source=f"--profile {path}")
+    except UnicodeDecodeError as exc:
+        raise AttestationError(f"--profile {path}: not UTF-8 text") from exc
+    except ManifestError as exc:
+        raise AttestationError(str(exc)) from exc
+    if len(documents) > 1:
         raise AttestationError(
-            f"--profile {path}: not a YAML document: {str(exc).splitlines()[0]}"
-        ) from exc
+            f"--profile {path}: holds {len(documents)} YAML documents; give one host profile"
+        )
+    data: Any = documents[0] if documents else None
     try:
         return parse_profile(data)
     except AttestationError as exc:

@@ -13,6 +13,7 @@ from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.constants import DEFAULT_DOMCAPS_COMMAND
 from kubevirt_cca.core.capabilities import DetectionReport
 from kubevirt_cca.core.honoured import Honoured
+from kubevirt_cca.errors import InputTooLarge
 
 __all__ = ["detect", "format_text", "register", "run"]
 
@@ -21,7 +22,7 @@ Check whether this host can run Arm CCA Realms. libvirt decides: the host is cap
 '{" ".join(DEFAULT_DOMCAPS_COMMAND)}' reports <cca supported='yes'>. Host probes (architecture,
 /dev/kvm, the KVM RMI capability parameter, the kernel's 'RMI ABI version' line) explain a "no".
 
-Exit status: 0 capable, 1 not capable, 2 usage error.
+Exit status: 0 capable, 1 not capable, 2 usage error (or a named file larger than 16 MiB).
 
 example:
   kubevirt-cca detect
@@ -64,12 +65,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    report = detect(
-        domcaps_file=args.domcaps,
-        domcaps_command=args.domcaps_command,
-        root=args.root,
-        rme_guest_file=args.rme_guest_help,
-    )
+    try:
+        report = detect(
+            domcaps_file=args.domcaps,
+            domcaps_command=args.domcaps_command,
+            root=args.root,
+            rme_guest_file=args.rme_guest_help,
+        )
+    except InputTooLarge as exc:
+        print(f"kubevirt-cca detect: error: {exc}", file=sys.stderr)
+        return 2
     if args.output == "json":
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")

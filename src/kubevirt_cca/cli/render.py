@@ -12,7 +12,7 @@ from kubevirt_cca.core.basedomain import base_domain
 from kubevirt_cca.core.request import find_template, parse_template
 from kubevirt_cca.core.requirements import requirements
 from kubevirt_cca.core.rewrite import rewrite_domain
-from kubevirt_cca.errors import RequestError, Violation
+from kubevirt_cca.errors import ManifestError, RequestError, Violation
 
 DESCRIPTION = f"""\
 Print the libvirt domain XML that KubeVirt would hand to libvirt for a VMI once kubevirt-cca
@@ -24,7 +24,8 @@ VirtualMachinePool manifest (YAML or JSON) that asks for a Realm with the label
 domain shaped like virt-launcher's; with it, from that domain XML (for example one taken from
 'virsh dumpxml' on a node).
 
-Exit status: 0 the domain was printed, 1 the VMI or domain was refused, 2 usage error.
+Exit status: 0 the domain was printed, 1 the VMI or domain was refused, 2 usage error or
+an unreadable file (the message names the file and the line or field).
 
 example:
   kubevirt-cca render examples/vmi-cca.yaml
@@ -50,8 +51,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    manifest = load_manifest(args.file)
-    template = find_template(manifest)
+    try:
+        manifest = load_manifest(args.file)
+        template = find_template(manifest)
+        domain_xml = read_text(args.domain) if args.domain is not None else None
+    except ManifestError as exc:
+        print(f"kubevirt-cca render: error: {exc}", file=sys.stderr)
+        return 2
     request = parse_template(template)
     if request is None:
         raise RequestError(
@@ -63,9 +69,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             ]
         )
-    if args.domain is not None:
-        domain_xml = read_text(args.domain)
-    else:
+    if domain_xml is None:
         raw_metadata = manifest.get("metadata")
         metadata = raw_metadata if isinstance(raw_metadata, dict) else {}
         name = str(metadata.get("name") or "vmi")

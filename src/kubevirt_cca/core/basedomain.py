@@ -25,6 +25,7 @@ DEFAULT_MEMORY = "1Gi"
 VIRTIO_MODEL = "virtio-non-transitional"
 
 _QUANTITY = re.compile(r"\A([0-9]+(?:\.[0-9]+)?)([KMGTPE]i?|k|m)?\Z")
+MAX_QUANTITY = 2**63  # Kubernetes quantities are int64
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18}
 
@@ -39,7 +40,17 @@ def parse_quantity(value: Any, *, field: str) -> int:
         )
     number, suffix = match.groups()
     factor = _BINARY.get(suffix or "", _DECIMAL.get(suffix or "", 1))
-    return int(float(number) * factor)
+    size = float(number) * factor
+    if not size < MAX_QUANTITY:  # also an infinity: "9" * 400 + "Gi" is one as a float
+        raise ManifestError(
+            f"{field}: {_shown(value)} is more memory than a quantity can say (at most 8Ei)"
+        )
+    return int(size)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def base_domain(template: Template, *, name: str, namespace: str) -> str:

@@ -30,7 +30,8 @@ INTEGRATION_MODE_KEY = "integrationMode"
 # From this KubeVirt release on, a legacy hook's <qemu:commandline> survives the Plugins path's
 # rebuild of the domain; before it, the rebuild drops it (and with it the Realm).
 LEGACY_COMMANDLINE_SURVIVES = (1, 10)
-_VERSION = re.compile(r"\Av?(\d+)\.(\d+)")
+# Digits bounded, so int() never meets 4,300 of them (a longer number: version not known).
+_VERSION = re.compile(r"\Av?(\d{1,9})\.(\d{1,9})(?!\d)")
 
 
 class IntegrationMode(StrEnum):

@@ -31,6 +31,7 @@ from kubevirt_cca.constants import (
     PERSONALIZATION_VALUE_BYTES,
     PERSONALIZATION_VALUE_KEY,
 )
+from kubevirt_cca.core.jsontext import DuplicateMember, NotJSONValue, UnreadableJSON, loads
 from kubevirt_cca.core.placement import TEMPLATE_PATHS, misplaced_keys
 from kubevirt_cca.errors import RequestError, Violation
 
@@ -238,26 +239,10 @@ def _read_enable_label(
     return False
 
 
-class _DuplicateMember(ValueError):
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``json.loads`` object hook: refuse a member given twice (JSON would keep the last)."""
-    seen: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in seen:
-            raise _DuplicateMember(name)
-        seen[name] = value
-    return seen
-
-
 def _parse_annotation(raw: str, path: str, violations: list[Violation]) -> CCARequest | None:
     try:
-        value = json.loads(raw, object_pairs_hook=_no_duplicates)
-    except _DuplicateMember as exc:
+        value = loads(raw, unique_members=True)
+    except DuplicateMember as exc:
         violations.append(
             Violation(
                 path,
@@ -266,12 +251,15 @@ def _parse_annotation(raw: str, path: str, violations: list[Violation]) -> CCARe
             )
         )
         return None
-    except (json.JSONDecodeError, RecursionError) as exc:
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+    except NotJSONValue as exc:
+        inner = exc.path if exc.path.startswith("[") else f".{exc.path}"
+        violations.append(Violation(f"{path}{inner}" if exc.path else path, exc.problem))
+        return None
+    except UnreadableJSON as exc:
         violations.append(
             Violation(
                 path,
-                f"is not valid JSON ({detail}); expected an object such as "
+                f"is not valid JSON ({exc.reason}); expected an object such as "
                 f'{{"{MEASUREMENT_ALGO_KEY}": "sha256"}}',
             )
         )
@@ -353,10 +341,31 @@ def _parse_rpv(value: Mapping[str, Any], path: str, violations: list[Violation])
         violations.append(Violation(field, f"is not valid base64; expected {expected}"))
         return None
     if len(raw) != PERSONALIZATION_VALUE_BYTES:
-        violations.append(Violation(field, f"decodes to {len(raw)} bytes; expected {expected}"))
+        violations.append(
+            Violation(
+                field,
+                f"decodes to {len(raw)} bytes; expected {expected}{hex_hint(rpv)}",
+            )
+        )
         return None
     # Canonical form: what the bytes encode to, so equal values compare equal.
     return base64.b64encode(raw).decode("ascii")
+
+
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def hex_hint(text: str) -> str:
+    """For a personalization value given as the hex of 64 bytes instead of their base64: a
+    sentence saying so, with the base64 to give instead; ``""`` for anything else."""
+    digits = text.strip()
+    if len(digits) != 2 * PERSONALIZATION_VALUE_BYTES or not set(digits) <= _HEX_DIGITS:
+        return ""
+    encoded = base64.b64encode(bytes.fromhex(digits)).decode("ascii")
+    return (
+        f"; it looks like hex ({len(digits)} hex digits are {PERSONALIZATION_VALUE_BYTES} "
+        f"bytes): their base64 is {encoded}"
+    )
 
 
 def _parse_native(template: Template, violations: list[Violation]) -> CCARequest | None:

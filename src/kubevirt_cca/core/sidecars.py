@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubevirt_cca.constants import HOOK_COMMAND, HOOK_SIDECARS_ANNOTATION
+from kubevirt_cca.core.jsontext import UnreadableJSON, loads
 from kubevirt_cca.errors import Violation
 
 SIDECARS_FIELD = f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]"
@@ -47,8 +48,8 @@ def parse_sidecars(annotations: Mapping[str, Any], prefix: str = "") -> SidecarL
     if not raw.strip():
         return SidecarList(())
     try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
+        value = loads(raw)
+    except UnreadableJSON:
         return SidecarList(
             (),
             (

@@ -12,7 +12,10 @@ The API server calls the webhook with a 10-second timeout, and every CCA VMI cre
   counted from the TCP accept; a connection over the cap is closed at once, before any TLS
   work (a handshake is the most expensive thing a client can make the server do);
 - a request body is never decoded: aiohttp's decompression is off, and any
-  ``Content-Encoding`` is refused before the body is read (see ``server.py``).
+  ``Content-Encoding`` is refused before the body is read (see ``server.py``);
+- a malformed request costs one short log line, and at most ``bad_request_logs`` of them are
+  written per ``log_interval_seconds``; then one line says how many more were not
+  (:class:`LogBudget`, :class:`ProtocolLog`). It used to cost an 11-line traceback each.
 
 Measured costs and the figures behind the defaults: docs/performance.md and docs/security.md.
 """
@@ -22,11 +25,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +47,122 @@ class Limits:
     body_seconds: float = 5.0
     connections: int = 256
     per_peer: int = 64
+    bad_request_logs: int = 10
+    log_interval_seconds: float = 60.0
+
+
+class LogBudget:
+    """At most ``limit`` lines per ``interval`` seconds for one kind of event; past that the
+    events are counted, and when the interval ends one line says how many were not logged.
+
+    Runs on the event loop (aiohttp calls its logger there); ``clock`` is for tests.
+    """
+
+    def __init__(
+        self,
+        log: logging.Logger,
+        *,
+        what: str,
+        limit: int,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = log
+        self._what = what
+        self._limit = limit
+        self._interval = interval
+        self._clock = clock
+        self._started = clock()
+        self._logged = 0
+        self._suppressed = 0
+        self._flush_handle: asyncio.TimerHandle | None = None
+
+    def allow(self) -> bool:
+        """Whether this event may be logged now (else it is counted for the summary)."""
+        now = self._clock()
+        if now - self._started >= self._interval:
+            self.flush()
+            self._started, self._logged = now, 0
+        if self._logged < self._limit:
+            self._logged += 1
+            return True
+        self._suppressed += 1
+        if self._flush_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop: the next event after the interval flushes
+                return False
+            delay = max(0.0, self._started + self._interval - now)
+            self._flush_handle = loop.call_later(delay, self.flush)
+        return False
+
+    def flush(self) -> None:
+        """Log the summary of what was not logged, if anything was not."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._suppressed:
+            self._log.warning(
+                "%s: %d more not logged in the last %gs (at most %d logged per %gs)",
+                self._what,
+                self._suppressed,
+                self._interval,
+                self._limit,
+                self._interval,
+            )
+            self._suppressed = 0
+
+
+class ProtocolLog:
+    """The logger aiohttp's HTTP protocol writes to, keeping a flood out of the log.
+
+    A malformed request (aiohttp's parser refused it: an ``HttpProcessingError``) is one
+    warning line, ``https bad request peer=... problem=...``, within ``budget``; any other
+    error aiohttp reports keeps its traceback, within the same budget. aiohttp's own debug
+    chatter passes through at debug level.
+    """
+
+    def __init__(self, log: logging.Logger, budget: LogBudget) -> None:
+        self._log = log
+        self._budget = budget
+
+    def isEnabledFor(self, level: int) -> bool:
+        return self._log.isEnabledFor(level)
+
+    def debug(self, msg: str, *args: Any, exc_info: Any = None, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            # aiohttp's "not HTTP at all" on a connection's first request: quiet by design.
+            if self._log.isEnabledFor(logging.DEBUG) and self._budget.allow():
+                self._log.debug(*_bad_request_line(args, exc_info))
+            return
+        self._log.debug(msg, *args, exc_info=exc_info, **kwargs)
+
+    def exception(self, msg: str, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
+        if exc_info is True:
+            exc_info = sys.exc_info()[1]
+        if not self._budget.allow():
+            return
+        if isinstance(exc_info, HttpProcessingError):
+            self._log.warning(*_bad_request_line(args, exc_info))
+            return
+        self._log.error(msg, *args, exc_info=exc_info, **kwargs)
+
+    error = exception
+
+    def warning(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self._log.warning(msg, *args, **kwargs)
+
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self._log.info(msg, *args, **kwargs)
+
+
+def _bad_request_line(args: tuple[Any, ...], exc: HttpProcessingError) -> tuple[Any, ...]:
+    peer = args[0] if args and isinstance(args[0], str) else "unknown"
+    # aiohttp's message is the reason, a blank line, then the bytes around the error: only the
+    # reason is logged (the bytes may be another request's body, which is never logged).
+    reason = str(exc.message).split("\n\n", 1)[0]
+    problem = " ".join(reason.split()).rstrip(":")[:200]
+    return ("https bad request peer=%s status=%d problem=%r", peer, exc.code, problem)
 
 
 class ConnectionCap:
@@ -161,7 +284,7 @@ class _Counted(asyncio.Protocol):
         self._made = True
         early, self._early = self._early, []
         for data in early:
-            self._inner.data_received(data)
+            _feed(self._inner, data)
         if self._early_eof:
             self._inner.eof_received()
 
@@ -172,7 +295,7 @@ class _Counted(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._made:
-            self._inner.data_received(data)
+            _feed(self._inner, data)
         else:
             self._early.append(data)
 
@@ -189,6 +312,31 @@ class _Counted(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self._made:
             self._inner.resume_writing()
+
+
+# At most this many pieces per delivery: the split costs a call into aiohttp's parser each, and
+# a body full of blank lines must not multiply that cost.
+MAX_PIECES = 16
+_HEAD_END = b"\r\n\r\n"
+
+
+def _feed(inner: asyncio.Protocol, data: bytes) -> None:
+    """Hand ``data`` to aiohttp cut after each end of a request head (up to MAX_PIECES).
+
+    aiohttp's parser drops every request it read from one delivery when a later one in it is
+    malformed, and answers only the 400: with pipelining the client would take that 400 for
+    its first request's answer. Cut this way each delivery holds at most one head, so requests
+    before a malformed one are queued, and answered, before it fails. (Any cut is one TCP
+    could have made, which the parser handles anyway.)
+    """
+    start = 0
+    for _ in range(MAX_PIECES - 1):
+        end = data.find(_HEAD_END, start)
+        if end < 0 or end + len(_HEAD_END) >= len(data):
+            break
+        inner.data_received(data[start : end + len(_HEAD_END)])
+        start = end + len(_HEAD_END)
+    inner.data_received(data[start:] if start else data)
 
 
 _TASKS: set[asyncio.Task[None]] = set()  # handshakes in flight (a task needs a reference)

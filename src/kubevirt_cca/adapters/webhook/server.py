@@ -20,7 +20,7 @@ from aiohttp import hdrs, web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
-from kubevirt_cca.adapters.webhook.limits import LimitedSite, Limits
+from kubevirt_cca.adapters.webhook.limits import LimitedSite, Limits, LogBudget, ProtocolLog
 from kubevirt_cca.adapters.webhook.tls import ReloadingTLS
 from kubevirt_cca.core.admission.admit import (
     ENDPOINT_KINDS,
@@ -114,6 +114,19 @@ class WebhookApp:
         self.limits = limits or Limits()
         self.metrics = Metrics(registry or CollectorRegistry())
         self.max_body = max_body
+        # What a flood of bad requests (or a bug hit by every request) may write to the log.
+        self.bad_requests = LogBudget(
+            logger,
+            what="bad requests",
+            limit=self.limits.bad_request_logs,
+            interval=self.limits.log_interval_seconds,
+        )
+        self.internal_errors = LogBudget(
+            logger,
+            what="admission internal errors",
+            limit=self.limits.bad_request_logs,
+            interval=self.limits.log_interval_seconds,
+        )
         # Benchmarks only: when set before serving, /canned answers these bytes (the baseline).
         self.canned: bytes | None = None
 
@@ -171,12 +184,13 @@ class WebhookApp:
                 return self._bad_request(endpoint, str(exc))
             cause = Violation("request", str(exc))
             self._count(endpoint, "unknown", "unknown", "malformed")
-            logger.info(
-                "admission endpoint=%s uid=%s verdict=malformed problem=%r",
-                endpoint.value,
-                log_value(exc.uid),
-                str(exc),
-            )
+            if logger.isEnabledFor(logging.INFO) and self.bad_requests.allow():
+                logger.info(
+                    "admission endpoint=%s uid=%s verdict=malformed problem=%r",
+                    endpoint.value,
+                    log_value(exc.uid),
+                    str(exc)[:300],
+                )
             return _json(build_review(deny(exc.uid, [cause], code=400)))
         try:
             lookup = None
@@ -185,11 +199,12 @@ class WebhookApp:
                 lookup = await self.source.lookup_vmi(*target)
             verdict = admit(endpoint, review, self.source.view(), lookup=lookup)
         except Exception:
-            logger.exception(
-                "admission endpoint=%s uid=%s verdict=error",
-                endpoint.value,
-                log_value(review["uid"]),
-            )
+            if self.internal_errors.allow():
+                logger.exception(
+                    "admission endpoint=%s uid=%s verdict=error",
+                    endpoint.value,
+                    log_value(review["uid"]),
+                )
             cause = Violation(
                 "",
                 "kubevirt-cca hit an internal error deciding this request; "
@@ -223,12 +238,13 @@ class WebhookApp:
 
     def _bad_request(self, endpoint: Endpoint, message: str, *, status: int = 400) -> web.Response:
         self._count(endpoint, "unknown", "unknown", "malformed")
-        logger.info(
-            "admission endpoint=%s verdict=bad-request status=%d problem=%r",
-            endpoint.value,
-            status,
-            message,
-        )
+        if logger.isEnabledFor(logging.INFO) and self.bad_requests.allow():
+            logger.info(
+                "admission endpoint=%s verdict=bad-request status=%d problem=%r",
+                endpoint.value,
+                status,
+                message[:300],
+            )
         return web.json_response(
             {
                 "kind": "Status",
@@ -356,6 +372,8 @@ async def serve(app: WebhookApp, *, host: str, port: int, health_port: int) -> R
     https = web.AppRunner(
         app.https_app(),
         access_log=None,
+        # aiohttp logs each request its parser refuses with a traceback: one line instead.
+        logger=ProtocolLog(logger, app.bad_requests),
         auto_decompress=False,
         lingering_time=app.limits.body_seconds,
         keepalive_timeout=app.limits.head_seconds,

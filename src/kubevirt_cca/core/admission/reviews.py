@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from kubevirt_cca.core.admission.patches import PatchOperation
+from kubevirt_cca.core.jsontext import NestedTooDeeply, NotJSONValue, UnreadableJSON, loads
 from kubevirt_cca.errors import CCAError, Violation
 
 API_VERSION = "admission.k8s.io/v1"
@@ -85,17 +86,21 @@ class MalformedReview(CCAError):
 def parse_review(body: bytes) -> AdmissionRequest:
     """The ``request`` of an AdmissionReview body, checked as far as admission relies on it."""
     try:
-        review = json.loads(body)
-    except RecursionError:
+        review = loads(body)
+    except NotJSONValue as exc:
+        raise MalformedReview(
+            f"the body holds a value JSON cannot carry: {exc.reason}; expected an "
+            f"AdmissionReview {API_VERSION}"
+        ) from None
+    except NestedTooDeeply:
         raise MalformedReview(
             "the body is nested too deeply to read (more levels of JSON "
             "arrays and objects than Python's limit); expected an "
             f"AdmissionReview {API_VERSION}"
         ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+    except UnreadableJSON as exc:
         raise MalformedReview(
-            f"the body is not JSON ({detail}); expected an AdmissionReview {API_VERSION}"
+            f"the body is not JSON ({exc.reason}); expected an AdmissionReview {API_VERSION}"
         ) from None
     if not isinstance(review, dict):
         raise MalformedReview(f"expected an AdmissionReview {API_VERSION} object")

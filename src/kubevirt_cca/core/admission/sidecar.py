@@ -18,6 +18,7 @@ import json
 from typing import Any
 
 from kubevirt_cca.constants import HOOK_COMMAND, RESOLVED_ANNOTATION
+from kubevirt_cca.core.jsontext import UnreadableJSON, loads
 from kubevirt_cca.core.request import CCARequest
 from kubevirt_cca.core.settings import Settings
 from kubevirt_cca.core.sidecars import (
@@ -101,7 +102,7 @@ def parse_resolved(raw: Any) -> dict[str, Any] | None:
     if not isinstance(raw, str):
         return None
     try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
+        value = loads(raw)
+    except UnreadableJSON:
         return None
     return value if isinstance(value, dict) else None

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from kubevirt_cca.core.attestation import claims as c
 from kubevirt_cca.core.attestation.cbor import decode_cbor
+from kubevirt_cca.core.jsontext import NotJSONValue, UnreadableJSON, loads
 from kubevirt_cca.errors import AttestationError
 
 RealmKeyEncoding = Literal["raw", "cose-key"]
@@ -176,8 +176,10 @@ def _pem_key(data: bytes, label: str) -> ec.EllipticCurvePublicKey:
 
 def _json_anchors(data: bytes, label: str) -> tuple[TrustAnchor, ...]:
     try:
-        value = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        value = loads(data)
+    except NotJSONValue as exc:
+        raise AttestationError(f"trust anchor {label}: {exc.reason}") from exc
+    except UnreadableJSON as exc:
         raise AttestationError(f"trust anchor {label}: not valid JSON") from exc
     if isinstance(value, Mapping) and "keys" in value:
         value = value["keys"]

@@ -162,6 +162,17 @@ def _choice(value: Any, key: str, *, allowed: tuple[Any, ...], problems: list[Vi
     if isinstance(value, str) and value in allowed:
         return value
     quoted = ", ".join(f'"{a}"' for a in allowed)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # YAML reads an unquoted 1.0 as a number; the values are strings.
+        example = f' ({key}: "{value}")' if str(value) in allowed else ""
+        problems.append(
+            Violation(
+                f"profile.{key}",
+                f"YAML read {value!r} as a number; the value is a string: quote it{example} "
+                f"(one of {quoted})",
+            )
+        )
+        return None
     problems.append(Violation(f"profile.{key}", f"expected one of {quoted}, got {value!r}"))
     return None
 

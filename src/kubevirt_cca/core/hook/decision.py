@@ -22,6 +22,7 @@ from kubevirt_cca.constants import (
     HOOK_SIDECARS_ANNOTATION,
     LAUNCH_SECURITY_ANNOTATION,
 )
+from kubevirt_cca.core.jsontext import NestedTooDeeply, NotJSONValue, UnreadableJSON, loads
 from kubevirt_cca.core.objects import annotations_of, meta_str
 from kubevirt_cca.core.request import CCARequest, parse_request
 from kubevirt_cca.core.requirements import missing_on_selector
@@ -176,15 +177,17 @@ def read_vmi(vmi_json: bytes) -> Mapping[str, Any]:
     have asked for one, and a Realm must never start as a plain VM.
     """
     try:
-        vmi = json.loads(vmi_json)
-    except json.JSONDecodeError as exc:
-        raise _unreadable(
-            f"it is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise _unreadable("it is not UTF-8 text") from exc
-    except RecursionError as exc:
+        vmi = loads(vmi_json)
+    except NotJSONValue as exc:
+        raise _unreadable(f"it holds a value JSON cannot carry: {exc.reason}") from exc
+    except NestedTooDeeply as exc:
         raise _unreadable("it is nested too deeply") from exc
+    except UnreadableJSON as exc:
+        if not exc.line:  # no position: the bytes are not text
+            raise _unreadable("it is not UTF-8 text") from exc
+        raise _unreadable(
+            f"it is not valid JSON: {exc.reason} at line {exc.line} column {exc.column}"
+        ) from exc
     if not isinstance(vmi, dict):
         raise _unreadable(f"expected a JSON object, got {type(vmi).__name__}")
     kind = vmi.get("kind")
