@@ -138,6 +138,9 @@ def format_reference(
 ) -> str:
     sve = f"SVE {profile.sve_vector_length} bits" if profile.sve_vector_length else "no SVE"
     pmu = f"PMU {profile.pmu_counters} counters" if profile.pmu_counters is not None else "no PMU"
+    if profile.rmm_version == "2.0":
+        da = "DA" if profile.device_assignment else "no DA"
+        pmu += f", {da}, MEC {profile.mec_policy}"
     lines = [
         f"RIM ({reference.measurement_algo}): {reference.rim.hex()}",
         f"host: RMM {profile.rmm_version}, {profile.ipa_bits} IPA bits"

@@ -4,7 +4,8 @@ The RMM (Arm DEN0137) builds the RIM while the VMM creates the Realm, and this m
 the same operations:
 
 - ``realm-create`` (RMI_REALM_CREATE): the RIM starts as the hash of a 4 KiB ``RmiRealmParams``
-  page, zero except ``flags`` (bit 0 LPA2, bit 1 SVE, bit 2 PMU) at 0x0, ``s2sz`` at 0x8,
+  page, zero except ``flags0`` (bit 0 LPA2, bit 1 SVE, bit 2 PMU; RMM 2.0 also bit 3 DA and
+  bits 7-8 the MEC policy, the whole word measured) at 0x0, ``s2sz`` at 0x8,
   ``sve_vl`` (VQ - 1) at 0x10, ``num_bps`` (count - 1) at 0x18, ``num_wps`` (count - 1) at
   0x20, ``pmu_num_ctrs`` at 0x28 and ``hash_algo`` at 0x30. The personalization value is not
   part of it.
@@ -42,6 +43,9 @@ RMI_HASH_ALGO: Final = {"sha256": 0, "sha512": 1, "sha384": 2}  # sha384: RMM 2.
 REALM_FLAG_LPA2: Final = 1 << 0
 REALM_FLAG_SVE: Final = 1 << 1
 REALM_FLAG_PMU: Final = 1 << 2
+REALM_FLAG_DA: Final = 1 << 3  # RMM 2.0
+REALM_FLAG_MEC_POLICY_SHIFT: Final = 7  # RMM 2.0: two bits, 0 shared, 1 private
+RMI_MEC_POLICY: Final = {"shared": 0, "private": 1}
 REC_FLAG_RUNNABLE: Final = 1 << 0
 DATA_FLAG_MEASURED: Final = 1 << 0
 DESC_DATA: Final = 0
@@ -282,6 +286,9 @@ def realm_params_page(profile: HostProfile) -> bytes:
     if profile.pmu_counters is not None:
         flags |= REALM_FLAG_PMU
         pmu_counters = profile.pmu_counters
+    if profile.device_assignment:
+        flags |= REALM_FLAG_DA
+    flags |= RMI_MEC_POLICY[profile.mec_policy] << REALM_FLAG_MEC_POLICY_SHIFT
     page = bytearray(PARAMS_PAGE_BYTES)
     _put(page, 0x00, flags)
     _put(page, 0x08, profile.ipa_bits)
