@@ -13,7 +13,7 @@ from typing import Any
 from kubevirt_cca.adapters.configfs import collect_token
 from kubevirt_cca.adapters.files import load_manifest, read_bytes
 from kubevirt_cca.adapters.measurement_log import MAX_LOG_BYTES, read_measurement_log
-from kubevirt_cca.cli import attest_reference
+from kubevirt_cca.cli import attest_nodeprofile, attest_reference
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.constants import ENABLED_LABEL, PERSONALIZATION_VALUE_BYTES
 from kubevirt_cca.core.attestation import claims as c
@@ -50,6 +50,7 @@ it outside against the VM's own declared parameters and the platform vendor's pu
              the REMs against the measurement log
   show       print the claims of a token
   reference  compute the RIM a Realm should have from its launch inputs, before it runs
+  node-profile  (admin) publish a node type's launch inputs, for 'reference --node-profile'
 
 See docs/attestation.md for the whole flow and what each check proves.
 
@@ -221,6 +222,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     show.set_defaults(handler=run_show)
 
     attest_reference.register(actions)
+    attest_nodeprofile.register(actions, load_profile=attest_reference.load_profile)
 
 
 # --- handlers ----------------------------------------------------------------------------------

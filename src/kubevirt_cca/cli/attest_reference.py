@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from kubevirt_cca.adapters.files import read_bytes
+from kubevirt_cca.cli import attest_nodeprofile
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.core.attestation.profile import HostProfile, parse_profile
 from kubevirt_cca.core.attestation.reference import (
@@ -78,11 +79,10 @@ def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     parser.add_argument(
         "--profile",
         metavar="FILE",
-        required=True,
         help="the host profile (YAML) of the node type the VM runs on; its measurementAlgo is "
         "sha512 on nodes that give a Realm no choice (NVIDIA's stack, Linaro's RFC v4 QEMU)",
     )
-    boot = parser.add_mutually_exclusive_group(required=True)
+    boot = parser.add_mutually_exclusive_group()
     boot.add_argument("--firmware", metavar="FILE", help="the CCA firmware (firmware boot)")
     boot.add_argument(
         "--kernel", metavar="FILE", help="the kernel Image, uncompressed (direct kernel boot)"
@@ -101,8 +101,22 @@ def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     parser.add_argument(
         "--memory",
         metavar="SIZE",
-        required=True,
         help="the VM's memory, a Kubernetes quantity (1Gi)",
+    )
+    owner = parser.add_argument_group("for VM owners (docs/attestation.md, 'Without the node')")
+    owner.add_argument(
+        "--vmi",
+        metavar="FILE",
+        help="the VM / VMI manifest: its memory, vCPUs, kernel boot and measurementAlgo",
+    )
+    owner.add_argument(
+        "--node-profile",
+        metavar="FILE",
+        help="the node type's profile, firmware digests and DTBs ('attest node-profile'; "
+        "JSON, or its ConfigMap)",
+    )
+    owner.add_argument(
+        "--cpus", metavar="N", type=int, help="the VM's vCPUs (with --node-profile, no --vmi)"
     )
     parser.add_argument("--output", choices=("text", "json"), default="text")
     parser.add_argument(
@@ -116,9 +130,13 @@ def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 def run_reference(args: argparse.Namespace) -> int:
     try:
-        profile = _load_profile(args.profile)
-        memory = _memory(args.memory)
-        layout = _layout(args, memory)
+        owner = attest_nodeprofile.owner_inputs(args, load_profile=load_profile, read=_read)
+        if owner is not None:
+            profile, layout = owner
+        else:
+            profile = load_profile(_required(args.profile, "--profile", "or --node-profile"))
+            memory = _memory(_required(args.memory, "--memory", "or --vmi"))
+            layout = _layout(args, memory)
         reference = compute_rim(profile, layout, trace=args.trace)
         if args.corim:
             _write_corim(args.corim, reference)
@@ -148,9 +166,7 @@ def format_reference(
         f"{profile.watchpoints} watchpoints, {pmu}",
         f"RAM: {layout.ram_base:#x}-{layout.ram_base + layout.ram_size:#x}",
     ]
-    lines.extend(
-        f"{image.name}: {image.ipa:#x} ({len(image.content)} bytes)" for image in layout.images
-    )
+    lines.extend(f"{image.name}: {image.ipa:#x} ({image.size} bytes)" for image in layout.images)
     lines.append(f"vCPU 0: pc {layout.pc:#x}, x0 {layout.gprs[0]:#x}")
     if trace:
         lines.append("steps:")
@@ -170,7 +186,7 @@ def format_reference(
 # --- inputs --------------------------------------------------------------------------------------
 
 
-def _load_profile(path: str) -> HostProfile:
+def load_profile(path: str) -> HostProfile:
     raw = _read(path, "--profile", MAX_PROFILE_BYTES)
     try:
         data: Any = yaml.safe_load(raw.decode("utf-8"))
@@ -184,6 +200,12 @@ def _load_profile(path: str) -> HostProfile:
         raise AttestationError(f"--profile {path}: {exc}") from exc
 
 
+def _required(value: str | None, flag: str, alternative: str) -> str:
+    if value is None:
+        raise ReferenceValueError((Violation(flag, f"required ({alternative})"),))
+    return value
+
+
 def _layout(args: argparse.Namespace, memory: int) -> RealmLayout:
     if args.payload is not None:
         problems = [
@@ -195,6 +217,10 @@ def _layout(args: argparse.Namespace, memory: int) -> RealmLayout:
             raise ReferenceValueError(problems)
         return payload_layout(
             memory=memory, payload=_read(args.payload, "--payload", MAX_IMAGE_BYTES)
+        )
+    if args.firmware is None and args.kernel is None:
+        raise ReferenceValueError(
+            (Violation("--firmware/--kernel/--payload", "give one (or --node-profile)"),)
         )
     if args.dtb is None:
         raise ReferenceValueError(

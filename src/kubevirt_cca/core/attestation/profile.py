@@ -199,6 +199,23 @@ def parse_profile(data: Any) -> HostProfile:
     )
 
 
+def profile_data(profile: HostProfile) -> dict[str, Any]:
+    """The YAML/JSON keys of ``profile`` (what :func:`parse_profile` reads back)."""
+    data: dict[str, Any] = {
+        "rmmVersion": profile.rmm_version,
+        "measurementAlgo": profile.measurement_algo,
+        "ipaBits": profile.ipa_bits,
+        "lpa2": profile.lpa2,
+        "sveVectorLength": profile.sve_vector_length,
+        "breakpoints": profile.breakpoints,
+        "watchpoints": profile.watchpoints,
+        "pmuCounters": profile.pmu_counters,
+    }
+    if profile.rmm_version == "2.0":
+        data.update(deviceAssignment=profile.device_assignment, mecPolicy=profile.mec_policy)
+    return data
+
+
 _NULLABLE = ("sveVectorLength", "pmuCounters")
 
 
