@@ -10,6 +10,7 @@ must pick what the flags would have said.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -396,3 +397,21 @@ def test_the_node_profile_command_refuses_twice_the_same_shape_and_empty_firmwar
         "node-profile", "--profile", node["sha256"], "--firmware", tmp_path / "empty.fd"
     )
     assert code == 2 and "--firmware: the file is empty" in err
+
+
+def test_a_node_profile_too_large_for_a_configmap_is_written_with_a_warning(
+    node: dict[str, Path], tmp_path: Path
+) -> None:
+    # 40 MiB of distinct granules: about 1.4 MB of sha512 digests.
+    big = b"".join(hashlib.sha512(i.to_bytes(4, "big")).digest() * 64 for i in range(10240))
+    (tmp_path / "big.fd").write_bytes(big)
+    code, out, err = attest(
+        "node-profile", "--profile", node["sha512"], "--firmware", tmp_path / "big.fd"
+    )
+    assert code == 0
+    assert len(out) > 1024 * 1024 and json.loads(out)["firmware"]["bytes"] == len(big)
+    assert "warning: the node profile is" in err and "more than a ConfigMap holds" in err
+    code, out, err = attest(
+        "node-profile", "--profile", node["sha256"], "--firmware", node["firmware"]
+    )
+    assert code == 0 and err == ""

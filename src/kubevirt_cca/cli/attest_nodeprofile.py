@@ -39,6 +39,7 @@ EXIT_UNUSABLE = 2
 MAX_NODE_PROFILE_BYTES = 8 * 2**20
 MAX_FIRMWARE_BYTES = 64 * 2**20
 CONFIGMAP_KEY = "node-profile.json"
+CONFIGMAP_MAX_BYTES = 1024 * 1024  # etcd's object limit, as the API server enforces it
 
 DESCRIPTION = f"""\
 For the admin, on a node (or anywhere with its files): write the node profile of this node type,
@@ -101,8 +102,15 @@ def run_node_profile(args: argparse.Namespace) -> int:
     except AttestationError as exc:
         print(f"kubevirt-cca attest: error: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
-    json.dump(data, sys.stdout, separators=(",", ":"))  # compact: a ConfigMap holds 1 MiB
-    sys.stdout.write("\n")
+    text = json.dumps(data, separators=(",", ":"))  # compact: a ConfigMap holds 1 MiB
+    sys.stdout.write(text + "\n")
+    if len(text) + len(CONFIGMAP_KEY) > CONFIGMAP_MAX_BYTES:
+        print(
+            f"kubevirt-cca attest: warning: the node profile is {len(text)} bytes, more than a "
+            f"ConfigMap holds ({CONFIGMAP_MAX_BYTES}); publish it another way (a file or an "
+            "image owners can read)",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
