@@ -295,6 +295,9 @@ def test_the_classic_form_still_names_what_it_lacks(node: dict[str, Path], tmp_p
     assert "--memory/--cpus: required with --node-profile" in error(
         "--node-profile", published, "--memory", "1Gi"
     )
+    assert "--cpus: expected a positive count, got 0" in error(
+        "--node-profile", published, "--memory", "1Gi", "--cpus", "0"
+    )
     assert "--node-profile missing.json: no such file" in error(
         "--node-profile", "missing.json", "--memory", "1Gi", "--cpus", "1"
     )

@@ -213,6 +213,10 @@ def _vm_shape(args: argparse.Namespace, profile: HostProfile) -> tuple[int, int,
             raise ReferenceValueError(
                 (Violation("--memory/--cpus", "required with --node-profile (or give --vmi)"),)
             )
+        if args.cpus < 1:
+            raise ReferenceValueError(
+                (Violation("--cpus", f"expected a positive count, got {args.cpus}"),)
+            )
         return args.cpus, _quantity(args.memory, "--memory"), False
     try:
         manifest = load_manifest(args.vmi)
