@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from kubevirt_cca.core.attestation.profile import HostProfile, parse_profile
 from kubevirt_cca.core.attestation.reference import (
+    Image,
     RealmLayout,
     Reference,
     compute_rim,
@@ -580,3 +581,21 @@ def test_corim_carries_the_rim() -> None:
     encoded = base64.b64encode(bytes(range(32))).decode()
     assert triple[0]["class"]["class-id"] == {"type": "bytes", "value": encoded}
     assert triple[1] == [{"mkey": "cca.rim", "mval": {"digests": [f"sha-256;{encoded}"]}}]
+
+
+@pytest.mark.parametrize("algo", ["sha256", "sha512"])
+def test_a_prehashed_firmware_gives_the_rim_of_its_bytes(algo: str) -> None:
+    firmware = bytes(range(256)) * 40 + b"\xff" * 5000  # granules, the last one partial
+    padded = firmware + bytes(-len(firmware) % 4096)
+    digests = tuple(
+        hashlib.new(algo, padded[at : at + 4096]).digest() for at in range(0, len(padded), 4096)
+    )
+    prehashed = Image("firmware", 0, b"", granule_digests=digests, length=len(firmware))
+    chosen = profile(measurementAlgo=algo)
+    assert (
+        compute_rim(chosen, qemu_virt_layout(memory=GiB, dtb=b"d", firmware=prehashed)).rim
+        == compute_rim(chosen, qemu_virt_layout(memory=GiB, dtb=b"d", firmware=firmware)).rim
+    )
+    other = profile(measurementAlgo="sha512" if algo == "sha256" else "sha256")
+    with pytest.raises(ReferenceValueError, match="pre-hashed granules must be"):
+        compute_rim(other, qemu_virt_layout(memory=GiB, dtb=b"d", firmware=prehashed))
