@@ -80,6 +80,8 @@ class TokenSpec:
     realm_alg: int = ES384  # the realm token's COSE algorithm (the RMM's is ES384)
     platform_challenge: bytes | None = None  # None: the right hash of the realm key claim
     realm_signing_key: ec.EllipticCurvePrivateKey | None = None  # None: realm_key
+    instance_id: bytes | None = None  # claim 256 (RMM 2.0); None: absent
+    mec_policy: int | str | None = None  # claim 44243 (RMM 2.0: 0 / 1); None: absent
     extra_realm_claims: dict[Any, Any] = field(default_factory=dict)
 
     def but(self, **changes: Any) -> TokenSpec:
@@ -98,6 +100,10 @@ def realm_claims(spec: TokenSpec) -> dict[Any, Any]:
     }
     if spec.realm_profile is not None:
         claims[265] = spec.realm_profile
+    if spec.instance_id is not None:
+        claims[256] = spec.instance_id
+    if spec.mec_policy is not None:
+        claims[44243] = spec.mec_policy
     claims.update(spec.extra_realm_claims)
     return claims
 
@@ -124,6 +130,17 @@ def platform_claims(spec: TokenSpec, key_claim: bytes) -> dict[Any, Any]:
         2400: "https://verifier.example/",
         2402: "sha-256",
     }
+
+
+RMM2_INSTANCE_ID = b"\x01" + bytes(range(0xA0, 0xC0))  # 33 bytes, a random UEID (type 0x01)
+
+
+def rmm2(spec: TokenSpec) -> TokenSpec:
+    """What TF-RMM 2.0 emits by default: a tag-907 CMW collection, the 2.0 realm profile, a
+    Realm Instance ID and the MEC policy as an integer (RMM spec DEN0137 A7.2.3.1)."""
+    return spec.but(
+        form="tag-907", realm_profile=REALM_PROFILE_2, instance_id=RMM2_INSTANCE_ID, mec_policy=0
+    )
 
 
 def build_token(spec: TokenSpec) -> bytes:

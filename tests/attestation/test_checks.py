@@ -23,6 +23,7 @@ from kubevirt_cca.errors import AttestationError
 from tests.attestation.builder import (
     REALM_PROFILE_1,
     REALM_PROFILE_2,
+    RMM2_INSTANCE_ID,
     TokenSpec,
     build_token,
     flip,
@@ -78,17 +79,25 @@ def failed(verdict: Verdict) -> set[str]:
 def test_a_good_token_passes_every_check(
     spec: TokenSpec, form: str, encoding: str, profile: str | None
 ) -> None:
-    # A log that explains every REM, so that every check (measurement-log too) runs.
+    # A log that explains every REM, so that every check (measurement-log too) runs, and the
+    # RMM 2.0 claims pinned (a profile-less token has no profile to pin).
     chosen = spec.but(
         form=form,
         realm_key_encoding=encoding,
         realm_profile=profile,
         rems=expected_rems(BOOT_EVENTS, "sha256"),
+        instance_id=RMM2_INSTANCE_ID,
+        mec_policy=1,
     )
     log = parse_event_log(build_log(BOOT_EVENTS))
-    verdict = run(chosen, expected=expectations(chosen, measurement_log=log))
+    pins = {"realm_profile": profile, "instance_id": RMM2_INSTANCE_ID, "mec_policy": "private"}
+    verdict = run(chosen, expected=expectations(chosen, measurement_log=log, **pins))
     assert [check.name for check in verdict.checks] == list(CHECK_NAMES)
-    assert all(check.status == "passed" for check in verdict.checks), verdict.checks
+    unpinned = {"realm-profile"} if profile is None else set()
+    assert all(
+        check.status == ("not-checked" if check.name in unpinned else "passed")
+        for check in verdict.checks
+    ), verdict.checks
     assert verdict.passed and not verdict.test_token
     token = parse_token(build_token(chosen))
     assert token.form == form
@@ -308,7 +317,7 @@ def test_a_verdict_passes_only_when_every_check_was_made_and_every_required_one_
             [*checks[:index], unevaluated, *checks[index + 1 :]],
             ("production-keys is required but was not evaluated",),
         ),
-        "missing": (checks[:-1], ("production-keys was not made",)),
+        "missing": ([*checks[:index], *checks[index + 1 :]], ("production-keys was not made",)),
         "twice": ([*checks, checks[0]], ("platform-signature was made twice",)),
         "none": ([], tuple(f"{name} was not made" for name in CHECK_NAMES)),
     }

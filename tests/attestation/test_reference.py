@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from kubevirt_cca.core.attestation.profile import HostProfile, parse_profile
 from kubevirt_cca.core.attestation.reference import (
+    Image,
     RealmLayout,
     Reference,
     compute_rim,
@@ -53,6 +54,11 @@ def profile(**changes: Any) -> HostProfile:
         "pmuCounters": None,
     }
     data.update(changes)
+    if data["rmmVersion"] == "2.0":
+        # RMM 2.0 profiles must say both (flags0 is measured whole); the tests' default is
+        # the flags0 word RMM 1.0 would give.
+        data.setdefault("deviceAssignment", False)
+        data.setdefault("mecPolicy", "shared")
     return parse_profile(data)
 
 
@@ -113,6 +119,8 @@ def test_veraison_test_rim_vectors(algo: str) -> None:
 
 
 def test_realm_params_fields_sit_at_their_offsets() -> None:
+    # RMM 2.0 (no PMU there: TF-RMM gives Realms none), every flags0 bit it measures set:
+    # LPA2 (0), SVE (1), DA (3), MEC policy private (bits 7-8 = 1).
     chosen = profile(
         rmmVersion="2.0",
         measurementAlgo="sha384",
@@ -121,14 +129,67 @@ def test_realm_params_fields_sit_at_their_offsets() -> None:
         sveVectorLength=512,
         breakpoints=6,
         watchpoints=4,
-        pmuCounters=7,
+        deviceAssignment=True,
+        mecPolicy="private",
     )
     reference = compute_rim(
         chosen, qemu_virt_layout(memory=GiB, dtb=b"d", firmware=b"f"), trace=True
     )
-    page = params_page(flags=0b111, s2sz=52, sve_vl=3, bps=5, wps=3, pmu=7, algo=2)
+    flags = 0b1 | 0b10 | 0b1000 | (1 << 7)
+    page = params_page(flags=flags, s2sz=52, sve_vl=3, bps=5, wps=3, pmu=0, algo=2)
     assert reference.steps[0].rim == hashlib.sha384(page).digest()
     assert len(reference.rim) == 48
+    # The PMU counter count at 0x28, on RMM 1.0 (the only version with a Realm PMU).
+    pmu = compute_rim(
+        profile(pmuCounters=7, sveVectorLength=256),
+        qemu_virt_layout(memory=GiB, dtb=b"d", firmware=b"f"),
+        trace=True,
+    )
+    page = params_page(flags=0b110, s2sz=48, sve_vl=1, bps=1, wps=1, pmu=7, algo=0)
+    assert pmu.steps[0].rim == hashlib.sha256(page).digest()
+
+
+# flags0 of RMM 2.0 for each (deviceAssignment, mecPolicy), written from TF-RMM main's
+# lib/smc/include/smc-rmi.h (RMI_REALM_FLAGS0_DA_SHIFT 3, RMI_REALM_FLAGS0_MEC_POLICY_SHIFT 7,
+# width 2; RMI_MEC_POLICY_SHARED 0, RMI_MEC_POLICY_PRIVATE 1).
+RMM2_FLAGS0 = {
+    (False, "shared"): 0x000,
+    (True, "shared"): 0x008,
+    (False, "private"): 0x080,
+    (True, "private"): 0x088,
+}
+
+
+@pytest.mark.parametrize("algo", ["sha256", "sha384", "sha512"])
+@pytest.mark.parametrize(("da", "mec"), list(RMM2_FLAGS0))
+def test_rmm2_measures_device_assignment_and_mec_policy(algo: str, da: bool, mec: str) -> None:
+    chosen = profile(rmmVersion="2.0", measurementAlgo=algo, deviceAssignment=da, mecPolicy=mec)
+    reference = compute_rim(
+        chosen, qemu_virt_layout(memory=GiB, dtb=b"d", firmware=b"f"), trace=True
+    )
+    page = params_page(
+        flags=RMM2_FLAGS0[(da, mec)],
+        s2sz=48,
+        sve_vl=0,
+        bps=1,
+        wps=1,
+        pmu=0,
+        algo={"sha256": 0, "sha512": 1, "sha384": 2}[algo],
+    )
+    assert reference.steps[0].rim == hashlib.new(algo, page).digest()
+
+
+def test_each_rmm2_flag_gives_its_own_rim() -> None:
+    layout = qemu_virt_layout(memory=GiB, dtb=b"d", firmware=b"f")
+    rims = {
+        compute_rim(profile(rmmVersion="2.0", deviceAssignment=da, mecPolicy=mec), layout).rim
+        for da, mec in RMM2_FLAGS0
+    }
+    assert len(rims) == 4
+    # DA off and MEC shared is the flags0 word RMM 1.0 measures: only the RIPAS steps differ.
+    plain = compute_rim(profile(rmmVersion="2.0"), layout, trace=True)
+    v1 = compute_rim(profile(), layout, trace=True)
+    assert plain.steps[0].rim == v1.steps[0].rim
 
 
 def test_pmu_with_zero_counters_still_sets_the_flag() -> None:
@@ -413,6 +474,14 @@ def _granule(layout: RealmLayout, ipa: int) -> bytes:
         ({"watchpoints": 17}, "profile.watchpoints"),
         ({"pmuCounters": 32}, "profile.pmuCounters"),
         ({"pmuCounters": -1}, "profile.pmuCounters"),
+        ({"rmmVersion": "2.0", "pmuCounters": 4}, "profile.pmuCounters"),  # no PMU in 2.0
+        ({"rmmVersion": "2.0", "pmuCounters": 0}, "profile.pmuCounters"),
+        ({"deviceAssignment": True}, "profile.deviceAssignment"),  # RMM 2.0 only
+        ({"deviceAssignment": False}, "profile.deviceAssignment"),
+        ({"mecPolicy": "shared"}, "profile.mecPolicy"),
+        ({"rmmVersion": "2.0", "deviceAssignment": "yes"}, "profile.deviceAssignment"),
+        ({"rmmVersion": "2.0", "mecPolicy": 1}, "profile.mecPolicy"),
+        ({"rmmVersion": "2.0", "mecPolicy": "secret"}, "profile.mecPolicy"),
         ({"extra": 1}, "profile.extra"),
     ],
 )
@@ -437,6 +506,23 @@ def test_a_missing_key_and_a_non_mapping() -> None:
         )
     with pytest.raises(ReferenceValueError, match="expected a mapping"):
         parse_profile(["rmmVersion"])
+    rmm2 = {
+        "rmmVersion": "2.0",
+        "measurementAlgo": "sha384",
+        "ipaBits": 48,
+        "lpa2": False,
+        "sveVectorLength": None,
+        "breakpoints": 2,
+        "watchpoints": 2,
+        "pmuCounters": None,
+    }
+    with pytest.raises(ReferenceValueError) as caught:
+        parse_profile(rmm2)
+    assert [v.field for v in caught.value.violations] == [
+        "profile.deviceAssignment",
+        "profile.mecPolicy",
+    ]
+    assert 'required with rmmVersion "2.0"' in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -495,3 +581,21 @@ def test_corim_carries_the_rim() -> None:
     encoded = base64.b64encode(bytes(range(32))).decode()
     assert triple[0]["class"]["class-id"] == {"type": "bytes", "value": encoded}
     assert triple[1] == [{"mkey": "cca.rim", "mval": {"digests": [f"sha-256;{encoded}"]}}]
+
+
+@pytest.mark.parametrize("algo", ["sha256", "sha512"])
+def test_a_prehashed_firmware_gives_the_rim_of_its_bytes(algo: str) -> None:
+    firmware = bytes(range(256)) * 40 + b"\xff" * 5000  # granules, the last one partial
+    padded = firmware + bytes(-len(firmware) % 4096)
+    digests = tuple(
+        hashlib.new(algo, padded[at : at + 4096]).digest() for at in range(0, len(padded), 4096)
+    )
+    prehashed = Image("firmware", 0, b"", granule_digests=digests, length=len(firmware))
+    chosen = profile(measurementAlgo=algo)
+    assert (
+        compute_rim(chosen, qemu_virt_layout(memory=GiB, dtb=b"d", firmware=prehashed)).rim
+        == compute_rim(chosen, qemu_virt_layout(memory=GiB, dtb=b"d", firmware=firmware)).rim
+    )
+    other = profile(measurementAlgo="sha512" if algo == "sha256" else "sha256")
+    with pytest.raises(ReferenceValueError, match="pre-hashed granules must be"):
+        compute_rim(other, qemu_virt_layout(memory=GiB, dtb=b"d", firmware=prehashed))

@@ -121,6 +121,23 @@ def test_rmm2_sha384_gives_48_bytes(inputs: dict[str, Path]) -> None:
     assert len(bytes.fromhex(json.loads(out)["rim"])) == 48
 
 
+def test_rmm2_text_names_device_assignment_and_mec_and_each_changes_the_rim(
+    inputs: dict[str, Path], tmp_path: Path
+) -> None:
+    base = yaml.safe_load((PROFILES / "rmm-2.0-sha384.yaml").read_text())
+    rims = set()
+    for da in (True, False):
+        for mec in ("shared", "private"):
+            profile = tmp_path / f"p-{da}-{mec}.yaml"
+            profile.write_text(yaml.safe_dump({**base, "deviceAssignment": da, "mecPolicy": mec}))
+            args: list[str | Path] = ["--profile", profile, "--firmware", inputs["firmware"]]
+            code, out, err = reference(*args, "--dtb", inputs["dtb"], "--memory", "2Gi")
+            assert code == 0, err
+            assert f"{'DA' if da else 'no DA'}, MEC {mec}" in out.splitlines()[1]
+            rims.add(out.splitlines()[0])
+    assert len(rims) == 4
+
+
 def test_every_example_profile_is_valid(inputs: dict[str, Path]) -> None:
     found = sorted(PROFILES.glob("*.yaml"))
     assert len(found) >= 3
@@ -152,6 +169,8 @@ def test_every_example_profile_is_valid(inputs: dict[str, Path]) -> None:
         ({"dtb_dir": True}, "--dtb"),
         ({"memory": "16Mi", "boot": "kernel-large"}, "--memory"),
         ({"boot": "initrd-with-firmware"}, "--initrd"),
+        ({"profile_key": ("deviceAssignment", True)}, "profile.deviceAssignment"),  # 1.0
+        ({"profile_key": ("mecPolicy", "private")}, "profile.mecPolicy"),  # 1.0
     ],
 )
 def test_bad_input_exits_2_with_one_line_naming_the_field(

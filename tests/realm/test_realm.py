@@ -12,7 +12,10 @@ For each Realm of ``cases.CASES`` (SHA-256 and SHA-512, zero and non-zero person
 - ``attest verify --allow-test-keys`` passes with the challenge, the VM manifest's
   personalization value and the computed reference, and reports the token as a test token;
 - a wrong personalization value, the other algorithm's reference, or one changed payload byte
-  makes it fail, on the check that should catch it.
+  makes it fail, on the check that should catch it;
+- the real RMM 1.0 token has none of RMM 2.0's claims (instance id, MEC policy) and nothing
+  uninterpreted; its profile pins to 1.0.0, and a 2.0 profile, instance id or MEC policy pin
+  fails on its own check.
 
 The oracles are the RMM's own answers (RSI_MEASUREMENT_READ, the signed token) and the launch
 inputs the launcher printed; none comes from the code under test.
@@ -292,3 +295,32 @@ def verify(files: dict[str, Path], *, vmi: Path, reference: Path) -> list[dict[s
 def failed(checks: list[dict[str, Any]]) -> list[str]:
     """The required checks that failed."""
     return [c["name"] for c in checks if c["required"] and c["status"] == "failed"]
+
+
+def test_the_rmm_2_claims_and_pins_on_a_real_rmm_1_token(
+    realm_lane: RealmLane, tmp_path: Path, case: RealmCase, run: RealmRun, files: dict[str, Path]
+) -> None:
+    """Issue 22 item 3 on the real RMM 1.0's token: no Realm Instance ID, no MEC policy, nothing
+    left uninterpreted; the realm profile pins to 1.0.0, and a 2.0-only pin fails on its check."""
+    shown = kubevirt_cca("attest", "show", "--output", "json", str(files["token"]))
+    assert shown.returncode == 0, shown.stderr
+    realm = json.loads(shown.stdout)["realm"]
+    assert (realm["instanceId"], realm["mecPolicy"], realm["otherClaims"]) == (None, None, {})
+    reference = _reference_file(tmp_path, run, realm_lane, case.algo)
+    base: list[str | Path] = [
+        "verify", files["token"], "--nonce-file", files["nonce"], "--vmi", files["vmi"],
+        "--trust-anchor", CPAK, "--reference", reference, "--allow-test-keys", "--output", "json",
+    ]  # fmt: skip
+    code, out, err = attest(*base, "--expected-profile", "tag:arm.com,2023:realm#1.0.0")
+    assert code == 0, out + err
+    checks = {check["name"]: check for check in json.loads(out)["checks"]}
+    assert (checks["realm-profile"]["status"], checks["realm-profile"]["required"]) == (
+        "passed",
+        True,
+    )
+    code, out, _ = attest(*base, "--expected-profile", "tag:arm.com,2024:realm#2.0.0")
+    assert code == 1 and failed(json.loads(out)["checks"]) == ["realm-profile"]
+    code, out, _ = attest(*base, "--expected-instance-id", "01" + "00" * 32)
+    assert code == 1 and failed(json.loads(out)["checks"]) == ["realm-instance-id"]
+    code, out, _ = attest(*base, "--expected-mec-policy", "shared")
+    assert code == 1 and failed(json.loads(out)["checks"]) == ["mec-policy"]

@@ -13,9 +13,10 @@ from typing import Any
 from kubevirt_cca.adapters.configfs import collect_token
 from kubevirt_cca.adapters.files import load_manifest, read_bytes
 from kubevirt_cca.adapters.measurement_log import MAX_LOG_BYTES, read_measurement_log
-from kubevirt_cca.cli import attest_reference
+from kubevirt_cca.cli import attest_nodeprofile, attest_reference
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.constants import ENABLED_LABEL, PERSONALIZATION_VALUE_BYTES
+from kubevirt_cca.core.attestation import claims as c
 from kubevirt_cca.core.attestation.eventlog import MeasurementLog, parse_event_log
 from kubevirt_cca.core.attestation.keys import TrustAnchor, load_trust_anchors
 from kubevirt_cca.core.attestation.reference import parse_reference
@@ -50,6 +51,7 @@ it outside against the VM's own declared parameters and the platform vendor's pu
              the REMs against the measurement log
   show       print the claims of a token
   reference  compute the RIM a Realm should have from its launch inputs, before it runs
+  node-profile  (admin) publish a node type's launch inputs, for 'reference --node-profile'
 
 See docs/attestation.md for the whole flow and what each check proves.
 
@@ -83,7 +85,9 @@ and its launch-security annotation) or --expected-rpv, the measurement algorithm
 manifest's measurementAlgo, the RIM against --expected-rim or a
 --reference file ('attest reference --output json'), the REMs against a replay of the Realm's
 measurement log (--measurement-log, saved by 'attest collect --log-out'), and the platform
-lifecycle. A token made with a published sample key is reported as a test token.
+lifecycle. On request it also pins the realm profile (--expected-profile), and for RMM 2.0
+tokens the Realm Instance ID (--expected-instance-id) and the MEC policy
+(--expected-mec-policy). A token made with a published sample key is reported as a test token.
 
 Exit status: 0 every required check passed, 1 verification failed, 2 unusable input.
 --output json is a stable interface (schemaVersion 1, see docs/attestation.md).
@@ -183,6 +187,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "replay it and check that it explains every REM",
     )
     verify.add_argument(
+        "--expected-profile",
+        metavar="PROFILE",
+        choices=c.REALM_PROFILES,
+        help="pin the realm token's profile (claim 265), e.g. " + c.REALM_PROFILE_2,
+    )
+    verify.add_argument(
+        "--expected-instance-id",
+        metavar="HEX",
+        help="pin the Realm Instance ID (claim 256, RMM 2.0): 33 bytes of hex starting 01, "
+        "as 'attest show' printed it for this Realm",
+    )
+    verify.add_argument(
+        "--expected-mec-policy",
+        choices=tuple(c.REALM_MEC_POLICIES.values()),
+        help="pin the Realm's MEC policy (claim 44243, RMM 2.0)",
+    )
+    verify.add_argument(
         "--allow-test-keys",
         action="store_true",
         help="do not fail a token made with a published sample key (for "
@@ -202,6 +223,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     show.set_defaults(handler=run_show)
 
     attest_reference.register(actions)
+    attest_nodeprofile.register(actions, load_profile=attest_reference.load_profile)
 
 
 # --- handlers ----------------------------------------------------------------------------------
@@ -261,6 +283,9 @@ def run_verify(args: argparse.Namespace) -> int:
             reference_algorithm=reference_algo,
             measurement_algorithm=algorithm,
             measurement_algorithm_source=f"the VM manifest {args.vmi}" if args.vmi else None,
+            realm_profile=args.expected_profile,
+            instance_id=_expected_instance_id(args.expected_instance_id),
+            mec_policy=args.expected_mec_policy,
         )
         verdict = verify_token(token, anchors=anchors, expected=expected)
     except RequestError as exc:
@@ -370,6 +395,22 @@ def _expected_rim(text: str | None) -> bytes | None:
     if len(raw) not in (32, 48, 64):
         raise AttestationError(
             f"--expected-rim is {len(raw)} bytes; a RIM is 32 (sha-256), 48 or 64 (sha-512)"
+        )
+    return raw
+
+
+def _expected_instance_id(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    try:
+        raw = bytes.fromhex(text.strip().lower().removeprefix("0x"))
+    except ValueError as exc:
+        raise AttestationError("--expected-instance-id is not hexadecimal") from exc
+    if len(raw) != c.REALM_INSTANCE_ID_BYTES or raw[0] != c.REALM_INSTANCE_ID_TYPE:
+        raise AttestationError(
+            f"--expected-instance-id is {len(raw)} bytes starting {raw[:1].hex() or 'nothing'}; "
+            f"a Realm Instance ID is {c.REALM_INSTANCE_ID_BYTES} bytes starting "
+            f"{c.REALM_INSTANCE_ID_TYPE:02x}"
         )
     return raw
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kubevirt_cca.adapters.files import parse_documents, read_bytes
+from kubevirt_cca.cli import attest_nodeprofile
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.core.attestation.profile import HostProfile, parse_profile
 from kubevirt_cca.core.attestation.reference import (
@@ -76,11 +77,10 @@ def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     parser.add_argument(
         "--profile",
         metavar="FILE",
-        required=True,
         help="the host profile (YAML) of the node type the VM runs on; its measurementAlgo is "
         "sha512 on nodes that give a Realm no choice (NVIDIA's stack, Linaro's RFC v4 QEMU)",
     )
-    boot = parser.add_mutually_exclusive_group(required=True)
+    boot = parser.add_mutually_exclusive_group()
     boot.add_argument("--firmware", metavar="FILE", help="the CCA firmware (firmware boot)")
     boot.add_argument(
         "--kernel", metavar="FILE", help="the kernel Image, uncompressed (direct kernel boot)"
@@ -99,8 +99,22 @@ def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     parser.add_argument(
         "--memory",
         metavar="SIZE",
-        required=True,
         help="the VM's memory, a Kubernetes quantity (1Gi)",
+    )
+    owner = parser.add_argument_group("for VM owners (docs/attestation.md, 'Without the node')")
+    owner.add_argument(
+        "--vmi",
+        metavar="FILE",
+        help="the VM / VMI manifest: its memory, vCPUs, kernel boot and measurementAlgo",
+    )
+    owner.add_argument(
+        "--node-profile",
+        metavar="FILE",
+        help="the node type's profile, firmware digests and DTBs ('attest node-profile'; "
+        "JSON, or its ConfigMap)",
+    )
+    owner.add_argument(
+        "--cpus", metavar="N", type=int, help="the VM's vCPUs (with --node-profile, no --vmi)"
     )
     parser.add_argument("--output", choices=("text", "json"), default="text")
     parser.add_argument(
@@ -114,9 +128,13 @@ def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 def run_reference(args: argparse.Namespace) -> int:
     try:
-        profile = _load_profile(args.profile)
-        memory = _memory(args.memory)
-        layout = _layout(args, memory)
+        owner = attest_nodeprofile.owner_inputs(args, load_profile=load_profile, read=_read)
+        if owner is not None:
+            profile, layout = owner
+        else:
+            profile = load_profile(_required(args.profile, "--profile", "or --node-profile"))
+            memory = _memory(_required(args.memory, "--memory", "or --vmi"))
+            layout = _layout(args, memory)
         reference = compute_rim(profile, layout, trace=args.trace)
         if args.corim:
             _write_corim(args.corim, reference)
@@ -136,6 +154,9 @@ def format_reference(
 ) -> str:
     sve = f"SVE {profile.sve_vector_length} bits" if profile.sve_vector_length else "no SVE"
     pmu = f"PMU {profile.pmu_counters} counters" if profile.pmu_counters is not None else "no PMU"
+    if profile.rmm_version == "2.0":
+        da = "DA" if profile.device_assignment else "no DA"
+        pmu += f", {da}, MEC {profile.mec_policy}"
     lines = [
         f"RIM ({reference.measurement_algo}): {reference.rim.hex()}",
         f"host: RMM {profile.rmm_version}, {profile.ipa_bits} IPA bits"
@@ -143,9 +164,7 @@ def format_reference(
         f"{profile.watchpoints} watchpoints, {pmu}",
         f"RAM: {layout.ram_base:#x}-{layout.ram_base + layout.ram_size:#x}",
     ]
-    lines.extend(
-        f"{image.name}: {image.ipa:#x} ({len(image.content)} bytes)" for image in layout.images
-    )
+    lines.extend(f"{image.name}: {image.ipa:#x} ({image.size} bytes)" for image in layout.images)
     lines.append(f"vCPU 0: pc {layout.pc:#x}, x0 {layout.gprs[0]:#x}")
     if trace:
         lines.append("steps:")
@@ -165,7 +184,7 @@ def format_reference(
 # --- inputs --------------------------------------------------------------------------------------
 
 
-def _load_profile(path: str) -> HostProfile:
+def load_profile(path: str) -> HostProfile:
     raw = _read(path, "--profile", MAX_PROFILE_BYTES)
     try:
         documents = parse_documents(raw.decode("utf-8"), source=f"--profile {path}")
@@ -184,6 +203,12 @@ def _load_profile(path: str) -> HostProfile:
         raise AttestationError(f"--profile {path}: {exc}") from exc
 
 
+def _required(value: str | None, flag: str, alternative: str) -> str:
+    if value is None:
+        raise ReferenceValueError((Violation(flag, f"required ({alternative})"),))
+    return value
+
+
 def _layout(args: argparse.Namespace, memory: int) -> RealmLayout:
     if args.payload is not None:
         problems = [
@@ -195,6 +220,10 @@ def _layout(args: argparse.Namespace, memory: int) -> RealmLayout:
             raise ReferenceValueError(problems)
         return payload_layout(
             memory=memory, payload=_read(args.payload, "--payload", MAX_IMAGE_BYTES)
+        )
+    if args.firmware is None and args.kernel is None:
+        raise ReferenceValueError(
+            (Violation("--firmware/--kernel/--payload", "give one (or --node-profile)"),)
         )
     if args.dtb is None:
         raise ReferenceValueError(

@@ -87,6 +87,17 @@ def base_domain(template: Template, *, name: str, namespace: str) -> str:
     return etree.tostring(root, encoding="unicode") + "\n"
 
 
+def guest_memory_bytes(template: Template) -> int:
+    """The guest memory a VMI gets: ``memory.guest``, else the memory request, else 1Gi."""
+    return _memory_bytes(template, _mapping(template.spec.get("domain")))
+
+
+def vcpu_count(template: Template) -> int:
+    """The vCPUs a VMI gets: sockets x cores x threads of ``spec.domain.cpu`` (1 each if unset)."""
+    sockets, cores, threads = _topology(_mapping(template.spec.get("domain")))
+    return sockets * cores * threads
+
+
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 

@@ -64,6 +64,9 @@ class Expectations:
     reference_algorithm: str | None = None  # "sha256"...: the reference RIM's algorithm
     measurement_algorithm: str | None = None  # "sha256"...: the VM's declared measurementAlgo
     measurement_algorithm_source: str | None = None  # for messages: "the VM manifest vm.yaml"
+    realm_profile: str | None = None  # pinned realm profile (claim 265)
+    instance_id: bytes | None = None  # pinned Realm Instance ID (claim 256, RMM 2.0)
+    mec_policy: str | None = None  # pinned MEC policy, "shared" / "private" (claim 44243)
 
 
 def verify_signature(sign1: Sign1, key: ec.EllipticCurvePublicKey) -> str | None:
@@ -123,7 +126,7 @@ def platform_signature(
 def realm_signature(realm: Sign1 | None, key: RealmKey | None, key_error: str | None) -> Check:
     name = "realm-signature"
     if realm is None:
-        return Check(name, "failed", _NO_REALM)
+        return Check(name, "failed", NO_REALM)
     if key is None:
         return Check(name, "failed", f"cannot check: {key_error}")
     if realm.algorithm != c.REALM_SIGNING_ALGORITHM:
@@ -154,7 +157,7 @@ def realm_signature(realm: Sign1 | None, key: RealmKey | None, key_error: str | 
 def realm_platform_binding(token: CCAToken, realm: RealmClaims | None) -> Check:
     name = "realm-platform-binding"
     if realm is None:
-        return Check(name, "failed", _NO_REALM)
+        return Check(name, "failed", NO_REALM)
     algorithm = c.HASH_ALGORITHMS.get(realm.public_key_hash_algo)
     if algorithm is None:
         return Check(
@@ -174,7 +177,7 @@ def realm_platform_binding(token: CCAToken, realm: RealmClaims | None) -> Check:
             f"{realm.public_key_hash_algo} hash of the realm key claim is {len(digest)}: "
             "this platform token does not vouch for this realm token",
         )
-    if not _same_bytes(digest, platform_challenge):
+    if not same_bytes(digest, platform_challenge):
         return Check(
             name,
             "failed",
@@ -193,7 +196,7 @@ def realm_platform_binding(token: CCAToken, realm: RealmClaims | None) -> Check:
 def realm_challenge(realm: RealmClaims | None, challenge: bytes) -> Check:
     name = "realm-challenge"
     if realm is None:
-        return Check(name, "failed", _NO_REALM)
+        return Check(name, "failed", NO_REALM)
     if len(realm.challenge) != len(challenge):
         return Check(
             name,
@@ -201,7 +204,7 @@ def realm_challenge(realm: RealmClaims | None, challenge: bytes) -> Check:
             f"the realm challenge is {len(realm.challenge)} bytes; a realm challenge is "
             f"{len(challenge)} (the nonce, zero-padded): the token is malformed",
         )
-    if not _same_bytes(realm.challenge, challenge):
+    if not same_bytes(realm.challenge, challenge):
         return Check(
             name,
             "failed",
@@ -215,7 +218,7 @@ def realm_challenge(realm: RealmClaims | None, challenge: bytes) -> Check:
 def personalization_value(realm: RealmClaims | None, expected: Expectations) -> Check:
     name = "personalization-value"
     if realm is None:
-        return Check(name, "failed", _NO_REALM)
+        return Check(name, "failed", NO_REALM)
     got = realm.personalization_value
     if len(got) != len(expected.personalization_value):
         return Check(
@@ -225,7 +228,7 @@ def personalization_value(realm: RealmClaims | None, expected: Expectations) -> 
             f"{expected.personalization_source} is {len(expected.personalization_value)} "
             f"({_b64(expected.personalization_value)})",
         )
-    if not _same_bytes(got, expected.personalization_value):
+    if not same_bytes(got, expected.personalization_value):
         return Check(
             name,
             "failed",
@@ -248,7 +251,7 @@ def measurement_algorithm(realm: RealmClaims | None, expected: Expectations) -> 
         seen = f"; the token's is {realm.hash_algo!r} (the host's choice)" if realm else ""
         return Check(name, "not-checked", f"no measurementAlgo declared{seen}", required=False)
     if realm is None:
-        return Check(name, "failed", _NO_REALM)
+        return Check(name, "failed", NO_REALM)
     if c.HASH_ALGORITHMS.get(realm.hash_algo) != declared:
         return Check(
             name,
@@ -270,7 +273,7 @@ def initial_measurement(
     name = "initial-measurement"
     if realm is None:
         status: CheckStatus = "failed" if expected is not None else "not-checked"
-        return Check(name, status, _NO_REALM, required=expected is not None)
+        return Check(name, status, NO_REALM, required=expected is not None)
     rim = realm.initial_measurement
     token_algorithm = c.HASH_ALGORITHMS.get(realm.hash_algo)
     size = hashlib.new(token_algorithm).digest_size if token_algorithm else None
@@ -319,7 +322,7 @@ def initial_measurement(
             f"{realm.hash_algo} ({size}-byte RIMs; the token's is {rim.hex()}): the expected "
             "value is for another measurement algorithm, or truncated",
         )
-    if not _same_bytes(rim, expected):
+    if not same_bytes(rim, expected):
         return Check(
             name,
             "failed",
@@ -341,7 +344,7 @@ def measurement_log(
             required=False,
         ), None
     if realm is None:
-        return Check(name, "failed", _NO_REALM), None
+        return Check(name, "failed", NO_REALM), None
     stray = stray_events(log)
     if stray:
         return Check(
@@ -426,10 +429,10 @@ def production_keys(
     return Check(name, "passed", "no published sample key is involved", required=required), False
 
 
-_NO_REALM = "the token holds no realm token (it is a platform token alone)"
+NO_REALM = "the token holds no realm token (it is a platform token alone)"
 
 
-def _same_bytes(left: bytes, right: bytes) -> bool:
+def same_bytes(left: bytes, right: bytes) -> bool:
     """Exactly the same bytes, length included (never a prefix, never a padded match)."""
     return len(left) == len(right) and hmac.compare_digest(left, right)
 

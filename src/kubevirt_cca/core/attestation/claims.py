@@ -7,7 +7,7 @@ the strings the tokens carry.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 
 # --- Envelope ----------------------------------------------------------------------------------
 TAG_CCA_TOKEN: Final = 399  # RMM 1.0 collection: {44234: bstr, 44241: bstr}
@@ -46,6 +46,16 @@ REALM_PUBLIC_KEY: Final = 44237
 REALM_INITIAL_MEASUREMENT: Final = 44238
 REALM_EXTENSIBLE_MEASUREMENTS: Final = 44239
 REALM_PUBLIC_KEY_HASH_ALGO: Final = 44240
+# RMM 2.0 (DEN0137 A7.2.3.1.3 and A7.2.3.1.8; TF-RMM's attestation_defs_priv.h; veraison's
+# ccatoken realm/claims_v2.go): the Realm Instance ID under the EAT ueid label, 33 bytes whose
+# first is 0x01 (a random UEID), and the MEC policy, an integer in the 2.0 profile (0 shared,
+# 1 private) and the text "shared" / "private" in earlier encodings (draft-ffm-rats-cca-token
+# -03, rust-ccatoken's realm_2024.rs).
+REALM_INSTANCE_ID: Final = 256
+REALM_MEC_POLICY: Final = 44243
+REALM_INSTANCE_ID_BYTES: Final = 33
+REALM_INSTANCE_ID_TYPE: Final = 0x01  # EAT UEID type "RAND"
+REALM_MEC_POLICIES: Final[dict[int, Literal["shared", "private"]]] = {0: "shared", 1: "private"}
 
 REALM_PROFILE_1: Final = "tag:arm.com,2023:realm#1.0.0"
 REALM_PROFILE_2: Final = "tag:arm.com,2024:realm#2.0.0"
@@ -63,6 +73,8 @@ REALM_CLAIM_NAMES: Final = {
     REALM_INITIAL_MEASUREMENT: "initial measurement (RIM)",
     REALM_EXTENSIBLE_MEASUREMENTS: "extensible measurements (REMs)",
     REALM_PUBLIC_KEY_HASH_ALGO: "public key hash algorithm",
+    REALM_INSTANCE_ID: "realm instance id",
+    REALM_MEC_POLICY: "MEC policy",
 }
 
 # --- Platform token claims ---------------------------------------------------------------------

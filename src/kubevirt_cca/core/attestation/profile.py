@@ -12,7 +12,10 @@ A profile writes them down once per node type (``examples/attest-profiles/``), a
     sveVectorLength: null      # bits (128..2048, a multiple of 128), or null: no SVE
     breakpoints: 2             # 2..16
     watchpoints: 2             # 2..16
-    pmuCounters: null          # 0..31, or null: no PMU
+    pmuCounters: null          # 0..31, or null: no PMU (null with RMM 2.0)
+    # RMM 2.0 only, and then required:
+    deviceAssignment: true     # flags0 bit 3 (DA): the host enables it whenever the RMM offers it
+    mecPolicy: shared          # flags0 bits 7-8: shared (0) or private (1)
 
 :func:`parse_profile` takes the decoded YAML and reports every problem at once, each naming
 its key. Pure: no file is read here.
@@ -28,6 +31,7 @@ from kubevirt_cca.errors import ReferenceValueError, Violation
 
 RmmVersion = Literal["1.0", "2.0"]
 MeasurementAlgo = Literal["sha256", "sha384", "sha512"]
+MecPolicy = Literal["shared", "private"]
 
 RMM_VERSIONS: Final[tuple[RmmVersion, ...]] = ("1.0", "2.0")
 MEASUREMENT_ALGOS: Final[tuple[MeasurementAlgo, ...]] = ("sha256", "sha384", "sha512")
@@ -41,6 +45,10 @@ PROFILE_KEYS: Final = (
     "watchpoints",
     "pmuCounters",
 )
+# Keys of RmmRealmFlags0 that RMM 1.0 does not have: required with rmmVersion "2.0", refused
+# with "1.0" (TF-RMM's lib/smc/include/smc-rmi.h: DA bit 3, MEC policy bits 7-8).
+PROFILE_KEYS_RMM_2: Final = ("deviceAssignment", "mecPolicy")
+MEC_POLICIES: Final[tuple[MecPolicy, ...]] = ("shared", "private")
 IPA_BITS_MIN: Final = 32
 IPA_BITS_MAX: Final = 48  # without LPA2
 IPA_BITS_MAX_LPA2: Final = 52
@@ -63,6 +71,8 @@ class HostProfile:
     breakpoints: int
     watchpoints: int
     pmu_counters: int | None  # None: no PMU
+    device_assignment: bool = False  # RMM 2.0: flags0 DA
+    mec_policy: MecPolicy = "shared"  # RMM 2.0: flags0 MEC policy
 
 
 def parse_profile(data: Any) -> HostProfile:
@@ -72,11 +82,27 @@ def parse_profile(data: Any) -> HostProfile:
             (Violation("profile", "expected a mapping with the keys " + ", ".join(PROFILE_KEYS)),)
         )
     problems: list[Violation] = []
+    known = PROFILE_KEYS + PROFILE_KEYS_RMM_2
     for key in data:
-        if key not in PROFILE_KEYS:
+        if key not in known:
+            problems.append(
+                Violation(f"profile.{key}", "unknown key; expected one of " + ", ".join(known))
+            )
+    rmm_2 = data.get("rmmVersion") == "2.0"
+    for key in PROFILE_KEYS_RMM_2:
+        if rmm_2 and key not in data:
             problems.append(
                 Violation(
-                    f"profile.{key}", "unknown key; expected one of " + ", ".join(PROFILE_KEYS)
+                    f"profile.{key}",
+                    'required with rmmVersion "2.0" (the RMM measures the whole flags0 word)',
+                )
+            )
+        elif not rmm_2 and key in data and data.get("rmmVersion") in RMM_VERSIONS:
+            problems.append(
+                Violation(
+                    f"profile.{key}",
+                    'only with rmmVersion "2.0"; RMM 1.0 has no device assignment or MEC '
+                    "policy in its realm flags: remove the key",
                 )
             )
     for key in PROFILE_KEYS:
@@ -134,6 +160,22 @@ def parse_profile(data: Any) -> HostProfile:
             problems=problems,
             hint=", or null for no PMU",
         )
+    if rmm == "2.0" and pmu is not None:
+        problems.append(
+            Violation(
+                "profile.pmuCounters",
+                'expected null with rmmVersion "2.0": TF-RMM 2.0 gives Realms no PMU',
+            )
+        )
+    device_assignment = data.get("deviceAssignment", False)
+    if not isinstance(device_assignment, bool):
+        problems.append(
+            Violation(
+                "profile.deviceAssignment", f"expected true or false, got {device_assignment!r}"
+            )
+        )
+    mec = data.get("mecPolicy", "shared")
+    _choice(mec, "mecPolicy", allowed=MEC_POLICIES, problems=problems)
     if rmm == "1.0" and algo == "sha384":
         problems.append(
             Violation(
@@ -152,7 +194,26 @@ def parse_profile(data: Any) -> HostProfile:
         breakpoints=data["breakpoints"],
         watchpoints=data["watchpoints"],
         pmu_counters=pmu,
+        device_assignment=device_assignment,
+        mec_policy=mec,
     )
+
+
+def profile_data(profile: HostProfile) -> dict[str, Any]:
+    """The YAML/JSON keys of ``profile`` (what :func:`parse_profile` reads back)."""
+    data: dict[str, Any] = {
+        "rmmVersion": profile.rmm_version,
+        "measurementAlgo": profile.measurement_algo,
+        "ipaBits": profile.ipa_bits,
+        "lpa2": profile.lpa2,
+        "sveVectorLength": profile.sve_vector_length,
+        "breakpoints": profile.breakpoints,
+        "watchpoints": profile.watchpoints,
+        "pmuCounters": profile.pmu_counters,
+    }
+    if profile.rmm_version == "2.0":
+        data.update(deviceAssignment=profile.device_assignment, mecPolicy=profile.mec_policy)
+    return data
 
 
 _NULLABLE = ("sveVectorLength", "pmuCounters")

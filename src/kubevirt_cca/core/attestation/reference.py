@@ -4,7 +4,8 @@ The RMM (Arm DEN0137) builds the RIM while the VMM creates the Realm, and this m
 the same operations:
 
 - ``realm-create`` (RMI_REALM_CREATE): the RIM starts as the hash of a 4 KiB ``RmiRealmParams``
-  page, zero except ``flags`` (bit 0 LPA2, bit 1 SVE, bit 2 PMU) at 0x0, ``s2sz`` at 0x8,
+  page, zero except ``flags0`` (bit 0 LPA2, bit 1 SVE, bit 2 PMU; RMM 2.0 also bit 3 DA and
+  bits 7-8 the MEC policy, the whole word measured) at 0x0, ``s2sz`` at 0x8,
   ``sve_vl`` (VQ - 1) at 0x10, ``num_bps`` (count - 1) at 0x18, ``num_wps`` (count - 1) at
   0x20, ``pmu_num_ctrs`` at 0x28 and ``hash_algo`` at 0x30. The personalization value is not
   part of it.
@@ -42,6 +43,9 @@ RMI_HASH_ALGO: Final = {"sha256": 0, "sha512": 1, "sha384": 2}  # sha384: RMM 2.
 REALM_FLAG_LPA2: Final = 1 << 0
 REALM_FLAG_SVE: Final = 1 << 1
 REALM_FLAG_PMU: Final = 1 << 2
+REALM_FLAG_DA: Final = 1 << 3  # RMM 2.0
+REALM_FLAG_MEC_POLICY_SHIFT: Final = 7  # RMM 2.0: two bits, 0 shared, 1 private
+RMI_MEC_POLICY: Final = {"shared": 0, "private": 1}
 REC_FLAG_RUNNABLE: Final = 1 << 0
 DATA_FLAG_MEASURED: Final = 1 << 0
 DESC_DATA: Final = 0
@@ -67,6 +71,14 @@ class Image:
     name: str  # "firmware", "kernel", "initrd", "dtb", "payload"
     ipa: int
     content: bytes
+    # Pre-hashed instead (a node profile's firmware): the digest of each 4 KiB granule in the
+    # profile's algorithm, and the image's size; ``content`` is then empty.
+    granule_digests: tuple[bytes, ...] | None = None
+    length: int | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.content) if self.length is None else self.length
 
 
 @dataclass(frozen=True)
@@ -107,7 +119,7 @@ def qemu_virt_layout(
     *,
     memory: int,
     dtb: bytes,
-    firmware: bytes | None = None,
+    firmware: bytes | Image | None = None,
     kernel: bytes | None = None,
     initrd: bytes | None = None,
 ) -> RealmLayout:
@@ -136,7 +148,7 @@ def qemu_virt_layout(
         )
     for name, blob in (
         ("--dtb", dtb),
-        ("--firmware", firmware),
+        ("--firmware", firmware if isinstance(firmware, bytes) else None),
         ("--kernel", kernel),
         ("--initrd", initrd),
     ):
@@ -150,11 +162,12 @@ def qemu_virt_layout(
                 "decompressed Image, give that (gunzip it first)",
             )
         )
-    if firmware is not None and len(firmware) > VIRT_FLASH_BANK_BYTES:
+    firmware_size = firmware.size if isinstance(firmware, Image) else len(firmware or b"")
+    if firmware_size > VIRT_FLASH_BANK_BYTES:
         problems.append(
             Violation(
                 "--firmware",
-                f"is {len(firmware)} bytes; the virt machine's "
+                f"is {firmware_size} bytes; the virt machine's "
                 f"flash bank holds {VIRT_FLASH_BANK_BYTES}",
             )
         )
@@ -165,7 +178,7 @@ def qemu_virt_layout(
     images: tuple[Image, ...]
     if firmware is not None:
         images = (
-            Image(name="firmware", ipa=0, content=firmware),
+            firmware if isinstance(firmware, Image) else Image("firmware", 0, firmware),
             Image(name="dtb", ipa=VIRT_RAM_BASE, content=dtb),
         )
         pc, x0 = 0, 0
@@ -183,7 +196,7 @@ def qemu_virt_layout(
         images += (Image(name="dtb", ipa=dtb_at, content=dtb),)
         pc, x0 = VIRT_RAM_BASE, dtb_at
     for image in images:
-        end = image.ipa + len(image.content)
+        end = image.ipa + image.size
         if image.ipa >= VIRT_RAM_BASE and end > ram_top:
             raise ReferenceValueError(
                 (
@@ -254,8 +267,7 @@ def compute_rim(profile: HostProfile, layout: RealmLayout, *, trace: bool = Fals
             if trace:
                 steps.append(Step("ripas", rim[:size], base=base, top=top))
     for image in sorted(layout.images, key=lambda item: item.ipa):
-        for ipa, granule in granules(image):
-            content = digest_of(granule)
+        for ipa, content in _granule_digests(image, digest_of, size):
             rim = digest_of(data_descriptor(rim, ipa=ipa, content_digest=content))
             if trace:
                 steps.append(Step("data", rim[:size], ipa=ipa, content_digest=content[:size]))
@@ -282,6 +294,9 @@ def realm_params_page(profile: HostProfile) -> bytes:
     if profile.pmu_counters is not None:
         flags |= REALM_FLAG_PMU
         pmu_counters = profile.pmu_counters
+    if profile.device_assignment:
+        flags |= REALM_FLAG_DA
+    flags |= RMI_MEC_POLICY[profile.mec_policy] << REALM_FLAG_MEC_POLICY_SHIFT
     page = bytearray(PARAMS_PAGE_BYTES)
     _put(page, 0x00, flags)
     _put(page, 0x08, profile.ipa_bits)
@@ -322,6 +337,23 @@ def ripas_descriptor(rim: bytes, *, base: int, top: int) -> bytes:
     _put(desc, 0x50, base)
     _put(desc, 0x58, top)
     return bytes(desc)
+
+
+def _granule_digests(
+    image: Image, digest_of: Callable[[bytes], bytes], size: int
+) -> list[tuple[int, bytes]]:
+    """``(ipa, digest)`` of each granule: hashed here, or the image's pre-hashed ones."""
+    if image.granule_digests is None:
+        return [(ipa, digest_of(granule)) for ipa, granule in granules(image)]
+    wrong = {len(digest) for digest in image.granule_digests} - {size}
+    if wrong or image.ipa % GRANULE:
+        raise ReferenceValueError(
+            (Violation(image.name, f"pre-hashed granules must be {size}-byte digests"),)
+        )
+    return [
+        (image.ipa + index * GRANULE, digest.ljust(MEASUREMENT_SLOT, b"\0"))
+        for index, digest in enumerate(image.granule_digests)
+    ]
 
 
 def granules(image: Image) -> list[tuple[int, bytes]]:
@@ -454,8 +486,7 @@ def _check_fits(profile: HostProfile, layout: RealmLayout) -> None:
     # The protected (Realm) half of the IPA space is the lower one.
     limit = 1 << (profile.ipa_bits - 1)
     top = max(
-        [layout.ram_base + layout.ram_size]
-        + [image.ipa + len(image.content) for image in layout.images]
+        [layout.ram_base + layout.ram_size] + [image.ipa + image.size for image in layout.images]
     )
     if top > limit:
         raise ReferenceValueError(

@@ -129,6 +129,8 @@ def _realm_json(token: CCAToken) -> dict[str, Any] | None:
         "publicKeyEncoding": encoding,
         "publicKeyPoint": point,
         "publicKeyHashAlgorithm": claims.public_key_hash_algo,
+        "instanceId": claims.instance_id.hex() if claims.instance_id is not None else None,
+        "mecPolicy": claims.mec_policy,
         "otherClaims": _other(claims.other),
     }
 

@@ -25,6 +25,7 @@ from kubevirt_cca.core.attestation.cbor import cbor_kind, cbor_map, decode_cbor
 from kubevirt_cca.errors import AttestationError
 
 TokenForm = Literal["tag-399", "tag-907", "platform-only"]
+MecPolicy = Literal["shared", "private"]
 MAX_TOKEN_BYTES = 64 * 1024  # real tokens are 1-3 KiB; refuse anything absurd before decoding
 
 
@@ -78,6 +79,9 @@ class RealmClaims:
     public_key: bytes  # the exact bytes of claim 44237 (raw P-384 point or COSE_Key)
     public_key_hash_algo: str
     other: tuple[tuple[Any, Any], ...] = ()
+    instance_id: bytes | None = None  # claim 256 (RMM 2.0): 33 bytes, the first 0x01
+    mec_policy: MecPolicy | None = None  # claim 44243 (RMM 2.0), whichever encoding it had
+    mec_policy_encoding: Literal["integer", "text"] | None = None
 
 
 @dataclass(frozen=True)
@@ -294,8 +298,18 @@ def _parse_realm(payload: bytes) -> RealmClaims:
             f"{claims.where(c.REALM_EXTENSIBLE_MEASUREMENTS)} must be a list of "
             f"{c.REALM_EXTENSIBLE_MEASUREMENT_COUNT} byte strings"
         )
+    instance_id = claims.sized(c.REALM_INSTANCE_ID, (c.REALM_INSTANCE_ID_BYTES,), required=False)
+    if instance_id is not None and instance_id[0] != c.REALM_INSTANCE_ID_TYPE:
+        raise AttestationError(
+            f"{claims.where(c.REALM_INSTANCE_ID)} starts with byte {instance_id[0]:#04x}; "
+            f"a Realm Instance ID starts with {c.REALM_INSTANCE_ID_TYPE:#04x} (a random UEID)"
+        )
+    mec_policy, mec_encoding = _mec_policy(claims)
     return RealmClaims(
         profile=profile,
+        instance_id=instance_id,
+        mec_policy=mec_policy,
+        mec_policy_encoding=mec_encoding,
         challenge=claims.sized(c.REALM_CHALLENGE, (c.REALM_CHALLENGE_BYTES,)),
         personalization_value=claims.sized(
             c.REALM_PERSONALIZATION_VALUE, (c.REALM_PERSONALIZATION_VALUE_BYTES,)
@@ -306,6 +320,26 @@ def _parse_realm(payload: bytes) -> RealmClaims:
         public_key=claims.get(c.REALM_PUBLIC_KEY, bytes),
         public_key_hash_algo=claims.get(c.REALM_PUBLIC_KEY_HASH_ALGO, str),
         other=claims.other(),
+    )
+
+
+def _mec_policy(
+    claims: _Claims,
+) -> tuple[MecPolicy | None, Literal["integer", "text"] | None]:
+    """Claim 44243: 0 / 1 (the RMM 2.0 profile) or "shared" / "private" (earlier drafts)."""
+    claims.used.add(c.REALM_MEC_POLICY)
+    if c.REALM_MEC_POLICY not in claims.entries:
+        return None, None
+    value = claims.entries[c.REALM_MEC_POLICY]
+    for number, name in c.REALM_MEC_POLICIES.items():
+        if type(value) is int and value == number:
+            return name, "integer"
+        if isinstance(value, str) and value == name:
+            return name, "text"
+    shown = repr(value) if type(value) in (int, str) else cbor_kind(value)
+    raise AttestationError(
+        f"{claims.where(c.REALM_MEC_POLICY)} is {shown}; expected 0 (shared) or 1 (private), "
+        'or the text "shared" / "private" of earlier token versions'
     )
 
 

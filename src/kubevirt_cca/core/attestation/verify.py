@@ -25,6 +25,9 @@ first bytes are. The checks, in order:
 - ``platform-lifecycle``: the platform is in the "secured" lifecycle state.
 - ``production-keys``: neither key is a published sample key (a test token proves nothing
   about hardware).
+- ``realm-profile``, ``realm-instance-id``, ``mec-policy``: the realm token's profile, Realm
+  Instance ID and MEC policy are the ones the owner pinned (not checked when none is pinned);
+  see :mod:`~kubevirt_cca.core.attestation.pins`.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from kubevirt_cca.core.attestation.checks import (
 )
 from kubevirt_cca.core.attestation.eventlog import RemReplay
 from kubevirt_cca.core.attestation.keys import RealmKey, TrustAnchor, decode_realm_public_key
+from kubevirt_cca.core.attestation.pins import mec_policy, realm_instance_id, realm_profile
 from kubevirt_cca.core.attestation.token import CCAToken
 from kubevirt_cca.errors import AttestationError
 
@@ -83,6 +87,9 @@ CHECK_NAMES = (
     "measurement-log",
     "platform-lifecycle",
     "production-keys",
+    "realm-profile",
+    "realm-instance-id",
+    "mec-policy",
 )
 
 
@@ -156,7 +163,12 @@ def verify_token(
     log_check, log_replay = measurement_log(realm, expected.measurement_log)
     checks += [log_check, platform_lifecycle(token.platform_claims.lifecycle)]
     production, test_token = production_keys(anchor, realm_key, expected.allow_test_keys)
-    checks.append(production)
+    checks += [
+        production,
+        realm_profile(realm, expected),
+        realm_instance_id(realm, expected),
+        mec_policy(realm, expected),
+    ]
     verdict = Verdict(checks=tuple(checks), test_token=test_token, log_replay=log_replay)
     log.info(
         "attestation verdict=%s failed=%s test_token=%s",
