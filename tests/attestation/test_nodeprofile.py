@@ -360,7 +360,18 @@ def test_a_damaged_node_profile_names_the_field(
 
 def test_a_node_profile_that_is_not_json(tmp_path: Path) -> None:
     (tmp_path / "np.json").write_text("{unclosed: [")
-    assert "not JSON or YAML" in error("--vmi", EXAMPLE_VM, "--node-profile", tmp_path / "np.json")
+    message = error("--vmi", EXAMPLE_VM, "--node-profile", tmp_path / "np.json")
+    assert f"--node-profile {tmp_path / 'np.json'}: not valid JSON: " in message
+
+
+def test_a_node_profile_is_read_like_every_manifest(tmp_path: Path) -> None:
+    """The project's reader: a key given twice, or an integer too long to read, is named."""
+    (tmp_path / "twice.yaml").write_text("hostProfile: {}\nhostProfile: {}\n")
+    message = error("--vmi", EXAMPLE_VM, "--node-profile", tmp_path / "twice.yaml")
+    assert 'mapping key "hostProfile" already defined at line 1' in message
+    (tmp_path / "long.json").write_text('{"x": ' + "9" * 5000 + "}")
+    message = error("--vmi", EXAMPLE_VM, "--node-profile", tmp_path / "long.json")
+    assert "an integer of 5000 digits is too long to read" in message
 
 
 @pytest.mark.parametrize(
