@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from kubevirt_cca.adapters.helm_chart import PUBLISHED_IMAGE, chart_files, write_helm_chart
 from kubevirt_cca.adapters.install_files import (
     dump_documents,
     load_policies,
@@ -33,13 +34,16 @@ serving certificate in a Secret and patch the webhook configurations' caBundle
 --image is required when printing: the objects must name the kubevirt-cca image you built and
 pushed (docs/install.md, step 1); nothing is published under a default name.
 --write-kustomize writes the base deploy/ with the placeholder {InstallOptions().image},
-which an overlay replaces (README).
+which an overlay replaces (README). --write-helm writes the Helm chart charts/kubevirt-cca,
+whose values are these options (docs/install.md, "Helm"); its default image is --image, else
+the release workflow's {PUBLISHED_IMAGE}.
 
 example:
   kubevirt-cca manifests --image registry.example/kubevirt-cca:0.1.0 | kubectl apply -f -
   kubevirt-cca manifests --image registry.example/kubevirt-cca:0.1.0 \\
       --certificates self-signed | kubectl apply -f -
   kubevirt-cca manifests --write-kustomize deploy     # regenerate the kustomize base
+  kubevirt-cca manifests --write-helm charts/kubevirt-cca     # regenerate the Helm chart
 """
 
 
@@ -89,10 +93,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DIR",
         help="write a kustomize base into DIR instead of printing (how deploy/ is generated)",
     )
+    output.add_argument(
+        "--write-helm",
+        metavar="DIR",
+        help="write the Helm chart into DIR instead of printing (how charts/kubevirt-cca is "
+        "generated); --image, if given, becomes the chart's default image",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.write_helm is not None:
+        written = write_helm_chart(
+            Path(args.write_helm), chart_files(load_policies(), image=args.image)
+        )
+        for path in written:
+            print(f"wrote {path}", file=sys.stderr)
+        return 0
     if args.image is None and args.write_kustomize is None:
         print(
             "kubevirt-cca manifests: error: image: required: the kubevirt-cca image you built "
