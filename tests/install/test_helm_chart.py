@@ -28,6 +28,9 @@ from tests.helm import CHART, HELM_SDK_VERSION, helm, helm_command
 from tests.install.support import by_key
 
 RELEASE_NAMESPACE = "cca-releases"
+LAUNCHER = "registry.example/kubevirt/virt-launcher:v1.8.0"
+# virtLauncherImage has no default: every render sets it (tested without it below).
+LAUNCHER_SET = ("--set", f"virtLauncherImage={LAUNCHER}")
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
@@ -81,7 +84,7 @@ def test_an_option_that_reaches_an_object_changed_is_refused() -> None:
 
 
 def test_helm_lint_passes_strict() -> None:
-    done = helm("lint", str(CHART), "--strict")
+    done = helm("lint", str(CHART), "--strict", *LAUNCHER_SET)
     assert "0 chart(s) failed" in done.stdout
 
 
@@ -93,8 +96,8 @@ def test_the_helm_sdk_is_the_pinned_version() -> None:
 
 
 OPTION_MATRIX = [
-    pytest.param({}, id="defaults"),
-    pytest.param({"certificates": "self-signed"}, id="self-signed"),
+    pytest.param({"virtLauncherImage": LAUNCHER}, id="defaults"),
+    pytest.param({"virtLauncherImage": LAUNCHER, "certificates": "self-signed"}, id="self-signed"),
     pytest.param(
         {
             "image": "registry.example:5000/team/kubevirt-cca:v1.0_rc-1",
@@ -158,8 +161,12 @@ def test_the_packaged_chart_renders_the_same_objects(tmp_path: Path) -> None:
     assert len(archives) == 1, done.stdout
     with tarfile.open(archives[0]) as archive:
         assert "kubevirt-cca/values.schema.json" in archive.getnames()
-    rendered = helm("template", "kubevirt-cca", str(archives[0]), "-n", RELEASE_NAMESPACE)
-    expected = install_objects(InstallOptions(image=PUBLISHED_IMAGE), load_policies())
+    rendered = helm(
+        "template", "kubevirt-cca", str(archives[0]), "-n", RELEASE_NAMESPACE, *LAUNCHER_SET
+    )
+    expected = install_objects(
+        InstallOptions(image=PUBLISHED_IMAGE, virt_launcher_image=LAUNCHER), load_policies()
+    )
     assert by_key(documents(rendered.stdout)) == by_key(expected)
 
 
@@ -171,7 +178,9 @@ def test_template_delimiters_in_an_object_are_printed_as_they_are(tmp_path: Path
         "data": {"text": "{{ .Values.image }} and }} {{"},
     }
     write_helm_chart(tmp_path, chart_files({"braces.yaml": [policy]}))
-    rendered = helm("template", "kubevirt-cca", str(tmp_path), "-n", RELEASE_NAMESPACE)
+    rendered = helm(
+        "template", "kubevirt-cca", str(tmp_path), "-n", RELEASE_NAMESPACE, *LAUNCHER_SET
+    )
     maps = [o for o in documents(rendered.stdout) if o["metadata"]["name"] == "braces"]
     assert maps == [policy]
 
@@ -179,6 +188,11 @@ def test_template_delimiters_in_an_object_are_printed_as_they_are(tmp_path: Path
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        ([], "virtLauncherImage: required: your KubeVirt's virt-launcher image, with a libvirt"),
+        (
+            ["--set", "virtLauncherImage="],
+            "virtLauncherImage: required: your KubeVirt's virt-launcher image, with a libvirt",
+        ),
         (["--set", "certificates=letsencrypt"], "/certificates': value must be one of"),
         (["--set", "namespace=Kube_CCA"], "/namespace': 'Kube_CCA' does not match pattern"),
         (["--set", "image="], "/image': minLength"),
@@ -192,6 +206,8 @@ def test_template_delimiters_in_an_object_are_printed_as_they_are(tmp_path: Path
     ],
 )
 def test_bad_values_are_refused_with_the_value_named(args: list[str], message: str) -> None:
+    if args and "virtLauncherImage" not in args[-1]:
+        args = [*LAUNCHER_SET, *args]
     done = helm("template", "kubevirt-cca", str(CHART), "-n", RELEASE_NAMESPACE, *args, check=False)
     assert done.returncode == 1
     assert done.stdout == ""

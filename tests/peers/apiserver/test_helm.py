@@ -28,6 +28,8 @@ RELEASE = "kubevirt-cca"
 RELEASE_NAMESPACE = "cca-releases"
 IMAGE = "registry.example/kubevirt-cca:0.1.0"
 NEW_IMAGE = "registry.example/kubevirt-cca:0.2.0"
+LAUNCHER = "registry.example/kubevirt/virt-launcher:v1.8.0"
+NEW_LAUNCHER = "registry.example/kubevirt/virt-launcher:v1.9.0"
 
 
 def cert_manager_crd(kind: str, plural: str) -> dict[str, Any]:
@@ -148,7 +150,7 @@ def values_file(folder: Path, values: dict[str, Any]) -> str:
 
 def test_install_upgrade_uninstall(server: ApiServer, tmp_path: Path) -> None:
     kubeconfig = ["--kubeconfig", str(server.kubeconfig)]
-    first = {"image": IMAGE, "certificates": "cert-manager"}
+    first = {"image": IMAGE, "virtLauncherImage": LAUNCHER, "certificates": "cert-manager"}
     installed = helm(
         "install",
         RELEASE,
@@ -161,12 +163,17 @@ def test_install_upgrade_uninstall(server: ApiServer, tmp_path: Path) -> None:
     )
     assert "STATUS: deployed" in installed.stdout
     assert "REVISION: 1" in installed.stdout
-    before = manifests("--image", IMAGE)
+    before = manifests("--image", IMAGE, "--virt-launcher-image", LAUNCHER)
     assert {o["kind"] for o in before} >= {"Issuer", "Certificate", "DaemonSet"}
     assert_installed_as_printed(server, before, tmp_path)
 
-    # Another image, the other certificate source, the KubeVirt CR in another namespace.
-    second = {"image": NEW_IMAGE, "certificates": "self-signed", "kubevirtNamespace": "kv2"}
+    # Other images, the other certificate source, the KubeVirt CR in another namespace.
+    second = {
+        "image": NEW_IMAGE,
+        "virtLauncherImage": NEW_LAUNCHER,
+        "certificates": "self-signed",
+        "kubevirtNamespace": "kv2",
+    }
     upgraded = helm(
         "upgrade",
         RELEASE,
@@ -179,7 +186,14 @@ def test_install_upgrade_uninstall(server: ApiServer, tmp_path: Path) -> None:
     )
     assert "REVISION: 2" in upgraded.stdout
     after = manifests(
-        "--image", NEW_IMAGE, "--certificates", "self-signed", "--kubevirt-namespace", "kv2"
+        "--image",
+        NEW_IMAGE,
+        "--virt-launcher-image",
+        NEW_LAUNCHER,
+        "--certificates",
+        "self-signed",
+        "--kubevirt-namespace",
+        "kv2",
     )
     assert_installed_as_printed(server, after, tmp_path)
     kept = {object_key(o) for o in after}
@@ -218,6 +232,8 @@ def test_install_into_the_namespace_the_chart_creates_is_refused(server: ApiServ
         "namespace=kubevirt",
         "--set",
         f"image={IMAGE}",
+        "--set",
+        f"virtLauncherImage={LAUNCHER}",
         check=False,
     )
     assert done.returncode == 1
