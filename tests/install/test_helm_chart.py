@@ -213,3 +213,28 @@ def test_bad_values_are_refused_with_the_value_named(args: list[str], message: s
     assert done.stdout == ""
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_chart_written_with_an_image_defaults_to_it(tmp_path: Path) -> None:
+    """The release workflow's chart: --write-helm --image IMAGE@DIGEST makes it the default."""
+    image = "ghcr.io/kubevirt-cca/kubevirt-cca:0.1.0@sha256:" + "b" * 64
+    code, _, err = run_cli("manifests", "--write-helm", str(tmp_path), "--image", image)
+    assert code == 0, err
+    values = yaml.safe_load((tmp_path / "values.yaml").read_text())
+    assert values["image"] == image
+    rendered = helm(
+        "template", "kubevirt-cca", str(tmp_path), "-n", RELEASE_NAMESPACE, *LAUNCHER_SET
+    )
+    expected = install_objects(
+        InstallOptions(image=image, virt_launcher_image=LAUNCHER), load_policies()
+    )
+    assert by_key(documents(rendered.stdout)) == by_key(expected)
+
+
+def test_writing_a_chart_with_a_bad_image_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    code, out, err = run_cli("manifests", "--write-helm", str(tmp_path / "c"), "--image", "A:b")
+    assert code == 1
+    assert out == ""
+    assert "image: expected a container image reference" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "c").exists()
