@@ -72,12 +72,20 @@ class FreeValue:
 
 @dataclass(frozen=True)
 class ChoiceValue:
-    """An InstallOptions field with a fixed set of choices."""
+    """An InstallOptions field with a fixed set of choices (strings, or False and True)."""
 
     field: str
     key: str
-    choices: Sequence[str]
+    choices: Sequence[Choice]
     description: str
+
+
+Choice = str | bool
+
+
+def _literal(choice: Choice) -> str:
+    """A choice as a Go template literal: "cert-manager", true."""
+    return json.dumps(choice)
 
 
 _NAMESPACE_SCHEMA: Mapping[str, Any] = {
@@ -171,12 +179,12 @@ def _parameterised(text: str) -> str:
     return text
 
 
-def _condition(combos: Sequence[tuple[str, ...]]) -> str:
+def _condition(combos: Sequence[tuple[Choice, ...]]) -> str:
     """A template condition true for exactly these combinations of the choice values."""
     clauses = []
     for combo in combos:
         tests = [
-            f'(eq .Values.{choice.key} "{picked}")'
+            f"(eq .Values.{choice.key} {_literal(picked)})"
             for choice, picked in zip(CHOICE_VALUES, combo, strict=True)
         ]
         clauses.append(tests[0] if len(tests) == 1 else f"(and {' '.join(tests)})")
@@ -190,7 +198,7 @@ def chart_templates(
     base = base or InstallOptions()
     sentinels: dict[str, Any] = {value.field: value.sentinel for value in FREE_VALUES}
     combos = list(product(*(choice.choices for choice in CHOICE_VALUES)))
-    rendered: dict[tuple[str, ...], dict[str, str]] = {}
+    rendered: dict[tuple[Choice, ...], dict[str, str]] = {}
     for combo in combos:
         picked: dict[str, Any] = {c.field: v for c, v in zip(CHOICE_VALUES, combo, strict=True)}
         options = replace(base, **sentinels, **picked)
@@ -203,7 +211,7 @@ def chart_templates(
         names += [name for name in rendered[combo] if name not in names]
     templates: dict[str, str] = {}
     for name in names:
-        variants: dict[str, list[tuple[str, ...]]] = {}
+        variants: dict[str, list[tuple[Choice, ...]]] = {}
         for combo in combos:
             if name in rendered[combo]:
                 variants.setdefault(rendered[combo][name], []).append(combo)
@@ -268,11 +276,14 @@ def values_schema() -> dict[str, Any]:
     for free in FREE_VALUES:
         properties[free.key] = {"description": free.description, **free.schema}
     for choice in CHOICE_VALUES:
-        properties[choice.key] = {
-            "description": choice.description,
-            "type": "string",
-            "enum": list(choice.choices),
-        }
+        if all(isinstance(c, bool) for c in choice.choices):
+            properties[choice.key] = {"description": choice.description, "type": "boolean"}
+        else:
+            properties[choice.key] = {
+                "description": choice.description,
+                "type": "string",
+                "enum": list(choice.choices),
+            }
     return {
         "$schema": "https://json-schema.org/draft-07/schema#",
         "title": "kubevirt-cca chart values (kubevirt-cca manifests --help)",
@@ -286,11 +297,12 @@ def values_schema() -> dict[str, Any]:
 def _values_yaml(values: Mapping[str, Any]) -> str:
     lines = [GENERATED_HEADER.rstrip("\n")]
     described = {v.key: v.description for v in ALL_VALUES}
-    choices = {c.key: c.choices for c in CHOICE_VALUES}
+    choices = {
+        c.key: ", ".join(_literal(x) if isinstance(x, bool) else x for x in c.choices)
+        for c in CHOICE_VALUES
+    }
     for key, value in values.items():
-        lines.append(
-            f"# {described[key]}" + (f": {', '.join(choices[key])}" if key in choices else "")
-        )
+        lines.append(f"# {described[key]}" + (f": {choices[key]}" if key in choices else ""))
         lines.append(yaml.safe_dump({key: value}, default_flow_style=False).rstrip("\n"))
     return "\n".join(lines) + "\n"
 
