@@ -15,8 +15,10 @@ How an option becomes a Helm value:
   between choices is written as an ``if``/``else if`` over the value, a file only some choices
   have is wrapped in the ``if`` of those.
 
-``values.schema.json`` refuses what ``InstallOptions`` refuses, naming the value, before Helm
-renders anything. docs/install.md, "Helm", is the admin's side of it.
+``values.schema.json`` (the same namespace and image reference grammars; not the 255-character
+limit of an image's name, which the kubelet enforces) and the guards at the
+top of ``templates/namespace.yaml`` refuse what ``InstallOptions`` refuses, naming the value,
+before Helm creates anything. docs/install.md, "With Helm", is the admin's side of it.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from kubevirt_cca.adapters.install_files import dump_documents
 from kubevirt_cca.core.install import InstallOptions, Manifest, install_files
 from kubevirt_cca.core.install.names import (
     CERTIFICATE_MODES,
+    IMAGE_REFERENCE_PATTERN,
     SYSTEM_NAMESPACES,
 )
 from kubevirt_cca.errors import ManifestError
@@ -99,7 +102,7 @@ FREE_VALUES: tuple[FreeValue, ...] = (
         "image",
         "chart-sentinel.invalid/kubevirt-cca-image:sentinel",
         "the kubevirt-cca image, for every component and the hook sidecar",
-        {"type": "string", "minLength": 1, "pattern": "^[^\\s\"'\\\\]+$"},
+        {"type": "string", "pattern": f"^(?:{IMAGE_REFERENCE_PATTERN})$"},
     ),
     FreeValue(
         "namespace",
@@ -122,7 +125,7 @@ FREE_VALUES: tuple[FreeValue, ...] = (
         "chart-sentinel.invalid/virt-launcher-image:sentinel",
         "your KubeVirt's virt-launcher image, with a libvirt and QEMU that know CCA; the "
         "labeller asks its libvirt (required: upstream KubeVirt's cannot start Realms yet)",
-        {"type": "string", "pattern": "^[^\\s\"'\\\\]*$"},
+        {"type": "string", "pattern": f"^(?:{IMAGE_REFERENCE_PATTERN})?$"},  # "": required
         required=LAUNCHER_NEEDED,
     ),
 )
