@@ -130,7 +130,14 @@ def _shared_dir(tmp_path: Path, name: str) -> Path:
 def test_manifests_in_the_image_prints_what_the_checkout_prints(
     image: str, extra: list[str]
 ) -> None:
-    argv = ["manifests", "--image", "registry.example/kubevirt-cca:9.9", *extra]
+    argv = [
+        "manifests",
+        "--image",
+        "registry.example/kubevirt-cca:9.9",
+        "--virt-launcher-image",
+        "registry.example/kubevirt/virt-launcher:v1.8.0",
+        *extra,
+    ]
     done = run_once(image, Run(["--read-only", "--cap-drop", "ALL"], argv))
     assert done.returncode == 0, done.stderr
     assert done.stdout == _checkout_cli(*argv)

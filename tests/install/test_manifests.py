@@ -33,8 +33,10 @@ from kubevirt_cca.core.install.policy_values import (
 from kubevirt_cca.errors import ManifestError
 from tests.install.support import DEPLOY, DEPLOY_SELF_SIGNED, by_key, kustomize
 
-# deploy/'s image: a placeholder that an overlay (or --image) replaces.
+# deploy/'s images: placeholders that an overlay (or --image, --virt-launcher-image) replaces.
 PLACEHOLDER = InstallOptions().image
+LAUNCHER_PLACEHOLDER = InstallOptions().virt_launcher_image
+IMAGES = ("--image", PLACEHOLDER, "--virt-launcher-image", LAUNCHER_PLACEHOLDER)
 
 
 def run_cli(*argv: str) -> tuple[int, str, str]:
@@ -46,7 +48,7 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
 
 def test_deploy_renders_the_same_objects_as_the_manifests_command() -> None:
     rendered = kustomize(DEPLOY)
-    code, out, err = run_cli("manifests", "--image", PLACEHOLDER)
+    code, out, err = run_cli("manifests", *IMAGES)
     assert code == 0, err
     printed = [doc for doc in yaml.safe_load_all(out) if doc]
     assert by_key(rendered) == by_key(printed)
@@ -55,7 +57,7 @@ def test_deploy_renders_the_same_objects_as_the_manifests_command() -> None:
 
 def test_the_self_signed_overlay_renders_the_self_signed_manifests() -> None:
     rendered = kustomize(DEPLOY_SELF_SIGNED)
-    code, out, err = run_cli("manifests", "--image", PLACEHOLDER, "--certificates", "self-signed")
+    code, out, err = run_cli("manifests", *IMAGES, "--certificates", "self-signed")
     assert code == 0, err
     assert by_key(rendered) == by_key(yaml.safe_load_all(out))
     assert not [o for o in rendered if o["apiVersion"].startswith("cert-manager.io/")]
@@ -96,7 +98,7 @@ def test_every_policy_file_is_installed() -> None:
 
 
 def test_json_output_is_a_list_of_the_same_objects() -> None:
-    code, out, _ = run_cli("manifests", "--image", PLACEHOLDER, "--output", "json")
+    code, out, _ = run_cli("manifests", *IMAGES, "--output", "json")
     assert code == 0
     document = json.loads(out)
     assert document["kind"] == "List"
@@ -198,9 +200,11 @@ def test_image_and_namespace_reach_every_object() -> None:
     ],
 )
 def test_bad_options_are_refused_with_the_field_named(argv: list[str], message: str) -> None:
-    code, out, err = run_cli(
-        "manifests", *(argv if "--image" in argv else ["--image", "registry.example/cca:1", *argv])
-    )
+    if "--image" not in argv:
+        argv = ["--image", "registry.example/cca:1", *argv]
+    if not any(arg.startswith("--virt-launcher-image") for arg in argv):
+        argv = [*argv, "--virt-launcher-image", "registry.example/virt-launcher:v9"]
+    code, out, err = run_cli("manifests", *argv)
     assert code == 1
     assert out == ""
     assert message in err
@@ -268,6 +272,16 @@ def test_printing_without_an_image_is_refused_naming_the_option() -> None:
     assert code == 1
     assert out == ""
     assert "image: required: the kubevirt-cca image you built and pushed" in err
+    assert "Traceback" not in err
+
+
+def test_printing_without_a_virt_launcher_image_is_refused_saying_why() -> None:
+    """No default names a virt-launcher that cannot start Realms (upstream KubeVirt's)."""
+    code, out, err = run_cli("manifests", "--image", "registry.example/cca:1")
+    assert code == 1
+    assert out == ""
+    assert "virt-launcher-image: required: your KubeVirt's virt-launcher image, with a " in err
+    assert "upstream KubeVirt's cannot start Realms yet" in err
     assert "Traceback" not in err
 
 

@@ -7,6 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+from kubevirt_cca.adapters.helm_chart import (
+    LAUNCHER_NEEDED,
+    PUBLISHED_IMAGE,
+    chart_files,
+    write_helm_chart,
+)
 from kubevirt_cca.adapters.install_files import (
     dump_documents,
     load_policies,
@@ -31,19 +37,26 @@ certs ensure', as their own ServiceAccount kubevirt-cca-certs) keep a self-signe
 serving certificate in a Secret and patch the webhook configurations' caBundle
 (docs/install.md).
 
---image is required when printing: the objects must name the kubevirt-cca image you built and
-pushed (docs/install.md, step 1); nothing is published under a default name.
+--image and --virt-launcher-image are required when printing: the objects must name the
+kubevirt-cca image you built and pushed (docs/install.md, step 1; the release workflow publishes
+{PUBLISHED_IMAGE}) and a virt-launcher image that can start Realms, which upstream KubeVirt's
+cannot yet.
 --image and --integration-mode go into the ConfigMap kubevirt-cca-config and are written into
 the admission policies that pin the hook image (they take no parameter from the ConfigMap):
 to change either, render and apply the install again (docs/admin.md).
 --write-kustomize writes the base deploy/ with the placeholder {InstallOptions().image},
-which an overlay replaces (README).
+which an overlay replaces (README). --write-helm writes the Helm chart charts/kubevirt-cca,
+whose values are these options (docs/install.md, "Helm"); its default image is --image, else
+the release workflow's {PUBLISHED_IMAGE}.
 
 example:
-  kubevirt-cca manifests --image registry.example/kubevirt-cca:0.1.0 | kubectl apply -f -
   kubevirt-cca manifests --image registry.example/kubevirt-cca:0.1.0 \\
+      --virt-launcher-image registry.example/kubevirt/virt-launcher:v1.8.0 | kubectl apply -f -
+  kubevirt-cca manifests --image registry.example/kubevirt-cca:0.1.0 \\
+      --virt-launcher-image registry.example/kubevirt/virt-launcher:v1.8.0 \\
       --certificates self-signed | kubectl apply -f -
   kubevirt-cca manifests --write-kustomize deploy     # regenerate the kustomize base
+  kubevirt-cca manifests --write-helm charts/kubevirt-cca     # regenerate the Helm chart
 """
 
 
@@ -71,9 +84,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--virt-launcher-image",
-        default=defaults.virt_launcher_image,
-        help="your KubeVirt's virt-launcher image; the labeller asks its libvirt "
-        "(default: %(default)s)",
+        help="your KubeVirt's virt-launcher image, with a libvirt and QEMU that know CCA; the "
+        "labeller asks its libvirt (required: upstream KubeVirt's cannot start Realms yet; "
+        "--write-kustomize writes the placeholder "
+        f"{defaults.virt_launcher_image}, which an overlay replaces)",
     )
     parser.add_argument(
         "--certificates",
@@ -99,10 +113,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="DIR",
         help="write a kustomize base into DIR instead of printing (how deploy/ is generated)",
     )
+    output.add_argument(
+        "--write-helm",
+        metavar="DIR",
+        help="write the Helm chart into DIR instead of printing (how charts/kubevirt-cca is "
+        "generated); --image, if given, becomes the chart's default image",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.write_helm is not None:
+        written = write_helm_chart(
+            Path(args.write_helm), chart_files(load_policies(), image=args.image)
+        )
+        for path in written:
+            print(f"wrote {path}", file=sys.stderr)
+        return 0
     if args.image is None and args.write_kustomize is None:
         print(
             "kubevirt-cca manifests: error: image: required: the kubevirt-cca image you built "
@@ -111,11 +138,23 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if args.virt_launcher_image is None and args.write_kustomize is None:
+        print(
+            f"kubevirt-cca manifests: error: virt-launcher-image: required: {LAUNCHER_NEEDED} "
+            "(for example --virt-launcher-image registry.example/kubevirt/virt-launcher:v1.8.0)",
+            file=sys.stderr,
+        )
+        return 1
+    defaults = InstallOptions()
     options = InstallOptions(
-        image=InstallOptions().image if args.image is None else args.image,
+        image=defaults.image if args.image is None else args.image,
         namespace=args.namespace,
         kubevirt_namespace=args.kubevirt_namespace,
-        virt_launcher_image=args.virt_launcher_image,
+        virt_launcher_image=(
+            defaults.virt_launcher_image
+            if args.virt_launcher_image is None
+            else args.virt_launcher_image
+        ),
         certificates=args.certificates,
         integration_mode=IntegrationMode(args.integration_mode),
     )

@@ -107,6 +107,9 @@ def workdir(tmp_path: Path) -> Path:
 INSTALL_NAMESPACE = "kubevirt-cca"
 # No pod starts here, so the image is never pulled; manifests requires one all the same.
 IMAGE = "registry.example/kubevirt-cca:0.1.0"
+# The virt-launcher image has no default (upstream KubeVirt's cannot start Realms); no pod starts
+# here either, so this one is never pulled.
+LAUNCHER = "quay.io/kubevirt/virt-launcher:v1.8.0"
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,15 @@ def installed(
 ) -> Iterator[Installed]:
     """``kubevirt-cca manifests`` applied as printed, but for the webhooks' clientConfig."""
     printed = kubevirt_cca(
-        "manifests", "--image", IMAGE, "--certificates", "self-signed", "--output", "json"
+        "manifests",
+        "--image",
+        IMAGE,
+        "--virt-launcher-image",
+        LAUNCHER,
+        "--certificates",
+        "self-signed",
+        "--output",
+        "json",
     )
     assert printed.returncode == 0, printed.stderr
     manifests = json.loads(printed.stdout)["items"]

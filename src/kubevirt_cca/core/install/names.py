@@ -113,6 +113,8 @@ _IMAGE = re.compile(
     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?\Z"
 )
 _IMAGE_NAME_LIMIT = 255
+# The same grammar for the Helm chart's values.schema.json (RE2 syntax: no \A, \Z).
+IMAGE_REFERENCE_PATTERN: Final = _IMAGE.pattern.removeprefix(r"\A").removesuffix(r"\Z")
 # Namespaces kubevirt-cca is never installed into: the manifests carry a Namespace object with a
 # privileged Pod Security label, so applying them would relabel the namespace and deleting them
 # would delete it.
