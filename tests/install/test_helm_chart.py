@@ -104,6 +104,11 @@ def test_the_helm_sdk_is_the_pinned_version() -> None:
 OPTION_MATRIX = [
     pytest.param({"virtLauncherImage": LAUNCHER}, id="defaults"),
     pytest.param({"virtLauncherImage": LAUNCHER, "certificates": "self-signed"}, id="self-signed"),
+    pytest.param({"virtLauncherImage": LAUNCHER, "integrationMode": "sidecar"}, id="sidecar-mode"),
+    pytest.param(
+        {"virtLauncherImage": LAUNCHER, "integrationMode": "plugin", "certificates": "self-signed"},
+        id="plugin-mode-self-signed",
+    ),
     pytest.param(
         {
             "image": "registry.example:5000/team/kubevirt-cca:v1.0_rc-1",

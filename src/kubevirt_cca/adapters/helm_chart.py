@@ -41,6 +41,7 @@ from kubevirt_cca.core.install.names import (
     IMAGE_REFERENCE_PATTERN,
     SYSTEM_NAMESPACES,
 )
+from kubevirt_cca.core.integration import IntegrationMode
 from kubevirt_cca.errors import ManifestError
 
 CHART_NAME = "kubevirt-cca"
@@ -136,6 +137,13 @@ CHOICE_VALUES: tuple[ChoiceValue, ...] = (
         CERTIFICATE_MODES,
         "who issues the webhook's certificate",
     ),
+    ChoiceValue(
+        "integration_mode",
+        "integrationMode",
+        tuple(mode.value for mode in IntegrationMode),
+        "how the Realm set-up reaches virt-launcher: a hook sidecar, a KubeVirt Plugin, or auto "
+        "(docs/plugins.md); written into kubevirt-cca-config and the admission policies",
+    ),
 )
 
 
@@ -147,7 +155,9 @@ def chart_values(options: InstallOptions) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for value in ALL_VALUES:
         required = isinstance(value, FreeValue) and value.required
-        values[value.key] = "" if required else getattr(options, value.field)
+        default = getattr(options, value.field)
+        # an enum option (the integration mode) is its string in values.yaml
+        values[value.key] = "" if required else getattr(default, "value", default)
     return values
 
 
