@@ -135,6 +135,7 @@ FLAGS = {
     "kubevirtNamespace": "--kubevirt-namespace",
     "virtLauncherImage": "--virt-launcher-image",
     "certificates": "--certificates",
+    "integrationMode": "--integration-mode",
 }
 
 
