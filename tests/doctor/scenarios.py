@@ -358,3 +358,48 @@ def without_cert_manager(ca: CA) -> Objects:
                 del hook["clientConfig"]["caBundle"]
     replace(objects, endpoint_slice(0))
     return objects
+
+
+# The clusters behind the doctor outputs quoted in docs/ (``<!-- output-of: kubevirt-cca doctor;
+# cluster: NAME -->`` before the block; tests/install/test_docs.py runs doctor on each).
+DOC_IMAGE = "registry.example/kubevirt-cca:0.1.0"
+
+
+def doc_ready(ca: CA) -> Objects:
+    """install.md's ready cluster: three arm64 nodes, two of them CCA-capable."""
+    objects = [
+        o
+        for o in ready_cluster(ca, InstallOptions(image=DOC_IMAGE))
+        if o["kind"] not in ("Node", "Pod")
+    ]
+    capable = [node("arm-1"), node("arm-2")]
+    for each in capable:
+        each["metadata"]["labels"]["cca.kubevirt.io/measurement-algo-sha512"] = "true"
+    objects += [
+        *capable,
+        node("arm-3", capable=False, reasons=["libvirt reports cca supported='no'"]),
+        *(labeller_pod(name) for name in ("arm-1", "arm-2", "arm-3")),
+    ]
+    return objects
+
+
+def doc_gates_off(ca: CA) -> Objects:
+    """A KubeVirt CR with LiveMigration on and neither of our gates."""
+    objects = doc_ready(ca)
+    replace(objects, kubevirt(["LiveMigration"]))
+    return objects
+
+
+def doc_hco_gates_off(ca: CA) -> Objects:
+    """HCO's KubeVirt CR, before the annotation: its own gates, not ours."""
+    objects = [o for o in hco_cluster(ca) if o["kind"] not in ("Node", "Pod")]
+    return objects + [o for o in doc_ready(ca) if o["kind"] in ("Node", "Pod")]
+
+
+DOC_CLUSTERS: dict[str, Callable[[CA], Objects]] = {
+    "ready": doc_ready,
+    "gates-off": doc_gates_off,
+    "hco-gates-off": doc_hco_gates_off,
+    "nothing-installed": nothing_installed,
+    "without-cert-manager": without_cert_manager,
+}
