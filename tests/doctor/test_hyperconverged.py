@@ -136,3 +136,19 @@ async def test_a_plain_kubevirt_cr_keeps_the_kubectl_patch(kmock: Any, ca: CA) -
     assert fix.startswith(
         f"kubectl patch kubevirt kubevirt-kubevirt-hyperconverged -n {HCO_NAMESPACE} --type merge"
     )
+
+
+@pytest.mark.asyncio
+async def test_unreadable_gates_under_hco_point_at_the_annotation(kmock: Any, ca: CA) -> None:
+    """A gate that is not a string (a typo in a jsonpatch annotation's value): the fix is the
+    annotation, not an edit of the CR HCO would revert."""
+    cr = hco_kubevirt()
+    cr["spec"]["configuration"]["developerConfiguration"]["featureGates"].append(7)
+    gates = (await doctor(kmock, hco_cluster(ca, cr)))["feature gates"]
+    assert gates.status is Status.FAIL
+    assert gates.summary.startswith("unreadable: ")
+    assert gates.fix == (
+        "correct the kubevirt.kubevirt.io/jsonpatch annotation of HyperConverged "
+        "kubevirt-hyperconverged/kubevirt-hyperconverged (an edit of the KubeVirt CR is "
+        "reverted): featureGates and disabledFeatureGates are lists of gate names"
+    )

@@ -218,9 +218,7 @@ def check_feature_gates(
             f"unreadable: {view.gates_problem}; CCA VMIs are "
             "refused until they can be read (fail closed)",
             native,
-            fix=f"kubectl edit kubevirt {dig(kubevirt, 'metadata', 'name')} -n "
-            f"{dig(kubevirt, 'metadata', 'namespace')}: featureGates and "
-            "disabledFeatureGates are lists of gate names",
+            fix=_unreadable_gates_fix(kubevirt),
         )
     required = PLUGIN_MODE_GATES if plugin_mode else REQUIRED_GATES
     _, disabled = gates(kubevirt)
@@ -254,6 +252,21 @@ def check_feature_gates(
             fix=f"let one implementation act on CCA VMs ({HAND_OVER})",
         )
     return Check(name, Status.OK, summary)
+
+
+def _unreadable_gates_fix(kubevirt: Mapping[str, Any]) -> str:
+    lists = "featureGates and disabledFeatureGates are lists of gate names"
+    hco = hyperconverged.owner(kubevirt)
+    if hco is not None:
+        # HCO writes the lists from its own CR plus the jsonpatch annotation: the annotation.
+        return (
+            f"correct the {hyperconverged.JSONPATCH_ANNOTATION} annotation of "
+            f"{hyperconverged.HCO_KIND} {hco} (an edit of the KubeVirt CR is reverted): {lists}"
+        )
+    return (
+        f"kubectl edit kubevirt {dig(kubevirt, 'metadata', 'name')} -n "
+        f"{dig(kubevirt, 'metadata', 'namespace')}: {lists}"
+    )
 
 
 def _native_cca(snapshot: Snapshot) -> tuple[str, ...]:
