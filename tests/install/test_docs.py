@@ -6,6 +6,7 @@ import asyncio
 import io
 import re
 from contextlib import redirect_stdout
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from kubevirt_cca.core.doctor.installed import check_not_installed
 from kubevirt_cca.core.doctor.webhooks import cert_manager_missing_line
 from kubevirt_cca.core.install import InstallOptions, install_objects
 from kubevirt_cca.core.install.names import FAILURE_POLICIES
-from tests.conftest import ROOT
+from tests.conftest import ROOT, shared_path
 from tests.doctor.cluster import empty_snapshot, load, make_ca
 from tests.doctor.scenarios import DOC_CLUSTERS
 
@@ -115,7 +116,8 @@ def _check_names() -> list[str]:
 # before a ```text block. The block must be what COMMAND prints on that cluster (of
 # tests/doctor/scenarios.DOC_CLUSTERS), or only the lines of the checks named.
 MARKER = re.compile(r"^<!-- output-of: (?P<spec>.*?) -->\n```text\n(?P<block>.*?)^```", re.M | re.S)
-DOCTOR_BLOCK = re.compile(r"^```text\n\[(?: ok |warn|FAIL)\] ", re.M)
+# The first line of every command's output that docs quote: doctor's checks, detect's verdict.
+OUTPUT_BLOCK = re.compile(r"^```text\n(?:\[(?: ok |warn|FAIL)\] |CCA capable: )", re.M)
 # What changes from run to run: the certificate's dates.
 VARYING = [
     (
@@ -164,26 +166,46 @@ def _checks_of(output: str, names: list[str]) -> str:
     return "\n".join(picked) + "\n"
 
 
-def test_every_quoted_doctor_output_is_marked() -> None:
-    """A doctor sample without a marker would go unchecked: every one has it."""
+def test_every_quoted_output_is_marked() -> None:
+    """A doctor or detect sample without a marker would go unchecked: every one has it."""
     for page in sorted(DOCS.glob("*.md")):
         text = page.read_text()
-        for block in DOCTOR_BLOCK.finditer(text):
+        for block in OUTPUT_BLOCK.finditer(text):
             before = text[: block.start()].rstrip("\n").rsplit("\n", 1)[-1]
             assert before.startswith("<!-- output-of: "), f"{page.name}: {block.group(0)!r}"
-    assert len(QUOTED) >= 5
+    assert len(QUOTED) >= 6
+
+
+def _kvm_without_rmm(root: Path) -> None:
+    """node-labels.md's host: arm64 with /dev/kvm, but KVM without RMI and no RMM at boot."""
+    for folder in ("proc/sys/kernel", "dev", "sys/module/kvm/parameters", "var/log"):
+        (root / folder).mkdir(parents=True)
+    (root / "proc/sys/kernel/arch").write_text("aarch64\n")
+    (root / "dev/kvm").write_text("")
+    (root / "sys/module/kvm/parameters/kvm_cap_arm_rmi").write_text("0\n")
+    (root / "var/log/kern.log").write_text("[    0.000000] Booting Linux on physical CPU 0x0\n")
+
+
+HOSTS = {"kvm-without-rmm": _kvm_without_rmm}
 
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize(("where", "spec", "block"), QUOTED, ids=[q[0] for q in QUOTED])
 async def test_a_quoted_output_is_what_the_command_prints(
-    kmock: Any, where: str, spec: dict[str, str], block: str
+    kmock: Any, tmp_path: Path, where: str, spec: dict[str, str], block: str
 ) -> None:
-    assert spec["command"] == "kubevirt-cca doctor", f"{where}: no runner for this command"
-    load(kmock, DOC_CLUSTERS[spec["cluster"]](make_ca()))
+    if spec["command"] == "kubevirt-cca doctor":
+        load(kmock, DOC_CLUSTERS[spec["cluster"]](make_ca()))
+        argv = ["doctor", "--server", str(kmock.url)]
+    elif spec["command"] == "kubevirt-cca detect":
+        HOSTS[spec["host"]](tmp_path)
+        domcaps = shared_path("fixtures", "kubevirt", "domcapabilities", spec["domcaps"])
+        argv = ["detect", "--domcaps", str(domcaps), "--root", str(tmp_path)]
+    else:
+        raise AssertionError(f"{where}: no runner for this command")
     out = io.StringIO()
     with redirect_stdout(out):
-        await asyncio.to_thread(main, ["doctor", "--server", str(kmock.url)])
+        await asyncio.to_thread(main, argv)
     printed = out.getvalue()
     if "check" in spec:
         printed = _checks_of(printed, [n.strip() for n in spec["check"].split(",")])
