@@ -84,6 +84,16 @@ def test_a_missing_kubeconfig_from_the_environment(tmp_path: Path) -> None:
     assert message.startswith(f"kubeconfig {absent} does not exist;")
 
 
+def test_a_list_of_kubeconfigs_in_the_environment(tmp_path: Path) -> None:
+    """kubectl merges $KUBECONFIG=a:b; kubevirt-cca reads one file and says so."""
+    listed = f"{kubeconfig(tmp_path)}:{tmp_path / 'other'}"
+    assert _one_error_line(doctor(env={"KUBECONFIG": listed})) == (
+        f"$KUBECONFIG lists several files ({listed}); kubevirt-cca reads one; give --kubeconfig "
+        "FILE (or set $KUBECONFIG to one file; 'kubectl config view --flatten' writes the merged "
+        "configuration as one)"
+    )
+
+
 def test_a_directory(tmp_path: Path) -> None:
     message = _one_error_line(doctor("--kubeconfig", str(tmp_path)))
     assert message.startswith(f"kubeconfig {tmp_path} is a directory, not a file;")

@@ -37,6 +37,13 @@ def load_kubeconfig(kubeconfig: str | None) -> KubeConfig:
             return KubeConfig.from_service_account()
         except ConfigError:
             kubeconfig = os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG
+            if os.pathsep in kubeconfig and not Path(kubeconfig).expanduser().is_file():
+                # kubectl merges a list of files; lightkube reads one.
+                raise _error(
+                    f"$KUBECONFIG lists several files ({kubeconfig}); kubevirt-cca reads one",
+                    "give --kubeconfig FILE (or set $KUBECONFIG to one file; 'kubectl config "
+                    "view --flatten' writes the merged configuration as one)",
+                ) from None
     config = _read(kubeconfig)
     _check_files(kubeconfig, _selected(kubeconfig, config))
     return config
