@@ -120,10 +120,11 @@ def annotate_command(hco: HyperConverged, operations: list[dict[str, Any]]) -> s
 
 def gates_fix(hco: HyperConverged, operations: list[dict[str, Any]]) -> str:
     """The whole fix line for gates that are off under HCO."""
+    key = JSONPATCH_ANNOTATION.replace(".", "\\.")  # jsonpath escapes the dots of a key
     return (
         f"{annotate_command(hco, operations)} (HCO applies it to the KubeVirt CR it generates; "
         "--overwrite replaces an annotation already there, so put its operations in the list "
         f"too: kubectl get hco -n {hco.namespace} {hco.name} -o jsonpath='{{.metadata."
-        f"annotations.kubevirt\\.kubevirt\\.io/jsonpatch}}'. HCO's documentation says a "
-        f"jsonpatch annotation makes the cluster unsupported; {GUIDE})"
+        f"annotations.{key}}}'. HCO's documentation says a jsonpatch annotation makes the "
+        f"cluster unsupported; {GUIDE})"
     )

@@ -237,24 +237,23 @@ def check_webhook_service(snapshot: Snapshot, expected: Expected) -> Check:
     replicas = dig(snapshot.deployment.value, "spec", "replicas")
     pods = f"kubectl get pods -n {namespace} -l app.kubernetes.io/component=webhook"
     if ready == 0:
-        waiting = (
-            (
-                cert_manager_missing_line(
-                    f"the pods wait for Secret {TLS_SECRET}, which it would issue"
-                ),
-            )
-            if cert_manager_missing(snapshot)
-            else ()
+        summary = (
+            f"no ready webhook pod behind Service {namespace}/{WEBHOOK}: CCA VMIs cannot be created"
         )
+        if cert_manager_missing(snapshot):
+            waiting = f"the pods wait for Secret {TLS_SECRET}, which it would issue"
+            return Check(
+                name,
+                Status.FAIL,
+                summary,
+                (cert_manager_missing_line(waiting),),
+                fix=CERT_MANAGER_FIX,
+            )
         return Check(
             name,
             Status.FAIL,
-            f"no ready webhook pod behind Service {namespace}/"
-            f"{WEBHOOK}: CCA VMIs cannot be created",
-            waiting,
-            fix=CERT_MANAGER_FIX
-            if waiting
-            else f"{pods}; then kubectl logs / describe the pods that are not Ready",
+            summary,
+            fix=f"{pods}; then kubectl logs / describe the pods that are not Ready",
         )
     if ready == 1:
         return Check(
