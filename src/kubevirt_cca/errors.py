@@ -10,7 +10,8 @@
     ├── KubernetesAPIError       a Kubernetes API request failed (``status``: HTTP status or None)
     │   ├── KubernetesConflict   409: the object changed since it was read (read and decide again)
     │   ├── KubernetesInvalid    422 with field causes: the API server found the object invalid
-    │   └── KubernetesUnreachable  no answer at all (network, TLS, wrong server)
+    │   ├── KubernetesUnreachable  no answer at all (network, TLS, wrong server)
+    │   └── KubeconfigError      no request made: the kubeconfig (or a file it names) is unusable
     ├── CertificateError         the webhook's TLS certificate or key cannot be loaded
     ├── AttestationError         an attestation token, trust anchor or nonce cannot be used
     │   ├── ReferenceValueError  a host profile or launch input for a reference RIM is unusable
@@ -111,6 +112,10 @@ class KubernetesInvalid(KubernetesAPIError):
 
 class KubernetesUnreachable(KubernetesAPIError):
     """The API server gave no answer at all (connection refused, TLS, timeout)."""
+
+
+class KubeconfigError(KubernetesAPIError):
+    """The kubeconfig, or a file it names, cannot be used: bad input, the commands exit 2."""
 
 
 class AttestationError(CCAError):

@@ -108,7 +108,8 @@ def vmi() -> dict[str, Any]:
 
 
 def doctor_gates(kubevirts: list[dict[str, Any]]) -> Status:
-    snapshot = empty_snapshot(kubevirts=Read(value=kubevirts))
+    # Something of kubevirt-cca installed (else doctor's one check is "not installed").
+    snapshot = empty_snapshot(kubevirts=Read(value=kubevirts), mutating=Read(value={}))
     checks = run_checks(snapshot, Expected(options=InstallOptions()))
     return next(c for c in checks if c.name == "feature gates").status
 

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from kmock import ResourceInfo
 
 from kubevirt_cca.adapters.install_files import load_policies
 from kubevirt_cca.core.doctor import Read, Snapshot
@@ -86,9 +87,36 @@ def resource_of(obj: dict[str, Any]) -> str:
 
 
 def load(kmock: Any, objects: list[dict[str, Any]]) -> None:
+    """Put ``objects`` into kmock; a CustomResourceDefinition among them also makes kmock serve
+    its kind (an empty list rather than 404 when no object of it is left)."""
     for obj in objects:
         meta = obj["metadata"]
         kmock.objects[resource_of(obj), meta.get("namespace"), meta["name"]] = obj
+        if obj["kind"] == "CustomResourceDefinition":
+            spec = obj["spec"]
+            version = spec["versions"][0]["name"]
+            kmock.resources[f"{spec['group']}/{version}/{spec['names']['plural']}"] = ResourceInfo(
+                kind=spec["names"]["kind"], namespaced=spec["scope"] == "Namespaced"
+            )
+
+
+# What cert-manager installs for the one kind doctor lists (its other CRDs are not read).
+CERTIFICATE_REQUEST_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "certificaterequests.cert-manager.io"},
+    "spec": {
+        "group": "cert-manager.io",
+        "scope": "Namespaced",
+        "names": {
+            "plural": "certificaterequests",
+            "singular": "certificaterequest",
+            "kind": "CertificateRequest",
+            "listKind": "CertificateRequestList",
+        },
+        "versions": [{"name": "v1", "served": True, "storage": True}],
+    },
+}
 
 
 def _name(common_name: str) -> x509.Name:
@@ -217,7 +245,11 @@ def endpoint_slice(ready: int) -> dict[str, Any]:
 
 
 def kubevirt(
-    gates: list[str] | None = None, *, disabled: list[str] | None = None, version: str = "v1.8.0"
+    gates: list[str] | None = None,
+    *,
+    disabled: list[str] | None = None,
+    version: str = "v1.8.0",
+    namespace: str = "kubevirt",
 ) -> dict[str, Any]:
     developer: dict[str, Any] = {
         "featureGates": gates
@@ -229,7 +261,7 @@ def kubevirt(
     return {
         "apiVersion": "kubevirt.io/v1",
         "kind": "KubeVirt",
-        "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+        "metadata": {"name": "kubevirt", "namespace": namespace},
         "spec": {"configuration": {"developerConfiguration": developer}},
         "status": {
             "phase": "Deployed",
@@ -239,8 +271,12 @@ def kubevirt(
     }
 
 
-def ready_cluster(ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> list[dict[str, Any]]:
-    objects = copy.deepcopy(install_objects(InstallOptions(), load_policies()))
+def ready_cluster(
+    ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+    options: InstallOptions | None = None,
+) -> list[dict[str, Any]]:
+    options = options or InstallOptions()
+    objects = copy.deepcopy(install_objects(options, load_policies()))
     bundle = pem64(ca[0])
     for obj in objects:
         if obj["kind"].endswith("WebhookConfiguration"):
@@ -248,7 +284,8 @@ def ready_cluster(ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey]) -> li
                 hook["clientConfig"]["caBundle"] = bundle  # what cert-manager's injector does
     serving = make_serving(ca)
     objects += [
-        kubevirt(),
+        kubevirt(namespace=options.kubevirt_namespace),
+        copy.deepcopy(CERTIFICATE_REQUEST_CRD),
         certificate_request(serving, revision=2),
         # An older revision, signed by the CA the install had before: doctor reads the newest.
         certificate_request(make_serving(make_ca("the CA before")), revision=1),

@@ -11,6 +11,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from kubevirt_cca.core.install import InstallOptions
 from kubevirt_cca.core.install.policy_values import RENDERED_POLICIES, cel_string
 from tests.doctor.cluster import (
     drop,
@@ -21,6 +22,7 @@ from tests.doctor.cluster import (
     make_ca,
     make_serving,
     node,
+    ready_cluster,
     set_serving,
 )
 
@@ -308,4 +310,121 @@ DETAILS = {
     "wrong DNS names": "does not name kubevirt-cca-webhook.kubevirt-cca.svc (names: example.com)",
     "no labeller policy binding": "ValidatingAdmissionPolicyBinding "
     "kubevirt-cca-labeller-node-restriction is missing",
+}
+
+
+# OpenShift / HCO: the KubeVirt CR as the HyperConverged operator generates it (its name,
+# namespace, labels and controller ownerReference; HCO's constants: hcoutil.AppLabel* and
+# OperatorName "hco-operator").
+HCO_NAMESPACE = "kubevirt-hyperconverged"
+
+
+def hco_kubevirt(
+    gates: list[str] | None = None,
+    *,
+    disabled: list[str] | None = None,
+    owner_reference: bool = True,
+    labels: bool = True,
+) -> dict[str, Any]:
+    cr = kubevirt(
+        ["CPUManager", "Snapshot", "HotplugVolumes"] if gates is None else gates,
+        disabled=disabled,
+        namespace=HCO_NAMESPACE,
+    )
+    meta = cr["metadata"]
+    meta["name"] = "kubevirt-kubevirt-hyperconverged"
+    if labels:
+        meta["labels"] = {
+            "app": "kubevirt-hyperconverged",
+            "app.kubernetes.io/managed-by": "hco-operator",
+            "app.kubernetes.io/part-of": "hyperconverged-cluster",
+            "app.kubernetes.io/component": "compute",
+            "app.kubernetes.io/version": "1.15.0",
+        }
+    if owner_reference:
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": "hco.kubevirt.io/v1beta1",
+                "kind": "HyperConverged",
+                "name": "kubevirt-hyperconverged",
+                "uid": "5b0c8e7e-3f4e-4b53-9d1c-0d6a3c1e2f00",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return cr
+
+
+def hco_cluster(ca: CA, kubevirt_cr: dict[str, Any] | None = None) -> Objects:
+    """A ready install whose KubeVirt CR HCO owns (installed with --kubevirt-namespace)."""
+    objects = ready_cluster(ca, InstallOptions(kubevirt_namespace=HCO_NAMESPACE))
+    drop(objects, "KubeVirt")
+    return [*objects, kubevirt_cr or hco_kubevirt()]
+
+
+def nothing_installed(ca: CA) -> Objects:
+    """KubeVirt and its nodes, but nothing of kubevirt-cca."""
+    return [kubevirt(), node("arm-1"), node("x86-1", arch="amd64", capable=False)]
+
+
+def without_cert_manager(ca: CA) -> Objects:
+    """The default (cert-manager) install applied where cert-manager is not installed: kubectl
+    created everything but the Issuers and Certificates (no such kinds), the CA injector never
+    ran (every caBundle empty), and no webhook pod starts (no Secret)."""
+    objects = [
+        o
+        for o in ready_cluster(ca)
+        if not o["apiVersion"].startswith("cert-manager.io/")
+        and o["kind"] != "CustomResourceDefinition"
+    ]
+    for obj in objects:
+        if obj["kind"].endswith("WebhookConfiguration"):
+            for hook in obj["webhooks"]:
+                del hook["clientConfig"]["caBundle"]
+    replace(objects, endpoint_slice(0))
+    return objects
+
+
+# The clusters behind the doctor outputs quoted in docs/ (``<!-- output-of: kubevirt-cca doctor;
+# cluster: NAME -->`` before the block; tests/install/test_docs.py runs doctor on each).
+DOC_IMAGE = "registry.example/kubevirt-cca:0.1.0"
+
+
+def doc_ready(ca: CA) -> Objects:
+    """install.md's ready cluster: three arm64 nodes, two of them CCA-capable."""
+    objects = [
+        o
+        for o in ready_cluster(ca, InstallOptions(image=DOC_IMAGE))
+        if o["kind"] not in ("Node", "Pod")
+    ]
+    capable = [node("arm-1"), node("arm-2")]
+    for each in capable:
+        each["metadata"]["labels"]["cca.kubevirt.io/measurement-algo-sha512"] = "true"
+    objects += [
+        *capable,
+        node("arm-3", capable=False, reasons=["libvirt reports cca supported='no'"]),
+        *(labeller_pod(name) for name in ("arm-1", "arm-2", "arm-3")),
+    ]
+    return objects
+
+
+def doc_gates_off(ca: CA) -> Objects:
+    """A KubeVirt CR with LiveMigration on and neither of our gates."""
+    objects = doc_ready(ca)
+    replace(objects, kubevirt(["LiveMigration"]))
+    return objects
+
+
+def doc_hco_gates_off(ca: CA) -> Objects:
+    """HCO's KubeVirt CR, before the annotation: its own gates, not ours."""
+    objects = [o for o in hco_cluster(ca) if o["kind"] not in ("Node", "Pod")]
+    return objects + [o for o in doc_ready(ca) if o["kind"] in ("Node", "Pod")]
+
+
+DOC_CLUSTERS: dict[str, Callable[[CA], Objects]] = {
+    "ready": doc_ready,
+    "gates-off": doc_gates_off,
+    "hco-gates-off": doc_hco_gates_off,
+    "nothing-installed": nothing_installed,
+    "without-cert-manager": without_cert_manager,
 }

@@ -442,14 +442,6 @@ async def test_an_older_certificate_request_alone_is_checked_as_it_is(kmock: Any
     assert any("does not hold the CA that signed the certificate" in d for d in check.details)
 
 
-def test_a_missing_kubeconfig_is_one_line_and_exit_1(tmp_path: Any) -> None:
-    code, out, err = _run_cli("doctor", "--kubeconfig", str(tmp_path / "absent"))
-    assert code == 1
-    assert out == ""
-    assert err.startswith("kubevirt-cca doctor: error: no usable Kubernetes configuration")
-    assert "Traceback" not in err
-
-
 @pytest.mark.asyncio
 async def test_labels_the_detection_does_not_support_are_problems(kmock: Any, ca: CA) -> None:
     from tests.doctor.cluster import node

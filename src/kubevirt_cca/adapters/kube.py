@@ -11,6 +11,7 @@ its requests through them and sees only :class:`~kubevirt_cca.errors.KubernetesA
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
@@ -21,7 +22,9 @@ from lightkube.config.models import Cluster, User
 from lightkube.core.exceptions import ConfigError
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 
+from kubevirt_cca.adapters.kubeconfig import load_kubeconfig
 from kubevirt_cca.errors import (
+    KubeconfigError,
     KubernetesAPIError,
     KubernetesConflict,
     KubernetesInvalid,
@@ -53,33 +56,34 @@ def kube_config(*, server: str | None = None, kubeconfig: str | None = None) -> 
     """Where the API server is: an explicit URL, a kubeconfig file, or the environment.
 
     The environment means the pod's service account in a cluster, else ``$KUBECONFIG`` or
-    ``~/.kube/config``.
+    ``~/.kube/config``. An unusable kubeconfig is a :class:`KubeconfigError` naming the file
+    (``adapters/kubeconfig.py``).
     """
     if server is not None:
         # An explicit (anonymous) user: lightkube's from_server() leaves it out, and its HTTP
         # adapter then refuses to build a client ("Missing user").
         return KubeConfig.from_one(cluster=Cluster(server=server), user=User())
-    try:
-        if kubeconfig is not None:
-            return KubeConfig.from_file(kubeconfig)
-        return KubeConfig.from_env()
-    except ConfigError as exc:
-        raise KubernetesAPIError(
-            f"no usable Kubernetes configuration ({exc}); give --kubeconfig FILE or --server "
-            "URL, set $KUBECONFIG, or run in a pod with a service account"
-        ) from exc
+    return load_kubeconfig(kubeconfig)
 
 
 def async_client(
     *, server: str | None = None, kubeconfig: str | None = None, namespace: str | None = None
 ) -> AsyncClient:
     """An asyncio client; ``server`` (e.g. a test emulator's URL) wins over the environment."""
-    return AsyncClient(
-        config=kube_config(server=server, kubeconfig=kubeconfig),
-        namespace=namespace,
-        field_manager=FIELD_MANAGER,
-        trust_env=False,
-    )
+    config = kube_config(server=server, kubeconfig=kubeconfig)
+    try:
+        return AsyncClient(
+            config=config, namespace=namespace, field_manager=FIELD_MANAGER, trust_env=False
+        )
+    except (OSError, ssl.SSLError, ConfigError) as exc:
+        # The files exist (load_kubeconfig checked) but do not load: not PEM, a key that
+        # does not match its certificate.
+        raise KubeconfigError(
+            f"no usable Kubernetes configuration: the kubeconfig's certificate or key files "
+            f"do not load ({exc}); check certificate-authority, client-certificate and "
+            "client-key (or their -data forms) of the current context",
+            detail=str(exc),
+        ) from exc
 
 
 async def call(what: str, request: Awaitable[T]) -> T:

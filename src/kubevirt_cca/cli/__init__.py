@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from kubevirt_cca import __version__
-from kubevirt_cca.errors import CCAError, RequestError
+from kubevirt_cca.errors import CCAError, KubeconfigError, RequestError
 
 # The subcommands, in the order --help lists them.
 COMMANDS = (
@@ -75,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for violation in exc.violations:
             print(f"kubevirt-cca {args.command}: error: {violation}", file=sys.stderr)
         return EXIT_REFUSED
+    except KubeconfigError as exc:
+        # Bad input: nothing was asked of any cluster.
+        print(f"kubevirt-cca {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except CCAError as exc:
         print(f"kubevirt-cca {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_REFUSED

@@ -31,10 +31,15 @@ kubevirt-cca-config; the integration mode in force and why (hook sidecar or Kube
 docs/plugins.md), including the mixed state that breaks Realms; KubeVirt's Plugin objects and
 kubevirt-cca's own with its failure strategy; the webhook configurations, the Service behind them
 and its certificate; the admission policies; the labeller on every arm64 node; and which nodes
-can run Realms, with the reasons for the others. Each problem comes with what to do.
+can run Realms, with the reasons for the others. Each problem comes with what to do: on a
+KubeVirt CR the HyperConverged operator (HCO) owns, the kubevirt.kubevirt.io/jsonpatch annotation
+of its HyperConverged CR instead of a patch HCO would revert; with the cert-manager install and
+no cert-manager, --certificates self-signed. Where nothing of kubevirt-cca is installed, one line
+says so.
 
 Reads only. Exit status: 0 ready (warnings allowed), 1 not ready or the API server unreachable,
-2 usage error.
+2 usage error or an unusable kubeconfig (the file, or a CA, certificate, key or token file it
+names; the message names it).
 
 example:
   kubevirt-cca doctor

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.peers.apiserver.cluster import kubevirt_cca
-from tests.peers.apiserver.conftest import INSTALL_NAMESPACE, Installed
+from tests.peers.apiserver.cluster import ApiServer, kubevirt_cca, start, stop
+from tests.peers.apiserver.conftest import IMAGE, INSTALL_NAMESPACE, Installed
 
 pytestmark = pytest.mark.peers
 
@@ -378,3 +378,135 @@ def test_doctor_with_the_doctor_roles_checks_cert_managers_certificate(
     assert certificate["status"] == "ok", certificate
     assert certificate["summary"].endswith("(89 days), trusted by both configurations")
     assert not [c for c in checks.values() if c["summary"].startswith("cannot read")]
+
+
+# Issue 23, item 4: the KubeVirt CR as HCO generates it. HCO does not run here; what doctor
+# reads is what it writes on the CR: the labels (app, app.kubernetes.io/managed-by:
+# hco-operator, ...) and a controller ownerReference to its HyperConverged.
+HCO_METADATA = [
+    {"op": "add", "path": "/metadata/labels", "value": {
+        "app": "kubevirt-hyperconverged",
+        "app.kubernetes.io/managed-by": "hco-operator",
+        "app.kubernetes.io/part-of": "hyperconverged-cluster",
+        "app.kubernetes.io/component": "compute"}},
+    {"op": "add", "path": "/metadata/ownerReferences", "value": [{
+        "apiVersion": "hco.kubevirt.io/v1beta1", "kind": "HyperConverged",
+        "name": "kubevirt-hyperconverged", "uid": "5b0c8e7e-3f4e-4b53-9d1c-0d6a3c1e2f00",
+        "controller": True, "blockOwnerDeletion": True}]},
+]  # fmt: skip
+
+
+def test_doctor_on_an_hco_owned_kubevirt_cr_gives_the_jsonpatch_annotation(
+    installed: Installed,
+) -> None:
+    """The annotation's patch, applied by the real API server to the CR (as HCO applies it to
+    the CR it generates), turns the gates on: doctor then finds them on."""
+    server = installed.server
+    server.kubectl(
+        "patch", "kubevirt", "kubevirt", "-n", "kubevirt", "--type=json",
+        "-p", json.dumps(HCO_METADATA),
+    )  # fmt: skip
+    set_gates(installed, ["Snapshot"])
+    try:
+        before = doctor(installed)
+        fix = before["feature gates"]["fix"]
+        prefix = (
+            "kubectl annotate --overwrite -n kubevirt hco kubevirt-hyperconverged "
+            "kubevirt.kubevirt.io/jsonpatch='"
+        )
+        assert fix.startswith(prefix), fix
+        operations = fix[len(prefix) : fix.index("' (HCO applies it")]
+        server.kubectl(
+            "patch", "kubevirt", "kubevirt", "-n", "kubevirt", "--type=json", "-p", operations
+        )
+        after = doctor(installed)
+    finally:
+        set_gates(installed, ["WorkloadEncryptionCCA", "Sidecar"])
+        server.kubectl(
+            "patch", "kubevirt", "kubevirt", "-n", "kubevirt", "--type=json", "-p",
+            '[{"op":"remove","path":"/metadata/labels"},'
+            '{"op":"remove","path":"/metadata/ownerReferences"}]',
+        )  # fmt: skip
+    assert before["feature gates"]["status"] == "fail"
+    assert "makes the cluster unsupported" in fix
+    # (No virt-operator here: the CR is also "not fully deployed", the detail before.)
+    assert before["KubeVirt"]["details"][1:] == [
+        "managed by the HyperConverged operator: HyperConverged "
+        "kubevirt/kubevirt-hyperconverged (ownerReference to HyperConverged "
+        "hco.kubevirt.io/v1beta1) reverts edits of this CR; change it through the HyperConverged "
+        "CR (docs/install.md, 'On OpenShift / with HCO')"
+    ]
+    assert after["feature gates"]["status"] == "ok", after["feature gates"]
+    assert after["feature gates"]["summary"] == "WorkloadEncryptionCCA and Sidecar are on"
+
+
+@pytest.fixture
+def empty_server(tmp_path: Path) -> Iterator[ApiServer]:
+    """A second, fresh API server: no KubeVirt, nothing of kubevirt-cca, no cert-manager."""
+    server = start(tmp_path / "empty")
+    try:
+        yield server
+    finally:
+        stop(server.run_dir)
+
+
+def doctor_on(server: ApiServer) -> tuple[int, dict[str, Any]]:
+    done = kubevirt_cca(
+        "doctor", "--kubeconfig", str(server.kubeconfig), "--output", "json", env=server.env
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return done.returncode, report
+
+
+def test_doctor_on_an_empty_cluster_is_one_line(empty_server: ApiServer) -> None:
+    """Issue 23, item 6: nothing installed is one line (and KubeVirt first: none here)."""
+    code, report = doctor_on(empty_server)
+    assert code == 1
+    assert [(c["name"], c["status"]) for c in report["checks"]] == [("kubevirt-cca", "fail")]
+    [check] = report["checks"]
+    assert check["summary"] == (
+        "kubevirt-cca is not installed: no webhook configuration kubevirt-cca, none of its "
+        "admission policies, and none of its objects in namespace kubevirt-cca"
+    )
+    assert check["fix"].startswith("install KubeVirt first (its operator and a KubeVirt CR)")
+    assert "--certificates self-signed" in check["fix"]
+
+
+def test_the_cert_manager_install_without_cert_manager_names_it(
+    empty_server: ApiServer,
+) -> None:
+    """The default install applied as install.md says, on a cluster without cert-manager:
+    kubectl creates all but the Issuers and Certificates, and doctor names cert-manager."""
+    printed = kubevirt_cca("manifests", "--image", IMAGE)
+    assert printed.returncode == 0, printed.stderr
+    applied = empty_server.kubectl("apply", "-f", "-", stdin=printed.stdout, check=False)
+    assert applied.returncode != 0
+    assert 'no matches for kind "Certificate" in version "cert-manager.io/v1"' in applied.stderr
+    code, report = doctor_on(empty_server)
+    assert code == 1
+    checks = {c["name"]: c for c in report["checks"]}
+    hooks, certificate = checks["webhook configurations"], checks["webhook certificate"]
+    assert hooks["details"] == [
+        "cert-manager is not installed (the API server serves no cert-manager.io/v1 "
+        "CertificateRequests), but this install relies on it: its CA injector fills caBundle, "
+        "which is empty in 7 webhook(s), so the API server cannot trust the webhook"
+    ]
+    assert certificate["summary"].startswith("cert-manager is not installed")
+    for check in (hooks, certificate, checks["webhook service"]):
+        assert "kubevirt-cca manifests --certificates self-signed" in check["fix"], check
+    assert "re-apply" not in json.dumps(report)
+    assert checks["admission policies"]["status"] == "ok"
+
+
+def test_a_kubeconfig_whose_ca_file_is_gone_is_exit_2(installed: Installed, tmp_path: Path) -> None:
+    """The API server's own kubeconfig, copied with its CA path pointing nowhere."""
+    text = installed.server.kubeconfig.read_text()
+    ca = str(installed.server.ca)
+    assert ca in text or "certificate-authority:" in text
+    config = tmp_path / "kubeconfig"
+    config.write_text(text.replace(ca, str(tmp_path / "gone.crt")))
+    done = kubevirt_cca("doctor", "--kubeconfig", str(config), env=installed.server.env)
+    assert done.returncode == 2, done
+    assert done.stdout == "" and "Traceback" not in done.stderr
+    assert f"certificate-authority {tmp_path / 'gone.crt'} does not exist" in done.stderr

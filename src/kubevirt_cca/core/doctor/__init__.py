@@ -15,6 +15,7 @@ from kubevirt_cca.core.doctor.cluster import (
     check_kubevirt,
     cluster_view,
 )
+from kubevirt_cca.core.doctor.installed import check_not_installed, nothing_installed
 from kubevirt_cca.core.doctor.integration import (
     check_integration_mode,
     check_plugins,
@@ -40,7 +41,10 @@ __all__ = ["Check", "Expected", "Read", "Snapshot", "Status", "is_ready", "run_c
 
 
 def run_checks(snapshot: Snapshot, expected: Expected) -> list[Check]:
-    """Every check, in the order an admin installs things."""
+    """Every check, in the order an admin installs things; on a cluster without kubevirt-cca,
+    the one check that says so (``installed.py``)."""
+    if nothing_installed(snapshot, expected):
+        return [check_not_installed(snapshot, expected)]
     view = cluster_view(snapshot, expected)
     return [
         check_kubevirt(snapshot, view, expected),

@@ -32,7 +32,13 @@ from kubevirt_cca.core.doctor.model import (
     objects,
     unreadable,
 )
-from kubevirt_cca.core.doctor.webhooks import configurations, uses_cert_manager
+from kubevirt_cca.core.doctor.webhooks import (
+    CERT_MANAGER_FIX,
+    cert_manager_missing,
+    cert_manager_missing_line,
+    configurations,
+    uses_cert_manager,
+)
 from kubevirt_cca.core.install.names import (
     CERTIFICATE_CONFIG_MAP,
     CERTS,
@@ -120,6 +126,13 @@ def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
     )
     if read.error:
         return unreadable(name, what, read)
+    if cert_manager_missing(snapshot):
+        return Check(
+            name,
+            Status.FAIL,
+            cert_manager_missing_line("nothing issues the webhook's certificate"),
+            fix=CERT_MANAGER_FIX,
+        )
     if cert_manager:
         source = (
             "cert-manager has not issued it: kubectl describe certificate "

@@ -27,6 +27,7 @@ from kubevirt_cca.core.admission.gates import (
     kubevirt_name,
     pick_kubevirt,
 )
+from kubevirt_cca.core.doctor import hyperconverged
 from kubevirt_cca.core.doctor.model import (
     Check,
     Expected,
@@ -115,12 +116,13 @@ def check_kubevirt(snapshot: Snapshot, view: ClusterView, expected: Expected) ->
         "being deleted), and so does KubeVirt"
         for other in view.ignored_kubevirts
     )
+    managed = _managed_by(kubevirt)
     if dig(kubevirt, "status", "phase") != "Deployed":
         return Check(
             name,
             Status.WARN,
             summary,
-            ("KubeVirt is not fully deployed yet; VMs may not start", *ignored),
+            ("KubeVirt is not fully deployed yet; VMs may not start", *ignored, *managed),
             fix=f"kubectl get kubevirt -n {namespace} -o yaml, and look at status.conditions",
         )
     if ignored:
@@ -128,11 +130,23 @@ def check_kubevirt(snapshot: Snapshot, view: ClusterView, expected: Expected) ->
             name,
             Status.WARN,
             summary,
-            ignored,
+            (*ignored, *managed),
             fix="delete the KubeVirt CRs that are ignored (kubectl delete kubevirt -n "
             "NAMESPACE NAME); they change nothing but mislead whoever reads them",
         )
-    return Check(name, Status.OK, summary)
+    return Check(name, Status.OK, summary, managed)
+
+
+def _managed_by(kubevirt: Mapping[str, Any]) -> tuple[str, ...]:
+    """A detail line when HCO owns the CR: edits of it are reverted."""
+    hco = hyperconverged.owner(kubevirt)
+    if hco is None:
+        return ()
+    return (
+        f"managed by the HyperConverged operator: {hyperconverged.HCO_KIND} {hco} "
+        f"({hco.evidence}) reverts edits of this CR; change it through the "
+        f"{hyperconverged.HCO_KIND} CR ({hyperconverged.GUIDE})",
+    )
 
 
 def _describe(kubevirt: Mapping[str, Any]) -> str:
@@ -146,6 +160,16 @@ def _names(gate: str) -> tuple[str, ...]:
     return CCA_FEATURE_GATE_NAMES if gate == CCA_FEATURE_GATE else (gate,)
 
 
+def _gate_changes(
+    kubevirt: Mapping[str, Any], required: tuple[str, ...]
+) -> tuple[list[str], set[str]]:
+    """(gates to add to featureGates, names to take out of disabledFeatureGates)."""
+    enabled, disabled = gates(kubevirt)
+    add = [g for g in required if not any(n in enabled for n in _names(g))]
+    blocking = {n for g in required for n in _names(g)}
+    return add, {g for g in disabled if g in blocking}
+
+
 def gate_patch_command(
     kubevirt: Mapping[str, Any], required: tuple[str, ...] = REQUIRED_GATES
 ) -> str:
@@ -154,12 +178,10 @@ def gate_patch_command(
     A merge patch replaces a list whole, so the command carries the gates already there.
     """
     enabled, disabled = gates(kubevirt)
-    developer: dict[str, Any] = {
-        "featureGates": enabled + [g for g in required if not any(n in enabled for n in _names(g))]
-    }
-    blocking = {n for g in required for n in _names(g)}
-    if any(g in blocking for g in disabled):
-        developer["disabledFeatureGates"] = [g for g in disabled if g not in blocking]
+    add, unblock = _gate_changes(kubevirt, required)
+    developer: dict[str, Any] = {"featureGates": enabled + add}
+    if unblock:
+        developer["disabledFeatureGates"] = [g for g in disabled if g not in unblock]
     patch = {"spec": {"configuration": {"developerConfiguration": developer}}}
     meta = mapping(kubevirt.get("metadata"))
     return (
@@ -167,6 +189,17 @@ def gate_patch_command(
         f"{meta.get('namespace', 'kubevirt')} --type merge -p "
         f"'{json.dumps(patch, separators=(',', ':'))}'"
     )
+
+
+def gate_fix(kubevirt: Mapping[str, Any], required: tuple[str, ...] = REQUIRED_GATES) -> str:
+    """What turns the gates on: the patch of the KubeVirt CR, or, when HCO owns that CR (it
+    would revert the patch), the jsonpatch annotation on its HyperConverged CR."""
+    hco = hyperconverged.owner(kubevirt)
+    if hco is None:
+        return gate_patch_command(kubevirt, required)
+    add, unblock = _gate_changes(kubevirt, required)
+    operations = hyperconverged.gate_operations(kubevirt, add=add, unblock=unblock)
+    return hyperconverged.gates_fix(hco, operations)
 
 
 def check_feature_gates(
@@ -185,9 +218,7 @@ def check_feature_gates(
             f"unreadable: {view.gates_problem}; CCA VMIs are "
             "refused until they can be read (fail closed)",
             native,
-            fix=f"kubectl edit kubevirt {dig(kubevirt, 'metadata', 'name')} -n "
-            f"{dig(kubevirt, 'metadata', 'namespace')}: featureGates and "
-            "disabledFeatureGates are lists of gate names",
+            fix=_unreadable_gates_fix(kubevirt),
         )
     required = PLUGIN_MODE_GATES if plugin_mode else REQUIRED_GATES
     _, disabled = gates(kubevirt)
@@ -207,7 +238,7 @@ def check_feature_gates(
             Status.FAIL,
             f"off: {off} (CCA VMIs are refused until both are on)",
             (*details, *native),
-            fix=gate_patch_command(kubevirt, required),
+            fix=gate_fix(kubevirt, required),
         )
     found = view.gates.cca_gate
     shown = required[0] if found == required[0] else f"{required[0]} (as {found})"
@@ -221,6 +252,21 @@ def check_feature_gates(
             fix=f"let one implementation act on CCA VMs ({HAND_OVER})",
         )
     return Check(name, Status.OK, summary)
+
+
+def _unreadable_gates_fix(kubevirt: Mapping[str, Any]) -> str:
+    lists = "featureGates and disabledFeatureGates are lists of gate names"
+    hco = hyperconverged.owner(kubevirt)
+    if hco is not None:
+        # HCO writes the lists from its own CR plus the jsonpatch annotation: the annotation.
+        return (
+            f"correct the {hyperconverged.JSONPATCH_ANNOTATION} annotation of "
+            f"{hyperconverged.HCO_KIND} {hco} (an edit of the KubeVirt CR is reverted): {lists}"
+        )
+    return (
+        f"kubectl edit kubevirt {dig(kubevirt, 'metadata', 'name')} -n "
+        f"{dig(kubevirt, 'metadata', 'namespace')}: {lists}"
+    )
 
 
 def _native_cca(snapshot: Snapshot) -> tuple[str, ...]:

@@ -44,7 +44,8 @@ class Snapshot:
     service: Read
     endpoint_slices: Read
     certificate_config_map: Read  # self-signed: the public certificate `certs ensure` writes
-    certificate_requests: Read  # cert-manager: CertificateRequests (signed certificates)
+    # cert-manager: CertificateRequests (signed certificates); missing: the kind is not served
+    certificate_requests: Read
     deployment: Read
     daemon_set: Read
     pods: Read

@@ -25,6 +25,7 @@ from kubevirt_cca.core.install.names import (
     FAILURE_POLICIES,
     SELECTED_WEBHOOKS,
     SERVICE_PORT,
+    TLS_SECRET,
     WEBHOOK,
     WEBHOOK_CONFIGURATION,
     WEBHOOK_PATHS,
@@ -77,12 +78,35 @@ def _rendered(expected: Expected) -> dict[str, dict[str, dict[str, Any]]]:
     }
 
 
+CERT_MANAGER_FIX = (
+    "install cert-manager (docs/install.md, 'What you need first'), or install without it: "
+    "kubevirt-cca manifests --certificates self-signed --image YOUR-IMAGE | kubectl apply -f - "
+    "(docs/install.md, 'Without cert-manager')"
+)
+
+
+def cert_manager_missing(snapshot: Snapshot) -> bool:
+    """Whether the install relies on cert-manager but the API server serves no cert-manager.io
+    CertificateRequests (their list was not found: cert-manager's CRDs are not installed)."""
+    return uses_cert_manager(snapshot) and snapshot.certificate_requests.missing
+
+
+def cert_manager_missing_line(what: str) -> str:
+    return (
+        "cert-manager is not installed (the API server serves no cert-manager.io/v1 "
+        f"CertificateRequests), but this install relies on it: {what}"
+    )
+
+
 def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Check:
     name = "webhook configurations"
     namespace = expected.options.namespace
     rendered = _rendered(expected)
     failures: list[str] = []
     warnings: list[str] = []
+    # Without cert-manager its CA injector never fills caBundle: one line for the cause.
+    no_injector = cert_manager_missing(snapshot)
+    uninjected = 0
     for kind, read, _ in configurations(snapshot):
         if read.error:
             return unreadable(name, f"{kind} {WEBHOOK_CONFIGURATION}", read)
@@ -97,7 +121,9 @@ def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Chec
             if hook is None:
                 failures.append(f"{kind} {WEBHOOK_CONFIGURATION} has no webhook {hook_name}")
                 continue
-            problems = _hook_problems(hook_name, hook, namespace)
+            problems = _hook_problems(hook_name, hook, namespace, ca_bundle=not no_injector)
+            if no_injector and not dig(hook, "clientConfig", "caBundle"):
+                uninjected += 1
             differences = field_differences(
                 hook_name, hook, wanted_hook, mutating=kind.startswith("Mutating")
             )
@@ -116,6 +142,15 @@ def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Chec
         "re-apply the install as you first applied it (kubevirt-cca manifests --image "
         "YOUR-IMAGE | kubectl apply -f -, or your kustomize overlay of deploy/)"
     )
+    if uninjected:
+        failures.insert(
+            0,
+            cert_manager_missing_line(
+                f"its CA injector fills caBundle, which is empty in {uninjected} webhook(s), "
+                "so the API server cannot trust the webhook"
+            ),
+        )
+        fix = CERT_MANAGER_FIX if len(failures) == 1 else f"{CERT_MANAGER_FIX}; then {fix}"
     if failures:
         return Check(
             name,
@@ -134,7 +169,11 @@ def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Chec
     )
 
 
-def _hook_problems(hook_name: str, hook: dict[str, Any], namespace: str) -> list[str]:
+def _hook_problems(
+    hook_name: str, hook: dict[str, Any], namespace: str, *, ca_bundle: bool = True
+) -> list[str]:
+    """What is wrong with one stored webhook; ``ca_bundle``: whether an empty caBundle is
+    its own problem (not when its cause, cert-manager missing, is said once instead)."""
     problems = []
     service = mapping(dig(hook, "clientConfig", "service"))
     target = (service.get("namespace"), service.get("name"), service.get("path"))
@@ -155,7 +194,7 @@ def _hook_problems(hook_name: str, hook: dict[str, Any], namespace: str) -> list
         problems.append(
             f"{hook_name}: calls service port {service.get('port')}, expected {SERVICE_PORT}"
         )
-    if not dig(hook, "clientConfig", "caBundle"):
+    if ca_bundle and not dig(hook, "clientConfig", "caBundle"):
         problems.append(
             f"{hook_name}: clientConfig.caBundle is empty, so the API server cannot "
             "trust the webhook's certificate"
@@ -199,11 +238,22 @@ def check_webhook_service(snapshot: Snapshot, expected: Expected) -> Check:
     replicas = dig(snapshot.deployment.value, "spec", "replicas")
     pods = f"kubectl get pods -n {namespace} -l app.kubernetes.io/component=webhook"
     if ready == 0:
+        summary = (
+            f"no ready webhook pod behind Service {namespace}/{WEBHOOK}: CCA VMIs cannot be created"
+        )
+        if cert_manager_missing(snapshot):
+            waiting = f"the pods wait for Secret {TLS_SECRET}, which it would issue"
+            return Check(
+                name,
+                Status.FAIL,
+                summary,
+                (cert_manager_missing_line(waiting),),
+                fix=CERT_MANAGER_FIX,
+            )
         return Check(
             name,
             Status.FAIL,
-            f"no ready webhook pod behind Service {namespace}/"
-            f"{WEBHOOK}: CCA VMIs cannot be created",
+            summary,
             fix=f"{pods}; then kubectl logs / describe the pods that are not Ready",
         )
     if ready == 1:
