@@ -7,6 +7,7 @@ them); nothing is asked of any cluster, so no server runs.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -124,11 +125,29 @@ def test_not_a_kubeconfig(tmp_path: Path, text: str, problem: str) -> None:
 
 
 def test_an_unreadable_kubeconfig(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root reads a file whatever its mode")
-    path = kubeconfig(tmp_path)
+    # root reads a file whatever its mode: as root, the command runs as nobody (setpriv), on a
+    # kubeconfig in a folder nobody may enter, so only the file itself is refused
+    folder = tmp_path / "open"
+    folder.mkdir()
+    for where in (tmp_path, folder):
+        where.chmod(0o755)
+    path = kubeconfig(folder)
     path.chmod(0)
-    message = _one_error_line(doctor("--kubeconfig", str(path)))
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv is not None, "util-linux's setpriv (Debian: util-linux) is needed as root"
+        prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+    done = subprocess.run(
+        [*prefix, sys.executable, "-m", "kubevirt_cca", "doctor", "--kubeconfig", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "HOME": "/tmp"},
+        timeout=60,
+        check=False,
+    )
+    message = _one_error_line(done)
     assert message == (
         f"kubeconfig {path} cannot be read (Permission denied); make it readable by this user "
         f"(ls -l {path}), or give --kubeconfig FILE or --server URL, set $KUBECONFIG, or run in "
