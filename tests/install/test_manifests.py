@@ -56,8 +56,10 @@ def test_the_self_signed_overlay_renders_the_self_signed_manifests() -> None:
 
 
 def test_deploy_is_what_the_generator_writes() -> None:
-    """deploy/ is generated: a change in core/install/ without regenerating fails here."""
-    files = install_files(InstallOptions(), load_policies())
+    """deploy/ is generated: a change in core/install/ without regenerating fails here.
+
+    As the command writes it: with the optional deploy/monitoring/ (its own kustomization)."""
+    files = install_files(InstallOptions(monitoring=True), load_policies())
     with tempfile.TemporaryDirectory() as tmp:
         written = write_kustomize(
             Path(tmp), files, policies_folder=policies_have_kustomization(DEPLOY / "policies")

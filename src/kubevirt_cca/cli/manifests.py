@@ -30,6 +30,11 @@ certs ensure', as their own ServiceAccount kubevirt-cca-certs) keep a self-signe
 serving certificate in a Secret and patch the webhook configurations' caBundle
 (docs/install.md).
 
+--monitoring adds the optional monitoring objects (prometheus-operator's PodMonitors and a
+PrometheusRule, and a kube-state-metrics configuration; docs/monitoring.md). --write-kustomize
+always writes them, into DIR/monitoring/ with a kustomization of their own that DIR's does not
+list.
+
 --image is required when printing: the objects must name the kubevirt-cca image you built and
 pushed (docs/install.md, step 1); nothing is published under a default name.
 --write-kustomize writes the base deploy/ with the placeholder {InstallOptions().image},
@@ -39,6 +44,7 @@ example:
   kubevirt-cca manifests --image registry.example/kubevirt-cca:0.1.0 | kubectl apply -f -
   kubevirt-cca manifests --image registry.example/kubevirt-cca:0.1.0 \\
       --certificates self-signed | kubectl apply -f -
+  kubevirt-cca manifests --image registry.example/kubevirt-cca:0.1.0 --monitoring
   kubevirt-cca manifests --write-kustomize deploy     # regenerate the kustomize base
 """
 
@@ -77,6 +83,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=defaults.certificates,
         help="who issues the webhook's certificate (default: %(default)s)",
     )
+    parser.add_argument(
+        "--monitoring",
+        action="store_true",
+        help="also print the PodMonitors, PrometheusRule and kube-state-metrics "
+        "configuration (needs prometheus-operator; default: off)",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
         "--output",
@@ -107,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         kubevirt_namespace=args.kubevirt_namespace,
         virt_launcher_image=args.virt_launcher_image,
         certificates=args.certificates,
+        # The kustomize base always carries them, in a folder it does not list itself.
+        monitoring=args.monitoring or args.write_kustomize is not None,
     )
     files = install_files(options, load_policies())
     if args.write_kustomize is not None:

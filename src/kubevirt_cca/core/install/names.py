@@ -121,6 +121,8 @@ class InstallOptions:
     kubevirt_namespace: str = KUBEVIRT_NAMESPACE
     virt_launcher_image: str = DEFAULT_VIRT_LAUNCHER_IMAGE
     certificates: CertificateMode = CERT_MANAGER
+    # The PodMonitors, PrometheusRule and kube-state-metrics configuration (monitoring.py).
+    monitoring: bool = False
 
     def __post_init__(self) -> None:
         for field, value in (
