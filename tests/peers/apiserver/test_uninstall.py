@@ -193,6 +193,12 @@ def test_uninstall_refuses_dry_runs_removes_only_ours_and_reinstall_works(
     assert f"VirtualMachine {namespace}/realm-vm" in err
     assert "would start as plain VMs" in err and "Nothing was changed" in err
     assert present(installed, ours) == everything
+    # --force goes on, saying what it goes on despite (a dry run here: still nothing changes).
+    code, out, err = uninstall(installed, "--dry-run", "--force")
+    assert code == 0, err
+    assert "warning: going on (--force)" in err and f"VirtualMachine {namespace}/realm-vm" in err
+    assert out.splitlines()[-1] == "dry run: nothing was changed"
+    assert present(installed, ours) == everything
 
     # Earlier tests of the lane left CCA VMIs and VMs behind: the admin removes them all.
     for kind, ns, name in cca_users(installed):
