@@ -20,14 +20,15 @@ from tests.doctor.scenarios import nothing_installed, without_cert_manager
 
 CA = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
 INSTALL = (
-    "install it as docs/install.md says: kubevirt-cca manifests --image YOUR-IMAGE | kubectl "
-    "apply -f - (without cert-manager add --certificates self-signed); installed in another "
-    "namespace: kubevirt-cca doctor --namespace NAME"
+    "install it as docs/install.md says: kubevirt-cca manifests --image YOUR-IMAGE "
+    "--virt-launcher-image YOUR-LAUNCHER | kubectl apply -f - (without cert-manager add "
+    "--certificates self-signed); installed in another namespace: kubevirt-cca doctor "
+    "--namespace NAME"
 )
 CERT_MANAGER_FIX = (
     "install cert-manager (docs/install.md, 'What you need first'), or install without it: "
-    "kubevirt-cca manifests --certificates self-signed --image YOUR-IMAGE | kubectl apply -f - "
-    "(docs/install.md, 'Without cert-manager')"
+    "kubevirt-cca manifests --certificates self-signed --image YOUR-IMAGE --virt-launcher-image "
+    "YOUR-LAUNCHER | kubectl apply -f - (docs/install.md, 'Without cert-manager')"
 )
 
 

@@ -105,6 +105,11 @@ OPTION_MATRIX = [
     pytest.param({"virtLauncherImage": LAUNCHER}, id="defaults"),
     pytest.param({"virtLauncherImage": LAUNCHER, "certificates": "self-signed"}, id="self-signed"),
     pytest.param({"virtLauncherImage": LAUNCHER, "integrationMode": "sidecar"}, id="sidecar-mode"),
+    pytest.param({"virtLauncherImage": LAUNCHER, "monitoring": True}, id="monitoring"),
+    pytest.param(
+        {"virtLauncherImage": LAUNCHER, "monitoring": True, "certificates": "self-signed"},
+        id="monitoring-self-signed",
+    ),
     pytest.param(
         {"virtLauncherImage": LAUNCHER, "integrationMode": "plugin", "certificates": "self-signed"},
         id="plugin-mode-self-signed",
@@ -136,6 +141,7 @@ FLAGS = {
     "virtLauncherImage": "--virt-launcher-image",
     "certificates": "--certificates",
     "integrationMode": "--integration-mode",
+    "monitoring": "--monitoring",  # a switch: given when true
 }
 
 
@@ -158,7 +164,13 @@ def test_helm_template_renders_what_manifests_prints(
         "-f",
         str(values_file(tmp_path, values)),
     )
-    argv = [arg for key, value in values.items() for arg in (FLAGS[key], value)]
+    argv = [
+        arg
+        for key, value in values.items()
+        for arg in (
+            (FLAGS[key],) if value is True else () if value is False else (FLAGS[key], value)
+        )
+    ]
     if "image" not in values:
         argv += ["--image", PUBLISHED_IMAGE]  # the chart's default: the published image
     code, printed, err = run_cli("manifests", *argv)

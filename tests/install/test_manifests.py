@@ -64,8 +64,10 @@ def test_the_self_signed_overlay_renders_the_self_signed_manifests() -> None:
 
 
 def test_deploy_is_what_the_generator_writes() -> None:
-    """deploy/ is generated: a change in core/install/ without regenerating fails here."""
-    files = install_files(InstallOptions(), load_policies())
+    """deploy/ is generated: a change in core/install/ without regenerating fails here.
+
+    As the command writes it: with the optional deploy/monitoring/ (its own kustomization)."""
+    files = install_files(InstallOptions(monitoring=True), load_policies())
     with tempfile.TemporaryDirectory() as tmp:
         written = write_kustomize(
             Path(tmp), files, policies_folder=policies_have_kustomization(DEPLOY / "policies")
@@ -299,7 +301,13 @@ def test_the_kustomize_base_is_written_with_the_placeholder_without_an_image(
 
 def test_the_integration_mode_reaches_the_config_map_and_both_policies() -> None:
     code, out, err = run_cli(
-        "manifests", "--image", "registry.example/cca:1.2", "--integration-mode", "sidecar"
+        "manifests",
+        "--image",
+        "registry.example/cca:1.2",
+        "--virt-launcher-image",
+        LAUNCHER_PLACEHOLDER,
+        "--integration-mode",
+        "sidecar",
     )
     assert code == 0, err
     objects = [doc for doc in yaml.safe_load_all(out) if doc]
@@ -314,7 +322,7 @@ def test_the_integration_mode_reaches_the_config_map_and_both_policies() -> None
     # argparse's own refusal of another value: exit 2, the option and the choices named.
     stderr = io.StringIO()
     with pytest.raises(SystemExit) as exited, redirect_stderr(stderr):
-        main(["manifests", "--image", "registry.example/cca:1", "--integration-mode", "x"])
+        main(["manifests", *IMAGES, "--integration-mode", "x"])
     assert exited.value.code == 2
     assert "argument --integration-mode: invalid choice: 'x'" in stderr.getvalue()
 

@@ -21,6 +21,7 @@ import pytest_asyncio
 from kubevirt_cca.cli import main
 from kubevirt_cca.constants import NODE_DETECTION_ANNOTATION
 from kubevirt_cca.core.capabilities import is_owned_label
+from tests.install.monitoring_rules import labeller_metrics, scraped_names, scraped_value
 from tests.labeller.conftest import CAPABLE_LABELS, FOREIGN_LABELS, NODE, domcaps
 from tests.labeller.emulator import ClusterAPI
 
@@ -284,6 +285,35 @@ async def test_ready_after_the_first_reconcile_and_sigterm_ends_the_wait(
     labeller.process.send_signal(signal.SIGTERM)
     assert await labeller.wait() == 0, labeller.stderr
     assert loop.time() - sent < 10  # not the hour-long interval
+
+
+@pytest.mark.asyncio
+@pytest.mark.shared
+async def test_every_labeller_metric_of_the_monitoring_rules_is_served(
+    api: ClusterAPI, host: Path, running: list[Labeller]
+) -> None:
+    api.add_node(NODE, labels={}, annotations={})
+    labeller = await start_daemon(
+        api, host, running, "--domcaps-file", str(domcaps("aarch64-cca.xml")), interval="3600"
+    )
+    async with asyncio.timeout(20):
+        port = await labeller.port
+    async with aiohttp.ClientSession() as http:
+        async with asyncio.timeout(20):
+            while True:
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
+                    if response.status == 200:
+                        break
+                await asyncio.sleep(0.02)
+        async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+            text = await response.text()
+
+    assert labeller_metrics(), "the rules reference no labeller metric"
+    missing = labeller_metrics() - scraped_names(text)
+    assert not missing, f"the rules read metrics the labeller does not export: {sorted(missing)}"
+    # What KubevirtCCALabellerStale and KubevirtCCANoCapableNode read, after one good check.
+    assert scraped_value(text, "kubevirt_cca_labeller_last_success_timestamp_seconds") > 0
+    assert scraped_value(text, "kubevirt_cca_labeller_cca_capable") == 1
 
 
 # --- Usage errors (in process: argparse, before anything starts) ------------------------------

@@ -24,8 +24,11 @@ class Pair:
         key.write_bytes(self.key_pem)
 
 
-def serving_pair(common_name: str = "kubevirt-cca-webhook.kubevirt-cca.svc") -> Pair:
-    """A self-signed EC P-256 certificate valid for 127.0.0.1 and ``common_name``."""
+def serving_pair(
+    common_name: str = "kubevirt-cca-webhook.kubevirt-cca.svc", *, days: int = 1
+) -> Pair:
+    """A self-signed EC P-256 certificate valid for 127.0.0.1 and ``common_name``, for
+    ``days`` from now."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
@@ -36,7 +39,7 @@ def serving_pair(common_name: str = "kubevirt-cca-webhook.kubevirt-cca.svc") -> 
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(
             x509.SubjectAlternativeName(
                 [x509.DNSName(common_name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]

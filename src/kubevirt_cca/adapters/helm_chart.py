@@ -144,6 +144,13 @@ CHOICE_VALUES: tuple[ChoiceValue, ...] = (
         "how the Realm set-up reaches virt-launcher: a hook sidecar, a KubeVirt Plugin, or auto "
         "(docs/plugins.md); written into kubevirt-cca-config and the admission policies",
     ),
+    ChoiceValue(
+        "monitoring",
+        "monitoring",
+        (False, True),
+        "also install the PodMonitors, PrometheusRule and kube-state-metrics configuration "
+        "(needs prometheus-operator; docs/monitoring.md)",
+    ),
 )
 
 

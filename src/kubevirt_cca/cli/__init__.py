@@ -27,6 +27,7 @@ COMMANDS = (
     "attest",
     "manifests",
     "doctor",
+    "uninstall",
     "certs",
 )
 

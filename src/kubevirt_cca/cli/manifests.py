@@ -37,6 +37,11 @@ certs ensure', as their own ServiceAccount kubevirt-cca-certs) keep a self-signe
 serving certificate in a Secret and patch the webhook configurations' caBundle
 (docs/install.md).
 
+--monitoring adds the optional monitoring objects (prometheus-operator's PodMonitors and a
+PrometheusRule, and a kube-state-metrics configuration; docs/monitoring.md). --write-kustomize
+always writes them, into DIR/monitoring/ with a kustomization of their own that DIR's does not
+list.
+
 --image and --virt-launcher-image are required when printing: the objects must name the
 kubevirt-cca image you built and pushed (docs/install.md, step 1; the release workflow publishes
 {PUBLISHED_IMAGE}) and a virt-launcher image that can start Realms, which upstream KubeVirt's
@@ -55,6 +60,7 @@ example:
   kubevirt-cca manifests --image registry.example/kubevirt-cca:0.1.0 \\
       --virt-launcher-image registry.example/kubevirt/virt-launcher:v1.8.0 \\
       --certificates self-signed | kubectl apply -f -
+  kubevirt-cca manifests --image registry.example/kubevirt-cca:0.1.0 --monitoring
   kubevirt-cca manifests --write-kustomize deploy     # regenerate the kustomize base
   kubevirt-cca manifests --write-helm charts/kubevirt-cca     # regenerate the Helm chart
 """
@@ -100,6 +106,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=[mode.value for mode in IntegrationMode],
         default=defaults.integration_mode.value,
         help="hook sidecar, KubeVirt Plugin, or auto (docs/plugins.md; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--monitoring",
+        action="store_true",
+        help="also print the PodMonitors, PrometheusRule and kube-state-metrics "
+        "configuration (needs prometheus-operator; default: off)",
     )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
@@ -157,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
         ),
         certificates=args.certificates,
         integration_mode=IntegrationMode(args.integration_mode),
+        # The kustomize base always carries them, in a folder it does not list itself.
+        monitoring=args.monitoring or args.write_kustomize is not None,
     )
     files = install_files(options, load_policies())
     if args.write_kustomize is not None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.peers.apiserver.cluster import ApiServer, kubevirt_cca, start, stop
-from tests.peers.apiserver.conftest import IMAGE, INSTALL_NAMESPACE, Installed
+from tests.peers.apiserver.conftest import IMAGE, INSTALL_NAMESPACE, LAUNCHER, Installed
 
 pytestmark = pytest.mark.peers
 
@@ -478,7 +478,7 @@ def test_the_cert_manager_install_without_cert_manager_names_it(
 ) -> None:
     """The default install applied as install.md says, on a cluster without cert-manager:
     kubectl creates all but the Issuers and Certificates, and doctor names cert-manager."""
-    printed = kubevirt_cca("manifests", "--image", IMAGE)
+    printed = kubevirt_cca("manifests", "--image", IMAGE, "--virt-launcher-image", LAUNCHER)
     assert printed.returncode == 0, printed.stderr
     applied = empty_server.kubectl("apply", "-f", "-", stdin=printed.stdout, check=False)
     assert applied.returncode != 0

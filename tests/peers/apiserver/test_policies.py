@@ -21,7 +21,7 @@ import pytest
 
 from kubevirt_cca.core.install.policy_values import RENDERED_POLICIES
 from tests.peers.apiserver.cluster import kubevirt_cca
-from tests.peers.apiserver.conftest import INSTALL_NAMESPACE, Installed
+from tests.peers.apiserver.conftest import INSTALL_NAMESPACE, LAUNCHER, Installed
 from tests.peers.apiserver.test_admission import pool, replica_set, vm, vmi
 
 pytestmark = pytest.mark.peers
@@ -624,7 +624,15 @@ def test_a_changed_hook_image_is_enforced_once_the_install_is_rendered_and_appli
     server.kubectl("create", "serviceaccount", "default", "-n", namespace)
     moved = "registry.example/kubevirt-cca:2.0"
     printed = kubevirt_cca(
-        "manifests", "--image", moved, "--integration-mode", "sidecar", "--output", "json"
+        "manifests",
+        "--image",
+        moved,
+        "--virt-launcher-image",
+        LAUNCHER,
+        "--integration-mode",
+        "sidecar",
+        "--output",
+        "json",
     )
     assert printed.returncode == 0, printed.stderr
     policies = _policies_of(json.loads(printed.stdout)["items"])

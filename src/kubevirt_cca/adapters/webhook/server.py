@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiohttp import hdrs, web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
 from kubevirt_cca.adapters.webhook.limits import LimitedSite, Limits, LogBudget, ProtocolLog
@@ -78,9 +78,10 @@ class StaticCluster:
 
 
 class Metrics:
-    """Admissions by kind, operation and verdict; latency per endpoint."""
+    """Admissions by kind, operation and verdict; latency per endpoint; with ``tls``, the end
+    of the serving certificate's validity (read at each scrape, so it follows reloads)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, tls: ReloadingTLS | None = None) -> None:
         self.registry = registry
         self.admissions = Counter(
             "kubevirt_cca_admissions",
@@ -95,6 +96,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        if tls is not None:
+            Gauge(
+                "kubevirt_cca_webhook_certificate_not_after_timestamp_seconds",
+                "When the serving certificate in use expires (Unix time)",
+                registry=registry,
+            ).set_function(lambda: tls.not_after)
 
 
 class WebhookApp:
@@ -112,7 +119,7 @@ class WebhookApp:
         self.source = source
         self.tls = tls
         self.limits = limits or Limits()
-        self.metrics = Metrics(registry or CollectorRegistry())
+        self.metrics = Metrics(registry or CollectorRegistry(), tls)
         self.max_body = max_body
         # What a flood of bad requests (or a bug hit by every request) may write to the log.
         self.bad_requests = LogBudget(

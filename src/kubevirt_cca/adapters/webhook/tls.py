@@ -5,6 +5,10 @@ change together. Every TLS handshake checks (one ``stat`` per file) whether they
 if so loads them into a fresh context that this and later handshakes use: rotation needs no
 restart. A pair that does not load (half written, key not matching) is logged once, naming the
 file at fault, and the previous one stays in use until the files change to a good pair.
+
+``not_after`` is the end of validity of the certificate in use (Unix time), for the metric
+``kubevirt_cca_webhook_certificate_not_after_timestamp_seconds`` an alert watches
+(docs/monitoring.md): it follows each reload, so a renewal that never happens shows.
 """
 
 from __future__ import annotations
@@ -44,13 +48,13 @@ class ReloadingTLS:
         self.key_file = key_file
         self._lock = threading.Lock()
         self._stamp = self._stamps()
-        self._current = self._load()
+        self._current, self.not_after = self._load()
         # The last pair on disk that failed, and the last problem logged: each is logged once,
         # not on every handshake until it is fixed.
         self._failed: tuple[_Stamp, _Stamp] | None = None
         self._logged: str | None = None
         self.reloads = 0
-        self.context = self._load()
+        self.context = self._load()[0]
         self.context.sni_callback = self._on_hello
 
     def _on_hello(
@@ -78,7 +82,7 @@ class ReloadingTLS:
             if stamp == self._stamp or stamp == self._failed:
                 return False
             try:
-                context = self._load()
+                context, not_after = self._load()
             except CertificateError as exc:
                 self._failed = stamp
                 self._warn_once(
@@ -87,6 +91,7 @@ class ReloadingTLS:
                 )
                 return False
             self._current, self._stamp, self._failed, self._logged = context, stamp, None, None
+            self.not_after = not_after
             self.reloads += 1
         logger.info("tls certificate reloaded cert=%s key=%s", self.cert_file, self.key_file)
         return True
@@ -99,18 +104,21 @@ class ReloadingTLS:
     def _stamps(self) -> tuple[_Stamp, _Stamp]:
         return _stamp(self.cert_file), _stamp(self.key_file)
 
-    def _load(self) -> ssl.SSLContext:
+    def _load(self) -> tuple[ssl.SSLContext, float]:
+        """A context serving the pair on disk, and the end of its certificate's validity."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.set_ciphers(TLS12_CIPHERS)  # TLS 1.2: AEAD suites only; 1.3 has no others
         try:
             context.load_cert_chain(self.cert_file, self.key_file)
-        except (OSError, ssl.SSLError) as exc:
+            # The first certificate of the file is the one served (the rest is its chain).
+            leaf = x509.load_pem_x509_certificate(Path(self.cert_file).read_bytes())
+        except (OSError, ssl.SSLError, ValueError) as exc:
             raise CertificateError(_which_file(self.cert_file, self.key_file, exc)) from exc
-        return context
+        return context, leaf.not_valid_after_utc.timestamp()
 
 
-def _which_file(cert_file: str, key_file: str, exc: OSError | ssl.SSLError) -> str:
+def _which_file(cert_file: str, key_file: str, exc: OSError | ssl.SSLError | ValueError) -> str:
     """Name the file at fault: ssl's own error says neither which file nor why."""
     for path, kind, load in (
         (cert_file, "certificate", _load_certificate),

@@ -80,8 +80,8 @@ def _rendered(expected: Expected) -> dict[str, dict[str, dict[str, Any]]]:
 
 CERT_MANAGER_FIX = (
     "install cert-manager (docs/install.md, 'What you need first'), or install without it: "
-    "kubevirt-cca manifests --certificates self-signed --image YOUR-IMAGE | kubectl apply -f - "
-    "(docs/install.md, 'Without cert-manager')"
+    "kubevirt-cca manifests --certificates self-signed --image YOUR-IMAGE --virt-launcher-image "
+    "YOUR-LAUNCHER | kubectl apply -f - (docs/install.md, 'Without cert-manager')"
 )
 
 
@@ -140,7 +140,8 @@ def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Chec
         failures += extra_webhooks(kind, WEBHOOK_CONFIGURATION, found, list(shipped))
     fix = (
         "re-apply the install as you first applied it (kubevirt-cca manifests --image "
-        "YOUR-IMAGE | kubectl apply -f -, or your kustomize overlay of deploy/)"
+        "YOUR-IMAGE --virt-launcher-image YOUR-LAUNCHER | kubectl apply -f -, or your kustomize "
+        "overlay of deploy/)"
     )
     if uninjected:
         failures.insert(

@@ -24,6 +24,9 @@ Layout of the objects, by file (the keys of :func:`install_files`)::
     labeller/daemonset.yaml            DaemonSet (arm64 nodes)
     labeller/node-restriction.yaml     ValidatingAdmissionPolicy + binding
     doctor/rbac.yaml                   read-only ClusterRole + Role for ``kubevirt-cca doctor``
+    monitoring/*.yaml                  with ``monitoring``: PodMonitors, PrometheusRule, the
+                                       kube-state-metrics configuration (monitoring.py); a
+                                       kustomization of its own, not in deploy/'s
 """
 
 from __future__ import annotations
@@ -37,6 +40,12 @@ from kubevirt_cca.core.install.labeller import (
     labeller_daemon_set,
     labeller_node_restriction,
     labeller_rbac,
+)
+from kubevirt_cca.core.install.monitoring import (
+    MONITORING_DIR,
+    kube_state_metrics_config,
+    pod_monitors,
+    prometheus_rule,
 )
 from kubevirt_cca.core.install.names import (
     CERT_MANAGER,
@@ -59,6 +68,7 @@ from kubevirt_cca.core.install.webhook import (
 
 __all__ = [
     "CERT_MANAGER",
+    "MONITORING_DIR",
     "SELF_SIGNED",
     "CertificateMode",
     "InstallOptions",
@@ -104,6 +114,10 @@ def install_files(
         ]
     # Last: once these exist, the API server calls the webhook for every CCA VMI.
     files["webhook/webhook-configurations.yaml"] = webhook_configurations(options)
+    if options.monitoring:
+        files[f"{MONITORING_DIR}/monitors.yaml"] = pod_monitors(options)
+        files[f"{MONITORING_DIR}/rules.yaml"] = [prometheus_rule(options)]
+        files[f"{MONITORING_DIR}/kube-state-metrics.yaml"] = [kube_state_metrics_config(options)]
     return files
 
 

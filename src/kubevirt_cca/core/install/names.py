@@ -132,6 +132,8 @@ class InstallOptions:
     certificates: CertificateMode = CERT_MANAGER
     integration_mode: IntegrationMode = IntegrationMode.AUTO
     """``integrationMode`` of kubevirt-cca-config, also rendered into the admission policies."""
+    # The PodMonitors, PrometheusRule and kube-state-metrics configuration (monitoring.py).
+    monitoring: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "integration_mode", parse_mode(self.integration_mode))
