@@ -20,7 +20,7 @@ DOMCAPS = ("fixtures", "kubevirt", "domcapabilities")
 # The aarch64 fixtures and what the labeller must put on a node that reports them.
 CAPABLE_LABELS = {
     # libvirt lists sha256 and sha512; without QEMU's rme-guest answer only the fixed sha512 is
-    # a choice a Realm really gets (issue 22, docs/detection.md).
+    # a choice a Realm really gets (issue 22, docs/node-labels.md).
     "aarch64-cca.xml": {
         "kubevirt.io/cca": "true",
         "cca.kubevirt.io/measurement-algo-sha512": "true",

@@ -212,7 +212,7 @@ def test_one_changed_payload_byte_fails_verify(
 
 
 def write_vmi(path: Path, *, algo: str, rpv: bytes) -> Path:
-    """A VMI manifest asking for this Realm, the way a VM owner writes it (docs/api.md)."""
+    """A VMI manifest asking for this Realm, the way a VM owner writes it (docs/vm-owners.md)."""
     parameters: dict[str, str] = {"measurementAlgo": algo}
     if rpv != bytes(64):
         parameters["personalizationValue"] = base64.b64encode(rpv).decode("ascii")

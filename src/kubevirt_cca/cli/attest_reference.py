@@ -45,7 +45,7 @@ The profile's measurementAlgo is the algorithm the Realm is measured with: the V
 measurementAlgo where the node honours a choice, else the node's effective algorithm (the
 detection report's effectiveMeasurementAlgorithm). That is sha512 on NVIDIA's CCA stack (its
 QEMU measures with SHA-512 whatever libvirt lists) and with Linaro's RFC v4 QEMU (rme-guest
-takes no algorithm): write measurementAlgo: sha512 for such nodes (docs/detection.md).
+takes no algorithm): write measurementAlgo: sha512 for such nodes (docs/node-labels.md).
 
 The DTB is taken as a file (QEMU builds it from the VM's shape; dump it with
 '-machine dumpdtb=FILE' on the same QEMU, see docs/attestation.md). When the result does not

@@ -183,7 +183,8 @@ def _vmi(obj: dict[str, Any], old: Mapping[str, Any] | None, cluster: ClusterVie
 
 def _note_empty_launch_security(obj: Mapping[str, Any]) -> None:
     """An admitted object (so: no CCA label) with ``launchSecurity: {}``: not ours to refuse,
-    KubeVirt does (docs/api.md), but it may be a native-form request whose ``cca`` was lost."""
+    KubeVirt does (docs/vm-owners.md), but it may be a native-form request whose ``cca`` was
+    lost."""
     template = find_template(obj)
     domain = template.spec.get("domain")
     launch_security = domain.get("launchSecurity") if isinstance(domain, Mapping) else None

@@ -92,7 +92,7 @@ class DomainCapabilities:
         )
 
 
-# The elements under <cca> that say libvirt passes a parameter on (docs/detection.md).
+# The elements under <cca> that say libvirt passes a parameter on (docs/node-labels.md).
 _LIBVIRT_PARAMETER_ELEMENTS = ("personalization-value", "measurement-log")
 # The launchSecurity type libvirt's CCA patches add to <enum name='sectype'>.
 CCA_SECTYPE = "cca"
@@ -321,7 +321,7 @@ def build_report(
 
 # The algorithm every stack we know measures with when a Realm cannot choose: NVIDIA's QEMU
 # (sha512 fixed, whatever libvirt lists), Linaro's RFC v4 rme-guest (no property), and the
-# default of the older rme-guest's measurement-algorithm property (docs/detection.md).
+# default of the older rme-guest's measurement-algorithm property (docs/node-labels.md).
 FIXED_MEASUREMENT_ALGORITHM = "sha512"
 
 

@@ -2,7 +2,7 @@
 
 :class:`Honoured` is the value both layers share (libvirt's domain capabilities in
 ``capabilities.py``, the virt-launcher image's QEMU here); ``parse_rme_guest_help`` reads QEMU's
-``-object rme-guest,help`` output (docs/detection.md).
+``-object rme-guest,help`` output (docs/node-labels.md).
 """
 
 from __future__ import annotations

@@ -349,7 +349,7 @@ def test_an_unlabelled_vmi_pruned_to_an_empty_launch_security_is_not_ours(
     """Without the label our webhooks do not see the VMI (objectSelector): the API server
     stores what it pruned, launchSecurity: {}, which KubeVirt's own admission refuses (on
     arm64: "No launchSecurity support for architecture: arm64"; virt-api is not part of this
-    lane). docs/api.md says so."""
+    lane). docs/vm-owners.md says so."""
     native = vmi("unlabelled-native", cca=False)
     native["spec"]["domain"]["launchSecurity"] = {"cca": NATIVE_PARAMS}
     code, err = kubectl_create(installed, namespace, native, "false")

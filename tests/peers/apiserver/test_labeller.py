@@ -24,7 +24,7 @@ from tests.peers.apiserver.conftest import Installed
 pytestmark = pytest.mark.peers
 
 # What aarch64-cca.xml gets: its libvirt lists sha256 and sha512, and without QEMU's rme-guest
-# answer only the fixed sha512 is a choice a Realm really has (issue 22, docs/detection.md).
+# answer only the fixed sha512 is a choice a Realm really has (issue 22, docs/node-labels.md).
 OWNED = (
     "kubevirt.io/cca",
     "cca.kubevirt.io/measurement-algo-sha512",

@@ -40,7 +40,7 @@ from tests.conftest import DATA, ROOT
 VERSIONS = ("v1.9.0", "main")
 SHAPES_DIR = DATA / "peers" / "vmis"
 CCA = ROOT / ".venv" / "bin" / "kubevirt-cca"
-DOC_FILES = ("README.md", "docs/vm-owners.md", "docs/api.md", "docs/attestation.md")
+DOC_FILES = ("README.md", "docs/vm-owners.md", "docs/attestation.md")
 _YAML_BLOCK = re.compile(r"```yaml\n(.*?)```", re.S)
 # The shape most hook-path tests start from (tests/data/peers/vmis/).
 EXAMPLE_SHAPE = "example-vmi-cca"

@@ -287,7 +287,7 @@ def capability_warnings(request: CCARequest, cluster: ClusterView) -> list[str]:
 
 def _algorithm_note(cluster: ClusterView) -> str:
     """Which algorithms the CCA nodes do honour: a stack that gives a Realm no choice (NVIDIA's,
-    Linaro's RFC v4 QEMU) measures with sha512 whatever is asked (docs/detection.md)."""
+    Linaro's RFC v4 QEMU) measures with sha512 whatever is asked (docs/node-labels.md)."""
     algorithms = honoured_algorithms(cluster.settings.dialect, cluster.cca_node_labels or ())
     if algorithms:
         listed = ", ".join(algorithms)
