@@ -54,7 +54,9 @@ def service_account_policy(
                     "expression": f"request.userInfo.username == '{user}'",
                 }
             ],
-            "variables": variables,
+            # the API server stores no empty list: write none, so what is applied is what is
+            # stored (doctor and `helm upgrade` compare the two)
+            **({"variables": variables} if variables else {}),
             "validations": validations,
         },
     }
