@@ -237,10 +237,11 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from kubevirt_cca.core.admission.admit import Endpoint, admit
+    from kubevirt_cca.core.admission.admit import admit
     from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
     from kubevirt_cca.core.admission.patches import apply
     from kubevirt_cca.core.admission.reviews import build_review, parse_review
+    from kubevirt_cca.core.webhooks import Endpoint
 
     mutate_body = json.dumps(review(VMI)).encode()
     verdict = admit(

@@ -21,7 +21,7 @@ from kubevirt_cca.constants import (
     PLUGINS_FEATURE_GATE,
 )
 from kubevirt_cca.core.admission import patches
-from kubevirt_cca.core.admission.admit import MIGRATION_KIND, template_warnings
+from kubevirt_cca.core.admission.admit import template_warnings
 from kubevirt_cca.core.admission.gates import (
     ClusterView,
     FeatureGates,
@@ -29,17 +29,14 @@ from kubevirt_cca.core.admission.gates import (
     build_view,
 )
 from kubevirt_cca.core.admission.mutate import plan_vmi
-from kubevirt_cca.core.admission.validate import (
-    TEMPLATE_KINDS,
-    VMI_KIND,
-    validate_template,
-    validate_vmi,
-)
+from kubevirt_cca.core.admission.validate import validate_template, validate_vmi
 from kubevirt_cca.core.convert import native_field
 from kubevirt_cca.core.integration import IntegrationMode
 from kubevirt_cca.core.objects import labels_of, meta_str
+from kubevirt_cca.core.placement import VMI_KIND
 from kubevirt_cca.core.request import find_template, native_form_advice, parse_request
 from kubevirt_cca.core.requirements import requirements
+from kubevirt_cca.core.webhooks import MIGRATION_KIND, TEMPLATE_KINDS
 from kubevirt_cca.errors import ManifestError, RequestError, SettingsError, Violation
 
 EXIT_ADMITTED, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2

@@ -22,13 +22,7 @@ from prometheus_client.exposition import generate_latest
 
 from kubevirt_cca.adapters.webhook.limits import LimitedSite, Limits, LogBudget, ProtocolLog
 from kubevirt_cca.adapters.webhook.tls import ReloadingTLS
-from kubevirt_cca.core.admission.admit import (
-    ENDPOINT_KINDS,
-    Endpoint,
-    Verdict,
-    admit,
-    migration_target,
-)
+from kubevirt_cca.core.admission.admit import Verdict, admit, migration_target
 from kubevirt_cca.core.admission.gates import ClusterView
 from kubevirt_cca.core.admission.reviews import (
     AdmissionReview,
@@ -38,6 +32,7 @@ from kubevirt_cca.core.admission.reviews import (
     parse_review,
 )
 from kubevirt_cca.core.admission.validate import VMILookup
+from kubevirt_cca.core.webhooks import WEBHOOKS, Endpoint
 from kubevirt_cca.errors import Violation
 
 logger = logging.getLogger(__name__)
@@ -45,7 +40,7 @@ logger = logging.getLogger(__name__)
 # An AdmissionReview holds the object and the old object; Kubernetes stores objects up to
 # ~1.5 MiB, so 8 MiB leaves room and still bounds what one request can make us hold.
 MAX_BODY_BYTES = 8 * 1024 * 1024
-_KNOWN_KINDS = frozenset(kind for kinds in ENDPOINT_KINDS.values() for kind in kinds) | {"unknown"}
+_KNOWN_KINDS = frozenset(kind for hook in WEBHOOKS for kind in hook.kinds) | {"unknown"}
 _OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT", "unknown"})
 _REASONS = {400: "BadRequest", 408: "Timeout", 415: "UnsupportedMediaType"}
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)

@@ -26,8 +26,6 @@ from kubevirt_cca.core.integration import (
 from kubevirt_cca.core.settings import Dialect
 from kubevirt_cca.errors import SettingsError, Violation
 
-PLUGIN_KIND = "Plugin"
-KUBEVIRT_KIND = "KubeVirt"
 GATES_FIELD = "spec.configuration.developerConfiguration.featureGates"
 NAME_FIELD = "metadata.name"
 _SURVIVES = ".".join(str(part) for part in LEGACY_COMMANDLINE_SURVIVES)

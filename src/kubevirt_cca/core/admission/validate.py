@@ -36,8 +36,6 @@ from kubevirt_cca.errors import RequestError, Violation
 Operation = Literal["CREATE", "UPDATE"]
 
 MIGRATION_REFUSAL = f"Cannot migrate VMI, Reason: {NOT_MIGRATABLE_REASON}, Message: VMI uses CCA"
-VMI_KIND = "VirtualMachineInstance"
-TEMPLATE_KINDS = ("VirtualMachine", "VirtualMachineInstanceReplicaSet", "VirtualMachinePool")
 
 
 def validate_vmi(

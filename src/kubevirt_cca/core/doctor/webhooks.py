@@ -30,20 +30,20 @@ from kubevirt_cca.core.install.names import (
     WEBHOOK_PATHS,
 )
 from kubevirt_cca.core.install.webhook import webhook_configurations
+from kubevirt_cca.core.webhooks import WEBHOOKS
 
 
 def configurations(snapshot: Snapshot) -> list[tuple[str, Read, list[str]]]:
-    names = list(WEBHOOK_PATHS)
     return [
         (
             "MutatingWebhookConfiguration",
             snapshot.mutating,
-            [n for n in names if n.startswith("mutate-")],
+            [hook.name for hook in WEBHOOKS if hook.mutating],
         ),
         (
             "ValidatingWebhookConfiguration",
             snapshot.validating,
-            [n for n in names if n.startswith("validate-")],
+            [hook.name for hook in WEBHOOKS if not hook.mutating],
         ),
     ]
 

@@ -24,6 +24,7 @@ from kubevirt_cca.constants import (
 )
 from kubevirt_cca.core.jsontext import NestedTooDeeply, NotJSONValue, UnreadableJSON, loads
 from kubevirt_cca.core.objects import annotations_of, meta_str
+from kubevirt_cca.core.placement import VMI_KIND
 from kubevirt_cca.core.request import CCARequest, parse_request
 from kubevirt_cca.core.requirements import missing_on_selector
 from kubevirt_cca.core.rewrite import rewrite_domain
@@ -36,7 +37,6 @@ from kubevirt_cca.core.sidecars import (
 )
 from kubevirt_cca.errors import DomainError, HookError, RequestError
 
-VMI_KIND = "VirtualMachineInstance"
 UNKNOWN_VMI = "<unnamed VMI>"
 _PREFIX = "kubevirt-cca hook"
 _NOT_PLAIN = "the VM is not started as a plain VM"
