@@ -36,7 +36,7 @@ from lightkube.types import PatchType
 
 from kubevirt_cca.adapters.kube import call
 from kubevirt_cca.core.certs import CA_CRT, TLS_CRT, TLS_KEY, Action, Plan, plan
-from kubevirt_cca.errors import KubernetesAPIError, KubernetesConflict
+from kubevirt_cca.errors import KubernetesAPIError, KubernetesConflict, KubernetesNotFound
 
 LOG = logging.getLogger(__name__)
 ATTEMPTS = 5
@@ -53,10 +53,8 @@ class Outcome:
 async def _get_or_none(what: str, request: Awaitable[T]) -> T | None:
     try:
         return await call(what, request)
-    except KubernetesAPIError as exc:
-        if exc.status == 404:
-            return None
-        raise
+    except KubernetesNotFound:
+        return None
 
 
 async def _retrying(what: str, step: Callable[[], Awaitable[T]]) -> T:

@@ -51,6 +51,7 @@ from kubevirt_cca.core.labelling import (
 from kubevirt_cca.errors import (
     KubernetesAPIError,
     KubernetesConflict,
+    KubernetesFailedGuard,
     KubernetesInvalid,
     KubernetesUnreachable,
 )
@@ -375,7 +376,7 @@ def _outcome(exc: KubernetesAPIError) -> str:
 
 def _changed_since_read(exc: KubernetesAPIError) -> bool:
     """A 409, or a 422 without causes (a failed ``test`` guard): read and decide again."""
-    return isinstance(exc, KubernetesConflict) or (exc.status == 422 and not exc.causes)
+    return isinstance(exc, KubernetesConflict | KubernetesFailedGuard)
 
 
 def _conflict_kind(exc: KubernetesAPIError) -> str:
