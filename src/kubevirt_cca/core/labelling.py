@@ -44,8 +44,9 @@ from kubevirt_cca.constants import (
     NODE_DETECTION_ANNOTATION,
     NODE_HONOURS_OVERRIDE_ANNOTATION,
 )
+from kubevirt_cca.core import json_patch
 from kubevirt_cca.core.capabilities import DetectionReport, is_owned_label, node_labels
-from kubevirt_cca.core.json_patch import PatchOperation, escape
+from kubevirt_cca.core.json_patch import PatchOperation
 from kubevirt_cca.core.overrides import apply_override
 
 # Kubernetes keeps an Event message short; longer ones are cut here with an ellipsis.
@@ -230,7 +231,7 @@ def plan_node(node: NodeMetadata, report: DetectionReport) -> NodePlan:
         guard_version |= creates
     if guard_version and node.resource_version is not None:
         operations.insert(
-            0, {"op": "test", "path": "/metadata/resourceVersion", "value": node.resource_version}
+            0, json_patch.guard(("metadata", "resourceVersion"), node.resource_version)
         )
     if operations:
         patches.append(tuple(operations))
@@ -250,21 +251,16 @@ def _map_operations(
     map_name: str, current: Mapping[str, str] | None, changes: KeyChanges
 ) -> tuple[list[PatchOperation], bool]:
     """Operations for one metadata map; the flag says the map is created (needs the rv guard)."""
-    base = f"/metadata/{map_name}"
+    base = ("metadata", map_name)
     if current is None:
         # Nothing to remove or change in a map that does not exist; create it with our keys.
         if not changes.added:
             return [], False
-        return [{"op": "add", "path": base, "value": dict(changes.added)}], True
-    operations: list[PatchOperation] = [{"op": "test", "path": base, "value": dict(current)}]
-    operations += [{"op": "remove", "path": f"{base}/{escape(k)}"} for k in changes.removed]
-    operations += [
-        {"op": "replace", "path": f"{base}/{escape(k)}", "value": v}
-        for k, v in changes.changed.items()
-    ]
-    operations += [
-        {"op": "add", "path": f"{base}/{escape(k)}", "value": v} for k, v in changes.added.items()
-    ]
+        return [json_patch.add(base, dict(changes.added))], True
+    operations: list[PatchOperation] = [json_patch.guard(base, dict(current))]
+    operations += [json_patch.remove((*base, k)) for k in changes.removed]
+    operations += [json_patch.replace((*base, k), v) for k, v in changes.changed.items()]
+    operations += [json_patch.add((*base, k), v) for k, v in changes.added.items()]
     return operations, False
 
 

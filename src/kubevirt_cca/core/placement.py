@@ -31,7 +31,7 @@ from kubevirt_cca.constants import (
     NODE_HONOURS_OVERRIDE_ANNOTATION,
     RESOLVED_ANNOTATION,
 )
-from kubevirt_cca.core.objects import metadata_of
+from kubevirt_cca.core.objects import dig, metadata_of
 from kubevirt_cca.errors import Violation
 
 Section = Literal["labels", "annotations"]
@@ -234,9 +234,7 @@ def _places(obj: Mapping[str, Any], kind: str) -> list[_Place]:
 
 
 def _at(obj: Mapping[str, Any], path: tuple[str, ...]) -> Mapping[str, Any] | None:
-    node: Any = obj
-    for part in path:
-        node = node.get(part) if isinstance(node, Mapping) else None
+    node = dig(obj, *path)
     return node if isinstance(node, Mapping) else None
 
 

@@ -30,6 +30,7 @@ from kubevirt_cca.core.admission.sidecar import (
     resolved_record,
 )
 from kubevirt_cca.core.integration import ProblemCode
+from kubevirt_cca.core.objects import dig
 from kubevirt_cca.core.request import CCARequest, Template
 from kubevirt_cca.core.requirements import (
     honoured_algorithms,
@@ -312,9 +313,7 @@ def _affinity_conflicts(
         "requiredDuringSchedulingIgnoredDuringExecution",
         "nodeSelectorTerms",
     )
-    node: Any = template.spec
-    for part in path[1:]:
-        node = node.get(part) if isinstance(node, Mapping) else None
+    node = dig(template.spec, *path[1:])
     if not isinstance(node, list) or not node:
         return []
     violations: list[Violation] = []

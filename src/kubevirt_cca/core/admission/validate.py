@@ -28,7 +28,7 @@ from kubevirt_cca.core.admission.gates import ClusterView
 from kubevirt_cca.core.admission.mutate import check_template, plan_vmi
 from kubevirt_cca.core.admission.rules import added_sidecars_message
 from kubevirt_cca.core.admission.sidecar import looks_like_ours, parse_sidecars
-from kubevirt_cca.core.objects import metadata_of
+from kubevirt_cca.core.objects import dig, metadata_of
 from kubevirt_cca.core.placement import key_fields, misplaced_keys
 from kubevirt_cca.core.request import find_template, parse_request
 from kubevirt_cca.errors import RequestError, Violation
@@ -171,7 +171,7 @@ def _vmi_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[Violatio
         ("annotations", INTEGRATION_ANNOTATION),
     )
     for section, key in immutable:
-        before, after = _member(old_meta, section, key), _member(new_meta, section, key)
+        before, after = dig(old_meta, section, key), dig(new_meta, section, key)
         if before != after:
             violations.append(
                 Violation(f"metadata.{section}[{key}]", _update_message(key, before, after))
@@ -184,7 +184,7 @@ def _vmi_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[Violatio
                 "the hook sidecar is what makes it a Realm",
             )
         )
-    elif _member(old_meta, "labels", ENABLED_LABEL) is not None and (
+    elif dig(old_meta, "labels", ENABLED_LABEL) is not None and (
         added := _added_entries(old_meta, new_meta)
     ):
         # Issue 21: KubeVirt reads the list when it creates the launcher pod, which may be
@@ -216,11 +216,6 @@ def _update_message(key: str, before: Any, after: Any) -> str:
         "the CCA parameters of an existing VMI cannot be changed; change them on the VM's "
         "template (or create a new VMI) and restart"
     )
-
-
-def _member(metadata: Mapping[str, Any], section: str, key: str) -> Any:
-    values = metadata.get(section)
-    return values.get(key) if isinstance(values, Mapping) else None
 
 
 def _our_entries(metadata: Mapping[str, Any]) -> list[Any] | str:

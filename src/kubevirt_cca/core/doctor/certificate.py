@@ -28,7 +28,6 @@ from kubevirt_cca.core.doctor.model import (
     Read,
     Snapshot,
     Status,
-    dig,
     objects,
     unreadable,
 )
@@ -40,6 +39,7 @@ from kubevirt_cca.core.install.names import (
     WEBHOOK_CERTIFICATE,
     service_dns_names,
 )
+from kubevirt_cca.core.objects import dig
 
 CERTIFICATE_WARNING = timedelta(days=14)
 CERTIFICATE_NAME_ANNOTATION = "cert-manager.io/certificate-name"

@@ -32,13 +32,13 @@ from kubevirt_cca.core.doctor.model import (
     Expected,
     Snapshot,
     Status,
-    dig,
     mapping,
     objects,
     strings,
     unreadable,
 )
 from kubevirt_cca.core.install.names import KUBEVIRT_NAMESPACE
+from kubevirt_cca.core.objects import dig
 from kubevirt_cca.core.settings import HOOK_IMAGE_KEY, settings_from_config_map
 from kubevirt_cca.errors import SettingsError
 

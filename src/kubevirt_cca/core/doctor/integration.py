@@ -20,7 +20,6 @@ from kubevirt_cca.core.doctor.model import (
     Expected,
     Snapshot,
     Status,
-    dig,
     objects,
 )
 from kubevirt_cca.core.integration import (
@@ -29,6 +28,7 @@ from kubevirt_cca.core.integration import (
     IntegrationMode,
     ModeDecision,
 )
+from kubevirt_cca.core.objects import dig
 
 GUIDE = "docs/plugins.md"
 APPLY_PLUGIN = "kubectl apply -k deploy/plugin/"

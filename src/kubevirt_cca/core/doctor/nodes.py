@@ -16,12 +16,12 @@ from kubevirt_cca.core.doctor.model import (
     Expected,
     Snapshot,
     Status,
-    dig,
     mapping,
     objects,
     unreadable,
 )
 from kubevirt_cca.core.install.names import LABELLER
+from kubevirt_cca.core.objects import dig
 
 ARCH_LABEL = "kubernetes.io/arch"
 # Taints every DaemonSet pod tolerates (the DaemonSet controller adds these tolerations).

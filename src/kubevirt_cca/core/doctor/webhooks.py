@@ -12,7 +12,6 @@ from kubevirt_cca.core.doctor.model import (
     Read,
     Snapshot,
     Status,
-    dig,
     mapping,
     objects,
     strings,
@@ -30,6 +29,7 @@ from kubevirt_cca.core.install.names import (
     WEBHOOK_PATHS,
 )
 from kubevirt_cca.core.install.webhook import webhook_configurations
+from kubevirt_cca.core.objects import dig
 from kubevirt_cca.core.webhooks import WEBHOOKS
 
 
