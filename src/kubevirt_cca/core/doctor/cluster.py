@@ -24,6 +24,7 @@ from kubevirt_cca.constants import (
 from kubevirt_cca.core.admission.gates import (
     ClusterView,
     build_view,
+    gates_from_kubevirt,
     kubevirt_name,
     pick_kubevirt,
 )
@@ -73,12 +74,6 @@ def cluster_view(snapshot: Snapshot, expected: Expected) -> ClusterView:
         else frozenset(str(dig(p, "metadata", "name")) for p in plugins.items()),
         plugins_problem=plugins.error,
     )
-
-
-def gates(kubevirt: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """(featureGates, disabledFeatureGates) of developerConfiguration, as written."""
-    developer = mapping(dig(kubevirt, "spec", "configuration", "developerConfiguration"))
-    return strings(developer.get("featureGates")), strings(developer.get("disabledFeatureGates"))
 
 
 def check_kubevirt(snapshot: Snapshot, view: ClusterView, expected: Expected) -> Check:
@@ -151,9 +146,11 @@ def gate_patch_command(
 ) -> str:
     """The exact ``kubectl patch`` that turns our gates on and keeps every other gate.
 
-    A merge patch replaces a list whole, so the command carries the gates already there.
+    A merge patch replaces a list whole, so the command carries the gates already there (as
+    admission's one reader, :func:`gates_from_kubevirt`, read them).
     """
-    enabled, disabled = gates(kubevirt)
+    written = gates_from_kubevirt(kubevirt)
+    enabled, disabled = list(written.listed), list(written.disabled)
     developer: dict[str, Any] = {
         "featureGates": enabled + [g for g in required if not any(n in enabled for n in _names(g))]
     }
@@ -190,7 +187,7 @@ def check_feature_gates(
             "disabledFeatureGates are lists of gate names",
         )
     required = PLUGIN_MODE_GATES if plugin_mode else REQUIRED_GATES
-    _, disabled = gates(kubevirt)
+    disabled = view.gates.disabled
     details = []
     for gate in required:
         if view.gates.is_enabled(gate):
