@@ -5,6 +5,8 @@ One place, so the webhook, the hook, the labeller and the docs can never disagre
 
 from typing import Final
 
+from kubevirt_cca import __version__
+
 # --- The API a VM owner uses (DESIGN.md, "The API") -------------------------------------------
 # Every key kubevirt-cca reads or writes starts with this; any other key under it is a mistake.
 KEY_PREFIX: Final = "cca.kubevirt.io/"
@@ -120,7 +122,7 @@ VIRTCCA_MARKER: Final = "hisi-cca-enable"
 
 # --- The hook sidecar image and entry ----------------------------------------------------------
 # Admins set the real image in kubevirt-cca-config (hookImage) or with `manifests --image`.
-DEFAULT_HOOK_IMAGE: Final = "kubevirt-cca:0.1.0"
+DEFAULT_HOOK_IMAGE: Final = f"kubevirt-cca:{__version__}"
 HOOK_COMMAND: Final = "hook"  # the subcommand the sidecar entry's args start with
 
 # --- KubeVirt Plugins path (VEP 190) -----------------------------------------------------------

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from kubevirt_cca import __version__
 from kubevirt_cca.adapters.install_files import (
     dump_documents,
     load_policies,
@@ -40,8 +41,8 @@ to change either, render and apply the install again (docs/admin.md).
 which an overlay replaces (README).
 
 example:
-  kubevirt-cca manifests --image registry.example/kubevirt-cca:0.1.0 | kubectl apply -f -
-  kubevirt-cca manifests --image registry.example/kubevirt-cca:0.1.0 \\
+  kubevirt-cca manifests --image registry.example/kubevirt-cca:{__version__} | kubectl apply -f -
+  kubevirt-cca manifests --image registry.example/kubevirt-cca:{__version__} \\
       --certificates self-signed | kubectl apply -f -
   kubevirt-cca manifests --write-kustomize deploy     # regenerate the kustomize base
 """
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     if args.image is None and args.write_kustomize is None:
         print(
             "kubevirt-cca manifests: error: image: required: the kubevirt-cca image you built "
-            "and pushed (for example --image registry.example/kubevirt-cca:0.1.0; "
+            f"and pushed (for example --image registry.example/kubevirt-cca:{__version__}; "
             "docs/install.md, step 1)",
             file=sys.stderr,
         )
