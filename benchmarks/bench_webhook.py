@@ -138,11 +138,29 @@ def server_process(
     if pin:
         os.sched_setaffinity(0, {0})  # the server gets one core, the client the other
 
+    from aiohttp import web
+
+    class CannedWebhookApp(WebhookApp):
+        """The production server plus the baseline route: /canned reads the body as the
+        endpoints do (in 64 KiB chunks, bounded) and answers stored bytes."""
+
+        def https_app(self) -> web.Application:
+            app = super().https_app()
+            app.router.add_post("/canned", self._canned)
+            return app
+
+        async def _canned(self, request: web.Request) -> web.Response:
+            size = 0
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > self.max_body:
+                    break
+            return web.Response(body=canned, content_type="application/json")
+
     async def main() -> None:
-        app = WebhookApp(
+        app = CannedWebhookApp(
             StaticCluster(ClusterView(gates=all_gates_on())), tls=ReloadingTLS(cert, key)
         )
-        app.canned = canned
         running = await serve(app, host="127.0.0.1", port=0, health_port=0)
         ports.put(running.https_port)
         while not stop.is_set():

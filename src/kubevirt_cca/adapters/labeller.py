@@ -163,7 +163,6 @@ class NodeLabeller:
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 (jitter only)
         self._stop = asyncio.Event()
         self.ready = False
-        self.last_report: DetectionReport | None = None
         self._skipping: bool | None = None
 
     def request_stop(self) -> None:
@@ -213,7 +212,6 @@ class NodeLabeller:
 
     async def _reconcile(self) -> ReconcileResult:
         report = await asyncio.to_thread(self.detector)
-        self.last_report = report
         self.metrics.record_report(report)
         conflicts = 0
         wrote = False

@@ -41,7 +41,6 @@ __all__ = [
     "Template",
     "find_template",
     "native_form_advice",
-    "parse_parameters",
     "parse_request",
     "parse_template",
 ]
@@ -178,15 +177,6 @@ def parse_template(template: Template) -> CCARequest | None:
     if annotated is not None:
         return annotated
     return native if native is not None else CCARequest()
-
-
-def parse_parameters(value: Any, path: str) -> CCARequest:
-    """Validate VEP 129's ``CCA`` struct given as a decoded JSON value."""
-    violations: list[Violation] = []
-    request = _parse_struct(value, path, violations)
-    if violations or request is None:
-        raise RequestError(violations or [Violation(path, "expected a JSON object")])
-    return request
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -186,4 +186,3 @@ WEBHOOKS: Final[tuple[Webhook, ...]] = (
 )
 
 BY_ENDPOINT: Final = {hook.endpoint: hook for hook in WEBHOOKS}
-BY_NAME: Final = {hook.name: hook for hook in WEBHOOKS}

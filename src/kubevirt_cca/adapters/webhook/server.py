@@ -122,15 +122,11 @@ class WebhookApp:
             limit=self.limits.bad_request_logs,
             interval=self.limits.log_interval_seconds,
         )
-        # Benchmarks only: when set before serving, /canned answers these bytes (the baseline).
-        self.canned: bytes | None = None
 
     def https_app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body)
         for endpoint in Endpoint:
             app.router.add_post(f"/{endpoint.value}", self._handler(endpoint))
-        if self.canned is not None:
-            app.router.add_post("/canned", self._canned)
         return app
 
     def health_app(self) -> web.Application:
@@ -225,11 +221,6 @@ class WebhookApp:
                 status=415,
             )
         return None
-
-    async def _canned(self, request: web.Request) -> web.Response:
-        """The same server answering a fixed review: the benchmark's baseline."""
-        await _read_bounded(request, self.max_body)
-        return web.Response(body=self.canned, content_type="application/json")
 
     def _bad_request(self, endpoint: Endpoint, message: str, *, status: int = 400) -> web.Response:
         self._count(endpoint, "unknown", "unknown", "malformed")

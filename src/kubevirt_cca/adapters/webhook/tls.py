@@ -49,7 +49,6 @@ class ReloadingTLS:
         # not on every handshake until it is fixed.
         self._failed: tuple[_Stamp, _Stamp] | None = None
         self._logged: str | None = None
-        self.reloads = 0
         self.context = self._load()
         self.context.sni_callback = self._on_hello
 
@@ -87,7 +86,6 @@ class ReloadingTLS:
                 )
                 return False
             self._current, self._stamp, self._failed, self._logged = context, stamp, None, None
-            self.reloads += 1
         logger.info("tls certificate reloaded cert=%s key=%s", self.cert_file, self.key_file)
         return True
 

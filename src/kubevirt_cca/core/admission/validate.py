@@ -140,16 +140,6 @@ def judge_migration(
     return MigrationVerdict()
 
 
-def validate_migration(
-    migration: Mapping[str, Any],
-    vmi: Mapping[str, Any] | None,
-    *,
-    lookup_problem: str | None = None,
-) -> list[Violation]:
-    """:func:`judge_migration`'s violations."""
-    return list(judge_migration(migration, vmi, lookup_problem=lookup_problem).violations)
-
-
 def uses_cca(vmi: Mapping[str, Any]) -> bool:
     """Whether a stored VMI is a Realm. A VMI whose request no longer parses counts as one."""
     try:

@@ -36,7 +36,6 @@ from kubevirt_cca.errors import DomainError, HookError, SettingsError
 LIBVIRT_DOMAIN = "libvirt"
 BOOT = "Boot"
 MIGRATION_TARGET = "MigrationTarget"
-INVOCATION_CONTEXTS = (BOOT, MIGRATION_TARGET)
 PLUGIN_DIALECT = Dialect.QEMU_COMMANDLINE
 _PREFIX = "kubevirt-cca plugin"
 

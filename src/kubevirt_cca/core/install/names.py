@@ -64,7 +64,6 @@ WEBHOOK_HEALTH_PORT: Final = 8080
 LABELLER_HEALTH_PORT: Final = 8081
 SERVICE_PORT: Final = 443
 TLS_DIR: Final = "/etc/kubevirt-cca/tls"
-GENERATED_TLS_DIR: Final = "/run/kubevirt-cca/tls"
 DOMCAPS_DIR: Final = "/var/lib/kubevirt-node-labeller"
 DOMCAPS_FILE: Final = f"{DOMCAPS_DIR}/virsh_domcapabilities.xml"
 # What the virt-launcher image's QEMU prints for `-object rme-guest,help` (stdout and stderr).
