@@ -9,10 +9,11 @@ connections. Three rounds against the same server in the same run:
 - ``mutate-vmi``   a labelled VMI through the full mutating logic (the most work we do),
 - ``validate-vmi`` the mutated VMI through validation.
 
-Targets (DESIGN.md): >= 1,000 reviews/s on one core, p99 <= 10 ms at 16 connections, and our
-logic adding <= 30 % over the canned answer. Besides wall-clock rate and latency (which the
-client, on the same 2-core machine, also shapes), the script reads the server process's CPU
-time per review from /proc: the one-core capacity, and a ratio the machine's load barely moves.
+Targets (docs/performance.md): >= 1,000 reviews/s on one core, p99 <= 10 ms at 16
+connections, and our logic adding <= 30 % over the canned answer. Besides wall-clock rate and
+latency (which the client, on the same 2-core machine, also shapes), the script reads the
+server process's CPU time per review from /proc: the one-core capacity, and a ratio the
+machine's load barely moves.
 
     uv run python benchmarks/bench_webhook.py [--seconds 5] [--connections 16]
 """

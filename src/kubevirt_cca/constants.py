@@ -7,7 +7,7 @@ from typing import Final
 
 from kubevirt_cca import __version__
 
-# --- The API a VM owner uses (DESIGN.md, "The API") -------------------------------------------
+# --- The API a VM owner uses (docs/api.md) --------------------------------------------------------
 # Every key kubevirt-cca reads or writes starts with this; any other key under it is a mistake.
 KEY_PREFIX: Final = "cca.kubevirt.io/"
 ENABLED_LABEL: Final = "cca.kubevirt.io/enabled"
@@ -44,7 +44,7 @@ PLUGINS_FEATURE_GATE: Final = "Plugins"
 NATIVE_CCA_SCHEMA_PATH: Final = ("spec", "domain", "launchSecurity", "cca")
 KUBEVIRT_VMI_CRD: Final = "virtualmachineinstances.kubevirt.io"
 
-# --- Node labels and annotations (DESIGN.md, "Node labels") ------------------------------------
+# --- Node labels and annotations (docs/node-labels.md) --------------------------------------------
 NODE_CCA_LABEL: Final = "kubevirt.io/cca"
 NODE_ALGO_LABEL_PREFIX: Final = "cca.kubevirt.io/measurement-algo-"
 # What the node's libvirt honours besides the algorithm (docs/node-labels.md).

@@ -4,7 +4,7 @@ Pure: a detection report and the Node's current metadata in, a :class:`NodePlan`
 adapter (``adapters/labeller.py``) reads the Node, asks :func:`plan_node` what to do, and sends
 the patch as is.
 
-The rules (DESIGN.md, "Node labels"):
+The rules (docs/node-labels.md):
 
 - The labeller owns the labels :func:`~kubevirt_cca.core.capabilities.is_owned_label` accepts
   and the one annotation ``cca.kubevirt.io/detection``. Its patch never names another key.
@@ -172,7 +172,8 @@ class NodePlan:
 
 
 def detection_annotation(report: DetectionReport) -> str:
-    """The annotation value: the report's JSON, compact (DESIGN.md's detection report shape)."""
+    """The annotation value: the report's JSON, compact (docs/detection.md, "The detection
+    report")."""
     return json.dumps(report.to_json(), separators=(",", ":"), ensure_ascii=False)
 
 

@@ -1,6 +1,6 @@
 """Where kubevirt-cca's keys may sit, and every place a person could plausibly put them instead.
 
-A request in the wrong place must be refused, never ignored (DESIGN.md, "Fail closed"): our
+A request in the wrong place must be refused, never ignored (docs/security.md): our
 label on a VM's own metadata instead of its VMI template's gives a plain VM without a word, and
 a typo in a key (``cca.kubevirt.io/Enabled``, ``.../launchSecurity``) does the same. Admission
 (the webhook and ``validate``), the hook and ``attest verify`` all ask :func:`misplaced_keys`,

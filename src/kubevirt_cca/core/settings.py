@@ -16,7 +16,7 @@ from kubevirt_cca.errors import SettingsError
 
 
 class Dialect(StrEnum):
-    """The libvirt XML grammar the hook emits (DESIGN.md, "XML dialects")."""
+    """The libvirt XML grammar the hook emits (docs/rewrite.md, "XML dialects")."""
 
     VEP = "vep"
     OPENEULER = "openeuler"

@@ -1,4 +1,4 @@
-"""What the mutating webhook adds to a VMI that asks for a Realm (DESIGN.md step 1).
+"""What the mutating webhook adds to a VMI that asks for a Realm (docs/admission.md, "Mutation").
 
 Only unset fields are filled in; an explicit conflicting setting is a violation (never silently
 overwritten). ``plan_vmi`` returns both, so the validating side can ask "would mutation still

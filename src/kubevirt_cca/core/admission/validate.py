@@ -1,4 +1,4 @@
-"""What the validating webhooks refuse (DESIGN.md step 2 and 3).
+"""What the validating webhooks refuse (docs/admission.md, "Validation").
 
 - A VMI being created must be exactly what mutation makes of it: a labelled VMI that would
   still be changed by mutation did not go through the mutating webhook, and is refused.
