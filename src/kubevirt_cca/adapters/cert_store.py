@@ -140,8 +140,8 @@ async def ensure_ca_bundle(client: AsyncClient, *, name: str, bundle: bytes) -> 
             config = await _get_or_none(f"get {what}", client.get(kind, name))
             if config is None:
                 raise KubernetesAPIError(
-                    f"{what} does not exist yet: apply the whole install (it is created with "
-                    "the webhook); the certificate Job retries",
+                    f"{what} does not exist yet: apply the whole install "
+                    "(it is created with the webhook); the certificate Job retries",
                     status=404,
                 )
             stale = [h for h in config.webhooks or [] if h.clientConfig.caBundle != encoded]
@@ -175,8 +175,8 @@ async def publish_certificate(
         found = await _get_or_none(f"get {what}", client.get(ConfigMap, name, namespace=namespace))
         if found is None:
             LOG.warning(
-                "%s is missing (an install from before it existed?): doctor cannot check the "
-                "certificate until the install is re-applied",
+                "%s is missing (an install from before it existed?): "
+                "doctor cannot check the certificate until the install is re-applied",
                 what,
             )
             return False

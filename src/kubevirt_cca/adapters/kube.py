@@ -74,8 +74,8 @@ def kube_config(*, server: str | None = None, kubeconfig: str | None = None) -> 
         return KubeConfig.from_env()
     except ConfigError as exc:
         raise KubernetesAPIError(
-            f"no usable Kubernetes configuration ({exc}); give --kubeconfig FILE or --server "
-            "URL, set $KUBECONFIG, or run in a pod with a service account"
+            f"no usable Kubernetes configuration ({exc}); give --kubeconfig FILE or --server URL, "
+            "set $KUBECONFIG, or run in a pod with a service account"
         ) from exc
 
 

@@ -117,8 +117,8 @@ class LabellerMetrics:
         )
         self.errors = Counter(
             "kubevirt_cca_labeller_errors",
-            "Errors by kind: api (a reconcile failed), conflict (a patch was retried), "
-            "event (an Event could not be recorded)",
+            "Errors by kind: api (a reconcile failed), conflict (a patch was retried), event "
+            "(an Event could not be recorded)",
             ["kind"],
             registry=self.registry,
         )
@@ -249,9 +249,9 @@ class NodeLabeller:
                 )
                 if conflicts >= self.timing.conflict_attempts:
                     raise KubernetesConflict(
-                        f"node {self.node_name}: the patch's test guard failed or it "
-                        f"conflicted {conflicts} times in a row (someone else keeps changing "
-                        "the node's labels or annotations)",
+                        f"node {self.node_name}: "
+                        f"the patch's test guard failed or it conflicted {conflicts} times in a "
+                        "row (someone else keeps changing the node's labels or annotations)",
                         status=409,
                     ) from exc
                 continue
@@ -284,9 +284,9 @@ class NodeLabeller:
         )
         return KubernetesInvalid(
             f"node {self.node_name}: the API server refused {what} as an invalid Node "
-            f"({'; '.join(exc.causes)}); this is not a conflict, retrying the same patch cannot "
-            "help (a Node's annotations may hold 256 KiB together: other writers' annotations "
-            "may leave no room for the detection report)",
+            f"({'; '.join(exc.causes)}); this is not a conflict, "
+            "retrying the same patch cannot help (a Node's annotations may hold 256 KiB together: "
+            "other writers' annotations may leave no room for the detection report)",
             status=exc.status,
             detail=exc.detail,
             causes=exc.causes,

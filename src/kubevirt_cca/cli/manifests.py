@@ -106,9 +106,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     if args.image is None and args.write_kustomize is None:
         print(
-            "kubevirt-cca manifests: error: image: required: the kubevirt-cca image you built "
-            f"and pushed (for example --image registry.example/kubevirt-cca:{__version__}; "
-            "docs/install.md, step 1)",
+            "kubevirt-cca manifests: error: image: required: "
+            "the kubevirt-cca image you built and pushed "
+            f"(for example --image registry.example/kubevirt-cca:{__version__}; docs/install.md, "
+            "step 1)",
             file=sys.stderr,
         )
         return 1

@@ -292,8 +292,8 @@ def _capability_event(before: Capability, report: DetectionReport) -> Capability
         event = CapabilityEvent(
             EventType.NORMAL,
             "CCAParametersChanged",
-            "the CCA parameters this node honours changed from "
-            f"{_others(before)} to {_others(after)}",
+            f"the CCA parameters this node honours changed from {_others(before)} to "
+            f"{_others(after)}",
         )
     if len(event.message) > EVENT_MESSAGE_LIMIT:
         event = CapabilityEvent(

@@ -236,8 +236,9 @@ def _parse_annotation(raw: str, path: str, violations: list[Violation]) -> CCARe
         violations.append(
             Violation(
                 path,
-                f"gives the member {exc.name!r} more than once; a JSON reader keeps only one of "
-                "them (which one differs between readers), so give each parameter once",
+                f"gives the member {exc.name!r} more than once; "
+                "a JSON reader keeps only one of them (which one differs between readers), "
+                "so give each parameter once",
             )
         )
         return None
@@ -353,8 +354,8 @@ def hex_hint(text: str) -> str:
         return ""
     encoded = base64.b64encode(bytes.fromhex(digits)).decode("ascii")
     return (
-        f"; it looks like hex ({len(digits)} hex digits are {PERSONALIZATION_VALUE_BYTES} "
-        f"bytes): their base64 is {encoded}"
+        f"; it looks like hex ({len(digits)} hex digits are {PERSONALIZATION_VALUE_BYTES} bytes): "
+        f"their base64 is {encoded}"
     )
 
 
@@ -400,10 +401,10 @@ def _check_other_launch_security(template: Template, violations: list[Violation]
         violations.append(
             Violation(
                 path,
-                "is empty: the API server dropped cca from VEP 129's native form "
-                f"{path}.cca (stock KubeVirt has no such field, and a client without strict "
-                "field validation, such as kubectl --validate=false, lets it be pruned "
-                "silently), so the Realm's parameters are gone. Remove launchSecurity. "
+                f"is empty: the API server dropped cca from VEP 129's native form {path}.cca "
+                "(stock KubeVirt has no such field, and a client without strict field validation, "
+                "such as kubectl --validate=false, lets it be pruned silently), "
+                "so the Realm's parameters are gone. Remove launchSecurity. "
                 + native_form_advice(),
             )
         )

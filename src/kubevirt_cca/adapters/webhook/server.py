@@ -198,8 +198,8 @@ class WebhookApp:
                 )
             cause = Violation(
                 "",
-                "kubevirt-cca hit an internal error deciding this request; "
-                "it is refused (fail closed). The webhook's log has the details",
+                "kubevirt-cca hit an internal error deciding this request; it is refused "
+                "(fail closed). The webhook's log has the details",
             )
             self._count(endpoint, review["kind"]["kind"], review["operation"], "error")
             return _json(build_review(deny(review["uid"], [cause], code=500)))
@@ -215,8 +215,8 @@ class WebhookApp:
             return self._bad_request(
                 endpoint,
                 (
-                    f"Content-Encoding {_shown(encoding)} is not accepted; send the "
-                    "AdmissionReview as plain JSON (the Kubernetes API server does)"
+                    f"Content-Encoding {_shown(encoding)} is not accepted; "
+                    "send the AdmissionReview as plain JSON (the Kubernetes API server does)"
                 ),
                 status=415,
             )
@@ -254,8 +254,8 @@ class WebhookApp:
             return
         causes = [f"{c.field}: {c.message}"[:300] for c in verdict.causes]
         logger.info(
-            "admission endpoint=%s uid=%s kind=%s operation=%s namespace=%s name=%s "
-            "verdict=%s patch_ops=%d causes=%s duration_ms=%.2f",
+            "admission endpoint=%s uid=%s kind=%s operation=%s namespace=%s name=%s verdict=%s "
+            "patch_ops=%d causes=%s duration_ms=%.2f",
             endpoint.value,
             log_value(uid),
             log_value(verdict.kind),

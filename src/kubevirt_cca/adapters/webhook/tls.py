@@ -81,8 +81,8 @@ class ReloadingTLS:
             except CertificateError as exc:
                 self._failed = stamp
                 self._warn_once(
-                    f"tls reload failed problem={str(exc)!r}; keeping the loaded "
-                    "pair until the files change again"
+                    f"tls reload failed problem={str(exc)!r}; "
+                    "keeping the loaded pair until the files change again"
                 )
                 return False
             self._current, self._stamp, self._failed, self._logged = context, stamp, None, None

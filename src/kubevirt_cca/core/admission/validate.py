@@ -55,10 +55,9 @@ def validate_vmi(
             Violation(
                 change.field,
                 (
-                    f"must be {change.expected} on a CCA VMI; kubevirt-cca's mutating webhook "
-                    "sets it "
-                    "and did not run (ask the cluster admin whether its "
-                    "MutatingWebhookConfiguration is installed)"
+                    f"must be {change.expected} on a CCA VMI; "
+                    "kubevirt-cca's mutating webhook sets it and did not run "
+                    "(ask the cluster admin whether its MutatingWebhookConfiguration is installed)"
                 ),
             )
         )
@@ -128,9 +127,8 @@ def judge_migration(
                     "spec.vmiName",
                     (
                         f"kubevirt-cca cannot read VMI {name!r} to tell whether it uses CCA "
-                        f"({lookup_problem}); a CCA VMI cannot be live-migrated, so the "
-                        "migration is "
-                        "refused until it can. Try again shortly"
+                        f"({lookup_problem}); a CCA VMI cannot be live-migrated, "
+                        "so the migration is refused until it can. Try again shortly"
                     ),
                 ),
             )
@@ -197,14 +195,14 @@ def _update_message(key: str, before: Any, after: Any) -> str:
         )
     if key == ENABLED_LABEL:
         return (
-            "a CCA VMI cannot stop being one; delete the VMI (or change the VM's template "
-            "and restart)"
+            "a CCA VMI cannot stop being one; delete the VMI "
+            "(or change the VM's template and restart)"
         )
     if key in (RESOLVED_ANNOTATION, INTEGRATION_ANNOTATION):
         return "is written by kubevirt-cca at admission and cannot be changed afterwards"
     return (
-        "the CCA parameters of an existing VMI cannot be changed; change them on the VM's "
-        "template (or create a new VMI) and restart"
+        "the CCA parameters of an existing VMI cannot be changed; change them on the VM's template "
+        "(or create a new VMI) and restart"
     )
 
 

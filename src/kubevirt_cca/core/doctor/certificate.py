@@ -122,8 +122,8 @@ def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
         return unreadable(name, what, read)
     if cert_manager:
         source = (
-            "cert-manager has not issued it: kubectl describe certificate "
-            f"{WEBHOOK_CERTIFICATE} -n {namespace}"
+            "cert-manager has not issued it: "
+            f"kubectl describe certificate {WEBHOOK_CERTIFICATE} -n {namespace}"
         )
     else:
         source = f"the certificate Job has not run: kubectl logs -n {namespace} job/{CERTS}"
@@ -133,8 +133,8 @@ def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
         if not cert_manager:
             # An install from before the ConfigMap: the Job does not run again on re-apply.
             fix += (
-                "; after an upgrade, run the renewal once: kubectl create job -n "
-                f"{namespace} --from=cronjob/{CERTS_RENEWAL} {CERTS}-now"
+                "; after an upgrade, run the renewal once: "
+                f"kubectl create job -n {namespace} --from=cronjob/{CERTS_RENEWAL} {CERTS}-now"
             )
         return Check(name, Status.FAIL, leaf, fix=fix)
     problems: list[str] = []
@@ -164,8 +164,8 @@ def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
             "cert-manager renews it 30 days before expiry: check the Certificate"
             if cert_manager
             else f"the CronJob {CERTS_RENEWAL} renews it daily from 30 days before expiry; "
-            f"to renew now: kubectl create job -n {namespace} --from=cronjob/"
-            f"{CERTS_RENEWAL} {CERTS}-now"
+            "to renew now: "
+            f"kubectl create job -n {namespace} --from=cronjob/{CERTS_RENEWAL} {CERTS}-now"
         )
         return Check(name, Status.WARN, summary, (f"expires in {left.days} days",), fix=renew)
     return Check(name, Status.OK, summary)
@@ -189,9 +189,9 @@ def _trust_problems(snapshot: Snapshot, leaf: x509.Certificate) -> list[str]:
                 continue
             if not any(issued_by(leaf, ca) for ca in authorities):
                 problems.append(
-                    f"{kind} webhook {hook.get('name')}: caBundle does not hold the "
-                    "CA that signed the certificate (x509: certificate signed by "
-                    "unknown authority)"
+                    f"{kind} webhook {hook.get('name')}: "
+                    "caBundle does not hold the CA that signed the certificate (x509: "
+                    "certificate signed by unknown authority)"
                 )
     return problems
 

@@ -98,16 +98,15 @@ def check_kubevirt(snapshot: Snapshot, view: ClusterView, expected: Expected) ->
             Status.FAIL,
             _describe(elsewhere),
             (
-                f"the webhook reads the feature gates from namespace {namespace}, but the "
-                f"KubeVirt CR is in {found}: it refuses every CCA VMI",
+                f"the webhook reads the feature gates from namespace {namespace}, "
+                f"but the KubeVirt CR is in {found}: it refuses every CCA VMI",
             ),
             fix=f"re-install with 'kubevirt-cca manifests --kubevirt-namespace {found}'",
         )
     summary = _describe(kubevirt)
     ignored = tuple(
-        f"KubeVirt CR {other} is ignored: admission reads only "
-        f"{kubevirt_name(kubevirt)} (the oldest in namespace {namespace} that is not "
-        "being deleted), and so does KubeVirt"
+        f"KubeVirt CR {other} is ignored: admission reads only {kubevirt_name(kubevirt)} "
+        f"(the oldest in namespace {namespace} that is not being deleted), and so does KubeVirt"
         for other in view.ignored_kubevirts
     )
     if dig(kubevirt, "status", "phase") != "Deployed":
@@ -179,12 +178,12 @@ def check_feature_gates(
         return Check(
             name,
             Status.FAIL,
-            f"unreadable: {view.gates_problem}; CCA VMIs are "
-            "refused until they can be read (fail closed)",
+            f"unreadable: {view.gates_problem}; CCA VMIs are refused until they can be read "
+            "(fail closed)",
             native,
             fix=f"kubectl edit kubevirt {dig(kubevirt, 'metadata', 'name')} -n "
-            f"{dig(kubevirt, 'metadata', 'namespace')}: featureGates and "
-            "disabledFeatureGates are lists of gate names",
+            f"{dig(kubevirt, 'metadata', 'namespace')}: "
+            "featureGates and disabledFeatureGates are lists of gate names",
         )
     required = PLUGIN_MODE_GATES if plugin_mode else REQUIRED_GATES
     disabled = view.gates.disabled
@@ -229,10 +228,9 @@ def _native_cca(snapshot: Snapshot) -> tuple[str, ...]:
             node = dig(node, "properties", part)
         if isinstance(node, dict):
             return (
-                f"KubeVirt's own VMI schema ({KUBEVIRT_VMI_CRD}, version "
-                f"{version.get('name')}) has {'.'.join(NATIVE_CCA_SCHEMA_PATH)}: this "
-                "KubeVirt implements CCA itself, so with kubevirt-cca installed two "
-                "implementations would act on one VM",
+                f"KubeVirt's own VMI schema ({KUBEVIRT_VMI_CRD}, version {version.get('name')}) "
+                f"has {'.'.join(NATIVE_CCA_SCHEMA_PATH)}: this KubeVirt implements CCA itself, "
+                "so with kubevirt-cca installed two implementations would act on one VM",
             )
     return ()
 
@@ -256,8 +254,8 @@ def check_config(snapshot: Snapshot, expected: Expected) -> Check:
             f"{expected.options.namespace} (docs/admin.md, 'Settings')",
         )
     summary = (
-        f"dialect {settings.dialect.value}, firmware {settings.firmware}, virtio IOMMU "
-        f"{'on' if settings.virtio_iommu else 'off'}"
+        f"dialect {settings.dialect.value}, firmware {settings.firmware}, "
+        f"virtio IOMMU {'on' if settings.virtio_iommu else 'off'}"
     )
     hook_image = data.get(HOOK_IMAGE_KEY)
     deployed = _webhook_image(snapshot)

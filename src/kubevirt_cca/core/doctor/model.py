@@ -120,8 +120,9 @@ def unreadable(name: str, what: str, read: Read) -> Check:
     error = read.error or ""
     if read.status in (401, 403):
         fix = (
-            "run doctor as a cluster admin, or bind the kubevirt-cca-doctor ClusterRole and "
-            "Role to your user (docs/admin.md, 'Who may run doctor')"
+            "run doctor as a cluster admin, "
+            "or bind the kubevirt-cca-doctor ClusterRole and Role to your user (docs/admin.md, "
+            "'Who may run doctor')"
         )
     else:
         fix = "the API server's answer could not be used; retry, and if it stays, report it"

@@ -56,8 +56,8 @@ def check_cca_parameters(snapshot: Snapshot) -> Check:
         else "no parameter honoured (platform defaults only)"
     )
     details = tuple(
-        f"honoured by no node: {what}; a VM asking for it is admitted with a "
-        "warning and stays Pending"
+        f"honoured by no node: {what}; "
+        "a VM asking for it is admitted with a warning and stays Pending"
         for what in nowhere
     )
     return Check(name, Status.OK, summary, details)

@@ -69,8 +69,8 @@ def re_render_fix(namespace: str, snapshot: Snapshot) -> str:
     image = data.get(HOOK_IMAGE_KEY, DEFAULT_HOOK_IMAGE)
     mode = data.get(INTEGRATION_MODE_KEY, IntegrationMode.AUTO.value)
     return (
-        f"render and apply the install again with the ConfigMap's values: kubevirt-cca "
-        f"manifests --image {image} --integration-mode {mode} --namespace {namespace} [your "
-        "other options] | kubectl apply -f - (docs/admin.md, 'Changing the hook image or the "
-        "integration mode')"
+        "render and apply the install again with the ConfigMap's values: "
+        f"kubevirt-cca manifests --image {image} --integration-mode {mode} --namespace {namespace} "
+        "[your other options] | kubectl apply -f - (docs/admin.md, "
+        "'Changing the hook image or the integration mode')"
     )

@@ -119,9 +119,10 @@ class InstallOptions:
                 )
         if self.namespace in SYSTEM_NAMESPACES or self.namespace.startswith("openshift-"):
             raise SettingsError(
-                f"namespace: {self.namespace!r} is a system namespace; kubevirt-cca's install "
-                "includes its Namespace object (with a privileged Pod Security label), so "
-                "applying it would relabel that namespace and deleting it would delete it. "
+                f"namespace: {self.namespace!r} is a system namespace; "
+                "kubevirt-cca's install includes its Namespace object "
+                "(with a privileged Pod Security label), "
+                "so applying it would relabel that namespace and deleting it would delete it. "
                 "Choose a namespace of its own, e.g. kubevirt-cca"
             )
         for field, value in (
@@ -131,7 +132,8 @@ class InstallOptions:
             name = value.split("@", 1)[0]
             if not _IMAGE.match(value) or len(name) > _IMAGE_NAME_LIMIT:
                 raise SettingsError(
-                    f"{field}: expected a container image reference "
+                    f"{field}: "
+                    "expected a container image reference "
                     "[registry[:port]/]path[:tag][@sha256:digest] such as "
                     f"registry.example/kubevirt-cca:{__version__}, got {value!r}"
                 )
