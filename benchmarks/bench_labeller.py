@@ -10,7 +10,8 @@ an hour.
 
     uv run python benchmarks/bench_labeller.py [--cycles 1000]
 
-Exit status 1 when a target of DESIGN.md is missed (a write at steady state, RSS > 60 MiB).
+Exit status 1 when a target of docs/performance.md is missed (a write at steady state, RSS
+> 60 MiB).
 """
 
 from __future__ import annotations

@@ -30,11 +30,12 @@ from collections.abc import Callable
 
 from bench_webhook import VMI, review
 from kubevirt_cca.core.admission import patches
-from kubevirt_cca.core.admission.admit import Endpoint, admit
+from kubevirt_cca.core.admission.admit import admit
 from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.reviews import AdmissionResponse, build_review, parse_review
 from kubevirt_cca.core.admission.validate import validate_vmi
+from kubevirt_cca.core.webhooks import Endpoint
 
 
 def per_call_us(fns: dict[str, Callable[[], object]], calls: int) -> dict[str, float]:

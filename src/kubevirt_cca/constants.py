@@ -5,7 +5,9 @@ One place, so the webhook, the hook, the labeller and the docs can never disagre
 
 from typing import Final
 
-# --- The API a VM owner uses (DESIGN.md, "The API") -------------------------------------------
+from kubevirt_cca import __version__
+
+# --- The API a VM owner uses (docs/api.md) --------------------------------------------------------
 # Every key kubevirt-cca reads or writes starts with this; any other key under it is a mistake.
 KEY_PREFIX: Final = "cca.kubevirt.io/"
 ENABLED_LABEL: Final = "cca.kubevirt.io/enabled"
@@ -42,7 +44,7 @@ PLUGINS_FEATURE_GATE: Final = "Plugins"
 NATIVE_CCA_SCHEMA_PATH: Final = ("spec", "domain", "launchSecurity", "cca")
 KUBEVIRT_VMI_CRD: Final = "virtualmachineinstances.kubevirt.io"
 
-# --- Node labels and annotations (DESIGN.md, "Node labels") ------------------------------------
+# --- Node labels and annotations (docs/node-labels.md) --------------------------------------------
 NODE_CCA_LABEL: Final = "kubevirt.io/cca"
 NODE_ALGO_LABEL_PREFIX: Final = "cca.kubevirt.io/measurement-algo-"
 # What the node's libvirt honours besides the algorithm (docs/node-labels.md).
@@ -120,7 +122,7 @@ VIRTCCA_MARKER: Final = "hisi-cca-enable"
 
 # --- The hook sidecar image and entry ----------------------------------------------------------
 # Admins set the real image in kubevirt-cca-config (hookImage) or with `manifests --image`.
-DEFAULT_HOOK_IMAGE: Final = "kubevirt-cca:0.1.0"
+DEFAULT_HOOK_IMAGE: Final = f"kubevirt-cca:{__version__}"
 HOOK_COMMAND: Final = "hook"  # the subcommand the sidecar entry's args start with
 
 # --- KubeVirt Plugins path (VEP 190) -----------------------------------------------------------

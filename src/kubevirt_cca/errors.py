@@ -8,7 +8,10 @@
     ├── ManifestError            a manifest file cannot be read as one Kubernetes object
     │   └── InputTooLarge        a file or standard input is larger than the bound it is read to
     ├── KubernetesAPIError       a Kubernetes API request failed (``status``: HTTP status or None)
+    │   ├── KubernetesNotFound   404: no such object (or no such resource on this cluster)
+    │   ├── KubernetesForbidden  401 or 403: this identity may not make the request
     │   ├── KubernetesConflict   409: the object changed since it was read (read and decide again)
+    │   ├── KubernetesFailedGuard  422 without causes: a JSON patch ``test`` guard failed
     │   ├── KubernetesInvalid    422 with field causes: the API server found the object invalid
     │   ├── KubernetesUnreachable  no answer at all (network, TLS, wrong server)
     │   └── KubeconfigError      no request made: the kubeconfig (or a file it names) is unusable
@@ -97,6 +100,14 @@ class KubernetesAPIError(CCAError):
         super().__init__(message)
 
 
+class KubernetesNotFound(KubernetesAPIError):
+    """HTTP 404: the object does not exist, or this cluster does not serve its resource."""
+
+
+class KubernetesForbidden(KubernetesAPIError):
+    """HTTP 401 or 403: the identity making the request may not make it."""
+
+
 class KubernetesConflict(KubernetesAPIError):
     """HTTP 409: another writer changed the object since it was read; read and decide again."""
 
@@ -105,9 +116,13 @@ class KubernetesInvalid(KubernetesAPIError):
     """HTTP 422 with field causes: the object as written is invalid (not a changed object).
 
     A 422 *without* causes is what the API server answers when a JSON patch's ``test``
-    operation fails: the object changed since it was read (a plain :class:`KubernetesAPIError`
-    with status 422 and no causes).
+    operation fails: that is :class:`KubernetesFailedGuard`.
     """
+
+
+class KubernetesFailedGuard(KubernetesAPIError):
+    """HTTP 422 without field causes: what the API server answers when a JSON patch's ``test``
+    operation fails, i.e. the object changed since it was read (read and decide again)."""
 
 
 class KubernetesUnreachable(KubernetesAPIError):

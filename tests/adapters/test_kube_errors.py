@@ -1,9 +1,10 @@
 """The one translation of Kubernetes client errors (adapters/kube.py), against a real HTTP server.
 
 Every adapter that talks to the API server awaits through ``kube.call``/``kube.stream``; this
-pins what each kind of answer becomes: the class (409 is a conflict, no answer is unreachable),
-the HTTP status, and the detail every message carries, whether lightkube parsed a Status (exact
-``application/json``) or httpx raised on another content type.
+pins what each kind of answer becomes: the class (404 not found, 401/403 forbidden, 409 a
+conflict, 422 without causes a failed guard, no answer unreachable), the HTTP status, and the
+detail every message carries, whether lightkube parsed a Status (exact ``application/json``) or
+httpx raised on another content type.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from kubevirt_cca.adapters.kube import async_client, call, stream
 from kubevirt_cca.errors import (
     KubernetesAPIError,
     KubernetesConflict,
+    KubernetesFailedGuard,
+    KubernetesForbidden,
     KubernetesInvalid,
+    KubernetesNotFound,
     KubernetesUnreachable,
 )
 
@@ -53,9 +57,21 @@ JSON = "application/json"
 ANSWERS: dict[str, tuple[tuple[int, str, str], type[KubernetesAPIError], int, str]] = {
     "forbidden, a Status lightkube parses": (
         (403, JSON, status(403, "Forbidden", "nodes is forbidden")),
-        KubernetesAPIError,
+        KubernetesForbidden,
         403,
         "403 Forbidden: nodes is forbidden",
+    ),
+    "unauthorized": (
+        (401, JSON, status(401, "Unauthorized", "Unauthorized")),
+        KubernetesForbidden,
+        401,
+        "401 Unauthorized: Unauthorized",
+    ),
+    "not found": (
+        (404, JSON, status(404, "NotFound", 'nodes "arm-1" not found')),
+        KubernetesNotFound,
+        404,
+        '404 NotFound: nodes "arm-1" not found',
     ),
     "conflict": (
         (409, JSON, status(409, "Conflict", "the object has been modified")),
@@ -65,7 +81,7 @@ ANSWERS: dict[str, tuple[tuple[int, str, str], type[KubernetesAPIError], int, st
     ),
     "invalid, a Status with a charset (httpx raises, not lightkube)": (
         (422, f"{JSON}; charset=utf-8", status(422, "Invalid", "annotations: Too long")),
-        KubernetesAPIError,
+        KubernetesFailedGuard,
         422,
         "422 Invalid: annotations: Too long",
     ),
@@ -101,7 +117,7 @@ ANSWERS: dict[str, tuple[tuple[int, str, str], type[KubernetesAPIError], int, st
                 422, "Invalid", "the server rejected our request due to an error in our request"
             ),
         ),
-        KubernetesAPIError,
+        KubernetesFailedGuard,
         422,
         "422 Invalid: the server rejected our request due to an error in our request",
     ),

@@ -24,7 +24,7 @@ from kubevirt_cca.core.admission import patches
 from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates, all_gates_on
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.validate import (
-    validate_migration,
+    judge_migration,
     validate_template,
     validate_vmi,
 )
@@ -200,9 +200,9 @@ def _updates(unlabelled: dict[str, Any]) -> list[Violation]:
     )
     found += validate_vmi(appended, operation="UPDATE", cluster=ON, old=admitted)
     migration = {"spec": {"vmiName": "x"}}
-    found += validate_migration(migration, admitted)
-    found += validate_migration(migration, None, lookup_problem="timeout")
-    found += validate_migration({"spec": {}}, None)
+    found += judge_migration(migration, admitted).violations
+    found += judge_migration(migration, None, lookup_problem="timeout").violations
+    found += judge_migration({"spec": {}}, None).violations
     return found
 
 

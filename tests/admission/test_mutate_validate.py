@@ -31,7 +31,6 @@ from kubevirt_cca.core.admission.sidecar import hook_entry
 from kubevirt_cca.core.admission.validate import (
     MIGRATION_REFUSAL,
     judge_migration,
-    validate_migration,
     validate_template,
     validate_vmi,
 )
@@ -590,16 +589,16 @@ def test_templates(path: Any) -> None:
 
 def test_migration_of_a_cca_vmi_is_refused_with_kubevirts_wording() -> None:
     migration = next(load(p) for p in MANIFESTS if p.stem == "migration-job")
-    violations = validate_migration(migration, _admitted_vmi())
+    violations = list(judge_migration(migration, _admitted_vmi()).violations)
     assert [v.message for v in violations] == [MIGRATION_REFUSAL]
     assert MIGRATION_REFUSAL == (
         "Cannot migrate VMI, Reason: CCANotLiveMigratable, Message: VMI uses CCA"
     )
-    assert validate_migration(migration, load(VMIS[0])) == []
-    assert validate_migration(migration, None) == []
-    refused = validate_migration(migration, None, lookup_problem="timeout")
+    assert list(judge_migration(migration, load(VMIS[0])).violations) == []
+    assert list(judge_migration(migration, None).violations) == []
+    refused = list(judge_migration(migration, None, lookup_problem="timeout").violations)
     assert "cannot read VMI" in refused[0].message
-    assert validate_migration({"spec": {}}, None)[0].field == "spec.vmiName"
+    assert judge_migration({"spec": {}}, None).violations[0].field == "spec.vmiName"
 
 
 # --- property: the patch applies cleanly to any VMI shape ----------------------------------------

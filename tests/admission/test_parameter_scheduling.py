@@ -156,8 +156,9 @@ def test_affinity_that_only_narrows_is_kept() -> None:
 
 
 def test_a_vm_asking_for_what_no_node_honours_is_admitted_with_a_warning() -> None:
-    from kubevirt_cca.core.admission.admit import Endpoint, admit
+    from kubevirt_cca.core.admission.admit import admit
     from kubevirt_cca.core.admission.reviews import parse_review
+    from kubevirt_cca.core.webhooks import Endpoint
     from tests.admission.helpers import review
 
     vm = labelled(

@@ -22,7 +22,7 @@ import pytest
 from lxml import etree
 
 from kubevirt_cca.constants import ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION
-from kubevirt_cca.core.admission.admit import Endpoint, admit
+from kubevirt_cca.core.admission.admit import admit
 from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
 from kubevirt_cca.core.admission.reviews import parse_review
 from kubevirt_cca.core.capabilities import (
@@ -34,6 +34,7 @@ from kubevirt_cca.core.capabilities import (
 from kubevirt_cca.core.hook import define_domain
 from kubevirt_cca.core.labelling import NodeMetadata, plan_node
 from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.webhooks import Endpoint
 from kubevirt_cca.errors import HookError
 from tests.admission.helpers import review, schema_errors
 from tests.conftest import DATA

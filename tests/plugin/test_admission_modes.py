@@ -26,7 +26,7 @@ from kubevirt_cca.constants import (
     SIDECAR_FEATURE_GATE,
 )
 from kubevirt_cca.core.admission import patches
-from kubevirt_cca.core.admission.admit import Endpoint, admit
+from kubevirt_cca.core.admission.admit import admit
 from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates
 from kubevirt_cca.core.admission.launcher_pod import plan_launcher_pod
 from kubevirt_cca.core.admission.mutate import plan_vmi
@@ -35,6 +35,7 @@ from kubevirt_cca.core.admission.validate import validate_template, validate_vmi
 from kubevirt_cca.core.install import InstallOptions
 from kubevirt_cca.core.integration import IntegrationMode
 from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.webhooks import Endpoint
 from tests.admission.helpers import MANIFESTS, labelled, load, review, schema_errors
 from tests.plugin.policy import POLICIES, PolicyFile
 from tests.plugin.test_plugin_objects import K8S_VERSION, launcher_pod

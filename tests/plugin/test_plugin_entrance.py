@@ -17,7 +17,7 @@ from kubevirt_cca.constants import (
     PLUGINS_FEATURE_GATE,
     SIDECAR_FEATURE_GATE,
 )
-from kubevirt_cca.core.admission.admit import Endpoint, admit
+from kubevirt_cca.core.admission.admit import admit
 from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.plugin_object import (
@@ -30,6 +30,7 @@ from kubevirt_cca.core.admission.reviews import parse_review
 from kubevirt_cca.core.install.plugin import plugin_object
 from kubevirt_cca.core.integration import IntegrationMode
 from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.webhooks import Endpoint
 from tests.admission.helpers import labelled, review
 from tests.conftest import ROOT
 

@@ -13,10 +13,14 @@ from hypothesis import strategies as st
 
 from kubevirt_cca.adapters.webhook.server import MAX_BODY_BYTES
 from kubevirt_cca.constants import LAUNCH_SECURITY_ANNOTATION
+from kubevirt_cca.core.webhooks import WEBHOOKS
 from tests.admission.helpers import labelled, review
 from tests.webhook.conftest import Webhook
 
-ENDPOINTS = ["/mutate-vmi", "/validate-vmi", "/validate-templates", "/validate-migration"]
+# Every endpoint the webhook serves, from the one table install and dispatch read.
+ENDPOINTS = [hook.path for hook in WEBHOOKS]
+# ... and every kind one of them admits (the others get a denial naming the kind).
+KINDS = sorted({kind for hook in WEBHOOKS for kind in hook.kinds})
 VMI = {
     "apiVersion": "kubevirt.io/v1",
     "kind": "VirtualMachineInstance",
@@ -202,14 +206,7 @@ def test_fuzz_cca_annotation(webhook: Webhook, annotation: str) -> None:
         JSON | st.text(max_size=30),
         max_size=3,
     ),
-    kind=st.sampled_from(
-        [
-            "VirtualMachineInstance",
-            "VirtualMachine",
-            "VirtualMachinePool",
-            "VirtualMachineInstanceMigration",
-        ]
-    ),
+    kind=st.sampled_from(KINDS),
     operation=st.sampled_from(["CREATE", "UPDATE"]),
 )
 def test_fuzz_labelled_objects(

@@ -17,9 +17,10 @@ from kubevirt_cca.adapters.cluster_state import ClusterState
 from kubevirt_cca.adapters.webhook.server import WebhookApp, serve
 from kubevirt_cca.adapters.webhook.tls import ReloadingTLS
 from kubevirt_cca.constants import ENABLED_LABEL
-from kubevirt_cca.core.admission.admit import Endpoint, admit
+from kubevirt_cca.core.admission.admit import admit
 from kubevirt_cca.core.admission.reviews import parse_review
 from kubevirt_cca.core.admission.validate import MIGRATION_REFUSAL
+from kubevirt_cca.core.webhooks import Endpoint
 from tests.admission.helpers import KUBEVIRT_CR, labelled, review
 from tests.webhook.cluster import CONFIG_MAPS, KUBEVIRTS, VMI, eventually, forbidden
 

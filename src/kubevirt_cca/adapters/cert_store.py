@@ -36,7 +36,7 @@ from lightkube.types import PatchType
 
 from kubevirt_cca.adapters.kube import call
 from kubevirt_cca.core.certs import CA_CRT, TLS_CRT, TLS_KEY, Action, Plan, plan
-from kubevirt_cca.errors import KubernetesAPIError, KubernetesConflict
+from kubevirt_cca.errors import KubernetesAPIError, KubernetesConflict, KubernetesNotFound
 
 LOG = logging.getLogger(__name__)
 ATTEMPTS = 5
@@ -53,10 +53,8 @@ class Outcome:
 async def _get_or_none(what: str, request: Awaitable[T]) -> T | None:
     try:
         return await call(what, request)
-    except KubernetesAPIError as exc:
-        if exc.status == 404:
-            return None
-        raise
+    except KubernetesNotFound:
+        return None
 
 
 async def _retrying(what: str, step: Callable[[], Awaitable[T]]) -> T:
@@ -142,8 +140,8 @@ async def ensure_ca_bundle(client: AsyncClient, *, name: str, bundle: bytes) -> 
             config = await _get_or_none(f"get {what}", client.get(kind, name))
             if config is None:
                 raise KubernetesAPIError(
-                    f"{what} does not exist yet: apply the whole install (it is created with "
-                    "the webhook); the certificate Job retries",
+                    f"{what} does not exist yet: apply the whole install "
+                    "(it is created with the webhook); the certificate Job retries",
                     status=404,
                 )
             stale = [h for h in config.webhooks or [] if h.clientConfig.caBundle != encoded]
@@ -177,8 +175,8 @@ async def publish_certificate(
         found = await _get_or_none(f"get {what}", client.get(ConfigMap, name, namespace=namespace))
         if found is None:
             LOG.warning(
-                "%s is missing (an install from before it existed?): doctor cannot check the "
-                "certificate until the install is re-applied",
+                "%s is missing (an install from before it existed?): "
+                "doctor cannot check the certificate until the install is re-applied",
                 what,
             )
             return False

@@ -36,10 +36,9 @@ from kubevirt_cca.constants import CONFIG_MAP_NAME, ENABLED_LABEL, NODE_CCA_LABE
 from kubevirt_cca.core.admission.gates import ClusterView, build_view
 from kubevirt_cca.core.admission.validate import VMILookup
 from kubevirt_cca.core.objects import labels_of, metadata_of
-from kubevirt_cca.errors import KubernetesAPIError
+from kubevirt_cca.errors import KubernetesAPIError, KubernetesNotFound
 
 logger = logging.getLogger(__name__)
-NOT_FOUND = 404
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -144,9 +143,9 @@ class ClusterState:
             obj = await call(
                 "get VMI", self._client.get(VirtualMachineInstance, name, namespace=namespace)
             )
+        except KubernetesNotFound:
+            return VMILookup(vmi=None)
         except KubernetesAPIError as exc:
-            if exc.status == NOT_FOUND:
-                return VMILookup(vmi=None)
             return VMILookup(problem=_problem(exc))
         return VMILookup(vmi=_as_dict(obj))
 
@@ -236,9 +235,7 @@ class ClusterState:
         listing = self._client.list(Plugin)
         try:
             items = await call("list KubeVirt Plugins", _collected(listing))
-        except KubernetesAPIError as exc:
-            if exc.status != NOT_FOUND:
-                raise
+        except KubernetesNotFound:
             self._plugin_crd_missing = True  # no Plugin CRD: this KubeVirt has no Plugins
             return [], None
         self._plugin_crd_missing = False

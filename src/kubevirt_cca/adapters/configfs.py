@@ -50,8 +50,9 @@ def collect_token(nonce: bytes, *, root: Path | str = "/") -> bytes:
     """
     if not NONCE_MIN_BYTES <= len(nonce) <= NONCE_MAX_BYTES:
         raise AttestationError(
-            f"the nonce is {len(nonce)} bytes; configfs-tsm takes {NONCE_MIN_BYTES} to "
-            f"{NONCE_MAX_BYTES} bytes (for example: head -c 64 /dev/urandom > nonce.bin)"
+            f"the nonce is {len(nonce)} bytes; "
+            f"configfs-tsm takes {NONCE_MIN_BYTES} to {NONCE_MAX_BYTES} bytes (for example: "
+            "head -c 64 /dev/urandom > nonce.bin)"
         )
     base = Path(root)
     realm_guest = _read_realm_guest(base)
@@ -68,8 +69,8 @@ def collect_token(nonce: bytes, *, root: Path | str = "/") -> bytes:
         report.mkdir()
     except OSError as exc:
         raise CollectionError(
-            f"cannot create the report directory {_shown(base, report)}: "
-            f"{exc.strerror or exc} (run as root)"
+            f"cannot create the report directory {_shown(base, report)}: {exc.strerror or exc} "
+            "(run as root)"
         ) from exc
     log.info("configfs-tsm report directory created path=%s", report)
     try:
@@ -93,8 +94,8 @@ def _run_report(base: Path, report: Path, nonce: bytes, realm_guest: str | None)
     if provider != CCA_PROVIDER:
         hint = "" if realm_guest == "1" else " (it may be an Intel TDX or AMD SEV-SNP guest)"
         raise CollectionError(
-            f"the TSM provider is {provider!r}, not {CCA_PROVIDER}: this guest is not an Arm "
-            f"CCA Realm{hint}"
+            f"the TSM provider is {provider!r}, not {CCA_PROVIDER}: "
+            f"this guest is not an Arm CCA Realm{hint}"
         )
     try:
         with (report / "inblob").open("wb") as inblob:
@@ -161,19 +162,20 @@ def _no_reports_message(base: Path, realm_guest: str | None) -> str:
     mounted = configfs.is_dir() and any(configfs.iterdir())
     if not mounted:
         return (
-            f"configfs is not mounted at /{CONFIGFS_PATH}; mount it with "
-            f"'mount -t configfs configfs /{CONFIGFS_PATH}' and retry"
+            f"configfs is not mounted at /{CONFIGFS_PATH}; "
+            f"mount it with 'mount -t configfs configfs /{CONFIGFS_PATH}' and retry"
         )
     if realm_guest is None:
         return (
-            f"/{TSM_REPORT_PATH} does not exist and /{REALM_GUEST_PATH} is absent: this guest "
-            f"is not an Arm CCA Realm, its Realm guest driver is a module not loaded yet "
-            f"({_MODPROBE}), or its kernel lacks Realm guest support (Linux 6.13 or later with "
-            "CONFIG_ARM_CCA_GUEST and CONFIG_TSM_REPORTS)"
+            f"/{TSM_REPORT_PATH} does not exist and /{REALM_GUEST_PATH} is absent: "
+            "this guest is not an Arm CCA Realm, "
+            f"its Realm guest driver is a module not loaded yet ({_MODPROBE}), "
+            "or its kernel lacks Realm guest support "
+            "(Linux 6.13 or later with CONFIG_ARM_CCA_GUEST and CONFIG_TSM_REPORTS)"
         )
     return (
-        f"/{TSM_REPORT_PATH} does not exist: the Realm guest driver is not loaded "
-        f"({_MODPROBE}), or the kernel has no TSM report support (CONFIG_TSM_REPORTS)"
+        f"/{TSM_REPORT_PATH} does not exist: the Realm guest driver is not loaded ({_MODPROBE}), "
+        "or the kernel has no TSM report support (CONFIG_TSM_REPORTS)"
     )
 
 

@@ -35,9 +35,7 @@ from kubevirt_cca.core.install.names import (
     WEBHOOK_CONFIGURATION,
     selector,
 )
-from kubevirt_cca.errors import KubernetesAPIError, KubernetesUnreachable
-
-NOT_FOUND = 404
+from kubevirt_cca.errors import KubernetesAPIError, KubernetesNotFound, KubernetesUnreachable
 
 POLICY_KINDS: dict[str, Any] = {
     "ValidatingAdmissionPolicy": ValidatingAdmissionPolicy,
@@ -57,9 +55,9 @@ async def _read(what: str, request: Callable[[], Awaitable[Any]]) -> Read:
         raise KubernetesUnreachable(
             f"cannot reach the API server to read {what}: {exc.detail}", detail=exc.detail
         ) from exc
+    except KubernetesNotFound:
+        return Read()
     except KubernetesAPIError as exc:
-        if exc.status == NOT_FOUND:
-            return Read()
         return Read(error=exc.detail, status=exc.status)
 
 

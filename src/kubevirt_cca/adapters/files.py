@@ -130,8 +130,8 @@ def parse_documents(text: str, *, source: str) -> list[Any]:
             raise ManifestError(f"{source}: {exc.reason}") from exc
         except DuplicateMember as exc:
             raise ManifestError(
-                f"{source}: not valid JSON: {exc.reason}; give each field once (kubectl "
-                "keeps only the last one, without a word)"
+                f"{source}: not valid JSON: {exc.reason}; give each field once "
+                "(kubectl keeps only the last one, without a word)"
             ) from exc
         except UnreadableJSON as exc:
             where = f" (line {exc.line})" if exc.line else ""

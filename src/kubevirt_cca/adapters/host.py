@@ -114,8 +114,9 @@ def _kmsg_denied_hint(root: Path) -> str:
             continue
         if value == "1":
             return (
-                " (kernel.dmesg_restrict=1: only a process with CAP_SYSLOG may read the "
-                "kernel log; the saved copies under /var/log are read instead)"
+                " (kernel.dmesg_restrict=1: "
+                "only a process with CAP_SYSLOG may read the kernel log; "
+                "the saved copies under /var/log are read instead)"
             )
         return f" (kernel.dmesg_restrict={value})"
     return ""
@@ -145,8 +146,9 @@ def _scan_file(path: Path, relative: str, notes: list[str]) -> str | None:
             carry = data[-LINE_LIMIT:]
             if scanned >= KERNEL_LOG_SCAN_LIMIT:
                 notes.append(
-                    f"/{relative}: only its first {KERNEL_LOG_SCAN_LIMIT // 2**20} MiB "
-                    "were searched for the RMI ABI line"
+                    f"/{relative}: "
+                    f"only its first {KERNEL_LOG_SCAN_LIMIT // 2**20} MiB were searched for the "
+                    "RMI ABI line"
                 )
                 break
     return None

@@ -27,13 +27,22 @@ from kubevirt_cca.errors import (
     KubeconfigError,
     KubernetesAPIError,
     KubernetesConflict,
+    KubernetesFailedGuard,
+    KubernetesForbidden,
     KubernetesInvalid,
+    KubernetesNotFound,
     KubernetesUnreachable,
 )
 
 FIELD_MANAGER = "kubevirt-cca"
-CONFLICT = 409
 UNPROCESSABLE = 422
+# The statuses callers decide on, as types: they catch these, never compare ``.status``.
+_BY_STATUS: dict[int, type[KubernetesAPIError]] = {
+    401: KubernetesForbidden,
+    403: KubernetesForbidden,
+    404: KubernetesNotFound,
+    409: KubernetesConflict,
+}
 # What lightkube and httpx raise for a failed request (ApiError is an HTTPStatusError).
 CLIENT_ERRORS = (httpx2.HTTPError, ValueError)
 T = TypeVar("T")
@@ -158,11 +167,9 @@ def status_text(response: httpx2.Response) -> str:
 def _answered(
     what: str, code: int, detail: str, causes: tuple[str, ...] = ()
 ) -> KubernetesAPIError:
-    kind: type[KubernetesAPIError] = KubernetesAPIError
-    if code == CONFLICT:
-        kind = KubernetesConflict
-    elif code == UNPROCESSABLE and causes:
-        kind = KubernetesInvalid
+    kind = _BY_STATUS.get(code, KubernetesAPIError)
+    if code == UNPROCESSABLE:
+        kind = KubernetesInvalid if causes else KubernetesFailedGuard
     return kind(f"{what}: {detail}", status=code, detail=detail, causes=causes)
 
 

@@ -51,6 +51,7 @@ from kubevirt_cca.core.labelling import (
 from kubevirt_cca.errors import (
     KubernetesAPIError,
     KubernetesConflict,
+    KubernetesFailedGuard,
     KubernetesInvalid,
     KubernetesUnreachable,
 )
@@ -116,8 +117,8 @@ class LabellerMetrics:
         )
         self.errors = Counter(
             "kubevirt_cca_labeller_errors",
-            "Errors by kind: api (a reconcile failed), conflict (a patch was retried), "
-            "event (an Event could not be recorded)",
+            "Errors by kind: api (a reconcile failed), conflict (a patch was retried), event "
+            "(an Event could not be recorded)",
             ["kind"],
             registry=self.registry,
         )
@@ -162,7 +163,6 @@ class NodeLabeller:
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 (jitter only)
         self._stop = asyncio.Event()
         self.ready = False
-        self.last_report: DetectionReport | None = None
         self._skipping: bool | None = None
 
     def request_stop(self) -> None:
@@ -212,7 +212,6 @@ class NodeLabeller:
 
     async def _reconcile(self) -> ReconcileResult:
         report = await asyncio.to_thread(self.detector)
-        self.last_report = report
         self.metrics.record_report(report)
         conflicts = 0
         wrote = False
@@ -250,9 +249,9 @@ class NodeLabeller:
                 )
                 if conflicts >= self.timing.conflict_attempts:
                     raise KubernetesConflict(
-                        f"node {self.node_name}: the patch's test guard failed or it "
-                        f"conflicted {conflicts} times in a row (someone else keeps changing "
-                        "the node's labels or annotations)",
+                        f"node {self.node_name}: "
+                        f"the patch's test guard failed or it conflicted {conflicts} times in a "
+                        "row (someone else keeps changing the node's labels or annotations)",
                         status=409,
                     ) from exc
                 continue
@@ -285,9 +284,9 @@ class NodeLabeller:
         )
         return KubernetesInvalid(
             f"node {self.node_name}: the API server refused {what} as an invalid Node "
-            f"({'; '.join(exc.causes)}); this is not a conflict, retrying the same patch cannot "
-            "help (a Node's annotations may hold 256 KiB together: other writers' annotations "
-            "may leave no room for the detection report)",
+            f"({'; '.join(exc.causes)}); this is not a conflict, "
+            "retrying the same patch cannot help (a Node's annotations may hold 256 KiB together: "
+            "other writers' annotations may leave no room for the detection report)",
             status=exc.status,
             detail=exc.detail,
             causes=exc.causes,
@@ -375,7 +374,7 @@ def _outcome(exc: KubernetesAPIError) -> str:
 
 def _changed_since_read(exc: KubernetesAPIError) -> bool:
     """A 409, or a 422 without causes (a failed ``test`` guard): read and decide again."""
-    return isinstance(exc, KubernetesConflict) or (exc.status == 422 and not exc.causes)
+    return isinstance(exc, KubernetesConflict | KubernetesFailedGuard)
 
 
 def _conflict_kind(exc: KubernetesAPIError) -> str:

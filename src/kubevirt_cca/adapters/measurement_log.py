@@ -46,9 +46,9 @@ def read_measurement_log(*, root: Path | str = "/") -> bytes:
 def _missing_reason(base: Path) -> str:
     if not (base / ACPI_TABLES_PATH).is_dir():
         return (
-            f"no measurement log: /{ACPI_TABLES_PATH} is absent, so this guest booted without "
-            "ACPI (a device tree boot has no CCEL table); boot the Realm through the CCA "
-            "firmware with ACPI to get a log"
+            f"no measurement log: /{ACPI_TABLES_PATH} is absent, so this guest booted without ACPI "
+            "(a device tree boot has no CCEL table); "
+            "boot the Realm through the CCA firmware with ACPI to get a log"
         )
     return (
         f"no measurement log: /{CCEL_PATH} is absent; the firmware published no CCEL table "

@@ -93,8 +93,8 @@ def _read_bounded(
                 room = limits[fd] - len(kept[fd])
                 if fd == process.stdout.fileno() and len(chunk) > room:
                     raise CapabilitiesError(
-                        f"{shown} printed more than {STDOUT_LIMIT // (1024 * 1024)} MiB: that is "
-                        "not domain capabilities XML"
+                        f"{shown} printed more than {STDOUT_LIMIT // (1024 * 1024)} MiB: "
+                        "that is not domain capabilities XML"
                     )
                 kept[fd] += chunk[: max(room, 0)]  # error output past the limit is dropped
     return bytes(kept[process.stdout.fileno()]), bytes(kept[process.stderr.fileno()])

@@ -66,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
     ]
     for kind, path in unknown:
         print(
-            f"kubevirt-cca convert: error: kind {kind!r} is not understood, but it carries "
-            f"VEP 129's native form at {path}; convert rewrites only "
-            f"{', '.join(sorted(TEMPLATE_PATHS))} (nothing was printed)",
+            f"kubevirt-cca convert: error: kind {kind!r} is not understood, "
+            f"but it carries VEP 129's native form at {path}; "
+            f"convert rewrites only {', '.join(sorted(TEMPLATE_PATHS))} (nothing was printed)",
             file=sys.stderr,
         )
     if unknown:

@@ -74,8 +74,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--kubevirt-namespace",
         default=defaults.kubevirt_namespace,
         help="where KubeVirt's CR is, when the webhook Deployment cannot be "
-        "read (otherwise the webhook's own --kubevirt-namespace is used, "
-        "as admission does; default: %(default)s)",
+        "read (otherwise the webhook's own --kubevirt-namespace is used, as admission does; "
+        "default: %(default)s)",
     )
     parser.add_argument("--output", choices=("text", "json"), default="text")
     parser.set_defaults(handler=run)

@@ -76,11 +76,11 @@ def run(args: argparse.Namespace) -> int:
     if args.plugin_socket is not None:
         if args.dialect not in (None, Dialect.QEMU_COMMANDLINE.value):
             print(
-                f"kubevirt-cca hook: error: --dialect {args.dialect} cannot be used with "
-                "--plugin-socket: on KubeVirt's Plugins path only the "
-                f"{Dialect.QEMU_COMMANDLINE.value} dialect survives (KubeVirt refuses "
-                "<launchSecurity type='cca'> there); use --dialect "
-                f"{Dialect.QEMU_COMMANDLINE.value} or leave it out",
+                "kubevirt-cca hook: error: "
+                f"--dialect {args.dialect} cannot be used with --plugin-socket: "
+                f"on KubeVirt's Plugins path only the {Dialect.QEMU_COMMANDLINE.value} dialect "
+                "survives (KubeVirt refuses <launchSecurity type='cca'> there); "
+                f"use --dialect {Dialect.QEMU_COMMANDLINE.value} or leave it out",
                 file=sys.stderr,
             )
             return EXIT_USAGE

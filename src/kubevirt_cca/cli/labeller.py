@@ -89,8 +89,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--rme-guest-help-file",
         metavar="FILE",
         help="QEMU's answer to '-object rme-guest,help', written by the "
-        "virt-launcher image (labels what the qemu-commandline dialect can "
-        "pass on); without it no rme-guest-* label is set",
+        "virt-launcher image (labels what the qemu-commandline dialect can pass on); "
+        "without it no rme-guest-* label is set",
     )
     parser.add_argument(
         "--root",
@@ -130,8 +130,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     if not args.node_name:
         print(
-            f"kubevirt-cca labeller: error: --node-name is required (or set ${NODE_NAME_ENV}, "
-            "e.g. from the downward API: fieldRef spec.nodeName)",
+            f"kubevirt-cca labeller: error: --node-name is required (or set ${NODE_NAME_ENV}, e.g. "
+            "from the downward API: fieldRef spec.nodeName)",
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -200,8 +200,8 @@ async def _main(
 
 def _stop(labeller: NodeLabeller, stopping: threading.Event, signum: int) -> None:
     LOG.info(
-        "received %s; stopping after the request in flight (a running domain "
-        "capabilities command is killed)",
+        "received %s; stopping after the request in flight "
+        "(a running domain capabilities command is killed)",
         signal.Signals(signum).name,
     )
     stopping.set()

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from kubevirt_cca import __version__
 from kubevirt_cca.adapters.helm_chart import (
     LAUNCHER_NEEDED,
     PUBLISHED_IMAGE,
@@ -55,9 +56,9 @@ whose values are these options (docs/install.md, "Helm"); its default image is -
 the release workflow's {PUBLISHED_IMAGE}.
 
 example:
-  kubevirt-cca manifests --image registry.example/kubevirt-cca:0.1.0 \\
+  kubevirt-cca manifests --image registry.example/kubevirt-cca:{__version__} \\
       --virt-launcher-image registry.example/kubevirt/virt-launcher:v1.8.0 | kubectl apply -f -
-  kubevirt-cca manifests --image registry.example/kubevirt-cca:0.1.0 \\
+  kubevirt-cca manifests --image registry.example/kubevirt-cca:{__version__} \\
       --virt-launcher-image registry.example/kubevirt/virt-launcher:v1.8.0 \\
       --certificates self-signed | kubectl apply -f -
   kubevirt-cca manifests --image registry.example/kubevirt-cca:0.1.0 --monitoring
@@ -144,9 +145,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.image is None and args.write_kustomize is None:
         print(
-            "kubevirt-cca manifests: error: image: required: the kubevirt-cca image you built "
-            "and pushed (for example --image registry.example/kubevirt-cca:0.1.0; "
-            "docs/install.md, step 1)",
+            "kubevirt-cca manifests: error: image: required: "
+            "the kubevirt-cca image you built and pushed "
+            f"(for example --image registry.example/kubevirt-cca:{__version__}; docs/install.md, "
+            "step 1)",
             file=sys.stderr,
         )
         return 1

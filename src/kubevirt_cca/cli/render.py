@@ -81,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
     if needed:
         labels = ", ".join(f"{r.label}=true ({r.capability})" for r in needed)
         print(
-            "kubevirt-cca render: note: in a cluster this runs only on nodes labelled "
-            f"{labels}; see docs/vm-owners.md",
+            f"kubevirt-cca render: note: in a cluster this runs only on nodes labelled {labels}; "
+            "see docs/vm-owners.md",
             file=sys.stderr,
         )
     return 0

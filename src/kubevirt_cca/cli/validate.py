@@ -21,7 +21,7 @@ from kubevirt_cca.constants import (
     PLUGINS_FEATURE_GATE,
 )
 from kubevirt_cca.core.admission import patches
-from kubevirt_cca.core.admission.admit import MIGRATION_KIND, template_warnings
+from kubevirt_cca.core.admission.admit import template_warnings
 from kubevirt_cca.core.admission.gates import (
     ClusterView,
     FeatureGates,
@@ -29,17 +29,14 @@ from kubevirt_cca.core.admission.gates import (
     build_view,
 )
 from kubevirt_cca.core.admission.mutate import plan_vmi
-from kubevirt_cca.core.admission.validate import (
-    TEMPLATE_KINDS,
-    VMI_KIND,
-    validate_template,
-    validate_vmi,
-)
+from kubevirt_cca.core.admission.validate import validate_template, validate_vmi
 from kubevirt_cca.core.convert import native_field
 from kubevirt_cca.core.integration import IntegrationMode
 from kubevirt_cca.core.objects import labels_of, meta_str
+from kubevirt_cca.core.placement import VMI_KIND
 from kubevirt_cca.core.request import find_template, native_form_advice, parse_request
 from kubevirt_cca.core.requirements import requirements
+from kubevirt_cca.core.webhooks import MIGRATION_KIND, TEMPLATE_KINDS
 from kubevirt_cca.errors import ManifestError, RequestError, SettingsError, Violation
 
 EXIT_ADMITTED, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
@@ -115,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
     kind = obj.get("kind")
     if kind == MIGRATION_KIND:
         print(
-            "kubevirt-cca validate: note: a migration is refused when the VMI it names uses "
-            "CCA; offline, that VMI is unknown, so the migration is shown as admitted",
+            "kubevirt-cca validate: note: a migration is refused when the VMI it names uses CCA; "
+            "offline, that VMI is unknown, so the migration is shown as admitted",
             file=sys.stderr,
         )
         _print(obj)
@@ -135,8 +132,9 @@ def run(args: argparse.Namespace) -> int:
                 Violation(
                     native,
                     (
-                        "is VEP 129's native form, which stock KubeVirt does not have: kubectl "
-                        "rejects it as an unknown field, or the API server drops it and the VM "
+                        "is VEP 129's native form, which stock KubeVirt does not have: "
+                        "kubectl rejects it as an unknown field, "
+                        "or the API server drops it and the VM "
                         "would start without CCA. " + native_form_advice(args.file)
                     ),
                 )
@@ -171,8 +169,8 @@ def _vmi(obj: dict[str, Any], old: Mapping[str, Any] | None, cluster: ClusterVie
         return _refuse(violations)
     if plan.request is None:
         print(
-            f"kubevirt-cca validate: note: does not ask for a Realm (no {ENABLED_LABEL} "
-            "label); admitted unchanged",
+            f"kubevirt-cca validate: note: does not ask for a Realm (no {ENABLED_LABEL} label); "
+            "admitted unchanged",
             file=sys.stderr,
         )
         _note_empty_launch_security(obj)
@@ -190,9 +188,10 @@ def _note_empty_launch_security(obj: Mapping[str, Any]) -> None:
     launch_security = domain.get("launchSecurity") if isinstance(domain, Mapping) else None
     if isinstance(launch_security, Mapping) and not launch_security:
         print(
-            f"kubevirt-cca validate: note: {template.path('spec', 'domain', 'launchSecurity')} "
-            "is empty: KubeVirt refuses that itself (on arm64: 'No launchSecurity support for "
-            "architecture: arm64'). If it held VEP 129's native cca, the API server dropped it. "
+            "kubevirt-cca validate: note: "
+            f"{template.path('spec', 'domain', 'launchSecurity')} is empty: "
+            "KubeVirt refuses that itself (on arm64: 'No launchSecurity support for architecture: "
+            "arm64'). If it held VEP 129's native cca, the API server dropped it. "
             + native_form_advice(),
             file=sys.stderr,
         )
@@ -214,14 +213,14 @@ def _cluster(path: str | None, config_path: str | None = None) -> ClusterView:
                 enabled=gates.enabled | {PLUGINS_FEATURE_GATE}, source=gates.source
             )
             print(
-                "kubevirt-cca validate: note: no --kubevirt-cr given; assuming the "
-                f"{CCA_FEATURE_GATE} and Plugins feature gates are on",
+                "kubevirt-cca validate: note: no --kubevirt-cr given; "
+                f"assuming the {CCA_FEATURE_GATE} and Plugins feature gates are on",
                 file=sys.stderr,
             )
         else:
             print(
-                "kubevirt-cca validate: note: no --kubevirt-cr given; assuming the "
-                f"{CCA_FEATURE_GATE} and Sidecar feature gates are on",
+                "kubevirt-cca validate: note: no --kubevirt-cr given; "
+                f"assuming the {CCA_FEATURE_GATE} and Sidecar feature gates are on",
                 file=sys.stderr,
             )
         cluster = dataclasses.replace(cluster, gates=gates, gates_problem=None)
@@ -307,8 +306,8 @@ def _warn(warnings: list[str], obj: Mapping[str, Any], cluster: ClusterView) -> 
         return
     if request is not None and len(requirements(request, cluster.settings.dialect)) > 1:
         print(
-            "kubevirt-cca validate: note: no --nodes given; whether any node honours the "
-            "requested parameters is not checked (docs/vm-owners.md)",
+            "kubevirt-cca validate: note: no --nodes given; "
+            "whether any node honours the requested parameters is not checked (docs/vm-owners.md)",
             file=sys.stderr,
         )
 

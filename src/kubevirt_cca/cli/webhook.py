@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import textwrap
 
 from kubevirt_cca.adapters.cluster_state import ClusterState
 from kubevirt_cca.adapters.kube import async_client
@@ -14,19 +15,26 @@ from kubevirt_cca.adapters.webhook.server import WebhookApp, serve
 from kubevirt_cca.adapters.webhook.tls import ReloadingTLS
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.constants import INSTALL_NAMESPACE
+from kubevirt_cca.core.webhooks import WEBHOOKS
 
 logger = logging.getLogger(__name__)
 
-DESCRIPTION = """\
+
+def _endpoint_lines() -> str:
+    """One entry per endpoint of the webhook table (core/webhooks.py), wrapped at 100 columns."""
+    width = max(len(hook.path) for hook in WEBHOOKS) + 1
+    lines = []
+    for hook in WEBHOOKS:
+        wrapped = textwrap.wrap(hook.summary, width=100 - 2 - width)
+        lines.append(f"  {hook.path:<{width}}{wrapped[0]}")
+        lines += [f"  {'':<{width}}{more}" for more in wrapped[1:]]
+    return "\n".join(lines)
+
+
+DESCRIPTION = f"""\
 Serve kubevirt-cca's admission webhooks over HTTPS (AdmissionReview admission.k8s.io/v1):
 
-  /mutate-vmi          fill in what a CCA VMI needs (node selector, arm64, no balloon,
-                       eviction None, the hook sidecar, the resolved annotation)
-  /validate-vmi        refuse a VMI that would not run as a Realm, or a change to one
-  /validate-templates  the same checks on VM, VMI replica set and VM pool templates
-  /validate-migration  refuse migrating a CCA VMI
-  /mutate-launcher-pod add the kubevirt-cca plugin container to a CCA VM's virt-launcher pod
-                       (integration mode plugin; nothing in sidecar mode, docs/plugins.md)
+{_endpoint_lines()}
 
 The certificate and key are re-read when the files change (Secret rotation needs no restart).
 Plain HTTP on --health-port serves /healthz, /readyz and /metrics (Prometheus). Feature gates,

@@ -2,7 +2,7 @@
 
 ``parse_domcapabilities`` reads ``virsh domcapabilities`` XML (QEMU's ``rme-guest`` answer is
 read in ``honoured.py`` and re-exported here). ``build_report`` joins it with what
-the host probes saw into the detection report of DESIGN.md ("Node labels"), the one JSON shape
+the host probes saw into the detection report of docs/detection.md, the one JSON shape
 that ``kubevirt-cca detect --output json`` prints and the labeller stores on the node.
 The node labels follow from the report alone (``node_labels``).
 """
@@ -75,14 +75,14 @@ class DomainCapabilities:
         listed = ", ".join(self.sectypes) or "none"
         if self.cca_supported is True:
             return (
-                "libvirt's two answers disagree: <cca supported='yes'>, but its "
-                f"<launchSecurity> types ({listed}) do not include cca; a node is labelled "
-                "only when both say cca"
+                "libvirt's two answers disagree: <cca supported='yes'>, "
+                f"but its <launchSecurity> types ({listed}) do not include cca; "
+                "a node is labelled only when both say cca"
             )
         said = "no <cca> feature" if self.cca_supported is None else "cca supported='no'"
         return (
-            f"libvirt's two answers disagree: its <launchSecurity> types list cca, but it "
-            f"reports {said}; a node is labelled only when <cca supported='yes'> says so too"
+            "libvirt's two answers disagree: its <launchSecurity> types list cca, "
+            f"but it reports {said}; a node is labelled only when <cca supported='yes'> says so too"
         )
 
     @property
@@ -383,9 +383,9 @@ def _reasons(
         )
     elif domcaps.virtcca:
         reasons.append(
-            f"libvirt's <cca> is openEuler's virtCCA (it names {VIRTCCA_MARKER}): HiSilicon's "
-            "confidential VMs on TrustZone (S-EL2 and its TMM), not Arm CCA Realms (RME); "
-            "kubevirt-cca cannot run Realms on it"
+            f"libvirt's <cca> is openEuler's virtCCA (it names {VIRTCCA_MARKER}): "
+            "HiSilicon's confidential VMs on TrustZone (S-EL2 and its TMM), not Arm CCA Realms "
+            "(RME); kubevirt-cca cannot run Realms on it"
         )
     elif domcaps.cca_supported is False:
         reasons.append("libvirt reports cca supported='no'")
@@ -399,8 +399,9 @@ def _reasons(
         reasons.append("KVM exposes no RMI capability (the host kernel lacks CCA/RME support)")
     if host.kernel_log_read and host.rmi_abi_line is None:
         reasons.append(
-            "the kernel log has no 'RMI ABI version' line: no Realm Management Monitor answered "
-            "at boot (firmware without RMM, or a kernel without CCA host support)"
+            "the kernel log has no 'RMI ABI version' line: "
+            "no Realm Management Monitor answered at boot (firmware without RMM, "
+            "or a kernel without CCA host support)"
         )
     return reasons
 

@@ -118,8 +118,7 @@ def decide_mode(
                 Problem(
                     ProblemCode.PLUGINS_GATE_OFF,
                     f"integration mode plugin needs KubeVirt's {PLUGINS_FEATURE_GATE} feature "
-                    "gate, "
-                    "which is not enabled in kubevirt-config",
+                    "gate, which is not enabled in kubevirt-config",
                 )
             )
         if settings.dialect is not Dialect.QEMU_COMMANDLINE:
@@ -143,8 +142,9 @@ def decide_mode(
         if plugins_on and plugin_names:
             names = ", ".join(sorted(plugin_names))
             message = (
-                f"mixed state: KubeVirt's {PLUGINS_FEATURE_GATE} gate is on and Plugin objects "
-                f"exist ({names}), so KubeVirt rebuilds every domain through its Plugins path, "
+                "mixed state: "
+                f"KubeVirt's {PLUGINS_FEATURE_GATE} gate is on and Plugin objects exist ({names}), "
+                "so KubeVirt rebuilds every domain through its Plugins path, "
                 "which drops the legacy hook's Realm settings; set integrationMode to plugin "
                 "(or auto) in kubevirt-cca-config, or remove the Plugin objects"
             )
@@ -156,7 +156,8 @@ def decide_mode(
                         ProblemCode.MIXED_STATE,
                         message
                         + (
-                            " (the qemu-commandline dialect survives it only on KubeVirt 1.10 and "
+                            " "
+                            "(the qemu-commandline dialect survives it only on KubeVirt 1.10 and "
                             "newer)"
                         ),
                     )
@@ -170,7 +171,8 @@ def decide_mode(
                         ProblemCode.MIXED_STATE,
                         message
                         + (
-                            " (the qemu-commandline dialect survives it only on KubeVirt 1.10 and "
+                            " "
+                            "(the qemu-commandline dialect survives it only on KubeVirt 1.10 and "
                             f"newer; this KubeVirt's version is {shown})"
                         ),
                     )

@@ -1,7 +1,9 @@
 """RFC 6902 JSON patch operations and RFC 6901 pointers: the one definition of both.
 
 Admission (``admission/patches.py``) and the labeller (``labelling.py``) build their patches
-from these; each emits only the operations it needs.
+with the builders below (:func:`guard` makes a ``test`` operation; :func:`add`,
+:func:`replace`, :func:`remove`), each addressed by its unescaped path parts; each emits only
+the operations it needs.
 """
 
 from __future__ import annotations
@@ -43,3 +45,20 @@ def _pointer(parts: tuple[str, ...]) -> str:
 def segments(path: str) -> list[str]:
     """The unescaped map keys of an RFC 6901 pointer (``""`` is the whole document)."""
     return [unescape(p) for p in path.split("/")[1:]]
+
+
+def guard(parts: Sequence[str], value: Any) -> PatchOperation:
+    """Fail the whole patch unless the value at ``parts`` equals ``value`` (a guard)."""
+    return {"op": "test", "path": pointer(parts), "value": value}
+
+
+def add(parts: Sequence[str], value: Any) -> PatchOperation:
+    return {"op": "add", "path": pointer(parts), "value": value}
+
+
+def replace(parts: Sequence[str], value: Any) -> PatchOperation:
+    return {"op": "replace", "path": pointer(parts), "value": value}
+
+
+def remove(parts: Sequence[str]) -> PatchOperation:
+    return {"op": "remove", "path": pointer(parts)}

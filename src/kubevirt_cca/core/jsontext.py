@@ -184,8 +184,8 @@ def check_values(value: Any) -> None:
             shown = "NaN" if math.isnan(item) else ("+Inf" if item > 0 else "-Inf")
             raise NotJSONValue(
                 path,
-                f"{shown} is not a number JSON can hold (kubectl refuses it too: "
-                f"'json: unsupported value: {shown}'); give a finite number",
+                f"{shown} is not a number JSON can hold (kubectl refuses it too: 'json: "
+                f"unsupported value: {shown}'); give a finite number",
             )
 
 

@@ -4,7 +4,7 @@ Pure: a detection report and the Node's current metadata in, a :class:`NodePlan`
 adapter (``adapters/labeller.py``) reads the Node, asks :func:`plan_node` what to do, and sends
 the patch as is.
 
-The rules (DESIGN.md, "Node labels"):
+The rules (docs/node-labels.md):
 
 - The labeller owns the labels :func:`~kubevirt_cca.core.capabilities.is_owned_label` accepts
   and the one annotation ``cca.kubevirt.io/detection``. Its patch never names another key.
@@ -44,8 +44,9 @@ from kubevirt_cca.constants import (
     NODE_DETECTION_ANNOTATION,
     NODE_HONOURS_OVERRIDE_ANNOTATION,
 )
+from kubevirt_cca.core import json_patch
 from kubevirt_cca.core.capabilities import DetectionReport, is_owned_label, node_labels
-from kubevirt_cca.core.json_patch import PatchOperation, escape
+from kubevirt_cca.core.json_patch import PatchOperation
 from kubevirt_cca.core.overrides import apply_override
 
 # Kubernetes keeps an Event message short; longer ones are cut here with an ellipsis.
@@ -171,7 +172,8 @@ class NodePlan:
 
 
 def detection_annotation(report: DetectionReport) -> str:
-    """The annotation value: the report's JSON, compact (DESIGN.md's detection report shape)."""
+    """The annotation value: the report's JSON, compact (docs/detection.md, "The detection
+    report")."""
     return json.dumps(report.to_json(), separators=(",", ":"), ensure_ascii=False)
 
 
@@ -230,7 +232,7 @@ def plan_node(node: NodeMetadata, report: DetectionReport) -> NodePlan:
         guard_version |= creates
     if guard_version and node.resource_version is not None:
         operations.insert(
-            0, {"op": "test", "path": "/metadata/resourceVersion", "value": node.resource_version}
+            0, json_patch.guard(("metadata", "resourceVersion"), node.resource_version)
         )
     if operations:
         patches.append(tuple(operations))
@@ -250,21 +252,16 @@ def _map_operations(
     map_name: str, current: Mapping[str, str] | None, changes: KeyChanges
 ) -> tuple[list[PatchOperation], bool]:
     """Operations for one metadata map; the flag says the map is created (needs the rv guard)."""
-    base = f"/metadata/{map_name}"
+    base = ("metadata", map_name)
     if current is None:
         # Nothing to remove or change in a map that does not exist; create it with our keys.
         if not changes.added:
             return [], False
-        return [{"op": "add", "path": base, "value": dict(changes.added)}], True
-    operations: list[PatchOperation] = [{"op": "test", "path": base, "value": dict(current)}]
-    operations += [{"op": "remove", "path": f"{base}/{escape(k)}"} for k in changes.removed]
-    operations += [
-        {"op": "replace", "path": f"{base}/{escape(k)}", "value": v}
-        for k, v in changes.changed.items()
-    ]
-    operations += [
-        {"op": "add", "path": f"{base}/{escape(k)}", "value": v} for k, v in changes.added.items()
-    ]
+        return [json_patch.add(base, dict(changes.added))], True
+    operations: list[PatchOperation] = [json_patch.guard(base, dict(current))]
+    operations += [json_patch.remove((*base, k)) for k in changes.removed]
+    operations += [json_patch.replace((*base, k), v) for k, v in changes.changed.items()]
+    operations += [json_patch.add((*base, k), v) for k, v in changes.added.items()]
     return operations, False
 
 
@@ -295,8 +292,8 @@ def _capability_event(before: Capability, report: DetectionReport) -> Capability
         event = CapabilityEvent(
             EventType.NORMAL,
             "CCAParametersChanged",
-            "the CCA parameters this node honours changed from "
-            f"{_others(before)} to {_others(after)}",
+            f"the CCA parameters this node honours changed from {_others(before)} to "
+            f"{_others(after)}",
         )
     if len(event.message) > EVENT_MESSAGE_LIMIT:
         event = CapabilityEvent(

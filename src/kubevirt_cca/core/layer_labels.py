@@ -1,7 +1,7 @@
 """The node label keys for what one layer of a node's stack honours, built in one place.
 
 libvirt's ``<cca>`` element and QEMU's ``rme-guest`` object are labelled alike under their own
-keys (DESIGN.md, "Node labels"): the labeller writes them (``capabilities.node_labels``) and
+keys (docs/node-labels.md): the labeller writes them (``capabilities.node_labels``) and
 admission and the hook require them (``requirements``), both from these.
 """
 

@@ -40,8 +40,9 @@ def parse_document(
     except etree.XMLSyntaxError as exc:
         if getattr(exc, "code", None) in _ENTITY_ERRORS:  # lxml's stubs lack .code
             raise error(
-                f"{name} contains an entity reference that is not defined ({exc}); libvirt "
-                "XML never uses entities, and kubevirt-cca refuses it rather than pass it on"
+                f"{name} contains an entity reference that is not defined ({exc}); "
+                "libvirt XML never uses entities, "
+                "and kubevirt-cca refuses it rather than pass it on"
             ) from exc
         raise error(f"{name} is not well-formed: {exc}") from exc
     _refuse_dtd(element, name=name, error=error)
@@ -55,13 +56,13 @@ def _refuse_dtd(element: etree._Element, *, name: str, error: type[CCAError]) ->
     docinfo = element.getroottree().docinfo
     if getattr(docinfo, "doctype", "") or docinfo.internalDTD is not None:
         raise error(
-            f"{name} has a DOCTYPE (a document type declaration, possibly with entity "
-            "declarations); libvirt XML never has one, and kubevirt-cca refuses it rather "
-            "than pass it on"
+            f"{name} has a DOCTYPE (a document type declaration, "
+            "possibly with entity declarations); libvirt XML never has one, "
+            "and kubevirt-cca refuses it rather than pass it on"
         )
     for entity in element.iter(etree.Entity):
         raise error(
-            f"{name} contains the entity reference {entity.text}; libvirt XML never uses "
-            "entities, and kubevirt-cca refuses it rather than pass it on (write the "
-            "character itself, or &amp; &lt; &gt; &quot; &apos;)"
+            f"{name} contains the entity reference {entity.text}; libvirt XML never uses entities, "
+            "and kubevirt-cca refuses it rather than pass it on (write the character itself, "
+            "or &amp; &lt; &gt; &quot; &apos;)"
         )

@@ -12,6 +12,25 @@ from typing import Any
 _EMPTY: Mapping[str, Any] = {}
 
 
+def is_object(value: Any) -> bool:
+    """Whether ``value`` is a JSON object. JSON objects are dicts: testing that first saves the
+    abstract Mapping check, which costs several times more (issue 16 item 8)."""
+    return type(value) is dict or isinstance(value, Mapping)
+
+
+def dig(obj: Any, *path: str) -> Any:
+    """``obj[path[0]][path[1]]...``, or ``None`` where a step is missing or not a JSON object.
+
+    The one walker of JSON paths: JSON from the API server or a manifest is input, so a wrong
+    shape anywhere reads as absent, never as an exception.
+    """
+    for key in path:
+        if not is_object(obj):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
 def metadata_of(obj: Any) -> Mapping[str, Any]:
     """``obj.metadata`` when ``obj`` and it are JSON objects, else an empty mapping."""
     meta = obj.get("metadata") if isinstance(obj, Mapping) else None

@@ -38,8 +38,9 @@ def parse_override(value: str) -> tuple[str, ...]:
     if unknown or not names:
         got = ", ".join(repr(name) for name in unknown) if unknown else "an empty list"
         raise ValueError(
-            f"annotation {NODE_HONOURS_OVERRIDE_ANNOTATION}: expected a comma-separated list of "
-            f"{', '.join(OVERRIDABLE)}, got {got}; nothing is overridden"
+            f"annotation {NODE_HONOURS_OVERRIDE_ANNOTATION}: "
+            f"expected a comma-separated list of {', '.join(OVERRIDABLE)}, got {got}; "
+            "nothing is overridden"
         )
     return tuple(dict.fromkeys(names))
 
@@ -75,8 +76,9 @@ def apply_override(report: DetectionReport, value: str | None) -> DetectionRepor
     evidence["applied"] = applied
     if refused:
         evidence["note"] = (
-            f"not applied: {', '.join(refused)}: the virt-launcher image's QEMU rme-guest does "
-            "not take it, so libvirt cannot pass it on"
+            f"not applied: {', '.join(refused)}: "
+            "the virt-launcher image's QEMU rme-guest does not take it, "
+            "so libvirt cannot pass it on"
         )
     overridden = replace(
         report,

@@ -1,6 +1,6 @@
 """Where kubevirt-cca's keys may sit, and every place a person could plausibly put them instead.
 
-A request in the wrong place must be refused, never ignored (DESIGN.md, "Fail closed"): our
+A request in the wrong place must be refused, never ignored (docs/security.md): our
 label on a VM's own metadata instead of its VMI template's gives a plain VM without a word, and
 a typo in a key (``cca.kubevirt.io/Enabled``, ``.../launchSecurity``) does the same. Admission
 (the webhook and ``validate``), the hook and ``attest verify`` all ask :func:`misplaced_keys`,
@@ -31,7 +31,7 @@ from kubevirt_cca.constants import (
     NODE_HONOURS_OVERRIDE_ANNOTATION,
     RESOLVED_ANNOTATION,
 )
-from kubevirt_cca.core.objects import metadata_of
+from kubevirt_cca.core.objects import dig, metadata_of
 from kubevirt_cca.errors import Violation
 
 Section = Literal["labels", "annotations"]
@@ -146,19 +146,19 @@ def _judge(key: str, section: Section, place: _Place, template_prefix: str) -> s
     if not place.is_template:
         if key in WRITTEN_BY_ADMISSION:
             return (
-                f"{key} is written by kubevirt-cca on the VMI at admission; found on the "
-                f"{place.description} metadata, where it means nothing; remove it"
+                f"{key} is written by kubevirt-cca on the VMI at admission; "
+                f"found on the {place.description} metadata, where it means nothing; remove it"
             )
         return (
             f"{key} was found on the {place.description} metadata, where kubevirt-cca "
-            "(and KubeVirt) never read it, so the VMI would start without it; it belongs "
-            f"in the VMI template, as the {kind_word} {where}[{key}]"
+            "(and KubeVirt) never read it, so the VMI would start without it; "
+            f"it belongs in the VMI template, as the {kind_word} {where}[{key}]"
         )
     if section != belongs:
         found = "label" if section == "labels" else "annotation"
         return (
-            f"{key} is {_a(kind_word)}, found as {_a(found)}, where kubevirt-cca never "
-            f"reads it; move it to {where}[{key}]"
+            f"{key} is {_a(kind_word)}, found as {_a(found)}, where kubevirt-cca never reads it; "
+            f"move it to {where}[{key}]"
         )
     if key in WRITTEN_BY_ADMISSION and not place.asks_for_realm:
         return (
@@ -182,9 +182,10 @@ def _unknown(key: str, section: Section, template_prefix: str) -> str:
         hint = ""
     where = _join(template_prefix, "metadata")
     return (
-        f"{key} is not a kubevirt-cca key{hint}; a VM asks for a Realm with the label "
-        f"{ENABLED_LABEL} and, optionally, the annotation {LAUNCH_SECURITY_ANNOTATION}, "
-        f"both in {where}. Remove or correct the {section[:-1]}"
+        f"{key} is not a kubevirt-cca key{hint}; "
+        f"a VM asks for a Realm with the label {ENABLED_LABEL} and, optionally, "
+        f"the annotation {LAUNCH_SECURITY_ANNOTATION}, both in {where}. "
+        f"Remove or correct the {section[:-1]}"
     )
 
 
@@ -234,9 +235,7 @@ def _places(obj: Mapping[str, Any], kind: str) -> list[_Place]:
 
 
 def _at(obj: Mapping[str, Any], path: tuple[str, ...]) -> Mapping[str, Any] | None:
-    node: Any = obj
-    for part in path:
-        node = node.get(part) if isinstance(node, Mapping) else None
+    node = dig(obj, *path)
     return node if isinstance(node, Mapping) else None
 
 

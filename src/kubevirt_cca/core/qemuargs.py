@@ -46,8 +46,9 @@ _LISTED = 8  # refused arguments listed in one message
 # HAS_ARG): the value is shown with it, and the walk goes on after it. An option not listed
 # here is refused too; the walk stops there (its arity is unknown).
 _MACHINE = (
-    "sets the machine and its properties, among them confidential-guest-support and the "
-    "accelerator; QEMU merges every -machine and takes the last value of each property"
+    "sets the machine and its properties, "
+    "among them confidential-guest-support and the accelerator; "
+    "QEMU merges every -machine and takes the last value of each property"
 )
 _ACCELERATOR = "chooses the accelerator (a Realm needs KVM)"
 _CPU = "chooses the CPU model (QEMU takes the last -cpu; a Realm needs host-passthrough)"
@@ -258,10 +259,11 @@ def own_arguments(root: etree._Element) -> list[etree._Element]:
         listed = "; ".join(problems[:_LISTED])
         more = f"; and {len(problems) - _LISTED} more" if len(problems) > _LISTED else ""
         raise DomainError(
-            f"the domain carries what kubevirt-cca does not pass to a Realm in libvirt's QEMU "
-            f"namespace: {listed}{more}. A Realm gets no foreign QEMU argument but -fw_cfg "
-            "name=opt/... (file= or string=) and -msg; remove the rest from the VMI's other hook "
-            "sidecars (see docs/rewrite.md#foreign-qemu-arguments)"
+            "the domain carries what kubevirt-cca does not pass to a Realm in libvirt's QEMU "
+            f"namespace: {listed}{more}. "
+            "A Realm gets no foreign QEMU argument but -fw_cfg name=opt/... (file= or string=) "
+            "and -msg; remove the rest from the VMI's other hook sidecars "
+            "(see docs/rewrite.md#foreign-qemu-arguments)"
         )
     return [args[position] for position in own]
 

@@ -3,7 +3,7 @@
 One parser serves admission, the hook and the offline tools, so a VMI can never be read one way
 at ``kubectl apply`` and another way when its domain is defined.
 
-The request travels in metadata (DESIGN.md, "The API"): the label ``cca.kubevirt.io/enabled:
+The request travels in metadata (docs/api.md): the label ``cca.kubevirt.io/enabled:
 "true"`` asks for a Realm, and the optional annotation ``cca.kubevirt.io/launch-security``
 carries VEP 129's ``CCA`` struct as JSON. Where a cluster's KubeVirt keeps VEP 129's native
 ``spec.domain.launchSecurity.cca``, that is read as the same struct. A request whose
@@ -41,7 +41,6 @@ __all__ = [
     "Template",
     "find_template",
     "native_form_advice",
-    "parse_parameters",
     "parse_request",
     "parse_template",
 ]
@@ -180,15 +179,6 @@ def parse_template(template: Template) -> CCARequest | None:
     return native if native is not None else CCARequest()
 
 
-def parse_parameters(value: Any, path: str) -> CCARequest:
-    """Validate VEP 129's ``CCA`` struct given as a decoded JSON value."""
-    violations: list[Violation] = []
-    request = _parse_struct(value, path, violations)
-    if violations or request is None:
-        raise RequestError(violations or [Violation(path, "expected a JSON object")])
-    return request
-
-
 # --- helpers -----------------------------------------------------------------------------------
 
 
@@ -246,8 +236,9 @@ def _parse_annotation(raw: str, path: str, violations: list[Violation]) -> CCARe
         violations.append(
             Violation(
                 path,
-                f"gives the member {exc.name!r} more than once; a JSON reader keeps only one of "
-                "them (which one differs between readers), so give each parameter once",
+                f"gives the member {exc.name!r} more than once; "
+                "a JSON reader keeps only one of them (which one differs between readers), "
+                "so give each parameter once",
             )
         )
         return None
@@ -363,8 +354,8 @@ def hex_hint(text: str) -> str:
         return ""
     encoded = base64.b64encode(bytes.fromhex(digits)).decode("ascii")
     return (
-        f"; it looks like hex ({len(digits)} hex digits are {PERSONALIZATION_VALUE_BYTES} "
-        f"bytes): their base64 is {encoded}"
+        f"; it looks like hex ({len(digits)} hex digits are {PERSONALIZATION_VALUE_BYTES} bytes): "
+        f"their base64 is {encoded}"
     )
 
 
@@ -410,10 +401,10 @@ def _check_other_launch_security(template: Template, violations: list[Violation]
         violations.append(
             Violation(
                 path,
-                "is empty: the API server dropped cca from VEP 129's native form "
-                f"{path}.cca (stock KubeVirt has no such field, and a client without strict "
-                "field validation, such as kubectl --validate=false, lets it be pruned "
-                "silently), so the Realm's parameters are gone. Remove launchSecurity. "
+                f"is empty: the API server dropped cca from VEP 129's native form {path}.cca "
+                "(stock KubeVirt has no such field, and a client without strict field validation, "
+                "such as kubectl --validate=false, lets it be pruned silently), "
+                "so the Realm's parameters are gone. Remove launchSecurity. "
                 + native_form_advice(),
             )
         )

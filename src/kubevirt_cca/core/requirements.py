@@ -1,6 +1,6 @@
 """What a CCA request needs from a node: the node labels that say its stack honours it.
 
-A requested parameter must never be silently dropped (DESIGN.md, "Facts"): the labeller labels
+A requested parameter must never be silently dropped (docs/security.md): the labeller labels
 what each node's stack honours (``core/capabilities.py``), admission schedules a request only
 on nodes carrying every label it needs, and the hook checks the same list on the VMI before it
 writes a parameter into the domain. One function, :func:`required_node_labels`, decides that

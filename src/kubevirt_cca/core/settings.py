@@ -16,7 +16,7 @@ from kubevirt_cca.errors import SettingsError
 
 
 class Dialect(StrEnum):
-    """The libvirt XML grammar the hook emits (DESIGN.md, "XML dialects")."""
+    """The libvirt XML grammar the hook emits (docs/rewrite.md, "XML dialects")."""
 
     VEP = "vep"
     OPENEULER = "openeuler"
@@ -77,8 +77,8 @@ def check_firmware(path: str) -> str:
         or any(ch in path for ch in "\0\n\r,")
     ):
         raise SettingsError(
-            "firmware: expected an absolute, normalised file path such as "
-            f"{DEFAULT_CCA_FIRMWARE}, got {path!r}"
+            f"firmware: expected an absolute, normalised file path such as {DEFAULT_CCA_FIRMWARE}, "
+            f"got {path!r}"
         )
     return path
 

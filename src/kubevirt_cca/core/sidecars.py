@@ -68,9 +68,10 @@ def parse_sidecars(annotations: Mapping[str, Any], prefix: str = "") -> SidecarL
 
 
 ONLY_OUR_SIDECAR = (
-    "a CCA VMI runs no hook sidecar but kubevirt-cca's: KubeVirt calls sidecars in the order it "
-    "finds their sockets, not in the list's order, and skips a socket named like one it already "
-    "has, so another sidecar could undo the Realm and the VM would run as a plain VM"
+    "a CCA VMI runs no hook sidecar but kubevirt-cca's: "
+    "KubeVirt calls sidecars in the order it finds their sockets, not in the list's order, "
+    "and skips a socket named like one it already has, "
+    "so another sidecar could undo the Realm and the VM would run as a plain VM"
 )
 """Why (issue 21): KubeVirt's hook manager reads the per-sidecar socket directories in name
 order (``hook-sidecar-10`` before ``hook-sidecar-2``) and de-duplicates sockets by file name."""

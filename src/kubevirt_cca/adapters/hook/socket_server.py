@@ -170,8 +170,9 @@ def check_socket_path(path: Path, *, option: str = "--socket-dir") -> None:
     size = len(os.fsencode(path))
     if size > MAX_SOCKET_PATH_BYTES:
         raise SettingsError(
-            f"socket path {path} is {size} bytes long; a unix socket path can have at most "
-            f"{MAX_SOCKET_PATH_BYTES}: choose a shorter {option}"
+            f"socket path {path} is {size} bytes long; "
+            f"a unix socket path can have at most {MAX_SOCKET_PATH_BYTES}: "
+            f"choose a shorter {option}"
         )
 
 
@@ -180,8 +181,9 @@ def _prepare_directory(directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SettingsError(
-            f"cannot create the socket directory {directory}: {exc.strerror}; in a virt-launcher "
-            "pod KubeVirt mounts it (is this container attached as a hook sidecar?)"
+            f"cannot create the socket directory {directory}: {exc.strerror}; "
+            "in a virt-launcher pod KubeVirt mounts it "
+            "(is this container attached as a hook sidecar?)"
         ) from exc
     if not directory.is_dir():
         raise SettingsError(f"socket directory {directory} is not a directory")
@@ -195,13 +197,13 @@ def _claim_socket_path(path: Path, *, option: str) -> None:
         return
     if not stat.S_ISSOCK(info.st_mode):
         raise SettingsError(
-            f"{path} exists and is not a socket; refusing to replace it (remove it, or choose "
-            f"another {option})"
+            f"{path} exists and is not a socket; refusing to replace it (remove it, "
+            f"or choose another {option})"
         )
     if _accepts_connections(path):
         raise SettingsError(
-            f"another server is already listening on {path}; stop it first (only one hook "
-            "server may own the socket)"
+            f"another server is already listening on {path}; stop it first "
+            "(only one hook server may own the socket)"
         )
     logger.info("replacing stale socket=%s", path)
     path.unlink(missing_ok=True)

@@ -217,8 +217,8 @@ class _Gate(asyncio.Protocol):
         if not isinstance(transport, asyncio.Transport) or not self._cap.admit(peer):
             if self._cap.refused % 100 == 1:  # logged, not once per connection in a flood
                 logger.warning(
-                    "https connection refused peer=%s open=%d limit=%d "
-                    "per_peer_limit=%d refused_total=%d",
+                    "https connection refused peer=%s open=%d limit=%d per_peer_limit=%d "
+                    "refused_total=%d",
                     peer,
                     self._cap.open,
                     self._cap.limits.connections,

@@ -22,13 +22,7 @@ from prometheus_client.exposition import generate_latest
 
 from kubevirt_cca.adapters.webhook.limits import LimitedSite, Limits, LogBudget, ProtocolLog
 from kubevirt_cca.adapters.webhook.tls import ReloadingTLS
-from kubevirt_cca.core.admission.admit import (
-    ENDPOINT_KINDS,
-    Endpoint,
-    Verdict,
-    admit,
-    migration_target,
-)
+from kubevirt_cca.core.admission.admit import Verdict, admit, migration_target
 from kubevirt_cca.core.admission.gates import ClusterView
 from kubevirt_cca.core.admission.reviews import (
     AdmissionReview,
@@ -38,6 +32,7 @@ from kubevirt_cca.core.admission.reviews import (
     parse_review,
 )
 from kubevirt_cca.core.admission.validate import VMILookup
+from kubevirt_cca.core.webhooks import WEBHOOKS, Endpoint
 from kubevirt_cca.errors import Violation
 
 logger = logging.getLogger(__name__)
@@ -45,7 +40,7 @@ logger = logging.getLogger(__name__)
 # An AdmissionReview holds the object and the old object; Kubernetes stores objects up to
 # ~1.5 MiB, so 8 MiB leaves room and still bounds what one request can make us hold.
 MAX_BODY_BYTES = 8 * 1024 * 1024
-_KNOWN_KINDS = frozenset(kind for kinds in ENDPOINT_KINDS.values() for kind in kinds) | {"unknown"}
+_KNOWN_KINDS = frozenset(kind for hook in WEBHOOKS for kind in hook.kinds) | {"unknown"}
 _OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT", "unknown"})
 _REASONS = {400: "BadRequest", 408: "Timeout", 415: "UnsupportedMediaType"}
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -134,15 +129,11 @@ class WebhookApp:
             limit=self.limits.bad_request_logs,
             interval=self.limits.log_interval_seconds,
         )
-        # Benchmarks only: when set before serving, /canned answers these bytes (the baseline).
-        self.canned: bytes | None = None
 
     def https_app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body)
         for endpoint in Endpoint:
             app.router.add_post(f"/{endpoint.value}", self._handler(endpoint))
-        if self.canned is not None:
-            app.router.add_post("/canned", self._canned)
         return app
 
     def health_app(self) -> web.Application:
@@ -214,8 +205,8 @@ class WebhookApp:
                 )
             cause = Violation(
                 "",
-                "kubevirt-cca hit an internal error deciding this request; "
-                "it is refused (fail closed). The webhook's log has the details",
+                "kubevirt-cca hit an internal error deciding this request; it is refused "
+                "(fail closed). The webhook's log has the details",
             )
             self._count(endpoint, review["kind"]["kind"], review["operation"], "error")
             return _json(build_review(deny(review["uid"], [cause], code=500)))
@@ -231,17 +222,12 @@ class WebhookApp:
             return self._bad_request(
                 endpoint,
                 (
-                    f"Content-Encoding {_shown(encoding)} is not accepted; send the "
-                    "AdmissionReview as plain JSON (the Kubernetes API server does)"
+                    f"Content-Encoding {_shown(encoding)} is not accepted; "
+                    "send the AdmissionReview as plain JSON (the Kubernetes API server does)"
                 ),
                 status=415,
             )
         return None
-
-    async def _canned(self, request: web.Request) -> web.Response:
-        """The same server answering a fixed review: the benchmark's baseline."""
-        await _read_bounded(request, self.max_body)
-        return web.Response(body=self.canned, content_type="application/json")
 
     def _bad_request(self, endpoint: Endpoint, message: str, *, status: int = 400) -> web.Response:
         self._count(endpoint, "unknown", "unknown", "malformed")
@@ -275,8 +261,8 @@ class WebhookApp:
             return
         causes = [f"{c.field}: {c.message}"[:300] for c in verdict.causes]
         logger.info(
-            "admission endpoint=%s uid=%s kind=%s operation=%s namespace=%s name=%s "
-            "verdict=%s patch_ops=%d causes=%s duration_ms=%.2f",
+            "admission endpoint=%s uid=%s kind=%s operation=%s namespace=%s name=%s verdict=%s "
+            "patch_ops=%d causes=%s duration_ms=%.2f",
             endpoint.value,
             log_value(uid),
             log_value(verdict.kind),

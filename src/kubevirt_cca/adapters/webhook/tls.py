@@ -53,7 +53,6 @@ class ReloadingTLS:
         # not on every handshake until it is fixed.
         self._failed: tuple[_Stamp, _Stamp] | None = None
         self._logged: str | None = None
-        self.reloads = 0
         self.context = self._load()[0]
         self.context.sni_callback = self._on_hello
 
@@ -86,13 +85,12 @@ class ReloadingTLS:
             except CertificateError as exc:
                 self._failed = stamp
                 self._warn_once(
-                    f"tls reload failed problem={str(exc)!r}; keeping the loaded "
-                    "pair until the files change again"
+                    f"tls reload failed problem={str(exc)!r}; "
+                    "keeping the loaded pair until the files change again"
                 )
                 return False
             self._current, self._stamp, self._failed, self._logged = context, stamp, None, None
             self.not_after = not_after
-            self.reloads += 1
         logger.info("tls certificate reloaded cert=%s key=%s", self.cert_file, self.key_file)
         return True
 

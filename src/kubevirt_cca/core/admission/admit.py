@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from kubevirt_cca.core.admission.gates import ClusterView
@@ -12,8 +11,6 @@ from kubevirt_cca.core.admission.launcher_pod import plan_launcher_pod
 from kubevirt_cca.core.admission.modes import mode_warnings
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.plugin_object import (
-    KUBEVIRT_KIND,
-    PLUGIN_KIND,
     judge_kubevirt_update,
     judge_plugin_create,
     plugin_warnings,
@@ -29,8 +26,6 @@ from kubevirt_cca.core.admission.reviews import (
 from kubevirt_cca.core.admission.rules import capability_warnings
 from kubevirt_cca.core.admission.validate import (
     MIGRATION_REFUSAL,
-    TEMPLATE_KINDS,
-    VMI_KIND,
     VMILookup,
     judge_migration,
     validate_template,
@@ -38,33 +33,8 @@ from kubevirt_cca.core.admission.validate import (
 )
 from kubevirt_cca.core.objects import meta_str
 from kubevirt_cca.core.request import parse_request
+from kubevirt_cca.core.webhooks import BY_ENDPOINT, MIGRATION_KIND, Endpoint
 from kubevirt_cca.errors import RequestError, Violation
-
-MIGRATION_KIND = "VirtualMachineInstanceMigration"
-POD_KIND = "Pod"
-
-
-class Endpoint(StrEnum):
-    """The webhook's HTTPS paths (without the leading slash)."""
-
-    MUTATE_VMI = "mutate-vmi"
-    VALIDATE_VMI = "validate-vmi"
-    VALIDATE_TEMPLATES = "validate-templates"
-    VALIDATE_MIGRATION = "validate-migration"
-    MUTATE_LAUNCHER_POD = "mutate-launcher-pod"
-    VALIDATE_PLUGIN = "validate-plugin"
-    VALIDATE_KUBEVIRT = "validate-kubevirt"
-
-
-ENDPOINT_KINDS: dict[Endpoint, tuple[str, ...]] = {
-    Endpoint.MUTATE_VMI: (VMI_KIND,),
-    Endpoint.VALIDATE_VMI: (VMI_KIND,),
-    Endpoint.VALIDATE_TEMPLATES: TEMPLATE_KINDS,
-    Endpoint.VALIDATE_MIGRATION: (MIGRATION_KIND,),
-    Endpoint.MUTATE_LAUNCHER_POD: (POD_KIND,),
-    Endpoint.VALIDATE_PLUGIN: (PLUGIN_KIND,),
-    Endpoint.VALIDATE_KUBEVIRT: (KUBEVIRT_KIND,),
-}
 
 
 @dataclass(frozen=True)
@@ -114,8 +84,9 @@ def admit(
     ) -> Verdict:
         return Verdict(response, kind, operation, namespace, name, causes, patched)
 
-    if kind not in ENDPOINT_KINDS[endpoint]:
-        expected = ", ".join(ENDPOINT_KINDS[endpoint])
+    kinds = BY_ENDPOINT[endpoint].kinds
+    if kind not in kinds:
+        expected = ", ".join(kinds)
         cause = Violation(
             "kind",
             f"/{endpoint.value} admits {expected}; got {kind!r}. "

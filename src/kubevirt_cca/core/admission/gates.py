@@ -55,6 +55,12 @@ class FeatureGates:
     enabled: frozenset[str] = frozenset()
     source: str = "the KubeVirt CR"
     cca_gate: str | None = None
+    # What the CR wrote, for doctor's messages and its patch (order and aliases kept); not part
+    # of the decision, so two views that decide alike compare equal.
+    listed: tuple[str, ...] = field(default=(), compare=False)
+    """``featureGates`` as written."""
+    disabled: tuple[str, ...] = field(default=(), compare=False)
+    """``disabledFeatureGates`` as written."""
 
     def is_enabled(self, gate: str) -> bool:
         return gate in self.enabled
@@ -75,9 +81,13 @@ def gates_from_kubevirt(cr: Mapping[str, Any]) -> FeatureGates:
     where = f"the KubeVirt CR {meta_str(cr, 'namespace')}/{name}" if name else "the KubeVirt CR"
     enabled = frozenset(on) - frozenset(off) - frozenset(CCA_FEATURE_GATE_NAMES)
     cca_gate = next((g for g in on if g in CCA_FEATURE_GATE_NAMES), None)
-    if cca_gate is not None and not any(g in off for g in CCA_FEATURE_GATE_NAMES):
-        return FeatureGates(enabled=enabled | {CCA_FEATURE_GATE}, source=where, cca_gate=cca_gate)
-    return FeatureGates(enabled=enabled, source=where)
+    if cca_gate is None or any(g in off for g in CCA_FEATURE_GATE_NAMES):
+        cca_gate = None
+    else:
+        enabled |= {CCA_FEATURE_GATE}
+    return FeatureGates(
+        enabled=enabled, source=where, cca_gate=cca_gate, listed=tuple(on), disabled=tuple(off)
+    )
 
 
 def pick_kubevirt(crs: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:

@@ -51,11 +51,9 @@ def plan_launcher_pod(
             Violation(
                 LABEL_FIELD,
                 (
-                    "kubevirt-cca cannot tell whether this CCA VM's virt-launcher pod needs "
-                    "its plugin "
-                    f"container ({problem}); the pod is refused until it can (fail closed), and "
-                    "KubeVirt "
-                    "retries it"
+                    "kubevirt-cca cannot tell whether this CCA VM's virt-launcher pod needs its "
+                    f"plugin container ({problem}); the pod is refused until it can (fail closed), "
+                    "and KubeVirt retries it"
                 ),
             )
         ]
@@ -66,8 +64,8 @@ def plan_launcher_pod(
             Violation(
                 LABEL_FIELD,
                 (
-                    f"the ConfigMap kubevirt-cca-config is invalid ({cluster.config_problem}); the "
-                    "virt-launcher pod of a CCA VM is refused until the cluster admin fixes it"
+                    f"the ConfigMap kubevirt-cca-config is invalid ({cluster.config_problem}); "
+                    "the virt-launcher pod of a CCA VM is refused until the cluster admin fixes it"
                 ),
             )
         ]
@@ -77,8 +75,9 @@ def plan_launcher_pod(
             Violation(
                 LABEL_FIELD,
                 (
-                    f"{problem.message}; the virt-launcher pod of a CCA VM is refused rather than "
-                    "started as a plain VM"
+                    f"{problem.message}; "
+                    "the virt-launcher pod of a CCA VM is refused rather than started as a plain "
+                    "VM"
                 ),
             )
             for problem in problems
@@ -159,9 +158,10 @@ def pod_patch(
         return [], [
             Violation(
                 "spec.volumes",
-                f"the virt-launcher pod has no {PLUGIN_SOCKETS_VOLUME} volume, so the kubevirt-cca "
-                "plugin cannot serve its socket: KubeVirt's Plugins gate is off or this KubeVirt "
-                "predates Plugins; use integrationMode sidecar",
+                f"the virt-launcher pod has no {PLUGIN_SOCKETS_VOLUME} volume, "
+                "so the kubevirt-cca plugin cannot serve its socket: "
+                "KubeVirt's Plugins gate is off or this KubeVirt predates Plugins; "
+                "use integrationMode sidecar",
             )
         ]
     return [add(("spec", "containers", "-"), plugin_container(settings, image))], []

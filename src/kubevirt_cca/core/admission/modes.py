@@ -40,8 +40,9 @@ def mode_problems(cluster: ClusterView) -> list[Problem]:
                 Problem(
                     ProblemCode.PLUGINS_UNLISTABLE,
                     "kubevirt-cca cannot list KubeVirt's Plugin objects "
-                    f"({cluster.plugins_problem or 'unknown problem'}), so it cannot tell "
-                    "whether a Realm would be set up; refused until it can (fail closed)",
+                    f"({cluster.plugins_problem or 'unknown problem'}), "
+                    "so it cannot tell whether a Realm would be set up; refused until it can "
+                    "(fail closed)",
                 )
             )
     elif decision.mode is IntegrationMode.PLUGIN and PLUGIN_NAME not in cluster.plugin_names:
@@ -91,9 +92,8 @@ def marker_conflicts(template: Template, cluster: ClusterView) -> list[Violation
             Violation(
                 field,
                 (
-                    "is written by kubevirt-cca in plugin mode only, and this cluster runs it "
-                    "as a hook "
-                    f"sidecar; remove it (got {_shown(value)})"
+                    "is written by kubevirt-cca in plugin mode only, "
+                    f"and this cluster runs it as a hook sidecar; remove it (got {_shown(value)})"
                 ),
             )
         ]
@@ -102,8 +102,7 @@ def marker_conflicts(template: Template, cluster: ClusterView) -> list[Violation
             field,
             (
                 f"is written by kubevirt-cca at admission and must be {PLUGIN_VALUE!r} here; "
-                "remove it "
-                f"(got {_shown(value)})"
+                f"remove it (got {_shown(value)})"
             ),
         )
     ]

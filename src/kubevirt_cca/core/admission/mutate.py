@@ -1,4 +1,4 @@
-"""What the mutating webhook adds to a VMI that asks for a Realm (DESIGN.md step 1).
+"""What the mutating webhook adds to a VMI that asks for a Realm (docs/admission.md, "Mutation").
 
 Only unset fields are filled in; an explicit conflicting setting is a violation (never silently
 overwritten). ``plan_vmi`` returns both, so the validating side can ask "would mutation still
@@ -29,6 +29,7 @@ from kubevirt_cca.core.admission.rules import (
     spec_conflicts,
 )
 from kubevirt_cca.core.admission.sidecar import render_resolved, rendered_hook_entry
+from kubevirt_cca.core.objects import dig, is_object
 from kubevirt_cca.core.placement import misplaced_keys
 from kubevirt_cca.core.request import CCARequest, Template, find_template, parse_template
 from kubevirt_cca.core.requirements import required_node_labels
@@ -128,7 +129,7 @@ def _changes(
                 tuple(_add_members(obj, ("spec",), {"architecture": ARCHITECTURE})),
             )
         )
-    devices = _get(obj, ("spec", "domain", "devices"))
+    devices = dig(obj, "spec", "domain", "devices")
     if not isinstance(devices, Mapping) or "autoattachMemBalloon" not in devices:
         changes.append(
             Change(
@@ -160,7 +161,7 @@ def _annotation_changes(
     cluster: ClusterView,
     entries: list[Any],
 ) -> list[Change]:
-    annotations = _get(obj, ("metadata", "annotations"))
+    annotations = dig(obj, "metadata", "annotations")
     annotations = annotations if isinstance(annotations, Mapping) else {}
     wanted: dict[str, str] = {}
     replaced: list[PatchOperation] = []
@@ -215,21 +216,6 @@ def _annotation_changes(
     return changes
 
 
-def _is_mapping(value: Any) -> bool:
-    # JSON objects are dicts: test that first, the abstract Mapping check costs several times
-    # more and this runs a few dozen times per review (issue 16 item 8).
-    return type(value) is dict or isinstance(value, Mapping)
-
-
-def _get(obj: Mapping[str, Any], parts: Sequence[str]) -> Any:
-    node: Any = obj
-    for part in parts:
-        if not _is_mapping(node) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
 def _add_members(
     obj: Mapping[str, Any], parent: Sequence[str], members: Mapping[str, Any]
 ) -> list[PatchOperation]:
@@ -238,8 +224,8 @@ def _add_members(
         return []
     node: Any = obj
     for depth, part in enumerate(parent):
-        child = node.get(part) if _is_mapping(node) else None
-        if not _is_mapping(child):
+        child = node.get(part) if is_object(node) else None
+        if not is_object(child):
             value: Any = dict(members)
             for name in reversed(parent[depth + 1 :]):
                 value = {name: value}

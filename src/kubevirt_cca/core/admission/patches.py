@@ -10,17 +10,9 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-from kubevirt_cca.core.json_patch import PatchOperation, pointer, segments
+from kubevirt_cca.core.json_patch import PatchOperation, add, pointer, replace, segments
 
 __all__ = ["PatchOperation", "add", "apply", "pointer", "replace"]
-
-
-def add(parts: Sequence[str], value: Any) -> PatchOperation:
-    return {"op": "add", "path": pointer(parts), "value": value}
-
-
-def replace(parts: Sequence[str], value: Any) -> PatchOperation:
-    return {"op": "replace", "path": pointer(parts), "value": value}
 
 
 def apply(obj: Any, operations: Sequence[PatchOperation]) -> Any:

@@ -26,8 +26,6 @@ from kubevirt_cca.core.integration import (
 from kubevirt_cca.core.settings import Dialect
 from kubevirt_cca.errors import SettingsError, Violation
 
-PLUGIN_KIND = "Plugin"
-KUBEVIRT_KIND = "KubeVirt"
 GATES_FIELD = "spec.configuration.developerConfiguration.featureGates"
 NAME_FIELD = "metadata.name"
 _SURVIVES = ".".join(str(part) for part in LEGACY_COMMANDLINE_SURVIVES)
@@ -52,11 +50,9 @@ def judge_plugin_create(plugin: Mapping[str, Any], cluster: ClusterView) -> list
             Violation(
                 NAME_FIELD,
                 (
-                    f"kubevirt-cca cannot tell whether creating {shown} would put the cluster "
-                    "in the "
-                    f"mixed state that drops Realms ({problem}); refused until it can (fail "
-                    "closed), "
-                    "see docs/plugins.md"
+                    f"kubevirt-cca cannot tell whether creating {shown} would put the cluster in "
+                    f"the mixed state that drops Realms ({problem}); refused until it can "
+                    "(fail closed), see docs/plugins.md"
                 ),
             )
         ]
@@ -66,9 +62,10 @@ def judge_plugin_create(plugin: Mapping[str, Any], cluster: ClusterView) -> list
                 NAME_FIELD,
                 (
                     "kubevirt-cca cannot list KubeVirt's Plugin objects "
-                    f"({cluster.plugins_problem or 'unknown problem'}), so it cannot tell whether "
-                    f"creating {shown} would put the cluster in the mixed state that drops Realms; "
-                    "refused until it can (fail closed), see docs/plugins.md"
+                    f"({cluster.plugins_problem or 'unknown problem'}), "
+                    f"so it cannot tell whether creating {shown} would put the cluster in the "
+                    "mixed state that drops Realms; refused until it can (fail closed), "
+                    "see docs/plugins.md"
                 ),
             )
         ]
@@ -83,13 +80,11 @@ def judge_plugin_create(plugin: Mapping[str, Any], cluster: ClusterView) -> list
             Violation(
                 NAME_FIELD,
                 (
-                    f"creating {shown} would put the cluster in the mixed state (kubevirt-cca "
-                    "runs as a "
-                    "hook sidecar and KubeVirt's Plugins gate is on), and the ConfigMap "
-                    f"kubevirt-cca-config is invalid ({cluster.config_problem}), so "
-                    "kubevirt-cca cannot "
-                    "tell whether Realms would survive it; fix the ConfigMap first, see "
-                    "docs/plugins.md"
+                    f"creating {shown} would put the cluster in the mixed state "
+                    "(kubevirt-cca runs as a hook sidecar and KubeVirt's Plugins gate is on), "
+                    f"and the ConfigMap kubevirt-cca-config is invalid ({cluster.config_problem}), "
+                    "so kubevirt-cca cannot tell whether Realms would survive it; "
+                    "fix the ConfigMap first, see docs/plugins.md"
                 ),
             )
         ]
@@ -161,24 +156,25 @@ def _refusal(what: str, cluster: ClusterView) -> str:
     if dialect is Dialect.QEMU_COMMANDLINE:
         version = repr(cluster.kubevirt_version) if cluster.kubevirt_version else "not known"
         why = (
-            f"with dialect {dialect.value} before KubeVirt {_SURVIVES} that rebuild drops "
-            "the Realm's QEMU arguments and a CCA VM admitted earlier would start as a "
-            f"plain VM (this KubeVirt's version is {version})"
+            f"with dialect {dialect.value} before KubeVirt {_SURVIVES} that rebuild drops the "
+            "Realm's QEMU arguments and a CCA VM admitted earlier would start as a plain VM "
+            f"(this KubeVirt's version is {version})"
         )
         upgrade = f", or upgrade KubeVirt to {_SURVIVES} or newer"
     else:
         why = (
-            f"with dialect {dialect.value} that rebuild refuses the Realm's "
-            "<launchSecurity type='cca'> and CCA VMs fail to start"
+            f"with dialect {dialect.value} that rebuild refuses the Realm's <launchSecurity "
+            "type='cca'> and CCA VMs fail to start"
         )
         upgrade = ""
     return (
-        f"{what} would put the cluster in the mixed state: kubevirt-cca runs as a "
-        f"hook sidecar ({INTEGRATION_MODE_KEY}=sidecar in kubevirt-cca-config) and KubeVirt's "
-        "Plugins gate is on, so KubeVirt would rebuild every domain through its Plugins path "
-        f"after the hook wrote it; {why}. Move kubevirt-cca to plugin mode first "
-        f"({INTEGRATION_MODE_KEY}: plugin in kubevirt-cca-config, with dialect "
-        f"{Dialect.QEMU_COMMANDLINE.value}){upgrade}; see docs/plugins.md"
+        f"{what} would put the cluster in the mixed state: kubevirt-cca runs as a hook sidecar "
+        f"({INTEGRATION_MODE_KEY}=sidecar in kubevirt-cca-config) "
+        "and KubeVirt's Plugins gate is on, "
+        "so KubeVirt would rebuild every domain through its Plugins path after the hook wrote it; "
+        f"{why}. Move kubevirt-cca to plugin mode first ({INTEGRATION_MODE_KEY}: "
+        f"plugin in kubevirt-cca-config, with dialect {Dialect.QEMU_COMMANDLINE.value}){upgrade}; "
+        "see docs/plugins.md"
     )
 
 

@@ -89,14 +89,14 @@ def parse_review(body: bytes) -> AdmissionRequest:
         review = loads(body)
     except NotJSONValue as exc:
         raise MalformedReview(
-            f"the body holds a value JSON cannot carry: {exc.reason}; expected an "
-            f"AdmissionReview {API_VERSION}"
+            f"the body holds a value JSON cannot carry: {exc.reason}; "
+            f"expected an AdmissionReview {API_VERSION}"
         ) from None
     except NestedTooDeeply:
         raise MalformedReview(
-            "the body is nested too deeply to read (more levels of JSON "
-            "arrays and objects than Python's limit); expected an "
-            f"AdmissionReview {API_VERSION}"
+            "the body is nested too deeply to read "
+            "(more levels of JSON arrays and objects than Python's limit); "
+            f"expected an AdmissionReview {API_VERSION}"
         ) from None
     except UnreadableJSON as exc:
         raise MalformedReview(
@@ -109,8 +109,8 @@ def parse_review(body: bytes) -> AdmissionRequest:
     uid = uid if isinstance(uid, str) and uid else None
     if review.get("apiVersion") != API_VERSION or review.get("kind") != KIND:
         raise MalformedReview(
-            f"expected apiVersion {API_VERSION} and kind {KIND}, got "
-            f"{_short(review.get('apiVersion'))} and {_short(review.get('kind'))}",
+            f"expected apiVersion {API_VERSION} and kind {KIND}, "
+            f"got {_short(review.get('apiVersion'))} and {_short(review.get('kind'))}",
             uid=uid,
         )
     if not isinstance(request, dict):

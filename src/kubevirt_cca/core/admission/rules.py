@@ -30,6 +30,7 @@ from kubevirt_cca.core.admission.sidecar import (
     resolved_record,
 )
 from kubevirt_cca.core.integration import ProblemCode
+from kubevirt_cca.core.objects import dig
 from kubevirt_cca.core.request import CCARequest, Template
 from kubevirt_cca.core.requirements import (
     honoured_algorithms,
@@ -58,9 +59,10 @@ def cluster_violations(template: Template, cluster: ClusterView) -> list[Violati
                 field,
                 (
                     f"kubevirt-cca cannot tell whether the {CCA_FEATURE_GATE} and "
-                    f"{SIDECAR_FEATURE_GATE} feature gates are on ({problem}); CCA VMIs are "
-                    "refused until it can (fail closed). Try again shortly; if it persists, ask "
-                    "the cluster admin to check the kubevirt-cca webhook's access to the "
+                    f"{SIDECAR_FEATURE_GATE} feature gates are on ({problem}); "
+                    "CCA VMIs are refused until it can (fail closed). Try again shortly; "
+                    "if it persists, "
+                    "ask the cluster admin to check the kubevirt-cca webhook's access to the "
                     "KubeVirt CR"
                 ),
             )
@@ -77,8 +79,8 @@ def cluster_violations(template: Template, cluster: ClusterView) -> list[Violati
                 field,
                 (
                     f"{SIDECAR_FEATURE_GATE} feature gate is not enabled in kubevirt-config; "
-                    "kubevirt-cca sets up the Realm from a hook sidecar, which KubeVirt runs only "
-                    "with that gate on"
+                    "kubevirt-cca sets up the Realm from a hook sidecar, "
+                    "which KubeVirt runs only with that gate on"
                 ),
             )
         )
@@ -90,8 +92,7 @@ def cluster_violations(template: Template, cluster: ClusterView) -> list[Violati
                 field,
                 (
                     f"the ConfigMap {CONFIG_MAP_NAME} is invalid ({cluster.config_problem}); "
-                    "CCA VMIs "
-                    "are refused until the cluster admin fixes it"
+                    "CCA VMIs are refused until the cluster admin fixes it"
                 ),
             )
         )
@@ -110,8 +111,8 @@ def spec_conflicts(
             Violation(
                 template.path("spec", "architecture"),
                 (
-                    f"a CCA Realm runs only on {ARCHITECTURE}, got {_shown(arch)}; set "
-                    f"architecture to {ARCHITECTURE} or leave it unset"
+                    f"a CCA Realm runs only on {ARCHITECTURE}, got {_shown(arch)}; "
+                    f"set architecture to {ARCHITECTURE} or leave it unset"
                 ),
             )
         )
@@ -121,8 +122,9 @@ def spec_conflicts(
             Violation(
                 template.path("spec", "evictionStrategy"),
                 (
-                    f"a CCA Realm cannot be live-migrated, so eviction strategy {_shown(eviction)} "
-                    "would hang node drains; use None or External, or leave it unset"
+                    "a CCA Realm cannot be live-migrated, "
+                    f"so eviction strategy {_shown(eviction)} would hang node drains; "
+                    "use None or External, or leave it unset"
                 ),
             )
         )
@@ -152,8 +154,8 @@ def sidecar_conflicts(
                     sidecars_field(template),
                     (
                         'holds a kubevirt-cca hook entry (args starting with "hook"), but this '
-                        "cluster runs kubevirt-cca as a KubeVirt Plugin (integration mode "
-                        "plugin), which sets up the Realm from its own container; remove the entry"
+                        "cluster runs kubevirt-cca as a KubeVirt Plugin (integration mode plugin), "
+                        "which sets up the Realm from its own container; remove the entry"
                     ),
                 )
             )
@@ -197,16 +199,17 @@ def foreign_sidecars_message(foreign: Sequence[Any]) -> str:
     """Why a CCA VMI in sidecar mode may carry no hook sidecar but kubevirt-cca's."""
     return (
         f"holds {describe_entries(foreign)} that kubevirt-cca did not write; {ONLY_OUR_SIDECAR}. "
-        "Expected: no hooks.kubevirt.io/hookSidecars annotation (kubevirt-cca adds its own "
-        "entry); remove the other entries (docs/vm-owners.md)"
+        "Expected: no hooks.kubevirt.io/hookSidecars annotation "
+        "(kubevirt-cca adds its own entry); remove the other entries (docs/vm-owners.md)"
     )
 
 
 def added_sidecars_message(added: Sequence[Any]) -> str:
     """Why an UPDATE may not add a sidecar entry to an existing CCA VMI."""
     return (
-        f"cannot gain hook sidecar entries on an existing CCA VMI, got {describe_entries(added)} "
-        f"more; {ONLY_OUR_SIDECAR}. Expected: the list as it was at creation"
+        "cannot gain hook sidecar entries on an existing CCA VMI, "
+        f"got {describe_entries(added)} more; {ONLY_OUR_SIDECAR}. Expected: "
+        "the list as it was at creation"
     )
 
 
@@ -228,8 +231,9 @@ def _balloon_conflicts(template: Template) -> list[Violation]:
         Violation(
             template.path("spec", "domain", "devices", "autoattachMemBalloon"),
             (
-                "a CCA Realm cannot use a memory balloon (the guest's balloon driver refuses the "
-                "bounce-buffer feature every Realm device needs); set it to false or leave it unset"
+                "a CCA Realm cannot use a memory balloon "
+                "(the guest's balloon driver refuses the bounce-buffer feature every Realm device "
+                "needs); set it to false or leave it unset"
             ),
         )
     ]
@@ -276,9 +280,9 @@ def capability_warnings(request: CCARequest, cluster: ClusterView) -> list[str]:
         return []
     what = ", ".join(f"{r.capability} (node label {r.label}=true)" for r in missing)
     warning = (
-        f"no node in this cluster honours {what} with the "
-        f"{cluster.settings.dialect.value} dialect: the VMI stays Pending until a node "
-        "does; remove the parameter to run on the nodes there are (docs/vm-owners.md)"
+        f"no node in this cluster honours {what} with the {cluster.settings.dialect.value} "
+        "dialect: the VMI stays Pending until a node does; "
+        "remove the parameter to run on the nodes there are (docs/vm-owners.md)"
     )
     if any(r.parameter == MEASUREMENT_ALGO_KEY for r in missing):
         warning += _algorithm_note(cluster)
@@ -293,8 +297,8 @@ def _algorithm_note(cluster: ClusterView) -> str:
         listed = ", ".join(algorithms)
         return f". The CCA nodes here honour measurementAlgo {listed} only"
     return (
-        ". No CCA node here lets a Realm choose its measurement algorithm (where the stack "
-        "gives no choice, a Realm is measured with sha512)"
+        ". No CCA node here lets a Realm choose its measurement algorithm "
+        "(where the stack gives no choice, a Realm is measured with sha512)"
     )
 
 
@@ -312,9 +316,7 @@ def _affinity_conflicts(
         "requiredDuringSchedulingIgnoredDuringExecution",
         "nodeSelectorTerms",
     )
-    node: Any = template.spec
-    for part in path[1:]:
-        node = node.get(part) if isinstance(node, Mapping) else None
+    node = dig(template.spec, *path[1:])
     if not isinstance(node, list) or not node:
         return []
     violations: list[Violation] = []
@@ -324,9 +326,10 @@ def _affinity_conflicts(
                 Violation(
                     template.path(*path),
                     (
-                        f"rules out nodes labelled {key}=true, the only nodes that can run this "
-                        "Realm as asked; kubevirt-cca adds that label to spec.nodeSelector, so "
-                        "remove the expression on it (or the CCA parameter that needs it)"
+                        f"rules out nodes labelled {key}=true, "
+                        "the only nodes that can run this Realm as asked; "
+                        "kubevirt-cca adds that label to spec.nodeSelector, "
+                        "so remove the expression on it (or the CCA parameter that needs it)"
                     ),
                 )
             )

@@ -17,7 +17,7 @@ import functools
 import json
 from typing import Any
 
-from kubevirt_cca.constants import HOOK_COMMAND, RESOLVED_ANNOTATION
+from kubevirt_cca.constants import HOOK_COMMAND
 from kubevirt_cca.core.jsontext import UnreadableJSON, loads
 from kubevirt_cca.core.request import CCARequest
 from kubevirt_cca.core.settings import Settings
@@ -40,8 +40,6 @@ __all__ = [
 ]
 
 HookEntry = dict[str, Any]
-
-RESOLVED_FIELD = f"metadata.annotations[{RESOLVED_ANNOTATION}]"
 
 
 def hook_entry(settings: Settings, image: str) -> HookEntry:

@@ -1,4 +1,4 @@
-"""What the validating webhooks refuse (DESIGN.md step 2 and 3).
+"""What the validating webhooks refuse (docs/admission.md, "Validation").
 
 - A VMI being created must be exactly what mutation makes of it: a labelled VMI that would
   still be changed by mutation did not go through the mutating webhook, and is refused.
@@ -28,7 +28,7 @@ from kubevirt_cca.core.admission.gates import ClusterView
 from kubevirt_cca.core.admission.mutate import check_template, plan_vmi
 from kubevirt_cca.core.admission.rules import added_sidecars_message
 from kubevirt_cca.core.admission.sidecar import looks_like_ours, parse_sidecars
-from kubevirt_cca.core.objects import metadata_of
+from kubevirt_cca.core.objects import dig, metadata_of
 from kubevirt_cca.core.placement import key_fields, misplaced_keys
 from kubevirt_cca.core.request import find_template, parse_request
 from kubevirt_cca.errors import RequestError, Violation
@@ -36,8 +36,6 @@ from kubevirt_cca.errors import RequestError, Violation
 Operation = Literal["CREATE", "UPDATE"]
 
 MIGRATION_REFUSAL = f"Cannot migrate VMI, Reason: {NOT_MIGRATABLE_REASON}, Message: VMI uses CCA"
-VMI_KIND = "VirtualMachineInstance"
-TEMPLATE_KINDS = ("VirtualMachine", "VirtualMachineInstanceReplicaSet", "VirtualMachinePool")
 
 
 def validate_vmi(
@@ -57,10 +55,9 @@ def validate_vmi(
             Violation(
                 change.field,
                 (
-                    f"must be {change.expected} on a CCA VMI; kubevirt-cca's mutating webhook "
-                    "sets it "
-                    "and did not run (ask the cluster admin whether its "
-                    "MutatingWebhookConfiguration is installed)"
+                    f"must be {change.expected} on a CCA VMI; "
+                    "kubevirt-cca's mutating webhook sets it and did not run "
+                    "(ask the cluster admin whether its MutatingWebhookConfiguration is installed)"
                 ),
             )
         )
@@ -130,9 +127,8 @@ def judge_migration(
                     "spec.vmiName",
                     (
                         f"kubevirt-cca cannot read VMI {name!r} to tell whether it uses CCA "
-                        f"({lookup_problem}); a CCA VMI cannot be live-migrated, so the "
-                        "migration is "
-                        "refused until it can. Try again shortly"
+                        f"({lookup_problem}); a CCA VMI cannot be live-migrated, "
+                        "so the migration is refused until it can. Try again shortly"
                     ),
                 ),
             )
@@ -140,16 +136,6 @@ def judge_migration(
     if vmi is not None and uses_cca(vmi):
         return MigrationVerdict((Violation("spec.vmiName", MIGRATION_REFUSAL),), cca_vmi=True)
     return MigrationVerdict()
-
-
-def validate_migration(
-    migration: Mapping[str, Any],
-    vmi: Mapping[str, Any] | None,
-    *,
-    lookup_problem: str | None = None,
-) -> list[Violation]:
-    """:func:`judge_migration`'s violations."""
-    return list(judge_migration(migration, vmi, lookup_problem=lookup_problem).violations)
 
 
 def uses_cca(vmi: Mapping[str, Any]) -> bool:
@@ -173,7 +159,7 @@ def _vmi_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[Violatio
         ("annotations", INTEGRATION_ANNOTATION),
     )
     for section, key in immutable:
-        before, after = _member(old_meta, section, key), _member(new_meta, section, key)
+        before, after = dig(old_meta, section, key), dig(new_meta, section, key)
         if before != after:
             violations.append(
                 Violation(f"metadata.{section}[{key}]", _update_message(key, before, after))
@@ -186,7 +172,7 @@ def _vmi_update(new: Mapping[str, Any], old: Mapping[str, Any]) -> list[Violatio
                 "the hook sidecar is what makes it a Realm",
             )
         )
-    elif _member(old_meta, "labels", ENABLED_LABEL) is not None and (
+    elif dig(old_meta, "labels", ENABLED_LABEL) is not None and (
         added := _added_entries(old_meta, new_meta)
     ):
         # Issue 21: KubeVirt reads the list when it creates the launcher pod, which may be
@@ -209,20 +195,15 @@ def _update_message(key: str, before: Any, after: Any) -> str:
         )
     if key == ENABLED_LABEL:
         return (
-            "a CCA VMI cannot stop being one; delete the VMI (or change the VM's template "
-            "and restart)"
+            "a CCA VMI cannot stop being one; delete the VMI "
+            "(or change the VM's template and restart)"
         )
     if key in (RESOLVED_ANNOTATION, INTEGRATION_ANNOTATION):
         return "is written by kubevirt-cca at admission and cannot be changed afterwards"
     return (
-        "the CCA parameters of an existing VMI cannot be changed; change them on the VM's "
-        "template (or create a new VMI) and restart"
+        "the CCA parameters of an existing VMI cannot be changed; change them on the VM's template "
+        "(or create a new VMI) and restart"
     )
-
-
-def _member(metadata: Mapping[str, Any], section: str, key: str) -> Any:
-    values = metadata.get(section)
-    return values.get(key) if isinstance(values, Mapping) else None
 
 
 def _our_entries(metadata: Mapping[str, Any]) -> list[Any] | str:

@@ -28,7 +28,6 @@ from kubevirt_cca.core.doctor.model import (
     Read,
     Snapshot,
     Status,
-    dig,
     objects,
     unreadable,
 )
@@ -46,6 +45,7 @@ from kubevirt_cca.core.install.names import (
     WEBHOOK_CERTIFICATE,
     service_dns_names,
 )
+from kubevirt_cca.core.objects import dig
 
 CERTIFICATE_WARNING = timedelta(days=14)
 CERTIFICATE_NAME_ANNOTATION = "cert-manager.io/certificate-name"
@@ -135,8 +135,8 @@ def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
         )
     if cert_manager:
         source = (
-            "cert-manager has not issued it: kubectl describe certificate "
-            f"{WEBHOOK_CERTIFICATE} -n {namespace}"
+            "cert-manager has not issued it: "
+            f"kubectl describe certificate {WEBHOOK_CERTIFICATE} -n {namespace}"
         )
     else:
         source = f"the certificate Job has not run: kubectl logs -n {namespace} job/{CERTS}"
@@ -146,8 +146,8 @@ def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
         if not cert_manager:
             # An install from before the ConfigMap: the Job does not run again on re-apply.
             fix += (
-                "; after an upgrade, run the renewal once: kubectl create job -n "
-                f"{namespace} --from=cronjob/{CERTS_RENEWAL} {CERTS}-now"
+                "; after an upgrade, run the renewal once: "
+                f"kubectl create job -n {namespace} --from=cronjob/{CERTS_RENEWAL} {CERTS}-now"
             )
         return Check(name, Status.FAIL, leaf, fix=fix)
     problems: list[str] = []
@@ -177,8 +177,8 @@ def check_certificate(snapshot: Snapshot, expected: Expected) -> Check:
             "cert-manager renews it 30 days before expiry: check the Certificate"
             if cert_manager
             else f"the CronJob {CERTS_RENEWAL} renews it daily from 30 days before expiry; "
-            f"to renew now: kubectl create job -n {namespace} --from=cronjob/"
-            f"{CERTS_RENEWAL} {CERTS}-now"
+            "to renew now: "
+            f"kubectl create job -n {namespace} --from=cronjob/{CERTS_RENEWAL} {CERTS}-now"
         )
         return Check(name, Status.WARN, summary, (f"expires in {left.days} days",), fix=renew)
     return Check(name, Status.OK, summary)
@@ -202,9 +202,9 @@ def _trust_problems(snapshot: Snapshot, leaf: x509.Certificate) -> list[str]:
                 continue
             if not any(issued_by(leaf, ca) for ca in authorities):
                 problems.append(
-                    f"{kind} webhook {hook.get('name')}: caBundle does not hold the "
-                    "CA that signed the certificate (x509: certificate signed by "
-                    "unknown authority)"
+                    f"{kind} webhook {hook.get('name')}: "
+                    "caBundle does not hold the CA that signed the certificate (x509: "
+                    "certificate signed by unknown authority)"
                 )
     return problems
 

@@ -24,6 +24,7 @@ from kubevirt_cca.constants import (
 from kubevirt_cca.core.admission.gates import (
     ClusterView,
     build_view,
+    gates_from_kubevirt,
     kubevirt_name,
     pick_kubevirt,
 )
@@ -33,13 +34,13 @@ from kubevirt_cca.core.doctor.model import (
     Expected,
     Snapshot,
     Status,
-    dig,
     mapping,
     objects,
     strings,
     unreadable,
 )
 from kubevirt_cca.core.install.names import KUBEVIRT_NAMESPACE
+from kubevirt_cca.core.objects import dig
 from kubevirt_cca.core.settings import HOOK_IMAGE_KEY, settings_from_config_map
 from kubevirt_cca.errors import SettingsError
 
@@ -76,12 +77,6 @@ def cluster_view(snapshot: Snapshot, expected: Expected) -> ClusterView:
     )
 
 
-def gates(kubevirt: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """(featureGates, disabledFeatureGates) of developerConfiguration, as written."""
-    developer = mapping(dig(kubevirt, "spec", "configuration", "developerConfiguration"))
-    return strings(developer.get("featureGates")), strings(developer.get("disabledFeatureGates"))
-
-
 def check_kubevirt(snapshot: Snapshot, view: ClusterView, expected: Expected) -> Check:
     name = "KubeVirt"
     if snapshot.kubevirts.error:
@@ -104,16 +99,15 @@ def check_kubevirt(snapshot: Snapshot, view: ClusterView, expected: Expected) ->
             Status.FAIL,
             _describe(elsewhere),
             (
-                f"the webhook reads the feature gates from namespace {namespace}, but the "
-                f"KubeVirt CR is in {found}: it refuses every CCA VMI",
+                f"the webhook reads the feature gates from namespace {namespace}, "
+                f"but the KubeVirt CR is in {found}: it refuses every CCA VMI",
             ),
             fix=f"re-install with 'kubevirt-cca manifests --kubevirt-namespace {found}'",
         )
     summary = _describe(kubevirt)
     ignored = tuple(
-        f"KubeVirt CR {other} is ignored: admission reads only "
-        f"{kubevirt_name(kubevirt)} (the oldest in namespace {namespace} that is not "
-        "being deleted), and so does KubeVirt"
+        f"KubeVirt CR {other} is ignored: admission reads only {kubevirt_name(kubevirt)} "
+        f"(the oldest in namespace {namespace} that is not being deleted), and so does KubeVirt"
         for other in view.ignored_kubevirts
     )
     managed = _managed_by(kubevirt)
@@ -160,11 +154,18 @@ def _names(gate: str) -> tuple[str, ...]:
     return CCA_FEATURE_GATE_NAMES if gate == CCA_FEATURE_GATE else (gate,)
 
 
+def _written_gates(kubevirt: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """(featureGates, disabledFeatureGates) as the CR writes them, read by admission's one
+    reader (called once the gates were readable)."""
+    written = gates_from_kubevirt(kubevirt)
+    return list(written.listed), list(written.disabled)
+
+
 def _gate_changes(
     kubevirt: Mapping[str, Any], required: tuple[str, ...]
 ) -> tuple[list[str], set[str]]:
     """(gates to add to featureGates, names to take out of disabledFeatureGates)."""
-    enabled, disabled = gates(kubevirt)
+    enabled, disabled = _written_gates(kubevirt)
     add = [g for g in required if not any(n in enabled for n in _names(g))]
     blocking = {n for g in required for n in _names(g)}
     return add, {g for g in disabled if g in blocking}
@@ -175,9 +176,10 @@ def gate_patch_command(
 ) -> str:
     """The exact ``kubectl patch`` that turns our gates on and keeps every other gate.
 
-    A merge patch replaces a list whole, so the command carries the gates already there.
+    A merge patch replaces a list whole, so the command carries the gates already there (as
+    admission's one reader, :func:`gates_from_kubevirt`, read them).
     """
-    enabled, disabled = gates(kubevirt)
+    enabled, disabled = _written_gates(kubevirt)
     add, unblock = _gate_changes(kubevirt, required)
     developer: dict[str, Any] = {"featureGates": enabled + add}
     if unblock:
@@ -215,13 +217,13 @@ def check_feature_gates(
         return Check(
             name,
             Status.FAIL,
-            f"unreadable: {view.gates_problem}; CCA VMIs are "
-            "refused until they can be read (fail closed)",
+            f"unreadable: {view.gates_problem}; CCA VMIs are refused until they can be read "
+            "(fail closed)",
             native,
             fix=_unreadable_gates_fix(kubevirt),
         )
     required = PLUGIN_MODE_GATES if plugin_mode else REQUIRED_GATES
-    _, disabled = gates(kubevirt)
+    disabled = view.gates.disabled
     details = []
     for gate in required:
         if view.gates.is_enabled(gate):
@@ -278,10 +280,9 @@ def _native_cca(snapshot: Snapshot) -> tuple[str, ...]:
             node = dig(node, "properties", part)
         if isinstance(node, dict):
             return (
-                f"KubeVirt's own VMI schema ({KUBEVIRT_VMI_CRD}, version "
-                f"{version.get('name')}) has {'.'.join(NATIVE_CCA_SCHEMA_PATH)}: this "
-                "KubeVirt implements CCA itself, so with kubevirt-cca installed two "
-                "implementations would act on one VM",
+                f"KubeVirt's own VMI schema ({KUBEVIRT_VMI_CRD}, version {version.get('name')}) "
+                f"has {'.'.join(NATIVE_CCA_SCHEMA_PATH)}: this KubeVirt implements CCA itself, "
+                "so with kubevirt-cca installed two implementations would act on one VM",
             )
     return ()
 
@@ -305,8 +306,8 @@ def check_config(snapshot: Snapshot, expected: Expected) -> Check:
             f"{expected.options.namespace} (docs/admin.md, 'Settings')",
         )
     summary = (
-        f"dialect {settings.dialect.value}, firmware {settings.firmware}, virtio IOMMU "
-        f"{'on' if settings.virtio_iommu else 'off'}"
+        f"dialect {settings.dialect.value}, firmware {settings.firmware}, "
+        f"virtio IOMMU {'on' if settings.virtio_iommu else 'off'}"
     )
     hook_image = data.get(HOOK_IMAGE_KEY)
     deployed = _webhook_image(snapshot)

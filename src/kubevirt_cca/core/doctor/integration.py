@@ -20,7 +20,6 @@ from kubevirt_cca.core.doctor.model import (
     Expected,
     Snapshot,
     Status,
-    dig,
     objects,
 )
 from kubevirt_cca.core.integration import (
@@ -29,6 +28,7 @@ from kubevirt_cca.core.integration import (
     IntegrationMode,
     ModeDecision,
 )
+from kubevirt_cca.core.objects import dig
 
 GUIDE = "docs/plugins.md"
 APPLY_PLUGIN = "kubectl apply -k deploy/plugin/"
@@ -74,8 +74,8 @@ def check_integration_mode(snapshot: Snapshot, view: ClusterView, expected: Expe
             Status.FAIL,
             summary,
             (
-                f"cannot list KubeVirt Plugin objects: {snapshot.plugins.error}; the "
-                "webhook refuses CCA VMIs while it cannot either",
+                f"cannot list KubeVirt Plugin objects: {snapshot.plugins.error}; "
+                "the webhook refuses CCA VMIs while it cannot either",
             ),
             fix="grant list/watch on plugins.plugin.kubevirt.io (deploy/webhook/"
             "rbac.yaml does for the webhook)",
@@ -105,12 +105,12 @@ def _fix(decided: ModeDecision, namespace: str) -> str:
     config = f"kubectl edit configmap {CONFIG_MAP_NAME} -n {namespace}"
     if decided.mode is IntegrationMode.PLUGIN:
         return (
-            f"turn KubeVirt's {PLUGINS_FEATURE_GATE} gate on and set dialect: "
-            f"qemu-commandline ({config}), or set {INTEGRATION_MODE_KEY}: sidecar ({GUIDE})"
+            f"turn KubeVirt's {PLUGINS_FEATURE_GATE} gate on and set dialect: qemu-commandline "
+            f"({config}), or set {INTEGRATION_MODE_KEY}: sidecar ({GUIDE})"
         )
     return (
-        f"set {INTEGRATION_MODE_KEY}: plugin or auto ({config}) and {APPLY_PLUGIN}, or "
-        f"remove the Plugin objects / turn the {PLUGINS_FEATURE_GATE} gate off ({GUIDE})"
+        f"set {INTEGRATION_MODE_KEY}: plugin or auto ({config}) and {APPLY_PLUGIN}, "
+        f"or remove the Plugin objects / turn the {PLUGINS_FEATURE_GATE} gate off ({GUIDE})"
     )
 
 
@@ -131,9 +131,9 @@ def check_plugins(snapshot: Snapshot, view: ClusterView) -> Check:
             return Check(
                 name,
                 Status.FAIL,
-                "integration mode plugin, but kubevirt-cca's Plugin object "
-                f"{PLUGIN_NAME} is missing: KubeVirt would never call the Realm set-up, "
-                "so the webhook refuses CCA VMIs",
+                "integration mode plugin, "
+                f"but kubevirt-cca's Plugin object {PLUGIN_NAME} is missing: "
+                "KubeVirt would never call the Realm set-up, so the webhook refuses CCA VMIs",
                 details,
                 fix=APPLY_PLUGIN,
             )
@@ -142,16 +142,16 @@ def check_plugins(snapshot: Snapshot, view: ClusterView) -> Check:
             return Check(
                 name,
                 Status.FAIL,
-                f"kubevirt-cca's Plugin object {PLUGIN_NAME} does not fail closed: a "
-                "Realm VM whose domain hook fails could start as a plain VM",
+                f"kubevirt-cca's Plugin object {PLUGIN_NAME} does not fail closed: "
+                "a Realm VM whose domain hook fails could start as a plain VM",
                 (*broken, *details),
                 fix=f"kubectl delete plugin {PLUGIN_NAME} && {APPLY_PLUGIN}",
             )
         return Check(
             name,
             Status.OK,
-            f"kubevirt-cca's Plugin {PLUGIN_NAME} (failureStrategy "
-            f"Fail) and {len(plugins) - 1} other Plugin object(s)",
+            f"kubevirt-cca's Plugin {PLUGIN_NAME} (failureStrategy Fail) "
+            f"and {len(plugins) - 1} other Plugin object(s)",
             details,
         )
     if gate and plugins:
@@ -159,8 +159,8 @@ def check_plugins(snapshot: Snapshot, view: ClusterView) -> Check:
             name,
             Status.WARN,
             f"the {PLUGINS_FEATURE_GATE} gate is on and {len(plugins)} Plugin object(s) exist: "
-            "KubeVirt then rebuilds every domain through a library that drops "
-            "<launchSecurity type='cca'>, so Realm VMs fail to start",
+            "KubeVirt then rebuilds every domain through a library that drops <launchSecurity "
+            "type='cca'>, so Realm VMs fail to start",
             tuple(f"Plugin {n}" for n in sorted(plugins)),
             fix=f"set {INTEGRATION_MODE_KEY}: plugin or auto and {APPLY_PLUGIN}; or remove the "
             f"Plugin objects, or turn the {PLUGINS_FEATURE_GATE} gate off ({GUIDE})",
@@ -169,8 +169,8 @@ def check_plugins(snapshot: Snapshot, view: ClusterView) -> Check:
         return Check(
             name,
             Status.OK,
-            f"{len(plugins)} Plugin object(s), but the "
-            f"{PLUGINS_FEATURE_GATE} gate is off: they do not touch domains",
+            f"{len(plugins)} Plugin object(s), but the {PLUGINS_FEATURE_GATE} gate is off: "
+            "they do not touch domains",
             details,
         )
     return Check(name, Status.OK, "no KubeVirt Plugin objects")
@@ -197,7 +197,7 @@ def _fail_open(plugin: dict[str, Any]) -> list[str]:
     for hook in ours:
         if hook.get("failureStrategy") != "Fail":
             problems.append(
-                "the domain hook's failureStrategy is "
-                f"{hook.get('failureStrategy')!r}, expected 'Fail'"
+                f"the domain hook's failureStrategy is {hook.get('failureStrategy')!r}, "
+                "expected 'Fail'"
             )
     return problems

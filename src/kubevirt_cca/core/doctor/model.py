@@ -103,15 +103,6 @@ def is_ready(checks: list[Check]) -> bool:
     return all(check.status is not Status.FAIL for check in checks)
 
 
-def dig(obj: Any, *path: str) -> Any:
-    """``obj[path[0]][path[1]]...``, or ``None`` where a step is missing or not a mapping."""
-    for key in path:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
-
-
 def mapping(value: Any) -> dict[str, Any]:
     """``value`` when it is a JSON object, else an empty one (the API server's JSON is input)."""
     return value if isinstance(value, dict) else {}
@@ -130,8 +121,9 @@ def unreadable(name: str, what: str, read: Read) -> Check:
     error = read.error or ""
     if read.status in (401, 403):
         fix = (
-            "run doctor as a cluster admin, or bind the kubevirt-cca-doctor ClusterRole and "
-            "Role to your user (docs/admin.md, 'Who may run doctor')"
+            "run doctor as a cluster admin, "
+            "or bind the kubevirt-cca-doctor ClusterRole and Role to your user (docs/admin.md, "
+            "'Who may run doctor')"
         )
     else:
         fix = "the API server's answer could not be used; retry, and if it stays, report it"

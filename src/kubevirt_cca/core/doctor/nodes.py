@@ -16,12 +16,12 @@ from kubevirt_cca.core.doctor.model import (
     Expected,
     Snapshot,
     Status,
-    dig,
     mapping,
     objects,
     unreadable,
 )
 from kubevirt_cca.core.install.names import LABELLER
+from kubevirt_cca.core.objects import dig
 
 ARCH_LABEL = "kubernetes.io/arch"
 # Taints every DaemonSet pod tolerates (the DaemonSet controller adds these tolerations).
@@ -100,8 +100,8 @@ def check_labeller(snapshot: Snapshot, expected: Expected, view: ClusterView) ->
         return Check(
             name,
             Status.FAIL,
-            "the cluster has no arm64 node (label "
-            f"{ARCH_LABEL}=arm64): Realms need Arm CCA hardware",
+            f"the cluster has no arm64 node (label {ARCH_LABEL}=arm64): "
+            "Realms need Arm CCA hardware",
             fix="join arm64 nodes with CCA-capable firmware and kernel",
         )
     selector = dig(snapshot.daemon_set.value, "spec", "selector")
@@ -121,8 +121,8 @@ def check_labeller(snapshot: Snapshot, expected: Expected, view: ClusterView) ->
             )
         elif taints := _blocking_taints(node):
             warnings.append(
-                f"{_name(node)}: no labeller pod, the node is tainted "
-                f"{', '.join(taints)} (add a toleration if Realms should run there)"
+                f"{_name(node)}: no labeller pod, the node is tainted {', '.join(taints)} "
+                "(add a toleration if Realms should run there)"
             )
         else:
             failures.append(f"{_name(node)}: no labeller pod")
@@ -156,9 +156,9 @@ def _launcher_image_warning(snapshot: Snapshot, view: ClusterView) -> list[str]:
     if image == wanted:
         return []
     return [
-        f"the labeller asks the libvirt of {image}, but KubeVirt runs {wanted}: what it "
-        "reports may not be what starts VMs (install with 'kubevirt-cca manifests "
-        f"--virt-launcher-image {wanted}')"
+        f"the labeller asks the libvirt of {image}, but KubeVirt runs {wanted}: "
+        "what it reports may not be what starts VMs "
+        f"(install with 'kubevirt-cca manifests --virt-launcher-image {wanted}')"
     ]
 
 
@@ -243,13 +243,14 @@ def check_cca_nodes(snapshot: Snapshot) -> Check:
         return Check(
             name,
             Status.FAIL,
-            f"{summary}; {len(problems)} node(s) carry a {NODE_CCA_LABEL}=true label "
-            f"their detection does not support: {', '.join(sorted(wrong))}",
+            f"{summary}; {len(problems)} node(s) "
+            f"carry a {NODE_CCA_LABEL}=true label their detection does not support: "
+            f"{', '.join(sorted(wrong))}",
             tuple(problems + details),
             fix=(
-                f"remove the label (kubectl label node NAME {NODE_CCA_LABEL}-) and find "
-                "who set it; docs/troubleshooting.md, 'doctor says a label contradicts "
-                "the node'"
+                f"remove the label (kubectl label node NAME {NODE_CCA_LABEL}-) "
+                "and find who set it; docs/troubleshooting.md, "
+                "'doctor says a label contradicts the node'"
             ),
         )
     if not capable:

@@ -7,7 +7,8 @@ Pending (docs/vm-owners.md); this check tells the admin up front which requests 
 from __future__ import annotations
 
 from kubevirt_cca.constants import MEASUREMENT_ALGORITHMS, NODE_CCA_LABEL
-from kubevirt_cca.core.doctor.model import Check, Snapshot, Status, dig, mapping, unreadable
+from kubevirt_cca.core.doctor.model import Check, Snapshot, Status, mapping, unreadable
+from kubevirt_cca.core.objects import dig
 from kubevirt_cca.core.request import CCARequest
 from kubevirt_cca.core.requirements import Requirement, requirements
 from kubevirt_cca.core.settings import Dialect, settings_from_config_map
@@ -55,8 +56,8 @@ def check_cca_parameters(snapshot: Snapshot) -> Check:
         else "no parameter honoured (platform defaults only)"
     )
     details = tuple(
-        f"honoured by no node: {what}; a VM asking for it is admitted with a "
-        "warning and stays Pending"
+        f"honoured by no node: {what}; "
+        "a VM asking for it is admitted with a warning and stays Pending"
         for what in nowhere
     )
     return Check(name, Status.OK, summary, details)

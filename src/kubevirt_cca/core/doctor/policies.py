@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kubevirt_cca.constants import CONFIG_MAP_NAME, DEFAULT_HOOK_IMAGE
-from kubevirt_cca.core.doctor.model import Read, Snapshot, dig, mapping
+from kubevirt_cca.core.doctor.model import Read, Snapshot, mapping
 from kubevirt_cca.core.install.policy_values import POLICY_KIND, RENDERED_POLICIES, rendered_values
 from kubevirt_cca.core.integration import INTEGRATION_MODE_KEY, IntegrationMode
+from kubevirt_cca.core.objects import dig
 from kubevirt_cca.core.settings import HOOK_IMAGE_KEY
 
 
@@ -68,8 +69,8 @@ def re_render_fix(namespace: str, snapshot: Snapshot) -> str:
     image = data.get(HOOK_IMAGE_KEY, DEFAULT_HOOK_IMAGE)
     mode = data.get(INTEGRATION_MODE_KEY, IntegrationMode.AUTO.value)
     return (
-        f"render and apply the install again with the ConfigMap's values: kubevirt-cca "
-        f"manifests --image {image} --integration-mode {mode} --namespace {namespace} [your "
-        "other options] | kubectl apply -f - (docs/admin.md, 'Changing the hook image or the "
-        "integration mode')"
+        "render and apply the install again with the ConfigMap's values: "
+        f"kubevirt-cca manifests --image {image} --integration-mode {mode} --namespace {namespace} "
+        "[your other options] | kubectl apply -f - (docs/admin.md, "
+        "'Changing the hook image or the integration mode')"
     )

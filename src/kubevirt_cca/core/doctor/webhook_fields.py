@@ -87,9 +87,9 @@ def field_differences(
 def extra_webhooks(kind: str, configuration: str, found: Any, shipped: list[str]) -> list[str]:
     """A line for each webhook in the configuration that kubevirt-cca does not ship."""
     return [
-        f"{kind} {configuration} has a webhook {hook.get('name')} that kubevirt-cca does not "
-        "ship: the API server calls it for the same objects; delete it (another product's "
-        "webhook belongs in a configuration of its own)"
+        f"{kind} {configuration} has a webhook {hook.get('name')} that kubevirt-cca does not ship: "
+        "the API server calls it for the same objects; delete it "
+        "(another product's webhook belongs in a configuration of its own)"
         for hook in objects(found)
         if hook.get("name") not in shipped
     ]

@@ -12,7 +12,6 @@ from kubevirt_cca.core.doctor.model import (
     Read,
     Snapshot,
     Status,
-    dig,
     mapping,
     objects,
     strings,
@@ -31,20 +30,21 @@ from kubevirt_cca.core.install.names import (
     WEBHOOK_PATHS,
 )
 from kubevirt_cca.core.install.webhook import webhook_configurations
+from kubevirt_cca.core.objects import dig
+from kubevirt_cca.core.webhooks import WEBHOOKS
 
 
 def configurations(snapshot: Snapshot) -> list[tuple[str, Read, list[str]]]:
-    names = list(WEBHOOK_PATHS)
     return [
         (
             "MutatingWebhookConfiguration",
             snapshot.mutating,
-            [n for n in names if n.startswith("mutate-")],
+            [hook.name for hook in WEBHOOKS if hook.mutating],
         ),
         (
             "ValidatingWebhookConfiguration",
             snapshot.validating,
-            [n for n in names if n.startswith("validate-")],
+            [hook.name for hook in WEBHOOKS if not hook.mutating],
         ),
     ]
 
@@ -134,8 +134,8 @@ def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Chec
             wanted = FAILURE_POLICIES[hook_name]
             if policy != wanted and hook_name not in SELECTED_WEBHOOKS:
                 warnings.append(
-                    f"{hook_name}: failurePolicy is {policy}, kubevirt-cca ships "
-                    f"{wanted} (docs/admin.md, 'Failure policies')"
+                    f"{hook_name}: failurePolicy is {policy}, kubevirt-cca ships {wanted} "
+                    "(docs/admin.md, 'Failure policies')"
                 )
         failures += extra_webhooks(kind, WEBHOOK_CONFIGURATION, found, list(shipped))
     fix = (
@@ -156,8 +156,8 @@ def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Chec
         return Check(
             name,
             Status.FAIL,
-            f"{len(failures)} problem(s): CCA VMIs are refused (or "
-            "not made Realms) until they are fixed",
+            f"{len(failures)} problem(s): CCA VMIs are refused (or not made Realms) "
+            "until they are fixed",
             tuple(failures + warnings),
             fix=fix,
         )
@@ -182,8 +182,8 @@ def _hook_problems(
     url = dig(hook, "clientConfig", "url")
     if isinstance(url, str) and not service:
         problems.append(
-            f"{hook_name}: calls URL {url}, not Service {wanted[0]}/{wanted[1]} path "
-            f"{wanted[2]} (doctor checks only the Service the install creates)"
+            f"{hook_name}: calls URL {url}, not Service {wanted[0]}/{wanted[1]} path {wanted[2]} "
+            "(doctor checks only the Service the install creates)"
         )
     elif target != wanted:
         shown = [part if part is not None else "(unset)" for part in target]
@@ -197,20 +197,20 @@ def _hook_problems(
         )
     if ca_bundle and not dig(hook, "clientConfig", "caBundle"):
         problems.append(
-            f"{hook_name}: clientConfig.caBundle is empty, so the API server cannot "
-            "trust the webhook's certificate"
+            f"{hook_name}: clientConfig.caBundle is empty, "
+            "so the API server cannot trust the webhook's certificate"
         )
     if hook_name in SELECTED_WEBHOOKS:
         policy = hook.get("failurePolicy", "Fail")
         if policy != "Fail":
             problems.append(
-                f"{hook_name}: failurePolicy is {policy}; it must be Fail, or a CCA "
-                "VMI could start as a plain VM while the webhook is down"
+                f"{hook_name}: failurePolicy is {policy}; it must be Fail, "
+                "or a CCA VMI could start as a plain VM while the webhook is down"
             )
         if not selects_cca_vmis(hook.get("objectSelector")):
             problems.append(
-                f"{hook_name}: objectSelector does not select exactly the VMIs "
-                f"labelled {ENABLED_LABEL}"
+                f"{hook_name}: "
+                f"objectSelector does not select exactly the VMIs labelled {ENABLED_LABEL}"
             )
     return problems
 
@@ -225,8 +225,8 @@ def check_webhook_service(snapshot: Snapshot, expected: Expected) -> Check:
         return Check(
             name,
             Status.FAIL,
-            f"Service {namespace}/{WEBHOOK} is missing: the API "
-            "server has nowhere to send CCA VMIs",
+            f"Service {namespace}/{WEBHOOK} is missing: "
+            "the API server has nowhere to send CCA VMIs",
             fix="re-apply the install",
         )
     ready = 0
@@ -261,8 +261,8 @@ def check_webhook_service(snapshot: Snapshot, expected: Expected) -> Check:
         return Check(
             name,
             Status.WARN,
-            f"1 ready webhook pod (of {replicas or '?'}): a node "
-            "drain or a crash stops CCA VMI creation",
+            f"1 ready webhook pod (of {replicas or '?'}): "
+            "a node drain or a crash stops CCA VMI creation",
             fix=pods,
         )
     return Check(name, Status.OK, f"{ready} ready webhook pods")
@@ -293,9 +293,9 @@ def check_admission_policies(snapshot: Snapshot, expected: Expected) -> Check:
         return Check(
             name,
             Status.FAIL,
-            "in-API-server policies are missing: without them a "
-            "labelled VMI could start as a plain VM when the webhooks are skipped, and "
-            "the labeller could touch any node",
+            "in-API-server policies are missing: "
+            "without them a labelled VMI could start as a plain VM when the webhooks are skipped, "
+            "and the labeller could touch any node",
             tuple(missing),
             fix="re-apply the install; the API server must be Kubernetes 1.30 or newer "
             "(ValidatingAdmissionPolicy v1)",
@@ -305,8 +305,8 @@ def check_admission_policies(snapshot: Snapshot, expected: Expected) -> Check:
         return Check(
             name,
             Status.FAIL,
-            "the policies pin another hook image or mode than kubevirt-cca-config: CCA VMIs "
-            "that the webhook admits are refused by the policies",
+            "the policies pin another hook image or mode than kubevirt-cca-config: "
+            "CCA VMIs that the webhook admits are refused by the policies",
             (*pins.refusing, *pins.weaker),
             fix=re_render_fix(expected.options.namespace, snapshot),
         )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from kubevirt_cca.core.hook.decision import (
     UNKNOWN_VMI,
-    VMI_KIND,
     DefinedDomain,
     ReadVMI,
     define_domain,
@@ -26,7 +25,6 @@ from kubevirt_cca.core.hook.sidecar import on_define_domain
 
 __all__ = [
     "UNKNOWN_VMI",
-    "VMI_KIND",
     "DefinedDomain",
     "ReadVMI",
     "define_domain",

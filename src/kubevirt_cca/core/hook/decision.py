@@ -24,6 +24,7 @@ from kubevirt_cca.constants import (
 )
 from kubevirt_cca.core.jsontext import NestedTooDeeply, NotJSONValue, UnreadableJSON, loads
 from kubevirt_cca.core.objects import annotations_of, meta_str
+from kubevirt_cca.core.placement import VMI_KIND
 from kubevirt_cca.core.request import CCARequest, parse_request
 from kubevirt_cca.core.requirements import missing_on_selector
 from kubevirt_cca.core.rewrite import rewrite_domain
@@ -36,7 +37,6 @@ from kubevirt_cca.core.sidecars import (
 )
 from kubevirt_cca.errors import DomainError, HookError, RequestError
 
-VMI_KIND = "VirtualMachineInstance"
 UNKNOWN_VMI = "<unnamed VMI>"
 _PREFIX = "kubevirt-cca hook"
 _NOT_PLAIN = "the VM is not started as a plain VM"
@@ -72,8 +72,9 @@ def read_request(vmi_json: bytes, *, who: str = _PREFIX) -> ReadVMI:
     except RequestError as exc:
         raise HookError(
             f"{who}: refusing to define the domain of VMI {ref}: its CCA request is invalid: "
-            f"{exc}; {_NOT_PLAIN}. Fix the label {ENABLED_LABEL} or the annotation "
-            f"{LAUNCH_SECURITY_ANNOTATION} (see docs/vm-owners.md)",
+            f"{exc}; {_NOT_PLAIN}. "
+            f"Fix the label {ENABLED_LABEL} or the annotation {LAUNCH_SECURITY_ANNOTATION} "
+            "(see docs/vm-owners.md)",
             vmi=ref,
         ) from exc
     return ReadVMI(vmi, ref, request)
@@ -100,8 +101,9 @@ def define_domain(
         rewritten = rewrite_domain(domain_xml, request, settings)
     except DomainError as exc:
         raise HookError(
-            f"{_PREFIX}: refusing to define the domain of VMI {ref}: the VMI asks for an Arm CCA "
-            f"Realm, but its domain cannot be made one: {exc}; {_NOT_PLAIN} (see docs/hook.md)",
+            f"{_PREFIX}: refusing to define the domain of VMI {ref}: "
+            f"the VMI asks for an Arm CCA Realm, but its domain cannot be made one: {exc}; "
+            f"{_NOT_PLAIN} (see docs/hook.md)",
             vmi=ref,
         ) from exc
     return DefinedDomain(domain_xml=rewritten.encode("utf-8"), vmi=ref, realm=True)
@@ -113,11 +115,11 @@ def _refuse_stripped_label(vmi: Mapping[str, Any], ref: str) -> None:
     without the label are refused by the request parser, core/placement.py.)"""
     if any(looks_like_ours(entry) for entry in parse_sidecars(annotations_of(vmi)).entries):
         raise HookError(
-            f"{_PREFIX}: refusing to define the domain of VMI {ref}: it carries kubevirt-cca's "
-            f"hook entry in {HOOK_SIDECARS_ANNOTATION} but not the label {ENABLED_LABEL}; "
-            "kubevirt-cca adds that entry only to VMIs that ask for a Realm, so the label was "
-            f"removed after admission; {_NOT_PLAIN}. Recreate the VMI from its VM (see "
-            "docs/security.md)",
+            f"{_PREFIX}: refusing to define the domain of VMI {ref}: "
+            f"it carries kubevirt-cca's hook entry in {HOOK_SIDECARS_ANNOTATION} but not the label "
+            f"{ENABLED_LABEL}; kubevirt-cca adds that entry only to VMIs that ask for a Realm, "
+            f"so the label was removed after admission; {_NOT_PLAIN}. Recreate the VMI from its VM "
+            "(see docs/security.md)",
             vmi=ref,
         )
 
@@ -138,8 +140,8 @@ def _refuse_other_sidecars(vmi: Mapping[str, Any], ref: str) -> None:
         problem = f"it lists {describe_entries(others)} besides kubevirt-cca's"
     raise HookError(
         f"{_PREFIX}: refusing to define the domain of VMI {ref}: it asks for an Arm CCA Realm, "
-        f"but {HOOK_SIDECARS_ANNOTATION}: {problem}; {ONLY_OUR_SIDECAR}, so it is not "
-        "started. Remove the other entries and recreate the VMI (see docs/security.md)",
+        f"but {HOOK_SIDECARS_ANNOTATION}: {problem}; {ONLY_OUR_SIDECAR}, so it is not started. "
+        "Remove the other entries and recreate the VMI (see docs/security.md)",
         vmi=ref,
     )
 
@@ -162,9 +164,10 @@ def _check_node_requirements(
     if missing:
         wanted = ", ".join(f"{r.capability} (node label {r.label})" for r in missing)
         raise HookError(
-            f"{_PREFIX}: refusing to define the domain of VMI {ref}: it asks for {wanted}, but "
-            "its spec.nodeSelector does not hold that label, so nothing checked that this "
-            f"node's stack honours it with the {settings.dialect.value} dialect; {_NOT_PLAIN}. "
+            f"{_PREFIX}: refusing to define the domain of VMI {ref}: it asks for {wanted}, "
+            "but its spec.nodeSelector does not hold that label, "
+            "so nothing checked that this node's stack honours it with the "
+            f"{settings.dialect.value} dialect; {_NOT_PLAIN}. "
             "Recreate the VMI so kubevirt-cca's admission schedules it (see docs/vm-owners.md)",
             vmi=ref,
         )

@@ -36,7 +36,6 @@ from kubevirt_cca.errors import DomainError, HookError, SettingsError
 LIBVIRT_DOMAIN = "libvirt"
 BOOT = "Boot"
 MIGRATION_TARGET = "MigrationTarget"
-INVOCATION_CONTEXTS = (BOOT, MIGRATION_TARGET)
 PLUGIN_DIALECT = Dialect.QEMU_COMMANDLINE
 _PREFIX = "kubevirt-cca plugin"
 
@@ -55,8 +54,8 @@ def check_plugin_settings(settings: Settings) -> None:
     """:class:`SettingsError` unless the settings can be served on the Plugins path."""
     if settings.dialect is not PLUGIN_DIALECT:
         raise SettingsError(
-            f"dialect {settings.dialect.value} cannot be served as a KubeVirt Plugin: on the "
-            "Plugins path KubeVirt rebuilds the domain and keeps only <qemu:commandline> "
+            f"dialect {settings.dialect.value} cannot be served as a KubeVirt Plugin: "
+            "on the Plugins path KubeVirt rebuilds the domain and keeps only <qemu:commandline> "
             f"(<launchSecurity type='cca'> is refused); use --dialect {PLUGIN_DIALECT.value} "
             "(kubevirt-cca-config: dialect: qemu-commandline)"
         )

@@ -40,8 +40,8 @@ def _same_client_config(old: str, new: str) -> str:
     ``caBundle`` (which may be set, changed or removed)."""
     old_cc, new_cc = f"{old}.clientConfig", f"{new}.clientConfig"
     return (
-        f"({old_cc}.all(c, c == 'caBundle' || c in {new_cc}) && "
-        f"{new_cc}.all(c, c == 'caBundle' || (c in {old_cc} && {old_cc}[c] == {new_cc}[c])))"
+        f"({old_cc}.all(c, c == 'caBundle' || c in {new_cc}) && {new_cc}.all(c, c == 'caBundle' || "
+        f"(c in {old_cc} && {old_cc}[c] == {new_cc}[c])))"
     )
 
 
@@ -49,8 +49,8 @@ def _same_but_ca_bundle(old: str, new: str) -> str:
     """CEL: webhooks ``old`` and ``new`` have the same keys and values, but for
     ``clientConfig.caBundle``."""
     return (
-        f"{old}.all(k, k in {new}) && {new}.all(k, k in {old} && "
-        f"(k == 'clientConfig' ? {_same_client_config(old, new)} : {old}[k] == {new}[k]))"
+        f"{old}.all(k, k in {new}) && {new}.all(k, k in {old} && (k == 'clientConfig' ? "
+        f"{_same_client_config(old, new)} : {old}[k] == {new}[k]))"
     )
 
 
@@ -59,8 +59,8 @@ def _changed_fields(old: str, new: str) -> str:
     aside (``clientConfig`` counts as one field)."""
     return (
         f"({new}.filter(k, !(k in {old}) || (k == 'clientConfig' ? "
-        f"!{_same_client_config(old, new)} : {old}[k] != {new}[k])) + "
-        f"{old}.filter(k, !(k in {new})))"
+        f"!{_same_client_config(old, new)} : {old}[k] != {new}[k])) + {old}.filter(k, "
+        f"!(k in {new})))"
     )
 
 
@@ -77,9 +77,9 @@ def _webhook_configurations_policy(user: str) -> list[Manifest]:
             # Each changed webhook as "name (field, field)".
             "name": "changed",
             "expression": (
-                "variables.newHooks.filter(h, variables.oldHooks.exists(o, o.name == h.name "
-                f"&& !({_same_but_ca_bundle('o', 'h')}))).map(h, h.name + ' (' + "
-                "variables.oldHooks.filter(o, o.name == h.name).map(o, "
+                "variables.newHooks.filter(h, variables.oldHooks.exists(o, "
+                f"o.name == h.name && !({_same_but_ca_bundle('o', 'h')}))).map(h, h.name + ' "
+                "(' + variables.oldHooks.filter(o, o.name == h.name).map(o, "
                 f"{_changed_fields('o', 'h')}.join(', '))[0] + ')')"
             ),
         },
@@ -107,29 +107,29 @@ def _webhook_configurations_policy(user: str) -> list[Manifest]:
         },
         {
             "expression": (
-                f"!({update}) || variables.newHooks.map(h, h.name) == "
-                "variables.oldHooks.map(h, h.name)"
+                f"!({update}) || variables.newHooks.map(h, h.name) == variables.oldHooks.map(h, "
+                "h.name)"
             ),
             "messageExpression": (
-                f"'{CERTS} may not add, remove, rename or reorder webhooks: they were [' + "
-                "variables.oldHooks.map(h, h.name).join(', ') + '], the update has [' + "
-                "variables.newHooks.map(h, h.name).join(', ') + ']'"
+                f"'{CERTS} may not add, remove, rename or reorder webhooks: "
+                "they were [' + variables.oldHooks.map(h, h.name).join(', ') + '], "
+                "the update has [' + variables.newHooks.map(h, h.name).join(', ') + ']'"
             ),
             "reason": "Forbidden",
         },
         {
             "expression": f"!({update}) || size(variables.changed) == 0",
             "messageExpression": (
-                f"'{CERTS} may change only clientConfig.caBundle of a webhook; changed: ' + "
-                "variables.changed.join('; ')"
+                f"'{CERTS} may change only clientConfig.caBundle of a webhook; changed: "
+                "' + variables.changed.join('; ')"
             ),
             "reason": "Forbidden",
         },
         {
             "expression": f"!({update}) || size(variables.changedMetadata) == 0",
             "messageExpression": (
-                f"'{CERTS} may not change a webhook configuration\\'s metadata: ' + "
-                "variables.changedMetadata.join(', ')"
+                f"'{CERTS} may not change a webhook configuration\\'s metadata: "
+                "' + variables.changedMetadata.join(', ')"
             ),
             "reason": "Forbidden",
         },
@@ -149,8 +149,8 @@ def _secret_policy(user: str, namespace: str) -> list[Manifest]:
         {
             "expression": (f"request.namespace == '{namespace}' && request.name == '{TLS_SECRET}'"),
             "messageExpression": (
-                f"'{CERTS} may only write the Secret {namespace}/{TLS_SECRET}, not ' + "
-                "request.namespace + '/' + request.name"
+                f"'{CERTS} may only write the Secret {namespace}/{TLS_SECRET}, "
+                "not ' + request.namespace + '/' + request.name"
             ),
             "reason": "Forbidden",
         }

@@ -220,8 +220,9 @@ def labeller_node_restriction(options: InstallOptions) -> list[Manifest]:
         {
             "name": "nodeName",
             "expression": (
-                f"has(request.userInfo.extra) && '{NODE_NAME_EXTRA}' in "
-                f"request.userInfo.extra && size({extra}) == 1 ? {extra}[0] : ''"
+                "has(request.userInfo.extra) "
+                f"&& '{NODE_NAME_EXTRA}' in request.userInfo.extra && size({extra}) == 1 ? "
+                f"{extra}[0] : ''"
             ),
         },
         {"name": "newLabels", "expression": or_empty("object.metadata", "labels", "{}")},
@@ -236,11 +237,10 @@ def labeller_node_restriction(options: InstallOptions) -> list[Manifest]:
         {
             "name": "foreignLabels",
             "expression": (
-                "variables.newLabels.filter(k, (!(k in variables.oldLabels) || "
-                "variables.oldLabels[k] != variables.newLabels[k]) && "
-                f"!({OWNED_LABEL_CEL})) + variables.oldLabels.filter(k, "
-                f"!(k in variables.newLabels) && !({OWNED_LABEL_CEL}) && "
-                f"!({STALE_LABEL_CEL}))"
+                "variables.newLabels.filter(k, (!(k in variables.oldLabels) "
+                f"|| variables.oldLabels[k] != variables.newLabels[k]) && !({OWNED_LABEL_CEL})) "
+                "+ variables.oldLabels.filter(k, !(k in variables.newLabels) "
+                f"&& !({OWNED_LABEL_CEL}) && !({STALE_LABEL_CEL}))"
             ),
         },
         {
@@ -254,26 +254,24 @@ def labeller_node_restriction(options: InstallOptions) -> list[Manifest]:
         {
             "expression": "variables.nodeName != ''",
             "message": (
-                "kubevirt-cca-labeller's token names no node "
-                f"(user extra {NODE_NAME_EXTRA}); it needs a pod-bound service account "
-                "token, as Kubernetes 1.30 and newer issue"
+                f"kubevirt-cca-labeller's token names no node (user extra {NODE_NAME_EXTRA}); "
+                "it needs a pod-bound service account token, as Kubernetes 1.30 and newer issue"
             ),
             "reason": "Forbidden",
         },
         {
             "expression": "variables.nodeName == '' || object.metadata.name == variables.nodeName",
             "messageExpression": (
-                "'kubevirt-cca-labeller on node ' + variables.nodeName + "
-                "' may only change its own Node, not ' + object.metadata.name"
+                "'kubevirt-cca-labeller on node ' + variables.nodeName + ' may only change its own "
+                "Node, not ' + object.metadata.name"
             ),
             "reason": "Forbidden",
         },
         {
             "expression": "size(variables.foreignLabels) == 0",
             "messageExpression": (
-                "'kubevirt-cca-labeller may only change the labels "
-                f"{', '.join(OWNED_LABELS)}, not: ' + "
-                "variables.foreignLabels.join(', ')"
+                f"'kubevirt-cca-labeller may only change the labels {', '.join(OWNED_LABELS)}, "
+                "not: ' + variables.foreignLabels.join(', ')"
             ),
             "reason": "Forbidden",
         },
@@ -281,15 +279,14 @@ def labeller_node_restriction(options: InstallOptions) -> list[Manifest]:
             "expression": "size(variables.foreignAnnotations) == 0",
             "messageExpression": (
                 "'kubevirt-cca-labeller may only change the annotation "
-                f"{NODE_DETECTION_ANNOTATION}, not: ' + "
-                "variables.foreignAnnotations.join(', ')"
+                f"{NODE_DETECTION_ANNOTATION}, not: ' + variables.foreignAnnotations.join(', ')"
             ),
             "reason": "Forbidden",
         },
         {
             "expression": (
-                "has(object.spec) == has(oldObject.spec) && "
-                "(!has(object.spec) || object.spec == oldObject.spec)"
+                "has(object.spec) == has(oldObject.spec) && (!has(object.spec) "
+                "|| object.spec == oldObject.spec)"
             ),
             "message": "kubevirt-cca-labeller may not change a Node's spec (taints, podCIDR, ...)",
             "reason": "Forbidden",
@@ -334,16 +331,15 @@ def _event_restriction(user: str, node_name: dict[str, str]) -> list[Manifest]:
         },
         {
             "expression": (
-                "has(object.involvedObject) && has(object.involvedObject.kind) && "
-                "object.involvedObject.kind == 'Node' && "
-                "has(object.involvedObject.name) && variables.nodeName != '' && "
-                "object.involvedObject.name == variables.nodeName && "
-                "(!has(object.involvedObject.namespace) || "
-                "object.involvedObject.namespace == '')"
+                "has(object.involvedObject) && has(object.involvedObject.kind) "
+                "&& object.involvedObject.kind == 'Node' && has(object.involvedObject.name) "
+                "&& variables.nodeName != '' && object.involvedObject.name == variables.nodeName "
+                "&& (!has(object.involvedObject.namespace) "
+                "|| object.involvedObject.namespace == '')"
             ),
             "messageExpression": (
-                "'kubevirt-cca-labeller on node ' + variables.nodeName + "
-                "' may only record Events about its own Node'"
+                "'kubevirt-cca-labeller on node ' + variables.nodeName + ' may only record Events "
+                "about its own Node'"
             ),
             "reason": "Forbidden",
         },
@@ -357,11 +353,10 @@ def _event_restriction(user: str, node_name: dict[str, str]) -> list[Manifest]:
         # source.component: kubelet passed when this checked reportingComponent alone).
         {
             "expression": (
-                "(!has(object.reportingComponent) || object.reportingComponent == "
-                f"'{LABELLER}' || object.reportingComponent == '') && "
-                "(!has(object.source) || !has(object.source.component) || "
-                f"object.source.component == '{LABELLER}' || "
-                "object.source.component == '')"
+                "(!has(object.reportingComponent) "
+                f"|| object.reportingComponent == '{LABELLER}' || object.reportingComponent == '') "
+                "&& (!has(object.source) || !has(object.source.component) "
+                f"|| object.source.component == '{LABELLER}' || object.source.component == '')"
             ),
             "message": (
                 f"kubevirt-cca-labeller's Events are reported as {LABELLER} "

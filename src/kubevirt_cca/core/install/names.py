@@ -9,6 +9,7 @@ from typing import Any, Final, Literal
 from kubevirt_cca import __version__
 from kubevirt_cca.constants import DEFAULT_HOOK_IMAGE, INSTALL_NAMESPACE
 from kubevirt_cca.core.integration import IntegrationMode, parse_mode
+from kubevirt_cca.core.webhooks import WEBHOOKS
 from kubevirt_cca.errors import SettingsError
 
 Manifest = dict[str, Any]
@@ -51,44 +52,18 @@ CERTS_WEBHOOK_POLICY: Final = "kubevirt-cca-certs-ca-bundle-only"
 CERTS_SECRET_POLICY: Final = "kubevirt-cca-certs-secret-name"  # noqa: S105
 CA_INJECTION_ANNOTATION: Final = "cert-manager.io/inject-ca-from"
 
-# The webhooks, by name: (path on the webhook server, failure policy).
-MUTATE_VMI: Final = "mutate-vmi.cca.kubevirt.io"
-VALIDATE_VMI: Final = "validate-vmi.cca.kubevirt.io"
-VALIDATE_TEMPLATES: Final = "validate-templates.cca.kubevirt.io"
-VALIDATE_MIGRATION: Final = "validate-migration.cca.kubevirt.io"
-# Plugins path (docs/plugins.md): injects the plugin container into labelled virt-launcher pods.
-MUTATE_LAUNCHER_POD: Final = "mutate-launcher-pod.cca.kubevirt.io"
-# The entrance to the mixed state (docs/plugins.md): Plugin objects created in sidecar mode.
-VALIDATE_PLUGIN: Final = "validate-plugin.cca.kubevirt.io"
-# ... and the KubeVirt CR update that turns the Plugins gate on while Plugin objects exist.
-VALIDATE_KUBEVIRT: Final = "validate-kubevirt.cca.kubevirt.io"
-WEBHOOK_PATHS: Final = {
-    MUTATE_VMI: "/mutate-vmi",
-    VALIDATE_VMI: "/validate-vmi",
-    VALIDATE_TEMPLATES: "/validate-templates",
-    VALIDATE_MIGRATION: "/validate-migration",
-    MUTATE_LAUNCHER_POD: "/mutate-launcher-pod",
-    VALIDATE_PLUGIN: "/validate-plugin",
-    VALIDATE_KUBEVIRT: "/validate-kubevirt",
-}
+# The webhooks, by name, as the table in core/webhooks.py defines them.
+WEBHOOK_PATHS: Final = {hook.name: hook.path for hook in WEBHOOKS}
 # docs/admin.md, "Failure policies", says why: only CCA VMIs (selected by label) fail closed.
-FAILURE_POLICIES: Final = {
-    MUTATE_VMI: "Fail",
-    VALIDATE_VMI: "Fail",
-    VALIDATE_TEMPLATES: "Ignore",
-    VALIDATE_MIGRATION: "Ignore",
-    MUTATE_LAUNCHER_POD: "Fail",
-    VALIDATE_PLUGIN: "Fail",  # docs/admission.md: Plugin creation is rare, blocking it is safe
-    VALIDATE_KUBEVIRT: "Ignore",  # never block KubeVirt's upgrades with our outage
-}
-SELECTED_WEBHOOKS: Final = (MUTATE_VMI, VALIDATE_VMI)  # the ones with the enable-label selector
+FAILURE_POLICIES: Final = {hook.name: hook.failure_policy for hook in WEBHOOKS}
+# The ones with the enable-label selector that must fail closed.
+SELECTED_WEBHOOKS: Final = tuple(hook.name for hook in WEBHOOKS if hook.selector == "cca-vmis")
 
 WEBHOOK_PORT: Final = 8443
 WEBHOOK_HEALTH_PORT: Final = 8080
 LABELLER_HEALTH_PORT: Final = 8081
 SERVICE_PORT: Final = 443
 TLS_DIR: Final = "/etc/kubevirt-cca/tls"
-GENERATED_TLS_DIR: Final = "/run/kubevirt-cca/tls"
 DOMCAPS_DIR: Final = "/var/lib/kubevirt-node-labeller"
 DOMCAPS_FILE: Final = f"{DOMCAPS_DIR}/virsh_domcapabilities.xml"
 # What the virt-launcher image's QEMU prints for `-object rme-guest,help` (stdout and stderr).
@@ -148,9 +123,10 @@ class InstallOptions:
                 )
         if self.namespace in SYSTEM_NAMESPACES or self.namespace.startswith("openshift-"):
             raise SettingsError(
-                f"namespace: {self.namespace!r} is a system namespace; kubevirt-cca's install "
-                "includes its Namespace object (with a privileged Pod Security label), so "
-                "applying it would relabel that namespace and deleting it would delete it. "
+                f"namespace: {self.namespace!r} is a system namespace; "
+                "kubevirt-cca's install includes its Namespace object "
+                "(with a privileged Pod Security label), "
+                "so applying it would relabel that namespace and deleting it would delete it. "
                 "Choose a namespace of its own, e.g. kubevirt-cca"
             )
         for field, value in (
@@ -160,7 +136,8 @@ class InstallOptions:
             name = value.split("@", 1)[0]
             if not _IMAGE.match(value) or len(name) > _IMAGE_NAME_LIMIT:
                 raise SettingsError(
-                    f"{field}: expected a container image reference "
+                    f"{field}: "
+                    "expected a container image reference "
                     "[registry[:port]/]path[:tag][@sha256:digest] such as "
                     f"registry.example/kubevirt-cca:{__version__}, got {value!r}"
                 )

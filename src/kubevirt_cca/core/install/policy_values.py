@@ -67,8 +67,8 @@ def render_policy(obj: Mapping[str, Any], options: InstallOptions) -> Manifest:
     missing = [key for key in RENDERED_VARIABLES if key not in seen]
     if missing:
         raise ManifestError(
-            f"{POLICY_KIND} {name}: expected the variables {', '.join(missing)} to render the "
-            "install's values into"
+            f"{POLICY_KIND} {name}: "
+            f"expected the variables {', '.join(missing)} to render the install's values into"
         )
     spec["variables"] = variables
     out["spec"] = spec

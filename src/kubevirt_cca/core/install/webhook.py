@@ -17,25 +17,16 @@ from kubevirt_cca.core.install.names import (
     CERTS,
     CERTS_RENEWAL,
     CERTS_RENEWAL_SCHEDULE,
-    FAILURE_POLICIES,
-    MUTATE_LAUNCHER_POD,
-    MUTATE_VMI,
     NONROOT_UID,
     SCRATCH_DIR,
     SELF_SIGNED,
     SERVICE_PORT,
     TLS_DIR,
     TLS_SECRET,
-    VALIDATE_KUBEVIRT,
-    VALIDATE_MIGRATION,
-    VALIDATE_PLUGIN,
-    VALIDATE_TEMPLATES,
-    VALIDATE_VMI,
     WEBHOOK,
     WEBHOOK_CERTIFICATE,
     WEBHOOK_CONFIGURATION,
     WEBHOOK_HEALTH_PORT,
-    WEBHOOK_PATHS,
     WEBHOOK_PORT,
     InstallOptions,
     Manifest,
@@ -44,8 +35,8 @@ from kubevirt_cca.core.install.names import (
 )
 from kubevirt_cca.core.integration import INTEGRATION_MODE_KEY
 from kubevirt_cca.core.settings import HOOK_IMAGE_KEY, Settings
+from kubevirt_cca.core.webhooks import WEBHOOKS, Rule, Webhook
 
-WEBHOOK_TIMEOUT_SECONDS = 10
 # Each replica serves every review; two keep admission going through a node drain or a rollout.
 WEBHOOK_REPLICAS = 2
 MALLOC_MMAP_THRESHOLD = "131072"
@@ -295,134 +286,64 @@ def webhook_service(options: InstallOptions) -> Manifest:
     }
 
 
-def _rule(
-    group: str,
-    versions: list[str],
-    resources: list[str],
-    operations: list[str],
-    *,
-    scope: str = "Namespaced",
-) -> dict[str, Any]:
+def _rule(rule: Rule) -> dict[str, Any]:
     return {
-        "apiGroups": [group],
-        "apiVersions": versions,
-        "resources": resources,
-        "operations": operations,
-        "scope": scope,
+        "apiGroups": [rule.group],
+        "apiVersions": list(rule.versions),
+        "resources": list(rule.resources),
+        "operations": list(rule.operations),
+        "scope": rule.scope,
     }
 
 
-def _webhook(
-    name: str, options: InstallOptions, rules: list[dict[str, Any]], *, selected: bool
-) -> dict[str, Any]:
+def _webhook(webhook: Webhook, options: InstallOptions) -> dict[str, Any]:
     hook: dict[str, Any] = {
-        "name": name,
+        "name": webhook.name,
         "admissionReviewVersions": ["v1"],
         "clientConfig": {
             "service": {
                 "name": WEBHOOK,
                 "namespace": options.namespace,
-                "path": WEBHOOK_PATHS[name],
+                "path": webhook.path,
                 "port": SERVICE_PORT,
             }
         },
-        "rules": rules,
+        "rules": [_rule(rule) for rule in webhook.rules],
         "matchPolicy": "Equivalent",
-        "failurePolicy": FAILURE_POLICIES[name],
+        "failurePolicy": webhook.failure_policy,
         "sideEffects": "None",
-        "timeoutSeconds": WEBHOOK_TIMEOUT_SECONDS,
+        "timeoutSeconds": webhook.timeout_seconds,
     }
-    if selected:
+    if webhook.selector != "none":
         # Exists, not ="true": a VMI labelled "yes" or "True" must reach the webhook and be
         # refused with a message, never start as a plain VM.
-        hook["objectSelector"] = {
-            "matchExpressions": [{"key": ENABLED_LABEL, "operator": "Exists"}]
-        }
+        expressions: list[dict[str, Any]] = [{"key": ENABLED_LABEL, "operator": "Exists"}]
+        if webhook.selector == "cca-launcher-pods":
+            expressions.append(
+                {"key": LAUNCHER_LABEL, "operator": "In", "values": [LAUNCHER_LABEL_VALUE]}
+            )
+        hook["objectSelector"] = {"matchExpressions": expressions}
+    if webhook.mutating:
+        hook["reinvocationPolicy"] = "IfNeeded"
     return hook
 
 
 def webhook_configurations(options: InstallOptions) -> list[Manifest]:
-    """Mutating (CCA VMIs) and validating (CCA VMIs, VM templates, migrations) configurations."""
+    """Mutating and validating configurations, one webhook per entry of core/webhooks.py."""
     annotations = None
     if options.certificates == CERT_MANAGER:
         annotations = {CA_INJECTION_ANNOTATION: f"{options.namespace}/{WEBHOOK_CERTIFICATE}"}
-    vmis = ["virtualmachineinstances"]
-    mutate = _webhook(
-        MUTATE_VMI, options, [_rule("kubevirt.io", ["v1"], vmis, ["CREATE"])], selected=True
-    )
-    mutate["reinvocationPolicy"] = "IfNeeded"
-    # Plugins path: labelled virt-launcher pods get the plugin container (none in sidecar mode).
-    pod = _webhook(
-        MUTATE_LAUNCHER_POD, options, [_rule("", ["v1"], ["pods"], ["CREATE"])], selected=True
-    )
-    pod["objectSelector"]["matchExpressions"].append(
-        {"key": LAUNCHER_LABEL, "operator": "In", "values": [LAUNCHER_LABEL_VALUE]}
-    )
-    pod["reinvocationPolicy"] = "IfNeeded"
-    validate_vmi = _webhook(
-        VALIDATE_VMI,
-        options,
-        [_rule("kubevirt.io", ["v1"], vmis, ["CREATE", "UPDATE"])],
-        selected=True,
-    )
-    templates = _webhook(
-        VALIDATE_TEMPLATES,
-        options,
-        [
-            _rule(
-                "kubevirt.io",
-                ["v1"],
-                ["virtualmachines", "virtualmachineinstancereplicasets"],
-                ["CREATE", "UPDATE"],
-            ),
-            _rule("pool.kubevirt.io", ["*"], ["virtualmachinepools"], ["CREATE", "UPDATE"]),
-        ],
-        selected=False,
-    )
-    migration = _webhook(
-        VALIDATE_MIGRATION,
-        options,
-        [
-            _rule("kubevirt.io", ["v1"], ["virtualmachineinstancemigrations"], ["CREATE"]),
-        ],
-        selected=False,
-    )
-    # The entrance to the mixed state (docs/plugins.md): KubeVirt's cluster-scoped Plugin
-    # objects, created while kubevirt-cca runs as a hook sidecar. Installed on every KubeVirt:
-    # a rule for a resource the API server does not serve matches nothing.
-    plugins = _webhook(
-        VALIDATE_PLUGIN,
-        options,
-        [
-            _rule("plugin.kubevirt.io", ["v1alpha1"], ["plugins"], ["CREATE"], scope="Cluster"),
-        ],
-        selected=False,
-    )
-    # ... and the other entrance: the KubeVirt CR updated to turn the Plugins gate on while
-    # Plugin objects exist (failurePolicy Ignore: our outage must never block KubeVirt).
-    kubevirt = _webhook(
-        VALIDATE_KUBEVIRT,
-        options,
-        [
-            _rule("kubevirt.io", ["v1"], ["kubevirts"], ["UPDATE"]),
-        ],
-        selected=False,
-    )
     return [
         {
             "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "MutatingWebhookConfiguration",
+            "kind": kind,
             "metadata": metadata(
                 WEBHOOK_CONFIGURATION, component="webhook", annotations=annotations
             ),
-            "webhooks": [mutate, pod],
-        },
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingWebhookConfiguration",
-            "metadata": metadata(
-                WEBHOOK_CONFIGURATION, component="webhook", annotations=annotations
-            ),
-            "webhooks": [validate_vmi, templates, migration, plugins, kubevirt],
-        },
+            "webhooks": [_webhook(hook, options) for hook in WEBHOOKS if hook.mutating == mutating],
+        }
+        for kind, mutating in (
+            ("MutatingWebhookConfiguration", True),
+            ("ValidatingWebhookConfiguration", False),
+        )
     ]
