@@ -2,7 +2,7 @@
 
 ``parse_domcapabilities`` reads ``virsh domcapabilities`` XML (QEMU's ``rme-guest`` answer is
 read in ``honoured.py`` and re-exported here). ``build_report`` joins it with what
-the host probes saw into the detection report of docs/detection.md, the one JSON shape
+the host probes saw into the detection report of docs/node-labels.md, the one JSON shape
 that ``kubevirt-cca detect --output json`` prints and the labeller stores on the node.
 The node labels follow from the report alone (``node_labels``).
 """

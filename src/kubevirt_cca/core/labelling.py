@@ -172,7 +172,7 @@ class NodePlan:
 
 
 def detection_annotation(report: DetectionReport) -> str:
-    """The annotation value: the report's JSON, compact (docs/detection.md, "The detection
+    """The annotation value: the report's JSON, compact (docs/node-labels.md, "The detection
     report")."""
     return json.dumps(report.to_json(), separators=(",", ":"), ensure_ascii=False)
 

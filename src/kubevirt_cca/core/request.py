@@ -3,7 +3,7 @@
 One parser serves admission, the hook and the offline tools, so a VMI can never be read one way
 at ``kubectl apply`` and another way when its domain is defined.
 
-The request travels in metadata (docs/api.md): the label ``cca.kubevirt.io/enabled:
+The request travels in metadata (docs/vm-owners.md): the label ``cca.kubevirt.io/enabled:
 "true"`` asks for a Realm, and the optional annotation ``cca.kubevirt.io/launch-security``
 carries VEP 129's ``CCA`` struct as JSON. Where a cluster's KubeVirt keeps VEP 129's native
 ``spec.domain.launchSecurity.cca``, that is read as the same struct. A request whose

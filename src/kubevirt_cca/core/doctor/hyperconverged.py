@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubevirt_cca.core.doctor.model import dig, mapping, objects, strings
+from kubevirt_cca.core.doctor.model import mapping, objects, strings
+from kubevirt_cca.core.objects import dig
 
 HCO_GROUP = "hco.kubevirt.io"
 HCO_KIND = "HyperConverged"
