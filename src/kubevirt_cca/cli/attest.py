@@ -86,7 +86,7 @@ measurement log (--measurement-log, saved by 'attest collect --log-out'), and th
 lifecycle. A token made with a published sample key is reported as a test token.
 
 Exit status: 0 every required check passed, 1 verification failed, 2 unusable input.
---output json is a stable interface (schemaVersion 1, see docs/attestation.md).
+--output json is a stable interface (the report envelope kubevirt-cca.io/v1, docs/cli.md).
 
 example:
   kubevirt-cca attest verify token.cbor --nonce-file nonce.bin --vmi my-vm.yaml \\

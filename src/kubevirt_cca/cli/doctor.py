@@ -21,6 +21,7 @@ from kubevirt_cca.core.install import (
     InstallOptions,
     install_objects,
 )
+from kubevirt_cca.core.report_envelope import envelope
 
 DESCRIPTION = """\
 Check, one thing at a time, whether this cluster can run Arm CCA Realms: KubeVirt and its
@@ -118,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
     )
     ready = is_ready(checks)
     if args.output == "json":
-        json.dump({"ready": ready, "checks": [c.to_json() for c in checks]}, sys.stdout, indent=2)
+        report = envelope("DoctorReport", [c.to_json() for c in checks], {"ready": ready})
+        json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_text(checks, ready=ready))

@@ -42,16 +42,16 @@ def set_gates(installed: Installed, gates: list[str]) -> None:
 def test_doctor_line_by_line(installed: Installed) -> None:
     """What doctor can truthfully see here: KubeVirt's CR, the gates, policies, webhooks."""
     checks = doctor(installed)
-    assert checks["feature gates"]["status"] == "ok"
-    assert checks["feature gates"]["summary"] == "WorkloadEncryptionCCA and Sidecar are on"
-    assert checks["integration mode"]["summary"] == (
+    assert checks["feature gates"]["status"] == "pass"
+    assert checks["feature gates"]["message"] == "WorkloadEncryptionCCA and Sidecar are on"
+    assert checks["integration mode"]["message"] == (
         "sidecar (auto: KubeVirt's Plugins gate is off)"
     )
-    assert checks["admission policies"]["status"] == "ok"
-    assert checks["admission policies"]["summary"] == "16 policies and bindings present"
+    assert checks["admission policies"]["status"] == "pass"
+    assert checks["admission policies"]["message"] == "16 policies and bindings present"
     # No virt-operator runs: the CR has no status.
     assert checks["KubeVirt"]["status"] == "warn"
-    assert checks["KubeVirt"]["summary"] == (
+    assert checks["KubeVirt"]["message"] == (
         "KubeVirt unknown version (no phase), KubeVirt CR kubevirt/kubevirt"
     )
     # The test-side change (url: instead of the Service) is named as such, one line per webhook.
@@ -69,11 +69,11 @@ def test_doctor_line_by_line(installed: Installed) -> None:
     ) in hooks["details"]
     # No kubelet: no webhook pod is ever ready, and the certificate Job never ran (its
     # ConfigMap for the public certificate is as the install made it: empty).
-    assert checks["webhook service"]["summary"] == (
+    assert checks["webhook service"]["message"] == (
         "no ready webhook pod behind Service kubevirt-cca/kubevirt-cca-webhook: CCA VMIs cannot "
         "be created"
     )
-    assert checks["webhook certificate"]["summary"] == (
+    assert checks["webhook certificate"]["message"] == (
         "ConfigMap kubevirt-cca/kubevirt-cca-webhook-certificate holds no tls.crt yet"
     )
 
@@ -85,7 +85,7 @@ def test_doctor_sees_a_gate_turned_off(installed: Installed) -> None:
     finally:
         set_gates(installed, ["WorkloadEncryptionCCA", "Sidecar"])
     assert gates["status"] == "fail"
-    assert "WorkloadEncryptionCCA" in gates["summary"]
+    assert "WorkloadEncryptionCCA" in gates["message"]
 
 
 def test_doctor_sees_a_policy_missing(installed: Installed) -> None:
@@ -137,7 +137,7 @@ def test_doctor_reports_labels_the_nodes_do_not_support(installed: Installed) ->
     finally:
         server.kubectl("delete", "node", "doctor-x86", "doctor-arm")
     assert nodes["status"] == "fail"
-    assert "doctor-arm, doctor-x86" in nodes["summary"]
+    assert "doctor-arm, doctor-x86" in nodes["message"]
     assert (
         "doctor-x86: labelled kubevirt.io/cca=true but it is amd64 (kubernetes.io/arch): "
         "Realms need an arm64 host"
@@ -164,8 +164,8 @@ def test_a_decoy_kubevirt_cr_does_not_change_doctors_answer(installed: Installed
         set_gates(installed, ["WorkloadEncryptionCCA", "Sidecar"])
         server.kubectl("delete", "kubevirt", "decoy", "-n", "decoy")
     assert checks["feature gates"]["status"] == "fail"
-    assert "WorkloadEncryptionCCA" in checks["feature gates"]["summary"]
-    assert "KubeVirt CR kubevirt/kubevirt" in checks["KubeVirt"]["summary"]
+    assert "WorkloadEncryptionCCA" in checks["feature gates"]["message"]
+    assert "KubeVirt CR kubevirt/kubevirt" in checks["KubeVirt"]["message"]
     assert any("decoy/decoy is ignored" in d for d in checks["KubeVirt"]["details"]), checks[
         "KubeVirt"
     ]
@@ -281,10 +281,10 @@ def test_doctor_with_the_doctor_roles_reads_no_secret_and_reports_everything(
         installed.undo_certs_ensure()
     # Nothing the doctor roles lack: every check reads what it needs, as an admin's run does.
     assert as_doctor == as_admin
-    assert not [c for c in as_doctor.values() if c["summary"].startswith("cannot read")]
+    assert not [c for c in as_doctor.values() if c["message"].startswith("cannot read")]
     certificate = as_doctor["webhook certificate"]
-    assert certificate["status"] == "ok", certificate
-    assert certificate["summary"].endswith("days), trusted by both configurations")
+    assert certificate["status"] == "pass", certificate
+    assert certificate["message"].endswith("days), trusted by both configurations")
     # ... and the Secret with tls.key and ca.key stays out of reach.
     assert secret.returncode != 0
     assert "Forbidden" in secret.stderr and 'cannot get resource "secrets"' in secret.stderr
@@ -375,6 +375,6 @@ def test_doctor_with_the_doctor_roles_checks_cert_managers_certificate(
     doctor roles (list certificaterequests), is the certificate checked."""
     checks = doctor(installed, kubeconfig=doctor_account)
     certificate = checks["webhook certificate"]
-    assert certificate["status"] == "ok", certificate
-    assert certificate["summary"].endswith("(89 days), trusted by both configurations")
-    assert not [c for c in checks.values() if c["summary"].startswith("cannot read")]
+    assert certificate["status"] == "pass", certificate
+    assert certificate["message"].endswith("(89 days), trusted by both configurations")
+    assert not [c for c in checks.values() if c["message"].startswith("cannot read")]
