@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kubevirt_cca.adapters.files import parse_documents, read_bytes
-from kubevirt_cca.cli.common import HelpFormatter
+from kubevirt_cca.cli.common import HelpFormatter, add_output_flag
 from kubevirt_cca.core.attestation.profile import HostProfile, parse_profile
 from kubevirt_cca.core.attestation.reference import (
     RealmLayout,
@@ -102,7 +102,7 @@ def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         required=True,
         help="the VM's memory, a Kubernetes quantity (1Gi)",
     )
-    parser.add_argument("--output", choices=("text", "json"), default="text")
+    add_output_flag(parser, shape="docs/attestation.md")
     parser.add_argument(
         "--trace", action="store_true", help="also list every measured step with the RIM after it"
     )

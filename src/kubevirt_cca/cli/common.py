@@ -35,3 +35,16 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return settings_from_strings(
         dialect=args.dialect, firmware=args.firmware, virtio_iommu=args.virtio_iommu
     )
+
+
+REPORT_ENVELOPE = "the report envelope kubevirt-cca.io/v1, docs/cli.md"
+
+
+def add_output_flag(parser: argparse.ArgumentParser, *, shape: str = REPORT_ENVELOPE) -> None:
+    """``--output text|json``; ``shape`` says where the JSON is documented."""
+    parser.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help=f"text for people (default) or json for programs ({shape})",
+    )

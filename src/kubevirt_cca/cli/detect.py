@@ -10,7 +10,7 @@ from typing import Any
 
 # ``detect`` lives with the other host I/O (the labeller uses it too); re-exported here.
 from kubevirt_cca.adapters.detection import detect
-from kubevirt_cca.cli.common import HelpFormatter
+from kubevirt_cca.cli.common import HelpFormatter, add_output_flag
 from kubevirt_cca.constants import DEFAULT_DOMCAPS_COMMAND
 from kubevirt_cca.core.capabilities import DetectionReport
 from kubevirt_cca.core.honoured import Honoured
@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="/",
         help="read host files (/dev, /sys, /proc, /var/log) below DIR",
     )
-    parser.add_argument("--output", choices=("text", "json"), default="text")
+    add_output_flag(parser)
     parser.set_defaults(handler=run)
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from kubevirt_cca.adapters.doctor_snapshot import POLICY_KINDS, read_snapshot
 from kubevirt_cca.adapters.install_files import load_policies
 from kubevirt_cca.adapters.kube import async_client
-from kubevirt_cca.cli.common import HelpFormatter
+from kubevirt_cca.cli.common import HelpFormatter, add_output_flag
 from kubevirt_cca.core.doctor import Check, Expected, Status, is_ready, run_checks
 from kubevirt_cca.core.install import (
     CERT_MANAGER,
@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "read (otherwise the webhook's own --kubevirt-namespace is used, "
         "as admission does; default: %(default)s)",
     )
-    parser.add_argument("--output", choices=("text", "json"), default="text")
+    add_output_flag(parser)
     parser.set_defaults(handler=run)
 
 

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import textwrap
 
 from kubevirt_cca.adapters.cluster_state import ClusterState
 from kubevirt_cca.adapters.kube import async_client
@@ -14,19 +15,40 @@ from kubevirt_cca.adapters.webhook.server import WebhookApp, serve
 from kubevirt_cca.adapters.webhook.tls import ReloadingTLS
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.constants import INSTALL_NAMESPACE
+from kubevirt_cca.core.admission.admit import Endpoint
 
 logger = logging.getLogger(__name__)
 
-DESCRIPTION = """\
+# What each endpoint does, for --help; the endpoints themselves are admission's dispatch table
+# (core/admission/admit.py, Endpoint), so a new one cannot go unlisted (tests/cli).
+ENDPOINT_HELP: dict[Endpoint, str] = {
+    Endpoint.MUTATE_VMI: "fill in what a CCA VMI needs (node selector, arm64, no balloon, "
+    "eviction None, the hook sidecar, the resolved annotation)",
+    Endpoint.VALIDATE_VMI: "refuse a VMI that would not run as a Realm, or a change to one",
+    Endpoint.VALIDATE_TEMPLATES: "the same checks on VM, VMI replica set and VM pool templates",
+    Endpoint.VALIDATE_MIGRATION: "refuse migrating a CCA VMI",
+    Endpoint.MUTATE_LAUNCHER_POD: "add the kubevirt-cca plugin container to a CCA VM's "
+    "virt-launcher pod (integration mode plugin; nothing in sidecar mode, docs/plugins.md)",
+    Endpoint.VALIDATE_PLUGIN: "refuse a KubeVirt Plugin object that would put CCA VMs in the "
+    "mixed state (docs/plugins.md)",
+    Endpoint.VALIDATE_KUBEVIRT: "refuse turning KubeVirt's Plugins gate on while that would "
+    "break CCA VMs (docs/plugins.md)",
+}
+
+
+def _endpoints() -> str:
+    lines = []
+    for endpoint in Endpoint:
+        wrapped = textwrap.wrap(ENDPOINT_HELP.get(endpoint, ""), width=70) or [""]
+        lines.append(f"  /{endpoint.value:<21}{wrapped[0]}")
+        lines.extend(f"{'':<24}{line}" for line in wrapped[1:])
+    return "\n".join(lines)
+
+
+DESCRIPTION = f"""\
 Serve kubevirt-cca's admission webhooks over HTTPS (AdmissionReview admission.k8s.io/v1):
 
-  /mutate-vmi          fill in what a CCA VMI needs (node selector, arm64, no balloon,
-                       eviction None, the hook sidecar, the resolved annotation)
-  /validate-vmi        refuse a VMI that would not run as a Realm, or a change to one
-  /validate-templates  the same checks on VM, VMI replica set and VM pool templates
-  /validate-migration  refuse migrating a CCA VMI
-  /mutate-launcher-pod add the kubevirt-cca plugin container to a CCA VM's virt-launcher pod
-                       (integration mode plugin; nothing in sidecar mode, docs/plugins.md)
+{_endpoints()}
 
 The certificate and key are re-read when the files change (Secret rotation needs no restart).
 Plain HTTP on --health-port serves /healthz, /readyz and /metrics (Prometheus). Feature gates,
