@@ -89,7 +89,8 @@ def test_certs_ensure_as_its_service_account_sets_the_ca_bundle_and_nothing_else
         env=server.env,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
-    assert f"Secret {INSTALL_NAMESPACE}/{SECRET}: keep (valid)" in again.stdout
+    line = f"certificate {INSTALL_NAMESPACE}/{SECRET}: unchanged, valid until "
+    assert again.stdout.startswith(line) and again.stdout.endswith(" (valid)\n"), again.stdout
 
 
 def patch_as(installed: Installed, kubeconfig: Path, kind: str, patch: list[dict[str, Any]]) -> str:
