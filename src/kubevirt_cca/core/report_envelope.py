@@ -50,9 +50,6 @@ def check(
         entry["details"] = list(details)
     if fix is not None:
         entry["fix"] = fix
-    overlap = set(extra) & set(entry)
-    if overlap:
-        raise ValueError(f"check fields {sorted(overlap)} are the envelope's")
     entry.update(extra)
     return entry
 
