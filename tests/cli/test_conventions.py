@@ -123,6 +123,37 @@ def test_a_bad_value_is_a_usage_error(
     assert "error:" in err and "Traceback" not in err, err
 
 
+# The commands' own checks of a flag's value, past argparse: usage errors too (exit 2).
+OWN_CHECKS = {
+    "render-firmware": ["render", "examples/vmi-cca.yaml", "--firmware", "relative.fd"],
+    "hook-firmware": ["hook", "--socket-dir", MISSING, "--firmware", "relative.fd"],
+    "manifests-namespace": [
+        "manifests",
+        "--image",
+        "registry.example/cca:1",
+        "--namespace",
+        "default",
+    ],
+    "manifests-no-image": ["manifests"],
+    "labeller-no-node": ["labeller", "--once", "--node-name", ""],
+    "validate-not-a-cr": [
+        "validate",
+        "examples/vmi-cca.yaml",
+        "--kubevirt-cr",
+        "examples/vmi-cca.yaml",
+    ],
+}
+
+
+@pytest.mark.parametrize("case", sorted(OWN_CHECKS))
+def test_a_bad_value_the_command_checks_itself_is_a_usage_error(
+    case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = run_main(OWN_CHECKS[case], capsys)
+    assert code == 2, err
+    assert err.count("\n") == 1 and ": error: " in err, err
+
+
 PROBE = """\
 import sys
 from kubevirt_cca.cli import main

@@ -260,7 +260,7 @@ def test_bad_settings_stop_the_command_before_it_listens(
     hooks_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(["hook", "--socket-dir", str(hooks_dir / SIDECAR), "--firmware", "cca.fd"])
-    assert code == 1
+    assert code == 2  # a usage error (docs/cli.md)
     assert "kubevirt-cca hook: error: firmware: expected an absolute" in capsys.readouterr().err
     assert not (hooks_dir / SIDECAR).exists()
 

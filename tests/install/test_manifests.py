@@ -201,7 +201,7 @@ def test_bad_options_are_refused_with_the_field_named(argv: list[str], message: 
     code, out, err = run_cli(
         "manifests", *(argv if "--image" in argv else ["--image", "registry.example/cca:1", *argv])
     )
-    assert code == 1
+    assert code == 2  # a usage error (docs/cli.md)
     assert out == ""
     assert message in err
     assert "Traceback" not in err
@@ -265,7 +265,7 @@ def test_every_object_validates_against_the_kubernetes_schemas(
 def test_printing_without_an_image_is_refused_naming_the_option() -> None:
     """No object may name an image nobody published: --image is required to print."""
     code, out, err = run_cli("manifests")
-    assert code == 1
+    assert code == 2  # a usage error (docs/cli.md)
     assert out == ""
     assert "image: required: the kubevirt-cca image you built and pushed" in err
     assert "Traceback" not in err

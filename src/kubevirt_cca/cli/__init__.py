@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from kubevirt_cca import __version__
-from kubevirt_cca.errors import CCAError, RequestError
+from kubevirt_cca.errors import CCAError, RequestError, UsageError
 
 # The subcommands, in the order --help lists them, with the one-line help each registers.
 COMMANDS: dict[str, str] = {
@@ -95,6 +95,9 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "kubevirt-cca") -> in
         for violation in exc.violations:
             print(f"kubevirt-cca {args.command}: error: {violation}", file=sys.stderr)
         return EXIT_REFUSED
+    except UsageError as exc:
+        print(f"kubevirt-cca {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except CCAError as exc:
         print(f"kubevirt-cca {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_REFUSED

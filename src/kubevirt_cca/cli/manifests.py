@@ -20,6 +20,7 @@ from kubevirt_cca.core.install import (
 )
 from kubevirt_cca.core.install.names import CERTIFICATE_MODES
 from kubevirt_cca.core.integration import IntegrationMode
+from kubevirt_cca.errors import SettingsError, UsageError
 
 DESCRIPTION = f"""\
 Print everything kubevirt-cca installs (the objects 'kubectl kustomize deploy/' renders),
@@ -110,15 +111,18 @@ def run(args: argparse.Namespace) -> int:
             "docs/install.md, step 1)",
             file=sys.stderr,
         )
-        return 1
-    options = InstallOptions(
-        image=InstallOptions().image if args.image is None else args.image,
-        namespace=args.namespace,
-        kubevirt_namespace=args.kubevirt_namespace,
-        virt_launcher_image=args.virt_launcher_image,
-        certificates=args.certificates,
-        integration_mode=IntegrationMode(args.integration_mode),
-    )
+        return 2
+    try:
+        options = InstallOptions(
+            image=InstallOptions().image if args.image is None else args.image,
+            namespace=args.namespace,
+            kubevirt_namespace=args.kubevirt_namespace,
+            virt_launcher_image=args.virt_launcher_image,
+            certificates=args.certificates,
+            integration_mode=IntegrationMode(args.integration_mode),
+        )
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from exc
     files = install_files(options, load_policies())
     if args.write_kustomize is not None:
         written = write_kustomize(
