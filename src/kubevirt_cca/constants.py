@@ -7,7 +7,7 @@ from typing import Final
 
 from kubevirt_cca import __version__
 
-# --- The API a VM owner uses (docs/vm-owners.md) --------------------------------------------------------
+# --- The API a VM owner uses (docs/vm-owners.md) --------------------------------------------------
 # Every key kubevirt-cca reads or writes starts with this; any other key under it is a mistake.
 KEY_PREFIX: Final = "cca.kubevirt.io/"
 ENABLED_LABEL: Final = "cca.kubevirt.io/enabled"

@@ -3,6 +3,7 @@
     CCAError                     anything kubevirt-cca refuses or cannot do
     ├── RequestError             the CCA request on a VMI / template is invalid (carries violations)
     ├── SettingsError            a dialect, firmware path or policy setting is invalid
+    ├── UsageError               a command-line flag's value is unusable (the command exits 2)
     ├── DomainError              a domain XML cannot be made into a Realm
     ├── CapabilitiesError        libvirt domain capabilities cannot be read
     ├── ManifestError            a manifest file cannot be read as one Kubernetes object
@@ -60,6 +61,15 @@ class RequestError(CCAError):
 
 class SettingsError(CCAError):
     """A kubevirt-cca setting (dialect, firmware path, virtio IOMMU policy) is invalid."""
+
+
+class UsageError(CCAError):
+    """A command-line flag's value is unusable: the command says so and exits 2 (docs/cli.md).
+
+    Raised by the commands where they turn flags into values (a :class:`SettingsError` from a
+    flag becomes this), so that a setting read at run time (a socket, a ConfigMap) keeps its
+    own exit status.
+    """
 
 
 class DomainError(CCAError):

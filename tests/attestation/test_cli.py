@@ -121,8 +121,8 @@ def test_a_different_vm_manifest_fails_the_personalization_value(
     code, out, _ = attest(*verify_args(files, "--vmi", path, "--output", "json"))
     assert code == 1
     report = json.loads(out)
-    assert report["verdict"] == "failed"
-    failed = [c["name"] for c in report["checks"] if c["status"] == "failed"]
+    assert report["verdict"] == "fail"
+    failed = [c["name"] for c in report["checks"] if c["status"] == "fail"]
     assert failed == ["personalization-value"]
 
 
@@ -162,6 +162,7 @@ def test_verify_json_is_the_documented_shape(files: dict[str, Path]) -> None:
     report = json.loads(out)
     assert set(report) == {
         "schemaVersion",
+        "kind",
         "verdict",
         "testToken",
         "checks",
@@ -169,12 +170,13 @@ def test_verify_json_is_the_documented_shape(files: dict[str, Path]) -> None:
         "measurementLog",
     }
     assert report["measurementLog"] is None  # no --measurement-log given
-    assert report["schemaVersion"] == 1 and report["verdict"] == "passed"
+    assert report["schemaVersion"] == "kubevirt-cca.io/v1" and report["verdict"] == "pass"
+    assert report["kind"] == "AttestationVerdict"
     assert report["testToken"] is False
     assert [c["name"] for c in report["checks"]] == list(CHECK_NAMES)
     for check in report["checks"]:
-        assert set(check) == {"name", "status", "required", "detail"}
-        assert check["status"] in ("passed", "failed", "not-checked")
+        assert set(check) == {"name", "status", "required", "message"}
+        assert check["status"] in ("pass", "fail", "not-checked")
     rim = next(c for c in report["checks"] if c["name"] == "initial-measurement")
     assert rim["status"] == "not-checked" and rim["required"] is False
     token = report["token"]
@@ -328,7 +330,7 @@ def test_a_published_vector_is_a_test_token_unless_allowed(tmp_path: Path) -> No
     code, out, _ = attest(*args, "--allow-test-keys", "--output", "json")
     assert code == 0
     report = json.loads(out)
-    assert report["testToken"] is True and report["verdict"] == "passed"
+    assert report["testToken"] is True and report["verdict"] == "pass"
 
 
 # --- property tests: whatever the file holds, a clean error ---------------------------------------

@@ -70,7 +70,7 @@ def verify(
 
 def checks(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
     report = json.loads(result.stdout)
-    assert report["verdict"] == ("passed" if result.returncode == 0 else "failed")
+    assert report["verdict"] == ("pass" if result.returncode == 0 else "fail")
     return {check["name"]: check for check in report["checks"]}
 
 
@@ -78,7 +78,7 @@ def failed_required(result: subprocess.CompletedProcess[str]) -> set[str]:
     return {
         name
         for name, check in checks(result).items()
-        if check["required"] and check["status"] != "passed"
+        if check["required"] and check["status"] != "pass"
     }
 
 
@@ -100,7 +100,7 @@ def test_a_sha512_token_fails_against_a_sha256_manifest(tmp_path: Path, spec: To
     result = verify(tmp_path, chosen, "--output", "json", algo="sha256")
     assert result.returncode == 1, result.stderr
     assert failed_required(result) == {"measurement-algorithm"}
-    detail = checks(result)["measurement-algorithm"]["detail"]
+    detail = checks(result)["measurement-algorithm"]["message"]
     assert "the token's measurement algorithm (claim 44236) is 'sha-512'" in detail
     assert "declares measurementAlgo 'sha256'" in detail
     # The same token against a manifest that asks for sha512 passes: only the algorithm differed.
@@ -125,7 +125,7 @@ def test_no_declared_algorithm_is_not_checked_and_not_required(
     assert result.returncode == 0, result.stdout
     check = checks(result)["measurement-algorithm"]
     assert check["status"] == "not-checked" and check["required"] is False
-    assert "'sha-512' (the host's choice)" in check["detail"]
+    assert "'sha-512' (the host's choice)" in check["message"]
 
 
 def test_a_rim_truncated_to_32_bytes_fails_in_a_sha512_token(
@@ -140,7 +140,7 @@ def test_a_rim_truncated_to_32_bytes_fails_in_a_sha512_token(
     assert failed_required(result) == {"initial-measurement"}
     assert (
         "the token's RIM is 32 bytes, but a sha-512 RIM is 64"
-        in (checks(result)["initial-measurement"]["detail"])
+        in (checks(result)["initial-measurement"]["message"])
     )
 
 
@@ -153,7 +153,7 @@ def test_an_expected_rim_of_the_wrong_length_fails(tmp_path: Path, spec: TokenSp
     assert failed_required(result) == {"initial-measurement"}
     assert (
         "the expected RIM is 32 bytes, but this Realm measures with sha-512"
-        in (checks(result)["initial-measurement"]["detail"])
+        in (checks(result)["initial-measurement"]["message"])
     )
 
 
@@ -170,7 +170,7 @@ def test_a_platform_challenge_shorter_than_its_hash_fails_the_binding(
     assert failed_required(result) == {"realm-platform-binding"}
     assert (
         "the platform challenge is 32 bytes, but a sha-512 hash of the realm key claim is 64"
-        in (checks(result)["realm-platform-binding"]["detail"])
+        in (checks(result)["realm-platform-binding"]["message"])
     )
     assert verify(tmp_path, chosen.but(platform_challenge=whole)).returncode == 0
 
@@ -237,7 +237,7 @@ def test_a_realm_token_not_es384_on_p384_fails(
     result = verify(tmp_path, spec.but(rpv=RPV, **changes), "--output", "json")
     assert result.returncode == 1, result.stderr
     assert failed_required(result) == {"realm-signature"}
-    assert message in checks(result)["realm-signature"]["detail"]
+    assert message in checks(result)["realm-signature"]["message"]
 
 
 def test_a_required_check_that_was_not_evaluated_fails_the_verdict(

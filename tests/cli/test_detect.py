@@ -39,8 +39,13 @@ def test_capable_json(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    # DESIGN.md's five keys, and issue 22's effective algorithm beside them.
+    # DESIGN.md's five keys, and issue 22's effective algorithm beside them, with the report
+    # envelope's keys (docs/cli.md) added around them.
     assert set(report) == {
+        "schemaVersion",
+        "kind",
+        "verdict",
+        "checks",
         "capable",
         "measurementAlgorithms",
         "effectiveMeasurementAlgorithm",
@@ -57,6 +62,15 @@ def test_capable_json(tmp_path: Path) -> None:
     assert report["evidence"]["host"]["architecture"] == "aarch64"
     assert report["evidence"]["host"]["devKvm"] is True
     assert report["checkedAt"].endswith("Z")
+    assert (report["schemaVersion"], report["kind"], report["verdict"]) == (
+        "kubevirt-cca.io/v1",
+        "DetectionReport",
+        "pass",
+    )
+    assert [(c["name"], c["status"]) for c in report["checks"]] == [
+        ("libvirt-cca", "pass"),
+        ("qemu-rme-guest", "not-checked"),
+    ]
 
 
 def test_not_capable_text(tmp_path: Path) -> None:
@@ -127,6 +141,10 @@ def test_failing_command_is_a_reason_not_a_crash(tmp_path: Path) -> None:
     report = json.loads(done.stdout)
     assert report["capable"] is False
     assert any("failed to connect to the hypervisor" in r for r in report["reasons"])
+    assert report["verdict"] == "fail"
+    libvirt = report["checks"][0]
+    assert (libvirt["name"], libvirt["status"]) == ("libvirt-cca", "fail")
+    assert libvirt["details"] == report["reasons"]
 
 
 def test_command_output_is_parsed(tmp_path: Path) -> None:
@@ -198,6 +216,12 @@ def test_what_the_stack_honours_is_in_the_text_and_the_json(tmp_path: Path) -> N
         "personalizationValue": True,
         "measurementLog": True,
     }
+    assert report["checks"][1] == {
+        "name": "qemu-rme-guest",
+        "status": "pass",
+        "message": "QEMU rme-guest honours: measurementAlgo sha256, measurementAlgo sha512, "
+        "personalizationValue, measurementLog",
+    }
 
 
 def test_an_absent_rme_guest_answer_is_evidence_not_a_crash(tmp_path: Path) -> None:
@@ -219,6 +243,12 @@ def test_an_absent_rme_guest_answer_is_evidence_not_a_crash(tmp_path: Path) -> N
     # QEMU could not be asked: libvirt's sha256/sha384/sha512 are no choice, sha512 is fixed.
     assert report["measurementAlgorithms"] == ["sha512"]
     assert report["evidence"]["rmeGuest"] == {"error": f"{tmp_path / 'absent.txt'}: no such file"}
+    assert report["verdict"] == "warn"
+    assert report["checks"][1] == {
+        "name": "qemu-rme-guest",
+        "status": "warn",
+        "message": f"{tmp_path / 'absent.txt'}: no such file",
+    }
 
 
 def test_virtcca_is_not_arm_cca(tmp_path: Path) -> None:

@@ -162,7 +162,7 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
 
 def test_bad_firmware_flag_is_a_clear_error() -> None:
     done = kubevirt_cca("render", "examples/vmi-cca.yaml", "--firmware", "relative.fd")
-    assert done.returncode == 1
+    assert done.returncode == 2  # a usage error (docs/cli.md)
     assert "firmware: expected an absolute" in done.stderr
 
 

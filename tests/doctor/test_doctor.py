@@ -115,10 +115,12 @@ async def test_the_command_exits_0_when_ready_and_prints_json(kmock: Any, ca: CA
     )
     assert code == 0, err
     report = json.loads(out)
-    assert report["ready"] is True
+    assert report["schemaVersion"] == "kubevirt-cca.io/v1"
+    assert (report["kind"], report["verdict"], report["ready"]) == ("DoctorReport", "pass", True)
     assert [(c["name"], c["status"]) for c in report["checks"]] == [
-        (name, "ok") for name in CHECK_NAMES
+        (name, "pass") for name in CHECK_NAMES
     ]
+    assert all(set(c) == {"name", "status", "message", "details"} for c in report["checks"])
 
 
 @pytest.mark.asyncio

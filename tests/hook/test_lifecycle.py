@@ -251,7 +251,7 @@ def test_sidecar_process_replaces_a_stale_socket(
 
 
 def test_hook_command_defaults() -> None:
-    args = build_parser().parse_args(["hook"])
+    args = build_parser("hook").parse_args(["hook"])
     assert args.socket_dir == HOOK_SOCKET_DIR == "/var/run/kubevirt-hooks"
     assert (args.dialect, args.firmware, args.virtio_iommu) == (None, None, None)
 
@@ -260,7 +260,7 @@ def test_bad_settings_stop_the_command_before_it_listens(
     hooks_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(["hook", "--socket-dir", str(hooks_dir / SIDECAR), "--firmware", "cca.fd"])
-    assert code == 1
+    assert code == 2  # a usage error (docs/cli.md)
     assert "kubevirt-cca hook: error: firmware: expected an absolute" in capsys.readouterr().err
     assert not (hooks_dir / SIDECAR).exists()
 
@@ -292,7 +292,7 @@ def test_unusable_socket_path_is_one_clear_line(
 def test_the_webhooks_sidecar_entry_starts_this_command(settings: Settings) -> None:
     """The admission webhook's hookSidecars entry is a valid command line with its settings."""
     entry = hook_entry(settings, image="registry.example/kubevirt-cca:1")
-    args = build_parser().parse_args(entry["args"])
+    args = build_parser(every=True).parse_args(entry["args"])
     assert args.command == "hook" and args.handler is hook_command.run
     assert args.socket_dir == HOOK_SOCKET_DIR
     assert settings_from_args(args) == settings

@@ -297,13 +297,19 @@ async def test_the_command_prints_what_it_did_and_exits_0(kmock: Any, tmp_path: 
 
     code, out, err = await asyncio.to_thread(command)
     assert code == 0, err
+    written = x509.load_pem_x509_certificate((tmp_path / "tls.crt").read_bytes())
+    until = written.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert out.splitlines() == [
-        "Secret kubevirt-cca/kubevirt-cca-webhook-tls: new-ca (no certificate yet)",
-        "MutatingWebhookConfiguration kubevirt-cca: caBundle set",
-        "ValidatingWebhookConfiguration kubevirt-cca: caBundle set",
-        "ConfigMap kubevirt-cca/kubevirt-cca-webhook-certificate: public certificate written",
+        f"certificate kubevirt-cca/kubevirt-cca-webhook-tls: new CA issued, valid until {until} "
+        "(no certificate yet), caBundle set on MutatingWebhookConfiguration kubevirt-cca, "
+        "ValidatingWebhookConfiguration kubevirt-cca, public certificate written to "
+        "ConfigMap kubevirt-cca/kubevirt-cca-webhook-certificate"
     ]
-    assert (tmp_path / "tls.crt").is_file()
+    code, out, err = await asyncio.to_thread(command)
+    assert code == 0, err
+    assert out.splitlines() == [
+        f"certificate kubevirt-cca/kubevirt-cca-webhook-tls: unchanged, valid until {until} (valid)"
+    ]
 
 
 def test_the_command_against_no_api_server_is_one_line_and_exit_1() -> None:

@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import pytest_asyncio
 from kubevirt_cca.cli import main
 from kubevirt_cca.constants import NODE_DETECTION_ANNOTATION
 from kubevirt_cca.core.capabilities import is_owned_label
+from tests.cli.run import kubevirt_cca
 from tests.install.monitoring_rules import labeller_metrics, scraped_names, scraped_value
 from tests.labeller.conftest import CAPABLE_LABELS, FOREIGN_LABELS, NODE, domcaps
 from tests.labeller.emulator import ClusterAPI
@@ -131,6 +133,37 @@ async def test_once_labels_the_node_and_exits_zero(api: ClusterAPI, host: Path) 
     assert owned(node) == ALL_LABELS
     assert json.loads(node["metadata"]["annotations"][NODE_DETECTION_ANNOTATION])["capable"]
     assert "reconcile patched" in labeller.stderr
+
+
+@pytest.mark.asyncio
+@pytest.mark.shared
+async def test_once_prints_one_line_saying_what_it_did(api: ClusterAPI, host: Path) -> None:
+    """issue 23, item 7: the result on standard output, one line, counted from what was sent."""
+    api.add_node(NODE, labels=dict(FOREIGN_LABELS), annotations={})
+
+    def once(xml: str) -> subprocess.CompletedProcess[str]:
+        return kubevirt_cca(
+            "labeller", "--once", "--node-name", NODE, "--domcaps-file", str(domcaps(xml)),
+            "--root", str(host), "--server", str(api.url),
+        )  # fmt: skip
+
+    first = await asyncio.to_thread(once, "aarch64-cca.xml")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == (
+        f"node {NODE}: capable, {len(ALL_LABELS)} label(s) set, 0 removed, "
+        "detection annotation updated\n"
+    )
+    again = await asyncio.to_thread(once, "aarch64-cca.xml")
+    assert again.stdout == (
+        f"node {NODE}: capable, 0 label(s) set, 0 removed, detection annotation unchanged\n"
+    )
+    gone = await asyncio.to_thread(once, "aarch64-no-cca.xml")
+    assert gone.returncode == 0, gone.stderr
+    assert gone.stdout == (
+        f"node {NODE}: not capable, 0 label(s) set, {len(ALL_LABELS)} removed, "
+        "detection annotation updated\n"
+    )
+    assert owned(api.node(NODE)) == {}
 
 
 @pytest.mark.asyncio

@@ -18,6 +18,7 @@ from tests.conftest import ROOT
 BENCHMARKS = ROOT / "benchmarks"
 SMOKE = {
     "bench_attest.py": ["--calls", "5"],
+    "bench_cli.py": ["--calls", "1"],
     "bench_doctor.py": ["--nodes", "20", "--calls", "2"],
     "bench_hook.py": ["--calls", "1000"],  # its smallest for a p99
     "bench_plugin_hook.py": ["--calls", "1000"],

@@ -44,6 +44,7 @@ from kubevirt_cca.core.capabilities import DetectionReport
 from kubevirt_cca.core.json_patch import PatchOperation
 from kubevirt_cca.core.labelling import (
     CapabilityEvent,
+    KeyChanges,
     NodeMetadata,
     NodePlan,
     plan_node,
@@ -163,6 +164,10 @@ class NodeLabeller:
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 (jitter only)
         self._stop = asyncio.Event()
         self.ready = False
+        self.last_report: DetectionReport | None = None
+        # What the last reconcile wrote, one entry per patch sent (``labeller --once`` says it).
+        self.last_changes: list[KeyChanges] = []
+        self.last_annotation_changed = False
         self._skipping: bool | None = None
 
     def request_stop(self) -> None:
@@ -212,6 +217,9 @@ class NodeLabeller:
 
     async def _reconcile(self) -> ReconcileResult:
         report = await asyncio.to_thread(self.detector)
+        self.last_report = report
+        self.last_changes = []
+        self.last_annotation_changed = False
         self.metrics.record_report(report)
         conflicts = 0
         wrote = False
@@ -256,6 +264,8 @@ class NodeLabeller:
                     ) from exc
                 continue
             wrote = True
+            self.last_changes.append(plan.label_changes)
+            self.last_annotation_changed |= plan.annotation_changed
             if plan.removes_first:
                 LOG.info(
                     "node %s: capable=%s removed labels %s first; writing the rest next",

@@ -14,7 +14,7 @@ from kubevirt_cca.adapters.configfs import collect_token
 from kubevirt_cca.adapters.files import load_manifest, read_bytes
 from kubevirt_cca.adapters.measurement_log import MAX_LOG_BYTES, read_measurement_log
 from kubevirt_cca.cli import attest_nodeprofile, attest_reference
-from kubevirt_cca.cli.common import HelpFormatter
+from kubevirt_cca.cli.common import HelpFormatter, add_output_flag
 from kubevirt_cca.constants import ENABLED_LABEL, PERSONALIZATION_VALUE_BYTES
 from kubevirt_cca.core.attestation import claims as c
 from kubevirt_cca.core.attestation.eventlog import MeasurementLog, parse_event_log
@@ -90,7 +90,7 @@ tokens the Realm Instance ID (--expected-instance-id) and the MEC policy
 (--expected-mec-policy). A token made with a published sample key is reported as a test token.
 
 Exit status: 0 every required check passed, 1 verification failed, 2 unusable input.
---output json is a stable interface (schemaVersion 1, see docs/attestation.md).
+--output json is a stable interface (the report envelope kubevirt-cca.io/v1, docs/cli.md).
 
 example:
   kubevirt-cca attest verify token.cbor --nonce-file nonce.bin --vmi my-vm.yaml \\
@@ -209,7 +209,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="do not fail a token made with a published sample key (for "
         "emulators; it is still reported as a test token)",
     )
-    verify.add_argument("--output", choices=("text", "json"), default="text")
+    add_output_flag(verify)
     verify.set_defaults(handler=run_verify)
 
     show = actions.add_parser(
@@ -219,7 +219,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=HelpFormatter,
     )
     show.add_argument("token", metavar="TOKEN", help="the token file (CBOR)")
-    show.add_argument("--output", choices=("text", "json"), default="text")
+    add_output_flag(show, shape="docs/attestation.md")
     show.set_defaults(handler=run_show)
 
     attest_reference.register(actions)

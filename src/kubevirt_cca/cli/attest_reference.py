@@ -11,7 +11,7 @@ from typing import Any
 
 from kubevirt_cca.adapters.files import parse_documents, read_bytes
 from kubevirt_cca.cli import attest_nodeprofile
-from kubevirt_cca.cli.common import HelpFormatter
+from kubevirt_cca.cli.common import HelpFormatter, add_output_flag
 from kubevirt_cca.core.attestation.profile import HostProfile, parse_profile
 from kubevirt_cca.core.attestation.reference import (
     RealmLayout,
@@ -116,7 +116,7 @@ def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     owner.add_argument(
         "--cpus", metavar="N", type=int, help="the VM's vCPUs (with --node-profile, no --vmi)"
     )
-    parser.add_argument("--output", choices=("text", "json"), default="text")
+    add_output_flag(parser, shape="docs/attestation.md")
     parser.add_argument(
         "--trace", action="store_true", help="also list every measured step with the RIM after it"
     )

@@ -11,6 +11,7 @@ from kubevirt_cca.adapters.cert_store import Outcome, ensure
 from kubevirt_cca.adapters.kube import async_client
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.constants import INSTALL_NAMESPACE
+from kubevirt_cca.core.certs import Action
 from kubevirt_cca.core.install.names import (
     CERTIFICATE_CONFIG_MAP,
     TLS_SECRET,
@@ -117,12 +118,24 @@ async def ensure_once(args: argparse.Namespace) -> Outcome:
 
 def run(args: argparse.Namespace) -> int:
     outcome = asyncio.run(ensure_once(args))
-    print(
-        f"Secret {args.namespace}/{args.secret}: {outcome.plan.action.value} "
-        f"({outcome.plan.reason})"
-    )
-    for what in outcome.patched:
-        print(f"{what}: caBundle set")
-    if outcome.published:
-        print(f"{outcome.published}: public certificate written")
+    print(result_line(outcome, secret=f"{args.namespace}/{args.secret}"))
     return 0
+
+
+# What each plan did, in the one-line result.
+DONE = {Action.KEEP: "unchanged", Action.NEW_SERVING: "renewed", Action.NEW_CA: "new CA issued"}
+
+
+def result_line(outcome: Outcome, *, secret: str) -> str:
+    """The one-line result, e.g. ``certificate kubevirt-cca/kubevirt-cca-webhook-tls: renewed,
+    valid until 2027-12-08T00:00:00Z (...), caBundle set on 2 webhook configuration(s)``."""
+    until = outcome.plan.material.valid_until.isoformat().replace("+00:00", "Z")
+    parts = [
+        f"certificate {secret}: {DONE[outcome.plan.action]}, valid until {until} "
+        f"({outcome.plan.reason})"
+    ]
+    if outcome.patched:
+        parts.append(f"caBundle set on {', '.join(outcome.patched)}")
+    if outcome.published:
+        parts.append(f"public certificate written to {outcome.published}")
+    return ", ".join(parts)

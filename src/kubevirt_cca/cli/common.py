@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from kubevirt_cca.core.settings import Dialect, Settings, settings_from_strings
+from kubevirt_cca.errors import SettingsError, UsageError
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -32,6 +33,23 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    return settings_from_strings(
-        dialect=args.dialect, firmware=args.firmware, virtio_iommu=args.virtio_iommu
+    """The settings the flags give; a bad value is a :class:`UsageError` (exit 2)."""
+    try:
+        return settings_from_strings(
+            dialect=args.dialect, firmware=args.firmware, virtio_iommu=args.virtio_iommu
+        )
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+REPORT_ENVELOPE = "the report envelope kubevirt-cca.io/v1, docs/cli.md"
+
+
+def add_output_flag(parser: argparse.ArgumentParser, *, shape: str = REPORT_ENVELOPE) -> None:
+    """``--output text|json``; ``shape`` says where the JSON is documented."""
+    parser.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help=f"text for people (default) or json for programs ({shape})",
     )

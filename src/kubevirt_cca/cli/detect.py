@@ -6,16 +6,18 @@ import argparse
 import json
 import shlex
 import sys
+from typing import Any
 
 # ``detect`` lives with the other host I/O (the labeller uses it too); re-exported here.
 from kubevirt_cca.adapters.detection import detect
-from kubevirt_cca.cli.common import HelpFormatter
+from kubevirt_cca.cli.common import HelpFormatter, add_output_flag
 from kubevirt_cca.constants import DEFAULT_DOMCAPS_COMMAND
 from kubevirt_cca.core.capabilities import DetectionReport
 from kubevirt_cca.core.honoured import Honoured
+from kubevirt_cca.core.report_envelope import check, envelope
 from kubevirt_cca.errors import InputTooLarge
 
-__all__ = ["detect", "format_text", "register", "run"]
+__all__ = ["detect", "format_text", "register", "report_json", "run"]
 
 DESCRIPTION = f"""\
 Check whether this host can run Arm CCA Realms. libvirt decides: the host is capable when
@@ -60,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="/",
         help="read host files (/dev, /sys, /proc, /var/log) below DIR",
     )
-    parser.add_argument("--output", choices=("text", "json"), default="text")
+    add_output_flag(parser)
     parser.set_defaults(handler=run)
 
 
@@ -76,11 +78,47 @@ def run(args: argparse.Namespace) -> int:
         print(f"kubevirt-cca detect: error: {exc}", file=sys.stderr)
         return 2
     if args.output == "json":
-        json.dump(report.to_json(), sys.stdout, indent=2)
+        json.dump(report_json(report), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_text(report))
     return 0 if report.capable else 1
+
+
+def report_json(report: DetectionReport) -> dict[str, Any]:
+    """``detect --output json``: a ``DetectionReport`` in the report envelope.
+
+    The detection report's own keys stay at the top level, exactly as the labeller writes them
+    into the node annotation (DESIGN.md's contract); the envelope only adds its keys.
+    """
+    rme_guest = report.evidence.get("rmeGuest")
+    checks = [
+        check(
+            "libvirt-cca",
+            "pass" if report.capable else "fail",
+            "libvirt reports <cca supported='yes'>"
+            if report.capable
+            else "this host cannot run Realms",
+            details=report.reasons,
+        ),
+    ]
+    if not isinstance(rme_guest, dict):
+        checks.append(
+            check("qemu-rme-guest", "not-checked", "QEMU not asked (no --rme-guest-help)")
+        )
+    elif "error" in rme_guest:
+        checks.append(check("qemu-rme-guest", "warn", str(rme_guest["error"])))
+    else:
+        checks.append(
+            check(
+                "qemu-rme-guest",
+                "pass",
+                f"QEMU rme-guest honours: {_honoured_text(report.rme_guest)}"
+                if report.rme_guest is not None
+                else "QEMU answered",
+            )
+        )
+    return envelope("DetectionReport", checks, report.to_json())
 
 
 def _honoured_text(honoured: Honoured) -> str:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from kubevirt_cca.adapters.doctor_snapshot import POLICY_KINDS, read_snapshot
 from kubevirt_cca.adapters.install_files import load_policies
 from kubevirt_cca.adapters.kube import async_client
-from kubevirt_cca.cli.common import HelpFormatter
+from kubevirt_cca.cli.common import HelpFormatter, add_output_flag
 from kubevirt_cca.core.doctor import Check, Expected, Status, is_ready, run_checks
 from kubevirt_cca.core.install import (
     CERT_MANAGER,
@@ -21,6 +21,7 @@ from kubevirt_cca.core.install import (
     InstallOptions,
     install_objects,
 )
+from kubevirt_cca.core.report_envelope import envelope
 
 DESCRIPTION = """\
 Check, one thing at a time, whether this cluster can run Arm CCA Realms: KubeVirt and its
@@ -77,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "read (otherwise the webhook's own --kubevirt-namespace is used, as admission does; "
         "default: %(default)s)",
     )
-    parser.add_argument("--output", choices=("text", "json"), default="text")
+    add_output_flag(parser)
     parser.set_defaults(handler=run)
 
 
@@ -123,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     )
     ready = is_ready(checks)
     if args.output == "json":
-        json.dump({"ready": ready, "checks": [c.to_json() for c in checks]}, sys.stdout, indent=2)
+        report = envelope("DoctorReport", [c.to_json() for c in checks], {"ready": ready})
+        json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_text(checks, ready=ready))

@@ -40,7 +40,7 @@ the qemu-commandline dialect survives KubeVirt's rebuild of the domain: it is th
 and any other --dialect is a usage error (exit 2). The kubevirt-cca pod webhook injects this
 container into labelled virt-launcher pods; see docs/plugins.md.
 
-Exit status: 0 stopped on request, 1 could not start (socket or settings), 2 usage error.
+Exit status: 0 stopped on request, 1 could not start (socket), 2 usage error (settings too).
 
 example:
   kubevirt-cca hook

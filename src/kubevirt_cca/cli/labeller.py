@@ -172,6 +172,7 @@ async def _main(
         if args.once:
             result = await labeller.reconcile()
             LOG.info("node %s: reconcile %s", args.node_name, result.value)
+            print(once_line(labeller, args.node_name, result.value))
             return 0
         host, port = args.health_port
         health = HealthServer(
@@ -196,6 +197,23 @@ async def _main(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         await client.close()
+
+
+def once_line(labeller: NodeLabeller, node: str, result: str) -> str:
+    """``--once``'s result on standard output, e.g. ``node arm-1: capable, 3 labels set, 0
+    removed, detection annotation updated``."""
+    report = labeller.last_report
+    capable = "capable" if report is not None and report.capable else "not capable"
+    if result in ("skipped", "interrupted"):
+        return f"node {node}: {capable}, {result}, nothing written"
+    changes = labeller.last_changes
+    written = sum(len(c.added) + len(c.changed) for c in changes)
+    removed = sum(len(c.removed) for c in changes)
+    annotation = "updated" if labeller.last_annotation_changed else "unchanged"
+    return (
+        f"node {node}: {capable}, {written} label(s) set, {removed} removed, "
+        f"detection annotation {annotation}"
+    )
 
 
 def _stop(labeller: NodeLabeller, stopping: threading.Event, signum: int) -> None:

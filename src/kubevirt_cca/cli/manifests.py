@@ -27,6 +27,7 @@ from kubevirt_cca.core.install import (
 )
 from kubevirt_cca.core.install.names import CERTIFICATE_MODES
 from kubevirt_cca.core.integration import IntegrationMode
+from kubevirt_cca.errors import SettingsError, UsageError
 
 DESCRIPTION = f"""\
 Print everything kubevirt-cca installs (the objects 'kubectl kustomize deploy/' renders),
@@ -151,29 +152,32 @@ def run(args: argparse.Namespace) -> int:
             "step 1)",
             file=sys.stderr,
         )
-        return 1
+        return 2
     if args.virt_launcher_image is None and args.write_kustomize is None:
         print(
             f"kubevirt-cca manifests: error: virt-launcher-image: required: {LAUNCHER_NEEDED} "
             "(for example --virt-launcher-image registry.example/kubevirt/virt-launcher:v1.8.0)",
             file=sys.stderr,
         )
-        return 1
+        return 2
     defaults = InstallOptions()
-    options = InstallOptions(
-        image=defaults.image if args.image is None else args.image,
-        namespace=args.namespace,
-        kubevirt_namespace=args.kubevirt_namespace,
-        virt_launcher_image=(
-            defaults.virt_launcher_image
-            if args.virt_launcher_image is None
-            else args.virt_launcher_image
-        ),
-        certificates=args.certificates,
-        integration_mode=IntegrationMode(args.integration_mode),
-        # The kustomize base always carries them, in a folder it does not list itself.
-        monitoring=args.monitoring or args.write_kustomize is not None,
-    )
+    try:
+        options = InstallOptions(
+            image=defaults.image if args.image is None else args.image,
+            namespace=args.namespace,
+            kubevirt_namespace=args.kubevirt_namespace,
+            virt_launcher_image=(
+                defaults.virt_launcher_image
+                if args.virt_launcher_image is None
+                else args.virt_launcher_image
+            ),
+            certificates=args.certificates,
+            integration_mode=IntegrationMode(args.integration_mode),
+            # The kustomize base always carries them, in a folder it does not list itself.
+            monitoring=args.monitoring or args.write_kustomize is not None,
+        )
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from exc
     files = install_files(options, load_policies())
     if args.write_kustomize is not None:
         written = write_kustomize(

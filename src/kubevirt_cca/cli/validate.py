@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import yaml
 
 from kubevirt_cca.adapters.files import load_manifest
-from kubevirt_cca.cli.common import HelpFormatter
+from kubevirt_cca.cli.common import HelpFormatter, add_output_flag
 from kubevirt_cca.constants import (
     CCA_FEATURE_GATE,
     CONFIG_MAP_NAME,
@@ -34,6 +35,7 @@ from kubevirt_cca.core.convert import native_field
 from kubevirt_cca.core.integration import IntegrationMode
 from kubevirt_cca.core.objects import labels_of, meta_str
 from kubevirt_cca.core.placement import VMI_KIND
+from kubevirt_cca.core.report_envelope import check, envelope
 from kubevirt_cca.core.request import find_template, native_form_advice, parse_request
 from kubevirt_cca.core.requirements import requirements
 from kubevirt_cca.core.webhooks import MIGRATION_KIND, TEMPLATE_KINDS
@@ -60,6 +62,9 @@ be installed (offline, the cluster's Plugin objects are unknown).
 With --nodes, a request no CCA node honours (a parameter or algorithm, under the configured
 dialect) is admitted with a warning, as the webhook does: its VMI would stay Pending.
 
+With --output json the verdict is an AdmissionVerdict in the report envelope (docs/cli.md):
+the admitted object, or a failed check per reason, with the warnings and notes.
+
 Exit status: 0 admitted, 1 refused, 2 usage error (unreadable file, unsupported kind).
 
 example:
@@ -69,6 +74,7 @@ example:
   kubevirt-cca validate edited-vmi.yaml --old running-vmi.yaml
   kubectl get configmap -n kubevirt-cca kubevirt-cca-config -o yaml > config.yaml
   kubevirt-cca validate my-vm.yaml --kubevirt-cr kubevirt.yaml --config config.yaml
+  kubevirt-cca validate my-vm.yaml --output json
 """
 
 
@@ -97,27 +103,72 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the cluster's nodes ('kubectl get nodes -o json'): warn when none "
         "honours a requested parameter; without it that is not checked",
     )
+    add_output_flag(parser)
     parser.set_defaults(handler=run)
 
 
+class _Verdict:
+    """Where the verdict goes: text (the object on stdout, every line of reason, warning and
+    note on stderr as it is found) or, with ``json``, one AdmissionVerdict at the end."""
+
+    def __init__(self, *, json_output: bool) -> None:
+        self.json_output = json_output
+        self.notes: list[str] = []
+        self.warnings: list[str] = []
+
+    def note(self, message: str) -> None:
+        if self.json_output:
+            self.notes.append(message)
+        else:
+            print(f"kubevirt-cca validate: note: {message}", file=sys.stderr)
+
+    def warn(self, message: str) -> None:
+        if self.json_output:
+            self.warnings.append(message)
+        else:
+            print(f"kubevirt-cca validate: warning: {message}", file=sys.stderr)
+
+    def refuse(self, violations: tuple[Violation, ...] | list[Violation]) -> int:
+        if self.json_output:
+            checks = [check(v.field, "fail", v.message) for v in violations]
+            self._dump(checks, allowed=False, obj=None)
+        else:
+            for violation in violations:
+                print(f"kubevirt-cca validate: refused: {violation}", file=sys.stderr)
+        return EXIT_REFUSED
+
+    def admit(self, obj: Mapping[str, Any]) -> int:
+        if self.json_output:
+            checks = [check("admission", "pass", "admitted")]
+            checks += [check("admission", "warn", w) for w in self.warnings]
+            self._dump(checks, allowed=True, obj=obj)
+        else:
+            sys.stdout.write(dump_yaml([dict(obj)]))
+        return EXIT_ADMITTED
+
+    def _dump(self, checks: list[dict[str, Any]], *, allowed: bool, obj: Any) -> None:
+        payload = {"allowed": allowed, "object": obj, "notes": self.notes}
+        json.dump(envelope("AdmissionVerdict", checks, payload), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+
+
 def run(args: argparse.Namespace) -> int:
+    out = _Verdict(json_output=args.output == "json")
     try:
         obj = load_manifest(args.file)
         old = load_manifest(args.old) if args.old is not None else None
-        cluster = _cluster(args.kubevirt_cr, args.config)
+        cluster = _cluster(args.kubevirt_cr, args.config, out)
         if args.nodes is not None:
             cluster = dataclasses.replace(cluster, cca_node_labels=_cca_nodes(args.nodes))
     except (ManifestError, SettingsError) as exc:
         return _usage(str(exc))
     kind = obj.get("kind")
     if kind == MIGRATION_KIND:
-        print(
-            "kubevirt-cca validate: note: a migration is refused when the VMI it names uses CCA; "
-            "offline, that VMI is unknown, so the migration is shown as admitted",
-            file=sys.stderr,
+        out.note(
+            "a migration is refused when the VMI it names uses "
+            "CCA; offline, that VMI is unknown, so the migration is shown as admitted"
         )
-        _print(obj)
-        return EXIT_ADMITTED
+        return out.admit(obj)
     if kind not in (VMI_KIND, *TEMPLATE_KINDS):
         kinds = ", ".join((VMI_KIND, *TEMPLATE_KINDS))
         return _usage(
@@ -127,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
         return _usage(f"{args.old}: kind {old.get('kind')!r} differs from {args.file}'s {kind!r}")
     native = native_field(obj)
     if native is not None:
-        return _refuse(
+        return out.refuse(
             [
                 Violation(
                     native,
@@ -141,45 +192,40 @@ def run(args: argparse.Namespace) -> int:
             ]
         )
     if kind == VMI_KIND:
-        return _vmi(obj, old, cluster)
+        return _vmi(obj, old, cluster, out)
     violations = validate_template(
         obj, operation="UPDATE" if old is not None else "CREATE", cluster=cluster, old=old
     )
     if violations:
-        return _refuse(violations)
-    _note_empty_launch_security(obj)
-    _warn(template_warnings(obj, cluster), obj, cluster)
-    _print(obj)
-    return EXIT_ADMITTED
+        return out.refuse(violations)
+    _note_empty_launch_security(obj, out)
+    _warn(template_warnings(obj, cluster), obj, cluster, out)
+    return out.admit(obj)
 
 
-def _vmi(obj: dict[str, Any], old: Mapping[str, Any] | None, cluster: ClusterView) -> int:
+def _vmi(
+    obj: dict[str, Any], old: Mapping[str, Any] | None, cluster: ClusterView, out: _Verdict
+) -> int:
     if old is not None:
         violations = validate_vmi(obj, operation="UPDATE", cluster=cluster, old=old)
         if violations:
-            return _refuse(violations)
-        _print(obj)
-        return EXIT_ADMITTED
+            return out.refuse(violations)
+        return out.admit(obj)
     plan = plan_vmi(obj, cluster)
     if plan.violations:
-        return _refuse(plan.violations)
+        return out.refuse(plan.violations)
     admitted = patches.apply(obj, plan.patch)
     violations = validate_vmi(admitted, operation="CREATE", cluster=cluster)
     if violations:
-        return _refuse(violations)
+        return out.refuse(violations)
     if plan.request is None:
-        print(
-            f"kubevirt-cca validate: note: does not ask for a Realm (no {ENABLED_LABEL} label); "
-            "admitted unchanged",
-            file=sys.stderr,
-        )
-        _note_empty_launch_security(obj)
-    _warn(template_warnings(obj, cluster), obj, cluster)
-    _print(admitted)
-    return EXIT_ADMITTED
+        out.note(f"does not ask for a Realm (no {ENABLED_LABEL} label); admitted unchanged")
+        _note_empty_launch_security(obj, out)
+    _warn(template_warnings(obj, cluster), obj, cluster, out)
+    return out.admit(admitted)
 
 
-def _note_empty_launch_security(obj: Mapping[str, Any]) -> None:
+def _note_empty_launch_security(obj: Mapping[str, Any], out: _Verdict) -> None:
     """An admitted object (so: no CCA label) with ``launchSecurity: {}``: not ours to refuse,
     KubeVirt does (docs/vm-owners.md), but it may be a native-form request whose ``cca`` was
     lost."""
@@ -187,17 +233,15 @@ def _note_empty_launch_security(obj: Mapping[str, Any]) -> None:
     domain = template.spec.get("domain")
     launch_security = domain.get("launchSecurity") if isinstance(domain, Mapping) else None
     if isinstance(launch_security, Mapping) and not launch_security:
-        print(
-            "kubevirt-cca validate: note: "
-            f"{template.path('spec', 'domain', 'launchSecurity')} is empty: "
-            "KubeVirt refuses that itself (on arm64: 'No launchSecurity support for architecture: "
-            "arm64'). If it held VEP 129's native cca, the API server dropped it. "
-            + native_form_advice(),
-            file=sys.stderr,
+        out.note(
+            f"{template.path('spec', 'domain', 'launchSecurity')} "
+            "is empty: KubeVirt refuses that itself (on arm64: 'No launchSecurity support for "
+            "architecture: arm64'). If it held VEP 129's native cca, the API server dropped it. "
+            + native_form_advice()
         )
 
 
-def _cluster(path: str | None, config_path: str | None = None) -> ClusterView:
+def _cluster(path: str | None, config_path: str | None, out: _Verdict) -> ClusterView:
     """The view admission would have, built by the webhook's builder from the files given."""
     data = _config_data(config_path)
     ours = frozenset({PLUGIN_NAME})
@@ -212,16 +256,14 @@ def _cluster(path: str | None, config_path: str | None = None) -> ClusterView:
             gates = FeatureGates(
                 enabled=gates.enabled | {PLUGINS_FEATURE_GATE}, source=gates.source
             )
-            print(
-                "kubevirt-cca validate: note: no --kubevirt-cr given; "
-                f"assuming the {CCA_FEATURE_GATE} and Plugins feature gates are on",
-                file=sys.stderr,
+            out.note(
+                "no --kubevirt-cr given; assuming the "
+                f"{CCA_FEATURE_GATE} and Plugins feature gates are on"
             )
         else:
-            print(
-                "kubevirt-cca validate: note: no --kubevirt-cr given; "
-                f"assuming the {CCA_FEATURE_GATE} and Sidecar feature gates are on",
-                file=sys.stderr,
+            out.note(
+                "no --kubevirt-cr given; assuming the "
+                f"{CCA_FEATURE_GATE} and Sidecar feature gates are on"
             )
         cluster = dataclasses.replace(cluster, gates=gates, gates_problem=None)
     else:
@@ -244,17 +286,9 @@ def _cluster(path: str | None, config_path: str | None = None) -> ClusterView:
             cluster = dataclasses.replace(cluster, kubevirt_version=None)
     decision = cluster.mode
     if decision is not None:
-        print(
-            f"kubevirt-cca validate: note: integration mode {decision.mode.value} "
-            f"({decision.reason})",
-            file=sys.stderr,
-        )
+        out.note(f"integration mode {decision.mode.value} ({decision.reason})")
         if decision.mode is IntegrationMode.PLUGIN:
-            print(
-                "kubevirt-cca validate: note: assuming kubevirt-cca's Plugin object "
-                f"({PLUGIN_NAME}) is installed",
-                file=sys.stderr,
-            )
+            out.note(f"assuming kubevirt-cca's Plugin object ({PLUGIN_NAME}) is installed")
     return cluster
 
 
@@ -295,9 +329,9 @@ def _cca_nodes(path: str) -> tuple[Mapping[str, str], ...]:
     return tuple(found)
 
 
-def _warn(warnings: list[str], obj: Mapping[str, Any], cluster: ClusterView) -> None:
+def _warn(warnings: list[str], obj: Mapping[str, Any], cluster: ClusterView, out: _Verdict) -> None:
     for warning in warnings:
-        print(f"kubevirt-cca validate: warning: {warning}", file=sys.stderr)
+        out.warn(warning)
     if cluster.cca_node_labels is not None:
         return
     try:
@@ -305,17 +339,10 @@ def _warn(warnings: list[str], obj: Mapping[str, Any], cluster: ClusterView) -> 
     except RequestError:
         return
     if request is not None and len(requirements(request, cluster.settings.dialect)) > 1:
-        print(
-            "kubevirt-cca validate: note: no --nodes given; "
-            "whether any node honours the requested parameters is not checked (docs/vm-owners.md)",
-            file=sys.stderr,
+        out.note(
+            "no --nodes given; whether any node honours the "
+            "requested parameters is not checked (docs/vm-owners.md)"
         )
-
-
-def _refuse(violations: tuple[Violation, ...] | list[Violation]) -> int:
-    for violation in violations:
-        print(f"kubevirt-cca validate: refused: {violation}", file=sys.stderr)
-    return EXIT_REFUSED
 
 
 def _usage(message: str) -> int:
@@ -338,7 +365,3 @@ _Dumper.add_representer(str, _str)
 def dump_yaml(documents: list[Any]) -> str:
     """Documents as YAML, keys in their order, multi-line strings as literal blocks."""
     return yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
-
-
-def _print(obj: Mapping[str, Any]) -> None:
-    sys.stdout.write(dump_yaml([dict(obj)]))

@@ -52,6 +52,11 @@ class Material:
     def ca_bundle(self) -> bytes:
         return self.data[CA_CRT]
 
+    @property
+    def valid_until(self) -> datetime:
+        """When the serving certificate expires."""
+        return x509.load_pem_x509_certificate(self.data[TLS_CRT]).not_valid_after_utc
+
 
 @dataclass(frozen=True)
 class Plan:

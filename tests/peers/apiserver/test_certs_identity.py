@@ -65,7 +65,9 @@ def test_certs_ensure_as_its_service_account_sets_the_ca_bundle_and_nothing_else
         env=server.env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert f"Secret {INSTALL_NAMESPACE}/{SECRET}: new-ca (no certificate yet)" in done.stdout
+    assert done.stdout.count("\n") == 1, done.stdout
+    assert done.stdout.startswith(f"certificate {INSTALL_NAMESPACE}/{SECRET}: new CA issued, ")
+    assert "(no certificate yet), caBundle set on " in done.stdout
     secret = server.get("secret", SECRET, namespace=INSTALL_NAMESPACE)
     assert secret["type"] == "kubernetes.io/tls"
     bundle = secret["data"]["ca.crt"]
@@ -89,7 +91,8 @@ def test_certs_ensure_as_its_service_account_sets_the_ca_bundle_and_nothing_else
         env=server.env,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
-    assert f"Secret {INSTALL_NAMESPACE}/{SECRET}: keep (valid)" in again.stdout
+    line = f"certificate {INSTALL_NAMESPACE}/{SECRET}: unchanged, valid until "
+    assert again.stdout.startswith(line) and again.stdout.endswith(" (valid)\n"), again.stdout
 
 
 def patch_as(installed: Installed, kubeconfig: Path, kind: str, patch: list[dict[str, Any]]) -> str:

@@ -42,16 +42,16 @@ def set_gates(installed: Installed, gates: list[str]) -> None:
 def test_doctor_line_by_line(installed: Installed) -> None:
     """What doctor can truthfully see here: KubeVirt's CR, the gates, policies, webhooks."""
     checks = doctor(installed)
-    assert checks["feature gates"]["status"] == "ok"
-    assert checks["feature gates"]["summary"] == "WorkloadEncryptionCCA and Sidecar are on"
-    assert checks["integration mode"]["summary"] == (
+    assert checks["feature gates"]["status"] == "pass"
+    assert checks["feature gates"]["message"] == "WorkloadEncryptionCCA and Sidecar are on"
+    assert checks["integration mode"]["message"] == (
         "sidecar (auto: KubeVirt's Plugins gate is off)"
     )
-    assert checks["admission policies"]["status"] == "ok"
-    assert checks["admission policies"]["summary"] == "16 policies and bindings present"
+    assert checks["admission policies"]["status"] == "pass"
+    assert checks["admission policies"]["message"] == "16 policies and bindings present"
     # No virt-operator runs: the CR has no status.
     assert checks["KubeVirt"]["status"] == "warn"
-    assert checks["KubeVirt"]["summary"] == (
+    assert checks["KubeVirt"]["message"] == (
         "KubeVirt unknown version (no phase), KubeVirt CR kubevirt/kubevirt"
     )
     # The test-side change (url: instead of the Service) is named as such, one line per webhook.
@@ -69,11 +69,11 @@ def test_doctor_line_by_line(installed: Installed) -> None:
     ) in hooks["details"]
     # No kubelet: no webhook pod is ever ready, and the certificate Job never ran (its
     # ConfigMap for the public certificate is as the install made it: empty).
-    assert checks["webhook service"]["summary"] == (
+    assert checks["webhook service"]["message"] == (
         "no ready webhook pod behind Service kubevirt-cca/kubevirt-cca-webhook: CCA VMIs cannot "
         "be created"
     )
-    assert checks["webhook certificate"]["summary"] == (
+    assert checks["webhook certificate"]["message"] == (
         "ConfigMap kubevirt-cca/kubevirt-cca-webhook-certificate holds no tls.crt yet"
     )
 
@@ -85,7 +85,7 @@ def test_doctor_sees_a_gate_turned_off(installed: Installed) -> None:
     finally:
         set_gates(installed, ["WorkloadEncryptionCCA", "Sidecar"])
     assert gates["status"] == "fail"
-    assert "WorkloadEncryptionCCA" in gates["summary"]
+    assert "WorkloadEncryptionCCA" in gates["message"]
 
 
 def test_doctor_sees_a_policy_missing(installed: Installed) -> None:
@@ -137,7 +137,7 @@ def test_doctor_reports_labels_the_nodes_do_not_support(installed: Installed) ->
     finally:
         server.kubectl("delete", "node", "doctor-x86", "doctor-arm")
     assert nodes["status"] == "fail"
-    assert "doctor-arm, doctor-x86" in nodes["summary"]
+    assert "doctor-arm, doctor-x86" in nodes["message"]
     assert (
         "doctor-x86: labelled kubevirt.io/cca=true but it is amd64 (kubernetes.io/arch): "
         "Realms need an arm64 host"
@@ -164,8 +164,8 @@ def test_a_decoy_kubevirt_cr_does_not_change_doctors_answer(installed: Installed
         set_gates(installed, ["WorkloadEncryptionCCA", "Sidecar"])
         server.kubectl("delete", "kubevirt", "decoy", "-n", "decoy")
     assert checks["feature gates"]["status"] == "fail"
-    assert "WorkloadEncryptionCCA" in checks["feature gates"]["summary"]
-    assert "KubeVirt CR kubevirt/kubevirt" in checks["KubeVirt"]["summary"]
+    assert "WorkloadEncryptionCCA" in checks["feature gates"]["message"]
+    assert "KubeVirt CR kubevirt/kubevirt" in checks["KubeVirt"]["message"]
     assert any("decoy/decoy is ignored" in d for d in checks["KubeVirt"]["details"]), checks[
         "KubeVirt"
     ]
@@ -281,10 +281,10 @@ def test_doctor_with_the_doctor_roles_reads_no_secret_and_reports_everything(
         installed.undo_certs_ensure()
     # Nothing the doctor roles lack: every check reads what it needs, as an admin's run does.
     assert as_doctor == as_admin
-    assert not [c for c in as_doctor.values() if c["summary"].startswith("cannot read")]
+    assert not [c for c in as_doctor.values() if c["message"].startswith("cannot read")]
     certificate = as_doctor["webhook certificate"]
-    assert certificate["status"] == "ok", certificate
-    assert certificate["summary"].endswith("days), trusted by both configurations")
+    assert certificate["status"] == "pass", certificate
+    assert certificate["message"].endswith("days), trusted by both configurations")
     # ... and the Secret with tls.key and ca.key stays out of reach.
     assert secret.returncode != 0
     assert "Forbidden" in secret.stderr and 'cannot get resource "secrets"' in secret.stderr
@@ -375,9 +375,9 @@ def test_doctor_with_the_doctor_roles_checks_cert_managers_certificate(
     doctor roles (list certificaterequests), is the certificate checked."""
     checks = doctor(installed, kubeconfig=doctor_account)
     certificate = checks["webhook certificate"]
-    assert certificate["status"] == "ok", certificate
-    assert certificate["summary"].endswith("(89 days), trusted by both configurations")
-    assert not [c for c in checks.values() if c["summary"].startswith("cannot read")]
+    assert certificate["status"] == "pass", certificate
+    assert certificate["message"].endswith("(89 days), trusted by both configurations")
+    assert not [c for c in checks.values() if c["message"].startswith("cannot read")]
 
 
 # Issue 23, item 4: the KubeVirt CR as HCO generates it. HCO does not run here; what doctor
@@ -436,8 +436,8 @@ def test_doctor_on_an_hco_owned_kubevirt_cr_gives_the_jsonpatch_annotation(
         "hco.kubevirt.io/v1beta1) reverts edits of this CR; change it through the HyperConverged "
         "CR (docs/install.md, 'On OpenShift / with HCO')"
     ]
-    assert after["feature gates"]["status"] == "ok", after["feature gates"]
-    assert after["feature gates"]["summary"] == "WorkloadEncryptionCCA and Sidecar are on"
+    assert after["feature gates"]["status"] == "pass", after["feature gates"]
+    assert after["feature gates"]["message"] == "WorkloadEncryptionCCA and Sidecar are on"
 
 
 @pytest.fixture
@@ -465,7 +465,7 @@ def test_doctor_on_an_empty_cluster_is_one_line(empty_server: ApiServer) -> None
     assert code == 1
     assert [(c["name"], c["status"]) for c in report["checks"]] == [("kubevirt-cca", "fail")]
     [check] = report["checks"]
-    assert check["summary"] == (
+    assert check["message"] == (
         "kubevirt-cca is not installed: no webhook configuration kubevirt-cca, none of its "
         "admission policies, and none of its objects in namespace kubevirt-cca"
     )
@@ -492,11 +492,11 @@ def test_the_cert_manager_install_without_cert_manager_names_it(
         "CertificateRequests), but this install relies on it: its CA injector fills caBundle, "
         "which is empty in 7 webhook(s), so the API server cannot trust the webhook"
     ]
-    assert certificate["summary"].startswith("cert-manager is not installed")
+    assert certificate["message"].startswith("cert-manager is not installed")
     for check in (hooks, certificate, checks["webhook service"]):
         assert "kubevirt-cca manifests --certificates self-signed" in check["fix"], check
     assert "re-apply" not in json.dumps(report)
-    assert checks["admission policies"]["status"] == "ok"
+    assert checks["admission policies"]["status"] == "pass"
 
 
 def test_a_kubeconfig_whose_ca_file_is_gone_is_exit_2(installed: Installed, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The JSON shapes of ``attest show`` and ``attest verify`` (a stable interface, schema 1).
+"""The JSON shapes of ``attest show`` (a stable interface, schema 1) and ``attest verify`` (the
+report envelope, ``kubevirt-cca.io/v1``).
 
 Byte strings are lowercase hex, except the personalization value, which is also given in the
 standard base64 a VM manifest declares it in. docs/attestation.md documents every field.
@@ -13,7 +14,9 @@ from typing import Any
 
 import cbor2
 
+from kubevirt_cca.core import report_envelope as envelope
 from kubevirt_cca.core.attestation import claims as c
+from kubevirt_cca.core.attestation.checks import CheckStatus
 from kubevirt_cca.core.attestation.eventlog import RemReplay
 from kubevirt_cca.core.attestation.keys import decode_realm_public_key, point_bytes
 from kubevirt_cca.core.attestation.token import CCAToken, PlatformClaims, RealmClaims
@@ -33,24 +36,35 @@ def token_json(token: CCAToken) -> dict[str, Any]:
     }
 
 
+# The checks' words on the report envelope's one status vocabulary (core/report_envelope.py).
+ENVELOPE_STATUS: dict[CheckStatus, envelope.Status] = {
+    "passed": "pass",
+    "failed": "fail",
+    "not-checked": "not-checked",
+}
+
+
 def verdict_json(verdict: Verdict, token: CCAToken) -> dict[str, Any]:
-    """``attest verify --output json``."""
-    return {
-        "schemaVersion": SCHEMA_VERSION,
-        "verdict": "passed" if verdict.passed else "failed",
-        "testToken": verdict.test_token,
-        "checks": [
-            {
-                "name": check.name,
-                "status": check.status,
-                "required": check.required,
-                "detail": check.detail,
-            }
-            for check in verdict.checks
-        ],
-        "token": token_json(token),
-        "measurementLog": _log_json(verdict.log_replay),
-    }
+    """``attest verify --output json``: an ``AttestationVerdict`` in the report envelope.
+
+    Its verdict is the token's (only required checks count), never ``warn``.
+    """
+    checks = [
+        envelope.check(
+            check.name, ENVELOPE_STATUS[check.status], check.detail, required=check.required
+        )
+        for check in verdict.checks
+    ]
+    return envelope.envelope(
+        "AttestationVerdict",
+        checks,
+        {
+            "testToken": verdict.test_token,
+            "token": token_json(token),
+            "measurementLog": _log_json(verdict.log_replay),
+        },
+        verdict="pass" if verdict.passed else "fail",
+    )
 
 
 def _log_json(replays: tuple[RemReplay, ...] | None) -> list[dict[str, Any]] | None:

@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypedDict
+from typing import Any
 
+from kubevirt_cca.core import report_envelope as envelope
 from kubevirt_cca.core.install.names import InstallOptions
 
 
@@ -70,12 +71,12 @@ class Status(StrEnum):
     FAIL = "fail"
 
 
-class CheckJSON(TypedDict):
-    name: str
-    status: str
-    summary: str
-    details: list[str]
-    fix: str | None
+# doctor's words on the report envelope's one status vocabulary (core/report_envelope.py).
+ENVELOPE_STATUS: dict[Status, envelope.Status] = {
+    Status.OK: "pass",
+    Status.WARN: "warn",
+    Status.FAIL: "fail",
+}
 
 
 @dataclass(frozen=True)
@@ -88,14 +89,15 @@ class Check:
     details: tuple[str, ...] = ()
     fix: str | None = None
 
-    def to_json(self) -> CheckJSON:
-        return {
-            "name": self.name,
-            "status": self.status.value,
-            "summary": self.summary,
-            "details": list(self.details),
-            "fix": self.fix,
-        }
+    def to_json(self) -> dict[str, Any]:
+        """The check as an entry of the report envelope's ``checks[]``."""
+        return envelope.check(
+            self.name,
+            ENVELOPE_STATUS[self.status],
+            self.summary,
+            details=self.details,
+            fix=self.fix,
+        )
 
 
 def is_ready(checks: list[Check]) -> bool:
