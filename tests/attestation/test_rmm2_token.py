@@ -207,7 +207,7 @@ def test_verify_pins_from_the_command_line(rmm2_files: dict[str, Path], spec: To
     code, out, err = _verify(rmm2_files, spec, *pins, "--output", "json")
     assert code == 0, (out, err)
     checks = {c["name"]: c for c in json.loads(out)["checks"]}
-    assert all(checks[name]["status"] == "passed" and checks[name]["required"] for name in PINS)
+    assert all(checks[name]["status"] == "pass" and checks[name]["required"] for name in PINS)
     code, out, _ = _verify(rmm2_files, spec, "--expected-mec-policy", "shared")
     assert code == 1
     assert "because: mec-policy failed" in out

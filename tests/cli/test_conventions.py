@@ -104,8 +104,10 @@ BAD_VALUES: dict[tuple[str, ...], list[str]] = {
     ("attest", "verify"): ["t", "--nonce-file", "n", "--trust-anchor", "a", "--output", "x"],
     ("attest", "show"): ["--output", "yaml", "t"],
     ("attest", "reference"): ["--output", "yaml"],
+    ("attest", "node-profile"): ["--shape", "two", "2Gi", "D"],
     ("manifests",): ["--certificates", "acme"],
     ("doctor",): ["--output", "yaml"],
+    ("uninstall",): ["--namespace", "kube-system"],
     ("certs", "ensure"): ["--health-port", "x"],
 }
 

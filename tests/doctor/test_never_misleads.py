@@ -112,7 +112,7 @@ async def test_a_forbidden_read_is_never_called_not_installed(kmock: Any, ca: CA
     assert code == 1
     assert report["checks"][0]["name"] == "KubeVirt"
     hooks = next(c for c in report["checks"] if c["name"] == "webhook configurations")
-    assert hooks["summary"].startswith("cannot read MutatingWebhookConfiguration kubevirt-cca")
+    assert hooks["message"].startswith("cannot read MutatingWebhookConfiguration kubevirt-cca")
 
 
 @pytest.mark.asyncio
@@ -131,7 +131,7 @@ async def test_cert_manager_missing_is_named_once_per_check_with_the_alternative
     ]
     assert hooks["fix"] == CERT_MANAGER_FIX
     certificate = checks["webhook certificate"]
-    assert certificate["summary"] == (
+    assert certificate["message"] == (
         "cert-manager is not installed (the API server serves no cert-manager.io/v1 "
         "CertificateRequests), but this install relies on it: nothing issues the webhook's "
         "certificate"
@@ -161,7 +161,7 @@ async def test_cert_manager_installed_but_not_issued_is_not_called_missing(
     _, report = await doctor_json(kmock, [*objects, CERTIFICATE_REQUEST_CRD])
     checks = {c["name"]: c for c in report["checks"]}
     assert "cert-manager is not installed" not in json.dumps(report)
-    assert checks["webhook certificate"]["summary"].startswith(
+    assert checks["webhook certificate"]["message"].startswith(
         "cert-manager has signed no certificate"
     )
     assert len(checks["webhook configurations"]["details"]) == 7  # one empty caBundle each

@@ -280,7 +280,7 @@ def test_printing_without_an_image_is_refused_naming_the_option() -> None:
 def test_printing_without_a_virt_launcher_image_is_refused_saying_why() -> None:
     """No default names a virt-launcher that cannot start Realms (upstream KubeVirt's)."""
     code, out, err = run_cli("manifests", "--image", "registry.example/cca:1")
-    assert code == 1
+    assert code == 2  # a usage error (docs/cli.md)
     assert out == ""
     assert "virt-launcher-image: required: your KubeVirt's virt-launcher image, with a " in err
     assert "upstream KubeVirt's cannot start Realms yet" in err
