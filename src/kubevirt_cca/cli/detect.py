@@ -89,7 +89,8 @@ def report_json(report: DetectionReport) -> dict[str, Any]:
     """``detect --output json``: a ``DetectionReport`` in the report envelope.
 
     The detection report's own keys stay at the top level, exactly as the labeller writes them
-    into the node annotation (docs/node-labels.md, 'The detection report'); the envelope only adds its keys.
+    into the node annotation (docs/node-labels.md, 'The detection report'); the envelope only
+    adds its keys.
     """
     rme_guest = report.evidence.get("rmeGuest")
     checks = [
