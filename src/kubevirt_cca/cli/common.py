@@ -53,3 +53,21 @@ def add_output_flag(parser: argparse.ArgumentParser, *, shape: str = REPORT_ENVE
         default="text",
         help=f"text for people (default) or json for programs ({shape})",
     )
+
+
+def add_cluster_flags(parser: argparse.ArgumentParser, namespace: str) -> None:
+    """``--server``, ``--kubeconfig`` and ``--namespace`` of the commands an admin runs against a
+    cluster from their shell (doctor, uninstall)."""
+    parser.add_argument(
+        "--server", metavar="URL", help="API server URL (default: from the kubeconfig or the pod)"
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)",
+    )
+    parser.add_argument(
+        "--namespace",
+        default=namespace,
+        help="where kubevirt-cca is installed (default: %(default)s)",
+    )

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from kubevirt_cca.adapters.doctor_snapshot import POLICY_KINDS, read_snapshot
 from kubevirt_cca.adapters.install_files import load_policies
 from kubevirt_cca.adapters.kube import async_client
-from kubevirt_cca.cli.common import HelpFormatter, add_output_flag
+from kubevirt_cca.cli.common import HelpFormatter, add_cluster_flags, add_output_flag
 from kubevirt_cca.core.doctor import Check, Expected, Status, is_ready, run_checks
 from kubevirt_cca.core.install import (
     CERT_MANAGER,
@@ -58,19 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=DESCRIPTION,
         formatter_class=HelpFormatter,
     )
-    parser.add_argument(
-        "--server", metavar="URL", help="API server URL (default: from the kubeconfig or the pod)"
-    )
-    parser.add_argument(
-        "--kubeconfig",
-        metavar="FILE",
-        help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)",
-    )
-    parser.add_argument(
-        "--namespace",
-        default=defaults.namespace,
-        help="where kubevirt-cca is installed (default: %(default)s)",
-    )
+    add_cluster_flags(parser, defaults.namespace)
     parser.add_argument(
         "--kubevirt-namespace",
         default=defaults.kubevirt_namespace,

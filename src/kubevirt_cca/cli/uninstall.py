@@ -9,7 +9,7 @@ import sys
 from kubevirt_cca.adapters.install_files import load_policies
 from kubevirt_cca.adapters.kube import async_client
 from kubevirt_cca.adapters.uninstall import StepResult, cca_workloads, run_steps
-from kubevirt_cca.cli.common import HelpFormatter
+from kubevirt_cca.cli.common import HelpFormatter, add_cluster_flags
 from kubevirt_cca.core.install import InstallOptions
 from kubevirt_cca.core.install.uninstall import uninstall_objects, uninstall_steps
 from kubevirt_cca.errors import SettingsError
@@ -58,19 +58,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=DESCRIPTION,
         formatter_class=HelpFormatter,
     )
-    parser.add_argument(
-        "--server", metavar="URL", help="API server URL (default: from the kubeconfig or the pod)"
-    )
-    parser.add_argument(
-        "--kubeconfig",
-        metavar="FILE",
-        help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)",
-    )
-    parser.add_argument(
-        "--namespace",
-        default=defaults.namespace,
-        help="where kubevirt-cca is installed (default: %(default)s)",
-    )
+    add_cluster_flags(parser, defaults.namespace)
     parser.add_argument(
         "--kubevirt-namespace",
         default=defaults.kubevirt_namespace,
