@@ -291,3 +291,35 @@ def kubevirt_reason(stderr: str) -> str:
     assert found, stderr[-2000:]
     reason: str = json.loads(f'"{found[-1]}"')
     return reason
+
+
+def run_plugin_namespace(folder: Path, commands: Mapping[str, Any]) -> tuple[dict[str, Any], Path]:
+    """``commands`` (pluginclient argument lists by name) run by ``plugin_ns.py`` in a private
+    mount namespace, where KubeVirt's fixed plugin socket folder is a tmpfs of its own: each
+    command's result by name, and the hook's log file."""
+    spec = folder / "spec.json"
+    out = folder / "out.json"
+    log = folder / "hook.log"
+    spec.write_text(
+        json.dumps({"cca": str(CCA), "hook_log": str(log), "out": str(out), "commands": commands})
+    )
+    done = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            sys.executable,
+            "-m",
+            "tests.peers.kubevirt.plugin_ns",
+            str(spec),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results: dict[str, Any] = json.loads(out.read_text())
+    return results, log

@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +25,6 @@ from kubevirt_cca.constants import HOOK_SIDECARS_ANNOTATION
 from tests.conftest import ROOT
 from tests.peers.binaries import peers_unavailable
 from tests.peers.kubevirt.support import (
-    CCA,
     PLUGIN_CLUSTER,
     VERSIONS,
     Converted,
@@ -36,6 +33,7 @@ from tests.peers.kubevirt.support import (
     hook_process,
     hookclient,
     last_error,
+    run_plugin_namespace,
     shape_manifests,
     strip_process,
 )
@@ -214,39 +212,14 @@ def test_plugin_mode_keeps_the_realm_after_a_stripping_sidecar(
         "-prefix",
         str(tmp_path / "p"),
     ]
-    spec = tmp_path / "spec.json"
-    out = tmp_path / "out.json"
-    log = tmp_path / "plugin.log"
-    spec.write_text(
-        json.dumps(
-            {"cca": str(CCA), "hook_log": str(log), "out": str(out), "commands": {"run": command}}
-        )
-    )
     existed = Path("/var/run/kubevirt-plugin").exists()
     try:
         with strip_process(hooks / "hook-sidecar-0" / "strip.sock") as strip:
-            done = subprocess.run(
-                [
-                    "unshare",
-                    "-m",
-                    "--propagation",
-                    "private",
-                    sys.executable,
-                    "-m",
-                    "tests.peers.kubevirt.plugin_ns",
-                    str(spec),
-                ],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
+            results, log = run_plugin_namespace(tmp_path, {"run": command})
     finally:
         if not existed and Path("/var/run/kubevirt-plugin").exists():
             Path("/var/run/kubevirt-plugin").rmdir()
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(out.read_text())["run"]
+    result = results["run"]
     assert result["returncode"] == 0, last_error(result["stderr"])
     assert strip.read_text().count("call=OnDefineDomain") == 3
     defines = [(tmp_path / f"p.define{n}.xml").read_text() for n in (1, 2, 3)]

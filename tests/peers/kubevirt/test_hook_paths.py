@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,7 +35,6 @@ from tests.core.qemu_cases import REFUSED_ARGUMENTS, with_commandlines
 from tests.peers.binaries import peers_unavailable
 from tests.peers.kubevirt.realm import realm_rule_problems, rng_errors, virsh_define
 from tests.peers.kubevirt.support import (
-    CCA,
     EXAMPLE_SHAPE,
     PLUGIN_CLUSTER,
     VERSIONS,
@@ -47,6 +45,7 @@ from tests.peers.kubevirt.support import (
     hookclient,
     kubevirt_reason,
     last_error,
+    run_plugin_namespace,
     shape_manifests,
 )
 
@@ -268,33 +267,7 @@ def plugin_runs(
                 bins, foreign, foreign.vmi, *plugin, "-prefix", str(folder / "foreign")
             ),
         }
-        spec = folder / "spec.json"
-        out = folder / "out.json"
-        log = folder / "hook.log"
-        spec.write_text(
-            json.dumps(
-                {"cca": str(CCA), "hook_log": str(log), "out": str(out), "commands": commands}
-            )
-        )
-        done = subprocess.run(
-            [
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-                sys.executable,
-                "-m",
-                "tests.peers.kubevirt.plugin_ns",
-                str(spec),
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        results: dict[str, Any] = json.loads(out.read_text())
+        results, log = run_plugin_namespace(folder, commands)
         for name, result in results.items():
             result["prefix"] = str(folder / name)
         results["hook_log"] = log.read_text()
