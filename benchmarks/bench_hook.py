@@ -30,8 +30,8 @@ from lxml import etree
 
 from hook_inputs import cca_vmi, read_domain, report, start_hook, stop
 from kubevirt_cca.constants import HOOK_SOCKET_NAME
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
 from kubevirt_cca.core.hook import on_define_domain
-from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.hookproto import (
     api_info_pb2,
     api_info_pb2_grpc,

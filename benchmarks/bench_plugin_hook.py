@@ -23,8 +23,8 @@ from pathlib import Path
 import grpc
 
 from hook_inputs import cca_vmi, read_domain, report, start_hook, stop
-from kubevirt_cca.core.hook.plugin import MutateCall, mutate_domain
-from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
+from kubevirt_cca.core.hook.mutate_domain import MutateCall, mutate_domain
 from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2 as plugin_pb2
 from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2_grpc as plugin_grpc
 from timing import sample

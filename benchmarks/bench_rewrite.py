@@ -19,9 +19,9 @@ from collections.abc import Callable
 from lxml import etree
 
 from hook_inputs import FIXTURE
-from kubevirt_cca.core.request import CCARequest
-from kubevirt_cca.core.rewrite import rewrite_domain
-from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
+from kubevirt_cca.core.domain.rewrite import rewrite_domain
+from kubevirt_cca.core.vmi.request import CCARequest
 
 
 def sample(fn: Callable[[], object], calls: int) -> list[float]:

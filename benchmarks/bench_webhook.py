@@ -260,7 +260,7 @@ def main() -> None:
     from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
     from kubevirt_cca.core.admission.patches import apply
     from kubevirt_cca.core.admission.reviews import build_review, parse_review
-    from kubevirt_cca.core.webhooks import Endpoint
+    from kubevirt_cca.core.vmi.webhook_table import Endpoint
 
     mutate_body = json.dumps(review(VMI)).encode()
     verdict = admit(

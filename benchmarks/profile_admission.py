@@ -35,7 +35,7 @@ from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.reviews import AdmissionResponse, build_review, parse_review
 from kubevirt_cca.core.admission.validate import validate_vmi
-from kubevirt_cca.core.webhooks import Endpoint
+from kubevirt_cca.core.vmi.webhook_table import Endpoint
 
 
 def per_call_us(fns: dict[str, Callable[[], object]], calls: int) -> dict[str, float]:

@@ -17,7 +17,7 @@ import yaml
 
 from kubevirt_cca.cli import main
 from kubevirt_cca.constants import ENABLED_LABEL, ENABLED_VALUE
-from kubevirt_cca.core.request import TEMPLATE_PATHS
+from kubevirt_cca.core.vmi.request import TEMPLATE_PATHS
 from tests.conftest import shared_files, shared_path
 
 MANIFESTS = shared_files("fixtures", "kubevirt", "manifests", pattern="*.yaml")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from kubevirt_cca.constants import ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION
 from kubevirt_cca.core.convert import Conversion, convert, native_field, to_native
-from kubevirt_cca.core.request import parse_request
+from kubevirt_cca.core.vmi.request import parse_request
 from kubevirt_cca.errors import RequestError
 from tests.admission.helpers import template_node
 

@@ -28,8 +28,8 @@ from kubevirt_cca.core.admission.validate import (
     validate_template,
     validate_vmi,
 )
-from kubevirt_cca.core.integration import IntegrationMode
-from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.cluster.integration import IntegrationMode
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
 from kubevirt_cca.errors import Violation
 from tests.conftest import ROOT
 
@@ -120,7 +120,7 @@ def _created() -> list[Violation]:
         (_annotate(INTEGRATION_ANNOTATION, "sidecar"), _plugin_view()),
         (lambda o: None, dataclasses.replace(_plugin_view(), kubevirt_version="v1.9.0")),
         (lambda o: None, dataclasses.replace(_plugin_view(), kubevirt_version="")),
-        # keys in the wrong place (core/placement.py)
+        # keys in the wrong place (core/vmi/placement.py)
         (lambda o: o["metadata"]["labels"].update({"cca.kubevirt.io/Enabled": "true"}), ON),
         (lambda o: o["metadata"]["labels"].update({"cca.kubevirt.io/enable": "true"}), ON),
         (
@@ -155,7 +155,7 @@ def _created() -> list[Violation]:
 
 
 def _misplaced() -> list[Violation]:
-    """Our keys on a VM's own metadata and on a pool's VM template (core/placement.py)."""
+    """Our keys on a VM's own metadata and on a pool's VM template (core/vmi/placement.py)."""
     vm = {
         "kind": "VirtualMachine",
         "metadata": {

@@ -34,7 +34,7 @@ from kubevirt_cca.core.admission.validate import (
     validate_template,
     validate_vmi,
 )
-from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
 from kubevirt_cca.errors import SettingsError
 from tests.admission.helpers import (
     MANIFESTS,

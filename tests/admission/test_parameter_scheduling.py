@@ -18,7 +18,7 @@ import pytest
 from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.validate import validate_vmi
-from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
 from tests.admission.helpers import labelled, schema_errors
 
 RPV = base64.b64encode(b"\x01" * 64).decode()
@@ -158,7 +158,7 @@ def test_affinity_that_only_narrows_is_kept() -> None:
 def test_a_vm_asking_for_what_no_node_honours_is_admitted_with_a_warning() -> None:
     from kubevirt_cca.core.admission.admit import admit
     from kubevirt_cca.core.admission.reviews import parse_review
-    from kubevirt_cca.core.webhooks import Endpoint
+    from kubevirt_cca.core.vmi.webhook_table import Endpoint
     from tests.admission.helpers import review
 
     vm = labelled(

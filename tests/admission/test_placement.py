@@ -19,8 +19,8 @@ from kubevirt_cca.core.admission import patches
 from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.validate import validate_template, validate_vmi
-from kubevirt_cca.core.placement import misplaced_keys
-from kubevirt_cca.core.request import parse_request
+from kubevirt_cca.core.vmi.placement import misplaced_keys
+from kubevirt_cca.core.vmi.request import parse_request
 from kubevirt_cca.errors import RequestError
 from tests.cli.run import kubevirt_cca
 from tests.conftest import ROOT

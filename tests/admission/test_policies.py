@@ -16,10 +16,10 @@ from kubevirt_cca.core.admission import patches
 from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.sidecar import hook_entry
+from kubevirt_cca.core.cluster.integration import IntegrationMode
 from kubevirt_cca.core.install import InstallOptions
 from kubevirt_cca.core.install.policy_values import render_policy, rendered_values
-from kubevirt_cca.core.integration import IntegrationMode
-from kubevirt_cca.core.request import parse_request
+from kubevirt_cca.core.vmi.request import parse_request
 from kubevirt_cca.errors import RequestError
 from tests.admission.helpers import (
     GROUPS,

@@ -18,10 +18,10 @@ from typing import Any
 import yaml
 from lxml import etree
 
-from kubevirt_cca.core.basedomain import base_domain
-from kubevirt_cca.core.request import CCARequest, find_template, parse_template
-from kubevirt_cca.core.rewrite import rewrite_domain
-from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
+from kubevirt_cca.core.domain.basedomain import base_domain
+from kubevirt_cca.core.domain.rewrite import rewrite_domain
+from kubevirt_cca.core.vmi.request import CCARequest, find_template, parse_template
 from tests.conftest import ROOT, SHARED
 
 # No CCA firmware exists here; the stock AAVMF build stands in for it, loaded as ROM.

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from kubevirt_cca.core.settings import Dialect
+from kubevirt_cca.core.cluster.settings import Dialect
 from tests.boot.cases import FIRMWARE
 from tests.peers.binaries import peers_unavailable, unpack
 from tests.peers.kubevirt.support import (

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 from lxml import etree
 
-from kubevirt_cca.core.settings import Dialect
+from kubevirt_cca.core.cluster.settings import Dialect
 from tests.boot.cases import DIALECTS, FIXTURE, fixture_case, own_cases
 from tests.boot.conftest import BootEnv
 from tests.boot.daemons import virsh

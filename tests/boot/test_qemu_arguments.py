@@ -1,4 +1,4 @@
-"""What a real QEMU does with foreign arguments: the facts behind core/qemuargs.py.
+"""What a real QEMU does with foreign arguments: the facts behind core/domain/qemuargs.py.
 
 Each test starts Debian's ``qemu-system-aarch64`` (7.2, the boot lane's) stopped, with the
 arguments under test, and reads back what QEMU made of them. Debian's QEMU has no ``rme-guest``

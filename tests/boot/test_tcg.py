@@ -11,7 +11,7 @@ import pytest
 from lxml import etree
 
 from kubevirt_cca.constants import QEMU_NAMESPACE
-from kubevirt_cca.core.settings import Dialect
+from kubevirt_cca.core.cluster.settings import Dialect
 from tests.boot.cases import DIALECTS, FIXTURE, Case, fixture_case, own_cases
 from tests.boot.domains import realm_problems
 from tests.boot.initramfs import ACCESS_PLATFORM_BIT, init_script

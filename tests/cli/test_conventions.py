@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from kubevirt_cca.cli import COMMANDS, build_parser, main
-from kubevirt_cca.core.webhooks import WEBHOOKS
+from kubevirt_cca.core.vmi.webhook_table import WEBHOOKS
 from tests.cli.run import kubevirt_cca
 from tests.conftest import ROOT
 

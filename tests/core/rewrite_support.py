@@ -16,9 +16,9 @@ import yaml
 from lxml import etree
 
 from kubevirt_cca.constants import QEMU_NAMESPACE
-from kubevirt_cca.core.basedomain import base_domain
-from kubevirt_cca.core.request import find_template
-from kubevirt_cca.core.settings import Dialect
+from kubevirt_cca.core.cluster.settings import Dialect
+from kubevirt_cca.core.domain.basedomain import base_domain
+from kubevirt_cca.core.vmi.request import find_template
 from tests.conftest import DATA, KUBEVIRT_FIXTURES, LIBVIRT_SCHEMAS, ROOT
 
 Q = "{%s}" % QEMU_NAMESPACE  # noqa: UP031

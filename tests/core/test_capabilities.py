@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubevirt_cca.constants import NODE_ALGO_LABEL_PREFIX, NODE_CCA_LABEL
-from kubevirt_cca.core.capabilities import (
+from kubevirt_cca.core.node.capabilities import (
     DomainCapabilities,
     Honoured,
     HostEvidence,

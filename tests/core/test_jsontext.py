@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kubevirt_cca.core.jsontext import (
+from kubevirt_cca.core.wire.jsontext import (
     MAX_INT_DIGITS,
     DuplicateMember,
     NestedTooDeeply,

@@ -25,16 +25,16 @@ from kubevirt_cca.constants import ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION
 from kubevirt_cca.core.admission.admit import admit
 from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
 from kubevirt_cca.core.admission.reviews import parse_review
-from kubevirt_cca.core.capabilities import (
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
+from kubevirt_cca.core.hook import define_domain
+from kubevirt_cca.core.node.capabilities import (
     HostEvidence,
     build_report,
     parse_domcapabilities,
     parse_rme_guest_help,
 )
-from kubevirt_cca.core.hook import define_domain
-from kubevirt_cca.core.labelling import NodeMetadata, plan_node
-from kubevirt_cca.core.settings import Dialect, Settings
-from kubevirt_cca.core.webhooks import Endpoint
+from kubevirt_cca.core.node.labelling import NodeMetadata, plan_node
+from kubevirt_cca.core.vmi.webhook_table import Endpoint
 from kubevirt_cca.errors import HookError
 from tests.admission.helpers import review, schema_errors
 from tests.conftest import DATA

@@ -15,7 +15,7 @@ import jsonpatch
 import pytest
 
 from kubevirt_cca.constants import NODE_HONOURS_OVERRIDE_ANNOTATION
-from kubevirt_cca.core.capabilities import (
+from kubevirt_cca.core.node.capabilities import (
     DetectionReport,
     HostEvidence,
     build_report,
@@ -23,8 +23,8 @@ from kubevirt_cca.core.capabilities import (
     parse_domcapabilities,
     parse_rme_guest_help,
 )
-from kubevirt_cca.core.labelling import NodeMetadata, plan_node
-from kubevirt_cca.core.overrides import apply_override, parse_override
+from kubevirt_cca.core.node.labelling import NodeMetadata, plan_node
+from kubevirt_cca.core.node.overrides import apply_override, parse_override
 from tests.conftest import DATA
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)

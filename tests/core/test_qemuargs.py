@@ -1,4 +1,5 @@
-"""Foreign QEMU arguments (core/qemuargs.py): refused in every dialect, harmless kept, ours last."""
+"""Foreign QEMU arguments (core/domain/qemuargs.py): refused in every dialect, harmless kept, ours
+last."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kubevirt_cca.core.qemuargs import parse_opts
-from kubevirt_cca.core.request import CCARequest
-from kubevirt_cca.core.rewrite import rewrite_domain
-from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
+from kubevirt_cca.core.domain.qemuargs import parse_opts
+from kubevirt_cca.core.domain.rewrite import rewrite_domain
+from kubevirt_cca.core.vmi.request import CCARequest
 from kubevirt_cca.errors import DomainError
 from tests.core.qemu_cases import (
     HARMLESS_ARGUMENTS,

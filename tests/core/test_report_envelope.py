@@ -1,10 +1,10 @@
-"""The one JSON envelope of every report (core/report_envelope.py, docs/cli.md)."""
+"""The one JSON envelope of every report (core/wire/report_envelope.py, docs/cli.md)."""
 
 from __future__ import annotations
 
 import pytest
 
-from kubevirt_cca.core import report_envelope as envelope
+from kubevirt_cca.core.wire import report_envelope as envelope
 
 
 def test_the_envelope_keys_come_first_then_the_payload() -> None:

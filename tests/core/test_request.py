@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubevirt_cca.constants import ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION
-from kubevirt_cca.core.request import CCARequest, find_template, parse_request
+from kubevirt_cca.core.vmi.request import CCARequest, find_template, parse_request
 from kubevirt_cca.errors import RequestError
 from tests.conftest import ROOT, shared_files
 
@@ -231,7 +231,7 @@ def test_templates(kind: str, wrap: Any, prefix: str) -> None:
     template["metadata"]["annotations"] = {}
     assert parse_request(obj) == CCARequest()
     # A label on the VM itself, not its template, would not make the VMIs Realms: it is
-    # refused rather than ignored (issue 13; core/placement.py).
+    # refused rather than ignored (issue 13; core/vmi/placement.py).
     obj2 = {"kind": kind, "metadata": {"labels": {ENABLED_LABEL: "true"}}, "spec": {}}
     assert [field for field, _ in violations(obj2)] == [f"metadata.labels[{ENABLED_LABEL}]"]
 

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from kubevirt_cca.constants import DEFAULT_CCA_FIRMWARE
-from kubevirt_cca.core.request import CCARequest
-from kubevirt_cca.core.rewrite import rewrite_domain
-from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
+from kubevirt_cca.core.domain.rewrite import rewrite_domain
+from kubevirt_cca.core.vmi.request import CCARequest
 from kubevirt_cca.errors import DomainError, SettingsError
 from tests.conftest import DATA, KUBEVIRT_FIXTURES, shared_path
 from tests.core.rewrite_support import (

@@ -1,14 +1,14 @@
 """Rewrite cases that only the peers lane used to catch (issue 24, item 8): each test here fails
-on a mutant of core/rewrite.py that the rest of the fast suite let live."""
+on a mutant of core/domain/rewrite.py that the rest of the fast suite let live."""
 
 from __future__ import annotations
 
 import pytest
 from lxml import etree
 
-from kubevirt_cca.core.request import CCARequest
-from kubevirt_cca.core.rewrite import rewrite_domain, rme_guest_properties
-from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
+from kubevirt_cca.core.domain.rewrite import rewrite_domain, rme_guest_properties
+from kubevirt_cca.core.vmi.request import CCARequest
 from kubevirt_cca.errors import DomainError
 from tests.core.rewrite_support import own_domains
 

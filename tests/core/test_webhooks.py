@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kubevirt_cca.core.install.names import InstallOptions
 from kubevirt_cca.core.install.webhook import webhook_configurations
-from kubevirt_cca.core.webhooks import BY_ENDPOINT, WEBHOOKS, Endpoint
+from kubevirt_cca.core.vmi.webhook_table import BY_ENDPOINT, WEBHOOKS, Endpoint
 
 
 def test_every_endpoint_has_one_entry() -> None:

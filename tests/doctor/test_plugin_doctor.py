@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from kubevirt_cca.cli.doctor import diagnose, expected_from_args
 from kubevirt_cca.core.doctor import Check, Status
-from kubevirt_cca.core.install.plugin import plugin_object
+from kubevirt_cca.core.install.plugin_manifest import plugin_object
 from tests.doctor.cluster import find, kubevirt, load, make_ca, ready_cluster
 from tests.doctor.scenarios import replace
 from tests.webhook.cluster import forbidden

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kubevirt_cca.adapters.hook import UnixSocketServer, hook_server
-from kubevirt_cca.core.settings import Settings
+from kubevirt_cca.core.cluster.settings import Settings
 from tests.hook.launcher import Launcher
 
 StartHook = Callable[..., UnixSocketServer]

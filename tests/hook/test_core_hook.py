@@ -15,6 +15,8 @@ from kubevirt_cca.constants import (
     HOOK_SIDECARS_ANNOTATION,
     LAUNCH_SECURITY_ANNOTATION,
 )
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
+from kubevirt_cca.core.domain.rewrite import rewrite_domain
 from kubevirt_cca.core.hook import (
     UNKNOWN_VMI,
     define_domain,
@@ -22,10 +24,8 @@ from kubevirt_cca.core.hook import (
     read_vmi,
     vmi_ref,
 )
-from kubevirt_cca.core.hook.plugin import MutateCall, mutate_domain
-from kubevirt_cca.core.request import CCARequest, parse_request
-from kubevirt_cca.core.rewrite import rewrite_domain
-from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.hook.mutate_domain import MutateCall, mutate_domain
+from kubevirt_cca.core.vmi.request import CCARequest, parse_request
 from kubevirt_cca.errors import DomainError, HookError, RequestError
 from tests.hook.support import ARM64_MINIMAL, HONOURS_EVERYTHING
 from tests.narrow import find

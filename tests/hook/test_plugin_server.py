@@ -23,9 +23,9 @@ from lxml import etree
 
 from kubevirt_cca.adapters.hook import DomainHookService, UnixSocketServer, plugin_server
 from kubevirt_cca.constants import PLUGIN_NAME, PLUGIN_SOCKET, QEMU_NAMESPACE
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
 from kubevirt_cca.core.hook import DefinedDomain
-from kubevirt_cca.core.hook.plugin import BOOT, MIGRATION_TARGET, MutateCall, mutate_domain
-from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.hook.mutate_domain import BOOT, MIGRATION_TARGET, MutateCall, mutate_domain
 from kubevirt_cca.errors import HookError, SettingsError
 from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2 as plugin_pb2
 from tests.conftest import DATA

@@ -19,8 +19,8 @@ from kubevirt_cca.constants import (
     LAUNCH_SECURITY_ANNOTATION,
     QEMU_NAMESPACE,
 )
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
 from kubevirt_cca.core.hook import DefinedDomain, on_define_domain
-from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.errors import HookError
 from kubevirt_cca.hookproto import (
     api_info_pb2,
@@ -478,7 +478,8 @@ def test_a_parameter_the_vmi_was_not_scheduled_for_is_refused(
     assert b"rme" in answer or b"launchSecurity" in answer
 
 
-# One argument (or element) of each class core/qemuargs.py refuses (tests/core/qemu_cases.py).
+# One argument (or element) of each class core/domain/qemuargs.py refuses
+# (tests/core/qemu_cases.py).
 FOREIGN_QEMU = ("machine-cgs", "accel-tcg", "cpu-max", "bios", "global-iommu-off", "readconfig")
 
 

@@ -15,9 +15,9 @@ from kubevirt_cca.constants import (
     NODE_CCA_LABEL,
     NODE_DETECTION_ANNOTATION,
 )
-from kubevirt_cca.core.capabilities import is_owned_label
 from kubevirt_cca.core.install import InstallOptions, install_objects
 from kubevirt_cca.core.install.names import NODE_RESTRICTION_POLICY
+from kubevirt_cca.core.node.capabilities import is_owned_label
 from tests.install.expected import LABELLER_LABELS_REFUSAL
 from tests.install.support import find
 from tests.install.vap import Decision, admit
@@ -296,11 +296,11 @@ def test_every_cel_expression_of_every_installed_policy_compiles() -> None:
 def test_the_labellers_real_patches_pass_the_installed_policy(
     policy: dict[str, Any], labels: dict[str, str], report: str
 ) -> None:
-    """The labeller's own JSON patches (core/labelling.plan_node), applied, are admitted."""
+    """The labeller's own JSON patches (core/node/labelling.plan_node), applied, are admitted."""
     import jsonpatch
 
-    from kubevirt_cca.core.capabilities import DetectionReport
-    from kubevirt_cca.core.labelling import NodeMetadata, plan_node
+    from kubevirt_cca.core.node.capabilities import DetectionReport
+    from kubevirt_cca.core.node.labelling import NodeMetadata, plan_node
 
     detection = (
         DetectionReport(True, ("sha256",), (), {}, None)
@@ -334,7 +334,7 @@ def events_policy() -> dict[str, Any]:
 
 
 def event(**changes: Any) -> dict[str, Any]:
-    """An Event as the labeller on arm-1 creates it (adapters/labeller.py)."""
+    """An Event as the labeller on arm-1 creates it (adapters/node_labeller.py)."""
     obj: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Event",

@@ -170,7 +170,7 @@ def test_the_webhooks_fail_closed_only_for_labelled_vmis(objects: list[dict[str,
 
 
 def test_the_config_map_holds_every_default(objects: list[dict[str, Any]]) -> None:
-    from kubevirt_cca.core.settings import Settings, settings_from_config_map
+    from kubevirt_cca.core.cluster.settings import Settings, settings_from_config_map
 
     config = find(objects, "ConfigMap", "kubevirt-cca-config")
     assert settings_from_config_map(config["data"]) == Settings()

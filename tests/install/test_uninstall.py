@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from kubevirt_cca.adapters.install_files import load_policies
 from kubevirt_cca.cli import main
 from kubevirt_cca.constants import NODE_DETECTION_ANNOTATION
-from kubevirt_cca.core.capabilities import is_owned_label
 from kubevirt_cca.core.install import (
     CERT_MANAGER,
     SELF_SIGNED,
@@ -29,6 +28,7 @@ from kubevirt_cca.core.install.uninstall import (
     uninstall_objects,
     uninstall_steps,
 )
+from kubevirt_cca.core.node.capabilities import is_owned_label
 
 OPTIONS = InstallOptions(namespace="cca-system", kubevirt_namespace="virt")
 

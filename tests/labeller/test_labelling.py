@@ -20,9 +20,8 @@ from kubevirt_cca.constants import (
     NODE_CCA_LABEL,
     NODE_DETECTION_ANNOTATION,
 )
-from kubevirt_cca.core.capabilities import DetectionReport, is_owned_label, node_labels
-from kubevirt_cca.core.json_patch import escape, pointer, segments
-from kubevirt_cca.core.labelling import (
+from kubevirt_cca.core.node.capabilities import DetectionReport, is_owned_label, node_labels
+from kubevirt_cca.core.node.labelling import (
     EVENT_MESSAGE_LIMIT,
     EventType,
     NodeMetadata,
@@ -31,6 +30,7 @@ from kubevirt_cca.core.labelling import (
     plan_node,
     same_report,
 )
+from kubevirt_cca.core.wire.json_patch import escape, pointer, segments
 from tests.labeller.conftest import (
     CAPABLE_LABELS,
     FOREIGN_ANNOTATIONS,

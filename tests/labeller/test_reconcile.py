@@ -22,7 +22,7 @@ from lightkube import AsyncClient
 
 from kubevirt_cca.adapters.health import HealthServer
 from kubevirt_cca.adapters.kube import async_client
-from kubevirt_cca.adapters.labeller import (
+from kubevirt_cca.adapters.node_labeller import (
     LabellerMetrics,
     NodeLabeller,
     ReconcileResult,
@@ -35,7 +35,7 @@ from kubevirt_cca.constants import (
     NODE_DETECTION_ANNOTATION,
     NODE_HONOURS_OVERRIDE_ANNOTATION,
 )
-from kubevirt_cca.core.capabilities import DetectionReport, is_owned_label
+from kubevirt_cca.core.node.capabilities import DetectionReport, is_owned_label
 from kubevirt_cca.errors import CCAError, KubernetesAPIError
 from tests.labeller.conftest import (
     CAPABLE_LABELS,

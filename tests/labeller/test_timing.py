@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kubevirt_cca.adapters.labeller import Timing
+from kubevirt_cca.adapters.node_labeller import Timing
 
 
 @given(seed=st.integers(0, 2**32), interval=st.floats(0.01, 3600))

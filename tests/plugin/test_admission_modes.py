@@ -32,10 +32,10 @@ from kubevirt_cca.core.admission.launcher_pod import plan_launcher_pod
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.reviews import parse_review
 from kubevirt_cca.core.admission.validate import validate_template, validate_vmi
+from kubevirt_cca.core.cluster.integration import IntegrationMode
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
 from kubevirt_cca.core.install import InstallOptions
-from kubevirt_cca.core.integration import IntegrationMode
-from kubevirt_cca.core.settings import Dialect, Settings
-from kubevirt_cca.core.webhooks import Endpoint
+from kubevirt_cca.core.vmi.webhook_table import Endpoint
 from tests.admission.helpers import MANIFESTS, labelled, load, review, schema_errors
 from tests.plugin.policy import POLICIES, PolicyFile
 from tests.plugin.test_plugin_objects import K8S_VERSION, launcher_pod

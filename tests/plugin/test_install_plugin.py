@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import yaml
 
-from kubevirt_cca.core.install.plugin import plugin_object
+from kubevirt_cca.core.install.plugin_manifest import plugin_object
 from tests.conftest import ROOT
 
 PLUGIN_DIR = ROOT / "deploy" / "plugin"

@@ -7,8 +7,13 @@ from itertools import product
 import pytest
 
 from kubevirt_cca.constants import CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE, SIDECAR_FEATURE_GATE
-from kubevirt_cca.core.integration import IntegrationMode, ProblemCode, decide_mode, parse_mode
-from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.cluster.integration import (
+    IntegrationMode,
+    ProblemCode,
+    decide_mode,
+    parse_mode,
+)
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
 from kubevirt_cca.errors import SettingsError
 
 GATE_SETS = [

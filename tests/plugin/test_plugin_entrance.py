@@ -27,10 +27,10 @@ from kubevirt_cca.core.admission.plugin_object import (
     with_plugin,
 )
 from kubevirt_cca.core.admission.reviews import parse_review
-from kubevirt_cca.core.install.plugin import plugin_object
-from kubevirt_cca.core.integration import IntegrationMode
-from kubevirt_cca.core.settings import Dialect, Settings
-from kubevirt_cca.core.webhooks import Endpoint
+from kubevirt_cca.core.cluster.integration import IntegrationMode
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
+from kubevirt_cca.core.install.plugin_manifest import plugin_object
+from kubevirt_cca.core.vmi.webhook_table import Endpoint
 from tests.admission.helpers import labelled, review
 from tests.conftest import ROOT
 

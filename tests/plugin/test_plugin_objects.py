@@ -24,8 +24,8 @@ from kubevirt_cca.constants import (
     PLUGIN_SOCKETS_VOLUME,
 )
 from kubevirt_cca.core.admission.launcher_pod import pod_patch
-from kubevirt_cca.core.install.plugin import plugin_object
-from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
+from kubevirt_cca.core.install.plugin_manifest import plugin_object
 
 K8S_VERSION = "1.33"
 

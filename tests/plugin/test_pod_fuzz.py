@@ -21,7 +21,7 @@ from kubevirt_cca.constants import (
 )
 from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates
 from kubevirt_cca.core.admission.launcher_pod import is_cca_launcher_pod, plan_launcher_pod
-from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
 
 PLUGIN = ClusterView(
     gates=FeatureGates(frozenset({CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE})),

@@ -11,9 +11,9 @@ import pytest
 
 from kubevirt_cca.constants import PLUGIN_CONTAINER
 from kubevirt_cca.core.admission.launcher_pod import pod_patch
+from kubevirt_cca.core.cluster.integration import IntegrationMode
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
 from kubevirt_cca.core.install import InstallOptions
-from kubevirt_cca.core.integration import IntegrationMode
-from kubevirt_cca.core.settings import Dialect, Settings
 from tests.plugin.policy import POLICIES, PolicyFile
 from tests.plugin.test_plugin_objects import launcher_pod
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from kubevirt_cca.adapters.webhook.server import MAX_BODY_BYTES
 from kubevirt_cca.constants import LAUNCH_SECURITY_ANNOTATION
-from kubevirt_cca.core.webhooks import WEBHOOKS
+from kubevirt_cca.core.vmi.webhook_table import WEBHOOKS
 from tests.admission.helpers import labelled, review
 from tests.webhook.conftest import Webhook
 

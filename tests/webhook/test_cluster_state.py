@@ -20,7 +20,7 @@ from kubevirt_cca.constants import ENABLED_LABEL
 from kubevirt_cca.core.admission.admit import admit
 from kubevirt_cca.core.admission.reviews import parse_review
 from kubevirt_cca.core.admission.validate import MIGRATION_REFUSAL
-from kubevirt_cca.core.webhooks import Endpoint
+from kubevirt_cca.core.vmi.webhook_table import Endpoint
 from tests.admission.helpers import KUBEVIRT_CR, labelled, review
 from tests.webhook.cluster import CONFIG_MAPS, KUBEVIRTS, VMI, eventually, forbidden
 

@@ -26,8 +26,8 @@ from kubevirt_cca.constants import (
     SIDECAR_FEATURE_GATE,
 )
 from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
 from kubevirt_cca.core.install import InstallOptions
-from kubevirt_cca.core.settings import Dialect, Settings
 from tests.admission.helpers import labelled, review
 from tests.plugin.policy import POLICIES, PolicyFile
 from tests.plugin.test_plugin_objects import K8S_VERSION, launcher_pod

@@ -19,9 +19,9 @@ from kubevirt_cca.adapters.kube import async_client
 from kubevirt_cca.constants import HOOK_SIDECARS_ANNOTATION, INTEGRATION_ANNOTATION
 from kubevirt_cca.core.admission.admit import Verdict, admit
 from kubevirt_cca.core.admission.reviews import parse_review
-from kubevirt_cca.core.install.plugin import plugin_object
-from kubevirt_cca.core.integration import IntegrationMode
-from kubevirt_cca.core.webhooks import Endpoint
+from kubevirt_cca.core.cluster.integration import IntegrationMode
+from kubevirt_cca.core.install.plugin_manifest import plugin_object
+from kubevirt_cca.core.vmi.webhook_table import Endpoint
 from tests.admission.helpers import KUBEVIRT_CR, labelled, review
 from tests.webhook.cluster import CONFIG_MAPS, KUBEVIRTS, VMI, eventually, forbidden
 

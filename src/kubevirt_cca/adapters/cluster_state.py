@@ -35,7 +35,7 @@ from kubevirt_cca.adapters.kube import stream as kube_stream
 from kubevirt_cca.constants import CONFIG_MAP_NAME, ENABLED_LABEL, NODE_CCA_LABEL
 from kubevirt_cca.core.admission.gates import ClusterView, build_view
 from kubevirt_cca.core.admission.validate import VMILookup
-from kubevirt_cca.core.objects import labels_of, metadata_of
+from kubevirt_cca.core.wire.objects import labels_of, metadata_of
 from kubevirt_cca.errors import KubernetesAPIError, KubernetesNotFound
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ a FIFO or a character device (``/dev/zero`` never ends). A key given twice in on
 (or a member twice in a JSON object) is refused, not taken last-wins as kubectl 1.32 takes it
 (a second ``metadata:`` without the label would be a plain VM), and so is a number JSON cannot
 carry (``.nan`` and ``.inf``, which kubectl refuses too, or an integer too long to read;
-:mod:`kubevirt_cca.core.jsontext`).
+:mod:`kubevirt_cca.core.wire.jsontext`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, BinaryIO
 
 import yaml
 
-from kubevirt_cca.core.jsontext import (
+from kubevirt_cca.core.wire.jsontext import (
     DuplicateMember,
     NotJSONValue,
     UnreadableJSON,

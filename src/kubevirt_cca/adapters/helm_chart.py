@@ -35,13 +35,13 @@ import yaml
 
 from kubevirt_cca import __version__
 from kubevirt_cca.adapters.install_files import dump_documents
+from kubevirt_cca.core.cluster.integration import IntegrationMode
 from kubevirt_cca.core.install import InstallOptions, Manifest, install_files
 from kubevirt_cca.core.install.names import (
     CERTIFICATE_MODES,
     IMAGE_REFERENCE_PATTERN,
     SYSTEM_NAMESPACES,
 )
-from kubevirt_cca.core.integration import IntegrationMode
 from kubevirt_cca.errors import ManifestError
 
 CHART_NAME = "kubevirt-cca"

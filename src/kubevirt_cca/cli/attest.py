@@ -28,8 +28,8 @@ from kubevirt_cca.core.attestation.verify import (
     challenge_for_nonce,
     verify_token,
 )
-from kubevirt_cca.core.jsontext import NotJSONValue, UnreadableJSON, loads
-from kubevirt_cca.core.request import hex_hint, parse_request
+from kubevirt_cca.core.vmi.request import hex_hint, parse_request
+from kubevirt_cca.core.wire.jsontext import NotJSONValue, UnreadableJSON, loads
 from kubevirt_cca.errors import (
     AttestationError,
     CollectionError,

@@ -22,9 +22,9 @@ from kubevirt_cca.core.attestation.nodeprofile import (
 )
 from kubevirt_cca.core.attestation.profile import HostProfile
 from kubevirt_cca.core.attestation.reference import RealmLayout, qemu_virt_layout
-from kubevirt_cca.core.basedomain import guest_memory_bytes, parse_quantity, vcpu_count
-from kubevirt_cca.core.jsontext import loads
-from kubevirt_cca.core.request import find_template, parse_request
+from kubevirt_cca.core.domain.basedomain import guest_memory_bytes, parse_quantity, vcpu_count
+from kubevirt_cca.core.vmi.request import find_template, parse_request
+from kubevirt_cca.core.wire.jsontext import loads
 from kubevirt_cca.errors import (
     AttestationError,
     ManifestError,

@@ -22,7 +22,7 @@ from kubevirt_cca.core.attestation.reference import (
     qemu_virt_layout,
     reference_json,
 )
-from kubevirt_cca.core.basedomain import parse_quantity
+from kubevirt_cca.core.domain.basedomain import parse_quantity
 from kubevirt_cca.errors import AttestationError, ManifestError, ReferenceValueError, Violation
 
 EXIT_OK = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kubevirt_cca.core.settings import Dialect, Settings, settings_from_strings
+from kubevirt_cca.core.cluster.settings import Dialect, Settings, settings_from_strings
 from kubevirt_cca.errors import SettingsError, UsageError
 
 

@@ -10,7 +10,7 @@ from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.cli.validate import dump_yaml
 from kubevirt_cca.constants import ENABLED_LABEL, ENABLED_VALUE, LAUNCH_SECURITY_ANNOTATION
 from kubevirt_cca.core.convert import convert, to_native
-from kubevirt_cca.core.request import TEMPLATE_PATHS
+from kubevirt_cca.core.vmi.request import TEMPLATE_PATHS
 from kubevirt_cca.errors import ManifestError
 
 DESCRIPTION = f"""\

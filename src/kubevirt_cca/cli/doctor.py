@@ -21,7 +21,7 @@ from kubevirt_cca.core.install import (
     InstallOptions,
     install_objects,
 )
-from kubevirt_cca.core.report_envelope import envelope
+from kubevirt_cca.core.wire.report_envelope import envelope
 
 DESCRIPTION = """\
 Check, one thing at a time, whether this cluster can run Arm CCA Realms: KubeVirt and its

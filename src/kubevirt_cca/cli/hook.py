@@ -15,7 +15,7 @@ from kubevirt_cca.constants import (
     HOOK_SOCKET_DIR,
     HOOK_SOCKET_NAME,
 )
-from kubevirt_cca.core.settings import Dialect
+from kubevirt_cca.core.cluster.settings import Dialect
 
 EXIT_USAGE = 2
 

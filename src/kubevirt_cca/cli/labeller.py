@@ -22,10 +22,10 @@ from kubevirt_cca.constants import (
     NODE_DETECTION_ANNOTATION,
     NODE_HONOURS_OVERRIDE_ANNOTATION,
 )
-from kubevirt_cca.core.capabilities import DetectionReport
+from kubevirt_cca.core.node.capabilities import DetectionReport
 
 if TYPE_CHECKING:
-    from kubevirt_cca.adapters.labeller import NodeLabeller
+    from kubevirt_cca.adapters.node_labeller import NodeLabeller
 
 LOG = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ async def _main(
 ) -> int:
     from kubevirt_cca.adapters.health import HealthServer
     from kubevirt_cca.adapters.kube import async_client
-    from kubevirt_cca.adapters.labeller import NodeLabeller, Timing
+    from kubevirt_cca.adapters.node_labeller import NodeLabeller, Timing
 
     client = async_client(server=args.server)
     labeller = NodeLabeller(

@@ -21,12 +21,12 @@ from kubevirt_cca.adapters.install_files import (
     write_kustomize,
 )
 from kubevirt_cca.cli.common import HelpFormatter
+from kubevirt_cca.core.cluster.integration import IntegrationMode
 from kubevirt_cca.core.install import (
     InstallOptions,
     install_files,
 )
 from kubevirt_cca.core.install.names import CERTIFICATE_MODES
-from kubevirt_cca.core.integration import IntegrationMode
 from kubevirt_cca.errors import SettingsError, UsageError
 
 DESCRIPTION = f"""\

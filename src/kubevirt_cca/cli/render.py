@@ -8,10 +8,10 @@ import sys
 from kubevirt_cca.adapters.files import load_manifest, read_text
 from kubevirt_cca.cli.common import HelpFormatter, add_settings_flags, settings_from_args
 from kubevirt_cca.constants import ENABLED_LABEL, ENABLED_VALUE
-from kubevirt_cca.core.basedomain import base_domain
-from kubevirt_cca.core.request import find_template, parse_template
-from kubevirt_cca.core.requirements import requirements
-from kubevirt_cca.core.rewrite import rewrite_domain
+from kubevirt_cca.core.domain.basedomain import base_domain
+from kubevirt_cca.core.domain.rewrite import rewrite_domain
+from kubevirt_cca.core.vmi.request import find_template, parse_template
+from kubevirt_cca.core.vmi.requirements import requirements
 from kubevirt_cca.errors import ManifestError, RequestError, Violation
 
 DESCRIPTION = f"""\

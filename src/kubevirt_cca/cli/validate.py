@@ -31,14 +31,14 @@ from kubevirt_cca.core.admission.gates import (
 )
 from kubevirt_cca.core.admission.mutate import plan_vmi
 from kubevirt_cca.core.admission.validate import validate_template, validate_vmi
+from kubevirt_cca.core.cluster.integration import IntegrationMode
 from kubevirt_cca.core.convert import native_field
-from kubevirt_cca.core.integration import IntegrationMode
-from kubevirt_cca.core.objects import labels_of, meta_str
-from kubevirt_cca.core.placement import VMI_KIND
-from kubevirt_cca.core.report_envelope import check, envelope
-from kubevirt_cca.core.request import find_template, native_form_advice, parse_request
-from kubevirt_cca.core.requirements import requirements
-from kubevirt_cca.core.webhooks import MIGRATION_KIND, TEMPLATE_KINDS
+from kubevirt_cca.core.vmi.placement import VMI_KIND
+from kubevirt_cca.core.vmi.request import find_template, native_form_advice, parse_request
+from kubevirt_cca.core.vmi.requirements import requirements
+from kubevirt_cca.core.vmi.webhook_table import MIGRATION_KIND, TEMPLATE_KINDS
+from kubevirt_cca.core.wire.objects import labels_of, meta_str
+from kubevirt_cca.core.wire.report_envelope import check, envelope
 from kubevirt_cca.errors import ManifestError, RequestError, SettingsError, Violation
 
 EXIT_ADMITTED, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2

@@ -15,13 +15,13 @@ from kubevirt_cca.adapters.webhook.server import WebhookApp, serve
 from kubevirt_cca.adapters.webhook.tls import ReloadingTLS
 from kubevirt_cca.cli.common import HelpFormatter
 from kubevirt_cca.constants import INSTALL_NAMESPACE
-from kubevirt_cca.core.webhooks import WEBHOOKS
+from kubevirt_cca.core.vmi.webhook_table import WEBHOOKS
 
 logger = logging.getLogger(__name__)
 
 
 def _endpoint_lines() -> str:
-    """One entry per endpoint of the webhook table (core/webhooks.py), wrapped at 100 columns."""
+    """One entry per endpoint of the webhook table (core/vmi/webhook_table.py), in 100 columns."""
     width = max(len(hook.path) for hook in WEBHOOKS) + 1
     lines = []
     for hook in WEBHOOKS:

@@ -22,7 +22,7 @@ from kubevirt_cca.constants import (
     LAUNCH_SECURITY_ANNOTATION,
     NATIVE_CCA_SCHEMA_PATH,
 )
-from kubevirt_cca.core.request import TEMPLATE_PATHS, find_template, parse_template
+from kubevirt_cca.core.vmi.request import TEMPLATE_PATHS, find_template, parse_template
 
 NATIVE_FIELD = NATIVE_CCA_SCHEMA_PATH
 

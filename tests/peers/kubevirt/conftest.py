@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kubevirt_cca.core.settings import Dialect
+from kubevirt_cca.core.cluster.settings import Dialect
 from tests.peers.kubevirt.support import (
     VERSIONS,
     Converted,

@@ -3,7 +3,7 @@
 docs/rewrite.md's rules act on: the loader / NVRAM / kernel boot (rules 3, 4), every device and
 its model and bus (5, 6, 7), the features (8, 11), the CPU (9), and the memory a Realm is
 created with. ``touched_parts`` reduces a domain to exactly those, so ``render``'s built-in
-domain (core/basedomain.py) and KubeVirt's converter output can be compared part by part.
+domain (core/domain/basedomain.py) and KubeVirt's converter output can be compared part by part.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from pathlib import Path
 from lxml import etree
 
 from kubevirt_cca.adapters.hook import HookCallbacks, UnixSocketServer, serve_until_stopped
+from kubevirt_cca.core.cluster.settings import Settings
 from kubevirt_cca.core.hook import DefinedDomain
-from kubevirt_cca.core.settings import Settings
 
 FOREIGN_ANNOTATION = "example.org/foreign-domain-xml"
 SOCKET_NAME = "foreign.sock"

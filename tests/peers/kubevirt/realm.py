@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from lxml import etree
 
 from kubevirt_cca.constants import DEFAULT_CCA_FIRMWARE, QEMU_NAMESPACE
-from kubevirt_cca.core.request import CCARequest
-from kubevirt_cca.core.settings import Dialect
+from kubevirt_cca.core.cluster.settings import Dialect
+from kubevirt_cca.core.vmi.request import CCARequest
 from tests.boot.domains import realm_problems
 from tests.core.rewrite_support import schema_errors
 

@@ -32,9 +32,9 @@ from kubevirt_cca.constants import CCA_FEATURE_GATE, PLUGIN_NAME, PLUGINS_FEATUR
 from kubevirt_cca.core.admission import patches
 from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates, all_gates_on
 from kubevirt_cca.core.admission.mutate import plan_vmi
-from kubevirt_cca.core.integration import IntegrationMode
-from kubevirt_cca.core.request import find_template
-from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.cluster.integration import IntegrationMode
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
+from kubevirt_cca.core.vmi.request import find_template
 from tests.conftest import DATA, ROOT
 
 VERSIONS = ("v1.9.0", "main")

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from kubevirt_cca.core.request import parse_request
-from kubevirt_cca.core.settings import Dialect
+from kubevirt_cca.core.cluster.settings import Dialect
+from kubevirt_cca.core.vmi.request import parse_request
 from tests.boot.domains import realm_problems
 from tests.peers.kubevirt.realm import realm_rule_problems, rng_errors, virsh_define
 from tests.peers.kubevirt.support import (

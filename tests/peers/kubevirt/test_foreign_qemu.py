@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from kubevirt_cca.core.settings import Dialect
+from kubevirt_cca.core.cluster.settings import Dialect
 from tests.conftest import ROOT
 from tests.core.qemu_cases import (
     HARMLESS_ARGUMENTS,
@@ -53,7 +53,7 @@ from tests.peers.kubevirt.support import (
 )
 
 DIALECTS = list(Dialect)
-# One of each class core/qemuargs.py refuses, in spellings KubeVirt's spec must carry through
+# One of each class core/domain/qemuargs.py refuses, in spellings KubeVirt's spec must carry through
 # (every case and spelling, in every dialect, is in tests/core/test_qemuargs.py).
 ARGUMENT_CASES = (
     "machine-cgs",

@@ -26,9 +26,9 @@ import pytest
 import yaml
 
 from kubevirt_cca.constants import ENABLED_LABEL, LAUNCH_SECURITY_ANNOTATION
-from kubevirt_cca.core.integration import IntegrationMode, decide_mode
-from kubevirt_cca.core.request import parse_request
-from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.cluster.integration import IntegrationMode, decide_mode
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
+from kubevirt_cca.core.vmi.request import parse_request
 from tests.boot.domains import realm_problems
 from tests.conftest import ROOT
 from tests.core.qemu_cases import REFUSED_ARGUMENTS, with_commandlines

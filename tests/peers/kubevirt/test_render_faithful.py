@@ -2,7 +2,7 @@
 
 For every shape and both KubeVirt versions, the parts of the domain the Realm rewrite touches
 (memory, loader / NVRAM / kernel boot, features, CPU mode / model / topology, vCPUs, every
-device kind with its model and bus) of ``core/basedomain.py``'s domain must equal the
+device kind with its model and bus) of ``core/domain/basedomain.py``'s domain must equal the
 converter's, unless the difference is listed in ``KNOWN`` below with its reason.
 
 What the lane found and fixed in ``basedomain.py``: KubeVirt always adds a virtio-SCSI
@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from kubevirt_cca.core.basedomain import base_domain
-from kubevirt_cca.core.request import find_template
+from kubevirt_cca.core.domain.basedomain import base_domain
+from kubevirt_cca.core.vmi.request import find_template
 from tests.peers.kubevirt.faithful import differences, touched_parts
 from tests.peers.kubevirt.support import VERSIONS, Converted, shape_manifests
 

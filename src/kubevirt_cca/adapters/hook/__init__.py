@@ -6,7 +6,7 @@ hook protocol (Info + Callbacks v1alpha1..v1alpha3); ``plugin`` is KubeVirt Plug
 """
 
 from kubevirt_cca.adapters.hook.callbacks import HookCallbacks, hook_server
-from kubevirt_cca.adapters.hook.plugin import DomainHookService, plugin_server
+from kubevirt_cca.adapters.hook.domain_hook_service import DomainHookService, plugin_server
 from kubevirt_cca.adapters.hook.socket_server import UnixSocketServer, serve_until_stopped
 
 __all__ = [

@@ -24,8 +24,8 @@ from google.protobuf.message import Message
 from kubevirt_cca.adapters.hook.calls import define
 from kubevirt_cca.adapters.hook.socket_server import DEFAULT_WORKERS, UnixSocketServer
 from kubevirt_cca.constants import HOOK_NAME, HOOK_SOCKET_NAME, ON_DEFINE_DOMAIN
+from kubevirt_cca.core.cluster.settings import Settings
 from kubevirt_cca.core.hook import DefinedDomain, define_domain
-from kubevirt_cca.core.settings import Settings
 from kubevirt_cca.hookproto import (
     api_info_pb2,
     api_v1alpha1_pb2,

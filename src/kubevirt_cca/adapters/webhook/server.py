@@ -32,7 +32,7 @@ from kubevirt_cca.core.admission.reviews import (
     parse_review,
 )
 from kubevirt_cca.core.admission.validate import VMILookup
-from kubevirt_cca.core.webhooks import WEBHOOKS, Endpoint
+from kubevirt_cca.core.vmi.webhook_table import WEBHOOKS, Endpoint
 from kubevirt_cca.errors import Violation
 
 logger = logging.getLogger(__name__)

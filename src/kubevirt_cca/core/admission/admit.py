@@ -31,9 +31,9 @@ from kubevirt_cca.core.admission.validate import (
     validate_template,
     validate_vmi,
 )
-from kubevirt_cca.core.objects import meta_str
-from kubevirt_cca.core.request import parse_request
-from kubevirt_cca.core.webhooks import BY_ENDPOINT, MIGRATION_KIND, Endpoint
+from kubevirt_cca.core.vmi.request import parse_request
+from kubevirt_cca.core.vmi.webhook_table import BY_ENDPOINT, MIGRATION_KIND, Endpoint
+from kubevirt_cca.core.wire.objects import meta_str
 from kubevirt_cca.errors import RequestError, Violation
 
 

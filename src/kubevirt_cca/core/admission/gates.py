@@ -30,15 +30,15 @@ from kubevirt_cca.constants import (
     DEFAULT_HOOK_IMAGE,
     SIDECAR_FEATURE_GATE,
 )
-from kubevirt_cca.core.integration import (
+from kubevirt_cca.core.cluster.integration import (
     INTEGRATION_MODE_KEY,
     IntegrationMode,
     ModeDecision,
     decide_mode,
     parse_mode,
 )
-from kubevirt_cca.core.objects import meta_str, metadata_of
-from kubevirt_cca.core.settings import HOOK_IMAGE_KEY, Settings, settings_from_config_map
+from kubevirt_cca.core.cluster.settings import HOOK_IMAGE_KEY, Settings, settings_from_config_map
+from kubevirt_cca.core.wire.objects import meta_str, metadata_of
 from kubevirt_cca.errors import SettingsError
 
 GATES_PATH = "spec.configuration.developerConfiguration"

@@ -3,8 +3,8 @@
 KubeVirt does not start a Plugin's sidecar: in plugin mode kubevirt-cca injects it into the
 virt-launcher pod of every labelled VMI (:func:`pod_patch`, mounting KubeVirt's
 ``kubevirt-plugin-sockets`` volume with ``subPath: kubevirt-cca``; the Plugin object naming the
-socket is an install object, ``core/install/plugin.py``). Here is when: never in sidecar mode
-(the pod is left exactly as KubeVirt made it), always in plugin mode, and a refusal whenever
+socket is an install object, ``core/install/plugin_manifest.py``). Here is when: never in sidecar
+mode (the pod is left exactly as KubeVirt made it), always in plugin mode, and a refusal whenever
 the mode cannot be told or cannot work, because a labelled pod
 without our container would run the VM as a plain VM (KubeVirt's Plugin object fails the
 domain hook closed, and the CEL backstop refuses the pod, but neither should be reached).
@@ -29,8 +29,8 @@ from kubevirt_cca.constants import (
 from kubevirt_cca.core.admission.gates import ClusterView
 from kubevirt_cca.core.admission.modes import mode_problems, plugin_mode
 from kubevirt_cca.core.admission.patches import PatchOperation, add
-from kubevirt_cca.core.objects import labels_of
-from kubevirt_cca.core.settings import Settings
+from kubevirt_cca.core.cluster.settings import Settings
+from kubevirt_cca.core.wire.objects import labels_of
 from kubevirt_cca.errors import Violation
 
 LABEL_FIELD = f"metadata.labels[{ENABLED_LABEL}]"

@@ -12,8 +12,8 @@ from typing import Any
 
 from kubevirt_cca.constants import INTEGRATION_ANNOTATION, PLUGIN_NAME, PLUGINS_FEATURE_GATE
 from kubevirt_cca.core.admission.gates import ClusterView
-from kubevirt_cca.core.integration import IntegrationMode, Problem, ProblemCode
-from kubevirt_cca.core.request import Template
+from kubevirt_cca.core.cluster.integration import IntegrationMode, Problem, ProblemCode
+from kubevirt_cca.core.vmi.request import Template
 from kubevirt_cca.errors import Violation
 
 PLUGIN_VALUE = IntegrationMode.PLUGIN.value

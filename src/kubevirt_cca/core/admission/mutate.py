@@ -29,10 +29,10 @@ from kubevirt_cca.core.admission.rules import (
     spec_conflicts,
 )
 from kubevirt_cca.core.admission.sidecar import render_resolved, rendered_hook_entry
-from kubevirt_cca.core.objects import dig, is_object
-from kubevirt_cca.core.placement import misplaced_keys
-from kubevirt_cca.core.request import CCARequest, Template, find_template, parse_template
-from kubevirt_cca.core.requirements import required_node_labels
+from kubevirt_cca.core.vmi.placement import misplaced_keys
+from kubevirt_cca.core.vmi.request import CCARequest, Template, find_template, parse_template
+from kubevirt_cca.core.vmi.requirements import required_node_labels
+from kubevirt_cca.core.wire.objects import dig, is_object
 from kubevirt_cca.errors import RequestError, Violation
 
 

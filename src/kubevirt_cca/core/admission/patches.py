@@ -10,7 +10,7 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
-from kubevirt_cca.core.json_patch import PatchOperation, add, pointer, replace, segments
+from kubevirt_cca.core.wire.json_patch import PatchOperation, add, pointer, replace, segments
 
 __all__ = ["PatchOperation", "add", "apply", "pointer", "replace"]
 

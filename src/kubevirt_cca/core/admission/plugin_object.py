@@ -6,7 +6,7 @@ KubeVirt rebuild every domain through its Plugins path, after our legacy hook wr
 VMI admitted before it and defined after it would lose its Realm (``qemu-commandline`` before
 KubeVirt 1.10: silently, the VM runs as a plain VM). So the Plugin object that would create or
 extend that state is refused here, by the same decision admission uses for VMIs
-(:func:`kubevirt_cca.core.integration.decide_mode` through :attr:`ClusterView.mode`): the
+(:func:`kubevirt_cca.core.cluster.integration.decide_mode` through :attr:`ClusterView.mode`): the
 cluster view as it would be with the new Plugin object, and its mixed-state problem.
 """
 
@@ -17,13 +17,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubevirt_cca.core.admission.gates import ClusterView, gates_from_kubevirt, kubevirt_name
-from kubevirt_cca.core.integration import (
+from kubevirt_cca.core.cluster.integration import (
     INTEGRATION_MODE_KEY,
     LEGACY_COMMANDLINE_SURVIVES,
     IntegrationMode,
     ProblemCode,
 )
-from kubevirt_cca.core.settings import Dialect
+from kubevirt_cca.core.cluster.settings import Dialect
 from kubevirt_cca.errors import SettingsError, Violation
 
 GATES_FIELD = "spec.configuration.developerConfiguration.featureGates"

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
 from kubevirt_cca.core.admission.patches import PatchOperation
-from kubevirt_cca.core.jsontext import NestedTooDeeply, NotJSONValue, UnreadableJSON, loads
+from kubevirt_cca.core.wire.jsontext import NestedTooDeeply, NotJSONValue, UnreadableJSON, loads
 from kubevirt_cca.errors import CCAError, Violation
 
 API_VERSION = "admission.k8s.io/v1"

@@ -29,15 +29,15 @@ from kubevirt_cca.core.admission.sidecar import (
     parse_sidecars,
     resolved_record,
 )
-from kubevirt_cca.core.integration import ProblemCode
-from kubevirt_cca.core.objects import dig
-from kubevirt_cca.core.request import CCARequest, Template
-from kubevirt_cca.core.requirements import (
+from kubevirt_cca.core.cluster.integration import ProblemCode
+from kubevirt_cca.core.cluster.settings import Dialect
+from kubevirt_cca.core.vmi.request import CCARequest, Template
+from kubevirt_cca.core.vmi.requirements import (
     honoured_algorithms,
     required_node_labels,
     unhonoured,
 )
-from kubevirt_cca.core.settings import Dialect
+from kubevirt_cca.core.wire.objects import dig
 from kubevirt_cca.errors import Violation
 
 ARCHITECTURE = "arm64"

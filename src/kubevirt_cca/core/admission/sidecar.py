@@ -18,10 +18,9 @@ import json
 from typing import Any
 
 from kubevirt_cca.constants import HOOK_COMMAND
-from kubevirt_cca.core.jsontext import UnreadableJSON, loads
-from kubevirt_cca.core.request import CCARequest
-from kubevirt_cca.core.settings import Settings
-from kubevirt_cca.core.sidecars import (
+from kubevirt_cca.core.cluster.settings import Settings
+from kubevirt_cca.core.vmi.request import CCARequest
+from kubevirt_cca.core.vmi.sidecars import (
     ONLY_OUR_SIDECAR,
     SIDECARS_FIELD,
     SidecarList,
@@ -29,6 +28,7 @@ from kubevirt_cca.core.sidecars import (
     looks_like_ours,
     parse_sidecars,
 )
+from kubevirt_cca.core.wire.jsontext import UnreadableJSON, loads
 
 __all__ = [
     "ONLY_OUR_SIDECAR",

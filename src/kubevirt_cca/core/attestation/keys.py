@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from kubevirt_cca.core.attestation import claims as c
 from kubevirt_cca.core.attestation.cbor import decode_cbor
-from kubevirt_cca.core.jsontext import NotJSONValue, UnreadableJSON, loads
+from kubevirt_cca.core.wire.jsontext import NotJSONValue, UnreadableJSON, loads
 from kubevirt_cca.errors import AttestationError
 
 RealmKeyEncoding = Literal["raw", "cose-key"]

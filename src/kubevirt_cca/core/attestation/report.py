@@ -14,13 +14,13 @@ from typing import Any
 
 import cbor2
 
-from kubevirt_cca.core import report_envelope as envelope
 from kubevirt_cca.core.attestation import claims as c
 from kubevirt_cca.core.attestation.checks import CheckStatus
 from kubevirt_cca.core.attestation.eventlog import RemReplay
 from kubevirt_cca.core.attestation.keys import decode_realm_public_key, point_bytes
 from kubevirt_cca.core.attestation.token import CCAToken, PlatformClaims, RealmClaims
 from kubevirt_cca.core.attestation.verify import Verdict
+from kubevirt_cca.core.wire import report_envelope as envelope
 from kubevirt_cca.errors import AttestationError
 
 SCHEMA_VERSION = 1
@@ -36,7 +36,7 @@ def token_json(token: CCAToken) -> dict[str, Any]:
     }
 
 
-# The checks' words on the report envelope's one status vocabulary (core/report_envelope.py).
+# The checks' words on the report envelope's one status vocabulary (core/wire/report_envelope.py).
 ENVELOPE_STATUS: dict[CheckStatus, envelope.Status] = {
     "passed": "pass",
     "failed": "fail",

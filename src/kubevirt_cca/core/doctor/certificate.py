@@ -45,7 +45,7 @@ from kubevirt_cca.core.install.names import (
     WEBHOOK_CERTIFICATE,
     service_dns_names,
 )
-from kubevirt_cca.core.objects import dig
+from kubevirt_cca.core.wire.objects import dig
 
 CERTIFICATE_WARNING = timedelta(days=14)
 CERTIFICATE_NAME_ANNOTATION = "cert-manager.io/certificate-name"

@@ -28,6 +28,7 @@ from kubevirt_cca.core.admission.gates import (
     kubevirt_name,
     pick_kubevirt,
 )
+from kubevirt_cca.core.cluster.settings import HOOK_IMAGE_KEY, settings_from_config_map
 from kubevirt_cca.core.doctor import hyperconverged
 from kubevirt_cca.core.doctor.model import (
     Check,
@@ -40,8 +41,7 @@ from kubevirt_cca.core.doctor.model import (
     unreadable,
 )
 from kubevirt_cca.core.install.names import KUBEVIRT_NAMESPACE
-from kubevirt_cca.core.objects import dig
-from kubevirt_cca.core.settings import HOOK_IMAGE_KEY, settings_from_config_map
+from kubevirt_cca.core.wire.objects import dig
 from kubevirt_cca.errors import SettingsError
 
 REQUIRED_GATES = (CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE)

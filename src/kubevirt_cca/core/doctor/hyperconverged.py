@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubevirt_cca.core.doctor.model import mapping, objects, strings
-from kubevirt_cca.core.objects import dig
+from kubevirt_cca.core.wire.objects import dig
 
 HCO_GROUP = "hco.kubevirt.io"
 HCO_KIND = "HyperConverged"

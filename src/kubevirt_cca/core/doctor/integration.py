@@ -15,6 +15,12 @@ from typing import Any
 
 from kubevirt_cca.constants import CONFIG_MAP_NAME, PLUGIN_NAME, PLUGIN_SOCKET, PLUGINS_FEATURE_GATE
 from kubevirt_cca.core.admission.gates import ClusterView
+from kubevirt_cca.core.cluster.integration import (
+    GATE_PROBLEMS,
+    INTEGRATION_MODE_KEY,
+    IntegrationMode,
+    ModeDecision,
+)
 from kubevirt_cca.core.doctor.model import (
     Check,
     Expected,
@@ -22,13 +28,7 @@ from kubevirt_cca.core.doctor.model import (
     Status,
     objects,
 )
-from kubevirt_cca.core.integration import (
-    GATE_PROBLEMS,
-    INTEGRATION_MODE_KEY,
-    IntegrationMode,
-    ModeDecision,
-)
-from kubevirt_cca.core.objects import dig
+from kubevirt_cca.core.wire.objects import dig
 
 GUIDE = "docs/plugins.md"
 APPLY_PLUGIN = "kubectl apply -k deploy/plugin/"

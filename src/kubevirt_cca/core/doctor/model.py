@@ -8,8 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from kubevirt_cca.core import report_envelope as envelope
 from kubevirt_cca.core.install.names import InstallOptions
+from kubevirt_cca.core.wire import report_envelope as envelope
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class Status(StrEnum):
     FAIL = "fail"
 
 
-# doctor's words on the report envelope's one status vocabulary (core/report_envelope.py).
+# doctor's words on the report envelope's one status vocabulary (core/wire/report_envelope.py).
 ENVELOPE_STATUS: dict[Status, envelope.Status] = {
     Status.OK: "pass",
     Status.WARN: "warn",

@@ -21,7 +21,7 @@ from kubevirt_cca.core.doctor.model import (
     unreadable,
 )
 from kubevirt_cca.core.install.names import LABELLER
-from kubevirt_cca.core.objects import dig
+from kubevirt_cca.core.wire.objects import dig
 
 ARCH_LABEL = "kubernetes.io/arch"
 # Taints every DaemonSet pod tolerates (the DaemonSet controller adds these tolerations).

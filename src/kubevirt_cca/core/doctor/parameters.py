@@ -7,11 +7,11 @@ Pending (docs/vm-owners.md); this check tells the admin up front which requests 
 from __future__ import annotations
 
 from kubevirt_cca.constants import MEASUREMENT_ALGORITHMS, NODE_CCA_LABEL
+from kubevirt_cca.core.cluster.settings import Dialect, settings_from_config_map
 from kubevirt_cca.core.doctor.model import Check, Snapshot, Status, mapping, unreadable
-from kubevirt_cca.core.objects import dig
-from kubevirt_cca.core.request import CCARequest
-from kubevirt_cca.core.requirements import Requirement, requirements
-from kubevirt_cca.core.settings import Dialect, settings_from_config_map
+from kubevirt_cca.core.vmi.request import CCARequest
+from kubevirt_cca.core.vmi.requirements import Requirement, requirements
+from kubevirt_cca.core.wire.objects import dig
 from kubevirt_cca.errors import SettingsError
 
 # Stands for "some personalization value": only whether one is set decides the requirement.

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kubevirt_cca.constants import CONFIG_MAP_NAME, DEFAULT_HOOK_IMAGE
+from kubevirt_cca.core.cluster.integration import INTEGRATION_MODE_KEY, IntegrationMode
+from kubevirt_cca.core.cluster.settings import HOOK_IMAGE_KEY
 from kubevirt_cca.core.doctor.model import Read, Snapshot, mapping
 from kubevirt_cca.core.install.policy_values import POLICY_KIND, RENDERED_POLICIES, rendered_values
-from kubevirt_cca.core.integration import INTEGRATION_MODE_KEY, IntegrationMode
-from kubevirt_cca.core.objects import dig
-from kubevirt_cca.core.settings import HOOK_IMAGE_KEY
+from kubevirt_cca.core.wire.objects import dig
 
 
 @dataclass(frozen=True)

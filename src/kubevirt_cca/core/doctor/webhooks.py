@@ -30,8 +30,8 @@ from kubevirt_cca.core.install.names import (
     WEBHOOK_PATHS,
 )
 from kubevirt_cca.core.install.webhook import webhook_configurations
-from kubevirt_cca.core.objects import dig
-from kubevirt_cca.core.webhooks import WEBHOOKS
+from kubevirt_cca.core.vmi.webhook_table import WEBHOOKS
+from kubevirt_cca.core.wire.objects import dig
 
 
 def configurations(snapshot: Snapshot) -> list[tuple[str, Read, list[str]]]:

@@ -1,7 +1,7 @@
 """The hook's decision: the domain virt-launcher should define for a VMI.
 
-Both entry points use it: the hook sidecar's ``OnDefineDomain`` (``sidecar.py``) and the
-Plugins path's ``MutateDomain`` (``plugin.py``). virt-launcher sends the libvirt domain XML it
+Both entry points use it: the hook sidecar's ``OnDefineDomain`` (``sidecar.py``) and the Plugins
+path's ``MutateDomain`` (``mutate_domain.py``). virt-launcher sends the libvirt domain XML it
 is about to define and the VMI as JSON. The VMI is the source of truth (read with the same parser as
 admission): a VMI that asks for no Realm gets its domain back byte for byte; a VMI that asks
 for one gets the Realm rewrite. Anything else fails closed with a :class:`HookError` whose text
@@ -22,19 +22,19 @@ from kubevirt_cca.constants import (
     HOOK_SIDECARS_ANNOTATION,
     LAUNCH_SECURITY_ANNOTATION,
 )
-from kubevirt_cca.core.jsontext import NestedTooDeeply, NotJSONValue, UnreadableJSON, loads
-from kubevirt_cca.core.objects import annotations_of, meta_str
-from kubevirt_cca.core.placement import VMI_KIND
-from kubevirt_cca.core.request import CCARequest, parse_request
-from kubevirt_cca.core.requirements import missing_on_selector
-from kubevirt_cca.core.rewrite import rewrite_domain
-from kubevirt_cca.core.settings import Settings
-from kubevirt_cca.core.sidecars import (
+from kubevirt_cca.core.cluster.settings import Settings
+from kubevirt_cca.core.domain.rewrite import rewrite_domain
+from kubevirt_cca.core.vmi.placement import VMI_KIND
+from kubevirt_cca.core.vmi.request import CCARequest, parse_request
+from kubevirt_cca.core.vmi.requirements import missing_on_selector
+from kubevirt_cca.core.vmi.sidecars import (
     ONLY_OUR_SIDECAR,
     describe_entries,
     looks_like_ours,
     parse_sidecars,
 )
+from kubevirt_cca.core.wire.jsontext import NestedTooDeeply, NotJSONValue, UnreadableJSON, loads
+from kubevirt_cca.core.wire.objects import annotations_of, meta_str
 from kubevirt_cca.errors import DomainError, HookError, RequestError
 
 UNKNOWN_VMI = "<unnamed VMI>"
@@ -112,7 +112,7 @@ def define_domain(
 def _refuse_stripped_label(vmi: Mapping[str, Any], ref: str) -> None:
     """Admission puts our hook entry only on CCA VMIs: seen on a VMI without the label, the
     label was removed afterwards, and the VMI asked for a Realm. (Our other annotations
-    without the label are refused by the request parser, core/placement.py.)"""
+    without the label are refused by the request parser, core/vmi/placement.py.)"""
     if any(looks_like_ours(entry) for entry in parse_sidecars(annotations_of(vmi)).entries):
         raise HookError(
             f"{_PREFIX}: refusing to define the domain of VMI {ref}: "

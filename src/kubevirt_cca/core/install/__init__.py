@@ -36,7 +36,7 @@ from typing import Any
 
 from kubevirt_cca.core.install.certificates import certificate_objects
 from kubevirt_cca.core.install.certs_policy import certs_restriction
-from kubevirt_cca.core.install.labeller import (
+from kubevirt_cca.core.install.labeller_manifests import (
     labeller_daemon_set,
     labeller_node_restriction,
     labeller_rbac,

@@ -8,8 +8,8 @@ from typing import Any, Final, Literal
 
 from kubevirt_cca import __version__
 from kubevirt_cca.constants import DEFAULT_HOOK_IMAGE, INSTALL_NAMESPACE
-from kubevirt_cca.core.integration import IntegrationMode, parse_mode
-from kubevirt_cca.core.webhooks import WEBHOOKS
+from kubevirt_cca.core.cluster.integration import IntegrationMode, parse_mode
+from kubevirt_cca.core.vmi.webhook_table import WEBHOOKS
 from kubevirt_cca.errors import SettingsError
 
 Manifest = dict[str, Any]
@@ -52,7 +52,7 @@ CERTS_WEBHOOK_POLICY: Final = "kubevirt-cca-certs-ca-bundle-only"
 CERTS_SECRET_POLICY: Final = "kubevirt-cca-certs-secret-name"  # noqa: S105
 CA_INJECTION_ANNOTATION: Final = "cert-manager.io/inject-ca-from"
 
-# The webhooks, by name, as the table in core/webhooks.py defines them.
+# The webhooks, by name, as the table in core/vmi/webhook_table.py defines them.
 WEBHOOK_PATHS: Final = {hook.name: hook.path for hook in WEBHOOKS}
 # docs/admin.md, "Failure policies", says why: only CCA VMIs (selected by label) fail closed.
 FAILURE_POLICIES: Final = {hook.name: hook.failure_policy for hook in WEBHOOKS}

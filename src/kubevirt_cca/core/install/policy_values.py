@@ -19,9 +19,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from kubevirt_cca.core.cluster.integration import INTEGRATION_MODE_KEY
+from kubevirt_cca.core.cluster.settings import HOOK_IMAGE_KEY
 from kubevirt_cca.core.install.names import InstallOptions, Manifest
-from kubevirt_cca.core.integration import INTEGRATION_MODE_KEY
-from kubevirt_cca.core.settings import HOOK_IMAGE_KEY
 from kubevirt_cca.errors import ManifestError
 
 POLICY_KIND = "ValidatingAdmissionPolicy"

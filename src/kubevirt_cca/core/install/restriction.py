@@ -3,7 +3,7 @@
 RBAC says which verbs an identity has on which objects; it cannot say which fields of an object
 it may change, or which name an object it creates may have. A policy evaluated in the API server
 can: matched to the ServiceAccount's user name only, it compares ``oldObject`` with ``object``.
-The labeller's node and Event policies (``labeller.py``) and the certificate identity's
+The labeller's node and Event policies (``labeller_manifests.py``) and the certificate identity's
 (``certs_policy.py``) are built here.
 """
 

@@ -10,6 +10,8 @@ from kubevirt_cca.constants import (
     LAUNCHER_LABEL,
     LAUNCHER_LABEL_VALUE,
 )
+from kubevirt_cca.core.cluster.integration import INTEGRATION_MODE_KEY
+from kubevirt_cca.core.cluster.settings import HOOK_IMAGE_KEY, Settings
 from kubevirt_cca.core.install.names import (
     CA_INJECTION_ANNOTATION,
     CERT_MANAGER,
@@ -33,9 +35,7 @@ from kubevirt_cca.core.install.names import (
     metadata,
     selector,
 )
-from kubevirt_cca.core.integration import INTEGRATION_MODE_KEY
-from kubevirt_cca.core.settings import HOOK_IMAGE_KEY, Settings
-from kubevirt_cca.core.webhooks import WEBHOOKS, Rule, Webhook
+from kubevirt_cca.core.vmi.webhook_table import WEBHOOKS, Rule, Webhook
 
 # Each replica serves every review; two keep admission going through a node drain or a rollout.
 WEBHOOK_REPLICAS = 2
@@ -329,7 +329,10 @@ def _webhook(webhook: Webhook, options: InstallOptions) -> dict[str, Any]:
 
 
 def webhook_configurations(options: InstallOptions) -> list[Manifest]:
-    """Mutating and validating configurations, one webhook per entry of core/webhooks.py."""
+    """Mutating and validating configurations: one webhook per entry of the webhook table.
+
+    The table is core/vmi/webhook_table.py.
+    """
     annotations = None
     if options.certificates == CERT_MANAGER:
         annotations = {CA_INJECTION_ANNOTATION: f"{options.namespace}/{WEBHOOK_CERTIFICATE}"}

@@ -1,10 +1,10 @@
 """KubeVirt Plugins' domain hook over gRPC: ``DomainHookService/MutateDomain`` on one socket.
 
 virt-launcher dials the socket path named in the ``Plugin`` object (no Info handshake), waits
-up to 30 s for it to appear, and calls ``MutateDomain`` for each domain definition. The decision
-is :func:`kubevirt_cca.core.hook.plugin.mutate_domain`; ``calls.define`` (shared with the hook
-sidecar) translates its refusals into gRPC statuses (what virt-launcher puts in the VMI's
-events) and logs one line per call.
+up to 30 s for it to appear, and calls ``MutateDomain`` for each domain definition. The
+decision is :func:`kubevirt_cca.core.hook.mutate_domain.mutate_domain`; ``calls.define`` (shared
+with the hook sidecar) translates its refusals into gRPC statuses (what virt-launcher puts in the
+VMI's events) and logs one line per call.
 
 The socket is created mode 0660: our container runs as uid/gid 107 (qemu), the user of
 virt-launcher's compute container in non-root mode; root-mode launchers are root anyway.
@@ -21,9 +21,9 @@ import grpc
 
 from kubevirt_cca.adapters.hook.calls import define
 from kubevirt_cca.adapters.hook.socket_server import DEFAULT_WORKERS, UnixSocketServer
+from kubevirt_cca.core.cluster.settings import Settings
 from kubevirt_cca.core.hook import DefinedDomain
-from kubevirt_cca.core.hook.plugin import MutateCall, check_plugin_settings, mutate_domain
-from kubevirt_cca.core.settings import Settings
+from kubevirt_cca.core.hook.mutate_domain import MutateCall, check_plugin_settings, mutate_domain
 from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2 as plugin_pb2
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from kubevirt_cca.constants import PLUGINS_FEATURE_GATE, SIDECAR_FEATURE_GATE
-from kubevirt_cca.core.settings import Dialect, Settings
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
 from kubevirt_cca.errors import SettingsError
 
 INTEGRATION_MODE_KEY = "integrationMode"

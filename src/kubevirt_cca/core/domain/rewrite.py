@@ -18,7 +18,7 @@ The rewrite is idempotent and leaves every other element and attribute as it was
 document that is not a libvirt domain, a domain that is not aarch64 or not for KVM (``<domain
 type='qemu'>`` is emulation), a domain that already carries launch security of another kind,
 and a domain with a foreign QEMU argument that is not known to be harmless
-(``core/qemuargs.py``); what remains of ``<qemu:commandline>`` is one block, with the
+(``core/domain/qemuargs.py``); what remains of ``<qemu:commandline>`` is one block, with the
 ``qemu-commandline`` dialect's own arguments last. Values go into the tree through
 lxml, never by string formatting of XML.
 """
@@ -31,17 +31,17 @@ from collections.abc import Callable, Iterator
 from lxml import etree
 
 from kubevirt_cca.constants import QEMU_NAMESPACE
-from kubevirt_cca.core.libvirtxml import parse_document
-from kubevirt_cca.core.qemuargs import (
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
+from kubevirt_cca.core.domain.qemuargs import (
     CGS_VALUE,
     QEMU,
     RME_OBJECT_ID,
     commandline_blocks,
     own_arguments,
 )
-from kubevirt_cca.core.request import CCARequest
-from kubevirt_cca.core.settings import Dialect, Settings
-from kubevirt_cca.core.xmltree import append, drop_attribute, place_after, remove
+from kubevirt_cca.core.vmi.request import CCARequest
+from kubevirt_cca.core.wire.libvirtxml import parse_document
+from kubevirt_cca.core.wire.xmltree import append, drop_attribute, place_after, remove
 from kubevirt_cca.errors import DomainError
 
 _RME_OBJECT_PREFIX = "rme-guest,"

@@ -23,7 +23,6 @@ from kubevirt_cca.constants import (
     QEMU_BINARIES,
     RME_GUEST_HELP_ARGS,
 )
-from kubevirt_cca.core.capabilities import OWNED_LABELS
 from kubevirt_cca.core.install.names import (
     DOMCAPS_DIR,
     DOMCAPS_FILE,
@@ -47,6 +46,7 @@ from kubevirt_cca.core.install.restriction import (
     resource_rule,
     service_account_policy,
 )
+from kubevirt_cca.core.node.capabilities import OWNED_LABELS
 
 NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final, Literal
 
-from kubevirt_cca.core.placement import VMI_KIND
+from kubevirt_cca.core.vmi.placement import VMI_KIND
 
 TEMPLATE_KINDS: Final = ("VirtualMachine", "VirtualMachineInstanceReplicaSet", "VirtualMachinePool")
 MIGRATION_KIND: Final = "VirtualMachineInstanceMigration"

@@ -31,7 +31,7 @@ from kubevirt_cca.constants import (
     NODE_HONOURS_OVERRIDE_ANNOTATION,
     RESOLVED_ANNOTATION,
 )
-from kubevirt_cca.core.objects import dig, metadata_of
+from kubevirt_cca.core.wire.objects import dig, metadata_of
 from kubevirt_cca.errors import Violation
 
 Section = Literal["labels", "annotations"]

@@ -2,9 +2,9 @@
 
 One :class:`NodeLabeller` per process, for the Node it runs on. Each reconcile runs the
 detection (in a worker thread: it may run ``virsh``), reads the Node, asks
-:func:`kubevirt_cca.core.labelling.plan_node` for the patch and sends it only when it is not
+:func:`kubevirt_cca.core.node.labelling.plan_node` for the patch and sends it only when it is not
 empty, one patch at a time (removals of owned labels go first and alone, see
-:class:`~kubevirt_cca.core.labelling.NodePlan`). A patch the API server refuses because its
+:class:`~kubevirt_cca.core.node.labelling.NodePlan`). A patch the API server refuses because its
 ``test`` guard failed (a 422 without causes) or because of a conflict (409) is retried with a
 fresh read; a 422 with field causes is an invalid Node (e.g. annotations over 256 KiB),
 :class:`~kubevirt_cca.errors.KubernetesInvalid`, not a conflict, and is reported as such at
@@ -40,15 +40,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from kubevirt_cca.adapters.kube import call
 from kubevirt_cca.constants import MEASUREMENT_ALGORITHMS
-from kubevirt_cca.core.capabilities import DetectionReport
-from kubevirt_cca.core.json_patch import PatchOperation
-from kubevirt_cca.core.labelling import (
+from kubevirt_cca.core.node.capabilities import DetectionReport
+from kubevirt_cca.core.node.labelling import (
     CapabilityEvent,
     KeyChanges,
     NodeMetadata,
     NodePlan,
     plan_node,
 )
+from kubevirt_cca.core.wire.json_patch import PatchOperation
 from kubevirt_cca.errors import (
     KubernetesAPIError,
     KubernetesConflict,

@@ -23,11 +23,11 @@ from kubevirt_cca.constants import (
     NODE_CCA_LABEL,
     VIRTCCA_MARKER,
 )
-from kubevirt_cca.core.honoured import Honoured as Honoured
-from kubevirt_cca.core.honoured import RmeGuest as RmeGuest
-from kubevirt_cca.core.honoured import parse_rme_guest_help as parse_rme_guest_help
-from kubevirt_cca.core.layer_labels import LIBVIRT, RME_GUEST, LayerLabels
-from kubevirt_cca.core.libvirtxml import parse_document
+from kubevirt_cca.core.node.honoured import Honoured as Honoured
+from kubevirt_cca.core.node.honoured import RmeGuest as RmeGuest
+from kubevirt_cca.core.node.honoured import parse_rme_guest_help as parse_rme_guest_help
+from kubevirt_cca.core.node.layer_labels import LIBVIRT, RME_GUEST, LayerLabels
+from kubevirt_cca.core.wire.libvirtxml import parse_document
 from kubevirt_cca.errors import CapabilitiesError
 
 # What enters the detection report (and so the Node annotation) is bounded: each reason and each

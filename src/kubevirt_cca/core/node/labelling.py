@@ -1,18 +1,18 @@
 """What the node labeller writes on its Node, and the JSON patch that gets it there.
 
 Pure: a detection report and the Node's current metadata in, a :class:`NodePlan` out. The
-adapter (``adapters/labeller.py``) reads the Node, asks :func:`plan_node` what to do, and sends
+adapter (``adapters/node_labeller.py``) reads the Node, asks :func:`plan_node` what to do, and sends
 the patch as is.
 
 The rules (docs/node-labels.md):
 
-- The labeller owns the labels :func:`~kubevirt_cca.core.capabilities.is_owned_label` accepts
+- The labeller owns the labels :func:`~kubevirt_cca.core.node.capabilities.is_owned_label` accepts
   and the one annotation ``cca.kubevirt.io/detection``. Its patch never names another key.
 - An owned label that the report no longer calls for is removed.
 - A Node annotated ``node-labeller.kubevirt.io/skip-node`` (any value, as KubeVirt's own
   labeller reads it) is left alone entirely: nothing is added, changed or removed.
 - The admin's annotation ``cca.kubevirt.io/libvirt-honours`` on the Node adds the parameters
-  it names to a capable node's report before anything is planned (``core/overrides.py``); the
+  it names to a capable node's report before anything is planned (``core/node/overrides.py``); the
   labeller reads it and never writes it.
 - Nothing changed, nothing written: the plan's patch is empty. The report's ``checkedAt`` is
   not a change: the annotation is rewritten only when the rest of the report differs, so its
@@ -44,10 +44,10 @@ from kubevirt_cca.constants import (
     NODE_DETECTION_ANNOTATION,
     NODE_HONOURS_OVERRIDE_ANNOTATION,
 )
-from kubevirt_cca.core import json_patch
-from kubevirt_cca.core.capabilities import DetectionReport, is_owned_label, node_labels
-from kubevirt_cca.core.json_patch import PatchOperation
-from kubevirt_cca.core.overrides import apply_override
+from kubevirt_cca.core.node.capabilities import DetectionReport, is_owned_label, node_labels
+from kubevirt_cca.core.node.overrides import apply_override
+from kubevirt_cca.core.wire import json_patch
+from kubevirt_cca.core.wire.json_patch import PatchOperation
 
 # Kubernetes keeps an Event message short; longer ones are cut here with an ellipsis.
 EVENT_MESSAGE_LIMIT = 1024

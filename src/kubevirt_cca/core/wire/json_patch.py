@@ -1,6 +1,6 @@
 """RFC 6902 JSON patch operations and RFC 6901 pointers: the one definition of both.
 
-Admission (``admission/patches.py``) and the labeller (``labelling.py``) build their patches
+Admission (``admission/patches.py``) and the labeller (``node/labelling.py``) build their patches
 with the builders below (:func:`guard` makes a ``test`` operation; :func:`add`,
 :func:`replace`, :func:`remove`), each addressed by its unescaped path parts; each emits only
 the operations it needs.

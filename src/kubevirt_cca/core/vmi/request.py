@@ -31,8 +31,8 @@ from kubevirt_cca.constants import (
     PERSONALIZATION_VALUE_BYTES,
     PERSONALIZATION_VALUE_KEY,
 )
-from kubevirt_cca.core.jsontext import DuplicateMember, NotJSONValue, UnreadableJSON, loads
-from kubevirt_cca.core.placement import TEMPLATE_PATHS, misplaced_keys
+from kubevirt_cca.core.vmi.placement import TEMPLATE_PATHS, misplaced_keys
+from kubevirt_cca.core.wire.jsontext import DuplicateMember, NotJSONValue, UnreadableJSON, loads
 from kubevirt_cca.errors import RequestError, Violation
 
 __all__ = [
@@ -122,7 +122,7 @@ def parse_request(obj: Mapping[str, Any]) -> CCARequest | None:
 
     Raises :class:`RequestError` listing every problem when the request is invalid, including
     parameters without the enable label and our keys in a place kubevirt-cca does not read
-    (:func:`~kubevirt_cca.core.placement.misplaced_keys`): never silently a plain VM.
+    (:func:`~kubevirt_cca.core.vmi.placement.misplaced_keys`): never silently a plain VM.
     """
     template = find_template(obj)
     misplaced = misplaced_keys(obj)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubevirt_cca.constants import HOOK_COMMAND, HOOK_SIDECARS_ANNOTATION
-from kubevirt_cca.core.jsontext import UnreadableJSON, loads
+from kubevirt_cca.core.wire.jsontext import UnreadableJSON, loads
 from kubevirt_cca.errors import Violation
 
 SIDECARS_FIELD = f"metadata.annotations[{HOOK_SIDECARS_ANNOTATION}]"

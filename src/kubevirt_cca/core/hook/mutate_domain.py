@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kubevirt_cca.core.cluster.settings import Dialect, Settings
 from kubevirt_cca.core.hook.decision import (
     DefinedDomain,
     define_domain,
@@ -30,7 +31,6 @@ from kubevirt_cca.core.hook.decision import (
     read_vmi,
     vmi_ref,
 )
-from kubevirt_cca.core.settings import Dialect, Settings
 from kubevirt_cca.errors import DomainError, HookError, SettingsError
 
 LIBVIRT_DOMAIN = "libvirt"

@@ -16,7 +16,7 @@ from typing import Any
 from lxml import etree
 
 from kubevirt_cca.constants import QEMU_NAMESPACE
-from kubevirt_cca.core.request import Template
+from kubevirt_cca.core.vmi.request import Template
 from kubevirt_cca.errors import ManifestError
 
 PFLASH_FIRMWARE = "/usr/share/AAVMF/AAVMF_CODE.fd"
