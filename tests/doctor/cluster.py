@@ -100,7 +100,9 @@ def load(kmock: Any, objects: list[dict[str, Any]]) -> None:
             )
 
 
-# What cert-manager installs for the one kind doctor lists (its other CRDs are not read).
+# What cert-manager installs for the one kind doctor lists (its other CRDs are not read). The
+# same object serves kmock and the real API server (tests/peers/apiserver/test_doctor.py), which
+# needs the schema and the status subresource; cert-manager itself runs in neither.
 CERTIFICATE_REQUEST_CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
     "kind": "CustomResourceDefinition",
@@ -114,7 +116,20 @@ CERTIFICATE_REQUEST_CRD: dict[str, Any] = {
             "kind": "CertificateRequest",
             "listKind": "CertificateRequestList",
         },
-        "versions": [{"name": "v1", "served": True, "storage": True}],
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
     },
 }
 

@@ -293,43 +293,15 @@ def test_doctor_with_the_doctor_roles_reads_no_secret_and_reports_everything(
 
 # cert-manager does not run here; its CertificateRequest kind is served from a CRD of the same
 # group, version and names (the fields doctor reads are cert-manager's: the annotations
-# cert-manager.io/certificate-name and -revision, status.certificate).
-CERTIFICATE_REQUEST_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "certificaterequests.cert-manager.io"},
-    "spec": {
-        "group": "cert-manager.io",
-        "scope": "Namespaced",
-        "names": {
-            "plural": "certificaterequests",
-            "singular": "certificaterequest",
-            "kind": "CertificateRequest",
-            "listKind": "CertificateRequestList",
-        },
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
+# cert-manager.io/certificate-name and -revision, status.certificate):
+# tests/doctor/cluster.py's CERTIFICATE_REQUEST_CRD, the one kmock serves too.
 
 
 @pytest.fixture
 def cert_manager_issued(installed: Installed) -> Iterator[None]:
     """The install as cert-manager leaves it: CA injected into every webhook, and two signed
     CertificateRequests (revision 1 from a CA since replaced, revision 2 current)."""
-    from tests.doctor.cluster import make_ca, make_serving, pem64
+    from tests.doctor.cluster import CERTIFICATE_REQUEST_CRD, make_ca, make_serving, pem64
 
     server = installed.server
     server.create(CERTIFICATE_REQUEST_CRD)
