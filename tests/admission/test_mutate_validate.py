@@ -27,7 +27,7 @@ from kubevirt_cca.core.admission.gates import (
     pick_kubevirt,
 )
 from kubevirt_cca.core.admission.mutate import plan_vmi
-from kubevirt_cca.core.admission.sidecar import hook_entry
+from kubevirt_cca.core.admission.sidecar_entry import hook_entry
 from kubevirt_cca.core.admission.validate import (
     MIGRATION_REFUSAL,
     judge_migration,

@@ -15,7 +15,7 @@ from kubevirt_cca.constants import HOOK_SIDECARS_ANNOTATION, LAUNCH_SECURITY_ANN
 from kubevirt_cca.core.admission import patches
 from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
 from kubevirt_cca.core.admission.mutate import plan_vmi
-from kubevirt_cca.core.admission.sidecar import hook_entry
+from kubevirt_cca.core.admission.sidecar_entry import hook_entry
 from kubevirt_cca.core.cluster.integration import IntegrationMode
 from kubevirt_cca.core.install import InstallOptions
 from kubevirt_cca.core.install.policy_values import render_policy, rendered_values

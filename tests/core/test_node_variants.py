@@ -27,12 +27,9 @@ from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
 from kubevirt_cca.core.admission.reviews import parse_review
 from kubevirt_cca.core.cluster.settings import Dialect, Settings
 from kubevirt_cca.core.hook import define_domain
-from kubevirt_cca.core.node.capabilities import (
-    HostEvidence,
-    build_report,
-    parse_domcapabilities,
-    parse_rme_guest_help,
-)
+from kubevirt_cca.core.node.detection_report import HostEvidence, build_report
+from kubevirt_cca.core.node.domain_capabilities import parse_domcapabilities
+from kubevirt_cca.core.node.honoured import parse_rme_guest_help
 from kubevirt_cca.core.node.labelling import NodeMetadata, plan_node
 from kubevirt_cca.core.vmi.webhook_table import Endpoint
 from kubevirt_cca.errors import HookError

@@ -15,15 +15,11 @@ import jsonpatch
 import pytest
 
 from kubevirt_cca.constants import NODE_HONOURS_OVERRIDE_ANNOTATION
-from kubevirt_cca.core.node.capabilities import (
-    DetectionReport,
-    HostEvidence,
-    build_report,
-    node_labels,
-    parse_domcapabilities,
-    parse_rme_guest_help,
-)
+from kubevirt_cca.core.node.detection_report import DetectionReport, HostEvidence, build_report
+from kubevirt_cca.core.node.domain_capabilities import parse_domcapabilities
+from kubevirt_cca.core.node.honoured import parse_rme_guest_help
 from kubevirt_cca.core.node.labelling import NodeMetadata, plan_node
+from kubevirt_cca.core.node.labels import node_labels
 from kubevirt_cca.core.node.overrides import apply_override, parse_override
 from tests.conftest import DATA
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kubevirt_cca.core.install.names import InstallOptions
-from kubevirt_cca.core.install.webhook import webhook_configurations
+from kubevirt_cca.core.install.webhook_manifests import webhook_configurations
 from kubevirt_cca.core.vmi.webhook_table import BY_ENDPOINT, WEBHOOKS, Endpoint
 
 

@@ -18,7 +18,7 @@ from kubevirt_cca.adapters.install_files import load_policies
 from kubevirt_cca.core.doctor import Expected, Read, Status
 from kubevirt_cca.core.doctor.webhooks import check_webhook_configurations
 from kubevirt_cca.core.install import InstallOptions, install_objects
-from kubevirt_cca.core.install.webhook import webhook_configurations
+from kubevirt_cca.core.install.webhook_manifests import webhook_configurations
 from tests.doctor.cluster import empty_snapshot
 
 MUTATE = "mutate-vmi.cca.kubevirt.io"

@@ -23,7 +23,7 @@ from kubevirt_cca.cli import build_parser, main
 from kubevirt_cca.cli import hook as hook_command
 from kubevirt_cca.cli.common import settings_from_args
 from kubevirt_cca.constants import HOOK_SOCKET_DIR, HOOK_SOCKET_NAME, QEMU_NAMESPACE
-from kubevirt_cca.core.admission.sidecar import hook_entry
+from kubevirt_cca.core.admission.sidecar_entry import hook_entry
 from kubevirt_cca.core.cluster.settings import Dialect, Settings
 from kubevirt_cca.errors import SettingsError
 from kubevirt_cca.hookproto import api_plugins_v1alpha1_pb2 as plugin_pb2

@@ -28,7 +28,7 @@ import pytest
 from kubevirt_cca.cli import main
 from kubevirt_cca.constants import HOOK_SOCKET_DIR, HOOK_SOCKET_NAME, PLUGIN_SOCKET
 from kubevirt_cca.core.admission.launcher_pod import plugin_container
-from kubevirt_cca.core.admission.sidecar import hook_entry
+from kubevirt_cca.core.admission.sidecar_entry import hook_entry
 from kubevirt_cca.core.cluster.settings import Dialect, Settings
 from kubevirt_cca.core.install import InstallOptions, install_objects
 from kubevirt_cca.hookproto import api_info_pb2, api_info_pb2_grpc

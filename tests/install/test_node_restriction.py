@@ -17,7 +17,7 @@ from kubevirt_cca.constants import (
 )
 from kubevirt_cca.core.install import InstallOptions, install_objects
 from kubevirt_cca.core.install.names import NODE_RESTRICTION_POLICY
-from kubevirt_cca.core.node.capabilities import is_owned_label
+from kubevirt_cca.core.node.labels import is_owned_label
 from tests.install.expected import LABELLER_LABELS_REFUSAL
 from tests.install.support import find
 from tests.install.vap import Decision, admit
@@ -299,7 +299,7 @@ def test_the_labellers_real_patches_pass_the_installed_policy(
     """The labeller's own JSON patches (core/node/labelling.plan_node), applied, are admitted."""
     import jsonpatch
 
-    from kubevirt_cca.core.node.capabilities import DetectionReport
+    from kubevirt_cca.core.node.detection_report import DetectionReport
     from kubevirt_cca.core.node.labelling import NodeMetadata, plan_node
 
     detection = (

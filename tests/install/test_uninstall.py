@@ -1,4 +1,4 @@
-"""The uninstall plan (core/install/uninstall.py): every object of every install variant in a
+"""The uninstall plan (core/install/uninstall_plan.py): every object of every install variant in a
 safe order, only our node keys, CCA VMs found; and the command's usage and API errors."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from kubevirt_cca.core.install import (
     install_objects,
     object_key,
 )
-from kubevirt_cca.core.install.uninstall import (
+from kubevirt_cca.core.install.uninstall_plan import (
     STEPS,
     ObjectRef,
     asks_for_cca,
@@ -28,7 +28,7 @@ from kubevirt_cca.core.install.uninstall import (
     uninstall_objects,
     uninstall_steps,
 )
-from kubevirt_cca.core.node.capabilities import is_owned_label
+from kubevirt_cca.core.node.labels import is_owned_label
 
 OPTIONS = InstallOptions(namespace="cca-system", kubevirt_namespace="virt")
 

@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from kubevirt_cca.adapters.detection import detect
-from kubevirt_cca.core.node.capabilities import DetectionReport
+from kubevirt_cca.core.node.detection_report import DetectionReport
 from tests.conftest import shared_path
 from tests.labeller.emulator import ClusterAPI
 

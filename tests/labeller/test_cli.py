@@ -21,7 +21,7 @@ import pytest_asyncio
 
 from kubevirt_cca.cli import main
 from kubevirt_cca.constants import NODE_DETECTION_ANNOTATION
-from kubevirt_cca.core.node.capabilities import is_owned_label
+from kubevirt_cca.core.node.labels import is_owned_label
 from tests.cli.run import kubevirt_cca
 from tests.install.monitoring_rules import labeller_metrics, scraped_names, scraped_value
 from tests.labeller.conftest import CAPABLE_LABELS, FOREIGN_LABELS, NODE, domcaps

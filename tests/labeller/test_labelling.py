@@ -20,7 +20,7 @@ from kubevirt_cca.constants import (
     NODE_CCA_LABEL,
     NODE_DETECTION_ANNOTATION,
 )
-from kubevirt_cca.core.node.capabilities import DetectionReport, is_owned_label, node_labels
+from kubevirt_cca.core.node.detection_report import DetectionReport
 from kubevirt_cca.core.node.labelling import (
     EVENT_MESSAGE_LIMIT,
     EventType,
@@ -30,6 +30,7 @@ from kubevirt_cca.core.node.labelling import (
     plan_node,
     same_report,
 )
+from kubevirt_cca.core.node.labels import is_owned_label, node_labels
 from kubevirt_cca.core.wire.json_patch import escape, pointer, segments
 from tests.labeller.conftest import (
     CAPABLE_LABELS,

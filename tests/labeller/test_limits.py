@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from kubevirt_cca.adapters.virsh import STDOUT_LIMIT, run_domcapabilities
-from kubevirt_cca.core.node.capabilities import REPORT_LIMIT, TEXT_LIMIT
+from kubevirt_cca.core.node.detection_report import REPORT_LIMIT, TEXT_LIMIT
 from kubevirt_cca.errors import CapabilitiesError
 from tests.conftest import ROOT
 from tests.labeller.conftest import make_host
@@ -153,7 +153,7 @@ def test_maxrss_is_measured_per_child() -> None:
 def test_the_report_is_capped_and_keeps_its_verdict() -> None:
     from datetime import UTC, datetime
 
-    from kubevirt_cca.core.node.capabilities import HostEvidence, build_report
+    from kubevirt_cca.core.node.detection_report import HostEvidence, build_report
 
     host = HostEvidence(
         arch="aarch64",

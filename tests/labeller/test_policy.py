@@ -26,7 +26,7 @@ from kubevirt_cca.constants import (
     NODE_CCA_LABEL,
     NODE_HONOURS_OVERRIDE_ANNOTATION,
 )
-from kubevirt_cca.core.node.capabilities import DetectionReport
+from kubevirt_cca.core.node.detection_report import DetectionReport
 from kubevirt_cca.core.node.labelling import NodeMetadata, detection_annotation, plan_node
 from tests.conftest import ROOT
 

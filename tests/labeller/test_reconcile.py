@@ -35,7 +35,8 @@ from kubevirt_cca.constants import (
     NODE_DETECTION_ANNOTATION,
     NODE_HONOURS_OVERRIDE_ANNOTATION,
 )
-from kubevirt_cca.core.node.capabilities import DetectionReport, is_owned_label
+from kubevirt_cca.core.node.detection_report import DetectionReport
+from kubevirt_cca.core.node.labels import is_owned_label
 from kubevirt_cca.errors import CCAError, KubernetesAPIError
 from tests.labeller.conftest import (
     CAPABLE_LABELS,

@@ -19,7 +19,7 @@ import pytest
 from kubevirt_cca.constants import QEMU_BINARIES
 from kubevirt_cca.core.install.labeller_manifests import RME_GUEST_SCRIPT
 from kubevirt_cca.core.install.names import RME_GUEST_HELP_FILE
-from kubevirt_cca.core.node.capabilities import parse_rme_guest_help
+from kubevirt_cca.core.node.honoured import parse_rme_guest_help
 
 REQUIRED = os.environ.get("KUBEVIRT_CCA_BOOT_REQUIRED") == "1"
 

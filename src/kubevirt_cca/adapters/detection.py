@@ -13,12 +13,8 @@ from datetime import UTC, datetime
 from kubevirt_cca.adapters.files import read_text
 from kubevirt_cca.adapters.host import probe_host
 from kubevirt_cca.adapters.virsh import run_domcapabilities
-from kubevirt_cca.core.node.capabilities import (
-    DetectionReport,
-    DomainCapabilities,
-    build_report,
-    parse_domcapabilities,
-)
+from kubevirt_cca.core.node.detection_report import DetectionReport, build_report
+from kubevirt_cca.core.node.domain_capabilities import DomainCapabilities, parse_domcapabilities
 from kubevirt_cca.core.node.honoured import RmeGuest, parse_rme_guest_help
 from kubevirt_cca.errors import CapabilitiesError, InputTooLarge, ManifestError
 

@@ -12,7 +12,7 @@ import stat
 from pathlib import Path
 
 from kubevirt_cca.constants import KVM_RMI_PARAMETERS, RMI_ABI_LOG_MARKER
-from kubevirt_cca.core.node.capabilities import HostEvidence
+from kubevirt_cca.core.node.detection_report import HostEvidence
 
 # Where the kernel's own log can be read, in order: the live ring buffer, then saved copies.
 KMSG_PATH = "dev/kmsg"

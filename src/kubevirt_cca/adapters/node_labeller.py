@@ -40,7 +40,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from kubevirt_cca.adapters.kube import call
 from kubevirt_cca.constants import MEASUREMENT_ALGORITHMS
-from kubevirt_cca.core.node.capabilities import DetectionReport
+from kubevirt_cca.core.node.detection_report import DetectionReport
 from kubevirt_cca.core.node.labelling import (
     CapabilityEvent,
     KeyChanges,

@@ -12,7 +12,7 @@ from typing import Any
 from kubevirt_cca.adapters.detection import detect
 from kubevirt_cca.cli.common import HelpFormatter, add_output_flag
 from kubevirt_cca.constants import DEFAULT_DOMCAPS_COMMAND
-from kubevirt_cca.core.node.capabilities import DetectionReport
+from kubevirt_cca.core.node.detection_report import DetectionReport
 from kubevirt_cca.core.node.honoured import Honoured
 from kubevirt_cca.core.wire.report_envelope import check, envelope
 from kubevirt_cca.errors import InputTooLarge

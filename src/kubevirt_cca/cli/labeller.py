@@ -22,7 +22,7 @@ from kubevirt_cca.constants import (
     NODE_DETECTION_ANNOTATION,
     NODE_HONOURS_OVERRIDE_ANNOTATION,
 )
-from kubevirt_cca.core.node.capabilities import DetectionReport
+from kubevirt_cca.core.node.detection_report import DetectionReport
 
 if TYPE_CHECKING:
     from kubevirt_cca.adapters.node_labeller import NodeLabeller

@@ -8,10 +8,10 @@ import sys
 
 from kubevirt_cca.adapters.install_files import load_policies
 from kubevirt_cca.adapters.kube import async_client
-from kubevirt_cca.adapters.uninstall import StepResult, cca_workloads, run_steps
+from kubevirt_cca.adapters.uninstall_runner import StepResult, cca_workloads, run_steps
 from kubevirt_cca.cli.common import HelpFormatter, add_cluster_flags
 from kubevirt_cca.core.install import InstallOptions
-from kubevirt_cca.core.install.uninstall import uninstall_objects, uninstall_steps
+from kubevirt_cca.core.install.uninstall_plan import uninstall_objects, uninstall_steps
 from kubevirt_cca.errors import SettingsError
 
 EXIT_REFUSED = 1

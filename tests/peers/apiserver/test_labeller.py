@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kubevirt_cca.core.node.capabilities import is_owned_label
+from kubevirt_cca.core.node.labels import is_owned_label
 from tests.conftest import shared_path
 from tests.install.expected import LABELLER_LABELS_REFUSAL
 from tests.labeller.conftest import make_host

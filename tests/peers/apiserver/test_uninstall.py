@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from kubevirt_cca.core.node.capabilities import is_owned_label
+from kubevirt_cca.core.node.labels import is_owned_label
 from tests.peers.apiserver.cluster import kubevirt_cca
 from tests.peers.apiserver.conftest import INSTALL_NAMESPACE, KUBEVIRT_NAMESPACE, Installed
 from tests.peers.apiserver.test_admission import HOOKS, stored, template_of, vm, vmi

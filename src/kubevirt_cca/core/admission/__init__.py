@@ -5,7 +5,7 @@ command::
 
     reviews.py   AdmissionReview wire types, parsing, build_response
     gates.py     feature gates of the KubeVirt CR, and the cluster view admission reads
-    sidecar.py   our entry in hooks.kubevirt.io/hookSidecars and the resolved annotation
+    sidecar_entry.py  our entry in hooks.kubevirt.io/hookSidecars and the resolved annotation
     patches.py   RFC 6902 JSON patch operations
     mutate.py    what the mutating webhook adds to a CCA VMI
     validate.py  what the validating webhooks refuse

@@ -28,7 +28,7 @@ from kubevirt_cca.core.admission.rules import (
     sidecars_field,
     spec_conflicts,
 )
-from kubevirt_cca.core.admission.sidecar import render_resolved, rendered_hook_entry
+from kubevirt_cca.core.admission.sidecar_entry import render_resolved, rendered_hook_entry
 from kubevirt_cca.core.vmi.placement import misplaced_keys
 from kubevirt_cca.core.vmi.request import CCARequest, Template, find_template, parse_template
 from kubevirt_cca.core.vmi.requirements import required_node_labels

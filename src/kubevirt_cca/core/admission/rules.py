@@ -20,7 +20,7 @@ from kubevirt_cca.constants import (
 )
 from kubevirt_cca.core.admission.gates import ClusterView
 from kubevirt_cca.core.admission.modes import marker_conflicts, mode_violations, plugin_mode
-from kubevirt_cca.core.admission.sidecar import (
+from kubevirt_cca.core.admission.sidecar_entry import (
     ONLY_OUR_SIDECAR,
     describe_entries,
     hook_entry,

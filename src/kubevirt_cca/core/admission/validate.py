@@ -27,7 +27,7 @@ from kubevirt_cca.constants import (
 from kubevirt_cca.core.admission.gates import ClusterView
 from kubevirt_cca.core.admission.mutate import check_template, plan_vmi
 from kubevirt_cca.core.admission.rules import added_sidecars_message
-from kubevirt_cca.core.admission.sidecar import looks_like_ours, parse_sidecars
+from kubevirt_cca.core.admission.sidecar_entry import looks_like_ours, parse_sidecars
 from kubevirt_cca.core.vmi.placement import key_fields, misplaced_keys
 from kubevirt_cca.core.vmi.request import find_template, parse_request
 from kubevirt_cca.core.wire.objects import dig, metadata_of

@@ -16,7 +16,7 @@ from kubevirt_cca.core.doctor.cluster import (
     cluster_view,
 )
 from kubevirt_cca.core.doctor.installed import check_not_installed, nothing_installed
-from kubevirt_cca.core.doctor.integration import (
+from kubevirt_cca.core.doctor.integration_mode import (
     check_integration_mode,
     check_plugins,
     sidecar_gate_needed,

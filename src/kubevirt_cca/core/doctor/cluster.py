@@ -3,7 +3,7 @@
 What admission will decide comes from the webhook's own builder (:func:`cluster_view`, over
 :func:`kubevirt_cca.core.admission.gates.build_view`): the same KubeVirt CR (in the webhook's
 ``--kubevirt-namespace``, the oldest not being deleted), the same gates, the same mode inputs.
-(The integration mode and the Plugin objects are in ``integration.py``.)
+(The integration mode and the Plugin objects are in ``integration_mode.py``.)
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from kubevirt_cca.core.install.names import (
     WEBHOOK_CONFIGURATION,
     WEBHOOK_PATHS,
 )
-from kubevirt_cca.core.install.webhook import webhook_configurations
+from kubevirt_cca.core.install.webhook_manifests import webhook_configurations
 from kubevirt_cca.core.vmi.webhook_table import WEBHOOKS
 from kubevirt_cca.core.wire.objects import dig
 

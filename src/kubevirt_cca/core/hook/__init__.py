@@ -2,8 +2,8 @@
 
 - ``decision``: the one decision (read the VMI and its request, refuse what cannot be a Realm,
   rewrite the domain) and the values it returns;
-- ``sidecar``: the hook sidecar's entry point (``OnDefineDomain``);
-- ``plugin``: the Plugins path's entry point (``MutateDomain``, VEP 190): the forced dialect
+- ``on_define_domain``: the hook sidecar's entry point (``OnDefineDomain``);
+- ``mutate_domain``: the Plugins path's entry point (``MutateDomain``, VEP 190): the forced dialect
   and the domain type, then the same decision.
 
 The gRPC adapters (``adapters/hook``) only transport these values. The names below are the
@@ -21,7 +21,7 @@ from kubevirt_cca.core.hook.decision import (
     read_vmi,
     vmi_ref,
 )
-from kubevirt_cca.core.hook.sidecar import on_define_domain
+from kubevirt_cca.core.hook.on_define_domain import on_define_domain
 
 __all__ = [
     "UNKNOWN_VMI",

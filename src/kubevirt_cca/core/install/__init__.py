@@ -56,7 +56,7 @@ from kubevirt_cca.core.install.names import (
 )
 from kubevirt_cca.core.install.policy_values import render_policy
 from kubevirt_cca.core.install.rbac import certs_rbac, doctor_rbac, webhook_rbac
-from kubevirt_cca.core.install.webhook import (
+from kubevirt_cca.core.install.webhook_manifests import (
     certificate_config_map,
     certs_jobs,
     config_map,

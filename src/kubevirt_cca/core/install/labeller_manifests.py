@@ -46,7 +46,7 @@ from kubevirt_cca.core.install.restriction import (
     resource_rule,
     service_account_policy,
 )
-from kubevirt_cca.core.node.capabilities import OWNED_LABELS
+from kubevirt_cca.core.node.labels import OWNED_LABELS
 
 NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
 

@@ -1,8 +1,8 @@
 """What one layer of a node's stack honours, and QEMU's ``rme-guest`` answer read into it.
 
 :class:`Honoured` is the value both layers share (libvirt's domain capabilities in
-``capabilities.py``, the virt-launcher image's QEMU here); ``parse_rme_guest_help`` reads QEMU's
-``-object rme-guest,help`` output (docs/node-labels.md).
+``domain_capabilities.py``, the virt-launcher image's QEMU here); ``parse_rme_guest_help``
+reads QEMU's ``-object rme-guest,help`` output (docs/node-labels.md).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ the patch as is.
 
 The rules (docs/node-labels.md):
 
-- The labeller owns the labels :func:`~kubevirt_cca.core.node.capabilities.is_owned_label` accepts
+- The labeller owns the labels :func:`~kubevirt_cca.core.node.labels.is_owned_label` accepts
   and the one annotation ``cca.kubevirt.io/detection``. Its patch never names another key.
 - An owned label that the report no longer calls for is removed.
 - A Node annotated ``node-labeller.kubevirt.io/skip-node`` (any value, as KubeVirt's own
@@ -44,7 +44,8 @@ from kubevirt_cca.constants import (
     NODE_DETECTION_ANNOTATION,
     NODE_HONOURS_OVERRIDE_ANNOTATION,
 )
-from kubevirt_cca.core.node.capabilities import DetectionReport, is_owned_label, node_labels
+from kubevirt_cca.core.node.detection_report import DetectionReport
+from kubevirt_cca.core.node.labels import is_owned_label, node_labels
 from kubevirt_cca.core.node.overrides import apply_override
 from kubevirt_cca.core.wire import json_patch
 from kubevirt_cca.core.wire.json_patch import PatchOperation

@@ -24,7 +24,7 @@ from kubevirt_cca.constants import (
     NODE_HONOURS_OVERRIDE_ANNOTATION,
     PERSONALIZATION_VALUE_KEY,
 )
-from kubevirt_cca.core.node.capabilities import DetectionReport, bound_text
+from kubevirt_cca.core.node.detection_report import DetectionReport, bound_text
 
 OVERRIDABLE = (PERSONALIZATION_VALUE_KEY, MEASUREMENT_LOG_KEY)
 EVIDENCE_KEY = "adminOverride"

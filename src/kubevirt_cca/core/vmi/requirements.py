@@ -1,7 +1,7 @@
 """What a CCA request needs from a node: the node labels that say its stack honours it.
 
 A requested parameter must never be silently dropped (docs/security.md): the labeller labels
-what each node's stack honours (``core/node/capabilities.py``), admission schedules a request only
+what each node's stack honours (``core/node/labels.py``), admission schedules a request only
 on nodes carrying every label it needs, and the hook checks the same list on the VMI before it
 writes a parameter into the domain. One function, :func:`required_node_labels`, decides that
 list for all three.
@@ -32,7 +32,7 @@ from kubevirt_cca.constants import (
     PERSONALIZATION_VALUE_KEY,
 )
 from kubevirt_cca.core.cluster.settings import Dialect
-from kubevirt_cca.core.node.layer_labels import LIBVIRT, RME_GUEST
+from kubevirt_cca.core.node.labels import LIBVIRT, RME_GUEST
 from kubevirt_cca.core.vmi.request import CCARequest
 
 

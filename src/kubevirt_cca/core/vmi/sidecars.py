@@ -1,8 +1,8 @@
 """Reading ``hooks.kubevirt.io/hookSidecars`` and recognising kubevirt-cca's entry in it.
 
-Shared by admission (which writes our entry, ``core/admission/sidecar.py``) and the hook (which
-refuses a VMI that kept our entry after its label was removed, and a CCA VMI that lists any
-sidecar beside ours), so both recognise it alike and say why in the same words.
+Shared by admission (which writes our entry, ``core/admission/sidecar_entry.py``) and the hook
+(which refuses a VMI that kept our entry after its label was removed, and a CCA VMI that lists
+any sidecar beside ours), so both recognise it alike and say why in the same words.
 """
 
 from __future__ import annotations

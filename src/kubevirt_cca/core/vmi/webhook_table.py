@@ -1,9 +1,9 @@
 """The webhook table: every admission endpoint kubevirt-cca serves, in one place.
 
 Admission dispatch (core/admission/admit.py), the rendered webhook configurations
-(core/install/webhook.py), ``doctor``, ``kubevirt-cca webhook --help`` and the bad-request tests
-all read this table; none of them lists endpoints of its own (docs/development.md, "One place
-per decision").
+(core/install/webhook_manifests.py), ``doctor``, ``kubevirt-cca webhook --help`` and the
+bad-request tests all read this table; none of them lists endpoints of its own
+(docs/development.md, "One place per decision").
 """
 
 from __future__ import annotations

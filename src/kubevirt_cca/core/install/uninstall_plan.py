@@ -10,7 +10,7 @@ The order (docs/admin.md, "Uninstalling"):
    so a labeller pod still terminating cannot put back the labels step 6 removes.
 4. ``labeller restriction``: the policies that confined the labeller (it has no rights left).
 5. ``configuration``: the Service, ConfigMaps, Secrets, cert-manager objects, monitoring objects.
-6. ``node labels``: our label keys (:func:`~kubevirt_cca.core.node.capabilities.is_owned_label`) and
+6. ``node labels``: our label keys (:func:`~kubevirt_cca.core.node.labels.is_owned_label`) and
    the detection annotation on every node; never another key, and nothing on a node the admin
    took away from labellers (KubeVirt's skip-node annotation: those labels are theirs).
 7. ``namespace``: the install namespace, last.
@@ -39,7 +39,7 @@ from kubevirt_cca.core.install.names import (
     Manifest,
 )
 from kubevirt_cca.core.install.plugin_manifest import plugin_object
-from kubevirt_cca.core.node.capabilities import is_owned_label
+from kubevirt_cca.core.node.labels import is_owned_label
 
 ADMISSION: Final = "admission"
 WORKLOADS: Final = "workloads"

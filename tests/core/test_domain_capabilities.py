@@ -11,17 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubevirt_cca.constants import NODE_ALGO_LABEL_PREFIX, NODE_CCA_LABEL
-from kubevirt_cca.core.node.capabilities import (
-    DomainCapabilities,
-    Honoured,
-    HostEvidence,
-    RmeGuest,
-    build_report,
-    is_owned_label,
-    node_labels,
-    parse_domcapabilities,
-    parse_rme_guest_help,
-)
+from kubevirt_cca.core.node.detection_report import HostEvidence, build_report
+from kubevirt_cca.core.node.domain_capabilities import DomainCapabilities, parse_domcapabilities
+from kubevirt_cca.core.node.honoured import Honoured, RmeGuest, parse_rme_guest_help
+from kubevirt_cca.core.node.labels import is_owned_label, node_labels
 from kubevirt_cca.errors import CapabilitiesError
 from tests.conftest import shared_files, shared_path
 

@@ -1,4 +1,5 @@
-"""``kubevirt-cca uninstall`` against the API server: the steps of ``core/install/uninstall.py``.
+"""``kubevirt-cca uninstall`` against the API server: the steps that
+``core/install/uninstall_plan.py`` plans.
 
 Every request goes through :func:`~kubevirt_cca.adapters.kube.call`. With ``dry_run`` every
 delete and patch is sent with ``dryRun=All``: the API server checks it (permissions, admission)
@@ -22,7 +23,7 @@ from lightkube.resources.core_v1 import Node
 from lightkube.types import CascadeType, PatchType
 
 from kubevirt_cca.adapters.kube import VirtualMachine, VirtualMachineInstance, call
-from kubevirt_cca.core.install.uninstall import (
+from kubevirt_cca.core.install.uninstall_plan import (
     NODE_LABELS,
     ObjectRef,
     Step,
