@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import ssl
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +41,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+# The server runs on the webhook tests' fixed cluster view (tests/webhook/cluster.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 VMI: dict[str, Any] = {
     "apiVersion": "kubevirt.io/v1",
@@ -132,7 +136,9 @@ def server_process(
     cert: str, key: str, canned: bytes, ports: Any, stop: Any, pin: bool, profile: str | None = None
 ) -> None:
     """The webhook, as the Deployment runs it, minus the API server (a fixed cluster view)."""
-    from kubevirt_cca.adapters.webhook.server import StaticCluster, WebhookApp, serve
+    from tests.webhook.cluster import StaticCluster
+
+    from kubevirt_cca.adapters.webhook.server import WebhookApp, serve
     from kubevirt_cca.adapters.webhook.tls import ReloadingTLS
     from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
 

@@ -21,7 +21,7 @@ from kubevirt_cca.core.install import InstallOptions, install_files, install_obj
 from kubevirt_cca.core.install.monitoring import (
     KUBE_STATE_METRICS_KEY,
     alert_rules,
-    rule_groups,
+    prometheus_rule,
 )
 from tests.install.monitoring_rules import KUBE_STATE_METRICS, referenced_metrics
 from tests.install.support import DEPLOY, by_key, kustomize
@@ -44,7 +44,9 @@ def promtool() -> str:
 
 def rules_file(folder: Path) -> Path:
     path = folder / "rules.yaml"
-    path.write_text(yaml.safe_dump(rule_groups(InstallOptions(monitoring=True)), sort_keys=False))
+    # The PrometheusRule's groups as the Prometheus rule file promtool reads.
+    groups = {"groups": prometheus_rule(InstallOptions(monitoring=True))["spec"]["groups"]}
+    path.write_text(yaml.safe_dump(groups, sort_keys=False))
     return path
 
 

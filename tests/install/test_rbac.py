@@ -35,6 +35,7 @@ from kubevirt_cca.core.install import (
 from kubevirt_cca.core.install.names import CERTS, DOCTOR, LABELLER, TLS_SECRET, WEBHOOK
 from tests.doctor.cluster import load, make_ca, ready_cluster
 from tests.install.test_certs import run_ensure, webhook_configurations
+from tests.webhook.cluster import eventually
 
 NAMESPACE = "kubevirt-cca"
 CAPABLE_DOMCAPS = """<domainCapabilities><arch>aarch64</arch><features>
@@ -225,7 +226,7 @@ async def run_cluster_state(api: Any) -> None:
     )
     try:
         await state.start()
-        assert await state.wait_ready(10)
+        await eventually(lambda: state.ready)
         # A migration names a VMI the cache does not hold: fetched once.
         await state.lookup_vmi("default", "not-cached")
         async with asyncio.timeout(10):  # until every source is being watched

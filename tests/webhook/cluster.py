@@ -1,14 +1,19 @@
-"""What the tests of the watch-fed cluster state share: kmock's resources, the paths the
-objects are created under, a VMI, and waiting until the watches have caught up."""
+"""What the webhook tests share: kmock's resources, the paths the objects are created under, a
+VMI, waiting until the watches have caught up, and a fixed cluster view (:class:`StaticCluster`)
+for the server without an API server."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import kmock
 from kmock import ResourceInfo
+
+from kubevirt_cca.core.admission.gates import ClusterView
+from kubevirt_cca.core.admission.validate import VMILookup
 
 KUBEVIRTS = "/apis/kubevirt.io/v1/namespaces/kubevirt/kubevirts"
 CONFIG_MAPS = "/api/v1/namespaces/kubevirt-cca/configmaps"
@@ -49,3 +54,18 @@ async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
     while not check():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.02)
+
+
+@dataclass
+class StaticCluster:
+    """A fixed cluster view (the server's tests and benchmark); VMIs from a dict."""
+
+    fixed: ClusterView
+    vmis: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
+    ready: bool = True
+
+    def view(self) -> ClusterView:
+        return self.fixed
+
+    async def lookup_vmi(self, namespace: str, name: str) -> VMILookup:
+        return VMILookup(vmi=self.vmis.get((namespace, name)))

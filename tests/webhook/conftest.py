@@ -21,11 +21,11 @@ from prometheus_client import CollectorRegistry
 from kubevirt_cca.adapters.cluster_state import ClusterState
 from kubevirt_cca.adapters.kube import async_client
 from kubevirt_cca.adapters.webhook.limits import Limits
-from kubevirt_cca.adapters.webhook.server import StaticCluster, WebhookApp, serve
+from kubevirt_cca.adapters.webhook.server import WebhookApp, serve
 from kubevirt_cca.adapters.webhook.tls import ReloadingTLS
 from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
 from tests.webhook.certs import Pair, serving_pair
-from tests.webhook.cluster import declare_resources
+from tests.webhook.cluster import StaticCluster, declare_resources
 
 
 @dataclass

@@ -42,7 +42,7 @@ async def test_gates_and_config_follow_the_cluster(
     kmock: kmock.KubernetesEmulator, state: ClusterState
 ) -> None:
     await state.start()
-    assert await state.wait_ready(10)
+    await eventually(lambda: state.ready)
     # No KubeVirt CR at all: CCA VMIs refused, saying why; plain VMIs still pass.
     messages = decide(state, labelled(VMI))
     assert len(messages) == 1 and "no KubeVirt CR found in namespace kubevirt" in messages[0]
@@ -97,7 +97,7 @@ async def test_no_node_honouring_a_parameter_is_a_warning_until_one_does(
     }
     kmock.objects["v1/nodes", None, "arm-1"] = plain_node
     await state.start()
-    assert await state.wait_ready(10)
+    await eventually(lambda: state.ready)
     await eventually(lambda: state.view().cca_node_labels is not None)
     vmi = labelled(VMI)
     vmi["metadata"].setdefault("annotations", {})["cca.kubevirt.io/launch-security"] = (
@@ -142,7 +142,7 @@ async def test_unreadable_kubevirt_cr_fails_closed(
         << forbidden("kubevirts.kubevirt.io is forbidden")
     )
     await state.start()
-    assert await state.wait_ready(10)
+    await eventually(lambda: state.ready)
     messages = decide(state, labelled(VMI))
     assert len(messages) == 1
     assert "the API server answered 403" in messages[0] and "fail closed" in messages[0]
@@ -156,9 +156,7 @@ async def test_migration_lookup(kmock: kmock.KubernetesEmulator, state: ClusterS
     kmock.objects["kubevirt.io/v1/virtualmachineinstances", "default", "realm"] = cca
     kmock.objects["kubevirt.io/v1/virtualmachineinstances", "default", "plain"] = plain
     await state.start()
-    assert await state.wait_ready(10)
-    await eventually(lambda: ("default", "realm") in state.cached_vmis())
-    assert state.cached_vmis() == {("default", "realm")}, "only CCA VMIs are cached"
+    await eventually(lambda: state.ready)
     assert (await state.lookup_vmi("default", "realm")).vmi == cca
     assert len(kmock[action.FETCH]) == 0, "a cached CCA VMI needs no API call"
     looked = await state.lookup_vmi("default", "plain")
@@ -175,7 +173,7 @@ async def test_webhook_over_tls_on_the_emulated_cluster(
     kmock.objects["kubevirt.io/v1/kubevirts", "kubevirt", "kubevirt"] = KUBEVIRT_CR
     kmock.objects["kubevirt.io/v1/virtualmachineinstances", "default", "realm"] = labelled(VMI)
     await state.start()
-    assert await state.wait_ready(10)
+    await eventually(lambda: state.ready)
     cert, key = cert_files
     app = WebhookApp(state, tls=ReloadingTLS(str(cert), str(key)), registry=CollectorRegistry())
     running = await serve(app, host="127.0.0.1", port=0, health_port=0)
@@ -211,7 +209,7 @@ async def test_undecodable_answer_fails_closed_and_the_loop_survives(
     broken = {"on": True}
     kmock["list kubevirt.io/v1/kubevirts"][lambda _: broken["on"]] << b"<html>proxy error</html>"
     await state.start()
-    assert await state.wait_ready(10)
+    await eventually(lambda: state.ready)
     messages = decide(state, labelled(VMI))
     assert len(messages) == 1 and "fail closed" in messages[0]
     # The loop retries: once the API server answers properly, the gates are known.
@@ -226,7 +224,7 @@ async def test_unreadable_config_map_fails_closed(
     kmock.objects["kubevirt.io/v1/kubevirts", "kubevirt", "kubevirt"] = KUBEVIRT_CR
     kmock["list v1/configmaps"] << 403 << forbidden("configmaps is forbidden")
     await state.start()
-    assert await state.wait_ready(10)
+    await eventually(lambda: state.ready)
     await eventually(lambda: state.view().gates is not None)
     messages = decide(state, labelled(VMI))
     assert len(messages) == 1

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from kubevirt_cca.adapters.webhook.limits import Limits
-from kubevirt_cca.adapters.webhook.server import StaticCluster
 from tests.admission.helpers import labelled, review
+from tests.webhook.cluster import StaticCluster
 from tests.webhook.conftest import Webhook, start_webhook
 
 VMI = {

@@ -15,7 +15,6 @@ import jsonpatch
 import kubernetes_validate
 import pytest
 
-from kubevirt_cca.adapters.webhook.server import StaticCluster
 from kubevirt_cca.constants import (
     CCA_FEATURE_GATE,
     HOOK_SIDECARS_ANNOTATION,
@@ -31,6 +30,7 @@ from kubevirt_cca.core.install import InstallOptions
 from tests.admission.helpers import labelled, review
 from tests.plugin.policy import POLICIES, PolicyFile
 from tests.plugin.test_plugin_objects import K8S_VERSION, launcher_pod
+from tests.webhook.cluster import StaticCluster
 from tests.webhook.conftest import Webhook, start_webhook
 
 PLUGIN_VIEW = ClusterView(

@@ -79,7 +79,7 @@ async def test_the_mode_follows_gates_plugins_and_config(
         ["WorkloadEncryptionCCA", "Sidecar"]
     )
     await state.start()
-    assert await state.wait_ready(10)
+    await eventually(lambda: state.ready)
     # 1. Sidecar on, Plugins off, integrationMode unset: auto resolves to sidecar.
     await eventually(lambda: mode(state) is IntegrationMode.SIDECAR)
     assert causes(state) == []
@@ -157,7 +157,7 @@ async def test_unlistable_plugins_fail_closed_where_they_matter(
         << forbidden("plugins.plugin.kubevirt.io is forbidden")
     )
     await state.start()
-    assert await state.wait_ready(10)
+    await eventually(lambda: state.ready)
     await eventually(lambda: state.view().gates is not None)
     assert state.view().plugin_names is None
     refused = causes(state)
@@ -184,7 +184,7 @@ async def test_a_kubevirt_without_the_plugin_crd_has_no_plugins(
     )
     try:
         await state.start()
-        assert await state.wait_ready(10)
+        await eventually(lambda: state.ready)
         await eventually(lambda: state.view().gates is not None)
         assert state.view().plugin_names == frozenset()
         assert causes(state) == []

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from cryptography import x509
 
-from kubevirt_cca.adapters.webhook.server import StaticCluster
 from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
 from tests.admission.helpers import review
 from tests.install.monitoring_rules import scraped_names, scraped_value, webhook_metrics
 from tests.webhook.certs import serving_pair
+from tests.webhook.cluster import StaticCluster
 from tests.webhook.conftest import start_webhook
 
 NOT_AFTER = "kubevirt_cca_webhook_certificate_not_after_timestamp_seconds"

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from kubevirt_cca.adapters.webhook.server import StaticCluster
 from kubevirt_cca.constants import CCA_FEATURE_GATE, PLUGINS_FEATURE_GATE, SIDECAR_FEATURE_GATE
 from kubevirt_cca.core.admission.gates import ClusterView, FeatureGates
 from kubevirt_cca.core.cluster.integration import IntegrationMode
 from kubevirt_cca.core.cluster.settings import Dialect, Settings
 from kubevirt_cca.core.install.plugin_manifest import plugin_object
+from tests.webhook.cluster import StaticCluster
 from tests.webhook.conftest import Webhook, start_webhook
 
 GATES = FeatureGates(frozenset({CCA_FEATURE_GATE, SIDECAR_FEATURE_GATE, PLUGINS_FEATURE_GATE}))

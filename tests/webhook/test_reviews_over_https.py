@@ -10,7 +10,6 @@ from typing import Any
 import jsonpatch
 import pytest
 
-from kubevirt_cca.adapters.webhook.server import StaticCluster
 from kubevirt_cca.constants import ENABLED_LABEL, HOOK_SIDECARS_ANNOTATION
 from kubevirt_cca.core.admission.validate import MIGRATION_REFUSAL
 from tests.admission.helpers import (
@@ -22,6 +21,7 @@ from tests.admission.helpers import (
     schema_errors,
     template_node,
 )
+from tests.webhook.cluster import StaticCluster
 from tests.webhook.conftest import Webhook
 
 pytestmark = pytest.mark.shared

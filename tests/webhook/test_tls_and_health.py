@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from kubevirt_cca.adapters.webhook.server import StaticCluster, WebhookApp
+from kubevirt_cca.adapters.webhook.server import WebhookApp
 from kubevirt_cca.adapters.webhook.tls import CertificateError, ReloadingTLS
 from kubevirt_cca.core.admission.gates import ClusterView, all_gates_on
 from tests.admission.helpers import review
 from tests.webhook.certs import serving_pair
+from tests.webhook.cluster import StaticCluster
 from tests.webhook.conftest import Webhook, start_webhook
 
 VMI = {

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from kubevirt_cca.adapters.webhook.server import StaticCluster
 from tests.cli.run import kubevirt_cca
 from tests.webhook.certs import serving_pair
+from tests.webhook.cluster import StaticCluster
 from tests.webhook.conftest import Webhook, start_webhook
 
 

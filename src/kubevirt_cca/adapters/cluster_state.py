@@ -101,10 +101,6 @@ class ClusterState:
     def view(self) -> ClusterView:
         return self._view
 
-    def cached_vmis(self) -> frozenset[tuple[str, str]]:
-        """(namespace, name) of the CCA VMIs in the cache."""
-        return frozenset(self._vmis.objects)
-
     async def start(self) -> None:
         self._tasks = [
             asyncio.create_task(
@@ -123,16 +119,6 @@ class ClusterState:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-
-    async def wait_ready(self, timeout: float) -> bool:
-        """Wait until every source was listed once; ``False`` on timeout."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not self.ready:
-            if loop.time() > deadline:
-                return False
-            await asyncio.sleep(0.02)
-        return True
 
     async def lookup_vmi(self, namespace: str, name: str) -> VMILookup:
         """The VMI a migration names: from the cache when it is a CCA VMI, else fetched."""

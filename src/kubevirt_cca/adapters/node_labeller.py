@@ -26,7 +26,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum
 from typing import TypeVar
@@ -320,14 +320,8 @@ class NodeLabeller:
 
     async def _read_node(self) -> NodeMetadata:
         node = await self._call("get", "nodes", self.client.get(Node, self.node_name))
-        metadata = node.metadata or ObjectMeta()
-        return NodeMetadata(
-            name=metadata.name or self.node_name,
-            labels=dict(metadata.labels) if metadata.labels is not None else None,
-            annotations=dict(metadata.annotations) if metadata.annotations is not None else None,
-            resource_version=metadata.resourceVersion,
-            uid=metadata.uid,
-        )
+        read = NodeMetadata.from_object(node.to_dict())
+        return read if read.name else replace(read, name=self.node_name)
 
     async def _patch_node(self, patch: tuple[PatchOperation, ...]) -> None:
         operations = [dict(op) for op in patch]

@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from aiohttp import hdrs, web
@@ -47,7 +47,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 
 
 class ClusterSource(Protocol):
-    """What the server needs from the cluster (the watch-fed cache, or a fixed view)."""
+    """What the server needs from the cluster (the watch-fed cache; the tests' fixed view)."""
 
     @property
     def ready(self) -> bool: ...
@@ -55,21 +55,6 @@ class ClusterSource(Protocol):
     def view(self) -> ClusterView: ...
 
     async def lookup_vmi(self, namespace: str, name: str) -> VMILookup: ...
-
-
-@dataclass
-class StaticCluster:
-    """A fixed cluster view (offline use, benchmarks); VMIs from a dict."""
-
-    fixed: ClusterView
-    vmis: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
-    ready: bool = True
-
-    def view(self) -> ClusterView:
-        return self.fixed
-
-    async def lookup_vmi(self, namespace: str, name: str) -> VMILookup:
-        return VMILookup(vmi=self.vmis.get((namespace, name)))
 
 
 class Metrics:

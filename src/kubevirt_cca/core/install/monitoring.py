@@ -199,11 +199,6 @@ def prometheus_rule(options: InstallOptions) -> Manifest:
     }
 
 
-def rule_groups(options: InstallOptions) -> dict[str, Any]:
-    """The PrometheusRule's groups as a Prometheus rule file (what ``promtool`` reads)."""
-    return {"groups": prometheus_rule(options)["spec"]["groups"]}
-
-
 def kube_state_metrics_resource() -> dict[str, Any]:
     """kube-state-metrics' custom-resource-state entry: each VMI's phase and its CCA label."""
     return {
