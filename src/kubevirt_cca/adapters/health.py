@@ -69,8 +69,8 @@ class HealthServer:
             )
         except OSError as exc:
             raise CCAError(
-                f"health endpoint: cannot listen on {self.host or '*'}:{self.port}: "
-                f"{exc.strerror or exc}"
+                "health endpoint: "
+                f"cannot listen on {self.host or '*'}:{self.port}: {exc.strerror or exc}"
             ) from exc
         self._server = server
         self._thread = threading.Thread(

@@ -55,8 +55,8 @@ GENERATED_HEADER = (
 )
 # Why the virt-launcher image has no default (``manifests`` and the chart say the same).
 LAUNCHER_NEEDED = (
-    "your KubeVirt's virt-launcher image, with a libvirt and QEMU that know CCA; upstream "
-    "KubeVirt's cannot start Realms yet, so there is no default (docs/install.md, "
+    "your KubeVirt's virt-launcher image, with a libvirt and QEMU that know CCA; "
+    "upstream KubeVirt's cannot start Realms yet, so there is no default (docs/install.md, "
     "'What you need first')"
 )
 _DNS_LABEL_PATTERN = "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -109,8 +109,8 @@ FREE_VALUES: tuple[FreeValue, ...] = (
         "namespace",
         "namespace",
         "sentinel-ns-install",
-        "the install namespace; the chart creates it (with its Pod Security label), so the "
-        "release itself lives in another namespace",
+        "the install namespace; the chart creates it (with its Pod Security label), "
+        "so the release itself lives in another namespace",
         _NAMESPACE_SCHEMA,
     ),
     FreeValue(
@@ -124,8 +124,8 @@ FREE_VALUES: tuple[FreeValue, ...] = (
         "virt_launcher_image",
         "virtLauncherImage",
         "chart-sentinel.invalid/virt-launcher-image:sentinel",
-        "your KubeVirt's virt-launcher image, with a libvirt and QEMU that know CCA; the "
-        "labeller asks its libvirt (required: upstream KubeVirt's cannot start Realms yet)",
+        "your KubeVirt's virt-launcher image, with a libvirt and QEMU that know CCA; "
+        "the labeller asks its libvirt (required: upstream KubeVirt's cannot start Realms yet)",
         {"type": "string", "pattern": f"^(?:{IMAGE_REFERENCE_PATTERN})?$"},  # "": required
         required=LAUNCHER_NEEDED,
     ),
@@ -280,8 +280,8 @@ def chart_metadata(version: str = __version__) -> dict[str, Any]:
     return {
         "apiVersion": "v2",
         "name": CHART_NAME,
-        "description": "Arm CCA confidential VMs (Realms) on stock KubeVirt: the admission "
-        "webhook, the node labeller and the hook sidecar's configuration",
+        "description": "Arm CCA confidential VMs (Realms) on stock KubeVirt: "
+        "the admission webhook, the node labeller and the hook sidecar's configuration",
         "type": "application",
         "version": version,
         "appVersion": version,

@@ -88,9 +88,10 @@ def async_client(
         # The files exist (load_kubeconfig checked) but do not load: not PEM, a key that
         # does not match its certificate.
         raise KubeconfigError(
-            f"no usable Kubernetes configuration: the kubeconfig's certificate or key files "
-            f"do not load ({exc}); check certificate-authority, client-certificate and "
-            "client-key (or their -data forms) of the current context",
+            "no usable Kubernetes configuration: "
+            f"the kubeconfig's certificate or key files do not load ({exc}); "
+            "check certificate-authority, client-certificate and client-key "
+            "(or their -data forms) of the current context",
             detail=str(exc),
         ) from exc
 

@@ -24,8 +24,8 @@ from kubevirt_cca.errors import KubeconfigError
 
 PREFIX = "no usable Kubernetes configuration"
 CHOOSE = (
-    "give --kubeconfig FILE or --server URL, set $KUBECONFIG, or run in a pod with a service "
-    "account"
+    "give --kubeconfig FILE or --server URL, set $KUBECONFIG, "
+    "or run in a pod with a service account"
 )
 
 
@@ -41,8 +41,8 @@ def load_kubeconfig(kubeconfig: str | None) -> KubeConfig:
                 # kubectl merges a list of files; lightkube reads one.
                 raise _error(
                     f"$KUBECONFIG lists several files ({kubeconfig}); kubevirt-cca reads one",
-                    "give --kubeconfig FILE (or set $KUBECONFIG to one file; 'kubectl config "
-                    "view --flatten' writes the merged configuration as one)",
+                    "give --kubeconfig FILE (or set $KUBECONFIG to one file; "
+                    "'kubectl config view --flatten' writes the merged configuration as one)",
                 ) from None
     config = _read(kubeconfig)
     _check_files(kubeconfig, _selected(kubeconfig, config))
@@ -98,8 +98,8 @@ def _selected(path: str, config: KubeConfig) -> SingleConfig:
         raise _error(f"kubeconfig {path}: {exc}", fix) from exc
     except KeyError as exc:
         raise _error(
-            f"kubeconfig {path}: its current context names {exc.args[0]!r}, which it does "
-            "not define",
+            f"kubeconfig {path}: its current context names {exc.args[0]!r}, "
+            "which it does not define",
             fix,
         ) from exc
     if single is None:  # only with a default, which is not given

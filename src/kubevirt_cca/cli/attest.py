@@ -206,8 +206,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verify.add_argument(
         "--allow-test-keys",
         action="store_true",
-        help="do not fail a token made with a published sample key (for "
-        "emulators; it is still reported as a test token)",
+        help="do not fail a token made with a published sample key (for emulators; "
+        "it is still reported as a test token)",
     )
     add_output_flag(verify)
     verify.set_defaults(handler=run_verify)
@@ -373,13 +373,13 @@ def _expected_rpv(args: argparse.Namespace) -> tuple[bytes, str, str | None]:
         raw = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError) as exc:
         raise AttestationError(
-            "--expected-rpv is not valid standard base64; expected base64 of exactly "
-            f"{PERSONALIZATION_VALUE_BYTES} bytes"
+            "--expected-rpv is not valid standard base64; "
+            f"expected base64 of exactly {PERSONALIZATION_VALUE_BYTES} bytes"
         ) from exc
     if len(raw) != PERSONALIZATION_VALUE_BYTES:
         raise AttestationError(
-            f"--expected-rpv decodes to {len(raw)} bytes; expected exactly "
-            f"{PERSONALIZATION_VALUE_BYTES}{hex_hint(text)}"
+            f"--expected-rpv decodes to {len(raw)} bytes; "
+            f"expected exactly {PERSONALIZATION_VALUE_BYTES}{hex_hint(text)}"
         )
     return raw, "--expected-rpv", None
 

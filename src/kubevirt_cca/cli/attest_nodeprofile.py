@@ -105,9 +105,9 @@ def run_node_profile(args: argparse.Namespace) -> int:
     sys.stdout.write(text + "\n")
     if len(text) + len(CONFIGMAP_KEY) > CONFIGMAP_MAX_BYTES:
         print(
-            f"kubevirt-cca attest: warning: the node profile is {len(text)} bytes, more than a "
-            f"ConfigMap holds ({CONFIGMAP_MAX_BYTES}); publish it another way (a file or an "
-            "image owners can read)",
+            f"kubevirt-cca attest: warning: the node profile is {len(text)} bytes, "
+            f"more than a ConfigMap holds ({CONFIGMAP_MAX_BYTES}); publish it another way "
+            "(a file or an image owners can read)",
             file=sys.stderr,
         )
     return EXIT_OK
@@ -184,8 +184,9 @@ def owner_inputs(
                 Violation(
                     "--dtb",
                     f"required: {args.vmi} boots a kernel directly "
-                    "(spec.domain.firmware.kernelBoot), so its DTB carries the kernel command "
-                    "line, which a node profile's DTBs do not; dump it (docs/attestation.md)",
+                    "(spec.domain.firmware.kernelBoot), "
+                    "so its DTB carries the kernel command line, "
+                    "which a node profile's DTBs do not; dump it (docs/attestation.md)",
                 ),
             )
         )
@@ -200,8 +201,8 @@ def owner_inputs(
 
 
 _NOT_WITH_OWNER = (
-    "not with --vmi or --node-profile: KubeVirt starts a Realm through the CCA firmware (also "
-    "with kernelBoot, whose kernel and initrd the firmware measures into a REM)"
+    "not with --vmi or --node-profile: KubeVirt starts a Realm through the CCA firmware "
+    "(also with kernelBoot, whose kernel and initrd the firmware measures into a REM)"
 )
 
 
@@ -239,9 +240,9 @@ def _vm_shape(args: argparse.Namespace, profile: HostProfile) -> tuple[int, int,
             (
                 Violation(
                     f"{args.vmi}: measurementAlgo",
-                    f"the VM asks for {declared}, but the profile measures with "
-                    f"{profile.measurement_algo}: use the profile of a node type that gives "
-                    f"Realms {declared}",
+                    f"the VM asks for {declared}, "
+                    f"but the profile measures with {profile.measurement_algo}: "
+                    f"use the profile of a node type that gives Realms {declared}",
                 ),
             )
         )
@@ -275,8 +276,8 @@ def _load_node_profile(path: str) -> NodeProfile:
             data = loads(inner, unique_members=True)
         except ValueError as exc:
             raise AttestationError(
-                f"{source}: data[{CONFIGMAP_KEY}] is not JSON a node profile can be read from: "
-                f"{exc}"
+                f"{source}: "
+                f"data[{CONFIGMAP_KEY}] is not JSON a node profile can be read from: {exc}"
             ) from exc
     try:
         return parse_node_profile(data)

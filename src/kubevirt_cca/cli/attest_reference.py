@@ -77,8 +77,9 @@ def register(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     parser.add_argument(
         "--profile",
         metavar="FILE",
-        help="the host profile (YAML) of the node type the VM runs on; its measurementAlgo is "
-        "sha512 on nodes that give a Realm no choice (NVIDIA's stack, Linaro's RFC v4 QEMU)",
+        help="the host profile (YAML) of the node type the VM runs on; "
+        "its measurementAlgo is sha512 on nodes that give a Realm no choice (NVIDIA's stack, "
+        "Linaro's RFC v4 QEMU)",
     )
     boot = parser.add_mutually_exclusive_group()
     boot.add_argument("--firmware", metavar="FILE", help="the CCA firmware (firmware boot)")

@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--rme-guest-help",
         metavar="FILE",
-        help="QEMU's answer to '-object rme-guest,help' (what the "
-        "qemu-commandline dialect can pass on); not asked without it",
+        help="QEMU's answer to '-object rme-guest,help' "
+        "(what the qemu-commandline dialect can pass on); not asked without it",
     )
     parser.add_argument(
         "--root",

@@ -62,9 +62,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--kubevirt-namespace",
         default=defaults.kubevirt_namespace,
-        help="where KubeVirt's CR is, when the webhook Deployment cannot be "
-        "read (otherwise the webhook's own --kubevirt-namespace is used, as admission does; "
-        "default: %(default)s)",
+        help="where KubeVirt's CR is, when the webhook Deployment cannot be read "
+        "(otherwise the webhook's own --kubevirt-namespace is used, as admission does; default: "
+        "%(default)s)",
     )
     add_output_flag(parser)
     parser.set_defaults(handler=run)

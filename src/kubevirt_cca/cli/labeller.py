@@ -76,8 +76,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     source.add_argument(
         "--domcaps-file",
         metavar="FILE",
-        help="read libvirt domain capabilities XML from FILE (written by another "
-        "container) instead of running a command",
+        help="read libvirt domain capabilities XML from FILE "
+        "(written by another container) instead of running a command",
     )
     source.add_argument(
         "--domcaps-command",
@@ -88,8 +88,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--rme-guest-help-file",
         metavar="FILE",
-        help="QEMU's answer to '-object rme-guest,help', written by the "
-        "virt-launcher image (labels what the qemu-commandline dialect can pass on); "
+        help="QEMU's answer to '-object rme-guest,help', written by the virt-launcher image "
+        "(labels what the qemu-commandline dialect can pass on); "
         "without it no rme-guest-* label is set",
     )
     parser.add_argument(
@@ -108,16 +108,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--once",
         action="store_true",
-        help="reconcile once and exit (no health endpoint): exit status 0 when "
-        "the node is up to date, 1 when the API server failed",
+        help="reconcile once and exit (no health endpoint): "
+        "exit status 0 when the node is up to date, 1 when the API server failed",
     )
     parser.add_argument(
         "--health-port",
         metavar="[ADDRESS:]PORT",
         type=_listen_address,
         default=("", DEFAULT_HEALTH_PORT),
-        help="where /healthz, /readyz and /metrics listen (default: all "
-        f"addresses, port {DEFAULT_HEALTH_PORT}; port 0 picks a free one)",
+        help="where /healthz, /readyz and /metrics listen (default: all addresses, "
+        f"port {DEFAULT_HEALTH_PORT}; port 0 picks a free one)",
     )
     parser.add_argument(
         "--server",

@@ -78,8 +78,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--image",
-        help="the kubevirt-cca image you built and pushed, for every component "
-        "and the hook sidecar (required, except with --write-kustomize, "
+        help="the kubevirt-cca image you built and pushed, "
+        "for every component and the hook sidecar (required, except with --write-kustomize, "
         f"which writes the placeholder {defaults.image})",
     )
     parser.add_argument(
@@ -92,10 +92,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--virt-launcher-image",
-        help="your KubeVirt's virt-launcher image, with a libvirt and QEMU that know CCA; the "
-        "labeller asks its libvirt (required: upstream KubeVirt's cannot start Realms yet; "
-        "--write-kustomize writes the placeholder "
-        f"{defaults.virt_launcher_image}, which an overlay replaces)",
+        help="your KubeVirt's virt-launcher image, with a libvirt and QEMU that know CCA; "
+        "the labeller asks its libvirt (required: upstream KubeVirt's cannot start Realms yet; "
+        f"--write-kustomize writes the placeholder {defaults.virt_launcher_image}, "
+        "which an overlay replaces)",
     )
     parser.add_argument(
         "--certificates",
@@ -112,8 +112,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--monitoring",
         action="store_true",
-        help="also print the PodMonitors, PrometheusRule and kube-state-metrics "
-        "configuration (needs prometheus-operator; default: off)",
+        help="also print the PodMonitors, PrometheusRule and kube-state-metrics configuration "
+        "(needs prometheus-operator; default: off)",
     )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
@@ -130,8 +130,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     output.add_argument(
         "--write-helm",
         metavar="DIR",
-        help="write the Helm chart into DIR instead of printing (how charts/kubevirt-cca is "
-        "generated); --image, if given, becomes the chart's default image",
+        help="write the Helm chart into DIR instead of printing "
+        "(how charts/kubevirt-cca is generated); --image, if given, "
+        "becomes the chart's default image",
     )
     parser.set_defaults(handler=run)
 

@@ -62,8 +62,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--kubevirt-namespace",
         default=defaults.kubevirt_namespace,
-        help="the KubeVirt CR's namespace it was installed with; the webhook's Role "
-        "there is removed (default: %(default)s)",
+        help="the KubeVirt CR's namespace it was installed with; "
+        "the webhook's Role there is removed (default: %(default)s)",
     )
     parser.add_argument(
         "--dry-run",
@@ -107,8 +107,8 @@ async def _uninstall(args: argparse.Namespace, options: InstallOptions) -> int:
                 )
                 return EXIT_REFUSED
             print(
-                f"kubevirt-cca uninstall: warning: going on (--force) although {len(users)} "
-                f"VMI(s)/VM(s) ask for CCA ({shown}{more})",
+                "kubevirt-cca uninstall: warning: going on "
+                f"(--force) although {len(users)} VMI(s)/VM(s) ask for CCA ({shown}{more})",
                 file=sys.stderr,
             )
 

@@ -100,8 +100,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--nodes",
         metavar="FILE",
-        help="the cluster's nodes ('kubectl get nodes -o json'): warn when none "
-        "honours a requested parameter; without it that is not checked",
+        help="the cluster's nodes ('kubectl get nodes -o json'): "
+        "warn when none honours a requested parameter; without it that is not checked",
     )
     add_output_flag(parser)
     parser.set_defaults(handler=run)
@@ -165,8 +165,8 @@ def run(args: argparse.Namespace) -> int:
     kind = obj.get("kind")
     if kind == MIGRATION_KIND:
         out.note(
-            "a migration is refused when the VMI it names uses "
-            "CCA; offline, that VMI is unknown, so the migration is shown as admitted"
+            "a migration is refused when the VMI it names uses CCA; offline, that VMI is unknown, "
+            "so the migration is shown as admitted"
         )
         return out.admit(obj)
     if kind not in (VMI_KIND, *TEMPLATE_KINDS):
@@ -234,9 +234,9 @@ def _note_empty_launch_security(obj: Mapping[str, Any], out: _Verdict) -> None:
     launch_security = domain.get("launchSecurity") if isinstance(domain, Mapping) else None
     if isinstance(launch_security, Mapping) and not launch_security:
         out.note(
-            f"{template.path('spec', 'domain', 'launchSecurity')} "
-            "is empty: KubeVirt refuses that itself (on arm64: 'No launchSecurity support for "
-            "architecture: arm64'). If it held VEP 129's native cca, the API server dropped it. "
+            f"{template.path('spec', 'domain', 'launchSecurity')} is empty: "
+            "KubeVirt refuses that itself (on arm64: 'No launchSecurity support for architecture: "
+            "arm64'). If it held VEP 129's native cca, the API server dropped it. "
             + native_form_advice()
         )
 
@@ -257,13 +257,13 @@ def _cluster(path: str | None, config_path: str | None, out: _Verdict) -> Cluste
                 enabled=gates.enabled | {PLUGINS_FEATURE_GATE}, source=gates.source
             )
             out.note(
-                "no --kubevirt-cr given; assuming the "
-                f"{CCA_FEATURE_GATE} and Plugins feature gates are on"
+                "no --kubevirt-cr given; "
+                f"assuming the {CCA_FEATURE_GATE} and Plugins feature gates are on"
             )
         else:
             out.note(
-                "no --kubevirt-cr given; assuming the "
-                f"{CCA_FEATURE_GATE} and Sidecar feature gates are on"
+                "no --kubevirt-cr given; "
+                f"assuming the {CCA_FEATURE_GATE} and Sidecar feature gates are on"
             )
         cluster = dataclasses.replace(cluster, gates=gates, gates_problem=None)
     else:
@@ -340,8 +340,8 @@ def _warn(warnings: list[str], obj: Mapping[str, Any], cluster: ClusterView, out
         return
     if request is not None and len(requirements(request, cluster.settings.dialect)) > 1:
         out.note(
-            "no --nodes given; whether any node honours the "
-            "requested parameters is not checked (docs/vm-owners.md)"
+            "no --nodes given; whether any node honours the requested parameters is not checked "
+            "(docs/vm-owners.md)"
         )
 
 

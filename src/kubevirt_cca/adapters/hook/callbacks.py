@@ -167,8 +167,8 @@ class HookCallbacks:
             lambda: self._decide(request.domainXML, request.vmi, self.settings),
             fields=(("call", ON_DEFINE_DOMAIN), ("version", version)),
             dialect=self.settings.dialect.value,
-            internal_error="kubevirt-cca hook: internal error while defining the domain; the VM "
-            "is not started (see the hook sidecar container's log)",
+            internal_error="kubevirt-cca hook: internal error while defining the domain; "
+            "the VM is not started (see the hook sidecar container's log)",
         )
         return defined.domain_xml
 

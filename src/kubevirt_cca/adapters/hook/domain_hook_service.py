@@ -81,8 +81,8 @@ class DomainHookService:
                 ("domain_type", request.domain_type or "-"),
             ),
             dialect=self.settings.dialect.value,
-            internal_error="kubevirt-cca plugin: internal error while defining the domain; the "
-            "VM is not started (see the kubevirt-cca-plugin container's log)",
+            internal_error="kubevirt-cca plugin: internal error while defining the domain; "
+            "the VM is not started (see the kubevirt-cca-plugin container's log)",
         )
         return plugin_pb2.MutateDomainResponse(domain=defined.domain_xml)
 

@@ -135,16 +135,16 @@ def realm_signature(realm: Sign1 | None, key: RealmKey | None, key_error: str | 
         return Check(
             name,
             "failed",
-            f"the realm token's algorithm is {alg!r}{named}; the RMM signs realm "
-            f"tokens with ES384 ({c.REALM_SIGNING_ALGORITHM}) on a P-384 key, nothing else",
+            f"the realm token's algorithm is {alg!r}{named}; the RMM signs realm tokens with ES384 "
+            f"({c.REALM_SIGNING_ALGORITHM}) on a P-384 key, nothing else",
         )
     reason = verify_signature(realm, key.key)
     if reason is not None:
         return Check(
             name,
             "failed",
-            "the realm token does not verify under its own key (claim "
-            f"{c.REALM_PUBLIC_KEY}): {reason}; it was altered",
+            "the realm token does not verify under its own key "
+            f"(claim {c.REALM_PUBLIC_KEY}): {reason}; it was altered",
         )
     return Check(
         name,
@@ -163,9 +163,9 @@ def realm_platform_binding(token: CCAToken, realm: RealmClaims | None) -> Check:
         return Check(
             name,
             "failed",
-            f"the realm key hash algorithm (claim {c.REALM_PUBLIC_KEY_HASH_ALGO}) is "
-            f"{realm.public_key_hash_algo!r}; expected one of "
-            f"{', '.join(c.HASH_ALGORITHMS)}",
+            "the realm key hash algorithm "
+            f"(claim {c.REALM_PUBLIC_KEY_HASH_ALGO}) is {realm.public_key_hash_algo!r}; "
+            f"expected one of {', '.join(c.HASH_ALGORITHMS)}",
         )
     digest = hashlib.new(algorithm, realm.public_key).digest()
     platform_challenge = token.platform_claims.challenge
@@ -173,8 +173,8 @@ def realm_platform_binding(token: CCAToken, realm: RealmClaims | None) -> Check:
         return Check(
             name,
             "failed",
-            f"the platform challenge is {len(platform_challenge)} bytes, but a "
-            f"{realm.public_key_hash_algo} hash of the realm key claim is {len(digest)}: "
+            f"the platform challenge is {len(platform_challenge)} bytes, "
+            f"but a {realm.public_key_hash_algo} hash of the realm key claim is {len(digest)}: "
             "this platform token does not vouch for this realm token",
         )
     if not same_bytes(digest, platform_challenge):
@@ -188,8 +188,8 @@ def realm_platform_binding(token: CCAToken, realm: RealmClaims | None) -> Check:
     return Check(
         name,
         "passed",
-        f"the platform challenge is the {realm.public_key_hash_algo} of the realm key "
-        "claim: the platform vouches for this realm's attestation key",
+        f"the platform challenge is the {realm.public_key_hash_algo} of the realm key claim: "
+        "the platform vouches for this realm's attestation key",
     )
 
 
@@ -201,16 +201,17 @@ def realm_challenge(realm: RealmClaims | None, challenge: bytes) -> Check:
         return Check(
             name,
             "failed",
-            f"the realm challenge is {len(realm.challenge)} bytes; a realm challenge is "
-            f"{len(challenge)} (the nonce, zero-padded): the token is malformed",
+            f"the realm challenge is {len(realm.challenge)} bytes; "
+            f"a realm challenge is {len(challenge)} (the nonce, zero-padded): "
+            "the token is malformed",
         )
     if not same_bytes(realm.challenge, challenge):
         return Check(
             name,
             "failed",
             f"the realm challenge {_short(realm.challenge)} is not the nonce given "
-            f"({_short(challenge)}, zero-padded to 64 bytes): the token was made for "
-            "another request, or replayed",
+            f"({_short(challenge)}, zero-padded to 64 bytes): "
+            "the token was made for another request, or replayed",
         )
     return Check(name, "passed", "the realm challenge is the nonce given: the token is fresh")
 
@@ -256,9 +257,10 @@ def measurement_algorithm(realm: RealmClaims | None, expected: Expectations) -> 
         return Check(
             name,
             "failed",
-            f"the token's measurement algorithm (claim {c.REALM_HASH_ALGO}) is "
-            f"{realm.hash_algo!r}, but {source} declares measurementAlgo {declared!r}: the "
-            "Realm was not created with the algorithm the VM asked for",
+            "the token's measurement algorithm "
+            f"(claim {c.REALM_HASH_ALGO}) is {realm.hash_algo!r}, "
+            f"but {source} declares measurementAlgo {declared!r}: "
+            "the Realm was not created with the algorithm the VM asked for",
         )
     return Check(
         name,
@@ -286,26 +288,24 @@ def initial_measurement(
         return Check(
             name,
             "not-checked",
-            f"no expected RIM given; the token's RIM is {rim.hex()} "
-            f"({realm.hash_algo}{odd}). Compare it with one from a trusted first launch "
-            "or a reference-value tool",
+            f"no expected RIM given; the token's RIM is {rim.hex()} ({realm.hash_algo}{odd}). "
+            "Compare it with one from a trusted first launch or a reference-value tool",
             required=False,
         )
     if token_algorithm is None or size is None:
         return Check(
             name,
             "failed",
-            f"the token's measurement algorithm (claim {c.REALM_HASH_ALGO}) is "
-            f"{realm.hash_algo!r}; expected one of {', '.join(c.HASH_ALGORITHMS)}: its RIM "
-            "cannot be compared",
+            "the token's measurement algorithm "
+            f"(claim {c.REALM_HASH_ALGO}) is {realm.hash_algo!r}; "
+            f"expected one of {', '.join(c.HASH_ALGORITHMS)}: its RIM cannot be compared",
         )
     if algorithm is not None and token_algorithm != algorithm:
         return Check(
             name,
             "failed",
-            f"the reference RIM is {algorithm}, but this Realm measures with "
-            f"{realm.hash_algo}: the reference was computed for another host profile "
-            "(measurementAlgo)",
+            f"the reference RIM is {algorithm}, but this Realm measures with {realm.hash_algo}: "
+            "the reference was computed for another host profile (measurementAlgo)",
         )
     if len(rim) != size:
         return Check(
@@ -318,9 +318,10 @@ def initial_measurement(
         return Check(
             name,
             "failed",
-            f"the expected RIM is {len(expected)} bytes, but this Realm measures with "
-            f"{realm.hash_algo} ({size}-byte RIMs; the token's is {rim.hex()}): the expected "
-            "value is for another measurement algorithm, or truncated",
+            f"the expected RIM is {len(expected)} bytes, "
+            f"but this Realm measures with {realm.hash_algo} ({size}-byte RIMs; "
+            f"the token's is {rim.hex()}): "
+            "the expected value is for another measurement algorithm, or truncated",
         )
     if not same_bytes(rim, expected):
         return Check(
@@ -351,8 +352,8 @@ def measurement_log(
             name,
             "failed",
             f"the log has {len(stray)} event(s) for registers a Realm does not have "
-            f"(first at offset {stray[0].offset}: register {stray[0].mr_index}; a "
-            "Realm has 0 for the RIM and 1-4 for REM0-REM3): not this Realm's log",
+            f"(first at offset {stray[0].offset}: register {stray[0].mr_index}; "
+            "a Realm has 0 for the RIM and 1-4 for REM0-REM3): not this Realm's log",
         ), None
     if realm.hash_algo not in c.HASH_ALGORITHMS:
         return Check(
@@ -372,15 +373,14 @@ def measurement_log(
         return Check(
             name,
             "failed",
-            f"the log does not explain {len(unexplained)} of {len(replays)} REMs "
-            f"({reasons}): something was measured that the log does not show, or "
-            "the log was altered",
+            f"the log does not explain {len(unexplained)} of {len(replays)} REMs ({reasons}): "
+            "something was measured that the log does not show, or the log was altered",
         ), replays
     return Check(
         name,
         "passed",
-        f"replaying the log's {count} event(s) gives all {len(replays)} REMs of the "
-        "token: the log shows everything measured after boot",
+        f"replaying the log's {count} event(s) gives all {len(replays)} REMs of the token: "
+        "the log shows everything measured after boot",
     ), replays
 
 
@@ -415,8 +415,7 @@ def production_keys(
             "failed",
             "this is a test token: "
             + " and ".join(problems)
-            + "; anyone can sign with a published key, so it proves nothing about "
-            "hardware",
+            + "; anyone can sign with a published key, so it proves nothing about hardware",
             required=required,
         ), True
     if anchor is None:

@@ -155,8 +155,8 @@ def parse_event_log(data: bytes) -> MeasurementLog:
             alg_id = reader.u16(f"{where}: digest algorithm")
             if alg_id not in sizes:
                 raise MeasurementLogError(
-                    f"{where}: digest algorithm 0x{alg_id:04x} is not "
-                    "declared in the Spec ID header"
+                    f"{where}: "
+                    f"digest algorithm 0x{alg_id:04x} is not declared in the Spec ID header"
                 )
             digest = reader.take(sizes[alg_id], f"{where}: digest")
             digests.append((TCG_ALGORITHMS.get(alg_id, f"0x{alg_id:04x}"), digest))
@@ -272,8 +272,8 @@ def _spec_id_algorithms(header: bytes) -> dict[int, int]:
         size = reader.u16("a Spec ID digest size")
         if not 1 <= size <= 64:
             raise MeasurementLogError(
-                f"the Spec ID header gives algorithm 0x{alg_id:04x} a "
-                f"{size}-byte digest; expected 1 to 64"
+                f"the Spec ID header gives algorithm 0x{alg_id:04x} a {size}-byte digest; "
+                "expected 1 to 64"
             )
         sizes[alg_id] = size
     return sizes
@@ -316,8 +316,8 @@ class _Reader:
     def take(self, size: int, what: str) -> bytes:
         if size > self.remaining():
             raise MeasurementLogError(
-                f"the log ends inside {what} (at offset {self.offset}: "
-                f"{size} bytes needed, {self.remaining()} left)"
+                f"the log ends inside {what} "
+                f"(at offset {self.offset}: {size} bytes needed, {self.remaining()} left)"
             )
         chunk = self.data[self.offset : self.offset + size]
         self.offset += size

@@ -113,8 +113,8 @@ def load_trust_anchors(data: bytes, *, label: str) -> tuple[TrustAnchor, ...]:
     if text.startswith((b"{", b"[")):
         return _json_anchors(data, label)
     raise AttestationError(
-        f"trust anchor {label}: not a PEM file (-----BEGIN ...) or a JSON Web Key; give the "
-        "platform vendor's CPAK public key"
+        f"trust anchor {label}: not a PEM file (-----BEGIN ...) or a JSON Web Key; "
+        "give the platform vendor's CPAK public key"
     )
 
 
@@ -135,8 +135,8 @@ def decode_realm_public_key(raw: bytes) -> RealmKey:
     if curve != REALM_KEY_CURVE:
         named = f" ({curve})" if curve else ""
         raise AttestationError(
-            f"the realm public key COSE_Key has crv {crv!r}{named}; expected 2 (P-384): the "
-            "RMM signs realm tokens with ES384 on a P-384 key"
+            f"the realm public key COSE_Key has crv {crv!r}{named}; expected 2 (P-384): "
+            "the RMM signs realm tokens with ES384 on a P-384 key"
         )
     x, y = value.get(c.COSE_KEY_X), value.get(c.COSE_KEY_Y)
     if not isinstance(x, bytes) or not isinstance(y, bytes):

@@ -76,8 +76,8 @@ def node_profile_json(
         problems.append(
             Violation(
                 "--firmware",
-                f"is {len(firmware)} bytes; the virt machine's flash bank holds "
-                f"{VIRT_FLASH_BANK_BYTES}",
+                f"is {len(firmware)} bytes; "
+                f"the virt machine's flash bank holds {VIRT_FLASH_BANK_BYTES}",
             )
         )
     seen: set[tuple[int, int]] = set()

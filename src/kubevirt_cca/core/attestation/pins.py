@@ -49,8 +49,8 @@ def realm_instance_id(realm: RealmClaims | None, expected: Expectations) -> Chec
         return Check(
             name,
             "failed",
-            f"the token carries no Realm Instance ID (claim {c.REALM_INSTANCE_ID}); "
-            f"{pinned.hex()} was pinned",
+            "the token carries no Realm Instance ID "
+            f"(claim {c.REALM_INSTANCE_ID}); {pinned.hex()} was pinned",
         )
     if not same_bytes(realm.instance_id, pinned):
         return Check(
@@ -82,8 +82,8 @@ def mec_policy(realm: RealmClaims | None, expected: Expectations) -> Check:
         return Check(
             name,
             "failed",
-            f"the Realm's MEC policy (claim {c.REALM_MEC_POLICY}) is {realm.mec_policy}, not the "
-            f"pinned {pinned}",
+            f"the Realm's MEC policy (claim {c.REALM_MEC_POLICY}) is {realm.mec_policy}, "
+            f"not the pinned {pinned}",
         )
     return Check(name, "passed", f"the Realm's MEC policy is the pinned {pinned}")
 

@@ -138,8 +138,8 @@ def qemu_virt_layout(
         problems.append(
             Violation(
                 "--initrd",
-                "needs --kernel (with --firmware, the initrd "
-                "comes through fw_cfg and is measured into a REM)",
+                "needs --kernel (with --firmware, "
+                "the initrd comes through fw_cfg and is measured into a REM)",
             )
         )
     if memory <= 0 or memory % GRANULE:
@@ -158,8 +158,8 @@ def qemu_virt_layout(
         problems.append(
             Violation(
                 "--kernel",
-                "is gzip-compressed; QEMU loads the "
-                "decompressed Image, give that (gunzip it first)",
+                "is gzip-compressed; QEMU loads the decompressed Image, give that "
+                "(gunzip it first)",
             )
         )
     firmware_size = firmware.size if isinstance(firmware, Image) else len(firmware or b"")
@@ -167,8 +167,8 @@ def qemu_virt_layout(
         problems.append(
             Violation(
                 "--firmware",
-                f"is {firmware_size} bytes; the virt machine's "
-                f"flash bank holds {VIRT_FLASH_BANK_BYTES}",
+                f"is {firmware_size} bytes; "
+                f"the virt machine's flash bank holds {VIRT_FLASH_BANK_BYTES}",
             )
         )
     if problems:
@@ -202,8 +202,8 @@ def qemu_virt_layout(
                 (
                     Violation(
                         "--memory",
-                        f"{memory} bytes of RAM end at {ram_top:#x}, but the {image.name} "
-                        f"would end at {end:#x}; give the VM more memory",
+                        f"{memory} bytes of RAM end at {ram_top:#x}, "
+                        f"but the {image.name} would end at {end:#x}; give the VM more memory",
                     ),
                 )
             )
@@ -493,10 +493,9 @@ def _check_fits(profile: HostProfile, layout: RealmLayout) -> None:
             (
                 Violation(
                     "profile.ipaBits",
-                    f"{profile.ipa_bits} bits give the Realm {limit:#x} bytes of "
-                    f"protected address space, but its memory ends at {top:#x}; lower --memory "
-                    "or use "
-                    "a host with more IPA bits",
+                    f"{profile.ipa_bits} bits give the Realm {limit:#x} bytes of protected address "
+                    f"space, but its memory ends at {top:#x}; "
+                    "lower --memory or use a host with more IPA bits",
                 ),
             )
         )

@@ -105,8 +105,9 @@ def parse_token(data: bytes) -> CCAToken:
     top = decode_cbor(data, "the token")
     if not isinstance(top, cbor2.CBORTag):
         raise AttestationError(
-            f"the token is CBOR {cbor_kind(top)}, not a tagged Arm CCA token; expected CBOR tag "
-            f"{c.TAG_CCA_TOKEN} (CCA token collection) or {c.TAG_CMW_COLLECTION} (CMW collection)"
+            f"the token is CBOR {cbor_kind(top)}, not a tagged Arm CCA token; "
+            f"expected CBOR tag {c.TAG_CCA_TOKEN} (CCA token collection) or {c.TAG_CMW_COLLECTION} "
+            "(CMW collection)"
         )
     if top.tag == c.TAG_COSE_SIGN1:
         platform = _parse_sign1(top, "platform token")
@@ -123,9 +124,9 @@ def parse_token(data: bytes) -> CCAToken:
         platform_bytes, realm_bytes = _collection_907(top.value)
     else:
         raise AttestationError(
-            f"the token has CBOR tag {top.tag}; expected {c.TAG_CCA_TOKEN} (CCA token "
-            f"collection), {c.TAG_CMW_COLLECTION} (CMW collection) or {c.TAG_COSE_SIGN1} "
-            "(a platform token alone)"
+            f"the token has CBOR tag {top.tag}; expected {c.TAG_CCA_TOKEN} "
+            f"(CCA token collection), {c.TAG_CMW_COLLECTION} "
+            f"(CMW collection) or {c.TAG_COSE_SIGN1} (a platform token alone)"
         )
     platform = _parse_sign1(decode_cbor(platform_bytes, "the platform token"), "platform token")
     realm = _parse_sign1(decode_cbor(realm_bytes, "the realm token"), "realm token")
@@ -177,8 +178,8 @@ def _collection_907(value: Any) -> tuple[bytes, bytes]:
             )
         if not isinstance(content, bytes):
             raise AttestationError(
-                f"the {part} token (key {key}) must be a CMW record {shape}; its value is "
-                f"{cbor_kind(content)}"
+                f"the {part} token (key {key}) must be a CMW record {shape}; "
+                f"its value is {cbor_kind(content)}"
             )
         found.append(content)
     return found[0], found[1]
@@ -208,8 +209,8 @@ def _parse_sign1(value: Any, part: str) -> Sign1:
         )
     if not isinstance(payload, bytes):
         raise AttestationError(
-            f"the {part}'s payload must be a byte string (detached payloads are not used "
-            f"in CCA tokens), got {cbor_kind(payload)}"
+            f"the {part}'s payload must be a byte string "
+            f"(detached payloads are not used in CCA tokens), got {cbor_kind(payload)}"
         )
     if not isinstance(signature, bytes):
         raise AttestationError(
@@ -224,8 +225,8 @@ def _parse_sign1(value: Any, part: str) -> Sign1:
         alg = header.get(c.COSE_HEADER_ALG)
         if alg is not None and type(alg) is not int:
             raise AttestationError(
-                f"the {part}'s protected header alg (label 1) must be an integer COSE "
-                f"algorithm, got {cbor_kind(alg)}"
+                f"the {part}'s protected header alg (label 1) must be an integer COSE algorithm, "
+                f"got {cbor_kind(alg)}"
             )
         algorithm = alg
     return Sign1(protected=protected, algorithm=algorithm, payload=payload, signature=signature)

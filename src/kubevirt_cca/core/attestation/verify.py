@@ -129,8 +129,9 @@ def challenge_for_nonce(nonce: bytes) -> bytes:
     """The realm challenge a nonce yields: the nonce zero-padded to 64 bytes."""
     if not NONCE_MIN_BYTES <= len(nonce) <= NONCE_MAX_BYTES:
         raise AttestationError(
-            f"the nonce is {len(nonce)} bytes; it must be {NONCE_MIN_BYTES} to "
-            f"{NONCE_MAX_BYTES} bytes (for example: head -c 64 /dev/urandom > nonce.bin)"
+            f"the nonce is {len(nonce)} bytes; "
+            f"it must be {NONCE_MIN_BYTES} to {NONCE_MAX_BYTES} bytes (for example: "
+            "head -c 64 /dev/urandom > nonce.bin)"
         )
     return nonce + bytes(c.REALM_CHALLENGE_BYTES - len(nonce))
 

@@ -125,8 +125,9 @@ def check_kubevirt(snapshot: Snapshot, view: ClusterView, expected: Expected) ->
             Status.WARN,
             summary,
             (*ignored, *managed),
-            fix="delete the KubeVirt CRs that are ignored (kubectl delete kubevirt -n "
-            "NAMESPACE NAME); they change nothing but mislead whoever reads them",
+            fix="delete the KubeVirt CRs that are ignored "
+            "(kubectl delete kubevirt -n NAMESPACE NAME); "
+            "they change nothing but mislead whoever reads them",
         )
     return Check(name, Status.OK, summary, managed)
 
@@ -138,8 +139,8 @@ def _managed_by(kubevirt: Mapping[str, Any]) -> tuple[str, ...]:
         return ()
     return (
         f"managed by the HyperConverged operator: {hyperconverged.HCO_KIND} {hco} "
-        f"({hco.evidence}) reverts edits of this CR; change it through the "
-        f"{hyperconverged.HCO_KIND} CR ({hyperconverged.GUIDE})",
+        f"({hco.evidence}) reverts edits of this CR; "
+        f"change it through the {hyperconverged.HCO_KIND} CR ({hyperconverged.GUIDE})",
     )
 
 
@@ -280,8 +281,9 @@ def _native_cca(snapshot: Snapshot) -> tuple[str, ...]:
             node = dig(node, "properties", part)
         if isinstance(node, dict):
             return (
-                f"KubeVirt's own VMI schema ({KUBEVIRT_VMI_CRD}, version {version.get('name')}) "
-                f"has {'.'.join(NATIVE_CCA_SCHEMA_PATH)}: this KubeVirt implements CCA itself, "
+                f"KubeVirt's own VMI schema ({KUBEVIRT_VMI_CRD}, "
+                f"version {version.get('name')}) has {'.'.join(NATIVE_CCA_SCHEMA_PATH)}: "
+                "this KubeVirt implements CCA itself, "
                 "so with kubevirt-cca installed two implementations would act on one VM",
             )
     return ()
@@ -302,8 +304,8 @@ def check_config(snapshot: Snapshot, expected: Expected) -> Check:
             name,
             Status.FAIL,
             f"ConfigMap {CONFIG_MAP_NAME} is invalid: {exc}",
-            fix=f"kubectl edit configmap {CONFIG_MAP_NAME} -n "
-            f"{expected.options.namespace} (docs/admin.md, 'Settings')",
+            fix=f"kubectl edit configmap {CONFIG_MAP_NAME} -n {expected.options.namespace} "
+            "(docs/admin.md, 'Settings')",
         )
     summary = (
         f"dialect {settings.dialect.value}, firmware {settings.firmware}, "
@@ -328,8 +330,8 @@ def check_config(snapshot: Snapshot, expected: Expected) -> Check:
                 f"{HOOK_IMAGE_KEY} is {hook_image} but the webhook runs {deployed}: "
                 "new Realms get a hook sidecar of another version",
             ),
-            fix=f"set data.{HOOK_IMAGE_KEY} to {deployed}, or install with "
-            "'kubevirt-cca manifests --image', which sets both",
+            fix=f"set data.{HOOK_IMAGE_KEY} to {deployed}, "
+            "or install with 'kubevirt-cca manifests --image', which sets both",
         )
     return Check(name, Status.OK, f"{summary}, hook image {hook_image}")
 

@@ -124,8 +124,8 @@ def gates_fix(hco: HyperConverged, operations: list[dict[str, Any]]) -> str:
     key = JSONPATCH_ANNOTATION.replace(".", "\\.")  # jsonpath escapes the dots of a key
     return (
         f"{annotate_command(hco, operations)} (HCO applies it to the KubeVirt CR it generates; "
-        "--overwrite replaces an annotation already there, so put its operations in the list "
-        f"too: kubectl get hco -n {hco.namespace} {hco.name} -o jsonpath='{{.metadata."
-        f"annotations.{key}}}'. HCO's documentation says a jsonpatch annotation makes the "
-        f"cluster unsupported; {GUIDE})"
+        "--overwrite replaces an annotation already there, so put its operations in the list too: "
+        f"kubectl get hco -n {hco.namespace} {hco.name} -o "
+        f"jsonpath='{{.metadata.annotations.{key}}}'. "
+        f"HCO's documentation says a jsonpatch annotation makes the cluster unsupported; {GUIDE})"
     )

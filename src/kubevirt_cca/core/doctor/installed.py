@@ -43,9 +43,9 @@ def check_not_installed(snapshot: Snapshot, expected: Expected) -> Check:
     namespace = expected.options.namespace
     install = (
         f"install it as {GUIDE} says: kubevirt-cca manifests --image YOUR-IMAGE "
-        "--virt-launcher-image YOUR-LAUNCHER | kubectl apply -f - (without cert-manager add "
-        "--certificates self-signed); installed in "
-        "another namespace: kubevirt-cca doctor --namespace NAME"
+        "--virt-launcher-image YOUR-LAUNCHER | kubectl apply -f - "
+        "(without cert-manager add --certificates self-signed); installed in another namespace: "
+        "kubevirt-cca doctor --namespace NAME"
     )
     no_kubevirt = snapshot.kubevirts.error is None and not snapshot.kubevirts.items()
     return Check(

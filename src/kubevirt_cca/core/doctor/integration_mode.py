@@ -77,8 +77,8 @@ def check_integration_mode(snapshot: Snapshot, view: ClusterView, expected: Expe
                 f"cannot list KubeVirt Plugin objects: {snapshot.plugins.error}; "
                 "the webhook refuses CCA VMIs while it cannot either",
             ),
-            fix="grant list/watch on plugins.plugin.kubevirt.io (deploy/webhook/"
-            "rbac.yaml does for the webhook)",
+            fix="grant list/watch on plugins.plugin.kubevirt.io "
+            "(deploy/webhook/rbac.yaml does for the webhook)",
         )
     # A gate that is off fails the feature gates check; the rest is this check's.
     problems = tuple(p.message for p in decided.problems if p.code not in GATE_PROBLEMS)
@@ -150,8 +150,8 @@ def check_plugins(snapshot: Snapshot, view: ClusterView) -> Check:
         return Check(
             name,
             Status.OK,
-            f"kubevirt-cca's Plugin {PLUGIN_NAME} (failureStrategy Fail) "
-            f"and {len(plugins) - 1} other Plugin object(s)",
+            f"kubevirt-cca's Plugin {PLUGIN_NAME} "
+            f"(failureStrategy Fail) and {len(plugins) - 1} other Plugin object(s)",
             details,
         )
     if gate and plugins:
@@ -162,8 +162,8 @@ def check_plugins(snapshot: Snapshot, view: ClusterView) -> Check:
             "KubeVirt then rebuilds every domain through a library that drops <launchSecurity "
             "type='cca'>, so Realm VMs fail to start",
             tuple(f"Plugin {n}" for n in sorted(plugins)),
-            fix=f"set {INTEGRATION_MODE_KEY}: plugin or auto and {APPLY_PLUGIN}; or remove the "
-            f"Plugin objects, or turn the {PLUGINS_FEATURE_GATE} gate off ({GUIDE})",
+            fix=f"set {INTEGRATION_MODE_KEY}: plugin or auto and {APPLY_PLUGIN}; "
+            f"or remove the Plugin objects, or turn the {PLUGINS_FEATURE_GATE} gate off ({GUIDE})",
         )
     if plugins:
         return Check(

@@ -135,8 +135,8 @@ def check_labeller(snapshot: Snapshot, expected: Expected, view: ClusterView) ->
             Status.FAIL,
             summary,
             tuple(failures + warnings),
-            fix=f"kubectl get pods -n {namespace} -l app.kubernetes.io/component="
-            "labeller -o wide; kubectl describe / logs the pods named above",
+            fix=f"kubectl get pods -n {namespace} -l app.kubernetes.io/component=labeller -o wide; "
+            "kubectl describe / logs the pods named above",
         )
     if warnings:
         return Check(name, Status.WARN, summary, tuple(warnings))
@@ -248,9 +248,9 @@ def check_cca_nodes(snapshot: Snapshot) -> Check:
             f"{', '.join(sorted(wrong))}",
             tuple(problems + details),
             fix=(
-                f"remove the label (kubectl label node NAME {NODE_CCA_LABEL}-) "
-                "and find who set it; docs/troubleshooting.md, "
-                "'doctor says a label contradicts the node'"
+                "remove the label "
+                f"(kubectl label node NAME {NODE_CCA_LABEL}-) and find who set it; "
+                "docs/troubleshooting.md, 'doctor says a label contradicts the node'"
             ),
         )
     if not capable:

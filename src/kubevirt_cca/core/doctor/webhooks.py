@@ -93,8 +93,9 @@ def cert_manager_missing(snapshot: Snapshot) -> bool:
 
 def cert_manager_missing_line(what: str) -> str:
     return (
-        "cert-manager is not installed (the API server serves no cert-manager.io/v1 "
-        f"CertificateRequests), but this install relies on it: {what}"
+        "cert-manager is not installed "
+        "(the API server serves no cert-manager.io/v1 CertificateRequests), "
+        f"but this install relies on it: {what}"
     )
 
 
@@ -139,9 +140,9 @@ def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Chec
                 )
         failures += extra_webhooks(kind, WEBHOOK_CONFIGURATION, found, list(shipped))
     fix = (
-        "re-apply the install as you first applied it (kubevirt-cca manifests --image "
-        "YOUR-IMAGE --virt-launcher-image YOUR-LAUNCHER | kubectl apply -f -, or your kustomize "
-        "overlay of deploy/)"
+        "re-apply the install as you first applied it (kubevirt-cca manifests --image YOUR-IMAGE "
+        "--virt-launcher-image YOUR-LAUNCHER | kubectl apply -f -, "
+        "or your kustomize overlay of deploy/)"
     )
     if uninjected:
         failures.insert(
@@ -156,8 +157,8 @@ def check_webhook_configurations(snapshot: Snapshot, expected: Expected) -> Chec
         return Check(
             name,
             Status.FAIL,
-            f"{len(failures)} problem(s): CCA VMIs are refused (or not made Realms) "
-            "until they are fixed",
+            f"{len(failures)} problem(s): CCA VMIs are refused "
+            "(or not made Realms) until they are fixed",
             tuple(failures + warnings),
             fix=fix,
         )

@@ -261,8 +261,8 @@ def own_arguments(root: etree._Element) -> list[etree._Element]:
         raise DomainError(
             "the domain carries what kubevirt-cca does not pass to a Realm in libvirt's QEMU "
             f"namespace: {listed}{more}. "
-            "A Realm gets no foreign QEMU argument but -fw_cfg name=opt/... (file= or string=) "
-            "and -msg; remove the rest from the VMI's other hook sidecars "
+            "A Realm gets no foreign QEMU argument but -fw_cfg name=opt/... "
+            "(file= or string=) and -msg; remove the rest from the VMI's other hook sidecars "
             "(see docs/rewrite.md#foreign-qemu-arguments)"
         )
     return [args[position] for position in own]

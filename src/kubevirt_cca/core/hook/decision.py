@@ -71,8 +71,8 @@ def read_request(vmi_json: bytes, *, who: str = _PREFIX) -> ReadVMI:
         request = parse_request(vmi)
     except RequestError as exc:
         raise HookError(
-            f"{who}: refusing to define the domain of VMI {ref}: its CCA request is invalid: "
-            f"{exc}; {_NOT_PLAIN}. "
+            f"{who}: refusing to define the domain of VMI {ref}: "
+            f"its CCA request is invalid: {exc}; {_NOT_PLAIN}. "
             f"Fix the label {ENABLED_LABEL} or the annotation {LAUNCH_SECURITY_ANNOTATION} "
             "(see docs/vm-owners.md)",
             vmi=ref,
@@ -102,8 +102,8 @@ def define_domain(
     except DomainError as exc:
         raise HookError(
             f"{_PREFIX}: refusing to define the domain of VMI {ref}: "
-            f"the VMI asks for an Arm CCA Realm, but its domain cannot be made one: {exc}; "
-            f"{_NOT_PLAIN} (see docs/hook.md)",
+            "the VMI asks for an Arm CCA Realm, "
+            f"but its domain cannot be made one: {exc}; {_NOT_PLAIN} (see docs/hook.md)",
             vmi=ref,
         ) from exc
     return DefinedDomain(domain_xml=rewritten.encode("utf-8"), vmi=ref, realm=True)

@@ -83,8 +83,10 @@ def _foreign_domain(call: MutateCall) -> DefinedDomain:
         return DefinedDomain(domain_xml=call.domain, vmi=ref, realm=False)
     problem = DomainError(f"domain type {call.domain_type!r} is not {LIBVIRT_DOMAIN!r}")
     raise HookError(
-        f"{_PREFIX}: refusing to define the domain of VMI {ref}: the VMI asks for an Arm CCA "
-        f"Realm, but virt-launcher sent a domain of type {call.domain_type!r}, and a Realm can "
-        f"only be written into {LIBVIRT_DOMAIN!r} domain XML; the VM is not started as a plain VM",
+        f"{_PREFIX}: refusing to define the domain of VMI {ref}: "
+        "the VMI asks for an Arm CCA Realm, "
+        f"but virt-launcher sent a domain of type {call.domain_type!r}, "
+        f"and a Realm can only be written into {LIBVIRT_DOMAIN!r} domain XML; "
+        "the VM is not started as a plain VM",
         vmi=ref,
     ) from problem

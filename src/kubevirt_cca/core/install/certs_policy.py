@@ -49,8 +49,8 @@ def _same_but_ca_bundle(old: str, new: str) -> str:
     """CEL: webhooks ``old`` and ``new`` have the same keys and values, but for
     ``clientConfig.caBundle``."""
     return (
-        f"{old}.all(k, k in {new}) && {new}.all(k, k in {old} && (k == 'clientConfig' ? "
-        f"{_same_client_config(old, new)} : {old}[k] == {new}[k]))"
+        f"{old}.all(k, k in {new}) && {new}.all(k, k in {old} && "
+        f"(k == 'clientConfig' ? {_same_client_config(old, new)} : {old}[k] == {new}[k]))"
     )
 
 
@@ -79,8 +79,8 @@ def _webhook_configurations_policy(user: str) -> list[Manifest]:
             "expression": (
                 "variables.newHooks.filter(h, variables.oldHooks.exists(o, "
                 f"o.name == h.name && !({_same_but_ca_bundle('o', 'h')}))).map(h, h.name + ' "
-                "(' + variables.oldHooks.filter(o, o.name == h.name).map(o, "
-                f"{_changed_fields('o', 'h')}.join(', '))[0] + ')')"
+                "(' + variables.oldHooks.filter(o, "
+                f"o.name == h.name).map(o, {_changed_fields('o', 'h')}.join(', '))[0] + ')')"
             ),
         },
         {

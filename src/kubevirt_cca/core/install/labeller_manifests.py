@@ -237,10 +237,10 @@ def labeller_node_restriction(options: InstallOptions) -> list[Manifest]:
         {
             "name": "foreignLabels",
             "expression": (
-                "variables.newLabels.filter(k, (!(k in variables.oldLabels) "
-                f"|| variables.oldLabels[k] != variables.newLabels[k]) && !({OWNED_LABEL_CEL})) "
-                "+ variables.oldLabels.filter(k, !(k in variables.newLabels) "
-                f"&& !({OWNED_LABEL_CEL}) && !({STALE_LABEL_CEL}))"
+                "variables.newLabels.filter(k, (!(k in variables.oldLabels) || "
+                f"variables.oldLabels[k] != variables.newLabels[k]) && !({OWNED_LABEL_CEL})) + "
+                "variables.oldLabels.filter(k, "
+                f"!(k in variables.newLabels) && !({OWNED_LABEL_CEL}) && !({STALE_LABEL_CEL}))"
             ),
         },
         {
@@ -285,8 +285,8 @@ def labeller_node_restriction(options: InstallOptions) -> list[Manifest]:
         },
         {
             "expression": (
-                "has(object.spec) == has(oldObject.spec) && (!has(object.spec) "
-                "|| object.spec == oldObject.spec)"
+                "has(object.spec) == has(oldObject.spec) && "
+                "(!has(object.spec) || object.spec == oldObject.spec)"
             ),
             "message": "kubevirt-cca-labeller may not change a Node's spec (taints, podCIDR, ...)",
             "reason": "Forbidden",
@@ -331,11 +331,10 @@ def _event_restriction(user: str, node_name: dict[str, str]) -> list[Manifest]:
         },
         {
             "expression": (
-                "has(object.involvedObject) && has(object.involvedObject.kind) "
-                "&& object.involvedObject.kind == 'Node' && has(object.involvedObject.name) "
-                "&& variables.nodeName != '' && object.involvedObject.name == variables.nodeName "
-                "&& (!has(object.involvedObject.namespace) "
-                "|| object.involvedObject.namespace == '')"
+                "has(object.involvedObject) && has(object.involvedObject.kind) && "
+                "object.involvedObject.kind == 'Node' && has(object.involvedObject.name) && "
+                "variables.nodeName != '' && object.involvedObject.name == variables.nodeName && "
+                "(!has(object.involvedObject.namespace) || object.involvedObject.namespace == '')"
             ),
             "messageExpression": (
                 "'kubevirt-cca-labeller on node ' + variables.nodeName + ' may only record Events "

@@ -106,9 +106,9 @@ def alert_rules(options: InstallOptions) -> list[dict[str, Any]]:
             duration="15m",
             severity="warning",
             summary="No node can run Arm CCA Realms",
-            description="Every kubevirt-cca labeller reports its node not CCA-capable, so no "
-            "CCA VMI can be scheduled. kubectl get nodes -L kubevirt.io/cca; the node "
-            "annotation cca.kubevirt.io/detection says why.",
+            description="Every kubevirt-cca labeller reports its node not CCA-capable, "
+            "so no CCA VMI can be scheduled. kubectl get nodes -L kubevirt.io/cca; "
+            "the node annotation cca.kubevirt.io/detection says why.",
         ),
         _alert(
             "KubevirtCCALabellerStale",
@@ -120,8 +120,8 @@ def alert_rules(options: InstallOptions) -> list[dict[str, Any]]:
             severity="warning",
             summary="The kubevirt-cca labeller on a node has not finished a check lately",
             description="The labeller pod {{ $labels.pod }} has not finished a check without "
-            f"error for over {LABELLER_STALE_SECONDS} seconds; its node's CCA labels may be "
-            "out of date.",
+            f"error for over {LABELLER_STALE_SECONDS} seconds; "
+            "its node's CCA labels may be out of date.",
         ),
         _alert(
             "KubevirtCCAWebhookCertificateExpiring",
@@ -145,8 +145,8 @@ def alert_rules(options: InstallOptions) -> list[dict[str, Any]]:
             severity="critical",
             summary="The kubevirt-cca webhook's serving certificate is about to expire",
             description="The certificate the webhook pod {{ $labels.pod }} serves expires in "
-            f"less than {CERTIFICATE_CRITICAL_DAYS} days; then the API server refuses every "
-            "CCA VMI (failurePolicy Fail).",
+            f"less than {CERTIFICATE_CRITICAL_DAYS} days; "
+            "then the API server refuses every CCA VMI (failurePolicy Fail).",
         ),
         _alert(
             "KubevirtCCAAdmissionErrors",
@@ -169,23 +169,24 @@ def alert_rules(options: InstallOptions) -> list[dict[str, Any]]:
             duration="15m",
             severity="warning",
             summary="The kubevirt-cca webhook receives requests it cannot read",
-            description="The webhook's {{ $labels.endpoint }} endpoint keeps receiving bodies "
-            "that are not AdmissionReviews (HTTP 4xx): a client other than the API server, or "
-            "a version the webhook does not speak.",
+            description="The webhook's {{ $labels.endpoint }} endpoint keeps receiving bodies that "
+            "are not AdmissionReviews (HTTP 4xx): a client other than the API server, "
+            "or a version the webhook does not speak.",
         ),
         _alert(
             "KubevirtCCAVMINotStarting",
             expr=(
-                f'max by (namespace, name) ({VMI_PHASE_PREFIX}_{VMI_PHASE_METRIC}{{cca="true",'
-                'phase="Scheduled"}) == 1'
+                "max by (namespace, name) "
+                f'({VMI_PHASE_PREFIX}_{VMI_PHASE_METRIC}{{cca="true",phase="Scheduled"}}) == 1'
             ),
             duration=VMI_STUCK_FOR,
             severity="warning",
             summary="A CCA VMI does not start (the hook may be refusing it)",
-            description="The CCA VMI {{ $labels.namespace }}/{{ $labels.name }} has been in "
-            f"phase Scheduled for {VMI_STUCK_FOR}: virt-launcher runs but the domain is not "
-            "defined, which is what a hook refusal looks like. kubectl describe vmi shows the "
-            "SyncFailed event with the hook's reason.",
+            description="The CCA VMI {{ $labels.namespace }}/{{ $labels.name }} has been "
+            f"in phase Scheduled for {VMI_STUCK_FOR}: "
+            "virt-launcher runs but the domain is not defined, "
+            "which is what a hook refusal looks like. "
+            "kubectl describe vmi shows the SyncFailed event with the hook's reason.",
         ),
     ]
 
@@ -216,8 +217,8 @@ def kube_state_metrics_resource() -> dict[str, Any]:
         "metrics": [
             {
                 "name": VMI_PHASE_METRIC,
-                "help": "The VMI's phase (1 for the phase it is in), with its "
-                f"{ENABLED_LABEL} label as cca",
+                "help": "The VMI's phase (1 for the phase it is in), "
+                f"with its {ENABLED_LABEL} label as cca",
                 "each": {
                     "type": "StateSet",
                     "stateSet": {

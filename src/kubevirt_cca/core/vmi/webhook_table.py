@@ -163,8 +163,8 @@ WEBHOOKS: Final[tuple[Webhook, ...]] = (
             ),
         ),
         failure_policy="Fail",
-        summary="refuse a KubeVirt Plugin object created while kubevirt-cca runs as a hook "
-        "sidecar (the mixed state, docs/plugins.md)",
+        summary="refuse a KubeVirt Plugin object created while kubevirt-cca runs as a hook sidecar "
+        "(the mixed state, docs/plugins.md)",
     ),
     # ... and the other entrance: the KubeVirt CR updated to turn the Plugins gate on while
     # Plugin objects exist (Ignore: our outage must never block KubeVirt's upgrades).
@@ -180,8 +180,10 @@ WEBHOOKS: Final[tuple[Webhook, ...]] = (
             ),
         ),
         failure_policy="Ignore",
-        summary="refuse a KubeVirt CR update that turns the Plugins gate on while Plugin objects "
-        "exist (the mixed state)",
+        summary=(
+            "refuse a KubeVirt CR update that turns the Plugins gate on while Plugin objects exist "
+            "(the mixed state)"
+        ),
     ),
 )
 
